@@ -1,0 +1,55 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvCacheConfig;
+
+/**
+ * Head layout and scale of a decode attention. Query head {@code h} reads KV head
+ * {@code h / groupSize()} (consecutive grouping, as in Hugging Face and vLLM): MHA when
+ * {@code numQHeads == numKvHeads}, MQA when {@code numKvHeads == 1}, GQA in between.
+ *
+ * @param numQHeads  query heads, a multiple of {@code numKvHeads}
+ * @param numKvHeads KV heads
+ * @param headDim    a multiple of 8 in [8, 256]
+ * @param scale      softmax scale, finite and > 0 ({@code 1/sqrt(headDim)} by default)
+ */
+public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
+    public static final int MAX_HEAD_DIM = 256;
+
+    public AttentionSpec {
+        if (numKvHeads < 1) {
+            throw new IllegalArgumentException("numKvHeads=" + numKvHeads + " must be >= 1");
+        }
+        if (numQHeads < 1 || numQHeads % numKvHeads != 0) {
+            throw new IllegalArgumentException("numQHeads=" + numQHeads + " must be a positive multiple of numKvHeads=" + numKvHeads);
+        }
+        if (headDim < 8 || headDim > MAX_HEAD_DIM || headDim % 8 != 0) {
+            throw new IllegalArgumentException("headDim=" + headDim + " must be a multiple of 8 in [8, " + MAX_HEAD_DIM + "]");
+        }
+        if (!(scale > 0) || Float.isInfinite(scale)) {
+            throw new IllegalArgumentException("scale=" + scale + " must be finite and > 0");
+        }
+    }
+
+    /** The spec for a cache with the default scale {@code 1/sqrt(headDim)}. */
+    public static AttentionSpec of(KvCacheConfig config, int numQHeads) {
+        return new AttentionSpec(numQHeads, config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())));
+    }
+
+    /** Query heads per KV head. */
+    public int groupSize() {
+        return numQHeads / numKvHeads;
+    }
+
+    /** Elements of q (and of the output) for {@code numSeqs} sequences. */
+    public long queryElements(int numSeqs) {
+        return (long) numSeqs * numQHeads * headDim;
+    }
+
+    /** Checks that this spec fits the cache it will read. */
+    public void requireMatches(KvCacheConfig config) {
+        if (config.numKvHeads() != numKvHeads || config.headDim() != headDim) {
+            throw new IllegalArgumentException("spec numKvHeads=" + numKvHeads + " headDim=" + headDim
+                    + " does not match the cache's numKvHeads=" + config.numKvHeads() + " headDim=" + config.headDim());
+        }
+    }
+}

@@ -1,0 +1,53 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvCache;
+import java.lang.reflect.InvocationTargetException;
+
+/**
+ * Chooses a decode backend by name: {@code jvm} (default, always available) or {@code tornado}
+ * (needs the TornadoVM runtime, i.e. a program started by TornadoVM's {@code tornado} launcher).
+ */
+public final class Backends {
+    private static final String TORNADO_CLASS = "dev.pagedattn.tornado.TornadoDecodeAttention";
+
+    private Backends() {
+    }
+
+    /** True when TornadoVM's runtime (not only its API) is on the module or class path. */
+    public static boolean tornadoRuntimePresent() {
+        try {
+            Class.forName("uk.ac.manchester.tornado.runtime.TornadoCoreRuntime", false, Backends.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException | LinkageError e) {
+            return false;
+        }
+    }
+
+    /**
+     * Creates {@code backend} for {@code cache}.
+     *
+     * @param device TornadoVM device as {@code B:D} (backend index : device index), or null for the default
+     */
+    public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device) {
+        switch (backend) {
+            case "jvm":
+                return new JvmDecodeAttention(cache, spec);
+            case "tornado":
+                if (!tornadoRuntimePresent()) {
+                    throw new IllegalArgumentException("backend=tornado needs the TornadoVM runtime: start the program with"
+                            + " TornadoVM's tornado launcher (see README, 'Running on a GPU with TornadoVM')");
+                }
+                try {
+                    return (DecodeAttention) Class.forName(TORNADO_CLASS)
+                            .getConstructor(KvCache.class, AttentionSpec.class, String.class)
+                            .newInstance(cache, spec, device);
+                } catch (InvocationTargetException e) {
+                    throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+                } catch (ReflectiveOperationException e) {
+                    throw new IllegalStateException("cannot create the TornadoVM backend", e);
+                }
+            default:
+                throw new IllegalArgumentException("backend=" + backend + " is not one of jvm, tornado");
+        }
+    }
+}

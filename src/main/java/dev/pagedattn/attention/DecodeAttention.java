@@ -1,0 +1,51 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.DecodeBatch;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Batched decode attention: one query token per sequence against that sequence's cached K/V,
+ * read only through the batch's block tables. Every backend implements the same contract.
+ *
+ * <pre>
+ *  q   [numSeqs][numQHeads][headDim]  fp32
+ *  out [numSeqs][numQHeads][headDim]  fp32, every element written
+ * </pre>
+ * Scores are {@code scale * q.k} accumulated in fp32, softmax is the numerically stable
+ * (max-subtracted, online) form, and the output is the softmax-weighted sum of V.
+ */
+public interface DecodeAttention extends AutoCloseable {
+
+    /** Runs one decode step over {@code batch} in {@code layer}. */
+    void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out);
+
+    /** Short name for output ({@code jvm}, {@code tornado-fused}, ...). */
+    String name();
+
+    /**
+     * Device time of the last {@link #decode} in nanoseconds as the device measured it, or -1 when
+     * the backend has no device clock (the caller then times the call itself).
+     */
+    default long lastDeviceNanos() {
+        return -1;
+    }
+
+    /** Releases threads or device memory; the default holds none. */
+    @Override
+    default void close() {
+    }
+
+    /** Checks the shapes of one call; messages name the bad value. */
+    static void requireShapes(AttentionSpec spec, int numLayers, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (layer < 0 || layer >= numLayers) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + numLayers + ")");
+        }
+        long n = spec.queryElements(batch.numSeqs());
+        if (q == null || q.getSize() != n) {
+            throw new IllegalArgumentException("q.size=" + (q == null ? "null" : q.getSize()) + " expected numSeqs*numQHeads*headDim=" + n);
+        }
+        if (out == null || out.getSize() != n) {
+            throw new IllegalArgumentException("out.size=" + (out == null ? "null" : out.getSize()) + " expected " + n);
+        }
+    }
+}

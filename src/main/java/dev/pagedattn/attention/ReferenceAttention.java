@@ -1,0 +1,97 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvLayout;
+import dev.pagedattn.cache.PageTable;
+import java.util.stream.IntStream;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Textbook decode attention in fp64, for checking backends. It gathers each sequence's K and V
+ * through the sequence's own {@link PageTable} (not through the exported block tables a backend
+ * reads), then computes {@code softmax(scale * q K^T) V} with a two-pass max-subtracted softmax.
+ */
+public final class ReferenceAttention {
+    private ReferenceAttention() {
+    }
+
+    /** Attention for {@code seqs} in {@code layer}; result {@code [numSeqs][numQHeads][headDim]}. */
+    public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q) {
+        spec.requireMatches(cache.config());
+        int d = spec.headDim();
+        double[] out = new double[seqs.length * spec.numQHeads() * d];
+        IntStream.range(0, seqs.length).parallel().forEach(i -> attendSequence(cache, spec, layer, seqs[i], i, q, out));
+        return out;
+    }
+
+    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, double[] out) {
+        KvCacheConfig c = cache.config();
+        KvLayout layout = cache.layout();
+        PageTable table = cache.pageTable(seq);
+        int len = table.numTokens();
+        int d = spec.headDim();
+        double[] k = new double[len * d];
+        double[] v = new double[len * d];
+        double[] scores = new double[len];
+        for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
+            for (int pos = 0; pos < len; pos++) {
+                int block = table.block(pos / c.blockSize());
+                for (int e = 0; e < d; e++) {
+                    int at = layout.offset(layer, block, kvHead, pos % c.blockSize(), e);
+                    k[pos * d + e] = cache.keys().get(at);
+                    v[pos * d + e] = cache.values().get(at);
+                }
+            }
+            for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
+                int qBase = (row * spec.numQHeads() + h) * d;
+                double max = Double.NEGATIVE_INFINITY;
+                for (int pos = 0; pos < len; pos++) {
+                    double s = 0;
+                    for (int e = 0; e < d; e++) {
+                        s += (double) q.get(qBase + e) * k[pos * d + e];
+                    }
+                    scores[pos] = s * spec.scale();
+                    max = Math.max(max, scores[pos]);
+                }
+                double total = 0;
+                for (int pos = 0; pos < len; pos++) {
+                    scores[pos] = Math.exp(scores[pos] - max);
+                    total += scores[pos];
+                }
+                for (int e = 0; e < d; e++) {
+                    double o = 0;
+                    for (int pos = 0; pos < len; pos++) {
+                        o += scores[pos] * v[pos * d + e];
+                    }
+                    out[qBase + e] = o / total;
+                }
+            }
+        }
+    }
+
+    /** Relative L2 error {@code ||got - want|| / ||want||}; NaN anywhere gives NaN (never passes). */
+    public static double relativeL2(FloatArray got, double[] want) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < want.length; i++) {
+            double diff = got.get(i) - want[i];
+            num += diff * diff;
+            den += want[i] * want[i];
+        }
+        return Math.sqrt(num / Math.max(den, Double.MIN_NORMAL));
+    }
+
+    /** Largest absolute difference; NaN anywhere gives NaN. */
+    public static double maxAbsError(FloatArray got, double[] want) {
+        double m = 0;
+        for (int i = 0; i < want.length; i++) {
+            double diff = Math.abs(got.get(i) - want[i]);
+            if (Double.isNaN(diff)) {
+                return Double.NaN;
+            }
+            m = Math.max(m, diff);
+        }
+        return m;
+    }
+}

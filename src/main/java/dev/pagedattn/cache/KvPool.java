@@ -1,0 +1,93 @@
+package dev.pagedattn.cache;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
+
+/**
+ * One physical pool (all K or all V) as a TornadoVM native array, off-heap, so that a TaskGraph
+ * can take it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32.
+ * Indexed by {@link KvLayout} offsets. Reads are public; writes are package-private (the cache
+ * owns the pool's content).
+ */
+public final class KvPool {
+    private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED;
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private final KvDtype dtype;
+    private final TornadoNativeArray array;
+    private final MemorySegment payload; // [poolElements] of dtype
+
+    KvPool(KvDtype dtype, int numElements) {
+        this.dtype = dtype;
+        this.array = dtype == KvDtype.FP16 ? new HalfFloatArray(numElements) : new FloatArray(numElements);
+        this.payload = array.getSegment();
+        payload.fill((byte) 0);
+    }
+
+    public KvDtype dtype() {
+        return dtype;
+    }
+
+    public int size() {
+        return array.getSize();
+    }
+
+    /** The native array, for TornadoVM task graphs. */
+    public TornadoNativeArray array() {
+        return array;
+    }
+
+    /** The fp16 pool; fails for an fp32 pool. */
+    public HalfFloatArray halfArray() {
+        if (dtype != KvDtype.FP16) {
+            throw new IllegalStateException("dtype=" + dtype + " pool has no HalfFloatArray");
+        }
+        return (HalfFloatArray) array;
+    }
+
+    /** The fp32 pool; fails for an fp16 pool. */
+    public FloatArray floatArray() {
+        if (dtype != KvDtype.FP32) {
+            throw new IllegalStateException("dtype=" + dtype + " pool has no FloatArray");
+        }
+        return (FloatArray) array;
+    }
+
+    /** Element {@code index} widened to fp32. */
+    public float get(int index) {
+        return dtype == KvDtype.FP16
+                ? Float.float16ToFloat(payload.getAtIndex(HALF, index))
+                : payload.getAtIndex(FLOAT, index);
+    }
+
+    /** Widens {@code length} elements from {@code index} into {@code dst[dstOffset ...]}. */
+    public void read(int index, float[] dst, int dstOffset, int length) {
+        if (dtype == KvDtype.FP16) {
+            for (int i = 0; i < length; i++) {
+                dst[dstOffset + i] = Float.float16ToFloat(payload.getAtIndex(HALF, (long) index + i));
+            }
+        } else {
+            MemorySegment.copy(payload, FLOAT, (long) index * Float.BYTES, dst, dstOffset, length);
+        }
+    }
+
+    /** Stores {@code src[srcOffset ...]} rounded to the pool's dtype (round to nearest even). */
+    void write(int index, float[] src, int srcOffset, int length) {
+        if (dtype == KvDtype.FP16) {
+            for (int i = 0; i < length; i++) {
+                payload.setAtIndex(HALF, (long) index + i, Float.floatToFloat16(src[srcOffset + i]));
+            }
+        } else {
+            MemorySegment.copy(src, srcOffset, payload, FLOAT, (long) index * Float.BYTES, length);
+        }
+    }
+
+    /** Copies {@code length} elements inside the pool. */
+    void copy(int from, int to, int length) {
+        long bytes = dtype.bytes();
+        MemorySegment.copy(payload, from * bytes, payload, to * bytes, length * bytes);
+    }
+}

@@ -1,0 +1,315 @@
+package dev.pagedattn.cache;
+
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * Automatic prefix caching: full blocks are shared across sequences by content.
+ *
+ * <p>Every full block gets a 64-bit hash chained from its parent block's hash and its tokens'
+ * ids ({@link #blockHash}); the first block's parent is a seed derived from an optional salt, so
+ * tenants with different salts never share. A hit is confirmed by comparing the stored parent
+ * hash and token ids, so a hash collision can never hand out wrong K/V.
+ *
+ * <p>Workflow: {@link #admit} creates a sequence for a prompt, reusing the longest cached chain of
+ * full blocks and reserving the rest; the caller writes K/V for positions from
+ * {@link Admission#numCachedTokens()} on (the last prompt token is always recomputed, as in
+ * vLLM), then calls {@link #commit} to publish the sequence's full blocks. {@link #append} adds
+ * generated tokens. When a sequence is freed its published blocks stay cached and become
+ * evictable: the pool hands out never-cached blocks first, then evicts least recently released
+ * blocks, and a sequence releases its tail before its head. Blocks in use are never evicted.
+ *
+ * <p>Thread safety: every method locks the owning {@link KvCache}.
+ */
+public final class PrefixCache {
+    private static final long SEED = 0x5EEDL;
+
+    /** A sequence made by {@link #admit}: its first {@code numCachedTokens} tokens' K/V are already stored. */
+    public record Admission(int seq, int numCachedTokens, int numPromptTokens) {
+        public int numCachedBlocks(int blockSize) {
+            return numCachedTokens / blockSize;
+        }
+    }
+
+    /** Counters since creation (or the last {@link #reset}). */
+    public record Metrics(long requests, long blockLookups, long blockHits, long tokensReused, long evictions,
+                          int numCachedBlocks, int numUsedBlocks, int numBlocks) {
+        /** Block hits / block lookups, 0 when nothing was looked up. */
+        public double hitRate() {
+            return blockLookups == 0 ? 0 : (double) blockHits / blockLookups;
+        }
+
+        /** Used blocks / all blocks. */
+        public double poolUsage() {
+            return (double) numUsedBlocks / numBlocks;
+        }
+    }
+
+    private final KvCache cache;
+    private final int blockSize;
+    private final Map<Long, Integer> blockByHash = new HashMap<>();
+    private final boolean[] cached;     // [numBlocks]
+    private final long[] hashOf;        // [numBlocks]
+    private final long[] parentHashOf;  // [numBlocks]
+    private final int[] tokensOf;       // [numBlocks][blockSize] token ids of cached blocks
+    private final Map<Integer, SeqTokens> tokens = new HashMap<>();
+    private long requests;
+    private long blockLookups;
+    private long blockHits;
+    private long tokensReused;
+    private long evictions;
+
+    /** Token ids of one sequence and how far its blocks are published. */
+    private static final class SeqTokens {
+        long seed;
+        int[] ids = new int[16];
+        int length;
+        int numPublished;       // leading full blocks already hashed
+        long lastHash;          // hash of block numPublished - 1 (or seed)
+
+        SeqTokens copy() {
+            SeqTokens c = new SeqTokens();
+            c.seed = seed;
+            c.ids = ids.clone();
+            c.length = length;
+            c.numPublished = numPublished;
+            c.lastHash = lastHash;
+            return c;
+        }
+
+        void add(int[] more) {
+            if (length + more.length > ids.length) {
+                ids = Arrays.copyOf(ids, Math.max(ids.length * 2, length + more.length));
+            }
+            System.arraycopy(more, 0, ids, length, more.length);
+            length += more.length;
+        }
+    }
+
+    PrefixCache(KvCache cache) {
+        this.cache = cache;
+        int n = cache.config().numBlocks();
+        this.blockSize = cache.config().blockSize();
+        this.cached = new boolean[n];
+        this.hashOf = new long[n];
+        this.parentHashOf = new long[n];
+        this.tokensOf = new int[n * blockSize];
+    }
+
+    /** The chained hash of a block: parent's hash and the block's {@code blockSize} token ids. */
+    public static long blockHash(long parentHash, int[] tokenIds, int from, int count) {
+        long h = mix(parentHash ^ 0x9E3779B97F4A7C15L);
+        for (int i = 0; i < count; i++) {
+            h = mix(h ^ (tokenIds[from + i] * 0xC2B2AE3D27D4EB4FL + i));
+        }
+        return h;
+    }
+
+    /** The parent hash of a sequence's first block for {@code salt} (null or empty: no salt). */
+    public static long seedFor(String salt) {
+        if (salt == null || salt.isEmpty()) {
+            return SEED;
+        }
+        long h = SEED;
+        for (byte b : salt.getBytes(StandardCharsets.UTF_8)) {
+            h = mix(h ^ b);
+        }
+        return mix(h ^ salt.length());
+    }
+
+    /**
+     * Creates a sequence holding {@code tokenIds}: the longest cached chain of full blocks is
+     * shared (never the block holding the last token), the rest is reserved.
+     *
+     * @throws OutOfBlocksException when the rest does not fit; nothing changed
+     */
+    public Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
+        synchronized (cache) {
+            if (tokenIds == null || tokenIds.length == 0) {
+                throw new IllegalArgumentException("tokenIds.length=" + (tokenIds == null ? "null" : 0) + " must be >= 1");
+            }
+            long seed = seedFor(salt);
+            // Only blocks strictly before the last token can be reused: it is always recomputed.
+            int reusable = (tokenIds.length - 1) / blockSize;
+            int[] hits = new int[reusable];
+            int numHits = 0;
+            long parent = seed;
+            int numRevived = 0;
+            for (int i = 0; i < reusable; i++) {
+                long h = blockHash(parent, tokenIds, i * blockSize, blockSize);
+                Integer b = blockByHash.get(h);
+                if (b == null || !matches(b, parent, tokenIds, i * blockSize)) {
+                    break;
+                }
+                hits[numHits++] = b;
+                numRevived += cache.blockPool().isEvictable(b) ? 1 : 0;
+                parent = h;
+            }
+            int total = cache.config().blocksFor(tokenIds.length);
+            int needed = total - numHits;
+            int allocatable = cache.blockPool().numAllocatable() - numRevived;
+            requests++;
+            blockLookups += reusable;
+            if (needed > allocatable) {
+                throw new OutOfBlocksException(needed, allocatable);
+            }
+            blockHits += numHits;
+            tokensReused += (long) numHits * blockSize;
+            PageTable t = new PageTable();
+            for (int i = 0; i < numHits; i++) {
+                cache.blockPool().retain(hits[i]);
+                t.add(hits[i]);
+            }
+            for (int i = numHits; i < total; i++) {
+                t.add(cache.takeBlock());
+            }
+            t.setNumTokens(tokenIds.length);
+            int seq = cache.newSequence(t);
+            SeqTokens st = new SeqTokens();
+            st.seed = seed;
+            st.add(tokenIds);
+            st.numPublished = numHits;
+            st.lastHash = parent;
+            tokens.put(seq, st);
+            cache.verifyIfChecked();
+            return new Admission(seq, numHits * blockSize, tokenIds.length);
+        }
+    }
+
+    /** Reserves slots for generated tokens {@code tokenIds} of {@code seq}; returns the first position. */
+    public int append(int seq, int[] tokenIds) throws OutOfBlocksException {
+        synchronized (cache) {
+            SeqTokens st = tracked(seq);
+            int first = cache.append(seq, tokenIds.length);
+            st.add(tokenIds);
+            return first;
+        }
+    }
+
+    /**
+     * Publishes every full block of {@code seq} that is not yet cached. Call it once the K/V of
+     * those tokens is written: from then on the blocks are immutable and shared by content.
+     */
+    public void commit(int seq) {
+        synchronized (cache) {
+            SeqTokens st = tracked(seq);
+            PageTable t = cache.table(seq);
+            int full = st.length / blockSize;
+            for (int i = st.numPublished; i < full; i++) {
+                long h = blockHash(st.lastHash, st.ids, i * blockSize, blockSize);
+                int b = t.block(i);
+                if (!cached[b] && !blockByHash.containsKey(h)) {
+                    cached[b] = true;
+                    hashOf[b] = h;
+                    parentHashOf[b] = st.lastHash;
+                    System.arraycopy(st.ids, i * blockSize, tokensOf, b * blockSize, blockSize);
+                    blockByHash.put(h, b);
+                }
+                st.lastHash = h;
+                st.numPublished = i + 1;
+            }
+            cache.verifyIfChecked();
+        }
+    }
+
+    /** Drops every cached block; refused while any block is in use. */
+    public void reset() {
+        synchronized (cache) {
+            BlockPool pool = cache.blockPool();
+            if (pool.numUsed() > 0) {
+                throw new IllegalStateException("reset refused: numUsedBlocks=" + pool.numUsed() + " are in use; free all sequences first");
+            }
+            for (int b : pool.evictionOrder()) {
+                pool.dropCached(b);
+                cached[b] = false;
+            }
+            blockByHash.clear();
+            requests = blockLookups = blockHits = tokensReused = evictions = 0;
+            cache.verifyIfChecked();
+        }
+    }
+
+    public Metrics metrics() {
+        synchronized (cache) {
+            BlockPool pool = cache.blockPool();
+            return new Metrics(requests, blockLookups, blockHits, tokensReused, evictions,
+                    blockByHash.size(), pool.numUsed(), pool.numBlocks());
+        }
+    }
+
+    /** True when {@code block} holds published content. */
+    public boolean isCached(int block) {
+        return cached[block];
+    }
+
+    /** Cached blocks in the order they would be evicted (next first). */
+    public int[] evictionOrder() {
+        synchronized (cache) {
+            return cache.blockPool().evictionOrder();
+        }
+    }
+
+    // ---- called by KvCache / BlockPool under the cache's lock ----
+
+    void onEvict(int block) {
+        if (cached[block]) {
+            blockByHash.remove(hashOf[block]);
+            cached[block] = false;
+            evictions++;
+        }
+    }
+
+    void onFork(int parent, int child) {
+        SeqTokens st = tokens.get(parent);
+        if (st != null) {
+            tokens.put(child, st.copy());
+        }
+    }
+
+    void onFree(int seq) {
+        tokens.remove(seq);
+    }
+
+    void verify() {
+        BlockPool pool = cache.blockPool();
+        int n = 0;
+        for (Map.Entry<Long, Integer> e : blockByHash.entrySet()) {
+            int b = e.getValue();
+            BlockPool.check(cached[b] && hashOf[b] == e.getKey(), "hash " + e.getKey() + " maps to block " + b + " that does not carry it");
+            BlockPool.check(blockHash(parentHashOf[b], tokensOf, b * blockSize, blockSize) == e.getKey(),
+                    "cached block " + b + " content does not hash to its key");
+            BlockPool.check(pool.refCount(b) > 0 || pool.isEvictable(b), "cached block " + b + " is free");
+        }
+        for (int b = 0; b < cached.length; b++) {
+            if (cached[b]) {
+                n++;
+            }
+            BlockPool.check(!pool.isEvictable(b) || cached[b], "evictable block " + b + " is not cached");
+        }
+        BlockPool.check(n == blockByHash.size(), "cached flags " + n + " != map size " + blockByHash.size());
+    }
+
+    private boolean matches(int block, long parentHash, int[] ids, int from) {
+        if (!cached[block] || parentHashOf[block] != parentHash) {
+            return false;
+        }
+        return Arrays.equals(tokensOf, block * blockSize, (block + 1) * blockSize, ids, from, from + blockSize);
+    }
+
+    private SeqTokens tracked(int seq) {
+        SeqTokens st = tokens.get(seq);
+        if (st == null) {
+            cache.table(seq); // names an unknown seq
+            throw new IllegalArgumentException("seq=" + seq + " was not created by PrefixCache.admit, so its token ids are unknown");
+        }
+        return st;
+    }
+
+    private static long mix(long z) {
+        z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
+        z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
+        return z ^ (z >>> 33);
+    }
+}

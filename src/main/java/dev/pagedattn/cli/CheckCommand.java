@@ -1,0 +1,86 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeAttention;
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import java.util.Arrays;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/** Decode attention for one shape, checked against the fp64 reference and timed. */
+@Command(name = "check", mixinStandardHelpOptions = true,
+        description = "Run decode attention for a shape, compare with the fp64 reference, print error and time; exit 1 over tolerance.")
+final class CheckCommand implements Callable<Integer> {
+    @Mixin
+    ShapeOptions shape = new ShapeOptions();
+
+    @Option(names = "--backend", description = "jvm or tornado (default: ${DEFAULT-VALUE}).", defaultValue = "jvm")
+    String backend;
+
+    @Option(names = "--device", description = "TornadoVM device as B:D (backend:device index), tornado backend only.")
+    String device;
+
+    @Option(names = "--iterations", description = "Timed runs after one warm-up (default: ${DEFAULT-VALUE}).", defaultValue = "5")
+    int iterations;
+
+    @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
+    double tolerance;
+
+    @Override
+    public Integer call() {
+        shape.validateHeads();
+        if (iterations < 1) {
+            throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
+        }
+        if (!(tolerance > 0)) {
+            throw new IllegalArgumentException("--tolerance=" + tolerance + " must be > 0");
+        }
+        if (!backend.equals("jvm") && !backend.equals("tornado")) {
+            throw new IllegalArgumentException("--backend=" + backend + " is not one of jvm, tornado");
+        }
+        int[] lengths = shape.lengths();
+        System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
+        DecodeWorkload w = build(shape, lengths);
+        FloatArray out = w.poisonedOutput();
+        long[] nanos = new long[iterations];
+        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), device)) {
+            attention.decode(w.batch(), 0, w.q(), out); // warm-up, and the result that is checked
+            for (int i = 0; i < iterations; i++) {
+                long t0 = System.nanoTime();
+                attention.decode(w.batch(), 0, w.q(), out);
+                long wall = System.nanoTime() - t0;
+                nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
+            }
+            return report(w, out, nanos, tolerance, attention.name());
+        }
+    }
+
+    static DecodeWorkload build(ShapeOptions shape, int[] lengths) {
+        long total = Arrays.stream(lengths).asLongStream().sum();
+        try (Progress p = new Progress("filling KV cache", total, (long) shape.kvHeads * shape.headDim)) {
+            return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
+                    shape.kvDtype(), shape.seed(), p.consumer());
+        }
+    }
+
+    static int report(DecodeWorkload w, FloatArray out, long[] nanos, double tolerance, String name) {
+        double[] ref = w.reference();
+        double rel = ReferenceAttention.relativeL2(out, ref);
+        double abs = ReferenceAttention.maxAbsError(out, ref);
+        long[] sorted = nanos.clone();
+        Arrays.sort(sorted);
+        long min = sorted[0];
+        long median = sorted[sorted.length / 2];
+        double gbs = w.minimumBytes() / (double) min;
+        boolean ok = rel <= tolerance; // NaN fails
+        System.out.printf("backend=%s time min=%.3f ms median=%.3f ms max=%.3f ms  effective=%.2f GB/s (minimum bytes %d)%n",
+                name, min / 1e6, median / 1e6, sorted[sorted.length - 1] / 1e6, gbs, w.minimumBytes());
+        System.out.printf("error vs fp64 reference: relative L2=%.3e max abs=%.3e tolerance=%.1e -> %s%n",
+                rel, abs, tolerance, ok ? "PASS" : "FAIL");
+        return ok ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+}

@@ -1,0 +1,93 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.cache.KvDtype;
+import picocli.CommandLine.Option;
+
+/** The decode shape flags shared by {@code check} and {@code bench}. */
+final class ShapeOptions {
+    @Option(names = "--batch", description = "Sequences in the batch (default: ${DEFAULT-VALUE}).", defaultValue = "4")
+    int batch;
+
+    @Option(names = "--context", description = "Context length, one value or MIN..MAX for ragged uniform lengths (default: ${DEFAULT-VALUE}).",
+            defaultValue = "1024")
+    String context;
+
+    @Option(names = "--q-heads", description = "Query heads (default: ${DEFAULT-VALUE}).", defaultValue = "32")
+    int qHeads;
+
+    @Option(names = "--kv-heads", description = "KV heads (default: ${DEFAULT-VALUE}).", defaultValue = "8")
+    int kvHeads;
+
+    @Option(names = "--head-dim", description = "Head dimension, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}).", defaultValue = "128")
+    int headDim;
+
+    @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
+    int blockSize;
+
+    @Option(names = "--dtype", description = "KV dtype: fp16 or fp32 (default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
+    String dtype;
+
+    @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
+    Long seed;
+
+    long seed() {
+        if (seed == null) {
+            seed = System.nanoTime();
+        }
+        return seed;
+    }
+
+    KvDtype kvDtype() {
+        return KvDtype.parse(dtype);
+    }
+
+    /** Per-sequence lengths from --batch and --context; messages name the bad flag value. */
+    int[] lengths() {
+        if (batch < 1) {
+            throw new IllegalArgumentException("--batch=" + batch + " must be >= 1");
+        }
+        int min;
+        int max;
+        try {
+            int dots = context.indexOf("..");
+            if (dots >= 0) {
+                min = Integer.parseInt(context.substring(0, dots).trim());
+                max = Integer.parseInt(context.substring(dots + 2).trim());
+            } else {
+                min = max = Integer.parseInt(context.trim());
+            }
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--context=" + context + " is not a length or a MIN..MAX range");
+        }
+        if (min < 1 || max < min) {
+            throw new IllegalArgumentException("--context=" + context + " needs 1 <= MIN <= MAX");
+        }
+        return DecodeWorkload.lengths(batch, min, max, seed());
+    }
+
+    /** Validates the head flags early so that the message names the flag. */
+    void validateHeads() {
+        if (kvHeads < 1) {
+            throw new IllegalArgumentException("--kv-heads=" + kvHeads + " must be >= 1");
+        }
+        if (qHeads < 1 || qHeads % kvHeads != 0) {
+            throw new IllegalArgumentException("--q-heads=" + qHeads + " must be a positive multiple of --kv-heads=" + kvHeads);
+        }
+        if (headDim < 8 || headDim > 256 || headDim % 8 != 0) {
+            throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, 256]");
+        }
+        if (blockSize < 1) {
+            throw new IllegalArgumentException("--block-size=" + blockSize + " must be >= 1");
+        }
+    }
+
+    String describe(int[] lengths) {
+        long total = 0;
+        for (int l : lengths) {
+            total += l;
+        }
+        return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d",
+                batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed());
+    }
+}
