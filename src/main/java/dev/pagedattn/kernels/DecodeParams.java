@@ -1,0 +1,28 @@
+package dev.pagedattn.kernels;
+
+/**
+ * Slots of the per-step {@code params} IntArray the decode kernels read. Values that change
+ * between steps travel here because TornadoVM freezes scalar arguments at JIT time.
+ */
+public final class DecodeParams {
+    /** Sequences in this step's batch (rows of blockTables/contextLens that are live). */
+    public static final int NUM_SEQS = 0;
+    /** Tokens per split-K partition (a multiple of the block size). */
+    public static final int PARTITION_TOKENS = 1;
+    /** Partitions of the longest sequence; the grid's partition dimension. */
+    public static final int MAX_PARTITIONS = 2;
+    /** {@code layer * layerStride}: where the decoded layer starts in each pool. */
+    public static final int LAYER_BASE = 3;
+    /** Columns of blockTables. */
+    public static final int MAX_BLOCKS_PER_SEQ = 4;
+    /** 1 when MAX_PARTITIONS == 1: the attention kernel writes the normalised output itself. */
+    public static final int WRITE_FINAL = 5;
+    /** New token slots to scatter into the pools this step. */
+    public static final int NUM_NEW_SLOTS = 6;
+    /** 1 to skip attention (a scatter-only step). */
+    public static final int SKIP_ATTENTION = 7;
+    public static final int SIZE = 8;
+
+    private DecodeParams() {
+    }
+}

@@ -1,0 +1,72 @@
+package dev.pagedattn.kernels;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.DecodeGrid;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/** Runs the GPU kernel variants on a workload through {@link KernelEmulator}, sized by {@link DecodeGrid}. */
+final class EmulatedDecode {
+    static final int MERGE_LOCAL = 64;
+
+    private EmulatedDecode() {
+    }
+
+    /** The KernelContext attention kernel (fused or split-K, as the grid says), plus the merge. */
+    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule) {
+        KvCache c = w.cache();
+        AttentionSpec spec = w.spec();
+        DecodeBatch b = w.batch();
+        IntArray tables = IntArray.fromArray(b.blockTables());
+        IntArray lens = IntArray.fromArray(b.contextLens());
+        IntArray params = new IntArray(DecodeParams.SIZE);
+        grid.writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        FloatArray out = w.poisonedOutput();
+        FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
+        partials.init(Float.NaN);
+        int hkv = spec.numKvHeads();
+        int g = spec.groupSize();
+        int d = spec.headDim();
+        int bs = c.config().blockSize();
+        float scale = spec.scale();
+        int tuning = grid.tuning();
+        if (c.config().dtype() == KvDtype.FP16) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), PagedDecodeKernels.WORK_GROUP, schedule,
+                    ctx -> PagedDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        } else {
+            KernelEmulator.launch(grid.attentionGlobalSize(), PagedDecodeKernels.WORK_GROUP, schedule,
+                    ctx -> PagedDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        }
+        int n = b.numSeqs() * spec.numQHeads() * d;
+        int global = (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL;
+        KernelEmulator.launch(global, MERGE_LOCAL, schedule,
+                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
+        return out;
+    }
+
+    /** The @Parallel variant, run as the plain Java loop it is. */
+    static FloatArray parallel(DecodeWorkload w) {
+        KvCache c = w.cache();
+        AttentionSpec spec = w.spec();
+        DecodeBatch b = w.batch();
+        IntArray tables = IntArray.fromArray(b.blockTables());
+        IntArray lens = IntArray.fromArray(b.contextLens());
+        IntArray params = new IntArray(DecodeParams.SIZE);
+        DecodeGrid.plan(spec, b.numSeqs(), b.maxContextLen(), false).writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        FloatArray out = w.poisonedOutput();
+        if (c.config().dtype() == KvDtype.FP16) {
+            ParallelDecodeKernels.decodeF16(c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params, out,
+                    b.numSeqs(), spec.numKvHeads(), spec.groupSize(), spec.headDim(), c.config().blockSize(), spec.scale());
+        } else {
+            ParallelDecodeKernels.decodeF32(c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params, out,
+                    b.numSeqs(), spec.numKvHeads(), spec.groupSize(), spec.headDim(), c.config().blockSize(), spec.scale());
+        }
+        return out;
+    }
+}

@@ -1,0 +1,302 @@
+package dev.pagedattn.kernels;
+
+import java.lang.reflect.Field;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Semaphore;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.types.arrays.DoubleArray;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.LongArray;
+
+/**
+ * Runs a TornadoVM {@link KernelContext} kernel on the plain JVM, so that tests execute the exact
+ * kernel code that TornadoVM compiles for the GPU.
+ *
+ * <p>Model (1-D grids): one {@link KernelContext} per work-item with {@code globalIdx},
+ * {@code localIdx}, {@code groupIdx} and the sizes set; each work-item runs on its own virtual
+ * thread. Local arrays are shared per work-group in allocation order (the k-th
+ * {@code allocate*LocalArray} call of every work-item returns the group's k-th array) and start
+ * poisoned (NaN, or {@link Integer#MIN_VALUE}), as GPU shared memory starts undefined.
+ * {@link KernelContext#localBarrier()} is a real barrier across the group's work-items
+ * ({@code globalBarrier} is the same: on TornadoVM it is only a block barrier too).
+ *
+ * <p>Scheduling is deterministic and adversarial: within a phase (the code between two barriers)
+ * the work-items of a group run one after another, in {@link Schedule#FORWARD} or
+ * {@link Schedule#REVERSE} order. A kernel that forgets a barrier therefore reads local memory that
+ * its neighbours have not written yet (poison) or have already overwritten, and fails in at least
+ * one of the two orders. A group whose work-items disagree about a barrier (some return while
+ * others wait) raises an error, as it would deadlock or misbehave on a GPU. Work-groups run one
+ * after another.
+ */
+public final class KernelEmulator {
+    /** Order in which the work-items of a group run within each phase. */
+    public enum Schedule { FORWARD, REVERSE }
+
+    /** The kernel invocation for one work-item, e.g. {@code ctx -> Kernels.k(ctx, a, b)}. */
+    @FunctionalInterface
+    public interface Kernel {
+        void run(KernelContext ctx);
+    }
+
+    private static final Field[] FIELDS = fields("globalIdx", "localIdx", "groupIdx", "globalGroupSizeX",
+            "localGroupSizeX", "globalGroupSizeY", "localGroupSizeY", "globalGroupSizeZ", "localGroupSizeZ");
+    private static final Object ATOMIC = new Object();
+
+    private KernelEmulator() {
+    }
+
+    /** Launches {@code kernel} over {@code globalSize} work-items in groups of {@code localSize}. */
+    public static void launch(int globalSize, int localSize, Schedule schedule, Kernel kernel) {
+        if (localSize < 1 || globalSize < 1 || globalSize % localSize != 0) {
+            throw new IllegalArgumentException("globalSize=" + globalSize + " must be a positive multiple of localSize=" + localSize);
+        }
+        for (int g = 0; g < globalSize / localSize; g++) {
+            new Group(g, globalSize, localSize, schedule).run(kernel);
+        }
+    }
+
+    /** One work-group: its shared local arrays and the baton that runs its work-items in turn. */
+    private static final class Group {
+        final int id;
+        final int globalSize;
+        final int localSize;
+        final int[] order;
+        final List<Object> locals = new ArrayList<>();
+        final Semaphore[] turn;
+        final Semaphore yielded = new Semaphore(0);
+        final boolean[] done;
+        final boolean[] atBarrier;
+        volatile Throwable failure;
+
+        Group(int id, int globalSize, int localSize, Schedule schedule) {
+            this.id = id;
+            this.globalSize = globalSize;
+            this.localSize = localSize;
+            this.order = new int[localSize];
+            for (int i = 0; i < localSize; i++) {
+                order[i] = schedule == Schedule.FORWARD ? i : localSize - 1 - i;
+            }
+            this.turn = new Semaphore[localSize];
+            for (int i = 0; i < localSize; i++) {
+                turn[i] = new Semaphore(0);
+            }
+            this.done = new boolean[localSize];
+            this.atBarrier = new boolean[localSize];
+        }
+
+        void run(Kernel kernel) {
+            Thread[] threads = new Thread[localSize];
+            for (int i = 0; i < localSize; i++) {
+                WorkItem ctx = new WorkItem(this, i);
+                int item = i;
+                threads[i] = Thread.ofVirtual().start(() -> {
+                    turn[item].acquireUninterruptibly();
+                    try {
+                        if (failure != null) {
+                            throw new IllegalStateException("aborted before start");
+                        }
+                        kernel.run(ctx);
+                    } catch (Throwable t) {
+                        if (failure == null) {
+                            failure = t;
+                        }
+                    }
+                    done[item] = true;
+                    yielded.release();
+                });
+            }
+            try {
+                while (true) {
+                    for (int item : order) {
+                        if (!done[item]) {
+                            atBarrier[item] = false;
+                            turn[item].release();
+                            yielded.acquireUninterruptibly();
+                            if (failure != null) {
+                                abort(threads);
+                                throw new AssertionError("work-item " + item + " of group " + id + " failed: " + failure, failure);
+                            }
+                        }
+                    }
+                    int waiting = 0;
+                    int finished = 0;
+                    for (int i = 0; i < localSize; i++) {
+                        waiting += atBarrier[i] && !done[i] ? 1 : 0;
+                        finished += done[i] ? 1 : 0;
+                    }
+                    if (finished == localSize) {
+                        return;
+                    }
+                    if (waiting + finished == localSize && finished > 0) {
+                        abort(threads);
+                        throw new AssertionError("barrier divergence in group " + id + ": " + finished
+                                + " work-items returned while " + waiting + " wait at a barrier");
+                    }
+                }
+            } finally {
+                for (Thread t : threads) {
+                    try {
+                        t.join();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            }
+        }
+
+        /** Called by a work-item at a barrier: hand the baton back and wait for the next phase. */
+        void barrier(int item) {
+            atBarrier[item] = true;
+            yielded.release();
+            turn[item].acquireUninterruptibly();
+            if (failure != null) {
+                throw new IllegalStateException("aborted");
+            }
+        }
+
+        private void abort(Thread[] threads) {
+            if (failure == null) {
+                failure = new IllegalStateException("aborted");
+            }
+            for (int i = 0; i < localSize; i++) {
+                if (!done[i]) {
+                    turn[i].release();
+                    yielded.acquireUninterruptibly();
+                }
+            }
+        }
+
+        @SuppressWarnings("unchecked")
+        synchronized <T> T local(int index, Class<T> type, int size, java.util.function.IntFunction<T> create) {
+            if (index == locals.size()) {
+                locals.add(create.apply(size));
+            }
+            Object a = locals.get(index);
+            if (!type.isInstance(a) || java.lang.reflect.Array.getLength(a) != size) {
+                throw new AssertionError("work-items of group " + id + " disagree on local array #" + index);
+            }
+            return (T) a;
+        }
+    }
+
+    /** The emulated context of one work-item. */
+    private static final class WorkItem extends KernelContext {
+        private final Group group;
+        private final int item;
+        private int allocations;
+
+        WorkItem(Group group, int item) {
+            this.group = group;
+            this.item = item;
+            try {
+                FIELDS[0].set(this, group.id * group.localSize + item);
+                FIELDS[1].set(this, item);
+                FIELDS[2].set(this, group.id);
+                FIELDS[3].set(this, group.globalSize);
+                FIELDS[4].set(this, group.localSize);
+                for (int i = 5; i < FIELDS.length; i++) {
+                    FIELDS[i].set(this, 1);
+                }
+            } catch (IllegalAccessException e) {
+                throw new IllegalStateException(e);
+            }
+        }
+
+        @Override
+        public void localBarrier() {
+            group.barrier(item);
+        }
+
+        @Override
+        public void globalBarrier() {
+            group.barrier(item);
+        }
+
+        @Override
+        public float[] allocateFloatLocalArray(int size) {
+            return group.local(allocations++, float[].class, size, n -> {
+                float[] a = new float[n];
+                Arrays.fill(a, Float.NaN);
+                return a;
+            });
+        }
+
+        @Override
+        public int[] allocateIntLocalArray(int size) {
+            return group.local(allocations++, int[].class, size, n -> {
+                int[] a = new int[n];
+                Arrays.fill(a, Integer.MIN_VALUE);
+                return a;
+            });
+        }
+
+        @Override
+        public long[] allocateLongLocalArray(int size) {
+            return group.local(allocations++, long[].class, size, n -> {
+                long[] a = new long[n];
+                Arrays.fill(a, Long.MIN_VALUE);
+                return a;
+            });
+        }
+
+        @Override
+        public double[] allocateDoubleLocalArray(int size) {
+            return group.local(allocations++, double[].class, size, n -> {
+                double[] a = new double[n];
+                Arrays.fill(a, Double.NaN);
+                return a;
+            });
+        }
+
+        @Override
+        public void atomicAdd(IntArray array, int index, int value) {
+            synchronized (ATOMIC) {
+                array.set(index, array.get(index) + value);
+            }
+        }
+
+        @Override
+        public void atomicAdd(int[] array, int index, int value) {
+            synchronized (ATOMIC) {
+                array[index] += value;
+            }
+        }
+
+        @Override
+        public void atomicAdd(LongArray array, int index, long value) {
+            synchronized (ATOMIC) {
+                array.set(index, array.get(index) + value);
+            }
+        }
+
+        @Override
+        public void atomicAdd(FloatArray array, int index, float value) {
+            synchronized (ATOMIC) {
+                array.set(index, array.get(index) + value);
+            }
+        }
+
+        @Override
+        public void atomicAdd(DoubleArray array, int index, double value) {
+            synchronized (ATOMIC) {
+                array.set(index, array.get(index) + value);
+            }
+        }
+    }
+
+    private static Field[] fields(String... names) {
+        Field[] out = new Field[names.length];
+        for (int i = 0; i < names.length; i++) {
+            try {
+                out[i] = KernelContext.class.getDeclaredField(names[i]);
+                out[i].setAccessible(true);
+            } catch (NoSuchFieldException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+        return out;
+    }
+}
