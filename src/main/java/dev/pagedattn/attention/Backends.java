@@ -26,9 +26,10 @@ public final class Backends {
     /**
      * Creates {@code backend} for {@code cache}.
      *
-     * @param device TornadoVM device as {@code B:D} (backend index : device index), or null for the default
+     * @param device  TornadoVM device as {@code B:D} (backend index : device index), or null for the default
+     * @param variant TornadoVM kernel variant: auto, fused, splitk or parallel (ignored by jvm)
      */
-    public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device) {
+    public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device, String variant) {
         switch (backend) {
             case "jvm":
                 return new JvmDecodeAttention(cache, spec);
@@ -39,8 +40,8 @@ public final class Backends {
                 }
                 try {
                     return (DecodeAttention) Class.forName(TORNADO_CLASS)
-                            .getConstructor(KvCache.class, AttentionSpec.class, String.class)
-                            .newInstance(cache, spec, device);
+                            .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class)
+                            .newInstance(cache, spec, device, variant);
                 } catch (InvocationTargetException e) {
                     throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
                 } catch (ReflectiveOperationException e) {

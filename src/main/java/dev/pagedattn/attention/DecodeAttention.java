@@ -1,6 +1,7 @@
 package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCacheConfig;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -36,10 +37,11 @@ public interface DecodeAttention extends AutoCloseable {
     }
 
     /** Checks the shapes of one call; messages name the bad value. */
-    static void requireShapes(AttentionSpec spec, int numLayers, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
-        if (layer < 0 || layer >= numLayers) {
-            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + numLayers + ")");
+    static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (layer < 0 || layer >= config.numLayers()) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
         }
+        batch.requireFits(config);
         long n = spec.queryElements(batch.numSeqs());
         if (q == null || q.getSize() != n) {
             throw new IllegalArgumentException("q.size=" + (q == null ? "null" : q.getSize()) + " expected numSeqs*numQHeads*headDim=" + n);

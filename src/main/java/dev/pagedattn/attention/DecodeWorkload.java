@@ -11,8 +11,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * A random decode problem: a cache whose sequences own disjoint, shuffled physical blocks filled
- * with uniform random K/V in [-1, 1), one random query per sequence, and the batch that reads
- * them. Used by the CLI's check and bench, the tests and the benchmarks, so they all measure the
+ * with uniform random K/V in [-1, 1) (written straight into the pools, in parallel, so that
+ * gigabyte-sized benchmark caches build in seconds), one random query per sequence, and the batch
+ * that reads them. Used by the CLI's check and bench, the tests and the benchmarks, so they all measure the
  * same thing. Deterministic for a seed.
  */
 public final class DecodeWorkload {
@@ -31,7 +32,7 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Builds the workload. {@code progress} receives the number of tokens written so far.
+     * Builds the workload. {@code progress} receives the number of token slots filled.
      *
      * @param lengths context length per sequence, each >= 1
      */
@@ -50,36 +51,26 @@ public final class DecodeWorkload {
         if (blocks > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("blocks=" + blocks + " do not fit one pool");
         }
-        KvCacheConfig config = KvCacheConfig.of((int) blocks, blockSize, numKvHeads, headDim, dtype);
+        // A few spare blocks per sequence so that later decode steps can append tokens.
+        long perBlock = (long) numKvHeads * blockSize * headDim;
+        long spare = Math.max(0, Math.min(4L * lengths.length, Integer.MAX_VALUE / perBlock - blocks));
+        KvCacheConfig config = KvCacheConfig.of((int) (blocks + spare), blockSize, numKvHeads, headDim, dtype);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config);
         cache.shuffleFreeBlocks(seed);
-        SplittableRandom random = new SplittableRandom(seed);
         int[] seqs = new int[lengths.length];
-        int width = config.tokenWidth();
-        int chunk = Math.max(1, 4096 / blockSize) * blockSize;
-        float[] k = new float[chunk * width];
-        float[] v = new float[chunk * width];
-        long written = 0;
         try {
             for (int i = 0; i < lengths.length; i++) {
                 seqs[i] = cache.createSequence();
-                for (int done = 0; done < lengths[i]; done += chunk) {
-                    int n = Math.min(chunk, lengths[i] - done);
-                    if (n != chunk) {
-                        k = new float[n * width];
-                        v = new float[n * width];
-                    }
-                    fill(random, k);
-                    fill(random, v);
-                    cache.appendTokens(seqs[i], k, v);
-                    written += n;
-                    progress.accept(written);
-                }
+                cache.append(seqs[i], lengths[i]);
             }
         } catch (OutOfBlocksException e) {
             throw new AssertionError("a pool sized for the workload ran out", e);
         }
+        // Random K/V straight into the pools (parallel): every slot of every sequence gets a value.
+        cache.fillUniform(seed);
+        progress.accept(blocks * blockSize);
+        SplittableRandom random = new SplittableRandom(seed);
         FloatArray q = new FloatArray((int) spec.queryElements(lengths.length));
         for (int i = 0; i < q.getSize(); i++) {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
@@ -95,12 +86,6 @@ public final class DecodeWorkload {
             out[i] = min == max ? min : min + r.nextInt(max - min + 1);
         }
         return out;
-    }
-
-    private static void fill(SplittableRandom r, float[] a) {
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) (r.nextDouble() * 2 - 1);
-        }
     }
 
     public KvCache cache() {
@@ -132,7 +117,12 @@ public final class DecodeWorkload {
 
     /** The fp64 reference for this workload. */
     public double[] reference() {
-        return ReferenceAttention.decode(cache, spec, 0, seqs, q);
+        return ReferenceAttention.decode(cache, spec, 0, seqs, q, n -> { });
+    }
+
+    /** The fp64 reference; {@code progress} receives the number of sequences done. */
+    public double[] reference(LongConsumer progress) {
+        return ReferenceAttention.decode(cache, spec, 0, seqs, q, progress);
     }
 
     /**
@@ -140,6 +130,11 @@ public final class DecodeWorkload {
      * block tables and lengths.
      */
     public long minimumBytes() {
+        return minimumBytes(batch);
+    }
+
+    /** Minimum bytes for {@code batch} over this workload's cache (after appends, say). */
+    public long minimumBytes(DecodeBatch batch) {
         long kv = batch.totalTokens() * 2L * spec.numKvHeads() * spec.headDim() * cache.config().dtype().bytes();
         long qo = (long) batch.numSeqs() * spec.numQHeads() * spec.headDim() * 4;
         long tables = 0;

@@ -49,7 +49,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         KvCacheConfig c = cache.config();
-        DecodeAttention.requireShapes(spec, c.numLayers(), batch, layer, q, out);
+        DecodeAttention.requireShapes(spec, c, batch, layer, q, out);
         int tasks = batch.numSeqs() * spec.numKvHeads();
         try {
             workers.submit(() -> IntStream.range(0, tasks).parallel().forEach(t ->

@@ -18,10 +18,23 @@ public final class ReferenceAttention {
 
     /** Attention for {@code seqs} in {@code layer}; result {@code [numSeqs][numQHeads][headDim]}. */
     public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q) {
+        return decode(cache, spec, layer, seqs, q, n -> { });
+    }
+
+    /** Same; {@code progress} receives the number of sequences done (from several threads, increasing). */
+    public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q,
+                                  java.util.function.LongConsumer progress) {
         spec.requireMatches(cache.config());
         int d = spec.headDim();
         double[] out = new double[seqs.length * spec.numQHeads() * d];
-        IntStream.range(0, seqs.length).parallel().forEach(i -> attendSequence(cache, spec, layer, seqs[i], i, q, out));
+        java.util.concurrent.atomic.AtomicLong done = new java.util.concurrent.atomic.AtomicLong();
+        IntStream.range(0, seqs.length).parallel().forEach(i -> {
+            attendSequence(cache, spec, layer, seqs[i], i, q, out);
+            long n = done.incrementAndGet();
+            synchronized (done) {
+                progress.accept(n);
+            }
+        });
         return out;
     }
 

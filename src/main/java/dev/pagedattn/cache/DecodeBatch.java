@@ -24,7 +24,7 @@ public final class DecodeBatch {
         this.blockTables = blockTables;
         this.contextLens = contextLens;
         this.blockSize = config.blockSize();
-        validate(config);
+        requireFits(config);
     }
 
     /** A batch from caller-made tables ({@code tables[i]} lists sequence i's physical blocks). */
@@ -48,7 +48,15 @@ public final class DecodeBatch {
         return new DecodeBatch(ids, max, flat, contextLens.clone(), config);
     }
 
-    private void validate(KvCacheConfig config) {
+    /**
+     * Checks that every table entry a decode will read names a block of {@code config}'s pool.
+     * Backends call it before every launch, so a batch made for another cache can never make a
+     * kernel read outside a pool.
+     */
+    public void requireFits(KvCacheConfig config) {
+        if (config.blockSize() != blockSize) {
+            throw new IllegalArgumentException("batch blockSize=" + blockSize + " does not match the cache's blockSize=" + config.blockSize());
+        }
         for (int i = 0; i < contextLens.length; i++) {
             int len = contextLens[i];
             if (len < 1) {

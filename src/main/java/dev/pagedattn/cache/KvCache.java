@@ -32,6 +32,8 @@ public final class KvCache {
     private final Map<Integer, PageTable> sequences = new HashMap<>();
     private final List<BlockCopy> pendingCopies = new ArrayList<>();
     private PrefixCache prefixCache; // null unless enablePrefixCaching()
+    private int[] dirtySlots;        // [numDirty] slot ids written since the last drain; null: not tracked
+    private int numDirty;
     private int nextSequenceId;
 
     /** A physical block copy made by copy-on-write; device-resident pools must repeat it. */
@@ -77,6 +79,29 @@ public final class KvCache {
 
     public synchronized int numSequences() {
         return sequences.size();
+    }
+
+    /**
+     * Fills every element of both pools with uniform random values in [-1, 1), in parallel, for
+     * benchmarks and tests that need large random caches fast. Deterministic for a seed.
+     */
+    public synchronized void fillUniform(long seed) {
+        keys.fillUniform(seed);
+        values.fillUniform(~seed);
+        markAllDirty();
+    }
+
+    private void markAllDirty() {
+        if (dirtySlots == null) {
+            return;
+        }
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            for (int b = 0; b < config.numBlocks(); b++) {
+                for (int s = 0; s < config.blockSize(); s++) {
+                    markDirty(layer, b, s);
+                }
+            }
+        }
     }
 
     /** Randomises which physical blocks later allocations get (no effect on correctness). */
@@ -181,6 +206,7 @@ public final class KvCache {
                 keys.write(at, k, i * width + h * d, d);
                 values.write(at, v, i * width + h * d, d);
             }
+            markDirty(layer, block, slot);
         }
     }
 
@@ -284,6 +310,36 @@ public final class KvCache {
         return out;
     }
 
+    /**
+     * Starts recording which token slots are written (by writes and by copy-on-write), for an
+     * executor that mirrors the pools on a device and must send only what changed. Idempotent.
+     */
+    public synchronized void trackDirtySlots() {
+        if (dirtySlots == null) {
+            dirtySlots = new int[64];
+        }
+    }
+
+    /**
+     * Slots written since the last call, each once, ascending, as ids
+     * {@code (layer * numBlocks + block) * blockSize + slot}; see {@link #slotOffset}.
+     */
+    public synchronized int[] drainDirtySlots() {
+        if (dirtySlots == null) {
+            throw new IllegalStateException("dirty-slot tracking is off: call trackDirtySlots() first");
+        }
+        int[] out = java.util.Arrays.stream(dirtySlots, 0, numDirty).sorted().distinct().toArray();
+        numDirty = 0;
+        return out;
+    }
+
+    /** Pool offset of (layer, block, head 0, slot, dim 0) for a slot id from {@link #drainDirtySlots}. */
+    public int slotOffset(int slotId) {
+        int slot = slotId % config.blockSize();
+        int lb = slotId / config.blockSize();
+        return layout.offset(lb / config.numBlocks(), lb % config.numBlocks(), 0, slot, 0);
+    }
+
     /** Verifies every invariant now; throws AssertionError on the first violation. */
     public synchronized void verify() {
         pool.verify();
@@ -357,6 +413,16 @@ public final class KvCache {
         pool.release(block, prefixCache != null && prefixCache.isCached(block));
     }
 
+    private void markDirty(int layer, int block, int slot) {
+        if (dirtySlots == null) {
+            return;
+        }
+        if (numDirty == dirtySlots.length) {
+            dirtySlots = java.util.Arrays.copyOf(dirtySlots, numDirty * 2);
+        }
+        dirtySlots[numDirty++] = (layer * config.numBlocks() + block) * config.blockSize() + slot;
+    }
+
     private int blocksNeeded(PageTable t, int numTokens) {
         if (numTokens == 0) {
             return 0;
@@ -390,6 +456,11 @@ public final class KvCache {
             }
         }
         pendingCopies.add(new BlockCopy(from, to, filled));
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            for (int slot = 0; slot < filled; slot++) {
+                markDirty(layer, to, slot);
+            }
+        }
         t.replace(logical, to);
         releaseBlock(from);
     }

@@ -85,6 +85,24 @@ public final class KvPool {
         }
     }
 
+    /** Every element uniform in [-1, 1), filled in parallel chunks; deterministic for a seed. */
+    void fillUniform(long seed) {
+        int chunk = 1 << 20;
+        int chunks = (size() + chunk - 1) / chunk;
+        java.util.stream.IntStream.range(0, chunks).parallel().forEach(c -> {
+            java.util.SplittableRandom r = new java.util.SplittableRandom(seed * 0x9E3779B97F4A7C15L + c);
+            int end = Math.min(size(), (c + 1) * chunk);
+            for (int i = c * chunk; i < end; i++) {
+                float x = (float) (r.nextDouble() * 2 - 1);
+                if (dtype == KvDtype.FP16) {
+                    payload.setAtIndex(HALF, i, Float.floatToFloat16(x));
+                } else {
+                    payload.setAtIndex(FLOAT, i, x);
+                }
+            }
+        });
+    }
+
     /** Copies {@code length} elements inside the pool. */
     void copy(int from, int to, int length) {
         long bytes = dtype.bytes();

@@ -4,7 +4,10 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
+import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -27,6 +30,14 @@ final class CheckCommand implements Callable<Integer> {
     @Option(names = "--iterations", description = "Timed runs after one warm-up (default: ${DEFAULT-VALUE}).", defaultValue = "5")
     int iterations;
 
+    @Option(names = "--variant", description = "Tornado kernel variant: auto, fused, splitk or parallel (default: ${DEFAULT-VALUE}).",
+            defaultValue = "auto")
+    String variant;
+
+    @Option(names = "--steps", description = "Decode steps; from the second on, every sequence first appends one new token"
+            + " (on a GPU it travels through the staging scatter) (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+    int steps;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -42,43 +53,82 @@ final class CheckCommand implements Callable<Integer> {
         if (!backend.equals("jvm") && !backend.equals("tornado")) {
             throw new IllegalArgumentException("--backend=" + backend + " is not one of jvm, tornado");
         }
+        if (steps < 1) {
+            throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
+        }
         int[] lengths = shape.lengths();
         System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
         DecodeWorkload w = build(shape, lengths);
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
-        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), device)) {
-            attention.decode(w.batch(), 0, w.q(), out); // warm-up, and the result that is checked
+        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), device, variant)) {
+            attention.decode(w.batch(), 0, w.q(), out); // warm-up
+            out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {
                 long t0 = System.nanoTime();
                 attention.decode(w.batch(), 0, w.q(), out);
                 long wall = System.nanoTime() - t0;
                 nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
             }
-            return report(w, out, nanos, tolerance, attention.name());
+            int status = report(w, w.batch(), out, nanos, tolerance, attention.name());
+            SplittableRandom random = new SplittableRandom(shape.seed() + 1);
+            for (int step = 2; step <= steps; step++) {
+                DecodeBatch batch = appendOneToken(w, random);
+                out.init(Float.NaN);
+                long t0 = System.nanoTime();
+                attention.decode(batch, 0, w.q(), out);
+                long wall = System.nanoTime() - t0;
+                System.out.printf("step %d (every sequence one token longer):%n", step);
+                status = Math.max(status, report(w, batch, out,
+                        new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance, attention.name()));
+            }
+            return status;
         }
+    }
+
+    private static DecodeBatch appendOneToken(DecodeWorkload w, SplittableRandom random) {
+        int width = w.cache().config().tokenWidth();
+        for (int seq : w.seqs()) {
+            float[] k = new float[width];
+            float[] v = new float[width];
+            for (int i = 0; i < width; i++) {
+                k[i] = (float) (random.nextDouble() * 2 - 1);
+                v[i] = (float) (random.nextDouble() * 2 - 1);
+            }
+            try {
+                w.cache().append(seq, 1);
+            } catch (OutOfBlocksException e) {
+                throw new IllegalArgumentException("--steps: the cache has no spare block left for the step's new tokens");
+            }
+            w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
+        }
+        return w.cache().batch(w.seqs());
     }
 
     static DecodeWorkload build(ShapeOptions shape, int[] lengths) {
         long total = Arrays.stream(lengths).asLongStream().sum();
-        try (Progress p = new Progress("filling KV cache", total, (long) shape.kvHeads * shape.headDim)) {
+        try (Progress p = new Progress("filling KV cache", total, 2.0 * total * shape.kvHeads * shape.headDim * 20)) {
             return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
                     shape.kvDtype(), shape.seed(), p.consumer());
         }
     }
 
-    static int report(DecodeWorkload w, FloatArray out, long[] nanos, double tolerance, String name) {
-        double[] ref = w.reference();
+    static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {
+        double[] ref;
+        double work = 4.0 * batch.totalTokens() * w.spec().numQHeads() * w.spec().headDim();
+        try (Progress p = new Progress("fp64 reference", batch.numSeqs(), work)) {
+            ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), p.consumer());
+        }
         double rel = ReferenceAttention.relativeL2(out, ref);
         double abs = ReferenceAttention.maxAbsError(out, ref);
         long[] sorted = nanos.clone();
         Arrays.sort(sorted);
         long min = sorted[0];
         long median = sorted[sorted.length / 2];
-        double gbs = w.minimumBytes() / (double) min;
+        double gbs = w.minimumBytes(batch) / (double) min;
         boolean ok = rel <= tolerance; // NaN fails
         System.out.printf("backend=%s time min=%.3f ms median=%.3f ms max=%.3f ms  effective=%.2f GB/s (minimum bytes %d)%n",
-                name, min / 1e6, median / 1e6, sorted[sorted.length - 1] / 1e6, gbs, w.minimumBytes());
+                name, min / 1e6, median / 1e6, sorted[sorted.length - 1] / 1e6, gbs, w.minimumBytes(batch));
         System.out.printf("error vs fp64 reference: relative L2=%.3e max abs=%.3e tolerance=%.1e -> %s%n",
                 rel, abs, tolerance, ok ? "PASS" : "FAIL");
         return ok ? 0 : Main.EXIT_CHECK_FAILED;

@@ -7,11 +7,11 @@ import me.tongfei.progressbar.ProgressBarStyle;
 
 /** A progress bar on stderr for work that may take more than a few seconds; silent for small work. */
 final class Progress implements AutoCloseable {
-    private static final long SHOW_ABOVE = 2_000_000; // units (tokens x heads) below which nothing is shown
     private final ProgressBar bar;
 
-    Progress(String task, long total, long weight) {
-        this.bar = total * weight >= SHOW_ABOVE
+    /** {@code work} estimates the effort in elementary operations; below ~1e9 nothing is shown. */
+    Progress(String task, long total, double work) {
+        this.bar = work >= 1e9
                 ? new ProgressBarBuilder().setTaskName(task).setInitialMax(total).setStyle(ProgressBarStyle.ASCII)
                         .setConsumer(new me.tongfei.progressbar.ConsoleProgressBarConsumer(System.err)).build()
                 : null;

@@ -1,0 +1,283 @@
+package dev.pagedattn.tornado;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeAttention;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.KvPool;
+import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.PagedDecodeKernels;
+import dev.pagedattn.kernels.ParallelDecodeKernels;
+import dev.pagedattn.kernels.ScatterKernels;
+import java.lang.foreign.MemorySegment;
+import uk.ac.manchester.tornado.api.GridScheduler;
+import uk.ac.manchester.tornado.api.ImmutableTaskGraph;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.TaskGraph;
+import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.TornadoExecutionResult;
+import uk.ac.manchester.tornado.api.WorkerGrid1D;
+import uk.ac.manchester.tornado.api.enums.DataTransferMode;
+import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
+
+/**
+ * Decode attention on a TornadoVM device with the K/V pools resident there.
+ *
+ * <p>One task graph per instance: {@code scatter} (new tokens from a staging array into the
+ * pools), {@code attention} and {@code merge}. The pools go to the device once (first execution)
+ * and are never uploaded again: every step sends only the queries, block tables, lengths, the
+ * per-step {@code params} and the staging rows of tokens written since the last step (the cache's
+ * dirty-slot journal, which also covers copy-on-write copies). Values that change between steps
+ * travel in IntArrays because TornadoVM freezes scalar arguments.
+ *
+ * <p>Variants: {@code auto} (split-K when the batch alone does not fill the GPU, see
+ * {@link DecodeGrid}), {@code fused} (never split), {@code splitk} (always allowed to split) and
+ * {@code parallel} (the portable {@code @Parallel} kernel).
+ *
+ * <p>Capacity (batch rows, block-table columns) is fixed by the first decode; a larger batch
+ * later rebuilds the plan, which uploads the pools again. Not thread-safe: one decode at a time.
+ */
+public final class TornadoDecodeAttention implements DecodeAttention {
+    /** Staged token slots per step; more are sent in extra scatter-only executions. */
+    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
+    private static final int LOCAL = PagedDecodeKernels.WORK_GROUP;
+
+    private final KvCache cache;
+    private final KvCacheConfig config;
+    private final AttentionSpec spec;
+    private final String device;
+    private final String variant;
+    private Plan plan;
+    private long lastDeviceNanos = -1;
+
+    /** Plain constructor for {@link dev.pagedattn.attention.Backends}: variant from {@code -Dpagedattn.tornado.variant} (auto). */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device) {
+        this(cache, spec, device, System.getProperty("pagedattn.tornado.variant", "auto"));
+    }
+
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
+        spec.requireMatches(cache.config());
+        if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
+        }
+        if (device != null && !device.matches("\\d+:\\d+")) {
+            throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
+        }
+        if (STAGING_SLOTS < 16 || STAGING_SLOTS % 16 != 0) {
+            throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be a positive multiple of 16");
+        }
+        this.cache = cache;
+        this.config = cache.config();
+        this.spec = spec;
+        this.device = device;
+        this.variant = variant;
+        cache.trackDirtySlots();
+    }
+
+    @Override
+    public String name() {
+        return "tornado-" + variant;
+    }
+
+    @Override
+    public long lastDeviceNanos() {
+        return lastDeviceNanos;
+    }
+
+    /** The grid the next decode of {@code batch} would use (for reports). */
+    public DecodeGrid gridFor(DecodeBatch batch) {
+        return DecodeGrid.plan(spec, batch.numSeqs(), batch.maxContextLen(), !variant.equals("fused"));
+    }
+
+    @Override
+    public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        DecodeAttention.requireShapes(spec, config, batch, layer, q, out);
+        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.maxBlocksPerSeq() > plan.maxBlocks) {
+            int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
+            int blocks = Math.max(batch.maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
+            close();
+            cache.drainDirtySlots(); // the new plan uploads the whole pools on its first execution
+            plan = new Plan(seqs, blocks);
+        }
+        plan.step(batch, layer, q, out);
+    }
+
+    @Override
+    public void close() {
+        if (plan != null) {
+            plan.close();
+            plan = null;
+        }
+    }
+
+    /** The device-side buffers and the task graph, for one capacity. */
+    private final class Plan implements AutoCloseable {
+        final int maxSeqs;
+        final int maxBlocks;
+        final FloatArray q;              // [maxSeqs][numQHeads][headDim]
+        final FloatArray out;            // [maxSeqs][numQHeads][headDim]
+        final IntArray tables;           // [maxSeqs][maxBlocks]
+        final IntArray lens;             // [maxSeqs]
+        final IntArray params;           // [DecodeParams.SIZE]
+        final FloatArray partials;       // [partialRows][numQHeads][headDim + 2]
+        final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
+        final TornadoNativeArray stageV;
+        final IntArray slotOffsets;      // [STAGING_SLOTS]
+        final WorkerGrid1D attentionGrid;
+        final TornadoExecutionPlan executionPlan;
+
+        Plan(int maxSeqs, int maxBlocks) {
+            this.maxSeqs = maxSeqs;
+            this.maxBlocks = maxBlocks;
+            int hq = spec.numQHeads();
+            int d = spec.headDim();
+            int hkv = spec.numKvHeads();
+            int g = spec.groupSize();
+            int bs = config.blockSize();
+            float scale = spec.scale();
+            q = new FloatArray(maxSeqs * hq * d);
+            out = new FloatArray(maxSeqs * hq * d);
+            tables = new IntArray(maxSeqs * maxBlocks);
+            lens = new IntArray(maxSeqs);
+            lens.init(1);
+            params = new IntArray(DecodeParams.SIZE);
+            // Split-K writes numSeqs * maxPartitions rows; DecodeGrid keeps that under target + numSeqs.
+            int tiles = (g + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
+            int rows = DecodeGrid.TARGET_GROUPS / (hkv * tiles) + 1 + maxSeqs;
+            partials = new FloatArray(rows * hq * (d + 2));
+            int width = hkv * d;
+            boolean half = config.dtype() == KvDtype.FP16;
+            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
+            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
+            slotOffsets = new IntArray(STAGING_SLOTS);
+            KernelContext ctx = new KernelContext();
+            TornadoNativeArray kPool = cache.keys().array();
+            TornadoNativeArray vPool = cache.values().array();
+            int tuning = DecodeGrid.plan(spec, 1, 1, false).tuning();
+
+            TaskGraph graph = new TaskGraph("decode")
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, params, stageK, stageV, slotOffsets);
+            if (half) {
+                HalfFloatArray k = (HalfFloatArray) kPool;
+                HalfFloatArray v = (HalfFloatArray) vPool;
+                graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,
+                        slotOffsets, params, hkv, d, bs);
+                if (variant.equals("parallel")) {
+                    graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
+                            hkv, g, d, bs, scale);
+                } else {
+                    graph.task("attention", PagedDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
+                }
+            } else {
+                FloatArray k = (FloatArray) kPool;
+                FloatArray v = (FloatArray) vPool;
+                graph.task("scatter", ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK, (FloatArray) stageV,
+                        slotOffsets, params, hkv, d, bs);
+                if (variant.equals("parallel")) {
+                    graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
+                            hkv, g, d, bs, scale);
+                } else {
+                    graph.task("attention", PagedDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
+                }
+            }
+            GridScheduler grids = new GridScheduler();
+            grids.addWorkerGrid("decode.scatter", grid(STAGING_SLOTS * width));
+            if (!variant.equals("parallel")) {
+                graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+                grids.addWorkerGrid("decode.merge", grid(roundUp(maxSeqs * hq * d)));
+                attentionGrid = grid(LOCAL);
+                grids.addWorkerGrid("decode.attention", attentionGrid);
+            } else {
+                attentionGrid = null;
+            }
+            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
+            ImmutableTaskGraph immutable = graph.snapshot();
+            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(ProfilerMode.SILENT);
+            if (device != null) {
+                String[] bd = device.split(":");
+                executionPlan.withDevice(TornadoExecutionPlan.getDevice(Integer.parseInt(bd[0]), Integer.parseInt(bd[1])));
+            }
+        }
+
+        void step(DecodeBatch batch, int layer, FloatArray userQ, FloatArray userOut) {
+            int n = batch.numSeqs();
+            int hq = spec.numQHeads();
+            int d = spec.headDim();
+            MemorySegment.copy(userQ.getSegment(), 0, q.getSegment(), 0, (long) n * hq * d * Float.BYTES);
+            for (int i = 0; i < n; i++) {
+                lens.set(i, batch.contextLen(i));
+                for (int j = 0; j < maxBlocks; j++) {
+                    tables.set(i * maxBlocks + j, j < batch.maxBlocksPerSeq() ? Math.max(0, batch.block(i, j)) : 0);
+                }
+            }
+            DecodeGrid grid = gridFor(batch);
+            int layerBase = layer * cache.layout().layerStride();
+            int[] dirty = cache.drainDirtySlots();
+            long nanos = 0;
+            int done = 0;
+            do {
+                int rows = Math.min(STAGING_SLOTS, dirty.length - done);
+                stage(dirty, done, rows);
+                done += rows;
+                boolean last = done == dirty.length;
+                grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
+                if (attentionGrid != null) {
+                    attentionGrid.setGlobalWork(last ? grid.attentionGlobalSize() : LOCAL, 1, 1);
+                    attentionGrid.setLocalWork(LOCAL, 1, 1);
+                }
+                TornadoExecutionResult result = executionPlan.execute();
+                nanos = result.getProfilerResult().getDeviceKernelTime();
+            } while (done < dirty.length);
+            lastDeviceNanos = nanos;
+            MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
+        }
+
+        /** Copies the current host K/V of {@code rows} dirty slots into the staging arrays. */
+        private void stage(int[] dirty, int from, int rows) {
+            int width = config.tokenWidth();
+            int headStride = cache.layout().headStride();
+            long bytes = config.dtype().bytes();
+            KvPool keys = cache.keys();
+            KvPool values = cache.values();
+            for (int r = 0; r < rows; r++) {
+                int base = cache.slotOffset(dirty[from + r]);
+                slotOffsets.set(r, base);
+                for (int h = 0; h < spec.numKvHeads(); h++) {
+                    long src = (long) (base + h * headStride) * bytes;
+                    long dst = (long) (r * width + h * spec.headDim()) * bytes;
+                    MemorySegment.copy(keys.array().getSegment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
+                    MemorySegment.copy(values.array().getSegment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
+                }
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                executionPlan.freeDeviceMemory();
+                executionPlan.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("could not release the TornadoVM plan", e);
+            }
+        }
+    }
+
+    private static WorkerGrid1D grid(int global) {
+        WorkerGrid1D w = new WorkerGrid1D(global);
+        w.setLocalWork(LOCAL, 1, 1);
+        return w;
+    }
+
+    private static int roundUp(int n) {
+        return (n + LOCAL - 1) / LOCAL * LOCAL;
+    }
+}
