@@ -1,0 +1,12 @@
+# Sourced on a GPU machine without Java: unpacks a TornadoVM SDK + JDK archive (see README,
+# 'Running on a GPU with TornadoVM') and points JAVA_HOME/TORNADOVM_HOME at it.
+#   PA_DEVICE_ARCHIVE  the archive (default .tornado/device.tar.xz; layout jdk/ and sdk/)
+archive="${PA_DEVICE_ARCHIVE:-.tornado/device.tar.xz}"
+if [[ ! -f "$archive" ]]; then
+  echo "no SDK archive at $archive (set PA_DEVICE_ARCHIVE)" >&2
+  return 1 2>/dev/null || exit 1
+fi
+mkdir -p /tmp/pa-sdk
+[[ -x /tmp/pa-sdk/jdk/bin/java ]] || tar -xJf "$archive" -C /tmp/pa-sdk
+export JAVA_HOME=/tmp/pa-sdk/jdk TORNADOVM_HOME=/tmp/pa-sdk/sdk
+export PATH="$TORNADOVM_HOME/bin:$JAVA_HOME/bin:$PATH"
