@@ -66,7 +66,7 @@ public final class DecodeWorkload {
                 seqs[i] = cache.createSequence();
                 for (int done = 0; done < lengths[i]; done += chunk) {
                     int n = Math.min(chunk, lengths[i] - done);
-                    if (n != chunk) {
+                    if (k.length != n * width) { // a short chunk of an earlier sequence may have shrunk them
                         k = new float[n * width];
                         v = new float[n * width];
                     }
