@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
