@@ -1,0 +1,122 @@
+package dev.pagedattn.attention;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/** Caller mistakes throw IllegalArgumentException whose message names the bad value. */
+class AttentionBadInputTest {
+
+    static void assertRejected(Executable call, String... fragments) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
+        for (String f : fragments) {
+            assertTrue(e.getMessage().contains(f), "message '" + e.getMessage() + "' does not name " + f);
+        }
+    }
+
+    @ParameterizedTest(name = "numQHeads={0} numKvHeads={1}")
+    @CsvSource({"12, 8", "0, 1", "-4, 2", "3, 2", "1, 2"})
+    void specRejectsQueryHeadsThatAreNotAMultiple(int numQHeads, int numKvHeads) {
+        assertRejected(() -> new AttentionSpec(numQHeads, numKvHeads, 64, 0.125f),
+                "numQHeads=" + numQHeads, "numKvHeads=" + numKvHeads);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, -1})
+    void specRejectsNoKvHeads(int numKvHeads) {
+        assertRejected(() -> new AttentionSpec(8, numKvHeads, 64, 0.125f), "numKvHeads=" + numKvHeads);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {81, 4, 0, -8, 100, 264, 512})
+    void specRejectsHeadDimsOutsideMultiplesOf8UpTo256(int headDim) {
+        assertRejected(() -> new AttentionSpec(8, 2, headDim, 0.125f), "headDim=" + headDim);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {8, 80, 256})
+    void specAcceptsHeadDimsAtTheEdges(int headDim) {
+        AttentionSpec spec = new AttentionSpec(8, 2, headDim, 0.125f);
+        assertTrue(spec.groupSize() == 4 && spec.queryElements(3) == 3L * 8 * headDim, spec.toString());
+    }
+
+    @ParameterizedTest
+    @ValueSource(floats = {0f, -0f, -1f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY})
+    void specRejectsScalesThatAreNotFiniteAndPositive(float scale) {
+        assertRejected(() -> new AttentionSpec(8, 2, 64, scale), "scale=" + scale);
+    }
+
+    @Test
+    void backendRejectsASpecThatDoesNotMatchTheCache() {
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
+        assertRejected(() -> new JvmDecodeAttention(cache, new AttentionSpec(8, 1, 64, 0.125f)).close(),
+                "numKvHeads=1", "numKvHeads=2");
+        assertRejected(() -> new JvmDecodeAttention(cache, new AttentionSpec(8, 2, 32, 0.125f)).close(),
+                "headDim=32", "headDim=64");
+        assertRejected(() -> Backends.create("jvm", cache, new AttentionSpec(8, 2, 128, 0.125f), null).close(),
+                "headDim=128", "headDim=64");
+        assertRejected(() -> ReferenceAttention.decode(cache, new AttentionSpec(4, 4, 64, 0.125f), 0, new int[0], new FloatArray(1)),
+                "numKvHeads=4", "numKvHeads=2");
+    }
+
+    @Test
+    void decodeRejectsQueriesAndOutputsOfTheWrongSize() {
+        DecodeWorkload w = DecodeWorkload.create(new int[] {5, 9}, 8, 2, 16, 4, KvDtype.FP16, 1, n -> { });
+        long n = 2 * 8 * 16;
+        try (JvmDecodeAttention a = new JvmDecodeAttention(w.cache(), w.spec())) {
+            assertRejected(() -> a.decode(w.batch(), 0, new FloatArray((int) n - 1), w.poisonedOutput()), "q.size=" + (n - 1), "" + n);
+            assertRejected(() -> a.decode(w.batch(), 0, new FloatArray((int) n + 16), w.poisonedOutput()), "q.size=" + (n + 16));
+            assertRejected(() -> a.decode(w.batch(), 0, null, w.poisonedOutput()), "q.size=null");
+            assertRejected(() -> a.decode(w.batch(), 0, w.q(), new FloatArray(8 * 16)), "out.size=" + 8 * 16, "" + n);
+            assertRejected(() -> a.decode(w.batch(), 0, w.q(), null), "out.size=null");
+        }
+    }
+
+    @Test
+    void decodeRejectsALayerOutsideTheCache() {
+        KvCache cache = new KvCache(new KvCacheConfig(4, 4, 1, 8, KvDtype.FP32, 3));
+        int seq = cache.createSequence();
+        cache.write(seq, 0, appendOne(cache, seq), new float[8], new float[8]);
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 2);
+        try (JvmDecodeAttention a = new JvmDecodeAttention(cache, spec)) {
+            FloatArray q = new FloatArray(16);
+            assertRejected(() -> a.decode(cache.batch(seq), 3, q, new FloatArray(16)), "layer=3", "[0, 3)");
+            assertRejected(() -> a.decode(cache.batch(seq), -1, q, new FloatArray(16)), "layer=-1");
+        }
+    }
+
+    @Test
+    void backendsRejectAnUnknownName() {
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 4);
+        assertRejected(() -> Backends.create("cuda", cache, spec, null), "backend=cuda", "jvm", "tornado");
+        assertRejected(() -> Backends.create("JVM", cache, spec, null), "backend=JVM");
+    }
+
+    /** The test JVM has TornadoVM's API but not its runtime, as a plain {@code java} launch does. */
+    @Test
+    void tornadoBackendWithoutTheRuntimePointsToTheTornadoLauncher() {
+        assertFalse(Backends.tornadoRuntimePresent(), "this test expects a JVM without the TornadoVM runtime");
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
+        assertRejected(() -> Backends.create("tornado", cache, AttentionSpec.of(cache.config(), 4), null),
+                "backend=tornado", "tornado launcher");
+    }
+
+    private static int appendOne(KvCache cache, int seq) {
+        try {
+            return cache.append(seq, 1);
+        } catch (dev.pagedattn.cache.OutOfBlocksException e) {
+            throw new AssertionError(e);
+        }
+    }
+}

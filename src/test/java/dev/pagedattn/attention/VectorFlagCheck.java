@@ -1,0 +1,44 @@
+package dev.pagedattn.attention;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.pagedattn.attention.DecodeProblem.Shape;
+import dev.pagedattn.cache.KvDtype;
+
+/**
+ * Run by {@link VectorFlagTest} in a JVM started with {@code -Dpagedattn.jvm.vector=<expected>}
+ * (the flag is a static final, so each value needs its own JVM). Exits 0 when the backend took
+ * the expected path and every check passed, 1 otherwise.
+ */
+final class VectorFlagCheck {
+    private VectorFlagCheck() {
+    }
+
+    public static void main(String[] args) {
+        boolean expected = Boolean.parseBoolean(args[0]);
+        try {
+            assertEquals(expected, JvmDecodeAttention.VECTOR, "JvmDecodeAttention.VECTOR");
+            long seed = TestSeeds.fresh("VectorFlagCheck VECTOR=" + expected);
+            DotAxpyTest.checkDot(seed);
+            DotAxpyTest.checkAxpy(seed);
+            Shape[] shapes = {
+                Shape.of(new int[] {1, 16, 17, 45}, 8, 2, 80, 16, KvDtype.FP16),
+                Shape.of(new int[] {9, 3}, 4, 4, 64, 1, KvDtype.FP32),
+                Shape.of(new int[] {33}, 8, 1, 8, 8, KvDtype.FP16),
+                Shape.of(new int[] {20, 7}, 4, 2, 256, 16, KvDtype.FP32).withLayers(2, 1).withScale(0.3f),
+            };
+            for (Shape shape : shapes) {
+                DecodeProblem p = DecodeProblem.random(shape, seed);
+                try (JvmDecodeAttention a = new JvmDecodeAttention(p.cache(), p.spec())) {
+                    assertEquals(expected ? "jvm" : "jvm-scalar", a.name(), "backend name");
+                }
+                Accuracy.Errors e = Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe());
+                System.out.println("  " + shape + " " + e);
+            }
+        } catch (AssertionError e) {
+            e.printStackTrace(System.out);
+            System.exit(1);
+        }
+        System.exit(0);
+    }
+}

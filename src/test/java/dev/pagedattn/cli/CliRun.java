@@ -1,0 +1,44 @@
+package dev.pagedattn.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import picocli.CommandLine;
+
+/**
+ * One run of the CLI in this JVM: the exit code and what went to stdout and stderr. Commands
+ * print results to {@code System.out} and picocli prints errors to its own writer, so both are
+ * captured (and echoed to the real stdout afterwards, for the test log).
+ */
+record CliRun(int exitCode, String out, String err) {
+
+    static synchronized CliRun of(String... args) {
+        PrintStream realOut = System.out;
+        PrintStream realErr = System.err;
+        ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
+        ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
+        StringWriter picoOut = new StringWriter();
+        StringWriter picoErr = new StringWriter();
+        int code;
+        try (PrintStream out = new PrintStream(outBytes, true, StandardCharsets.UTF_8);
+             PrintStream err = new PrintStream(errBytes, true, StandardCharsets.UTF_8)) {
+            System.setOut(out);
+            System.setErr(err);
+            CommandLine cl = Main.commandLine();
+            cl.setOut(new PrintWriter(picoOut, true));
+            cl.setErr(new PrintWriter(picoErr, true));
+            code = cl.execute(args);
+        } finally {
+            System.setOut(realOut);
+            System.setErr(realErr);
+        }
+        CliRun run = new CliRun(code, outBytes.toString(StandardCharsets.UTF_8) + picoOut,
+                errBytes.toString(StandardCharsets.UTF_8) + picoErr);
+        realOut.println("$ pa " + String.join(" ", args) + "  -> exit " + code);
+        realOut.print(run.out().indent(4));
+        realOut.print(run.err().indent(4));
+        return run;
+    }
+}
