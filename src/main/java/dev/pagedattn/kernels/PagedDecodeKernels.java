@@ -91,7 +91,10 @@ public final class PagedDecodeKernels {
             return;
         }
         int end = TornadoMath.min(len, start + partTokens);
-        int heads = TornadoMath.min(MAX_HEADS_PER_TILE, groupSize - tile * MAX_HEADS_PER_TILE);
+        // A compile-time constant (groupSize is frozen), so loops over heads have constant trip
+        // counts; heads past the group in a last, partial tile get a zero query and are not written.
+        int heads = TornadoMath.min(MAX_HEADS_PER_TILE, groupSize);
+        int headsLeft = groupSize - tile * MAX_HEADS_PER_TILE;
         int numQHeads = numKvHeads * groupSize;
         int firstHead = kvHead * groupSize + tile * MAX_HEADS_PER_TILE;
         int headStride = blockSize * headDim;
@@ -123,9 +126,11 @@ public final class PagedDecodeKernels {
         }
         if (active) {
             for (int g = 0; g < heads; g++) {
-                int qBase = (seq * numQHeads + firstHead + g) * headDim + lane;
-                for (int i = 0; i < ds; i++) {
-                    qr[g * MAX_DIMS_PER_LANE + i] = q.get(qBase + i * lanes) * scale;
+                if (g < headsLeft) {
+                    int qBase = (seq * numQHeads + firstHead + g) * headDim + lane;
+                    for (int i = 0; i < ds; i++) {
+                        qr[g * MAX_DIMS_PER_LANE + i] = q.get(qBase + i * lanes) * scale;
+                    }
                 }
             }
         }
@@ -264,6 +269,9 @@ public final class PagedDecodeKernels {
                 }
             }
             int h = firstHead + g;
+            if (g >= headsLeft) {
+                continue;
+            }
             if (writeFinal != 0) {
                 out.set((seq * numQHeads + h) * headDim + d, accSum[idx] / sum);
             } else {
@@ -313,7 +321,10 @@ public final class PagedDecodeKernels {
             return;
         }
         int end = TornadoMath.min(len, start + partTokens);
-        int heads = TornadoMath.min(MAX_HEADS_PER_TILE, groupSize - tile * MAX_HEADS_PER_TILE);
+        // A compile-time constant (groupSize is frozen), so loops over heads have constant trip
+        // counts; heads past the group in a last, partial tile get a zero query and are not written.
+        int heads = TornadoMath.min(MAX_HEADS_PER_TILE, groupSize);
+        int headsLeft = groupSize - tile * MAX_HEADS_PER_TILE;
         int numQHeads = numKvHeads * groupSize;
         int firstHead = kvHead * groupSize + tile * MAX_HEADS_PER_TILE;
         int headStride = blockSize * headDim;
@@ -345,9 +356,11 @@ public final class PagedDecodeKernels {
         }
         if (active) {
             for (int g = 0; g < heads; g++) {
-                int qBase = (seq * numQHeads + firstHead + g) * headDim + lane;
-                for (int i = 0; i < ds; i++) {
-                    qr[g * MAX_DIMS_PER_LANE + i] = q.get(qBase + i * lanes) * scale;
+                if (g < headsLeft) {
+                    int qBase = (seq * numQHeads + firstHead + g) * headDim + lane;
+                    for (int i = 0; i < ds; i++) {
+                        qr[g * MAX_DIMS_PER_LANE + i] = q.get(qBase + i * lanes) * scale;
+                    }
                 }
             }
         }
@@ -486,6 +499,9 @@ public final class PagedDecodeKernels {
                 }
             }
             int h = firstHead + g;
+            if (g >= headsLeft) {
+                continue;
+            }
             if (writeFinal != 0) {
                 out.set((seq * numQHeads + h) * headDim + d, accSum[idx] / sum);
             } else {

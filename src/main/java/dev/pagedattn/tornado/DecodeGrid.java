@@ -2,6 +2,7 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
@@ -23,8 +24,27 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * @param maxPartitions   partitions of the longest sequence
  * @param numGroups       work-groups of the attention kernel
  */
-public record DecodeGrid(int dimsPerLane, int tokensPerRound, int headTiles, int partitionTokens, int maxPartitions,
-                         int numGroups) {
+public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int headTiles, int partitionTokens,
+                         int maxPartitions, int numGroups, int localSize) {
+    /** Which KernelContext attention kernel runs. */
+    public enum Kernel {
+        /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, all state in named registers. */
+        PAIRS,
+        /** {@link PagedDecodeKernels}: every head of the tile per work-item, state in private arrays. */
+        GROUPS;
+
+        public static Kernel parse(String name) {
+            for (Kernel k : values()) {
+                if (k.name().equalsIgnoreCase(name)) {
+                    return k;
+                }
+            }
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of pairs, groups");
+        }
+    }
+
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=pairs|groups}. */
+    public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "pairs"));
     /** Work-groups that fill an H100 (132 SMs) about four times over. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
     /** Smallest partition worth a work-group of its own. */
@@ -34,11 +54,11 @@ public record DecodeGrid(int dimsPerLane, int tokensPerRound, int headTiles, int
 
     /** The grid for a step; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, boolean split) {
-        return plan(spec, numSeqs, maxContextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS, TOKENS_PER_ROUND);
+        return plan(spec, numSeqs, maxContextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS, TOKENS_PER_ROUND, KERNEL);
     }
 
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, boolean split,
-                                  int targetGroups, int minPartitionTokens, int tokensPerRound) {
+                                  int targetGroups, int minPartitionTokens, int tokensPerRound, Kernel kernel) {
         if (tokensPerRound < 1 || tokensPerRound > PagedDecodeKernels.MAX_TOKENS_PER_ROUND) {
             throw new IllegalArgumentException("tokensPerRound=" + tokensPerRound + " must be in [1, "
                     + PagedDecodeKernels.MAX_TOKENS_PER_ROUND + "]");
@@ -54,7 +74,10 @@ public record DecodeGrid(int dimsPerLane, int tokensPerRound, int headTiles, int
         }
         int partitionTokens = (maxContextLen + parts - 1) / parts;
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
-        return new DecodeGrid(ds, tokensPerRound, tiles, partitionTokens, maxPartitions, base * maxPartitions);
+        int local = kernel == Kernel.PAIRS
+                ? HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim())
+                : PagedDecodeKernels.WORK_GROUP;
+        return new DecodeGrid(kernel, ds, tokensPerRound, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
     }
 
     /** The largest DS in {8, 4, 2, 1} that divides headDim and leaves >= 4 lanes per token group. */
@@ -69,11 +92,11 @@ public record DecodeGrid(int dimsPerLane, int tokensPerRound, int headTiles, int
 
     /** The attention kernel's frozen {@code tuning} argument. */
     public int tuning() {
-        return dimsPerLane * 16 + tokensPerRound;
+        return kernel == Kernel.PAIRS ? tokensPerRound : dimsPerLane * 16 + tokensPerRound;
     }
 
     public int attentionGlobalSize() {
-        return numGroups * PagedDecodeKernels.WORK_GROUP;
+        return numGroups * localSize;
     }
 
     /** Rows of partial results this grid writes: numSeqs * maxPartitions. */

@@ -8,6 +8,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
@@ -159,7 +160,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
-            int tuning = DecodeGrid.plan(spec, 1, 1, false).tuning();
+            DecodeGrid shape = DecodeGrid.plan(spec, 1, 1, false);
+            int tuning = shape.tuning();
+            boolean pairs = shape.kernel() == DecodeGrid.Kernel.PAIRS;
 
             TaskGraph graph = new TaskGraph("decode")
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
@@ -172,6 +175,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (pairs) {
+                    graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
                 } else {
                     graph.task("attention", PagedDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale, tuning);
@@ -184,6 +190,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (pairs) {
+                    graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
                 } else {
                     graph.task("attention", PagedDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale, tuning);
@@ -231,8 +240,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
                 if (attentionGrid != null) {
-                    attentionGrid.setGlobalWork(last ? grid.attentionGlobalSize() : LOCAL, 1, 1);
-                    attentionGrid.setLocalWork(LOCAL, 1, 1);
+                    attentionGrid.setGlobalWork(last ? grid.attentionGlobalSize() : grid.localSize(), 1, 1);
+                    attentionGrid.setLocalWork(grid.localSize(), 1, 1);
                 }
                 TornadoExecutionResult result = executionPlan.execute();
                 nanos = result.getProfilerResult().getDeviceKernelTime();

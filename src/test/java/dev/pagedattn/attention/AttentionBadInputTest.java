@@ -63,7 +63,7 @@ class AttentionBadInputTest {
                 "numKvHeads=1", "numKvHeads=2");
         assertRejected(() -> new JvmDecodeAttention(cache, new AttentionSpec(8, 2, 32, 0.125f)).close(),
                 "headDim=32", "headDim=64");
-        assertRejected(() -> Backends.create("jvm", cache, new AttentionSpec(8, 2, 128, 0.125f), null).close(),
+        assertRejected(() -> Backends.create("jvm", cache, new AttentionSpec(8, 2, 128, 0.125f), null, "auto").close(),
                 "headDim=128", "headDim=64");
         assertRejected(() -> ReferenceAttention.decode(cache, new AttentionSpec(4, 4, 64, 0.125f), 0, new int[0], new FloatArray(1)),
                 "numKvHeads=4", "numKvHeads=2");
@@ -99,8 +99,8 @@ class AttentionBadInputTest {
     void backendsRejectAnUnknownName() {
         KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
         AttentionSpec spec = AttentionSpec.of(cache.config(), 4);
-        assertRejected(() -> Backends.create("cuda", cache, spec, null), "backend=cuda", "jvm", "tornado");
-        assertRejected(() -> Backends.create("JVM", cache, spec, null), "backend=JVM");
+        assertRejected(() -> Backends.create("cuda", cache, spec, null, "auto"), "backend=cuda", "jvm", "tornado");
+        assertRejected(() -> Backends.create("JVM", cache, spec, null, "auto"), "backend=JVM");
     }
 
     /** The test JVM has TornadoVM's API but not its runtime, as a plain {@code java} launch does. */
@@ -108,7 +108,7 @@ class AttentionBadInputTest {
     void tornadoBackendWithoutTheRuntimePointsToTheTornadoLauncher() {
         assertFalse(Backends.tornadoRuntimePresent(), "this test expects a JVM without the TornadoVM runtime");
         KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
-        assertRejected(() -> Backends.create("tornado", cache, AttentionSpec.of(cache.config(), 4), null),
+        assertRejected(() -> Backends.create("tornado", cache, AttentionSpec.of(cache.config(), 4), null, "auto"),
                 "backend=tornado", "tornado launcher");
     }
 

@@ -1,0 +1,540 @@
+package dev.pagedattn.kernels;
+
+import dev.pagedattn.cache.KvLayout;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * The register-resident attention kernel: like {@link PagedDecodeKernels#attentionF16} (same
+ * arguments, same grid of (sequence, KV head, head tile, partition) work-groups, same partial
+ * format, merged by {@link PagedDecodeKernels#mergePartitions}), but every per-thread value is a
+ * named scalar, so nothing can land in local (stack) memory whether or not the compiler unrolls.
+ *
+ * <pre>
+ *  work-item -> (slot, pair, lane):  R = pairs * L work-items per token row, L = headDim / 8,
+ *                                    pairs = ceil(min(groupSize, 8) / 2), slots = localSize / R
+ *  lane j owns dims j, j+L, ..., j+7L (8 of them) of two query heads (a pair): 8 K/V values,
+ *  16 query values and 16 accumulators in registers.
+ * </pre>
+ * K and V rows are read once per pair (so 4 times for a group of 8 heads, mostly from L1), the
+ * price of keeping everything in registers. {@code tuning} is U, the tokens per slot per round.
+ * The local size must be {@code slots * R} ({@link #localSize}).
+ */
+public final class HeadPairDecodeKernels {
+    /** Largest local size: R can be 4 pairs x 32 lanes (headDim 256). */
+    public static final int MAX_LOCAL = 256;
+    public static final int MAX_TOKENS_PER_ROUND = 4;
+    /** [slot][u][2*pairs][lanes] = 2 * u * localSize floats; reused as [2*pairs][headDim] for the final merge. */
+    private static final int RED_SIZE = 2 * MAX_TOKENS_PER_ROUND * MAX_LOCAL;
+    /** [slot][u][2*pairs] = 2 * u * localSize / lanes floats. */
+    private static final int SCORE_SIZE = 2 * MAX_TOKENS_PER_ROUND * MAX_LOCAL;
+    /** [slot][2*pairs] = 2 * localSize / lanes floats. */
+    private static final int SLOT_SIZE = 2 * MAX_LOCAL;
+
+    private HeadPairDecodeKernels() {
+    }
+
+    /** Work-items per token row for a shape. */
+    public static int rowThreads(int groupSize, int headDim) {
+        int pairs = (Math.min(groupSize, PagedDecodeKernels.MAX_HEADS_PER_TILE) + 1) / 2;
+        return pairs * (headDim / 8);
+    }
+
+    /** The local size to launch with: as many token slots as fit 128 work-items (at least one row). */
+    public static int localSize(int groupSize, int headDim) {
+        int r = rowThreads(groupSize, headDim);
+        return Math.max(1, 128 / r) * r;
+    }
+
+    public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale, int tuning) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int u = tuning;
+        int lanes = headDim / 8;
+        int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
+        int pairs = (tileHeads + 1) / 2;
+        int rowThreads = pairs * lanes;
+        int local = ctx.localGroupSizeX;
+        int slots = local / rowThreads;
+        int tid = ctx.localIdx;
+        int slot = tid / rowThreads;
+        int r = tid - slot * rowThreads;
+        int pair = r / lanes;
+        int lane = r - pair * lanes;
+
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int headTiles = (groupSize + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
+        int gid = ctx.groupIdx;
+        int part = gid % maxParts;
+        int rest = gid / maxParts;
+        int tile = rest % headTiles;
+        rest = rest / headTiles;
+        int kvHead = rest % numKvHeads;
+        int seq = rest / numKvHeads;
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(seq);
+        int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+        int start = part * partTokens;
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + partTokens);
+        int numQHeads = numKvHeads * groupSize;
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
+        int headA = tileFirst + 2 * pair;
+        int tileRows = 2 * pairs;
+
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][u][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][u][2*pairs]
+        float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
+        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
+
+        boolean validA = headA < groupSize && 2 * pair < tileHeads;
+        boolean validB = headA + 1 < groupSize && 2 * pair + 1 < tileHeads;
+        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? headA : 0)) * headDim + lane;
+        float sa = validA ? scale : 0f;
+        float sb = validB ? scale : 0f;
+        int qb = validB ? qa + headDim : qa;
+        float qa0 = q.get(qa) * sa;
+        float qa1 = q.get(qa + lanes) * sa;
+        float qa2 = q.get(qa + 2 * lanes) * sa;
+        float qa3 = q.get(qa + 3 * lanes) * sa;
+        float qa4 = q.get(qa + 4 * lanes) * sa;
+        float qa5 = q.get(qa + 5 * lanes) * sa;
+        float qa6 = q.get(qa + 6 * lanes) * sa;
+        float qa7 = q.get(qa + 7 * lanes) * sa;
+        float qb0 = q.get(qb) * sb;
+        float qb1 = q.get(qb + lanes) * sb;
+        float qb2 = q.get(qb + 2 * lanes) * sb;
+        float qb3 = q.get(qb + 3 * lanes) * sb;
+        float qb4 = q.get(qb + 4 * lanes) * sb;
+        float qb5 = q.get(qb + 5 * lanes) * sb;
+        float qb6 = q.get(qb + 6 * lanes) * sb;
+        float qb7 = q.get(qb + 7 * lanes) * sb;
+        float aa0 = 0f, aa1 = 0f, aa2 = 0f, aa3 = 0f, aa4 = 0f, aa5 = 0f, aa6 = 0f, aa7 = 0f;
+        float ab0 = 0f, ab1 = 0f, ab2 = 0f, ab3 = 0f, ab4 = 0f, ab5 = 0f, ab6 = 0f, ab7 = 0f;
+        float ma = Float.NEGATIVE_INFINITY;
+        float mb = Float.NEGATIVE_INFINITY;
+        float la = 0f;
+        float lb = 0f;
+
+        for (int idx = tid; idx < tileRows; idx += local) {
+            slotSum[idx] = 0f;
+        }
+
+        int perRound = slots * u;
+        int rounds = (end - start + perRound - 1) / perRound;
+        for (int rd = 0; rd < rounds; rd++) {
+            int roundBase = start + rd * perRound;
+            // 1. partial dots of this lane's 8 dims for U tokens, two heads
+            for (int t = 0; t < u; t++) {
+                int token = roundBase + t * slots + slot;
+                float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+                if (token < end) {
+                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
+                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
+                    k0 = kPool.get(row).getFloat32();
+                    k1 = kPool.get(row + lanes).getFloat32();
+                    k2 = kPool.get(row + 2 * lanes).getFloat32();
+                    k3 = kPool.get(row + 3 * lanes).getFloat32();
+                    k4 = kPool.get(row + 4 * lanes).getFloat32();
+                    k5 = kPool.get(row + 5 * lanes).getFloat32();
+                    k6 = kPool.get(row + 6 * lanes).getFloat32();
+                    k7 = kPool.get(row + 7 * lanes).getFloat32();
+                }
+                int at = ((slot * u + t) * tileRows + 2 * pair) * lanes + lane;
+                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            }
+            ctx.localBarrier();
+            // 2. scores: sum the lanes; tokens past the end and heads past the group score -inf
+            for (int idx = tid; idx < slots * u * tileRows; idx += local) {
+                int hh = idx % tileRows;
+                int su = idx / tileRows;
+                int token = roundBase + (su % u) * slots + su / u;
+                float s = Float.NEGATIVE_INFINITY;
+                if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
+                    s = 0f;
+                    for (int j = 0; j < lanes; j++) {
+                        s += red[idx * lanes + j];
+                    }
+                }
+                scores[idx] = s;
+            }
+            ctx.localBarrier();
+            // 3. online softmax for this slot's tokens, then V
+            int sBase = slot * u * tileRows + 2 * pair;
+            float newMa = ma;
+            float newMb = mb;
+            for (int t = 0; t < u; t++) {
+                newMa = TornadoMath.max(newMa, scores[sBase + t * tileRows]);
+                newMb = TornadoMath.max(newMb, scores[sBase + t * tileRows + 1]);
+            }
+            if (newMa != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(ma - newMa);
+                la = la * c;
+                aa0 *= c; aa1 *= c; aa2 *= c; aa3 *= c; aa4 *= c; aa5 *= c; aa6 *= c; aa7 *= c;
+                ma = newMa;
+            }
+            if (newMb != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(mb - newMb);
+                lb = lb * c;
+                ab0 *= c; ab1 *= c; ab2 *= c; ab3 *= c; ab4 *= c; ab5 *= c; ab6 *= c; ab7 *= c;
+                mb = newMb;
+            }
+            for (int t = 0; t < u; t++) {
+                int token = roundBase + t * slots + slot;
+                if (token < end) {
+                    float xa = scores[sBase + t * tileRows];
+                    float xb = scores[sBase + t * tileRows + 1];
+                    float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
+                    float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
+                    la += pa;
+                    lb += pb;
+                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
+                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
+                    float v0 = vPool.get(row).getFloat32();
+                    float v1 = vPool.get(row + lanes).getFloat32();
+                    float v2 = vPool.get(row + 2 * lanes).getFloat32();
+                    float v3 = vPool.get(row + 3 * lanes).getFloat32();
+                    float v4 = vPool.get(row + 4 * lanes).getFloat32();
+                    float v5 = vPool.get(row + 5 * lanes).getFloat32();
+                    float v6 = vPool.get(row + 6 * lanes).getFloat32();
+                    float v7 = vPool.get(row + 7 * lanes).getFloat32();
+                    aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
+                    aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
+                    ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
+                    ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
+                }
+            }
+        }
+        // 4. merge the slots by log-sum-exp
+        if (lane == 0) {
+            slotMax[slot * tileRows + 2 * pair] = ma;
+            slotMax[slot * tileRows + 2 * pair + 1] = mb;
+        }
+        ctx.localBarrier();
+        float mAllA = Float.NEGATIVE_INFINITY;
+        float mAllB = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < slots; j++) {
+            mAllA = TornadoMath.max(mAllA, slotMax[j * tileRows + 2 * pair]);
+            mAllB = TornadoMath.max(mAllB, slotMax[j * tileRows + 2 * pair + 1]);
+        }
+        float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
+        float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
+        for (int idx = tid; idx < tileRows * headDim; idx += local) {
+            red[idx] = 0f;
+        }
+        ctx.localBarrier();
+        int accA = 2 * pair * headDim + lane;
+        int accB = accA + headDim;
+        for (int j = 0; j < slots; j++) {
+            if (slot == j) {
+                red[accA] += aa0 * wa;
+                red[accA + lanes] += aa1 * wa;
+                red[accA + 2 * lanes] += aa2 * wa;
+                red[accA + 3 * lanes] += aa3 * wa;
+                red[accA + 4 * lanes] += aa4 * wa;
+                red[accA + 5 * lanes] += aa5 * wa;
+                red[accA + 6 * lanes] += aa6 * wa;
+                red[accA + 7 * lanes] += aa7 * wa;
+                red[accB] += ab0 * wb;
+                red[accB + lanes] += ab1 * wb;
+                red[accB + 2 * lanes] += ab2 * wb;
+                red[accB + 3 * lanes] += ab3 * wb;
+                red[accB + 4 * lanes] += ab4 * wb;
+                red[accB + 5 * lanes] += ab5 * wb;
+                red[accB + 6 * lanes] += ab6 * wb;
+                red[accB + 7 * lanes] += ab7 * wb;
+                if (lane == 0) {
+                    slotSum[2 * pair] += la * wa;
+                    slotSum[2 * pair + 1] += lb * wb;
+                }
+            }
+            ctx.localBarrier();
+        }
+        // 5. write the normalised result or this partition's partial state
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        for (int idx = tid; idx < tileRows * headDim; idx += local) {
+            int hh = idx / headDim;
+            int d = idx - hh * headDim;
+            int hInGroup = tileFirst + hh;
+            if (hh < tileHeads && hInGroup < groupSize) {
+                float mAll = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < slots; j++) {
+                    mAll = TornadoMath.max(mAll, slotMax[j * tileRows + hh]);
+                }
+                float sum = slotSum[hh];
+                int h = kvHead * groupSize + hInGroup;
+                if (writeFinal != 0) {
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                } else {
+                    int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
+                    partials.set(pBase + d, red[idx]);
+                    if (d == 0) {
+                        partials.set(pBase + headDim, mAll);
+                        partials.set(pBase + headDim + 1, sum);
+                    }
+                }
+            }
+        }
+    }
+
+    /** {@link #attentionF16} over fp32 pools (a test keeps the bodies identical). */
+    public static void attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale, int tuning) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int u = tuning;
+        int lanes = headDim / 8;
+        int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
+        int pairs = (tileHeads + 1) / 2;
+        int rowThreads = pairs * lanes;
+        int local = ctx.localGroupSizeX;
+        int slots = local / rowThreads;
+        int tid = ctx.localIdx;
+        int slot = tid / rowThreads;
+        int r = tid - slot * rowThreads;
+        int pair = r / lanes;
+        int lane = r - pair * lanes;
+
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int headTiles = (groupSize + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
+        int gid = ctx.groupIdx;
+        int part = gid % maxParts;
+        int rest = gid / maxParts;
+        int tile = rest % headTiles;
+        rest = rest / headTiles;
+        int kvHead = rest % numKvHeads;
+        int seq = rest / numKvHeads;
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(seq);
+        int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+        int start = part * partTokens;
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + partTokens);
+        int numQHeads = numKvHeads * groupSize;
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
+        int headA = tileFirst + 2 * pair;
+        int tileRows = 2 * pairs;
+
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][u][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][u][2*pairs]
+        float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
+        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
+
+        boolean validA = headA < groupSize && 2 * pair < tileHeads;
+        boolean validB = headA + 1 < groupSize && 2 * pair + 1 < tileHeads;
+        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? headA : 0)) * headDim + lane;
+        float sa = validA ? scale : 0f;
+        float sb = validB ? scale : 0f;
+        int qb = validB ? qa + headDim : qa;
+        float qa0 = q.get(qa) * sa;
+        float qa1 = q.get(qa + lanes) * sa;
+        float qa2 = q.get(qa + 2 * lanes) * sa;
+        float qa3 = q.get(qa + 3 * lanes) * sa;
+        float qa4 = q.get(qa + 4 * lanes) * sa;
+        float qa5 = q.get(qa + 5 * lanes) * sa;
+        float qa6 = q.get(qa + 6 * lanes) * sa;
+        float qa7 = q.get(qa + 7 * lanes) * sa;
+        float qb0 = q.get(qb) * sb;
+        float qb1 = q.get(qb + lanes) * sb;
+        float qb2 = q.get(qb + 2 * lanes) * sb;
+        float qb3 = q.get(qb + 3 * lanes) * sb;
+        float qb4 = q.get(qb + 4 * lanes) * sb;
+        float qb5 = q.get(qb + 5 * lanes) * sb;
+        float qb6 = q.get(qb + 6 * lanes) * sb;
+        float qb7 = q.get(qb + 7 * lanes) * sb;
+        float aa0 = 0f, aa1 = 0f, aa2 = 0f, aa3 = 0f, aa4 = 0f, aa5 = 0f, aa6 = 0f, aa7 = 0f;
+        float ab0 = 0f, ab1 = 0f, ab2 = 0f, ab3 = 0f, ab4 = 0f, ab5 = 0f, ab6 = 0f, ab7 = 0f;
+        float ma = Float.NEGATIVE_INFINITY;
+        float mb = Float.NEGATIVE_INFINITY;
+        float la = 0f;
+        float lb = 0f;
+
+        for (int idx = tid; idx < tileRows; idx += local) {
+            slotSum[idx] = 0f;
+        }
+
+        int perRound = slots * u;
+        int rounds = (end - start + perRound - 1) / perRound;
+        for (int rd = 0; rd < rounds; rd++) {
+            int roundBase = start + rd * perRound;
+            // 1. partial dots of this lane's 8 dims for U tokens, two heads
+            for (int t = 0; t < u; t++) {
+                int token = roundBase + t * slots + slot;
+                float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+                if (token < end) {
+                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
+                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
+                    k0 = kPool.get(row);
+                    k1 = kPool.get(row + lanes);
+                    k2 = kPool.get(row + 2 * lanes);
+                    k3 = kPool.get(row + 3 * lanes);
+                    k4 = kPool.get(row + 4 * lanes);
+                    k5 = kPool.get(row + 5 * lanes);
+                    k6 = kPool.get(row + 6 * lanes);
+                    k7 = kPool.get(row + 7 * lanes);
+                }
+                int at = ((slot * u + t) * tileRows + 2 * pair) * lanes + lane;
+                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            }
+            ctx.localBarrier();
+            // 2. scores: sum the lanes; tokens past the end and heads past the group score -inf
+            for (int idx = tid; idx < slots * u * tileRows; idx += local) {
+                int hh = idx % tileRows;
+                int su = idx / tileRows;
+                int token = roundBase + (su % u) * slots + su / u;
+                float s = Float.NEGATIVE_INFINITY;
+                if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
+                    s = 0f;
+                    for (int j = 0; j < lanes; j++) {
+                        s += red[idx * lanes + j];
+                    }
+                }
+                scores[idx] = s;
+            }
+            ctx.localBarrier();
+            // 3. online softmax for this slot's tokens, then V
+            int sBase = slot * u * tileRows + 2 * pair;
+            float newMa = ma;
+            float newMb = mb;
+            for (int t = 0; t < u; t++) {
+                newMa = TornadoMath.max(newMa, scores[sBase + t * tileRows]);
+                newMb = TornadoMath.max(newMb, scores[sBase + t * tileRows + 1]);
+            }
+            if (newMa != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(ma - newMa);
+                la = la * c;
+                aa0 *= c; aa1 *= c; aa2 *= c; aa3 *= c; aa4 *= c; aa5 *= c; aa6 *= c; aa7 *= c;
+                ma = newMa;
+            }
+            if (newMb != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(mb - newMb);
+                lb = lb * c;
+                ab0 *= c; ab1 *= c; ab2 *= c; ab3 *= c; ab4 *= c; ab5 *= c; ab6 *= c; ab7 *= c;
+                mb = newMb;
+            }
+            for (int t = 0; t < u; t++) {
+                int token = roundBase + t * slots + slot;
+                if (token < end) {
+                    float xa = scores[sBase + t * tileRows];
+                    float xb = scores[sBase + t * tileRows + 1];
+                    float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
+                    float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
+                    la += pa;
+                    lb += pb;
+                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
+                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
+                    float v0 = vPool.get(row);
+                    float v1 = vPool.get(row + lanes);
+                    float v2 = vPool.get(row + 2 * lanes);
+                    float v3 = vPool.get(row + 3 * lanes);
+                    float v4 = vPool.get(row + 4 * lanes);
+                    float v5 = vPool.get(row + 5 * lanes);
+                    float v6 = vPool.get(row + 6 * lanes);
+                    float v7 = vPool.get(row + 7 * lanes);
+                    aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
+                    aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
+                    ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
+                    ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
+                }
+            }
+        }
+        // 4. merge the slots by log-sum-exp
+        if (lane == 0) {
+            slotMax[slot * tileRows + 2 * pair] = ma;
+            slotMax[slot * tileRows + 2 * pair + 1] = mb;
+        }
+        ctx.localBarrier();
+        float mAllA = Float.NEGATIVE_INFINITY;
+        float mAllB = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < slots; j++) {
+            mAllA = TornadoMath.max(mAllA, slotMax[j * tileRows + 2 * pair]);
+            mAllB = TornadoMath.max(mAllB, slotMax[j * tileRows + 2 * pair + 1]);
+        }
+        float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
+        float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
+        for (int idx = tid; idx < tileRows * headDim; idx += local) {
+            red[idx] = 0f;
+        }
+        ctx.localBarrier();
+        int accA = 2 * pair * headDim + lane;
+        int accB = accA + headDim;
+        for (int j = 0; j < slots; j++) {
+            if (slot == j) {
+                red[accA] += aa0 * wa;
+                red[accA + lanes] += aa1 * wa;
+                red[accA + 2 * lanes] += aa2 * wa;
+                red[accA + 3 * lanes] += aa3 * wa;
+                red[accA + 4 * lanes] += aa4 * wa;
+                red[accA + 5 * lanes] += aa5 * wa;
+                red[accA + 6 * lanes] += aa6 * wa;
+                red[accA + 7 * lanes] += aa7 * wa;
+                red[accB] += ab0 * wb;
+                red[accB + lanes] += ab1 * wb;
+                red[accB + 2 * lanes] += ab2 * wb;
+                red[accB + 3 * lanes] += ab3 * wb;
+                red[accB + 4 * lanes] += ab4 * wb;
+                red[accB + 5 * lanes] += ab5 * wb;
+                red[accB + 6 * lanes] += ab6 * wb;
+                red[accB + 7 * lanes] += ab7 * wb;
+                if (lane == 0) {
+                    slotSum[2 * pair] += la * wa;
+                    slotSum[2 * pair + 1] += lb * wb;
+                }
+            }
+            ctx.localBarrier();
+        }
+        // 5. write the normalised result or this partition's partial state
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        for (int idx = tid; idx < tileRows * headDim; idx += local) {
+            int hh = idx / headDim;
+            int d = idx - hh * headDim;
+            int hInGroup = tileFirst + hh;
+            if (hh < tileHeads && hInGroup < groupSize) {
+                float mAll = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < slots; j++) {
+                    mAll = TornadoMath.max(mAll, slotMax[j * tileRows + hh]);
+                }
+                float sum = slotSum[hh];
+                int h = kvHead * groupSize + hInGroup;
+                if (writeFinal != 0) {
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                } else {
+                    int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
+                    partials.set(pBase + d, red[idx]);
+                    if (d == 0) {
+                        partials.set(pBase + headDim, mAll);
+                        partials.set(pBase + headDim + 1, sum);
+                    }
+                }
+            }
+        }
+    }
+}
