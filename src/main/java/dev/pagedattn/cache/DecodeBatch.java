@@ -42,7 +42,9 @@ public final class DecodeBatch {
         java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
         int[] ids = new int[tables.length];
         for (int i = 0; i < tables.length; i++) {
-            System.arraycopy(tables[i], 0, flat, i * max, tables[i].length);
+            // columns past the length stay NO_BLOCK, as the class promises, whatever the caller passed
+            int used = Math.max(0, Math.min(tables[i].length, config.blocksFor(contextLens[i])));
+            System.arraycopy(tables[i], 0, flat, i * max, used);
             ids[i] = i;
         }
         return new DecodeBatch(ids, max, flat, contextLens.clone(), config);

@@ -181,7 +181,7 @@ public final class KvCache {
             throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
         }
         requireNonNegative("numTokens", numTokens);
-        if (firstPosition < 0 || firstPosition + numTokens > t.numTokens()) {
+        if (firstPosition < 0 || (long) firstPosition + numTokens > t.numTokens()) {
             throw new IllegalArgumentException("position=" + firstPosition + " numTokens=" + numTokens
                     + " is outside the reserved length=" + t.numTokens() + " of seq=" + seq);
         }
@@ -426,6 +426,10 @@ public final class KvCache {
     private int blocksNeeded(PageTable t, int numTokens) {
         if (numTokens == 0) {
             return 0;
+        }
+        if (numTokens > Integer.MAX_VALUE - t.numTokens()) {
+            throw new IllegalArgumentException("numTokens=" + numTokens + " on top of length=" + t.numTokens()
+                    + " exceeds Integer.MAX_VALUE tokens");
         }
         int grow = config.blocksFor(t.numTokens() + numTokens) - t.numBlocks();
         return grow + (lastBlockNeedsCopy(t) ? 1 : 0);

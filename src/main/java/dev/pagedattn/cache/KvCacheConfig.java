@@ -47,7 +47,8 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
 
     /** Blocks needed to hold {@code numTokens} tokens. */
     public int blocksFor(int numTokens) {
-        return (numTokens + blockSize - 1) / blockSize;
+        // long: numTokens + blockSize - 1 overflows int for lengths near Integer.MAX_VALUE
+        return (int) (((long) numTokens + blockSize - 1) / blockSize);
     }
 
     private static void requirePositive(String name, int value) {

@@ -304,6 +304,13 @@ public final class PrefixCache {
             cache.table(seq); // names an unknown seq
             throw new IllegalArgumentException("seq=" + seq + " was not created by PrefixCache.admit, so its token ids are unknown");
         }
+        int length = cache.table(seq).numTokens();
+        if (st.length != length) {
+            // Tokens appended through KvCache directly have no known ids: hashing on would pair
+            // later ids with their K/V and publish blocks whose content does not match their hash.
+            throw new IllegalArgumentException("seq=" + seq + " has length=" + length + " but PrefixCache knows the ids of "
+                    + st.length + " tokens: append to admitted sequences with PrefixCache.append, not KvCache.append");
+        }
         return st;
     }
 

@@ -1,0 +1,99 @@
+package dev.pagedattn.cache;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+
+import java.util.Random;
+import org.junit.jupiter.api.RepeatedTest;
+import org.junit.jupiter.api.Test;
+
+class KvLayoutTest {
+
+    private static KvCacheConfig randomShape(Random random) {
+        return new KvCacheConfig(1 + random.nextInt(6), 1 + random.nextInt(5), 1 + random.nextInt(4),
+                1 + random.nextInt(6), KvDtype.FP32, 1 + random.nextInt(3));
+    }
+
+    @RepeatedTest(5)
+    void offsetIsLayerBlockHeadSlotDimRowMajorAndCoversThePoolOnce() {
+        Random random = TestRandom.create("KvLayoutTest.offsetIsLayerBlockHeadSlotDimRowMajorAndCoversThePoolOnce");
+        KvCacheConfig c = randomShape(random);
+        KvLayout layout = new KvLayout(c);
+        assertEquals((long) c.numLayers() * c.numBlocks() * c.numKvHeads() * c.blockSize() * c.headDim(), layout.poolElements());
+        boolean[] hit = new boolean[layout.poolElements()];
+        for (int l = 0; l < c.numLayers(); l++) {
+            for (int b = 0; b < c.numBlocks(); b++) {
+                for (int h = 0; h < c.numKvHeads(); h++) {
+                    for (int s = 0; s < c.blockSize(); s++) {
+                        for (int d = 0; d < c.headDim(); d++) {
+                            int expected = (((l * c.numBlocks() + b) * c.numKvHeads() + h) * c.blockSize() + s) * c.headDim() + d;
+                            int got = layout.offset(l, b, h, s, d);
+                            assertEquals(expected, got, c + " (l,b,h,s,d)=" + l + "," + b + "," + h + "," + s + "," + d);
+                            assertEquals(got, KvLayout.offset(l * layout.layerStride(), layout.blockStride(),
+                                    layout.headStride(), c.headDim(), b, h, s, d));
+                            assertFalse(hit[got], "offset " + got + " used twice");
+                            hit[got] = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void stridesMatchTheDrawing() {
+        KvCacheConfig c = new KvCacheConfig(7, 16, 4, 128, KvDtype.FP16, 3);
+        KvLayout layout = new KvLayout(c);
+        assertEquals(16 * 128, layout.headStride());
+        assertEquals(4 * 16 * 128, layout.blockStride());
+        assertEquals(7 * 4 * 16 * 128, layout.layerStride());
+        assertEquals(3 * 7 * 4 * 16 * 128, layout.poolElements());
+    }
+
+    @RepeatedTest(3)
+    void tileOfOneBlockAndHeadIsOneContiguousRun() {
+        Random random = TestRandom.create("KvLayoutTest.tileOfOneBlockAndHeadIsOneContiguousRun");
+        KvCacheConfig c = randomShape(random);
+        KvLayout layout = new KvLayout(c);
+        for (int l = 0; l < c.numLayers(); l++) {
+            for (int b = 0; b < c.numBlocks(); b++) {
+                for (int h = 0; h < c.numKvHeads(); h++) {
+                    int base = layout.tileBase(l, b, h);
+                    int i = 0;
+                    for (int s = 0; s < c.blockSize(); s++) {
+                        for (int d = 0; d < c.headDim(); d++) {
+                            assertEquals(base + i++, layout.offset(l, b, h, s, d), "tile (" + l + "," + b + "," + h + ") has a gap");
+                        }
+                    }
+                    assertEquals(c.blockSize() * c.headDim(), i);
+                    assertEquals(layout.headStride(), i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void cacheWritesLandAtLayoutOffsets() throws Exception {
+        KvCacheConfig c = new KvCacheConfig(4, 3, 2, 5, KvDtype.FP32, 2);
+        KvCache cache = new KvCache(c);
+        cache.shuffleFreeBlocks(42);
+        int seq = cache.createSequence();
+        cache.append(seq, 7);
+        int[] table = cache.pageTable(seq).blocks();
+        for (int layer = 0; layer < 2; layer++) {
+            cache.writeTokens(seq, layer, 0, 7, Tokens.k(c, layer, Tokens.range(100, 7)), Tokens.v(c, layer, Tokens.range(100, 7)));
+        }
+        for (int layer = 0; layer < 2; layer++) {
+            for (int p = 0; p < 7; p++) {
+                for (int h = 0; h < 2; h++) {
+                    for (int d = 0; d < 5; d++) {
+                        int at = cache.layout().offset(layer, table[p / 3], h, p % 3, d);
+                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys().get(at));
+                        assertEquals(Tokens.v(100 + p, layer, h, d), cache.values().get(at));
+                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys().floatArray().get(at), "native array content");
+                    }
+                }
+            }
+        }
+    }
+}
