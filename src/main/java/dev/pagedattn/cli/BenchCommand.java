@@ -1,13 +1,176 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.BandwidthProbe;
+import dev.pagedattn.tornado.TornadoDecodeAttention;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
-/** Placeholder replaced by the GPU sweep. */
-@Command(name = "bench", mixinStandardHelpOptions = true, description = "GPU decode sweep over the standard workload (needs TornadoVM).")
+/**
+ * The GPU sweep over PERFORMANCE.md's standard workload: every cell, every kernel variant that
+ * applies, timed with TornadoVM's profiler and checked against the fp64 reference, next to a
+ * bandwidth probe measured in the same run. Writes a CSV that {@code report} turns into tables and a chart.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, % of the measured read ceiling, error.")
 final class BenchCommand implements Callable<Integer> {
+    static final long POOL_LIMIT = Integer.MAX_VALUE;
+
+    @Option(names = "--batches", split = ",", description = "Batch sizes (default: ${DEFAULT-VALUE}).", defaultValue = "1,8,32,64,128,256")
+    int[] batches;
+
+    @Option(names = "--contexts", split = ",", description = "Context lengths (default: ${DEFAULT-VALUE}).",
+            defaultValue = "1024,4096,8192,16384,32768")
+    int[] contexts;
+
+    @Option(names = "--ragged", description = "The ragged row as BATCHxMIN..MAX, or none (default: ${DEFAULT-VALUE}).",
+            defaultValue = "64x1024..32768")
+    String ragged;
+
+    @Option(names = "--variants", split = ",", description = "Kernel variants (default: ${DEFAULT-VALUE}).",
+            defaultValue = "auto,fused,splitk,parallel")
+    String[] variants;
+
+    @Option(names = "--parallel-max-tokens", description = "Cells above this many tokens skip the slow @Parallel variant (default: ${DEFAULT-VALUE}).",
+            defaultValue = "65536")
+    long parallelMaxTokens;
+
+    @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
+    int iterations;
+
+    @Option(names = "--dtype", description = "KV dtype (default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
+    String dtype;
+
+    @Option(names = "--device", description = "TornadoVM device as B:D.")
+    String device;
+
+    @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
+    Long seed;
+
+    @Option(names = "--out", description = "CSV to write (default: ${DEFAULT-VALUE}).", defaultValue = "benchmarks/results/ours.csv")
+    Path out;
+
     @Override
-    public Integer call() {
-        throw new IllegalArgumentException("bench needs the TornadoVM backend, which this build does not have yet");
+    public Integer call() throws IOException {
+        if (!Backends.tornadoRuntimePresent()) {
+            throw new IllegalArgumentException("bench needs the TornadoVM runtime: run it through bin/pa-tornado (README, 'Running on a GPU')");
+        }
+        if (iterations < 1) {
+            throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
+        }
+        KvDtype kvDtype = KvDtype.parse(dtype);
+        long s = seed != null ? seed : System.nanoTime();
+        System.out.printf("bench: seed=%d dtype=%s variants=%s%n", s, dtype, String.join(",", variants));
+        BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
+        System.out.printf("ceiling probe (TornadoVM, %d MiB): read %.0f GB/s, @Parallel copy %.0f GB/s (read+write)%n",
+                probe.bytes() >> 20, probe.readGBs(), probe.copyGBs());
+        List<BenchRow> rows = new ArrayList<>();
+        rows.add(new BenchRow("ours", "probe-read", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, probe.bytes(),
+                probe.readGBs(), 100, Double.NaN, "grid-stride read kernel; the ceiling"));
+        rows.add(new BenchRow("ours", "probe-copy", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, 2 * probe.bytes(),
+                probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, "@Parallel copy; read+write bytes"));
+        List<int[]> cells = new ArrayList<>();
+        for (int b : batches) {
+            for (int c : contexts) {
+                cells.add(DecodeWorkload.lengths(b, c, c, s));
+            }
+        }
+        String raggedContext = null;
+        if (!ragged.equals("none")) {
+            String[] bx = ragged.split("x");
+            String[] mm = bx[1].split("\\.\\.");
+            raggedContext = bx[1];
+            cells.add(DecodeWorkload.lengths(Integer.parseInt(bx[0]), Integer.parseInt(mm[0]), Integer.parseInt(mm[1]), s));
+        }
+        for (int i = 0; i < cells.size(); i++) {
+            int[] lengths = cells.get(i);
+            String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
+            rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs()));
+            write(rows);
+        }
+        System.out.println("wrote " + out);
+        return 0;
+    }
+
+    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling) {
+        long tokens = Arrays.stream(lengths).asLongStream().sum();
+        long blocks = Arrays.stream(lengths).mapToLong(l -> (l + 15) / 16).sum();
+        List<BenchRow> rows = new ArrayList<>();
+        String dt = dtype.toLowerCase();
+        if (blocks * 16 * 8 * 128 > POOL_LIMIT) {
+            rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
+                    Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "pool over 2^31 elements (one native array)"));
+            System.out.printf("%5d x %-12s does not fit one native array%n", lengths.length, context);
+            return rows;
+        }
+        DecodeWorkload w = DecodeWorkload.create(lengths, 32, 8, 128, 16, kvDtype, s + lengths.length * 31L + tokens, n -> { });
+        double[] ref = w.reference();
+        for (String variant : variants) {
+            if (variant.equals("parallel") && tokens > parallelMaxTokens) {
+                rows.add(new BenchRow("ours", variant, dt, lengths.length, context, tokens, "skipped", Double.NaN, Double.NaN,
+                        Double.NaN, w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, "too slow above --parallel-max-tokens"));
+                continue;
+            }
+            rows.add(run(w, ref, variant, context, ceiling));
+        }
+        return rows;
+    }
+
+    private BenchRow run(DecodeWorkload w, double[] ref, String variant, String context, double ceiling) {
+        AttentionSpec spec = w.spec();
+        int batch = w.batch().numSeqs();
+        long tokens = w.batch().totalTokens();
+        String dt = dtype.toLowerCase();
+        try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant)) {
+            FloatArray result = w.poisonedOutput();
+            for (int i = 0; i < 3; i++) {
+                attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
+            }
+            long[] nanos = new long[iterations];
+            for (int i = 0; i < iterations; i++) {
+                if (i == iterations - 1) {
+                    result.init(Float.NaN);
+                }
+                attention.decode(w.batch(), 0, w.q(), result);
+                nanos[i] = attention.lastDeviceNanos();
+            }
+            Arrays.sort(nanos);
+            double rel = ReferenceAttention.relativeL2(result, ref);
+            double gbs = w.minimumBytes() / (double) nanos[0];
+            String grid = variant.equals("parallel") ? "@Parallel" : attention.gridFor(w.batch()).toString()
+                    .replace("DecodeGrid", "").replace(",", ";");
+            BenchRow row = new BenchRow("ours", variant, dt, batch, context, tokens, rel < 1e-2 ? "ok" : "wrong",
+                    nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, w.minimumBytes(), gbs,
+                    100 * gbs / ceiling, rel, grid);
+            System.out.printf("%5d x %-12s %-9s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e%n",
+                    batch, context, variant, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel);
+            return row;
+        } catch (RuntimeException e) {
+            System.out.printf("%5d x %-12s %-9s error: %s%n", batch, context, variant, e);
+            return new BenchRow("ours", variant, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
+                    w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, String.valueOf(e.getMessage()).replace('\n', ' '));
+        }
+    }
+
+    private void write(List<BenchRow> rows) throws IOException {
+        if (out.getParent() != null) {
+            Files.createDirectories(out.getParent());
+        }
+        List<String> lines = new ArrayList<>();
+        lines.add(BenchRow.HEADER);
+        rows.forEach(r -> lines.add(r.toCsv()));
+        Files.write(out, lines);
     }
 }

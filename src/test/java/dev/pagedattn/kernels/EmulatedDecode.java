@@ -34,12 +34,21 @@ final class EmulatedDecode {
         int bs = c.config().blockSize();
         float scale = spec.scale();
         int tuning = grid.tuning();
-        if (c.config().dtype() == KvDtype.FP16) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), PagedDecodeKernels.WORK_GROUP, schedule,
+        boolean pairs = grid.kernel() == DecodeGrid.Kernel.PAIRS;
+        if (pairs && c.config().dtype() == KvDtype.FP16) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
+                    ctx -> HeadPairDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        } else if (pairs) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
+                    ctx -> HeadPairDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        } else if (c.config().dtype() == KvDtype.FP16) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
                     ctx -> PagedDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
                             lens, params, out, partials, hkv, g, d, bs, scale, tuning));
         } else {
-            KernelEmulator.launch(grid.attentionGlobalSize(), PagedDecodeKernels.WORK_GROUP, schedule,
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
                     ctx -> PagedDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
                             lens, params, out, partials, hkv, g, d, bs, scale, tuning));
         }

@@ -34,13 +34,15 @@ class KernelVariantsTest {
                 blockSize, dtype, seed, n -> { });
         double[] ref = w.reference();
         int maxLenSeen = w.batch().maxContextLen();
-        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, maxLenSeen, false);
-        DecodeGrid split = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 8, 1);
-        DecodeGrid split4 = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 24, 4);
-        for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-            check("fused " + s, ref, EmulatedDecode.attention(w, fused, s));
-            check("split-K " + split + " " + s, ref, EmulatedDecode.attention(w, split, s));
-            check("split-K " + split4 + " " + s, ref, EmulatedDecode.attention(w, split4, s));
+        for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
+            DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, maxLenSeen, false, 528, 256, 2, kernel);
+            DecodeGrid split = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 8, 1, kernel);
+            DecodeGrid split4 = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 24, 4, kernel);
+            for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
+                check("fused " + fused + " " + s, ref, EmulatedDecode.attention(w, fused, s));
+                check("split-K " + split + " " + s, ref, EmulatedDecode.attention(w, split, s));
+                check("split-K " + split4 + " " + s, ref, EmulatedDecode.attention(w, split4, s));
+            }
         }
         check("parallel", ref, EmulatedDecode.parallel(w));
     }

@@ -1,0 +1,129 @@
+package dev.pagedattn.cli;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDate;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Turns the sweep CSVs (ours, and the PyTorch peer's) into benchmarks/RESULTS.md and a chart. */
+@Command(name = "report", mixinStandardHelpOptions = true,
+        description = "Merge bench CSVs (ours and the PyTorch peer) into a markdown results page and a PNG chart.")
+final class ReportCommand implements Callable<Integer> {
+    private static final String[] PEERS = {"sdpa-cudnn", "sdpa-flash", "paged-gather-sdpa", "flex-paged"};
+
+    @Option(names = "--ours", defaultValue = "benchmarks/results/ours.csv", description = "Our sweep CSV (default: ${DEFAULT-VALUE}).")
+    Path ours;
+
+    @Option(names = "--peer", defaultValue = "benchmarks/results/peer.csv", description = "Peer CSV, optional (default: ${DEFAULT-VALUE}).")
+    Path peer;
+
+    @Option(names = "--md", defaultValue = "benchmarks/RESULTS.md", description = "Markdown page to write (default: ${DEFAULT-VALUE}).")
+    Path md;
+
+    @Option(names = "--chart", defaultValue = "benchmarks/results/decode-bandwidth.png", description = "PNG chart (default: ${DEFAULT-VALUE}).")
+    Path chart;
+
+    @Option(names = "--card", defaultValue = "unknown card", description = "The GPU, as nvidia-smi names it.")
+    String card;
+
+    @Option(names = "--commands", defaultValue = "", description = "The command lines that produced the CSVs (printed on the page).")
+    String commands;
+
+    @Override
+    public Integer call() throws IOException {
+        if (!Files.isRegularFile(ours)) {
+            throw new IllegalArgumentException("--ours=" + ours + " does not exist");
+        }
+        List<BenchRow> ourRows = BenchRow.parseAll(Files.readAllLines(ours));
+        List<BenchRow> peerRows = Files.isRegularFile(peer) ? BenchRow.parseAll(Files.readAllLines(peer)) : List.of();
+        double ceiling = ourRows.stream().filter(r -> r.variant().equals("probe-read")).mapToDouble(BenchRow::gbs).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("--ours=" + ours + " has no probe-read row"));
+        double copy = ourRows.stream().filter(r -> r.variant().equals("probe-copy")).mapToDouble(BenchRow::gbs).findFirst().orElse(Double.NaN);
+        Map<String, List<BenchRow>> cells = new LinkedHashMap<>();
+        ourRows.stream().filter(r -> r.batch() > 0).forEach(r -> cells.computeIfAbsent(r.cell(), k -> new ArrayList<>()).add(r));
+
+        List<BenchRow> bestOurs = new ArrayList<>();
+        List<BenchRow> bestPeer = new ArrayList<>();
+        StringBuilder table = new StringBuilder();
+        table.append("| cell (B x L) | tokens | ours: best variant | min / median / max (us) | GB/s | % of read ceiling | rel L2 |");
+        for (String p : PEERS) {
+            table.append(' ').append(p).append(" GB/s | ours / ").append(p).append(" |");
+        }
+        table.append('\n').append("|---".repeat(7 + 2 * PEERS.length)).append("|\n");
+        for (Map.Entry<String, List<BenchRow>> e : cells.entrySet()) {
+            Optional<BenchRow> best = e.getValue().stream().filter(BenchRow::ok).max(Comparator.comparingDouble(BenchRow::gbs));
+            BenchRow any = e.getValue().get(0);
+            best.ifPresent(bestOurs::add);
+            table.append(String.format(Locale.ROOT, "| %d x %s | %d | ", any.batch(), any.context(), any.tokens()));
+            if (best.isPresent()) {
+                BenchRow b = best.get();
+                table.append(String.format(Locale.ROOT, "%s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e |", b.variant(), b.minUs(),
+                        b.medianUs(), b.maxUs(), b.gbs(), 100 * b.gbs() / ceiling, b.relL2()));
+            } else {
+                table.append(any.status()).append(" | | | | |");
+            }
+            double bestPeerGbs = 0;
+            BenchRow bestPeerRow = null;
+            for (String p : PEERS) {
+                Optional<BenchRow> pr = peerRows.stream().filter(r -> r.variant().equals(p) && r.cell().equals(e.getKey())).findFirst();
+                if (pr.isPresent() && pr.get().ok()) {
+                    double ratio = best.map(b -> b.gbs() / pr.get().gbs()).orElse(Double.NaN);
+                    table.append(String.format(Locale.ROOT, " %.0f | %.2f |", pr.get().gbs(), ratio));
+                    if (pr.get().gbs() > bestPeerGbs) {
+                        bestPeerGbs = pr.get().gbs();
+                        bestPeerRow = pr.get();
+                    }
+                } else {
+                    table.append(' ').append(pr.map(BenchRow::status).orElse("-")).append(" | |");
+                }
+            }
+            if (bestPeerRow != null) {
+                bestPeer.add(bestPeerRow);
+            }
+            table.append('\n');
+        }
+        if (chart.getParent() != null) {
+            Files.createDirectories(chart.getParent());
+        }
+        BandwidthChart.write(chart, "Paged decode attention, " + card + " (solid: ours, dashed: best PyTorch peer)", bestOurs,
+                bestPeer, "torch", ceiling);
+
+        StringBuilder all = new StringBuilder("| cell | variant | status | min / median / max (us) | GB/s | % ceiling | rel L2 | grid / note |\n"
+                + "|---|---|---|---|---|---|---|---|\n");
+        for (BenchRow r : ourRows) {
+            if (r.batch() > 0) {
+                all.append(String.format(Locale.ROOT, "| %d x %s | %s | %s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e | %s |%n", r.batch(),
+                        r.context(), r.variant(), r.status(), r.minUs(), r.medianUs(), r.maxUs(), r.gbs(), r.pctCeiling(), r.relL2(),
+                        r.note()).replace("NaN", "-"));
+            }
+        }
+        String page = "# Results: paged decode attention on " + card + "\n\n"
+                + "Generated by `bin/pa report` on " + LocalDate.now() + " from `" + ours + "`"
+                + (peerRows.isEmpty() ? "" : " and `" + peer + "`") + ".\n\n"
+                + (commands.isBlank() ? "" : "Commands:\n\n```\n" + commands.replace("; ", "\n") + "\n```\n\n")
+                + String.format(Locale.ROOT, "Ceilings measured in the same run with TornadoVM kernels: grid-stride read %.0f GB/s"
+                + " (the denominator of %% of read ceiling), `@Parallel` copy %.0f GB/s (read + write).%n%n", ceiling, copy)
+                + "Effective bandwidth = minimum bytes (PERFORMANCE.md) / minimum kernel time. Our times are TornadoVM profiler"
+                + " device kernel times of one decode step (scatter no-op + attention + merge launches); the peer's are CUDA events"
+                + " around its call. Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
+                + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
+                + "## Best of ours per cell, next to the PyTorch peer\n\n" + table
+                + "\n## Every variant\n\n" + all;
+        if (md.getParent() != null) {
+            Files.createDirectories(md.getParent());
+        }
+        Files.writeString(md, page);
+        System.out.println("wrote " + md + " and " + chart);
+        return 0;
+    }
+}
