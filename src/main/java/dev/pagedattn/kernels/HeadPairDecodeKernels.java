@@ -20,17 +20,19 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  16 query values and 16 accumulators in registers.
  * </pre>
  * K and V rows are read once per pair (so 4 times for a group of 8 heads, mostly from L1), the
- * price of keeping everything in registers. {@code tuning} is U, the tokens per slot per round.
- * The local size must be {@code slots * R} ({@link #localSize}).
+ * price of keeping everything in registers. Each round a slot takes two tokens and loads both
+ * their K and V rows up front (32 loads in flight per work-item) so that V arrives while the
+ * scores are reduced; the lane sums use four independent local loads at a time. {@code tuning}
+ * is unused (kept so both attention kernels take the same arguments). The local size must be
+ * {@code slots * R} ({@link #localSize}).
  */
 public final class HeadPairDecodeKernels {
     /** Largest local size: R can be 4 pairs x 32 lanes (headDim 256). */
     public static final int MAX_LOCAL = 256;
-    public static final int MAX_TOKENS_PER_ROUND = 4;
-    /** [slot][u][2*pairs][lanes] = 2 * u * localSize floats; reused as [2*pairs][headDim] for the final merge. */
-    private static final int RED_SIZE = 2 * MAX_TOKENS_PER_ROUND * MAX_LOCAL;
-    /** [slot][u][2*pairs] = 2 * u * localSize / lanes floats. */
-    private static final int SCORE_SIZE = 2 * MAX_TOKENS_PER_ROUND * MAX_LOCAL;
+    /** [slot][2 tokens][2*pairs][lanes] = 4 * localSize floats; reused as [2*pairs][headDim] for the final merge. */
+    private static final int RED_SIZE = PagedDecodeKernels.MAX_HEADS_PER_TILE * PagedDecodeKernels.MAX_HEAD_DIM;
+    /** [slot][2 tokens][2*pairs] = 4 * localSize / lanes floats. */
+    private static final int SCORE_SIZE = 4 * MAX_LOCAL;
     /** [slot][2*pairs] = 2 * localSize / lanes floats. */
     private static final int SLOT_SIZE = 2 * MAX_LOCAL;
 
@@ -56,7 +58,6 @@ public final class HeadPairDecodeKernels {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int u = tuning;
         int lanes = headDim / 8;
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int pairs = (tileHeads + 1) / 2;
@@ -97,8 +98,8 @@ public final class HeadPairDecodeKernels {
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
 
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][u][2*pairs][lanes]
-        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][u][2*pairs]
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][2][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][2][2*pairs]
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
 
@@ -135,90 +136,125 @@ public final class HeadPairDecodeKernels {
             slotSum[idx] = 0f;
         }
 
-        int perRound = slots * u;
+        // Each round, every slot takes two tokens (A, B) and loads their K and V rows before the
+        // first barrier, so 32 loads per work-item are in flight and V arrives while scores reduce.
+        int perRound = 2 * slots;
         int rounds = (end - start + perRound - 1) / perRound;
+        int redA = (slot * 2 * tileRows + 2 * pair) * lanes + lane;   // [slot][token][head][lane]
+        int redB = redA + tileRows * lanes;
+        int sA = slot * 2 * tileRows + 2 * pair;                      // [slot][token][head]
+        int sB = sA + tileRows;
         for (int rd = 0; rd < rounds; rd++) {
-            int roundBase = start + rd * perRound;
-            // 1. partial dots of this lane's 8 dims for U tokens, two heads
-            for (int t = 0; t < u; t++) {
-                int token = roundBase + t * slots + slot;
-                float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
-                if (token < end) {
-                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
-                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
-                    k0 = kPool.get(row).getFloat32();
-                    k1 = kPool.get(row + lanes).getFloat32();
-                    k2 = kPool.get(row + 2 * lanes).getFloat32();
-                    k3 = kPool.get(row + 3 * lanes).getFloat32();
-                    k4 = kPool.get(row + 4 * lanes).getFloat32();
-                    k5 = kPool.get(row + 5 * lanes).getFloat32();
-                    k6 = kPool.get(row + 6 * lanes).getFloat32();
-                    k7 = kPool.get(row + 7 * lanes).getFloat32();
-                }
-                int at = ((slot * u + t) * tileRows + 2 * pair) * lanes + lane;
-                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
-                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            int tokenA = start + rd * perRound + slot;
+            int tokenB = tokenA + slots;
+            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
+            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
+            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
+            if (tokenA < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
+                k0 = kPool.get(row).getFloat32();
+                k1 = kPool.get(row + lanes).getFloat32();
+                k2 = kPool.get(row + 2 * lanes).getFloat32();
+                k3 = kPool.get(row + 3 * lanes).getFloat32();
+                k4 = kPool.get(row + 4 * lanes).getFloat32();
+                k5 = kPool.get(row + 5 * lanes).getFloat32();
+                k6 = kPool.get(row + 6 * lanes).getFloat32();
+                k7 = kPool.get(row + 7 * lanes).getFloat32();
+                v0 = vPool.get(row).getFloat32();
+                v1 = vPool.get(row + lanes).getFloat32();
+                v2 = vPool.get(row + 2 * lanes).getFloat32();
+                v3 = vPool.get(row + 3 * lanes).getFloat32();
+                v4 = vPool.get(row + 4 * lanes).getFloat32();
+                v5 = vPool.get(row + 5 * lanes).getFloat32();
+                v6 = vPool.get(row + 6 * lanes).getFloat32();
+                v7 = vPool.get(row + 7 * lanes).getFloat32();
             }
+            if (tokenB < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
+                c0 = kPool.get(row).getFloat32();
+                c1 = kPool.get(row + lanes).getFloat32();
+                c2 = kPool.get(row + 2 * lanes).getFloat32();
+                c3 = kPool.get(row + 3 * lanes).getFloat32();
+                c4 = kPool.get(row + 4 * lanes).getFloat32();
+                c5 = kPool.get(row + 5 * lanes).getFloat32();
+                c6 = kPool.get(row + 6 * lanes).getFloat32();
+                c7 = kPool.get(row + 7 * lanes).getFloat32();
+                w0 = vPool.get(row).getFloat32();
+                w1 = vPool.get(row + lanes).getFloat32();
+                w2 = vPool.get(row + 2 * lanes).getFloat32();
+                w3 = vPool.get(row + 3 * lanes).getFloat32();
+                w4 = vPool.get(row + 4 * lanes).getFloat32();
+                w5 = vPool.get(row + 5 * lanes).getFloat32();
+                w6 = vPool.get(row + 6 * lanes).getFloat32();
+                w7 = vPool.get(row + 7 * lanes).getFloat32();
+            }
+            // 1. partial dots of this lane's 8 dims: two tokens x two heads
+            red[redA] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+            red[redA + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            red[redB] = qa0 * c0 + qa1 * c1 + qa2 * c2 + qa3 * c3 + qa4 * c4 + qa5 * c5 + qa6 * c6 + qa7 * c7;
+            red[redB + lanes] = qb0 * c0 + qb1 * c1 + qb2 * c2 + qb3 * c3 + qb4 * c4 + qb5 * c5 + qb6 * c6 + qb7 * c7;
             ctx.localBarrier();
-            // 2. scores: sum the lanes; tokens past the end and heads past the group score -inf
-            for (int idx = tid; idx < slots * u * tileRows; idx += local) {
+            // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
+            //    past the group score -inf
+            int roundBase = start + rd * perRound;
+            for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
-                int su = idx / tileRows;
-                int token = roundBase + (su % u) * slots + su / u;
-                float s = Float.NEGATIVE_INFINITY;
+                int st = idx / tileRows;  // slot * 2 + token
+                int token = roundBase + (st % 2) * slots + st / 2;
+                float sc = Float.NEGATIVE_INFINITY;
                 if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
-                    s = 0f;
-                    for (int j = 0; j < lanes; j++) {
-                        s += red[idx * lanes + j];
+                    int b = idx * lanes;
+                    sc = 0f;
+                    int j = 0;
+                    for (; j + 4 <= lanes; j += 4) {
+                        sc += (red[b + j] + red[b + j + 1]) + (red[b + j + 2] + red[b + j + 3]);
+                    }
+                    for (; j < lanes; j++) {
+                        sc += red[b + j];
                     }
                 }
-                scores[idx] = s;
+                scores[idx] = sc;
             }
             ctx.localBarrier();
-            // 3. online softmax for this slot's tokens, then V
-            int sBase = slot * u * tileRows + 2 * pair;
-            float newMa = ma;
-            float newMb = mb;
-            for (int t = 0; t < u; t++) {
-                newMa = TornadoMath.max(newMa, scores[sBase + t * tileRows]);
-                newMb = TornadoMath.max(newMb, scores[sBase + t * tileRows + 1]);
-            }
+            // 3. online softmax over the two tokens, then V (already in registers)
+            float xa = scores[sA];
+            float xb = scores[sA + 1];
+            float ya = scores[sB];
+            float yb = scores[sB + 1];
+            float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
+            float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
             if (newMa != Float.NEGATIVE_INFINITY) {
                 float c = TornadoMath.exp(ma - newMa);
-                la = la * c;
-                aa0 *= c; aa1 *= c; aa2 *= c; aa3 *= c; aa4 *= c; aa5 *= c; aa6 *= c; aa7 *= c;
+                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
+                float ra = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
+                la = la * c + pa + ra;
+                aa0 = aa0 * c + pa * v0 + ra * w0;
+                aa1 = aa1 * c + pa * v1 + ra * w1;
+                aa2 = aa2 * c + pa * v2 + ra * w2;
+                aa3 = aa3 * c + pa * v3 + ra * w3;
+                aa4 = aa4 * c + pa * v4 + ra * w4;
+                aa5 = aa5 * c + pa * v5 + ra * w5;
+                aa6 = aa6 * c + pa * v6 + ra * w6;
+                aa7 = aa7 * c + pa * v7 + ra * w7;
                 ma = newMa;
             }
             if (newMb != Float.NEGATIVE_INFINITY) {
                 float c = TornadoMath.exp(mb - newMb);
-                lb = lb * c;
-                ab0 *= c; ab1 *= c; ab2 *= c; ab3 *= c; ab4 *= c; ab5 *= c; ab6 *= c; ab7 *= c;
+                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
+                float rb = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
+                lb = lb * c + pb + rb;
+                ab0 = ab0 * c + pb * v0 + rb * w0;
+                ab1 = ab1 * c + pb * v1 + rb * w1;
+                ab2 = ab2 * c + pb * v2 + rb * w2;
+                ab3 = ab3 * c + pb * v3 + rb * w3;
+                ab4 = ab4 * c + pb * v4 + rb * w4;
+                ab5 = ab5 * c + pb * v5 + rb * w5;
+                ab6 = ab6 * c + pb * v6 + rb * w6;
+                ab7 = ab7 * c + pb * v7 + rb * w7;
                 mb = newMb;
-            }
-            for (int t = 0; t < u; t++) {
-                int token = roundBase + t * slots + slot;
-                if (token < end) {
-                    float xa = scores[sBase + t * tileRows];
-                    float xb = scores[sBase + t * tileRows + 1];
-                    float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                    float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                    la += pa;
-                    lb += pb;
-                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
-                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
-                    float v0 = vPool.get(row).getFloat32();
-                    float v1 = vPool.get(row + lanes).getFloat32();
-                    float v2 = vPool.get(row + 2 * lanes).getFloat32();
-                    float v3 = vPool.get(row + 3 * lanes).getFloat32();
-                    float v4 = vPool.get(row + 4 * lanes).getFloat32();
-                    float v5 = vPool.get(row + 5 * lanes).getFloat32();
-                    float v6 = vPool.get(row + 6 * lanes).getFloat32();
-                    float v7 = vPool.get(row + 7 * lanes).getFloat32();
-                    aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
-                    aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
-                    ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
-                    ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
-                }
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -301,7 +337,6 @@ public final class HeadPairDecodeKernels {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int u = tuning;
         int lanes = headDim / 8;
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int pairs = (tileHeads + 1) / 2;
@@ -342,8 +377,8 @@ public final class HeadPairDecodeKernels {
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
 
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][u][2*pairs][lanes]
-        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][u][2*pairs]
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][2][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][2][2*pairs]
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
 
@@ -380,90 +415,125 @@ public final class HeadPairDecodeKernels {
             slotSum[idx] = 0f;
         }
 
-        int perRound = slots * u;
+        // Each round, every slot takes two tokens (A, B) and loads their K and V rows before the
+        // first barrier, so 32 loads per work-item are in flight and V arrives while scores reduce.
+        int perRound = 2 * slots;
         int rounds = (end - start + perRound - 1) / perRound;
+        int redA = (slot * 2 * tileRows + 2 * pair) * lanes + lane;   // [slot][token][head][lane]
+        int redB = redA + tileRows * lanes;
+        int sA = slot * 2 * tileRows + 2 * pair;                      // [slot][token][head]
+        int sB = sA + tileRows;
         for (int rd = 0; rd < rounds; rd++) {
-            int roundBase = start + rd * perRound;
-            // 1. partial dots of this lane's 8 dims for U tokens, two heads
-            for (int t = 0; t < u; t++) {
-                int token = roundBase + t * slots + slot;
-                float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
-                if (token < end) {
-                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
-                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
-                    k0 = kPool.get(row);
-                    k1 = kPool.get(row + lanes);
-                    k2 = kPool.get(row + 2 * lanes);
-                    k3 = kPool.get(row + 3 * lanes);
-                    k4 = kPool.get(row + 4 * lanes);
-                    k5 = kPool.get(row + 5 * lanes);
-                    k6 = kPool.get(row + 6 * lanes);
-                    k7 = kPool.get(row + 7 * lanes);
-                }
-                int at = ((slot * u + t) * tileRows + 2 * pair) * lanes + lane;
-                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
-                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            int tokenA = start + rd * perRound + slot;
+            int tokenB = tokenA + slots;
+            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
+            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
+            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
+            if (tokenA < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
+                k0 = kPool.get(row);
+                k1 = kPool.get(row + lanes);
+                k2 = kPool.get(row + 2 * lanes);
+                k3 = kPool.get(row + 3 * lanes);
+                k4 = kPool.get(row + 4 * lanes);
+                k5 = kPool.get(row + 5 * lanes);
+                k6 = kPool.get(row + 6 * lanes);
+                k7 = kPool.get(row + 7 * lanes);
+                v0 = vPool.get(row);
+                v1 = vPool.get(row + lanes);
+                v2 = vPool.get(row + 2 * lanes);
+                v3 = vPool.get(row + 3 * lanes);
+                v4 = vPool.get(row + 4 * lanes);
+                v5 = vPool.get(row + 5 * lanes);
+                v6 = vPool.get(row + 6 * lanes);
+                v7 = vPool.get(row + 7 * lanes);
             }
+            if (tokenB < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
+                c0 = kPool.get(row);
+                c1 = kPool.get(row + lanes);
+                c2 = kPool.get(row + 2 * lanes);
+                c3 = kPool.get(row + 3 * lanes);
+                c4 = kPool.get(row + 4 * lanes);
+                c5 = kPool.get(row + 5 * lanes);
+                c6 = kPool.get(row + 6 * lanes);
+                c7 = kPool.get(row + 7 * lanes);
+                w0 = vPool.get(row);
+                w1 = vPool.get(row + lanes);
+                w2 = vPool.get(row + 2 * lanes);
+                w3 = vPool.get(row + 3 * lanes);
+                w4 = vPool.get(row + 4 * lanes);
+                w5 = vPool.get(row + 5 * lanes);
+                w6 = vPool.get(row + 6 * lanes);
+                w7 = vPool.get(row + 7 * lanes);
+            }
+            // 1. partial dots of this lane's 8 dims: two tokens x two heads
+            red[redA] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+            red[redA + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            red[redB] = qa0 * c0 + qa1 * c1 + qa2 * c2 + qa3 * c3 + qa4 * c4 + qa5 * c5 + qa6 * c6 + qa7 * c7;
+            red[redB + lanes] = qb0 * c0 + qb1 * c1 + qb2 * c2 + qb3 * c3 + qb4 * c4 + qb5 * c5 + qb6 * c6 + qb7 * c7;
             ctx.localBarrier();
-            // 2. scores: sum the lanes; tokens past the end and heads past the group score -inf
-            for (int idx = tid; idx < slots * u * tileRows; idx += local) {
+            // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
+            //    past the group score -inf
+            int roundBase = start + rd * perRound;
+            for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
-                int su = idx / tileRows;
-                int token = roundBase + (su % u) * slots + su / u;
-                float s = Float.NEGATIVE_INFINITY;
+                int st = idx / tileRows;  // slot * 2 + token
+                int token = roundBase + (st % 2) * slots + st / 2;
+                float sc = Float.NEGATIVE_INFINITY;
                 if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
-                    s = 0f;
-                    for (int j = 0; j < lanes; j++) {
-                        s += red[idx * lanes + j];
+                    int b = idx * lanes;
+                    sc = 0f;
+                    int j = 0;
+                    for (; j + 4 <= lanes; j += 4) {
+                        sc += (red[b + j] + red[b + j + 1]) + (red[b + j + 2] + red[b + j + 3]);
+                    }
+                    for (; j < lanes; j++) {
+                        sc += red[b + j];
                     }
                 }
-                scores[idx] = s;
+                scores[idx] = sc;
             }
             ctx.localBarrier();
-            // 3. online softmax for this slot's tokens, then V
-            int sBase = slot * u * tileRows + 2 * pair;
-            float newMa = ma;
-            float newMb = mb;
-            for (int t = 0; t < u; t++) {
-                newMa = TornadoMath.max(newMa, scores[sBase + t * tileRows]);
-                newMb = TornadoMath.max(newMb, scores[sBase + t * tileRows + 1]);
-            }
+            // 3. online softmax over the two tokens, then V (already in registers)
+            float xa = scores[sA];
+            float xb = scores[sA + 1];
+            float ya = scores[sB];
+            float yb = scores[sB + 1];
+            float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
+            float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
             if (newMa != Float.NEGATIVE_INFINITY) {
                 float c = TornadoMath.exp(ma - newMa);
-                la = la * c;
-                aa0 *= c; aa1 *= c; aa2 *= c; aa3 *= c; aa4 *= c; aa5 *= c; aa6 *= c; aa7 *= c;
+                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
+                float ra = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
+                la = la * c + pa + ra;
+                aa0 = aa0 * c + pa * v0 + ra * w0;
+                aa1 = aa1 * c + pa * v1 + ra * w1;
+                aa2 = aa2 * c + pa * v2 + ra * w2;
+                aa3 = aa3 * c + pa * v3 + ra * w3;
+                aa4 = aa4 * c + pa * v4 + ra * w4;
+                aa5 = aa5 * c + pa * v5 + ra * w5;
+                aa6 = aa6 * c + pa * v6 + ra * w6;
+                aa7 = aa7 * c + pa * v7 + ra * w7;
                 ma = newMa;
             }
             if (newMb != Float.NEGATIVE_INFINITY) {
                 float c = TornadoMath.exp(mb - newMb);
-                lb = lb * c;
-                ab0 *= c; ab1 *= c; ab2 *= c; ab3 *= c; ab4 *= c; ab5 *= c; ab6 *= c; ab7 *= c;
+                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
+                float rb = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
+                lb = lb * c + pb + rb;
+                ab0 = ab0 * c + pb * v0 + rb * w0;
+                ab1 = ab1 * c + pb * v1 + rb * w1;
+                ab2 = ab2 * c + pb * v2 + rb * w2;
+                ab3 = ab3 * c + pb * v3 + rb * w3;
+                ab4 = ab4 * c + pb * v4 + rb * w4;
+                ab5 = ab5 * c + pb * v5 + rb * w5;
+                ab6 = ab6 * c + pb * v6 + rb * w6;
+                ab7 = ab7 * c + pb * v7 + rb * w7;
                 mb = newMb;
-            }
-            for (int t = 0; t < u; t++) {
-                int token = roundBase + t * slots + slot;
-                if (token < end) {
-                    float xa = scores[sBase + t * tileRows];
-                    float xb = scores[sBase + t * tileRows + 1];
-                    float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                    float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                    la += pa;
-                    lb += pb;
-                    int block = blockTables.get(seq * maxBlocks + token / blockSize);
-                    int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, lane);
-                    float v0 = vPool.get(row);
-                    float v1 = vPool.get(row + lanes);
-                    float v2 = vPool.get(row + 2 * lanes);
-                    float v3 = vPool.get(row + 3 * lanes);
-                    float v4 = vPool.get(row + 4 * lanes);
-                    float v5 = vPool.get(row + 5 * lanes);
-                    float v6 = vPool.get(row + 6 * lanes);
-                    float v7 = vPool.get(row + 7 * lanes);
-                    aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
-                    aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
-                    ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
-                    ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
-                }
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -537,4 +607,5 @@ public final class HeadPairDecodeKernels {
             }
         }
     }
+
 }
