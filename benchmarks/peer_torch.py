@@ -428,7 +428,7 @@ def first_line(e):
     text = lines[0] if lines else ""
     if text.endswith(":") and len(lines) > 1:  # e.g. "backend='inductor' raised:" then the cause
         text += " " + lines[1]
-    return f"{type(e).__name__}: {text}"[:240]
+    return f"{type(e).__name__}: {text}"[:160]
 
 
 def free_gpu():
