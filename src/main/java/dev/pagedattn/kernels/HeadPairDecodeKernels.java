@@ -27,14 +27,12 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * {@code slots * R} ({@link #localSize}).
  */
 public final class HeadPairDecodeKernels {
-    /** Largest local size: R is at most 4 pairs x 32 lanes (headDim 256) = 128. */
-    public static final int MAX_LOCAL = 128;
-    /** Staged K/V tiles, [buffer 2][K, V][tileTokens * headDim = 8 * localSize]; reused as [2*pairs][headDim] at the end. */
-    private static final int TILE_SIZE = 2 * 2 * 8 * MAX_LOCAL;
-    /** Lane partials, [tileTokens][2*pairs][lanes] = 2 * pairs * localSize floats. */
-    private static final int RED_SIZE = 8 * MAX_LOCAL;
-    /** Scores, [tileTokens][2*pairs] = 2 * pairs * localSize / lanes floats. */
-    private static final int SCORE_SIZE = 8 * MAX_LOCAL;
+    /** Largest local size: R can be 4 pairs x 32 lanes (headDim 256). */
+    public static final int MAX_LOCAL = 256;
+    /** [slot][2 tokens][2*pairs][lanes] = 4 * localSize floats; reused as [2*pairs][headDim] for the final merge. */
+    private static final int RED_SIZE = PagedDecodeKernels.MAX_HEADS_PER_TILE * PagedDecodeKernels.MAX_HEAD_DIM;
+    /** [slot][2 tokens][2*pairs] = 4 * localSize / lanes floats. */
+    private static final int SCORE_SIZE = 4 * MAX_LOCAL;
     /** [slot][2*pairs] = 2 * localSize / lanes floats. */
     private static final int SLOT_SIZE = 2 * MAX_LOCAL;
 
@@ -50,21 +48,7 @@ public final class HeadPairDecodeKernels {
     /** The local size to launch with: as many token slots as fit 128 work-items (at least one row). */
     public static int localSize(int groupSize, int headDim) {
         int r = rowThreads(groupSize, headDim);
-        return Math.max(1, MAX_LOCAL / r) * r;
-    }
-
-    /**
-     * Pool offset of staged element {@code e} of the tile starting at {@code tileStart} (token
-     * {@code tileStart + e / headDim}, dim {@code e % headDim}), or -1 past the partition's end.
-     */
-    static int stagedRow(IntArray blockTables, int seq, int maxBlocks, int layerBase, int blockStride, int headStride,
-                         int headDim, int blockSize, int kvHead, int tileStart, int e, int end) {
-        int token = tileStart + e / headDim;
-        if (token >= end) {
-            return -1;
-        }
-        int block = blockTables.get(seq * maxBlocks + token / blockSize);
-        return KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, token % blockSize, e % headDim);
+        return Math.max(1, 128 / r) * r;
     }
 
     public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
@@ -78,8 +62,8 @@ public final class HeadPairDecodeKernels {
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int pairs = (tileHeads + 1) / 2;
         int rowThreads = pairs * lanes;
-        int slots = TornadoMath.max(1, MAX_LOCAL / rowThreads); // as localSize(): a constant, so it folds
-        int local = slots * rowThreads;
+        int local = ctx.localGroupSizeX;
+        int slots = local / rowThreads;
         int tid = ctx.localIdx;
         int slot = tid / rowThreads;
         int r = tid - slot * rowThreads;
@@ -114,9 +98,8 @@ public final class HeadPairDecodeKernels {
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
 
-        float[] tiles = ctx.allocateFloatLocalArray(TILE_SIZE);    // [2][K,V][tileTokens][headDim]
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [tileTokens][2*pairs][lanes]
-        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [tileTokens][2*pairs]
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][2][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][2][2*pairs]
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
 
@@ -153,120 +136,74 @@ public final class HeadPairDecodeKernels {
             slotSum[idx] = 0f;
         }
 
-        // Tiles of T = slots * pairs tokens: the work-group stages K and V of a tile in local
-        // memory, each work-item loading exactly 8 K and 8 V elements (every byte read once,
-        // coalesced), and loads the next tile while it computes on this one (double buffer).
-        int tileTokens = slots * pairs;
-        int tileElems = tileTokens * headDim; // = 8 * local
-        int numTiles = (end - start + tileTokens - 1) / tileTokens;
-        float g0 = 0f, g1 = 0f, g2 = 0f, g3 = 0f, g4 = 0f, g5 = 0f, g6 = 0f, g7 = 0f;
-        float h0 = 0f, h1 = 0f, h2 = 0f, h3 = 0f, h4 = 0f, h5 = 0f, h6 = 0f, h7 = 0f;
-        int e0 = tid;
-        int e1 = tid + local;
-        int e2 = tid + 2 * local;
-        int e3 = tid + 3 * local;
-        int e4 = tid + 4 * local;
-        int e5 = tid + 5 * local;
-        int e6 = tid + 6 * local;
-        int e7 = tid + 7 * local;
-        // prologue: tile 0 into registers
-        {
-            int t0 = start;
-            int a0 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e0, end);
-            int a1 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e1, end);
-            int a2 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e2, end);
-            int a3 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e3, end);
-            int a4 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e4, end);
-            int a5 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e5, end);
-            int a6 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e6, end);
-            int a7 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e7, end);
-            g0 = a0 < 0 ? 0f : kPool.get(a0).getFloat32();
-            g1 = a1 < 0 ? 0f : kPool.get(a1).getFloat32();
-            g2 = a2 < 0 ? 0f : kPool.get(a2).getFloat32();
-            g3 = a3 < 0 ? 0f : kPool.get(a3).getFloat32();
-            g4 = a4 < 0 ? 0f : kPool.get(a4).getFloat32();
-            g5 = a5 < 0 ? 0f : kPool.get(a5).getFloat32();
-            g6 = a6 < 0 ? 0f : kPool.get(a6).getFloat32();
-            g7 = a7 < 0 ? 0f : kPool.get(a7).getFloat32();
-            h0 = a0 < 0 ? 0f : vPool.get(a0).getFloat32();
-            h1 = a1 < 0 ? 0f : vPool.get(a1).getFloat32();
-            h2 = a2 < 0 ? 0f : vPool.get(a2).getFloat32();
-            h3 = a3 < 0 ? 0f : vPool.get(a3).getFloat32();
-            h4 = a4 < 0 ? 0f : vPool.get(a4).getFloat32();
-            h5 = a5 < 0 ? 0f : vPool.get(a5).getFloat32();
-            h6 = a6 < 0 ? 0f : vPool.get(a6).getFloat32();
-            h7 = a7 < 0 ? 0f : vPool.get(a7).getFloat32();
-        }
-        for (int tIdx = 0; tIdx < numTiles; tIdx++) {
-            int tileStart = start + tIdx * tileTokens;
-            int kBase = (tIdx % 2) * 2 * tileElems;
-            int vBase = kBase + tileElems;
-            tiles[kBase + e0] = g0;
-            tiles[kBase + e1] = g1;
-            tiles[kBase + e2] = g2;
-            tiles[kBase + e3] = g3;
-            tiles[kBase + e4] = g4;
-            tiles[kBase + e5] = g5;
-            tiles[kBase + e6] = g6;
-            tiles[kBase + e7] = g7;
-            tiles[vBase + e0] = h0;
-            tiles[vBase + e1] = h1;
-            tiles[vBase + e2] = h2;
-            tiles[vBase + e3] = h3;
-            tiles[vBase + e4] = h4;
-            tiles[vBase + e5] = h5;
-            tiles[vBase + e6] = h6;
-            tiles[vBase + e7] = h7;
-            ctx.localBarrier();
-            // the next tile's loads fly while this one is computed
-            if (tIdx + 1 < numTiles) {
-                int t0 = tileStart + tileTokens;
-                int a0 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e0, end);
-                int a1 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e1, end);
-                int a2 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e2, end);
-                int a3 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e3, end);
-                int a4 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e4, end);
-                int a5 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e5, end);
-                int a6 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e6, end);
-                int a7 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e7, end);
-                g0 = a0 < 0 ? 0f : kPool.get(a0).getFloat32();
-                g1 = a1 < 0 ? 0f : kPool.get(a1).getFloat32();
-                g2 = a2 < 0 ? 0f : kPool.get(a2).getFloat32();
-                g3 = a3 < 0 ? 0f : kPool.get(a3).getFloat32();
-                g4 = a4 < 0 ? 0f : kPool.get(a4).getFloat32();
-                g5 = a5 < 0 ? 0f : kPool.get(a5).getFloat32();
-                g6 = a6 < 0 ? 0f : kPool.get(a6).getFloat32();
-                g7 = a7 < 0 ? 0f : kPool.get(a7).getFloat32();
-                h0 = a0 < 0 ? 0f : vPool.get(a0).getFloat32();
-                h1 = a1 < 0 ? 0f : vPool.get(a1).getFloat32();
-                h2 = a2 < 0 ? 0f : vPool.get(a2).getFloat32();
-                h3 = a3 < 0 ? 0f : vPool.get(a3).getFloat32();
-                h4 = a4 < 0 ? 0f : vPool.get(a4).getFloat32();
-                h5 = a5 < 0 ? 0f : vPool.get(a5).getFloat32();
-                h6 = a6 < 0 ? 0f : vPool.get(a6).getFloat32();
-                h7 = a7 < 0 ? 0f : vPool.get(a7).getFloat32();
+        // Each round, every slot takes two tokens (A, B) and loads their K and V rows before the
+        // first barrier, so 32 loads per work-item are in flight and V arrives while scores reduce.
+        int perRound = 2 * slots;
+        int rounds = (end - start + perRound - 1) / perRound;
+        int redA = (slot * 2 * tileRows + 2 * pair) * lanes + lane;   // [slot][token][head][lane]
+        int redB = redA + tileRows * lanes;
+        int sA = slot * 2 * tileRows + 2 * pair;                      // [slot][token][head]
+        int sB = sA + tileRows;
+        for (int rd = 0; rd < rounds; rd++) {
+            int tokenA = start + rd * perRound + slot;
+            int tokenB = tokenA + slots;
+            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
+            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
+            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
+            if (tokenA < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
+                k0 = kPool.get(row).getFloat32();
+                k1 = kPool.get(row + lanes).getFloat32();
+                k2 = kPool.get(row + 2 * lanes).getFloat32();
+                k3 = kPool.get(row + 3 * lanes).getFloat32();
+                k4 = kPool.get(row + 4 * lanes).getFloat32();
+                k5 = kPool.get(row + 5 * lanes).getFloat32();
+                k6 = kPool.get(row + 6 * lanes).getFloat32();
+                k7 = kPool.get(row + 7 * lanes).getFloat32();
+                v0 = vPool.get(row).getFloat32();
+                v1 = vPool.get(row + lanes).getFloat32();
+                v2 = vPool.get(row + 2 * lanes).getFloat32();
+                v3 = vPool.get(row + 3 * lanes).getFloat32();
+                v4 = vPool.get(row + 4 * lanes).getFloat32();
+                v5 = vPool.get(row + 5 * lanes).getFloat32();
+                v6 = vPool.get(row + 6 * lanes).getFloat32();
+                v7 = vPool.get(row + 7 * lanes).getFloat32();
             }
-            // 1. partial dots of this lane's 8 dims, for this slot's tokens of the tile, two heads
-            for (int t = slot; t < tileTokens; t += slots) {
-                int k = kBase + t * headDim + lane;
-                float k0 = tiles[k];
-                float k1 = tiles[k + lanes];
-                float k2 = tiles[k + 2 * lanes];
-                float k3 = tiles[k + 3 * lanes];
-                float k4 = tiles[k + 4 * lanes];
-                float k5 = tiles[k + 5 * lanes];
-                float k6 = tiles[k + 6 * lanes];
-                float k7 = tiles[k + 7 * lanes];
-                int at = (t * tileRows + 2 * pair) * lanes + lane;
-                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
-                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            if (tokenB < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
+                c0 = kPool.get(row).getFloat32();
+                c1 = kPool.get(row + lanes).getFloat32();
+                c2 = kPool.get(row + 2 * lanes).getFloat32();
+                c3 = kPool.get(row + 3 * lanes).getFloat32();
+                c4 = kPool.get(row + 4 * lanes).getFloat32();
+                c5 = kPool.get(row + 5 * lanes).getFloat32();
+                c6 = kPool.get(row + 6 * lanes).getFloat32();
+                c7 = kPool.get(row + 7 * lanes).getFloat32();
+                w0 = vPool.get(row).getFloat32();
+                w1 = vPool.get(row + lanes).getFloat32();
+                w2 = vPool.get(row + 2 * lanes).getFloat32();
+                w3 = vPool.get(row + 3 * lanes).getFloat32();
+                w4 = vPool.get(row + 4 * lanes).getFloat32();
+                w5 = vPool.get(row + 5 * lanes).getFloat32();
+                w6 = vPool.get(row + 6 * lanes).getFloat32();
+                w7 = vPool.get(row + 7 * lanes).getFloat32();
             }
+            // 1. partial dots of this lane's 8 dims: two tokens x two heads
+            red[redA] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+            red[redA + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            red[redB] = qa0 * c0 + qa1 * c1 + qa2 * c2 + qa3 * c3 + qa4 * c4 + qa5 * c5 + qa6 * c6 + qa7 * c7;
+            red[redB + lanes] = qb0 * c0 + qb1 * c1 + qb2 * c2 + qb3 * c3 + qb4 * c4 + qb5 * c5 + qb6 * c6 + qb7 * c7;
             ctx.localBarrier();
-            // 2. scores: sum the lanes, four independent loads at a time; tokens past the end and
-            //    heads past the group score -inf
-            for (int idx = tid; idx < tileTokens * tileRows; idx += local) {
+            // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
+            //    past the group score -inf
+            int roundBase = start + rd * perRound;
+            for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
-                int token = tileStart + idx / tileRows;
+                int st = idx / tileRows;  // slot * 2 + token
+                int token = roundBase + (st % 2) * slots + st / 2;
                 float sc = Float.NEGATIVE_INFINITY;
                 if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
                     int b = idx * lanes;
@@ -282,41 +219,42 @@ public final class HeadPairDecodeKernels {
                 scores[idx] = sc;
             }
             ctx.localBarrier();
-            // 3. online softmax over this slot's tokens of the tile, then V from local memory
-            float newMa = ma;
-            float newMb = mb;
-            for (int t = slot; t < tileTokens; t += slots) {
-                newMa = TornadoMath.max(newMa, scores[t * tileRows + 2 * pair]);
-                newMb = TornadoMath.max(newMb, scores[t * tileRows + 2 * pair + 1]);
+            // 3. online softmax over the two tokens, then V (already in registers)
+            float xa = scores[sA];
+            float xb = scores[sA + 1];
+            float ya = scores[sB];
+            float yb = scores[sB + 1];
+            float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
+            float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
+            if (newMa != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(ma - newMa);
+                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
+                float ra = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
+                la = la * c + pa + ra;
+                aa0 = aa0 * c + pa * v0 + ra * w0;
+                aa1 = aa1 * c + pa * v1 + ra * w1;
+                aa2 = aa2 * c + pa * v2 + ra * w2;
+                aa3 = aa3 * c + pa * v3 + ra * w3;
+                aa4 = aa4 * c + pa * v4 + ra * w4;
+                aa5 = aa5 * c + pa * v5 + ra * w5;
+                aa6 = aa6 * c + pa * v6 + ra * w6;
+                aa7 = aa7 * c + pa * v7 + ra * w7;
+                ma = newMa;
             }
-            float ca = newMa == Float.NEGATIVE_INFINITY ? 1f : TornadoMath.exp(ma - newMa);
-            float cb = newMb == Float.NEGATIVE_INFINITY ? 1f : TornadoMath.exp(mb - newMb);
-            la *= ca;
-            lb *= cb;
-            aa0 *= ca; aa1 *= ca; aa2 *= ca; aa3 *= ca; aa4 *= ca; aa5 *= ca; aa6 *= ca; aa7 *= ca;
-            ab0 *= cb; ab1 *= cb; ab2 *= cb; ab3 *= cb; ab4 *= cb; ab5 *= cb; ab6 *= cb; ab7 *= cb;
-            ma = newMa;
-            mb = newMb;
-            for (int t = slot; t < tileTokens; t += slots) {
-                float xa = scores[t * tileRows + 2 * pair];
-                float xb = scores[t * tileRows + 2 * pair + 1];
-                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                la += pa;
-                lb += pb;
-                int v = vBase + t * headDim + lane;
-                float v0 = tiles[v];
-                float v1 = tiles[v + lanes];
-                float v2 = tiles[v + 2 * lanes];
-                float v3 = tiles[v + 3 * lanes];
-                float v4 = tiles[v + 4 * lanes];
-                float v5 = tiles[v + 5 * lanes];
-                float v6 = tiles[v + 6 * lanes];
-                float v7 = tiles[v + 7 * lanes];
-                aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
-                aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
-                ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
-                ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
+            if (newMb != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(mb - newMb);
+                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
+                float rb = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
+                lb = lb * c + pb + rb;
+                ab0 = ab0 * c + pb * v0 + rb * w0;
+                ab1 = ab1 * c + pb * v1 + rb * w1;
+                ab2 = ab2 * c + pb * v2 + rb * w2;
+                ab3 = ab3 * c + pb * v3 + rb * w3;
+                ab4 = ab4 * c + pb * v4 + rb * w4;
+                ab5 = ab5 * c + pb * v5 + rb * w5;
+                ab6 = ab6 * c + pb * v6 + rb * w6;
+                ab7 = ab7 * c + pb * v7 + rb * w7;
+                mb = newMb;
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -333,31 +271,30 @@ public final class HeadPairDecodeKernels {
         }
         float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
         float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
-        // the tiles are free now (the barrier above follows the last reads): reuse them
         for (int idx = tid; idx < tileRows * headDim; idx += local) {
-            tiles[idx] = 0f;
+            red[idx] = 0f;
         }
         ctx.localBarrier();
         int accA = 2 * pair * headDim + lane;
         int accB = accA + headDim;
         for (int j = 0; j < slots; j++) {
             if (slot == j) {
-                tiles[accA] += aa0 * wa;
-                tiles[accA + lanes] += aa1 * wa;
-                tiles[accA + 2 * lanes] += aa2 * wa;
-                tiles[accA + 3 * lanes] += aa3 * wa;
-                tiles[accA + 4 * lanes] += aa4 * wa;
-                tiles[accA + 5 * lanes] += aa5 * wa;
-                tiles[accA + 6 * lanes] += aa6 * wa;
-                tiles[accA + 7 * lanes] += aa7 * wa;
-                tiles[accB] += ab0 * wb;
-                tiles[accB + lanes] += ab1 * wb;
-                tiles[accB + 2 * lanes] += ab2 * wb;
-                tiles[accB + 3 * lanes] += ab3 * wb;
-                tiles[accB + 4 * lanes] += ab4 * wb;
-                tiles[accB + 5 * lanes] += ab5 * wb;
-                tiles[accB + 6 * lanes] += ab6 * wb;
-                tiles[accB + 7 * lanes] += ab7 * wb;
+                red[accA] += aa0 * wa;
+                red[accA + lanes] += aa1 * wa;
+                red[accA + 2 * lanes] += aa2 * wa;
+                red[accA + 3 * lanes] += aa3 * wa;
+                red[accA + 4 * lanes] += aa4 * wa;
+                red[accA + 5 * lanes] += aa5 * wa;
+                red[accA + 6 * lanes] += aa6 * wa;
+                red[accA + 7 * lanes] += aa7 * wa;
+                red[accB] += ab0 * wb;
+                red[accB + lanes] += ab1 * wb;
+                red[accB + 2 * lanes] += ab2 * wb;
+                red[accB + 3 * lanes] += ab3 * wb;
+                red[accB + 4 * lanes] += ab4 * wb;
+                red[accB + 5 * lanes] += ab5 * wb;
+                red[accB + 6 * lanes] += ab6 * wb;
+                red[accB + 7 * lanes] += ab7 * wb;
                 if (lane == 0) {
                     slotSum[2 * pair] += la * wa;
                     slotSum[2 * pair + 1] += lb * wb;
@@ -379,10 +316,10 @@ public final class HeadPairDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, tiles[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
-                    partials.set(pBase + d, tiles[idx]);
+                    partials.set(pBase + d, red[idx]);
                     if (d == 0) {
                         partials.set(pBase + headDim, mAll);
                         partials.set(pBase + headDim + 1, sum);
@@ -404,8 +341,8 @@ public final class HeadPairDecodeKernels {
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int pairs = (tileHeads + 1) / 2;
         int rowThreads = pairs * lanes;
-        int slots = TornadoMath.max(1, MAX_LOCAL / rowThreads); // as localSize(): a constant, so it folds
-        int local = slots * rowThreads;
+        int local = ctx.localGroupSizeX;
+        int slots = local / rowThreads;
         int tid = ctx.localIdx;
         int slot = tid / rowThreads;
         int r = tid - slot * rowThreads;
@@ -440,9 +377,8 @@ public final class HeadPairDecodeKernels {
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
 
-        float[] tiles = ctx.allocateFloatLocalArray(TILE_SIZE);    // [2][K,V][tileTokens][headDim]
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [tileTokens][2*pairs][lanes]
-        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [tileTokens][2*pairs]
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][2][2*pairs][lanes]
+        float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][2][2*pairs]
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][2*pairs]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [2*pairs]
 
@@ -479,120 +415,74 @@ public final class HeadPairDecodeKernels {
             slotSum[idx] = 0f;
         }
 
-        // Tiles of T = slots * pairs tokens: the work-group stages K and V of a tile in local
-        // memory, each work-item loading exactly 8 K and 8 V elements (every byte read once,
-        // coalesced), and loads the next tile while it computes on this one (double buffer).
-        int tileTokens = slots * pairs;
-        int tileElems = tileTokens * headDim; // = 8 * local
-        int numTiles = (end - start + tileTokens - 1) / tileTokens;
-        float g0 = 0f, g1 = 0f, g2 = 0f, g3 = 0f, g4 = 0f, g5 = 0f, g6 = 0f, g7 = 0f;
-        float h0 = 0f, h1 = 0f, h2 = 0f, h3 = 0f, h4 = 0f, h5 = 0f, h6 = 0f, h7 = 0f;
-        int e0 = tid;
-        int e1 = tid + local;
-        int e2 = tid + 2 * local;
-        int e3 = tid + 3 * local;
-        int e4 = tid + 4 * local;
-        int e5 = tid + 5 * local;
-        int e6 = tid + 6 * local;
-        int e7 = tid + 7 * local;
-        // prologue: tile 0 into registers
-        {
-            int t0 = start;
-            int a0 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e0, end);
-            int a1 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e1, end);
-            int a2 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e2, end);
-            int a3 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e3, end);
-            int a4 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e4, end);
-            int a5 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e5, end);
-            int a6 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e6, end);
-            int a7 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e7, end);
-            g0 = a0 < 0 ? 0f : kPool.get(a0);
-            g1 = a1 < 0 ? 0f : kPool.get(a1);
-            g2 = a2 < 0 ? 0f : kPool.get(a2);
-            g3 = a3 < 0 ? 0f : kPool.get(a3);
-            g4 = a4 < 0 ? 0f : kPool.get(a4);
-            g5 = a5 < 0 ? 0f : kPool.get(a5);
-            g6 = a6 < 0 ? 0f : kPool.get(a6);
-            g7 = a7 < 0 ? 0f : kPool.get(a7);
-            h0 = a0 < 0 ? 0f : vPool.get(a0);
-            h1 = a1 < 0 ? 0f : vPool.get(a1);
-            h2 = a2 < 0 ? 0f : vPool.get(a2);
-            h3 = a3 < 0 ? 0f : vPool.get(a3);
-            h4 = a4 < 0 ? 0f : vPool.get(a4);
-            h5 = a5 < 0 ? 0f : vPool.get(a5);
-            h6 = a6 < 0 ? 0f : vPool.get(a6);
-            h7 = a7 < 0 ? 0f : vPool.get(a7);
-        }
-        for (int tIdx = 0; tIdx < numTiles; tIdx++) {
-            int tileStart = start + tIdx * tileTokens;
-            int kBase = (tIdx % 2) * 2 * tileElems;
-            int vBase = kBase + tileElems;
-            tiles[kBase + e0] = g0;
-            tiles[kBase + e1] = g1;
-            tiles[kBase + e2] = g2;
-            tiles[kBase + e3] = g3;
-            tiles[kBase + e4] = g4;
-            tiles[kBase + e5] = g5;
-            tiles[kBase + e6] = g6;
-            tiles[kBase + e7] = g7;
-            tiles[vBase + e0] = h0;
-            tiles[vBase + e1] = h1;
-            tiles[vBase + e2] = h2;
-            tiles[vBase + e3] = h3;
-            tiles[vBase + e4] = h4;
-            tiles[vBase + e5] = h5;
-            tiles[vBase + e6] = h6;
-            tiles[vBase + e7] = h7;
-            ctx.localBarrier();
-            // the next tile's loads fly while this one is computed
-            if (tIdx + 1 < numTiles) {
-                int t0 = tileStart + tileTokens;
-                int a0 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e0, end);
-                int a1 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e1, end);
-                int a2 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e2, end);
-                int a3 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e3, end);
-                int a4 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e4, end);
-                int a5 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e5, end);
-                int a6 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e6, end);
-                int a7 = stagedRow(blockTables, seq, maxBlocks, layerBase, blockStride, headStride, headDim, blockSize, kvHead, t0, e7, end);
-                g0 = a0 < 0 ? 0f : kPool.get(a0);
-                g1 = a1 < 0 ? 0f : kPool.get(a1);
-                g2 = a2 < 0 ? 0f : kPool.get(a2);
-                g3 = a3 < 0 ? 0f : kPool.get(a3);
-                g4 = a4 < 0 ? 0f : kPool.get(a4);
-                g5 = a5 < 0 ? 0f : kPool.get(a5);
-                g6 = a6 < 0 ? 0f : kPool.get(a6);
-                g7 = a7 < 0 ? 0f : kPool.get(a7);
-                h0 = a0 < 0 ? 0f : vPool.get(a0);
-                h1 = a1 < 0 ? 0f : vPool.get(a1);
-                h2 = a2 < 0 ? 0f : vPool.get(a2);
-                h3 = a3 < 0 ? 0f : vPool.get(a3);
-                h4 = a4 < 0 ? 0f : vPool.get(a4);
-                h5 = a5 < 0 ? 0f : vPool.get(a5);
-                h6 = a6 < 0 ? 0f : vPool.get(a6);
-                h7 = a7 < 0 ? 0f : vPool.get(a7);
+        // Each round, every slot takes two tokens (A, B) and loads their K and V rows before the
+        // first barrier, so 32 loads per work-item are in flight and V arrives while scores reduce.
+        int perRound = 2 * slots;
+        int rounds = (end - start + perRound - 1) / perRound;
+        int redA = (slot * 2 * tileRows + 2 * pair) * lanes + lane;   // [slot][token][head][lane]
+        int redB = redA + tileRows * lanes;
+        int sA = slot * 2 * tileRows + 2 * pair;                      // [slot][token][head]
+        int sB = sA + tileRows;
+        for (int rd = 0; rd < rounds; rd++) {
+            int tokenA = start + rd * perRound + slot;
+            int tokenB = tokenA + slots;
+            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
+            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
+            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
+            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
+            if (tokenA < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
+                k0 = kPool.get(row);
+                k1 = kPool.get(row + lanes);
+                k2 = kPool.get(row + 2 * lanes);
+                k3 = kPool.get(row + 3 * lanes);
+                k4 = kPool.get(row + 4 * lanes);
+                k5 = kPool.get(row + 5 * lanes);
+                k6 = kPool.get(row + 6 * lanes);
+                k7 = kPool.get(row + 7 * lanes);
+                v0 = vPool.get(row);
+                v1 = vPool.get(row + lanes);
+                v2 = vPool.get(row + 2 * lanes);
+                v3 = vPool.get(row + 3 * lanes);
+                v4 = vPool.get(row + 4 * lanes);
+                v5 = vPool.get(row + 5 * lanes);
+                v6 = vPool.get(row + 6 * lanes);
+                v7 = vPool.get(row + 7 * lanes);
             }
-            // 1. partial dots of this lane's 8 dims, for this slot's tokens of the tile, two heads
-            for (int t = slot; t < tileTokens; t += slots) {
-                int k = kBase + t * headDim + lane;
-                float k0 = tiles[k];
-                float k1 = tiles[k + lanes];
-                float k2 = tiles[k + 2 * lanes];
-                float k3 = tiles[k + 3 * lanes];
-                float k4 = tiles[k + 4 * lanes];
-                float k5 = tiles[k + 5 * lanes];
-                float k6 = tiles[k + 6 * lanes];
-                float k7 = tiles[k + 7 * lanes];
-                int at = (t * tileRows + 2 * pair) * lanes + lane;
-                red[at] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
-                red[at + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            if (tokenB < end) {
+                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
+                c0 = kPool.get(row);
+                c1 = kPool.get(row + lanes);
+                c2 = kPool.get(row + 2 * lanes);
+                c3 = kPool.get(row + 3 * lanes);
+                c4 = kPool.get(row + 4 * lanes);
+                c5 = kPool.get(row + 5 * lanes);
+                c6 = kPool.get(row + 6 * lanes);
+                c7 = kPool.get(row + 7 * lanes);
+                w0 = vPool.get(row);
+                w1 = vPool.get(row + lanes);
+                w2 = vPool.get(row + 2 * lanes);
+                w3 = vPool.get(row + 3 * lanes);
+                w4 = vPool.get(row + 4 * lanes);
+                w5 = vPool.get(row + 5 * lanes);
+                w6 = vPool.get(row + 6 * lanes);
+                w7 = vPool.get(row + 7 * lanes);
             }
+            // 1. partial dots of this lane's 8 dims: two tokens x two heads
+            red[redA] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
+            red[redA + lanes] = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
+            red[redB] = qa0 * c0 + qa1 * c1 + qa2 * c2 + qa3 * c3 + qa4 * c4 + qa5 * c5 + qa6 * c6 + qa7 * c7;
+            red[redB + lanes] = qb0 * c0 + qb1 * c1 + qb2 * c2 + qb3 * c3 + qb4 * c4 + qb5 * c5 + qb6 * c6 + qb7 * c7;
             ctx.localBarrier();
-            // 2. scores: sum the lanes, four independent loads at a time; tokens past the end and
-            //    heads past the group score -inf
-            for (int idx = tid; idx < tileTokens * tileRows; idx += local) {
+            // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
+            //    past the group score -inf
+            int roundBase = start + rd * perRound;
+            for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
-                int token = tileStart + idx / tileRows;
+                int st = idx / tileRows;  // slot * 2 + token
+                int token = roundBase + (st % 2) * slots + st / 2;
                 float sc = Float.NEGATIVE_INFINITY;
                 if (token < end && hh < tileHeads && tileFirst + hh < groupSize) {
                     int b = idx * lanes;
@@ -608,41 +498,42 @@ public final class HeadPairDecodeKernels {
                 scores[idx] = sc;
             }
             ctx.localBarrier();
-            // 3. online softmax over this slot's tokens of the tile, then V from local memory
-            float newMa = ma;
-            float newMb = mb;
-            for (int t = slot; t < tileTokens; t += slots) {
-                newMa = TornadoMath.max(newMa, scores[t * tileRows + 2 * pair]);
-                newMb = TornadoMath.max(newMb, scores[t * tileRows + 2 * pair + 1]);
+            // 3. online softmax over the two tokens, then V (already in registers)
+            float xa = scores[sA];
+            float xb = scores[sA + 1];
+            float ya = scores[sB];
+            float yb = scores[sB + 1];
+            float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
+            float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
+            if (newMa != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(ma - newMa);
+                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
+                float ra = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
+                la = la * c + pa + ra;
+                aa0 = aa0 * c + pa * v0 + ra * w0;
+                aa1 = aa1 * c + pa * v1 + ra * w1;
+                aa2 = aa2 * c + pa * v2 + ra * w2;
+                aa3 = aa3 * c + pa * v3 + ra * w3;
+                aa4 = aa4 * c + pa * v4 + ra * w4;
+                aa5 = aa5 * c + pa * v5 + ra * w5;
+                aa6 = aa6 * c + pa * v6 + ra * w6;
+                aa7 = aa7 * c + pa * v7 + ra * w7;
+                ma = newMa;
             }
-            float ca = newMa == Float.NEGATIVE_INFINITY ? 1f : TornadoMath.exp(ma - newMa);
-            float cb = newMb == Float.NEGATIVE_INFINITY ? 1f : TornadoMath.exp(mb - newMb);
-            la *= ca;
-            lb *= cb;
-            aa0 *= ca; aa1 *= ca; aa2 *= ca; aa3 *= ca; aa4 *= ca; aa5 *= ca; aa6 *= ca; aa7 *= ca;
-            ab0 *= cb; ab1 *= cb; ab2 *= cb; ab3 *= cb; ab4 *= cb; ab5 *= cb; ab6 *= cb; ab7 *= cb;
-            ma = newMa;
-            mb = newMb;
-            for (int t = slot; t < tileTokens; t += slots) {
-                float xa = scores[t * tileRows + 2 * pair];
-                float xb = scores[t * tileRows + 2 * pair + 1];
-                float pa = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                la += pa;
-                lb += pb;
-                int v = vBase + t * headDim + lane;
-                float v0 = tiles[v];
-                float v1 = tiles[v + lanes];
-                float v2 = tiles[v + 2 * lanes];
-                float v3 = tiles[v + 3 * lanes];
-                float v4 = tiles[v + 4 * lanes];
-                float v5 = tiles[v + 5 * lanes];
-                float v6 = tiles[v + 6 * lanes];
-                float v7 = tiles[v + 7 * lanes];
-                aa0 += pa * v0; aa1 += pa * v1; aa2 += pa * v2; aa3 += pa * v3;
-                aa4 += pa * v4; aa5 += pa * v5; aa6 += pa * v6; aa7 += pa * v7;
-                ab0 += pb * v0; ab1 += pb * v1; ab2 += pb * v2; ab3 += pb * v3;
-                ab4 += pb * v4; ab5 += pb * v5; ab6 += pb * v6; ab7 += pb * v7;
+            if (newMb != Float.NEGATIVE_INFINITY) {
+                float c = TornadoMath.exp(mb - newMb);
+                float pb = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
+                float rb = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
+                lb = lb * c + pb + rb;
+                ab0 = ab0 * c + pb * v0 + rb * w0;
+                ab1 = ab1 * c + pb * v1 + rb * w1;
+                ab2 = ab2 * c + pb * v2 + rb * w2;
+                ab3 = ab3 * c + pb * v3 + rb * w3;
+                ab4 = ab4 * c + pb * v4 + rb * w4;
+                ab5 = ab5 * c + pb * v5 + rb * w5;
+                ab6 = ab6 * c + pb * v6 + rb * w6;
+                ab7 = ab7 * c + pb * v7 + rb * w7;
+                mb = newMb;
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -659,31 +550,30 @@ public final class HeadPairDecodeKernels {
         }
         float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
         float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
-        // the tiles are free now (the barrier above follows the last reads): reuse them
         for (int idx = tid; idx < tileRows * headDim; idx += local) {
-            tiles[idx] = 0f;
+            red[idx] = 0f;
         }
         ctx.localBarrier();
         int accA = 2 * pair * headDim + lane;
         int accB = accA + headDim;
         for (int j = 0; j < slots; j++) {
             if (slot == j) {
-                tiles[accA] += aa0 * wa;
-                tiles[accA + lanes] += aa1 * wa;
-                tiles[accA + 2 * lanes] += aa2 * wa;
-                tiles[accA + 3 * lanes] += aa3 * wa;
-                tiles[accA + 4 * lanes] += aa4 * wa;
-                tiles[accA + 5 * lanes] += aa5 * wa;
-                tiles[accA + 6 * lanes] += aa6 * wa;
-                tiles[accA + 7 * lanes] += aa7 * wa;
-                tiles[accB] += ab0 * wb;
-                tiles[accB + lanes] += ab1 * wb;
-                tiles[accB + 2 * lanes] += ab2 * wb;
-                tiles[accB + 3 * lanes] += ab3 * wb;
-                tiles[accB + 4 * lanes] += ab4 * wb;
-                tiles[accB + 5 * lanes] += ab5 * wb;
-                tiles[accB + 6 * lanes] += ab6 * wb;
-                tiles[accB + 7 * lanes] += ab7 * wb;
+                red[accA] += aa0 * wa;
+                red[accA + lanes] += aa1 * wa;
+                red[accA + 2 * lanes] += aa2 * wa;
+                red[accA + 3 * lanes] += aa3 * wa;
+                red[accA + 4 * lanes] += aa4 * wa;
+                red[accA + 5 * lanes] += aa5 * wa;
+                red[accA + 6 * lanes] += aa6 * wa;
+                red[accA + 7 * lanes] += aa7 * wa;
+                red[accB] += ab0 * wb;
+                red[accB + lanes] += ab1 * wb;
+                red[accB + 2 * lanes] += ab2 * wb;
+                red[accB + 3 * lanes] += ab3 * wb;
+                red[accB + 4 * lanes] += ab4 * wb;
+                red[accB + 5 * lanes] += ab5 * wb;
+                red[accB + 6 * lanes] += ab6 * wb;
+                red[accB + 7 * lanes] += ab7 * wb;
                 if (lane == 0) {
                     slotSum[2 * pair] += la * wa;
                     slotSum[2 * pair + 1] += lb * wb;
@@ -705,10 +595,10 @@ public final class HeadPairDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, tiles[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
-                    partials.set(pBase + d, tiles[idx]);
+                    partials.set(pBase + d, red[idx]);
                     if (d == 0) {
                         partials.set(pBase + headDim, mAll);
                         partials.set(pBase + headDim + 1, sum);
