@@ -3,6 +3,7 @@ package dev.pagedattn.tornado;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
+import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
@@ -28,6 +29,10 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
                          int maxPartitions, int numGroups, int localSize) {
     /** Which KernelContext attention kernel runs. */
     public enum Kernel {
+        /** QUADS for groups of 3 or more query heads, PAIRS below. */
+        AUTO,
+        /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, all state in named registers. */
+        QUADS,
         /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, all state in named registers. */
         PAIRS,
         /** {@link PagedDecodeKernels}: every head of the tile per work-item, state in private arrays. */
@@ -39,12 +44,12 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of pairs, groups");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs, groups");
         }
     }
 
     /** The attention kernel, {@code -Dpagedattn.tornado.kernel=pairs|groups}. */
-    public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "pairs"));
+    public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs) about four times over. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
     /** Smallest partition worth a work-group of its own. */
@@ -74,9 +79,14 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
         }
         int partitionTokens = (maxContextLen + parts - 1) / parts;
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
-        int local = kernel == Kernel.PAIRS
-                ? HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim())
-                : PagedDecodeKernels.WORK_GROUP;
+        if (kernel == Kernel.AUTO) {
+            kernel = spec.groupSize() >= 3 ? Kernel.QUADS : Kernel.PAIRS;
+        }
+        int local = switch (kernel) {
+            case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+            case PAIRS -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+            default -> PagedDecodeKernels.WORK_GROUP;
+        };
         return new DecodeGrid(kernel, ds, tokensPerRound, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
     }
 
@@ -92,7 +102,7 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
 
     /** The attention kernel's frozen {@code tuning} argument. */
     public int tuning() {
-        return kernel == Kernel.PAIRS ? tokensPerRound : dimsPerLane * 16 + tokensPerRound;
+        return kernel == Kernel.GROUPS ? dimsPerLane * 16 + tokensPerRound : 2;
     }
 
     public int attentionGlobalSize() {

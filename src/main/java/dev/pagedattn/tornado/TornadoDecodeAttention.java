@@ -9,6 +9,7 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
+import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
@@ -163,6 +164,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             DecodeGrid shape = DecodeGrid.plan(spec, 1, 1, false);
             int tuning = shape.tuning();
             boolean pairs = shape.kernel() == DecodeGrid.Kernel.PAIRS;
+            boolean quads = shape.kernel() == DecodeGrid.Kernel.QUADS;
 
             TaskGraph graph = new TaskGraph("decode")
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
@@ -175,6 +177,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (quads) {
+                    graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
                 } else if (pairs) {
                     graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale, tuning);
@@ -190,6 +195,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (quads) {
+                    graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale, tuning);
                 } else if (pairs) {
                     graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale, tuning);

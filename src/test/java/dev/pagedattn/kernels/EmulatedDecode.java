@@ -35,7 +35,16 @@ final class EmulatedDecode {
         float scale = spec.scale();
         int tuning = grid.tuning();
         boolean pairs = grid.kernel() == DecodeGrid.Kernel.PAIRS;
-        if (pairs && c.config().dtype() == KvDtype.FP16) {
+        boolean quads = grid.kernel() == DecodeGrid.Kernel.QUADS;
+        if (quads && c.config().dtype() == KvDtype.FP16) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
+                    ctx -> HeadQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        } else if (quads) {
+            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
+                    ctx -> HeadQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
+                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
+        } else if (pairs && c.config().dtype() == KvDtype.FP16) {
             KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
                     ctx -> HeadPairDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
                             lens, params, out, partials, hkv, g, d, bs, scale, tuning));

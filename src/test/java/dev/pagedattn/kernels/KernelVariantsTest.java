@@ -34,7 +34,7 @@ class KernelVariantsTest {
                 blockSize, dtype, seed, n -> { });
         double[] ref = w.reference();
         int maxLenSeen = w.batch().maxContextLen();
-        for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
+        for (DecodeGrid.Kernel kernel : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.QUADS, DecodeGrid.Kernel.PAIRS, DecodeGrid.Kernel.GROUPS}) {
             DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, maxLenSeen, false, 528, 256, 2, kernel);
             DecodeGrid split = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 8, 1, kernel);
             DecodeGrid split4 = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 24, 4, kernel);

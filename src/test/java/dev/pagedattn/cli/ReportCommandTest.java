@@ -1,0 +1,65 @@
+package dev.pagedattn.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The sweep CSV format and the results page built from ours and the peer's CSVs. */
+class ReportCommandTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void csvRowsSurviveARoundTrip() {
+        BenchRow row = new BenchRow("ours", "auto", "fp16", 64, "8192", 524288, "ok", 2122.5, 2126.0, 2147.0, 2148663552L,
+                1012.5, 47.0, 3.26e-7, "grid; with; semicolons");
+        BenchRow back = BenchRow.parse(row.toCsv());
+        assertEquals(row.variant(), back.variant());
+        assertEquals(row.minBytes(), back.minBytes());
+        assertEquals(row.gbs(), back.gbs(), 0.05);
+        assertEquals(row.relL2(), back.relL2(), 1e-9);
+        assertEquals("64x8192", back.cell());
+        assertTrue(Double.isNaN(BenchRow.parse("x,y,fp16,1,1024,1024,error,,,,0,,,,boom").gbs()));
+    }
+
+    @Test
+    void reportPutsOursNextToThePeerWithRatios() throws IOException {
+        Path ours = dir.resolve("ours.csv");
+        Path peer = dir.resolve("peer.csv");
+        Files.write(ours, List.of(BenchRow.HEADER,
+                "ours,probe-read,fp32,0,0,0,ok,,,,2147483648,2000.0,100.0,,read",
+                "ours,auto,fp16,64,8192,524288,ok,2000.00,2010.00,2020.00,2148663552,1000.0,50.0,3.000e-07,grid",
+                "ours,fused,fp16,64,8192,524288,ok,2100.00,2110.00,2120.00,2148663552,950.0,47.5,3.000e-07,grid",
+                "ours,all,fp16,64,32768,2097152,does-not-fit,,,,0,,,,pool over 2^31 elements"));
+        Files.write(peer, List.of(BenchRow.HEADER,
+                "torch-2.11,sdpa-cudnn,fp16,64,8192,524288,ok,700.00,700.00,710.00,2148663552,3000.0,,2.9e-04,dense"));
+        Path md = dir.resolve("RESULTS.md");
+        Path png = dir.resolve("chart.png");
+        StringWriter err = new StringWriter();
+        int code = Main.commandLine().setErr(new PrintWriter(err)).execute("report", "--ours", ours.toString(), "--peer",
+                peer.toString(), "--md", md.toString(), "--chart", png.toString(), "--card", "Test GPU");
+        assertEquals(0, code, err.toString());
+        String page = Files.readString(md);
+        assertTrue(page.contains("| 64 x 8192 | 524288 | auto | 2000.0 / 2010.0 / 2020.0 | 1000 | 50.0 |"), page);
+        assertTrue(page.contains(" 3000 | 0.33 |"), "ours / cuDNN ratio: " + page);
+        assertTrue(page.contains("does-not-fit"), page);
+        assertTrue(page.contains("Test GPU"));
+        assertTrue(Files.size(png) > 1000, "chart written");
+    }
+
+    @Test
+    void reportWithoutOurCsvNamesIt() {
+        StringWriter err = new StringWriter();
+        int code = Main.commandLine().setErr(new PrintWriter(err)).execute("report", "--ours", dir.resolve("nope.csv").toString());
+        assertEquals(2, code);
+        assertTrue(err.toString().contains("--ours="), err.toString());
+    }
+}
