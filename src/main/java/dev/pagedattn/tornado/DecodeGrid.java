@@ -1,6 +1,7 @@
 package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
@@ -11,11 +12,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * How one decode step is cut into work-groups: the kernel tuning (dims per lane, tokens per
  * round), the head tiles, and the split-K partitions.
  *
- * <p>The rule (see benchmarks/NOTES.md for the measurements behind the constants): without
- * splitting there are {@code numSeqs * numKvHeads * headTiles} work-groups. When that is below
- * {@code targetGroups} (enough to fill every SM a few times over), each sequence is cut into
- * partitions of at least {@code minPartitionTokens} tokens so that the grid reaches the target;
- * long contexts at small batch (1 x 32k) then use the whole GPU, and the merge kernel combines the
+ * <p>The rule is {@link #plan(AttentionSpec, int, int, long, boolean, int, int, int, Kernel)}; see
+ * benchmarks/NOTES.md for the measurements behind the constants. Long contexts at small batch
+ * (1 x 32k) and ragged batches then spread evenly over the GPU, and the merge kernel combines the
  * partitions. With one partition the attention kernel writes the output itself (the fused variant).
  *
  * @param dimsPerLane     DS: head dims owned by each lane
@@ -48,21 +47,45 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=pairs|groups}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs|groups}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
-    /** Work-groups that fill an H100 (132 SMs) about four times over. */
+    /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
     /** Smallest partition worth a work-group of its own. */
     public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 256);
-    /** Tokens per round per token group, U. */
+    /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
+    public static final int WAVES = 4;
+    /** Tokens per round per token group, U (groups kernel only). */
     public static final int TOKENS_PER_ROUND = Integer.getInteger("pagedattn.tornado.tokensPerRound", 2);
 
-    /** The grid for a step; {@code split=false} forces one partition (the fused variant). */
-    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, boolean split) {
-        return plan(spec, numSeqs, maxContextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS, TOKENS_PER_ROUND, KERNEL);
+    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split) {
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, TARGET_GROUPS,
+                MIN_PARTITION_TOKENS, TOKENS_PER_ROUND, KERNEL);
     }
 
-    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, boolean split,
+    /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
+    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS,
+                TOKENS_PER_ROUND, KERNEL);
+    }
+
+    /** Uniform lengths, every tunable explicit (tests). */
+    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
+                                  int targetGroups, int minPartitionTokens, int tokensPerRound, Kernel kernel) {
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups, minPartitionTokens,
+                tokensPerRound, kernel);
+    }
+
+    /**
+     * The rule. Without splitting there are {@code base = numSeqs * numKvHeads * headTiles}
+     * work-groups, of very different lengths when the batch is ragged. Split when the grid would be
+     * small ({@code base < targetGroups / 2}) or ragged (longest > 1.5 x mean): partitions of
+     * {@code P = max(minPartitionTokens, work / (WAVES * targetGroups))} tokens, where work is
+     * {@code totalTokens * numKvHeads * headTiles}, so that the work-groups come to about
+     * {@link #WAVES} waves of the target and the longest sequence no longer sets the time.
+     */
+    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
                                   int targetGroups, int minPartitionTokens, int tokensPerRound, Kernel kernel) {
         if (tokensPerRound < 1 || tokensPerRound > PagedDecodeKernels.MAX_TOKENS_PER_ROUND) {
             throw new IllegalArgumentException("tokensPerRound=" + tokensPerRound + " must be in [1, "
@@ -71,13 +94,13 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
         int ds = dimsPerLane(spec.headDim());
         int tiles = (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
-        int parts = 1;
-        if (split && base < targetGroups) {
-            int wanted = (targetGroups + base - 1) / base;
-            int most = Math.max(1, (maxContextLen + minPartitionTokens - 1) / minPartitionTokens);
-            parts = Math.min(wanted, most);
+        int partitionTokens = maxContextLen;
+        double mean = (double) totalTokens / numSeqs;
+        if (split && (2L * base < targetGroups || maxContextLen > 1.5 * mean)) {
+            long work = totalTokens * spec.numKvHeads() * tiles;
+            long p = (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups);
+            partitionTokens = (int) Math.min(maxContextLen, Math.max(minPartitionTokens, p));
         }
-        int partitionTokens = (maxContextLen + parts - 1) / parts;
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
         if (kernel == Kernel.AUTO) {
             kernel = spec.groupSize() >= 3 ? Kernel.QUADS : Kernel.PAIRS;

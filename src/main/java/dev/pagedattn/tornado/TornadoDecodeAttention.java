@@ -94,20 +94,23 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports). */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(spec, batch.numSeqs(), batch.maxContextLen(), !variant.equals("fused"));
+        return DecodeGrid.plan(spec, batch, !variant.equals("fused"));
     }
 
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         DecodeAttention.requireShapes(spec, config, batch, layer, q, out);
-        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.maxBlocksPerSeq() > plan.maxBlocks) {
+        DecodeGrid grid = gridFor(batch);
+        int rows = grid.partialRows(batch.numSeqs());
+        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.maxBlocksPerSeq() > plan.maxBlocks || rows > plan.partialRows) {
             int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
             int blocks = Math.max(batch.maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
+            int partialRows = Math.max(2 * rows, plan == null ? 0 : plan.partialRows);
             close();
             cache.drainDirtySlots(); // the new plan uploads the whole pools on its first execution
-            plan = new Plan(seqs, blocks);
+            plan = new Plan(seqs, blocks, partialRows);
         }
-        plan.step(batch, layer, q, out);
+        plan.step(batch, grid, layer, q, out);
     }
 
     @Override
@@ -122,21 +125,23 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final class Plan implements AutoCloseable {
         final int maxSeqs;
         final int maxBlocks;
+        final int partialRows;           // (sequence, partition) rows the partials can hold
         final FloatArray q;              // [maxSeqs][numQHeads][headDim]
         final FloatArray out;            // [maxSeqs][numQHeads][headDim]
         final IntArray tables;           // [maxSeqs][maxBlocks]
         final IntArray lens;             // [maxSeqs]
         final IntArray params;           // [DecodeParams.SIZE]
-        final FloatArray partials;       // [partialRows][numQHeads][headDim + 2]
+        final FloatArray partials;       // [numSeqs][numQHeads][maxPartitions][headDim + 2], partialRows rows
         final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
         final TornadoNativeArray stageV;
         final IntArray slotOffsets;      // [STAGING_SLOTS]
         final WorkerGrid1D attentionGrid;
         final TornadoExecutionPlan executionPlan;
 
-        Plan(int maxSeqs, int maxBlocks) {
+        Plan(int maxSeqs, int maxBlocks, int partialRows) {
             this.maxSeqs = maxSeqs;
             this.maxBlocks = maxBlocks;
+            this.partialRows = partialRows;
             int hq = spec.numQHeads();
             int d = spec.headDim();
             int hkv = spec.numKvHeads();
@@ -149,10 +154,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             lens = new IntArray(maxSeqs);
             lens.init(1);
             params = new IntArray(DecodeParams.SIZE);
-            // Split-K writes numSeqs * maxPartitions rows; DecodeGrid keeps that under target + numSeqs.
-            int tiles = (g + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
-            int rows = DecodeGrid.TARGET_GROUPS / (hkv * tiles) + 1 + maxSeqs;
-            partials = new FloatArray(rows * hq * (d + 2));
+            // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
+            partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
             stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
@@ -225,7 +228,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        void step(DecodeBatch batch, int layer, FloatArray userQ, FloatArray userOut) {
+        void step(DecodeBatch batch, DecodeGrid grid, int layer, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
             int hq = spec.numQHeads();
             int d = spec.headDim();
@@ -236,7 +239,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     tables.set(i * maxBlocks + j, j < batch.maxBlocksPerSeq() ? Math.max(0, batch.block(i, j)) : 0);
                 }
             }
-            DecodeGrid grid = gridFor(batch);
             int layerBase = layer * cache.layout().layerStride();
             int[] dirty = cache.drainDirtySlots();
             long nanos = 0;

@@ -28,7 +28,8 @@ class DecodeGridTest {
     @Test
     void smallBatchLongContextSplitsToFillTheGpu() {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 32768, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
-        assertEquals(66, g.maxPartitions()); // ceil(528 / 8) partitions of one sequence
+        assertEquals(128, g.maxPartitions()); // 32768 * 8 / (4 * 528) < 256 tokens: the minimum partition wins
+        assertEquals(256, g.partitionTokens());
         assertTrue(g.numGroups() >= 528);
         assertTrue(g.partitionTokens() * g.maxPartitions() >= 32768);
         assertTrue(g.partitionTokens() * (g.maxPartitions() - 1) < 32768);
@@ -39,6 +40,16 @@ class DecodeGridTest {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 1000, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
         assertEquals(4, g.maxPartitions());
         assertTrue(g.partitionTokens() >= 250);
+    }
+
+    @Test
+    void raggedBatchesSplitEvenIfTheGridIsLarge() {
+        // 64 sequences: 512 work-groups unsplit, but the longest is 4x the mean
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 32768, 64L * 8192, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        assertEquals((64L * 8192 * 8 + 4 * 528 - 1) / (4 * 528), g.partitionTokens());
+        assertTrue(g.maxPartitions() > 1);
+        DecodeGrid uniform = DecodeGrid.plan(LLAMA, 64, 8192, 64L * 8192, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        assertEquals(1, uniform.maxPartitions());
     }
 
     @Test
