@@ -52,7 +52,7 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
     /** Smallest partition worth a work-group of its own. */
-    public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 256);
+    public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 512);
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
     /** Tokens per round per token group, U (groups kernel only). */
