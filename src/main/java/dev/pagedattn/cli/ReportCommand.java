@@ -77,8 +77,8 @@ final class ReportCommand implements Callable<Integer> {
             for (String p : PEERS) {
                 Optional<BenchRow> pr = peerRows.stream().filter(r -> r.variant().equals(p) && r.cell().equals(e.getKey())).findFirst();
                 if (pr.isPresent() && pr.get().ok()) {
-                    double ratio = best.map(b -> b.gbs() / pr.get().gbs()).orElse(Double.NaN);
-                    table.append(String.format(Locale.ROOT, " %.0f | %.2f |", pr.get().gbs(), ratio));
+                    String ratio = best.map(b -> String.format(Locale.ROOT, "%.2f", b.gbs() / pr.get().gbs())).orElse("-");
+                    table.append(String.format(Locale.ROOT, " %.0f | %s |", pr.get().gbs(), ratio));
                     if (pr.get().gbs() > bestPeerGbs) {
                         bestPeerGbs = pr.get().gbs();
                         bestPeerRow = pr.get();
@@ -95,8 +95,15 @@ final class ReportCommand implements Callable<Integer> {
         if (chart.getParent() != null) {
             Files.createDirectories(chart.getParent());
         }
-        BandwidthChart.write(chart, "Paged decode attention, " + card + " (solid: ours, dashed: best PyTorch peer)", bestOurs,
-                bestPeer, "torch", ceiling);
+        String chartNote = "";
+        try {
+            BandwidthChart.write(chart, "Paged decode attention, " + card + " (solid: ours, dashed: best PyTorch peer)", bestOurs,
+                    bestPeer, "torch", ceiling);
+        } catch (RuntimeException | Error e) {
+            // Headless machines without fonts (fontconfig) cannot render text; the tables still matter.
+            chartNote = "(chart not drawn on this machine: " + e.getMessage() + "; rerun `bin/pa report` where fonts exist)\n\n";
+            System.err.println("warning: chart not drawn: " + e);
+        }
 
         StringBuilder all = new StringBuilder("| cell | variant | status | min / median / max (us) | GB/s | % ceiling | rel L2 | grid / note |\n"
                 + "|---|---|---|---|---|---|---|---|\n");
@@ -116,7 +123,7 @@ final class ReportCommand implements Callable<Integer> {
                 + "Effective bandwidth = minimum bytes (PERFORMANCE.md) / minimum kernel time. Our times are TornadoVM profiler"
                 + " device kernel times of one decode step (scatter no-op + attention + merge launches); the peer's are CUDA events"
                 + " around its call. Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
-                + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
+                + chartNote + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
                 + "## Best of ours per cell, next to the PyTorch peer\n\n" + table
                 + "\n## Every variant\n\n" + all;
         if (md.getParent() != null) {
