@@ -10,3 +10,13 @@ mkdir -p /tmp/pa-sdk
 [[ -x /tmp/pa-sdk/jdk/bin/java ]] || tar -xJf "$archive" -C /tmp/pa-sdk
 export JAVA_HOME=/tmp/pa-sdk/jdk TORNADOVM_HOME=/tmp/pa-sdk/sdk
 export PATH="$TORNADOVM_HOME/bin:$JAVA_HOME/bin:$PATH"
+# Charts need at least one font. A bare GPU image may have none: point fontconfig at a folder of
+# TTF files (PA_FONTS_DIR, default .tornado/fonts) when fc-list finds nothing.
+fonts="${PA_FONTS_DIR:-.tornado/fonts}"
+if [[ -d "$fonts" ]] && [[ -z "$(fc-list 2>/dev/null | head -1)" ]]; then
+  cat > /tmp/pa-sdk/fonts.conf <<CONF
+<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig><dir>$(cd "$fonts" && pwd)</dir><cachedir>/tmp/pa-sdk/fontcache</cachedir></fontconfig>
+CONF
+  export FONTCONFIG_FILE=/tmp/pa-sdk/fonts.conf
+fi
