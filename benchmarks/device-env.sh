@@ -19,4 +19,9 @@ if [[ -d "$fonts" ]] && [[ -z "$(fc-list 2>/dev/null | head -1)" ]]; then
 <fontconfig><dir>$(cd "$fonts" && pwd)</dir><cachedir>/tmp/pa-sdk/fontcache</cachedir></fontconfig>
 CONF
   export FONTCONFIG_FILE=/tmp/pa-sdk/fonts.conf
+  # ... and, where the image has no libfontconfig, to a folder holding it (PA_FONT_LIBS).
+  fontlibs="${PA_FONT_LIBS:-.tornado/fontlib}"
+  if ! ldconfig -p 2>/dev/null | grep -q libfontconfig && [[ -d "$fontlibs" ]]; then
+    export LD_LIBRARY_PATH="$(cd "$fontlibs" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
 fi
