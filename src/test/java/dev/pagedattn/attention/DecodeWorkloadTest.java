@@ -54,7 +54,9 @@ class DecodeWorkloadTest {
                 }
             }
         }
-        assertEquals(w.cache().config().numBlocks(), seen.size(), "the pool is sized for the workload");
+        // the pool holds the workload plus 4 spare blocks per sequence for later appends
+        assertEquals(w.cache().config().numBlocks(), seen.size() + 4 * b.numSeqs(), "the pool is sized for the workload");
+        assertEquals(4 * b.numSeqs(), w.cache().numAllocatableBlocks(), "spare blocks stay free");
         // 51 blocks in a random order: consecutive physical blocks are rare (P(all) ~ 1/50!).
         assertTrue(ascendingNeighbours < pairs, "blocks were handed out in order: not shuffled");
     }
