@@ -1,0 +1,50 @@
+package dev.pagedattn.bench;
+
+import dev.pagedattn.cache.Checks;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import org.openjdk.jmh.infra.BenchmarkParams;
+
+/** What every benchmark's setup shares: the checked-mode guard and the bookkeeping cache shape. */
+final class Bench {
+    /** Tokens per block of the bookkeeping benchmarks (the library default). */
+    static final int BLOCK_SIZE = KvCacheConfig.DEFAULT_BLOCK_SIZE;
+
+    private Bench() {
+    }
+
+    /**
+     * Fails the benchmark when the cache verifies its invariants after every operation: those
+     * numbers would measure the checks. Says so in the output either way (STYLE.md rule 5).
+     */
+    static void requireCheckedOff() {
+        if (Checks.CHECKED) {
+            throw new IllegalStateException("checked mode: ON (Checks.CHECKED=true, -Dpagedattn.checked=true):"
+                    + " every cache operation re-verifies all invariants, so timings are meaningless; run without it");
+        }
+        System.out.println("checked mode: off (Checks.CHECKED=false)");
+    }
+
+    /**
+     * A cache shape for bookkeeping benchmarks: one KV head of 8 dims, so that pools of many blocks
+     * stay small. Append, fork, free and lookups never touch K/V, so the head shape does not
+     * change what they cost.
+     */
+    static KvCacheConfig bookkeepingConfig(int numBlocks) {
+        return KvCacheConfig.of(numBlocks, BLOCK_SIZE, 1, 8, KvDtype.FP16);
+    }
+
+    /**
+     * Calls per iteration of a single-shot batch benchmark. JMH divides a shot's time by
+     * {@code @OperationsPerInvocation}, not by the batch size, so the two must agree.
+     */
+    static int callsPerIteration(BenchmarkParams params) {
+        int calls = params.getOpsPerInvocation();
+        if (params.getWarmup().getBatchSize() != calls || params.getMeasurement().getBatchSize() != calls) {
+            throw new IllegalArgumentException("batch sizes warmup=" + params.getWarmup().getBatchSize() + " measurement="
+                    + params.getMeasurement().getBatchSize() + " must equal @OperationsPerInvocation=" + calls
+                    + " or ns/op is mis-scaled: do not pass -bs/-wbs to " + params.getBenchmark());
+        }
+        return calls;
+    }
+}
