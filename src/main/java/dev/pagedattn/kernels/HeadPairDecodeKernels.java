@@ -22,9 +22,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * K and V rows are read once per pair (so 4 times for a group of 8 heads, mostly from L1), the
  * price of keeping everything in registers. Each round a slot takes two tokens and loads both
  * their K and V rows up front (32 loads in flight per work-item) so that V arrives while the
- * scores are reduced; the lane sums use four independent local loads at a time. {@code tuning}
- * is unused (kept so both attention kernels take the same arguments). The local size must be
- * {@code slots * R} ({@link #localSize}).
+ * scores are reduced; the lane sums use four independent local loads at a time. The local size
+ * must be {@code slots * R} ({@link #localSize}).
  */
 public final class HeadPairDecodeKernels {
     /** Largest local size: R can be 4 pairs x 32 lanes (headDim 256). */
@@ -54,7 +53,7 @@ public final class HeadPairDecodeKernels {
     public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale, int tuning) {
+                                    float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -333,7 +332,7 @@ public final class HeadPairDecodeKernels {
     public static void attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale, int tuning) {
+                                    float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }

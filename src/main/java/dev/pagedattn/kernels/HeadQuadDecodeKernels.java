@@ -48,7 +48,7 @@ public final class HeadQuadDecodeKernels {
     public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale, int tuning) {
+                                    float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -420,7 +420,7 @@ public final class HeadQuadDecodeKernels {
     public static void attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale, int tuning) {
+                                    float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }

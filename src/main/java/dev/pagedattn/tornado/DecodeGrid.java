@@ -9,23 +9,21 @@ import dev.pagedattn.kernels.PagedDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * How one decode step is cut into work-groups: the kernel tuning (dims per lane, tokens per
- * round), the head tiles, and the split-K partitions.
+ * How one decode step is cut into work-groups: the attention kernel, the head tiles, and the
+ * split-K partitions.
  *
- * <p>The rule is {@link #plan(AttentionSpec, int, int, long, boolean, int, int, int, Kernel)}; see
+ * <p>The rule is {@link #plan(AttentionSpec, int, int, long, boolean, int, int, Kernel)}; see
  * benchmarks/NOTES.md for the measurements behind the constants. Long contexts at small batch
  * (1 x 32k) and ragged batches then spread evenly over the GPU, and the merge kernel combines the
  * partitions. With one partition the attention kernel writes the output itself (the fused variant).
  *
- * @param dimsPerLane     DS: head dims owned by each lane
- * @param tokensPerRound  U: tokens each token group takes per round
  * @param headTiles       query heads of a KV head are handled in tiles of up to 8
  * @param partitionTokens tokens per partition
  * @param maxPartitions   partitions of the longest sequence
  * @param numGroups       work-groups of the attention kernel
  */
-public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int headTiles, int partitionTokens,
-                         int maxPartitions, int numGroups, int localSize) {
+public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups,
+                         int localSize) {
     /** Which KernelContext attention kernel runs. */
     public enum Kernel {
         /** QUADS for groups of 3 or more query heads, PAIRS below. */
@@ -33,9 +31,7 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
         /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, all state in named registers. */
         QUADS,
         /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, all state in named registers. */
-        PAIRS,
-        /** {@link PagedDecodeKernels}: every head of the tile per work-item, state in private arrays. */
-        GROUPS;
+        PAIRS;
 
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
@@ -43,11 +39,11 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs, groups");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs");
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs|groups}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
@@ -55,26 +51,23 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
     public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 512);
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
-    /** Tokens per round per token group, U (groups kernel only). */
-    public static final int TOKENS_PER_ROUND = Integer.getInteger("pagedattn.tornado.tokensPerRound", 2);
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split) {
         return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, TARGET_GROUPS,
-                MIN_PARTITION_TOKENS, TOKENS_PER_ROUND, KERNEL);
+                MIN_PARTITION_TOKENS, KERNEL);
     }
 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS,
-                TOKENS_PER_ROUND, KERNEL);
+                KERNEL);
     }
 
     /** Uniform lengths, every tunable explicit (tests). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
-                                  int targetGroups, int minPartitionTokens, int tokensPerRound, Kernel kernel) {
-        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups, minPartitionTokens,
-                tokensPerRound, kernel);
+                                  int targetGroups, int minPartitionTokens, Kernel kernel) {
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups, minPartitionTokens, kernel);
     }
 
     /**
@@ -86,12 +79,11 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
      * {@link #WAVES} waves of the target and the longest sequence no longer sets the time.
      */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
-                                  int targetGroups, int minPartitionTokens, int tokensPerRound, Kernel kernel) {
-        if (tokensPerRound < 1 || tokensPerRound > PagedDecodeKernels.MAX_TOKENS_PER_ROUND) {
-            throw new IllegalArgumentException("tokensPerRound=" + tokensPerRound + " must be in [1, "
-                    + PagedDecodeKernels.MAX_TOKENS_PER_ROUND + "]");
+                                  int targetGroups, int minPartitionTokens, Kernel kernel) {
+        if (targetGroups < 1 || minPartitionTokens < 1) {
+            throw new IllegalArgumentException("targetGroups=" + targetGroups + " minPartitionTokens=" + minPartitionTokens
+                    + " must be >= 1");
         }
-        int ds = dimsPerLane(spec.headDim());
         int tiles = (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;
@@ -105,27 +97,10 @@ public record DecodeGrid(Kernel kernel, int dimsPerLane, int tokensPerRound, int
         if (kernel == Kernel.AUTO) {
             kernel = spec.groupSize() >= 3 ? Kernel.QUADS : Kernel.PAIRS;
         }
-        int local = switch (kernel) {
-            case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
-            case PAIRS -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
-            default -> PagedDecodeKernels.WORK_GROUP;
-        };
-        return new DecodeGrid(kernel, ds, tokensPerRound, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
-    }
-
-    /** The largest DS in {8, 4, 2, 1} that divides headDim and leaves >= 4 lanes per token group. */
-    static int dimsPerLane(int headDim) {
-        for (int ds = PagedDecodeKernels.MAX_DIMS_PER_LANE; ds > 1; ds /= 2) {
-            if (headDim % ds == 0 && headDim / ds >= 4) {
-                return ds;
-            }
-        }
-        return 1;
-    }
-
-    /** The attention kernel's frozen {@code tuning} argument. */
-    public int tuning() {
-        return kernel == Kernel.GROUPS ? dimsPerLane * 16 + tokensPerRound : 2;
+        int local = kernel == Kernel.QUADS
+                ? HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim())
+                : HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+        return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
     }
 
     public int attentionGlobalSize() {

@@ -48,7 +48,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 public final class TornadoDecodeAttention implements DecodeAttention {
     /** Staged token slots per step; more are sent in extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
-    private static final int LOCAL = PagedDecodeKernels.WORK_GROUP;
+    /** Local size of the scatter and merge kernels. */
+    private static final int LOCAL = 128;
 
     private final KvCache cache;
     private final KvCacheConfig config;
@@ -164,10 +165,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
-            DecodeGrid shape = DecodeGrid.plan(spec, 1, 1, false);
-            int tuning = shape.tuning();
-            boolean pairs = shape.kernel() == DecodeGrid.Kernel.PAIRS;
-            boolean quads = shape.kernel() == DecodeGrid.Kernel.QUADS;
+            boolean quads = DecodeGrid.plan(spec, 1, 1, false).kernel() == DecodeGrid.Kernel.QUADS;
 
             TaskGraph graph = new TaskGraph("decode")
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
@@ -182,13 +180,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             hkv, g, d, bs, scale);
                 } else if (quads) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
-                } else if (pairs) {
-                    graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
+                            partials, hkv, g, d, bs, scale);
                 } else {
-                    graph.task("attention", PagedDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
+                    graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 }
             } else {
                 FloatArray k = (FloatArray) kPool;
@@ -200,13 +195,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             hkv, g, d, bs, scale);
                 } else if (quads) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
-                } else if (pairs) {
-                    graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
+                            partials, hkv, g, d, bs, scale);
                 } else {
-                    graph.task("attention", PagedDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale, tuning);
+                    graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 }
             }
             GridScheduler grids = new GridScheduler();

@@ -16,7 +16,7 @@ final class EmulatedDecode {
     private EmulatedDecode() {
     }
 
-    /** The KernelContext attention kernel (fused or split-K, as the grid says), plus the merge. */
+    /** The grid's KernelContext attention kernel (fused or split-K, as the grid says), plus the merge. */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule) {
         KvCache c = w.cache();
         AttentionSpec spec = w.spec();
@@ -33,34 +33,23 @@ final class EmulatedDecode {
         int d = spec.headDim();
         int bs = c.config().blockSize();
         float scale = spec.scale();
-        int tuning = grid.tuning();
-        boolean pairs = grid.kernel() == DecodeGrid.Kernel.PAIRS;
         boolean quads = grid.kernel() == DecodeGrid.Kernel.QUADS;
-        if (quads && c.config().dtype() == KvDtype.FP16) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> HeadQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        } else if (quads) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> HeadQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        } else if (pairs && c.config().dtype() == KvDtype.FP16) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> HeadPairDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        } else if (pairs) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> HeadPairDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        } else if (c.config().dtype() == KvDtype.FP16) {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> PagedDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        } else {
-            KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule,
-                    ctx -> PagedDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables,
-                            lens, params, out, partials, hkv, g, d, bs, scale, tuning));
-        }
+        boolean half = c.config().dtype() == KvDtype.FP16;
+        KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
+            if (quads && half) {
+                HeadQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (quads) {
+                HeadQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (half) {
+                HeadPairDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else {
+                HeadPairDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            }
+        });
         int n = b.numSeqs() * spec.numQHeads() * d;
         int global = (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,

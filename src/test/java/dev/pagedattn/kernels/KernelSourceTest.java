@@ -17,7 +17,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 class KernelSourceTest {
 
     @ParameterizedTest
-    @ValueSource(strings = {"HeadQuadDecodeKernels", "HeadPairDecodeKernels", "PagedDecodeKernels"})
+    @ValueSource(strings = {"HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
     void fp32BodyIsTheFp16BodyWithFloatPools(String kernelClass) throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
         String f16 = method(src, "attentionF16(");

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
-import dev.pagedattn.kernels.PagedDecodeKernels;
 import org.junit.jupiter.api.Test;
 
 /** The host's rule for kernels, partitions and grid sizes. */
@@ -16,7 +15,7 @@ class DecodeGridTest {
 
     @Test
     void largeBatchesRunFusedWithOnePartition() {
-        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(1, g.maxPartitions());
         assertTrue(g.fused());
         assertEquals(64 * 8, g.numGroups());
@@ -27,7 +26,7 @@ class DecodeGridTest {
 
     @Test
     void smallBatchLongContextSplitsToFillTheGpu() {
-        DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 32768, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 32768, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(128, g.maxPartitions()); // 32768 * 8 / (4 * 528) < 256 tokens: the minimum partition wins
         assertEquals(256, g.partitionTokens());
         assertTrue(g.numGroups() >= 528);
@@ -37,7 +36,7 @@ class DecodeGridTest {
 
     @Test
     void partitionsNeverGetSmallerThanTheMinimum() {
-        DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 1000, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 1000, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(4, g.maxPartitions());
         assertTrue(g.partitionTokens() >= 250);
     }
@@ -45,10 +44,10 @@ class DecodeGridTest {
     @Test
     void raggedBatchesSplitEvenIfTheGridIsLarge() {
         // 64 sequences: 512 work-groups unsplit, but the longest is 4x the mean
-        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 32768, 64L * 8192, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 32768, 64L * 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals((64L * 8192 * 8 + 4 * 528 - 1) / (4 * 528), g.partitionTokens());
         assertTrue(g.maxPartitions() > 1);
-        DecodeGrid uniform = DecodeGrid.plan(LLAMA, 64, 8192, 64L * 8192, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid uniform = DecodeGrid.plan(LLAMA, 64, 8192, 64L * 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(1, uniform.maxPartitions());
     }
 
@@ -60,13 +59,13 @@ class DecodeGridTest {
     @Test
     void autoPicksPairsForSmallGroupsAndTilesLargeOnes() {
         AttentionSpec mha = new AttentionSpec(16, 16, 128, 0.1f);
-        DecodeGrid g = DecodeGrid.plan(mha, 4, 100, true, 528, 256, 2, DecodeGrid.Kernel.AUTO);
+        DecodeGrid g = DecodeGrid.plan(mha, 4, 100, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(DecodeGrid.Kernel.PAIRS, g.kernel());
         assertEquals(HeadPairDecodeKernels.localSize(1, 128), g.localSize());
         AttentionSpec mqa = new AttentionSpec(32, 1, 64, 0.1f);
         assertEquals(4, DecodeGrid.plan(mqa, 1, 10, false).headTiles());
-        assertEquals(PagedDecodeKernels.WORK_GROUP,
-                DecodeGrid.plan(mqa, 1, 10, false, 528, 256, 2, DecodeGrid.Kernel.GROUPS).localSize());
+        assertEquals(HeadPairDecodeKernels.localSize(32, 64),
+                DecodeGrid.plan(mqa, 1, 10, false, 528, 256, DecodeGrid.Kernel.PAIRS).localSize());
     }
 
     @Test
@@ -83,11 +82,11 @@ class DecodeGridTest {
     }
 
     @Test
-    void badKernelNameAndTokensPerRoundAreNamed() {
+    void badKernelNameAndTunablesAreNamed() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.Kernel.parse("warp"));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeGrid.plan(LLAMA, 1, 10, true, 528, 256, 9, DecodeGrid.Kernel.GROUPS));
-        assertTrue(e.getMessage().contains("tokensPerRound=9"), e.getMessage());
+                () -> DecodeGrid.plan(LLAMA, 1, 10, true, 0, 256, DecodeGrid.Kernel.QUADS));
+        assertTrue(e.getMessage().contains("targetGroups=0"), e.getMessage());
     }
 }
