@@ -249,74 +249,122 @@ public final class HeadQuadDecodeKernels {
             float xa = scores[sA + 0];
             float ya = scores[sB + 0];
             float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
-            if (newMa != Float.NEGATIVE_INFINITY) {
+            if (newMa > ma) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(ma - newMa);
-                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
-                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
-                la = la * c + p + o;
-                aa0 = aa0 * c + p * v0 + o * w0;
-                aa1 = aa1 * c + p * v1 + o * w1;
-                aa2 = aa2 * c + p * v2 + o * w2;
-                aa3 = aa3 * c + p * v3 + o * w3;
-                aa4 = aa4 * c + p * v4 + o * w4;
-                aa5 = aa5 * c + p * v5 + o * w5;
-                aa6 = aa6 * c + p * v6 + o * w6;
-                aa7 = aa7 * c + p * v7 + o * w7;
+                la = la * c;
+                aa0 = aa0 * c;
+                aa1 = aa1 * c;
+                aa2 = aa2 * c;
+                aa3 = aa3 * c;
+                aa4 = aa4 * c;
+                aa5 = aa5 * c;
+                aa6 = aa6 * c;
+                aa7 = aa7 * c;
                 ma = newMa;
+            }
+            if (ma != Float.NEGATIVE_INFINITY) {
+                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
+                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - ma);
+                la = la + p + o;
+                aa0 = aa0 + p * v0 + o * w0;
+                aa1 = aa1 + p * v1 + o * w1;
+                aa2 = aa2 + p * v2 + o * w2;
+                aa3 = aa3 + p * v3 + o * w3;
+                aa4 = aa4 + p * v4 + o * w4;
+                aa5 = aa5 + p * v5 + o * w5;
+                aa6 = aa6 + p * v6 + o * w6;
+                aa7 = aa7 + p * v7 + o * w7;
             }
             float xb = scores[sA + 1];
             float yb = scores[sB + 1];
             float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
-            if (newMb != Float.NEGATIVE_INFINITY) {
+            if (newMb > mb) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(mb - newMb);
-                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
-                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
-                lb = lb * c + p + o;
-                ab0 = ab0 * c + p * v0 + o * w0;
-                ab1 = ab1 * c + p * v1 + o * w1;
-                ab2 = ab2 * c + p * v2 + o * w2;
-                ab3 = ab3 * c + p * v3 + o * w3;
-                ab4 = ab4 * c + p * v4 + o * w4;
-                ab5 = ab5 * c + p * v5 + o * w5;
-                ab6 = ab6 * c + p * v6 + o * w6;
-                ab7 = ab7 * c + p * v7 + o * w7;
+                lb = lb * c;
+                ab0 = ab0 * c;
+                ab1 = ab1 * c;
+                ab2 = ab2 * c;
+                ab3 = ab3 * c;
+                ab4 = ab4 * c;
+                ab5 = ab5 * c;
+                ab6 = ab6 * c;
+                ab7 = ab7 * c;
                 mb = newMb;
+            }
+            if (mb != Float.NEGATIVE_INFINITY) {
+                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
+                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - mb);
+                lb = lb + p + o;
+                ab0 = ab0 + p * v0 + o * w0;
+                ab1 = ab1 + p * v1 + o * w1;
+                ab2 = ab2 + p * v2 + o * w2;
+                ab3 = ab3 + p * v3 + o * w3;
+                ab4 = ab4 + p * v4 + o * w4;
+                ab5 = ab5 + p * v5 + o * w5;
+                ab6 = ab6 + p * v6 + o * w6;
+                ab7 = ab7 + p * v7 + o * w7;
             }
             float xc = scores[sA + 2];
             float yc = scores[sB + 2];
             float newMc = TornadoMath.max(mc, TornadoMath.max(xc, yc));
-            if (newMc != Float.NEGATIVE_INFINITY) {
+            if (newMc > mc) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(mc - newMc);
-                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - newMc);
-                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - newMc);
-                lc = lc * c + p + o;
-                ac0 = ac0 * c + p * v0 + o * w0;
-                ac1 = ac1 * c + p * v1 + o * w1;
-                ac2 = ac2 * c + p * v2 + o * w2;
-                ac3 = ac3 * c + p * v3 + o * w3;
-                ac4 = ac4 * c + p * v4 + o * w4;
-                ac5 = ac5 * c + p * v5 + o * w5;
-                ac6 = ac6 * c + p * v6 + o * w6;
-                ac7 = ac7 * c + p * v7 + o * w7;
+                lc = lc * c;
+                ac0 = ac0 * c;
+                ac1 = ac1 * c;
+                ac2 = ac2 * c;
+                ac3 = ac3 * c;
+                ac4 = ac4 * c;
+                ac5 = ac5 * c;
+                ac6 = ac6 * c;
+                ac7 = ac7 * c;
                 mc = newMc;
+            }
+            if (mc != Float.NEGATIVE_INFINITY) {
+                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - mc);
+                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - mc);
+                lc = lc + p + o;
+                ac0 = ac0 + p * v0 + o * w0;
+                ac1 = ac1 + p * v1 + o * w1;
+                ac2 = ac2 + p * v2 + o * w2;
+                ac3 = ac3 + p * v3 + o * w3;
+                ac4 = ac4 + p * v4 + o * w4;
+                ac5 = ac5 + p * v5 + o * w5;
+                ac6 = ac6 + p * v6 + o * w6;
+                ac7 = ac7 + p * v7 + o * w7;
             }
             float xd = scores[sA + 3];
             float yd = scores[sB + 3];
             float newMd = TornadoMath.max(md, TornadoMath.max(xd, yd));
-            if (newMd != Float.NEGATIVE_INFINITY) {
+            if (newMd > md) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(md - newMd);
-                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - newMd);
-                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - newMd);
-                ld = ld * c + p + o;
-                ad0 = ad0 * c + p * v0 + o * w0;
-                ad1 = ad1 * c + p * v1 + o * w1;
-                ad2 = ad2 * c + p * v2 + o * w2;
-                ad3 = ad3 * c + p * v3 + o * w3;
-                ad4 = ad4 * c + p * v4 + o * w4;
-                ad5 = ad5 * c + p * v5 + o * w5;
-                ad6 = ad6 * c + p * v6 + o * w6;
-                ad7 = ad7 * c + p * v7 + o * w7;
+                ld = ld * c;
+                ad0 = ad0 * c;
+                ad1 = ad1 * c;
+                ad2 = ad2 * c;
+                ad3 = ad3 * c;
+                ad4 = ad4 * c;
+                ad5 = ad5 * c;
+                ad6 = ad6 * c;
+                ad7 = ad7 * c;
                 md = newMd;
+            }
+            if (md != Float.NEGATIVE_INFINITY) {
+                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - md);
+                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - md);
+                ld = ld + p + o;
+                ad0 = ad0 + p * v0 + o * w0;
+                ad1 = ad1 + p * v1 + o * w1;
+                ad2 = ad2 + p * v2 + o * w2;
+                ad3 = ad3 + p * v3 + o * w3;
+                ad4 = ad4 + p * v4 + o * w4;
+                ad5 = ad5 + p * v5 + o * w5;
+                ad6 = ad6 + p * v6 + o * w6;
+                ad7 = ad7 + p * v7 + o * w7;
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -621,74 +669,122 @@ public final class HeadQuadDecodeKernels {
             float xa = scores[sA + 0];
             float ya = scores[sB + 0];
             float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
-            if (newMa != Float.NEGATIVE_INFINITY) {
+            if (newMa > ma) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(ma - newMa);
-                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - newMa);
-                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - newMa);
-                la = la * c + p + o;
-                aa0 = aa0 * c + p * v0 + o * w0;
-                aa1 = aa1 * c + p * v1 + o * w1;
-                aa2 = aa2 * c + p * v2 + o * w2;
-                aa3 = aa3 * c + p * v3 + o * w3;
-                aa4 = aa4 * c + p * v4 + o * w4;
-                aa5 = aa5 * c + p * v5 + o * w5;
-                aa6 = aa6 * c + p * v6 + o * w6;
-                aa7 = aa7 * c + p * v7 + o * w7;
+                la = la * c;
+                aa0 = aa0 * c;
+                aa1 = aa1 * c;
+                aa2 = aa2 * c;
+                aa3 = aa3 * c;
+                aa4 = aa4 * c;
+                aa5 = aa5 * c;
+                aa6 = aa6 * c;
+                aa7 = aa7 * c;
                 ma = newMa;
+            }
+            if (ma != Float.NEGATIVE_INFINITY) {
+                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
+                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - ma);
+                la = la + p + o;
+                aa0 = aa0 + p * v0 + o * w0;
+                aa1 = aa1 + p * v1 + o * w1;
+                aa2 = aa2 + p * v2 + o * w2;
+                aa3 = aa3 + p * v3 + o * w3;
+                aa4 = aa4 + p * v4 + o * w4;
+                aa5 = aa5 + p * v5 + o * w5;
+                aa6 = aa6 + p * v6 + o * w6;
+                aa7 = aa7 + p * v7 + o * w7;
             }
             float xb = scores[sA + 1];
             float yb = scores[sB + 1];
             float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
-            if (newMb != Float.NEGATIVE_INFINITY) {
+            if (newMb > mb) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(mb - newMb);
-                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - newMb);
-                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - newMb);
-                lb = lb * c + p + o;
-                ab0 = ab0 * c + p * v0 + o * w0;
-                ab1 = ab1 * c + p * v1 + o * w1;
-                ab2 = ab2 * c + p * v2 + o * w2;
-                ab3 = ab3 * c + p * v3 + o * w3;
-                ab4 = ab4 * c + p * v4 + o * w4;
-                ab5 = ab5 * c + p * v5 + o * w5;
-                ab6 = ab6 * c + p * v6 + o * w6;
-                ab7 = ab7 * c + p * v7 + o * w7;
+                lb = lb * c;
+                ab0 = ab0 * c;
+                ab1 = ab1 * c;
+                ab2 = ab2 * c;
+                ab3 = ab3 * c;
+                ab4 = ab4 * c;
+                ab5 = ab5 * c;
+                ab6 = ab6 * c;
+                ab7 = ab7 * c;
                 mb = newMb;
+            }
+            if (mb != Float.NEGATIVE_INFINITY) {
+                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
+                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - mb);
+                lb = lb + p + o;
+                ab0 = ab0 + p * v0 + o * w0;
+                ab1 = ab1 + p * v1 + o * w1;
+                ab2 = ab2 + p * v2 + o * w2;
+                ab3 = ab3 + p * v3 + o * w3;
+                ab4 = ab4 + p * v4 + o * w4;
+                ab5 = ab5 + p * v5 + o * w5;
+                ab6 = ab6 + p * v6 + o * w6;
+                ab7 = ab7 + p * v7 + o * w7;
             }
             float xc = scores[sA + 2];
             float yc = scores[sB + 2];
             float newMc = TornadoMath.max(mc, TornadoMath.max(xc, yc));
-            if (newMc != Float.NEGATIVE_INFINITY) {
+            if (newMc > mc) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(mc - newMc);
-                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - newMc);
-                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - newMc);
-                lc = lc * c + p + o;
-                ac0 = ac0 * c + p * v0 + o * w0;
-                ac1 = ac1 * c + p * v1 + o * w1;
-                ac2 = ac2 * c + p * v2 + o * w2;
-                ac3 = ac3 * c + p * v3 + o * w3;
-                ac4 = ac4 * c + p * v4 + o * w4;
-                ac5 = ac5 * c + p * v5 + o * w5;
-                ac6 = ac6 * c + p * v6 + o * w6;
-                ac7 = ac7 * c + p * v7 + o * w7;
+                lc = lc * c;
+                ac0 = ac0 * c;
+                ac1 = ac1 * c;
+                ac2 = ac2 * c;
+                ac3 = ac3 * c;
+                ac4 = ac4 * c;
+                ac5 = ac5 * c;
+                ac6 = ac6 * c;
+                ac7 = ac7 * c;
                 mc = newMc;
+            }
+            if (mc != Float.NEGATIVE_INFINITY) {
+                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - mc);
+                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - mc);
+                lc = lc + p + o;
+                ac0 = ac0 + p * v0 + o * w0;
+                ac1 = ac1 + p * v1 + o * w1;
+                ac2 = ac2 + p * v2 + o * w2;
+                ac3 = ac3 + p * v3 + o * w3;
+                ac4 = ac4 + p * v4 + o * w4;
+                ac5 = ac5 + p * v5 + o * w5;
+                ac6 = ac6 + p * v6 + o * w6;
+                ac7 = ac7 + p * v7 + o * w7;
             }
             float xd = scores[sA + 3];
             float yd = scores[sB + 3];
             float newMd = TornadoMath.max(md, TornadoMath.max(xd, yd));
-            if (newMd != Float.NEGATIVE_INFINITY) {
+            if (newMd > md) {
+                // rescale only when the running max grows: after the first tokens it rarely does
                 float c = TornadoMath.exp(md - newMd);
-                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - newMd);
-                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - newMd);
-                ld = ld * c + p + o;
-                ad0 = ad0 * c + p * v0 + o * w0;
-                ad1 = ad1 * c + p * v1 + o * w1;
-                ad2 = ad2 * c + p * v2 + o * w2;
-                ad3 = ad3 * c + p * v3 + o * w3;
-                ad4 = ad4 * c + p * v4 + o * w4;
-                ad5 = ad5 * c + p * v5 + o * w5;
-                ad6 = ad6 * c + p * v6 + o * w6;
-                ad7 = ad7 * c + p * v7 + o * w7;
+                ld = ld * c;
+                ad0 = ad0 * c;
+                ad1 = ad1 * c;
+                ad2 = ad2 * c;
+                ad3 = ad3 * c;
+                ad4 = ad4 * c;
+                ad5 = ad5 * c;
+                ad6 = ad6 * c;
+                ad7 = ad7 * c;
                 md = newMd;
+            }
+            if (md != Float.NEGATIVE_INFINITY) {
+                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - md);
+                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - md);
+                ld = ld + p + o;
+                ad0 = ad0 + p * v0 + o * w0;
+                ad1 = ad1 + p * v1 + o * w1;
+                ad2 = ad2 + p * v2 + o * w2;
+                ad3 = ad3 + p * v3 + o * w3;
+                ad4 = ad4 + p * v4 + o * w4;
+                ad5 = ad5 + p * v5 + o * w5;
+                ad6 = ad6 + p * v6 + o * w6;
+                ad7 = ad7 + p * v7 + o * w7;
             }
         }
         // 4. merge the slots by log-sum-exp
