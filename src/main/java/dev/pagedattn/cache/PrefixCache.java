@@ -33,7 +33,11 @@ public final class PrefixCache {
         }
     }
 
-    /** Counters since creation (or the last {@link #reset}). */
+    /**
+     * Counters since creation (or the last {@link #reset}). {@code requests} and
+     * {@code blockLookups} count every {@link #admit}, also one refused for lack of blocks (it did
+     * look the prefix up); hits and tokens reused count only admissions that went through.
+     */
     public record Metrics(long requests, long blockLookups, long blockHits, long tokensReused, long evictions,
                           int numCachedBlocks, int numUsedBlocks, int numBlocks) {
         /** Block hits / block lookups, 0 when nothing was looked up. */
@@ -241,7 +245,12 @@ public final class PrefixCache {
 
     /** True when {@code block} holds published content. */
     public boolean isCached(int block) {
-        return cached[block];
+        if (block < 0 || block >= cached.length) {
+            throw new IllegalArgumentException("block=" + block + " is outside [0, " + cached.length + ")");
+        }
+        synchronized (cache) {
+            return cached[block];
+        }
     }
 
     /** Cached blocks in the order they would be evicted (next first). */
