@@ -24,7 +24,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * bandwidth probe measured in the same run. Writes a CSV that {@code report} turns into tables and a chart.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, % of the measured read ceiling, error.")
+        description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, %% of the measured read ceiling, error.")
 final class BenchCommand implements Callable<Integer> {
     static final long POOL_LIMIT = Integer.MAX_VALUE;
 
