@@ -6,7 +6,6 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.SplittableRandom;
-import java.util.function.LongConsumer;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -32,12 +31,12 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Builds the workload. {@code progress} receives the number of token slots filled.
+     * Builds the workload (the fill is parallel: gigabyte caches take seconds).
      *
      * @param lengths context length per sequence, each >= 1
      */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
-                                        KvDtype dtype, long seed, LongConsumer progress) {
+                                        KvDtype dtype, long seed) {
         if (lengths.length == 0) {
             throw new IllegalArgumentException("batch=0 must be >= 1");
         }
@@ -69,7 +68,6 @@ public final class DecodeWorkload {
         }
         // Random K/V straight into the pools (parallel): every slot of every sequence gets a value.
         cache.fillUniform(seed);
-        progress.accept(blocks * blockSize);
         SplittableRandom random = new SplittableRandom(seed);
         FloatArray q = new FloatArray((int) spec.queryElements(lengths.length));
         for (int i = 0; i < q.getSize(); i++) {
@@ -117,12 +115,7 @@ public final class DecodeWorkload {
 
     /** The fp64 reference for this workload. */
     public double[] reference() {
-        return ReferenceAttention.decode(cache, spec, 0, seqs, q, n -> { });
-    }
-
-    /** The fp64 reference; {@code progress} receives the number of sequences done. */
-    public double[] reference(LongConsumer progress) {
-        return ReferenceAttention.decode(cache, spec, 0, seqs, q, progress);
+        return ReferenceAttention.decode(cache, spec, 0, seqs, q);
     }
 
     /**

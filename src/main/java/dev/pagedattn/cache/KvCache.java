@@ -303,7 +303,10 @@ public final class KvCache {
         return CsrPageTable.of(batch(seqs));
     }
 
-    /** Copy-on-write copies made since the last call, for executors that hold the pools elsewhere. */
+    /**
+     * Copy-on-write copies made since the last call, for executors that hold the pools elsewhere.
+     * The list grows until drained: a caller that uses it drains it every step.
+     */
     public synchronized List<BlockCopy> drainBlockCopies() {
         List<BlockCopy> out = List.copyOf(pendingCopies);
         pendingCopies.clear();

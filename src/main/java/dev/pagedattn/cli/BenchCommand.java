@@ -26,7 +26,11 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, %% of the measured read ceiling, error.")
 final class BenchCommand implements Callable<Integer> {
-    static final long POOL_LIMIT = Integer.MAX_VALUE;
+    // The standard workload of PERFORMANCE.md (Llama-3-8B attention).
+    private static final int Q_HEADS = 32;
+    private static final int KV_HEADS = 8;
+    private static final int HEAD_DIM = 128;
+    private static final int BLOCK_SIZE = 16;
 
     @Option(names = "--batches", split = ",", description = "Batch sizes (default: ${DEFAULT-VALUE}).", defaultValue = "1,8,32,64,128,256")
     int[] batches;
@@ -106,16 +110,16 @@ final class BenchCommand implements Callable<Integer> {
 
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
-        long blocks = Arrays.stream(lengths).mapToLong(l -> (l + 15) / 16).sum();
+        long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
         String dt = dtype.toLowerCase();
-        if (blocks * 16 * 8 * 128 > POOL_LIMIT) {
+        if (blocks * BLOCK_SIZE * KV_HEADS * HEAD_DIM > Integer.MAX_VALUE) { // KvCacheConfig's limit: one native array
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
                     Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "pool over 2^31 elements (one native array)"));
             System.out.printf("%5d x %-12s does not fit one native array%n", lengths.length, context);
             return rows;
         }
-        DecodeWorkload w = DecodeWorkload.create(lengths, 32, 8, 128, 16, kvDtype, s + lengths.length * 31L + tokens, n -> { });
+        DecodeWorkload w = DecodeWorkload.create(lengths, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens);
         double[] ref = w.reference();
         for (String variant : variants) {
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {

@@ -106,11 +106,8 @@ final class CheckCommand implements Callable<Integer> {
     }
 
     static DecodeWorkload build(ShapeOptions shape, int[] lengths) {
-        long total = Arrays.stream(lengths).asLongStream().sum();
-        try (Progress p = new Progress("filling KV cache", total, 2.0 * total * shape.kvHeads * shape.headDim * 20)) {
-            return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                    shape.kvDtype(), shape.seed(), p.consumer());
-        }
+        return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
+                shape.kvDtype(), shape.seed());
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

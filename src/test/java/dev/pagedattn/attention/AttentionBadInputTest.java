@@ -71,7 +71,7 @@ class AttentionBadInputTest {
 
     @Test
     void decodeRejectsQueriesAndOutputsOfTheWrongSize() {
-        DecodeWorkload w = DecodeWorkload.create(new int[] {5, 9}, 8, 2, 16, 4, KvDtype.FP16, 1, n -> { });
+        DecodeWorkload w = DecodeWorkload.create(new int[] {5, 9}, 8, 2, 16, 4, KvDtype.FP16, 1);
         long n = 2 * 8 * 16;
         try (JvmDecodeAttention a = new JvmDecodeAttention(w.cache(), w.spec())) {
             assertRejected(() -> a.decode(w.batch(), 0, new FloatArray((int) n - 1), w.poisonedOutput()), "q.size=" + (n - 1), "" + n);

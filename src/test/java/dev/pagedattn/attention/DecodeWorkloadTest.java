@@ -23,7 +23,7 @@ class DecodeWorkloadTest {
     void everySequenceGetsItsRequestedLengthWhateverComesBefore() {
         long seed = TestSeeds.fresh("everySequenceGetsItsRequestedLengthWhateverComesBefore");
         int[] lengths = {5, 4096 + 7, 3, 2 * 4096, 1};
-        DecodeWorkload w = DecodeWorkload.create(lengths, 2, 1, 8, 64, KvDtype.FP16, seed, n -> { });
+        DecodeWorkload w = DecodeWorkload.create(lengths, 2, 1, 8, 64, KvDtype.FP16, seed);
         assertArrayEquals(lengths, w.batch().contextLens(), "context lengths of the batch");
         for (int i = 0; i < lengths.length; i++) {
             assertEquals(lengths[i], w.cache().length(w.seqs()[i]), "length of seq " + i);
@@ -39,7 +39,7 @@ class DecodeWorkloadTest {
     void sequencesOwnDisjointShuffledBlocks() {
         long seed = TestSeeds.fresh("sequencesOwnDisjointShuffledBlocks");
         int[] lengths = {100, 37, 64, 1};
-        DecodeWorkload w = DecodeWorkload.create(lengths, 4, 2, 16, 4, KvDtype.FP32, seed, n -> { });
+        DecodeWorkload w = DecodeWorkload.create(lengths, 4, 2, 16, 4, KvDtype.FP32, seed);
         DecodeBatch b = w.batch();
         Set<Integer> seen = new HashSet<>();
         int ascendingNeighbours = 0;
@@ -65,15 +65,15 @@ class DecodeWorkloadTest {
     void isDeterministicForASeed() {
         long seed = TestSeeds.fresh("isDeterministicForASeed");
         int[] lengths = {20, 3};
-        DecodeWorkload a = DecodeWorkload.create(lengths, 4, 2, 16, 8, KvDtype.FP16, seed, n -> { });
-        DecodeWorkload b = DecodeWorkload.create(lengths, 4, 2, 16, 8, KvDtype.FP16, seed, n -> { });
+        DecodeWorkload a = DecodeWorkload.create(lengths, 4, 2, 16, 8, KvDtype.FP16, seed);
+        DecodeWorkload b = DecodeWorkload.create(lengths, 4, 2, 16, 8, KvDtype.FP16, seed);
         assertArrayEquals(a.q().toHeapArray(), b.q().toHeapArray());
         assertArrayEquals(a.reference(), b.reference());
     }
 
     @Test
     void poisonedOutputIsAllNaNAndSizedForTheQuery() {
-        DecodeWorkload w = DecodeWorkload.create(new int[] {4, 9}, 8, 2, 24, 16, KvDtype.FP16, 1, n -> { });
+        DecodeWorkload w = DecodeWorkload.create(new int[] {4, 9}, 8, 2, 24, 16, KvDtype.FP16, 1);
         FloatArray out = w.poisonedOutput();
         assertEquals(2 * 8 * 24, out.getSize());
         for (int i = 0; i < out.getSize(); i++) {
@@ -100,10 +100,10 @@ class DecodeWorkloadTest {
     @Test
     void rejectsAnEmptyBatchAndEmptyContexts() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeWorkload.create(new int[0], 4, 2, 16, 16, KvDtype.FP16, 1, n -> { }));
+                () -> DecodeWorkload.create(new int[0], 4, 2, 16, 16, KvDtype.FP16, 1));
         assertTrue(e.getMessage().contains("batch=0"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeWorkload.create(new int[] {3, 0}, 4, 2, 16, 16, KvDtype.FP16, 1, n -> { }));
+                () -> DecodeWorkload.create(new int[] {3, 0}, 4, 2, 16, 16, KvDtype.FP16, 1));
         assertTrue(e.getMessage().contains("context=0"), e.getMessage());
     }
 }

@@ -31,7 +31,7 @@ class KernelVariantsTest {
         System.out.printf("seed=%d batch=%d ctx=%d..%d q=%d kv=%d d=%d bs=%d %s%n", seed, batch, minLen, maxLen, qHeads, kvHeads,
                 headDim, blockSize, dtype);
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, headDim,
-                blockSize, dtype, seed, n -> { });
+                blockSize, dtype, seed);
         double[] ref = w.reference();
         int maxLenSeen = w.batch().maxContextLen();
         for (DecodeGrid.Kernel kernel : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.QUADS, DecodeGrid.Kernel.PAIRS}) {

@@ -116,7 +116,7 @@ public class DecodeBenchmark {
 
         int[] lengths = new int[rotation * batch];
         Arrays.fill(lengths, context);
-        DecodeWorkload workload = DecodeWorkload.create(lengths, numQHeads, numKvHeads, HEAD_DIM, blockSize, kvDtype, seed, n -> { });
+        DecodeWorkload workload = DecodeWorkload.create(lengths, numQHeads, numKvHeads, HEAD_DIM, blockSize, kvDtype, seed);
         AttentionSpec spec = workload.spec();
         int[] seqs = workload.seqs();
         int queryElements = (int) spec.queryElements(batch);
