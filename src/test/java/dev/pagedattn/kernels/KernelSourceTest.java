@@ -28,6 +28,17 @@ class KernelSourceTest {
     }
 
     @ParameterizedTest
+    @ValueSource(strings = {"ParallelDecodeKernels.decode", "ScatterKernels.scatter"})
+    void otherFp32KernelsAreTheirFp16TwinWithFloatArrays(String kernel) throws IOException {
+        String kernelClass = kernel.substring(0, kernel.indexOf('.'));
+        String name = kernel.substring(kernel.indexOf('.') + 1);
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
+        String expected = method(src, name + "F16(").replace(name + "F16(", name + "F32(")
+                .replace("HalfFloatArray", "FloatArray").replace(".getFloat32()", "");
+        assertEquals(expected, method(src, name + "F32("), kernel + ": fp16 and fp32 bodies diverged");
+    }
+
+    @ParameterizedTest
     @ValueSource(strings = {"HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
     void registerKernelsUseNoPrivateArrays(String kernelClass) throws IOException {
         // TornadoVM puts private arrays in local (stack) memory: these kernels keep state in scalars.
