@@ -14,6 +14,7 @@ import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import uk.ac.manchester.tornado.api.GridScheduler;
 import uk.ac.manchester.tornado.api.ImmutableTaskGraph;
 import uk.ac.manchester.tornado.api.KernelContext;
@@ -225,12 +226,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int hq = spec.numQHeads();
             int d = spec.headDim();
             MemorySegment.copy(userQ.getSegment(), 0, q.getSegment(), 0, (long) n * hq * d * Float.BYTES);
+            // Row by row bulk copies; columns past a row's blocks are never read (kernels stop at the
+            // context length, and every entry below it was validated against the pool).
+            int[] table = batch.blockTables();
+            int width = batch.maxBlocksPerSeq();
             for (int i = 0; i < n; i++) {
-                lens.set(i, batch.contextLen(i));
-                for (int j = 0; j < maxBlocks; j++) {
-                    tables.set(i * maxBlocks + j, j < batch.maxBlocksPerSeq() ? Math.max(0, batch.block(i, j)) : 0);
-                }
+                MemorySegment.copy(table, i * width, tables.getSegment(), ValueLayout.JAVA_INT, (long) i * maxBlocks * Integer.BYTES, width);
             }
+            MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
             int layerBase = layer * cache.layout().layerStride();
             int[] dirty = cache.drainDirtySlots();
             long nanos = 0;
