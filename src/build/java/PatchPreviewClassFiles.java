@@ -1,7 +1,16 @@
 import java.io.IOException;
+import java.lang.classfile.ClassFile;
+import java.lang.classfile.ClassModel;
+import java.lang.classfile.ClassTransform;
+import java.lang.constant.ClassDesc;
+import java.lang.constant.ConstantDescs;
+import java.lang.constant.MethodTypeDesc;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
 /**
@@ -10,6 +19,14 @@ import java.util.stream.Stream;
  * 0xFFFF), which neither javac nor the JVM of release 25 accepts. The preview feature they used,
  * the foreign-memory API, is final since Java 22, so marking them as plain Java 21 class files
  * (minor 0) makes them load. Copies {@code from} into every {@code to}, patching on the way.
+ *
+ * <p>Second patch: that API predates the warp-level operations of {@code KernelContext}
+ * ({@code simdSum}, {@code simdShuffleDown}, {@code simdBroadcastFirst}) that TornadoVM 5.2.0-jdk25
+ * has and lowers to {@code shfl.sync} on PTX. Where {@code KernelContext} lacks them, they are added
+ * with the same signatures so kernels compile against them; their bodies throw, because on the
+ * plain JVM only a test emulator (which overrides them) may run such a kernel. At run time under
+ * TornadoVM the SDK's own {@code KernelContext} is loaded (the library jar contains no TornadoVM
+ * classes), so these bodies never reach a GPU run.
  *
  * usage: java PatchPreviewClassFiles.java FROM_DIR TO_DIR...
  */
@@ -37,10 +54,46 @@ public class PatchPreviewClassFiles {
                         b.putShort(4, (short) 0);
                         patched[0]++;
                     }
+                    if (p.endsWith(Path.of("uk/ac/manchester/tornado/api/KernelContext.class"))) {
+                        bytes = addWarpOperations(bytes);
+                    }
                 }
                 Files.write(target, bytes);
             }
         }
         System.out.println("[tornado-api] " + patched[0] + " preview class files marked as plain class files in " + to);
+    }
+
+    /** name, descriptor of each warp-level operation of TornadoVM 5.2's KernelContext. */
+    private static final List<String[]> WARP_OPERATIONS = List.of(
+            new String[] {"simdSum", "(F)F"},
+            new String[] {"simdShuffleDown", "(FI)F"},
+            new String[] {"simdBroadcastFirst", "(F)F"});
+
+    private static byte[] addWarpOperations(byte[] bytes) {
+        ClassFile cf = ClassFile.of();
+        ClassModel model = cf.parse(bytes);
+        Set<String> present = model.methods().stream()
+                .map(m -> m.methodName().stringValue() + m.methodType().stringValue())
+                .collect(Collectors.toSet());
+        List<String[]> missing = WARP_OPERATIONS.stream().filter(op -> !present.contains(op[0] + op[1])).toList();
+        if (missing.isEmpty()) {
+            return bytes;
+        }
+        ClassDesc uoe = ClassDesc.of("java.lang.UnsupportedOperationException");
+        byte[] out = cf.transformClass(model, ClassTransform.endHandler(cb -> {
+            for (String[] op : missing) {
+                String message = "KernelContext." + op[0] + " is a warp operation: it runs under TornadoVM (PTX) "
+                        + "or in a KernelContext emulator that implements it, not on a plain KernelContext";
+                cb.withMethodBody(op[0], MethodTypeDesc.ofDescriptor(op[1]), ClassFile.ACC_PUBLIC, code -> code
+                        .new_(uoe)
+                        .dup()
+                        .ldc(message)
+                        .invokespecial(uoe, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_String))
+                        .athrow());
+            }
+        }));
+        System.out.println("[tornado-api] KernelContext: added " + missing.stream().map(op -> op[0]).toList());
+        return out;
     }
 }

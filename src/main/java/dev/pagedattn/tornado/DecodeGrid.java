@@ -5,6 +5,7 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
@@ -31,7 +32,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, all state in named registers. */
         QUADS,
         /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, all state in named registers. */
-        PAIRS;
+        PAIRS,
+        /**
+         * {@link dev.pagedattn.kernels.WarpQuadDecodeKernels}: the quad kernel with warp-shuffle score
+         * reductions and no barrier in the token loop (PTX only: TornadoVM's OpenCL backend does not
+         * implement the shuffles).
+         */
+        WARP;
 
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
@@ -39,11 +46,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs, warp");
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs|warp}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
@@ -97,9 +104,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (kernel == Kernel.AUTO) {
             kernel = spec.groupSize() >= 3 ? Kernel.QUADS : Kernel.PAIRS;
         }
-        int local = kernel == Kernel.QUADS
-                ? HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim())
-                : HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+        int local = switch (kernel) {
+            case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+            case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+            default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+        };
         return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
     }
 

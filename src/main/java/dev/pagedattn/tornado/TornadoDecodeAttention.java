@@ -10,6 +10,7 @@ import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
@@ -166,7 +167,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
-            boolean quads = DecodeGrid.plan(spec, 1, 1, false).kernel() == DecodeGrid.Kernel.QUADS;
+            DecodeGrid.Kernel kernel = DecodeGrid.plan(spec, 1, 1, false).kernel();
 
             TaskGraph graph = new TaskGraph("decode")
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
@@ -179,8 +180,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
-                } else if (quads) {
+                } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task("attention", WarpQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else {
                     graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
@@ -194,8 +198,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
-                } else if (quads) {
+                } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task("attention", WarpQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else {
                     graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,

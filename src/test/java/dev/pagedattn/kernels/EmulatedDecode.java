@@ -34,9 +34,16 @@ final class EmulatedDecode {
         int bs = c.config().blockSize();
         float scale = spec.scale();
         boolean quads = grid.kernel() == DecodeGrid.Kernel.QUADS;
+        boolean warp = grid.kernel() == DecodeGrid.Kernel.WARP;
         boolean half = c.config().dtype() == KvDtype.FP16;
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
-            if (quads && half) {
+            if (warp && half) {
+                WarpQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (warp) {
+                WarpQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (quads && half) {
                 HeadQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (quads) {

@@ -30,6 +30,15 @@ import uk.ac.manchester.tornado.api.types.arrays.LongArray;
  * one of the two orders. A group whose work-items disagree about a barrier (some return while
  * others wait) raises an error, as it would deadlock or misbehave on a GPU. Work-groups run one
  * after another.
+ *
+ * <p>Warps: work-items {@code 32w .. 32w+31} of a group form warp {@code w}. The warp operations
+ * {@code simdShuffleDown}, {@code simdBroadcastFirst} and {@code simdSum} are rendezvous of the
+ * whole warp, with the semantics of the PTX {@code shfl.sync} they lower to (full member mask,
+ * clamp 31: a lane whose source lies past lane 31 gets its own value back). A work-item that
+ * reaches one waits until every lane of its warp has reached a warp operation; lanes that disagree
+ * on the operation, a warp operation in a partial warp (local size not a multiple of 32), or lanes
+ * of a warp that sit at a barrier or have returned while others wait at a warp operation raise an
+ * error, as the kernel would deadlock or read undefined values on a GPU.
  */
 public final class KernelEmulator {
     /** Order in which the work-items of a group run within each phase. */
@@ -44,6 +53,14 @@ public final class KernelEmulator {
     private static final Field[] FIELDS = fields("globalIdx", "localIdx", "groupIdx", "globalGroupSizeX",
             "localGroupSizeX", "globalGroupSizeY", "localGroupSizeY", "globalGroupSizeZ", "localGroupSizeZ");
     private static final Object ATOMIC = new Object();
+    private static final int WARP_SIZE = 32;
+    private static final int RUN = 0;
+    private static final int BARRIER = 1;
+    private static final int WARP = 2;
+    private static final int DONE = 3;
+    private static final int OP_SHUFFLE_DOWN = 0;
+    private static final int OP_BROADCAST_FIRST = 1;
+    private static final int OP_SUM = 2;
 
     private KernelEmulator() {
     }
@@ -67,8 +84,12 @@ public final class KernelEmulator {
         final List<Object> locals = new ArrayList<>();
         final Semaphore[] turn;
         final Semaphore yielded = new Semaphore(0);
-        final boolean[] done;
-        final boolean[] atBarrier;
+        /** Per work-item: {@link #RUN}, {@link #BARRIER}, {@link #WARP} or {@link #DONE}. */
+        final int[] state;
+        final float[] warpValue;
+        final int[] warpOp;
+        final int[] warpArg;
+        final float[] warpResult;
         volatile Throwable failure;
 
         Group(int id, int globalSize, int localSize, Schedule schedule) {
@@ -83,8 +104,11 @@ public final class KernelEmulator {
             for (int i = 0; i < localSize; i++) {
                 turn[i] = new Semaphore(0);
             }
-            this.done = new boolean[localSize];
-            this.atBarrier = new boolean[localSize];
+            this.state = new int[localSize];
+            this.warpValue = new float[localSize];
+            this.warpOp = new int[localSize];
+            this.warpArg = new int[localSize];
+            this.warpResult = new float[localSize];
         }
 
         void run(Kernel kernel) {
@@ -104,15 +128,14 @@ public final class KernelEmulator {
                             failure = t;
                         }
                     }
-                    done[item] = true;
+                    state[item] = DONE;
                     yielded.release();
                 });
             }
             try {
                 while (true) {
                     for (int item : order) {
-                        if (!done[item]) {
-                            atBarrier[item] = false;
+                        if (state[item] == RUN) {
                             turn[item].release();
                             yielded.acquireUninterruptibly();
                             if (failure != null) {
@@ -121,20 +144,33 @@ public final class KernelEmulator {
                             }
                         }
                     }
+                    boolean runnable = false;
+                    for (int base = 0; base + WARP_SIZE <= localSize; base += WARP_SIZE) {
+                        runnable |= resolveWarp(base, threads);
+                    }
+                    if (runnable) {
+                        continue;
+                    }
                     int waiting = 0;
                     int finished = 0;
                     for (int i = 0; i < localSize; i++) {
-                        waiting += atBarrier[i] && !done[i] ? 1 : 0;
-                        finished += done[i] ? 1 : 0;
+                        waiting += state[i] == BARRIER ? 1 : 0;
+                        finished += state[i] == DONE ? 1 : 0;
                     }
                     if (finished == localSize) {
                         return;
                     }
-                    if (waiting + finished == localSize && finished > 0) {
+                    if (waiting + finished < localSize) {
+                        abort(threads);
+                        throw new AssertionError("warp divergence in group " + id + ": work-items wait at a warp operation "
+                                + "while lanes of their warp wait at a barrier or have returned");
+                    }
+                    if (finished > 0) {
                         abort(threads);
                         throw new AssertionError("barrier divergence in group " + id + ": " + finished
                                 + " work-items returned while " + waiting + " wait at a barrier");
                     }
+                    Arrays.fill(state, RUN);
                 }
             } finally {
                 for (Thread t : threads) {
@@ -149,7 +185,7 @@ public final class KernelEmulator {
 
         /** Called by a work-item at a barrier: hand the baton back and wait for the next phase. */
         void barrier(int item) {
-            atBarrier[item] = true;
+            state[item] = BARRIER;
             yielded.release();
             turn[item].acquireUninterruptibly();
             if (failure != null) {
@@ -157,12 +193,58 @@ public final class KernelEmulator {
             }
         }
 
+        /** Called by a work-item at a warp operation: post its value and wait for its whole warp. */
+        float warp(int item, int op, float value, int arg) {
+            if (localSize % WARP_SIZE != 0) {
+                throw new IllegalStateException("warp operation in a partial warp: localSize=" + localSize
+                        + " is not a multiple of " + WARP_SIZE);
+            }
+            warpValue[item] = value;
+            warpOp[item] = op;
+            warpArg[item] = arg;
+            state[item] = WARP;
+            yielded.release();
+            turn[item].acquireUninterruptibly();
+            if (failure != null) {
+                throw new IllegalStateException("aborted");
+            }
+            return warpResult[item];
+        }
+
+        /** Completes the warp operation of warp {@code base / 32} once all its lanes wait at one; true if so. */
+        private boolean resolveWarp(int base, Thread[] threads) {
+            for (int i = base; i < base + WARP_SIZE; i++) {
+                if (state[i] != WARP) {
+                    return false;
+                }
+            }
+            float sum = 0f;
+            for (int i = base; i < base + WARP_SIZE; i++) {
+                if (warpOp[i] != warpOp[base]) {
+                    abort(threads);
+                    throw new AssertionError("warp divergence in group " + id + ", warp " + base / WARP_SIZE
+                            + ": lanes " + base + " and " + i + " are at different warp operations");
+                }
+                sum += warpValue[i];
+            }
+            for (int i = base; i < base + WARP_SIZE; i++) {
+                int lane = i - base;
+                warpResult[i] = switch (warpOp[i]) {
+                    case OP_SHUFFLE_DOWN -> lane + warpArg[i] < WARP_SIZE ? warpValue[i + warpArg[i]] : warpValue[i];
+                    case OP_BROADCAST_FIRST -> warpValue[base];
+                    default -> sum;
+                };
+                state[i] = RUN;
+            }
+            return true;
+        }
+
         private void abort(Thread[] threads) {
             if (failure == null) {
                 failure = new IllegalStateException("aborted");
             }
             for (int i = 0; i < localSize; i++) {
-                if (!done[i]) {
+                if (state[i] != DONE) {
                     turn[i].release();
                     yielded.acquireUninterruptibly();
                 }
@@ -213,6 +295,24 @@ public final class KernelEmulator {
         @Override
         public void globalBarrier() {
             group.barrier(item);
+        }
+
+        @Override
+        public float simdShuffleDown(float value, int delta) {
+            if (delta < 0 || delta >= WARP_SIZE) {
+                throw new IllegalArgumentException("simdShuffleDown delta=" + delta + " is not in 0..31");
+            }
+            return group.warp(item, OP_SHUFFLE_DOWN, value, delta);
+        }
+
+        @Override
+        public float simdBroadcastFirst(float value) {
+            return group.warp(item, OP_BROADCAST_FIRST, value, 0);
+        }
+
+        @Override
+        public float simdSum(float value) {
+            return group.warp(item, OP_SUM, value, 0);
         }
 
         @Override

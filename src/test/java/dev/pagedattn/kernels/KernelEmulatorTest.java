@@ -11,7 +11,7 @@ import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
-/** The emulator itself: ids, shared local memory, barriers, atomics, and that missing barriers fail. */
+/** The emulator itself: ids, shared local memory, barriers, atomics, warp operations, and that missing barriers fail. */
 class KernelEmulatorTest {
 
     /** Tree sum of each group's values in local memory: needs a barrier after every step. */
@@ -146,5 +146,106 @@ class KernelEmulatorTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> KernelEmulator.launch(100, 64, KernelEmulator.Schedule.FORWARD, ctx -> { }));
         assertTrue(e.getMessage().contains("globalSize=100"), e.getMessage());
+    }
+
+    @ParameterizedTest
+    @EnumSource(KernelEmulator.Schedule.class)
+    void shuffleDownReadsTheLaneDeltaAheadAndClampsAtLane31(KernelEmulator.Schedule schedule) {
+        FloatArray out = new FloatArray(128 * 3);
+        KernelEmulator.launch(128, 64, schedule, ctx -> {
+            float mine = 1000f * ctx.groupIdx + ctx.localIdx;
+            out.set(3 * ctx.globalIdx, ctx.simdShuffleDown(mine, 1));
+            out.set(3 * ctx.globalIdx + 1, ctx.simdShuffleDown(mine, 16));
+            out.set(3 * ctx.globalIdx + 2, ctx.simdShuffleDown(mine, 0));
+        });
+        for (int i = 0; i < 128; i++) {
+            int group = i / 64;
+            int local = i % 64;
+            int lane = local % 32;
+            float mine = 1000f * group + local;
+            assertEquals(lane + 1 < 32 ? mine + 1 : mine, out.get(3 * i), "delta 1, work-item " + i);
+            assertEquals(lane + 16 < 32 ? mine + 16 : mine, out.get(3 * i + 1), "delta 16, work-item " + i);
+            assertEquals(mine, out.get(3 * i + 2), "delta 0, work-item " + i);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(KernelEmulator.Schedule.class)
+    void broadcastAndSumCoverExactlyTheWarp(KernelEmulator.Schedule schedule) {
+        FloatArray first = new FloatArray(96);
+        FloatArray sum = new FloatArray(96);
+        KernelEmulator.launch(96, 96, schedule, ctx -> {
+            first.set(ctx.globalIdx, ctx.simdBroadcastFirst(ctx.localIdx * 2f));
+            sum.set(ctx.globalIdx, ctx.simdSum(ctx.localIdx));
+        });
+        for (int i = 0; i < 96; i++) {
+            int warp = i / 32;
+            float expectedSum = 0f;
+            for (int l = 32 * warp; l < 32 * warp + 32; l++) {
+                expectedSum += l;
+            }
+            assertEquals(64f * warp, first.get(i), "work-item " + i);
+            assertEquals(expectedSum, sum.get(i), "work-item " + i);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(KernelEmulator.Schedule.class)
+    void warpsRunIndependentlyBetweenBarriers(KernelEmulator.Schedule schedule) {
+        // warp 0 does three shuffles while warp 1 does one; a barrier then joins them
+        FloatArray out = new FloatArray(64);
+        KernelEmulator.launch(64, 64, schedule, ctx -> {
+            float x = ctx.localIdx;
+            int rounds = ctx.localIdx < 32 ? 3 : 1;
+            for (int r = 0; r < rounds; r++) {
+                x = ctx.simdShuffleDown(x, 1);
+            }
+            float[] buf = ctx.allocateFloatLocalArray(64);
+            buf[ctx.localIdx] = x;
+            ctx.localBarrier();
+            out.set(ctx.localIdx, buf[63 - ctx.localIdx]);
+        });
+        for (int i = 0; i < 64; i++) {
+            int src = 63 - i;
+            int lane = src % 32;
+            float expected = src < 32 ? Math.min(lane + 3, 31) : Math.min(lane + 1, 31) + 32;
+            assertEquals(expected, out.get(i), "work-item " + i);
+        }
+    }
+
+    @Test
+    void aShuffleSkippedByOneLaneIsReported() {
+        AssertionError e = assertThrows(AssertionError.class, () -> KernelEmulator.launch(32, 32, KernelEmulator.Schedule.FORWARD, ctx -> {
+            if (ctx.localIdx != 5) {
+                ctx.simdShuffleDown(1f, 1);
+            }
+        }));
+        assertTrue(e.getMessage().contains("warp divergence"), e.getMessage());
+    }
+
+    @Test
+    void lanesAtDifferentWarpOperationsAreReported() {
+        AssertionError e = assertThrows(AssertionError.class, () -> KernelEmulator.launch(32, 32, KernelEmulator.Schedule.REVERSE, ctx -> {
+            if (ctx.localIdx < 16) {
+                ctx.simdShuffleDown(1f, 1);
+            } else {
+                ctx.simdBroadcastFirst(1f);
+            }
+        }));
+        assertTrue(e.getMessage().contains("different warp operations"), e.getMessage());
+    }
+
+    @Test
+    void warpOperationsNeedWholeWarps() {
+        AssertionError e = assertThrows(AssertionError.class, () -> KernelEmulator.launch(48, 48, KernelEmulator.Schedule.FORWARD,
+                ctx -> ctx.simdBroadcastFirst(1f)));
+        assertTrue(e.getMessage().contains("localSize=48"), e.getMessage());
+    }
+
+    @Test
+    void aPlainKernelContextRefusesWarpOperations() {
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> new KernelContext().simdShuffleDown(1f, 1));
+        assertTrue(e.getMessage().contains("simdShuffleDown"), e.getMessage());
     }
 }

@@ -34,7 +34,10 @@ class KernelVariantsTest {
                 blockSize, dtype, seed);
         double[] ref = w.reference();
         int maxLenSeen = w.batch().maxContextLen();
-        for (DecodeGrid.Kernel kernel : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.QUADS, DecodeGrid.Kernel.PAIRS}) {
+        for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
+            if (kernel == DecodeGrid.Kernel.AUTO || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(qHeads / kvHeads, headDim)) {
+                continue;
+            }
             DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, maxLenSeen, false, 528, 256, kernel);
             DecodeGrid split = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 8, kernel);
             DecodeGrid split4 = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 24, kernel);
