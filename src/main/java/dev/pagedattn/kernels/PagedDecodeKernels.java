@@ -37,38 +37,38 @@ public final class PagedDecodeKernels {
     }
 
     /**
-     * Merges split-K partitions: one work-item per output element {@code (seq, head, d)}.
-     * Global size: {@code numSeqs * numQHeads * headDim} rounded up to the local size.
+     * Merges split-K partitions: one output element {@code (seq, head, d)} per work-item and
+     * round, grid-stride, so any global size works (a small grid keeps the launch cheap on fused
+     * steps, where the kernel returns at once).
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
                                        FloatArray out, int numQHeads, int headDim) {
         if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int idx = ctx.globalIdx;
         int numSeqs = params.get(DecodeParams.NUM_SEQS);
-        if (idx >= numSeqs * numQHeads * headDim) {
-            return;
-        }
-        int d = idx % headDim;
-        int sh = idx / headDim; // seq * numQHeads + head
-        int seq = sh / numQHeads;
         int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
-        int parts = (contextLens.get(seq) + partTokens - 1) / partTokens;
-        int base = sh * maxParts * (headDim + 2);
-        float mAll = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < parts; j++) {
-            mAll = TornadoMath.max(mAll, partials.get(base + j * (headDim + 2) + headDim));
+        int total = numSeqs * numQHeads * headDim;
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int d = idx % headDim;
+            int sh = idx / headDim; // seq * numQHeads + head
+            int seq = sh / numQHeads;
+            int parts = (contextLens.get(seq) + partTokens - 1) / partTokens;
+            int base = sh * maxParts * (headDim + 2);
+            float mAll = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < parts; j++) {
+                mAll = TornadoMath.max(mAll, partials.get(base + j * (headDim + 2) + headDim));
+            }
+            float sum = 0f;
+            float o = 0f;
+            for (int j = 0; j < parts; j++) {
+                int pj = base + j * (headDim + 2);
+                float w = TornadoMath.exp(partials.get(pj + headDim) - mAll);
+                sum += partials.get(pj + headDim + 1) * w;
+                o += partials.get(pj + d) * w;
+            }
+            out.set(idx, o / sum);
         }
-        float sum = 0f;
-        float o = 0f;
-        for (int j = 0; j < parts; j++) {
-            int pj = base + j * (headDim + 2);
-            float w = TornadoMath.exp(partials.get(pj + headDim) - mAll);
-            sum += partials.get(pj + headDim + 1) * w;
-            o += partials.get(pj + d) * w;
-        }
-        out.set(idx, o / sum);
     }
 }

@@ -16,7 +16,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  stageK/V     [capacity][numKvHeads][headDim]     the tokens' K and V
  *  params[DecodeParams.NUM_NEW_SLOTS]               live rows of the staging arrays
  * </pre>
- * One work-item per staged element; global size {@code capacity * numKvHeads * headDim}.
+ * Grid-stride over the staged elements: any global size works. A small grid keeps the launch cheap
+ * on the many steps that stage nothing (a grid of one work-item per staging element cost 20-30 us
+ * per step on the H100 just to exit).
  */
 public final class ScatterKernels {
     private ScatterKernels() {
@@ -25,10 +27,10 @@ public final class ScatterKernels {
     public static void scatterF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, HalfFloatArray stageK,
                                   HalfFloatArray stageV, IntArray slotOffsets, IntArray params,
                                   int numKvHeads, int headDim, int blockSize) {
-        int idx = ctx.globalIdx;
         int width = numKvHeads * headDim;
-        int row = idx / width;
-        if (row < params.get(DecodeParams.NUM_NEW_SLOTS)) {
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / width;
             int e = idx - row * width;
             int head = e / headDim;
             int at = slotOffsets.get(row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);
@@ -40,10 +42,10 @@ public final class ScatterKernels {
     public static void scatterF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray stageK,
                                   FloatArray stageV, IntArray slotOffsets, IntArray params,
                                   int numKvHeads, int headDim, int blockSize) {
-        int idx = ctx.globalIdx;
         int width = numKvHeads * headDim;
-        int row = idx / width;
-        if (row < params.get(DecodeParams.NUM_NEW_SLOTS)) {
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / width;
             int e = idx - row * width;
             int head = e / headDim;
             int at = slotOffsets.get(row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);

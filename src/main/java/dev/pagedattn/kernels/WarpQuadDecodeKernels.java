@@ -27,8 +27,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 public final class WarpQuadDecodeKernels {
     /** Largest local size. */
     public static final int MAX_LOCAL = 128;
-    /** [4*quads][headDim] for the slot merge. */
-    private static final int RED_SIZE = PagedDecodeKernels.MAX_HEADS_PER_TILE * PagedDecodeKernels.MAX_HEAD_DIM;
+    /** [slot][4*quads][headDim] for the slot merge: slots * quads * L = localSize, so always 32 * localSize floats. */
+    private static final int RED_SIZE = 32 * MAX_LOCAL;
     /** [slot][4*quads]. */
     private static final int SLOT_SIZE = 4 * MAX_LOCAL;
 
@@ -96,9 +96,9 @@ public final class WarpQuadDecodeKernels {
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
 
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [4*quads][headDim] for the slot merge
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][4*quads][headDim] for the slot merge
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
-        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [4*quads]
+        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
         float scla = validA ? scale : 0f;
@@ -148,18 +148,15 @@ public final class WarpQuadDecodeKernels {
         float ab0 = 0f, ab1 = 0f, ab2 = 0f, ab3 = 0f, ab4 = 0f, ab5 = 0f, ab6 = 0f, ab7 = 0f;
         float ac0 = 0f, ac1 = 0f, ac2 = 0f, ac3 = 0f, ac4 = 0f, ac5 = 0f, ac6 = 0f, ac7 = 0f;
         float ad0 = 0f, ad1 = 0f, ad2 = 0f, ad3 = 0f, ad4 = 0f, ad5 = 0f, ad6 = 0f, ad7 = 0f;
-        float ma = Float.NEGATIVE_INFINITY;
+        float ma = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float la = 0f;
-        float mb = Float.NEGATIVE_INFINITY;
+        float mb = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float lb = 0f;
-        float mc = Float.NEGATIVE_INFINITY;
+        float mc = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float lc = 0f;
-        float md = Float.NEGATIVE_INFINITY;
+        float md = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float ld = 0f;
 
-        for (int idx = tid; idx < tileRows; idx += local) {
-            slotSum[idx] = 0f;
-        }
 
         // Each round, every slot takes two tokens (A, B) and loads their K and V rows: 32 loads per
         // work-item in flight. No barrier inside the loop: the lanes of a quad are consecutive lanes
@@ -168,54 +165,60 @@ public final class WarpQuadDecodeKernels {
         int rounds = (end - start + perRound - 1) / perRound;
         int segments = 32 / lanes;                 // quads (token rows x head quads) per warp
         int segment = (tid % 32) / lanes;
+        // block and slot of tokens A and B, advanced by perRound tokens each round without dividing
+        int stepBlocks = perRound / blockSize;
+        int stepSlots = perRound - stepBlocks * blockSize;
+        int blockA = (start + slot) / blockSize;
+        int offA = start + slot - blockA * blockSize;
+        int blockB = (start + slot + slots) / blockSize;
+        int offB = start + slot + slots - blockB * blockSize;
+        int block0 = start / blockSize;            // the partition's first token: always readable
+        int off0 = start - block0 * blockSize;
+        int tableRow = seq * maxBlocks;
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
-            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
-            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
-            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
-            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
-            if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
-                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
-                k0 = kPool.get(row).getFloat32();
-                k1 = kPool.get(row + lanes).getFloat32();
-                k2 = kPool.get(row + 2 * lanes).getFloat32();
-                k3 = kPool.get(row + 3 * lanes).getFloat32();
-                k4 = kPool.get(row + 4 * lanes).getFloat32();
-                k5 = kPool.get(row + 5 * lanes).getFloat32();
-                k6 = kPool.get(row + 6 * lanes).getFloat32();
-                k7 = kPool.get(row + 7 * lanes).getFloat32();
-                v0 = vPool.get(row).getFloat32();
-                v1 = vPool.get(row + lanes).getFloat32();
-                v2 = vPool.get(row + 2 * lanes).getFloat32();
-                v3 = vPool.get(row + 3 * lanes).getFloat32();
-                v4 = vPool.get(row + 4 * lanes).getFloat32();
-                v5 = vPool.get(row + 5 * lanes).getFloat32();
-                v6 = vPool.get(row + 6 * lanes).getFloat32();
-                v7 = vPool.get(row + 7 * lanes).getFloat32();
-            }
-            if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
-                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
-                c0 = kPool.get(row).getFloat32();
-                c1 = kPool.get(row + lanes).getFloat32();
-                c2 = kPool.get(row + 2 * lanes).getFloat32();
-                c3 = kPool.get(row + 3 * lanes).getFloat32();
-                c4 = kPool.get(row + 4 * lanes).getFloat32();
-                c5 = kPool.get(row + 5 * lanes).getFloat32();
-                c6 = kPool.get(row + 6 * lanes).getFloat32();
-                c7 = kPool.get(row + 7 * lanes).getFloat32();
-                w0 = vPool.get(row).getFloat32();
-                w1 = vPool.get(row + lanes).getFloat32();
-                w2 = vPool.get(row + 2 * lanes).getFloat32();
-                w3 = vPool.get(row + 3 * lanes).getFloat32();
-                w4 = vPool.get(row + 4 * lanes).getFloat32();
-                w5 = vPool.get(row + 5 * lanes).getFloat32();
-                w6 = vPool.get(row + 6 * lanes).getFloat32();
-                w7 = vPool.get(row + 7 * lanes).getFloat32();
-            }
-            // 1. partial dots of this lane's 8 dims: two tokens x four heads
+            // tokens past the end read the partition's first token instead (no branch around the
+            // loads) and score -inf
+            float biasA = tokenA < end ? 0f : Float.NEGATIVE_INFINITY;
+            float biasB = tokenB < end ? 0f : Float.NEGATIVE_INFINITY;
+            int rowA = KvLayout.offset(layerBase, blockStride, headStride, headDim,
+                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, lane);
+            int rowB = KvLayout.offset(layerBase, blockStride, headStride, headDim,
+                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, lane);
+            float k0 = kPool.get(rowA).getFloat32();
+            float k1 = kPool.get(rowA + lanes).getFloat32();
+            float k2 = kPool.get(rowA + 2 * lanes).getFloat32();
+            float k3 = kPool.get(rowA + 3 * lanes).getFloat32();
+            float k4 = kPool.get(rowA + 4 * lanes).getFloat32();
+            float k5 = kPool.get(rowA + 5 * lanes).getFloat32();
+            float k6 = kPool.get(rowA + 6 * lanes).getFloat32();
+            float k7 = kPool.get(rowA + 7 * lanes).getFloat32();
+            float v0 = vPool.get(rowA).getFloat32();
+            float v1 = vPool.get(rowA + lanes).getFloat32();
+            float v2 = vPool.get(rowA + 2 * lanes).getFloat32();
+            float v3 = vPool.get(rowA + 3 * lanes).getFloat32();
+            float v4 = vPool.get(rowA + 4 * lanes).getFloat32();
+            float v5 = vPool.get(rowA + 5 * lanes).getFloat32();
+            float v6 = vPool.get(rowA + 6 * lanes).getFloat32();
+            float v7 = vPool.get(rowA + 7 * lanes).getFloat32();
+            float c0 = kPool.get(rowB).getFloat32();
+            float c1 = kPool.get(rowB + lanes).getFloat32();
+            float c2 = kPool.get(rowB + 2 * lanes).getFloat32();
+            float c3 = kPool.get(rowB + 3 * lanes).getFloat32();
+            float c4 = kPool.get(rowB + 4 * lanes).getFloat32();
+            float c5 = kPool.get(rowB + 5 * lanes).getFloat32();
+            float c6 = kPool.get(rowB + 6 * lanes).getFloat32();
+            float c7 = kPool.get(rowB + 7 * lanes).getFloat32();
+            float w0 = vPool.get(rowB).getFloat32();
+            float w1 = vPool.get(rowB + lanes).getFloat32();
+            float w2 = vPool.get(rowB + 2 * lanes).getFloat32();
+            float w3 = vPool.get(rowB + 3 * lanes).getFloat32();
+            float w4 = vPool.get(rowB + 4 * lanes).getFloat32();
+            float w5 = vPool.get(rowB + 5 * lanes).getFloat32();
+            float w6 = vPool.get(rowB + 6 * lanes).getFloat32();
+            float w7 = vPool.get(rowB + 7 * lanes).getFloat32();
+            // 1. partial dots of this lane's 8 dims: two tokens x four heads (heads past the group have q = 0)
             float sAa = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
             float sAb = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
             float sAc = qc0 * k0 + qc1 * k1 + qc2 * k2 + qc3 * k3 + qc4 * k4 + qc5 * k5 + qc6 * k6 + qc7 * k7;
@@ -246,6 +249,7 @@ public final class WarpQuadDecodeKernels {
             float yc = ctx.simdBroadcastFirst(sBc);
             float yd = ctx.simdBroadcastFirst(sBd);
             for (int sg = 1; sg < segments; sg++) {
+                float pick = segment == sg ? 1f : 0f;
                 float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * lanes));
                 float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * lanes));
                 float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * lanes));
@@ -254,25 +258,25 @@ public final class WarpQuadDecodeKernels {
                 float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * lanes));
                 float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * lanes));
                 float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * lanes));
-                xa = segment == sg ? tAa : xa;
-                xb = segment == sg ? tAb : xb;
-                xc = segment == sg ? tAc : xc;
-                xd = segment == sg ? tAd : xd;
-                ya = segment == sg ? tBa : ya;
-                yb = segment == sg ? tBb : yb;
-                yc = segment == sg ? tBc : yc;
-                yd = segment == sg ? tBd : yd;
+                xa = xa + pick * (tAa - xa);
+                xb = xb + pick * (tAb - xb);
+                xc = xc + pick * (tAc - xc);
+                xd = xd + pick * (tAd - xd);
+                ya = ya + pick * (tBa - ya);
+                yb = yb + pick * (tBb - yb);
+                yc = yc + pick * (tBc - yc);
+                yd = yd + pick * (tBd - yd);
             }
-            // tokens past the end and heads past the group score -inf
-            xa = tokenA < end && validA ? xa : Float.NEGATIVE_INFINITY;
-            xb = tokenA < end && validB ? xb : Float.NEGATIVE_INFINITY;
-            xc = tokenA < end && validC ? xc : Float.NEGATIVE_INFINITY;
-            xd = tokenA < end && validD ? xd : Float.NEGATIVE_INFINITY;
-            ya = tokenB < end && validA ? ya : Float.NEGATIVE_INFINITY;
-            yb = tokenB < end && validB ? yb : Float.NEGATIVE_INFINITY;
-            yc = tokenB < end && validC ? yc : Float.NEGATIVE_INFINITY;
-            yd = tokenB < end && validD ? yd : Float.NEGATIVE_INFINITY;
-            // 3. online softmax over the two tokens, then V (already in registers)
+            xa = xa + biasA;
+            xb = xb + biasA;
+            xc = xc + biasA;
+            xd = xd + biasA;
+            ya = ya + biasB;
+            yb = yb + biasB;
+            yc = yc + biasB;
+            yd = yd + biasB;
+            // 3. online softmax over the two tokens, then V (already in registers); exp(-inf) = 0 and the
+            //    running max starts at -Float.MAX_VALUE, so no token or head needs a branch of its own
             float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
             if (newMa > ma) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -288,19 +292,17 @@ public final class WarpQuadDecodeKernels {
                 aa7 = aa7 * c;
                 ma = newMa;
             }
-            if (ma != Float.NEGATIVE_INFINITY) {
-                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - ma);
-                la = la + p + o;
-                aa0 = aa0 + p * v0 + o * w0;
-                aa1 = aa1 + p * v1 + o * w1;
-                aa2 = aa2 + p * v2 + o * w2;
-                aa3 = aa3 + p * v3 + o * w3;
-                aa4 = aa4 + p * v4 + o * w4;
-                aa5 = aa5 + p * v5 + o * w5;
-                aa6 = aa6 + p * v6 + o * w6;
-                aa7 = aa7 + p * v7 + o * w7;
-            }
+            float pa = TornadoMath.exp(xa - ma);
+            float oa = TornadoMath.exp(ya - ma);
+            la = la + pa + oa;
+            aa0 = aa0 + pa * v0 + oa * w0;
+            aa1 = aa1 + pa * v1 + oa * w1;
+            aa2 = aa2 + pa * v2 + oa * w2;
+            aa3 = aa3 + pa * v3 + oa * w3;
+            aa4 = aa4 + pa * v4 + oa * w4;
+            aa5 = aa5 + pa * v5 + oa * w5;
+            aa6 = aa6 + pa * v6 + oa * w6;
+            aa7 = aa7 + pa * v7 + oa * w7;
             float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
             if (newMb > mb) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -316,19 +318,17 @@ public final class WarpQuadDecodeKernels {
                 ab7 = ab7 * c;
                 mb = newMb;
             }
-            if (mb != Float.NEGATIVE_INFINITY) {
-                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - mb);
-                lb = lb + p + o;
-                ab0 = ab0 + p * v0 + o * w0;
-                ab1 = ab1 + p * v1 + o * w1;
-                ab2 = ab2 + p * v2 + o * w2;
-                ab3 = ab3 + p * v3 + o * w3;
-                ab4 = ab4 + p * v4 + o * w4;
-                ab5 = ab5 + p * v5 + o * w5;
-                ab6 = ab6 + p * v6 + o * w6;
-                ab7 = ab7 + p * v7 + o * w7;
-            }
+            float pb = TornadoMath.exp(xb - mb);
+            float ob = TornadoMath.exp(yb - mb);
+            lb = lb + pb + ob;
+            ab0 = ab0 + pb * v0 + ob * w0;
+            ab1 = ab1 + pb * v1 + ob * w1;
+            ab2 = ab2 + pb * v2 + ob * w2;
+            ab3 = ab3 + pb * v3 + ob * w3;
+            ab4 = ab4 + pb * v4 + ob * w4;
+            ab5 = ab5 + pb * v5 + ob * w5;
+            ab6 = ab6 + pb * v6 + ob * w6;
+            ab7 = ab7 + pb * v7 + ob * w7;
             float newMc = TornadoMath.max(mc, TornadoMath.max(xc, yc));
             if (newMc > mc) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -344,19 +344,17 @@ public final class WarpQuadDecodeKernels {
                 ac7 = ac7 * c;
                 mc = newMc;
             }
-            if (mc != Float.NEGATIVE_INFINITY) {
-                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - mc);
-                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - mc);
-                lc = lc + p + o;
-                ac0 = ac0 + p * v0 + o * w0;
-                ac1 = ac1 + p * v1 + o * w1;
-                ac2 = ac2 + p * v2 + o * w2;
-                ac3 = ac3 + p * v3 + o * w3;
-                ac4 = ac4 + p * v4 + o * w4;
-                ac5 = ac5 + p * v5 + o * w5;
-                ac6 = ac6 + p * v6 + o * w6;
-                ac7 = ac7 + p * v7 + o * w7;
-            }
+            float pc = TornadoMath.exp(xc - mc);
+            float oc = TornadoMath.exp(yc - mc);
+            lc = lc + pc + oc;
+            ac0 = ac0 + pc * v0 + oc * w0;
+            ac1 = ac1 + pc * v1 + oc * w1;
+            ac2 = ac2 + pc * v2 + oc * w2;
+            ac3 = ac3 + pc * v3 + oc * w3;
+            ac4 = ac4 + pc * v4 + oc * w4;
+            ac5 = ac5 + pc * v5 + oc * w5;
+            ac6 = ac6 + pc * v6 + oc * w6;
+            ac7 = ac7 + pc * v7 + oc * w7;
             float newMd = TornadoMath.max(md, TornadoMath.max(xd, yd));
             if (newMd > md) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -372,18 +370,28 @@ public final class WarpQuadDecodeKernels {
                 ad7 = ad7 * c;
                 md = newMd;
             }
-            if (md != Float.NEGATIVE_INFINITY) {
-                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - md);
-                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - md);
-                ld = ld + p + o;
-                ad0 = ad0 + p * v0 + o * w0;
-                ad1 = ad1 + p * v1 + o * w1;
-                ad2 = ad2 + p * v2 + o * w2;
-                ad3 = ad3 + p * v3 + o * w3;
-                ad4 = ad4 + p * v4 + o * w4;
-                ad5 = ad5 + p * v5 + o * w5;
-                ad6 = ad6 + p * v6 + o * w6;
-                ad7 = ad7 + p * v7 + o * w7;
+            float pd = TornadoMath.exp(xd - md);
+            float od = TornadoMath.exp(yd - md);
+            ld = ld + pd + od;
+            ad0 = ad0 + pd * v0 + od * w0;
+            ad1 = ad1 + pd * v1 + od * w1;
+            ad2 = ad2 + pd * v2 + od * w2;
+            ad3 = ad3 + pd * v3 + od * w3;
+            ad4 = ad4 + pd * v4 + od * w4;
+            ad5 = ad5 + pd * v5 + od * w5;
+            ad6 = ad6 + pd * v6 + od * w6;
+            ad7 = ad7 + pd * v7 + od * w7;
+            offA = offA + stepSlots;
+            blockA = blockA + stepBlocks;
+            if (offA >= blockSize) {
+                offA = offA - blockSize;
+                blockA = blockA + 1;
+            }
+            offB = offB + stepSlots;
+            blockB = blockB + stepBlocks;
+            if (offB >= blockSize) {
+                offB = offB - blockSize;
+                blockB = blockB + 1;
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -404,58 +412,52 @@ public final class WarpQuadDecodeKernels {
             mAllC = TornadoMath.max(mAllC, slotMax[j * tileRows + 4 * quad + 2]);
             mAllD = TornadoMath.max(mAllD, slotMax[j * tileRows + 4 * quad + 3]);
         }
-        float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
-        float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
-        float wc = mc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mc - mAllC);
-        float wd = md == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(md - mAllD);
-        for (int idx = tid; idx < tileRows * headDim; idx += local) {
-            red[idx] = 0f;
+        float wa = TornadoMath.exp(ma - mAllA);
+        float wb = TornadoMath.exp(mb - mAllB);
+        float wc = TornadoMath.exp(mc - mAllC);
+        float wd = TornadoMath.exp(md - mAllD);
+        // each slot's accumulators, scaled to the common max, go to their own rows: one barrier, then
+        // every work-item sums a few outputs over the slots (no slot waits for another)
+        int row0 = (slot * tileRows + 4 * quad) * headDim + lane;   // red: [slot][tileRow][headDim]
+        red[row0] = aa0 * wa;
+        red[row0 + lanes] = aa1 * wa;
+        red[row0 + 2 * lanes] = aa2 * wa;
+        red[row0 + 3 * lanes] = aa3 * wa;
+        red[row0 + 4 * lanes] = aa4 * wa;
+        red[row0 + 5 * lanes] = aa5 * wa;
+        red[row0 + 6 * lanes] = aa6 * wa;
+        red[row0 + 7 * lanes] = aa7 * wa;
+        red[row0 + headDim] = ab0 * wb;
+        red[row0 + headDim + lanes] = ab1 * wb;
+        red[row0 + headDim + 2 * lanes] = ab2 * wb;
+        red[row0 + headDim + 3 * lanes] = ab3 * wb;
+        red[row0 + headDim + 4 * lanes] = ab4 * wb;
+        red[row0 + headDim + 5 * lanes] = ab5 * wb;
+        red[row0 + headDim + 6 * lanes] = ab6 * wb;
+        red[row0 + headDim + 7 * lanes] = ab7 * wb;
+        red[row0 + 2 * headDim] = ac0 * wc;
+        red[row0 + 2 * headDim + lanes] = ac1 * wc;
+        red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
+        red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
+        red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
+        red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
+        red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
+        red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
+        red[row0 + 3 * headDim] = ad0 * wd;
+        red[row0 + 3 * headDim + lanes] = ad1 * wd;
+        red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
+        red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
+        red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
+        red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
+        red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
+        red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
+        if (lane == 0) {
+            slotSum[slot * tileRows + 4 * quad + 0] = la * wa;
+            slotSum[slot * tileRows + 4 * quad + 1] = lb * wb;
+            slotSum[slot * tileRows + 4 * quad + 2] = lc * wc;
+            slotSum[slot * tileRows + 4 * quad + 3] = ld * wd;
         }
         ctx.localBarrier();
-        int acc0 = 4 * quad * headDim + lane;
-        for (int j = 0; j < slots; j++) {
-            if (slot == j) {
-                red[acc0] += aa0 * wa;
-                red[acc0 + lanes] += aa1 * wa;
-                red[acc0 + 2 * lanes] += aa2 * wa;
-                red[acc0 + 3 * lanes] += aa3 * wa;
-                red[acc0 + 4 * lanes] += aa4 * wa;
-                red[acc0 + 5 * lanes] += aa5 * wa;
-                red[acc0 + 6 * lanes] += aa6 * wa;
-                red[acc0 + 7 * lanes] += aa7 * wa;
-                red[acc0 + headDim] += ab0 * wb;
-                red[acc0 + headDim + lanes] += ab1 * wb;
-                red[acc0 + headDim + 2 * lanes] += ab2 * wb;
-                red[acc0 + headDim + 3 * lanes] += ab3 * wb;
-                red[acc0 + headDim + 4 * lanes] += ab4 * wb;
-                red[acc0 + headDim + 5 * lanes] += ab5 * wb;
-                red[acc0 + headDim + 6 * lanes] += ab6 * wb;
-                red[acc0 + headDim + 7 * lanes] += ab7 * wb;
-                red[acc0 + 2 * headDim] += ac0 * wc;
-                red[acc0 + 2 * headDim + lanes] += ac1 * wc;
-                red[acc0 + 2 * headDim + 2 * lanes] += ac2 * wc;
-                red[acc0 + 2 * headDim + 3 * lanes] += ac3 * wc;
-                red[acc0 + 2 * headDim + 4 * lanes] += ac4 * wc;
-                red[acc0 + 2 * headDim + 5 * lanes] += ac5 * wc;
-                red[acc0 + 2 * headDim + 6 * lanes] += ac6 * wc;
-                red[acc0 + 2 * headDim + 7 * lanes] += ac7 * wc;
-                red[acc0 + 3 * headDim] += ad0 * wd;
-                red[acc0 + 3 * headDim + lanes] += ad1 * wd;
-                red[acc0 + 3 * headDim + 2 * lanes] += ad2 * wd;
-                red[acc0 + 3 * headDim + 3 * lanes] += ad3 * wd;
-                red[acc0 + 3 * headDim + 4 * lanes] += ad4 * wd;
-                red[acc0 + 3 * headDim + 5 * lanes] += ad5 * wd;
-                red[acc0 + 3 * headDim + 6 * lanes] += ad6 * wd;
-                red[acc0 + 3 * headDim + 7 * lanes] += ad7 * wd;
-                if (lane == 0) {
-                    slotSum[4 * quad + 0] += la * wa;
-                    slotSum[4 * quad + 1] += lb * wb;
-                    slotSum[4 * quad + 2] += lc * wc;
-                    slotSum[4 * quad + 3] += ld * wd;
-                }
-            }
-            ctx.localBarrier();
-        }
         // 5. write the normalised result or this partition's partial state
         int writeFinal = params.get(DecodeParams.WRITE_FINAL);
         for (int idx = tid; idx < tileRows * headDim; idx += local) {
@@ -464,16 +466,19 @@ public final class WarpQuadDecodeKernels {
             int hInGroup = tileFirst + hh;
             if (hh < tileHeads && hInGroup < groupSize) {
                 float mAll = Float.NEGATIVE_INFINITY;
+                float sum = 0f;
+                float acc = 0f;
                 for (int j = 0; j < slots; j++) {
                     mAll = TornadoMath.max(mAll, slotMax[j * tileRows + hh]);
+                    sum += slotSum[j * tileRows + hh];
+                    acc += red[(j * tileRows + hh) * headDim + d];
                 }
-                float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, acc / sum);
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
-                    partials.set(pBase + d, red[idx]);
+                    partials.set(pBase + d, acc);
                     if (d == 0) {
                         partials.set(pBase + headDim, mAll);
                         partials.set(pBase + headDim + 1, sum);
@@ -531,9 +536,9 @@ public final class WarpQuadDecodeKernels {
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
 
-        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [4*quads][headDim] for the slot merge
+        float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][4*quads][headDim] for the slot merge
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
-        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [4*quads]
+        float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
         float scla = validA ? scale : 0f;
@@ -583,18 +588,15 @@ public final class WarpQuadDecodeKernels {
         float ab0 = 0f, ab1 = 0f, ab2 = 0f, ab3 = 0f, ab4 = 0f, ab5 = 0f, ab6 = 0f, ab7 = 0f;
         float ac0 = 0f, ac1 = 0f, ac2 = 0f, ac3 = 0f, ac4 = 0f, ac5 = 0f, ac6 = 0f, ac7 = 0f;
         float ad0 = 0f, ad1 = 0f, ad2 = 0f, ad3 = 0f, ad4 = 0f, ad5 = 0f, ad6 = 0f, ad7 = 0f;
-        float ma = Float.NEGATIVE_INFINITY;
+        float ma = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float la = 0f;
-        float mb = Float.NEGATIVE_INFINITY;
+        float mb = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float lb = 0f;
-        float mc = Float.NEGATIVE_INFINITY;
+        float mc = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float lc = 0f;
-        float md = Float.NEGATIVE_INFINITY;
+        float md = -Float.MAX_VALUE;  // finite: exp(m - newM) and exp(x - m) never see -inf - -inf
         float ld = 0f;
 
-        for (int idx = tid; idx < tileRows; idx += local) {
-            slotSum[idx] = 0f;
-        }
 
         // Each round, every slot takes two tokens (A, B) and loads their K and V rows: 32 loads per
         // work-item in flight. No barrier inside the loop: the lanes of a quad are consecutive lanes
@@ -603,54 +605,60 @@ public final class WarpQuadDecodeKernels {
         int rounds = (end - start + perRound - 1) / perRound;
         int segments = 32 / lanes;                 // quads (token rows x head quads) per warp
         int segment = (tid % 32) / lanes;
+        // block and slot of tokens A and B, advanced by perRound tokens each round without dividing
+        int stepBlocks = perRound / blockSize;
+        int stepSlots = perRound - stepBlocks * blockSize;
+        int blockA = (start + slot) / blockSize;
+        int offA = start + slot - blockA * blockSize;
+        int blockB = (start + slot + slots) / blockSize;
+        int offB = start + slot + slots - blockB * blockSize;
+        int block0 = start / blockSize;            // the partition's first token: always readable
+        int off0 = start - block0 * blockSize;
+        int tableRow = seq * maxBlocks;
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
-            float k0 = 0f, k1 = 0f, k2 = 0f, k3 = 0f, k4 = 0f, k5 = 0f, k6 = 0f, k7 = 0f;
-            float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f, c4 = 0f, c5 = 0f, c6 = 0f, c7 = 0f;
-            float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
-            float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
-            if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
-                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
-                k0 = kPool.get(row);
-                k1 = kPool.get(row + lanes);
-                k2 = kPool.get(row + 2 * lanes);
-                k3 = kPool.get(row + 3 * lanes);
-                k4 = kPool.get(row + 4 * lanes);
-                k5 = kPool.get(row + 5 * lanes);
-                k6 = kPool.get(row + 6 * lanes);
-                k7 = kPool.get(row + 7 * lanes);
-                v0 = vPool.get(row);
-                v1 = vPool.get(row + lanes);
-                v2 = vPool.get(row + 2 * lanes);
-                v3 = vPool.get(row + 3 * lanes);
-                v4 = vPool.get(row + 4 * lanes);
-                v5 = vPool.get(row + 5 * lanes);
-                v6 = vPool.get(row + 6 * lanes);
-                v7 = vPool.get(row + 7 * lanes);
-            }
-            if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
-                int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
-                c0 = kPool.get(row);
-                c1 = kPool.get(row + lanes);
-                c2 = kPool.get(row + 2 * lanes);
-                c3 = kPool.get(row + 3 * lanes);
-                c4 = kPool.get(row + 4 * lanes);
-                c5 = kPool.get(row + 5 * lanes);
-                c6 = kPool.get(row + 6 * lanes);
-                c7 = kPool.get(row + 7 * lanes);
-                w0 = vPool.get(row);
-                w1 = vPool.get(row + lanes);
-                w2 = vPool.get(row + 2 * lanes);
-                w3 = vPool.get(row + 3 * lanes);
-                w4 = vPool.get(row + 4 * lanes);
-                w5 = vPool.get(row + 5 * lanes);
-                w6 = vPool.get(row + 6 * lanes);
-                w7 = vPool.get(row + 7 * lanes);
-            }
-            // 1. partial dots of this lane's 8 dims: two tokens x four heads
+            // tokens past the end read the partition's first token instead (no branch around the
+            // loads) and score -inf
+            float biasA = tokenA < end ? 0f : Float.NEGATIVE_INFINITY;
+            float biasB = tokenB < end ? 0f : Float.NEGATIVE_INFINITY;
+            int rowA = KvLayout.offset(layerBase, blockStride, headStride, headDim,
+                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, lane);
+            int rowB = KvLayout.offset(layerBase, blockStride, headStride, headDim,
+                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, lane);
+            float k0 = kPool.get(rowA);
+            float k1 = kPool.get(rowA + lanes);
+            float k2 = kPool.get(rowA + 2 * lanes);
+            float k3 = kPool.get(rowA + 3 * lanes);
+            float k4 = kPool.get(rowA + 4 * lanes);
+            float k5 = kPool.get(rowA + 5 * lanes);
+            float k6 = kPool.get(rowA + 6 * lanes);
+            float k7 = kPool.get(rowA + 7 * lanes);
+            float v0 = vPool.get(rowA);
+            float v1 = vPool.get(rowA + lanes);
+            float v2 = vPool.get(rowA + 2 * lanes);
+            float v3 = vPool.get(rowA + 3 * lanes);
+            float v4 = vPool.get(rowA + 4 * lanes);
+            float v5 = vPool.get(rowA + 5 * lanes);
+            float v6 = vPool.get(rowA + 6 * lanes);
+            float v7 = vPool.get(rowA + 7 * lanes);
+            float c0 = kPool.get(rowB);
+            float c1 = kPool.get(rowB + lanes);
+            float c2 = kPool.get(rowB + 2 * lanes);
+            float c3 = kPool.get(rowB + 3 * lanes);
+            float c4 = kPool.get(rowB + 4 * lanes);
+            float c5 = kPool.get(rowB + 5 * lanes);
+            float c6 = kPool.get(rowB + 6 * lanes);
+            float c7 = kPool.get(rowB + 7 * lanes);
+            float w0 = vPool.get(rowB);
+            float w1 = vPool.get(rowB + lanes);
+            float w2 = vPool.get(rowB + 2 * lanes);
+            float w3 = vPool.get(rowB + 3 * lanes);
+            float w4 = vPool.get(rowB + 4 * lanes);
+            float w5 = vPool.get(rowB + 5 * lanes);
+            float w6 = vPool.get(rowB + 6 * lanes);
+            float w7 = vPool.get(rowB + 7 * lanes);
+            // 1. partial dots of this lane's 8 dims: two tokens x four heads (heads past the group have q = 0)
             float sAa = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
             float sAb = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;
             float sAc = qc0 * k0 + qc1 * k1 + qc2 * k2 + qc3 * k3 + qc4 * k4 + qc5 * k5 + qc6 * k6 + qc7 * k7;
@@ -681,6 +689,7 @@ public final class WarpQuadDecodeKernels {
             float yc = ctx.simdBroadcastFirst(sBc);
             float yd = ctx.simdBroadcastFirst(sBd);
             for (int sg = 1; sg < segments; sg++) {
+                float pick = segment == sg ? 1f : 0f;
                 float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * lanes));
                 float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * lanes));
                 float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * lanes));
@@ -689,25 +698,25 @@ public final class WarpQuadDecodeKernels {
                 float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * lanes));
                 float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * lanes));
                 float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * lanes));
-                xa = segment == sg ? tAa : xa;
-                xb = segment == sg ? tAb : xb;
-                xc = segment == sg ? tAc : xc;
-                xd = segment == sg ? tAd : xd;
-                ya = segment == sg ? tBa : ya;
-                yb = segment == sg ? tBb : yb;
-                yc = segment == sg ? tBc : yc;
-                yd = segment == sg ? tBd : yd;
+                xa = xa + pick * (tAa - xa);
+                xb = xb + pick * (tAb - xb);
+                xc = xc + pick * (tAc - xc);
+                xd = xd + pick * (tAd - xd);
+                ya = ya + pick * (tBa - ya);
+                yb = yb + pick * (tBb - yb);
+                yc = yc + pick * (tBc - yc);
+                yd = yd + pick * (tBd - yd);
             }
-            // tokens past the end and heads past the group score -inf
-            xa = tokenA < end && validA ? xa : Float.NEGATIVE_INFINITY;
-            xb = tokenA < end && validB ? xb : Float.NEGATIVE_INFINITY;
-            xc = tokenA < end && validC ? xc : Float.NEGATIVE_INFINITY;
-            xd = tokenA < end && validD ? xd : Float.NEGATIVE_INFINITY;
-            ya = tokenB < end && validA ? ya : Float.NEGATIVE_INFINITY;
-            yb = tokenB < end && validB ? yb : Float.NEGATIVE_INFINITY;
-            yc = tokenB < end && validC ? yc : Float.NEGATIVE_INFINITY;
-            yd = tokenB < end && validD ? yd : Float.NEGATIVE_INFINITY;
-            // 3. online softmax over the two tokens, then V (already in registers)
+            xa = xa + biasA;
+            xb = xb + biasA;
+            xc = xc + biasA;
+            xd = xd + biasA;
+            ya = ya + biasB;
+            yb = yb + biasB;
+            yc = yc + biasB;
+            yd = yd + biasB;
+            // 3. online softmax over the two tokens, then V (already in registers); exp(-inf) = 0 and the
+            //    running max starts at -Float.MAX_VALUE, so no token or head needs a branch of its own
             float newMa = TornadoMath.max(ma, TornadoMath.max(xa, ya));
             if (newMa > ma) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -723,19 +732,17 @@ public final class WarpQuadDecodeKernels {
                 aa7 = aa7 * c;
                 ma = newMa;
             }
-            if (ma != Float.NEGATIVE_INFINITY) {
-                float p = xa == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xa - ma);
-                float o = ya == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ya - ma);
-                la = la + p + o;
-                aa0 = aa0 + p * v0 + o * w0;
-                aa1 = aa1 + p * v1 + o * w1;
-                aa2 = aa2 + p * v2 + o * w2;
-                aa3 = aa3 + p * v3 + o * w3;
-                aa4 = aa4 + p * v4 + o * w4;
-                aa5 = aa5 + p * v5 + o * w5;
-                aa6 = aa6 + p * v6 + o * w6;
-                aa7 = aa7 + p * v7 + o * w7;
-            }
+            float pa = TornadoMath.exp(xa - ma);
+            float oa = TornadoMath.exp(ya - ma);
+            la = la + pa + oa;
+            aa0 = aa0 + pa * v0 + oa * w0;
+            aa1 = aa1 + pa * v1 + oa * w1;
+            aa2 = aa2 + pa * v2 + oa * w2;
+            aa3 = aa3 + pa * v3 + oa * w3;
+            aa4 = aa4 + pa * v4 + oa * w4;
+            aa5 = aa5 + pa * v5 + oa * w5;
+            aa6 = aa6 + pa * v6 + oa * w6;
+            aa7 = aa7 + pa * v7 + oa * w7;
             float newMb = TornadoMath.max(mb, TornadoMath.max(xb, yb));
             if (newMb > mb) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -751,19 +758,17 @@ public final class WarpQuadDecodeKernels {
                 ab7 = ab7 * c;
                 mb = newMb;
             }
-            if (mb != Float.NEGATIVE_INFINITY) {
-                float p = xb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xb - mb);
-                float o = yb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yb - mb);
-                lb = lb + p + o;
-                ab0 = ab0 + p * v0 + o * w0;
-                ab1 = ab1 + p * v1 + o * w1;
-                ab2 = ab2 + p * v2 + o * w2;
-                ab3 = ab3 + p * v3 + o * w3;
-                ab4 = ab4 + p * v4 + o * w4;
-                ab5 = ab5 + p * v5 + o * w5;
-                ab6 = ab6 + p * v6 + o * w6;
-                ab7 = ab7 + p * v7 + o * w7;
-            }
+            float pb = TornadoMath.exp(xb - mb);
+            float ob = TornadoMath.exp(yb - mb);
+            lb = lb + pb + ob;
+            ab0 = ab0 + pb * v0 + ob * w0;
+            ab1 = ab1 + pb * v1 + ob * w1;
+            ab2 = ab2 + pb * v2 + ob * w2;
+            ab3 = ab3 + pb * v3 + ob * w3;
+            ab4 = ab4 + pb * v4 + ob * w4;
+            ab5 = ab5 + pb * v5 + ob * w5;
+            ab6 = ab6 + pb * v6 + ob * w6;
+            ab7 = ab7 + pb * v7 + ob * w7;
             float newMc = TornadoMath.max(mc, TornadoMath.max(xc, yc));
             if (newMc > mc) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -779,19 +784,17 @@ public final class WarpQuadDecodeKernels {
                 ac7 = ac7 * c;
                 mc = newMc;
             }
-            if (mc != Float.NEGATIVE_INFINITY) {
-                float p = xc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xc - mc);
-                float o = yc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yc - mc);
-                lc = lc + p + o;
-                ac0 = ac0 + p * v0 + o * w0;
-                ac1 = ac1 + p * v1 + o * w1;
-                ac2 = ac2 + p * v2 + o * w2;
-                ac3 = ac3 + p * v3 + o * w3;
-                ac4 = ac4 + p * v4 + o * w4;
-                ac5 = ac5 + p * v5 + o * w5;
-                ac6 = ac6 + p * v6 + o * w6;
-                ac7 = ac7 + p * v7 + o * w7;
-            }
+            float pc = TornadoMath.exp(xc - mc);
+            float oc = TornadoMath.exp(yc - mc);
+            lc = lc + pc + oc;
+            ac0 = ac0 + pc * v0 + oc * w0;
+            ac1 = ac1 + pc * v1 + oc * w1;
+            ac2 = ac2 + pc * v2 + oc * w2;
+            ac3 = ac3 + pc * v3 + oc * w3;
+            ac4 = ac4 + pc * v4 + oc * w4;
+            ac5 = ac5 + pc * v5 + oc * w5;
+            ac6 = ac6 + pc * v6 + oc * w6;
+            ac7 = ac7 + pc * v7 + oc * w7;
             float newMd = TornadoMath.max(md, TornadoMath.max(xd, yd));
             if (newMd > md) {
                 // rescale only when the running max grows: after the first tokens it rarely does
@@ -807,18 +810,28 @@ public final class WarpQuadDecodeKernels {
                 ad7 = ad7 * c;
                 md = newMd;
             }
-            if (md != Float.NEGATIVE_INFINITY) {
-                float p = xd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(xd - md);
-                float o = yd == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(yd - md);
-                ld = ld + p + o;
-                ad0 = ad0 + p * v0 + o * w0;
-                ad1 = ad1 + p * v1 + o * w1;
-                ad2 = ad2 + p * v2 + o * w2;
-                ad3 = ad3 + p * v3 + o * w3;
-                ad4 = ad4 + p * v4 + o * w4;
-                ad5 = ad5 + p * v5 + o * w5;
-                ad6 = ad6 + p * v6 + o * w6;
-                ad7 = ad7 + p * v7 + o * w7;
+            float pd = TornadoMath.exp(xd - md);
+            float od = TornadoMath.exp(yd - md);
+            ld = ld + pd + od;
+            ad0 = ad0 + pd * v0 + od * w0;
+            ad1 = ad1 + pd * v1 + od * w1;
+            ad2 = ad2 + pd * v2 + od * w2;
+            ad3 = ad3 + pd * v3 + od * w3;
+            ad4 = ad4 + pd * v4 + od * w4;
+            ad5 = ad5 + pd * v5 + od * w5;
+            ad6 = ad6 + pd * v6 + od * w6;
+            ad7 = ad7 + pd * v7 + od * w7;
+            offA = offA + stepSlots;
+            blockA = blockA + stepBlocks;
+            if (offA >= blockSize) {
+                offA = offA - blockSize;
+                blockA = blockA + 1;
+            }
+            offB = offB + stepSlots;
+            blockB = blockB + stepBlocks;
+            if (offB >= blockSize) {
+                offB = offB - blockSize;
+                blockB = blockB + 1;
             }
         }
         // 4. merge the slots by log-sum-exp
@@ -839,58 +852,52 @@ public final class WarpQuadDecodeKernels {
             mAllC = TornadoMath.max(mAllC, slotMax[j * tileRows + 4 * quad + 2]);
             mAllD = TornadoMath.max(mAllD, slotMax[j * tileRows + 4 * quad + 3]);
         }
-        float wa = ma == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(ma - mAllA);
-        float wb = mb == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mb - mAllB);
-        float wc = mc == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(mc - mAllC);
-        float wd = md == Float.NEGATIVE_INFINITY ? 0f : TornadoMath.exp(md - mAllD);
-        for (int idx = tid; idx < tileRows * headDim; idx += local) {
-            red[idx] = 0f;
+        float wa = TornadoMath.exp(ma - mAllA);
+        float wb = TornadoMath.exp(mb - mAllB);
+        float wc = TornadoMath.exp(mc - mAllC);
+        float wd = TornadoMath.exp(md - mAllD);
+        // each slot's accumulators, scaled to the common max, go to their own rows: one barrier, then
+        // every work-item sums a few outputs over the slots (no slot waits for another)
+        int row0 = (slot * tileRows + 4 * quad) * headDim + lane;   // red: [slot][tileRow][headDim]
+        red[row0] = aa0 * wa;
+        red[row0 + lanes] = aa1 * wa;
+        red[row0 + 2 * lanes] = aa2 * wa;
+        red[row0 + 3 * lanes] = aa3 * wa;
+        red[row0 + 4 * lanes] = aa4 * wa;
+        red[row0 + 5 * lanes] = aa5 * wa;
+        red[row0 + 6 * lanes] = aa6 * wa;
+        red[row0 + 7 * lanes] = aa7 * wa;
+        red[row0 + headDim] = ab0 * wb;
+        red[row0 + headDim + lanes] = ab1 * wb;
+        red[row0 + headDim + 2 * lanes] = ab2 * wb;
+        red[row0 + headDim + 3 * lanes] = ab3 * wb;
+        red[row0 + headDim + 4 * lanes] = ab4 * wb;
+        red[row0 + headDim + 5 * lanes] = ab5 * wb;
+        red[row0 + headDim + 6 * lanes] = ab6 * wb;
+        red[row0 + headDim + 7 * lanes] = ab7 * wb;
+        red[row0 + 2 * headDim] = ac0 * wc;
+        red[row0 + 2 * headDim + lanes] = ac1 * wc;
+        red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
+        red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
+        red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
+        red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
+        red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
+        red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
+        red[row0 + 3 * headDim] = ad0 * wd;
+        red[row0 + 3 * headDim + lanes] = ad1 * wd;
+        red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
+        red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
+        red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
+        red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
+        red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
+        red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
+        if (lane == 0) {
+            slotSum[slot * tileRows + 4 * quad + 0] = la * wa;
+            slotSum[slot * tileRows + 4 * quad + 1] = lb * wb;
+            slotSum[slot * tileRows + 4 * quad + 2] = lc * wc;
+            slotSum[slot * tileRows + 4 * quad + 3] = ld * wd;
         }
         ctx.localBarrier();
-        int acc0 = 4 * quad * headDim + lane;
-        for (int j = 0; j < slots; j++) {
-            if (slot == j) {
-                red[acc0] += aa0 * wa;
-                red[acc0 + lanes] += aa1 * wa;
-                red[acc0 + 2 * lanes] += aa2 * wa;
-                red[acc0 + 3 * lanes] += aa3 * wa;
-                red[acc0 + 4 * lanes] += aa4 * wa;
-                red[acc0 + 5 * lanes] += aa5 * wa;
-                red[acc0 + 6 * lanes] += aa6 * wa;
-                red[acc0 + 7 * lanes] += aa7 * wa;
-                red[acc0 + headDim] += ab0 * wb;
-                red[acc0 + headDim + lanes] += ab1 * wb;
-                red[acc0 + headDim + 2 * lanes] += ab2 * wb;
-                red[acc0 + headDim + 3 * lanes] += ab3 * wb;
-                red[acc0 + headDim + 4 * lanes] += ab4 * wb;
-                red[acc0 + headDim + 5 * lanes] += ab5 * wb;
-                red[acc0 + headDim + 6 * lanes] += ab6 * wb;
-                red[acc0 + headDim + 7 * lanes] += ab7 * wb;
-                red[acc0 + 2 * headDim] += ac0 * wc;
-                red[acc0 + 2 * headDim + lanes] += ac1 * wc;
-                red[acc0 + 2 * headDim + 2 * lanes] += ac2 * wc;
-                red[acc0 + 2 * headDim + 3 * lanes] += ac3 * wc;
-                red[acc0 + 2 * headDim + 4 * lanes] += ac4 * wc;
-                red[acc0 + 2 * headDim + 5 * lanes] += ac5 * wc;
-                red[acc0 + 2 * headDim + 6 * lanes] += ac6 * wc;
-                red[acc0 + 2 * headDim + 7 * lanes] += ac7 * wc;
-                red[acc0 + 3 * headDim] += ad0 * wd;
-                red[acc0 + 3 * headDim + lanes] += ad1 * wd;
-                red[acc0 + 3 * headDim + 2 * lanes] += ad2 * wd;
-                red[acc0 + 3 * headDim + 3 * lanes] += ad3 * wd;
-                red[acc0 + 3 * headDim + 4 * lanes] += ad4 * wd;
-                red[acc0 + 3 * headDim + 5 * lanes] += ad5 * wd;
-                red[acc0 + 3 * headDim + 6 * lanes] += ad6 * wd;
-                red[acc0 + 3 * headDim + 7 * lanes] += ad7 * wd;
-                if (lane == 0) {
-                    slotSum[4 * quad + 0] += la * wa;
-                    slotSum[4 * quad + 1] += lb * wb;
-                    slotSum[4 * quad + 2] += lc * wc;
-                    slotSum[4 * quad + 3] += ld * wd;
-                }
-            }
-            ctx.localBarrier();
-        }
         // 5. write the normalised result or this partition's partial state
         int writeFinal = params.get(DecodeParams.WRITE_FINAL);
         for (int idx = tid; idx < tileRows * headDim; idx += local) {
@@ -899,16 +906,19 @@ public final class WarpQuadDecodeKernels {
             int hInGroup = tileFirst + hh;
             if (hh < tileHeads && hInGroup < groupSize) {
                 float mAll = Float.NEGATIVE_INFINITY;
+                float sum = 0f;
+                float acc = 0f;
                 for (int j = 0; j < slots; j++) {
                     mAll = TornadoMath.max(mAll, slotMax[j * tileRows + hh]);
+                    sum += slotSum[j * tileRows + hh];
+                    acc += red[(j * tileRows + hh) * headDim + d];
                 }
-                float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, acc / sum);
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
-                    partials.set(pBase + d, red[idx]);
+                    partials.set(pBase + d, acc);
                     if (d == 0) {
                         partials.set(pBase + headDim, mAll);
                         partials.set(pBase + headDim + 1, sum);

@@ -27,7 +27,10 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                          int localSize) {
     /** Which KernelContext attention kernel runs. */
     public enum Kernel {
-        /** QUADS for groups of 3 or more query heads, PAIRS below. */
+        /**
+         * WARP where the backend has warp shuffles (PTX) and the head dim suits it, else QUADS, for
+         * groups of 3 or more query heads; PAIRS below.
+         */
         AUTO,
         /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, all state in named registers. */
         QUADS,
@@ -60,9 +63,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int WAVES = 4;
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
-    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split) {
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
         return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, TARGET_GROUPS,
-                MIN_PARTITION_TOKENS, KERNEL);
+                MIN_PARTITION_TOKENS, kernel);
+    }
+
+    /** As {@link #plan(AttentionSpec, DecodeBatch, boolean, Kernel)} with the {@link #KERNEL} property (no warp operations). */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split) {
+        return plan(spec, batch, split, KERNEL);
     }
 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
@@ -78,12 +86,38 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
+     * The concrete kernel for {@code requested}: AUTO becomes WARP where {@code warpOperations} (the
+     * device's backend lowers TornadoVM's warp shuffles: PTX) and the shape suits it, else QUADS, for
+     * groups of 3 or more heads, and PAIRS for smaller groups. An explicit WARP without warp
+     * operations is refused, naming the kernel.
+     */
+    public static Kernel resolve(Kernel requested, AttentionSpec spec, boolean warpOperations) {
+        boolean warpShape = WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        if (requested == Kernel.WARP && !(warpOperations && warpShape)) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
+                    + "shuffles (PTX) and headDim / 8 a power of two <= 32; here warpOperations=" + warpOperations
+                    + " headDim=" + spec.headDim());
+        }
+        if (requested != Kernel.AUTO) {
+            return requested;
+        }
+        if (spec.groupSize() < 3) {
+            return Kernel.PAIRS;
+        }
+        return warpOperations && warpShape ? Kernel.WARP : Kernel.QUADS;
+    }
+
+    /**
      * The rule. Without splitting there are {@code base = numSeqs * numKvHeads * headTiles}
-     * work-groups, of very different lengths when the batch is ragged. Split when the grid would be
-     * small ({@code base < targetGroups / 2}) or ragged (longest > 1.5 x mean): partitions of
-     * {@code P = max(minPartitionTokens, work / (WAVES * targetGroups))} tokens, where work is
-     * {@code totalTokens * numKvHeads * headTiles}, so that the work-groups come to about
-     * {@link #WAVES} waves of the target and the longest sequence no longer sets the time.
+     * work-groups. Uniform batches whose grid is small ({@code base < targetGroups / 2}) are cut into
+     * {@code floor(targetGroups / base)} equal partitions (fewer if partitions would drop below
+     * {@code minPartitionTokens}): one nearly full wave of long work-groups, since every extra
+     * work-group costs its start-up, slot merge and partial write. Ragged batches (longest > 1.5 x
+     * mean) need more, shorter work-groups so that the longest sequence does not set the time: they
+     * aim at partitions of {@code P0 = max(minPartitionTokens, work / (WAVES * targetGroups))}
+     * tokens, where work is {@code totalTokens * numKvHeads * headTiles}, about {@link #WAVES} waves,
+     * and cut the longest sequence into {@code floor(maxLen / P0)} equal partitions, so that no
+     * partition is a short leftover.
      */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
@@ -95,15 +129,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;
         double mean = (double) totalTokens / numSeqs;
-        if (split && (2L * base < targetGroups || maxContextLen > 1.5 * mean)) {
+        boolean ragged = maxContextLen > 1.5 * mean;
+        if (split && ragged) {
             long work = totalTokens * spec.numKvHeads() * tiles;
-            long p = (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups);
-            partitionTokens = (int) Math.min(maxContextLen, Math.max(minPartitionTokens, p));
+            long p0 = Math.max(minPartitionTokens, (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups));
+            long parts = Math.max(1, maxContextLen / p0);
+            partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
+        } else if (split && 2L * base < targetGroups) {
+            long parts = Math.max(1, Math.min(targetGroups / base, maxContextLen / minPartitionTokens));
+            partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
-        if (kernel == Kernel.AUTO) {
-            kernel = spec.groupSize() >= 3 ? Kernel.QUADS : Kernel.PAIRS;
-        }
+        kernel = resolve(kernel, spec, kernel == Kernel.WARP);
         int local = switch (kernel) {
             case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());

@@ -24,7 +24,9 @@ import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
 import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
+import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.enums.TornadoVMBackendType;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -52,12 +54,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
     /** Local size of the scatter and merge kernels. */
     private static final int LOCAL = 128;
+    /**
+     * Global size of the grid-stride scatter and merge kernels: 264 work-groups (two per SM of an
+     * H100). They run on every step, most often with nothing to do; a full-size grid cost 13-30 us
+     * per step just to exit.
+     */
+    private static final int HELPER_GLOBAL = 264 * LOCAL;
 
     private final KvCache cache;
     private final KvCacheConfig config;
     private final AttentionSpec spec;
     private final String device;
     private final String variant;
+    private DecodeGrid.Kernel kernel;    // resolved against the device on first use
     private Plan plan;
     private long lastDeviceNanos = -1;
 
@@ -97,7 +106,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports). */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(spec, batch, !variant.equals("fused"));
+        return DecodeGrid.plan(spec, batch, !variant.equals("fused"), kernel());
+    }
+
+    /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
+    public DecodeGrid.Kernel kernel() {
+        if (kernel == null) {
+            TornadoDevice d = device == null ? TornadoExecutionPlan.getDevice(0, 0)
+                    : TornadoExecutionPlan.getDevice(Integer.parseInt(device.split(":")[0]), Integer.parseInt(device.split(":")[1]));
+            boolean warpOperations = d.getTornadoVMBackend() == TornadoVMBackendType.PTX;
+            kernel = DecodeGrid.resolve(DecodeGrid.KERNEL, spec, warpOperations);
+        }
+        return kernel;
     }
 
     @Override
@@ -167,7 +187,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
-            DecodeGrid.Kernel kernel = DecodeGrid.plan(spec, 1, 1, false).kernel();
+            DecodeGrid.Kernel kernel = kernel();
 
             TaskGraph graph = new TaskGraph("decode")
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
@@ -210,10 +230,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid("decode.scatter", grid(STAGING_SLOTS * width));
+            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(STAGING_SLOTS * width), HELPER_GLOBAL)));
             if (!variant.equals("parallel")) {
                 graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
-                grids.addWorkerGrid("decode.merge", grid(roundUp(maxSeqs * hq * d)));
+                grids.addWorkerGrid("decode.merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
                 attentionGrid = grid(LOCAL);
                 grids.addWorkerGrid("decode.attention", attentionGrid);
             } else {
@@ -221,7 +241,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
             ImmutableTaskGraph immutable = graph.snapshot();
-            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(ProfilerMode.SILENT);
+            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(
+                    Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
                 String[] bd = device.split(":");
                 executionPlan.withDevice(TornadoExecutionPlan.getDevice(Integer.parseInt(bd[0]), Integer.parseInt(bd[1])));

@@ -58,7 +58,8 @@ final class EmulatedDecode {
             }
         });
         int n = b.numSeqs() * spec.numQHeads() * d;
-        int global = (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL;
+        // the merge is grid-stride: one work-item per output in one schedule, a single small group in the other
+        int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,
                 ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
         return out;

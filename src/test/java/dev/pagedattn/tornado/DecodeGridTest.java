@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import org.junit.jupiter.api.Test;
 
 /** The host's rule for kernels, partitions and grid sizes. */
@@ -27,9 +28,12 @@ class DecodeGridTest {
     @Test
     void smallBatchLongContextSplitsToFillTheGpu() {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 32768, true, 528, 256, DecodeGrid.Kernel.AUTO);
-        assertEquals(128, g.maxPartitions()); // 32768 * 8 / (4 * 528) < 256 tokens: the minimum partition wins
-        assertEquals(256, g.partitionTokens());
-        assertTrue(g.numGroups() >= 528);
+        assertEquals(66, g.maxPartitions()); // 8 work-groups unsplit: 528 / 8 = 66 partitions fill one wave
+        assertEquals(497, g.partitionTokens());
+        assertEquals(528, g.numGroups());
+        DecodeGrid min = DecodeGrid.plan(LLAMA, 1, 32768, true, 528, 512, DecodeGrid.Kernel.AUTO);
+        assertEquals(64, min.maxPartitions()); // the minimum partition wins
+        assertEquals(512, min.partitionTokens());
         assertTrue(g.partitionTokens() * g.maxPartitions() >= 32768);
         assertTrue(g.partitionTokens() * (g.maxPartitions() - 1) < 32768);
     }
@@ -37,18 +41,54 @@ class DecodeGridTest {
     @Test
     void partitionsNeverGetSmallerThanTheMinimum() {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 1, 1000, true, 528, 256, DecodeGrid.Kernel.AUTO);
-        assertEquals(4, g.maxPartitions());
-        assertTrue(g.partitionTokens() >= 250);
+        assertEquals(3, g.maxPartitions());
+        assertEquals(334, g.partitionTokens());
     }
 
     @Test
     void raggedBatchesSplitEvenIfTheGridIsLarge() {
         // 64 sequences: 512 work-groups unsplit, but the longest is 4x the mean
         DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 32768, 64L * 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
-        assertEquals((64L * 8192 * 8 + 4 * 528 - 1) / (4 * 528), g.partitionTokens());
-        assertTrue(g.maxPartitions() > 1);
+        long p0 = (64L * 8192 * 8 + 4 * 528 - 1) / (4 * 528); // about four waves of 528 work-groups: 1986 tokens
+        assertEquals(2048, g.partitionTokens());               // 32768 cut into round(32768 / 1986) = 16 equal parts
+        assertEquals(16, g.maxPartitions());
+        assertTrue(Math.abs(g.partitionTokens() - p0) < p0 / 2);
         DecodeGrid uniform = DecodeGrid.plan(LLAMA, 64, 8192, 64L * 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(1, uniform.maxPartitions());
+    }
+
+    @Test
+    void partitionsAreEqualWithoutAShortLeftover() {
+        // 32 x 8192: 256 work-groups unsplit; two partitions of 4096 make one wave of 512
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 32, 8192, true, 528, 512, DecodeGrid.Kernel.AUTO);
+        assertEquals(4096, g.partitionTokens());
+        assertEquals(2, g.maxPartitions());
+        assertEquals(512, g.numGroups());
+        for (int len : new int[] {1000, 4097, 8191, 12345, 32768}) {
+            DecodeGrid h = DecodeGrid.plan(LLAMA, 2, len, true, 528, 512, DecodeGrid.Kernel.AUTO);
+            long leftover = len - (long) h.partitionTokens() * (h.maxPartitions() - 1);
+            assertTrue(h.partitionTokens() >= 512 && leftover > 0 && (h.maxPartitions() == 1 || leftover > h.partitionTokens() / 2),
+                    "len=" + len + " partition=" + h.partitionTokens() + " parts=" + h.maxPartitions());
+        }
+    }
+
+    @Test
+    void autoPicksTheWarpKernelOnlyWithWarpOperations() {
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, true));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, false));
+        AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);   // 10 lanes: not a power of two
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, true));
+        AttentionSpec mha = new AttentionSpec(16, 16, 128, 0.1f);
+        assertEquals(DecodeGrid.Kernel.PAIRS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, true));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, false));
+        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp") && e.getMessage().contains("warpOperations=false"),
+                e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d80, true));
+        assertTrue(e.getMessage().contains("headDim=80"), e.getMessage());
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 512, DecodeGrid.Kernel.WARP);
+        assertEquals(DecodeGrid.Kernel.WARP, g.kernel());
+        assertEquals(WarpQuadDecodeKernels.localSize(4, 128), g.localSize());
     }
 
     @Test
@@ -83,8 +123,8 @@ class DecodeGridTest {
 
     @Test
     void badKernelNameAndTunablesAreNamed() {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.Kernel.parse("warp"));
-        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp"), e.getMessage());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.Kernel.parse("warps"));
+        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warps"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class,
                 () -> DecodeGrid.plan(LLAMA, 1, 10, true, 0, 256, DecodeGrid.Kernel.QUADS));
         assertTrue(e.getMessage().contains("targetGroups=0"), e.getMessage());
