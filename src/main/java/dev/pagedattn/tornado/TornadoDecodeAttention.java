@@ -80,6 +80,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
         }
+        if (spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
+            // Tiled groups (more than one head tile per KV head) pass the emulator and the JVM, but
+            // TornadoVM 5.2 miscompiles them: wrong results on PTX, "logic node (LogicConstantNode)" on
+            // OpenCL (benchmarks/NOTES.md). Refuse rather than answer wrongly.
+            throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
+                    + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE
+                    + ": the tornado backend supports query groups of up to 8 heads (use --backend jvm)");
+        }
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }

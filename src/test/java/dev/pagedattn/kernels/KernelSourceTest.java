@@ -17,7 +17,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 class KernelSourceTest {
 
     @ParameterizedTest
-    @ValueSource(strings = {"HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
+    @ValueSource(strings = {"WarpQuadDecodeKernels", "HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
     void fp32BodyIsTheFp16BodyWithFloatPools(String kernelClass) throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
         String f16 = method(src, "attentionF16(");
@@ -39,7 +39,7 @@ class KernelSourceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
+    @ValueSource(strings = {"WarpQuadDecodeKernels", "HeadQuadDecodeKernels", "HeadPairDecodeKernels"})
     void registerKernelsUseNoPrivateArrays(String kernelClass) throws IOException {
         // TornadoVM puts private arrays in local (stack) memory: these kernels keep state in scalars.
         String body = method(Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java")),

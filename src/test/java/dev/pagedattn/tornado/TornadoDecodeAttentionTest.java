@@ -1,0 +1,38 @@
+package dev.pagedattn.tornado;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import org.junit.jupiter.api.Test;
+
+/** What the TornadoVM backend checks before it touches the TornadoVM runtime (none in this JVM). */
+class TornadoDecodeAttentionTest {
+
+    @Test
+    void groupsAboveEightHeadsAreRefusedWithTheirShape() {
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
+        int seq = cache.createSequence();
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto"));
+        assertTrue(e.getMessage().contains("groupSize=16") && e.getMessage().contains("q-heads 32 / kv-heads 2")
+                && e.getMessage().contains("--backend jvm"), e.getMessage());
+        assertEquals(0, cache.length(seq), "nothing in the cache changed");
+        new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 16), null, "auto").close(); // groups of 8 are fine
+    }
+
+    @Test
+    void badVariantAndDeviceAreNamed() {
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 8);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(cache, spec, null, "warp"));
+        assertTrue(e.getMessage().contains("variant=warp"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(cache, spec, "gpu0", "auto"));
+        assertTrue(e.getMessage().contains("device=gpu0"), e.getMessage());
+    }
+}
