@@ -120,8 +120,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
-            TornadoDevice d = device == null ? TornadoExecutionPlan.getDevice(0, 0)
-                    : TornadoExecutionPlan.getDevice(Integer.parseInt(device.split(":")[0]), Integer.parseInt(device.split(":")[1]));
+            // the device the graph runs on: --device, else a whole-graph pin (tornado-config), else TornadoVM's default
+            String bd = device != null ? device : System.getProperty("decode.device", "0:0");
+            if (!bd.matches("\\d+:\\d+")) {
+                throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
+            }
+            TornadoDevice d = TornadoExecutionPlan.getDevice(Integer.parseInt(bd.split(":")[0]), Integer.parseInt(bd.split(":")[1]));
             boolean warpOperations = d.getTornadoVMBackend() == TornadoVMBackendType.PTX;
             kernel = DecodeGrid.resolve(DecodeGrid.KERNEL, spec, warpOperations);
         }
