@@ -125,8 +125,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (!bd.matches("\\d+:\\d+")) {
                 throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
             }
-            TornadoDevice d = TornadoExecutionPlan.getDevice(Integer.parseInt(bd.split(":")[0]), Integer.parseInt(bd.split(":")[1]));
-            boolean warpOperations = d.getTornadoVMBackend() == TornadoVMBackendType.PTX;
+            boolean warpOperations = deviceOf(bd).getTornadoVMBackend() == TornadoVMBackendType.PTX;
             kernel = DecodeGrid.resolve(DecodeGrid.KERNEL, spec, warpOperations);
         }
         return kernel;
@@ -256,8 +255,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(
                     Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
-                String[] bd = device.split(":");
-                executionPlan.withDevice(TornadoExecutionPlan.getDevice(Integer.parseInt(bd[0]), Integer.parseInt(bd[1])));
+                executionPlan.withDevice(deviceOf(device));
             }
         }
 
@@ -323,6 +321,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 throw new IllegalStateException("could not release the TornadoVM plan", e);
             }
         }
+    }
+
+    /** The TornadoVM device of a checked "B:D" (backend index:device index). */
+    private static TornadoDevice deviceOf(String bd) {
+        int colon = bd.indexOf(':');
+        return TornadoExecutionPlan.getDevice(Integer.parseInt(bd.substring(0, colon)), Integer.parseInt(bd.substring(colon + 1)));
     }
 
     private static WorkerGrid1D grid(int global) {
