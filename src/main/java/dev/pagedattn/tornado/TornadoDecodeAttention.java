@@ -7,6 +7,7 @@ import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
+import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
@@ -26,7 +27,6 @@ import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
-import uk.ac.manchester.tornado.api.enums.TornadoVMBackendType;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -52,6 +52,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 public final class TornadoDecodeAttention implements DecodeAttention {
     /** Staged token slots per step; more are sent in extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
+    /** Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}): {@code -Dpagedattn.tornado.cudaGraph}. */
+    public static final boolean CUDA_GRAPH = Boolean.getBoolean("pagedattn.tornado.cudaGraph");
     /** Local size of the scatter and merge kernels. */
     private static final int LOCAL = 128;
     /**
@@ -66,7 +68,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final AttentionSpec spec;
     private final String device;
     private final String variant;
-    private DecodeGrid.Kernel kernel;    // resolved against the device on first use
+    private final DecodeGrid.Kernel requestedKernel;
+    private Backend backend;             // of the device the graph runs on, found on first use
+    private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
     private Plan plan;
     private long lastDeviceNanos = -1;
 
@@ -76,6 +80,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
+        this(cache, spec, device, variant, DecodeGrid.KERNEL);
+    }
+
+    /** {@code kernel}: the attention kernel to run, AUTO for the measured best on the device. */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel) {
         spec.requireMatches(cache.config());
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
@@ -99,12 +108,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.spec = spec;
         this.device = device;
         this.variant = variant;
+        this.requestedKernel = kernel;
         cache.trackDirtySlots();
     }
 
     @Override
     public String name() {
         return "tornado-" + variant;
+    }
+
+    /** The backend of the device the plan runs on (found with the kernel). */
+    public Backend backend() {
+        kernel();
+        return backend;
     }
 
     @Override
@@ -125,8 +141,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (!bd.matches("\\d+:\\d+")) {
                 throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
             }
-            boolean warpOperations = deviceOf(bd).getTornadoVMBackend() == TornadoVMBackendType.PTX;
-            kernel = DecodeGrid.resolve(DecodeGrid.KERNEL, spec, warpOperations);
+            backend = Backend.of(deviceOf(bd).getTornadoVMBackend().name());
+            kernel = DecodeGrid.resolve(requestedKernel, spec, backend);
         }
         return kernel;
     }
@@ -211,6 +227,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -229,6 +251,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -256,6 +281,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
                 executionPlan.withDevice(deviceOf(device));
+            }
+            if (CUDA_GRAPH) {
+                executionPlan.withCUDAGraph();
             }
         }
 
