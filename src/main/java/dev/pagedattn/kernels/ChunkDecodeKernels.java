@@ -42,8 +42,11 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
 public final class ChunkDecodeKernels {
     /** Local size: four warps. */
     public static final int LOCAL = 128;
-    /** Token rows each work-item loads per chunk. */
-    static final int ROWS_PER_THREAD = 8;
+    /**
+     * Token rows each work-item loads per chunk, {@code -Dpagedattn.tornado.chunkRows} (2, 4 or 8;
+     * default 8). TornadoVM reads it when it compiles the kernel; the local arrays are sized for 8.
+     */
+    public static final int ROWS_PER_THREAD = chunkRows(Integer.getInteger("pagedattn.tornado.chunkRows", 8));
     /** [chunk][heads][lanes + 1] = 4096 (lanes + 1) / lanes floats, at most 6144 (lanes >= 2). */
     static final int DOTS_SIZE = 6144;
     /** [chunk][heads] = 4096 / lanes floats. */
@@ -59,6 +62,13 @@ public final class ChunkDecodeKernels {
     static final int STATS_SIZE = 3 * LOCAL + PagedDecodeKernels.MAX_HEADS_PER_TILE;
 
     private ChunkDecodeKernels() {
+    }
+
+    private static int chunkRows(int rows) {
+        if (rows != 2 && rows != 4 && rows != 8) {
+            throw new IllegalArgumentException("pagedattn.tornado.chunkRows=" + rows + " is not 2, 4 or 8");
+        }
+        return rows;
     }
 
     /** Query groups of 1 to 8 heads; head dims 16, 32, 64, 128 or 256 (headDim / 8 a power of two >= 2). */

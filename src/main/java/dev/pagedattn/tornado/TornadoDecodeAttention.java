@@ -50,8 +50,13 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * later rebuilds the plan, which uploads the pools again. Not thread-safe: one decode at a time.
  */
 public final class TornadoDecodeAttention implements DecodeAttention {
-    /** Staged token slots per step; more are sent in extra scatter-only executions. */
-    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
+    /**
+     * Staged token slots per execution, {@code -Dpagedattn.tornado.stagingSlots}; 0 (default): the
+     * plan's batch capacity rounded up to 16, at most 256, since a decode step appends one token per
+     * sequence. More dirty slots (prompts, copy-on-write copies) go in extra scatter-only executions.
+     * The staging arrays travel to the device on every execution, so they are kept small.
+     */
+    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
     /** Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}): {@code -Dpagedattn.tornado.cudaGraph}. */
     public static final boolean CUDA_GRAPH = Boolean.getBoolean("pagedattn.tornado.cudaGraph");
     /** Local size of the scatter and merge kernels. */
@@ -100,8 +105,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
-        if (STAGING_SLOTS < 16 || STAGING_SLOTS % 16 != 0) {
-            throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be a positive multiple of 16");
+        if (STAGING_SLOTS < 0 || STAGING_SLOTS % 16 != 0) {
+            throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be 0 (auto) or a positive multiple of 16");
         }
         this.cache = cache;
         this.config = cache.config();
@@ -182,9 +187,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final IntArray lens;             // [maxSeqs]
         final IntArray params;           // [DecodeParams.SIZE]
         final FloatArray partials;       // [numSeqs][numQHeads][maxPartitions][headDim + 2], partialRows rows
-        final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
+        final int stagingSlots;
+        final TornadoNativeArray stageK; // [stagingSlots][numKvHeads][headDim]
         final TornadoNativeArray stageV;
-        final IntArray slotOffsets;      // [STAGING_SLOTS]
+        final IntArray slotOffsets;      // [stagingSlots]
         final WorkerGrid1D attentionGrid;
         final TornadoExecutionPlan executionPlan;
 
@@ -208,9 +214,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
-            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
-            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
-            slotOffsets = new IntArray(STAGING_SLOTS);
+            stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
+            stageK = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
+            stageV = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
+            slotOffsets = new IntArray(stagingSlots);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
@@ -266,7 +273,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(STAGING_SLOTS * width), HELPER_GLOBAL)));
+            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(stagingSlots * width), HELPER_GLOBAL)));
             if (!variant.equals("parallel")) {
                 graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
                 grids.addWorkerGrid("decode.merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
@@ -305,7 +312,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                int rows = Math.min(STAGING_SLOTS, dirty.length - done);
+                int rows = Math.min(stagingSlots, dirty.length - done);
                 stage(dirty, done, rows);
                 done += rows;
                 boolean last = done == dirty.length;
