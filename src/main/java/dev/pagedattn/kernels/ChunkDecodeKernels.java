@@ -40,6 +40,8 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * </pre>
  */
 public final class ChunkDecodeKernels {
+    /** Query heads per work-item. */
+    private static final int HPT = 4;
     /** Local size: four warps. */
     public static final int LOCAL = 128;
     /**
@@ -86,8 +88,8 @@ public final class ChunkDecodeKernels {
             return;
         }
         int lanes = headDim / 8;                 // work-items per token row and quad: 8 dims (4 pairs) each
-        int quads = (groupSize + 3) / 4;         // quads of query heads
-        int heads = 4 * quads;                   // query heads, padded to whole quads
+        int quads = (groupSize + HPT - 1) / HPT;  // units of HPT query heads per work-item
+        int heads = HPT * quads;                 // query heads, padded to whole units
         int rowThreads = quads * lanes;
         int rows = LOCAL / rowThreads;           // token rows one pass covers
         int chunk = ROWS_PER_THREAD * rows;      // tokens per chunk
@@ -122,9 +124,9 @@ public final class ChunkDecodeKernels {
 
         // this work-item's query values: heads 4*quad .. 4*quad+3 of the KV head's group, dims
         // 2*lane + 2*lanes*j + {0, 1} for j = 0..3, pre-scaled; heads past the group read head 0 with scale 0
-        boolean validA = 4 * quad + 0 < groupSize;
+        boolean validA = HPT * quad + 0 < groupSize;
         float sa = validA ? scale : 0f;
-        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? 4 * quad + 0 : 0)) * headDim + 2 * lane;
+        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? HPT * quad + 0 : 0)) * headDim + 2 * lane;
         float qa0 = q.get(qa) * sa;
         float qa1 = q.get(qa + 1) * sa;
         float qa2 = q.get(qa + 2 * lanes) * sa;
@@ -133,9 +135,9 @@ public final class ChunkDecodeKernels {
         float qa5 = q.get(qa + 4 * lanes + 1) * sa;
         float qa6 = q.get(qa + 6 * lanes) * sa;
         float qa7 = q.get(qa + 6 * lanes + 1) * sa;
-        boolean validB = 4 * quad + 1 < groupSize;
+        boolean validB = HPT * quad + 1 < groupSize;
         float sb = validB ? scale : 0f;
-        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? 4 * quad + 1 : 0)) * headDim + 2 * lane;
+        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? HPT * quad + 1 : 0)) * headDim + 2 * lane;
         float qb0 = q.get(qb) * sb;
         float qb1 = q.get(qb + 1) * sb;
         float qb2 = q.get(qb + 2 * lanes) * sb;
@@ -144,9 +146,9 @@ public final class ChunkDecodeKernels {
         float qb5 = q.get(qb + 4 * lanes + 1) * sb;
         float qb6 = q.get(qb + 6 * lanes) * sb;
         float qb7 = q.get(qb + 6 * lanes + 1) * sb;
-        boolean validC = 4 * quad + 2 < groupSize;
+        boolean validC = HPT * quad + 2 < groupSize;
         float sc = validC ? scale : 0f;
-        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? 4 * quad + 2 : 0)) * headDim + 2 * lane;
+        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? HPT * quad + 2 : 0)) * headDim + 2 * lane;
         float qc0 = q.get(qc) * sc;
         float qc1 = q.get(qc + 1) * sc;
         float qc2 = q.get(qc + 2 * lanes) * sc;
@@ -155,9 +157,9 @@ public final class ChunkDecodeKernels {
         float qc5 = q.get(qc + 4 * lanes + 1) * sc;
         float qc6 = q.get(qc + 6 * lanes) * sc;
         float qc7 = q.get(qc + 6 * lanes + 1) * sc;
-        boolean validD = 4 * quad + 3 < groupSize;
+        boolean validD = HPT * quad + 3 < groupSize;
         float sd = validD ? scale : 0f;
-        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? 4 * quad + 3 : 0)) * headDim + 2 * lane;
+        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? HPT * quad + 3 : 0)) * headDim + 2 * lane;
         float qd0 = q.get(qd) * sd;
         float qd1 = q.get(qd + 1) * sd;
         float qd2 = q.get(qd + 2 * lanes) * sd;
@@ -205,14 +207,14 @@ public final class ChunkDecodeKernels {
                 float y5 = Half2.highFloat(yh2);
                 float y6 = Half2.lowFloat(yh3);
                 float y7 = Half2.highFloat(yh3);
-                dots[(rA * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
-                dots[(rB * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
-                dots[(rA * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
-                dots[(rB * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
-                dots[(rA * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
-                dots[(rB * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
-                dots[(rA * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
-                dots[(rB * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
+                dots[(rA * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
+                dots[(rB * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
+                dots[(rA * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
+                dots[(rB * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
+                dots[(rA * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
+                dots[(rB * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
+                dots[(rA * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
+                dots[(rB * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
@@ -250,10 +252,10 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 3. rescale to the new running max, then V weighted by the probabilities, two rows at a time
-            float ca = stats[STATS_RESCALE + 4 * quad + 0];
-            float cb = stats[STATS_RESCALE + 4 * quad + 1];
-            float cc = stats[STATS_RESCALE + 4 * quad + 2];
-            float cd = stats[STATS_RESCALE + 4 * quad + 3];
+            float ca = stats[STATS_RESCALE + HPT * quad + 0];
+            float cb = stats[STATS_RESCALE + HPT * quad + 1];
+            float cc = stats[STATS_RESCALE + HPT * quad + 2];
+            float cd = stats[STATS_RESCALE + HPT * quad + 3];
             aa0 = aa0 * ca;
             aa1 = aa1 * ca;
             aa2 = aa2 * ca;
@@ -317,14 +319,14 @@ public final class ChunkDecodeKernels {
                 float y5 = Half2.highFloat(yh2);
                 float y6 = Half2.lowFloat(yh3);
                 float y7 = Half2.highFloat(yh3);
-                float pa = probs[rA * heads + 4 * quad + 0];
-                float oa = probs[rB * heads + 4 * quad + 0];
-                float pb = probs[rA * heads + 4 * quad + 1];
-                float ob = probs[rB * heads + 4 * quad + 1];
-                float pc = probs[rA * heads + 4 * quad + 2];
-                float oc = probs[rB * heads + 4 * quad + 2];
-                float pd = probs[rA * heads + 4 * quad + 3];
-                float od = probs[rB * heads + 4 * quad + 3];
+                float pa = probs[rA * heads + HPT * quad + 0];
+                float oa = probs[rB * heads + HPT * quad + 0];
+                float pb = probs[rA * heads + HPT * quad + 1];
+                float ob = probs[rB * heads + HPT * quad + 1];
+                float pc = probs[rA * heads + HPT * quad + 2];
+                float oc = probs[rB * heads + HPT * quad + 2];
+                float pd = probs[rA * heads + HPT * quad + 3];
+                float od = probs[rB * heads + HPT * quad + 3];
                 aa0 = aa0 + pa * x0 + oa * y0;
                 aa1 = aa1 + pa * x1 + oa * y1;
                 aa2 = aa2 + pa * x2 + oa * y2;
@@ -359,8 +361,9 @@ public final class ChunkDecodeKernels {
                 ad7 = ad7 + pd * x7 + od * y7;
             }
         }
-        // 4. every row slot's accumulators to local memory (free since the last softmax)
-        int wa = (slot * heads + 4 * quad + 0) * headDim + 2 * lane;
+        // 4. every row slot's accumulators to local memory, then sum the slots and write out
+        ctx.localBarrier();
+        int wa = (slot * heads + HPT * quad + 0) * headDim + 2 * lane;
         dots[wa] = aa0;
         dots[wa + 1] = aa1;
         dots[wa + 2 * lanes] = aa2;
@@ -369,7 +372,7 @@ public final class ChunkDecodeKernels {
         dots[wa + 4 * lanes + 1] = aa5;
         dots[wa + 6 * lanes] = aa6;
         dots[wa + 6 * lanes + 1] = aa7;
-        int wb = (slot * heads + 4 * quad + 1) * headDim + 2 * lane;
+        int wb = (slot * heads + HPT * quad + 1) * headDim + 2 * lane;
         dots[wb] = ab0;
         dots[wb + 1] = ab1;
         dots[wb + 2 * lanes] = ab2;
@@ -378,7 +381,7 @@ public final class ChunkDecodeKernels {
         dots[wb + 4 * lanes + 1] = ab5;
         dots[wb + 6 * lanes] = ab6;
         dots[wb + 6 * lanes + 1] = ab7;
-        int wc = (slot * heads + 4 * quad + 2) * headDim + 2 * lane;
+        int wc = (slot * heads + HPT * quad + 2) * headDim + 2 * lane;
         dots[wc] = ac0;
         dots[wc + 1] = ac1;
         dots[wc + 2 * lanes] = ac2;
@@ -387,7 +390,7 @@ public final class ChunkDecodeKernels {
         dots[wc + 4 * lanes + 1] = ac5;
         dots[wc + 6 * lanes] = ac6;
         dots[wc + 6 * lanes + 1] = ac7;
-        int wd = (slot * heads + 4 * quad + 3) * headDim + 2 * lane;
+        int wd = (slot * heads + HPT * quad + 3) * headDim + 2 * lane;
         dots[wd] = ad0;
         dots[wd + 1] = ad1;
         dots[wd + 2 * lanes] = ad2;
@@ -434,8 +437,8 @@ public final class ChunkDecodeKernels {
             return;
         }
         int lanes = headDim / 8;                 // work-items per token row and quad: 8 dims (4 pairs) each
-        int quads = (groupSize + 3) / 4;         // quads of query heads
-        int heads = 4 * quads;                   // query heads, padded to whole quads
+        int quads = (groupSize + HPT - 1) / HPT;  // units of HPT query heads per work-item
+        int heads = HPT * quads;                 // query heads, padded to whole units
         int rowThreads = quads * lanes;
         int rows = LOCAL / rowThreads;           // token rows one pass covers
         int chunk = ROWS_PER_THREAD * rows;      // tokens per chunk
@@ -470,9 +473,9 @@ public final class ChunkDecodeKernels {
 
         // this work-item's query values: heads 4*quad .. 4*quad+3 of the KV head's group, dims
         // 2*lane + 2*lanes*j + {0, 1} for j = 0..3, pre-scaled; heads past the group read head 0 with scale 0
-        boolean validA = 4 * quad + 0 < groupSize;
+        boolean validA = HPT * quad + 0 < groupSize;
         float sa = validA ? scale : 0f;
-        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? 4 * quad + 0 : 0)) * headDim + 2 * lane;
+        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? HPT * quad + 0 : 0)) * headDim + 2 * lane;
         float qa0 = q.get(qa) * sa;
         float qa1 = q.get(qa + 1) * sa;
         float qa2 = q.get(qa + 2 * lanes) * sa;
@@ -481,9 +484,9 @@ public final class ChunkDecodeKernels {
         float qa5 = q.get(qa + 4 * lanes + 1) * sa;
         float qa6 = q.get(qa + 6 * lanes) * sa;
         float qa7 = q.get(qa + 6 * lanes + 1) * sa;
-        boolean validB = 4 * quad + 1 < groupSize;
+        boolean validB = HPT * quad + 1 < groupSize;
         float sb = validB ? scale : 0f;
-        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? 4 * quad + 1 : 0)) * headDim + 2 * lane;
+        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? HPT * quad + 1 : 0)) * headDim + 2 * lane;
         float qb0 = q.get(qb) * sb;
         float qb1 = q.get(qb + 1) * sb;
         float qb2 = q.get(qb + 2 * lanes) * sb;
@@ -492,9 +495,9 @@ public final class ChunkDecodeKernels {
         float qb5 = q.get(qb + 4 * lanes + 1) * sb;
         float qb6 = q.get(qb + 6 * lanes) * sb;
         float qb7 = q.get(qb + 6 * lanes + 1) * sb;
-        boolean validC = 4 * quad + 2 < groupSize;
+        boolean validC = HPT * quad + 2 < groupSize;
         float sc = validC ? scale : 0f;
-        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? 4 * quad + 2 : 0)) * headDim + 2 * lane;
+        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? HPT * quad + 2 : 0)) * headDim + 2 * lane;
         float qc0 = q.get(qc) * sc;
         float qc1 = q.get(qc + 1) * sc;
         float qc2 = q.get(qc + 2 * lanes) * sc;
@@ -503,9 +506,9 @@ public final class ChunkDecodeKernels {
         float qc5 = q.get(qc + 4 * lanes + 1) * sc;
         float qc6 = q.get(qc + 6 * lanes) * sc;
         float qc7 = q.get(qc + 6 * lanes + 1) * sc;
-        boolean validD = 4 * quad + 3 < groupSize;
+        boolean validD = HPT * quad + 3 < groupSize;
         float sd = validD ? scale : 0f;
-        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? 4 * quad + 3 : 0)) * headDim + 2 * lane;
+        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? HPT * quad + 3 : 0)) * headDim + 2 * lane;
         float qd0 = q.get(qd) * sd;
         float qd1 = q.get(qd + 1) * sd;
         float qd2 = q.get(qd + 2 * lanes) * sd;
@@ -545,14 +548,14 @@ public final class ChunkDecodeKernels {
                 float y5 = kPool.get(kB + 4 * lanes + 1).getFloat32();
                 float y6 = kPool.get(kB + 6 * lanes).getFloat32();
                 float y7 = kPool.get(kB + 6 * lanes + 1).getFloat32();
-                dots[(rA * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
-                dots[(rB * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
-                dots[(rA * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
-                dots[(rB * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
-                dots[(rA * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
-                dots[(rB * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
-                dots[(rA * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
-                dots[(rB * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
+                dots[(rA * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
+                dots[(rB * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
+                dots[(rA * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
+                dots[(rB * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
+                dots[(rA * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
+                dots[(rB * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
+                dots[(rA * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
+                dots[(rB * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
@@ -590,10 +593,10 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 3. rescale to the new running max, then V weighted by the probabilities, two rows at a time
-            float ca = stats[STATS_RESCALE + 4 * quad + 0];
-            float cb = stats[STATS_RESCALE + 4 * quad + 1];
-            float cc = stats[STATS_RESCALE + 4 * quad + 2];
-            float cd = stats[STATS_RESCALE + 4 * quad + 3];
+            float ca = stats[STATS_RESCALE + HPT * quad + 0];
+            float cb = stats[STATS_RESCALE + HPT * quad + 1];
+            float cc = stats[STATS_RESCALE + HPT * quad + 2];
+            float cd = stats[STATS_RESCALE + HPT * quad + 3];
             aa0 = aa0 * ca;
             aa1 = aa1 * ca;
             aa2 = aa2 * ca;
@@ -649,14 +652,14 @@ public final class ChunkDecodeKernels {
                 float y5 = vPool.get(vB + 4 * lanes + 1).getFloat32();
                 float y6 = vPool.get(vB + 6 * lanes).getFloat32();
                 float y7 = vPool.get(vB + 6 * lanes + 1).getFloat32();
-                float pa = probs[rA * heads + 4 * quad + 0];
-                float oa = probs[rB * heads + 4 * quad + 0];
-                float pb = probs[rA * heads + 4 * quad + 1];
-                float ob = probs[rB * heads + 4 * quad + 1];
-                float pc = probs[rA * heads + 4 * quad + 2];
-                float oc = probs[rB * heads + 4 * quad + 2];
-                float pd = probs[rA * heads + 4 * quad + 3];
-                float od = probs[rB * heads + 4 * quad + 3];
+                float pa = probs[rA * heads + HPT * quad + 0];
+                float oa = probs[rB * heads + HPT * quad + 0];
+                float pb = probs[rA * heads + HPT * quad + 1];
+                float ob = probs[rB * heads + HPT * quad + 1];
+                float pc = probs[rA * heads + HPT * quad + 2];
+                float oc = probs[rB * heads + HPT * quad + 2];
+                float pd = probs[rA * heads + HPT * quad + 3];
+                float od = probs[rB * heads + HPT * quad + 3];
                 aa0 = aa0 + pa * x0 + oa * y0;
                 aa1 = aa1 + pa * x1 + oa * y1;
                 aa2 = aa2 + pa * x2 + oa * y2;
@@ -691,8 +694,9 @@ public final class ChunkDecodeKernels {
                 ad7 = ad7 + pd * x7 + od * y7;
             }
         }
-        // 4. every row slot's accumulators to local memory (free since the last softmax)
-        int wa = (slot * heads + 4 * quad + 0) * headDim + 2 * lane;
+        // 4. every row slot's accumulators to local memory, then sum the slots and write out
+        ctx.localBarrier();
+        int wa = (slot * heads + HPT * quad + 0) * headDim + 2 * lane;
         dots[wa] = aa0;
         dots[wa + 1] = aa1;
         dots[wa + 2 * lanes] = aa2;
@@ -701,7 +705,7 @@ public final class ChunkDecodeKernels {
         dots[wa + 4 * lanes + 1] = aa5;
         dots[wa + 6 * lanes] = aa6;
         dots[wa + 6 * lanes + 1] = aa7;
-        int wb = (slot * heads + 4 * quad + 1) * headDim + 2 * lane;
+        int wb = (slot * heads + HPT * quad + 1) * headDim + 2 * lane;
         dots[wb] = ab0;
         dots[wb + 1] = ab1;
         dots[wb + 2 * lanes] = ab2;
@@ -710,7 +714,7 @@ public final class ChunkDecodeKernels {
         dots[wb + 4 * lanes + 1] = ab5;
         dots[wb + 6 * lanes] = ab6;
         dots[wb + 6 * lanes + 1] = ab7;
-        int wc = (slot * heads + 4 * quad + 2) * headDim + 2 * lane;
+        int wc = (slot * heads + HPT * quad + 2) * headDim + 2 * lane;
         dots[wc] = ac0;
         dots[wc + 1] = ac1;
         dots[wc + 2 * lanes] = ac2;
@@ -719,7 +723,7 @@ public final class ChunkDecodeKernels {
         dots[wc + 4 * lanes + 1] = ac5;
         dots[wc + 6 * lanes] = ac6;
         dots[wc + 6 * lanes + 1] = ac7;
-        int wd = (slot * heads + 4 * quad + 3) * headDim + 2 * lane;
+        int wd = (slot * heads + HPT * quad + 3) * headDim + 2 * lane;
         dots[wd] = ad0;
         dots[wd + 1] = ad1;
         dots[wd + 2 * lanes] = ad2;
@@ -766,8 +770,8 @@ public final class ChunkDecodeKernels {
             return;
         }
         int lanes = headDim / 8;                 // work-items per token row and quad: 8 dims (4 pairs) each
-        int quads = (groupSize + 3) / 4;         // quads of query heads
-        int heads = 4 * quads;                   // query heads, padded to whole quads
+        int quads = (groupSize + HPT - 1) / HPT;  // units of HPT query heads per work-item
+        int heads = HPT * quads;                 // query heads, padded to whole units
         int rowThreads = quads * lanes;
         int rows = LOCAL / rowThreads;           // token rows one pass covers
         int chunk = ROWS_PER_THREAD * rows;      // tokens per chunk
@@ -802,9 +806,9 @@ public final class ChunkDecodeKernels {
 
         // this work-item's query values: heads 4*quad .. 4*quad+3 of the KV head's group, dims
         // 2*lane + 2*lanes*j + {0, 1} for j = 0..3, pre-scaled; heads past the group read head 0 with scale 0
-        boolean validA = 4 * quad + 0 < groupSize;
+        boolean validA = HPT * quad + 0 < groupSize;
         float sa = validA ? scale : 0f;
-        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? 4 * quad + 0 : 0)) * headDim + 2 * lane;
+        int qa = (seq * numKvHeads * groupSize + kvHead * groupSize + (validA ? HPT * quad + 0 : 0)) * headDim + 2 * lane;
         float qa0 = q.get(qa) * sa;
         float qa1 = q.get(qa + 1) * sa;
         float qa2 = q.get(qa + 2 * lanes) * sa;
@@ -813,9 +817,9 @@ public final class ChunkDecodeKernels {
         float qa5 = q.get(qa + 4 * lanes + 1) * sa;
         float qa6 = q.get(qa + 6 * lanes) * sa;
         float qa7 = q.get(qa + 6 * lanes + 1) * sa;
-        boolean validB = 4 * quad + 1 < groupSize;
+        boolean validB = HPT * quad + 1 < groupSize;
         float sb = validB ? scale : 0f;
-        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? 4 * quad + 1 : 0)) * headDim + 2 * lane;
+        int qb = (seq * numKvHeads * groupSize + kvHead * groupSize + (validB ? HPT * quad + 1 : 0)) * headDim + 2 * lane;
         float qb0 = q.get(qb) * sb;
         float qb1 = q.get(qb + 1) * sb;
         float qb2 = q.get(qb + 2 * lanes) * sb;
@@ -824,9 +828,9 @@ public final class ChunkDecodeKernels {
         float qb5 = q.get(qb + 4 * lanes + 1) * sb;
         float qb6 = q.get(qb + 6 * lanes) * sb;
         float qb7 = q.get(qb + 6 * lanes + 1) * sb;
-        boolean validC = 4 * quad + 2 < groupSize;
+        boolean validC = HPT * quad + 2 < groupSize;
         float sc = validC ? scale : 0f;
-        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? 4 * quad + 2 : 0)) * headDim + 2 * lane;
+        int qc = (seq * numKvHeads * groupSize + kvHead * groupSize + (validC ? HPT * quad + 2 : 0)) * headDim + 2 * lane;
         float qc0 = q.get(qc) * sc;
         float qc1 = q.get(qc + 1) * sc;
         float qc2 = q.get(qc + 2 * lanes) * sc;
@@ -835,9 +839,9 @@ public final class ChunkDecodeKernels {
         float qc5 = q.get(qc + 4 * lanes + 1) * sc;
         float qc6 = q.get(qc + 6 * lanes) * sc;
         float qc7 = q.get(qc + 6 * lanes + 1) * sc;
-        boolean validD = 4 * quad + 3 < groupSize;
+        boolean validD = HPT * quad + 3 < groupSize;
         float sd = validD ? scale : 0f;
-        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? 4 * quad + 3 : 0)) * headDim + 2 * lane;
+        int qd = (seq * numKvHeads * groupSize + kvHead * groupSize + (validD ? HPT * quad + 3 : 0)) * headDim + 2 * lane;
         float qd0 = q.get(qd) * sd;
         float qd1 = q.get(qd + 1) * sd;
         float qd2 = q.get(qd + 2 * lanes) * sd;
@@ -877,14 +881,14 @@ public final class ChunkDecodeKernels {
                 float y5 = kPool.get(kB + 4 * lanes + 1);
                 float y6 = kPool.get(kB + 6 * lanes);
                 float y7 = kPool.get(kB + 6 * lanes + 1);
-                dots[(rA * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
-                dots[(rB * heads + 4 * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
-                dots[(rA * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
-                dots[(rB * heads + 4 * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
-                dots[(rA * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
-                dots[(rB * heads + 4 * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
-                dots[(rA * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
-                dots[(rB * heads + 4 * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
+                dots[(rA * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * x0 + qa1 * x1 + qa2 * x2 + qa3 * x3 + qa4 * x4 + qa5 * x5 + qa6 * x6 + qa7 * x7;
+                dots[(rB * heads + HPT * quad + 0) * (lanes + 1) + lane] = qa0 * y0 + qa1 * y1 + qa2 * y2 + qa3 * y3 + qa4 * y4 + qa5 * y5 + qa6 * y6 + qa7 * y7;
+                dots[(rA * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * x0 + qb1 * x1 + qb2 * x2 + qb3 * x3 + qb4 * x4 + qb5 * x5 + qb6 * x6 + qb7 * x7;
+                dots[(rB * heads + HPT * quad + 1) * (lanes + 1) + lane] = qb0 * y0 + qb1 * y1 + qb2 * y2 + qb3 * y3 + qb4 * y4 + qb5 * y5 + qb6 * y6 + qb7 * y7;
+                dots[(rA * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * x0 + qc1 * x1 + qc2 * x2 + qc3 * x3 + qc4 * x4 + qc5 * x5 + qc6 * x6 + qc7 * x7;
+                dots[(rB * heads + HPT * quad + 2) * (lanes + 1) + lane] = qc0 * y0 + qc1 * y1 + qc2 * y2 + qc3 * y3 + qc4 * y4 + qc5 * y5 + qc6 * y6 + qc7 * y7;
+                dots[(rA * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * x0 + qd1 * x1 + qd2 * x2 + qd3 * x3 + qd4 * x4 + qd5 * x5 + qd6 * x6 + qd7 * x7;
+                dots[(rB * heads + HPT * quad + 3) * (lanes + 1) + lane] = qd0 * y0 + qd1 * y1 + qd2 * y2 + qd3 * y3 + qd4 * y4 + qd5 * y5 + qd6 * y6 + qd7 * y7;
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
@@ -922,10 +926,10 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 3. rescale to the new running max, then V weighted by the probabilities, two rows at a time
-            float ca = stats[STATS_RESCALE + 4 * quad + 0];
-            float cb = stats[STATS_RESCALE + 4 * quad + 1];
-            float cc = stats[STATS_RESCALE + 4 * quad + 2];
-            float cd = stats[STATS_RESCALE + 4 * quad + 3];
+            float ca = stats[STATS_RESCALE + HPT * quad + 0];
+            float cb = stats[STATS_RESCALE + HPT * quad + 1];
+            float cc = stats[STATS_RESCALE + HPT * quad + 2];
+            float cd = stats[STATS_RESCALE + HPT * quad + 3];
             aa0 = aa0 * ca;
             aa1 = aa1 * ca;
             aa2 = aa2 * ca;
@@ -981,14 +985,14 @@ public final class ChunkDecodeKernels {
                 float y5 = vPool.get(vB + 4 * lanes + 1);
                 float y6 = vPool.get(vB + 6 * lanes);
                 float y7 = vPool.get(vB + 6 * lanes + 1);
-                float pa = probs[rA * heads + 4 * quad + 0];
-                float oa = probs[rB * heads + 4 * quad + 0];
-                float pb = probs[rA * heads + 4 * quad + 1];
-                float ob = probs[rB * heads + 4 * quad + 1];
-                float pc = probs[rA * heads + 4 * quad + 2];
-                float oc = probs[rB * heads + 4 * quad + 2];
-                float pd = probs[rA * heads + 4 * quad + 3];
-                float od = probs[rB * heads + 4 * quad + 3];
+                float pa = probs[rA * heads + HPT * quad + 0];
+                float oa = probs[rB * heads + HPT * quad + 0];
+                float pb = probs[rA * heads + HPT * quad + 1];
+                float ob = probs[rB * heads + HPT * quad + 1];
+                float pc = probs[rA * heads + HPT * quad + 2];
+                float oc = probs[rB * heads + HPT * quad + 2];
+                float pd = probs[rA * heads + HPT * quad + 3];
+                float od = probs[rB * heads + HPT * quad + 3];
                 aa0 = aa0 + pa * x0 + oa * y0;
                 aa1 = aa1 + pa * x1 + oa * y1;
                 aa2 = aa2 + pa * x2 + oa * y2;
@@ -1023,8 +1027,9 @@ public final class ChunkDecodeKernels {
                 ad7 = ad7 + pd * x7 + od * y7;
             }
         }
-        // 4. every row slot's accumulators to local memory (free since the last softmax)
-        int wa = (slot * heads + 4 * quad + 0) * headDim + 2 * lane;
+        // 4. every row slot's accumulators to local memory, then sum the slots and write out
+        ctx.localBarrier();
+        int wa = (slot * heads + HPT * quad + 0) * headDim + 2 * lane;
         dots[wa] = aa0;
         dots[wa + 1] = aa1;
         dots[wa + 2 * lanes] = aa2;
@@ -1033,7 +1038,7 @@ public final class ChunkDecodeKernels {
         dots[wa + 4 * lanes + 1] = aa5;
         dots[wa + 6 * lanes] = aa6;
         dots[wa + 6 * lanes + 1] = aa7;
-        int wb = (slot * heads + 4 * quad + 1) * headDim + 2 * lane;
+        int wb = (slot * heads + HPT * quad + 1) * headDim + 2 * lane;
         dots[wb] = ab0;
         dots[wb + 1] = ab1;
         dots[wb + 2 * lanes] = ab2;
@@ -1042,7 +1047,7 @@ public final class ChunkDecodeKernels {
         dots[wb + 4 * lanes + 1] = ab5;
         dots[wb + 6 * lanes] = ab6;
         dots[wb + 6 * lanes + 1] = ab7;
-        int wc = (slot * heads + 4 * quad + 2) * headDim + 2 * lane;
+        int wc = (slot * heads + HPT * quad + 2) * headDim + 2 * lane;
         dots[wc] = ac0;
         dots[wc + 1] = ac1;
         dots[wc + 2 * lanes] = ac2;
@@ -1051,7 +1056,7 @@ public final class ChunkDecodeKernels {
         dots[wc + 4 * lanes + 1] = ac5;
         dots[wc + 6 * lanes] = ac6;
         dots[wc + 6 * lanes + 1] = ac7;
-        int wd = (slot * heads + 4 * quad + 3) * headDim + 2 * lane;
+        int wd = (slot * heads + HPT * quad + 3) * headDim + 2 * lane;
         dots[wd] = ad0;
         dots[wd + 1] = ad1;
         dots[wd + 2 * lanes] = ad2;
