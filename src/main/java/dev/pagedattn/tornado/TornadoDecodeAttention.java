@@ -59,6 +59,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
     /** Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}): {@code -Dpagedattn.tornado.cudaGraph}. */
     public static final boolean CUDA_GRAPH = Boolean.getBoolean("pagedattn.tornado.cudaGraph");
+    /**
+     * TornadoVM's profiler on every step ({@code -Dpagedattn.tornado.profiler}, default true): it gives
+     * {@link #lastDeviceNanos()}; off, a step skips its events and the device time is -1.
+     */
+    public static final boolean PROFILER = !"false".equals(System.getProperty("pagedattn.tornado.profiler"));
     /** Local size of the scatter and merge kernels. */
     private static final int LOCAL = 128;
     /**
@@ -284,8 +289,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
             ImmutableTaskGraph immutable = graph.snapshot();
-            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(
-                    Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids);
+            if (PROFILER) {
+                executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            }
             if (device != null) {
                 executionPlan.withDevice(deviceOf(device));
             }
@@ -322,7 +329,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     attentionGrid.setLocalWork(grid.localSize(), 1, 1);
                 }
                 TornadoExecutionResult result = executionPlan.execute();
-                nanos = result.getProfilerResult().getDeviceKernelTime();
+                nanos = PROFILER ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
