@@ -185,12 +185,14 @@ final class BenchCommand implements Callable<Integer> {
             Arrays.sort(nanos);
             Arrays.sort(wall);
             double rel = ReferenceAttention.relativeL2(result, ref);
-            double gbs = w.minimumBytes() / (double) nanos[0];
+            boolean timed = nanos[0] > 0; // no device time without the profiler or under CUDA graphs
+            double gbs = timed ? w.minimumBytes() / (double) nanos[0] : Double.NaN;
             String grid = variant.equals("parallel") ? "@Parallel" : attention.gridFor(w.batch()).toString()
                     .replace("DecodeGrid", "").replace(",", ";");
             grid = attention.backend() + " " + grid;
             BenchRow row = new BenchRow("ours", name, dt, batch, context, tokens, rel < 1e-2 ? "ok" : "wrong",
-                    nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, w.minimumBytes(), gbs,
+                    timed ? nanos[0] / 1e3 : Double.NaN, timed ? nanos[nanos.length / 2] / 1e3 : Double.NaN,
+                    timed ? nanos[nanos.length - 1] / 1e3 : Double.NaN, w.minimumBytes(), gbs,
                     100 * gbs / ceiling, rel, grid, wall[0] / 1e3, wall[wall.length / 2] / 1e3);
             System.out.printf("%5d x %-12s %-13s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e"
                             + "  wall min %8.1f us median %8.1f us%n",

@@ -57,7 +57,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * The staging arrays travel to the device on every execution, so they are kept small.
      */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
-    /** Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}): {@code -Dpagedattn.tornado.cudaGraph}. */
+    /**
+     * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}),
+     * {@code -Dpagedattn.tornado.cudaGraph}: the attention kernel is then always launched at the
+     * plan's capacity, and TornadoVM's profiler reports no kernel time.
+     */
     public static final boolean CUDA_GRAPH = Boolean.getBoolean("pagedattn.tornado.cudaGraph");
     /**
      * TornadoVM's profiler on every step ({@code -Dpagedattn.tornado.profiler}, default true): it gives
@@ -325,11 +329,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
                 if (attentionGrid != null) {
-                    attentionGrid.setGlobalWork(last ? grid.attentionGlobalSize() : grid.localSize(), 1, 1);
+                    // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
+                    // (work-groups past the batch return at once), so every step is the same launch
+                    int global = CUDA_GRAPH ? partialRows * grid.headTiles() * spec.numKvHeads() * grid.localSize()
+                            : last ? grid.attentionGlobalSize() : grid.localSize();
+                    attentionGrid.setGlobalWork(global, 1, 1);
                     attentionGrid.setLocalWork(grid.localSize(), 1, 1);
                 }
                 TornadoExecutionResult result = executionPlan.execute();
-                nanos = PROFILER ? result.getProfilerResult().getDeviceKernelTime() : -1;
+                nanos = PROFILER && !CUDA_GRAPH ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
