@@ -58,16 +58,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
     /**
-     * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}),
-     * {@code -Dpagedattn.tornado.cudaGraph}: the attention kernel is then always launched at the
-     * plan's capacity, and TornadoVM's profiler reports no kernel time.
+     * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
+     * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
+     * a step on an H200 (benchmarks/NOTES.md). The attention kernel is then launched at the plan's
+     * capacity on every step (the same launch each time), and there is no device time: TornadoVM's
+     * profiler reports none for graphs.
      */
-    public static final boolean CUDA_GRAPH = Boolean.getBoolean("pagedattn.tornado.cudaGraph");
-    /**
-     * TornadoVM's profiler on every step ({@code -Dpagedattn.tornado.profiler}, default true): it gives
-     * {@link #lastDeviceNanos()}; off, a step skips its events and the device time is -1.
-     */
-    public static final boolean PROFILER = !"false".equals(System.getProperty("pagedattn.tornado.profiler"));
+    public static final boolean CUDA_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.cudaGraph"));
     /** Local size of the scatter and merge kernels. */
     private static final int LOCAL = 128;
     /**
@@ -83,6 +80,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final String device;
     private final String variant;
     private final DecodeGrid.Kernel requestedKernel;
+    private final boolean cudaGraphRequested;
+    private boolean cudaGraph;           // requested and the backend has CUDA graphs
     private Backend backend;             // of the device the graph runs on, found on first use
     private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
     private Plan plan;
@@ -94,11 +93,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
-        this(cache, spec, device, variant, DecodeGrid.KERNEL);
+        this(cache, spec, device, variant, DecodeGrid.KERNEL, CUDA_GRAPH);
     }
 
-    /** {@code kernel}: the attention kernel to run, AUTO for the measured best on the device. */
-    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel) {
+    /**
+     * {@code kernel}: the attention kernel to run, AUTO for the measured best on the device;
+     * {@code cudaGraph}: replay steps as CUDA graphs where the backend has them (no device time then).
+     */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
+                                  boolean cudaGraph) {
         spec.requireMatches(cache.config());
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
@@ -123,6 +126,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.device = device;
         this.variant = variant;
         this.requestedKernel = kernel;
+        this.cudaGraphRequested = cudaGraph;
         cache.trackDirtySlots();
     }
 
@@ -137,6 +141,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return backend;
     }
 
+    /** Device kernel time of the last step (TornadoVM's profiler), or -1 when steps replay as CUDA graphs. */
     @Override
     public long lastDeviceNanos() {
         return lastDeviceNanos;
@@ -157,6 +162,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             backend = Backend.of(deviceOf(bd).getTornadoVMBackend().name());
             kernel = DecodeGrid.resolve(requestedKernel, spec, backend);
+            cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
         return kernel;
     }
@@ -294,13 +300,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
             ImmutableTaskGraph immutable = graph.snapshot();
             executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids);
-            if (PROFILER) {
+            if (!cudaGraph) {
                 executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             }
             if (device != null) {
                 executionPlan.withDevice(deviceOf(device));
             }
-            if (CUDA_GRAPH) {
+            if (cudaGraph) {
                 executionPlan.withCUDAGraph();
             }
         }
@@ -331,13 +337,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (attentionGrid != null) {
                     // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
                     // (work-groups past the batch return at once), so every step is the same launch
-                    int global = CUDA_GRAPH ? partialRows * grid.headTiles() * spec.numKvHeads() * grid.localSize()
+                    int global = cudaGraph ? partialRows * grid.headTiles() * spec.numKvHeads() * grid.localSize()
                             : last ? grid.attentionGlobalSize() : grid.localSize();
                     attentionGrid.setGlobalWork(global, 1, 1);
                     attentionGrid.setLocalWork(grid.localSize(), 1, 1);
                 }
                 TornadoExecutionResult result = executionPlan.execute();
-                nanos = PROFILER && !CUDA_GRAPH ? result.getProfilerResult().getDeviceKernelTime() : -1;
+                nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
