@@ -68,6 +68,10 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        BackendOptions.requireDevice(device);
+        for (String v : variants) {
+            BackendOptions.requireVariant("--variants", v);
+        }
         if (!Backends.tornadoRuntimePresent()) {
             throw new IllegalArgumentException("bench needs the TornadoVM runtime: run it through bin/pa-tornado (README, 'Running on a GPU')");
         }
