@@ -132,7 +132,7 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Minimum bytes a decode must move (PERFORMANCE.md): K and V once, q in and out at 2 bytes,
+     * Minimum bytes a decode must move (benchmarks/README.md): K and V once, q in and out at 2 bytes,
      * block tables and lengths.
      */
     public long minimumBytes() {
