@@ -28,6 +28,8 @@ import java.util.stream.Stream;
  * TornadoVM the SDK's own {@code KernelContext} is loaded (the library jar contains no TornadoVM
  * classes), so these bodies never reach a GPU run.
  *
+ * Silent when it works (it runs in every build, including the one {@code bin/pa} starts on first use).
+ *
  * usage: java PatchPreviewClassFiles.java FROM_DIR TO_DIR...
  */
 public class PatchPreviewClassFiles {
@@ -39,7 +41,6 @@ public class PatchPreviewClassFiles {
     }
 
     private static void copyPatched(Path from, Path to) throws IOException {
-        int[] patched = {0};
         try (Stream<Path> files = Files.walk(from)) {
             for (Path p : (Iterable<Path>) files::iterator) {
                 Path target = to.resolve(from.relativize(p).toString());
@@ -52,7 +53,6 @@ public class PatchPreviewClassFiles {
                     ByteBuffer b = ByteBuffer.wrap(bytes);
                     if (b.getInt(0) == 0xCAFEBABE && (b.getShort(4) & 0xFFFF) == 0xFFFF) {
                         b.putShort(4, (short) 0);
-                        patched[0]++;
                     }
                     if (p.endsWith(Path.of("uk/ac/manchester/tornado/api/KernelContext.class"))) {
                         bytes = addWarpOperations(bytes);
@@ -61,7 +61,6 @@ public class PatchPreviewClassFiles {
                 Files.write(target, bytes);
             }
         }
-        System.out.println("[tornado-api] " + patched[0] + " preview class files marked as plain class files in " + to);
     }
 
     /** name, descriptor of each warp-level operation of TornadoVM 5.2's KernelContext. */
@@ -93,7 +92,6 @@ public class PatchPreviewClassFiles {
                         .athrow());
             }
         }));
-        System.out.println("[tornado-api] KernelContext: added " + missing.stream().map(op -> op[0]).toList());
         return out;
     }
 }
