@@ -76,6 +76,7 @@ final class BenchCommand implements Callable<Integer> {
     Path out;
 
     private List<DecodeGrid.Kernel> kernelList;
+    private String backend; // of the device, lower case: every row's variant starts with it
 
     @Override
     public Integer call() throws IOException {
@@ -93,14 +94,15 @@ final class BenchCommand implements Callable<Integer> {
         KvDtype kvDtype = KvDtype.parse(dtype);
         long s = seed != null ? seed : System.nanoTime();
         System.out.printf("bench: seed=%d dtype=%s variants=%s%n", s, dtype, String.join(",", variants));
+        backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
         BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
         System.out.printf("ceiling probe (TornadoVM, %d MiB): read %.0f GB/s, @Parallel copy %.0f GB/s (read+write)%n",
                 probe.bytes() >> 20, probe.readGBs(), probe.copyGBs());
         List<BenchRow> rows = new ArrayList<>();
         rows.add(new BenchRow("ours", "probe-read", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, probe.bytes(),
-                probe.readGBs(), 100, Double.NaN, "grid-stride read kernel; the ceiling"));
+                probe.readGBs(), 100, Double.NaN, backend + ": grid-stride read kernel"));
         rows.add(new BenchRow("ours", "probe-copy", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, 2 * probe.bytes(),
-                probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, "@Parallel copy; read+write bytes"));
+                probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, backend + ": @Parallel copy; read+write bytes"));
         List<int[]> cells = new ArrayList<>();
         if (onlyCells != null) {
             for (String cell : onlyCells) {
@@ -169,7 +171,8 @@ final class BenchCommand implements Callable<Integer> {
         int batch = w.batch().numSeqs();
         long tokens = w.batch().totalTokens();
         String dt = dtype.toLowerCase();
-        String name = kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant : variant + "/" + kernel.name().toLowerCase();
+        String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
+                : variant + "/" + kernel.name().toLowerCase());
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;

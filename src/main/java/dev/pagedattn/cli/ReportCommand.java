@@ -26,8 +26,9 @@ final class ReportCommand implements Callable<Integer> {
     private static final String NO_PEER = "none";
     private static final String[] PEERS = {"sdpa-cudnn", "sdpa-flash", "paged-gather-sdpa", "flex-paged"};
 
-    @Option(names = "--ours", defaultValue = "benchmarks/results/ours.csv", description = "Our sweep CSV (default: ${DEFAULT-VALUE}).")
-    Path ours;
+    @Option(names = "--ours", split = ",", defaultValue = "benchmarks/results/ours.csv",
+            description = "Our sweep CSVs, one per backend (default: ${DEFAULT-VALUE}).")
+    List<Path> ours;
 
     @Option(names = "--peer", defaultValue = "benchmarks/results/peer.csv",
             description = "Peer CSV, or " + NO_PEER + " for none (default: ${DEFAULT-VALUE}).")
@@ -47,28 +48,37 @@ final class ReportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (!Files.isRegularFile(ours)) {
-            throw new IllegalArgumentException("--ours=" + ours + " does not exist");
+        for (Path o : ours) {
+            if (!Files.isRegularFile(o)) {
+                throw new IllegalArgumentException("--ours=" + o + " does not exist");
+            }
         }
         if (!peer.equals(NO_PEER) && !Files.isRegularFile(Path.of(peer))) {
             throw new IllegalArgumentException("--peer=" + peer + " does not exist (--peer " + NO_PEER + " reports ours alone)");
         }
-        List<BenchRow> ourRows = BenchRow.parseAll(Files.readAllLines(ours));
+        List<BenchRow> ourRows = new ArrayList<>();
+        for (Path o : ours) {
+            ourRows.addAll(BenchRow.parseAll(Files.readAllLines(o)));
+        }
         List<BenchRow> peerRows = peer.equals(NO_PEER) ? List.of() : BenchRow.parseAll(Files.readAllLines(Path.of(peer)));
-        double ceiling = ourRows.stream().filter(r -> r.variant().equals("probe-read")).mapToDouble(BenchRow::gbs).findFirst()
+        // the ceiling is the best read probe of any backend in the run
+        double ceiling = ourRows.stream().filter(r -> r.variant().equals("probe-read")).mapToDouble(BenchRow::gbs).max()
                 .orElseThrow(() -> new IllegalArgumentException("--ours=" + ours + " has no probe-read row"));
-        double copy = ourRows.stream().filter(r -> r.variant().equals("probe-copy")).mapToDouble(BenchRow::gbs).findFirst().orElse(Double.NaN);
+        StringBuilder probes = new StringBuilder();
+        ourRows.stream().filter(r -> r.variant().startsWith("probe-")).forEach(r -> probes.append(
+                String.format(Locale.ROOT, "%s %.0f GB/s; ", r.note(), r.gbs())));
         Map<String, List<BenchRow>> cells = new LinkedHashMap<>();
         ourRows.stream().filter(r -> r.batch() > 0).forEach(r -> cells.computeIfAbsent(r.cell(), k -> new ArrayList<>()).add(r));
 
         List<BenchRow> bestOurs = new ArrayList<>();
         List<BenchRow> bestPeer = new ArrayList<>();
         StringBuilder table = new StringBuilder();
-        table.append("| cell (B x L) | tokens | ours: best variant | min / median / max (us) | GB/s | % of read ceiling | rel L2 |");
+        table.append("| cell (B x L) | tokens | ours: best variant | min / median / max (us) | GB/s | % of read ceiling | rel L2 |"
+                + " wall per call, min / median (us) |");
         for (String p : PEERS) {
             table.append(' ').append(p).append(" GB/s | ours / ").append(p).append(" |");
         }
-        table.append('\n').append("|---".repeat(7 + 2 * PEERS.length)).append("|\n");
+        table.append('\n').append("|---".repeat(8 + 2 * PEERS.length)).append("|\n");
         for (Map.Entry<String, List<BenchRow>> e : cells.entrySet()) {
             Optional<BenchRow> best = e.getValue().stream().filter(BenchRow::ok).max(Comparator.comparingDouble(BenchRow::gbs));
             BenchRow any = e.getValue().get(0);
@@ -76,10 +86,11 @@ final class ReportCommand implements Callable<Integer> {
             table.append(String.format(Locale.ROOT, "| %d x %s | %d | ", any.batch(), any.context(), any.tokens()));
             if (best.isPresent()) {
                 BenchRow b = best.get();
-                table.append(String.format(Locale.ROOT, "%s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e |", b.variant(), b.minUs(),
-                        b.medianUs(), b.maxUs(), b.gbs(), 100 * b.gbs() / ceiling, b.relL2()));
+                table.append(String.format(Locale.ROOT, "%s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e | %.0f / %.0f |", b.variant(),
+                        b.minUs(), b.medianUs(), b.maxUs(), b.gbs(), 100 * b.gbs() / ceiling, b.relL2(), b.wallMinUs(),
+                        b.wallMedianUs()).replace("NaN", "-"));
             } else {
-                table.append(any.status()).append(" | | | | |");
+                table.append(any.status()).append(" | | | | | |");
             }
             double bestPeerGbs = 0;
             BenchRow bestPeerRow = null;
@@ -114,24 +125,26 @@ final class ReportCommand implements Callable<Integer> {
             System.err.println("warning: chart not drawn: " + e);
         }
 
-        StringBuilder all = new StringBuilder("| cell | variant | status | min / median / max (us) | GB/s | % ceiling | rel L2 | grid / note |\n"
-                + "|---|---|---|---|---|---|---|---|\n");
+        StringBuilder all = new StringBuilder("| cell | variant | status | min / median / max (us) | GB/s | % ceiling | rel L2 "
+                + "| wall min / median (us) | grid / note |\n|---|---|---|---|---|---|---|---|---|\n");
         for (BenchRow r : ourRows) {
             if (r.batch() > 0) {
-                all.append(String.format(Locale.ROOT, "| %d x %s | %s | %s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e | %s |%n", r.batch(),
-                        r.context(), r.variant(), r.status(), r.minUs(), r.medianUs(), r.maxUs(), r.gbs(), r.pctCeiling(), r.relL2(),
-                        r.note()).replace("NaN", "-"));
+                all.append(String.format(Locale.ROOT, "| %d x %s | %s | %s | %.1f / %.1f / %.1f | %.0f | %.1f | %.1e | %.0f / %.0f | %s |%n",
+                        r.batch(), r.context(), r.variant(), r.status(), r.minUs(), r.medianUs(), r.maxUs(), r.gbs(),
+                        100 * r.gbs() / ceiling, r.relL2(), r.wallMinUs(), r.wallMedianUs(), r.note()).replace("NaN", "-"));
             }
         }
         String page = "# Results: paged decode attention on " + card + "\n\n"
                 + "Generated by `bin/pa report` on " + LocalDate.now() + " from `" + ours + "`"
                 + (peerRows.isEmpty() ? "" : " and `" + peer + "`") + ".\n\n"
                 + (commands.isBlank() ? "" : "Commands:\n\n```\n" + commands.replace("; ", "\n") + "\n```\n\n")
-                + String.format(Locale.ROOT, "Ceilings measured in the same run with TornadoVM kernels: grid-stride read %.0f GB/s"
-                + " (the denominator of %% of read ceiling), `@Parallel` copy %.0f GB/s (read + write).%n%n", ceiling, copy)
+                + "Ceilings measured in the same run with TornadoVM kernels: " + probes
+                + String.format(Locale.ROOT, "the best read probe (%.0f GB/s) is the denominator of %% of read ceiling.%n%n", ceiling)
                 + "Effective bandwidth = minimum bytes (benchmarks/README.md) / minimum kernel time. Our times are TornadoVM profiler"
                 + " device kernel times of one decode step (scatter no-op + attention + merge launches); the peer's are CUDA events"
-                + " around its call. Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
+                + " around its call. Wall per call: `decode` called to output in the caller's array, on the plan as the library"
+                + " builds it by default (CUDA graphs on PTX/CUDA). A variant is `backend:variant[/kernel]`."
+                + " Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
                 + chartNote + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
                 + "## Best of ours per cell, next to the PyTorch peer\n\n" + table
                 + "\n## Every variant\n\n" + all;

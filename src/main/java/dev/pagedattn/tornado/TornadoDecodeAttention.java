@@ -155,12 +155,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
-            // the device the graph runs on: --device, else a whole-graph pin (tornado-config), else TornadoVM's default
-            String bd = device != null ? device : System.getProperty("decode.device", "0:0");
-            if (!bd.matches("\\d+:\\d+")) {
-                throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
-            }
-            backend = Backend.of(deviceOf(bd).getTornadoVMBackend().name());
+            backend = backendOf(device);
             kernel = DecodeGrid.resolve(requestedKernel, spec, backend);
             cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
@@ -377,6 +372,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 throw new IllegalStateException("could not release the TornadoVM plan", e);
             }
         }
+    }
+
+    /**
+     * The backend of the device a plan for {@code device} ("B:D", or null) runs on: {@code device},
+     * else a whole-graph pin ({@code -Ddecode.device}, tornado-config), else TornadoVM's default 0:0.
+     */
+    public static Backend backendOf(String device) {
+        String bd = device != null ? device : System.getProperty("decode.device", "0:0");
+        if (!bd.matches("\\d+:\\d+")) {
+            throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
+        }
+        return Backend.of(deviceOf(bd).getTornadoVMBackend().name());
     }
 
     /** The TornadoVM device of a checked "B:D" (backend index:device index). */
