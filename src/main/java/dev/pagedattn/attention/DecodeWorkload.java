@@ -4,7 +4,9 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.NativeArrays;
 import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.cache.RandomKv;
 import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -31,32 +33,84 @@ public final class DecodeWorkload {
     }
 
     /**
+     * What a workload of some shape allocates, in bytes: native memory (the K and V pools, q and
+     * the output) and Java heap (sequences, page tables, block tables, the block pool and the
+     * fp64 reference's output and scratch). An estimate good to a few percent, for refusing shapes
+     * that cannot fit before allocating anything.
+     */
+    public record Footprint(long numBlocks, long queryElements, long nativeBytes, long heapBytes) {
+    }
+
+    /**
+     * Checks the shape's sizes (all in long) and returns its footprint; the messages name the
+     * value that does not fit.
+     */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype) {
+        return footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, 0);
+    }
+
+    /** Same, with the cache sized to {@code kvMemoryBytes} ({@link KvCacheConfig#forMemory}); 0: as small as the batch allows. */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
+                                      long kvMemoryBytes) {
+        if (lengths.length == 0) {
+            throw new IllegalArgumentException("batch=0 must be >= 1");
+        }
+        long blocks = 0;
+        long maxLen = 0;
+        for (int len : lengths) {
+            if (len < 1) {
+                throw new IllegalArgumentException("context=" + len + " must be >= 1");
+            }
+            blocks += (len + (long) blockSize - 1) / blockSize;
+            maxLen = Math.max(maxLen, len);
+        }
+        long maxBlocks = KvCacheConfig.maxBlocks(blockSize, numKvHeads, headDim);
+        if (blocks > maxBlocks) {
+            throw new IllegalArgumentException("batch=" + lengths.length + " context up to " + maxLen + " needs " + blocks
+                    + " blocks of " + blockSize + " tokens x " + numKvHeads + " KV heads x " + headDim + " dims, but one layer's pool holds"
+                    + " at most " + maxBlocks + " blocks (" + KvCacheConfig.MAX_POOL_ELEMENTS + " elements: TornadoVM arrays are int-indexed)");
+        }
+        long numBlocks = blocks + spareBlocks(lengths.length, blocks, maxBlocks);
+        if (kvMemoryBytes > 0) {
+            numBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, 1, dtype).numBlocks();
+            if (numBlocks < blocks) {
+                throw new IllegalArgumentException("kvMemory=" + kvMemoryBytes + " bytes hold " + numBlocks + " blocks but batch="
+                        + lengths.length + " context up to " + maxLen + " needs " + blocks);
+            }
+        }
+        long queryElements = (long) lengths.length * numQHeads * headDim;
+        if (queryElements > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException("batch=" + lengths.length + " x q-heads=" + numQHeads + " x head-dim=" + headDim + " = "
+                    + queryElements + " query elements, above the " + KvCacheConfig.MAX_POOL_ELEMENTS + " one FloatArray holds");
+        }
+        long pools = 2L * numBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
+        long nativeBytes = pools + 2 * queryElements * Float.BYTES;
+        int threads = Runtime.getRuntime().availableProcessors();
+        long heapBytes = lengths.length * 160L          // page table, map entry, ids, lengths
+                + numBlocks * (17L + 12L)                // block pool arrays; table entries in page tables and the batch
+                + queryElements * Double.BYTES           // the fp64 reference's output
+                + threads * maxLen * (2L * headDim + 1) * Double.BYTES; // the reference's per-sequence K, V and scores
+        return new Footprint(numBlocks, queryElements, nativeBytes, heapBytes);
+    }
+
+    /**
      * Builds the workload (the fill is parallel: gigabyte caches take seconds).
      *
      * @param lengths context length per sequence, each >= 1
      */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed) {
-        if (lengths.length == 0) {
-            throw new IllegalArgumentException("batch=0 must be >= 1");
-        }
-        long blocks = 0;
-        for (int len : lengths) {
-            if (len < 1) {
-                throw new IllegalArgumentException("context=" + len + " must be >= 1");
-            }
-            blocks += (len + blockSize - 1) / blockSize;
-        }
-        if (blocks > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("blocks=" + blocks + " do not fit one pool");
-        }
-        // A few spare blocks per sequence so that later decode steps can append tokens.
-        long perBlock = (long) numKvHeads * blockSize * headDim;
-        long spare = Math.max(0, Math.min(4L * lengths.length, Integer.MAX_VALUE / perBlock - blocks));
-        KvCacheConfig config = KvCacheConfig.of((int) (blocks + spare), blockSize, numKvHeads, headDim, dtype);
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0);
+    }
+
+    /** Same, with the cache sized to {@code kvMemoryBytes} of K/V (0: the batch plus a few spare blocks per sequence). */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes) {
+        Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes);
+        KvCacheConfig config = KvCacheConfig.of((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config);
-        cache.shuffleFreeBlocks(seed);
+        RandomKv.shuffleFreeBlocks(cache, seed);
         int[] seqs = new int[lengths.length];
         try {
             for (int i = 0; i < lengths.length; i++) {
@@ -67,13 +121,18 @@ public final class DecodeWorkload {
             throw new AssertionError("a pool sized for the workload ran out", e);
         }
         // Random K/V straight into the pools (parallel): every slot of every sequence gets a value.
-        cache.fillUniform(seed);
+        RandomKv.fillUniform(cache, seed);
         SplittableRandom random = new SplittableRandom(seed);
-        FloatArray q = new FloatArray((int) spec.queryElements(lengths.length));
+        FloatArray q = NativeArrays.floats(size.queryElements());
         for (int i = 0; i < q.getSize(); i++) {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
         }
         return new DecodeWorkload(cache, spec, seqs, q);
+    }
+
+    /** Spare blocks so that later decode steps can append tokens: 4 per sequence, as far as the pool allows. */
+    private static long spareBlocks(int numSeqs, long blocks, long maxBlocks) {
+        return Math.max(0, Math.min(4L * numSeqs, maxBlocks - blocks));
     }
 
     /** Uniform lengths in {@code [min, max]} for {@code batch} sequences. */
@@ -108,7 +167,7 @@ public final class DecodeWorkload {
 
     /** A fresh output array poisoned with NaN, so unwritten elements fail every check. */
     public FloatArray poisonedOutput() {
-        FloatArray out = new FloatArray(q.getSize());
+        FloatArray out = NativeArrays.floats(q.getSize());
         out.init(Float.NaN);
         return out;
     }

@@ -184,6 +184,9 @@ public final class PrefixCache {
 
     /** Reserves slots for generated tokens {@code tokenIds} of {@code seq}; returns the first position. */
     public int append(int seq, int[] tokenIds) throws OutOfBlocksException {
+        if (tokenIds == null) {
+            throw new IllegalArgumentException("tokenIds=null (pass the generated token ids, an empty array for none)");
+        }
         synchronized (cache) {
             SeqTokens st = tracked(seq);
             int first = cache.append(seq, tokenIds.length);

@@ -57,6 +57,7 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
         int[] lengths = shape.lengths();
+        shape.requireFits(lengths);
         System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
         DecodeWorkload w = build(shape, lengths);
         FloatArray out = w.poisonedOutput();
@@ -97,17 +98,17 @@ final class CheckCommand implements Callable<Integer> {
             }
             try {
                 w.cache().append(seq, 1);
+                w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
             } catch (OutOfBlocksException e) {
                 throw new IllegalArgumentException("--steps: the cache has no spare block left for the step's new tokens");
             }
-            w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
         }
         return w.cache().batch(w.seqs());
     }
 
     static DecodeWorkload build(ShapeOptions shape, int[] lengths) {
         return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                shape.kvDtype(), shape.seed());
+                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes());
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

@@ -31,6 +31,34 @@ final class ShapeOptions {
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
 
+    @Option(names = "--kv-memory", description = "Size the KV cache to this many bytes of K and V (such as 100GB or 512MiB;"
+            + " default: the batch plus 4 spare blocks per sequence).")
+    String kvMemory;
+
+    /** Bytes from --kv-memory, 0 when not given. */
+    long kvMemoryBytes() {
+        return kvMemory == null ? 0 : ByteSize.parse("--kv-memory", kvMemory);
+    }
+
+    /**
+     * Refuses, before anything is allocated, a shape whose sizes overflow the arrays or need more
+     * memory than the JVM has; the message names the flags.
+     */
+    void requireFits(int[] lengths) {
+        DecodeWorkload.Footprint need;
+        try {
+            need = DecodeWorkload.footprint(lengths, qHeads, kvHeads, headDim, blockSize, kvDtype(), kvMemoryBytes());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(flags() + ": " + e.getMessage());
+        }
+        MemoryCheck.require(flags(), need);
+    }
+
+    private String flags() {
+        return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
+                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvMemory == null ? "" : " --kv-memory=" + kvMemory);
+    }
+
     long seed() {
         if (seed == null) {
             seed = System.nanoTime();
