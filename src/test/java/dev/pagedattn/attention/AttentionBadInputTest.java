@@ -83,7 +83,7 @@ class AttentionBadInputTest {
     }
 
     @Test
-    void decodeRejectsALayerOutsideTheCache() {
+    void decodeRejectsALayerOutsideTheCache() throws Exception {
         KvCache cache = new KvCache(new KvCacheConfig(4, 4, 1, 8, KvDtype.FP32, 3));
         int seq = cache.createSequence();
         cache.write(seq, 0, appendOne(cache, seq), new float[8], new float[8]);
