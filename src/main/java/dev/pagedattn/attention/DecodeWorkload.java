@@ -52,11 +52,8 @@ public final class DecodeWorkload {
     /** Same, with the cache sized to {@code kvMemoryBytes} ({@link KvCacheConfig#forMemory}); 0: as small as the batch allows. */
     public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
                                       long kvMemoryBytes) {
-        if (lengths.length == 0) {
-            throw new IllegalArgumentException("batch=0 must be >= 1");
-        }
         long blocks = 0;
-        long maxLen = 0;
+        int maxLen = 0;
         for (int len : lengths) {
             if (len < 1) {
                 throw new IllegalArgumentException("context=" + len + " must be >= 1");
@@ -64,33 +61,48 @@ public final class DecodeWorkload {
             blocks += (len + (long) blockSize - 1) / blockSize;
             maxLen = Math.max(maxLen, len);
         }
+        return footprint(lengths.length, blocks, maxLen, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes);
+    }
+
+    /**
+     * The footprint of {@code numSeqs} sequences taking {@code numBlocks} blocks in all, the
+     * longest {@code maxLen} tokens: callers check a shape before making its length array.
+     */
+    public static Footprint footprint(long numSeqs, long numBlocks, int maxLen, int numQHeads, int numKvHeads, int headDim,
+                                      int blockSize, KvDtype dtype, long kvMemoryBytes) {
+        if (numSeqs < 1) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " must be >= 1");
+        }
+        if (numSeqs > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " sequences exceed one int-indexed array");
+        }
         long maxBlocks = KvCacheConfig.maxBlocks(blockSize, numKvHeads, headDim);
-        if (blocks > maxBlocks) {
-            throw new IllegalArgumentException("batch=" + lengths.length + " context up to " + maxLen + " needs " + blocks
+        if (numBlocks > maxBlocks) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " context up to " + maxLen + " needs " + numBlocks
                     + " blocks of " + blockSize + " tokens x " + numKvHeads + " KV heads x " + headDim + " dims, but one layer's pool holds"
                     + " at most " + maxBlocks + " blocks (" + KvCacheConfig.MAX_POOL_ELEMENTS + " elements: TornadoVM arrays are int-indexed)");
         }
-        long numBlocks = blocks + spareBlocks(lengths.length, blocks, maxBlocks);
+        long poolBlocks = numBlocks + spareBlocks(numSeqs, numBlocks, maxBlocks);
         if (kvMemoryBytes > 0) {
-            numBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, 1, dtype).numBlocks();
-            if (numBlocks < blocks) {
-                throw new IllegalArgumentException("kvMemory=" + kvMemoryBytes + " bytes hold " + numBlocks + " blocks but batch="
-                        + lengths.length + " context up to " + maxLen + " needs " + blocks);
+            poolBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, 1, dtype).numBlocks();
+            if (poolBlocks < numBlocks) {
+                throw new IllegalArgumentException("kvMemory=" + kvMemoryBytes + " bytes hold " + poolBlocks + " blocks but batch="
+                        + numSeqs + " context up to " + maxLen + " needs " + numBlocks);
             }
         }
-        long queryElements = (long) lengths.length * numQHeads * headDim;
+        long queryElements = numSeqs * numQHeads * headDim;
         if (queryElements > KvCacheConfig.MAX_POOL_ELEMENTS) {
-            throw new IllegalArgumentException("batch=" + lengths.length + " x q-heads=" + numQHeads + " x head-dim=" + headDim + " = "
+            throw new IllegalArgumentException("batch=" + numSeqs + " x q-heads=" + numQHeads + " x head-dim=" + headDim + " = "
                     + queryElements + " query elements, above the " + KvCacheConfig.MAX_POOL_ELEMENTS + " one FloatArray holds");
         }
-        long pools = 2L * numBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
+        long pools = 2L * poolBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
         long nativeBytes = pools + 2 * queryElements * Float.BYTES;
         int threads = Runtime.getRuntime().availableProcessors();
-        long heapBytes = lengths.length * 160L          // page table, map entry, ids, lengths
-                + numBlocks * (17L + 12L)                // block pool arrays; table entries in page tables and the batch
+        long heapBytes = numSeqs * 160L                  // page table, map entry, ids, lengths
+                + poolBlocks * (17L + 12L)               // block pool arrays; table entries in page tables and the batch
                 + queryElements * Double.BYTES           // the fp64 reference's output
-                + threads * maxLen * (2L * headDim + 1) * Double.BYTES; // the reference's per-sequence K, V and scores
-        return new Footprint(numBlocks, queryElements, nativeBytes, heapBytes);
+                + threads * (long) maxLen * (2L * headDim + 1) * Double.BYTES; // the reference's per-sequence K, V and scores
+        return new Footprint(poolBlocks, queryElements, nativeBytes, heapBytes);
     }
 
     /**
@@ -131,7 +143,7 @@ public final class DecodeWorkload {
     }
 
     /** Spare blocks so that later decode steps can append tokens: 4 per sequence, as far as the pool allows. */
-    private static long spareBlocks(int numSeqs, long blocks, long maxBlocks) {
+    private static long spareBlocks(long numSeqs, long blocks, long maxBlocks) {
         return Math.max(0, Math.min(4L * numSeqs, maxBlocks - blocks));
     }
 

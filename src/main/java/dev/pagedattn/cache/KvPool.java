@@ -24,9 +24,14 @@ public final class KvPool {
     private final int size;
 
     KvPool(KvDtype dtype, int numElements) {
+        this(dtype, numElements, Integer.MAX_VALUE);
+    }
+
+    /** A pool that takes the past-2-GiB path above {@code maxConstructorBytes} (tests). */
+    KvPool(KvDtype dtype, int numElements, long maxConstructorBytes) {
         this.dtype = dtype;
         this.size = numElements;
-        this.array = NativeArrays.tryAllocate(dtype, numElements);
+        this.array = NativeArrays.tryAllocate(dtype, numElements, maxConstructorBytes);
         this.payload = array != null ? array.getSegment() : NativeArrays.segment(dtype, numElements);
     }
 

@@ -36,10 +36,15 @@ public final class NativeArrays {
      * that large (the caller then keeps a plain segment).
      */
     static TornadoNativeArray tryAllocate(KvDtype dtype, int n) {
+        return tryAllocate(dtype, n, Integer.MAX_VALUE);
+    }
+
+    /** Same; arrays above {@code maxConstructorBytes} (header included) take the segment path (tests lower it). */
+    static TornadoNativeArray tryAllocate(KvDtype dtype, int n, long maxConstructorBytes) {
         long bytes = (long) n * dtype.bytes();
         Class<? extends TornadoNativeArray> type = dtype == KvDtype.FP16 ? HalfFloatArray.class : FloatArray.class;
         try {
-            if (TornadoNativeArray.ARRAY_HEADER + bytes <= Integer.MAX_VALUE) {
+            if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
                 return dtype == KvDtype.FP16 ? new HalfFloatArray(n) : new FloatArray(n);
             }
             Method shallow = shallowFactory(type);

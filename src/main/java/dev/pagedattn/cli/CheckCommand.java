@@ -56,8 +56,8 @@ final class CheckCommand implements Callable<Integer> {
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
+        shape.requireFits();
         int[] lengths = shape.lengths();
-        shape.requireFits(lengths);
         System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
         DecodeWorkload w = build(shape, lengths);
         FloatArray out = w.poisonedOutput();

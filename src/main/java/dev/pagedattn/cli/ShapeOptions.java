@@ -44,10 +44,13 @@ final class ShapeOptions {
      * Refuses, before anything is allocated, a shape whose sizes overflow the arrays or need more
      * memory than the JVM has; the message names the flags.
      */
-    void requireFits(int[] lengths) {
+    void requireFits() {
+        int[] range = contextRange();
+        long blocksPerSeq = (range[1] + (long) blockSize - 1) / blockSize; // the longest: ragged batches need less
         DecodeWorkload.Footprint need;
         try {
-            need = DecodeWorkload.footprint(lengths, qHeads, kvHeads, headDim, blockSize, kvDtype(), kvMemoryBytes());
+            need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
+                    kvMemoryBytes());
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(flags() + ": " + e.getMessage());
         }
@@ -72,6 +75,12 @@ final class ShapeOptions {
 
     /** Per-sequence lengths from --batch and --context; messages name the bad flag value. */
     int[] lengths() {
+        int[] range = contextRange();
+        return DecodeWorkload.lengths(batch, range[0], range[1], seed());
+    }
+
+    /** {MIN, MAX} of --context; checks --batch too. */
+    private int[] contextRange() {
         if (batch < 1) {
             throw new IllegalArgumentException("--batch=" + batch + " must be >= 1");
         }
@@ -91,7 +100,7 @@ final class ShapeOptions {
         if (min < 1 || max < min) {
             throw new IllegalArgumentException("--context=" + context + " needs 1 <= MIN <= MAX");
         }
-        return DecodeWorkload.lengths(batch, min, max, seed());
+        return new int[] {min, max};
     }
 
     /** Validates the head flags early so that the message names the flag. */

@@ -316,4 +316,13 @@ class PrefixCacheTest {
         assertTrue(e.getMessage().contains(expected), "'" + e.getMessage() + "' lacks '" + expected + "'");
         assertEquals(before, CacheSnapshot.of(cache));
     }
+
+    @Test
+    void appendOfNoTokenIdsNamesTheArgument() throws Exception {
+        PrefixCache.Admission a = kv.admitWriteCommit(cache, Tokens.range(1, 6), null);
+        CacheSnapshot before = CacheSnapshot.of(cache);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> prefix.append(a.seq(), null));
+        assertTrue(e.getMessage().contains("tokenIds=null"), e.getMessage());
+        assertEquals(before, CacheSnapshot.of(cache));
+    }
 }
