@@ -52,6 +52,12 @@ public final class DecodeWorkload {
     /** Same, with the cache sized to {@code kvMemoryBytes} ({@link KvCacheConfig#forMemory}); 0: as small as the batch allows. */
     public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
                                       long kvMemoryBytes) {
+        return footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, 1);
+    }
+
+    /** Same, {@code numLayers} layers. */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
+                                      long kvMemoryBytes, int numLayers) {
         long blocks = 0;
         int maxLen = 0;
         for (int len : lengths) {
@@ -61,7 +67,7 @@ public final class DecodeWorkload {
             blocks += (len + (long) blockSize - 1) / blockSize;
             maxLen = Math.max(maxLen, len);
         }
-        return footprint(lengths.length, blocks, maxLen, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes);
+        return footprint(lengths.length, blocks, maxLen, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers);
     }
 
     /**
@@ -69,7 +75,10 @@ public final class DecodeWorkload {
      * longest {@code maxLen} tokens: callers check a shape before making its length array.
      */
     public static Footprint footprint(long numSeqs, long numBlocks, int maxLen, int numQHeads, int numKvHeads, int headDim,
-                                      int blockSize, KvDtype dtype, long kvMemoryBytes) {
+                                      int blockSize, KvDtype dtype, long kvMemoryBytes, int numLayers) {
+        if (numLayers < 1) {
+            throw new IllegalArgumentException("layers=" + numLayers + " must be >= 1");
+        }
         if (numSeqs < 1) {
             throw new IllegalArgumentException("batch=" + numSeqs + " must be >= 1");
         }
@@ -84,7 +93,7 @@ public final class DecodeWorkload {
         }
         long poolBlocks = numBlocks + spareBlocks(numSeqs, numBlocks, maxBlocks);
         if (kvMemoryBytes > 0) {
-            poolBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, 1, dtype).numBlocks();
+            poolBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, numLayers, dtype).numBlocks();
             if (poolBlocks < numBlocks) {
                 throw new IllegalArgumentException("kvMemory=" + kvMemoryBytes + " bytes hold " + poolBlocks + " blocks but batch="
                         + numSeqs + " context up to " + maxLen + " needs " + numBlocks);
@@ -95,7 +104,7 @@ public final class DecodeWorkload {
             throw new IllegalArgumentException("batch=" + numSeqs + " x q-heads=" + numQHeads + " x head-dim=" + headDim + " = "
                     + queryElements + " query elements, above the " + KvCacheConfig.MAX_POOL_ELEMENTS + " one FloatArray holds");
         }
-        long pools = 2L * poolBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
+        long pools = 2L * numLayers * poolBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
         long nativeBytes = pools + 2 * queryElements * Float.BYTES;
         int threads = Runtime.getRuntime().availableProcessors();
         long heapBytes = numSeqs * 160L                  // page table, map entry, ids, lengths
@@ -118,8 +127,14 @@ public final class DecodeWorkload {
     /** Same, with the cache sized to {@code kvMemoryBytes} of K/V (0: the batch plus a few spare blocks per sequence). */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed, long kvMemoryBytes) {
-        Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes);
-        KvCacheConfig config = KvCacheConfig.of((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype);
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, 1);
+    }
+
+    /** Same, {@code numLayers} layers (each its own K and V pool, all filled with random K/V). */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers) {
+        Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers);
+        KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config);
         RandomKv.shuffleFreeBlocks(cache, seed);
@@ -184,7 +199,7 @@ public final class DecodeWorkload {
         return out;
     }
 
-    /** The fp64 reference for this workload. */
+    /** The fp64 reference for this workload, layer 0. */
     public double[] reference() {
         return ReferenceAttention.decode(cache, spec, 0, seqs, q);
     }

@@ -35,6 +35,10 @@ final class ShapeOptions {
             + " default: the batch plus 4 spare blocks per sequence).")
     String kvMemory;
 
+    @Option(names = "--layers", description = "Layers in the cache, each with its own K and V pool; check decodes every"
+            + " layer (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+    int layers;
+
     /** Bytes from --kv-memory, 0 when not given. */
     long kvMemoryBytes() {
         return kvMemory == null ? 0 : ByteSize.parse("--kv-memory", kvMemory);
@@ -50,7 +54,7 @@ final class ShapeOptions {
         DecodeWorkload.Footprint need;
         try {
             need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
-                    kvMemoryBytes());
+                    kvMemoryBytes(), layers);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(flags() + ": " + e.getMessage());
         }
@@ -59,7 +63,8 @@ final class ShapeOptions {
 
     private String flags() {
         return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
-                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvMemory == null ? "" : " --kv-memory=" + kvMemory);
+                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
+                + (layers == 1 ? "" : " --layers=" + layers);
     }
 
     long seed() {
@@ -124,7 +129,8 @@ final class ShapeOptions {
         for (int l : lengths) {
             total += l;
         }
-        return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d",
-                batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed());
+        return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d%s",
+                batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed(),
+                layers == 1 ? "" : " layers=" + layers);
     }
 }
