@@ -24,6 +24,7 @@ public final class KvCache {
     private final KvCacheConfig config;
     private final BlockPool pool;
     private final KvStore store;
+    private final BlockAllocator allocator;
     private final SequenceRegistry sequences = new SequenceRegistry();
     private PrefixCache prefixCache; // null unless enablePrefixCaching()
 
@@ -34,6 +35,7 @@ public final class KvCache {
         this.config = config;
         this.pool = new BlockPool(config.numBlocks());
         this.store = new KvStore(config);
+        this.allocator = new BlockAllocator(config, pool, store);
     }
 
     public KvCacheConfig config() {
@@ -98,7 +100,7 @@ public final class KvCache {
     /** Blocks that appending {@code numTokens} to {@code seq} would take from the pool. */
     public synchronized int blocksNeeded(int seq, int numTokens) {
         requireNonNegative("numTokens", numTokens);
-        return blocksNeeded(table(seq), numTokens);
+        return allocator.blocksToAppend(table(seq), numTokens);
     }
 
     public synchronized boolean canAppend(int seq, int numTokens) {
@@ -114,21 +116,12 @@ public final class KvCache {
     public synchronized int append(int seq, int numTokens) throws OutOfBlocksException {
         requireNonNegative("numTokens", numTokens);
         PageTable t = table(seq);
-        int needed = blocksNeeded(t, numTokens);
+        int needed = allocator.blocksToAppend(t, numTokens);
         if (needed > pool.numAllocatable()) {
             throw new OutOfBlocksException(needed, pool.numAllocatable());
         }
         int first = t.numTokens();
-        if (numTokens > 0) {
-            if (first % config.blockSize() != 0 && isShared(t.block(t.numBlocks() - 1))) {
-                copyBlock(t, t.numBlocks() - 1);
-            }
-            int target = config.blocksFor(first + numTokens);
-            while (t.numBlocks() < target) {
-                t.add(takeBlock());
-            }
-            t.setNumTokens(first + numTokens);
-        }
+        allocator.append(t, numTokens);
         verifyIfChecked();
         return first;
     }
@@ -166,18 +159,11 @@ public final class KvCache {
         int bs = config.blockSize();
         int firstLogical = firstPosition / bs;
         int lastLogical = (firstPosition + numTokens - 1) / bs;
-        int copies = 0;
-        for (int logical = firstLogical; logical <= lastLogical; logical++) {
-            copies += isShared(t.block(logical)) ? 1 : 0;
-        }
+        int copies = allocator.copiesToWrite(t, firstLogical, lastLogical);
         if (copies > pool.numAllocatable()) {
             throw new OutOfBlocksException(copies, pool.numAllocatable());
         }
-        for (int logical = firstLogical; logical <= lastLogical; logical++) {
-            if (isShared(t.block(logical))) {
-                copyBlock(t, logical);
-            }
-        }
+        allocator.makePrivate(t, firstLogical, lastLogical);
         for (int i = 0; i < numTokens; i++) {
             int pos = firstPosition + i;
             store.write(layer, t.block(pos / bs), pos % bs, k, v, i * width);
@@ -225,10 +211,7 @@ public final class KvCache {
         if (prefixCache != null) {
             prefixCache.onFree(seq);
         }
-        // Tail first: with prefix caching, a sequence's tail is then evicted before its head.
-        for (int i = t.numBlocks() - 1; i >= 0; i--) {
-            releaseBlock(t.block(i));
-        }
+        allocator.releaseAll(t);
         verifyIfChecked();
     }
 
@@ -289,6 +272,7 @@ public final class KvCache {
         if (prefixCache == null) {
             prefixCache = new PrefixCache(this);
             pool.setEvictionListener(prefixCache::onEvict);
+            allocator.setPrefixCache(prefixCache);
         }
         return prefixCache;
     }
@@ -328,40 +312,7 @@ public final class KvCache {
     }
 
     int takeBlock() {
-        int b = pool.allocate();
-        assert b != BlockPool.NO_BLOCK : "allocation after a successful capacity check failed";
-        return b;
-    }
-
-    private boolean isShared(int block) {
-        return pool.refCount(block) > 1 || (prefixCache != null && prefixCache.isCached(block));
-    }
-
-    /** Gives logical block {@code logical} of {@code t} a private copy of its filled slots. */
-    private void copyBlock(PageTable t, int logical) {
-        int from = t.block(logical);
-        int to = takeBlock();
-        int filled = Math.min(config.blockSize(), t.numTokens() - logical * config.blockSize());
-        store.copyBlock(from, to, filled);
-        t.replace(logical, to);
-        releaseBlock(from);
-    }
-
-    private void releaseBlock(int block) {
-        pool.release(block, prefixCache != null && prefixCache.isCached(block));
-    }
-
-    private int blocksNeeded(PageTable t, int numTokens) {
-        if (numTokens == 0) {
-            return 0;
-        }
-        if (numTokens > Integer.MAX_VALUE - t.numTokens()) {
-            throw new IllegalArgumentException("numTokens=" + numTokens + " on top of length=" + t.numTokens()
-                    + " exceeds Integer.MAX_VALUE tokens");
-        }
-        int grow = config.blocksFor(t.numTokens() + numTokens) - t.numBlocks();
-        boolean copyLast = t.numTokens() % config.blockSize() != 0 && isShared(t.block(t.numBlocks() - 1));
-        return grow + (copyLast ? 1 : 0);
+        return allocator.take();
     }
 
     private int locate(int seq, int position, int kvHead, int dim) {
