@@ -43,8 +43,15 @@ final class DemoCommand implements Callable<Integer> {
         }
         long s = seed != null ? seed : System.nanoTime();
         random = new SplittableRandom(s);
-        KvCacheConfig config = kvMemory == null ? KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16)
-                : KvCacheConfig.forMemory(ByteSize.parse("--kv-memory", kvMemory), 16, 2, 64, 1, KvDtype.FP16);
+        KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16);
+        if (kvMemory != null) {
+            try {
+                config = KvCacheConfig.forMemory(ByteSize.parse("--kv-memory", kvMemory), 16, 2, 64, 1, KvDtype.FP16);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(e.getMessage().startsWith("--kv-memory") ? e.getMessage()
+                        : "--kv-memory=" + kvMemory + ": " + e.getMessage());
+            }
+        }
         if (config.numBlocks() < 8) {
             throw new IllegalArgumentException("--kv-memory=" + kvMemory + " holds " + config.numBlocks()
                     + " blocks; the demo needs 8 (" + 8 * config.bytesPerToken() * config.blockSize() + " bytes)");
