@@ -36,8 +36,23 @@ public final class DecodeBatch {
         requireTables(config);
     }
 
-    /** The batch of {@code seqs} (page tables {@code tables}), {@code maxBlocksPerSeq} columns; under the cache's lock. */
-    static DecodeBatch take(KvCache source, int[] seqs, PageTable[] tables, int maxBlocksPerSeq) {
+    /** {@link #take}'s width for "as many columns as the longest table needs". */
+    static final int FIT = -1;
+
+    /** The batch of {@code seqs}, {@code maxBlocksPerSeq} columns (or {@link #FIT}); under the cache's lock. */
+    static DecodeBatch take(KvCache source, int[] seqs, int maxBlocksPerSeq) {
+        if (seqs == null || seqs.length == 0) {
+            throw new IllegalArgumentException("seqs is empty: a batch needs at least one sequence");
+        }
+        PageTable[] tables = new PageTable[seqs.length];
+        int longest = 0;
+        for (int i = 0; i < seqs.length; i++) {
+            tables[i] = source.sequences().get(seqs[i]);
+            longest = Math.max(longest, tables[i].numBlocks());
+        }
+        if (maxBlocksPerSeq == FIT) {
+            maxBlocksPerSeq = longest;
+        }
         int width = Math.max(1, maxBlocksPerSeq);
         if ((long) seqs.length * width > Integer.MAX_VALUE - 16) {
             throw new IllegalArgumentException("seqs.length=" + seqs.length + " x maxBlocksPerSeq=" + width
@@ -100,7 +115,7 @@ public final class DecodeBatch {
     private void requireCurrent() {
         synchronized (source) {
             for (int i = 0; i < seqIds.length; i++) {
-                PageTable t = source.tableOrNull(seqIds[i]);
+                PageTable t = source.sequences().getOrNull(seqIds[i]);
                 if (t == null) {
                     throw new IllegalArgumentException("seq=" + seqIds[i] + " of this batch was freed after the batch was taken:"
                             + " its blocks may hold another sequence's K/V now; take a new batch");

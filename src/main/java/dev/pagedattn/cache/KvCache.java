@@ -2,23 +2,19 @@ package dev.pagedattn.cache;
 
 /**
  * The KV cache manager (vLLM's KVCacheManager): sequences and their page tables over a
- * {@link BlockPool}, with the K/V themselves in a {@link KvStore} (one K and one V pool per layer).
+ * {@link BlockPool}, the K/V in a {@link KvStore} (one K and one V pool per layer).
  *
- * <p>Life of a sequence: {@link #createSequence()}, then {@link #append(int, int)} reserves slots
- * for new tokens (allocating blocks as needed) and {@link #write} stores their K/V, or
- * {@link #appendTokens} does both; {@link #fork} shares every block with a new sequence;
- * {@link #free} gives the blocks back. Copy-on-write keeps shared blocks immutable: an append into
- * a shared, partly filled last block copies it first, and so does a write into any block that is
- * shared or prefix-cached, so every reserved slot stays writable by its owner.
- *
- * <p>Exhaustion: an append (or a write that must copy) that needs more blocks than
- * {@link #numAllocatableBlocks()} throws {@link OutOfBlocksException} and changes nothing;
- * {@link #canAppend} asks first.
+ * <p>Life of a sequence: {@link #createSequence()}, {@link #append(int, int)} reserves slots (taking
+ * blocks) and {@link #write} stores their K/V ({@link #appendTokens} does both), {@link #fork}
+ * shares every block with a new sequence, {@link #free} gives them back. Shared blocks stay
+ * immutable: an append into a shared, partly filled last block and a write into any shared or
+ * prefix-cached block copy it first, so every reserved slot stays writable by its owner. An
+ * append or write that needs more blocks than {@link #numAllocatableBlocks()} throws
+ * {@link OutOfBlocksException} and changes nothing ({@link #canAppend} asks first).
  *
  * <p>Thread safety: every method is {@code synchronized} on this cache. Attention reads the pools
- * without taking the lock: the caller must not write, append to or free a sequence while a decode
- * that reads it is running. A batch taken before a sequence was freed or copied is refused
- * ({@link DecodeBatch#requireFits}).
+ * without the lock: do not change a sequence while a decode that reads it runs. A batch taken
+ * before one of its sequences was freed or copied is refused ({@link DecodeBatch#requireFits}).
  */
 public final class KvCache {
     private final KvCacheConfig config;
@@ -80,7 +76,7 @@ public final class KvCache {
 
     /** Creates an empty sequence and returns its id. */
     public synchronized int createSequence() {
-        return newSequence(new PageTable());
+        return sequences.add(new PageTable());
     }
 
     public synchronized boolean contains(int seq) {
@@ -197,7 +193,7 @@ public final class KvCache {
         for (int i = 0; i < parent.numBlocks(); i++) {
             pool.retain(parent.block(i));
         }
-        int id = newSequence(new PageTable(parent));
+        int id = sequences.add(new PageTable(parent));
         if (prefixCache != null) {
             prefixCache.onFork(seq, id);
         }
@@ -217,36 +213,22 @@ public final class KvCache {
 
     /** Element {@code dim} of K for (seq, layer, position, kvHead), found through the page table. */
     public synchronized float readK(int seq, int layer, int position, int kvHead, int dim) {
-        return store.keys(layer).get(locate(seq, position, kvHead, dim));
+        return store.keys(layer).get(store.locate(table(seq), seq, position, kvHead, dim));
     }
 
     /** Element {@code dim} of V for (seq, layer, position, kvHead), found through the page table. */
     public synchronized float readV(int seq, int layer, int position, int kvHead, int dim) {
-        return store.values(layer).get(locate(seq, position, kvHead, dim));
+        return store.values(layer).get(store.locate(table(seq), seq, position, kvHead, dim));
     }
 
     /** Padded block tables and lengths for a decode over {@code seqs}. */
     public synchronized DecodeBatch batch(int... seqs) {
-        if (seqs == null || seqs.length == 0) {
-            throw new IllegalArgumentException("seqs is empty: a batch needs at least one sequence");
-        }
-        int max = 0;
-        for (int s : seqs) {
-            max = Math.max(max, table(s).numBlocks());
-        }
-        return batchPadded(max, seqs);
+        return DecodeBatch.take(this, seqs, DecodeBatch.FIT);
     }
 
     /** Same, padded to {@code maxBlocksPerSeq} columns (fixed-size tables for device plans). */
     public synchronized DecodeBatch batchPadded(int maxBlocksPerSeq, int... seqs) {
-        if (seqs == null || seqs.length == 0) {
-            throw new IllegalArgumentException("seqs is empty: a batch needs at least one sequence");
-        }
-        PageTable[] tables = new PageTable[seqs.length];
-        for (int i = 0; i < seqs.length; i++) {
-            tables[i] = table(seqs[i]);
-        }
-        return DecodeBatch.take(this, seqs, tables, maxBlocksPerSeq);
+        return DecodeBatch.take(this, seqs, maxBlocksPerSeq);
     }
 
     /** FlashInfer's CSR page table (indptr, indices, last_page_len) for {@code seqs}. */
@@ -257,11 +239,7 @@ public final class KvCache {
     /** Verifies every invariant now; throws AssertionError on the first violation. */
     public synchronized void verify() {
         pool.verify();
-        int[] refs = sequences.verifyAndCountReferences(config);
-        for (int b = 0; b < refs.length; b++) {
-            BlockPool.check(refs[b] == pool.refCount(b),
-                    "block " + b + " has refCount=" + pool.refCount(b) + " but " + refs[b] + " page-table references");
-        }
+        sequences.verify(config, pool);
         if (prefixCache != null) {
             prefixCache.verify();
         }
@@ -282,7 +260,7 @@ public final class KvCache {
         return prefixCache;
     }
 
-    // ---- package-private: PrefixCache, DecodeBatch, RandomKv ----
+    // ---- package-private: PrefixCache, DecodeBatch, RandomKv, BlockAllocator ----
 
     BlockPool blockPool() {
         return pool;
@@ -292,17 +270,12 @@ public final class KvCache {
         return store;
     }
 
-    PageTable table(int seq) {
+    SequenceRegistry sequences() {
+        return sequences;
+    }
+
+    private PageTable table(int seq) {
         return sequences.get(seq);
-    }
-
-    int newSequence(PageTable table) {
-        return sequences.add(table);
-    }
-
-    /** The page table of {@code seq}, or null when there is no such sequence (any more). */
-    PageTable tableOrNull(int seq) {
-        return sequences.getOrNull(seq);
     }
 
     void verifyIfChecked() {
@@ -313,17 +286,6 @@ public final class KvCache {
 
     int takeBlock() {
         return allocator.take();
-    }
-
-    private int locate(int seq, int position, int kvHead, int dim) {
-        PageTable t = table(seq);
-        if (position < 0 || position >= t.numTokens()) {
-            throw new IllegalArgumentException("position=" + position + " is outside [0, " + t.numTokens() + ") of seq=" + seq);
-        }
-        if (kvHead < 0 || kvHead >= config.numKvHeads() || dim < 0 || dim >= config.headDim()) {
-            throw new IllegalArgumentException("kvHead=" + kvHead + " dim=" + dim + " is outside the cache shape");
-        }
-        return layout().offset(t.block(position / config.blockSize()), kvHead, position % config.blockSize(), dim);
     }
 
     private static void requireNonNegative(String name, int value) {

@@ -71,6 +71,17 @@ final class KvStore {
         journal.markAll();
     }
 
+    /** Pool offset of (position, kvHead, dim) of sequence {@code seq} with page table {@code t}; names bad values. */
+    int locate(PageTable t, int seq, int position, int kvHead, int dim) {
+        if (position < 0 || position >= t.numTokens()) {
+            throw new IllegalArgumentException("position=" + position + " is outside [0, " + t.numTokens() + ") of seq=" + seq);
+        }
+        if (kvHead < 0 || kvHead >= config.numKvHeads() || dim < 0 || dim >= config.headDim()) {
+            throw new IllegalArgumentException("kvHead=" + kvHead + " dim=" + dim + " is outside the cache shape");
+        }
+        return layout.offset(t.block(position / config.blockSize()), kvHead, position % config.blockSize(), dim);
+    }
+
     int requireLayer(int layer) {
         if (layer < 0 || layer >= config.numLayers()) {
             throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");

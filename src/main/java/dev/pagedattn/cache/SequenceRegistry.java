@@ -44,10 +44,10 @@ final class SequenceRegistry {
     }
 
     /**
-     * Checks that every table holds exactly the blocks its length needs and returns how many
-     * tables reference each block ({@code [numBlocks]}).
+     * Checks that every table holds exactly the blocks its length needs and that each block's
+     * reference count in {@code pool} is the number of tables referencing it.
      */
-    int[] verifyAndCountReferences(KvCacheConfig config) {
+    void verify(KvCacheConfig config, BlockPool pool) {
         int[] refs = new int[config.numBlocks()];
         for (Map.Entry<Integer, PageTable> e : tables.entrySet()) {
             PageTable t = e.getValue();
@@ -57,6 +57,9 @@ final class SequenceRegistry {
                 refs[t.block(i)]++;
             }
         }
-        return refs;
+        for (int b = 0; b < refs.length; b++) {
+            BlockPool.check(refs[b] == pool.refCount(b),
+                    "block " + b + " has refCount=" + pool.refCount(b) + " but " + refs[b] + " page-table references");
+        }
     }
 }

@@ -14,7 +14,6 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -31,6 +30,7 @@ class ConcurrentDecodeTest {
     private static final long MILLIS = 3_000;
     private static final KvCacheConfig C = new KvCacheConfig(160, 8, 2, 16, KvDtype.FP32, 2);
     private static final int Q_HEADS = 4;
+    private static final int MIN_DECODES = 5; // per thread, however slow the machine
 
     @Test
     @Timeout(60)
@@ -38,7 +38,6 @@ class ConcurrentDecodeTest {
         long seed = TestSeeds.fresh("ConcurrentDecodeTest");
         KvCache cache = new KvCache(C);
         AttentionSpec spec = AttentionSpec.of(C, Q_HEADS);
-        AtomicLong decodes = new AtomicLong();
         CountDownLatch start = new CountDownLatch(1);
         ExecutorService pool = Executors.newFixedThreadPool(THREADS);
         try (JvmDecodeAttention attention = new JvmDecodeAttention(cache, spec)) {
@@ -47,7 +46,7 @@ class ConcurrentDecodeTest {
                 SplittableRandom random = new SplittableRandom(seed + t);
                 futures.add(pool.submit(() -> {
                     start.await();
-                    work(cache, spec, attention, random, decodes);
+                    work(cache, spec, attention, random);
                     return null;
                 }));
             }
@@ -59,14 +58,14 @@ class ConcurrentDecodeTest {
             pool.shutdownNow();
         }
         cache.verify();
-        assertTrue(decodes.get() >= THREADS * 10, "only " + decodes.get() + " decodes ran");
     }
 
-    private static void work(KvCache cache, AttentionSpec spec, JvmDecodeAttention attention, SplittableRandom random,
-                             AtomicLong decodes) throws Exception {
+    private static void work(KvCache cache, AttentionSpec spec, JvmDecodeAttention attention, SplittableRandom random)
+            throws Exception {
         List<Integer> mine = new ArrayList<>();
         long end = System.nanoTime() + MILLIS * 1_000_000;
-        while (System.nanoTime() < end) {
+        int checked = 0;
+        while (System.nanoTime() < end || checked < MIN_DECODES) { // a loaded machine still gets a few decodes per thread
             try {
                 change(cache, mine, random);
             } catch (OutOfBlocksException e) {
@@ -94,7 +93,7 @@ class ConcurrentDecodeTest {
             double[] want = ReferenceAttention.decode(cache, spec, layer, seqs, q);
             double err = ReferenceAttention.relativeL2(out, want);
             assertTrue(err <= 1e-5, "relative L2 " + err + " in layer " + layer + " for sequences " + mine);
-            decodes.incrementAndGet();
+            checked++;
         }
     }
 
