@@ -46,14 +46,15 @@ class ReadmeApiTest {
 
         // README API: begin
         KvCacheConfig config = KvCacheConfig.of(/*numBlocks*/ 4096, /*blockSize*/ 16, /*kvHeads*/ 8, /*headDim*/ 128, KvDtype.FP16);
+        // or sized from a byte budget, all layers: KvCacheConfig.forMemory(60_000_000_000L, 16, 8, 128, /*layers*/ 32, KvDtype.FP16)
         KvCache cache = new KvCache(config);
 
         int seq = cache.createSequence();
         cache.appendTokens(seq, promptK, promptV);      // [numTokens][numKvHeads][headDim] each; throws OutOfBlocksException
-        int child = cache.fork(seq);                    // shares every block; copy-on-write on its first append
+        int child = cache.fork(seq);                    // shares every block; copy-on-write on its first append or write
         if (cache.canAppend(child, 1)) {
             int pos = cache.append(child, 1);           // reserve a slot (copies a shared, partly filled last block)
-            cache.write(child, 0, pos, k, v);           // layer 0, one token, all KV heads
+            cache.write(child, 0, pos, k, v);           // layer 0, one token, all KV heads (copies a block still shared)
         }
 
         AttentionSpec spec = AttentionSpec.of(config, /*numQHeads*/ 32);   // scale defaults to 1/sqrt(headDim)

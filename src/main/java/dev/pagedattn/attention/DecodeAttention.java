@@ -38,6 +38,9 @@ public interface DecodeAttention extends AutoCloseable {
 
     /** Checks the shapes of one call; messages name the bad value. */
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (batch == null) {
+            throw new IllegalArgumentException("batch=null (take one with KvCache.batch)");
+        }
         if (layer < 0 || layer >= config.numLayers()) {
             throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
         }

@@ -4,7 +4,9 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.NativeArrays;
 import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.cache.RandomKv;
 import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -31,8 +33,98 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Builds the workload (the fill is parallel: gigabyte caches take seconds), with a few spare
-     * blocks for later appends where the pool has room.
+     * What a workload of some shape allocates, in bytes: native memory (the K and V pools, q and
+     * the output) and Java heap (sequences, page tables, block tables, the block pool and the
+     * fp64 reference's output and scratch). An estimate good to a few percent, for refusing shapes
+     * that cannot fit before allocating anything.
+     */
+    public record Footprint(long numBlocks, long queryElements, long nativeBytes, long heapBytes) {
+    }
+
+    /**
+     * Checks the shape's sizes (all in long) and returns its footprint; the messages name the
+     * value that does not fit.
+     */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype) {
+        return footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, 0);
+    }
+
+    /** Same, with the cache sized to {@code kvMemoryBytes} ({@link KvCacheConfig#forMemory}); 0: as small as the batch allows. */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
+                                      long kvMemoryBytes) {
+        return footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, 1);
+    }
+
+    /** Same, {@code numLayers} layers. */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
+                                      long kvMemoryBytes, int numLayers) {
+        return footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers, 0);
+    }
+
+    /** Same, with blocks for every sequence to append {@code spareTokensPerSeq} more tokens (decode steps). */
+    public static Footprint footprint(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize, KvDtype dtype,
+                                      long kvMemoryBytes, int numLayers, int spareTokensPerSeq) {
+        if (spareTokensPerSeq < 0) {
+            throw new IllegalArgumentException("spareTokensPerSeq=" + spareTokensPerSeq + " must be >= 0");
+        }
+        long blocks = 0;
+        int maxLen = 0;
+        for (int len : lengths) {
+            if (len < 1) {
+                throw new IllegalArgumentException("context=" + len + " must be >= 1");
+            }
+            blocks += (len + (long) spareTokensPerSeq + blockSize - 1) / blockSize;
+            maxLen = Math.max(maxLen, len);
+        }
+        return footprint(lengths.length, blocks, maxLen, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers);
+    }
+
+    /**
+     * The footprint of {@code numSeqs} sequences taking {@code numBlocks} blocks in all, the
+     * longest {@code maxLen} tokens: callers check a shape before making its length array.
+     */
+    public static Footprint footprint(long numSeqs, long numBlocks, int maxLen, int numQHeads, int numKvHeads, int headDim,
+                                      int blockSize, KvDtype dtype, long kvMemoryBytes, int numLayers) {
+        if (numLayers < 1) {
+            throw new IllegalArgumentException("layers=" + numLayers + " must be >= 1");
+        }
+        if (numSeqs < 1) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " must be >= 1");
+        }
+        if (numSeqs > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " sequences exceed one int-indexed array");
+        }
+        long maxBlocks = KvCacheConfig.maxBlocks(blockSize, numKvHeads, headDim);
+        if (numBlocks > maxBlocks) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " context up to " + maxLen + " needs " + numBlocks
+                    + " blocks of " + blockSize + " tokens x " + numKvHeads + " KV heads x " + headDim + " dims, but one layer's pool holds"
+                    + " at most " + maxBlocks + " blocks (" + KvCacheConfig.MAX_POOL_ELEMENTS + " elements: TornadoVM arrays are int-indexed)");
+        }
+        long poolBlocks = numBlocks + spareBlocks(numSeqs, numBlocks, maxBlocks);
+        if (kvMemoryBytes > 0) {
+            poolBlocks = KvCacheConfig.forMemory(kvMemoryBytes, blockSize, numKvHeads, headDim, numLayers, dtype).numBlocks();
+            if (poolBlocks < numBlocks) {
+                throw new IllegalArgumentException("kvMemory=" + kvMemoryBytes + " bytes hold " + poolBlocks + " blocks but batch="
+                        + numSeqs + " context up to " + maxLen + " needs " + numBlocks);
+            }
+        }
+        long queryElements = numSeqs * numQHeads * headDim;
+        if (queryElements > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException("batch=" + numSeqs + " x q-heads=" + numQHeads + " x head-dim=" + headDim + " = "
+                    + queryElements + " query elements, above the " + KvCacheConfig.MAX_POOL_ELEMENTS + " one FloatArray holds");
+        }
+        long pools = 2L * numLayers * poolBlocks * blockSize * numKvHeads * headDim * dtype.bytes();
+        long nativeBytes = pools + 2 * queryElements * Float.BYTES;
+        int threads = Runtime.getRuntime().availableProcessors();
+        long heapBytes = numSeqs * 160L                  // page table, map entry, ids, lengths
+                + poolBlocks * (17L + 12L)               // block pool arrays; table entries in page tables and the batch
+                + queryElements * Double.BYTES           // the fp64 reference's output
+                + threads * (long) maxLen * (2L * headDim + 1) * Double.BYTES; // the reference's per-sequence K, V and scores
+        return new Footprint(poolBlocks, queryElements, nativeBytes, heapBytes);
+    }
+
+    /**
+     * Builds the workload (the fill is parallel: gigabyte caches take seconds).
      *
      * @param lengths context length per sequence, each >= 1
      */
@@ -41,35 +133,27 @@ public final class DecodeWorkload {
         return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0);
     }
 
-    /**
-     * As {@link #create(int[], int, int, int, int, KvDtype, long)}, with room for every sequence to
-     * append {@code spareTokensPerSeq} more tokens (decode steps), guaranteed.
-     */
+    /** Same, with the cache sized to {@code kvMemoryBytes} of K/V (0: the batch plus a few spare blocks per sequence). */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
-                                        KvDtype dtype, long seed, int spareTokensPerSeq) {
-        if (lengths.length == 0) {
-            throw new IllegalArgumentException("batch=0 must be >= 1");
-        }
-        if (spareTokensPerSeq < 0) {
-            throw new IllegalArgumentException("spareTokensPerSeq=" + spareTokensPerSeq + " must be >= 0");
-        }
-        long blocks = 0; // what the contexts and the guaranteed appends need
-        for (int len : lengths) {
-            if (len < 1) {
-                throw new IllegalArgumentException("context=" + len + " must be >= 1");
-            }
-            blocks += ((long) len + spareTokensPerSeq + blockSize - 1) / blockSize;
-        }
-        if (blocks > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("blocks=" + blocks + " do not fit one pool");
-        }
-        // A few more spare blocks per sequence, where the pool has room, for appends beyond the guaranteed ones.
-        long perBlock = (long) numKvHeads * blockSize * headDim;
-        long spare = Math.max(0, Math.min(4L * lengths.length, Integer.MAX_VALUE / perBlock - blocks));
-        KvCacheConfig config = KvCacheConfig.of((int) (blocks + spare), blockSize, numKvHeads, headDim, dtype);
+                                        KvDtype dtype, long seed, long kvMemoryBytes) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, 1);
+    }
+
+    /** Same, {@code numLayers} layers (each its own K and V pool, all filled with random K/V). */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, numLayers, 0);
+    }
+
+    /** Same, with room for every sequence to append {@code spareTokensPerSeq} more tokens (decode steps), guaranteed. */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq) {
+        Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers,
+                spareTokensPerSeq);
+        KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config);
-        cache.shuffleFreeBlocks(seed);
+        RandomKv.shuffleFreeBlocks(cache, seed);
         int[] seqs = new int[lengths.length];
         try {
             for (int i = 0; i < lengths.length; i++) {
@@ -80,13 +164,18 @@ public final class DecodeWorkload {
             throw new AssertionError("a pool sized for the workload ran out", e);
         }
         // Random K/V straight into the pools (parallel): every slot of every sequence gets a value.
-        cache.fillUniform(seed);
+        RandomKv.fillUniform(cache, seed);
         SplittableRandom random = new SplittableRandom(seed);
-        FloatArray q = new FloatArray((int) spec.queryElements(lengths.length));
+        FloatArray q = NativeArrays.floats(size.queryElements());
         for (int i = 0; i < q.getSize(); i++) {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
         }
         return new DecodeWorkload(cache, spec, seqs, q);
+    }
+
+    /** Spare blocks so that later decode steps can append tokens: 4 per sequence, as far as the pool allows. */
+    private static long spareBlocks(long numSeqs, long blocks, long maxBlocks) {
+        return Math.max(0, Math.min(4L * numSeqs, maxBlocks - blocks));
     }
 
     /** Uniform lengths in {@code [min, max]} for {@code batch} sequences. */
@@ -121,12 +210,12 @@ public final class DecodeWorkload {
 
     /** A fresh output array poisoned with NaN, so unwritten elements fail every check. */
     public FloatArray poisonedOutput() {
-        FloatArray out = new FloatArray(q.getSize());
+        FloatArray out = NativeArrays.floats(q.getSize());
         out.init(Float.NaN);
         return out;
     }
 
-    /** The fp64 reference for this workload. */
+    /** The fp64 reference for this workload, layer 0. */
     public double[] reference() {
         return ReferenceAttention.decode(cache, spec, 0, seqs, q);
     }

@@ -48,6 +48,9 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (workers.isShutdown()) {
+            throw new IllegalStateException("decode after close(): this backend's threads are gone; create a new one");
+        }
         KvCacheConfig c = cache.config();
         DecodeAttention.requireShapes(spec, c, batch, layer, q, out);
         int tasks = batch.numSeqs() * spec.numKvHeads();
@@ -70,8 +73,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private void attendOneHead(DecodeBatch batch, int layer, int seq, int kvHead, FloatArray q, FloatArray out) {
         KvCacheConfig c = cache.config();
         KvLayout layout = cache.layout();
-        KvPool keys = cache.keys();
-        KvPool values = cache.values();
+        KvPool keys = cache.keys(layer);
+        KvPool values = cache.values(layer);
         int d = spec.headDim();
         int g = spec.groupSize();
         int bs = c.blockSize();
@@ -91,7 +94,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
         for (int j = 0, start = 0; start < len; j++, start += bs) {
             int n = Math.min(bs, len - start);
-            int base = layout.tileBase(layer, batch.block(seq, j), kvHead);
+            int base = layout.tileBase(batch.block(seq, j), kvHead);
             keys.read(base, tile, 0, n * d);
             for (int h = 0; h < g; h++) {
                 float blockMax = Float.NEGATIVE_INFINITY;

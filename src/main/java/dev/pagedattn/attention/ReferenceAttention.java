@@ -51,9 +51,9 @@ public final class ReferenceAttention {
             for (int pos = 0; pos < len; pos++) {
                 int block = table.block(pos / c.blockSize());
                 for (int e = 0; e < d; e++) {
-                    int at = layout.offset(layer, block, kvHead, pos % c.blockSize(), e);
-                    k[pos * d + e] = cache.keys().get(at);
-                    v[pos * d + e] = cache.values().get(at);
+                    int at = layout.offset(block, kvHead, pos % c.blockSize(), e);
+                    k[pos * d + e] = cache.keys(layer).get(at);
+                    v[pos * d + e] = cache.values(layer).get(at);
                 }
             }
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {

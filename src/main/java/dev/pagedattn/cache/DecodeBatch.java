@@ -10,6 +10,10 @@ package dev.pagedattn.cache;
  *                                          columns past ceil(contextLens[i]/blockSize) hold NO_BLOCK
  *  contextLens [numSeqs]                    tokens of sequence i, >= 1
  * </pre>
+ *
+ * <p>A batch taken from a {@link KvCache} remembers each sequence's page-table generation: once a
+ * sequence is freed or one of its blocks is replaced (copy-on-write), a decode of the batch is
+ * refused, since its tables would point at blocks that may already hold another sequence's K/V.
  */
 public final class DecodeBatch {
     private final int[] seqIds;       // [numSeqs]
@@ -17,14 +21,58 @@ public final class DecodeBatch {
     private final int[] blockTables;  // [numSeqs][maxBlocksPerSeq]
     private final int[] contextLens;  // [numSeqs]
     private final int blockSize;
+    private final KvCache source;     // null for caller-made tables
+    private final int[] generations;  // [numSeqs] page-table generation when taken; null with source
 
-    DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config) {
+    DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
+                KvCache source, int[] generations) {
         this.seqIds = seqIds;
         this.maxBlocksPerSeq = maxBlocksPerSeq;
         this.blockTables = blockTables;
         this.contextLens = contextLens;
         this.blockSize = config.blockSize();
-        requireFits(config);
+        this.source = source;
+        this.generations = generations;
+        requireTables(config);
+    }
+
+    /** {@link #take}'s width for "as many columns as the longest table needs". */
+    static final int FIT = -1;
+
+    /** The batch of {@code seqs}, {@code maxBlocksPerSeq} columns (or {@link #FIT}); under the cache's lock. */
+    static DecodeBatch take(KvCache source, int[] seqs, int maxBlocksPerSeq) {
+        if (seqs == null || seqs.length == 0) {
+            throw new IllegalArgumentException("seqs is empty: a batch needs at least one sequence");
+        }
+        PageTable[] tables = new PageTable[seqs.length];
+        int longest = 0;
+        for (int i = 0; i < seqs.length; i++) {
+            tables[i] = source.sequences().get(seqs[i]);
+            longest = Math.max(longest, tables[i].numBlocks());
+        }
+        if (maxBlocksPerSeq == FIT) {
+            maxBlocksPerSeq = longest;
+        }
+        int width = Math.max(1, maxBlocksPerSeq);
+        if ((long) seqs.length * width > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("seqs.length=" + seqs.length + " x maxBlocksPerSeq=" + width
+                    + " table entries exceed one int array");
+        }
+        int[] flat = new int[seqs.length * width];
+        java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
+        int[] lengths = new int[seqs.length];
+        int[] generations = new int[seqs.length];
+        for (int i = 0; i < seqs.length; i++) {
+            PageTable t = tables[i];
+            if (t.numBlocks() > maxBlocksPerSeq) {
+                throw new IllegalArgumentException("maxBlocksPerSeq=" + maxBlocksPerSeq + " < blocks=" + t.numBlocks()
+                        + " of seq=" + seqs[i]);
+            }
+            t.copyTo(flat, i * width);
+            lengths[i] = t.numTokens();
+            generations[i] = t.generation();
+        }
+        return new DecodeBatch(seqs.clone(), width, flat, lengths, source.config(), source, generations);
     }
 
     /** A batch from caller-made tables ({@code tables[i]} lists sequence i's physical blocks). */
@@ -47,15 +95,40 @@ public final class DecodeBatch {
             System.arraycopy(tables[i], 0, flat, i * max, used);
             ids[i] = i;
         }
-        return new DecodeBatch(ids, max, flat, contextLens.clone(), config);
+        return new DecodeBatch(ids, max, flat, contextLens.clone(), config, null, null);
     }
 
     /**
-     * Checks that every table entry a decode will read names a block of {@code config}'s pool.
-     * Backends call it before every launch, so a batch made for another cache can never make a
-     * kernel read outside a pool.
+     * Checks that every table entry a decode will read names a block of {@code config}'s pool and,
+     * for a batch taken from a cache, that no sequence of it was freed or had a block replaced
+     * since. Backends call it before every launch, so a batch made for another cache can never make
+     * a kernel read outside a pool, and a stale batch never reads another sequence's K/V.
      */
     public void requireFits(KvCacheConfig config) {
+        requireTables(config);
+        if (source != null) {
+            requireCurrent();
+        }
+    }
+
+    /** Refuses the batch when a sequence of it was freed or had a block replaced since it was taken. */
+    private void requireCurrent() {
+        synchronized (source) {
+            for (int i = 0; i < seqIds.length; i++) {
+                PageTable t = source.sequences().getOrNull(seqIds[i]);
+                if (t == null) {
+                    throw new IllegalArgumentException("seq=" + seqIds[i] + " of this batch was freed after the batch was taken:"
+                            + " its blocks may hold another sequence's K/V now; take a new batch");
+                }
+                if (t.generation() != generations[i]) {
+                    throw new IllegalArgumentException("seq=" + seqIds[i] + " had a block replaced (copy-on-write) after the"
+                            + " batch was taken; take a new batch");
+                }
+            }
+        }
+    }
+
+    private void requireTables(KvCacheConfig config) {
         if (config.blockSize() != blockSize) {
             throw new IllegalArgumentException("batch blockSize=" + blockSize + " does not match the cache's blockSize=" + config.blockSize());
         }

@@ -1,23 +1,24 @@
 package dev.pagedattn.cache;
 
 /**
- * The one place that knows where an element of the K or V pool lives. The JVM backend, the
+ * The one place that knows where an element of a K or V pool lives. The JVM backend, the
  * fp64 reference, the kernel emulator and the TornadoVM kernels all go through these methods.
  *
  * <pre>
- *  pool (K or V), one native array, int-indexed:
+ *  every layer has its own K pool and V pool, one native array each, int-indexed
+ *  (like vLLM's per-layer kv_cache tensors):
  *
- *  [layer][block][kvHead][slot][dim]
+ *  layer l, K (or V):  [block][kvHead][slot][dim]
  *
- *  block b, all layers share the id ------------------------------+
- *  | kvHead 0                         | kvHead 1      | ...       |
- *  | slot 0: d0 d1 ... d(D-1)         |               |           |
- *  | slot 1: d0 d1 ... d(D-1)         |               |           |
- *  | ...  (blockSize slots)           |               |           |
- *  +---------------------------------------------------------------+
- *   headStride  = blockSize * headDim
- *   blockStride = numKvHeads * headStride
- *   layerStride = numBlocks * blockStride
+ *  block b (the same id addresses the same token slots in every layer) ---+
+ *  | kvHead 0                         | kvHead 1      | ...               |
+ *  | slot 0: d0 d1 ... d(D-1)         |               |                   |
+ *  | slot 1: d0 d1 ... d(D-1)         |               |                   |
+ *  | ...  (blockSize slots)           |               |                   |
+ *  +----------------------------------------------------------------------+
+ *   headStride   = blockSize * headDim
+ *   blockStride  = numKvHeads * headStride
+ *   poolElements = numBlocks * blockStride   (< 2^31, see KvCacheConfig.MAX_POOL_ELEMENTS)
  * </pre>
  *
  * <p>Why this order: the decode kernel gives one work-group to a (sequence, KV head) pair. For each
@@ -27,25 +28,26 @@ package dev.pagedattn.cache;
  * Putting {@code slot} before {@code kvHead} would split that tile into {@code blockSize}
  * strided pieces. Writing one token touches {@code numKvHeads} runs of {@code headDim}, which is
  * cheap because appends are rare compared with reads.
+ *
+ * <p>Why a pool per layer: one array for every layer would cap the whole cache at 2^31 elements
+ * per pool (65k tokens of Llama-3-8B); per layer the cap applies to one layer only.
  */
 public final class KvLayout {
     private final int numBlocks;
     private final int numKvHeads;
     private final int blockSize;
     private final int headDim;
-    private final int numLayers;
 
     public KvLayout(KvCacheConfig config) {
         this.numBlocks = config.numBlocks();
         this.numKvHeads = config.numKvHeads();
         this.blockSize = config.blockSize();
         this.headDim = config.headDim();
-        this.numLayers = config.numLayers();
     }
 
-    /** Elements in one pool. */
+    /** Elements in one layer's pool. */
     public int poolElements() {
-        return numLayers * layerStride();
+        return numBlocks * blockStride();
     }
 
     public int headStride() {
@@ -56,23 +58,28 @@ public final class KvLayout {
         return numKvHeads * headStride();
     }
 
-    public int layerStride() {
-        return numBlocks * blockStride();
-    }
-
-    /** Offset of element {@code dim} of {@code slot} in {@code block}, head {@code kvHead}, layer {@code layer}. */
-    public int offset(int layer, int block, int kvHead, int slot, int dim) {
-        return offset(layer * layerStride(), blockStride(), headStride(), headDim, block, kvHead, slot, dim);
+    /** Offset of element {@code dim} of {@code slot} in {@code block}, head {@code kvHead}, in a layer's pool. */
+    public int offset(int block, int kvHead, int slot, int dim) {
+        return offset(0, blockStride(), headStride(), headDim, block, kvHead, slot, dim);
     }
 
     /** Offset of the first element of a (block, head) tile: the start of its contiguous run. */
-    public int tileBase(int layer, int block, int kvHead) {
-        return offset(layer, block, kvHead, 0, 0);
+    public int tileBase(int block, int kvHead) {
+        return offset(block, kvHead, 0, 0);
+    }
+
+    /**
+     * Offset of (block, head 0, slot, dim 0) for a slot id {@code block * blockSize + slot}, the
+     * form {@link DirtySlotJournal#drain} returns.
+     */
+    public int slotOffset(int slotId) {
+        return offset(slotId / blockSize, 0, slotId % blockSize, 0);
     }
 
     /**
      * The layout formula itself, in primitives only, so that kernels (which may not touch objects)
-     * inline it. {@code layerBase = layer * layerStride}.
+     * inline it. {@code layerBase} is 0 for per-layer pools (kept so that a pool holding several
+     * layers stays expressible).
      */
     public static int offset(int layerBase, int blockStride, int headStride, int headDim,
                              int block, int kvHead, int slot, int dim) {

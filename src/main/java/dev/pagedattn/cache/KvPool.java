@@ -7,24 +7,32 @@ import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
- * One physical pool (all K or all V) as a TornadoVM native array, off-heap, so that a TaskGraph
- * can take it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32.
- * Indexed by {@link KvLayout} offsets. Reads are public; writes are package-private (the cache
- * owns the pool's content).
+ * One layer's K (or V) pool as a TornadoVM native array, off-heap, so that a TaskGraph can take
+ * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32. Indexed by
+ * {@link KvLayout} offsets. Reads are public; writes are package-private (the cache owns the
+ * pool's content). Allocated by {@link NativeArrays}, so a pool may exceed 2 GiB; where the
+ * TornadoVM API at hand cannot wrap that much, the pool is a plain segment and {@link #array()}
+ * refuses (the JVM backend reads the segment and never asks).
  */
 public final class KvPool {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final KvDtype dtype;
-    private final TornadoNativeArray array;
-    private final MemorySegment payload; // [poolElements] of dtype
+    private final TornadoNativeArray array; // null: too large for this TornadoVM API to wrap
+    private final MemorySegment payload;    // [poolElements] of dtype, zeroed
+    private final int size;
 
     KvPool(KvDtype dtype, int numElements) {
+        this(dtype, numElements, Integer.MAX_VALUE);
+    }
+
+    /** A pool that takes the past-2-GiB path above {@code maxConstructorBytes} (tests). */
+    KvPool(KvDtype dtype, int numElements, long maxConstructorBytes) {
         this.dtype = dtype;
-        this.array = dtype == KvDtype.FP16 ? new HalfFloatArray(numElements) : new FloatArray(numElements);
-        this.payload = array.getSegment();
-        payload.fill((byte) 0);
+        this.size = numElements;
+        this.array = NativeArrays.tryAllocate(dtype, numElements, maxConstructorBytes);
+        this.payload = array != null ? array.getSegment() : NativeArrays.segment(dtype, numElements);
     }
 
     public KvDtype dtype() {
@@ -32,11 +40,20 @@ public final class KvPool {
     }
 
     public int size() {
-        return array.getSize();
+        return size;
+    }
+
+    /** The pool's elements without header (what the JVM backend and the staging copies read). */
+    public MemorySegment segment() {
+        return payload;
     }
 
     /** The native array, for TornadoVM task graphs. */
     public TornadoNativeArray array() {
+        if (array == null) {
+            throw new IllegalStateException("pool of " + size + " " + dtype + " elements (" + (long) size * dtype.bytes()
+                    + " bytes) has no TornadoVM array: this TornadoVM API cannot wrap more than 2 GiB (run under TornadoVM 5.2)");
+        }
         return array;
     }
 
@@ -45,7 +62,7 @@ public final class KvPool {
         if (dtype != KvDtype.FP16) {
             throw new IllegalStateException("dtype=" + dtype + " pool has no HalfFloatArray");
         }
-        return (HalfFloatArray) array;
+        return (HalfFloatArray) array();
     }
 
     /** The fp32 pool; fails for an fp16 pool. */
@@ -53,7 +70,7 @@ public final class KvPool {
         if (dtype != KvDtype.FP32) {
             throw new IllegalStateException("dtype=" + dtype + " pool has no FloatArray");
         }
-        return (FloatArray) array;
+        return (FloatArray) array();
     }
 
     /** Element {@code index} widened to fp32. */
@@ -88,10 +105,10 @@ public final class KvPool {
     /** Every element uniform in [-1, 1), filled in parallel chunks; deterministic for a seed. */
     void fillUniform(long seed) {
         int chunk = 1 << 20;
-        int chunks = (size() + chunk - 1) / chunk;
+        int chunks = (int) ((size() + (long) chunk - 1) / chunk);
         java.util.stream.IntStream.range(0, chunks).parallel().forEach(c -> {
             java.util.SplittableRandom r = new java.util.SplittableRandom(seed * 0x9E3779B97F4A7C15L + c);
-            int end = Math.min(size(), (c + 1) * chunk);
+            int end = (int) Math.min(size(), (c + 1L) * chunk);
             for (int i = c * chunk; i < end; i++) {
                 float x = (float) (r.nextDouble() * 2 - 1);
                 if (dtype == KvDtype.FP16) {
@@ -106,6 +123,6 @@ public final class KvPool {
     /** Copies {@code length} elements inside the pool. */
     void copy(int from, int to, int length) {
         long bytes = dtype.bytes();
-        MemorySegment.copy(payload, from * bytes, payload, to * bytes, length * bytes);
+        MemorySegment.copy(payload, from * bytes, payload, to * bytes, (long) length * bytes);
     }
 }

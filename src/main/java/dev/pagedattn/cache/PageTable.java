@@ -10,6 +10,7 @@ public final class PageTable {
     private int[] blocks = new int[4]; // [capacity], valid up to numBlocks
     private int numBlocks;
     private int numTokens;
+    private int generation;            // bumped when a mapped block is replaced (copy-on-write)
 
     PageTable() {
     }
@@ -18,6 +19,7 @@ public final class PageTable {
         this.blocks = other.blocks.clone();
         this.numBlocks = other.numBlocks;
         this.numTokens = other.numTokens;
+        this.generation = other.generation;
     }
 
     public int numBlocks() {
@@ -55,6 +57,12 @@ public final class PageTable {
 
     void replace(int logical, int block) {
         blocks[logical] = block;
+        generation++;
+    }
+
+    /** Changes whenever a block already in the table is replaced; appending blocks keeps it. */
+    int generation() {
+        return generation;
     }
 
     void setNumTokens(int numTokens) {

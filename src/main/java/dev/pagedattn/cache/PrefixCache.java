@@ -170,7 +170,7 @@ public final class PrefixCache {
                 t.add(cache.takeBlock());
             }
             t.setNumTokens(tokenIds.length);
-            int seq = cache.newSequence(t);
+            int seq = cache.sequences().add(t);
             SeqTokens st = new SeqTokens();
             st.seed = seed;
             st.add(tokenIds);
@@ -184,6 +184,9 @@ public final class PrefixCache {
 
     /** Reserves slots for generated tokens {@code tokenIds} of {@code seq}; returns the first position. */
     public int append(int seq, int[] tokenIds) throws OutOfBlocksException {
+        if (tokenIds == null) {
+            throw new IllegalArgumentException("tokenIds=null (pass the generated token ids, an empty array for none)");
+        }
         synchronized (cache) {
             SeqTokens st = tracked(seq);
             int first = cache.append(seq, tokenIds.length);
@@ -199,7 +202,7 @@ public final class PrefixCache {
     public void commit(int seq) {
         synchronized (cache) {
             SeqTokens st = tracked(seq);
-            PageTable t = cache.table(seq);
+            PageTable t = cache.sequences().get(seq);
             int full = st.length / blockSize;
             for (int i = st.numPublished; i < full; i++) {
                 long h = blockHash(st.lastHash, st.ids, i * blockSize, blockSize);
@@ -310,10 +313,10 @@ public final class PrefixCache {
     private SeqTokens tracked(int seq) {
         SeqTokens st = tokens.get(seq);
         if (st == null) {
-            cache.table(seq); // names an unknown seq
+            cache.sequences().get(seq); // names an unknown seq
             throw new IllegalArgumentException("seq=" + seq + " was not created by PrefixCache.admit, so its token ids are unknown");
         }
-        int length = cache.table(seq).numTokens();
+        int length = cache.sequences().get(seq).numTokens();
         if (st.length != length) {
             // Tokens appended through KvCache directly have no known ids: hashing on would pair
             // later ids with their K/V and publish blocks whose content does not match their hash.

@@ -4,6 +4,7 @@ import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.BandwidthProbe;
 import dev.pagedattn.tornado.DecodeGrid;
@@ -142,10 +143,10 @@ final class BenchCommand implements Callable<Integer> {
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
         String dt = dtype.toLowerCase();
-        if (blocks * BLOCK_SIZE * KV_HEADS * HEAD_DIM > Integer.MAX_VALUE) { // KvCacheConfig's limit: one native array
+        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, HEAD_DIM)) { // one layer's pool is one int-indexed array
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
-                    Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "pool over 2^31 elements (one native array)"));
-            System.out.printf("%5d x %-12s does not fit one native array%n", lengths.length, context);
+                    Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "layer pool over 2^31 elements (one native array)"));
+            System.out.printf("%5d x %-12s does not fit one layer's native array%n", lengths.length, context);
             return rows;
         }
         DecodeWorkload w = DecodeWorkload.create(lengths, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens);

@@ -54,10 +54,10 @@ final class CheckCommand implements Callable<Integer> {
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
+        shape.requireFits();
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
-        DecodeWorkload w = DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                shape.kvDtype(), shape.seed(), steps - 1);
+        DecodeWorkload w = build(shape, lengths, steps - 1);
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
@@ -72,6 +72,7 @@ final class CheckCommand implements Callable<Integer> {
                 nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
             }
             int status = report(w, w.batch(), out, nanos, tolerance, attention.name());
+            status = Math.max(status, checkOtherLayers(w, attention, tolerance));
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
                 DecodeBatch batch = appendOneToken(w, random);
@@ -98,12 +99,36 @@ final class CheckCommand implements Callable<Integer> {
             }
             try {
                 w.cache().append(seq, 1);
+                w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
             } catch (OutOfBlocksException e) {
                 throw new AssertionError("the workload's cache was sized for every step's new token", e);
             }
-            w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
         }
         return w.cache().batch(w.seqs());
+    }
+
+    /** Decodes the batch in every layer after the first, each against the fp64 reference; one line per layer. */
+    private static int checkOtherLayers(DecodeWorkload w, DecodeAttention attention, double tolerance) {
+        int status = 0;
+        FloatArray out = w.poisonedOutput();
+        for (int layer = 1; layer < w.cache().config().numLayers(); layer++) {
+            out.init(Float.NaN);
+            long t0 = System.nanoTime();
+            attention.decode(w.batch(), layer, w.q(), out);
+            long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.cache(), w.spec(), layer, w.seqs(), w.q()));
+            boolean ok = rel <= tolerance; // NaN fails
+            System.out.printf("layer %d: time %.3f ms (one decode; tornado: builds the layer's plan), relative L2=%.3e -> %s%n",
+                    layer, nanos / 1e6, rel, ok ? "PASS" : "FAIL");
+            status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
+        }
+        return status;
+    }
+
+    /** The shape's workload, with room for every sequence to append {@code spareTokensPerSeq} more tokens. */
+    static DecodeWorkload build(ShapeOptions shape, int[] lengths, int spareTokensPerSeq) {
+        return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
+                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq);
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

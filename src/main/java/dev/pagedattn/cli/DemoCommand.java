@@ -10,6 +10,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.PageTable;
+import dev.pagedattn.cache.RandomKv;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -27,6 +28,9 @@ final class DemoCommand implements Callable<Integer> {
     @Mixin
     BackendOptions backendOptions = new BackendOptions();
 
+    @Option(names = "--kv-memory", description = "Size the cache to this many bytes of K and V (such as 64KiB; default: 32 blocks).")
+    String kvMemory;
+
     private KvCache cache;
     private SplittableRandom random;
 
@@ -36,9 +40,21 @@ final class DemoCommand implements Callable<Integer> {
         long s = seed != null ? seed : System.nanoTime();
         random = new SplittableRandom(s);
         KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16);
+        if (kvMemory != null) {
+            try {
+                config = KvCacheConfig.forMemory(ByteSize.parse("--kv-memory", kvMemory), 16, 2, 64, 1, KvDtype.FP16);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(e.getMessage().startsWith("--kv-memory") ? e.getMessage()
+                        : "--kv-memory=" + kvMemory + ": " + e.getMessage());
+            }
+        }
+        if (config.numBlocks() < 8) {
+            throw new IllegalArgumentException("--kv-memory=" + kvMemory + " holds " + config.numBlocks()
+                    + " blocks; the demo needs 8 (" + 8 * config.bytesPerToken() * config.blockSize() + " bytes)");
+        }
         AttentionSpec spec = AttentionSpec.of(config, 8);
         cache = new KvCache(config);
-        cache.shuffleFreeBlocks(s);
+        RandomKv.shuffleFreeBlocks(cache, s);
         // The backend exists before the first line is printed, so that one it cannot create (no
         // TornadoVM runtime, a query group the tornado backend refuses) fails the demo before it starts.
         try (DecodeAttention attention = Backends.create(backendOptions.backend, cache, spec, backendOptions.device, "auto")) {
@@ -51,7 +67,7 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("1. A KV cache of %d physical blocks x %d tokens, %d KV heads x %d dims, %s: %d KB per pool.%n"
                         + "   Query heads: %d (GQA, %d per KV head). Free blocks: %d.%n%n",
                 config.numBlocks(), config.blockSize(), config.numKvHeads(), config.headDim(), config.dtype(),
-                config.poolBytes() / 1024, spec.numQHeads(), spec.groupSize(), cache.numAllocatableBlocks());
+                config.layerPoolBytes() / 1024, spec.numQHeads(), spec.groupSize(), cache.numAllocatableBlocks());
 
         int a = prompt(40);
         int b = prompt(17);

@@ -31,6 +31,42 @@ final class ShapeOptions {
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
 
+    @Option(names = "--kv-memory", description = "Size the KV cache to this many bytes of K and V (such as 100GB or 512MiB;"
+            + " default: the batch plus 4 spare blocks per sequence).")
+    String kvMemory;
+
+    @Option(names = "--layers", description = "Layers in the cache, each with its own K and V pool; check decodes every"
+            + " layer (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+    int layers;
+
+    /** Bytes from --kv-memory, 0 when not given. */
+    long kvMemoryBytes() {
+        return kvMemory == null ? 0 : ByteSize.parse("--kv-memory", kvMemory);
+    }
+
+    /**
+     * Refuses, before anything is allocated, a shape whose sizes overflow the arrays or need more
+     * memory than the JVM has; the message names the flags.
+     */
+    void requireFits() {
+        int[] range = contextRange();
+        long blocksPerSeq = (range[1] + (long) blockSize - 1) / blockSize; // the longest: ragged batches need less
+        DecodeWorkload.Footprint need;
+        try {
+            need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
+                    kvMemoryBytes(), layers);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(flags() + ": " + e.getMessage());
+        }
+        MemoryCheck.require(flags(), need);
+    }
+
+    private String flags() {
+        return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
+                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
+                + (layers == 1 ? "" : " --layers=" + layers);
+    }
+
     long seed() {
         if (seed == null) {
             seed = System.nanoTime();
@@ -44,6 +80,12 @@ final class ShapeOptions {
 
     /** Per-sequence lengths from --batch and --context; messages name the bad flag value. */
     int[] lengths() {
+        int[] range = contextRange();
+        return DecodeWorkload.lengths(batch, range[0], range[1], seed());
+    }
+
+    /** {MIN, MAX} of --context; checks --batch too. */
+    private int[] contextRange() {
         if (batch < 1) {
             throw new IllegalArgumentException("--batch=" + batch + " must be >= 1");
         }
@@ -63,7 +105,7 @@ final class ShapeOptions {
         if (min < 1 || max < min) {
             throw new IllegalArgumentException("--context=" + context + " needs 1 <= MIN <= MAX");
         }
-        return DecodeWorkload.lengths(batch, min, max, seed());
+        return new int[] {min, max};
     }
 
     /** Validates the head flags early so that the message names the flag. */
@@ -87,7 +129,8 @@ final class ShapeOptions {
         for (int l : lengths) {
             total += l;
         }
-        return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d",
-                batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed());
+        return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d%s",
+                batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed(),
+                layers == 1 ? "" : " layers=" + layers);
     }
 }

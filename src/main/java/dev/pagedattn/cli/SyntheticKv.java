@@ -1,6 +1,7 @@
 package dev.pagedattn.cli;
 
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.OutOfBlocksException;
 
 /**
  * Stand-in for a model's K/V projections: a token's K and V are a fixed pseudo-random function of
@@ -11,7 +12,7 @@ final class SyntheticKv {
     }
 
     /** Writes K/V of {@code tokens[from..]} into {@code seq} (positions already reserved). */
-    static void write(KvCache cache, int seq, int[] tokens, int from) {
+    static void write(KvCache cache, int seq, int[] tokens, int from) throws OutOfBlocksException {
         int n = tokens.length - from;
         if (n <= 0) {
             return;

@@ -84,7 +84,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private boolean cudaGraph;           // requested and the backend has CUDA graphs
     private Backend backend;             // of the device the graph runs on, found on first use
     private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
-    private Plan plan;
+    private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
+    private boolean closed;
     private long lastDeviceNanos = -1;
 
     /** Plain constructor for {@link dev.pagedattn.attention.Backends}: variant from {@code -Dpagedattn.tornado.variant} (auto). */
@@ -127,7 +128,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.variant = variant;
         this.requestedKernel = kernel;
         this.cudaGraphRequested = cudaGraph;
-        cache.trackDirtySlots();
+        this.plans = new Plan[config.numLayers()];
+        cache.dirtySlots().track();
     }
 
     @Override
@@ -164,30 +166,41 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (closed) {
+            throw new IllegalStateException("decode after close(): the device plans are released; create a new backend");
+        }
         DecodeAttention.requireShapes(spec, config, batch, layer, q, out);
         DecodeGrid grid = gridFor(batch);
         int rows = grid.partialRows(batch.numSeqs());
+        Plan plan = plans[layer];
         if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.maxBlocksPerSeq() > plan.maxBlocks || rows > plan.partialRows) {
             int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
             int blocks = Math.max(batch.maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
             int partialRows = Math.max(2 * rows, plan == null ? 0 : plan.partialRows);
-            close();
-            cache.drainDirtySlots(); // the new plan uploads the whole pools on its first execution
-            plan = new Plan(seqs, blocks, partialRows);
+            if (plan != null) {
+                plan.close();
+                plans[layer] = null;
+            }
+            cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
+            plan = plans[layer] = new Plan(layer, seqs, blocks, partialRows);
         }
-        plan.step(batch, grid, layer, q, out);
+        plan.step(batch, grid, q, out);
     }
 
     @Override
     public void close() {
-        if (plan != null) {
-            plan.close();
-            plan = null;
+        closed = true;
+        for (int l = 0; l < plans.length; l++) {
+            if (plans[l] != null) {
+                plans[l].close();
+                plans[l] = null;
+            }
         }
     }
 
-    /** The device-side buffers and the task graph, for one capacity. */
+    /** The device-side buffers and the task graph of one layer, for one capacity. */
     private final class Plan implements AutoCloseable {
+        final int layer;
         final int maxSeqs;
         final int maxBlocks;
         final int partialRows;           // (sequence, partition) rows the partials can hold
@@ -204,7 +217,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final WorkerGrid1D attentionGrid;
         final TornadoExecutionPlan executionPlan;
 
-        Plan(int maxSeqs, int maxBlocks, int partialRows) {
+        Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
+            this.layer = layer;
             this.maxSeqs = maxSeqs;
             this.maxBlocks = maxBlocks;
             this.partialRows = partialRows;
@@ -229,11 +243,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageV = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
             slotOffsets = new IntArray(stagingSlots);
             KernelContext ctx = new KernelContext();
-            TornadoNativeArray kPool = cache.keys().array();
-            TornadoNativeArray vPool = cache.values().array();
+            TornadoNativeArray kPool = cache.keys(layer).array();
+            TornadoNativeArray vPool = cache.values(layer).array();
             DecodeGrid.Kernel kernel = kernel();
 
-            TaskGraph graph = new TaskGraph("decode")
+            TaskGraph graph = new TaskGraph(graphName(layer))
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, params, stageK, stageV, slotOffsets);
             if (half) {
@@ -283,12 +297,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(stagingSlots * width), HELPER_GLOBAL)));
+            grids.addWorkerGrid(graphName(layer) + ".scatter", grid(Math.min(roundUp(stagingSlots * width), HELPER_GLOBAL)));
             if (!variant.equals("parallel")) {
                 graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
-                grids.addWorkerGrid("decode.merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
+                grids.addWorkerGrid(graphName(layer) + ".merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
                 attentionGrid = grid(LOCAL);
-                grids.addWorkerGrid("decode.attention", attentionGrid);
+                grids.addWorkerGrid(graphName(layer) + ".attention", attentionGrid);
             } else {
                 attentionGrid = null;
             }
@@ -298,15 +312,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (!cudaGraph) {
                 executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             }
-            if (device != null) {
-                executionPlan.withDevice(deviceOf(device));
+            // -Ddecode.device pins the graph named "decode" only: the other layers' plans follow it explicitly
+            String pin = device != null ? device : layer == 0 ? null : System.getProperty("decode.device");
+            if (pin != null) {
+                executionPlan.withDevice(deviceOf(pin));
             }
             if (cudaGraph) {
                 executionPlan.withCUDAGraph();
             }
         }
 
-        void step(DecodeBatch batch, DecodeGrid grid, int layer, FloatArray userQ, FloatArray userOut) {
+        void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
             int hq = spec.numQHeads();
             int d = spec.headDim();
@@ -319,8 +335,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 MemorySegment.copy(table, i * width, tables.getSegment(), ValueLayout.JAVA_INT, (long) i * maxBlocks * Integer.BYTES, width);
             }
             MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
-            int layerBase = layer * cache.layout().layerStride();
-            int[] dirty = cache.drainDirtySlots();
+            int layerBase = 0; // the plan binds its layer's own pools
+            int[] dirty = cache.dirtySlots().drain(layer);
             long nanos = 0;
             int done = 0;
             do {
@@ -349,16 +365,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int width = config.tokenWidth();
             int headStride = cache.layout().headStride();
             long bytes = config.dtype().bytes();
-            KvPool keys = cache.keys();
-            KvPool values = cache.values();
+            KvPool keys = cache.keys(layer);
+            KvPool values = cache.values(layer);
             for (int r = 0; r < rows; r++) {
-                int base = cache.slotOffset(dirty[from + r]);
+                int base = cache.layout().slotOffset(dirty[from + r]);
                 slotOffsets.set(r, base);
                 for (int h = 0; h < spec.numKvHeads(); h++) {
                     long src = (long) (base + h * headStride) * bytes;
                     long dst = (long) (r * width + h * spec.headDim()) * bytes;
-                    MemorySegment.copy(keys.array().getSegment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
-                    MemorySegment.copy(values.array().getSegment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
+                    MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
+                    MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
                 }
             }
         }
@@ -384,6 +400,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
         }
         return Backend.of(deviceOf(bd).getTornadoVMBackend().name());
+    }
+
+    /** Task graph names must differ between the plans of one process: one per layer. */
+    private static String graphName(int layer) {
+        return layer == 0 ? "decode" : "decode" + layer;
     }
 
     /** The TornadoVM device of a checked "B:D" (backend index:device index). */

@@ -83,7 +83,49 @@ class AttentionBadInputTest {
     }
 
     @Test
-    void decodeRejectsALayerOutsideTheCache() {
+    void decodeOfNoBatchNamesTheArgument() {
+        DecodeWorkload w = DecodeWorkload.create(new int[] {3}, 8, 2, 16, 4, KvDtype.FP32, 1);
+        try (JvmDecodeAttention a = new JvmDecodeAttention(w.cache(), w.spec())) {
+            assertRejected(() -> a.decode(null, 0, w.q(), w.poisonedOutput()), "batch=null");
+        }
+    }
+
+    @Test
+    void decodeAfterCloseIsAnIllegalStateWithAMessage() {
+        DecodeWorkload w = DecodeWorkload.create(new int[] {3}, 8, 2, 16, 4, KvDtype.FP32, 1);
+        JvmDecodeAttention a = new JvmDecodeAttention(w.cache(), w.spec());
+        a.decode(w.batch(), 0, w.q(), w.poisonedOutput());
+        a.close();
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> a.decode(w.batch(), 0, w.q(), w.poisonedOutput()));
+        assertTrue(e.getMessage().contains("close()"), e.getMessage());
+    }
+
+    @Test
+    void decodeOfABatchTakenBeforeFreeIsRefused() throws Exception {
+        // the defect: the stale batch decoded the next owner's K/V (7.0 instead of 5.0) without a word
+        KvCache cache = new KvCache(KvCacheConfig.of(2, 4, 1, 8, KvDtype.FP32));
+        int seq = cache.createSequence();
+        cache.write(seq, 0, appendOne(cache, seq), filled(5), filled(5));
+        dev.pagedattn.cache.DecodeBatch stale = cache.batch(seq);
+        cache.free(seq);
+        int next = cache.createSequence();
+        cache.write(next, 0, appendOne(cache, next), filled(7), filled(7));
+        try (JvmDecodeAttention a = new JvmDecodeAttention(cache, AttentionSpec.of(cache.config(), 1))) {
+            FloatArray out = new FloatArray(8);
+            out.init(Float.NaN);
+            assertRejected(() -> a.decode(stale, 0, new FloatArray(8), out), "seq=" + seq, "freed");
+            assertTrue(Float.isNaN(out.get(0)), "nothing was decoded");
+        }
+    }
+
+    private static float[] filled(float x) {
+        float[] a = new float[8];
+        java.util.Arrays.fill(a, x);
+        return a;
+    }
+
+    @Test
+    void decodeRejectsALayerOutsideTheCache() throws Exception {
         KvCache cache = new KvCache(new KvCacheConfig(4, 4, 1, 8, KvDtype.FP32, 3));
         int seq = cache.createSequence();
         cache.write(seq, 0, appendOne(cache, seq), new float[8], new float[8]);

@@ -1,6 +1,7 @@
 package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.RandomKv;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
@@ -57,7 +58,7 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
                 ? AttentionSpec.of(config, s.numQHeads())
                 : new AttentionSpec(s.numQHeads(), s.numKvHeads(), s.headDim(), s.scale());
         KvCache cache = new KvCache(config);
-        cache.shuffleFreeBlocks(seed);
+        RandomKv.shuffleFreeBlocks(cache, seed);
         int n = s.lengths().length;
         int[] seqs = new int[n];
         int[] done = new int[n];

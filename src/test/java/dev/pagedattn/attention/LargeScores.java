@@ -40,7 +40,11 @@ final class LargeScores {
                     }
                 }
             }
-            p.cache().writeTokens(seq, shape.layer(), 0, len, k, v);
+            try {
+                p.cache().writeTokens(seq, shape.layer(), 0, len, k, v); // the problem's blocks are its own: no copy
+            } catch (dev.pagedattn.cache.OutOfBlocksException e) {
+                throw new AssertionError(e);
+            }
             for (int qh = 0; qh < shape.numQHeads(); qh++) {
                 int h = qh / g;
                 double c = target / (p.spec().scale() * norm2[h]);

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.RandomKv;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
@@ -55,7 +56,7 @@ class PrefixCachedAttentionTest {
 
         // With prefix caching: admit, write only what is not cached, commit, then generate.
         KvCache cached = new KvCache(config);
-        cached.shuffleFreeBlocks(seed);
+        RandomKv.shuffleFreeBlocks(cached, seed);
         PrefixCache prefix = cached.enablePrefixCaching();
         int[] cachedSeqs = new int[prompts.length];
         for (int r = 0; r < prompts.length; r++) {
@@ -85,7 +86,7 @@ class PrefixCachedAttentionTest {
 
         // Without prefix caching: every sequence written in full.
         KvCache plain = new KvCache(config);
-        plain.shuffleFreeBlocks(~seed);
+        RandomKv.shuffleFreeBlocks(plain, ~seed);
         int[] plainSeqs = new int[prompts.length];
         for (int r = 0; r < prompts.length; r++) {
             int[] all = concat(prompts[r], generated[r]);
@@ -129,7 +130,7 @@ class PrefixCachedAttentionTest {
     }
 
     /** K/V of {@code tokens[from..]} for every layer: a fixed function of (token id, position, layer). */
-    private static void writeKv(KvCache cache, int seq, int[] tokens, int from, int numLayers) {
+    private static void writeKv(KvCache cache, int seq, int[] tokens, int from, int numLayers) throws OutOfBlocksException {
         int n = tokens.length - from;
         if (n == 0) {
             return;

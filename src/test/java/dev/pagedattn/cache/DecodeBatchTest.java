@@ -15,7 +15,7 @@ class DecodeBatchTest {
     private static KvCache randomCache(Random random, int blockSize, int[] lengths, int[] seqs) throws Exception {
         KvCacheConfig c = KvCacheConfig.of(200, blockSize, 1, 1, KvDtype.FP32);
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(random.nextLong());
+        RandomKv.shuffleFreeBlocks(cache, random.nextLong());
         for (int i = 0; i < seqs.length; i++) {
             // sometimes a fork, so tables share blocks
             if (i > 0 && random.nextInt(3) == 0 && lengths[i - 1] <= lengths[i]) {

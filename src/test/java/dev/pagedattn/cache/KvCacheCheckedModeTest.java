@@ -77,7 +77,7 @@ class KvCacheCheckedModeTest {
     @Test
     void verifyCatchesATableTooShortForItsLength() throws Exception {
         KvCache cache = twoSequences();
-        cache.table(1).setNumTokens(5);
+        cache.sequences().get(1).setNumTokens(5);
         AssertionError e = assertThrows(AssertionError.class, cache::verify);
         assertTrue(e.getMessage().contains("seq 1 has 1 blocks for 5 tokens"), e.getMessage());
     }
@@ -85,9 +85,9 @@ class KvCacheCheckedModeTest {
     @Test
     void verifyCatchesAReferenceTheCountDoesNotKnow() throws Exception {
         KvCache cache = twoSequences();
-        int stolen = cache.table(0).block(0);
-        int lost = cache.table(1).block(0);
-        cache.table(1).replace(0, stolen);
+        int stolen = cache.sequences().get(0).block(0);
+        int lost = cache.sequences().get(1).block(0);
+        cache.sequences().get(1).replace(0, stolen);
         AssertionError e = assertThrows(AssertionError.class, cache::verify);
         assertTrue(e.getMessage().contains("block " + Math.min(stolen, lost) + " has refCount=1 but "
                 + (stolen < lost ? 2 : 0) + " page-table references"), e.getMessage());
@@ -96,8 +96,8 @@ class KvCacheCheckedModeTest {
     @Test
     void verifyCatchesATableThatPointsAtAFreeBlock() throws Exception {
         KvCache cache = twoSequences();
-        cache.table(1).add(7); // never allocated
-        cache.table(1).setNumTokens(6);
+        cache.sequences().get(1).add(7); // never allocated
+        cache.sequences().get(1).setNumTokens(6);
         AssertionError e = assertThrows(AssertionError.class, cache::verify);
         assertTrue(e.getMessage().contains("block 7 has refCount=0 but 1 page-table references"), e.getMessage());
     }
@@ -105,7 +105,7 @@ class KvCacheCheckedModeTest {
     @Test
     void everyMutationVerifiesInCheckedMode() throws Exception {
         KvCache cache = twoSequences();
-        cache.table(1).setNumTokens(9); // broken behind the cache's back
+        cache.sequences().get(1).setNumTokens(9); // broken behind the cache's back
         assertThrows(AssertionError.class, () -> cache.fork(0));
         assertThrows(AssertionError.class, () -> cache.append(0, 1));
         assertThrows(AssertionError.class, () -> cache.free(0));
@@ -115,7 +115,7 @@ class KvCacheCheckedModeTest {
     void verifyCatchesABrokenBlockPool() throws Exception {
         KvCache cache = twoSequences();
         int[] refCounts = (int[]) BlockPoolTest.field(cache.blockPool(), "refCounts");
-        refCounts[cache.table(0).block(1)]++;
+        refCounts[cache.sequences().get(0).block(1)]++;
         AssertionError e = assertThrows(AssertionError.class, cache::verify);
         assertTrue(e.getMessage().contains("has refCount=2 but 1 page-table references"), e.getMessage());
     }

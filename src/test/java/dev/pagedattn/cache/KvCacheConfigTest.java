@@ -58,36 +58,57 @@ class KvCacheConfigTest {
     }
 
     @Test
-    void rejectsPoolOfMoreThan2To31Elements() {
+    void rejectsALayerPoolOfMoreThan2To31Elements() {
         // 2^20 blocks * 16 slots * 8 heads * 128 dims = 2^34 elements
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.of(1 << 20, 16, 8, 128, KvDtype.FP16));
         assertTrue(e.getMessage().contains("numBlocks=1048576"), e.getMessage());
-        assertTrue(e.getMessage().contains("elements=17179869184"), e.getMessage());
+        assertTrue(e.getMessage().contains("17179869184 elements"), e.getMessage());
+        assertTrue(e.getMessage().contains("at most numBlocks=" + KvCacheConfig.MAX_POOL_ELEMENTS / (16 * 8 * 128)), e.getMessage());
+        // three int dimensions whose product overflows a long are refused, not wrapped
+        assertThrows(IllegalArgumentException.class, () -> KvCacheConfig.of(2, Integer.MAX_VALUE, Integer.MAX_VALUE, Integer.MAX_VALUE,
+                KvDtype.FP16));
     }
 
     @Test
-    void poolSizeLimitIsExactlyIntMaxElementsAcrossLayers() {
-        // 2^31 - 1 elements is the largest int-indexed array: accepted (nothing is allocated here)
-        KvCacheConfig largest = new KvCacheConfig(Integer.MAX_VALUE, 1, 1, 1, KvDtype.FP16, 1);
-        assertEquals(2L * Integer.MAX_VALUE, largest.poolBytes());
-        // 2^31 elements, one past the limit
+    void poolSizeLimitAppliesToEachLayerNotToTheWholeCache() {
+        // the largest int-indexed array less TornadoVM's header: accepted (nothing is allocated here)
+        KvCacheConfig largest = new KvCacheConfig(KvCacheConfig.MAX_POOL_ELEMENTS, 1, 1, 1, KvDtype.FP16, 1);
+        assertEquals(2L * KvCacheConfig.MAX_POOL_ELEMENTS, largest.layerPoolBytes());
         IllegalArgumentException one = assertThrows(IllegalArgumentException.class,
-                () -> new KvCacheConfig(1 << 30, 1, 1, 2, KvDtype.FP32, 1));
-        assertTrue(one.getMessage().contains("numBlocks=1073741824"), one.getMessage());
-        // within the limit for one layer, beyond it for two
-        new KvCacheConfig(1 << 29, 1, 1, 2, KvDtype.FP32, 1);
-        IllegalArgumentException layers = assertThrows(IllegalArgumentException.class,
-                () -> new KvCacheConfig(1 << 29, 1, 1, 2, KvDtype.FP32, 2));
-        assertTrue(layers.getMessage().contains("numBlocks=536870912"), layers.getMessage());
-        assertTrue(layers.getMessage().contains("elements=2147483648"), layers.getMessage());
+                () -> new KvCacheConfig(KvCacheConfig.MAX_POOL_ELEMENTS + 1, 1, 1, 1, KvDtype.FP16, 1));
+        assertTrue(one.getMessage().contains("numBlocks=" + (KvCacheConfig.MAX_POOL_ELEMENTS + 1)), one.getMessage());
+        // 32 layers of a pool that holds 2^30 elements each: 2^35 per pool kind in all, accepted
+        KvCacheConfig llama = new KvCacheConfig(1 << 16, 16, 8, 128, KvDtype.FP16, 32);
+        assertEquals(1 << 30, llama.layerPoolElements());
+        assertEquals(2L * 32 * (1L << 31), llama.totalBytes());
+        assertEquals(2L * 32 * 8 * 128 * 2, llama.bytesPerToken(), "128 KiB of K/V per token for Llama-3-8B");
+    }
+
+    @Test
+    void forMemoryFitsAsManyBlocksAsTheBudgetHolds() {
+        // Llama-3-8B: 32 layers x 8 KV heads x 128 dims, fp16: 128 KiB per token, 2 MiB per block of 16
+        KvCacheConfig c = KvCacheConfig.forMemory(60_000_000_000L, 16, 8, 128, 32, KvDtype.FP16);
+        assertEquals(60_000_000_000L / (2L * 1024 * 1024), c.numBlocks());
+        assertTrue(c.totalBytes() <= 60_000_000_000L && c.totalBytes() + 2L * 1024 * 1024 > 60_000_000_000L, "" + c.totalBytes());
+        assertEquals(32, c.numLayers());
+        IllegalArgumentException none = assertThrows(IllegalArgumentException.class,
+                () -> KvCacheConfig.forMemory(1000, 16, 8, 128, 32, KvDtype.FP16));
+        assertTrue(none.getMessage().contains("bytes=1000") && none.getMessage().contains("2097152"), none.getMessage());
+        // one layer cannot take 100 GB: its pool would pass 2^31 elements
+        IllegalArgumentException big = assertThrows(IllegalArgumentException.class,
+                () -> KvCacheConfig.forMemory(100_000_000_000L, 16, 8, 128, 1, KvDtype.FP16));
+        assertTrue(big.getMessage().contains("bytes=100000000000") && big.getMessage().contains("at most"), big.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> KvCacheConfig.forMemory(-1, 16, 8, 128, 1, KvDtype.FP16));
     }
 
     @Test
     void derivedSizesFollowTheShape() {
         KvCacheConfig c = new KvCacheConfig(10, 16, 4, 64, KvDtype.FP16, 3);
         assertEquals(4 * 64, c.tokenWidth());
-        assertEquals(3L * 10 * 4 * 16 * 64 * 2, c.poolBytes());
+        assertEquals(10L * 4 * 16 * 64 * 2, c.layerPoolBytes(), "one layer's K (or V) pool");
+        assertEquals(2L * 3 * 10 * 4 * 16 * 64 * 2, c.totalBytes(), "K and V of three layers");
+        assertEquals(160, c.numTokenSlots());
         assertEquals(1, KvCacheConfig.of(10, 16, 4, 64, KvDtype.FP32).numLayers());
         assertEquals(4, KvDtype.FP32.bytes());
         assertEquals(2, KvDtype.FP16.bytes());

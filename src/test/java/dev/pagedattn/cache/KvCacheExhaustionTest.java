@@ -61,7 +61,6 @@ class KvCacheExhaustionTest {
         int other = cache.createSequence();
         Tokens.append(cache, other, 99);
         assertEquals(0, cache.numAllocatableBlocks());
-        cache.drainBlockCopies();
         CacheSnapshot before = CacheSnapshot.of(cache);
 
         // the token fits in a free slot of the shared last block, but the copy needs a block
@@ -70,8 +69,7 @@ class KvCacheExhaustionTest {
         OutOfBlocksException e = assertThrows(OutOfBlocksException.class, () -> cache.append(child, 2));
         assertEquals(1, e.numNeeded());
         assertEquals(0, e.numAllocatable());
-        assertEquals(before, CacheSnapshot.of(cache));
-        assertTrue(cache.drainBlockCopies().isEmpty(), "no copy was made");
+        assertEquals(before, CacheSnapshot.of(cache), "no copy was made");
         Tokens.assertHolds(cache, child, Tokens.range(0, 6));
     }
 

@@ -33,7 +33,6 @@ class KvCacheForkTest {
         assertEquals(3, cache.numUsedBlocks(), "forks take no blocks");
         Tokens.assertHolds(cache, child, Tokens.range(0, 10));
         Tokens.assertHolds(cache, grandChild, Tokens.range(0, 10));
-        assertTrue(cache.drainBlockCopies().isEmpty());
     }
 
     @Test
@@ -53,13 +52,12 @@ class KvCacheForkTest {
         int blockSize = 2 + random.nextInt(6);
         KvCacheConfig c = new KvCacheConfig(16, blockSize, 2, 3, KvDtype.FP32, 1 + random.nextInt(2));
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(random.nextLong());
+        RandomKv.shuffleFreeBlocks(cache, random.nextLong());
         int parent = cache.createSequence();
         int filled = 1 + random.nextInt(blockSize - 1);         // slots used in the last block
         int n = random.nextInt(3) * blockSize + filled;
         int[] prompt = Tokens.range(100, n);
         Tokens.append(cache, parent, prompt);
-        cache.drainBlockCopies();
         int child = cache.fork(parent);
         int[] shared = cache.pageTable(parent).blocks();
         int last = shared[shared.length - 1];
@@ -74,8 +72,6 @@ class KvCacheForkTest {
                 "full blocks stay shared");
         int copy = childTable[shared.length - 1];
         assertNotEquals(last, copy);
-        assertEquals(List.of(new KvCache.BlockCopy(last, copy, filled)), cache.drainBlockCopies());
-        assertTrue(cache.drainBlockCopies().isEmpty(), "drain empties the list");
         assertEquals(1, cache.pool().refCount(last), "parent owns the original alone now");
         assertEquals(1, cache.pool().refCount(copy));
         for (int i = 0; i < shared.length - 1; i++) {
@@ -86,7 +82,6 @@ class KvCacheForkTest {
         int[] parentNew = Tokens.range(700, k);
         assertEquals(0, cache.blocksNeeded(parent, k));
         Tokens.append(cache, parent, parentNew);
-        assertTrue(cache.drainBlockCopies().isEmpty());
         assertArrayEquals(shared, cache.pageTable(parent).blocks());
 
         // neither sees the other's new tokens; the copy carries the already filled slots
@@ -102,17 +97,18 @@ class KvCacheForkTest {
         Tokens.append(cache, parent, 1, 2, 3, 4, 5, 6); // block 1 holds 2 of 4 slots
         int child = cache.fork(parent);
         Tokens.append(cache, child, 9);
-        KvCache.BlockCopy copy = cache.drainBlockCopies().getFirst();
-        assertEquals(2, copy.numSlots());
+        int from = cache.pageTable(parent).block(1);
+        int to = cache.pageTable(child).block(1);
+        assertNotEquals(from, to, "the child's half-full block was copied");
         KvLayout layout = cache.layout();
         for (int layer = 0; layer < 3; layer++) {
             for (int h = 0; h < 3; h++) {
                 for (int s = 0; s < 2; s++) {
                     for (int d = 0; d < 2; d++) {
-                        assertEquals(cache.keys().get(layout.offset(layer, copy.fromBlock(), h, s, d)),
-                                cache.keys().get(layout.offset(layer, copy.toBlock(), h, s, d)));
-                        assertEquals(cache.values().get(layout.offset(layer, copy.fromBlock(), h, s, d)),
-                                cache.values().get(layout.offset(layer, copy.toBlock(), h, s, d)));
+                        assertEquals(cache.keys(layer).get(layout.offset(from, h, s, d)),
+                                cache.keys(layer).get(layout.offset(to, h, s, d)));
+                        assertEquals(cache.values(layer).get(layout.offset(from, h, s, d)),
+                                cache.values(layer).get(layout.offset(to, h, s, d)));
                     }
                 }
             }
@@ -132,7 +128,6 @@ class KvCacheForkTest {
         assertEquals(1, cache.blocksNeeded(child, 1), "one new block, no copy");
         Tokens.append(cache, child, 50);
         Tokens.append(cache, parent, 60);
-        assertTrue(cache.drainBlockCopies().isEmpty());
         assertArrayEquals(shared, java.util.Arrays.copyOf(cache.pageTable(child).blocks(), 2));
         assertEquals(2, cache.pool().refCount(shared[1]));
         assertNotEquals(cache.pageTable(parent).block(2), cache.pageTable(child).block(2));
@@ -158,24 +153,65 @@ class KvCacheForkTest {
     }
 
     @Test
-    void writingIntoASharedBlockIsRefusedAndStoresNothing() throws Exception {
-        KvCacheConfig c = KvCacheConfig.of(8, 4, 1, 2, KvDtype.FP32);
+    void writingIntoASharedBlockCopiesItFirst() throws Exception {
+        KvCacheConfig c = new KvCacheConfig(8, 4, 1, 2, KvDtype.FP32, 2);
         KvCache cache = new KvCache(c);
         int parent = cache.createSequence();
         Tokens.append(cache, parent, Tokens.range(0, 6));
         int child = cache.fork(parent);
+        int[] shared = cache.pageTable(parent).blocks();
+        cache.write(child, 0, 5, Tokens.k(c, 0, 9), Tokens.v(c, 0, 9));
+        int[] childTable = cache.pageTable(child).blocks();
+        assertEquals(shared[0], childTable[0], "the untouched block stays shared");
+        assertNotEquals(shared[1], childTable[1], "the written block was copied");
+        assertArrayEquals(shared, cache.pageTable(parent).blocks(), "the parent keeps its blocks");
+        assertEquals(1, cache.pool().refCount(shared[1]));
+        Tokens.assertHolds(cache, parent, Tokens.range(0, 6));
+        // layer 0 of position 5 is the new token, layer 1 still the copied old one
+        assertEquals(Tokens.k(9, 0, 0, 1), cache.readK(child, 0, 5, 0, 1));
+        assertEquals(Tokens.k(5, 1, 0, 1), cache.readK(child, 1, 5, 0, 1));
+        assertEquals(Tokens.k(4, 0, 0, 0), cache.readK(child, 0, 4, 0, 0), "the copy carries the filled slots");
+        // a bulk write over a still-shared block copies just that block
+        cache.writeTokens(parent, 0, 2, 3, Tokens.k(c, 0, 7, 8, 9), Tokens.v(c, 0, 7, 8, 9));
+        assertNotEquals(shared[0], cache.pageTable(parent).block(0));
+        assertEquals(shared[1], cache.pageTable(parent).block(1), "sole owner of block 1 now: written in place");
+        assertEquals(Tokens.k(8, 0, 0, 0), cache.readK(parent, 0, 3, 0, 0));
+        assertEquals(Tokens.k(3, 0, 0, 0), cache.readK(child, 0, 3, 0, 0), "the child keeps the original block 0");
+        cache.verify();
+    }
+
+    @Test
+    void appendThenForkThenWriteLeavesEverySlotWritableByItsOwner() throws Exception {
+        // the defect: append(s,1), fork(s); both writes were refused and the slot stayed 0 while decode read it
+        KvCacheConfig c = KvCacheConfig.of(4, 4, 1, 2, KvDtype.FP32);
+        KvCache cache = new KvCache(c);
+        int s = cache.createSequence();
+        int pos = cache.append(s, 1);
+        int child = cache.fork(s);
+        cache.write(s, 0, pos, Tokens.k(c, 0, 7), Tokens.v(c, 0, 7));
+        cache.write(child, 0, pos, Tokens.k(c, 0, 8), Tokens.v(c, 0, 8));
+        Tokens.assertHolds(cache, s, 7);
+        Tokens.assertHolds(cache, child, 8);
+        assertEquals(2, cache.numUsedBlocks());
+    }
+
+    @Test
+    void aWriteThatMustCopyWithNoBlockLeftThrowsAndChangesNothing() throws Exception {
+        KvCacheConfig c = KvCacheConfig.of(1, 4, 1, 2, KvDtype.FP32);
+        KvCache cache = new KvCache(c);
+        int s = cache.createSequence();
+        int pos = cache.append(s, 1);
+        int child = cache.fork(s);
         CacheSnapshot before = CacheSnapshot.of(cache);
-        for (int pos : new int[] {0, 3, 5}) {
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> cache.write(child, 0, pos, Tokens.k(c, 0, 9), Tokens.v(c, 0, 9)));
-            int block = cache.pageTable(child).block(pos / 4);
-            assertTrue(e.getMessage().contains("logicalBlock=" + pos / 4) && e.getMessage().contains("block=" + block)
-                    && e.getMessage().contains("shared"), e.getMessage());
-        }
-        // a bulk write whose last token is in a shared block is refused as a whole
-        assertThrows(IllegalArgumentException.class,
-                () -> cache.writeTokens(parent, 0, 4, 2, Tokens.k(c, 0, 8, 9), Tokens.v(c, 0, 8, 9)));
+        OutOfBlocksException e = assertThrows(OutOfBlocksException.class,
+                () -> cache.write(child, 0, pos, Tokens.k(c, 0, 8), Tokens.v(c, 0, 8)));
+        assertEquals(1, e.numNeeded());
+        assertEquals(0, e.numAllocatable());
         assertEquals(before, CacheSnapshot.of(cache));
+        assertEquals(0f, cache.readK(child, 0, pos, 0, 0), "nothing was written");
+        cache.free(s);
+        cache.write(child, 0, pos, Tokens.k(c, 0, 8), Tokens.v(c, 0, 8)); // sole owner now: in place
+        Tokens.assertHolds(cache, child, 8);
     }
 
     @RepeatedTest(3)
@@ -220,8 +256,9 @@ class KvCacheForkTest {
             assertEquals(1, cache.pool().refCount(b));
         }
         // sole owner now: appending writes in place, no copy
+        int[] before = cache.pageTable(child).blocks();
         Tokens.append(cache, child, 40);
-        assertTrue(cache.drainBlockCopies().isEmpty());
+        assertArrayEquals(before, cache.pageTable(child).blocks());
         Tokens.assertHolds(cache, child, Tokens.concat(Tokens.range(0, 6), 40));
         // reuse of the freed pool does not disturb the child
         int other = cache.createSequence();

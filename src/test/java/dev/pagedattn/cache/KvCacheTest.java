@@ -81,7 +81,7 @@ class KvCacheTest {
     void writeStoresOneTokenForEveryKvHeadThroughThePageTable() throws Exception {
         KvCacheConfig c = KvCacheConfig.of(8, 4, 3, 5, KvDtype.FP32);
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(7);
+        RandomKv.shuffleFreeBlocks(cache, 7);
         int seq = cache.createSequence();
         int pos = cache.append(seq, 6);
         cache.write(seq, 0, 5, Tokens.k(c, 0, 77), Tokens.v(c, 0, 77));
@@ -91,7 +91,7 @@ class KvCacheTest {
             for (int d = 0; d < 5; d++) {
                 assertEquals(Tokens.k(77, 0, h, d), cache.readK(seq, 0, 5, h, d));
                 assertEquals(Tokens.v(77, 0, h, d), cache.readV(seq, 0, 5, h, d));
-                assertEquals(Tokens.k(77, 0, h, d), cache.keys().get(cache.layout().offset(0, block, h, 1, d)));
+                assertEquals(Tokens.k(77, 0, h, d), cache.keys(0).get(cache.layout().offset(block, h, 1, d)));
             }
         }
         for (int h = 0; h < 3; h++) {
@@ -104,7 +104,7 @@ class KvCacheTest {
         Random random = TestRandom.create("KvCacheTest.bulkLoadedPromptReadsBackExactlyInFp32");
         KvCacheConfig c = KvCacheConfig.of(32, 1 + random.nextInt(8), 1 + random.nextInt(4), 1 + random.nextInt(16), KvDtype.FP32);
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(random.nextLong());
+        RandomKv.shuffleFreeBlocks(cache, random.nextLong());
         int seq = cache.createSequence();
         int n = 1 + random.nextInt(20 * c.blockSize());
         float[] k = randomFloats(random, n * c.tokenWidth());
@@ -127,7 +127,7 @@ class KvCacheTest {
         Random random = TestRandom.create("KvCacheTest.bulkLoadedPromptReadsBackRoundedInFp16");
         KvCacheConfig c = KvCacheConfig.of(32, 1 + random.nextInt(8), 1 + random.nextInt(4), 1 + random.nextInt(16), KvDtype.FP16);
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(random.nextLong());
+        RandomKv.shuffleFreeBlocks(cache, random.nextLong());
         int seq = cache.createSequence();
         // two loads: appendTokens for the prompt, append + writeTokens for the rest
         int n1 = 1 + random.nextInt(10 * c.blockSize());

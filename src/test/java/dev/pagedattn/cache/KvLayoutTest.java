@@ -15,27 +15,26 @@ class KvLayoutTest {
     }
 
     @RepeatedTest(5)
-    void offsetIsLayerBlockHeadSlotDimRowMajorAndCoversThePoolOnce() {
-        Random random = TestRandom.create("KvLayoutTest.offsetIsLayerBlockHeadSlotDimRowMajorAndCoversThePoolOnce");
+    void offsetIsBlockHeadSlotDimRowMajorAndCoversALayersPoolOnce() {
+        Random random = TestRandom.create("KvLayoutTest.offsetIsBlockHeadSlotDimRowMajorAndCoversALayersPoolOnce");
         KvCacheConfig c = randomShape(random);
         KvLayout layout = new KvLayout(c);
-        assertEquals((long) c.numLayers() * c.numBlocks() * c.numKvHeads() * c.blockSize() * c.headDim(), layout.poolElements());
+        assertEquals((long) c.numBlocks() * c.numKvHeads() * c.blockSize() * c.headDim(), layout.poolElements());
+        assertEquals(c.layerPoolElements(), layout.poolElements());
         boolean[] hit = new boolean[layout.poolElements()];
-        for (int l = 0; l < c.numLayers(); l++) {
-            for (int b = 0; b < c.numBlocks(); b++) {
-                for (int h = 0; h < c.numKvHeads(); h++) {
-                    for (int s = 0; s < c.blockSize(); s++) {
-                        for (int d = 0; d < c.headDim(); d++) {
-                            int expected = (((l * c.numBlocks() + b) * c.numKvHeads() + h) * c.blockSize() + s) * c.headDim() + d;
-                            int got = layout.offset(l, b, h, s, d);
-                            assertEquals(expected, got, c + " (l,b,h,s,d)=" + l + "," + b + "," + h + "," + s + "," + d);
-                            assertEquals(got, KvLayout.offset(l * layout.layerStride(), layout.blockStride(),
-                                    layout.headStride(), c.headDim(), b, h, s, d));
-                            assertFalse(hit[got], "offset " + got + " used twice");
-                            hit[got] = true;
-                        }
+        for (int b = 0; b < c.numBlocks(); b++) {
+            for (int h = 0; h < c.numKvHeads(); h++) {
+                for (int s = 0; s < c.blockSize(); s++) {
+                    for (int d = 0; d < c.headDim(); d++) {
+                        int expected = ((b * c.numKvHeads() + h) * c.blockSize() + s) * c.headDim() + d;
+                        int got = layout.offset(b, h, s, d);
+                        assertEquals(expected, got, c + " (b,h,s,d)=" + b + "," + h + "," + s + "," + d);
+                        assertEquals(got, KvLayout.offset(0, layout.blockStride(), layout.headStride(), c.headDim(), b, h, s, d));
+                        assertFalse(hit[got], "offset " + got + " used twice");
+                        hit[got] = true;
                     }
                 }
+                assertEquals(layout.offset(b, h, 0, 0), layout.slotOffset(b * c.blockSize()) + h * layout.headStride());
             }
         }
     }
@@ -46,8 +45,7 @@ class KvLayoutTest {
         KvLayout layout = new KvLayout(c);
         assertEquals(16 * 128, layout.headStride());
         assertEquals(4 * 16 * 128, layout.blockStride());
-        assertEquals(7 * 4 * 16 * 128, layout.layerStride());
-        assertEquals(3 * 7 * 4 * 16 * 128, layout.poolElements());
+        assertEquals(7 * 4 * 16 * 128, layout.poolElements(), "one layer's pool; every layer has its own");
     }
 
     @RepeatedTest(3)
@@ -55,19 +53,17 @@ class KvLayoutTest {
         Random random = TestRandom.create("KvLayoutTest.tileOfOneBlockAndHeadIsOneContiguousRun");
         KvCacheConfig c = randomShape(random);
         KvLayout layout = new KvLayout(c);
-        for (int l = 0; l < c.numLayers(); l++) {
-            for (int b = 0; b < c.numBlocks(); b++) {
-                for (int h = 0; h < c.numKvHeads(); h++) {
-                    int base = layout.tileBase(l, b, h);
-                    int i = 0;
-                    for (int s = 0; s < c.blockSize(); s++) {
-                        for (int d = 0; d < c.headDim(); d++) {
-                            assertEquals(base + i++, layout.offset(l, b, h, s, d), "tile (" + l + "," + b + "," + h + ") has a gap");
-                        }
+        for (int b = 0; b < c.numBlocks(); b++) {
+            for (int h = 0; h < c.numKvHeads(); h++) {
+                int base = layout.tileBase(b, h);
+                int i = 0;
+                for (int s = 0; s < c.blockSize(); s++) {
+                    for (int d = 0; d < c.headDim(); d++) {
+                        assertEquals(base + i++, layout.offset(b, h, s, d), "tile (" + b + "," + h + ") has a gap");
                     }
-                    assertEquals(c.blockSize() * c.headDim(), i);
-                    assertEquals(layout.headStride(), i);
                 }
+                assertEquals(c.blockSize() * c.headDim(), i);
+                assertEquals(layout.headStride(), i);
             }
         }
     }
@@ -76,7 +72,7 @@ class KvLayoutTest {
     void cacheWritesLandAtLayoutOffsets() throws Exception {
         KvCacheConfig c = new KvCacheConfig(4, 3, 2, 5, KvDtype.FP32, 2);
         KvCache cache = new KvCache(c);
-        cache.shuffleFreeBlocks(42);
+        RandomKv.shuffleFreeBlocks(cache, 42);
         int seq = cache.createSequence();
         cache.append(seq, 7);
         int[] table = cache.pageTable(seq).blocks();
@@ -87,10 +83,10 @@ class KvLayoutTest {
             for (int p = 0; p < 7; p++) {
                 for (int h = 0; h < 2; h++) {
                     for (int d = 0; d < 5; d++) {
-                        int at = cache.layout().offset(layer, table[p / 3], h, p % 3, d);
-                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys().get(at));
-                        assertEquals(Tokens.v(100 + p, layer, h, d), cache.values().get(at));
-                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys().floatArray().get(at), "native array content");
+                        int at = cache.layout().offset(table[p / 3], h, p % 3, d);
+                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys(layer).get(at));
+                        assertEquals(Tokens.v(100 + p, layer, h, d), cache.values(layer).get(at));
+                        assertEquals(Tokens.k(100 + p, layer, h, d), cache.keys(layer).floatArray().get(at), "native array content");
                     }
                 }
             }

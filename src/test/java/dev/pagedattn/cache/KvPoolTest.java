@@ -98,4 +98,23 @@ class KvPoolTest {
             }
         }
     }
+
+    @Test
+    void aPoolPastTheConstructorLimitLivesInItsOwnSegment() {
+        // the path pools above 2 GiB take (the compile-time API's constructors compute bytes in int),
+        // forced here at 64 bytes so the test allocates little
+        for (KvDtype dtype : KvDtype.values()) {
+            KvPool pool = new KvPool(dtype, 1000, 64);
+            assertEquals(1000, pool.size());
+            assertEquals(1000L * dtype.bytes(), pool.segment().byteSize());
+            float[] x = {1.5f, -2.25f, 3f};
+            pool.write(997, x, 0, 3);
+            assertEquals(-2.25f, pool.get(998));
+            pool.copy(997, 10, 3);
+            assertEquals(3f, pool.get(12));
+            // the compile-time TornadoVM API has no fromSegmentShallow: no native array, and a clear message
+            IllegalStateException e = assertThrows(IllegalStateException.class, pool::array);
+            assertTrue(e.getMessage().contains("1000") && e.getMessage().contains("2 GiB"), e.getMessage());
+        }
+    }
 }

@@ -85,7 +85,7 @@ class PrefixCacheProperties {
             @ForAll long shuffleSeed,
             @ForAll("operations") List<Op> ops) throws Exception {
         KvCache cache = new KvCache(new KvCacheConfig(numBlocks, blockSize, 1, 2, KvDtype.FP32, 1));
-        cache.shuffleFreeBlocks(shuffleSeed);
+        RandomKv.shuffleFreeBlocks(cache, shuffleSeed);
         Run run = new Run(cache);
         run.apply(ops);
         KvCacheProperties.cover("admission reusing cached blocks", run.hits > 0);

@@ -28,7 +28,7 @@ class PrefixCacheTest {
     @BeforeEach
     void create() {
         cache = new KvCache(new KvCacheConfig(16, BS, 2, 2, KvDtype.FP32, 2));
-        cache.shuffleFreeBlocks(1234);
+        RandomKv.shuffleFreeBlocks(cache, 1234);
         prefix = cache.enablePrefixCaching();
     }
 
@@ -189,16 +189,26 @@ class PrefixCacheTest {
     }
 
     @Test
-    void cachedBlocksAreReadOnlyEvenForTheirOnlyOwner() throws Exception {
+    void cachedBlocksStayImmutableEvenForTheirOnlyOwner() throws Exception {
         int[] prompt = Tokens.range(1, 6);
         PrefixCache.Admission a = kv.admitWriteCommit(cache, prompt, null);
-        assertEquals(1, cache.pool().refCount(cache.pageTable(a.seq()).block(0)));
-        CacheSnapshot before = CacheSnapshot.of(cache);
+        int published = cache.pageTable(a.seq()).block(0);
+        assertEquals(1, cache.pool().refCount(published));
+        int last = cache.pageTable(a.seq()).block(1);
         float[] one = new float[cache.config().tokenWidth()];
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cache.write(a.seq(), 1, 2, one, one));
-        assertTrue(e.getMessage().contains("prefix-cached"), e.getMessage());
-        assertEquals(before, CacheSnapshot.of(cache));
-        cache.write(a.seq(), 1, 4, one, one); // the unpublished last block may still be written
+        cache.write(a.seq(), 1, 2, one, one);
+        int copy = cache.pageTable(a.seq()).block(0);
+        assertNotEquals(published, copy, "a write into a published block goes to a private copy");
+        assertTrue(prefix.isCached(published) && !prefix.isCached(copy));
+        assertTrue(cache.pool().isEvictable(published), "the published block stays cached, now unreferenced");
+        // the cached content is unchanged: a new request still reuses it
+        PrefixCache.Admission b = prefix.admit(Tokens.concat(prompt, 9), null);
+        assertEquals(4, b.numCachedTokens());
+        assertEquals(published, cache.pageTable(b.seq()).block(0));
+        kv.write(cache, b.seq(), null, Tokens.concat(prompt, 9), 4);
+        kv.assertHolds(cache, b.seq(), null, Tokens.concat(prompt, 9));
+        cache.write(a.seq(), 1, 4, one, one); // the unpublished last block is written in place
+        assertEquals(last, cache.pageTable(a.seq()).block(1));
     }
 
     @Test
@@ -227,9 +237,11 @@ class PrefixCacheTest {
         int child = cache.fork(a.seq());
         int[] left = Tokens.concat(prompt, 50, 51);
         int[] right = Tokens.concat(prompt, 60, 61);
+        int lastBefore = cache.pageTable(a.seq()).block(1);
         prefix.append(a.seq(), new int[] {50, 51});
         prefix.append(child, new int[] {60, 61});
-        assertEquals(1, cache.drainBlockCopies().size(), "the shared last block was copied once");
+        assertNotEquals(lastBefore, cache.pageTable(a.seq()).block(1), "the first append copies the shared last block");
+        assertEquals(lastBefore, cache.pageTable(child).block(1), "the second finds it unshared: no second copy");
         kv.write(cache, a.seq(), null, left, 6);
         kv.write(cache, child, null, right, 6);
         prefix.commit(a.seq());
@@ -302,6 +314,15 @@ class PrefixCacheTest {
         CacheSnapshot before = CacheSnapshot.of(cache);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
         assertTrue(e.getMessage().contains(expected), "'" + e.getMessage() + "' lacks '" + expected + "'");
+        assertEquals(before, CacheSnapshot.of(cache));
+    }
+
+    @Test
+    void appendOfNoTokenIdsNamesTheArgument() throws Exception {
+        PrefixCache.Admission a = kv.admitWriteCommit(cache, Tokens.range(1, 6), null);
+        CacheSnapshot before = CacheSnapshot.of(cache);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> prefix.append(a.seq(), null));
+        assertTrue(e.getMessage().contains("tokenIds=null"), e.getMessage());
         assertEquals(before, CacheSnapshot.of(cache));
     }
 }

@@ -35,7 +35,7 @@ final class PromptKv {
     }
 
     /** Writes positions {@code [from, tokens.length)} of {@code seq}, every layer. */
-    void write(KvCache cache, int seq, String salt, int[] tokens, int from) {
+    void write(KvCache cache, int seq, String salt, int[] tokens, int from) throws OutOfBlocksException {
         int[] all = ids(salt, tokens);
         int[] part = Arrays.copyOfRange(all, from, all.length);
         KvCacheConfig c = cache.config();

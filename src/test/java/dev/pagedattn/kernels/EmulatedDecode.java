@@ -44,31 +44,31 @@ final class EmulatedDecode {
         boolean half = c.config().dtype() == KvDtype.FP16;
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             if (chunk && half && packedHalfLoads) {
-                ChunkDecodeKernels.attentionF16x2(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF16x2(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half) {
-                ChunkDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk) {
-                ChunkDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp && half) {
-                WarpQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                WarpQuadDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp) {
-                WarpQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                WarpQuadDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (quads && half) {
-                HeadQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                HeadQuadDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (quads) {
-                HeadQuadDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                HeadQuadDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (half) {
-                HeadPairDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                HeadPairDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else {
-                HeadPairDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                HeadPairDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             }
         });
@@ -91,10 +91,10 @@ final class EmulatedDecode {
         DecodeGrid.plan(spec, b.numSeqs(), b.maxContextLen(), false).writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
         FloatArray out = w.poisonedOutput();
         if (c.config().dtype() == KvDtype.FP16) {
-            ParallelDecodeKernels.decodeF16(c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params, out,
+            ParallelDecodeKernels.decodeF16(c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params, out,
                     b.numSeqs(), spec.numKvHeads(), spec.groupSize(), spec.headDim(), c.config().blockSize(), spec.scale());
         } else {
-            ParallelDecodeKernels.decodeF32(c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params, out,
+            ParallelDecodeKernels.decodeF32(c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params, out,
                     b.numSeqs(), spec.numKvHeads(), spec.groupSize(), spec.headDim(), c.config().blockSize(), spec.scale());
         }
         return out;

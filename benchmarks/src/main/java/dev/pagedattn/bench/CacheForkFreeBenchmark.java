@@ -1,6 +1,7 @@
 package dev.pagedattn.bench;
 
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.RandomKv;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -78,7 +79,7 @@ public class CacheForkFreeBenchmark {
             Bench.requireCheckedOff();
             seqs = new int[Bench.callsPerIteration(params)];
             cache = new KvCache(Bench.bookkeepingConfig(seqs.length * ((forkFreeTokens + Bench.BLOCK_SIZE - 1) / Bench.BLOCK_SIZE)));
-            cache.shuffleFreeBlocks(1); // blocks scattered over the pool, as after a while of serving
+            RandomKv.shuffleFreeBlocks(cache, 1); // blocks scattered over the pool, as after a while of serving
         }
 
         @Setup(Level.Iteration)

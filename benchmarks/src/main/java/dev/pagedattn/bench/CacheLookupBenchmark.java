@@ -3,6 +3,7 @@ package dev.pagedattn.bench;
 import dev.pagedattn.cache.CsrPageTable;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.RandomKv;
 import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.PageTable;
 import java.util.SplittableRandom;
@@ -50,7 +51,7 @@ public class CacheLookupBenchmark {
         Bench.requireCheckedOff();
         int blocksPerSeq = (lookupContext + Bench.BLOCK_SIZE - 1) / Bench.BLOCK_SIZE;
         cache = new KvCache(Bench.bookkeepingConfig(lookupBatch * blocksPerSeq));
-        cache.shuffleFreeBlocks(1);
+        RandomKv.shuffleFreeBlocks(cache, 1);
         seqs = new int[lookupBatch];
         for (int i = 0; i < lookupBatch; i++) {
             seqs[i] = cache.createSequence();

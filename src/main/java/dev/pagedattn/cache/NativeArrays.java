@@ -1,0 +1,92 @@
+package dev.pagedattn.cache;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
+
+/**
+ * Allocates TornadoVM native arrays of any int-indexable size. {@code new HalfFloatArray(n)} of
+ * the TornadoVM API this library compiles against computes the byte size in {@code int} and fails
+ * above 2 GiB ("allocation size is negative"); TornadoVM 5.2 offers
+ * {@code fromSegmentShallow(MemorySegment)}, which wraps a segment (array header included)
+ * without copying. Arrays whose bytes fit an {@code int} use the constructor (every version);
+ * larger ones a segment of our own, wrapped through {@code fromSegmentShallow} when the runtime
+ * has it (found by reflection, so the build does not depend on 5.2).
+ */
+public final class NativeArrays {
+    private NativeArrays() {
+    }
+
+    /** An fp32 array of {@code n} zeros. */
+    public static FloatArray floats(long n) {
+        TornadoNativeArray a = tryAllocate(KvDtype.FP32, requireIndexable("n", n));
+        if (a == null) {
+            throw new IllegalArgumentException("n=" + n + " floats (" + n * Float.BYTES + " bytes): this TornadoVM API allocates"
+                    + " at most 2 GiB per array (TornadoVM 5.2's runtime allocates more)");
+        }
+        return (FloatArray) a;
+    }
+
+    /**
+     * An array of {@code n} zeros of {@code dtype}, or null when this TornadoVM API cannot make one
+     * that large (the caller then keeps a plain segment).
+     */
+    static TornadoNativeArray tryAllocate(KvDtype dtype, int n) {
+        return tryAllocate(dtype, n, Integer.MAX_VALUE);
+    }
+
+    /** Same; arrays above {@code maxConstructorBytes} (header included) take the segment path (tests lower it). */
+    static TornadoNativeArray tryAllocate(KvDtype dtype, int n, long maxConstructorBytes) {
+        long bytes = (long) n * dtype.bytes();
+        Class<? extends TornadoNativeArray> type = dtype == KvDtype.FP16 ? HalfFloatArray.class : FloatArray.class;
+        try {
+            if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
+                return dtype == KvDtype.FP16 ? new HalfFloatArray(n) : new FloatArray(n);
+            }
+            Method shallow = shallowFactory(type);
+            if (shallow == null) {
+                return null;
+            }
+            MemorySegment segment = Arena.ofAuto().allocate(TornadoNativeArray.ARRAY_HEADER + bytes, 64);
+            return type.cast(shallow.invoke(null, segment));
+        } catch (OutOfMemoryError e) {
+            throw outOfMemory(dtype, n, e);
+        } catch (IllegalAccessException | InvocationTargetException e) {
+            throw new IllegalStateException("TornadoVM's " + type.getSimpleName() + ".fromSegmentShallow failed", e);
+        }
+    }
+
+    /** A plain zeroed segment of {@code n} elements, for arrays this API cannot wrap. */
+    static MemorySegment segment(KvDtype dtype, int n) {
+        try {
+            return Arena.ofAuto().allocate((long) n * dtype.bytes(), 64);
+        } catch (OutOfMemoryError e) {
+            throw outOfMemory(dtype, n, e);
+        }
+    }
+
+    static int requireIndexable(String name, long n) {
+        if (n < 0 || n > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException(name + "=" + n + " elements: a native array holds 0.." + KvCacheConfig.MAX_POOL_ELEMENTS);
+        }
+        return (int) n;
+    }
+
+    private static Method shallowFactory(Class<?> type) {
+        try {
+            return type.getMethod("fromSegmentShallow", MemorySegment.class);
+        } catch (NoSuchMethodException e) {
+            return null;
+        }
+    }
+
+    private static IllegalArgumentException outOfMemory(KvDtype dtype, int n, OutOfMemoryError e) {
+        // Native memory only: nothing on the heap is half-built, so the caller can go on.
+        return new IllegalArgumentException("numElements=" + n + " of " + dtype + " (" + (long) n * dtype.bytes()
+                + " bytes) do not fit the memory left: " + e.getMessage() + " (raise -XX:MaxDirectMemorySize or use a smaller shape)");
+    }
+}
