@@ -6,6 +6,8 @@ import dev.pagedattn.cache.KvLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -27,15 +29,12 @@ import jdk.incubator.vector.VectorSpecies;
 final class JvmChunkKernel {
     private static final VectorSpecies<Float> FLOATS = Fp16Widening.FLOATS;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    /** FOLD[k] moves lane i + (L >> (k + 1)) to lane i: log2(L) rounds fold all lanes into lane 0. */
-    @SuppressWarnings("unchecked")
-    private static final VectorShuffle<Float>[] FOLD = new VectorShuffle[Integer.numberOfTrailingZeros(FLOATS.length())];
-
-    static {
-        for (int k = 0; k < FOLD.length; k++) {
-            FOLD[k] = VectorShuffle.iota(FLOATS, FLOATS.length() >> (k + 1), 1, true);
-        }
-    }
+    // Fold shuffles: FOLD_k moves lane i + k to lane i. Separate constants (not an array) so that
+    // C2 sees each shuffle as a constant; the folds a species does not need are never used.
+    private static final VectorShuffle<Float> FOLD_8 = VectorShuffle.iota(FLOATS, 8, 1, true);
+    private static final VectorShuffle<Float> FOLD_4 = VectorShuffle.iota(FLOATS, 4, 1, true);
+    private static final VectorShuffle<Float> FOLD_2 = VectorShuffle.iota(FLOATS, 2, 1, true);
+    private static final VectorShuffle<Float> FOLD_1 = VectorShuffle.iota(FLOATS, 1, 1, true);
 
     private final int headDim;
     private final int groupSize;
@@ -119,11 +118,19 @@ final class JvmChunkKernel {
         }
         float newMax = Math.max(max[h], blockMax);
         float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
+        int t = 0;
+        if (vector) {
+            FloatVector m = FloatVector.broadcast(FLOATS, newMax);
+            for (int bound = FLOATS.loopBound(n); t < bound; t += FLOATS.length()) {
+                expNonPositive(FloatVector.fromArray(FLOATS, scores, p + t).sub(m)).intoArray(scores, p + t);
+            }
+        }
+        for (; t < n; t++) {
+            scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
+        }
         float blockSum = 0;
-        for (int t = 0; t < n; t++) {
-            float e = (float) Math.exp(scores[p + t] - newMax);
-            scores[p + t] = e;
-            blockSum += e;
+        for (t = 0; t < n; t++) {
+            blockSum += scores[p + t];
         }
         sum[h] = sum[h] * correction + blockSum;
         max[h] = newMax;
@@ -213,6 +220,48 @@ final class JvmChunkKernel {
     }
 
     /**
+     * Lane 0 of the result is the sum of all lanes of v, added as a fixed tree:
+     * {@code ((v0 + v8) + (v4 + v12)) + ...} for 16 lanes. Species of 4 to 16 lanes.
+     */
+    static FloatVector foldLanes(FloatVector v) {
+        int lanes = FLOATS.length();
+        if (lanes >= 16) {
+            v = v.add(v.rearrange(FOLD_8));
+        }
+        if (lanes >= 8) {
+            v = v.add(v.rearrange(FOLD_4));
+        }
+        v = v.add(v.rearrange(FOLD_2));
+        return v.add(v.rearrange(FOLD_1));
+    }
+
+    /**
+     * {@code exp(x)} for lanes {@code x <= 0} (scores minus their running max), within 2 ulp of
+     * {@link Math#exp} and exactly 1 at 0; lanes below -87.3 give about 1e-38 instead of a
+     * subnormal or 0, which no softmax sum can tell apart. Cephes' {@code expf}: {@code x = n ln2 + r}
+     * with |r| <= ln2/2 (ln2 in two parts, so r is exact), a degree-7 polynomial for {@code e^r}, and
+     * {@code 2^n} built in the exponent bits. Only IEEE adds, multiplies and fmas, so the interpreter
+     * and C2 agree to the bit ({@code VectorOperators.EXP} may not: C2 calls a vendor library).
+     */
+    static FloatVector expNonPositive(FloatVector x) {
+        x = x.max(-87.3f);
+        // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
+        IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
+        FloatVector n = (FloatVector) ni.convert(VectorOperators.I2F, 0);
+        FloatVector r = n.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
+        r = n.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
+        FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
+                .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
+                .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
+                .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
+                .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
+                .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
+                .fma(r.mul(r), r).add(1f);
+        IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
+        return poly.mul(scaleBits.reinterpretAsFloats());
+    }
+
+    /**
      * {@code sum a[aOff + i] * b[bOff + i]} for {@code i < n}: lane-wise fused multiply-adds, the
      * lanes folded by a fixed tree, then a scalar tail.
      */
@@ -224,9 +273,7 @@ final class JvmChunkKernel {
             for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
                 v = FloatVector.fromArray(FLOATS, a, aOff + i).fma(FloatVector.fromArray(FLOATS, b, bOff + i), v);
             }
-            for (VectorShuffle<Float> fold : FOLD) {
-                v = v.add(v.rearrange(fold));
-            }
+            v = foldLanes(v);
             s = v.lane(0);
         }
         for (; i < n; i++) {

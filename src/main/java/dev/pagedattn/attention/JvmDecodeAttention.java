@@ -6,6 +6,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvLayout;
 import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * The plain-JVM backend. A step is cut into work items, one query group (sequence, KV head) over
@@ -37,6 +38,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private MemorySegment values; // [poolElements] of the pool dtype
     private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
     private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
+    private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // keys, values, q, out
+    private final MemorySegment[] segments = new MemorySegment[4];
 
     public JvmDecodeAttention(KvCache cache, AttentionSpec spec) {
         spec.requireMatches(cache.config());
@@ -71,17 +74,27 @@ public final class JvmDecodeAttention implements DecodeAttention {
         plan.build(batch, workers.numThreads());
         this.batch = batch;
         this.layer = layer;
-        this.keys = cache.keys().array().getSegment();
-        this.values = cache.values().array().getSegment();
-        this.q = q.getSegment();
-        this.out = out.getSegment();
+        this.keys = segment(cache.keys().array(), 0);
+        this.values = segment(cache.values().array(), 1);
+        this.q = segment(q, 2);
+        this.out = segment(out, 3);
         try {
             workers.run(plan.numItems());
         } finally {
             this.batch = null;
-            this.q = null;
-            this.out = null;
         }
+    }
+
+    /**
+     * The payload segment of {@code array}, remembered per argument position: getSegment() makes a
+     * new slice object on every call, and a decode loop passes the same arrays step after step.
+     */
+    private MemorySegment segment(TornadoNativeArray array, int position) {
+        if (segmentOwners[position] != array) {
+            segmentOwners[position] = array;
+            segments[position] = array.getSegment();
+        }
+        return segments[position];
     }
 
     /** Tokens per split-K chunk that a step over {@code batch} uses (no split when >= its longest context). */
