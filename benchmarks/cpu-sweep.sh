@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The JVM backend's CPU cells (issue 13) next to PyTorch's CPU SDPA and a memory-read probe, in ONE
 # run on one machine; writes OUT_DIR/cpu-sweep.csv (every row), cpu-sweep.md (the table and the
-# ratios of the bar) and cpu-sweep.log (the machine and the console).
+# ratios of the bar), cpu-sweep.log (the machine and the console) and, when the JMH jar is here,
+# summary-cells.md / jmh-cells.csv (the JMH cells with the stream baseline).
 #   benchmarks/cpu-sweep.sh OUT_DIR
 # Needs a JDK 25 (JAVA_HOME, or what bin/pa finds) and a built target/ (no Maven needed when the jar
 # is there). The PyTorch peer needs python3 with torch; without it the peer is skipped with a line
 # saying so and the table has our rows and our own read probe only.
 # Environment: STEPS (timed steps per cell, 50), WARMUP_SECONDS (3), PROBE_MIB (4096),
-# CELLS (1x8192,8x8192,32x4096), THREADS (all processors: ours and torch's thread count).
+# CELLS (1x8192,8x8192,32x4096), THREADS (all processors: ours and torch's thread count),
+# JMH (1: also the JMH cells when benchmarks/target/benchmarks.jar exists), JMH_ARGS (appended).
 set -euo pipefail
 if [[ $# -ne 1 ]]; then
   echo "usage: benchmarks/cpu-sweep.sh OUT_DIR" >&2; exit 2
@@ -42,6 +44,28 @@ if command -v python3 >/dev/null 2>&1 && python3 -c "import torch" >/dev/null 2>
     || say "peer stopped early (rc=${PIPESTATUS[0]}); its CSV holds what it measured"
 else
   say "== PyTorch peer skipped: python3 with torch is not available here (python3: $(command -v python3 || echo none))"
+fi
+
+# The JMH cells (as `bin/pa jmh cells`, cold K/V rotated through 256 MiB, with the stream baseline)
+# when the benchmark jar was built and travelled with the repo; JMH=0 skips them.
+jar=benchmarks/target/benchmarks.jar
+if [[ "${JMH:-1}" != 0 && -f "$jar" ]]; then
+  source bin/jdk.sh
+  jmh_cmd=("$JAVA_HOME/bin/java" @tornado-config/jvm.args @tornado-config/jmh.args
+           -jar "$jar" -foe true -rf json -rff "$out/jmh-cells.json" '\.DecodeBenchmark\.|StreamBenchmark'
+           -p cell="$cells" -p batch=1 -p context=1024 -p heads=32/8 -p dtype=fp16,fp32 -p megabytes=1024 -p threads=all
+           ${JMH_ARGS:-})
+  say "== ${jmh_cmd[*]}"
+  jmh_start=$SECONDS
+  if "${jmh_cmd[@]}" > "$out/jmh-cells.log" 2>&1; then
+    "$JAVA_HOME/bin/java" @tornado-config/jvm.args -cp "$jar" dev.pagedattn.bench.Summary "$out/jmh-cells.json" \
+      "$out/jmh-cells.csv" cells "$((SECONDS - jmh_start))" "$(cut -d' ' -f1 /proc/loadavg)" > "$out/summary-cells.md"
+    say "JMH cells: $out/summary-cells.md"
+  else
+    say "JMH cells failed; see $out/jmh-cells.log"
+  fi
+else
+  say "== JMH cells skipped: ${jar} is not here (build it with bin/pa jmh cells where Maven is) or JMH=0"
 fi
 
 csv="$out/cpu-sweep.csv"
