@@ -4,31 +4,42 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvLayout;
-import dev.pagedattn.cache.KvPool;
-import java.util.concurrent.ForkJoinPool;
-import java.util.stream.IntStream;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorSpecies;
+import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
- * The plain-JVM backend: one task per (sequence, KV head), run on a fork-join pool. A task widens
- * each K and V tile of its head once into fp32 scratch and uses it for the whole query group
- * (GQA reuse), with a per-block online softmax.
+ * The plain-JVM backend. A step is cut into work items, one query group (sequence, KV head) over
+ * one chunk of its context ({@link JvmSplitPlan}: long contexts at small batch are split so that
+ * every core has work, and the chunks merge with log-sum-exp); a warm pool of workers
+ * ({@link JvmWorkers}) claims them, each with its own scratch ({@link JvmChunkKernel}: fp16
+ * widened with vector operations, fixed-order sums), so a step allocates nothing and gives the
+ * same bits on every run with the same thread count.
  *
- * <p>The dot products and the V accumulation use the Vector API when
- * {@code -Dpagedattn.jvm.vector=true} (the default; see benchmarks/NOTES.md for the measurement)
- * and plain loops otherwise. Threads: {@code -Dpagedattn.jvm.threads} (default: all processors).
- * Safe to call from several threads at once.
+ * <p>Tunables, read once: {@code pagedattn.jvm.threads} (default: all processors),
+ * {@code pagedattn.jvm.vector} (true: the Vector API; false: plain loops, see
+ * benchmarks/NOTES.md), {@code pagedattn.jvm.spinMicros} (50: how long an idle worker spins
+ * before it parks). Safe to call from several threads at once: steps run one after the other.
  */
 public final class JvmDecodeAttention implements DecodeAttention {
-    /** Read once: Vector API for dot/axpy. */
+    /** Read once: Vector API for widening, dot products and the V accumulation. */
     public static final boolean VECTOR = Boolean.parseBoolean(System.getProperty("pagedattn.jvm.vector", "true"));
-    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
 
     private final KvCache cache;
     private final AttentionSpec spec;
-    private final ForkJoinPool workers;
+    private final JvmSplitPlan plan;
+    private final JvmChunkKernel[] kernels; // [numThreads] one per worker: its scratch
+    private final JvmWorkers workers;
+
+    // The step in progress: written under the lock before the workers start, read by them.
+    private DecodeBatch batch;
+    private int layer;
+    private MemorySegment keys;   // [poolElements] of the pool dtype
+    private MemorySegment values; // [poolElements] of the pool dtype
+    private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
+    private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
+    private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // q and out (positions 2, 3)
+    private final MemorySegment[] segments = new MemorySegment[4];
 
     public JvmDecodeAttention(KvCache cache, AttentionSpec spec) {
         spec.requireMatches(cache.config());
@@ -38,7 +49,12 @@ public final class JvmDecodeAttention implements DecodeAttention {
         if (threads < 1) {
             throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
         }
-        this.workers = new ForkJoinPool(threads);
+        this.plan = new JvmSplitPlan(spec);
+        this.kernels = new JvmChunkKernel[threads];
+        for (int i = 0; i < threads; i++) {
+            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR);
+        }
+        this.workers = new JvmWorkers(threads, this::runItem);
     }
 
     @Override
@@ -46,130 +62,76 @@ public final class JvmDecodeAttention implements DecodeAttention {
         return VECTOR ? "jvm" : "jvm-scalar";
     }
 
+    /** Worker threads, the caller included. */
+    public int numThreads() {
+        return workers.numThreads();
+    }
+
     @Override
-    public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
-        if (workers.isShutdown()) {
+    public synchronized void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (workers.isClosed()) {
             throw new IllegalStateException("decode after close(): this backend's threads are gone; create a new one");
         }
         KvCacheConfig c = cache.config();
         DecodeAttention.requireShapes(spec, c, batch, layer, q, out);
-        int tasks = batch.numSeqs() * spec.numKvHeads();
+        plan.build(batch, workers.numThreads());
+        this.batch = batch;
+        this.layer = layer;
+        this.keys = cache.keys(layer).segment();
+        this.values = cache.values(layer).segment();
+        this.q = segment(q, 2);
+        this.out = segment(out, 3);
         try {
-            workers.submit(() -> IntStream.range(0, tasks).parallel().forEach(t ->
-                    attendOneHead(batch, layer, t / spec.numKvHeads(), t % spec.numKvHeads(), q, out))).get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("decode interrupted", e);
-        } catch (java.util.concurrent.ExecutionException e) {
-            throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+            workers.run(plan.numItems());
+        } finally {
+            this.batch = null;
+        }
+    }
+
+    /**
+     * The payload segment of {@code array}, remembered per argument position: getSegment() makes a
+     * new slice object on every call, and a decode loop passes the same arrays step after step.
+     */
+    private MemorySegment segment(TornadoNativeArray array, int position) {
+        if (segmentOwners[position] != array) {
+            segmentOwners[position] = array;
+            segments[position] = array.getSegment();
+        }
+        return segments[position];
+    }
+
+    /** Tokens per split-K chunk that a step over {@code batch} uses (no split when >= its longest context). */
+    public synchronized int chunkTokens(DecodeBatch batch) {
+        return JvmSplitPlan.chunkTokens(batch.numSeqs(), spec.numKvHeads(), batch.maxContextLen(), batch.blockSize(),
+                workers.numThreads());
+    }
+
+    private void runItem(int item, int worker) {
+        JvmChunkKernel kernel = kernels[worker];
+        KvLayout layout = cache.layout();
+        int seq = plan.seq(item);
+        int kvHead = plan.kvHead(item);
+        kernel.attend(keys, values, layout, batch, layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
+                q, spec.numQHeads(), spec.scale());
+        int slot = plan.slot(item);
+        if (slot == JvmSplitPlan.NO_PARTIAL) {
+            kernel.writeOutput(out, seq, kvHead, spec.numQHeads());
+            return;
+        }
+        kernel.writePartial(plan, slot);
+        int group = plan.group(item);
+        if (plan.finishChunk(group)) {
+            kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq, kvHead, spec.numQHeads());
         }
     }
 
     @Override
     public void close() {
-        workers.shutdown();
+        workers.close();
     }
 
-    private void attendOneHead(DecodeBatch batch, int layer, int seq, int kvHead, FloatArray q, FloatArray out) {
-        KvCacheConfig c = cache.config();
-        KvLayout layout = cache.layout();
-        KvPool keys = cache.keys(layer);
-        KvPool values = cache.values(layer);
-        int d = spec.headDim();
-        int g = spec.groupSize();
-        int bs = c.blockSize();
-        int len = batch.contextLen(seq);
-        int qBase = (seq * spec.numQHeads() + kvHead * g) * d;
-
-        float[] qs = new float[g * d];     // [g][d], pre-scaled
-        float[] acc = new float[g * d];    // [g][d]
-        float[] max = new float[g];
-        float[] sum = new float[g];
-        float[] tile = new float[bs * d];  // [slot][d] of the current K or V tile
-        float[] p = new float[g * bs];     // [g][slot] scores, then probabilities
-        for (int i = 0; i < g * d; i++) {
-            qs[i] = q.get(qBase + i) * spec.scale();
-        }
-        java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
-
-        for (int j = 0, start = 0; start < len; j++, start += bs) {
-            int n = Math.min(bs, len - start);
-            int base = layout.tileBase(batch.block(seq, j), kvHead);
-            keys.read(base, tile, 0, n * d);
-            for (int h = 0; h < g; h++) {
-                float blockMax = Float.NEGATIVE_INFINITY;
-                for (int t = 0; t < n; t++) {
-                    float s = dot(qs, h * d, tile, t * d, d);
-                    p[h * bs + t] = s;
-                    blockMax = Math.max(blockMax, s);
-                }
-                float newMax = Math.max(max[h], blockMax);
-                float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
-                float blockSum = 0;
-                for (int t = 0; t < n; t++) {
-                    float e = (float) Math.exp(p[h * bs + t] - newMax);
-                    p[h * bs + t] = e;
-                    blockSum += e;
-                }
-                sum[h] = sum[h] * correction + blockSum;
-                max[h] = newMax;
-                if (correction != 1f) {
-                    scale(acc, h * d, correction, d);
-                }
-            }
-            values.read(base, tile, 0, n * d);
-            for (int h = 0; h < g; h++) {
-                for (int t = 0; t < n; t++) {
-                    axpy(acc, h * d, p[h * bs + t], tile, t * d, d);
-                }
-            }
-        }
-        for (int h = 0; h < g; h++) {
-            float inv = 1f / sum[h];
-            for (int i = 0; i < d; i++) {
-                out.set(qBase + h * d + i, acc[h * d + i] * inv);
-            }
-        }
-    }
-
+    /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        int i = 0;
-        float s = 0;
-        if (VECTOR) {
-            FloatVector v = FloatVector.zero(SPECIES);
-            for (int bound = SPECIES.loopBound(n); i < bound; i += SPECIES.length()) {
-                v = FloatVector.fromArray(SPECIES, a, aOff + i).fma(FloatVector.fromArray(SPECIES, b, bOff + i), v);
-            }
-            // Lanes summed in a fixed order: reduceLanes(ADD) may reorder between the interpreter and
-            // C2, and results must be bit-reproducible (prefix-cached == written from scratch).
-            for (int lane = 0; lane < SPECIES.length(); lane++) {
-                s += v.lane(lane);
-            }
-        }
-        for (; i < n; i++) {
-            s += a[aOff + i] * b[bOff + i];
-        }
-        return s;
-    }
-
-    /** {@code y[yOff..] += a * x[xOff..]}. */
-    static void axpy(float[] y, int yOff, float a, float[] x, int xOff, int n) {
-        int i = 0;
-        if (VECTOR) {
-            FloatVector av = FloatVector.broadcast(SPECIES, a);
-            for (int bound = SPECIES.loopBound(n); i < bound; i += SPECIES.length()) {
-                FloatVector.fromArray(SPECIES, x, xOff + i).fma(av, FloatVector.fromArray(SPECIES, y, yOff + i))
-                        .intoArray(y, yOff + i);
-            }
-        }
-        for (; i < n; i++) {
-            y[yOff + i] += a * x[xOff + i];
-        }
-    }
-
-    private static void scale(float[] y, int off, float a, int n) {
-        for (int i = 0; i < n; i++) {
-            y[off + i] *= a;
-        }
+        return JvmChunkKernel.dot(a, aOff, b, bOff, n, VECTOR);
     }
 }

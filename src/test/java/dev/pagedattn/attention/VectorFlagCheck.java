@@ -19,8 +19,7 @@ final class VectorFlagCheck {
         try {
             assertEquals(expected, JvmDecodeAttention.VECTOR, "JvmDecodeAttention.VECTOR");
             long seed = TestSeeds.fresh("VectorFlagCheck VECTOR=" + expected);
-            DotAxpyTest.checkDot(seed);
-            DotAxpyTest.checkAxpy(seed);
+            DotProductTest.checkDot(seed);
             Shape[] shapes = {
                 Shape.of(new int[] {1, 16, 17, 45}, 8, 2, 80, 16, KvDtype.FP16),
                 Shape.of(new int[] {9, 3}, 4, 4, 64, 1, KvDtype.FP32),

@@ -61,6 +61,14 @@ public class DecodeBenchmark {
     @Param({"16"})
     public int blockSize;
 
+    /**
+     * {@code BATCHxCONTEXT}: when set (not {@code -}), the batch and context of this point, in place of
+     * {@link #batch} x {@link #context}, so that a run can measure a list of cells rather than a
+     * cross product; {@code run-jmh cells} measures issue 13's 1x8192, 8x8192 and 32x4096.
+     */
+    @Param({"-"})
+    public String cell;
+
     /** Query heads / KV heads: {@code 32/8} is Llama-3-8B's GQA, {@code 8/8} is MHA with the same K/V bytes. */
     @Param({"32/8", "8/8"})
     public String heads;
@@ -104,6 +112,11 @@ public class DecodeBenchmark {
             System.clearProperty("pagedattn.jvm.threads");
         } else {
             System.setProperty("pagedattn.jvm.threads", Integer.toString(Integer.parseInt(threads)));
+        }
+        if (!cell.equals("-")) {
+            String[] bxc = cell.split("x");
+            batch = Integer.parseInt(bxc[0]);
+            context = Integer.parseInt(bxc[1]);
         }
         String[] qkv = heads.split("/");
         int numQHeads = Integer.parseInt(qkv[0]);

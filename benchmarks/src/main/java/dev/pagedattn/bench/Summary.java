@@ -135,8 +135,10 @@ public final class Summary {
             Row ref = refs.getOrDefault(threads,
                     threads.equals(Integer.toString(Runtime.getRuntime().availableProcessors())) ? refs.get("all") : null);
             double stream = ref == null ? Double.NaN : ref.gigabytes().median();
-            sb.append(fmt("| %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s |", any.param("heads"), any.param("dtype"), any.param("batch"),
-                    any.param("context"), any.param("blockSize"), threads, mb, decodeCells(pair[0], stream), decodeCells(pair[1], stream),
+            String[] bxc = any.params().getOrDefault("cell", "-").equals("-")
+                    ? new String[] {any.param("batch"), any.param("context")} : any.param("cell").split("x");
+            sb.append(fmt("| %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s |", any.param("heads"), any.param("dtype"), bxc[0],
+                    bxc[1], any.param("blockSize"), threads, mb, decodeCells(pair[0], stream), decodeCells(pair[1], stream),
                     pair[0] == null || pair[1] == null ? "" : fmt("%.2fx", pair[0].primary().median() / pair[1].primary().median())));
             sb.append('\n');
         }

@@ -1,0 +1,203 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.JvmDecodeAttention;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.KvDtype;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.stream.IntStream;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The CPU cells of the JVM backend (issue 13): per cell and dtype a workload, a time-bounded
+ * warm-up (C2 must have compiled the Vector API code, or the first steps run interpreted), then
+ * timed steps over the same K/V (as PyTorch's peer does), one check against the fp64 reference,
+ * and a memory-read probe (a vector sum over a large off-heap buffer on all threads) in the same
+ * run. Rows go to stdout and, with --out, to a CSV that benchmarks/cpu-sweep.sh reads.
+ */
+@Command(name = "bench-cpu", mixinStandardHelpOptions = true,
+        description = "Time the JVM backend on the CPU cells (min and median step time) next to a memory-read probe; CSV with --out.")
+final class BenchCpuCommand implements Callable<Integer> {
+    static final String HEADER = "impl,cell,dtype,batch,context,threads,steps,min_ms,median_ms,max_ms,gbs_at_min,rel_l2,status";
+
+    @Option(names = "--cells", split = ",", description = "BATCHxCONTEXT cells (default: ${DEFAULT-VALUE}).",
+            defaultValue = "1x8192,8x8192,32x4096")
+    List<String> cells;
+
+    @Option(names = "--dtypes", split = ",", description = "K/V dtypes (default: ${DEFAULT-VALUE}).", defaultValue = "fp32,fp16")
+    List<String> dtypes;
+
+    @Option(names = "--q-heads", description = "Query heads (default: ${DEFAULT-VALUE}).", defaultValue = "32")
+    int qHeads;
+
+    @Option(names = "--kv-heads", description = "KV heads (default: ${DEFAULT-VALUE}).", defaultValue = "8")
+    int kvHeads;
+
+    @Option(names = "--head-dim", description = "Head dimension (default: ${DEFAULT-VALUE}).", defaultValue = "128")
+    int headDim;
+
+    @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
+    int blockSize;
+
+    @Option(names = "--steps", description = "Timed decode steps per cell (default: ${DEFAULT-VALUE}).", defaultValue = "50")
+    int steps;
+
+    @Option(names = "--warmup-seconds", description = "Untimed decode steps for this long first (default: ${DEFAULT-VALUE}).",
+            defaultValue = "3")
+    double warmupSeconds;
+
+    @Option(names = "--probe-mib", description = "Memory-read probe buffer in MiB, 0 = no probe (default: ${DEFAULT-VALUE}).",
+            defaultValue = "4096")
+    int probeMib;
+
+    @Option(names = "--seed", description = "Random seed (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+    long seed;
+
+    @Option(names = "--threads", description = "Decode and probe threads (default: pagedattn.jvm.threads, else all processors).")
+    Integer threads;
+
+    @Option(names = "--out", description = "Also write the rows to this CSV file.")
+    Path out;
+
+    @Override
+    public Integer call() throws IOException {
+        if (steps < 1) {
+            throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
+        }
+        if (!(warmupSeconds >= 0)) {
+            throw new IllegalArgumentException("--warmup-seconds=" + warmupSeconds + " must be >= 0");
+        }
+        if (probeMib < 0) {
+            throw new IllegalArgumentException("--probe-mib=" + probeMib + " must be >= 0");
+        }
+        if (threads != null) {
+            if (threads < 1) {
+                throw new IllegalArgumentException("--threads=" + threads + " must be >= 1");
+            }
+            System.setProperty("pagedattn.jvm.threads", Integer.toString(threads)); // read when a backend is made
+        }
+        List<int[]> shapes = new ArrayList<>();
+        for (String cell : cells) {
+            shapes.add(parseCell(cell));
+        }
+        List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
+        List<String> rows = new ArrayList<>();
+        PrintStream console = System.out;
+        console.println(HEADER);
+        if (probeMib > 0) {
+            rows.add(probe(probeMib));
+            console.println(rows.getLast());
+        }
+        for (int[] shape : shapes) {
+            for (KvDtype dtype : kvDtypes) {
+                rows.add(cell(shape[0], shape[1], dtype));
+                console.println(rows.getLast());
+            }
+        }
+        if (out != null) {
+            List<String> lines = new ArrayList<>();
+            lines.add(HEADER);
+            lines.addAll(rows);
+            Files.write(out, lines);
+        }
+        return 0;
+    }
+
+    private static int[] parseCell(String cell) {
+        String[] parts = cell.trim().split("x");
+        try {
+            if (parts.length == 2) {
+                int batch = Integer.parseInt(parts[0]);
+                int context = Integer.parseInt(parts[1]);
+                if (batch >= 1 && context >= 1) {
+                    return new int[] {batch, context};
+                }
+            }
+        } catch (NumberFormatException e) {
+            // named below
+        }
+        throw new IllegalArgumentException("--cells: cell=" + cell + " is not BATCHxCONTEXT with both >= 1");
+    }
+
+    private String cell(int batch, int context, KvDtype dtype) {
+        int[] lengths = new int[batch];
+        Arrays.fill(lengths, context);
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed);
+        FloatArray result = w.poisonedOutput();
+        long[] nanos = new long[steps];
+        int numThreads;
+        try (JvmDecodeAttention attention = new JvmDecodeAttention(w.cache(), w.spec())) {
+            numThreads = attention.numThreads();
+            long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
+            do {
+                attention.decode(w.batch(), 0, w.q(), result);
+            } while (System.nanoTime() < warmupEnd);
+            result.init(Float.NaN);
+            for (int i = 0; i < steps; i++) {
+                long t0 = System.nanoTime();
+                attention.decode(w.batch(), 0, w.q(), result);
+                nanos[i] = System.nanoTime() - t0;
+            }
+        }
+        double relL2 = ReferenceAttention.relativeL2(result, w.reference());
+        long[] sorted = nanos.clone();
+        Arrays.sort(sorted);
+        double gbs = w.minimumBytes() / (double) sorted[0];
+        return String.format("jvm,%dx%d,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", batch, context, dtype.name().toLowerCase(),
+                batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
+                relL2 <= 1e-3 ? "ok" : "wrong");
+    }
+
+    /** GB/s of a vectorised sum over {@code mib} MiB off-heap, chunked over all processors; min and median of 10 passes. */
+    private String probe(int mib) {
+        VectorSpecies<Float> species = FloatVector.SPECIES_PREFERRED;
+        long chunk = 1L << 20;
+        long bytes = (long) mib << 20;
+        int numThreads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
+        int passes = 10;
+        long[] nanos = new long[passes];
+        try (Arena arena = Arena.ofShared(); var pool = new java.util.concurrent.ForkJoinPool(numThreads)) {
+            MemorySegment data = arena.allocate(bytes, 64);
+            pool.submit(() -> IntStream.range(0, (int) (bytes / chunk)).parallel()
+                    .forEach(c -> data.asSlice(c * chunk, chunk).fill((byte) (c & 0x3f)))).join();
+            double sink = 0;
+            for (int p = -2; p < passes; p++) {
+                long t0 = System.nanoTime();
+                sink += pool.submit(() -> IntStream.range(0, (int) (bytes / chunk)).parallel().mapToDouble(c -> {
+                    FloatVector a0 = FloatVector.zero(species);
+                    FloatVector a1 = a0;
+                    long step = species.vectorByteSize();
+                    for (long at = c * chunk, end = at + chunk; at < end; at += 2 * step) {
+                        a0 = a0.add(FloatVector.fromMemorySegment(species, data, at, ByteOrder.nativeOrder()));
+                        a1 = a1.add(FloatVector.fromMemorySegment(species, data, at + step, ByteOrder.nativeOrder()));
+                    }
+                    return a0.add(a1).reduceLanes(VectorOperators.ADD);
+                }).sum()).join();
+                if (p >= 0) {
+                    nanos[p] = System.nanoTime() - t0;
+                }
+            }
+            long[] sorted = nanos.clone();
+            Arrays.sort(sorted);
+            return String.format("jvm-read-probe,%dMiB,fp32,1,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,,%s", mib, mib, numThreads, passes,
+                    sorted[0] / 1e6, sorted[passes / 2] / 1e6, sorted[passes - 1] / 1e6, bytes / (double) sorted[0],
+                    Double.isNaN(sink) ? "nan" : "ok");
+        }
+    }
+}

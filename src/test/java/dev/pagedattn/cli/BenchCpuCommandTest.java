@@ -1,0 +1,57 @@
+package dev.pagedattn.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** {@code bench-cpu}: timed cells checked against fp64 in a CSV, and one-line errors for bad flags. */
+class BenchCpuCommandTest {
+
+    @Test
+    void writesOneCheckedRowPerCellAndDtypeAndTheProbe(@TempDir Path dir) throws Exception {
+        Path csv = dir.resolve("cpu.csv");
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x40,1x300", "--dtypes", "fp32,fp16", "--q-heads", "4", "--kv-heads", "2",
+                "--head-dim", "32", "--steps", "3", "--warmup-seconds", "0", "--probe-mib", "1", "--out", csv.toString());
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> lines = Files.readAllLines(csv);
+        assertEquals(BenchCpuCommand.HEADER, lines.get(0));
+        assertEquals(1 + 1 + 4, lines.size(), "header, probe, 2 cells x 2 dtypes: " + lines);
+        assertTrue(lines.get(1).startsWith("jvm-read-probe,1MiB,"), lines.get(1));
+        String[] expected = {"jvm,2x40,fp32,2,40,", "jvm,2x40,fp16,2,40,", "jvm,1x300,fp32,1,300,", "jvm,1x300,fp16,1,300,"};
+        for (int i = 0; i < expected.length; i++) {
+            String[] f = lines.get(2 + i).split(",");
+            assertTrue(lines.get(2 + i).startsWith(expected[i]), lines.get(2 + i));
+            double min = Double.parseDouble(f[7]);
+            double median = Double.parseDouble(f[8]);
+            double max = Double.parseDouble(f[9]);
+            assertTrue(min > 0 && min <= median && median <= max, "min <= median <= max: " + lines.get(2 + i));
+            assertTrue(Double.parseDouble(f[11]) <= 1e-5, "relative L2 vs fp64: " + lines.get(2 + i));
+            assertEquals("ok", f[12]);
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "--cells|8x|cell=8x",
+        "--cells|0x100|cell=0x100",
+        "--steps|0|--steps=0",
+        "--threads|0|--threads=0",
+        "--probe-mib|-1|--probe-mib=-1",
+        "--dtypes|fp8|fp8",
+    })
+    void badFlagsExitWith2AndOneLineNamingTheValue(String flag, String value, String fragment) {
+        CliRun run = flag.equals("--probe-mib")
+                ? CliRun.of("bench-cpu", "--warmup-seconds", "0", flag, value)
+                : CliRun.of("bench-cpu", "--warmup-seconds", "0", "--probe-mib", "0", flag, value);
+        assertEquals(2, run.exitCode(), run.out() + run.err());
+        String err = run.err().strip();
+        assertTrue(err.startsWith("error: ") && err.contains(fragment) && !err.contains("\n"), "one line naming " + fragment + ": " + err);
+    }
+}
