@@ -38,6 +38,13 @@ final class CheckCommand implements Callable<Integer> {
             + " (on a GPU it travels through the staging scatter) (default: ${DEFAULT-VALUE}).", defaultValue = "1")
     int steps;
 
+    @Option(names = "--query-len", description = "New query tokens per sequence, N or MIN..MAX, the last ones of each"
+            + " context (prefill); default: decode (one token).")
+    String queryLen;
+
+    @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
+    Integer window;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -55,6 +62,12 @@ final class CheckCommand implements Callable<Integer> {
         }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
+        }
+        if (queryLen != null || window != null) {
+            if (steps != 1) {
+                throw new IllegalArgumentException("--steps=" + steps + " applies to decode only, not with --query-len/--window");
+            }
+            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backend, device, iterations, tolerance);
         }
         int[] lengths = shape.lengths();
         System.out.println("check " + shape.describe(lengths) + " backend=" + backend);

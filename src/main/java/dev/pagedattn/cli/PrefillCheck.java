@@ -1,0 +1,99 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.PrefillAttention;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.PrefillWorkload;
+import dev.pagedattn.attention.ReferencePrefill;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * {@code check --query-len N|MIN..MAX [--window W]}: prefill attention for a shape (the new tokens
+ * are the last qLen of each context), checked against the fp64 reference and timed.
+ */
+final class PrefillCheck {
+    private PrefillCheck() {
+    }
+
+    /** Query lengths per sequence from {@code --query-len}, each checked against its context. */
+    static int[] queryLens(String queryLen, int[] contexts, long seed) {
+        int min;
+        int max;
+        try {
+            int dots = queryLen.indexOf("..");
+            if (dots >= 0) {
+                min = Integer.parseInt(queryLen.substring(0, dots).trim());
+                max = Integer.parseInt(queryLen.substring(dots + 2).trim());
+            } else {
+                min = max = Integer.parseInt(queryLen.trim());
+            }
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--query-len=" + queryLen + " is not a length or a MIN..MAX range");
+        }
+        if (min < 1 || max < min) {
+            throw new IllegalArgumentException("--query-len=" + queryLen + " needs 1 <= MIN <= MAX");
+        }
+        SplittableRandom r = new SplittableRandom(seed ^ 0x0A11CEL);
+        int[] out = new int[contexts.length];
+        for (int i = 0; i < contexts.length; i++) {
+            out[i] = min == max ? min : min + r.nextInt(max - min + 1);
+            if (out[i] > contexts[i]) {
+                throw new IllegalArgumentException("--query-len=" + queryLen + " gives sequence " + i + " " + out[i]
+                        + " new tokens but its --context is " + contexts[i] + " (the new tokens are part of the context)");
+            }
+        }
+        return out;
+    }
+
+    static int window(Integer window) {
+        if (window == null) {
+            return PrefillBatch.NO_WINDOW;
+        }
+        if (window < 1) {
+            throw new IllegalArgumentException("--window=" + window + " must be >= 1");
+        }
+        return window;
+    }
+
+    static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
+                   double tolerance) {
+        int window = window(windowOption);
+        int[] lengths = shape.lengths();
+        int[] qLens = queryLens(queryLen, lengths, shape.seed());
+        System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("
+                + Arrays.stream(qLens).asLongStream().sum() + " queries)"
+                + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
+        PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
+                shape.blockSize, shape.kvDtype(), shape.seed());
+        FloatArray out = w.poisonedOutput();
+        long[] nanos = new long[iterations];
+        String name;
+        try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
+            attention.prefill(w.batch(), 0, w.q(), out); // warm-up
+            out.init(Float.NaN);
+            for (int i = 0; i < iterations; i++) {
+                long t0 = System.nanoTime();
+                attention.prefill(w.batch(), 0, w.q(), out);
+                long wall = System.nanoTime() - t0;
+                nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
+            }
+            name = attention.name();
+        }
+        double[] ref;
+        try (Progress p = new Progress("fp64 reference", lengths.length, w.flops())) {
+            ref = ReferencePrefill.prefill(w.kv().cache(), w.spec(), 0, w.kv().seqs(), w.batch(), w.q(), p.consumer());
+        }
+        double rel = dev.pagedattn.attention.ReferenceAttention.relativeL2(out, ref);
+        double abs = dev.pagedattn.attention.ReferenceAttention.maxAbsError(out, ref);
+        long[] sorted = nanos.clone();
+        Arrays.sort(sorted);
+        boolean ok = rel <= tolerance; // NaN fails
+        System.out.printf("backend=%s time min=%.3f ms median=%.3f ms max=%.3f ms  %.3f TFLOP/s (%.3g FLOP)%n", name,
+                sorted[0] / 1e6, sorted[sorted.length / 2] / 1e6, sorted[sorted.length - 1] / 1e6, w.flops() / sorted[0] / 1e3,
+                w.flops());
+        System.out.printf("error vs fp64 reference: relative L2=%.3e max abs=%.3e tolerance=%.1e -> %s%n",
+                rel, abs, tolerance, ok ? "PASS" : "FAIL");
+        return ok ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+}
