@@ -35,7 +35,8 @@ final class CheckCommand implements Callable<Integer> {
     String variant;
 
     @Option(names = "--steps", description = "Decode steps; from the second on, every sequence first appends one new token"
-            + " (on a GPU it travels through the staging scatter) (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+            + " (on a GPU it travels through the staging scatter); with --query-len every sequence appends its next chunk"
+            + " (default: ${DEFAULT-VALUE}).", defaultValue = "1")
     int steps;
 
     @Option(names = "--query-len", description = "New query tokens per sequence, N or MIN..MAX, the last ones of each"
@@ -64,10 +65,7 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
         if (queryLen != null || window != null) {
-            if (steps != 1) {
-                throw new IllegalArgumentException("--steps=" + steps + " applies to decode only, not with --query-len/--window");
-            }
-            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backend, device, iterations, tolerance);
+            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backend, device, iterations, tolerance, steps);
         }
         int[] lengths = shape.lengths();
         System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
