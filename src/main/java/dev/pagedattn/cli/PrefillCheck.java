@@ -5,6 +5,7 @@ import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -68,6 +69,15 @@ final class PrefillCheck {
                 + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
                 shape.blockSize, shape.kvDtype(), shape.seed());
+        long needed = 0;
+        for (int i = 0; i < lengths.length; i++) {
+            KvCacheConfig c = w.kv().cache().config();
+            needed += c.blocksFor((int) Math.min(Integer.MAX_VALUE, lengths[i] + (long) (steps - 1) * qLens[i])) - c.blocksFor(lengths[i]);
+        }
+        if (needed > w.kv().cache().numAllocatableBlocks()) {
+            throw new IllegalArgumentException("--steps=" + steps + ": the next chunks need " + needed + " blocks but the cache has "
+                    + w.kv().cache().numAllocatableBlocks() + " spare blocks");
+        }
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance);
