@@ -2,6 +2,9 @@
  * Decode attention over the paged KV cache: the backend-neutral API ({@link dev.pagedattn.attention.DecodeAttention},
  * {@link dev.pagedattn.attention.AttentionSpec}), the multi-threaded plain-JVM backend
  * ({@link dev.pagedattn.attention.JvmDecodeAttention}) that the GPU path is checked against, and the
- * fp64 textbook reference ({@link dev.pagedattn.attention.ReferenceAttention}) that checks both.
+ * fp64 textbook reference ({@link dev.pagedattn.attention.ReferenceAttention}) that checks both; and
+ * the same three for prefill, many causal query tokens per sequence
+ * ({@link dev.pagedattn.attention.PrefillAttention}, {@link dev.pagedattn.attention.PrefillBatch},
+ * {@link dev.pagedattn.attention.JvmPrefillAttention}, {@link dev.pagedattn.attention.ReferencePrefill}).
  */
 package dev.pagedattn.attention;
