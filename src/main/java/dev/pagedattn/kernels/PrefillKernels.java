@@ -24,25 +24,38 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *
  * <p>A work-group owns (sequence, KV head, head tile, query tile, partition). Its tile is
  * {@link #rowsPerTile} rows of (query token, query head): all heads of the group (or a slice of
- * them when the group is larger than a tile) for {@code rows / heads} consecutive query tokens.
- * It walks the context visible to any of its rows in chunks of {@link #KV_TILE} tokens: each
- * chunk's K rows are read once into local memory and scored against every row, masked to the
- * causal window of each row; the online softmax updates each row's max and sum while the V rows
- * replace K in local memory; then every row accumulates its weighted V. Local memory is
- * {@value #LOCAL_BYTES} bytes, fixed. With one partition the group writes the normalised output;
+ * them when the group is larger than a tile) for {@code rows / heads} consecutive query tokens
+ * (head dim 128: 16 rows, the 4 heads of a Llama-3 group for 4 tokens). It walks the context
+ * visible to any of its rows in chunks of {@link #chunkTokens} tokens (32 at head dim 128), five
+ * barrier-separated phases per chunk:
+ * <ol>
+ *   <li>the chunk's K rows go to local memory, widened once for every row of the tile;</li>
+ *   <li>every (row, token) score, masked to the row's causal window (-inf outside);</li>
+ *   <li>per row: the chunk's max, the new running max and the rescale factor;</li>
+ *   <li>every probability {@code exp(s - max)}, while V replaces K in local memory;</li>
+ *   <li>every (row, dim) accumulator: rescale, add P V; one work-item per row adds the row sum.</li>
+ * </ol>
+ * Rows of q and of the chunk are padded to {@code headDim + 1} floats so that the score phase,
+ * where a warp reads 32 tokens (or two rows) at the same dim, hits 32 different banks. Local memory
+ * is {@value #LOCAL_BYTES} bytes, fixed. With one partition the group writes the normalised output;
  * with several, each writes its state and {@link #mergePartitions} combines them (log-sum-exp).
- * Any local size works (every loop strides by it); 128 is what the plan uses.
+ * Any local size works (every loop strides by it); the plan uses 128.
  */
 public final class PrefillKernels {
-    /** Context tokens per chunk held in local memory. */
-    public static final int KV_TILE = 16;
-    /** Budget for one [rows][headDim] local array, in floats. */
+    /** Most context tokens per chunk; partitions are multiples of it. */
+    public static final int KV_TILE = 32;
+    /** Budget for [rows][headDim], in floats. */
     public static final int Q_ELEMENTS = 2048;
     /** Most (token, head) rows of a tile. */
     public static final int MAX_ROWS = 64;
-    private static final int KV_ELEMENTS = KV_TILE * PagedDecodeKernels.MAX_HEAD_DIM;
+    /** [rows][headDim + 1]: the budget plus one pad per row. */
+    private static final int Q_PADDED = Q_ELEMENTS + MAX_ROWS;
+    /** [chunk][headDim + 1]: 32 tokens at head dim 128, 16 at 256. */
+    private static final int KV_ELEMENTS = KV_TILE * (128 + 2);
+    /** [rows][chunk] */
+    private static final int SCORE_ELEMENTS = MAX_ROWS * KV_TILE;
     /** Local memory per work-group (fits the 48 KB of static shared memory). */
-    public static final int LOCAL_BYTES = 4 * (2 * Q_ELEMENTS + KV_ELEMENTS + MAX_ROWS * KV_TILE + 3 * MAX_ROWS);
+    public static final int LOCAL_BYTES = 4 * (Q_PADDED + Q_ELEMENTS + KV_ELEMENTS + SCORE_ELEMENTS + 3 * MAX_ROWS);
 
     private PrefillKernels() {
     }
@@ -50,6 +63,11 @@ public final class PrefillKernels {
     /** (token, head) rows of a tile for a head dimension: Q_ELEMENTS / headDim, at most MAX_ROWS. */
     public static int rowsPerTile(int headDim) {
         return TornadoMath.min(MAX_ROWS, Q_ELEMENTS / headDim);
+    }
+
+    /** Context tokens per chunk for a head dimension: as many padded rows as fit, at most KV_TILE. */
+    public static int chunkTokens(int headDim) {
+        return TornadoMath.min(KV_TILE, KV_ELEMENTS / (headDim + 1));
     }
 
     /** Query heads per tile. */
@@ -81,6 +99,8 @@ public final class PrefillKernels {
         int heads = TornadoMath.min(groupSize, rows);         // query heads per tile
         int tokensPerTile = rows / heads;                     // query tokens per tile
         int headTiles = (groupSize + heads - 1) / heads;
+        int chunk = chunkTokens(headDim);                     // context tokens per chunk
+        int pitch = headDim + 1;                              // padded row of qs and kv
         // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
         int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
@@ -120,13 +140,13 @@ public final class PrefillKernels {
         int layerBase = params.get(PrefillParams.LAYER_BASE);
         int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
 
-        float[] qs = ctx.allocateFloatLocalArray(Q_ELEMENTS);          // [rows][headDim], pre-scaled
-        float[] acc = ctx.allocateFloatLocalArray(Q_ELEMENTS);         // [rows][headDim]
-        float[] kv = ctx.allocateFloatLocalArray(KV_ELEMENTS);         // [KV_TILE][headDim]: K, then V of the chunk
-        float[] sc = ctx.allocateFloatLocalArray(MAX_ROWS * KV_TILE);  // [rows][KV_TILE]: scores, then probabilities
-        float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] running max
-        float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] running sum
-        float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] this chunk's rescale factor
+        float[] qs = ctx.allocateFloatLocalArray(Q_PADDED);           // [rows][pitch], pre-scaled
+        float[] acc = ctx.allocateFloatLocalArray(Q_ELEMENTS);        // [rows][headDim]
+        float[] kv = ctx.allocateFloatLocalArray(KV_ELEMENTS);        // [chunk][pitch]: K, then V of the chunk
+        float[] sc = ctx.allocateFloatLocalArray(SCORE_ELEMENTS);     // [rows][chunk]: scores, then probabilities
+        float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] running max
+        float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] running sum
+        float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] this chunk's rescale factor
 
         for (int idx = tid; idx < rows * headDim; idx += local) {
             int r = idx / headDim;
@@ -137,7 +157,7 @@ public final class PrefillKernels {
             if (token < tileTokens && h < groupSize) {
                 x = q.get(((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + e) * scale;
             }
-            qs[idx] = x;
+            qs[r * pitch + e] = x;
             acc[idx] = 0f;
         }
         for (int r = tid; r < rows; r += local) {
@@ -146,79 +166,92 @@ public final class PrefillKernels {
         }
         ctx.localBarrier();
 
-        for (int c0 = lo; c0 < hi; c0 += KV_TILE) {
-            int n = TornadoMath.min(KV_TILE, hi - c0);            // context tokens of this chunk
-            // 1. the chunk's K rows, widened once for every row of the tile
+        for (int c0 = lo; c0 < hi; c0 += chunk) {
+            int n = TornadoMath.min(chunk, hi - c0);              // context tokens of this chunk
+            // 1. the chunk's K rows
             for (int idx = tid; idx < n * headDim; idx += local) {
                 int t = idx / headDim;
+                int e = idx - t * headDim;
                 int pos = c0 + t;
                 int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                kv[idx] = kPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
-                        pos % blockSize, idx - t * headDim)).getFloat32();
+                kv[t * pitch + e] = kPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
+                        pos % blockSize, e)).getFloat32();
             }
             ctx.localBarrier();
-            // 2. scores of (row, token); invisible ones (causal, window, padding) are -inf
-            for (int idx = tid; idx < rows * KV_TILE; idx += local) {
-                int r = idx / KV_TILE;
-                int t = idx - r * KV_TILE;
+            // 2. scores of (row, token); invisible ones (causal, window, past the chunk, padding rows) are -inf
+            for (int idx = tid; idx < rows * chunk; idx += local) {
+                int r = idx / chunk;
+                int t = idx - r * chunk;
                 int token = r / heads;
                 int h = headBase + r - token * heads;
                 int p = firstPos + token;
                 int pos = c0 + t;
                 float s = Float.NEGATIVE_INFINITY;
                 if (t < n && token < tileTokens && h < groupSize && pos <= p && pos >= p - window + 1) {
-                    float dot = 0f;
-                    for (int e = 0; e < headDim; e++) {
-                        dot += qs[r * headDim + e] * kv[t * headDim + e];
+                    int qa = r * pitch;
+                    int ka = t * pitch;
+                    float s0 = 0f;
+                    float s1 = 0f;
+                    for (int e = 0; e < headDim; e += 8) {
+                        s0 += qs[qa + e] * kv[ka + e] + qs[qa + e + 1] * kv[ka + e + 1]
+                                + qs[qa + e + 2] * kv[ka + e + 2] + qs[qa + e + 3] * kv[ka + e + 3];
+                        s1 += qs[qa + e + 4] * kv[ka + e + 4] + qs[qa + e + 5] * kv[ka + e + 5]
+                                + qs[qa + e + 6] * kv[ka + e + 6] + qs[qa + e + 7] * kv[ka + e + 7];
                     }
-                    s = dot;
+                    s = s0 + s1;
                 }
                 sc[idx] = s;
             }
             ctx.localBarrier();
-            // 3. online softmax per row, while the other work-items load the chunk's V rows
+            // 3. per row: new running max and the factor that rescales what came before
             for (int r = tid; r < rows; r += local) {
                 float mOld = mRow[r];
-                float blockMax = Float.NEGATIVE_INFINITY;
-                for (int t = 0; t < KV_TILE; t++) {
-                    blockMax = TornadoMath.max(blockMax, sc[r * KV_TILE + t]);
+                float m = mOld;
+                for (int t = 0; t < chunk; t++) {
+                    m = TornadoMath.max(m, sc[r * chunk + t]);
                 }
-                float mNew = TornadoMath.max(mOld, blockMax);
                 float corr = 1f;
-                float sum = 0f;
-                if (mNew > Float.NEGATIVE_INFINITY) {
-                    corr = TornadoMath.exp(mOld - mNew);          // 0 on the row's first visible chunk
-                    for (int t = 0; t < KV_TILE; t++) {
-                        float x = TornadoMath.exp(sc[r * KV_TILE + t] - mNew);
-                        sc[r * KV_TILE + t] = x;
-                        sum += x;
-                    }
-                } else {
-                    for (int t = 0; t < KV_TILE; t++) {           // nothing visible yet: weights 0, state kept
-                        sc[r * KV_TILE + t] = 0f;
-                    }
+                if (m > Float.NEGATIVE_INFINITY) {
+                    corr = TornadoMath.exp(mOld - m);                 // 0 on the row's first visible chunk
                 }
-                lRow[r] = lRow[r] * corr + sum;
-                mRow[r] = mNew;
+                mRow[r] = m;
                 cRow[r] = corr;
+            }
+            ctx.localBarrier();
+            // 4. probabilities, while V replaces K
+            for (int idx = tid; idx < rows * chunk; idx += local) {
+                float s = sc[idx];
+                float x = 0f;
+                if (s > Float.NEGATIVE_INFINITY) {                    // then the row's max is finite too
+                    x = TornadoMath.exp(s - mRow[idx / chunk]);
+                }
+                sc[idx] = x;
             }
             for (int idx = tid; idx < n * headDim; idx += local) {
                 int t = idx / headDim;
+                int e = idx - t * headDim;
                 int pos = c0 + t;
                 int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                kv[idx] = vPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
-                        pos % blockSize, idx - t * headDim)).getFloat32();
+                kv[t * pitch + e] = vPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
+                        pos % blockSize, e)).getFloat32();
             }
             ctx.localBarrier();
-            // 4. acc = acc * corr + P V
+            // 5. acc = acc * corr + P V; the dim-0 work-item of each row also updates the row sum
             for (int idx = tid; idx < rows * headDim; idx += local) {
                 int r = idx / headDim;
                 int e = idx - r * headDim;
-                float a = acc[idx] * cRow[r];
+                float corr = cRow[r];
+                float a = acc[idx] * corr;
+                float sum = 0f;
                 for (int t = 0; t < n; t++) {
-                    a += sc[r * KV_TILE + t] * kv[t * headDim + e];
+                    float x = sc[r * chunk + t];
+                    a += x * kv[t * pitch + e];
+                    sum += x;
                 }
                 acc[idx] = a;
+                if (e == 0) {
+                    lRow[r] = lRow[r] * corr + sum;
+                }
             }
             ctx.localBarrier();
         }
@@ -258,6 +291,8 @@ public final class PrefillKernels {
         int heads = TornadoMath.min(groupSize, rows);         // query heads per tile
         int tokensPerTile = rows / heads;                     // query tokens per tile
         int headTiles = (groupSize + heads - 1) / heads;
+        int chunk = chunkTokens(headDim);                     // context tokens per chunk
+        int pitch = headDim + 1;                              // padded row of qs and kv
         // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
         int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
@@ -297,13 +332,13 @@ public final class PrefillKernels {
         int layerBase = params.get(PrefillParams.LAYER_BASE);
         int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
 
-        float[] qs = ctx.allocateFloatLocalArray(Q_ELEMENTS);          // [rows][headDim], pre-scaled
-        float[] acc = ctx.allocateFloatLocalArray(Q_ELEMENTS);         // [rows][headDim]
-        float[] kv = ctx.allocateFloatLocalArray(KV_ELEMENTS);         // [KV_TILE][headDim]: K, then V of the chunk
-        float[] sc = ctx.allocateFloatLocalArray(MAX_ROWS * KV_TILE);  // [rows][KV_TILE]: scores, then probabilities
-        float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] running max
-        float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] running sum
-        float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);          // [rows] this chunk's rescale factor
+        float[] qs = ctx.allocateFloatLocalArray(Q_PADDED);           // [rows][pitch], pre-scaled
+        float[] acc = ctx.allocateFloatLocalArray(Q_ELEMENTS);        // [rows][headDim]
+        float[] kv = ctx.allocateFloatLocalArray(KV_ELEMENTS);        // [chunk][pitch]: K, then V of the chunk
+        float[] sc = ctx.allocateFloatLocalArray(SCORE_ELEMENTS);     // [rows][chunk]: scores, then probabilities
+        float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] running max
+        float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] running sum
+        float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows] this chunk's rescale factor
 
         for (int idx = tid; idx < rows * headDim; idx += local) {
             int r = idx / headDim;
@@ -314,7 +349,7 @@ public final class PrefillKernels {
             if (token < tileTokens && h < groupSize) {
                 x = q.get(((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + e) * scale;
             }
-            qs[idx] = x;
+            qs[r * pitch + e] = x;
             acc[idx] = 0f;
         }
         for (int r = tid; r < rows; r += local) {
@@ -323,79 +358,92 @@ public final class PrefillKernels {
         }
         ctx.localBarrier();
 
-        for (int c0 = lo; c0 < hi; c0 += KV_TILE) {
-            int n = TornadoMath.min(KV_TILE, hi - c0);            // context tokens of this chunk
-            // 1. the chunk's K rows, widened once for every row of the tile
+        for (int c0 = lo; c0 < hi; c0 += chunk) {
+            int n = TornadoMath.min(chunk, hi - c0);              // context tokens of this chunk
+            // 1. the chunk's K rows
             for (int idx = tid; idx < n * headDim; idx += local) {
                 int t = idx / headDim;
+                int e = idx - t * headDim;
                 int pos = c0 + t;
                 int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                kv[idx] = kPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
-                        pos % blockSize, idx - t * headDim));
+                kv[t * pitch + e] = kPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
+                        pos % blockSize, e));
             }
             ctx.localBarrier();
-            // 2. scores of (row, token); invisible ones (causal, window, padding) are -inf
-            for (int idx = tid; idx < rows * KV_TILE; idx += local) {
-                int r = idx / KV_TILE;
-                int t = idx - r * KV_TILE;
+            // 2. scores of (row, token); invisible ones (causal, window, past the chunk, padding rows) are -inf
+            for (int idx = tid; idx < rows * chunk; idx += local) {
+                int r = idx / chunk;
+                int t = idx - r * chunk;
                 int token = r / heads;
                 int h = headBase + r - token * heads;
                 int p = firstPos + token;
                 int pos = c0 + t;
                 float s = Float.NEGATIVE_INFINITY;
                 if (t < n && token < tileTokens && h < groupSize && pos <= p && pos >= p - window + 1) {
-                    float dot = 0f;
-                    for (int e = 0; e < headDim; e++) {
-                        dot += qs[r * headDim + e] * kv[t * headDim + e];
+                    int qa = r * pitch;
+                    int ka = t * pitch;
+                    float s0 = 0f;
+                    float s1 = 0f;
+                    for (int e = 0; e < headDim; e += 8) {
+                        s0 += qs[qa + e] * kv[ka + e] + qs[qa + e + 1] * kv[ka + e + 1]
+                                + qs[qa + e + 2] * kv[ka + e + 2] + qs[qa + e + 3] * kv[ka + e + 3];
+                        s1 += qs[qa + e + 4] * kv[ka + e + 4] + qs[qa + e + 5] * kv[ka + e + 5]
+                                + qs[qa + e + 6] * kv[ka + e + 6] + qs[qa + e + 7] * kv[ka + e + 7];
                     }
-                    s = dot;
+                    s = s0 + s1;
                 }
                 sc[idx] = s;
             }
             ctx.localBarrier();
-            // 3. online softmax per row, while the other work-items load the chunk's V rows
+            // 3. per row: new running max and the factor that rescales what came before
             for (int r = tid; r < rows; r += local) {
                 float mOld = mRow[r];
-                float blockMax = Float.NEGATIVE_INFINITY;
-                for (int t = 0; t < KV_TILE; t++) {
-                    blockMax = TornadoMath.max(blockMax, sc[r * KV_TILE + t]);
+                float m = mOld;
+                for (int t = 0; t < chunk; t++) {
+                    m = TornadoMath.max(m, sc[r * chunk + t]);
                 }
-                float mNew = TornadoMath.max(mOld, blockMax);
                 float corr = 1f;
-                float sum = 0f;
-                if (mNew > Float.NEGATIVE_INFINITY) {
-                    corr = TornadoMath.exp(mOld - mNew);          // 0 on the row's first visible chunk
-                    for (int t = 0; t < KV_TILE; t++) {
-                        float x = TornadoMath.exp(sc[r * KV_TILE + t] - mNew);
-                        sc[r * KV_TILE + t] = x;
-                        sum += x;
-                    }
-                } else {
-                    for (int t = 0; t < KV_TILE; t++) {           // nothing visible yet: weights 0, state kept
-                        sc[r * KV_TILE + t] = 0f;
-                    }
+                if (m > Float.NEGATIVE_INFINITY) {
+                    corr = TornadoMath.exp(mOld - m);                 // 0 on the row's first visible chunk
                 }
-                lRow[r] = lRow[r] * corr + sum;
-                mRow[r] = mNew;
+                mRow[r] = m;
                 cRow[r] = corr;
+            }
+            ctx.localBarrier();
+            // 4. probabilities, while V replaces K
+            for (int idx = tid; idx < rows * chunk; idx += local) {
+                float s = sc[idx];
+                float x = 0f;
+                if (s > Float.NEGATIVE_INFINITY) {                    // then the row's max is finite too
+                    x = TornadoMath.exp(s - mRow[idx / chunk]);
+                }
+                sc[idx] = x;
             }
             for (int idx = tid; idx < n * headDim; idx += local) {
                 int t = idx / headDim;
+                int e = idx - t * headDim;
                 int pos = c0 + t;
                 int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                kv[idx] = vPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
-                        pos % blockSize, idx - t * headDim));
+                kv[t * pitch + e] = vPool.get(KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
+                        pos % blockSize, e));
             }
             ctx.localBarrier();
-            // 4. acc = acc * corr + P V
+            // 5. acc = acc * corr + P V; the dim-0 work-item of each row also updates the row sum
             for (int idx = tid; idx < rows * headDim; idx += local) {
                 int r = idx / headDim;
                 int e = idx - r * headDim;
-                float a = acc[idx] * cRow[r];
+                float corr = cRow[r];
+                float a = acc[idx] * corr;
+                float sum = 0f;
                 for (int t = 0; t < n; t++) {
-                    a += sc[r * KV_TILE + t] * kv[t * headDim + e];
+                    float x = sc[r * chunk + t];
+                    a += x * kv[t * pitch + e];
+                    sum += x;
                 }
                 acc[idx] = a;
+                if (e == 0) {
+                    lRow[r] = lRow[r] * corr + sum;
+                }
             }
             ctx.localBarrier();
         }

@@ -37,7 +37,7 @@ class PrefillKernelsTest {
         PrefillWorkload w = c.workload(seed);
         double[] ref = w.reference();
         PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch());
-        // partitions of one chunk: every boundary case of the merge (rows that see nothing of a partition)
+        // partitions of KV_TILE tokens: every boundary case of the merge (rows that see nothing of a partition)
         PrefillGrid split = splitInto(plain, w.batch(), PrefillKernels.KV_TILE);
         KernelEmulator.Schedule[] orders = KernelEmulator.Schedule.values();
         check(c + " " + plain + " FORWARD seed=" + seed, ref, run(w, plain, KernelEmulator.Schedule.FORWARD));
