@@ -2,6 +2,7 @@ import java.io.IOException;
 import java.lang.classfile.ClassFile;
 import java.lang.classfile.ClassModel;
 import java.lang.classfile.ClassTransform;
+import java.lang.classfile.CodeBuilder;
 import java.lang.constant.ClassDesc;
 import java.lang.constant.ConstantDescs;
 import java.lang.constant.MethodTypeDesc;
@@ -10,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Set;
+import java.util.function.Consumer;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
@@ -20,13 +22,21 @@ import java.util.stream.Stream;
  * the foreign-memory API, is final since Java 22, so marking them as plain Java 21 class files
  * (minor 0) makes them load. Copies {@code from} into every {@code to}, patching on the way.
  *
- * <p>Second patch: that API predates the warp-level operations of {@code KernelContext}
- * ({@code simdSum}, {@code simdShuffleDown}, {@code simdBroadcastFirst}) that TornadoVM 5.2.0-jdk25
- * has and lowers to {@code shfl.sync} on PTX. Where {@code KernelContext} lacks them, they are added
- * with the same signatures so kernels compile against them; their bodies throw, because on the
- * plain JVM only a test emulator (which overrides them) may run such a kernel. At run time under
- * TornadoVM the SDK's own {@code KernelContext} is loaded (the library jar contains no TornadoVM
- * classes), so these bodies never reach a GPU run.
+ * <p>Second patch: that API predates parts of TornadoVM 5.2.0-jdk25 that the kernels and plans use.
+ * Where a class lacks them, they are added with the same signatures so that the project compiles
+ * against them:
+ * <ul>
+ *   <li>the warp-level operations of {@code KernelContext} ({@code simdSum}, {@code simdShuffleDown},
+ *       {@code simdBroadcastFirst}; {@code shfl.sync} on PTX, {@code __shfl_*_sync} on CUDA): their
+ *       bodies throw, because on the plain JVM only a test emulator (which overrides them) may run
+ *       such a kernel;</li>
+ *   <li>packed fp16 pairs, {@code HalfFloatArray.getHalf2(int)} and {@code Half2.lowFloat/highFloat}
+ *       (one 32-bit load on the CUDA backend): their bodies do what 5.2's do on the JVM, so the
+ *       emulator runs kernels that use them;</li>
+ *   <li>{@code TornadoExecutionPlan.withCUDAGraph()}: its body returns the plan unchanged.</li>
+ * </ul>
+ * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
+ * TornadoVM classes), so these bodies never reach a GPU run.
  *
  * usage: java PatchPreviewClassFiles.java FROM_DIR TO_DIR...
  */
@@ -54,9 +64,7 @@ public class PatchPreviewClassFiles {
                         b.putShort(4, (short) 0);
                         patched[0]++;
                     }
-                    if (p.endsWith(Path.of("uk/ac/manchester/tornado/api/KernelContext.class"))) {
-                        bytes = addWarpOperations(bytes);
-                    }
+                    bytes = addMissingMethods(p, bytes);
                 }
                 Files.write(target, bytes);
             }
@@ -64,36 +72,72 @@ public class PatchPreviewClassFiles {
         System.out.println("[tornado-api] " + patched[0] + " preview class files marked as plain class files in " + to);
     }
 
-    /** name, descriptor of each warp-level operation of TornadoVM 5.2's KernelContext. */
-    private static final List<String[]> WARP_OPERATIONS = List.of(
-            new String[] {"simdSum", "(F)F"},
-            new String[] {"simdShuffleDown", "(FI)F"},
-            new String[] {"simdBroadcastFirst", "(F)F"});
+    private static final String API = "uk/ac/manchester/tornado/api/";
+    private static final ClassDesc HALF = ClassDesc.ofInternalName(API + "types/HalfFloat");
+    private static final ClassDesc HALF2 = ClassDesc.ofInternalName(API + "types/vectors/Half2");
+    private static final ClassDesc HALF_ARRAY = ClassDesc.ofInternalName(API + "types/arrays/HalfFloatArray");
 
-    private static byte[] addWarpOperations(byte[] bytes) {
+    /** A method of TornadoVM 5.2's API: its class file, name, descriptor, flags and body. */
+    private record Added(String classFile, String name, String descriptor, int flags, Consumer<CodeBuilder> body) {
+    }
+
+    private static final List<Added> ADDED = List.of(
+            warpOperation("simdSum", "(F)F"),
+            warpOperation("simdShuffleDown", "(FI)F"),
+            warpOperation("simdBroadcastFirst", "(F)F"),
+            // new Half2(get(i), get(i + 1))
+            new Added("types/arrays/HalfFloatArray.class", "getHalf2", "(I)L" + API + "types/vectors/Half2;", ClassFile.ACC_PUBLIC,
+                    code -> code.new_(HALF2).dup()
+                            .aload(0).iload(1).invokevirtual(HALF_ARRAY, "get", MethodTypeDesc.of(HALF, ConstantDescs.CD_int))
+                            .aload(0).iload(1).iconst_1().iadd().invokevirtual(HALF_ARRAY, "get", MethodTypeDesc.of(HALF, ConstantDescs.CD_int))
+                            .invokespecial(HALF2, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, HALF, HALF))
+                            .areturn()),
+            halfOfPair("lowFloat", "getX"),
+            halfOfPair("highFloat", "getY"),
+            new Added("TornadoExecutionPlan.class", "withCUDAGraph", "()L" + API + "TornadoExecutionPlan;", ClassFile.ACC_PUBLIC,
+                    code -> code.aload(0).areturn()));
+
+    private static Added warpOperation(String name, String descriptor) {
+        String message = "KernelContext." + name + " is a warp operation: it runs under TornadoVM (PTX, CUDA) "
+                + "or in a KernelContext emulator that implements it, not on a plain KernelContext";
+        ClassDesc uoe = ClassDesc.of("java.lang.UnsupportedOperationException");
+        return new Added("KernelContext.class", name, descriptor, ClassFile.ACC_PUBLIC, code -> code
+                .new_(uoe)
+                .dup()
+                .ldc(message)
+                .invokespecial(uoe, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_String))
+                .athrow());
+    }
+
+    /** {@code static float name(Half2 h)}: {@code h.getter().getFloat32()}. */
+    private static Added halfOfPair(String name, String getter) {
+        return new Added("types/vectors/Half2.class", name, "(L" + API + "types/vectors/Half2;)F",
+                ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
+                .aload(0).invokevirtual(HALF2, getter, MethodTypeDesc.of(HALF))
+                .invokevirtual(HALF, "getFloat32", MethodTypeDesc.of(ConstantDescs.CD_float))
+                .freturn());
+    }
+
+    private static byte[] addMissingMethods(Path file, byte[] bytes) {
+        List<Added> mine = ADDED.stream().filter(a -> file.endsWith(Path.of(API + a.classFile()))).toList();
+        if (mine.isEmpty()) {
+            return bytes;
+        }
         ClassFile cf = ClassFile.of();
         ClassModel model = cf.parse(bytes);
         Set<String> present = model.methods().stream()
                 .map(m -> m.methodName().stringValue() + m.methodType().stringValue())
                 .collect(Collectors.toSet());
-        List<String[]> missing = WARP_OPERATIONS.stream().filter(op -> !present.contains(op[0] + op[1])).toList();
+        List<Added> missing = mine.stream().filter(a -> !present.contains(a.name() + a.descriptor())).toList();
         if (missing.isEmpty()) {
             return bytes;
         }
-        ClassDesc uoe = ClassDesc.of("java.lang.UnsupportedOperationException");
         byte[] out = cf.transformClass(model, ClassTransform.endHandler(cb -> {
-            for (String[] op : missing) {
-                String message = "KernelContext." + op[0] + " is a warp operation: it runs under TornadoVM (PTX) "
-                        + "or in a KernelContext emulator that implements it, not on a plain KernelContext";
-                cb.withMethodBody(op[0], MethodTypeDesc.ofDescriptor(op[1]), ClassFile.ACC_PUBLIC, code -> code
-                        .new_(uoe)
-                        .dup()
-                        .ldc(message)
-                        .invokespecial(uoe, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_String))
-                        .athrow());
+            for (Added a : missing) {
+                cb.withMethodBody(a.name(), MethodTypeDesc.ofDescriptor(a.descriptor()), a.flags(), a.body());
             }
         }));
-        System.out.println("[tornado-api] KernelContext: added " + missing.stream().map(op -> op[0]).toList());
+        System.out.println("[tornado-api] " + file.getFileName() + ": added " + missing.stream().map(Added::name).toList());
         return out;
     }
 }

@@ -6,6 +6,7 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.BandwidthProbe;
+import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -47,6 +48,14 @@ final class BenchCommand implements Callable<Integer> {
             defaultValue = "auto,fused,splitk,parallel")
     String[] variants;
 
+    @Option(names = "--kernels", split = ",", description = "Attention kernels for each variant: auto, chunk, warp, quads, pairs "
+            + "(default: ${DEFAULT-VALUE}; kernels the device cannot run are reported as errors).", defaultValue = "auto")
+    String[] kernels;
+
+    @Option(names = "--cells", split = ",", description = "Only these cells, as BATCHxCONTEXT (overrides --batches/--contexts; "
+            + "the ragged row stays unless --ragged none).")
+    String[] onlyCells;
+
     @Option(names = "--parallel-max-tokens", description = "Cells above this many tokens skip the slow @Parallel variant (default: ${DEFAULT-VALUE}).",
             defaultValue = "65536")
     long parallelMaxTokens;
@@ -86,8 +95,11 @@ final class BenchCommand implements Callable<Integer> {
             defaultValue = "benchmarks/results/ours-prefill.csv")
     Path prefillOut;
 
+    private List<DecodeGrid.Kernel> kernelList;
+
     @Override
     public Integer call() throws IOException {
+        kernelList = Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
         List<String> sweepList = Arrays.asList(sweeps);
         for (String sweep : sweeps) {
             if (!sweep.equals("decode") && !sweep.equals("prefill")) {
@@ -122,9 +134,20 @@ final class BenchCommand implements Callable<Integer> {
         rows.add(new BenchRow("ours", "probe-copy", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, 2 * probe.bytes(),
                 probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, "@Parallel copy; read+write bytes"));
         List<int[]> cells = new ArrayList<>();
-        for (int b : batches) {
-            for (int c : contexts) {
-                cells.add(DecodeWorkload.lengths(b, c, c, s));
+        if (onlyCells != null) {
+            for (String cell : onlyCells) {
+                String[] bx = cell.split("x");
+                if (bx.length != 2 || !bx[0].matches("\\d+") || !bx[1].matches("\\d+")) {
+                    throw new IllegalArgumentException("--cells=" + cell + " is not BATCHxCONTEXT");
+                }
+                int c = Integer.parseInt(bx[1]);
+                cells.add(DecodeWorkload.lengths(Integer.parseInt(bx[0]), c, c, s));
+            }
+        } else {
+            for (int b : batches) {
+                for (int c : contexts) {
+                    cells.add(DecodeWorkload.lengths(b, c, c, s));
+                }
             }
         }
         String raggedContext = null;
@@ -167,45 +190,78 @@ final class BenchCommand implements Callable<Integer> {
                         Double.NaN, w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, "too slow above --parallel-max-tokens"));
                 continue;
             }
-            rows.add(run(w, ref, variant, context, ceiling));
+            for (DecodeGrid.Kernel kernel : kernelList) {
+                if (variant.equals("parallel") && kernel != kernelList.get(0)) {
+                    continue; // the @Parallel variant has no KernelContext kernel to choose
+                }
+                rows.add(run(w, ref, variant, kernel, context, ceiling));
+            }
         }
         return rows;
     }
 
-    private BenchRow run(DecodeWorkload w, double[] ref, String variant, String context, double ceiling) {
+    private BenchRow run(DecodeWorkload w, double[] ref, String variant, DecodeGrid.Kernel kernel, String context, double ceiling) {
         AttentionSpec spec = w.spec();
         int batch = w.batch().numSeqs();
         long tokens = w.batch().totalTokens();
         String dt = dtype.toLowerCase();
-        try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant)) {
-            FloatArray result = w.poisonedOutput();
-            for (int i = 0; i < 3; i++) {
-                attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
+        String name = kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant : variant + "/" + kernel.name().toLowerCase();
+        try {
+            // device time: steps launched one by one under TornadoVM's profiler
+            long[] nanos;
+            double rel;
+            String grid;
+            try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel, false)) {
+                FloatArray result = w.poisonedOutput();
+                nanos = timeSteps(attention, w, result, TornadoDecodeAttention::lastDeviceNanos);
+                rel = ReferenceAttention.relativeL2(result, ref);
+                grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
+                        : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"));
             }
-            long[] nanos = new long[iterations];
-            for (int i = 0; i < iterations; i++) {
-                if (i == iterations - 1) {
-                    result.init(Float.NaN);
-                }
-                attention.decode(w.batch(), 0, w.q(), result);
-                nanos[i] = attention.lastDeviceNanos();
+            // wall time as an engine sees it: decode called -> output in the caller's array, the plan as
+            // the library builds it by default (CUDA graphs where the backend has them), checked again
+            long[] wall;
+            try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel,
+                    TornadoDecodeAttention.CUDA_GRAPH)) {
+                FloatArray result = w.poisonedOutput();
+                wall = timeSteps(attention, w, result, null);
+                rel = Math.max(rel, ReferenceAttention.relativeL2(result, ref));
             }
-            Arrays.sort(nanos);
-            double rel = ReferenceAttention.relativeL2(result, ref);
             double gbs = w.minimumBytes() / (double) nanos[0];
-            String grid = variant.equals("parallel") ? "@Parallel" : attention.gridFor(w.batch()).toString()
-                    .replace("DecodeGrid", "").replace(",", ";");
-            BenchRow row = new BenchRow("ours", variant, dt, batch, context, tokens, rel < 1e-2 ? "ok" : "wrong",
+            BenchRow row = new BenchRow("ours", name, dt, batch, context, tokens, rel < 1e-2 ? "ok" : "wrong",
                     nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, w.minimumBytes(), gbs,
-                    100 * gbs / ceiling, rel, grid);
-            System.out.printf("%5d x %-12s %-9s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e%n",
-                    batch, context, variant, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel);
+                    100 * gbs / ceiling, rel, grid, wall[0] / 1e3, wall[wall.length / 2] / 1e3);
+            System.out.printf("%5d x %-12s %-13s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e"
+                            + "  wall min %8.1f us median %8.1f us%n",
+                    batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, row.wallMinUs(), row.wallMedianUs());
             return row;
         } catch (RuntimeException e) {
-            System.out.printf("%5d x %-12s %-9s error: %s%n", batch, context, variant, e);
-            return new BenchRow("ours", variant, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
+            System.out.printf("%5d x %-12s %-13s error: %s%n", batch, context, name, e);
+            return new BenchRow("ours", name, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
                     w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, String.valueOf(e.getMessage()).replace('\n', ' '));
         }
+    }
+
+    /**
+     * Three warm-up steps, then {@code iterations} timed ones, sorted: device time when {@code deviceTime}
+     * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
+     */
+    private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray result,
+                             java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
+        for (int i = 0; i < 3; i++) {
+            attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
+        }
+        long[] times = new long[iterations];
+        for (int i = 0; i < iterations; i++) {
+            if (i == iterations - 1) {
+                result.init(Float.NaN);
+            }
+            long t0 = System.nanoTime();
+            attention.decode(w.batch(), 0, w.q(), result);
+            times[i] = deviceTime != null ? deviceTime.applyAsLong(attention) : System.nanoTime() - t0;
+        }
+        Arrays.sort(times);
+        return times;
     }
 
     private void write(List<BenchRow> rows) throws IOException {

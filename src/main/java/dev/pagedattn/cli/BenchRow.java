@@ -10,13 +10,21 @@ import java.util.Locale;
  */
 record BenchRow(String impl, String variant, String dtype, int batch, String context, long tokens, String status,
                 double minUs, double medianUs, double maxUs, long minBytes, double gbs, double pctCeiling,
-                double relL2, String note) {
-    static final String HEADER = "impl,variant,dtype,batch,context,tokens,status,min_us,median_us,max_us,min_bytes,gbs,pct_ceiling,rel_l2,note";
+                double relL2, String note, double wallMinUs, double wallMedianUs) {
+    static final String HEADER = "impl,variant,dtype,batch,context,tokens,status,min_us,median_us,max_us,min_bytes,gbs,pct_ceiling,rel_l2,note,"
+            + "wall_min_us,wall_median_us";
+
+    /** A row without wall-clock times (device time only, as the peer script writes). */
+    BenchRow(String impl, String variant, String dtype, int batch, String context, long tokens, String status, double minUs,
+             double medianUs, double maxUs, long minBytes, double gbs, double pctCeiling, double relL2, String note) {
+        this(impl, variant, dtype, batch, context, tokens, status, minUs, medianUs, maxUs, minBytes, gbs, pctCeiling, relL2, note,
+                Double.NaN, Double.NaN);
+    }
 
     String toCsv() {
         return String.join(",", impl, variant, dtype, Integer.toString(batch), context, Long.toString(tokens), status,
                 num(minUs, "%.2f"), num(medianUs, "%.2f"), num(maxUs, "%.2f"), Long.toString(minBytes), num(gbs, "%.1f"),
-                num(pctCeiling, "%.1f"), num(relL2, "%.3e"), note.replace(',', ';'));
+                num(pctCeiling, "%.1f"), num(relL2, "%.3e"), note.replace(',', ';'), num(wallMinUs, "%.2f"), num(wallMedianUs, "%.2f"));
     }
 
     static BenchRow parse(String line) {
@@ -25,7 +33,8 @@ record BenchRow(String impl, String variant, String dtype, int batch, String con
             throw new IllegalArgumentException("csv line has " + f.length + " fields, expected 15: " + line);
         }
         return new BenchRow(f[0], f[1], f[2], Integer.parseInt(f[3].trim()), f[4], parseLong(f[5]), f[6], number(f[7]),
-                number(f[8]), number(f[9]), parseLong(f[10]), number(f[11]), number(f[12]), number(f[13]), f[14]);
+                number(f[8]), number(f[9]), parseLong(f[10]), number(f[11]), number(f[12]), number(f[13]), f[14],
+                f.length > 15 ? number(f[15]) : Double.NaN, f.length > 16 ? number(f[16]) : Double.NaN);
     }
 
     static List<BenchRow> parseAll(List<String> lines) {
@@ -49,7 +58,7 @@ record BenchRow(String impl, String variant, String dtype, int batch, String con
 
     BenchRow withCeiling(double readGBs) {
         return new BenchRow(impl, variant, dtype, batch, context, tokens, status, minUs, medianUs, maxUs, minBytes, gbs,
-                Double.isNaN(gbs) ? Double.NaN : 100 * gbs / readGBs, relL2, note);
+                Double.isNaN(gbs) ? Double.NaN : 100 * gbs / readGBs, relL2, note, wallMinUs, wallMedianUs);
     }
 
     private static String num(double v, String fmt) {

@@ -36,6 +36,36 @@ public final class PagedDecodeKernels {
     private PagedDecodeKernels() {
     }
 
+    // ---- the skeleton every attention kernel shares: work-group -> (sequence, KV head, partition) ----
+    // grid: work-group gid = (seq * numKvHeads + kvHead) * maxPartitions + partition
+
+    /** The split-K partition work-group {@code gid} reads. */
+    public static int partitionOf(int gid, int maxPartitions) {
+        return gid % maxPartitions;
+    }
+
+    /** The KV head work-group {@code gid} reads. */
+    public static int kvHeadOf(int gid, int maxPartitions, int numKvHeads) {
+        return (gid / maxPartitions) % numKvHeads;
+    }
+
+    /** The sequence work-group {@code gid} decodes. */
+    public static int seqOf(int gid, int maxPartitions, int numKvHeads) {
+        return gid / maxPartitions / numKvHeads;
+    }
+
+    /**
+     * Pool offset of dim 0 of {@code token}'s row of {@code kvHead}: the block-table lookup plus the
+     * {@link dev.pagedattn.cache.KvLayout} formula. {@code blockSize} is a JIT-time constant, so the
+     * division is a multiply and shift.
+     */
+    public static int rowOffset(IntArray blockTables, int tableRow, int token, int layerBase, int blockStride,
+                                int headStride, int headDim, int blockSize, int kvHead) {
+        int block = token / blockSize;
+        return dev.pagedattn.cache.KvLayout.offset(layerBase, blockStride, headStride, headDim,
+                blockTables.get(tableRow + block), kvHead, token - block * blockSize, 0);
+    }
+
     /**
      * Merges split-K partitions: one output element {@code (seq, head, d)} per work-item and
      * round, grid-stride, so any global size works (a small grid keeps the launch cheap on fused

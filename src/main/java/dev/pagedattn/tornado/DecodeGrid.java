@@ -2,6 +2,7 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
@@ -25,23 +26,26 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  */
 public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups,
                          int localSize) {
-    /** Which KernelContext attention kernel runs. */
+    /** Which KernelContext attention kernel runs: one vocabulary, resolved once per plan by {@link #resolve}. */
     public enum Kernel {
-        /**
-         * WARP where the backend has warp shuffles (PTX) and the head dim suits it, else QUADS, for
-         * groups of 3 or more query heads; PAIRS below.
-         */
+        /** The measured best for the device's backend and the shape ({@link #resolve}). */
         AUTO,
-        /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, all state in named registers. */
-        QUADS,
-        /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, all state in named registers. */
-        PAIRS,
         /**
-         * {@link dev.pagedattn.kernels.WarpQuadDecodeKernels}: the quad kernel with warp-shuffle score
-         * reductions and no barrier in the token loop (PTX only: TornadoVM's OpenCL backend does not
-         * implement the shuffles).
+         * {@link dev.pagedattn.kernels.ChunkDecodeKernels}: chunks of tokens, partial dots and the
+         * softmax through local memory (one exp per token and head); packed 32-bit fp16 loads on the
+         * CUDA backend. Any backend; groups of 1-8 heads, head dims 16-256 (powers of two).
          */
-        WARP;
+        CHUNK,
+        /**
+         * {@link dev.pagedattn.kernels.WarpQuadDecodeKernels}: four heads per work-item, warp-shuffle
+         * score reductions, no barrier in the token loop (PTX and CUDA: TornadoVM's OpenCL backend does
+         * not implement the shuffles).
+         */
+        WARP,
+        /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, any backend and head dim. */
+        QUADS,
+        /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, for groups of 1-2 heads. */
+        PAIRS;
 
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
@@ -49,11 +53,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, quads, pairs, warp");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, chunk, warp, quads, pairs");
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|quads|pairs|warp}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|chunk|warp|quads|pairs}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
@@ -86,25 +90,33 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The concrete kernel for {@code requested}: AUTO becomes WARP where {@code warpOperations} (the
-     * device's backend lowers TornadoVM's warp shuffles: PTX) and the shape suits it, else QUADS, for
-     * groups of 3 or more heads, and PAIRS for smaller groups. An explicit WARP without warp
-     * operations is refused, naming the kernel.
+     * The concrete kernel for {@code requested} on {@code backend}. AUTO: CHUNK where the shape suits
+     * it on the CUDA backend; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups
+     * of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
+     * the backend or the shape cannot run is refused, naming it.
      */
-    public static Kernel resolve(Kernel requested, AttentionSpec spec, boolean warpOperations) {
+    public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend) {
+        boolean chunkShape = ChunkDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean warpShape = WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
-        if (requested == Kernel.WARP && !(warpOperations && warpShape)) {
+        if (requested == Kernel.WARP && !(backend.warpOperations() && warpShape)) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
-                    + "shuffles (PTX) and headDim / 8 a power of two <= 32; here warpOperations=" + warpOperations
+                    + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
                     + " headDim=" + spec.headDim());
+        }
+        if (requested == Kernel.CHUNK && !chunkShape) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=chunk needs groups of 1-8 heads and headDim 16, 32, 64, "
+                    + "128 or 256; here groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested != Kernel.AUTO) {
             return requested;
         }
+        if (backend == Backend.CUDA && chunkShape) {
+            return Kernel.CHUNK;
+        }
         if (spec.groupSize() < 3) {
             return Kernel.PAIRS;
         }
-        return warpOperations && warpShape ? Kernel.WARP : Kernel.QUADS;
+        return backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS;
     }
 
     /**
@@ -140,8 +152,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
-        kernel = resolve(kernel, spec, kernel == Kernel.WARP);
+        if (kernel == Kernel.AUTO) {
+            kernel = resolve(kernel, spec, Backend.OPENCL); // callers that know the device resolve first
+        }
         int local = switch (kernel) {
+            case CHUNK -> ChunkDecodeKernels.LOCAL;
             case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());

@@ -7,6 +7,7 @@ import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
+import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
@@ -26,7 +27,6 @@ import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
-import uk.ac.manchester.tornado.api.enums.TornadoVMBackendType;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -50,8 +50,21 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * later rebuilds the plan, which uploads the pools again. Not thread-safe: one decode at a time.
  */
 public final class TornadoDecodeAttention implements DecodeAttention {
-    /** Staged token slots per step; more are sent in extra scatter-only executions. */
-    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 256);
+    /**
+     * Staged token slots per execution, {@code -Dpagedattn.tornado.stagingSlots}; 0 (default): the
+     * plan's batch capacity rounded up to 16, at most 256, since a decode step appends one token per
+     * sequence. More dirty slots (prompts, copy-on-write copies) go in extra scatter-only executions.
+     * The staging arrays travel to the device on every execution, so they are kept small.
+     */
+    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
+    /**
+     * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
+     * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
+     * a step on an H200 (benchmarks/NOTES.md). The attention kernel is then launched at the plan's
+     * capacity on every step (the same launch each time), and there is no device time: TornadoVM's
+     * profiler reports none for graphs.
+     */
+    public static final boolean CUDA_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.cudaGraph"));
     /** Local size of the scatter and merge kernels. */
     private static final int LOCAL = 128;
     /**
@@ -66,7 +79,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final AttentionSpec spec;
     private final String device;
     private final String variant;
-    private DecodeGrid.Kernel kernel;    // resolved against the device on first use
+    private final DecodeGrid.Kernel requestedKernel;
+    private final boolean cudaGraphRequested;
+    private boolean cudaGraph;           // requested and the backend has CUDA graphs
+    private Backend backend;             // of the device the graph runs on, found on first use
+    private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
     private Plan plan;
     private long lastDeviceNanos = -1;
 
@@ -76,6 +93,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
+        this(cache, spec, device, variant, DecodeGrid.KERNEL, CUDA_GRAPH);
+    }
+
+    /**
+     * {@code kernel}: the attention kernel to run, AUTO for the measured best on the device;
+     * {@code cudaGraph}: replay steps as CUDA graphs where the backend has them (no device time then).
+     */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
+                                  boolean cudaGraph) {
         spec.requireMatches(cache.config());
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
@@ -91,14 +117,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
-        if (STAGING_SLOTS < 16 || STAGING_SLOTS % 16 != 0) {
-            throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be a positive multiple of 16");
+        if (STAGING_SLOTS < 0 || STAGING_SLOTS % 16 != 0) {
+            throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be 0 (auto) or a positive multiple of 16");
         }
         this.cache = cache;
         this.config = cache.config();
         this.spec = spec;
         this.device = device;
         this.variant = variant;
+        this.requestedKernel = kernel;
+        this.cudaGraphRequested = cudaGraph;
         cache.trackDirtySlots();
     }
 
@@ -107,6 +135,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return "tornado-" + variant;
     }
 
+    /** The backend of the device the plan runs on (found with the kernel). */
+    public Backend backend() {
+        kernel();
+        return backend;
+    }
+
+    /** Device kernel time of the last step (TornadoVM's profiler), or -1 when steps replay as CUDA graphs. */
     @Override
     public long lastDeviceNanos() {
         return lastDeviceNanos;
@@ -125,8 +160,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (!bd.matches("\\d+:\\d+")) {
                 throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
             }
-            boolean warpOperations = deviceOf(bd).getTornadoVMBackend() == TornadoVMBackendType.PTX;
-            kernel = DecodeGrid.resolve(DecodeGrid.KERNEL, spec, warpOperations);
+            backend = Backend.of(deviceOf(bd).getTornadoVMBackend().name());
+            kernel = DecodeGrid.resolve(requestedKernel, spec, backend);
+            cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
         return kernel;
     }
@@ -166,9 +202,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final IntArray lens;             // [maxSeqs]
         final IntArray params;           // [DecodeParams.SIZE]
         final FloatArray partials;       // [numSeqs][numQHeads][maxPartitions][headDim + 2], partialRows rows
-        final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
+        final int stagingSlots;
+        final TornadoNativeArray stageK; // [stagingSlots][numKvHeads][headDim]
         final TornadoNativeArray stageV;
-        final IntArray slotOffsets;      // [STAGING_SLOTS]
+        final IntArray slotOffsets;      // [stagingSlots]
         final WorkerGrid1D attentionGrid;
         final TornadoExecutionPlan executionPlan;
 
@@ -192,9 +229,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
-            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
-            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
-            slotOffsets = new IntArray(STAGING_SLOTS);
+            stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
+            stageK = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
+            stageV = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
+            slotOffsets = new IntArray(stagingSlots);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys().array();
             TornadoNativeArray vPool = cache.values().array();
@@ -211,6 +249,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -229,6 +273,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task("attention", ChunkDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.QUADS) {
                     graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -241,7 +288,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(STAGING_SLOTS * width), HELPER_GLOBAL)));
+            grids.addWorkerGrid("decode.scatter", grid(Math.min(roundUp(stagingSlots * width), HELPER_GLOBAL)));
             if (!variant.equals("parallel")) {
                 graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
                 grids.addWorkerGrid("decode.merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
@@ -252,10 +299,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
             ImmutableTaskGraph immutable = graph.snapshot();
-            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids).withProfiler(
-                    Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids);
+            if (!cudaGraph) {
+                executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            }
             if (device != null) {
                 executionPlan.withDevice(deviceOf(device));
+            }
+            if (cudaGraph) {
+                executionPlan.withCUDAGraph();
             }
         }
 
@@ -277,17 +329,21 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                int rows = Math.min(STAGING_SLOTS, dirty.length - done);
+                int rows = Math.min(stagingSlots, dirty.length - done);
                 stage(dirty, done, rows);
                 done += rows;
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
                 if (attentionGrid != null) {
-                    attentionGrid.setGlobalWork(last ? grid.attentionGlobalSize() : grid.localSize(), 1, 1);
+                    // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
+                    // (work-groups past the batch return at once), so every step is the same launch
+                    int global = cudaGraph ? partialRows * grid.headTiles() * spec.numKvHeads() * grid.localSize()
+                            : last ? grid.attentionGlobalSize() : grid.localSize();
+                    attentionGrid.setGlobalWork(global, 1, 1);
                     attentionGrid.setLocalWork(grid.localSize(), 1, 1);
                 }
                 TornadoExecutionResult result = executionPlan.execute();
-                nanos = result.getProfilerResult().getDeviceKernelTime();
+                nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);

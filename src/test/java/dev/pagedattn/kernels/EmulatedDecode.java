@@ -18,6 +18,11 @@ final class EmulatedDecode {
 
     /** The grid's KernelContext attention kernel (fused or split-K, as the grid says), plus the merge. */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule) {
+        return attention(w, grid, schedule, false);
+    }
+
+    /** {@code packedHalfLoads}: run the CUDA backend's twin of the chunk kernel ({@code getHalf2}) on fp16 pools. */
+    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
         KvCache c = w.cache();
         AttentionSpec spec = w.spec();
         DecodeBatch b = w.batch();
@@ -35,9 +40,19 @@ final class EmulatedDecode {
         float scale = spec.scale();
         boolean quads = grid.kernel() == DecodeGrid.Kernel.QUADS;
         boolean warp = grid.kernel() == DecodeGrid.Kernel.WARP;
+        boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean half = c.config().dtype() == KvDtype.FP16;
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
-            if (warp && half) {
+            if (chunk && half && packedHalfLoads) {
+                ChunkDecodeKernels.attentionF16x2(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (chunk && half) {
+                ChunkDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (chunk) {
+                ChunkDecodeKernels.attentionF32(ctx, c.keys().floatArray(), c.values().floatArray(), w.q(), tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (warp && half) {
                 WarpQuadDecodeKernels.attentionF16(ctx, c.keys().halfArray(), c.values().halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp) {

@@ -73,19 +73,24 @@ class DecodeGridTest {
     }
 
     @Test
-    void autoPicksTheWarpKernelOnlyWithWarpOperations() {
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, true));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, false));
+    void autoPicksTheKernelFromTheBackendAndTheShape() {
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);   // 10 lanes: not a power of two
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, true));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.PTX));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.CUDA));
         AttentionSpec mha = new AttentionSpec(16, 16, 128, 0.1f);
-        assertEquals(DecodeGrid.Kernel.PAIRS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, true));
+        assertEquals(DecodeGrid.Kernel.PAIRS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.PTX));
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.CUDA));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, false));
-        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp") && e.getMessage().contains("warpOperations=false"),
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL));
+        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp") && e.getMessage().contains("backend=OPENCL"),
                 e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d80, true));
+        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d80, Backend.PTX));
         assertTrue(e.getMessage().contains("headDim=80"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, d80, Backend.CUDA));
+        assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=chunk") && e.getMessage().contains("headDim=80"), e.getMessage());
         DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 512, DecodeGrid.Kernel.WARP);
         assertEquals(DecodeGrid.Kernel.WARP, g.kernel());
         assertEquals(WarpQuadDecodeKernels.localSize(4, 128), g.localSize());

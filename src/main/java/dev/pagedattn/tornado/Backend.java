@@ -1,0 +1,41 @@
+package dev.pagedattn.tornado;
+
+/**
+ * What a TornadoVM backend can compile, as far as the kernel choice is concerned (TornadoVM
+ * 5.2.0-jdk25). Resolved once from the device a plan runs on.
+ */
+public enum Backend {
+    /** Java -> PTX text -> driver JIT: warp shuffles ({@code shfl.sync}), fast-math exp, 16-bit fp16 loads only. */
+    PTX(true, false),
+    /** Java -> CUDA C -> NVRTC cubin: warp shuffles ({@code __shfl_*_sync}) and packed 32-bit fp16 loads ({@code getHalf2}). */
+    CUDA(true, true),
+    /** OpenCL (NVIDIA, PoCL): no warp operations at this TornadoVM version, 16-bit fp16 loads. */
+    OPENCL(false, false);
+
+    private final boolean warpOperations;
+    private final boolean packedHalfLoads;
+
+    Backend(boolean warpOperations, boolean packedHalfLoads) {
+        this.warpOperations = warpOperations;
+        this.packedHalfLoads = packedHalfLoads;
+    }
+
+    /** Whether {@code KernelContext.simdShuffleDown/simdBroadcastFirst} compile to warp shuffles. */
+    public boolean warpOperations() {
+        return warpOperations;
+    }
+
+    /** Whether {@code HalfFloatArray.getHalf2} compiles (one 32-bit load of two fp16 values). */
+    public boolean packedHalfLoads() {
+        return packedHalfLoads;
+    }
+
+    /** The backend of TornadoVM's {@code TornadoVMBackendType} name; any other backend counts as OpenCL-like. */
+    public static Backend of(String tornadoBackendName) {
+        return switch (tornadoBackendName) {
+            case "PTX" -> PTX;
+            case "CUDA" -> CUDA;
+            default -> OPENCL;
+        };
+    }
+}
