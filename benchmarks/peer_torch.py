@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for the paged decode attention sweep (see benchmarks/PEER.md).
 
-Times decode attention (one query token per sequence) on PERFORMANCE.md's standard workload with
+Times decode attention (one query token per sequence) on the standard workload (benchmarks/README.md) with
 PyTorch's own kernels and writes a CSV with the same columns as our `bench` command:
 
   sdpa-cudnn         scaled_dot_product_attention over CONTIGUOUS K/V, cuDNN backend only
@@ -35,7 +35,7 @@ except ImportError:  # recorded per row by the sdpa variants
 
 DEVICE = "cuda"
 
-# The standard workload (PERFORMANCE.md).
+# The standard workload (benchmarks/README.md).
 H_Q, H_KV, HEAD_DIM, BLOCK = 32, 8, 128, 16
 SCALE = 1.0 / math.sqrt(HEAD_DIM)
 BATCHES = (1, 8, 32, 64, 128, 256)
@@ -124,7 +124,7 @@ def parse_cells(spec, seed):
 
 
 def min_bytes(cell):
-    """PERFORMANCE.md: K/V + q in/out + block tables + lengths, by the TRUE lengths."""
+    """Minimum bytes (benchmarks/README.md): K/V + q in/out + block tables + lengths, by the TRUE lengths."""
     return (cell.tokens * KV_BYTES_PER_TOKEN + cell.batch * H_Q * HEAD_DIM * (2 + 2)
             + sum(cell.blocks) * 4 + 4 * cell.batch)
 

@@ -38,6 +38,8 @@ import java.util.stream.Stream;
  * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
  * TornadoVM classes), so these bodies never reach a GPU run.
  *
+ * Silent when it works (it runs in every build, including the one {@code bin/pa} starts on first use).
+ *
  * usage: java PatchPreviewClassFiles.java FROM_DIR TO_DIR...
  */
 public class PatchPreviewClassFiles {
@@ -49,7 +51,6 @@ public class PatchPreviewClassFiles {
     }
 
     private static void copyPatched(Path from, Path to) throws IOException {
-        int[] patched = {0};
         try (Stream<Path> files = Files.walk(from)) {
             for (Path p : (Iterable<Path>) files::iterator) {
                 Path target = to.resolve(from.relativize(p).toString());
@@ -62,14 +63,12 @@ public class PatchPreviewClassFiles {
                     ByteBuffer b = ByteBuffer.wrap(bytes);
                     if (b.getInt(0) == 0xCAFEBABE && (b.getShort(4) & 0xFFFF) == 0xFFFF) {
                         b.putShort(4, (short) 0);
-                        patched[0]++;
                     }
                     bytes = addMissingMethods(p, bytes);
                 }
                 Files.write(target, bytes);
             }
         }
-        System.out.println("[tornado-api] " + patched[0] + " preview class files marked as plain class files in " + to);
     }
 
     private static final String API = "uk/ac/manchester/tornado/api/";
@@ -137,7 +136,6 @@ public class PatchPreviewClassFiles {
                 cb.withMethodBody(a.name(), MethodTypeDesc.ofDescriptor(a.descriptor()), a.flags(), a.body());
             }
         }));
-        System.out.println("[tornado-api] " + file.getFileName() + ": added " + missing.stream().map(Added::name).toList());
         return out;
     }
 }

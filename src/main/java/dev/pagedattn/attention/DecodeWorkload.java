@@ -31,26 +31,39 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Builds the workload (the fill is parallel: gigabyte caches take seconds).
+     * Builds the workload (the fill is parallel: gigabyte caches take seconds), with a few spare
+     * blocks for later appends where the pool has room.
      *
      * @param lengths context length per sequence, each >= 1
      */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0);
+    }
+
+    /**
+     * As {@link #create(int[], int, int, int, int, KvDtype, long)}, with room for every sequence to
+     * append {@code spareTokensPerSeq} more tokens (decode steps), guaranteed.
+     */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, int spareTokensPerSeq) {
         if (lengths.length == 0) {
             throw new IllegalArgumentException("batch=0 must be >= 1");
         }
-        long blocks = 0;
+        if (spareTokensPerSeq < 0) {
+            throw new IllegalArgumentException("spareTokensPerSeq=" + spareTokensPerSeq + " must be >= 0");
+        }
+        long blocks = 0; // what the contexts and the guaranteed appends need
         for (int len : lengths) {
             if (len < 1) {
                 throw new IllegalArgumentException("context=" + len + " must be >= 1");
             }
-            blocks += (len + blockSize - 1) / blockSize;
+            blocks += ((long) len + spareTokensPerSeq + blockSize - 1) / blockSize;
         }
         if (blocks > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("blocks=" + blocks + " do not fit one pool");
         }
-        // A few spare blocks per sequence so that later decode steps can append tokens.
+        // A few more spare blocks per sequence, where the pool has room, for appends beyond the guaranteed ones.
         long perBlock = (long) numKvHeads * blockSize * headDim;
         long spare = Math.max(0, Math.min(4L * lengths.length, Integer.MAX_VALUE / perBlock - blocks));
         KvCacheConfig config = KvCacheConfig.of((int) (blocks + spare), blockSize, numKvHeads, headDim, dtype);
@@ -119,7 +132,7 @@ public final class DecodeWorkload {
     }
 
     /**
-     * Minimum bytes a decode must move (PERFORMANCE.md): K and V once, q in and out at 2 bytes,
+     * Minimum bytes a decode must move (benchmarks/README.md): K and V once, q in and out at 2 bytes,
      * block tables and lengths.
      */
     public long minimumBytes() {

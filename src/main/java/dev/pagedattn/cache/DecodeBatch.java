@@ -137,9 +137,4 @@ public final class DecodeBatch {
     public int[] seqIds() {
         return seqIds.clone();
     }
-
-    // Direct access for backends in this library (no copies on the hot path).
-    int[] blockTablesUnsafe() {
-        return blockTables;
-    }
 }

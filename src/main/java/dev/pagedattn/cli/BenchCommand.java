@@ -20,14 +20,14 @@ import picocli.CommandLine.Option;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * The GPU sweep over PERFORMANCE.md's standard workload: every cell, every kernel variant that
+ * The GPU sweep over the standard workload (benchmarks/README.md): every cell, every kernel variant that
  * applies, timed with TornadoVM's profiler and checked against the fp64 reference, next to a
  * bandwidth probe measured in the same run. Writes a CSV that {@code report} turns into tables and a chart.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, %% of the measured read ceiling, error.")
 final class BenchCommand implements Callable<Integer> {
-    // The standard workload of PERFORMANCE.md (Llama-3-8B attention).
+    // The standard workload (benchmarks/README.md): Llama-3-8B attention.
     private static final int Q_HEADS = 32;
     private static final int KV_HEADS = 8;
     private static final int HEAD_DIM = 128;
@@ -109,6 +109,10 @@ final class BenchCommand implements Callable<Integer> {
         if (prefillPrefix < 0 || prefillQueryLen < 1) {
             throw new IllegalArgumentException("--prefill-prefix=" + prefillPrefix + " --prefill-query-len=" + prefillQueryLen
                     + ": need prefix >= 0 and query-len >= 1");
+        }
+        BackendOptions.requireDevice(device);
+        for (String v : variants) {
+            BackendOptions.requireVariant("--variants", v);
         }
         if (!Backends.tornadoRuntimePresent()) {
             throw new IllegalArgumentException("bench needs the TornadoVM runtime: run it through bin/pa-tornado (README, 'Running on a GPU')");

@@ -21,11 +21,8 @@ final class CheckCommand implements Callable<Integer> {
     @Mixin
     ShapeOptions shape = new ShapeOptions();
 
-    @Option(names = "--backend", description = "jvm or tornado (default: ${DEFAULT-VALUE}).", defaultValue = "jvm")
-    String backend;
-
-    @Option(names = "--device", description = "TornadoVM device as B:D (backend:device index), tornado backend only.")
-    String device;
+    @Mixin
+    BackendOptions backendOptions = new BackendOptions();
 
     @Option(names = "--iterations", description = "Timed runs after one warm-up (default: ${DEFAULT-VALUE}).", defaultValue = "5")
     int iterations;
@@ -51,28 +48,33 @@ final class CheckCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        // Everything that can refuse the run does so before the first line is printed.
         shape.validateHeads();
+        shape.kvDtype();
         if (iterations < 1) {
             throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
         }
-        if (!(tolerance > 0)) {
-            throw new IllegalArgumentException("--tolerance=" + tolerance + " must be > 0");
+        if (!(tolerance > 0) || Double.isInfinite(tolerance)) { // NaN fails the first test
+            throw new IllegalArgumentException("--tolerance=" + tolerance + " must be a finite number > 0");
         }
-        if (!backend.equals("jvm") && !backend.equals("tornado")) {
-            throw new IllegalArgumentException("--backend=" + backend + " is not one of jvm, tornado");
-        }
+        backendOptions.validate();
+        BackendOptions.requireVariant("--variant", variant);
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
         if (queryLen != null || window != null) {
-            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backend, device, iterations, tolerance, steps);
+            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
+                    iterations, tolerance, steps);
         }
         int[] lengths = shape.lengths();
-        System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
-        DecodeWorkload w = build(shape, lengths);
+        // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
+        DecodeWorkload w = DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
+                shape.kvDtype(), shape.seed(), steps - 1);
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
-        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), device, variant)) {
+        String backend = backendOptions.backend;
+        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant)) {
+            System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
             attention.decode(w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {
@@ -109,16 +111,11 @@ final class CheckCommand implements Callable<Integer> {
             try {
                 w.cache().append(seq, 1);
             } catch (OutOfBlocksException e) {
-                throw new IllegalArgumentException("--steps: the cache has no spare block left for the step's new tokens");
+                throw new AssertionError("the workload's cache was sized for every step's new token", e);
             }
             w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
         }
         return w.cache().batch(w.seqs());
-    }
-
-    static DecodeWorkload build(ShapeOptions shape, int[] lengths) {
-        return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                shape.kvDtype(), shape.seed());
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

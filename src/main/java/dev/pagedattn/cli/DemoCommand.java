@@ -13,6 +13,7 @@ import dev.pagedattn.cache.PageTable;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -23,26 +24,29 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
 
-    @Option(names = "--backend", description = "jvm or tornado (default: ${DEFAULT-VALUE}).", defaultValue = "jvm")
-    String backend;
-
-    @Option(names = "--device", description = "TornadoVM device as B:D, tornado backend only.")
-    String device;
+    @Mixin
+    BackendOptions backendOptions = new BackendOptions();
 
     private KvCache cache;
     private SplittableRandom random;
 
     @Override
     public Integer call() throws OutOfBlocksException {
-        if (!backend.equals("jvm") && !backend.equals("tornado")) {
-            throw new IllegalArgumentException("--backend=" + backend + " is not one of jvm, tornado");
-        }
+        backendOptions.validate();
         long s = seed != null ? seed : System.nanoTime();
         random = new SplittableRandom(s);
         KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16);
         AttentionSpec spec = AttentionSpec.of(config, 8);
         cache = new KvCache(config);
         cache.shuffleFreeBlocks(s);
+        // The backend exists before the first line is printed, so that one it cannot create (no
+        // TornadoVM runtime, a query group the tornado backend refuses) fails the demo before it starts.
+        try (DecodeAttention attention = Backends.create(backendOptions.backend, cache, spec, backendOptions.device, "auto")) {
+            return walkThrough(s, config, spec, attention);
+        }
+    }
+
+    private int walkThrough(long s, KvCacheConfig config, AttentionSpec spec, DecodeAttention attention) throws OutOfBlocksException {
         System.out.printf("paged-attention demo (seed=%d)%n%n", s);
         System.out.printf("1. A KV cache of %d physical blocks x %d tokens, %d KV heads x %d dims, %s: %d KB per pool.%n"
                         + "   Query heads: %d (GQA, %d per KV head). Free blocks: %d.%n%n",
@@ -77,20 +81,18 @@ final class DemoCommand implements Callable<Integer> {
         FloatArray out = new FloatArray(q.getSize());
         out.init(Float.NaN);
         long nanos = Long.MAX_VALUE;
-        try (DecodeAttention attention = Backends.create(backend, cache, spec, device, "auto")) {
-            for (int i = 0; i < 200; i++) { // the first runs warm up the JIT; report the fastest
-                out.init(Float.NaN);
-                long t0 = System.nanoTime();
-                attention.decode(batch, 0, q, out);
-                nanos = Math.min(nanos, System.nanoTime() - t0);
-            }
+        for (int i = 0; i < 200; i++) { // the first runs warm up the JIT; report the fastest
+            out.init(Float.NaN);
+            long t0 = System.nanoTime();
+            attention.decode(batch, 0, q, out);
+            nanos = Math.min(nanos, System.nanoTime() - t0);
         }
         double[] ref = ReferenceAttention.decode(cache, spec, 0, seqs, q);
         double rel = ReferenceAttention.relativeL2(out, ref);
         double abs = ReferenceAttention.maxAbsError(out, ref);
         boolean ok = rel <= 1e-4;
         System.out.printf("4. Decode attention, one query token per sequence, lengths %s, %s backend:%n",
-                java.util.Arrays.toString(batch.contextLens()), backend);
+                java.util.Arrays.toString(batch.contextLens()), backendOptions.backend);
         System.out.printf("   block tables [%d][%d] (-1 = padding): %s%n", batch.numSeqs(), batch.maxBlocksPerSeq(),
                 java.util.Arrays.toString(batch.blockTables()));
         System.out.printf("   time %.3f ms (fastest of 200 runs, wall clock); vs fp64 reference: relative L2 error %.2e, max abs error %.2e -> %s%n%n",
@@ -100,7 +102,7 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
                 a, cache.numAllocatableBlocks(), config.numBlocks());
         System.out.println();
-        ok &= PrefixPrefillDemo.run(backend, device, random, 6);
+        ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 

@@ -5,7 +5,6 @@ import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
-import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -64,22 +63,19 @@ final class PrefillCheck {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
-        System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("
-                + Arrays.stream(qLens).asLongStream().sum() + " queries)"
-                + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
+        int maxQLen = Arrays.stream(qLens).max().orElse(1);
+        long spare = (long) (steps - 1) * maxQLen;
+        if (spare > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("--steps=" + steps + " x --query-len=" + queryLen + " new tokens do not fit a cache");
+        }
+        // Everything that can refuse the run (shapes, cache size, backend) does so before the first line is printed.
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
-                shape.blockSize, shape.kvDtype(), shape.seed());
-        long needed = 0;
-        for (int i = 0; i < lengths.length; i++) {
-            KvCacheConfig c = w.kv().cache().config();
-            needed += c.blocksFor((int) Math.min(Integer.MAX_VALUE, lengths[i] + (long) (steps - 1) * qLens[i])) - c.blocksFor(lengths[i]);
-        }
-        if (needed > w.kv().cache().numAllocatableBlocks()) {
-            throw new IllegalArgumentException("--steps=" + steps + ": the next chunks need " + needed + " blocks but the cache has "
-                    + w.kv().cache().numAllocatableBlocks() + " spare blocks");
-        }
+                shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare);
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
+            System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("
+                    + Arrays.stream(qLens).asLongStream().sum() + " queries)"
+                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance);
             for (int step = 2; step <= steps; step++) {
                 PrefillBatch batch = appendChunk(w, qLens, window, random);

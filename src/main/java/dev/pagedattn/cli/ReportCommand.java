@@ -15,22 +15,28 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-/** Turns the sweep CSVs (ours, and the PyTorch peer's) into benchmarks/RESULTS.md and a chart. */
+/**
+ * Turns the sweep CSVs (ours, and the PyTorch peer's) into a results page and a chart. By default
+ * both go to target/report/ (untracked); benchmarks/gpu-sweep.sh names the tracked
+ * benchmarks/RESULTS.md and chart explicitly, so that a trial run never overwrites published results.
+ */
 @Command(name = "report", mixinStandardHelpOptions = true,
         description = "Merge bench CSVs (ours and the PyTorch peer) into a markdown results page and a PNG chart.")
 final class ReportCommand implements Callable<Integer> {
+    private static final String NO_PEER = "none";
     private static final String[] PEERS = {"sdpa-cudnn", "sdpa-flash", "paged-gather-sdpa", "flex-paged"};
 
     @Option(names = "--ours", defaultValue = "benchmarks/results/ours.csv", description = "Our sweep CSV (default: ${DEFAULT-VALUE}).")
     Path ours;
 
-    @Option(names = "--peer", defaultValue = "benchmarks/results/peer.csv", description = "Peer CSV, optional (default: ${DEFAULT-VALUE}).")
-    Path peer;
+    @Option(names = "--peer", defaultValue = "benchmarks/results/peer.csv",
+            description = "Peer CSV, or " + NO_PEER + " for none (default: ${DEFAULT-VALUE}).")
+    String peer;
 
-    @Option(names = "--md", defaultValue = "benchmarks/RESULTS.md", description = "Markdown page to write (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--md", defaultValue = "target/report/RESULTS.md", description = "Markdown page to write (default: ${DEFAULT-VALUE}).")
     Path md;
 
-    @Option(names = "--chart", defaultValue = "benchmarks/results/decode-bandwidth.png", description = "PNG chart (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--chart", defaultValue = "target/report/decode-bandwidth.png", description = "PNG chart (default: ${DEFAULT-VALUE}).")
     Path chart;
 
     @Option(names = "--card", defaultValue = "unknown card", description = "The GPU, as nvidia-smi names it.")
@@ -44,8 +50,11 @@ final class ReportCommand implements Callable<Integer> {
         if (!Files.isRegularFile(ours)) {
             throw new IllegalArgumentException("--ours=" + ours + " does not exist");
         }
+        if (!peer.equals(NO_PEER) && !Files.isRegularFile(Path.of(peer))) {
+            throw new IllegalArgumentException("--peer=" + peer + " does not exist (--peer " + NO_PEER + " reports ours alone)");
+        }
         List<BenchRow> ourRows = BenchRow.parseAll(Files.readAllLines(ours));
-        List<BenchRow> peerRows = Files.isRegularFile(peer) ? BenchRow.parseAll(Files.readAllLines(peer)) : List.of();
+        List<BenchRow> peerRows = peer.equals(NO_PEER) ? List.of() : BenchRow.parseAll(Files.readAllLines(Path.of(peer)));
         double ceiling = ourRows.stream().filter(r -> r.variant().equals("probe-read")).mapToDouble(BenchRow::gbs).findFirst()
                 .orElseThrow(() -> new IllegalArgumentException("--ours=" + ours + " has no probe-read row"));
         double copy = ourRows.stream().filter(r -> r.variant().equals("probe-copy")).mapToDouble(BenchRow::gbs).findFirst().orElse(Double.NaN);
@@ -120,7 +129,7 @@ final class ReportCommand implements Callable<Integer> {
                 + (commands.isBlank() ? "" : "Commands:\n\n```\n" + commands.replace("; ", "\n") + "\n```\n\n")
                 + String.format(Locale.ROOT, "Ceilings measured in the same run with TornadoVM kernels: grid-stride read %.0f GB/s"
                 + " (the denominator of %% of read ceiling), `@Parallel` copy %.0f GB/s (read + write).%n%n", ceiling, copy)
-                + "Effective bandwidth = minimum bytes (PERFORMANCE.md) / minimum kernel time. Our times are TornadoVM profiler"
+                + "Effective bandwidth = minimum bytes (benchmarks/README.md) / minimum kernel time. Our times are TornadoVM profiler"
                 + " device kernel times of one decode step (scatter no-op + attention + merge launches); the peer's are CUDA events"
                 + " around its call. Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
                 + chartNote + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"

@@ -72,11 +72,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                 MIN_PARTITION_TOKENS, kernel);
     }
 
-    /** As {@link #plan(AttentionSpec, DecodeBatch, boolean, Kernel)} with the {@link #KERNEL} property (no warp operations). */
-    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split) {
-        return plan(spec, batch, split, KERNEL);
-    }
-
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS,

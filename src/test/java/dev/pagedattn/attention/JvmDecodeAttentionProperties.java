@@ -29,7 +29,6 @@ class JvmDecodeAttentionProperties {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         Shape shape = new Shape(lens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, dtype,
                 numLayers, layerPick % numLayers, scale);
-        System.out.println("matchesReferenceOnRandomShapes: " + shape + " seed=" + seed);
         DecodeProblem p = DecodeProblem.random(shape, seed);
         Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe());
     }

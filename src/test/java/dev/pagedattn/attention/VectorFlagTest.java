@@ -28,8 +28,7 @@ class VectorFlagTest {
         child.getOutputStream().close();
         byte[] output = child.getInputStream().readAllBytes();
         assertTrue(child.waitFor(60, TimeUnit.SECONDS), "child JVM did not finish");
-        String text = new String(output, StandardCharsets.UTF_8);
-        System.out.print(text);
+        String text = new String(output, StandardCharsets.UTF_8); // in the failure message only: the seed is printed above
         assertEquals(0, child.exitValue(), "child JVM with pagedattn.jvm.vector=" + vector + " failed:\n" + text);
     }
 }

@@ -64,7 +64,6 @@ class KvCacheCheckedModeTest {
         cache.verify();
         assertEquals(0, cache.numUsedBlocks());
         assertEquals(c.numBlocks(), cache.numAllocatableBlocks());
-        System.out.println("verifyHoldsAfterALongRandomRun: " + exhausted + " exhausted, prefix=" + (prefix != null));
     }
 
     private static KvCache twoSequences() throws Exception {

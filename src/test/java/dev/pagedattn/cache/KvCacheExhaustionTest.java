@@ -133,7 +133,6 @@ class KvCacheExhaustionTest {
             }
         }
         cache.verify();
-        System.out.println("canAppendAgreesWithAppendUnderRandomLoad: " + failures + " exhausted appends");
     }
 
     @Test

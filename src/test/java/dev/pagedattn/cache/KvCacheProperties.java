@@ -20,6 +20,7 @@ import net.jqwik.api.Provide;
 import net.jqwik.api.Tuple;
 import net.jqwik.api.constraints.IntRange;
 import net.jqwik.api.statistics.Statistics;
+import net.jqwik.api.statistics.StatisticsReport;
 
 /**
  * Random operation sequences on a KvCache, checked after every step against the invariants
@@ -76,6 +77,7 @@ class KvCacheProperties {
     }
 
     @Property(tries = 500)
+    @StatisticsReport(onFailureOnly = true) // the label counts matter when a run fails
     void randomOperationsAgreeWithTheModel(@ForAll @IntRange(min = 1, max = 5) int blockSize,
                                            @ForAll @IntRange(min = 3, max = 12) int numBlocks,
                                            @ForAll @IntRange(min = 1, max = 2) int numLayers,

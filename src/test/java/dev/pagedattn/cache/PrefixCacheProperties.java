@@ -17,6 +17,7 @@ import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 import net.jqwik.api.Tuple;
 import net.jqwik.api.constraints.IntRange;
+import net.jqwik.api.statistics.StatisticsReport;
 
 /**
  * Random admit / generate / fork / free / commit / reset under memory pressure (few blocks, prompts
@@ -77,6 +78,7 @@ class PrefixCacheProperties {
     }
 
     @Property(tries = 500)
+    @StatisticsReport(onFailureOnly = true) // the label counts matter when a run fails
     void randomPrefixTrafficUnderMemoryPressureKeepsInvariantsAndContent(
             @ForAll @IntRange(min = 1, max = 4) int blockSize,
             @ForAll @IntRange(min = 5, max = 16) int numBlocks,

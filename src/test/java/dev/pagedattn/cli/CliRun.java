@@ -10,7 +10,7 @@ import picocli.CommandLine;
 /**
  * One run of the CLI in this JVM: the exit code and what went to stdout and stderr. Commands
  * print results to {@code System.out} and picocli prints errors to its own writer, so both are
- * captured (and echoed to the real stdout afterwards, for the test log).
+ * captured; nothing reaches the test log (assertion messages quote the run, see {@link #toString()}).
  */
 record CliRun(int exitCode, String out, String err) {
 
@@ -34,11 +34,13 @@ record CliRun(int exitCode, String out, String err) {
             System.setOut(realOut);
             System.setErr(realErr);
         }
-        CliRun run = new CliRun(code, outBytes.toString(StandardCharsets.UTF_8) + picoOut,
+        return new CliRun(code, outBytes.toString(StandardCharsets.UTF_8) + picoOut,
                 errBytes.toString(StandardCharsets.UTF_8) + picoErr);
-        realOut.println("$ pa " + String.join(" ", args) + "  -> exit " + code);
-        realOut.print(run.out().indent(4));
-        realOut.print(run.err().indent(4));
-        return run;
+    }
+
+    /** The run as a person would have seen it, for assertion messages. */
+    @Override
+    public String toString() {
+        return "exit " + exitCode + "\nstdout:\n" + out.indent(4) + "stderr:\n" + err.indent(4);
     }
 }

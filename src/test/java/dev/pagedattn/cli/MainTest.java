@@ -22,7 +22,7 @@ class MainTest {
     @Test
     void demoPassesAndPrintsThePageTables() {
         CliRun run = CliRun.of("demo", "--seed", "1");
-        assertEquals(0, run.exitCode(), run.err());
+        assertEquals(0, run.exitCode(), run.toString());
         assertTrue(run.out().contains("seed=1"), "prints its seed");
         // seq 0 holds 40 tokens of block size 16: three blocks, the last 8/16 full.
         assertTrue(Pattern.compile("seq 0 +40 tokens: logical 0 -> physical \\d+, logical 1 -> physical \\d+, logical 2 -> physical \\d+"
@@ -116,6 +116,17 @@ class MainTest {
                 bad(new String[] {"check", "--iterations", "0"}, "--iterations=0"),
                 bad(new String[] {"check", "--tolerance", "0"}, "--tolerance=0"),
                 bad(new String[] {"check", "--tolerance", "NaN"}, "--tolerance=NaN"),
+                bad(new String[] {"check", "--tolerance", "Infinity"}, "--tolerance=Infinity"),
+                bad(new String[] {"check", "--tolerance", "1e400"}, "--tolerance=Infinity"),
+                bad(new String[] {"check", "--tolerance=-1e-3"}, "--tolerance=-0.001"),
+                bad(new String[] {"check", "--variant", "bogus"}, "--variant=bogus"),
+                bad(new String[] {"check", "--device", "garbage"}, "--device=garbage"),
+                bad(new String[] {"check", "--device", "99999999999:0"}, "--device=99999999999:0"),
+                bad(new String[] {"demo", "--device", "garbage"}, "--device=garbage"),
+                bad(new String[] {"demo", "--backend", "cuda"}, "--backend=cuda"),
+                bad(new String[] {"demo", "--backend", "tornado"}, "tornado launcher"),
+                bad(new String[] {"bench", "--device", "garbage"}, "--device=garbage"),
+                bad(new String[] {"bench", "--variants", "auto,bogus"}, "--variants=bogus"),
                 bad(new String[] {"check", "--batch", "many"}, "--batch", "many"),
                 bad(new String[] {"check", "--no-such-flag"}, "--no-such-flag"),
                 bad(new String[] {"frobnicate"}, "frobnicate"),
@@ -143,7 +154,18 @@ class MainTest {
             assertTrue(err.contains(f), "message '" + err + "' does not name " + f);
         }
         assertFalse((run.out() + run.err()).contains("\tat "), "stack trace printed");
-        assertFalse(run.out().contains("PASS") || run.out().contains("FAIL"), "ran a check despite bad input");
+        assertEquals("", run.out(), "printed output before refusing the input (validate first, then print)");
+    }
+
+    /** The cache is sized for every step's new token: 69 appends cross 5 block boundaries per sequence. */
+    @Test
+    void checkRunsEveryStepItIsAskedFor() {
+        long seed = TestSeeds.fresh("checkRunsEveryStepItIsAskedFor");
+        CliRun run = CliRun.of(concat(SMALL, "check", "--batch", "2", "--context", "16", "--steps", "70",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("step 70 (every sequence one token longer)"), run.toString());
+        assertEquals(70, Pattern.compile("-> PASS").matcher(run.out()).results().count(), run.toString());
     }
 
     private static double relativeL2(String out) {

@@ -53,7 +53,8 @@ class PrefillCliTest {
                 bad(new String[] {"check", "--context", "10", "--query-len", "11"}, "--query-len=11", "--context is 10"),
                 bad(new String[] {"check", "--window", "0"}, "--window=0"),
                 bad(new String[] {"check", "--window", "-3", "--query-len", "4"}, "--window=-3"),
-                bad(concat("check", SMALL, "--context", "16", "--query-len", "16", "--steps", "9"), "--steps", "spare blocks"),
+                bad(new String[] {"check", "--query-len", "4", "--steps", "0"}, "--steps=0"),
+                bad(new String[] {"check", "--query-len", "4", "--backend", "tornado"}, "tornado launcher"),
                 bad(new String[] {"bench", "--sweeps", "decode,warmup"}, "--sweeps=decode,warmup"),
                 bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"));
     }

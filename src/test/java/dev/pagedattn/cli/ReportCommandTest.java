@@ -1,11 +1,10 @@
 package dev.pagedattn.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -43,10 +42,9 @@ class ReportCommandTest {
                 "torch-2.11,sdpa-cudnn,fp16,64,8192,524288,ok,700.00,700.00,710.00,2148663552,3000.0,,2.9e-04,dense"));
         Path md = dir.resolve("RESULTS.md");
         Path png = dir.resolve("chart.png");
-        StringWriter err = new StringWriter();
-        int code = Main.commandLine().setErr(new PrintWriter(err)).execute("report", "--ours", ours.toString(), "--peer",
-                peer.toString(), "--md", md.toString(), "--chart", png.toString(), "--card", "Test GPU");
-        assertEquals(0, code, err.toString());
+        CliRun run = CliRun.of("report", "--ours", ours.toString(), "--peer", peer.toString(), "--md", md.toString(),
+                "--chart", png.toString(), "--card", "Test GPU");
+        assertEquals(0, run.exitCode(), run.toString());
         String page = Files.readString(md);
         assertTrue(page.contains("| 64 x 8192 | 524288 | auto | 2000.0 / 2010.0 / 2020.0 | 1000 | 50.0 |"), page);
         assertTrue(page.contains(" 3000 | 0.33 |"), "ours / cuDNN ratio: " + page);
@@ -57,9 +55,40 @@ class ReportCommandTest {
 
     @Test
     void reportWithoutOurCsvNamesIt() {
-        StringWriter err = new StringWriter();
-        int code = Main.commandLine().setErr(new PrintWriter(err)).execute("report", "--ours", dir.resolve("nope.csv").toString());
-        assertEquals(2, code);
-        assertTrue(err.toString().contains("--ours="), err.toString());
+        CliRun run = CliRun.of("report", "--ours", dir.resolve("nope.csv").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), run.toString());
+        assertTrue(run.err().contains("--ours="), run.toString());
+    }
+
+    @Test
+    void reportWithAMissingPeerCsvNamesItAndWritesNothing() throws IOException {
+        Path ours = writeOurs();
+        Path md = dir.resolve("RESULTS.md");
+        CliRun run = CliRun.of("report", "--ours", ours.toString(), "--peer", "/nonexistent.csv", "--md", md.toString(),
+                "--chart", dir.resolve("chart.png").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), run.toString());
+        assertTrue(run.err().strip().startsWith("error: --peer=/nonexistent.csv does not exist"), run.toString());
+        assertFalse(Files.exists(md), "wrote the page despite the missing input");
+    }
+
+    /** Without --md and --chart the page goes under target/, never over the tracked benchmarks/RESULTS.md. */
+    @Test
+    void reportByDefaultWritesUnderTargetAndLeavesTheTrackedResultsAlone() throws IOException {
+        Path tracked = Path.of("benchmarks/RESULTS.md");
+        String before = Files.readString(tracked);
+        Path page = Path.of("target/report/RESULTS.md");
+        Files.deleteIfExists(page);
+        CliRun run = CliRun.of("report", "--ours", writeOurs().toString(), "--peer", "none", "--card", "Default Paths GPU");
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(Files.readString(page).contains("Default Paths GPU"), "the page under target/report");
+        assertEquals(before, Files.readString(tracked), "benchmarks/RESULTS.md was rewritten");
+    }
+
+    private Path writeOurs() throws IOException {
+        Path ours = dir.resolve("ours.csv");
+        Files.write(ours, List.of(BenchRow.HEADER,
+                "ours,probe-read,fp32,0,0,0,ok,,,,2147483648,2000.0,100.0,,read",
+                "ours,auto,fp16,64,8192,524288,ok,2000.00,2010.00,2020.00,2148663552,1000.0,50.0,3.000e-07,grid"));
+        return ours;
     }
 }

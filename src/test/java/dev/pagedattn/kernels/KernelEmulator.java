@@ -70,6 +70,33 @@ public final class KernelEmulator {
         if (localSize < 1 || globalSize < 1 || globalSize % localSize != 0) {
             throw new IllegalArgumentException("globalSize=" + globalSize + " must be a positive multiple of localSize=" + localSize);
         }
+        if (!Thread.currentThread().isVirtual()) {
+            // The baton passes between the driver and a work-item at every barrier and warp
+            // operation; between virtual threads that is a continuation switch, between a platform
+            // and a virtual thread an OS wake-up (about 10x the cost). So the driver is virtual too.
+            Throwable[] failure = new Throwable[1];
+            Thread driver = Thread.ofVirtual().start(() -> {
+                try {
+                    launch(globalSize, localSize, schedule, kernel);
+                } catch (Throwable t) {
+                    failure[0] = t;
+                }
+            });
+            try {
+                driver.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while the emulated kernel ran", e);
+            }
+            if (failure[0] instanceof RuntimeException r) {
+                throw r;
+            } else if (failure[0] instanceof Error e) {
+                throw e;
+            } else if (failure[0] != null) {
+                throw new IllegalStateException(failure[0]);
+            }
+            return;
+        }
         for (int g = 0; g < globalSize / localSize; g++) {
             new Group(g, globalSize, localSize, schedule).run(kernel);
         }

@@ -4,52 +4,84 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
-import java.util.SplittableRandom;
+import java.util.LinkedHashSet;
+import java.util.Set;
+import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.MethodSource;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
-/** Every GPU kernel variant, run on the JVM by the emulator, against the fp64 reference. */
+/**
+ * Every GPU kernel variant, run on the JVM by the emulator, against the fp64 reference.
+ *
+ * <p>Table-driven: each {@link Shape} row runs every kernel of {@link DecodeGrid.Kernel} that can
+ * take it (fused and split-K into two partitions, each in both emulator schedules) plus the
+ * {@code @Parallel} variant. The emulator runs a virtual thread per
+ * work-item and passes a baton at every barrier and warp operation, so rows are kept small (tens
+ * of tokens, one or two KV heads and sequences: a few work-groups); together they cover
+ * every kernel x dtype x fused/split x schedule, block sizes 1, odd and 16, head dims 8 to 256
+ * including 80 (no warp kernel), MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
+ * kernel joins {@link DecodeGrid.Kernel} and {@link EmulatedDecode}; a new shape is one more row.
+ * Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
+ */
 class KernelVariantsTest {
     private static final double TOLERANCE = 1e-5;
 
-    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} d={5} bs={6} {7}")
-    @CsvSource({
-            "2, 1, 40, 8, 2, 64, 16, FP16",
-            "3, 1, 1, 4, 4, 128, 16, FP32",
-            "2, 16, 17, 8, 1, 80, 16, FP16",
-            "2, 30, 70, 16, 2, 128, 1, FP32",
-            "1, 100, 300, 8, 1, 256, 16, FP16",
-            "2, 5, 50, 12, 1, 32, 3, FP32",
-            "1, 20, 90, 2, 2, 8, 5, FP16",
-    })
-    void everyVariantMatchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int headDim,
-                                      int blockSize, KvDtype dtype) {
-        long seed = new SplittableRandom().nextLong();
-        System.out.printf("seed=%d batch=%d ctx=%d..%d q=%d kv=%d d=%d bs=%d %s%n", seed, batch, minLen, maxLen, qHeads, kvHeads,
-                headDim, blockSize, dtype);
-        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, headDim,
-                blockSize, dtype, seed);
+    /** One decode problem: {@code batch} sequences of lengths in {@code [minLen, maxLen]}; {@code covers} says why it is here. */
+    record Shape(String covers, int batch, int minLen, int maxLen, int qHeads, int kvHeads, int headDim, int blockSize,
+                 KvDtype dtype) {
+        @Override
+        public String toString() {
+            return String.format("%s: batch=%d ctx=%d..%d q=%d kv=%d d=%d bs=%d %s", covers, batch, minLen, maxLen, qHeads,
+                    kvHeads, headDim, blockSize, dtype);
+        }
+    }
+
+    static Stream<Shape> shapes() {
+        return Stream.of(
+                new Shape("GQA fp16, ragged, block size 16", 2, 5, 40, 8, 2, 32, 16, KvDtype.FP16),
+                new Shape("MQA fp32, odd block size", 1, 20, 40, 4, 1, 16, 3, KvDtype.FP32),
+                new Shape("MQA fp16, head dim 80 (no warp kernel), block size 1", 1, 9, 20, 8, 1, 80, 1, KvDtype.FP16),
+                new Shape("two head tiles (group of 12) fp32", 1, 5, 20, 12, 1, 8, 16, KvDtype.FP32),
+                new Shape("head dim 256 fp16, group of 2", 1, 9, 20, 2, 1, 256, 16, KvDtype.FP16),
+                new Shape("MHA fp32, one token", 1, 1, 1, 2, 2, 8, 16, KvDtype.FP32));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void everyVariantMatchesReference(Shape shape) {
+        long seed = TestSeeds.fresh("KernelVariantsTest " + shape);
+        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed),
+                shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed);
         double[] ref = w.reference();
-        int maxLenSeen = w.batch().maxContextLen();
-        for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
-            if (kernel == DecodeGrid.Kernel.AUTO || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(qHeads / kvHeads, headDim)) {
-                continue;
-            }
-            DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, maxLenSeen, false, 528, 256, kernel);
-            DecodeGrid split = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 8, kernel);
-            DecodeGrid split4 = DecodeGrid.plan(w.spec(), batch, maxLenSeen, true, 1 << 20, 24, kernel);
+        for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                check("fused " + fused + " " + s, ref, EmulatedDecode.attention(w, fused, s));
-                check("split-K " + split + " " + s, ref, EmulatedDecode.attention(w, split, s));
-                if (kernel != DecodeGrid.Kernel.WARP) { // its warp rendezvous make it the slowest to emulate
-                    check("split-K " + split4 + " " + s, ref, EmulatedDecode.attention(w, split4, s));
-                }
+                check(grid + " " + s, ref, EmulatedDecode.attention(w, grid, s));
             }
         }
         check("parallel", ref, EmulatedDecode.parallel(w));
+    }
+
+    /**
+     * Fused, and split into two partitions (the boundary falls inside a block where the block size
+     * allows), for every kernel that takes the shape; a one-token context has no split.
+     */
+    private static Set<DecodeGrid> grids(DecodeWorkload w) {
+        int numSeqs = w.batch().numSeqs();
+        int maxLen = w.batch().maxContextLen();
+        Set<DecodeGrid> grids = new LinkedHashSet<>();
+        for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
+            if (kernel == DecodeGrid.Kernel.AUTO
+                    || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
+                continue;
+            }
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel));
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, true, 1 << 20, Math.max(1, maxLen / 2), kernel));
+        }
+        return grids;
     }
 
     private static void check(String what, double[] ref, FloatArray out) {

@@ -2,6 +2,7 @@ package dev.pagedattn.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -24,8 +25,7 @@ class ScatterKernelsTest {
     @ParameterizedTest(name = "global size {0}")
     @ValueSource(ints = {32, 64, 256})
     void liveRowsLandAtTheirSlotsAndNothingElseChanges(int globalSize) {
-        long seed = new SplittableRandom().nextLong();
-        System.out.println("seed=" + seed + " global=" + globalSize);
+        long seed = TestSeeds.fresh("ScatterKernelsTest global size " + globalSize);
         SplittableRandom rnd = new SplittableRandom(seed);
         int width = HEADS * DIM;
         FloatArray stageK = new FloatArray(STAGED * width);

@@ -15,7 +15,7 @@ final class Bench {
 
     /**
      * Fails the benchmark when the cache verifies its invariants after every operation: those
-     * numbers would measure the checks. Says so in the output either way (STYLE.md rule 5).
+     * numbers would measure the checks. Says so in the output either way.
      */
     static void requireCheckedOff() {
         if (Checks.CHECKED) {

@@ -26,7 +26,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * One decode step of {@link JvmDecodeAttention} on a scaled-down standard workload
- * (PERFORMANCE.md): head dim 128, sequences owning disjoint shuffled blocks, one query token each.
+ * (benchmarks/README.md): head dim 128, sequences owning disjoint shuffled blocks, one query token each.
  * The primary score is decodes per second; {@code :gigabytes} is the effective bandwidth
  * (DecodeWorkload.minimumBytes per decode, GB/s), to be read against {@link StreamBenchmark}.
  *
