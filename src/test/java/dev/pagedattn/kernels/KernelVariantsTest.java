@@ -75,7 +75,8 @@ class KernelVariantsTest {
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
             if (kernel == DecodeGrid.Kernel.AUTO
-                    || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
+                    || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
+                    || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
                 continue;
             }
             grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel));
