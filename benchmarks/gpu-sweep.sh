@@ -13,7 +13,7 @@ out="${1:-benchmarks/results}"
 mkdir -p "$out"
 card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'unknown GPU')"
 seed="${SEED:-20261127}"
-ours_cmd="bin/pa-tornado ptx bench --seed $seed --out $out/ours.csv ${BENCH_ARGS:-}"
+ours_cmd="bin/pa-tornado ptx bench --seed $seed --out $out/ours.csv --prefill-out $out/ours-prefill.csv ${BENCH_ARGS:-}"
 grid=""
 for b in 1 8 32 64 128 256; do for l in 1024 4096 8192 16384 32768; do grid="$grid${grid:+,}${b}x$l"; done; done
 peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells $grid --out $out/peer.csv"
@@ -25,5 +25,9 @@ PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-900}" $peer_cmd || echo "peer grid s
 # The ragged row gets its own time limit: a varlen path that stalls must not cost the grid.
 PYTHONUNBUFFERED=1 timeout "${PEER_RAGGED_TIMEOUT:-240}" $ragged_cmd || echo "peer ragged row stopped early (rc=$?)" >&2
 [[ -f "$out/peer-ragged.csv" ]] && tail -n +2 "$out/peer-ragged.csv" >> "$out/peer.csv"
+# Prefill cells (512 new tokens over a cached 8k prefix, B 1/8/32): ours-prefill.csv from the bench above.
+prefill_cmd="python3 benchmarks/peer_torch_prefill.py --seed $seed --out $out/peer-prefill.csv"
+echo "== $prefill_cmd" >&2
+PYTHONUNBUFFERED=1 timeout "${PEER_PREFILL_TIMEOUT:-600}" $prefill_cmd || echo "peer prefill stopped early (rc=$?)" >&2
 bin/pa report --ours "$out/ours.csv" --peer "$out/peer.csv" --md benchmarks/RESULTS.md \
   --chart "$out/decode-bandwidth.png" --card "$card" --commands "$ours_cmd; $peer_cmd; $ragged_cmd"

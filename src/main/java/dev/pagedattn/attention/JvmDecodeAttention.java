@@ -130,6 +130,22 @@ public final class JvmDecodeAttention implements DecodeAttention {
         workers.close();
     }
 
+    /** {@code y[yOff ..] += a * x[xOff ..]} over {@code n} elements, on the {@link #VECTOR} path (prefill's V update). */
+    static void axpy(float[] y, int yOff, float a, float[] x, int xOff, int n) {
+        int i = 0;
+        if (VECTOR) {
+            var species = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+            var av = jdk.incubator.vector.FloatVector.broadcast(species, a);
+            for (int bound = species.loopBound(n); i < bound; i += species.length()) {
+                jdk.incubator.vector.FloatVector.fromArray(species, x, xOff + i)
+                        .fma(av, jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + i)).intoArray(y, yOff + i);
+            }
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += a * x[xOff + i];
+        }
+    }
+
     /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
         return JvmChunkKernel.dot(a, aOff, b, bOff, n, VECTOR);

@@ -3,6 +3,9 @@
  * {@link dev.pagedattn.attention.AttentionSpec}), the multi-threaded plain-JVM backend
  * ({@link dev.pagedattn.attention.JvmDecodeAttention}, with its split rule, worker pool, inner loop and fp16
  * widening in the {@code Jvm*} and {@code Fp16Widening} classes) that the GPU path is checked against, and the
- * fp64 textbook reference ({@link dev.pagedattn.attention.ReferenceAttention}) that checks both.
+ * fp64 textbook reference ({@link dev.pagedattn.attention.ReferenceAttention}) that checks both; and
+ * the same three for prefill, many causal query tokens per sequence
+ * ({@link dev.pagedattn.attention.PrefillAttention}, {@link dev.pagedattn.attention.PrefillBatch},
+ * {@link dev.pagedattn.attention.JvmPrefillAttention}, {@link dev.pagedattn.attention.ReferencePrefill}).
  */
 package dev.pagedattn.attention;

@@ -76,12 +76,42 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--out", description = "CSV to write (default: ${DEFAULT-VALUE}).", defaultValue = "benchmarks/results/ours.csv")
     Path out;
 
+    @Option(names = "--sweeps", split = ",", description = "Which sweeps: decode, prefill (default: ${DEFAULT-VALUE}).",
+            defaultValue = "decode,prefill")
+    String[] sweeps;
+
+    @Option(names = "--prefill-batches", split = ",", description = "Prefill cells: batch sizes (default: ${DEFAULT-VALUE}).",
+            defaultValue = "1,8,32")
+    int[] prefillBatches;
+
+    @Option(names = "--prefill-prefix", description = "Prefill cells: cached prefix tokens per sequence (default: ${DEFAULT-VALUE}).",
+            defaultValue = "8192")
+    int prefillPrefix;
+
+    @Option(names = "--prefill-query-len", description = "Prefill cells: new tokens per sequence (default: ${DEFAULT-VALUE}).",
+            defaultValue = "512")
+    int prefillQueryLen;
+
+    @Option(names = "--prefill-out", description = "Prefill CSV to write (default: ${DEFAULT-VALUE}).",
+            defaultValue = "benchmarks/results/ours-prefill.csv")
+    Path prefillOut;
+
     private List<DecodeGrid.Kernel> kernelList;
     private String backend; // of the device, lower case: every row's variant starts with it
 
     @Override
     public Integer call() throws IOException {
         kernelList = Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
+        List<String> sweepList = Arrays.asList(sweeps);
+        for (String sweep : sweeps) {
+            if (!sweep.equals("decode") && !sweep.equals("prefill")) {
+                throw new IllegalArgumentException("--sweeps=" + String.join(",", sweeps) + ": " + sweep + " is not one of decode, prefill");
+            }
+        }
+        if (prefillPrefix < 0 || prefillQueryLen < 1) {
+            throw new IllegalArgumentException("--prefill-prefix=" + prefillPrefix + " --prefill-query-len=" + prefillQueryLen
+                    + ": need prefix >= 0 and query-len >= 1");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -94,6 +124,12 @@ final class BenchCommand implements Callable<Integer> {
         }
         KvDtype kvDtype = KvDtype.parse(dtype);
         long s = seed != null ? seed : System.nanoTime();
+        if (!sweepList.contains("decode")) {
+            System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, device,
+                    iterations, s, prefillOut);
+            return 0;
+        }
         System.out.printf("bench: seed=%d dtype=%s variants=%s%n", s, dtype, String.join(",", variants));
         backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
         BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
@@ -135,6 +171,10 @@ final class BenchCommand implements Callable<Integer> {
             write(rows);
         }
         System.out.println("wrote " + out);
+        if (sweepList.contains("prefill")) {
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, device,
+                    iterations, s, prefillOut);
+        }
         return 0;
     }
 

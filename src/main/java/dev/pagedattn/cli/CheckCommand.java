@@ -32,8 +32,16 @@ final class CheckCommand implements Callable<Integer> {
     String variant;
 
     @Option(names = "--steps", description = "Decode steps; from the second on, every sequence first appends one new token"
-            + " (on a GPU it travels through the staging scatter) (default: ${DEFAULT-VALUE}).", defaultValue = "1")
+            + " (on a GPU it travels through the staging scatter); with --query-len every sequence appends its next chunk"
+            + " (default: ${DEFAULT-VALUE}).", defaultValue = "1")
     int steps;
+
+    @Option(names = "--query-len", description = "New query tokens per sequence, N or MIN..MAX, the last ones of each"
+            + " context (prefill); default: decode (one token).")
+    String queryLen;
+
+    @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
+    Integer window;
 
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
@@ -53,6 +61,10 @@ final class CheckCommand implements Callable<Integer> {
         BackendOptions.requireVariant("--variant", variant);
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
+        }
+        if (queryLen != null || window != null) {
+            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
+                    iterations, tolerance, steps);
         }
         shape.requireFits();
         int[] lengths = shape.lengths();

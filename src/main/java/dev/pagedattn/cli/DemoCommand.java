@@ -117,6 +117,8 @@ final class DemoCommand implements Callable<Integer> {
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
                 a, cache.numAllocatableBlocks(), config.numBlocks());
+        System.out.println();
+        ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 

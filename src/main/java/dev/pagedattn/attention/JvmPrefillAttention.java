@@ -1,0 +1,167 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvLayout;
+import dev.pagedattn.cache.KvPool;
+import java.util.Arrays;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ForkJoinPool;
+import java.util.stream.IntStream;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The plain-JVM prefill backend: one task per (sequence, KV head, tile of {@link #TILE_TOKENS}
+ * query tokens). A task widens each K and V block of its head once into fp32 scratch and uses it
+ * for every query token and query head of the tile that may see it, with a per-block online
+ * softmax per (token, head) row; blocks a row cannot see are skipped for that row.
+ *
+ * <p>Every row walks its visible positions block by block in the same order and with the same
+ * arithmetic as {@link JvmDecodeAttention} (same dot and axpy), so a row's result does not depend
+ * on the tile it lands in: a one-token prefill equals decode bit for bit, and the last n rows of a
+ * whole-prompt prefill equal a prefill of only those n tokens. Threads: {@code -Dpagedattn.jvm.threads}.
+ */
+public final class JvmPrefillAttention implements PrefillAttention {
+    /** Query tokens per task: the K/V of a block is widened once for all of them. */
+    public static final int TILE_TOKENS = 16;
+
+    private final KvCache cache;
+    private final AttentionSpec spec;
+    private final ForkJoinPool workers;
+
+    public JvmPrefillAttention(KvCache cache, AttentionSpec spec) {
+        spec.requireMatches(cache.config());
+        this.cache = cache;
+        this.spec = spec;
+        int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
+        if (threads < 1) {
+            throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
+        }
+        this.workers = new ForkJoinPool(threads);
+    }
+
+    @Override
+    public String name() {
+        return JvmDecodeAttention.VECTOR ? "jvm" : "jvm-scalar";
+    }
+
+    @Override
+    public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        PrefillAttention.requireShapes(spec, cache.config(), batch, layer, q, out);
+        int n = batch.numSeqs();
+        int[] firstTask = new int[n + 1]; // [numSeqs + 1] task index of each sequence's first tile
+        for (int i = 0; i < n; i++) {
+            int tiles = (batch.qLen(i) + TILE_TOKENS - 1) / TILE_TOKENS;
+            firstTask[i + 1] = firstTask[i] + tiles * spec.numKvHeads();
+        }
+        try {
+            workers.submit(() -> IntStream.range(0, firstTask[n]).parallel().forEach(t -> {
+                int seq = Arrays.binarySearch(firstTask, t); // strictly increasing: every sequence has a tile
+                seq = seq >= 0 ? seq : -seq - 2;
+                int local = t - firstTask[seq];
+                attendTile(batch, layer, seq, local % spec.numKvHeads(), local / spec.numKvHeads() * TILE_TOKENS, q, out);
+            })).get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("prefill interrupted", e);
+        } catch (ExecutionException e) {
+            throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+        }
+    }
+
+    @Override
+    public void close() {
+        workers.shutdown();
+    }
+
+    /** Query tokens {@code firstToken ..} (at most TILE_TOKENS) of {@code seq}, all heads of {@code kvHead}'s group. */
+    private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out) {
+        DecodeBatch kv = batch.kv();
+        KvLayout layout = cache.layout();
+        KvPool keys = cache.keys(layer);
+        KvPool values = cache.values(layer);
+        int d = spec.headDim();
+        int g = spec.groupSize();
+        int bs = cache.config().blockSize();
+        int tokens = Math.min(TILE_TOKENS, batch.qLen(seq) - firstToken);
+        int rows = tokens * g;                 // row r = token (r / g), head (r % g) of the group
+        int[] pos = new int[tokens];           // [tokens] position of each query token
+        int[] first = new int[tokens];         // [tokens] first visible position
+        for (int j = 0; j < tokens; j++) {
+            pos[j] = batch.position(seq, firstToken + j);
+            first[j] = batch.firstVisible(seq, firstToken + j);
+        }
+        float[] qs = new float[rows * d];      // [rows][d], pre-scaled
+        float[] acc = new float[rows * d];     // [rows][d]
+        float[] max = new float[rows];
+        float[] sum = new float[rows];
+        float[] kTile = new float[bs * d];     // [slot][d]
+        float[] vTile = new float[bs * d];     // [slot][d]
+        float[] p = new float[rows * bs];      // [rows][slot] scores, then probabilities
+        for (int j = 0; j < tokens; j++) {
+            int qBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
+            for (int i = 0; i < g * d; i++) {
+                qs[j * g * d + i] = q.get(qBase + i) * spec.scale();
+            }
+        }
+        Arrays.fill(max, Float.NEGATIVE_INFINITY);
+
+        int lo = first[0];                     // the tile's smallest visible position
+        int hi = pos[tokens - 1];              // and its largest
+        for (int b = lo / bs; b <= hi / bs; b++) {
+            int start = b * bs;
+            int n = Math.min(bs, hi + 1 - start);
+            int base = layout.tileBase(kv.block(seq, b), kvHead);
+            keys.read(base, kTile, 0, n * d);
+            boolean vRead = false;
+            for (int j = 0; j < tokens; j++) {
+                int from = Math.max(first[j], start) - start;   // visible slots of this block: [from, to)
+                int to = Math.min(pos[j] + 1, start + n) - start;
+                if (from >= to) {
+                    continue;
+                }
+                if (!vRead) {
+                    values.read(base, vTile, 0, n * d);
+                    vRead = true;
+                }
+                for (int h = 0; h < g; h++) {
+                    int r = j * g + h;
+                    float blockMax = Float.NEGATIVE_INFINITY;
+                    for (int t = from; t < to; t++) {
+                        float s = JvmDecodeAttention.dot(qs, r * d, kTile, t * d, d);
+                        p[r * bs + t] = s;
+                        blockMax = Math.max(blockMax, s);
+                    }
+                    float newMax = Math.max(max[r], blockMax);
+                    float correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
+                    float blockSum = 0;
+                    for (int t = from; t < to; t++) {
+                        float e = (float) Math.exp(p[r * bs + t] - newMax);
+                        p[r * bs + t] = e;
+                        blockSum += e;
+                    }
+                    sum[r] = sum[r] * correction + blockSum;
+                    max[r] = newMax;
+                    if (correction != 1f) {
+                        for (int i = 0; i < d; i++) {
+                            acc[r * d + i] *= correction;
+                        }
+                    }
+                    for (int t = from; t < to; t++) {
+                        JvmDecodeAttention.axpy(acc, r * d, p[r * bs + t], vTile, t * d, d);
+                    }
+                }
+            }
+        }
+        for (int j = 0; j < tokens; j++) {
+            int oBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
+            for (int h = 0; h < g; h++) {
+                int r = j * g + h;
+                float inv = 1f / sum[r];
+                for (int i = 0; i < d; i++) {
+                    out.set(oBase + h * d + i, acc[r * d + i] * inv);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import java.lang.reflect.InvocationTargetException;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Batched prefill attention: sequence i brings {@code qLen_i >= 1} query tokens whose K/V are
+ * already in its cache; each attends causally (and within the batch's sliding window) to its own
+ * sequence's K/V, read only through the batch's block tables. Every backend implements the same
+ * contract.
+ *
+ * <pre>
+ *  q   [totalQueries][numQHeads][headDim]  fp32, rows packed by PrefillBatch.qIndptr
+ *  out [totalQueries][numQHeads][headDim]  fp32, every element written
+ * </pre>
+ * Scores are {@code scale * q.k} in fp32, masked to the visible positions, softmax in the stable
+ * online form, output the softmax-weighted sum of V.
+ */
+public interface PrefillAttention extends AutoCloseable {
+
+    /** Runs prefill attention over {@code batch} in {@code layer}. */
+    void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out);
+
+    /** Short name for output. */
+    String name();
+
+    /** Device time of the last {@link #prefill} in nanoseconds, or -1 without a device clock. */
+    default long lastDeviceNanos() {
+        return -1;
+    }
+
+    @Override
+    default void close() {
+    }
+
+    /** Creates {@code backend} ({@code jvm} or {@code tornado}); {@code device} is TornadoVM's B:D or null. */
+    static PrefillAttention create(String backend, KvCache cache, AttentionSpec spec, String device) {
+        switch (backend) {
+            case "jvm":
+                return new JvmPrefillAttention(cache, spec);
+            case "tornado":
+                if (!Backends.tornadoRuntimePresent()) {
+                    throw new IllegalArgumentException("backend=tornado needs the TornadoVM runtime: start the program with"
+                            + " TornadoVM's tornado launcher (see README, 'Running on a GPU with TornadoVM')");
+                }
+                try {
+                    return (PrefillAttention) Class.forName("dev.pagedattn.tornado.TornadoPrefillAttention")
+                            .getConstructor(KvCache.class, AttentionSpec.class, String.class)
+                            .newInstance(cache, spec, device);
+                } catch (InvocationTargetException e) {
+                    throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+                } catch (ReflectiveOperationException e) {
+                    throw new IllegalStateException("cannot create the TornadoVM prefill backend", e);
+                }
+            default:
+                throw new IllegalArgumentException("backend=" + backend + " is not one of jvm, tornado");
+        }
+    }
+
+    /** Checks the shapes of one call; messages name the bad value. */
+    static void requireShapes(AttentionSpec spec, KvCacheConfig config, PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (batch == null) {
+            throw new IllegalArgumentException("batch=null");
+        }
+        if (layer < 0 || layer >= config.numLayers()) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
+        }
+        batch.requireFits(config);
+        long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
+        if (q == null || q.getSize() != n) {
+            throw new IllegalArgumentException("q.size=" + (q == null ? "null" : q.getSize())
+                    + " expected totalQueries*numQHeads*headDim=" + n);
+        }
+        if (out == null || out.getSize() != n) {
+            throw new IllegalArgumentException("out.size=" + (out == null ? "null" : out.getSize()) + " expected " + n);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCacheConfig;
+
+/**
+ * What a prefill step reads: the sequences' block tables and context lengths (a {@link DecodeBatch},
+ * which already counts the new tokens, whose K/V are in the cache) plus the ragged query layout in
+ * FlashInfer's form and an optional sliding window. Validated on construction.
+ *
+ * <pre>
+ *  kv          block tables [numSeqs][maxBlocksPerSeq], contextLens [numSeqs]  (see DecodeBatch)
+ *  qIndptr     [numSeqs + 1]  query rows of sequence i are qIndptr[i] .. qIndptr[i+1]-1 of the packed
+ *                             q/out [totalQueries][numQHeads][headDim]; qIndptr[0] = 0
+ *  qLen_i      qIndptr[i+1] - qIndptr[i], in [1, contextLen_i]
+ *  query j of sequence i sits at position p = contextLen_i - qLen_i + j and attends to positions
+ *  max(0, p - window + 1) .. p of its own sequence (causal; window = NO_WINDOW: all of 0 .. p)
+ * </pre>
+ * Decode is the case {@code qLen_i = 1} for every i without a window.
+ */
+public final class PrefillBatch {
+    /** No sliding window: every query attends to its whole causal prefix. */
+    public static final int NO_WINDOW = Integer.MAX_VALUE;
+
+    private final DecodeBatch kv;
+    private final int[] qIndptr;  // [numSeqs + 1]
+    private final int window;
+
+    private PrefillBatch(DecodeBatch kv, int[] qIndptr, int window) {
+        this.kv = kv;
+        this.qIndptr = qIndptr;
+        this.window = window;
+    }
+
+    /** A batch from per-sequence query counts. */
+    public static PrefillBatch of(DecodeBatch kv, int[] qLens, int window) {
+        if (kv == null || qLens == null) {
+            throw new IllegalArgumentException("kv=" + kv + " qLens=" + (qLens == null ? "null" : qLens.length) + ": both are needed");
+        }
+        int[] indptr = new int[qLens.length + 1];
+        for (int i = 0; i < qLens.length; i++) {
+            if (qLens[i] < 1) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " must be >= 1");
+            }
+            long next = (long) indptr[i] + qLens[i];
+            if (next > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " makes the total query count overflow an int");
+            }
+            indptr[i + 1] = (int) next;
+        }
+        return ofIndptr(kv, indptr, window);
+    }
+
+    /** A batch from FlashInfer's {@code qo_indptr}. */
+    public static PrefillBatch ofIndptr(DecodeBatch kv, int[] qIndptr, int window) {
+        if (kv == null || qIndptr == null) {
+            throw new IllegalArgumentException("kv=" + kv + " qIndptr=" + (qIndptr == null ? "null" : qIndptr.length) + ": both are needed");
+        }
+        int n = kv.numSeqs();
+        if (qIndptr.length != n + 1) {
+            throw new IllegalArgumentException("qIndptr.length=" + qIndptr.length + " must be numSeqs + 1 = " + (n + 1));
+        }
+        if (qIndptr[0] != 0) {
+            throw new IllegalArgumentException("qIndptr[0]=" + qIndptr[0] + " must be 0");
+        }
+        for (int i = 0; i < n; i++) {
+            int qLen = qIndptr[i + 1] - qIndptr[i];
+            if (qIndptr[i + 1] < qIndptr[i]) {
+                throw new IllegalArgumentException("qIndptr[" + (i + 1) + "]=" + qIndptr[i + 1] + " < qIndptr[" + i + "]="
+                        + qIndptr[i] + ": qIndptr must not decrease");
+            }
+            if (qLen < 1) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLen + " must be >= 1 (qIndptr[" + i + "]=qIndptr["
+                        + (i + 1) + "]=" + qIndptr[i] + ")");
+            }
+            if (qLen > kv.contextLen(i)) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLen + " exceeds contextLen[" + i + "]=" + kv.contextLen(i)
+                        + ": the new tokens' K/V must be in the cache before prefill");
+            }
+        }
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or NO_WINDOW)");
+        }
+        return new PrefillBatch(kv, qIndptr.clone(), window);
+    }
+
+    /** Checks the batch against a cache; backends call it before every launch. */
+    public void requireFits(KvCacheConfig config) {
+        kv.requireFits(config);
+    }
+
+    /** Block tables and context lengths (which include the new tokens). */
+    public DecodeBatch kv() {
+        return kv;
+    }
+
+    public int numSeqs() {
+        return kv.numSeqs();
+    }
+
+    /** Query rows in the packed q/out. */
+    public int totalQueries() {
+        return qIndptr[qIndptr.length - 1];
+    }
+
+    /** First packed query row of sequence {@code i}. */
+    public int qStart(int i) {
+        return qIndptr[i];
+    }
+
+    public int qLen(int i) {
+        return qIndptr[i + 1] - qIndptr[i];
+    }
+
+    /** The longest query run in the batch. */
+    public int maxQLen() {
+        int m = 0;
+        for (int i = 0; i < numSeqs(); i++) {
+            m = Math.max(m, qLen(i));
+        }
+        return m;
+    }
+
+    public int contextLen(int i) {
+        return kv.contextLen(i);
+    }
+
+    /** Sliding window in tokens, or {@link #NO_WINDOW}. */
+    public int window() {
+        return window;
+    }
+
+    /** {@code [numSeqs + 1]}, a copy. */
+    public int[] qIndptr() {
+        return qIndptr.clone();
+    }
+
+    /** Position of query {@code j} of sequence {@code i}. */
+    public int position(int i, int j) {
+        return contextLen(i) - qLen(i) + j;
+    }
+
+    /** First position query {@code j} of sequence {@code i} attends to. */
+    public int firstVisible(int i, int j) {
+        return visibleFrom(position(i, j), window);
+    }
+
+    /** {@code max(0, p - window + 1)} without overflow. */
+    public static int visibleFrom(int position, int window) {
+        return Math.max(0, position - window + 1);
+    }
+
+    /**
+     * Score-carrying (query, key) pairs of the batch: the FLOPs of a prefill are {@code 4 * this *
+     * numQHeads * headDim} (QK^T and PV, a multiply-add each).
+     */
+    public long attendedPairs() {
+        long s = 0;
+        for (int i = 0; i < numSeqs(); i++) {
+            for (int j = 0; j < qLen(i); j++) {
+                s += position(i, j) - firstVisible(i, j) + 1;
+            }
+        }
+        return s;
+    }
+}

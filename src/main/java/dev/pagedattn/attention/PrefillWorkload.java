@@ -1,0 +1,86 @@
+package dev.pagedattn.attention;
+
+import java.util.SplittableRandom;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * A random prefill problem: the cache of a {@link DecodeWorkload} (context lengths include the new
+ * tokens, whose K/V are already there), {@code qLen_i} new query tokens per sequence, an optional
+ * window, and random packed queries. Used by the CLI's check and bench and by the tests.
+ */
+public final class PrefillWorkload {
+    private final DecodeWorkload kv;
+    private final PrefillBatch batch;
+    private final FloatArray q; // [totalQueries][numQHeads][headDim]
+
+    private PrefillWorkload(DecodeWorkload kv, PrefillBatch batch, FloatArray q) {
+        this.kv = kv;
+        this.batch = batch;
+        this.q = q;
+    }
+
+    /**
+     * @param lengths context length per sequence (cached prefix + new tokens)
+     * @param qLens   new query tokens per sequence, each in [1, lengths[i]]
+     * @param window  sliding window or {@link PrefillBatch#NO_WINDOW}
+     */
+    public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
+                                         int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed) {
+        return create(lengths, qLens, window, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0);
+    }
+
+    /** Same, with room in the pool for {@code spareTokensPerSeq} more tokens per sequence (later chunks). */
+    public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
+                                         int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq) {
+        if (qLens.length != lengths.length) {
+            throw new IllegalArgumentException("qLens.length=" + qLens.length + " does not match lengths.length=" + lengths.length);
+        }
+        for (int i = 0; i < lengths.length; i++) {
+            if (qLens[i] > lengths[i]) { // checked before the (possibly large) cache is built
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " exceeds contextLen[" + i + "]=" + lengths[i]);
+            }
+        }
+        DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq);
+        PrefillBatch batch = PrefillBatch.of(kv.batch(), qLens, window);
+        SplittableRandom random = new SplittableRandom(seed ^ 0x9F11L);
+        FloatArray q = new FloatArray(batch.totalQueries() * numQHeads * headDim);
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        return new PrefillWorkload(kv, batch, q);
+    }
+
+    /** The cache, spec and sequences (its own decode query is unused here). */
+    public DecodeWorkload kv() {
+        return kv;
+    }
+
+    public AttentionSpec spec() {
+        return kv.spec();
+    }
+
+    public PrefillBatch batch() {
+        return batch;
+    }
+
+    public FloatArray q() {
+        return q;
+    }
+
+    /** A fresh output array poisoned with NaN. */
+    public FloatArray poisonedOutput() {
+        FloatArray out = new FloatArray(q.getSize());
+        out.init(Float.NaN);
+        return out;
+    }
+
+    /** The fp64 reference for this workload. */
+    public double[] reference() {
+        return ReferencePrefill.prefill(kv.cache(), spec(), 0, kv.seqs(), batch, q);
+    }
+
+    /** FLOPs of the step: QK^T and PV over every visible (query, key) pair, 2 each per head and dim. */
+    public double flops() {
+        return 4.0 * batch.attendedPairs() * spec().numQHeads() * spec().headDim();
+    }
+}

@@ -1,0 +1,102 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvLayout;
+import dev.pagedattn.cache.PageTable;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongConsumer;
+import java.util.stream.IntStream;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Textbook prefill attention in fp64, for checking backends. Like {@link ReferenceAttention} it
+ * gathers K and V through each sequence's own {@link PageTable}, not through the batch's block
+ * tables, and for every query token computes a two-pass softmax over exactly the positions it may
+ * see: {@code max(0, p - window + 1) .. p}.
+ */
+public final class ReferencePrefill {
+    private ReferencePrefill() {
+    }
+
+    /**
+     * Attention for row i of {@code batch} = sequence {@code seqs[i]}; result
+     * {@code [totalQueries][numQHeads][headDim]}. Only the batch's lengths, query layout and window
+     * are used.
+     */
+    public static double[] prefill(KvCache cache, AttentionSpec spec, int layer, int[] seqs, PrefillBatch batch, FloatArray q) {
+        return prefill(cache, spec, layer, seqs, batch, q, n -> { });
+    }
+
+    /** Same; {@code progress} receives the number of sequences done. */
+    public static double[] prefill(KvCache cache, AttentionSpec spec, int layer, int[] seqs, PrefillBatch batch, FloatArray q,
+                                   LongConsumer progress) {
+        spec.requireMatches(cache.config());
+        if (seqs.length != batch.numSeqs()) {
+            throw new IllegalArgumentException("seqs.length=" + seqs.length + " does not match batch numSeqs=" + batch.numSeqs());
+        }
+        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
+        AtomicLong done = new AtomicLong();
+        IntStream.range(0, seqs.length).parallel().forEach(i -> {
+            attendSequence(cache, spec, layer, seqs[i], batch, i, q, out);
+            long n = done.incrementAndGet();
+            synchronized (done) {
+                progress.accept(n);
+            }
+        });
+        return out;
+    }
+
+    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int row,
+                                       FloatArray q, double[] out) {
+        KvCacheConfig c = cache.config();
+        KvLayout layout = cache.layout();
+        PageTable table = cache.pageTable(seq);
+        int len = batch.contextLen(row);
+        if (len > table.numTokens()) {
+            throw new IllegalArgumentException("contextLen[" + row + "]=" + len + " exceeds seq=" + seq + " length " + table.numTokens());
+        }
+        int d = spec.headDim();
+        double[] k = new double[len * d];
+        double[] v = new double[len * d];
+        double[] scores = new double[len];
+        for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
+            for (int pos = 0; pos < len; pos++) {
+                int block = table.block(pos / c.blockSize());
+                for (int e = 0; e < d; e++) {
+                    int at = layout.offset(block, kvHead, pos % c.blockSize(), e);
+                    k[pos * d + e] = cache.keys(layer).get(at);
+                    v[pos * d + e] = cache.values(layer).get(at);
+                }
+            }
+            for (int j = 0; j < batch.qLen(row); j++) {
+                int p = batch.position(row, j);
+                int first = batch.firstVisible(row, j);
+                for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
+                    int qBase = ((batch.qStart(row) + j) * spec.numQHeads() + h) * d;
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int pos = first; pos <= p; pos++) {
+                        double s = 0;
+                        for (int e = 0; e < d; e++) {
+                            s += (double) q.get(qBase + e) * k[pos * d + e];
+                        }
+                        scores[pos] = s * spec.scale();
+                        max = Math.max(max, scores[pos]);
+                    }
+                    double total = 0;
+                    for (int pos = first; pos <= p; pos++) {
+                        scores[pos] = Math.exp(scores[pos] - max);
+                        total += scores[pos];
+                    }
+                    for (int e = 0; e < d; e++) {
+                        double o = 0;
+                        for (int pos = first; pos <= p; pos++) {
+                            o += scores[pos] * v[pos * d + e];
+                        }
+                        out[qBase + e] = o / total;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.PrefillWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.PrefillGrid;
+import dev.pagedattn.tornado.TornadoPrefillAttention;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The prefill cells of {@code bench}: chunked prefill of {@code queryLen} new tokens per sequence
+ * over a cached prefix of {@code prefix} tokens (Llama-3-8B heads), timed with TornadoVM's profiler.
+ * The check against fp64 samples 16 query rows at each end of the chunk of the first and the last
+ * sequence (the whole fp64 prefill of a 32 x 512 x 8k cell takes minutes on a CPU). The CSV shares
+ * its columns with benchmarks/peer_torch_prefill.py.
+ */
+final class PrefillBench {
+    static final String HEADER = "impl,variant,dtype,batch,prefix,query_len,status,min_us,median_us,max_us,flops,tflops,rel_l2,note";
+    private static final int SAMPLE = 16;
+
+    private PrefillBench() {
+    }
+
+    static void run(int[] batches, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
+                    String device, int iterations, long seed, Path out) throws IOException {
+        List<String> lines = new ArrayList<>();
+        lines.add(HEADER);
+        for (int b : batches) {
+            lines.add(cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, device, iterations, seed));
+            if (out.getParent() != null) {
+                Files.createDirectories(out.getParent());
+            }
+            Files.write(out, lines);
+        }
+        System.out.println("wrote " + out);
+    }
+
+    private static String cell(int batch, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize,
+                               KvDtype dtype, String device, int iterations, long seed) {
+        String dt = dtype.name().toLowerCase(Locale.ROOT);
+        int[] lengths = new int[batch];
+        int[] qLens = new int[batch];
+        Arrays.fill(lengths, prefix + queryLen);
+        Arrays.fill(qLens, queryLen);
+        String head = String.join(",", "ours", "prefill", dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
+        PrefillWorkload w;
+        try {
+            w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch);
+        } catch (IllegalArgumentException e) {
+            System.out.printf("prefill %4d x %d+%d does not fit: %s%n", batch, prefix, queryLen, e.getMessage());
+            return head + ",does-not-fit,,,,,,," + e.getMessage().replace(',', ';');
+        }
+        double flops = w.flops();
+        try (TornadoPrefillAttention attention = new TornadoPrefillAttention(w.kv().cache(), w.spec(), device)) {
+            FloatArray result = w.poisonedOutput();
+            for (int i = 0; i < 2; i++) {
+                attention.prefill(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
+            }
+            long[] nanos = new long[iterations];
+            for (int i = 0; i < iterations; i++) {
+                if (i == iterations - 1) {
+                    result.init(Float.NaN);
+                }
+                attention.prefill(w.batch(), 0, w.q(), result);
+                nanos[i] = attention.lastDeviceNanos();
+            }
+            Arrays.sort(nanos);
+            double rel = Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1));
+            double tflops = flops / nanos[0] / 1e3;
+            String grid = PrefillGrid.plan(w.spec(), w.batch()).toString().replace("PrefillGrid", "").replace(",", ";");
+            System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s%n",
+                    batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel, grid);
+            return head + "," + (rel < 1e-2 ? "ok" : "wrong") + String.format(Locale.ROOT, ",%.2f,%.2f,%.2f,%.4g,%.3f,%.3e,",
+                    nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, flops, tflops, rel)
+                    + "fp64 check: 2x" + SAMPLE + " rows of the first and last sequence; " + grid;
+        } catch (RuntimeException e) {
+            System.out.printf("prefill %4d x %d+%d error: %s%n", batch, prefix, queryLen, e);
+            return head + ",error,,,,,,," + String.valueOf(e.getMessage()).replace('\n', ' ').replace(',', ';');
+        }
+    }
+
+    /**
+     * Relative L2 of the first and last {@link #SAMPLE} query rows of sequence {@code i}: each sample
+     * is a prefill whose context ends right after its last query, checked by {@link ReferencePrefill}.
+     */
+    private static double sampledError(PrefillWorkload w, FloatArray out, int i) {
+        AttentionSpec spec = w.spec();
+        PrefillBatch b = w.batch();
+        int row = spec.numQHeads() * spec.headDim();
+        int n = Math.min(SAMPLE, b.qLen(i));
+        double worst = 0;
+        for (int first : new int[] {0, b.qLen(i) - n}) {
+            int end = b.position(i, first + n - 1) + 1; // context of the sample
+            DecodeBatch kv = w.kv().cache().batch(w.kv().seqs()[i]);
+            DecodeBatch cut = DecodeBatch.of(w.kv().cache().config(), new int[][] {rowOf(kv)},
+                    new int[] {end});
+            PrefillBatch sample = PrefillBatch.of(cut, new int[] {n}, b.window());
+            FloatArray q = new FloatArray(n * row);
+            FloatArray got = new FloatArray(n * row);
+            int from = (b.qStart(i) + first) * row;
+            for (int e = 0; e < n * row; e++) {
+                q.set(e, w.q().get(from + e));
+                got.set(e, out.get(from + e));
+            }
+            double[] ref = ReferencePrefill.prefill(w.kv().cache(), spec, 0, new int[] {w.kv().seqs()[i]}, sample, q);
+            double rel = ReferenceAttention.relativeL2(got, ref);
+            worst = Double.isNaN(rel) ? Double.NaN : Math.max(worst, rel);
+            if (Double.isNaN(worst)) {
+                return worst;
+            }
+        }
+        return worst;
+    }
+
+    private static int[] rowOf(DecodeBatch single) {
+        int[] row = new int[single.maxBlocksPerSeq()];
+        for (int j = 0; j < row.length; j++) {
+            row[j] = single.block(0, j);
+        }
+        return row;
+    }
+}

@@ -1,0 +1,145 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.PrefillAttention;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.PrefillWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.cache.OutOfBlocksException;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * {@code check --query-len N|MIN..MAX [--window W]}: prefill attention for a shape (the new tokens
+ * are the last qLen of each context), checked against the fp64 reference and timed.
+ */
+final class PrefillCheck {
+    private PrefillCheck() {
+    }
+
+    /** Query lengths per sequence from {@code --query-len}, each checked against its context. */
+    static int[] queryLens(String queryLen, int[] contexts, long seed) {
+        int min;
+        int max;
+        try {
+            int dots = queryLen.indexOf("..");
+            if (dots >= 0) {
+                min = Integer.parseInt(queryLen.substring(0, dots).trim());
+                max = Integer.parseInt(queryLen.substring(dots + 2).trim());
+            } else {
+                min = max = Integer.parseInt(queryLen.trim());
+            }
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--query-len=" + queryLen + " is not a length or a MIN..MAX range");
+        }
+        if (min < 1 || max < min) {
+            throw new IllegalArgumentException("--query-len=" + queryLen + " needs 1 <= MIN <= MAX");
+        }
+        SplittableRandom r = new SplittableRandom(seed ^ 0x0A11CEL);
+        int[] out = new int[contexts.length];
+        for (int i = 0; i < contexts.length; i++) {
+            out[i] = min == max ? min : min + r.nextInt(max - min + 1);
+            if (out[i] > contexts[i]) {
+                throw new IllegalArgumentException("--query-len=" + queryLen + " gives sequence " + i + " " + out[i]
+                        + " new tokens but its --context is " + contexts[i] + " (the new tokens are part of the context)");
+            }
+        }
+        return out;
+    }
+
+    static int window(Integer window) {
+        if (window == null) {
+            return PrefillBatch.NO_WINDOW;
+        }
+        if (window < 1) {
+            throw new IllegalArgumentException("--window=" + window + " must be >= 1");
+        }
+        return window;
+    }
+
+    static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
+                   double tolerance, int steps) {
+        int window = window(windowOption);
+        int[] lengths = shape.lengths();
+        int[] qLens = queryLens(queryLen, lengths, shape.seed());
+        int maxQLen = Arrays.stream(qLens).max().orElse(1);
+        long spare = (long) (steps - 1) * maxQLen;
+        if (spare > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("--steps=" + steps + " x --query-len=" + queryLen + " new tokens do not fit a cache");
+        }
+        // Everything that can refuse the run (shapes, cache size, backend) does so before the first line is printed.
+        PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
+                shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare);
+        SplittableRandom random = new SplittableRandom(shape.seed() + 1);
+        try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
+            System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("
+                    + Arrays.stream(qLens).asLongStream().sum() + " queries)"
+                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
+            int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance);
+            for (int step = 2; step <= steps; step++) {
+                PrefillBatch batch = appendChunk(w, qLens, window, random);
+                FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
+                for (int i = 0; i < q.getSize(); i++) {
+                    q.set(i, (float) (random.nextDouble() * 2 - 1));
+                }
+                System.out.printf("step %d (the next chunk: every sequence appends its query-len new tokens first):%n", step);
+                status = Math.max(status, measure(attention, w, batch, q, 1, tolerance));
+            }
+            return status;
+        }
+    }
+
+    /** Appends {@code qLens[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */
+    private static PrefillBatch appendChunk(PrefillWorkload w, int[] qLens, int window, SplittableRandom random) {
+        int[] seqs = w.kv().seqs();
+        int width = w.kv().cache().config().tokenWidth();
+        for (int i = 0; i < seqs.length; i++) {
+            float[] k = new float[qLens[i] * width];
+            float[] v = new float[k.length];
+            for (int e = 0; e < k.length; e++) {
+                k[e] = (float) (random.nextDouble() * 2 - 1);
+                v[e] = (float) (random.nextDouble() * 2 - 1);
+            }
+            try {
+                w.kv().cache().appendTokens(seqs[i], k, v);
+            } catch (OutOfBlocksException e) {
+                throw new IllegalArgumentException("--steps: the cache has no spare blocks left for the next chunk of --query-len tokens"
+                        + " (" + e.getMessage() + ")");
+            }
+        }
+        return PrefillBatch.of(w.kv().cache().batch(seqs), qLens, window);
+    }
+
+    private static int measure(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, FloatArray q, int iterations,
+                               double tolerance) {
+        FloatArray out = new FloatArray(q.getSize());
+        out.init(Float.NaN);
+        long[] nanos = new long[iterations];
+        if (iterations > 1) {
+            attention.prefill(batch, 0, q, out); // warm-up
+            out.init(Float.NaN);
+        }
+        for (int i = 0; i < iterations; i++) {
+            long t0 = System.nanoTime();
+            attention.prefill(batch, 0, q, out);
+            long wall = System.nanoTime() - t0;
+            nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
+        }
+        double flops = 4.0 * batch.attendedPairs() * w.spec().numQHeads() * w.spec().headDim();
+        double[] ref;
+        try (Progress p = new Progress("fp64 reference", batch.numSeqs(), flops)) {
+            ref = ReferencePrefill.prefill(w.kv().cache(), w.spec(), 0, w.kv().seqs(), batch, q, p.consumer());
+        }
+        double rel = ReferenceAttention.relativeL2(out, ref);
+        double abs = ReferenceAttention.maxAbsError(out, ref);
+        long[] sorted = nanos.clone();
+        Arrays.sort(sorted);
+        boolean ok = rel <= tolerance; // NaN fails
+        System.out.printf("backend=%s time min=%.3f ms median=%.3f ms max=%.3f ms  %.3f TFLOP/s (%.3g FLOP)%n", attention.name(),
+                sorted[0] / 1e6, sorted[sorted.length / 2] / 1e6, sorted[sorted.length - 1] / 1e6, flops / sorted[0] / 1e3, flops);
+        System.out.printf("error vs fp64 reference: relative L2=%.3e max abs=%.3e tolerance=%.1e -> %s%n",
+                rel, abs, tolerance, ok ? "PASS" : "FAIL");
+        return ok ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+}

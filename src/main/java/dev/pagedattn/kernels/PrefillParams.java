@@ -1,0 +1,30 @@
+package dev.pagedattn.kernels;
+
+/**
+ * Slots of the per-step {@code params} IntArray the prefill kernels read (TornadoVM freezes
+ * scalar arguments at JIT time, so everything that changes between steps travels here).
+ */
+public final class PrefillParams {
+    /** Sequences in this step's batch. */
+    public static final int NUM_SEQS = 0;
+    /** {@code layer * layerStride}: where the layer starts in each pool. */
+    public static final int LAYER_BASE = 1;
+    /** Columns of blockTables. */
+    public static final int MAX_BLOCKS_PER_SEQ = 2;
+    /** Context tokens per partition (split along the context), a multiple of {@link PrefillKernels#KV_TILE}. */
+    public static final int PARTITION_TOKENS = 3;
+    /** Partitions of the longest context; the grid's partition dimension. */
+    public static final int MAX_PARTITIONS = 4;
+    /** Query tiles of the longest query run; the grid's query-tile dimension. */
+    public static final int MAX_Q_TILES = 5;
+    /** Sliding window in tokens ({@code Integer.MAX_VALUE}: none). */
+    public static final int WINDOW = 6;
+    /** 1 to skip attention and merge (a scatter-only execution). */
+    public static final int SKIP_ATTENTION = 7;
+    /** Packed query rows (qIndptr[numSeqs]). */
+    public static final int TOTAL_QUERIES = 8;
+    public static final int SIZE = 9;
+
+    private PrefillParams() {
+    }
+}

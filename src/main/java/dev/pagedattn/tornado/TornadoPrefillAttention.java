@@ -1,0 +1,278 @@
+package dev.pagedattn.tornado;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillAttention;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.KvPool;
+import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.PrefillKernels;
+import dev.pagedattn.kernels.PrefillParams;
+import dev.pagedattn.kernels.ScatterKernels;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import uk.ac.manchester.tornado.api.GridScheduler;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.TaskGraph;
+import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.WorkerGrid1D;
+import uk.ac.manchester.tornado.api.enums.DataTransferMode;
+import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
+
+/**
+ * Prefill attention on a TornadoVM device with the K/V pools resident there: one task graph of
+ * {@code scatter} (the tokens written since the last step, from the cache's dirty-slot journal, into
+ * the device pools), {@code attention} ({@link PrefillKernels}) and {@code merge}. The pools are
+ * uploaded on the first execution only; every step sends the queries, block tables, lengths, query
+ * indptr, per-step params and the staged new tokens.
+ *
+ * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
+ * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step; a
+ * larger step rebuilds the plan, which uploads the pools again. Not thread-safe.
+ */
+public final class TornadoPrefillAttention implements PrefillAttention {
+    /** Token slots staged per execution; more take extra scatter-only executions. */
+    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
+    private static final int LOCAL = PrefillGrid.LOCAL;
+    private static final int HELPER_GLOBAL = 264 * LOCAL;
+
+    private final KvCache cache;
+    private final KvCacheConfig config;
+    private final AttentionSpec spec;
+    private final String device;
+    private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
+    private long lastDeviceNanos = -1;
+
+    public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
+        spec.requireMatches(cache.config());
+        if (device != null && !device.matches("\\d+:\\d+")) {
+            throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
+        }
+        if (STAGING_SLOTS < 16) {
+            throw new IllegalArgumentException("pagedattn.tornado.prefillStagingSlots=" + STAGING_SLOTS + " must be >= 16");
+        }
+        this.cache = cache;
+        this.config = cache.config();
+        this.spec = spec;
+        this.device = device;
+        this.plans = new Plan[config.numLayers()];
+        cache.dirtySlots().track();
+    }
+
+    @Override
+    public String name() {
+        return "tornado-prefill";
+    }
+
+    @Override
+    public long lastDeviceNanos() {
+        return lastDeviceNanos;
+    }
+
+    @Override
+    public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        PrefillAttention.requireShapes(spec, config, batch, layer, q, out);
+        PrefillGrid grid = PrefillGrid.plan(spec, batch);
+        long partials = grid.partialElements(spec, batch.totalQueries());
+        Plan plan = plans[layer];
+        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.kv().maxBlocksPerSeq() > plan.maxBlocks
+                || batch.totalQueries() > plan.maxQueries || partials > plan.partials.getSize()) {
+            int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
+            int blocks = Math.max(batch.kv().maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
+            int queries = Math.max(batch.totalQueries(), plan == null ? 0 : plan.maxQueries);
+            long partialCap = Math.max(Math.max(1, partials), plan == null ? 0 : plan.partials.getSize());
+            if (partialCap > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("partials=" + partialCap + " elements do not fit one device array");
+            }
+            if (plan != null) {
+                plan.close();
+                plans[layer] = null;
+            }
+            cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
+            plan = plans[layer] = new Plan(layer, seqs, blocks, queries, (int) partialCap);
+        }
+        plan.step(batch, grid, q, out);
+    }
+
+    @Override
+    public void close() {
+        for (int l = 0; l < plans.length; l++) {
+            if (plans[l] != null) {
+                plans[l].close();
+                plans[l] = null;
+            }
+        }
+    }
+
+    /** Device buffers and the task graph for one capacity. */
+    private final class Plan implements AutoCloseable {
+        final int layer;
+        final int maxSeqs;
+        final int maxBlocks;
+        final int maxQueries;
+        final FloatArray q;              // [maxQueries][numQHeads][headDim]
+        final FloatArray out;            // [maxQueries][numQHeads][headDim]
+        final IntArray tables;           // [maxSeqs][maxBlocks]
+        final IntArray lens;             // [maxSeqs]
+        final IntArray indptr;           // [maxSeqs + 1]
+        final IntArray qSeq;             // [maxQueries]
+        final IntArray params;           // [PrefillParams.SIZE]
+        final IntArray scatterParams;    // [DecodeParams.SIZE], only NUM_NEW_SLOTS is read
+        final FloatArray partials;       // [totalQueries][numQHeads][maxPartitions][headDim + 2]
+        final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
+        final TornadoNativeArray stageV;
+        final IntArray slotOffsets;      // [STAGING_SLOTS]
+        final WorkerGrid1D attentionGrid;
+        final TornadoExecutionPlan executionPlan;
+
+        Plan(int layer, int maxSeqs, int maxBlocks, int maxQueries, int partialElements) {
+            this.layer = layer;
+            this.maxSeqs = maxSeqs;
+            this.maxBlocks = maxBlocks;
+            this.maxQueries = maxQueries;
+            int hq = spec.numQHeads();
+            int d = spec.headDim();
+            int hkv = spec.numKvHeads();
+            int g = spec.groupSize();
+            int bs = config.blockSize();
+            float scale = spec.scale();
+            q = new FloatArray(maxQueries * hq * d);
+            out = new FloatArray(maxQueries * hq * d);
+            tables = new IntArray(maxSeqs * maxBlocks);
+            lens = new IntArray(maxSeqs);
+            lens.init(1);
+            indptr = new IntArray(maxSeqs + 1);
+            qSeq = new IntArray(maxQueries);
+            params = new IntArray(PrefillParams.SIZE);
+            scatterParams = new IntArray(DecodeParams.SIZE);
+            partials = new FloatArray(partialElements);
+            int width = hkv * d;
+            boolean half = config.dtype() == KvDtype.FP16;
+            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
+            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
+            slotOffsets = new IntArray(STAGING_SLOTS);
+            KernelContext ctx = new KernelContext();
+            TornadoNativeArray kPool = cache.keys(layer).array();
+            TornadoNativeArray vPool = cache.values(layer).array();
+
+            String name = graphName(layer);
+            TaskGraph graph = new TaskGraph(name)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, indptr, qSeq, params, scatterParams,
+                            stageK, stageV, slotOffsets);
+            if (half) {
+                HalfFloatArray k = (HalfFloatArray) kPool;
+                HalfFloatArray v = (HalfFloatArray) vPool;
+                graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,
+                        slotOffsets, scatterParams, hkv, d, bs);
+                graph.task("attention", PrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out, partials,
+                        hkv, g, d, bs, scale);
+            } else {
+                FloatArray k = (FloatArray) kPool;
+                FloatArray v = (FloatArray) vPool;
+                graph.task("scatter", ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK, (FloatArray) stageV,
+                        slotOffsets, scatterParams, hkv, d, bs);
+                graph.task("attention", PrefillKernels::prefillF32, ctx, k, v, q, tables, lens, indptr, params, out, partials,
+                        hkv, g, d, bs, scale);
+            }
+            graph.task("merge", PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
+            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
+            GridScheduler grids = new GridScheduler();
+            grids.addWorkerGrid(name + ".scatter", grid(Math.min(roundUp(STAGING_SLOTS * width), HELPER_GLOBAL)));
+            grids.addWorkerGrid(name + ".merge", grid(Math.min(roundUp(maxQueries * hq * d), HELPER_GLOBAL)));
+            attentionGrid = grid(LOCAL);
+            grids.addWorkerGrid(name + ".attention", attentionGrid);
+            executionPlan = new TornadoExecutionPlan(graph.snapshot()).withGridScheduler(grids).withProfiler(
+                    Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            if (device != null) {
+                int colon = device.indexOf(':');
+                executionPlan.withDevice(TornadoExecutionPlan.getDevice(Integer.parseInt(device.substring(0, colon)),
+                        Integer.parseInt(device.substring(colon + 1))));
+            }
+        }
+
+        void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut) {
+            int n = batch.numSeqs();
+            int rows = batch.totalQueries();
+            long rowBytes = (long) spec.numQHeads() * spec.headDim() * Float.BYTES;
+            MemorySegment.copy(userQ.getSegment(), 0, q.getSegment(), 0, rows * rowBytes);
+            int[] table = batch.kv().blockTables();
+            int width = batch.kv().maxBlocksPerSeq();
+            for (int i = 0; i < n; i++) {
+                MemorySegment.copy(table, i * width, tables.getSegment(), ValueLayout.JAVA_INT, (long) i * maxBlocks * Integer.BYTES, width);
+                for (int j = 0; j < batch.qLen(i); j++) {
+                    qSeq.set(batch.qStart(i) + j, i);
+                }
+            }
+            MemorySegment.copy(batch.kv().contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
+            MemorySegment.copy(batch.qIndptr(), 0, indptr.getSegment(), ValueLayout.JAVA_INT, 0, n + 1);
+            int layerBase = 0; // the plan binds this layer's own pools
+            int[] dirty = cache.dirtySlots().drain(layer);
+            int done = 0;
+            long nanos;
+            do {
+                int staged = Math.min(STAGING_SLOTS, dirty.length - done);
+                stage(dirty, done, staged);
+                done += staged;
+                boolean last = done == dirty.length;
+                scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
+                grid.writeParams(params, batch, layerBase, maxBlocks, !last);
+                attentionGrid.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
+                attentionGrid.setLocalWork(LOCAL, 1, 1);
+                nanos = executionPlan.execute().getProfilerResult().getDeviceKernelTime();
+            } while (done < dirty.length);
+            lastDeviceNanos = nanos;
+            MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, rows * rowBytes);
+        }
+
+        /** Copies the host K/V of {@code rows} dirty slots into the staging arrays. */
+        private void stage(int[] dirty, int from, int rows) {
+            int width = config.tokenWidth();
+            int headStride = cache.layout().headStride();
+            long bytes = config.dtype().bytes();
+            KvPool keys = cache.keys(layer);
+            KvPool values = cache.values(layer);
+            for (int r = 0; r < rows; r++) {
+                int base = cache.layout().slotOffset(dirty[from + r]);
+                slotOffsets.set(r, base);
+                for (int h = 0; h < spec.numKvHeads(); h++) {
+                    long src = (long) (base + h * headStride) * bytes;
+                    long dst = (long) (r * width + h * spec.headDim()) * bytes;
+                    MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
+                    MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
+                }
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                executionPlan.freeDeviceMemory();
+                executionPlan.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("could not release the TornadoVM prefill plan", e);
+            }
+        }
+    }
+
+    private static WorkerGrid1D grid(int global) {
+        WorkerGrid1D w = new WorkerGrid1D(global);
+        w.setLocalWork(LOCAL, 1, 1);
+        return w;
+    }
+
+    private static int roundUp(int n) {
+        return (n + LOCAL - 1) / LOCAL * LOCAL;
+    }
+
+    /** Task graph names must differ between the plans of one process: one per layer. */
+    private static String graphName(int layer) {
+        return layer == 0 ? "prefill" : "prefill" + layer;
+    }
+}

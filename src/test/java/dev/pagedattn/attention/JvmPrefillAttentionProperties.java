@@ -1,0 +1,62 @@
+package dev.pagedattn.attention;
+
+import dev.pagedattn.cache.KvDtype;
+import java.util.Arrays;
+import java.util.List;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+import net.jqwik.api.constraints.Size;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/** The JVM prefill backend against the fp64 reference on random ragged shapes and windows (jqwik prints its seed on failure). */
+class JvmPrefillAttentionProperties {
+
+    @Property(tries = 60)
+    void matchesReferenceOnRandomShapes(
+            @ForAll @Size(min = 1, max = 4) List<@IntRange(min = 1, max = 90) Integer> lengths,
+            @ForAll @IntRange(min = 0, max = 1000) int qLenSeed,
+            @ForAll @IntRange(min = 1, max = 2) int numKvHeads,
+            @ForAll("groupSizes") int groupSize,
+            @ForAll("headDims") int headDim,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll KvDtype dtype,
+            @ForAll("windows") int window,
+            @ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        int[] qLens = new int[lens.length];
+        for (int i = 0; i < lens.length; i++) {
+            qLens[i] = 1 + (qLenSeed * (i + 7)) % lens[i];
+        }
+        PrefillCase c = PrefillCase.of("random", lens, qLens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, dtype, window);
+        PrefillWorkload w = c.workload(seed);
+        FloatArray out = w.poisonedOutput();
+        try (JvmPrefillAttention attention = new JvmPrefillAttention(w.kv().cache(), w.spec())) {
+            attention.prefill(w.batch(), 0, w.q(), out);
+        }
+        Accuracy.assertClose(out, w.reference(), c + " seed=" + seed + " qLens=" + Arrays.toString(qLens));
+    }
+
+    @Provide
+    Arbitrary<Integer> groupSizes() {
+        return Arbitraries.of(1, 3, 4, 8, 16);
+    }
+
+    @Provide
+    Arbitrary<Integer> headDims() {
+        return Arbitraries.of(8, 16, 40, 64, 128);
+    }
+
+    @Provide
+    Arbitrary<Integer> blockSizes() {
+        return Arbitraries.of(1, 3, 8, 16, 17);
+    }
+
+    @Provide
+    Arbitrary<Integer> windows() {
+        return Arbitraries.oneOf(Arbitraries.just(PrefillBatch.NO_WINDOW), Arbitraries.integers().between(1, 40));
+    }
+}

@@ -1,0 +1,102 @@
+package dev.pagedattn.attention;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.cache.PrefixCache;
+import dev.pagedattn.cache.RandomKv;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The prefix-cache path end to end: {@code PrefixCache.admit} reuses a shared system prompt, the
+ * new tokens' K/V are written, and prefill over cached + new tokens equals, bit for bit, prefill
+ * over a cache written from scratch. K/V are a fixed function of (token id, position, layer).
+ */
+class PrefixCachedPrefillTest {
+    private static final int NUM_KV_HEADS = 2;
+    private static final int HEAD_DIM = 40;
+    private static final int NUM_Q_HEADS = 8;
+
+    @ParameterizedTest(name = "blockSize={0} {1} window={2}")
+    @CsvSource({"16, FP16, 2147483647", "4, FP32, 2147483647", "16, FP32, 7", "5, FP16, 23"})
+    void prefillAfterAPrefixHitEqualsPrefillOverACacheWrittenFromScratch(int blockSize, KvDtype dtype, int window)
+            throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("prefillAfterAPrefixHit bs=" + blockSize + " " + dtype + " window=" + window);
+        SplittableRandom random = new SplittableRandom(seed);
+        int[] system = random.ints(5 * blockSize + random.nextInt(blockSize), 0, 128_000).toArray();
+        int[] first = concat(system, random.ints(1 + random.nextInt(20), 0, 128_000).toArray());
+        int[] second = concat(system, random.ints(1 + random.nextInt(3 * blockSize), 0, 128_000).toArray());
+        KvCacheConfig config = new KvCacheConfig(4 * (second.length + first.length) / blockSize + 8, blockSize, NUM_KV_HEADS,
+                HEAD_DIM, dtype, 2);
+        int layer = 1;
+
+        KvCache cached = new KvCache(config);
+        RandomKv.shuffleFreeBlocks(cached, seed);
+        PrefixCache prefix = cached.enablePrefixCaching();
+        PrefixCache.Admission a1 = prefix.admit(first, null);
+        writeKv(cached, a1.seq(), first, a1.numCachedTokens());
+        prefix.commit(a1.seq());
+        PrefixCache.Admission a2 = prefix.admit(second, null);
+        assertTrue(a2.numCachedTokens() >= blockSize, "the system prompt was not reused: " + a2);
+        writeKv(cached, a2.seq(), second, a2.numCachedTokens());
+        int newTokens = second.length - a2.numCachedTokens();
+
+        KvCache plain = new KvCache(config);
+        RandomKv.shuffleFreeBlocks(plain, ~seed);
+        int seq = plain.createSequence();
+        plain.append(seq, second.length);
+        writeKv(plain, seq, second, 0);
+
+        AttentionSpec spec = AttentionSpec.of(config, NUM_Q_HEADS);
+        FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, newTokens * NUM_Q_HEADS * HEAD_DIM));
+        PrefillBatch fromCache = PrefillBatch.of(cached.batch(a2.seq()), new int[] {newTokens}, window);
+        PrefillBatch fromScratch = PrefillBatch.of(plain.batch(seq), new int[] {newTokens}, window);
+        FloatArray a = poisoned(q.getSize());
+        FloatArray b = poisoned(q.getSize());
+        try (JvmPrefillAttention x = new JvmPrefillAttention(cached, spec); JvmPrefillAttention y = new JvmPrefillAttention(plain, spec)) {
+            x.prefill(fromCache, layer, q, a);
+            y.prefill(fromScratch, layer, q, b);
+        }
+        String what = "bs=" + blockSize + " " + dtype + " cached=" + a2.numCachedTokens() + " new=" + newTokens + " seed=" + seed;
+        JvmPrefillAttentionTest.assertBitEqual(a, 0, b, 0, a.getSize(), what);
+        Accuracy.assertClose(a, ReferencePrefill.prefill(plain, spec, layer, new int[] {seq}, fromScratch, q), what);
+    }
+
+    /** K/V of {@code tokens[from..]} for every layer: a fixed function of (token id, position, layer). */
+    private static void writeKv(KvCache cache, int seq, int[] tokens, int from) throws OutOfBlocksException {
+        int n = tokens.length - from;
+        int width = cache.config().tokenWidth();
+        for (int layer = 0; layer < cache.config().numLayers(); layer++) {
+            float[] k = new float[n * width];
+            float[] v = new float[n * width];
+            for (int i = 0; i < n; i++) {
+                int pos = from + i;
+                SplittableRandom r = new SplittableRandom(tokens[pos] * 0x9E3779B97F4A7C15L + pos * 0xC2B2AE3D27D4EB4FL + layer);
+                for (int e = 0; e < width; e++) {
+                    k[i * width + e] = (float) (r.nextDouble() * 2 - 1);
+                    v[i * width + e] = (float) (r.nextDouble() * 2 - 1);
+                }
+            }
+            cache.writeTokens(seq, layer, from, n, k, v);
+        }
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] c = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, c, a.length, b.length);
+        return c;
+    }
+
+    private static FloatArray poisoned(int n) {
+        FloatArray out = new FloatArray(n);
+        out.init(Float.NaN);
+        return out;
+    }
+}

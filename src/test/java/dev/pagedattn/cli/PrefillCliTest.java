@@ -1,0 +1,88 @@
+package dev.pagedattn.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.TestSeeds;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** The prefill side of the CLI: check --query-len/--window, the demo's prefix hit, bench's prefill flags. */
+class PrefillCliTest {
+    private static final String[] SMALL = {"--q-heads", "8", "--kv-heads", "2", "--head-dim", "32", "--block-size", "8",
+            "--iterations", "1"};
+
+    @Test
+    void checkWithQueryLenAndWindowRunsPrefillChunksAgainstTheReference() {
+        long seed = TestSeeds.fresh("checkWithQueryLenAndWindowRunsPrefillChunksAgainstTheReference");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..40", "--query-len", "1..9", "--window", "6",
+                "--steps", "2", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.err());
+        assertTrue(run.out().contains("check prefill") && run.out().contains("window=6"), "describes the prefill shape");
+        Matcher m = Pattern.compile("relative L2=([0-9.eE+-]+)").matcher(run.out());
+        int checks = 0;
+        while (m.find()) {
+            assertTrue(Double.parseDouble(m.group(1)) < 1e-5, "relative L2 far above fp32 rounding: " + m.group(1));
+            checks++;
+        }
+        assertEquals(2, checks, "one check per step");
+        assertTrue(run.out().contains("TFLOP/s"), "prints the rate");
+    }
+
+    @Test
+    void demoShowsAPrefixHitFollowedByPrefillOfTheRest() {
+        CliRun run = CliRun.of("demo", "--seed", "2");
+        assertEquals(0, run.exitCode(), run.err());
+        assertTrue(Pattern.compile("request 2: 64 prompt tokens, 48 cached \\(3 shared blocks").matcher(run.out()).find(),
+                "the second request reuses the system prompt's full blocks");
+        assertTrue(run.out().contains("bit-identical to a cache written from scratch"), "compares with a cache written from scratch");
+        assertFalse(run.out().contains("FAIL") || run.out().contains("DIFFERS"));
+    }
+
+    static Stream<Arguments> badInputs() {
+        return Stream.of(
+                bad(new String[] {"check", "--query-len", "0"}, "--query-len=0"),
+                bad(new String[] {"check", "--query-len", "5..x"}, "--query-len=5..x"),
+                bad(new String[] {"check", "--query-len", "9..3"}, "--query-len=9..3"),
+                bad(new String[] {"check", "--context", "10", "--query-len", "11"}, "--query-len=11", "--context is 10"),
+                bad(new String[] {"check", "--window", "0"}, "--window=0"),
+                bad(new String[] {"check", "--window", "-3", "--query-len", "4"}, "--window=-3"),
+                bad(new String[] {"check", "--query-len", "4", "--steps", "0"}, "--steps=0"),
+                bad(new String[] {"check", "--query-len", "4", "--backend", "tornado"}, "tornado launcher"),
+                bad(new String[] {"bench", "--sweeps", "decode,warmup"}, "--sweeps=decode,warmup"),
+                bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"));
+    }
+
+    private static Arguments bad(String[] args, String... fragments) {
+        return Arguments.argumentSet(String.join(" ", args), args, fragments);
+    }
+
+    @ParameterizedTest
+    @MethodSource("badInputs")
+    void badPrefillInputExitsWith2AndNamesTheValue(String[] args, String[] fragments) {
+        CliRun run = CliRun.of(args);
+        assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), "exit code; stderr: " + run.err());
+        String err = run.err().strip();
+        assertFalse(err.contains("\n"), "message is more than one line:\n" + err);
+        assertTrue(err.startsWith("error: "), "message: " + err);
+        for (String f : fragments) {
+            assertTrue(err.contains(f), "message '" + err + "' does not name " + f);
+        }
+        assertFalse((run.out() + run.err()).contains("\tat "), "stack trace printed");
+        assertFalse(run.out().contains("PASS") || run.out().contains("FAIL"), "ran a check despite bad input");
+    }
+
+    private static String[] concat(String command, String[] options, String... more) {
+        String[] all = new String[1 + options.length + more.length];
+        all[0] = command;
+        System.arraycopy(options, 0, all, 1, options.length);
+        System.arraycopy(more, 0, all, 1 + options.length, more.length);
+        return all;
+    }
+}

@@ -1,0 +1,94 @@
+package dev.pagedattn.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.PrefillCase;
+import dev.pagedattn.attention.PrefillWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.PrefillGrid;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * The GPU prefill kernel and its merge, run by the emulator, against the fp64 reference: the
+ * JVM backend's shapes, each unsplit and split along the context into small partitions, in both
+ * schedules.
+ */
+class PrefillKernelsTest {
+    private static final double REL_L2 = 1e-5;
+    private static final int MERGE_LOCAL = 64;
+
+    static Stream<PrefillCase> shapes() {
+        return PrefillCase.issueShapes();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelMatchesTheFp64Reference(PrefillCase c) {
+        long seed = TestSeeds.fresh("PrefillKernelsTest " + c.name());
+        PrefillWorkload w = c.workload(seed);
+        double[] ref = w.reference();
+        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch());
+        // partitions of KV_TILE tokens: every boundary case of the merge (rows that see nothing of a partition)
+        PrefillGrid split = splitInto(plain, w.batch(), PrefillKernels.KV_TILE);
+        KernelEmulator.Schedule[] orders = KernelEmulator.Schedule.values();
+        check(c + " " + plain + " FORWARD seed=" + seed, ref, run(w, plain, KernelEmulator.Schedule.FORWARD));
+        check(c + " " + split + " " + orders[(int) (seed & 1)] + " seed=" + seed, ref, run(w, split, orders[(int) (seed & 1)]));
+    }
+
+    static PrefillGrid splitInto(PrefillGrid g, PrefillBatch batch, int partitionTokens) {
+        int parts = (batch.kv().maxContextLen() + partitionTokens - 1) / partitionTokens;
+        return new PrefillGrid(g.headTiles(), g.maxQTiles(), partitionTokens, parts, g.numGroups() / g.maxPartitions() * parts);
+    }
+
+    /** The kernel for the workload's dtype, then the merge, as the TornadoVM plan launches them. */
+    static FloatArray run(PrefillWorkload w, PrefillGrid grid, KernelEmulator.Schedule schedule) {
+        KvCache c = w.kv().cache();
+        AttentionSpec spec = w.spec();
+        PrefillBatch b = w.batch();
+        IntArray tables = IntArray.fromArray(b.kv().blockTables());
+        IntArray lens = IntArray.fromArray(b.kv().contextLens());
+        IntArray indptr = IntArray.fromArray(b.qIndptr());
+        IntArray qSeq = new IntArray(b.totalQueries());
+        for (int i = 0; i < b.numSeqs(); i++) {
+            for (int j = 0; j < b.qLen(i); j++) {
+                qSeq.set(b.qStart(i) + j, i);
+            }
+        }
+        IntArray params = new IntArray(PrefillParams.SIZE);
+        grid.writeParams(params, b, 0, b.kv().maxBlocksPerSeq(), false);
+        FloatArray out = w.poisonedOutput();
+        FloatArray partials = new FloatArray((int) Math.max(1, grid.partialElements(spec, b.totalQueries())));
+        partials.init(Float.NaN);
+        int hkv = spec.numKvHeads();
+        int g = spec.groupSize();
+        int d = spec.headDim();
+        int bs = c.config().blockSize();
+        boolean half = c.config().dtype() == KvDtype.FP16;
+        KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
+            if (half) {
+                PrefillKernels.prefillF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, indptr, params,
+                        out, partials, hkv, g, d, bs, spec.scale());
+            } else {
+                PrefillKernels.prefillF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, indptr, params,
+                        out, partials, hkv, g, d, bs, spec.scale());
+            }
+        });
+        KernelEmulator.launch(MERGE_LOCAL * 2, MERGE_LOCAL, schedule,
+                ctx -> PrefillKernels.mergePartitions(ctx, lens, qSeq, params, partials, out, spec.numQHeads(), d));
+        return out;
+    }
+
+    private static void check(String what, double[] ref, FloatArray out) {
+        double rel = ReferenceAttention.relativeL2(out, ref);
+        assertTrue(rel < REL_L2, what + ": relative L2 error " + rel + " (NaN: an output was not written)");
+    }
+}

@@ -1,0 +1,56 @@
+package dev.pagedattn.tornado;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.kernels.PrefillKernels;
+import java.util.Arrays;
+import org.junit.jupiter.api.Test;
+
+/** The prefill grid: tiles cover every query and head, and the context is split only when the GPU would idle. */
+class PrefillGridTest {
+    private static final KvCacheConfig LLAMA = KvCacheConfig.of(40_000, 16, 8, 128, KvDtype.FP16);
+    private static final AttentionSpec SPEC = AttentionSpec.of(LLAMA, 32);
+
+    private static PrefillBatch batch(int numSeqs, int context, int qLen) {
+        int[][] tables = new int[numSeqs][LLAMA.blocksFor(context)];
+        int[] lens = new int[numSeqs];
+        Arrays.fill(lens, context);
+        int[] qLens = new int[numSeqs];
+        Arrays.fill(qLens, qLen);
+        return PrefillBatch.of(DecodeBatch.of(LLAMA, tables, lens), qLens, PrefillBatch.NO_WINDOW);
+    }
+
+    @Test
+    void chunkedPrefillOf512TokensFillsTheGpuWithoutASplit() {
+        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8704, 512));
+        // head dim 128: 16 rows = 4 heads x 4 tokens; 128 query tiles x 8 KV heads
+        assertEquals(1, g.headTiles());
+        assertEquals(128, g.maxQTiles());
+        assertEquals(1, g.maxPartitions(), g.toString());
+        assertEquals(1024, g.numGroups());
+    }
+
+    @Test
+    void fewQueriesOverALongPrefixAreSplitInWholeChunks() {
+        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8192, 4));
+        assertTrue(g.maxPartitions() > 1 && g.maxPartitions() <= 8192 / 512, g.toString());
+        assertEquals(0, g.partitionTokens() % PrefillKernels.KV_TILE, g.toString());
+        assertTrue((long) g.partitionTokens() * g.maxPartitions() >= 8192, g.toString());
+        assertEquals(8 * g.maxQTiles() * g.maxPartitions(), g.numGroups());
+    }
+
+    @Test
+    void largeGroupsAreCutIntoHeadTiles() {
+        KvCacheConfig mqa = KvCacheConfig.of(100, 16, 1, 128, KvDtype.FP16);
+        PrefillGrid g = PrefillGrid.plan(AttentionSpec.of(mqa, 64), PrefillBatch.of(
+                DecodeBatch.of(mqa, new int[][] {new int[4]}, new int[] {50}), new int[] {5}, PrefillBatch.NO_WINDOW));
+        assertEquals(4, g.headTiles(), g.toString()); // 16 rows of 128 dims: 16 heads x 1 token
+        assertEquals(5, g.maxQTiles(), g.toString());
+    }
+}
