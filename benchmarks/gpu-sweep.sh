@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# One command on a GPU machine: our sweep over the standard workload, the PyTorch peer on the same
-# card, then benchmarks/RESULTS.md and the chart. Needs a built jar (target/) and a TornadoVM SDK
-# (TORNADOVM_HOME, or an archive for benchmarks/device-env.sh).
+# On a GPU machine: our decode sweep over the standard workload on each TornadoVM backend, the PyTorch
+# peer on the same card, the prefill cells (ours and the peer), then benchmarks/RESULTS.md and the
+# chart. Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive for
+# benchmarks/device-env.sh).
 #   benchmarks/gpu-sweep.sh [OUT_DIR]        (default benchmarks/results)
-# Extra arguments for our sweep: BENCH_ARGS="--iterations 30" benchmarks/gpu-sweep.sh
+# Environment:
+#   BACKENDS   TornadoVM backends to sweep, in order (default "ptx cuda"); an SDK with the
+#              tornado-backends tool is switched to each in turn, otherwise the SDK's own
+#              configuration decides which backend serves each run
+#   PARTS      what to run (default "decode peer prefill report"); the parts can run in separate
+#              sessions into the same OUT_DIR (each writes its own CSVs)
+#   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30"
+#   SEED       random seed of every part (default 20261201)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${TORNADOVM_HOME:-}" ]]; then
@@ -11,23 +19,55 @@ if [[ -z "${TORNADOVM_HOME:-}" ]]; then
 fi
 out="${1:-benchmarks/results}"
 mkdir -p "$out"
+backends="${BACKENDS:-ptx cuda}"
+parts=" ${PARTS:-decode peer prefill report} "
 card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'unknown GPU')"
-seed="${SEED:-20261127}"
-ours_cmd="bin/pa-tornado ptx bench --seed $seed --out $out/ours.csv --prefill-out $out/ours-prefill.csv ${BENCH_ARGS:-}"
+seed="${SEED:-20261201}"
 grid=""
 for b in 1 8 32 64 128 256; do for l in 1024 4096 8192 16384 32768; do grid="$grid${grid:+,}${b}x$l"; done; done
+
+use_backend() { # the bundle's tornado-backends tool, where the SDK has it
+  if [[ -x "$TORNADOVM_HOME/bin/tornado-backends" ]]; then
+    (cd /tmp && "$TORNADOVM_HOME/bin/tornado-backends" "$1" >/dev/null)
+  fi
+}
+
+commands=""
+if [[ "$parts" == *" decode "* ]]; then
+  for be in $backends; do
+    use_backend "$be"
+    cmd="bin/pa-tornado $be bench --sweeps decode --seed $seed --out $out/ours-$be.csv ${BENCH_ARGS:-}"
+    echo "== $cmd" >&2
+    $cmd
+  done
+fi
+for be in $backends; do
+  commands="$commands${commands:+; }bin/pa-tornado $be bench --sweeps decode --seed $seed --out $out/ours-$be.csv ${BENCH_ARGS:-}"
+done
 peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells $grid --out $out/peer.csv"
 ragged_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells ragged --out $out/peer-ragged.csv"
-echo "== $ours_cmd" >&2
-$ours_cmd
-echo "== $peer_cmd" >&2
-PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-900}" $peer_cmd || echo "peer grid stopped early (rc=$?); its CSV holds what it measured" >&2
-# The ragged row gets its own time limit: a varlen path that stalls must not cost the grid.
-PYTHONUNBUFFERED=1 timeout "${PEER_RAGGED_TIMEOUT:-240}" $ragged_cmd || echo "peer ragged row stopped early (rc=$?)" >&2
-[[ -f "$out/peer-ragged.csv" ]] && tail -n +2 "$out/peer-ragged.csv" >> "$out/peer.csv"
-# Prefill cells (512 new tokens over a cached 8k prefix, B 1/8/32): ours-prefill.csv from the bench above.
-prefill_cmd="python3 benchmarks/peer_torch_prefill.py --seed $seed --out $out/peer-prefill.csv"
-echo "== $prefill_cmd" >&2
-PYTHONUNBUFFERED=1 timeout "${PEER_PREFILL_TIMEOUT:-600}" $prefill_cmd || echo "peer prefill stopped early (rc=$?)" >&2
-bin/pa report --ours "$out/ours.csv" --peer "$out/peer.csv" --md benchmarks/RESULTS.md \
-  --chart "$out/decode-bandwidth.png" --card "$card" --commands "$ours_cmd; $peer_cmd; $ragged_cmd"
+if [[ "$parts" == *" peer "* ]]; then
+  echo "== $peer_cmd" >&2
+  PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-900}" $peer_cmd || echo "peer grid stopped early (rc=$?); its CSV holds what it measured" >&2
+  # The ragged row gets its own time limit: a varlen path that stalls must not cost the grid.
+  PYTHONUNBUFFERED=1 timeout "${PEER_RAGGED_TIMEOUT:-240}" $ragged_cmd || echo "peer ragged row stopped early (rc=$?)" >&2
+  [[ -f "$out/peer-ragged.csv" ]] && tail -n +2 "$out/peer-ragged.csv" >> "$out/peer.csv"
+fi
+if [[ "$parts" == *" prefill "* ]]; then
+  # Prefill cells: 512 new tokens over a cached 8k prefix, B 1/8/32.
+  for be in $backends; do
+    use_backend "$be"
+    cmd="bin/pa-tornado $be bench --sweeps prefill --seed $seed --prefill-out $out/ours-prefill-$be.csv ${PREFILL_ARGS:-}"
+    echo "== $cmd" >&2
+    $cmd
+  done
+  prefill_cmd="python3 benchmarks/peer_torch_prefill.py --seed $seed --out $out/peer-prefill.csv"
+  echo "== $prefill_cmd" >&2
+  PYTHONUNBUFFERED=1 timeout "${PEER_PREFILL_TIMEOUT:-600}" $prefill_cmd || echo "peer prefill stopped early (rc=$?)" >&2
+fi
+if [[ "$parts" == *" report "* ]]; then
+  ours=""
+  for be in $backends; do ours="$ours${ours:+,}$out/ours-$be.csv"; done
+  bin/pa report --ours "$ours" --peer "$out/peer.csv" --md benchmarks/RESULTS.md \
+    --chart "$out/decode-bandwidth.png" --card "$card" --commands "$commands; $peer_cmd; $ragged_cmd"
+fi
