@@ -1,5 +1,7 @@
 package dev.pagedattn.quant;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import uk.ac.manchester.tornado.api.types.arrays.ByteArray;
 
 /**
@@ -130,10 +132,19 @@ public enum QuantFormat {
 
     /** {@link #quantize(float[], int, int, float, byte[], int)} into a TornadoVM byte array (a pool). */
     public void quantize(float[] src, int srcOffset, int length, float scale, ByteArray dst, int dstOffset) {
+        quantize(src, srcOffset, length, scale, dst == null ? null : dst.getSegment(), dstOffset);
+    }
+
+    /**
+     * {@link #quantize(float[], int, int, float, byte[], int)} into the bytes of off-heap memory from
+     * byte {@code dstOffset}: the payload of any TornadoVM native array, e.g. an {@code IntArray}
+     * pool that packs four codes per word for kernels that load 32 bits at a time.
+     */
+    public void quantize(float[] src, int srcOffset, int length, float scale, MemorySegment dst, long dstOffset) {
         checkRow(src, srcOffset, length, scale);
-        checkRange("dst", dst == null ? -1 : dst.getSize(), dstOffset, length);
+        checkRange("dst", dst == null ? -1 : dst.byteSize(), dstOffset, length);
         for (int i = 0; i < length; i++) {
-            dst.set(dstOffset + i, encodeFinite(src[srcOffset + i] / scale));
+            dst.set(ValueLayout.JAVA_BYTE, dstOffset + i, encodeFinite(src[srcOffset + i] / scale));
         }
     }
 
@@ -149,11 +160,16 @@ public enum QuantFormat {
 
     /** {@link #dequantize(byte[], int, int, float, float[], int)} from a TornadoVM byte array (a pool). */
     public void dequantize(ByteArray src, int srcOffset, int length, float scale, float[] dst, int dstOffset) {
+        dequantize(src == null ? null : src.getSegment(), srcOffset, length, scale, dst, dstOffset);
+    }
+
+    /** {@link #dequantize(byte[], int, int, float, float[], int)} from the bytes of off-heap memory. */
+    public void dequantize(MemorySegment src, long srcOffset, int length, float scale, float[] dst, int dstOffset) {
         checkScale(scale);
-        checkRange("src", src == null ? -1 : src.getSize(), srcOffset, length);
+        checkRange("src", src == null ? -1 : src.byteSize(), srcOffset, length);
         checkRange("dst", dst == null ? -1 : dst.length, dstOffset, length);
         for (int i = 0; i < length; i++) {
-            dst[dstOffset + i] = values[src.get(srcOffset + i) & 0xFF] * scale;
+            dst[dstOffset + i] = values[src.get(ValueLayout.JAVA_BYTE, srcOffset + i) & 0xFF] * scale;
         }
     }
 
@@ -201,7 +217,7 @@ public enum QuantFormat {
         requireFinite("src", src, srcOffset, length);
     }
 
-    private static void checkRange(String name, int arrayLength, int offset, int length) {
+    private static void checkRange(String name, long arrayLength, long offset, int length) {
         if (arrayLength < 0) {
             throw new IllegalArgumentException(name + "=null");
         }

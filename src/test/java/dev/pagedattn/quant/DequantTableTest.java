@@ -3,10 +3,13 @@ package dev.pagedattn.quant;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.pagedattn.attention.TestSeeds;
+import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 class DequantTableTest {
 
@@ -30,5 +33,19 @@ class DequantTableTest {
         }
         table[1] = 1e9f;
         assertEquals(format.decode(1), DequantTable.of(format)[1], "each call hands out its own copy");
+    }
+
+    @Test
+    void packedCodesComeOutLowestByteFirst() {
+        SplittableRandom random = new SplittableRandom(TestSeeds.fresh("packedCodes"));
+        IntArray words = new IntArray(64);
+        byte[] bytes = new byte[256];
+        for (int i = 0; i < bytes.length; i++) {
+            bytes[i] = (byte) random.nextInt(256);
+            words.getSegment().set(ValueLayout.JAVA_BYTE, i, bytes[i]);  // how the host writes a pool
+        }
+        for (int i = 0; i < bytes.length; i++) {
+            assertEquals(bytes[i] & 0xFF, DequantTable.code(words.get(i / 4), i % 4), "byte " + i);
+        }
     }
 }
