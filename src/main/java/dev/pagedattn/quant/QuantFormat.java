@@ -32,8 +32,6 @@ public enum QuantFormat {
     FP8_E5M2(5, 2, 15, 0x7B),
     INT8(0, 0, 0, 127);
 
-    private final int manBits;
-    private final int bias;
     private final int maxCode;          // largest finite positive code
     private final int shift;            // fp32 mantissa bits dropped for a normal result
     private final int roundBias;        // half an fp8 ulp minus one, in fp32 mantissa units
@@ -44,8 +42,6 @@ public enum QuantFormat {
     private final float maxFinite;
 
     QuantFormat(int expBits, int manBits, int bias, int maxCode) {
-        this.manBits = manBits;
-        this.bias = bias;
         this.maxCode = maxCode;
         this.shift = 23 - manBits;
         this.roundBias = (1 << (shift - 1)) - 1;
