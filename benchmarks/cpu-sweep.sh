@@ -98,7 +98,7 @@ awk -F, -v cells="$cells" -v cmd="${ours_cmd[*]}; ${peer_cmd[*]}" '
     }
     print ""
     printf "Bar (issue 13), read bandwidth from %s:\n\n", readsrc
-    print "| cell | ours fp16 / torch bf16 | ours fp32 / torch fp32 | ours fp32 % of read | median/min fp32 | median/min fp16 | status |"
+    print "| cell | ours fp16 / torch bf16 | ours fp32 / torch fp32 | ours fp32 % of read | median/min fp32 | median/min fp16 | vs fp64 (fp32, fp16) |"
     print "|---|---|---|---|---|---|---|"
     for (i = 1; i <= n; i++) {
       c = cs[i]

@@ -88,11 +88,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private boolean closed;
     private long lastDeviceNanos = -1;
 
-    /** Plain constructor for {@link dev.pagedattn.attention.Backends}: variant from {@code -Dpagedattn.tornado.variant} (auto). */
-    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device) {
-        this(cache, spec, device, System.getProperty("pagedattn.tornado.variant", "auto"));
-    }
-
+    /** The kernel from {@code -Dpagedattn.tornado.kernel}, CUDA graphs from {@code -Dpagedattn.tornado.cudaGraph}. */
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
         this(cache, spec, device, variant, DecodeGrid.KERNEL, CUDA_GRAPH);
     }
