@@ -1,7 +1,6 @@
 package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.KvCache;
-import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvLayout;
 import dev.pagedattn.cache.PageTable;
 import java.util.stream.IntStream;
@@ -38,9 +37,25 @@ public final class ReferenceAttention {
         return out;
     }
 
-    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, double[] out) {
-        KvCacheConfig c = cache.config();
+    /**
+     * The first {@code len} tokens' K and V of {@code kvHead} in {@code layer}, read through the
+     * sequence's page table into {@code k}, {@code v} ({@code [len][headDim]}, exact fp64 of the stored values).
+     */
+    static void gather(KvCache cache, int layer, PageTable table, int kvHead, int len, double[] k, double[] v) {
+        int bs = cache.config().blockSize();
+        int d = cache.config().headDim();
         KvLayout layout = cache.layout();
+        for (int pos = 0; pos < len; pos++) {
+            int block = table.block(pos / bs);
+            for (int e = 0; e < d; e++) {
+                int at = layout.offset(block, kvHead, pos % bs, e);
+                k[pos * d + e] = cache.keys(layer).get(at);
+                v[pos * d + e] = cache.values(layer).get(at);
+            }
+        }
+    }
+
+    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, double[] out) {
         PageTable table = cache.pageTable(seq);
         int len = table.numTokens();
         int d = spec.headDim();
@@ -48,14 +63,7 @@ public final class ReferenceAttention {
         double[] v = new double[len * d];
         double[] scores = new double[len];
         for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
-            for (int pos = 0; pos < len; pos++) {
-                int block = table.block(pos / c.blockSize());
-                for (int e = 0; e < d; e++) {
-                    int at = layout.offset(block, kvHead, pos % c.blockSize(), e);
-                    k[pos * d + e] = cache.keys(layer).get(at);
-                    v[pos * d + e] = cache.values(layer).get(at);
-                }
-            }
+            gather(cache, layer, table, kvHead, len, k, v);
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                 int qBase = (row * spec.numQHeads() + h) * d;
                 double max = Double.NEGATIVE_INFINITY;

@@ -1,8 +1,6 @@
 package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.KvCache;
-import dev.pagedattn.cache.KvCacheConfig;
-import dev.pagedattn.cache.KvLayout;
 import dev.pagedattn.cache.PageTable;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongConsumer;
@@ -49,8 +47,6 @@ public final class ReferencePrefill {
 
     private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int row,
                                        FloatArray q, double[] out) {
-        KvCacheConfig c = cache.config();
-        KvLayout layout = cache.layout();
         PageTable table = cache.pageTable(seq);
         int len = batch.contextLen(row);
         if (len > table.numTokens()) {
@@ -61,14 +57,7 @@ public final class ReferencePrefill {
         double[] v = new double[len * d];
         double[] scores = new double[len];
         for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
-            for (int pos = 0; pos < len; pos++) {
-                int block = table.block(pos / c.blockSize());
-                for (int e = 0; e < d; e++) {
-                    int at = layout.offset(block, kvHead, pos % c.blockSize(), e);
-                    k[pos * d + e] = cache.keys(layer).get(at);
-                    v[pos * d + e] = cache.values(layer).get(at);
-                }
-            }
+            ReferenceAttention.gather(cache, layer, table, kvHead, len, k, v);
             for (int j = 0; j < batch.qLen(row); j++) {
                 int p = batch.position(row, j);
                 int first = batch.firstVisible(row, j);

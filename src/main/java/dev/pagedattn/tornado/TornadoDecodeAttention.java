@@ -6,7 +6,6 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
@@ -337,7 +336,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int done = 0;
             do {
                 int rows = Math.min(stagingSlots, dirty.length - done);
-                stage(dirty, done, rows);
+                StagingRows.stage(cache, layer, dirty, done, rows, slotOffsets, stageK, stageV);
                 done += rows;
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
@@ -356,24 +355,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
         }
 
-        /** Copies the current host K/V of {@code rows} dirty slots into the staging arrays. */
-        private void stage(int[] dirty, int from, int rows) {
-            int width = config.tokenWidth();
-            int headStride = cache.layout().headStride();
-            long bytes = config.dtype().bytes();
-            KvPool keys = cache.keys(layer);
-            KvPool values = cache.values(layer);
-            for (int r = 0; r < rows; r++) {
-                int base = cache.layout().slotOffset(dirty[from + r]);
-                slotOffsets.set(r, base);
-                for (int h = 0; h < spec.numKvHeads(); h++) {
-                    long src = (long) (base + h * headStride) * bytes;
-                    long dst = (long) (r * width + h * spec.headDim()) * bytes;
-                    MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
-                    MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
-                }
-            }
-        }
 
         @Override
         public void close() {

@@ -6,7 +6,6 @@ import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
@@ -218,7 +217,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             long nanos;
             do {
                 int staged = Math.min(STAGING_SLOTS, dirty.length - done);
-                stage(dirty, done, staged);
+                StagingRows.stage(cache, layer, dirty, done, staged, slotOffsets, stageK, stageV);
                 done += staged;
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
@@ -231,24 +230,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, rows * rowBytes);
         }
 
-        /** Copies the host K/V of {@code rows} dirty slots into the staging arrays. */
-        private void stage(int[] dirty, int from, int rows) {
-            int width = config.tokenWidth();
-            int headStride = cache.layout().headStride();
-            long bytes = config.dtype().bytes();
-            KvPool keys = cache.keys(layer);
-            KvPool values = cache.values(layer);
-            for (int r = 0; r < rows; r++) {
-                int base = cache.layout().slotOffset(dirty[from + r]);
-                slotOffsets.set(r, base);
-                for (int h = 0; h < spec.numKvHeads(); h++) {
-                    long src = (long) (base + h * headStride) * bytes;
-                    long dst = (long) (r * width + h * spec.headDim()) * bytes;
-                    MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, spec.headDim() * bytes);
-                    MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, spec.headDim() * bytes);
-                }
-            }
-        }
 
         @Override
         public void close() {

@@ -6,13 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * TornadoVM kernels cannot be generic over the pool type, so each attention kernel exists for fp16
- * and fp32 pools. This keeps the two bodies identical apart from the pool types and the fp16
- * widening, so a fix to one cannot silently miss the other.
+ * and fp32 pools (and the chunk kernel also for packed fp16 pair loads). This keeps the bodies
+ * identical apart from the pool types and the loads, so a fix to one cannot silently miss the
+ * other. Bodies are compared as token streams: comments and layout do not count.
  */
 class KernelSourceTest {
 
@@ -24,7 +26,47 @@ class KernelSourceTest {
         String f32 = method(src, "attentionF32(");
         String expected = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool",
                 "attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool").replace(".getFloat32()", "");
-        assertEquals(expected, f32, kernelClass + ": fp16 and fp32 attention bodies diverged");
+        assertEquals(tokens(expected), tokens(f32), kernelClass + ": fp16 and fp32 attention bodies diverged");
+    }
+
+    @Test
+    void chunkKernelTwinsDifferOnlyInTheirLoads() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/ChunkDecodeKernels.java"));
+        String x2 = withoutLoads(method(src, "attentionF16x2(").replace("attentionF16x2(", "attentionF16("));
+        String f16 = withoutLoads(method(src, "attentionF16("));
+        String f32 = withoutLoads(method(src, "attentionF32(").replace("attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool",
+                "attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool"));
+        assertEquals(f16, x2, "ChunkDecodeKernels: the getHalf2 and 16-bit-load fp16 bodies diverged outside their loads");
+        assertEquals(f16, f32, "ChunkDecodeKernels: the fp16 and fp32 bodies diverged outside their loads");
+        // and the loads themselves: 4 pairs of dims per row, two rows of K then of V: one getHalf2 or two element loads per pair
+        assertEquals(16, count(method(src, "attentionF16x2("), ".getHalf2("), "getHalf2 loads");
+        assertEquals(32, count(method(src, "attentionF16("), ".getFloat32()"), "16-bit loads");
+        assertEquals(32, count(method(src, "attentionF32("), "Pool.get("), "fp32 loads");
+    }
+
+    /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
+    private static String withoutLoads(String body) {
+        StringBuilder kept = new StringBuilder();
+        for (String statement : tokens(body).split(";")) {
+            if (!statement.contains("Pool . get") && !statement.contains("Half2 .")) {
+                kept.append(statement).append(';');
+            }
+        }
+        return kept.toString();
+    }
+
+    /** Java source as space-separated tokens: comments dropped, layout ignored. */
+    private static String tokens(String src) {
+        String noComments = src.replaceAll("(?s)/\\*.*?\\*/", " ").replaceAll("//[^\\n]*", " ");
+        return noComments.replaceAll("([^A-Za-z0-9_$.])", " $1 ").replaceAll("\\.", " . ").trim().replaceAll("\\s+", " ");
+    }
+
+    private static int count(String text, String what) {
+        int n = 0;
+        for (int i = text.indexOf(what); i >= 0; i = text.indexOf(what, i + 1)) {
+            n++;
+        }
+        return n;
     }
 
     @ParameterizedTest
@@ -35,7 +77,7 @@ class KernelSourceTest {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
         String expected = method(src, name + "F16(").replace(name + "F16(", name + "F32(")
                 .replace("HalfFloatArray", "FloatArray").replace(".getFloat32()", "");
-        assertEquals(expected, method(src, name + "F32("), kernel + ": fp16 and fp32 bodies diverged");
+        assertEquals(tokens(expected), tokens(method(src, name + "F32(")), kernel + ": fp16 and fp32 bodies diverged");
     }
 
     @ParameterizedTest
