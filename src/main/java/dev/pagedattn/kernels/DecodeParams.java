@@ -11,7 +11,7 @@ public final class DecodeParams {
     public static final int PARTITION_TOKENS = 1;
     /** Partitions of the longest sequence; the grid's partition dimension. */
     public static final int MAX_PARTITIONS = 2;
-    /** {@code layer * layerStride}: where the decoded layer starts in each pool. */
+    /** Element offset where the decoded data starts in the pools: 0, since every layer has its own pools (a plan binds one layer). */
     public static final int LAYER_BASE = 3;
     /** Columns of blockTables. */
     public static final int MAX_BLOCKS_PER_SEQ = 4;

@@ -6,11 +6,12 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * What the attention kernels share: the limits of their shapes and the split-K merge.
+ * What the attention kernels share: the limits of their shapes, the skeleton (work-group ->
+ * sequence, KV head and partition; the row offset through the block table) and the split-K merge.
  *
  * <h2>Shapes</h2>
  * <pre>
- *  kPool, vPool  [numLayers][numBlocks][numKvHeads][blockSize][headDim]  fp16 or fp32 (KvLayout)
+ *  kPool, vPool  [numBlocks][numKvHeads][blockSize][headDim]  one layer's pools, fp16 or fp32 (KvLayout)
  *  q             [numSeqs][numQHeads][headDim]  fp32
  *  blockTables   [numSeqs][maxBlocksPerSeq]     physical block ids
  *  contextLens   [numSeqs]                      >= 1
@@ -18,7 +19,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  out           [numSeqs][numQHeads][headDim]  fp32
  *  partials      [numSeqs][numQHeads][maxPartitions][headDim + 2]  unnormalised acc, then max, sum
  * </pre>
- * The attention kernels ({@link HeadQuadDecodeKernels}, {@link HeadPairDecodeKernels}) give one
+ * The attention kernels ({@link ChunkDecodeKernels}, {@link WarpQuadDecodeKernels},
+ * {@link HeadQuadDecodeKernels}, {@link HeadPairDecodeKernels}) give one
  * work-group to each (sequence, KV head, head tile of up to {@link #MAX_HEADS_PER_TILE} query
  * heads, partition). With one partition they write {@code out}; otherwise each writes its
  * partition's state to {@code partials} and {@link #mergePartitions} combines them by

@@ -12,7 +12,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * sliding window, GQA/MQA/MHA, fp32 accumulation, split along the context for long prefixes.
  *
  * <pre>
- *  kPool, vPool  [numLayers][numBlocks][numKvHeads][blockSize][headDim]  fp16 or fp32 (KvLayout)
+ *  kPool, vPool  [numBlocks][numKvHeads][blockSize][headDim]  one layer's pools, fp16 or fp32 (KvLayout)
  *  q, out        [totalQueries][numQHeads][headDim]  fp32, rows packed by qIndptr
  *  blockTables   [numSeqs][maxBlocksPerSeq]
  *  contextLens   [numSeqs]        tokens in the cache, including the new ones

@@ -7,7 +7,7 @@ package dev.pagedattn.kernels;
 public final class PrefillParams {
     /** Sequences in this step's batch. */
     public static final int NUM_SEQS = 0;
-    /** {@code layer * layerStride}: where the layer starts in each pool. */
+    /** Element offset where the data starts in the pools: 0, since every layer has its own pools (a plan binds one layer). */
     public static final int LAYER_BASE = 1;
     /** Columns of blockTables. */
     public static final int MAX_BLOCKS_PER_SEQ = 2;
