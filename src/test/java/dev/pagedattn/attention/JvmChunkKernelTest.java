@@ -43,7 +43,6 @@ class JvmChunkKernelTest {
             float got = JvmChunkKernel.expNonPositive(FloatVector.broadcast(Fp16Widening.FLOATS, v)).lane(0);
             assertTrue(got >= 0 && got <= 1.3e-38f, "exp(" + v + ") = " + got);
         }
-        System.out.println("  worst error " + worstUlps + " ulp");
     }
 
     /** Lane 0 after the fold is the pairwise tree sum, whatever the values (checked with non-associative ones). */

@@ -50,8 +50,7 @@ class SplitKDecodeTest {
                 a.decode(p.batch(), 0, p.q(), out);
             }
             double relL2 = shape.scale() > 1 ? 1e-4 : Accuracy.REL_L2; // larger scores, larger fp32 score rounding
-            Accuracy.Errors e = Accuracy.assertClose(out, p.reference(), relL2, relL2, p.describe());
-            System.out.println("  " + e);
+            Accuracy.assertClose(out, p.reference(), relL2, relL2, p.describe());
         }
     }
 
@@ -107,7 +106,6 @@ class SplitKDecodeTest {
                 bytes = sum(threads.getThreadAllocatedBytes(ids)) - before - ownBytes;
             }
             assertEquals(0, bytes, steps + " steps still allocated " + bytes + " bytes after " + round + " rounds");
-            System.out.println("  no allocation from round " + round);
         }
         Accuracy.assertClose(out, p.reference(), p.describe());
     }
