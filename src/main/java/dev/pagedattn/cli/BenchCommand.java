@@ -73,7 +73,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
 
-    @Option(names = "--out", description = "CSV to write (default: ${DEFAULT-VALUE}).", defaultValue = "benchmarks/results/ours.csv")
+    @Option(names = "--out", description = "CSV to write (default: ${DEFAULT-VALUE}).", defaultValue = "target/bench/ours.csv")
     Path out;
 
     @Option(names = "--sweeps", split = ",", description = "Which sweeps: decode, prefill (default: ${DEFAULT-VALUE}).",
@@ -93,7 +93,7 @@ final class BenchCommand implements Callable<Integer> {
     int prefillQueryLen;
 
     @Option(names = "--prefill-out", description = "Prefill CSV to write (default: ${DEFAULT-VALUE}).",
-            defaultValue = "benchmarks/results/ours-prefill.csv")
+            defaultValue = "target/bench/ours-prefill.csv")
     Path prefillOut;
 
     private List<DecodeGrid.Kernel> kernelList;

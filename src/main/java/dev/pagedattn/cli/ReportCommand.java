@@ -26,7 +26,7 @@ final class ReportCommand implements Callable<Integer> {
     private static final String NO_PEER = "none";
     private static final String[] PEERS = {"sdpa-cudnn", "sdpa-flash", "paged-gather-sdpa", "flex-paged"};
 
-    @Option(names = "--ours", split = ",", defaultValue = "benchmarks/results/ours.csv",
+    @Option(names = "--ours", split = ",", defaultValue = "benchmarks/results/ours-ptx.csv,benchmarks/results/ours-cuda.csv",
             description = "Our sweep CSVs, one per backend (default: ${DEFAULT-VALUE}).")
     List<Path> ours;
 
