@@ -30,10 +30,22 @@ say "== cpu-sweep $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
 say "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) processors, threads used: $threads"
 say "memory: $(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')"
 
-ours_cmd=(bin/pa bench-cpu --threads "$threads" --cells "$cells" --steps "$steps"
-          --warmup-seconds "${WARMUP_SECONDS:-3}" --probe-mib "$probe_mib" --out "$out/ours-cpu.csv")
-say "== ${ours_cmd[*]}"
-"${ours_cmd[@]}" 2>&1 | grep -v 'Using incubator modules' | tee -a "$log" >&2
+# Every (cell, dtype) in a JVM of its own: in one JVM the cells measured later depended on which ran
+# first (C2 compiled the fp16 widening differently after an fp32 cell; benchmarks/NOTES.md).
+ours_cmd=(bin/pa bench-cpu --threads "$threads")
+say "== ${ours_cmd[*]} --probe-mib $probe_mib (the probe, with one short step), then --cells C --dtypes D --steps $steps for each (C, D)"
+"${ours_cmd[@]}" --cells "${cells%%,*}" --dtypes fp32 --steps 1 --warmup-seconds 0 --probe-mib "$probe_mib" \
+  --out "$out/ours-probe.csv" 2>&1 | grep -v 'Using incubator modules' | tee -a "$log" >&2
+grep -E '^(impl|jvm-read-probe),' "$out/ours-probe.csv" > "$out/ours-cpu.csv"
+for cell in ${cells//,/ }; do
+  for dtype in fp32 fp16; do
+    "${ours_cmd[@]}" --cells "$cell" --dtypes "$dtype" --steps "$steps" --warmup-seconds "${WARMUP_SECONDS:-3}" \
+      --probe-mib 0 --out "$out/ours-one.csv" 2>&1 \
+      | grep -v 'Using incubator modules' | tee -a "$log" >&2
+    tail -n +2 "$out/ours-one.csv" >> "$out/ours-cpu.csv"
+  done
+done
+rm -f "$out/ours-probe.csv" "$out/ours-one.csv"
 
 peer_cmd=(python3 benchmarks/peer_torch_cpu.py --cells "$cells" --threads "$threads" --steps "$steps"
           --probe-gib "$(awk -v m="$probe_mib" 'BEGIN {print m / 1024}')" --out "$out/peer-cpu.csv")
@@ -73,7 +85,7 @@ cp "$out/ours-cpu.csv" "$csv"
 [[ -f "$out/peer-cpu.csv" ]] && tail -n +2 "$out/peer-cpu.csv" >> "$csv"
 
 # The table: one row per cell; ratios of issue 13's bar (times are the min over the steps).
-awk -F, -v cells="$cells" -v cmd="${ours_cmd[*]}; ${peer_cmd[*]}" '
+awk -F, -v cells="$cells" -v cmd="${ours_cmd[*]} --cells C --dtypes D --steps $steps (each in its own JVM); ${peer_cmd[*]}" '
   NR == 1 { next }
   { key = $1 "|" $2 "|" $3; mn[key] = $8; md[key] = $9; gbs[key] = $11; st[key] = $13 }
   $1 ~ /read-probe/ { probe[$1] = $11; probeCell[$1] = $2 }
