@@ -110,7 +110,7 @@ class MainTest {
                 bad(new String[] {"check", "--batch", "0"}, "--batch=0"),
                 bad(new String[] {"check", "--q-heads", "12", "--kv-heads", "8"}, "--q-heads=12", "--kv-heads=8"),
                 bad(new String[] {"check", "--kv-heads", "0"}, "--kv-heads=0"),
-                bad(new String[] {"check", "--dtype", "fp8"}, "fp8"),
+                bad(new String[] {"check", "--dtype", "fp9"}, "fp9"),
                 bad(new String[] {"check", "--block-size", "0"}, "--block-size=0"),
                 bad(new String[] {"check", "--backend", "cuda"}, "--backend=cuda"),
                 bad(new String[] {"check", "--iterations", "0"}, "--iterations=0"),
