@@ -190,10 +190,7 @@ public final class KvCache {
         if (numTokens == 0) {
             return;
         }
-        if (scales != null) { // every value checked before any is stored: a refused write changes nothing
-            QuantFormat.requireFinite("k", k, 0, k.length);
-            QuantFormat.requireFinite("v", v, 0, v.length);
-        }
+        requireStorable(k, v);
         int bs = config.blockSize();
         int firstLogical = firstPosition / bs;
         int lastLogical = (firstPosition + numTokens - 1) / bs;
@@ -224,6 +221,7 @@ public final class KvCache {
         }
         int n = k.length / config.tokenWidth();
         requireLength("v", v, k.length);
+        requireStorable(k, v); // before the append: a refused prompt reserves nothing
         int first = append(seq, n);
         writeTokens(seq, 0, first, n, k, v); // its blocks are fresh or copied: no further copy
         return first;
@@ -328,6 +326,14 @@ public final class KvCache {
 
     int takeBlock() {
         return allocator.take();
+    }
+
+    /** 8-bit pools: every value checked finite before any is stored, so a refused write changes nothing. */
+    private void requireStorable(float[] k, float[] v) {
+        if (scales != null) {
+            QuantFormat.requireFinite("k", k, 0, k.length);
+            QuantFormat.requireFinite("v", v, 0, v.length);
+        }
     }
 
     private static void requireNonNegative(String name, int value) {
