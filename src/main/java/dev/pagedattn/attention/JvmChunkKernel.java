@@ -17,8 +17,8 @@ import jdk.incubator.vector.VectorSpecies;
  * instance per worker thread holds that worker's scratch, so a decode step allocates nothing.
  *
  * <p>Per logical block the K tile of the head (one contiguous run, see {@link KvLayout}) is widened
- * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32, a table lookup
- * times the head's scale for the 8-bit dtypes) and used by every
+ * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32,
+ * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and used by every
  * query head of the group (GQA reuse); then the V tile. After {@link #attend} the instance holds
  * the chunk's unnormalised accumulator, running max and sum per head: {@link #writeOutput}
  * normalises them into the output, {@link #writePartial} stores them for a split-K merge.
@@ -41,6 +41,7 @@ final class JvmChunkKernel {
     private final int groupSize;
     private final int blockSize;
     private final boolean fp16;
+    private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
     private final boolean vector;
     private final float[] qs;     // [groupSize][headDim], pre-scaled by the softmax scale
@@ -55,7 +56,8 @@ final class JvmChunkKernel {
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
         this.fp16 = dtype == KvDtype.FP16;
-        this.codes = dtype.isQuantized() ? dtype.format().table() : null;
+        this.format = dtype.format();
+        this.codes = dtype.isQuantized() ? format.table() : null;
         this.vector = vector;
         this.qs = new float[groupSize * headDim];
         this.acc = new float[groupSize * headDim];
@@ -104,14 +106,12 @@ final class JvmChunkKernel {
 
     /**
      * Widens {@code length} pool elements from {@code index} into {@link #tile}; 8-bit codes are
-     * dequantized through the 256-entry table times the head's scale, the same fp32 product
+     * dequantized ({@link EightBitWidening}) times the head's scale, the same fp32 product
      * {@code KvPool.get} gives (so the fp64 reference sees these very values).
      */
     private void load(MemorySegment pool, int index, int length, float scale) {
         if (codes != null) {
-            for (int i = 0; i < length; i++) {
-                tile[i] = codes[pool.get(ValueLayout.JAVA_BYTE, (long) index + i) & 0xFF] * scale;
-            }
+            EightBitWidening.widen(format, codes, pool, index, scale, tile, 0, length, vector);
         } else if (fp16) {
             Fp16Widening.widen(pool, index, tile, 0, length, vector);
         } else {
