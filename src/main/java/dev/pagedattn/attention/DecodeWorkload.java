@@ -148,11 +148,18 @@ public final class DecodeWorkload {
     /** Same, with room for every sequence to append {@code spareTokensPerSeq} more tokens (decode steps), guaranteed. */
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, numLayers, spareTokensPerSeq, null);
+    }
+
+    /** Same, with the scales of an 8-bit cache (null: the cache's default, every scale 1.0). */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq,
+                                        dev.pagedattn.quant.KvScales scales) {
         Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers,
                 spareTokensPerSeq);
         KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
-        KvCache cache = new KvCache(config);
+        KvCache cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, seed);
         int[] seqs = new int[lengths.length];
         try {

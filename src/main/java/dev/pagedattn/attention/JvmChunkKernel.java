@@ -17,7 +17,8 @@ import jdk.incubator.vector.VectorSpecies;
  * instance per worker thread holds that worker's scratch, so a decode step allocates nothing.
  *
  * <p>Per logical block the K tile of the head (one contiguous run, see {@link KvLayout}) is widened
- * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32) and used by every
+ * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32,
+ * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and used by every
  * query head of the group (GQA reuse); then the V tile. After {@link #attend} the instance holds
  * the chunk's unnormalised accumulator, running max and sum per head: {@link #writeOutput}
  * normalises them into the output, {@link #writePartial} stores them for a split-K merge.
@@ -40,6 +41,8 @@ final class JvmChunkKernel {
     private final int groupSize;
     private final int blockSize;
     private final boolean fp16;
+    private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
+    private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
     private final boolean vector;
     private final float[] qs;     // [groupSize][headDim], pre-scaled by the softmax scale
     private final float[] acc;    // [groupSize][headDim], unnormalised
@@ -53,6 +56,8 @@ final class JvmChunkKernel {
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
         this.fp16 = dtype == KvDtype.FP16;
+        this.format = dtype.format();
+        this.codes = dtype.isQuantized() ? format.table() : null;
         this.vector = vector;
         this.qs = new float[groupSize * headDim];
         this.acc = new float[groupSize * headDim];
@@ -68,9 +73,11 @@ final class JvmChunkKernel {
      *
      * @param keys   the K pool, {@code [poolElements]} of the pool's dtype
      * @param values the V pool, same shape
+     * @param kScale the K scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
+     * @param vScale the V scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
      * @param q      {@code [numSeqs][numQHeads][headDim]} fp32
      */
-    void attend(MemorySegment keys, MemorySegment values, KvLayout layout, DecodeBatch batch, int layer,
+    void attend(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch, int layer,
                 int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale) {
         int d = headDim;
         int g = groupSize;
@@ -86,20 +93,26 @@ final class JvmChunkKernel {
         for (int start = fromToken; start < toToken; start += bs) {
             int n = Math.min(bs, toToken - start);
             int base = layout.tileBase(batch.block(seq, start / bs), kvHead);
-            load(keys, base, n * d);
+            load(keys, base, n * d, kScale);
             for (int h = 0; h < g; h++) {
                 scoreBlock(h, n);
             }
-            load(values, base, n * d);
+            load(values, base, n * d, vScale);
             for (int h = 0; h < g; h++) {
                 accumulate(h, n);
             }
         }
     }
 
-    /** Widens {@code length} pool elements from {@code index} into {@link #tile}. */
-    private void load(MemorySegment pool, int index, int length) {
-        if (fp16) {
+    /**
+     * Widens {@code length} pool elements from {@code index} into {@link #tile}; 8-bit codes are
+     * dequantized ({@link EightBitWidening}) times the head's scale, the same fp32 product
+     * {@code KvPool.get} gives (so the fp64 reference sees these very values).
+     */
+    private void load(MemorySegment pool, int index, int length, float scale) {
+        if (codes != null) {
+            EightBitWidening.widen(format, codes, pool, index, scale, tile, 0, length, vector);
+        } else if (fp16) {
             Fp16Widening.widen(pool, index, tile, 0, length, vector);
         } else {
             MemorySegment.copy(pool, FLOAT, (long) index * Float.BYTES, tile, 0, length);

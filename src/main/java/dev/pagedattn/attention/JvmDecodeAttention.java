@@ -4,6 +4,7 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvLayout;
+import dev.pagedattn.cache.KvPool;
 import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
@@ -36,6 +37,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private int layer;
     private MemorySegment keys;   // [poolElements] of the pool dtype
     private MemorySegment values; // [poolElements] of the pool dtype
+    private KvPool keyPool;       // the layer's pools: their scales (8-bit)
+    private KvPool valuePool;
     private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
     private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
     private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // q and out (positions 2, 3)
@@ -77,8 +80,10 @@ public final class JvmDecodeAttention implements DecodeAttention {
         plan.build(batch, workers.numThreads());
         this.batch = batch;
         this.layer = layer;
-        this.keys = cache.keys(layer).segment();
-        this.values = cache.values(layer).segment();
+        this.keyPool = cache.keys(layer);
+        this.valuePool = cache.values(layer);
+        this.keys = keyPool.segment();
+        this.values = valuePool.segment();
         this.q = segment(q, 2);
         this.out = segment(out, 3);
         try {
@@ -111,7 +116,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         KvLayout layout = cache.layout();
         int seq = plan.seq(item);
         int kvHead = plan.kvHead(item);
-        kernel.attend(keys, values, layout, batch, layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
+        kernel.attend(keys, values, keyPool.scale(kvHead), valuePool.scale(kvHead), layout, batch, layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
                 q, spec.numQHeads(), spec.scale());
         int slot = plan.slot(item);
         if (slot == JvmSplitPlan.NO_PARTIAL) {

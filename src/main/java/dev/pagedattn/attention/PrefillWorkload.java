@@ -32,6 +32,13 @@ public final class PrefillWorkload {
     /** Same, with room in the pool for {@code spareTokensPerSeq} more tokens per sequence (later chunks). */
     public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
                                          int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq) {
+        return create(lengths, qLens, window, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, spareTokensPerSeq, null);
+    }
+
+    /** Same, with the scales of an 8-bit cache (null: every scale 1.0). */
+    public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
+                                         int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq,
+                                         dev.pagedattn.quant.KvScales scales) {
         if (qLens.length != lengths.length) {
             throw new IllegalArgumentException("qLens.length=" + qLens.length + " does not match lengths.length=" + lengths.length);
         }
@@ -40,7 +47,7 @@ public final class PrefillWorkload {
                 throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " exceeds contextLen[" + i + "]=" + lengths[i]);
             }
         }
-        DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq);
+        DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq, scales);
         PrefillBatch batch = PrefillBatch.of(kv.batch(), qLens, window);
         SplittableRandom random = new SplittableRandom(seed ^ 0x9F11L);
         FloatArray q = new FloatArray(batch.totalQueries() * numQHeads * headDim);

@@ -1,5 +1,8 @@
 package dev.pagedattn.cache;
 
+import dev.pagedattn.quant.KvScales;
+import dev.pagedattn.quant.QuantFormat;
+
 /**
  * The KV cache manager (vLLM's KVCacheManager): sequences and their page tables over a
  * {@link BlockPool}, the K/V in a {@link KvStore} (one K and one V pool per layer).
@@ -20,22 +23,57 @@ public final class KvCache {
     private final KvCacheConfig config;
     private final BlockPool pool;
     private final KvStore store;
+    private final KvScales scales; // null for fp16/fp32
     private final BlockAllocator allocator;
     private final SequenceRegistry sequences = new SequenceRegistry();
     private PrefixCache prefixCache; // null unless enablePrefixCaching()
 
+    /** A cache; an 8-bit dtype gets every scale 1.0, one per layer ({@link KvScales#unit}, vLLM's default). */
     public KvCache(KvCacheConfig config) {
+        this(config, null);
+    }
+
+    /**
+     * A cache with the scales of its 8-bit K/V ({@code null}: every scale 1.0); fp16/fp32 caches
+     * take no scales. The scales' format, layers and KV heads must match {@code config}.
+     */
+    public KvCache(KvCacheConfig config, KvScales scales) {
         if (config == null) {
             throw new IllegalArgumentException("config=null");
         }
         this.config = config;
+        this.scales = checkScales(config, scales);
         this.pool = new BlockPool(config.numBlocks());
-        this.store = new KvStore(config);
+        this.store = new KvStore(config, this.scales);
         this.allocator = new BlockAllocator(config, pool, store);
     }
 
     public KvCacheConfig config() {
         return config;
+    }
+
+    /** The scales of the 8-bit K/V, or null for fp16/fp32. */
+    public KvScales scales() {
+        return scales;
+    }
+
+    private static KvScales checkScales(KvCacheConfig config, KvScales scales) {
+        QuantFormat format = config.dtype().format();
+        if (format == null) {
+            if (scales != null) {
+                throw new IllegalArgumentException("dtype=" + config.dtype() + " takes no scales (scales are for 8-bit dtypes)");
+            }
+            return null;
+        }
+        if (scales == null) {
+            return KvScales.unit(format, config.numLayers(), config.numKvHeads());
+        }
+        if (scales.format() != format || scales.numLayers() != config.numLayers() || scales.numKvHeads() != config.numKvHeads()) {
+            throw new IllegalArgumentException("scales format=" + scales.format() + " numLayers=" + scales.numLayers()
+                    + " numKvHeads=" + scales.numKvHeads() + " do not match dtype=" + config.dtype() + " numLayers="
+                    + config.numLayers() + " numKvHeads=" + config.numKvHeads());
+        }
+        return scales;
     }
 
     public KvLayout layout() {
@@ -152,6 +190,7 @@ public final class KvCache {
         if (numTokens == 0) {
             return;
         }
+        requireStorable(k, v);
         int bs = config.blockSize();
         int firstLogical = firstPosition / bs;
         int lastLogical = (firstPosition + numTokens - 1) / bs;
@@ -182,6 +221,7 @@ public final class KvCache {
         }
         int n = k.length / config.tokenWidth();
         requireLength("v", v, k.length);
+        requireStorable(k, v); // before the append: a refused prompt reserves nothing
         int first = append(seq, n);
         writeTokens(seq, 0, first, n, k, v); // its blocks are fresh or copied: no further copy
         return first;
@@ -286,6 +326,14 @@ public final class KvCache {
 
     int takeBlock() {
         return allocator.take();
+    }
+
+    /** 8-bit pools: every value checked finite before any is stored, so a refused write changes nothing. */
+    private void requireStorable(float[] k, float[] v) {
+        if (scales != null) {
+            QuantFormat.requireFinite("k", k, 0, k.length);
+            QuantFormat.requireFinite("v", v, 0, v.length);
+        }
     }
 
     private static void requireNonNegative(String name, int value) {

@@ -32,7 +32,7 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         requirePositive("headDim", headDim);
         requirePositive("numLayers", numLayers);
         if (dtype == null) {
-            throw new IllegalArgumentException("dtype=null (use FP16 or FP32)");
+            throw new IllegalArgumentException("dtype=null (use FP16, FP32, FP8_E4M3, FP8_E5M2 or INT8)");
         }
         long perBlock = blockElements(blockSize, numKvHeads, headDim);
         if (perBlock > MAX_POOL_ELEMENTS || (long) numBlocks * perBlock > MAX_POOL_ELEMENTS) {
@@ -61,7 +61,7 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         requirePositive("headDim", headDim);
         requirePositive("numLayers", numLayers);
         if (dtype == null) {
-            throw new IllegalArgumentException("dtype=null (use FP16 or FP32)");
+            throw new IllegalArgumentException("dtype=null (use FP16, FP32, FP8_E4M3, FP8_E5M2 or INT8)");
         }
         long perBlock;
         try {

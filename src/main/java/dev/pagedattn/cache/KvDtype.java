@@ -1,14 +1,25 @@
 package dev.pagedattn.cache;
 
-/** Element type of the K and V pools. Attention always accumulates in fp32. */
+import dev.pagedattn.quant.QuantFormat;
+
+/**
+ * Element type of the K and V pools. Attention always accumulates in fp32. The 8-bit dtypes store
+ * {@link QuantFormat} codes with the cache's {@link dev.pagedattn.quant.KvScales}: a stored value
+ * is {@code decode(code) * scale(layer, kvHead)}.
+ */
 public enum KvDtype {
-    FP16(2),
-    FP32(4);
+    FP16(2, null),
+    FP32(4, null),
+    FP8_E4M3(1, QuantFormat.FP8_E4M3),
+    FP8_E5M2(1, QuantFormat.FP8_E5M2),
+    INT8(1, QuantFormat.INT8);
 
     private final int bytes;
+    private final QuantFormat format;
 
-    KvDtype(int bytes) {
+    KvDtype(int bytes, QuantFormat format) {
         this.bytes = bytes;
+        this.format = format;
     }
 
     /** Bytes per stored element. */
@@ -16,13 +27,40 @@ public enum KvDtype {
         return bytes;
     }
 
-    /** Parses {@code fp16}/{@code fp32} (any case); the message names the bad value. */
-    public static KvDtype parse(String text) {
+    /** The 8-bit codec, or null for fp16/fp32. */
+    public QuantFormat format() {
+        return format;
+    }
+
+    /** True for the 8-bit dtypes (codes plus scales). */
+    public boolean isQuantized() {
+        return format != null;
+    }
+
+    /** The dtype storing {@code format}. */
+    public static KvDtype of(QuantFormat format) {
         for (KvDtype d : values()) {
-            if (d.name().equalsIgnoreCase(text)) {
+            if (d.format == format && format != null) {
                 return d;
             }
         }
-        throw new IllegalArgumentException("dtype=" + text + " is not supported (use fp16 or fp32)");
+        throw new IllegalArgumentException("format=" + format + " has no KvDtype");
+    }
+
+    /**
+     * Parses {@code fp16}, {@code fp32}, {@code fp8} (= {@code fp8-e4m3}), {@code fp8-e5m2} and
+     * {@code int8} (any case, {@code -} or {@code _}); the message names the bad value.
+     */
+    public static KvDtype parse(String text) {
+        String key = text == null ? "" : text.trim().toUpperCase(java.util.Locale.ROOT).replace('-', '_');
+        if (key.equals("FP8")) {
+            return FP8_E4M3;
+        }
+        for (KvDtype d : values()) {
+            if (d.name().equals(key)) {
+                return d;
+            }
+        }
+        throw new IllegalArgumentException("dtype=" + text + " is not supported (use fp16, fp32, fp8, fp8-e5m2 or int8)");
     }
 }

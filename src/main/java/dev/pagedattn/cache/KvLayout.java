@@ -68,6 +68,11 @@ public final class KvLayout {
         return offset(block, kvHead, 0, 0);
     }
 
+    /** The KV head an element offset belongs to (its tile's head): what picks a per-head scale. */
+    public int kvHeadOf(int offset) {
+        return offset % blockStride() / headStride();
+    }
+
     /**
      * Offset of (block, head 0, slot, dim 0) for a slot id {@code block * blockSize + slot}, the
      * form {@link DirtySlotJournal#drain} returns.

@@ -2,13 +2,16 @@ package dev.pagedattn.cache;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import dev.pagedattn.quant.QuantFormat;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * One layer's K (or V) pool as a TornadoVM native array, off-heap, so that a TaskGraph can take
- * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32. Indexed by
+ * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32, a byte array of
+ * {@link QuantFormat} codes for the 8-bit dtypes, whose element at {@code index} is
+ * {@code decode(code) * scale(kvHead of index)} (writes quantize with that scale). Indexed by
  * {@link KvLayout} offsets. Reads are public; writes are package-private (the cache owns the
  * pool's content). Allocated by {@link NativeArrays}, so a pool may exceed 2 GiB; where the
  * TornadoVM API at hand cannot wrap that much, the pool is a plain segment and {@link #array()}
@@ -22,17 +25,42 @@ public final class KvPool {
     private final TornadoNativeArray array; // null: too large for this TornadoVM API to wrap
     private final MemorySegment payload;    // [poolElements] of dtype, zeroed
     private final int size;
+    private final QuantFormat format; // null for fp16/fp32
+    private final KvLayout layout;    // null: one head (scales[0]) for the whole pool
+    private final float[] scales;     // [numKvHeads] of this layer, 8-bit dtypes only
 
     KvPool(KvDtype dtype, int numElements) {
         this(dtype, numElements, Integer.MAX_VALUE);
     }
 
-    /** A pool that takes the past-2-GiB path above {@code maxConstructorBytes} (tests). */
+    /** A pool that takes the past-2-GiB path above {@code maxConstructorBytes} (tests); 8-bit: scale 1. */
     KvPool(KvDtype dtype, int numElements, long maxConstructorBytes) {
+        this(dtype, numElements, maxConstructorBytes, null, new float[] {1f});
+    }
+
+    /** A pool of {@code layout}'s shape; {@code scales: [numKvHeads]} this layer's K (or V) scales (8-bit only). */
+    KvPool(KvDtype dtype, int numElements, long maxConstructorBytes, KvLayout layout, float[] scales) {
         this.dtype = dtype;
         this.size = numElements;
+        this.format = dtype.format();
+        this.layout = layout;
+        this.scales = format == null ? null : scales.clone();
         this.array = NativeArrays.tryAllocate(dtype, numElements, maxConstructorBytes);
         this.payload = array != null ? array.getSegment() : NativeArrays.segment(dtype, numElements);
+    }
+
+    /** The 8-bit codec of this pool, or null for fp16/fp32. */
+    public QuantFormat format() {
+        return format;
+    }
+
+    /** The scale of {@code kvHead}'s elements (8-bit pools; 1 for fp16/fp32). */
+    public float scale(int kvHead) {
+        return scales == null ? 1f : scales[layout == null ? 0 : kvHead];
+    }
+
+    private float scaleAt(int index) {
+        return scales[layout == null ? 0 : layout.kvHeadOf(index)];
     }
 
     public KvDtype dtype() {
@@ -73,16 +101,21 @@ public final class KvPool {
         return (FloatArray) array();
     }
 
-    /** Element {@code index} widened to fp32. */
+    /** Element {@code index} widened to fp32 (8-bit: dequantized, times its head's scale). */
     public float get(int index) {
+        if (format != null) {
+            return format.decode(payload.get(ValueLayout.JAVA_BYTE, index)) * scaleAt(index);
+        }
         return dtype == KvDtype.FP16
                 ? Float.float16ToFloat(payload.getAtIndex(HALF, index))
                 : payload.getAtIndex(FLOAT, index);
     }
 
-    /** Widens {@code length} elements from {@code index} into {@code dst[dstOffset ...]}. */
+    /** Widens {@code length} elements of one tile (one head) from {@code index} into {@code dst[dstOffset ...]}. */
     public void read(int index, float[] dst, int dstOffset, int length) {
-        if (dtype == KvDtype.FP16) {
+        if (format != null) {
+            format.dequantize(payload, index, length, scaleAt(index), dst, dstOffset);
+        } else if (dtype == KvDtype.FP16) {
             for (int i = 0; i < length; i++) {
                 dst[dstOffset + i] = Float.float16ToFloat(payload.getAtIndex(HALF, (long) index + i));
             }
@@ -91,9 +124,14 @@ public final class KvPool {
         }
     }
 
-    /** Stores {@code src[srcOffset ...]} rounded to the pool's dtype (round to nearest even). */
+    /**
+     * Stores {@code src[srcOffset ...]} (one head's run) rounded to the pool's dtype (round to
+     * nearest even; 8-bit: divided by the head's scale, saturated; non-finite values refused).
+     */
     void write(int index, float[] src, int srcOffset, int length) {
-        if (dtype == KvDtype.FP16) {
+        if (format != null) {
+            format.quantize(src, srcOffset, length, scaleAt(index), payload, index);
+        } else if (dtype == KvDtype.FP16) {
             for (int i = 0; i < length; i++) {
                 payload.setAtIndex(HALF, (long) index + i, Float.floatToFloat16(src[srcOffset + i]));
             }
@@ -111,7 +149,9 @@ public final class KvPool {
             int end = (int) Math.min(size(), (c + 1L) * chunk);
             for (int i = c * chunk; i < end; i++) {
                 float x = (float) (r.nextDouble() * 2 - 1);
-                if (dtype == KvDtype.FP16) {
+                if (format != null) {
+                    payload.set(ValueLayout.JAVA_BYTE, i, format.encode(x / scaleAt(i)));
+                } else if (dtype == KvDtype.FP16) {
                     payload.setAtIndex(HALF, i, Float.floatToFloat16(x));
                 } else {
                     payload.setAtIndex(FLOAT, i, x);

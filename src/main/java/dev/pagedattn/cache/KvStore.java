@@ -1,5 +1,7 @@
 package dev.pagedattn.cache;
 
+import dev.pagedattn.quant.KvScales;
+
 /**
  * The K and V pools of every layer ({@code [numLayers]} of {@link KvPool}, laid out by
  * {@link KvLayout}) and the journal of what changed in them. Addressed by physical block and
@@ -12,14 +14,20 @@ final class KvStore {
     private final KvPool[] values; // same shape as keys
     private final DirtySlotJournal journal;
 
-    KvStore(KvCacheConfig config) {
+    /** {@code scales}: null for fp16/fp32; for 8-bit dtypes the cache's checked scales. */
+    KvStore(KvCacheConfig config, KvScales scales) {
         this.config = config;
         this.layout = new KvLayout(config);
         this.keys = new KvPool[config.numLayers()];
         this.values = new KvPool[config.numLayers()];
+        int heads = config.numKvHeads();
+        float[] k = scales == null ? new float[config.numLayers() * heads] : scales.kPerHead(); // [numLayers][numKvHeads]
+        float[] v = scales == null ? k : scales.vPerHead();
         for (int l = 0; l < config.numLayers(); l++) {
-            keys[l] = new KvPool(config.dtype(), layout.poolElements());
-            values[l] = new KvPool(config.dtype(), layout.poolElements());
+            keys[l] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
+                    java.util.Arrays.copyOfRange(k, l * heads, (l + 1) * heads));
+            values[l] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
+                    java.util.Arrays.copyOfRange(v, l * heads, (l + 1) * heads));
         }
         this.journal = new DirtySlotJournal(config);
     }

@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
+import uk.ac.manchester.tornado.api.types.arrays.ByteArray;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
@@ -42,10 +43,18 @@ public final class NativeArrays {
     /** Same; arrays above {@code maxConstructorBytes} (header included) take the segment path (tests lower it). */
     static TornadoNativeArray tryAllocate(KvDtype dtype, int n, long maxConstructorBytes) {
         long bytes = (long) n * dtype.bytes();
-        Class<? extends TornadoNativeArray> type = dtype == KvDtype.FP16 ? HalfFloatArray.class : FloatArray.class;
+        Class<? extends TornadoNativeArray> type = switch (dtype) {
+            case FP16 -> HalfFloatArray.class;
+            case FP32 -> FloatArray.class;
+            case FP8_E4M3, FP8_E5M2, INT8 -> ByteArray.class; // 8-bit codes
+        };
         try {
             if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
-                return dtype == KvDtype.FP16 ? new HalfFloatArray(n) : new FloatArray(n);
+                return switch (dtype) {
+                    case FP16 -> new HalfFloatArray(n);
+                    case FP32 -> new FloatArray(n);
+                    case FP8_E4M3, FP8_E5M2, INT8 -> new ByteArray(n);
+                };
             }
             Method shallow = shallowFactory(type);
             if (shallow == null) {

@@ -62,6 +62,8 @@ final class CheckCommand implements Callable<Integer> {
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
+        shape.requireBackend(backendOptions.backend);
+        shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps);
@@ -140,7 +142,7 @@ final class CheckCommand implements Callable<Integer> {
     /** The shape's workload, with room for every sequence to append {@code spareTokensPerSeq} more tokens. */
     static DecodeWorkload build(ShapeOptions shape, int[] lengths, int spareTokensPerSeq) {
         return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq);
+                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq, shape.kvScales());
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

@@ -11,6 +11,7 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.PageTable;
 import dev.pagedattn.cache.RandomKv;
+import dev.pagedattn.quant.KvScales;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -31,18 +32,31 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--kv-memory", description = "Size the cache to this many bytes of K and V (such as 64KiB; default: 32 blocks).")
     String kvMemory;
 
+    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: jvm backend only;"
+            + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
+    String dtype;
+
+    @Option(names = "--kv-scale", description = "Scales of 8-bit K/V: per-tensor or per-head (default: per-tensor).")
+    String kvScale;
+
     private KvCache cache;
     private SplittableRandom random;
 
     @Override
     public Integer call() throws OutOfBlocksException {
         backendOptions.validate();
+        KvDtype kvDtype = KvDtype.parse(dtype);
+        KvScales scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, 2); // the demo's K/V are uniform in [-1, 1)
+        if (backendOptions.backend.equals("tornado") && kvDtype.isQuantized()) {
+            throw new IllegalArgumentException("--dtype=" + dtype + ": the tornado backends do not read 8-bit K/V pools yet"
+                    + " (use --backend jvm, or --dtype fp16/fp32)");
+        }
         long s = seed != null ? seed : System.nanoTime();
         random = new SplittableRandom(s);
-        KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16);
+        KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, kvDtype);
         if (kvMemory != null) {
             try {
-                config = KvCacheConfig.forMemory(ByteSize.parse("--kv-memory", kvMemory), 16, 2, 64, 1, KvDtype.FP16);
+                config = KvCacheConfig.forMemory(ByteSize.parse("--kv-memory", kvMemory), 16, 2, 64, 1, kvDtype);
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(e.getMessage().startsWith("--kv-memory") ? e.getMessage()
                         : "--kv-memory=" + kvMemory + ": " + e.getMessage());
@@ -53,7 +67,7 @@ final class DemoCommand implements Callable<Integer> {
                     + " blocks; the demo needs 8 (" + 8 * config.bytesPerToken() * config.blockSize() + " bytes)");
         }
         AttentionSpec spec = AttentionSpec.of(config, 8);
-        cache = new KvCache(config);
+        cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, s);
         // The backend exists before the first line is printed, so that one it cannot create (no
         // TornadoVM runtime, a query group the tornado backend refuses) fails the demo before it starts.
@@ -68,6 +82,10 @@ final class DemoCommand implements Callable<Integer> {
                         + "   Query heads: %d (GQA, %d per KV head). Free blocks: %d.%n%n",
                 config.numBlocks(), config.blockSize(), config.numKvHeads(), config.headDim(), config.dtype(),
                 config.layerPoolBytes() / 1024, spec.numQHeads(), spec.groupSize(), cache.numAllocatableBlocks());
+        if (cache.scales() != null) {
+            System.out.printf("   8-bit K/V: each element a code, read as decode(code) x scale; %s scales k=v=%.3g (absmax 1 / %s).%n%n",
+                    cache.scales().mode().name().toLowerCase().replace('_', '-'), cache.scales().k(0, 0), cache.scales().format().maxFinite());
+        }
 
         int a = prompt(40);
         int b = prompt(17);

@@ -70,7 +70,8 @@ final class PrefillCheck {
         }
         // Everything that can refuse the run (shapes, cache size, backend) does so before the first line is printed.
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
-                shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare);
+                shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare,
+                ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads)); // one layer, as the workload
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("

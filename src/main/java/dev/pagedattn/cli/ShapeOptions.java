@@ -2,6 +2,9 @@ package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.KvScaleMode;
+import dev.pagedattn.quant.KvScales;
+import java.util.Arrays;
 import picocli.CommandLine.Option;
 
 /** The decode shape flags shared by {@code check} and {@code bench}. */
@@ -25,8 +28,13 @@ final class ShapeOptions {
     @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
     int blockSize;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16 or fp32 (default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
+    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: jvm backend only;"
+            + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
+
+    @Option(names = "--kv-scale", description = "Scales of 8-bit K/V: per-tensor (one K and one V scale per layer) or per-head"
+            + " (default: per-tensor).")
+    String kvScale;
 
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
@@ -63,7 +71,7 @@ final class ShapeOptions {
 
     private String flags() {
         return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
-                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
+                + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvScale == null ? "" : " --kv-scale=" + kvScale) + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
                 + (layers == 1 ? "" : " --layers=" + layers);
     }
 
@@ -76,6 +84,57 @@ final class ShapeOptions {
 
     KvDtype kvDtype() {
         return KvDtype.parse(dtype);
+    }
+
+    /** The 8-bit scales for --dtype/--kv-scale (null for fp16/fp32); see {@link #syntheticScales}. */
+    KvScales kvScales() {
+        return syntheticScales(kvDtype(), kvScale, layers, kvHeads);
+    }
+
+    /**
+     * Scales for the CLI's synthetic K/V, which are uniform in [-1, 1): absmax 1 over the format's
+     * largest finite value for every layer (per-tensor) or every layer and head (per-head), so
+     * nothing saturates. Null for fp16/fp32, which refuse a --kv-scale.
+     */
+    static KvScales syntheticScales(KvDtype dtype, String kvScale, int layers, int kvHeads) {
+        KvScaleMode mode = kvScale == null ? KvScaleMode.PER_TENSOR : parseMode(kvScale);
+        if (!dtype.isQuantized()) {
+            if (kvScale != null) {
+                throw new IllegalArgumentException("--kv-scale=" + kvScale + " applies to 8-bit dtypes only (--dtype fp8, fp8-e5m2 or int8)");
+            }
+            return null;
+        }
+        float s = KvScales.fromAbsMax(dtype.format(), 1f);
+        if (mode == KvScaleMode.PER_TENSOR) {
+            float[] k = new float[layers];
+            Arrays.fill(k, s);
+            return KvScales.perTensor(dtype.format(), kvHeads, k, k.clone());
+        }
+        float[][] k = new float[layers][kvHeads];
+        for (float[] row : k) {
+            Arrays.fill(row, s);
+        }
+        return KvScales.perHead(dtype.format(), k, k.clone());
+    }
+
+    private static KvScaleMode parseMode(String kvScale) {
+        try {
+            return KvScaleMode.parse(kvScale);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--kv-scale=" + kvScale + " is not supported (use per-tensor or per-head)");
+        }
+    }
+
+    /** Refuses an 8-bit --dtype with --backend tornado (its GPU kernels read fp16/fp32 only) before anything runs. */
+    void requireBackend(String backend) {
+        if (backend.equals("tornado")) {
+            try {
+                dev.pagedattn.attention.Backends.requireTornadoDtype(kvDtype());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--dtype=" + dtype + ": the tornado backends do not read 8-bit K/V pools yet"
+                        + " (use --backend jvm, or --dtype fp16/fp32)");
+            }
+        }
     }
 
     /** Per-sequence lengths from --batch and --context; messages name the bad flag value. */
@@ -131,6 +190,7 @@ final class ShapeOptions {
         }
         return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d%s",
                 batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed(),
-                layers == 1 ? "" : " layers=" + layers);
+                (layers == 1 ? "" : " layers=" + layers)
+                        + (kvDtype().isQuantized() ? " kv-scale=" + kvScales().mode().name().toLowerCase().replace('_', '-') : ""));
     }
 }

@@ -99,6 +99,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
                                   boolean cudaGraph) {
         spec.requireMatches(cache.config());
+        dev.pagedattn.attention.Backends.requireTornadoDtype(cache.config().dtype());
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
         }

@@ -48,6 +48,11 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
     }
 
     static DecodeProblem random(Shape s, long seed) {
+        return random(s, seed, null);
+    }
+
+    /** Same, into a cache with these 8-bit scales (null: the cache's default). */
+    static DecodeProblem random(Shape s, long seed, dev.pagedattn.quant.KvScales scales) {
         SplittableRandom random = new SplittableRandom(seed);
         int numBlocks = 2; // spare blocks, so that the pool is not used up in order
         for (int len : s.lengths()) {
@@ -57,7 +62,7 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
         AttentionSpec spec = Float.isNaN(s.scale())
                 ? AttentionSpec.of(config, s.numQHeads())
                 : new AttentionSpec(s.numQHeads(), s.numKvHeads(), s.headDim(), s.scale());
-        KvCache cache = new KvCache(config);
+        KvCache cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, seed);
         int n = s.lengths().length;
         int[] seqs = new int[n];

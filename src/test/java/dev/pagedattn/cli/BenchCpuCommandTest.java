@@ -44,7 +44,7 @@ class BenchCpuCommandTest {
         "--steps|0|--steps=0",
         "--threads|0|--threads=0",
         "--probe-mib|-1|--probe-mib=-1",
-        "--dtypes|fp8|fp8",
+        "--dtypes|fp9|fp9",
     })
     void badFlagsExitWith2AndOneLineNamingTheValue(String flag, String value, String fragment) {
         CliRun run = flag.equals("--probe-mib")

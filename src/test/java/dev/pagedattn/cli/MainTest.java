@@ -64,6 +64,20 @@ class MainTest {
         assertTrue(relativeL2(run.out()) < 1e-5);
     }
 
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"fp8", "fp8-e5m2", "int8"})
+    void checkAndDemoRunEightBitKvOnTheJvmBackend(String dtype) {
+        long seed = TestSeeds.fresh("checkAndDemoRunEightBitKvOnTheJvmBackend " + dtype);
+        CliRun run = CliRun.of(concat(SMALL, "check", "--context", "5..40", "--dtype", dtype, "--kv-scale", "per-head", "--batch", "3",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.err());
+        assertTrue(run.out().contains("kv-scale=per-head"), run.out());
+        assertTrue(relativeL2(run.out()) < 1e-5);
+        CliRun demo = CliRun.of("demo", "--dtype", dtype, "--seed", Long.toString(seed));
+        assertEquals(0, demo.exitCode(), demo.err());
+        assertTrue(demo.out().contains("8-bit K/V") && !demo.out().contains("FAIL"), demo.out());
+    }
+
     /**
      * fp16 K/V are exact in fp32 and fp64 alike, but fp32 accumulation over 64 tokens is not
      * exact, so a relative L2 of 0 (the only value under 1e-30) does not happen; the test checks
@@ -110,7 +124,14 @@ class MainTest {
                 bad(new String[] {"check", "--batch", "0"}, "--batch=0"),
                 bad(new String[] {"check", "--q-heads", "12", "--kv-heads", "8"}, "--q-heads=12", "--kv-heads=8"),
                 bad(new String[] {"check", "--kv-heads", "0"}, "--kv-heads=0"),
-                bad(new String[] {"check", "--dtype", "fp8"}, "fp8"),
+                bad(new String[] {"check", "--dtype", "fp9"}, "fp9"),
+                bad(new String[] {"check", "--dtype", "fp8", "--kv-scale", "per-row"}, "--kv-scale=per-row"),
+                bad(new String[] {"check", "--dtype", "fp16", "--kv-scale", "per-head"}, "--kv-scale=per-head", "8-bit"),
+                bad(new String[] {"check", "--dtype", "int8", "--backend", "tornado"}, "--dtype=int8", "tornado"),
+                bad(new String[] {"check", "--dtype", "fp8", "--backend", "tornado", "--query-len", "4"}, "--dtype=fp8", "tornado"),
+                bad(new String[] {"demo", "--dtype", "fp8-e5m2", "--backend", "tornado"}, "--dtype=fp8-e5m2", "tornado"),
+                bad(new String[] {"demo", "--dtype", "int4"}, "dtype=int4"),
+                bad(new String[] {"demo", "--dtype", "int8", "--kv-scale", "bogus"}, "--kv-scale=bogus"),
                 bad(new String[] {"check", "--block-size", "0"}, "--block-size=0"),
                 bad(new String[] {"check", "--backend", "cuda"}, "--backend=cuda"),
                 bad(new String[] {"check", "--iterations", "0"}, "--iterations=0"),

@@ -1,0 +1,227 @@
+package dev.pagedattn.attention;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.DecodeProblem.Shape;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.quant.KvScaleMode;
+import dev.pagedattn.quant.KvScales;
+import dev.pagedattn.quant.QuantFormat;
+import dev.pagedattn.quant.ScaleCalibrator;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * 8-bit K/V through the JVM backends: (a) the kernels against the fp64 reference on the
+ * dequantized values, (b) the end-to-end error of 8-bit K/V against the same K/V stored in fp16,
+ * printed and bounded per format.
+ */
+class EightBitKvTest {
+    private static final KvDtype[] EIGHT_BIT = {KvDtype.FP8_E4M3, KvDtype.FP8_E5M2, KvDtype.INT8};
+
+    static Stream<Arguments> shapes() {
+        List<Arguments> cases = new ArrayList<>();
+        for (KvDtype dtype : EIGHT_BIT) {
+            for (KvScaleMode mode : KvScaleMode.values()) {
+                String tag = dtype + " " + mode + " ";
+                cases.add(Arguments.argumentSet(tag + "ragged, block size 16, group 4, head dim 128",
+                        Shape.of(new int[] {1, 15, 16, 17, 70}, 8, 2, 128, 16, dtype), mode));
+                cases.add(Arguments.argumentSet(tag + "block size 1, MHA, head dim 64",
+                        Shape.of(new int[] {1, 2, 37}, 3, 3, 64, 1, dtype), mode));
+                cases.add(Arguments.argumentSet(tag + "block size 7, group 8, head dim 64, layer 1 of 2",
+                        Shape.of(new int[] {5, 50, 13, 14}, 16, 2, 64, 7, dtype).withLayers(2, 1), mode));
+            }
+        }
+        return cases.stream();
+    }
+
+    @ParameterizedTest
+    @MethodSource("shapes")
+    void decodeMatchesTheReferenceOnTheDequantizedValues(Shape shape, KvScaleMode mode) {
+        long seed = TestSeeds.fresh("decodeMatchesTheReferenceOnTheDequantizedValues " + shape + " " + mode);
+        KvScales scales = randomScales(shape.dtype().format(), mode, shape.numLayers(), shape.numKvHeads(), new SplittableRandom(seed));
+        DecodeProblem p = DecodeProblem.random(shape, seed, scales);
+        Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe() + " " + mode);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = KvDtype.class, names = {"FP8_E4M3", "FP8_E5M2", "INT8"})
+    void prefillMatchesTheReferenceOnTheDequantizedValues(KvDtype dtype) {
+        long seed = TestSeeds.fresh("prefillMatchesTheReferenceOnTheDequantizedValues " + dtype);
+        PrefillWorkload w = PrefillWorkload.create(new int[] {40, 17, 5}, new int[] {20, 17, 1}, PrefillBatch.NO_WINDOW, 8, 2, 64, 7,
+                dtype, seed);
+        FloatArray out = w.poisonedOutput();
+        try (JvmPrefillAttention attention = new JvmPrefillAttention(w.kv().cache(), w.spec())) {
+            attention.prefill(w.batch(), 0, w.q(), out);
+        }
+        Accuracy.assertClose(out, w.reference(), dtype + " seed=" + seed);
+    }
+
+    /**
+     * Relative L2 error of the attention output with 8-bit K/V (scales calibrated on the K/V:
+     * absmax / maxFinite) against the same K/V in fp16, both through the fp64 reference's inputs.
+     * Bounds about twice what was measured (printed), per format and input kind.
+     */
+    @Test
+    void endToEndErrorAgainstFp16KvIsBoundedPerFormat() {
+        long seed = TestSeeds.fresh("endToEndErrorAgainstFp16KvIsBoundedPerFormat");
+        int[] lengths = {200, 77, 16, 1};
+        int qHeads = 8;
+        int kvHeads = 2;
+        int headDim = 128;
+        for (boolean outliers : new boolean[] {false, true}) {
+            SplittableRandom random = new SplittableRandom(seed + (outliers ? 1 : 0));
+            int width = kvHeads * headDim;
+            float[][] k = new float[lengths.length][];
+            float[][] v = new float[lengths.length][];
+            for (int i = 0; i < lengths.length; i++) {
+                k[i] = values(random, lengths[i] * width, headDim, outliers);
+                v[i] = values(random, lengths[i] * width, headDim, outliers);
+            }
+            FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, lengths.length * qHeads * headDim));
+            double[] want = decode(KvDtype.FP16, null, lengths, kvHeads, headDim, qHeads, k, v, q).reference;
+            for (KvDtype dtype : EIGHT_BIT) {
+                for (KvScaleMode mode : KvScaleMode.values()) {
+                    ScaleCalibrator calibrator = new ScaleCalibrator(dtype.format(), 1, kvHeads, headDim);
+                    for (int i = 0; i < lengths.length; i++) {
+                        calibrator.observe(0, k[i], v[i]);
+                    }
+                    Run run = decode(dtype, calibrator.scales(mode), lengths, kvHeads, headDim, qHeads, k, v, q);
+                    Accuracy.assertClose(run.out, run.reference, dtype + " " + mode + " seed=" + seed);
+                    double error = ReferenceAttention.relativeL2(run.out, want);
+                    double bound = bound(dtype, outliers);
+                    System.out.printf("8-bit K/V vs fp16 K/V: %-8s %-10s %-8s relative L2 %.2e (bound %.0e)%n", dtype, mode,
+                            outliers ? "outliers" : "uniform", error, bound);
+                    assertTrue(error <= bound, dtype + " " + mode + (outliers ? " outliers" : " uniform") + ": relative L2 "
+                            + error + " > " + bound + " seed=" + seed);
+                }
+            }
+        }
+    }
+
+    private static double bound(KvDtype dtype, boolean outliers) {
+        return switch (dtype) {
+            case FP8_E4M3 -> outliers ? 8e-2 : 5e-2;
+            case FP8_E5M2 -> outliers ? 1.5e-1 : 1e-1;
+            default -> outliers ? 7.5e-1 : 1e-2; // INT8: uniform steps, so outliers cost the rest their resolution
+        };
+    }
+
+    @Test
+    void tornadoBackendsRefuseEightBitCachesNamingTheDtype() {
+        KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP8_E4M3));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 4);
+        IllegalArgumentException decode = assertThrows(IllegalArgumentException.class,
+                () -> Backends.create("tornado", cache, spec, null, "auto"));
+        assertTrue(decode.getMessage().startsWith("dtype=fp8-e4m3"), decode.getMessage());
+        IllegalArgumentException prefill = assertThrows(IllegalArgumentException.class,
+                () -> PrefillAttention.create("tornado", cache, spec, null));
+        assertTrue(prefill.getMessage().startsWith("dtype=fp8-e4m3"), prefill.getMessage());
+    }
+
+    @Test
+    void eightBitHoldsTwiceTheTokensOfFp16InTheSameBytes() {
+        long bytes = 60_000_000_000L;
+        KvCacheConfig fp16 = KvCacheConfig.forMemory(bytes, 16, 8, 128, 32, KvDtype.FP16);
+        for (KvDtype dtype : EIGHT_BIT) {
+            KvCacheConfig eight = KvCacheConfig.forMemory(bytes, 16, 8, 128, 32, dtype);
+            assertEquals(fp16.bytesPerToken() / 2, eight.bytesPerToken(), dtype.toString());
+            assertEquals(64 * 1024, eight.bytesPerToken(), dtype.toString());
+            assertTrue(Math.abs(eight.numTokenSlots() - 2 * fp16.numTokenSlots()) <= 16, dtype + ": " + eight.numTokenSlots()
+                    + " vs 2 x " + fp16.numTokenSlots());
+            assertTrue(eight.totalBytes() <= bytes);
+        }
+    }
+
+    private record Run(FloatArray out, double[] reference) {
+    }
+
+    private static Run decode(KvDtype dtype, KvScales scales, int[] lengths, int kvHeads, int headDim, int qHeads,
+                              float[][] k, float[][] v, FloatArray q) {
+        int blocks = 0;
+        for (int len : lengths) {
+            blocks += (len + 15) / 16;
+        }
+        KvCache cache = new KvCache(KvCacheConfig.of(blocks, 16, kvHeads, headDim, dtype), scales);
+        int[] seqs = new int[lengths.length];
+        try {
+            for (int i = 0; i < lengths.length; i++) {
+                seqs[i] = cache.createSequence();
+                cache.appendTokens(seqs[i], k[i], v[i]);
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError(e);
+        }
+        AttentionSpec spec = AttentionSpec.of(cache.config(), qHeads);
+        FloatArray out = new FloatArray(q.getSize());
+        out.init(Float.NaN);
+        try (JvmDecodeAttention attention = new JvmDecodeAttention(cache, spec)) {
+            attention.decode(cache.batch(seqs), 0, q, out);
+        }
+        return new Run(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
+    }
+
+    /**
+     * {@code n} K or V elements ({@code [tokens][kvHeads][headDim]}): uniform in [-1, 1), or
+     * outlier-heavy: Gaussian, one channel per head 10x larger (the outlier channels of real K),
+     * and 1 in 200 elements 20x larger.
+     */
+    private static float[] values(SplittableRandom r, int n, int headDim, boolean outliers) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            if (!outliers) {
+                a[i] = (float) (r.nextDouble() * 2 - 1);
+                continue;
+            }
+            double x = gaussian(r);
+            if (i % headDim == 5) {
+                x *= 10;
+            }
+            if (r.nextInt(200) == 0) {
+                x *= 20;
+            }
+            a[i] = (float) x;
+        }
+        return a;
+    }
+
+    private static double gaussian(SplittableRandom r) {
+        return Math.sqrt(-2 * Math.log(1 - r.nextDouble())) * Math.cos(2 * Math.PI * r.nextDouble());
+    }
+
+    /** Scales near those of [-1, 1) data, jittered per layer (and head), so a wrong head's scale shows. */
+    private static KvScales randomScales(QuantFormat format, KvScaleMode mode, int numLayers, int numKvHeads, SplittableRandom r) {
+        float base = KvScales.fromAbsMax(format, 1f);
+        if (mode == KvScaleMode.PER_TENSOR) {
+            float[] k = new float[numLayers];
+            float[] v = new float[numLayers];
+            for (int l = 0; l < numLayers; l++) {
+                k[l] = base * (float) (0.5 + r.nextDouble());
+                v[l] = base * (float) (0.5 + r.nextDouble());
+            }
+            return KvScales.perTensor(format, numKvHeads, k, v);
+        }
+        float[][] k = new float[numLayers][numKvHeads];
+        float[][] v = new float[numLayers][numKvHeads];
+        for (int l = 0; l < numLayers; l++) {
+            for (int h = 0; h < numKvHeads; h++) {
+                k[l][h] = base * (float) (0.5 + r.nextDouble());
+                v[l][h] = base * (float) (0.5 + r.nextDouble());
+            }
+        }
+        return KvScales.perHead(format, k, v);
+    }
+}
