@@ -123,6 +123,10 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
         }
         KvDtype kvDtype = KvDtype.parse(dtype);
+        if (kvDtype.isQuantized()) {
+            throw new IllegalArgumentException("--dtype=" + dtype + ": the tornado backends do not read 8-bit K/V pools yet"
+                    + " (bin/pa bench-cpu times them on the JVM backend)");
+        }
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
             System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);

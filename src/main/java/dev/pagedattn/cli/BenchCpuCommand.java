@@ -138,7 +138,9 @@ final class BenchCpuCommand implements Callable<Integer> {
     private String cell(int batch, int context, KvDtype dtype) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
-        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed);
+        // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
+                ShapeOptions.syntheticScales(dtype, null, 1, kvHeads));
         FloatArray result = w.poisonedOutput();
         long[] nanos = new long[steps];
         int numThreads;
