@@ -24,7 +24,6 @@ import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
 import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
-import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
@@ -64,14 +63,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * profiler reports none for graphs.
      */
     public static final boolean CUDA_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.cudaGraph"));
-    /** Local size of the scatter and merge kernels. */
-    private static final int LOCAL = 128;
-    /**
-     * Global size of the grid-stride scatter and merge kernels: 264 work-groups (two per SM of an
-     * H100). They run on every step, most often with nothing to do; a full-size grid cost 13-30 us
-     * per step just to exit.
-     */
-    private static final int HELPER_GLOBAL = 264 * LOCAL;
 
     private final KvCache cache;
     private final KvCacheConfig config;
@@ -293,11 +284,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid(graphName(layer) + ".scatter", grid(Math.min(roundUp(stagingSlots * width), HELPER_GLOBAL)));
+            grids.addWorkerGrid(graphName(layer) + ".scatter", PlanParts.helperGrid(stagingSlots * width));
             if (!variant.equals("parallel")) {
                 graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
-                grids.addWorkerGrid(graphName(layer) + ".merge", grid(Math.min(roundUp(maxSeqs * hq * d), HELPER_GLOBAL)));
-                attentionGrid = grid(LOCAL);
+                grids.addWorkerGrid(graphName(layer) + ".merge", PlanParts.helperGrid(maxSeqs * hq * d));
+                attentionGrid = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
                 grids.addWorkerGrid(graphName(layer) + ".attention", attentionGrid);
             } else {
                 attentionGrid = null;
@@ -311,7 +302,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             // -Ddecode.device pins the graph named "decode" only: the other layers' plans follow it explicitly
             String pin = device != null ? device : layer == 0 ? null : System.getProperty("decode.device");
             if (pin != null) {
-                executionPlan.withDevice(deviceOf(pin));
+                executionPlan.withDevice(PlanParts.deviceOf(pin));
             }
             if (cudaGraph) {
                 executionPlan.withCUDAGraph();
@@ -337,7 +328,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int done = 0;
             do {
                 int rows = Math.min(stagingSlots, dirty.length - done);
-                StagingRows.stage(cache, layer, dirty, done, rows, slotOffsets, stageK, stageV);
+                PlanParts.stage(cache, layer, dirty, done, rows, slotOffsets, stageK, stageV);
                 done += rows;
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
@@ -377,7 +368,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (!bd.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
         }
-        return Backend.of(deviceOf(bd).getTornadoVMBackend().name());
+        return Backend.of(PlanParts.deviceOf(bd).getTornadoVMBackend().name());
     }
 
     /** Task graph names must differ between the plans of one process: one per layer. */
@@ -385,19 +376,4 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return layer == 0 ? "decode" : "decode" + layer;
     }
 
-    /** The TornadoVM device of a checked "B:D" (backend index:device index). */
-    private static TornadoDevice deviceOf(String bd) {
-        int colon = bd.indexOf(':');
-        return TornadoExecutionPlan.getDevice(Integer.parseInt(bd.substring(0, colon)), Integer.parseInt(bd.substring(colon + 1)));
-    }
-
-    private static WorkerGrid1D grid(int global) {
-        WorkerGrid1D w = new WorkerGrid1D(global);
-        w.setLocalWork(LOCAL, 1, 1);
-        return w;
-    }
-
-    private static int roundUp(int n) {
-        return (n + LOCAL - 1) / LOCAL * LOCAL;
-    }
 }

@@ -39,7 +39,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     /** Token slots staged per execution; more take extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
     private static final int LOCAL = PrefillGrid.LOCAL;
-    private static final int HELPER_GLOBAL = 264 * LOCAL;
 
     private final KvCache cache;
     private final KvCacheConfig config;
@@ -184,16 +183,14 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             graph.task("merge", PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid(name + ".scatter", grid(Math.min(roundUp(STAGING_SLOTS * width), HELPER_GLOBAL)));
-            grids.addWorkerGrid(name + ".merge", grid(Math.min(roundUp(maxQueries * hq * d), HELPER_GLOBAL)));
-            attentionGrid = grid(LOCAL);
+            grids.addWorkerGrid(name + ".scatter", PlanParts.helperGrid(STAGING_SLOTS * width));
+            grids.addWorkerGrid(name + ".merge", PlanParts.helperGrid(maxQueries * hq * d));
+            attentionGrid = PlanParts.grid(LOCAL, LOCAL); // sized per step
             grids.addWorkerGrid(name + ".attention", attentionGrid);
             executionPlan = new TornadoExecutionPlan(graph.snapshot()).withGridScheduler(grids).withProfiler(
                     Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
-                int colon = device.indexOf(':');
-                executionPlan.withDevice(TornadoExecutionPlan.getDevice(Integer.parseInt(device.substring(0, colon)),
-                        Integer.parseInt(device.substring(colon + 1))));
+                executionPlan.withDevice(PlanParts.deviceOf(device));
             }
         }
 
@@ -218,7 +215,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             long nanos;
             do {
                 int staged = Math.min(STAGING_SLOTS, dirty.length - done);
-                StagingRows.stage(cache, layer, dirty, done, staged, slotOffsets, stageK, stageV);
+                PlanParts.stage(cache, layer, dirty, done, staged, slotOffsets, stageK, stageV);
                 done += staged;
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
@@ -243,15 +240,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
     }
 
-    private static WorkerGrid1D grid(int global) {
-        WorkerGrid1D w = new WorkerGrid1D(global);
-        w.setLocalWork(LOCAL, 1, 1);
-        return w;
-    }
-
-    private static int roundUp(int n) {
-        return (n + LOCAL - 1) / LOCAL * LOCAL;
-    }
 
     /** Task graph names must differ between the plans of one process: one per layer. */
     private static String graphName(int layer) {

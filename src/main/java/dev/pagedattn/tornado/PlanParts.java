@@ -1,0 +1,75 @@
+package dev.pagedattn.tornado;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvPool;
+import java.lang.foreign.MemorySegment;
+import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.WorkerGrid1D;
+import uk.ac.manchester.tornado.api.common.TornadoDevice;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
+
+/**
+ * What the decode and prefill plans share: the host side of the device-side scatter, the grids of
+ * the grid-stride helper kernels (scatter, merge) and the device of a "B:D" string.
+ */
+final class PlanParts {
+    /** Local size of the grid-stride helper kernels. */
+    static final int HELPER_LOCAL = 128;
+    /**
+     * Largest global size of a helper kernel: 264 work-groups (two per SM of an H100/H200). They run
+     * on every step, most often with nothing to do; a full-size grid cost 13-30 us per step just to exit.
+     */
+    static final int HELPER_GLOBAL = 264 * HELPER_LOCAL;
+
+    private PlanParts() {
+    }
+
+    /** The grid of a grid-stride helper kernel over {@code workItems} items. */
+    static WorkerGrid1D helperGrid(int workItems) {
+        int global = (workItems + HELPER_LOCAL - 1) / HELPER_LOCAL * HELPER_LOCAL;
+        return grid(Math.min(global, HELPER_GLOBAL), HELPER_LOCAL);
+    }
+
+    static WorkerGrid1D grid(int global, int local) {
+        WorkerGrid1D w = new WorkerGrid1D(global);
+        w.setLocalWork(local, 1, 1);
+        return w;
+    }
+
+    /** The TornadoVM device of a checked "B:D" (backend index:device index). */
+    static TornadoDevice deviceOf(String bd) {
+        int colon = bd.indexOf(':');
+        return TornadoExecutionPlan.getDevice(Integer.parseInt(bd.substring(0, colon)), Integer.parseInt(bd.substring(colon + 1)));
+    }
+
+    /**
+     * Host side of the device-side scatter ({@link dev.pagedattn.kernels.ScatterKernels}): copies the
+     * current host K/V of {@code rows} dirty token slots {@code dirty[from ..]} of {@code layer}.
+     *
+     * @param slotOffsets [stagingSlots] pool offset of each staged slot's first element
+     * @param stageK      [stagingSlots][numKvHeads][headDim], the pool's dtype
+     * @param stageV      same shape
+     */
+    static void stage(KvCache cache, int layer, int[] dirty, int from, int rows, IntArray slotOffsets,
+                      TornadoNativeArray stageK, TornadoNativeArray stageV) {
+        KvCacheConfig config = cache.config();
+        int width = config.tokenWidth();
+        int headDim = config.headDim();
+        int headStride = cache.layout().headStride();
+        long bytes = config.dtype().bytes();
+        KvPool keys = cache.keys(layer);
+        KvPool values = cache.values(layer);
+        for (int r = 0; r < rows; r++) {
+            int base = cache.layout().slotOffset(dirty[from + r]);
+            slotOffsets.set(r, base);
+            for (int h = 0; h < config.numKvHeads(); h++) {
+                long src = (long) (base + h * headStride) * bytes;
+                long dst = (long) (r * width + h * headDim) * bytes;
+                MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, headDim * bytes);
+                MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, headDim * bytes);
+            }
+        }
+    }
+}
