@@ -1,5 +1,9 @@
 package dev.pagedattn.cli;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
@@ -36,6 +40,22 @@ record CliRun(int exitCode, String out, String err) {
         }
         return new CliRun(code, outBytes.toString(StandardCharsets.UTF_8) + picoOut,
                 errBytes.toString(StandardCharsets.UTF_8) + picoErr);
+    }
+
+    /**
+     * Asserts the run refused bad input the way every command must: exit 2, one line on stderr
+     * starting {@code error: } and naming every fragment, no stack trace.
+     */
+    CliRun assertRefused(String... fragments) {
+        assertEquals(Main.EXIT_BAD_INPUT, exitCode, "exit code; stderr: " + err);
+        String line = err.strip();
+        assertFalse(line.contains("\n"), "message is more than one line:\n" + line);
+        assertTrue(line.startsWith("error: "), "message: " + line);
+        for (String f : fragments) {
+            assertTrue(line.contains(f), "message '" + line + "' does not name " + f);
+        }
+        assertFalse((out + err).contains("\tat "), "stack trace printed");
+        return this;
     }
 
     /** The run as a person would have seen it, for assertion messages. */

@@ -166,15 +166,7 @@ class MainTest {
     @ParameterizedTest
     @MethodSource("badInputs")
     void badInputExitsWith2AndAOneLineMessageNamingTheValue(String[] args, String[] fragments) {
-        CliRun run = CliRun.of(args);
-        assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), "exit code; stderr: " + run.err());
-        String err = run.err().strip();
-        assertFalse(err.contains("\n"), "message is more than one line:\n" + err);
-        assertTrue(err.startsWith("error: "), "message: " + err);
-        for (String f : fragments) {
-            assertTrue(err.contains(f), "message '" + err + "' does not name " + f);
-        }
-        assertFalse((run.out() + run.err()).contains("\tat "), "stack trace printed");
+        CliRun run = CliRun.of(args).assertRefused(fragments);
         assertEquals("", run.out(), "printed output before refusing the input (validate first, then print)");
     }
 

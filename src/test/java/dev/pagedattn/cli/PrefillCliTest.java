@@ -66,15 +66,7 @@ class PrefillCliTest {
     @ParameterizedTest
     @MethodSource("badInputs")
     void badPrefillInputExitsWith2AndNamesTheValue(String[] args, String[] fragments) {
-        CliRun run = CliRun.of(args);
-        assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), "exit code; stderr: " + run.err());
-        String err = run.err().strip();
-        assertFalse(err.contains("\n"), "message is more than one line:\n" + err);
-        assertTrue(err.startsWith("error: "), "message: " + err);
-        for (String f : fragments) {
-            assertTrue(err.contains(f), "message '" + err + "' does not name " + f);
-        }
-        assertFalse((run.out() + run.err()).contains("\tat "), "stack trace printed");
+        CliRun run = CliRun.of(args).assertRefused(fragments);
         assertFalse(run.out().contains("PASS") || run.out().contains("FAIL"), "ran a check despite bad input");
     }
 
