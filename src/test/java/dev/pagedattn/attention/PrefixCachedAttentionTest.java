@@ -63,20 +63,20 @@ class PrefixCachedAttentionTest {
             if (r == 2) {
                 // A request that finished: its published blocks stay cached (evictable) and are revived below.
                 PrefixCache.Admission gone = prefix.admit(prompts[1], null);
-                writeKv(cached, gone.seq(), prompts[1], gone.numCachedTokens(), numLayers);
+                ModelKv.write(cached, gone.seq(), prompts[1], gone.numCachedTokens(), numLayers);
                 prefix.commit(gone.seq());
                 cached.free(gone.seq());
             }
             PrefixCache.Admission a = prefix.admit(prompts[r], null);
             assertEquals(0, a.numCachedTokens() % blockSize, "cached tokens are whole blocks");
-            writeKv(cached, a.seq(), prompts[r], a.numCachedTokens(), numLayers);
+            ModelKv.write(cached, a.seq(), prompts[r], a.numCachedTokens(), numLayers);
             prefix.commit(a.seq());
             cachedSeqs[r] = a.seq();
         }
         for (int r = 0; r < prompts.length; r++) {
             int first = prefix.append(cachedSeqs[r], generated[r]);
             int[] all = concat(prompts[r], generated[r]);
-            writeKv(cached, cachedSeqs[r], all, first, numLayers);
+            ModelKv.write(cached, cachedSeqs[r], all, first, numLayers);
             prefix.commit(cachedSeqs[r]);
         }
         PrefixCache.Metrics m = prefix.metrics();
@@ -92,7 +92,7 @@ class PrefixCachedAttentionTest {
             int[] all = concat(prompts[r], generated[r]);
             plainSeqs[r] = plain.createSequence();
             plain.append(plainSeqs[r], all.length);
-            writeKv(plain, plainSeqs[r], all, 0, numLayers);
+            ModelKv.write(plain, plainSeqs[r], all, 0, numLayers);
         }
 
         AttentionSpec spec = AttentionSpec.of(config, NUM_Q_HEADS);
@@ -129,27 +129,6 @@ class PrefixCachedAttentionTest {
         return out.toArray(int[][]::new);
     }
 
-    /** K/V of {@code tokens[from..]} for every layer: a fixed function of (token id, position, layer). */
-    private static void writeKv(KvCache cache, int seq, int[] tokens, int from, int numLayers) throws OutOfBlocksException {
-        int n = tokens.length - from;
-        if (n == 0) {
-            return;
-        }
-        int width = cache.config().tokenWidth();
-        for (int layer = 0; layer < numLayers; layer++) {
-            float[] k = new float[n * width];
-            float[] v = new float[n * width];
-            for (int i = 0; i < n; i++) {
-                int pos = from + i;
-                SplittableRandom r = new SplittableRandom(tokens[pos] * 0x9E3779B97F4A7C15L + pos * 0xC2B2AE3D27D4EB4FL + layer);
-                for (int e = 0; e < width; e++) {
-                    k[i * width + e] = (float) (r.nextDouble() * 2 - 1);
-                    v[i * width + e] = (float) (r.nextDouble() * 2 - 1);
-                }
-            }
-            cache.writeTokens(seq, layer, from, n, k, v);
-        }
-    }
 
     private static int[] tokens(SplittableRandom random, int n) {
         return random.ints(n, 0, 128_000).toArray();

@@ -20,6 +20,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * over a cache written from scratch. K/V are a fixed function of (token id, position, layer).
  */
 class PrefixCachedPrefillTest {
+    private static final int LAYERS = 2;
     private static final int NUM_KV_HEADS = 2;
     private static final int HEAD_DIM = 40;
     private static final int NUM_Q_HEADS = 8;
@@ -34,25 +35,25 @@ class PrefixCachedPrefillTest {
         int[] first = concat(system, random.ints(1 + random.nextInt(20), 0, 128_000).toArray());
         int[] second = concat(system, random.ints(1 + random.nextInt(3 * blockSize), 0, 128_000).toArray());
         KvCacheConfig config = new KvCacheConfig(4 * (second.length + first.length) / blockSize + 8, blockSize, NUM_KV_HEADS,
-                HEAD_DIM, dtype, 2);
+                HEAD_DIM, dtype, LAYERS);
         int layer = 1;
 
         KvCache cached = new KvCache(config);
         RandomKv.shuffleFreeBlocks(cached, seed);
         PrefixCache prefix = cached.enablePrefixCaching();
         PrefixCache.Admission a1 = prefix.admit(first, null);
-        writeKv(cached, a1.seq(), first, a1.numCachedTokens());
+        ModelKv.write(cached, a1.seq(), first, a1.numCachedTokens(), LAYERS);
         prefix.commit(a1.seq());
         PrefixCache.Admission a2 = prefix.admit(second, null);
         assertTrue(a2.numCachedTokens() >= blockSize, "the system prompt was not reused: " + a2);
-        writeKv(cached, a2.seq(), second, a2.numCachedTokens());
+        ModelKv.write(cached, a2.seq(), second, a2.numCachedTokens(), LAYERS);
         int newTokens = second.length - a2.numCachedTokens();
 
         KvCache plain = new KvCache(config);
         RandomKv.shuffleFreeBlocks(plain, ~seed);
         int seq = plain.createSequence();
         plain.append(seq, second.length);
-        writeKv(plain, seq, second, 0);
+        ModelKv.write(plain, seq, second, 0, LAYERS);
 
         AttentionSpec spec = AttentionSpec.of(config, NUM_Q_HEADS);
         FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, newTokens * NUM_Q_HEADS * HEAD_DIM));
@@ -69,24 +70,6 @@ class PrefixCachedPrefillTest {
         Accuracy.assertClose(a, ReferencePrefill.prefill(plain, spec, layer, new int[] {seq}, fromScratch, q), what);
     }
 
-    /** K/V of {@code tokens[from..]} for every layer: a fixed function of (token id, position, layer). */
-    private static void writeKv(KvCache cache, int seq, int[] tokens, int from) throws OutOfBlocksException {
-        int n = tokens.length - from;
-        int width = cache.config().tokenWidth();
-        for (int layer = 0; layer < cache.config().numLayers(); layer++) {
-            float[] k = new float[n * width];
-            float[] v = new float[n * width];
-            for (int i = 0; i < n; i++) {
-                int pos = from + i;
-                SplittableRandom r = new SplittableRandom(tokens[pos] * 0x9E3779B97F4A7C15L + pos * 0xC2B2AE3D27D4EB4FL + layer);
-                for (int e = 0; e < width; e++) {
-                    k[i * width + e] = (float) (r.nextDouble() * 2 - 1);
-                    v[i * width + e] = (float) (r.nextDouble() * 2 - 1);
-                }
-            }
-            cache.writeTokens(seq, layer, from, n, k, v);
-        }
-    }
 
     private static int[] concat(int[] a, int[] b) {
         int[] c = Arrays.copyOf(a, a.length + b.length);
