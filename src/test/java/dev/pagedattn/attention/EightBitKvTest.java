@@ -100,7 +100,10 @@ class EightBitKvTest {
                         calibrator.observe(0, k[i], v[i]);
                     }
                     Run run = decode(dtype, calibrator.scales(mode), lengths, kvHeads, headDim, qHeads, k, v, q);
-                    Accuracy.assertClose(run.out, run.reference, dtype + " " + mode + " seed=" + seed);
+                    // outlier-heavy V reaches |out| ~ 10: the absolute bound scales with the output
+                    double largest = java.util.Arrays.stream(run.reference).map(Math::abs).max().orElse(1);
+                    Accuracy.assertClose(run.out, run.reference, Accuracy.REL_L2, Accuracy.MAX_ABS * Math.max(1, largest),
+                            dtype + " " + mode + " seed=" + seed);
                     double error = ReferenceAttention.relativeL2(run.out, want);
                     double bound = bound(dtype, outliers);
                     System.out.printf("8-bit K/V vs fp16 K/V: %-8s %-10s %-8s relative L2 %.2e (bound %.0e)%n", dtype, mode,
