@@ -24,13 +24,13 @@ public final class Backends {
     }
 
     /**
-     * Refuses 8-bit pools for the tornado backends: their GPU kernels read fp16/fp32 only (8-bit
-     * kernels are the next step of issue 12); the JVM backend reads every dtype.
+     * Refuses 8-bit pools for the tornado prefill kernel, which reads fp16/fp32 only (tornado decode
+     * and both JVM backends read every dtype).
      */
-    public static void requireTornadoDtype(dev.pagedattn.cache.KvDtype dtype) {
+    public static void requireTornadoPrefillDtype(dev.pagedattn.cache.KvDtype dtype) {
         if (dtype.isQuantized()) {
             throw new IllegalArgumentException("dtype=" + dtype.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-')
-                    + ": the tornado backends do not read 8-bit K/V pools yet (use --backend jvm, or fp16/fp32)");
+                    + ": the tornado prefill kernel does not read 8-bit K/V pools yet (use --backend jvm for prefill, or fp16/fp32)");
         }
     }
 
@@ -45,7 +45,6 @@ public final class Backends {
             case "jvm":
                 return new JvmDecodeAttention(cache, spec);
             case "tornado":
-                requireTornadoDtype(cache.config().dtype());
                 if (!tornadoRuntimePresent()) {
                     throw new IllegalArgumentException("backend=tornado needs the TornadoVM runtime: start the program with"
                             + " TornadoVM's tornado launcher (see README, 'Running on a GPU with TornadoVM')");

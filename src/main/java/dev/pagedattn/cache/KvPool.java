@@ -5,12 +5,15 @@ import java.lang.foreign.ValueLayout;
 import dev.pagedattn.quant.QuantFormat;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * One layer's K (or V) pool as a TornadoVM native array, off-heap, so that a TaskGraph can take
- * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32, a byte array of
- * {@link QuantFormat} codes for the 8-bit dtypes, whose element at {@code index} is
+ * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32, an {@link IntArray}
+ * of {@link QuantFormat} codes packed four per word (element {@code i} is byte {@code i} of the
+ * pool's memory, so word {@code w} holds elements {@code 4w .. 4w+3}, lowest byte first) for the
+ * 8-bit dtypes, whose element at {@code index} is
  * {@code decode(code) * scale(kvHead of index)} (writes quantize with that scale). Indexed by
  * {@link KvLayout} offsets. Reads are public; writes are package-private (the cache owns the
  * pool's content). Allocated by {@link NativeArrays}, so a pool may exceed 2 GiB; where the
@@ -99,6 +102,14 @@ public final class KvPool {
             throw new IllegalStateException("dtype=" + dtype + " pool has no FloatArray");
         }
         return (FloatArray) array();
+    }
+
+    /** The 8-bit pool's codes, four per word (lowest byte first); fails for fp16/fp32 pools. */
+    public IntArray wordArray() {
+        if (format == null) {
+            throw new IllegalStateException("dtype=" + dtype + " pool has no packed 8-bit codes");
+        }
+        return (IntArray) array();
     }
 
     /** Element {@code index} widened to fp32 (8-bit: dequantized, times its head's scale). */

@@ -4,9 +4,9 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
-import uk.ac.manchester.tornado.api.types.arrays.ByteArray;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
@@ -42,18 +42,18 @@ public final class NativeArrays {
 
     /** Same; arrays above {@code maxConstructorBytes} (header included) take the segment path (tests lower it). */
     static TornadoNativeArray tryAllocate(KvDtype dtype, int n, long maxConstructorBytes) {
-        long bytes = (long) n * dtype.bytes();
+        long bytes = storageBytes(dtype, n);
         Class<? extends TornadoNativeArray> type = switch (dtype) {
             case FP16 -> HalfFloatArray.class;
             case FP32 -> FloatArray.class;
-            case FP8_E4M3, FP8_E5M2, INT8 -> ByteArray.class; // 8-bit codes
+            case FP8_E4M3, FP8_E5M2, INT8 -> IntArray.class; // 8-bit codes, four per word
         };
         try {
             if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
                 return switch (dtype) {
                     case FP16 -> new HalfFloatArray(n);
                     case FP32 -> new FloatArray(n);
-                    case FP8_E4M3, FP8_E5M2, INT8 -> new ByteArray(n);
+                    case FP8_E4M3, FP8_E5M2, INT8 -> new IntArray((int) (bytes / Integer.BYTES));
                 };
             }
             Method shallow = shallowFactory(type);
@@ -69,10 +69,19 @@ public final class NativeArrays {
         }
     }
 
+    /**
+     * Bytes of an array of {@code n} elements of {@code dtype}: 8-bit codes are packed four per
+     * 32-bit word (an {@code IntArray}, so that a kernel loads four codes at once), rounded up to
+     * whole words.
+     */
+    static long storageBytes(KvDtype dtype, int n) {
+        return dtype.isQuantized() ? ((long) n + 3) / 4 * Integer.BYTES : (long) n * dtype.bytes();
+    }
+
     /** A plain zeroed segment of {@code n} elements, for arrays this API cannot wrap. */
     static MemorySegment segment(KvDtype dtype, int n) {
         try {
-            return Arena.ofAuto().allocate((long) n * dtype.bytes(), 64);
+            return Arena.ofAuto().allocate(storageBytes(dtype, n), 64);
         } catch (OutOfMemoryError e) {
             throw outOfMemory(dtype, n, e);
         }

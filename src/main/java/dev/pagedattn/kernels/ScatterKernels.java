@@ -53,4 +53,28 @@ public final class ScatterKernels {
             vPool.set(at, stageV.get(idx));
         }
     }
+
+    /**
+     * {@link #scatterF16} for 8-bit pools, whose codes are packed four per word: a head's row of
+     * {@code headDim} codes is {@code headDim / 4} whole words (head dims are multiples of 8), so
+     * staged rows go over word by word. The host quantised the codes when the tokens were written.
+     *
+     * <pre>
+     *  stageK/V  [capacity][numKvHeads][headDim / 4]   words of codes
+     * </pre>
+     */
+    public static void scatterWords(KernelContext ctx, IntArray kPool, IntArray vPool, IntArray stageK, IntArray stageV,
+                                    IntArray slotOffsets, IntArray params, int numKvHeads, int headDim, int blockSize) {
+        int headWords = headDim >> 2;
+        int width = numKvHeads * headWords;
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / width;
+            int e = idx - row * width;
+            int head = e / headWords;
+            int at = (slotOffsets.get(row) >> 2) + KvLayout.offset(0, 0, blockSize * headWords, headWords, 0, head, 0, e - head * headWords);
+            kPool.set(at, stageK.get(idx));
+            vPool.set(at, stageV.get(idx));
+        }
+    }
 }

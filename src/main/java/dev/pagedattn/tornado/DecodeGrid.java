@@ -115,6 +115,23 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
+     * The kernel for 8-bit K/V pools: only the warp kernel has an 8-bit twin
+     * ({@code WarpQuadDecodeKernels.attentionQ8}), so AUTO and WARP give WARP where the backend has
+     * warp shuffles and the head dim suits it; anything else is refused, naming it.
+     */
+    public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
+        if (requested != Kernel.AUTO && requested != Kernel.WARP) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
+                    + ": 8-bit K/V pools are read by the warp kernel only (use auto or warp)");
+        }
+        if (!backend.warpOperations() || !WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim())) {
+            throw new IllegalArgumentException("8-bit K/V on the tornado backends needs warp shuffles (PTX or CUDA backend) and "
+                    + "headDim / 8 a power of two <= 32; here backend=" + backend + " headDim=" + spec.headDim());
+        }
+        return Kernel.WARP;
+    }
+
+    /**
      * The rule. Without splitting there are {@code base = numSeqs * numKvHeads * headTiles}
      * work-groups. Uniform batches whose grid is small ({@code base < targetGroups / 2}) are cut into
      * {@code floor(targetGroups / base)} equal partitions (fewer if partitions would drop below

@@ -90,9 +90,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
                                   boolean cudaGraph) {
         spec.requireMatches(cache.config());
-        dev.pagedattn.attention.Backends.requireTornadoDtype(cache.config().dtype());
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
+        }
+        if (cache.config().dtype().isQuantized() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel does not read 8-bit K/V pools (dtype=" + cache.config().dtype()
+                    + "): use auto, fused or splitk");
         }
         if (spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
             // Tiled groups (more than one head tile per KV head) pass the emulator and the JVM, but
@@ -145,7 +148,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
             backend = backendOf(device);
-            kernel = DecodeGrid.resolve(requestedKernel, spec, backend);
+            kernel = config.dtype().isQuantized() ? DecodeGrid.resolveEightBit(requestedKernel, spec, backend)
+                    : DecodeGrid.resolve(requestedKernel, spec, backend);
             cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
         return kernel;
@@ -225,9 +229,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
+            boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
-            stageK = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
-            stageV = half ? new HalfFloatArray(stagingSlots * width) : new FloatArray(stagingSlots * width);
+            stageK = half ? new HalfFloatArray(stagingSlots * width)
+                    : packed ? new IntArray(stagingSlots * width / 4) : new FloatArray(stagingSlots * width);
+            stageV = half ? new HalfFloatArray(stagingSlots * width)
+                    : packed ? new IntArray(stagingSlots * width / 4) : new FloatArray(stagingSlots * width);
             slotOffsets = new IntArray(stagingSlots);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys(layer).array();
@@ -237,7 +244,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TaskGraph graph = new TaskGraph(graphName(layer))
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, params, stageK, stageV, slotOffsets);
-            if (half) {
+            if (packed) {
+                IntArray k = (IntArray) kPool;
+                IntArray v = (IntArray) vPool;
+                FloatArray dequant = WarpQuadDecodeKernels.dequantArgument(cache, layer);
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
+                        slotOffsets, params, hkv, d, bs);
+                graph.task("attention", WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                        partials, hkv, g, d, bs, scale);
+            } else if (half) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
                 graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,

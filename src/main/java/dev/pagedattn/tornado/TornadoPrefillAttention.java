@@ -49,7 +49,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
         spec.requireMatches(cache.config());
-        dev.pagedattn.attention.Backends.requireTornadoDtype(cache.config().dtype());
+        dev.pagedattn.attention.Backends.requireTornadoPrefillDtype(cache.config().dtype());
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }

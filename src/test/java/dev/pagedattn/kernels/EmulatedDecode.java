@@ -42,8 +42,16 @@ final class EmulatedDecode {
         boolean warp = grid.kernel() == DecodeGrid.Kernel.WARP;
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean half = c.config().dtype() == KvDtype.FP16;
+        boolean eightBit = c.config().dtype().isQuantized();
+        FloatArray dequant = eightBit ? WarpQuadDecodeKernels.dequantArgument(c, 0) : null;
+        if (eightBit && !warp) {
+            throw new IllegalArgumentException("8-bit pools have the warp kernel only, not " + grid.kernel());
+        }
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
-            if (chunk && half && packedHalfLoads) {
+            if (eightBit) {
+                WarpQuadDecodeKernels.attentionQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (chunk && half && packedHalfLoads) {
                 ChunkDecodeKernels.attentionF16x2(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half) {

@@ -6,9 +6,11 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.DecodeGrid;
 import java.util.LinkedHashSet;
 import java.util.Set;
+import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -22,7 +24,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * {@code @Parallel} variant. The emulator runs a virtual thread per
  * work-item and passes a baton at every barrier and warp operation, so rows are kept small (tens
  * of tokens, one or two KV heads and sequences: a few work-groups); together they cover
- * every kernel x dtype x fused/split x schedule, block sizes 1, odd and 16, head dims 8 to 256
+ * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp kernel's twin, per-head scales), block sizes 1, odd and 16, head dims 8 to 256
  * including 80 (no warp kernel), MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
  * kernel joins {@link DecodeGrid.Kernel} and {@link EmulatedDecode}; a new shape is one more row.
  * Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
@@ -47,7 +49,11 @@ class KernelVariantsTest {
                 new Shape("MQA fp16, head dim 80 (no warp kernel), block size 1", 1, 9, 20, 8, 1, 80, 1, KvDtype.FP16),
                 new Shape("two head tiles (group of 12) fp32", 1, 5, 20, 12, 1, 8, 16, KvDtype.FP32),
                 new Shape("head dim 256 fp16, group of 2", 1, 9, 20, 2, 1, 256, 16, KvDtype.FP16),
-                new Shape("MHA fp32, one token", 1, 1, 1, 2, 2, 8, 16, KvDtype.FP32));
+                new Shape("MHA fp32, one token", 1, 1, 1, 2, 2, 8, 16, KvDtype.FP32),
+                new Shape("8-bit E4M3, GQA, ragged, block size 16", 2, 5, 40, 8, 2, 32, 16, KvDtype.FP8_E4M3),
+                new Shape("8-bit E5M2, MQA, odd block size, head dim 64", 1, 9, 30, 4, 1, 64, 3, KvDtype.FP8_E5M2),
+                new Shape("8-bit INT8, MHA, block size 1, head dim 8", 1, 5, 20, 2, 2, 8, 1, KvDtype.INT8),
+                new Shape("8-bit E4M3, group of 8, head dim 128", 1, 5, 20, 8, 1, 128, 16, KvDtype.FP8_E4M3));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -55,14 +61,37 @@ class KernelVariantsTest {
     void everyVariantMatchesReference(Shape shape) {
         long seed = TestSeeds.fresh("KernelVariantsTest " + shape);
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed),
-                shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed);
-        double[] ref = w.reference();
+                shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed, 0, 1, 0,
+                scales(shape, seed));
+        double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
                 check(grid + " " + s, ref, EmulatedDecode.attention(w, grid, s));
             }
         }
-        check("parallel", ref, EmulatedDecode.parallel(w));
+        if (!shape.dtype().isQuantized()) {
+            check("parallel", ref, EmulatedDecode.parallel(w));
+        }
+    }
+
+    /**
+     * 8-bit: a different K and V scale for every KV head (0.5 .. 2 x the scale that maps the random
+     * K/V's absmax of 1 to the format's largest value, so some elements saturate), to catch a kernel
+     * that takes the wrong head's scale or none; null for fp16/fp32.
+     */
+    private static KvScales scales(Shape shape, long seed) {
+        if (!shape.dtype().isQuantized()) {
+            return null;
+        }
+        SplittableRandom r = new SplittableRandom(seed ^ 0x5CA1EL);
+        float unit = KvScales.fromAbsMax(shape.dtype().format(), 1f);
+        float[][] k = new float[1][shape.kvHeads()];
+        float[][] v = new float[1][shape.kvHeads()];
+        for (int h = 0; h < shape.kvHeads(); h++) {
+            k[0][h] = unit * (float) r.nextDouble(0.5, 2);
+            v[0][h] = unit * (float) r.nextDouble(0.5, 2);
+        }
+        return KvScales.perHead(shape.dtype().format(), k, v);
     }
 
     /**
@@ -75,6 +104,7 @@ class KernelVariantsTest {
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
             if (kernel == DecodeGrid.Kernel.AUTO
+                    || w.cache().config().dtype().isQuantized() && kernel != DecodeGrid.Kernel.WARP
                     || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
                     || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
                 continue;

@@ -81,4 +81,50 @@ class ScatterKernelsTest {
             assertEquals(new HalfFloat(wantV[i]).getFloat32(), vh.get(i).getFloat32(), "fp16 V element " + i);
         }
     }
+
+    @ParameterizedTest(name = "global size {0}")
+    @ValueSource(ints = {8, 64})
+    void eightBitCodesLandAsWholeWordsAtTheirSlots(int globalSize) {
+        long seed = TestSeeds.fresh("ScatterKernelsTest 8-bit global size " + globalSize);
+        SplittableRandom rnd = new SplittableRandom(seed);
+        int headWords = DIM / 4;
+        int width = HEADS * headWords;               // words per staged row
+        IntArray stageK = new IntArray(STAGED * width);
+        IntArray stageV = new IntArray(STAGED * width);
+        for (int i = 0; i < STAGED * width; i++) {
+            stageK.set(i, rnd.nextInt());
+            stageV.set(i, rnd.nextInt());
+        }
+        IntArray slotOffsets = new IntArray(STAGED); // element (= byte) offsets, as for the other pools
+        int[] blocks = {1, 5, 1, 0, 3};
+        int[] slots = {2, 3, 0, 1, 1};
+        for (int r = 0; r < STAGED; r++) {
+            slotOffsets.set(r, KvLayout.offset(0, HEADS * BLOCK * DIM, BLOCK * DIM, DIM, blocks[r], 0, slots[r], 0));
+        }
+        IntArray params = new IntArray(DecodeParams.SIZE);
+        params.set(DecodeParams.NUM_NEW_SLOTS, LIVE);
+        IntArray k = new IntArray(POOL / 4);
+        IntArray v = new IntArray(POOL / 4);
+        k.init(-7);
+        v.init(-9);
+        KernelEmulator.launch(globalSize, 8, KernelEmulator.Schedule.REVERSE,
+                ctx -> ScatterKernels.scatterWords(ctx, k, v, stageK, stageV, slotOffsets, params, HEADS, DIM, BLOCK));
+        int[] wantK = new int[POOL / 4];
+        int[] wantV = new int[POOL / 4];
+        java.util.Arrays.fill(wantK, -7);
+        java.util.Arrays.fill(wantV, -9);
+        for (int r = 0; r < LIVE; r++) {
+            for (int h = 0; h < HEADS; h++) {
+                for (int w = 0; w < headWords; w++) {
+                    int at = KvLayout.offset(0, HEADS * BLOCK * DIM, BLOCK * DIM, DIM, blocks[r], h, slots[r], 4 * w) / 4;
+                    wantK[at] = stageK.get(r * width + h * headWords + w);
+                    wantV[at] = stageV.get(r * width + h * headWords + w);
+                }
+            }
+        }
+        for (int i = 0; i < POOL / 4; i++) {
+            assertEquals(wantK[i], k.get(i), "K word " + i);
+            assertEquals(wantV[i], v.get(i), "V word " + i);
+        }
+    }
 }

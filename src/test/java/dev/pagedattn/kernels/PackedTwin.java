@@ -1,0 +1,99 @@
+package dev.pagedattn.kernels;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The rule that turns the warp kernel's fp16 body into its 8-bit twin ({@code attentionQ8}), so
+ * that {@link KernelSourceTest} can check the twin is exactly that and nothing else. The 8-bit
+ * pools are int arrays of packed codes (four per word, dims 4w .. 4w+3 in word w), so a lane owns
+ * dims {@code 4*lane .. 4*lane+3} and {@code 4*(lane+L) .. 4*(lane+L)+3} instead of
+ * {@code lane + j*L}: the rule rewrites the loads (two words per row, each code looked up in the
+ * local table), the query and slot-merge offsets (the dim map), the row offsets (words, not
+ * elements), folds the K scale into q and the V scale into the merge weights, and adds the table
+ * set-up after the local arrays. Also a generator: {@code java PackedTwin.java <kernel source>}
+ * prints the twin.
+ */
+final class PackedTwin {
+    private static final Pattern LOAD = Pattern.compile(
+            "( *)float ([kvcw])(\\d) = ([kv])Pool\\.get\\((row[AB])(?: \\+ (?:(\\d) \\* )?lanes)?\\)\\.getFloat32\\(\\);");
+    private static final String[] DIM_OFFSET = {"", " + 1", " + 2", " + 3", " + 4 * lanes", " + 4 * lanes + 1",
+            " + 4 * lanes + 2", " + 4 * lanes + 3"};
+    private static final String[] STRIDE = {"", " + lanes", " + 2 * lanes", " + 3 * lanes", " + 4 * lanes", " + 5 * lanes",
+            " + 6 * lanes", " + 7 * lanes"};
+    /** Byte j of a word, times 16, as an index base into the 16-copy table: {@code ((word >> (8j - 4)) & 0xFF0)}. */
+    private static final String[] CODE_X16 = {"(%s << 4) & 0xFF0", "(%s >> 4) & 0xFF0", "(%s >> 12) & 0xFF0",
+            "(%s >> 20) & 0xFF0"};
+
+    private PackedTwin() {
+    }
+
+    /** The 8-bit twin of the warp kernel's {@code attentionF16} method text. */
+    static String fromF16(String f16) {
+        String s = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
+                "attentionQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,");
+        StringBuilder out = new StringBuilder();
+        for (String line : s.split("\n", -1)) {
+            Matcher m = LOAD.matcher(line);
+            if (m.matches()) {
+                String indent = m.group(1);
+                String var = m.group(2);
+                int j = Integer.parseInt(m.group(3));
+                String word = var + "w" + (j / 4);
+                if (j % 4 == 0) {
+                    out.append(indent).append("int ").append(word).append(" = ").append(m.group(4)).append("Pool.get(")
+                            .append(m.group(5)).append(j == 0 ? "" : " + lanes").append(");\n");
+                }
+                out.append(indent).append("float ").append(var).append(j).append(" = lut[")
+                        .append(String.format(CODE_X16[j % 4], word)).append(" | l16];\n");
+                continue;
+            }
+            if (line.contains("q.get(") || line.trim().startsWith("red[")) {
+                for (int j = 7; j >= 1; j--) {
+                    line = line.replace(STRIDE[j] + ")", DIM_OFFSET[j] + ")").replace(STRIDE[j] + "]", DIM_OFFSET[j] + "]");
+                }
+            }
+            if (line.trim().startsWith("red[")) {
+                line = line.replaceAll("\\* w([abcd]);$", "* wv$1;");
+            }
+            line = line.replace("* headDim + lane;", "* headDim + 4 * lane;")
+                    .replace("? scale : 0f;", "? scale * kScale : 0f;")
+                    .replace("KvLayout.offset(layerBase, blockStride, headStride, headDim,",
+                            "KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,");
+            out.append(line).append('\n');
+            if (line.contains("float[] slotSum = ctx.allocateFloatLocalArray(")) {
+                out.append("""
+                                float[] lut = ctx.allocateFloatLocalArray(LUT_SIZE);       // [code][16]: a copy per lane of a half-warp
+                                for (int t = tid; t < LUT_SIZE; t += local) {
+                                    lut[t] = dequant.get(t >> 4);
+                                }
+                                ctx.localBarrier();                                          // the table is complete
+                                int l16 = tid & 15;
+                                float kScale = dequant.get(DequantTable.SIZE + kvHead);      // folded into q
+                                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
+                        """);
+            }
+            if (line.contains("float wd = TornadoMath.exp(md - mAllD);")) {
+                out.append("""
+                                float wva = wa * vScale;
+                                float wvb = wb * vScale;
+                                float wvc = wc * vScale;
+                                float wvd = wd * vScale;
+                        """);
+            }
+        }
+        out.setLength(out.length() - 1);
+        return out.toString();
+    }
+
+    /** Prints the twin of the {@code attentionF16} method in the given kernel source file. */
+    public static void main(String[] args) throws IOException {
+        String src = Files.readString(Path.of(args[0]));
+        int start = src.indexOf("public static void attentionF16(");
+        int end = src.indexOf("\n    }\n", start);
+        System.out.println("    " + fromF16(src.substring(start, end)) + "\n    }");
+    }
+}
