@@ -24,17 +24,6 @@ public final class Backends {
     }
 
     /**
-     * Refuses 8-bit pools for the tornado prefill kernel, which reads fp16/fp32 only (tornado decode
-     * and both JVM backends read every dtype).
-     */
-    public static void requireTornadoPrefillDtype(dev.pagedattn.cache.KvDtype dtype) {
-        if (dtype.isQuantized()) {
-            throw new IllegalArgumentException("dtype=" + dtype.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-')
-                    + ": the tornado prefill kernel does not read 8-bit K/V pools yet (use --backend jvm for prefill, or fp16/fp32)");
-        }
-    }
-
-    /**
      * Creates {@code backend} for {@code cache}.
      *
      * @param device  TornadoVM device as {@code B:D} (backend index : device index), or null for the default

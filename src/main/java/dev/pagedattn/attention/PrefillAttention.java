@@ -41,7 +41,6 @@ public interface PrefillAttention extends AutoCloseable {
             case "jvm":
                 return new JvmPrefillAttention(cache, spec);
             case "tornado":
-                Backends.requireTornadoPrefillDtype(cache.config().dtype());
                 if (!Backends.tornadoRuntimePresent()) {
                     throw new IllegalArgumentException("backend=tornado needs the TornadoVM runtime: start the program with"
                             + " TornadoVM's tornado launcher (see README, 'Running on a GPU with TornadoVM')");

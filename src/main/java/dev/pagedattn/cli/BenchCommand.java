@@ -123,10 +123,6 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
         }
         KvDtype kvDtype = KvDtype.parse(dtype);
-        if (kvDtype.isQuantized() && sweepList.contains("prefill")) {
-            throw new IllegalArgumentException("--dtype=" + dtype + ": the tornado prefill kernel does not read 8-bit K/V pools yet"
-                    + " (use --sweeps decode)");
-        }
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
             System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);

@@ -62,7 +62,6 @@ final class CheckCommand implements Callable<Integer> {
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
-        shape.requireBackend(backendOptions.backend, queryLen != null || window != null);
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,

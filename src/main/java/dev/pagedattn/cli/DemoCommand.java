@@ -32,7 +32,7 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--kv-memory", description = "Size the cache to this many bytes of K and V (such as 64KiB; default: 32 blocks).")
     String kvMemory;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: jvm backend only here;"
+    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 
@@ -47,10 +47,6 @@ final class DemoCommand implements Callable<Integer> {
         backendOptions.validate();
         KvDtype kvDtype = KvDtype.parse(dtype);
         KvScales scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, 2); // the demo's K/V are uniform in [-1, 1)
-        if (backendOptions.backend.equals("tornado") && kvDtype.isQuantized()) {
-            throw new IllegalArgumentException("--dtype=" + dtype + ": the demo ends with prefill, and the tornado prefill kernel"
-                    + " does not read 8-bit K/V pools yet (use --backend jvm, or --dtype fp16/fp32)");
-        }
         long s = seed != null ? seed : System.nanoTime();
         random = new SplittableRandom(s);
         KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, kvDtype);

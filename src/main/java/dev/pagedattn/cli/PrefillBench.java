@@ -56,7 +56,8 @@ final class PrefillBench {
         String head = String.join(",", "ours", "prefill", dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
         PrefillWorkload w;
         try {
-            w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch);
+            w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch, 0,
+                    ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)); // 8-bit: the CLI's scales for K/V in [-1, 1)
         } catch (IllegalArgumentException e) {
             System.out.printf("prefill %4d x %d+%d does not fit: %s%n", batch, prefix, queryLen, e.getMessage());
             return head + ",does-not-fit,,,,,,," + e.getMessage().replace(',', ';');

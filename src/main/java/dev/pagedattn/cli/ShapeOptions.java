@@ -28,7 +28,7 @@ final class ShapeOptions {
     @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
     int blockSize;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit on tornado: decode only, PTX/CUDA;"
+    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit on tornado: PTX/CUDA backends;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 
@@ -122,14 +122,6 @@ final class ShapeOptions {
             return KvScaleMode.parse(kvScale);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--kv-scale=" + kvScale + " is not supported (use per-tensor or per-head)");
-        }
-    }
-
-    /** Refuses an 8-bit --dtype for prefill with --backend tornado (its prefill kernel reads fp16/fp32 only) before anything runs. */
-    void requireBackend(String backend, boolean prefill) {
-        if (backend.equals("tornado") && prefill && kvDtype().isQuantized()) {
-            throw new IllegalArgumentException("--dtype=" + dtype + ": the tornado prefill kernel does not read 8-bit K/V pools yet"
-                    + " (use --backend jvm, or --dtype fp16/fp32; decode reads them)");
         }
     }
 

@@ -1,6 +1,5 @@
 package dev.pagedattn.kernels;
 
-import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvLayout;
 import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
@@ -37,25 +36,6 @@ public final class WarpQuadDecodeKernels {
     private static final int LUT_SIZE = 16 * DequantTable.SIZE;
 
     private WarpQuadDecodeKernels() {
-    }
-
-    /**
-     * The 8-bit twin's {@code dequant} argument for {@code layer} of an 8-bit cache:
-     * {@code [256 + 2 * numKvHeads]}, the format's value of every code, then the layer's K scale of
-     * every KV head, then its V scales (per-tensor scales repeat one value).
-     */
-    public static FloatArray dequantArgument(KvCache cache, int layer) {
-        int hkv = cache.config().numKvHeads();
-        float[] table = cache.keys(layer).format().table();
-        FloatArray a = new FloatArray(DequantTable.SIZE + 2 * hkv);
-        for (int i = 0; i < DequantTable.SIZE; i++) {
-            a.set(i, table[i]);
-        }
-        for (int h = 0; h < hkv; h++) {
-            a.set(DequantTable.SIZE + h, cache.keys(layer).scale(h));
-            a.set(DequantTable.SIZE + hkv + h, cache.values(layer).scale(h));
-        }
-        return a;
     }
 
     /** Whether the kernel can run a shape: head dim 8 .. 256 with headDim / 8 a power of two. */
@@ -962,7 +942,7 @@ public final class WarpQuadDecodeKernels {
      * weights, so the token loop has the fp16 kernel's FMA count.
      *
      * @param dequant [256 + 2 * numKvHeads]: the format's table (value of each code), then the K
-     *                scale of every KV head of this layer, then the V scales ({@code KvCache.dequantArray})
+     *                scale of every KV head of this layer, then the V scales ({@link PackedCodes#argument})
      */
     public static void attentionQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,

@@ -11,6 +11,7 @@ import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
+import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
@@ -247,7 +248,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (packed) {
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
-                FloatArray dequant = WarpQuadDecodeKernels.dequantArgument(cache, layer);
+                FloatArray dequant = PackedCodes.argument(cache, layer, 1f);
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
                 graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
                         slotOffsets, params, hkv, d, bs);

@@ -7,6 +7,7 @@ import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
 import dev.pagedattn.kernels.ScatterKernels;
@@ -49,7 +50,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
         spec.requireMatches(cache.config());
-        dev.pagedattn.attention.Backends.requireTornadoPrefillDtype(cache.config().dtype());
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
@@ -153,8 +153,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             partials = new FloatArray(partialElements);
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
-            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
-            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width) : new FloatArray(STAGING_SLOTS * width);
+            boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
+            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width)
+                    : packed ? new IntArray(STAGING_SLOTS * width / 4) : new FloatArray(STAGING_SLOTS * width);
+            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width)
+                    : packed ? new IntArray(STAGING_SLOTS * width / 4) : new FloatArray(STAGING_SLOTS * width);
             slotOffsets = new IntArray(STAGING_SLOTS);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys(layer).array();
@@ -165,7 +168,16 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, indptr, qSeq, params, scatterParams,
                             stageK, stageV, slotOffsets);
-            if (half) {
+            if (packed) {
+                IntArray k = (IntArray) kPool;
+                IntArray v = (IntArray) vPool;
+                FloatArray dequant = PackedCodes.argument(cache, layer, scale); // the softmax scale rides with the K scales
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
+                        slotOffsets, scatterParams, hkv, d, bs);
+                graph.task("attention", PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
+                        partials, hkv, g, d, bs);
+            } else if (half) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
                 graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,

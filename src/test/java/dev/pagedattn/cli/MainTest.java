@@ -127,8 +127,6 @@ class MainTest {
                 bad(new String[] {"check", "--dtype", "fp9"}, "fp9"),
                 bad(new String[] {"check", "--dtype", "fp8", "--kv-scale", "per-row"}, "--kv-scale=per-row"),
                 bad(new String[] {"check", "--dtype", "fp16", "--kv-scale", "per-head"}, "--kv-scale=per-head", "8-bit"),
-                bad(new String[] {"check", "--dtype", "fp8", "--backend", "tornado", "--query-len", "4"}, "--dtype=fp8", "tornado"),
-                bad(new String[] {"demo", "--dtype", "fp8-e5m2", "--backend", "tornado"}, "--dtype=fp8-e5m2", "tornado"),
                 bad(new String[] {"demo", "--dtype", "int4"}, "dtype=int4"),
                 bad(new String[] {"demo", "--dtype", "int8", "--kv-scale", "bogus"}, "--kv-scale=bogus"),
                 bad(new String[] {"check", "--block-size", "0"}, "--block-size=0"),

@@ -43,7 +43,7 @@ final class EmulatedDecode {
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
-        FloatArray dequant = eightBit ? WarpQuadDecodeKernels.dequantArgument(c, 0) : null;
+        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, 1f) : null;
         if (eightBit && !warp) {
             throw new IllegalArgumentException("8-bit pools have the warp kernel only, not " + grid.kernel());
         }

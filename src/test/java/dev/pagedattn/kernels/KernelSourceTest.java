@@ -68,7 +68,7 @@ class KernelSourceTest {
     }
 
     /** Java source as space-separated tokens: comments dropped, layout ignored. */
-    private static String tokens(String src) {
+    static String tokens(String src) {
         String noComments = src.replaceAll("(?s)/\\*.*?\\*/", " ").replaceAll("//[^\\n]*", " ");
         return noComments.replaceAll("([^A-Za-z0-9_$.])", " $1 ").replaceAll("\\.", " . ").trim().replaceAll("\\s+", " ");
     }

@@ -3,14 +3,13 @@ package dev.pagedattn.kernels;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.PrefillCase;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.DecodeGrid;
 import java.util.LinkedHashSet;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,7 +23,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * {@code @Parallel} variant. The emulator runs a virtual thread per
  * work-item and passes a baton at every barrier and warp operation, so rows are kept small (tens
  * of tokens, one or two KV heads and sequences: a few work-groups); together they cover
- * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp kernel's twin, per-head scales), block sizes 1, odd and 16, head dims 8 to 256
+ * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp kernel's twin, per-head
+ * scales), block sizes 1, odd and 16, head dims 8 to 256
  * including 80 (no warp kernel), MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
  * kernel joins {@link DecodeGrid.Kernel} and {@link EmulatedDecode}; a new shape is one more row.
  * Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
@@ -62,7 +62,7 @@ class KernelVariantsTest {
         long seed = TestSeeds.fresh("KernelVariantsTest " + shape);
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed),
                 shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed, 0, 1, 0,
-                scales(shape, seed));
+                PrefillCase.scales(shape.dtype(), shape.kvHeads(), seed)); // 8-bit: per-head scales
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
@@ -72,26 +72,6 @@ class KernelVariantsTest {
         if (!shape.dtype().isQuantized()) {
             check("parallel", ref, EmulatedDecode.parallel(w));
         }
-    }
-
-    /**
-     * 8-bit: a different K and V scale for every KV head (0.5 .. 2 x the scale that maps the random
-     * K/V's absmax of 1 to the format's largest value, so some elements saturate), to catch a kernel
-     * that takes the wrong head's scale or none; null for fp16/fp32.
-     */
-    private static KvScales scales(Shape shape, long seed) {
-        if (!shape.dtype().isQuantized()) {
-            return null;
-        }
-        SplittableRandom r = new SplittableRandom(seed ^ 0x5CA1EL);
-        float unit = KvScales.fromAbsMax(shape.dtype().format(), 1f);
-        float[][] k = new float[1][shape.kvHeads()];
-        float[][] v = new float[1][shape.kvHeads()];
-        for (int h = 0; h < shape.kvHeads(); h++) {
-            k[0][h] = unit * (float) r.nextDouble(0.5, 2);
-            v[0][h] = unit * (float) r.nextDouble(0.5, 2);
-        }
-        return KvScales.perHead(shape.dtype().format(), k, v);
     }
 
     /**

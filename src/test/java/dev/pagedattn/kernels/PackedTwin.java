@@ -89,11 +89,33 @@ final class PackedTwin {
         return out.toString();
     }
 
-    /** Prints the twin of the {@code attentionF16} method in the given kernel source file. */
+    /**
+     * The 8-bit twin of the prefill kernel's {@code prefillF16} method text ({@code prefillQ8}): each
+     * staged K/V element is read through {@link PackedCodes#value} (the V scale applied there), the
+     * softmax scale times the head's K scale comes from {@code dequant} instead of the {@code scale}
+     * parameter (TornadoVM tasks take at most 15 parameters), and the rest is the fp16 body.
+     */
+    static String prefillFromF16(String f16) {
+        String s = f16.replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
+                        "prefillQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
+                .replace("int blockSize, float scale) {", "int blockSize) {");
+        s = s.replaceAll("(?s)kPool\\.get\\((KvLayout\\.offset\\(.*?\\))\\)\\.getFloat32\\(\\)", "PackedCodes.value(kPool, dequant, $1)")
+                .replaceAll("(?s)vPool\\.get\\((KvLayout\\.offset\\(.*?\\))\\)\\.getFloat32\\(\\)", "PackedCodes.value(vPool, dequant, $1) * vScale");
+        String anchor = "float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);";
+        int at = s.indexOf('\n', s.indexOf(anchor)) + 1;
+        return s.substring(0, at)
+                + "        float scale = dequant.get(DequantTable.SIZE + kvHead);                // softmax scale x this head's K scale\n"
+                + "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);\n"
+                + s.substring(at);
+    }
+
+    /** Prints the twin of {@code attentionF16} (or, with a second argument "prefill", of {@code prefillF16}) in a kernel source file. */
     public static void main(String[] args) throws IOException {
         String src = Files.readString(Path.of(args[0]));
-        int start = src.indexOf("public static void attentionF16(");
+        boolean prefill = args.length > 1 && args[1].equals("prefill");
+        int start = src.indexOf(prefill ? "public static void prefillF16(" : "public static void attentionF16(");
         int end = src.indexOf("\n    }\n", start);
-        System.out.println("    " + fromF16(src.substring(start, end)) + "\n    }");
+        String body = src.substring(start, end);
+        System.out.println("    " + (prefill ? prefillFromF16(body) : fromF16(body)) + "\n    }");
     }
 }

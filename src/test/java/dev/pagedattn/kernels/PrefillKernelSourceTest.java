@@ -8,7 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
-/** The fp32 prefill kernel is the fp16 one with float pools, so a fix to one cannot miss the other. */
+/** The fp32 and 8-bit prefill kernels are the fp16 one with other pools, so a fix to one cannot miss the others. */
 class PrefillKernelSourceTest {
 
     @Test
@@ -17,6 +17,16 @@ class PrefillKernelSourceTest {
         String expected = method(src, "prefillF16(").replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool",
                 "prefillF32(KernelContext ctx, FloatArray kPool, FloatArray vPool").replace(".getFloat32()", "");
         assertEquals(expected, method(src, "prefillF32("), "fp16 and fp32 prefill bodies diverged");
+    }
+
+    @Test
+    void eightBitPrefillIsTheFp16PrefillUnderThePackedRule() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/PrefillKernels.java"));
+        String q8 = method(src, "prefillQ8(");
+        assertEquals(KernelSourceTest.tokens(PackedTwin.prefillFromF16(method(src, "prefillF16("))), KernelSourceTest.tokens(q8),
+                "PrefillKernels: the 8-bit body is not the fp16 body under PackedTwin's rule");
+        assertEquals(2, q8.split("PackedCodes.value\\(", -1).length - 1, "one packed read for K and one for V");
+        assertTrue(!q8.contains("getFloat32"), "16-bit loads left in the 8-bit body");
     }
 
     private static String method(String src, String signature) {

@@ -27,7 +27,12 @@ class PrefillKernelsTest {
     private static final int MERGE_LOCAL = 64;
 
     static Stream<PrefillCase> shapes() {
-        return PrefillCase.issueShapes();
+        return Stream.concat(PrefillCase.issueShapes(), Stream.of(
+                PrefillCase.of("8-bit E4M3, GQA, window", new int[] {70, 9}, new int[] {20, 9}, 8, 2, 64, 16, KvDtype.FP8_E4M3, 5),
+                PrefillCase.of("8-bit E5M2, head dim 40, ragged", new int[] {5, 33, 21}, new int[] {5, 20, 21}, 8, 2, 40, 8,
+                        KvDtype.FP8_E5M2, PrefillBatch.NO_WINDOW),
+                PrefillCase.of("8-bit INT8, MQA, block size 1", new int[] {40, 19}, new int[] {9, 19}, 16, 1, 32, 1, KvDtype.INT8,
+                        PrefillBatch.NO_WINDOW)));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -73,8 +78,13 @@ class PrefillKernelsTest {
         int d = spec.headDim();
         int bs = c.config().blockSize();
         boolean half = c.config().dtype() == KvDtype.FP16;
+        boolean eightBit = c.config().dtype().isQuantized();
+        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, spec.scale()) : null;
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
-            if (half) {
+            if (eightBit) {
+                PrefillKernels.prefillQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens, indptr,
+                        params, out, partials, hkv, g, d, bs);
+            } else if (half) {
                 PrefillKernels.prefillF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, indptr, params,
                         out, partials, hkv, g, d, bs, spec.scale());
             } else {
