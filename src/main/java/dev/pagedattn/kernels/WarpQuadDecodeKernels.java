@@ -935,7 +935,8 @@ public final class WarpQuadDecodeKernels {
      * {@link #attentionF16} over 8-bit pools (FP8 E4M3, FP8 E5M2 or INT8 codes; a test keeps the body
      * the fp16 body under one rewriting rule). The pools are int arrays, four codes per word, lowest
      * byte first, so a lane loads two 32-bit words per row (its dims {@code 4*lane .. 4*lane+3} and
-     * {@code 4*(lane+L) .. +3}) instead of eight 16-bit elements. A code becomes an fp32 element by a
+     * {@code 4*(lane+L) .. +3}) instead of eight 16-bit elements, and loads them a round ahead (the
+     * words are 8 registers, so two rounds of codes are in flight per lane). A code becomes an fp32 element by a
      * lookup in the format's 256-entry table, copied once per work-group into local memory with 16
      * copies side by side ({@code lut[code * 16 + lane % 16]}: 32 lanes of random codes hit at most 2
      * addresses per bank). The K scale of the KV head is folded into q, the V scale into the merge
@@ -1078,6 +1079,21 @@ public final class WarpQuadDecodeKernels {
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
         int tableRow = seq * maxBlocks;
+        // software pipeline: a round's code words are loaded during the round before (8 registers)
+        int firstA = start + slot;
+        int firstB = firstA + slots;
+        int rowA = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
+                blockTables.get(tableRow + (firstA < end ? blockA : block0)), kvHead, firstA < end ? offA : off0, lane);
+        int rowB = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
+                blockTables.get(tableRow + (firstB < end ? blockB : block0)), kvHead, firstB < end ? offB : off0, lane);
+        int kw0 = kPool.get(rowA);
+        int kw1 = kPool.get(rowA + lanes);
+        int vw0 = vPool.get(rowA);
+        int vw1 = vPool.get(rowA + lanes);
+        int cw0 = kPool.get(rowB);
+        int cw1 = kPool.get(rowB + lanes);
+        int ww0 = vPool.get(rowB);
+        int ww1 = vPool.get(rowB + lanes);
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
@@ -1085,46 +1101,60 @@ public final class WarpQuadDecodeKernels {
             // loads) and score -inf
             float biasA = tokenA < end ? 0f : Float.NEGATIVE_INFINITY;
             float biasB = tokenB < end ? 0f : Float.NEGATIVE_INFINITY;
-            int rowA = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, lane);
-            int rowB = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, lane);
-            int kw0 = kPool.get(rowA);
+            offA = offA + stepSlots;
+            blockA = blockA + stepBlocks;
+            if (offA >= blockSize) {
+                offA = offA - blockSize;
+                blockA = blockA + 1;
+            }
+            offB = offB + stepSlots;
+            blockB = blockB + stepBlocks;
+            if (offB >= blockSize) {
+                offB = offB - blockSize;
+                blockB = blockB + 1;
+            }
+            int nextA = tokenA + perRound;            // the next round's tokens
+            int nextB = tokenB + perRound;
+            int nRowA = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
+                    blockTables.get(tableRow + (nextA < end ? blockA : block0)), kvHead, nextA < end ? offA : off0, lane);
+            int nRowB = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
+                    blockTables.get(tableRow + (nextB < end ? blockB : block0)), kvHead, nextB < end ? offB : off0, lane);
+            int nkw0 = kPool.get(nRowA);
+            int nkw1 = kPool.get(nRowA + lanes);
+            int nvw0 = vPool.get(nRowA);
+            int nvw1 = vPool.get(nRowA + lanes);
+            int ncw0 = kPool.get(nRowB);
+            int ncw1 = kPool.get(nRowB + lanes);
+            int nww0 = vPool.get(nRowB);
+            int nww1 = vPool.get(nRowB + lanes);
             float k0 = lut[(kw0 << 4) & 0xFF0 | l16];
             float k1 = lut[(kw0 >> 4) & 0xFF0 | l16];
             float k2 = lut[(kw0 >> 12) & 0xFF0 | l16];
             float k3 = lut[(kw0 >> 20) & 0xFF0 | l16];
-            int kw1 = kPool.get(rowA + lanes);
             float k4 = lut[(kw1 << 4) & 0xFF0 | l16];
             float k5 = lut[(kw1 >> 4) & 0xFF0 | l16];
             float k6 = lut[(kw1 >> 12) & 0xFF0 | l16];
             float k7 = lut[(kw1 >> 20) & 0xFF0 | l16];
-            int vw0 = vPool.get(rowA);
             float v0 = lut[(vw0 << 4) & 0xFF0 | l16];
             float v1 = lut[(vw0 >> 4) & 0xFF0 | l16];
             float v2 = lut[(vw0 >> 12) & 0xFF0 | l16];
             float v3 = lut[(vw0 >> 20) & 0xFF0 | l16];
-            int vw1 = vPool.get(rowA + lanes);
             float v4 = lut[(vw1 << 4) & 0xFF0 | l16];
             float v5 = lut[(vw1 >> 4) & 0xFF0 | l16];
             float v6 = lut[(vw1 >> 12) & 0xFF0 | l16];
             float v7 = lut[(vw1 >> 20) & 0xFF0 | l16];
-            int cw0 = kPool.get(rowB);
             float c0 = lut[(cw0 << 4) & 0xFF0 | l16];
             float c1 = lut[(cw0 >> 4) & 0xFF0 | l16];
             float c2 = lut[(cw0 >> 12) & 0xFF0 | l16];
             float c3 = lut[(cw0 >> 20) & 0xFF0 | l16];
-            int cw1 = kPool.get(rowB + lanes);
             float c4 = lut[(cw1 << 4) & 0xFF0 | l16];
             float c5 = lut[(cw1 >> 4) & 0xFF0 | l16];
             float c6 = lut[(cw1 >> 12) & 0xFF0 | l16];
             float c7 = lut[(cw1 >> 20) & 0xFF0 | l16];
-            int ww0 = vPool.get(rowB);
             float w0 = lut[(ww0 << 4) & 0xFF0 | l16];
             float w1 = lut[(ww0 >> 4) & 0xFF0 | l16];
             float w2 = lut[(ww0 >> 12) & 0xFF0 | l16];
             float w3 = lut[(ww0 >> 20) & 0xFF0 | l16];
-            int ww1 = vPool.get(rowB + lanes);
             float w4 = lut[(ww1 << 4) & 0xFF0 | l16];
             float w5 = lut[(ww1 >> 4) & 0xFF0 | l16];
             float w6 = lut[(ww1 >> 12) & 0xFF0 | l16];
@@ -1292,18 +1322,14 @@ public final class WarpQuadDecodeKernels {
             ad5 = ad5 + pd * v5 + od * w5;
             ad6 = ad6 + pd * v6 + od * w6;
             ad7 = ad7 + pd * v7 + od * w7;
-            offA = offA + stepSlots;
-            blockA = blockA + stepBlocks;
-            if (offA >= blockSize) {
-                offA = offA - blockSize;
-                blockA = blockA + 1;
-            }
-            offB = offB + stepSlots;
-            blockB = blockB + stepBlocks;
-            if (offB >= blockSize) {
-                offB = offB - blockSize;
-                blockB = blockB + 1;
-            }
+            kw0 = nkw0;
+            kw1 = nkw1;
+            vw0 = nvw0;
+            vw1 = nvw1;
+            cw0 = ncw0;
+            cw1 = ncw1;
+            ww0 = nww0;
+            ww1 = nww1;
         }
         // 4. merge the slots by log-sum-exp
         if (lane == 0) {

@@ -31,8 +31,13 @@ final class PackedTwin {
     private PackedTwin() {
     }
 
-    /** The 8-bit twin of the warp kernel's {@code attentionF16} method text. */
+    /** The 8-bit twin of the warp kernel's {@code attentionF16} method text: {@link #packed}, then {@link #pipelined}. */
     static String fromF16(String f16) {
+        return pipelined(packed(f16));
+    }
+
+    /** The fp16 body with packed loads and table lookups in place of the 16-bit loads (one round's words per round). */
+    static String packed(String f16) {
         String s = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
                 "attentionQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,");
         StringBuilder out = new StringBuilder();
@@ -87,6 +92,84 @@ final class PackedTwin {
         }
         out.setLength(out.length() - 1);
         return out.toString();
+    }
+
+    /**
+     * Software pipelining of the packed body's word loads: the eight words of round {@code rd + 1}
+     * are loaded during round {@code rd} (the first round's before the loop), so two rounds of codes
+     * are in flight per lane, for 8 more registers. The block walk moves from the end of the round to
+     * just after its token numbers (the next round's rows need it); past the last round the loads
+     * read the partition's first token, like every token past the end.
+     */
+    static String pipelined(String packed) {
+        String[] lines = packed.split("\n", -1);
+        StringBuilder rowA = new StringBuilder();
+        StringBuilder rowB = new StringBuilder();
+        StringBuilder advance = new StringBuilder();
+        java.util.List<String[]> words = new java.util.ArrayList<>(); // {name, pool, row expression}
+        Matcher m;
+        Pattern word = Pattern.compile(" *int (\\w+) = ([kv]Pool)\\.get\\((row[AB](?: \\+ lanes)?)\\);");
+        for (int i = 0; i < lines.length; i++) {
+            if (lines[i].trim().startsWith("int rowA = ")) {
+                rowA.append(lines[i].trim()).append("\n@@").append(lines[i + 1].trim());
+            } else if (lines[i].trim().startsWith("int rowB = ")) {
+                rowB.append(lines[i].trim()).append("\n@@").append(lines[i + 1].trim());
+            } else if ((m = word.matcher(lines[i])).matches()) {
+                words.add(new String[] {m.group(1), m.group(2), m.group(3)});
+            }
+        }
+        StringBuilder out = new StringBuilder();
+        boolean inAdvance = false;
+        for (int i = 0; i < lines.length; i++) {
+            String line = lines[i];
+            String t = line.trim();
+            if (t.startsWith("int rowA = ") || t.startsWith("int rowB = ")) {
+                i++;                                   // and its continuation line
+                continue;
+            }
+            if (word.matcher(line).matches()) {
+                continue;
+            }
+            if (t.equals("offA = offA + stepSlots;")) {
+                inAdvance = true;
+            }
+            if (inAdvance) {
+                advance.append(line).append('\n');
+                if (t.equals("}") && advance.toString().contains("blockB = blockB + 1;")) {
+                    inAdvance = false;
+                    for (String[] w : words) {
+                        out.append("            ").append(w[0]).append(" = n").append(w[0]).append(";\n");
+                    }
+                }
+                continue;
+            }
+            if (t.equals("for (int rd = 0; rd < rounds; rd++) {")) {
+                out.append("        // software pipeline: a round's code words are loaded during the round before (8 registers)\n");
+                out.append("        int firstA = start + slot;\n");
+                out.append("        int firstB = firstA + slots;\n");
+                out.append("        ").append(rowA.toString().replace("tokenA", "firstA").replace("@@", "                ")).append('\n');
+                out.append("        ").append(rowB.toString().replace("tokenB", "firstB").replace("@@", "                ")).append('\n');
+                for (String[] w : words) {
+                    out.append("        int ").append(w[0]).append(" = ").append(w[1]).append(".get(").append(w[2]).append(");\n");
+                }
+            }
+            out.append(line).append('\n');
+            if (t.startsWith("float biasB = ")) {
+                out.append("@ADVANCE@");
+                out.append("            int nextA = tokenA + perRound;            // the next round's tokens\n");
+                out.append("            int nextB = tokenB + perRound;\n");
+                out.append("            ").append(rowA.toString().replace("int rowA", "int nRowA").replace("tokenA", "nextA")
+                        .replace("@@", "                    ")).append('\n');
+                out.append("            ").append(rowB.toString().replace("int rowB", "int nRowB").replace("tokenB", "nextB")
+                        .replace("@@", "                    ")).append('\n');
+                for (String[] w : words) {
+                    out.append("            int n").append(w[0]).append(" = ").append(w[1]).append(".get(n")
+                            .append(w[2].substring(0, 1).toUpperCase()).append(w[2].substring(1)).append(");\n");
+                }
+            }
+        }
+        out.setLength(out.length() - 1);
+        return out.toString().replace("@ADVANCE@", advance.toString());
     }
 
     /**
