@@ -115,20 +115,22 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The kernel for 8-bit K/V pools: only the warp kernel has an 8-bit twin
-     * ({@code WarpQuadDecodeKernels.attentionQ8}), so AUTO and WARP give WARP where the backend has
-     * warp shuffles and the head dim suits it; anything else is refused, naming it.
+     * The kernel for 8-bit K/V pools: the warp kernel's 8-bit twin where the backend has warp
+     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK and
+     * PAIRS have no 8-bit twin and are refused, as is WARP where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
-        if (requested != Kernel.AUTO && requested != Kernel.WARP) {
+        boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
-                    + ": 8-bit K/V pools are read by the warp kernel only (use auto or warp)");
+                    + ": 8-bit K/V pools are read by the warp and quads kernels only (use auto, warp or quads)");
         }
-        if (!backend.warpOperations() || !WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim())) {
-            throw new IllegalArgumentException("8-bit K/V on the tornado backends needs warp shuffles (PTX or CUDA backend) and "
-                    + "headDim / 8 a power of two <= 32; here backend=" + backend + " headDim=" + spec.headDim());
+        if (requested == Kernel.WARP && !warp) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
+                    + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
+                    + " headDim=" + spec.headDim());
         }
-        return Kernel.WARP;
+        return requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP;
     }
 
     /**

@@ -10,11 +10,11 @@ import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
-import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
+import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import uk.ac.manchester.tornado.api.GridScheduler;
@@ -252,8 +252,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
                 graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
                         slotOffsets, params, hkv, d, bs);
-                graph.task("attention", WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
-                        partials, hkv, g, d, bs, scale);
+                if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task("attention", WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task("attention", HeadQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                }
             } else if (half) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;

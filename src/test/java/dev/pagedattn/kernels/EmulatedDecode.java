@@ -44,12 +44,15 @@ final class EmulatedDecode {
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, 1f) : null;
-        if (eightBit && !warp) {
-            throw new IllegalArgumentException("8-bit pools have the warp kernel only, not " + grid.kernel());
+        if (eightBit && !warp && !quads) {
+            throw new IllegalArgumentException("8-bit pools have the warp and quads kernels only, not " + grid.kernel());
         }
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
-            if (eightBit) {
+            if (eightBit && warp) {
                 WarpQuadDecodeKernels.attentionQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (eightBit) {
+                HeadQuadDecodeKernels.attentionQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half && packedHalfLoads) {
                 ChunkDecodeKernels.attentionF16x2(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,

@@ -43,6 +43,16 @@ class KernelSourceTest {
     }
 
     @Test
+    void eightBitQuadBodyIsTheFp16BodyUnderThePackedRule() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/HeadQuadDecodeKernels.java"));
+        String q8 = method(src, "attentionQ8(");
+        assertEquals(tokens(PackedTwin.packed(method(src, "attentionF16("))), tokens(q8),
+                "HeadQuadDecodeKernels: the 8-bit body is not the fp16 body under PackedTwin's packed rule");
+        assertEquals(8, count(q8, "Pool.get("), "32-bit code loads");
+        assertEquals(32, count(q8, "= lut["), "table lookups");
+    }
+
+    @Test
     void chunkKernelTwinsDifferOnlyInTheirLoads() throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/ChunkDecodeKernels.java"));
         String x2 = withoutLoads(method(src, "attentionF16x2(").replace("attentionF16x2(", "attentionF16("));

@@ -23,8 +23,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * {@code @Parallel} variant. The emulator runs a virtual thread per
  * work-item and passes a baton at every barrier and warp operation, so rows are kept small (tens
  * of tokens, one or two KV heads and sequences: a few work-groups); together they cover
- * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp kernel's twin, per-head
- * scales), block sizes 1, odd and 16, head dims 8 to 256
+ * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp and quad kernels' twins,
+ * per-head scales), block sizes 1, odd and 16, head dims 8 to 256
  * including 80 (no warp kernel), MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
  * kernel joins {@link DecodeGrid.Kernel} and {@link EmulatedDecode}; a new shape is one more row.
  * Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
@@ -53,7 +53,8 @@ class KernelVariantsTest {
                 new Shape("8-bit E4M3, GQA, ragged, block size 16", 2, 5, 40, 8, 2, 32, 16, KvDtype.FP8_E4M3),
                 new Shape("8-bit E5M2, MQA, odd block size, head dim 64", 1, 9, 30, 4, 1, 64, 3, KvDtype.FP8_E5M2),
                 new Shape("8-bit INT8, MHA, block size 1, head dim 8", 1, 5, 20, 2, 2, 8, 1, KvDtype.INT8),
-                new Shape("8-bit E4M3, group of 8, head dim 128", 1, 5, 20, 8, 1, 128, 16, KvDtype.FP8_E4M3));
+                new Shape("8-bit E4M3, group of 8, head dim 128", 1, 5, 20, 8, 1, 128, 16, KvDtype.FP8_E4M3),
+                new Shape("8-bit INT8, head dim 80 (quads only), block size 5", 2, 3, 25, 6, 2, 80, 5, KvDtype.INT8));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -84,7 +85,7 @@ class KernelVariantsTest {
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
             if (kernel == DecodeGrid.Kernel.AUTO
-                    || w.cache().config().dtype().isQuantized() && kernel != DecodeGrid.Kernel.WARP
+                    || w.cache().config().dtype().isQuantized() && kernel != DecodeGrid.Kernel.WARP && kernel != DecodeGrid.Kernel.QUADS
                     || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
                     || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
                 continue;

@@ -19,7 +19,7 @@ import java.util.regex.Pattern;
  */
 final class PackedTwin {
     private static final Pattern LOAD = Pattern.compile(
-            "( *)float ([kvcw])(\\d) = ([kv])Pool\\.get\\((row[AB])(?: \\+ (?:(\\d) \\* )?lanes)?\\)\\.getFloat32\\(\\);");
+            "( *)(float )?([kvcw])(\\d) = ([kv])Pool\\.get\\((row[AB]?)(?: \\+ (?:(\\d) \\* )?lanes)?\\)\\.getFloat32\\(\\);");
     private static final String[] DIM_OFFSET = {"", " + 1", " + 2", " + 3", " + 4 * lanes", " + 4 * lanes + 1",
             " + 4 * lanes + 2", " + 4 * lanes + 3"};
     private static final String[] STRIDE = {"", " + lanes", " + 2 * lanes", " + 3 * lanes", " + 4 * lanes", " + 5 * lanes",
@@ -36,7 +36,11 @@ final class PackedTwin {
         return pipelined(packed(f16));
     }
 
-    /** The fp16 body with packed loads and table lookups in place of the 16-bit loads (one round's words per round). */
+    /**
+     * The fp16 body (of the warp or the quad kernel) with packed loads and table lookups in place of
+     * the 16-bit loads, the packed dim map in the query loads and the accumulator writes; the quad
+     * kernel's 8-bit twin is exactly this.
+     */
     static String packed(String f16) {
         String s = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
                 "attentionQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,");
@@ -45,23 +49,24 @@ final class PackedTwin {
             Matcher m = LOAD.matcher(line);
             if (m.matches()) {
                 String indent = m.group(1);
-                String var = m.group(2);
-                int j = Integer.parseInt(m.group(3));
+                String var = m.group(3);
+                int j = Integer.parseInt(m.group(4));
                 String word = var + "w" + (j / 4);
                 if (j % 4 == 0) {
-                    out.append(indent).append("int ").append(word).append(" = ").append(m.group(4)).append("Pool.get(")
-                            .append(m.group(5)).append(j == 0 ? "" : " + lanes").append(");\n");
+                    out.append(indent).append("int ").append(word).append(" = ").append(m.group(5)).append("Pool.get(")
+                            .append(m.group(6)).append(j == 0 ? "" : " + lanes").append(");\n");
                 }
-                out.append(indent).append("float ").append(var).append(j).append(" = lut[")
+                out.append(indent).append(m.group(2) == null ? "" : "float ").append(var).append(j).append(" = lut[")
                         .append(String.format(CODE_X16[j % 4], word)).append(" | l16];\n");
                 continue;
             }
-            if (line.contains("q.get(") || line.trim().startsWith("red[")) {
+            boolean accumulatorWrite = line.trim().startsWith("red[") && line.matches(".*\\* w[abcd];$");
+            if (line.contains("q.get(") || accumulatorWrite) {
                 for (int j = 7; j >= 1; j--) {
                     line = line.replace(STRIDE[j] + ")", DIM_OFFSET[j] + ")").replace(STRIDE[j] + "]", DIM_OFFSET[j] + "]");
                 }
             }
-            if (line.trim().startsWith("red[")) {
+            if (accumulatorWrite) {
                 line = line.replaceAll("\\* w([abcd]);$", "* wv$1;");
             }
             line = line.replace("* headDim + lane;", "* headDim + 4 * lane;")
@@ -81,7 +86,7 @@ final class PackedTwin {
                                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
                         """);
             }
-            if (line.contains("float wd = TornadoMath.exp(md - mAllD);")) {
+            if (line.trim().startsWith("float wd = ")) {
                 out.append("""
                                 float wva = wa * vScale;
                                 float wvb = wb * vScale;
@@ -192,13 +197,21 @@ final class PackedTwin {
                 + s.substring(at);
     }
 
-    /** Prints the twin of {@code attentionF16} (or, with a second argument "prefill", of {@code prefillF16}) in a kernel source file. */
+    /**
+     * Prints a twin: {@code java PackedTwin.java <kernel source> [warp|packed|prefill]}: the warp
+     * kernel's (default), the packed rule alone (the quad kernel's) or the prefill kernel's.
+     */
     public static void main(String[] args) throws IOException {
         String src = Files.readString(Path.of(args[0]));
-        boolean prefill = args.length > 1 && args[1].equals("prefill");
-        int start = src.indexOf(prefill ? "public static void prefillF16(" : "public static void attentionF16(");
+        String rule = args.length > 1 ? args[1] : "warp";
+        int start = src.indexOf(rule.equals("prefill") ? "public static void prefillF16(" : "public static void attentionF16(");
         int end = src.indexOf("\n    }\n", start);
         String body = src.substring(start, end);
-        System.out.println("    " + (prefill ? prefillFromF16(body) : fromF16(body)) + "\n    }");
+        String twin = switch (rule) {
+            case "prefill" -> prefillFromF16(body);
+            case "packed" -> packed(body);
+            default -> fromF16(body);
+        };
+        System.out.println("    " + twin + "\n    }");
     }
 }

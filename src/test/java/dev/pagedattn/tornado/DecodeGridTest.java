@@ -97,6 +97,24 @@ class DecodeGridTest {
     }
 
     @Test
+    void eightBitPoolsGetTheWarpTwinWhereItRunsAndTheQuadTwinElsewhere() {
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX));
+        AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d80, Backend.PTX));
+        for (DecodeGrid.Kernel k : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.CHUNK, DecodeGrid.Kernel.PAIRS}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> DecodeGrid.resolveEightBit(k, LLAMA, Backend.CUDA));
+            assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=" + k.name().toLowerCase()), e.getMessage());
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL));
+        assertTrue(e.getMessage().contains("backend=OPENCL"), e.getMessage());
+    }
+
+    @Test
     void fusedVariantNeverSplits() {
         assertEquals(1, DecodeGrid.plan(LLAMA, 1, 32768, false).maxPartitions());
     }
