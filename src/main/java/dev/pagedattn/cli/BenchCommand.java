@@ -6,6 +6,7 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.BandwidthProbe;
 import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
@@ -68,6 +69,9 @@ final class BenchCommand implements Callable<Integer> {
             + " uniform random K/V; default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 
+    @Option(names = "--kv-scale", description = "Scales of 8-bit K/V: per-tensor or per-head (default: per-tensor).")
+    String kvScale;
+
     @Option(names = "--device", description = "TornadoVM device as B:D.")
     String device;
 
@@ -99,6 +103,7 @@ final class BenchCommand implements Callable<Integer> {
 
     private List<DecodeGrid.Kernel> kernelList;
     private String backend; // of the device, lower case: every row's variant starts with it
+    private KvScales scales; // of an 8-bit --dtype (the CLI's synthetic scales), null for fp16/fp32
 
     @Override
     public Integer call() throws IOException {
@@ -124,11 +129,12 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
         }
         KvDtype kvDtype = KvDtype.parse(dtype);
+        scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
             System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, device,
-                    iterations, s, prefillOut);
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+                    device, iterations, s, prefillOut);
             return 0;
         }
         System.out.printf("bench: seed=%d dtype=%s variants=%s%n", s, dtype, String.join(",", variants));
@@ -173,8 +179,8 @@ final class BenchCommand implements Callable<Integer> {
         }
         System.out.println("wrote " + out);
         if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, device,
-                    iterations, s, prefillOut);
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+                    device, iterations, s, prefillOut);
         }
         return 0;
     }
@@ -192,7 +198,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
         DecodeWorkload w = DecodeWorkload.create(lengths, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
-                0, 1, 0, ShapeOptions.syntheticScales(kvDtype, null, 1, KV_HEADS));
+                0, 1, 0, scales);
         double[] ref = w.reference();
         for (String variant : variants) {
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {

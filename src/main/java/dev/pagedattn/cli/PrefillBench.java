@@ -7,6 +7,7 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.PrefillGrid;
 import dev.pagedattn.tornado.TornadoPrefillAttention;
 import java.io.IOException;
@@ -32,12 +33,13 @@ final class PrefillBench {
     private PrefillBench() {
     }
 
+    /** {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. */
     static void run(int[] batches, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
-                    String device, int iterations, long seed, Path out) throws IOException {
+                    KvScales scales, String device, int iterations, long seed, Path out) throws IOException {
         List<String> lines = new ArrayList<>();
         lines.add(HEADER);
         for (int b : batches) {
-            lines.add(cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, device, iterations, seed));
+            lines.add(cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed));
             if (out.getParent() != null) {
                 Files.createDirectories(out.getParent());
             }
@@ -47,7 +49,7 @@ final class PrefillBench {
     }
 
     private static String cell(int batch, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize,
-                               KvDtype dtype, String device, int iterations, long seed) {
+                               KvDtype dtype, KvScales scales, String device, int iterations, long seed) {
         String dt = dtype.name().toLowerCase(Locale.ROOT);
         int[] lengths = new int[batch];
         int[] qLens = new int[batch];
@@ -57,7 +59,7 @@ final class PrefillBench {
         PrefillWorkload w;
         try {
             w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch, 0,
-                    ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)); // 8-bit: the CLI's scales for K/V in [-1, 1)
+                    scales);
         } catch (IllegalArgumentException e) {
             System.out.printf("prefill %4d x %d+%d does not fit: %s%n", batch, prefix, queryLen, e.getMessage());
             return head + ",does-not-fit,,,,,,," + e.getMessage().replace(',', ';');
