@@ -8,7 +8,6 @@ import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -18,28 +17,29 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Per logical block the K tile of the head (one contiguous run, see {@link KvLayout}) is widened
  * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32,
- * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and used by every
- * query head of the group (GQA reuse); then the V tile. After {@link #attend} the instance holds
- * the chunk's unnormalised accumulator, running max and sum per head: {@link #writeOutput}
- * normalises them into the output, {@link #writePartial} stores them for a split-K merge.
+ * {@link EightBitWidening} times the head's scale for the 8-bit dtypes); then the V tile. Every
+ * widened vector serves four query heads while it is in a register (GQA reuse): the scores take,
+ * per token, one K load and four fused multiply-adds per lane-chunk into four lane-wise partial
+ * sums, whose lanes are then summed sixteen (head, token) pairs at a time by the transposed tree
+ * of {@link JvmLaneTree}; the V accumulation keeps four heads' accumulators of one lane-chunk in
+ * registers over the block's tokens. After {@link #attend} the instance holds the chunk's
+ * unnormalised accumulator, running max and sum per head: {@link #writeOutput} normalises them
+ * into the output, {@link #writePartial} stores them for a split-K merge.
  *
- * <p>Bit-reproducible: every sum has a fixed order (the lanes of a dot product are folded by a
- * fixed tree of vector adds, not {@code reduceLanes}, whose order may differ between the
- * interpreter and C2), so a (sequence, head, chunk) gives the same bits on any thread.
+ * <p>Bit-reproducible: every sum has a fixed order (lane-chunks in dimension order, lanes by a
+ * fixed tree, tokens in context order), so a (sequence, head, chunk) gives the same bits on any
+ * thread. No Vector API value is passed to or returned from a method (see {@link JvmLaneTree}).
  */
 final class JvmChunkKernel {
-    private static final VectorSpecies<Float> FLOATS = Fp16Widening.FLOATS;
+    private static final VectorSpecies<Float> FLOATS = JvmLaneTree.FLOATS;
+    private static final int LANES = JvmLaneTree.LANES;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    // Fold shuffles: FOLD_k moves lane i + k to lane i. Separate constants (not an array) so that
-    // C2 sees each shuffle as a constant; the folds a species does not need are never used.
-    private static final VectorShuffle<Float> FOLD_8 = VectorShuffle.iota(FLOATS, 8, 1, true);
-    private static final VectorShuffle<Float> FOLD_4 = VectorShuffle.iota(FLOATS, 4, 1, true);
-    private static final VectorShuffle<Float> FOLD_2 = VectorShuffle.iota(FLOATS, 2, 1, true);
-    private static final VectorShuffle<Float> FOLD_1 = VectorShuffle.iota(FLOATS, 1, 1, true);
 
     private final int headDim;
     private final int groupSize;
     private final int blockSize;
+    private final int paddedBlock; // blockSize rounded up to whole vectors: the row stride of scores
+    private final int vectorDims;  // dimensions [0, vectorDims) go by vectors, the rest (all on the scalar path) by plain loops
     private final boolean fp16;
     private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
@@ -48,13 +48,16 @@ final class JvmChunkKernel {
     private final float[] acc;    // [groupSize][headDim], unnormalised
     private final float[] max;    // [groupSize] running max of the scores
     private final float[] sum;    // [groupSize] running sum of exp(score - max)
-    private final float[] scores; // [groupSize][blockSize] scores, then probabilities, of one block
+    private final float[] scores; // [groupSize][paddedBlock] scores, then probabilities, of one block
+    private final float[] lanes;  // [groupSize][paddedBlock][LANES] lane-wise partial dot products of one block
     private final float[] tile;   // [blockSize][headDim] the current K or V tile in fp32
 
     JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector) {
         this.headDim = spec.headDim();
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
+        this.paddedBlock = (blockSize + LANES - 1) / LANES * LANES;
+        this.vectorDims = vector ? FLOATS.loopBound(headDim) : 0;
         this.fp16 = dtype == KvDtype.FP16;
         this.format = dtype.format();
         this.codes = dtype.isQuantized() ? format.table() : null;
@@ -63,7 +66,8 @@ final class JvmChunkKernel {
         this.acc = new float[groupSize * headDim];
         this.max = new float[groupSize];
         this.sum = new float[groupSize];
-        this.scores = new float[groupSize * blockSize];
+        this.scores = new float[groupSize * paddedBlock];
+        this.lanes = vector ? new float[groupSize * paddedBlock * LANES] : null;
         this.tile = new float[blockSize * headDim];
     }
 
@@ -87,20 +91,18 @@ final class JvmChunkKernel {
         for (int i = 0; i < g * d; i++) {
             qs[i] *= scale;
         }
-        java.util.Arrays.fill(acc, 0f);
+        // -0, not +0: p * v + (-0) is p * v even when that is -0, so one token returns its V exactly
+        java.util.Arrays.fill(acc, -0f);
         java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
         java.util.Arrays.fill(sum, 0f);
         for (int start = fromToken; start < toToken; start += bs) {
             int n = Math.min(bs, toToken - start);
             int base = layout.tileBase(batch.block(seq, start / bs), kvHead);
             load(keys, base, n * d, kScale);
-            for (int h = 0; h < g; h++) {
-                scoreBlock(h, n);
-            }
+            scoreBlock(n);
+            softmax(n);
             load(values, base, n * d, vScale);
-            for (int h = 0; h < g; h++) {
-                accumulate(h, n);
-            }
+            accumulate(n);
         }
     }
 
@@ -119,63 +121,161 @@ final class JvmChunkKernel {
         }
     }
 
-    /** Scores of head h against the n keys in {@link #tile}, folded into the running softmax. */
-    private void scoreBlock(int h, int n) {
+    /** {@code scores[h][t] = qs[h] . tile[t]} for every head h and token {@code t < n} (padding lanes hold garbage). */
+    private void scoreBlock(int n) {
         int d = headDim;
-        int p = h * blockSize;
-        float blockMax = Float.NEGATIVE_INFINITY;
-        for (int t = 0; t < n; t++) {
-            float s = dot(qs, h * d, tile, t * d, d, vector);
-            scores[p + t] = s;
-            blockMax = Math.max(blockMax, s);
-        }
-        float newMax = Math.max(max[h], blockMax);
-        float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
-        int t = 0;
+        int g = groupSize;
+        int pb = paddedBlock;
         if (vector) {
-            FloatVector m = FloatVector.broadcast(FLOATS, newMax);
-            for (int bound = FLOATS.loopBound(n); t < bound; t += FLOATS.length()) {
-                expNonPositive(FloatVector.fromArray(FLOATS, scores, p + t).sub(m)).intoArray(scores, p + t);
+            for (int t = 0; t < n; t++) {
+                int h = 0;
+                for (; h + 4 <= g; h += 4) {
+                    lanesOfFour(t, h);
+                }
+                for (; h < g; h++) {
+                    lanesOfOne(t, h);
+                }
+            }
+            for (int h = 0; h < g; h++) {
+                for (int t = 0; t < n; t += LANES) {
+                    JvmLaneTree.sumOfEach(lanes, (h * pb + t) * LANES, scores, h * pb + t);
+                }
             }
         }
-        for (; t < n; t++) {
-            scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
-        }
-        float blockSum = 0;
-        for (t = 0; t < n; t++) {
-            blockSum += scores[p + t];
-        }
-        sum[h] = sum[h] * correction + blockSum;
-        max[h] = newMax;
-        if (correction != 1f) {
-            for (int i = h * d, end = i + d; i < end; i++) {
-                acc[i] *= correction;
+        if (vectorDims < d) { // the dimensions past the last whole vector, in order after it
+            for (int h = 0; h < g; h++) {
+                for (int t = 0; t < n; t++) {
+                    float s = vector ? scores[h * pb + t] : 0f;
+                    for (int i = vectorDims; i < d; i++) {
+                        s += qs[h * d + i] * tile[t * d + i];
+                    }
+                    scores[h * pb + t] = s;
+                }
             }
         }
     }
 
-    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@link #tile}. */
-    private void accumulate(int h, int n) {
+    /** Lane-wise partial dot products of heads h .. h + 3 with key t: each K vector loaded once for four heads. */
+    private void lanesOfFour(int t, int h) {
         int d = headDim;
-        int p = h * blockSize;
-        int i = 0;
-        if (vector) {
-            // Per lane-chunk of the head: the accumulator stays in a register over the block's tokens.
-            for (int bound = FLOATS.loopBound(d); i < bound; i += FLOATS.length()) {
-                FloatVector a = FloatVector.fromArray(FLOATS, acc, h * d + i);
-                for (int t = 0; t < n; t++) {
-                    a = FloatVector.fromArray(FLOATS, tile, t * d + i).fma(FloatVector.broadcast(FLOATS, scores[p + t]), a);
-                }
-                a.intoArray(acc, h * d + i);
-            }
+        FloatVector a0 = FloatVector.zero(FLOATS);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int i = 0, k = t * d, q = h * d; i < vectorDims; i += LANES) {
+            FloatVector key = FloatVector.fromArray(FLOATS, tile, k + i);
+            a0 = FloatVector.fromArray(FLOATS, qs, q + i).fma(key, a0);
+            a1 = FloatVector.fromArray(FLOATS, qs, q + d + i).fma(key, a1);
+            a2 = FloatVector.fromArray(FLOATS, qs, q + 2 * d + i).fma(key, a2);
+            a3 = FloatVector.fromArray(FLOATS, qs, q + 3 * d + i).fma(key, a3);
         }
-        for (; i < d; i++) {
-            float a = acc[h * d + i];
+        int at = (h * paddedBlock + t) * LANES;
+        int headStride = paddedBlock * LANES;
+        a0.intoArray(lanes, at);
+        a1.intoArray(lanes, at + headStride);
+        a2.intoArray(lanes, at + 2 * headStride);
+        a3.intoArray(lanes, at + 3 * headStride);
+    }
+
+    /** As {@link #lanesOfFour} for head h alone (groups not a multiple of four). */
+    private void lanesOfOne(int t, int h) {
+        int d = headDim;
+        FloatVector a = FloatVector.zero(FLOATS);
+        for (int i = 0, k = t * d, q = h * d; i < vectorDims; i += LANES) {
+            a = FloatVector.fromArray(FLOATS, qs, q + i).fma(FloatVector.fromArray(FLOATS, tile, k + i), a);
+        }
+        a.intoArray(lanes, (h * paddedBlock + t) * LANES);
+    }
+
+    /** Folds the block's scores into every head's running softmax; {@code scores} become probabilities. */
+    private void softmax(int n) {
+        int d = headDim;
+        for (int h = 0; h < groupSize; h++) {
+            int p = h * paddedBlock;
+            float blockMax = Float.NEGATIVE_INFINITY;
             for (int t = 0; t < n; t++) {
-                a += scores[p + t] * tile[t * d + i];
+                blockMax = Math.max(blockMax, scores[p + t]);
             }
-            acc[h * d + i] = a;
+            float newMax = Math.max(max[h], blockMax);
+            float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
+            if (vector) {
+                expInPlace(scores, p, n, newMax);
+            } else {
+                for (int t = 0; t < n; t++) {
+                    scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
+                }
+            }
+            float blockSum = 0;
+            for (int t = 0; t < n; t++) {
+                blockSum += scores[p + t];
+            }
+            sum[h] = sum[h] * correction + blockSum;
+            max[h] = newMax;
+            if (correction != 1f) {
+                for (int i = h * d, end = i + d; i < end; i++) {
+                    acc[i] *= correction;
+                }
+            }
         }
+    }
+
+    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@link #tile}, for every head. */
+    private void accumulate(int n) {
+        int d = headDim;
+        int g = groupSize;
+        for (int i = 0; i < vectorDims; i += LANES) {
+            int h = 0;
+            for (; h + 4 <= g; h += 4) {
+                accumulateFour(n, h, i);
+            }
+            for (; h < g; h++) {
+                accumulateOne(n, h, i);
+            }
+        }
+        for (int h = 0; h < g; h++) {
+            int p = h * paddedBlock;
+            for (int i = vectorDims; i < d; i++) {
+                float a = acc[h * d + i];
+                for (int t = 0; t < n; t++) {
+                    a += scores[p + t] * tile[t * d + i];
+                }
+                acc[h * d + i] = a;
+            }
+        }
+    }
+
+    /** Lane-chunk {@code [i, i + LANES)} of heads h .. h + 3: four accumulators in registers over the tokens, each V vector loaded once. */
+    private void accumulateFour(int n, int h, int i) {
+        int d = headDim;
+        int pb = paddedBlock;
+        int p = h * pb;
+        int o = h * d + i;
+        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, o);
+        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, o + d);
+        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, o + 2 * d);
+        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, o + 3 * d);
+        for (int t = 0; t < n; t++) {
+            FloatVector v = FloatVector.fromArray(FLOATS, tile, t * d + i);
+            a0 = v.fma(FloatVector.broadcast(FLOATS, scores[p + t]), a0);
+            a1 = v.fma(FloatVector.broadcast(FLOATS, scores[p + pb + t]), a1);
+            a2 = v.fma(FloatVector.broadcast(FLOATS, scores[p + 2 * pb + t]), a2);
+            a3 = v.fma(FloatVector.broadcast(FLOATS, scores[p + 3 * pb + t]), a3);
+        }
+        a0.intoArray(acc, o);
+        a1.intoArray(acc, o + d);
+        a2.intoArray(acc, o + 2 * d);
+        a3.intoArray(acc, o + 3 * d);
+    }
+
+    /** As {@link #accumulateFour} for head h alone. */
+    private void accumulateOne(int n, int h, int i) {
+        int d = headDim;
+        int p = h * paddedBlock;
+        FloatVector a = FloatVector.fromArray(FLOATS, acc, h * d + i);
+        for (int t = 0; t < n; t++) {
+            a = FloatVector.fromArray(FLOATS, tile, t * d + i).fma(FloatVector.broadcast(FLOATS, scores[p + t]), a);
+        }
+        a.intoArray(acc, h * d + i);
     }
 
     /** Writes {@code acc / sum} of every head to {@code out} ({@code [numSeqs][numQHeads][headDim]} fp32) at row {@code seq}. */
@@ -233,65 +333,32 @@ final class JvmChunkKernel {
     }
 
     /**
-     * Lane 0 of the result is the sum of all lanes of v, added as a fixed tree:
-     * {@code ((v0 + v8) + (v4 + v12)) + ...} for 16 lanes. Species of 4 to 16 lanes.
+     * {@code a[i] = exp(a[i] - max)} for {@code i} in {@code [from, from + roundUp(n, LANES))} (whole
+     * vectors: the caller's rows are padded), for {@code a[i] <= max}: within 2 ulp of {@link Math#exp}
+     * and exactly 1 at 0; lanes below -87.3 give about 1e-38 instead of a subnormal or 0, which no
+     * softmax sum can tell apart. Cephes' {@code expf}: {@code x = n ln2 + r} with |r| <= ln2/2 (ln2 in
+     * two parts, so r is exact), a degree-7 polynomial for {@code e^r}, and {@code 2^n} built in the
+     * exponent bits. Only IEEE adds, multiplies and fmas, so the interpreter and C2 agree to the bit
+     * ({@code VectorOperators.EXP} may not: C2 calls a vendor library).
      */
-    static FloatVector foldLanes(FloatVector v) {
-        int lanes = FLOATS.length();
-        if (lanes >= 16) {
-            v = v.add(v.rearrange(FOLD_8));
+    static void expInPlace(float[] a, int from, int n, float max) {
+        FloatVector m = FloatVector.broadcast(FLOATS, max);
+        for (int i = from, end = from + n; i < end; i += LANES) {
+            FloatVector x = FloatVector.fromArray(FLOATS, a, i).sub(m).max(-87.3f);
+            // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
+            IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
+            FloatVector k = (FloatVector) ni.convert(VectorOperators.I2F, 0);
+            FloatVector r = k.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
+            r = k.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
+            FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
+                    .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
+                    .fma(r.mul(r), r).add(1f);
+            IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
+            poly.mul(scaleBits.reinterpretAsFloats()).intoArray(a, i);
         }
-        if (lanes >= 8) {
-            v = v.add(v.rearrange(FOLD_4));
-        }
-        v = v.add(v.rearrange(FOLD_2));
-        return v.add(v.rearrange(FOLD_1));
-    }
-
-    /**
-     * {@code exp(x)} for lanes {@code x <= 0} (scores minus their running max), within 2 ulp of
-     * {@link Math#exp} and exactly 1 at 0; lanes below -87.3 give about 1e-38 instead of a
-     * subnormal or 0, which no softmax sum can tell apart. Cephes' {@code expf}: {@code x = n ln2 + r}
-     * with |r| <= ln2/2 (ln2 in two parts, so r is exact), a degree-7 polynomial for {@code e^r}, and
-     * {@code 2^n} built in the exponent bits. Only IEEE adds, multiplies and fmas, so the interpreter
-     * and C2 agree to the bit ({@code VectorOperators.EXP} may not: C2 calls a vendor library).
-     */
-    static FloatVector expNonPositive(FloatVector x) {
-        x = x.max(-87.3f);
-        // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
-        IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
-        FloatVector n = (FloatVector) ni.convert(VectorOperators.I2F, 0);
-        FloatVector r = n.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
-        r = n.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
-        FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
-                .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
-                .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
-                .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
-                .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
-                .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
-                .fma(r.mul(r), r).add(1f);
-        IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
-        return poly.mul(scaleBits.reinterpretAsFloats());
-    }
-
-    /**
-     * {@code sum a[aOff + i] * b[bOff + i]} for {@code i < n}: lane-wise fused multiply-adds, the
-     * lanes folded by a fixed tree, then a scalar tail.
-     */
-    static float dot(float[] a, int aOff, float[] b, int bOff, int n, boolean vector) {
-        int i = 0;
-        float s = 0;
-        if (vector) {
-            FloatVector v = FloatVector.zero(FLOATS);
-            for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
-                v = FloatVector.fromArray(FLOATS, a, aOff + i).fma(FloatVector.fromArray(FLOATS, b, bOff + i), v);
-            }
-            v = foldLanes(v);
-            s = v.lane(0);
-        }
-        for (; i < n; i++) {
-            s += a[aOff + i] * b[bOff + i];
-        }
-        return s;
     }
 }

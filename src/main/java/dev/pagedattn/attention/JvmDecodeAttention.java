@@ -153,6 +153,6 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        return JvmChunkKernel.dot(a, aOff, b, bOff, n, VECTOR);
+        return JvmLaneTree.dot(a, aOff, b, bOff, n, VECTOR);
     }
 }
