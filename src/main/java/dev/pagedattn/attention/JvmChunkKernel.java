@@ -238,24 +238,30 @@ final class JvmChunkKernel {
     /** Folds the block's scores into every head's running softmax; {@code scores} become probabilities. */
     private void softmax(int n) {
         int d = headDim;
+        int whole = (n + LANES - 1) / LANES * LANES; // whole vectors; padding lanes: -inf for the max, 0 for the sum
         for (int h = 0; h < groupSize; h++) {
             int p = h * paddedBlock;
             float blockMax = Float.NEGATIVE_INFINITY;
-            for (int t = 0; t < n; t++) {
-                blockMax = Math.max(blockMax, scores[p + t]);
+            if (vector) {
+                java.util.Arrays.fill(scores, p + n, p + whole, Float.NEGATIVE_INFINITY);
+                blockMax = JvmLaneTree.max(scores, p, whole);
+            } else {
+                for (int t = 0; t < n; t++) {
+                    blockMax = Math.max(blockMax, scores[p + t]);
+                }
             }
             float newMax = Math.max(max[h], blockMax);
             float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
+            float blockSum = 0;
             if (vector) {
-                expInPlace(scores, p, n, newMax);
+                expInPlace(scores, p, whole, newMax);
+                java.util.Arrays.fill(scores, p + n, p + whole, 0f);
+                blockSum = JvmLaneTree.sum(scores, p, whole);
             } else {
                 for (int t = 0; t < n; t++) {
                     scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
+                    blockSum += scores[p + t];
                 }
-            }
-            float blockSum = 0;
-            for (int t = 0; t < n; t++) {
-                blockSum += scores[p + t];
             }
             sum[h] = sum[h] * correction + blockSum;
             max[h] = newMax;

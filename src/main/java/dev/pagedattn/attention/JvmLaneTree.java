@@ -2,6 +2,7 @@ package dev.pagedattn.attention;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -81,6 +82,34 @@ final class JvmLaneTree {
             FloatVector b = FloatVector.fromArray(FLOATS, p, from + (k + w) * LANES);
             a.blend(b, high).add(b.blend(a, high).rearrange(swap)).intoArray(p, from + k * LANES);
         }
+    }
+
+    /** The largest of {@code a[from, from + n)}, n a multiple of {@code LANES} (the same in any order). */
+    static float max(float[] a, int from, int n) {
+        FloatVector m = FloatVector.fromArray(FLOATS, a, from);
+        for (int i = from + LANES, end = from + n; i < end; i += LANES) {
+            m = m.max(FloatVector.fromArray(FLOATS, a, i));
+        }
+        return m.reduceLanes(VectorOperators.MAX);
+    }
+
+    /**
+     * The sum of {@code a[from, from + n)}, n a multiple of {@code LANES}: vectors added lane-wise in
+     * order, then the lanes folded as in {@link #dot}.
+     */
+    static float sum(float[] a, int from, int n) {
+        FloatVector v = FloatVector.fromArray(FLOATS, a, from);
+        for (int i = from + LANES, end = from + n; i < end; i += LANES) {
+            v = v.add(FloatVector.fromArray(FLOATS, a, i));
+        }
+        if (LANES >= 16) {
+            v = v.add(v.rearrange(FOLD_8));
+        }
+        if (LANES >= 8) {
+            v = v.add(v.rearrange(FOLD_4));
+        }
+        v = v.add(v.rearrange(FOLD_2));
+        return v.add(v.rearrange(FOLD_1)).lane(0);
     }
 
     /**
