@@ -36,6 +36,7 @@ final class JvmChunkKernel {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int headDim;
+    private final int elementBytes;
     private final int groupSize;
     private final int blockSize;
     private final int paddedBlock; // blockSize rounded up to whole vectors: the row stride of scores
@@ -51,9 +52,11 @@ final class JvmChunkKernel {
     private final float[] scores; // [groupSize][paddedBlock] scores, then probabilities, of one block
     private final float[] lanes;  // [groupSize][paddedBlock][LANES] lane-wise partial dot products of one block
     private final float[] tile;   // [blockSize][headDim] the current K or V tile in fp32
+    private int touched;          // the sum of the prefetched bytes: keeps the prefetch loads alive
 
     JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector) {
         this.headDim = spec.headDim();
+        this.elementBytes = dtype.bytes();
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
         this.paddedBlock = (blockSize + LANES - 1) / LANES * LANES;
@@ -80,9 +83,10 @@ final class JvmChunkKernel {
      * @param kScale the K scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
      * @param vScale the V scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
      * @param q      {@code [numSeqs][numQHeads][headDim]} fp32
+     * @param prefetch whether to touch the next block's tiles before computing on this one's
      */
     void attend(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch, int layer,
-                int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale) {
+                int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale, boolean prefetch) {
         int d = headDim;
         int g = groupSize;
         int bs = blockSize;
@@ -99,11 +103,31 @@ final class JvmChunkKernel {
             int n = Math.min(bs, toToken - start);
             int base = layout.tileBase(batch.block(seq, start / bs), kvHead);
             load(keys, base, n * d, kScale);
+            if (prefetch && start + bs < toToken) {
+                long next = (long) layout.tileBase(batch.block(seq, start / bs + 1), kvHead) * elementBytes;
+                long bytes = (long) Math.min(bs, toToken - start - bs) * d * elementBytes;
+                touched += touch(keys, next, bytes) + touch(values, next, bytes);
+            }
             scoreBlock(n);
             softmax(n);
             load(values, base, n * d, vScale);
             accumulate(n);
         }
+    }
+
+    /**
+     * Reads one byte of every 64-byte line of {@code pool[from, from + bytes)} (a software prefetch:
+     * Java has no prefetch instruction, and a load whose value is unused would be removed, so the
+     * bytes are summed into {@link #touched}). The loads are independent of the block's arithmetic
+     * that follows, so the core keeps them in flight while it computes: one thread reading K/V from
+     * DRAM spent about as long waiting for each tile as computing on it.
+     */
+    private static int touch(MemorySegment pool, long from, long bytes) {
+        int s = 0;
+        for (long at = from, end = from + bytes; at < end; at += 64) {
+            s += pool.get(ValueLayout.JAVA_BYTE, at);
+        }
+        return s;
     }
 
     /**
