@@ -3,6 +3,7 @@ package dev.pagedattn.attention;
 import dev.pagedattn.quant.QuantFormat;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -15,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
  * the Vector API, bit-exact with {@link QuantFormat#decode} times the scale for every code the
  * encoder writes (the test checks all of them).
  *
- * <p>No table gather: the bit recipe of {@link Fp16Widening} on int lanes. A code {@code c} (sign
+ * <p>No table gather: the classic software half-widening recipe on int lanes. A code {@code c} (sign
  * s, exponent e, mantissa m) sign-extended to an int {@code i}: {@code (i & 0x7f) << (23 - manBits)}
  * is a float with exponent field e and the mantissa in place, i.e. the code's value times
  * 2^(bias - 127) (for subnormal codes an fp32 subnormal, so the multiplication by 2^(127 - bias)
@@ -44,25 +45,27 @@ final class EightBitWidening {
                       float[] dst, int dstOff, int n, boolean vector) {
         int i = 0;
         if (vector && BYTES != null) {
-            for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
-                widenLanes(format, pool, index + i).mul(scale).intoArray(dst, dstOff + i);
+            // One loop per format, the vector values inside it: a vector returned by a helper that C2
+            // compiled on its own is a heap object per call (Fp16Widening, benchmarks/NOTES.md).
+            int bound = FLOATS.loopBound(n);
+            if (format == QuantFormat.INT8) {
+                for (; i < bound; i += FLOATS.length()) {
+                    ((FloatVector) ByteVector.fromMemorySegment(BYTES, pool, index + i, ByteOrder.nativeOrder()).convertShape(VectorOperators.B2F, FLOATS, 0)).mul(scale)
+                            .intoArray(dst, dstOff + i);
+                }
+            } else {
+                boolean e4m3 = format == QuantFormat.FP8_E4M3;
+                int shift = e4m3 ? 20 : 21;
+                float rebias = e4m3 ? 0x1p120f : 0x1p112f;
+                for (; i < bound; i += FLOATS.length()) {
+                    IntVector c = (IntVector) ByteVector.fromMemorySegment(BYTES, pool, index + i, ByteOrder.nativeOrder()).convertShape(VectorOperators.B2I, INTS, 0);
+                    FloatVector unsigned = c.and(0x7f).lanewise(VectorOperators.LSHL, shift).reinterpretAsFloats().mul(rebias);
+                    unsigned.reinterpretAsInts().or(c.and(0x80000000)).reinterpretAsFloats().mul(scale).intoArray(dst, dstOff + i);
+                }
             }
         }
         for (; i < n; i++) {
             dst[dstOff + i] = table[pool.get(ValueLayout.JAVA_BYTE, index + i) & 0xFF] * scale;
         }
-    }
-
-    /** {@code FLOATS.length()} codes from byte {@code offset} of {@code pool}, decoded (not yet scaled). */
-    private static FloatVector widenLanes(QuantFormat format, MemorySegment pool, long offset) {
-        ByteVector codes = ByteVector.fromMemorySegment(BYTES, pool, offset, java.nio.ByteOrder.nativeOrder());
-        if (format == QuantFormat.INT8) {
-            return (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, 0);
-        }
-        IntVector c = (IntVector) codes.convertShape(VectorOperators.B2I, INTS, 0);
-        boolean e4m3 = format == QuantFormat.FP8_E4M3;
-        IntVector magnitude = c.and(0x7f).lanewise(VectorOperators.LSHL, e4m3 ? 20 : 21);
-        FloatVector unsigned = magnitude.reinterpretAsFloats().mul(e4m3 ? 0x1p120f : 0x1p112f);
-        return unsigned.reinterpretAsInts().or(c.and(0x80000000)).reinterpretAsFloats();
     }
 }

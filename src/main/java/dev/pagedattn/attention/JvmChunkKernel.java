@@ -8,7 +8,6 @@ import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -18,28 +17,28 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Per logical block the K tile of the head (one contiguous run, see {@link KvLayout}) is widened
  * once into fp32 scratch ({@link Fp16Widening} for fp16, a bulk copy for fp32,
- * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and used by every
- * query head of the group (GQA reuse); then the V tile. After {@link #attend} the instance holds
- * the chunk's unnormalised accumulator, running max and sum per head: {@link #writeOutput}
- * normalises them into the output, {@link #writePartial} stores them for a split-K merge.
+ * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and scored against every
+ * query head of the group ({@link JvmGroupTile}: each widened vector serves four heads in
+ * registers); the block's scores join the running softmax; then the V tile is widened and
+ * accumulated. The next block's tiles are touched first ({@code pagedattn.jvm.prefetch}), so that
+ * they come from DRAM while this block computes. After {@link #attend} the instance holds the chunk's
+ * unnormalised accumulator, running max and sum per head: {@link #writeOutput} normalises them
+ * into the output, {@link #writePartial} stores them for a split-K merge.
  *
- * <p>Bit-reproducible: every sum has a fixed order (the lanes of a dot product are folded by a
- * fixed tree of vector adds, not {@code reduceLanes}, whose order may differ between the
- * interpreter and C2), so a (sequence, head, chunk) gives the same bits on any thread.
+ * <p>Bit-reproducible: every sum has a fixed order (lane-chunks in dimension order, lanes by a
+ * fixed tree, tokens in context order), so a (sequence, head, chunk) gives the same bits on any
+ * thread. No Vector API value is passed to or returned from a method (see {@link JvmLaneTree}).
  */
 final class JvmChunkKernel {
-    private static final VectorSpecies<Float> FLOATS = Fp16Widening.FLOATS;
+    private static final VectorSpecies<Float> FLOATS = JvmLaneTree.FLOATS;
+    private static final int LANES = JvmLaneTree.LANES;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    // Fold shuffles: FOLD_k moves lane i + k to lane i. Separate constants (not an array) so that
-    // C2 sees each shuffle as a constant; the folds a species does not need are never used.
-    private static final VectorShuffle<Float> FOLD_8 = VectorShuffle.iota(FLOATS, 8, 1, true);
-    private static final VectorShuffle<Float> FOLD_4 = VectorShuffle.iota(FLOATS, 4, 1, true);
-    private static final VectorShuffle<Float> FOLD_2 = VectorShuffle.iota(FLOATS, 2, 1, true);
-    private static final VectorShuffle<Float> FOLD_1 = VectorShuffle.iota(FLOATS, 1, 1, true);
 
     private final int headDim;
+    private final int elementBytes;
     private final int groupSize;
     private final int blockSize;
+    private final int paddedBlock; // blockSize rounded up to whole vectors: the row stride of scores
     private final boolean fp16;
     private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
@@ -48,13 +47,17 @@ final class JvmChunkKernel {
     private final float[] acc;    // [groupSize][headDim], unnormalised
     private final float[] max;    // [groupSize] running max of the scores
     private final float[] sum;    // [groupSize] running sum of exp(score - max)
-    private final float[] scores; // [groupSize][blockSize] scores, then probabilities, of one block
+    private final float[] scores; // [groupSize][paddedBlock] scores, then probabilities, of one block
     private final float[] tile;   // [blockSize][headDim] the current K or V tile in fp32
+    private final JvmGroupTile group; // the arithmetic on tile
+    private int touched;          // the sum of the prefetched bytes: keeps the prefetch loads alive
 
     JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector) {
         this.headDim = spec.headDim();
+        this.elementBytes = dtype.bytes();
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
+        this.paddedBlock = (blockSize + LANES - 1) / LANES * LANES;
         this.fp16 = dtype == KvDtype.FP16;
         this.format = dtype.format();
         this.codes = dtype.isQuantized() ? format.table() : null;
@@ -63,8 +66,9 @@ final class JvmChunkKernel {
         this.acc = new float[groupSize * headDim];
         this.max = new float[groupSize];
         this.sum = new float[groupSize];
-        this.scores = new float[groupSize * blockSize];
+        this.scores = new float[groupSize * paddedBlock];
         this.tile = new float[blockSize * headDim];
+        this.group = new JvmGroupTile(headDim, groupSize, paddedBlock, vector, qs, acc, scores, tile);
     }
 
     /**
@@ -76,9 +80,10 @@ final class JvmChunkKernel {
      * @param kScale the K scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
      * @param vScale the V scale of (layer, kvHead) for 8-bit pools (ignored otherwise)
      * @param q      {@code [numSeqs][numQHeads][headDim]} fp32
+     * @param prefetch whether to touch the next block's tiles before computing on this one's
      */
     void attend(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch, int layer,
-                int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale) {
+                int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale, boolean prefetch) {
         int d = headDim;
         int g = groupSize;
         int bs = blockSize;
@@ -87,21 +92,39 @@ final class JvmChunkKernel {
         for (int i = 0; i < g * d; i++) {
             qs[i] *= scale;
         }
-        java.util.Arrays.fill(acc, 0f);
+        // -0, not +0: p * v + (-0) is p * v even when that is -0, so one token returns its V exactly
+        java.util.Arrays.fill(acc, -0f);
         java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
         java.util.Arrays.fill(sum, 0f);
         for (int start = fromToken; start < toToken; start += bs) {
             int n = Math.min(bs, toToken - start);
             int base = layout.tileBase(batch.block(seq, start / bs), kvHead);
             load(keys, base, n * d, kScale);
-            for (int h = 0; h < g; h++) {
-                scoreBlock(h, n);
+            if (prefetch && start + bs < toToken) {
+                long next = (long) layout.tileBase(batch.block(seq, start / bs + 1), kvHead) * elementBytes;
+                long bytes = (long) Math.min(bs, toToken - start - bs) * d * elementBytes;
+                touched += touch(keys, next, bytes) + touch(values, next, bytes);
             }
+            group.scores(n);
+            softmax(n);
             load(values, base, n * d, vScale);
-            for (int h = 0; h < g; h++) {
-                accumulate(h, n);
-            }
+            group.accumulate(n);
         }
+    }
+
+    /**
+     * Reads one byte of every 64-byte line of {@code pool[from, from + bytes)} (a software prefetch:
+     * Java has no prefetch instruction, and a load whose value is unused would be removed, so the
+     * bytes are summed into {@link #touched}). The loads are independent of the block's arithmetic
+     * that follows, so the core keeps them in flight while it computes: one thread reading K/V from
+     * DRAM spent about as long waiting for each tile as computing on it.
+     */
+    private static int touch(MemorySegment pool, long from, long bytes) {
+        int s = 0;
+        for (long at = from, end = from + bytes; at < end; at += 64) {
+            s += pool.get(ValueLayout.JAVA_BYTE, at);
+        }
+        return s;
     }
 
     /**
@@ -119,62 +142,41 @@ final class JvmChunkKernel {
         }
     }
 
-    /** Scores of head h against the n keys in {@link #tile}, folded into the running softmax. */
-    private void scoreBlock(int h, int n) {
+    /** Folds the block's scores into every head's running softmax; {@code scores} become probabilities. */
+    private void softmax(int n) {
         int d = headDim;
-        int p = h * blockSize;
-        float blockMax = Float.NEGATIVE_INFINITY;
-        for (int t = 0; t < n; t++) {
-            float s = dot(qs, h * d, tile, t * d, d, vector);
-            scores[p + t] = s;
-            blockMax = Math.max(blockMax, s);
-        }
-        float newMax = Math.max(max[h], blockMax);
-        float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
-        int t = 0;
-        if (vector) {
-            FloatVector m = FloatVector.broadcast(FLOATS, newMax);
-            for (int bound = FLOATS.loopBound(n); t < bound; t += FLOATS.length()) {
-                expNonPositive(FloatVector.fromArray(FLOATS, scores, p + t).sub(m)).intoArray(scores, p + t);
-            }
-        }
-        for (; t < n; t++) {
-            scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
-        }
-        float blockSum = 0;
-        for (t = 0; t < n; t++) {
-            blockSum += scores[p + t];
-        }
-        sum[h] = sum[h] * correction + blockSum;
-        max[h] = newMax;
-        if (correction != 1f) {
-            for (int i = h * d, end = i + d; i < end; i++) {
-                acc[i] *= correction;
-            }
-        }
-    }
-
-    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@link #tile}. */
-    private void accumulate(int h, int n) {
-        int d = headDim;
-        int p = h * blockSize;
-        int i = 0;
-        if (vector) {
-            // Per lane-chunk of the head: the accumulator stays in a register over the block's tokens.
-            for (int bound = FLOATS.loopBound(d); i < bound; i += FLOATS.length()) {
-                FloatVector a = FloatVector.fromArray(FLOATS, acc, h * d + i);
+        int whole = (n + LANES - 1) / LANES * LANES; // whole vectors; padding lanes: -inf for the max, 0 for the sum
+        for (int h = 0; h < groupSize; h++) {
+            int p = h * paddedBlock;
+            float blockMax = Float.NEGATIVE_INFINITY;
+            if (vector) {
+                java.util.Arrays.fill(scores, p + n, p + whole, Float.NEGATIVE_INFINITY);
+                blockMax = JvmLaneTree.max(scores, p, whole);
+            } else {
                 for (int t = 0; t < n; t++) {
-                    a = FloatVector.fromArray(FLOATS, tile, t * d + i).fma(FloatVector.broadcast(FLOATS, scores[p + t]), a);
+                    blockMax = Math.max(blockMax, scores[p + t]);
                 }
-                a.intoArray(acc, h * d + i);
             }
-        }
-        for (; i < d; i++) {
-            float a = acc[h * d + i];
-            for (int t = 0; t < n; t++) {
-                a += scores[p + t] * tile[t * d + i];
+            float newMax = Math.max(max[h], blockMax);
+            float correction = (float) Math.exp(max[h] - newMax); // exp(-inf) = 0 on the first block
+            float blockSum = 0;
+            if (vector) {
+                expInPlace(scores, p, whole, newMax);
+                java.util.Arrays.fill(scores, p + n, p + whole, 0f);
+                blockSum = JvmLaneTree.sum(scores, p, whole);
+            } else {
+                for (int t = 0; t < n; t++) {
+                    scores[p + t] = (float) Math.exp(scores[p + t] - newMax);
+                    blockSum += scores[p + t];
+                }
             }
-            acc[h * d + i] = a;
+            sum[h] = sum[h] * correction + blockSum;
+            max[h] = newMax;
+            if (correction != 1f) {
+                for (int i = h * d, end = i + d; i < end; i++) {
+                    acc[i] *= correction;
+                }
+            }
         }
     }
 
@@ -233,65 +235,32 @@ final class JvmChunkKernel {
     }
 
     /**
-     * Lane 0 of the result is the sum of all lanes of v, added as a fixed tree:
-     * {@code ((v0 + v8) + (v4 + v12)) + ...} for 16 lanes. Species of 4 to 16 lanes.
+     * {@code a[i] = exp(a[i] - max)} for {@code i} in {@code [from, from + roundUp(n, LANES))} (whole
+     * vectors: the caller's rows are padded), for {@code a[i] <= max}: within 2 ulp of {@link Math#exp}
+     * and exactly 1 at 0; lanes below -87.3 give about 1e-38 instead of a subnormal or 0, which no
+     * softmax sum can tell apart. Cephes' {@code expf}: {@code x = n ln2 + r} with |r| <= ln2/2 (ln2 in
+     * two parts, so r is exact), a degree-7 polynomial for {@code e^r}, and {@code 2^n} built in the
+     * exponent bits. Only IEEE adds, multiplies and fmas, so the interpreter and C2 agree to the bit
+     * ({@code VectorOperators.EXP} may not: C2 calls a vendor library).
      */
-    static FloatVector foldLanes(FloatVector v) {
-        int lanes = FLOATS.length();
-        if (lanes >= 16) {
-            v = v.add(v.rearrange(FOLD_8));
+    static void expInPlace(float[] a, int from, int n, float max) {
+        FloatVector m = FloatVector.broadcast(FLOATS, max);
+        for (int i = from, end = from + n; i < end; i += LANES) {
+            FloatVector x = FloatVector.fromArray(FLOATS, a, i).sub(m).max(-87.3f);
+            // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
+            IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
+            FloatVector k = (FloatVector) ni.convert(VectorOperators.I2F, 0);
+            FloatVector r = k.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
+            r = k.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
+            FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
+                    .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
+                    .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
+                    .fma(r.mul(r), r).add(1f);
+            IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
+            poly.mul(scaleBits.reinterpretAsFloats()).intoArray(a, i);
         }
-        if (lanes >= 8) {
-            v = v.add(v.rearrange(FOLD_4));
-        }
-        v = v.add(v.rearrange(FOLD_2));
-        return v.add(v.rearrange(FOLD_1));
-    }
-
-    /**
-     * {@code exp(x)} for lanes {@code x <= 0} (scores minus their running max), within 2 ulp of
-     * {@link Math#exp} and exactly 1 at 0; lanes below -87.3 give about 1e-38 instead of a
-     * subnormal or 0, which no softmax sum can tell apart. Cephes' {@code expf}: {@code x = n ln2 + r}
-     * with |r| <= ln2/2 (ln2 in two parts, so r is exact), a degree-7 polynomial for {@code e^r}, and
-     * {@code 2^n} built in the exponent bits. Only IEEE adds, multiplies and fmas, so the interpreter
-     * and C2 agree to the bit ({@code VectorOperators.EXP} may not: C2 calls a vendor library).
-     */
-    static FloatVector expNonPositive(FloatVector x) {
-        x = x.max(-87.3f);
-        // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
-        IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
-        FloatVector n = (FloatVector) ni.convert(VectorOperators.I2F, 0);
-        FloatVector r = n.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
-        r = n.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
-        FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
-                .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
-                .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
-                .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
-                .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
-                .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
-                .fma(r.mul(r), r).add(1f);
-        IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
-        return poly.mul(scaleBits.reinterpretAsFloats());
-    }
-
-    /**
-     * {@code sum a[aOff + i] * b[bOff + i]} for {@code i < n}: lane-wise fused multiply-adds, the
-     * lanes folded by a fixed tree, then a scalar tail.
-     */
-    static float dot(float[] a, int aOff, float[] b, int bOff, int n, boolean vector) {
-        int i = 0;
-        float s = 0;
-        if (vector) {
-            FloatVector v = FloatVector.zero(FLOATS);
-            for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
-                v = FloatVector.fromArray(FLOATS, a, aOff + i).fma(FloatVector.fromArray(FLOATS, b, bOff + i), v);
-            }
-            v = foldLanes(v);
-            s = v.lane(0);
-        }
-        for (; i < n; i++) {
-            s += a[aOff + i] * b[bOff + i];
-        }
-        return s;
     }
 }

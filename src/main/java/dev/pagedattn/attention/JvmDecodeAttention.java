@@ -14,17 +14,25 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * one chunk of its context ({@link JvmSplitPlan}: long contexts at small batch are split so that
  * every core has work, and the chunks merge with log-sum-exp); a warm pool of workers
  * ({@link JvmWorkers}) claims them, each with its own scratch ({@link JvmChunkKernel}: fp16
- * widened with vector operations, fixed-order sums), so a step allocates nothing and gives the
+ * widened by the hardware conversion, fixed-order sums), so a step allocates nothing and gives the
  * same bits on every run with the same thread count.
  *
  * <p>Tunables, read once: {@code pagedattn.jvm.threads} (default: all processors),
  * {@code pagedattn.jvm.vector} (true: the Vector API; false: plain loops, see
  * benchmarks/NOTES.md), {@code pagedattn.jvm.spinMicros} (50: how long an idle worker spins
- * before it parks). Safe to call from several threads at once: steps run one after the other.
+ * before it parks), {@code pagedattn.jvm.prefetch} (true: touch the next block's tiles ahead).
+ * Safe to call from several threads at once: steps run one after the other.
  */
 public final class JvmDecodeAttention implements DecodeAttention {
     /** Read once: Vector API for widening, dot products and the V accumulation. */
     public static final boolean VECTOR = Boolean.parseBoolean(System.getProperty("pagedattn.jvm.vector", "true"));
+    /**
+     * Read once: touch the next block's tiles before computing on the current one
+     * ({@code pagedattn.jvm.prefetch}, default true). In a model's decode step each layer's K/V was
+     * evicted by the other layers', so the tiles come from DRAM; a benchmark that reads one layer's
+     * few MiB step after step has them in cache and pays for the extra loads (benchmarks/NOTES.md).
+     */
+    public static final boolean PREFETCH = Boolean.parseBoolean(System.getProperty("pagedattn.jvm.prefetch", "true"));
 
     private final KvCache cache;
     private final AttentionSpec spec;
@@ -117,7 +125,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         int seq = plan.seq(item);
         int kvHead = plan.kvHead(item);
         kernel.attend(keys, values, keyPool.scale(kvHead), valuePool.scale(kvHead), layout, batch, layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
-                q, spec.numQHeads(), spec.scale());
+                q, spec.numQHeads(), spec.scale(), PREFETCH);
         int slot = plan.slot(item);
         if (slot == JvmSplitPlan.NO_PARTIAL) {
             kernel.writeOutput(out, seq, kvHead, spec.numQHeads());
@@ -153,6 +161,6 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        return JvmChunkKernel.dot(a, aOff, b, bOff, n, VECTOR);
+        return JvmLaneTree.dot(a, aOff, b, bOff, n, VECTOR);
     }
 }

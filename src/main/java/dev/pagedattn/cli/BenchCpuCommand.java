@@ -97,6 +97,10 @@ final class BenchCpuCommand implements Callable<Integer> {
             shapes.add(parseCell(cell));
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
+        // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
+        System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
+                Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),
+                FloatVector.SPECIES_PREFERRED.length(), JvmDecodeAttention.VECTOR, JvmDecodeAttention.PREFETCH);
         List<String> rows = new ArrayList<>();
         PrintStream console = System.out;
         console.println(HEADER);

@@ -35,7 +35,7 @@ class JvmDecodeAttentionProperties {
 
     @Provide
     Arbitrary<Integer> groupSizes() {
-        return Arbitraries.of(1, 2, 4, 8);
+        return Arbitraries.of(1, 2, 3, 4, 6, 8, 12); // 6 and 12: four heads at a time, then the rest one by one
     }
 
     @Provide

@@ -20,6 +20,7 @@ class BenchCpuCommandTest {
         CliRun run = CliRun.of("bench-cpu", "--cells", "2x40,1x300", "--dtypes", "fp32,fp16", "--q-heads", "4", "--kv-heads", "2",
                 "--head-dim", "32", "--steps", "3", "--warmup-seconds", "0", "--probe-mib", "1", "--out", csv.toString());
         assertEquals(0, run.exitCode(), run.err());
+        assertTrue(run.err().contains("float lanes") && run.err().contains("prefetch="), "the backend's settings on stderr: " + run.err());
         List<String> lines = Files.readAllLines(csv);
         assertEquals(BenchCpuCommand.HEADER, lines.get(0));
         assertEquals(1 + 1 + 4, lines.size(), "header, probe, 2 cells x 2 dtypes: " + lines);
