@@ -28,7 +28,7 @@ final class ShapeOptions {
     @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
     int blockSize;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit on tornado: PTX/CUDA backends;"
+    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 
