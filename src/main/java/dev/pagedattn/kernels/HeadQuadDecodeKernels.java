@@ -30,8 +30,6 @@ public final class HeadQuadDecodeKernels {
     private static final int SCORE_SIZE = 8 * MAX_LOCAL;
     /** [slot][4*quads]. */
     private static final int SLOT_SIZE = 4 * MAX_LOCAL;
-    /** [code][16] for the 8-bit twin: the dequantisation table, one copy per lane of a half-warp (16 KB). */
-    private static final int LUT_SIZE = 16 * DequantTable.SIZE;
 
     private HeadQuadDecodeKernels() {
     }
@@ -892,8 +890,7 @@ public final class HeadQuadDecodeKernels {
      * dims the warp kernel does not take; the body is the fp16 body under {@code PackedTwin}'s packed
      * rule (a test checks it): codes packed four per word, two word loads per row and lane (dims
      * {@code 4*lane .. 4*lane+3} and {@code 4*(lane+L) ..}), each code looked up in a local copy of
-     * the format's table (16 copies side by side), the K scale folded into q and the V scale into the
-     * merge weights.
+     * the format's table, the K scale folded into q and the V scale into the merge weights.
      *
      * @param dequant {@link PackedCodes#argument} with {@code kFactor} 1
      */
@@ -948,12 +945,11 @@ public final class HeadQuadDecodeKernels {
         float[] scores = ctx.allocateFloatLocalArray(SCORE_SIZE);  // [slot][2][4*quads]
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [4*quads]
-        float[] lut = ctx.allocateFloatLocalArray(LUT_SIZE);       // [code][16]: a copy per lane of a half-warp
-        for (int t = tid; t < LUT_SIZE; t += local) {
-            lut[t] = dequant.get(t >> 4);
+        float[] lut = ctx.allocateFloatLocalArray(DequantTable.SIZE); // [code]: the format's values
+        for (int t = tid; t < DequantTable.SIZE; t += local) {
+            lut[t] = dequant.get(t);
         }
         ctx.localBarrier();                                          // the table is complete
-        int l16 = tid & 15;
         float kScale = dequant.get(DequantTable.SIZE + kvHead);      // folded into q
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
 
@@ -1038,50 +1034,50 @@ public final class HeadQuadDecodeKernels {
                 int row = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2, block, kvHead,
                         tokenA % blockSize, lane);
                 int kw0 = kPool.get(row);
-                k0 = lut[(kw0 << 4) & 0xFF0 | l16];
-                k1 = lut[(kw0 >> 4) & 0xFF0 | l16];
-                k2 = lut[(kw0 >> 12) & 0xFF0 | l16];
-                k3 = lut[(kw0 >> 20) & 0xFF0 | l16];
+                k0 = lut[kw0 & 0xFF];
+                k1 = lut[(kw0 >> 8) & 0xFF];
+                k2 = lut[(kw0 >> 16) & 0xFF];
+                k3 = lut[(kw0 >> 24) & 0xFF];
                 int kw1 = kPool.get(row + lanes);
-                k4 = lut[(kw1 << 4) & 0xFF0 | l16];
-                k5 = lut[(kw1 >> 4) & 0xFF0 | l16];
-                k6 = lut[(kw1 >> 12) & 0xFF0 | l16];
-                k7 = lut[(kw1 >> 20) & 0xFF0 | l16];
+                k4 = lut[kw1 & 0xFF];
+                k5 = lut[(kw1 >> 8) & 0xFF];
+                k6 = lut[(kw1 >> 16) & 0xFF];
+                k7 = lut[(kw1 >> 24) & 0xFF];
                 int vw0 = vPool.get(row);
-                v0 = lut[(vw0 << 4) & 0xFF0 | l16];
-                v1 = lut[(vw0 >> 4) & 0xFF0 | l16];
-                v2 = lut[(vw0 >> 12) & 0xFF0 | l16];
-                v3 = lut[(vw0 >> 20) & 0xFF0 | l16];
+                v0 = lut[vw0 & 0xFF];
+                v1 = lut[(vw0 >> 8) & 0xFF];
+                v2 = lut[(vw0 >> 16) & 0xFF];
+                v3 = lut[(vw0 >> 24) & 0xFF];
                 int vw1 = vPool.get(row + lanes);
-                v4 = lut[(vw1 << 4) & 0xFF0 | l16];
-                v5 = lut[(vw1 >> 4) & 0xFF0 | l16];
-                v6 = lut[(vw1 >> 12) & 0xFF0 | l16];
-                v7 = lut[(vw1 >> 20) & 0xFF0 | l16];
+                v4 = lut[vw1 & 0xFF];
+                v5 = lut[(vw1 >> 8) & 0xFF];
+                v6 = lut[(vw1 >> 16) & 0xFF];
+                v7 = lut[(vw1 >> 24) & 0xFF];
             }
             if (tokenB < end) {
                 int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2, block, kvHead,
                         tokenB % blockSize, lane);
                 int cw0 = kPool.get(row);
-                c0 = lut[(cw0 << 4) & 0xFF0 | l16];
-                c1 = lut[(cw0 >> 4) & 0xFF0 | l16];
-                c2 = lut[(cw0 >> 12) & 0xFF0 | l16];
-                c3 = lut[(cw0 >> 20) & 0xFF0 | l16];
+                c0 = lut[cw0 & 0xFF];
+                c1 = lut[(cw0 >> 8) & 0xFF];
+                c2 = lut[(cw0 >> 16) & 0xFF];
+                c3 = lut[(cw0 >> 24) & 0xFF];
                 int cw1 = kPool.get(row + lanes);
-                c4 = lut[(cw1 << 4) & 0xFF0 | l16];
-                c5 = lut[(cw1 >> 4) & 0xFF0 | l16];
-                c6 = lut[(cw1 >> 12) & 0xFF0 | l16];
-                c7 = lut[(cw1 >> 20) & 0xFF0 | l16];
+                c4 = lut[cw1 & 0xFF];
+                c5 = lut[(cw1 >> 8) & 0xFF];
+                c6 = lut[(cw1 >> 16) & 0xFF];
+                c7 = lut[(cw1 >> 24) & 0xFF];
                 int ww0 = vPool.get(row);
-                w0 = lut[(ww0 << 4) & 0xFF0 | l16];
-                w1 = lut[(ww0 >> 4) & 0xFF0 | l16];
-                w2 = lut[(ww0 >> 12) & 0xFF0 | l16];
-                w3 = lut[(ww0 >> 20) & 0xFF0 | l16];
+                w0 = lut[ww0 & 0xFF];
+                w1 = lut[(ww0 >> 8) & 0xFF];
+                w2 = lut[(ww0 >> 16) & 0xFF];
+                w3 = lut[(ww0 >> 24) & 0xFF];
                 int ww1 = vPool.get(row + lanes);
-                w4 = lut[(ww1 << 4) & 0xFF0 | l16];
-                w5 = lut[(ww1 >> 4) & 0xFF0 | l16];
-                w6 = lut[(ww1 >> 12) & 0xFF0 | l16];
-                w7 = lut[(ww1 >> 20) & 0xFF0 | l16];
+                w4 = lut[ww1 & 0xFF];
+                w5 = lut[(ww1 >> 8) & 0xFF];
+                w6 = lut[(ww1 >> 16) & 0xFF];
+                w7 = lut[(ww1 >> 24) & 0xFF];
             }
             // 1. partial dots of this lane's 8 dims: two tokens x four heads
             red[redA] = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;

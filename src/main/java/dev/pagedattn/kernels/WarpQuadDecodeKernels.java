@@ -32,8 +32,6 @@ public final class WarpQuadDecodeKernels {
     private static final int RED_SIZE = 32 * MAX_LOCAL;
     /** [slot][4*quads]. */
     private static final int SLOT_SIZE = 4 * MAX_LOCAL;
-    /** [code][16] for the 8-bit twin: the dequantisation table, one copy per lane of a half-warp (16 KB). */
-    private static final int LUT_SIZE = 16 * DequantTable.SIZE;
 
     private WarpQuadDecodeKernels() {
     }
@@ -936,11 +934,11 @@ public final class WarpQuadDecodeKernels {
      * the fp16 body under one rewriting rule). The pools are int arrays, four codes per word, lowest
      * byte first, so a lane loads two 32-bit words per row (its dims {@code 4*lane .. 4*lane+3} and
      * {@code 4*(lane+L) .. +3}) instead of eight 16-bit elements, and loads them a round ahead (the
-     * words are 8 registers, so two rounds of codes are in flight per lane). A code becomes an fp32 element by a
-     * lookup in the format's 256-entry table, copied once per work-group into local memory with 16
-     * copies side by side ({@code lut[code * 16 + lane % 16]}: 32 lanes of random codes hit at most 2
-     * addresses per bank). The K scale of the KV head is folded into q, the V scale into the merge
-     * weights, so the token loop has the fp16 kernel's FMA count.
+     * words are 8 registers, so two rounds of codes are in flight per lane). A code becomes an fp32
+     * element by a lookup in the format's 256-entry table, copied once per work-group into local
+     * memory (one copy: 16 copies side by side avoided bank conflicts but cost an instruction per
+     * code and measured 3.5% slower). The K scale of the KV head is folded into q, the V scale into
+     * the merge weights, so the token loop has the fp16 kernel's FMA count.
      *
      * @param dequant [256 + 2 * numKvHeads]: the format's table (value of each code), then the K
      *                scale of every KV head of this layer, then the V scales ({@link PackedCodes#argument})
@@ -995,12 +993,11 @@ public final class WarpQuadDecodeKernels {
         float[] red = ctx.allocateFloatLocalArray(RED_SIZE);       // [slot][4*quads][headDim] for the slot merge
         float[] slotMax = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
-        float[] lut = ctx.allocateFloatLocalArray(LUT_SIZE);       // [code][16]: a copy per lane of a half-warp
-        for (int t = tid; t < LUT_SIZE; t += local) {
-            lut[t] = dequant.get(t >> 4);
+        float[] lut = ctx.allocateFloatLocalArray(DequantTable.SIZE); // [code]: the format's values
+        for (int t = tid; t < DequantTable.SIZE; t += local) {
+            lut[t] = dequant.get(t);
         }
         ctx.localBarrier();                                          // the table is complete
-        int l16 = tid & 15;
         float kScale = dequant.get(DequantTable.SIZE + kvHead);      // folded into q
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
 
@@ -1127,38 +1124,38 @@ public final class WarpQuadDecodeKernels {
             int ncw1 = kPool.get(nRowB + lanes);
             int nww0 = vPool.get(nRowB);
             int nww1 = vPool.get(nRowB + lanes);
-            float k0 = lut[(kw0 << 4) & 0xFF0 | l16];
-            float k1 = lut[(kw0 >> 4) & 0xFF0 | l16];
-            float k2 = lut[(kw0 >> 12) & 0xFF0 | l16];
-            float k3 = lut[(kw0 >> 20) & 0xFF0 | l16];
-            float k4 = lut[(kw1 << 4) & 0xFF0 | l16];
-            float k5 = lut[(kw1 >> 4) & 0xFF0 | l16];
-            float k6 = lut[(kw1 >> 12) & 0xFF0 | l16];
-            float k7 = lut[(kw1 >> 20) & 0xFF0 | l16];
-            float v0 = lut[(vw0 << 4) & 0xFF0 | l16];
-            float v1 = lut[(vw0 >> 4) & 0xFF0 | l16];
-            float v2 = lut[(vw0 >> 12) & 0xFF0 | l16];
-            float v3 = lut[(vw0 >> 20) & 0xFF0 | l16];
-            float v4 = lut[(vw1 << 4) & 0xFF0 | l16];
-            float v5 = lut[(vw1 >> 4) & 0xFF0 | l16];
-            float v6 = lut[(vw1 >> 12) & 0xFF0 | l16];
-            float v7 = lut[(vw1 >> 20) & 0xFF0 | l16];
-            float c0 = lut[(cw0 << 4) & 0xFF0 | l16];
-            float c1 = lut[(cw0 >> 4) & 0xFF0 | l16];
-            float c2 = lut[(cw0 >> 12) & 0xFF0 | l16];
-            float c3 = lut[(cw0 >> 20) & 0xFF0 | l16];
-            float c4 = lut[(cw1 << 4) & 0xFF0 | l16];
-            float c5 = lut[(cw1 >> 4) & 0xFF0 | l16];
-            float c6 = lut[(cw1 >> 12) & 0xFF0 | l16];
-            float c7 = lut[(cw1 >> 20) & 0xFF0 | l16];
-            float w0 = lut[(ww0 << 4) & 0xFF0 | l16];
-            float w1 = lut[(ww0 >> 4) & 0xFF0 | l16];
-            float w2 = lut[(ww0 >> 12) & 0xFF0 | l16];
-            float w3 = lut[(ww0 >> 20) & 0xFF0 | l16];
-            float w4 = lut[(ww1 << 4) & 0xFF0 | l16];
-            float w5 = lut[(ww1 >> 4) & 0xFF0 | l16];
-            float w6 = lut[(ww1 >> 12) & 0xFF0 | l16];
-            float w7 = lut[(ww1 >> 20) & 0xFF0 | l16];
+            float k0 = lut[kw0 & 0xFF];
+            float k1 = lut[(kw0 >> 8) & 0xFF];
+            float k2 = lut[(kw0 >> 16) & 0xFF];
+            float k3 = lut[(kw0 >> 24) & 0xFF];
+            float k4 = lut[kw1 & 0xFF];
+            float k5 = lut[(kw1 >> 8) & 0xFF];
+            float k6 = lut[(kw1 >> 16) & 0xFF];
+            float k7 = lut[(kw1 >> 24) & 0xFF];
+            float v0 = lut[vw0 & 0xFF];
+            float v1 = lut[(vw0 >> 8) & 0xFF];
+            float v2 = lut[(vw0 >> 16) & 0xFF];
+            float v3 = lut[(vw0 >> 24) & 0xFF];
+            float v4 = lut[vw1 & 0xFF];
+            float v5 = lut[(vw1 >> 8) & 0xFF];
+            float v6 = lut[(vw1 >> 16) & 0xFF];
+            float v7 = lut[(vw1 >> 24) & 0xFF];
+            float c0 = lut[cw0 & 0xFF];
+            float c1 = lut[(cw0 >> 8) & 0xFF];
+            float c2 = lut[(cw0 >> 16) & 0xFF];
+            float c3 = lut[(cw0 >> 24) & 0xFF];
+            float c4 = lut[cw1 & 0xFF];
+            float c5 = lut[(cw1 >> 8) & 0xFF];
+            float c6 = lut[(cw1 >> 16) & 0xFF];
+            float c7 = lut[(cw1 >> 24) & 0xFF];
+            float w0 = lut[ww0 & 0xFF];
+            float w1 = lut[(ww0 >> 8) & 0xFF];
+            float w2 = lut[(ww0 >> 16) & 0xFF];
+            float w3 = lut[(ww0 >> 24) & 0xFF];
+            float w4 = lut[ww1 & 0xFF];
+            float w5 = lut[(ww1 >> 8) & 0xFF];
+            float w6 = lut[(ww1 >> 16) & 0xFF];
+            float w7 = lut[(ww1 >> 24) & 0xFF];
             // 1. partial dots of this lane's 8 dims: two tokens x four heads (heads past the group have q = 0)
             float sAa = qa0 * k0 + qa1 * k1 + qa2 * k2 + qa3 * k3 + qa4 * k4 + qa5 * k5 + qa6 * k6 + qa7 * k7;
             float sAb = qb0 * k0 + qb1 * k1 + qb2 * k2 + qb3 * k3 + qb4 * k4 + qb5 * k5 + qb6 * k6 + qb7 * k7;

@@ -7,8 +7,7 @@ package dev.pagedattn.quant;
  * bit pattern is not decoded in the kernel; one table lookup replaces it, for all three formats.
  *
  * <p>Where the table lives: in the decode kernels' 8-bit twins, in local (shared) memory, copied
- * once per work-group (16 copies side by side, so a warp's lookups hit at most two addresses per
- * bank); in the prefill twin, in global memory ({@code PackedCodes.value}). Constant memory would
+ * once per work-group; in the prefill twin, in global memory ({@code PackedCodes.value}). Constant memory would
  * be the wrong place: it is fast only when a warp reads one address. Two TornadoVM 5.2
  * miscompilations, seen in the OpenCL it generates (PoCL), decide how kernels must write it:
  * <ul>

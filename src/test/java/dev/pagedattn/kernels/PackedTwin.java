@@ -24,9 +24,8 @@ final class PackedTwin {
             " + 4 * lanes + 2", " + 4 * lanes + 3"};
     private static final String[] STRIDE = {"", " + lanes", " + 2 * lanes", " + 3 * lanes", " + 4 * lanes", " + 5 * lanes",
             " + 6 * lanes", " + 7 * lanes"};
-    /** Byte j of a word, times 16, as an index base into the 16-copy table: {@code ((word >> (8j - 4)) & 0xFF0)}. */
-    private static final String[] CODE_X16 = {"(%s << 4) & 0xFF0", "(%s >> 4) & 0xFF0", "(%s >> 12) & 0xFF0",
-            "(%s >> 20) & 0xFF0"};
+    /** Byte j of a word, the index into the table: {@code (word >> 8j) & 0xFF} ({@code >>}, never {@code >>>}). */
+    private static final String[] CODE = {"%s & 0xFF", "(%s >> 8) & 0xFF", "(%s >> 16) & 0xFF", "(%s >> 24) & 0xFF"};
 
     private PackedTwin() {
     }
@@ -57,7 +56,7 @@ final class PackedTwin {
                             .append(m.group(6)).append(j == 0 ? "" : " + lanes").append(");\n");
                 }
                 out.append(indent).append(m.group(2) == null ? "" : "float ").append(var).append(j).append(" = lut[")
-                        .append(String.format(CODE_X16[j % 4], word)).append(" | l16];\n");
+                        .append(String.format(CODE[j % 4], word)).append("];\n");
                 continue;
             }
             boolean accumulatorWrite = line.trim().startsWith("red[") && line.matches(".*\\* w[abcd];$");
@@ -76,12 +75,11 @@ final class PackedTwin {
             out.append(line).append('\n');
             if (line.contains("float[] slotSum = ctx.allocateFloatLocalArray(")) {
                 out.append("""
-                                float[] lut = ctx.allocateFloatLocalArray(LUT_SIZE);       // [code][16]: a copy per lane of a half-warp
-                                for (int t = tid; t < LUT_SIZE; t += local) {
-                                    lut[t] = dequant.get(t >> 4);
+                                float[] lut = ctx.allocateFloatLocalArray(DequantTable.SIZE); // [code]: the format's values
+                                for (int t = tid; t < DequantTable.SIZE; t += local) {
+                                    lut[t] = dequant.get(t);
                                 }
                                 ctx.localBarrier();                                          // the table is complete
-                                int l16 = tid & 15;
                                 float kScale = dequant.get(DequantTable.SIZE + kvHead);      // folded into q
                                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
                         """);
