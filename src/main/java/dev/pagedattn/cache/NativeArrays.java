@@ -33,6 +33,19 @@ public final class NativeArrays {
     }
 
     /**
+     * An array of {@code n} zero elements of {@code dtype}, the type a pool of that dtype has
+     * ({@code HalfFloatArray}, {@code FloatArray}, or an {@code IntArray} of packed 8-bit codes);
+     * for staging arrays and other device buffers shaped like pool rows.
+     */
+    public static TornadoNativeArray of(KvDtype dtype, int n) {
+        TornadoNativeArray a = tryAllocate(dtype, requireIndexable("n", n));
+        if (a == null) {
+            throw new IllegalArgumentException("n=" + n + " " + dtype + " elements: this TornadoVM API allocates at most 2 GiB per array");
+        }
+        return a;
+    }
+
+    /**
      * An array of {@code n} zeros of {@code dtype}, or null when this TornadoVM API cannot make one
      * that large (the caller then keeps a plain segment).
      */

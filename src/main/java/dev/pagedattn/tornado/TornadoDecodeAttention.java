@@ -6,6 +6,7 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.NativeArrays;
 import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
@@ -232,10 +233,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             boolean half = config.dtype() == KvDtype.FP16;
             boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
-            stageK = half ? new HalfFloatArray(stagingSlots * width)
-                    : packed ? new IntArray(stagingSlots * width / 4) : new FloatArray(stagingSlots * width);
-            stageV = half ? new HalfFloatArray(stagingSlots * width)
-                    : packed ? new IntArray(stagingSlots * width / 4) : new FloatArray(stagingSlots * width);
+            stageK = NativeArrays.of(config.dtype(), stagingSlots * width);
+            stageV = NativeArrays.of(config.dtype(), stagingSlots * width);
             slotOffsets = new IntArray(stagingSlots);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys(layer).array();

@@ -6,6 +6,7 @@ import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.NativeArrays;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PrefillKernels;
@@ -154,10 +155,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int width = hkv * d;
             boolean half = config.dtype() == KvDtype.FP16;
             boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
-            stageK = half ? new HalfFloatArray(STAGING_SLOTS * width)
-                    : packed ? new IntArray(STAGING_SLOTS * width / 4) : new FloatArray(STAGING_SLOTS * width);
-            stageV = half ? new HalfFloatArray(STAGING_SLOTS * width)
-                    : packed ? new IntArray(STAGING_SLOTS * width / 4) : new FloatArray(STAGING_SLOTS * width);
+            stageK = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
+            stageV = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
             slotOffsets = new IntArray(STAGING_SLOTS);
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys(layer).array();

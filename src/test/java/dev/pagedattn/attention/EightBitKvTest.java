@@ -11,7 +11,6 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.quant.KvScaleMode;
 import dev.pagedattn.quant.KvScales;
-import dev.pagedattn.quant.QuantFormat;
 import dev.pagedattn.quant.ScaleCalibrator;
 import java.util.ArrayList;
 import java.util.List;
@@ -52,7 +51,7 @@ class EightBitKvTest {
     @MethodSource("shapes")
     void decodeMatchesTheReferenceOnTheDequantizedValues(Shape shape, KvScaleMode mode) {
         long seed = TestSeeds.fresh("decodeMatchesTheReferenceOnTheDequantizedValues " + shape + " " + mode);
-        KvScales scales = randomScales(shape.dtype().format(), mode, shape.numLayers(), shape.numKvHeads(), new SplittableRandom(seed));
+        KvScales scales = TestScales.random(shape.dtype().format(), mode, shape.numLayers(), shape.numKvHeads(), new SplittableRandom(seed));
         DecodeProblem p = DecodeProblem.random(shape, seed, scales);
         Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe() + " " + mode);
     }
@@ -201,28 +200,5 @@ class EightBitKvTest {
 
     private static double gaussian(SplittableRandom r) {
         return Math.sqrt(-2 * Math.log(1 - r.nextDouble())) * Math.cos(2 * Math.PI * r.nextDouble());
-    }
-
-    /** Scales near those of [-1, 1) data, jittered per layer (and head), so a wrong head's scale shows. */
-    private static KvScales randomScales(QuantFormat format, KvScaleMode mode, int numLayers, int numKvHeads, SplittableRandom r) {
-        float base = KvScales.fromAbsMax(format, 1f);
-        if (mode == KvScaleMode.PER_TENSOR) {
-            float[] k = new float[numLayers];
-            float[] v = new float[numLayers];
-            for (int l = 0; l < numLayers; l++) {
-                k[l] = base * (float) (0.5 + r.nextDouble());
-                v[l] = base * (float) (0.5 + r.nextDouble());
-            }
-            return KvScales.perTensor(format, numKvHeads, k, v);
-        }
-        float[][] k = new float[numLayers][numKvHeads];
-        float[][] v = new float[numLayers][numKvHeads];
-        for (int l = 0; l < numLayers; l++) {
-            for (int h = 0; h < numKvHeads; h++) {
-                k[l][h] = base * (float) (0.5 + r.nextDouble());
-                v[l][h] = base * (float) (0.5 + r.nextDouble());
-            }
-        }
-        return KvScales.perHead(format, k, v);
     }
 }

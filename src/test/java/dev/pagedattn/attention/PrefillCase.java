@@ -1,11 +1,9 @@
 package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.quant.KvScales;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
 /**
@@ -40,30 +38,10 @@ public record PrefillCase(String name, int[] lengths, int[] qLens, int numQHeads
         return cases.stream();
     }
 
-    /** 8-bit dtypes get a different K and V scale per KV head (see {@link #scales}). */
+    /** 8-bit dtypes get a different K and V scale per KV head ({@link TestScales#perHead}). */
     public PrefillWorkload workload(long seed) {
         return PrefillWorkload.create(lengths, qLens, window, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0,
-                scales(dtype, numKvHeads, seed));
-    }
-
-    /**
-     * For 8-bit dtypes, K and V scales per KV head between 0.5 and 2 times the one that maps the
-     * random K/V's absmax of 1 to the format's largest value (so some elements saturate), to catch a
-     * kernel that applies the wrong head's scale or none; null for fp16/fp32.
-     */
-    public static KvScales scales(KvDtype dtype, int numKvHeads, long seed) {
-        if (!dtype.isQuantized()) {
-            return null;
-        }
-        SplittableRandom r = new SplittableRandom(seed ^ 0x5CA1EL);
-        float unit = KvScales.fromAbsMax(dtype.format(), 1f);
-        float[][] k = new float[1][numKvHeads];
-        float[][] v = new float[1][numKvHeads];
-        for (int h = 0; h < numKvHeads; h++) {
-            k[0][h] = unit * (float) r.nextDouble(0.5, 2);
-            v[0][h] = unit * (float) r.nextDouble(0.5, 2);
-        }
-        return KvScales.perHead(dtype.format(), k, v);
+                TestScales.perHead(dtype, numKvHeads, seed));
     }
 
     @Override

@@ -1,7 +1,6 @@
 package dev.pagedattn.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.TestSeeds;

@@ -3,8 +3,8 @@ package dev.pagedattn.kernels;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
-import dev.pagedattn.attention.PrefillCase;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
@@ -63,7 +63,7 @@ class KernelVariantsTest {
         long seed = TestSeeds.fresh("KernelVariantsTest " + shape);
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed),
                 shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed, 0, 1, 0,
-                PrefillCase.scales(shape.dtype(), shape.kvHeads(), seed)); // 8-bit: per-head scales
+                TestScales.perHead(shape.dtype(), shape.kvHeads(), seed)); // 8-bit: per-head scales
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {

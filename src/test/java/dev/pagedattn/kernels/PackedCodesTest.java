@@ -3,7 +3,7 @@ package dev.pagedattn.kernels;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.pagedattn.attention.DecodeWorkload;
-import dev.pagedattn.attention.PrefillCase;
+import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvDtype;
@@ -22,7 +22,7 @@ class PackedCodesTest {
     void theArgumentHoldsTheTableAndScalesAndValueDecodesEveryElement(KvDtype dtype) {
         long seed = TestSeeds.fresh("PackedCodesTest " + dtype);
         DecodeWorkload w = DecodeWorkload.create(new int[] {37, 5}, 8, 2, 32, 16, dtype, seed, 0, 1, 0,
-                PrefillCase.scales(dtype, 2, seed));
+                TestScales.perHead(dtype, 2, seed));
         KvCache cache = w.cache();
         float kFactor = 0.125f;
         FloatArray dequant = PackedCodes.argument(cache, 0, kFactor);
