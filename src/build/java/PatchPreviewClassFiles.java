@@ -33,7 +33,11 @@ import java.util.stream.Stream;
  *   <li>packed fp16 pairs, {@code HalfFloatArray.getHalf2(int)} and {@code Half2.lowFloat/highFloat}
  *       (one 32-bit load on the CUDA backend): their bodies do what 5.2's do on the JVM, so the
  *       emulator runs kernels that use them;</li>
- *   <li>{@code TornadoExecutionPlan.withCUDAGraph()}: its body returns the plan unchanged.</li>
+ *   <li>{@code TornadoExecutionPlan.withCUDAGraph()}: its body returns the plan unchanged;</li>
+ *   <li>the tensor-core operations of {@code KernelContext} ({@code mmaFragment}, {@code mmaLoadA},
+ *       {@code mmaLoadB} with a byte offset, {@code mma}, {@code mmaStore}; {@code ldmatrix} and
+ *       {@code mma.sync.m16n8k16} on PTX and CUDA) and the {@code enums.MMAShape} class they take:
+ *       warp-collective like the warp operations, so their bodies throw too.</li>
  * </ul>
  * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
  * TornadoVM classes), so these bodies never reach a GPU run.
@@ -47,7 +51,37 @@ public class PatchPreviewClassFiles {
         Path from = Path.of(args[0]);
         for (int i = 1; i < args.length; i++) {
             copyPatched(from, Path.of(args[i]));
+            addMmaShape(Path.of(args[i]));
         }
+    }
+
+    /**
+     * {@code enums.MMAShape} where the API lacks it: a class with 5.2's constants as static final
+     * fields (what a kernel's {@code getstatic} names; under TornadoVM 5.2 its own enum is loaded).
+     */
+    private static void addMmaShape(Path to) throws IOException {
+        Path file = to.resolve(MMA_SHAPE + ".class");
+        if (Files.exists(file)) {
+            return;
+        }
+        ClassDesc shape = ClassDesc.ofInternalName(MMA_SHAPE);
+        List<String> constants = List.of("M16N8K16", "M16N8K32");
+        byte[] bytes = ClassFile.of().build(shape, cb -> {
+            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
+            for (String c : constants) {
+                cb.withField(c, shape, ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC | ClassFile.ACC_FINAL);
+            }
+            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
+                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+            cb.withMethodBody(ConstantDescs.CLASS_INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_STATIC, code -> {
+                for (String c : constants) {
+                    code.new_(shape).dup().invokespecial(shape, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).putstatic(shape, c, shape);
+                }
+                code.return_();
+            });
+        });
+        Files.createDirectories(file.getParent());
+        Files.write(file, bytes);
     }
 
     private static void copyPatched(Path from, Path to) throws IOException {
@@ -75,6 +109,8 @@ public class PatchPreviewClassFiles {
     private static final ClassDesc HALF = ClassDesc.ofInternalName(API + "types/HalfFloat");
     private static final ClassDesc HALF2 = ClassDesc.ofInternalName(API + "types/vectors/Half2");
     private static final ClassDesc HALF_ARRAY = ClassDesc.ofInternalName(API + "types/arrays/HalfFloatArray");
+    private static final String MMA_SHAPE = API + "enums/MMAShape";
+    private static final String HALVES = "[L" + API + "types/HalfFloat;";
 
     /** A method of TornadoVM 5.2's API: its class file, name, descriptor, flags and body. */
     private record Added(String classFile, String name, String descriptor, int flags, Consumer<CodeBuilder> body) {
@@ -94,10 +130,15 @@ public class PatchPreviewClassFiles {
             halfOfPair("lowFloat", "getX"),
             halfOfPair("highFloat", "getY"),
             new Added("TornadoExecutionPlan.class", "withCUDAGraph", "()L" + API + "TornadoExecutionPlan;", ClassFile.ACC_PUBLIC,
-                    code -> code.aload(0).areturn()));
+                    code -> code.aload(0).areturn()),
+            warpOperation("mmaFragment", "(F)[F"),
+            warpOperation("mmaLoadA", "([III)" + HALVES),
+            warpOperation("mmaLoadB", "([III)" + HALVES),
+            warpOperation("mma", "(" + HALVES + HALVES + "[FL" + MMA_SHAPE + ";)[F"),
+            warpOperation("mmaStore", "([FL" + API + "types/arrays/FloatArray;III)V"));
 
     private static Added warpOperation(String name, String descriptor) {
-        String message = "KernelContext." + name + " is a warp operation: it runs under TornadoVM (PTX, CUDA) "
+        String message = "KernelContext." + name + " is a warp-collective operation: it runs under TornadoVM (PTX, CUDA) "
                 + "or in a KernelContext emulator that implements it, not on a plain KernelContext";
         ClassDesc uoe = ClassDesc.of("java.lang.UnsupportedOperationException");
         return new Added("KernelContext.class", name, descriptor, ClassFile.ACC_PUBLIC, code -> code

@@ -81,7 +81,7 @@ final class PrefillBench {
             Arrays.sort(nanos);
             double rel = Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1));
             double tflops = flops / nanos[0] / 1e3;
-            String grid = PrefillGrid.plan(w.spec(), w.batch()).toString().replace("PrefillGrid", "").replace(",", ";");
+            String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s%n",
                     batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel, grid);
             return head + "," + (rel < 1e-2 ? "ok" : "wrong") + String.format(Locale.ROOT, ",%.2f,%.2f,%.2f,%.4g,%.3f,%.3e,",

@@ -715,13 +715,13 @@ public final class PrefillKernels {
     }
 
     /** Position of tile row {@code r}'s query token, or -1 for a padding row (which then sees nothing). */
-    private static int rowPosition(int r, int heads, int tileTokens, int headBase, int groupSize, int firstPos) {
+    static int rowPosition(int r, int heads, int tileTokens, int headBase, int groupSize, int firstPos) {
         int token = r / heads;
         return token < tileTokens && headBase + r - token * heads < groupSize ? firstPos + token : -1;
     }
 
     /** {@code s} when chunk token {@code t} (at {@code pos}) exists and lies in the causal window of a row at {@code p}, else -inf. */
-    private static float masked(float s, int t, int n, int pos, int p, int window) {
+    static float masked(float s, int t, int n, int pos, int p, int window) {
         return t < n && pos <= p && pos >= p - window + 1 ? s : Float.NEGATIVE_INFINITY;
     }
 

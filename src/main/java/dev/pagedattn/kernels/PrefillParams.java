@@ -23,7 +23,9 @@ public final class PrefillParams {
     public static final int SKIP_ATTENTION = 7;
     /** Packed query rows (qIndptr[numSeqs]). */
     public static final int TOTAL_QUERIES = 8;
-    public static final int SIZE = 9;
+    /** Where the tensor-core kernel's global scratch starts in {@code partials} (after the partitions' states). */
+    public static final int SCRATCH_BASE = 9;
+    public static final int SIZE = 10;
 
     private PrefillParams() {
     }

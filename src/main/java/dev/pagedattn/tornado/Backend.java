@@ -5,19 +5,26 @@ package dev.pagedattn.tornado;
  * 5.2.0-jdk25). Resolved once from the device a plan runs on.
  */
 public enum Backend {
-    /** Java -> PTX text -> driver JIT: warp shuffles ({@code shfl.sync}), fast-math exp, 16-bit fp16 loads only. */
-    PTX(true, false),
-    /** Java -> CUDA C -> NVRTC cubin: warp shuffles ({@code __shfl_*_sync}) and packed 32-bit fp16 loads ({@code getHalf2}). */
-    CUDA(true, true),
-    /** OpenCL (NVIDIA, PoCL): no warp operations at this TornadoVM version, 16-bit fp16 loads. */
-    OPENCL(false, false);
+    /** Java -> PTX text -> driver JIT: warp shuffles ({@code shfl.sync}), fast-math exp, 16-bit fp16 loads only, tensor cores. */
+    PTX(true, false, true),
+    /** Java -> CUDA C -> NVRTC cubin: warp shuffles ({@code __shfl_*_sync}), packed 32-bit fp16 loads ({@code getHalf2}), tensor cores. */
+    CUDA(true, true, true),
+    /** OpenCL (NVIDIA, PoCL): no warp operations or tensor cores at this TornadoVM version, 16-bit fp16 loads. */
+    OPENCL(false, false, false);
 
     private final boolean warpOperations;
     private final boolean packedHalfLoads;
+    private final boolean tensorCores;
 
-    Backend(boolean warpOperations, boolean packedHalfLoads) {
+    Backend(boolean warpOperations, boolean packedHalfLoads, boolean tensorCores) {
         this.warpOperations = warpOperations;
         this.packedHalfLoads = packedHalfLoads;
+        this.tensorCores = tensorCores;
+    }
+
+    /** Whether {@code KernelContext.mmaLoadA/mmaLoadB/mma/mmaStore} compile ({@code ldmatrix}, {@code mma.sync.m16n8k16}; sm_80+). */
+    public boolean tensorCores() {
+        return tensorCores;
     }
 
     /** Whether {@code KernelContext.simdShuffleDown/simdBroadcastFirst} compile to warp shuffles. */

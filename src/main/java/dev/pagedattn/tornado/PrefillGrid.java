@@ -2,13 +2,20 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
+import dev.pagedattn.kernels.TensorPrefillKernels;
+import java.util.Locale;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * The launch shape of {@link PrefillKernels#prefillF16}: work-groups of {@link #LOCAL} work-items,
- * one per (sequence, KV head, head tile, query tile, partition), and the split rule.
+ * The launch shape of the prefill kernels ({@link PrefillKernels}, {@link TensorPrefillKernels}):
+ * work-groups of {@link #LOCAL} work-items, one per (sequence, KV head, head tile, query tile,
+ * partition), and the split rule. The kernel decides the tile (16 rows at head dim 128 for
+ * {@link Kernel#SCALAR}, 64 for {@link Kernel#TENSOR}) and whether {@code partials} also holds the
+ * tensor kernel's scratch ({@link TensorPrefillKernels#SCRATCH_PER_GROUP} floats per work-group,
+ * after the partitions' states).
  *
  * <p>Split along the context: when the batch's (sequence, KV head, head tile, query tile) groups
  * alone are fewer than {@link DecodeGrid#TARGET_GROUPS} (short query runs over long prefixes, e.g.
@@ -21,17 +28,65 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * @param partitionTokens context tokens per partition (a multiple of KV_TILE)
  * @param maxPartitions   partitions of the longest context
  * @param numGroups       work-groups of the launch
+ * @param kernel          the attention kernel the grid is for
  */
-public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups) {
+public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups, Kernel kernel) {
+    /** The prefill attention kernels. */
+    public enum Kernel {
+        /** Tensor cores where they serve, else scalar. */
+        AUTO,
+        /** {@link PrefillKernels}: fp32 FMAs, every dtype and head dim, every backend. */
+        SCALAR,
+        /** {@link TensorPrefillKernels}: fp16 pools, head dim 128, PTX and CUDA backends. */
+        TENSOR;
+
+        /** {@code auto}, {@code scalar} or {@code tensor}; anything else is refused by name. */
+        public static Kernel parse(String name) {
+            for (Kernel k : values()) {
+                if (k.name().toLowerCase(Locale.ROOT).equals(name)) {
+                    return k;
+                }
+            }
+            throw new IllegalArgumentException("prefill kernel=" + name + " is not one of auto, scalar, tensor");
+        }
+
+        /** The kernel that runs {@code requested} for this shape on {@code backend}; TENSOR where it cannot run is refused. */
+        public static Kernel resolve(Kernel requested, AttentionSpec spec, KvDtype dtype, Backend backend) {
+            boolean fits = dtype == KvDtype.FP16 && spec.headDim() == TensorPrefillKernels.HEAD_DIM && backend.tensorCores();
+            return switch (requested) {
+                case SCALAR -> SCALAR;
+                case AUTO -> fits ? TENSOR : SCALAR;
+                case TENSOR -> {
+                    if (!fits) {
+                        throw new IllegalArgumentException("prefill kernel=tensor needs fp16 K/V, head dim " + TensorPrefillKernels.HEAD_DIM
+                                + " and a PTX or CUDA backend (dtype=" + dtype + ", headDim=" + spec.headDim() + ", backend=" + backend + ")");
+                    }
+                    yield TENSOR;
+                }
+            };
+        }
+    }
+
     /** Work-items per work-group. */
     public static final int LOCAL = 128;
     /** Most partial elements a split may need (1 GiB of fp32); beyond it the split is coarser. */
     static final long MAX_PARTIAL_ELEMENTS = 1L << 28;
 
+    /** The scalar kernel's grid. */
     public static PrefillGrid plan(AttentionSpec spec, PrefillBatch batch) {
+        return plan(spec, batch, Kernel.SCALAR);
+    }
+
+    /** The grid of {@code kernel} (SCALAR or TENSOR) for this batch. */
+    public static PrefillGrid plan(AttentionSpec spec, PrefillBatch batch, Kernel kernel) {
+        if (kernel == Kernel.AUTO) {
+            throw new IllegalArgumentException("kernel=AUTO: resolve it against the backend first");
+        }
+        boolean tensor = kernel == Kernel.TENSOR;
         int maxContext = batch.kv().maxContextLen();
-        int headTiles = PrefillKernels.headTiles(spec.groupSize(), spec.headDim());
-        int tokensPerTile = PrefillKernels.tokensPerTile(spec.groupSize(), spec.headDim());
+        int headTiles = tensor ? TensorPrefillKernels.headTiles(spec.groupSize()) : PrefillKernels.headTiles(spec.groupSize(), spec.headDim());
+        int tokensPerTile = tensor ? TensorPrefillKernels.tokensPerTile(spec.groupSize())
+                : PrefillKernels.tokensPerTile(spec.groupSize(), spec.headDim());
         int maxQTiles = (batch.maxQLen() + tokensPerTile - 1) / tokensPerTile;
         long unsplit = (long) batch.numSeqs() * spec.numKvHeads() * headTiles * maxQTiles;
         int parts = 1;
@@ -49,7 +104,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         if (groups * LOCAL > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("groups=" + groups + " of the prefill grid exceed one launch");
         }
-        return new PrefillGrid(headTiles, maxQTiles, partTokens, maxParts, (int) groups);
+        return new PrefillGrid(headTiles, maxQTiles, partTokens, maxParts, (int) groups, kernel);
     }
 
     public int globalSize() {
@@ -61,8 +116,21 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         return maxPartitions == 1 ? 0 : (long) totalQueries * spec.numQHeads() * maxPartitions * (spec.headDim() + 2);
     }
 
+    /** Elements of {@code partials} the launch uses: the partitions' states, then the tensor kernel's scratch. */
+    public long bufferElements(AttentionSpec spec, int totalQueries) {
+        long scratch = kernel == Kernel.TENSOR ? (long) numGroups * TensorPrefillKernels.SCRATCH_PER_GROUP : 0;
+        return partialElements(spec, totalQueries) + scratch;
+    }
+
     /** Fills the per-step params. */
-    public void writeParams(IntArray params, PrefillBatch batch, int layerBase, int maxBlocksPerSeq, boolean skipAttention) {
+    public void writeParams(IntArray params, AttentionSpec spec, PrefillBatch batch, int layerBase, int maxBlocksPerSeq,
+                            boolean skipAttention) {
+        long scratchBase = partialElements(spec, batch.totalQueries());
+        if (bufferElements(spec, batch.totalQueries()) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("prefill partials and scratch of " + bufferElements(spec, batch.totalQueries())
+                    + " floats exceed one device array");
+        }
+        params.set(PrefillParams.SCRATCH_BASE, (int) scratchBase);
         params.set(PrefillParams.NUM_SEQS, batch.numSeqs());
         params.set(PrefillParams.LAYER_BASE, layerBase);
         params.set(PrefillParams.MAX_BLOCKS_PER_SEQ, maxBlocksPerSeq);

@@ -12,6 +12,7 @@ import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
 import dev.pagedattn.kernels.ScatterKernels;
+import dev.pagedattn.kernels.TensorPrefillKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import uk.ac.manchester.tornado.api.GridScheduler;
@@ -33,6 +34,10 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * uploaded on the first execution only; every step sends the queries, block tables, lengths, query
  * indptr, per-step params and the staged new tokens.
  *
+ * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor} (default auto: the
+ * tensor-core kernel for fp16 K/V at head dim 128 on the PTX and CUDA backends, the scalar one
+ * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}).
+ *
  * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
  * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step; a
  * larger step rebuilds the plan, which uploads the pools again. Not thread-safe.
@@ -47,6 +52,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final AttentionSpec spec;
     private final String device;
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
+    private final PrefillGrid.Kernel requestedKernel;
+    private PrefillGrid.Kernel kernel;   // resolved against the backend on first use
     private long lastDeviceNanos = -1;
 
     public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
@@ -62,7 +69,16 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         this.spec = spec;
         this.device = device;
         this.plans = new Plan[config.numLayers()];
+        this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
         cache.dirtySlots().track();
+    }
+
+    /** The attention kernel the plans run (resolved against the device's backend on first call). */
+    public PrefillGrid.Kernel kernel() {
+        if (kernel == null) {
+            kernel = PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), TornadoDecodeAttention.backendOf(device));
+        }
+        return kernel;
     }
 
     @Override
@@ -78,8 +94,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
         PrefillAttention.requireShapes(spec, config, batch, layer, q, out);
-        PrefillGrid grid = PrefillGrid.plan(spec, batch);
-        long partials = grid.partialElements(spec, batch.totalQueries());
+        PrefillGrid grid = PrefillGrid.plan(spec, batch, kernel());
+        long partials = grid.bufferElements(spec, batch.totalQueries());
         Plan plan = plans[layer];
         if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.kv().maxBlocksPerSeq() > plan.maxBlocks
                 || batch.totalQueries() > plan.maxQueries || partials > plan.partials.getSize()) {
@@ -181,8 +197,13 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 HalfFloatArray v = (HalfFloatArray) vPool;
                 graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,
                         slotOffsets, scatterParams, hkv, d, bs);
-                graph.task("attention", PrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out, partials,
-                        hkv, g, d, bs, scale);
+                if (kernel == PrefillGrid.Kernel.TENSOR) {
+                    graph.task("attention", TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task("attention", PrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out, partials,
+                            hkv, g, d, bs, scale);
+                }
             } else {
                 FloatArray k = (FloatArray) kPool;
                 FloatArray v = (FloatArray) vPool;
@@ -230,7 +251,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 done += staged;
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
-                grid.writeParams(params, batch, layerBase, maxBlocks, !last);
+                grid.writeParams(params, spec, batch, layerBase, maxBlocks, !last);
                 attentionGrid.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                 attentionGrid.setLocalWork(LOCAL, 1, 1);
                 nanos = executionPlan.execute().getProfilerResult().getDeviceKernelTime();

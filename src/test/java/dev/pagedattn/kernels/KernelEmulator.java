@@ -6,6 +6,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Semaphore;
 import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.enums.MMAShape;
+import uk.ac.manchester.tornado.api.types.HalfFloat;
 import uk.ac.manchester.tornado.api.types.arrays.DoubleArray;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -19,7 +21,8 @@ import uk.ac.manchester.tornado.api.types.arrays.LongArray;
  * {@code localIdx}, {@code groupIdx} and the sizes set; each work-item runs on its own virtual
  * thread. Local arrays are shared per work-group in allocation order (the k-th
  * {@code allocate*LocalArray} call of every work-item returns the group's k-th array) and start
- * poisoned (NaN, or {@link Integer#MIN_VALUE}), as GPU shared memory starts undefined.
+ * poisoned (NaN; int arrays {@link #INT_POISON}, an fp16 NaN in both halves), as GPU shared memory
+ * starts undefined.
  * {@link KernelContext#localBarrier()} is a real barrier across the group's work-items
  * ({@code globalBarrier} is the same: on TornadoVM it is only a block barrier too).
  *
@@ -39,6 +42,17 @@ import uk.ac.manchester.tornado.api.types.arrays.LongArray;
  * on the operation, a warp operation in a partial warp (local size not a multiple of 32), or lanes
  * of a warp that sit at a barrier or have returned while others wait at a warp operation raise an
  * error, as the kernel would deadlock or read undefined values on a GPU.
+ *
+ * <p>Tensor cores ({@code mma.sync.m16n8k16}, fp16 in, fp32 accumulate): a fragment is opaque to a
+ * kernel (TornadoVM lowers it to registers that only {@code mma} and {@code mmaStore} read), so here
+ * every lane holds the whole tile: {@code mmaLoadA} the 16 x 16 fp16 tile at {@code byteOffset} of an
+ * int local array (row-major, two fp16 per int, low half first: 8 ints a row, {@code ldmatrix.x4}),
+ * {@code mmaLoadB} the 16 x 8 tile (k-major, 4 ints a row, {@code ldmatrix.x2.trans}), {@code mma}
+ * the 16 x 8 product plus C in fp32, and {@code mmaStore} writes the lane's own four elements in
+ * the PTX accumulator layout (lane {@code l}: rows {@code l/4} and {@code l/4+8}, columns
+ * {@code 2(l%4)} and {@code 2(l%4)+1}), so a store that some lanes skip leaves holes. The loads and
+ * {@code mma} are warp rendezvous; lanes that load at different offsets, an offset that is not a
+ * multiple of 16 bytes ({@code ldmatrix} rows) or a tile past the array's end raise an error.
  */
 public final class KernelEmulator {
     /** Order in which the work-items of a group run within each phase. */
@@ -61,6 +75,13 @@ public final class KernelEmulator {
     private static final int OP_SHUFFLE_DOWN = 0;
     private static final int OP_BROADCAST_FIRST = 1;
     private static final int OP_SUM = 2;
+    private static final int OP_MMA_LOAD = 3;
+    private static final int OP_MMA = 4;
+    /** Initial content of int local arrays: 0xFE01 twice, an fp16 NaN in each half (and a negative index). */
+    public static final int INT_POISON = 0xFE01FE01;
+    private static final int MMA_M = 16;
+    private static final int MMA_N = 8;
+    private static final int MMA_K = 16;
 
     private KernelEmulator() {
     }
@@ -252,6 +273,11 @@ public final class KernelEmulator {
                     throw new AssertionError("warp divergence in group " + id + ", warp " + base / WARP_SIZE
                             + ": lanes " + base + " and " + i + " are at different warp operations");
                 }
+                if (warpOp[i] == OP_MMA_LOAD && warpArg[i] != warpArg[base]) {
+                    abort(threads);
+                    throw new AssertionError("group " + id + ", warp " + base / WARP_SIZE + ": lanes " + base + " and " + i
+                            + " load MMA tiles at different byte offsets (" + warpArg[base] + ", " + warpArg[i] + ")");
+                }
                 sum += warpValue[i];
             }
             for (int i = base; i < base + WARP_SIZE; i++) {
@@ -343,6 +369,71 @@ public final class KernelEmulator {
         }
 
         @Override
+        public float[] mmaFragment(float value) {
+            float[] f = new float[MMA_M * MMA_N];
+            Arrays.fill(f, value);
+            return f;
+        }
+
+        @Override
+        public HalfFloat[] mmaLoadA(int[] tile, int k, int byteOffset) {
+            return loadTile(tile, k, byteOffset, MMA_M, MMA_K);
+        }
+
+        @Override
+        public HalfFloat[] mmaLoadB(int[] tile, int k, int byteOffset) {
+            return loadTile(tile, k, byteOffset, MMA_K, MMA_N);
+        }
+
+        /** {@code [rows][cols]} fp16 from {@code tile} at {@code byteOffset}, two per int, low half first. */
+        private HalfFloat[] loadTile(int[] tile, int k, int byteOffset, int rows, int cols) {
+            if (k != MMA_K) {
+                throw new IllegalArgumentException("MMA k=" + k + ": only m16n8k16 is emulated");
+            }
+            if (byteOffset < 0 || byteOffset % 16 != 0 || byteOffset / 4 + rows * cols / 2 > tile.length) {
+                throw new IllegalArgumentException("MMA tile at byteOffset=" + byteOffset + " (" + rows + " x " + cols
+                        + " fp16) is not 16-byte aligned inside a local array of " + tile.length + " ints");
+            }
+            group.warp(item, OP_MMA_LOAD, 0f, byteOffset);
+            HalfFloat[] h = new HalfFloat[rows * cols];
+            int base = byteOffset / 4;
+            for (int i = 0; i < h.length; i++) {
+                int word = tile[base + i / 2];
+                h[i] = new HalfFloat((short) ((i & 1) == 0 ? word : word >>> 16));
+            }
+            return h;
+        }
+
+        @Override
+        public float[] mma(HalfFloat[] a, HalfFloat[] b, float[] c, MMAShape shape) {
+            if (shape != MMAShape.M16N8K16 || a.length != MMA_M * MMA_K || b.length != MMA_K * MMA_N || c.length != MMA_M * MMA_N) {
+                throw new IllegalArgumentException("mma: only m16n8k16 fp16 fragments from mmaLoadA/mmaLoadB/mmaFragment are emulated");
+            }
+            group.warp(item, OP_MMA, 0f, 0);
+            float[] d = new float[MMA_M * MMA_N];
+            for (int m = 0; m < MMA_M; m++) {
+                for (int n = 0; n < MMA_N; n++) {
+                    float s = c[m * MMA_N + n];
+                    for (int kk = 0; kk < MMA_K; kk++) {
+                        s += a[m * MMA_K + kk].getFloat32() * b[kk * MMA_N + n].getFloat32();
+                    }
+                    d[m * MMA_N + n] = s;
+                }
+            }
+            return d;
+        }
+
+        @Override
+        public void mmaStore(float[] d, FloatArray c, int tileRow, int tileCol, int dimN) {
+            int lane = item % WARP_SIZE;
+            for (int i = 0; i < 4; i++) {
+                int r = lane / 4 + (i < 2 ? 0 : 8);
+                int col = 2 * (lane % 4) + (i & 1);
+                c.set((tileRow + r) * dimN + tileCol + col, d[r * MMA_N + col]);
+            }
+        }
+
+        @Override
         public float[] allocateFloatLocalArray(int size) {
             return group.local(allocations++, float[].class, size, n -> {
                 float[] a = new float[n];
@@ -355,7 +446,7 @@ public final class KernelEmulator {
         public int[] allocateIntLocalArray(int size) {
             return group.local(allocations++, int[].class, size, n -> {
                 int[] a = new int[n];
-                Arrays.fill(a, Integer.MIN_VALUE);
+                Arrays.fill(a, INT_POISON);
                 return a;
             });
         }

@@ -51,7 +51,8 @@ class PrefillKernelsTest {
 
     static PrefillGrid splitInto(PrefillGrid g, PrefillBatch batch, int partitionTokens) {
         int parts = (batch.kv().maxContextLen() + partitionTokens - 1) / partitionTokens;
-        return new PrefillGrid(g.headTiles(), g.maxQTiles(), partitionTokens, parts, g.numGroups() / g.maxPartitions() * parts);
+        return new PrefillGrid(g.headTiles(), g.maxQTiles(), partitionTokens, parts, g.numGroups() / g.maxPartitions() * parts,
+                g.kernel());
     }
 
     /** The kernel for the workload's dtype, then the merge, as the TornadoVM plan launches them. */
@@ -69,9 +70,9 @@ class PrefillKernelsTest {
             }
         }
         IntArray params = new IntArray(PrefillParams.SIZE);
-        grid.writeParams(params, b, 0, b.kv().maxBlocksPerSeq(), false);
+        grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
         FloatArray out = w.poisonedOutput();
-        FloatArray partials = new FloatArray((int) Math.max(1, grid.partialElements(spec, b.totalQueries())));
+        FloatArray partials = new FloatArray((int) Math.max(1, grid.bufferElements(spec, b.totalQueries())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
@@ -81,7 +82,10 @@ class PrefillKernelsTest {
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, spec.scale()) : null;
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
-            if (eightBit) {
+            if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
+                TensorPrefillKernels.prefillF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, indptr,
+                        params, out, partials, hkv, g, d, bs, spec.scale());
+            } else if (eightBit) {
                 PrefillKernels.prefillQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs);
             } else if (half) {

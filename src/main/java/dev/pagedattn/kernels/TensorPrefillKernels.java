@@ -1,0 +1,354 @@
+package dev.pagedattn.kernels;
+
+import dev.pagedattn.cache.KvLayout;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.enums.MMAShape;
+import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.HalfFloat;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * Prefill attention on tensor cores (NVIDIA, TornadoVM 5.2's {@code KernelContext.mma*}: PTX and
+ * CUDA backends): fp16 pools, head dim {@value #HEAD_DIM}. Same arguments, work-group mapping
+ * (sequence, KV head, head tile, query tile, partition), masking and output (normalised rows, or
+ * the partition's state for {@link PrefillKernels#mergePartitions}) as {@link PrefillKernels#prefillF16};
+ * the queries and probabilities are rounded to fp16 for the products (fp32 accumulation), as in
+ * FlashAttention and FlashInfer.
+ *
+ * <p>Work-group: {@value #WARPS} warps, each owning 16 of the tile's {@value #ROWS} (query token,
+ * query head) rows. A fragment of TornadoVM 5.2 is opaque (only {@code mma} and {@code mmaStore}
+ * read it), so the scores leave the tensor cores through a per-warp scratch region of global
+ * memory (L2), and a fragment cannot be rescaled, which rules out the one-pass online softmax.
+ * Two passes over the visible context, {@value #CHUNK} tokens at a time:
+ * <ol>
+ *   <li>scores {@code S^T = K Q^T} (M = 16 tokens, N = 8 rows, K = 16 dims per {@code mma};
+ *       K in the A tiles as stored, the pre-scaled q in the B tiles), each lane's row max;</li>
+ *   <li>the scores again, {@code P = exp(S - max)} (fp16, in A tiles), the row sums, and
+ *       {@code O += P V} in 16 accumulator fragments (the row's 128 dims) that live in registers
+ *       through the whole pass; stored once at the end.</li>
+ * </ol>
+ * Recomputing {@code Q K^T} costs half the FLOPs again, against a per-chunk round trip of the
+ * whole accumulator through memory in one pass. Local memory is one int array (the MMA tiles, fp16
+ * pairs, 16-byte aligned sub-tiles) and three small float arrays: {@value #LOCAL_BYTES} bytes.
+ *
+ * <p>Global scratch: {@value #SCRATCH_PER_GROUP} floats per work-group in {@code partials}, from
+ * {@link PrefillParams#SCRATCH_BASE}; a warp's {@code [16][HEAD_DIM]} output region doubles as its
+ * {@code [CHUNK][16]} score region.
+ */
+public final class TensorPrefillKernels {
+    /** The only head dimension this kernel serves (16 accumulator fragments of 8 dims). */
+    public static final int HEAD_DIM = 128;
+    /** Warps per work-group. */
+    public static final int WARPS = 4;
+    /** Work-items per work-group. */
+    public static final int LOCAL = 32 * WARPS;
+    /** (query token, query head) rows per tile: 16 per warp. */
+    public static final int ROWS = 16 * WARPS;
+    /** Context tokens per chunk (two MMA row tiles of tokens). */
+    public static final int CHUNK = 32;
+    /** Floats of global scratch per work-group: each warp's [16][HEAD_DIM] output. */
+    public static final int SCRATCH_PER_GROUP = WARPS * 16 * HEAD_DIM;
+
+    // The int tile array, in ints: B tiles of Q^T [warp][nt 2][ks 8] (64 ints), A tiles of K [mt 2][ks 8]
+    // (128 ints), B tiles of V [ks 2][nt 16] (64 ints), A tiles of P [warp][ks 2] (128 ints).
+    private static final int Q_INTS = ROWS * HEAD_DIM / 2;
+    private static final int K_AT = Q_INTS;
+    private static final int V_AT = K_AT + CHUNK * HEAD_DIM / 2;
+    private static final int P_AT = V_AT + CHUNK * HEAD_DIM / 2;
+    private static final int TILE_INTS = P_AT + ROWS * CHUNK / 2;
+    /** Local memory per work-group. */
+    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS);
+
+    private TensorPrefillKernels() {
+    }
+
+    /** Query heads per tile. */
+    public static int headsPerTile(int groupSize) {
+        return Math.min(groupSize, ROWS);
+    }
+
+    /** Query tokens per tile. */
+    public static int tokensPerTile(int groupSize) {
+        return ROWS / headsPerTile(groupSize);
+    }
+
+    /** Head tiles per KV head. */
+    public static int headTiles(int groupSize) {
+        int heads = headsPerTile(groupSize);
+        return (groupSize + heads - 1) / heads;
+    }
+
+    /** The fp16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. */
+    static int halfBits(float x) {
+        return new HalfFloat(x).getHalfFloatValue() & 0xFFFF;
+    }
+
+    /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half. */
+    static int pairBits(HalfFloatArray pool, int at) {
+        return (pool.get(at).getHalfFloatValue() & 0xFFFF) | (pool.get(at + 1).getHalfFloatValue() << 16);
+    }
+
+    public static void prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                  IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
+                                  FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
+                                  int blockSize, float scale) {
+        if (params.get(PrefillParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int tid = ctx.localIdx;
+        int local = ctx.localGroupSizeX;
+        int warp = tid / 32;
+        int lane = tid - warp * 32;
+        int heads = TornadoMath.min(groupSize, ROWS);         // query heads per tile
+        int tokensPerTile = ROWS / heads;                     // query tokens per tile
+        int headTiles = (groupSize + heads - 1) / heads;
+        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
+        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
+        int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
+        int gid = ctx.groupIdx;
+        int part = gid % maxParts;
+        int rest = gid / maxParts;
+        int qTile = rest % maxQTiles;
+        rest = rest / maxQTiles;
+        int headTile = rest % headTiles;
+        rest = rest / headTiles;
+        int kvHead = rest % numKvHeads;
+        int seq = rest / numKvHeads;
+        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+            return;
+        }
+        int qStart = qIndptr.get(seq);
+        int qLen = qIndptr.get(seq + 1) - qStart;
+        int firstToken = qTile * tokensPerTile;
+        if (firstToken >= qLen) {
+            return;
+        }
+        int len = contextLens.get(seq);
+        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
+        int numParts = (len + partTokens - 1) / partTokens;
+        if (part >= numParts) {
+            return;
+        }
+        int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
+        int firstPos = len - qLen + firstToken;
+        int window = params.get(PrefillParams.WINDOW);
+        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
+        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int numQHeads = numKvHeads * groupSize;
+        int headBase = headTile * heads;
+        int headStride = blockSize * HEAD_DIM;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(PrefillParams.LAYER_BASE);
+        int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
+        int regionBase = params.get(PrefillParams.SCRATCH_BASE) + gid * SCRATCH_PER_GROUP;
+        int region = regionBase + warp * 16 * HEAD_DIM;       // this warp's scores [CHUNK][16], then output [16][HEAD_DIM]
+
+        int[] tile = ctx.allocateIntLocalArray(TILE_INTS);    // first: 16-byte aligned for ldmatrix
+        float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
+        float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
+        float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] max over the visible context
+
+        // q^T as B tiles: rows r0, r0+1 (one int) at dim d, pre-scaled, fp16
+        for (int idx = tid; idx < ROWS / 2 * HEAD_DIM; idx += local) {
+            int r0 = idx / HEAD_DIM * 2;
+            int d = idx - idx / HEAD_DIM * HEAD_DIM;
+            int pair = 0;
+            for (int i = 0; i < 2; i++) {
+                int r = r0 + i;
+                int token = r / heads;
+                int h = headBase + r - token * heads;
+                float x = 0f;
+                if (token < tileTokens && h < groupSize) {
+                    x = q.get(((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * HEAD_DIM + d) * scale;
+                }
+                pair = pair | (halfBits(x) << (16 * i));
+            }
+            int w = r0 / 16;
+            int rr = r0 - w * 16;
+            int nt = rr / 8;
+            tile[((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = pair;
+        }
+        // this lane's row (of its warp's 16) and half of each chunk's tokens
+        int rr = lane % 16;
+        int half = lane / 16;
+        int row = warp * 16 + rr;
+        int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
+        int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
+
+        // pass 1: the row max over the visible context
+        float m = Float.NEGATIVE_INFINITY;
+        for (int c0 = lo; c0 < hi; c0 += CHUNK) {
+            int n = TornadoMath.min(CHUNK, hi - c0);
+            for (int idx = tid; idx < CHUNK * HEAD_DIM / 2; idx += local) {
+                int t = idx / (HEAD_DIM / 2);
+                int d = (idx - t * (HEAD_DIM / 2)) * 2;
+                int pair = 0;
+                if (t < n) {
+                    int pos = c0 + t;
+                    int block = blockTables.get(seq * maxBlocks + pos / blockSize);
+                    pair = pairBits(kPool, KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead,
+                            pos % blockSize, d));
+                }
+                tile[K_AT + ((t / 16) * 8 + d / 16) * 128 + (t % 16) * 8 + (d % 16) / 2] = pair;
+            }
+            ctx.localBarrier();
+            for (int mt = 0; mt < 2; mt++) {
+                float[] s0 = ctx.mmaFragment(0f);
+                float[] s1 = ctx.mmaFragment(0f);
+                for (int ks = 0; ks < 8; ks++) {
+                    HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
+                    s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
+                }
+                ctx.mmaStore(s0, partials, mt * 16, region, 16);
+                ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
+            }
+            ctx.localBarrier();
+            for (int j = 0; j < 16; j++) {
+                int t = half * 16 + j;
+                float s = PrefillKernels.masked(partials.get(region + t * 16 + rr), t, n, c0 + t, rowPos, window);
+                m = TornadoMath.max(m, s);
+            }
+        }
+        mPart[tid] = m;
+        ctx.localBarrier();
+        m = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
+        if (half == 0) {
+            mRow[row] = m;
+        }
+
+        // pass 2: P = exp(S - max), O += P V
+        float l = 0f;
+        float[] o0 = ctx.mmaFragment(0f);
+        float[] o1 = ctx.mmaFragment(0f);
+        float[] o2 = ctx.mmaFragment(0f);
+        float[] o3 = ctx.mmaFragment(0f);
+        float[] o4 = ctx.mmaFragment(0f);
+        float[] o5 = ctx.mmaFragment(0f);
+        float[] o6 = ctx.mmaFragment(0f);
+        float[] o7 = ctx.mmaFragment(0f);
+        float[] o8 = ctx.mmaFragment(0f);
+        float[] o9 = ctx.mmaFragment(0f);
+        float[] o10 = ctx.mmaFragment(0f);
+        float[] o11 = ctx.mmaFragment(0f);
+        float[] o12 = ctx.mmaFragment(0f);
+        float[] o13 = ctx.mmaFragment(0f);
+        float[] o14 = ctx.mmaFragment(0f);
+        float[] o15 = ctx.mmaFragment(0f);
+        int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
+        for (int c0 = lo; c0 < hi; c0 += CHUNK) {
+            int n = TornadoMath.min(CHUNK, hi - c0);
+            for (int idx = tid; idx < CHUNK * HEAD_DIM / 2; idx += local) {
+                int t = idx / (HEAD_DIM / 2);
+                int d = (idx - t * (HEAD_DIM / 2)) * 2;
+                int kPair = 0;
+                int vPair = 0;
+                if (t < n) {
+                    int pos = c0 + t;
+                    int block = blockTables.get(seq * maxBlocks + pos / blockSize);
+                    int at = KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, d);
+                    kPair = pairBits(kPool, at);
+                    vPair = pairBits(vPool, at);
+                }
+                tile[K_AT + ((t / 16) * 8 + d / 16) * 128 + (t % 16) * 8 + (d % 16) / 2] = kPair;
+                tile[V_AT + ((t / 16) * 16 + d / 8) * 64 + (t % 16) * 4 + (d % 8) / 2] = vPair;
+            }
+            ctx.localBarrier();
+            for (int mt = 0; mt < 2; mt++) {
+                float[] s0 = ctx.mmaFragment(0f);
+                float[] s1 = ctx.mmaFragment(0f);
+                for (int ks = 0; ks < 8; ks++) {
+                    HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
+                    s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
+                }
+                ctx.mmaStore(s0, partials, mt * 16, region, 16);
+                ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
+            }
+            ctx.localBarrier();
+            // the lane's 16 probabilities of its row: one A tile row (k-step `half`), two per int
+            for (int j = 0; j < 16; j += 2) {
+                int t = half * 16 + j;
+                float s0 = PrefillKernels.masked(partials.get(region + t * 16 + rr), t, n, c0 + t, rowPos, window);
+                float s1 = PrefillKernels.masked(partials.get(region + (t + 1) * 16 + rr), t + 1, n, c0 + t + 1, rowPos, window);
+                float p0 = 0f;
+                float p1 = 0f;
+                if (s0 > Float.NEGATIVE_INFINITY) {
+                    p0 = TornadoMath.exp(s0 - m);
+                }
+                if (s1 > Float.NEGATIVE_INFINITY) {
+                    p1 = TornadoMath.exp(s1 - m);
+                }
+                l += p0 + p1;
+                tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(p0) | (halfBits(p1) << 16);
+            }
+            ctx.localBarrier();
+            for (int ks = 0; ks < 2; ks++) {
+                HalfFloat[] a = ctx.mmaLoadA(tile, 16, (pB + ks * 128) * 4);
+                int vB = V_AT + ks * 16 * 64;
+                o0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, vB * 4), o0, MMAShape.M16N8K16);
+                o1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 64) * 4), o1, MMAShape.M16N8K16);
+                o2 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 2 * 64) * 4), o2, MMAShape.M16N8K16);
+                o3 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 3 * 64) * 4), o3, MMAShape.M16N8K16);
+                o4 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 4 * 64) * 4), o4, MMAShape.M16N8K16);
+                o5 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 5 * 64) * 4), o5, MMAShape.M16N8K16);
+                o6 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 6 * 64) * 4), o6, MMAShape.M16N8K16);
+                o7 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 7 * 64) * 4), o7, MMAShape.M16N8K16);
+                o8 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 8 * 64) * 4), o8, MMAShape.M16N8K16);
+                o9 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 9 * 64) * 4), o9, MMAShape.M16N8K16);
+                o10 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 10 * 64) * 4), o10, MMAShape.M16N8K16);
+                o11 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 11 * 64) * 4), o11, MMAShape.M16N8K16);
+                o12 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 12 * 64) * 4), o12, MMAShape.M16N8K16);
+                o13 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 13 * 64) * 4), o13, MMAShape.M16N8K16);
+                o14 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 14 * 64) * 4), o14, MMAShape.M16N8K16);
+                o15 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+            }
+            ctx.localBarrier();
+        }
+        ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
+        ctx.mmaStore(o1, partials, 0, region + 8, HEAD_DIM);
+        ctx.mmaStore(o2, partials, 0, region + 2 * 8, HEAD_DIM);
+        ctx.mmaStore(o3, partials, 0, region + 3 * 8, HEAD_DIM);
+        ctx.mmaStore(o4, partials, 0, region + 4 * 8, HEAD_DIM);
+        ctx.mmaStore(o5, partials, 0, region + 5 * 8, HEAD_DIM);
+        ctx.mmaStore(o6, partials, 0, region + 6 * 8, HEAD_DIM);
+        ctx.mmaStore(o7, partials, 0, region + 7 * 8, HEAD_DIM);
+        ctx.mmaStore(o8, partials, 0, region + 8 * 8, HEAD_DIM);
+        ctx.mmaStore(o9, partials, 0, region + 9 * 8, HEAD_DIM);
+        ctx.mmaStore(o10, partials, 0, region + 10 * 8, HEAD_DIM);
+        ctx.mmaStore(o11, partials, 0, region + 11 * 8, HEAD_DIM);
+        ctx.mmaStore(o12, partials, 0, region + 12 * 8, HEAD_DIM);
+        ctx.mmaStore(o13, partials, 0, region + 13 * 8, HEAD_DIM);
+        ctx.mmaStore(o14, partials, 0, region + 14 * 8, HEAD_DIM);
+        ctx.mmaStore(o15, partials, 0, region + 15 * 8, HEAD_DIM);
+        lPart[tid] = l;
+        ctx.localBarrier();
+
+        // one partition: the normalised output; several: this partition's state for mergePartitions
+        for (int idx = tid; idx < ROWS * HEAD_DIM; idx += local) {
+            int r = idx / HEAD_DIM;
+            int e = idx - r * HEAD_DIM;
+            int token = r / heads;
+            int h = headBase + r - token * heads;
+            if (token < tileTokens && h < groupSize) {
+                int w = r / 16;
+                int wr = r - w * 16;
+                float acc = partials.get(regionBase + r * HEAD_DIM + e);
+                float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
+                int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
+                if (numParts == 1) {
+                    out.set(qRow * HEAD_DIM + e, acc / sum);
+                } else {
+                    int at = (qRow * maxParts + part) * (HEAD_DIM + 2);
+                    partials.set(at + e, acc);
+                    if (e == 0) {
+                        partials.set(at + HEAD_DIM, mRow[r]);
+                        partials.set(at + HEAD_DIM + 1, sum);
+                    }
+                }
+            }
+        }
+    }
+}

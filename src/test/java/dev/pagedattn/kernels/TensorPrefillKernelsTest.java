@@ -1,0 +1,78 @@
+package dev.pagedattn.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.PrefillCase;
+import dev.pagedattn.attention.PrefillWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.Backend;
+import dev.pagedattn.tornado.PrefillGrid;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The tensor-core prefill kernel ({@link TensorPrefillKernels}), run by the emulator (whose
+ * {@code mma} computes the m16n8k16 product the PTX layout describes), and its merge, against the
+ * fp64 reference: head dim 128, fp16 K/V, each shape unsplit and split into 32-token partitions.
+ * The kernel rounds the scaled queries and the probabilities to fp16 for the products: relative L2
+ * about 1.5e-4 here, bounded at 1e-3 (the issue's bar for fp16 K/V is 1e-2), not the scalar
+ * kernel's 1e-5.
+ */
+class TensorPrefillKernelsTest {
+    private static final double REL_L2 = 1e-3;
+
+    static Stream<PrefillCase> shapes() {
+        return Stream.of(
+                PrefillCase.of("GQA 4, ragged, qLen 1 and > chunk", new int[] {1, 70, 45}, new int[] {1, 40, 45}, 8, 2, 128, 16,
+                        KvDtype.FP16, PrefillBatch.NO_WINDOW),
+                PrefillCase.of("qLen = block size + 1, block 17", new int[] {18, 50}, new int[] {17, 17}, 4, 1, 128, 17, KvDtype.FP16,
+                        PrefillBatch.NO_WINDOW),
+                PrefillCase.of("window < block, group 3", new int[] {70, 9}, new int[] {20, 9}, 6, 2, 128, 16, KvDtype.FP16, 5),
+                PrefillCase.of("MQA 64 heads, block 1", new int[] {40, 19}, new int[] {3, 19}, 64, 1, 128, 1, KvDtype.FP16,
+                        PrefillBatch.NO_WINDOW),
+                PrefillCase.of("MHA, window across blocks", new int[] {90}, new int[] {37}, 2, 2, 128, 8, KvDtype.FP16, 19));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelMatchesTheFp64Reference(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest " + c.name());
+        PrefillWorkload w = c.workload(seed);
+        double[] ref = w.reference();
+        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.TENSOR);
+        PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), TensorPrefillKernels.CHUNK);
+        KernelEmulator.Schedule[] orders = KernelEmulator.Schedule.values();
+        check(c + " " + plain + " FORWARD seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
+        check(c + " " + split + " " + orders[(int) (seed & 1)] + " seed=" + seed, ref,
+                PrefillKernelsTest.run(w, split, orders[(int) (seed & 1)]));
+    }
+
+    @Test
+    void autoPicksTensorCoresOnlyWhereTheKernelRuns() {
+        AttentionSpec llama = new AttentionSpec(32, 8, 128, 0.088f);
+        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.FP16, Backend.PTX));
+        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.FP16, Backend.CUDA));
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.FP16, Backend.OPENCL));
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.FP32, Backend.PTX));
+        assertEquals(PrefillGrid.Kernel.SCALAR,
+                PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, new AttentionSpec(32, 8, 64, 0.125f), KvDtype.FP16, Backend.PTX));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, llama, KvDtype.FP8_E4M3, Backend.PTX));
+        assertTrue(e.getMessage().contains("dtype=FP8_E4M3"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.parse("fast"));
+    }
+
+    private static void check(String what, double[] ref, FloatArray out) {
+        double rel = ReferenceAttention.relativeL2(out, ref);
+        assertTrue(rel < REL_L2, what + ": relative L2 error " + rel + " (NaN: an output was not written)");
+    }
+}
