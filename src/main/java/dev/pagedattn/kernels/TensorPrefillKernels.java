@@ -24,14 +24,22 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * Two passes over the visible context, {@value #CHUNK} tokens at a time:
  * <ol>
  *   <li>scores {@code S^T = K Q^T} (M = 16 tokens, N = 8 rows, K = 16 dims per {@code mma};
- *       K in the A tiles as stored, the pre-scaled q in the B tiles), each lane's row max;</li>
+ *       K in the A tiles as stored, q in the B tiles; the softmax scale applied to the fp32 scores),
+ *       each lane's row max;</li>
  *   <li>the scores again, {@code P = exp(S - max)} (fp16, in A tiles), the row sums, and
  *       {@code O += P V} in 16 accumulator fragments (the row's 128 dims) that live in registers
  *       through the whole pass; stored once at the end.</li>
  * </ol>
  * Recomputing {@code Q K^T} costs half the FLOPs again, against a per-chunk round trip of the
- * whole accumulator through memory in one pass. Local memory is one int array (the MMA tiles, fp16
- * pairs, 16-byte aligned sub-tiles) and three small float arrays: {@value #LOCAL_BYTES} bytes.
+ * whole accumulator through memory in one pass. Each chunk's K/V rows are located once (a local
+ * table of pool offsets), then every work-item stages 16 fp16 pairs of K (and of V) with four rows'
+ * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
+ * aligned sub-tiles), three small float arrays and the offsets: {@value #LOCAL_BYTES} bytes.
+ *
+ * <p>fp16 bits: TornadoVM 5.2's PTX backend rounds {@code new HalfFloat(x)} only where {@code x} is
+ * a load (for a computed float it emits an invalid {@code mov.b16}), so the queries are converted
+ * from their loads and the probabilities are written over their scores and converted as they are
+ * read back.
  *
  * <p>Global scratch: {@value #SCRATCH_PER_GROUP} floats per work-group in {@code partials}, from
  * {@link PrefillParams#SCRATCH_BASE}; a warp's {@code [16][HEAD_DIM]} output region doubles as its
@@ -59,7 +67,7 @@ public final class TensorPrefillKernels {
     private static final int P_AT = V_AT + CHUNK * HEAD_DIM / 2;
     private static final int TILE_INTS = P_AT + ROWS * CHUNK / 2;
     /** Local memory per work-group. */
-    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS);
+    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + CHUNK);
 
     private TensorPrefillKernels() {
     }
@@ -88,6 +96,23 @@ public final class TensorPrefillKernels {
     /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half. */
     static int pairBits(HalfFloatArray pool, int at) {
         return (pool.get(at).getHalfFloatValue() & 0xFFFF) | (pool.get(at + 1).getHalfFloatValue() << 16);
+    }
+
+    /** Pool offset of dim 0 of the K/V row of context position {@code pos} (block table row at {@code tableRow}). */
+    static int rowOffset(IntArray blockTables, int tableRow, int pos, int blockSize, int layerBase, int blockStride,
+                         int headStride, int kvHead) {
+        int block = blockTables.get(tableRow + pos / blockSize);
+        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
+    }
+
+    /** Int index of K element pair (t, d..d+1) of a chunk: A tile (t / 16, d / 16), row t % 16. */
+    static int kIndex(int t, int d) {
+        return K_AT + ((t / 16) * 8 + d / 16) * 128 + (t % 16) * 8 + (d % 16) / 2;
+    }
+
+    /** Int index of V element pair (t, d..d+1) of a chunk: B tile (t / 16, d / 8), row t % 16. */
+    static int vIndex(int t, int d) {
+        return V_AT + ((t / 16) * 16 + d / 8) * 64 + (t % 16) * 4 + (d % 8) / 2;
     }
 
     public static void prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
@@ -149,8 +174,11 @@ public final class TensorPrefillKernels {
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] max over the visible context
+        int[] rowAt = ctx.allocateIntLocalArray(CHUNK);       // [token of the chunk] pool offset of its K/V row, -1: none
 
-        // q^T as B tiles: rows r0, r0+1 (one int) at dim d, pre-scaled, fp16
+        // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
+        // element is converted straight from its load: TornadoVM 5.2's PTX backend rounds a HalfFloat made from a
+        // loaded float, but not one made from a computed float.
         for (int idx = tid; idx < ROWS / 2 * HEAD_DIM; idx += local) {
             int r0 = idx / HEAD_DIM * 2;
             int d = idx - idx / HEAD_DIM * HEAD_DIM;
@@ -159,11 +187,12 @@ public final class TensorPrefillKernels {
                 int r = r0 + i;
                 int token = r / heads;
                 int h = headBase + r - token * heads;
-                float x = 0f;
-                if (token < tileTokens && h < groupSize) {
-                    x = q.get(((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * HEAD_DIM + d) * scale;
+                boolean valid = token < tileTokens && h < groupSize;
+                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * HEAD_DIM + d : 0;
+                int bits = halfBits(q.get(at));
+                if (valid) {
+                    pair = pair | (bits << (16 * i));
                 }
-                pair = pair | (halfBits(x) << (16 * i));
             }
             int w = r0 / 16;
             int rr = r0 - w * 16;
@@ -176,22 +205,33 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
+        int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
+        int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk
 
         // pass 1: the row max over the visible context
         float m = Float.NEGATIVE_INFINITY;
         for (int c0 = lo; c0 < hi; c0 += CHUNK) {
             int n = TornadoMath.min(CHUNK, hi - c0);
-            for (int idx = tid; idx < CHUNK * HEAD_DIM / 2; idx += local) {
-                int t = idx / (HEAD_DIM / 2);
-                int d = (idx - t * (HEAD_DIM / 2)) * 2;
-                int pair = 0;
-                if (t < n) {
-                    int pos = c0 + t;
-                    int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                    pair = pairBits(kPool, KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead,
-                            pos % blockSize, d));
-                }
-                tile[K_AT + ((t / 16) * 8 + d / 16) * 128 + (t % 16) * 8 + (d % 16) / 2] = pair;
+            if (tid < CHUNK) {
+                rowAt[tid] = tid < n ? rowOffset(blockTables, seq * maxBlocks, c0 + tid, blockSize, layerBase, blockStride,
+                        headStride, kvHead) : -1;
+            }
+            ctx.localBarrier();
+            // 16 K pairs per work-item, four loads in flight at a time
+            for (int i = 0; i < 4; i++) {
+                int t0 = tFirst + 8 * i;
+                int r0 = rowAt[t0];
+                int r1 = rowAt[t0 + 2];
+                int r2 = rowAt[t0 + 4];
+                int r3 = rowAt[t0 + 6];
+                int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
+                int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
+                int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
+                int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
+                tile[kIndex(t0, dPair)] = k0;
+                tile[kIndex(t0 + 2, dPair)] = k1;
+                tile[kIndex(t0 + 4, dPair)] = k2;
+                tile[kIndex(t0 + 6, dPair)] = k3;
             }
             ctx.localBarrier();
             for (int mt = 0; mt < 2; mt++) {
@@ -208,7 +248,7 @@ public final class TensorPrefillKernels {
             ctx.localBarrier();
             for (int j = 0; j < 16; j++) {
                 int t = half * 16 + j;
-                float s = PrefillKernels.masked(partials.get(region + t * 16 + rr), t, n, c0 + t, rowPos, window);
+                float s = PrefillKernels.masked(partials.get(region + t * 16 + rr) * scale, t, n, c0 + t, rowPos, window);
                 m = TornadoMath.max(m, s);
             }
         }
@@ -240,20 +280,34 @@ public final class TensorPrefillKernels {
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         for (int c0 = lo; c0 < hi; c0 += CHUNK) {
             int n = TornadoMath.min(CHUNK, hi - c0);
-            for (int idx = tid; idx < CHUNK * HEAD_DIM / 2; idx += local) {
-                int t = idx / (HEAD_DIM / 2);
-                int d = (idx - t * (HEAD_DIM / 2)) * 2;
-                int kPair = 0;
-                int vPair = 0;
-                if (t < n) {
-                    int pos = c0 + t;
-                    int block = blockTables.get(seq * maxBlocks + pos / blockSize);
-                    int at = KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, d);
-                    kPair = pairBits(kPool, at);
-                    vPair = pairBits(vPool, at);
-                }
-                tile[K_AT + ((t / 16) * 8 + d / 16) * 128 + (t % 16) * 8 + (d % 16) / 2] = kPair;
-                tile[V_AT + ((t / 16) * 16 + d / 8) * 64 + (t % 16) * 4 + (d % 8) / 2] = vPair;
+            if (tid < CHUNK) {
+                rowAt[tid] = tid < n ? rowOffset(blockTables, seq * maxBlocks, c0 + tid, blockSize, layerBase, blockStride,
+                        headStride, kvHead) : -1;
+            }
+            ctx.localBarrier();
+            // 16 K and 16 V pairs per work-item, four of each in flight at a time
+            for (int i = 0; i < 4; i++) {
+                int t0 = tFirst + 8 * i;
+                int r0 = rowAt[t0];
+                int r1 = rowAt[t0 + 2];
+                int r2 = rowAt[t0 + 4];
+                int r3 = rowAt[t0 + 6];
+                int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
+                int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
+                int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
+                int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
+                int v0 = r0 >= 0 ? pairBits(vPool, r0 + dPair) : 0;
+                int v1 = r1 >= 0 ? pairBits(vPool, r1 + dPair) : 0;
+                int v2 = r2 >= 0 ? pairBits(vPool, r2 + dPair) : 0;
+                int v3 = r3 >= 0 ? pairBits(vPool, r3 + dPair) : 0;
+                tile[kIndex(t0, dPair)] = k0;
+                tile[kIndex(t0 + 2, dPair)] = k1;
+                tile[kIndex(t0 + 4, dPair)] = k2;
+                tile[kIndex(t0 + 6, dPair)] = k3;
+                tile[vIndex(t0, dPair)] = v0;
+                tile[vIndex(t0 + 2, dPair)] = v1;
+                tile[vIndex(t0 + 4, dPair)] = v2;
+                tile[vIndex(t0 + 6, dPair)] = v3;
             }
             ctx.localBarrier();
             for (int mt = 0; mt < 2; mt++) {
@@ -268,21 +322,22 @@ public final class TensorPrefillKernels {
                 ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
             }
             ctx.localBarrier();
-            // the lane's 16 probabilities of its row: one A tile row (k-step `half`), two per int
-            for (int j = 0; j < 16; j += 2) {
+            // the lane's 16 probabilities of its row, written over their scores (fp32), then read back as one A
+            // tile row (k-step `half`), two fp16 per int: converted from loads, as the queries are
+            for (int j = 0; j < 16; j++) {
                 int t = half * 16 + j;
-                float s0 = PrefillKernels.masked(partials.get(region + t * 16 + rr), t, n, c0 + t, rowPos, window);
-                float s1 = PrefillKernels.masked(partials.get(region + (t + 1) * 16 + rr), t + 1, n, c0 + t + 1, rowPos, window);
-                float p0 = 0f;
-                float p1 = 0f;
-                if (s0 > Float.NEGATIVE_INFINITY) {
-                    p0 = TornadoMath.exp(s0 - m);
+                int at = region + t * 16 + rr;
+                float s = PrefillKernels.masked(partials.get(at) * scale, t, n, c0 + t, rowPos, window);
+                float p = 0f;
+                if (s > Float.NEGATIVE_INFINITY) {
+                    p = TornadoMath.exp(s - m);
                 }
-                if (s1 > Float.NEGATIVE_INFINITY) {
-                    p1 = TornadoMath.exp(s1 - m);
-                }
-                l += p0 + p1;
-                tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(p0) | (halfBits(p1) << 16);
+                l += p;
+                partials.set(at, p);
+            }
+            for (int j = 0; j < 16; j += 2) {
+                int at = region + (half * 16 + j) * 16 + rr;
+                tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16);
             }
             ctx.localBarrier();
             for (int ks = 0; ks < 2; ks++) {
