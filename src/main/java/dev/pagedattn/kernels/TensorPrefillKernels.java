@@ -32,7 +32,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * </ol>
  * Recomputing {@code Q K^T} costs half the FLOPs again, against a per-chunk round trip of the
  * whole accumulator through memory in one pass. Each chunk's K/V rows are located once (a local
- * table of pool offsets), then every work-item stages 16 fp16 pairs of K (and of V) with four rows'
+ * table of pool offsets), then every work-item stages 16 fp16 pairs of K (and of V) with eight rows'
  * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
  * aligned sub-tiles), three small float arrays and the offsets: {@value #LOCAL_BYTES} bytes.
  *
@@ -217,21 +217,33 @@ public final class TensorPrefillKernels {
                         headStride, kvHead) : -1;
             }
             ctx.localBarrier();
-            // 16 K pairs per work-item, four loads in flight at a time
-            for (int i = 0; i < 4; i++) {
-                int t0 = tFirst + 8 * i;
+            // 16 K pairs per work-item, eight rows' loads in flight at a time
+            for (int i = 0; i < 2; i++) {
+                int t0 = tFirst + 16 * i;
                 int r0 = rowAt[t0];
                 int r1 = rowAt[t0 + 2];
                 int r2 = rowAt[t0 + 4];
                 int r3 = rowAt[t0 + 6];
+                int r4 = rowAt[t0 + 8];
+                int r5 = rowAt[t0 + 10];
+                int r6 = rowAt[t0 + 12];
+                int r7 = rowAt[t0 + 14];
                 int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
                 int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
                 int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
                 int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
+                int k4 = r4 >= 0 ? pairBits(kPool, r4 + dPair) : 0;
+                int k5 = r5 >= 0 ? pairBits(kPool, r5 + dPair) : 0;
+                int k6 = r6 >= 0 ? pairBits(kPool, r6 + dPair) : 0;
+                int k7 = r7 >= 0 ? pairBits(kPool, r7 + dPair) : 0;
                 tile[kIndex(t0, dPair)] = k0;
                 tile[kIndex(t0 + 2, dPair)] = k1;
                 tile[kIndex(t0 + 4, dPair)] = k2;
                 tile[kIndex(t0 + 6, dPair)] = k3;
+                tile[kIndex(t0 + 8, dPair)] = k4;
+                tile[kIndex(t0 + 10, dPair)] = k5;
+                tile[kIndex(t0 + 12, dPair)] = k6;
+                tile[kIndex(t0 + 14, dPair)] = k7;
             }
             ctx.localBarrier();
             for (int mt = 0; mt < 2; mt++) {

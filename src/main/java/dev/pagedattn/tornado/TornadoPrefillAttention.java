@@ -22,6 +22,7 @@ import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.enums.TornadoVMBackendType;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -43,6 +44,11 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * larger step rebuilds the plan, which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
+    /**
+     * Register cap of the tensor kernel on the PTX backend ({@code CU_JIT_MAX_REGISTERS}, a per-plan
+     * JIT flag that replaces tornado-config/ptx.args' process-wide 128 for this plan); 0: none.
+     */
+    public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 0);
     /** Token slots staged per execution; more take extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
     private static final int LOCAL = PrefillGrid.LOCAL;
@@ -223,6 +229,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(device));
+            }
+            if (kernel == PrefillGrid.Kernel.TENSOR) {
+                executionPlan.withCompilerFlags(TornadoVMBackendType.PTX, "CU_JIT_OPTIMIZATION_LEVEL 4"
+                        + (TENSOR_MAX_REGISTERS > 0 ? " CU_JIT_MAX_REGISTERS " + TENSOR_MAX_REGISTERS : ""));
             }
         }
 
