@@ -46,9 +46,11 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 public final class TornadoPrefillAttention implements PrefillAttention {
     /**
      * Register cap of the tensor kernel on the PTX backend ({@code CU_JIT_MAX_REGISTERS}, a per-plan
-     * JIT flag that replaces tornado-config/ptx.args' process-wide 128 for this plan); 0: none.
+     * JIT flag that replaces tornado-config/ptx.args' process-wide flags for this plan); 0: none.
+     * Default 128: the kernel needs 246 uncapped (two work-groups per SM) and spills 288 bytes at
+     * 128 (four), 13% faster on 8 and 32 sequences, 8% slower on one (benchmarks/NOTES.md).
      */
-    public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 0);
+    public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 128);
     /** Token slots staged per execution; more take extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
     private static final int LOCAL = PrefillGrid.LOCAL;
