@@ -271,7 +271,9 @@ public final class TensorPrefillKernels {
             mRow[row] = m;
         }
 
-        // pass 2: P = exp(S - max), O += P V
+        // pass 2: P = exp(S - max), O += P V. Its staging and S steps repeat pass 1's: a helper cannot take the
+        // local tile (TornadoVM 5.2 mis-addresses local arrays passed to helpers), and one loop over both passes
+        // would carry the 16 accumulators through a conditional.
         float l = 0f;
         float[] o0 = ctx.mmaFragment(0f);
         float[] o1 = ctx.mmaFragment(0f);

@@ -6,7 +6,6 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
 import dev.pagedattn.kernels.TensorPrefillKernels;
-import java.util.Locale;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
@@ -40,10 +39,10 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         /** {@link TensorPrefillKernels}: fp16 pools, head dim 128, PTX and CUDA backends. */
         TENSOR;
 
-        /** {@code auto}, {@code scalar} or {@code tensor}; anything else is refused by name. */
+        /** {@code auto}, {@code scalar} or {@code tensor} (any case); anything else is refused by name. */
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
-                if (k.name().toLowerCase(Locale.ROOT).equals(name)) {
+                if (k.name().equalsIgnoreCase(name)) {
                     return k;
                 }
             }
