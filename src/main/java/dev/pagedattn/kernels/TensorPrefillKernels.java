@@ -32,7 +32,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * </ol>
  * Recomputing {@code Q K^T} costs half the FLOPs again, against a per-chunk round trip of the
  * whole accumulator through memory in one pass. Each chunk's K/V rows are located once (a local
- * table of pool offsets), then every work-item stages 16 fp16 pairs of K (and of V) with eight rows'
+ * table of pool offsets, filled one chunk ahead while the current chunk's loads are in flight), then every work-item stages 16 fp16 pairs of K (and of V) with eight rows'
  * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
  * aligned sub-tiles), three small float arrays and the offsets: {@value #LOCAL_BYTES} bytes.
  *
@@ -67,7 +67,7 @@ public final class TensorPrefillKernels {
     private static final int P_AT = V_AT + CHUNK * HEAD_DIM / 2;
     private static final int TILE_INTS = P_AT + ROWS * CHUNK / 2;
     /** Local memory per work-group. */
-    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + CHUNK);
+    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + 2 * CHUNK);
 
     private TensorPrefillKernels() {
     }
@@ -103,6 +103,12 @@ public final class TensorPrefillKernels {
                          int headStride, int kvHead) {
         int block = blockTables.get(tableRow + pos / blockSize);
         return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
+    }
+
+    /** {@link #rowOffset} of context position {@code pos}, or -1 at or past {@code hi} (the end of the visible context). */
+    static int locate(IntArray blockTables, int tableRow, int pos, int hi, int blockSize, int layerBase, int blockStride,
+                      int headStride, int kvHead) {
+        return pos < hi ? rowOffset(blockTables, tableRow, pos, blockSize, layerBase, blockStride, headStride, kvHead) : -1;
     }
 
     /** Int index of K element pair (t, d..d+1) of a chunk: A tile (t / 16, d / 16), row t % 16. */
@@ -174,7 +180,7 @@ public final class TensorPrefillKernels {
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] max over the visible context
-        int[] rowAt = ctx.allocateIntLocalArray(CHUNK);       // [token of the chunk] pool offset of its K/V row, -1: none
+        int[] rowAt = ctx.allocateIntLocalArray(2 * CHUNK);   // [buffer][token of the chunk] pool offset of its K/V row, -1: none
 
         // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
         // element is converted straight from its load: TornadoVM 5.2's PTX backend rounds a HalfFloat made from a
@@ -209,25 +215,26 @@ public final class TensorPrefillKernels {
         int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk
 
         // pass 1: the row max over the visible context
+        if (tid < CHUNK) {
+            rowAt[tid] = locate(blockTables, seq * maxBlocks, lo + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
+        }
+        ctx.localBarrier();
+        int buf = 0;
         float m = Float.NEGATIVE_INFINITY;
         for (int c0 = lo; c0 < hi; c0 += CHUNK) {
             int n = TornadoMath.min(CHUNK, hi - c0);
-            if (tid < CHUNK) {
-                rowAt[tid] = tid < n ? rowOffset(blockTables, seq * maxBlocks, c0 + tid, blockSize, layerBase, blockStride,
-                        headStride, kvHead) : -1;
-            }
-            ctx.localBarrier();
+            int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
             // 16 K pairs per work-item, eight rows' loads in flight at a time
             for (int i = 0; i < 2; i++) {
                 int t0 = tFirst + 16 * i;
-                int r0 = rowAt[t0];
-                int r1 = rowAt[t0 + 2];
-                int r2 = rowAt[t0 + 4];
-                int r3 = rowAt[t0 + 6];
-                int r4 = rowAt[t0 + 8];
-                int r5 = rowAt[t0 + 10];
-                int r6 = rowAt[t0 + 12];
-                int r7 = rowAt[t0 + 14];
+                int r0 = rowAt[rb + t0];
+                int r1 = rowAt[rb + t0 + 2];
+                int r2 = rowAt[rb + t0 + 4];
+                int r3 = rowAt[rb + t0 + 6];
+                int r4 = rowAt[rb + t0 + 8];
+                int r5 = rowAt[rb + t0 + 10];
+                int r6 = rowAt[rb + t0 + 12];
+                int r7 = rowAt[rb + t0 + 14];
                 int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
                 int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
                 int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
@@ -244,6 +251,10 @@ public final class TensorPrefillKernels {
                 tile[kIndex(t0 + 10, dPair)] = k5;
                 tile[kIndex(t0 + 12, dPair)] = k6;
                 tile[kIndex(t0 + 14, dPair)] = k7;
+            }
+            if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
+                rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
+                        blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
             for (int mt = 0; mt < 2; mt++) {
@@ -263,8 +274,13 @@ public final class TensorPrefillKernels {
                 float s = PrefillKernels.masked(partials.get(region + t * 16 + rr) * scale, t, n, c0 + t, rowPos, window);
                 m = TornadoMath.max(m, s);
             }
+            buf = 1 - buf;
         }
         mPart[tid] = m;
+        if (tid < CHUNK) {                                    // pass 2 starts over at the first chunk
+            rowAt[tid] = locate(blockTables, seq * maxBlocks, lo + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
+        }
+        buf = 0;
         ctx.localBarrier();
         m = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
         if (half == 0) {
@@ -294,18 +310,14 @@ public final class TensorPrefillKernels {
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         for (int c0 = lo; c0 < hi; c0 += CHUNK) {
             int n = TornadoMath.min(CHUNK, hi - c0);
-            if (tid < CHUNK) {
-                rowAt[tid] = tid < n ? rowOffset(blockTables, seq * maxBlocks, c0 + tid, blockSize, layerBase, blockStride,
-                        headStride, kvHead) : -1;
-            }
-            ctx.localBarrier();
+            int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
             // 16 K and 16 V pairs per work-item, four of each in flight at a time
             for (int i = 0; i < 4; i++) {
                 int t0 = tFirst + 8 * i;
-                int r0 = rowAt[t0];
-                int r1 = rowAt[t0 + 2];
-                int r2 = rowAt[t0 + 4];
-                int r3 = rowAt[t0 + 6];
+                int r0 = rowAt[rb + t0];
+                int r1 = rowAt[rb + t0 + 2];
+                int r2 = rowAt[rb + t0 + 4];
+                int r3 = rowAt[rb + t0 + 6];
                 int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
                 int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
                 int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
@@ -322,6 +334,10 @@ public final class TensorPrefillKernels {
                 tile[vIndex(t0 + 2, dPair)] = v1;
                 tile[vIndex(t0 + 4, dPair)] = v2;
                 tile[vIndex(t0 + 6, dPair)] = v3;
+            }
+            if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
+                rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
+                        blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
             for (int mt = 0; mt < 2; mt++) {
@@ -375,6 +391,7 @@ public final class TensorPrefillKernels {
                 o15 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 15 * 64) * 4), o15, MMAShape.M16N8K16);
             }
             ctx.localBarrier();
+            buf = 1 - buf;
         }
         ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
         ctx.mmaStore(o1, partials, 0, region + 8, HEAD_DIM);
