@@ -98,17 +98,17 @@ public final class TensorPrefillKernels {
         return (pool.get(at).getHalfFloatValue() & 0xFFFF) | (pool.get(at + 1).getHalfFloatValue() << 16);
     }
 
-    /** Pool offset of dim 0 of the K/V row of context position {@code pos} (block table row at {@code tableRow}). */
-    static int rowOffset(IntArray blockTables, int tableRow, int pos, int blockSize, int layerBase, int blockStride,
-                         int headStride, int kvHead) {
-        int block = blockTables.get(tableRow + pos / blockSize);
-        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
-    }
-
-    /** {@link #rowOffset} of context position {@code pos}, or -1 at or past {@code hi} (the end of the visible context). */
+    /**
+     * Pool offset of dim 0 of the K/V row of context position {@code pos} (block table row at
+     * {@code tableRow}), or -1 at or past {@code hi} (the end of the visible context).
+     */
     static int locate(IntArray blockTables, int tableRow, int pos, int hi, int blockSize, int layerBase, int blockStride,
                       int headStride, int kvHead) {
-        return pos < hi ? rowOffset(blockTables, tableRow, pos, blockSize, layerBase, blockStride, headStride, kvHead) : -1;
+        if (pos >= hi) {
+            return -1;
+        }
+        int block = blockTables.get(tableRow + pos / blockSize);
+        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
     }
 
     /** Int index of K element pair (t, d..d+1) of a chunk: A tile (t / 16, d / 16), row t % 16. */

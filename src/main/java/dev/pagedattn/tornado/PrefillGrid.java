@@ -71,11 +71,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
     /** Most partial elements a split may need (1 GiB of fp32); beyond it the split is coarser. */
     static final long MAX_PARTIAL_ELEMENTS = 1L << 28;
 
-    /** The scalar kernel's grid. */
-    public static PrefillGrid plan(AttentionSpec spec, PrefillBatch batch) {
-        return plan(spec, batch, Kernel.SCALAR);
-    }
-
     /** The grid of {@code kernel} (SCALAR or TENSOR) for this batch. */
     public static PrefillGrid plan(AttentionSpec spec, PrefillBatch batch, Kernel kernel) {
         if (kernel == Kernel.AUTO) {

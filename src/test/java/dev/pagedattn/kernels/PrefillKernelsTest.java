@@ -41,7 +41,7 @@ class PrefillKernelsTest {
         long seed = TestSeeds.fresh("PrefillKernelsTest " + c.name());
         PrefillWorkload w = c.workload(seed);
         double[] ref = w.reference();
-        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch());
+        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.SCALAR);
         // partitions of KV_TILE tokens: every boundary case of the merge (rows that see nothing of a partition)
         PrefillGrid split = splitInto(plain, w.batch(), PrefillKernels.KV_TILE);
         KernelEmulator.Schedule[] orders = KernelEmulator.Schedule.values();

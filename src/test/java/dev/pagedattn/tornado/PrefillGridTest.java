@@ -28,7 +28,7 @@ class PrefillGridTest {
 
     @Test
     void chunkedPrefillOf512TokensFillsTheGpuWithoutASplit() {
-        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8704, 512));
+        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8704, 512), PrefillGrid.Kernel.SCALAR);
         // head dim 128: 16 rows = 4 heads x 4 tokens; 128 query tiles x 8 KV heads
         assertEquals(1, g.headTiles());
         assertEquals(128, g.maxQTiles());
@@ -38,7 +38,7 @@ class PrefillGridTest {
 
     @Test
     void fewQueriesOverALongPrefixAreSplitInWholeChunks() {
-        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8192, 4));
+        PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8192, 4), PrefillGrid.Kernel.SCALAR);
         assertTrue(g.maxPartitions() > 1 && g.maxPartitions() <= 8192 / 512, g.toString());
         assertEquals(0, g.partitionTokens() % PrefillKernels.KV_TILE, g.toString());
         assertTrue((long) g.partitionTokens() * g.maxPartitions() >= 8192, g.toString());
@@ -49,7 +49,7 @@ class PrefillGridTest {
     void largeGroupsAreCutIntoHeadTiles() {
         KvCacheConfig mqa = KvCacheConfig.of(100, 16, 1, 128, KvDtype.FP16);
         PrefillGrid g = PrefillGrid.plan(AttentionSpec.of(mqa, 64), PrefillBatch.of(
-                DecodeBatch.of(mqa, new int[][] {new int[4]}, new int[] {50}), new int[] {5}, PrefillBatch.NO_WINDOW));
+                DecodeBatch.of(mqa, new int[][] {new int[4]}, new int[] {50}), new int[] {5}, PrefillBatch.NO_WINDOW), PrefillGrid.Kernel.SCALAR);
         assertEquals(4, g.headTiles(), g.toString()); // 16 rows of 128 dims: 16 heads x 1 token
         assertEquals(5, g.maxQTiles(), g.toString());
     }
