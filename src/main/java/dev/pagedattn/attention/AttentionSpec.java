@@ -35,6 +35,18 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         return new AttentionSpec(numQHeads, config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())));
     }
 
+    /**
+     * The spec one of {@code shards} KV-head shards of a layer sees
+     * ({@link KvCacheConfig#poolShards()}): {@code numKvHeads / shards} KV heads and their query
+     * heads; this spec itself for one shard.
+     */
+    public AttentionSpec shard(int shards) {
+        if (shards < 1 || numKvHeads % shards != 0) {
+            throw new IllegalArgumentException("shards=" + shards + " does not divide numKvHeads=" + numKvHeads);
+        }
+        return shards == 1 ? this : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale);
+    }
+
     /** Query heads per KV head. */
     public int groupSize() {
         return numQHeads / numKvHeads;

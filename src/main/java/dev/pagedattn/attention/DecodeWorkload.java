@@ -98,7 +98,8 @@ public final class DecodeWorkload {
         if (numBlocks > maxBlocks) {
             throw new IllegalArgumentException("batch=" + numSeqs + " context up to " + maxLen + " needs " + numBlocks
                     + " blocks of " + blockSize + " tokens x " + numKvHeads + " KV heads x " + headDim + " dims, but one layer's pool holds"
-                    + " at most " + maxBlocks + " blocks (" + KvCacheConfig.MAX_POOL_ELEMENTS + " elements: TornadoVM arrays are int-indexed)");
+                    + " at most " + maxBlocks + " blocks (split into one array per KV head, each at most "
+                    + KvCacheConfig.MAX_POOL_ELEMENTS + " elements: TornadoVM arrays are int-indexed)");
         }
         long poolBlocks = numBlocks + spareBlocks(numSeqs, numBlocks, maxBlocks);
         if (kvMemoryBytes > 0) {
@@ -155,9 +156,21 @@ public final class DecodeWorkload {
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq,
                                         dev.pagedattn.quant.KvScales scales) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, numLayers, spareTokensPerSeq,
+                scales, KvCacheConfig.MAX_POOL_ELEMENTS);
+    }
+
+    /**
+     * Same, with native arrays of at most {@code maxPoolElements} elements: a smaller value splits
+     * each layer into KV-head shards ({@link KvCacheConfig#poolShards()}) as a huge cache is split.
+     */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq,
+                                        dev.pagedattn.quant.KvScales scales, int maxPoolElements) {
         Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers,
                 spareTokensPerSeq);
-        KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers);
+        KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers,
+                maxPoolElements);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, seed);

@@ -43,10 +43,10 @@ public final class JvmDecodeAttention implements DecodeAttention {
     // The step in progress: written under the lock before the workers start, read by them.
     private DecodeBatch batch;
     private int layer;
-    private MemorySegment keys;   // [poolElements] of the pool dtype
-    private MemorySegment values; // [poolElements] of the pool dtype
-    private KvPool keyPool;       // the layer's pools: their scales (8-bit)
-    private KvPool valuePool;
+    private final MemorySegment[] keys;   // [poolShards] of [poolElements] of the pool dtype
+    private final MemorySegment[] values; // [poolShards] of [poolElements] of the pool dtype
+    private final KvPool[] keyPools;      // [poolShards]: the layer's pools, their scales (8-bit)
+    private final KvPool[] valuePools;
     private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
     private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
     private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // q and out (positions 2, 3)
@@ -56,6 +56,11 @@ public final class JvmDecodeAttention implements DecodeAttention {
         spec.requireMatches(cache.config());
         this.cache = cache;
         this.spec = spec;
+        int shards = cache.config().poolShards();
+        this.keys = new MemorySegment[shards];
+        this.values = new MemorySegment[shards];
+        this.keyPools = new KvPool[shards];
+        this.valuePools = new KvPool[shards];
         int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
         if (threads < 1) {
             throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
@@ -88,10 +93,12 @@ public final class JvmDecodeAttention implements DecodeAttention {
         plan.build(batch, workers.numThreads());
         this.batch = batch;
         this.layer = layer;
-        this.keyPool = cache.keys(layer);
-        this.valuePool = cache.values(layer);
-        this.keys = keyPool.segment();
-        this.values = valuePool.segment();
+        for (int s = 0; s < keyPools.length; s++) {
+            keyPools[s] = cache.keys(layer, s);
+            valuePools[s] = cache.values(layer, s);
+            keys[s] = keyPools[s].segment();
+            values[s] = valuePools[s].segment();
+        }
         this.q = segment(q, 2);
         this.out = segment(out, 3);
         try {
@@ -124,7 +131,9 @@ public final class JvmDecodeAttention implements DecodeAttention {
         KvLayout layout = cache.layout();
         int seq = plan.seq(item);
         int kvHead = plan.kvHead(item);
-        kernel.attend(keys, values, keyPool.scale(kvHead), valuePool.scale(kvHead), layout, batch, layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
+        int shard = layout.shardOf(kvHead);
+        kernel.attend(keys[shard], values[shard], keyPools[shard].scale(kvHead), valuePools[shard].scale(kvHead), layout, batch,
+                layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
                 q, spec.numQHeads(), spec.scale(), PREFETCH);
         int slot = plan.slot(item);
         if (slot == JvmSplitPlan.NO_PARTIAL) {

@@ -78,8 +78,8 @@ public final class JvmPrefillAttention implements PrefillAttention {
     private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out) {
         DecodeBatch kv = batch.kv();
         KvLayout layout = cache.layout();
-        KvPool keys = cache.keys(layer);
-        KvPool values = cache.values(layer);
+        KvPool keys = cache.keys(layer, layout.shardOf(kvHead));
+        KvPool values = cache.values(layer, layout.shardOf(kvHead));
         int d = spec.headDim();
         int g = spec.groupSize();
         int bs = cache.config().blockSize();

@@ -39,6 +39,14 @@ public final class PrefillWorkload {
     public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
                                          int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq,
                                          dev.pagedattn.quant.KvScales scales) {
+        return create(lengths, qLens, window, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, spareTokensPerSeq, scales,
+                dev.pagedattn.cache.KvCacheConfig.MAX_POOL_ELEMENTS);
+    }
+
+    /** Same, with native arrays of at most {@code maxPoolElements} elements (smaller: a layer split into KV-head shards). */
+    public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
+                                         int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq,
+                                         dev.pagedattn.quant.KvScales scales, int maxPoolElements) {
         if (qLens.length != lengths.length) {
             throw new IllegalArgumentException("qLens.length=" + qLens.length + " does not match lengths.length=" + lengths.length);
         }
@@ -47,7 +55,8 @@ public final class PrefillWorkload {
                 throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " exceeds contextLen[" + i + "]=" + lengths[i]);
             }
         }
-        DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq, scales);
+        DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq, scales,
+                maxPoolElements);
         PrefillBatch batch = PrefillBatch.of(kv.batch(), qLens, window);
         SplittableRandom random = new SplittableRandom(seed ^ 0x9F11L);
         FloatArray q = new FloatArray(batch.totalQueries() * numQHeads * headDim);

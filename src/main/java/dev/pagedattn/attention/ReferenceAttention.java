@@ -2,6 +2,7 @@ package dev.pagedattn.attention;
 
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvLayout;
+import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.cache.PageTable;
 import java.util.stream.IntStream;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -45,12 +46,14 @@ public final class ReferenceAttention {
         int bs = cache.config().blockSize();
         int d = cache.config().headDim();
         KvLayout layout = cache.layout();
+        KvPool keys = cache.keys(layer, layout.shardOf(kvHead));
+        KvPool values = cache.values(layer, layout.shardOf(kvHead));
         for (int pos = 0; pos < len; pos++) {
             int block = table.block(pos / bs);
             for (int e = 0; e < d; e++) {
                 int at = layout.offset(block, kvHead, pos % bs, e);
-                k[pos * d + e] = cache.keys(layer).get(at);
-                v[pos * d + e] = cache.values(layer).get(at);
+                k[pos * d + e] = keys.get(at);
+                v[pos * d + e] = values.get(at);
             }
         }
     }

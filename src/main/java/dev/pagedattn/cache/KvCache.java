@@ -80,14 +80,32 @@ public final class KvCache {
         return store.layout();
     }
 
-    /** The K pool of {@code layer}. */
+    /** The K pool of {@code layer}; a sharded layer ({@link KvCacheConfig#poolShards()} > 1) has no single pool: use {@link #keys(int, int)}. */
     public KvPool keys(int layer) {
-        return store.keys(layer);
+        return store.keys(layer, requireUnsharded(layer));
     }
 
-    /** The V pool of {@code layer}. */
+    /** The V pool of {@code layer}, unsharded layers only (see {@link #keys(int)}). */
     public KvPool values(int layer) {
-        return store.values(layer);
+        return store.values(layer, requireUnsharded(layer));
+    }
+
+    /** The K pool array of {@code layer} holding KV heads {@code shard * headsPerShard ..} (one shard). */
+    public KvPool keys(int layer, int shard) {
+        return store.keys(layer, shard);
+    }
+
+    /** The V pool array of {@code layer} for {@code shard}. */
+    public KvPool values(int layer, int shard) {
+        return store.values(layer, shard);
+    }
+
+    private int requireUnsharded(int layer) {
+        if (config.poolShards() > 1) {
+            throw new IllegalStateException("layer=" + layer + " is split into poolShards=" + config.poolShards()
+                    + " arrays of " + config.headsPerShard() + " KV heads: ask for keys(layer, shard)");
+        }
+        return 0;
     }
 
     /** Which slots changed, for executors that mirror the pools on a device. */
@@ -253,12 +271,14 @@ public final class KvCache {
 
     /** Element {@code dim} of K for (seq, layer, position, kvHead), found through the page table. */
     public synchronized float readK(int seq, int layer, int position, int kvHead, int dim) {
-        return store.keys(layer).get(store.locate(table(seq), seq, position, kvHead, dim));
+        int at = store.locate(table(seq), seq, position, kvHead, dim); // validates kvHead before it picks a shard
+        return store.keys(layer, store.layout().shardOf(kvHead)).get(at);
     }
 
     /** Element {@code dim} of V for (seq, layer, position, kvHead), found through the page table. */
     public synchronized float readV(int seq, int layer, int position, int kvHead, int dim) {
-        return store.values(layer).get(store.locate(table(seq), seq, position, kvHead, dim));
+        int at = store.locate(table(seq), seq, position, kvHead, dim);
+        return store.values(layer, store.layout().shardOf(kvHead)).get(at);
     }
 
     /** Padded block tables and lengths for a decode over {@code seqs}. */

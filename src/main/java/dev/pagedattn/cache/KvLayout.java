@@ -5,10 +5,11 @@ package dev.pagedattn.cache;
  * fp64 reference, the kernel emulator and the TornadoVM kernels all go through these methods.
  *
  * <pre>
- *  every layer has its own K pool and V pool, one native array each, int-indexed
- *  (like vLLM's per-layer kv_cache tensors):
+ *  every layer has its own K pool and V pool (like vLLM's per-layer kv_cache tensors), each one
+ *  int-indexed native array, or S of them (shards, by KV head) when a layer is larger than one
+ *  array holds (KvCacheConfig.poolShards):
  *
- *  layer l, K (or V):  [block][kvHead][slot][dim]
+ *  layer l, K (or V), shard s:  [block][kvHead - s * headsPerShard][slot][dim]
  *
  *  block b (the same id addresses the same token slots in every layer) ---+
  *  | kvHead 0                         | kvHead 1      | ...               |
@@ -17,8 +18,8 @@ package dev.pagedattn.cache;
  *  | ...  (blockSize slots)           |               |                   |
  *  +----------------------------------------------------------------------+
  *   headStride   = blockSize * headDim
- *   blockStride  = numKvHeads * headStride
- *   poolElements = numBlocks * blockStride   (< 2^31, see KvCacheConfig.MAX_POOL_ELEMENTS)
+ *   blockStride  = headsPerShard * headStride      (headsPerShard = numKvHeads when unsharded)
+ *   poolElements = numBlocks * blockStride         (one shard's array, < 2^31)
  * </pre>
  *
  * <p>Why this order: the decode kernel gives one work-group to a (sequence, KV head) pair. For each
@@ -30,22 +31,24 @@ package dev.pagedattn.cache;
  * cheap because appends are rare compared with reads.
  *
  * <p>Why a pool per layer: one array for every layer would cap the whole cache at 2^31 elements
- * per pool (65k tokens of Llama-3-8B); per layer the cap applies to one layer only.
+ * per pool (65k tokens of Llama-3-8B); per layer the cap applies to one layer only. Why shards by
+ * KV head: a work-group reads one KV head, so a kernel launched over one shard sees an ordinary
+ * pool of {@code headsPerShard} heads and needs no change; offsets stay {@code int}.
  */
 public final class KvLayout {
     private final int numBlocks;
-    private final int numKvHeads;
+    private final int numKvHeads; // per shard
     private final int blockSize;
     private final int headDim;
 
     public KvLayout(KvCacheConfig config) {
         this.numBlocks = config.numBlocks();
-        this.numKvHeads = config.numKvHeads();
+        this.numKvHeads = config.headsPerShard();
         this.blockSize = config.blockSize();
         this.headDim = config.headDim();
     }
 
-    /** Elements in one layer's pool. */
+    /** Elements in one pool array (a layer's pool, or one shard of it). */
     public int poolElements() {
         return numBlocks * blockStride();
     }
@@ -58,9 +61,22 @@ public final class KvLayout {
         return numKvHeads * headStride();
     }
 
-    /** Offset of element {@code dim} of {@code slot} in {@code block}, head {@code kvHead}, in a layer's pool. */
+    /** KV heads in each pool array ({@code numKvHeads} unless the layer is sharded). */
+    public int headsPerShard() {
+        return numKvHeads;
+    }
+
+    /** The shard (pool array) holding {@code kvHead}. */
+    public int shardOf(int kvHead) {
+        return kvHead / numKvHeads;
+    }
+
+    /**
+     * Offset of element {@code dim} of {@code slot} in {@code block}, head {@code kvHead} (of the
+     * layer), in the pool array of {@link #shardOf shardOf(kvHead)}.
+     */
     public int offset(int block, int kvHead, int slot, int dim) {
-        return offset(0, blockStride(), headStride(), headDim, block, kvHead, slot, dim);
+        return offset(0, blockStride(), headStride(), headDim, block, kvHead % numKvHeads, slot, dim);
     }
 
     /** Offset of the first element of a (block, head) tile: the start of its contiguous run. */
@@ -68,14 +84,14 @@ public final class KvLayout {
         return offset(block, kvHead, 0, 0);
     }
 
-    /** The KV head an element offset belongs to (its tile's head): what picks a per-head scale. */
+    /** The KV head, within its shard, an element offset belongs to (its tile's head): what picks a per-head scale. */
     public int kvHeadOf(int offset) {
         return offset % blockStride() / headStride();
     }
 
     /**
      * Offset of (block, head 0, slot, dim 0) for a slot id {@code block * blockSize + slot}, the
-     * form {@link DirtySlotJournal#drain} returns.
+     * form {@link DirtySlotJournal#drain} returns; the same offset in every shard.
      */
     public int slotOffset(int slotId) {
         return offset(slotId / blockSize, 0, slotId % blockSize, 0);

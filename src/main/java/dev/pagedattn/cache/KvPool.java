@@ -30,7 +30,8 @@ public final class KvPool {
     private final int size;
     private final QuantFormat format; // null for fp16/fp32
     private final KvLayout layout;    // null: one head (scales[0]) for the whole pool
-    private final float[] scales;     // [numKvHeads] of this layer, 8-bit dtypes only
+    private final float[] scales;     // [headsPerShard] of this layer's shard, 8-bit dtypes only
+    private final int headBase;       // the layer's KV head of this pool's head 0 (shard * headsPerShard)
 
     KvPool(KvDtype dtype, int numElements) {
         this(dtype, numElements, Integer.MAX_VALUE);
@@ -38,16 +39,21 @@ public final class KvPool {
 
     /** A pool that takes the past-2-GiB path above {@code maxConstructorBytes} (tests); 8-bit: scale 1. */
     KvPool(KvDtype dtype, int numElements, long maxConstructorBytes) {
-        this(dtype, numElements, maxConstructorBytes, null, new float[] {1f});
+        this(dtype, numElements, maxConstructorBytes, null, new float[] {1f}, 0);
     }
 
-    /** A pool of {@code layout}'s shape; {@code scales: [numKvHeads]} this layer's K (or V) scales (8-bit only). */
-    KvPool(KvDtype dtype, int numElements, long maxConstructorBytes, KvLayout layout, float[] scales) {
+    /**
+     * A pool array of {@code layout}'s shape holding the layer's KV heads {@code headBase ..
+     * headBase + layout.headsPerShard() - 1}; {@code scales: [headsPerShard]} their K (or V)
+     * scales (8-bit only).
+     */
+    KvPool(KvDtype dtype, int numElements, long maxConstructorBytes, KvLayout layout, float[] scales, int headBase) {
         this.dtype = dtype;
         this.size = numElements;
         this.format = dtype.format();
         this.layout = layout;
         this.scales = format == null ? null : scales.clone();
+        this.headBase = headBase;
         this.array = NativeArrays.tryAllocate(dtype, numElements, maxConstructorBytes);
         this.payload = array != null ? array.getSegment() : NativeArrays.segment(dtype, numElements);
     }
@@ -57,9 +63,19 @@ public final class KvPool {
         return format;
     }
 
-    /** The scale of {@code kvHead}'s elements (8-bit pools; 1 for fp16/fp32). */
+    /** The scale of the layer's KV head {@code kvHead} (one this pool holds; 8-bit pools; 1 for fp16/fp32). */
     public float scale(int kvHead) {
-        return scales == null ? 1f : scales[layout == null ? 0 : kvHead];
+        if (scales == null) {
+            return 1f;
+        }
+        if (layout == null) {
+            return scales[0];
+        }
+        if (kvHead < headBase || kvHead >= headBase + scales.length) {
+            throw new IllegalArgumentException("kvHead=" + kvHead + " is not in this pool (heads " + headBase + ".."
+                    + (headBase + scales.length - 1) + ")");
+        }
+        return scales[kvHead - headBase];
     }
 
     private float scaleAt(int index) {

@@ -3,31 +3,36 @@ package dev.pagedattn.cache;
 import dev.pagedattn.quant.KvScales;
 
 /**
- * The K and V pools of every layer ({@code [numLayers]} of {@link KvPool}, laid out by
+ * The K and V pools of every layer ({@code [numLayers][poolShards]} of {@link KvPool}, laid out by
  * {@link KvLayout}) and the journal of what changed in them. Addressed by physical block and
  * slot: which sequence owns a block is {@link KvCache}'s business. Only the cache writes here.
  */
 final class KvStore {
     private final KvCacheConfig config;
     private final KvLayout layout;
-    private final KvPool[] keys;   // [numLayers], each [numBlocks][numKvHeads][blockSize][headDim]
-    private final KvPool[] values; // same shape as keys
+    private final KvPool[][] keys;   // [numLayers][poolShards], each [numBlocks][headsPerShard][blockSize][headDim]
+    private final KvPool[][] values; // same shape as keys
     private final DirtySlotJournal journal;
 
     /** {@code scales}: null for fp16/fp32; for 8-bit dtypes the cache's checked scales. */
     KvStore(KvCacheConfig config, KvScales scales) {
         this.config = config;
         this.layout = new KvLayout(config);
-        this.keys = new KvPool[config.numLayers()];
-        this.values = new KvPool[config.numLayers()];
+        int shards = config.poolShards();
+        this.keys = new KvPool[config.numLayers()][shards];
+        this.values = new KvPool[config.numLayers()][shards];
         int heads = config.numKvHeads();
+        int per = config.headsPerShard();
         float[] k = scales == null ? new float[config.numLayers() * heads] : scales.kPerHead(); // [numLayers][numKvHeads]
         float[] v = scales == null ? k : scales.vPerHead();
         for (int l = 0; l < config.numLayers(); l++) {
-            keys[l] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
-                    java.util.Arrays.copyOfRange(k, l * heads, (l + 1) * heads));
-            values[l] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
-                    java.util.Arrays.copyOfRange(v, l * heads, (l + 1) * heads));
+            for (int s = 0; s < shards; s++) {
+                int from = l * heads + s * per;
+                keys[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
+                        java.util.Arrays.copyOfRange(k, from, from + per), s * per);
+                values[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
+                        java.util.Arrays.copyOfRange(v, from, from + per), s * per);
+            }
         }
         this.journal = new DirtySlotJournal(config);
     }
@@ -40,12 +45,12 @@ final class KvStore {
         return journal;
     }
 
-    KvPool keys(int layer) {
-        return keys[requireLayer(layer)];
+    KvPool keys(int layer, int shard) {
+        return keys[requireLayer(layer)][requireShard(shard)];
     }
 
-    KvPool values(int layer) {
-        return values[requireLayer(layer)];
+    KvPool values(int layer, int shard) {
+        return values[requireLayer(layer)][requireShard(shard)];
     }
 
     /** Stores one token ({@code [numKvHeads][headDim]} from {@code k[from]}, {@code v[from]}) in (layer, block, slot). */
@@ -53,8 +58,8 @@ final class KvStore {
         int d = config.headDim();
         for (int h = 0; h < config.numKvHeads(); h++) {
             int at = layout.offset(block, h, slot, 0);
-            keys[layer].write(at, k, from + h * d, d);
-            values[layer].write(at, v, from + h * d, d);
+            keys[layer][layout.shardOf(h)].write(at, k, from + h * d, d);
+            values[layer][layout.shardOf(h)].write(at, v, from + h * d, d);
         }
         journal.mark(layer, block, slot);
     }
@@ -63,8 +68,8 @@ final class KvStore {
     void copyBlock(int from, int to, int numSlots) {
         for (int l = 0; l < config.numLayers(); l++) {
             for (int h = 0; h < config.numKvHeads(); h++) {
-                keys[l].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
-                values[l].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
+                keys[l][layout.shardOf(h)].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
+                values[l][layout.shardOf(h)].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
             }
         }
         journal.markBlock(to, numSlots);
@@ -73,13 +78,19 @@ final class KvStore {
     /** Every element of every pool uniform in [-1, 1); deterministic for a seed. */
     void fillUniform(long seed) {
         for (int l = 0; l < config.numLayers(); l++) {
-            keys[l].fillUniform(seed + 2L * l);
-            values[l].fillUniform(~(seed + 2L * l));
+            for (int s = 0; s < keys[l].length; s++) {
+                long sub = seed + 2L * l + 0x1000_0000L * s; // shard 0: the unsharded cache's values
+                keys[l][s].fillUniform(sub);
+                values[l][s].fillUniform(~sub);
+            }
         }
         journal.markAll();
     }
 
-    /** Pool offset of (position, kvHead, dim) of sequence {@code seq} with page table {@code t}; names bad values. */
+    /**
+     * Offset of (position, kvHead, dim) of sequence {@code seq} with page table {@code t} in the
+     * pool array of {@code layout.shardOf(kvHead)}; names bad values.
+     */
     int locate(PageTable t, int seq, int position, int kvHead, int dim) {
         if (position < 0 || position >= t.numTokens()) {
             throw new IllegalArgumentException("position=" + position + " is outside [0, " + t.numTokens() + ") of seq=" + seq);
@@ -88,6 +99,13 @@ final class KvStore {
             throw new IllegalArgumentException("kvHead=" + kvHead + " dim=" + dim + " is outside the cache shape");
         }
         return layout.offset(t.block(position / config.blockSize()), kvHead, position % config.blockSize(), dim);
+    }
+
+    private int requireShard(int shard) {
+        if (shard < 0 || shard >= keys[0].length) {
+            throw new IllegalArgumentException("shard=" + shard + " is outside [0, " + keys[0].length + ")");
+        }
+        return shard;
     }
 
     int requireLayer(int layer) {

@@ -190,9 +190,9 @@ final class BenchCommand implements Callable<Integer> {
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
         String dt = dtype.toLowerCase();
-        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, HEAD_DIM)) { // one layer's pool is one int-indexed array
+        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, HEAD_DIM)) { // even one int-indexed array per KV head is too small
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
-                    Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "layer pool over 2^31 elements (one native array)"));
+                    Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "one KV head of a layer over 2^31 elements (one native array)"));
             System.out.printf("%5d x %-12s does not fit one layer's native array%n", lengths.length, context);
             return rows;
         }

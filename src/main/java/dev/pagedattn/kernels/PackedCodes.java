@@ -24,15 +24,25 @@ public final class PackedCodes {
      * the K scales: a kernel that scales its queries by the K scale can fold the softmax scale in.
      */
     public static FloatArray argument(KvCache cache, int layer, float kFactor) {
-        int hkv = cache.config().numKvHeads();
-        float[] table = cache.keys(layer).format().table();
-        FloatArray a = new FloatArray(DequantTable.SIZE + 2 * hkv);
+        return argument(cache, layer, 0, kFactor);
+    }
+
+    /**
+     * The {@code dequant} argument of one shard of a layer split by KV head
+     * ({@link dev.pagedattn.cache.KvCacheConfig#poolShards()}): its {@code headsPerShard} heads,
+     * numbered from 0 as the shard's kernels see them.
+     */
+    public static FloatArray argument(KvCache cache, int layer, int shard, float kFactor) {
+        int heads = cache.config().headsPerShard();
+        int first = shard * heads;
+        float[] table = cache.keys(layer, shard).format().table();
+        FloatArray a = new FloatArray(DequantTable.SIZE + 2 * heads);
         for (int i = 0; i < DequantTable.SIZE; i++) {
             a.set(i, table[i]);
         }
-        for (int h = 0; h < hkv; h++) {
-            a.set(DequantTable.SIZE + h, cache.keys(layer).scale(h) * kFactor);
-            a.set(DequantTable.SIZE + hkv + h, cache.values(layer).scale(h));
+        for (int h = 0; h < heads; h++) {
+            a.set(DequantTable.SIZE + h, cache.keys(layer, shard).scale(first + h) * kFactor);
+            a.set(DequantTable.SIZE + heads + h, cache.values(layer, shard).scale(first + h));
         }
         return a;
     }

@@ -12,7 +12,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * What the decode and prefill plans share: the host side of the device-side scatter, the grids of
- * the grid-stride helper kernels (scatter, merge) and the device of a "B:D" string.
+ * the grid-stride helper kernels (scatter, merge), the device of a "B:D" string, and how a layer
+ * split into KV-head shards becomes one set of tasks per shard.
  */
 final class PlanParts {
     /** Local size of the grid-stride helper kernels. */
@@ -46,30 +47,37 @@ final class PlanParts {
 
     /**
      * Host side of the device-side scatter ({@link dev.pagedattn.kernels.ScatterKernels}): copies the
-     * current host K/V of {@code rows} dirty token slots {@code dirty[from ..]} of {@code layer}.
+     * current host K/V of {@code rows} dirty token slots {@code dirty[from ..]} of {@code layer}, the
+     * KV heads of {@code shard}.
      *
-     * @param slotOffsets [stagingSlots] pool offset of each staged slot's first element
-     * @param stageK      [stagingSlots][numKvHeads][headDim], the pool's dtype
+     * @param slotOffsets [stagingSlots] pool offset of each staged slot's first element (the same in every shard)
+     * @param stageK      [stagingSlots][headsPerShard][headDim], the pool's dtype
      * @param stageV      same shape
      */
-    static void stage(KvCache cache, int layer, int[] dirty, int from, int rows, IntArray slotOffsets,
+    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
                       TornadoNativeArray stageK, TornadoNativeArray stageV) {
         KvCacheConfig config = cache.config();
-        int width = config.tokenWidth();
+        int heads = config.headsPerShard();
+        int width = heads * config.headDim();
         int headDim = config.headDim();
         int headStride = cache.layout().headStride();
         long bytes = config.dtype().bytes();
-        KvPool keys = cache.keys(layer);
-        KvPool values = cache.values(layer);
+        KvPool keys = cache.keys(layer, shard);
+        KvPool values = cache.values(layer, shard);
         for (int r = 0; r < rows; r++) {
             int base = cache.layout().slotOffset(dirty[from + r]);
             slotOffsets.set(r, base);
-            for (int h = 0; h < config.numKvHeads(); h++) {
+            for (int h = 0; h < heads; h++) {
                 long src = (long) (base + h * headStride) * bytes;
                 long dst = (long) (r * width + h * headDim) * bytes;
                 MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, headDim * bytes);
                 MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, headDim * bytes);
             }
         }
+    }
+
+    /** A task name, numbered after the first shard's: {@code attention}, {@code attention1}, ... */
+    static String taskName(String task, int shard) {
+        return shard == 0 ? task : task + shard;
     }
 }

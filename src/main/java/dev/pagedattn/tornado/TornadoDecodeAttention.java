@@ -69,6 +69,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final KvCache cache;
     private final KvCacheConfig config;
     private final AttentionSpec spec;
+    private final AttentionSpec shardSpec; // what each shard's kernels see (spec itself for an unsharded layer)
     private final String device;
     private final String variant;
     private final DecodeGrid.Kernel requestedKernel;
@@ -116,6 +117,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.cache = cache;
         this.config = cache.config();
         this.spec = spec;
+        this.shardSpec = spec.shard(config.poolShards());
         this.device = device;
         this.variant = variant;
         this.requestedKernel = kernel;
@@ -141,9 +143,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return lastDeviceNanos;
     }
 
-    /** The grid the next decode of {@code batch} would use (for reports). */
+    /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(spec, batch, !variant.equals("fused"), kernel());
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel());
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -191,23 +193,25 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
     }
 
-    /** The device-side buffers and the task graph of one layer, for one capacity. */
+    /**
+     * The device-side buffers and the task graph of one layer, for one capacity: scatter, attention
+     * and merge tasks for each KV-head shard of the layer's pools (one set unless the layer is
+     * larger than one native array, {@link KvCacheConfig#poolShards()}).
+     */
     private final class Plan implements AutoCloseable {
         final int layer;
         final int maxSeqs;
         final int maxBlocks;
         final int partialRows;           // (sequence, partition) rows the partials can hold
-        final FloatArray q;              // [maxSeqs][numQHeads][headDim]
-        final FloatArray out;            // [maxSeqs][numQHeads][headDim]
+        final ShardRows rows;  // q and out, [shards] of [maxSeqs][numQHeads / shards][headDim]
         final IntArray tables;           // [maxSeqs][maxBlocks]
         final IntArray lens;             // [maxSeqs]
         final IntArray params;           // [DecodeParams.SIZE]
-        final FloatArray partials;       // [numSeqs][numQHeads][maxPartitions][headDim + 2], partialRows rows
         final int stagingSlots;
-        final TornadoNativeArray stageK; // [stagingSlots][numKvHeads][headDim]
-        final TornadoNativeArray stageV;
-        final IntArray slotOffsets;      // [stagingSlots]
-        final WorkerGrid1D attentionGrid;
+        final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
+        final TornadoNativeArray[] stageV;
+        final IntArray slotOffsets;      // [stagingSlots], the same in every shard
+        final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final TornadoExecutionPlan executionPlan;
 
         Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
@@ -215,106 +219,39 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             this.maxSeqs = maxSeqs;
             this.maxBlocks = maxBlocks;
             this.partialRows = partialRows;
-            int hq = spec.numQHeads();
-            int d = spec.headDim();
-            int hkv = spec.numKvHeads();
-            int g = spec.groupSize();
-            int bs = config.blockSize();
-            float scale = spec.scale();
-            q = new FloatArray(maxSeqs * hq * d);
-            out = new FloatArray(maxSeqs * hq * d);
+            int shards = config.poolShards();
+            int hq = shardSpec.numQHeads();  // per shard from here on
+            int d = shardSpec.headDim();
+            int hkv = shardSpec.numKvHeads();
+            int width = hkv * d;
+            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d);
             tables = new IntArray(maxSeqs * maxBlocks);
             lens = new IntArray(maxSeqs);
             lens.init(1);
             params = new IntArray(DecodeParams.SIZE);
-            // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
-            partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
-            int width = hkv * d;
-            boolean half = config.dtype() == KvDtype.FP16;
-            boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
-            stageK = NativeArrays.of(config.dtype(), stagingSlots * width);
-            stageV = NativeArrays.of(config.dtype(), stagingSlots * width);
+            stageK = new TornadoNativeArray[shards];
+            stageV = new TornadoNativeArray[shards];
             slotOffsets = new IntArray(stagingSlots);
-            KernelContext ctx = new KernelContext();
-            TornadoNativeArray kPool = cache.keys(layer).array();
-            TornadoNativeArray vPool = cache.values(layer).array();
-            DecodeGrid.Kernel kernel = kernel();
-
-            TaskGraph graph = new TaskGraph(graphName(layer))
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, params, stageK, stageV, slotOffsets);
-            if (packed) {
-                IntArray k = (IntArray) kPool;
-                IntArray v = (IntArray) vPool;
-                FloatArray dequant = PackedCodes.argument(cache, layer, 1f);
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
-                        slotOffsets, params, hkv, d, bs);
-                if (kernel == DecodeGrid.Kernel.WARP) {
-                    graph.task("attention", WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else {
-                    graph.task("attention", HeadQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                }
-            } else if (half) {
-                HalfFloatArray k = (HalfFloatArray) kPool;
-                HalfFloatArray v = (HalfFloatArray) vPool;
-                graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,
-                        slotOffsets, params, hkv, d, bs);
-                if (variant.equals("parallel")) {
-                    graph.task("attention", ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
-                            hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
-                    graph.task("attention", ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
-                    graph.task("attention", ChunkDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.QUADS) {
-                    graph.task("attention", HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.WARP) {
-                    graph.task("attention", WarpQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else {
-                    graph.task("attention", HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                }
-            } else {
-                FloatArray k = (FloatArray) kPool;
-                FloatArray v = (FloatArray) vPool;
-                graph.task("scatter", ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK, (FloatArray) stageV,
-                        slotOffsets, params, hkv, d, bs);
-                if (variant.equals("parallel")) {
-                    graph.task("attention", ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
-                            hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
-                    graph.task("attention", ChunkDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.QUADS) {
-                    graph.task("attention", HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.WARP) {
-                    graph.task("attention", WarpQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else {
-                    graph.task("attention", HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                }
-            }
+            attentionGrids = variant.equals("parallel") ? null : new WorkerGrid1D[shards];
+            String name = graphName(layer);
+            TaskGraph graph = new TaskGraph(name)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid(graphName(layer) + ".scatter", PlanParts.helperGrid(stagingSlots * width));
-            if (!variant.equals("parallel")) {
-                graph.task("merge", PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
-                grids.addWorkerGrid(graphName(layer) + ".merge", PlanParts.helperGrid(maxSeqs * hq * d));
-                attentionGrid = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
-                grids.addWorkerGrid(graphName(layer) + ".attention", attentionGrid);
-            } else {
-                attentionGrid = null;
+            for (int s = 0; s < shards; s++) {
+                stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
+                FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
+                addShard(graph, s, partials);
+                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(stagingSlots * width));
+                if (attentionGrids != null) {
+                    grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), PlanParts.helperGrid(maxSeqs * hq * d));
+                    attentionGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
+                    grids.addWorkerGrid(name + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                }
             }
-            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
+            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
             ImmutableTaskGraph immutable = graph.snapshot();
             executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids);
             if (!cudaGraph) {
@@ -330,11 +267,92 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
+        /** The scatter, attention and merge tasks of shard {@code s}: its pools, rows, staging and partials. */
+        private void addShard(TaskGraph graph, int s, FloatArray partials) {
+            int hq = shardSpec.numQHeads();
+            int d = shardSpec.headDim();
+            int hkv = shardSpec.numKvHeads();
+            int g = shardSpec.groupSize();
+            int bs = config.blockSize();
+            float scale = shardSpec.scale();
+            FloatArray q = rows.q(s);
+            FloatArray out = rows.out(s);
+            KernelContext ctx = new KernelContext();
+            TornadoNativeArray kPool = cache.keys(layer, s).array();
+            TornadoNativeArray vPool = cache.values(layer, s).array();
+            DecodeGrid.Kernel kernel = kernel();
+            String scatter = PlanParts.taskName("scatter", s);
+            String attention = PlanParts.taskName("attention", s);
+            graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+            if (config.dtype().isQuantized()) { // 8-bit codes, four per word
+                IntArray k = (IntArray) kPool;
+                IntArray v = (IntArray) vPool;
+                FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                graph.task(scatter, ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK[s], (IntArray) stageV[s],
+                        slotOffsets, params, hkv, d, bs);
+                if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task(attention, HeadQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                }
+            } else if (config.dtype() == KvDtype.FP16) {
+                HalfFloatArray k = (HalfFloatArray) kPool;
+                HalfFloatArray v = (HalfFloatArray) vPool;
+                graph.task(scatter, ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK[s], (HalfFloatArray) stageV[s],
+                        slotOffsets, params, hkv, d, bs);
+                if (variant.equals("parallel")) {
+                    graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
+                            hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
+                    graph.task(attention, ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task(attention, ChunkDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.QUADS) {
+                    graph.task(attention, HeadQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task(attention, WarpQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task(attention, HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                }
+            } else {
+                FloatArray k = (FloatArray) kPool;
+                FloatArray v = (FloatArray) vPool;
+                graph.task(scatter, ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK[s], (FloatArray) stageV[s],
+                        slotOffsets, params, hkv, d, bs);
+                if (variant.equals("parallel")) {
+                    graph.task(attention, ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
+                            hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.CHUNK) {
+                    graph.task(attention, ChunkDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.QUADS) {
+                    graph.task(attention, HeadQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.WARP) {
+                    graph.task(attention, WarpQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task(attention, HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                }
+            }
+            if (!variant.equals("parallel")) {
+                graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+            }
+        }
+
         void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
-            int hq = spec.numQHeads();
-            int d = spec.headDim();
-            MemorySegment.copy(userQ.getSegment(), 0, q.getSegment(), 0, (long) n * hq * d * Float.BYTES);
+            rows.load(userQ, n);
             // Row by row bulk copies; columns past a row's blocks are never read (kernels stop at the
             // context length, and every entry below it was validated against the pool).
             int[] table = batch.blockTables();
@@ -348,24 +366,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                int rows = Math.min(stagingSlots, dirty.length - done);
-                PlanParts.stage(cache, layer, dirty, done, rows, slotOffsets, stageK, stageV);
-                done += rows;
+                int staged = Math.min(stagingSlots, dirty.length - done);
+                for (int s = 0; s < stageK.length; s++) {
+                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s]);
+                }
+                done += staged;
                 boolean last = done == dirty.length;
-                grid.writeParams(params, n, layerBase, maxBlocks, rows, !last);
-                if (attentionGrid != null) {
+                grid.writeParams(params, n, layerBase, maxBlocks, staged, !last);
+                if (attentionGrids != null) {
                     // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
                     // (work-groups past the batch return at once), so every step is the same launch
-                    int global = cudaGraph ? partialRows * grid.headTiles() * spec.numKvHeads() * grid.localSize()
+                    int global = cudaGraph ? partialRows * grid.headTiles() * shardSpec.numKvHeads() * grid.localSize()
                             : last ? grid.attentionGlobalSize() : grid.localSize();
-                    attentionGrid.setGlobalWork(global, 1, 1);
-                    attentionGrid.setLocalWork(grid.localSize(), 1, 1);
+                    for (WorkerGrid1D g : attentionGrids) {
+                        g.setGlobalWork(global, 1, 1);
+                        g.setLocalWork(grid.localSize(), 1, 1);
+                    }
                 }
                 TornadoExecutionResult result = executionPlan.execute();
                 nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
-            MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, (long) n * hq * d * Float.BYTES);
+            rows.store(userOut, n);
         }
 
 

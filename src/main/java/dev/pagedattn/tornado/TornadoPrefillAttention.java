@@ -58,6 +58,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final KvCache cache;
     private final KvCacheConfig config;
     private final AttentionSpec spec;
+    private final AttentionSpec shardSpec; // what each KV-head shard's kernels see (spec for an unsharded layer)
     private final String device;
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
     private final PrefillGrid.Kernel requestedKernel;
@@ -75,6 +76,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         this.cache = cache;
         this.config = cache.config();
         this.spec = spec;
+        this.shardSpec = spec.shard(config.poolShards());
         this.device = device;
         this.plans = new Plan[config.numLayers()];
         this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
@@ -102,15 +104,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
         PrefillAttention.requireShapes(spec, config, batch, layer, q, out);
-        PrefillGrid grid = PrefillGrid.plan(spec, batch, kernel());
-        long partials = grid.bufferElements(spec, batch.totalQueries());
+        PrefillGrid grid = PrefillGrid.plan(shardSpec, batch, kernel());
+        long partials = grid.bufferElements(shardSpec, batch.totalQueries());
         Plan plan = plans[layer];
         if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.kv().maxBlocksPerSeq() > plan.maxBlocks
-                || batch.totalQueries() > plan.maxQueries || partials > plan.partials.getSize()) {
+                || batch.totalQueries() > plan.maxQueries || partials > plan.partialElements) {
             int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
             int blocks = Math.max(batch.kv().maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
             int queries = Math.max(batch.totalQueries(), plan == null ? 0 : plan.maxQueries);
-            long partialCap = Math.max(Math.max(1, partials), plan == null ? 0 : plan.partials.getSize());
+            long partialCap = Math.max(Math.max(1, partials), plan == null ? 0 : plan.partialElements);
             if (partialCap > Integer.MAX_VALUE) {
                 throw new IllegalArgumentException("partials=" + partialCap + " elements do not fit one device array");
             }
@@ -134,25 +136,24 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
     }
 
-    /** Device buffers and the task graph for one capacity. */
+    /** Device buffers and the task graph for one capacity: scatter, attention and merge per KV-head shard of the layer. */
     private final class Plan implements AutoCloseable {
         final int layer;
         final int maxSeqs;
         final int maxBlocks;
         final int maxQueries;
-        final FloatArray q;              // [maxQueries][numQHeads][headDim]
-        final FloatArray out;            // [maxQueries][numQHeads][headDim]
+        final int partialElements;       // of each shard's partials (and tensor-kernel scratch)
+        final ShardRows rows;  // q and out, [shards] of [maxQueries][numQHeads / shards][headDim]
         final IntArray tables;           // [maxSeqs][maxBlocks]
         final IntArray lens;             // [maxSeqs]
         final IntArray indptr;           // [maxSeqs + 1]
         final IntArray qSeq;             // [maxQueries]
         final IntArray params;           // [PrefillParams.SIZE]
         final IntArray scatterParams;    // [DecodeParams.SIZE], only NUM_NEW_SLOTS is read
-        final FloatArray partials;       // [totalQueries][numQHeads][maxPartitions][headDim + 2]
-        final TornadoNativeArray stageK; // [STAGING_SLOTS][numKvHeads][headDim]
-        final TornadoNativeArray stageV;
-        final IntArray slotOffsets;      // [STAGING_SLOTS]
-        final WorkerGrid1D attentionGrid;
+        final TornadoNativeArray[] stageK; // [shards] of [STAGING_SLOTS][headsPerShard][headDim]
+        final TornadoNativeArray[] stageV;
+        final IntArray slotOffsets;      // [STAGING_SLOTS], the same in every shard
+        final WorkerGrid1D[] attentionGrids; // [shards]
         final TornadoExecutionPlan executionPlan;
 
         Plan(int layer, int maxSeqs, int maxBlocks, int maxQueries, int partialElements) {
@@ -160,14 +161,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             this.maxSeqs = maxSeqs;
             this.maxBlocks = maxBlocks;
             this.maxQueries = maxQueries;
-            int hq = spec.numQHeads();
-            int d = spec.headDim();
-            int hkv = spec.numKvHeads();
-            int g = spec.groupSize();
-            int bs = config.blockSize();
-            float scale = spec.scale();
-            q = new FloatArray(maxQueries * hq * d);
-            out = new FloatArray(maxQueries * hq * d);
+            this.partialElements = partialElements;
+            int shards = config.poolShards();
+            int hq = shardSpec.numQHeads();
+            int d = shardSpec.headDim();
+            int width = shardSpec.numKvHeads() * d;
+            rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d);
             tables = new IntArray(maxSeqs * maxBlocks);
             lens = new IntArray(maxSeqs);
             lens.init(1);
@@ -175,58 +174,24 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             qSeq = new IntArray(maxQueries);
             params = new IntArray(PrefillParams.SIZE);
             scatterParams = new IntArray(DecodeParams.SIZE);
-            partials = new FloatArray(partialElements);
-            int width = hkv * d;
-            boolean half = config.dtype() == KvDtype.FP16;
-            boolean packed = config.dtype().isQuantized();   // 8-bit codes, four per word
-            stageK = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
-            stageV = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
+            stageK = new TornadoNativeArray[shards];
+            stageV = new TornadoNativeArray[shards];
             slotOffsets = new IntArray(STAGING_SLOTS);
-            KernelContext ctx = new KernelContext();
-            TornadoNativeArray kPool = cache.keys(layer).array();
-            TornadoNativeArray vPool = cache.values(layer).array();
-
+            attentionGrids = new WorkerGrid1D[shards];
             String name = graphName(layer);
             TaskGraph graph = new TaskGraph(name)
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, tables, lens, indptr, qSeq, params, scatterParams,
-                            stageK, stageV, slotOffsets);
-            if (packed) {
-                IntArray k = (IntArray) kPool;
-                IntArray v = (IntArray) vPool;
-                FloatArray dequant = PackedCodes.argument(cache, layer, scale); // the softmax scale rides with the K scales
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                graph.task("scatter", ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK, (IntArray) stageV,
-                        slotOffsets, scatterParams, hkv, d, bs);
-                graph.task("attention", PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
-                        partials, hkv, g, d, bs);
-            } else if (half) {
-                HalfFloatArray k = (HalfFloatArray) kPool;
-                HalfFloatArray v = (HalfFloatArray) vPool;
-                graph.task("scatter", ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK, (HalfFloatArray) stageV,
-                        slotOffsets, scatterParams, hkv, d, bs);
-                if (kernel == PrefillGrid.Kernel.TENSOR) {
-                    graph.task("attention", TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else {
-                    graph.task("attention", PrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out, partials,
-                            hkv, g, d, bs, scale);
-                }
-            } else {
-                FloatArray k = (FloatArray) kPool;
-                FloatArray v = (FloatArray) vPool;
-                graph.task("scatter", ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK, (FloatArray) stageV,
-                        slotOffsets, scatterParams, hkv, d, bs);
-                graph.task("attention", PrefillKernels::prefillF32, ctx, k, v, q, tables, lens, indptr, params, out, partials,
-                        hkv, g, d, bs, scale);
-            }
-            graph.task("merge", PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
-            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, out);
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, indptr, qSeq, params, scatterParams, slotOffsets);
             GridScheduler grids = new GridScheduler();
-            grids.addWorkerGrid(name + ".scatter", PlanParts.helperGrid(STAGING_SLOTS * width));
-            grids.addWorkerGrid(name + ".merge", PlanParts.helperGrid(maxQueries * hq * d));
-            attentionGrid = PlanParts.grid(LOCAL, LOCAL); // sized per step
-            grids.addWorkerGrid(name + ".attention", attentionGrid);
+            for (int s = 0; s < shards; s++) {
+                stageK[s] = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
+                stageV[s] = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
+                addShard(graph, s, new FloatArray(partialElements));
+                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(STAGING_SLOTS * width));
+                grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), PlanParts.helperGrid(maxQueries * hq * d));
+                attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
+                grids.addWorkerGrid(name + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+            }
+            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
             executionPlan = new TornadoExecutionPlan(graph.snapshot()).withGridScheduler(grids).withProfiler(
                     Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             if (device != null) {
@@ -238,11 +203,59 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             }
         }
 
+        /** The scatter, attention and merge tasks of shard {@code s}: its pools, rows, staging and partials. */
+        private void addShard(TaskGraph graph, int s, FloatArray partials) {
+            int hq = shardSpec.numQHeads();
+            int d = shardSpec.headDim();
+            int hkv = shardSpec.numKvHeads();
+            int g = shardSpec.groupSize();
+            int bs = config.blockSize();
+            float scale = shardSpec.scale();
+            FloatArray q = rows.q(s);
+            FloatArray out = rows.out(s);
+            KernelContext ctx = new KernelContext();
+            TornadoNativeArray kPool = cache.keys(layer, s).array();
+            TornadoNativeArray vPool = cache.values(layer, s).array();
+            String scatter = PlanParts.taskName("scatter", s);
+            String attention = PlanParts.taskName("attention", s);
+            graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+            if (config.dtype().isQuantized()) { // 8-bit codes, four per word
+                IntArray k = (IntArray) kPool;
+                IntArray v = (IntArray) vPool;
+                FloatArray dequant = PackedCodes.argument(cache, layer, s, scale); // the softmax scale rides with the K scales
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                graph.task(scatter, ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK[s], (IntArray) stageV[s],
+                        slotOffsets, scatterParams, hkv, d, bs);
+                graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
+                        partials, hkv, g, d, bs);
+            } else if (config.dtype() == KvDtype.FP16) {
+                HalfFloatArray k = (HalfFloatArray) kPool;
+                HalfFloatArray v = (HalfFloatArray) vPool;
+                graph.task(scatter, ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK[s], (HalfFloatArray) stageV[s],
+                        slotOffsets, scatterParams, hkv, d, bs);
+                if (kernel == PrefillGrid.Kernel.TENSOR) {
+                    graph.task(attention, TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else {
+                    graph.task(attention, PrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out, partials,
+                            hkv, g, d, bs, scale);
+                }
+            } else {
+                FloatArray k = (FloatArray) kPool;
+                FloatArray v = (FloatArray) vPool;
+                graph.task(scatter, ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK[s], (FloatArray) stageV[s],
+                        slotOffsets, scatterParams, hkv, d, bs);
+                graph.task(attention, PrefillKernels::prefillF32, ctx, k, v, q, tables, lens, indptr, params, out, partials,
+                        hkv, g, d, bs, scale);
+            }
+            graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
+        }
+
         void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
-            int rows = batch.totalQueries();
-            long rowBytes = (long) spec.numQHeads() * spec.headDim() * Float.BYTES;
-            MemorySegment.copy(userQ.getSegment(), 0, q.getSegment(), 0, rows * rowBytes);
+            int queries = batch.totalQueries();
+            rows.load(userQ, queries);
             int[] table = batch.kv().blockTables();
             int width = batch.kv().maxBlocksPerSeq();
             for (int i = 0; i < n; i++) {
@@ -259,17 +272,21 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             long nanos;
             do {
                 int staged = Math.min(STAGING_SLOTS, dirty.length - done);
-                PlanParts.stage(cache, layer, dirty, done, staged, slotOffsets, stageK, stageV);
+                for (int s = 0; s < stageK.length; s++) {
+                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s]);
+                }
                 done += staged;
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
-                grid.writeParams(params, spec, batch, layerBase, maxBlocks, !last);
-                attentionGrid.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
-                attentionGrid.setLocalWork(LOCAL, 1, 1);
+                grid.writeParams(params, shardSpec, batch, layerBase, maxBlocks, !last);
+                for (WorkerGrid1D g : attentionGrids) {
+                    g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
+                    g.setLocalWork(LOCAL, 1, 1);
+                }
                 nanos = executionPlan.execute().getProfilerResult().getDeviceKernelTime();
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
-            MemorySegment.copy(out.getSegment(), 0, userOut.getSegment(), 0, rows * rowBytes);
+            rows.store(userOut, queries);
         }
 
 

@@ -58,13 +58,20 @@ class KvCacheConfigTest {
     }
 
     @Test
-    void rejectsALayerPoolOfMoreThan2To31Elements() {
-        // 2^20 blocks * 16 slots * 8 heads * 128 dims = 2^34 elements
+    void splitsALayerOver2To31ElementsByKvHeadAndRejectsOneHeadOverIt() {
+        // (2^19 - 1) blocks * 16 slots * 8 heads * 128 dims, just under 2^33 elements: four arrays of two heads
+        KvCacheConfig big = KvCacheConfig.of((1 << 19) - 1, 16, 8, 128, KvDtype.FP16);
+        assertEquals(4, big.poolShards());
+        assertEquals((1L << 33) - 8 * 16 * 128, big.layerPoolElements());
+        assertEquals((1 << 31) - 2 * 16 * 128, big.shardElements());
+        // one more block and two heads are 2^31 elements, one more than an int-indexed array holds: a head per array
+        assertEquals(8, KvCacheConfig.of(1 << 19, 16, 8, 128, KvDtype.FP16).poolShards());
+        // 2^20 blocks: 2^31 elements per KV head, over one array even with a head per array
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.of(1 << 20, 16, 8, 128, KvDtype.FP16));
         assertTrue(e.getMessage().contains("numBlocks=1048576"), e.getMessage());
         assertTrue(e.getMessage().contains("17179869184 elements"), e.getMessage());
-        assertTrue(e.getMessage().contains("at most numBlocks=" + KvCacheConfig.MAX_POOL_ELEMENTS / (16 * 8 * 128)), e.getMessage());
+        assertTrue(e.getMessage().contains("at most numBlocks=" + KvCacheConfig.MAX_POOL_ELEMENTS / (16 * 128)), e.getMessage());
         // three int dimensions whose product overflows a long are refused, not wrapped
         assertThrows(IllegalArgumentException.class, () -> KvCacheConfig.of(2, Integer.MAX_VALUE, Integer.MAX_VALUE, Integer.MAX_VALUE,
                 KvDtype.FP16));
@@ -95,7 +102,11 @@ class KvCacheConfigTest {
         IllegalArgumentException none = assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.forMemory(1000, 16, 8, 128, 32, KvDtype.FP16));
         assertTrue(none.getMessage().contains("bytes=1000") && none.getMessage().contains("2097152"), none.getMessage());
-        // one layer cannot take 100 GB: its pool would pass 2^31 elements
+        // one layer of 64 GB: split into eight arrays, one per KV head, each under 2^31 elements
+        KvCacheConfig one = KvCacheConfig.forMemory(64_000_000_000L, 16, 8, 128, 1, KvDtype.FP16);
+        assertEquals(8, one.poolShards());
+        assertTrue(one.shardElements() <= KvCacheConfig.MAX_POOL_ELEMENTS);
+        // one layer cannot take 100 GB: even one array per KV head would pass 2^31 elements
         IllegalArgumentException big = assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.forMemory(100_000_000_000L, 16, 8, 128, 1, KvDtype.FP16));
         assertTrue(big.getMessage().contains("bytes=100000000000") && big.getMessage().contains("at most"), big.getMessage());

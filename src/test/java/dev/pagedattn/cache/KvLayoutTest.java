@@ -2,6 +2,7 @@ package dev.pagedattn.cache;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
 import org.junit.jupiter.api.RepeatedTest;
@@ -35,6 +36,40 @@ class KvLayoutTest {
                     }
                 }
                 assertEquals(layout.offset(b, h, 0, 0), layout.slotOffset(b * c.blockSize()) + h * layout.headStride());
+            }
+        }
+    }
+
+    @RepeatedTest(5)
+    void aShardedLayerCoversEveryShardsArrayOnceWithItsOwnHeads() {
+        Random random = TestRandom.create("KvLayoutTest.aShardedLayerCoversEveryShardsArrayOnceWithItsOwnHeads");
+        KvCacheConfig whole = randomShape(random);
+        int headsPerArray = 1 + random.nextInt(whole.numKvHeads());
+        KvCacheConfig c = new KvCacheConfig(whole.numBlocks(), whole.blockSize(), whole.numKvHeads(), whole.headDim(), KvDtype.FP32,
+                whole.numLayers(), whole.numBlocks() * whole.blockSize() * headsPerArray * whole.headDim());
+        KvLayout layout = new KvLayout(c);
+        int per = c.headsPerShard();
+        assertTrue(per <= headsPerArray && c.numKvHeads() % per == 0, c + " heads per shard " + per);
+        assertEquals(c.shardElements(), layout.poolElements());
+        boolean[][] hit = new boolean[c.poolShards()][layout.poolElements()];
+        for (int b = 0; b < c.numBlocks(); b++) {
+            for (int h = 0; h < c.numKvHeads(); h++) {
+                assertEquals(h / per, layout.shardOf(h));
+                for (int s = 0; s < c.blockSize(); s++) {
+                    for (int d = 0; d < c.headDim(); d++) {
+                        int got = layout.offset(b, h, s, d);
+                        assertEquals(((b * per + h % per) * c.blockSize() + s) * c.headDim() + d, got);
+                        assertEquals(h % per, layout.kvHeadOf(got), "the head within its shard");
+                        assertFalse(hit[h / per][got], "offset " + got + " of shard " + h / per + " used twice");
+                        hit[h / per][got] = true;
+                    }
+                }
+                assertEquals(layout.offset(b, h, 0, 0), layout.slotOffset(b * c.blockSize()) + h % per * layout.headStride());
+            }
+        }
+        for (boolean[] shard : hit) {
+            for (boolean h : shard) {
+                assertTrue(h, "every element of every shard's array is addressed");
             }
         }
     }

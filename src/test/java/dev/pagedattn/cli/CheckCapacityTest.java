@@ -22,7 +22,7 @@ class CheckCapacityTest {
         "--context 2147483647|--context=2147483647|at most",
         "--batch 2000000000 --context 1|--batch=2000000000|blocks",
         "--batch 2000000 --context 1 --q-heads 64 --kv-heads 1 --head-dim 8 --block-size 1|--q-heads=64|left",
-        "--batch 64 --context 32768|--context=32768|131071 blocks",
+        "--batch 1024 --context 32768|--context=32768|at most 1048575 blocks",
         "--batch 4 --context 100 --kv-memory 1MB|--kv-memory=1MB|hold 15 blocks",
         "--batch 4 --context 100 --kv-memory 100|--kv-memory=100|holds no block",
         "--batch 4 --context 100 --kv-memory 12XB|--kv-memory=12XB|not a byte count",

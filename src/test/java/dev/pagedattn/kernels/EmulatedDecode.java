@@ -5,7 +5,9 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.tornado.DecodeGrid;
+import dev.pagedattn.tornado.ShardRows;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
@@ -21,16 +23,34 @@ final class EmulatedDecode {
         return attention(w, grid, schedule, false);
     }
 
-    /** {@code packedHalfLoads}: run the CUDA backend's twin of the chunk kernel ({@code getHalf2}) on fp16 pools. */
+    /**
+     * {@code packedHalfLoads}: run the CUDA backend's twin of the chunk kernel ({@code getHalf2}) on
+     * fp16 pools. A layer split into KV-head shards runs as the TornadoVM plans run it: each shard's
+     * kernels over its own pool arrays and its {@link ShardRows} of q and out ({@code grid} is then
+     * planned for {@code spec.shard(poolShards)}).
+     */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
         KvCache c = w.cache();
-        AttentionSpec spec = w.spec();
+        int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
+        AttentionSpec whole = w.spec();
+        ShardRows rows = new ShardRows(shards, b.numSeqs(), whole.numQHeads() * whole.headDim());
+        rows.load(w.q(), b.numSeqs());
+        for (int s = 0; s < shards; s++) {
+            rows.out(s).init(Float.NaN);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads);
+        }
+        FloatArray out = w.poisonedOutput();
+        rows.store(out, b.numSeqs());
+        return out;
+    }
+
+    private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.SIZE);
         grid.writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
-        FloatArray out = w.poisonedOutput();
         FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
@@ -43,43 +63,45 @@ final class EmulatedDecode {
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
-        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, 1f) : null;
+        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
         if (eightBit && !warp && !quads) {
             throw new IllegalArgumentException("8-bit pools have the warp and quads kernels only, not " + grid.kernel());
         }
+        KvPool kp = c.keys(0, shard);
+        KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             if (eightBit && warp) {
-                WarpQuadDecodeKernels.attentionQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens,
+                WarpQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit) {
-                HeadQuadDecodeKernels.attentionQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens,
+                HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half && packedHalfLoads) {
-                ChunkDecodeKernels.attentionF16x2(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half) {
-                ChunkDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk) {
-                ChunkDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
+                ChunkDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp && half) {
-                WarpQuadDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
+                WarpQuadDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp) {
-                WarpQuadDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
+                WarpQuadDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (quads && half) {
-                HeadQuadDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
+                HeadQuadDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (quads) {
-                HeadQuadDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
+                HeadQuadDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (half) {
-                HeadPairDecodeKernels.attentionF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params,
+                HeadPairDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else {
-                HeadPairDecodeKernels.attentionF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, params,
+                HeadPairDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             }
         });
@@ -88,7 +110,6 @@ final class EmulatedDecode {
         int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,
                 ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
-        return out;
     }
 
     /** The @Parallel variant, run as the plain Java loop it is. */

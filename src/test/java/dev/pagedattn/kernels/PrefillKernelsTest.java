@@ -10,7 +10,9 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.tornado.PrefillGrid;
+import dev.pagedattn.tornado.ShardRows;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -55,11 +57,29 @@ class PrefillKernelsTest {
                 g.kernel());
     }
 
-    /** The kernel for the workload's dtype, then the merge, as the TornadoVM plan launches them. */
+    /**
+     * The kernel for the workload's dtype, then the merge, as the TornadoVM plan launches them: per
+     * KV-head shard of the layer ({@link ShardRows}) when it is split, {@code grid} then planned for
+     * {@code spec.shard(poolShards)}.
+     */
     static FloatArray run(PrefillWorkload w, PrefillGrid grid, KernelEmulator.Schedule schedule) {
         KvCache c = w.kv().cache();
-        AttentionSpec spec = w.spec();
-        PrefillBatch b = w.batch();
+        int shards = c.config().poolShards();
+        AttentionSpec whole = w.spec();
+        int rows = w.batch().totalQueries();
+        ShardRows parts = new ShardRows(shards, rows, whole.numQHeads() * whole.headDim());
+        parts.load(w.q(), rows);
+        for (int s = 0; s < shards; s++) {
+            parts.out(s).init(Float.NaN);
+            shard(c, s, whole.shard(shards), w.batch(), parts.q(s), parts.out(s), grid, schedule);
+        }
+        FloatArray out = w.poisonedOutput();
+        parts.store(out, rows);
+        return out;
+    }
+
+    private static void shard(KvCache c, int shard, AttentionSpec spec, PrefillBatch b, FloatArray q, FloatArray out, PrefillGrid grid,
+                              KernelEmulator.Schedule schedule) {
         IntArray tables = IntArray.fromArray(b.kv().blockTables());
         IntArray lens = IntArray.fromArray(b.kv().contextLens());
         IntArray indptr = IntArray.fromArray(b.qIndptr());
@@ -71,7 +91,6 @@ class PrefillKernelsTest {
         }
         IntArray params = new IntArray(PrefillParams.SIZE);
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
-        FloatArray out = w.poisonedOutput();
         FloatArray partials = new FloatArray((int) Math.max(1, grid.bufferElements(spec, b.totalQueries())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
@@ -80,25 +99,26 @@ class PrefillKernelsTest {
         int bs = c.config().blockSize();
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
-        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, spec.scale()) : null;
+        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, spec.scale()) : null;
+        KvPool kp = c.keys(0, shard);
+        KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
             if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
-                TensorPrefillKernels.prefillF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, indptr,
+                TensorPrefillKernels.prefillF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs, spec.scale());
             } else if (eightBit) {
-                PrefillKernels.prefillQ8(ctx, c.keys(0).wordArray(), c.values(0).wordArray(), dequant, w.q(), tables, lens, indptr,
+                PrefillKernels.prefillQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs);
             } else if (half) {
-                PrefillKernels.prefillF16(ctx, c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, indptr, params,
+                PrefillKernels.prefillF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr, params,
                         out, partials, hkv, g, d, bs, spec.scale());
             } else {
-                PrefillKernels.prefillF32(ctx, c.keys(0).floatArray(), c.values(0).floatArray(), w.q(), tables, lens, indptr, params,
+                PrefillKernels.prefillF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, indptr, params,
                         out, partials, hkv, g, d, bs, spec.scale());
             }
         });
         KernelEmulator.launch(MERGE_LOCAL * 2, MERGE_LOCAL, schedule,
                 ctx -> PrefillKernels.mergePartitions(ctx, lens, qSeq, params, partials, out, spec.numQHeads(), d));
-        return out;
     }
 
     private static void check(String what, double[] ref, FloatArray out) {

@@ -1,0 +1,76 @@
+package dev.pagedattn.tornado;
+
+import java.lang.foreign.MemorySegment;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Query and output rows cut by KV-head shard: shard {@code s} of a layer split into {@code S}
+ * arrays reads and writes its own {@code [rows][numQHeads / S][headDim]} arrays, so its kernels
+ * see an ordinary pool of {@code headsPerShard} heads. One shard: the plan's arrays are the rows
+ * themselves (one bulk copy each way, as without shards).
+ */
+public final class ShardRows {
+    private final FloatArray[] q;   // [shards] of [maxRows][numQHeads / shards][headDim]
+    private final FloatArray[] out; // same shape
+    private final int rowFloats; // numQHeads * headDim
+
+    public ShardRows(int shards, int maxRows, int rowFloats) {
+        this.rowFloats = rowFloats;
+        this.q = new FloatArray[shards];
+        this.out = new FloatArray[shards];
+        for (int s = 0; s < shards; s++) {
+            q[s] = new FloatArray(maxRows * (rowFloats / shards));
+            out[s] = new FloatArray(maxRows * (rowFloats / shards));
+        }
+    }
+
+    /** Shard {@code s}'s query rows, {@code [maxRows][numQHeads / shards][headDim]}: what its kernels read. */
+    public FloatArray q(int s) {
+        return q[s];
+    }
+
+    /** Shard {@code s}'s output rows: what its kernels write. */
+    public FloatArray out(int s) {
+        return out[s];
+    }
+
+    /** Every shard's output rows (the arrays a plan copies back to the host). */
+    public FloatArray[] outs() {
+        return out.clone();
+    }
+
+    /** Copies {@code rows} rows of {@code userQ} into the shards' query arrays. */
+    public void load(FloatArray userQ, int rows) {
+        copy(userQ, q, rows, true);
+    }
+
+    /** Copies {@code rows} rows of the shards' outputs into {@code userOut}. */
+    public void store(FloatArray userOut, int rows) {
+        copy(userOut, out, rows, false);
+    }
+
+    private void copy(FloatArray user, FloatArray[] parts, int rows, boolean toParts) {
+        int shards = parts.length;
+        int part = rowFloats / shards;
+        if (shards == 1) {
+            copy(user.getSegment(), 0, parts[0].getSegment(), 0, (long) rows * rowFloats, toParts);
+            return;
+        }
+        MemorySegment whole = user.getSegment();
+        for (int s = 0; s < shards; s++) {
+            MemorySegment piece = parts[s].getSegment();
+            for (int r = 0; r < rows; r++) {
+                copy(whole, (long) r * rowFloats + (long) s * part, piece, (long) r * part, part, toParts);
+            }
+        }
+    }
+
+    private static void copy(MemorySegment whole, long wholeAt, MemorySegment piece, long pieceAt, long floats, boolean toPiece) {
+        long bytes = floats * Float.BYTES;
+        if (toPiece) {
+            MemorySegment.copy(whole, wholeAt * Float.BYTES, piece, pieceAt * Float.BYTES, bytes);
+        } else {
+            MemorySegment.copy(piece, pieceAt * Float.BYTES, whole, wholeAt * Float.BYTES, bytes);
+        }
+    }
+}

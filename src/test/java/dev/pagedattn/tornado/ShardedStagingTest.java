@@ -1,0 +1,94 @@
+package dev.pagedattn.tornado;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.KvPool;
+import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.KernelEmulator;
+import dev.pagedattn.kernels.ScatterKernels;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import uk.ac.manchester.tornado.api.types.HalfFloat;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * A device mirror of a layer split into KV-head shards stays equal to the host pools: the plans'
+ * per-shard staging ({@link PlanParts#stage}) and scatter, run by the emulator after appends,
+ * copy-on-write forks and writes, leave every shard's mirror bit for bit equal to its host array.
+ */
+class ShardedStagingTest {
+    private static final int HEADS = 6;
+    private static final int DIM = 8;
+    private static final int BLOCK = 4;
+    private static final int BLOCKS = 12;
+
+    @Test
+    void everyShardsMirrorFollowsItsHostArray() throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("ShardedStagingTest");
+        SplittableRandom r = new SplittableRandom(seed);
+        KvCache cache = new KvCache(new KvCacheConfig(BLOCKS, BLOCK, HEADS, DIM, KvDtype.FP16, 1, BLOCKS * BLOCK * 2 * DIM));
+        KvCacheConfig config = cache.config();
+        assertEquals(3, config.poolShards(), "two heads per array");
+        cache.dirtySlots().track();
+        int shards = config.poolShards();
+        int width = config.headsPerShard() * DIM;
+        HalfFloatArray[] mirrorK = new HalfFloatArray[shards];
+        HalfFloatArray[] mirrorV = new HalfFloatArray[shards];
+        for (int s = 0; s < shards; s++) {  // the first execution uploads the (zeroed) pools
+            mirrorK[s] = new HalfFloatArray(config.shardElements());
+            mirrorV[s] = new HalfFloatArray(config.shardElements());
+            mirrorK[s].init(new HalfFloat(0f));
+            mirrorV[s].init(new HalfFloat(0f));
+        }
+        cache.dirtySlots().drain(0);
+        int a = cache.createSequence();
+        cache.appendTokens(a, random(r, 9 * HEADS * DIM), random(r, 9 * HEADS * DIM));
+        sync(cache, mirrorK, mirrorV, 4, width);
+        int b = cache.fork(a);                                  // shares a's partly filled last block
+        cache.appendTokens(b, random(r, 2 * HEADS * DIM), random(r, 2 * HEADS * DIM)); // copy-on-write
+        cache.appendTokens(a, random(r, HEADS * DIM), random(r, HEADS * DIM));
+        sync(cache, mirrorK, mirrorV, 4, width);                // more dirty slots than staging rows: several rounds
+        for (int s = 0; s < shards; s++) {
+            KvPool k = cache.keys(0, s);
+            KvPool v = cache.values(0, s);
+            for (int i = 0; i < config.shardElements(); i++) {
+                assertEquals(k.get(i), mirrorK[s].get(i).getFloat32(), "K shard " + s + " element " + i + " seed=" + seed);
+                assertEquals(v.get(i), mirrorV[s].get(i).getFloat32(), "V shard " + s + " element " + i + " seed=" + seed);
+            }
+        }
+    }
+
+    /** What a plan's step does with the dirty slots: stage {@code rows} at a time per shard, scatter per shard. */
+    private static void sync(KvCache cache, HalfFloatArray[] mirrorK, HalfFloatArray[] mirrorV, int rows, int width) {
+        int[] dirty = cache.dirtySlots().drain(0);
+        IntArray slotOffsets = new IntArray(rows);
+        IntArray params = new IntArray(DecodeParams.SIZE);
+        for (int done = 0; done < dirty.length; done += rows) {
+            int staged = Math.min(rows, dirty.length - done);
+            params.set(DecodeParams.NUM_NEW_SLOTS, staged);
+            for (int s = 0; s < mirrorK.length; s++) {
+                HalfFloatArray stageK = new HalfFloatArray(rows * width);
+                HalfFloatArray stageV = new HalfFloatArray(rows * width);
+                PlanParts.stage(cache, 0, s, dirty, done, staged, slotOffsets, stageK, stageV);
+                HalfFloatArray k = mirrorK[s];
+                HalfFloatArray v = mirrorV[s];
+                KernelEmulator.launch(64, 32, KernelEmulator.Schedule.REVERSE, ctx -> ScatterKernels.scatterF16(ctx, k, v, stageK,
+                        stageV, slotOffsets, params, cache.config().headsPerShard(), DIM, BLOCK));
+            }
+        }
+    }
+
+    private static float[] random(SplittableRandom r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = (float) r.nextDouble(-1, 1);
+        }
+        return a;
+    }
+}
