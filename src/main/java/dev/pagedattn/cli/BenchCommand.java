@@ -253,10 +253,21 @@ final class BenchCommand implements Callable<Integer> {
                     batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, row.wallMinUs(), row.wallMedianUs());
             return row;
         } catch (RuntimeException e) {
-            System.out.printf("%5d x %-12s %-13s error: %s%n", batch, context, name, e);
+            String why = causes(e);
+            System.out.printf("%5d x %-12s %-13s error: %s%n", batch, context, name, why);
             return new BenchRow("ours", name, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
-                    w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, String.valueOf(e.getMessage()).replace('\n', ' '));
+                    w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, why);
         }
+    }
+
+    /** The exception and its causes, one line (TornadoVM wraps the reason a run failed in a generic bailout). */
+    static String causes(Throwable e) {
+        StringBuilder b = new StringBuilder();
+        for (Throwable t = e; t != null && b.length() < 600; t = t.getCause() == t ? null : t.getCause()) {
+            String m = String.valueOf(t.getMessage()).replaceAll("\u001B\\[[0-9;]*m", "").replaceAll("\\s+", " ").strip();
+            b.append(b.length() == 0 ? "" : " <- ").append(t.getClass().getSimpleName()).append(": ").append(m);
+        }
+        return b.toString();
     }
 
     /**

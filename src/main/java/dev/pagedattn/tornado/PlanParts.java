@@ -5,8 +5,10 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvPool;
 import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.common.TornadoDevice;
+import uk.ac.manchester.tornado.api.exceptions.TornadoBailoutRuntimeException;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
@@ -24,7 +26,37 @@ final class PlanParts {
      */
     static final int HELPER_GLOBAL = 264 * HELPER_LOCAL;
 
+    /** TornadoVM's bytecode buffer for a task graph, {@code -Dtornado.tvm.maxbytecodesize} (its default is 4096). */
+    static final String BYTECODE_SIZE = "tornado.tvm.maxbytecodesize";
+
+    static {
+        // A layer split into KV-head shards puts a scatter, attention and merge task per shard in one
+        // graph: at 8 shards TornadoVM's default buffer overflows, which it reports only as "Recover
+        // option disabled". TornadoVM reads the property once, at its first graph compilation: this
+        // default helps where no plan of the process compiled before (tornado-config/*.args set it too).
+        if (System.getProperty(BYTECODE_SIZE) == null) {
+            System.setProperty(BYTECODE_SIZE, "65536");
+        }
+    }
+
     private PlanParts() {
+    }
+
+    /**
+     * Runs a plan; a TornadoVM bailout of a graph with several KV-head shards is rethrown naming the
+     * likely cause (TornadoVM's own message names none).
+     */
+    static TornadoExecutionResult execute(TornadoExecutionPlan plan, int shards) {
+        try {
+            return plan.execute();
+        } catch (TornadoBailoutRuntimeException e) {
+            if (shards == 1) {
+                throw e;
+            }
+            throw new IllegalStateException("TornadoVM could not run the task graph of a layer split into poolShards=" + shards
+                    + " arrays: if " + BYTECODE_SIZE + "=" + System.getProperty(BYTECODE_SIZE, "4096")
+                    + " bytes were too few for its " + 3 * shards + " tasks, raise -D" + BYTECODE_SIZE + " (" + e.getMessage() + ")", e);
+        }
     }
 
     /** The grid of a grid-stride helper kernel over {@code workItems} items. */

@@ -383,7 +383,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                         g.setLocalWork(grid.localSize(), 1, 1);
                     }
                 }
-                TornadoExecutionResult result = executionPlan.execute();
+                TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;

@@ -283,7 +283,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
                 }
-                nanos = executionPlan.execute().getProfilerResult().getDeviceKernelTime();
+                nanos = PlanParts.execute(executionPlan, stageK.length).getProfilerResult().getDeviceKernelTime();
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             rows.store(userOut, queries);
