@@ -193,7 +193,7 @@ final class BenchCommand implements Callable<Integer> {
         if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, HEAD_DIM)) { // even one int-indexed array per KV head is too small
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
                     Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "one KV head of a layer over 2^31 elements (one native array)"));
-            System.out.printf("%5d x %-12s does not fit one layer's native array%n", lengths.length, context);
+            System.out.printf("%5d x %-12s does not fit: one KV head of the layer is over one native array%n", lengths.length, context);
             return rows;
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
@@ -233,7 +233,8 @@ final class BenchCommand implements Callable<Integer> {
                 nanos = timeSteps(attention, w, result, TornadoDecodeAttention::lastDeviceNanos);
                 rel = ReferenceAttention.relativeL2(result, ref);
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
-                        : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"));
+                        : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"))
+                        + (w.cache().config().poolShards() > 1 ? " per shard; " + w.cache().config().poolShards() + " KV-head shards" : "");
             }
             // wall time as an engine sees it: decode called -> output in the caller's array, the plan as
             // the library builds it by default (CUDA graphs where the backend has them), checked again
