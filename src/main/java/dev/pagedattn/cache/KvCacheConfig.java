@@ -48,7 +48,7 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
             String elements = perBlock > Long.MAX_VALUE / numBlocks ? "more than " + Long.MAX_VALUE : Long.toString(numBlocks * perBlock);
             throw new IllegalArgumentException("numBlocks=" + numBlocks + " x blockSize=" + blockSize + " x numKvHeads=" + numKvHeads
                     + " x headDim=" + headDim + " = " + elements + " elements per layer pool: even one KV head per native array is "
-                    + "above the " + maxPoolElements + " elements an int-indexed array holds (at most numBlocks="
+                    + "above maxPoolElements=" + maxPoolElements + ", the most one int-indexed array holds (at most numBlocks="
                     + maxBlocks(blockSize, numKvHeads, headDim, maxPoolElements) + ")");
         }
     }

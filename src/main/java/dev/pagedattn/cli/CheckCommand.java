@@ -63,11 +63,11 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
+        shape.requireFits();
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps);
         }
-        shape.requireFits();
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
         DecodeWorkload w = build(shape, lengths, steps - 1);
@@ -75,7 +75,7 @@ final class CheckCommand implements Callable<Integer> {
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant)) {
-            System.out.println("check " + shape.describe(lengths) + " backend=" + backend);
+            System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache()) + " backend=" + backend);
             attention.decode(w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {
@@ -141,7 +141,8 @@ final class CheckCommand implements Callable<Integer> {
     /** The shape's workload, with room for every sequence to append {@code spareTokensPerSeq} more tokens. */
     static DecodeWorkload build(ShapeOptions shape, int[] lengths, int spareTokensPerSeq) {
         return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
-                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq, shape.kvScales());
+                shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq, shape.kvScales(),
+                shape.maxArrayElements());
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

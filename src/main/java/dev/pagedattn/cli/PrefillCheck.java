@@ -71,10 +71,11 @@ final class PrefillCheck {
         // Everything that can refuse the run (shapes, cache size, backend) does so before the first line is printed.
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
                 shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare,
-                ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads)); // one layer, as the workload
+                ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
+                shape.maxArrayElements());
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
-            System.out.println("check prefill " + shape.describe(lengths) + " query-len=" + queryLen + " ("
+            System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
                     + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance);

@@ -1,6 +1,7 @@
 package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.KvScaleMode;
 import dev.pagedattn.quant.KvScales;
@@ -47,6 +48,26 @@ final class ShapeOptions {
             + " layer (default: ${DEFAULT-VALUE}).", defaultValue = "1")
     int layers;
 
+    @Option(names = "--max-array-elements", description = "Most elements in one native pool array; a layer larger than this"
+            + " is split by KV head into several (default: ${DEFAULT-VALUE}, what TornadoVM's int-indexed arrays hold;"
+            + " smaller values exercise the split on small shapes).", defaultValue = "" + KvCacheConfig.MAX_POOL_ELEMENTS)
+    int maxArrayElements;
+
+    /** --max-array-elements, checked: 1 .. {@link KvCacheConfig#MAX_POOL_ELEMENTS}. */
+    int maxArrayElements() {
+        if (maxArrayElements < 1 || maxArrayElements > KvCacheConfig.MAX_POOL_ELEMENTS) {
+            throw new IllegalArgumentException("--max-array-elements=" + maxArrayElements + " is outside [1, "
+                    + KvCacheConfig.MAX_POOL_ELEMENTS + "]");
+        }
+        return maxArrayElements;
+    }
+
+    /** " shards=N (H KV heads per array)" for a cache whose layers are split, else "". */
+    static String shards(dev.pagedattn.cache.KvCache cache) {
+        KvCacheConfig c = cache.config();
+        return c.poolShards() == 1 ? "" : " shards=" + c.poolShards() + " (" + c.headsPerShard() + " KV heads per array)";
+    }
+
     /** Bytes from --kv-memory, 0 when not given. */
     long kvMemoryBytes() {
         return kvMemory == null ? 0 : ByteSize.parse("--kv-memory", kvMemory);
@@ -63,6 +84,11 @@ final class ShapeOptions {
         try {
             need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
                     kvMemoryBytes(), layers);
+            long perHead = need.numBlocks() * blockSize * headDim;
+            if (perHead > maxArrayElements()) {
+                throw new IllegalArgumentException("one KV head of a layer takes " + perHead + " elements, above --max-array-elements="
+                        + maxArrayElements);
+            }
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(flags() + ": " + e.getMessage());
         }
@@ -72,7 +98,8 @@ final class ShapeOptions {
     private String flags() {
         return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
                 + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvScale == null ? "" : " --kv-scale=" + kvScale) + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
-                + (layers == 1 ? "" : " --layers=" + layers);
+                + (layers == 1 ? "" : " --layers=" + layers)
+                + (maxArrayElements == KvCacheConfig.MAX_POOL_ELEMENTS ? "" : " --max-array-elements=" + maxArrayElements);
     }
 
     long seed() {

@@ -26,7 +26,9 @@ class CheckCapacityTest {
         "--batch 4 --context 100 --kv-memory 1MB|--kv-memory=1MB|hold 15 blocks",
         "--batch 4 --context 100 --kv-memory 100|--kv-memory=100|holds no block",
         "--batch 4 --context 100 --kv-memory 12XB|--kv-memory=12XB|not a byte count",
-        "--batch 4 --context 100 --layers 0|--layers=0|layers=0"})
+        "--batch 4 --context 100 --layers 0|--layers=0|layers=0",
+        "--batch 4 --context 100 --max-array-elements 0|--max-array-elements=0|outside",
+        "--batch 4 --context 100 --max-array-elements 100|--max-array-elements=100|one KV head of a layer takes"})
     void impossibleShapesEndInOneLineNamingTheFlags(String args, String flag, String reason) {
         CliRun run = CliRun.of(("check " + args + " --iterations 1").split(" "));
         assertEquals(Main.EXIT_BAD_INPUT, run.exitCode(), run.err());
@@ -47,5 +49,21 @@ class CheckCapacityTest {
         for (int layer = 1; layer < 3; layer++) {
             assertTrue(run.out().matches("(?s).*layer " + layer + ": time [0-9.]+ ms .* relative L2=[0-9.e-]+ -> PASS.*"), run.out());
         }
+    }
+
+    @Test
+    void checkSplitsALayerLargerThanTheArrayLimitIntoKvHeadShards() {
+        long seed = TestSeeds.fresh("checkSplitsALayerLargerThanTheArrayLimitIntoKvHeadShards");
+        // 3 x 60 tokens + 4 spare blocks each: 57 blocks x 4 slots x 16 dims = 3648 elements per KV head, two fit
+        CliRun run = CliRun.of("check", "--q-heads", "12", "--kv-heads", "6", "--head-dim", "16", "--block-size", "4", "--batch", "3",
+                "--context", "60", "--max-array-elements", "8000", "--steps", "2", "--iterations", "1", "--seed", Long.toString(seed));
+        assertEquals(0, run.exitCode(), run.err());
+        assertTrue(run.out().contains("shards=3 (2 KV heads per array)"), run.out());
+        assertTrue(run.out().matches("(?s)(.*-> PASS.*){2}"), run.out());
+        CliRun prefill = CliRun.of("check", "--q-heads", "8", "--kv-heads", "4", "--head-dim", "16", "--block-size", "4", "--batch", "2",
+                "--context", "30", "--query-len", "1..9", "--window", "5", "--dtype", "int8", "--kv-scale", "per-head",
+                "--max-array-elements", "2000", "--iterations", "1", "--seed", Long.toString(seed)); // 16+ blocks: one head each
+        assertEquals(0, prefill.exitCode(), prefill.err());
+        assertTrue(prefill.out().contains("shards=4 (1 KV heads per array)") && prefill.out().contains("-> PASS"), prefill.out());
     }
 }
