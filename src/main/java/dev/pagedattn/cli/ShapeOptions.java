@@ -65,7 +65,7 @@ final class ShapeOptions {
     /** " shards=N (H KV heads per array)" for a cache whose layers are split, else "". */
     static String shards(dev.pagedattn.cache.KvCache cache) {
         KvCacheConfig c = cache.config();
-        return c.poolShards() == 1 ? "" : " shards=" + c.poolShards() + " (" + c.headsPerShard() + " KV heads per array)";
+        return c.poolShards() == 1 ? "" : " shards=" + c.poolShards() + " (" + c.headsPerShard() + (c.headsPerShard() == 1 ? " KV head" : " KV heads") + " per array)";
     }
 
     /** Bytes from --kv-memory, 0 when not given. */

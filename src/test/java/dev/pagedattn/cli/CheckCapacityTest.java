@@ -64,6 +64,6 @@ class CheckCapacityTest {
                 "--context", "30", "--query-len", "1..9", "--window", "5", "--dtype", "int8", "--kv-scale", "per-head",
                 "--max-array-elements", "2000", "--iterations", "1", "--seed", Long.toString(seed)); // 16+ blocks: one head each
         assertEquals(0, prefill.exitCode(), prefill.err());
-        assertTrue(prefill.out().contains("shards=4 (1 KV heads per array)") && prefill.out().contains("-> PASS"), prefill.out());
+        assertTrue(prefill.out().contains("shards=4 (1 KV head per array)") && prefill.out().contains("-> PASS"), prefill.out());
     }
 }
