@@ -4,11 +4,16 @@ import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvPool;
 import java.lang.foreign.MemorySegment;
+import dev.pagedattn.kernels.ScatterKernels;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.TaskGraph;
 import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
 import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.exceptions.TornadoBailoutRuntimeException;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
@@ -105,6 +110,25 @@ final class PlanParts {
                 MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, headDim * bytes);
                 MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, headDim * bytes);
             }
+        }
+    }
+
+    /**
+     * The device-side scatter of one shard's staged token slots into its K and V pools, the kernel for
+     * the pools' dtype (8-bit code words, fp16 or fp32).
+     */
+    static void addScatter(TaskGraph graph, String task, KernelContext ctx, TornadoNativeArray k, TornadoNativeArray v,
+                           TornadoNativeArray stageK, TornadoNativeArray stageV, IntArray slotOffsets, IntArray params,
+                           int heads, int headDim, int blockSize) {
+        if (k instanceof IntArray words) {
+            graph.task(task, ScatterKernels::scatterWords, ctx, words, (IntArray) v, (IntArray) stageK, (IntArray) stageV,
+                    slotOffsets, params, heads, headDim, blockSize);
+        } else if (k instanceof HalfFloatArray half) {
+            graph.task(task, ScatterKernels::scatterF16, ctx, half, (HalfFloatArray) v, (HalfFloatArray) stageK,
+                    (HalfFloatArray) stageV, slotOffsets, params, heads, headDim, blockSize);
+        } else {
+            graph.task(task, ScatterKernels::scatterF32, ctx, (FloatArray) k, (FloatArray) v, (FloatArray) stageK, (FloatArray) stageV,
+                    slotOffsets, params, heads, headDim, blockSize);
         }
     }
 

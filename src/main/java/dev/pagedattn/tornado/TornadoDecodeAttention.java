@@ -14,7 +14,6 @@ import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
-import dev.pagedattn.kernels.ScatterKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -281,17 +280,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             DecodeGrid.Kernel kernel = kernel();
-            String scatter = PlanParts.taskName("scatter", s);
             String attention = PlanParts.taskName("attention", s);
             graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+            PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets, params,
+                    hkv, d, bs);
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                graph.task(scatter, ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK[s], (IntArray) stageV[s],
-                        slotOffsets, params, hkv, d, bs);
                 if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -302,8 +300,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
-                graph.task(scatter, ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK[s], (HalfFloatArray) stageV[s],
-                        slotOffsets, params, hkv, d, bs);
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
@@ -326,8 +322,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             } else {
                 FloatArray k = (FloatArray) kPool;
                 FloatArray v = (FloatArray) vPool;
-                graph.task(scatter, ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK[s], (FloatArray) stageV[s],
-                        slotOffsets, params, hkv, d, bs);
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF32, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);

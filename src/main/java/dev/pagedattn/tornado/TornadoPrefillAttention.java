@@ -11,7 +11,6 @@ import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
-import dev.pagedattn.kernels.ScatterKernels;
 import dev.pagedattn.kernels.TensorPrefillKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -216,24 +215,21 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             KernelContext ctx = new KernelContext();
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
-            String scatter = PlanParts.taskName("scatter", s);
             String attention = PlanParts.taskName("attention", s);
             graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+            PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets, scatterParams,
+                    hkv, d, bs);
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, scale); // the softmax scale rides with the K scales
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                graph.task(scatter, ScatterKernels::scatterWords, ctx, k, v, (IntArray) stageK[s], (IntArray) stageV[s],
-                        slotOffsets, scatterParams, hkv, d, bs);
                 graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
                         partials, hkv, g, d, bs);
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
-                graph.task(scatter, ScatterKernels::scatterF16, ctx, k, v, (HalfFloatArray) stageK[s], (HalfFloatArray) stageV[s],
-                        slotOffsets, scatterParams, hkv, d, bs);
                 if (kernel == PrefillGrid.Kernel.TENSOR) {
                     graph.task(attention, TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -244,8 +240,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             } else {
                 FloatArray k = (FloatArray) kPool;
                 FloatArray v = (FloatArray) vPool;
-                graph.task(scatter, ScatterKernels::scatterF32, ctx, k, v, (FloatArray) stageK[s], (FloatArray) stageV[s],
-                        slotOffsets, scatterParams, hkv, d, bs);
                 graph.task(attention, PrefillKernels::prefillF32, ctx, k, v, q, tables, lens, indptr, params, out, partials,
                         hkv, g, d, bs, scale);
             }
