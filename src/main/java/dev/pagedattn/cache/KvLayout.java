@@ -37,13 +37,13 @@ package dev.pagedattn.cache;
  */
 public final class KvLayout {
     private final int numBlocks;
-    private final int numKvHeads; // per shard
+    private final int headsPerShard; // KV heads in one pool array
     private final int blockSize;
     private final int headDim;
 
     public KvLayout(KvCacheConfig config) {
         this.numBlocks = config.numBlocks();
-        this.numKvHeads = config.headsPerShard();
+        this.headsPerShard = config.headsPerShard();
         this.blockSize = config.blockSize();
         this.headDim = config.headDim();
     }
@@ -58,17 +58,17 @@ public final class KvLayout {
     }
 
     public int blockStride() {
-        return numKvHeads * headStride();
+        return headsPerShard * headStride();
     }
 
     /** KV heads in each pool array ({@code numKvHeads} unless the layer is sharded). */
     public int headsPerShard() {
-        return numKvHeads;
+        return headsPerShard;
     }
 
     /** The shard (pool array) holding {@code kvHead}. */
     public int shardOf(int kvHead) {
-        return kvHead / numKvHeads;
+        return kvHead / headsPerShard;
     }
 
     /**
@@ -76,7 +76,7 @@ public final class KvLayout {
      * layer), in the pool array of {@link #shardOf shardOf(kvHead)}.
      */
     public int offset(int block, int kvHead, int slot, int dim) {
-        return offset(0, blockStride(), headStride(), headDim, block, kvHead % numKvHeads, slot, dim);
+        return offset(0, blockStride(), headStride(), headDim, block, kvHead % headsPerShard, slot, dim);
     }
 
     /** Offset of the first element of a (block, head) tile: the start of its contiguous run. */
