@@ -66,8 +66,13 @@ final class PlanParts {
 
     /** The grid of a grid-stride helper kernel over {@code workItems} items. */
     static WorkerGrid1D helperGrid(int workItems) {
+        return grid(helperGlobal(workItems), HELPER_LOCAL);
+    }
+
+    /** The global size of {@link #helperGrid}: whole work-groups, at most {@link #HELPER_GLOBAL}. */
+    static int helperGlobal(int workItems) {
         int global = (workItems + HELPER_LOCAL - 1) / HELPER_LOCAL * HELPER_LOCAL;
-        return grid(Math.min(global, HELPER_GLOBAL), HELPER_LOCAL);
+        return Math.max(HELPER_LOCAL, Math.min(global, HELPER_GLOBAL));
     }
 
     static WorkerGrid1D grid(int global, int local) {

@@ -211,6 +211,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final TornadoNativeArray[] stageV;
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
+        final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
+        final WorkerGrid1D[] mergeGrids;     // [shards], or null (parallel): one work-group when nothing is merged
+        final int scatterGlobal;
+        final int mergeGlobal;
         final TornadoExecutionPlan executionPlan;
 
         Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
@@ -233,6 +237,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageV = new TornadoNativeArray[shards];
             slotOffsets = new IntArray(stagingSlots);
             attentionGrids = variant.equals("parallel") ? null : new WorkerGrid1D[shards];
+            scatterGrids = new WorkerGrid1D[shards];
+            mergeGrids = attentionGrids == null ? null : new WorkerGrid1D[shards];
+            scatterGlobal = PlanParts.helperGlobal(stagingSlots * width);
+            mergeGlobal = PlanParts.helperGlobal(maxSeqs * hq * d);
             String name = graphName(layer);
             TaskGraph graph = new TaskGraph(name)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
@@ -243,9 +251,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
                 FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
                 addShard(graph, s, partials);
-                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(stagingSlots * width));
+                scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
+                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
                 if (attentionGrids != null) {
-                    grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), PlanParts.helperGrid(maxSeqs * hq * d));
+                    mergeGrids[s] = PlanParts.grid(mergeGlobal, PlanParts.HELPER_LOCAL);
+                    grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
                     attentionGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
                     grids.addWorkerGrid(name + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
                 }
@@ -367,6 +377,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, staged, !last);
+                // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
+                // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
+                // keeps its launch sizes, so under graphs they keep theirs.
+                boolean merging = last && !grid.fused();
+                for (int s = 0; s < scatterGrids.length; s++) {
+                    scatterGrids[s].setGlobalWork(cudaGraph || staged > 0 ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                    scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                    if (mergeGrids != null) {
+                        mergeGrids[s].setGlobalWork(cudaGraph || merging ? mergeGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                        mergeGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                    }
+                }
                 if (attentionGrids != null) {
                     // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
                     // (work-groups past the batch return at once), so every step is the same launch
