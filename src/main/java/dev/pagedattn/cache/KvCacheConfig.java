@@ -44,11 +44,11 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
             throw new IllegalArgumentException("maxPoolElements=" + maxPoolElements + " is outside [1, " + MAX_POOL_ELEMENTS + "]");
         }
         if (shardsFor(numBlocks, blockSize, numKvHeads, headDim, maxPoolElements) == 0) {
-            long perBlock = blockElements(blockSize, numKvHeads, headDim);
-            String elements = perBlock > Long.MAX_VALUE / numBlocks ? "more than " + Long.MAX_VALUE : Long.toString(numBlocks * perBlock);
+            String elements = elements(numBlocks, blockElements(blockSize, numKvHeads, headDim));
             throw new IllegalArgumentException("numBlocks=" + numBlocks + " x blockSize=" + blockSize + " x numKvHeads=" + numKvHeads
-                    + " x headDim=" + headDim + " = " + elements + " elements per layer pool: even one KV head per native array is "
-                    + "above maxPoolElements=" + maxPoolElements + ", the most one int-indexed array holds (at most numBlocks="
+                    + " x headDim=" + headDim + " = " + elements + " elements per layer pool: one KV head of a layer takes "
+                    + elements(numBlocks, blockElements(blockSize, 1, headDim)) + " elements, above maxPoolElements="
+                    + maxPoolElements + ", the most one native array may hold (at most numBlocks="
                     + maxBlocks(blockSize, numKvHeads, headDim, maxPoolElements) + ")");
         }
     }
@@ -187,6 +187,11 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         } catch (ArithmeticException e) {
             return Long.MAX_VALUE;
         }
+    }
+
+    /** {@code numBlocks * perBlock} as text, "more than 2^63 - 1" where a long cannot hold it. */
+    private static String elements(int numBlocks, long perBlock) {
+        return perBlock > Long.MAX_VALUE / numBlocks ? "more than " + Long.MAX_VALUE : Long.toString(numBlocks * perBlock);
     }
 
     private static void requirePositive(String name, int value) {

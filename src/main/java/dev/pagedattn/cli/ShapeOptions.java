@@ -84,11 +84,8 @@ final class ShapeOptions {
         try {
             need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
                     kvMemoryBytes(), layers);
-            long perHead = need.numBlocks() * blockSize * headDim;
-            if (perHead > maxArrayElements()) {
-                throw new IllegalArgumentException("one KV head of a layer takes " + perHead + " elements, above --max-array-elements="
-                        + maxArrayElements);
-            }
+            // the cache's own shape rule (KV-head shards under --max-array-elements), before anything is allocated
+            new KvCacheConfig((int) need.numBlocks(), blockSize, kvHeads, headDim, kvDtype(), layers, maxArrayElements());
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(flags() + ": " + e.getMessage());
         }
