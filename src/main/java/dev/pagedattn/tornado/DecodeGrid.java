@@ -2,12 +2,14 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
+import dev.pagedattn.kernels.StreamDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
@@ -37,6 +39,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
          */
         CHUNK,
         /**
+         * {@link dev.pagedattn.kernels.StreamDecodeKernels}: one warp per work-group streaming tiles of 16
+         * tokens, each lane loading (32-bit {@code getHalf2}) only the K/V words it multiplies, a phase
+         * ahead. CUDA backend, fp16, groups of 1-4 heads, head dim 128.
+         */
+        STREAM,
+        /**
          * {@link dev.pagedattn.kernels.WarpQuadDecodeKernels}: four heads per work-item, warp-shuffle
          * score reductions, no barrier in the token loop (PTX and CUDA: TornadoVM's OpenCL backend does
          * not implement the shuffles).
@@ -53,28 +61,39 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, chunk, warp, quads, pairs");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, stream, chunk, warp, quads, pairs");
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|chunk|warp|quads|pairs}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|stream|chunk|warp|quads|pairs}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
     /** Smallest partition worth a work-group of its own. */
     public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 512);
+    /**
+     * Work-groups (one warp each) of the stream kernel that fill an H200 once: 132 SMs x 12 resident warps
+     * (159 registers: three warps per SM sub-partition).
+     */
+    public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
+    /** Smallest partition of the stream kernel (four of its 16-token tiles). */
+    public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
-        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, TARGET_GROUPS,
-                MIN_PARTITION_TOKENS, kernel);
+        boolean stream = kernel == Kernel.STREAM;
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split,
+                stream ? STREAM_TARGET_GROUPS : TARGET_GROUPS, stream ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS,
+                kernel);
     }
 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
-        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, TARGET_GROUPS, MIN_PARTITION_TOKENS,
+        boolean stream = KERNEL == Kernel.STREAM;
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split,
+                stream ? STREAM_TARGET_GROUPS : TARGET_GROUPS, stream ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS,
                 KERNEL);
     }
 
@@ -85,18 +104,30 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The concrete kernel for {@code requested} on {@code backend}. AUTO: CHUNK where the shape suits
-     * it on the CUDA backend; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups
-     * of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
-     * the backend or the shape cannot run is refused, naming it.
+     * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
+     * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
+     * for fp16 pools where the shape suits it (groups of 1-4 heads, head dim 128), else CHUNK where the
+     * shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups of 1-2
+     * heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel the
+     * backend, the dtype or the shape cannot run is refused, naming it.
      */
-    public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend) {
+    public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
+        if (dtype.isQuantized()) {
+            return resolveEightBit(requested, spec, backend);
+        }
         boolean chunkShape = ChunkDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean warpShape = WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        boolean stream = backend.packedHalfLoads() && backend.warpOperations() && dtype == KvDtype.FP16
+                && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
         if (requested == Kernel.WARP && !(backend.warpOperations() && warpShape)) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
                     + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
                     + " headDim=" + spec.headDim());
+        }
+        if (requested == Kernel.STREAM && !stream) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
+                    + "loads, warp shuffles), fp16 pools, groups of 1-4 heads and headDim 128; here backend=" + backend
+                    + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=chunk needs groups of 1-8 heads and headDim 16, 32, 64, "
@@ -104,6 +135,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested != Kernel.AUTO) {
             return requested;
+        }
+        if (stream) {
+            return Kernel.STREAM;
         }
         if (backend == Backend.CUDA && chunkShape) {
             return Kernel.CHUNK;
@@ -116,12 +150,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * The kernel for 8-bit K/V pools: the warp kernel's 8-bit twin where the backend has warp
-     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK and
-     * PAIRS have no 8-bit twin and are refused, as is WARP where it cannot run.
+     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); STREAM,
+     * CHUNK and PAIRS have no 8-bit twin and are refused, as is WARP where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
-        if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
+        if (requested == Kernel.CHUNK || requested == Kernel.PAIRS || requested == Kernel.STREAM) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
                     + ": 8-bit K/V pools are read by the warp and quads kernels only (use auto, warp or quads)");
         }
@@ -165,12 +199,16 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long parts = Math.max(1, Math.min(targetGroups / base, maxContextLen / minPartitionTokens));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         }
+        if (kernel == Kernel.STREAM) { // whole tiles, so that tiles stay inside blocks of 16, 32, ... tokens
+            partitionTokens = (partitionTokens + 15) / 16 * 16;
+        }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
         if (kernel == Kernel.AUTO) {
-            kernel = resolve(kernel, spec, Backend.OPENCL); // callers that know the device resolve first
+            kernel = resolve(kernel, spec, Backend.OPENCL, KvDtype.FP16); // callers that know the device resolve first
         }
         int local = switch (kernel) {
             case CHUNK -> ChunkDecodeKernels.LOCAL;
+            case STREAM -> StreamDecodeKernels.LOCAL;
             case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());

@@ -14,6 +14,7 @@ import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
+import dev.pagedattn.kernels.StreamDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -151,8 +152,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
             backend = backendOf(device);
-            kernel = config.dtype().isQuantized() ? DecodeGrid.resolveEightBit(requestedKernel, spec, backend)
-                    : DecodeGrid.resolve(requestedKernel, spec, backend);
+            kernel = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
             cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
         return kernel;
@@ -313,6 +313,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM) {
+                    graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
                     graph.task(attention, ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);

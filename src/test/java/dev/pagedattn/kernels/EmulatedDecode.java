@@ -61,9 +61,13 @@ final class EmulatedDecode {
         boolean quads = grid.kernel() == DecodeGrid.Kernel.QUADS;
         boolean warp = grid.kernel() == DecodeGrid.Kernel.WARP;
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
+        boolean stream = grid.kernel() == DecodeGrid.Kernel.STREAM;
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
+        if (stream && !half) {
+            throw new IllegalArgumentException("the stream kernel reads fp16 pools only, not " + c.config().dtype());
+        }
         if (eightBit && !warp && !quads) {
             throw new IllegalArgumentException("8-bit pools have the warp and quads kernels only, not " + grid.kernel());
         }
@@ -76,6 +80,9 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
+            } else if (stream) {
+                StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half && packedHalfLoads) {
                 ChunkDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);

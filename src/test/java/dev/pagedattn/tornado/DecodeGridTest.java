@@ -5,8 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.StreamDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import org.junit.jupiter.api.Test;
 
@@ -74,23 +76,35 @@ class DecodeGridTest {
 
     @Test
     void autoPicksTheKernelFromTheBackendAndTheShape() {
-        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP32));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
+        AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);   // groups of 8: more heads than the stream kernel holds
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP16));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);   // 10 lanes: not a power of two
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.PTX));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.PTX, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d80, Backend.CUDA, KvDtype.FP16));
         AttentionSpec mha = new AttentionSpec(16, 16, 128, 0.1f);
-        assertEquals(DecodeGrid.Kernel.PAIRS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.PTX));
-        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.PAIRS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.PTX, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, mha, Backend.CUDA, KvDtype.FP16));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL));
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL, KvDtype.FP16));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp") && e.getMessage().contains("backend=OPENCL"),
                 e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d80, Backend.PTX));
+        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d80, Backend.PTX, KvDtype.FP16));
         assertTrue(e.getMessage().contains("headDim=80"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, d80, Backend.CUDA));
+        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, d80, Backend.CUDA, KvDtype.FP16));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=chunk") && e.getMessage().contains("headDim=80"), e.getMessage());
+        for (Object[] refused : new Object[][] {{LLAMA, Backend.PTX, KvDtype.FP16, "backend=PTX"},
+                {LLAMA, Backend.CUDA, KvDtype.FP32, "dtype=FP32"}, {g8, Backend.CUDA, KvDtype.FP16, "groupSize=8"},
+                {d80, Backend.CUDA, KvDtype.FP16, "headDim=80"}, {LLAMA, Backend.CUDA, KvDtype.INT8, "8-bit"}}) {
+            e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.STREAM,
+                    (AttentionSpec) refused[0], (Backend) refused[1], (KvDtype) refused[2]));
+            assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=stream") && e.getMessage().contains((String) refused[3]),
+                    e.getMessage());
+        }
         DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 512, DecodeGrid.Kernel.WARP);
         assertEquals(DecodeGrid.Kernel.WARP, g.kernel());
         assertEquals(WarpQuadDecodeKernels.localSize(4, 128), g.localSize());
@@ -112,6 +126,18 @@ class DecodeGridTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL));
         assertTrue(e.getMessage().contains("backend=OPENCL"), e.getMessage());
+    }
+
+    @Test
+    void streamGridsAreOneWarpPerGroupCutIntoWholeTiles() {
+        DecodeGrid g = DecodeGrid.plan(LLAMA, 8, 32768, true, 1056, 128, DecodeGrid.Kernel.STREAM);
+        assertEquals(StreamDecodeKernels.LOCAL, g.localSize());
+        assertEquals(16, g.maxPartitions());      // 64 (sequence, KV head) pairs x 16 partitions fill 1056 one-warp groups
+        assertEquals(2048, g.partitionTokens());
+        DecodeGrid odd = DecodeGrid.plan(LLAMA, 1, 1000, true, 1056, 128, DecodeGrid.Kernel.STREAM);
+        assertEquals(144, odd.partitionTokens()); // 1000 / 7 = 143 rounded up to whole 16-token tiles
+        assertEquals(7, odd.maxPartitions());
+        assertEquals(8 * 7, odd.numGroups());
     }
 
     @Test

@@ -1,0 +1,63 @@
+package dev.pagedattn.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.DecodeGrid;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The stream kernel run by the emulator against the fp64 reference: fused and split-K, both
+ * schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
+ * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token.
+ */
+class StreamDecodeKernelsTest {
+    private static final double TOLERANCE = 1e-5;
+
+    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} bs={5} minPartition={6}")
+    @CsvSource({
+            "2, 1, 70, 16, 4, 16, 16",
+            "3, 1, 1, 4, 4, 16, 16",
+            "2, 30, 200, 8, 4, 7, 32",
+            "1, 100, 300, 3, 1, 32, 48",
+            "2, 5, 50, 4, 2, 17, 16",
+            "2, 20, 90, 5, 5, 1, 16",
+            "2, 60, 130, 8, 2, 24, 64",
+    })
+    void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition) {
+        long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d", batch, minLen,
+                maxLen, qHeads, kvHeads, blockSize));
+        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, 128,
+                blockSize, KvDtype.FP16, seed);
+        assertTrue(StreamDecodeKernels.supports(qHeads / kvHeads, 128));
+        double[] ref = w.reference();
+        int longest = w.batch().maxContextLen();
+        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
+        DecodeGrid split = DecodeGrid.plan(w.spec(), batch, longest, true, 1 << 20, minPartition, DecodeGrid.Kernel.STREAM);
+        assertEquals(0, split.partitionTokens() % 16, "stream partitions are whole tiles: " + split);
+        for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
+            for (DecodeGrid grid : new DecodeGrid[] {fused, split}) {
+                FloatArray out = EmulatedDecode.attention(w, grid, s);
+                double rel = ReferenceAttention.relativeL2(out, ref);
+                assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);
+            }
+        }
+    }
+
+    @Test
+    void shapesItCovers() {
+        assertTrue(StreamDecodeKernels.supports(4, 128));
+        assertTrue(StreamDecodeKernels.supports(1, 128));
+        assertFalse(StreamDecodeKernels.supports(5, 128));
+        assertFalse(StreamDecodeKernels.supports(4, 64));
+        assertFalse(StreamDecodeKernels.supports(0, 128));
+    }
+}
