@@ -78,6 +78,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
+    /**
+     * Shortest partition the stream kernel's whole-wave split makes (large uniform batches): shorter
+     * ones cost more in start-up and merge than the fuller waves gain (H200: 128 x 1k and 256 x 1k 12%
+     * slower in three partitions of 352 tokens).
+     */
+    public static final int STREAM_WAVE_PARTITION_TOKENS = 1024;
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
@@ -195,6 +201,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long p0 = Math.max(minPartitionTokens, (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups));
             long parts = Math.max(1, maxContextLen / p0);
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
+        } else if (split && kernel == Kernel.STREAM && 2L * base >= targetGroups) {
+            long parts = wholeWaves(base, targetGroups, Math.max(1, maxContextLen / STREAM_WAVE_PARTITION_TOKENS));
+            partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         } else if (split && 2L * base < targetGroups) {
             long parts = Math.max(1, Math.min(targetGroups / base, maxContextLen / minPartitionTokens));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
@@ -214,6 +223,28 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
         };
         return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
+    }
+
+    /**
+     * Partitions per sequence for the stream kernel's uniform batches of at least half a wave of
+     * (sequence, KV head) pairs (smaller ones split into one wave): the step takes about
+     * {@code waves(p) / p} of one sequence's time, where {@code waves(p) = ceil(base * p / targetGroups)};
+     * the smallest {@code p <= maxParts} (and at most four waves) within 5% of the best. So 128 x 8k
+     * (1024 one-warp groups, 0.65 of a wave) runs as 3 partitions in two full waves, not one wave two
+     * thirds full.
+     */
+    static long wholeWaves(long base, long targetGroups, long maxParts) {
+        long limit = Math.max(1, Math.min(maxParts, Math.max(1, 4 * targetGroups / base)));
+        double best = Double.MAX_VALUE;
+        for (long p = 1; p <= limit; p++) {
+            best = Math.min(best, (double) ((base * p + targetGroups - 1) / targetGroups) / p);
+        }
+        for (long p = 1; p <= limit; p++) {
+            if ((double) ((base * p + targetGroups - 1) / targetGroups) / p <= best * 1.05) {
+                return p;
+            }
+        }
+        return limit;
     }
 
     public int attentionGlobalSize() {

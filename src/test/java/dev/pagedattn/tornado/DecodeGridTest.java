@@ -134,6 +134,13 @@ class DecodeGridTest {
         assertEquals(StreamDecodeKernels.LOCAL, g.localSize());
         assertEquals(16, g.maxPartitions());      // 64 (sequence, KV head) pairs x 16 partitions fill 1056 one-warp groups
         assertEquals(2048, g.partitionTokens());
+        // uniform batches fill whole waves: 1024 groups are 0.65 of a wave of 1584, 3 partitions two full waves
+        assertEquals(3, DecodeGrid.plan(LLAMA, 128, 8192, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(3, DecodeGrid.plan(LLAMA, 256, 4096, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(1, DecodeGrid.plan(LLAMA, 256, 1024, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(3, DecodeGrid.plan(LLAMA, 64, 8192, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(3, DecodeGrid.plan(LLAMA, 64, 1024, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(1, DecodeGrid.plan(LLAMA, 256, 1024, false, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         DecodeGrid odd = DecodeGrid.plan(LLAMA, 1, 1000, true, 1056, 128, DecodeGrid.Kernel.STREAM);
         assertEquals(144, odd.partitionTokens()); // 1000 / 7 = 143 rounded up to whole 16-token tiles
         assertEquals(7, odd.maxPartitions());
