@@ -84,6 +84,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * slower in three partitions of 352 tokens).
      */
     public static final int STREAM_WAVE_PARTITION_TOKENS = 1024;
+    /**
+     * Longest context the whole-wave split applies to: from 16k tokens on, two thirds of a wave of
+     * one-warp groups already read at 98-99% of the CUDA backend's read probe (H200, 128 and 256 x 16k
+     * and 32k), so those grids stay unsplit.
+     */
+    public static final int STREAM_WAVE_MAX_CONTEXT = 8192;
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
@@ -201,7 +207,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long p0 = Math.max(minPartitionTokens, (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups));
             long parts = Math.max(1, maxContextLen / p0);
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
-        } else if (split && kernel == Kernel.STREAM && 2L * base >= targetGroups) {
+        } else if (split && kernel == Kernel.STREAM && 2L * base >= targetGroups && maxContextLen <= STREAM_WAVE_MAX_CONTEXT) {
             long parts = wholeWaves(base, targetGroups, Math.max(1, maxContextLen / STREAM_WAVE_PARTITION_TOKENS));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         } else if (split && 2L * base < targetGroups) {

@@ -138,6 +138,7 @@ class DecodeGridTest {
         assertEquals(3, DecodeGrid.plan(LLAMA, 128, 8192, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(3, DecodeGrid.plan(LLAMA, 256, 4096, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(1, DecodeGrid.plan(LLAMA, 256, 1024, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(1, DecodeGrid.plan(LLAMA, 128, 16384, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(3, DecodeGrid.plan(LLAMA, 64, 8192, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(3, DecodeGrid.plan(LLAMA, 64, 1024, true, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(1, DecodeGrid.plan(LLAMA, 256, 1024, false, 1584, 64, DecodeGrid.Kernel.STREAM).maxPartitions());
