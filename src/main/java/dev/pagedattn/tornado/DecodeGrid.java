@@ -95,18 +95,23 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
-        boolean stream = kernel == Kernel.STREAM;
-        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split,
-                stream ? STREAM_TARGET_GROUPS : TARGET_GROUPS, stream ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS,
-                kernel);
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, targetGroups(kernel),
+                minPartitionTokens(kernel), kernel);
     }
 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
-        boolean stream = KERNEL == Kernel.STREAM;
-        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split,
-                stream ? STREAM_TARGET_GROUPS : TARGET_GROUPS, stream ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS,
-                KERNEL);
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups(KERNEL),
+                minPartitionTokens(KERNEL), KERNEL);
+    }
+
+    /** Work-groups that fill the GPU once with {@code kernel}'s groups: one-warp groups for STREAM, else four-warp ones. */
+    private static int targetGroups(Kernel kernel) {
+        return kernel == Kernel.STREAM ? STREAM_TARGET_GROUPS : TARGET_GROUPS;
+    }
+
+    private static int minPartitionTokens(Kernel kernel) {
+        return kernel == Kernel.STREAM ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
     }
 
     /** Uniform lengths, every tunable explicit (tests). */
@@ -240,17 +245,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * thirds full.
      */
     static long wholeWaves(long base, long targetGroups, long maxParts) {
-        long limit = Math.max(1, Math.min(maxParts, Math.max(1, 4 * targetGroups / base)));
+        int limit = (int) Math.max(1, Math.min(maxParts, 4 * targetGroups / base));
+        double[] time = new double[limit + 1]; // time[p]: waves(p) / p
         double best = Double.MAX_VALUE;
-        for (long p = 1; p <= limit; p++) {
-            best = Math.min(best, (double) ((base * p + targetGroups - 1) / targetGroups) / p);
+        for (int p = 1; p <= limit; p++) {
+            time[p] = (double) ((base * p + targetGroups - 1) / targetGroups) / p;
+            best = Math.min(best, time[p]);
         }
-        for (long p = 1; p <= limit; p++) {
-            if ((double) ((base * p + targetGroups - 1) / targetGroups) / p <= best * 1.05) {
-                return p;
-            }
+        int p = 1;
+        while (time[p] > best * 1.05) {
+            p++;
         }
-        return limit;
+        return p;
     }
 
     public int attentionGlobalSize() {

@@ -203,6 +203,9 @@ class ShardedLayerTest {
             if (spec.groupSize() < 3) {
                 kernels.add(DecodeGrid.Kernel.PAIRS);
             }
+            if (dtype == KvDtype.FP16 && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim())) {
+                kernels.add(DecodeGrid.Kernel.STREAM);
+            }
         }
         return kernels;
     }
