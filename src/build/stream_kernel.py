@@ -1,6 +1,7 @@
 # Generates src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java, whose kernel body is unrolled
 # by hand (TornadoVM puts private arrays in local memory, so every register is a named scalar):
 #   python3 src/build/stream_kernel.py > src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java
+# (StreamKernelSourceTest fails when the committed class is not this output).
 HEAD = r"""package dev.pagedattn.kernels;
 
 import uk.ac.manchester.tornado.api.KernelContext;
