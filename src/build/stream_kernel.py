@@ -1,5 +1,5 @@
 # Generates src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java, whose kernel body is unrolled
-# by hand (TornadoVM puts private arrays in local memory, so every register is a named scalar):
+# into named scalars (TornadoVM puts private arrays in local memory, so every register is its own variable):
 #   python3 src/build/stream_kernel.py > src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java
 # (StreamKernelSourceTest fails when the committed class is not this output).
 HEAD = r"""package dev.pagedattn.kernels;
