@@ -80,12 +80,11 @@ public final class StreamDecodeKernels {
 
 """
 H = "abcd"          # the four query heads of a work-group
-T = 16              # tokens per tile
 out = []
 def w(s=""): out.append(s)
 
-def body():
-    name = "attentionF16x2"
+def body(name, T):
+    R = T // 4      # tokens per lane in the scores (group, group + 4, ...)
     w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
@@ -94,9 +93,11 @@ def body():
     w( "            return;")
     w( "        }")
     w( "        int lane = ctx.localIdx;")
-    w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    toks = ", ".join(f"group + {4 * i}" for i in range(1, R))
+    w(f"        int group = lane >> 3;           // scores: this lane's tokens group, {toks} of a tile")
     w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7")
-    w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    if T == 16:
+        w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
     w( "        int gid = ctx.groupIdx;")
     w( "        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
     w( "        int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
@@ -131,44 +132,88 @@ def body():
     w()
     w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "        boolean oneBlock = start % blockSize + TILE <= blockSize;")
-    for i in range(4):
+    w(f"        boolean oneBlock = start % blockSize + {T} <= blockSize;")
+    for i in range(R):
         w(f"        int kRow{i} = tileRow(blockTables, tableRow, base, oneBlock, start, group + {4*i}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;")
-    kv_decl("k", "        ")
+    kv_decl("k", "        ", T)
     w()
     for h in H:
         w(f"        float m{h} = -Float.MAX_VALUE;  // running max of head {h} (the same in every lane); finite, so exp(old - new) never sees -inf - -inf")
-    w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
-    w( "        float sumB = 0f;")
+    if T == 16:
+        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
+        w( "        float sumB = 0f;")
+    else:
+        w( "        float sumA = 0f;                 // this lane's share of the running sum of head lane % 4")
     for h in H:
         w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4)))
     w()
-    w( "        for (int tileStart = start; tileStart < end; tileStart += TILE) {")
+    w(f"        for (int tileStart = start; tileStart < end; tileStart += {T}) {{")
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
+    w(f"            boolean vOne = tileStart % blockSize + {T} <= blockSize;")
     for r in range(T):
         w(f"            int vRow{r} = tileRow(blockTables, tableRow, vBase, vOne, tileStart, {r}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;")
-    kv_decl("v", "            ")
-    w( "            // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims")
-    for i in range(4):
+    kv_decl("v", "            ", T)
+    w(f"            // 1. partial dots of this lane's {R} tokens with heads a..d over its 16 dims")
+    for i in range(R):
         for j in range(8):
             conv("k", f"kw{i}{j}", f"kRow{i} + {16*j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
-        for i in range(4):
+        for i in range(R):
             terms = " + ".join(f"qs[qLane + {hi * 128 + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(16))
             w(f"            float d{i}{h} = {terms};")
-    for i in range(4):
+    for i in range(R):
         for hi, h in enumerate(H):
             w(f"            dots[((group + {4*i}) * HEADS + {hi}) * (PARTS + 1) + part] = d{i}{h};")
     w( "            ctx.localBarrier();")
     w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
-    w( "            int next = tileStart + TILE < end ? tileStart + TILE : start;")
+    w(f"            int next = tileStart + {T} < end ? tileStart + {T} : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "            oneBlock = next % blockSize + TILE <= blockSize;")
-    for i in range(4):
+    w(f"            oneBlock = next % blockSize + {T} <= blockSize;")
+    for i in range(R):
         w(f"            kRow{i} = tileRow(blockTables, tableRow, base, oneBlock, next, group + {4*i}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;")
-    kv_assign("k", "            ")
+    kv_assign("k", "            ", T)
+    if T == 16:
+        softmax16()
+    else:
+        softmax8()
+    w( "            ctx.localBarrier();")
+    w(f"            // 3. V of the tile's {T} tokens weighted by the probabilities, this lane's dims 2 lane + {{0, 1}} and 2 lane + 64 + {{0, 1}}")
+    for r in range(T):
+        for hi, h in enumerate(H):
+            w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
+        conv("v", f"vw{r}0", f"vRow{r}", f"y{r}0", f"y{r}1", "            ")
+        conv("v", f"vw{r}1", f"vRow{r} + 64", f"y{r}2", f"y{r}3", "            ")
+        for h in H:
+            w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
+    w( "        }")
+    w()
+    if T == 16:
+        final16()
+    else:
+        final8()
+    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
+    w( "        int numQHeads = numKvHeads * groupSize;")
+    for hi, h in enumerate(H):
+        w(f"        if (valid{h.upper()}) {{")
+        w(f"            int h = (seq * numQHeads + kvHead * groupSize + {hi});")
+        w( "            if (writeFinal != 0) {")
+        w( "                int o = h * headDim + 2 * lane;")
+        for d, off in enumerate((0, 1, 64, 65)):
+            w(f"                out.set(o + {off}, o{h}{d} / l{h});")
+        w( "            } else {")
+        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
+        for d, off in enumerate((0, 1, 64, 65)):
+            w(f"                partials.set(pBase + 2 * lane + {off}, o{h}{d});")
+        w( "                if (lane == 0) {")
+        w(f"                    partials.set(pBase + headDim, m{h});")
+        w(f"                    partials.set(pBase + headDim + 1, l{h});")
+        w( "                }")
+        w( "            }")
+        w( "        }")
+    w( "    }")
+
+def softmax16():
 
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
     w( "            int row = lane >> 1;")
@@ -205,17 +250,8 @@ def body():
     w( "            sumB += pB;")
     w( "            probs[row * HEADS + 2 * odd] = pA;")
     w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
-    w( "            ctx.localBarrier();")
-    w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
-    for r in range(T):
-        for hi, h in enumerate(H):
-            w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
-        conv("v", f"vw{r}0", f"vRow{r}", f"y{r}0", f"y{r}1", "            ")
-        conv("v", f"vw{r}1", f"vRow{r} + 64", f"y{r}2", f"y{r}3", "            ")
-        for h in H:
-            w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
-    w( "        }")
-    w()
+
+def final16():
     w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
     for delta in (16, 8, 4, 2):
         w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
@@ -224,30 +260,48 @@ def body():
     w( "        float lb = ctx.simdBroadcastFirst(sumB);")
     w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
     w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
-    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
-    w( "        int numQHeads = numKvHeads * groupSize;")
-    for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}) {{")
-        w(f"            int h = (seq * numQHeads + kvHead * groupSize + {hi});")
-        w( "            if (writeFinal != 0) {")
-        w( "                int o = h * headDim + 2 * lane;")
-        for d, off in enumerate((0, 1, 64, 65)):
-            w(f"                out.set(o + {off}, o{h}{d} / l{h});")
-        w( "            } else {")
-        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate((0, 1, 64, 65)):
-            w(f"                partials.set(pBase + 2 * lane + {off}, o{h}{d});")
-        w( "                if (lane == 0) {")
-        w(f"                    partials.set(pBase + headDim, m{h});")
-        w(f"                    partials.set(pBase + headDim + 1, l{h});")
-        w( "                }")
-        w( "            }")
-        w( "        }")
-    w( "    }")
 
-def kv_decl(pool, ind):
+def softmax8():
+    w( "            // 2. score of token lane / 4, head lane % 4; the tile's max per head; probabilities")
+    w( "            int row = lane >> 2;")
+    w( "            int head = lane & 3;")
+    w( "            int rowA = (row * HEADS + head) * (PARTS + 1);")
+    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
+    w( "            if (tileStart + row >= end) {")
+    w( "                sA = Float.NEGATIVE_INFINITY;")
+    w( "            }")
+    w( "            float tA = sA;")
+    for delta in (16, 8, 4):
+        w(f"            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {delta}));")
+    w( "            float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));")
+    w( "            float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));")
+    w( "            float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));")
+    w( "            float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));")
+    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
+    for h in H:
+        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
+    for h in H:
+        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(4)))
+    w( "                sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
+    for h in H:
+        w(f"                m{h} = n{h};")
+    w( "            }")
+    w( "            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));")
+    w( "            sumA += pA;")
+    w( "            probs[lane] = pA;")
+
+def final8():
+    w( "        // 4. the running sums over the lanes (lane h: head h), then write out")
+    for delta in (16, 8, 4):
+        w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
+    w( "        float la = ctx.simdBroadcastFirst(sumA);")
+    w( "        float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
+    w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));")
+    w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));")
+
+def kv_decl(pool, ind, T):
     if pool == "k":
-        for i in range(4):
+        for i in range(T // 4):
             for j in range(8):
                 w(f"{ind}Half2 kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
     else:
@@ -255,8 +309,8 @@ def kv_decl(pool, ind):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
 
-def kv_assign(pool, ind):
-    for i in range(4):
+def kv_assign(pool, ind, T):
+    for i in range(T // 4):
         for j in range(8):
             w(f"{ind}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
 
@@ -264,5 +318,7 @@ def conv(pool, var, idx, a, b, ind):
     w(f"{ind}float {a} = Half2.lowFloat({var});")
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
-body()
+body("attentionF16x2", 16)
+w()
+body("attentionF16x2Tile8", 8)
 print(HEAD + "\n".join(out) + "\n}")

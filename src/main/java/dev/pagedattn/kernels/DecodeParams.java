@@ -21,7 +21,9 @@ public final class DecodeParams {
     public static final int NUM_NEW_SLOTS = 6;
     /** 1 to skip attention (a scatter-only step). */
     public static final int SKIP_ATTENTION = 7;
-    public static final int SIZE = 8;
+    /** Work-items that share one output element's partitions in the merge (a power of two, see DecodeGrid). */
+    public static final int MERGE_SLICES = 8;
+    public static final int SIZE = 9;
 
     private DecodeParams() {
     }

@@ -121,7 +121,7 @@ public final class StreamDecodeKernels {
 
         // the first tile's K words of this lane's tokens (in flight from here on)
         int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-        boolean oneBlock = start % blockSize + TILE <= blockSize;
+        boolean oneBlock = start % blockSize + 16 <= blockSize;
         int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
         int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
         int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
@@ -170,10 +170,10 @@ public final class StreamDecodeKernels {
         float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
         float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
-        for (int tileStart = start; tileStart < end; tileStart += TILE) {
+        for (int tileStart = start; tileStart < end; tileStart += 16) {
             // this tile's V words (in flight during the scores and the softmax)
             int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-            boolean vOne = tileStart % blockSize + TILE <= blockSize;
+            boolean vOne = tileStart % blockSize + 16 <= blockSize;
             int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
             int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
             int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
@@ -222,7 +222,7 @@ public final class StreamDecodeKernels {
             Half2 vw141 = vPool.getHalf2(vRow14 + 64);
             Half2 vw150 = vPool.getHalf2(vRow15);
             Half2 vw151 = vPool.getHalf2(vRow15 + 64);
-            // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+            // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
             float x00 = Half2.lowFloat(kw00);
             float x01 = Half2.highFloat(kw00);
             float x02 = Half2.lowFloat(kw01);
@@ -321,9 +321,9 @@ public final class StreamDecodeKernels {
             dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
             ctx.localBarrier();
             // the next tile's K words (past the partition: the first tile's rows again, never used)
-            int next = tileStart + TILE < end ? tileStart + TILE : start;
+            int next = tileStart + 16 < end ? tileStart + 16 : start;
             base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-            oneBlock = next % blockSize + TILE <= blockSize;
+            oneBlock = next % blockSize + 16 <= blockSize;
             kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
             kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
             kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
@@ -615,6 +615,408 @@ public final class StreamDecodeKernels {
         float lb = ctx.simdBroadcastFirst(sumB);
         float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
         float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        int numQHeads = numKvHeads * groupSize;
+        if (validA) {
+            int h = (seq * numQHeads + kvHead * groupSize + 0);
+            if (writeFinal != 0) {
+                int o = h * headDim + 2 * lane;
+                out.set(o + 0, oa0 / la);
+                out.set(o + 1, oa1 / la);
+                out.set(o + 64, oa2 / la);
+                out.set(o + 65, oa3 / la);
+            } else {
+                int pBase = (h * maxParts + partition) * (headDim + 2);
+                partials.set(pBase + 2 * lane + 0, oa0);
+                partials.set(pBase + 2 * lane + 1, oa1);
+                partials.set(pBase + 2 * lane + 64, oa2);
+                partials.set(pBase + 2 * lane + 65, oa3);
+                if (lane == 0) {
+                    partials.set(pBase + headDim, ma);
+                    partials.set(pBase + headDim + 1, la);
+                }
+            }
+        }
+        if (validB) {
+            int h = (seq * numQHeads + kvHead * groupSize + 1);
+            if (writeFinal != 0) {
+                int o = h * headDim + 2 * lane;
+                out.set(o + 0, ob0 / lb);
+                out.set(o + 1, ob1 / lb);
+                out.set(o + 64, ob2 / lb);
+                out.set(o + 65, ob3 / lb);
+            } else {
+                int pBase = (h * maxParts + partition) * (headDim + 2);
+                partials.set(pBase + 2 * lane + 0, ob0);
+                partials.set(pBase + 2 * lane + 1, ob1);
+                partials.set(pBase + 2 * lane + 64, ob2);
+                partials.set(pBase + 2 * lane + 65, ob3);
+                if (lane == 0) {
+                    partials.set(pBase + headDim, mb);
+                    partials.set(pBase + headDim + 1, lb);
+                }
+            }
+        }
+        if (validC) {
+            int h = (seq * numQHeads + kvHead * groupSize + 2);
+            if (writeFinal != 0) {
+                int o = h * headDim + 2 * lane;
+                out.set(o + 0, oc0 / lc);
+                out.set(o + 1, oc1 / lc);
+                out.set(o + 64, oc2 / lc);
+                out.set(o + 65, oc3 / lc);
+            } else {
+                int pBase = (h * maxParts + partition) * (headDim + 2);
+                partials.set(pBase + 2 * lane + 0, oc0);
+                partials.set(pBase + 2 * lane + 1, oc1);
+                partials.set(pBase + 2 * lane + 64, oc2);
+                partials.set(pBase + 2 * lane + 65, oc3);
+                if (lane == 0) {
+                    partials.set(pBase + headDim, mc);
+                    partials.set(pBase + headDim + 1, lc);
+                }
+            }
+        }
+        if (validD) {
+            int h = (seq * numQHeads + kvHead * groupSize + 3);
+            if (writeFinal != 0) {
+                int o = h * headDim + 2 * lane;
+                out.set(o + 0, od0 / ld);
+                out.set(o + 1, od1 / ld);
+                out.set(o + 64, od2 / ld);
+                out.set(o + 65, od3 / ld);
+            } else {
+                int pBase = (h * maxParts + partition) * (headDim + 2);
+                partials.set(pBase + 2 * lane + 0, od0);
+                partials.set(pBase + 2 * lane + 1, od1);
+                partials.set(pBase + 2 * lane + 64, od2);
+                partials.set(pBase + 2 * lane + 65, od3);
+                if (lane == 0) {
+                    partials.set(pBase + headDim, md);
+                    partials.set(pBase + headDim + 1, ld);
+                }
+            }
+        }
+    }
+
+    public static void attentionF16x2Tile8(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int gid = ctx.groupIdx;
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+        int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);
+        int seq = PagedDecodeKernels.seqOf(gid, maxParts, numKvHeads);
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(seq);
+        int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
+
+        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
+        for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
+            int h = i / HEAD_DIM;
+            qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
+        }
+        ctx.localBarrier();
+        int qLane = 2 * part;
+        boolean validA = 0 < groupSize;
+        boolean validB = 1 < groupSize;
+        boolean validC = 2 < groupSize;
+        boolean validD = 3 < groupSize;
+
+        // the first tile's K words of this lane's tokens (in flight from here on)
+        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+        boolean oneBlock = start % blockSize + 8 <= blockSize;
+        int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+        int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+        Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+        Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+        Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+        Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+        Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+        Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+        Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+        Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+        Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+        Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+        Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+        Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+        Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+        Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+        Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+        Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+
+        float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+        float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+        float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+        float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+        float sumA = 0f;                 // this lane's share of the running sum of head lane % 4
+        float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+        float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+        float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+        float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+        for (int tileStart = start; tileStart < end; tileStart += 8) {
+            // this tile's V words (in flight during the scores and the softmax)
+            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+            boolean vOne = tileStart % blockSize + 8 <= blockSize;
+            int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+            Half2 vw00 = vPool.getHalf2(vRow0);
+            Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+            Half2 vw10 = vPool.getHalf2(vRow1);
+            Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+            Half2 vw20 = vPool.getHalf2(vRow2);
+            Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+            Half2 vw30 = vPool.getHalf2(vRow3);
+            Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+            Half2 vw40 = vPool.getHalf2(vRow4);
+            Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+            Half2 vw50 = vPool.getHalf2(vRow5);
+            Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+            Half2 vw60 = vPool.getHalf2(vRow6);
+            Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+            Half2 vw70 = vPool.getHalf2(vRow7);
+            Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+            // 1. partial dots of this lane's 2 tokens with heads a..d over its 16 dims
+            float x00 = Half2.lowFloat(kw00);
+            float x01 = Half2.highFloat(kw00);
+            float x02 = Half2.lowFloat(kw01);
+            float x03 = Half2.highFloat(kw01);
+            float x04 = Half2.lowFloat(kw02);
+            float x05 = Half2.highFloat(kw02);
+            float x06 = Half2.lowFloat(kw03);
+            float x07 = Half2.highFloat(kw03);
+            float x08 = Half2.lowFloat(kw04);
+            float x09 = Half2.highFloat(kw04);
+            float x010 = Half2.lowFloat(kw05);
+            float x011 = Half2.highFloat(kw05);
+            float x012 = Half2.lowFloat(kw06);
+            float x013 = Half2.highFloat(kw06);
+            float x014 = Half2.lowFloat(kw07);
+            float x015 = Half2.highFloat(kw07);
+            float x10 = Half2.lowFloat(kw10);
+            float x11 = Half2.highFloat(kw10);
+            float x12 = Half2.lowFloat(kw11);
+            float x13 = Half2.highFloat(kw11);
+            float x14 = Half2.lowFloat(kw12);
+            float x15 = Half2.highFloat(kw12);
+            float x16 = Half2.lowFloat(kw13);
+            float x17 = Half2.highFloat(kw13);
+            float x18 = Half2.lowFloat(kw14);
+            float x19 = Half2.highFloat(kw14);
+            float x110 = Half2.lowFloat(kw15);
+            float x111 = Half2.highFloat(kw15);
+            float x112 = Half2.lowFloat(kw16);
+            float x113 = Half2.highFloat(kw16);
+            float x114 = Half2.lowFloat(kw17);
+            float x115 = Half2.highFloat(kw17);
+            float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+            float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+            float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+            float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+            float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+            float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+            float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+            float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+            dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+            dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+            dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+            dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+            dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+            dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+            dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+            dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+            ctx.localBarrier();
+            // the next tile's K words (past the partition: the first tile's rows again, never used)
+            int next = tileStart + 8 < end ? tileStart + 8 : start;
+            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+            oneBlock = next % blockSize + 8 <= blockSize;
+            kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+            kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+            kw00 = kPool.getHalf2(kRow0 + 0);
+            kw01 = kPool.getHalf2(kRow0 + 16);
+            kw02 = kPool.getHalf2(kRow0 + 32);
+            kw03 = kPool.getHalf2(kRow0 + 48);
+            kw04 = kPool.getHalf2(kRow0 + 64);
+            kw05 = kPool.getHalf2(kRow0 + 80);
+            kw06 = kPool.getHalf2(kRow0 + 96);
+            kw07 = kPool.getHalf2(kRow0 + 112);
+            kw10 = kPool.getHalf2(kRow1 + 0);
+            kw11 = kPool.getHalf2(kRow1 + 16);
+            kw12 = kPool.getHalf2(kRow1 + 32);
+            kw13 = kPool.getHalf2(kRow1 + 48);
+            kw14 = kPool.getHalf2(kRow1 + 64);
+            kw15 = kPool.getHalf2(kRow1 + 80);
+            kw16 = kPool.getHalf2(kRow1 + 96);
+            kw17 = kPool.getHalf2(kRow1 + 112);
+            // 2. score of token lane / 4, head lane % 4; the tile's max per head; probabilities
+            int row = lane >> 2;
+            int head = lane & 3;
+            int rowA = (row * HEADS + head) * (PARTS + 1);
+            float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+            if (tileStart + row >= end) {
+                sA = Float.NEGATIVE_INFINITY;
+            }
+            float tA = sA;
+            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+            float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+            float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+            float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+            float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                float ca = TornadoMath.exp(ma - na);
+                float cb = TornadoMath.exp(mb - nb);
+                float cc = TornadoMath.exp(mc - nc);
+                float cd = TornadoMath.exp(md - nd);
+                oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                ma = na;
+                mb = nb;
+                mc = nc;
+                md = nd;
+            }
+            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+            sumA += pA;
+            probs[lane] = pA;
+            ctx.localBarrier();
+            // 3. V of the tile's 8 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+            float pa0 = probs[0];
+            float pb0 = probs[1];
+            float pc0 = probs[2];
+            float pd0 = probs[3];
+            float y00 = Half2.lowFloat(vw00);
+            float y01 = Half2.highFloat(vw00);
+            float y02 = Half2.lowFloat(vw01);
+            float y03 = Half2.highFloat(vw01);
+            oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+            ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+            oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+            od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+            float pa1 = probs[4];
+            float pb1 = probs[5];
+            float pc1 = probs[6];
+            float pd1 = probs[7];
+            float y10 = Half2.lowFloat(vw10);
+            float y11 = Half2.highFloat(vw10);
+            float y12 = Half2.lowFloat(vw11);
+            float y13 = Half2.highFloat(vw11);
+            oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+            ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+            oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+            od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+            float pa2 = probs[8];
+            float pb2 = probs[9];
+            float pc2 = probs[10];
+            float pd2 = probs[11];
+            float y20 = Half2.lowFloat(vw20);
+            float y21 = Half2.highFloat(vw20);
+            float y22 = Half2.lowFloat(vw21);
+            float y23 = Half2.highFloat(vw21);
+            oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+            ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+            oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+            od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+            float pa3 = probs[12];
+            float pb3 = probs[13];
+            float pc3 = probs[14];
+            float pd3 = probs[15];
+            float y30 = Half2.lowFloat(vw30);
+            float y31 = Half2.highFloat(vw30);
+            float y32 = Half2.lowFloat(vw31);
+            float y33 = Half2.highFloat(vw31);
+            oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+            ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+            oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+            od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+            float pa4 = probs[16];
+            float pb4 = probs[17];
+            float pc4 = probs[18];
+            float pd4 = probs[19];
+            float y40 = Half2.lowFloat(vw40);
+            float y41 = Half2.highFloat(vw40);
+            float y42 = Half2.lowFloat(vw41);
+            float y43 = Half2.highFloat(vw41);
+            oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+            ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+            oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+            od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+            float pa5 = probs[20];
+            float pb5 = probs[21];
+            float pc5 = probs[22];
+            float pd5 = probs[23];
+            float y50 = Half2.lowFloat(vw50);
+            float y51 = Half2.highFloat(vw50);
+            float y52 = Half2.lowFloat(vw51);
+            float y53 = Half2.highFloat(vw51);
+            oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+            ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+            oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+            od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+            float pa6 = probs[24];
+            float pb6 = probs[25];
+            float pc6 = probs[26];
+            float pd6 = probs[27];
+            float y60 = Half2.lowFloat(vw60);
+            float y61 = Half2.highFloat(vw60);
+            float y62 = Half2.lowFloat(vw61);
+            float y63 = Half2.highFloat(vw61);
+            oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+            ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+            oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+            od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+            float pa7 = probs[28];
+            float pb7 = probs[29];
+            float pc7 = probs[30];
+            float pd7 = probs[31];
+            float y70 = Half2.lowFloat(vw70);
+            float y71 = Half2.highFloat(vw70);
+            float y72 = Half2.lowFloat(vw71);
+            float y73 = Half2.highFloat(vw71);
+            oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+            ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+            oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+            od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+        }
+
+        // 4. the running sums over the lanes (lane h: head h), then write out
+        sumA += ctx.simdShuffleDown(sumA, 16);
+        sumA += ctx.simdShuffleDown(sumA, 8);
+        sumA += ctx.simdShuffleDown(sumA, 4);
+        float la = ctx.simdBroadcastFirst(sumA);
+        float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
         int writeFinal = params.get(DecodeParams.WRITE_FINAL);
         int numQHeads = numKvHeads * groupSize;
         if (validA) {

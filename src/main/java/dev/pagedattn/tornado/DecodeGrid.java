@@ -76,6 +76,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * (159 registers: three warps per SM sub-partition).
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
+    /**
+     * Tokens per tile of the stream kernel, {@code -Dpagedattn.tornado.streamTile=16|8}: 16
+     * ({@code attentionF16x2}) or 8 ({@code attentionF16x2Tile8}, fewer registers, twice the softmax steps).
+     */
+    public static final int STREAM_TILE = streamTile(Integer.getInteger("pagedattn.tornado.streamTile", 16));
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -92,6 +97,15 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int STREAM_WAVE_MAX_CONTEXT = 8192;
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
+    /** Partitions one work-item of the merge reads, at most, where the slices allow it. */
+    static final int MERGE_PARTITIONS_PER_SLICE = 8;
+
+    private static int streamTile(int tile) {
+        if (tile != 8 && tile != 16) {
+            throw new IllegalArgumentException("pagedattn.tornado.streamTile=" + tile + " is not 8 or 16");
+        }
+        return tile;
+    }
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
@@ -268,7 +282,20 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return numSeqs * maxPartitions;
     }
 
-    /** Whether the attention kernel writes the normalised output itself. */
+    /**
+     * Work-items per output element in the merge: the fewest (a power of two, at most
+     * {@link PagedDecodeKernels#MAX_MERGE_SLICES}) that leave each at most
+     * {@link #MERGE_PARTITIONS_PER_SLICE} partitions of the longest sequence.
+     */
+    public int mergeSlices() {
+        int slices = 1;
+        while (slices < PagedDecodeKernels.MAX_MERGE_SLICES && slices * MERGE_PARTITIONS_PER_SLICE < maxPartitions) {
+            slices *= 2;
+        }
+        return slices;
+    }
+
+    /** Whether one partition covers every sequence: the attention kernel then writes the output itself. */
     public boolean fused() {
         return maxPartitions == 1;
     }
@@ -284,5 +311,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         params.set(DecodeParams.WRITE_FINAL, fused() ? 1 : 0);
         params.set(DecodeParams.NUM_NEW_SLOTS, numNewSlots);
         params.set(DecodeParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
+        params.set(DecodeParams.MERGE_SLICES, mergeSlices());
     }
 }

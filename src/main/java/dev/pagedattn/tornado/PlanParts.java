@@ -24,7 +24,7 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  */
 final class PlanParts {
     /** Local size of the grid-stride helper kernels. */
-    static final int HELPER_LOCAL = 128;
+    static final int HELPER_LOCAL = dev.pagedattn.kernels.PagedDecodeKernels.MERGE_LOCAL; // the merge's local arrays are this size
     /**
      * Largest global size of a helper kernel: 264 work-groups (two per SM of an H100/H200). They run
      * on every step, most often with nothing to do; a full-size grid cost 13-30 us per step just to exit.

@@ -240,7 +240,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             scatterGrids = new WorkerGrid1D[shards];
             mergeGrids = attentionGrids == null ? null : new WorkerGrid1D[shards];
             scatterGlobal = PlanParts.helperGlobal(stagingSlots * width);
-            mergeGlobal = PlanParts.helperGlobal(maxSeqs * hq * d);
+            // the merge's work-items: up to MAX_MERGE_SLICES per output element (its local size is HELPER_LOCAL = MERGE_LOCAL)
+            mergeGlobal = PlanParts.helperGlobal((int) Math.min((long) maxSeqs * hq * d * PagedDecodeKernels.MAX_MERGE_SLICES,
+                    PlanParts.HELPER_GLOBAL));
             String name = graphName(layer);
             TaskGraph graph = new TaskGraph(name)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
@@ -313,6 +315,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_TILE == 8) {
+                    graph.task(attention, StreamDecodeKernels::attentionF16x2Tile8, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);

@@ -13,7 +13,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /** Runs the GPU kernel variants on a workload through {@link KernelEmulator}, sized by {@link DecodeGrid}. */
 final class EmulatedDecode {
-    static final int MERGE_LOCAL = 64;
+    static final int MERGE_LOCAL = PagedDecodeKernels.MERGE_LOCAL;
 
     private EmulatedDecode() {
     }
@@ -30,6 +30,12 @@ final class EmulatedDecode {
      * planned for {@code spec.shard(poolShards)}).
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
+        return attention(w, grid, schedule, packedHalfLoads, DecodeGrid.STREAM_TILE);
+    }
+
+    /** {@code streamTile}: the stream kernel's tile, 16 ({@code attentionF16x2}) or 8 ({@code attentionF16x2Tile8}). */
+    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
+                                int streamTile) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -38,7 +44,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, streamTile);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -46,7 +52,7 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, int streamTile) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.SIZE);
@@ -80,6 +86,9 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
+            } else if (stream && streamTile == 8) {
+                StreamDecodeKernels.attentionF16x2Tile8(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
                 StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
@@ -112,8 +121,8 @@ final class EmulatedDecode {
                         out, partials, hkv, g, d, bs, scale);
             }
         });
-        int n = b.numSeqs() * spec.numQHeads() * d;
-        // the merge is grid-stride: one work-item per output in one schedule, a single small group in the other
+        int n = b.numSeqs() * spec.numQHeads() * d * grid.mergeSlices();
+        // the merge is grid-stride: one work-item per (output, slice) in one schedule, a single group in the other
         int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,
                 ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));

@@ -15,8 +15,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * The stream kernel run by the emulator against the fp64 reference: fused and split-K, both
- * schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
+ * The stream kernel (both tiles, 16 and 8 tokens) run by the emulator against the fp64 reference:
+ * fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
  * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token.
  */
 class StreamDecodeKernelsTest {
@@ -31,6 +31,7 @@ class StreamDecodeKernelsTest {
             "2, 5, 50, 4, 2, 17, 16",
             "2, 20, 90, 5, 5, 1, 16",
             "2, 60, 130, 8, 2, 24, 64",
+            "1, 1500, 2100, 4, 1, 16, 16",
     })
     void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition) {
         long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d", batch, minLen,
@@ -45,9 +46,11 @@ class StreamDecodeKernelsTest {
         assertEquals(0, split.partitionTokens() % 16, "stream partitions are whole tiles: " + split);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
             for (DecodeGrid grid : new DecodeGrid[] {fused, split}) {
-                FloatArray out = EmulatedDecode.attention(w, grid, s);
-                double rel = ReferenceAttention.relativeL2(out, ref);
-                assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);
+                for (int tile : new int[] {16, 8}) {
+                    FloatArray out = EmulatedDecode.attention(w, grid, s, false, tile);
+                    double rel = ReferenceAttention.relativeL2(out, ref);
+                    assertTrue(rel < TOLERANCE, grid + " " + s + " tile " + tile + ": relative L2 error " + rel);
+                }
             }
         }
     }
