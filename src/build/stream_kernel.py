@@ -4,8 +4,10 @@
 # (StreamKernelSourceTest fails when the committed class is not this output).
 HEAD = r"""package dev.pagedattn.kernels;
 
+import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -80,12 +82,24 @@ public final class StreamDecodeKernels {
 
 """
 H = "abcd"          # the four query heads of a work-group
+T = 16              # tokens per tile
+Q8 = False          # generating the 8-bit twin
 out = []
 def w(s=""): out.append(s)
 
-def body(name, T):
-    R = T // 4      # tokens per lane in the scores (group, group + 4, ...)
-    w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
+def body(q8, dec="lut"):
+    # q8: the 8-bit twin (pools of codes, four per int word; codes decoded through a local copy of the
+    # format's table; K scale folded into q, V scale applied to the accumulators when they are written)
+    # dec: how a code becomes a float: "lut" (the format's table in local memory, any format), "i2f" (INT8:
+    # the sign-extended byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion on CUDA)
+    global Q8, DEC
+    Q8 = q8
+    DEC = dec
+    if q8:
+        name = {"lut": "attentionQ8", "i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
+        w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
+    else:
+        w( "    public static void attentionF16x2(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
     w( "                                    float scale) {")
@@ -93,11 +107,12 @@ def body(name, T):
     w( "            return;")
     w( "        }")
     w( "        int lane = ctx.localIdx;")
-    toks = ", ".join(f"group + {4 * i}" for i in range(1, R))
-    w(f"        int group = lane >> 3;           // scores: this lane's tokens group, {toks} of a tile")
-    w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7")
-    if T == 16:
-        w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    if q8:
+        w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3")
+    else:
+        w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7")
+    w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
     w( "        int gid = ctx.groupIdx;")
     w( "        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
     w( "        int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
@@ -119,101 +134,73 @@ def body(name, T):
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
+    if q8 and dec == "lut":
+        w( "        float[] lut = ctx.allocateFloatLocalArray(DequantTable.SIZE); // [code]: the format's values")
+        w( "        for (int t = lane; t < DequantTable.SIZE; t += LOCAL) {")
+        w( "            lut[t] = dequant.get(t);")
+        w( "        }")
+    if q8:
+        w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
+        w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
     w()
     w( "        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0")
     w( "        for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {")
     w( "            int h = i / HEAD_DIM;")
-    w( "            qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * scale : 0f;")
+    sc = "qScale" if q8 else "scale"
+    w(f"            qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * {sc} : 0f;")
     w( "        }")
     w( "        ctx.localBarrier();")
-    w( "        int qLane = 2 * part;")
+    w(f"        int qLane = {4 if q8 else 2} * part;")
     for hi, h in enumerate(H):
         w(f"        boolean valid{h.upper()} = {hi} < groupSize;")
     w()
     w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w(f"        boolean oneBlock = start % blockSize + {T} <= blockSize;")
-    for i in range(R):
-        w(f"        int kRow{i} = tileRow(blockTables, tableRow, base, oneBlock, start, group + {4*i}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;")
-    kv_decl("k", "        ", T)
+    w( "        boolean oneBlock = start % blockSize + TILE <= blockSize;")
+    for i in range(4):
+        w(f"        int kRow{i} = {rowExpr('base', 'oneBlock', 'start', f'group + {4*i}')} + {kLaneOff()};")
+    kv_decl("k", "        ")
     w()
     for h in H:
         w(f"        float m{h} = -Float.MAX_VALUE;  // running max of head {h} (the same in every lane); finite, so exp(old - new) never sees -inf - -inf")
-    if T == 16:
-        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
-        w( "        float sumB = 0f;")
-    else:
-        w( "        float sumA = 0f;                 // this lane's share of the running sum of head lane % 4")
+    w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
+    w( "        float sumB = 0f;")
     for h in H:
         w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4)))
     w()
-    w(f"        for (int tileStart = start; tileStart < end; tileStart += {T}) {{")
+    w( "        for (int tileStart = start; tileStart < end; tileStart += TILE) {")
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w(f"            boolean vOne = tileStart % blockSize + {T} <= blockSize;")
+    w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
     for r in range(T):
-        w(f"            int vRow{r} = tileRow(blockTables, tableRow, vBase, vOne, tileStart, {r}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;")
-    kv_decl("v", "            ", T)
-    w(f"            // 1. partial dots of this lane's {R} tokens with heads a..d over its 16 dims")
-    for i in range(R):
-        for j in range(8):
-            conv("k", f"kw{i}{j}", f"kRow{i} + {16*j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
+        w(f"            int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
+    kv_decl("v", "            ")
+    w( "            // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims")
+    for i in range(4):
+        if q8:
+            for j in range(4):
+                decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
+        else:
+            for j in range(8):
+                conv("k", f"kw{i}{j}", f"kRow{i} + {16*j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
-        for i in range(R):
-            terms = " + ".join(f"qs[qLane + {hi * 128 + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(16))
+        for i in range(4):
+            if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
+                terms = " + ".join(f"qs[qLane + {hi * 128 + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(16))
+            else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
+                terms = " + ".join(f"qs[qLane + {hi * 128 + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(16))
             w(f"            float d{i}{h} = {terms};")
-    for i in range(R):
+    for i in range(4):
         for hi, h in enumerate(H):
             w(f"            dots[((group + {4*i}) * HEADS + {hi}) * (PARTS + 1) + part] = d{i}{h};")
     w( "            ctx.localBarrier();")
     w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
-    w(f"            int next = tileStart + {T} < end ? tileStart + {T} : start;")
+    w( "            int next = tileStart + TILE < end ? tileStart + TILE : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w(f"            oneBlock = next % blockSize + {T} <= blockSize;")
-    for i in range(R):
-        w(f"            kRow{i} = tileRow(blockTables, tableRow, base, oneBlock, next, group + {4*i}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;")
-    kv_assign("k", "            ", T)
-    if T == 16:
-        softmax16()
-    else:
-        softmax8()
-    w( "            ctx.localBarrier();")
-    w(f"            // 3. V of the tile's {T} tokens weighted by the probabilities, this lane's dims 2 lane + {{0, 1}} and 2 lane + 64 + {{0, 1}}")
-    for r in range(T):
-        for hi, h in enumerate(H):
-            w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
-        conv("v", f"vw{r}0", f"vRow{r}", f"y{r}0", f"y{r}1", "            ")
-        conv("v", f"vw{r}1", f"vRow{r} + 64", f"y{r}2", f"y{r}3", "            ")
-        for h in H:
-            w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
-    w( "        }")
-    w()
-    if T == 16:
-        final16()
-    else:
-        final8()
-    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
-    w( "        int numQHeads = numKvHeads * groupSize;")
-    for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}) {{")
-        w(f"            int h = (seq * numQHeads + kvHead * groupSize + {hi});")
-        w( "            if (writeFinal != 0) {")
-        w( "                int o = h * headDim + 2 * lane;")
-        for d, off in enumerate((0, 1, 64, 65)):
-            w(f"                out.set(o + {off}, o{h}{d} / l{h});")
-        w( "            } else {")
-        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate((0, 1, 64, 65)):
-            w(f"                partials.set(pBase + 2 * lane + {off}, o{h}{d});")
-        w( "                if (lane == 0) {")
-        w(f"                    partials.set(pBase + headDim, m{h});")
-        w(f"                    partials.set(pBase + headDim + 1, l{h});")
-        w( "                }")
-        w( "            }")
-        w( "        }")
-    w( "    }")
-
-def softmax16():
+    w( "            oneBlock = next % blockSize + TILE <= blockSize;")
+    for i in range(4):
+        w(f"            kRow{i} = {rowExpr('base', 'oneBlock', 'next', f'group + {4*i}')} + {kLaneOff()};")
+    kv_assign("k", "            ")
 
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
     w( "            int row = lane >> 1;")
@@ -250,8 +237,23 @@ def softmax16():
     w( "            sumB += pB;")
     w( "            probs[row * HEADS + 2 * odd] = pA;")
     w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
-
-def final16():
+    w( "            ctx.localBarrier();")
+    if q8:
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
+    else:
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
+    for r in range(T):
+        for hi, h in enumerate(H):
+            w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
+        if q8:
+            decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
+        else:
+            conv("v", f"vw{r}0", f"vRow{r}", f"y{r}0", f"y{r}1", "            ")
+            conv("v", f"vw{r}1", f"vRow{r} + 64", f"y{r}2", f"y{r}3", "            ")
+        for h in H:
+            w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
+    w( "        }")
+    w()
     w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
     for delta in (16, 8, 4, 2):
         w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
@@ -260,65 +262,85 @@ def final16():
     w( "        float lb = ctx.simdBroadcastFirst(sumB);")
     w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
     w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
+    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
+    w( "        int numQHeads = numKvHeads * groupSize;")
+    for hi, h in enumerate(H):
+        w(f"        if (valid{h.upper()}) {{")
+        w(f"            int h = (seq * numQHeads + kvHead * groupSize + {hi});")
+        offs = (0, 1, 2, 3) if q8 else (0, 1, 64, 65)
+        lo = "4 * lane" if q8 else "2 * lane"
+        vs = " * vScale" if q8 else ""
+        w( "            if (writeFinal != 0) {")
+        w(f"                int o = h * headDim + {lo};")
+        for d, off in enumerate(offs):
+            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
+        w( "            } else {")
+        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
+        for d, off in enumerate(offs):
+            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
+        w( "                if (lane == 0) {")
+        w(f"                    partials.set(pBase + headDim, m{h});")
+        w(f"                    partials.set(pBase + headDim + 1, l{h});")
+        w( "                }")
+        w( "            }")
+        w( "        }")
+    w( "    }")
 
-def softmax8():
-    w( "            // 2. score of token lane / 4, head lane % 4; the tile's max per head; probabilities")
-    w( "            int row = lane >> 2;")
-    w( "            int head = lane & 3;")
-    w( "            int rowA = (row * HEADS + head) * (PARTS + 1);")
-    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
-    w( "            if (tileStart + row >= end) {")
-    w( "                sA = Float.NEGATIVE_INFINITY;")
-    w( "            }")
-    w( "            float tA = sA;")
-    for delta in (16, 8, 4):
-        w(f"            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {delta}));")
-    w( "            float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));")
-    w( "            float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));")
-    w( "            float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));")
-    w( "            float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));")
-    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
-    for h in H:
-        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
-    for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(4)))
-    w( "                sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
-    for h in H:
-        w(f"                m{h} = n{h};")
-    w( "            }")
-    w( "            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));")
-    w( "            sumA += pA;")
-    w( "            probs[lane] = pA;")
-
-def final8():
-    w( "        // 4. the running sums over the lanes (lane h: head h), then write out")
-    for delta in (16, 8, 4):
-        w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
-    w( "        float la = ctx.simdBroadcastFirst(sumA);")
-    w( "        float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
-    w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));")
-    w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));")
-
-def kv_decl(pool, ind, T):
-    if pool == "k":
-        for i in range(T // 4):
+def kv_decl(pool, ind):
+    if pool == "k" and Q8:
+        for i in range(4):
+            for j in range(4):
+                w(f"{ind}int kw{i}{j} = kPool.get(kRow{i} + {8*j});")
+    elif pool == "k":
+        for i in range(4):
             for j in range(8):
                 w(f"{ind}Half2 kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+    elif Q8:
+        for r in range(T):
+            w(f"{ind}int vw{r} = vPool.get(vRow{r});")
     else:
         for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
 
-def kv_assign(pool, ind, T):
-    for i in range(T // 4):
-        for j in range(8):
-            w(f"{ind}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+def kv_assign(pool, ind):
+    for i in range(4):
+        if Q8:
+            for j in range(4):
+                w(f"{ind}kw{i}{j} = kPool.get(kRow{i} + {8*j});")
+        else:
+            for j in range(8):
+                w(f"{ind}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+
+def rowExpr(base, one, tile, r):
+    e = f"tileRow(blockTables, tableRow, {base}, {one}, {tile}, {r}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead)"
+    return f"({e} >> 2)" if Q8 else e   # 8-bit pools: element offset -> word offset (rows are whole words)
+
+def kLaneOff():
+    return "part" if Q8 else "2 * part"
+
+def vLaneOff():
+    return "lane" if Q8 else "2 * lane"
+
+def decode(word, names, ind):
+    # code c of a word is byte c (the pool's byte i is element i); ">> 24" is signed, hence every "& 255"
+    for c, n in enumerate(names):
+        src = word if c == 0 else f"({word} >> {8 * c})"
+        if DEC == "lut":
+            w(f"{ind}float {n} = lut[{src} & 255];")
+        elif DEC == "i2f":   # the byte, sign-extended
+            w(f"{ind}float {n} = " + (f"({word} >> 24);" if c == 3 else f"(({word} << {24 - 8 * c}) >> 24);"))
+        else:
+            w(f"{ind}float {n} = FP8.{DEC}ToFloat((byte) {src});")
 
 def conv(pool, var, idx, a, b, ind):
     w(f"{ind}float {a} = Half2.lowFloat({var});")
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
-body("attentionF16x2", 16)
+body(False)
 w()
-body("attentionF16x2Tile8", 8)
+body(True)
+for dec in ("i2f", "e4m3", "e5m2"):
+    w()
+    body(True, dec)
 print(HEAD + "\n".join(out) + "\n}")

@@ -37,7 +37,9 @@ import java.util.stream.Stream;
  *   <li>the tensor-core operations of {@code KernelContext} ({@code mmaFragment}, {@code mmaLoadA},
  *       {@code mmaLoadB} with a byte offset, {@code mma}, {@code mmaStore}; {@code ldmatrix} and
  *       {@code mma.sync.m16n8k16} on PTX and CUDA) and the {@code enums.MMAShape} class they take:
- *       warp-collective like the warp operations, so their bodies throw too.</li>
+ *       warp-collective like the warp operations, so their bodies throw too;</li>
+ *   <li>{@code types.FP8} with its decoders {@code e4m3ToFloat} and {@code e5m2ToFloat} (see
+ *       {@link #addFp8}).</li>
  * </ul>
  * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
  * TornadoVM classes), so these bodies never reach a GPU run.
@@ -52,7 +54,39 @@ public class PatchPreviewClassFiles {
         for (int i = 1; i < args.length; i++) {
             copyPatched(from, Path.of(args[i]));
             addMmaShape(Path.of(args[i]));
+            addFp8(Path.of(args[i]));
         }
+    }
+
+    /**
+     * {@code types.FP8} where the API lacks it, with 5.2's two decoders {@code e4m3ToFloat(byte)} and
+     * {@code e5m2ToFloat(byte)} (on the CUDA backend one hardware conversion each, {@code cuda_fp8.h}).
+     * Their bodies here return {@code QuantFormat.FP8_E4M3/FP8_E5M2.decode(code)}: the library's own exact
+     * decoder, so the emulator runs kernels that call them (this class is only ever on the plain JVM's
+     * class path, next to the library).
+     */
+    private static void addFp8(Path to) throws IOException {
+        Path file = to.resolve(FP8 + ".class");
+        if (Files.exists(file)) {
+            return;
+        }
+        ClassDesc fp8 = ClassDesc.ofInternalName(FP8);
+        ClassDesc format = ClassDesc.of("dev.pagedattn.quant.QuantFormat");
+        MethodTypeDesc decoder = MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_byte);
+        byte[] bytes = ClassFile.of().build(fp8, cb -> {
+            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
+            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
+                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+            for (String[] m : new String[][] {{"e4m3ToFloat", "FP8_E4M3"}, {"e5m2ToFloat", "FP8_E5M2"}}) {
+                cb.withMethodBody(m[0], decoder, ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
+                        .getstatic(format, m[1], format)
+                        .iload(0)
+                        .invokevirtual(format, "decode", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_int))
+                        .freturn());
+            }
+        });
+        Files.createDirectories(file.getParent());
+        Files.write(file, bytes);
     }
 
     /**
@@ -110,6 +144,7 @@ public class PatchPreviewClassFiles {
     private static final ClassDesc HALF2 = ClassDesc.ofInternalName(API + "types/vectors/Half2");
     private static final ClassDesc HALF_ARRAY = ClassDesc.ofInternalName(API + "types/arrays/HalfFloatArray");
     private static final String MMA_SHAPE = API + "enums/MMAShape";
+    private static final String FP8 = API + "types/FP8";
     private static final String HALVES = "[L" + API + "types/HalfFloat;";
 
     /** A method of TornadoVM 5.2's API: its class file, name, descriptor, flags and body. */

@@ -76,11 +76,11 @@ public final class PagedDecodeKernels {
      * Merges split-K partitions by log-sum-exp. Work-item {@code i} of a work-group of
      * {@link #MERGE_LOCAL} is slice {@code i / (MERGE_LOCAL / S)} of output element
      * {@code (seq, head, d)}, {@code S = params[MERGE_SLICES]} slices per element: slice {@code s} reads
-     * partitions {@code s, s + S, ...} (first their maxima, then their sums and accumulators, with
-     * two loads of each kind in flight), and slice 0 combines the {@code S} results through local
-     * memory. Grid-stride over the elements, so any whole number of work-groups works (a small
-     * grid keeps the launch cheap on fused steps, where the kernel returns at once). With one slice
-     * and 200 partitions a work-item waited for 400 loads in a row; with 32 slices, for about 14.
+     * partitions {@code s, s + S, ...}, eight at a time with all their loads issued before the first
+     * is used (one L2 round trip for a slice of up to eight partitions), and slice 0 combines the
+     * {@code S} (max, sum, accumulator) triples through local memory. Grid-stride over the
+     * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
+     * fused steps, where the kernel returns at once).
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
                                        FloatArray out, int numQHeads, int headDim) {
@@ -101,8 +101,8 @@ public final class PagedDecodeKernels {
         int stride = headDim + 2;
         int total = numSeqs * numQHeads * headDim;
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
-        for (int first = ctx.groupIdx * width; first < total; first += groups * width) { // uniform per work-group
-            int idx = first + lane;
+        for (int e0 = ctx.groupIdx * width; e0 < total; e0 += groups * width) { // uniform per work-group
+            int idx = e0 + lane;
             float m = Float.NEGATIVE_INFINITY;
             float l = 0f;
             float o = 0f;
@@ -110,38 +110,96 @@ public final class PagedDecodeKernels {
                 int d = idx % headDim;
                 int sh = idx / headDim; // seq * numQHeads + head
                 int parts = (contextLens.get(sh / numQHeads) + partTokens - 1) / partTokens;
-                int base = sh * maxParts * stride + headDim;  // this row's first max
-                float m2 = Float.NEGATIVE_INFINITY;
-                int j = slice;
-                for (; j + slices < parts; j += 2 * slices) {
-                    m = TornadoMath.max(m, partials.get(base + j * stride));
-                    m2 = TornadoMath.max(m2, partials.get(base + (j + slices) * stride));
+                int base = sh * maxParts * stride;
+                for (int first = slice; first < parts; first += 8 * slices) { // one round when parts <= 8 * slices
+                    float m0 = Float.NEGATIVE_INFINITY;
+                    float l0 = 0f;
+                    float a0 = 0f;
+                    if (first + 0 * slices < parts) {
+                        int p = base + (first + 0 * slices) * stride;
+                        m0 = partials.get(p + headDim);
+                        l0 = partials.get(p + headDim + 1);
+                        a0 = partials.get(p + d);
+                    }
+                    float m1 = Float.NEGATIVE_INFINITY;
+                    float l1 = 0f;
+                    float a1 = 0f;
+                    if (first + 1 * slices < parts) {
+                        int p = base + (first + 1 * slices) * stride;
+                        m1 = partials.get(p + headDim);
+                        l1 = partials.get(p + headDim + 1);
+                        a1 = partials.get(p + d);
+                    }
+                    float m2 = Float.NEGATIVE_INFINITY;
+                    float l2 = 0f;
+                    float a2 = 0f;
+                    if (first + 2 * slices < parts) {
+                        int p = base + (first + 2 * slices) * stride;
+                        m2 = partials.get(p + headDim);
+                        l2 = partials.get(p + headDim + 1);
+                        a2 = partials.get(p + d);
+                    }
+                    float m3 = Float.NEGATIVE_INFINITY;
+                    float l3 = 0f;
+                    float a3 = 0f;
+                    if (first + 3 * slices < parts) {
+                        int p = base + (first + 3 * slices) * stride;
+                        m3 = partials.get(p + headDim);
+                        l3 = partials.get(p + headDim + 1);
+                        a3 = partials.get(p + d);
+                    }
+                    float m4 = Float.NEGATIVE_INFINITY;
+                    float l4 = 0f;
+                    float a4 = 0f;
+                    if (first + 4 * slices < parts) {
+                        int p = base + (first + 4 * slices) * stride;
+                        m4 = partials.get(p + headDim);
+                        l4 = partials.get(p + headDim + 1);
+                        a4 = partials.get(p + d);
+                    }
+                    float m5 = Float.NEGATIVE_INFINITY;
+                    float l5 = 0f;
+                    float a5 = 0f;
+                    if (first + 5 * slices < parts) {
+                        int p = base + (first + 5 * slices) * stride;
+                        m5 = partials.get(p + headDim);
+                        l5 = partials.get(p + headDim + 1);
+                        a5 = partials.get(p + d);
+                    }
+                    float m6 = Float.NEGATIVE_INFINITY;
+                    float l6 = 0f;
+                    float a6 = 0f;
+                    if (first + 6 * slices < parts) {
+                        int p = base + (first + 6 * slices) * stride;
+                        m6 = partials.get(p + headDim);
+                        l6 = partials.get(p + headDim + 1);
+                        a6 = partials.get(p + d);
+                    }
+                    float m7 = Float.NEGATIVE_INFINITY;
+                    float l7 = 0f;
+                    float a7 = 0f;
+                    if (first + 7 * slices < parts) {
+                        int p = base + (first + 7 * slices) * stride;
+                        m7 = partials.get(p + headDim);
+                        l7 = partials.get(p + headDim + 1);
+                        a7 = partials.get(p + d);
+                    }
+                    float mc = TornadoMath.max(TornadoMath.max(TornadoMath.max(m0, m1), TornadoMath.max(m2, m3)),
+                            TornadoMath.max(TornadoMath.max(m4, m5), TornadoMath.max(m6, m7)));
+                    float mNew = TornadoMath.max(m, mc);    // finite: partition `first` exists
+                    float r = TornadoMath.exp(m - mNew);    // 0 in the first round (m = -inf)
+                    float w0 = TornadoMath.exp(m0 - mNew);  // 0 for partitions past the row's end (-inf)
+                    float w1 = TornadoMath.exp(m1 - mNew);
+                    float w2 = TornadoMath.exp(m2 - mNew);
+                    float w3 = TornadoMath.exp(m3 - mNew);
+                    float w4 = TornadoMath.exp(m4 - mNew);
+                    float w5 = TornadoMath.exp(m5 - mNew);
+                    float w6 = TornadoMath.exp(m6 - mNew);
+                    float w7 = TornadoMath.exp(m7 - mNew);
+                    l = l * r + (l0 * w0 + l1 * w1 + l2 * w2 + l3 * w3) + (l4 * w4 + l5 * w5 + l6 * w6 + l7 * w7);
+                    o = o * r + (a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3) + (a4 * w4 + a5 * w5 + a6 * w6 + a7 * w7);
+                    m = mNew;
                 }
-                if (j < parts) {
-                    m = TornadoMath.max(m, partials.get(base + j * stride));
-                }
-                m = TornadoMath.max(m, m2);
-                float l2 = 0f;
-                float o2 = 0f;
-                j = slice;
-                for (; j + slices < parts; j += 2 * slices) {
-                    int pj = base + j * stride;
-                    int pk = pj + slices * stride;
-                    float wj = TornadoMath.exp(partials.get(pj) - m);
-                    float wk = TornadoMath.exp(partials.get(pk) - m);
-                    l += partials.get(pj + 1) * wj;
-                    l2 += partials.get(pk + 1) * wk;
-                    o += partials.get(pj - headDim + d) * wj;
-                    o2 += partials.get(pk - headDim + d) * wk;
-                }
-                if (j < parts) {
-                    int pj = base + j * stride;
-                    float wj = TornadoMath.exp(partials.get(pj) - m);
-                    l += partials.get(pj + 1) * wj;
-                    o += partials.get(pj - headDim + d) * wj;
-                }
-                l += l2;
-                o += o2;
             }
             ms[tid] = m;
             ls[tid] = l;

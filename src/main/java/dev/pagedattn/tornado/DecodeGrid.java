@@ -77,10 +77,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
-     * Tokens per tile of the stream kernel, {@code -Dpagedattn.tornado.streamTile=16|8}: 16
-     * ({@code attentionF16x2}) or 8 ({@code attentionF16x2Tile8}, fewer registers, twice the softmax steps).
+     * How the stream kernel's 8-bit twin turns a code into a float, {@code -Dpagedattn.tornado.streamDecode}:
+     * {@code native} (default: INT8 by an int-to-float conversion of the sign-extended byte, FP8 by
+     * TornadoVM's FP8 decoders, one hardware conversion each on the CUDA backend) or {@code table} (a
+     * lookup in the format's table in local memory, any format).
      */
-    public static final int STREAM_TILE = streamTile(Integer.getInteger("pagedattn.tornado.streamTile", 16));
+    public static final boolean STREAM_NATIVE_DECODE = streamDecode(System.getProperty("pagedattn.tornado.streamDecode", "native"));
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -100,11 +102,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** Partitions one work-item of the merge reads, at most, where the slices allow it. */
     static final int MERGE_PARTITIONS_PER_SLICE = 8;
 
-    private static int streamTile(int tile) {
-        if (tile != 8 && tile != 16) {
-            throw new IllegalArgumentException("pagedattn.tornado.streamTile=" + tile + " is not 8 or 16");
-        }
-        return tile;
+    private static boolean streamDecode(String decode) {
+        return switch (decode) {
+            case "native" -> true;
+            case "table" -> false;
+            default -> throw new IllegalArgumentException("pagedattn.tornado.streamDecode=" + decode + " is not native or table");
+        };
     }
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
@@ -180,15 +183,25 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The kernel for 8-bit K/V pools: the warp kernel's 8-bit twin where the backend has warp
-     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); STREAM,
-     * CHUNK and PAIRS have no 8-bit twin and are refused, as is WARP where it cannot run.
+     * The kernel for 8-bit K/V pools: on the CUDA backend the stream kernel's 8-bit twins where the
+     * shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp shuffles and the head dim suits it (AUTO, WARP), else
+     * the quad kernel's (AUTO, QUADS); CHUNK and PAIRS have no 8-bit twin and are refused, as is a
+     * kernel where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
-        if (requested == Kernel.CHUNK || requested == Kernel.PAIRS || requested == Kernel.STREAM) {
+        boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
-                    + ": 8-bit K/V pools are read by the warp and quads kernels only (use auto, warp or quads)");
+                    + ": 8-bit K/V pools are read by the stream, warp and quads kernels only (use auto, stream, warp or quads)");
+        }
+        if (requested == Kernel.STREAM && !stream) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
+                    + "(verified there only), groups of 1-4 heads and headDim 128; here backend=" + backend
+                    + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
+        }
+        if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
+            return Kernel.STREAM;
         }
         if (requested == Kernel.WARP && !warp) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "

@@ -58,6 +58,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
     /**
+     * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
+     * at 1 x 32k with 32 query heads; a fused step launches one (without CUDA graphs), so the larger
+     * grid costs nothing there.
+     */
+    static final int MERGE_GROUPS = 1056;
+    /**
      * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
      * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
      * a step on an H200 (benchmarks/NOTES.md). The attention kernel is then launched at the plan's
@@ -240,9 +246,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             scatterGrids = new WorkerGrid1D[shards];
             mergeGrids = attentionGrids == null ? null : new WorkerGrid1D[shards];
             scatterGlobal = PlanParts.helperGlobal(stagingSlots * width);
-            // the merge's work-items: up to MAX_MERGE_SLICES per output element (its local size is HELPER_LOCAL = MERGE_LOCAL)
-            mergeGlobal = PlanParts.helperGlobal((int) Math.min((long) maxSeqs * hq * d * PagedDecodeKernels.MAX_MERGE_SLICES,
-                    PlanParts.HELPER_GLOBAL));
+            // the merge's work-items: up to MAX_MERGE_SLICES per output element (its local size is HELPER_LOCAL = MERGE_LOCAL),
+            // at most MERGE_GROUPS work-groups (one round at 1 x 32k, 32 heads, 32 slices)
+            mergeGlobal = (int) Math.min(((long) maxSeqs * hq * d * PagedDecodeKernels.MAX_MERGE_SLICES + PlanParts.HELPER_LOCAL - 1)
+                    / PlanParts.HELPER_LOCAL, MERGE_GROUPS) * PlanParts.HELPER_LOCAL;
             String name = graphName(layer);
             TaskGraph graph = new TaskGraph(name)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
@@ -302,7 +309,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                if (kernel == DecodeGrid.Kernel.WARP) {
+                if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.INT8) {
+                    graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.FP8_E4M3) {
+                    graph.task(attention, StreamDecodeKernels::attentionE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.FP8_E5M2) {
+                    graph.task(attention, StreamDecodeKernels::attentionE5M2, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM) {
+                    graph.task(attention, StreamDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else {
@@ -315,9 +334,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_TILE == 8) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2Tile8, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);

@@ -30,12 +30,12 @@ final class EmulatedDecode {
      * planned for {@code spec.shard(poolShards)}).
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
-        return attention(w, grid, schedule, packedHalfLoads, DecodeGrid.STREAM_TILE);
+        return attention(w, grid, schedule, packedHalfLoads, DecodeGrid.STREAM_NATIVE_DECODE);
     }
 
-    /** {@code streamTile}: the stream kernel's tile, 16 ({@code attentionF16x2}) or 8 ({@code attentionF16x2Tile8}). */
+    /** {@code nativeDecode}: the stream kernel's 8-bit twin decodes natively (INT8, FP8 decoders), else by its table. */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
-                                int streamTile) {
+                                boolean nativeDecode) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -44,7 +44,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, streamTile);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, nativeDecode);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -52,7 +52,7 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, int streamTile) {
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, boolean nativeDecode) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.SIZE);
@@ -71,24 +71,34 @@ final class EmulatedDecode {
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
-        if (stream && !half) {
-            throw new IllegalArgumentException("the stream kernel reads fp16 pools only, not " + c.config().dtype());
+        if (stream && !half && !eightBit) {
+            throw new IllegalArgumentException("the stream kernel reads fp16 and 8-bit pools, not " + c.config().dtype());
         }
-        if (eightBit && !warp && !quads) {
-            throw new IllegalArgumentException("8-bit pools have the warp and quads kernels only, not " + grid.kernel());
+        if (eightBit && !warp && !quads && !stream) {
+            throw new IllegalArgumentException("8-bit pools have the stream, warp and quads kernels only, not " + grid.kernel());
         }
         KvPool kp = c.keys(0, shard);
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
-            if (eightBit && warp) {
+            KvDtype dtype = c.config().dtype();
+            if (eightBit && stream && nativeDecode && dtype == KvDtype.INT8) {
+                StreamDecodeKernels.attentionInt8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (eightBit && stream && nativeDecode && dtype == KvDtype.FP8_E4M3) {
+                StreamDecodeKernels.attentionE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (eightBit && stream && nativeDecode && dtype == KvDtype.FP8_E5M2) {
+                StreamDecodeKernels.attentionE5M2(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (eightBit && stream) {
+                StreamDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
+            } else if (eightBit && warp) {
                 WarpQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (stream && streamTile == 8) {
-                StreamDecodeKernels.attentionF16x2Tile8(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
                 StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);

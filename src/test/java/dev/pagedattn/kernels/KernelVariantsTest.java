@@ -55,7 +55,9 @@ class KernelVariantsTest {
                 new Shape("8-bit E5M2, MQA, odd block size, head dim 64", 1, 9, 30, 4, 1, 64, 3, KvDtype.FP8_E5M2),
                 new Shape("8-bit INT8, MHA, block size 1, head dim 8", 1, 5, 20, 2, 2, 8, 1, KvDtype.INT8),
                 new Shape("8-bit E4M3, group of 8, head dim 128", 1, 5, 20, 8, 1, 128, 16, KvDtype.FP8_E4M3),
-                new Shape("8-bit INT8, head dim 80 (quads only), block size 5", 2, 3, 25, 6, 2, 80, 5, KvDtype.INT8));
+                new Shape("8-bit INT8, head dim 80 (quads only), block size 5", 2, 3, 25, 6, 2, 80, 5, KvDtype.INT8),
+                new Shape("8-bit E5M2, Llama-3 group of 4, head dim 128 (stream twin), block size 7", 2, 5, 40, 8, 2, 128, 7, KvDtype.FP8_E5M2),
+                new Shape("8-bit INT8, group of 2, head dim 128 (stream twin), block size 32", 1, 30, 70, 4, 2, 128, 32, KvDtype.INT8));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -86,10 +88,10 @@ class KernelVariantsTest {
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
             if (kernel == DecodeGrid.Kernel.AUTO
-                    || w.cache().config().dtype().isQuantized() && kernel != DecodeGrid.Kernel.WARP && kernel != DecodeGrid.Kernel.QUADS
+                    || w.cache().config().dtype().isQuantized() && (kernel == DecodeGrid.Kernel.CHUNK || kernel == DecodeGrid.Kernel.PAIRS)
                     || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
                     || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
-                    || kernel == DecodeGrid.Kernel.STREAM && !(w.cache().config().dtype() == KvDtype.FP16
+                    || kernel == DecodeGrid.Kernel.STREAM && !(w.cache().config().dtype() != KvDtype.FP32
                             && StreamDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim()))) {
                 continue;
             }

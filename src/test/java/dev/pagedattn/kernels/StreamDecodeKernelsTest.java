@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
@@ -15,41 +16,45 @@ import org.junit.jupiter.params.provider.CsvSource;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * The stream kernel (both tiles, 16 and 8 tokens) run by the emulator against the fp64 reference:
- * fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
+ * The stream kernel and its 8-bit twins (native and table decode, per-head scales) run by the emulator against the fp64
+ * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
  * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token.
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
 
-    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} bs={5} minPartition={6}")
+    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} bs={5} minPartition={6} {7}")
     @CsvSource({
-            "2, 1, 70, 16, 4, 16, 16",
-            "3, 1, 1, 4, 4, 16, 16",
-            "2, 30, 200, 8, 4, 7, 32",
-            "1, 100, 300, 3, 1, 32, 48",
-            "2, 5, 50, 4, 2, 17, 16",
-            "2, 20, 90, 5, 5, 1, 16",
-            "2, 60, 130, 8, 2, 24, 64",
-            "1, 1500, 2100, 4, 1, 16, 16",
+            "2, 1, 70, 16, 4, 16, 16, FP16",
+            "3, 1, 1, 4, 4, 16, 16, FP16",
+            "2, 30, 200, 8, 4, 7, 32, FP16",
+            "1, 100, 300, 3, 1, 32, 48, FP16",
+            "2, 5, 50, 4, 2, 17, 16, FP16",
+            "2, 20, 90, 5, 5, 1, 16, FP16",
+            "2, 60, 130, 8, 2, 24, 64, FP16",
+            "1, 1500, 2100, 4, 1, 16, 16, FP16",
+            "2, 1, 70, 16, 4, 16, 16, FP8_E4M3",
+            "2, 30, 200, 8, 4, 7, 32, FP8_E5M2",
+            "2, 20, 90, 5, 5, 1, 16, INT8",
+            "2, 60, 130, 8, 2, 24, 64, FP8_E4M3",
     })
-    void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition) {
-        long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d", batch, minLen,
-                maxLen, qHeads, kvHeads, blockSize));
+    void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype) {
+        long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d %s", batch, minLen,
+                maxLen, qHeads, kvHeads, blockSize, dtype));
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, 128,
-                blockSize, KvDtype.FP16, seed);
+                blockSize, dtype, seed, 0, 1, 0, TestScales.perHead(dtype, kvHeads, seed)); // 8-bit: per-head scales
         assertTrue(StreamDecodeKernels.supports(qHeads / kvHeads, 128));
-        double[] ref = w.reference();
+        double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         int longest = w.batch().maxContextLen();
         DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
         DecodeGrid split = DecodeGrid.plan(w.spec(), batch, longest, true, 1 << 20, minPartition, DecodeGrid.Kernel.STREAM);
         assertEquals(0, split.partitionTokens() % 16, "stream partitions are whole tiles: " + split);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
             for (DecodeGrid grid : new DecodeGrid[] {fused, split}) {
-                for (int tile : new int[] {16, 8}) {
-                    FloatArray out = EmulatedDecode.attention(w, grid, s, false, tile);
+                for (boolean nativeDecode : dtype.isQuantized() ? new boolean[] {true, false} : new boolean[] {true}) {
+                    FloatArray out = EmulatedDecode.attention(w, grid, s, false, nativeDecode);
                     double rel = ReferenceAttention.relativeL2(out, ref);
-                    assertTrue(rel < TOLERANCE, grid + " " + s + " tile " + tile + ": relative L2 error " + rel);
+                    assertTrue(rel < TOLERANCE, grid + " " + s + (nativeDecode ? "" : " table decode") + ": relative L2 error " + rel);
                 }
             }
         }

@@ -78,7 +78,7 @@ class DecodeGridTest {
     void autoPicksTheKernelFromTheBackendAndTheShape() {
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP32));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
         AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);   // groups of 8: more heads than the stream kernel holds
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
@@ -99,7 +99,8 @@ class DecodeGridTest {
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=chunk") && e.getMessage().contains("headDim=80"), e.getMessage());
         for (Object[] refused : new Object[][] {{LLAMA, Backend.PTX, KvDtype.FP16, "backend=PTX"},
                 {LLAMA, Backend.CUDA, KvDtype.FP32, "dtype=FP32"}, {g8, Backend.CUDA, KvDtype.FP16, "groupSize=8"},
-                {d80, Backend.CUDA, KvDtype.FP16, "headDim=80"}, {LLAMA, Backend.CUDA, KvDtype.INT8, "8-bit"}}) {
+                {d80, Backend.CUDA, KvDtype.FP16, "headDim=80"}, {LLAMA, Backend.OPENCL, KvDtype.INT8, "backend=OPENCL"},
+                {g8, Backend.CUDA, KvDtype.FP8_E4M3, "groupSize=8"}}) {
             e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.STREAM,
                     (AttentionSpec) refused[0], (Backend) refused[1], (KvDtype) refused[2]));
             assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=stream") && e.getMessage().contains((String) refused[3]),
@@ -111,9 +112,16 @@ class DecodeGridTest {
     }
 
     @Test
-    void eightBitPoolsGetTheWarpTwinWhereItRunsAndTheQuadTwinElsewhere() {
+    void eightBitPoolsGetTheStreamTwinOnCudaTheWarpTwinWhereItRunsAndTheQuadTwinElsewhere() {
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA));
+        IllegalArgumentException ptx = assertThrows(IllegalArgumentException.class,
+                () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, LLAMA, Backend.PTX));
+        assertTrue(ptx.getMessage().startsWith("pagedattn.tornado.kernel=stream") && ptx.getMessage().contains("backend=PTX"),
+                ptx.getMessage());
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.CUDA));
+        AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);
