@@ -19,7 +19,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  out           [numSeqs][numQHeads][headDim]  fp32
  *  partials      [numSeqs][numQHeads][maxPartitions][headDim + 2]  unnormalised acc, then max, sum
  * </pre>
- * The attention kernels ({@link ChunkDecodeKernels}, {@link WarpQuadDecodeKernels},
+ * The attention kernels ({@link StreamDecodeKernels}, {@link ChunkDecodeKernels}, {@link WarpQuadDecodeKernels},
  * {@link HeadQuadDecodeKernels}, {@link HeadPairDecodeKernels}) give one
  * work-group to each (sequence, KV head, head tile of up to {@link #MAX_HEADS_PER_TILE} query
  * heads, partition). With one partition they write {@code out}; otherwise each writes its
