@@ -46,9 +46,9 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * {@code 4 part + 32 j + 0..3}) and one V word per token (dims {@code 4 lane + 0..3}); the K scale is
  * folded into q, the V scale applied to the accumulators when they are written. They differ only in
  * how a code becomes a float: {@code attentionE4M3}/{@code attentionE5M2} call TornadoVM's
- * {@code FP8} decoders (one hardware conversion each on the CUDA backend, sm_89+),
- * {@code attentionInt8} converts the sign-extended byte, and {@code attentionQ8} looks every format up
- * in a local copy of its table.
+ * {@code FP8} decoders (one hardware conversion each on the CUDA backend, sm_89+) and
+ * {@code attentionInt8} converts the sign-extended byte (a twin that looked codes up in a local copy
+ * of the format's table was 6-12% slower on an H200: benchmarks/NOTES.md, q2).
  */
 public final class StreamDecodeKernels {
     /** Local size: one warp. */
@@ -96,16 +96,15 @@ Q8 = False          # generating the 8-bit twin
 out = []
 def w(s=""): out.append(s)
 
-def body(q8, dec="lut"):
-    # q8: the 8-bit twin (pools of codes, four per int word; codes decoded through a local copy of the
-    # format's table; K scale folded into q, V scale applied to the accumulators when they are written)
-    # dec: how a code becomes a float: "lut" (the format's table in local memory, any format), "i2f" (INT8:
-    # the sign-extended byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion on CUDA)
+def body(q8, dec=None):
+    # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
+    # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
+    # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
     global Q8, DEC
     Q8 = q8
     DEC = dec
     if q8:
-        name = {"lut": "attentionQ8", "i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
+        name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
         w( "    public static void attentionF16x2(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
@@ -143,11 +142,6 @@ def body(q8, dec="lut"):
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
-    if q8 and dec == "lut":
-        w( "        float[] lut = ctx.allocateFloatLocalArray(DequantTable.SIZE); // [code]: the format's values")
-        w( "        for (int t = lane; t < DequantTable.SIZE; t += LOCAL) {")
-        w( "            lut[t] = dequant.get(t);")
-        w( "        }")
     if q8:
         w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
@@ -332,12 +326,10 @@ def vLaneOff():
     return "lane" if Q8 else "2 * lane"
 
 def decode(word, names, ind):
-    # code c of a word is byte c (the pool's byte i is element i); ">> 24" is signed, hence every "& 255"
+    # code c of a word is byte c (the pool's byte i is element i)
     for c, n in enumerate(names):
         src = word if c == 0 else f"({word} >> {8 * c})"
-        if DEC == "lut":
-            w(f"{ind}float {n} = lut[{src} & 255];")
-        elif DEC == "i2f":   # the byte, sign-extended
+        if DEC == "i2f":   # the byte, sign-extended
             w(f"{ind}float {n} = " + (f"({word} >> 24);" if c == 3 else f"(({word} << {24 - 8 * c}) >> 24);"))
         else:
             w(f"{ind}float {n} = FP8.{DEC}ToFloat((byte) {src});")
@@ -347,8 +339,6 @@ def conv(pool, var, idx, a, b, ind):
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
 body(False)
-w()
-body(True)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)

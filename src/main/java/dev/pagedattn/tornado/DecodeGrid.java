@@ -76,13 +76,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * (159 registers: three warps per SM sub-partition).
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
-    /**
-     * How the stream kernel's 8-bit twin turns a code into a float, {@code -Dpagedattn.tornado.streamDecode}:
-     * {@code native} (default: INT8 by an int-to-float conversion of the sign-extended byte, FP8 by
-     * TornadoVM's FP8 decoders, one hardware conversion each on the CUDA backend) or {@code table} (a
-     * lookup in the format's table in local memory, any format).
-     */
-    public static final boolean STREAM_NATIVE_DECODE = streamDecode(System.getProperty("pagedattn.tornado.streamDecode", "native"));
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -101,14 +94,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int WAVES = 4;
     /** Partitions one work-item of the merge reads, at most, where the slices allow it. */
     static final int MERGE_PARTITIONS_PER_SLICE = 8;
-
-    private static boolean streamDecode(String decode) {
-        return switch (decode) {
-            case "native" -> true;
-            case "table" -> false;
-            default -> throw new IllegalArgumentException("pagedattn.tornado.streamDecode=" + decode + " is not native or table");
-        };
-    }
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {

@@ -309,17 +309,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.INT8) {
+                if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
                     graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.FP8_E4M3) {
+                } else if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.FP8_E4M3) {
                     graph.task(attention, StreamDecodeKernels::attentionE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.STREAM_NATIVE_DECODE && config.dtype() == KvDtype.FP8_E5M2) {
-                    graph.task(attention, StreamDecodeKernels::attentionE5M2, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
-                    graph.task(attention, StreamDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
+                    graph.task(attention, StreamDecodeKernels::attentionE5M2, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,

@@ -30,12 +30,6 @@ final class EmulatedDecode {
      * planned for {@code spec.shard(poolShards)}).
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
-        return attention(w, grid, schedule, packedHalfLoads, DecodeGrid.STREAM_NATIVE_DECODE);
-    }
-
-    /** {@code nativeDecode}: the stream kernel's 8-bit twin decodes natively (INT8, FP8 decoders), else by its table. */
-    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
-                                boolean nativeDecode) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -44,7 +38,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, nativeDecode);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -52,7 +46,7 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, boolean nativeDecode) {
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.SIZE);
@@ -81,17 +75,14 @@ final class EmulatedDecode {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
-            if (eightBit && stream && nativeDecode && dtype == KvDtype.INT8) {
+            if (eightBit && stream && dtype == KvDtype.INT8) {
                 StreamDecodeKernels.attentionInt8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (eightBit && stream && nativeDecode && dtype == KvDtype.FP8_E4M3) {
+            } else if (eightBit && stream && dtype == KvDtype.FP8_E4M3) {
                 StreamDecodeKernels.attentionE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (eightBit && stream && nativeDecode && dtype == KvDtype.FP8_E5M2) {
-                StreamDecodeKernels.attentionE5M2(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && stream) {
-                StreamDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
+                StreamDecodeKernels.attentionE5M2(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && warp) {
                 WarpQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
