@@ -169,9 +169,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * The kernel for 8-bit K/V pools: on the CUDA backend the stream kernel's 8-bit twins where the
-     * shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp shuffles and the head dim suits it (AUTO, WARP), else
-     * the quad kernel's (AUTO, QUADS); CHUNK and PAIRS have no 8-bit twin and are refused, as is a
-     * kernel where it cannot run.
+     * shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp
+     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK
+     * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());

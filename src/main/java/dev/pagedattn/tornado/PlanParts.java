@@ -4,6 +4,7 @@ import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvPool;
 import java.lang.foreign.MemorySegment;
+import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ScatterKernels;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.TaskGraph;
@@ -24,7 +25,7 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  */
 final class PlanParts {
     /** Local size of the grid-stride helper kernels. */
-    static final int HELPER_LOCAL = dev.pagedattn.kernels.PagedDecodeKernels.MERGE_LOCAL; // the merge's local arrays are this size
+    static final int HELPER_LOCAL = PagedDecodeKernels.MERGE_LOCAL; // the decode merge's local arrays are this size
     /**
      * Largest global size of a helper kernel: 264 work-groups (two per SM of an H100/H200). They run
      * on every step, most often with nothing to do; a full-size grid cost 13-30 us per step just to exit.

@@ -59,8 +59,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
-     * at 1 x 32k with 32 query heads; a fused step launches one (without CUDA graphs), so the larger
-     * grid costs nothing there.
+     * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
+     * whose launch sizes are fixed, it launches them all and they return at once.
      */
     static final int MERGE_GROUPS = 1056;
     /**
