@@ -9,10 +9,12 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.QuantFormat;
 import dev.pagedattn.tornado.DecodeGrid;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -55,6 +57,15 @@ class StreamDecodeKernelsTest {
                 double rel = ReferenceAttention.relativeL2(out, ref);
                 assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);
             }
+        }
+    }
+
+    /** The emulator runs the FP8 twins through the compile-time API's decoders: they must be the formats' own. */
+    @Test
+    void fp8DecodersAreTheFormatsOwn() {
+        for (int c = 0; c < 256; c++) {
+            assertEquals(Float.floatToIntBits(QuantFormat.FP8_E4M3.decode(c)), Float.floatToIntBits(FP8.e4m3ToFloat((byte) c)), "E4M3 code " + c);
+            assertEquals(Float.floatToIntBits(QuantFormat.FP8_E5M2.decode(c)), Float.floatToIntBits(FP8.e5m2ToFloat((byte) c)), "E5M2 code " + c);
         }
     }
 
