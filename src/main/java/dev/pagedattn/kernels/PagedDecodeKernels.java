@@ -37,6 +37,8 @@ public final class PagedDecodeKernels {
     public static final int MERGE_LOCAL = 128;
     /** Most slices {@link #mergePartitions} spreads one output element's partitions over. */
     public static final int MAX_MERGE_SLICES = 32;
+    /** Partitions one work-item of {@link #mergePartitions} loads per round (its unrolled load block). */
+    public static final int MERGE_ROUND = 8;
 
 
     private PagedDecodeKernels() {
@@ -111,7 +113,7 @@ public final class PagedDecodeKernels {
                 int sh = idx / headDim; // seq * numQHeads + head
                 int parts = (contextLens.get(sh / numQHeads) + partTokens - 1) / partTokens;
                 int base = sh * maxParts * stride;
-                for (int first = slice; first < parts; first += 8 * slices) { // one round when parts <= 8 * slices
+                for (int first = slice; first < parts; first += MERGE_ROUND * slices) { // one round when parts <= 8 * slices
                     float m0 = Float.NEGATIVE_INFINITY;
                     float l0 = 0f;
                     float a0 = 0f;

@@ -92,8 +92,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int STREAM_WAVE_MAX_CONTEXT = 8192;
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
-    /** Partitions one work-item of the merge reads, at most, where the slices allow it. */
-    static final int MERGE_PARTITIONS_PER_SLICE = 8;
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
@@ -283,11 +281,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Work-items per output element in the merge: the fewest (a power of two, at most
      * {@link PagedDecodeKernels#MAX_MERGE_SLICES}) that leave each at most
-     * {@link #MERGE_PARTITIONS_PER_SLICE} partitions of the longest sequence.
+     * {@link PagedDecodeKernels#MERGE_ROUND} partitions of the longest sequence (one round of loads).
      */
     public int mergeSlices() {
         int slices = 1;
-        while (slices < PagedDecodeKernels.MAX_MERGE_SLICES && slices * MERGE_PARTITIONS_PER_SLICE < maxPartitions) {
+        while (slices < PagedDecodeKernels.MAX_MERGE_SLICES && slices * PagedDecodeKernels.MERGE_ROUND < maxPartitions) {
             slices *= 2;
         }
         return slices;
