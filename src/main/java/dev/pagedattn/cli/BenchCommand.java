@@ -50,7 +50,7 @@ final class BenchCommand implements Callable<Integer> {
             defaultValue = "auto,fused,splitk,parallel")
     String[] variants;
 
-    @Option(names = "--kernels", split = ",", description = "Attention kernels for each variant: auto, stream, tensor, chunk, warp, quads, pairs "
+    @Option(names = "--kernels", split = ",", description = "Attention kernels for each variant: auto, stream, chunk, warp, quads, pairs "
             + "(default: ${DEFAULT-VALUE}; kernels the device cannot run are reported as errors).", defaultValue = "auto")
     String[] kernels;
 

@@ -23,9 +23,7 @@ public final class DecodeParams {
     public static final int SKIP_ATTENTION = 7;
     /** Work-items that share one output element's partitions in the merge (a power of two, see DecodeGrid). */
     public static final int MERGE_SLICES = 8;
-    /** Float offset in {@code partials} where the tensor-core kernel's per-work-group scratch starts (past the partial rows). */
-    public static final int SCRATCH_BASE = 9;
-    public static final int SIZE = 10;
+    public static final int SIZE = 9;
 
     private DecodeParams() {
     }

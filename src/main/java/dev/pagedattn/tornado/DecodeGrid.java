@@ -10,7 +10,6 @@ import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
-import dev.pagedattn.kernels.TensorDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
@@ -46,12 +45,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
          */
         STREAM,
         /**
-         * {@link dev.pagedattn.kernels.TensorDecodeKernels}: the stream kernel's grid for 8-bit pools, the
-         * products on tensor cores (codes widened to fp16 bits without conversion instructions). CUDA
-         * backend, groups of 1-4 heads, head dim 128.
-         */
-        TENSOR,
-        /**
          * {@link dev.pagedattn.kernels.WarpQuadDecodeKernels}: four heads per work-item, warp-shuffle
          * score reductions, no barrier in the token loop (PTX and CUDA: TornadoVM's OpenCL backend does
          * not implement the shuffles).
@@ -68,11 +61,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, stream, tensor, chunk, warp, quads, pairs");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, stream, chunk, warp, quads, pairs");
         }
     }
 
-    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|stream|tensor|chunk|warp|quads|pairs}. */
+    /** The attention kernel, {@code -Dpagedattn.tornado.kernel=auto|stream|chunk|warp|quads|pairs}. */
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
@@ -114,16 +107,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /** Work-groups that fill the GPU once with {@code kernel}'s groups: one-warp groups for STREAM, else four-warp ones. */
     private static int targetGroups(Kernel kernel) {
-        return oneWarp(kernel) ? STREAM_TARGET_GROUPS : TARGET_GROUPS;
+        return kernel == Kernel.STREAM ? STREAM_TARGET_GROUPS : TARGET_GROUPS;
     }
 
     private static int minPartitionTokens(Kernel kernel) {
-        return oneWarp(kernel) ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
-    }
-
-    /** The kernels of one-warp work-groups that walk 16-token tiles (the stream kernel's grid rules). */
-    private static boolean oneWarp(Kernel kernel) {
-        return kernel == Kernel.STREAM || kernel == Kernel.TENSOR;
+        return kernel == Kernel.STREAM ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
     }
 
     /** Uniform lengths, every tunable explicit (tests). */
@@ -153,9 +141,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
                     + " headDim=" + spec.headDim());
         }
-        if (requested == Kernel.TENSOR) {
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=tensor reads 8-bit K/V pools only; here dtype=" + dtype);
-        }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
                     + "loads, warp shuffles), fp16 pools, groups of 1-4 heads and headDim 128; here backend=" + backend
@@ -181,15 +166,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The kernel for 8-bit K/V pools: TENSOR when asked for on the CUDA backend where the shape suits
-     * it; on the CUDA backend the stream kernel's 8-bit twins where the shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp
+     * The kernel for 8-bit K/V pools: on the CUDA backend the stream kernel's 8-bit twins where the
+     * shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp
      * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK
      * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
-        boolean tensor = backend == Backend.CUDA && TensorDecodeKernels.supports(spec.groupSize(), spec.headDim());
         if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
                     + ": 8-bit K/V pools are read by the stream, warp and quads kernels only (use auto, stream, warp or quads)");
@@ -198,14 +182,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
                     + "(verified there only), groups of 1-4 heads and headDim 128; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
-        }
-        if (requested == Kernel.TENSOR && !tensor) {
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=tensor needs TornadoVM's CUDA backend (verified there "
-                    + "only), groups of 1-4 heads and headDim 128; here backend=" + backend + " groupSize=" + spec.groupSize()
-                    + " headDim=" + spec.headDim());
-        }
-        if (requested == Kernel.TENSOR) {
-            return Kernel.TENSOR;
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
             return Kernel.STREAM;
@@ -246,14 +222,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long p0 = Math.max(minPartitionTokens, (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups));
             long parts = Math.max(1, maxContextLen / p0);
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
-        } else if (split && oneWarp(kernel) && 2L * base >= targetGroups && maxContextLen <= STREAM_WAVE_MAX_CONTEXT) {
+        } else if (split && kernel == Kernel.STREAM && 2L * base >= targetGroups && maxContextLen <= STREAM_WAVE_MAX_CONTEXT) {
             long parts = wholeWaves(base, targetGroups, Math.max(1, maxContextLen / STREAM_WAVE_PARTITION_TOKENS));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         } else if (split && 2L * base < targetGroups) {
             long parts = Math.max(1, Math.min(targetGroups / base, maxContextLen / minPartitionTokens));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         }
-        if (oneWarp(kernel)) { // whole tiles, so that tiles stay inside blocks of 16, 32, ... tokens
+        if (kernel == Kernel.STREAM) { // whole tiles, so that tiles stay inside blocks of 16, 32, ... tokens
             partitionTokens = (partitionTokens + 15) / 16 * 16;
         }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
@@ -263,7 +239,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         int local = switch (kernel) {
             case CHUNK -> ChunkDecodeKernels.LOCAL;
             case STREAM -> StreamDecodeKernels.LOCAL;
-            case TENSOR -> TensorDecodeKernels.LOCAL;
             case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
@@ -292,19 +267,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             p++;
         }
         return p;
-    }
-
-    /**
-     * Floats of per-work-group scratch that {@code kernel} needs in the partials array past its
-     * {@code partialRows} (sequence, partition) rows: one region per work-group of a grid that many rows
-     * make (the tensor-core kernel's scores and accumulators), 0 for the other kernels.
-     */
-    public static int scratchFloats(Kernel kernel, AttentionSpec spec, int partialRows) {
-        if (kernel != Kernel.TENSOR) {
-            return 0;
-        }
-        int tiles = (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
-        return Math.toIntExact((long) partialRows * spec.numKvHeads() * tiles * TensorDecodeKernels.SCRATCH_PER_GROUP);
     }
 
     public int attentionGlobalSize() {

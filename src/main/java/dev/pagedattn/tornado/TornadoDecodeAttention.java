@@ -15,7 +15,6 @@ import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
-import dev.pagedattn.kernels.TensorDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -258,10 +257,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             for (int s = 0; s < shards; s++) {
                 stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
-                // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2]; the tensor-core kernel's
-                // per-work-group scratch follows them (DecodeParams.SCRATCH_BASE)
-                FloatArray partials = new FloatArray(Math.toIntExact(scratchBase()
-                        + DecodeGrid.scratchFloats(kernel(), shardSpec, partialRows)));
+                // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
+                FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
                 addShard(graph, s, partials);
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
                 grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
@@ -288,11 +285,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        /** Floats of the partial rows, where the per-work-group scratch of the partials array starts. */
-        long scratchBase() {
-            return (long) Math.max(1, partialRows) * shardSpec.numQHeads() * (shardSpec.headDim() + 2);
-        }
-
         /** The scatter, attention and merge tasks of shard {@code s}: its pools, rows, staging and partials. */
         private void addShard(TaskGraph graph, int s, FloatArray partials) {
             int hq = shardSpec.numQHeads();
@@ -317,16 +309,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                if (kernel == DecodeGrid.Kernel.TENSOR && config.dtype() == KvDtype.INT8) {
-                    graph.task(attention, TensorDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.TENSOR && config.dtype() == KvDtype.FP8_E4M3) {
-                    graph.task(attention, TensorDecodeKernels::attentionE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.TENSOR) {
-                    graph.task(attention, TensorDecodeKernels::attentionE5M2, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
+                if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
                     graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.FP8_E4M3) {
@@ -415,7 +398,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = done == dirty.length;
                 grid.writeParams(params, n, layerBase, maxBlocks, staged, !last);
-                params.set(DecodeParams.SCRATCH_BASE, (int) scratchBase());
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
                 // keeps its launch sizes, so under graphs they keep theirs.

@@ -51,9 +51,7 @@ final class EmulatedDecode {
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.SIZE);
         grid.writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
-        int rowFloats = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
-        params.set(DecodeParams.SCRATCH_BASE, rowFloats);
-        FloatArray partials = new FloatArray(rowFloats + DecodeGrid.scratchFloats(grid.kernel(), spec, grid.partialRows(b.numSeqs())));
+        FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
@@ -64,33 +62,20 @@ final class EmulatedDecode {
         boolean warp = grid.kernel() == DecodeGrid.Kernel.WARP;
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean stream = grid.kernel() == DecodeGrid.Kernel.STREAM;
-        boolean tensor = grid.kernel() == DecodeGrid.Kernel.TENSOR;
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
         if (stream && !half && !eightBit) {
             throw new IllegalArgumentException("the stream kernel reads fp16 and 8-bit pools, not " + c.config().dtype());
         }
-        if (eightBit && !warp && !quads && !stream && !tensor) {
-            throw new IllegalArgumentException("8-bit pools have the tensor, stream, warp and quads kernels only, not " + grid.kernel());
-        }
-        if (tensor && !eightBit) {
-            throw new IllegalArgumentException("the tensor kernel reads 8-bit pools, not " + c.config().dtype());
+        if (eightBit && !warp && !quads && !stream) {
+            throw new IllegalArgumentException("8-bit pools have the stream, warp and quads kernels only, not " + grid.kernel());
         }
         KvPool kp = c.keys(0, shard);
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
-            if (tensor && dtype == KvDtype.INT8) {
-                TensorDecodeKernels.attentionInt8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
-            } else if (tensor && dtype == KvDtype.FP8_E4M3) {
-                TensorDecodeKernels.attentionE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
-            } else if (tensor) {
-                TensorDecodeKernels.attentionE5M2(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
-            } else if (eightBit && stream && dtype == KvDtype.INT8) {
+            if (eightBit && stream && dtype == KvDtype.INT8) {
                 StreamDecodeKernels.attentionInt8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && stream && dtype == KvDtype.FP8_E4M3) {
