@@ -56,6 +56,28 @@ class TensorPrefillKernelsTest {
                 PrefillKernelsTest.run(w, split, orders[(int) (seed & 1)]));
     }
 
+    /**
+     * Queries scaled x30 so that scores span hundreds: rows exceed their reference (by more than
+     * {@link TensorPrefillKernels#GROW}) in later chunks, segments end and fold, and the restarted
+     * chunk must give the same result.
+     */
+    @Test
+    void segmentsThatEndEarlyFoldExactly() {
+        PrefillCase c = PrefillCase.of("GQA 4, queries x30", new int[] {300, 130}, new int[] {40, 17}, 8, 2, 128, 16, KvDtype.FP16,
+                PrefillBatch.NO_WINDOW);
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest " + c.name());
+        PrefillWorkload w = c.workload(seed);
+        FloatArray q = w.q();
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, q.get(i) * 30f);
+        }
+        double[] ref = w.reference();
+        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.TENSOR);
+        PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), 4 * TensorPrefillKernels.CHUNK);
+        check(c + " " + plain + " seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
+        check(c + " " + split + " seed=" + seed, ref, PrefillKernelsTest.run(w, split, KernelEmulator.Schedule.REVERSE));
+    }
+
     @Test
     void autoPicksTensorCoresOnlyWhereTheKernelRuns() {
         AttentionSpec llama = new AttentionSpec(32, 8, 128, 0.088f);
