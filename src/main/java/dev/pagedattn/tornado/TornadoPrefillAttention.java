@@ -60,8 +60,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final AttentionSpec shardSpec; // what each KV-head shard's kernels see (spec for an unsharded layer)
     private final String device;
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
-    /** A/B switch: the former two-pass tensor kernel ({@code -Dpagedattn.tornado.prefillPasses=2}). */
-    private static final boolean TWO_PASS = "2".equals(System.getProperty("pagedattn.tornado.prefillPasses", "1"));
     private final PrefillGrid.Kernel requestedKernel;
     private PrefillGrid.Kernel kernel;   // resolved against the backend on first use
     private long lastDeviceNanos = -1;
@@ -232,10 +230,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
-                if (kernel == PrefillGrid.Kernel.TENSOR && TWO_PASS) {
-                    graph.task(attention, TensorPrefillKernels::prefillF16TwoPass, ctx, k, v, q, tables, lens, indptr, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == PrefillGrid.Kernel.TENSOR) {
+                if (kernel == PrefillGrid.Kernel.TENSOR) {
                     graph.task(attention, TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else {
