@@ -45,15 +45,7 @@ class TensorPrefillKernelsTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")
     void kernelMatchesTheFp64Reference(PrefillCase c) {
-        long seed = TestSeeds.fresh("TensorPrefillKernelsTest " + c.name());
-        PrefillWorkload w = c.workload(seed);
-        double[] ref = w.reference();
-        PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.TENSOR);
-        PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), TensorPrefillKernels.CHUNK);
-        KernelEmulator.Schedule[] orders = KernelEmulator.Schedule.values();
-        check(c + " " + plain + " FORWARD seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
-        check(c + " " + split + " " + orders[(int) (seed & 1)] + " seed=" + seed, ref,
-                PrefillKernelsTest.run(w, split, orders[(int) (seed & 1)]));
+        checkUnsplitAndSplit(c, 1f, TensorPrefillKernels.CHUNK);
     }
 
     /**
@@ -62,19 +54,27 @@ class TensorPrefillKernelsTest {
      */
     @Test
     void scoresSpanningHundredsStayExact() {
-        PrefillCase c = PrefillCase.of("GQA 4, queries x30", new int[] {300, 130}, new int[] {40, 17}, 8, 2, 128, 16, KvDtype.FP16,
-                PrefillBatch.NO_WINDOW);
+        checkUnsplitAndSplit(PrefillCase.of("GQA 4, queries x30", new int[] {300, 130}, new int[] {40, 17}, 8, 2, 128, 16,
+                KvDtype.FP16, PrefillBatch.NO_WINDOW), 30f, 4 * TensorPrefillKernels.CHUNK);
+    }
+
+    /**
+     * The case's queries times {@code qScale}, run unsplit (forward schedule) and split into
+     * partitions of {@code splitTokens} (a schedule the seed picks), each against fp64.
+     */
+    private static void checkUnsplitAndSplit(PrefillCase c, float qScale, int splitTokens) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest " + c.name());
         PrefillWorkload w = c.workload(seed);
         FloatArray q = w.q();
         for (int i = 0; i < q.getSize(); i++) {
-            q.set(i, q.get(i) * 30f);
+            q.set(i, q.get(i) * qScale);
         }
         double[] ref = w.reference();
         PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.TENSOR);
-        PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), 4 * TensorPrefillKernels.CHUNK);
-        check(c + " " + plain + " seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
-        check(c + " " + split + " seed=" + seed, ref, PrefillKernelsTest.run(w, split, KernelEmulator.Schedule.REVERSE));
+        PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), splitTokens);
+        KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
+        check(c + " " + plain + " FORWARD seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
+        check(c + " " + split + " " + order + " seed=" + seed, ref, PrefillKernelsTest.run(w, split, order));
     }
 
     @Test
