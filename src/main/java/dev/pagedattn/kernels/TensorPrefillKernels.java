@@ -20,21 +20,22 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * <p>Work-group: {@value #WARPS} warps, each owning 16 of the tile's {@value #ROWS} (query token,
  * query head) rows. A fragment of TornadoVM 5.2 is opaque (only {@code mma} and {@code mmaStore}
  * read it), so the scores leave the tensor cores through a per-warp scratch region of global
- * memory (L2), and a fragment cannot be rescaled, which rules out the one-pass online softmax.
- * Two passes over the visible context, {@value #CHUNK} tokens at a time:
- * <ol>
- *   <li>scores {@code S^T = K Q^T} (M = 16 tokens, N = 8 rows, K = 16 dims per {@code mma};
- *       K in the A tiles as stored, q in the B tiles; the softmax scale applied to the fp32 scores),
- *       each lane's row max;</li>
- *   <li>the scores again, {@code P = exp(S - max)} (fp16, in A tiles), the row sums, and
- *       {@code O += P V} in 16 accumulator fragments (the row's 128 dims) that live in registers
- *       through the whole pass; stored once at the end.</li>
- * </ol>
- * Recomputing {@code Q K^T} costs half the FLOPs again, against a per-chunk round trip of the
- * whole accumulator through memory in one pass. Each chunk's K/V rows are located once (a local
- * table of pool offsets, filled one chunk ahead while the current chunk's loads are in flight), then every work-item stages 16 fp16 pairs of K (and of V) with eight rows'
+ * memory (L2), and a fragment cannot be rescaled. One pass over the visible context, {@value #CHUNK}
+ * tokens at a time, in segments: scores {@code S^T = K Q^T} (M = 16 tokens, N = 8 rows, K = 16 dims
+ * per {@code mma}; K in the A tiles as stored, q in the B tiles; the softmax scale applied to the
+ * fp32 scores); each row's chunk max against the row's reference {@code m}; {@code P = exp(S - m)}
+ * (fp16, in A tiles) and {@code O += P V} in 16 accumulator fragments (the row's 128 dims). The
+ * references stay fixed while every score stays below {@code m + }{@value #GROW} (so {@code p < e^8},
+ * safe in fp16); a chunk where a row exceeds its reference ends the segment (its probabilities are
+ * set to 0, so the fragments add exact zeros), the fragments are folded, rescaled per row, into the
+ * work-group's fp32 accumulators in scratch, and the next segment starts over at that chunk with
+ * the larger references. The first chunk of a segment only raises them. Each chunk's K/V rows are
+ * located once (a local table of pool offsets, filled one chunk ahead while the current chunk's
+ * loads are in flight), then every work-item stages 16 fp16 pairs of K and of V with four rows'
  * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
- * aligned sub-tiles), three small float arrays and the offsets: {@value #LOCAL_BYTES} bytes.
+ * aligned sub-tiles), three small float arrays, a flag and the offsets. The kernel it replaced (a
+ * first pass for the exact row maxima, then the scores again and {@code P V}) was 1.13-1.40x slower
+ * on an H200 (benchmarks/NOTES.md, t7).
  *
  * <p>fp16 bits: TornadoVM 5.2's PTX backend rounds {@code new HalfFloat(x)} only where {@code x} is
  * a load (for a computed float it emits an invalid {@code mov.b16}), so the queries are converted
@@ -42,8 +43,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * read back.
  *
  * <p>Global scratch: {@value #SCRATCH_PER_GROUP} floats per work-group in {@code partials}, from
- * {@link PrefillParams#SCRATCH_BASE}; a warp's {@code [16][HEAD_DIM]} output region doubles as its
- * {@code [CHUNK][16]} score region.
+ * {@link PrefillParams#SCRATCH_BASE}: each warp's {@code [16][HEAD_DIM]} fragment region, which doubles as
+ * its {@code [CHUNK][16]} score region, then the work-group's {@code [ROWS][HEAD_DIM]} folded accumulators.
  */
 public final class TensorPrefillKernels {
     /** The only head dimension this kernel serves (16 accumulator fragments of 8 dims). */
@@ -56,8 +57,10 @@ public final class TensorPrefillKernels {
     public static final int ROWS = 16 * WARPS;
     /** Context tokens per chunk (two MMA row tiles of tokens). */
     public static final int CHUNK = 32;
-    /** Floats of global scratch per work-group: each warp's [16][HEAD_DIM] output. */
-    public static final int SCRATCH_PER_GROUP = WARPS * 16 * HEAD_DIM;
+    /** Floats of global scratch per work-group: each warp's [16][HEAD_DIM] region, then the [ROWS][HEAD_DIM] folded accumulators. */
+    public static final int SCRATCH_PER_GROUP = 2 * WARPS * 16 * HEAD_DIM;
+    /** Headroom of a row's reference over the scores a segment accumulates (natural log): p < e^8 = 2981, fp16-safe. */
+    public static final float GROW = 8f;
 
     // The int tile array, in ints: B tiles of Q^T [warp][nt 2][ks 8] (64 ints), A tiles of K [mt 2][ks 8]
     // (128 ints), B tiles of V [ks 2][nt 16] (64 ints), A tiles of P [warp][ks 2] (128 ints).
@@ -67,7 +70,7 @@ public final class TensorPrefillKernels {
     private static final int P_AT = V_AT + CHUNK * HEAD_DIM / 2;
     private static final int TILE_INTS = P_AT + ROWS * CHUNK / 2;
     /** Local memory per work-group. */
-    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + 2 * CHUNK);
+    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + 2 * CHUNK + 1);
 
     private TensorPrefillKernels() {
     }
@@ -174,12 +177,14 @@ public final class TensorPrefillKernels {
         int layerBase = params.get(PrefillParams.LAYER_BASE);
         int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
         int regionBase = params.get(PrefillParams.SCRATCH_BASE) + gid * SCRATCH_PER_GROUP;
+        int accBase = regionBase + WARPS * 16 * HEAD_DIM;     // [ROWS][HEAD_DIM]: the folded accumulators
         int region = regionBase + warp * 16 * HEAD_DIM;       // this warp's scores [CHUNK][16], then output [16][HEAD_DIM]
 
         int[] tile = ctx.allocateIntLocalArray(TILE_INTS);    // first: 16-byte aligned for ldmatrix
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
-        float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] max over the visible context
+        float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
+        int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
         int[] rowAt = ctx.allocateIntLocalArray(2 * CHUNK);   // [buffer][token of the chunk] pool offset of its K/V row, -1: none
 
         // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
@@ -214,201 +219,220 @@ public final class TensorPrefillKernels {
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk
 
-        // pass 1: the row max over the visible context
-        if (tid < CHUNK) {
-            rowAt[tid] = locate(blockTables, seq * maxBlocks, lo + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
-        }
-        ctx.localBarrier();
-        int buf = 0;
-        float m = Float.NEGATIVE_INFINITY;
-        for (int c0 = lo; c0 < hi; c0 += CHUNK) {
-            int n = TornadoMath.min(CHUNK, hi - c0);
-            int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
-            // 16 K pairs per work-item, eight rows' loads in flight at a time
-            for (int i = 0; i < 2; i++) {
-                int t0 = tFirst + 16 * i;
-                int r0 = rowAt[rb + t0];
-                int r1 = rowAt[rb + t0 + 2];
-                int r2 = rowAt[rb + t0 + 4];
-                int r3 = rowAt[rb + t0 + 6];
-                int r4 = rowAt[rb + t0 + 8];
-                int r5 = rowAt[rb + t0 + 10];
-                int r6 = rowAt[rb + t0 + 12];
-                int r7 = rowAt[rb + t0 + 14];
-                int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
-                int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
-                int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
-                int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
-                int k4 = r4 >= 0 ? pairBits(kPool, r4 + dPair) : 0;
-                int k5 = r5 >= 0 ? pairBits(kPool, r5 + dPair) : 0;
-                int k6 = r6 >= 0 ? pairBits(kPool, r6 + dPair) : 0;
-                int k7 = r7 >= 0 ? pairBits(kPool, r7 + dPair) : 0;
-                tile[kIndex(t0, dPair)] = k0;
-                tile[kIndex(t0 + 2, dPair)] = k1;
-                tile[kIndex(t0 + 4, dPair)] = k2;
-                tile[kIndex(t0 + 6, dPair)] = k3;
-                tile[kIndex(t0 + 8, dPair)] = k4;
-                tile[kIndex(t0 + 10, dPair)] = k5;
-                tile[kIndex(t0 + 12, dPair)] = k6;
-                tile[kIndex(t0 + 14, dPair)] = k7;
-            }
-            if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
-                rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
-                        blockStride, headStride, kvHead);
-            }
-            ctx.localBarrier();
-            for (int mt = 0; mt < 2; mt++) {
-                float[] s0 = ctx.mmaFragment(0f);
-                float[] s1 = ctx.mmaFragment(0f);
-                for (int ks = 0; ks < 8; ks++) {
-                    HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
-                    s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
-                    s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
-                }
-                ctx.mmaStore(s0, partials, mt * 16, region, 16);
-                ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
-            }
-            ctx.localBarrier();
-            for (int j = 0; j < 16; j++) {
-                int t = half * 16 + j;
-                float s = PrefillKernels.masked(partials.get(region + t * 16 + rr) * scale, t, n, c0 + t, rowPos, window);
-                m = TornadoMath.max(m, s);
-            }
-            buf = 1 - buf;
-        }
-        mPart[tid] = m;
-        if (tid < CHUNK) {                                    // pass 2 starts over at the first chunk
-            rowAt[tid] = locate(blockTables, seq * maxBlocks, lo + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
-        }
-        buf = 0;
-        ctx.localBarrier();
-        m = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
-        if (half == 0) {
-            mRow[row] = m;
-        }
-
-        // pass 2: P = exp(S - max), O += P V. Its staging and S steps repeat pass 1's: a helper cannot take the
-        // local tile (TornadoVM 5.2 mis-addresses local arrays passed to helpers), and one loop over both passes
-        // would carry the 16 accumulators through a conditional.
-        float l = 0f;
-        float[] o0 = ctx.mmaFragment(0f);
-        float[] o1 = ctx.mmaFragment(0f);
-        float[] o2 = ctx.mmaFragment(0f);
-        float[] o3 = ctx.mmaFragment(0f);
-        float[] o4 = ctx.mmaFragment(0f);
-        float[] o5 = ctx.mmaFragment(0f);
-        float[] o6 = ctx.mmaFragment(0f);
-        float[] o7 = ctx.mmaFragment(0f);
-        float[] o8 = ctx.mmaFragment(0f);
-        float[] o9 = ctx.mmaFragment(0f);
-        float[] o10 = ctx.mmaFragment(0f);
-        float[] o11 = ctx.mmaFragment(0f);
-        float[] o12 = ctx.mmaFragment(0f);
-        float[] o13 = ctx.mmaFragment(0f);
-        float[] o14 = ctx.mmaFragment(0f);
-        float[] o15 = ctx.mmaFragment(0f);
+        // One pass, in segments: a row's reference m stays fixed while its scores stay below m + GROW
+        // (p = exp(s - m) < e^GROW, fp16-safe), so the 16 accumulator fragments, which cannot be rescaled, add
+        // P V relative to it; a chunk that exceeds it (or the last chunk) ends the segment, whose fragments are
+        // then folded, rescaled, into the work-group's accumulators in scratch (accBase), and the next segment
+        // starts over at that chunk with the larger reference. Flags are ints from single comparisons
+        // (TornadoVM 5.2's CUDA C loses the negations of a materialised `a && !b`).
+        float m = -Float.MAX_VALUE;                           // this row's reference (the same in both lanes of a row)
+        float mAcc = -Float.MAX_VALUE;                        // the reference of the folded accumulators
+        float l = 0f;                                         // this lane's half of its row's sum, relative to mAcc
+        float rowMax = Float.NEGATIVE_INFINITY;               // the row's max over the current chunk
+        int folded = 0;                                       // 1 once the scratch accumulators hold a segment
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
-        for (int c0 = lo; c0 < hi; c0 += CHUNK) {
-            int n = TornadoMath.min(CHUNK, hi - c0);
-            int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
-            // 16 K and 16 V pairs per work-item, four of each in flight at a time
-            for (int i = 0; i < 4; i++) {
-                int t0 = tFirst + 8 * i;
-                int r0 = rowAt[rb + t0];
-                int r1 = rowAt[rb + t0 + 2];
-                int r2 = rowAt[rb + t0 + 4];
-                int r3 = rowAt[rb + t0 + 6];
-                int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
-                int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
-                int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
-                int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
-                int v0 = r0 >= 0 ? pairBits(vPool, r0 + dPair) : 0;
-                int v1 = r1 >= 0 ? pairBits(vPool, r1 + dPair) : 0;
-                int v2 = r2 >= 0 ? pairBits(vPool, r2 + dPair) : 0;
-                int v3 = r3 >= 0 ? pairBits(vPool, r3 + dPair) : 0;
-                tile[kIndex(t0, dPair)] = k0;
-                tile[kIndex(t0 + 2, dPair)] = k1;
-                tile[kIndex(t0 + 4, dPair)] = k2;
-                tile[kIndex(t0 + 6, dPair)] = k3;
-                tile[vIndex(t0, dPair)] = v0;
-                tile[vIndex(t0 + 2, dPair)] = v1;
-                tile[vIndex(t0 + 4, dPair)] = v2;
-                tile[vIndex(t0 + 6, dPair)] = v3;
-            }
-            if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
-                rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
-                        blockStride, headStride, kvHead);
+        int buf = 0;
+        int c0 = lo;
+        while (c0 < hi) {
+            float[] o0 = ctx.mmaFragment(0f);
+            float[] o1 = ctx.mmaFragment(0f);
+            float[] o2 = ctx.mmaFragment(0f);
+            float[] o3 = ctx.mmaFragment(0f);
+            float[] o4 = ctx.mmaFragment(0f);
+            float[] o5 = ctx.mmaFragment(0f);
+            float[] o6 = ctx.mmaFragment(0f);
+            float[] o7 = ctx.mmaFragment(0f);
+            float[] o8 = ctx.mmaFragment(0f);
+            float[] o9 = ctx.mmaFragment(0f);
+            float[] o10 = ctx.mmaFragment(0f);
+            float[] o11 = ctx.mmaFragment(0f);
+            float[] o12 = ctx.mmaFragment(0f);
+            float[] o13 = ctx.mmaFragment(0f);
+            float[] o14 = ctx.mmaFragment(0f);
+            float[] o15 = ctx.mmaFragment(0f);
+            int seg0 = c0;
+            int stop = hi;
+            float segL = 0f;
+            int grew = 0;
+            if (tid < CHUNK) {                                // the segment's first chunk's rows
+                rowAt[buf * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride,
+                        headStride, kvHead);
             }
             ctx.localBarrier();
-            for (int mt = 0; mt < 2; mt++) {
-                float[] s0 = ctx.mmaFragment(0f);
-                float[] s1 = ctx.mmaFragment(0f);
-                for (int ks = 0; ks < 8; ks++) {
-                    HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
-                    s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
-                    s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
+            while (c0 < stop) {
+                int n = TornadoMath.min(CHUNK, hi - c0);
+                int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
+                // 16 K and 16 V pairs per work-item, four of each in flight at a time
+                for (int i = 0; i < 4; i++) {
+                    int t0 = tFirst + 8 * i;
+                    int r0 = rowAt[rb + t0];
+                    int r1 = rowAt[rb + t0 + 2];
+                    int r2 = rowAt[rb + t0 + 4];
+                    int r3 = rowAt[rb + t0 + 6];
+                    int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
+                    int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
+                    int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
+                    int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
+                    int v0 = r0 >= 0 ? pairBits(vPool, r0 + dPair) : 0;
+                    int v1 = r1 >= 0 ? pairBits(vPool, r1 + dPair) : 0;
+                    int v2 = r2 >= 0 ? pairBits(vPool, r2 + dPair) : 0;
+                    int v3 = r3 >= 0 ? pairBits(vPool, r3 + dPair) : 0;
+                    tile[kIndex(t0, dPair)] = k0;
+                    tile[kIndex(t0 + 2, dPair)] = k1;
+                    tile[kIndex(t0 + 4, dPair)] = k2;
+                    tile[kIndex(t0 + 6, dPair)] = k3;
+                    tile[vIndex(t0, dPair)] = v0;
+                    tile[vIndex(t0 + 2, dPair)] = v1;
+                    tile[vIndex(t0 + 4, dPair)] = v2;
+                    tile[vIndex(t0 + 6, dPair)] = v3;
                 }
-                ctx.mmaStore(s0, partials, mt * 16, region, 16);
-                ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
-            }
-            ctx.localBarrier();
-            // the lane's 16 probabilities of its row, written over their scores (fp32), then read back as one A
-            // tile row (k-step `half`), two fp16 per int: converted from loads, as the queries are
-            for (int j = 0; j < 16; j++) {
-                int t = half * 16 + j;
-                int at = region + t * 16 + rr;
-                float s = PrefillKernels.masked(partials.get(at) * scale, t, n, c0 + t, rowPos, window);
-                float p = 0f;
-                if (s > Float.NEGATIVE_INFINITY) {
-                    p = TornadoMath.exp(s - m);
+                if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
+                    rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
+                            blockStride, headStride, kvHead);
                 }
-                l += p;
-                partials.set(at, p);
+                ctx.localBarrier();
+                for (int mt = 0; mt < 2; mt++) {
+                    float[] s0 = ctx.mmaFragment(0f);
+                    float[] s1 = ctx.mmaFragment(0f);
+                    for (int ks = 0; ks < 8; ks++) {
+                        HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
+                        s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
+                        s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
+                    }
+                    ctx.mmaStore(s0, partials, mt * 16, region, 16);
+                    ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
+                }
+                ctx.localBarrier();
+                // the chunk's max of this row; does it exceed the reference?
+                float t = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < 16; j++) {
+                    int tt = half * 16 + j;
+                    t = TornadoMath.max(t, PrefillKernels.masked(partials.get(region + tt * 16 + rr) * scale, tt, n, c0 + tt, rowPos, window));
+                }
+                if (tid == 0) {
+                    flag[0] = 0;
+                }
+                mPart[tid] = t;
+                ctx.localBarrier();
+                rowMax = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
+                int over = rowMax > m + GROW ? 1 : 0;
+                if (over != 0) {
+                    if (c0 > seg0) {
+                        flag[0] = 1;                          // every writer writes 1
+                    } else {
+                        m = TornadoMath.max(m, rowMax);       // nothing accumulated yet: raise the reference
+                    }
+                }
+                ctx.localBarrier();
+                grew = flag[0];
+                // the lane's 16 probabilities of its row (0 in a chunk that ends the segment: the fragments add
+                // exact zeros), written over their scores, then read back as one A tile row, two fp16 per int
+                for (int j = 0; j < 16; j++) {
+                    int tt = half * 16 + j;
+                    int at = region + tt * 16 + rr;
+                    float sc = PrefillKernels.masked(partials.get(at) * scale, tt, n, c0 + tt, rowPos, window);
+                    float p = 0f;
+                    if (sc > Float.NEGATIVE_INFINITY) {
+                        p = TornadoMath.exp(sc - m);
+                    }
+                    if (grew != 0) {
+                        p = 0f;
+                    }
+                    segL += p;
+                    partials.set(at, p);
+                }
+                for (int j = 0; j < 16; j += 2) {
+                    int at = region + (half * 16 + j) * 16 + rr;
+                    tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16);
+                }
+                ctx.localBarrier();
+                // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
+                // fragment that flows from one loop phi into another as a whole C array, which NVRTC rejects)
+                HalfFloat[] a0 = ctx.mmaLoadA(tile, 16, (pB + 0) * 4);
+                o0 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0) * 4), o0, MMAShape.M16N8K16);
+                o1 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
+                o2 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
+                o3 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
+                o4 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
+                o5 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
+                o6 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
+                o7 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
+                o8 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
+                o9 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
+                o10 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
+                o11 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
+                o12 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
+                o13 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
+                o14 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
+                o15 = ctx.mma(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                HalfFloat[] a1 = ctx.mmaLoadA(tile, 16, (pB + 128) * 4);
+                o0 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024) * 4), o0, MMAShape.M16N8K16);
+                o1 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
+                o2 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
+                o3 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
+                o4 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
+                o5 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
+                o6 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
+                o7 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
+                o8 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
+                o9 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
+                o10 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
+                o11 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
+                o12 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
+                o13 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
+                o14 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
+                o15 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                ctx.localBarrier();
+                // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
+                // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
+                // merge as a whole C array, which NVRTC rejects)
+                int keep = 1 - grew;
+                stop -= grew * (stop - c0);
+                c0 += keep * CHUNK;
+                buf ^= keep;
             }
-            for (int j = 0; j < 16; j += 2) {
-                int at = region + (half * 16 + j) * 16 + rr;
-                tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16);
+            // fold: acc = acc * exp(mAcc - m) + fragments, per row
+            ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
+            ctx.mmaStore(o1, partials, 0, region + 8, HEAD_DIM);
+            ctx.mmaStore(o2, partials, 0, region + 2 * 8, HEAD_DIM);
+            ctx.mmaStore(o3, partials, 0, region + 3 * 8, HEAD_DIM);
+            ctx.mmaStore(o4, partials, 0, region + 4 * 8, HEAD_DIM);
+            ctx.mmaStore(o5, partials, 0, region + 5 * 8, HEAD_DIM);
+            ctx.mmaStore(o6, partials, 0, region + 6 * 8, HEAD_DIM);
+            ctx.mmaStore(o7, partials, 0, region + 7 * 8, HEAD_DIM);
+            ctx.mmaStore(o8, partials, 0, region + 8 * 8, HEAD_DIM);
+            ctx.mmaStore(o9, partials, 0, region + 9 * 8, HEAD_DIM);
+            ctx.mmaStore(o10, partials, 0, region + 10 * 8, HEAD_DIM);
+            ctx.mmaStore(o11, partials, 0, region + 11 * 8, HEAD_DIM);
+            ctx.mmaStore(o12, partials, 0, region + 12 * 8, HEAD_DIM);
+            ctx.mmaStore(o13, partials, 0, region + 13 * 8, HEAD_DIM);
+            ctx.mmaStore(o14, partials, 0, region + 14 * 8, HEAD_DIM);
+            ctx.mmaStore(o15, partials, 0, region + 15 * 8, HEAD_DIM);
+            float c = TornadoMath.exp(mAcc - m);
+            if (half == 0) {
+                mRow[row] = c;
+            }
+            l = l * c + segL;
+            mAcc = m;
+            ctx.localBarrier();
+            for (int idx = tid; idx < ROWS * HEAD_DIM; idx += local) { // the warps' [16][HEAD_DIM] regions are [ROWS][HEAD_DIM]
+                int r = idx / HEAD_DIM;
+                float add = partials.get(regionBase + idx);
+                float prev = 0f;
+                if (folded != 0) {
+                    prev = partials.get(accBase + idx) * mRow[r];
+                }
+                partials.set(accBase + idx, prev + add);
+            }
+            folded = 1;
+            if (grew != 0) {
+                m = TornadoMath.max(m, rowMax);               // the restart chunk's maxima fit the new references
             }
             ctx.localBarrier();
-            for (int ks = 0; ks < 2; ks++) {
-                HalfFloat[] a = ctx.mmaLoadA(tile, 16, (pB + ks * 128) * 4);
-                int vB = V_AT + ks * 16 * 64;
-                o0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, vB * 4), o0, MMAShape.M16N8K16);
-                o1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 64) * 4), o1, MMAShape.M16N8K16);
-                o2 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 2 * 64) * 4), o2, MMAShape.M16N8K16);
-                o3 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 3 * 64) * 4), o3, MMAShape.M16N8K16);
-                o4 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 4 * 64) * 4), o4, MMAShape.M16N8K16);
-                o5 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 5 * 64) * 4), o5, MMAShape.M16N8K16);
-                o6 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 6 * 64) * 4), o6, MMAShape.M16N8K16);
-                o7 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 7 * 64) * 4), o7, MMAShape.M16N8K16);
-                o8 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 8 * 64) * 4), o8, MMAShape.M16N8K16);
-                o9 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 9 * 64) * 4), o9, MMAShape.M16N8K16);
-                o10 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 10 * 64) * 4), o10, MMAShape.M16N8K16);
-                o11 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 11 * 64) * 4), o11, MMAShape.M16N8K16);
-                o12 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 12 * 64) * 4), o12, MMAShape.M16N8K16);
-                o13 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 13 * 64) * 4), o13, MMAShape.M16N8K16);
-                o14 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 14 * 64) * 4), o14, MMAShape.M16N8K16);
-                o15 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (vB + 15 * 64) * 4), o15, MMAShape.M16N8K16);
-            }
-            ctx.localBarrier();
-            buf = 1 - buf;
         }
-        ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
-        ctx.mmaStore(o1, partials, 0, region + 8, HEAD_DIM);
-        ctx.mmaStore(o2, partials, 0, region + 2 * 8, HEAD_DIM);
-        ctx.mmaStore(o3, partials, 0, region + 3 * 8, HEAD_DIM);
-        ctx.mmaStore(o4, partials, 0, region + 4 * 8, HEAD_DIM);
-        ctx.mmaStore(o5, partials, 0, region + 5 * 8, HEAD_DIM);
-        ctx.mmaStore(o6, partials, 0, region + 6 * 8, HEAD_DIM);
-        ctx.mmaStore(o7, partials, 0, region + 7 * 8, HEAD_DIM);
-        ctx.mmaStore(o8, partials, 0, region + 8 * 8, HEAD_DIM);
-        ctx.mmaStore(o9, partials, 0, region + 9 * 8, HEAD_DIM);
-        ctx.mmaStore(o10, partials, 0, region + 10 * 8, HEAD_DIM);
-        ctx.mmaStore(o11, partials, 0, region + 11 * 8, HEAD_DIM);
-        ctx.mmaStore(o12, partials, 0, region + 12 * 8, HEAD_DIM);
-        ctx.mmaStore(o13, partials, 0, region + 13 * 8, HEAD_DIM);
-        ctx.mmaStore(o14, partials, 0, region + 14 * 8, HEAD_DIM);
-        ctx.mmaStore(o15, partials, 0, region + 15 * 8, HEAD_DIM);
+        if (half == 0) {
+            mRow[row] = mAcc;
+        }
         lPart[tid] = l;
         ctx.localBarrier();
 
@@ -421,7 +445,10 @@ public final class TensorPrefillKernels {
             if (token < tileTokens && h < groupSize) {
                 int w = r / 16;
                 int wr = r - w * 16;
-                float acc = partials.get(regionBase + r * HEAD_DIM + e);
+                float acc = 0f;                               // 0 where the partition has no visible chunk
+                if (folded != 0) {
+                    acc = partials.get(accBase + idx);
+                }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
                 if (numParts == 1) {
