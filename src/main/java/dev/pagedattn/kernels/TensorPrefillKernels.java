@@ -23,13 +23,15 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * memory (L2), and a fragment cannot be rescaled. One pass over the visible context, {@value #CHUNK}
  * tokens at a time, in segments: scores {@code S^T = K Q^T} (M = 16 tokens, N = 8 rows, K = 16 dims
  * per {@code mma}; K in the A tiles as stored, q in the B tiles; the softmax scale applied to the
- * fp32 scores); each row's chunk max against the row's reference {@code m}; {@code P = exp(S - m)}
- * (fp16, in A tiles) and {@code O += P V} in 16 accumulator fragments (the row's 128 dims). The
+ * fp32 scores); {@code P = exp(S - m)} against the row's reference {@code m}, each lane reading its
+ * 16 scores once and checking its half-row max against {@code m} in the same pass (fp16, in A tiles);
+ * and {@code O += P V} in 16 accumulator fragments (the row's 128 dims). The
  * references stay fixed while every score stays below {@code m + }{@value #GROW} (so {@code p < e^8},
  * safe in fp16); a chunk where a row exceeds its reference ends the segment (its probabilities are
  * set to 0, so the fragments add exact zeros), the fragments are folded, rescaled per row, into the
  * work-group's fp32 accumulators in scratch, and the next segment starts over at that chunk with
- * the larger references. The first chunk of a segment only raises them. Each chunk's K/V rows are
+ * the larger references. The first chunk of a segment may raise them (its row maxima first, then its
+ * probabilities). Each chunk's K/V rows are
  * located once (a local table of pool offsets, filled one chunk ahead while the current chunk's
  * loads are in flight), then every work-item stages 16 fp16 pairs of K and of V with four rows'
  * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
@@ -112,6 +114,12 @@ public final class TensorPrefillKernels {
         }
         int block = blockTables.get(tableRow + pos / blockSize);
         return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
+    }
+
+    /** The scaled score at {@code at} when chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf. */
+    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale) {
+        float s = tt < tHi ? partials.get(at) * scale : Float.NEGATIVE_INFINITY;
+        return tt >= tLo ? s : Float.NEGATIVE_INFINITY;
     }
 
     /** Int index of K element pair (t, d..d+1) of a chunk: A tile (t / 16, d / 16), row t % 16. */
@@ -228,7 +236,6 @@ public final class TensorPrefillKernels {
         float m = -Float.MAX_VALUE;                           // this row's reference (the same in both lanes of a row)
         float mAcc = -Float.MAX_VALUE;                        // the reference of the folded accumulators
         float l = 0f;                                         // this lane's half of its row's sum, relative to mAcc
-        float rowMax = Float.NEGATIVE_INFINITY;               // the row's max over the current chunk
         int folded = 0;                                       // 1 once the scratch accumulators hold a segment
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         int buf = 0;
@@ -286,6 +293,9 @@ public final class TensorPrefillKernels {
                     tile[vIndex(t0 + 4, dPair)] = v2;
                     tile[vIndex(t0 + 6, dPair)] = v3;
                 }
+                if (tid == 0) {
+                    flag[0] = 0;                                      // read only after the score barriers below
+                }
                 if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
                     rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
                             blockStride, headStride, kvHead);
@@ -303,47 +313,54 @@ public final class TensorPrefillKernels {
                     ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
                 }
                 ctx.localBarrier();
-                // the chunk's max of this row; does it exceed the reference?
-                float t = Float.NEGATIVE_INFINITY;
-                for (int j = 0; j < 16; j++) {
-                    int tt = half * 16 + j;
-                    t = TornadoMath.max(t, PrefillKernels.masked(partials.get(region + tt * 16 + rr) * scale, tt, n, c0 + tt, rowPos, window));
-                }
-                if (tid == 0) {
-                    flag[0] = 0;
-                }
-                mPart[tid] = t;
-                ctx.localBarrier();
-                rowMax = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
-                int over = rowMax > m + GROW ? 1 : 0;
-                if (over != 0) {
-                    if (c0 > seg0) {
-                        flag[0] = 1;                          // every writer writes 1
-                    } else {
-                        m = TornadoMath.max(m, rowMax);       // nothing accumulated yet: raise the reference
+                // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
+                int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
+                int tHi = TornadoMath.min(n, rel + 1);
+                int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
+                float cs = 0f;                                        // this lane's share of the chunk's probability sum
+                if (c0 == seg0) {
+                    // the segment's first chunk: its row maxima may raise the references before any probability
+                    for (int j = 0; j < 16; j++) {
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale));
+                    }
+                    mPart[tid] = t;
+                    ctx.localBarrier();
+                    float rowMax = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
+                    if (rowMax > m + GROW) {
+                        m = rowMax;                                   // nothing accumulated yet: raise the reference
+                    }
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale) - m);
+                        cs += p;
+                        partials.set(at, p);
+                    }
+                } else {
+                    // later chunks: the probabilities against the fixed references in the same pass as the max; a
+                    // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale);
+                        t = TornadoMath.max(t, sc);
+                        float p = TornadoMath.exp(sc - m);
+                        cs += p;
+                        partials.set(at, p);
+                    }
+                    int over = t > m + GROW ? 1 : 0;
+                    if (over != 0) {
+                        flag[0] = 1;                                  // every writer writes 1 (reset while staging)
                     }
                 }
                 ctx.localBarrier();
                 grew = flag[0];
-                // the lane's 16 probabilities of its row (0 in a chunk that ends the segment: the fragments add
-                // exact zeros), written over their scores, then read back as one A tile row, two fp16 per int
-                for (int j = 0; j < 16; j++) {
-                    int tt = half * 16 + j;
-                    int at = region + tt * 16 + rr;
-                    float sc = PrefillKernels.masked(partials.get(at) * scale, tt, n, c0 + tt, rowPos, window);
-                    float p = 0f;
-                    if (sc > Float.NEGATIVE_INFINITY) {
-                        p = TornadoMath.exp(sc - m);
-                    }
-                    if (grew != 0) {
-                        p = 0f;
-                    }
-                    segL += p;
-                    partials.set(at, p);
-                }
+                int keep = 1 - grew;
+                segL += grew != 0 ? 0f : cs;
+                // the probabilities as one A tile row, two fp16 per int; 0 in a chunk that ends the segment (the
+                // fragments add exact zeros)
                 for (int j = 0; j < 16; j += 2) {
                     int at = region + (half * 16 + j) * 16 + rr;
-                    tile[pB + half * 128 + rr * 8 + j / 2] = halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16);
+                    tile[pB + half * 128 + rr * 8 + j / 2] = (halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16)) * keep;
                 }
                 ctx.localBarrier();
                 // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
@@ -386,7 +403,6 @@ public final class TensorPrefillKernels {
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
                 // merge as a whole C array, which NVRTC rejects)
-                int keep = 1 - grew;
                 stop -= grew * (stop - c0);
                 c0 += keep * CHUNK;
                 buf ^= keep;
@@ -424,10 +440,7 @@ public final class TensorPrefillKernels {
                 }
                 partials.set(accBase + idx, prev + add);
             }
-            folded = 1;
-            if (grew != 0) {
-                m = TornadoMath.max(m, rowMax);               // the restart chunk's maxima fit the new references
-            }
+            folded = 1;                                       // (the restart chunk raises its references as a first chunk)
             ctx.localBarrier();
         }
         if (half == 0) {
