@@ -105,15 +105,14 @@ public final class TensorPrefillKernels {
 
     /**
      * Pool offset of dim 0 of the K/V row of context position {@code pos} (block table row at
-     * {@code tableRow}), or -1 at or past {@code hi} (the end of the visible context).
+     * {@code tableRow}), clamped to {@code hi - 1}, the last visible position: rows past it are
+     * staged from that row and masked (score -inf, probability 0), so the staging loads need no branch.
      */
     static int locate(IntArray blockTables, int tableRow, int pos, int hi, int blockSize, int layerBase, int blockStride,
                       int headStride, int kvHead) {
-        if (pos >= hi) {
-            return -1;
-        }
-        int block = blockTables.get(tableRow + pos / blockSize);
-        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, pos % blockSize, 0);
+        int at = TornadoMath.min(pos, hi - 1);
+        int block = blockTables.get(tableRow + at / blockSize);
+        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, at % blockSize, 0);
     }
 
     /** The scaled score at {@code at} when chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf. */
@@ -193,7 +192,7 @@ public final class TensorPrefillKernels {
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
         int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
-        int[] rowAt = ctx.allocateIntLocalArray(2 * CHUNK);   // [buffer][token of the chunk] pool offset of its K/V row, -1: none
+        int[] rowAt = ctx.allocateIntLocalArray(2 * CHUNK);   // [buffer][token of the chunk] pool offset of its K/V row (see locate)
 
         // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
         // element is converted straight from its load: TornadoVM 5.2's PTX backend rounds a HalfFloat made from a
@@ -276,14 +275,14 @@ public final class TensorPrefillKernels {
                     int r1 = rowAt[rb + t0 + 2];
                     int r2 = rowAt[rb + t0 + 4];
                     int r3 = rowAt[rb + t0 + 6];
-                    int k0 = r0 >= 0 ? pairBits(kPool, r0 + dPair) : 0;
-                    int k1 = r1 >= 0 ? pairBits(kPool, r1 + dPair) : 0;
-                    int k2 = r2 >= 0 ? pairBits(kPool, r2 + dPair) : 0;
-                    int k3 = r3 >= 0 ? pairBits(kPool, r3 + dPair) : 0;
-                    int v0 = r0 >= 0 ? pairBits(vPool, r0 + dPair) : 0;
-                    int v1 = r1 >= 0 ? pairBits(vPool, r1 + dPair) : 0;
-                    int v2 = r2 >= 0 ? pairBits(vPool, r2 + dPair) : 0;
-                    int v3 = r3 >= 0 ? pairBits(vPool, r3 + dPair) : 0;
+                    int k0 = pairBits(kPool, r0 + dPair);
+                    int k1 = pairBits(kPool, r1 + dPair);
+                    int k2 = pairBits(kPool, r2 + dPair);
+                    int k3 = pairBits(kPool, r3 + dPair);
+                    int v0 = pairBits(vPool, r0 + dPair);
+                    int v1 = pairBits(vPool, r1 + dPair);
+                    int v2 = pairBits(vPool, r2 + dPair);
+                    int v3 = pairBits(vPool, r3 + dPair);
                     tile[kIndex(t0, dPair)] = k0;
                     tile[kIndex(t0 + 2, dPair)] = k1;
                     tile[kIndex(t0 + 4, dPair)] = k2;
