@@ -49,8 +49,9 @@ class TensorPrefillKernelsTest {
     }
 
     /**
-     * Queries scaled x30 so that scores span hundreds: the probabilities of all but a few tokens
-     * underflow, and the row maxima must still come out exact (split and unsplit).
+     * Queries scaled x30 so that scores span hundreds: rows exceed their references (by more than
+     * {@link TensorPrefillKernels#GROW}) in later chunks, so segments end, fold and restart at that
+     * chunk, and the result must still match (split and unsplit).
      */
     @Test
     void scoresSpanningHundredsStayExact() {
