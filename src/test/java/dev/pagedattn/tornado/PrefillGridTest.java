@@ -1,6 +1,7 @@
 package dev.pagedattn.tornado;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
@@ -9,7 +10,10 @@ import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.PrefillKernels;
+import dev.pagedattn.kernels.PrefillParams;
+import dev.pagedattn.kernels.TensorPrefillKernels;
 import java.util.Arrays;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import org.junit.jupiter.api.Test;
 
 /** The prefill grid: tiles cover every query and head, and the context is split only when the GPU would idle. */
@@ -52,5 +56,20 @@ class PrefillGridTest {
                 DecodeBatch.of(mqa, new int[][] {new int[4]}, new int[] {50}), new int[] {5}, PrefillBatch.NO_WINDOW), PrefillGrid.Kernel.SCALAR);
         assertEquals(4, g.headTiles(), g.toString()); // 16 rows of 128 dims: 16 heads x 1 token
         assertEquals(5, g.maxQTiles(), g.toString());
+    }
+
+    @Test
+    void aTensorCallWhoseScratchPassesOneDeviceArrayIsRefusedByName() {
+        // 256 work-groups of scratch per sequence at 512 new tokens (8 KV heads x 32 query tiles): 512 sequences pass 2^31 floats
+        IntArray params = new IntArray(PrefillParams.SIZE);
+        PrefillBatch fits = batch(511, 1024, 512);
+        PrefillGrid small = PrefillGrid.plan(SPEC, fits, PrefillGrid.Kernel.TENSOR);
+        assertEquals(511L * 256 * TensorPrefillKernels.SCRATCH_PER_GROUP, small.bufferElements(SPEC, fits.totalQueries()), small.toString());
+        small.writeParams(params, SPEC, fits, 0, LLAMA.blocksFor(1024), false);
+        PrefillBatch tooMany = batch(512, 1024, 512);
+        PrefillGrid large = PrefillGrid.plan(SPEC, tooMany, PrefillGrid.Kernel.TENSOR);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> large.writeParams(params, SPEC, tooMany, 0, LLAMA.blocksFor(1024), false));
+        assertTrue(e.getMessage().contains(Long.toString(large.bufferElements(SPEC, tooMany.totalQueries()))), e.getMessage());
     }
 }
