@@ -18,9 +18,12 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * with the loads of a tile in flight while the previous phase computes. Built for TornadoVM's CUDA
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
- * <p>Same arguments, grid (one work-group per sequence, KV head and partition) and partial format
- * as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128 and groups of 1 to 4
- * query heads ({@link #supports}). Each lane loads exactly the K and V words it multiplies, so the
+ * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128 and groups of 1
+ * to 4 query heads ({@link #supports}). They also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
+ * the (sequence, KV head) pairs' tiles laid end to end and cut into equal ranges, one per work-group,
+ * which reads the pieces of the pairs its range covers one after another, each piece written as a
+ * partition of its pair. Each lane loads exactly the K and V words it multiplies, so the
  * loads need no staging through local memory and no barrier; only the scores cross lanes:
  * <ol>
  *   <li>scores: lane = (token group g, part p); it issues the tile's V loads, then multiplies its four
@@ -54,7 +57,7 @@ public final class StreamDecodeKernels {
     /** Local size: one warp. */
     public static final int LOCAL = 32;
     /** Tokens per tile. */
-    static final int TILE = 16;
+    public static final int TILE = 16;
     /** Query heads per work-group. */
     static final int HEADS = 4;
     /** Lanes that share one token's score (16 dims each). */
@@ -94,7 +97,8 @@ H = "abcd"          # the four query heads of a work-group
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
 out = []
-def w(s=""): out.append(s)
+IND = ""            # extra indentation of the piece loop's body
+def w(s=""): out.append(IND + s if s else s)
 
 def body(q8, dec=None):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
@@ -122,26 +126,47 @@ def body(q8, dec=None):
         w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7")
     w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
     w( "        int gid = ctx.groupIdx;")
-    w( "        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
-    w( "        int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
-    w( "        int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);")
-    w( "        int seq = PagedDecodeKernels.seqOf(gid, maxParts, numKvHeads);")
-    w( "        if (seq >= params.get(DecodeParams.NUM_SEQS)) {")
-    w( "            return;")
-    w( "        }")
-    w( "        int len = contextLens.get(seq);")
-    w( "        int start = partition * params.get(DecodeParams.PARTITION_TOKENS);")
-    w( "        if (start >= len) {")
-    w( "            return;")
-    w( "        }")
-    w( "        int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));")
+    w( "        int numSeqs = params.get(DecodeParams.NUM_SEQS);")
     w( "        int headStride = blockSize * headDim;")
     w( "        int blockStride = numKvHeads * headStride;")
     w( "        int layerBase = params.get(DecodeParams.LAYER_BASE);")
-    w( "        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
+    w()
+    w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
+    w( "        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.")
+    w( "        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.")
+    w( "        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);")
+    w( "        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range")
+    w( "        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {")
+    w( "            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;")
+    w( "        }")
+    w( "        boolean more = seq < numSeqs;")
+    w( "        while (more) {")
+    w( "            int len = contextLens.get(seq);")
+    w( "            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
+    w( "            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);")
+    w( "            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
+    w( "            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);")
+    w( "            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));")
+    w( "            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);")
+    w( "            if (tilesPerGroup != 0) {")
+    w( "                int tiles = (len + TILE - 1) / TILE;")
+    w( "                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile")
+    w( "                kvHead = (pos - seqStart) / tiles;")
+    w( "                int pairStart = seqStart + kvHead * tiles;")
+    w( "                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));")
+    w( "                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair")
+    w( "                start = (pos - pairStart) * TILE;")
+    w( "                end = TornadoMath.min(len, pieceEnd * TILE);")
+    w( "                partition = gid - pairStart / tilesPerGroup;")
+    w( "                pos = pairStart + pieceEnd;")
+    w( "            }")
+    w( "            if (start < end) {")
+    global IND
+    IND = "        "
+    w( "        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
     if q8:
         w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
@@ -287,6 +312,13 @@ def body(q8, dec=None):
         w( "                }")
         w( "            }")
         w( "        }")
+    IND = ""
+    w( "            }")
+    w( "            // a balanced range's next piece starts the next pair")
+    w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
+    w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
+    w( "            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;")
+    w( "        }")
     w( "    }")
 
 def kv_decl(pool, ind):

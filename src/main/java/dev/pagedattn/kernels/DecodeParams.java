@@ -23,7 +23,29 @@ public final class DecodeParams {
     public static final int SKIP_ATTENTION = 7;
     /** Work-items that share one output element's partitions in the merge (a power of two, see DecodeGrid). */
     public static final int MERGE_SLICES = 8;
-    public static final int SIZE = 9;
+    /**
+     * Balanced grid (the stream kernels): tiles of {@link StreamDecodeKernels#TILE} tokens per work-group, or 0
+     * for the partition grid. Work-group {@code g} then reads global tiles {@code [g R, min((g + 1) R,
+     * TOTAL_TILES))} of the concatenated (sequence, KV head) pairs, sequence-major: pair (s, h) holds tiles
+     * {@code [kvHeads * prefix[s] + h * tiles(s), ... + tiles(s))}, {@code tiles(s) = ceil(len(s) / TILE)}, and
+     * a pair's piece read by work-group {@code g} is its partition {@code g - floor(pairStart / R)}.
+     */
+    public static final int TILES_PER_GROUP = 9;
+    /** Balanced grid: tiles of all pairs together. */
+    public static final int TOTAL_TILES = 10;
+    /** Balanced grid: KV heads of the layer (shard) the kernels read. */
+    public static final int KV_HEADS = 11;
+    /** Balanced grid: where the sequence of each work-group's first tile is stored ({@code [numGroups]}). */
+    public static final int GROUP_SEQS = 12;
+    /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
+    public static final int SIZE = 13;
+    /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
+    public static final int PREFIX = SIZE;
+
+    /** Slots for up to {@code maxSeqs} sequences and {@code maxGroups} work-groups of a balanced grid. */
+    public static int capacity(int maxSeqs, int maxGroups) {
+        return SIZE + maxSeqs + 1 + maxGroups;
+    }
 
     private DecodeParams() {
     }

@@ -75,6 +75,23 @@ public final class PagedDecodeKernels {
     }
 
     /**
+     * Partitions of sequence {@code seq}'s row of query head {@code head}: {@code ceil(len / partTokens)} in a
+     * partition grid; in a balanced grid ({@code tilesPerGroup > 0}, {@link DecodeParams#TILES_PER_GROUP}) the
+     * work-groups its (sequence, KV head) pair's tiles span.
+     */
+    public static int partitionsOf(IntArray contextLens, IntArray params, int seq, int head, int numQHeads, int partTokens,
+                                   int tilesPerGroup) {
+        int len = contextLens.get(seq);
+        if (tilesPerGroup == 0) {
+            return (len + partTokens - 1) / partTokens;
+        }
+        int kvHeads = params.get(DecodeParams.KV_HEADS);
+        int tiles = (len + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE;
+        int pairStart = kvHeads * params.get(DecodeParams.PREFIX + seq) + head / (numQHeads / kvHeads) * tiles;
+        return (pairStart + tiles - 1) / tilesPerGroup - pairStart / tilesPerGroup + 1;
+    }
+
+    /**
      * Merges split-K partitions by log-sum-exp. Work-item {@code i} of a work-group of
      * {@link #MERGE_LOCAL} is slice {@code i / (MERGE_LOCAL / S)} of output element
      * {@code (seq, head, d)}, {@code S = params[MERGE_SLICES]} slices per element: slice {@code s} reads
@@ -93,6 +110,7 @@ public final class PagedDecodeKernels {
         int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int slices = params.get(DecodeParams.MERGE_SLICES);
+        int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
         float[] ms = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // [slice][element]: a slice's max,
         float[] ls = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // its sum
         float[] os = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // and its accumulator
@@ -111,7 +129,7 @@ public final class PagedDecodeKernels {
             if (idx < total) {
                 int d = idx % headDim;
                 int sh = idx / headDim; // seq * numQHeads + head
-                int parts = (contextLens.get(sh / numQHeads) + partTokens - 1) / partTokens;
+                int parts = partitionsOf(contextLens, params, sh / numQHeads, sh % numQHeads, numQHeads, partTokens, tilesPerGroup);
                 int base = sh * maxParts * stride;
                 for (int first = slice; first < parts; first += MERGE_ROUND * slices) { // one round when parts <= 8 * slices
                     float m0 = Float.NEGATIVE_INFINITY;

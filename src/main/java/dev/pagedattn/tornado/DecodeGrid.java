@@ -25,9 +25,12 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * @param partitionTokens tokens per partition
  * @param maxPartitions   partitions of the longest sequence
  * @param numGroups       work-groups of the attention kernel
+ * @param tilesPerGroup   balanced grid (the stream kernels): tiles of 16 tokens each work-group reads, across
+ *                        (sequence, KV head) pairs ({@link DecodeParams#TILES_PER_GROUP}); 0 for the partition grid
+ * @param kvHeads         KV heads the kernels read (balanced grid)
  */
 public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups,
-                         int localSize) {
+                         int localSize, int tilesPerGroup, int kvHeads) {
     /** Which KernelContext attention kernel runs: one vocabulary, resolved once per plan by {@link #resolve}. */
     public enum Kernel {
         /** The measured best for the device's backend and the shape ({@link #resolve}). */
@@ -90,19 +93,62 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * and 32k), so those grids stay unsplit.
      */
     public static final int STREAM_WAVE_MAX_CONTEXT = 8192;
+    /**
+     * The stream kernels' grid for ragged batches, {@code -Dpagedattn.tornado.balanced} (default true): balanced
+     * ({@link #balanced}), every work-group reading the same number of tiles cut from all (sequence, KV head)
+     * pairs laid end to end; false: the partition grid's ragged rule. Measured on an H200 (benchmarks/NOTES.md,
+     * k2): 64 sequences of 1k-32k tokens 1.17x faster balanced; uniform cells within 3% either way (256 x 1k 3%
+     * slower balanced), so uniform batches keep the partition grid.
+     */
+    public static final boolean BALANCED = !"false".equals(System.getProperty("pagedattn.tornado.balanced"));
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
-        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), split, targetGroups(kernel),
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split, targetGroups(kernel),
                 minPartitionTokens(kernel), kernel);
+    }
+
+    /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
+    private static long pairTiles(DecodeBatch batch) {
+        long pairTiles = 0;
+        int[] lens = batch.contextLens();
+        for (int i = 0; i < batch.numSeqs(); i++) {
+            pairTiles += tiles(lens[i]);
+        }
+        return pairTiles;
+    }
+
+    /**
+     * The stream kernels' balanced grid for {@code batch}, whatever the rule would choose (tests; {@link #plan} uses it
+     * for ragged batches): {@code R = max(minPartitionTokens / 16, ceil(tiles / targetGroups))} tiles per work-group,
+     * tiles counting every (sequence, KV head) pair's; {@code ceil(tiles / R)} work-groups; a pair of {@code T}
+     * tiles spans at most {@code ceil((T - 1) / R) + 1} of them, its partitions.
+     */
+    public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens) {
+        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens);
+    }
+
+    private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
+        long allTiles = pairTiles * spec.numKvHeads();
+        long r = Math.max(Math.max(1, minPartitionTokens / StreamDecodeKernels.TILE), (allTiles + targetGroups - 1) / targetGroups);
+        int groups = (int) ((allTiles + r - 1) / r);
+        long longest = tiles(maxContextLen);
+        int parts = (int) ((longest - 1 + r - 1) / r + 1);
+        return new DecodeGrid(Kernel.STREAM, 1, (int) Math.min(Integer.MAX_VALUE, r * StreamDecodeKernels.TILE), parts, groups,
+                StreamDecodeKernels.LOCAL, (int) r, spec.numKvHeads());
+    }
+
+    /** Tiles of the stream kernel over {@code contextLen} tokens. */
+    static long tiles(int contextLen) {
+        return (contextLen + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE;
     }
 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
-        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups(KERNEL),
-                minPartitionTokens(KERNEL), KERNEL);
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split,
+                targetGroups(KERNEL), minPartitionTokens(KERNEL), KERNEL);
     }
 
     /** Work-groups that fill the GPU once with {@code kernel}'s groups: one-warp groups for STREAM, else four-warp ones. */
@@ -117,7 +163,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** Uniform lengths, every tunable explicit (tests). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
-        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, split, targetGroups, minPartitionTokens, kernel);
+        return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split, targetGroups,
+                minPartitionTokens, kernel);
     }
 
     /**
@@ -204,19 +251,29 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * aim at partitions of {@code P0 = max(minPartitionTokens, work / (WAVES * targetGroups))}
      * tokens, where work is {@code totalTokens * numKvHeads * headTiles}, about {@link #WAVES} waves,
      * and cut the longest sequence into {@code floor(maxLen / P0)} equal partitions, so that no
-     * partition is a short leftover.
+     * partition is a short leftover. The stream kernels cut ragged batches by {@link #balanced} instead
+     * (unless {@link #BALANCED} is false).
      */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
+        // without the lengths, the most tiles such a batch can have
+        long pairTiles = Math.min(numSeqs * tiles(maxContextLen), (totalTokens + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE + numSeqs);
+        return plan(spec, numSeqs, maxContextLen, totalTokens, pairTiles, split, targetGroups, minPartitionTokens, kernel);
+    }
+
+    private static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, long pairTiles,
+                                   boolean split, int targetGroups, int minPartitionTokens, Kernel kernel) {
         if (targetGroups < 1 || minPartitionTokens < 1) {
             throw new IllegalArgumentException("targetGroups=" + targetGroups + " minPartitionTokens=" + minPartitionTokens
                     + " must be >= 1");
         }
+        boolean ragged = maxContextLen > 1.5 * totalTokens / numSeqs;
+        if (split && ragged && kernel == Kernel.STREAM && BALANCED) {
+            return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens);
+        }
         int tiles = (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;
-        double mean = (double) totalTokens / numSeqs;
-        boolean ragged = maxContextLen > 1.5 * mean;
         if (split && ragged) {
             long work = totalTokens * spec.numKvHeads() * tiles;
             long p0 = Math.max(minPartitionTokens, (work + (long) WAVES * targetGroups - 1) / ((long) WAVES * targetGroups));
@@ -243,7 +300,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
         };
-        return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local);
+        return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local, 0, spec.numKvHeads());
     }
 
     /**
@@ -296,9 +353,54 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return maxPartitions == 1;
     }
 
-    /** Fills the per-step params the kernels read. */
+    /** Whether this is the balanced grid ({@link #tilesPerGroup} > 0). */
+    public boolean balanced() {
+        return tilesPerGroup > 0;
+    }
+
+    /** Fills the per-step params the kernels read (a partition grid: the lengths are not needed). */
     public void writeParams(IntArray params, int numSeqs, int layerBase, int maxBlocksPerSeq, int numNewSlots,
                             boolean skipAttention) {
+        writeParams(params, null, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention);
+    }
+
+    /**
+     * Fills the per-step params the kernels read; a balanced grid also writes the sequences' tile prefix sums
+     * and each work-group's first sequence from {@code contextLens} (which must be the batch it was planned for,
+     * or one with no more tiles).
+     */
+    public void writeParams(IntArray params, int[] contextLens, int numSeqs, int layerBase, int maxBlocksPerSeq, int numNewSlots,
+                            boolean skipAttention) {
+        params.set(DecodeParams.TILES_PER_GROUP, tilesPerGroup);
+        params.set(DecodeParams.KV_HEADS, kvHeads);
+        if (balanced()) {
+            if (contextLens == null) {
+                throw new IllegalArgumentException("a balanced grid needs the batch's context lengths");
+            }
+            int groupSeqs = DecodeParams.PREFIX + numSeqs + 1;
+            long pairTiles = 0;
+            for (int s = 0; s < numSeqs; s++) {
+                params.set(DecodeParams.PREFIX + s, (int) pairTiles);
+                pairTiles += tiles(contextLens[s]);
+            }
+            params.set(DecodeParams.PREFIX + numSeqs, (int) pairTiles);
+            long allTiles = pairTiles * kvHeads;
+            int groups = (int) ((allTiles + tilesPerGroup - 1) / tilesPerGroup);
+            if (groups > numGroups || groupSeqs + groups > params.getSize()) {
+                throw new IllegalStateException("balanced grid " + this + " planned for fewer tiles than this batch's " + allTiles
+                        + " (or params of " + params.getSize() + " slots too small)");
+            }
+            params.set(DecodeParams.TOTAL_TILES, (int) allTiles);
+            params.set(DecodeParams.GROUP_SEQS, groupSeqs);
+            int seq = 0;
+            for (int g = 0; g < groups; g++) {
+                long first = (long) g * tilesPerGroup;
+                while ((long) kvHeads * params.get(DecodeParams.PREFIX + seq + 1) <= first) {
+                    seq++;
+                }
+                params.set(groupSeqs + g, seq);
+            }
+        }
         params.set(DecodeParams.NUM_SEQS, numSeqs);
         params.set(DecodeParams.PARTITION_TOKENS, partitionTokens);
         params.set(DecodeParams.MAX_PARTITIONS, maxPartitions);

@@ -211,7 +211,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final ShardRows rows;  // q and out, [shards] of [maxSeqs][numQHeads / shards][headDim]
         final IntArray tables;           // [maxSeqs][maxBlocks]
         final IntArray lens;             // [maxSeqs]
-        final IntArray params;           // [DecodeParams.SIZE]
+        final IntArray params;           // [DecodeParams.capacity]
         final int stagingSlots;
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
@@ -237,7 +237,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             tables = new IntArray(maxSeqs * maxBlocks);
             lens = new IntArray(maxSeqs);
             lens.init(1);
-            params = new IntArray(DecodeParams.SIZE);
+            params = new IntArray(DecodeParams.capacity(maxSeqs, DecodeGrid.STREAM_TARGET_GROUPS));
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
@@ -397,7 +397,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 done += staged;
                 boolean last = done == dirty.length;
-                grid.writeParams(params, n, layerBase, maxBlocks, staged, !last);
+                grid.writeParams(params, batch.contextLens(), n, layerBase, maxBlocks, staged, !last);
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
                 // keeps its launch sizes, so under graphs they keep theirs.

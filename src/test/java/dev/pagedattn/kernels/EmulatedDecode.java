@@ -49,8 +49,8 @@ final class EmulatedDecode {
                               KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
-        IntArray params = new IntArray(DecodeParams.SIZE);
-        grid.writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        IntArray params = new IntArray(DecodeParams.capacity(b.numSeqs(), grid.numGroups()));
+        grid.writeParams(params, b.contextLens(), b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
         FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();

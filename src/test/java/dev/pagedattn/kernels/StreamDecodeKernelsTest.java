@@ -49,10 +49,18 @@ class StreamDecodeKernelsTest {
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         int longest = w.batch().maxContextLen();
         DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
-        DecodeGrid split = DecodeGrid.plan(w.spec(), batch, longest, true, 1 << 20, minPartition, DecodeGrid.Kernel.STREAM);
-        assertEquals(0, split.partitionTokens() % 16, "stream partitions are whole tiles: " + split);
+        // balanced grids: ranges of minPartition / 16 tiles (pieces end mid-range and mid-pair), and three
+        // work-groups whose ranges cover several pairs each
+        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, minPartition);
+        DecodeGrid coarse = DecodeGrid.balanced(w.spec(), w.batch(), 3, minPartition);
+        assertTrue(fine.balanced() && coarse.balanced() && coarse.numGroups() <= 3, fine + " / " + coarse);
+        assertEquals(Math.max(1, minPartition / 16), fine.tilesPerGroup(), fine.toString());
+        // the partition grid (DecodeGrid.BALANCED=false): partitions of minPartition tokens
+        int partitions = (longest + minPartition - 1) / minPartition;
+        DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, 1, minPartition, partitions, batch * kvHeads * partitions,
+                StreamDecodeKernels.LOCAL, 0, kvHeads);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-            for (DecodeGrid grid : new DecodeGrid[] {fused, split}) {
+            for (DecodeGrid grid : new DecodeGrid[] {fused, fine, coarse, split}) {
                 FloatArray out = EmulatedDecode.attention(w, grid, s);
                 double rel = ReferenceAttention.relativeL2(out, ref);
                 assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);

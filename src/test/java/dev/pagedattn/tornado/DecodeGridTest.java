@@ -1,16 +1,22 @@
 package dev.pagedattn.tornado;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.kernels.DecodeParams;
+import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import org.junit.jupiter.api.Test;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /** The host's rule for kernels, partitions and grid sizes. */
 class DecodeGridTest {
@@ -154,6 +160,93 @@ class DecodeGridTest {
         assertEquals(144, odd.partitionTokens()); // 1000 / 7 = 143 rounded up to whole 16-token tiles
         assertEquals(7, odd.maxPartitions());
         assertEquals(8 * 7, odd.numGroups());
+    }
+
+    private static DecodeBatch batch(int... lens) {
+        KvCacheConfig config = KvCacheConfig.of(4096, 16, LLAMA.numKvHeads(), LLAMA.headDim(), KvDtype.FP16);
+        int[][] tables = new int[lens.length][];
+        for (int i = 0; i < lens.length; i++) {
+            tables[i] = new int[config.blocksFor(lens[i])];
+        }
+        return DecodeBatch.of(config, tables, lens);
+    }
+
+    @Test
+    void streamKernelsCutRaggedBatchesBalancedAndUniformOnesByPartitions() {
+        DecodeBatch ragged = batch(1000, 17, 5000, 1);
+        assertTrue(DecodeGrid.plan(LLAMA, ragged, true, DecodeGrid.Kernel.STREAM).balanced() == DecodeGrid.BALANCED);
+        assertFalse(DecodeGrid.plan(LLAMA, ragged, false, DecodeGrid.Kernel.STREAM).balanced()); // fused
+        assertFalse(DecodeGrid.plan(LLAMA, ragged, true, DecodeGrid.Kernel.WARP).balanced());
+        assertFalse(DecodeGrid.plan(LLAMA, batch(4096, 4000, 4096), true, DecodeGrid.Kernel.STREAM).balanced());
+        // 63 + 2 + 313 + 1 = 379 tiles per KV head, 3032 in all: 31 per work-group over 98 of them at 100 targeted;
+        // the longest pair (313 tiles) spans at most ceil(312 / 31) + 1 = 12
+        DecodeGrid g = DecodeGrid.balanced(LLAMA, ragged, 100, 64);
+        assertEquals(31, g.tilesPerGroup());
+        assertEquals(98, g.numGroups());
+        assertEquals(12, g.maxPartitions());
+        assertEquals(StreamDecodeKernels.LOCAL, g.localSize());
+        assertEquals(4, DecodeGrid.balanced(LLAMA, ragged, 1 << 20, 64).tilesPerGroup()); // never below 64 tokens
+    }
+
+    /**
+     * The params a balanced grid writes, against a plain walk over the tiles: each work-group's first sequence,
+     * and for every (sequence, query head) row the number of work-groups its pair's tiles span, which is what
+     * the merge reads back ({@link PagedDecodeKernels#partitionsOf}) and never more than the grid's partitions.
+     */
+    @Test
+    void balancedParamsMatchAWalkOverTheTiles() {
+        int[] lens = {1000, 17, 5000, 1, 16, 33, 2048};
+        DecodeBatch b = batch(lens);
+        IntArray cl = IntArray.fromArray(lens);
+        for (int target : new int[] {1, 3, 7, 100, 1584}) {
+            DecodeGrid g = DecodeGrid.balanced(LLAMA, b, target, 16);
+            IntArray params = new IntArray(DecodeParams.capacity(lens.length, g.numGroups()));
+            g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false);
+            int r = g.tilesPerGroup();
+            int[] groupOfTile = new int[(int) params.get(DecodeParams.TOTAL_TILES)];
+            int[] seqOfTile = new int[groupOfTile.length];
+            int[] headOfTile = new int[groupOfTile.length];
+            int t = 0;
+            for (int s = 0; s < lens.length; s++) {
+                for (int h = 0; h < LLAMA.numKvHeads(); h++) {
+                    for (int i = 0; i < (lens[s] + 15) / 16; i++, t++) {
+                        groupOfTile[t] = t / r;
+                        seqOfTile[t] = s;
+                        headOfTile[t] = h;
+                    }
+                }
+            }
+            assertEquals(groupOfTile.length, t);
+            assertEquals(g.numGroups(), groupOfTile[t - 1] + 1, g.toString());
+            int groupSeqs = params.get(DecodeParams.GROUP_SEQS);
+            for (int grp = 0; grp < g.numGroups(); grp++) {
+                assertEquals(seqOfTile[grp * r], params.get(groupSeqs + grp), g + " work-group " + grp);
+            }
+            for (int s = 0; s < lens.length; s++) {
+                for (int qh = 0; qh < LLAMA.numQHeads(); qh++) {
+                    int kv = qh / LLAMA.groupSize();
+                    java.util.Set<Integer> groups = new java.util.HashSet<>();
+                    for (int i = 0; i < t; i++) {
+                        if (seqOfTile[i] == s && headOfTile[i] == kv) {
+                            groups.add(groupOfTile[i]);
+                        }
+                    }
+                    int parts = PagedDecodeKernels.partitionsOf(cl, params, s, qh, LLAMA.numQHeads(), 0, r);
+                    assertEquals(groups.size(), parts, g + " sequence " + s + " head " + qh);
+                    assertTrue(parts <= g.maxPartitions(), g + " sequence " + s);
+                }
+            }
+        }
+    }
+
+    @Test
+    void balancedParamsRefuseABatchWithMoreTilesThanPlanned() {
+        DecodeGrid g = DecodeGrid.balanced(LLAMA, batch(100, 3000), 64, 64);
+        int[] longer = {100, 6000};
+        IntArray params = new IntArray(DecodeParams.capacity(2, 4096));
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> g.writeParams(params, longer, 2, 0, 400, 0, false));
+        assertTrue(e.getMessage().contains("planned for fewer tiles than this batch's 3056"), e.getMessage());
     }
 
     @Test
