@@ -15,7 +15,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  q             [numSeqs][numQHeads][headDim]  fp32
  *  blockTables   [numSeqs][maxBlocksPerSeq]     physical block ids
  *  contextLens   [numSeqs]                      >= 1
- *  params        [DecodeParams.SIZE]            per-step values (see DecodeParams)
+ *  params        [DecodeParams.capacity]        per-step values (see DecodeParams; a balanced grid adds its tile prefix)
  *  out           [numSeqs][numQHeads][headDim]  fp32
  *  partials      [numSeqs][numQHeads][maxPartitions][headDim + 2]  unnormalised acc, then max, sum
  * </pre>

@@ -76,7 +76,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 512);
     /**
      * Work-groups (one warp each) of the stream kernel that fill an H200 once: 132 SMs x 12 resident warps
-     * (159 registers: three warps per SM sub-partition).
+     * (168 registers: three warps per SM sub-partition; 169 would leave two).
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
