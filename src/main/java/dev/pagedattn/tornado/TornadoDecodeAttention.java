@@ -237,7 +237,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             tables = new IntArray(maxSeqs * maxBlocks);
             lens = new IntArray(maxSeqs);
             lens.init(1);
-            params = new IntArray(DecodeParams.capacity(maxSeqs, DecodeGrid.STREAM_TARGET_GROUPS));
+            // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
+            params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs, DecodeGrid.STREAM_TARGET_GROUPS)
+                    : DecodeParams.SIZE);
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];

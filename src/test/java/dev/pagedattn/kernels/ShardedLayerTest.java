@@ -71,7 +71,9 @@ class ShardedLayerTest {
         for (DecodeGrid.Kernel kernel : kernelsFor(shard, dtype)) {
             DecodeGrid fused = DecodeGrid.plan(shard, batch, longest, false, 528, 256, kernel);
             DecodeGrid split = DecodeGrid.plan(shard, batch, longest, true, 1 << 20, 8, kernel);
-            for (DecodeGrid grid : new DecodeGrid[] {fused, split}) {
+            // the stream kernels' balanced grid too: every shard reads the same params (ranges over its own KV heads)
+            DecodeGrid balanced = kernel == DecodeGrid.Kernel.STREAM ? DecodeGrid.balanced(shard, w.batch(), 5, 16) : split;
+            for (DecodeGrid grid : new DecodeGrid[] {fused, split, balanced}) {
                 check(grid + " " + schedule + " seed=" + seed, ref, EmulatedDecode.attention(w, grid, schedule, false));
             }
         }
