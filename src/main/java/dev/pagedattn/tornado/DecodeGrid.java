@@ -22,7 +22,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * partitions. With one partition the attention kernel writes the output itself (the fused variant).
  *
  * @param headTiles       query heads of a KV head are handled in tiles of up to 8
- * @param partitionTokens tokens per partition
+ * @param partitionTokens tokens per partition (balanced grid: tokens of one work-group's range)
  * @param maxPartitions   partitions of the longest sequence
  * @param numGroups       work-groups of the attention kernel
  * @param tilesPerGroup   balanced grid (the stream kernels): tiles of 16 tokens each work-group reads, across
@@ -386,9 +386,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             params.set(DecodeParams.PREFIX + numSeqs, (int) pairTiles);
             long allTiles = pairTiles * kvHeads;
             int groups = (int) ((allTiles + tilesPerGroup - 1) / tilesPerGroup);
-            if (groups > numGroups || groupSeqs + groups > params.getSize()) {
-                throw new IllegalStateException("balanced grid " + this + " planned for fewer tiles than this batch's " + allTiles
-                        + " (or params of " + params.getSize() + " slots too small)");
+            if (groups > numGroups) {
+                throw new IllegalStateException("balanced grid " + this + " planned for fewer tiles than this batch's " + allTiles);
+            }
+            if (groupSeqs + groups > params.getSize()) {
+                throw new IllegalStateException("params of " + params.getSize() + " slots cannot hold a balanced grid of " + groups
+                        + " work-groups over " + numSeqs + " sequences (DecodeParams.capacity)");
             }
             params.set(DecodeParams.TOTAL_TILES, (int) allTiles);
             params.set(DecodeParams.GROUP_SEQS, groupSeqs);
