@@ -19,8 +19,11 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128 and groups of 1
- * to 4 query heads ({@link #supports}). They also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, any group size
+ * ({@link #supports}). A work-group computes up to four query heads: a KV head of a larger group is read by
+ * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
+ * own (groups of 8: 2 x numKvHeads "pairs" per sequence; the K/V reads of the second mostly hit L2). They
+ * also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
  * the (sequence, KV head) pairs' tiles laid end to end and cut into equal ranges, one per work-group,
  * which reads the pieces of the pairs its range covers one after another, each piece written as a
  * partition of its pair. Each lane loads exactly the K and V words it multiplies, so the
@@ -72,9 +75,14 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** Groups of 1 to 4 query heads per KV head, head dim 128. */
+    /** Any group of query heads per KV head, head dim 128. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && groupSize <= HEADS && headDim == HEAD_DIM;
+        return groupSize >= 1 && headDim == HEAD_DIM;
+    }
+
+    /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
+    public static int headTiles(int groupSize) {
+        return (groupSize + HEADS - 1) / HEADS;
     }
 
     /**
@@ -130,14 +138,16 @@ def body(q8, dec=None):
     w( "        int headStride = blockSize * headDim;")
     w( "        int blockStride = numKvHeads * headStride;")
     w( "        int layerBase = params.get(DecodeParams.LAYER_BASE);")
+    w( "        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)")
+    w( "        int pairHeads = numKvHeads * headTiles; // the grid's \"KV heads\": (KV head, head tile)")
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
     w()
     w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
     w( "        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.")
-    w( "        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.")
-    w( "        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);")
+    w( "        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.")
+    w( "        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);")
     w( "        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range")
     w( "        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {")
     w( "            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;")
@@ -146,16 +156,16 @@ def body(q8, dec=None):
     w( "        while (more) {")
     w( "            int len = contextLens.get(seq);")
     w( "            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
-    w( "            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);")
+    w( "            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)")
     w( "            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
     w( "            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);")
     w( "            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));")
     w( "            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);")
     w( "            if (tilesPerGroup != 0) {")
     w( "                int tiles = (len + TILE - 1) / TILE;")
-    w( "                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile")
-    w( "                kvHead = (pos - seqStart) / tiles;")
-    w( "                int pairStart = seqStart + kvHead * tiles;")
+    w( "                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile")
+    w( "                pair = (pos - seqStart) / tiles;")
+    w( "                int pairStart = seqStart + pair * tiles;")
     w( "                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));")
     w( "                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair")
     w( "                start = (pos - pairStart) * TILE;")
@@ -167,6 +177,8 @@ def body(q8, dec=None):
     global IND
     IND = "        "
     w( "        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
+    w( "        int kvHead = pair / headTiles;")
+    w( "        int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)")
     if q8:
         w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
@@ -175,12 +187,12 @@ def body(q8, dec=None):
     w( "        for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {")
     w( "            int h = i / HEAD_DIM;")
     sc = "qScale" if q8 else "scale"
-    w(f"            qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * {sc} : 0f;")
+    w(f"            qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * {sc} : 0f;")
     w( "        }")
     w( "        ctx.localBarrier();")
     w(f"        int qLane = {4 if q8 else 2} * part;")
     for hi, h in enumerate(H):
-        w(f"        boolean valid{h.upper()} = {hi} < groupSize;")
+        w(f"        boolean valid{h.upper()} = head0 + {hi} < groupSize;")
     w()
     w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
@@ -294,7 +306,7 @@ def body(q8, dec=None):
     w( "        int numQHeads = numKvHeads * groupSize;")
     for hi, h in enumerate(H):
         w(f"        if (valid{h.upper()}) {{")
-        w(f"            int h = (seq * numQHeads + kvHead * groupSize + {hi});")
+        w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
         offs = (0, 1, 2, 3) if q8 else (0, 1, 64, 65)
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
@@ -317,7 +329,7 @@ def body(q8, dec=None):
     w( "            // a balanced range's next piece starts the next pair")
     w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
     w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
-    w( "            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;")
+    w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
     w( "        }")
     w( "    }")
 

@@ -30,7 +30,6 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
         description = "GPU decode sweep (standard workload) through TornadoVM: time, GB/s, %% of the measured read ceiling, error.")
 final class BenchCommand implements Callable<Integer> {
     // The standard workload (benchmarks/README.md): Llama-3-8B attention.
-    private static final int Q_HEADS = 32;
     private static final int KV_HEADS = 8;
     private static final int HEAD_DIM = 128;
     private static final int BLOCK_SIZE = 16;
@@ -61,6 +60,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--parallel-max-tokens", description = "Cells above this many tokens skip the slow @Parallel variant (default: ${DEFAULT-VALUE}).",
             defaultValue = "65536")
     long parallelMaxTokens;
+
+    @Option(names = "--q-heads", description = "Query heads over the 8 KV heads of 128 dims (default: ${DEFAULT-VALUE}, Llama-3-8B;"
+            + " 64: Llama-3-70B).", defaultValue = "32")
+    int qHeads;
 
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
@@ -118,6 +121,9 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--prefill-prefix=" + prefillPrefix + " --prefill-query-len=" + prefillQueryLen
                     + ": need prefix >= 0 and query-len >= 1");
         }
+        if (qHeads < KV_HEADS || qHeads % KV_HEADS != 0) {
+            throw new IllegalArgumentException("--q-heads=" + qHeads + " must be a multiple of the " + KV_HEADS + " KV heads");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -133,11 +139,11 @@ final class BenchCommand implements Callable<Integer> {
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
             System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
                     device, iterations, s, prefillOut);
             return 0;
         }
-        System.out.printf("bench: seed=%d dtype=%s variants=%s%n", s, dtype, String.join(",", variants));
+        System.out.printf("bench: seed=%d dtype=%s q-heads=%d variants=%s%n", s, dtype, qHeads, String.join(",", variants));
         backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
         BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
         System.out.printf("ceiling probe (TornadoVM, %d MiB): read %.0f GB/s, @Parallel copy %.0f GB/s (read+write)%n",
@@ -179,7 +185,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         System.out.println("wrote " + out);
         if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
                     device, iterations, s, prefillOut);
         }
         return 0;
@@ -197,7 +203,7 @@ final class BenchCommand implements Callable<Integer> {
             return rows;
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
-        DecodeWorkload w = DecodeWorkload.create(lengths, Q_HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
                 0, 1, 0, scales);
         double[] ref = w.reference();
         for (String variant : variants) {

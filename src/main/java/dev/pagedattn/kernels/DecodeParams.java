@@ -33,12 +33,20 @@ public final class DecodeParams {
     public static final int TILES_PER_GROUP = 9;
     /** Balanced grid: tiles of all pairs together. */
     public static final int TOTAL_TILES = 10;
-    /** Balanced grid: KV heads of the layer (shard) the kernels read. */
+    /**
+     * Balanced grid: the grid's KV heads, i.e. (KV head, head tile) pairs of the layer (shard) the kernels read:
+     * {@code numKvHeads * HEAD_TILES}.
+     */
     public static final int KV_HEADS = 11;
     /** Balanced grid: where the sequence of each work-group's first tile is stored ({@code [numGroups]}). */
     public static final int GROUP_SEQS = 12;
+    /**
+     * Balanced grid: work-groups per KV head ({@link StreamDecodeKernels#headTiles}: one per four query heads), each
+     * a "KV head" of the grid.
+     */
+    public static final int HEAD_TILES = 13;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 13;
+    public static final int SIZE = 14;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

@@ -77,7 +77,7 @@ public final class PagedDecodeKernels {
     /**
      * Partitions of sequence {@code seq}'s row of query head {@code head}: {@code ceil(len / partTokens)} in a
      * partition grid; in a balanced grid ({@code tilesPerGroup > 0}, {@link DecodeParams#TILES_PER_GROUP}) the
-     * work-groups its (sequence, KV head) pair's tiles span.
+     * work-groups its (sequence, KV head, head tile) pair's tiles span.
      */
     public static int partitionsOf(IntArray contextLens, IntArray params, int seq, int head, int numQHeads, int partTokens,
                                    int tilesPerGroup) {
@@ -85,9 +85,12 @@ public final class PagedDecodeKernels {
         if (tilesPerGroup == 0) {
             return (len + partTokens - 1) / partTokens;
         }
-        int kvHeads = params.get(DecodeParams.KV_HEADS);
+        int pairHeads = params.get(DecodeParams.KV_HEADS);  // (KV head, head tile) pairs
+        int headTiles = params.get(DecodeParams.HEAD_TILES);
+        int groupSize = numQHeads / (pairHeads / headTiles);
+        int pair = head / groupSize * headTiles + head % groupSize / StreamDecodeKernels.HEADS;
         int tiles = (len + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE;
-        int pairStart = kvHeads * params.get(DecodeParams.PREFIX + seq) + head / (numQHeads / kvHeads) * tiles;
+        int pairStart = pairHeads * params.get(DecodeParams.PREFIX + seq) + pair * tiles;
         return (pairStart + tiles - 1) / tilesPerGroup - pairStart / tilesPerGroup + 1;
     }
 

@@ -15,8 +15,11 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128 and groups of 1
- * to 4 query heads ({@link #supports}). They also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, any group size
+ * ({@link #supports}). A work-group computes up to four query heads: a KV head of a larger group is read by
+ * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
+ * own (groups of 8: 2 x numKvHeads "pairs" per sequence; the K/V reads of the second mostly hit L2). They
+ * also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
  * the (sequence, KV head) pairs' tiles laid end to end and cut into equal ranges, one per work-group,
  * which reads the pieces of the pairs its range covers one after another, each piece written as a
  * partition of its pair. Each lane loads exactly the K and V words it multiplies, so the
@@ -68,9 +71,14 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** Groups of 1 to 4 query heads per KV head, head dim 128. */
+    /** Any group of query heads per KV head, head dim 128. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && groupSize <= HEADS && headDim == HEAD_DIM;
+        return groupSize >= 1 && headDim == HEAD_DIM;
+    }
+
+    /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
+    public static int headTiles(int groupSize) {
+        return (groupSize + HEADS - 1) / HEADS;
     }
 
     /**
@@ -104,14 +112,16 @@ public final class StreamDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
         float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
 
         // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
         // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
-        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.
-        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
         int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
         if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
             seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
@@ -120,16 +130,16 @@ public final class StreamDecodeKernels {
         while (more) {
             int len = contextLens.get(seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
-            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
             int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
                 int tiles = (len + TILE - 1) / TILE;
-                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
-                kvHead = (pos - seqStart) / tiles;
-                int pairStart = seqStart + kvHead * tiles;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
                 start = (pos - pairStart) * TILE;
@@ -139,18 +149,20 @@ public final class StreamDecodeKernels {
             }
             if (start < end) {
                 int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
                 // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
                 for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
                     int h = i / HEAD_DIM;
-                    qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
+                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
                 }
                 ctx.localBarrier();
                 int qLane = 2 * part;
-                boolean validA = 0 < groupSize;
-                boolean validB = 1 < groupSize;
-                boolean validC = 2 < groupSize;
-                boolean validD = 3 < groupSize;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -651,7 +663,7 @@ public final class StreamDecodeKernels {
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
                 if (validA) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 0);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / la);
@@ -671,7 +683,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validB) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 1);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / lb);
@@ -691,7 +703,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validC) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 2);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / lc);
@@ -711,7 +723,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validD) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 3);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / ld);
@@ -734,7 +746,7 @@ public final class StreamDecodeKernels {
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
             more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
-            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
         }
     }
 
@@ -754,14 +766,16 @@ public final class StreamDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
         float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
 
         // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
         // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
-        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.
-        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
         int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
         if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
             seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
@@ -770,16 +784,16 @@ public final class StreamDecodeKernels {
         while (more) {
             int len = contextLens.get(seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
-            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
             int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
                 int tiles = (len + TILE - 1) / TILE;
-                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
-                kvHead = (pos - seqStart) / tiles;
-                int pairStart = seqStart + kvHead * tiles;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
                 start = (pos - pairStart) * TILE;
@@ -789,20 +803,22 @@ public final class StreamDecodeKernels {
             }
             if (start < end) {
                 int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
                 // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
                 for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
                     int h = i / HEAD_DIM;
-                    qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
+                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
                 }
                 ctx.localBarrier();
                 int qLane = 4 * part;
-                boolean validA = 0 < groupSize;
-                boolean validB = 1 < groupSize;
-                boolean validC = 2 < groupSize;
-                boolean validD = 3 < groupSize;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -1255,7 +1271,7 @@ public final class StreamDecodeKernels {
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
                 if (validA) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 0);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / la);
@@ -1275,7 +1291,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validB) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 1);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / lb);
@@ -1295,7 +1311,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validC) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 2);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / lc);
@@ -1315,7 +1331,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validD) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 3);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / ld);
@@ -1338,7 +1354,7 @@ public final class StreamDecodeKernels {
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
             more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
-            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
         }
     }
 
@@ -1358,14 +1374,16 @@ public final class StreamDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
         float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
 
         // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
         // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
-        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.
-        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
         int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
         if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
             seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
@@ -1374,16 +1392,16 @@ public final class StreamDecodeKernels {
         while (more) {
             int len = contextLens.get(seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
-            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
             int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
                 int tiles = (len + TILE - 1) / TILE;
-                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
-                kvHead = (pos - seqStart) / tiles;
-                int pairStart = seqStart + kvHead * tiles;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
                 start = (pos - pairStart) * TILE;
@@ -1393,20 +1411,22 @@ public final class StreamDecodeKernels {
             }
             if (start < end) {
                 int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
                 // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
                 for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
                     int h = i / HEAD_DIM;
-                    qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
+                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
                 }
                 ctx.localBarrier();
                 int qLane = 4 * part;
-                boolean validA = 0 < groupSize;
-                boolean validB = 1 < groupSize;
-                boolean validC = 2 < groupSize;
-                boolean validD = 3 < groupSize;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -1859,7 +1879,7 @@ public final class StreamDecodeKernels {
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
                 if (validA) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 0);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / la);
@@ -1879,7 +1899,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validB) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 1);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / lb);
@@ -1899,7 +1919,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validC) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 2);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / lc);
@@ -1919,7 +1939,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validD) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 3);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / ld);
@@ -1942,7 +1962,7 @@ public final class StreamDecodeKernels {
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
             more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
-            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
         }
     }
 
@@ -1962,14 +1982,16 @@ public final class StreamDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
         float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
 
         // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
         // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
-        // Across the tile loop only seq, kvHead, partition and pos stay live; the rest is read again from params.
-        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), numKvHeads);
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
         int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
         if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
             seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
@@ -1978,16 +2000,16 @@ public final class StreamDecodeKernels {
         while (more) {
             int len = contextLens.get(seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
-            int kvHead = PagedDecodeKernels.kvHeadOf(gid, maxParts, numKvHeads);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
             int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
                 int tiles = (len + TILE - 1) / TILE;
-                int seqStart = numKvHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
-                kvHead = (pos - seqStart) / tiles;
-                int pairStart = seqStart + kvHead * tiles;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
                 start = (pos - pairStart) * TILE;
@@ -1997,20 +2019,22 @@ public final class StreamDecodeKernels {
             }
             if (start < end) {
                 int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
                 // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
                 for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
                     int h = i / HEAD_DIM;
-                    qs[i] = h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
+                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
                 }
                 ctx.localBarrier();
                 int qLane = 4 * part;
-                boolean validA = 0 < groupSize;
-                boolean validB = 1 < groupSize;
-                boolean validC = 2 < groupSize;
-                boolean validD = 3 < groupSize;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -2463,7 +2487,7 @@ public final class StreamDecodeKernels {
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
                 if (validA) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 0);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / la);
@@ -2483,7 +2507,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validB) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 1);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / lb);
@@ -2503,7 +2527,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validC) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 2);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / lc);
@@ -2523,7 +2547,7 @@ public final class StreamDecodeKernels {
                     }
                 }
                 if (validD) {
-                    int h = (seq * numQHeads + kvHead * groupSize + 3);
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / ld);
@@ -2546,7 +2570,7 @@ public final class StreamDecodeKernels {
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
             more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
-            seq = kvHead == numKvHeads - 1 ? seq + 1 : seq;
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
         }
     }
 }

@@ -21,13 +21,15 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * (1 x 32k) and ragged batches then spread evenly over the GPU, and the merge kernel combines the
  * partitions. With one partition the attention kernel writes the output itself (the fused variant).
  *
- * @param headTiles       query heads of a KV head are handled in tiles of up to 8
+ * @param headTiles       query heads of a KV head are handled in tiles of up to 8 (the stream kernels: 4, one
+ *                        work-group per tile)
  * @param partitionTokens tokens per partition (balanced grid: tokens of one work-group's range)
  * @param maxPartitions   partitions of the longest sequence
  * @param numGroups       work-groups of the attention kernel
  * @param tilesPerGroup   balanced grid (the stream kernels): tiles of 16 tokens each work-group reads, across
  *                        (sequence, KV head) pairs ({@link DecodeParams#TILES_PER_GROUP}); 0 for the partition grid
- * @param kvHeads         KV heads the kernels read (balanced grid)
+ * @param kvHeads         the grid's KV heads (balanced grid): numKvHeads, times headTiles for the stream kernels,
+ *                        whose grid counts each (KV head, head tile) as a KV head of its own
  */
 public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups,
                          int localSize, int tilesPerGroup, int kvHeads) {
@@ -44,7 +46,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         /**
          * {@link dev.pagedattn.kernels.StreamDecodeKernels}: one warp per work-group streaming tiles of 16
          * tokens, each lane loading (32-bit {@code getHalf2}) only the K/V words it multiplies, a phase
-         * ahead. CUDA backend, fp16, groups of 1-4 heads, head dim 128.
+         * ahead. CUDA backend, fp16, head dim 128, any group (four query heads per work-group).
          */
         STREAM,
         /**
@@ -131,13 +133,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
-        long allTiles = pairTiles * spec.numKvHeads();
+        int headTiles = StreamDecodeKernels.headTiles(spec.groupSize());
+        long allTiles = pairTiles * spec.numKvHeads() * headTiles;
         long r = Math.max(Math.max(1, minPartitionTokens / StreamDecodeKernels.TILE), (allTiles + targetGroups - 1) / targetGroups);
         int groups = (int) ((allTiles + r - 1) / r);
         long longest = tiles(maxContextLen);
         int parts = (int) ((longest - 1 + r - 1) / r + 1);
-        return new DecodeGrid(Kernel.STREAM, 1, (int) Math.min(Integer.MAX_VALUE, r * StreamDecodeKernels.TILE), parts, groups,
-                StreamDecodeKernels.LOCAL, (int) r, spec.numKvHeads());
+        return new DecodeGrid(Kernel.STREAM, headTiles, (int) Math.min(Integer.MAX_VALUE, r * StreamDecodeKernels.TILE), parts,
+                groups, StreamDecodeKernels.LOCAL, (int) r, spec.numKvHeads() * headTiles);
     }
 
     /** Tiles of the stream kernel over {@code contextLen} tokens. */
@@ -170,7 +173,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools where the shape suits it (groups of 1-4 heads, head dim 128), else CHUNK where the
+     * for fp16 pools where the shape suits it (head dim 128), else CHUNK where the
      * shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups of 1-2
      * heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel the
      * backend, the dtype or the shape cannot run is refused, naming it.
@@ -190,7 +193,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
-                    + "loads, warp shuffles), fp16 pools, groups of 1-4 heads and headDim 128; here backend=" + backend
+                    + "loads, warp shuffles), fp16 pools and headDim 128; here backend=" + backend
                     + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {
@@ -200,7 +203,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (requested != Kernel.AUTO) {
             return requested;
         }
-        if (stream) {
+        if (stream && autoStream(spec)) {
             return Kernel.STREAM;
         }
         if (backend == Backend.CUDA && chunkShape) {
@@ -210,6 +213,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             return Kernel.PAIRS;
         }
         return backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS;
+    }
+
+    /** Whether AUTO takes the stream kernels where they can run: groups of up to four query heads (one work-group per KV head). */
+    private static boolean autoStream(AttentionSpec spec) {
+        return StreamDecodeKernels.headTiles(spec.groupSize()) == 1;
     }
 
     /**
@@ -227,10 +235,10 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(verified there only), groups of 1-4 heads and headDim 128; here backend=" + backend
+                    + "(verified there only) and headDim 128; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
-        if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
+        if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream && autoStream(spec)) {
             return Kernel.STREAM;
         }
         if (requested == Kernel.WARP && !warp) {
@@ -271,7 +279,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (split && ragged && kernel == Kernel.STREAM && BALANCED) {
             return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens);
         }
-        int tiles = (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
+        int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize())
+                : (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;
         if (split && ragged) {
@@ -300,7 +309,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
         };
-        return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local, 0, spec.numKvHeads());
+        return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local, 0,
+                kernel == Kernel.STREAM ? spec.numKvHeads() * tiles : spec.numKvHeads());
     }
 
     /**
@@ -373,6 +383,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                             boolean skipAttention) {
         params.set(DecodeParams.TILES_PER_GROUP, tilesPerGroup);
         params.set(DecodeParams.KV_HEADS, kvHeads);
+        params.set(DecodeParams.HEAD_TILES, headTiles);
         if (balanced()) {
             if (contextLens == null) {
                 throw new IllegalArgumentException("a balanced grid needs the batch's context lengths");

@@ -25,6 +25,7 @@ import uk.ac.manchester.tornado.api.TaskGraph;
 import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
 import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
+import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -450,7 +451,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (!bd.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
         }
-        return Backend.of(PlanParts.deviceOf(bd).getTornadoVMBackend().name());
+        TornadoDevice d = PlanParts.deviceOf(bd);
+        String name = d.getTornadoVMBackend().name();
+        if (name.equals("VIRTUAL") && d.getClass().getSimpleName().startsWith("VirtualCUDA")) {
+            name = "CUDA"; // -Dtornado.virtual.device=true: a CUDA device that prints its kernels and runs nothing
+        }
+        return Backend.of(name);
     }
 
     /** Task graph names must differ between the plans of one process: one per layer. */

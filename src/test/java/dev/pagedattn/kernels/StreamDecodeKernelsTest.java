@@ -19,7 +19,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * The stream kernel and its 8-bit twins (FP8 E4M3, FP8 E5M2, INT8; per-head scales) run by the emulator against the fp64
- * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads, block sizes that keep a tile in one block (16, 32) and ones that do
+ * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
+ * ones (6, 8: two work-groups per KV head, 5: the second with one head, 64: sixteen), block sizes that keep a tile in one block (16, 32) and ones that do
  * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token.
  */
 class StreamDecodeKernelsTest {
@@ -39,6 +40,12 @@ class StreamDecodeKernelsTest {
             "2, 30, 200, 8, 4, 7, 32, FP8_E5M2",
             "2, 20, 90, 5, 5, 1, 16, INT8",
             "2, 60, 130, 8, 2, 24, 64, FP8_E4M3",
+            "2, 20, 90, 16, 2, 16, 32, FP16",
+            "2, 1, 60, 12, 2, 7, 16, FP16",
+            "1, 40, 80, 20, 4, 17, 16, FP16",
+            "2, 10, 70, 64, 1, 16, 32, FP16",
+            "2, 20, 90, 16, 2, 16, 32, FP8_E4M3",
+            "2, 1, 60, 12, 2, 7, 16, INT8",
     })
     void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype) {
         long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d %s", batch, minLen,
@@ -57,8 +64,9 @@ class StreamDecodeKernelsTest {
         assertEquals(Math.max(1, minPartition / 16), fine.tilesPerGroup(), fine.toString());
         // the partition grid (DecodeGrid.BALANCED=false): partitions of minPartition tokens
         int partitions = (longest + minPartition - 1) / minPartition;
-        DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, 1, minPartition, partitions, batch * kvHeads * partitions,
-                StreamDecodeKernels.LOCAL, 0, kvHeads);
+        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads);
+        DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, minPartition, partitions,
+                batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
             for (DecodeGrid grid : new DecodeGrid[] {fused, fine, coarse, split}) {
                 FloatArray out = EmulatedDecode.attention(w, grid, s);
@@ -81,7 +89,11 @@ class StreamDecodeKernelsTest {
     void shapesItCovers() {
         assertTrue(StreamDecodeKernels.supports(4, 128));
         assertTrue(StreamDecodeKernels.supports(1, 128));
-        assertFalse(StreamDecodeKernels.supports(5, 128));
+        assertTrue(StreamDecodeKernels.supports(5, 128));
+        assertEquals(1, StreamDecodeKernels.headTiles(4));
+        assertEquals(2, StreamDecodeKernels.headTiles(5));
+        assertEquals(2, StreamDecodeKernels.headTiles(8));
+        assertEquals(16, StreamDecodeKernels.headTiles(64));
         assertFalse(StreamDecodeKernels.supports(4, 64));
         assertFalse(StreamDecodeKernels.supports(0, 128));
     }

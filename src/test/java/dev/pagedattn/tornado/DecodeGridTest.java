@@ -85,8 +85,10 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP32));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
-        AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);   // groups of 8: more heads than the stream kernel holds
+        AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);   // groups of 8: two stream work-groups per KV head
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP16));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);   // 10 lanes: not a power of two
@@ -104,9 +106,8 @@ class DecodeGridTest {
         e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, d80, Backend.CUDA, KvDtype.FP16));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=chunk") && e.getMessage().contains("headDim=80"), e.getMessage());
         for (Object[] refused : new Object[][] {{LLAMA, Backend.PTX, KvDtype.FP16, "backend=PTX"},
-                {LLAMA, Backend.CUDA, KvDtype.FP32, "dtype=FP32"}, {g8, Backend.CUDA, KvDtype.FP16, "groupSize=8"},
-                {d80, Backend.CUDA, KvDtype.FP16, "headDim=80"}, {LLAMA, Backend.OPENCL, KvDtype.INT8, "backend=OPENCL"},
-                {g8, Backend.CUDA, KvDtype.FP8_E4M3, "groupSize=8"}}) {
+                {LLAMA, Backend.CUDA, KvDtype.FP32, "dtype=FP32"}, {d80, Backend.CUDA, KvDtype.FP16, "headDim=80"},
+                {LLAMA, Backend.OPENCL, KvDtype.INT8, "backend=OPENCL"}, {d80, Backend.CUDA, KvDtype.FP8_E4M3, "headDim=80"}}) {
             e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.STREAM,
                     (AttentionSpec) refused[0], (Backend) refused[1], (KvDtype) refused[2]));
             assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=stream") && e.getMessage().contains((String) refused[3]),
@@ -198,42 +199,47 @@ class DecodeGridTest {
         int[] lens = {1000, 17, 5000, 1, 16, 33, 2048};
         DecodeBatch b = batch(lens);
         IntArray cl = IntArray.fromArray(lens);
-        for (int target : new int[] {1, 3, 7, 100, 1584}) {
-            DecodeGrid g = DecodeGrid.balanced(LLAMA, b, target, 16);
-            IntArray params = new IntArray(DecodeParams.capacity(lens.length, g.numGroups()));
-            g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false);
-            int r = g.tilesPerGroup();
-            int[] groupOfTile = new int[(int) params.get(DecodeParams.TOTAL_TILES)];
-            int[] seqOfTile = new int[groupOfTile.length];
-            int[] headOfTile = new int[groupOfTile.length];
-            int t = 0;
-            for (int s = 0; s < lens.length; s++) {
-                for (int h = 0; h < LLAMA.numKvHeads(); h++) {
-                    for (int i = 0; i < (lens[s] + 15) / 16; i++, t++) {
-                        groupOfTile[t] = t / r;
-                        seqOfTile[t] = s;
-                        headOfTile[t] = h;
-                    }
-                }
-            }
-            assertEquals(groupOfTile.length, t);
-            assertEquals(g.numGroups(), groupOfTile[t - 1] + 1, g.toString());
-            int groupSeqs = params.get(DecodeParams.GROUP_SEQS);
-            for (int grp = 0; grp < g.numGroups(); grp++) {
-                assertEquals(seqOfTile[grp * r], params.get(groupSeqs + grp), g + " work-group " + grp);
-            }
-            for (int s = 0; s < lens.length; s++) {
-                for (int qh = 0; qh < LLAMA.numQHeads(); qh++) {
-                    int kv = qh / LLAMA.groupSize();
-                    java.util.Set<Integer> groups = new java.util.HashSet<>();
-                    for (int i = 0; i < t; i++) {
-                        if (seqOfTile[i] == s && headOfTile[i] == kv) {
-                            groups.add(groupOfTile[i]);
+        // groups of 4 (one work-group per KV head), 5 (two, the second with one query head) and 8 (two)
+        for (AttentionSpec spec : new AttentionSpec[] {LLAMA, new AttentionSpec(10, 2, 128, 0.1f), new AttentionSpec(64, 8, 128, 0.1f)}) {
+            int headTiles = StreamDecodeKernels.headTiles(spec.groupSize());
+            for (int target : new int[] {1, 3, 7, 100, 1584}) {
+                DecodeGrid g = DecodeGrid.balanced(spec, b, target, 16);
+                assertEquals(headTiles, g.headTiles(), g.toString());
+                IntArray params = new IntArray(DecodeParams.capacity(lens.length, g.numGroups()));
+                g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false);
+                int r = g.tilesPerGroup();
+                int[] groupOfTile = new int[(int) params.get(DecodeParams.TOTAL_TILES)];
+                int[] seqOfTile = new int[groupOfTile.length];
+                int[] headOfTile = new int[groupOfTile.length];
+                int t = 0;
+                for (int s = 0; s < lens.length; s++) {
+                    for (int h = 0; h < spec.numKvHeads() * headTiles; h++) { // (KV head, head tile) pairs
+                        for (int i = 0; i < (lens[s] + 15) / 16; i++, t++) {
+                            groupOfTile[t] = t / r;
+                            seqOfTile[t] = s;
+                            headOfTile[t] = h;
                         }
                     }
-                    int parts = PagedDecodeKernels.partitionsOf(cl, params, s, qh, LLAMA.numQHeads(), 0, r);
-                    assertEquals(groups.size(), parts, g + " sequence " + s + " head " + qh);
-                    assertTrue(parts <= g.maxPartitions(), g + " sequence " + s);
+                }
+                assertEquals(groupOfTile.length, t);
+                assertEquals(g.numGroups(), groupOfTile[t - 1] + 1, g.toString());
+                int groupSeqs = params.get(DecodeParams.GROUP_SEQS);
+                for (int grp = 0; grp < g.numGroups(); grp++) {
+                    assertEquals(seqOfTile[grp * r], params.get(groupSeqs + grp), g + " work-group " + grp);
+                }
+                for (int s = 0; s < lens.length; s++) {
+                    for (int qh = 0; qh < spec.numQHeads(); qh++) {
+                        int kv = qh / spec.groupSize() * headTiles + qh % spec.groupSize() / 4; // its pair
+                        java.util.Set<Integer> groups = new java.util.HashSet<>();
+                        for (int i = 0; i < t; i++) {
+                            if (seqOfTile[i] == s && headOfTile[i] == kv) {
+                                groups.add(groupOfTile[i]);
+                            }
+                        }
+                        int parts = PagedDecodeKernels.partitionsOf(cl, params, s, qh, spec.numQHeads(), 0, r);
+                        assertEquals(groups.size(), parts, g + " sequence " + s + " head " + qh);
+                        assertTrue(parts <= g.maxPartitions(), g + " sequence " + s);
+                    }
                 }
             }
         }
