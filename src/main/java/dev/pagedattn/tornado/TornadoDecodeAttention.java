@@ -107,13 +107,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("variant=parallel does not read 8-bit K/V pools (dtype=" + cache.config().dtype()
                     + "): use auto, fused or splitk");
         }
-        if (spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
+        if (spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE && kernel != DecodeGrid.Kernel.STREAM) {
             // Tiled groups (more than one head tile per KV head) pass the emulator and the JVM, but
             // TornadoVM 5.2 miscompiles them: wrong results on PTX, "logic node (LogicConstantNode)" on
-            // OpenCL (benchmarks/NOTES.md). Refuse rather than answer wrongly.
+            // OpenCL (benchmarks/NOTES.md). Refuse rather than answer wrongly. The stream kernels tile
+            // heads by work-group instead (any group; CUDA backend, head dim 128), on request only.
             throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
                     + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE
-                    + ": the tornado backend supports query groups of up to 8 heads (use --backend jvm)");
+                    + ": the tornado backend supports query groups of up to 8 heads (use --backend jvm, or on TornadoVM's CUDA"
+                    + " backend at head dim 128 -Dpagedattn.tornado.kernel=stream)");
         }
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
