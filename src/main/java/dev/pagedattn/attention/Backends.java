@@ -30,6 +30,16 @@ public final class Backends {
      * @param variant TornadoVM kernel variant: auto, fused, splitk or parallel (ignored by jvm)
      */
     public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device, String variant) {
+        return create(backend, cache, spec, device, variant, null);
+    }
+
+    /**
+     * As {@link #create(String, KvCache, AttentionSpec, String, String)}, with the tornado backend's attention
+     * kernel ({@code auto}, {@code stream}, {@code chunk}, {@code warp}, {@code quads}, {@code pairs}; null for the
+     * {@code pagedattn.tornado.kernel} system property's, auto by default).
+     */
+    public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device, String variant,
+                                         String kernel) {
         switch (backend) {
             case "jvm":
                 return new JvmDecodeAttention(cache, spec);
@@ -40,8 +50,8 @@ public final class Backends {
                 }
                 try {
                     return (DecodeAttention) Class.forName(TORNADO_CLASS)
-                            .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class)
-                            .newInstance(cache, spec, device, variant);
+                            .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class, String.class)
+                            .newInstance(cache, spec, device, variant, kernel);
                 } catch (InvocationTargetException e) {
                     throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
                 } catch (ReflectiveOperationException e) {

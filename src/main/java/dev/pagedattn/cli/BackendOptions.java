@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.tornado.DecodeGrid;
 import java.util.List;
 import java.util.regex.Pattern;
 import picocli.CommandLine.Option;
@@ -33,6 +34,15 @@ final class BackendOptions {
     static void requireDevice(String device) {
         if (device != null && !DEVICE.matcher(device).matches()) {
             throw new IllegalArgumentException("--device=" + device + " is not B:D (TornadoVM backend index:device index, e.g. 0:0)");
+        }
+    }
+
+    /** {@code kernel} names one of the tornado backend's attention kernels ({@code DecodeGrid.Kernel}). */
+    static void requireKernel(String kernel) {
+        try {
+            DecodeGrid.Kernel.parse(kernel);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--kernel=" + kernel + " is not one of auto, stream, chunk, warp, quads, pairs");
         }
     }
 

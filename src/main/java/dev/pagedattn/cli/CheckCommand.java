@@ -31,6 +31,10 @@ final class CheckCommand implements Callable<Integer> {
             defaultValue = "auto")
     String variant;
 
+    @Option(names = "--kernel", description = "Tornado attention kernel for decode: auto, stream, chunk, warp, quads or pairs"
+            + " (default: auto, or the pagedattn.tornado.kernel system property).")
+    String kernel;
+
     @Option(names = "--steps", description = "Decode steps; from the second on, every sequence first appends one new token"
             + " (on a GPU it travels through the staging scatter); with --query-len every sequence appends its next chunk"
             + " (default: ${DEFAULT-VALUE}).", defaultValue = "1")
@@ -59,6 +63,13 @@ final class CheckCommand implements Callable<Integer> {
         }
         backendOptions.validate();
         BackendOptions.requireVariant("--variant", variant);
+        if (kernel != null) {
+            BackendOptions.requireKernel(kernel);
+            if (!backendOptions.backend.equals("tornado") || queryLen != null || window != null) {
+                throw new IllegalArgumentException("--kernel=" + kernel + " chooses the tornado backend's decode kernel: it needs"
+                        + " --backend tornado and no --query-len/--window");
+            }
+        }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
@@ -74,7 +85,7 @@ final class CheckCommand implements Callable<Integer> {
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
-        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant)) {
+        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache()) + " backend=" + backend);
             attention.decode(w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);

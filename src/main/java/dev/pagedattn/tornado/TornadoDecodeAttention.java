@@ -93,6 +93,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this(cache, spec, device, variant, DecodeGrid.KERNEL, CUDA_GRAPH);
     }
 
+    /** {@code kernel}: the attention kernel by name ({@link DecodeGrid.Kernel#parse}), null for {@link DecodeGrid#KERNEL}. */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, String kernel) {
+        this(cache, spec, device, variant, kernel == null ? DecodeGrid.KERNEL : DecodeGrid.Kernel.parse(kernel), CUDA_GRAPH);
+    }
+
     /**
      * {@code kernel}: the attention kernel to run, AUTO for the measured best on the device;
      * {@code cudaGraph}: replay steps as CUDA graphs where the backend has them (no device time then).
