@@ -1,8 +1,11 @@
 package dev.pagedattn.cli;
 
 import dev.pagedattn.tornado.DecodeGrid;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.regex.Pattern;
+import java.util.stream.Collectors;
 import picocli.CommandLine.Option;
 
 /**
@@ -42,7 +45,8 @@ final class BackendOptions {
         try {
             DecodeGrid.Kernel.parse(kernel);
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--kernel=" + kernel + " is not one of auto, stream, chunk, warp, quads, pairs");
+            throw new IllegalArgumentException("--kernel=" + kernel + " is not one of " + Arrays.stream(DecodeGrid.Kernel.values())
+                    .map(k -> k.name().toLowerCase(Locale.ROOT)).collect(Collectors.joining(", ")));
         }
     }
 

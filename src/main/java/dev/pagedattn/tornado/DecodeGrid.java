@@ -173,7 +173,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools where the shape suits it (head dim 128), else CHUNK where the
+     * for fp16 pools at head dim 128 and groups of 1-4 heads (larger groups: on request), else CHUNK where the
      * shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups of 1-2
      * heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel the
      * backend, the dtype or the shape cannot run is refused, naming it.
