@@ -1,0 +1,69 @@
+package dev.pagedattn.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.TestScales;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.tornado.DecodeGrid;
+import java.util.List;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+import net.jqwik.api.constraints.Size;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * The stream kernels in the emulator against the fp64 reference on random ragged batches, any group size
+ * (larger than four: several work-groups per KV head) and random grids: fused, partitions of random length, and
+ * balanced grids of random size (jqwik prints its seed on failure).
+ */
+class StreamDecodeKernelsProperties {
+
+    @Property(tries = 25)
+    void matchesReferenceOnRandomShapesAndGrids(
+            @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 160) Integer> lengths,
+            @ForAll @IntRange(min = 1, max = 2) int numKvHeads,
+            @ForAll @IntRange(min = 1, max = 12) int groupSize,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll("dtypes") KvDtype dtype,
+            @ForAll("grids") String grid,
+            @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
+            @ForAll @IntRange(min = 1, max = 40) int targetGroups,
+            @ForAll KernelEmulator.Schedule schedule,
+            @ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        int qHeads = numKvHeads * groupSize;
+        DecodeWorkload w = DecodeWorkload.create(lens, qHeads, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize, dtype, seed, 0, 1, 0,
+                TestScales.perHead(dtype, numKvHeads, seed));
+        int longest = w.batch().maxContextLen();
+        int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
+        DecodeGrid g = switch (grid) {
+            case "fused" -> DecodeGrid.plan(w.spec(), lens.length, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            case "partitions" -> DecodeGrid.plan(w.spec(), lens.length, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
+        };
+        FloatArray out = EmulatedDecode.attention(w, g, schedule);
+        double rel = ReferenceAttention.relativeL2(out, w.reference());
+        assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
+    }
+
+    @Provide
+    Arbitrary<Integer> blockSizes() {
+        return Arbitraries.of(1, 7, 16, 17, 32);
+    }
+
+    @Provide
+    Arbitrary<KvDtype> dtypes() {
+        return Arbitraries.of(KvDtype.FP16, KvDtype.FP8_E4M3, KvDtype.FP8_E5M2, KvDtype.INT8);
+    }
+
+    @Provide
+    Arbitrary<String> grids() {
+        return Arbitraries.of("fused", "partitions", "balanced");
+    }
+}
