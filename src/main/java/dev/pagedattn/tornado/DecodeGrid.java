@@ -173,10 +173,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 128 and groups of 1-4 heads (larger groups: on request), else CHUNK where the
-     * shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for groups of 1-2
-     * heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel the
-     * backend, the dtype or the shape cannot run is refused, naming it.
+     * for fp16 pools at head dim 128 (any group: groups of more than four heads get one work-group per four),
+     * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
+     * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
+     * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
+     * {@link PagedDecodeKernels#MAX_HEADS_PER_TILE} heads for any kernel but STREAM.
      */
     public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
         if (dtype.isQuantized()) {
@@ -201,28 +202,39 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "128 or 256; here groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested != Kernel.AUTO) {
-            return requested;
+            return requireGroupFits(requested, spec, backend);
         }
-        if (stream && autoStream(spec)) {
+        if (stream) {
             return Kernel.STREAM;
         }
         if (backend == Backend.CUDA && chunkShape) {
-            return Kernel.CHUNK;
+            return requireGroupFits(Kernel.CHUNK, spec, backend);
         }
         if (spec.groupSize() < 3) {
             return Kernel.PAIRS;
         }
-        return backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS;
+        return requireGroupFits(backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS, spec, backend);
     }
 
-    /** Whether AUTO takes the stream kernels where they can run: groups of up to four query heads (one work-group per KV head). */
-    private static boolean autoStream(AttentionSpec spec) {
-        return StreamDecodeKernels.headTiles(spec.groupSize()) == 1;
+    /**
+     * {@code kernel}, unless the group is larger than {@link PagedDecodeKernels#MAX_HEADS_PER_TILE} heads and
+     * the kernel is not STREAM: the other kernels tile such groups inside a work-group, which passes the
+     * emulator and the JVM but which TornadoVM 5.2 miscompiles (wrong results on PTX, "logic node
+     * (LogicConstantNode)" on OpenCL; benchmarks/NOTES.md), so it is refused rather than answered wrongly.
+     */
+    private static Kernel requireGroupFits(Kernel kernel, AttentionSpec spec, Backend backend) {
+        if (kernel != Kernel.STREAM && spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
+            throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
+                    + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE + " for kernel="
+                    + kernel.name().toLowerCase(java.util.Locale.ROOT) + " on backend=" + backend
+                    + ": larger groups run on TornadoVM's CUDA backend at head dim 128 (the stream kernels), or use --backend jvm");
+        }
+        return kernel;
     }
 
     /**
      * The kernel for 8-bit K/V pools: on the CUDA backend the stream kernel's 8-bit twins where the
-     * shape suits them (AUTO, STREAM), else the warp kernel's twin where the backend has warp
+     * shape suits them (AUTO, STREAM; any group), else the warp kernel's twin where the backend has warp
      * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK
      * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run.
      */
@@ -238,7 +250,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "(verified there only) and headDim 128; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
-        if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream && autoStream(spec)) {
+        if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
             return Kernel.STREAM;
         }
         if (requested == Kernel.WARP && !warp) {
@@ -246,7 +258,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
                     + " headDim=" + spec.headDim());
         }
-        return requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP;
+        return requireGroupFits(requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP, spec, backend);
     }
 
     /**
@@ -299,8 +311,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             partitionTokens = (partitionTokens + 15) / 16 * 16;
         }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
-        if (kernel == Kernel.AUTO) {
-            kernel = resolve(kernel, spec, Backend.OPENCL, KvDtype.FP16); // callers that know the device resolve first
+        if (kernel == Kernel.AUTO) { // callers that know the device resolve first; this is OpenCL's choice, unchecked (nothing runs)
+            kernel = spec.groupSize() < 3 ? Kernel.PAIRS : Kernel.QUADS;
         }
         int local = switch (kernel) {
             case CHUNK -> ChunkDecodeKernels.LOCAL;

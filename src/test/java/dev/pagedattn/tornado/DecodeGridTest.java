@@ -86,9 +86,11 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP32));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
         AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);   // groups of 8: two stream work-groups per KV head
-        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, g8, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP32));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP16));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);   // 10 lanes: not a power of two
@@ -128,7 +130,9 @@ class DecodeGridTest {
                 ptx.getMessage());
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.CUDA));
         AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, g8, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.PTX));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX));
         AttentionSpec d80 = new AttentionSpec(32, 8, 80, 0.1f);
@@ -141,6 +145,28 @@ class DecodeGridTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL));
         assertTrue(e.getMessage().contains("backend=OPENCL"), e.getMessage());
+    }
+
+    @Test
+    void groupsAboveEightHeadsGetTheStreamKernelsOrANamedRefusal() {
+        AttentionSpec g16 = new AttentionSpec(32, 2, 128, 0.1f);   // Llama-3.1-405B's groups of 16
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA));
+        AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);
+        Object[][] refused = {
+                {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP16, "kernel=warp on backend=PTX"},
+                {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
+                {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
+                {DecodeGrid.Kernel.QUADS, g16, Backend.CUDA, KvDtype.INT8, "kernel=quads on backend=CUDA"}};
+        for (Object[] r : refused) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(
+                    (DecodeGrid.Kernel) r[0], (AttentionSpec) r[1], (Backend) r[2], (KvDtype) r[3]));
+            assertTrue(e.getMessage().startsWith("groupSize=16 (q-heads 32 / kv-heads 2) is above 8")
+                    && e.getMessage().contains((String) r[4]), e.getMessage());
+        }
     }
 
     @Test

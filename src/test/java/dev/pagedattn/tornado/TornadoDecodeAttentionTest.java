@@ -14,18 +14,20 @@ import org.junit.jupiter.api.Test;
 class TornadoDecodeAttentionTest {
 
     @Test
-    void groupsAboveEightHeadsAreRefusedWithTheirShapeUnlessTheStreamKernelIsAsked() {
+    void groupsAboveEightHeadsAreRefusedWithTheirShapeWhenAKernelOtherThanStreamIsNamed() {
         KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
         int seq = cache.createSequence();
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto"));
-        assertTrue(e.getMessage().contains("groupSize=16") && e.getMessage().contains("q-heads 32 / kv-heads 2")
+                () -> new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto", "warp"));
+        assertTrue(e.getMessage().startsWith("groupSize=16 (q-heads 32 / kv-heads 2) is above 8 for kernel=warp")
                 && e.getMessage().contains("--backend jvm"), e.getMessage());
         assertEquals(0, cache.length(seq), "nothing in the cache changed");
-        new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 16), null, "auto").close(); // groups of 8 are fine
-        // the stream kernels tile any group by work-group: asked for, a group of 16 is accepted (the device's backend
-        // and head dim are checked when the plan resolves the kernel)
+        new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 16), null, "auto", "warp").close(); // groups of 8 are fine
+        // the stream kernels tile any group by work-group, and AUTO takes them where they run: a group of 16 is
+        // accepted here (the device's backend and head dim are checked when the plan resolves the kernel:
+        // DecodeGridTest.groupsAboveEightHeadsGetTheStreamKernelsOrANamedRefusal)
         new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto", DecodeGrid.Kernel.STREAM, false).close();
+        new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto", DecodeGrid.Kernel.AUTO, false).close();
     }
 
     @Test
