@@ -19,7 +19,8 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * ({@link #supports}). A work-group computes up to four query heads: a KV head of a larger group is read by
  * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
  * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
- * can hit L2; not yet measured on a GPU). They
+ * can hit L2; on an H200 groups of 8 run 1.5-2.1x faster this way than on the chunk and warp kernels,
+ * benchmarks/NOTES.md h1). They
  * also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
  * the (sequence, KV head) pairs' tiles laid end to end and cut into equal ranges, one per work-group,
  * which reads the pieces of the pairs its range covers one after another, each piece written as a
