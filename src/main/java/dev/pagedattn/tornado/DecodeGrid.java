@@ -221,13 +221,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * the kernel is not STREAM: the other kernels tile such groups inside a work-group, which passes the
      * emulator and the JVM but which TornadoVM 5.2 miscompiles (wrong results on PTX, "logic node
      * (LogicConstantNode)" on OpenCL; benchmarks/NOTES.md), so it is refused rather than answered wrongly.
+     * {@code backend} is null where the device is not known yet (a kernel named before the plan is built).
      */
-    private static Kernel requireGroupFits(Kernel kernel, AttentionSpec spec, Backend backend) {
-        if (kernel != Kernel.STREAM && spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
+    static Kernel requireGroupFits(Kernel kernel, AttentionSpec spec, Backend backend) {
+        if (kernel != Kernel.STREAM && kernel != Kernel.AUTO && spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
             throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
                     + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE + " for kernel="
-                    + kernel.name().toLowerCase(java.util.Locale.ROOT) + " on backend=" + backend
-                    + ": larger groups run on TornadoVM's CUDA backend at head dim 128 (the stream kernels), or use --backend jvm");
+                    + kernel.name().toLowerCase(java.util.Locale.ROOT) + (backend == null ? "" : " on backend=" + backend)
+                    + ": larger groups run on TornadoVM's CUDA backend at head dim 128 (kernel auto or stream), or use --backend jvm");
         }
         return kernel;
     }

@@ -112,15 +112,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("variant=parallel does not read 8-bit K/V pools (dtype=" + cache.config().dtype()
                     + "): use auto, fused or splitk");
         }
-        if (spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE && kernel != DecodeGrid.Kernel.STREAM
-                && kernel != DecodeGrid.Kernel.AUTO) {
-            // Only the stream kernels take groups of more than 8 heads (DecodeGrid.resolve refuses the others,
-            // and AUTO where it resolves to another kernel): refused here already when another kernel is named.
-            throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
-                    + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE + " for kernel="
-                    + kernel.name().toLowerCase(java.util.Locale.ROOT)
-                    + ": larger groups run on TornadoVM's CUDA backend at head dim 128 (kernel auto or stream), or use --backend jvm");
-        }
+        DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
