@@ -180,8 +180,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@link PagedDecodeKernels#MAX_HEADS_PER_TILE} heads for any kernel but STREAM.
      */
     public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
+        return requireGroupFits(choose(requested, spec, backend, dtype), spec, backend);
+    }
+
+    /** {@link #resolve}'s choice before the group check ({@link #plan} stands in OpenCL's for callers without a device). */
+    private static Kernel choose(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
         if (dtype.isQuantized()) {
-            return resolveEightBit(requested, spec, backend);
+            return chooseEightBit(requested, spec, backend);
         }
         boolean chunkShape = ChunkDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean warpShape = WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
@@ -202,18 +207,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "128 or 256; here groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested != Kernel.AUTO) {
-            return requireGroupFits(requested, spec, backend);
+            return requested;
         }
         if (stream) {
             return Kernel.STREAM;
         }
         if (backend == Backend.CUDA && chunkShape) {
-            return requireGroupFits(Kernel.CHUNK, spec, backend);
+            return Kernel.CHUNK;
         }
         if (spec.groupSize() < 3) {
             return Kernel.PAIRS;
         }
-        return requireGroupFits(backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS, spec, backend);
+        return backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS;
     }
 
     /**
@@ -240,6 +245,10 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
+        return requireGroupFits(chooseEightBit(requested, spec, backend), spec, backend);
+    }
+
+    private static Kernel chooseEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
         if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
@@ -259,7 +268,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
                     + " headDim=" + spec.headDim());
         }
-        return requireGroupFits(requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP, spec, backend);
+        return requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP;
     }
 
     /**
@@ -313,7 +322,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         int maxPartitions = (maxContextLen + partitionTokens - 1) / partitionTokens;
         if (kernel == Kernel.AUTO) { // callers that know the device resolve first; this is OpenCL's choice, unchecked (nothing runs)
-            kernel = spec.groupSize() < 3 ? Kernel.PAIRS : Kernel.QUADS;
+            kernel = choose(kernel, spec, Backend.OPENCL, KvDtype.FP16);
         }
         int local = switch (kernel) {
             case CHUNK -> ChunkDecodeKernels.LOCAL;
