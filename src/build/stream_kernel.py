@@ -199,9 +199,7 @@ def body(q8, dec=None):
     w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "        boolean oneBlock = start % blockSize + TILE <= blockSize;")
-    for i in range(4):
-        w(f"        int kRow{i} = {rowExpr('base', 'oneBlock', 'start', f'group + {4*i}')} + {kLaneOff()};")
-    kv_decl("k", "        ")
+    k_loads("        ", "start", True)
     w()
     for h in H:
         w(f"        float m{h} = -Float.MAX_VALUE;  // running max of head {h} (the same in every lane); finite, so exp(old - new) never sees -inf - -inf")
@@ -214,9 +212,7 @@ def body(q8, dec=None):
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
-    for r in range(T):
-        w(f"            int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
-    kv_decl("v", "            ")
+    v_loads("            ")
     w( "            // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims")
     for i in range(4):
         if q8:
@@ -224,7 +220,7 @@ def body(q8, dec=None):
                 decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
         else:
             for j in range(8):
-                conv("k", f"kw{i}{j}", f"kRow{i} + {16*j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
+                conv(f"kw{i}{j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
         for i in range(4):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
@@ -240,9 +236,7 @@ def body(q8, dec=None):
     w( "            int next = tileStart + TILE < end ? tileStart + TILE : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "            oneBlock = next % blockSize + TILE <= blockSize;")
-    for i in range(4):
-        w(f"            kRow{i} = {rowExpr('base', 'oneBlock', 'next', f'group + {4*i}')} + {kLaneOff()};")
-    kv_assign("k", "            ")
+    k_loads("            ", "next", False)
 
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
     w( "            int row = lane >> 1;")
@@ -290,8 +284,8 @@ def body(q8, dec=None):
         if q8:
             decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
         else:
-            conv("v", f"vw{r}0", f"vRow{r}", f"y{r}0", f"y{r}1", "            ")
-            conv("v", f"vw{r}1", f"vRow{r} + 64", f"y{r}2", f"y{r}3", "            ")
+            conv(f"vw{r}0", f"y{r}0", f"y{r}1", "            ")
+            conv(f"vw{r}1", f"y{r}2", f"y{r}3", "            ")
         for h in H:
             w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
     w( "        }")
@@ -335,31 +329,83 @@ def body(q8, dec=None):
     w( "        }")
     w( "    }")
 
-def kv_decl(pool, ind):
-    if pool == "k" and Q8:
+def whole(one, tile):
+    # a tile of TILE rows below the partition's end and inside one block: its rows lie at constant offsets
+    return f"({one} ? 1 : 0) + ({tile} + TILE <= end ? 1 : 0) == 2"
+
+def k_loads(ind, tile, declare):
+    if not Q8:   # fp16: row by row only (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
+        decl = "int " if declare else ""
         for i in range(4):
-            for j in range(4):
-                w(f"{ind}int kw{i}{j} = kPool.get(kRow{i} + {8*j});")
-    elif pool == "k":
+            w(f"{ind}{decl}kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
+        decl = "Half2 " if declare else ""
         for i in range(4):
             for j in range(8):
-                w(f"{ind}Half2 kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
-    elif Q8:
-        for r in range(T):
-            w(f"{ind}int vw{r} = vPool.get(vRow{r});")
+                w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+        return
+    # this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when the
+    # tile is whole and in one block (the loads' immediates), else row by row through the block table
+    typ = "int" if Q8 else "Half2"
+    nj = 4 if Q8 else 8
+    if declare:
+        for i in range(4):
+            w(ind + " ".join(f"{typ} kw{i}{j};" for j in range(nj)))
+    w(f"{ind}if ({whole('oneBlock', tile)}) {{")
+    if Q8:
+        w(f"{ind}    int kAt = ((base + group * HEAD_DIM) >> 2) + part;")
+        for i in range(4):
+            for j in range(nj):
+                w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * 32 + 8 * j});")
     else:
+        w(f"{ind}    int kAt = base + group * HEAD_DIM + 2 * part;")
+        for i in range(4):
+            for j in range(nj):
+                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kAt + {4 * i * 128 + 16 * j});")
+    w(f"{ind}}} else {{")
+    for i in range(4):
+        w(f"{ind}    int kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
+    for i in range(4):
+        for j in range(nj):
+            if Q8:
+                w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {8*j});")
+            else:
+                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+    w(f"{ind}}}")
+
+def v_loads(ind):
+    # this lane's V words of the tile's 16 rows, as k_loads
+    if not Q8:
+        for r in range(T):
+            w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
         for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
-
-def kv_assign(pool, ind):
-    for i in range(4):
+        return
+    if Q8:
+        w(ind + " ".join(f"int vw{r};" for r in range(T)))
+    else:
+        for r in range(T):
+            w(f"{ind}Half2 vw{r}0; Half2 vw{r}1;")
+    w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
+    if Q8:
+        w(f"{ind}    int vAt = (vBase >> 2) + lane;")
+        for r in range(T):
+            w(f"{ind}    vw{r} = vPool.get(vAt + {32 * r});")
+    else:
+        w(f"{ind}    int vAt = vBase + 2 * lane;")
+        for r in range(T):
+            w(f"{ind}    vw{r}0 = vPool.getHalf2(vAt + {128 * r});")
+            w(f"{ind}    vw{r}1 = vPool.getHalf2(vAt + {128 * r + 64});")
+    w(f"{ind}}} else {{")
+    for r in range(T):
+        w(f"{ind}    int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
+    for r in range(T):
         if Q8:
-            for j in range(4):
-                w(f"{ind}kw{i}{j} = kPool.get(kRow{i} + {8*j});")
+            w(f"{ind}    vw{r} = vPool.get(vRow{r});")
         else:
-            for j in range(8):
-                w(f"{ind}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+            w(f"{ind}    vw{r}0 = vPool.getHalf2(vRow{r});")
+            w(f"{ind}    vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
+    w(f"{ind}}}")
 
 def rowExpr(base, one, tile, r):
     e = f"tileRow(blockTables, tableRow, {base}, {one}, {tile}, {r}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead)"
@@ -380,7 +426,7 @@ def decode(word, names, ind):
         else:
             w(f"{ind}float {n} = FP8.{DEC}ToFloat((byte) {src});")
 
-def conv(pool, var, idx, a, b, ind):
+def conv(var, a, b, ind):
     w(f"{ind}float {a} = Half2.lowFloat({var});")
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
