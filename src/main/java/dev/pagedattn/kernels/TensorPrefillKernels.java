@@ -31,10 +31,11 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * set to 0, so the fragments add exact zeros), the fragments are folded, rescaled per row, into the
  * work-group's fp32 accumulators in scratch, and the next segment starts over at that chunk with
  * the larger references. The first chunk of a segment may raise them (its row maxima first, then its
- * probabilities). Each chunk's K/V rows are
- * located once (a local table of pool offsets, filled one chunk ahead while the current chunk's
- * loads are in flight), then every work-item stages 16 fp16 pairs of K and of V with four rows'
- * loads in flight at a time. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
+ * probabilities). Each chunk's K/V rows are located once, two chunks ahead (a local table of pool
+ * offsets in three slots), and staged without registers by asynchronous copies ({@code cp.async} on
+ * the CUDA backend; plain copies on PTX): a chunk's K is issued into one of two K buffers while the
+ * chunk before it computes, and its V when the chunk starts, so that both loads fly behind the
+ * scores and the softmax. Local memory is one int array (the MMA tiles, fp16 pairs, 16-byte
  * aligned sub-tiles), three small float arrays, a flag and the offsets. The kernel it replaced (a
  * first pass for the exact row maxima, then the scores again and {@code P V}) was 1.13-1.40x slower
  * on an H200 (benchmarks/NOTES.md, t7).
@@ -64,15 +65,19 @@ public final class TensorPrefillKernels {
     /** Headroom of a row's reference over the scores a segment accumulates (natural log): p < e^8 = 2981, fp16-safe. */
     public static final float GROW = 8f;
 
-    // The int tile array, in ints: B tiles of Q^T [warp][nt 2][ks 8] (64 ints), A tiles of K [mt 2][ks 8]
-    // (128 ints), B tiles of V [ks 2][nt 16] (64 ints), A tiles of P [warp][ks 2] (128 ints).
+    // The int tile array, in ints: B tiles of Q^T [warp][nt 2][ks 8] (64 ints), two buffers of A tiles of K
+    // [mt 2][ks 8] (128 ints), B tiles of V [ks 2][nt 16] (64 ints), A tiles of P [warp][ks 2] (128 ints).
     private static final int Q_INTS = ROWS * HEAD_DIM / 2;
+    /** Ints of one chunk's K (or V) tiles. */
+    private static final int KV_INTS = CHUNK * HEAD_DIM / 2;
     private static final int K_AT = Q_INTS;
-    private static final int V_AT = K_AT + CHUNK * HEAD_DIM / 2;
-    private static final int P_AT = V_AT + CHUNK * HEAD_DIM / 2;
+    private static final int V_AT = K_AT + 2 * KV_INTS;
+    private static final int P_AT = V_AT + KV_INTS;
     private static final int TILE_INTS = P_AT + ROWS * CHUNK / 2;
-    /** Local memory per work-group. */
-    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + 2 * CHUNK + 1);
+    /** Chunks whose K/V rows the offset table holds: the current one, the next, and the one after it being located. */
+    private static final int ROW_SLOTS = 3;
+    /** Local memory per work-group (under the 48 KB of static shared memory a CUDA block may have). */
+    public static final int LOCAL_BYTES = 4 * (TILE_INTS + 2 * LOCAL + ROWS + ROW_SLOTS * CHUNK + 1);
 
     private TensorPrefillKernels() {
     }
@@ -96,11 +101,6 @@ public final class TensorPrefillKernels {
     /** The fp16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. */
     static int halfBits(float x) {
         return new HalfFloat(x).getHalfFloatValue() & 0xFFFF;
-    }
-
-    /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half. */
-    static int pairBits(HalfFloatArray pool, int at) {
-        return (pool.get(at).getHalfFloatValue() & 0xFFFF) | (pool.get(at + 1).getHalfFloatValue() << 16);
     }
 
     /**
@@ -129,6 +129,19 @@ public final class TensorPrefillKernels {
     /** Int index of V element pair (t, d..d+1) of a chunk: B tile (t / 16, d / 8), row t % 16. */
     static int vIndex(int t, int d) {
         return V_AT + ((t / 16) * 16 + d / 8) * 64 + (t % 16) * 4 + (d % 8) / 2;
+    }
+
+    /**
+     * Issues this work-item's 16 asynchronous copies of a chunk's K pairs into K buffer {@code kBuf}
+     * (tokens {@code tFirst + 2i}, dims {@code dPair, dPair + 1}; rows from offset slot {@code slot}),
+     * or, for {@code kBuf < 0}, of its V pairs into the V tiles.
+     */
+    static void stage(KernelContext ctx, int[] tile, HalfFloatArray pool, int[] rowAt, int slot, int kBuf, int tFirst, int dPair) {
+        for (int i = 0; i < CHUNK / 2; i++) {
+            int t = tFirst + 2 * i;
+            int at = kBuf < 0 ? vIndex(t, dPair) : kIndex(t, dPair) + kBuf * KV_INTS;
+            ctx.asyncCopyToLocal(tile, at, pool, rowAt[slot * CHUNK + t] + dPair);
+        }
     }
 
     public static void prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
@@ -192,7 +205,7 @@ public final class TensorPrefillKernels {
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
         int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
-        int[] rowAt = ctx.allocateIntLocalArray(2 * CHUNK);   // [buffer][token of the chunk] pool offset of its K/V row (see locate)
+        int[] rowAt = ctx.allocateIntLocalArray(ROW_SLOTS * CHUNK); // [slot][token of the chunk] pool offset of its K/V row (see locate)
 
         // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
         // element is converted straight from its load: TornadoVM 5.2's PTX backend rounds a HalfFloat made from a
@@ -224,7 +237,7 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
-        int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk
+        int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk (LOCAL = 2 x 64)
 
         // One pass, in segments: a row's reference m stays fixed while its scores stay below m + GROW
         // (p = exp(s - m) < e^GROW, fp16-safe), so the 16 accumulator fragments, which cannot be rescaled, add
@@ -260,51 +273,42 @@ public final class TensorPrefillKernels {
             int stop = hi;
             float segL = 0f;
             int grew = 0;
-            if (tid < CHUNK) {                                // the segment's first chunk's rows
-                rowAt[buf * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride,
-                        headStride, kvHead);
+            // The pipeline's start: the segment's first two chunks located (offset slots 0 and 1), the first
+            // chunk's K in flight. A segment that ended may have left the next chunk's K in flight: waited for
+            // first, so that no copy of this work-item is pending across the restart.
+            ctx.asyncCopyWaitGroup(0);
+            if (tid < 2 * CHUNK) {
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
+            stage(ctx, tile, kPool, rowAt, 0, buf, tFirst, dPair);
+            ctx.asyncCopyCommit();
+            int slot = 0;                                             // offset slot of the current chunk's rows
             while (c0 < stop) {
                 int n = TornadoMath.min(CHUNK, hi - c0);
-                int rb = buf * CHUNK;                                 // this chunk's row offsets (located one chunk ahead)
-                // 16 K and 16 V pairs per work-item, four of each in flight at a time
-                for (int i = 0; i < 4; i++) {
-                    int t0 = tFirst + 8 * i;
-                    int r0 = rowAt[rb + t0];
-                    int r1 = rowAt[rb + t0 + 2];
-                    int r2 = rowAt[rb + t0 + 4];
-                    int r3 = rowAt[rb + t0 + 6];
-                    int k0 = pairBits(kPool, r0 + dPair);
-                    int k1 = pairBits(kPool, r1 + dPair);
-                    int k2 = pairBits(kPool, r2 + dPair);
-                    int k3 = pairBits(kPool, r3 + dPair);
-                    int v0 = pairBits(vPool, r0 + dPair);
-                    int v1 = pairBits(vPool, r1 + dPair);
-                    int v2 = pairBits(vPool, r2 + dPair);
-                    int v3 = pairBits(vPool, r3 + dPair);
-                    tile[kIndex(t0, dPair)] = k0;
-                    tile[kIndex(t0 + 2, dPair)] = k1;
-                    tile[kIndex(t0 + 4, dPair)] = k2;
-                    tile[kIndex(t0 + 6, dPair)] = k3;
-                    tile[vIndex(t0, dPair)] = v0;
-                    tile[vIndex(t0 + 2, dPair)] = v1;
-                    tile[vIndex(t0 + 4, dPair)] = v2;
-                    tile[vIndex(t0 + 6, dPair)] = v3;
-                }
+                int next = slot == 2 ? 0 : slot + 1;
+                int after = next == 2 ? 0 : next + 1;
+                // Copies in flight while this chunk computes (cp.async on the CUDA backend; plain copies elsewhere): its
+                // V (the V tiles were last read by the previous chunk's P V, before the barrier that ended it), then
+                // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
+                stage(ctx, tile, vPool, rowAt, slot, -1, tFirst, dPair);
+                ctx.asyncCopyCommit();
+                stage(ctx, tile, kPool, rowAt, next, 1 - buf, tFirst, dPair);
+                ctx.asyncCopyCommit();
                 if (tid == 0) {
                     flag[0] = 0;                                      // read only after the score barriers below
                 }
-                if (tid < CHUNK) {                                    // the next chunk's rows, while these loads fly
-                    rowAt[(1 - buf) * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + CHUNK + tid, hi, blockSize, layerBase,
+                if (tid < CHUNK) {                                    // the rows of the chunk after the next
+                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
                             blockStride, headStride, kvHead);
                 }
+                ctx.asyncCopyWaitGroup(2);                            // this chunk's K (issued a chunk ago) has landed
                 ctx.localBarrier();
                 for (int mt = 0; mt < 2; mt++) {
                     float[] s0 = ctx.mmaFragment(0f);
                     float[] s1 = ctx.mmaFragment(0f);
                     for (int ks = 0; ks < 8; ks++) {
-                        HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + (mt * 8 + ks) * 128) * 4);
+                        HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + ks) * 128) * 4);
                         s0 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
                         s1 = ctx.mma(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
                     }
@@ -361,6 +365,7 @@ public final class TensorPrefillKernels {
                     int at = region + (half * 16 + j) * 16 + rr;
                     tile[pB + half * 128 + rr * 8 + j / 2] = (halfBits(partials.get(at)) | (halfBits(partials.get(at + 16)) << 16)) * keep;
                 }
+                ctx.asyncCopyWaitGroup(1);                            // this chunk's V has landed (the next K may fly on)
                 ctx.localBarrier();
                 // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
                 // fragment that flows from one loop phi into another as a whole C array, which NVRTC rejects)
@@ -405,6 +410,7 @@ public final class TensorPrefillKernels {
                 stop -= grew * (stop - c0);
                 c0 += keep * CHUNK;
                 buf ^= keep;
+                slot += keep * (next - slot);
             }
             // fold: acc = acc * exp(mAcc - m) + fragments, per row
             ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
@@ -442,6 +448,7 @@ public final class TensorPrefillKernels {
             folded = 1;                                       // (the restart chunk raises its references as a first chunk)
             ctx.localBarrier();
         }
+        ctx.asyncCopyWaitGroup(0);                            // the last chunk's next K: nothing left in flight
         if (half == 0) {
             mRow[row] = mAcc;
         }
