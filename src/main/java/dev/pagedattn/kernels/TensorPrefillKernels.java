@@ -131,19 +131,6 @@ public final class TensorPrefillKernels {
         return V_AT + ((t / 16) * 16 + d / 8) * 64 + (t % 16) * 4 + (d % 8) / 2;
     }
 
-    /**
-     * Issues this work-item's 16 asynchronous copies of a chunk's K pairs into K buffer {@code kBuf}
-     * (tokens {@code tFirst + 2i}, dims {@code dPair, dPair + 1}; rows from offset slot {@code slot}),
-     * or, for {@code kBuf < 0}, of its V pairs into the V tiles.
-     */
-    static void stage(KernelContext ctx, int[] tile, HalfFloatArray pool, int[] rowAt, int slot, int kBuf, int tFirst, int dPair) {
-        for (int i = 0; i < CHUNK / 2; i++) {
-            int t = tFirst + 2 * i;
-            int at = kBuf < 0 ? vIndex(t, dPair) : kIndex(t, dPair) + kBuf * KV_INTS;
-            ctx.asyncCopyToLocal(tile, at, pool, rowAt[slot * CHUNK + t] + dPair);
-        }
-    }
-
     public static void prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                   IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
                                   FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
@@ -281,7 +268,12 @@ public final class TensorPrefillKernels {
                 rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
-            stage(ctx, tile, kPool, rowAt, 0, buf, tFirst, dPair);
+            // (the staging loops stay in this method: TornadoVM 5.2 addresses a local array that a helper method
+            // receives as a global one, header and byte offset included)
+            for (int i = 0; i < CHUNK / 2; i++) {
+                int t = tFirst + 2 * i;
+                ctx.asyncCopyToLocal(tile, kIndex(t, dPair) + buf * KV_INTS, kPool, rowAt[t] + dPair);
+            }
             ctx.asyncCopyCommit();
             int slot = 0;                                             // offset slot of the current chunk's rows
             while (c0 < stop) {
@@ -291,9 +283,15 @@ public final class TensorPrefillKernels {
                 // Copies in flight while this chunk computes (cp.async on the CUDA backend; plain copies elsewhere): its
                 // V (the V tiles were last read by the previous chunk's P V, before the barrier that ended it), then
                 // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
-                stage(ctx, tile, vPool, rowAt, slot, -1, tFirst, dPair);
+                for (int i = 0; i < CHUNK / 2; i++) {
+                    int t = tFirst + 2 * i;
+                    ctx.asyncCopyToLocal(tile, vIndex(t, dPair), vPool, rowAt[slot * CHUNK + t] + dPair);
+                }
                 ctx.asyncCopyCommit();
-                stage(ctx, tile, kPool, rowAt, next, 1 - buf, tFirst, dPair);
+                for (int i = 0; i < CHUNK / 2; i++) {
+                    int t = tFirst + 2 * i;
+                    ctx.asyncCopyToLocal(tile, kIndex(t, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t] + dPair);
+                }
                 ctx.asyncCopyCommit();
                 if (tid == 0) {
                     flag[0] = 0;                                      // read only after the score barriers below
