@@ -280,11 +280,19 @@ public final class TensorPrefillKernels {
                 rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
-            // (the staging loops stay in this method: TornadoVM 5.2 addresses a local array that a helper method
-            // receives as a global one, header and byte offset included)
-            for (int i = 0; i < CHUNK / 2; i++) {
-                int t = tFirst + 2 * i;
-                ctx.asyncCopyToLocal(tile, kIndex(t, dPair) + buf * KV_INTS, kPool, rowAt[t] + dPair);
+            // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
+            // before their stores. (The staging stays in this method: TornadoVM 5.2 addresses a local array that a
+            // helper method receives as a global one, header and byte offset included.)
+            for (int i = 0; i < 2; i++) {
+                int t0 = tFirst + 16 * i;
+                ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + buf * KV_INTS, kPool, rowAt[t0] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 2] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 4] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 6] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 8] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 10] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 12] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 14] + dPair);
             }
             ctx.asyncCopyCommit();
             int slot = 0;                                             // offset slot of the current chunk's rows
@@ -295,14 +303,28 @@ public final class TensorPrefillKernels {
                 // Copies in flight while this chunk computes (cp.async on the CUDA backend; plain copies elsewhere): its
                 // V (the V tiles were last read by the previous chunk's P V, before the barrier that ended it), then
                 // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
-                for (int i = 0; i < CHUNK / 2; i++) {
-                    int t = tFirst + 2 * i;
-                    ctx.asyncCopyToLocal(tile, vIndex(t, dPair), vPool, rowAt[slot * CHUNK + t] + dPair);
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    ctx.asyncCopyToLocal(tile, vIndex(t0, dPair), vPool, rowAt[slot * CHUNK + t0] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 2, dPair), vPool, rowAt[slot * CHUNK + t0 + 2] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 4, dPair), vPool, rowAt[slot * CHUNK + t0 + 4] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 6, dPair), vPool, rowAt[slot * CHUNK + t0 + 6] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 8, dPair), vPool, rowAt[slot * CHUNK + t0 + 8] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 10, dPair), vPool, rowAt[slot * CHUNK + t0 + 10] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 12, dPair), vPool, rowAt[slot * CHUNK + t0 + 12] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 14, dPair), vPool, rowAt[slot * CHUNK + t0 + 14] + dPair);
                 }
                 ctx.asyncCopyCommit();
-                for (int i = 0; i < CHUNK / 2; i++) {
-                    int t = tFirst + 2 * i;
-                    ctx.asyncCopyToLocal(tile, kIndex(t, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t] + dPair);
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 2] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 4] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 6] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 8] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 10] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 12] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 14] + dPair);
                 }
                 ctx.asyncCopyCommit();
                 if (tid == 0) {
@@ -495,8 +517,9 @@ public final class TensorPrefillKernels {
     }
 
     /**
-     * The kernel for the PTX backend: {@link #prefillF16Async} with each asynchronous copy a plain one
-     * (two 16-bit loads and a local store, {@link #pairBits}) and without the commits and waits.
+     * The kernel for the PTX backend: {@link #prefillF16Async} with each round of asynchronous copies as
+     * plain ones, the round's loads ({@link #pairBits}: two 16-bit loads each) before its local stores, and
+     * without the commits and waits.
      */
     public static void prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                   IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
@@ -634,11 +657,27 @@ public final class TensorPrefillKernels {
                 rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
             }
             ctx.localBarrier();
-            // (the staging loops stay in this method: TornadoVM 5.2 addresses a local array that a helper method
-            // receives as a global one, header and byte offset included)
-            for (int i = 0; i < CHUNK / 2; i++) {
-                int t = tFirst + 2 * i;
-                tile[kIndex(t, dPair) + buf * KV_INTS] = pairBits(kPool, rowAt[t] + dPair);
+            // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
+            // before their stores. (The staging stays in this method: TornadoVM 5.2 addresses a local array that a
+            // helper method receives as a global one, header and byte offset included.)
+            for (int i = 0; i < 2; i++) {
+                int t0 = tFirst + 16 * i;
+                int w0 = pairBits(kPool, rowAt[t0] + dPair);
+                int w1 = pairBits(kPool, rowAt[t0 + 2] + dPair);
+                int w2 = pairBits(kPool, rowAt[t0 + 4] + dPair);
+                int w3 = pairBits(kPool, rowAt[t0 + 6] + dPair);
+                int w4 = pairBits(kPool, rowAt[t0 + 8] + dPair);
+                int w5 = pairBits(kPool, rowAt[t0 + 10] + dPair);
+                int w6 = pairBits(kPool, rowAt[t0 + 12] + dPair);
+                int w7 = pairBits(kPool, rowAt[t0 + 14] + dPair);
+                tile[kIndex(t0, dPair) + buf * KV_INTS] = w0;
+                tile[kIndex(t0 + 2, dPair) + buf * KV_INTS] = w1;
+                tile[kIndex(t0 + 4, dPair) + buf * KV_INTS] = w2;
+                tile[kIndex(t0 + 6, dPair) + buf * KV_INTS] = w3;
+                tile[kIndex(t0 + 8, dPair) + buf * KV_INTS] = w4;
+                tile[kIndex(t0 + 10, dPair) + buf * KV_INTS] = w5;
+                tile[kIndex(t0 + 12, dPair) + buf * KV_INTS] = w6;
+                tile[kIndex(t0 + 14, dPair) + buf * KV_INTS] = w7;
             }
             int slot = 0;                                             // offset slot of the current chunk's rows
             while (c0 < stop) {
@@ -648,13 +687,43 @@ public final class TensorPrefillKernels {
                 // Copies in flight while this chunk computes (cp.async on the CUDA backend; plain copies elsewhere): its
                 // V (the V tiles were last read by the previous chunk's P V, before the barrier that ended it), then
                 // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
-                for (int i = 0; i < CHUNK / 2; i++) {
-                    int t = tFirst + 2 * i;
-                    tile[vIndex(t, dPair)] = pairBits(vPool, rowAt[slot * CHUNK + t] + dPair);
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    int w0 = pairBits(vPool, rowAt[slot * CHUNK + t0] + dPair);
+                    int w1 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 2] + dPair);
+                    int w2 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 4] + dPair);
+                    int w3 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 6] + dPair);
+                    int w4 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 8] + dPair);
+                    int w5 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 10] + dPair);
+                    int w6 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 12] + dPair);
+                    int w7 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 14] + dPair);
+                    tile[vIndex(t0, dPair)] = w0;
+                    tile[vIndex(t0 + 2, dPair)] = w1;
+                    tile[vIndex(t0 + 4, dPair)] = w2;
+                    tile[vIndex(t0 + 6, dPair)] = w3;
+                    tile[vIndex(t0 + 8, dPair)] = w4;
+                    tile[vIndex(t0 + 10, dPair)] = w5;
+                    tile[vIndex(t0 + 12, dPair)] = w6;
+                    tile[vIndex(t0 + 14, dPair)] = w7;
                 }
-                for (int i = 0; i < CHUNK / 2; i++) {
-                    int t = tFirst + 2 * i;
-                    tile[kIndex(t, dPair) + (1 - buf) * KV_INTS] = pairBits(kPool, rowAt[next * CHUNK + t] + dPair);
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    int w0 = pairBits(kPool, rowAt[next * CHUNK + t0] + dPair);
+                    int w1 = pairBits(kPool, rowAt[next * CHUNK + t0 + 2] + dPair);
+                    int w2 = pairBits(kPool, rowAt[next * CHUNK + t0 + 4] + dPair);
+                    int w3 = pairBits(kPool, rowAt[next * CHUNK + t0 + 6] + dPair);
+                    int w4 = pairBits(kPool, rowAt[next * CHUNK + t0 + 8] + dPair);
+                    int w5 = pairBits(kPool, rowAt[next * CHUNK + t0 + 10] + dPair);
+                    int w6 = pairBits(kPool, rowAt[next * CHUNK + t0 + 12] + dPair);
+                    int w7 = pairBits(kPool, rowAt[next * CHUNK + t0 + 14] + dPair);
+                    tile[kIndex(t0, dPair) + (1 - buf) * KV_INTS] = w0;
+                    tile[kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS] = w1;
+                    tile[kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS] = w2;
+                    tile[kIndex(t0 + 6, dPair) + (1 - buf) * KV_INTS] = w3;
+                    tile[kIndex(t0 + 8, dPair) + (1 - buf) * KV_INTS] = w4;
+                    tile[kIndex(t0 + 10, dPair) + (1 - buf) * KV_INTS] = w5;
+                    tile[kIndex(t0 + 12, dPair) + (1 - buf) * KV_INTS] = w6;
+                    tile[kIndex(t0 + 14, dPair) + (1 - buf) * KV_INTS] = w7;
                 }
                 if (tid == 0) {
                     flag[0] = 0;                                      // read only after the score barriers below
