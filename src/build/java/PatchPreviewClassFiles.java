@@ -38,6 +38,10 @@ import java.util.stream.Stream;
  *       {@code mmaLoadB} with a byte offset, {@code mma}, {@code mmaStore}; {@code ldmatrix} and
  *       {@code mma.sync.m16n8k16} on PTX and CUDA) and the {@code enums.MMAShape} class they take:
  *       warp-collective like the warp operations, so their bodies throw too;</li>
+ *   <li>the asynchronous copies of {@code KernelContext} ({@code asyncCopyToLocal} of an fp16 pair,
+ *       {@code asyncCopyCommit}, {@code asyncCopyWaitGroup}; {@code cp.async} on CUDA, a plain copy
+ *       elsewhere): their bodies throw, so that only the test emulator, which defers each copy to
+ *       the wait that completes it, runs a kernel that uses them on the plain JVM;</li>
  *   <li>{@code types.FP8} with its decoders {@code e4m3ToFloat} and {@code e5m2ToFloat} (see
  *       {@link #addFp8}).</li>
  * </ul>
@@ -170,10 +174,13 @@ public class PatchPreviewClassFiles {
             warpOperation("mmaLoadA", "([III)" + HALVES),
             warpOperation("mmaLoadB", "([III)" + HALVES),
             warpOperation("mma", "(" + HALVES + HALVES + "[FL" + MMA_SHAPE + ";)[F"),
-            warpOperation("mmaStore", "([FL" + API + "types/arrays/FloatArray;III)V"));
+            warpOperation("mmaStore", "([FL" + API + "types/arrays/FloatArray;III)V"),
+            warpOperation("asyncCopyToLocal", "([IIL" + API + "types/arrays/HalfFloatArray;I)V"),
+            warpOperation("asyncCopyCommit", "()V"),
+            warpOperation("asyncCopyWaitGroup", "(I)V"));
 
     private static Added warpOperation(String name, String descriptor) {
-        String message = "KernelContext." + name + " is a warp-collective operation: it runs under TornadoVM (PTX, CUDA) "
+        String message = "KernelContext." + name + " runs under TornadoVM (PTX, CUDA) "
                 + "or in a KernelContext emulator that implements it, not on a plain KernelContext";
         ClassDesc uoe = ClassDesc.of("java.lang.UnsupportedOperationException");
         return new Added("KernelContext.class", name, descriptor, ClassFile.ACC_PUBLIC, code -> code

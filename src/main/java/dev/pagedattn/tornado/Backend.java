@@ -37,6 +37,14 @@ public enum Backend {
         return packedHalfLoads;
     }
 
+    /**
+     * Whether {@code KernelContext.asyncCopyToLocal} compiles to an asynchronous copy ({@code cp.async}, sm_80+):
+     * the CUDA backend only (PTX cannot build it at all in TornadoVM 5.2, OpenCL copies synchronously).
+     */
+    public boolean asyncCopies() {
+        return this == CUDA;
+    }
+
     /** The backend of TornadoVM's {@code TornadoVMBackendType} name; any other backend counts as OpenCL-like. */
     public static Backend of(String tornadoBackendName) {
         return switch (tornadoBackendName) {

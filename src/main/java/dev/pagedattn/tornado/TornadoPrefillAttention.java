@@ -36,7 +36,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  *
  * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor} (default auto: the
  * tensor-core kernel for fp16 K/V at head dim 128 on the PTX and CUDA backends, the scalar one
- * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}).
+ * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}). On the
+ * CUDA backend the tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
  *
  * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
  * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step; a
@@ -230,7 +231,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;
-                if (kernel == PrefillGrid.Kernel.TENSOR) {
+                if (kernel == PrefillGrid.Kernel.TENSOR && TornadoDecodeAttention.backendOf(device).asyncCopies()) {
+                    graph.task(attention, TensorPrefillKernels::prefillF16Async, ctx, k, v, q, tables, lens, indptr, params, out,
+                            partials, hkv, g, d, bs, scale);
+                } else if (kernel == PrefillGrid.Kernel.TENSOR) {
                     graph.task(attention, TensorPrefillKernels::prefillF16, ctx, k, v, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else {

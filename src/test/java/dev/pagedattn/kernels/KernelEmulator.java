@@ -1,8 +1,10 @@
 package dev.pagedattn.kernels;
 
 import java.lang.reflect.Field;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.Semaphore;
 import uk.ac.manchester.tornado.api.KernelContext;
@@ -10,6 +12,7 @@ import uk.ac.manchester.tornado.api.enums.MMAShape;
 import uk.ac.manchester.tornado.api.types.HalfFloat;
 import uk.ac.manchester.tornado.api.types.arrays.DoubleArray;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.LongArray;
 
@@ -53,6 +56,15 @@ import uk.ac.manchester.tornado.api.types.arrays.LongArray;
  * {@code 2(l%4)} and {@code 2(l%4)+1}), so a store that some lanes skip leaves holes. The loads and
  * {@code mma} are warp rendezvous; lanes that load at different offsets, an offset that is not a
  * multiple of 16 bytes ({@code ldmatrix} rows) or a tile past the array's end raise an error.
+ *
+ * <p>Asynchronous copies ({@code cp.async} on the CUDA backend): {@code asyncCopyToLocal} reads its
+ * fp16 pair when issued but writes {@link #INT_POISON} to the destination; the pair lands only when
+ * a later {@code asyncCopyWaitGroup(n)} of the same work-item completes the group it was committed
+ * in (all but the {@code n} most recent committed groups; copies not yet committed stay pending).
+ * So a kernel that reads a copy's destination before waiting for it, reads it in another work-item
+ * without a barrier after the wait, or issues a copy over data that other work-items still read in
+ * the same phase, reads poison. A source index that is odd (a pair not 4-byte aligned, which
+ * {@code cp.async} rejects) raises an error.
  */
 public final class KernelEmulator {
     /** Order in which the work-items of a group run within each phase. */
@@ -317,11 +329,17 @@ public final class KernelEmulator {
         }
     }
 
+    /** One issued asynchronous copy: the value it will write, and where. */
+    private record Copy(int[] tile, int index, int value) {
+    }
+
     /** The emulated context of one work-item. */
     private static final class WorkItem extends KernelContext {
         private final Group group;
         private final int item;
         private int allocations;
+        private List<Copy> uncommitted = new ArrayList<>();
+        private final Deque<List<Copy>> committed = new ArrayDeque<>();
 
         WorkItem(Group group, int item) {
             this.group = group;
@@ -430,6 +448,34 @@ public final class KernelEmulator {
                 int r = lane / 4 + (i < 2 ? 0 : 8);
                 int col = 2 * (lane % 4) + (i & 1);
                 c.set((tileRow + r) * dimN + tileCol + col, d[r * MMA_N + col]);
+            }
+        }
+
+        @Override
+        public void asyncCopyToLocal(int[] tile, int index, HalfFloatArray src, int srcIndex) {
+            if (srcIndex % 2 != 0) {
+                throw new IllegalArgumentException("asyncCopyToLocal srcIndex=" + srcIndex + " is odd: a 4-byte copy needs an aligned fp16 pair");
+            }
+            int value = (src.get(srcIndex).getHalfFloatValue() & 0xFFFF) | (src.get(srcIndex + 1).getHalfFloatValue() << 16);
+            tile[index] = INT_POISON;
+            uncommitted.add(new Copy(tile, index, value));
+        }
+
+        @Override
+        public void asyncCopyCommit() {
+            committed.addLast(uncommitted);
+            uncommitted = new ArrayList<>();
+        }
+
+        @Override
+        public void asyncCopyWaitGroup(int groups) {
+            if (groups < 0) {
+                throw new IllegalArgumentException("asyncCopyWaitGroup groups=" + groups + " is negative");
+            }
+            while (committed.size() > groups) {
+                for (Copy c : committed.removeFirst()) {
+                    c.tile()[c.index()] = c.value();
+                }
             }
         }
 

@@ -6,9 +6,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
-/** The fp32 and 8-bit prefill kernels are the fp16 one with other pools, so a fix to one cannot miss the others. */
+/**
+ * The fp32 and 8-bit prefill kernels are the fp16 one with other pools, and the tensor kernel for PTX is the CUDA
+ * one with plain copies, so a fix to one cannot miss the others.
+ */
 class PrefillKernelSourceTest {
 
     @Test
@@ -27,6 +34,44 @@ class PrefillKernelSourceTest {
                 "PrefillKernels: the 8-bit body is not the fp16 body under PackedTwin's rule");
         assertEquals(2, q8.split("PackedCodes.value\\(", -1).length - 1, "one packed read for K and one for V");
         assertTrue(!q8.contains("getFloat32"), "16-bit loads left in the 8-bit body");
+    }
+
+    @Test
+    void tensorPrefillForPtxIsTheCudaOneWithPlainCopies() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
+        String async = method(src, "prefillF16Async(");
+        assertEquals(24, async.split("asyncCopyToLocal\\(", -1).length - 1, "three loops (K, V, next K) of eight copies a round");
+        assertEquals(KernelSourceTest.tokens(plainCopies(async.replace("prefillF16Async(", "prefillF16("))),
+                KernelSourceTest.tokens(method(src, "prefillF16(")), "TensorPrefillKernels: the PTX body is not the CUDA body with plain copies");
+    }
+
+    /**
+     * The PTX twin's rule: a run of consecutive {@code ctx.asyncCopyToLocal(tile, A, pool, B);} lines becomes the
+     * run's loads ({@code int wJ = pairBits(pool, B);}) then its stores ({@code tile[A] = wJ;}); commits and
+     * waits go.
+     */
+    private static String plainCopies(String body) {
+        Pattern copy = Pattern.compile("^(\\s*)ctx\\.asyncCopyToLocal\\(tile, (.*), ([kv]Pool), (.*)\\);$");
+        List<String> out = new ArrayList<>();
+        List<Matcher> run = new ArrayList<>();
+        for (String line : (body + "\n").split("\n", -1)) {
+            Matcher m = copy.matcher(line);
+            if (m.matches()) {
+                run.add(m);
+                continue;
+            }
+            for (int j = 0; j < run.size(); j++) {
+                out.add(run.get(j).group(1) + "int w" + j + " = pairBits(" + run.get(j).group(3) + ", " + run.get(j).group(4) + ");");
+            }
+            for (int j = 0; j < run.size(); j++) {
+                out.add(run.get(j).group(1) + "tile[" + run.get(j).group(2) + "] = w" + j + ";");
+            }
+            run.clear();
+            if (!line.trim().matches("ctx\\.asyncCopy(Commit|WaitGroup)\\(\\d*\\);(\\s*//.*)?")) {
+                out.add(line);
+            }
+        }
+        return String.join("\n", out);
     }
 
     private static String method(String src, String signature) {

@@ -104,7 +104,9 @@ class PrefillKernelsTest {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
             if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
-                TensorPrefillKernels.prefillF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr,
+                // the CUDA kernel: its copies land only at their waits (the emulator's cp.async); the PTX kernel is
+                // the same body with copies that land at once (PrefillKernelSourceTest)
+                TensorPrefillKernels.prefillF16Async(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs, spec.scale());
             } else if (eightBit) {
                 PrefillKernels.prefillQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
