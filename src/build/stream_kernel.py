@@ -343,33 +343,22 @@ def k_loads(ind, tile, declare):
             for j in range(8):
                 w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
         return
-    # this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when the
-    # tile is whole and in one block (the loads' immediates), else row by row through the block table
-    typ = "int" if Q8 else "Half2"
-    nj = 4 if Q8 else 8
+    # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
+    # the tile is whole and in one block (the loads' immediates), else row by row through the block table
     if declare:
         for i in range(4):
-            w(ind + " ".join(f"{typ} kw{i}{j};" for j in range(nj)))
+            w(ind + " ".join(f"int kw{i}{j};" for j in range(4)))
     w(f"{ind}if ({whole('oneBlock', tile)}) {{")
-    if Q8:
-        w(f"{ind}    int kAt = ((base + group * HEAD_DIM) >> 2) + part;")
-        for i in range(4):
-            for j in range(nj):
-                w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * 32 + 8 * j});")
-    else:
-        w(f"{ind}    int kAt = base + group * HEAD_DIM + 2 * part;")
-        for i in range(4):
-            for j in range(nj):
-                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kAt + {4 * i * 128 + 16 * j});")
+    w(f"{ind}    int kAt = ((base + group * HEAD_DIM) >> 2) + part;")
+    for i in range(4):
+        for j in range(4):
+            w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * 32 + 8 * j});")
     w(f"{ind}}} else {{")
     for i in range(4):
         w(f"{ind}    int kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
     for i in range(4):
-        for j in range(nj):
-            if Q8:
-                w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {8*j});")
-            else:
-                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+        for j in range(4):
+            w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {8*j});")
     w(f"{ind}}}")
 
 def v_loads(ind):
@@ -381,30 +370,16 @@ def v_loads(ind):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
         return
-    if Q8:
-        w(ind + " ".join(f"int vw{r};" for r in range(T)))
-    else:
-        for r in range(T):
-            w(f"{ind}Half2 vw{r}0; Half2 vw{r}1;")
+    w(ind + " ".join(f"int vw{r};" for r in range(T)))
     w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
-    if Q8:
-        w(f"{ind}    int vAt = (vBase >> 2) + lane;")
-        for r in range(T):
-            w(f"{ind}    vw{r} = vPool.get(vAt + {32 * r});")
-    else:
-        w(f"{ind}    int vAt = vBase + 2 * lane;")
-        for r in range(T):
-            w(f"{ind}    vw{r}0 = vPool.getHalf2(vAt + {128 * r});")
-            w(f"{ind}    vw{r}1 = vPool.getHalf2(vAt + {128 * r + 64});")
+    w(f"{ind}    int vAt = (vBase >> 2) + lane;")
+    for r in range(T):
+        w(f"{ind}    vw{r} = vPool.get(vAt + {32 * r});")
     w(f"{ind}}} else {{")
     for r in range(T):
         w(f"{ind}    int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
     for r in range(T):
-        if Q8:
-            w(f"{ind}    vw{r} = vPool.get(vRow{r});")
-        else:
-            w(f"{ind}    vw{r}0 = vPool.getHalf2(vRow{r});")
-            w(f"{ind}    vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
+        w(f"{ind}    vw{r} = vPool.get(vRow{r});")
     w(f"{ind}}}")
 
 def rowExpr(base, one, tile, r):
