@@ -144,9 +144,9 @@ public final class TensorPrefillKernels {
      * them twins.
      */
     public static void prefillF16Async(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
-                                  IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
-                                  FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
-                                  int blockSize, float scale) {
+                                       IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
+                                       FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
+                                       int blockSize, float scale) {
         if (params.get(PrefillParams.SKIP_ATTENTION) != 0) {
             return;
         }
