@@ -1,0 +1,21 @@
+/*
+ * paged-attention: register bounds for kernels of TornadoVM's CUDA backend.
+ *
+ * TornadoVM 5.2 gives NVRTC no option but the architecture, so a kernel gets as many registers as
+ * NVRTC likes (the tensor-core prefill kernel: 254, two work-groups of 128 per SM). NVRTC 13 has no
+ * built-in cuda_fp16.h, and TornadoVM's CUDA backend then searches $CUDA_PATH/include first.
+ * bin/nvrtc-bounds.sh (sourced by bin/pa-tornado cuda) points CUDA_PATH at tornado-config/nvrtc, whose
+ * cuda_fp16.h includes the toolkit's own (#include_next) and then this file; TornadoVM puts that include
+ * first in every kernel that uses fp16 or fp8. This file gives the kernels it names CUDA's
+ * __launch_bounds__(threads per block, min blocks per SM), a register bound of 65536 / (threads x blocks)
+ * rounded down to a multiple of 8. A kernel not named here, or a toolkit whose NVRTC has the headers
+ * built in, compiles as before.
+ *
+ * Measured on an H200 (benchmarks/NOTES.md, r1-r3): prefillF16Async at (128, 3), 168 registers, 1.06x / 0.98x /
+ * 1.07x for 1 / 8 / 32 sequences; the fp16 stream decode kernel (168 registers unbounded) ran 1.1-1.5x slower
+ * bounded at 128 or 96, so it is not named. NvrtcBoundsTest checks each name against its kernel and work-group size.
+ */
+#ifndef PAGED_ATTENTION_BOUNDS_H
+#define PAGED_ATTENTION_BOUNDS_H
+#define prefillF16Async __launch_bounds__(128, 3) prefillF16Async
+#endif
