@@ -47,10 +47,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     /**
      * Register cap of the tensor kernel on the PTX backend ({@code CU_JIT_MAX_REGISTERS}, a per-plan
      * JIT flag that replaces tornado-config/ptx.args' process-wide flags for this plan); 0: none.
-     * Default 128: the kernel needs 246 uncapped (two work-groups per SM) and spills 288 bytes at
-     * 128 (four), 13% faster on 8 and 32 sequences, 8% slower on one (benchmarks/NOTES.md).
+     * Default 168, three work-groups per SM: on an H200 1.29x / 0.98x / 1.07x as fast as a cap of 128 (four)
+     * for 1 / 8 / 32 sequences of 512 new tokens over 8k (benchmarks/NOTES.md, r4); uncapped, NVRTC and the
+     * driver give it 246-254 registers (two). The CUDA backend gets the same bound through tornado-config/nvrtc.
      */
-    public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 128);
+    public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 168);
     /** Token slots staged per execution; more take extra scatter-only executions. */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
     private static final int LOCAL = PrefillGrid.LOCAL;
