@@ -27,9 +27,13 @@ cat > "$work/device.json" <<'JSON'
 JSON
 PA_JVM_OPTS="-Dtornado.virtual.device=true -Dtornado.device.desc=$work/device.json -Dtornado.printKernel=True ${PA_JVM_OPTS:-}" \
   "$here/bin/pa-tornado" cuda check --backend tornado --steps 1 --batch 2 --context 1..300 --seed 1 "$@" > "$work/kernels.txt" 2>&1 || true
-python3 - "$work" <<'PY'
+# With the register bounds bin/pa-tornado cuda gives NVRTC (tornado-config/nvrtc; PA_NVRTC_BOUNDS=off: without).
+bounds=()
+[[ "${PA_NVRTC_BOUNDS:-on}" == off ]] || bounds=("-I$here/tornado-config/nvrtc/include")
+python3 - "$work" "${bounds[@]}" <<'PY'
 import re, subprocess, sys
 work = sys.argv[1]
+extra = sys.argv[2:]
 text = open(f"{work}/kernels.txt", errors="replace").read()
 seen = []
 for m in re.finditer(r'extern "C" __global__ void (\w+)\(', text):
@@ -46,7 +50,7 @@ for m in re.finditer(r'extern "C" __global__ void (\w+)\(', text):
         j += 1
     src = f"{work}/{name}.cu"
     open(src, "w").write("#include <cuda_fp16.h>\n#include <cuda_fp8.h>\n" + text[m.start():j + 1] + "\n")
-    r = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "--resource-usage", "-o", f"{work}/{name}.cubin", src],
+    r = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "--resource-usage", *extra, "-o", f"{work}/{name}.cubin", src],
                        capture_output=True, text=True)
     info = [l.split(":", 1)[1].strip() for l in (r.stdout + r.stderr).splitlines() if "Used" in l]
     print(f"{name:24s} {info[0] if info else 'nvcc failed: ' + (r.stdout + r.stderr).strip()[:200]}")
