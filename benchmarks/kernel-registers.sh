@@ -27,9 +27,11 @@ cat > "$work/device.json" <<'JSON'
 JSON
 PA_JVM_OPTS="-Dtornado.virtual.device=true -Dtornado.device.desc=$work/device.json -Dtornado.printKernel=True ${PA_JVM_OPTS:-}" \
   "$here/bin/pa-tornado" cuda check --backend tornado --steps 1 --batch 2 --context 1..300 --seed 1 "$@" > "$work/kernels.txt" 2>&1 || true
-# With the register bounds bin/pa-tornado cuda gives NVRTC (tornado-config/nvrtc; PA_NVRTC_BOUNDS=off: without).
+# With the include path bin/pa-tornado cuda gives NVRTC (bin/nvrtc-bounds.sh: the register bounds of
+# tornado-config/nvrtc, or nothing with PA_NVRTC_BOUNDS=off).
+source "$here/bin/nvrtc-bounds.sh"
 bounds=()
-[[ "${PA_NVRTC_BOUNDS:-on}" == off ]] || bounds=("-I$here/tornado-config/nvrtc/include")
+[[ -z "${CUDA_PATH:-}" ]] || bounds=("-I$CUDA_PATH/include")
 python3 - "$work" "${bounds[@]}" <<'PY'
 import re, subprocess, sys
 work = sys.argv[1]
