@@ -4,7 +4,7 @@ import uk.ac.manchester.tornado.api.math.TornadoMath;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * What one work-group of a prefill kernel computes: the start every prefill kernel shares. The grid is
+ * What one work-group of a prefill kernel computes: the start {@link PrefillKernels}' kernels share. The grid is
  * (sequence, KV head, head tile, query tile, partition), partition fastest; a work-group takes
  * {@code tokensPerTile} query tokens of its sequence ({@code heads} query heads each) and the context
  * partition {@code part} of {@link PrefillParams#PARTITION_TOKENS} tokens, of which it sees {@code [lo, hi)}
@@ -12,6 +12,11 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *
  * <p>Scalar helpers only, which TornadoVM inlines into the kernels: a helper that takes a local array is
  * miscompiled by TornadoVM 5.2 (benchmarks/NOTES.md, t11), so none does.
+ *
+ * <p>{@link TensorPrefillKernels} keeps the same start written out: through these helpers its CUDA kernel,
+ * held at 168 registers, ran 2-3% slower on an H200 (NVRTC schedules the changed start differently; the
+ * PTX twin was unchanged within 1%, the scalar kernels within -1..+1%: benchmarks/NOTES.md,
+ * "The prefill kernels' shared start").
  */
 public final class PrefillTile {
     private PrefillTile() {
