@@ -110,37 +110,26 @@ public final class PrefillKernels {
         int pitch = headDim + 1;                              // padded row of qs and kv
         int dq = headDim / 4;                                 // a work-item's 4 dims are d0, d0+dq, d0+2dq, d0+3dq
         // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
-        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
-        int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
         int gid = ctx.groupIdx;
-        int part = gid % maxParts;
-        int rest = gid / maxParts;
-        int qTile = rest % maxQTiles;
-        rest = rest / maxQTiles;
-        int headTile = rest % headTiles;
-        rest = rest / headTiles;
-        int kvHead = rest % numKvHeads;
-        int seq = rest / numKvHeads;
-        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+        int part = PrefillTile.part(gid, params);
+        int qTile = PrefillTile.qTile(gid, params);
+        int seq = PrefillTile.seq(gid, params, headTiles, numKvHeads);
+        int tileTokens = PrefillTile.tileTokens(seq, qTile, part, tokensPerTile, params, qIndptr, contextLens);
+        if (tileTokens == 0) {
             return;
         }
+        int kvHead = PrefillTile.kvHead(gid, params, headTiles, numKvHeads);
+        int headTile = PrefillTile.headTile(gid, params, headTiles);
         int qStart = qIndptr.get(seq);                        // packed row of the sequence's first query
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
-        if (firstToken >= qLen) {
-            return;
-        }
         int len = contextLens.get(seq);
-        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
-        int numParts = (len + partTokens - 1) / partTokens;
-        if (part >= numParts) {
-            return;
-        }
-        int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        int lo = PrefillTile.lo(part, firstPos, params);
+        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
+        int numParts = PrefillTile.parts(len, params);         // partitions of this sequence's context
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;                      // first head of the tile within the group
         int headStride = blockSize * headDim;
@@ -421,37 +410,26 @@ public final class PrefillKernels {
         int pitch = headDim + 1;                              // padded row of qs and kv
         int dq = headDim / 4;                                 // a work-item's 4 dims are d0, d0+dq, d0+2dq, d0+3dq
         // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
-        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
-        int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
         int gid = ctx.groupIdx;
-        int part = gid % maxParts;
-        int rest = gid / maxParts;
-        int qTile = rest % maxQTiles;
-        rest = rest / maxQTiles;
-        int headTile = rest % headTiles;
-        rest = rest / headTiles;
-        int kvHead = rest % numKvHeads;
-        int seq = rest / numKvHeads;
-        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+        int part = PrefillTile.part(gid, params);
+        int qTile = PrefillTile.qTile(gid, params);
+        int seq = PrefillTile.seq(gid, params, headTiles, numKvHeads);
+        int tileTokens = PrefillTile.tileTokens(seq, qTile, part, tokensPerTile, params, qIndptr, contextLens);
+        if (tileTokens == 0) {
             return;
         }
+        int kvHead = PrefillTile.kvHead(gid, params, headTiles, numKvHeads);
+        int headTile = PrefillTile.headTile(gid, params, headTiles);
         int qStart = qIndptr.get(seq);                        // packed row of the sequence's first query
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
-        if (firstToken >= qLen) {
-            return;
-        }
         int len = contextLens.get(seq);
-        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
-        int numParts = (len + partTokens - 1) / partTokens;
-        if (part >= numParts) {
-            return;
-        }
-        int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        int lo = PrefillTile.lo(part, firstPos, params);
+        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
+        int numParts = PrefillTile.parts(len, params);         // partitions of this sequence's context
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;                      // first head of the tile within the group
         int headStride = blockSize * headDim;
@@ -751,37 +729,26 @@ public final class PrefillKernels {
         int pitch = headDim + 1;                              // padded row of qs and kv
         int dq = headDim / 4;                                 // a work-item's 4 dims are d0, d0+dq, d0+2dq, d0+3dq
         // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
-        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
-        int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
         int gid = ctx.groupIdx;
-        int part = gid % maxParts;
-        int rest = gid / maxParts;
-        int qTile = rest % maxQTiles;
-        rest = rest / maxQTiles;
-        int headTile = rest % headTiles;
-        rest = rest / headTiles;
-        int kvHead = rest % numKvHeads;
-        int seq = rest / numKvHeads;
-        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+        int part = PrefillTile.part(gid, params);
+        int qTile = PrefillTile.qTile(gid, params);
+        int seq = PrefillTile.seq(gid, params, headTiles, numKvHeads);
+        int tileTokens = PrefillTile.tileTokens(seq, qTile, part, tokensPerTile, params, qIndptr, contextLens);
+        if (tileTokens == 0) {
             return;
         }
+        int kvHead = PrefillTile.kvHead(gid, params, headTiles, numKvHeads);
+        int headTile = PrefillTile.headTile(gid, params, headTiles);
         int qStart = qIndptr.get(seq);                        // packed row of the sequence's first query
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
-        if (firstToken >= qLen) {
-            return;
-        }
         int len = contextLens.get(seq);
-        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
-        int numParts = (len + partTokens - 1) / partTokens;
-        if (part >= numParts) {
-            return;
-        }
-        int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        int lo = PrefillTile.lo(part, firstPos, params);
+        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
+        int numParts = PrefillTile.parts(len, params);         // partitions of this sequence's context
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;                      // first head of the tile within the group
         int headStride = blockSize * headDim;

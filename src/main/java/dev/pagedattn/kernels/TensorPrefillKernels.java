@@ -157,7 +157,7 @@ public final class TensorPrefillKernels {
         int heads = TornadoMath.min(groupSize, ROWS);         // query heads per tile
         int tokensPerTile = ROWS / heads;                     // query tokens per tile
         int headTiles = (groupSize + heads - 1) / heads;
-        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
+        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest: PrefillTile's start, written out (see there)
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
         int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
         int gid = ctx.groupIdx;
@@ -535,7 +535,7 @@ public final class TensorPrefillKernels {
         int heads = TornadoMath.min(groupSize, ROWS);         // query heads per tile
         int tokensPerTile = ROWS / heads;                     // query tokens per tile
         int headTiles = (groupSize + heads - 1) / heads;
-        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest
+        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest: PrefillTile's start, written out (see there)
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
         int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
         int gid = ctx.groupIdx;

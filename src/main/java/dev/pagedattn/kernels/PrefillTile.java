@@ -1,0 +1,85 @@
+package dev.pagedattn.kernels;
+
+import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * What one work-group of a prefill kernel computes: the start {@link PrefillKernels}' kernels share. The grid is
+ * (sequence, KV head, head tile, query tile, partition), partition fastest; a work-group takes
+ * {@code tokensPerTile} query tokens of its sequence ({@code heads} query heads each) and the context
+ * partition {@code part} of {@link PrefillParams#PARTITION_TOKENS} tokens, of which it sees {@code [lo, hi)}
+ * (causal, and the sliding window).
+ *
+ * <p>Scalar helpers only, which TornadoVM inlines into the kernels: a helper that takes a local array is
+ * miscompiled by TornadoVM 5.2 (benchmarks/NOTES.md, t11), so none does.
+ *
+ * <p>{@link TensorPrefillKernels} keeps the same start written out: through these helpers its CUDA kernel,
+ * held at 168 registers, ran 2-3% slower on an H200 (NVRTC schedules the changed start differently; the
+ * PTX twin was unchanged within 1%, the scalar kernels within -1..+1%: benchmarks/NOTES.md,
+ * "The prefill kernels' shared start").
+ */
+public final class PrefillTile {
+    private PrefillTile() {
+    }
+
+    /** The context partition work-group {@code gid} reads. */
+    public static int part(int gid, IntArray params) {
+        return gid % params.get(PrefillParams.MAX_PARTITIONS);
+    }
+
+    /** The query tile of work-group {@code gid}. */
+    public static int qTile(int gid, IntArray params) {
+        return gid / params.get(PrefillParams.MAX_PARTITIONS) % params.get(PrefillParams.MAX_Q_TILES);
+    }
+
+    /** The head tile of work-group {@code gid} within its KV head's group ({@code headTiles} of them). */
+    public static int headTile(int gid, IntArray params, int headTiles) {
+        return gid / params.get(PrefillParams.MAX_PARTITIONS) / params.get(PrefillParams.MAX_Q_TILES) % headTiles;
+    }
+
+    /** The KV head of work-group {@code gid}. */
+    public static int kvHead(int gid, IntArray params, int headTiles, int numKvHeads) {
+        return gid / params.get(PrefillParams.MAX_PARTITIONS) / params.get(PrefillParams.MAX_Q_TILES) / headTiles % numKvHeads;
+    }
+
+    /** The sequence of work-group {@code gid}; the batch's size or more for a work-group past it. */
+    public static int seq(int gid, IntArray params, int headTiles, int numKvHeads) {
+        return gid / params.get(PrefillParams.MAX_PARTITIONS) / params.get(PrefillParams.MAX_Q_TILES) / headTiles / numKvHeads;
+    }
+
+    /**
+     * Query tokens of the tile: up to {@code tokensPerTile}, or 0 where the work-group has nothing to do
+     * (past the batch, past its sequence's queries, or past its context's partitions).
+     */
+    public static int tileTokens(int seq, int qTile, int part, int tokensPerTile, IntArray params, IntArray qIndptr,
+                                 IntArray contextLens) {
+        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+            return 0;
+        }
+        int qLen = qIndptr.get(seq + 1) - qIndptr.get(seq);
+        if (qTile * tokensPerTile >= qLen) {
+            return 0;
+        }
+        if (part * params.get(PrefillParams.PARTITION_TOKENS) >= contextLens.get(seq)) {
+            return 0;
+        }
+        return TornadoMath.min(tokensPerTile, qLen - qTile * tokensPerTile);
+    }
+
+    /** Partitions of a context of {@code len} tokens. */
+    public static int parts(int len, IntArray params) {
+        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
+        return (len + partTokens - 1) / partTokens;
+    }
+
+    /** First visible context position of a tile whose first query token is at {@code firstPos}. */
+    public static int lo(int part, int firstPos, IntArray params) {
+        return TornadoMath.max(part * params.get(PrefillParams.PARTITION_TOKENS),
+                TornadoMath.max(0, firstPos - params.get(PrefillParams.WINDOW) + 1));
+    }
+
+    /** One past the last visible context position of a tile of {@code tileTokens} queries from {@code firstPos}. */
+    public static int hi(int part, int firstPos, int tileTokens, IntArray params) {
+        return TornadoMath.min((part + 1) * params.get(PrefillParams.PARTITION_TOKENS), firstPos + tileTokens);
+    }
+}
