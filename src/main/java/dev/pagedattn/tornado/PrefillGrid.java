@@ -68,8 +68,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
 
     /** Work-items per work-group. */
     public static final int LOCAL = 128;
-    /** For measurements: split every context into at least this many partitions (default 1: the rule below). */
-    static final int FORCED_PARTITIONS = Integer.getInteger("pagedattn.tornado.prefillPartitions", 1);
     /** Most partial elements a split may need (1 GiB of fp32); beyond it the split is coarser. */
     static final long MAX_PARTIAL_ELEMENTS = 1L << 28;
 
@@ -92,11 +90,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
             long rowBytes = (long) batch.totalQueries() * spec.numQHeads() * (spec.headDim() + 2);
             int byMemory = (int) Math.max(1, MAX_PARTIAL_ELEMENTS / rowBytes);
             parts = Math.max(1, Math.min(byTarget, Math.min(byLength, byMemory)));
-        }
-        if (FORCED_PARTITIONS > 1) {  // measurement: at least this many partitions, as the length and memory allow
-            int byLength = Math.max(1, maxContext / DecodeGrid.MIN_PARTITION_TOKENS);
-            long rowBytes = (long) batch.totalQueries() * spec.numQHeads() * (spec.headDim() + 2);
-            parts = Math.max(parts, Math.min(FORCED_PARTITIONS, Math.min(byLength, (int) Math.max(1, MAX_PARTIAL_ELEMENTS / rowBytes))));
         }
         int partTokens = (maxContext + parts - 1) / parts;
         partTokens = (partTokens + PrefillKernels.KV_TILE - 1) / PrefillKernels.KV_TILE * PrefillKernels.KV_TILE;
