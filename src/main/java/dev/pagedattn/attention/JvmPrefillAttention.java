@@ -128,9 +128,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                 for (int h = 0; h < g; h++) {
                     int r = j * g + h;
                     int row = r * pb;
-                    for (int t = from; t < to; t++) {
-                        p[row + t] = JvmDecodeAttention.dot(qs, r * d, kTile, t * d, d);
-                    }
+                    JvmDecodeAttention.dots(qs, r * d, kTile, d, from, to, p, row);
                     float newMax;
                     float correction;
                     float blockSum = 0;
@@ -166,9 +164,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                             acc[r * d + i] *= correction;
                         }
                     }
-                    for (int t = from; t < to; t++) {
-                        JvmDecodeAttention.axpy(acc, r * d, p[row + t], vTile, t * d, d);
-                    }
+                    JvmDecodeAttention.axpyRows(acc, r * d, p, row, vTile, d, from, to);
                 }
             }
         }
