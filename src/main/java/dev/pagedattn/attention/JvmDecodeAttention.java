@@ -168,8 +168,63 @@ public final class JvmDecodeAttention implements DecodeAttention {
         }
     }
 
+    /**
+     * {@code y[yOff ..] += p[pOff + t] * x[t * n ..]} over {@code n} elements for {@code t} in {@code [from, to)}, bit for
+     * bit the {@link #axpy} calls in that order: with {@code n == 8} vectors (head dim 128 on 16-lane vectors) the row
+     * {@code y} stays in registers across the rows of {@code x}; otherwise one {@code axpy} per row.
+     */
+    static void axpyRows(float[] y, int yOff, float[] p, int pOff, float[] x, int n, int from, int to) {
+        var species = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int lanes = species.length();
+        if (!VECTOR || n != 8 * lanes) {
+            for (int t = from; t < to; t++) {
+                axpy(y, yOff, p[pOff + t], x, t * n, n);
+            }
+            return;
+        }
+        var y0 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff);
+        var y1 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + lanes);
+        var y2 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 2 * lanes);
+        var y3 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 3 * lanes);
+        var y4 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 4 * lanes);
+        var y5 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 5 * lanes);
+        var y6 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 6 * lanes);
+        var y7 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 7 * lanes);
+        for (int t = from; t < to; t++) {
+            var a = jdk.incubator.vector.FloatVector.broadcast(species, p[pOff + t]);
+            int r = t * n;
+            y0 = jdk.incubator.vector.FloatVector.fromArray(species, x, r).fma(a, y0);
+            y1 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + lanes).fma(a, y1);
+            y2 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 2 * lanes).fma(a, y2);
+            y3 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 3 * lanes).fma(a, y3);
+            y4 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 4 * lanes).fma(a, y4);
+            y5 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 5 * lanes).fma(a, y5);
+            y6 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 6 * lanes).fma(a, y6);
+            y7 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 7 * lanes).fma(a, y7);
+        }
+        y0.intoArray(y, yOff);
+        y1.intoArray(y, yOff + lanes);
+        y2.intoArray(y, yOff + 2 * lanes);
+        y3.intoArray(y, yOff + 3 * lanes);
+        y4.intoArray(y, yOff + 4 * lanes);
+        y5.intoArray(y, yOff + 5 * lanes);
+        y6.intoArray(y, yOff + 6 * lanes);
+        y7.intoArray(y, yOff + 7 * lanes);
+    }
+
     /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
         return JvmLaneTree.dot(a, aOff, b, bOff, n, VECTOR);
+    }
+
+    /** {@code out[outOff + t] = dot(q, qOff, k, t * n, n)} for {@code t} in {@code [from, to)} (prefill's scores). */
+    static void dots(float[] q, int qOff, float[] k, int n, int from, int to, float[] out, int outOff) {
+        if (VECTOR) {
+            JvmLaneTree.dots(q, qOff, k, n, from, to, out, outOff);
+        } else {
+            for (int t = from; t < to; t++) {
+                out[outOff + t] = dot(q, qOff, k, t * n, n);
+            }
+        }
     }
 }

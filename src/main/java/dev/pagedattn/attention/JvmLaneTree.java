@@ -113,6 +113,49 @@ final class JvmLaneTree {
     }
 
     /**
+     * {@code out[outOff + t] = dot(q, qOff, k, t * n, n, true)} for {@code t} in {@code [from, to)}, bit for bit:
+     * with {@code n == 8 * LANES} (head dim 128 on 16-lane vectors) the query's eight vectors stay in
+     * registers for all the rows of {@code k}, so each score loads only its key's row; any other {@code n}
+     * calls {@link #dot} per row.
+     */
+    static void dots(float[] q, int qOff, float[] k, int n, int from, int to, float[] out, int outOff) {
+        if (n != 8 * LANES) {
+            for (int t = from; t < to; t++) {
+                out[outOff + t] = dot(q, qOff, k, t * n, n, true);
+            }
+            return;
+        }
+        FloatVector q0 = FloatVector.fromArray(FLOATS, q, qOff);
+        FloatVector q1 = FloatVector.fromArray(FLOATS, q, qOff + LANES);
+        FloatVector q2 = FloatVector.fromArray(FLOATS, q, qOff + 2 * LANES);
+        FloatVector q3 = FloatVector.fromArray(FLOATS, q, qOff + 3 * LANES);
+        FloatVector q4 = FloatVector.fromArray(FLOATS, q, qOff + 4 * LANES);
+        FloatVector q5 = FloatVector.fromArray(FLOATS, q, qOff + 5 * LANES);
+        FloatVector q6 = FloatVector.fromArray(FLOATS, q, qOff + 6 * LANES);
+        FloatVector q7 = FloatVector.fromArray(FLOATS, q, qOff + 7 * LANES);
+        for (int t = from; t < to; t++) {
+            int r = t * n;
+            FloatVector v = FloatVector.zero(FLOATS);   // the fma chain of dot, in the same order
+            v = q0.fma(FloatVector.fromArray(FLOATS, k, r), v);
+            v = q1.fma(FloatVector.fromArray(FLOATS, k, r + LANES), v);
+            v = q2.fma(FloatVector.fromArray(FLOATS, k, r + 2 * LANES), v);
+            v = q3.fma(FloatVector.fromArray(FLOATS, k, r + 3 * LANES), v);
+            v = q4.fma(FloatVector.fromArray(FLOATS, k, r + 4 * LANES), v);
+            v = q5.fma(FloatVector.fromArray(FLOATS, k, r + 5 * LANES), v);
+            v = q6.fma(FloatVector.fromArray(FLOATS, k, r + 6 * LANES), v);
+            v = q7.fma(FloatVector.fromArray(FLOATS, k, r + 7 * LANES), v);
+            if (LANES >= 16) {
+                v = v.add(v.rearrange(FOLD_8));
+            }
+            if (LANES >= 8) {
+                v = v.add(v.rearrange(FOLD_4));
+            }
+            v = v.add(v.rearrange(FOLD_2));
+            out[outOff + t] = v.add(v.rearrange(FOLD_1)).lane(0);
+        }
+    }
+
+    /**
      * {@code sum a[aOff + i] * b[bOff + i]} for {@code i < n}: lane-wise fused multiply-adds, the
      * lanes folded by a fixed tree ({@code ((v0 + v8) + (v4 + v12)) + ...} for 16 lanes), then a
      * scalar tail. Species of 4 to 16 lanes.

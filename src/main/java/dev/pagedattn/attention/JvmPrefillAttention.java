@@ -97,7 +97,8 @@ public final class JvmPrefillAttention implements PrefillAttention {
         float[] sum = new float[rows];
         float[] kTile = new float[bs * d];     // [slot][d]
         float[] vTile = new float[bs * d];     // [slot][d]
-        float[] p = new float[rows * bs];      // [rows][slot] scores, then probabilities
+        int pb = (bs + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
+        float[] p = new float[rows * pb];      // [rows][slot, padded to whole vectors] scores, then probabilities
         for (int j = 0; j < tokens; j++) {
             int qBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
             for (int i = 0; i < g * d; i++) {
@@ -126,19 +127,35 @@ public final class JvmPrefillAttention implements PrefillAttention {
                 }
                 for (int h = 0; h < g; h++) {
                     int r = j * g + h;
-                    float blockMax = Float.NEGATIVE_INFINITY;
-                    for (int t = from; t < to; t++) {
-                        float s = JvmDecodeAttention.dot(qs, r * d, kTile, t * d, d);
-                        p[r * bs + t] = s;
-                        blockMax = Math.max(blockMax, s);
-                    }
-                    float newMax = Math.max(max[r], blockMax);
-                    float correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
+                    int row = r * pb;
+                    JvmDecodeAttention.dots(qs, r * d, kTile, d, from, to, p, row);
+                    float newMax;
+                    float correction;
                     float blockSum = 0;
-                    for (int t = from; t < to; t++) {
-                        float e = (float) Math.exp(p[r * bs + t] - newMax);
-                        p[r * bs + t] = e;
-                        blockSum += e;
+                    if (JvmDecodeAttention.VECTOR) {
+                        // slots [0, whole) in whole vectors, as decode's chunk kernel: the slots outside [from, to) are
+                        // -inf for the max and 0 for the sum, so a row's result still depends only on its own slots
+                        int whole = (to + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
+                        Arrays.fill(p, row, row + from, Float.NEGATIVE_INFINITY);
+                        Arrays.fill(p, row + to, row + whole, Float.NEGATIVE_INFINITY);
+                        newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
+                        correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
+                        JvmChunkKernel.expInPlace(p, row, whole, newMax);
+                        Arrays.fill(p, row, row + from, 0f);
+                        Arrays.fill(p, row + to, row + whole, 0f);
+                        blockSum = JvmLaneTree.sum(p, row, whole);
+                    } else {
+                        float blockMax = Float.NEGATIVE_INFINITY;
+                        for (int t = from; t < to; t++) {
+                            blockMax = Math.max(blockMax, p[row + t]);
+                        }
+                        newMax = Math.max(max[r], blockMax);
+                        correction = (float) Math.exp(max[r] - newMax);
+                        for (int t = from; t < to; t++) {
+                            float e = (float) Math.exp(p[row + t] - newMax);
+                            p[row + t] = e;
+                            blockSum += e;
+                        }
                     }
                     sum[r] = sum[r] * correction + blockSum;
                     max[r] = newMax;
@@ -147,9 +164,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                             acc[r * d + i] *= correction;
                         }
                     }
-                    for (int t = from; t < to; t++) {
-                        JvmDecodeAttention.axpy(acc, r * d, p[r * bs + t], vTile, t * d, d);
-                    }
+                    JvmDecodeAttention.axpyRows(acc, r * d, p, row, vTile, d, from, to);
                 }
             }
         }

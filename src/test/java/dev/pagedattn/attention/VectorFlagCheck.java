@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.pagedattn.attention.DecodeProblem.Shape;
 import dev.pagedattn.cache.KvDtype;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * Run by {@link VectorFlagTest} in a JVM started with {@code -Dpagedattn.jvm.vector=<expected>}
@@ -33,6 +34,17 @@ final class VectorFlagCheck {
                 }
                 Accuracy.Errors e = Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe());
                 System.out.println("  " + shape + " " + e);
+            }
+            // prefill: its softmax has a vector path (whole vectors, decode's exp) and a scalar one
+            for (PrefillCase c : PrefillCase.issueShapes().toList()) {
+                PrefillWorkload w = c.workload(seed);
+                FloatArray out = w.poisonedOutput();
+                try (JvmPrefillAttention a = new JvmPrefillAttention(w.kv().cache(), w.spec())) {
+                    assertEquals(expected ? "jvm" : "jvm-scalar", a.name(), "prefill backend name");
+                    a.prefill(w.batch(), 0, w.q(), out);
+                }
+                Accuracy.Errors e = Accuracy.assertClose(out, w.reference(), c + " seed=" + seed);
+                System.out.println("  prefill " + c.name() + " " + e);
             }
         } catch (AssertionError e) {
             e.printStackTrace(System.out);

@@ -148,6 +148,30 @@ public final class Summary {
             sb.append("K/V rotated through ").append(rotation).append(" MiB of batches (cold, as in a real multi-layer decode step).\n");
         }
 
+        sb.append("\n## Prefill (JvmPrefillAttention), head dim 128, causal over a cached prefix: time per call and GFLOP/s\n\n");
+        sb.append("| q/kv heads | dtype | batch | prefix | new tokens | threads | GFLOP/call | vector ms | vector GFLOP/s | scalar ms | scalar GFLOP/s | vector speed-up |\n");
+        sb.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        Map<String, Row[]> prefill = new LinkedHashMap<>();
+        for (Row r : rows) {
+            boolean vector = r.name().equals("PrefillBenchmark.prefill");
+            if (vector || r.name().equals("ScalarPrefillBenchmark.prefill")) {
+                prefill.computeIfAbsent(r.paramText(), k -> new Row[2])[vector ? 0 : 1] = r;
+            }
+        }
+        for (Row[] pair : prefill.values()) {
+            Row any = pair[0] != null ? pair[0] : pair[1];
+            long n = Long.parseLong(any.param("queryLen"));
+            long visible = Long.parseLong(any.param("batch")) * (n * Long.parseLong(any.param("prefix")) + n * (n + 1) / 2);
+            double gflop = 4.0 * visible * Integer.parseInt(any.param("heads").split("/")[0]) * 128 / 1e9;
+            sb.append(fmt("| %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s |%n", any.param("heads"), any.param("dtype"),
+                    any.param("batch"), any.param("prefix"), any.param("queryLen"), any.param("threads"), gflop,
+                    prefillCells(pair[0], gflop), prefillCells(pair[1], gflop),
+                    pair[0] == null || pair[1] == null ? "" : fmt("%.2fx", pair[1].primary().median() / pair[0].primary().median())));
+        }
+        if (!prefill.isEmpty()) {
+            sb.append("\nms = median time per call; GFLOP = 4 per visible (query, key) pair, query head and dim (PrefillWorkload.flops).\n");
+        }
+
         sb.append("\n## Cache manager, checked mode off (ns per call)\n\n");
         sb.append("| operation | params | mode | ns/op median | ns/op mean ± err | min |\n|---|---|---|---:|---:|---:|\n");
         for (Row r : rows) {
@@ -167,6 +191,10 @@ public final class Summary {
         }
         double gbps = r.gigabytes().median();
         return fmt("%.0f | %.1f | %.0f%%", 1e6 / r.primary().median(), gbps, 100 * gbps / stream);
+    }
+
+    private static String prefillCells(Row r, double gflop) {
+        return r == null ? " | " : fmt("%.1f | %.1f", r.primary().median(), gflop / (r.primary().median() / 1e3));
     }
 
     private static String cpuModel() {
