@@ -26,6 +26,24 @@ final class Bench {
     }
 
     /**
+     * The JVM-backend benchmarks' common setup: checked mode off, the fork's {@code JvmDecodeAttention.VECTOR} the
+     * one the benchmark claims to measure ({@code expectedVector}), and {@code threads} ({@code all} or a number)
+     * passed on as {@code -Dpagedattn.jvm.threads}, read when the backend is made.
+     */
+    static void jvmBackendSetup(boolean expectedVector, String threads) {
+        requireCheckedOff();
+        if (dev.pagedattn.attention.JvmDecodeAttention.VECTOR != expectedVector) {
+            throw new IllegalStateException("JvmDecodeAttention.VECTOR=" + dev.pagedattn.attention.JvmDecodeAttention.VECTOR
+                    + " but this benchmark measures vector=" + expectedVector + " (check -Dpagedattn.jvm.vector in -jvmArgsAppend)");
+        }
+        if (threads.equals("all")) {
+            System.clearProperty("pagedattn.jvm.threads");
+        } else {
+            System.setProperty("pagedattn.jvm.threads", Integer.toString(Integer.parseInt(threads)));
+        }
+    }
+
+    /**
      * A cache shape for bookkeeping benchmarks: one KV head of 8 dims, so that pools of many blocks
      * stay small. Append, fork, free and lookups never touch K/V, so the head shape does not
      * change what they cost.

@@ -103,16 +103,7 @@ public class DecodeBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        Bench.requireCheckedOff();
-        if (JvmDecodeAttention.VECTOR != expectedVector()) {
-            throw new IllegalStateException("JvmDecodeAttention.VECTOR=" + JvmDecodeAttention.VECTOR + " but this benchmark"
-                    + " measures vector=" + expectedVector() + " (check -Dpagedattn.jvm.vector in -jvmArgsAppend)");
-        }
-        if (threads.equals("all")) {
-            System.clearProperty("pagedattn.jvm.threads");
-        } else {
-            System.setProperty("pagedattn.jvm.threads", Integer.toString(Integer.parseInt(threads)));
-        }
+        Bench.jvmBackendSetup(expectedVector(), threads);
         if (!cell.equals("-")) {
             String[] bxc = cell.split("x");
             batch = Integer.parseInt(bxc[0]);

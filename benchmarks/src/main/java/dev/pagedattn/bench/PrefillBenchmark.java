@@ -77,16 +77,7 @@ public class PrefillBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        Bench.requireCheckedOff();
-        if (JvmDecodeAttention.VECTOR != expectedVector()) {
-            throw new IllegalStateException("JvmDecodeAttention.VECTOR=" + JvmDecodeAttention.VECTOR + " but this benchmark"
-                    + " measures vector=" + expectedVector() + " (check -Dpagedattn.jvm.vector in -jvmArgsAppend)");
-        }
-        if (threads.equals("all")) {
-            System.clearProperty("pagedattn.jvm.threads");
-        } else {
-            System.setProperty("pagedattn.jvm.threads", Integer.toString(Integer.parseInt(threads)));
-        }
+        Bench.jvmBackendSetup(expectedVector(), threads);
         String[] qkv = heads.split("/");
         int[] lengths = new int[batch];
         int[] qLens = new int[batch];
