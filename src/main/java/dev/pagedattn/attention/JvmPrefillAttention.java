@@ -14,12 +14,15 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * The plain-JVM prefill backend: one task per (sequence, KV head, tile of {@link #TILE_TOKENS}
  * query tokens). A task widens each K and V block of its head once into fp32 scratch and uses it
  * for every query token and query head of the tile that may see it, with a per-block online
- * softmax per (token, head) row; blocks a row cannot see are skipped for that row.
+ * softmax per (token, head) row; blocks a row cannot see are skipped for that row. On the Vector
+ * API path ({@link JvmDecodeAttention#VECTOR}) a row's block softmax runs in whole vectors with decode's
+ * exp ({@link JvmChunkKernel#expInPlace}), and the scores and the {@code P V} update keep the row's query and
+ * accumulator in registers at head dim 128 ({@link JvmLaneTree#dots}, {@link JvmDecodeAttention#axpyRows}).
  *
  * <p>Every row walks its visible positions block by block in the same order and with the same
- * arithmetic as {@link JvmDecodeAttention} (same dot and axpy), so a row's result does not depend
- * on the tile it lands in: a one-token prefill equals decode bit for bit, and the last n rows of a
- * whole-prompt prefill equal a prefill of only those n tokens. Threads: {@code -Dpagedattn.jvm.threads}.
+ * arithmetic wherever it lands, so a row's result does not depend on the tile it lands in: the
+ * last n rows of a whole-prompt prefill equal a prefill of only those n tokens bit for bit (a
+ * one-token prefill agrees with decode to fp32 rounding). Threads: {@code -Dpagedattn.jvm.threads}.
  */
 public final class JvmPrefillAttention implements PrefillAttention {
     /** Query tokens per task: the K/V of a block is widened once for all of them. */
