@@ -6,6 +6,8 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvLayout;
 import dev.pagedattn.cache.KvPool;
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
@@ -170,46 +172,81 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     /**
      * {@code y[yOff ..] += p[pOff + t] * x[t * n ..]} over {@code n} elements for {@code t} in {@code [from, to)}, bit for
-     * bit the {@link #axpy} calls in that order: with {@code n == 8} vectors (head dim 128 on 16-lane vectors) the row
-     * {@code y} stays in registers across the rows of {@code x}; otherwise one {@code axpy} per row.
+     * bit the {@link #axpy} calls in that order: for a row that fits registers ({@code JvmLaneTree.registerRow}: head dims
+     * 64, 128 and 256 on 16-lane vectors) {@code y} stays in registers across the rows of {@code x}; otherwise one
+     * {@code axpy} per row.
      */
     static void axpyRows(float[] y, int yOff, float[] p, int pOff, float[] x, int n, int from, int to) {
-        var species = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
-        int lanes = species.length();
-        if (!VECTOR || n != 8 * lanes) {
+        if (!VECTOR || !JvmLaneTree.registerRow(n)) {
             for (int t = from; t < to; t++) {
                 axpy(y, yOff, p[pOff + t], x, t * n, n);
             }
             return;
         }
-        var y0 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff);
-        var y1 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + lanes);
-        var y2 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 2 * lanes);
-        var y3 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 3 * lanes);
-        var y4 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 4 * lanes);
-        var y5 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 5 * lanes);
-        var y6 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 6 * lanes);
-        var y7 = jdk.incubator.vector.FloatVector.fromArray(species, y, yOff + 7 * lanes);
+        VectorSpecies<Float> s = JvmLaneTree.FLOATS;
+        int l = s.length();
+        int m = n / l;
+        FloatVector z = FloatVector.zero(s);
+        FloatVector y0 = FloatVector.fromArray(s, y, yOff);
+        FloatVector y1 = FloatVector.fromArray(s, y, yOff + l);
+        FloatVector y2 = FloatVector.fromArray(s, y, yOff + 2 * l);
+        FloatVector y3 = FloatVector.fromArray(s, y, yOff + 3 * l);
+        FloatVector y4 = m < 8 ? z : FloatVector.fromArray(s, y, yOff + 4 * l);
+        FloatVector y5 = m < 8 ? z : FloatVector.fromArray(s, y, yOff + 5 * l);
+        FloatVector y6 = m < 8 ? z : FloatVector.fromArray(s, y, yOff + 6 * l);
+        FloatVector y7 = m < 8 ? z : FloatVector.fromArray(s, y, yOff + 7 * l);
+        FloatVector y8 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 8 * l);
+        FloatVector y9 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 9 * l);
+        FloatVector y10 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 10 * l);
+        FloatVector y11 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 11 * l);
+        FloatVector y12 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 12 * l);
+        FloatVector y13 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 13 * l);
+        FloatVector y14 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 14 * l);
+        FloatVector y15 = m < 16 ? z : FloatVector.fromArray(s, y, yOff + 15 * l);
         for (int t = from; t < to; t++) {
-            var a = jdk.incubator.vector.FloatVector.broadcast(species, p[pOff + t]);
-            int r = t * n;
-            y0 = jdk.incubator.vector.FloatVector.fromArray(species, x, r).fma(a, y0);
-            y1 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + lanes).fma(a, y1);
-            y2 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 2 * lanes).fma(a, y2);
-            y3 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 3 * lanes).fma(a, y3);
-            y4 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 4 * lanes).fma(a, y4);
-            y5 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 5 * lanes).fma(a, y5);
-            y6 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 6 * lanes).fma(a, y6);
-            y7 = jdk.incubator.vector.FloatVector.fromArray(species, x, r + 7 * lanes).fma(a, y7);
+            FloatVector a = FloatVector.broadcast(s, p[pOff + t]);
+            int r = t * n;   // axpy's x.fma(a, y) per element, rows in order
+            y0 = FloatVector.fromArray(s, x, r).fma(a, y0);
+            y1 = FloatVector.fromArray(s, x, r + l).fma(a, y1);
+            y2 = FloatVector.fromArray(s, x, r + 2 * l).fma(a, y2);
+            y3 = FloatVector.fromArray(s, x, r + 3 * l).fma(a, y3);
+            if (m >= 8) {
+                y4 = FloatVector.fromArray(s, x, r + 4 * l).fma(a, y4);
+                y5 = FloatVector.fromArray(s, x, r + 5 * l).fma(a, y5);
+                y6 = FloatVector.fromArray(s, x, r + 6 * l).fma(a, y6);
+                y7 = FloatVector.fromArray(s, x, r + 7 * l).fma(a, y7);
+            }
+            if (m >= 16) {
+                y8 = FloatVector.fromArray(s, x, r + 8 * l).fma(a, y8);
+                y9 = FloatVector.fromArray(s, x, r + 9 * l).fma(a, y9);
+                y10 = FloatVector.fromArray(s, x, r + 10 * l).fma(a, y10);
+                y11 = FloatVector.fromArray(s, x, r + 11 * l).fma(a, y11);
+                y12 = FloatVector.fromArray(s, x, r + 12 * l).fma(a, y12);
+                y13 = FloatVector.fromArray(s, x, r + 13 * l).fma(a, y13);
+                y14 = FloatVector.fromArray(s, x, r + 14 * l).fma(a, y14);
+                y15 = FloatVector.fromArray(s, x, r + 15 * l).fma(a, y15);
+            }
         }
         y0.intoArray(y, yOff);
-        y1.intoArray(y, yOff + lanes);
-        y2.intoArray(y, yOff + 2 * lanes);
-        y3.intoArray(y, yOff + 3 * lanes);
-        y4.intoArray(y, yOff + 4 * lanes);
-        y5.intoArray(y, yOff + 5 * lanes);
-        y6.intoArray(y, yOff + 6 * lanes);
-        y7.intoArray(y, yOff + 7 * lanes);
+        y1.intoArray(y, yOff + l);
+        y2.intoArray(y, yOff + 2 * l);
+        y3.intoArray(y, yOff + 3 * l);
+        if (m >= 8) {
+            y4.intoArray(y, yOff + 4 * l);
+            y5.intoArray(y, yOff + 5 * l);
+            y6.intoArray(y, yOff + 6 * l);
+            y7.intoArray(y, yOff + 7 * l);
+        }
+        if (m >= 16) {
+            y8.intoArray(y, yOff + 8 * l);
+            y9.intoArray(y, yOff + 9 * l);
+            y10.intoArray(y, yOff + 10 * l);
+            y11.intoArray(y, yOff + 11 * l);
+            y12.intoArray(y, yOff + 12 * l);
+            y13.intoArray(y, yOff + 13 * l);
+            y14.intoArray(y, yOff + 14 * l);
+            y15.intoArray(y, yOff + 15 * l);
+        }
     }
 
     /** The dot product the kernel uses (lanes folded by a fixed tree), on the {@link #VECTOR} path. */

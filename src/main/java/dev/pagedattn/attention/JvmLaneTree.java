@@ -113,37 +113,68 @@ final class JvmLaneTree {
     }
 
     /**
+     * Whether a row of {@code n} floats fits the register paths of {@link #dots} and
+     * {@code JvmDecodeAttention.axpyRows}: 4, 8 or 16 whole vectors (16 only with 16-lane vectors, whose 32
+     * registers hold them; head dims 64, 128 and 256 on AVX-512, 32 and 64 on AVX2).
+     */
+    static boolean registerRow(int n) {
+        int m = n / LANES;
+        return n % LANES == 0 && (m == 4 || m == 8 || m == 16 && LANES >= 16);
+    }
+
+    /**
      * {@code out[outOff + t] = dot(q, qOff, k, t * n, n, true)} for {@code t} in {@code [from, to)}, bit for bit:
-     * with {@code n == 8 * LANES} (head dim 128 on 16-lane vectors) the query's eight vectors stay in
-     * registers for all the rows of {@code k}, so each score loads only its key's row; any other {@code n}
-     * calls {@link #dot} per row.
+     * for a {@link #registerRow} the query's vectors stay in registers for all the rows of {@code k}, so each
+     * score loads only its key's row; any other {@code n} calls {@link #dot} per row.
      */
     static void dots(float[] q, int qOff, float[] k, int n, int from, int to, float[] out, int outOff) {
-        if (n != 8 * LANES) {
+        if (!registerRow(n)) {
             for (int t = from; t < to; t++) {
                 out[outOff + t] = dot(q, qOff, k, t * n, n, true);
             }
             return;
         }
+        int m = n / LANES;
+        FloatVector z = FloatVector.zero(FLOATS);
         FloatVector q0 = FloatVector.fromArray(FLOATS, q, qOff);
         FloatVector q1 = FloatVector.fromArray(FLOATS, q, qOff + LANES);
         FloatVector q2 = FloatVector.fromArray(FLOATS, q, qOff + 2 * LANES);
         FloatVector q3 = FloatVector.fromArray(FLOATS, q, qOff + 3 * LANES);
-        FloatVector q4 = FloatVector.fromArray(FLOATS, q, qOff + 4 * LANES);
-        FloatVector q5 = FloatVector.fromArray(FLOATS, q, qOff + 5 * LANES);
-        FloatVector q6 = FloatVector.fromArray(FLOATS, q, qOff + 6 * LANES);
-        FloatVector q7 = FloatVector.fromArray(FLOATS, q, qOff + 7 * LANES);
+        FloatVector q4 = m < 8 ? z : FloatVector.fromArray(FLOATS, q, qOff + 4 * LANES);
+        FloatVector q5 = m < 8 ? z : FloatVector.fromArray(FLOATS, q, qOff + 5 * LANES);
+        FloatVector q6 = m < 8 ? z : FloatVector.fromArray(FLOATS, q, qOff + 6 * LANES);
+        FloatVector q7 = m < 8 ? z : FloatVector.fromArray(FLOATS, q, qOff + 7 * LANES);
+        FloatVector q8 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 8 * LANES);
+        FloatVector q9 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 9 * LANES);
+        FloatVector q10 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 10 * LANES);
+        FloatVector q11 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 11 * LANES);
+        FloatVector q12 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 12 * LANES);
+        FloatVector q13 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 13 * LANES);
+        FloatVector q14 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 14 * LANES);
+        FloatVector q15 = m < 16 ? z : FloatVector.fromArray(FLOATS, q, qOff + 15 * LANES);
         for (int t = from; t < to; t++) {
             int r = t * n;
-            FloatVector v = FloatVector.zero(FLOATS);   // the fma chain of dot, in the same order
+            FloatVector v = z;   // the fma chain of dot, in the same order
             v = q0.fma(FloatVector.fromArray(FLOATS, k, r), v);
             v = q1.fma(FloatVector.fromArray(FLOATS, k, r + LANES), v);
             v = q2.fma(FloatVector.fromArray(FLOATS, k, r + 2 * LANES), v);
             v = q3.fma(FloatVector.fromArray(FLOATS, k, r + 3 * LANES), v);
-            v = q4.fma(FloatVector.fromArray(FLOATS, k, r + 4 * LANES), v);
-            v = q5.fma(FloatVector.fromArray(FLOATS, k, r + 5 * LANES), v);
-            v = q6.fma(FloatVector.fromArray(FLOATS, k, r + 6 * LANES), v);
-            v = q7.fma(FloatVector.fromArray(FLOATS, k, r + 7 * LANES), v);
+            if (m >= 8) {
+                v = q4.fma(FloatVector.fromArray(FLOATS, k, r + 4 * LANES), v);
+                v = q5.fma(FloatVector.fromArray(FLOATS, k, r + 5 * LANES), v);
+                v = q6.fma(FloatVector.fromArray(FLOATS, k, r + 6 * LANES), v);
+                v = q7.fma(FloatVector.fromArray(FLOATS, k, r + 7 * LANES), v);
+            }
+            if (m >= 16) {
+                v = q8.fma(FloatVector.fromArray(FLOATS, k, r + 8 * LANES), v);
+                v = q9.fma(FloatVector.fromArray(FLOATS, k, r + 9 * LANES), v);
+                v = q10.fma(FloatVector.fromArray(FLOATS, k, r + 10 * LANES), v);
+                v = q11.fma(FloatVector.fromArray(FLOATS, k, r + 11 * LANES), v);
+                v = q12.fma(FloatVector.fromArray(FLOATS, k, r + 12 * LANES), v);
+                v = q13.fma(FloatVector.fromArray(FLOATS, k, r + 13 * LANES), v);
+                v = q14.fma(FloatVector.fromArray(FLOATS, k, r + 14 * LANES), v);
+                v = q15.fma(FloatVector.fromArray(FLOATS, k, r + 15 * LANES), v);
+            }
             if (LANES >= 16) {
                 v = v.add(v.rearrange(FOLD_8));
             }

@@ -17,7 +17,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * softmax per (token, head) row; blocks a row cannot see are skipped for that row. On the Vector
  * API path ({@link JvmDecodeAttention#VECTOR}) a row's block softmax runs in whole vectors with decode's
  * exp ({@link JvmChunkKernel#expInPlace}), and the scores and the {@code P V} update keep the row's query and
- * accumulator in registers at head dim 128 ({@link JvmLaneTree#dots}, {@link JvmDecodeAttention#axpyRows}).
+ * accumulator in registers at head dims 64, 128 and 256 on 16-lane vectors ({@link JvmLaneTree#dots},
+ * {@link JvmDecodeAttention#axpyRows}).
  *
  * <p>Every row walks its visible positions block by block in the same order and with the same
  * arithmetic wherever it lands, so a row's result does not depend on the tile it lands in: the

@@ -9,8 +9,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * The JVM prefill's block kernels against the per-row calls they replace, bit for bit:
  * {@link JvmDecodeAttention#dots} (a query against a block's keys) against {@link JvmDecodeAttention#dot} per key,
- * {@link JvmDecodeAttention#axpyRows} against {@link JvmDecodeAttention#axpy} per value row in order. Head dims 64
- * and 128 take the register path on 8- and 16-lane machines respectively; the others take the fallback.
+ * {@link JvmDecodeAttention#axpyRows} against {@link JvmDecodeAttention#axpy} per value row in order. On 16-lane
+ * machines head dims 64, 128 and 256 take the register paths (4, 8, 16 vectors), on 8-lane ones 64 (8 vectors);
+ * the others take the per-row calls.
  */
 class RowKernelsTest {
 

@@ -25,7 +25,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * One prefill call of {@link JvmPrefillAttention}: {@code batch} sequences, each bringing {@code queryLen} new
- * tokens over a cached prefix of {@code prefix} tokens (causal, no window), head dim 128. Compute-bound: the
+ * tokens over a cached prefix of {@code prefix} tokens (causal, no window), head dim {@code headDim}. Compute-bound: the
  * summary reads the score as GFLOP/s ({@link PrefillWorkload#flops()}: 4 per visible (query, key) pair, head
  * and dim). {@link ScalarPrefillBenchmark} measures the same points without the Vector API, in the same run.
  *
@@ -38,7 +38,6 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 @Fork(1)
 @State(Scope.Benchmark)
 public class PrefillBenchmark {
-    private static final int HEAD_DIM = 128;
     private static final double MAX_RELATIVE_L2 = 1e-4;
 
     /** Sequences per call. */
@@ -56,6 +55,10 @@ public class PrefillBenchmark {
     /** Query heads / KV heads. */
     @Param({"32/8"})
     public String heads;
+
+    /** Head dimension (Llama-3: 128; Gemma: 256; small models: 64). */
+    @Param({"128"})
+    public int headDim;
 
     /** K/V element type. */
     @Param({"fp16"})
@@ -85,7 +88,7 @@ public class PrefillBenchmark {
         java.util.Arrays.fill(qLens, queryLen);
         long seed = System.nanoTime();
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, Integer.parseInt(qkv[0]),
-                Integer.parseInt(qkv[1]), HEAD_DIM, 16, KvDtype.parse(dtype), seed);
+                Integer.parseInt(qkv[1]), headDim, 16, KvDtype.parse(dtype), seed);
         prefillBatch = w.batch();
         q = w.q();
         attention = new JvmPrefillAttention(w.kv().cache(), w.spec());

@@ -148,9 +148,9 @@ public final class Summary {
             sb.append("K/V rotated through ").append(rotation).append(" MiB of batches (cold, as in a real multi-layer decode step).\n");
         }
 
-        sb.append("\n## Prefill (JvmPrefillAttention), head dim 128, causal over a cached prefix: time per call and GFLOP/s\n\n");
-        sb.append("| q/kv heads | dtype | batch | prefix | new tokens | threads | GFLOP/call | vector ms | vector GFLOP/s | scalar ms | scalar GFLOP/s | vector speed-up |\n");
-        sb.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        sb.append("\n## Prefill (JvmPrefillAttention), causal over a cached prefix: time per call and GFLOP/s\n\n");
+        sb.append("| q/kv heads | head dim | dtype | batch | prefix | new tokens | threads | GFLOP/call | vector ms | vector GFLOP/s | scalar ms | scalar GFLOP/s | vector speed-up |\n");
+        sb.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         Map<String, Row[]> prefill = new LinkedHashMap<>();
         for (Row r : rows) {
             boolean vector = r.name().equals("PrefillBenchmark.prefill");
@@ -162,8 +162,9 @@ public final class Summary {
             Row any = pair[0] != null ? pair[0] : pair[1];
             long n = Long.parseLong(any.param("queryLen"));
             long visible = Long.parseLong(any.param("batch")) * (n * Long.parseLong(any.param("prefix")) + n * (n + 1) / 2);
-            double gflop = 4.0 * visible * Integer.parseInt(any.param("heads").split("/")[0]) * 128 / 1e9;
-            sb.append(fmt("| %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s |%n", any.param("heads"), any.param("dtype"),
+            int headDim = Integer.parseInt(any.params().getOrDefault("headDim", "128"));
+            double gflop = 4.0 * visible * Integer.parseInt(any.param("heads").split("/")[0]) * headDim / 1e9;
+            sb.append(fmt("| %s | %d | %s | %s | %s | %s | %s | %.2f | %s | %s | %s |%n", any.param("heads"), headDim, any.param("dtype"),
                     any.param("batch"), any.param("prefix"), any.param("queryLen"), any.param("threads"), gflop,
                     prefillCells(pair[0], gflop), prefillCells(pair[1], gflop),
                     pair[0] == null || pair[1] == null ? "" : fmt("%.2fx", pair[1].primary().median() / pair[0].primary().median())));
