@@ -15,7 +15,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *
  * <p>{@link TensorPrefillKernels} keeps the same start written out: through these helpers its CUDA kernel,
  * held at 168 registers, ran 2-3% slower on an H200 (NVRTC schedules the changed start differently; the
- * PTX twin was unchanged within 1%, the scalar kernels within -1..+1%: benchmarks/NOTES.md,
+ * PTX twin was unchanged within 2%, the scalar kernels within 1.3%: benchmarks/NOTES.md,
  * "The prefill kernels' shared start").
  */
 public final class PrefillTile {
