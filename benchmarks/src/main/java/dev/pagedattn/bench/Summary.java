@@ -121,13 +121,7 @@ public final class Summary {
         sb.append("\n## Decode (JvmDecodeAttention), head dim 128: time per decode step and effective bandwidth\n\n");
         sb.append("| q/kv heads | dtype | batch | context | block | threads | MB/decode | vector µs | vector GB/s | % stream | scalar µs | scalar GB/s | % stream | vector speed-up |\n");
         sb.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        Map<String, Row[]> decode = new LinkedHashMap<>();
-        for (Row r : rows) {
-            boolean vector = r.name().equals("DecodeBenchmark.decode");
-            if (vector || r.name().equals("ScalarDecodeBenchmark.decode")) {
-                decode.computeIfAbsent(r.paramText(), k -> new Row[2])[vector ? 0 : 1] = r;
-            }
-        }
+        Map<String, Row[]> decode = vectorScalarPairs(rows, "DecodeBenchmark.decode", "ScalarDecodeBenchmark.decode");
         for (Row[] pair : decode.values()) {
             Row any = pair[0] != null ? pair[0] : pair[1];
             double mb = any.gigabytes().median() / any.primary().median() * 1e3;
@@ -151,13 +145,7 @@ public final class Summary {
         sb.append("\n## Prefill (JvmPrefillAttention), causal over a cached prefix: time per call and GFLOP/s\n\n");
         sb.append("| q/kv heads | head dim | dtype | batch | prefix | new tokens | threads | GFLOP/call | vector ms | vector GFLOP/s | scalar ms | scalar GFLOP/s | vector speed-up |\n");
         sb.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        Map<String, Row[]> prefill = new LinkedHashMap<>();
-        for (Row r : rows) {
-            boolean vector = r.name().equals("PrefillBenchmark.prefill");
-            if (vector || r.name().equals("ScalarPrefillBenchmark.prefill")) {
-                prefill.computeIfAbsent(r.paramText(), k -> new Row[2])[vector ? 0 : 1] = r;
-            }
-        }
+        Map<String, Row[]> prefill = vectorScalarPairs(rows, "PrefillBenchmark.prefill", "ScalarPrefillBenchmark.prefill");
         for (Row[] pair : prefill.values()) {
             Row any = pair[0] != null ? pair[0] : pair[1];
             long n = Long.parseLong(any.param("queryLen"));
@@ -192,6 +180,18 @@ public final class Summary {
         }
         double gbps = r.gigabytes().median();
         return fmt("%.0f | %.1f | %.0f%%", 1e6 / r.primary().median(), gbps, 100 * gbps / stream);
+    }
+
+    /** The rows of a benchmark and of its scalar fork, paired by parameters: {@code [vector, scalar]}, either may be null. */
+    private static Map<String, Row[]> vectorScalarPairs(List<Row> rows, String vectorName, String scalarName) {
+        Map<String, Row[]> pairs = new LinkedHashMap<>();
+        for (Row r : rows) {
+            boolean vector = r.name().equals(vectorName);
+            if (vector || r.name().equals(scalarName)) {
+                pairs.computeIfAbsent(r.paramText(), k -> new Row[2])[vector ? 0 : 1] = r;
+            }
+        }
+        return pairs;
     }
 
     private static String prefillCells(Row r, double gflop) {
