@@ -110,18 +110,20 @@ out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None):
+def body(q8, dec=None, pvhalf=False):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
-    global Q8, DEC
+    global Q8, DEC, PVH
     Q8 = q8
+    PVH = pvhalf
     DEC = dec
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
-        w( "    public static void attentionF16x2(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
+        name = "attentionF16x2PvHalf" if pvhalf else "attentionF16x2"
+        w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
     w( "                                    float scale) {")
@@ -143,7 +145,10 @@ def body(q8, dec=None):
     w( "        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)")
     w( "        int pairHeads = numKvHeads * headTiles; // the grid's \"KV heads\": (KV head, head tile)")
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
-    w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
+    if pvhalf:
+        w( "        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16")
+    else:
+        w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
     w()
     w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
@@ -271,14 +276,32 @@ def body(q8, dec=None):
     w( "            float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));")
     w( "            sumA += pA;")
     w( "            sumB += pB;")
-    w( "            probs[row * HEADS + 2 * odd] = pA;")
-    w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
+    if pvhalf:
+        w( "            probs[row * HEADS + 2 * odd] = Half2.fromFloats(pA, pA);")
+        w( "            probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);")
+    else:
+        w( "            probs[row * HEADS + 2 * odd] = pA;")
+        w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
     if q8:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
     else:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
-    for r in range(T):
+    if pvhalf:   # the tile's 16 products per (head, dim pair) summed in fp16 (__hfma2), then added to the fp32 sums
+        w( "            // (fp16 products and sums within the tile: half the instructions of fp32 FMAs and conversions)")
+        for r in range(T):
+            for hi, h in enumerate(H):
+                w(f"            Half2 p{h}{r} = probs[{r * 4 + hi}];")
+            for h in H:
+                for k in range(2):
+                    if r == 0:
+                        w(f"            Half2 t{h}{k} = Half2.mult(p{h}0, vw0{k});")
+                    else:
+                        w(f"            t{h}{k} = Half2.fma(p{h}{r}, vw{r}{k}, t{h}{k});")
+        for h in H:
+            w(f"            o{h}0 += Half2.lowFloat(t{h}0); o{h}1 += Half2.highFloat(t{h}0); "
+              f"o{h}2 += Half2.lowFloat(t{h}1); o{h}3 += Half2.highFloat(t{h}1);")
+    for r in (range(T) if not pvhalf else []):
         for hi, h in enumerate(H):
             w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
         if q8:
@@ -406,6 +429,8 @@ def conv(var, a, b, ind):
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
 body(False)
+w()
+body(False, pvhalf=True)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)

@@ -30,8 +30,10 @@ import java.util.stream.Stream;
  *       {@code simdBroadcastFirst}; {@code shfl.sync} on PTX, {@code __shfl_*_sync} on CUDA): their
  *       bodies throw, because on the plain JVM only a test emulator (which overrides them) may run
  *       such a kernel;</li>
- *   <li>packed fp16 pairs, {@code HalfFloatArray.getHalf2(int)} and {@code Half2.lowFloat/highFloat}
- *       (one 32-bit load on the CUDA backend): their bodies do what 5.2's do on the JVM, so the
+ *   <li>packed fp16 pairs, {@code HalfFloatArray.getHalf2(int)}, {@code Half2.lowFloat/highFloat},
+ *       {@code Half2.fma} and {@code Half2.fromFloats} (one 32-bit load, {@code __hfma2},
+ *       {@code __floats2half2_rn} on the CUDA backend) and {@code KernelContext.allocateHalf2LocalArray}:
+ *       their bodies do what 5.2's do on the JVM (fma: one rounding to float, then to half), so the
  *       emulator runs kernels that use them;</li>
  *   <li>{@code TornadoExecutionPlan.withCUDAGraph()}: its body returns the plan unchanged;</li>
  *   <li>the tensor-core operations of {@code KernelContext} ({@code mmaFragment}, {@code mmaLoadA},
@@ -168,6 +170,37 @@ public class PatchPreviewClassFiles {
                             .areturn()),
             halfOfPair("lowFloat", "getX"),
             halfOfPair("highFloat", "getY"),
+            // new Half2(new HalfFloat(a.x * b.x + c.x), new HalfFloat(a.y * b.y + c.y)): the product of two
+            // halves is exact in a float, so one rounding to float, then one to half
+            new Added("types/vectors/Half2.class", "fma", "(L" + API + "types/vectors/Half2;L" + API + "types/vectors/Half2;L"
+                    + API + "types/vectors/Half2;)L" + API + "types/vectors/Half2;", ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC,
+                    code -> {
+                        code.new_(HALF2).dup();
+                        for (String getter : new String[] {"getX", "getY"}) {
+                            code.new_(HALF).dup();
+                            for (int arg = 0; arg < 3; arg++) {
+                                code.aload(arg).invokevirtual(HALF2, getter, MethodTypeDesc.of(HALF))
+                                        .invokevirtual(HALF, "getFloat32", MethodTypeDesc.of(ConstantDescs.CD_float));
+                                if (arg == 1) {
+                                    code.fmul();
+                                } else if (arg == 2) {
+                                    code.fadd();
+                                }
+                            }
+                            code.invokespecial(HALF, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_float));
+                        }
+                        code.invokespecial(HALF2, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, HALF, HALF)).areturn();
+                    }),
+            // new Half2(new HalfFloat(x), new HalfFloat(y))
+            new Added("types/vectors/Half2.class", "fromFloats", "(FF)L" + API + "types/vectors/Half2;",
+                    ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code.new_(HALF2).dup()
+                            .new_(HALF).dup().fload(0).invokespecial(HALF, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_float))
+                            .new_(HALF).dup().fload(1).invokespecial(HALF, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, ConstantDescs.CD_float))
+                            .invokespecial(HALF2, ConstantDescs.INIT_NAME, MethodTypeDesc.of(ConstantDescs.CD_void, HALF, HALF))
+                            .areturn()),
+            // new Half2[size] (the test emulator overrides it with one array per work-group)
+            new Added("KernelContext.class", "allocateHalf2LocalArray", "(I)[L" + API + "types/vectors/Half2;", ClassFile.ACC_PUBLIC,
+                    code -> code.iload(1).anewarray(HALF2).areturn()),
             new Added("TornadoExecutionPlan.class", "withCUDAGraph", "()L" + API + "TornadoExecutionPlan;", ClassFile.ACC_PUBLIC,
                     code -> code.aload(0).areturn()),
             warpOperation("mmaFragment", "(F)[F"),

@@ -752,6 +752,665 @@ public final class StreamDecodeKernels {
         }
     }
 
+    public static void attentionF16x2PvHalf(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
+                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
+                    int h = i / HEAD_DIM;
+                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
+                }
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw25 = kPool.getHalf2(kRow2 + 80);
+                Half2 kw26 = kPool.getHalf2(kRow2 + 96);
+                Half2 kw27 = kPool.getHalf2(kRow2 + 112);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+                Half2 kw35 = kPool.getHalf2(kRow3 + 80);
+                Half2 kw36 = kPool.getHalf2(kRow3 + 96);
+                Half2 kw37 = kPool.getHalf2(kRow3 + 112);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + 64);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + 64);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + 64);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + 64);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + 64);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + 64);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + 64);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + 64);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x014 = Half2.lowFloat(kw07);
+                    float x015 = Half2.highFloat(kw07);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x114 = Half2.lowFloat(kw17);
+                    float x115 = Half2.highFloat(kw17);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x210 = Half2.lowFloat(kw25);
+                    float x211 = Half2.highFloat(kw25);
+                    float x212 = Half2.lowFloat(kw26);
+                    float x213 = Half2.highFloat(kw26);
+                    float x214 = Half2.lowFloat(kw27);
+                    float x215 = Half2.highFloat(kw27);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float x310 = Half2.lowFloat(kw35);
+                    float x311 = Half2.highFloat(kw35);
+                    float x312 = Half2.lowFloat(kw36);
+                    float x313 = Half2.highFloat(kw36);
+                    float x314 = Half2.lowFloat(kw37);
+                    float x315 = Half2.highFloat(kw37);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 112] * x214 + qs[qLane + 113] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 112] * x314 + qs[qLane + 113] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 240] * x214 + qs[qLane + 241] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 240] * x314 + qs[qLane + 241] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 368] * x214 + qs[qLane + 369] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 368] * x314 + qs[qLane + 369] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 496] * x214 + qs[qLane + 497] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 496] * x314 + qs[qLane + 497] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw07 = kPool.getHalf2(kRow0 + 112);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw17 = kPool.getHalf2(kRow1 + 112);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw25 = kPool.getHalf2(kRow2 + 80);
+                    kw26 = kPool.getHalf2(kRow2 + 96);
+                    kw27 = kPool.getHalf2(kRow2 + 112);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    kw35 = kPool.getHalf2(kRow3 + 80);
+                    kw36 = kPool.getHalf2(kRow3 + 96);
+                    kw37 = kPool.getHalf2(kRow3 + 112);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = Half2.fromFloats(pA, pA);
+                    probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    // (fp16 products and sums within the tile: half the instructions of fp32 FMAs and conversions)
+                    Half2 pa0 = probs[0];
+                    Half2 pb0 = probs[1];
+                    Half2 pc0 = probs[2];
+                    Half2 pd0 = probs[3];
+                    Half2 ta0 = Half2.mult(pa0, vw00);
+                    Half2 ta1 = Half2.mult(pa0, vw01);
+                    Half2 tb0 = Half2.mult(pb0, vw00);
+                    Half2 tb1 = Half2.mult(pb0, vw01);
+                    Half2 tc0 = Half2.mult(pc0, vw00);
+                    Half2 tc1 = Half2.mult(pc0, vw01);
+                    Half2 td0 = Half2.mult(pd0, vw00);
+                    Half2 td1 = Half2.mult(pd0, vw01);
+                    Half2 pa1 = probs[4];
+                    Half2 pb1 = probs[5];
+                    Half2 pc1 = probs[6];
+                    Half2 pd1 = probs[7];
+                    ta0 = Half2.fma(pa1, vw10, ta0);
+                    ta1 = Half2.fma(pa1, vw11, ta1);
+                    tb0 = Half2.fma(pb1, vw10, tb0);
+                    tb1 = Half2.fma(pb1, vw11, tb1);
+                    tc0 = Half2.fma(pc1, vw10, tc0);
+                    tc1 = Half2.fma(pc1, vw11, tc1);
+                    td0 = Half2.fma(pd1, vw10, td0);
+                    td1 = Half2.fma(pd1, vw11, td1);
+                    Half2 pa2 = probs[8];
+                    Half2 pb2 = probs[9];
+                    Half2 pc2 = probs[10];
+                    Half2 pd2 = probs[11];
+                    ta0 = Half2.fma(pa2, vw20, ta0);
+                    ta1 = Half2.fma(pa2, vw21, ta1);
+                    tb0 = Half2.fma(pb2, vw20, tb0);
+                    tb1 = Half2.fma(pb2, vw21, tb1);
+                    tc0 = Half2.fma(pc2, vw20, tc0);
+                    tc1 = Half2.fma(pc2, vw21, tc1);
+                    td0 = Half2.fma(pd2, vw20, td0);
+                    td1 = Half2.fma(pd2, vw21, td1);
+                    Half2 pa3 = probs[12];
+                    Half2 pb3 = probs[13];
+                    Half2 pc3 = probs[14];
+                    Half2 pd3 = probs[15];
+                    ta0 = Half2.fma(pa3, vw30, ta0);
+                    ta1 = Half2.fma(pa3, vw31, ta1);
+                    tb0 = Half2.fma(pb3, vw30, tb0);
+                    tb1 = Half2.fma(pb3, vw31, tb1);
+                    tc0 = Half2.fma(pc3, vw30, tc0);
+                    tc1 = Half2.fma(pc3, vw31, tc1);
+                    td0 = Half2.fma(pd3, vw30, td0);
+                    td1 = Half2.fma(pd3, vw31, td1);
+                    Half2 pa4 = probs[16];
+                    Half2 pb4 = probs[17];
+                    Half2 pc4 = probs[18];
+                    Half2 pd4 = probs[19];
+                    ta0 = Half2.fma(pa4, vw40, ta0);
+                    ta1 = Half2.fma(pa4, vw41, ta1);
+                    tb0 = Half2.fma(pb4, vw40, tb0);
+                    tb1 = Half2.fma(pb4, vw41, tb1);
+                    tc0 = Half2.fma(pc4, vw40, tc0);
+                    tc1 = Half2.fma(pc4, vw41, tc1);
+                    td0 = Half2.fma(pd4, vw40, td0);
+                    td1 = Half2.fma(pd4, vw41, td1);
+                    Half2 pa5 = probs[20];
+                    Half2 pb5 = probs[21];
+                    Half2 pc5 = probs[22];
+                    Half2 pd5 = probs[23];
+                    ta0 = Half2.fma(pa5, vw50, ta0);
+                    ta1 = Half2.fma(pa5, vw51, ta1);
+                    tb0 = Half2.fma(pb5, vw50, tb0);
+                    tb1 = Half2.fma(pb5, vw51, tb1);
+                    tc0 = Half2.fma(pc5, vw50, tc0);
+                    tc1 = Half2.fma(pc5, vw51, tc1);
+                    td0 = Half2.fma(pd5, vw50, td0);
+                    td1 = Half2.fma(pd5, vw51, td1);
+                    Half2 pa6 = probs[24];
+                    Half2 pb6 = probs[25];
+                    Half2 pc6 = probs[26];
+                    Half2 pd6 = probs[27];
+                    ta0 = Half2.fma(pa6, vw60, ta0);
+                    ta1 = Half2.fma(pa6, vw61, ta1);
+                    tb0 = Half2.fma(pb6, vw60, tb0);
+                    tb1 = Half2.fma(pb6, vw61, tb1);
+                    tc0 = Half2.fma(pc6, vw60, tc0);
+                    tc1 = Half2.fma(pc6, vw61, tc1);
+                    td0 = Half2.fma(pd6, vw60, td0);
+                    td1 = Half2.fma(pd6, vw61, td1);
+                    Half2 pa7 = probs[28];
+                    Half2 pb7 = probs[29];
+                    Half2 pc7 = probs[30];
+                    Half2 pd7 = probs[31];
+                    ta0 = Half2.fma(pa7, vw70, ta0);
+                    ta1 = Half2.fma(pa7, vw71, ta1);
+                    tb0 = Half2.fma(pb7, vw70, tb0);
+                    tb1 = Half2.fma(pb7, vw71, tb1);
+                    tc0 = Half2.fma(pc7, vw70, tc0);
+                    tc1 = Half2.fma(pc7, vw71, tc1);
+                    td0 = Half2.fma(pd7, vw70, td0);
+                    td1 = Half2.fma(pd7, vw71, td1);
+                    Half2 pa8 = probs[32];
+                    Half2 pb8 = probs[33];
+                    Half2 pc8 = probs[34];
+                    Half2 pd8 = probs[35];
+                    ta0 = Half2.fma(pa8, vw80, ta0);
+                    ta1 = Half2.fma(pa8, vw81, ta1);
+                    tb0 = Half2.fma(pb8, vw80, tb0);
+                    tb1 = Half2.fma(pb8, vw81, tb1);
+                    tc0 = Half2.fma(pc8, vw80, tc0);
+                    tc1 = Half2.fma(pc8, vw81, tc1);
+                    td0 = Half2.fma(pd8, vw80, td0);
+                    td1 = Half2.fma(pd8, vw81, td1);
+                    Half2 pa9 = probs[36];
+                    Half2 pb9 = probs[37];
+                    Half2 pc9 = probs[38];
+                    Half2 pd9 = probs[39];
+                    ta0 = Half2.fma(pa9, vw90, ta0);
+                    ta1 = Half2.fma(pa9, vw91, ta1);
+                    tb0 = Half2.fma(pb9, vw90, tb0);
+                    tb1 = Half2.fma(pb9, vw91, tb1);
+                    tc0 = Half2.fma(pc9, vw90, tc0);
+                    tc1 = Half2.fma(pc9, vw91, tc1);
+                    td0 = Half2.fma(pd9, vw90, td0);
+                    td1 = Half2.fma(pd9, vw91, td1);
+                    Half2 pa10 = probs[40];
+                    Half2 pb10 = probs[41];
+                    Half2 pc10 = probs[42];
+                    Half2 pd10 = probs[43];
+                    ta0 = Half2.fma(pa10, vw100, ta0);
+                    ta1 = Half2.fma(pa10, vw101, ta1);
+                    tb0 = Half2.fma(pb10, vw100, tb0);
+                    tb1 = Half2.fma(pb10, vw101, tb1);
+                    tc0 = Half2.fma(pc10, vw100, tc0);
+                    tc1 = Half2.fma(pc10, vw101, tc1);
+                    td0 = Half2.fma(pd10, vw100, td0);
+                    td1 = Half2.fma(pd10, vw101, td1);
+                    Half2 pa11 = probs[44];
+                    Half2 pb11 = probs[45];
+                    Half2 pc11 = probs[46];
+                    Half2 pd11 = probs[47];
+                    ta0 = Half2.fma(pa11, vw110, ta0);
+                    ta1 = Half2.fma(pa11, vw111, ta1);
+                    tb0 = Half2.fma(pb11, vw110, tb0);
+                    tb1 = Half2.fma(pb11, vw111, tb1);
+                    tc0 = Half2.fma(pc11, vw110, tc0);
+                    tc1 = Half2.fma(pc11, vw111, tc1);
+                    td0 = Half2.fma(pd11, vw110, td0);
+                    td1 = Half2.fma(pd11, vw111, td1);
+                    Half2 pa12 = probs[48];
+                    Half2 pb12 = probs[49];
+                    Half2 pc12 = probs[50];
+                    Half2 pd12 = probs[51];
+                    ta0 = Half2.fma(pa12, vw120, ta0);
+                    ta1 = Half2.fma(pa12, vw121, ta1);
+                    tb0 = Half2.fma(pb12, vw120, tb0);
+                    tb1 = Half2.fma(pb12, vw121, tb1);
+                    tc0 = Half2.fma(pc12, vw120, tc0);
+                    tc1 = Half2.fma(pc12, vw121, tc1);
+                    td0 = Half2.fma(pd12, vw120, td0);
+                    td1 = Half2.fma(pd12, vw121, td1);
+                    Half2 pa13 = probs[52];
+                    Half2 pb13 = probs[53];
+                    Half2 pc13 = probs[54];
+                    Half2 pd13 = probs[55];
+                    ta0 = Half2.fma(pa13, vw130, ta0);
+                    ta1 = Half2.fma(pa13, vw131, ta1);
+                    tb0 = Half2.fma(pb13, vw130, tb0);
+                    tb1 = Half2.fma(pb13, vw131, tb1);
+                    tc0 = Half2.fma(pc13, vw130, tc0);
+                    tc1 = Half2.fma(pc13, vw131, tc1);
+                    td0 = Half2.fma(pd13, vw130, td0);
+                    td1 = Half2.fma(pd13, vw131, td1);
+                    Half2 pa14 = probs[56];
+                    Half2 pb14 = probs[57];
+                    Half2 pc14 = probs[58];
+                    Half2 pd14 = probs[59];
+                    ta0 = Half2.fma(pa14, vw140, ta0);
+                    ta1 = Half2.fma(pa14, vw141, ta1);
+                    tb0 = Half2.fma(pb14, vw140, tb0);
+                    tb1 = Half2.fma(pb14, vw141, tb1);
+                    tc0 = Half2.fma(pc14, vw140, tc0);
+                    tc1 = Half2.fma(pc14, vw141, tc1);
+                    td0 = Half2.fma(pd14, vw140, td0);
+                    td1 = Half2.fma(pd14, vw141, td1);
+                    Half2 pa15 = probs[60];
+                    Half2 pb15 = probs[61];
+                    Half2 pc15 = probs[62];
+                    Half2 pd15 = probs[63];
+                    ta0 = Half2.fma(pa15, vw150, ta0);
+                    ta1 = Half2.fma(pa15, vw151, ta1);
+                    tb0 = Half2.fma(pb15, vw150, tb0);
+                    tb1 = Half2.fma(pb15, vw151, tb1);
+                    tc0 = Half2.fma(pc15, vw150, tc0);
+                    tc1 = Half2.fma(pc15, vw151, tc1);
+                    td0 = Half2.fma(pd15, vw150, td0);
+                    td1 = Half2.fma(pd15, vw151, td1);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0); oa2 += Half2.lowFloat(ta1); oa3 += Half2.highFloat(ta1);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0); ob2 += Half2.lowFloat(tb1); ob3 += Half2.highFloat(tb1);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0); oc2 += Half2.lowFloat(tc1); oc3 += Half2.highFloat(tc1);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0); od2 += Half2.lowFloat(td1); od3 += Half2.highFloat(td1);
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        out.set(o + 64, oa2 / la);
+                        out.set(o + 65, oa3 / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 64, ob2 / lb);
+                        out.set(o + 65, ob3 / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 64, oc2 / lc);
+                        out.set(o + 65, oc3 / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        out.set(o + 64, od2 / ld);
+                        out.set(o + 65, od3 / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
     public static void attentionInt8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,

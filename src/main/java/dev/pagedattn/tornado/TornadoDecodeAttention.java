@@ -332,6 +332,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
+                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.PV_HALF) {
+                    graph.task(attention, StreamDecodeKernels::attentionF16x2PvHalf, ctx, k, v, q, tables, lens, params, out,
+                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);

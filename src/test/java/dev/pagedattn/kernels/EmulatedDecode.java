@@ -14,6 +14,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 /** Runs the GPU kernel variants on a workload through {@link KernelEmulator}, sized by {@link DecodeGrid}. */
 final class EmulatedDecode {
     static final int MERGE_LOCAL = PagedDecodeKernels.MERGE_LOCAL;
+    /** Run the fp16 stream kernel's fp16-V-sum variant instead (experiment). */
+    static volatile boolean pvHalf = false;
 
     private EmulatedDecode() {
     }
@@ -90,6 +92,9 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
+            } else if (stream && pvHalf) {
+                StreamDecodeKernels.attentionF16x2PvHalf(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
                 StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);

@@ -15,6 +15,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.LongArray;
+import uk.ac.manchester.tornado.api.types.vectors.Half2;
 
 /**
  * Runs a TornadoVM {@link KernelContext} kernel on the plain JVM, so that tests execute the exact
@@ -493,6 +494,15 @@ public final class KernelEmulator {
             return group.local(allocations++, int[].class, size, n -> {
                 int[] a = new int[n];
                 Arrays.fill(a, INT_POISON);
+                return a;
+            });
+        }
+
+        @Override
+        public Half2[] allocateHalf2LocalArray(int size) {
+            return group.local(allocations++, Half2[].class, size, n -> {
+                Half2[] a = new Half2[n];
+                Arrays.fill(a, Half2.fromFloats(Float.NaN, Float.NaN));
                 return a;
             });
         }

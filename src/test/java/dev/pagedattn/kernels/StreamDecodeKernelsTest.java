@@ -76,6 +76,35 @@ class StreamDecodeKernelsTest {
         }
     }
 
+    /** Experiment: the fp16 V sums within a tile, against fp64 at fp16 tolerance; prints the error. */
+    @ParameterizedTest(name = "pvHalf batch={0} ctx={1}..{2} q={3} kv={4} bs={5}")
+    @CsvSource({
+            "2, 1, 70, 16, 4, 16",
+            "2, 30, 200, 8, 4, 7",
+            "1, 1500, 2100, 4, 1, 16",
+            "2, 10, 70, 64, 1, 16",
+    })
+    void pvHalfMatchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize) {
+        long seed = TestSeeds.fresh(String.format("stream pvHalf batch=%d ctx=%d..%d q=%d kv=%d bs=%d", batch, minLen,
+                maxLen, qHeads, kvHeads, blockSize));
+        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, 128,
+                blockSize, KvDtype.FP16, seed, 0, 1, 0, TestScales.perHead(KvDtype.FP16, kvHeads, seed));
+        double[] ref = w.reference();
+        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, w.batch().maxContextLen(), false, 528, 256, DecodeGrid.Kernel.STREAM);
+        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, 32);
+        EmulatedDecode.pvHalf = true;
+        try {
+            for (DecodeGrid grid : new DecodeGrid[] {fused, fine}) {
+                FloatArray out = EmulatedDecode.attention(w, grid, KernelEmulator.Schedule.values()[0]);
+                double rel = ReferenceAttention.relativeL2(out, ref);
+                System.out.println("pvHalf " + grid + ": relative L2 " + rel);
+                assertTrue(rel < 2e-3, grid + ": relative L2 error " + rel);
+            }
+        } finally {
+            EmulatedDecode.pvHalf = false;
+        }
+    }
+
     /** The emulator runs the FP8 twins through the compile-time API's decoders: they must be the formats' own. */
     @Test
     void fp8DecodersAreTheFormatsOwn() {
