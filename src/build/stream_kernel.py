@@ -57,6 +57,12 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * {@code FP8} decoders (one hardware conversion each on the CUDA backend, sm_89+) and
  * {@code attentionInt8} converts the sign-extended byte (a twin that looked codes up in a local copy
  * of the format's table was 6-12% slower on an H200: benchmarks/NOTES.md, q2).
+ *
+ * <p>{@code attentionF16x2HalfV} is {@code attentionF16x2} with the V phase in fp16 pairs
+ * ({@link dev.pagedattn.tornado.VSums#FP16}, opt-in): the probabilities are stored as fp16 pairs, a lane
+ * sums a tile's 16 products per (head, dim pair) with {@code Half2.fma} ({@code __hfma2}) and adds the
+ * sums to its fp32 accumulators at the tile's end: 8 instead of 16 FMAs and no V conversions per token
+ * and lane (76 instead of 86 warp instructions per (token, KV head) on an H200).
  */
 public final class StreamDecodeKernels {
     /** Local size: one warp. */
@@ -122,7 +128,7 @@ def body(q8, dec=None, pvhalf=False):
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
-        name = "attentionF16x2PvHalf" if pvhalf else "attentionF16x2"
+        name = "attentionF16x2HalfV" if pvhalf else "attentionF16x2"
         w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
@@ -288,7 +294,7 @@ def body(q8, dec=None, pvhalf=False):
     else:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
     if pvhalf:   # the tile's 16 products per (head, dim pair) summed in fp16 (__hfma2), then added to the fp32 sums
-        w( "            // (fp16 products and sums within the tile: half the instructions of fp32 FMAs and conversions)")
+        w( "            // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)")
         for r in range(T):
             for hi, h in enumerate(H):
                 w(f"            Half2 p{h}{r} = probs[{r * 4 + hi}];")

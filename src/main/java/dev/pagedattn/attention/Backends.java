@@ -40,6 +40,16 @@ public final class Backends {
      */
     public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device, String variant,
                                          String kernel) {
+        return create(backend, cache, spec, device, variant, kernel, null);
+    }
+
+    /**
+     * As {@link #create(String, KvCache, AttentionSpec, String, String, String)}, with the precision of the tornado
+     * stream kernel's V sums ({@code fp32} or {@code fp16}, see {@code dev.pagedattn.tornado.VSums}; null for the
+     * {@code pagedattn.tornado.vSums} system property's, fp32 by default). The jvm backend always sums in fp32.
+     */
+    public static DecodeAttention create(String backend, KvCache cache, AttentionSpec spec, String device, String variant,
+                                         String kernel, String vSums) {
         switch (backend) {
             case "jvm":
                 return new JvmDecodeAttention(cache, spec);
@@ -50,8 +60,8 @@ public final class Backends {
                 }
                 try {
                     return (DecodeAttention) Class.forName(TORNADO_CLASS)
-                            .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class, String.class)
-                            .newInstance(cache, spec, device, variant, kernel);
+                            .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class, String.class, String.class)
+                            .newInstance(cache, spec, device, variant, kernel, vSums);
                 } catch (InvocationTargetException e) {
                     throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
                 } catch (ReflectiveOperationException e) {

@@ -1,6 +1,7 @@
 package dev.pagedattn.cli;
 
 import dev.pagedattn.tornado.DecodeGrid;
+import dev.pagedattn.tornado.VSums;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -47,6 +48,15 @@ final class BackendOptions {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--kernel=" + kernel + " is not one of " + Arrays.stream(DecodeGrid.Kernel.values())
                     .map(k -> k.name().toLowerCase(Locale.ROOT)).collect(Collectors.joining(", ")));
+        }
+    }
+
+    /** {@code vSums} names a precision of the stream kernel's V sums ({@code VSums}). */
+    static void requireVSums(String vSums) {
+        try {
+            VSums.parse(vSums);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--" + e.getMessage());
         }
     }
 

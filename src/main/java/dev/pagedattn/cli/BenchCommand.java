@@ -10,6 +10,7 @@ import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.BandwidthProbe;
 import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
+import dev.pagedattn.tornado.VSums;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -54,6 +55,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--kernels", split = ",", description = "Attention kernels for each variant: auto, stream, chunk, warp, quads, pairs "
             + "(default: ${DEFAULT-VALUE}; kernels the device cannot run are reported as errors).", defaultValue = "auto")
     String[] kernels;
+
+    @Option(names = "--v-sums", split = ",", description = "Precisions of the stream kernel's V sums for each fp16 variant: fp32,"
+            + " fp16 (default: ${DEFAULT-VALUE}; fp16 rows are named VARIANT+fp16v).", defaultValue = "fp32")
+    String[] vSums;
 
     @Option(names = "--cells", split = ",", description = "Only these cells, as BATCHxCONTEXT (overrides --batches/--contexts; "
             + "the ragged row stays unless --ragged none).")
@@ -107,12 +112,20 @@ final class BenchCommand implements Callable<Integer> {
     Path prefillOut;
 
     private List<DecodeGrid.Kernel> kernelList;
+    private List<VSums> vSumsList;
     private String backend; // of the device, lower case: every row's variant starts with it
     private KvScales scales; // of an 8-bit --dtype (the CLI's synthetic scales), null for fp16/fp32
 
     @Override
     public Integer call() throws IOException {
         kernelList = Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
+        for (String v : vSums) {
+            BackendOptions.requireVSums(v);
+        }
+        vSumsList = Arrays.stream(vSums).map(VSums::parse).distinct().toList();
+        if (vSumsList.contains(VSums.FP16) && !dtype.equalsIgnoreCase("fp16")) {
+            throw new IllegalArgumentException("--v-sums=fp16 needs --dtype fp16 (the fp16 stream kernel's), not --dtype=" + dtype);
+        }
         List<String> sweepList = Arrays.asList(sweeps);
         for (String sweep : sweeps) {
             if (!sweep.equals("decode") && !sweep.equals("prefill")) {
@@ -218,25 +231,31 @@ final class BenchCommand implements Callable<Integer> {
                 if (variant.equals("parallel") && kernel != kernelList.get(0)) {
                     continue; // the @Parallel variant has no KernelContext kernel to choose
                 }
-                rows.add(run(w, ref, variant, kernel, context, ceiling));
+                for (VSums v : vSumsList) {
+                    if (v == VSums.FP16 && variant.equals("parallel")) {
+                        continue; // fp16 V sums are the stream kernel's
+                    }
+                    rows.add(run(w, ref, variant, kernel, v, context, ceiling));
+                }
             }
         }
         return rows;
     }
 
-    private BenchRow run(DecodeWorkload w, double[] ref, String variant, DecodeGrid.Kernel kernel, String context, double ceiling) {
+    private BenchRow run(DecodeWorkload w, double[] ref, String variant, DecodeGrid.Kernel kernel, VSums vSums, String context,
+                         double ceiling) {
         AttentionSpec spec = w.spec();
         int batch = w.batch().numSeqs();
         long tokens = w.batch().totalTokens();
         String dt = dtype.toLowerCase();
         String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
-                : variant + "/" + kernel.name().toLowerCase());
+                : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "");
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;
             double rel;
             String grid;
-            try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel, false)) {
+            try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel, false, vSums)) {
                 FloatArray result = w.poisonedOutput();
                 nanos = timeSteps(attention, w, result, TornadoDecodeAttention::lastDeviceNanos);
                 rel = ReferenceAttention.relativeL2(result, ref);
@@ -249,7 +268,7 @@ final class BenchCommand implements Callable<Integer> {
             // the library builds it by default (CUDA graphs where the backend has them), checked again
             long[] wall;
             try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel,
-                    TornadoDecodeAttention.CUDA_GRAPH)) {
+                    TornadoDecodeAttention.CUDA_GRAPH, vSums)) {
                 FloatArray result = w.poisonedOutput();
                 wall = timeSteps(attention, w, result, null);
                 rel = Math.max(rel, ReferenceAttention.relativeL2(result, ref));

@@ -35,6 +35,10 @@ final class CheckCommand implements Callable<Integer> {
             + " (default: auto, or the pagedattn.tornado.kernel system property).")
     String kernel;
 
+    @Option(names = "--v-sums", description = "Precision of the V sums in the tornado backend's fp16 stream kernel (CUDA): fp32, or"
+            + " fp16 (faster, relative error about 6e-4; README) (default: fp32, or the pagedattn.tornado.vSums system property).")
+    String vSums;
+
     @Option(names = "--steps", description = "Decode steps; from the second on, every sequence first appends one new token"
             + " (on a GPU it travels through the staging scatter); with --query-len every sequence appends its next chunk"
             + " (default: ${DEFAULT-VALUE}).", defaultValue = "1")
@@ -70,6 +74,13 @@ final class CheckCommand implements Callable<Integer> {
                         + " --backend tornado and no --query-len/--window");
             }
         }
+        if (vSums != null) {
+            BackendOptions.requireVSums(vSums);
+            if (!backendOptions.backend.equals("tornado") || queryLen != null || window != null) {
+                throw new IllegalArgumentException("--v-sums=" + vSums + " chooses the tornado backend's decode kernel: it needs"
+                        + " --backend tornado and no --query-len/--window");
+            }
+        }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
@@ -85,7 +96,7 @@ final class CheckCommand implements Callable<Integer> {
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
-        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel)) {
+        try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache()) + " backend=" + backend);
             attention.decode(w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);

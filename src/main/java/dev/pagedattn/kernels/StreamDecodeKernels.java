@@ -53,6 +53,12 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * {@code FP8} decoders (one hardware conversion each on the CUDA backend, sm_89+) and
  * {@code attentionInt8} converts the sign-extended byte (a twin that looked codes up in a local copy
  * of the format's table was 6-12% slower on an H200: benchmarks/NOTES.md, q2).
+ *
+ * <p>{@code attentionF16x2HalfV} is {@code attentionF16x2} with the V phase in fp16 pairs
+ * ({@link dev.pagedattn.tornado.VSums#FP16}, opt-in): the probabilities are stored as fp16 pairs, a lane
+ * sums a tile's 16 products per (head, dim pair) with {@code Half2.fma} ({@code __hfma2}) and adds the
+ * sums to its fp32 accumulators at the tile's end: 8 instead of 16 FMAs and no V conversions per token
+ * and lane (76 instead of 86 warp instructions per (token, KV head) on an H200).
  */
 public final class StreamDecodeKernels {
     /** Local size: one warp. */
@@ -752,7 +758,7 @@ public final class StreamDecodeKernels {
         }
     }
 
-    public static void attentionF16x2PvHalf(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+    public static void attentionF16x2HalfV(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
                                     float scale) {
@@ -1109,7 +1115,7 @@ public final class StreamDecodeKernels {
                     probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);
                     ctx.localBarrier();
                     // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
-                    // (fp16 products and sums within the tile: half the instructions of fp32 FMAs and conversions)
+                    // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)
                     Half2 pa0 = probs[0];
                     Half2 pb0 = probs[1];
                     Half2 pc0 = probs[2];

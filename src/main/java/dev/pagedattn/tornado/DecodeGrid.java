@@ -103,11 +103,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * slower balanced), so uniform batches keep the partition grid.
      */
     public static final boolean BALANCED = !"false".equals(System.getProperty("pagedattn.tornado.balanced"));
-    /**
-     * EXPERIMENT (branch next/pv-half2): the fp16 stream kernel with a tile's probability-weighted V sums in fp16
-     * ({@code StreamDecodeKernels.attentionF16x2PvHalf}) when {@code -Dpagedattn.tornado.streamPv=half}.
-     */
-    public static final boolean PV_HALF = "half".equals(System.getProperty("pagedattn.tornado.streamPv"));
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 

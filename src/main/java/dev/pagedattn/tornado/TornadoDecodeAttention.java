@@ -79,6 +79,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final AttentionSpec shardSpec; // what each shard's kernels see (spec itself for an unsharded layer)
     private final String device;
     private final String variant;
+    private final VSums vSums;
     private final DecodeGrid.Kernel requestedKernel;
     private final boolean cudaGraphRequested;
     private boolean cudaGraph;           // requested and the backend has CUDA graphs
@@ -88,7 +89,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private boolean closed;
     private long lastDeviceNanos = -1;
 
-    /** The kernel from {@code -Dpagedattn.tornado.kernel}, CUDA graphs from {@code -Dpagedattn.tornado.cudaGraph}. */
+    /**
+     * The kernel from {@code -Dpagedattn.tornado.kernel}, CUDA graphs from {@code -Dpagedattn.tornado.cudaGraph}, the V sums'
+     * precision from {@code -Dpagedattn.tornado.vSums}.
+     */
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant) {
         this(cache, spec, device, variant, DecodeGrid.KERNEL, CUDA_GRAPH);
     }
@@ -99,12 +103,36 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     /**
-     * {@code kernel}: the attention kernel to run, AUTO for the measured best on the device;
-     * {@code cudaGraph}: replay steps as CUDA graphs where the backend has them (no device time then).
+     * {@code kernel} and {@code vSums} by name ({@link DecodeGrid.Kernel#parse}, {@link VSums#parse}), null for
+     * {@link DecodeGrid#KERNEL} and {@link VSums#DEFAULT}.
      */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, String kernel, String vSums) {
+        this(cache, spec, device, variant, kernel == null ? DecodeGrid.KERNEL : DecodeGrid.Kernel.parse(kernel), CUDA_GRAPH,
+                vSums == null ? VSums.DEFAULT : VSums.parse(vSums));
+    }
+
+    /** As the full constructor, with the V sums' precision from {@code -Dpagedattn.tornado.vSums} ({@link VSums#DEFAULT}). */
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
                                   boolean cudaGraph) {
+        this(cache, spec, device, variant, kernel, cudaGraph, VSums.DEFAULT);
+    }
+
+    /**
+     * {@code kernel}: the attention kernel to run, AUTO for the measured best on the device;
+     * {@code cudaGraph}: replay steps as CUDA graphs where the backend has them (no device time then);
+     * {@code vSums}: the precision of the V sums ({@link VSums}; {@code FP16} needs fp16 K/V, and the
+     * stream kernel, which AUTO picks on the CUDA backend: another kernel is refused on first use).
+     */
+    public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
+                                  boolean cudaGraph, VSums vSums) {
         spec.requireMatches(cache.config());
+        if (vSums == VSums.FP16 && cache.config().dtype() != KvDtype.FP16) {
+            throw new IllegalArgumentException("v-sums=fp16 needs fp16 K/V (dtype=" + cache.config().dtype()
+                    + "): the 8-bit and fp32 kernels keep fp32 sums");
+        }
+        if (vSums == VSums.FP16 && variant.equals("parallel")) {
+            throw new IllegalArgumentException("v-sums=fp16 runs in the stream kernel, not variant=parallel: use auto, fused or splitk");
+        }
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
         }
@@ -127,6 +155,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.variant = variant;
         this.requestedKernel = kernel;
         this.cudaGraphRequested = cudaGraph;
+        this.vSums = vSums;
         this.plans = new Plan[config.numLayers()];
         cache.dirtySlots().track();
     }
@@ -157,7 +186,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
             backend = backendOf(device);
-            kernel = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
+            DecodeGrid.Kernel resolved = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
+            if (vSums == VSums.FP16 && resolved != DecodeGrid.Kernel.STREAM) {
+                throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 128); "
+                        + "this device's " + backend + " backend runs kernel=" + resolved.name().toLowerCase(java.util.Locale.ROOT));
+            }
+            kernel = resolved;
             cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
         }
         return kernel;
@@ -332,8 +366,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && DecodeGrid.PV_HALF) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2PvHalf, ctx, k, v, q, tables, lens, params, out,
+                } else if (kernel == DecodeGrid.Kernel.STREAM && vSums == VSums.FP16) {
+                    graph.task(attention, StreamDecodeKernels::attentionF16x2HalfV, ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,

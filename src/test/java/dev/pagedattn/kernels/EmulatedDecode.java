@@ -8,14 +8,13 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.ShardRows;
+import dev.pagedattn.tornado.VSums;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /** Runs the GPU kernel variants on a workload through {@link KernelEmulator}, sized by {@link DecodeGrid}. */
 final class EmulatedDecode {
     static final int MERGE_LOCAL = PagedDecodeKernels.MERGE_LOCAL;
-    /** Run the fp16 stream kernel's fp16-V-sum variant instead (experiment). */
-    static volatile boolean pvHalf = false;
 
     private EmulatedDecode() {
     }
@@ -32,6 +31,12 @@ final class EmulatedDecode {
      * planned for {@code spec.shard(poolShards)}).
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
+        return attention(w, grid, schedule, packedHalfLoads, VSums.FP32);
+    }
+
+    /** {@code vSums}: FP16 runs the fp16 stream kernel's twin with a tile's V sums in fp16 pairs. */
+    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
+                                VSums vSums) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -40,7 +45,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -48,7 +53,7 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads) {
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.capacity(b.numSeqs(), grid.numGroups()));
@@ -67,6 +72,9 @@ final class EmulatedDecode {
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
+        if (vSums == VSums.FP16 && !(stream && half)) {
+            throw new IllegalArgumentException("fp16 V sums are the fp16 stream kernel's, not " + grid.kernel() + " " + c.config().dtype());
+        }
         if (stream && !half && !eightBit) {
             throw new IllegalArgumentException("the stream kernel reads fp16 and 8-bit pools, not " + c.config().dtype());
         }
@@ -92,8 +100,8 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (stream && pvHalf) {
-                StreamDecodeKernels.attentionF16x2PvHalf(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+            } else if (stream && vSums == VSums.FP16) {
+                StreamDecodeKernels.attentionF16x2HalfV(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
                 StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,

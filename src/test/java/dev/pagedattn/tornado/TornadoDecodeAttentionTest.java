@@ -40,4 +40,21 @@ class TornadoDecodeAttentionTest {
         e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(cache, spec, "gpu0", "auto"));
         assertTrue(e.getMessage().contains("device=gpu0"), e.getMessage());
     }
+
+    @Test
+    void fp16VSumsAreRefusedWhereNoKernelHasThem() {
+        KvCache fp8 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP8_E4M3));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(fp8,
+                AttentionSpec.of(fp8.config(), 8), null, "auto", DecodeGrid.Kernel.AUTO, false, VSums.FP16));
+        assertTrue(e.getMessage().startsWith("v-sums=fp16 needs fp16 K/V (dtype=FP8_E4M3)"), e.getMessage());
+        KvCache fp16 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(fp16.config(), 8);
+        e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(fp16, spec, null, "parallel", DecodeGrid.Kernel.AUTO, false, VSums.FP16));
+        assertTrue(e.getMessage().contains("variant=parallel"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(fp16, spec, null, "auto", "stream", "half"));
+        assertTrue(e.getMessage().equals("v-sums=half is not one of fp32, fp16"), e.getMessage());
+        new TornadoDecodeAttention(fp16, spec, null, "auto", "stream", "FP16").close();
+        new TornadoDecodeAttention(fp8, AttentionSpec.of(fp8.config(), 8), null, "auto", null, "fp32").close();
+    }
 }
