@@ -196,12 +196,19 @@ def body(q8, dec=None, pvhalf=False):
         w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
     w()
-    w( "        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0")
-    w( "        for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {")
-    w( "            int h = i / HEAD_DIM;")
+    w( "        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.")
+    w( "        // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the")
+    w( "        // group's last, then zeroed): in a loop with a guarded load each waited for the one before.")
     sc = "qScale" if q8 else "scale"
-    w(f"            qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * {sc} : 0f;")
-    w( "        }")
+    w( "        int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head")
+    for hi, h in enumerate(H):
+        w(f"        int qAt{h.upper()} = (qRow + TornadoMath.min(head0 + {hi}, groupSize - 1)) * headDim + lane;")
+    for hi, h in enumerate(H):
+        w("        " + " ".join(f"float q{h}{j} = q.get(qAt{h.upper()} + {32 * j});" for j in range(4)))
+    for hi, h in enumerate(H):
+        w(f"        float qScale{h.upper()} = head0 + {hi} < groupSize ? {sc} : 0f;")
+    for hi, h in enumerate(H):
+        w("        " + " ".join(f"qs[{hi * 128 + 32 * j} + lane] = q{h}{j} * qScale{h.upper()};" for j in range(4)))
     w( "        ctx.localBarrier();")
     w(f"        int qLane = {4 if q8 else 2} * part;")
     for hi, h in enumerate(H):

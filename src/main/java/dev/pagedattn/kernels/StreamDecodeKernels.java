@@ -160,11 +160,26 @@ public final class StreamDecodeKernels {
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
-                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
-                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
-                    int h = i / HEAD_DIM;
-                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
-                }
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
                 ctx.localBarrier();
                 int qLane = 2 * part;
                 boolean validA = head0 + 0 < groupSize;
@@ -814,11 +829,26 @@ public final class StreamDecodeKernels {
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
-                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
-                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
-                    int h = i / HEAD_DIM;
-                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * scale : 0f;
-                }
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
                 ctx.localBarrier();
                 int qLane = 2 * part;
                 boolean validA = head0 + 0 < groupSize;
@@ -1475,11 +1505,26 @@ public final class StreamDecodeKernels {
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
-                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
-                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
-                    int h = i / HEAD_DIM;
-                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
-                }
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
                 ctx.localBarrier();
                 int qLane = 4 * part;
                 boolean validA = head0 + 0 < groupSize;
@@ -2148,11 +2193,26 @@ public final class StreamDecodeKernels {
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
-                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
-                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
-                    int h = i / HEAD_DIM;
-                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
-                }
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
                 ctx.localBarrier();
                 int qLane = 4 * part;
                 boolean validA = head0 + 0 < groupSize;
@@ -2821,11 +2881,26 @@ public final class StreamDecodeKernels {
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
                 float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
 
-                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0
-                for (int i = lane; i < HEADS * HEAD_DIM; i += LOCAL) {
-                    int h = i / HEAD_DIM;
-                    qs[i] = head0 + h < groupSize ? q.get((seq * numKvHeads * groupSize + kvHead * groupSize + head0 + h) * headDim + i - h * HEAD_DIM) * qScale : 0f;
-                }
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
                 ctx.localBarrier();
                 int qLane = 4 * part;
                 boolean validA = head0 + 0 < groupSize;
