@@ -86,9 +86,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Shortest partition the stream kernel's whole-wave split makes (large uniform batches): shorter
      * ones cost more in start-up and merge than the fuller waves gain (H200: 128 x 1k and 256 x 1k 12%
-     * slower in three partitions of 352 tokens).
+     * slower in three partitions of 352 tokens), {@code -Dpagedattn.tornado.streamWavePartitionTokens}.
      */
-    public static final int STREAM_WAVE_PARTITION_TOKENS = 1024;
+    public static final int STREAM_WAVE_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamWavePartitionTokens", 1024);
     /**
      * Longest context the whole-wave split applies to: from 16k tokens on, two thirds of a wave of
      * one-warp groups already read at 98-99% of the CUDA backend's read probe (H200, 128 and 256 x 16k
