@@ -7,6 +7,7 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
+import dev.pagedattn.tornado.VSums;
 import java.util.List;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
@@ -50,6 +51,32 @@ class StreamDecodeKernelsProperties {
         FloatArray out = EmulatedDecode.attention(w, g, schedule);
         double rel = ReferenceAttention.relativeL2(out, w.reference());
         assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
+    }
+
+    /** {@link VSums#FP16}: the fp16 twin on random shapes and grids, at fp16's precision (a lost token or head costs > 1e-2). */
+    @Property(tries = 15)
+    void fp16VSumsMatchReferenceOnRandomShapesAndGrids(
+            @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 160) Integer> lengths,
+            @ForAll @IntRange(min = 1, max = 2) int numKvHeads,
+            @ForAll @IntRange(min = 1, max = 12) int groupSize,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll("grids") String grid,
+            @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
+            @ForAll @IntRange(min = 1, max = 40) int targetGroups,
+            @ForAll KernelEmulator.Schedule schedule,
+            @ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        DecodeWorkload w = DecodeWorkload.create(lens, numKvHeads * groupSize, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize,
+                KvDtype.FP16, seed);
+        int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
+        int longest = w.batch().maxContextLen();
+        DecodeGrid g = switch (grid) {
+            case "fused" -> DecodeGrid.plan(w.spec(), lens.length, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            case "partitions" -> DecodeGrid.plan(w.spec(), lens.length, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
+        };
+        double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, g, schedule, false, VSums.FP16), w.reference());
+        assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
     }
 
     @Provide
