@@ -41,13 +41,7 @@ class StreamDecodeKernelsProperties {
         int qHeads = numKvHeads * groupSize;
         DecodeWorkload w = DecodeWorkload.create(lens, qHeads, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize, dtype, seed, 0, 1, 0,
                 TestScales.perHead(dtype, numKvHeads, seed));
-        int longest = w.batch().maxContextLen();
-        int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
-        DecodeGrid g = switch (grid) {
-            case "fused" -> DecodeGrid.plan(w.spec(), lens.length, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            case "partitions" -> DecodeGrid.plan(w.spec(), lens.length, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
-        };
+        DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
         FloatArray out = EmulatedDecode.attention(w, g, schedule);
         double rel = ReferenceAttention.relativeL2(out, w.reference());
         assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
@@ -68,15 +62,21 @@ class StreamDecodeKernelsProperties {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         DecodeWorkload w = DecodeWorkload.create(lens, numKvHeads * groupSize, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize,
                 KvDtype.FP16, seed);
-        int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
-        int longest = w.batch().maxContextLen();
-        DecodeGrid g = switch (grid) {
-            case "fused" -> DecodeGrid.plan(w.spec(), lens.length, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            case "partitions" -> DecodeGrid.plan(w.spec(), lens.length, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
-        };
+        DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
         double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, g, schedule, false, VSums.FP16), w.reference());
         assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
+    }
+
+    /** The stream kernel's grid of kind {@code grid} (fused, partitions of at least {@code minPartitionTiles} tiles, balanced). */
+    private static DecodeGrid grid(DecodeWorkload w, String grid, int targetGroups, int minPartitionTiles) {
+        int seqs = w.batch().numSeqs();
+        int longest = w.batch().maxContextLen();
+        int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
+        return switch (grid) {
+            case "fused" -> DecodeGrid.plan(w.spec(), seqs, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            case "partitions" -> DecodeGrid.plan(w.spec(), seqs, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
+        };
     }
 
     @Provide
