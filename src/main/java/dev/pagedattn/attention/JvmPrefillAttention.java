@@ -78,6 +78,20 @@ public final class JvmPrefillAttention implements PrefillAttention {
         workers.shutdown();
     }
 
+    /**
+     * {@code length} elements of {@code pool} from {@code index} (one tile of {@code kvHead}) as fp32, bit for bit
+     * {@code KvPool.read}: 8-bit codes through decode's {@link EightBitWidening} (whole vectors on the Vector API path;
+     * {@code table} is the format's, null for fp16/fp32) instead of the pool's table lookup per code.
+     */
+    private static void widen(KvPool pool, float[] table, int kvHead, int index, float[] dst, int length) {
+        if (pool.format() != null) {
+            EightBitWidening.widen(pool.format(), table, pool.segment(), index, pool.scale(kvHead), dst, 0, length,
+                    JvmDecodeAttention.VECTOR);
+        } else {
+            pool.read(index, dst, 0, length); // fp16: the same loop as Fp16Widening's, which C2 vectorises
+        }
+    }
+
     /** Query tokens {@code firstToken ..} (at most TILE_TOKENS) of {@code seq}, all heads of {@code kvHead}'s group. */
     private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out) {
         DecodeBatch kv = batch.kv();
@@ -99,6 +113,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         float[] acc = new float[rows * d];     // [rows][d]
         float[] max = new float[rows];
         float[] sum = new float[rows];
+        float[] table = keys.format() == null ? null : keys.format().table(); // 8-bit: the codes' values
         float[] kTile = new float[bs * d];     // [slot][d]
         float[] vTile = new float[bs * d];     // [slot][d]
         int pb = (bs + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
@@ -117,7 +132,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
             int start = b * bs;
             int n = Math.min(bs, hi + 1 - start);
             int base = layout.tileBase(kv.block(seq, b), kvHead);
-            keys.read(base, kTile, 0, n * d);
+            widen(keys, table, kvHead, base, kTile, n * d);
             boolean vRead = false;
             for (int j = 0; j < tokens; j++) {
                 int from = Math.max(first[j], start) - start;   // visible slots of this block: [from, to)
@@ -126,7 +141,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                     continue;
                 }
                 if (!vRead) {
-                    values.read(base, vTile, 0, n * d);
+                    widen(values, table, kvHead, base, vTile, n * d);
                     vRead = true;
                 }
                 for (int h = 0; h < g; h++) {
