@@ -120,9 +120,8 @@ def body(q8, dec=None, pvhalf=False):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
-    global Q8, DEC, PVH
+    global Q8, DEC
     Q8 = q8
-    PVH = pvhalf
     DEC = dec
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
@@ -314,16 +313,17 @@ def body(q8, dec=None, pvhalf=False):
         for h in H:
             w(f"            o{h}0 += Half2.lowFloat(t{h}0); o{h}1 += Half2.highFloat(t{h}0); "
               f"o{h}2 += Half2.lowFloat(t{h}1); o{h}3 += Half2.highFloat(t{h}1);")
-    for r in (range(T) if not pvhalf else []):
-        for hi, h in enumerate(H):
-            w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
-        if q8:
-            decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
-        else:
-            conv(f"vw{r}0", f"y{r}0", f"y{r}1", "            ")
-            conv(f"vw{r}1", f"y{r}2", f"y{r}3", "            ")
-        for h in H:
-            w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
+    else:
+        for r in range(T):
+            for hi, h in enumerate(H):
+                w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
+            if q8:
+                decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
+            else:
+                conv(f"vw{r}0", f"y{r}0", f"y{r}1", "            ")
+                conv(f"vw{r}1", f"y{r}2", f"y{r}3", "            ")
+            for h in H:
+                w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
     w( "        }")
     w()
     w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
