@@ -51,10 +51,10 @@ final class BackendOptions {
         }
     }
 
-    /** {@code vSums} names a precision of the stream kernel's V sums ({@code VSums}). */
-    static void requireVSums(String vSums) {
+    /** The precision of the stream kernel's V sums that {@code vSums} names ({@code VSums}), or the flag's one-line error. */
+    static VSums requireVSums(String vSums) {
         try {
-            VSums.parse(vSums);
+            return VSums.parse(vSums);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--" + e.getMessage());
         }

@@ -119,10 +119,7 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         kernelList = Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
-        for (String v : vSums) {
-            BackendOptions.requireVSums(v);
-        }
-        vSumsList = Arrays.stream(vSums).map(VSums::parse).distinct().toList();
+        vSumsList = Arrays.stream(vSums).map(BackendOptions::requireVSums).distinct().toList();
         if (vSumsList.contains(VSums.FP16) && !dtype.equalsIgnoreCase("fp16")) {
             throw new IllegalArgumentException("--v-sums=fp16 needs --dtype fp16 (the fp16 stream kernel's), not --dtype=" + dtype);
         }

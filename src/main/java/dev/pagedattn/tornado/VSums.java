@@ -1,7 +1,5 @@
 package dev.pagedattn.tornado;
 
-import java.util.Locale;
-
 /**
  * Precision of the probability-weighted sums of V in the fp16 stream kernel
  * ({@link dev.pagedattn.kernels.StreamDecodeKernels}, CUDA backend).
@@ -31,10 +29,5 @@ public enum VSums {
             }
         }
         throw new IllegalArgumentException("v-sums=" + name + " is not one of fp32, fp16");
-    }
-
-    /** The lower-case name the CLI and the bench rows use. */
-    public String label() {
-        return name().toLowerCase(Locale.ROOT);
     }
 }
