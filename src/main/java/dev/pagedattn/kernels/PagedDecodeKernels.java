@@ -99,8 +99,8 @@ public final class PagedDecodeKernels {
      * {@link #MERGE_LOCAL} is slice {@code i / (MERGE_LOCAL / S)} of output element
      * {@code (seq, head, d)}, {@code S = params[MERGE_SLICES]} slices per element: slice {@code s} reads
      * partitions {@code s, s + S, ...}, eight at a time with all their loads issued before the first
-     * is used (one L2 round trip for a slice of up to eight partitions), and the {@code S} (max, sum,
-     * accumulator) triples are combined through local memory as a tree, {@code log2 S} steps. Grid-stride over the
+     * is used (one L2 round trip for a slice of up to eight partitions), and slice 0 combines the
+     * {@code S} (max, sum, accumulator) triples through local memory. Grid-stride over the
      * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
      * fused steps, where the kernel returns at once).
      */
@@ -228,25 +228,21 @@ public final class PagedDecodeKernels {
             ls[tid] = l;
             os[tid] = o;
             ctx.localBarrier();
-            for (int half = slices >> 1; half > 0; half >>= 1) { // a tree: slice s takes in slice s + half (slices: a power of two)
-                if (slice < half) {
-                    int other = tid + half * width;
-                    float m2 = ms[other];
-                    float mNew = TornadoMath.max(m, m2);
-                    float w1 = m > Float.NEGATIVE_INFINITY ? TornadoMath.exp(m - mNew) : 0f;   // 0 for a slice without partitions
-                    float w2 = m2 > Float.NEGATIVE_INFINITY ? TornadoMath.exp(m2 - mNew) : 0f;
-                    l = l * w1 + ls[other] * w2;
-                    o = o * w1 + os[other] * w2;
-                    m = mNew;
-                    ms[tid] = m;
-                    ls[tid] = l;
-                    os[tid] = o;
-                }
-                ctx.localBarrier();
-            }
             if (slice == 0 && idx < total) {
-                out.set(idx, o / l);
+                float mAll = m;
+                for (int s = 1; s < slices; s++) {
+                    mAll = TornadoMath.max(mAll, ms[s * width + lane]);
+                }
+                float sum = 0f;
+                float acc = 0f;
+                for (int s = 0; s < slices; s++) {
+                    float ws = TornadoMath.exp(ms[s * width + lane] - mAll); // 0 for a slice without partitions (max -inf)
+                    sum += ls[s * width + lane] * ws;
+                    acc += os[s * width + lane] * ws;
+                }
+                out.set(idx, acc / sum);
             }
+            ctx.localBarrier();
         }
     }
 }
