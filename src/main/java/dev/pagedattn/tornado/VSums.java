@@ -12,7 +12,8 @@ package dev.pagedattn.tornado;
  * before the V products, and FlashInfer's opt-in fp16 reductions, it trades precision for
  * instructions: about 76 warp instructions per (token, KV head) instead of 86 on an H200, 0.95-0.98x the
  * time per step on the standard cells (256 x 1k: 1.01x), and a relative L2 error of about 6e-4 on random
- * inputs, twice cuDNN's own (benchmarks/NOTES.md, "v1"). A tile's sum of 16 products overflows fp16 when |V| exceeds 4096. fp16 K/V only.
+ * inputs, twice cuDNN's own (benchmarks/NOTES.md, "v1"). A tile's sum of 16 products overflows fp16 when
+ * |V| exceeds 4096. fp16 K/V only.
  */
 public enum VSums {
     FP32,
