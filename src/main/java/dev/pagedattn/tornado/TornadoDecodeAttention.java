@@ -36,12 +36,13 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 /**
  * Decode attention on a TornadoVM device with the K/V pools resident there.
  *
- * <p>One task graph per instance: {@code scatter} (new tokens from a staging array into the
- * pools), {@code attention} and {@code merge}. The pools go to the device once (first execution)
- * and are never uploaded again: every step sends only the queries, block tables, lengths, the
- * per-step {@code params} and the staging rows of tokens written since the last step (the cache's
- * dirty-slot journal, which also covers copy-on-write copies). Values that change between steps
- * travel in IntArrays because TornadoVM freezes scalar arguments.
+ * <p>Two task graphs per layer: {@code scatter} (new tokens from a staging array into the pools),
+ * {@code attention} and {@code merge}; and the same without {@code scatter}, for steps that write
+ * nothing ({@link #READ_GRAPH}). The pools go to the device once (the first execution) and are never
+ * uploaded again: every step sends only the queries, block tables, lengths, the per-step {@code params}
+ * and the staging rows of tokens written since the last step (the cache's dirty-slot journal, which
+ * also covers copy-on-write copies). Values that change between steps travel in IntArrays because
+ * TornadoVM freezes scalar arguments.
  *
  * <p>Variants: {@code auto} (split-K when the batch alone does not fill the GPU, see
  * {@link DecodeGrid}), {@code fused} (never split), {@code splitk} (always allowed to split) and
@@ -58,6 +59,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * The staging arrays travel to the device on every execution, so they are kept small.
      */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
+
+    /**
+     * Run a step that writes nothing through a second task graph without the scatter task
+     * ({@code -Dpagedattn.tornado.readGraph=false}: always the full graph). Its pools (and partials) are the
+     * full graph's device buffers ({@code persistOnDevice}/{@code consumeFromDevice}), so nothing is stored
+     * twice. TornadoVM launches every task of a graph: an idle scatter still cost 10-23 us of an H200's
+     * kernel time per step by TornadoVM's profiler (benchmarks/NOTES.md, "Sixteenth session").
+     */
+    public static final boolean READ_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.readGraph"));
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
@@ -249,12 +259,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
+        final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
         final WorkerGrid1D[] mergeGrids;     // [shards], or null (parallel): one work-group when nothing is merged
         final int scatterGlobal;
         final int mergeGlobal;
         final TornadoExecutionPlan executionPlan;
+        boolean uploaded;                // the full graph has run once: the pools are on the device
 
         Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
             this.layer = layer;
@@ -277,6 +289,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
             slotOffsets = new IntArray(stagingSlots);
+            dequant = new FloatArray[shards];
+            if (config.dtype().isQuantized()) {
+                for (int s = 0; s < shards; s++) {
+                    dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
+                }
+            }
             attentionGrids = variant.equals("parallel") ? null : new WorkerGrid1D[shards];
             scatterGrids = new WorkerGrid1D[shards];
             mergeGrids = attentionGrids == null ? null : new WorkerGrid1D[shards];
@@ -286,32 +304,39 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             mergeGlobal = (int) Math.min(((long) maxSeqs * hq * d * PagedDecodeKernels.MAX_MERGE_SLICES + PlanParts.HELPER_LOCAL - 1)
                     / PlanParts.HELPER_LOCAL, MERGE_GROUPS) * PlanParts.HELPER_LOCAL;
             String name = graphName(layer);
+            String readName = name + "Read";
             TaskGraph graph = new TaskGraph(name)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
+            TaskGraph read = new TaskGraph(readName)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params);
             GridScheduler grids = new GridScheduler();
             for (int s = 0; s < shards; s++) {
                 stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
                 FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
-                addShard(graph, s, partials);
+                addShard(graph, read, name, s, partials);
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
                 grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
                 if (attentionGrids != null) {
                     mergeGrids[s] = PlanParts.grid(mergeGlobal, PlanParts.HELPER_LOCAL);
-                    grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
                     attentionGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
-                    grids.addWorkerGrid(name + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                    for (String g : new String[] {name, readName}) {
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                    }
                 }
             }
             graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
+            read.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
             ImmutableTaskGraph immutable = graph.snapshot();
-            executionPlan = new TornadoExecutionPlan(immutable).withGridScheduler(grids);
+            executionPlan = READ_GRAPH ? new TornadoExecutionPlan(immutable, read.snapshot()) : new TornadoExecutionPlan(immutable);
+            executionPlan.withGridScheduler(grids);
             if (!cudaGraph) {
                 executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
             }
-            // -Ddecode.device pins the graph named "decode" only: the other layers' plans follow it explicitly
-            String pin = device != null ? device : layer == 0 ? null : System.getProperty("decode.device");
+            // -Ddecode.device pins the graph named "decode" only: the other graphs follow it explicitly
+            String pin = device != null ? device : System.getProperty("decode.device");
             if (pin != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(pin));
             }
@@ -320,8 +345,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        /** The scatter, attention and merge tasks of shard {@code s}: its pools, rows, staging and partials. */
-        private void addShard(TaskGraph graph, int s, FloatArray partials) {
+        /**
+         * The scatter, attention and merge tasks of shard {@code s} (its pools, rows, staging and partials) in
+         * {@code graph}, named {@code name}, and the attention and merge tasks in {@code read} on the same device
+         * buffers.
+         */
+        private void addShard(TaskGraph graph, TaskGraph read, String name, int s, FloatArray partials) {
+            addTasks(graph, s, partials, true);
+            addTasks(read, s, partials, false);
+            TornadoNativeArray kPool = cache.keys(layer, s).array();
+            TornadoNativeArray vPool = cache.values(layer, s).array();
+            if (config.dtype().isQuantized()) {
+                FloatArray dequant = this.dequant[s];
+                graph.persistOnDevice(kPool, vPool, partials, dequant);
+                read.consumeFromDevice(name, kPool, vPool, partials, dequant);
+            } else {
+                graph.persistOnDevice(kPool, vPool, partials);
+                read.consumeFromDevice(name, kPool, vPool, partials);
+            }
+        }
+
+        /** Shard {@code s}'s tasks: scatter (with {@code scatter}), attention and merge. */
+        private void addTasks(TaskGraph graph, int s, FloatArray partials, boolean scatter) {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
@@ -335,15 +380,21 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray vPool = cache.values(layer, s).array();
             DecodeGrid.Kernel kernel = kernel();
             String attention = PlanParts.taskName("attention", s);
-            graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
-            PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets, params,
-                    hkv, d, bs);
+            if (scatter) {
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+                PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
+                        params, hkv, d, bs);
+            } else {
+                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
+            }
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
-                FloatArray dequant = PackedCodes.argument(cache, layer, s, 1f);
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                FloatArray dequant = this.dequant[s];
+                if (scatter) {
+                    graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                }
                 if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
                     graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -458,7 +509,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                         g.setLocalWork(grid.localSize(), 1, 1);
                     }
                 }
+                // the graph without the scatter task when nothing is staged, once the full graph has uploaded the pools
+                boolean readOnly = READ_GRAPH && uploaded && staged == 0;
+                if (READ_GRAPH) {
+                    executionPlan.withGraph(readOnly ? 1 : 0);
+                }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
+                uploaded = true;
                 nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
