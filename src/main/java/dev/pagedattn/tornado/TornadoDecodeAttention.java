@@ -36,9 +36,9 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 /**
  * Decode attention on a TornadoVM device with the K/V pools resident there.
  *
- * <p>Two task graphs per layer: {@code scatter} (new tokens from a staging array into the pools),
- * {@code attention} and {@code merge}; and the same without {@code scatter}, for steps that write
- * nothing ({@link #READ_GRAPH}). The pools go to the device once (the first execution) and are never
+ * <p>Per layer, task graphs of the tasks {@code scatter} (new tokens from a staging array into the pools),
+ * {@code attention} and {@code merge}: one with all three, and one for each smaller set a step may need
+ * ({@link #TASK_SETS}). The pools go to the device once (the first execution) and are never
  * uploaded again: every step sends only the queries, block tables, lengths, the per-step {@code params}
  * and the staging rows of tokens written since the last step (the cache's dirty-slot journal, which
  * also covers copy-on-write copies). Values that change between steps travel in IntArrays because
@@ -61,13 +61,21 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
 
     /**
-     * Run a step that writes nothing through a second task graph without the scatter task
-     * ({@code -Dpagedattn.tornado.readGraph=false}: always the full graph). Its pools (and partials) are the
-     * full graph's device buffers ({@code persistOnDevice}/{@code consumeFromDevice}), so nothing is stored
-     * twice. TornadoVM launches every task of a graph: an idle scatter still cost 10-23 us of an H200's
-     * kernel time per step by TornadoVM's profiler (benchmarks/NOTES.md, "Sixteenth session").
+     * Run each execution through a task graph of only the tasks it needs ({@code -Dpagedattn.tornado.taskSets=false}:
+     * always the graph of all three): no scatter when nothing is staged, no merge when the grid is not split (the
+     * extra executions of a write larger than the staging arrays take the first graph: TornadoVM 5.2 failed on a
+     * graph of the scatter alone, in {@code executeAlloc}). The other graphs use the
+     * first one's device buffers of the pools and partials ({@code persistOnDevice}/{@code consumeFromDevice}), so
+     * nothing is stored twice, and each is compiled on its first use. TornadoVM launches every task of a graph: an
+     * idle helper launch cost 10-23 us of an H200's kernel time per step by TornadoVM's profiler (benchmarks/NOTES.md,
+     * "Sixteenth session").
      */
-    public static final boolean READ_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.readGraph"));
+    public static final boolean TASK_SETS = !"false".equals(System.getProperty("pagedattn.tornado.taskSets"));
+
+    /** Task sets of a plan's task graphs. */
+    private static final int SCATTER = 1;
+    private static final int ATTENTION = 2;
+    private static final int MERGE = 4;
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
@@ -266,7 +274,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final int scatterGlobal;
         final int mergeGlobal;
         final TornadoExecutionPlan executionPlan;
-        boolean uploaded;                // the full graph has run once: the pools are on the device
+        final int[] graphTasks;          // the task set of each task graph of the plan; the first has every task
+        boolean uploaded;                // the first graph has run once: the pools are on the device
 
         Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
             this.layer = layer;
@@ -304,33 +313,57 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             mergeGlobal = (int) Math.min(((long) maxSeqs * hq * d * PagedDecodeKernels.MAX_MERGE_SLICES + PlanParts.HELPER_LOCAL - 1)
                     / PlanParts.HELPER_LOCAL, MERGE_GROUPS) * PlanParts.HELPER_LOCAL;
             String name = graphName(layer);
-            String readName = name + "Read";
-            TaskGraph graph = new TaskGraph(name)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params, slotOffsets);
-            TaskGraph read = new TaskGraph(readName)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, params);
+            boolean merges = attentionGrids != null;
+            // the task sets: the first (every task) owns the device buffers of the pools and partials
+            graphTasks = !TASK_SETS ? new int[] {SCATTER | ATTENTION | MERGE}
+                    : merges ? new int[] {SCATTER | ATTENTION | MERGE, ATTENTION | MERGE, SCATTER | ATTENTION, ATTENTION}
+                    : new int[] {SCATTER | ATTENTION, ATTENTION};
+            TaskGraph[] graphs = new TaskGraph[graphTasks.length];
+            for (int i = 0; i < graphs.length; i++) {
+                int t = graphTasks[i];
+                graphs[i] = new TaskGraph(i == 0 ? name : name + "T" + t)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, params);
+                if ((t & (ATTENTION | MERGE)) != 0) {
+                    graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens);
+                }
+                if ((t & SCATTER) != 0) {
+                    graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, slotOffsets);
+                }
+            }
             GridScheduler grids = new GridScheduler();
             for (int s = 0; s < shards; s++) {
                 stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
                 FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
-                addShard(graph, read, name, s, partials);
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
-                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
-                if (attentionGrids != null) {
+                if (merges) {
                     mergeGrids[s] = PlanParts.grid(mergeGlobal, PlanParts.HELPER_LOCAL);
                     attentionGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
-                    for (String g : new String[] {name, readName}) {
-                        grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
+                }
+                for (int i = 0; i < graphs.length; i++) {
+                    int t = graphTasks[i];
+                    addShard(graphs[i], i == 0 ? null : name, s, partials, t);
+                    String g = graphs[i].getTaskGraphName();
+                    if ((t & SCATTER) != 0) {
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
+                    }
+                    if (merges && (t & ATTENTION) != 0) {
                         grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                    }
+                    if (merges && (t & MERGE) != 0) {
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
                     }
                 }
             }
-            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
-            read.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
-            ImmutableTaskGraph immutable = graph.snapshot();
-            executionPlan = READ_GRAPH ? new TornadoExecutionPlan(immutable, read.snapshot()) : new TornadoExecutionPlan(immutable);
+            ImmutableTaskGraph[] snapshots = new ImmutableTaskGraph[graphs.length];
+            for (int i = 0; i < graphs.length; i++) {
+                if ((graphTasks[i] & ATTENTION) != 0) {
+                    graphs[i].transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
+                }
+                snapshots[i] = graphs[i].snapshot();
+            }
+            executionPlan = new TornadoExecutionPlan(snapshots);
             executionPlan.withGridScheduler(grids);
             if (!cudaGraph) {
                 executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
@@ -346,27 +379,41 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
 
         /**
-         * The scatter, attention and merge tasks of shard {@code s} (its pools, rows, staging and partials) in
-         * {@code graph}, named {@code name}, and the attention and merge tasks in {@code read} on the same device
-         * buffers.
+         * Shard {@code s}'s tasks of the set {@code tasks} ({@link #SCATTER}, {@link #ATTENTION}, {@link #MERGE}) in
+         * {@code graph}: with {@code owner} null the graph uploads the pools and partials once and keeps them on the
+         * device for the others, else it uses those of the graph named {@code owner}.
          */
-        private void addShard(TaskGraph graph, TaskGraph read, String name, int s, FloatArray partials) {
-            addTasks(graph, s, partials, true);
-            addTasks(read, s, partials, false);
+        private void addShard(TaskGraph graph, String owner, int s, FloatArray partials, int tasks) {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
-            if (config.dtype().isQuantized()) {
-                FloatArray dequant = this.dequant[s];
-                graph.persistOnDevice(kPool, vPool, partials, dequant);
-                read.consumeFromDevice(name, kPool, vPool, partials, dequant);
+            boolean quantized = config.dtype().isQuantized();
+            if (owner == null) {
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials);
+                if (quantized) {
+                    graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant[s]);
+                }
             } else {
+                if ((tasks & (SCATTER | ATTENTION)) != 0) {
+                    graph.consumeFromDevice(owner, kPool, vPool);
+                }
+                if ((tasks & (ATTENTION | MERGE)) != 0) {
+                    graph.consumeFromDevice(owner, partials);
+                }
+                if (quantized && (tasks & ATTENTION) != 0) {
+                    graph.consumeFromDevice(owner, dequant[s]);
+                }
+            }
+            addTasks(graph, s, partials, tasks);
+            if (owner == null) {
                 graph.persistOnDevice(kPool, vPool, partials);
-                read.consumeFromDevice(name, kPool, vPool, partials);
+                if (quantized) {
+                    graph.persistOnDevice(dequant[s]);
+                }
             }
         }
 
-        /** Shard {@code s}'s tasks: scatter (with {@code scatter}), attention and merge. */
-        private void addTasks(TaskGraph graph, int s, FloatArray partials, boolean scatter) {
+        /** Shard {@code s}'s tasks of the set {@code tasks}, with the per-step transfers they read. */
+        private void addTasks(TaskGraph graph, int s, FloatArray partials, int tasks) {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
@@ -380,21 +427,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray vPool = cache.values(layer, s).array();
             DecodeGrid.Kernel kernel = kernel();
             String attention = PlanParts.taskName("attention", s);
-            if (scatter) {
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+            if ((tasks & SCATTER) != 0) {
+                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
                 PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
                         params, hkv, d, bs);
-            } else {
-                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
             }
+            if ((tasks & ATTENTION) == 0) {
+                return;
+            }
+            graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = this.dequant[s];
-                if (scatter) {
-                    graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                }
                 if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
                     graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -459,7 +504,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             partials, hkv, g, d, bs, scale);
                 }
             }
-            if (!variant.equals("parallel")) {
+            if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
                 graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
             }
         }
@@ -509,10 +554,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                         g.setLocalWork(grid.localSize(), 1, 1);
                     }
                 }
-                // the graph without the scatter task when nothing is staged, once the full graph has uploaded the pools
-                boolean readOnly = READ_GRAPH && uploaded && staged == 0;
-                if (READ_GRAPH) {
-                    executionPlan.withGraph(readOnly ? 1 : 0);
+                // the task graph of the tasks this execution needs, once the first has uploaded the pools
+                int tasks = !uploaded || !last ? graphTasks[0] : (staged > 0 ? SCATTER : 0) | ATTENTION | (merging ? MERGE : 0);
+                int graph = 0;
+                for (int i = 0; i < graphTasks.length; i++) {
+                    if (graphTasks[i] == (tasks & graphTasks[0])) {
+                        graph = i;
+                    }
+                }
+                if (graphTasks.length > 1) {
+                    executionPlan.withGraph(graph);
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;
