@@ -16,11 +16,15 @@ import uk.ac.manchester.tornado.api.types.vectors.Int4;
 import uk.ac.manchester.tornado.api.types.vectors.Half2;
 
 /**
- * How fast a TornadoVM kernel streams fp16 K/V tiles (4 KB at shuffled tile ids, as a paged pool is read)
- * by load width: 32-bit `getHalf2`, 32-bit `IntArray` words, 64-bit `LongArray` words and 128-bit words
- * (`VectorInt4`, which TornadoVM 5.2's CUDA backend writes as four scalar loads; the header
- * `tornado-config/nvrtc/include/paged-attention-wide.h` turns them into one). Every variant decodes every half
- * and prints its sum, so a wrong decode shows. See benchmarks/NOTES.md ("Sixteenth session").
+ * How fast a TornadoVM kernel streams fp16 K/V tiles (4 KB at shuffled tile ids, as a paged pool is read) by
+ * load width: 32-bit {@code getHalf2}, 32-bit {@code IntArray} words, 64-bit {@code LongArray} words, and
+ * {@code VectorInt4} words, which TornadoVM 5.2's CUDA backend writes as four 32-bit loads. Every variant decodes
+ * every half and prints its sum over N (0.875 when right). Run on the CUDA backend from this folder:
+ * {@code javac -g -cp $TORNADOVM_HOME/share/java/tornado/tornado-api-5.2.0-jdk25.jar WideProbe.java &&
+ * CUDA_PATH=$PWD/nvrtc tornado -cp . WideProbe [h2|i|l|v4]}. {@code nvrtc/include} fixes TornadoVM's
+ * {@code Float.float16ToFloat} on that backend (without it the int variants convert by value) and can make
+ * {@code VectorInt4.get} one 128-bit load ({@code PA_LOAD_MODE}, see its header). Measured on an H200:
+ * benchmarks/NOTES.md, "Sixteenth session".
  */
 public class WideProbe {
     static final int N = 1 << 29;          // halves: 1 GiB
