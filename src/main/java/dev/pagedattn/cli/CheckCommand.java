@@ -112,24 +112,26 @@ final class CheckCommand implements Callable<Integer> {
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
                 DecodeBatch batch = appendOneToken(w, random);
-                out.init(Float.NaN);
-                long t0 = System.nanoTime();
-                attention.decode(batch, 0, w.q(), out);
-                long wall = System.nanoTime() - t0;
-                System.out.printf("step %d (every sequence one token longer):%n", step);
-                status = Math.max(status, report(w, batch, out,
-                        new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance, attention.name()));
-                // the same step again, with nothing written since: on TornadoVM, the graph without the scatter task
-                out.init(Float.NaN);
-                t0 = System.nanoTime();
-                attention.decode(batch, 0, w.q(), out);
-                wall = System.nanoTime() - t0;
-                System.out.printf("step %d again (nothing written since):%n", step);
-                status = Math.max(status, report(w, batch, out,
-                        new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance, attention.name()));
+                status = Math.max(status, decodeOnce(w, batch, out, attention, tolerance,
+                        "step " + step + " (every sequence one token longer):"));
+                // the same step again, with nothing written since: on TornadoVM, a task graph without the scatter task
+                status = Math.max(status, decodeOnce(w, batch, out, attention, tolerance,
+                        "step " + step + " again (nothing written since):"));
             }
             return status;
         }
+    }
+
+    /** One poisoned, timed decode of {@code batch}, reported under {@code title}; the report's status. */
+    private static int decodeOnce(DecodeWorkload w, DecodeBatch batch, FloatArray out, DecodeAttention attention, double tolerance,
+                                  String title) {
+        out.init(Float.NaN);
+        long t0 = System.nanoTime();
+        attention.decode(batch, 0, w.q(), out);
+        long wall = System.nanoTime() - t0;
+        System.out.println(title);
+        return report(w, batch, out, new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance,
+                attention.name());
     }
 
     private static DecodeBatch appendOneToken(DecodeWorkload w, SplittableRandom random) {
