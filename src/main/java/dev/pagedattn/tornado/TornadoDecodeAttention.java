@@ -73,9 +73,40 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final boolean TASK_SETS = !"false".equals(System.getProperty("pagedattn.tornado.taskSets"));
 
     /** Task sets of a plan's task graphs. */
-    private static final int SCATTER = 1;
-    private static final int ATTENTION = 2;
-    private static final int MERGE = 4;
+    static final int SCATTER = 1;
+    static final int ATTENTION = 2;
+    static final int MERGE = 4;
+
+    /**
+     * The task sets of a plan's graphs, the first with every task: that one alone without {@code taskSets}, else
+     * one per set a step may need; {@code merges}: the plan has merge tasks (not the parallel variant).
+     */
+    static int[] taskSets(boolean taskSets, boolean merges) {
+        int all = SCATTER | ATTENTION | (merges ? MERGE : 0);
+        if (!taskSets) {
+            return new int[] {all};
+        }
+        return merges ? new int[] {all, ATTENTION | MERGE, SCATTER | ATTENTION, ATTENTION} : new int[] {all, ATTENTION};
+    }
+
+    /**
+     * The graph of {@code sets} ({@link #taskSets}) an execution runs: the first until it has run once (it uploads
+     * the pools) and for the executions of a write before its last ({@code last} false: their attention is idle);
+     * else the one of exactly the tasks needed: the scatter when something is {@code staged}, the merge when
+     * {@code merging}.
+     */
+    static int graphFor(int[] sets, boolean uploaded, boolean last, boolean staged, boolean merging) {
+        if (!uploaded || !last) {
+            return 0;
+        }
+        int tasks = ((staged ? SCATTER : 0) | ATTENTION | (merging ? MERGE : 0)) & sets[0];
+        for (int i = 0; i < sets.length; i++) {
+            if (sets[i] == tasks) {
+                return i;
+            }
+        }
+        return 0;
+    }
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
@@ -315,9 +346,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             String name = graphName(layer);
             boolean merges = attentionGrids != null;
             // the task sets: the first (every task) owns the device buffers of the pools and partials
-            graphTasks = !TASK_SETS ? new int[] {SCATTER | ATTENTION | MERGE}
-                    : merges ? new int[] {SCATTER | ATTENTION | MERGE, ATTENTION | MERGE, SCATTER | ATTENTION, ATTENTION}
-                    : new int[] {SCATTER | ATTENTION, ATTENTION};
+            graphTasks = taskSets(TASK_SETS, merges);
             TaskGraph[] graphs = new TaskGraph[graphTasks.length];
             for (int i = 0; i < graphs.length; i++) {
                 int t = graphTasks[i];
@@ -555,15 +584,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     }
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
-                int tasks = !uploaded || !last ? graphTasks[0] : (staged > 0 ? SCATTER : 0) | ATTENTION | (merging ? MERGE : 0);
-                int graph = 0;
-                for (int i = 0; i < graphTasks.length; i++) {
-                    if (graphTasks[i] == (tasks & graphTasks[0])) {
-                        graph = i;
-                    }
-                }
                 if (graphTasks.length > 1) {
-                    executionPlan.withGraph(graph);
+                    executionPlan.withGraph(graphFor(graphTasks, uploaded, last, staged > 0, merging));
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;

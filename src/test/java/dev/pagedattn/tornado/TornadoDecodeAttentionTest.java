@@ -57,4 +57,34 @@ class TornadoDecodeAttentionTest {
         new TornadoDecodeAttention(fp16, spec, null, "auto", "stream", "FP16").close();
         new TornadoDecodeAttention(fp8, AttentionSpec.of(fp8.config(), 8), null, "auto", null, "fp32").close();
     }
+
+    @Test
+    void eachExecutionRunsTheGraphOfExactlyTheTasksItNeeds() {
+        for (boolean merges : new boolean[] {true, false}) {
+            int[] sets = TornadoDecodeAttention.taskSets(true, merges);
+            int all = sets[0];
+            assertEquals(TornadoDecodeAttention.SCATTER | TornadoDecodeAttention.ATTENTION | (merges ? TornadoDecodeAttention.MERGE : 0), all);
+            for (boolean uploaded : new boolean[] {true, false}) {
+                for (boolean last : new boolean[] {true, false}) {
+                    for (boolean staged : new boolean[] {true, false}) {
+                        for (boolean merging : new boolean[] {true, false}) {
+                            int g = TornadoDecodeAttention.graphFor(sets, uploaded, last, staged, merging);
+                            String c = "merges=" + merges + " uploaded=" + uploaded + " last=" + last + " staged=" + staged
+                                    + " merging=" + merging;
+                            if (!uploaded || !last) {
+                                assertEquals(0, g, c + ": the first graph uploads the pools and runs a write's earlier executions");
+                                continue;
+                            }
+                            int needed = ((staged ? TornadoDecodeAttention.SCATTER : 0) | TornadoDecodeAttention.ATTENTION
+                                    | (merging ? TornadoDecodeAttention.MERGE : 0)) & all;
+                            assertEquals(needed, sets[g], c + ": every task it needs and no idle one");
+                        }
+                    }
+                }
+            }
+        }
+        int[] one = TornadoDecodeAttention.taskSets(false, true);
+        assertEquals(1, one.length, "taskSets=false: one graph of every task");
+        assertEquals(0, TornadoDecodeAttention.graphFor(one, true, true, false, false));
+    }
 }
