@@ -105,7 +105,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 return i;
             }
         }
-        return 0;
+        return 0; // one graph only (taskSets=false): the first holds every task
     }
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
