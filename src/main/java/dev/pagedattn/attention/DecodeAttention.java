@@ -31,6 +31,30 @@ public interface DecodeAttention extends AutoCloseable {
         return -1;
     }
 
+    /**
+     * Declares the largest batch the caller will decode: up to {@code maxSeqs} sequences of up to
+     * {@code maxTokensPerSeq} tokens each (vLLM's max_num_seqs and max_model_len). Device backends size their
+     * per-step buffers for it once, so that a decode loop whose sequences grow never rebuilds them; batches past
+     * it still run. The default (the JVM backend, which holds nothing per batch) only checks the values.
+     */
+    default void reserve(int maxSeqs, int maxTokensPerSeq) {
+        requireReservation(null, maxSeqs, maxTokensPerSeq);
+    }
+
+    /** Checks {@link #reserve}'s values ({@code config} null: no pool to hold the tokens against); names the bad one. */
+    static void requireReservation(KvCacheConfig config, int maxSeqs, int maxTokensPerSeq) {
+        if (maxSeqs < 1) {
+            throw new IllegalArgumentException("maxSeqs=" + maxSeqs + " must be >= 1");
+        }
+        if (maxTokensPerSeq < 1) {
+            throw new IllegalArgumentException("maxTokensPerSeq=" + maxTokensPerSeq + " must be >= 1");
+        }
+        if (config != null && (long) maxTokensPerSeq > (long) config.numBlocks() * config.blockSize()) {
+            throw new IllegalArgumentException("maxTokensPerSeq=" + maxTokensPerSeq + " exceeds the pool's "
+                    + (long) config.numBlocks() * config.blockSize() + " token slots");
+        }
+    }
+
     /** Releases threads or device memory; the default holds none. */
     @Override
     default void close() {

@@ -91,9 +91,13 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--out", description = "CSV to write (default: ${DEFAULT-VALUE}).", defaultValue = "target/bench/ours.csv")
     Path out;
 
-    @Option(names = "--sweeps", split = ",", description = "Which sweeps: decode, prefill (default: ${DEFAULT-VALUE}).",
-            defaultValue = "decode,prefill")
+    @Option(names = "--sweeps", split = ",", description = "Which sweeps: decode, prefill, loop (an engine's decode loop over "
+            + "the decode cells: see --loop-steps) (default: ${DEFAULT-VALUE}).", defaultValue = "decode,prefill")
     String[] sweeps;
+
+    @Option(names = "--loop-steps", description = "Loop cells: decode steps, each appending one token per sequence "
+            + "(default: ${DEFAULT-VALUE}).", defaultValue = "64")
+    int loopSteps;
 
     @Option(names = "--prefill-batches", split = ",", description = "Prefill cells: batch sizes (default: ${DEFAULT-VALUE}).",
             defaultValue = "1,8,32")
@@ -125,8 +129,8 @@ final class BenchCommand implements Callable<Integer> {
         }
         List<String> sweepList = Arrays.asList(sweeps);
         for (String sweep : sweeps) {
-            if (!sweep.equals("decode") && !sweep.equals("prefill")) {
-                throw new IllegalArgumentException("--sweeps=" + String.join(",", sweeps) + ": " + sweep + " is not one of decode, prefill");
+            if (!sweep.equals("decode") && !sweep.equals("prefill") && !sweep.equals("loop")) {
+                throw new IllegalArgumentException("--sweeps=" + String.join(",", sweeps) + ": " + sweep + " is not one of decode, prefill, loop");
             }
         }
         if (prefillPrefix < 0 || prefillQueryLen < 1) {
@@ -146,13 +150,21 @@ final class BenchCommand implements Callable<Integer> {
         if (iterations < 1) {
             throw new IllegalArgumentException("--iterations=" + iterations + " must be >= 1");
         }
+        if (loopSteps < 2) {
+            throw new IllegalArgumentException("--loop-steps=" + loopSteps + " must be >= 2");
+        }
         KvDtype kvDtype = KvDtype.parse(dtype);
         scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
-            System.out.printf("bench: seed=%d dtype=%s prefill only%n", s, dtype);
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
-                    device, iterations, s, prefillOut);
+            System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
+            if (sweepList.contains("loop")) {
+                LoopBench.run(cells(s), loopSteps, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+            }
+            if (sweepList.contains("prefill")) {
+                PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+                        device, iterations, s, prefillOut);
+            }
             return 0;
         }
         System.out.printf("bench: seed=%d dtype=%s q-heads=%d variants=%s%n", s, dtype, qHeads, String.join(",", variants));
@@ -165,6 +177,27 @@ final class BenchCommand implements Callable<Integer> {
                 probe.readGBs(), 100, Double.NaN, backend + ": grid-stride read kernel"));
         rows.add(new BenchRow("ours", "probe-copy", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, 2 * probe.bytes(),
                 probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, backend + ": @Parallel copy; read+write bytes"));
+        List<int[]> cells = cells(s);
+        String raggedContext = ragged.equals("none") ? null : ragged.split("x")[1];
+        for (int i = 0; i < cells.size(); i++) {
+            int[] lengths = cells.get(i);
+            String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
+            rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs()));
+            write(rows);
+        }
+        System.out.println("wrote " + out);
+        if (sweepList.contains("loop")) {
+            LoopBench.run(cells(s), loopSteps, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+        }
+        if (sweepList.contains("prefill")) {
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+                    device, iterations, s, prefillOut);
+        }
+        return 0;
+    }
+
+    /** The decode cells' context lengths: --cells, else --batches x --contexts; then the ragged row unless none. */
+    private List<int[]> cells(long s) {
         List<int[]> cells = new ArrayList<>();
         if (onlyCells != null) {
             for (String cell : onlyCells) {
@@ -182,25 +215,12 @@ final class BenchCommand implements Callable<Integer> {
                 }
             }
         }
-        String raggedContext = null;
         if (!ragged.equals("none")) {
             String[] bx = ragged.split("x");
             String[] mm = bx[1].split("\\.\\.");
-            raggedContext = bx[1];
             cells.add(DecodeWorkload.lengths(Integer.parseInt(bx[0]), Integer.parseInt(mm[0]), Integer.parseInt(mm[1]), s));
         }
-        for (int i = 0; i < cells.size(); i++) {
-            int[] lengths = cells.get(i);
-            String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
-            rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs()));
-            write(rows);
-        }
-        System.out.println("wrote " + out);
-        if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
-                    device, iterations, s, prefillOut);
-        }
-        return 0;
+        return cells;
     }
 
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling) {

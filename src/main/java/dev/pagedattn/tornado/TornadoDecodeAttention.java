@@ -137,6 +137,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
     private boolean closed;
     private long lastDeviceNanos = -1;
+    private int reservedSeqs;            // reserve(): plans hold at least this many sequences
+    private int reservedColumns;         // of at least this many block-table columns each
+    private int planBuilds;
 
     /**
      * The kernel from {@code -Dpagedattn.tornado.kernel}, CUDA graphs from {@code -Dpagedattn.tornado.cudaGraph}, the V sums'
@@ -226,6 +229,26 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return lastDeviceNanos;
     }
 
+    /**
+     * Sizes every layer's device plan for batches of up to {@code maxSeqs} sequences of up to {@code maxTokensPerSeq}
+     * tokens each, so that no decode within that rebuilds a plan (a rebuild uploads the layer's pools again and
+     * compiles its kernels again). Plans built before are rebuilt at their layer's next decode if smaller. Without a
+     * reservation plans grow geometrically ({@link PlanCapacity}).
+     */
+    @Override
+    public void reserve(int maxSeqs, int maxTokensPerSeq) {
+        DecodeAttention.requireReservation(config, maxSeqs, maxTokensPerSeq);
+        int columns = (maxTokensPerSeq + config.blockSize() - 1) / config.blockSize();
+        PlanCapacity.tableEntries(maxSeqs, columns, maxSeqs, columns, 0); // throws if one array cannot hold the tables
+        reservedSeqs = Math.max(reservedSeqs, maxSeqs);
+        reservedColumns = Math.max(reservedColumns, columns);
+    }
+
+    /** Device plans built so far, all layers together: one per layer, plus one for each batch a plan could not hold. */
+    public int planBuilds() {
+        return planBuilds;
+    }
+
     /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
         return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel());
@@ -255,16 +278,20 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         DecodeGrid grid = gridFor(batch);
         int rows = grid.partialRows(batch.numSeqs());
         Plan plan = plans[layer];
-        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.maxBlocksPerSeq() > plan.maxBlocks || rows > plan.partialRows) {
-            int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
-            int blocks = Math.max(batch.maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
-            int partialRows = Math.max(2 * rows, plan == null ? 0 : plan.partialRows);
+        int n = batch.numSeqs();
+        int width = batch.maxBlocksPerSeq();
+        if (plan == null || rows > plan.partialRows
+                || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
+            int seqs = PlanCapacity.seqs(Math.max(n, reservedSeqs), reservedSeqs, plan == null ? 0 : plan.maxSeqs);
+            int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
+            int partialRows = (int) PlanCapacity.withHeadroom(rows, 1.0, plan == null ? 0 : plan.partialRows, Integer.MAX_VALUE);
             if (plan != null) {
                 plan.close();
                 plans[layer] = null;
             }
             cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
-            plan = plans[layer] = new Plan(layer, seqs, blocks, partialRows);
+            plan = plans[layer] = new Plan(layer, seqs, entries, partialRows);
+            planBuilds++;
         }
         plan.step(batch, grid, q, out);
     }
@@ -288,10 +315,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final class Plan implements AutoCloseable {
         final int layer;
         final int maxSeqs;
-        final int maxBlocks;
+        final int tableEntries;          // block-table entries: any batch of n x width <= tableEntries fits (PlanCapacity)
         final int partialRows;           // (sequence, partition) rows the partials can hold
         final ShardRows rows;  // q and out, [shards] of [maxSeqs][numQHeads / shards][headDim]
-        final IntArray tables;           // [maxSeqs][maxBlocks]
+        final IntArray tables;           // [numSeqs][the step's width], within tableEntries
         final IntArray lens;             // [maxSeqs]
         final IntArray params;           // [DecodeParams.capacity]
         final int stagingSlots;
@@ -308,10 +335,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final int[] graphTasks;          // the task set of each task graph of the plan; the first has every task
         boolean uploaded;                // the first graph has run once: the pools are on the device
 
-        Plan(int layer, int maxSeqs, int maxBlocks, int partialRows) {
+        Plan(int layer, int maxSeqs, int tableEntries, int partialRows) {
             this.layer = layer;
             this.maxSeqs = maxSeqs;
-            this.maxBlocks = maxBlocks;
+            this.tableEntries = tableEntries;
             this.partialRows = partialRows;
             int shards = config.poolShards();
             int hq = shardSpec.numQHeads();  // per shard from here on
@@ -319,7 +346,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int hkv = shardSpec.numKvHeads();
             int width = hkv * d;
             rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d);
-            tables = new IntArray(maxSeqs * maxBlocks);
+            tables = new IntArray(tableEntries);
             lens = new IntArray(maxSeqs);
             lens.init(1);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
@@ -541,13 +568,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
             rows.load(userQ, n);
-            // Row by row bulk copies; columns past a row's blocks are never read (kernels stop at the
-            // context length, and every entry below it was validated against the pool).
-            int[] table = batch.blockTables();
+            // One bulk copy with the batch's own row width (the kernels read it from params); columns past a row's
+            // blocks are never read (kernels stop at the context length, and every entry below it was validated).
             int width = batch.maxBlocksPerSeq();
-            for (int i = 0; i < n; i++) {
-                MemorySegment.copy(table, i * width, tables.getSegment(), ValueLayout.JAVA_INT, (long) i * maxBlocks * Integer.BYTES, width);
-            }
+            MemorySegment.copy(batch.blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 0, n * width);
             MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
             int layerBase = 0; // the plan binds its layer's own pools
             int[] dirty = cache.dirtySlots().drain(layer);
@@ -560,7 +584,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 done += staged;
                 boolean last = done == dirty.length;
-                grid.writeParams(params, batch.contextLens(), n, layerBase, maxBlocks, staged, !last);
+                grid.writeParams(params, batch.contextLens(), n, layerBase, width, staged, !last);
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
                 // keeps its launch sizes, so under graphs they keep theirs.

@@ -108,21 +108,24 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         PrefillGrid grid = PrefillGrid.plan(shardSpec, batch, kernel());
         long partials = grid.bufferElements(shardSpec, batch.totalQueries());
         Plan plan = plans[layer];
-        if (plan == null || batch.numSeqs() > plan.maxSeqs || batch.kv().maxBlocksPerSeq() > plan.maxBlocks
+        int n = batch.numSeqs();
+        int width = batch.kv().maxBlocksPerSeq();
+        if (partials > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("partials=" + partials + " elements do not fit one device array");
+        }
+        if (plan == null || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, 0, 0)
                 || batch.totalQueries() > plan.maxQueries || partials > plan.partialElements) {
-            int seqs = Math.max(batch.numSeqs(), plan == null ? 0 : plan.maxSeqs);
-            int blocks = Math.max(batch.kv().maxBlocksPerSeq(), plan == null ? 0 : plan.maxBlocks);
-            int queries = Math.max(batch.totalQueries(), plan == null ? 0 : plan.maxQueries);
-            long partialCap = Math.max(Math.max(1, partials), plan == null ? 0 : plan.partialElements);
-            if (partialCap > Integer.MAX_VALUE) {
-                throw new IllegalArgumentException("partials=" + partialCap + " elements do not fit one device array");
-            }
+            // with headroom (PlanCapacity): chunked prefill brings other lengths every call
+            int seqs = PlanCapacity.seqs(n, 0, plan == null ? 0 : plan.maxSeqs);
+            int entries = PlanCapacity.tableEntries(n, width, seqs, 0, plan == null ? 0 : plan.tableEntries);
+            int queries = Math.max(PlanCapacity.nextPowerOfTwo(batch.totalQueries()), plan == null ? 0 : plan.maxQueries);
+            long partialCap = PlanCapacity.withHeadroom(Math.max(1, partials), 0.5, plan == null ? 0 : plan.partialElements, Integer.MAX_VALUE);
             if (plan != null) {
                 plan.close();
                 plans[layer] = null;
             }
             cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
-            plan = plans[layer] = new Plan(layer, seqs, blocks, queries, (int) partialCap);
+            plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
         }
         plan.step(batch, grid, q, out);
     }
@@ -141,11 +144,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final class Plan implements AutoCloseable {
         final int layer;
         final int maxSeqs;
-        final int maxBlocks;
+        final int tableEntries;          // block-table entries: any batch of n x width <= tableEntries fits (PlanCapacity)
         final int maxQueries;
         final int partialElements;       // of each shard's partials (and tensor-kernel scratch)
         final ShardRows rows;  // q and out, [shards] of [maxQueries][numQHeads / shards][headDim]
-        final IntArray tables;           // [maxSeqs][maxBlocks]
+        final IntArray tables;           // [numSeqs][the call's width], within tableEntries
         final IntArray lens;             // [maxSeqs]
         final IntArray indptr;           // [maxSeqs + 1]
         final IntArray qSeq;             // [maxQueries]
@@ -157,10 +160,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final WorkerGrid1D[] attentionGrids; // [shards]
         final TornadoExecutionPlan executionPlan;
 
-        Plan(int layer, int maxSeqs, int maxBlocks, int maxQueries, int partialElements) {
+        Plan(int layer, int maxSeqs, int tableEntries, int maxQueries, int partialElements) {
             this.layer = layer;
             this.maxSeqs = maxSeqs;
-            this.maxBlocks = maxBlocks;
+            this.tableEntries = tableEntries;
             this.maxQueries = maxQueries;
             this.partialElements = partialElements;
             int shards = config.poolShards();
@@ -168,7 +171,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int d = shardSpec.headDim();
             int width = shardSpec.numKvHeads() * d;
             rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d);
-            tables = new IntArray(maxSeqs * maxBlocks);
+            tables = new IntArray(tableEntries);
             lens = new IntArray(maxSeqs);
             lens.init(1);
             indptr = new IntArray(maxSeqs + 1);
@@ -255,10 +258,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int n = batch.numSeqs();
             int queries = batch.totalQueries();
             rows.load(userQ, queries);
-            int[] table = batch.kv().blockTables();
             int width = batch.kv().maxBlocksPerSeq();
+            // the batch's own row width, which the kernels read from params
+            MemorySegment.copy(batch.kv().blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 0, n * width);
             for (int i = 0; i < n; i++) {
-                MemorySegment.copy(table, i * width, tables.getSegment(), ValueLayout.JAVA_INT, (long) i * maxBlocks * Integer.BYTES, width);
                 for (int j = 0; j < batch.qLen(i); j++) {
                     qSeq.set(batch.qStart(i) + j, i);
                 }
@@ -277,7 +280,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 done += staged;
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
-                grid.writeParams(params, shardSpec, batch, layerBase, maxBlocks, !last);
+                grid.writeParams(params, shardSpec, batch, layerBase, width, !last);
                 for (WorkerGrid1D g : attentionGrids) {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);

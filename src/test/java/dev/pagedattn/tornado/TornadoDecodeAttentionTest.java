@@ -31,6 +31,27 @@ class TornadoDecodeAttentionTest {
     }
 
     @Test
+    void aReservationIsCheckedAndNamesItsBadValue() {
+        KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
+        try (TornadoDecodeAttention attention = new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 8), null, "auto")) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(0, 100));
+            assertEquals("maxSeqs=0 must be >= 1", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(4, 0));
+            assertEquals("maxTokensPerSeq=0 must be >= 1", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(4, 64 * 16 + 1));
+            assertEquals("maxTokensPerSeq=1025 exceeds the pool's 1024 token slots", e.getMessage());
+            attention.reserve(4, 1024); // the whole pool for one sequence is fine
+            assertEquals(0, attention.planBuilds(), "a reservation builds nothing until a decode");
+        }
+        // the JVM backend holds nothing per batch, but checks the same values
+        try (var jvm = dev.pagedattn.attention.Backends.create("jvm", cache, AttentionSpec.of(cache.config(), 8), null, "auto")) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> jvm.reserve(-1, 10));
+            assertEquals("maxSeqs=-1 must be >= 1", e.getMessage());
+            jvm.reserve(8, 4096);
+        }
+    }
+
+    @Test
     void badVariantAndDeviceAreNamed() {
         KvCache cache = new KvCache(KvCacheConfig.of(4, 16, 2, 64, KvDtype.FP16));
         AttentionSpec spec = AttentionSpec.of(cache.config(), 8);

@@ -1,0 +1,102 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeAttention;
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.quant.KvScales;
+import dev.pagedattn.tornado.TornadoDecodeAttention;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * The decode-loop cells of {@code bench} ({@code --sweeps loop}): a step as an engine runs it. Each of B sequences
+ * starts at its cell's context, and every step appends one token per sequence (random K/V written to layer 0, so
+ * the step's task graph scatters them), takes the batch with {@link KvCache#batch} (block tables as wide as the
+ * longest sequence, so they widen every block-size steps) and decodes it; the wall time of each {@code decode} call
+ * is recorded. Run twice per cell: with no reservation (the plans grow on their own) and after
+ * {@link DecodeAttention#reserve} for the loop's last step. The last step's output is checked against fp64.
+ */
+final class LoopBench {
+    private LoopBench() {
+    }
+
+    /** One line per (cell, reservation); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. */
+    static void run(List<int[]> cells, int steps, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
+                    KvScales scales, String device, long seed) {
+        System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%n", steps);
+        for (int[] lengths : cells) {
+            for (boolean reserve : new boolean[] {false, true}) {
+                cell(lengths, steps, reserve, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
+            }
+        }
+    }
+
+    private static void cell(int[] lengths, int steps, boolean reserve, int qHeads, int kvHeads, int headDim, int blockSize,
+                             KvDtype dtype, KvScales scales, String device, long seed) {
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length, 0, 1,
+                steps, scales);
+        KvCache cache = w.cache();
+        AttentionSpec spec = w.spec();
+        int longest = Arrays.stream(lengths).max().orElseThrow();
+        SplittableRandom random = new SplittableRandom(seed ^ 0x5DEECE66DL);
+        int width = cache.config().tokenWidth();
+        float[] k = new float[width];
+        float[] v = new float[width];
+        long[] wall = new long[steps];
+        FloatArray out = w.poisonedOutput();
+        int builds;
+        double rel;
+        try (DecodeAttention attention = Backends.create("tornado", cache, spec, device, "auto")) {
+            if (reserve) {
+                attention.reserve(lengths.length, longest + steps);
+            }
+            DecodeBatch batch = null;
+            for (int step = 0; step < steps; step++) {
+                for (int seq : w.seqs()) {
+                    for (int i = 0; i < width; i++) {
+                        k[i] = (float) (random.nextDouble() * 2 - 1);
+                        v[i] = (float) (random.nextDouble() * 2 - 1);
+                    }
+                    try {
+                        int pos = cache.append(seq, 1);
+                        cache.write(seq, 0, pos, k, v);
+                    } catch (OutOfBlocksException e) {
+                        throw new AssertionError("the workload's cache was sized for every step's new token", e);
+                    }
+                }
+                batch = cache.batch(w.seqs());
+                out.init(Float.NaN);
+                long t0 = System.nanoTime();
+                attention.decode(batch, 0, w.q(), out);
+                wall[step] = System.nanoTime() - t0;
+            }
+            builds = ((TornadoDecodeAttention) attention).planBuilds();
+            rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.seqs(), w.q()));
+        }
+        int slowest = 0;
+        for (int i = 1; i < steps; i++) {
+            slowest = wall[i] > wall[slowest] ? i : slowest;
+        }
+        long[] sorted = wall.clone();
+        Arrays.sort(sorted);
+        // the first step builds the plan and compiles its first task graph: reported apart from the rest
+        long[] rest = Arrays.copyOfRange(wall, 1, steps);
+        Arrays.sort(rest);
+        boolean ok = rel <= (dtype == KvDtype.FP32 ? 1e-4 : 1e-3);
+        System.out.printf(Locale.ROOT, "%5d x %-6d %-11s first %9.1f  then min %7.3f median %7.3f p99 %9.1f max %9.1f"
+                        + " (step %d)  steps over 10 ms: %d  plan builds: %d  last step rel L2 %.2e %s%n",
+                lengths.length, longest, reserve ? "reserved" : "unreserved", wall[0] / 1e6, rest[0] / 1e6, rest[rest.length / 2] / 1e6,
+                rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6, sorted[steps - 1] / 1e6, slowest,
+                Arrays.stream(rest).filter(t -> t > 10_000_000L).count(), builds, rel, ok ? "PASS" : "FAIL");
+    }
+}

@@ -1,0 +1,75 @@
+package dev.pagedattn.tornado;
+
+/**
+ * How large a device plan's per-step arrays are made. TornadoVM compiles a plan's task graphs for the arrays it is
+ * given, so a batch those arrays cannot hold needs a new plan, and a new plan uploads the layer's pools again and
+ * compiles its kernels again: seconds per layer on a large cache (an engine's decode loop, whose longest sequence
+ * needs one more block-table column every {@code blockSize} tokens, paid that every {@code blockSize} steps while
+ * plans were sized to the batch at hand). So plans are sized with headroom:
+ * <ul>
+ *   <li>sequences: the reservation ({@code DecodeAttention.reserve}) when it covers the batch, else the next power
+ *       of two;</li>
+ *   <li>block tables: a number of entries, not a shape. A step writes its tables with the batch's own row width (the
+ *       kernels read it from {@code params}), so any batch of {@code n} sequences of {@code width} columns with
+ *       {@code n * width} within the entries fits; a new plan holds its sequences times the reserved columns, or
+ *       times the next power of two of the batch's width;</li>
+ *   <li>partial rows (split-K): twice what the batch needs (decode); prefill's partials and scratch, which can be
+ *       large, half again what the call needs.</li>
+ * </ul>
+ * A capacity never shrinks. Growth past it is geometric, so a sequence growing from one block to {@code b} blocks
+ * builds at most {@code log2(b)} plans, and none once a reservation covers it.
+ */
+final class PlanCapacity {
+    /** The largest native array a plan allocates for its tables (TornadoVM's arrays are int-indexed). */
+    static final long MAX_ENTRIES = Integer.MAX_VALUE - 64;
+
+    private PlanCapacity() {
+    }
+
+    /** The smallest power of two at or above {@code needed} (>= 1), or {@code needed} itself past 2^30. */
+    static int nextPowerOfTwo(int needed) {
+        if (needed <= 1) {
+            return 1;
+        }
+        if (needed > 1 << 30) {
+            return needed;
+        }
+        return Integer.highestOneBit(needed - 1) << 1;
+    }
+
+    /** Sequences a new plan holds: at least {@code current}; the reservation if it covers {@code numSeqs}. */
+    static int seqs(int numSeqs, int reservedSeqs, int current) {
+        int wanted = numSeqs <= reservedSeqs ? reservedSeqs : nextPowerOfTwo(numSeqs);
+        return Math.max(current, wanted);
+    }
+
+    /**
+     * Block-table entries of a new plan of {@code seqs} sequences for a batch of {@code width} columns: {@code seqs} rows
+     * of the reserved columns, or of the next power of two of {@code width}; at least {@code current}. Throws when even
+     * the batch's own {@code numSeqs * width} entries exceed one native array.
+     */
+    static int tableEntries(int numSeqs, int width, int seqs, int reservedColumns, int current) {
+        if ((long) numSeqs * width > MAX_ENTRIES) {
+            throw new IllegalArgumentException("block tables of numSeqs=" + numSeqs + " x maxBlocksPerSeq=" + width
+                    + " exceed one device array (" + MAX_ENTRIES + " entries)");
+        }
+        int columns = width <= reservedColumns ? reservedColumns : nextPowerOfTwo(width);
+        long entries = Math.min((long) seqs * columns, MAX_ENTRIES);
+        return (int) Math.max(Math.max(entries, (long) numSeqs * width), current);
+    }
+
+    /** Whether a plan of this capacity holds a batch of {@code numSeqs} x {@code width} and the reservation. */
+    static boolean holds(int planSeqs, int planEntries, int numSeqs, int width, int reservedSeqs, int reservedColumns) {
+        return numSeqs <= planSeqs && (long) numSeqs * width <= planEntries
+                && reservedSeqs <= planSeqs && (long) reservedSeqs * reservedColumns <= planEntries;
+    }
+
+    /**
+     * {@code needed} plus {@code headroom} of it (0.5: half again), at least {@code current}, at most {@code max}
+     * (and {@code needed} itself where the headroom does not fit).
+     */
+    static long withHeadroom(long needed, double headroom, long current, long max) {
+        long grown = needed + (long) Math.ceil(needed * headroom);
+        return Math.max(current, grown > max || grown < needed ? needed : grown);
+    }
+}
