@@ -99,6 +99,10 @@ final class BenchCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE}).", defaultValue = "64")
     int loopSteps;
 
+    @Option(names = "--loop-kv-memory", description = "Loop cells: size the cache to this many bytes of K and V, as an engine "
+            + "gives its cache most of the card (such as 20GB; default: the batch and its new tokens).")
+    String loopKvMemory;
+
     @Option(names = "--prefill-batches", split = ",", description = "Prefill cells: batch sizes (default: ${DEFAULT-VALUE}).",
             defaultValue = "1,8,32")
     int[] prefillBatches;
@@ -153,13 +157,14 @@ final class BenchCommand implements Callable<Integer> {
         if (loopSteps < 2) {
             throw new IllegalArgumentException("--loop-steps=" + loopSteps + " must be >= 2");
         }
+        long loopKvBytes = loopKvMemory == null ? 0 : ByteSize.parse("--loop-kv-memory", loopKvMemory);
         KvDtype kvDtype = KvDtype.parse(dtype);
         scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
         long s = seed != null ? seed : System.nanoTime();
         if (!sweepList.contains("decode")) {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
             if (sweepList.contains("loop")) {
-                LoopBench.run(cells(s), loopSteps, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+                LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
             }
             if (sweepList.contains("prefill")) {
                 PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
@@ -187,7 +192,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         System.out.println("wrote " + out);
         if (sweepList.contains("loop")) {
-            LoopBench.run(cells(s), loopSteps, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
         }
         if (sweepList.contains("prefill")) {
             PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,

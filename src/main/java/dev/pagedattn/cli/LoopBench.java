@@ -31,19 +31,20 @@ final class LoopBench {
     }
 
     /** One line per (cell, reservation); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. */
-    static void run(List<int[]> cells, int steps, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
+    static void run(List<int[]> cells, int steps, long kvMemoryBytes, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
                     KvScales scales, String device, long seed) {
-        System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%n", steps);
+        System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%n", steps,
+                kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "");
         for (int[] lengths : cells) {
             for (boolean reserve : new boolean[] {false, true}) {
-                cell(lengths, steps, reserve, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
+                cell(lengths, steps, kvMemoryBytes, reserve, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
             }
         }
     }
 
-    private static void cell(int[] lengths, int steps, boolean reserve, int qHeads, int kvHeads, int headDim, int blockSize,
+    private static void cell(int[] lengths, int steps, long kvMemoryBytes, boolean reserve, int qHeads, int kvHeads, int headDim, int blockSize,
                              KvDtype dtype, KvScales scales, String device, long seed) {
-        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length, 0, 1,
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length, kvMemoryBytes, 1,
                 steps, scales);
         KvCache cache = w.cache();
         AttentionSpec spec = w.spec();

@@ -20,6 +20,11 @@ package dev.pagedattn.tornado;
  * builds at most {@code log2(b)} plans, and none once a reservation covers it.
  */
 final class PlanCapacity {
+    /**
+     * {@code -Dpagedattn.tornado.planHeadroom=false}: decode plans sized to the batch at hand, as before this rule (a
+     * reservation still counts), for A/B measurements.
+     */
+    static final boolean HEADROOM = !"false".equals(System.getProperty("pagedattn.tornado.planHeadroom"));
     /** The largest native array a plan allocates for its tables (TornadoVM's arrays are int-indexed). */
     static final long MAX_ENTRIES = Integer.MAX_VALUE - 64;
 
