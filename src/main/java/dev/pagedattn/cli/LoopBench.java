@@ -23,8 +23,9 @@ import java.util.SplittableRandom;
  * starts at its cell's context, and every step appends one token per sequence (random K/V written to layer 0, so
  * the step's task graph scatters them), takes the batch with {@link KvCache#batch} (block tables as wide as the
  * longest sequence, so they widen every block-size steps) and decodes it; the wall time of each {@code decode} call
- * is recorded. Run twice per cell: with no reservation (the plans grow on their own) and after
- * {@link DecodeAttention#reserve} for the loop's last step. The last step's output is checked against fp64.
+ * is recorded. Run three times per cell: with no reservation (the plans grow on their own), after
+ * {@link DecodeAttention#reserve} for the loop's last step, and reserved with the new tokens' slots appended but their
+ * K/V not written (no scatter: what the write costs a step). The last step's output is checked against fp64.
  */
 final class LoopBench {
     private LoopBench() {
@@ -36,13 +37,13 @@ final class LoopBench {
         System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%n", steps,
                 kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "");
         for (int[] lengths : cells) {
-            for (boolean reserve : new boolean[] {false, true}) {
-                cell(lengths, steps, kvMemoryBytes, reserve, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
+            for (int mode = 0; mode < 3; mode++) {
+                cell(lengths, steps, kvMemoryBytes, mode > 0, mode < 2, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
             }
         }
     }
 
-    private static void cell(int[] lengths, int steps, long kvMemoryBytes, boolean reserve, int qHeads, int kvHeads, int headDim, int blockSize,
+    private static void cell(int[] lengths, int steps, long kvMemoryBytes, boolean reserve, boolean writes, int qHeads, int kvHeads, int headDim, int blockSize,
                              KvDtype dtype, KvScales scales, String device, long seed) {
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length, kvMemoryBytes, 1,
                 steps, scales);
@@ -54,6 +55,7 @@ final class LoopBench {
         float[] k = new float[width];
         float[] v = new float[width];
         long[] wall = new long[steps];
+        long[] kernelNanos = new long[steps]; // TornadoVM's kernel time, -1 under CUDA graphs
         FloatArray out = w.poisonedOutput();
         int builds;
         double rel;
@@ -70,7 +72,9 @@ final class LoopBench {
                     }
                     try {
                         int pos = cache.append(seq, 1);
-                        cache.write(seq, 0, pos, k, v);
+                        if (writes) {
+                            cache.write(seq, 0, pos, k, v);
+                        }
                     } catch (OutOfBlocksException e) {
                         throw new AssertionError("the workload's cache was sized for every step's new token", e);
                     }
@@ -80,6 +84,7 @@ final class LoopBench {
                 long t0 = System.nanoTime();
                 attention.decode(batch, 0, w.q(), out);
                 wall[step] = System.nanoTime() - t0;
+                kernelNanos[step] = attention.lastDeviceNanos();
             }
             builds = ((TornadoDecodeAttention) attention).planBuilds();
             rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.seqs(), w.q()));
@@ -94,10 +99,13 @@ final class LoopBench {
         long[] rest = Arrays.copyOfRange(wall, 1, steps);
         Arrays.sort(rest);
         boolean ok = rel <= (dtype == KvDtype.FP32 ? 1e-4 : 1e-3);
+        long[] kernels = Arrays.copyOfRange(kernelNanos, 1, steps);
+        Arrays.sort(kernels);
+        String kernelTime = kernels[0] > 0 ? String.format(Locale.ROOT, "  kernels median %.3f", kernels[kernels.length / 2] / 1e6) : "";
         System.out.printf(Locale.ROOT, "%5d x %-6d %-11s first %9.1f  then min %7.3f median %7.3f p99 %9.1f max %9.1f"
-                        + " (step %d)  steps over 10 ms: %d  plan builds: %d  last step rel L2 %.2e %s%n",
-                lengths.length, longest, reserve ? "reserved" : "unreserved", wall[0] / 1e6, rest[0] / 1e6, rest[rest.length / 2] / 1e6,
-                rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6, sorted[steps - 1] / 1e6, slowest,
+                        + " (step %d)%s  steps over 10 ms: %d  plan builds: %d  last step rel L2 %.2e %s%n",
+                lengths.length, longest, !reserve ? "unreserved" : writes ? "reserved" : "no-writes", wall[0] / 1e6, rest[0] / 1e6, rest[rest.length / 2] / 1e6,
+                rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6, sorted[steps - 1] / 1e6, slowest, kernelTime,
                 Arrays.stream(rest).filter(t -> t > 10_000_000L).count(), builds, rel, ok ? "PASS" : "FAIL");
     }
 }
