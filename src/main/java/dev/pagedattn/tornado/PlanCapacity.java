@@ -12,7 +12,7 @@ package dev.pagedattn.tornado;
  *   <li>block tables: a number of entries, not a shape. A step writes its tables with the batch's own row width (the
  *       kernels read it from {@code params}), so any batch of {@code n} sequences of {@code width} columns with
  *       {@code n * width} within the entries fits; a new plan holds its sequences times the reserved columns, or
- *       times the next power of two of the batch's width;</li>
+ *       times the next power of two at or above 1.5 times the batch's width;</li>
  *   <li>partial rows (split-K): twice what the batch needs (decode); prefill's partials and scratch, which can be
  *       large, half again what the call needs.</li>
  * </ul>
@@ -50,7 +50,7 @@ final class PlanCapacity {
 
     /**
      * Block-table entries of a new plan of {@code seqs} sequences for a batch of {@code width} columns: {@code seqs} rows
-     * of the reserved columns, or of the next power of two of {@code width}; at least {@code current}. Throws when even
+     * of the reserved columns, or of the next power of two at or above {@code 1.5 width}; at least {@code current}. Throws when even
      * the batch's own {@code numSeqs * width} entries exceed one native array.
      */
     static int tableEntries(int numSeqs, int width, int seqs, int reservedColumns, int current) {
@@ -58,7 +58,9 @@ final class PlanCapacity {
             throw new IllegalArgumentException("block tables of numSeqs=" + numSeqs + " x maxBlocksPerSeq=" + width
                     + " exceed one device array (" + MAX_ENTRIES + " entries)");
         }
-        int columns = width <= reservedColumns ? reservedColumns : nextPowerOfTwo(width);
+        // at least half again the batch's width, so that a width just below a power of two does not need the next plan
+        // a few steps later (63 columns -> 128, 64 -> 128, 86 -> 256)
+        int columns = width <= reservedColumns ? reservedColumns : nextPowerOfTwo(width + (width + 1) / 2);
         long entries = Math.min((long) seqs * columns, MAX_ENTRIES);
         return (int) Math.max(Math.max(entries, (long) numSeqs * width), current);
     }

@@ -118,6 +118,18 @@ class PlanCapacityProperties {
     }
 
     @Example
+    void aTableGetsAtLeastHalfAgainItsWidth() {
+        // one sequence at 1000 tokens (63 columns of 16): its plan holds it up to 2048 tokens (128 columns)
+        Cap plan = step(null, 1, 63, 0, 0);
+        assertEquals(new Cap(1, 128), plan);
+        assertEquals(plan, step(plan, 1, 128, 0, 0));
+        assertEquals(new Cap(1, 256), step(plan, 1, 129, 0, 0));
+        assertEquals(256, PlanCapacity.tableEntries(1, 86, 1, 0, 0), "86 x 1.5 = 129 -> 256");
+        assertEquals(8 * 128, PlanCapacity.tableEntries(5, 64, 8, 0, 0), "the plan's sequences, not the batch's, times the columns");
+        assertEquals(8 * 100, PlanCapacity.tableEntries(5, 64, 8, 100, 0), "reserved columns are taken as they are");
+    }
+
+    @Example
     void tablesLargerThanOneArrayAreNamed() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> PlanCapacity.tableEntries(65536, 65536, 65536, 0, 0));
