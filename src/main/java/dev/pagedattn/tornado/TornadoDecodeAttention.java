@@ -72,6 +72,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     public static final boolean TASK_SETS = !"false".equals(System.getProperty("pagedattn.tornado.taskSets"));
 
+    /**
+     * Compile every task graph of a plan when the plan is built ({@code TornadoExecutionPlan.withPreCompilation()}), not
+     * at each graph's first use; {@code -Dpagedattn.tornado.preCompile=false}: at first use. A decode loop otherwise
+     * stalls for a compilation the first time a step needs another task set (97-310 ms on an H200; benchmarks/NOTES.md,
+     * "Seventeenth session"); the price is a longer first step and graphs compiled that a loop may never run.
+     */
+    public static final boolean PRE_COMPILE = !"false".equals(System.getProperty("pagedattn.tornado.preCompile"));
+
     /** Task sets of a plan's task graphs. */
     static final int SCATTER = 1;
     static final int ATTENTION = 2;
@@ -433,6 +441,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             if (cudaGraph) {
                 executionPlan.withCUDAGraph();
+            }
+            if (PRE_COMPILE) {
+                executionPlan.withPreCompilation();
             }
         }
 
