@@ -161,17 +161,23 @@ final class BenchCommand implements Callable<Integer> {
         KvDtype kvDtype = KvDtype.parse(dtype);
         scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
         long s = seed != null ? seed : System.nanoTime();
-        if (!sweepList.contains("decode")) {
+        if (sweepList.contains("decode")) {
+            decodeSweep(kvDtype, s);
+        } else {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
-            if (sweepList.contains("loop")) {
-                LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
-            }
-            if (sweepList.contains("prefill")) {
-                PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
-                        device, iterations, s, prefillOut);
-            }
-            return 0;
         }
+        if (sweepList.contains("loop")) {
+            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+        }
+        if (sweepList.contains("prefill")) {
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+                    device, iterations, s, prefillOut);
+        }
+        return 0;
+    }
+
+    /** The decode cells, each variant timed and checked, next to TornadoVM's read and copy probes; rows to {@link #out}. */
+    private void decodeSweep(KvDtype kvDtype, long s) throws IOException {
         System.out.printf("bench: seed=%d dtype=%s q-heads=%d variants=%s%n", s, dtype, qHeads, String.join(",", variants));
         backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
         BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
@@ -191,14 +197,6 @@ final class BenchCommand implements Callable<Integer> {
             write(rows);
         }
         System.out.println("wrote " + out);
-        if (sweepList.contains("loop")) {
-            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
-        }
-        if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
-                    device, iterations, s, prefillOut);
-        }
-        return 0;
     }
 
     /** The decode cells' context lengths: --cells, else --batches x --contexts; then the ragged row unless none. */
