@@ -26,7 +26,7 @@ class PlanCapacityProperties {
         if (plan != null && PlanCapacity.holds(plan.seqs, plan.entries, n, width, reservedSeqs, reservedColumns)) {
             return plan;
         }
-        int seqs = PlanCapacity.seqs(Math.max(n, reservedSeqs), reservedSeqs, plan == null ? 0 : plan.seqs);
+        int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.seqs);
         return new Cap(seqs, PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.entries));
     }
 
