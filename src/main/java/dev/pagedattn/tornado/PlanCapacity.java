@@ -21,8 +21,8 @@ package dev.pagedattn.tornado;
  */
 final class PlanCapacity {
     /**
-     * {@code -Dpagedattn.tornado.planHeadroom=false}: decode plans sized to the batch at hand, as before this rule (a
-     * reservation still counts), for A/B measurements.
+     * {@code -Dpagedattn.tornado.planHeadroom=false}: sequences and block tables sized to the batch at hand, as before
+     * this rule (a reservation still counts), for A/B measurements.
      */
     static final boolean HEADROOM = !"false".equals(System.getProperty("pagedattn.tornado.planHeadroom"));
     /** The largest native array a plan allocates for its tables (TornadoVM's arrays are int-indexed). */
@@ -44,7 +44,7 @@ final class PlanCapacity {
 
     /** Sequences a new plan holds: at least {@code current}; the reservation if it covers {@code numSeqs}. */
     static int seqs(int numSeqs, int reservedSeqs, int current) {
-        int wanted = numSeqs <= reservedSeqs ? reservedSeqs : nextPowerOfTwo(numSeqs);
+        int wanted = numSeqs <= reservedSeqs ? reservedSeqs : HEADROOM ? nextPowerOfTwo(numSeqs) : numSeqs;
         return Math.max(current, wanted);
     }
 
@@ -60,7 +60,7 @@ final class PlanCapacity {
         }
         // at least half again the batch's width, so that a width just below a power of two does not need the next plan
         // a few steps later (63 columns -> 128, 64 -> 128, 86 -> 256)
-        int columns = width <= reservedColumns ? reservedColumns : nextPowerOfTwo(width + (width + 1) / 2);
+        int columns = width <= reservedColumns ? reservedColumns : HEADROOM ? nextPowerOfTwo(width + (width + 1) / 2) : width;
         long entries = Math.min((long) seqs * columns, MAX_ENTRIES);
         return (int) Math.max(Math.max(entries, (long) numSeqs * width), current);
     }

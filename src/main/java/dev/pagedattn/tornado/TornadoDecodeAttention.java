@@ -290,10 +290,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         int width = batch.maxBlocksPerSeq();
         if (plan == null || rows > plan.partialRows
                 || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
-            int seqs = PlanCapacity.HEADROOM ? PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs)
-                    : Math.max(Math.max(n, reservedSeqs), plan == null ? 0 : plan.maxSeqs);
-            int entries = PlanCapacity.HEADROOM ? PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries)
-                    : PlanCapacity.tableEntries(n, width, seqs, Math.max(width, reservedColumns), 0);
+            int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
+            int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
             int partialRows = (int) PlanCapacity.withHeadroom(rows, 1.0, plan == null ? 0 : plan.partialRows, Integer.MAX_VALUE);
             if (plan != null) {
                 plan.close();
