@@ -519,6 +519,14 @@ def write_csv(path, rows):
 # ---------------------------------------------------------------------------------------------
 
 
+def set_head_dim(d):
+    """The shape's head dim and what follows from it (the softmax scale, the bytes of K/V per token)."""
+    global HEAD_DIM, SCALE, KV_BYTES_PER_TOKEN
+    HEAD_DIM = d
+    SCALE = 1.0 / math.sqrt(HEAD_DIM)
+    KV_BYTES_PER_TOKEN = 2 * H_KV * HEAD_DIM * 2
+
+
 def parse_args():
     p = argparse.ArgumentParser(description="PyTorch peer for the paged decode attention sweep (benchmarks/PEER.md).")
     p.add_argument("--out", default="benchmarks/results/peer.csv", help="CSV to write (default: %(default)s)")
@@ -526,6 +534,8 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="only the cells " + QUICK_CELLS)
     p.add_argument("--cells", default=None, help="comma list of BxL cells and/or 'ragged' (overrides --quick)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma list (default: %(default)s)")
+    p.add_argument("--head-dim", type=int, default=HEAD_DIM,
+                   help="dims per head, as bench --head-dim (default: %(default)s, Llama-3-8B; 64: Llama-3.2-1B)")
     p.add_argument("--iters", type=int, default=30, help="timed runs per cell (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--flex-budget", type=float, default=180.0,
@@ -537,6 +547,9 @@ def parse_args():
         p.error(f"--variants: unknown {bad}; choose from {','.join(VARIANTS)}")
     if args.iters < 1 or args.warmup < 0:
         p.error("--iters must be >= 1 and --warmup >= 0")
+    if args.head_dim < 8 or args.head_dim > 256 or args.head_dim % 8:
+        p.error(f"--head-dim={args.head_dim} must be a multiple of 8 in [8, 256]")
+    set_head_dim(args.head_dim)
     if args.seed is None:
         args.seed = time.time_ns() & ((1 << 62) - 1)
     spec = args.cells or (QUICK_CELLS if args.quick else
@@ -558,7 +571,7 @@ def main():
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     log(f"peer_torch: torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {cudnn}) on {prop.name} "
         f"({prop.multi_processor_count} SMs, {prop.total_memory / 2**30:.1f} GiB)")
-    log(f"peer_torch: seed={args.seed} variants={','.join(args.variants)} cells={len(args.cells)} "
+    log(f"peer_torch: seed={args.seed} head-dim={HEAD_DIM} variants={','.join(args.variants)} cells={len(args.cells)} "
         f"warmup={args.warmup} iters={args.iters} out={args.out}")
     for c in args.cells:
         if min(c.lengths) != c.max_len:

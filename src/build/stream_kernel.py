@@ -19,8 +19,9 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, any group size
- * ({@link #supports}). A work-group computes up to four query heads: a KV head of a larger group is read by
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, or 64 for the fp16 kernels
+ * (the methods named {@code ...D64}: half the K and V words per lane, the same walk), any group size
+ * ({@link #supports}, {@link #supportsEightBit}). A work-group computes up to four query heads: a KV head of a larger group is read by
  * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
  * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
  * can hit L2; on an H200 groups of 8 run 1.5-2.1x faster this way than on the chunk and warp kernels,
@@ -73,8 +74,10 @@ public final class StreamDecodeKernels {
     static final int HEADS = 4;
     /** Lanes that share one token's score (16 dims each). */
     static final int PARTS = 8;
-    /** The only head dim the unrolled lanes cover. */
+    /** The head dim of the 8-bit twins and of the fp16 kernels without a suffix. */
     public static final int HEAD_DIM = 128;
+    /** The head dim of the fp16 kernels named {@code ...D64} (Llama-3.2-1B, Qwen2.5-0.5B). */
+    public static final int HEAD_DIM_64 = 64;
     /** [TILE][HEADS][PARTS + 1]. */
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
@@ -83,8 +86,13 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** Any group of query heads per KV head, head dim 128. */
+    /** fp16 pools: any group of query heads per KV head, head dim 128 or 64. */
     public static boolean supports(int groupSize, int headDim) {
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64);
+    }
+
+    /** 8-bit pools: any group of query heads per KV head, head dim 128. */
+    public static boolean supportsEightBit(int groupSize, int headDim) {
         return groupSize >= 1 && headDim == HEAD_DIM;
     }
 
@@ -112,22 +120,28 @@ public final class StreamDecodeKernels {
 H = "abcd"          # the four query heads of a work-group
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
+D = 128             # head dim of the body being generated (fp16: 64 or 128; 8-bit twins: 128)
 out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False):
+def body(q8, dec=None, pvhalf=False, dim=128):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
-    global Q8, DEC
+    # dim: the head dim the lanes are unrolled for (64: half the K and V words per lane, methods named ...D64)
+    global Q8, DEC, D
     Q8 = q8
     DEC = dec
+    D = dim
+    wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
+    wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
+    suffix = "" if D == 128 else f"D{D}"
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
-        name = "attentionF16x2HalfV" if pvhalf else "attentionF16x2"
+        name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix
         w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
@@ -140,7 +154,7 @@ def body(q8, dec=None, pvhalf=False):
     if q8:
         w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3")
     else:
-        w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7")
+        w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
     w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
     w( "        int gid = ctx.groupIdx;")
     w( "        int numSeqs = params.get(DecodeParams.NUM_SEQS);")
@@ -154,7 +168,8 @@ def body(q8, dec=None, pvhalf=False):
         w( "        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16")
     else:
         w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
-    w( "        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values")
+    qsSize = "HEADS * HEAD_DIM" if D == 128 else f"HEADS * {D}"
+    w(f"        float[] qs = ctx.allocateFloatLocalArray({qsSize}); // [head][headDim] scaled query values")
     w()
     w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
     w( "        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.")
@@ -196,18 +211,18 @@ def body(q8, dec=None, pvhalf=False):
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
     w()
     w( "        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.")
-    w( "        // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the")
+    w(f"        // A lane's {4 * D // 32} loads are all issued before the first store (rows of heads past the group clamped to the")
     w( "        // group's last, then zeroed): in a loop with a guarded load each waited for the one before.")
     sc = "qScale" if q8 else "scale"
     w( "        int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head")
     for hi, h in enumerate(H):
         w(f"        int qAt{h.upper()} = (qRow + TornadoMath.min(head0 + {hi}, groupSize - 1)) * headDim + lane;")
     for hi, h in enumerate(H):
-        w("        " + " ".join(f"float q{h}{j} = q.get(qAt{h.upper()} + {32 * j});" for j in range(4)))
+        w("        " + " ".join(f"float q{h}{j} = q.get(qAt{h.upper()} + {32 * j});" for j in range(D // 32)))
     for hi, h in enumerate(H):
         w(f"        float qScale{h.upper()} = head0 + {hi} < groupSize ? {sc} : 0f;")
     for hi, h in enumerate(H):
-        w("        " + " ".join(f"qs[{hi * 128 + 32 * j} + lane] = q{h}{j} * qScale{h.upper()};" for j in range(4)))
+        w("        " + " ".join(f"qs[{hi * D + 32 * j} + lane] = q{h}{j} * qScale{h.upper()};" for j in range(D // 32)))
     w( "        ctx.localBarrier();")
     w(f"        int qLane = {4 if q8 else 2} * part;")
     for hi, h in enumerate(H):
@@ -223,27 +238,27 @@ def body(q8, dec=None, pvhalf=False):
     w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
     w( "        float sumB = 0f;")
     for h in H:
-        w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4)))
+        w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4 if Q8 else 2 * wv)))
     w()
     w( "        for (int tileStart = start; tileStart < end; tileStart += TILE) {")
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
     v_loads("            ")
-    w( "            // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims")
+    w(f"            // 1. partial dots of this lane's four tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
     for i in range(4):
         if q8:
             for j in range(4):
                 decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
         else:
-            for j in range(8):
+            for j in range(wk):
                 conv(f"kw{i}{j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
         for i in range(4):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
                 terms = " + ".join(f"qs[qLane + {hi * 128 + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(16))
             else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
-                terms = " + ".join(f"qs[qLane + {hi * 128 + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(16))
+                terms = " + ".join(f"qs[qLane + {hi * D + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
             w(f"            float d{i}{h} = {terms};")
     for i in range(4):
         for hi, h in enumerate(H):
@@ -278,7 +293,7 @@ def body(q8, dec=None, pvhalf=False):
     for h in H:
         w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
     for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(4)))
+        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(4 if Q8 else 2 * wv)))
     w( "                sumA = sumA * (odd == 0 ? ca : cc);")
     w( "                sumB = sumB * (odd == 0 ? cb : cd);")
     for h in H:
@@ -297,22 +312,24 @@ def body(q8, dec=None, pvhalf=False):
     w( "            ctx.localBarrier();")
     if q8:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
-    else:
+    elif wv == 2:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
+    else:
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}")
     if pvhalf:   # the tile's 16 products per (head, dim pair) summed in fp16 (__hfma2), then added to the fp32 sums
         w( "            // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)")
         for r in range(T):
             for hi, h in enumerate(H):
                 w(f"            Half2 p{h}{r} = probs[{r * 4 + hi}];")
             for h in H:
-                for k in range(2):
+                for k in range(wv):
                     if r == 0:
                         w(f"            Half2 t{h}{k} = Half2.mult(p{h}0, vw0{k});")
                     else:
                         w(f"            t{h}{k} = Half2.fma(p{h}{r}, vw{r}{k}, t{h}{k});")
         for h in H:
-            w(f"            o{h}0 += Half2.lowFloat(t{h}0); o{h}1 += Half2.highFloat(t{h}0); "
-              f"o{h}2 += Half2.lowFloat(t{h}1); o{h}3 += Half2.highFloat(t{h}1);")
+            w("            " + " ".join(f"o{h}{2 * k} += Half2.lowFloat(t{h}{k}); o{h}{2 * k + 1} += Half2.highFloat(t{h}{k});"
+                                   for k in range(wv)))
     else:
         for r in range(T):
             for hi, h in enumerate(H):
@@ -320,10 +337,10 @@ def body(q8, dec=None, pvhalf=False):
             if q8:
                 decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
             else:
-                conv(f"vw{r}0", f"y{r}0", f"y{r}1", "            ")
-                conv(f"vw{r}1", f"y{r}2", f"y{r}3", "            ")
+                for k in range(wv):
+                    conv(f"vw{r}{k}", f"y{r}{2 * k}", f"y{r}{2 * k + 1}", "            ")
             for h in H:
-                w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4)))
+                w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4 if Q8 else 2 * wv)))
     w( "        }")
     w()
     w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
@@ -339,7 +356,7 @@ def body(q8, dec=None, pvhalf=False):
     for hi, h in enumerate(H):
         w(f"        if (valid{h.upper()}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
-        offs = (0, 1, 2, 3) if q8 else (0, 1, 64, 65)
+        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
@@ -376,7 +393,7 @@ def k_loads(ind, tile, declare):
             w(f"{ind}{decl}kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
         decl = "Half2 " if declare else ""
         for i in range(4):
-            for j in range(8):
+            for j in range(D // 16):
                 w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
         return
     # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
@@ -404,7 +421,8 @@ def v_loads(ind):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
         for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
-            w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + 64);")
+            for k in range(1, D // 64):
+                w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
         return
     w(ind + " ".join(f"int vw{r};" for r in range(T)))
     w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
@@ -444,6 +462,11 @@ def conv(var, a, b, ind):
 body(False)
 w()
 body(False, pvhalf=True)
+for dim in (64,):
+    w()
+    body(False, dim=dim)
+    w()
+    body(False, pvhalf=True, dim=dim)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)

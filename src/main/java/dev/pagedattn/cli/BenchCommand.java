@@ -34,7 +34,7 @@ final class BenchCommand implements Callable<Integer> {
     /** The standard workload's query heads (Llama-3-8B); other counts are named in the rows' notes. */
     private static final int STANDARD_Q_HEADS = 32;
     private static final int KV_HEADS = 8;
-    private static final int HEAD_DIM = 128;
+    private static final int STANDARD_HEAD_DIM = 128;
     private static final int BLOCK_SIZE = 16;
 
     @Option(names = "--batches", split = ",", description = "Batch sizes (default: ${DEFAULT-VALUE}).", defaultValue = "1,8,32,64,128,256")
@@ -68,9 +68,13 @@ final class BenchCommand implements Callable<Integer> {
             defaultValue = "65536")
     long parallelMaxTokens;
 
-    @Option(names = "--q-heads", description = "Query heads over the 8 KV heads of 128 dims (default: ${DEFAULT-VALUE}, Llama-3-8B;"
+    @Option(names = "--q-heads", description = "Query heads over the 8 KV heads (default: ${DEFAULT-VALUE}, Llama-3-8B;"
             + " 64: Llama-3-70B).", defaultValue = "" + STANDARD_Q_HEADS)
     int qHeads;
+
+    @Option(names = "--head-dim", description = "Dims per head, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}, Llama-3-8B;"
+            + " 64: Llama-3.2-1B).", defaultValue = "" + STANDARD_HEAD_DIM)
+    int headDim;
 
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
@@ -144,6 +148,9 @@ final class BenchCommand implements Callable<Integer> {
         if (qHeads < KV_HEADS || qHeads % KV_HEADS != 0) {
             throw new IllegalArgumentException("--q-heads=" + qHeads + " must be a multiple of the " + KV_HEADS + " KV heads");
         }
+        if (headDim < 8 || headDim > 256 || headDim % 8 != 0) {
+            throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, 256]");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -167,10 +174,10 @@ final class BenchCommand implements Callable<Integer> {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
         }
         if (sweepList.contains("loop")) {
-            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales, device, s);
+            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales, device, s);
         }
         if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, scales,
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales,
                     device, iterations, s, prefillOut);
         }
         return 0;
@@ -178,7 +185,8 @@ final class BenchCommand implements Callable<Integer> {
 
     /** The decode cells, each variant timed and checked, next to TornadoVM's read and copy probes; rows to {@link #out}. */
     private void decodeSweep(KvDtype kvDtype, long s) throws IOException {
-        System.out.printf("bench: seed=%d dtype=%s q-heads=%d variants=%s%n", s, dtype, qHeads, String.join(",", variants));
+        System.out.printf("bench: seed=%d dtype=%s q-heads=%d head-dim=%d variants=%s%n", s, dtype, qHeads, headDim,
+                String.join(",", variants));
         backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
         BandwidthProbe.Result probe = BandwidthProbe.measure(2L << 30, 10, device);
         System.out.printf("ceiling probe (TornadoVM, %d MiB): read %.0f GB/s, @Parallel copy %.0f GB/s (read+write)%n",
@@ -231,14 +239,14 @@ final class BenchCommand implements Callable<Integer> {
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
         String dt = dtype.toLowerCase();
-        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, HEAD_DIM)) { // even one int-indexed array per KV head is too small
+        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, headDim)) { // even one int-indexed array per KV head is too small
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
                     Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "one KV head of a layer over 2^31 elements (one native array)"));
             System.out.printf("%5d x %-12s does not fit: one KV head of the layer is over one native array%n", lengths.length, context);
             return rows;
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
-        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, HEAD_DIM, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
+        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
                 0, 1, 0, scales);
         double[] ref = w.reference();
         for (String variant : variants) {
@@ -282,7 +290,8 @@ final class BenchCommand implements Callable<Integer> {
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
                         : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"))
                         + (w.cache().config().poolShards() > 1 ? " per shard; " + w.cache().config().poolShards() + " KV-head shards" : "")
-                        + (spec.numQHeads() != STANDARD_Q_HEADS ? "; " + spec.numQHeads() + " query heads" : "");
+                        + (spec.numQHeads() != STANDARD_Q_HEADS ? "; " + spec.numQHeads() + " query heads" : "")
+                        + (spec.headDim() != STANDARD_HEAD_DIM ? "; head dim " + spec.headDim() : "");
             }
             // wall time as an engine sees it: decode called -> output in the caller's array, the plan as
             // the library builds it by default (CUDA graphs where the backend has them), checked again

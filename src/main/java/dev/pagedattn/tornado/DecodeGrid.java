@@ -173,7 +173,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 128 (any group: groups of more than four heads get one work-group per four),
+     * for fp16 pools at head dim 64 or 128 (any group: groups of more than four heads get one work-group per four),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
      * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
@@ -199,7 +199,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
-                    + "loads, warp shuffles), fp16 pools and headDim 128; here backend=" + backend
+                    + "loads, warp shuffles), fp16 pools and headDim 64 or 128; here backend=" + backend
                     + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {
@@ -250,7 +250,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     private static Kernel chooseEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
-        boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supportsEightBit(spec.groupSize(), spec.headDim());
         if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
                     + ": 8-bit K/V pools are read by the stream, warp and quads kernels only (use auto, stream, warp or quads)");

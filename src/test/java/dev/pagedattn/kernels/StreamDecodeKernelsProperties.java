@@ -19,7 +19,7 @@ import net.jqwik.api.constraints.Size;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * The stream kernels in the emulator against the fp64 reference on random ragged batches, any group size
+ * The stream kernels in the emulator against the fp64 reference on random ragged batches, head dims 64 and 128 (fp16), any group size
  * (larger than four: several work-groups per KV head) and random grids: fused, partitions of random length, and
  * balanced grids of random size (jqwik prints its seed on failure).
  */
@@ -32,6 +32,7 @@ class StreamDecodeKernelsProperties {
             @ForAll @IntRange(min = 1, max = 12) int groupSize,
             @ForAll("blockSizes") int blockSize,
             @ForAll("dtypes") KvDtype dtype,
+            @ForAll("headDims") int fp16HeadDim,
             @ForAll("grids") String grid,
             @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
             @ForAll @IntRange(min = 1, max = 40) int targetGroups,
@@ -39,12 +40,14 @@ class StreamDecodeKernelsProperties {
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         int qHeads = numKvHeads * groupSize;
-        DecodeWorkload w = DecodeWorkload.create(lens, qHeads, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize, dtype, seed, 0, 1, 0,
+        int headDim = dtype.isQuantized() ? StreamDecodeKernels.HEAD_DIM : fp16HeadDim; // the 8-bit twins: 128 only
+        DecodeWorkload w = DecodeWorkload.create(lens, qHeads, numKvHeads, headDim, blockSize, dtype, seed, 0, 1, 0,
                 TestScales.perHead(dtype, numKvHeads, seed));
         DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
         FloatArray out = EmulatedDecode.attention(w, g, schedule);
         double rel = ReferenceAttention.relativeL2(out, w.reference());
-        assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
+        assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " headDim=" + headDim + " seed=" + seed
+                + ": relative L2 " + rel);
     }
 
     /** {@link VSums#FP16}: the fp16 twin on random shapes and grids, at fp16's precision (a lost token or head costs > 1e-2). */
@@ -54,17 +57,18 @@ class StreamDecodeKernelsProperties {
             @ForAll @IntRange(min = 1, max = 2) int numKvHeads,
             @ForAll @IntRange(min = 1, max = 12) int groupSize,
             @ForAll("blockSizes") int blockSize,
+            @ForAll("headDims") int headDim,
             @ForAll("grids") String grid,
             @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
             @ForAll @IntRange(min = 1, max = 40) int targetGroups,
             @ForAll KernelEmulator.Schedule schedule,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
-        DecodeWorkload w = DecodeWorkload.create(lens, numKvHeads * groupSize, numKvHeads, StreamDecodeKernels.HEAD_DIM, blockSize,
-                KvDtype.FP16, seed);
+        DecodeWorkload w = DecodeWorkload.create(lens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, KvDtype.FP16, seed);
         DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
         double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, g, schedule, false, VSums.FP16), w.reference());
-        assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " seed=" + seed + ": relative L2 " + rel);
+        assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " headDim=" + headDim + " seed=" + seed
+                + ": relative L2 " + rel);
     }
 
     /** The stream kernel's grid of kind {@code grid} (fused, partitions of at least {@code minPartitionTiles} tiles, balanced). */
@@ -82,6 +86,12 @@ class StreamDecodeKernelsProperties {
     @Provide
     Arbitrary<Integer> blockSizes() {
         return Arbitraries.of(1, 7, 16, 17, 32);
+    }
+
+    /** The fp16 kernels' head dims ({@code attentionF16x2}, {@code attentionF16x2D64}). */
+    @Provide
+    Arbitrary<Integer> headDims() {
+        return Arbitraries.of(StreamDecodeKernels.HEAD_DIM, StreamDecodeKernels.HEAD_DIM_64);
     }
 
     @Provide

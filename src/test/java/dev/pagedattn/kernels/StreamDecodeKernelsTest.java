@@ -22,38 +22,47 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * The stream kernel and its 8-bit twins (FP8 E4M3, FP8 E5M2, INT8; per-head scales) run by the emulator against the fp64
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
  * ones (6, 8: two work-groups per KV head, 5: the second with one head, 64: sixteen), block sizes that keep a tile in one block (16, 32) and ones that do
- * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token.
+ * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token; head dim 128, and 64 for the fp16
+ * kernels ({@code ...D64}).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
 
-    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} bs={5} minPartition={6} {7}")
+    @ParameterizedTest(name = "batch={0} ctx={1}..{2} q={3} kv={4} bs={5} minPartition={6} {7} d={8}")
     @CsvSource({
-            "2, 1, 70, 16, 4, 16, 16, FP16",
-            "3, 1, 1, 4, 4, 16, 16, FP16",
-            "2, 30, 200, 8, 4, 7, 32, FP16",
-            "1, 100, 300, 3, 1, 32, 48, FP16",
-            "2, 5, 50, 4, 2, 17, 16, FP16",
-            "2, 20, 90, 5, 5, 1, 16, FP16",
-            "2, 60, 130, 8, 2, 24, 64, FP16",
-            "1, 1500, 2100, 4, 1, 16, 16, FP16",
-            "2, 1, 70, 16, 4, 16, 16, FP8_E4M3",
-            "2, 30, 200, 8, 4, 7, 32, FP8_E5M2",
-            "2, 20, 90, 5, 5, 1, 16, INT8",
-            "2, 60, 130, 8, 2, 24, 64, FP8_E4M3",
-            "2, 20, 90, 16, 2, 16, 32, FP16",
-            "2, 1, 60, 12, 2, 7, 16, FP16",
-            "1, 40, 80, 20, 4, 17, 16, FP16",
-            "2, 10, 70, 64, 1, 16, 32, FP16",
-            "2, 20, 90, 16, 2, 16, 32, FP8_E4M3",
-            "2, 1, 60, 12, 2, 7, 16, INT8",
+            "2, 1, 70, 16, 4, 16, 16, FP16, 128",
+            "3, 1, 1, 4, 4, 16, 16, FP16, 128",
+            "2, 30, 200, 8, 4, 7, 32, FP16, 128",
+            "1, 100, 300, 3, 1, 32, 48, FP16, 128",
+            "2, 5, 50, 4, 2, 17, 16, FP16, 128",
+            "2, 20, 90, 5, 5, 1, 16, FP16, 128",
+            "2, 60, 130, 8, 2, 24, 64, FP16, 128",
+            "1, 1500, 2100, 4, 1, 16, 16, FP16, 128",
+            "2, 1, 70, 16, 4, 16, 16, FP8_E4M3, 128",
+            "2, 30, 200, 8, 4, 7, 32, FP8_E5M2, 128",
+            "2, 20, 90, 5, 5, 1, 16, INT8, 128",
+            "2, 60, 130, 8, 2, 24, 64, FP8_E4M3, 128",
+            "2, 20, 90, 16, 2, 16, 32, FP16, 128",
+            "2, 1, 60, 12, 2, 7, 16, FP16, 128",
+            "1, 40, 80, 20, 4, 17, 16, FP16, 128",
+            "2, 10, 70, 64, 1, 16, 32, FP16, 128",
+            "2, 20, 90, 16, 2, 16, 32, FP8_E4M3, 128",
+            "2, 1, 60, 12, 2, 7, 16, INT8, 128",
+            "2, 1, 70, 16, 4, 16, 16, FP16, 64",
+            "2, 30, 200, 8, 4, 7, 32, FP16, 64",
+            "1, 100, 300, 3, 1, 32, 48, FP16, 64",
+            "2, 20, 90, 5, 5, 1, 16, FP16, 64",
+            "2, 60, 130, 8, 2, 24, 64, FP16, 64",
+            "2, 1, 60, 14, 2, 17, 16, FP16, 64",
     })
-    void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype) {
-        long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d %s", batch, minLen,
-                maxLen, qHeads, kvHeads, blockSize, dtype));
-        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, 128,
+    void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype,
+                          int headDim) {
+        long seed = TestSeeds.fresh(String.format("stream kernel batch=%d ctx=%d..%d q=%d kv=%d bs=%d %s d=%d", batch, minLen,
+                maxLen, qHeads, kvHeads, blockSize, dtype, headDim));
+        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, headDim,
                 blockSize, dtype, seed, 0, 1, 0, TestScales.perHead(dtype, kvHeads, seed)); // 8-bit: per-head scales
-        assertTrue(StreamDecodeKernels.supports(qHeads / kvHeads, 128));
+        assertTrue(dtype.isQuantized() ? StreamDecodeKernels.supportsEightBit(qHeads / kvHeads, headDim)
+                : StreamDecodeKernels.supports(qHeads / kvHeads, headDim));
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         int longest = w.batch().maxContextLen();
         DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
@@ -82,18 +91,20 @@ class StreamDecodeKernelsTest {
      * is fp16's (the probabilities and a tile's products rounded to 11 bits: about 6e-4 on these random inputs), so the
      * bound is 2e-3, far below what a lost token or head costs (above 1e-2), and it must exceed the fp32 kernel's.
      */
-    @ParameterizedTest(name = "fp16 V sums batch={0} ctx={1}..{2} q={3} kv={4} bs={5}")
+    @ParameterizedTest(name = "fp16 V sums batch={0} ctx={1}..{2} q={3} kv={4} bs={5} d={6}")
     @CsvSource({
-            "2, 1, 70, 16, 4, 16",
-            "2, 30, 200, 8, 4, 7",
-            "1, 1500, 2100, 4, 1, 16",
-            "2, 10, 70, 64, 1, 32",
-            "2, 20, 90, 5, 5, 1",
+            "2, 1, 70, 16, 4, 16, 128",
+            "2, 30, 200, 8, 4, 7, 128",
+            "1, 1500, 2100, 4, 1, 16, 128",
+            "2, 10, 70, 64, 1, 32, 128",
+            "2, 20, 90, 5, 5, 1, 128",
+            "2, 30, 200, 8, 4, 7, 64",
+            "2, 20, 90, 5, 5, 17, 64",
     })
-    void fp16VSumsMatchReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize) {
-        long seed = TestSeeds.fresh(String.format("stream kernel fp16 V sums batch=%d ctx=%d..%d q=%d kv=%d bs=%d", batch, minLen,
-                maxLen, qHeads, kvHeads, blockSize));
-        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, 128,
+    void fp16VSumsMatchReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int headDim) {
+        long seed = TestSeeds.fresh(String.format("stream kernel fp16 V sums batch=%d ctx=%d..%d q=%d kv=%d bs=%d d=%d", batch, minLen,
+                maxLen, qHeads, kvHeads, blockSize, headDim));
+        DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, kvHeads, headDim,
                 blockSize, KvDtype.FP16, seed, 0, 1, 0, null);
         double[] ref = w.reference();
         int longest = w.batch().maxContextLen();
@@ -130,7 +141,12 @@ class StreamDecodeKernelsTest {
         assertEquals(2, StreamDecodeKernels.headTiles(5));
         assertEquals(2, StreamDecodeKernels.headTiles(8));
         assertEquals(16, StreamDecodeKernels.headTiles(64));
-        assertFalse(StreamDecodeKernels.supports(4, 64));
+        assertTrue(StreamDecodeKernels.supports(4, 64));
+        assertTrue(StreamDecodeKernels.supports(7, 64));
+        assertFalse(StreamDecodeKernels.supports(4, 96));
+        assertFalse(StreamDecodeKernels.supports(4, 256));
         assertFalse(StreamDecodeKernels.supports(0, 128));
+        assertTrue(StreamDecodeKernels.supportsEightBit(4, 128));
+        assertFalse(StreamDecodeKernels.supportsEightBit(4, 64));
     }
 }

@@ -152,12 +152,15 @@ class DecodeGridTest {
         AttentionSpec g16 = new AttentionSpec(32, 2, 128, 0.1f);   // Llama-3.1-405B's groups of 16
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA));
-        AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);
+        AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // fp16: the stream kernel's D64 body; 8-bit: no twin at 64
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16));
+        AttentionSpec g16d256 = new AttentionSpec(32, 2, 256, 0.1f);
         Object[][] refused = {
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP16, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d256, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.QUADS, g16, Backend.CUDA, KvDtype.INT8, "kernel=quads on backend=CUDA"}};
