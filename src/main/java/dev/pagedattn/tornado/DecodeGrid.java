@@ -81,6 +81,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * (168 registers: three warps per SM sub-partition; 169 would leave two).
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
+    /**
+     * The same for the stream kernel at head dim 64 ({@code attentionF16x2D64}: 127 registers, four warps per SM
+     * sub-partition): 132 SMs x 16 warps. On an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal
+     * within noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
+     */
+    public static final int STREAM_TARGET_GROUPS_D64 = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -108,8 +114,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
-        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split, targetGroups(kernel),
-                minPartitionTokens(kernel), kernel);
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
+                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel);
     }
 
     /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
@@ -151,12 +157,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split,
-                targetGroups(KERNEL), minPartitionTokens(KERNEL), KERNEL);
+                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL);
     }
 
-    /** Work-groups that fill the GPU once with {@code kernel}'s groups: one-warp groups for STREAM, else four-warp ones. */
-    private static int targetGroups(Kernel kernel) {
-        return kernel == Kernel.STREAM ? STREAM_TARGET_GROUPS : TARGET_GROUPS;
+    /**
+     * Work-groups that fill the GPU once with {@code kernel}'s groups at {@code headDim}: one-warp groups for STREAM
+     * (more of them at head dim 64, whose body takes fewer registers), else four-warp ones.
+     */
+    public static int targetGroups(Kernel kernel, int headDim) {
+        if (kernel != Kernel.STREAM) {
+            return TARGET_GROUPS;
+        }
+        return headDim == StreamDecodeKernels.HEAD_DIM_64 ? STREAM_TARGET_GROUPS_D64 : STREAM_TARGET_GROUPS;
     }
 
     private static int minPartitionTokens(Kernel kernel) {

@@ -358,7 +358,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             lens = new IntArray(maxSeqs);
             lens.init(1);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
-            params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs, DecodeGrid.STREAM_TARGET_GROUPS)
+            params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
+                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, d))
                     : DecodeParams.SIZE);
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];

@@ -50,6 +50,7 @@ class KernelVariantsTest {
                 new Shape("two head tiles (group of 12) fp32", 1, 5, 20, 12, 1, 8, 16, KvDtype.FP32),
                 new Shape("head dim 256 fp16, group of 2", 1, 9, 20, 2, 1, 256, 16, KvDtype.FP16),
                 new Shape("Llama-3 group of 4, head dim 128 fp16 (stream kernel), block size 7", 2, 5, 40, 8, 2, 128, 7, KvDtype.FP16),
+                new Shape("Llama-3.2-1B group of 4, head dim 64 fp16 (stream kernel D64), block size 17", 2, 5, 40, 8, 2, 64, 17, KvDtype.FP16),
                 new Shape("MHA fp32, one token", 1, 1, 1, 2, 2, 8, 16, KvDtype.FP32),
                 new Shape("8-bit E4M3, GQA, ragged, block size 16", 2, 5, 40, 8, 2, 32, 16, KvDtype.FP8_E4M3),
                 new Shape("8-bit E5M2, MQA, odd block size, head dim 64", 1, 9, 30, 4, 1, 64, 3, KvDtype.FP8_E5M2),
@@ -91,8 +92,9 @@ class KernelVariantsTest {
                     || w.cache().config().dtype().isQuantized() && (kernel == DecodeGrid.Kernel.CHUNK || kernel == DecodeGrid.Kernel.PAIRS)
                     || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
                     || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
-                    || kernel == DecodeGrid.Kernel.STREAM && !(w.cache().config().dtype() != KvDtype.FP32
-                            && StreamDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim()))) {
+                    || kernel == DecodeGrid.Kernel.STREAM && !(w.cache().config().dtype().isQuantized()
+                            ? StreamDecodeKernels.supportsEightBit(w.spec().groupSize(), w.spec().headDim())
+                            : w.cache().config().dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim()))) {
                 continue;
             }
             grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel));
