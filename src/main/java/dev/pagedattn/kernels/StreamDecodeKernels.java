@@ -78,6 +78,12 @@ public final class StreamDecodeKernels {
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
     static final int PROBS_SIZE = TILE * HEADS;
+    /** Tokens per step of the wide bodies ({@code ...Wide}): two tiles. */
+    static final int WIDE_TILE = 2 * TILE;
+    /** [WIDE_TILE][HEADS][PARTS + 1]. */
+    static final int WIDE_DOTS_SIZE = WIDE_TILE * HEADS * (PARTS + 1);
+    /** [WIDE_TILE][HEADS]. */
+    static final int WIDE_PROBS_SIZE = WIDE_TILE * HEADS;
 
     private StreamDecodeKernels() {
     }
@@ -298,7 +304,7 @@ public final class StreamDecodeKernels {
                     Half2 vw141 = vPool.getHalf2(vRow14 + 64);
                     Half2 vw150 = vPool.getHalf2(vRow15);
                     Half2 vw151 = vPool.getHalf2(vRow15 + 64);
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
                     float x00 = Half2.lowFloat(kw00);
                     float x01 = Half2.highFloat(kw00);
                     float x02 = Half2.lowFloat(kw01);
@@ -967,7 +973,7 @@ public final class StreamDecodeKernels {
                     Half2 vw141 = vPool.getHalf2(vRow14 + 64);
                     Half2 vw150 = vPool.getHalf2(vRow15);
                     Half2 vw151 = vPool.getHalf2(vRow15 + 64);
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
                     float x00 = Half2.lowFloat(kw00);
                     float x01 = Half2.highFloat(kw00);
                     float x02 = Half2.lowFloat(kw01);
@@ -1609,7 +1615,7 @@ public final class StreamDecodeKernels {
                     Half2 vw130 = vPool.getHalf2(vRow13);
                     Half2 vw140 = vPool.getHalf2(vRow14);
                     Half2 vw150 = vPool.getHalf2(vRow15);
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 8 dims
                     float x00 = Half2.lowFloat(kw00);
                     float x01 = Half2.highFloat(kw00);
                     float x02 = Half2.lowFloat(kw01);
@@ -2150,7 +2156,7 @@ public final class StreamDecodeKernels {
                     Half2 vw130 = vPool.getHalf2(vRow13);
                     Half2 vw140 = vPool.getHalf2(vRow14);
                     Half2 vw150 = vPool.getHalf2(vRow15);
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 8 dims
                     float x00 = Half2.lowFloat(kw00);
                     float x01 = Half2.highFloat(kw00);
                     float x02 = Half2.lowFloat(kw01);
@@ -2510,6 +2516,1717 @@ public final class StreamDecodeKernels {
         }
     }
 
+    public static void attentionF16x2D64Wide(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group + 4i, i = 0..7, of a step of 32
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..3
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(WIDE_DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a step
+        float[] probs = ctx.allocateFloatLocalArray(WIDE_PROBS_SIZE);  // [token][head] probabilities of a step
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first step's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int start1 = start + TILE < end ? start + TILE : start;
+                int base1 = start1 == start ? base : PagedDecodeKernels.rowOffset(blockTables, tableRow, start1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock1 = start1 == start ? oneBlock : start1 % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow4 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow5 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow6 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow7 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw40 = kPool.getHalf2(kRow4 + 0);
+                Half2 kw41 = kPool.getHalf2(kRow4 + 16);
+                Half2 kw42 = kPool.getHalf2(kRow4 + 32);
+                Half2 kw43 = kPool.getHalf2(kRow4 + 48);
+                Half2 kw50 = kPool.getHalf2(kRow5 + 0);
+                Half2 kw51 = kPool.getHalf2(kRow5 + 16);
+                Half2 kw52 = kPool.getHalf2(kRow5 + 32);
+                Half2 kw53 = kPool.getHalf2(kRow5 + 48);
+                Half2 kw60 = kPool.getHalf2(kRow6 + 0);
+                Half2 kw61 = kPool.getHalf2(kRow6 + 16);
+                Half2 kw62 = kPool.getHalf2(kRow6 + 32);
+                Half2 kw63 = kPool.getHalf2(kRow6 + 48);
+                Half2 kw70 = kPool.getHalf2(kRow7 + 0);
+                Half2 kw71 = kPool.getHalf2(kRow7 + 16);
+                Half2 kw72 = kPool.getHalf2(kRow7 + 32);
+                Half2 kw73 = kPool.getHalf2(kRow7 + 48);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads a..d
+                float sumB = 0f;
+                float sumC = 0f;
+                float sumD = 0f;
+                float oa0 = 0f; float oa1 = 0f;
+                float ob0 = 0f; float ob1 = 0f;
+                float oc0 = 0f; float oc1 = 0f;
+                float od0 = 0f; float od1 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += WIDE_TILE) {
+                    // this step's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vStart1 = tileStart + TILE < end ? tileStart + TILE : tileStart;
+                    int vBase1 = vStart1 == tileStart ? vBase : PagedDecodeKernels.rowOffset(blockTables, tableRow, vStart1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne1 = vStart1 == tileStart ? vOne : vStart1 % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow16 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow17 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow18 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow19 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow20 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow21 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow22 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow23 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow24 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow25 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow26 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow27 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow28 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow29 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow30 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow31 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw160 = vPool.getHalf2(vRow16);
+                    Half2 vw170 = vPool.getHalf2(vRow17);
+                    Half2 vw180 = vPool.getHalf2(vRow18);
+                    Half2 vw190 = vPool.getHalf2(vRow19);
+                    Half2 vw200 = vPool.getHalf2(vRow20);
+                    Half2 vw210 = vPool.getHalf2(vRow21);
+                    Half2 vw220 = vPool.getHalf2(vRow22);
+                    Half2 vw230 = vPool.getHalf2(vRow23);
+                    Half2 vw240 = vPool.getHalf2(vRow24);
+                    Half2 vw250 = vPool.getHalf2(vRow25);
+                    Half2 vw260 = vPool.getHalf2(vRow26);
+                    Half2 vw270 = vPool.getHalf2(vRow27);
+                    Half2 vw280 = vPool.getHalf2(vRow28);
+                    Half2 vw290 = vPool.getHalf2(vRow29);
+                    Half2 vw300 = vPool.getHalf2(vRow30);
+                    Half2 vw310 = vPool.getHalf2(vRow31);
+                    // 1. partial dots of this lane's 8 tokens with heads a..d over its 8 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x40 = Half2.lowFloat(kw40);
+                    float x41 = Half2.highFloat(kw40);
+                    float x42 = Half2.lowFloat(kw41);
+                    float x43 = Half2.highFloat(kw41);
+                    float x44 = Half2.lowFloat(kw42);
+                    float x45 = Half2.highFloat(kw42);
+                    float x46 = Half2.lowFloat(kw43);
+                    float x47 = Half2.highFloat(kw43);
+                    float x50 = Half2.lowFloat(kw50);
+                    float x51 = Half2.highFloat(kw50);
+                    float x52 = Half2.lowFloat(kw51);
+                    float x53 = Half2.highFloat(kw51);
+                    float x54 = Half2.lowFloat(kw52);
+                    float x55 = Half2.highFloat(kw52);
+                    float x56 = Half2.lowFloat(kw53);
+                    float x57 = Half2.highFloat(kw53);
+                    float x60 = Half2.lowFloat(kw60);
+                    float x61 = Half2.highFloat(kw60);
+                    float x62 = Half2.lowFloat(kw61);
+                    float x63 = Half2.highFloat(kw61);
+                    float x64 = Half2.lowFloat(kw62);
+                    float x65 = Half2.highFloat(kw62);
+                    float x66 = Half2.lowFloat(kw63);
+                    float x67 = Half2.highFloat(kw63);
+                    float x70 = Half2.lowFloat(kw70);
+                    float x71 = Half2.highFloat(kw70);
+                    float x72 = Half2.lowFloat(kw71);
+                    float x73 = Half2.highFloat(kw71);
+                    float x74 = Half2.lowFloat(kw72);
+                    float x75 = Half2.highFloat(kw72);
+                    float x76 = Half2.lowFloat(kw73);
+                    float x77 = Half2.highFloat(kw73);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37;
+                    float d4a = qs[qLane + 0] * x40 + qs[qLane + 1] * x41 + qs[qLane + 16] * x42 + qs[qLane + 17] * x43 + qs[qLane + 32] * x44 + qs[qLane + 33] * x45 + qs[qLane + 48] * x46 + qs[qLane + 49] * x47;
+                    float d5a = qs[qLane + 0] * x50 + qs[qLane + 1] * x51 + qs[qLane + 16] * x52 + qs[qLane + 17] * x53 + qs[qLane + 32] * x54 + qs[qLane + 33] * x55 + qs[qLane + 48] * x56 + qs[qLane + 49] * x57;
+                    float d6a = qs[qLane + 0] * x60 + qs[qLane + 1] * x61 + qs[qLane + 16] * x62 + qs[qLane + 17] * x63 + qs[qLane + 32] * x64 + qs[qLane + 33] * x65 + qs[qLane + 48] * x66 + qs[qLane + 49] * x67;
+                    float d7a = qs[qLane + 0] * x70 + qs[qLane + 1] * x71 + qs[qLane + 16] * x72 + qs[qLane + 17] * x73 + qs[qLane + 32] * x74 + qs[qLane + 33] * x75 + qs[qLane + 48] * x76 + qs[qLane + 49] * x77;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 80] * x02 + qs[qLane + 81] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 112] * x06 + qs[qLane + 113] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 80] * x12 + qs[qLane + 81] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 112] * x16 + qs[qLane + 113] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 80] * x22 + qs[qLane + 81] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 112] * x26 + qs[qLane + 113] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 80] * x32 + qs[qLane + 81] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 112] * x36 + qs[qLane + 113] * x37;
+                    float d4b = qs[qLane + 64] * x40 + qs[qLane + 65] * x41 + qs[qLane + 80] * x42 + qs[qLane + 81] * x43 + qs[qLane + 96] * x44 + qs[qLane + 97] * x45 + qs[qLane + 112] * x46 + qs[qLane + 113] * x47;
+                    float d5b = qs[qLane + 64] * x50 + qs[qLane + 65] * x51 + qs[qLane + 80] * x52 + qs[qLane + 81] * x53 + qs[qLane + 96] * x54 + qs[qLane + 97] * x55 + qs[qLane + 112] * x56 + qs[qLane + 113] * x57;
+                    float d6b = qs[qLane + 64] * x60 + qs[qLane + 65] * x61 + qs[qLane + 80] * x62 + qs[qLane + 81] * x63 + qs[qLane + 96] * x64 + qs[qLane + 97] * x65 + qs[qLane + 112] * x66 + qs[qLane + 113] * x67;
+                    float d7b = qs[qLane + 64] * x70 + qs[qLane + 65] * x71 + qs[qLane + 80] * x72 + qs[qLane + 81] * x73 + qs[qLane + 96] * x74 + qs[qLane + 97] * x75 + qs[qLane + 112] * x76 + qs[qLane + 113] * x77;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37;
+                    float d4c = qs[qLane + 128] * x40 + qs[qLane + 129] * x41 + qs[qLane + 144] * x42 + qs[qLane + 145] * x43 + qs[qLane + 160] * x44 + qs[qLane + 161] * x45 + qs[qLane + 176] * x46 + qs[qLane + 177] * x47;
+                    float d5c = qs[qLane + 128] * x50 + qs[qLane + 129] * x51 + qs[qLane + 144] * x52 + qs[qLane + 145] * x53 + qs[qLane + 160] * x54 + qs[qLane + 161] * x55 + qs[qLane + 176] * x56 + qs[qLane + 177] * x57;
+                    float d6c = qs[qLane + 128] * x60 + qs[qLane + 129] * x61 + qs[qLane + 144] * x62 + qs[qLane + 145] * x63 + qs[qLane + 160] * x64 + qs[qLane + 161] * x65 + qs[qLane + 176] * x66 + qs[qLane + 177] * x67;
+                    float d7c = qs[qLane + 128] * x70 + qs[qLane + 129] * x71 + qs[qLane + 144] * x72 + qs[qLane + 145] * x73 + qs[qLane + 160] * x74 + qs[qLane + 161] * x75 + qs[qLane + 176] * x76 + qs[qLane + 177] * x77;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37;
+                    float d4d = qs[qLane + 192] * x40 + qs[qLane + 193] * x41 + qs[qLane + 208] * x42 + qs[qLane + 209] * x43 + qs[qLane + 224] * x44 + qs[qLane + 225] * x45 + qs[qLane + 240] * x46 + qs[qLane + 241] * x47;
+                    float d5d = qs[qLane + 192] * x50 + qs[qLane + 193] * x51 + qs[qLane + 208] * x52 + qs[qLane + 209] * x53 + qs[qLane + 224] * x54 + qs[qLane + 225] * x55 + qs[qLane + 240] * x56 + qs[qLane + 241] * x57;
+                    float d6d = qs[qLane + 192] * x60 + qs[qLane + 193] * x61 + qs[qLane + 208] * x62 + qs[qLane + 209] * x63 + qs[qLane + 224] * x64 + qs[qLane + 225] * x65 + qs[qLane + 240] * x66 + qs[qLane + 241] * x67;
+                    float d7d = qs[qLane + 192] * x70 + qs[qLane + 193] * x71 + qs[qLane + 208] * x72 + qs[qLane + 209] * x73 + qs[qLane + 224] * x74 + qs[qLane + 225] * x75 + qs[qLane + 240] * x76 + qs[qLane + 241] * x77;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    dots[((group + 16) * HEADS + 0) * (PARTS + 1) + part] = d4a;
+                    dots[((group + 16) * HEADS + 1) * (PARTS + 1) + part] = d4b;
+                    dots[((group + 16) * HEADS + 2) * (PARTS + 1) + part] = d4c;
+                    dots[((group + 16) * HEADS + 3) * (PARTS + 1) + part] = d4d;
+                    dots[((group + 20) * HEADS + 0) * (PARTS + 1) + part] = d5a;
+                    dots[((group + 20) * HEADS + 1) * (PARTS + 1) + part] = d5b;
+                    dots[((group + 20) * HEADS + 2) * (PARTS + 1) + part] = d5c;
+                    dots[((group + 20) * HEADS + 3) * (PARTS + 1) + part] = d5d;
+                    dots[((group + 24) * HEADS + 0) * (PARTS + 1) + part] = d6a;
+                    dots[((group + 24) * HEADS + 1) * (PARTS + 1) + part] = d6b;
+                    dots[((group + 24) * HEADS + 2) * (PARTS + 1) + part] = d6c;
+                    dots[((group + 24) * HEADS + 3) * (PARTS + 1) + part] = d6d;
+                    dots[((group + 28) * HEADS + 0) * (PARTS + 1) + part] = d7a;
+                    dots[((group + 28) * HEADS + 1) * (PARTS + 1) + part] = d7b;
+                    dots[((group + 28) * HEADS + 2) * (PARTS + 1) + part] = d7c;
+                    dots[((group + 28) * HEADS + 3) * (PARTS + 1) + part] = d7d;
+                    ctx.localBarrier();
+                    // the next step's K words (past the partition: the first step's rows again, never used)
+                    int next = tileStart + WIDE_TILE < end ? tileStart + WIDE_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    start1 = next + TILE < end ? next + TILE : next;
+                    base1 = start1 == next ? base : PagedDecodeKernels.rowOffset(blockTables, tableRow, start1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock1 = start1 == next ? oneBlock : start1 % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow4 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow5 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow6 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow7 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw40 = kPool.getHalf2(kRow4 + 0);
+                    kw41 = kPool.getHalf2(kRow4 + 16);
+                    kw42 = kPool.getHalf2(kRow4 + 32);
+                    kw43 = kPool.getHalf2(kRow4 + 48);
+                    kw50 = kPool.getHalf2(kRow5 + 0);
+                    kw51 = kPool.getHalf2(kRow5 + 16);
+                    kw52 = kPool.getHalf2(kRow5 + 32);
+                    kw53 = kPool.getHalf2(kRow5 + 48);
+                    kw60 = kPool.getHalf2(kRow6 + 0);
+                    kw61 = kPool.getHalf2(kRow6 + 16);
+                    kw62 = kPool.getHalf2(kRow6 + 32);
+                    kw63 = kPool.getHalf2(kRow6 + 48);
+                    kw70 = kPool.getHalf2(kRow7 + 0);
+                    kw71 = kPool.getHalf2(kRow7 + 16);
+                    kw72 = kPool.getHalf2(kRow7 + 32);
+                    kw73 = kPool.getHalf2(kRow7 + 48);
+                    // 2. scores of token lane, heads a..d; the step's max per head; probabilities
+                    int rowA = lane * HEADS * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowA + 9] + dots[rowA + 10] + dots[rowA + 11] + dots[rowA + 12] + dots[rowA + 13] + dots[rowA + 14] + dots[rowA + 15] + dots[rowA + 16];
+                    float sC = dots[rowA + 18] + dots[rowA + 19] + dots[rowA + 20] + dots[rowA + 21] + dots[rowA + 22] + dots[rowA + 23] + dots[rowA + 24] + dots[rowA + 25];
+                    float sD = dots[rowA + 27] + dots[rowA + 28] + dots[rowA + 29] + dots[rowA + 30] + dots[rowA + 31] + dots[rowA + 32] + dots[rowA + 33] + dots[rowA + 34];
+                    if (tileStart + lane >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                        sC = Float.NEGATIVE_INFINITY;
+                        sD = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    float tC = sC;
+                    float tD = sD;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 16));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 8));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 4));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 2));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 2));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 1));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 1));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 1));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 1));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(tC));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(tD));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd;
+                        sumA = sumA * ca;
+                        sumB = sumB * cb;
+                        sumC = sumC * cc;
+                        sumD = sumD * cd;
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - ma);
+                    float pB = TornadoMath.exp(sB - mb);
+                    float pC = TornadoMath.exp(sC - mc);
+                    float pD = TornadoMath.exp(sD - md);
+                    sumA += pA;
+                    sumB += pB;
+                    sumC += pC;
+                    sumD += pD;
+                    probs[lane * HEADS + 0] = pA;
+                    probs[lane * HEADS + 1] = pB;
+                    probs[lane * HEADS + 2] = pC;
+                    probs[lane * HEADS + 3] = pD;
+                    ctx.localBarrier();
+                    // 3. V of the step's 32 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01;
+                    od0 += pd0 * y00; od1 += pd0 * y01;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11;
+                    od0 += pd1 * y10; od1 += pd1 * y11;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21;
+                    od0 += pd2 * y20; od1 += pd2 * y21;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31;
+                    od0 += pd3 * y30; od1 += pd3 * y31;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41;
+                    od0 += pd4 * y40; od1 += pd4 * y41;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51;
+                    od0 += pd5 * y50; od1 += pd5 * y51;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61;
+                    od0 += pd6 * y60; od1 += pd6 * y61;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71;
+                    od0 += pd7 * y70; od1 += pd7 * y71;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = Half2.lowFloat(vw80);
+                    float y81 = Half2.highFloat(vw80);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81;
+                    od0 += pd8 * y80; od1 += pd8 * y81;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = Half2.lowFloat(vw90);
+                    float y91 = Half2.highFloat(vw90);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91;
+                    od0 += pd9 * y90; od1 += pd9 * y91;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = Half2.lowFloat(vw100);
+                    float y101 = Half2.highFloat(vw100);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101;
+                    od0 += pd10 * y100; od1 += pd10 * y101;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = Half2.lowFloat(vw110);
+                    float y111 = Half2.highFloat(vw110);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111;
+                    od0 += pd11 * y110; od1 += pd11 * y111;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = Half2.lowFloat(vw120);
+                    float y121 = Half2.highFloat(vw120);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121;
+                    od0 += pd12 * y120; od1 += pd12 * y121;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = Half2.lowFloat(vw130);
+                    float y131 = Half2.highFloat(vw130);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131;
+                    od0 += pd13 * y130; od1 += pd13 * y131;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = Half2.lowFloat(vw140);
+                    float y141 = Half2.highFloat(vw140);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141;
+                    od0 += pd14 * y140; od1 += pd14 * y141;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = Half2.lowFloat(vw150);
+                    float y151 = Half2.highFloat(vw150);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151;
+                    od0 += pd15 * y150; od1 += pd15 * y151;
+                    float pa16 = probs[64];
+                    float pb16 = probs[65];
+                    float pc16 = probs[66];
+                    float pd16 = probs[67];
+                    float y160 = Half2.lowFloat(vw160);
+                    float y161 = Half2.highFloat(vw160);
+                    oa0 += pa16 * y160; oa1 += pa16 * y161;
+                    ob0 += pb16 * y160; ob1 += pb16 * y161;
+                    oc0 += pc16 * y160; oc1 += pc16 * y161;
+                    od0 += pd16 * y160; od1 += pd16 * y161;
+                    float pa17 = probs[68];
+                    float pb17 = probs[69];
+                    float pc17 = probs[70];
+                    float pd17 = probs[71];
+                    float y170 = Half2.lowFloat(vw170);
+                    float y171 = Half2.highFloat(vw170);
+                    oa0 += pa17 * y170; oa1 += pa17 * y171;
+                    ob0 += pb17 * y170; ob1 += pb17 * y171;
+                    oc0 += pc17 * y170; oc1 += pc17 * y171;
+                    od0 += pd17 * y170; od1 += pd17 * y171;
+                    float pa18 = probs[72];
+                    float pb18 = probs[73];
+                    float pc18 = probs[74];
+                    float pd18 = probs[75];
+                    float y180 = Half2.lowFloat(vw180);
+                    float y181 = Half2.highFloat(vw180);
+                    oa0 += pa18 * y180; oa1 += pa18 * y181;
+                    ob0 += pb18 * y180; ob1 += pb18 * y181;
+                    oc0 += pc18 * y180; oc1 += pc18 * y181;
+                    od0 += pd18 * y180; od1 += pd18 * y181;
+                    float pa19 = probs[76];
+                    float pb19 = probs[77];
+                    float pc19 = probs[78];
+                    float pd19 = probs[79];
+                    float y190 = Half2.lowFloat(vw190);
+                    float y191 = Half2.highFloat(vw190);
+                    oa0 += pa19 * y190; oa1 += pa19 * y191;
+                    ob0 += pb19 * y190; ob1 += pb19 * y191;
+                    oc0 += pc19 * y190; oc1 += pc19 * y191;
+                    od0 += pd19 * y190; od1 += pd19 * y191;
+                    float pa20 = probs[80];
+                    float pb20 = probs[81];
+                    float pc20 = probs[82];
+                    float pd20 = probs[83];
+                    float y200 = Half2.lowFloat(vw200);
+                    float y201 = Half2.highFloat(vw200);
+                    oa0 += pa20 * y200; oa1 += pa20 * y201;
+                    ob0 += pb20 * y200; ob1 += pb20 * y201;
+                    oc0 += pc20 * y200; oc1 += pc20 * y201;
+                    od0 += pd20 * y200; od1 += pd20 * y201;
+                    float pa21 = probs[84];
+                    float pb21 = probs[85];
+                    float pc21 = probs[86];
+                    float pd21 = probs[87];
+                    float y210 = Half2.lowFloat(vw210);
+                    float y211 = Half2.highFloat(vw210);
+                    oa0 += pa21 * y210; oa1 += pa21 * y211;
+                    ob0 += pb21 * y210; ob1 += pb21 * y211;
+                    oc0 += pc21 * y210; oc1 += pc21 * y211;
+                    od0 += pd21 * y210; od1 += pd21 * y211;
+                    float pa22 = probs[88];
+                    float pb22 = probs[89];
+                    float pc22 = probs[90];
+                    float pd22 = probs[91];
+                    float y220 = Half2.lowFloat(vw220);
+                    float y221 = Half2.highFloat(vw220);
+                    oa0 += pa22 * y220; oa1 += pa22 * y221;
+                    ob0 += pb22 * y220; ob1 += pb22 * y221;
+                    oc0 += pc22 * y220; oc1 += pc22 * y221;
+                    od0 += pd22 * y220; od1 += pd22 * y221;
+                    float pa23 = probs[92];
+                    float pb23 = probs[93];
+                    float pc23 = probs[94];
+                    float pd23 = probs[95];
+                    float y230 = Half2.lowFloat(vw230);
+                    float y231 = Half2.highFloat(vw230);
+                    oa0 += pa23 * y230; oa1 += pa23 * y231;
+                    ob0 += pb23 * y230; ob1 += pb23 * y231;
+                    oc0 += pc23 * y230; oc1 += pc23 * y231;
+                    od0 += pd23 * y230; od1 += pd23 * y231;
+                    float pa24 = probs[96];
+                    float pb24 = probs[97];
+                    float pc24 = probs[98];
+                    float pd24 = probs[99];
+                    float y240 = Half2.lowFloat(vw240);
+                    float y241 = Half2.highFloat(vw240);
+                    oa0 += pa24 * y240; oa1 += pa24 * y241;
+                    ob0 += pb24 * y240; ob1 += pb24 * y241;
+                    oc0 += pc24 * y240; oc1 += pc24 * y241;
+                    od0 += pd24 * y240; od1 += pd24 * y241;
+                    float pa25 = probs[100];
+                    float pb25 = probs[101];
+                    float pc25 = probs[102];
+                    float pd25 = probs[103];
+                    float y250 = Half2.lowFloat(vw250);
+                    float y251 = Half2.highFloat(vw250);
+                    oa0 += pa25 * y250; oa1 += pa25 * y251;
+                    ob0 += pb25 * y250; ob1 += pb25 * y251;
+                    oc0 += pc25 * y250; oc1 += pc25 * y251;
+                    od0 += pd25 * y250; od1 += pd25 * y251;
+                    float pa26 = probs[104];
+                    float pb26 = probs[105];
+                    float pc26 = probs[106];
+                    float pd26 = probs[107];
+                    float y260 = Half2.lowFloat(vw260);
+                    float y261 = Half2.highFloat(vw260);
+                    oa0 += pa26 * y260; oa1 += pa26 * y261;
+                    ob0 += pb26 * y260; ob1 += pb26 * y261;
+                    oc0 += pc26 * y260; oc1 += pc26 * y261;
+                    od0 += pd26 * y260; od1 += pd26 * y261;
+                    float pa27 = probs[108];
+                    float pb27 = probs[109];
+                    float pc27 = probs[110];
+                    float pd27 = probs[111];
+                    float y270 = Half2.lowFloat(vw270);
+                    float y271 = Half2.highFloat(vw270);
+                    oa0 += pa27 * y270; oa1 += pa27 * y271;
+                    ob0 += pb27 * y270; ob1 += pb27 * y271;
+                    oc0 += pc27 * y270; oc1 += pc27 * y271;
+                    od0 += pd27 * y270; od1 += pd27 * y271;
+                    float pa28 = probs[112];
+                    float pb28 = probs[113];
+                    float pc28 = probs[114];
+                    float pd28 = probs[115];
+                    float y280 = Half2.lowFloat(vw280);
+                    float y281 = Half2.highFloat(vw280);
+                    oa0 += pa28 * y280; oa1 += pa28 * y281;
+                    ob0 += pb28 * y280; ob1 += pb28 * y281;
+                    oc0 += pc28 * y280; oc1 += pc28 * y281;
+                    od0 += pd28 * y280; od1 += pd28 * y281;
+                    float pa29 = probs[116];
+                    float pb29 = probs[117];
+                    float pc29 = probs[118];
+                    float pd29 = probs[119];
+                    float y290 = Half2.lowFloat(vw290);
+                    float y291 = Half2.highFloat(vw290);
+                    oa0 += pa29 * y290; oa1 += pa29 * y291;
+                    ob0 += pb29 * y290; ob1 += pb29 * y291;
+                    oc0 += pc29 * y290; oc1 += pc29 * y291;
+                    od0 += pd29 * y290; od1 += pd29 * y291;
+                    float pa30 = probs[120];
+                    float pb30 = probs[121];
+                    float pc30 = probs[122];
+                    float pd30 = probs[123];
+                    float y300 = Half2.lowFloat(vw300);
+                    float y301 = Half2.highFloat(vw300);
+                    oa0 += pa30 * y300; oa1 += pa30 * y301;
+                    ob0 += pb30 * y300; ob1 += pb30 * y301;
+                    oc0 += pc30 * y300; oc1 += pc30 * y301;
+                    od0 += pd30 * y300; od1 += pd30 * y301;
+                    float pa31 = probs[124];
+                    float pb31 = probs[125];
+                    float pc31 = probs[126];
+                    float pd31 = probs[127];
+                    float y310 = Half2.lowFloat(vw310);
+                    float y311 = Half2.highFloat(vw310);
+                    oa0 += pa31 * y310; oa1 += pa31 * y311;
+                    ob0 += pb31 * y310; ob1 += pb31 * y311;
+                    oc0 += pc31 * y310; oc1 += pc31 * y311;
+                    od0 += pd31 * y310; od1 += pd31 * y311;
+                }
+
+                // 4. the running sums over the lanes (lane 0 after the shuffles), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumA += ctx.simdShuffleDown(sumA, 1);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                sumB += ctx.simdShuffleDown(sumB, 1);
+                sumC += ctx.simdShuffleDown(sumC, 16);
+                sumC += ctx.simdShuffleDown(sumC, 8);
+                sumC += ctx.simdShuffleDown(sumC, 4);
+                sumC += ctx.simdShuffleDown(sumC, 2);
+                sumC += ctx.simdShuffleDown(sumC, 1);
+                sumD += ctx.simdShuffleDown(sumD, 16);
+                sumD += ctx.simdShuffleDown(sumD, 8);
+                sumD += ctx.simdShuffleDown(sumD, 4);
+                sumD += ctx.simdShuffleDown(sumD, 2);
+                sumD += ctx.simdShuffleDown(sumD, 1);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(sumC);
+                float ld = ctx.simdBroadcastFirst(sumD);
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2HalfVD64Wide(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group + 4i, i = 0..7, of a step of 32
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..3
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(WIDE_DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a step
+        Half2[] probs = ctx.allocateHalf2LocalArray(WIDE_PROBS_SIZE);  // [token][head] probabilities of a step, twice in fp16
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first step's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int start1 = start + TILE < end ? start + TILE : start;
+                int base1 = start1 == start ? base : PagedDecodeKernels.rowOffset(blockTables, tableRow, start1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock1 = start1 == start ? oneBlock : start1 % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow4 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow5 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow6 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow7 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw40 = kPool.getHalf2(kRow4 + 0);
+                Half2 kw41 = kPool.getHalf2(kRow4 + 16);
+                Half2 kw42 = kPool.getHalf2(kRow4 + 32);
+                Half2 kw43 = kPool.getHalf2(kRow4 + 48);
+                Half2 kw50 = kPool.getHalf2(kRow5 + 0);
+                Half2 kw51 = kPool.getHalf2(kRow5 + 16);
+                Half2 kw52 = kPool.getHalf2(kRow5 + 32);
+                Half2 kw53 = kPool.getHalf2(kRow5 + 48);
+                Half2 kw60 = kPool.getHalf2(kRow6 + 0);
+                Half2 kw61 = kPool.getHalf2(kRow6 + 16);
+                Half2 kw62 = kPool.getHalf2(kRow6 + 32);
+                Half2 kw63 = kPool.getHalf2(kRow6 + 48);
+                Half2 kw70 = kPool.getHalf2(kRow7 + 0);
+                Half2 kw71 = kPool.getHalf2(kRow7 + 16);
+                Half2 kw72 = kPool.getHalf2(kRow7 + 32);
+                Half2 kw73 = kPool.getHalf2(kRow7 + 48);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads a..d
+                float sumB = 0f;
+                float sumC = 0f;
+                float sumD = 0f;
+                float oa0 = 0f; float oa1 = 0f;
+                float ob0 = 0f; float ob1 = 0f;
+                float oc0 = 0f; float oc1 = 0f;
+                float od0 = 0f; float od1 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += WIDE_TILE) {
+                    // this step's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vStart1 = tileStart + TILE < end ? tileStart + TILE : tileStart;
+                    int vBase1 = vStart1 == tileStart ? vBase : PagedDecodeKernels.rowOffset(blockTables, tableRow, vStart1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne1 = vStart1 == tileStart ? vOne : vStart1 % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow16 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow17 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow18 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow19 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow20 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow21 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow22 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow23 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow24 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow25 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow26 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow27 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow28 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow29 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow30 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow31 = tileRow(blockTables, tableRow, vBase1, vOne1, vStart1, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw160 = vPool.getHalf2(vRow16);
+                    Half2 vw170 = vPool.getHalf2(vRow17);
+                    Half2 vw180 = vPool.getHalf2(vRow18);
+                    Half2 vw190 = vPool.getHalf2(vRow19);
+                    Half2 vw200 = vPool.getHalf2(vRow20);
+                    Half2 vw210 = vPool.getHalf2(vRow21);
+                    Half2 vw220 = vPool.getHalf2(vRow22);
+                    Half2 vw230 = vPool.getHalf2(vRow23);
+                    Half2 vw240 = vPool.getHalf2(vRow24);
+                    Half2 vw250 = vPool.getHalf2(vRow25);
+                    Half2 vw260 = vPool.getHalf2(vRow26);
+                    Half2 vw270 = vPool.getHalf2(vRow27);
+                    Half2 vw280 = vPool.getHalf2(vRow28);
+                    Half2 vw290 = vPool.getHalf2(vRow29);
+                    Half2 vw300 = vPool.getHalf2(vRow30);
+                    Half2 vw310 = vPool.getHalf2(vRow31);
+                    // 1. partial dots of this lane's 8 tokens with heads a..d over its 8 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x40 = Half2.lowFloat(kw40);
+                    float x41 = Half2.highFloat(kw40);
+                    float x42 = Half2.lowFloat(kw41);
+                    float x43 = Half2.highFloat(kw41);
+                    float x44 = Half2.lowFloat(kw42);
+                    float x45 = Half2.highFloat(kw42);
+                    float x46 = Half2.lowFloat(kw43);
+                    float x47 = Half2.highFloat(kw43);
+                    float x50 = Half2.lowFloat(kw50);
+                    float x51 = Half2.highFloat(kw50);
+                    float x52 = Half2.lowFloat(kw51);
+                    float x53 = Half2.highFloat(kw51);
+                    float x54 = Half2.lowFloat(kw52);
+                    float x55 = Half2.highFloat(kw52);
+                    float x56 = Half2.lowFloat(kw53);
+                    float x57 = Half2.highFloat(kw53);
+                    float x60 = Half2.lowFloat(kw60);
+                    float x61 = Half2.highFloat(kw60);
+                    float x62 = Half2.lowFloat(kw61);
+                    float x63 = Half2.highFloat(kw61);
+                    float x64 = Half2.lowFloat(kw62);
+                    float x65 = Half2.highFloat(kw62);
+                    float x66 = Half2.lowFloat(kw63);
+                    float x67 = Half2.highFloat(kw63);
+                    float x70 = Half2.lowFloat(kw70);
+                    float x71 = Half2.highFloat(kw70);
+                    float x72 = Half2.lowFloat(kw71);
+                    float x73 = Half2.highFloat(kw71);
+                    float x74 = Half2.lowFloat(kw72);
+                    float x75 = Half2.highFloat(kw72);
+                    float x76 = Half2.lowFloat(kw73);
+                    float x77 = Half2.highFloat(kw73);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37;
+                    float d4a = qs[qLane + 0] * x40 + qs[qLane + 1] * x41 + qs[qLane + 16] * x42 + qs[qLane + 17] * x43 + qs[qLane + 32] * x44 + qs[qLane + 33] * x45 + qs[qLane + 48] * x46 + qs[qLane + 49] * x47;
+                    float d5a = qs[qLane + 0] * x50 + qs[qLane + 1] * x51 + qs[qLane + 16] * x52 + qs[qLane + 17] * x53 + qs[qLane + 32] * x54 + qs[qLane + 33] * x55 + qs[qLane + 48] * x56 + qs[qLane + 49] * x57;
+                    float d6a = qs[qLane + 0] * x60 + qs[qLane + 1] * x61 + qs[qLane + 16] * x62 + qs[qLane + 17] * x63 + qs[qLane + 32] * x64 + qs[qLane + 33] * x65 + qs[qLane + 48] * x66 + qs[qLane + 49] * x67;
+                    float d7a = qs[qLane + 0] * x70 + qs[qLane + 1] * x71 + qs[qLane + 16] * x72 + qs[qLane + 17] * x73 + qs[qLane + 32] * x74 + qs[qLane + 33] * x75 + qs[qLane + 48] * x76 + qs[qLane + 49] * x77;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 80] * x02 + qs[qLane + 81] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 112] * x06 + qs[qLane + 113] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 80] * x12 + qs[qLane + 81] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 112] * x16 + qs[qLane + 113] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 80] * x22 + qs[qLane + 81] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 112] * x26 + qs[qLane + 113] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 80] * x32 + qs[qLane + 81] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 112] * x36 + qs[qLane + 113] * x37;
+                    float d4b = qs[qLane + 64] * x40 + qs[qLane + 65] * x41 + qs[qLane + 80] * x42 + qs[qLane + 81] * x43 + qs[qLane + 96] * x44 + qs[qLane + 97] * x45 + qs[qLane + 112] * x46 + qs[qLane + 113] * x47;
+                    float d5b = qs[qLane + 64] * x50 + qs[qLane + 65] * x51 + qs[qLane + 80] * x52 + qs[qLane + 81] * x53 + qs[qLane + 96] * x54 + qs[qLane + 97] * x55 + qs[qLane + 112] * x56 + qs[qLane + 113] * x57;
+                    float d6b = qs[qLane + 64] * x60 + qs[qLane + 65] * x61 + qs[qLane + 80] * x62 + qs[qLane + 81] * x63 + qs[qLane + 96] * x64 + qs[qLane + 97] * x65 + qs[qLane + 112] * x66 + qs[qLane + 113] * x67;
+                    float d7b = qs[qLane + 64] * x70 + qs[qLane + 65] * x71 + qs[qLane + 80] * x72 + qs[qLane + 81] * x73 + qs[qLane + 96] * x74 + qs[qLane + 97] * x75 + qs[qLane + 112] * x76 + qs[qLane + 113] * x77;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37;
+                    float d4c = qs[qLane + 128] * x40 + qs[qLane + 129] * x41 + qs[qLane + 144] * x42 + qs[qLane + 145] * x43 + qs[qLane + 160] * x44 + qs[qLane + 161] * x45 + qs[qLane + 176] * x46 + qs[qLane + 177] * x47;
+                    float d5c = qs[qLane + 128] * x50 + qs[qLane + 129] * x51 + qs[qLane + 144] * x52 + qs[qLane + 145] * x53 + qs[qLane + 160] * x54 + qs[qLane + 161] * x55 + qs[qLane + 176] * x56 + qs[qLane + 177] * x57;
+                    float d6c = qs[qLane + 128] * x60 + qs[qLane + 129] * x61 + qs[qLane + 144] * x62 + qs[qLane + 145] * x63 + qs[qLane + 160] * x64 + qs[qLane + 161] * x65 + qs[qLane + 176] * x66 + qs[qLane + 177] * x67;
+                    float d7c = qs[qLane + 128] * x70 + qs[qLane + 129] * x71 + qs[qLane + 144] * x72 + qs[qLane + 145] * x73 + qs[qLane + 160] * x74 + qs[qLane + 161] * x75 + qs[qLane + 176] * x76 + qs[qLane + 177] * x77;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37;
+                    float d4d = qs[qLane + 192] * x40 + qs[qLane + 193] * x41 + qs[qLane + 208] * x42 + qs[qLane + 209] * x43 + qs[qLane + 224] * x44 + qs[qLane + 225] * x45 + qs[qLane + 240] * x46 + qs[qLane + 241] * x47;
+                    float d5d = qs[qLane + 192] * x50 + qs[qLane + 193] * x51 + qs[qLane + 208] * x52 + qs[qLane + 209] * x53 + qs[qLane + 224] * x54 + qs[qLane + 225] * x55 + qs[qLane + 240] * x56 + qs[qLane + 241] * x57;
+                    float d6d = qs[qLane + 192] * x60 + qs[qLane + 193] * x61 + qs[qLane + 208] * x62 + qs[qLane + 209] * x63 + qs[qLane + 224] * x64 + qs[qLane + 225] * x65 + qs[qLane + 240] * x66 + qs[qLane + 241] * x67;
+                    float d7d = qs[qLane + 192] * x70 + qs[qLane + 193] * x71 + qs[qLane + 208] * x72 + qs[qLane + 209] * x73 + qs[qLane + 224] * x74 + qs[qLane + 225] * x75 + qs[qLane + 240] * x76 + qs[qLane + 241] * x77;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    dots[((group + 16) * HEADS + 0) * (PARTS + 1) + part] = d4a;
+                    dots[((group + 16) * HEADS + 1) * (PARTS + 1) + part] = d4b;
+                    dots[((group + 16) * HEADS + 2) * (PARTS + 1) + part] = d4c;
+                    dots[((group + 16) * HEADS + 3) * (PARTS + 1) + part] = d4d;
+                    dots[((group + 20) * HEADS + 0) * (PARTS + 1) + part] = d5a;
+                    dots[((group + 20) * HEADS + 1) * (PARTS + 1) + part] = d5b;
+                    dots[((group + 20) * HEADS + 2) * (PARTS + 1) + part] = d5c;
+                    dots[((group + 20) * HEADS + 3) * (PARTS + 1) + part] = d5d;
+                    dots[((group + 24) * HEADS + 0) * (PARTS + 1) + part] = d6a;
+                    dots[((group + 24) * HEADS + 1) * (PARTS + 1) + part] = d6b;
+                    dots[((group + 24) * HEADS + 2) * (PARTS + 1) + part] = d6c;
+                    dots[((group + 24) * HEADS + 3) * (PARTS + 1) + part] = d6d;
+                    dots[((group + 28) * HEADS + 0) * (PARTS + 1) + part] = d7a;
+                    dots[((group + 28) * HEADS + 1) * (PARTS + 1) + part] = d7b;
+                    dots[((group + 28) * HEADS + 2) * (PARTS + 1) + part] = d7c;
+                    dots[((group + 28) * HEADS + 3) * (PARTS + 1) + part] = d7d;
+                    ctx.localBarrier();
+                    // the next step's K words (past the partition: the first step's rows again, never used)
+                    int next = tileStart + WIDE_TILE < end ? tileStart + WIDE_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    start1 = next + TILE < end ? next + TILE : next;
+                    base1 = start1 == next ? base : PagedDecodeKernels.rowOffset(blockTables, tableRow, start1, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock1 = start1 == next ? oneBlock : start1 % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow4 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow5 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow6 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow7 = tileRow(blockTables, tableRow, base1, oneBlock1, start1, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw40 = kPool.getHalf2(kRow4 + 0);
+                    kw41 = kPool.getHalf2(kRow4 + 16);
+                    kw42 = kPool.getHalf2(kRow4 + 32);
+                    kw43 = kPool.getHalf2(kRow4 + 48);
+                    kw50 = kPool.getHalf2(kRow5 + 0);
+                    kw51 = kPool.getHalf2(kRow5 + 16);
+                    kw52 = kPool.getHalf2(kRow5 + 32);
+                    kw53 = kPool.getHalf2(kRow5 + 48);
+                    kw60 = kPool.getHalf2(kRow6 + 0);
+                    kw61 = kPool.getHalf2(kRow6 + 16);
+                    kw62 = kPool.getHalf2(kRow6 + 32);
+                    kw63 = kPool.getHalf2(kRow6 + 48);
+                    kw70 = kPool.getHalf2(kRow7 + 0);
+                    kw71 = kPool.getHalf2(kRow7 + 16);
+                    kw72 = kPool.getHalf2(kRow7 + 32);
+                    kw73 = kPool.getHalf2(kRow7 + 48);
+                    // 2. scores of token lane, heads a..d; the step's max per head; probabilities
+                    int rowA = lane * HEADS * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowA + 9] + dots[rowA + 10] + dots[rowA + 11] + dots[rowA + 12] + dots[rowA + 13] + dots[rowA + 14] + dots[rowA + 15] + dots[rowA + 16];
+                    float sC = dots[rowA + 18] + dots[rowA + 19] + dots[rowA + 20] + dots[rowA + 21] + dots[rowA + 22] + dots[rowA + 23] + dots[rowA + 24] + dots[rowA + 25];
+                    float sD = dots[rowA + 27] + dots[rowA + 28] + dots[rowA + 29] + dots[rowA + 30] + dots[rowA + 31] + dots[rowA + 32] + dots[rowA + 33] + dots[rowA + 34];
+                    if (tileStart + lane >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                        sC = Float.NEGATIVE_INFINITY;
+                        sD = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    float tC = sC;
+                    float tD = sD;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 16));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 8));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 4));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 2));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 2));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 1));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 1));
+                    tC = TornadoMath.max(tC, ctx.simdShuffleDown(tC, 1));
+                    tD = TornadoMath.max(tD, ctx.simdShuffleDown(tD, 1));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(tC));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(tD));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd;
+                        sumA = sumA * ca;
+                        sumB = sumB * cb;
+                        sumC = sumC * cc;
+                        sumD = sumD * cd;
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - ma);
+                    float pB = TornadoMath.exp(sB - mb);
+                    float pC = TornadoMath.exp(sC - mc);
+                    float pD = TornadoMath.exp(sD - md);
+                    sumA += pA;
+                    sumB += pB;
+                    sumC += pC;
+                    sumD += pD;
+                    probs[lane * HEADS + 0] = Half2.fromFloats(pA, pA);
+                    probs[lane * HEADS + 1] = Half2.fromFloats(pB, pB);
+                    probs[lane * HEADS + 2] = Half2.fromFloats(pC, pC);
+                    probs[lane * HEADS + 3] = Half2.fromFloats(pD, pD);
+                    ctx.localBarrier();
+                    // 3. V of the step's 32 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}
+                    // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)
+                    Half2 pa0 = probs[0];
+                    Half2 pb0 = probs[1];
+                    Half2 pc0 = probs[2];
+                    Half2 pd0 = probs[3];
+                    Half2 ta0 = Half2.mult(pa0, vw00);
+                    Half2 tb0 = Half2.mult(pb0, vw00);
+                    Half2 tc0 = Half2.mult(pc0, vw00);
+                    Half2 td0 = Half2.mult(pd0, vw00);
+                    Half2 pa1 = probs[4];
+                    Half2 pb1 = probs[5];
+                    Half2 pc1 = probs[6];
+                    Half2 pd1 = probs[7];
+                    ta0 = Half2.fma(pa1, vw10, ta0);
+                    tb0 = Half2.fma(pb1, vw10, tb0);
+                    tc0 = Half2.fma(pc1, vw10, tc0);
+                    td0 = Half2.fma(pd1, vw10, td0);
+                    Half2 pa2 = probs[8];
+                    Half2 pb2 = probs[9];
+                    Half2 pc2 = probs[10];
+                    Half2 pd2 = probs[11];
+                    ta0 = Half2.fma(pa2, vw20, ta0);
+                    tb0 = Half2.fma(pb2, vw20, tb0);
+                    tc0 = Half2.fma(pc2, vw20, tc0);
+                    td0 = Half2.fma(pd2, vw20, td0);
+                    Half2 pa3 = probs[12];
+                    Half2 pb3 = probs[13];
+                    Half2 pc3 = probs[14];
+                    Half2 pd3 = probs[15];
+                    ta0 = Half2.fma(pa3, vw30, ta0);
+                    tb0 = Half2.fma(pb3, vw30, tb0);
+                    tc0 = Half2.fma(pc3, vw30, tc0);
+                    td0 = Half2.fma(pd3, vw30, td0);
+                    Half2 pa4 = probs[16];
+                    Half2 pb4 = probs[17];
+                    Half2 pc4 = probs[18];
+                    Half2 pd4 = probs[19];
+                    ta0 = Half2.fma(pa4, vw40, ta0);
+                    tb0 = Half2.fma(pb4, vw40, tb0);
+                    tc0 = Half2.fma(pc4, vw40, tc0);
+                    td0 = Half2.fma(pd4, vw40, td0);
+                    Half2 pa5 = probs[20];
+                    Half2 pb5 = probs[21];
+                    Half2 pc5 = probs[22];
+                    Half2 pd5 = probs[23];
+                    ta0 = Half2.fma(pa5, vw50, ta0);
+                    tb0 = Half2.fma(pb5, vw50, tb0);
+                    tc0 = Half2.fma(pc5, vw50, tc0);
+                    td0 = Half2.fma(pd5, vw50, td0);
+                    Half2 pa6 = probs[24];
+                    Half2 pb6 = probs[25];
+                    Half2 pc6 = probs[26];
+                    Half2 pd6 = probs[27];
+                    ta0 = Half2.fma(pa6, vw60, ta0);
+                    tb0 = Half2.fma(pb6, vw60, tb0);
+                    tc0 = Half2.fma(pc6, vw60, tc0);
+                    td0 = Half2.fma(pd6, vw60, td0);
+                    Half2 pa7 = probs[28];
+                    Half2 pb7 = probs[29];
+                    Half2 pc7 = probs[30];
+                    Half2 pd7 = probs[31];
+                    ta0 = Half2.fma(pa7, vw70, ta0);
+                    tb0 = Half2.fma(pb7, vw70, tb0);
+                    tc0 = Half2.fma(pc7, vw70, tc0);
+                    td0 = Half2.fma(pd7, vw70, td0);
+                    Half2 pa8 = probs[32];
+                    Half2 pb8 = probs[33];
+                    Half2 pc8 = probs[34];
+                    Half2 pd8 = probs[35];
+                    ta0 = Half2.fma(pa8, vw80, ta0);
+                    tb0 = Half2.fma(pb8, vw80, tb0);
+                    tc0 = Half2.fma(pc8, vw80, tc0);
+                    td0 = Half2.fma(pd8, vw80, td0);
+                    Half2 pa9 = probs[36];
+                    Half2 pb9 = probs[37];
+                    Half2 pc9 = probs[38];
+                    Half2 pd9 = probs[39];
+                    ta0 = Half2.fma(pa9, vw90, ta0);
+                    tb0 = Half2.fma(pb9, vw90, tb0);
+                    tc0 = Half2.fma(pc9, vw90, tc0);
+                    td0 = Half2.fma(pd9, vw90, td0);
+                    Half2 pa10 = probs[40];
+                    Half2 pb10 = probs[41];
+                    Half2 pc10 = probs[42];
+                    Half2 pd10 = probs[43];
+                    ta0 = Half2.fma(pa10, vw100, ta0);
+                    tb0 = Half2.fma(pb10, vw100, tb0);
+                    tc0 = Half2.fma(pc10, vw100, tc0);
+                    td0 = Half2.fma(pd10, vw100, td0);
+                    Half2 pa11 = probs[44];
+                    Half2 pb11 = probs[45];
+                    Half2 pc11 = probs[46];
+                    Half2 pd11 = probs[47];
+                    ta0 = Half2.fma(pa11, vw110, ta0);
+                    tb0 = Half2.fma(pb11, vw110, tb0);
+                    tc0 = Half2.fma(pc11, vw110, tc0);
+                    td0 = Half2.fma(pd11, vw110, td0);
+                    Half2 pa12 = probs[48];
+                    Half2 pb12 = probs[49];
+                    Half2 pc12 = probs[50];
+                    Half2 pd12 = probs[51];
+                    ta0 = Half2.fma(pa12, vw120, ta0);
+                    tb0 = Half2.fma(pb12, vw120, tb0);
+                    tc0 = Half2.fma(pc12, vw120, tc0);
+                    td0 = Half2.fma(pd12, vw120, td0);
+                    Half2 pa13 = probs[52];
+                    Half2 pb13 = probs[53];
+                    Half2 pc13 = probs[54];
+                    Half2 pd13 = probs[55];
+                    ta0 = Half2.fma(pa13, vw130, ta0);
+                    tb0 = Half2.fma(pb13, vw130, tb0);
+                    tc0 = Half2.fma(pc13, vw130, tc0);
+                    td0 = Half2.fma(pd13, vw130, td0);
+                    Half2 pa14 = probs[56];
+                    Half2 pb14 = probs[57];
+                    Half2 pc14 = probs[58];
+                    Half2 pd14 = probs[59];
+                    ta0 = Half2.fma(pa14, vw140, ta0);
+                    tb0 = Half2.fma(pb14, vw140, tb0);
+                    tc0 = Half2.fma(pc14, vw140, tc0);
+                    td0 = Half2.fma(pd14, vw140, td0);
+                    Half2 pa15 = probs[60];
+                    Half2 pb15 = probs[61];
+                    Half2 pc15 = probs[62];
+                    Half2 pd15 = probs[63];
+                    ta0 = Half2.fma(pa15, vw150, ta0);
+                    tb0 = Half2.fma(pb15, vw150, tb0);
+                    tc0 = Half2.fma(pc15, vw150, tc0);
+                    td0 = Half2.fma(pd15, vw150, td0);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0);
+                    Half2 pa16 = probs[64];
+                    Half2 pb16 = probs[65];
+                    Half2 pc16 = probs[66];
+                    Half2 pd16 = probs[67];
+                    ta0 = Half2.mult(pa16, vw160);
+                    tb0 = Half2.mult(pb16, vw160);
+                    tc0 = Half2.mult(pc16, vw160);
+                    td0 = Half2.mult(pd16, vw160);
+                    Half2 pa17 = probs[68];
+                    Half2 pb17 = probs[69];
+                    Half2 pc17 = probs[70];
+                    Half2 pd17 = probs[71];
+                    ta0 = Half2.fma(pa17, vw170, ta0);
+                    tb0 = Half2.fma(pb17, vw170, tb0);
+                    tc0 = Half2.fma(pc17, vw170, tc0);
+                    td0 = Half2.fma(pd17, vw170, td0);
+                    Half2 pa18 = probs[72];
+                    Half2 pb18 = probs[73];
+                    Half2 pc18 = probs[74];
+                    Half2 pd18 = probs[75];
+                    ta0 = Half2.fma(pa18, vw180, ta0);
+                    tb0 = Half2.fma(pb18, vw180, tb0);
+                    tc0 = Half2.fma(pc18, vw180, tc0);
+                    td0 = Half2.fma(pd18, vw180, td0);
+                    Half2 pa19 = probs[76];
+                    Half2 pb19 = probs[77];
+                    Half2 pc19 = probs[78];
+                    Half2 pd19 = probs[79];
+                    ta0 = Half2.fma(pa19, vw190, ta0);
+                    tb0 = Half2.fma(pb19, vw190, tb0);
+                    tc0 = Half2.fma(pc19, vw190, tc0);
+                    td0 = Half2.fma(pd19, vw190, td0);
+                    Half2 pa20 = probs[80];
+                    Half2 pb20 = probs[81];
+                    Half2 pc20 = probs[82];
+                    Half2 pd20 = probs[83];
+                    ta0 = Half2.fma(pa20, vw200, ta0);
+                    tb0 = Half2.fma(pb20, vw200, tb0);
+                    tc0 = Half2.fma(pc20, vw200, tc0);
+                    td0 = Half2.fma(pd20, vw200, td0);
+                    Half2 pa21 = probs[84];
+                    Half2 pb21 = probs[85];
+                    Half2 pc21 = probs[86];
+                    Half2 pd21 = probs[87];
+                    ta0 = Half2.fma(pa21, vw210, ta0);
+                    tb0 = Half2.fma(pb21, vw210, tb0);
+                    tc0 = Half2.fma(pc21, vw210, tc0);
+                    td0 = Half2.fma(pd21, vw210, td0);
+                    Half2 pa22 = probs[88];
+                    Half2 pb22 = probs[89];
+                    Half2 pc22 = probs[90];
+                    Half2 pd22 = probs[91];
+                    ta0 = Half2.fma(pa22, vw220, ta0);
+                    tb0 = Half2.fma(pb22, vw220, tb0);
+                    tc0 = Half2.fma(pc22, vw220, tc0);
+                    td0 = Half2.fma(pd22, vw220, td0);
+                    Half2 pa23 = probs[92];
+                    Half2 pb23 = probs[93];
+                    Half2 pc23 = probs[94];
+                    Half2 pd23 = probs[95];
+                    ta0 = Half2.fma(pa23, vw230, ta0);
+                    tb0 = Half2.fma(pb23, vw230, tb0);
+                    tc0 = Half2.fma(pc23, vw230, tc0);
+                    td0 = Half2.fma(pd23, vw230, td0);
+                    Half2 pa24 = probs[96];
+                    Half2 pb24 = probs[97];
+                    Half2 pc24 = probs[98];
+                    Half2 pd24 = probs[99];
+                    ta0 = Half2.fma(pa24, vw240, ta0);
+                    tb0 = Half2.fma(pb24, vw240, tb0);
+                    tc0 = Half2.fma(pc24, vw240, tc0);
+                    td0 = Half2.fma(pd24, vw240, td0);
+                    Half2 pa25 = probs[100];
+                    Half2 pb25 = probs[101];
+                    Half2 pc25 = probs[102];
+                    Half2 pd25 = probs[103];
+                    ta0 = Half2.fma(pa25, vw250, ta0);
+                    tb0 = Half2.fma(pb25, vw250, tb0);
+                    tc0 = Half2.fma(pc25, vw250, tc0);
+                    td0 = Half2.fma(pd25, vw250, td0);
+                    Half2 pa26 = probs[104];
+                    Half2 pb26 = probs[105];
+                    Half2 pc26 = probs[106];
+                    Half2 pd26 = probs[107];
+                    ta0 = Half2.fma(pa26, vw260, ta0);
+                    tb0 = Half2.fma(pb26, vw260, tb0);
+                    tc0 = Half2.fma(pc26, vw260, tc0);
+                    td0 = Half2.fma(pd26, vw260, td0);
+                    Half2 pa27 = probs[108];
+                    Half2 pb27 = probs[109];
+                    Half2 pc27 = probs[110];
+                    Half2 pd27 = probs[111];
+                    ta0 = Half2.fma(pa27, vw270, ta0);
+                    tb0 = Half2.fma(pb27, vw270, tb0);
+                    tc0 = Half2.fma(pc27, vw270, tc0);
+                    td0 = Half2.fma(pd27, vw270, td0);
+                    Half2 pa28 = probs[112];
+                    Half2 pb28 = probs[113];
+                    Half2 pc28 = probs[114];
+                    Half2 pd28 = probs[115];
+                    ta0 = Half2.fma(pa28, vw280, ta0);
+                    tb0 = Half2.fma(pb28, vw280, tb0);
+                    tc0 = Half2.fma(pc28, vw280, tc0);
+                    td0 = Half2.fma(pd28, vw280, td0);
+                    Half2 pa29 = probs[116];
+                    Half2 pb29 = probs[117];
+                    Half2 pc29 = probs[118];
+                    Half2 pd29 = probs[119];
+                    ta0 = Half2.fma(pa29, vw290, ta0);
+                    tb0 = Half2.fma(pb29, vw290, tb0);
+                    tc0 = Half2.fma(pc29, vw290, tc0);
+                    td0 = Half2.fma(pd29, vw290, td0);
+                    Half2 pa30 = probs[120];
+                    Half2 pb30 = probs[121];
+                    Half2 pc30 = probs[122];
+                    Half2 pd30 = probs[123];
+                    ta0 = Half2.fma(pa30, vw300, ta0);
+                    tb0 = Half2.fma(pb30, vw300, tb0);
+                    tc0 = Half2.fma(pc30, vw300, tc0);
+                    td0 = Half2.fma(pd30, vw300, td0);
+                    Half2 pa31 = probs[124];
+                    Half2 pb31 = probs[125];
+                    Half2 pc31 = probs[126];
+                    Half2 pd31 = probs[127];
+                    ta0 = Half2.fma(pa31, vw310, ta0);
+                    tb0 = Half2.fma(pb31, vw310, tb0);
+                    tc0 = Half2.fma(pc31, vw310, tc0);
+                    td0 = Half2.fma(pd31, vw310, td0);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0);
+                }
+
+                // 4. the running sums over the lanes (lane 0 after the shuffles), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumA += ctx.simdShuffleDown(sumA, 1);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                sumB += ctx.simdShuffleDown(sumB, 1);
+                sumC += ctx.simdShuffleDown(sumC, 16);
+                sumC += ctx.simdShuffleDown(sumC, 8);
+                sumC += ctx.simdShuffleDown(sumC, 4);
+                sumC += ctx.simdShuffleDown(sumC, 2);
+                sumC += ctx.simdShuffleDown(sumC, 1);
+                sumD += ctx.simdShuffleDown(sumD, 16);
+                sumD += ctx.simdShuffleDown(sumD, 8);
+                sumD += ctx.simdShuffleDown(sumD, 4);
+                sumD += ctx.simdShuffleDown(sumD, 2);
+                sumD += ctx.simdShuffleDown(sumD, 1);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(sumC);
+                float ld = ctx.simdBroadcastFirst(sumD);
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
     public static void attentionInt8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
@@ -2711,7 +4428,7 @@ public final class StreamDecodeKernels {
                         vw14 = vPool.get(vRow14);
                         vw15 = vPool.get(vRow15);
                     }
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
                     float x00 = ((kw00 << 24) >> 24);
                     float x01 = ((kw00 << 16) >> 24);
                     float x02 = ((kw00 << 8) >> 24);
@@ -3399,7 +5116,7 @@ public final class StreamDecodeKernels {
                         vw14 = vPool.get(vRow14);
                         vw15 = vPool.get(vRow15);
                     }
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
                     float x00 = FP8.e4m3ToFloat((byte) kw00);
                     float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
                     float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
@@ -4087,7 +5804,7 @@ public final class StreamDecodeKernels {
                         vw14 = vPool.get(vRow14);
                         vw15 = vPool.get(vRow15);
                     }
-                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    // 1. partial dots of this lane's 4 tokens with heads a..d over its 16 dims
                     float x00 = FP8.e5m2ToFloat((byte) kw00);
                     float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
                     float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
