@@ -82,12 +82,6 @@ public final class StreamDecodeKernels {
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
     static final int PROBS_SIZE = TILE * HEADS;
-    /** Tokens per step of the wide bodies ({@code ...Wide}): two tiles. */
-    static final int WIDE_TILE = 2 * TILE;
-    /** [WIDE_TILE][HEADS][PARTS + 1]. */
-    static final int WIDE_DOTS_SIZE = WIDE_TILE * HEADS * (PARTS + 1);
-    /** [WIDE_TILE][HEADS]. */
-    static final int WIDE_PROBS_SIZE = WIDE_TILE * HEADS;
 
     private StreamDecodeKernels() {
     }
@@ -126,29 +120,23 @@ public final class StreamDecodeKernels {
 H = "abcd"          # the four query heads of a work-group
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
-WIDE = False        # generating a body of 32-token steps
 D = 128             # head dim of the body being generated (fp16: 64 or 128; 8-bit twins: 128)
 out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False, dim=128, wide=False):
+def body(q8, dec=None, pvhalf=False, dim=128):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
     # dim: the head dim the lanes are unrolled for (64: half the K and V words per lane, methods named ...D64)
-    # wide: steps of 32 tokens (two of the grid's 16-token tiles) instead of 16: at head dim 64 a lane then holds as
-    # many K and V words as at 128 (twice the bytes in flight of 16-token steps); scores by lane = token, four heads
-    global Q8, DEC, D, WIDE
+    global Q8, DEC, D
     Q8 = q8
     DEC = dec
     D = dim
-    WIDE = wide
-    nt = 8 if wide else 4  # a lane's tokens in the scores: group + 4i, i < nt
-    step = "WIDE_TILE" if wide else "TILE"
     wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
     wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
-    suffix = ("" if D == 128 else f"D{D}") + ("Wide" if wide else "")
+    suffix = "" if D == 128 else f"D{D}"
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
@@ -162,16 +150,12 @@ def body(q8, dec=None, pvhalf=False, dim=128, wide=False):
     w( "            return;")
     w( "        }")
     w( "        int lane = ctx.localIdx;")
-    if wide:
-        w( "        int group = lane >> 3;           // scores: this lane's tokens group + 4i, i = 0..7, of a step of 32")
-    else:
-        w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
     if q8:
         w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3")
     else:
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
-    if not wide:
-        w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
     w( "        int gid = ctx.groupIdx;")
     w( "        int numSeqs = params.get(DecodeParams.NUM_SEQS);")
     w( "        int headStride = blockSize * headDim;")
@@ -179,12 +163,11 @@ def body(q8, dec=None, pvhalf=False, dim=128, wide=False):
     w( "        int layerBase = params.get(DecodeParams.LAYER_BASE);")
     w( "        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)")
     w( "        int pairHeads = numKvHeads * headTiles; // the grid's \"KV heads\": (KV head, head tile)")
-    pre = "WIDE_" if wide else ""
-    w(f"        float[] dots = ctx.allocateFloatLocalArray({pre}DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a {'step' if wide else 'tile'}")
+    w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     if pvhalf:
-        w(f"        Half2[] probs = ctx.allocateHalf2LocalArray({pre}PROBS_SIZE);  // [token][head] probabilities of a {'step' if wide else 'tile'}, twice in fp16")
+        w( "        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16")
     else:
-        w(f"        float[] probs = ctx.allocateFloatLocalArray({pre}PROBS_SIZE);  // [token][head] probabilities of a {'step' if wide else 'tile'}")
+        w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
     qsSize = "HEADS * HEAD_DIM" if D == 128 else f"HEADS * {D}"
     w(f"        float[] qs = ctx.allocateFloatLocalArray({qsSize}); // [head][headDim] scaled query values")
     w()
@@ -245,35 +228,25 @@ def body(q8, dec=None, pvhalf=False, dim=128, wide=False):
     for hi, h in enumerate(H):
         w(f"        boolean valid{h.upper()} = head0 + {hi} < groupSize;")
     w()
-    w(f"        // the first {'step' if wide else 'tile'}'s K words of this lane's tokens (in flight from here on)")
+    w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "        boolean oneBlock = start % blockSize + TILE <= blockSize;")
-    if wide:   # the step's second tile: its own block lookup (at the first tile when the second lies past the end)
-        half("        ", "int ", "start", "base1", "oneBlock1", "start1", "base", "oneBlock")
     k_loads("        ", "start", True)
     w()
     for h in H:
         w(f"        float m{h} = -Float.MAX_VALUE;  // running max of head {h} (the same in every lane); finite, so exp(old - new) never sees -inf - -inf")
-    if wide:
-        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads a..d")
-        w( "        float sumB = 0f;")
-        w( "        float sumC = 0f;")
-        w( "        float sumD = 0f;")
-    else:
-        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
-        w( "        float sumB = 0f;")
+    w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
+    w( "        float sumB = 0f;")
     for h in H:
         w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4 if Q8 else 2 * wv)))
     w()
-    w(f"        for (int tileStart = start; tileStart < end; tileStart += {step}) {{")
-    w(f"            // this {'step' if wide else 'tile'}'s V words (in flight during the scores and the softmax)")
+    w( "        for (int tileStart = start; tileStart < end; tileStart += TILE) {")
+    w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
-    if wide:
-        half("            ", "int ", "tileStart", "vBase1", "vOne1", "vStart1", "vBase", "vOne")
     v_loads("            ")
-    w(f"            // 1. partial dots of this lane's {nt} tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
-    for i in range(nt):
+    w(f"            // 1. partial dots of this lane's four tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
+    for i in range(4):
         if q8:
             for j in range(4):
                 decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
@@ -281,80 +254,22 @@ def body(q8, dec=None, pvhalf=False, dim=128, wide=False):
             for j in range(wk):
                 conv(f"kw{i}{j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
-        for i in range(nt):
+        for i in range(4):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
                 terms = " + ".join(f"qs[qLane + {hi * 128 + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(16))
             else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
                 terms = " + ".join(f"qs[qLane + {hi * D + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
             w(f"            float d{i}{h} = {terms};")
-    for i in range(nt):
+    for i in range(4):
         for hi, h in enumerate(H):
             w(f"            dots[((group + {4*i}) * HEADS + {hi}) * (PARTS + 1) + part] = d{i}{h};")
     w( "            ctx.localBarrier();")
-    w(f"            // the next {'step' if wide else 'tile'}'s K words (past the partition: the first {'step' if wide else 'tile'}'s rows again, never used)")
-    w(f"            int next = tileStart + {step} < end ? tileStart + {step} : start;")
+    w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
+    w( "            int next = tileStart + TILE < end ? tileStart + TILE : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w( "            oneBlock = next % blockSize + TILE <= blockSize;")
-    if wide:
-        half("            ", "", "next", "base1", "oneBlock1", "start1", "base", "oneBlock")
     k_loads("            ", "next", False)
-    if wide:
-        softmax_wide(pvhalf)
-    else:
-        softmax_tile(pvhalf, wv)
-    v_phase(pvhalf, wv)
 
-    w( "        }")
-    w()
-    if wide:
-        w( "        // 4. the running sums over the lanes (lane 0 after the shuffles), then write out")
-        for h in "ABCD":
-            for delta in (16, 8, 4, 2, 1):
-                w(f"        sum{h} += ctx.simdShuffleDown(sum{h}, {delta});")
-        for h in "ABCD":
-            w(f"        float l{h.lower()} = ctx.simdBroadcastFirst(sum{h});")
-    else:
-        w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
-        for delta in (16, 8, 4, 2):
-            w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
-            w(f"        sumB += ctx.simdShuffleDown(sumB, {delta});")
-        w( "        float la = ctx.simdBroadcastFirst(sumA);")
-        w( "        float lb = ctx.simdBroadcastFirst(sumB);")
-        w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
-        w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
-    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
-    w( "        int numQHeads = numKvHeads * groupSize;")
-    for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}) {{")
-        w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
-        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
-        lo = "4 * lane" if q8 else "2 * lane"
-        vs = " * vScale" if q8 else ""
-        w( "            if (writeFinal != 0) {")
-        w(f"                int o = h * headDim + {lo};")
-        for d, off in enumerate(offs):
-            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
-        w( "            } else {")
-        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate(offs):
-            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
-        w( "                if (lane == 0) {")
-        w(f"                    partials.set(pBase + headDim, m{h});")
-        w(f"                    partials.set(pBase + headDim + 1, l{h});")
-        w( "                }")
-        w( "            }")
-        w( "        }")
-    IND = ""
-    w( "            }")
-    w( "            // a balanced range's next piece starts the next pair")
-    w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
-    w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
-    w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
-    w( "        }")
-    w( "    }")
-
-def softmax_tile(pvhalf, wv):
-    # 2. per 16-token tile: lane = (token lane / 2, heads 2 odd and 2 odd + 1)
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
     w( "            int row = lane >> 1;")
     w( "            int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);")
@@ -395,80 +310,28 @@ def softmax_tile(pvhalf, wv):
         w( "            probs[row * HEADS + 2 * odd] = pA;")
         w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
-
-def softmax_wide(pvhalf):
-    # 2. per 32-token step: lane = token lane, heads a..d
-    w( "            // 2. scores of token lane, heads a..d; the step's max per head; probabilities")
-    w( "            int rowA = lane * HEADS * (PARTS + 1);")
-    for hi, h in enumerate("ABCD"):
-        w(f"            float s{h} = " + " + ".join(f"dots[rowA + {hi * 9 + p}]" for p in range(8)) + ";")
-    w( "            if (tileStart + lane >= end) {")
-    for h in "ABCD":
-        w(f"                s{h} = Float.NEGATIVE_INFINITY;")
-    w( "            }")
-    for h in "ABCD":
-        w(f"            float t{h} = s{h};")
-    for delta in (16, 8, 4, 2, 1):
-        for h in "ABCD":
-            w(f"            t{h} = TornadoMath.max(t{h}, ctx.simdShuffleDown(t{h}, {delta}));")
-    for h in "ABCD":
-        w(f"            float n{h.lower()} = TornadoMath.max(m{h.lower()}, ctx.simdBroadcastFirst(t{h}));")
-    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
-    for h in H:
-        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
-    for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(2)))
-    for h in "ABCD":
-        w(f"                sum{h} = sum{h} * c{h.lower()};")
-    for h in H:
-        w(f"                m{h} = n{h};")
-    w( "            }")
-    for h in "ABCD":
-        w(f"            float p{h} = TornadoMath.exp(s{h} - m{h.lower()});")
-    for h in "ABCD":
-        w(f"            sum{h} += p{h};")
-    for hi, h in enumerate("ABCD"):
-        w(f"            probs[lane * HEADS + {hi}] = " + (f"Half2.fromFloats(p{h}, p{h});" if pvhalf else f"p{h};"))
-    w( "            ctx.localBarrier();")
-
-def half(ind, decl, tile, base, one, start1, base0, one0):
-    # the second 16-token tile of a wide step at `tile`: its first row, block offset and one-block flag; a second tile
-    # at or past the partition's end is the first one again (its rows are masked, and its block-table entry may not exist)
-    w(f"{ind}{decl}{start1} = {tile} + TILE < end ? {tile} + TILE : {tile};")
-    w(f"{ind}{decl}{base} = {start1} == {tile} ? {base0} : PagedDecodeKernels.rowOffset(blockTables, tableRow, {start1}, layerBase, "
-      "blockStride, headStride, headDim, blockSize, kvHead);")
-    w(f"{ind}{'boolean ' if decl else ''}{one} = {start1} == {tile} ? {one0} : {start1} % blockSize + TILE <= blockSize;")
-
-def v_phase(pvhalf, wv):
-    # 3. the V sums of a tile (16 tokens) or a wide step (32)
-    q8 = Q8
-    n = 2 * T if WIDE else T
-    what = "step's 32" if WIDE else "tile's 16"
     if q8:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
     elif wv == 2:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
     else:
-        w(f"            // 3. V of the {what} tokens weighted by the probabilities, this lane's dims 2 lane + {{0, 1}}")
-    if pvhalf:   # a tile's 16 products per (head, dim pair) summed in fp16 (__hfma2), then added to the fp32 sums
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}")
+    if pvhalf:   # the tile's 16 products per (head, dim pair) summed in fp16 (__hfma2), then added to the fp32 sums
         w( "            // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)")
-        for r in range(n):
+        for r in range(T):
             for hi, h in enumerate(H):
                 w(f"            Half2 p{h}{r} = probs[{r * 4 + hi}];")
             for h in H:
                 for k in range(wv):
                     if r == 0:
                         w(f"            Half2 t{h}{k} = Half2.mult(p{h}0, vw0{k});")
-                    elif r % T == 0:
-                        w(f"            t{h}{k} = Half2.mult(p{h}{r}, vw{r}{k});")
                     else:
                         w(f"            t{h}{k} = Half2.fma(p{h}{r}, vw{r}{k}, t{h}{k});")
-            if r % T == T - 1:
-                for h in H:
-                    w("            " + " ".join(f"o{h}{2 * k} += Half2.lowFloat(t{h}{k}); o{h}{2 * k + 1} += Half2.highFloat(t{h}{k});"
-                                           for k in range(wv)))
+        for h in H:
+            w("            " + " ".join(f"o{h}{2 * k} += Half2.lowFloat(t{h}{k}); o{h}{2 * k + 1} += Half2.highFloat(t{h}{k});"
+                                   for k in range(wv)))
     else:
-        for r in range(n):
+        for r in range(T):
             for hi, h in enumerate(H):
                 w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
             if q8:
@@ -478,6 +341,46 @@ def v_phase(pvhalf, wv):
                     conv(f"vw{r}{k}", f"y{r}{2 * k}", f"y{r}{2 * k + 1}", "            ")
             for h in H:
                 w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4 if Q8 else 2 * wv)))
+    w( "        }")
+    w()
+    w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
+    for delta in (16, 8, 4, 2):
+        w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
+        w(f"        sumB += ctx.simdShuffleDown(sumB, {delta});")
+    w( "        float la = ctx.simdBroadcastFirst(sumA);")
+    w( "        float lb = ctx.simdBroadcastFirst(sumB);")
+    w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
+    w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
+    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
+    w( "        int numQHeads = numKvHeads * groupSize;")
+    for hi, h in enumerate(H):
+        w(f"        if (valid{h.upper()}) {{")
+        w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
+        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
+        lo = "4 * lane" if q8 else "2 * lane"
+        vs = " * vScale" if q8 else ""
+        w( "            if (writeFinal != 0) {")
+        w(f"                int o = h * headDim + {lo};")
+        for d, off in enumerate(offs):
+            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
+        w( "            } else {")
+        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
+        for d, off in enumerate(offs):
+            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
+        w( "                if (lane == 0) {")
+        w(f"                    partials.set(pBase + headDim, m{h});")
+        w(f"                    partials.set(pBase + headDim + 1, l{h});")
+        w( "                }")
+        w( "            }")
+        w( "        }")
+    IND = ""
+    w( "            }")
+    w( "            // a balanced range's next piece starts the next pair")
+    w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
+    w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
+    w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
+    w( "        }")
+    w( "    }")
 
 def whole(one, tile):
     # a tile of TILE rows below the partition's end and inside one block: its rows lie at constant offsets
@@ -488,10 +391,8 @@ def k_loads(ind, tile, declare):
         decl = "int " if declare else ""
         for i in range(4):
             w(f"{ind}{decl}kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
-        for i in range(4, 8 if WIDE else 4):   # a wide step's second tile
-            w(f"{ind}{decl}kRow{i} = {rowExpr('base1', 'oneBlock1', 'start1', f'group + {4*(i - 4)}')} + {kLaneOff()};")
         decl = "Half2 " if declare else ""
-        for i in range(8 if WIDE else 4):
+        for i in range(4):
             for j in range(D // 16):
                 w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
         return
@@ -518,9 +419,7 @@ def v_loads(ind):
     if not Q8:
         for r in range(T):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
-        for r in range(T, 2 * T if WIDE else T):   # a wide step's second tile
-            w(f"{ind}int vRow{r} = {rowExpr('vBase1', 'vOne1', 'vStart1', str(r - T))} + {vLaneOff()};")
-        for r in range(2 * T if WIDE else T):
+        for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             for k in range(1, D // 64):
                 w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
@@ -568,10 +467,6 @@ for dim in (64,):
     body(False, dim=dim)
     w()
     body(False, pvhalf=True, dim=dim)
-    w()
-    body(False, dim=dim, wide=True)
-    w()
-    body(False, pvhalf=True, dim=dim, wide=True)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)

@@ -82,17 +82,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
-     * The same for the stream kernel's 16-token body at head dim 64 ({@code attentionF16x2D64}: 127 registers, four
-     * warps per SM sub-partition): 132 SMs x 16 warps. On an H200 4-8% faster than 1584 on cells of 131k tokens and
-     * more, equal within noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets
-     * both. The 32-token body ({@link #STREAM_WIDE_D64}) takes 167 registers, as the head dim 128 one, and its grids.
+     * The same for the stream kernel at head dim 64 ({@code attentionF16x2D64}: 127 registers, four warps per SM
+     * sub-partition): 132 SMs x 16 warps. On an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal
+     * within noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
     public static final int STREAM_TARGET_GROUPS_D64 = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
-    /**
-     * Head dim 64 walks in steps of 32 tokens ({@code attentionF16x2D64Wide}), {@code -Dpagedattn.tornado.streamWide}
-     * (default true); false: steps of 16 ({@code attentionF16x2D64}).
-     */
-    public static final boolean STREAM_WIDE_D64 = !"false".equals(System.getProperty("pagedattn.tornado.streamWide"));
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -174,7 +168,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return headDim == StreamDecodeKernels.HEAD_DIM_64 && !STREAM_WIDE_D64 ? STREAM_TARGET_GROUPS_D64 : STREAM_TARGET_GROUPS;
+        return headDim == StreamDecodeKernels.HEAD_DIM_64 ? STREAM_TARGET_GROUPS_D64 : STREAM_TARGET_GROUPS;
     }
 
     private static int minPartitionTokens(Kernel kernel) {

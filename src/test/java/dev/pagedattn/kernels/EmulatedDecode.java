@@ -37,12 +37,6 @@ final class EmulatedDecode {
     /** {@code vSums}: FP16 runs the fp16 stream kernel's twin with a tile's V sums in fp16 pairs. */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
                                 VSums vSums) {
-        return attention(w, grid, schedule, packedHalfLoads, vSums, DecodeGrid.STREAM_WIDE_D64);
-    }
-
-    /** {@code wide}: at head dim 64 the stream kernel's body of 32-token steps ({@code ...D64Wide}), else of 16-token tiles. */
-    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
-                                VSums vSums, boolean wide) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -51,7 +45,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums, wide);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -59,7 +53,7 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums, boolean wide) {
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums) {
         IntArray tables = IntArray.fromArray(b.blockTables());
         IntArray lens = IntArray.fromArray(b.contextLens());
         IntArray params = new IntArray(DecodeParams.capacity(b.numSeqs(), grid.numGroups()));
@@ -106,12 +100,6 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64 && wide && vSums == VSums.FP16) {
-                StreamDecodeKernels.attentionF16x2HalfVD64Wide(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64 && wide) {
-                StreamDecodeKernels.attentionF16x2D64Wide(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
             } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64 && vSums == VSums.FP16) {
                 StreamDecodeKernels.attentionF16x2HalfVD64(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);

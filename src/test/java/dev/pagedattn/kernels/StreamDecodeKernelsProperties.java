@@ -20,8 +20,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * The stream kernels in the emulator against the fp64 reference on random ragged batches, head dims 64 and 128 (fp16), any group size
- * (larger than four: several work-groups per KV head), both bodies at head dim 64 (steps of 32 tokens or 16; {@code wide} is
- * ignored at 128) and random grids: fused, partitions of random length, and
+ * (larger than four: several work-groups per KV head) and random grids: fused, partitions of random length, and
  * balanced grids of random size (jqwik prints its seed on failure).
  */
 class StreamDecodeKernelsProperties {
@@ -38,7 +37,6 @@ class StreamDecodeKernelsProperties {
             @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
             @ForAll @IntRange(min = 1, max = 40) int targetGroups,
             @ForAll KernelEmulator.Schedule schedule,
-            @ForAll boolean wide,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         int qHeads = numKvHeads * groupSize;
@@ -46,9 +44,9 @@ class StreamDecodeKernelsProperties {
         DecodeWorkload w = DecodeWorkload.create(lens, qHeads, numKvHeads, headDim, blockSize, dtype, seed, 0, 1, 0,
                 TestScales.perHead(dtype, numKvHeads, seed));
         DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
-        FloatArray out = EmulatedDecode.attention(w, g, schedule, false, VSums.FP32, wide);
+        FloatArray out = EmulatedDecode.attention(w, g, schedule);
         double rel = ReferenceAttention.relativeL2(out, w.reference());
-        assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " headDim=" + headDim + " wide=" + wide + " seed=" + seed
+        assertTrue(rel < 1e-5, g + " " + schedule + " " + dtype + " groupSize=" + groupSize + " headDim=" + headDim + " seed=" + seed
                 + ": relative L2 " + rel);
     }
 
@@ -64,13 +62,12 @@ class StreamDecodeKernelsProperties {
             @ForAll @IntRange(min = 1, max = 8) int minPartitionTiles,
             @ForAll @IntRange(min = 1, max = 40) int targetGroups,
             @ForAll KernelEmulator.Schedule schedule,
-            @ForAll boolean wide,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         DecodeWorkload w = DecodeWorkload.create(lens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, KvDtype.FP16, seed);
         DecodeGrid g = grid(w, grid, targetGroups, minPartitionTiles);
-        double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, g, schedule, false, VSums.FP16, wide), w.reference());
-        assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " headDim=" + headDim + " wide=" + wide + " seed=" + seed
+        double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, g, schedule, false, VSums.FP16), w.reference());
+        assertTrue(rel < 2e-3, g + " " + schedule + " groupSize=" + groupSize + " headDim=" + headDim + " seed=" + seed
                 + ": relative L2 " + rel);
     }
 

@@ -77,13 +77,11 @@ class StreamDecodeKernelsTest {
         int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads);
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, minPartition, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
-        for (boolean wide : headDim == StreamDecodeKernels.HEAD_DIM_64 ? new boolean[] {true, false} : new boolean[] {false}) {
-            for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                for (DecodeGrid grid : new DecodeGrid[] {fused, fine, coarse, split}) {
-                    FloatArray out = EmulatedDecode.attention(w, grid, s, false, VSums.FP32, wide);
-                    double rel = ReferenceAttention.relativeL2(out, ref);
-                    assertTrue(rel < TOLERANCE, grid + " " + s + (wide ? " 32-token steps" : "") + ": relative L2 error " + rel);
-                }
+        for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
+            for (DecodeGrid grid : new DecodeGrid[] {fused, fine, coarse, split}) {
+                FloatArray out = EmulatedDecode.attention(w, grid, s);
+                double rel = ReferenceAttention.relativeL2(out, ref);
+                assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);
             }
         }
     }
@@ -116,15 +114,11 @@ class StreamDecodeKernelsTest {
         int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads);
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, 48, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
-        for (boolean wide : headDim == StreamDecodeKernels.HEAD_DIM_64 ? new boolean[] {true, false} : new boolean[] {false}) {
-            double exact = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, fused, KernelEmulator.Schedule.values()[0], false,
-                    VSums.FP32, wide), ref);
-            for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                for (DecodeGrid grid : new DecodeGrid[] {fused, fine, split}) {
-                    double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, grid, s, false, VSums.FP16, wide), ref);
-                    assertTrue(rel < 2e-3 && rel > exact, grid + " " + s + (wide ? " 32-token steps" : "") + ": relative L2 error " + rel
-                            + " (fp32 sums: " + exact + ")");
-                }
+        double exact = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, fused, KernelEmulator.Schedule.values()[0]), ref);
+        for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
+            for (DecodeGrid grid : new DecodeGrid[] {fused, fine, split}) {
+                double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, grid, s, false, VSums.FP16), ref);
+                assertTrue(rel < 2e-3 && rel > exact, grid + " " + s + ": relative L2 error " + rel + " (fp32 sums: " + exact + ")");
             }
         }
     }

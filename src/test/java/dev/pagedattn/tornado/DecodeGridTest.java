@@ -174,18 +174,15 @@ class DecodeGridTest {
 
     @Test
     void headDim64StreamGridsFillTheWarpsItsRegistersAllow() {
-        // attentionF16x2D64 takes 127 registers: 16 one-warp groups per SM, so its grids aim at 132 x 16 groups; the
-        // 32-token body (the default) takes 167, as head dim 128's, and shares its grids
+        // attentionF16x2D64 takes 127 registers: 16 one-warp groups per SM, so its grids aim at 132 x 16 groups
         AttentionSpec llama1b = new AttentionSpec(32, 8, 64, 0.125f);
         DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
         DecodeGrid d64 = DecodeGrid.plan(llama1b, b, true, DecodeGrid.Kernel.STREAM);
         DecodeGrid d128 = DecodeGrid.plan(LLAMA, b, true, DecodeGrid.Kernel.STREAM);
-        int target = DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 64);
-        assertEquals(DecodeGrid.STREAM_WIDE_D64 ? DecodeGrid.STREAM_TARGET_GROUPS : DecodeGrid.STREAM_TARGET_GROUPS_D64, target);
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_D64, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 64));
         assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 128));
         assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.CHUNK, 64));
-        assertTrue(d64.numGroups() >= d128.numGroups() && d64.numGroups() <= target
-                && (DecodeGrid.STREAM_WIDE_D64 || d64.numGroups() > d128.numGroups()), d64 + " / " + d128);
+        assertTrue(d64.numGroups() > d128.numGroups() && d64.numGroups() <= 2112, d64 + " / " + d128);
     }
 
     @Test
