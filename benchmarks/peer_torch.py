@@ -374,7 +374,7 @@ def reference(q0, kv_of, ids):
     outs = []
     for b in ids:
         k, v = kv_of(b)  # [8, L, 128] fp16
-        q = q0[b].reshape(H_KV, H_Q // H_KV, HEAD_DIM).double()  # query head h reads KV head h // 4
+        q = q0[b].reshape(H_KV, H_Q // H_KV, HEAD_DIM).double()  # query head h reads KV head h // (H_Q / H_KV)
         p = torch.softmax(torch.matmul(q, k.double().transpose(1, 2)) * SCALE, dim=-1)
         outs.append(torch.matmul(p, v.double()).reshape(H_Q, HEAD_DIM))
     return torch.stack(outs)
@@ -519,9 +519,10 @@ def write_csv(path, rows):
 # ---------------------------------------------------------------------------------------------
 
 
-def set_head_dim(d):
-    """The shape's head dim and what follows from it (the softmax scale, the bytes of K/V per token)."""
-    global HEAD_DIM, SCALE, KV_BYTES_PER_TOKEN
+def set_shape(q_heads, d):
+    """The shape's query heads and head dim, and what follows (the softmax scale, the bytes of K/V per token)."""
+    global H_Q, HEAD_DIM, SCALE, KV_BYTES_PER_TOKEN
+    H_Q = q_heads
     HEAD_DIM = d
     SCALE = 1.0 / math.sqrt(HEAD_DIM)
     KV_BYTES_PER_TOKEN = 2 * H_KV * HEAD_DIM * 2
@@ -534,8 +535,10 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="only the cells " + QUICK_CELLS)
     p.add_argument("--cells", default=None, help="comma list of BxL cells and/or 'ragged' (overrides --quick)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma list (default: %(default)s)")
+    p.add_argument("--q-heads", type=int, default=H_Q,
+                   help="query heads over the 8 KV heads, as bench --q-heads (default: %(default)s; 16: Gemma-2-9B)")
     p.add_argument("--head-dim", type=int, default=HEAD_DIM,
-                   help="dims per head, as bench --head-dim (default: %(default)s, Llama-3-8B; 64: Llama-3.2-1B)")
+                   help="dims per head, as bench --head-dim (default: %(default)s, Llama-3-8B; 64: Llama-3.2-1B; 256: Gemma-2)")
     p.add_argument("--iters", type=int, default=30, help="timed runs per cell (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--flex-budget", type=float, default=180.0,
@@ -549,7 +552,9 @@ def parse_args():
         p.error("--iters must be >= 1 and --warmup >= 0")
     if args.head_dim < 8 or args.head_dim > 256 or args.head_dim % 8:
         p.error(f"--head-dim={args.head_dim} must be a multiple of 8 in [8, 256]")
-    set_head_dim(args.head_dim)
+    if args.q_heads < H_KV or args.q_heads % H_KV:
+        p.error(f"--q-heads={args.q_heads} must be a multiple of the {H_KV} KV heads")
+    set_shape(args.q_heads, args.head_dim)
     if args.seed is None:
         args.seed = time.time_ns() & ((1 << 62) - 1)
     spec = args.cells or (QUICK_CELLS if args.quick else
@@ -571,7 +576,7 @@ def main():
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     log(f"peer_torch: torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {cudnn}) on {prop.name} "
         f"({prop.multi_processor_count} SMs, {prop.total_memory / 2**30:.1f} GiB)")
-    log(f"peer_torch: seed={args.seed} head-dim={HEAD_DIM} variants={','.join(args.variants)} cells={len(args.cells)} "
+    log(f"peer_torch: seed={args.seed} q-heads={H_Q} head-dim={HEAD_DIM} variants={','.join(args.variants)} cells={len(args.cells)} "
         f"warmup={args.warmup} iters={args.iters} out={args.out}")
     for c in args.cells:
         if min(c.lengths) != c.max_len:

@@ -19,8 +19,9 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, or 64 for the fp16 kernels
- * (the methods named {@code ...D64}: half the K and V words per lane, the same walk), any group size
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, or 64 and 256 for the fp16
+ * kernels (the methods named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D256}: steps of
+ * 8 tokens, a lane's tokens group and group + 4, one (token, head) score per lane in the softmax), any group size
  * ({@link #supports}, {@link #supportsEightBit}). A work-group computes up to four query heads: a KV head of a larger group is read by
  * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
  * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
@@ -78,6 +79,10 @@ public final class StreamDecodeKernels {
     public static final int HEAD_DIM = 128;
     /** The head dim of the fp16 kernels named {@code ...D64} (Llama-3.2-1B, Qwen2.5-0.5B). */
     public static final int HEAD_DIM_64 = 64;
+    /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
+    public static final int HEAD_DIM_256 = 256;
+    /** Tokens per step of the head dim 256 bodies: half a tile, so that a lane holds the K and V words it holds at 128. */
+    static final int STEP_256 = TILE / 2;
     /** [TILE][HEADS][PARTS + 1]. */
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
@@ -86,9 +91,9 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** fp16 pools: any group of query heads per KV head, head dim 128 or 64. */
+    /** fp16 pools: any group of query heads per KV head, head dim 64, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64);
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
     }
 
     /** 8-bit pools: any group of query heads per KV head, head dim 128. */
@@ -130,10 +135,15 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
     # dim: the head dim the lanes are unrolled for (64: half the K and V words per lane, methods named ...D64)
-    global Q8, DEC, D
+    # dim 256: steps of 8 tokens (the grid's 16-token tiles walked in halves), so that a lane holds as many K and
+    # V words as at 128; the softmax then has one (token, head) score per lane
+    global Q8, DEC, D, T
     Q8 = q8
     DEC = dec
     D = dim
+    T = 8 if D == 256 else 16
+    nt = T // 4             # a lane's tokens in the scores: group + 4i, i < nt
+    step = "TILE" if T == 16 else "STEP_256"
     wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
     wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
     suffix = "" if D == 128 else f"D{D}"
@@ -150,12 +160,18 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w( "            return;")
     w( "        }")
     w( "        int lane = ctx.localIdx;")
-    w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    if T == 16:
+        w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    else:
+        w( "        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8")
     if q8:
         w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3")
     else:
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
-    w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    if T == 16:
+        w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    else:
+        w( "        int head = lane & 3;             // softmax: this lane's head of token lane >> 2")
     w( "        int gid = ctx.groupIdx;")
     w( "        int numSeqs = params.get(DecodeParams.NUM_SEQS);")
     w( "        int headStride = blockSize * headDim;")
@@ -230,23 +246,26 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w()
     w( "        // the first tile's K words of this lane's tokens (in flight from here on)")
     w( "        int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "        boolean oneBlock = start % blockSize + TILE <= blockSize;")
+    w(f"        boolean oneBlock = start % blockSize + {step} <= blockSize;")
     k_loads("        ", "start", True)
     w()
     for h in H:
         w(f"        float m{h} = -Float.MAX_VALUE;  // running max of head {h} (the same in every lane); finite, so exp(old - new) never sees -inf - -inf")
-    w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
-    w( "        float sumB = 0f;")
+    if T == 16:
+        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
+        w( "        float sumB = 0f;")
+    else:
+        w( "        float sumA = 0f;                 // this lane's share of the running sum of its head")
     for h in H:
         w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4 if Q8 else 2 * wv)))
     w()
-    w( "        for (int tileStart = start; tileStart < end; tileStart += TILE) {")
+    w(f"        for (int tileStart = start; tileStart < end; tileStart += {step}) {{")
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "            boolean vOne = tileStart % blockSize + TILE <= blockSize;")
+    w(f"            boolean vOne = tileStart % blockSize + {step} <= blockSize;")
     v_loads("            ")
-    w(f"            // 1. partial dots of this lane's four tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
-    for i in range(4):
+    w(f"            // 1. partial dots of this lane's {'four' if nt == 4 else 'two'} tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
+    for i in range(nt):
         if q8:
             for j in range(4):
                 decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
@@ -254,22 +273,78 @@ def body(q8, dec=None, pvhalf=False, dim=128):
             for j in range(wk):
                 conv(f"kw{i}{j}", f"x{i}{2*j}", f"x{i}{2*j+1}", "            ")
     for hi, h in enumerate(H):
-        for i in range(4):
+        for i in range(nt):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
                 terms = " + ".join(f"qs[qLane + {hi * 128 + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(16))
             else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
                 terms = " + ".join(f"qs[qLane + {hi * D + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
             w(f"            float d{i}{h} = {terms};")
-    for i in range(4):
+    for i in range(nt):
         for hi, h in enumerate(H):
             w(f"            dots[((group + {4*i}) * HEADS + {hi}) * (PARTS + 1) + part] = d{i}{h};")
     w( "            ctx.localBarrier();")
     w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
-    w( "            int next = tileStart + TILE < end ? tileStart + TILE : start;")
+    w(f"            int next = tileStart + {step} < end ? tileStart + {step} : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-    w( "            oneBlock = next % blockSize + TILE <= blockSize;")
+    w(f"            oneBlock = next % blockSize + {step} <= blockSize;")
     k_loads("            ", "next", False)
+    if T == 8:
+        softmax_one(pvhalf, wv)
+    else:
+        softmax_two(pvhalf, wv)
+    v_phase(pvhalf, wv)
 
+    w( "        }")
+    w()
+    if T == 8:
+        w( "        // 4. the running sums over the lanes (lane h: head h), then write out")
+        for delta in (16, 8, 4):
+            w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
+        w( "        float la = ctx.simdBroadcastFirst(sumA);")
+        for hi, h in list(enumerate(H))[1:]:
+            w(f"        float l{h} = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, {hi}));")
+    else:
+        w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
+        for delta in (16, 8, 4, 2):
+            w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
+            w(f"        sumB += ctx.simdShuffleDown(sumB, {delta});")
+        w( "        float la = ctx.simdBroadcastFirst(sumA);")
+        w( "        float lb = ctx.simdBroadcastFirst(sumB);")
+        w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
+        w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
+    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
+    w( "        int numQHeads = numKvHeads * groupSize;")
+    for hi, h in enumerate(H):
+        w(f"        if (valid{h.upper()}) {{")
+        w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
+        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
+        lo = "4 * lane" if q8 else "2 * lane"
+        vs = " * vScale" if q8 else ""
+        w( "            if (writeFinal != 0) {")
+        w(f"                int o = h * headDim + {lo};")
+        for d, off in enumerate(offs):
+            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
+        w( "            } else {")
+        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
+        for d, off in enumerate(offs):
+            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
+        w( "                if (lane == 0) {")
+        w(f"                    partials.set(pBase + headDim, m{h});")
+        w(f"                    partials.set(pBase + headDim + 1, l{h});")
+        w( "                }")
+        w( "            }")
+        w( "        }")
+    IND = ""
+    w( "            }")
+    w( "            // a balanced range's next piece starts the next pair")
+    w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
+    w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
+    w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
+    w( "        }")
+    w( "    }")
+
+def softmax_two(pvhalf, wv):
+    # 2. a 16-token tile: lane = (token lane / 2, heads 2 odd and 2 odd + 1)
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
     w( "            int row = lane >> 1;")
     w( "            int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);")
@@ -310,6 +385,39 @@ def body(q8, dec=None, pvhalf=False, dim=128):
         w( "            probs[row * HEADS + 2 * odd] = pA;")
         w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
+
+def softmax_one(pvhalf, wv):
+    # 2. an 8-token step: lane = (token lane >> 2, head lane & 3), one score per lane
+    w( "            // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities")
+    w( "            int row = lane >> 2;")
+    w( "            int rowA = (row * HEADS + head) * (PARTS + 1);")
+    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
+    w( "            if (tileStart + row >= end) {")
+    w( "                sA = Float.NEGATIVE_INFINITY;")
+    w( "            }")
+    w( "            float tA = sA;")
+    for delta in (16, 8, 4):
+        w(f"            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {delta}));")
+    w( "            float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));")
+    for hi, h in list(enumerate(H))[1:]:
+        w(f"            float n{h} = TornadoMath.max(m{h}, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, {hi})));")
+    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
+    for h in H:
+        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
+    for h in H:
+        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(2 * wv)))
+    w( "                sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
+    for h in H:
+        w(f"                m{h} = n{h};")
+    w( "            }")
+    w( "            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));")
+    w( "            sumA += pA;")
+    w( "            probs[row * HEADS + head] = " + ("Half2.fromFloats(pA, pA);" if pvhalf else "pA;"))
+    w( "            ctx.localBarrier();")
+
+def v_phase(pvhalf, wv):
+    # 3. the V sums of a tile (16 tokens) or a step (8 tokens at head dim 256)
+    q8 = Q8
     if q8:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
     elif wv == 2:
@@ -341,46 +449,6 @@ def body(q8, dec=None, pvhalf=False, dim=128):
                     conv(f"vw{r}{k}", f"y{r}{2 * k}", f"y{r}{2 * k + 1}", "            ")
             for h in H:
                 w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4 if Q8 else 2 * wv)))
-    w( "        }")
-    w()
-    w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
-    for delta in (16, 8, 4, 2):
-        w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
-        w(f"        sumB += ctx.simdShuffleDown(sumB, {delta});")
-    w( "        float la = ctx.simdBroadcastFirst(sumA);")
-    w( "        float lb = ctx.simdBroadcastFirst(sumB);")
-    w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
-    w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
-    w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
-    w( "        int numQHeads = numKvHeads * groupSize;")
-    for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}) {{")
-        w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
-        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
-        lo = "4 * lane" if q8 else "2 * lane"
-        vs = " * vScale" if q8 else ""
-        w( "            if (writeFinal != 0) {")
-        w(f"                int o = h * headDim + {lo};")
-        for d, off in enumerate(offs):
-            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
-        w( "            } else {")
-        w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate(offs):
-            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
-        w( "                if (lane == 0) {")
-        w(f"                    partials.set(pBase + headDim, m{h});")
-        w(f"                    partials.set(pBase + headDim + 1, l{h});")
-        w( "                }")
-        w( "            }")
-        w( "        }")
-    IND = ""
-    w( "            }")
-    w( "            // a balanced range's next piece starts the next pair")
-    w( "            int r = params.get(DecodeParams.TILES_PER_GROUP);")
-    w( "            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));")
-    w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
-    w( "        }")
-    w( "    }")
 
 def whole(one, tile):
     # a tile of TILE rows below the partition's end and inside one block: its rows lie at constant offsets
@@ -389,10 +457,10 @@ def whole(one, tile):
 def k_loads(ind, tile, declare):
     if not Q8:   # fp16: row by row only (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
         decl = "int " if declare else ""
-        for i in range(4):
+        for i in range(T // 4):
             w(f"{ind}{decl}kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
         decl = "Half2 " if declare else ""
-        for i in range(4):
+        for i in range(T // 4):
             for j in range(D // 16):
                 w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
         return
@@ -462,7 +530,7 @@ def conv(var, a, b, ind):
 body(False)
 w()
 body(False, pvhalf=True)
-for dim in (64,):
+for dim in (64, 256):
     w()
     body(False, dim=dim)
     w()

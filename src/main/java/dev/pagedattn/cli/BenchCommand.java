@@ -73,7 +73,7 @@ final class BenchCommand implements Callable<Integer> {
     int qHeads;
 
     @Option(names = "--head-dim", description = "Dims per head, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}, Llama-3-8B;"
-            + " 64: Llama-3.2-1B).", defaultValue = "" + STANDARD_HEAD_DIM)
+            + " 64: Llama-3.2-1B; 256: Gemma-2).", defaultValue = "" + STANDARD_HEAD_DIM)
     int headDim;
 
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")

@@ -82,11 +82,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
-     * The same for the stream kernel at head dim 64 ({@code attentionF16x2D64}: 127 registers, four warps per SM
-     * sub-partition): 132 SMs x 16 warps. On an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal
-     * within noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
+     * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dims 64
+     * ({@code attentionF16x2D64}, 127 registers) and 256 ({@code attentionF16x2D256}, 128): 132 SMs x 16 warps. At head
+     * dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within noise on the small ones
+     * (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
-    public static final int STREAM_TARGET_GROUPS_D64 = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
+    public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -162,13 +163,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * Work-groups that fill the GPU once with {@code kernel}'s groups at {@code headDim}: one-warp groups for STREAM
-     * (more of them at head dim 64, whose body takes fewer registers), else four-warp ones.
+     * (more of them at head dims 64 and 256, whose bodies take fewer registers), else four-warp ones.
      */
     public static int targetGroups(Kernel kernel, int headDim) {
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return headDim == StreamDecodeKernels.HEAD_DIM_64 ? STREAM_TARGET_GROUPS_D64 : STREAM_TARGET_GROUPS;
+        return headDim == StreamDecodeKernels.HEAD_DIM ? STREAM_TARGET_GROUPS : STREAM_TARGET_GROUPS_LEAN;
     }
 
     private static int minPartitionTokens(Kernel kernel) {
@@ -185,7 +186,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 64 or 128 (any group: groups of more than four heads get one work-group per four),
+     * for fp16 pools at head dim 64, 128 or 256 (any group: groups of more than four heads get one work-group per four),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
      * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
@@ -211,7 +212,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
-                    + "loads, warp shuffles), fp16 pools and headDim 64 or 128; here backend=" + backend
+                    + "loads, warp shuffles), fp16 pools and headDim 64, 128 or 256; here backend=" + backend
                     + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {

@@ -100,6 +100,12 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
+            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_256 && vSums == VSums.FP16) {
+                StreamDecodeKernels.attentionF16x2HalfVD256(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
+            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_256) {
+                StreamDecodeKernels.attentionF16x2D256(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                        out, partials, hkv, g, d, bs, scale);
             } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64 && vSums == VSums.FP16) {
                 StreamDecodeKernels.attentionF16x2HalfVD64(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);

@@ -19,7 +19,7 @@ import net.jqwik.api.constraints.Size;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * The stream kernels in the emulator against the fp64 reference on random ragged batches, head dims 64 and 128 (fp16), any group size
+ * The stream kernels in the emulator against the fp64 reference on random ragged batches, head dims 64, 128 and 256 (fp16), any group size
  * (larger than four: several work-groups per KV head) and random grids: fused, partitions of random length, and
  * balanced grids of random size (jqwik prints its seed on failure).
  */
@@ -88,10 +88,10 @@ class StreamDecodeKernelsProperties {
         return Arbitraries.of(1, 7, 16, 17, 32);
     }
 
-    /** The fp16 kernels' head dims ({@code attentionF16x2}, {@code attentionF16x2D64}). */
+    /** The fp16 kernels' head dims ({@code attentionF16x2}, {@code attentionF16x2D64}, {@code attentionF16x2D256}). */
     @Provide
     Arbitrary<Integer> headDims() {
-        return Arbitraries.of(StreamDecodeKernels.HEAD_DIM, StreamDecodeKernels.HEAD_DIM_64);
+        return Arbitraries.of(StreamDecodeKernels.HEAD_DIM, StreamDecodeKernels.HEAD_DIM_64, StreamDecodeKernels.HEAD_DIM_256);
     }
 
     @Provide

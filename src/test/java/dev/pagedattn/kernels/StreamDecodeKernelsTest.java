@@ -22,8 +22,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * The stream kernel and its 8-bit twins (FP8 E4M3, FP8 E5M2, INT8; per-head scales) run by the emulator against the fp64
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
  * ones (6, 8: two work-groups per KV head, 5: the second with one head, 64: sixteen), block sizes that keep a tile in one block (16, 32) and ones that do
- * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token; head dim 128, and 64 for the fp16
- * kernels ({@code ...D64}).
+ * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token; head dim 128, and 64 and 256 for the
+ * fp16 kernels ({@code ...D64}, {@code ...D256}: steps of 8 tokens, so block sizes 8 and 24 too).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -54,6 +54,13 @@ class StreamDecodeKernelsTest {
             "2, 20, 90, 5, 5, 1, 16, FP16, 64",
             "2, 60, 130, 8, 2, 24, 64, FP16, 64",
             "2, 1, 60, 14, 2, 17, 16, FP16, 64",
+            "2, 1, 70, 8, 4, 16, 16, FP16, 256",
+            "2, 30, 200, 16, 8, 7, 32, FP16, 256",
+            "1, 100, 300, 4, 1, 8, 48, FP16, 256",
+            "2, 20, 90, 5, 5, 1, 16, FP16, 256",
+            "2, 60, 130, 8, 1, 24, 64, FP16, 256",
+            "2, 1, 60, 32, 2, 17, 16, FP16, 256",
+            "3, 1, 1, 4, 2, 16, 16, FP16, 256",
     })
     void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype,
                           int headDim) {
@@ -100,6 +107,8 @@ class StreamDecodeKernelsTest {
             "2, 20, 90, 5, 5, 1, 128",
             "2, 30, 200, 8, 4, 7, 64",
             "2, 20, 90, 5, 5, 17, 64",
+            "2, 30, 200, 16, 8, 7, 256",
+            "2, 20, 90, 4, 1, 17, 256",
     })
     void fp16VSumsMatchReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int headDim) {
         long seed = TestSeeds.fresh(String.format("stream kernel fp16 V sums batch=%d ctx=%d..%d q=%d kv=%d bs=%d d=%d", batch, minLen,
@@ -144,7 +153,8 @@ class StreamDecodeKernelsTest {
         assertTrue(StreamDecodeKernels.supports(4, 64));
         assertTrue(StreamDecodeKernels.supports(7, 64));
         assertFalse(StreamDecodeKernels.supports(4, 96));
-        assertFalse(StreamDecodeKernels.supports(4, 256));
+        assertTrue(StreamDecodeKernels.supports(2, 256));
+        assertFalse(StreamDecodeKernels.supports(4, 192));
         assertFalse(StreamDecodeKernels.supports(0, 128));
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 128));
         assertFalse(StreamDecodeKernels.supportsEightBit(4, 64));

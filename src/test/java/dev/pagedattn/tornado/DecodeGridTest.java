@@ -154,12 +154,14 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA));
         AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // fp16: the stream kernel's D64 body; 8-bit: no twin at 64
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16));
-        AttentionSpec g16d256 = new AttentionSpec(32, 2, 256, 0.1f);
+        AttentionSpec g16d96 = new AttentionSpec(32, 2, 96, 0.1f);
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, new AttentionSpec(32, 2, 256, 0.1f), Backend.CUDA,
+                KvDtype.FP16));
         Object[][] refused = {
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP16, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d256, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
@@ -179,7 +181,8 @@ class DecodeGridTest {
         DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
         DecodeGrid d64 = DecodeGrid.plan(llama1b, b, true, DecodeGrid.Kernel.STREAM);
         DecodeGrid d128 = DecodeGrid.plan(LLAMA, b, true, DecodeGrid.Kernel.STREAM);
-        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_D64, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 64));
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_LEAN, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 64));
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_LEAN, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 256));
         assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 128));
         assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.CHUNK, 64));
         assertTrue(d64.numGroups() > d128.numGroups() && d64.numGroups() <= 2112, d64 + " / " + d128);
