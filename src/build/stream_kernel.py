@@ -6,6 +6,7 @@ HEAD = r"""package dev.pagedattn.kernels;
 
 import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.common.TornadoFunctions;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
 import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -94,6 +95,20 @@ public final class StreamDecodeKernels {
     /** fp16 pools: any group of query heads per KV head, head dim 64, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
         return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
+    }
+
+    /**
+     * The fp16 body for {@code headDim} (64, 128 or 256), with a tile's V sums in fp16 pairs when {@code halfV}
+     * ({@code VSums.FP16}), as a task graph takes it; the emulator calls the same {@code apply}.
+     */
+    public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, boolean halfV) {
+        return switch (headDim) {
+            case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
+            case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
+            case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 128 and 256");
+        };
     }
 
     /** 8-bit pools: any group of query heads per KV head, head dim 128. */
@@ -298,11 +313,7 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w()
     if T == 8:
         w( "        // 4. the running sums over the lanes (lane h: head h), then write out")
-        for delta in (16, 8, 4):
-            w(f"        sumA += ctx.simdShuffleDown(sumA, {delta});")
-        w( "        float la = ctx.simdBroadcastFirst(sumA);")
-        for hi, h in list(enumerate(H))[1:]:
-            w(f"        float l{h} = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, {hi}));")
+        per_head("        ", "sumA", "sumA += ctx.simdShuffleDown(sumA, {d});", "float l{h} = {b};")
     else:
         w( "        // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out")
         for delta in (16, 8, 4, 2):
@@ -386,6 +397,15 @@ def softmax_two(pvhalf, wv):
         w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
 
+def per_head(ind, v, step, out):
+    # one value per lane, lane l holding head l & 3: reduce the lanes of each head (shuffles by 16, 8, 4: lane h then holds
+    # head h's), then every lane reads head h's from lane h
+    for delta in (16, 8, 4):
+        w(ind + step.format(d=delta))
+    for hi, h in enumerate(H):
+        src = v if hi == 0 else f"ctx.simdShuffleDown({v}, {hi})"
+        w(ind + out.format(h=h, b=f"ctx.simdBroadcastFirst({src})"))
+
 def softmax_one(pvhalf, wv):
     # 2. an 8-token step: lane = (token lane >> 2, head lane & 3), one score per lane
     w( "            // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities")
@@ -396,11 +416,7 @@ def softmax_one(pvhalf, wv):
     w( "                sA = Float.NEGATIVE_INFINITY;")
     w( "            }")
     w( "            float tA = sA;")
-    for delta in (16, 8, 4):
-        w(f"            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {delta}));")
-    w( "            float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));")
-    for hi, h in list(enumerate(H))[1:]:
-        w(f"            float n{h} = TornadoMath.max(m{h}, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, {hi})));")
+    per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});")
     w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
     for h in H:
         w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")

@@ -2,6 +2,7 @@ package dev.pagedattn.kernels;
 
 import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.common.TornadoFunctions;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
 import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -90,6 +91,20 @@ public final class StreamDecodeKernels {
     /** fp16 pools: any group of query heads per KV head, head dim 64, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
         return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
+    }
+
+    /**
+     * The fp16 body for {@code headDim} (64, 128 or 256), with a tile's V sums in fp16 pairs when {@code halfV}
+     * ({@code VSums.FP16}), as a task graph takes it; the emulator calls the same {@code apply}.
+     */
+    public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, boolean halfV) {
+        return switch (headDim) {
+            case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
+            case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
+            case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 128 and 256");
+        };
     }
 
     /** 8-bit pools: any group of query heads per KV head, head dim 128. */

@@ -530,23 +530,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (variant.equals("parallel")) {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && d == StreamDecodeKernels.HEAD_DIM_256 && vSums == VSums.FP16) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2HalfVD256, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && d == StreamDecodeKernels.HEAD_DIM_256) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2D256, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && d == StreamDecodeKernels.HEAD_DIM_64 && vSums == VSums.FP16) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2HalfVD64, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && d == StreamDecodeKernels.HEAD_DIM_64) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2D64, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && vSums == VSums.FP16) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2HalfV, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
-                    graph.task(attention, StreamDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,
+                    graph.task(attention, StreamDecodeKernels.f16Body(d, vSums == VSums.FP16), ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
                     graph.task(attention, ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,

@@ -100,23 +100,8 @@ final class EmulatedDecode {
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_256 && vSums == VSums.FP16) {
-                StreamDecodeKernels.attentionF16x2HalfVD256(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_256) {
-                StreamDecodeKernels.attentionF16x2D256(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64 && vSums == VSums.FP16) {
-                StreamDecodeKernels.attentionF16x2HalfVD64(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
-            } else if (stream && d == StreamDecodeKernels.HEAD_DIM_64) {
-                StreamDecodeKernels.attentionF16x2D64(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
-            } else if (stream && vSums == VSums.FP16) {
-                StreamDecodeKernels.attentionF16x2HalfV(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
-                StreamDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                StreamDecodeKernels.f16Body(d, vSums == VSums.FP16).apply(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half && packedHalfLoads) {
                 ChunkDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
