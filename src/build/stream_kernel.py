@@ -23,7 +23,10 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, or 64 and 256 for the fp16
  * kernels (the methods named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D256}: steps of
  * 8 tokens, a lane's tokens group and group + 4, one (token, head) score per lane in the softmax), any group size
- * ({@link #supports}, {@link #supportsEightBit}). A work-group computes up to four query heads: a KV head of a larger group is read by
+ * ({@link #supports}, {@link #supportsEightBit}). fp16 groups of more than four heads at head dim 128 run the {@code ...G8}
+ * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
+ * heads instead of once per four (two scores per lane in the softmax: token {@code lane >> 2}, heads {@code 2 (lane & 3)}
+ * and {@code 2 (lane & 3) + 1}). A work-group computes up to four query heads: a KV head of a larger group is read by
  * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
  * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
  * can hit L2; on an H200 groups of 8 run 1.5-2.1x faster this way than on the chunk and warp kernels,
@@ -82,8 +85,13 @@ public final class StreamDecodeKernels {
     public static final int HEAD_DIM_64 = 64;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
     public static final int HEAD_DIM_256 = 256;
-    /** Tokens per step of the head dim 256 bodies: half a tile, so that a lane holds the K and V words it holds at 128. */
-    static final int STEP_256 = TILE / 2;
+    /**
+     * Tokens per step of the bodies that walk a tile in halves (head dim 256; eight heads, {@code ...G8}): a lane then
+     * holds the K and V words it holds in the four-head body at 128.
+     */
+    static final int HALF_TILE = TILE / 2;
+    /** Query heads per work-group of the G8 bodies (head dim 128, fp16, groups of more than four). */
+    static final int HEADS_8 = 8;
     /** [TILE][HEADS][PARTS + 1]. */
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
@@ -98,11 +106,15 @@ public final class StreamDecodeKernels {
     }
 
     /**
-     * The fp16 body for {@code headDim} (64, 128 or 256), with a tile's V sums in fp16 pairs when {@code halfV}
-     * ({@code VSums.FP16}), as a task graph takes it; the emulator calls the same {@code apply}.
+     * The fp16 body for {@code headDim} (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
+     * emulator calls the same {@code apply}.
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
-            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, boolean halfV) {
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV) {
+        if (eightHeads(groupSize, headDim)) {
+            return halfV ? StreamDecodeKernels::attentionF16x2HalfVG8 : StreamDecodeKernels::attentionF16x2G8;
+        }
         return switch (headDim) {
             case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
@@ -121,6 +133,26 @@ public final class StreamDecodeKernels {
         return (groupSize + HEADS - 1) / HEADS;
     }
 
+    /** The same for the G8 bodies: one per eight query heads. */
+    public static int headTilesG8(int groupSize) {
+        return (groupSize + HEADS_8 - 1) / HEADS_8;
+    }
+
+    /**
+     * Whether a group of {@code groupSize} at {@code headDim} in fp16 runs the G8 bodies (head dim 128, more than four heads;
+     * {@code -Dpagedattn.tornado.streamEightHeads=false}: four-head work-groups, as before them, for A/B measurements).
+     */
+    public static boolean eightHeads(int groupSize, int headDim) {
+        return EIGHT_HEADS && headDim == HEAD_DIM && groupSize > HEADS;
+    }
+
+    private static final boolean EIGHT_HEADS = !"false".equals(System.getProperty("pagedattn.tornado.streamEightHeads"));
+
+    /** Work-groups per KV head of the body that runs this shape ({@code eightBit}: the 8-bit twins, four heads each). */
+    public static int headTiles(int groupSize, int headDim, boolean eightBit) {
+        return !eightBit && eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
+    }
+
     /**
      * Pool offset of row {@code r} of the tile at {@code tileStart}, or of the tile's first row when
      * that row is at or past {@code end}; {@code base} is the first row's offset, {@code oneBlock}
@@ -137,7 +169,8 @@ public final class StreamDecodeKernels {
     }
 
 """
-H = "abcd"          # the four query heads of a work-group
+H = "abcd"          # the query heads of a work-group (four; eight in the G8 bodies)
+HX = "HEADS"        # their count, as the Java constant
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
 D = 128             # head dim of the body being generated (fp16: 64 or 128; 8-bit twins: 128)
@@ -145,23 +178,27 @@ out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False, dim=128):
+def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
     # dim: the head dim the lanes are unrolled for (64: half the K and V words per lane, methods named ...D64)
     # dim 256: steps of 8 tokens (the grid's 16-token tiles walked in halves), so that a lane holds as many K and
     # V words as at 128; the softmax then has one (token, head) score per lane
-    global Q8, DEC, D, T
+    # heads 8 (head dim 128, fp16): eight query heads per work-group in steps of 8 tokens (the G8 bodies, for groups of
+    # more than four, whose KV head is then read once instead of once per four heads); two scores per lane
+    global Q8, DEC, D, T, H, HX
     Q8 = q8
     DEC = dec
     D = dim
-    T = 8 if D == 256 else 16
+    T = 8 if D == 256 or heads == 8 else 16
+    H = "abcdefgh"[:heads]
+    HX = "HEADS" if heads == 4 else "HEADS_8"
     nt = T // 4             # a lane's tokens in the scores: group + 4i, i < nt
-    step = "TILE" if T == 16 else "STEP_256"
+    step = "TILE" if T == 16 else "HALF_TILE"
     wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
     wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
-    suffix = "" if D == 128 else f"D{D}"
+    suffix = ("" if D == 128 else f"D{D}") + ("G8" if heads == 8 else "")
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
@@ -177,6 +214,8 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w( "        int lane = ctx.localIdx;")
     if T == 16:
         w( "        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile")
+    elif heads == 8:
+        w( "        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8")
     else:
         w( "        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8")
     if q8:
@@ -185,6 +224,8 @@ def body(q8, dec=None, pvhalf=False, dim=128):
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
     if T == 16:
         w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+    elif heads == 8:
+        w( "        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2")
     else:
         w( "        int head = lane & 3;             // softmax: this lane's head of token lane >> 2")
     w( "        int gid = ctx.groupIdx;")
@@ -192,14 +233,17 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w( "        int headStride = blockSize * headDim;")
     w( "        int blockStride = numKvHeads * headStride;")
     w( "        int layerBase = params.get(DecodeParams.LAYER_BASE);")
-    w( "        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)")
+    if heads == 8:
+        w( "        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)")
+    else:
+        w( "        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)")
     w( "        int pairHeads = numKvHeads * headTiles; // the grid's \"KV heads\": (KV head, head tile)")
     w( "        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile")
     if pvhalf:
         w( "        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16")
     else:
         w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
-    qsSize = "HEADS * HEAD_DIM" if D == 128 else f"HEADS * {D}"
+    qsSize = f"{HX} * HEAD_DIM" if D == 128 else f"{HX} * {D}"
     w(f"        float[] qs = ctx.allocateFloatLocalArray({qsSize}); // [head][headDim] scaled query values")
     w()
     w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
@@ -236,13 +280,13 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     IND = "        "
     w( "        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
     w( "        int kvHead = pair / headTiles;")
-    w( "        int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)")
+    w(f"        int head0 = pair % headTiles * {HX};  // this work-group's first query head in its group (0 when headTiles is 1)")
     if q8:
         w( "        float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q")
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
     w()
-    w( "        // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.")
-    w(f"        // A lane's {4 * D // 32} loads are all issued before the first store (rows of heads past the group clamped to the")
+    w(f"        // the {'four' if heads == 4 else 'eight'} heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.")
+    w(f"        // A lane's {heads * D // 32} loads are all issued before the first store (rows of heads past the group clamped to the")
     w( "        // group's last, then zeroed): in a loop with a guarded load each waited for the one before.")
     sc = "qScale" if q8 else "scale"
     w( "        int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head")
@@ -269,6 +313,9 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     if T == 16:
         w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1")
         w( "        float sumB = 0f;")
+    elif heads == 8:
+        w( "        float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1")
+        w( "        float sumB = 0f;")
     else:
         w( "        float sumA = 0f;                 // this lane's share of the running sum of its head")
     for h in H:
@@ -279,7 +326,7 @@ def body(q8, dec=None, pvhalf=False, dim=128):
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w(f"            boolean vOne = tileStart % blockSize + {step} <= blockSize;")
     v_loads("            ")
-    w(f"            // 1. partial dots of this lane's {'four' if nt == 4 else 'two'} tokens with heads a..d over its {16 if Q8 else 2 * wk} dims")
+    w(f"            // 1. partial dots of this lane's {'four' if nt == 4 else 'two'} tokens with heads a..{H[-1]} over its {16 if Q8 else 2 * wk} dims")
     for i in range(nt):
         if q8:
             for j in range(4):
@@ -296,14 +343,16 @@ def body(q8, dec=None, pvhalf=False, dim=128):
             w(f"            float d{i}{h} = {terms};")
     for i in range(nt):
         for hi, h in enumerate(H):
-            w(f"            dots[((group + {4*i}) * HEADS + {hi}) * (PARTS + 1) + part] = d{i}{h};")
+            w(f"            dots[((group + {4*i}) * {HX} + {hi}) * (PARTS + 1) + part] = d{i}{h};")
     w( "            ctx.localBarrier();")
     w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
     w(f"            int next = tileStart + {step} < end ? tileStart + {step} : start;")
     w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w(f"            oneBlock = next % blockSize + {step} <= blockSize;")
     k_loads("            ", "next", False)
-    if T == 8:
+    if heads == 8:
+        softmax_eight(pvhalf, wv)
+    elif T == 8:
         softmax_one(pvhalf, wv)
     else:
         softmax_two(pvhalf, wv)
@@ -311,7 +360,11 @@ def body(q8, dec=None, pvhalf=False, dim=128):
 
     w( "        }")
     w()
-    if T == 8:
+    if heads == 8:
+        w( "        // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out")
+        per_head("        ", "sumA", "sumA += ctx.simdShuffleDown(sumA, {d});", "float l{h} = {b};", H[0::2])
+        per_head("        ", "sumB", "sumB += ctx.simdShuffleDown(sumB, {d});", "float l{h} = {b};", H[1::2])
+    elif T == 8:
         w( "        // 4. the running sums over the lanes (lane h: head h), then write out")
         per_head("        ", "sumA", "sumA += ctx.simdShuffleDown(sumA, {d});", "float l{h} = {b};")
     else:
@@ -397,14 +450,50 @@ def softmax_two(pvhalf, wv):
         w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
 
-def per_head(ind, v, step, out):
-    # one value per lane, lane l holding head l & 3: reduce the lanes of each head (shuffles by 16, 8, 4: lane h then holds
-    # head h's), then every lane reads head h's from lane h
+def per_head(ind, v, step, out, heads="abcd"):
+    # one value per lane, lane l holding heads[l & 3]: reduce the lanes of each head (shuffles by 16, 8, 4: lane j then
+    # holds heads[j]'s), then every lane reads heads[j]'s from lane j
     for delta in (16, 8, 4):
         w(ind + step.format(d=delta))
-    for hi, h in enumerate(H):
+    for hi, h in enumerate(heads):
         src = v if hi == 0 else f"ctx.simdShuffleDown({v}, {hi})"
         w(ind + out.format(h=h, b=f"ctx.simdBroadcastFirst({src})"))
+
+def softmax_eight(pvhalf, wv):
+    # 2. an 8-token step of eight heads: lane = (token lane >> 2, heads 2 head and 2 head + 1), two scores per lane
+    ev, od = H[0::2], H[1::2]
+    sel = lambda names: " : ".join(f"head == {j} ? {n}" for j, n in enumerate(names[:-1])) + f" : {names[-1]}"
+    w( "            // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities")
+    w( "            int row = lane >> 2;")
+    w( "            int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);")
+    w( "            int rowB = rowA + PARTS + 1;")
+    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
+    w( "            float sB = " + " + ".join(f"dots[rowB + {p}]" for p in range(8)) + ";")
+    w( "            if (tileStart + row >= end) {")
+    w( "                sA = Float.NEGATIVE_INFINITY;")
+    w( "                sB = Float.NEGATIVE_INFINITY;")
+    w( "            }")
+    w( "            float tA = sA;")
+    w( "            float tB = sB;")
+    per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", ev)
+    per_head("            ", "tB", "tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", od)
+    w( "            if (" + " || ".join(f"n{h} > m{h}" for h in H) + ") { // the same in every lane: rescale to the new running max")
+    for h in H:
+        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
+    for h in H:
+        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(2 * wv)))
+    w(f"                sumA = sumA * ({sel(['c' + h for h in ev])});")
+    w(f"                sumB = sumB * ({sel(['c' + h for h in od])});")
+    for h in H:
+        w(f"                m{h} = n{h};")
+    w( "            }")
+    w(f"            float pA = TornadoMath.exp(sA - ({sel(['m' + h for h in ev])}));")
+    w(f"            float pB = TornadoMath.exp(sB - ({sel(['m' + h for h in od])}));")
+    w( "            sumA += pA;")
+    w( "            sumB += pB;")
+    w( "            probs[row * HEADS_8 + 2 * head] = " + ("Half2.fromFloats(pA, pA);" if pvhalf else "pA;"))
+    w( "            probs[row * HEADS_8 + 2 * head + 1] = " + ("Half2.fromFloats(pB, pB);" if pvhalf else "pB;"))
+    w( "            ctx.localBarrier();")
 
 def softmax_one(pvhalf, wv):
     # 2. an 8-token step: lane = (token lane >> 2, head lane & 3), one score per lane
@@ -444,7 +533,7 @@ def v_phase(pvhalf, wv):
         w( "            // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)")
         for r in range(T):
             for hi, h in enumerate(H):
-                w(f"            Half2 p{h}{r} = probs[{r * 4 + hi}];")
+                w(f"            Half2 p{h}{r} = probs[{r * len(H) + hi}];")
             for h in H:
                 for k in range(wv):
                     if r == 0:
@@ -457,7 +546,7 @@ def v_phase(pvhalf, wv):
     else:
         for r in range(T):
             for hi, h in enumerate(H):
-                w(f"            float p{h}{r} = probs[{r * 4 + hi}];")
+                w(f"            float p{h}{r} = probs[{r * len(H) + hi}];")
             if q8:
                 decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
             else:
@@ -546,6 +635,10 @@ def conv(var, a, b, ind):
 body(False)
 w()
 body(False, pvhalf=True)
+w()
+body(False, heads=8)
+w()
+body(False, pvhalf=True, heads=8)
 for dim in (64, 256):
     w()
     body(False, dim=dim)

@@ -88,7 +88,11 @@ public final class PagedDecodeKernels {
         int pairHeads = params.get(DecodeParams.KV_HEADS);  // (KV head, head tile) pairs
         int headTiles = params.get(DecodeParams.HEAD_TILES);
         int groupSize = numQHeads / (pairHeads / headTiles);
-        int pair = head / groupSize * headTiles + head % groupSize / StreamDecodeKernels.HEADS;
+        // query heads per work-group: four, or eight in the stream kernel's G8 bodies (groups of more than four heads,
+        // whose ceil(groupSize / 8) tiles are then fewer than ceil(groupSize / 4))
+        int perTile = headTiles == (groupSize + StreamDecodeKernels.HEADS - 1) / StreamDecodeKernels.HEADS
+                ? StreamDecodeKernels.HEADS : StreamDecodeKernels.HEADS_8;
+        int pair = head / groupSize * headTiles + head % groupSize / perTile;
         int tiles = (len + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE;
         int pairStart = pairHeads * params.get(DecodeParams.PREFIX + seq) + pair * tiles;
         return (pairStart + tiles - 1) / tilesPerGroup - pairStart / tilesPerGroup + 1;

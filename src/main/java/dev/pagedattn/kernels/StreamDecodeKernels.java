@@ -19,7 +19,10 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, or 64 and 256 for the fp16
  * kernels (the methods named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D256}: steps of
  * 8 tokens, a lane's tokens group and group + 4, one (token, head) score per lane in the softmax), any group size
- * ({@link #supports}, {@link #supportsEightBit}). A work-group computes up to four query heads: a KV head of a larger group is read by
+ * ({@link #supports}, {@link #supportsEightBit}). fp16 groups of more than four heads at head dim 128 run the {@code ...G8}
+ * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
+ * heads instead of once per four (two scores per lane in the softmax: token {@code lane >> 2}, heads {@code 2 (lane & 3)}
+ * and {@code 2 (lane & 3) + 1}). A work-group computes up to four query heads: a KV head of a larger group is read by
  * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
  * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
  * can hit L2; on an H200 groups of 8 run 1.5-2.1x faster this way than on the chunk and warp kernels,
@@ -78,8 +81,13 @@ public final class StreamDecodeKernels {
     public static final int HEAD_DIM_64 = 64;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
     public static final int HEAD_DIM_256 = 256;
-    /** Tokens per step of the head dim 256 bodies: half a tile, so that a lane holds the K and V words it holds at 128. */
-    static final int STEP_256 = TILE / 2;
+    /**
+     * Tokens per step of the bodies that walk a tile in halves (head dim 256; eight heads, {@code ...G8}): a lane then
+     * holds the K and V words it holds in the four-head body at 128.
+     */
+    static final int HALF_TILE = TILE / 2;
+    /** Query heads per work-group of the G8 bodies (head dim 128, fp16, groups of more than four). */
+    static final int HEADS_8 = 8;
     /** [TILE][HEADS][PARTS + 1]. */
     static final int DOTS_SIZE = TILE * HEADS * (PARTS + 1);
     /** [TILE][HEADS]. */
@@ -94,11 +102,15 @@ public final class StreamDecodeKernels {
     }
 
     /**
-     * The fp16 body for {@code headDim} (64, 128 or 256), with a tile's V sums in fp16 pairs when {@code halfV}
-     * ({@code VSums.FP16}), as a task graph takes it; the emulator calls the same {@code apply}.
+     * The fp16 body for {@code headDim} (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
+     * emulator calls the same {@code apply}.
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
-            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, boolean halfV) {
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV) {
+        if (eightHeads(groupSize, headDim)) {
+            return halfV ? StreamDecodeKernels::attentionF16x2HalfVG8 : StreamDecodeKernels::attentionF16x2G8;
+        }
         return switch (headDim) {
             case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
@@ -115,6 +127,26 @@ public final class StreamDecodeKernels {
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
     public static int headTiles(int groupSize) {
         return (groupSize + HEADS - 1) / HEADS;
+    }
+
+    /** The same for the G8 bodies: one per eight query heads. */
+    public static int headTilesG8(int groupSize) {
+        return (groupSize + HEADS_8 - 1) / HEADS_8;
+    }
+
+    /**
+     * Whether a group of {@code groupSize} at {@code headDim} in fp16 runs the G8 bodies (head dim 128, more than four heads;
+     * {@code -Dpagedattn.tornado.streamEightHeads=false}: four-head work-groups, as before them, for A/B measurements).
+     */
+    public static boolean eightHeads(int groupSize, int headDim) {
+        return EIGHT_HEADS && headDim == HEAD_DIM && groupSize > HEADS;
+    }
+
+    private static final boolean EIGHT_HEADS = !"false".equals(System.getProperty("pagedattn.tornado.streamEightHeads"));
+
+    /** Work-groups per KV head of the body that runs this shape ({@code eightBit}: the 8-bit twins, four heads each). */
+    public static int headTiles(int groupSize, int headDim, boolean eightBit) {
+        return !eightBit && eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
     }
 
     /**
@@ -1475,6 +1507,1385 @@ public final class StreamDecodeKernels {
         }
     }
 
+    public static void attentionF16x2G8(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? scale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? scale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? scale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x014 = Half2.lowFloat(kw07);
+                    float x015 = Half2.highFloat(kw07);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x114 = Half2.lowFloat(kw17);
+                    float x115 = Half2.highFloat(kw17);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 528] * x02 + qs[qLane + 529] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 560] * x06 + qs[qLane + 561] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 592] * x010 + qs[qLane + 593] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 624] * x014 + qs[qLane + 625] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 528] * x12 + qs[qLane + 529] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 560] * x16 + qs[qLane + 561] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 592] * x110 + qs[qLane + 593] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 624] * x114 + qs[qLane + 625] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 656] * x02 + qs[qLane + 657] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 688] * x06 + qs[qLane + 689] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 720] * x010 + qs[qLane + 721] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 752] * x014 + qs[qLane + 753] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 656] * x12 + qs[qLane + 657] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 688] * x16 + qs[qLane + 689] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 720] * x110 + qs[qLane + 721] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 752] * x114 + qs[qLane + 753] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 784] * x02 + qs[qLane + 785] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 816] * x06 + qs[qLane + 817] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 848] * x010 + qs[qLane + 849] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 880] * x014 + qs[qLane + 881] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 784] * x12 + qs[qLane + 785] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 816] * x16 + qs[qLane + 817] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 848] * x110 + qs[qLane + 849] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 880] * x114 + qs[qLane + 881] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 912] * x02 + qs[qLane + 913] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 944] * x06 + qs[qLane + 945] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 976] * x010 + qs[qLane + 977] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 1008] * x014 + qs[qLane + 1009] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 912] * x12 + qs[qLane + 913] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 944] * x16 + qs[qLane + 945] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 976] * x110 + qs[qLane + 977] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 1008] * x114 + qs[qLane + 1009] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw07 = kPool.getHalf2(kRow0 + 112);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw17 = kPool.getHalf2(kRow1 + 112);
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = pA;
+                    probs[row * HEADS_8 + 2 * head + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float pe0 = probs[4];
+                    float pf0 = probs[5];
+                    float pg0 = probs[6];
+                    float ph0 = probs[7];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    float y02 = Half2.lowFloat(vw01);
+                    float y03 = Half2.highFloat(vw01);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    oe0 += pe0 * y00; oe1 += pe0 * y01; oe2 += pe0 * y02; oe3 += pe0 * y03;
+                    of0 += pf0 * y00; of1 += pf0 * y01; of2 += pf0 * y02; of3 += pf0 * y03;
+                    og0 += pg0 * y00; og1 += pg0 * y01; og2 += pg0 * y02; og3 += pg0 * y03;
+                    oh0 += ph0 * y00; oh1 += ph0 * y01; oh2 += ph0 * y02; oh3 += ph0 * y03;
+                    float pa1 = probs[8];
+                    float pb1 = probs[9];
+                    float pc1 = probs[10];
+                    float pd1 = probs[11];
+                    float pe1 = probs[12];
+                    float pf1 = probs[13];
+                    float pg1 = probs[14];
+                    float ph1 = probs[15];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    float y12 = Half2.lowFloat(vw11);
+                    float y13 = Half2.highFloat(vw11);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    oe0 += pe1 * y10; oe1 += pe1 * y11; oe2 += pe1 * y12; oe3 += pe1 * y13;
+                    of0 += pf1 * y10; of1 += pf1 * y11; of2 += pf1 * y12; of3 += pf1 * y13;
+                    og0 += pg1 * y10; og1 += pg1 * y11; og2 += pg1 * y12; og3 += pg1 * y13;
+                    oh0 += ph1 * y10; oh1 += ph1 * y11; oh2 += ph1 * y12; oh3 += ph1 * y13;
+                    float pa2 = probs[16];
+                    float pb2 = probs[17];
+                    float pc2 = probs[18];
+                    float pd2 = probs[19];
+                    float pe2 = probs[20];
+                    float pf2 = probs[21];
+                    float pg2 = probs[22];
+                    float ph2 = probs[23];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    float y22 = Half2.lowFloat(vw21);
+                    float y23 = Half2.highFloat(vw21);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    oe0 += pe2 * y20; oe1 += pe2 * y21; oe2 += pe2 * y22; oe3 += pe2 * y23;
+                    of0 += pf2 * y20; of1 += pf2 * y21; of2 += pf2 * y22; of3 += pf2 * y23;
+                    og0 += pg2 * y20; og1 += pg2 * y21; og2 += pg2 * y22; og3 += pg2 * y23;
+                    oh0 += ph2 * y20; oh1 += ph2 * y21; oh2 += ph2 * y22; oh3 += ph2 * y23;
+                    float pa3 = probs[24];
+                    float pb3 = probs[25];
+                    float pc3 = probs[26];
+                    float pd3 = probs[27];
+                    float pe3 = probs[28];
+                    float pf3 = probs[29];
+                    float pg3 = probs[30];
+                    float ph3 = probs[31];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    float y32 = Half2.lowFloat(vw31);
+                    float y33 = Half2.highFloat(vw31);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    oe0 += pe3 * y30; oe1 += pe3 * y31; oe2 += pe3 * y32; oe3 += pe3 * y33;
+                    of0 += pf3 * y30; of1 += pf3 * y31; of2 += pf3 * y32; of3 += pf3 * y33;
+                    og0 += pg3 * y30; og1 += pg3 * y31; og2 += pg3 * y32; og3 += pg3 * y33;
+                    oh0 += ph3 * y30; oh1 += ph3 * y31; oh2 += ph3 * y32; oh3 += ph3 * y33;
+                    float pa4 = probs[32];
+                    float pb4 = probs[33];
+                    float pc4 = probs[34];
+                    float pd4 = probs[35];
+                    float pe4 = probs[36];
+                    float pf4 = probs[37];
+                    float pg4 = probs[38];
+                    float ph4 = probs[39];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    float y42 = Half2.lowFloat(vw41);
+                    float y43 = Half2.highFloat(vw41);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    oe0 += pe4 * y40; oe1 += pe4 * y41; oe2 += pe4 * y42; oe3 += pe4 * y43;
+                    of0 += pf4 * y40; of1 += pf4 * y41; of2 += pf4 * y42; of3 += pf4 * y43;
+                    og0 += pg4 * y40; og1 += pg4 * y41; og2 += pg4 * y42; og3 += pg4 * y43;
+                    oh0 += ph4 * y40; oh1 += ph4 * y41; oh2 += ph4 * y42; oh3 += ph4 * y43;
+                    float pa5 = probs[40];
+                    float pb5 = probs[41];
+                    float pc5 = probs[42];
+                    float pd5 = probs[43];
+                    float pe5 = probs[44];
+                    float pf5 = probs[45];
+                    float pg5 = probs[46];
+                    float ph5 = probs[47];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    float y52 = Half2.lowFloat(vw51);
+                    float y53 = Half2.highFloat(vw51);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    oe0 += pe5 * y50; oe1 += pe5 * y51; oe2 += pe5 * y52; oe3 += pe5 * y53;
+                    of0 += pf5 * y50; of1 += pf5 * y51; of2 += pf5 * y52; of3 += pf5 * y53;
+                    og0 += pg5 * y50; og1 += pg5 * y51; og2 += pg5 * y52; og3 += pg5 * y53;
+                    oh0 += ph5 * y50; oh1 += ph5 * y51; oh2 += ph5 * y52; oh3 += ph5 * y53;
+                    float pa6 = probs[48];
+                    float pb6 = probs[49];
+                    float pc6 = probs[50];
+                    float pd6 = probs[51];
+                    float pe6 = probs[52];
+                    float pf6 = probs[53];
+                    float pg6 = probs[54];
+                    float ph6 = probs[55];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    float y62 = Half2.lowFloat(vw61);
+                    float y63 = Half2.highFloat(vw61);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    oe0 += pe6 * y60; oe1 += pe6 * y61; oe2 += pe6 * y62; oe3 += pe6 * y63;
+                    of0 += pf6 * y60; of1 += pf6 * y61; of2 += pf6 * y62; of3 += pf6 * y63;
+                    og0 += pg6 * y60; og1 += pg6 * y61; og2 += pg6 * y62; og3 += pg6 * y63;
+                    oh0 += ph6 * y60; oh1 += ph6 * y61; oh2 += ph6 * y62; oh3 += ph6 * y63;
+                    float pa7 = probs[56];
+                    float pb7 = probs[57];
+                    float pc7 = probs[58];
+                    float pd7 = probs[59];
+                    float pe7 = probs[60];
+                    float pf7 = probs[61];
+                    float pg7 = probs[62];
+                    float ph7 = probs[63];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    float y72 = Half2.lowFloat(vw71);
+                    float y73 = Half2.highFloat(vw71);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    oe0 += pe7 * y70; oe1 += pe7 * y71; oe2 += pe7 * y72; oe3 += pe7 * y73;
+                    of0 += pf7 * y70; of1 += pf7 * y71; of2 += pf7 * y72; of3 += pf7 * y73;
+                    og0 += pg7 * y70; og1 += pg7 * y71; og2 += pg7 * y72; og3 += pg7 * y73;
+                    oh0 += ph7 * y70; oh1 += ph7 * y71; oh2 += ph7 * y72; oh3 += ph7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        out.set(o + 64, oa2 / la);
+                        out.set(o + 65, oa3 / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 64, ob2 / lb);
+                        out.set(o + 65, ob3 / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 64, oc2 / lc);
+                        out.set(o + 65, oc3 / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        out.set(o + 64, od2 / ld);
+                        out.set(o + 65, od3 / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oe0 / le);
+                        out.set(o + 1, oe1 / le);
+                        out.set(o + 64, oe2 / le);
+                        out.set(o + 65, oe3 / le);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oe0);
+                        partials.set(pBase + 2 * lane + 1, oe1);
+                        partials.set(pBase + 2 * lane + 64, oe2);
+                        partials.set(pBase + 2 * lane + 65, oe3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, of0 / lf);
+                        out.set(o + 1, of1 / lf);
+                        out.set(o + 64, of2 / lf);
+                        out.set(o + 65, of3 / lf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, of0);
+                        partials.set(pBase + 2 * lane + 1, of1);
+                        partials.set(pBase + 2 * lane + 64, of2);
+                        partials.set(pBase + 2 * lane + 65, of3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, og0 / lg);
+                        out.set(o + 1, og1 / lg);
+                        out.set(o + 64, og2 / lg);
+                        out.set(o + 65, og3 / lg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, og0);
+                        partials.set(pBase + 2 * lane + 1, og1);
+                        partials.set(pBase + 2 * lane + 64, og2);
+                        partials.set(pBase + 2 * lane + 65, og3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oh0 / lh);
+                        out.set(o + 1, oh1 / lh);
+                        out.set(o + 64, oh2 / lh);
+                        out.set(o + 65, oh3 / lh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oh0);
+                        partials.set(pBase + 2 * lane + 1, oh1);
+                        partials.set(pBase + 2 * lane + 64, oh2);
+                        partials.set(pBase + 2 * lane + 65, oh3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2HalfVG8(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? scale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? scale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? scale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x014 = Half2.lowFloat(kw07);
+                    float x015 = Half2.highFloat(kw07);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x114 = Half2.lowFloat(kw17);
+                    float x115 = Half2.highFloat(kw17);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 528] * x02 + qs[qLane + 529] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 560] * x06 + qs[qLane + 561] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 592] * x010 + qs[qLane + 593] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 624] * x014 + qs[qLane + 625] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 528] * x12 + qs[qLane + 529] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 560] * x16 + qs[qLane + 561] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 592] * x110 + qs[qLane + 593] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 624] * x114 + qs[qLane + 625] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 656] * x02 + qs[qLane + 657] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 688] * x06 + qs[qLane + 689] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 720] * x010 + qs[qLane + 721] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 752] * x014 + qs[qLane + 753] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 656] * x12 + qs[qLane + 657] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 688] * x16 + qs[qLane + 689] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 720] * x110 + qs[qLane + 721] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 752] * x114 + qs[qLane + 753] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 784] * x02 + qs[qLane + 785] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 816] * x06 + qs[qLane + 817] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 848] * x010 + qs[qLane + 849] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 880] * x014 + qs[qLane + 881] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 784] * x12 + qs[qLane + 785] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 816] * x16 + qs[qLane + 817] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 848] * x110 + qs[qLane + 849] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 880] * x114 + qs[qLane + 881] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 912] * x02 + qs[qLane + 913] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 944] * x06 + qs[qLane + 945] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 976] * x010 + qs[qLane + 977] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 1008] * x014 + qs[qLane + 1009] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 912] * x12 + qs[qLane + 913] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 944] * x16 + qs[qLane + 945] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 976] * x110 + qs[qLane + 977] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 1008] * x114 + qs[qLane + 1009] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw07 = kPool.getHalf2(kRow0 + 112);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw17 = kPool.getHalf2(kRow1 + 112);
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = Half2.fromFloats(pA, pA);
+                    probs[row * HEADS_8 + 2 * head + 1] = Half2.fromFloats(pB, pB);
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)
+                    Half2 pa0 = probs[0];
+                    Half2 pb0 = probs[1];
+                    Half2 pc0 = probs[2];
+                    Half2 pd0 = probs[3];
+                    Half2 pe0 = probs[4];
+                    Half2 pf0 = probs[5];
+                    Half2 pg0 = probs[6];
+                    Half2 ph0 = probs[7];
+                    Half2 ta0 = Half2.mult(pa0, vw00);
+                    Half2 ta1 = Half2.mult(pa0, vw01);
+                    Half2 tb0 = Half2.mult(pb0, vw00);
+                    Half2 tb1 = Half2.mult(pb0, vw01);
+                    Half2 tc0 = Half2.mult(pc0, vw00);
+                    Half2 tc1 = Half2.mult(pc0, vw01);
+                    Half2 td0 = Half2.mult(pd0, vw00);
+                    Half2 td1 = Half2.mult(pd0, vw01);
+                    Half2 te0 = Half2.mult(pe0, vw00);
+                    Half2 te1 = Half2.mult(pe0, vw01);
+                    Half2 tf0 = Half2.mult(pf0, vw00);
+                    Half2 tf1 = Half2.mult(pf0, vw01);
+                    Half2 tg0 = Half2.mult(pg0, vw00);
+                    Half2 tg1 = Half2.mult(pg0, vw01);
+                    Half2 th0 = Half2.mult(ph0, vw00);
+                    Half2 th1 = Half2.mult(ph0, vw01);
+                    Half2 pa1 = probs[8];
+                    Half2 pb1 = probs[9];
+                    Half2 pc1 = probs[10];
+                    Half2 pd1 = probs[11];
+                    Half2 pe1 = probs[12];
+                    Half2 pf1 = probs[13];
+                    Half2 pg1 = probs[14];
+                    Half2 ph1 = probs[15];
+                    ta0 = Half2.fma(pa1, vw10, ta0);
+                    ta1 = Half2.fma(pa1, vw11, ta1);
+                    tb0 = Half2.fma(pb1, vw10, tb0);
+                    tb1 = Half2.fma(pb1, vw11, tb1);
+                    tc0 = Half2.fma(pc1, vw10, tc0);
+                    tc1 = Half2.fma(pc1, vw11, tc1);
+                    td0 = Half2.fma(pd1, vw10, td0);
+                    td1 = Half2.fma(pd1, vw11, td1);
+                    te0 = Half2.fma(pe1, vw10, te0);
+                    te1 = Half2.fma(pe1, vw11, te1);
+                    tf0 = Half2.fma(pf1, vw10, tf0);
+                    tf1 = Half2.fma(pf1, vw11, tf1);
+                    tg0 = Half2.fma(pg1, vw10, tg0);
+                    tg1 = Half2.fma(pg1, vw11, tg1);
+                    th0 = Half2.fma(ph1, vw10, th0);
+                    th1 = Half2.fma(ph1, vw11, th1);
+                    Half2 pa2 = probs[16];
+                    Half2 pb2 = probs[17];
+                    Half2 pc2 = probs[18];
+                    Half2 pd2 = probs[19];
+                    Half2 pe2 = probs[20];
+                    Half2 pf2 = probs[21];
+                    Half2 pg2 = probs[22];
+                    Half2 ph2 = probs[23];
+                    ta0 = Half2.fma(pa2, vw20, ta0);
+                    ta1 = Half2.fma(pa2, vw21, ta1);
+                    tb0 = Half2.fma(pb2, vw20, tb0);
+                    tb1 = Half2.fma(pb2, vw21, tb1);
+                    tc0 = Half2.fma(pc2, vw20, tc0);
+                    tc1 = Half2.fma(pc2, vw21, tc1);
+                    td0 = Half2.fma(pd2, vw20, td0);
+                    td1 = Half2.fma(pd2, vw21, td1);
+                    te0 = Half2.fma(pe2, vw20, te0);
+                    te1 = Half2.fma(pe2, vw21, te1);
+                    tf0 = Half2.fma(pf2, vw20, tf0);
+                    tf1 = Half2.fma(pf2, vw21, tf1);
+                    tg0 = Half2.fma(pg2, vw20, tg0);
+                    tg1 = Half2.fma(pg2, vw21, tg1);
+                    th0 = Half2.fma(ph2, vw20, th0);
+                    th1 = Half2.fma(ph2, vw21, th1);
+                    Half2 pa3 = probs[24];
+                    Half2 pb3 = probs[25];
+                    Half2 pc3 = probs[26];
+                    Half2 pd3 = probs[27];
+                    Half2 pe3 = probs[28];
+                    Half2 pf3 = probs[29];
+                    Half2 pg3 = probs[30];
+                    Half2 ph3 = probs[31];
+                    ta0 = Half2.fma(pa3, vw30, ta0);
+                    ta1 = Half2.fma(pa3, vw31, ta1);
+                    tb0 = Half2.fma(pb3, vw30, tb0);
+                    tb1 = Half2.fma(pb3, vw31, tb1);
+                    tc0 = Half2.fma(pc3, vw30, tc0);
+                    tc1 = Half2.fma(pc3, vw31, tc1);
+                    td0 = Half2.fma(pd3, vw30, td0);
+                    td1 = Half2.fma(pd3, vw31, td1);
+                    te0 = Half2.fma(pe3, vw30, te0);
+                    te1 = Half2.fma(pe3, vw31, te1);
+                    tf0 = Half2.fma(pf3, vw30, tf0);
+                    tf1 = Half2.fma(pf3, vw31, tf1);
+                    tg0 = Half2.fma(pg3, vw30, tg0);
+                    tg1 = Half2.fma(pg3, vw31, tg1);
+                    th0 = Half2.fma(ph3, vw30, th0);
+                    th1 = Half2.fma(ph3, vw31, th1);
+                    Half2 pa4 = probs[32];
+                    Half2 pb4 = probs[33];
+                    Half2 pc4 = probs[34];
+                    Half2 pd4 = probs[35];
+                    Half2 pe4 = probs[36];
+                    Half2 pf4 = probs[37];
+                    Half2 pg4 = probs[38];
+                    Half2 ph4 = probs[39];
+                    ta0 = Half2.fma(pa4, vw40, ta0);
+                    ta1 = Half2.fma(pa4, vw41, ta1);
+                    tb0 = Half2.fma(pb4, vw40, tb0);
+                    tb1 = Half2.fma(pb4, vw41, tb1);
+                    tc0 = Half2.fma(pc4, vw40, tc0);
+                    tc1 = Half2.fma(pc4, vw41, tc1);
+                    td0 = Half2.fma(pd4, vw40, td0);
+                    td1 = Half2.fma(pd4, vw41, td1);
+                    te0 = Half2.fma(pe4, vw40, te0);
+                    te1 = Half2.fma(pe4, vw41, te1);
+                    tf0 = Half2.fma(pf4, vw40, tf0);
+                    tf1 = Half2.fma(pf4, vw41, tf1);
+                    tg0 = Half2.fma(pg4, vw40, tg0);
+                    tg1 = Half2.fma(pg4, vw41, tg1);
+                    th0 = Half2.fma(ph4, vw40, th0);
+                    th1 = Half2.fma(ph4, vw41, th1);
+                    Half2 pa5 = probs[40];
+                    Half2 pb5 = probs[41];
+                    Half2 pc5 = probs[42];
+                    Half2 pd5 = probs[43];
+                    Half2 pe5 = probs[44];
+                    Half2 pf5 = probs[45];
+                    Half2 pg5 = probs[46];
+                    Half2 ph5 = probs[47];
+                    ta0 = Half2.fma(pa5, vw50, ta0);
+                    ta1 = Half2.fma(pa5, vw51, ta1);
+                    tb0 = Half2.fma(pb5, vw50, tb0);
+                    tb1 = Half2.fma(pb5, vw51, tb1);
+                    tc0 = Half2.fma(pc5, vw50, tc0);
+                    tc1 = Half2.fma(pc5, vw51, tc1);
+                    td0 = Half2.fma(pd5, vw50, td0);
+                    td1 = Half2.fma(pd5, vw51, td1);
+                    te0 = Half2.fma(pe5, vw50, te0);
+                    te1 = Half2.fma(pe5, vw51, te1);
+                    tf0 = Half2.fma(pf5, vw50, tf0);
+                    tf1 = Half2.fma(pf5, vw51, tf1);
+                    tg0 = Half2.fma(pg5, vw50, tg0);
+                    tg1 = Half2.fma(pg5, vw51, tg1);
+                    th0 = Half2.fma(ph5, vw50, th0);
+                    th1 = Half2.fma(ph5, vw51, th1);
+                    Half2 pa6 = probs[48];
+                    Half2 pb6 = probs[49];
+                    Half2 pc6 = probs[50];
+                    Half2 pd6 = probs[51];
+                    Half2 pe6 = probs[52];
+                    Half2 pf6 = probs[53];
+                    Half2 pg6 = probs[54];
+                    Half2 ph6 = probs[55];
+                    ta0 = Half2.fma(pa6, vw60, ta0);
+                    ta1 = Half2.fma(pa6, vw61, ta1);
+                    tb0 = Half2.fma(pb6, vw60, tb0);
+                    tb1 = Half2.fma(pb6, vw61, tb1);
+                    tc0 = Half2.fma(pc6, vw60, tc0);
+                    tc1 = Half2.fma(pc6, vw61, tc1);
+                    td0 = Half2.fma(pd6, vw60, td0);
+                    td1 = Half2.fma(pd6, vw61, td1);
+                    te0 = Half2.fma(pe6, vw60, te0);
+                    te1 = Half2.fma(pe6, vw61, te1);
+                    tf0 = Half2.fma(pf6, vw60, tf0);
+                    tf1 = Half2.fma(pf6, vw61, tf1);
+                    tg0 = Half2.fma(pg6, vw60, tg0);
+                    tg1 = Half2.fma(pg6, vw61, tg1);
+                    th0 = Half2.fma(ph6, vw60, th0);
+                    th1 = Half2.fma(ph6, vw61, th1);
+                    Half2 pa7 = probs[56];
+                    Half2 pb7 = probs[57];
+                    Half2 pc7 = probs[58];
+                    Half2 pd7 = probs[59];
+                    Half2 pe7 = probs[60];
+                    Half2 pf7 = probs[61];
+                    Half2 pg7 = probs[62];
+                    Half2 ph7 = probs[63];
+                    ta0 = Half2.fma(pa7, vw70, ta0);
+                    ta1 = Half2.fma(pa7, vw71, ta1);
+                    tb0 = Half2.fma(pb7, vw70, tb0);
+                    tb1 = Half2.fma(pb7, vw71, tb1);
+                    tc0 = Half2.fma(pc7, vw70, tc0);
+                    tc1 = Half2.fma(pc7, vw71, tc1);
+                    td0 = Half2.fma(pd7, vw70, td0);
+                    td1 = Half2.fma(pd7, vw71, td1);
+                    te0 = Half2.fma(pe7, vw70, te0);
+                    te1 = Half2.fma(pe7, vw71, te1);
+                    tf0 = Half2.fma(pf7, vw70, tf0);
+                    tf1 = Half2.fma(pf7, vw71, tf1);
+                    tg0 = Half2.fma(pg7, vw70, tg0);
+                    tg1 = Half2.fma(pg7, vw71, tg1);
+                    th0 = Half2.fma(ph7, vw70, th0);
+                    th1 = Half2.fma(ph7, vw71, th1);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0); oa2 += Half2.lowFloat(ta1); oa3 += Half2.highFloat(ta1);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0); ob2 += Half2.lowFloat(tb1); ob3 += Half2.highFloat(tb1);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0); oc2 += Half2.lowFloat(tc1); oc3 += Half2.highFloat(tc1);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0); od2 += Half2.lowFloat(td1); od3 += Half2.highFloat(td1);
+                    oe0 += Half2.lowFloat(te0); oe1 += Half2.highFloat(te0); oe2 += Half2.lowFloat(te1); oe3 += Half2.highFloat(te1);
+                    of0 += Half2.lowFloat(tf0); of1 += Half2.highFloat(tf0); of2 += Half2.lowFloat(tf1); of3 += Half2.highFloat(tf1);
+                    og0 += Half2.lowFloat(tg0); og1 += Half2.highFloat(tg0); og2 += Half2.lowFloat(tg1); og3 += Half2.highFloat(tg1);
+                    oh0 += Half2.lowFloat(th0); oh1 += Half2.highFloat(th0); oh2 += Half2.lowFloat(th1); oh3 += Half2.highFloat(th1);
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        out.set(o + 64, oa2 / la);
+                        out.set(o + 65, oa3 / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 64, ob2 / lb);
+                        out.set(o + 65, ob3 / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 64, oc2 / lc);
+                        out.set(o + 65, oc3 / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        out.set(o + 64, od2 / ld);
+                        out.set(o + 65, od3 / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oe0 / le);
+                        out.set(o + 1, oe1 / le);
+                        out.set(o + 64, oe2 / le);
+                        out.set(o + 65, oe3 / le);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oe0);
+                        partials.set(pBase + 2 * lane + 1, oe1);
+                        partials.set(pBase + 2 * lane + 64, oe2);
+                        partials.set(pBase + 2 * lane + 65, oe3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, of0 / lf);
+                        out.set(o + 1, of1 / lf);
+                        out.set(o + 64, of2 / lf);
+                        out.set(o + 65, of3 / lf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, of0);
+                        partials.set(pBase + 2 * lane + 1, of1);
+                        partials.set(pBase + 2 * lane + 64, of2);
+                        partials.set(pBase + 2 * lane + 65, of3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, og0 / lg);
+                        out.set(o + 1, og1 / lg);
+                        out.set(o + 64, og2 / lg);
+                        out.set(o + 65, og3 / lg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, og0);
+                        partials.set(pBase + 2 * lane + 1, og1);
+                        partials.set(pBase + 2 * lane + 64, og2);
+                        partials.set(pBase + 2 * lane + 65, og3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oh0 / lh);
+                        out.set(o + 1, oh1 / lh);
+                        out.set(o + 64, oh2 / lh);
+                        out.set(o + 65, oh3 / lh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oh0);
+                        partials.set(pBase + 2 * lane + 1, oh1);
+                        partials.set(pBase + 2 * lane + 64, oh2);
+                        partials.set(pBase + 2 * lane + 65, oh3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
     public static void attentionF16x2D64(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
@@ -2615,7 +4026,7 @@ public final class StreamDecodeKernels {
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                boolean oneBlock = start % blockSize + STEP_256 <= blockSize;
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
                 int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                 int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                 Half2 kw00 = kPool.getHalf2(kRow0 + 0);
@@ -2661,10 +4072,10 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
-                for (int tileStart = start; tileStart < end; tileStart += STEP_256) {
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                    boolean vOne = tileStart % blockSize + STEP_256 <= blockSize;
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
                     int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
                     int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
                     int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
@@ -2788,9 +4199,9 @@ public final class StreamDecodeKernels {
                     dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
                     ctx.localBarrier();
                     // the next tile's K words (past the partition: the first tile's rows again, never used)
-                    int next = tileStart + STEP_256 < end ? tileStart + STEP_256 : start;
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
                     base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                    oneBlock = next % blockSize + STEP_256 <= blockSize;
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
                     kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                     kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                     kw00 = kPool.getHalf2(kRow0 + 0);
@@ -3205,7 +4616,7 @@ public final class StreamDecodeKernels {
 
                 // the first tile's K words of this lane's tokens (in flight from here on)
                 int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                boolean oneBlock = start % blockSize + STEP_256 <= blockSize;
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
                 int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                 int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                 Half2 kw00 = kPool.getHalf2(kRow0 + 0);
@@ -3251,10 +4662,10 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
-                for (int tileStart = start; tileStart < end; tileStart += STEP_256) {
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                    boolean vOne = tileStart % blockSize + STEP_256 <= blockSize;
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
                     int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
                     int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
                     int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
@@ -3378,9 +4789,9 @@ public final class StreamDecodeKernels {
                     dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
                     ctx.localBarrier();
                     // the next tile's K words (past the partition: the first tile's rows again, never used)
-                    int next = tileStart + STEP_256 < end ? tileStart + STEP_256 : start;
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
                     base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
-                    oneBlock = next % blockSize + STEP_256 <= blockSize;
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
                     kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                     kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
                     kw00 = kPool.getHalf2(kRow0 + 0);

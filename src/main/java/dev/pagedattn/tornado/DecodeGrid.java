@@ -113,10 +113,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
-    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
+    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). fp16 pools. */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
+        return plan(spec, batch, split, kernel, KvDtype.FP16);
+    }
+
+    /**
+     * The grid for a step over {@code batch} in pools of {@code dtype} (the stream kernel's fp16 and 8-bit bodies tile a
+     * group of more than four heads differently: {@link StreamDecodeKernels#headTiles(int, int, boolean)}).
+     */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
         return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
-                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel);
+                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel, dtype.isQuantized());
     }
 
     /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
@@ -136,11 +144,17 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * tiles spans at most {@code ceil((T - 1) / R) + 1} of them, its partitions.
      */
     public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens) {
-        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens);
+        return balanced(spec, batch, targetGroups, minPartitionTokens, KvDtype.FP16);
     }
 
-    private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
-        int headTiles = StreamDecodeKernels.headTiles(spec.groupSize());
+    /** {@link #balanced(AttentionSpec, DecodeBatch, int, int)} over pools of {@code dtype}. */
+    public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens, KvDtype dtype) {
+        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens, dtype.isQuantized());
+    }
+
+    private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens,
+                                       boolean eightBit) {
+        int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), eightBit);
         long allTiles = pairTiles * spec.numKvHeads() * headTiles;
         long r = Math.max(Math.max(1, minPartitionTokens / StreamDecodeKernels.TILE), (allTiles + targetGroups - 1) / targetGroups);
         int groups = (int) ((allTiles + r - 1) / r);
@@ -158,7 +172,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split,
-                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL);
+                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL, false);
     }
 
     /**
@@ -176,11 +190,17 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return kernel == Kernel.STREAM ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
     }
 
-    /** Uniform lengths, every tunable explicit (tests). */
+    /** Uniform lengths, every tunable explicit (tests); fp16 pools. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
+        return plan(spec, numSeqs, contextLen, split, targetGroups, minPartitionTokens, kernel, KvDtype.FP16);
+    }
+
+    /** Uniform lengths, every tunable explicit, pools of {@code dtype} (tests). */
+    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
+                                  int targetGroups, int minPartitionTokens, Kernel kernel, KvDtype dtype) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split, targetGroups,
-                minPartitionTokens, kernel);
+                minPartitionTokens, kernel, dtype.isQuantized());
     }
 
     /**
@@ -301,20 +321,20 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
         // without the lengths, the most tiles such a batch can have
         long pairTiles = Math.min(numSeqs * tiles(maxContextLen), (totalTokens + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE + numSeqs);
-        return plan(spec, numSeqs, maxContextLen, totalTokens, pairTiles, split, targetGroups, minPartitionTokens, kernel);
+        return plan(spec, numSeqs, maxContextLen, totalTokens, pairTiles, split, targetGroups, minPartitionTokens, kernel, false);
     }
 
     private static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, long pairTiles,
-                                   boolean split, int targetGroups, int minPartitionTokens, Kernel kernel) {
+                                   boolean split, int targetGroups, int minPartitionTokens, Kernel kernel, boolean eightBit) {
         if (targetGroups < 1 || minPartitionTokens < 1) {
             throw new IllegalArgumentException("targetGroups=" + targetGroups + " minPartitionTokens=" + minPartitionTokens
                     + " must be >= 1");
         }
         boolean ragged = maxContextLen > 1.5 * totalTokens / numSeqs;
         if (split && ragged && kernel == Kernel.STREAM && BALANCED) {
-            return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens);
+            return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens, eightBit);
         }
-        int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize())
+        int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), eightBit)
                 : (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;

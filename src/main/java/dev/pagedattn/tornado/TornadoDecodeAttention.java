@@ -259,7 +259,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel());
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -531,7 +531,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
-                    graph.task(attention, StreamDecodeKernels.f16Body(d, vSums == VSums.FP16), ctx, k, v, q, tables, lens, params, out,
+                    graph.task(attention, StreamDecodeKernels.f16Body(d, g, vSums == VSums.FP16), ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
                     graph.task(attention, ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,

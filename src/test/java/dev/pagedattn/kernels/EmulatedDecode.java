@@ -101,7 +101,7 @@ final class EmulatedDecode {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
             } else if (stream) {
-                StreamDecodeKernels.f16Body(d, vSums == VSums.FP16).apply(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
+                StreamDecodeKernels.f16Body(d, g, vSums == VSums.FP16).apply(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (chunk && half && packedHalfLoads) {
                 ChunkDecodeKernels.attentionF16x2(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,

@@ -97,8 +97,9 @@ class KernelVariantsTest {
                             : w.cache().config().dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim()))) {
                 continue;
             }
-            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel));
-            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, true, 1 << 20, Math.max(1, maxLen / 2), kernel));
+            KvDtype dtype = w.cache().config().dtype();
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel, dtype));
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, true, 1 << 20, Math.max(1, maxLen / 2), kernel, dtype));
         }
         return grids;
     }

@@ -76,10 +76,11 @@ class StreamDecodeKernelsProperties {
         int seqs = w.batch().numSeqs();
         int longest = w.batch().maxContextLen();
         int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
+        KvDtype dtype = w.cache().config().dtype();
         return switch (grid) {
-            case "fused" -> DecodeGrid.plan(w.spec(), seqs, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            case "partitions" -> DecodeGrid.plan(w.spec(), seqs, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
-            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
+            case "fused" -> DecodeGrid.plan(w.spec(), seqs, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM, dtype);
+            case "partitions" -> DecodeGrid.plan(w.spec(), seqs, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM, dtype);
+            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition, dtype);
         };
     }
 

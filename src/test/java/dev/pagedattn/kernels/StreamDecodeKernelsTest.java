@@ -72,16 +72,16 @@ class StreamDecodeKernelsTest {
                 : StreamDecodeKernels.supports(qHeads / kvHeads, headDim));
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         int longest = w.batch().maxContextLen();
-        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
+        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM, dtype);
         // balanced grids: ranges of minPartition / 16 tiles (pieces end mid-range and mid-pair), and three
         // work-groups whose ranges cover several pairs each
-        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, minPartition);
-        DecodeGrid coarse = DecodeGrid.balanced(w.spec(), w.batch(), 3, minPartition);
+        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, minPartition, dtype);
+        DecodeGrid coarse = DecodeGrid.balanced(w.spec(), w.batch(), 3, minPartition, dtype);
         assertTrue(fine.balanced() && coarse.balanced() && coarse.numGroups() <= 3, fine + " / " + coarse);
         assertEquals(Math.max(1, minPartition / 16), fine.tilesPerGroup(), fine.toString());
         // the partition grid (DecodeGrid.BALANCED=false): partitions of minPartition tokens
         int partitions = (longest + minPartition - 1) / minPartition;
-        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads);
+        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim, dtype.isQuantized());
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, minPartition, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
@@ -120,7 +120,7 @@ class StreamDecodeKernelsTest {
         DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
         DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, 32);
         int partitions = (longest + 47) / 48;
-        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads);
+        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim, false);
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, 48, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
         double exact = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, fused, KernelEmulator.Schedule.values()[0]), ref);
@@ -150,6 +150,13 @@ class StreamDecodeKernelsTest {
         assertEquals(2, StreamDecodeKernels.headTiles(5));
         assertEquals(2, StreamDecodeKernels.headTiles(8));
         assertEquals(16, StreamDecodeKernels.headTiles(64));
+        // fp16 groups of more than four at head dim 128 run the G8 bodies: one work-group per eight query heads
+        assertEquals(1, StreamDecodeKernels.headTiles(5, 128, false));
+        assertEquals(1, StreamDecodeKernels.headTiles(8, 128, false));
+        assertEquals(8, StreamDecodeKernels.headTiles(64, 128, false));
+        assertEquals(2, StreamDecodeKernels.headTiles(8, 128, true));
+        assertEquals(2, StreamDecodeKernels.headTiles(8, 64, false));
+        assertEquals(1, StreamDecodeKernels.headTiles(4, 128, false));
         assertTrue(StreamDecodeKernels.supports(4, 64));
         assertTrue(StreamDecodeKernels.supports(7, 64));
         assertFalse(StreamDecodeKernels.supports(4, 96));

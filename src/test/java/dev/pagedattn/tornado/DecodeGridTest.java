@@ -244,11 +244,13 @@ class DecodeGridTest {
         int[] lens = {1000, 17, 5000, 1, 16, 33, 2048};
         DecodeBatch b = batch(lens);
         IntArray cl = IntArray.fromArray(lens);
-        // groups of 4 (one work-group per KV head), 5 (two, the second with one query head) and 8 (two)
-        for (AttentionSpec spec : new AttentionSpec[] {LLAMA, new AttentionSpec(10, 2, 128, 0.1f), new AttentionSpec(64, 8, 128, 0.1f)}) {
-            int headTiles = StreamDecodeKernels.headTiles(spec.groupSize());
+        // groups of 4 (one work-group per KV head), 5 (fp16: one, of eight heads; 8-bit: two, the second with one query
+        // head) and 8 (fp16: one; 8-bit: two)
+        for (AttentionSpec spec : new AttentionSpec[] {LLAMA, new AttentionSpec(10, 2, 128, 0.1f), new AttentionSpec(64, 8, 128, 0.1f)})
+        for (KvDtype dtype : new KvDtype[] {KvDtype.FP16, KvDtype.FP8_E4M3}) {
+            int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), dtype.isQuantized());
             for (int target : new int[] {1, 3, 7, 100, 1584}) {
-                DecodeGrid g = DecodeGrid.balanced(spec, b, target, 16);
+                DecodeGrid g = DecodeGrid.balanced(spec, b, target, 16, dtype);
                 assertEquals(headTiles, g.headTiles(), g.toString());
                 IntArray params = new IntArray(DecodeParams.capacity(lens.length, g.numGroups()));
                 g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false);
@@ -274,7 +276,8 @@ class DecodeGridTest {
                 }
                 for (int s = 0; s < lens.length; s++) {
                     for (int qh = 0; qh < spec.numQHeads(); qh++) {
-                        int kv = qh / spec.groupSize() * headTiles + qh % spec.groupSize() / 4; // its pair
+                        int perTile = !dtype.isQuantized() && StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim()) ? 8 : 4;
+                        int kv = qh / spec.groupSize() * headTiles + qh % spec.groupSize() / perTile; // its pair
                         java.util.Set<Integer> groups = new java.util.HashSet<>();
                         for (int i = 0; i < t; i++) {
                             if (seqOfTile[i] == s && headOfTile[i] == kv) {
