@@ -206,7 +206,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 64, 128 or 256 (any group: groups of more than four heads get one work-group per four),
+     * for fp16 pools at head dim 64, 128 or 256 (any group: groups of more than four heads get one work-group per four,
+     * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int, boolean)}),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
      * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
@@ -315,7 +316,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * tokens, where work is {@code totalTokens * numKvHeads * headTiles}, about {@link #WAVES} waves,
      * and cut the longest sequence into {@code floor(maxLen / P0)} equal partitions, so that no
      * partition is a short leftover. The stream kernels cut ragged batches by {@link #balanced} instead
-     * (unless {@link #BALANCED} is false).
+     * (unless {@link #BALANCED} is false). fp16 pools (the stream kernel's head tiles depend on the dtype).
      */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
