@@ -428,16 +428,7 @@ def softmax_two(pvhalf, wv):
     w( "            float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));")
     w( "            float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));")
     w( "            float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));")
-    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
-    for h in H:
-        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
-    for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(4 if Q8 else 2 * wv)))
-    w( "                sumA = sumA * (odd == 0 ? ca : cc);")
-    w( "                sumB = sumB * (odd == 0 ? cb : cd);")
-    for h in H:
-        w(f"                m{h} = n{h};")
-    w( "            }")
+    rescale(4 if Q8 else 2 * wv, "sumA = sumA * (odd == 0 ? ca : cc);", "sumB = sumB * (odd == 0 ? cb : cd);")
     w( "            float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));")
     w( "            float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));")
     w( "            sumA += pA;")
@@ -449,6 +440,19 @@ def softmax_two(pvhalf, wv):
         w( "            probs[row * HEADS + 2 * odd] = pA;")
         w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
     w( "            ctx.localBarrier();")
+
+def rescale(accumulators, *sums):
+    # where a head's running max grew (the same in every lane): its accumulators and this lane's running sums rescaled
+    w( "            if (" + " || ".join(f"n{h} > m{h}" for h in H) + ") { // the same in every lane: rescale to the new running max")
+    for h in H:
+        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
+    for h in H:
+        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(accumulators)))
+    for line in sums:
+        w("                " + line)
+    for h in H:
+        w(f"                m{h} = n{h};")
+    w( "            }")
 
 def per_head(ind, v, step, out, heads="abcd"):
     # one value per lane, lane l holding heads[l & 3]: reduce the lanes of each head (shuffles by 16, 8, 4: lane j then
@@ -477,16 +481,7 @@ def softmax_eight(pvhalf, wv):
     w( "            float tB = sB;")
     per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", ev)
     per_head("            ", "tB", "tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", od)
-    w( "            if (" + " || ".join(f"n{h} > m{h}" for h in H) + ") { // the same in every lane: rescale to the new running max")
-    for h in H:
-        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
-    for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(2 * wv)))
-    w(f"                sumA = sumA * ({sel(['c' + h for h in ev])});")
-    w(f"                sumB = sumB * ({sel(['c' + h for h in od])});")
-    for h in H:
-        w(f"                m{h} = n{h};")
-    w( "            }")
+    rescale(2 * wv, f"sumA = sumA * ({sel(['c' + h for h in ev])});", f"sumB = sumB * ({sel(['c' + h for h in od])});")
     w(f"            float pA = TornadoMath.exp(sA - ({sel(['m' + h for h in ev])}));")
     w(f"            float pB = TornadoMath.exp(sB - ({sel(['m' + h for h in od])}));")
     w( "            sumA += pA;")
@@ -506,15 +501,7 @@ def softmax_one(pvhalf, wv):
     w( "            }")
     w( "            float tA = sA;")
     per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});")
-    w( "            if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max")
-    for h in H:
-        w(f"                float c{h} = TornadoMath.exp(m{h} - n{h});")
-    for h in H:
-        w("                " + " ".join(f"o{h}{d} = o{h}{d} * c{h};" for d in range(2 * wv)))
-    w( "                sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
-    for h in H:
-        w(f"                m{h} = n{h};")
-    w( "            }")
+    rescale(2 * wv, "sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
     w( "            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));")
     w( "            sumA += pA;")
     w( "            probs[row * HEADS + head] = " + ("Half2.fromFloats(pA, pA);" if pvhalf else "pA;"))
