@@ -410,17 +410,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
 def softmax_two(pvhalf, wv):
     # 2. a 16-token tile: lane = (token lane / 2, heads 2 odd and 2 odd + 1)
     w( "            // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities")
-    w( "            int row = lane >> 1;")
-    w( "            int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);")
-    w( "            int rowB = rowA + PARTS + 1;")
-    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
-    w( "            float sB = " + " + ".join(f"dots[rowB + {p}]" for p in range(8)) + ";")
-    w( "            if (tileStart + row >= end) {")
-    w( "                sA = Float.NEGATIVE_INFINITY;")
-    w( "                sB = Float.NEGATIVE_INFINITY;")
-    w( "            }")
-    w( "            float tA = sA;")
-    w( "            float tB = sB;")
+    two_scores(1, "odd")
     for delta in (16, 8, 4, 2):
         w(f"            tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {delta}));")
         w(f"            tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, {delta}));")
@@ -431,14 +421,28 @@ def softmax_two(pvhalf, wv):
     rescale(4 if Q8 else 2 * wv, "sumA = sumA * (odd == 0 ? ca : cc);", "sumB = sumB * (odd == 0 ? cb : cd);")
     w( "            float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));")
     w( "            float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));")
+    two_probs("odd", pvhalf)
+
+def two_scores(shift, pair):
+    # a lane's two scores: token lane >> shift, heads 2 pair and 2 pair + 1 (masked past the end), and their copies to reduce
+    w(f"            int row = lane >> {shift};")
+    w(f"            int rowA = (row * {HX} + 2 * {pair}) * (PARTS + 1);")
+    w( "            int rowB = rowA + PARTS + 1;")
+    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
+    w( "            float sB = " + " + ".join(f"dots[rowB + {p}]" for p in range(8)) + ";")
+    w( "            if (tileStart + row >= end) {")
+    w( "                sA = Float.NEGATIVE_INFINITY;")
+    w( "                sB = Float.NEGATIVE_INFINITY;")
+    w( "            }")
+    w( "            float tA = sA;")
+    w( "            float tB = sB;")
+
+def two_probs(pair, pvhalf):
+    # a lane's two probabilities into the running sums and the tile's table, then the barrier before the V sums
     w( "            sumA += pA;")
     w( "            sumB += pB;")
-    if pvhalf:
-        w( "            probs[row * HEADS + 2 * odd] = Half2.fromFloats(pA, pA);")
-        w( "            probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);")
-    else:
-        w( "            probs[row * HEADS + 2 * odd] = pA;")
-        w( "            probs[row * HEADS + 2 * odd + 1] = pB;")
+    for k, p in enumerate("AB"):
+        w(f"            probs[row * {HX} + 2 * {pair}{' + 1' if k else ''}] = " + (f"Half2.fromFloats(p{p}, p{p});" if pvhalf else f"p{p};"))
     w( "            ctx.localBarrier();")
 
 def rescale(accumulators, *sums):
@@ -468,27 +472,13 @@ def softmax_eight(pvhalf, wv):
     ev, od = H[0::2], H[1::2]
     sel = lambda names: " : ".join(f"head == {j} ? {n}" for j, n in enumerate(names[:-1])) + f" : {names[-1]}"
     w( "            // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities")
-    w( "            int row = lane >> 2;")
-    w( "            int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);")
-    w( "            int rowB = rowA + PARTS + 1;")
-    w( "            float sA = " + " + ".join(f"dots[rowA + {p}]" for p in range(8)) + ";")
-    w( "            float sB = " + " + ".join(f"dots[rowB + {p}]" for p in range(8)) + ";")
-    w( "            if (tileStart + row >= end) {")
-    w( "                sA = Float.NEGATIVE_INFINITY;")
-    w( "                sB = Float.NEGATIVE_INFINITY;")
-    w( "            }")
-    w( "            float tA = sA;")
-    w( "            float tB = sB;")
+    two_scores(2, "head")
     per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", ev)
     per_head("            ", "tB", "tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", od)
     rescale(2 * wv, f"sumA = sumA * ({sel(['c' + h for h in ev])});", f"sumB = sumB * ({sel(['c' + h for h in od])});")
     w(f"            float pA = TornadoMath.exp(sA - ({sel(['m' + h for h in ev])}));")
     w(f"            float pB = TornadoMath.exp(sB - ({sel(['m' + h for h in od])}));")
-    w( "            sumA += pA;")
-    w( "            sumB += pB;")
-    w( "            probs[row * HEADS_8 + 2 * head] = " + ("Half2.fromFloats(pA, pA);" if pvhalf else "pA;"))
-    w( "            probs[row * HEADS_8 + 2 * head + 1] = " + ("Half2.fromFloats(pB, pB);" if pvhalf else "pB;"))
-    w( "            ctx.localBarrier();")
+    two_probs("head", pvhalf)
 
 def softmax_one(pvhalf, wv):
     # 2. an 8-token step: lane = (token lane >> 2, head lane & 3), one score per lane
