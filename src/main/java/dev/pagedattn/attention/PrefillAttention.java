@@ -31,6 +31,25 @@ public interface PrefillAttention extends AutoCloseable {
         return -1;
     }
 
+    /**
+     * Declares the largest batch the caller will prefill: up to {@code maxSeqs} sequences bringing up to
+     * {@code maxQueryTokens} query tokens in all (vLLM's max_num_seqs and max_num_batched_tokens), with contexts of up to
+     * {@code maxTokensPerSeq} tokens (max_model_len). Device backends size their per-step buffers for it once, so that
+     * chunked prefill over growing prefixes never rebuilds them; batches past it still run. The default (the JVM backend,
+     * which holds nothing per batch) only checks the values.
+     */
+    default void reserve(int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
+        requireReservation(null, maxSeqs, maxQueryTokens, maxTokensPerSeq);
+    }
+
+    /** Checks {@link #reserve}'s values ({@code config} null: no pool to hold the tokens against); names the bad one. */
+    static void requireReservation(KvCacheConfig config, int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
+        DecodeAttention.requireReservation(config, maxSeqs, maxTokensPerSeq);
+        if (maxQueryTokens < 1) {
+            throw new IllegalArgumentException("maxQueryTokens=" + maxQueryTokens + " must be >= 1");
+        }
+    }
+
     @Override
     default void close() {
     }

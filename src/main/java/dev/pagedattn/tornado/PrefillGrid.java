@@ -73,21 +73,25 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
 
     /** The grid of {@code kernel} (SCALAR or TENSOR) for this batch. */
     public static PrefillGrid plan(AttentionSpec spec, PrefillBatch batch, Kernel kernel) {
+        return plan(spec, batch.numSeqs(), batch.maxQLen(), batch.totalQueries(), batch.kv().maxContextLen(), kernel);
+    }
+
+    /** The grid for a batch of {@code numSeqs} sequences, {@code totalQueries} query tokens, the longest run {@code maxQLen}. */
+    static PrefillGrid plan(AttentionSpec spec, int numSeqs, int maxQLen, int totalQueries, int maxContext, Kernel kernel) {
         if (kernel == Kernel.AUTO) {
             throw new IllegalArgumentException("kernel=AUTO: resolve it against the backend first");
         }
         boolean tensor = kernel == Kernel.TENSOR;
-        int maxContext = batch.kv().maxContextLen();
         int headTiles = tensor ? TensorPrefillKernels.headTiles(spec.groupSize()) : PrefillKernels.headTiles(spec.groupSize(), spec.headDim());
         int tokensPerTile = tensor ? TensorPrefillKernels.tokensPerTile(spec.groupSize())
                 : PrefillKernels.tokensPerTile(spec.groupSize(), spec.headDim());
-        int maxQTiles = (batch.maxQLen() + tokensPerTile - 1) / tokensPerTile;
-        long unsplit = (long) batch.numSeqs() * spec.numKvHeads() * headTiles * maxQTiles;
+        int maxQTiles = (maxQLen + tokensPerTile - 1) / tokensPerTile;
+        long unsplit = (long) numSeqs * spec.numKvHeads() * headTiles * maxQTiles;
         int parts = 1;
         if (unsplit < DecodeGrid.TARGET_GROUPS) {
             int byTarget = (int) ((DecodeGrid.TARGET_GROUPS + unsplit - 1) / unsplit);
             int byLength = Math.max(1, maxContext / DecodeGrid.MIN_PARTITION_TOKENS);
-            long rowBytes = (long) batch.totalQueries() * spec.numQHeads() * (spec.headDim() + 2);
+            long rowBytes = (long) totalQueries * spec.numQHeads() * (spec.headDim() + 2);
             int byMemory = (int) Math.max(1, MAX_PARTIAL_ELEMENTS / rowBytes);
             parts = Math.max(1, Math.min(byTarget, Math.min(byLength, byMemory)));
         }
@@ -99,6 +103,29 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
             throw new IllegalArgumentException("groups=" + groups + " of the prefill grid exceed one launch");
         }
         return new PrefillGrid(headTiles, maxQTiles, partTokens, maxParts, (int) groups, kernel);
+    }
+
+    /**
+     * The most elements of {@code partials} ({@link #bufferElements}) the grid rule gives any batch of at most
+     * {@code maxSeqs} sequences, {@code maxQueryTokens} query tokens in all and contexts of at most {@code maxTokensPerSeq}
+     * tokens: the rule is evaluated for the longest context, every number of sequences and every count of query tiles of
+     * the longest run, each with the most query tokens that shape allows (the partitions' states grow with them; the
+     * partitions shrink with them only past {@link #MAX_PARTIAL_ELEMENTS}, which no shape this rule splits reaches).
+     * A batch past the bound still runs: its plan is built again.
+     */
+    static long maxBufferElements(AttentionSpec spec, Kernel kernel, int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
+        int tokensPerTile = kernel == Kernel.TENSOR ? TensorPrefillKernels.tokensPerTile(spec.groupSize())
+                : PrefillKernels.tokensPerTile(spec.groupSize(), spec.headDim());
+        long most = 0;
+        for (int n = 1; n <= Math.min(maxSeqs, maxQueryTokens); n++) {
+            int longestRun = maxQueryTokens - (n - 1);  // every other sequence brings at least one token
+            for (int tiles = 1; (long) (tiles - 1) * tokensPerTile < longestRun; tiles++) {
+                int run = Math.min(tiles * tokensPerTile, longestRun);
+                int total = (int) Math.min(maxQueryTokens, (long) n * run);
+                most = Math.max(most, plan(spec, n, run, total, maxTokensPerSeq, kernel).bufferElements(spec, total));
+            }
+        }
+        return most;
     }
 
     public int globalSize() {

@@ -40,8 +40,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * CUDA backend the tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
  *
  * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
- * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step; a
- * larger step rebuilds the plan, which uploads the pools again. Not thread-safe.
+ * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
+ * headroom, or by {@link #reserve}; a step past it rebuilds the plan, which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
     /**
@@ -65,6 +65,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final PrefillGrid.Kernel requestedKernel;
     private PrefillGrid.Kernel kernel;   // resolved against the backend on first use
     private long lastDeviceNanos = -1;
+    private int reservedSeqs;            // reserve(): plans hold at least this many sequences
+    private int reservedColumns;         // of at least this many block-table columns each
+    private int reservedQueries;         // and this many query rows
+    private int reservedTokens;          // contexts of up to this many tokens (for the partials' bound)
+    private long reservedPartials = -1;  // the partials' bound for the reservation (-1: not computed yet)
+    private int planBuilds;
 
     public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
         spec.requireMatches(cache.config());
@@ -102,6 +108,37 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         return lastDeviceNanos;
     }
 
+    /**
+     * Sizes every plan built from now on for batches of up to {@code maxSeqs} sequences, {@code maxQueryTokens} query
+     * tokens and contexts of {@code maxTokensPerSeq}: their tables, query rows and the most partials the grid rule gives
+     * such a batch ({@link PrefillGrid#maxBufferElements}), so that none of them rebuilds a plan.
+     */
+    @Override
+    public void reserve(int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
+        PrefillAttention.requireReservation(config, maxSeqs, maxQueryTokens, maxTokensPerSeq);
+        int columns = (maxTokensPerSeq + config.blockSize() - 1) / config.blockSize();
+        PlanCapacity.tableEntries(maxSeqs, columns, maxSeqs, columns, 0); // throws if one array cannot hold the tables
+        reservedSeqs = Math.max(reservedSeqs, maxSeqs);
+        reservedColumns = Math.max(reservedColumns, columns);
+        reservedQueries = Math.max(reservedQueries, maxQueryTokens);
+        reservedTokens = Math.max(reservedTokens, maxTokensPerSeq);
+        reservedPartials = -1;
+    }
+
+    /** Device plans built so far, all layers together: one per layer, plus one for each batch a plan could not hold. */
+    public int planBuilds() {
+        return planBuilds;
+    }
+
+    /** The partials a reserved plan holds: the grid rule's most for the reservation, within one device array. */
+    private long reservedPartials() {
+        if (reservedPartials < 0) {
+            reservedPartials = reservedQueries == 0 ? 0 : Math.min(Integer.MAX_VALUE - 64L,
+                    PrefillGrid.maxBufferElements(shardSpec, kernel(), reservedSeqs, reservedQueries, reservedTokens));
+        }
+        return reservedPartials;
+    }
+
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
         PrefillAttention.requireShapes(spec, config, batch, layer, q, out);
@@ -113,19 +150,25 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         if (partials > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("partials=" + partials + " elements do not fit one device array");
         }
-        if (plan == null || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, 0, 0)
-                || batch.totalQueries() > plan.maxQueries || partials > plan.partialElements) {
-            // with headroom (PlanCapacity): chunked prefill brings other lengths every call
-            int seqs = PlanCapacity.seqs(n, 0, plan == null ? 0 : plan.maxSeqs);
-            int entries = PlanCapacity.tableEntries(n, width, seqs, 0, plan == null ? 0 : plan.tableEntries);
-            int queries = Math.max(PlanCapacity.nextPowerOfTwo(batch.totalQueries()), plan == null ? 0 : plan.maxQueries);
-            long partialCap = PlanCapacity.withHeadroom(Math.max(1, partials), 0.5, plan == null ? 0 : plan.partialElements, Integer.MAX_VALUE);
+        int totalQueries = batch.totalQueries();
+        long reservedPartials = reservedPartials();
+        if (plan == null || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)
+                || Math.max(totalQueries, reservedQueries) > plan.maxQueries || Math.max(partials, reservedPartials) > plan.partialElements) {
+            // with headroom (PlanCapacity) unless the reservation covers the batch: chunked prefill brings other lengths every call
+            int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
+            int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
+            int queries = Math.max(totalQueries <= reservedQueries ? reservedQueries : PlanCapacity.nextPowerOfTwo(totalQueries),
+                    plan == null ? 0 : plan.maxQueries);
+            long partialCap = partials <= reservedPartials ? Math.max(reservedPartials, plan == null ? 0 : plan.partialElements)
+                    : PlanCapacity.withHeadroom(Math.max(1, partials), 0.5, plan == null ? 0 : plan.partialElements, Integer.MAX_VALUE);
+            partialCap = Math.max(1, partialCap);
             if (plan != null) {
                 plan.close();
                 plans[layer] = null;
             }
             cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
             plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
+            planBuilds++;
         }
         plan.step(batch, grid, q, out);
     }

@@ -1,0 +1,39 @@
+package dev.pagedattn.tornado;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.PrefillAttention;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import org.junit.jupiter.api.Test;
+
+/** What the TornadoVM prefill backend checks before it touches the TornadoVM runtime (none in this JVM). */
+class TornadoPrefillAttentionTest {
+
+    @Test
+    void aReservationIsCheckedAndNamesItsBadValue() {
+        KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 8);
+        try (TornadoPrefillAttention attention = new TornadoPrefillAttention(cache, spec, null)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(0, 512, 100));
+            assertEquals("maxSeqs=0 must be >= 1", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(4, 0, 100));
+            assertEquals("maxQueryTokens=0 must be >= 1", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(4, 512, 0));
+            assertEquals("maxTokensPerSeq=0 must be >= 1", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> attention.reserve(4, 512, 64 * 16 + 1));
+            assertEquals("maxTokensPerSeq=1025 exceeds the pool's 1024 token slots", e.getMessage());
+            attention.reserve(4, 512, 1024); // the whole pool for one sequence is fine
+            assertEquals(0, attention.planBuilds(), "a reservation builds nothing until a prefill");
+        }
+        // the JVM backend holds nothing per batch, but checks the same values
+        try (PrefillAttention jvm = PrefillAttention.create("jvm", cache, spec, null)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> jvm.reserve(2, -1, 10));
+            assertEquals("maxQueryTokens=-1 must be >= 1", e.getMessage());
+            jvm.reserve(8, 2048, 4096);
+        }
+    }
+}
