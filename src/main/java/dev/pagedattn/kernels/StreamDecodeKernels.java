@@ -22,11 +22,11 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * ({@link #supports}, {@link #supportsEightBit}). fp16 groups of more than four heads at head dim 128 run the {@code ...G8}
  * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
  * heads instead of once per four (two scores per lane in the softmax: token {@code lane >> 2}, heads {@code 2 (lane & 3)}
- * and {@code 2 (lane & 3) + 1}). A work-group computes up to four query heads: a KV head of a larger group is read by
- * {@link #headTiles} work-groups, one per four of its query heads, which the grid counts as KV heads of their
- * own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together in the grid, so that the second's K/V reads
- * can hit L2; on an H200 groups of 8 run 1.5-2.1x faster this way than on the chunk and warp kernels,
- * benchmarks/NOTES.md h1). They
+ * and {@code 2 (lane & 3) + 1}; {@link #headTilesG8} work-groups per KV head). The other bodies compute up to four query
+ * heads per work-group: a KV head of a larger group is read by {@link #headTiles} work-groups, one per four of its query
+ * heads, which the grid counts as KV heads of their own (groups of 8: 2 x numKvHeads "pairs" per sequence, close together
+ * in the grid, so that the second's K/V reads can hit L2; on an H200 groups of 8 ran 1.5-2.1x faster this way than on the
+ * chunk and warp kernels, benchmarks/NOTES.md h1, and the G8 bodies 1.11-1.14x faster again in fp16). They
  * also run a balanced grid ({@link DecodeParams#TILES_PER_GROUP}):
  * the (sequence, KV head) pairs' tiles laid end to end and cut into equal ranges, one per work-group,
  * which reads the pieces of the pairs its range covers one after another, each piece written as a
