@@ -77,7 +77,7 @@ if [[ "$parts" == *" shapes "* ]]; then
     read -r model qh hd cells <<< "$shape"
     for be in $backends; do
       use_backend "$be"
-      cmd="bin/pa-tornado $be bench --sweeps decode --ragged none --q-heads $qh --head-dim $hd --cells $cells --seed $seed --out $out/ours-$model-$be.csv ${BENCH_ARGS:-}"
+      cmd="bin/pa-tornado $be bench --sweeps decode --ragged none --variants auto --q-heads $qh --head-dim $hd --cells $cells --seed $seed --out $out/ours-$model-$be.csv ${BENCH_ARGS:-}"
       echo "== $cmd" >&2
       $cmd
     done
