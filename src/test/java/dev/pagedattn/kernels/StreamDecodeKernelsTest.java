@@ -21,7 +21,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * The stream kernel and its 8-bit twins (FP8 E4M3, FP8 E5M2, INT8; per-head scales) run by the emulator against the fp64
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
- * ones (6, 8: two work-groups per KV head, 5: the second with one head, 64: sixteen), block sizes that keep a tile in one block (16, 32) and ones that do
+ * ones (8-bit: 6, 8: two work-groups per KV head, 5: the second with one head; fp16 at head dim 128: the G8 bodies, one
+ * work-group per eight heads, 64: eight), block sizes that keep a tile in one block (16, 32) and ones that do
  * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token; head dim 128, and 64 and 256 for the
  * fp16 kernels ({@code ...D64}, {@code ...D256}: steps of 8 tokens, so block sizes 8 and 24 too).
  */
