@@ -36,13 +36,17 @@ use_backend() { # the bundle's tornado-backends tool, where the SDK has it
   fi
 }
 
+bench_on() { # bench_on BACKEND ARGS...: our bench on that backend, the command echoed first
+  use_backend "$1"
+  local cmd="bin/pa-tornado $1 bench ${*:2}"
+  echo "== $cmd" >&2
+  $cmd
+}
+
 commands=""
 if [[ "$parts" == *" decode "* ]]; then
   for be in $backends; do
-    use_backend "$be"
-    cmd="bin/pa-tornado $be bench --sweeps decode --seed $seed --out $out/ours-$be.csv ${BENCH_ARGS:-}"
-    echo "== $cmd" >&2
-    $cmd
+    bench_on "$be" --sweeps decode --seed "$seed" --out "$out/ours-$be.csv" ${BENCH_ARGS:-}
   done
 fi
 for be in $backends; do
@@ -60,10 +64,7 @@ fi
 if [[ "$parts" == *" prefill "* ]]; then
   # Prefill cells: 512 new tokens over a cached 8k prefix, B 1/8/32.
   for be in $backends; do
-    use_backend "$be"
-    cmd="bin/pa-tornado $be bench --sweeps prefill --seed $seed --prefill-out $out/ours-prefill-$be.csv ${PREFILL_ARGS:-}"
-    echo "== $cmd" >&2
-    $cmd
+    bench_on "$be" --sweeps prefill --seed "$seed" --prefill-out "$out/ours-prefill-$be.csv" ${PREFILL_ARGS:-}
   done
   prefill_cmd="python3 benchmarks/peer_torch_prefill.py --seed $seed --out $out/peer-prefill.csv"
   echo "== $prefill_cmd" >&2
@@ -76,10 +77,8 @@ if [[ "$parts" == *" shapes "* ]]; then
                "llama3-70b 64 128 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,128x4096"; do
     read -r model qh hd cells <<< "$shape"
     for be in $backends; do
-      use_backend "$be"
-      cmd="bin/pa-tornado $be bench --sweeps decode --ragged none --variants auto --q-heads $qh --head-dim $hd --cells $cells --seed $seed --out $out/ours-$model-$be.csv ${BENCH_ARGS:-}"
-      echo "== $cmd" >&2
-      $cmd
+      bench_on "$be" --sweeps decode --ragged none --variants auto --q-heads "$qh" --head-dim "$hd" --cells "$cells" \
+        --seed "$seed" --out "$out/ours-$model-$be.csv" ${BENCH_ARGS:-}
     done
     shape_peer="python3 benchmarks/peer_torch.py --seed $seed --variants sdpa-cudnn --q-heads $qh --head-dim $hd --cells $cells --out $out/peer-$model.csv"
     echo "== $shape_peer" >&2
