@@ -65,6 +65,16 @@ final class PlanCapacity {
         return (int) Math.max(Math.max(entries, (long) numSeqs * width), current);
     }
 
+    /**
+     * Block-table columns of a reservation of {@code maxSeqs} sequences of up to {@code maxTokensPerSeq} tokens in blocks of
+     * {@code blockSize}; throws, naming the values, when one native array cannot hold those tables.
+     */
+    static int reservedColumns(int maxSeqs, int maxTokensPerSeq, int blockSize) {
+        int columns = (maxTokensPerSeq + blockSize - 1) / blockSize;
+        tableEntries(maxSeqs, columns, maxSeqs, columns, 0);
+        return columns;
+    }
+
     /** Whether a plan of this capacity holds a batch of {@code numSeqs} x {@code width} and the reservation. */
     static boolean holds(int planSeqs, int planEntries, int numSeqs, int width, int reservedSeqs, int reservedColumns) {
         return numSeqs <= planSeqs && (long) numSeqs * width <= planEntries

@@ -246,8 +246,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     @Override
     public void reserve(int maxSeqs, int maxTokensPerSeq) {
         DecodeAttention.requireReservation(config, maxSeqs, maxTokensPerSeq);
-        int columns = (maxTokensPerSeq + config.blockSize() - 1) / config.blockSize();
-        PlanCapacity.tableEntries(maxSeqs, columns, maxSeqs, columns, 0); // throws if one array cannot hold the tables
+        int columns = PlanCapacity.reservedColumns(maxSeqs, maxTokensPerSeq, config.blockSize());
         reservedSeqs = Math.max(reservedSeqs, maxSeqs);
         reservedColumns = Math.max(reservedColumns, columns);
     }

@@ -116,8 +116,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void reserve(int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
         PrefillAttention.requireReservation(config, maxSeqs, maxQueryTokens, maxTokensPerSeq);
-        int columns = (maxTokensPerSeq + config.blockSize() - 1) / config.blockSize();
-        PlanCapacity.tableEntries(maxSeqs, columns, maxSeqs, columns, 0); // throws if one array cannot hold the tables
+        int columns = PlanCapacity.reservedColumns(maxSeqs, maxTokensPerSeq, config.blockSize());
         reservedSeqs = Math.max(reservedSeqs, maxSeqs);
         reservedColumns = Math.max(reservedColumns, columns);
         reservedQueries = Math.max(reservedQueries, maxQueryTokens);
