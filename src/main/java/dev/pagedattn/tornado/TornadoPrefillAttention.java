@@ -150,15 +150,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             throw new IllegalArgumentException("partials=" + partials + " elements do not fit one device array");
         }
         int totalQueries = batch.totalQueries();
-        long reservedPartials = reservedPartials();
+        long partialBound = reservedPartials();
         if (plan == null || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)
-                || Math.max(totalQueries, reservedQueries) > plan.maxQueries || Math.max(partials, reservedPartials) > plan.partialElements) {
+                || Math.max(totalQueries, reservedQueries) > plan.maxQueries || Math.max(partials, partialBound) > plan.partialElements) {
             // with headroom (PlanCapacity) unless the reservation covers the batch: chunked prefill brings other lengths every call
             int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
             int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
             int queries = Math.max(totalQueries <= reservedQueries ? reservedQueries : PlanCapacity.nextPowerOfTwo(totalQueries),
                     plan == null ? 0 : plan.maxQueries);
-            long partialCap = partials <= reservedPartials ? Math.max(reservedPartials, plan == null ? 0 : plan.partialElements)
+            long partialCap = partials <= partialBound ? Math.max(partialBound, plan == null ? 0 : plan.partialElements)
                     : PlanCapacity.withHeadroom(Math.max(1, partials), 0.5, plan == null ? 0 : plan.partialElements, Integer.MAX_VALUE);
             partialCap = Math.max(1, partialCap);
             if (plan != null) {
