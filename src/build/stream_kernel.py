@@ -123,9 +123,36 @@ public final class StreamDecodeKernels {
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 128. */
+    /**
+     * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
+     * (128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * calls the same {@code apply}.
+     */
+    public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
+        if (!supportsEightBit(groupSize, headDim)) {
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 128 and 256");
+        }
+        if (headDim == HEAD_DIM_256 || eightHeads(groupSize, headDim)) {
+            boolean wide = headDim == HEAD_DIM_256;
+            return switch (dtype) {
+                case "INT8" -> wide ? StreamDecodeKernels::attentionInt8D256 : StreamDecodeKernels::attentionInt8G8;
+                case "FP8_E4M3" -> wide ? StreamDecodeKernels::attentionE4M3D256 : StreamDecodeKernels::attentionE4M3G8;
+                case "FP8_E5M2" -> wide ? StreamDecodeKernels::attentionE5M2D256 : StreamDecodeKernels::attentionE5M2G8;
+                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+            };
+        }
+        return switch (dtype) {
+            case "INT8" -> StreamDecodeKernels::attentionInt8;
+            case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
+            case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
+            default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+        };
+    }
+
+    /** 8-bit pools: any group of query heads per KV head, head dim 128 or 256. */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return groupSize >= 1 && headDim == HEAD_DIM;
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_256);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -139,7 +166,7 @@ public final class StreamDecodeKernels {
     }
 
     /**
-     * Whether a group of {@code groupSize} at {@code headDim} in fp16 runs the G8 bodies (head dim 128, more than four heads;
+     * Whether a group of {@code groupSize} at {@code headDim} runs the G8 bodies (head dim 128, more than four heads;
      * {@code -Dpagedattn.tornado.streamEightHeads=false}: four-head work-groups, as before them, for A/B measurements).
      */
     public static boolean eightHeads(int groupSize, int headDim) {
@@ -148,9 +175,9 @@ public final class StreamDecodeKernels {
 
     private static final boolean EIGHT_HEADS = !"false".equals(System.getProperty("pagedattn.tornado.streamEightHeads"));
 
-    /** Work-groups per KV head of the body that runs this shape ({@code eightBit}: the 8-bit twins, four heads each). */
-    public static int headTiles(int groupSize, int headDim, boolean eightBit) {
-        return !eightBit && eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
+    /** Work-groups per KV head of the body that runs this shape (fp16 and 8-bit alike). */
+    public static int headTiles(int groupSize, int headDim) {
+        return eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
     }
 
     /**
@@ -187,8 +214,11 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # V words as at 128; the softmax then has one (token, head) score per lane
     # heads 8 (head dim 128, fp16): eight query heads per work-group in steps of 8 tokens (the G8 bodies, for groups of
     # more than four, whose KV head is then read once instead of once per four heads); two scores per lane
-    global Q8, DEC, D, T, H, HX
+    # q8 at dim 256 or with eight heads: the walk of the fp16 body of that shape, a lane's K words per token D / 32 (codes
+    # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3)
+    global Q8, DEC, D, T, H, HX, ACC, WV8
     Q8 = q8
+    assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
     D = dim
     T = 8 if D == 256 or heads == 8 else 16
@@ -198,9 +228,15 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     step = "TILE" if T == 16 else "HALF_TILE"
     wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
     wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
+    if q8:
+        wk = D // 32    # 8-bit: a lane's K words per token, words part + 8j (codes 4 part + 32 j + 0..3), j < wk
+        wv = D // 128   # 8-bit: a lane's V words per token, words lane + 32k (codes 4 lane + 128 k + 0..3), k < wv
+    WV8 = wv
+    ACC = 4 * wv if q8 else 2 * wv   # a lane's accumulators per head
     suffix = ("" if D == 128 else f"D{D}") + ("G8" if heads == 8 else "")
     if q8:
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
+        name += suffix
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
         name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix
@@ -219,7 +255,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     else:
         w( "        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8")
     if q8:
-        w( "        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3")
+        w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {{0..3}}), j = 0..{wk - 1}")
     else:
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
     if T == 16:
@@ -319,17 +355,17 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     else:
         w( "        float sumA = 0f;                 // this lane's share of the running sum of its head")
     for h in H:
-        w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(4 if Q8 else 2 * wv)))
+        w("        " + " ".join(f"float o{h}{d} = 0f;" for d in range(ACC)))
     w()
     w(f"        for (int tileStart = start; tileStart < end; tileStart += {step}) {{")
     w( "            // this tile's V words (in flight during the scores and the softmax)")
     w( "            int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
     w(f"            boolean vOne = tileStart % blockSize + {step} <= blockSize;")
     v_loads("            ")
-    w(f"            // 1. partial dots of this lane's {'four' if nt == 4 else 'two'} tokens with heads a..{H[-1]} over its {16 if Q8 else 2 * wk} dims")
+    w(f"            // 1. partial dots of this lane's {'four' if nt == 4 else 'two'} tokens with heads a..{H[-1]} over its {4 * wk if Q8 else 2 * wk} dims")
     for i in range(nt):
         if q8:
-            for j in range(4):
+            for j in range(wk):
                 decode(f"kw{i}{j}", [f"x{i}{4*j+c}" for c in range(4)], "            ")
         else:
             for j in range(wk):
@@ -337,7 +373,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     for hi, h in enumerate(H):
         for i in range(nt):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
-                terms = " + ".join(f"qs[qLane + {hi * 128 + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(16))
+                terms = " + ".join(f"qs[qLane + {hi * D + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(4 * wk))
             else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
                 terms = " + ".join(f"qs[qLane + {hi * D + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
             w(f"            float d{i}{h} = {terms};")
@@ -381,7 +417,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     for hi, h in enumerate(H):
         w(f"        if (valid{h.upper()}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
-        offs = (0, 1, 2, 3) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
+        offs = tuple(128 * k + c for k in range(wv) for c in range(4)) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
@@ -418,7 +454,7 @@ def softmax_two(pvhalf, wv):
     w( "            float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));")
     w( "            float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));")
     w( "            float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));")
-    rescale(4 if Q8 else 2 * wv, "sumA = sumA * (odd == 0 ? ca : cc);", "sumB = sumB * (odd == 0 ? cb : cd);")
+    rescale(ACC, "sumA = sumA * (odd == 0 ? ca : cc);", "sumB = sumB * (odd == 0 ? cb : cd);")
     w( "            float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));")
     w( "            float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));")
     two_probs("odd", pvhalf)
@@ -475,7 +511,7 @@ def softmax_eight(pvhalf, wv):
     two_scores(2, "head")
     per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", ev)
     per_head("            ", "tB", "tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});", od)
-    rescale(2 * wv, f"sumA = sumA * ({sel(['c' + h for h in ev])});", f"sumB = sumB * ({sel(['c' + h for h in od])});")
+    rescale(ACC, f"sumA = sumA * ({sel(['c' + h for h in ev])});", f"sumB = sumB * ({sel(['c' + h for h in od])});")
     w(f"            float pA = TornadoMath.exp(sA - ({sel(['m' + h for h in ev])}));")
     w(f"            float pB = TornadoMath.exp(sB - ({sel(['m' + h for h in od])}));")
     two_probs("head", pvhalf)
@@ -491,7 +527,7 @@ def softmax_one(pvhalf, wv):
     w( "            }")
     w( "            float tA = sA;")
     per_head("            ", "tA", "tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, {d}));", "float n{h} = TornadoMath.max(m{h}, {b});")
-    rescale(2 * wv, "sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
+    rescale(ACC, "sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);")
     w( "            float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));")
     w( "            sumA += pA;")
     w( "            probs[row * HEADS + head] = " + ("Half2.fromFloats(pA, pA);" if pvhalf else "pA;"))
@@ -500,8 +536,10 @@ def softmax_one(pvhalf, wv):
 def v_phase(pvhalf, wv):
     # 3. the V sums of a tile (16 tokens) or a step (8 tokens at head dim 256)
     q8 = Q8
-    if q8:
-        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}")
+    if q8 and wv == 2:
+        w(f"            // 3. V of the step's {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}} and 4 lane + 128 + {{0..3}}")
+    elif q8:
+        w(f"            // 3. V of the {'tile' if T == 16 else 'step'}'s {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}}")
     elif wv == 2:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
     else:
@@ -525,16 +563,21 @@ def v_phase(pvhalf, wv):
             for hi, h in enumerate(H):
                 w(f"            float p{h}{r} = probs[{r * len(H) + hi}];")
             if q8:
-                decode(f"vw{r}", [f"y{r}{c}" for c in range(4)], "            ")
+                for k in range(wv):
+                    decode(vword(r, k), [f"y{r}{4 * k + c}" for c in range(4)], "            ")
             else:
                 for k in range(wv):
                     conv(f"vw{r}{k}", f"y{r}{2 * k}", f"y{r}{2 * k + 1}", "            ")
             for h in H:
-                w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(4 if Q8 else 2 * wv)))
+                w("            " + " ".join(f"o{h}{d} += p{h}{r} * y{r}{d};" for d in range(ACC)))
 
 def whole(one, tile):
-    # a tile of TILE rows below the partition's end and inside one block: its rows lie at constant offsets
-    return f"({one} ? 1 : 0) + ({tile} + TILE <= end ? 1 : 0) == 2"
+    # a tile (or step) of TILE (HALF_TILE) rows below the partition's end and inside one block: its rows lie at constant offsets
+    return f"({one} ? 1 : 0) + ({tile} + {'TILE' if T == 16 else 'HALF_TILE'} <= end ? 1 : 0) == 2"
+
+def vword(r, k):
+    # the name of a lane's V word k of token r (8-bit)
+    return f"vw{r}" if WV8 == 1 else f"vw{r}{k}"
 
 def k_loads(ind, tile, declare):
     if not Q8:   # fp16: row by row only (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
@@ -548,24 +591,26 @@ def k_loads(ind, tile, declare):
         return
     # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
     # the tile is whole and in one block (the loads' immediates), else row by row through the block table
+    nt, wk, row = T // 4, D // 32, D // 4   # tokens, K words per token, words per row
+    hd = "HEAD_DIM" if D == 128 else str(D)
     if declare:
-        for i in range(4):
-            w(ind + " ".join(f"int kw{i}{j};" for j in range(4)))
+        for i in range(nt):
+            w(ind + " ".join(f"int kw{i}{j};" for j in range(wk)))
     w(f"{ind}if ({whole('oneBlock', tile)}) {{")
-    w(f"{ind}    int kAt = ((base + group * HEAD_DIM) >> 2) + part;")
-    for i in range(4):
-        for j in range(4):
-            w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * 32 + 8 * j});")
+    w(f"{ind}    int kAt = ((base + group * {hd}) >> 2) + part;")
+    for i in range(nt):
+        for j in range(wk):
+            w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * row + 8 * j});")
     w(f"{ind}}} else {{")
-    for i in range(4):
+    for i in range(nt):
         w(f"{ind}    int kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
-    for i in range(4):
-        for j in range(4):
+    for i in range(nt):
+        for j in range(wk):
             w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {8*j});")
     w(f"{ind}}}")
 
 def v_loads(ind):
-    # this lane's V words of the tile's 16 rows, as k_loads
+    # this lane's V words of the tile's (step's) rows, as k_loads
     if not Q8:
         for r in range(T):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
@@ -574,16 +619,19 @@ def v_loads(ind):
             for k in range(1, D // 64):
                 w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
         return
-    w(ind + " ".join(f"int vw{r};" for r in range(T)))
+    wv, row = D // 128, D // 4
+    w(ind + " ".join(f"int {vword(r, k)};" for r in range(T) for k in range(wv)))
     w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
     w(f"{ind}    int vAt = (vBase >> 2) + lane;")
     for r in range(T):
-        w(f"{ind}    vw{r} = vPool.get(vAt + {32 * r});")
+        for k in range(wv):
+            w(f"{ind}    {vword(r, k)} = vPool.get(vAt + {row * r + 32 * k});")
     w(f"{ind}}} else {{")
     for r in range(T):
         w(f"{ind}    int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
     for r in range(T):
-        w(f"{ind}    vw{r} = vPool.get(vRow{r});")
+        for k in range(wv):
+            w(f"{ind}    {vword(r, k)} = vPool.get(vRow{r}{f' + {32 * k}' if k else ''});")
     w(f"{ind}}}")
 
 def rowExpr(base, one, tile, r):
@@ -624,4 +672,9 @@ for dim in (64, 256):
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)
+for dec in ("i2f", "e4m3", "e5m2"):
+    w()
+    body(True, dec, dim=256)
+    w()
+    body(True, dec, heads=8)
 print(HEAD + "\n".join(out) + "\n}")

@@ -119,9 +119,36 @@ public final class StreamDecodeKernels {
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 128. */
+    /**
+     * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
+     * (128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * calls the same {@code apply}.
+     */
+    public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
+        if (!supportsEightBit(groupSize, headDim)) {
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 128 and 256");
+        }
+        if (headDim == HEAD_DIM_256 || eightHeads(groupSize, headDim)) {
+            boolean wide = headDim == HEAD_DIM_256;
+            return switch (dtype) {
+                case "INT8" -> wide ? StreamDecodeKernels::attentionInt8D256 : StreamDecodeKernels::attentionInt8G8;
+                case "FP8_E4M3" -> wide ? StreamDecodeKernels::attentionE4M3D256 : StreamDecodeKernels::attentionE4M3G8;
+                case "FP8_E5M2" -> wide ? StreamDecodeKernels::attentionE5M2D256 : StreamDecodeKernels::attentionE5M2G8;
+                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+            };
+        }
+        return switch (dtype) {
+            case "INT8" -> StreamDecodeKernels::attentionInt8;
+            case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
+            case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
+            default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+        };
+    }
+
+    /** 8-bit pools: any group of query heads per KV head, head dim 128 or 256. */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return groupSize >= 1 && headDim == HEAD_DIM;
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_256);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -135,7 +162,7 @@ public final class StreamDecodeKernels {
     }
 
     /**
-     * Whether a group of {@code groupSize} at {@code headDim} in fp16 runs the G8 bodies (head dim 128, more than four heads;
+     * Whether a group of {@code groupSize} at {@code headDim} runs the G8 bodies (head dim 128, more than four heads;
      * {@code -Dpagedattn.tornado.streamEightHeads=false}: four-head work-groups, as before them, for A/B measurements).
      */
     public static boolean eightHeads(int groupSize, int headDim) {
@@ -144,9 +171,9 @@ public final class StreamDecodeKernels {
 
     private static final boolean EIGHT_HEADS = !"false".equals(System.getProperty("pagedattn.tornado.streamEightHeads"));
 
-    /** Work-groups per KV head of the body that runs this shape ({@code eightBit}: the 8-bit twins, four heads each). */
-    public static int headTiles(int groupSize, int headDim, boolean eightBit) {
-        return !eightBit && eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
+    /** Work-groups per KV head of the body that runs this shape (fp16 and 8-bit alike). */
+    public static int headTiles(int groupSize, int headDim) {
+        return eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
     }
 
     /**
@@ -7211,6 +7238,3885 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionInt8D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's head of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 256); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96); float qa4 = q.get(qAtA + 128); float qa5 = q.get(qAtA + 160); float qa6 = q.get(qAtA + 192); float qa7 = q.get(qAtA + 224);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96); float qb4 = q.get(qAtB + 128); float qb5 = q.get(qAtB + 160); float qb6 = q.get(qAtB + 192); float qb7 = q.get(qAtB + 224);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96); float qc4 = q.get(qAtC + 128); float qc5 = q.get(qAtC + 160); float qc6 = q.get(qAtC + 192); float qc7 = q.get(qAtC + 224);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96); float qd4 = q.get(qAtD + 128); float qd5 = q.get(qAtD + 160); float qd6 = q.get(qAtD + 192); float qd7 = q.get(qAtD + 224);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA; qs[128 + lane] = qa4 * qScaleA; qs[160 + lane] = qa5 * qScaleA; qs[192 + lane] = qa6 * qScaleA; qs[224 + lane] = qa7 * qScaleA;
+                qs[256 + lane] = qb0 * qScaleB; qs[288 + lane] = qb1 * qScaleB; qs[320 + lane] = qb2 * qScaleB; qs[352 + lane] = qb3 * qScaleB; qs[384 + lane] = qb4 * qScaleB; qs[416 + lane] = qb5 * qScaleB; qs[448 + lane] = qb6 * qScaleB; qs[480 + lane] = qb7 * qScaleB;
+                qs[512 + lane] = qc0 * qScaleC; qs[544 + lane] = qc1 * qScaleC; qs[576 + lane] = qc2 * qScaleC; qs[608 + lane] = qc3 * qScaleC; qs[640 + lane] = qc4 * qScaleC; qs[672 + lane] = qc5 * qScaleC; qs[704 + lane] = qc6 * qScaleC; qs[736 + lane] = qc7 * qScaleC;
+                qs[768 + lane] = qd0 * qScaleD; qs[800 + lane] = qd1 * qScaleD; qs[832 + lane] = qd2 * qScaleD; qs[864 + lane] = qd3 * qScaleD; qs[896 + lane] = qd4 * qScaleD; qs[928 + lane] = qd5 * qScaleD; qs[960 + lane] = qd6 * qScaleD; qs[992 + lane] = qd7 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03; int kw04; int kw05; int kw06; int kw07;
+                int kw10; int kw11; int kw12; int kw13; int kw14; int kw15; int kw16; int kw17;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 256) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw04 = kPool.get(kAt + 32);
+                    kw05 = kPool.get(kAt + 40);
+                    kw06 = kPool.get(kAt + 48);
+                    kw07 = kPool.get(kAt + 56);
+                    kw10 = kPool.get(kAt + 256);
+                    kw11 = kPool.get(kAt + 264);
+                    kw12 = kPool.get(kAt + 272);
+                    kw13 = kPool.get(kAt + 280);
+                    kw14 = kPool.get(kAt + 288);
+                    kw15 = kPool.get(kAt + 296);
+                    kw16 = kPool.get(kAt + 304);
+                    kw17 = kPool.get(kAt + 312);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw04 = kPool.get(kRow0 + 32);
+                    kw05 = kPool.get(kRow0 + 40);
+                    kw06 = kPool.get(kRow0 + 48);
+                    kw07 = kPool.get(kRow0 + 56);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                    kw14 = kPool.get(kRow1 + 32);
+                    kw15 = kPool.get(kRow1 + 40);
+                    kw16 = kPool.get(kRow1 + 48);
+                    kw17 = kPool.get(kRow1 + 56);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sum of its head
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f; float oa4 = 0f; float oa5 = 0f; float oa6 = 0f; float oa7 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f; float ob4 = 0f; float ob5 = 0f; float ob6 = 0f; float ob7 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw00; int vw01; int vw10; int vw11; int vw20; int vw21; int vw30; int vw31; int vw40; int vw41; int vw50; int vw51; int vw60; int vw61; int vw70; int vw71;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw00 = vPool.get(vAt + 0);
+                        vw01 = vPool.get(vAt + 32);
+                        vw10 = vPool.get(vAt + 64);
+                        vw11 = vPool.get(vAt + 96);
+                        vw20 = vPool.get(vAt + 128);
+                        vw21 = vPool.get(vAt + 160);
+                        vw30 = vPool.get(vAt + 192);
+                        vw31 = vPool.get(vAt + 224);
+                        vw40 = vPool.get(vAt + 256);
+                        vw41 = vPool.get(vAt + 288);
+                        vw50 = vPool.get(vAt + 320);
+                        vw51 = vPool.get(vAt + 352);
+                        vw60 = vPool.get(vAt + 384);
+                        vw61 = vPool.get(vAt + 416);
+                        vw70 = vPool.get(vAt + 448);
+                        vw71 = vPool.get(vAt + 480);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw00 = vPool.get(vRow0);
+                        vw01 = vPool.get(vRow0 + 32);
+                        vw10 = vPool.get(vRow1);
+                        vw11 = vPool.get(vRow1 + 32);
+                        vw20 = vPool.get(vRow2);
+                        vw21 = vPool.get(vRow2 + 32);
+                        vw30 = vPool.get(vRow3);
+                        vw31 = vPool.get(vRow3 + 32);
+                        vw40 = vPool.get(vRow4);
+                        vw41 = vPool.get(vRow4 + 32);
+                        vw50 = vPool.get(vRow5);
+                        vw51 = vPool.get(vRow5 + 32);
+                        vw60 = vPool.get(vRow6);
+                        vw61 = vPool.get(vRow6 + 32);
+                        vw70 = vPool.get(vRow7);
+                        vw71 = vPool.get(vRow7 + 32);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..d over its 32 dims
+                    float x00 = ((kw00 << 24) >> 24);
+                    float x01 = ((kw00 << 16) >> 24);
+                    float x02 = ((kw00 << 8) >> 24);
+                    float x03 = (kw00 >> 24);
+                    float x04 = ((kw01 << 24) >> 24);
+                    float x05 = ((kw01 << 16) >> 24);
+                    float x06 = ((kw01 << 8) >> 24);
+                    float x07 = (kw01 >> 24);
+                    float x08 = ((kw02 << 24) >> 24);
+                    float x09 = ((kw02 << 16) >> 24);
+                    float x010 = ((kw02 << 8) >> 24);
+                    float x011 = (kw02 >> 24);
+                    float x012 = ((kw03 << 24) >> 24);
+                    float x013 = ((kw03 << 16) >> 24);
+                    float x014 = ((kw03 << 8) >> 24);
+                    float x015 = (kw03 >> 24);
+                    float x016 = ((kw04 << 24) >> 24);
+                    float x017 = ((kw04 << 16) >> 24);
+                    float x018 = ((kw04 << 8) >> 24);
+                    float x019 = (kw04 >> 24);
+                    float x020 = ((kw05 << 24) >> 24);
+                    float x021 = ((kw05 << 16) >> 24);
+                    float x022 = ((kw05 << 8) >> 24);
+                    float x023 = (kw05 >> 24);
+                    float x024 = ((kw06 << 24) >> 24);
+                    float x025 = ((kw06 << 16) >> 24);
+                    float x026 = ((kw06 << 8) >> 24);
+                    float x027 = (kw06 >> 24);
+                    float x028 = ((kw07 << 24) >> 24);
+                    float x029 = ((kw07 << 16) >> 24);
+                    float x030 = ((kw07 << 8) >> 24);
+                    float x031 = (kw07 >> 24);
+                    float x10 = ((kw10 << 24) >> 24);
+                    float x11 = ((kw10 << 16) >> 24);
+                    float x12 = ((kw10 << 8) >> 24);
+                    float x13 = (kw10 >> 24);
+                    float x14 = ((kw11 << 24) >> 24);
+                    float x15 = ((kw11 << 16) >> 24);
+                    float x16 = ((kw11 << 8) >> 24);
+                    float x17 = (kw11 >> 24);
+                    float x18 = ((kw12 << 24) >> 24);
+                    float x19 = ((kw12 << 16) >> 24);
+                    float x110 = ((kw12 << 8) >> 24);
+                    float x111 = (kw12 >> 24);
+                    float x112 = ((kw13 << 24) >> 24);
+                    float x113 = ((kw13 << 16) >> 24);
+                    float x114 = ((kw13 << 8) >> 24);
+                    float x115 = (kw13 >> 24);
+                    float x116 = ((kw14 << 24) >> 24);
+                    float x117 = ((kw14 << 16) >> 24);
+                    float x118 = ((kw14 << 8) >> 24);
+                    float x119 = (kw14 >> 24);
+                    float x120 = ((kw15 << 24) >> 24);
+                    float x121 = ((kw15 << 16) >> 24);
+                    float x122 = ((kw15 << 8) >> 24);
+                    float x123 = (kw15 >> 24);
+                    float x124 = ((kw16 << 24) >> 24);
+                    float x125 = ((kw16 << 16) >> 24);
+                    float x126 = ((kw16 << 8) >> 24);
+                    float x127 = (kw16 >> 24);
+                    float x128 = ((kw17 << 24) >> 24);
+                    float x129 = ((kw17 << 16) >> 24);
+                    float x130 = ((kw17 << 8) >> 24);
+                    float x131 = (kw17 >> 24);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015 + qs[qLane + 128] * x016 + qs[qLane + 129] * x017 + qs[qLane + 130] * x018 + qs[qLane + 131] * x019 + qs[qLane + 160] * x020 + qs[qLane + 161] * x021 + qs[qLane + 162] * x022 + qs[qLane + 163] * x023 + qs[qLane + 192] * x024 + qs[qLane + 193] * x025 + qs[qLane + 194] * x026 + qs[qLane + 195] * x027 + qs[qLane + 224] * x028 + qs[qLane + 225] * x029 + qs[qLane + 226] * x030 + qs[qLane + 227] * x031;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115 + qs[qLane + 128] * x116 + qs[qLane + 129] * x117 + qs[qLane + 130] * x118 + qs[qLane + 131] * x119 + qs[qLane + 160] * x120 + qs[qLane + 161] * x121 + qs[qLane + 162] * x122 + qs[qLane + 163] * x123 + qs[qLane + 192] * x124 + qs[qLane + 193] * x125 + qs[qLane + 194] * x126 + qs[qLane + 195] * x127 + qs[qLane + 224] * x128 + qs[qLane + 225] * x129 + qs[qLane + 226] * x130 + qs[qLane + 227] * x131;
+                    float d0b = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015 + qs[qLane + 384] * x016 + qs[qLane + 385] * x017 + qs[qLane + 386] * x018 + qs[qLane + 387] * x019 + qs[qLane + 416] * x020 + qs[qLane + 417] * x021 + qs[qLane + 418] * x022 + qs[qLane + 419] * x023 + qs[qLane + 448] * x024 + qs[qLane + 449] * x025 + qs[qLane + 450] * x026 + qs[qLane + 451] * x027 + qs[qLane + 480] * x028 + qs[qLane + 481] * x029 + qs[qLane + 482] * x030 + qs[qLane + 483] * x031;
+                    float d1b = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115 + qs[qLane + 384] * x116 + qs[qLane + 385] * x117 + qs[qLane + 386] * x118 + qs[qLane + 387] * x119 + qs[qLane + 416] * x120 + qs[qLane + 417] * x121 + qs[qLane + 418] * x122 + qs[qLane + 419] * x123 + qs[qLane + 448] * x124 + qs[qLane + 449] * x125 + qs[qLane + 450] * x126 + qs[qLane + 451] * x127 + qs[qLane + 480] * x128 + qs[qLane + 481] * x129 + qs[qLane + 482] * x130 + qs[qLane + 483] * x131;
+                    float d0c = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015 + qs[qLane + 640] * x016 + qs[qLane + 641] * x017 + qs[qLane + 642] * x018 + qs[qLane + 643] * x019 + qs[qLane + 672] * x020 + qs[qLane + 673] * x021 + qs[qLane + 674] * x022 + qs[qLane + 675] * x023 + qs[qLane + 704] * x024 + qs[qLane + 705] * x025 + qs[qLane + 706] * x026 + qs[qLane + 707] * x027 + qs[qLane + 736] * x028 + qs[qLane + 737] * x029 + qs[qLane + 738] * x030 + qs[qLane + 739] * x031;
+                    float d1c = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115 + qs[qLane + 640] * x116 + qs[qLane + 641] * x117 + qs[qLane + 642] * x118 + qs[qLane + 643] * x119 + qs[qLane + 672] * x120 + qs[qLane + 673] * x121 + qs[qLane + 674] * x122 + qs[qLane + 675] * x123 + qs[qLane + 704] * x124 + qs[qLane + 705] * x125 + qs[qLane + 706] * x126 + qs[qLane + 707] * x127 + qs[qLane + 736] * x128 + qs[qLane + 737] * x129 + qs[qLane + 738] * x130 + qs[qLane + 739] * x131;
+                    float d0d = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015 + qs[qLane + 896] * x016 + qs[qLane + 897] * x017 + qs[qLane + 898] * x018 + qs[qLane + 899] * x019 + qs[qLane + 928] * x020 + qs[qLane + 929] * x021 + qs[qLane + 930] * x022 + qs[qLane + 931] * x023 + qs[qLane + 960] * x024 + qs[qLane + 961] * x025 + qs[qLane + 962] * x026 + qs[qLane + 963] * x027 + qs[qLane + 992] * x028 + qs[qLane + 993] * x029 + qs[qLane + 994] * x030 + qs[qLane + 995] * x031;
+                    float d1d = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115 + qs[qLane + 896] * x116 + qs[qLane + 897] * x117 + qs[qLane + 898] * x118 + qs[qLane + 899] * x119 + qs[qLane + 928] * x120 + qs[qLane + 929] * x121 + qs[qLane + 930] * x122 + qs[qLane + 931] * x123 + qs[qLane + 960] * x124 + qs[qLane + 961] * x125 + qs[qLane + 962] * x126 + qs[qLane + 963] * x127 + qs[qLane + 992] * x128 + qs[qLane + 993] * x129 + qs[qLane + 994] * x130 + qs[qLane + 995] * x131;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 256) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw04 = kPool.get(kAt + 32);
+                        kw05 = kPool.get(kAt + 40);
+                        kw06 = kPool.get(kAt + 48);
+                        kw07 = kPool.get(kAt + 56);
+                        kw10 = kPool.get(kAt + 256);
+                        kw11 = kPool.get(kAt + 264);
+                        kw12 = kPool.get(kAt + 272);
+                        kw13 = kPool.get(kAt + 280);
+                        kw14 = kPool.get(kAt + 288);
+                        kw15 = kPool.get(kAt + 296);
+                        kw16 = kPool.get(kAt + 304);
+                        kw17 = kPool.get(kAt + 312);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw04 = kPool.get(kRow0 + 32);
+                        kw05 = kPool.get(kRow0 + 40);
+                        kw06 = kPool.get(kRow0 + 48);
+                        kw07 = kPool.get(kRow0 + 56);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                        kw14 = kPool.get(kRow1 + 32);
+                        kw15 = kPool.get(kRow1 + 40);
+                        kw16 = kPool.get(kRow1 + 48);
+                        kw17 = kPool.get(kRow1 + 56);
+                    }
+                    // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS + head) * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca; oa4 = oa4 * ca; oa5 = oa5 * ca; oa6 = oa6 * ca; oa7 = oa7 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb; ob4 = ob4 * cb; ob5 = ob5 * cb; ob6 = ob6 * cb; ob7 = ob7 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc; oc4 = oc4 * cc; oc5 = oc5 * cc; oc6 = oc6 * cc; oc7 = oc7 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd; od4 = od4 * cd; od5 = od5 * cd; od6 = od6 * cd; od7 = od7 * cd;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+                    sumA += pA;
+                    probs[row * HEADS + head] = pA;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3} and 4 lane + 128 + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = ((vw00 << 24) >> 24);
+                    float y01 = ((vw00 << 16) >> 24);
+                    float y02 = ((vw00 << 8) >> 24);
+                    float y03 = (vw00 >> 24);
+                    float y04 = ((vw01 << 24) >> 24);
+                    float y05 = ((vw01 << 16) >> 24);
+                    float y06 = ((vw01 << 8) >> 24);
+                    float y07 = (vw01 >> 24);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03; oa4 += pa0 * y04; oa5 += pa0 * y05; oa6 += pa0 * y06; oa7 += pa0 * y07;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03; ob4 += pb0 * y04; ob5 += pb0 * y05; ob6 += pb0 * y06; ob7 += pb0 * y07;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03; oc4 += pc0 * y04; oc5 += pc0 * y05; oc6 += pc0 * y06; oc7 += pc0 * y07;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03; od4 += pd0 * y04; od5 += pd0 * y05; od6 += pd0 * y06; od7 += pd0 * y07;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = ((vw10 << 24) >> 24);
+                    float y11 = ((vw10 << 16) >> 24);
+                    float y12 = ((vw10 << 8) >> 24);
+                    float y13 = (vw10 >> 24);
+                    float y14 = ((vw11 << 24) >> 24);
+                    float y15 = ((vw11 << 16) >> 24);
+                    float y16 = ((vw11 << 8) >> 24);
+                    float y17 = (vw11 >> 24);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13; oa4 += pa1 * y14; oa5 += pa1 * y15; oa6 += pa1 * y16; oa7 += pa1 * y17;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13; ob4 += pb1 * y14; ob5 += pb1 * y15; ob6 += pb1 * y16; ob7 += pb1 * y17;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13; oc4 += pc1 * y14; oc5 += pc1 * y15; oc6 += pc1 * y16; oc7 += pc1 * y17;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13; od4 += pd1 * y14; od5 += pd1 * y15; od6 += pd1 * y16; od7 += pd1 * y17;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = ((vw20 << 24) >> 24);
+                    float y21 = ((vw20 << 16) >> 24);
+                    float y22 = ((vw20 << 8) >> 24);
+                    float y23 = (vw20 >> 24);
+                    float y24 = ((vw21 << 24) >> 24);
+                    float y25 = ((vw21 << 16) >> 24);
+                    float y26 = ((vw21 << 8) >> 24);
+                    float y27 = (vw21 >> 24);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23; oa4 += pa2 * y24; oa5 += pa2 * y25; oa6 += pa2 * y26; oa7 += pa2 * y27;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23; ob4 += pb2 * y24; ob5 += pb2 * y25; ob6 += pb2 * y26; ob7 += pb2 * y27;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23; oc4 += pc2 * y24; oc5 += pc2 * y25; oc6 += pc2 * y26; oc7 += pc2 * y27;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23; od4 += pd2 * y24; od5 += pd2 * y25; od6 += pd2 * y26; od7 += pd2 * y27;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = ((vw30 << 24) >> 24);
+                    float y31 = ((vw30 << 16) >> 24);
+                    float y32 = ((vw30 << 8) >> 24);
+                    float y33 = (vw30 >> 24);
+                    float y34 = ((vw31 << 24) >> 24);
+                    float y35 = ((vw31 << 16) >> 24);
+                    float y36 = ((vw31 << 8) >> 24);
+                    float y37 = (vw31 >> 24);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33; oa4 += pa3 * y34; oa5 += pa3 * y35; oa6 += pa3 * y36; oa7 += pa3 * y37;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33; ob4 += pb3 * y34; ob5 += pb3 * y35; ob6 += pb3 * y36; ob7 += pb3 * y37;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33; oc4 += pc3 * y34; oc5 += pc3 * y35; oc6 += pc3 * y36; oc7 += pc3 * y37;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33; od4 += pd3 * y34; od5 += pd3 * y35; od6 += pd3 * y36; od7 += pd3 * y37;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = ((vw40 << 24) >> 24);
+                    float y41 = ((vw40 << 16) >> 24);
+                    float y42 = ((vw40 << 8) >> 24);
+                    float y43 = (vw40 >> 24);
+                    float y44 = ((vw41 << 24) >> 24);
+                    float y45 = ((vw41 << 16) >> 24);
+                    float y46 = ((vw41 << 8) >> 24);
+                    float y47 = (vw41 >> 24);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43; oa4 += pa4 * y44; oa5 += pa4 * y45; oa6 += pa4 * y46; oa7 += pa4 * y47;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43; ob4 += pb4 * y44; ob5 += pb4 * y45; ob6 += pb4 * y46; ob7 += pb4 * y47;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43; oc4 += pc4 * y44; oc5 += pc4 * y45; oc6 += pc4 * y46; oc7 += pc4 * y47;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43; od4 += pd4 * y44; od5 += pd4 * y45; od6 += pd4 * y46; od7 += pd4 * y47;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = ((vw50 << 24) >> 24);
+                    float y51 = ((vw50 << 16) >> 24);
+                    float y52 = ((vw50 << 8) >> 24);
+                    float y53 = (vw50 >> 24);
+                    float y54 = ((vw51 << 24) >> 24);
+                    float y55 = ((vw51 << 16) >> 24);
+                    float y56 = ((vw51 << 8) >> 24);
+                    float y57 = (vw51 >> 24);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53; oa4 += pa5 * y54; oa5 += pa5 * y55; oa6 += pa5 * y56; oa7 += pa5 * y57;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53; ob4 += pb5 * y54; ob5 += pb5 * y55; ob6 += pb5 * y56; ob7 += pb5 * y57;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53; oc4 += pc5 * y54; oc5 += pc5 * y55; oc6 += pc5 * y56; oc7 += pc5 * y57;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53; od4 += pd5 * y54; od5 += pd5 * y55; od6 += pd5 * y56; od7 += pd5 * y57;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = ((vw60 << 24) >> 24);
+                    float y61 = ((vw60 << 16) >> 24);
+                    float y62 = ((vw60 << 8) >> 24);
+                    float y63 = (vw60 >> 24);
+                    float y64 = ((vw61 << 24) >> 24);
+                    float y65 = ((vw61 << 16) >> 24);
+                    float y66 = ((vw61 << 8) >> 24);
+                    float y67 = (vw61 >> 24);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63; oa4 += pa6 * y64; oa5 += pa6 * y65; oa6 += pa6 * y66; oa7 += pa6 * y67;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63; ob4 += pb6 * y64; ob5 += pb6 * y65; ob6 += pb6 * y66; ob7 += pb6 * y67;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63; oc4 += pc6 * y64; oc5 += pc6 * y65; oc6 += pc6 * y66; oc7 += pc6 * y67;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63; od4 += pd6 * y64; od5 += pd6 * y65; od6 += pd6 * y66; od7 += pd6 * y67;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = ((vw70 << 24) >> 24);
+                    float y71 = ((vw70 << 16) >> 24);
+                    float y72 = ((vw70 << 8) >> 24);
+                    float y73 = (vw70 >> 24);
+                    float y74 = ((vw71 << 24) >> 24);
+                    float y75 = ((vw71 << 16) >> 24);
+                    float y76 = ((vw71 << 8) >> 24);
+                    float y77 = (vw71 >> 24);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73; oa4 += pa7 * y74; oa5 += pa7 * y75; oa6 += pa7 * y76; oa7 += pa7 * y77;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73; ob4 += pb7 * y74; ob5 += pb7 * y75; ob6 += pb7 * y76; ob7 += pb7 * y77;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73; oc4 += pc7 * y74; oc5 += pc7 * y75; oc6 += pc7 * y76; oc7 += pc7 * y77;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73; od4 += pd7 * y74; od5 += pd7 * y75; od6 += pd7 * y76; od7 += pd7 * y77;
+                }
+
+                // 4. the running sums over the lanes (lane h: head h), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 128, oa4 * vScale / la);
+                        out.set(o + 129, oa5 * vScale / la);
+                        out.set(o + 130, oa6 * vScale / la);
+                        out.set(o + 131, oa7 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oa4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oa5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oa6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oa7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 128, ob4 * vScale / lb);
+                        out.set(o + 129, ob5 * vScale / lb);
+                        out.set(o + 130, ob6 * vScale / lb);
+                        out.set(o + 131, ob7 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, ob4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, ob5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, ob6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, ob7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 128, oc4 * vScale / lc);
+                        out.set(o + 129, oc5 * vScale / lc);
+                        out.set(o + 130, oc6 * vScale / lc);
+                        out.set(o + 131, oc7 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oc4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oc5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oc6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oc7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 128, od4 * vScale / ld);
+                        out.set(o + 129, od5 * vScale / ld);
+                        out.set(o + 130, od6 * vScale / ld);
+                        out.set(o + 131, od7 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, od4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, od5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, od6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, od7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionInt8G8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? qScale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? qScale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? qScale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw10 = kPool.get(kAt + 128);
+                    kw11 = kPool.get(kAt + 136);
+                    kw12 = kPool.get(kAt + 144);
+                    kw13 = kPool.get(kAt + 152);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = ((kw00 << 24) >> 24);
+                    float x01 = ((kw00 << 16) >> 24);
+                    float x02 = ((kw00 << 8) >> 24);
+                    float x03 = (kw00 >> 24);
+                    float x04 = ((kw01 << 24) >> 24);
+                    float x05 = ((kw01 << 16) >> 24);
+                    float x06 = ((kw01 << 8) >> 24);
+                    float x07 = (kw01 >> 24);
+                    float x08 = ((kw02 << 24) >> 24);
+                    float x09 = ((kw02 << 16) >> 24);
+                    float x010 = ((kw02 << 8) >> 24);
+                    float x011 = (kw02 >> 24);
+                    float x012 = ((kw03 << 24) >> 24);
+                    float x013 = ((kw03 << 16) >> 24);
+                    float x014 = ((kw03 << 8) >> 24);
+                    float x015 = (kw03 >> 24);
+                    float x10 = ((kw10 << 24) >> 24);
+                    float x11 = ((kw10 << 16) >> 24);
+                    float x12 = ((kw10 << 8) >> 24);
+                    float x13 = (kw10 >> 24);
+                    float x14 = ((kw11 << 24) >> 24);
+                    float x15 = ((kw11 << 16) >> 24);
+                    float x16 = ((kw11 << 8) >> 24);
+                    float x17 = (kw11 >> 24);
+                    float x18 = ((kw12 << 24) >> 24);
+                    float x19 = ((kw12 << 16) >> 24);
+                    float x110 = ((kw12 << 8) >> 24);
+                    float x111 = (kw12 >> 24);
+                    float x112 = ((kw13 << 24) >> 24);
+                    float x113 = ((kw13 << 16) >> 24);
+                    float x114 = ((kw13 << 8) >> 24);
+                    float x115 = (kw13 >> 24);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 642] * x02 + qs[qLane + 643] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 674] * x06 + qs[qLane + 675] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 706] * x010 + qs[qLane + 707] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 738] * x014 + qs[qLane + 739] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 642] * x12 + qs[qLane + 643] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 674] * x16 + qs[qLane + 675] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 706] * x110 + qs[qLane + 707] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 738] * x114 + qs[qLane + 739] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 898] * x02 + qs[qLane + 899] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 930] * x06 + qs[qLane + 931] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 962] * x010 + qs[qLane + 963] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 994] * x014 + qs[qLane + 995] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 898] * x12 + qs[qLane + 899] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 930] * x16 + qs[qLane + 931] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 962] * x110 + qs[qLane + 963] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 994] * x114 + qs[qLane + 995] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw10 = kPool.get(kAt + 128);
+                        kw11 = kPool.get(kAt + 136);
+                        kw12 = kPool.get(kAt + 144);
+                        kw13 = kPool.get(kAt + 152);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                    }
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = pA;
+                    probs[row * HEADS_8 + 2 * head + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float pe0 = probs[4];
+                    float pf0 = probs[5];
+                    float pg0 = probs[6];
+                    float ph0 = probs[7];
+                    float y00 = ((vw0 << 24) >> 24);
+                    float y01 = ((vw0 << 16) >> 24);
+                    float y02 = ((vw0 << 8) >> 24);
+                    float y03 = (vw0 >> 24);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    oe0 += pe0 * y00; oe1 += pe0 * y01; oe2 += pe0 * y02; oe3 += pe0 * y03;
+                    of0 += pf0 * y00; of1 += pf0 * y01; of2 += pf0 * y02; of3 += pf0 * y03;
+                    og0 += pg0 * y00; og1 += pg0 * y01; og2 += pg0 * y02; og3 += pg0 * y03;
+                    oh0 += ph0 * y00; oh1 += ph0 * y01; oh2 += ph0 * y02; oh3 += ph0 * y03;
+                    float pa1 = probs[8];
+                    float pb1 = probs[9];
+                    float pc1 = probs[10];
+                    float pd1 = probs[11];
+                    float pe1 = probs[12];
+                    float pf1 = probs[13];
+                    float pg1 = probs[14];
+                    float ph1 = probs[15];
+                    float y10 = ((vw1 << 24) >> 24);
+                    float y11 = ((vw1 << 16) >> 24);
+                    float y12 = ((vw1 << 8) >> 24);
+                    float y13 = (vw1 >> 24);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    oe0 += pe1 * y10; oe1 += pe1 * y11; oe2 += pe1 * y12; oe3 += pe1 * y13;
+                    of0 += pf1 * y10; of1 += pf1 * y11; of2 += pf1 * y12; of3 += pf1 * y13;
+                    og0 += pg1 * y10; og1 += pg1 * y11; og2 += pg1 * y12; og3 += pg1 * y13;
+                    oh0 += ph1 * y10; oh1 += ph1 * y11; oh2 += ph1 * y12; oh3 += ph1 * y13;
+                    float pa2 = probs[16];
+                    float pb2 = probs[17];
+                    float pc2 = probs[18];
+                    float pd2 = probs[19];
+                    float pe2 = probs[20];
+                    float pf2 = probs[21];
+                    float pg2 = probs[22];
+                    float ph2 = probs[23];
+                    float y20 = ((vw2 << 24) >> 24);
+                    float y21 = ((vw2 << 16) >> 24);
+                    float y22 = ((vw2 << 8) >> 24);
+                    float y23 = (vw2 >> 24);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    oe0 += pe2 * y20; oe1 += pe2 * y21; oe2 += pe2 * y22; oe3 += pe2 * y23;
+                    of0 += pf2 * y20; of1 += pf2 * y21; of2 += pf2 * y22; of3 += pf2 * y23;
+                    og0 += pg2 * y20; og1 += pg2 * y21; og2 += pg2 * y22; og3 += pg2 * y23;
+                    oh0 += ph2 * y20; oh1 += ph2 * y21; oh2 += ph2 * y22; oh3 += ph2 * y23;
+                    float pa3 = probs[24];
+                    float pb3 = probs[25];
+                    float pc3 = probs[26];
+                    float pd3 = probs[27];
+                    float pe3 = probs[28];
+                    float pf3 = probs[29];
+                    float pg3 = probs[30];
+                    float ph3 = probs[31];
+                    float y30 = ((vw3 << 24) >> 24);
+                    float y31 = ((vw3 << 16) >> 24);
+                    float y32 = ((vw3 << 8) >> 24);
+                    float y33 = (vw3 >> 24);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    oe0 += pe3 * y30; oe1 += pe3 * y31; oe2 += pe3 * y32; oe3 += pe3 * y33;
+                    of0 += pf3 * y30; of1 += pf3 * y31; of2 += pf3 * y32; of3 += pf3 * y33;
+                    og0 += pg3 * y30; og1 += pg3 * y31; og2 += pg3 * y32; og3 += pg3 * y33;
+                    oh0 += ph3 * y30; oh1 += ph3 * y31; oh2 += ph3 * y32; oh3 += ph3 * y33;
+                    float pa4 = probs[32];
+                    float pb4 = probs[33];
+                    float pc4 = probs[34];
+                    float pd4 = probs[35];
+                    float pe4 = probs[36];
+                    float pf4 = probs[37];
+                    float pg4 = probs[38];
+                    float ph4 = probs[39];
+                    float y40 = ((vw4 << 24) >> 24);
+                    float y41 = ((vw4 << 16) >> 24);
+                    float y42 = ((vw4 << 8) >> 24);
+                    float y43 = (vw4 >> 24);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    oe0 += pe4 * y40; oe1 += pe4 * y41; oe2 += pe4 * y42; oe3 += pe4 * y43;
+                    of0 += pf4 * y40; of1 += pf4 * y41; of2 += pf4 * y42; of3 += pf4 * y43;
+                    og0 += pg4 * y40; og1 += pg4 * y41; og2 += pg4 * y42; og3 += pg4 * y43;
+                    oh0 += ph4 * y40; oh1 += ph4 * y41; oh2 += ph4 * y42; oh3 += ph4 * y43;
+                    float pa5 = probs[40];
+                    float pb5 = probs[41];
+                    float pc5 = probs[42];
+                    float pd5 = probs[43];
+                    float pe5 = probs[44];
+                    float pf5 = probs[45];
+                    float pg5 = probs[46];
+                    float ph5 = probs[47];
+                    float y50 = ((vw5 << 24) >> 24);
+                    float y51 = ((vw5 << 16) >> 24);
+                    float y52 = ((vw5 << 8) >> 24);
+                    float y53 = (vw5 >> 24);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    oe0 += pe5 * y50; oe1 += pe5 * y51; oe2 += pe5 * y52; oe3 += pe5 * y53;
+                    of0 += pf5 * y50; of1 += pf5 * y51; of2 += pf5 * y52; of3 += pf5 * y53;
+                    og0 += pg5 * y50; og1 += pg5 * y51; og2 += pg5 * y52; og3 += pg5 * y53;
+                    oh0 += ph5 * y50; oh1 += ph5 * y51; oh2 += ph5 * y52; oh3 += ph5 * y53;
+                    float pa6 = probs[48];
+                    float pb6 = probs[49];
+                    float pc6 = probs[50];
+                    float pd6 = probs[51];
+                    float pe6 = probs[52];
+                    float pf6 = probs[53];
+                    float pg6 = probs[54];
+                    float ph6 = probs[55];
+                    float y60 = ((vw6 << 24) >> 24);
+                    float y61 = ((vw6 << 16) >> 24);
+                    float y62 = ((vw6 << 8) >> 24);
+                    float y63 = (vw6 >> 24);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    oe0 += pe6 * y60; oe1 += pe6 * y61; oe2 += pe6 * y62; oe3 += pe6 * y63;
+                    of0 += pf6 * y60; of1 += pf6 * y61; of2 += pf6 * y62; of3 += pf6 * y63;
+                    og0 += pg6 * y60; og1 += pg6 * y61; og2 += pg6 * y62; og3 += pg6 * y63;
+                    oh0 += ph6 * y60; oh1 += ph6 * y61; oh2 += ph6 * y62; oh3 += ph6 * y63;
+                    float pa7 = probs[56];
+                    float pb7 = probs[57];
+                    float pc7 = probs[58];
+                    float pd7 = probs[59];
+                    float pe7 = probs[60];
+                    float pf7 = probs[61];
+                    float pg7 = probs[62];
+                    float ph7 = probs[63];
+                    float y70 = ((vw7 << 24) >> 24);
+                    float y71 = ((vw7 << 16) >> 24);
+                    float y72 = ((vw7 << 8) >> 24);
+                    float y73 = (vw7 >> 24);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    oe0 += pe7 * y70; oe1 += pe7 * y71; oe2 += pe7 * y72; oe3 += pe7 * y73;
+                    of0 += pf7 * y70; of1 += pf7 * y71; of2 += pf7 * y72; of3 += pf7 * y73;
+                    og0 += pg7 * y70; og1 += pg7 * y71; og2 += pg7 * y72; og3 += pg7 * y73;
+                    oh0 += ph7 * y70; oh1 += ph7 * y71; oh2 += ph7 * y72; oh3 += ph7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oe0 * vScale / le);
+                        out.set(o + 1, oe1 * vScale / le);
+                        out.set(o + 2, oe2 * vScale / le);
+                        out.set(o + 3, oe3 * vScale / le);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oe0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oe1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oe2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oe3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, of0 * vScale / lf);
+                        out.set(o + 1, of1 * vScale / lf);
+                        out.set(o + 2, of2 * vScale / lf);
+                        out.set(o + 3, of3 * vScale / lf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, of0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, of1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, of2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, of3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, og0 * vScale / lg);
+                        out.set(o + 1, og1 * vScale / lg);
+                        out.set(o + 2, og2 * vScale / lg);
+                        out.set(o + 3, og3 * vScale / lg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, og0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, og1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, og2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, og3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oh0 * vScale / lh);
+                        out.set(o + 1, oh1 * vScale / lh);
+                        out.set(o + 2, oh2 * vScale / lh);
+                        out.set(o + 3, oh3 * vScale / lh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oh0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oh1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oh2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oh3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE4M3D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's head of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 256); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96); float qa4 = q.get(qAtA + 128); float qa5 = q.get(qAtA + 160); float qa6 = q.get(qAtA + 192); float qa7 = q.get(qAtA + 224);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96); float qb4 = q.get(qAtB + 128); float qb5 = q.get(qAtB + 160); float qb6 = q.get(qAtB + 192); float qb7 = q.get(qAtB + 224);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96); float qc4 = q.get(qAtC + 128); float qc5 = q.get(qAtC + 160); float qc6 = q.get(qAtC + 192); float qc7 = q.get(qAtC + 224);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96); float qd4 = q.get(qAtD + 128); float qd5 = q.get(qAtD + 160); float qd6 = q.get(qAtD + 192); float qd7 = q.get(qAtD + 224);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA; qs[128 + lane] = qa4 * qScaleA; qs[160 + lane] = qa5 * qScaleA; qs[192 + lane] = qa6 * qScaleA; qs[224 + lane] = qa7 * qScaleA;
+                qs[256 + lane] = qb0 * qScaleB; qs[288 + lane] = qb1 * qScaleB; qs[320 + lane] = qb2 * qScaleB; qs[352 + lane] = qb3 * qScaleB; qs[384 + lane] = qb4 * qScaleB; qs[416 + lane] = qb5 * qScaleB; qs[448 + lane] = qb6 * qScaleB; qs[480 + lane] = qb7 * qScaleB;
+                qs[512 + lane] = qc0 * qScaleC; qs[544 + lane] = qc1 * qScaleC; qs[576 + lane] = qc2 * qScaleC; qs[608 + lane] = qc3 * qScaleC; qs[640 + lane] = qc4 * qScaleC; qs[672 + lane] = qc5 * qScaleC; qs[704 + lane] = qc6 * qScaleC; qs[736 + lane] = qc7 * qScaleC;
+                qs[768 + lane] = qd0 * qScaleD; qs[800 + lane] = qd1 * qScaleD; qs[832 + lane] = qd2 * qScaleD; qs[864 + lane] = qd3 * qScaleD; qs[896 + lane] = qd4 * qScaleD; qs[928 + lane] = qd5 * qScaleD; qs[960 + lane] = qd6 * qScaleD; qs[992 + lane] = qd7 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03; int kw04; int kw05; int kw06; int kw07;
+                int kw10; int kw11; int kw12; int kw13; int kw14; int kw15; int kw16; int kw17;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 256) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw04 = kPool.get(kAt + 32);
+                    kw05 = kPool.get(kAt + 40);
+                    kw06 = kPool.get(kAt + 48);
+                    kw07 = kPool.get(kAt + 56);
+                    kw10 = kPool.get(kAt + 256);
+                    kw11 = kPool.get(kAt + 264);
+                    kw12 = kPool.get(kAt + 272);
+                    kw13 = kPool.get(kAt + 280);
+                    kw14 = kPool.get(kAt + 288);
+                    kw15 = kPool.get(kAt + 296);
+                    kw16 = kPool.get(kAt + 304);
+                    kw17 = kPool.get(kAt + 312);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw04 = kPool.get(kRow0 + 32);
+                    kw05 = kPool.get(kRow0 + 40);
+                    kw06 = kPool.get(kRow0 + 48);
+                    kw07 = kPool.get(kRow0 + 56);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                    kw14 = kPool.get(kRow1 + 32);
+                    kw15 = kPool.get(kRow1 + 40);
+                    kw16 = kPool.get(kRow1 + 48);
+                    kw17 = kPool.get(kRow1 + 56);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sum of its head
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f; float oa4 = 0f; float oa5 = 0f; float oa6 = 0f; float oa7 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f; float ob4 = 0f; float ob5 = 0f; float ob6 = 0f; float ob7 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw00; int vw01; int vw10; int vw11; int vw20; int vw21; int vw30; int vw31; int vw40; int vw41; int vw50; int vw51; int vw60; int vw61; int vw70; int vw71;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw00 = vPool.get(vAt + 0);
+                        vw01 = vPool.get(vAt + 32);
+                        vw10 = vPool.get(vAt + 64);
+                        vw11 = vPool.get(vAt + 96);
+                        vw20 = vPool.get(vAt + 128);
+                        vw21 = vPool.get(vAt + 160);
+                        vw30 = vPool.get(vAt + 192);
+                        vw31 = vPool.get(vAt + 224);
+                        vw40 = vPool.get(vAt + 256);
+                        vw41 = vPool.get(vAt + 288);
+                        vw50 = vPool.get(vAt + 320);
+                        vw51 = vPool.get(vAt + 352);
+                        vw60 = vPool.get(vAt + 384);
+                        vw61 = vPool.get(vAt + 416);
+                        vw70 = vPool.get(vAt + 448);
+                        vw71 = vPool.get(vAt + 480);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw00 = vPool.get(vRow0);
+                        vw01 = vPool.get(vRow0 + 32);
+                        vw10 = vPool.get(vRow1);
+                        vw11 = vPool.get(vRow1 + 32);
+                        vw20 = vPool.get(vRow2);
+                        vw21 = vPool.get(vRow2 + 32);
+                        vw30 = vPool.get(vRow3);
+                        vw31 = vPool.get(vRow3 + 32);
+                        vw40 = vPool.get(vRow4);
+                        vw41 = vPool.get(vRow4 + 32);
+                        vw50 = vPool.get(vRow5);
+                        vw51 = vPool.get(vRow5 + 32);
+                        vw60 = vPool.get(vRow6);
+                        vw61 = vPool.get(vRow6 + 32);
+                        vw70 = vPool.get(vRow7);
+                        vw71 = vPool.get(vRow7 + 32);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..d over its 32 dims
+                    float x00 = FP8.e4m3ToFloat((byte) kw00);
+                    float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e4m3ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e4m3ToFloat((byte) kw01);
+                    float x05 = FP8.e4m3ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e4m3ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e4m3ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e4m3ToFloat((byte) kw02);
+                    float x09 = FP8.e4m3ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e4m3ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e4m3ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e4m3ToFloat((byte) kw03);
+                    float x013 = FP8.e4m3ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e4m3ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e4m3ToFloat((byte) (kw03 >> 24));
+                    float x016 = FP8.e4m3ToFloat((byte) kw04);
+                    float x017 = FP8.e4m3ToFloat((byte) (kw04 >> 8));
+                    float x018 = FP8.e4m3ToFloat((byte) (kw04 >> 16));
+                    float x019 = FP8.e4m3ToFloat((byte) (kw04 >> 24));
+                    float x020 = FP8.e4m3ToFloat((byte) kw05);
+                    float x021 = FP8.e4m3ToFloat((byte) (kw05 >> 8));
+                    float x022 = FP8.e4m3ToFloat((byte) (kw05 >> 16));
+                    float x023 = FP8.e4m3ToFloat((byte) (kw05 >> 24));
+                    float x024 = FP8.e4m3ToFloat((byte) kw06);
+                    float x025 = FP8.e4m3ToFloat((byte) (kw06 >> 8));
+                    float x026 = FP8.e4m3ToFloat((byte) (kw06 >> 16));
+                    float x027 = FP8.e4m3ToFloat((byte) (kw06 >> 24));
+                    float x028 = FP8.e4m3ToFloat((byte) kw07);
+                    float x029 = FP8.e4m3ToFloat((byte) (kw07 >> 8));
+                    float x030 = FP8.e4m3ToFloat((byte) (kw07 >> 16));
+                    float x031 = FP8.e4m3ToFloat((byte) (kw07 >> 24));
+                    float x10 = FP8.e4m3ToFloat((byte) kw10);
+                    float x11 = FP8.e4m3ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e4m3ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e4m3ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e4m3ToFloat((byte) kw11);
+                    float x15 = FP8.e4m3ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e4m3ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e4m3ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e4m3ToFloat((byte) kw12);
+                    float x19 = FP8.e4m3ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e4m3ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e4m3ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e4m3ToFloat((byte) kw13);
+                    float x113 = FP8.e4m3ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e4m3ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e4m3ToFloat((byte) (kw13 >> 24));
+                    float x116 = FP8.e4m3ToFloat((byte) kw14);
+                    float x117 = FP8.e4m3ToFloat((byte) (kw14 >> 8));
+                    float x118 = FP8.e4m3ToFloat((byte) (kw14 >> 16));
+                    float x119 = FP8.e4m3ToFloat((byte) (kw14 >> 24));
+                    float x120 = FP8.e4m3ToFloat((byte) kw15);
+                    float x121 = FP8.e4m3ToFloat((byte) (kw15 >> 8));
+                    float x122 = FP8.e4m3ToFloat((byte) (kw15 >> 16));
+                    float x123 = FP8.e4m3ToFloat((byte) (kw15 >> 24));
+                    float x124 = FP8.e4m3ToFloat((byte) kw16);
+                    float x125 = FP8.e4m3ToFloat((byte) (kw16 >> 8));
+                    float x126 = FP8.e4m3ToFloat((byte) (kw16 >> 16));
+                    float x127 = FP8.e4m3ToFloat((byte) (kw16 >> 24));
+                    float x128 = FP8.e4m3ToFloat((byte) kw17);
+                    float x129 = FP8.e4m3ToFloat((byte) (kw17 >> 8));
+                    float x130 = FP8.e4m3ToFloat((byte) (kw17 >> 16));
+                    float x131 = FP8.e4m3ToFloat((byte) (kw17 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015 + qs[qLane + 128] * x016 + qs[qLane + 129] * x017 + qs[qLane + 130] * x018 + qs[qLane + 131] * x019 + qs[qLane + 160] * x020 + qs[qLane + 161] * x021 + qs[qLane + 162] * x022 + qs[qLane + 163] * x023 + qs[qLane + 192] * x024 + qs[qLane + 193] * x025 + qs[qLane + 194] * x026 + qs[qLane + 195] * x027 + qs[qLane + 224] * x028 + qs[qLane + 225] * x029 + qs[qLane + 226] * x030 + qs[qLane + 227] * x031;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115 + qs[qLane + 128] * x116 + qs[qLane + 129] * x117 + qs[qLane + 130] * x118 + qs[qLane + 131] * x119 + qs[qLane + 160] * x120 + qs[qLane + 161] * x121 + qs[qLane + 162] * x122 + qs[qLane + 163] * x123 + qs[qLane + 192] * x124 + qs[qLane + 193] * x125 + qs[qLane + 194] * x126 + qs[qLane + 195] * x127 + qs[qLane + 224] * x128 + qs[qLane + 225] * x129 + qs[qLane + 226] * x130 + qs[qLane + 227] * x131;
+                    float d0b = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015 + qs[qLane + 384] * x016 + qs[qLane + 385] * x017 + qs[qLane + 386] * x018 + qs[qLane + 387] * x019 + qs[qLane + 416] * x020 + qs[qLane + 417] * x021 + qs[qLane + 418] * x022 + qs[qLane + 419] * x023 + qs[qLane + 448] * x024 + qs[qLane + 449] * x025 + qs[qLane + 450] * x026 + qs[qLane + 451] * x027 + qs[qLane + 480] * x028 + qs[qLane + 481] * x029 + qs[qLane + 482] * x030 + qs[qLane + 483] * x031;
+                    float d1b = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115 + qs[qLane + 384] * x116 + qs[qLane + 385] * x117 + qs[qLane + 386] * x118 + qs[qLane + 387] * x119 + qs[qLane + 416] * x120 + qs[qLane + 417] * x121 + qs[qLane + 418] * x122 + qs[qLane + 419] * x123 + qs[qLane + 448] * x124 + qs[qLane + 449] * x125 + qs[qLane + 450] * x126 + qs[qLane + 451] * x127 + qs[qLane + 480] * x128 + qs[qLane + 481] * x129 + qs[qLane + 482] * x130 + qs[qLane + 483] * x131;
+                    float d0c = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015 + qs[qLane + 640] * x016 + qs[qLane + 641] * x017 + qs[qLane + 642] * x018 + qs[qLane + 643] * x019 + qs[qLane + 672] * x020 + qs[qLane + 673] * x021 + qs[qLane + 674] * x022 + qs[qLane + 675] * x023 + qs[qLane + 704] * x024 + qs[qLane + 705] * x025 + qs[qLane + 706] * x026 + qs[qLane + 707] * x027 + qs[qLane + 736] * x028 + qs[qLane + 737] * x029 + qs[qLane + 738] * x030 + qs[qLane + 739] * x031;
+                    float d1c = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115 + qs[qLane + 640] * x116 + qs[qLane + 641] * x117 + qs[qLane + 642] * x118 + qs[qLane + 643] * x119 + qs[qLane + 672] * x120 + qs[qLane + 673] * x121 + qs[qLane + 674] * x122 + qs[qLane + 675] * x123 + qs[qLane + 704] * x124 + qs[qLane + 705] * x125 + qs[qLane + 706] * x126 + qs[qLane + 707] * x127 + qs[qLane + 736] * x128 + qs[qLane + 737] * x129 + qs[qLane + 738] * x130 + qs[qLane + 739] * x131;
+                    float d0d = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015 + qs[qLane + 896] * x016 + qs[qLane + 897] * x017 + qs[qLane + 898] * x018 + qs[qLane + 899] * x019 + qs[qLane + 928] * x020 + qs[qLane + 929] * x021 + qs[qLane + 930] * x022 + qs[qLane + 931] * x023 + qs[qLane + 960] * x024 + qs[qLane + 961] * x025 + qs[qLane + 962] * x026 + qs[qLane + 963] * x027 + qs[qLane + 992] * x028 + qs[qLane + 993] * x029 + qs[qLane + 994] * x030 + qs[qLane + 995] * x031;
+                    float d1d = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115 + qs[qLane + 896] * x116 + qs[qLane + 897] * x117 + qs[qLane + 898] * x118 + qs[qLane + 899] * x119 + qs[qLane + 928] * x120 + qs[qLane + 929] * x121 + qs[qLane + 930] * x122 + qs[qLane + 931] * x123 + qs[qLane + 960] * x124 + qs[qLane + 961] * x125 + qs[qLane + 962] * x126 + qs[qLane + 963] * x127 + qs[qLane + 992] * x128 + qs[qLane + 993] * x129 + qs[qLane + 994] * x130 + qs[qLane + 995] * x131;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 256) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw04 = kPool.get(kAt + 32);
+                        kw05 = kPool.get(kAt + 40);
+                        kw06 = kPool.get(kAt + 48);
+                        kw07 = kPool.get(kAt + 56);
+                        kw10 = kPool.get(kAt + 256);
+                        kw11 = kPool.get(kAt + 264);
+                        kw12 = kPool.get(kAt + 272);
+                        kw13 = kPool.get(kAt + 280);
+                        kw14 = kPool.get(kAt + 288);
+                        kw15 = kPool.get(kAt + 296);
+                        kw16 = kPool.get(kAt + 304);
+                        kw17 = kPool.get(kAt + 312);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw04 = kPool.get(kRow0 + 32);
+                        kw05 = kPool.get(kRow0 + 40);
+                        kw06 = kPool.get(kRow0 + 48);
+                        kw07 = kPool.get(kRow0 + 56);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                        kw14 = kPool.get(kRow1 + 32);
+                        kw15 = kPool.get(kRow1 + 40);
+                        kw16 = kPool.get(kRow1 + 48);
+                        kw17 = kPool.get(kRow1 + 56);
+                    }
+                    // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS + head) * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca; oa4 = oa4 * ca; oa5 = oa5 * ca; oa6 = oa6 * ca; oa7 = oa7 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb; ob4 = ob4 * cb; ob5 = ob5 * cb; ob6 = ob6 * cb; ob7 = ob7 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc; oc4 = oc4 * cc; oc5 = oc5 * cc; oc6 = oc6 * cc; oc7 = oc7 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd; od4 = od4 * cd; od5 = od5 * cd; od6 = od6 * cd; od7 = od7 * cd;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+                    sumA += pA;
+                    probs[row * HEADS + head] = pA;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3} and 4 lane + 128 + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e4m3ToFloat((byte) vw00);
+                    float y01 = FP8.e4m3ToFloat((byte) (vw00 >> 8));
+                    float y02 = FP8.e4m3ToFloat((byte) (vw00 >> 16));
+                    float y03 = FP8.e4m3ToFloat((byte) (vw00 >> 24));
+                    float y04 = FP8.e4m3ToFloat((byte) vw01);
+                    float y05 = FP8.e4m3ToFloat((byte) (vw01 >> 8));
+                    float y06 = FP8.e4m3ToFloat((byte) (vw01 >> 16));
+                    float y07 = FP8.e4m3ToFloat((byte) (vw01 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03; oa4 += pa0 * y04; oa5 += pa0 * y05; oa6 += pa0 * y06; oa7 += pa0 * y07;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03; ob4 += pb0 * y04; ob5 += pb0 * y05; ob6 += pb0 * y06; ob7 += pb0 * y07;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03; oc4 += pc0 * y04; oc5 += pc0 * y05; oc6 += pc0 * y06; oc7 += pc0 * y07;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03; od4 += pd0 * y04; od5 += pd0 * y05; od6 += pd0 * y06; od7 += pd0 * y07;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e4m3ToFloat((byte) vw10);
+                    float y11 = FP8.e4m3ToFloat((byte) (vw10 >> 8));
+                    float y12 = FP8.e4m3ToFloat((byte) (vw10 >> 16));
+                    float y13 = FP8.e4m3ToFloat((byte) (vw10 >> 24));
+                    float y14 = FP8.e4m3ToFloat((byte) vw11);
+                    float y15 = FP8.e4m3ToFloat((byte) (vw11 >> 8));
+                    float y16 = FP8.e4m3ToFloat((byte) (vw11 >> 16));
+                    float y17 = FP8.e4m3ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13; oa4 += pa1 * y14; oa5 += pa1 * y15; oa6 += pa1 * y16; oa7 += pa1 * y17;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13; ob4 += pb1 * y14; ob5 += pb1 * y15; ob6 += pb1 * y16; ob7 += pb1 * y17;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13; oc4 += pc1 * y14; oc5 += pc1 * y15; oc6 += pc1 * y16; oc7 += pc1 * y17;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13; od4 += pd1 * y14; od5 += pd1 * y15; od6 += pd1 * y16; od7 += pd1 * y17;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e4m3ToFloat((byte) vw20);
+                    float y21 = FP8.e4m3ToFloat((byte) (vw20 >> 8));
+                    float y22 = FP8.e4m3ToFloat((byte) (vw20 >> 16));
+                    float y23 = FP8.e4m3ToFloat((byte) (vw20 >> 24));
+                    float y24 = FP8.e4m3ToFloat((byte) vw21);
+                    float y25 = FP8.e4m3ToFloat((byte) (vw21 >> 8));
+                    float y26 = FP8.e4m3ToFloat((byte) (vw21 >> 16));
+                    float y27 = FP8.e4m3ToFloat((byte) (vw21 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23; oa4 += pa2 * y24; oa5 += pa2 * y25; oa6 += pa2 * y26; oa7 += pa2 * y27;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23; ob4 += pb2 * y24; ob5 += pb2 * y25; ob6 += pb2 * y26; ob7 += pb2 * y27;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23; oc4 += pc2 * y24; oc5 += pc2 * y25; oc6 += pc2 * y26; oc7 += pc2 * y27;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23; od4 += pd2 * y24; od5 += pd2 * y25; od6 += pd2 * y26; od7 += pd2 * y27;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e4m3ToFloat((byte) vw30);
+                    float y31 = FP8.e4m3ToFloat((byte) (vw30 >> 8));
+                    float y32 = FP8.e4m3ToFloat((byte) (vw30 >> 16));
+                    float y33 = FP8.e4m3ToFloat((byte) (vw30 >> 24));
+                    float y34 = FP8.e4m3ToFloat((byte) vw31);
+                    float y35 = FP8.e4m3ToFloat((byte) (vw31 >> 8));
+                    float y36 = FP8.e4m3ToFloat((byte) (vw31 >> 16));
+                    float y37 = FP8.e4m3ToFloat((byte) (vw31 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33; oa4 += pa3 * y34; oa5 += pa3 * y35; oa6 += pa3 * y36; oa7 += pa3 * y37;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33; ob4 += pb3 * y34; ob5 += pb3 * y35; ob6 += pb3 * y36; ob7 += pb3 * y37;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33; oc4 += pc3 * y34; oc5 += pc3 * y35; oc6 += pc3 * y36; oc7 += pc3 * y37;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33; od4 += pd3 * y34; od5 += pd3 * y35; od6 += pd3 * y36; od7 += pd3 * y37;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e4m3ToFloat((byte) vw40);
+                    float y41 = FP8.e4m3ToFloat((byte) (vw40 >> 8));
+                    float y42 = FP8.e4m3ToFloat((byte) (vw40 >> 16));
+                    float y43 = FP8.e4m3ToFloat((byte) (vw40 >> 24));
+                    float y44 = FP8.e4m3ToFloat((byte) vw41);
+                    float y45 = FP8.e4m3ToFloat((byte) (vw41 >> 8));
+                    float y46 = FP8.e4m3ToFloat((byte) (vw41 >> 16));
+                    float y47 = FP8.e4m3ToFloat((byte) (vw41 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43; oa4 += pa4 * y44; oa5 += pa4 * y45; oa6 += pa4 * y46; oa7 += pa4 * y47;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43; ob4 += pb4 * y44; ob5 += pb4 * y45; ob6 += pb4 * y46; ob7 += pb4 * y47;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43; oc4 += pc4 * y44; oc5 += pc4 * y45; oc6 += pc4 * y46; oc7 += pc4 * y47;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43; od4 += pd4 * y44; od5 += pd4 * y45; od6 += pd4 * y46; od7 += pd4 * y47;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e4m3ToFloat((byte) vw50);
+                    float y51 = FP8.e4m3ToFloat((byte) (vw50 >> 8));
+                    float y52 = FP8.e4m3ToFloat((byte) (vw50 >> 16));
+                    float y53 = FP8.e4m3ToFloat((byte) (vw50 >> 24));
+                    float y54 = FP8.e4m3ToFloat((byte) vw51);
+                    float y55 = FP8.e4m3ToFloat((byte) (vw51 >> 8));
+                    float y56 = FP8.e4m3ToFloat((byte) (vw51 >> 16));
+                    float y57 = FP8.e4m3ToFloat((byte) (vw51 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53; oa4 += pa5 * y54; oa5 += pa5 * y55; oa6 += pa5 * y56; oa7 += pa5 * y57;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53; ob4 += pb5 * y54; ob5 += pb5 * y55; ob6 += pb5 * y56; ob7 += pb5 * y57;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53; oc4 += pc5 * y54; oc5 += pc5 * y55; oc6 += pc5 * y56; oc7 += pc5 * y57;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53; od4 += pd5 * y54; od5 += pd5 * y55; od6 += pd5 * y56; od7 += pd5 * y57;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e4m3ToFloat((byte) vw60);
+                    float y61 = FP8.e4m3ToFloat((byte) (vw60 >> 8));
+                    float y62 = FP8.e4m3ToFloat((byte) (vw60 >> 16));
+                    float y63 = FP8.e4m3ToFloat((byte) (vw60 >> 24));
+                    float y64 = FP8.e4m3ToFloat((byte) vw61);
+                    float y65 = FP8.e4m3ToFloat((byte) (vw61 >> 8));
+                    float y66 = FP8.e4m3ToFloat((byte) (vw61 >> 16));
+                    float y67 = FP8.e4m3ToFloat((byte) (vw61 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63; oa4 += pa6 * y64; oa5 += pa6 * y65; oa6 += pa6 * y66; oa7 += pa6 * y67;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63; ob4 += pb6 * y64; ob5 += pb6 * y65; ob6 += pb6 * y66; ob7 += pb6 * y67;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63; oc4 += pc6 * y64; oc5 += pc6 * y65; oc6 += pc6 * y66; oc7 += pc6 * y67;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63; od4 += pd6 * y64; od5 += pd6 * y65; od6 += pd6 * y66; od7 += pd6 * y67;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e4m3ToFloat((byte) vw70);
+                    float y71 = FP8.e4m3ToFloat((byte) (vw70 >> 8));
+                    float y72 = FP8.e4m3ToFloat((byte) (vw70 >> 16));
+                    float y73 = FP8.e4m3ToFloat((byte) (vw70 >> 24));
+                    float y74 = FP8.e4m3ToFloat((byte) vw71);
+                    float y75 = FP8.e4m3ToFloat((byte) (vw71 >> 8));
+                    float y76 = FP8.e4m3ToFloat((byte) (vw71 >> 16));
+                    float y77 = FP8.e4m3ToFloat((byte) (vw71 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73; oa4 += pa7 * y74; oa5 += pa7 * y75; oa6 += pa7 * y76; oa7 += pa7 * y77;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73; ob4 += pb7 * y74; ob5 += pb7 * y75; ob6 += pb7 * y76; ob7 += pb7 * y77;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73; oc4 += pc7 * y74; oc5 += pc7 * y75; oc6 += pc7 * y76; oc7 += pc7 * y77;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73; od4 += pd7 * y74; od5 += pd7 * y75; od6 += pd7 * y76; od7 += pd7 * y77;
+                }
+
+                // 4. the running sums over the lanes (lane h: head h), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 128, oa4 * vScale / la);
+                        out.set(o + 129, oa5 * vScale / la);
+                        out.set(o + 130, oa6 * vScale / la);
+                        out.set(o + 131, oa7 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oa4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oa5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oa6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oa7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 128, ob4 * vScale / lb);
+                        out.set(o + 129, ob5 * vScale / lb);
+                        out.set(o + 130, ob6 * vScale / lb);
+                        out.set(o + 131, ob7 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, ob4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, ob5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, ob6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, ob7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 128, oc4 * vScale / lc);
+                        out.set(o + 129, oc5 * vScale / lc);
+                        out.set(o + 130, oc6 * vScale / lc);
+                        out.set(o + 131, oc7 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oc4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oc5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oc6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oc7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 128, od4 * vScale / ld);
+                        out.set(o + 129, od5 * vScale / ld);
+                        out.set(o + 130, od6 * vScale / ld);
+                        out.set(o + 131, od7 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, od4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, od5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, od6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, od7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE4M3G8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? qScale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? qScale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? qScale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw10 = kPool.get(kAt + 128);
+                    kw11 = kPool.get(kAt + 136);
+                    kw12 = kPool.get(kAt + 144);
+                    kw13 = kPool.get(kAt + 152);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = FP8.e4m3ToFloat((byte) kw00);
+                    float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e4m3ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e4m3ToFloat((byte) kw01);
+                    float x05 = FP8.e4m3ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e4m3ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e4m3ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e4m3ToFloat((byte) kw02);
+                    float x09 = FP8.e4m3ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e4m3ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e4m3ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e4m3ToFloat((byte) kw03);
+                    float x013 = FP8.e4m3ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e4m3ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e4m3ToFloat((byte) (kw03 >> 24));
+                    float x10 = FP8.e4m3ToFloat((byte) kw10);
+                    float x11 = FP8.e4m3ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e4m3ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e4m3ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e4m3ToFloat((byte) kw11);
+                    float x15 = FP8.e4m3ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e4m3ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e4m3ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e4m3ToFloat((byte) kw12);
+                    float x19 = FP8.e4m3ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e4m3ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e4m3ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e4m3ToFloat((byte) kw13);
+                    float x113 = FP8.e4m3ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e4m3ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e4m3ToFloat((byte) (kw13 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 642] * x02 + qs[qLane + 643] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 674] * x06 + qs[qLane + 675] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 706] * x010 + qs[qLane + 707] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 738] * x014 + qs[qLane + 739] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 642] * x12 + qs[qLane + 643] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 674] * x16 + qs[qLane + 675] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 706] * x110 + qs[qLane + 707] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 738] * x114 + qs[qLane + 739] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 898] * x02 + qs[qLane + 899] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 930] * x06 + qs[qLane + 931] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 962] * x010 + qs[qLane + 963] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 994] * x014 + qs[qLane + 995] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 898] * x12 + qs[qLane + 899] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 930] * x16 + qs[qLane + 931] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 962] * x110 + qs[qLane + 963] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 994] * x114 + qs[qLane + 995] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw10 = kPool.get(kAt + 128);
+                        kw11 = kPool.get(kAt + 136);
+                        kw12 = kPool.get(kAt + 144);
+                        kw13 = kPool.get(kAt + 152);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                    }
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = pA;
+                    probs[row * HEADS_8 + 2 * head + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float pe0 = probs[4];
+                    float pf0 = probs[5];
+                    float pg0 = probs[6];
+                    float ph0 = probs[7];
+                    float y00 = FP8.e4m3ToFloat((byte) vw0);
+                    float y01 = FP8.e4m3ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e4m3ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e4m3ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    oe0 += pe0 * y00; oe1 += pe0 * y01; oe2 += pe0 * y02; oe3 += pe0 * y03;
+                    of0 += pf0 * y00; of1 += pf0 * y01; of2 += pf0 * y02; of3 += pf0 * y03;
+                    og0 += pg0 * y00; og1 += pg0 * y01; og2 += pg0 * y02; og3 += pg0 * y03;
+                    oh0 += ph0 * y00; oh1 += ph0 * y01; oh2 += ph0 * y02; oh3 += ph0 * y03;
+                    float pa1 = probs[8];
+                    float pb1 = probs[9];
+                    float pc1 = probs[10];
+                    float pd1 = probs[11];
+                    float pe1 = probs[12];
+                    float pf1 = probs[13];
+                    float pg1 = probs[14];
+                    float ph1 = probs[15];
+                    float y10 = FP8.e4m3ToFloat((byte) vw1);
+                    float y11 = FP8.e4m3ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e4m3ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e4m3ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    oe0 += pe1 * y10; oe1 += pe1 * y11; oe2 += pe1 * y12; oe3 += pe1 * y13;
+                    of0 += pf1 * y10; of1 += pf1 * y11; of2 += pf1 * y12; of3 += pf1 * y13;
+                    og0 += pg1 * y10; og1 += pg1 * y11; og2 += pg1 * y12; og3 += pg1 * y13;
+                    oh0 += ph1 * y10; oh1 += ph1 * y11; oh2 += ph1 * y12; oh3 += ph1 * y13;
+                    float pa2 = probs[16];
+                    float pb2 = probs[17];
+                    float pc2 = probs[18];
+                    float pd2 = probs[19];
+                    float pe2 = probs[20];
+                    float pf2 = probs[21];
+                    float pg2 = probs[22];
+                    float ph2 = probs[23];
+                    float y20 = FP8.e4m3ToFloat((byte) vw2);
+                    float y21 = FP8.e4m3ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e4m3ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e4m3ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    oe0 += pe2 * y20; oe1 += pe2 * y21; oe2 += pe2 * y22; oe3 += pe2 * y23;
+                    of0 += pf2 * y20; of1 += pf2 * y21; of2 += pf2 * y22; of3 += pf2 * y23;
+                    og0 += pg2 * y20; og1 += pg2 * y21; og2 += pg2 * y22; og3 += pg2 * y23;
+                    oh0 += ph2 * y20; oh1 += ph2 * y21; oh2 += ph2 * y22; oh3 += ph2 * y23;
+                    float pa3 = probs[24];
+                    float pb3 = probs[25];
+                    float pc3 = probs[26];
+                    float pd3 = probs[27];
+                    float pe3 = probs[28];
+                    float pf3 = probs[29];
+                    float pg3 = probs[30];
+                    float ph3 = probs[31];
+                    float y30 = FP8.e4m3ToFloat((byte) vw3);
+                    float y31 = FP8.e4m3ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e4m3ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e4m3ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    oe0 += pe3 * y30; oe1 += pe3 * y31; oe2 += pe3 * y32; oe3 += pe3 * y33;
+                    of0 += pf3 * y30; of1 += pf3 * y31; of2 += pf3 * y32; of3 += pf3 * y33;
+                    og0 += pg3 * y30; og1 += pg3 * y31; og2 += pg3 * y32; og3 += pg3 * y33;
+                    oh0 += ph3 * y30; oh1 += ph3 * y31; oh2 += ph3 * y32; oh3 += ph3 * y33;
+                    float pa4 = probs[32];
+                    float pb4 = probs[33];
+                    float pc4 = probs[34];
+                    float pd4 = probs[35];
+                    float pe4 = probs[36];
+                    float pf4 = probs[37];
+                    float pg4 = probs[38];
+                    float ph4 = probs[39];
+                    float y40 = FP8.e4m3ToFloat((byte) vw4);
+                    float y41 = FP8.e4m3ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e4m3ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e4m3ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    oe0 += pe4 * y40; oe1 += pe4 * y41; oe2 += pe4 * y42; oe3 += pe4 * y43;
+                    of0 += pf4 * y40; of1 += pf4 * y41; of2 += pf4 * y42; of3 += pf4 * y43;
+                    og0 += pg4 * y40; og1 += pg4 * y41; og2 += pg4 * y42; og3 += pg4 * y43;
+                    oh0 += ph4 * y40; oh1 += ph4 * y41; oh2 += ph4 * y42; oh3 += ph4 * y43;
+                    float pa5 = probs[40];
+                    float pb5 = probs[41];
+                    float pc5 = probs[42];
+                    float pd5 = probs[43];
+                    float pe5 = probs[44];
+                    float pf5 = probs[45];
+                    float pg5 = probs[46];
+                    float ph5 = probs[47];
+                    float y50 = FP8.e4m3ToFloat((byte) vw5);
+                    float y51 = FP8.e4m3ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e4m3ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e4m3ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    oe0 += pe5 * y50; oe1 += pe5 * y51; oe2 += pe5 * y52; oe3 += pe5 * y53;
+                    of0 += pf5 * y50; of1 += pf5 * y51; of2 += pf5 * y52; of3 += pf5 * y53;
+                    og0 += pg5 * y50; og1 += pg5 * y51; og2 += pg5 * y52; og3 += pg5 * y53;
+                    oh0 += ph5 * y50; oh1 += ph5 * y51; oh2 += ph5 * y52; oh3 += ph5 * y53;
+                    float pa6 = probs[48];
+                    float pb6 = probs[49];
+                    float pc6 = probs[50];
+                    float pd6 = probs[51];
+                    float pe6 = probs[52];
+                    float pf6 = probs[53];
+                    float pg6 = probs[54];
+                    float ph6 = probs[55];
+                    float y60 = FP8.e4m3ToFloat((byte) vw6);
+                    float y61 = FP8.e4m3ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e4m3ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e4m3ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    oe0 += pe6 * y60; oe1 += pe6 * y61; oe2 += pe6 * y62; oe3 += pe6 * y63;
+                    of0 += pf6 * y60; of1 += pf6 * y61; of2 += pf6 * y62; of3 += pf6 * y63;
+                    og0 += pg6 * y60; og1 += pg6 * y61; og2 += pg6 * y62; og3 += pg6 * y63;
+                    oh0 += ph6 * y60; oh1 += ph6 * y61; oh2 += ph6 * y62; oh3 += ph6 * y63;
+                    float pa7 = probs[56];
+                    float pb7 = probs[57];
+                    float pc7 = probs[58];
+                    float pd7 = probs[59];
+                    float pe7 = probs[60];
+                    float pf7 = probs[61];
+                    float pg7 = probs[62];
+                    float ph7 = probs[63];
+                    float y70 = FP8.e4m3ToFloat((byte) vw7);
+                    float y71 = FP8.e4m3ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e4m3ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e4m3ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    oe0 += pe7 * y70; oe1 += pe7 * y71; oe2 += pe7 * y72; oe3 += pe7 * y73;
+                    of0 += pf7 * y70; of1 += pf7 * y71; of2 += pf7 * y72; of3 += pf7 * y73;
+                    og0 += pg7 * y70; og1 += pg7 * y71; og2 += pg7 * y72; og3 += pg7 * y73;
+                    oh0 += ph7 * y70; oh1 += ph7 * y71; oh2 += ph7 * y72; oh3 += ph7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oe0 * vScale / le);
+                        out.set(o + 1, oe1 * vScale / le);
+                        out.set(o + 2, oe2 * vScale / le);
+                        out.set(o + 3, oe3 * vScale / le);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oe0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oe1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oe2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oe3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, of0 * vScale / lf);
+                        out.set(o + 1, of1 * vScale / lf);
+                        out.set(o + 2, of2 * vScale / lf);
+                        out.set(o + 3, of3 * vScale / lf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, of0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, of1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, of2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, of3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, og0 * vScale / lg);
+                        out.set(o + 1, og1 * vScale / lg);
+                        out.set(o + 2, og2 * vScale / lg);
+                        out.set(o + 3, og3 * vScale / lg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, og0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, og1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, og2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, og3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oh0 * vScale / lh);
+                        out.set(o + 1, oh1 * vScale / lh);
+                        out.set(o + 2, oh2 * vScale / lh);
+                        out.set(o + 3, oh3 * vScale / lh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oh0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oh1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oh2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oh3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE5M2D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's head of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 256); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96); float qa4 = q.get(qAtA + 128); float qa5 = q.get(qAtA + 160); float qa6 = q.get(qAtA + 192); float qa7 = q.get(qAtA + 224);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96); float qb4 = q.get(qAtB + 128); float qb5 = q.get(qAtB + 160); float qb6 = q.get(qAtB + 192); float qb7 = q.get(qAtB + 224);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96); float qc4 = q.get(qAtC + 128); float qc5 = q.get(qAtC + 160); float qc6 = q.get(qAtC + 192); float qc7 = q.get(qAtC + 224);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96); float qd4 = q.get(qAtD + 128); float qd5 = q.get(qAtD + 160); float qd6 = q.get(qAtD + 192); float qd7 = q.get(qAtD + 224);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA; qs[128 + lane] = qa4 * qScaleA; qs[160 + lane] = qa5 * qScaleA; qs[192 + lane] = qa6 * qScaleA; qs[224 + lane] = qa7 * qScaleA;
+                qs[256 + lane] = qb0 * qScaleB; qs[288 + lane] = qb1 * qScaleB; qs[320 + lane] = qb2 * qScaleB; qs[352 + lane] = qb3 * qScaleB; qs[384 + lane] = qb4 * qScaleB; qs[416 + lane] = qb5 * qScaleB; qs[448 + lane] = qb6 * qScaleB; qs[480 + lane] = qb7 * qScaleB;
+                qs[512 + lane] = qc0 * qScaleC; qs[544 + lane] = qc1 * qScaleC; qs[576 + lane] = qc2 * qScaleC; qs[608 + lane] = qc3 * qScaleC; qs[640 + lane] = qc4 * qScaleC; qs[672 + lane] = qc5 * qScaleC; qs[704 + lane] = qc6 * qScaleC; qs[736 + lane] = qc7 * qScaleC;
+                qs[768 + lane] = qd0 * qScaleD; qs[800 + lane] = qd1 * qScaleD; qs[832 + lane] = qd2 * qScaleD; qs[864 + lane] = qd3 * qScaleD; qs[896 + lane] = qd4 * qScaleD; qs[928 + lane] = qd5 * qScaleD; qs[960 + lane] = qd6 * qScaleD; qs[992 + lane] = qd7 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03; int kw04; int kw05; int kw06; int kw07;
+                int kw10; int kw11; int kw12; int kw13; int kw14; int kw15; int kw16; int kw17;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 256) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw04 = kPool.get(kAt + 32);
+                    kw05 = kPool.get(kAt + 40);
+                    kw06 = kPool.get(kAt + 48);
+                    kw07 = kPool.get(kAt + 56);
+                    kw10 = kPool.get(kAt + 256);
+                    kw11 = kPool.get(kAt + 264);
+                    kw12 = kPool.get(kAt + 272);
+                    kw13 = kPool.get(kAt + 280);
+                    kw14 = kPool.get(kAt + 288);
+                    kw15 = kPool.get(kAt + 296);
+                    kw16 = kPool.get(kAt + 304);
+                    kw17 = kPool.get(kAt + 312);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw04 = kPool.get(kRow0 + 32);
+                    kw05 = kPool.get(kRow0 + 40);
+                    kw06 = kPool.get(kRow0 + 48);
+                    kw07 = kPool.get(kRow0 + 56);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                    kw14 = kPool.get(kRow1 + 32);
+                    kw15 = kPool.get(kRow1 + 40);
+                    kw16 = kPool.get(kRow1 + 48);
+                    kw17 = kPool.get(kRow1 + 56);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sum of its head
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f; float oa4 = 0f; float oa5 = 0f; float oa6 = 0f; float oa7 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f; float ob4 = 0f; float ob5 = 0f; float ob6 = 0f; float ob7 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw00; int vw01; int vw10; int vw11; int vw20; int vw21; int vw30; int vw31; int vw40; int vw41; int vw50; int vw51; int vw60; int vw61; int vw70; int vw71;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw00 = vPool.get(vAt + 0);
+                        vw01 = vPool.get(vAt + 32);
+                        vw10 = vPool.get(vAt + 64);
+                        vw11 = vPool.get(vAt + 96);
+                        vw20 = vPool.get(vAt + 128);
+                        vw21 = vPool.get(vAt + 160);
+                        vw30 = vPool.get(vAt + 192);
+                        vw31 = vPool.get(vAt + 224);
+                        vw40 = vPool.get(vAt + 256);
+                        vw41 = vPool.get(vAt + 288);
+                        vw50 = vPool.get(vAt + 320);
+                        vw51 = vPool.get(vAt + 352);
+                        vw60 = vPool.get(vAt + 384);
+                        vw61 = vPool.get(vAt + 416);
+                        vw70 = vPool.get(vAt + 448);
+                        vw71 = vPool.get(vAt + 480);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw00 = vPool.get(vRow0);
+                        vw01 = vPool.get(vRow0 + 32);
+                        vw10 = vPool.get(vRow1);
+                        vw11 = vPool.get(vRow1 + 32);
+                        vw20 = vPool.get(vRow2);
+                        vw21 = vPool.get(vRow2 + 32);
+                        vw30 = vPool.get(vRow3);
+                        vw31 = vPool.get(vRow3 + 32);
+                        vw40 = vPool.get(vRow4);
+                        vw41 = vPool.get(vRow4 + 32);
+                        vw50 = vPool.get(vRow5);
+                        vw51 = vPool.get(vRow5 + 32);
+                        vw60 = vPool.get(vRow6);
+                        vw61 = vPool.get(vRow6 + 32);
+                        vw70 = vPool.get(vRow7);
+                        vw71 = vPool.get(vRow7 + 32);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..d over its 32 dims
+                    float x00 = FP8.e5m2ToFloat((byte) kw00);
+                    float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e5m2ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e5m2ToFloat((byte) kw01);
+                    float x05 = FP8.e5m2ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e5m2ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e5m2ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e5m2ToFloat((byte) kw02);
+                    float x09 = FP8.e5m2ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e5m2ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e5m2ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e5m2ToFloat((byte) kw03);
+                    float x013 = FP8.e5m2ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e5m2ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e5m2ToFloat((byte) (kw03 >> 24));
+                    float x016 = FP8.e5m2ToFloat((byte) kw04);
+                    float x017 = FP8.e5m2ToFloat((byte) (kw04 >> 8));
+                    float x018 = FP8.e5m2ToFloat((byte) (kw04 >> 16));
+                    float x019 = FP8.e5m2ToFloat((byte) (kw04 >> 24));
+                    float x020 = FP8.e5m2ToFloat((byte) kw05);
+                    float x021 = FP8.e5m2ToFloat((byte) (kw05 >> 8));
+                    float x022 = FP8.e5m2ToFloat((byte) (kw05 >> 16));
+                    float x023 = FP8.e5m2ToFloat((byte) (kw05 >> 24));
+                    float x024 = FP8.e5m2ToFloat((byte) kw06);
+                    float x025 = FP8.e5m2ToFloat((byte) (kw06 >> 8));
+                    float x026 = FP8.e5m2ToFloat((byte) (kw06 >> 16));
+                    float x027 = FP8.e5m2ToFloat((byte) (kw06 >> 24));
+                    float x028 = FP8.e5m2ToFloat((byte) kw07);
+                    float x029 = FP8.e5m2ToFloat((byte) (kw07 >> 8));
+                    float x030 = FP8.e5m2ToFloat((byte) (kw07 >> 16));
+                    float x031 = FP8.e5m2ToFloat((byte) (kw07 >> 24));
+                    float x10 = FP8.e5m2ToFloat((byte) kw10);
+                    float x11 = FP8.e5m2ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e5m2ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e5m2ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e5m2ToFloat((byte) kw11);
+                    float x15 = FP8.e5m2ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e5m2ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e5m2ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e5m2ToFloat((byte) kw12);
+                    float x19 = FP8.e5m2ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e5m2ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e5m2ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e5m2ToFloat((byte) kw13);
+                    float x113 = FP8.e5m2ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e5m2ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e5m2ToFloat((byte) (kw13 >> 24));
+                    float x116 = FP8.e5m2ToFloat((byte) kw14);
+                    float x117 = FP8.e5m2ToFloat((byte) (kw14 >> 8));
+                    float x118 = FP8.e5m2ToFloat((byte) (kw14 >> 16));
+                    float x119 = FP8.e5m2ToFloat((byte) (kw14 >> 24));
+                    float x120 = FP8.e5m2ToFloat((byte) kw15);
+                    float x121 = FP8.e5m2ToFloat((byte) (kw15 >> 8));
+                    float x122 = FP8.e5m2ToFloat((byte) (kw15 >> 16));
+                    float x123 = FP8.e5m2ToFloat((byte) (kw15 >> 24));
+                    float x124 = FP8.e5m2ToFloat((byte) kw16);
+                    float x125 = FP8.e5m2ToFloat((byte) (kw16 >> 8));
+                    float x126 = FP8.e5m2ToFloat((byte) (kw16 >> 16));
+                    float x127 = FP8.e5m2ToFloat((byte) (kw16 >> 24));
+                    float x128 = FP8.e5m2ToFloat((byte) kw17);
+                    float x129 = FP8.e5m2ToFloat((byte) (kw17 >> 8));
+                    float x130 = FP8.e5m2ToFloat((byte) (kw17 >> 16));
+                    float x131 = FP8.e5m2ToFloat((byte) (kw17 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015 + qs[qLane + 128] * x016 + qs[qLane + 129] * x017 + qs[qLane + 130] * x018 + qs[qLane + 131] * x019 + qs[qLane + 160] * x020 + qs[qLane + 161] * x021 + qs[qLane + 162] * x022 + qs[qLane + 163] * x023 + qs[qLane + 192] * x024 + qs[qLane + 193] * x025 + qs[qLane + 194] * x026 + qs[qLane + 195] * x027 + qs[qLane + 224] * x028 + qs[qLane + 225] * x029 + qs[qLane + 226] * x030 + qs[qLane + 227] * x031;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115 + qs[qLane + 128] * x116 + qs[qLane + 129] * x117 + qs[qLane + 130] * x118 + qs[qLane + 131] * x119 + qs[qLane + 160] * x120 + qs[qLane + 161] * x121 + qs[qLane + 162] * x122 + qs[qLane + 163] * x123 + qs[qLane + 192] * x124 + qs[qLane + 193] * x125 + qs[qLane + 194] * x126 + qs[qLane + 195] * x127 + qs[qLane + 224] * x128 + qs[qLane + 225] * x129 + qs[qLane + 226] * x130 + qs[qLane + 227] * x131;
+                    float d0b = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015 + qs[qLane + 384] * x016 + qs[qLane + 385] * x017 + qs[qLane + 386] * x018 + qs[qLane + 387] * x019 + qs[qLane + 416] * x020 + qs[qLane + 417] * x021 + qs[qLane + 418] * x022 + qs[qLane + 419] * x023 + qs[qLane + 448] * x024 + qs[qLane + 449] * x025 + qs[qLane + 450] * x026 + qs[qLane + 451] * x027 + qs[qLane + 480] * x028 + qs[qLane + 481] * x029 + qs[qLane + 482] * x030 + qs[qLane + 483] * x031;
+                    float d1b = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115 + qs[qLane + 384] * x116 + qs[qLane + 385] * x117 + qs[qLane + 386] * x118 + qs[qLane + 387] * x119 + qs[qLane + 416] * x120 + qs[qLane + 417] * x121 + qs[qLane + 418] * x122 + qs[qLane + 419] * x123 + qs[qLane + 448] * x124 + qs[qLane + 449] * x125 + qs[qLane + 450] * x126 + qs[qLane + 451] * x127 + qs[qLane + 480] * x128 + qs[qLane + 481] * x129 + qs[qLane + 482] * x130 + qs[qLane + 483] * x131;
+                    float d0c = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015 + qs[qLane + 640] * x016 + qs[qLane + 641] * x017 + qs[qLane + 642] * x018 + qs[qLane + 643] * x019 + qs[qLane + 672] * x020 + qs[qLane + 673] * x021 + qs[qLane + 674] * x022 + qs[qLane + 675] * x023 + qs[qLane + 704] * x024 + qs[qLane + 705] * x025 + qs[qLane + 706] * x026 + qs[qLane + 707] * x027 + qs[qLane + 736] * x028 + qs[qLane + 737] * x029 + qs[qLane + 738] * x030 + qs[qLane + 739] * x031;
+                    float d1c = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115 + qs[qLane + 640] * x116 + qs[qLane + 641] * x117 + qs[qLane + 642] * x118 + qs[qLane + 643] * x119 + qs[qLane + 672] * x120 + qs[qLane + 673] * x121 + qs[qLane + 674] * x122 + qs[qLane + 675] * x123 + qs[qLane + 704] * x124 + qs[qLane + 705] * x125 + qs[qLane + 706] * x126 + qs[qLane + 707] * x127 + qs[qLane + 736] * x128 + qs[qLane + 737] * x129 + qs[qLane + 738] * x130 + qs[qLane + 739] * x131;
+                    float d0d = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015 + qs[qLane + 896] * x016 + qs[qLane + 897] * x017 + qs[qLane + 898] * x018 + qs[qLane + 899] * x019 + qs[qLane + 928] * x020 + qs[qLane + 929] * x021 + qs[qLane + 930] * x022 + qs[qLane + 931] * x023 + qs[qLane + 960] * x024 + qs[qLane + 961] * x025 + qs[qLane + 962] * x026 + qs[qLane + 963] * x027 + qs[qLane + 992] * x028 + qs[qLane + 993] * x029 + qs[qLane + 994] * x030 + qs[qLane + 995] * x031;
+                    float d1d = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115 + qs[qLane + 896] * x116 + qs[qLane + 897] * x117 + qs[qLane + 898] * x118 + qs[qLane + 899] * x119 + qs[qLane + 928] * x120 + qs[qLane + 929] * x121 + qs[qLane + 930] * x122 + qs[qLane + 931] * x123 + qs[qLane + 960] * x124 + qs[qLane + 961] * x125 + qs[qLane + 962] * x126 + qs[qLane + 963] * x127 + qs[qLane + 992] * x128 + qs[qLane + 993] * x129 + qs[qLane + 994] * x130 + qs[qLane + 995] * x131;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 256) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw04 = kPool.get(kAt + 32);
+                        kw05 = kPool.get(kAt + 40);
+                        kw06 = kPool.get(kAt + 48);
+                        kw07 = kPool.get(kAt + 56);
+                        kw10 = kPool.get(kAt + 256);
+                        kw11 = kPool.get(kAt + 264);
+                        kw12 = kPool.get(kAt + 272);
+                        kw13 = kPool.get(kAt + 280);
+                        kw14 = kPool.get(kAt + 288);
+                        kw15 = kPool.get(kAt + 296);
+                        kw16 = kPool.get(kAt + 304);
+                        kw17 = kPool.get(kAt + 312);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw04 = kPool.get(kRow0 + 32);
+                        kw05 = kPool.get(kRow0 + 40);
+                        kw06 = kPool.get(kRow0 + 48);
+                        kw07 = kPool.get(kRow0 + 56);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                        kw14 = kPool.get(kRow1 + 32);
+                        kw15 = kPool.get(kRow1 + 40);
+                        kw16 = kPool.get(kRow1 + 48);
+                        kw17 = kPool.get(kRow1 + 56);
+                    }
+                    // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS + head) * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca; oa4 = oa4 * ca; oa5 = oa5 * ca; oa6 = oa6 * ca; oa7 = oa7 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb; ob4 = ob4 * cb; ob5 = ob5 * cb; ob6 = ob6 * cb; ob7 = ob7 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc; oc4 = oc4 * cc; oc5 = oc5 * cc; oc6 = oc6 * cc; oc7 = oc7 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd; od4 = od4 * cd; od5 = od5 * cd; od6 = od6 * cd; od7 = od7 * cd;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+                    sumA += pA;
+                    probs[row * HEADS + head] = pA;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3} and 4 lane + 128 + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e5m2ToFloat((byte) vw00);
+                    float y01 = FP8.e5m2ToFloat((byte) (vw00 >> 8));
+                    float y02 = FP8.e5m2ToFloat((byte) (vw00 >> 16));
+                    float y03 = FP8.e5m2ToFloat((byte) (vw00 >> 24));
+                    float y04 = FP8.e5m2ToFloat((byte) vw01);
+                    float y05 = FP8.e5m2ToFloat((byte) (vw01 >> 8));
+                    float y06 = FP8.e5m2ToFloat((byte) (vw01 >> 16));
+                    float y07 = FP8.e5m2ToFloat((byte) (vw01 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03; oa4 += pa0 * y04; oa5 += pa0 * y05; oa6 += pa0 * y06; oa7 += pa0 * y07;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03; ob4 += pb0 * y04; ob5 += pb0 * y05; ob6 += pb0 * y06; ob7 += pb0 * y07;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03; oc4 += pc0 * y04; oc5 += pc0 * y05; oc6 += pc0 * y06; oc7 += pc0 * y07;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03; od4 += pd0 * y04; od5 += pd0 * y05; od6 += pd0 * y06; od7 += pd0 * y07;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e5m2ToFloat((byte) vw10);
+                    float y11 = FP8.e5m2ToFloat((byte) (vw10 >> 8));
+                    float y12 = FP8.e5m2ToFloat((byte) (vw10 >> 16));
+                    float y13 = FP8.e5m2ToFloat((byte) (vw10 >> 24));
+                    float y14 = FP8.e5m2ToFloat((byte) vw11);
+                    float y15 = FP8.e5m2ToFloat((byte) (vw11 >> 8));
+                    float y16 = FP8.e5m2ToFloat((byte) (vw11 >> 16));
+                    float y17 = FP8.e5m2ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13; oa4 += pa1 * y14; oa5 += pa1 * y15; oa6 += pa1 * y16; oa7 += pa1 * y17;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13; ob4 += pb1 * y14; ob5 += pb1 * y15; ob6 += pb1 * y16; ob7 += pb1 * y17;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13; oc4 += pc1 * y14; oc5 += pc1 * y15; oc6 += pc1 * y16; oc7 += pc1 * y17;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13; od4 += pd1 * y14; od5 += pd1 * y15; od6 += pd1 * y16; od7 += pd1 * y17;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e5m2ToFloat((byte) vw20);
+                    float y21 = FP8.e5m2ToFloat((byte) (vw20 >> 8));
+                    float y22 = FP8.e5m2ToFloat((byte) (vw20 >> 16));
+                    float y23 = FP8.e5m2ToFloat((byte) (vw20 >> 24));
+                    float y24 = FP8.e5m2ToFloat((byte) vw21);
+                    float y25 = FP8.e5m2ToFloat((byte) (vw21 >> 8));
+                    float y26 = FP8.e5m2ToFloat((byte) (vw21 >> 16));
+                    float y27 = FP8.e5m2ToFloat((byte) (vw21 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23; oa4 += pa2 * y24; oa5 += pa2 * y25; oa6 += pa2 * y26; oa7 += pa2 * y27;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23; ob4 += pb2 * y24; ob5 += pb2 * y25; ob6 += pb2 * y26; ob7 += pb2 * y27;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23; oc4 += pc2 * y24; oc5 += pc2 * y25; oc6 += pc2 * y26; oc7 += pc2 * y27;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23; od4 += pd2 * y24; od5 += pd2 * y25; od6 += pd2 * y26; od7 += pd2 * y27;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e5m2ToFloat((byte) vw30);
+                    float y31 = FP8.e5m2ToFloat((byte) (vw30 >> 8));
+                    float y32 = FP8.e5m2ToFloat((byte) (vw30 >> 16));
+                    float y33 = FP8.e5m2ToFloat((byte) (vw30 >> 24));
+                    float y34 = FP8.e5m2ToFloat((byte) vw31);
+                    float y35 = FP8.e5m2ToFloat((byte) (vw31 >> 8));
+                    float y36 = FP8.e5m2ToFloat((byte) (vw31 >> 16));
+                    float y37 = FP8.e5m2ToFloat((byte) (vw31 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33; oa4 += pa3 * y34; oa5 += pa3 * y35; oa6 += pa3 * y36; oa7 += pa3 * y37;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33; ob4 += pb3 * y34; ob5 += pb3 * y35; ob6 += pb3 * y36; ob7 += pb3 * y37;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33; oc4 += pc3 * y34; oc5 += pc3 * y35; oc6 += pc3 * y36; oc7 += pc3 * y37;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33; od4 += pd3 * y34; od5 += pd3 * y35; od6 += pd3 * y36; od7 += pd3 * y37;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e5m2ToFloat((byte) vw40);
+                    float y41 = FP8.e5m2ToFloat((byte) (vw40 >> 8));
+                    float y42 = FP8.e5m2ToFloat((byte) (vw40 >> 16));
+                    float y43 = FP8.e5m2ToFloat((byte) (vw40 >> 24));
+                    float y44 = FP8.e5m2ToFloat((byte) vw41);
+                    float y45 = FP8.e5m2ToFloat((byte) (vw41 >> 8));
+                    float y46 = FP8.e5m2ToFloat((byte) (vw41 >> 16));
+                    float y47 = FP8.e5m2ToFloat((byte) (vw41 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43; oa4 += pa4 * y44; oa5 += pa4 * y45; oa6 += pa4 * y46; oa7 += pa4 * y47;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43; ob4 += pb4 * y44; ob5 += pb4 * y45; ob6 += pb4 * y46; ob7 += pb4 * y47;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43; oc4 += pc4 * y44; oc5 += pc4 * y45; oc6 += pc4 * y46; oc7 += pc4 * y47;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43; od4 += pd4 * y44; od5 += pd4 * y45; od6 += pd4 * y46; od7 += pd4 * y47;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e5m2ToFloat((byte) vw50);
+                    float y51 = FP8.e5m2ToFloat((byte) (vw50 >> 8));
+                    float y52 = FP8.e5m2ToFloat((byte) (vw50 >> 16));
+                    float y53 = FP8.e5m2ToFloat((byte) (vw50 >> 24));
+                    float y54 = FP8.e5m2ToFloat((byte) vw51);
+                    float y55 = FP8.e5m2ToFloat((byte) (vw51 >> 8));
+                    float y56 = FP8.e5m2ToFloat((byte) (vw51 >> 16));
+                    float y57 = FP8.e5m2ToFloat((byte) (vw51 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53; oa4 += pa5 * y54; oa5 += pa5 * y55; oa6 += pa5 * y56; oa7 += pa5 * y57;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53; ob4 += pb5 * y54; ob5 += pb5 * y55; ob6 += pb5 * y56; ob7 += pb5 * y57;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53; oc4 += pc5 * y54; oc5 += pc5 * y55; oc6 += pc5 * y56; oc7 += pc5 * y57;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53; od4 += pd5 * y54; od5 += pd5 * y55; od6 += pd5 * y56; od7 += pd5 * y57;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e5m2ToFloat((byte) vw60);
+                    float y61 = FP8.e5m2ToFloat((byte) (vw60 >> 8));
+                    float y62 = FP8.e5m2ToFloat((byte) (vw60 >> 16));
+                    float y63 = FP8.e5m2ToFloat((byte) (vw60 >> 24));
+                    float y64 = FP8.e5m2ToFloat((byte) vw61);
+                    float y65 = FP8.e5m2ToFloat((byte) (vw61 >> 8));
+                    float y66 = FP8.e5m2ToFloat((byte) (vw61 >> 16));
+                    float y67 = FP8.e5m2ToFloat((byte) (vw61 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63; oa4 += pa6 * y64; oa5 += pa6 * y65; oa6 += pa6 * y66; oa7 += pa6 * y67;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63; ob4 += pb6 * y64; ob5 += pb6 * y65; ob6 += pb6 * y66; ob7 += pb6 * y67;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63; oc4 += pc6 * y64; oc5 += pc6 * y65; oc6 += pc6 * y66; oc7 += pc6 * y67;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63; od4 += pd6 * y64; od5 += pd6 * y65; od6 += pd6 * y66; od7 += pd6 * y67;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e5m2ToFloat((byte) vw70);
+                    float y71 = FP8.e5m2ToFloat((byte) (vw70 >> 8));
+                    float y72 = FP8.e5m2ToFloat((byte) (vw70 >> 16));
+                    float y73 = FP8.e5m2ToFloat((byte) (vw70 >> 24));
+                    float y74 = FP8.e5m2ToFloat((byte) vw71);
+                    float y75 = FP8.e5m2ToFloat((byte) (vw71 >> 8));
+                    float y76 = FP8.e5m2ToFloat((byte) (vw71 >> 16));
+                    float y77 = FP8.e5m2ToFloat((byte) (vw71 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73; oa4 += pa7 * y74; oa5 += pa7 * y75; oa6 += pa7 * y76; oa7 += pa7 * y77;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73; ob4 += pb7 * y74; ob5 += pb7 * y75; ob6 += pb7 * y76; ob7 += pb7 * y77;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73; oc4 += pc7 * y74; oc5 += pc7 * y75; oc6 += pc7 * y76; oc7 += pc7 * y77;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73; od4 += pd7 * y74; od5 += pd7 * y75; od6 += pd7 * y76; od7 += pd7 * y77;
+                }
+
+                // 4. the running sums over the lanes (lane h: head h), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 128, oa4 * vScale / la);
+                        out.set(o + 129, oa5 * vScale / la);
+                        out.set(o + 130, oa6 * vScale / la);
+                        out.set(o + 131, oa7 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oa4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oa5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oa6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oa7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 128, ob4 * vScale / lb);
+                        out.set(o + 129, ob5 * vScale / lb);
+                        out.set(o + 130, ob6 * vScale / lb);
+                        out.set(o + 131, ob7 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, ob4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, ob5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, ob6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, ob7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 128, oc4 * vScale / lc);
+                        out.set(o + 129, oc5 * vScale / lc);
+                        out.set(o + 130, oc6 * vScale / lc);
+                        out.set(o + 131, oc7 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, oc4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, oc5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, oc6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, oc7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 128, od4 * vScale / ld);
+                        out.set(o + 129, od5 * vScale / ld);
+                        out.set(o + 130, od6 * vScale / ld);
+                        out.set(o + 131, od7 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        partials.set(pBase + 4 * lane + 128, od4 * vScale);
+                        partials.set(pBase + 4 * lane + 129, od5 * vScale);
+                        partials.set(pBase + 4 * lane + 130, od6 * vScale);
+                        partials.set(pBase + 4 * lane + 131, od7 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE5M2G8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? qScale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? qScale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? qScale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                if ((oneBlock ? 1 : 0) + (start + HALF_TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 24);
+                    kw10 = kPool.get(kAt + 128);
+                    kw11 = kPool.get(kAt + 136);
+                    kw12 = kPool.get(kAt + 144);
+                    kw13 = kPool.get(kAt + 152);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 24);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 24);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + lane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = FP8.e5m2ToFloat((byte) kw00);
+                    float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e5m2ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e5m2ToFloat((byte) kw01);
+                    float x05 = FP8.e5m2ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e5m2ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e5m2ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e5m2ToFloat((byte) kw02);
+                    float x09 = FP8.e5m2ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e5m2ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e5m2ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e5m2ToFloat((byte) kw03);
+                    float x013 = FP8.e5m2ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e5m2ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e5m2ToFloat((byte) (kw03 >> 24));
+                    float x10 = FP8.e5m2ToFloat((byte) kw10);
+                    float x11 = FP8.e5m2ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e5m2ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e5m2ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e5m2ToFloat((byte) kw11);
+                    float x15 = FP8.e5m2ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e5m2ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e5m2ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e5m2ToFloat((byte) kw12);
+                    float x19 = FP8.e5m2ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e5m2ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e5m2ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e5m2ToFloat((byte) kw13);
+                    float x113 = FP8.e5m2ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e5m2ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e5m2ToFloat((byte) (kw13 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 514] * x02 + qs[qLane + 515] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 546] * x06 + qs[qLane + 547] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 578] * x010 + qs[qLane + 579] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 610] * x014 + qs[qLane + 611] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 514] * x12 + qs[qLane + 515] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 546] * x16 + qs[qLane + 547] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 578] * x110 + qs[qLane + 579] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 610] * x114 + qs[qLane + 611] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 642] * x02 + qs[qLane + 643] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 674] * x06 + qs[qLane + 675] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 706] * x010 + qs[qLane + 707] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 738] * x014 + qs[qLane + 739] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 642] * x12 + qs[qLane + 643] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 674] * x16 + qs[qLane + 675] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 706] * x110 + qs[qLane + 707] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 738] * x114 + qs[qLane + 739] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 770] * x02 + qs[qLane + 771] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 802] * x06 + qs[qLane + 803] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 834] * x010 + qs[qLane + 835] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 866] * x014 + qs[qLane + 867] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 770] * x12 + qs[qLane + 771] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 802] * x16 + qs[qLane + 803] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 834] * x110 + qs[qLane + 835] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 866] * x114 + qs[qLane + 867] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 898] * x02 + qs[qLane + 899] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 930] * x06 + qs[qLane + 931] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 962] * x010 + qs[qLane + 963] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 994] * x014 + qs[qLane + 995] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 898] * x12 + qs[qLane + 899] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 930] * x16 + qs[qLane + 931] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 962] * x110 + qs[qLane + 963] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 994] * x114 + qs[qLane + 995] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + HALF_TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * HEAD_DIM) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 24);
+                        kw10 = kPool.get(kAt + 128);
+                        kw11 = kPool.get(kAt + 136);
+                        kw12 = kPool.get(kAt + 144);
+                        kw13 = kPool.get(kAt + 152);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 24);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 24);
+                    }
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = pA;
+                    probs[row * HEADS_8 + 2 * head + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the step's 8 tokens weighted by the probabilities, this lane's dims 4 lane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float pe0 = probs[4];
+                    float pf0 = probs[5];
+                    float pg0 = probs[6];
+                    float ph0 = probs[7];
+                    float y00 = FP8.e5m2ToFloat((byte) vw0);
+                    float y01 = FP8.e5m2ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e5m2ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e5m2ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    oe0 += pe0 * y00; oe1 += pe0 * y01; oe2 += pe0 * y02; oe3 += pe0 * y03;
+                    of0 += pf0 * y00; of1 += pf0 * y01; of2 += pf0 * y02; of3 += pf0 * y03;
+                    og0 += pg0 * y00; og1 += pg0 * y01; og2 += pg0 * y02; og3 += pg0 * y03;
+                    oh0 += ph0 * y00; oh1 += ph0 * y01; oh2 += ph0 * y02; oh3 += ph0 * y03;
+                    float pa1 = probs[8];
+                    float pb1 = probs[9];
+                    float pc1 = probs[10];
+                    float pd1 = probs[11];
+                    float pe1 = probs[12];
+                    float pf1 = probs[13];
+                    float pg1 = probs[14];
+                    float ph1 = probs[15];
+                    float y10 = FP8.e5m2ToFloat((byte) vw1);
+                    float y11 = FP8.e5m2ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e5m2ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e5m2ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    oe0 += pe1 * y10; oe1 += pe1 * y11; oe2 += pe1 * y12; oe3 += pe1 * y13;
+                    of0 += pf1 * y10; of1 += pf1 * y11; of2 += pf1 * y12; of3 += pf1 * y13;
+                    og0 += pg1 * y10; og1 += pg1 * y11; og2 += pg1 * y12; og3 += pg1 * y13;
+                    oh0 += ph1 * y10; oh1 += ph1 * y11; oh2 += ph1 * y12; oh3 += ph1 * y13;
+                    float pa2 = probs[16];
+                    float pb2 = probs[17];
+                    float pc2 = probs[18];
+                    float pd2 = probs[19];
+                    float pe2 = probs[20];
+                    float pf2 = probs[21];
+                    float pg2 = probs[22];
+                    float ph2 = probs[23];
+                    float y20 = FP8.e5m2ToFloat((byte) vw2);
+                    float y21 = FP8.e5m2ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e5m2ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e5m2ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    oe0 += pe2 * y20; oe1 += pe2 * y21; oe2 += pe2 * y22; oe3 += pe2 * y23;
+                    of0 += pf2 * y20; of1 += pf2 * y21; of2 += pf2 * y22; of3 += pf2 * y23;
+                    og0 += pg2 * y20; og1 += pg2 * y21; og2 += pg2 * y22; og3 += pg2 * y23;
+                    oh0 += ph2 * y20; oh1 += ph2 * y21; oh2 += ph2 * y22; oh3 += ph2 * y23;
+                    float pa3 = probs[24];
+                    float pb3 = probs[25];
+                    float pc3 = probs[26];
+                    float pd3 = probs[27];
+                    float pe3 = probs[28];
+                    float pf3 = probs[29];
+                    float pg3 = probs[30];
+                    float ph3 = probs[31];
+                    float y30 = FP8.e5m2ToFloat((byte) vw3);
+                    float y31 = FP8.e5m2ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e5m2ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e5m2ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    oe0 += pe3 * y30; oe1 += pe3 * y31; oe2 += pe3 * y32; oe3 += pe3 * y33;
+                    of0 += pf3 * y30; of1 += pf3 * y31; of2 += pf3 * y32; of3 += pf3 * y33;
+                    og0 += pg3 * y30; og1 += pg3 * y31; og2 += pg3 * y32; og3 += pg3 * y33;
+                    oh0 += ph3 * y30; oh1 += ph3 * y31; oh2 += ph3 * y32; oh3 += ph3 * y33;
+                    float pa4 = probs[32];
+                    float pb4 = probs[33];
+                    float pc4 = probs[34];
+                    float pd4 = probs[35];
+                    float pe4 = probs[36];
+                    float pf4 = probs[37];
+                    float pg4 = probs[38];
+                    float ph4 = probs[39];
+                    float y40 = FP8.e5m2ToFloat((byte) vw4);
+                    float y41 = FP8.e5m2ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e5m2ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e5m2ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    oe0 += pe4 * y40; oe1 += pe4 * y41; oe2 += pe4 * y42; oe3 += pe4 * y43;
+                    of0 += pf4 * y40; of1 += pf4 * y41; of2 += pf4 * y42; of3 += pf4 * y43;
+                    og0 += pg4 * y40; og1 += pg4 * y41; og2 += pg4 * y42; og3 += pg4 * y43;
+                    oh0 += ph4 * y40; oh1 += ph4 * y41; oh2 += ph4 * y42; oh3 += ph4 * y43;
+                    float pa5 = probs[40];
+                    float pb5 = probs[41];
+                    float pc5 = probs[42];
+                    float pd5 = probs[43];
+                    float pe5 = probs[44];
+                    float pf5 = probs[45];
+                    float pg5 = probs[46];
+                    float ph5 = probs[47];
+                    float y50 = FP8.e5m2ToFloat((byte) vw5);
+                    float y51 = FP8.e5m2ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e5m2ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e5m2ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    oe0 += pe5 * y50; oe1 += pe5 * y51; oe2 += pe5 * y52; oe3 += pe5 * y53;
+                    of0 += pf5 * y50; of1 += pf5 * y51; of2 += pf5 * y52; of3 += pf5 * y53;
+                    og0 += pg5 * y50; og1 += pg5 * y51; og2 += pg5 * y52; og3 += pg5 * y53;
+                    oh0 += ph5 * y50; oh1 += ph5 * y51; oh2 += ph5 * y52; oh3 += ph5 * y53;
+                    float pa6 = probs[48];
+                    float pb6 = probs[49];
+                    float pc6 = probs[50];
+                    float pd6 = probs[51];
+                    float pe6 = probs[52];
+                    float pf6 = probs[53];
+                    float pg6 = probs[54];
+                    float ph6 = probs[55];
+                    float y60 = FP8.e5m2ToFloat((byte) vw6);
+                    float y61 = FP8.e5m2ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e5m2ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e5m2ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    oe0 += pe6 * y60; oe1 += pe6 * y61; oe2 += pe6 * y62; oe3 += pe6 * y63;
+                    of0 += pf6 * y60; of1 += pf6 * y61; of2 += pf6 * y62; of3 += pf6 * y63;
+                    og0 += pg6 * y60; og1 += pg6 * y61; og2 += pg6 * y62; og3 += pg6 * y63;
+                    oh0 += ph6 * y60; oh1 += ph6 * y61; oh2 += ph6 * y62; oh3 += ph6 * y63;
+                    float pa7 = probs[56];
+                    float pb7 = probs[57];
+                    float pc7 = probs[58];
+                    float pd7 = probs[59];
+                    float pe7 = probs[60];
+                    float pf7 = probs[61];
+                    float pg7 = probs[62];
+                    float ph7 = probs[63];
+                    float y70 = FP8.e5m2ToFloat((byte) vw7);
+                    float y71 = FP8.e5m2ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e5m2ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e5m2ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    oe0 += pe7 * y70; oe1 += pe7 * y71; oe2 += pe7 * y72; oe3 += pe7 * y73;
+                    of0 += pf7 * y70; of1 += pf7 * y71; of2 += pf7 * y72; of3 += pf7 * y73;
+                    og0 += pg7 * y70; og1 += pg7 * y71; og2 += pg7 * y72; og3 += pg7 * y73;
+                    oh0 += ph7 * y70; oh1 += ph7 * y71; oh2 += ph7 * y72; oh3 += ph7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oe0 * vScale / le);
+                        out.set(o + 1, oe1 * vScale / le);
+                        out.set(o + 2, oe2 * vScale / le);
+                        out.set(o + 3, oe3 * vScale / le);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oe0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oe1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oe2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oe3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, of0 * vScale / lf);
+                        out.set(o + 1, of1 * vScale / lf);
+                        out.set(o + 2, of2 * vScale / lf);
+                        out.set(o + 3, of3 * vScale / lf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, of0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, of1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, of2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, of3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, og0 * vScale / lg);
+                        out.set(o + 1, og1 * vScale / lg);
+                        out.set(o + 2, og2 * vScale / lg);
+                        out.set(o + 3, og3 * vScale / lg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, og0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, og1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, og2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, og3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oh0 * vScale / lh);
+                        out.set(o + 1, oh1 * vScale / lh);
+                        out.set(o + 2, oh2 * vScale / lh);
+                        out.set(o + 3, oh3 * vScale / lh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oh0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oh1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oh2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oh3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
                         }
                     }
                 }

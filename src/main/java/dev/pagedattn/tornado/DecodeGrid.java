@@ -113,18 +113,10 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
-    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). fp16 pools. */
+    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
-        return plan(spec, batch, split, kernel, KvDtype.FP16);
-    }
-
-    /**
-     * The grid for a step over {@code batch} in pools of {@code dtype} (the stream kernel's fp16 and 8-bit bodies tile a
-     * group of more than four heads differently: {@link StreamDecodeKernels#headTiles(int, int, boolean)}).
-     */
-    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
         return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
-                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel, dtype.isQuantized());
+                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel);
     }
 
     /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
@@ -144,17 +136,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * tiles spans at most {@code ceil((T - 1) / R) + 1} of them, its partitions.
      */
     public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens) {
-        return balanced(spec, batch, targetGroups, minPartitionTokens, KvDtype.FP16);
+        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens);
     }
 
-    /** {@link #balanced(AttentionSpec, DecodeBatch, int, int)} over pools of {@code dtype}. */
-    public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens, KvDtype dtype) {
-        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens, dtype.isQuantized());
-    }
-
-    private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens,
-                                       boolean eightBit) {
-        int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), eightBit);
+    private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
+        int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim());
         long allTiles = pairTiles * spec.numKvHeads() * headTiles;
         long r = Math.max(Math.max(1, minPartitionTokens / StreamDecodeKernels.TILE), (allTiles + targetGroups - 1) / targetGroups);
         int groups = (int) ((allTiles + r - 1) / r);
@@ -172,7 +158,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split,
-                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL, false);
+                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL);
     }
 
     /**
@@ -190,24 +176,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return kernel == Kernel.STREAM ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
     }
 
-    /** Uniform lengths, every tunable explicit (tests); fp16 pools. */
+    /** Uniform lengths, every tunable explicit (tests). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
-        return plan(spec, numSeqs, contextLen, split, targetGroups, minPartitionTokens, kernel, KvDtype.FP16);
-    }
-
-    /** Uniform lengths, every tunable explicit, pools of {@code dtype} (tests). */
-    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
-                                  int targetGroups, int minPartitionTokens, Kernel kernel, KvDtype dtype) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split, targetGroups,
-                minPartitionTokens, kernel, dtype.isQuantized());
+                minPartitionTokens, kernel);
     }
 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
      * for fp16 pools at head dim 64, 128 or 256 (any group: groups of more than four heads get one work-group per four,
-     * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int, boolean)}),
+     * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int)}),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
      * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
@@ -291,7 +271,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(verified there only) and headDim 128; here backend=" + backend
+                    + "(verified there only) and headDim 128 or 256; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
@@ -316,26 +296,26 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * tokens, where work is {@code totalTokens * numKvHeads * headTiles}, about {@link #WAVES} waves,
      * and cut the longest sequence into {@code floor(maxLen / P0)} equal partitions, so that no
      * partition is a short leftover. The stream kernels cut ragged batches by {@link #balanced} instead
-     * (unless {@link #BALANCED} is false). fp16 pools (the stream kernel's head tiles depend on the dtype).
+     * (unless {@link #BALANCED} is false).
      */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {
         // without the lengths, the most tiles such a batch can have
         long pairTiles = Math.min(numSeqs * tiles(maxContextLen), (totalTokens + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE + numSeqs);
-        return plan(spec, numSeqs, maxContextLen, totalTokens, pairTiles, split, targetGroups, minPartitionTokens, kernel, false);
+        return plan(spec, numSeqs, maxContextLen, totalTokens, pairTiles, split, targetGroups, minPartitionTokens, kernel);
     }
 
     private static DecodeGrid plan(AttentionSpec spec, int numSeqs, int maxContextLen, long totalTokens, long pairTiles,
-                                   boolean split, int targetGroups, int minPartitionTokens, Kernel kernel, boolean eightBit) {
+                                   boolean split, int targetGroups, int minPartitionTokens, Kernel kernel) {
         if (targetGroups < 1 || minPartitionTokens < 1) {
             throw new IllegalArgumentException("targetGroups=" + targetGroups + " minPartitionTokens=" + minPartitionTokens
                     + " must be >= 1");
         }
         boolean ragged = maxContextLen > 1.5 * totalTokens / numSeqs;
         if (split && ragged && kernel == Kernel.STREAM && BALANCED) {
-            return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens, eightBit);
+            return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens);
         }
-        int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), eightBit)
+        int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim())
                 : (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;

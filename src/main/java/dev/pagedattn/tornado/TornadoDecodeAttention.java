@@ -258,7 +258,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel());
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -507,15 +507,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = this.dequant[s];
-                if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.INT8) {
-                    graph.task(attention, StreamDecodeKernels::attentionInt8, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM && config.dtype() == KvDtype.FP8_E4M3) {
-                    graph.task(attention, StreamDecodeKernels::attentionE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM) {
-                    graph.task(attention, StreamDecodeKernels::attentionE5M2, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                if (kernel == DecodeGrid.Kernel.STREAM) {
+                    graph.task(attention, StreamDecodeKernels.eightBitBody(config.dtype().name(), d, g),
+                            ctx, k, v, dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);

@@ -85,15 +85,9 @@ final class EmulatedDecode {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
-            if (eightBit && stream && dtype == KvDtype.INT8) {
-                StreamDecodeKernels.attentionInt8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
-            } else if (eightBit && stream && dtype == KvDtype.FP8_E4M3) {
-                StreamDecodeKernels.attentionE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
-            } else if (eightBit && stream) {
-                StreamDecodeKernels.attentionE5M2(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
+            if (eightBit && stream) {
+                StreamDecodeKernels.eightBitBody(dtype.name(), d, g).apply(ctx, kp.wordArray(), vp.wordArray(),
+                        dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && warp) {
                 WarpQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);

@@ -98,8 +98,8 @@ class KernelVariantsTest {
                 continue;
             }
             KvDtype dtype = w.cache().config().dtype();
-            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel, dtype));
-            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, true, 1 << 20, Math.max(1, maxLen / 2), kernel, dtype));
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, false, 528, 256, kernel));
+            grids.add(DecodeGrid.plan(w.spec(), numSeqs, maxLen, true, 1 << 20, Math.max(1, maxLen / 2), kernel));
         }
         return grids;
     }

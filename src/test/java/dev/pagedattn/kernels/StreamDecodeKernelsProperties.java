@@ -78,9 +78,9 @@ class StreamDecodeKernelsProperties {
         int minPartition = minPartitionTiles * StreamDecodeKernels.TILE;
         KvDtype dtype = w.cache().config().dtype();
         return switch (grid) {
-            case "fused" -> DecodeGrid.plan(w.spec(), seqs, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM, dtype);
-            case "partitions" -> DecodeGrid.plan(w.spec(), seqs, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM, dtype);
-            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition, dtype);
+            case "fused" -> DecodeGrid.plan(w.spec(), seqs, longest, false, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            case "partitions" -> DecodeGrid.plan(w.spec(), seqs, longest, true, targetGroups, minPartition, DecodeGrid.Kernel.STREAM);
+            default -> DecodeGrid.balanced(w.spec(), w.batch(), targetGroups, minPartition);
         };
     }
 

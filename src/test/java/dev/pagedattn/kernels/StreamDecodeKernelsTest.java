@@ -21,10 +21,10 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * The stream kernel and its 8-bit twins (FP8 E4M3, FP8 E5M2, INT8; per-head scales) run by the emulator against the fp64
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
- * ones (8-bit: 6, 8: two work-groups per KV head, 5: the second with one head; fp16 at head dim 128: the G8 bodies, one
- * work-group per eight heads, 64: eight), block sizes that keep a tile in one block (16, 32) and ones that do
- * not (1, 7, 17, 24), partitions and contexts that end mid-tile, contexts of one token; head dim 128, and 64 and 256 for the
- * fp16 kernels ({@code ...D64}, {@code ...D256}: steps of 8 tokens, so block sizes 8 and 24 too).
+ * ones (at head dim 128 the G8 bodies, one work-group per eight heads: 5, 6, 8; 64: eight; at 64 and 256 one work-group per
+ * four), block sizes that keep a tile in one block (16, 32) and ones that do not (1, 7, 17, 24), partitions and contexts that
+ * end mid-tile, contexts of one token; head dim 128 and 256 (fp16 and 8-bit) and 64 (fp16) ({@code ...D64}, {@code ...D256}:
+ * steps of 8 tokens, so block sizes 8 and 24 too).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -49,6 +49,13 @@ class StreamDecodeKernelsTest {
             "2, 10, 70, 64, 1, 16, 32, FP16, 128",
             "2, 20, 90, 16, 2, 16, 32, FP8_E4M3, 128",
             "2, 1, 60, 12, 2, 7, 16, INT8, 128",
+            "2, 30, 200, 64, 8, 17, 32, FP8_E5M2, 128",
+            "1, 100, 300, 5, 1, 16, 48, INT8, 128",
+            "2, 1, 70, 8, 4, 16, 16, FP8_E4M3, 256",
+            "2, 30, 200, 16, 8, 7, 32, INT8, 256",
+            "2, 20, 90, 5, 5, 8, 16, FP8_E5M2, 256",
+            "1, 100, 300, 4, 1, 24, 48, FP8_E4M3, 256",
+            "2, 1, 60, 16, 2, 17, 16, INT8, 256",
             "2, 1, 70, 16, 4, 16, 16, FP16, 64",
             "2, 30, 200, 8, 4, 7, 32, FP16, 64",
             "1, 100, 300, 3, 1, 32, 48, FP16, 64",
@@ -73,16 +80,16 @@ class StreamDecodeKernelsTest {
                 : StreamDecodeKernels.supports(qHeads / kvHeads, headDim));
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         int longest = w.batch().maxContextLen();
-        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM, dtype);
+        DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
         // balanced grids: ranges of minPartition / 16 tiles (pieces end mid-range and mid-pair), and three
         // work-groups whose ranges cover several pairs each
-        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, minPartition, dtype);
-        DecodeGrid coarse = DecodeGrid.balanced(w.spec(), w.batch(), 3, minPartition, dtype);
+        DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, minPartition);
+        DecodeGrid coarse = DecodeGrid.balanced(w.spec(), w.batch(), 3, minPartition);
         assertTrue(fine.balanced() && coarse.balanced() && coarse.numGroups() <= 3, fine + " / " + coarse);
         assertEquals(Math.max(1, minPartition / 16), fine.tilesPerGroup(), fine.toString());
         // the partition grid (DecodeGrid.BALANCED=false): partitions of minPartition tokens
         int partitions = (longest + minPartition - 1) / minPartition;
-        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim, dtype.isQuantized());
+        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim);
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, minPartition, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
@@ -121,7 +128,7 @@ class StreamDecodeKernelsTest {
         DecodeGrid fused = DecodeGrid.plan(w.spec(), batch, longest, false, 528, 256, DecodeGrid.Kernel.STREAM);
         DecodeGrid fine = DecodeGrid.balanced(w.spec(), w.batch(), 1 << 20, 32);
         int partitions = (longest + 47) / 48;
-        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim, false);
+        int headTiles = StreamDecodeKernels.headTiles(qHeads / kvHeads, headDim);
         DecodeGrid split = new DecodeGrid(DecodeGrid.Kernel.STREAM, headTiles, 48, partitions,
                 batch * kvHeads * headTiles * partitions, StreamDecodeKernels.LOCAL, 0, kvHeads * headTiles);
         double exact = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, fused, KernelEmulator.Schedule.values()[0]), ref);
@@ -152,12 +159,11 @@ class StreamDecodeKernelsTest {
         assertEquals(2, StreamDecodeKernels.headTiles(8));
         assertEquals(16, StreamDecodeKernels.headTiles(64));
         // fp16 groups of more than four at head dim 128 run the G8 bodies: one work-group per eight query heads
-        assertEquals(1, StreamDecodeKernels.headTiles(5, 128, false));
-        assertEquals(1, StreamDecodeKernels.headTiles(8, 128, false));
-        assertEquals(8, StreamDecodeKernels.headTiles(64, 128, false));
-        assertEquals(2, StreamDecodeKernels.headTiles(8, 128, true));
-        assertEquals(2, StreamDecodeKernels.headTiles(8, 64, false));
-        assertEquals(1, StreamDecodeKernels.headTiles(4, 128, false));
+        assertEquals(1, StreamDecodeKernels.headTiles(5, 128));
+        assertEquals(1, StreamDecodeKernels.headTiles(8, 128));
+        assertEquals(8, StreamDecodeKernels.headTiles(64, 128));
+        assertEquals(2, StreamDecodeKernels.headTiles(8, 64));
+        assertEquals(1, StreamDecodeKernels.headTiles(4, 128));
         assertTrue(StreamDecodeKernels.supports(4, 64));
         assertTrue(StreamDecodeKernels.supports(7, 64));
         assertFalse(StreamDecodeKernels.supports(4, 96));
@@ -165,6 +171,7 @@ class StreamDecodeKernelsTest {
         assertFalse(StreamDecodeKernels.supports(4, 192));
         assertFalse(StreamDecodeKernels.supports(0, 128));
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 128));
+        assertTrue(StreamDecodeKernels.supportsEightBit(8, 256));
         assertFalse(StreamDecodeKernels.supportsEightBit(4, 64));
     }
 }

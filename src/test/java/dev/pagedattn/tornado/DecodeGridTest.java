@@ -248,9 +248,9 @@ class DecodeGridTest {
         // head) and 8 (fp16: one; 8-bit: two)
         for (AttentionSpec spec : new AttentionSpec[] {LLAMA, new AttentionSpec(10, 2, 128, 0.1f), new AttentionSpec(64, 8, 128, 0.1f)})
         for (KvDtype dtype : new KvDtype[] {KvDtype.FP16, KvDtype.FP8_E4M3}) {
-            int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim(), dtype.isQuantized());
+            int headTiles = StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim());
             for (int target : new int[] {1, 3, 7, 100, 1584}) {
-                DecodeGrid g = DecodeGrid.balanced(spec, b, target, 16, dtype);
+                DecodeGrid g = DecodeGrid.balanced(spec, b, target, 16);
                 assertEquals(headTiles, g.headTiles(), g.toString());
                 IntArray params = new IntArray(DecodeParams.capacity(lens.length, g.numGroups()));
                 g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false);
@@ -276,7 +276,7 @@ class DecodeGridTest {
                 }
                 for (int s = 0; s < lens.length; s++) {
                     for (int qh = 0; qh < spec.numQHeads(); qh++) {
-                        int perTile = !dtype.isQuantized() && StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim()) ? 8 : 4;
+                        int perTile = StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim()) ? 8 : 4;
                         int kv = qh / spec.groupSize() * headTiles + qh % spec.groupSize() / perTile; // its pair
                         java.util.Set<Integer> groups = new java.util.HashSet<>();
                         for (int i = 0; i < t; i++) {
