@@ -125,13 +125,21 @@ public final class StreamDecodeKernels {
 
     /**
      * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
-     * (128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
      * calls the same {@code apply}.
      */
     public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
         if (!supportsEightBit(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 128 and 256");
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 128 and 256");
+        }
+        if (headDim == HEAD_DIM_64) {
+            return switch (dtype) {
+                case "INT8" -> StreamDecodeKernels::attentionInt8D64;
+                case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3D64;
+                case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2D64;
+                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+            };
         }
         if (headDim == HEAD_DIM_256 || eightHeads(groupSize, headDim)) {
             boolean wide = headDim == HEAD_DIM_256;
@@ -150,9 +158,9 @@ public final class StreamDecodeKernels {
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 128 or 256. */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_256);
+        return supports(groupSize, headDim);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -215,8 +223,10 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # heads 8 (head dim 128, fp16): eight query heads per work-group in steps of 8 tokens (the G8 bodies, for groups of
     # more than four, whose KV head is then read once instead of once per four heads); two scores per lane
     # q8 at dim 256 or with eight heads: the walk of the fp16 body of that shape, a lane's K words per token D / 32 (codes
-    # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3)
-    global Q8, DEC, D, T, H, HX, ACC, WV8
+    # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
+    # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
+    # are added by one shuffle before the write
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT
     Q8 = q8
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
@@ -231,6 +241,9 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     if q8:
         wk = D // 32    # 8-bit: a lane's K words per token, words part + 8j (codes 4 part + 32 j + 0..3), j < wk
         wv = D // 128   # 8-bit: a lane's V words per token, words lane + 32k (codes 4 lane + 128 k + 0..3), k < wv
+    VSPLIT = q8 and D == 64   # 8-bit at 64: the lanes' V words split a tile's tokens
+    if VSPLIT:
+        wv = 1
     WV8 = wv
     ACC = 4 * wv if q8 else 2 * wv   # a lane's accumulators per head
     suffix = ("" if D == 128 else f"D{D}") + ("G8" if heads == 8 else "")
@@ -260,6 +273,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
     if T == 16:
         w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
+        if VSPLIT:
+            w( "        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each")
     elif heads == 8:
         w( "        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2")
     else:
@@ -412,10 +427,14 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "        float lb = ctx.simdBroadcastFirst(sumB);")
         w( "        float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));")
         w( "        float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));")
+    if VSPLIT:
+        w( "        // the V sums of the two halves of the lanes (tokens 2m and 2m + 1): lanes 0..15 hold a head's 64 dims")
+        for h in H:
+            w("        " + " ".join(f"o{h}{d} += ctx.simdShuffleDown(o{h}{d}, 16);" for d in range(ACC)))
     w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
     w( "        int numQHeads = numKvHeads * groupSize;")
     for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}) {{")
+        w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else ''}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
         offs = tuple(128 * k + c for k in range(wv) for c in range(4)) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
         lo = "4 * lane" if q8 else "2 * lane"
@@ -536,7 +555,9 @@ def softmax_one(pvhalf, wv):
 def v_phase(pvhalf, wv):
     # 3. the V sums of a tile (16 tokens) or a step (8 tokens at head dim 256)
     q8 = Q8
-    if q8 and wv == 2:
+    if VSPLIT:
+        w( "            // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}")
+    elif q8 and wv == 2:
         w(f"            // 3. V of the step's {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}} and 4 lane + 128 + {{0..3}}")
     elif q8:
         w(f"            // 3. V of the {'tile' if T == 16 else 'step'}'s {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}}")
@@ -558,6 +579,14 @@ def v_phase(pvhalf, wv):
         for h in H:
             w("            " + " ".join(f"o{h}{2 * k} += Half2.lowFloat(t{h}{k}); o{h}{2 * k + 1} += Half2.highFloat(t{h}{k});"
                                    for k in range(wv)))
+    elif VSPLIT:
+        for m in range(T // 2):
+            w(f"            int pRow{m} = ({2 * m} + vHalf) * HEADS;")
+            for hi, h in enumerate(H):
+                w(f"            float p{h}{m} = probs[pRow{m} + {hi}];")
+            decode(vword(m, 0), [f"y{m}{c}" for c in range(4)], "            ")
+            for h in H:
+                w("            " + " ".join(f"o{h}{d} += p{h}{m} * y{m}{d};" for d in range(ACC)))
     else:
         for r in range(T):
             for hi, h in enumerate(H):
@@ -619,6 +648,19 @@ def v_loads(ind):
             for k in range(1, D // 64):
                 w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
         return
+    if VSPLIT:   # lane l: word l + 32m of the tile's rows, i.e. word l & 15 of token 2m + (l >> 4)
+        w(ind + " ".join(f"int {vword(m, 0)};" for m in range(T // 2)))
+        w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
+        w(f"{ind}    int vAt = (vBase >> 2) + lane;")
+        for m in range(T // 2):
+            w(f"{ind}    {vword(m, 0)} = vPool.get(vAt + {32 * m});")
+        w(f"{ind}}} else {{")
+        for m in range(T // 2):
+            w(f"{ind}    int vRow{m} = {rowExpr('vBase', 'vOne', 'tileStart', f'{2 * m} + vHalf')} + (lane & 15);")
+        for m in range(T // 2):
+            w(f"{ind}    {vword(m, 0)} = vPool.get(vRow{m});")
+        w(f"{ind}}}")
+        return
     wv, row = D // 128, D // 4
     w(ind + " ".join(f"int {vword(r, k)};" for r in range(T) for k in range(wv)))
     w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
@@ -673,6 +715,8 @@ for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)
 for dec in ("i2f", "e4m3", "e5m2"):
+    w()
+    body(True, dec, dim=64)
     w()
     body(True, dec, dim=256)
     w()

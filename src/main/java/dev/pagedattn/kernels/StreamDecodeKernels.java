@@ -121,13 +121,21 @@ public final class StreamDecodeKernels {
 
     /**
      * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
-     * (128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
      * calls the same {@code apply}.
      */
     public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
         if (!supportsEightBit(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 128 and 256");
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 128 and 256");
+        }
+        if (headDim == HEAD_DIM_64) {
+            return switch (dtype) {
+                case "INT8" -> StreamDecodeKernels::attentionInt8D64;
+                case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3D64;
+                case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2D64;
+                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+            };
         }
         if (headDim == HEAD_DIM_256 || eightHeads(groupSize, headDim)) {
             boolean wide = headDim == HEAD_DIM_256;
@@ -146,9 +154,9 @@ public final class StreamDecodeKernels {
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 128 or 256. */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_256);
+        return supports(groupSize, headDim);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -7249,6 +7257,524 @@ public final class StreamDecodeKernels {
         }
     }
 
+    public static void attentionInt8D64(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..1
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01;
+                int kw10; int kw11;
+                int kw20; int kw21;
+                int kw30; int kw31;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 64) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw10 = kPool.get(kAt + 64);
+                    kw11 = kPool.get(kAt + 72);
+                    kw20 = kPool.get(kAt + 128);
+                    kw21 = kPool.get(kAt + 136);
+                    kw30 = kPool.get(kAt + 192);
+                    kw31 = kPool.get(kAt + 200);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    float x00 = ((kw00 << 24) >> 24);
+                    float x01 = ((kw00 << 16) >> 24);
+                    float x02 = ((kw00 << 8) >> 24);
+                    float x03 = (kw00 >> 24);
+                    float x04 = ((kw01 << 24) >> 24);
+                    float x05 = ((kw01 << 16) >> 24);
+                    float x06 = ((kw01 << 8) >> 24);
+                    float x07 = (kw01 >> 24);
+                    float x10 = ((kw10 << 24) >> 24);
+                    float x11 = ((kw10 << 16) >> 24);
+                    float x12 = ((kw10 << 8) >> 24);
+                    float x13 = (kw10 >> 24);
+                    float x14 = ((kw11 << 24) >> 24);
+                    float x15 = ((kw11 << 16) >> 24);
+                    float x16 = ((kw11 << 8) >> 24);
+                    float x17 = (kw11 >> 24);
+                    float x20 = ((kw20 << 24) >> 24);
+                    float x21 = ((kw20 << 16) >> 24);
+                    float x22 = ((kw20 << 8) >> 24);
+                    float x23 = (kw20 >> 24);
+                    float x24 = ((kw21 << 24) >> 24);
+                    float x25 = ((kw21 << 16) >> 24);
+                    float x26 = ((kw21 << 8) >> 24);
+                    float x27 = (kw21 >> 24);
+                    float x30 = ((kw30 << 24) >> 24);
+                    float x31 = ((kw30 << 16) >> 24);
+                    float x32 = ((kw30 << 8) >> 24);
+                    float x33 = (kw30 >> 24);
+                    float x34 = ((kw31 << 24) >> 24);
+                    float x35 = ((kw31 << 16) >> 24);
+                    float x36 = ((kw31 << 8) >> 24);
+                    float x37 = (kw31 >> 24);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 66] * x02 + qs[qLane + 67] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 98] * x06 + qs[qLane + 99] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 66] * x12 + qs[qLane + 67] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 98] * x16 + qs[qLane + 99] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 66] * x22 + qs[qLane + 67] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 98] * x26 + qs[qLane + 99] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 66] * x32 + qs[qLane + 67] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 98] * x36 + qs[qLane + 99] * x37;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 64) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw10 = kPool.get(kAt + 64);
+                        kw11 = kPool.get(kAt + 72);
+                        kw20 = kPool.get(kAt + 128);
+                        kw21 = kPool.get(kAt + 136);
+                        kw30 = kPool.get(kAt + 192);
+                        kw31 = kPool.get(kAt + 200);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}
+                    int pRow0 = (0 + vHalf) * HEADS;
+                    float pa0 = probs[pRow0 + 0];
+                    float pb0 = probs[pRow0 + 1];
+                    float pc0 = probs[pRow0 + 2];
+                    float pd0 = probs[pRow0 + 3];
+                    float y00 = ((vw0 << 24) >> 24);
+                    float y01 = ((vw0 << 16) >> 24);
+                    float y02 = ((vw0 << 8) >> 24);
+                    float y03 = (vw0 >> 24);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    int pRow1 = (2 + vHalf) * HEADS;
+                    float pa1 = probs[pRow1 + 0];
+                    float pb1 = probs[pRow1 + 1];
+                    float pc1 = probs[pRow1 + 2];
+                    float pd1 = probs[pRow1 + 3];
+                    float y10 = ((vw1 << 24) >> 24);
+                    float y11 = ((vw1 << 16) >> 24);
+                    float y12 = ((vw1 << 8) >> 24);
+                    float y13 = (vw1 >> 24);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    int pRow2 = (4 + vHalf) * HEADS;
+                    float pa2 = probs[pRow2 + 0];
+                    float pb2 = probs[pRow2 + 1];
+                    float pc2 = probs[pRow2 + 2];
+                    float pd2 = probs[pRow2 + 3];
+                    float y20 = ((vw2 << 24) >> 24);
+                    float y21 = ((vw2 << 16) >> 24);
+                    float y22 = ((vw2 << 8) >> 24);
+                    float y23 = (vw2 >> 24);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    int pRow3 = (6 + vHalf) * HEADS;
+                    float pa3 = probs[pRow3 + 0];
+                    float pb3 = probs[pRow3 + 1];
+                    float pc3 = probs[pRow3 + 2];
+                    float pd3 = probs[pRow3 + 3];
+                    float y30 = ((vw3 << 24) >> 24);
+                    float y31 = ((vw3 << 16) >> 24);
+                    float y32 = ((vw3 << 8) >> 24);
+                    float y33 = (vw3 >> 24);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    int pRow4 = (8 + vHalf) * HEADS;
+                    float pa4 = probs[pRow4 + 0];
+                    float pb4 = probs[pRow4 + 1];
+                    float pc4 = probs[pRow4 + 2];
+                    float pd4 = probs[pRow4 + 3];
+                    float y40 = ((vw4 << 24) >> 24);
+                    float y41 = ((vw4 << 16) >> 24);
+                    float y42 = ((vw4 << 8) >> 24);
+                    float y43 = (vw4 >> 24);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    int pRow5 = (10 + vHalf) * HEADS;
+                    float pa5 = probs[pRow5 + 0];
+                    float pb5 = probs[pRow5 + 1];
+                    float pc5 = probs[pRow5 + 2];
+                    float pd5 = probs[pRow5 + 3];
+                    float y50 = ((vw5 << 24) >> 24);
+                    float y51 = ((vw5 << 16) >> 24);
+                    float y52 = ((vw5 << 8) >> 24);
+                    float y53 = (vw5 >> 24);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    int pRow6 = (12 + vHalf) * HEADS;
+                    float pa6 = probs[pRow6 + 0];
+                    float pb6 = probs[pRow6 + 1];
+                    float pc6 = probs[pRow6 + 2];
+                    float pd6 = probs[pRow6 + 3];
+                    float y60 = ((vw6 << 24) >> 24);
+                    float y61 = ((vw6 << 16) >> 24);
+                    float y62 = ((vw6 << 8) >> 24);
+                    float y63 = (vw6 >> 24);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    int pRow7 = (14 + vHalf) * HEADS;
+                    float pa7 = probs[pRow7 + 0];
+                    float pb7 = probs[pRow7 + 1];
+                    float pc7 = probs[pRow7 + 2];
+                    float pd7 = probs[pRow7 + 3];
+                    float y70 = ((vw7 << 24) >> 24);
+                    float y71 = ((vw7 << 16) >> 24);
+                    float y72 = ((vw7 << 8) >> 24);
+                    float y73 = (vw7 >> 24);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                // the V sums of the two halves of the lanes (tokens 2m and 2m + 1): lanes 0..15 hold a head's 64 dims
+                oa0 += ctx.simdShuffleDown(oa0, 16); oa1 += ctx.simdShuffleDown(oa1, 16); oa2 += ctx.simdShuffleDown(oa2, 16); oa3 += ctx.simdShuffleDown(oa3, 16);
+                ob0 += ctx.simdShuffleDown(ob0, 16); ob1 += ctx.simdShuffleDown(ob1, 16); ob2 += ctx.simdShuffleDown(ob2, 16); ob3 += ctx.simdShuffleDown(ob3, 16);
+                oc0 += ctx.simdShuffleDown(oc0, 16); oc1 += ctx.simdShuffleDown(oc1, 16); oc2 += ctx.simdShuffleDown(oc2, 16); oc3 += ctx.simdShuffleDown(oc3, 16);
+                od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
     public static void attentionInt8D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
@@ -8542,6 +9068,524 @@ public final class StreamDecodeKernels {
         }
     }
 
+    public static void attentionE4M3D64(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..1
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01;
+                int kw10; int kw11;
+                int kw20; int kw21;
+                int kw30; int kw31;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 64) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw10 = kPool.get(kAt + 64);
+                    kw11 = kPool.get(kAt + 72);
+                    kw20 = kPool.get(kAt + 128);
+                    kw21 = kPool.get(kAt + 136);
+                    kw30 = kPool.get(kAt + 192);
+                    kw31 = kPool.get(kAt + 200);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    float x00 = FP8.e4m3ToFloat((byte) kw00);
+                    float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e4m3ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e4m3ToFloat((byte) kw01);
+                    float x05 = FP8.e4m3ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e4m3ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e4m3ToFloat((byte) (kw01 >> 24));
+                    float x10 = FP8.e4m3ToFloat((byte) kw10);
+                    float x11 = FP8.e4m3ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e4m3ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e4m3ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e4m3ToFloat((byte) kw11);
+                    float x15 = FP8.e4m3ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e4m3ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e4m3ToFloat((byte) (kw11 >> 24));
+                    float x20 = FP8.e4m3ToFloat((byte) kw20);
+                    float x21 = FP8.e4m3ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e4m3ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e4m3ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e4m3ToFloat((byte) kw21);
+                    float x25 = FP8.e4m3ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e4m3ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e4m3ToFloat((byte) (kw21 >> 24));
+                    float x30 = FP8.e4m3ToFloat((byte) kw30);
+                    float x31 = FP8.e4m3ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e4m3ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e4m3ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e4m3ToFloat((byte) kw31);
+                    float x35 = FP8.e4m3ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e4m3ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e4m3ToFloat((byte) (kw31 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 66] * x02 + qs[qLane + 67] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 98] * x06 + qs[qLane + 99] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 66] * x12 + qs[qLane + 67] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 98] * x16 + qs[qLane + 99] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 66] * x22 + qs[qLane + 67] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 98] * x26 + qs[qLane + 99] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 66] * x32 + qs[qLane + 67] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 98] * x36 + qs[qLane + 99] * x37;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 64) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw10 = kPool.get(kAt + 64);
+                        kw11 = kPool.get(kAt + 72);
+                        kw20 = kPool.get(kAt + 128);
+                        kw21 = kPool.get(kAt + 136);
+                        kw30 = kPool.get(kAt + 192);
+                        kw31 = kPool.get(kAt + 200);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}
+                    int pRow0 = (0 + vHalf) * HEADS;
+                    float pa0 = probs[pRow0 + 0];
+                    float pb0 = probs[pRow0 + 1];
+                    float pc0 = probs[pRow0 + 2];
+                    float pd0 = probs[pRow0 + 3];
+                    float y00 = FP8.e4m3ToFloat((byte) vw0);
+                    float y01 = FP8.e4m3ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e4m3ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e4m3ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    int pRow1 = (2 + vHalf) * HEADS;
+                    float pa1 = probs[pRow1 + 0];
+                    float pb1 = probs[pRow1 + 1];
+                    float pc1 = probs[pRow1 + 2];
+                    float pd1 = probs[pRow1 + 3];
+                    float y10 = FP8.e4m3ToFloat((byte) vw1);
+                    float y11 = FP8.e4m3ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e4m3ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e4m3ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    int pRow2 = (4 + vHalf) * HEADS;
+                    float pa2 = probs[pRow2 + 0];
+                    float pb2 = probs[pRow2 + 1];
+                    float pc2 = probs[pRow2 + 2];
+                    float pd2 = probs[pRow2 + 3];
+                    float y20 = FP8.e4m3ToFloat((byte) vw2);
+                    float y21 = FP8.e4m3ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e4m3ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e4m3ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    int pRow3 = (6 + vHalf) * HEADS;
+                    float pa3 = probs[pRow3 + 0];
+                    float pb3 = probs[pRow3 + 1];
+                    float pc3 = probs[pRow3 + 2];
+                    float pd3 = probs[pRow3 + 3];
+                    float y30 = FP8.e4m3ToFloat((byte) vw3);
+                    float y31 = FP8.e4m3ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e4m3ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e4m3ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    int pRow4 = (8 + vHalf) * HEADS;
+                    float pa4 = probs[pRow4 + 0];
+                    float pb4 = probs[pRow4 + 1];
+                    float pc4 = probs[pRow4 + 2];
+                    float pd4 = probs[pRow4 + 3];
+                    float y40 = FP8.e4m3ToFloat((byte) vw4);
+                    float y41 = FP8.e4m3ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e4m3ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e4m3ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    int pRow5 = (10 + vHalf) * HEADS;
+                    float pa5 = probs[pRow5 + 0];
+                    float pb5 = probs[pRow5 + 1];
+                    float pc5 = probs[pRow5 + 2];
+                    float pd5 = probs[pRow5 + 3];
+                    float y50 = FP8.e4m3ToFloat((byte) vw5);
+                    float y51 = FP8.e4m3ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e4m3ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e4m3ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    int pRow6 = (12 + vHalf) * HEADS;
+                    float pa6 = probs[pRow6 + 0];
+                    float pb6 = probs[pRow6 + 1];
+                    float pc6 = probs[pRow6 + 2];
+                    float pd6 = probs[pRow6 + 3];
+                    float y60 = FP8.e4m3ToFloat((byte) vw6);
+                    float y61 = FP8.e4m3ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e4m3ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e4m3ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    int pRow7 = (14 + vHalf) * HEADS;
+                    float pa7 = probs[pRow7 + 0];
+                    float pb7 = probs[pRow7 + 1];
+                    float pc7 = probs[pRow7 + 2];
+                    float pd7 = probs[pRow7 + 3];
+                    float y70 = FP8.e4m3ToFloat((byte) vw7);
+                    float y71 = FP8.e4m3ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e4m3ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e4m3ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                // the V sums of the two halves of the lanes (tokens 2m and 2m + 1): lanes 0..15 hold a head's 64 dims
+                oa0 += ctx.simdShuffleDown(oa0, 16); oa1 += ctx.simdShuffleDown(oa1, 16); oa2 += ctx.simdShuffleDown(oa2, 16); oa3 += ctx.simdShuffleDown(oa3, 16);
+                ob0 += ctx.simdShuffleDown(ob0, 16); ob1 += ctx.simdShuffleDown(ob1, 16); ob2 += ctx.simdShuffleDown(ob2, 16); ob3 += ctx.simdShuffleDown(ob3, 16);
+                oc0 += ctx.simdShuffleDown(oc0, 16); oc1 += ctx.simdShuffleDown(oc1, 16); oc2 += ctx.simdShuffleDown(oc2, 16); oc3 += ctx.simdShuffleDown(oc3, 16);
+                od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
     public static void attentionE4M3D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
@@ -9824,6 +10868,524 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, mh);
                             partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE5M2D64(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..1
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01;
+                int kw10; int kw11;
+                int kw20; int kw21;
+                int kw30; int kw31;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 64) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw10 = kPool.get(kAt + 64);
+                    kw11 = kPool.get(kAt + 72);
+                    kw20 = kPool.get(kAt + 128);
+                    kw21 = kPool.get(kAt + 136);
+                    kw30 = kPool.get(kAt + 192);
+                    kw31 = kPool.get(kAt + 200);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + lane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 32);
+                        vw2 = vPool.get(vAt + 64);
+                        vw3 = vPool.get(vAt + 96);
+                        vw4 = vPool.get(vAt + 128);
+                        vw5 = vPool.get(vAt + 160);
+                        vw6 = vPool.get(vAt + 192);
+                        vw7 = vPool.get(vAt + 224);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14 + vHalf, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + (lane & 15);
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    float x00 = FP8.e5m2ToFloat((byte) kw00);
+                    float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e5m2ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e5m2ToFloat((byte) kw01);
+                    float x05 = FP8.e5m2ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e5m2ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e5m2ToFloat((byte) (kw01 >> 24));
+                    float x10 = FP8.e5m2ToFloat((byte) kw10);
+                    float x11 = FP8.e5m2ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e5m2ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e5m2ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e5m2ToFloat((byte) kw11);
+                    float x15 = FP8.e5m2ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e5m2ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e5m2ToFloat((byte) (kw11 >> 24));
+                    float x20 = FP8.e5m2ToFloat((byte) kw20);
+                    float x21 = FP8.e5m2ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e5m2ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e5m2ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e5m2ToFloat((byte) kw21);
+                    float x25 = FP8.e5m2ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e5m2ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e5m2ToFloat((byte) (kw21 >> 24));
+                    float x30 = FP8.e5m2ToFloat((byte) kw30);
+                    float x31 = FP8.e5m2ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e5m2ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e5m2ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e5m2ToFloat((byte) kw31);
+                    float x35 = FP8.e5m2ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e5m2ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e5m2ToFloat((byte) (kw31 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 66] * x02 + qs[qLane + 67] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 98] * x06 + qs[qLane + 99] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 66] * x12 + qs[qLane + 67] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 98] * x16 + qs[qLane + 99] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 66] * x22 + qs[qLane + 67] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 98] * x26 + qs[qLane + 99] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 66] * x32 + qs[qLane + 67] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 98] * x36 + qs[qLane + 99] * x37;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 64) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw10 = kPool.get(kAt + 64);
+                        kw11 = kPool.get(kAt + 72);
+                        kw20 = kPool.get(kAt + 128);
+                        kw21 = kPool.get(kAt + 136);
+                        kw30 = kPool.get(kAt + 192);
+                        kw31 = kPool.get(kAt + 200);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}
+                    int pRow0 = (0 + vHalf) * HEADS;
+                    float pa0 = probs[pRow0 + 0];
+                    float pb0 = probs[pRow0 + 1];
+                    float pc0 = probs[pRow0 + 2];
+                    float pd0 = probs[pRow0 + 3];
+                    float y00 = FP8.e5m2ToFloat((byte) vw0);
+                    float y01 = FP8.e5m2ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e5m2ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e5m2ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    int pRow1 = (2 + vHalf) * HEADS;
+                    float pa1 = probs[pRow1 + 0];
+                    float pb1 = probs[pRow1 + 1];
+                    float pc1 = probs[pRow1 + 2];
+                    float pd1 = probs[pRow1 + 3];
+                    float y10 = FP8.e5m2ToFloat((byte) vw1);
+                    float y11 = FP8.e5m2ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e5m2ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e5m2ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    int pRow2 = (4 + vHalf) * HEADS;
+                    float pa2 = probs[pRow2 + 0];
+                    float pb2 = probs[pRow2 + 1];
+                    float pc2 = probs[pRow2 + 2];
+                    float pd2 = probs[pRow2 + 3];
+                    float y20 = FP8.e5m2ToFloat((byte) vw2);
+                    float y21 = FP8.e5m2ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e5m2ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e5m2ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    int pRow3 = (6 + vHalf) * HEADS;
+                    float pa3 = probs[pRow3 + 0];
+                    float pb3 = probs[pRow3 + 1];
+                    float pc3 = probs[pRow3 + 2];
+                    float pd3 = probs[pRow3 + 3];
+                    float y30 = FP8.e5m2ToFloat((byte) vw3);
+                    float y31 = FP8.e5m2ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e5m2ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e5m2ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    int pRow4 = (8 + vHalf) * HEADS;
+                    float pa4 = probs[pRow4 + 0];
+                    float pb4 = probs[pRow4 + 1];
+                    float pc4 = probs[pRow4 + 2];
+                    float pd4 = probs[pRow4 + 3];
+                    float y40 = FP8.e5m2ToFloat((byte) vw4);
+                    float y41 = FP8.e5m2ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e5m2ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e5m2ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    int pRow5 = (10 + vHalf) * HEADS;
+                    float pa5 = probs[pRow5 + 0];
+                    float pb5 = probs[pRow5 + 1];
+                    float pc5 = probs[pRow5 + 2];
+                    float pd5 = probs[pRow5 + 3];
+                    float y50 = FP8.e5m2ToFloat((byte) vw5);
+                    float y51 = FP8.e5m2ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e5m2ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e5m2ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    int pRow6 = (12 + vHalf) * HEADS;
+                    float pa6 = probs[pRow6 + 0];
+                    float pb6 = probs[pRow6 + 1];
+                    float pc6 = probs[pRow6 + 2];
+                    float pd6 = probs[pRow6 + 3];
+                    float y60 = FP8.e5m2ToFloat((byte) vw6);
+                    float y61 = FP8.e5m2ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e5m2ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e5m2ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    int pRow7 = (14 + vHalf) * HEADS;
+                    float pa7 = probs[pRow7 + 0];
+                    float pb7 = probs[pRow7 + 1];
+                    float pc7 = probs[pRow7 + 2];
+                    float pd7 = probs[pRow7 + 3];
+                    float y70 = FP8.e5m2ToFloat((byte) vw7);
+                    float y71 = FP8.e5m2ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e5m2ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e5m2ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                // the V sums of the two halves of the lanes (tokens 2m and 2m + 1): lanes 0..15 hold a head's 64 dims
+                oa0 += ctx.simdShuffleDown(oa0, 16); oa1 += ctx.simdShuffleDown(oa1, 16); oa2 += ctx.simdShuffleDown(oa2, 16); oa3 += ctx.simdShuffleDown(oa3, 16);
+                ob0 += ctx.simdShuffleDown(ob0, 16); ob1 += ctx.simdShuffleDown(ob1, 16); ob2 += ctx.simdShuffleDown(ob2, 16); ob3 += ctx.simdShuffleDown(ob3, 16);
+                oc0 += ctx.simdShuffleDown(oc0, 16); oc1 += ctx.simdShuffleDown(oc1, 16); oc2 += ctx.simdShuffleDown(oc2, 16); oc3 += ctx.simdShuffleDown(oc3, 16);
+                od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 16) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
                         }
                     }
                 }

@@ -152,8 +152,9 @@ class DecodeGridTest {
         AttentionSpec g16 = new AttentionSpec(32, 2, 128, 0.1f);   // Llama-3.1-405B's groups of 16
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA));
-        AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // fp16: the stream kernel's D64 body; 8-bit: no twin at 64
+        AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // the stream kernel's D64 bodies, fp16 and 8-bit
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP8_E4M3));
         AttentionSpec g16d96 = new AttentionSpec(32, 2, 96, 0.1f);
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, new AttentionSpec(32, 2, 256, 0.1f), Backend.CUDA,
                 KvDtype.FP16));
@@ -162,7 +163,7 @@ class DecodeGridTest {
                 {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=warp on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=quads on backend=CUDA"},
                 {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.QUADS, g16, Backend.CUDA, KvDtype.INT8, "kernel=quads on backend=CUDA"}};
