@@ -93,7 +93,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Shortest partition the stream kernel's whole-wave split makes (large uniform batches): shorter
      * ones cost more in start-up and merge than the fuller waves gain (H200: 128 x 1k and 256 x 1k 12%
-     * slower in three partitions of 352 tokens), {@code -Dpagedattn.tornado.streamWavePartitionTokens}.
+     * slower in three partitions of 352 tokens), {@code -Dpagedattn.tornado.streamWavePartitionTokens}. Half of it for the G8
+     * bodies ({@link #wavePartitionTokens}).
      */
     public static final int STREAM_WAVE_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamWavePartitionTokens", 1024);
     /**
@@ -325,7 +326,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long parts = Math.max(1, maxContextLen / p0);
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         } else if (split && kernel == Kernel.STREAM && 2L * base >= targetGroups && maxContextLen <= STREAM_WAVE_MAX_CONTEXT) {
-            long parts = wholeWaves(base, targetGroups, Math.max(1, maxContextLen / STREAM_WAVE_PARTITION_TOKENS));
+            long parts = wholeWaves(base, targetGroups, Math.max(1, maxContextLen / wavePartitionTokens(spec)));
             partitionTokens = (int) ((maxContextLen + parts - 1) / parts);
         } else if (split && 2L * base < targetGroups) {
             long parts = Math.max(1, Math.min(targetGroups / base, maxContextLen / minPartitionTokens));
@@ -347,6 +348,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         };
         return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local, 0,
                 kernel == Kernel.STREAM ? spec.numKvHeads() * tiles : spec.numKvHeads());
+    }
+
+    /**
+     * The whole-wave split's shortest partition for {@code spec}'s stream body: {@link #STREAM_WAVE_PARTITION_TOKENS}, half
+     * of it for the G8 bodies, whose work-groups do eight query heads' work per token instead of four, so that the floor
+     * stays one amount of work per work-group. Measured on an H200 at Llama-3-70B's heads (benchmarks/NOTES.md, nineteenth
+     * session): 128 x 2k in three partitions of 688 tokens 1.07-1.11x one of 2048 (fp16 and fp8), 256 x 1k in two of 512
+     * within 1% of one (fp16) and 1.00-1.07x (fp8).
+     */
+    static int wavePartitionTokens(AttentionSpec spec) {
+        return StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim()) ? STREAM_WAVE_PARTITION_TOKENS / 2
+                : STREAM_WAVE_PARTITION_TOKENS;
     }
 
     /**

@@ -176,6 +176,26 @@ class DecodeGridTest {
     }
 
     @Test
+    void eightHeadBodiesSplitWholeWavesAtHalfTheFloor() {
+        // a G8 work-group does eight heads' work per token: its whole-wave split may cut partitions down to 512 tokens
+        AttentionSpec llama70b = new AttentionSpec(64, 8, 128, 0.088f);
+        AttentionSpec llama8b = new AttentionSpec(32, 8, 128, 0.088f);
+        int target = DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, 128);
+        int floor = DecodeGrid.STREAM_MIN_PARTITION_TOKENS;
+        // 128 x 2k, G8: 1024 groups (0.65 of a wave) -> three partitions of 688 tokens, two nearly full waves
+        DecodeGrid g8 = DecodeGrid.plan(llama70b, 128, 2048, true, target, floor, DecodeGrid.Kernel.STREAM);
+        assertEquals(3, g8.maxPartitions(), g8.toString());
+        assertEquals(688, g8.partitionTokens(), g8.toString());
+        // 256 x 1k, G8: 2048 groups (1.3 waves) -> two partitions of 512
+        assertEquals(2, DecodeGrid.plan(llama70b, 256, 1024, true, target, floor, DecodeGrid.Kernel.STREAM).maxPartitions());
+        // four-head bodies keep the floor of 1024: 256 x 1k and 128 x 2k (also 2048 and 1024 groups) unsplit
+        assertEquals(1, DecodeGrid.plan(llama8b, 256, 1024, true, target, floor, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(1, DecodeGrid.plan(llama8b, 128, 2048, true, target, floor, DecodeGrid.Kernel.STREAM).maxPartitions());
+        assertEquals(DecodeGrid.STREAM_WAVE_PARTITION_TOKENS / 2, DecodeGrid.wavePartitionTokens(llama70b));
+        assertEquals(DecodeGrid.STREAM_WAVE_PARTITION_TOKENS, DecodeGrid.wavePartitionTokens(llama8b));
+    }
+
+    @Test
     void headDim64StreamGridsFillTheWarpsItsRegistersAllow() {
         // attentionF16x2D64 takes 127 registers: 16 one-warp groups per SM, so its grids aim at 132 x 16 groups
         AttentionSpec llama1b = new AttentionSpec(32, 8, 64, 0.125f);
