@@ -131,27 +131,20 @@ public final class StreamDecodeKernels {
         if (!supportsEightBit(groupSize, headDim)) {
             throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 128 and 256");
         }
-        if (headDim == HEAD_DIM_64) {
-            return switch (dtype) {
-                case "INT8" -> StreamDecodeKernels::attentionInt8D64;
-                case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3D64;
-                case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2D64;
-                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
-            };
-        }
-        if (headDim == HEAD_DIM_256 || eightHeads(groupSize, headDim)) {
-            boolean wide = headDim == HEAD_DIM_256;
-            return switch (dtype) {
-                case "INT8" -> wide ? StreamDecodeKernels::attentionInt8D256 : StreamDecodeKernels::attentionInt8G8;
-                case "FP8_E4M3" -> wide ? StreamDecodeKernels::attentionE4M3D256 : StreamDecodeKernels::attentionE4M3G8;
-                case "FP8_E5M2" -> wide ? StreamDecodeKernels::attentionE5M2D256 : StreamDecodeKernels::attentionE5M2G8;
-                default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
-            };
-        }
-        return switch (dtype) {
+        String walk = headDim == HEAD_DIM_64 ? "D64" : headDim == HEAD_DIM_256 ? "D256" : eightHeads(groupSize, headDim) ? "G8" : "";
+        return switch (dtype + walk) {
             case "INT8" -> StreamDecodeKernels::attentionInt8;
+            case "INT8D64" -> StreamDecodeKernels::attentionInt8D64;
+            case "INT8D256" -> StreamDecodeKernels::attentionInt8D256;
+            case "INT8G8" -> StreamDecodeKernels::attentionInt8G8;
             case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
+            case "FP8_E4M3D64" -> StreamDecodeKernels::attentionE4M3D64;
+            case "FP8_E4M3D256" -> StreamDecodeKernels::attentionE4M3D256;
+            case "FP8_E4M3G8" -> StreamDecodeKernels::attentionE4M3G8;
             case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
+            case "FP8_E5M2D64" -> StreamDecodeKernels::attentionE5M2D64;
+            case "FP8_E5M2D256" -> StreamDecodeKernels::attentionE5M2D256;
+            case "FP8_E5M2G8" -> StreamDecodeKernels::attentionE5M2G8;
             default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
         };
     }
