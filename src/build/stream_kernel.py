@@ -85,6 +85,11 @@ public final class StreamDecodeKernels {
     public static final int HEAD_DIM = 128;
     /** The head dim of the fp16 kernels named {@code ...D64} (Llama-3.2-1B, Qwen2.5-0.5B). */
     public static final int HEAD_DIM_64 = 64;
+    /**
+     * The head dim of the fp16 kernels named {@code ...D96} (Phi-3-mini, Phi-3.5-mini): a token's V is 48 words, so lanes
+     * 0..15 hold two of them and lanes 16..31 one (their second load repeats a word of lanes 0..15 and is not written).
+     */
+    public static final int HEAD_DIM_96 = 96;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
     public static final int HEAD_DIM_256 = 256;
     /**
@@ -102,9 +107,9 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** fp16 pools: any group of query heads per KV head, head dim 64, 128 or 256. */
+    /** fp16 pools: any group of query heads per KV head, head dim 64, 96, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_96 || headDim == HEAD_DIM_256);
     }
 
     /**
@@ -119,9 +124,10 @@ public final class StreamDecodeKernels {
         }
         return switch (headDim) {
             case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
+            case HEAD_DIM_96 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD96 : StreamDecodeKernels::attentionF16x2D96;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
             case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
-            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 128 and 256");
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 96, 128 and 256");
         };
     }
 
@@ -153,9 +159,9 @@ public final class StreamDecodeKernels {
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 64, 128 or 256 (as fp16). */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 128 or 256. */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return supports(groupSize, headDim);
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -221,7 +227,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
     # are added by one shuffle before the write
-    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, V96
     Q8 = q8
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
@@ -237,6 +243,10 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         wk = D // 32    # 8-bit: a lane's K words per token, words part + 8j (codes 4 part + 32 j + 0..3), j < wk
         wv = D // 128   # 8-bit: a lane's V words per token, words lane + 32k (codes 4 lane + 128 k + 0..3), k < wv
     VSPLIT = q8 and D == 64   # 8-bit at 64: the lanes' V words split a tile's tokens
+    V96 = not q8 and D == 96  # fp16 at 96: V words lane and 32 + (lane & 15), the second kept by lanes 0..15
+    assert not (q8 and D == 96), "no 8-bit twin at head dim 96"
+    if V96:
+        wv = 2
     if VSPLIT:
         wv = 1
     WV8 = wv
@@ -270,6 +280,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
         if VSPLIT:
             w( "        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each")
+        if V96:
+            w( "        int vSecond = 64 - 2 * (lane & 16); // V: this lane's second word, 32 + (lane & 15), from its first (written by lanes 0..15)")
     elif heads == 8:
         w( "        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2")
     else:
@@ -436,12 +448,21 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
         w(f"                int o = h * headDim + {lo};")
-        for d, off in enumerate(offs):
+        cut = 2 if V96 else len(offs)   # at 96 the second word's sums are written by lanes 0..15 only
+        for d, off in enumerate(offs[:cut]):
             w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
+        if V96:
+            w( "                if (lane < 16) {")
+            w("                    " + " ".join(f"out.set(o + {off}, o{h}{d + cut} / l{h});" for d, off in enumerate(offs[cut:])))
+            w( "                }")
         w( "            } else {")
         w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate(offs):
+        for d, off in enumerate(offs[:cut]):
             w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
+        if V96:
+            w( "                if (lane < 16) {")
+            w("                    " + " ".join(f"partials.set(pBase + {lo} + {off}, o{h}{d + cut});" for d, off in enumerate(offs[cut:])))
+            w( "                }")
         w( "                if (lane == 0) {")
         w(f"                    partials.set(pBase + headDim, m{h});")
         w(f"                    partials.set(pBase + headDim + 1, l{h});")
@@ -556,6 +577,8 @@ def v_phase(pvhalf, wv):
         w(f"            // 3. V of the step's {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}} and 4 lane + 128 + {{0..3}}")
     elif q8:
         w(f"            // 3. V of the {'tile' if T == 16 else 'step'}'s {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}}")
+    elif V96:
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 15) + {0, 1}")
     elif wv == 2:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
     else:
@@ -640,6 +663,8 @@ def v_loads(ind):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
         for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
+            if V96:
+                w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + vSecond);")
             for k in range(1, D // 64):
                 w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
         return
@@ -701,7 +726,7 @@ w()
 body(False, heads=8)
 w()
 body(False, pvhalf=True, heads=8)
-for dim in (64, 256):
+for dim in (64, 96, 256):
     w()
     body(False, dim=dim)
     w()

@@ -170,7 +170,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return headDim == StreamDecodeKernels.HEAD_DIM ? STREAM_TARGET_GROUPS : STREAM_TARGET_GROUPS_LEAN;
+        // head dim 96 (138 registers) keeps three warps per SM sub-partition, as 128 does
+        return headDim == StreamDecodeKernels.HEAD_DIM_64 || headDim == StreamDecodeKernels.HEAD_DIM_256 ? STREAM_TARGET_GROUPS_LEAN
+                : STREAM_TARGET_GROUPS;
     }
 
     private static int minPartitionTokens(Kernel kernel) {
@@ -214,7 +216,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
-                    + "loads, warp shuffles), fp16 pools and headDim 64, 128 or 256; here backend=" + backend
+                    + "loads, warp shuffles), fp16 pools and headDim 64, 96, 128 or 256; here backend=" + backend
                     + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {

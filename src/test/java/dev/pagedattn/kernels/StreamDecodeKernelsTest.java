@@ -23,8 +23,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
  * ones (at head dim 128 the G8 bodies, one work-group per eight heads: 5, 6, 8; 64: eight; at 64 and 256 one work-group per
  * four), block sizes that keep a tile in one block (16, 32) and ones that do not (1, 7, 17, 24), partitions and contexts that
- * end mid-tile, contexts of one token; head dims 64, 128 and 256 in fp16 and 8-bit ({@code ...D256}: steps of 8 tokens, so
- * block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves).
+ * end mid-tile, contexts of one token; head dims 64, 128 and 256 in fp16 and 8-bit, and 96 in fp16 ({@code ...D256}: steps of
+ * 8 tokens, so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves;
+ * {@code ...D96}: a second V word for lanes 0..15 only).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -56,6 +57,10 @@ class StreamDecodeKernelsTest {
             "2, 20, 90, 5, 5, 8, 16, FP8_E5M2, 256",
             "1, 100, 300, 4, 1, 24, 48, FP8_E4M3, 256",
             "2, 1, 60, 16, 2, 17, 16, INT8, 256",
+            "2, 1, 70, 32, 32, 16, 16, FP16, 96",
+            "2, 30, 200, 8, 4, 7, 32, FP16, 96",
+            "1, 100, 300, 12, 2, 17, 48, FP16, 96",
+            "3, 1, 1, 4, 1, 1, 16, FP16, 96",
             "2, 1, 70, 8, 2, 16, 16, FP8_E4M3, 64",
             "2, 30, 200, 32, 8, 7, 32, INT8, 64",
             "2, 20, 90, 5, 5, 1, 16, FP8_E5M2, 64",
@@ -122,6 +127,7 @@ class StreamDecodeKernelsTest {
             "2, 20, 90, 5, 5, 17, 64",
             "2, 30, 200, 16, 8, 7, 256",
             "2, 20, 90, 4, 1, 17, 256",
+            "2, 30, 200, 8, 8, 7, 96",
     })
     void fp16VSumsMatchReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int headDim) {
         long seed = TestSeeds.fresh(String.format("stream kernel fp16 V sums batch=%d ctx=%d..%d q=%d kv=%d bs=%d d=%d", batch, minLen,
@@ -171,7 +177,8 @@ class StreamDecodeKernelsTest {
         assertEquals(1, StreamDecodeKernels.headTiles(4, 128));
         assertTrue(StreamDecodeKernels.supports(4, 64));
         assertTrue(StreamDecodeKernels.supports(7, 64));
-        assertFalse(StreamDecodeKernels.supports(4, 96));
+        assertTrue(StreamDecodeKernels.supports(4, 96));
+        assertFalse(StreamDecodeKernels.supports(4, 80));
         assertTrue(StreamDecodeKernels.supports(2, 256));
         assertFalse(StreamDecodeKernels.supports(4, 192));
         assertFalse(StreamDecodeKernels.supports(0, 128));
