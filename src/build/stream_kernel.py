@@ -20,8 +20,9 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64 or 256 (the methods named
- * {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D256}: steps of 8 tokens, a lane's tokens
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 96 (fp16) or 256 (the methods
+ * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D96}: three quarters of them, lanes 0..15
+ * holding a second V word ({@link #HEAD_DIM_96}); {@code ...D256}: steps of 8 tokens, a lane's tokens
  * group and group + 4, one (token, head) score per lane in the softmax), any group size ({@link #supports},
  * {@link #supportsEightBit}). Groups of more than four heads at head dim 128 run the {@code ...G8}
  * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
@@ -113,7 +114,7 @@ public final class StreamDecodeKernels {
     }
 
     /**
-     * The fp16 body for {@code headDim} (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * The fp16 body for {@code headDim} (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
      * emulator calls the same {@code apply}.
      */

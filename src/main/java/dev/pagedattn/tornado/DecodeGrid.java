@@ -189,7 +189,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 64, 128 or 256 (any group: groups of more than four heads get one work-group per four,
+     * for fp16 pools at head dim 64, 96, 128 or 256 (any group: groups of more than four heads get one work-group per four,
      * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int)}),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
