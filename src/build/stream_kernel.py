@@ -20,7 +20,7 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 96 (fp16) or 256 (the methods
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 96 or 256 (the methods
  * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D96}: three quarters of them, lanes 0..15
  * holding a second V word ({@link #HEAD_DIM_96}); {@code ...D256}: steps of 8 tokens, a lane's tokens
  * group and group + 4, one (token, head) score per lane in the softmax), any group size ({@link #supports},
@@ -87,8 +87,9 @@ public final class StreamDecodeKernels {
     /** The head dim of the fp16 kernels named {@code ...D64} (Llama-3.2-1B, Qwen2.5-0.5B). */
     public static final int HEAD_DIM_64 = 64;
     /**
-     * The head dim of the fp16 kernels named {@code ...D96} (Phi-3-mini, Phi-3.5-mini): a token's V is 48 words, so lanes
-     * 0..15 hold two of them and lanes 16..31 one (their second load repeats a word of lanes 0..15 and is not written).
+     * The head dim of the kernels named {@code ...D96} (Phi-3-mini, Phi-3.5-mini). fp16: a token's V is 48 words, so lanes
+     * 0..15 hold two of them and lanes 16..31 one (their second load repeats a word of lanes 0..15 and is not written);
+     * 8-bit: 24 words, one for each of lanes 0..23 (lanes 24..31 repeat lanes 0..7's and write nothing).
      */
     public static final int HEAD_DIM_96 = 96;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
@@ -134,35 +135,39 @@ public final class StreamDecodeKernels {
 
     /**
      * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
-     * (64, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
      * calls the same {@code apply}.
      */
     public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
         if (!supportsEightBit(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 128 and 256");
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 96, 128 and 256");
         }
-        String walk = headDim == HEAD_DIM_64 ? "D64" : headDim == HEAD_DIM_256 ? "D256" : eightHeads(groupSize, headDim) ? "G8" : "";
+        String walk = headDim == HEAD_DIM_64 ? "D64" : headDim == HEAD_DIM_96 ? "D96" : headDim == HEAD_DIM_256 ? "D256"
+                : eightHeads(groupSize, headDim) ? "G8" : "";
         return switch (dtype + walk) {
             case "INT8" -> StreamDecodeKernels::attentionInt8;
             case "INT8D64" -> StreamDecodeKernels::attentionInt8D64;
+            case "INT8D96" -> StreamDecodeKernels::attentionInt8D96;
             case "INT8D256" -> StreamDecodeKernels::attentionInt8D256;
             case "INT8G8" -> StreamDecodeKernels::attentionInt8G8;
             case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
             case "FP8_E4M3D64" -> StreamDecodeKernels::attentionE4M3D64;
+            case "FP8_E4M3D96" -> StreamDecodeKernels::attentionE4M3D96;
             case "FP8_E4M3D256" -> StreamDecodeKernels::attentionE4M3D256;
             case "FP8_E4M3G8" -> StreamDecodeKernels::attentionE4M3G8;
             case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
             case "FP8_E5M2D64" -> StreamDecodeKernels::attentionE5M2D64;
+            case "FP8_E5M2D96" -> StreamDecodeKernels::attentionE5M2D96;
             case "FP8_E5M2D256" -> StreamDecodeKernels::attentionE5M2D256;
             case "FP8_E5M2G8" -> StreamDecodeKernels::attentionE5M2G8;
             default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 64, 128 or 256. */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 96, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_256);
+        return supports(groupSize, headDim);
     }
 
     /** Work-groups that share one KV head of a group of {@code groupSize} query heads: one per four query heads. */
@@ -228,7 +233,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
     # are added by one shuffle before the write
-    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, V96
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, V96, V24
     Q8 = q8
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
@@ -245,9 +250,9 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         wv = D // 128   # 8-bit: a lane's V words per token, words lane + 32k (codes 4 lane + 128 k + 0..3), k < wv
     VSPLIT = q8 and D == 64   # 8-bit at 64: the lanes' V words split a tile's tokens
     V96 = not q8 and D == 96  # fp16 at 96: V words lane and 32 + (lane & 15), the second kept by lanes 0..15
-    assert not (q8 and D == 96), "no 8-bit twin at head dim 96"
-    if V96:
-        wv = 2
+    V24 = q8 and D == 96      # 8-bit at 96: a token's V is 24 words, word vLane of lanes 0..23 (lanes 24..31 write nothing)
+    if V96 or V24:
+        wv = 2 if V96 else 1
     if VSPLIT:
         wv = 1
     WV8 = wv
@@ -283,6 +288,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
             w( "        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each")
         if V96:
             w( "        int vSecond = 64 - 2 * (lane & 16); // V: this lane's second word, 32 + (lane & 15), from its first (written by lanes 0..15)")
+        if V24:
+            w( "        int vLane = lane < 24 ? lane : lane - 24; // V: this lane's word of a token (lanes 24..31 repeat lanes 0..7's, written by lanes 0..23)")
     elif heads == 8:
         w( "        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2")
     else:
@@ -442,7 +449,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
     w( "        int numQHeads = numKvHeads * groupSize;")
     for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else ''}) {{")
+        w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else ' && lane < 24' if V24 else ''}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
         offs = tuple(128 * k + c for k in range(wv) for c in range(4)) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
         lo = "4 * lane" if q8 else "2 * lane"
@@ -574,6 +581,8 @@ def v_phase(pvhalf, wv):
     q8 = Q8
     if VSPLIT:
         w( "            // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}")
+    elif V24:
+        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}")
     elif q8 and wv == 2:
         w(f"            // 3. V of the step's {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}} and 4 lane + 128 + {{0..3}}")
     elif q8:
@@ -682,10 +691,10 @@ def v_loads(ind):
             w(f"{ind}    {vword(m, 0)} = vPool.get(vRow{m});")
         w(f"{ind}}}")
         return
-    wv, row = D // 128, D // 4
+    wv, row = WV8, D // 4
     w(ind + " ".join(f"int {vword(r, k)};" for r in range(T) for k in range(wv)))
     w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
-    w(f"{ind}    int vAt = (vBase >> 2) + lane;")
+    w(f"{ind}    int vAt = (vBase >> 2) + {vLaneOff()};")
     for r in range(T):
         for k in range(wv):
             w(f"{ind}    {vword(r, k)} = vPool.get(vAt + {row * r + 32 * k});")
@@ -705,7 +714,7 @@ def kLaneOff():
     return "part" if Q8 else "2 * part"
 
 def vLaneOff():
-    return "lane" if Q8 else "2 * lane"
+    return ("vLane" if V24 else "lane") if Q8 else "2 * lane"
 
 def decode(word, names, ind):
     # code c of a word is byte c (the pool's byte i is element i)
@@ -738,6 +747,8 @@ for dec in ("i2f", "e4m3", "e5m2"):
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec, dim=64)
+    w()
+    body(True, dec, dim=96)
     w()
     body(True, dec, dim=256)
     w()

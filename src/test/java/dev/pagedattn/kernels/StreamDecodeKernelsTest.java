@@ -23,9 +23,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
  * ones (at head dim 128 the G8 bodies, one work-group per eight heads: 5, 6, 8; 64: eight; at 64 and 256 one work-group per
  * four), block sizes that keep a tile in one block (16, 32) and ones that do not (1, 7, 17, 24), partitions and contexts that
- * end mid-tile, contexts of one token; head dims 64, 128 and 256 in fp16 and 8-bit, and 96 in fp16 ({@code ...D256}: steps of
- * 8 tokens, so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves;
- * {@code ...D96}: a second V word for lanes 0..15 only).
+ * end mid-tile, contexts of one token; head dims 64, 96, 128 and 256 in fp16 and 8-bit ({@code ...D256}: steps of 8 tokens,
+ * so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves; {@code ...D96}: a
+ * second V word for lanes 0..15 only in fp16, V words for lanes 0..23 only in 8-bit).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -61,6 +61,9 @@ class StreamDecodeKernelsTest {
             "2, 30, 200, 8, 4, 7, 32, FP16, 96",
             "1, 100, 300, 12, 2, 17, 48, FP16, 96",
             "3, 1, 1, 4, 1, 1, 16, FP16, 96",
+            "2, 1, 70, 32, 32, 16, 16, FP8_E4M3, 96",
+            "2, 30, 200, 12, 4, 7, 32, INT8, 96",
+            "1, 100, 300, 8, 1, 17, 48, FP8_E5M2, 96",
             "2, 1, 70, 8, 2, 16, 16, FP8_E4M3, 64",
             "2, 30, 200, 32, 8, 7, 32, INT8, 64",
             "2, 20, 90, 5, 5, 1, 16, FP8_E5M2, 64",
@@ -185,6 +188,6 @@ class StreamDecodeKernelsTest {
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 128));
         assertTrue(StreamDecodeKernels.supportsEightBit(8, 256));
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 64));
-        assertFalse(StreamDecodeKernels.supportsEightBit(4, 96));
+        assertTrue(StreamDecodeKernels.supportsEightBit(4, 96));
     }
 }

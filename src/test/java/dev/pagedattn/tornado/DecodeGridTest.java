@@ -155,8 +155,9 @@ class DecodeGridTest {
         AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // the stream kernel's D64 bodies, fp16 and 8-bit
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP8_E4M3));
-        AttentionSpec g16d96 = new AttentionSpec(32, 2, 96, 0.1f);   // fp16: the stream kernel's D96 body; 8-bit: no twin at 96
+        AttentionSpec g16d96 = new AttentionSpec(32, 2, 96, 0.1f);   // the stream kernel's D96 bodies, fp16 and 8-bit
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.INT8));
         AttentionSpec g16d80 = new AttentionSpec(32, 2, 80, 0.1f);
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, new AttentionSpec(32, 2, 256, 0.1f), Backend.CUDA,
                 KvDtype.FP16));
@@ -165,7 +166,7 @@ class DecodeGridTest {
                 {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16d80, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d96, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d80, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=quads on backend=CUDA"},
                 {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.QUADS, g16, Backend.CUDA, KvDtype.INT8, "kernel=quads on backend=CUDA"}};
