@@ -457,20 +457,17 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "            if (writeFinal != 0) {")
         w(f"                int o = h * headDim + {lo};")
         cut = 2 if V96 else len(offs)   # at 96 the second word's sums are written by lanes 0..15 only
-        for d, off in enumerate(offs[:cut]):
-            w(f"                out.set(o + {off}, o{h}{d}{vs} / l{h});")
-        if V96:
-            w( "                if (lane < 16) {")
-            w("                    " + " ".join(f"out.set(o + {off}, o{h}{d + cut} / l{h});" for d, off in enumerate(offs[cut:])))
-            w( "                }")
+        def stores(store):   # store(offset, accumulator index, its scale): one statement per accumulator
+            for d, off in enumerate(offs[:cut]):
+                w("                " + store(off, d, vs))
+            if V96:
+                w( "                if (lane < 16) {")
+                w("                    " + " ".join(store(off, d + cut, "") for d, off in enumerate(offs[cut:])))
+                w( "                }")
+        stores(lambda off, d, sc: f"out.set(o + {off}, o{h}{d}{sc} / l{h});")
         w( "            } else {")
         w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
-        for d, off in enumerate(offs[:cut]):
-            w(f"                partials.set(pBase + {lo} + {off}, o{h}{d}{vs});")
-        if V96:
-            w( "                if (lane < 16) {")
-            w("                    " + " ".join(f"partials.set(pBase + {lo} + {off}, o{h}{d + cut});" for d, off in enumerate(offs[cut:])))
-            w( "                }")
+        stores(lambda off, d, sc: f"partials.set(pBase + {lo} + {off}, o{h}{d}{sc});")
         w( "                if (lane == 0) {")
         w(f"                    partials.set(pBase + headDim, m{h});")
         w(f"                    partials.set(pBase + headDim + 1, l{h});")
