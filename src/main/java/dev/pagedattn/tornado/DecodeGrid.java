@@ -274,7 +274,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(verified there only) and headDim 128 or 256; here backend=" + backend
+                    + "(verified there only) and headDim 64, 96, 128 or 256; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {

@@ -267,7 +267,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             backend = backendOf(device);
             DecodeGrid.Kernel resolved = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
             if (vSums == VSums.FP16 && resolved != DecodeGrid.Kernel.STREAM) {
-                throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 128); "
+                throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 64, 96, 128 or 256); "
                         + "this device's " + backend + " backend runs kernel=" + resolved.name().toLowerCase(java.util.Locale.ROOT));
             }
             kernel = resolved;
