@@ -20,9 +20,10 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 96 or 256 (the methods
- * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D96}: three quarters of them, lanes 0..15
- * holding a second V word ({@link #HEAD_DIM_96}); {@code ...D256}: steps of 8 tokens, a lane's tokens
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 80, 96, 112 or 256 (the methods
+ * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D80}, {@code ...D96}, {@code ...D112}:
+ * five, six or seven eighths of them, some lanes holding a second V word ({@link #HEAD_DIM_80}, {@link #HEAD_DIM_96},
+ * {@link #HEAD_DIM_112}); {@code ...D256}: steps of 8 tokens, a lane's tokens
  * group and group + 4, one (token, head) score per lane in the softmax), any group size ({@link #supports},
  * {@link #supportsEightBit}). Groups of more than four heads at head dim 128 run the {@code ...G8}
  * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
@@ -92,6 +93,17 @@ public final class StreamDecodeKernels {
      * 8-bit: 24 words, one for each of lanes 0..23 (lanes 24..31 repeat lanes 0..7's and write nothing).
      */
     public static final int HEAD_DIM_96 = 96;
+    /**
+     * The head dim of the kernels named {@code ...D80} (Phi-2, Phi-1.5, StableLM-3B). fp16: a token's V is 40 words, so
+     * lanes 0..7 hold two of them ({@code 32 + lane} the second); 8-bit: 20 words, one for each of lanes 0..19, and a K
+     * row is 20 words, so lanes of parts 4..7 load a third K word that meets zero query values.
+     */
+    public static final int HEAD_DIM_80 = 80;
+    /**
+     * The head dim of the kernels named {@code ...D112}. fp16: a token's V is 56 words, lanes 0..23 holding two; 8-bit:
+     * 28 words, one for each of lanes 0..27, and K rows of 28 words (parts 4..7 load a fourth that meets zeros).
+     */
+    public static final int HEAD_DIM_112 = 112;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
     public static final int HEAD_DIM_256 = 256;
     /**
@@ -109,13 +121,14 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** fp16 pools: any group of query heads per KV head, head dim 64, 96, 128 or 256. */
+    /** fp16 pools: any group of query heads per KV head, head dim 64, 80, 96, 112, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_96 || headDim == HEAD_DIM_256);
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_80 || headDim == HEAD_DIM_96
+                || headDim == HEAD_DIM_112 || headDim == HEAD_DIM_256);
     }
 
     /**
-     * The fp16 body for {@code headDim} (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
      * emulator calls the same {@code apply}.
      */
@@ -126,46 +139,53 @@ public final class StreamDecodeKernels {
         }
         return switch (headDim) {
             case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
+            case HEAD_DIM_80 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD80 : StreamDecodeKernels::attentionF16x2D80;
             case HEAD_DIM_96 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD96 : StreamDecodeKernels::attentionF16x2D96;
+            case HEAD_DIM_112 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD112 : StreamDecodeKernels::attentionF16x2D112;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
             case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
-            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 96, 128 and 256");
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 80, 96, 112, 128 and 256");
         };
     }
 
     /**
      * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
-     * (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
      * calls the same {@code apply}.
      */
     public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
         if (!supportsEightBit(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 96, 128 and 256");
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 80, 96, 112, 128 and 256");
         }
-        String walk = headDim == HEAD_DIM_64 ? "D64" : headDim == HEAD_DIM_96 ? "D96" : headDim == HEAD_DIM_256 ? "D256"
-                : eightHeads(groupSize, headDim) ? "G8" : "";
+        String walk = headDim == HEAD_DIM ? (eightHeads(groupSize, headDim) ? "G8" : "") : "D" + headDim;
         return switch (dtype + walk) {
             case "INT8" -> StreamDecodeKernels::attentionInt8;
             case "INT8D64" -> StreamDecodeKernels::attentionInt8D64;
+            case "INT8D80" -> StreamDecodeKernels::attentionInt8D80;
             case "INT8D96" -> StreamDecodeKernels::attentionInt8D96;
+            case "INT8D112" -> StreamDecodeKernels::attentionInt8D112;
             case "INT8D256" -> StreamDecodeKernels::attentionInt8D256;
             case "INT8G8" -> StreamDecodeKernels::attentionInt8G8;
             case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
             case "FP8_E4M3D64" -> StreamDecodeKernels::attentionE4M3D64;
+            case "FP8_E4M3D80" -> StreamDecodeKernels::attentionE4M3D80;
             case "FP8_E4M3D96" -> StreamDecodeKernels::attentionE4M3D96;
+            case "FP8_E4M3D112" -> StreamDecodeKernels::attentionE4M3D112;
             case "FP8_E4M3D256" -> StreamDecodeKernels::attentionE4M3D256;
             case "FP8_E4M3G8" -> StreamDecodeKernels::attentionE4M3G8;
             case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
             case "FP8_E5M2D64" -> StreamDecodeKernels::attentionE5M2D64;
+            case "FP8_E5M2D80" -> StreamDecodeKernels::attentionE5M2D80;
             case "FP8_E5M2D96" -> StreamDecodeKernels::attentionE5M2D96;
+            case "FP8_E5M2D112" -> StreamDecodeKernels::attentionE5M2D112;
             case "FP8_E5M2D256" -> StreamDecodeKernels::attentionE5M2D256;
             case "FP8_E5M2G8" -> StreamDecodeKernels::attentionE5M2G8;
             default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 64, 96, 128 or 256 (as fp16). */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 80, 96, 112, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
         return supports(groupSize, headDim);
     }
@@ -233,7 +253,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
     # are added by one shuffle before the write
-    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, V96, V24
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, VX, VL, XL, WL, KPAD, S
     Q8 = q8
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
@@ -245,14 +265,18 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     step = "TILE" if T == 16 else "HALF_TILE"
     wk = D // 16        # a lane's K words per token (fp16): words part + 8j, j < wk
     wv = D // 64        # a lane's V words per token (fp16): words lane + 32k, k < wv
+    S = (D + 31) // 32 * 32   # a head's row of scaled query values in local memory (dims D..S - 1 hold zeros)
+    KPAD = q8 and D // 4 % 8 != 0   # 8-bit at 80 and 112: a K row is 20 or 28 words, so parts 4..7 have one word fewer
     if q8:
-        wk = D // 32    # 8-bit: a lane's K words per token, words part + 8j (codes 4 part + 32 j + 0..3), j < wk
+        wk = S // 32    # 8-bit: a lane's K words per token, words part + 8j (codes 4 part + 32 j + 0..3), j < wk
         wv = D // 128   # 8-bit: a lane's V words per token, words lane + 32k (codes 4 lane + 128 k + 0..3), k < wv
     VSPLIT = q8 and D == 64   # 8-bit at 64: the lanes' V words split a tile's tokens
-    V96 = not q8 and D == 96  # fp16 at 96: V words lane and 32 + (lane & 15), the second kept by lanes 0..15
-    V24 = q8 and D == 96      # 8-bit at 96: a token's V is 24 words, word vLane of lanes 0..23 (lanes 24..31 write nothing)
-    if V96 or V24:
-        wv = 2 if V96 else 1
+    VX = not q8 and D in (80, 96, 112)  # fp16: a token's V is 32 + XL words: lane and a second, kept by lanes 0..XL - 1
+    VL = q8 and D in (80, 96, 112)      # 8-bit: a token's V is WL < 32 words, word vLane of lanes 0..WL - 1 (the rest write nothing)
+    XL = D // 2 - 32
+    WL = D // 4
+    if VX or VL:
+        wv = 2 if VX else 1
     if VSPLIT:
         wv = 1
     WV8 = wv
@@ -280,16 +304,22 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8")
     if q8:
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {{0..3}}), j = 0..{wk - 1}")
+        if KPAD:
+            w(f"        int kLast = 8 - 2 * (part & 4);  // scores: word {wk - 1}'s offset from word {wk - 2} (parts 4..7: word {wk - 2} again, met by zero query values)")
     else:
         w(f"        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {{0, 1}}), j = 0..{wk - 1}")
     if T == 16:
         w( "        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2")
         if VSPLIT:
             w( "        int vHalf = lane >> 4;           // V: this lane's tokens 2m + vHalf of a tile, word lane & 15 of each")
-        if V96:
+        if VX and D == 96:
             w( "        int vSecond = 64 - 2 * (lane & 16); // V: this lane's second word, 32 + (lane & 15), from its first (written by lanes 0..15)")
-        if V24:
-            w( "        int vLane = lane < 24 ? lane : lane - 24; // V: this lane's word of a token (lanes 24..31 repeat lanes 0..7's, written by lanes 0..23)")
+        if VX and D == 80:
+            w( "        int vSecond = 64 - 2 * (lane & 24); // V: this lane's second word, 32 + (lane & 7), from its first (written by lanes 0..7)")
+        if VX and D == 112:
+            w( "        int vSecond = lane < 24 ? 64 : 16; // V: this lane's second word, 32 + lane (lanes 24..31: lane + 8), from its first (written by lanes 0..23)")
+        if VL:
+            w(f"        int vLane = lane < {WL} ? lane : lane - {WL}; // V: this lane's word of a token (lanes {WL}..31 repeat lanes 0..{31 - WL}'s, written by lanes 0..{WL - 1})")
     elif heads == 8:
         w( "        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2")
     else:
@@ -309,7 +339,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16")
     else:
         w( "        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile")
-    qsSize = f"{HX} * HEAD_DIM" if D == 128 else f"{HX} * {D}"
+    qsSize = f"{HX} * HEAD_DIM" if D == 128 else f"{HX} * {S}"
     w(f"        float[] qs = ctx.allocateFloatLocalArray({qsSize}); // [head][headDim] scaled query values")
     w()
     w( "        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid")
@@ -352,18 +382,22 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "        float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators")
     w()
     w(f"        // the {'four' if heads == 4 else 'eight'} heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.")
-    w(f"        // A lane's {heads * D // 32} loads are all issued before the first store (rows of heads past the group clamped to the")
+    w(f"        // A lane's {heads * S // 32} loads are all issued before the first store (rows of heads past the group clamped to the")
     w( "        // group's last, then zeroed): in a loop with a guarded load each waited for the one before.")
     sc = "qScale" if q8 else "scale"
     w( "        int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head")
     for hi, h in enumerate(H):
         w(f"        int qAt{h.upper()} = (qRow + TornadoMath.min(head0 + {hi}, groupSize - 1)) * headDim + lane;")
+    if D % 32:
+        w(f"        // dims {D // 32 * 32}..{S - 1}: lanes 0..15 hold dims {D // 32 * 32}..{D - 1}, lanes 16..31 load one of them again and store zeros")
+    tail = lambda j: " - (lane & 16)" if 32 * j + 32 > D else ""   # a row past the head's last dim
     for hi, h in enumerate(H):
-        w("        " + " ".join(f"float q{h}{j} = q.get(qAt{h.upper()} + {32 * j});" for j in range(D // 32)))
+        w("        " + " ".join(f"float q{h}{j} = q.get(qAt{h.upper()} + {32 * j}{tail(j)});" for j in range(S // 32)))
     for hi, h in enumerate(H):
         w(f"        float qScale{h.upper()} = head0 + {hi} < groupSize ? {sc} : 0f;")
     for hi, h in enumerate(H):
-        w("        " + " ".join(f"qs[{hi * D + 32 * j} + lane] = q{h}{j} * qScale{h.upper()};" for j in range(D // 32)))
+        w("        " + " ".join(f"qs[{hi * S + 32 * j} + lane] = " + (f"lane < 16 ? q{h}{j} * qScale{h.upper()} : 0f;" if tail(j)
+                                   else f"q{h}{j} * qScale{h.upper()};") for j in range(S // 32)))
     w( "        ctx.localBarrier();")
     w(f"        int qLane = {4 if q8 else 2} * part;")
     for hi, h in enumerate(H):
@@ -403,9 +437,9 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     for hi, h in enumerate(H):
         for i in range(nt):
             if q8:   # element e: word j = e / 4, code c = e % 4, dim 4 part + 32 j + c
-                terms = " + ".join(f"qs[qLane + {hi * D + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(4 * wk))
+                terms = " + ".join(f"qs[qLane + {hi * S + 32 * (e // 4) + e % 4}] * x{i}{e}" for e in range(4 * wk))
             else:    # element e: word j = e / 2, half e % 2, dim 2 part + 16 j + e % 2
-                terms = " + ".join(f"qs[qLane + {hi * D + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
+                terms = " + ".join(f"qs[qLane + {hi * S + 16 * (e // 2) + e % 2}] * x{i}{e}" for e in range(2 * wk))
             w(f"            float d{i}{h} = {terms};")
     for i in range(nt):
         for hi, h in enumerate(H):
@@ -449,19 +483,19 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
     w( "        int numQHeads = numKvHeads * groupSize;")
     for hi, h in enumerate(H):
-        w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else ' && lane < 24' if V24 else ''}) {{")
+        w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else f' && lane < {WL}' if VL else ''}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
         offs = tuple(128 * k + c for k in range(wv) for c in range(4)) if q8 else tuple(64 * k + c for k in range(wv) for c in (0, 1))
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
         w(f"                int o = h * headDim + {lo};")
-        cut = 2 if V96 else len(offs)   # at 96 the second word's sums are written by lanes 0..15 only
+        cut = 2 if VX else len(offs)   # at 80, 96 and 112 the second word's sums are written by lanes 0..XL - 1 only
         def stores(store):   # store(offset, accumulator index, its scale): one statement per accumulator
             for d, off in enumerate(offs[:cut]):
                 w("                " + store(off, d, vs))
-            if V96:
-                w( "                if (lane < 16) {")
+            if VX:
+                w(f"                if (lane < {XL}) {{")
                 w("                    " + " ".join(store(off, d + cut, "") for d, off in enumerate(offs[cut:])))
                 w( "                }")
         stores(lambda off, d, sc: f"out.set(o + {off}, o{h}{d}{sc} / l{h});")
@@ -578,14 +612,15 @@ def v_phase(pvhalf, wv):
     q8 = Q8
     if VSPLIT:
         w( "            // 3. V of this lane's 8 tokens 2m + vHalf of the tile weighted by the probabilities, its dims 4 (lane & 15) + {0..3}")
-    elif V24:
+    elif VL:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}")
     elif q8 and wv == 2:
         w(f"            // 3. V of the step's {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}} and 4 lane + 128 + {{0..3}}")
     elif q8:
         w(f"            // 3. V of the {'tile' if T == 16 else 'step'}'s {T} tokens weighted by the probabilities, this lane's dims 4 lane + {{0..3}}")
-    elif V96:
-        w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 15) + {0, 1}")
+    elif VX:
+        second = {80: "lane & 7", 96: "lane & 15", 112: "lane < 24 ? lane : lane - 24"}[D]
+        w(f"            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {{0, 1}} and 64 + 2 ({second}) + {{0, 1}}")
     elif wv == 2:
         w( "            // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}")
     else:
@@ -645,7 +680,7 @@ def k_loads(ind, tile, declare):
         return
     # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
     # the tile is whole and in one block (the loads' immediates), else row by row through the block table
-    nt, wk, row = T // 4, D // 32, D // 4   # tokens, K words per token, words per row
+    nt, wk, row = T // 4, S // 32, D // 4   # tokens, K words per token (padded), words per row
     hd = "HEAD_DIM" if D == 128 else str(D)
     if declare:
         for i in range(nt):
@@ -654,13 +689,15 @@ def k_loads(ind, tile, declare):
     w(f"{ind}    int kAt = ((base + group * {hd}) >> 2) + part;")
     for i in range(nt):
         for j in range(wk):
-            w(f"{ind}    kw{i}{j} = kPool.get(kAt + {4 * i * row + 8 * j});")
+            off = f"{4 * i * row + 8 * (j - 1)} + kLast" if KPAD and j == wk - 1 else f"{4 * i * row + 8 * j}"
+            w(f"{ind}    kw{i}{j} = kPool.get(kAt + {off});")
     w(f"{ind}}} else {{")
     for i in range(nt):
         w(f"{ind}    int kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
     for i in range(nt):
         for j in range(wk):
-            w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {8*j});")
+            off = f"{8 * (j - 1)} + kLast" if KPAD and j == wk - 1 else f"{8*j}"
+            w(f"{ind}    kw{i}{j} = kPool.get(kRow{i} + {off});")
     w(f"{ind}}}")
 
 def v_loads(ind):
@@ -670,7 +707,7 @@ def v_loads(ind):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
         for r in range(T):
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
-            if V96:
+            if VX:
                 w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + vSecond);")
             for k in range(1, D // 64):
                 w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
@@ -711,7 +748,7 @@ def kLaneOff():
     return "part" if Q8 else "2 * part"
 
 def vLaneOff():
-    return ("vLane" if V24 else "lane") if Q8 else "2 * lane"
+    return ("vLane" if VL else "lane") if Q8 else "2 * lane"
 
 def decode(word, names, ind):
     # code c of a word is byte c (the pool's byte i is element i)
@@ -750,4 +787,12 @@ for dec in ("i2f", "e4m3", "e5m2"):
     body(True, dec, dim=256)
     w()
     body(True, dec, heads=8)
+for dim in (80, 112):
+    w()
+    body(False, dim=dim)
+    w()
+    body(False, pvhalf=True, dim=dim)
+    for dec in ("i2f", "e4m3", "e5m2"):
+        w()
+        body(True, dec, dim=dim)
 print(HEAD + "\n".join(out) + "\n}")

@@ -16,9 +16,10 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * (NVRTC) backend: 32-bit {@code HalfFloatArray.getHalf2} loads, warp shuffles.
  *
  * <p>Same arguments, partition grid (one work-group per sequence, KV head and partition) and partial
- * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 96 or 256 (the methods
- * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D96}: three quarters of them, lanes 0..15
- * holding a second V word ({@link #HEAD_DIM_96}); {@code ...D256}: steps of 8 tokens, a lane's tokens
+ * format as the other attention kernels (see {@link PagedDecodeKernels}); head dim 128, 64, 80, 96, 112 or 256 (the methods
+ * named {@code ...D64}: half the K and V words per lane, the same walk; {@code ...D80}, {@code ...D96}, {@code ...D112}:
+ * five, six or seven eighths of them, some lanes holding a second V word ({@link #HEAD_DIM_80}, {@link #HEAD_DIM_96},
+ * {@link #HEAD_DIM_112}); {@code ...D256}: steps of 8 tokens, a lane's tokens
  * group and group + 4, one (token, head) score per lane in the softmax), any group size ({@link #supports},
  * {@link #supportsEightBit}). Groups of more than four heads at head dim 128 run the {@code ...G8}
  * bodies: eight query heads per work-group in steps of 8 tokens, so that such a KV head is read once per eight query
@@ -88,6 +89,17 @@ public final class StreamDecodeKernels {
      * 8-bit: 24 words, one for each of lanes 0..23 (lanes 24..31 repeat lanes 0..7's and write nothing).
      */
     public static final int HEAD_DIM_96 = 96;
+    /**
+     * The head dim of the kernels named {@code ...D80} (Phi-2, Phi-1.5, StableLM-3B). fp16: a token's V is 40 words, so
+     * lanes 0..7 hold two of them ({@code 32 + lane} the second); 8-bit: 20 words, one for each of lanes 0..19, and a K
+     * row is 20 words, so lanes of parts 4..7 load a third K word that meets zero query values.
+     */
+    public static final int HEAD_DIM_80 = 80;
+    /**
+     * The head dim of the kernels named {@code ...D112}. fp16: a token's V is 56 words, lanes 0..23 holding two; 8-bit:
+     * 28 words, one for each of lanes 0..27, and K rows of 28 words (parts 4..7 load a fourth that meets zeros).
+     */
+    public static final int HEAD_DIM_112 = 112;
     /** The head dim of the fp16 kernels named {@code ...D256} (Gemma, Gemma-2 2B/9B, Gemma-3 1B/4B/12B). */
     public static final int HEAD_DIM_256 = 256;
     /**
@@ -105,13 +117,14 @@ public final class StreamDecodeKernels {
     private StreamDecodeKernels() {
     }
 
-    /** fp16 pools: any group of query heads per KV head, head dim 64, 96, 128 or 256. */
+    /** fp16 pools: any group of query heads per KV head, head dim 64, 80, 96, 112, 128 or 256. */
     public static boolean supports(int groupSize, int headDim) {
-        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_96 || headDim == HEAD_DIM_256);
+        return groupSize >= 1 && (headDim == HEAD_DIM || headDim == HEAD_DIM_64 || headDim == HEAD_DIM_80 || headDim == HEAD_DIM_96
+                || headDim == HEAD_DIM_112 || headDim == HEAD_DIM_256);
     }
 
     /**
-     * The fp16 body for {@code headDim} (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
      * emulator calls the same {@code apply}.
      */
@@ -122,46 +135,53 @@ public final class StreamDecodeKernels {
         }
         return switch (headDim) {
             case HEAD_DIM_64 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD64 : StreamDecodeKernels::attentionF16x2D64;
+            case HEAD_DIM_80 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD80 : StreamDecodeKernels::attentionF16x2D80;
             case HEAD_DIM_96 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD96 : StreamDecodeKernels::attentionF16x2D96;
+            case HEAD_DIM_112 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD112 : StreamDecodeKernels::attentionF16x2D112;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
             case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
-            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 96, 128 and 256");
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 80, 96, 112, 128 and 256");
         };
     }
 
     /**
      * The 8-bit twin for {@code dtype} ({@code KvDtype.INT8}, {@code FP8_E4M3} or {@code FP8_E5M2}, by name), {@code headDim}
-     * (64, 96, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
+     * (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8 bodies), as a task graph takes it; the emulator
      * calls the same {@code apply}.
      */
     public static TornadoFunctions.Task15<KernelContext, IntArray, IntArray, FloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> eightBitBody(String dtype, int headDim, int groupSize) {
         if (!supportsEightBit(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 96, 128 and 256");
+            throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's 8-bit twins cover 64, 80, 96, 112, 128 and 256");
         }
-        String walk = headDim == HEAD_DIM_64 ? "D64" : headDim == HEAD_DIM_96 ? "D96" : headDim == HEAD_DIM_256 ? "D256"
-                : eightHeads(groupSize, headDim) ? "G8" : "";
+        String walk = headDim == HEAD_DIM ? (eightHeads(groupSize, headDim) ? "G8" : "") : "D" + headDim;
         return switch (dtype + walk) {
             case "INT8" -> StreamDecodeKernels::attentionInt8;
             case "INT8D64" -> StreamDecodeKernels::attentionInt8D64;
+            case "INT8D80" -> StreamDecodeKernels::attentionInt8D80;
             case "INT8D96" -> StreamDecodeKernels::attentionInt8D96;
+            case "INT8D112" -> StreamDecodeKernels::attentionInt8D112;
             case "INT8D256" -> StreamDecodeKernels::attentionInt8D256;
             case "INT8G8" -> StreamDecodeKernels::attentionInt8G8;
             case "FP8_E4M3" -> StreamDecodeKernels::attentionE4M3;
             case "FP8_E4M3D64" -> StreamDecodeKernels::attentionE4M3D64;
+            case "FP8_E4M3D80" -> StreamDecodeKernels::attentionE4M3D80;
             case "FP8_E4M3D96" -> StreamDecodeKernels::attentionE4M3D96;
+            case "FP8_E4M3D112" -> StreamDecodeKernels::attentionE4M3D112;
             case "FP8_E4M3D256" -> StreamDecodeKernels::attentionE4M3D256;
             case "FP8_E4M3G8" -> StreamDecodeKernels::attentionE4M3G8;
             case "FP8_E5M2" -> StreamDecodeKernels::attentionE5M2;
             case "FP8_E5M2D64" -> StreamDecodeKernels::attentionE5M2D64;
+            case "FP8_E5M2D80" -> StreamDecodeKernels::attentionE5M2D80;
             case "FP8_E5M2D96" -> StreamDecodeKernels::attentionE5M2D96;
+            case "FP8_E5M2D112" -> StreamDecodeKernels::attentionE5M2D112;
             case "FP8_E5M2D256" -> StreamDecodeKernels::attentionE5M2D256;
             case "FP8_E5M2G8" -> StreamDecodeKernels::attentionE5M2G8;
             default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
         };
     }
 
-    /** 8-bit pools: any group of query heads per KV head, head dim 64, 96, 128 or 256 (as fp16). */
+    /** 8-bit pools: any group of query heads per KV head, head dim 64, 80, 96, 112, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
         return supports(groupSize, headDim);
     }
@@ -15954,6 +15974,6654 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, mh);
                             partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2D80(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..4
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = 64 - 2 * (lane & 24); // V: this lane's second word, 32 + (lane & 7), from its first (written by lanes 0..7)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + vSecond);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + vSecond);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + vSecond);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + vSecond);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + vSecond);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + vSecond);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + vSecond);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + vSecond);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + vSecond);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + vSecond);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + vSecond);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + vSecond);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + vSecond);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + vSecond);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + vSecond);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + vSecond);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 10 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 112] * x02 + qs[qLane + 113] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 144] * x06 + qs[qLane + 145] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 112] * x12 + qs[qLane + 113] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 144] * x16 + qs[qLane + 145] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 112] * x22 + qs[qLane + 113] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 144] * x26 + qs[qLane + 145] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 112] * x32 + qs[qLane + 113] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 144] * x36 + qs[qLane + 145] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 304] * x02 + qs[qLane + 305] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 336] * x06 + qs[qLane + 337] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 304] * x12 + qs[qLane + 305] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 336] * x16 + qs[qLane + 337] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 304] * x22 + qs[qLane + 305] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 336] * x26 + qs[qLane + 337] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 304] * x32 + qs[qLane + 305] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 336] * x36 + qs[qLane + 337] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 7) + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    float y02 = Half2.lowFloat(vw01);
+                    float y03 = Half2.highFloat(vw01);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    float y12 = Half2.lowFloat(vw11);
+                    float y13 = Half2.highFloat(vw11);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    float y22 = Half2.lowFloat(vw21);
+                    float y23 = Half2.highFloat(vw21);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    float y32 = Half2.lowFloat(vw31);
+                    float y33 = Half2.highFloat(vw31);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    float y42 = Half2.lowFloat(vw41);
+                    float y43 = Half2.highFloat(vw41);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    float y52 = Half2.lowFloat(vw51);
+                    float y53 = Half2.highFloat(vw51);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    float y62 = Half2.lowFloat(vw61);
+                    float y63 = Half2.highFloat(vw61);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    float y72 = Half2.lowFloat(vw71);
+                    float y73 = Half2.highFloat(vw71);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = Half2.lowFloat(vw80);
+                    float y81 = Half2.highFloat(vw80);
+                    float y82 = Half2.lowFloat(vw81);
+                    float y83 = Half2.highFloat(vw81);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = Half2.lowFloat(vw90);
+                    float y91 = Half2.highFloat(vw90);
+                    float y92 = Half2.lowFloat(vw91);
+                    float y93 = Half2.highFloat(vw91);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = Half2.lowFloat(vw100);
+                    float y101 = Half2.highFloat(vw100);
+                    float y102 = Half2.lowFloat(vw101);
+                    float y103 = Half2.highFloat(vw101);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = Half2.lowFloat(vw110);
+                    float y111 = Half2.highFloat(vw110);
+                    float y112 = Half2.lowFloat(vw111);
+                    float y113 = Half2.highFloat(vw111);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = Half2.lowFloat(vw120);
+                    float y121 = Half2.highFloat(vw120);
+                    float y122 = Half2.lowFloat(vw121);
+                    float y123 = Half2.highFloat(vw121);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = Half2.lowFloat(vw130);
+                    float y131 = Half2.highFloat(vw130);
+                    float y132 = Half2.lowFloat(vw131);
+                    float y133 = Half2.highFloat(vw131);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = Half2.lowFloat(vw140);
+                    float y141 = Half2.highFloat(vw140);
+                    float y142 = Half2.lowFloat(vw141);
+                    float y143 = Half2.highFloat(vw141);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = Half2.lowFloat(vw150);
+                    float y151 = Half2.highFloat(vw150);
+                    float y152 = Half2.lowFloat(vw151);
+                    float y153 = Half2.highFloat(vw151);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        if (lane < 8) {
+                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        if (lane < 8) {
+                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        if (lane < 8) {
+                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        if (lane < 8) {
+                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2HalfVD80(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..4
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = 64 - 2 * (lane & 24); // V: this lane's second word, 32 + (lane & 7), from its first (written by lanes 0..7)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + vSecond);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + vSecond);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + vSecond);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + vSecond);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + vSecond);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + vSecond);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + vSecond);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + vSecond);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + vSecond);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + vSecond);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + vSecond);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + vSecond);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + vSecond);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + vSecond);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + vSecond);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + vSecond);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 10 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 112] * x02 + qs[qLane + 113] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 144] * x06 + qs[qLane + 145] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 112] * x12 + qs[qLane + 113] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 144] * x16 + qs[qLane + 145] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 112] * x22 + qs[qLane + 113] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 144] * x26 + qs[qLane + 145] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 112] * x32 + qs[qLane + 113] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 144] * x36 + qs[qLane + 145] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 304] * x02 + qs[qLane + 305] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 336] * x06 + qs[qLane + 337] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 304] * x12 + qs[qLane + 305] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 336] * x16 + qs[qLane + 337] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 304] * x22 + qs[qLane + 305] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 336] * x26 + qs[qLane + 337] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 304] * x32 + qs[qLane + 305] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 336] * x36 + qs[qLane + 337] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = Half2.fromFloats(pA, pA);
+                    probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 7) + {0, 1}
+                    // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)
+                    Half2 pa0 = probs[0];
+                    Half2 pb0 = probs[1];
+                    Half2 pc0 = probs[2];
+                    Half2 pd0 = probs[3];
+                    Half2 ta0 = Half2.mult(pa0, vw00);
+                    Half2 ta1 = Half2.mult(pa0, vw01);
+                    Half2 tb0 = Half2.mult(pb0, vw00);
+                    Half2 tb1 = Half2.mult(pb0, vw01);
+                    Half2 tc0 = Half2.mult(pc0, vw00);
+                    Half2 tc1 = Half2.mult(pc0, vw01);
+                    Half2 td0 = Half2.mult(pd0, vw00);
+                    Half2 td1 = Half2.mult(pd0, vw01);
+                    Half2 pa1 = probs[4];
+                    Half2 pb1 = probs[5];
+                    Half2 pc1 = probs[6];
+                    Half2 pd1 = probs[7];
+                    ta0 = Half2.fma(pa1, vw10, ta0);
+                    ta1 = Half2.fma(pa1, vw11, ta1);
+                    tb0 = Half2.fma(pb1, vw10, tb0);
+                    tb1 = Half2.fma(pb1, vw11, tb1);
+                    tc0 = Half2.fma(pc1, vw10, tc0);
+                    tc1 = Half2.fma(pc1, vw11, tc1);
+                    td0 = Half2.fma(pd1, vw10, td0);
+                    td1 = Half2.fma(pd1, vw11, td1);
+                    Half2 pa2 = probs[8];
+                    Half2 pb2 = probs[9];
+                    Half2 pc2 = probs[10];
+                    Half2 pd2 = probs[11];
+                    ta0 = Half2.fma(pa2, vw20, ta0);
+                    ta1 = Half2.fma(pa2, vw21, ta1);
+                    tb0 = Half2.fma(pb2, vw20, tb0);
+                    tb1 = Half2.fma(pb2, vw21, tb1);
+                    tc0 = Half2.fma(pc2, vw20, tc0);
+                    tc1 = Half2.fma(pc2, vw21, tc1);
+                    td0 = Half2.fma(pd2, vw20, td0);
+                    td1 = Half2.fma(pd2, vw21, td1);
+                    Half2 pa3 = probs[12];
+                    Half2 pb3 = probs[13];
+                    Half2 pc3 = probs[14];
+                    Half2 pd3 = probs[15];
+                    ta0 = Half2.fma(pa3, vw30, ta0);
+                    ta1 = Half2.fma(pa3, vw31, ta1);
+                    tb0 = Half2.fma(pb3, vw30, tb0);
+                    tb1 = Half2.fma(pb3, vw31, tb1);
+                    tc0 = Half2.fma(pc3, vw30, tc0);
+                    tc1 = Half2.fma(pc3, vw31, tc1);
+                    td0 = Half2.fma(pd3, vw30, td0);
+                    td1 = Half2.fma(pd3, vw31, td1);
+                    Half2 pa4 = probs[16];
+                    Half2 pb4 = probs[17];
+                    Half2 pc4 = probs[18];
+                    Half2 pd4 = probs[19];
+                    ta0 = Half2.fma(pa4, vw40, ta0);
+                    ta1 = Half2.fma(pa4, vw41, ta1);
+                    tb0 = Half2.fma(pb4, vw40, tb0);
+                    tb1 = Half2.fma(pb4, vw41, tb1);
+                    tc0 = Half2.fma(pc4, vw40, tc0);
+                    tc1 = Half2.fma(pc4, vw41, tc1);
+                    td0 = Half2.fma(pd4, vw40, td0);
+                    td1 = Half2.fma(pd4, vw41, td1);
+                    Half2 pa5 = probs[20];
+                    Half2 pb5 = probs[21];
+                    Half2 pc5 = probs[22];
+                    Half2 pd5 = probs[23];
+                    ta0 = Half2.fma(pa5, vw50, ta0);
+                    ta1 = Half2.fma(pa5, vw51, ta1);
+                    tb0 = Half2.fma(pb5, vw50, tb0);
+                    tb1 = Half2.fma(pb5, vw51, tb1);
+                    tc0 = Half2.fma(pc5, vw50, tc0);
+                    tc1 = Half2.fma(pc5, vw51, tc1);
+                    td0 = Half2.fma(pd5, vw50, td0);
+                    td1 = Half2.fma(pd5, vw51, td1);
+                    Half2 pa6 = probs[24];
+                    Half2 pb6 = probs[25];
+                    Half2 pc6 = probs[26];
+                    Half2 pd6 = probs[27];
+                    ta0 = Half2.fma(pa6, vw60, ta0);
+                    ta1 = Half2.fma(pa6, vw61, ta1);
+                    tb0 = Half2.fma(pb6, vw60, tb0);
+                    tb1 = Half2.fma(pb6, vw61, tb1);
+                    tc0 = Half2.fma(pc6, vw60, tc0);
+                    tc1 = Half2.fma(pc6, vw61, tc1);
+                    td0 = Half2.fma(pd6, vw60, td0);
+                    td1 = Half2.fma(pd6, vw61, td1);
+                    Half2 pa7 = probs[28];
+                    Half2 pb7 = probs[29];
+                    Half2 pc7 = probs[30];
+                    Half2 pd7 = probs[31];
+                    ta0 = Half2.fma(pa7, vw70, ta0);
+                    ta1 = Half2.fma(pa7, vw71, ta1);
+                    tb0 = Half2.fma(pb7, vw70, tb0);
+                    tb1 = Half2.fma(pb7, vw71, tb1);
+                    tc0 = Half2.fma(pc7, vw70, tc0);
+                    tc1 = Half2.fma(pc7, vw71, tc1);
+                    td0 = Half2.fma(pd7, vw70, td0);
+                    td1 = Half2.fma(pd7, vw71, td1);
+                    Half2 pa8 = probs[32];
+                    Half2 pb8 = probs[33];
+                    Half2 pc8 = probs[34];
+                    Half2 pd8 = probs[35];
+                    ta0 = Half2.fma(pa8, vw80, ta0);
+                    ta1 = Half2.fma(pa8, vw81, ta1);
+                    tb0 = Half2.fma(pb8, vw80, tb0);
+                    tb1 = Half2.fma(pb8, vw81, tb1);
+                    tc0 = Half2.fma(pc8, vw80, tc0);
+                    tc1 = Half2.fma(pc8, vw81, tc1);
+                    td0 = Half2.fma(pd8, vw80, td0);
+                    td1 = Half2.fma(pd8, vw81, td1);
+                    Half2 pa9 = probs[36];
+                    Half2 pb9 = probs[37];
+                    Half2 pc9 = probs[38];
+                    Half2 pd9 = probs[39];
+                    ta0 = Half2.fma(pa9, vw90, ta0);
+                    ta1 = Half2.fma(pa9, vw91, ta1);
+                    tb0 = Half2.fma(pb9, vw90, tb0);
+                    tb1 = Half2.fma(pb9, vw91, tb1);
+                    tc0 = Half2.fma(pc9, vw90, tc0);
+                    tc1 = Half2.fma(pc9, vw91, tc1);
+                    td0 = Half2.fma(pd9, vw90, td0);
+                    td1 = Half2.fma(pd9, vw91, td1);
+                    Half2 pa10 = probs[40];
+                    Half2 pb10 = probs[41];
+                    Half2 pc10 = probs[42];
+                    Half2 pd10 = probs[43];
+                    ta0 = Half2.fma(pa10, vw100, ta0);
+                    ta1 = Half2.fma(pa10, vw101, ta1);
+                    tb0 = Half2.fma(pb10, vw100, tb0);
+                    tb1 = Half2.fma(pb10, vw101, tb1);
+                    tc0 = Half2.fma(pc10, vw100, tc0);
+                    tc1 = Half2.fma(pc10, vw101, tc1);
+                    td0 = Half2.fma(pd10, vw100, td0);
+                    td1 = Half2.fma(pd10, vw101, td1);
+                    Half2 pa11 = probs[44];
+                    Half2 pb11 = probs[45];
+                    Half2 pc11 = probs[46];
+                    Half2 pd11 = probs[47];
+                    ta0 = Half2.fma(pa11, vw110, ta0);
+                    ta1 = Half2.fma(pa11, vw111, ta1);
+                    tb0 = Half2.fma(pb11, vw110, tb0);
+                    tb1 = Half2.fma(pb11, vw111, tb1);
+                    tc0 = Half2.fma(pc11, vw110, tc0);
+                    tc1 = Half2.fma(pc11, vw111, tc1);
+                    td0 = Half2.fma(pd11, vw110, td0);
+                    td1 = Half2.fma(pd11, vw111, td1);
+                    Half2 pa12 = probs[48];
+                    Half2 pb12 = probs[49];
+                    Half2 pc12 = probs[50];
+                    Half2 pd12 = probs[51];
+                    ta0 = Half2.fma(pa12, vw120, ta0);
+                    ta1 = Half2.fma(pa12, vw121, ta1);
+                    tb0 = Half2.fma(pb12, vw120, tb0);
+                    tb1 = Half2.fma(pb12, vw121, tb1);
+                    tc0 = Half2.fma(pc12, vw120, tc0);
+                    tc1 = Half2.fma(pc12, vw121, tc1);
+                    td0 = Half2.fma(pd12, vw120, td0);
+                    td1 = Half2.fma(pd12, vw121, td1);
+                    Half2 pa13 = probs[52];
+                    Half2 pb13 = probs[53];
+                    Half2 pc13 = probs[54];
+                    Half2 pd13 = probs[55];
+                    ta0 = Half2.fma(pa13, vw130, ta0);
+                    ta1 = Half2.fma(pa13, vw131, ta1);
+                    tb0 = Half2.fma(pb13, vw130, tb0);
+                    tb1 = Half2.fma(pb13, vw131, tb1);
+                    tc0 = Half2.fma(pc13, vw130, tc0);
+                    tc1 = Half2.fma(pc13, vw131, tc1);
+                    td0 = Half2.fma(pd13, vw130, td0);
+                    td1 = Half2.fma(pd13, vw131, td1);
+                    Half2 pa14 = probs[56];
+                    Half2 pb14 = probs[57];
+                    Half2 pc14 = probs[58];
+                    Half2 pd14 = probs[59];
+                    ta0 = Half2.fma(pa14, vw140, ta0);
+                    ta1 = Half2.fma(pa14, vw141, ta1);
+                    tb0 = Half2.fma(pb14, vw140, tb0);
+                    tb1 = Half2.fma(pb14, vw141, tb1);
+                    tc0 = Half2.fma(pc14, vw140, tc0);
+                    tc1 = Half2.fma(pc14, vw141, tc1);
+                    td0 = Half2.fma(pd14, vw140, td0);
+                    td1 = Half2.fma(pd14, vw141, td1);
+                    Half2 pa15 = probs[60];
+                    Half2 pb15 = probs[61];
+                    Half2 pc15 = probs[62];
+                    Half2 pd15 = probs[63];
+                    ta0 = Half2.fma(pa15, vw150, ta0);
+                    ta1 = Half2.fma(pa15, vw151, ta1);
+                    tb0 = Half2.fma(pb15, vw150, tb0);
+                    tb1 = Half2.fma(pb15, vw151, tb1);
+                    tc0 = Half2.fma(pc15, vw150, tc0);
+                    tc1 = Half2.fma(pc15, vw151, tc1);
+                    td0 = Half2.fma(pd15, vw150, td0);
+                    td1 = Half2.fma(pd15, vw151, td1);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0); oa2 += Half2.lowFloat(ta1); oa3 += Half2.highFloat(ta1);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0); ob2 += Half2.lowFloat(tb1); ob3 += Half2.highFloat(tb1);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0); oc2 += Half2.lowFloat(tc1); oc3 += Half2.highFloat(tc1);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0); od2 += Half2.lowFloat(td1); od3 += Half2.highFloat(td1);
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        if (lane < 8) {
+                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        if (lane < 8) {
+                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        if (lane < 8) {
+                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        if (lane < 8) {
+                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionInt8D80(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..2
+        int kLast = 8 - 2 * (part & 4);  // scores: word 2's offset from word 1 (parts 4..7: word 1 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 20 ? lane : lane - 20; // V: this lane's word of a token (lanes 20..31 repeat lanes 0..11's, written by lanes 0..19)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02;
+                int kw10; int kw11; int kw12;
+                int kw20; int kw21; int kw22;
+                int kw30; int kw31; int kw32;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 80) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 8 + kLast);
+                    kw10 = kPool.get(kAt + 80);
+                    kw11 = kPool.get(kAt + 88);
+                    kw12 = kPool.get(kAt + 88 + kLast);
+                    kw20 = kPool.get(kAt + 160);
+                    kw21 = kPool.get(kAt + 168);
+                    kw22 = kPool.get(kAt + 168 + kLast);
+                    kw30 = kPool.get(kAt + 240);
+                    kw31 = kPool.get(kAt + 248);
+                    kw32 = kPool.get(kAt + 248 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 8 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 8 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 8 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 8 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 20);
+                        vw2 = vPool.get(vAt + 40);
+                        vw3 = vPool.get(vAt + 60);
+                        vw4 = vPool.get(vAt + 80);
+                        vw5 = vPool.get(vAt + 100);
+                        vw6 = vPool.get(vAt + 120);
+                        vw7 = vPool.get(vAt + 140);
+                        vw8 = vPool.get(vAt + 160);
+                        vw9 = vPool.get(vAt + 180);
+                        vw10 = vPool.get(vAt + 200);
+                        vw11 = vPool.get(vAt + 220);
+                        vw12 = vPool.get(vAt + 240);
+                        vw13 = vPool.get(vAt + 260);
+                        vw14 = vPool.get(vAt + 280);
+                        vw15 = vPool.get(vAt + 300);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 12 dims
+                    float x00 = ((kw00 << 24) >> 24);
+                    float x01 = ((kw00 << 16) >> 24);
+                    float x02 = ((kw00 << 8) >> 24);
+                    float x03 = (kw00 >> 24);
+                    float x04 = ((kw01 << 24) >> 24);
+                    float x05 = ((kw01 << 16) >> 24);
+                    float x06 = ((kw01 << 8) >> 24);
+                    float x07 = (kw01 >> 24);
+                    float x08 = ((kw02 << 24) >> 24);
+                    float x09 = ((kw02 << 16) >> 24);
+                    float x010 = ((kw02 << 8) >> 24);
+                    float x011 = (kw02 >> 24);
+                    float x10 = ((kw10 << 24) >> 24);
+                    float x11 = ((kw10 << 16) >> 24);
+                    float x12 = ((kw10 << 8) >> 24);
+                    float x13 = (kw10 >> 24);
+                    float x14 = ((kw11 << 24) >> 24);
+                    float x15 = ((kw11 << 16) >> 24);
+                    float x16 = ((kw11 << 8) >> 24);
+                    float x17 = (kw11 >> 24);
+                    float x18 = ((kw12 << 24) >> 24);
+                    float x19 = ((kw12 << 16) >> 24);
+                    float x110 = ((kw12 << 8) >> 24);
+                    float x111 = (kw12 >> 24);
+                    float x20 = ((kw20 << 24) >> 24);
+                    float x21 = ((kw20 << 16) >> 24);
+                    float x22 = ((kw20 << 8) >> 24);
+                    float x23 = (kw20 >> 24);
+                    float x24 = ((kw21 << 24) >> 24);
+                    float x25 = ((kw21 << 16) >> 24);
+                    float x26 = ((kw21 << 8) >> 24);
+                    float x27 = (kw21 >> 24);
+                    float x28 = ((kw22 << 24) >> 24);
+                    float x29 = ((kw22 << 16) >> 24);
+                    float x210 = ((kw22 << 8) >> 24);
+                    float x211 = (kw22 >> 24);
+                    float x30 = ((kw30 << 24) >> 24);
+                    float x31 = ((kw30 << 16) >> 24);
+                    float x32 = ((kw30 << 8) >> 24);
+                    float x33 = (kw30 >> 24);
+                    float x34 = ((kw31 << 24) >> 24);
+                    float x35 = ((kw31 << 16) >> 24);
+                    float x36 = ((kw31 << 8) >> 24);
+                    float x37 = (kw31 >> 24);
+                    float x38 = ((kw32 << 24) >> 24);
+                    float x39 = ((kw32 << 16) >> 24);
+                    float x310 = ((kw32 << 8) >> 24);
+                    float x311 = (kw32 >> 24);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 98] * x02 + qs[qLane + 99] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 130] * x06 + qs[qLane + 131] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09 + qs[qLane + 162] * x010 + qs[qLane + 163] * x011;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 98] * x12 + qs[qLane + 99] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 130] * x16 + qs[qLane + 131] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19 + qs[qLane + 162] * x110 + qs[qLane + 163] * x111;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 98] * x22 + qs[qLane + 99] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 130] * x26 + qs[qLane + 131] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29 + qs[qLane + 162] * x210 + qs[qLane + 163] * x211;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 98] * x32 + qs[qLane + 99] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 130] * x36 + qs[qLane + 131] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39 + qs[qLane + 162] * x310 + qs[qLane + 163] * x311;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09 + qs[qLane + 258] * x010 + qs[qLane + 259] * x011;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19 + qs[qLane + 258] * x110 + qs[qLane + 259] * x111;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29 + qs[qLane + 258] * x210 + qs[qLane + 259] * x211;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39 + qs[qLane + 258] * x310 + qs[qLane + 259] * x311;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 290] * x02 + qs[qLane + 291] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 322] * x06 + qs[qLane + 323] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09 + qs[qLane + 354] * x010 + qs[qLane + 355] * x011;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 290] * x12 + qs[qLane + 291] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 322] * x16 + qs[qLane + 323] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19 + qs[qLane + 354] * x110 + qs[qLane + 355] * x111;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 290] * x22 + qs[qLane + 291] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 322] * x26 + qs[qLane + 323] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29 + qs[qLane + 354] * x210 + qs[qLane + 355] * x211;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 290] * x32 + qs[qLane + 291] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 322] * x36 + qs[qLane + 323] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39 + qs[qLane + 354] * x310 + qs[qLane + 355] * x311;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 80) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 8 + kLast);
+                        kw10 = kPool.get(kAt + 80);
+                        kw11 = kPool.get(kAt + 88);
+                        kw12 = kPool.get(kAt + 88 + kLast);
+                        kw20 = kPool.get(kAt + 160);
+                        kw21 = kPool.get(kAt + 168);
+                        kw22 = kPool.get(kAt + 168 + kLast);
+                        kw30 = kPool.get(kAt + 240);
+                        kw31 = kPool.get(kAt + 248);
+                        kw32 = kPool.get(kAt + 248 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 8 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 8 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 8 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 8 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = ((vw0 << 24) >> 24);
+                    float y01 = ((vw0 << 16) >> 24);
+                    float y02 = ((vw0 << 8) >> 24);
+                    float y03 = (vw0 >> 24);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = ((vw1 << 24) >> 24);
+                    float y11 = ((vw1 << 16) >> 24);
+                    float y12 = ((vw1 << 8) >> 24);
+                    float y13 = (vw1 >> 24);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = ((vw2 << 24) >> 24);
+                    float y21 = ((vw2 << 16) >> 24);
+                    float y22 = ((vw2 << 8) >> 24);
+                    float y23 = (vw2 >> 24);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = ((vw3 << 24) >> 24);
+                    float y31 = ((vw3 << 16) >> 24);
+                    float y32 = ((vw3 << 8) >> 24);
+                    float y33 = (vw3 >> 24);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = ((vw4 << 24) >> 24);
+                    float y41 = ((vw4 << 16) >> 24);
+                    float y42 = ((vw4 << 8) >> 24);
+                    float y43 = (vw4 >> 24);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = ((vw5 << 24) >> 24);
+                    float y51 = ((vw5 << 16) >> 24);
+                    float y52 = ((vw5 << 8) >> 24);
+                    float y53 = (vw5 >> 24);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = ((vw6 << 24) >> 24);
+                    float y61 = ((vw6 << 16) >> 24);
+                    float y62 = ((vw6 << 8) >> 24);
+                    float y63 = (vw6 >> 24);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = ((vw7 << 24) >> 24);
+                    float y71 = ((vw7 << 16) >> 24);
+                    float y72 = ((vw7 << 8) >> 24);
+                    float y73 = (vw7 >> 24);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = ((vw8 << 24) >> 24);
+                    float y81 = ((vw8 << 16) >> 24);
+                    float y82 = ((vw8 << 8) >> 24);
+                    float y83 = (vw8 >> 24);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = ((vw9 << 24) >> 24);
+                    float y91 = ((vw9 << 16) >> 24);
+                    float y92 = ((vw9 << 8) >> 24);
+                    float y93 = (vw9 >> 24);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = ((vw10 << 24) >> 24);
+                    float y101 = ((vw10 << 16) >> 24);
+                    float y102 = ((vw10 << 8) >> 24);
+                    float y103 = (vw10 >> 24);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = ((vw11 << 24) >> 24);
+                    float y111 = ((vw11 << 16) >> 24);
+                    float y112 = ((vw11 << 8) >> 24);
+                    float y113 = (vw11 >> 24);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = ((vw12 << 24) >> 24);
+                    float y121 = ((vw12 << 16) >> 24);
+                    float y122 = ((vw12 << 8) >> 24);
+                    float y123 = (vw12 >> 24);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = ((vw13 << 24) >> 24);
+                    float y131 = ((vw13 << 16) >> 24);
+                    float y132 = ((vw13 << 8) >> 24);
+                    float y133 = (vw13 >> 24);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = ((vw14 << 24) >> 24);
+                    float y141 = ((vw14 << 16) >> 24);
+                    float y142 = ((vw14 << 8) >> 24);
+                    float y143 = (vw14 >> 24);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = ((vw15 << 24) >> 24);
+                    float y151 = ((vw15 << 16) >> 24);
+                    float y152 = ((vw15 << 8) >> 24);
+                    float y153 = (vw15 >> 24);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE4M3D80(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..2
+        int kLast = 8 - 2 * (part & 4);  // scores: word 2's offset from word 1 (parts 4..7: word 1 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 20 ? lane : lane - 20; // V: this lane's word of a token (lanes 20..31 repeat lanes 0..11's, written by lanes 0..19)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02;
+                int kw10; int kw11; int kw12;
+                int kw20; int kw21; int kw22;
+                int kw30; int kw31; int kw32;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 80) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 8 + kLast);
+                    kw10 = kPool.get(kAt + 80);
+                    kw11 = kPool.get(kAt + 88);
+                    kw12 = kPool.get(kAt + 88 + kLast);
+                    kw20 = kPool.get(kAt + 160);
+                    kw21 = kPool.get(kAt + 168);
+                    kw22 = kPool.get(kAt + 168 + kLast);
+                    kw30 = kPool.get(kAt + 240);
+                    kw31 = kPool.get(kAt + 248);
+                    kw32 = kPool.get(kAt + 248 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 8 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 8 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 8 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 8 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 20);
+                        vw2 = vPool.get(vAt + 40);
+                        vw3 = vPool.get(vAt + 60);
+                        vw4 = vPool.get(vAt + 80);
+                        vw5 = vPool.get(vAt + 100);
+                        vw6 = vPool.get(vAt + 120);
+                        vw7 = vPool.get(vAt + 140);
+                        vw8 = vPool.get(vAt + 160);
+                        vw9 = vPool.get(vAt + 180);
+                        vw10 = vPool.get(vAt + 200);
+                        vw11 = vPool.get(vAt + 220);
+                        vw12 = vPool.get(vAt + 240);
+                        vw13 = vPool.get(vAt + 260);
+                        vw14 = vPool.get(vAt + 280);
+                        vw15 = vPool.get(vAt + 300);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 12 dims
+                    float x00 = FP8.e4m3ToFloat((byte) kw00);
+                    float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e4m3ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e4m3ToFloat((byte) kw01);
+                    float x05 = FP8.e4m3ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e4m3ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e4m3ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e4m3ToFloat((byte) kw02);
+                    float x09 = FP8.e4m3ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e4m3ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e4m3ToFloat((byte) (kw02 >> 24));
+                    float x10 = FP8.e4m3ToFloat((byte) kw10);
+                    float x11 = FP8.e4m3ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e4m3ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e4m3ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e4m3ToFloat((byte) kw11);
+                    float x15 = FP8.e4m3ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e4m3ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e4m3ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e4m3ToFloat((byte) kw12);
+                    float x19 = FP8.e4m3ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e4m3ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e4m3ToFloat((byte) (kw12 >> 24));
+                    float x20 = FP8.e4m3ToFloat((byte) kw20);
+                    float x21 = FP8.e4m3ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e4m3ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e4m3ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e4m3ToFloat((byte) kw21);
+                    float x25 = FP8.e4m3ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e4m3ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e4m3ToFloat((byte) (kw21 >> 24));
+                    float x28 = FP8.e4m3ToFloat((byte) kw22);
+                    float x29 = FP8.e4m3ToFloat((byte) (kw22 >> 8));
+                    float x210 = FP8.e4m3ToFloat((byte) (kw22 >> 16));
+                    float x211 = FP8.e4m3ToFloat((byte) (kw22 >> 24));
+                    float x30 = FP8.e4m3ToFloat((byte) kw30);
+                    float x31 = FP8.e4m3ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e4m3ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e4m3ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e4m3ToFloat((byte) kw31);
+                    float x35 = FP8.e4m3ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e4m3ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e4m3ToFloat((byte) (kw31 >> 24));
+                    float x38 = FP8.e4m3ToFloat((byte) kw32);
+                    float x39 = FP8.e4m3ToFloat((byte) (kw32 >> 8));
+                    float x310 = FP8.e4m3ToFloat((byte) (kw32 >> 16));
+                    float x311 = FP8.e4m3ToFloat((byte) (kw32 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 98] * x02 + qs[qLane + 99] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 130] * x06 + qs[qLane + 131] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09 + qs[qLane + 162] * x010 + qs[qLane + 163] * x011;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 98] * x12 + qs[qLane + 99] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 130] * x16 + qs[qLane + 131] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19 + qs[qLane + 162] * x110 + qs[qLane + 163] * x111;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 98] * x22 + qs[qLane + 99] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 130] * x26 + qs[qLane + 131] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29 + qs[qLane + 162] * x210 + qs[qLane + 163] * x211;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 98] * x32 + qs[qLane + 99] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 130] * x36 + qs[qLane + 131] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39 + qs[qLane + 162] * x310 + qs[qLane + 163] * x311;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09 + qs[qLane + 258] * x010 + qs[qLane + 259] * x011;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19 + qs[qLane + 258] * x110 + qs[qLane + 259] * x111;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29 + qs[qLane + 258] * x210 + qs[qLane + 259] * x211;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39 + qs[qLane + 258] * x310 + qs[qLane + 259] * x311;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 290] * x02 + qs[qLane + 291] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 322] * x06 + qs[qLane + 323] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09 + qs[qLane + 354] * x010 + qs[qLane + 355] * x011;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 290] * x12 + qs[qLane + 291] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 322] * x16 + qs[qLane + 323] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19 + qs[qLane + 354] * x110 + qs[qLane + 355] * x111;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 290] * x22 + qs[qLane + 291] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 322] * x26 + qs[qLane + 323] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29 + qs[qLane + 354] * x210 + qs[qLane + 355] * x211;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 290] * x32 + qs[qLane + 291] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 322] * x36 + qs[qLane + 323] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39 + qs[qLane + 354] * x310 + qs[qLane + 355] * x311;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 80) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 8 + kLast);
+                        kw10 = kPool.get(kAt + 80);
+                        kw11 = kPool.get(kAt + 88);
+                        kw12 = kPool.get(kAt + 88 + kLast);
+                        kw20 = kPool.get(kAt + 160);
+                        kw21 = kPool.get(kAt + 168);
+                        kw22 = kPool.get(kAt + 168 + kLast);
+                        kw30 = kPool.get(kAt + 240);
+                        kw31 = kPool.get(kAt + 248);
+                        kw32 = kPool.get(kAt + 248 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 8 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 8 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 8 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 8 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e4m3ToFloat((byte) vw0);
+                    float y01 = FP8.e4m3ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e4m3ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e4m3ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e4m3ToFloat((byte) vw1);
+                    float y11 = FP8.e4m3ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e4m3ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e4m3ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e4m3ToFloat((byte) vw2);
+                    float y21 = FP8.e4m3ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e4m3ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e4m3ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e4m3ToFloat((byte) vw3);
+                    float y31 = FP8.e4m3ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e4m3ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e4m3ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e4m3ToFloat((byte) vw4);
+                    float y41 = FP8.e4m3ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e4m3ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e4m3ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e4m3ToFloat((byte) vw5);
+                    float y51 = FP8.e4m3ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e4m3ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e4m3ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e4m3ToFloat((byte) vw6);
+                    float y61 = FP8.e4m3ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e4m3ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e4m3ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e4m3ToFloat((byte) vw7);
+                    float y71 = FP8.e4m3ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e4m3ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e4m3ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = FP8.e4m3ToFloat((byte) vw8);
+                    float y81 = FP8.e4m3ToFloat((byte) (vw8 >> 8));
+                    float y82 = FP8.e4m3ToFloat((byte) (vw8 >> 16));
+                    float y83 = FP8.e4m3ToFloat((byte) (vw8 >> 24));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = FP8.e4m3ToFloat((byte) vw9);
+                    float y91 = FP8.e4m3ToFloat((byte) (vw9 >> 8));
+                    float y92 = FP8.e4m3ToFloat((byte) (vw9 >> 16));
+                    float y93 = FP8.e4m3ToFloat((byte) (vw9 >> 24));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = FP8.e4m3ToFloat((byte) vw10);
+                    float y101 = FP8.e4m3ToFloat((byte) (vw10 >> 8));
+                    float y102 = FP8.e4m3ToFloat((byte) (vw10 >> 16));
+                    float y103 = FP8.e4m3ToFloat((byte) (vw10 >> 24));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = FP8.e4m3ToFloat((byte) vw11);
+                    float y111 = FP8.e4m3ToFloat((byte) (vw11 >> 8));
+                    float y112 = FP8.e4m3ToFloat((byte) (vw11 >> 16));
+                    float y113 = FP8.e4m3ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = FP8.e4m3ToFloat((byte) vw12);
+                    float y121 = FP8.e4m3ToFloat((byte) (vw12 >> 8));
+                    float y122 = FP8.e4m3ToFloat((byte) (vw12 >> 16));
+                    float y123 = FP8.e4m3ToFloat((byte) (vw12 >> 24));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = FP8.e4m3ToFloat((byte) vw13);
+                    float y131 = FP8.e4m3ToFloat((byte) (vw13 >> 8));
+                    float y132 = FP8.e4m3ToFloat((byte) (vw13 >> 16));
+                    float y133 = FP8.e4m3ToFloat((byte) (vw13 >> 24));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = FP8.e4m3ToFloat((byte) vw14);
+                    float y141 = FP8.e4m3ToFloat((byte) (vw14 >> 8));
+                    float y142 = FP8.e4m3ToFloat((byte) (vw14 >> 16));
+                    float y143 = FP8.e4m3ToFloat((byte) (vw14 >> 24));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = FP8.e4m3ToFloat((byte) vw15);
+                    float y151 = FP8.e4m3ToFloat((byte) (vw15 >> 8));
+                    float y152 = FP8.e4m3ToFloat((byte) (vw15 >> 16));
+                    float y153 = FP8.e4m3ToFloat((byte) (vw15 >> 24));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE5M2D80(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..2
+        int kLast = 8 - 2 * (part & 4);  // scores: word 2's offset from word 1 (parts 4..7: word 1 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 20 ? lane : lane - 20; // V: this lane's word of a token (lanes 20..31 repeat lanes 0..11's, written by lanes 0..19)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02;
+                int kw10; int kw11; int kw12;
+                int kw20; int kw21; int kw22;
+                int kw30; int kw31; int kw32;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 80) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 8 + kLast);
+                    kw10 = kPool.get(kAt + 80);
+                    kw11 = kPool.get(kAt + 88);
+                    kw12 = kPool.get(kAt + 88 + kLast);
+                    kw20 = kPool.get(kAt + 160);
+                    kw21 = kPool.get(kAt + 168);
+                    kw22 = kPool.get(kAt + 168 + kLast);
+                    kw30 = kPool.get(kAt + 240);
+                    kw31 = kPool.get(kAt + 248);
+                    kw32 = kPool.get(kAt + 248 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 8 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 8 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 8 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 8 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 20);
+                        vw2 = vPool.get(vAt + 40);
+                        vw3 = vPool.get(vAt + 60);
+                        vw4 = vPool.get(vAt + 80);
+                        vw5 = vPool.get(vAt + 100);
+                        vw6 = vPool.get(vAt + 120);
+                        vw7 = vPool.get(vAt + 140);
+                        vw8 = vPool.get(vAt + 160);
+                        vw9 = vPool.get(vAt + 180);
+                        vw10 = vPool.get(vAt + 200);
+                        vw11 = vPool.get(vAt + 220);
+                        vw12 = vPool.get(vAt + 240);
+                        vw13 = vPool.get(vAt + 260);
+                        vw14 = vPool.get(vAt + 280);
+                        vw15 = vPool.get(vAt + 300);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 12 dims
+                    float x00 = FP8.e5m2ToFloat((byte) kw00);
+                    float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e5m2ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e5m2ToFloat((byte) kw01);
+                    float x05 = FP8.e5m2ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e5m2ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e5m2ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e5m2ToFloat((byte) kw02);
+                    float x09 = FP8.e5m2ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e5m2ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e5m2ToFloat((byte) (kw02 >> 24));
+                    float x10 = FP8.e5m2ToFloat((byte) kw10);
+                    float x11 = FP8.e5m2ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e5m2ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e5m2ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e5m2ToFloat((byte) kw11);
+                    float x15 = FP8.e5m2ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e5m2ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e5m2ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e5m2ToFloat((byte) kw12);
+                    float x19 = FP8.e5m2ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e5m2ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e5m2ToFloat((byte) (kw12 >> 24));
+                    float x20 = FP8.e5m2ToFloat((byte) kw20);
+                    float x21 = FP8.e5m2ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e5m2ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e5m2ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e5m2ToFloat((byte) kw21);
+                    float x25 = FP8.e5m2ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e5m2ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e5m2ToFloat((byte) (kw21 >> 24));
+                    float x28 = FP8.e5m2ToFloat((byte) kw22);
+                    float x29 = FP8.e5m2ToFloat((byte) (kw22 >> 8));
+                    float x210 = FP8.e5m2ToFloat((byte) (kw22 >> 16));
+                    float x211 = FP8.e5m2ToFloat((byte) (kw22 >> 24));
+                    float x30 = FP8.e5m2ToFloat((byte) kw30);
+                    float x31 = FP8.e5m2ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e5m2ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e5m2ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e5m2ToFloat((byte) kw31);
+                    float x35 = FP8.e5m2ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e5m2ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e5m2ToFloat((byte) (kw31 >> 24));
+                    float x38 = FP8.e5m2ToFloat((byte) kw32);
+                    float x39 = FP8.e5m2ToFloat((byte) (kw32 >> 8));
+                    float x310 = FP8.e5m2ToFloat((byte) (kw32 >> 16));
+                    float x311 = FP8.e5m2ToFloat((byte) (kw32 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 98] * x02 + qs[qLane + 99] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 130] * x06 + qs[qLane + 131] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09 + qs[qLane + 162] * x010 + qs[qLane + 163] * x011;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 98] * x12 + qs[qLane + 99] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 130] * x16 + qs[qLane + 131] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19 + qs[qLane + 162] * x110 + qs[qLane + 163] * x111;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 98] * x22 + qs[qLane + 99] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 130] * x26 + qs[qLane + 131] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29 + qs[qLane + 162] * x210 + qs[qLane + 163] * x211;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 98] * x32 + qs[qLane + 99] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 130] * x36 + qs[qLane + 131] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39 + qs[qLane + 162] * x310 + qs[qLane + 163] * x311;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 194] * x02 + qs[qLane + 195] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 226] * x06 + qs[qLane + 227] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09 + qs[qLane + 258] * x010 + qs[qLane + 259] * x011;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 194] * x12 + qs[qLane + 195] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 226] * x16 + qs[qLane + 227] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19 + qs[qLane + 258] * x110 + qs[qLane + 259] * x111;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 194] * x22 + qs[qLane + 195] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 226] * x26 + qs[qLane + 227] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29 + qs[qLane + 258] * x210 + qs[qLane + 259] * x211;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 194] * x32 + qs[qLane + 195] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 226] * x36 + qs[qLane + 227] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39 + qs[qLane + 258] * x310 + qs[qLane + 259] * x311;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 290] * x02 + qs[qLane + 291] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 322] * x06 + qs[qLane + 323] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09 + qs[qLane + 354] * x010 + qs[qLane + 355] * x011;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 290] * x12 + qs[qLane + 291] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 322] * x16 + qs[qLane + 323] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19 + qs[qLane + 354] * x110 + qs[qLane + 355] * x111;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 290] * x22 + qs[qLane + 291] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 322] * x26 + qs[qLane + 323] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29 + qs[qLane + 354] * x210 + qs[qLane + 355] * x211;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 290] * x32 + qs[qLane + 291] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 322] * x36 + qs[qLane + 323] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39 + qs[qLane + 354] * x310 + qs[qLane + 355] * x311;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 80) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 8 + kLast);
+                        kw10 = kPool.get(kAt + 80);
+                        kw11 = kPool.get(kAt + 88);
+                        kw12 = kPool.get(kAt + 88 + kLast);
+                        kw20 = kPool.get(kAt + 160);
+                        kw21 = kPool.get(kAt + 168);
+                        kw22 = kPool.get(kAt + 168 + kLast);
+                        kw30 = kPool.get(kAt + 240);
+                        kw31 = kPool.get(kAt + 248);
+                        kw32 = kPool.get(kAt + 248 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 8 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 8 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 8 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 8 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e5m2ToFloat((byte) vw0);
+                    float y01 = FP8.e5m2ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e5m2ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e5m2ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e5m2ToFloat((byte) vw1);
+                    float y11 = FP8.e5m2ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e5m2ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e5m2ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e5m2ToFloat((byte) vw2);
+                    float y21 = FP8.e5m2ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e5m2ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e5m2ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e5m2ToFloat((byte) vw3);
+                    float y31 = FP8.e5m2ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e5m2ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e5m2ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e5m2ToFloat((byte) vw4);
+                    float y41 = FP8.e5m2ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e5m2ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e5m2ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e5m2ToFloat((byte) vw5);
+                    float y51 = FP8.e5m2ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e5m2ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e5m2ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e5m2ToFloat((byte) vw6);
+                    float y61 = FP8.e5m2ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e5m2ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e5m2ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e5m2ToFloat((byte) vw7);
+                    float y71 = FP8.e5m2ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e5m2ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e5m2ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = FP8.e5m2ToFloat((byte) vw8);
+                    float y81 = FP8.e5m2ToFloat((byte) (vw8 >> 8));
+                    float y82 = FP8.e5m2ToFloat((byte) (vw8 >> 16));
+                    float y83 = FP8.e5m2ToFloat((byte) (vw8 >> 24));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = FP8.e5m2ToFloat((byte) vw9);
+                    float y91 = FP8.e5m2ToFloat((byte) (vw9 >> 8));
+                    float y92 = FP8.e5m2ToFloat((byte) (vw9 >> 16));
+                    float y93 = FP8.e5m2ToFloat((byte) (vw9 >> 24));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = FP8.e5m2ToFloat((byte) vw10);
+                    float y101 = FP8.e5m2ToFloat((byte) (vw10 >> 8));
+                    float y102 = FP8.e5m2ToFloat((byte) (vw10 >> 16));
+                    float y103 = FP8.e5m2ToFloat((byte) (vw10 >> 24));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = FP8.e5m2ToFloat((byte) vw11);
+                    float y111 = FP8.e5m2ToFloat((byte) (vw11 >> 8));
+                    float y112 = FP8.e5m2ToFloat((byte) (vw11 >> 16));
+                    float y113 = FP8.e5m2ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = FP8.e5m2ToFloat((byte) vw12);
+                    float y121 = FP8.e5m2ToFloat((byte) (vw12 >> 8));
+                    float y122 = FP8.e5m2ToFloat((byte) (vw12 >> 16));
+                    float y123 = FP8.e5m2ToFloat((byte) (vw12 >> 24));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = FP8.e5m2ToFloat((byte) vw13);
+                    float y131 = FP8.e5m2ToFloat((byte) (vw13 >> 8));
+                    float y132 = FP8.e5m2ToFloat((byte) (vw13 >> 16));
+                    float y133 = FP8.e5m2ToFloat((byte) (vw13 >> 24));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = FP8.e5m2ToFloat((byte) vw14);
+                    float y141 = FP8.e5m2ToFloat((byte) (vw14 >> 8));
+                    float y142 = FP8.e5m2ToFloat((byte) (vw14 >> 16));
+                    float y143 = FP8.e5m2ToFloat((byte) (vw14 >> 24));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = FP8.e5m2ToFloat((byte) vw15);
+                    float y151 = FP8.e5m2ToFloat((byte) (vw15 >> 8));
+                    float y152 = FP8.e5m2ToFloat((byte) (vw15 >> 16));
+                    float y153 = FP8.e5m2ToFloat((byte) (vw15 >> 24));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 20) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2D112(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..6
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = lane < 24 ? 64 : 16; // V: this lane's second word, 32 + lane (lanes 24..31: lane + 8), from its first (written by lanes 0..23)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw25 = kPool.getHalf2(kRow2 + 80);
+                Half2 kw26 = kPool.getHalf2(kRow2 + 96);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+                Half2 kw35 = kPool.getHalf2(kRow3 + 80);
+                Half2 kw36 = kPool.getHalf2(kRow3 + 96);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + vSecond);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + vSecond);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + vSecond);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + vSecond);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + vSecond);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + vSecond);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + vSecond);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + vSecond);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + vSecond);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + vSecond);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + vSecond);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + vSecond);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + vSecond);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + vSecond);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + vSecond);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + vSecond);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 14 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x210 = Half2.lowFloat(kw25);
+                    float x211 = Half2.highFloat(kw25);
+                    float x212 = Half2.lowFloat(kw26);
+                    float x213 = Half2.highFloat(kw26);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float x310 = Half2.lowFloat(kw35);
+                    float x311 = Half2.highFloat(kw35);
+                    float x312 = Half2.lowFloat(kw36);
+                    float x313 = Half2.highFloat(kw36);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw25 = kPool.getHalf2(kRow2 + 80);
+                    kw26 = kPool.getHalf2(kRow2 + 96);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    kw35 = kPool.getHalf2(kRow3 + 80);
+                    kw36 = kPool.getHalf2(kRow3 + 96);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane < 24 ? lane : lane - 24) + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    float y02 = Half2.lowFloat(vw01);
+                    float y03 = Half2.highFloat(vw01);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    float y12 = Half2.lowFloat(vw11);
+                    float y13 = Half2.highFloat(vw11);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    float y22 = Half2.lowFloat(vw21);
+                    float y23 = Half2.highFloat(vw21);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    float y32 = Half2.lowFloat(vw31);
+                    float y33 = Half2.highFloat(vw31);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    float y42 = Half2.lowFloat(vw41);
+                    float y43 = Half2.highFloat(vw41);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    float y52 = Half2.lowFloat(vw51);
+                    float y53 = Half2.highFloat(vw51);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    float y62 = Half2.lowFloat(vw61);
+                    float y63 = Half2.highFloat(vw61);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    float y72 = Half2.lowFloat(vw71);
+                    float y73 = Half2.highFloat(vw71);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = Half2.lowFloat(vw80);
+                    float y81 = Half2.highFloat(vw80);
+                    float y82 = Half2.lowFloat(vw81);
+                    float y83 = Half2.highFloat(vw81);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = Half2.lowFloat(vw90);
+                    float y91 = Half2.highFloat(vw90);
+                    float y92 = Half2.lowFloat(vw91);
+                    float y93 = Half2.highFloat(vw91);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = Half2.lowFloat(vw100);
+                    float y101 = Half2.highFloat(vw100);
+                    float y102 = Half2.lowFloat(vw101);
+                    float y103 = Half2.highFloat(vw101);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = Half2.lowFloat(vw110);
+                    float y111 = Half2.highFloat(vw110);
+                    float y112 = Half2.lowFloat(vw111);
+                    float y113 = Half2.highFloat(vw111);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = Half2.lowFloat(vw120);
+                    float y121 = Half2.highFloat(vw120);
+                    float y122 = Half2.lowFloat(vw121);
+                    float y123 = Half2.highFloat(vw121);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = Half2.lowFloat(vw130);
+                    float y131 = Half2.highFloat(vw130);
+                    float y132 = Half2.lowFloat(vw131);
+                    float y133 = Half2.highFloat(vw131);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = Half2.lowFloat(vw140);
+                    float y141 = Half2.highFloat(vw140);
+                    float y142 = Half2.lowFloat(vw141);
+                    float y143 = Half2.highFloat(vw141);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = Half2.lowFloat(vw150);
+                    float y151 = Half2.highFloat(vw150);
+                    float y152 = Half2.lowFloat(vw151);
+                    float y153 = Half2.highFloat(vw151);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        if (lane < 24) {
+                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        if (lane < 24) {
+                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        if (lane < 24) {
+                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        if (lane < 24) {
+                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionF16x2HalfVD112(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..6
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = lane < 24 ? 64 : 16; // V: this lane's second word, 32 + lane (lanes 24..31: lane + 8), from its first (written by lanes 0..23)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        Half2[] probs = ctx.allocateHalf2LocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile, twice in fp16
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kRow0 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow1 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow2 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                int kRow3 = tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw25 = kPool.getHalf2(kRow2 + 80);
+                Half2 kw26 = kPool.getHalf2(kRow2 + 96);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+                Half2 kw35 = kPool.getHalf2(kRow3 + 80);
+                Half2 kw36 = kPool.getHalf2(kRow3 + 96);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vRow0 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow1 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow2 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow3 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow4 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow5 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow6 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow7 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow8 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow9 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow10 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow11 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow12 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow13 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow14 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    int vRow15 = tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + vSecond);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + vSecond);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + vSecond);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + vSecond);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + vSecond);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + vSecond);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + vSecond);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + vSecond);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + vSecond);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + vSecond);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + vSecond);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + vSecond);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + vSecond);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + vSecond);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + vSecond);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + vSecond);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 14 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x210 = Half2.lowFloat(kw25);
+                    float x211 = Half2.highFloat(kw25);
+                    float x212 = Half2.lowFloat(kw26);
+                    float x213 = Half2.highFloat(kw26);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float x310 = Half2.lowFloat(kw35);
+                    float x311 = Half2.highFloat(kw35);
+                    float x312 = Half2.lowFloat(kw36);
+                    float x313 = Half2.highFloat(kw36);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    kRow0 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow1 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow2 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kRow3 = tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw25 = kPool.getHalf2(kRow2 + 80);
+                    kw26 = kPool.getHalf2(kRow2 + 96);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    kw35 = kPool.getHalf2(kRow3 + 80);
+                    kw36 = kPool.getHalf2(kRow3 + 96);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = Half2.fromFloats(pA, pA);
+                    probs[row * HEADS + 2 * odd + 1] = Half2.fromFloats(pB, pB);
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane < 24 ? lane : lane - 24) + {0, 1}
+                    // (VSums.FP16: fp16 products and sums within the tile, added to the fp32 accumulators at its end)
+                    Half2 pa0 = probs[0];
+                    Half2 pb0 = probs[1];
+                    Half2 pc0 = probs[2];
+                    Half2 pd0 = probs[3];
+                    Half2 ta0 = Half2.mult(pa0, vw00);
+                    Half2 ta1 = Half2.mult(pa0, vw01);
+                    Half2 tb0 = Half2.mult(pb0, vw00);
+                    Half2 tb1 = Half2.mult(pb0, vw01);
+                    Half2 tc0 = Half2.mult(pc0, vw00);
+                    Half2 tc1 = Half2.mult(pc0, vw01);
+                    Half2 td0 = Half2.mult(pd0, vw00);
+                    Half2 td1 = Half2.mult(pd0, vw01);
+                    Half2 pa1 = probs[4];
+                    Half2 pb1 = probs[5];
+                    Half2 pc1 = probs[6];
+                    Half2 pd1 = probs[7];
+                    ta0 = Half2.fma(pa1, vw10, ta0);
+                    ta1 = Half2.fma(pa1, vw11, ta1);
+                    tb0 = Half2.fma(pb1, vw10, tb0);
+                    tb1 = Half2.fma(pb1, vw11, tb1);
+                    tc0 = Half2.fma(pc1, vw10, tc0);
+                    tc1 = Half2.fma(pc1, vw11, tc1);
+                    td0 = Half2.fma(pd1, vw10, td0);
+                    td1 = Half2.fma(pd1, vw11, td1);
+                    Half2 pa2 = probs[8];
+                    Half2 pb2 = probs[9];
+                    Half2 pc2 = probs[10];
+                    Half2 pd2 = probs[11];
+                    ta0 = Half2.fma(pa2, vw20, ta0);
+                    ta1 = Half2.fma(pa2, vw21, ta1);
+                    tb0 = Half2.fma(pb2, vw20, tb0);
+                    tb1 = Half2.fma(pb2, vw21, tb1);
+                    tc0 = Half2.fma(pc2, vw20, tc0);
+                    tc1 = Half2.fma(pc2, vw21, tc1);
+                    td0 = Half2.fma(pd2, vw20, td0);
+                    td1 = Half2.fma(pd2, vw21, td1);
+                    Half2 pa3 = probs[12];
+                    Half2 pb3 = probs[13];
+                    Half2 pc3 = probs[14];
+                    Half2 pd3 = probs[15];
+                    ta0 = Half2.fma(pa3, vw30, ta0);
+                    ta1 = Half2.fma(pa3, vw31, ta1);
+                    tb0 = Half2.fma(pb3, vw30, tb0);
+                    tb1 = Half2.fma(pb3, vw31, tb1);
+                    tc0 = Half2.fma(pc3, vw30, tc0);
+                    tc1 = Half2.fma(pc3, vw31, tc1);
+                    td0 = Half2.fma(pd3, vw30, td0);
+                    td1 = Half2.fma(pd3, vw31, td1);
+                    Half2 pa4 = probs[16];
+                    Half2 pb4 = probs[17];
+                    Half2 pc4 = probs[18];
+                    Half2 pd4 = probs[19];
+                    ta0 = Half2.fma(pa4, vw40, ta0);
+                    ta1 = Half2.fma(pa4, vw41, ta1);
+                    tb0 = Half2.fma(pb4, vw40, tb0);
+                    tb1 = Half2.fma(pb4, vw41, tb1);
+                    tc0 = Half2.fma(pc4, vw40, tc0);
+                    tc1 = Half2.fma(pc4, vw41, tc1);
+                    td0 = Half2.fma(pd4, vw40, td0);
+                    td1 = Half2.fma(pd4, vw41, td1);
+                    Half2 pa5 = probs[20];
+                    Half2 pb5 = probs[21];
+                    Half2 pc5 = probs[22];
+                    Half2 pd5 = probs[23];
+                    ta0 = Half2.fma(pa5, vw50, ta0);
+                    ta1 = Half2.fma(pa5, vw51, ta1);
+                    tb0 = Half2.fma(pb5, vw50, tb0);
+                    tb1 = Half2.fma(pb5, vw51, tb1);
+                    tc0 = Half2.fma(pc5, vw50, tc0);
+                    tc1 = Half2.fma(pc5, vw51, tc1);
+                    td0 = Half2.fma(pd5, vw50, td0);
+                    td1 = Half2.fma(pd5, vw51, td1);
+                    Half2 pa6 = probs[24];
+                    Half2 pb6 = probs[25];
+                    Half2 pc6 = probs[26];
+                    Half2 pd6 = probs[27];
+                    ta0 = Half2.fma(pa6, vw60, ta0);
+                    ta1 = Half2.fma(pa6, vw61, ta1);
+                    tb0 = Half2.fma(pb6, vw60, tb0);
+                    tb1 = Half2.fma(pb6, vw61, tb1);
+                    tc0 = Half2.fma(pc6, vw60, tc0);
+                    tc1 = Half2.fma(pc6, vw61, tc1);
+                    td0 = Half2.fma(pd6, vw60, td0);
+                    td1 = Half2.fma(pd6, vw61, td1);
+                    Half2 pa7 = probs[28];
+                    Half2 pb7 = probs[29];
+                    Half2 pc7 = probs[30];
+                    Half2 pd7 = probs[31];
+                    ta0 = Half2.fma(pa7, vw70, ta0);
+                    ta1 = Half2.fma(pa7, vw71, ta1);
+                    tb0 = Half2.fma(pb7, vw70, tb0);
+                    tb1 = Half2.fma(pb7, vw71, tb1);
+                    tc0 = Half2.fma(pc7, vw70, tc0);
+                    tc1 = Half2.fma(pc7, vw71, tc1);
+                    td0 = Half2.fma(pd7, vw70, td0);
+                    td1 = Half2.fma(pd7, vw71, td1);
+                    Half2 pa8 = probs[32];
+                    Half2 pb8 = probs[33];
+                    Half2 pc8 = probs[34];
+                    Half2 pd8 = probs[35];
+                    ta0 = Half2.fma(pa8, vw80, ta0);
+                    ta1 = Half2.fma(pa8, vw81, ta1);
+                    tb0 = Half2.fma(pb8, vw80, tb0);
+                    tb1 = Half2.fma(pb8, vw81, tb1);
+                    tc0 = Half2.fma(pc8, vw80, tc0);
+                    tc1 = Half2.fma(pc8, vw81, tc1);
+                    td0 = Half2.fma(pd8, vw80, td0);
+                    td1 = Half2.fma(pd8, vw81, td1);
+                    Half2 pa9 = probs[36];
+                    Half2 pb9 = probs[37];
+                    Half2 pc9 = probs[38];
+                    Half2 pd9 = probs[39];
+                    ta0 = Half2.fma(pa9, vw90, ta0);
+                    ta1 = Half2.fma(pa9, vw91, ta1);
+                    tb0 = Half2.fma(pb9, vw90, tb0);
+                    tb1 = Half2.fma(pb9, vw91, tb1);
+                    tc0 = Half2.fma(pc9, vw90, tc0);
+                    tc1 = Half2.fma(pc9, vw91, tc1);
+                    td0 = Half2.fma(pd9, vw90, td0);
+                    td1 = Half2.fma(pd9, vw91, td1);
+                    Half2 pa10 = probs[40];
+                    Half2 pb10 = probs[41];
+                    Half2 pc10 = probs[42];
+                    Half2 pd10 = probs[43];
+                    ta0 = Half2.fma(pa10, vw100, ta0);
+                    ta1 = Half2.fma(pa10, vw101, ta1);
+                    tb0 = Half2.fma(pb10, vw100, tb0);
+                    tb1 = Half2.fma(pb10, vw101, tb1);
+                    tc0 = Half2.fma(pc10, vw100, tc0);
+                    tc1 = Half2.fma(pc10, vw101, tc1);
+                    td0 = Half2.fma(pd10, vw100, td0);
+                    td1 = Half2.fma(pd10, vw101, td1);
+                    Half2 pa11 = probs[44];
+                    Half2 pb11 = probs[45];
+                    Half2 pc11 = probs[46];
+                    Half2 pd11 = probs[47];
+                    ta0 = Half2.fma(pa11, vw110, ta0);
+                    ta1 = Half2.fma(pa11, vw111, ta1);
+                    tb0 = Half2.fma(pb11, vw110, tb0);
+                    tb1 = Half2.fma(pb11, vw111, tb1);
+                    tc0 = Half2.fma(pc11, vw110, tc0);
+                    tc1 = Half2.fma(pc11, vw111, tc1);
+                    td0 = Half2.fma(pd11, vw110, td0);
+                    td1 = Half2.fma(pd11, vw111, td1);
+                    Half2 pa12 = probs[48];
+                    Half2 pb12 = probs[49];
+                    Half2 pc12 = probs[50];
+                    Half2 pd12 = probs[51];
+                    ta0 = Half2.fma(pa12, vw120, ta0);
+                    ta1 = Half2.fma(pa12, vw121, ta1);
+                    tb0 = Half2.fma(pb12, vw120, tb0);
+                    tb1 = Half2.fma(pb12, vw121, tb1);
+                    tc0 = Half2.fma(pc12, vw120, tc0);
+                    tc1 = Half2.fma(pc12, vw121, tc1);
+                    td0 = Half2.fma(pd12, vw120, td0);
+                    td1 = Half2.fma(pd12, vw121, td1);
+                    Half2 pa13 = probs[52];
+                    Half2 pb13 = probs[53];
+                    Half2 pc13 = probs[54];
+                    Half2 pd13 = probs[55];
+                    ta0 = Half2.fma(pa13, vw130, ta0);
+                    ta1 = Half2.fma(pa13, vw131, ta1);
+                    tb0 = Half2.fma(pb13, vw130, tb0);
+                    tb1 = Half2.fma(pb13, vw131, tb1);
+                    tc0 = Half2.fma(pc13, vw130, tc0);
+                    tc1 = Half2.fma(pc13, vw131, tc1);
+                    td0 = Half2.fma(pd13, vw130, td0);
+                    td1 = Half2.fma(pd13, vw131, td1);
+                    Half2 pa14 = probs[56];
+                    Half2 pb14 = probs[57];
+                    Half2 pc14 = probs[58];
+                    Half2 pd14 = probs[59];
+                    ta0 = Half2.fma(pa14, vw140, ta0);
+                    ta1 = Half2.fma(pa14, vw141, ta1);
+                    tb0 = Half2.fma(pb14, vw140, tb0);
+                    tb1 = Half2.fma(pb14, vw141, tb1);
+                    tc0 = Half2.fma(pc14, vw140, tc0);
+                    tc1 = Half2.fma(pc14, vw141, tc1);
+                    td0 = Half2.fma(pd14, vw140, td0);
+                    td1 = Half2.fma(pd14, vw141, td1);
+                    Half2 pa15 = probs[60];
+                    Half2 pb15 = probs[61];
+                    Half2 pc15 = probs[62];
+                    Half2 pd15 = probs[63];
+                    ta0 = Half2.fma(pa15, vw150, ta0);
+                    ta1 = Half2.fma(pa15, vw151, ta1);
+                    tb0 = Half2.fma(pb15, vw150, tb0);
+                    tb1 = Half2.fma(pb15, vw151, tb1);
+                    tc0 = Half2.fma(pc15, vw150, tc0);
+                    tc1 = Half2.fma(pc15, vw151, tc1);
+                    td0 = Half2.fma(pd15, vw150, td0);
+                    td1 = Half2.fma(pd15, vw151, td1);
+                    oa0 += Half2.lowFloat(ta0); oa1 += Half2.highFloat(ta0); oa2 += Half2.lowFloat(ta1); oa3 += Half2.highFloat(ta1);
+                    ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0); ob2 += Half2.lowFloat(tb1); ob3 += Half2.highFloat(tb1);
+                    oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0); oc2 += Half2.lowFloat(tc1); oc3 += Half2.highFloat(tc1);
+                    od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0); od2 += Half2.lowFloat(td1); od3 += Half2.highFloat(td1);
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / la);
+                        out.set(o + 1, oa1 / la);
+                        if (lane < 24) {
+                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / lb);
+                        out.set(o + 1, ob1 / lb);
+                        if (lane < 24) {
+                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / lc);
+                        out.set(o + 1, oc1 / lc);
+                        if (lane < 24) {
+                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / ld);
+                        out.set(o + 1, od1 / ld);
+                        if (lane < 24) {
+                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionInt8D112(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int kLast = 8 - 2 * (part & 4);  // scores: word 3's offset from word 2 (parts 4..7: word 2 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 28 ? lane : lane - 28; // V: this lane's word of a token (lanes 28..31 repeat lanes 0..3's, written by lanes 0..27)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                int kw20; int kw21; int kw22; int kw23;
+                int kw30; int kw31; int kw32; int kw33;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 112) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 16 + kLast);
+                    kw10 = kPool.get(kAt + 112);
+                    kw11 = kPool.get(kAt + 120);
+                    kw12 = kPool.get(kAt + 128);
+                    kw13 = kPool.get(kAt + 128 + kLast);
+                    kw20 = kPool.get(kAt + 224);
+                    kw21 = kPool.get(kAt + 232);
+                    kw22 = kPool.get(kAt + 240);
+                    kw23 = kPool.get(kAt + 240 + kLast);
+                    kw30 = kPool.get(kAt + 336);
+                    kw31 = kPool.get(kAt + 344);
+                    kw32 = kPool.get(kAt + 352);
+                    kw33 = kPool.get(kAt + 352 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 16 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 16 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 16);
+                    kw23 = kPool.get(kRow2 + 16 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 16);
+                    kw33 = kPool.get(kRow3 + 16 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 28);
+                        vw2 = vPool.get(vAt + 56);
+                        vw3 = vPool.get(vAt + 84);
+                        vw4 = vPool.get(vAt + 112);
+                        vw5 = vPool.get(vAt + 140);
+                        vw6 = vPool.get(vAt + 168);
+                        vw7 = vPool.get(vAt + 196);
+                        vw8 = vPool.get(vAt + 224);
+                        vw9 = vPool.get(vAt + 252);
+                        vw10 = vPool.get(vAt + 280);
+                        vw11 = vPool.get(vAt + 308);
+                        vw12 = vPool.get(vAt + 336);
+                        vw13 = vPool.get(vAt + 364);
+                        vw14 = vPool.get(vAt + 392);
+                        vw15 = vPool.get(vAt + 420);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = ((kw00 << 24) >> 24);
+                    float x01 = ((kw00 << 16) >> 24);
+                    float x02 = ((kw00 << 8) >> 24);
+                    float x03 = (kw00 >> 24);
+                    float x04 = ((kw01 << 24) >> 24);
+                    float x05 = ((kw01 << 16) >> 24);
+                    float x06 = ((kw01 << 8) >> 24);
+                    float x07 = (kw01 >> 24);
+                    float x08 = ((kw02 << 24) >> 24);
+                    float x09 = ((kw02 << 16) >> 24);
+                    float x010 = ((kw02 << 8) >> 24);
+                    float x011 = (kw02 >> 24);
+                    float x012 = ((kw03 << 24) >> 24);
+                    float x013 = ((kw03 << 16) >> 24);
+                    float x014 = ((kw03 << 8) >> 24);
+                    float x015 = (kw03 >> 24);
+                    float x10 = ((kw10 << 24) >> 24);
+                    float x11 = ((kw10 << 16) >> 24);
+                    float x12 = ((kw10 << 8) >> 24);
+                    float x13 = (kw10 >> 24);
+                    float x14 = ((kw11 << 24) >> 24);
+                    float x15 = ((kw11 << 16) >> 24);
+                    float x16 = ((kw11 << 8) >> 24);
+                    float x17 = (kw11 >> 24);
+                    float x18 = ((kw12 << 24) >> 24);
+                    float x19 = ((kw12 << 16) >> 24);
+                    float x110 = ((kw12 << 8) >> 24);
+                    float x111 = (kw12 >> 24);
+                    float x112 = ((kw13 << 24) >> 24);
+                    float x113 = ((kw13 << 16) >> 24);
+                    float x114 = ((kw13 << 8) >> 24);
+                    float x115 = (kw13 >> 24);
+                    float x20 = ((kw20 << 24) >> 24);
+                    float x21 = ((kw20 << 16) >> 24);
+                    float x22 = ((kw20 << 8) >> 24);
+                    float x23 = (kw20 >> 24);
+                    float x24 = ((kw21 << 24) >> 24);
+                    float x25 = ((kw21 << 16) >> 24);
+                    float x26 = ((kw21 << 8) >> 24);
+                    float x27 = (kw21 >> 24);
+                    float x28 = ((kw22 << 24) >> 24);
+                    float x29 = ((kw22 << 16) >> 24);
+                    float x210 = ((kw22 << 8) >> 24);
+                    float x211 = (kw22 >> 24);
+                    float x212 = ((kw23 << 24) >> 24);
+                    float x213 = ((kw23 << 16) >> 24);
+                    float x214 = ((kw23 << 8) >> 24);
+                    float x215 = (kw23 >> 24);
+                    float x30 = ((kw30 << 24) >> 24);
+                    float x31 = ((kw30 << 16) >> 24);
+                    float x32 = ((kw30 << 8) >> 24);
+                    float x33 = (kw30 >> 24);
+                    float x34 = ((kw31 << 24) >> 24);
+                    float x35 = ((kw31 << 16) >> 24);
+                    float x36 = ((kw31 << 8) >> 24);
+                    float x37 = (kw31 >> 24);
+                    float x38 = ((kw32 << 24) >> 24);
+                    float x39 = ((kw32 << 16) >> 24);
+                    float x310 = ((kw32 << 8) >> 24);
+                    float x311 = (kw32 >> 24);
+                    float x312 = ((kw33 << 24) >> 24);
+                    float x313 = ((kw33 << 16) >> 24);
+                    float x314 = ((kw33 << 8) >> 24);
+                    float x315 = (kw33 >> 24);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 98] * x214 + qs[qLane + 99] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 98] * x314 + qs[qLane + 99] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 194] * x210 + qs[qLane + 195] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 226] * x214 + qs[qLane + 227] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 194] * x310 + qs[qLane + 195] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 226] * x314 + qs[qLane + 227] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 258] * x22 + qs[qLane + 259] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 290] * x26 + qs[qLane + 291] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 322] * x210 + qs[qLane + 323] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 354] * x214 + qs[qLane + 355] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 258] * x32 + qs[qLane + 259] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 290] * x36 + qs[qLane + 291] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 322] * x310 + qs[qLane + 323] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 354] * x314 + qs[qLane + 355] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 386] * x22 + qs[qLane + 387] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 418] * x26 + qs[qLane + 419] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 450] * x210 + qs[qLane + 451] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 482] * x214 + qs[qLane + 483] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 386] * x32 + qs[qLane + 387] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 418] * x36 + qs[qLane + 419] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 450] * x310 + qs[qLane + 451] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 482] * x314 + qs[qLane + 483] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 112) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 16 + kLast);
+                        kw10 = kPool.get(kAt + 112);
+                        kw11 = kPool.get(kAt + 120);
+                        kw12 = kPool.get(kAt + 128);
+                        kw13 = kPool.get(kAt + 128 + kLast);
+                        kw20 = kPool.get(kAt + 224);
+                        kw21 = kPool.get(kAt + 232);
+                        kw22 = kPool.get(kAt + 240);
+                        kw23 = kPool.get(kAt + 240 + kLast);
+                        kw30 = kPool.get(kAt + 336);
+                        kw31 = kPool.get(kAt + 344);
+                        kw32 = kPool.get(kAt + 352);
+                        kw33 = kPool.get(kAt + 352 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 16 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 16 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 16);
+                        kw23 = kPool.get(kRow2 + 16 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 16);
+                        kw33 = kPool.get(kRow3 + 16 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = ((vw0 << 24) >> 24);
+                    float y01 = ((vw0 << 16) >> 24);
+                    float y02 = ((vw0 << 8) >> 24);
+                    float y03 = (vw0 >> 24);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = ((vw1 << 24) >> 24);
+                    float y11 = ((vw1 << 16) >> 24);
+                    float y12 = ((vw1 << 8) >> 24);
+                    float y13 = (vw1 >> 24);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = ((vw2 << 24) >> 24);
+                    float y21 = ((vw2 << 16) >> 24);
+                    float y22 = ((vw2 << 8) >> 24);
+                    float y23 = (vw2 >> 24);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = ((vw3 << 24) >> 24);
+                    float y31 = ((vw3 << 16) >> 24);
+                    float y32 = ((vw3 << 8) >> 24);
+                    float y33 = (vw3 >> 24);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = ((vw4 << 24) >> 24);
+                    float y41 = ((vw4 << 16) >> 24);
+                    float y42 = ((vw4 << 8) >> 24);
+                    float y43 = (vw4 >> 24);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = ((vw5 << 24) >> 24);
+                    float y51 = ((vw5 << 16) >> 24);
+                    float y52 = ((vw5 << 8) >> 24);
+                    float y53 = (vw5 >> 24);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = ((vw6 << 24) >> 24);
+                    float y61 = ((vw6 << 16) >> 24);
+                    float y62 = ((vw6 << 8) >> 24);
+                    float y63 = (vw6 >> 24);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = ((vw7 << 24) >> 24);
+                    float y71 = ((vw7 << 16) >> 24);
+                    float y72 = ((vw7 << 8) >> 24);
+                    float y73 = (vw7 >> 24);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = ((vw8 << 24) >> 24);
+                    float y81 = ((vw8 << 16) >> 24);
+                    float y82 = ((vw8 << 8) >> 24);
+                    float y83 = (vw8 >> 24);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = ((vw9 << 24) >> 24);
+                    float y91 = ((vw9 << 16) >> 24);
+                    float y92 = ((vw9 << 8) >> 24);
+                    float y93 = (vw9 >> 24);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = ((vw10 << 24) >> 24);
+                    float y101 = ((vw10 << 16) >> 24);
+                    float y102 = ((vw10 << 8) >> 24);
+                    float y103 = (vw10 >> 24);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = ((vw11 << 24) >> 24);
+                    float y111 = ((vw11 << 16) >> 24);
+                    float y112 = ((vw11 << 8) >> 24);
+                    float y113 = (vw11 >> 24);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = ((vw12 << 24) >> 24);
+                    float y121 = ((vw12 << 16) >> 24);
+                    float y122 = ((vw12 << 8) >> 24);
+                    float y123 = (vw12 >> 24);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = ((vw13 << 24) >> 24);
+                    float y131 = ((vw13 << 16) >> 24);
+                    float y132 = ((vw13 << 8) >> 24);
+                    float y133 = (vw13 >> 24);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = ((vw14 << 24) >> 24);
+                    float y141 = ((vw14 << 16) >> 24);
+                    float y142 = ((vw14 << 8) >> 24);
+                    float y143 = (vw14 >> 24);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = ((vw15 << 24) >> 24);
+                    float y151 = ((vw15 << 16) >> 24);
+                    float y152 = ((vw15 << 8) >> 24);
+                    float y153 = (vw15 >> 24);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE4M3D112(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int kLast = 8 - 2 * (part & 4);  // scores: word 3's offset from word 2 (parts 4..7: word 2 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 28 ? lane : lane - 28; // V: this lane's word of a token (lanes 28..31 repeat lanes 0..3's, written by lanes 0..27)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                int kw20; int kw21; int kw22; int kw23;
+                int kw30; int kw31; int kw32; int kw33;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 112) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 16 + kLast);
+                    kw10 = kPool.get(kAt + 112);
+                    kw11 = kPool.get(kAt + 120);
+                    kw12 = kPool.get(kAt + 128);
+                    kw13 = kPool.get(kAt + 128 + kLast);
+                    kw20 = kPool.get(kAt + 224);
+                    kw21 = kPool.get(kAt + 232);
+                    kw22 = kPool.get(kAt + 240);
+                    kw23 = kPool.get(kAt + 240 + kLast);
+                    kw30 = kPool.get(kAt + 336);
+                    kw31 = kPool.get(kAt + 344);
+                    kw32 = kPool.get(kAt + 352);
+                    kw33 = kPool.get(kAt + 352 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 16 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 16 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 16);
+                    kw23 = kPool.get(kRow2 + 16 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 16);
+                    kw33 = kPool.get(kRow3 + 16 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 28);
+                        vw2 = vPool.get(vAt + 56);
+                        vw3 = vPool.get(vAt + 84);
+                        vw4 = vPool.get(vAt + 112);
+                        vw5 = vPool.get(vAt + 140);
+                        vw6 = vPool.get(vAt + 168);
+                        vw7 = vPool.get(vAt + 196);
+                        vw8 = vPool.get(vAt + 224);
+                        vw9 = vPool.get(vAt + 252);
+                        vw10 = vPool.get(vAt + 280);
+                        vw11 = vPool.get(vAt + 308);
+                        vw12 = vPool.get(vAt + 336);
+                        vw13 = vPool.get(vAt + 364);
+                        vw14 = vPool.get(vAt + 392);
+                        vw15 = vPool.get(vAt + 420);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = FP8.e4m3ToFloat((byte) kw00);
+                    float x01 = FP8.e4m3ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e4m3ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e4m3ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e4m3ToFloat((byte) kw01);
+                    float x05 = FP8.e4m3ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e4m3ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e4m3ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e4m3ToFloat((byte) kw02);
+                    float x09 = FP8.e4m3ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e4m3ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e4m3ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e4m3ToFloat((byte) kw03);
+                    float x013 = FP8.e4m3ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e4m3ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e4m3ToFloat((byte) (kw03 >> 24));
+                    float x10 = FP8.e4m3ToFloat((byte) kw10);
+                    float x11 = FP8.e4m3ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e4m3ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e4m3ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e4m3ToFloat((byte) kw11);
+                    float x15 = FP8.e4m3ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e4m3ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e4m3ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e4m3ToFloat((byte) kw12);
+                    float x19 = FP8.e4m3ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e4m3ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e4m3ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e4m3ToFloat((byte) kw13);
+                    float x113 = FP8.e4m3ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e4m3ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e4m3ToFloat((byte) (kw13 >> 24));
+                    float x20 = FP8.e4m3ToFloat((byte) kw20);
+                    float x21 = FP8.e4m3ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e4m3ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e4m3ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e4m3ToFloat((byte) kw21);
+                    float x25 = FP8.e4m3ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e4m3ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e4m3ToFloat((byte) (kw21 >> 24));
+                    float x28 = FP8.e4m3ToFloat((byte) kw22);
+                    float x29 = FP8.e4m3ToFloat((byte) (kw22 >> 8));
+                    float x210 = FP8.e4m3ToFloat((byte) (kw22 >> 16));
+                    float x211 = FP8.e4m3ToFloat((byte) (kw22 >> 24));
+                    float x212 = FP8.e4m3ToFloat((byte) kw23);
+                    float x213 = FP8.e4m3ToFloat((byte) (kw23 >> 8));
+                    float x214 = FP8.e4m3ToFloat((byte) (kw23 >> 16));
+                    float x215 = FP8.e4m3ToFloat((byte) (kw23 >> 24));
+                    float x30 = FP8.e4m3ToFloat((byte) kw30);
+                    float x31 = FP8.e4m3ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e4m3ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e4m3ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e4m3ToFloat((byte) kw31);
+                    float x35 = FP8.e4m3ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e4m3ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e4m3ToFloat((byte) (kw31 >> 24));
+                    float x38 = FP8.e4m3ToFloat((byte) kw32);
+                    float x39 = FP8.e4m3ToFloat((byte) (kw32 >> 8));
+                    float x310 = FP8.e4m3ToFloat((byte) (kw32 >> 16));
+                    float x311 = FP8.e4m3ToFloat((byte) (kw32 >> 24));
+                    float x312 = FP8.e4m3ToFloat((byte) kw33);
+                    float x313 = FP8.e4m3ToFloat((byte) (kw33 >> 8));
+                    float x314 = FP8.e4m3ToFloat((byte) (kw33 >> 16));
+                    float x315 = FP8.e4m3ToFloat((byte) (kw33 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 98] * x214 + qs[qLane + 99] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 98] * x314 + qs[qLane + 99] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 194] * x210 + qs[qLane + 195] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 226] * x214 + qs[qLane + 227] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 194] * x310 + qs[qLane + 195] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 226] * x314 + qs[qLane + 227] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 258] * x22 + qs[qLane + 259] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 290] * x26 + qs[qLane + 291] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 322] * x210 + qs[qLane + 323] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 354] * x214 + qs[qLane + 355] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 258] * x32 + qs[qLane + 259] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 290] * x36 + qs[qLane + 291] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 322] * x310 + qs[qLane + 323] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 354] * x314 + qs[qLane + 355] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 386] * x22 + qs[qLane + 387] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 418] * x26 + qs[qLane + 419] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 450] * x210 + qs[qLane + 451] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 482] * x214 + qs[qLane + 483] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 386] * x32 + qs[qLane + 387] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 418] * x36 + qs[qLane + 419] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 450] * x310 + qs[qLane + 451] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 482] * x314 + qs[qLane + 483] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 112) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 16 + kLast);
+                        kw10 = kPool.get(kAt + 112);
+                        kw11 = kPool.get(kAt + 120);
+                        kw12 = kPool.get(kAt + 128);
+                        kw13 = kPool.get(kAt + 128 + kLast);
+                        kw20 = kPool.get(kAt + 224);
+                        kw21 = kPool.get(kAt + 232);
+                        kw22 = kPool.get(kAt + 240);
+                        kw23 = kPool.get(kAt + 240 + kLast);
+                        kw30 = kPool.get(kAt + 336);
+                        kw31 = kPool.get(kAt + 344);
+                        kw32 = kPool.get(kAt + 352);
+                        kw33 = kPool.get(kAt + 352 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 16 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 16 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 16);
+                        kw23 = kPool.get(kRow2 + 16 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 16);
+                        kw33 = kPool.get(kRow3 + 16 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e4m3ToFloat((byte) vw0);
+                    float y01 = FP8.e4m3ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e4m3ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e4m3ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e4m3ToFloat((byte) vw1);
+                    float y11 = FP8.e4m3ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e4m3ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e4m3ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e4m3ToFloat((byte) vw2);
+                    float y21 = FP8.e4m3ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e4m3ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e4m3ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e4m3ToFloat((byte) vw3);
+                    float y31 = FP8.e4m3ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e4m3ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e4m3ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e4m3ToFloat((byte) vw4);
+                    float y41 = FP8.e4m3ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e4m3ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e4m3ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e4m3ToFloat((byte) vw5);
+                    float y51 = FP8.e4m3ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e4m3ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e4m3ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e4m3ToFloat((byte) vw6);
+                    float y61 = FP8.e4m3ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e4m3ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e4m3ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e4m3ToFloat((byte) vw7);
+                    float y71 = FP8.e4m3ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e4m3ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e4m3ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = FP8.e4m3ToFloat((byte) vw8);
+                    float y81 = FP8.e4m3ToFloat((byte) (vw8 >> 8));
+                    float y82 = FP8.e4m3ToFloat((byte) (vw8 >> 16));
+                    float y83 = FP8.e4m3ToFloat((byte) (vw8 >> 24));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = FP8.e4m3ToFloat((byte) vw9);
+                    float y91 = FP8.e4m3ToFloat((byte) (vw9 >> 8));
+                    float y92 = FP8.e4m3ToFloat((byte) (vw9 >> 16));
+                    float y93 = FP8.e4m3ToFloat((byte) (vw9 >> 24));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = FP8.e4m3ToFloat((byte) vw10);
+                    float y101 = FP8.e4m3ToFloat((byte) (vw10 >> 8));
+                    float y102 = FP8.e4m3ToFloat((byte) (vw10 >> 16));
+                    float y103 = FP8.e4m3ToFloat((byte) (vw10 >> 24));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = FP8.e4m3ToFloat((byte) vw11);
+                    float y111 = FP8.e4m3ToFloat((byte) (vw11 >> 8));
+                    float y112 = FP8.e4m3ToFloat((byte) (vw11 >> 16));
+                    float y113 = FP8.e4m3ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = FP8.e4m3ToFloat((byte) vw12);
+                    float y121 = FP8.e4m3ToFloat((byte) (vw12 >> 8));
+                    float y122 = FP8.e4m3ToFloat((byte) (vw12 >> 16));
+                    float y123 = FP8.e4m3ToFloat((byte) (vw12 >> 24));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = FP8.e4m3ToFloat((byte) vw13);
+                    float y131 = FP8.e4m3ToFloat((byte) (vw13 >> 8));
+                    float y132 = FP8.e4m3ToFloat((byte) (vw13 >> 16));
+                    float y133 = FP8.e4m3ToFloat((byte) (vw13 >> 24));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = FP8.e4m3ToFloat((byte) vw14);
+                    float y141 = FP8.e4m3ToFloat((byte) (vw14 >> 8));
+                    float y142 = FP8.e4m3ToFloat((byte) (vw14 >> 16));
+                    float y143 = FP8.e4m3ToFloat((byte) (vw14 >> 24));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = FP8.e4m3ToFloat((byte) vw15);
+                    float y151 = FP8.e4m3ToFloat((byte) (vw15 >> 8));
+                    float y152 = FP8.e4m3ToFloat((byte) (vw15 >> 16));
+                    float y153 = FP8.e4m3ToFloat((byte) (vw15 >> 24));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionE5M2D112(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 4 part + 32j + {0..3}), j = 0..3
+        int kLast = 8 - 2 * (part & 4);  // scores: word 3's offset from word 2 (parts 4..7: word 2 again, met by zero query values)
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vLane = lane < 28 ? lane : lane - 28; // V: this lane's word of a token (lanes 28..31 repeat lanes 0..3's, written by lanes 0..27)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(seq);
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = (pos - pairStart) * TILE;
+                end = TornadoMath.min(len, pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+                float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
+                float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);  // applied to the accumulators
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? qScale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? qScale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? qScale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? qScale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 4 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                int kw00; int kw01; int kw02; int kw03;
+                int kw10; int kw11; int kw12; int kw13;
+                int kw20; int kw21; int kw22; int kw23;
+                int kw30; int kw31; int kw32; int kw33;
+                if ((oneBlock ? 1 : 0) + (start + TILE <= end ? 1 : 0) == 2) {
+                    int kAt = ((base + group * 112) >> 2) + part;
+                    kw00 = kPool.get(kAt + 0);
+                    kw01 = kPool.get(kAt + 8);
+                    kw02 = kPool.get(kAt + 16);
+                    kw03 = kPool.get(kAt + 16 + kLast);
+                    kw10 = kPool.get(kAt + 112);
+                    kw11 = kPool.get(kAt + 120);
+                    kw12 = kPool.get(kAt + 128);
+                    kw13 = kPool.get(kAt + 128 + kLast);
+                    kw20 = kPool.get(kAt + 224);
+                    kw21 = kPool.get(kAt + 232);
+                    kw22 = kPool.get(kAt + 240);
+                    kw23 = kPool.get(kAt + 240 + kLast);
+                    kw30 = kPool.get(kAt + 336);
+                    kw31 = kPool.get(kAt + 344);
+                    kw32 = kPool.get(kAt + 352);
+                    kw33 = kPool.get(kAt + 352 + kLast);
+                } else {
+                    int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, start, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                    kw00 = kPool.get(kRow0 + 0);
+                    kw01 = kPool.get(kRow0 + 8);
+                    kw02 = kPool.get(kRow0 + 16);
+                    kw03 = kPool.get(kRow0 + 16 + kLast);
+                    kw10 = kPool.get(kRow1 + 0);
+                    kw11 = kPool.get(kRow1 + 8);
+                    kw12 = kPool.get(kRow1 + 16);
+                    kw13 = kPool.get(kRow1 + 16 + kLast);
+                    kw20 = kPool.get(kRow2 + 0);
+                    kw21 = kPool.get(kRow2 + 8);
+                    kw22 = kPool.get(kRow2 + 16);
+                    kw23 = kPool.get(kRow2 + 16 + kLast);
+                    kw30 = kPool.get(kRow3 + 0);
+                    kw31 = kPool.get(kRow3 + 8);
+                    kw32 = kPool.get(kRow3 + 16);
+                    kw33 = kPool.get(kRow3 + 16 + kLast);
+                }
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    int vw0; int vw1; int vw2; int vw3; int vw4; int vw5; int vw6; int vw7; int vw8; int vw9; int vw10; int vw11; int vw12; int vw13; int vw14; int vw15;
+                    if ((vOne ? 1 : 0) + (tileStart + TILE <= end ? 1 : 0) == 2) {
+                        int vAt = (vBase >> 2) + vLane;
+                        vw0 = vPool.get(vAt + 0);
+                        vw1 = vPool.get(vAt + 28);
+                        vw2 = vPool.get(vAt + 56);
+                        vw3 = vPool.get(vAt + 84);
+                        vw4 = vPool.get(vAt + 112);
+                        vw5 = vPool.get(vAt + 140);
+                        vw6 = vPool.get(vAt + 168);
+                        vw7 = vPool.get(vAt + 196);
+                        vw8 = vPool.get(vAt + 224);
+                        vw9 = vPool.get(vAt + 252);
+                        vw10 = vPool.get(vAt + 280);
+                        vw11 = vPool.get(vAt + 308);
+                        vw12 = vPool.get(vAt + 336);
+                        vw13 = vPool.get(vAt + 364);
+                        vw14 = vPool.get(vAt + 392);
+                        vw15 = vPool.get(vAt + 420);
+                    } else {
+                        int vRow0 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow1 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 1, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow2 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 2, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow3 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 3, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow4 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow5 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 5, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow6 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 6, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow7 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 7, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow8 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow9 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 9, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow10 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 10, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow11 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 11, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow12 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow13 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 13, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow14 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 14, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        int vRow15 = (tileRow(blockTables, tableRow, vBase, vOne, tileStart, 15, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vLane;
+                        vw0 = vPool.get(vRow0);
+                        vw1 = vPool.get(vRow1);
+                        vw2 = vPool.get(vRow2);
+                        vw3 = vPool.get(vRow3);
+                        vw4 = vPool.get(vRow4);
+                        vw5 = vPool.get(vRow5);
+                        vw6 = vPool.get(vRow6);
+                        vw7 = vPool.get(vRow7);
+                        vw8 = vPool.get(vRow8);
+                        vw9 = vPool.get(vRow9);
+                        vw10 = vPool.get(vRow10);
+                        vw11 = vPool.get(vRow11);
+                        vw12 = vPool.get(vRow12);
+                        vw13 = vPool.get(vRow13);
+                        vw14 = vPool.get(vRow14);
+                        vw15 = vPool.get(vRow15);
+                    }
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = FP8.e5m2ToFloat((byte) kw00);
+                    float x01 = FP8.e5m2ToFloat((byte) (kw00 >> 8));
+                    float x02 = FP8.e5m2ToFloat((byte) (kw00 >> 16));
+                    float x03 = FP8.e5m2ToFloat((byte) (kw00 >> 24));
+                    float x04 = FP8.e5m2ToFloat((byte) kw01);
+                    float x05 = FP8.e5m2ToFloat((byte) (kw01 >> 8));
+                    float x06 = FP8.e5m2ToFloat((byte) (kw01 >> 16));
+                    float x07 = FP8.e5m2ToFloat((byte) (kw01 >> 24));
+                    float x08 = FP8.e5m2ToFloat((byte) kw02);
+                    float x09 = FP8.e5m2ToFloat((byte) (kw02 >> 8));
+                    float x010 = FP8.e5m2ToFloat((byte) (kw02 >> 16));
+                    float x011 = FP8.e5m2ToFloat((byte) (kw02 >> 24));
+                    float x012 = FP8.e5m2ToFloat((byte) kw03);
+                    float x013 = FP8.e5m2ToFloat((byte) (kw03 >> 8));
+                    float x014 = FP8.e5m2ToFloat((byte) (kw03 >> 16));
+                    float x015 = FP8.e5m2ToFloat((byte) (kw03 >> 24));
+                    float x10 = FP8.e5m2ToFloat((byte) kw10);
+                    float x11 = FP8.e5m2ToFloat((byte) (kw10 >> 8));
+                    float x12 = FP8.e5m2ToFloat((byte) (kw10 >> 16));
+                    float x13 = FP8.e5m2ToFloat((byte) (kw10 >> 24));
+                    float x14 = FP8.e5m2ToFloat((byte) kw11);
+                    float x15 = FP8.e5m2ToFloat((byte) (kw11 >> 8));
+                    float x16 = FP8.e5m2ToFloat((byte) (kw11 >> 16));
+                    float x17 = FP8.e5m2ToFloat((byte) (kw11 >> 24));
+                    float x18 = FP8.e5m2ToFloat((byte) kw12);
+                    float x19 = FP8.e5m2ToFloat((byte) (kw12 >> 8));
+                    float x110 = FP8.e5m2ToFloat((byte) (kw12 >> 16));
+                    float x111 = FP8.e5m2ToFloat((byte) (kw12 >> 24));
+                    float x112 = FP8.e5m2ToFloat((byte) kw13);
+                    float x113 = FP8.e5m2ToFloat((byte) (kw13 >> 8));
+                    float x114 = FP8.e5m2ToFloat((byte) (kw13 >> 16));
+                    float x115 = FP8.e5m2ToFloat((byte) (kw13 >> 24));
+                    float x20 = FP8.e5m2ToFloat((byte) kw20);
+                    float x21 = FP8.e5m2ToFloat((byte) (kw20 >> 8));
+                    float x22 = FP8.e5m2ToFloat((byte) (kw20 >> 16));
+                    float x23 = FP8.e5m2ToFloat((byte) (kw20 >> 24));
+                    float x24 = FP8.e5m2ToFloat((byte) kw21);
+                    float x25 = FP8.e5m2ToFloat((byte) (kw21 >> 8));
+                    float x26 = FP8.e5m2ToFloat((byte) (kw21 >> 16));
+                    float x27 = FP8.e5m2ToFloat((byte) (kw21 >> 24));
+                    float x28 = FP8.e5m2ToFloat((byte) kw22);
+                    float x29 = FP8.e5m2ToFloat((byte) (kw22 >> 8));
+                    float x210 = FP8.e5m2ToFloat((byte) (kw22 >> 16));
+                    float x211 = FP8.e5m2ToFloat((byte) (kw22 >> 24));
+                    float x212 = FP8.e5m2ToFloat((byte) kw23);
+                    float x213 = FP8.e5m2ToFloat((byte) (kw23 >> 8));
+                    float x214 = FP8.e5m2ToFloat((byte) (kw23 >> 16));
+                    float x215 = FP8.e5m2ToFloat((byte) (kw23 >> 24));
+                    float x30 = FP8.e5m2ToFloat((byte) kw30);
+                    float x31 = FP8.e5m2ToFloat((byte) (kw30 >> 8));
+                    float x32 = FP8.e5m2ToFloat((byte) (kw30 >> 16));
+                    float x33 = FP8.e5m2ToFloat((byte) (kw30 >> 24));
+                    float x34 = FP8.e5m2ToFloat((byte) kw31);
+                    float x35 = FP8.e5m2ToFloat((byte) (kw31 >> 8));
+                    float x36 = FP8.e5m2ToFloat((byte) (kw31 >> 16));
+                    float x37 = FP8.e5m2ToFloat((byte) (kw31 >> 24));
+                    float x38 = FP8.e5m2ToFloat((byte) kw32);
+                    float x39 = FP8.e5m2ToFloat((byte) (kw32 >> 8));
+                    float x310 = FP8.e5m2ToFloat((byte) (kw32 >> 16));
+                    float x311 = FP8.e5m2ToFloat((byte) (kw32 >> 24));
+                    float x312 = FP8.e5m2ToFloat((byte) kw33);
+                    float x313 = FP8.e5m2ToFloat((byte) (kw33 >> 8));
+                    float x314 = FP8.e5m2ToFloat((byte) (kw33 >> 16));
+                    float x315 = FP8.e5m2ToFloat((byte) (kw33 >> 24));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 2] * x02 + qs[qLane + 3] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 34] * x06 + qs[qLane + 35] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 66] * x010 + qs[qLane + 67] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 98] * x014 + qs[qLane + 99] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 2] * x12 + qs[qLane + 3] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 34] * x16 + qs[qLane + 35] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 66] * x110 + qs[qLane + 67] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 98] * x114 + qs[qLane + 99] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 2] * x22 + qs[qLane + 3] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 34] * x26 + qs[qLane + 35] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 66] * x210 + qs[qLane + 67] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 98] * x214 + qs[qLane + 99] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 2] * x32 + qs[qLane + 3] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 34] * x36 + qs[qLane + 35] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 66] * x310 + qs[qLane + 67] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 98] * x314 + qs[qLane + 99] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 130] * x02 + qs[qLane + 131] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 162] * x06 + qs[qLane + 163] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 194] * x010 + qs[qLane + 195] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 226] * x014 + qs[qLane + 227] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 130] * x12 + qs[qLane + 131] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 162] * x16 + qs[qLane + 163] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 194] * x110 + qs[qLane + 195] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 226] * x114 + qs[qLane + 227] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 130] * x22 + qs[qLane + 131] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 162] * x26 + qs[qLane + 163] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 194] * x210 + qs[qLane + 195] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 226] * x214 + qs[qLane + 227] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 130] * x32 + qs[qLane + 131] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 162] * x36 + qs[qLane + 163] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 194] * x310 + qs[qLane + 195] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 226] * x314 + qs[qLane + 227] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 258] * x02 + qs[qLane + 259] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 290] * x06 + qs[qLane + 291] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 322] * x010 + qs[qLane + 323] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 354] * x014 + qs[qLane + 355] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 258] * x12 + qs[qLane + 259] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 290] * x16 + qs[qLane + 291] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 322] * x110 + qs[qLane + 323] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 354] * x114 + qs[qLane + 355] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 258] * x22 + qs[qLane + 259] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 290] * x26 + qs[qLane + 291] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 322] * x210 + qs[qLane + 323] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 354] * x214 + qs[qLane + 355] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 258] * x32 + qs[qLane + 259] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 290] * x36 + qs[qLane + 291] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 322] * x310 + qs[qLane + 323] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 354] * x314 + qs[qLane + 355] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 386] * x02 + qs[qLane + 387] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 418] * x06 + qs[qLane + 419] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 450] * x010 + qs[qLane + 451] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 482] * x014 + qs[qLane + 483] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 386] * x12 + qs[qLane + 387] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 418] * x16 + qs[qLane + 419] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 450] * x110 + qs[qLane + 451] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 482] * x114 + qs[qLane + 483] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 386] * x22 + qs[qLane + 387] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 418] * x26 + qs[qLane + 419] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 450] * x210 + qs[qLane + 451] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 482] * x214 + qs[qLane + 483] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 386] * x32 + qs[qLane + 387] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 418] * x36 + qs[qLane + 419] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 450] * x310 + qs[qLane + 451] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 482] * x314 + qs[qLane + 483] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if ((oneBlock ? 1 : 0) + (next + TILE <= end ? 1 : 0) == 2) {
+                        int kAt = ((base + group * 112) >> 2) + part;
+                        kw00 = kPool.get(kAt + 0);
+                        kw01 = kPool.get(kAt + 8);
+                        kw02 = kPool.get(kAt + 16);
+                        kw03 = kPool.get(kAt + 16 + kLast);
+                        kw10 = kPool.get(kAt + 112);
+                        kw11 = kPool.get(kAt + 120);
+                        kw12 = kPool.get(kAt + 128);
+                        kw13 = kPool.get(kAt + 128 + kLast);
+                        kw20 = kPool.get(kAt + 224);
+                        kw21 = kPool.get(kAt + 232);
+                        kw22 = kPool.get(kAt + 240);
+                        kw23 = kPool.get(kAt + 240 + kLast);
+                        kw30 = kPool.get(kAt + 336);
+                        kw31 = kPool.get(kAt + 344);
+                        kw32 = kPool.get(kAt + 352);
+                        kw33 = kPool.get(kAt + 352 + kLast);
+                    } else {
+                        int kRow0 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 0, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow1 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 4, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow2 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 8, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        int kRow3 = (tileRow(blockTables, tableRow, base, oneBlock, next, group + 12, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead) >> 2) + part;
+                        kw00 = kPool.get(kRow0 + 0);
+                        kw01 = kPool.get(kRow0 + 8);
+                        kw02 = kPool.get(kRow0 + 16);
+                        kw03 = kPool.get(kRow0 + 16 + kLast);
+                        kw10 = kPool.get(kRow1 + 0);
+                        kw11 = kPool.get(kRow1 + 8);
+                        kw12 = kPool.get(kRow1 + 16);
+                        kw13 = kPool.get(kRow1 + 16 + kLast);
+                        kw20 = kPool.get(kRow2 + 0);
+                        kw21 = kPool.get(kRow2 + 8);
+                        kw22 = kPool.get(kRow2 + 16);
+                        kw23 = kPool.get(kRow2 + 16 + kLast);
+                        kw30 = kPool.get(kRow3 + 0);
+                        kw31 = kPool.get(kRow3 + 8);
+                        kw32 = kPool.get(kRow3 + 16);
+                        kw33 = kPool.get(kRow3 + 16 + kLast);
+                    }
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    if (tileStart + row >= end) {
+                        sA = Float.NEGATIVE_INFINITY;
+                        sB = Float.NEGATIVE_INFINITY;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 4 vLane + {0..3}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = FP8.e5m2ToFloat((byte) vw0);
+                    float y01 = FP8.e5m2ToFloat((byte) (vw0 >> 8));
+                    float y02 = FP8.e5m2ToFloat((byte) (vw0 >> 16));
+                    float y03 = FP8.e5m2ToFloat((byte) (vw0 >> 24));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = FP8.e5m2ToFloat((byte) vw1);
+                    float y11 = FP8.e5m2ToFloat((byte) (vw1 >> 8));
+                    float y12 = FP8.e5m2ToFloat((byte) (vw1 >> 16));
+                    float y13 = FP8.e5m2ToFloat((byte) (vw1 >> 24));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = FP8.e5m2ToFloat((byte) vw2);
+                    float y21 = FP8.e5m2ToFloat((byte) (vw2 >> 8));
+                    float y22 = FP8.e5m2ToFloat((byte) (vw2 >> 16));
+                    float y23 = FP8.e5m2ToFloat((byte) (vw2 >> 24));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = FP8.e5m2ToFloat((byte) vw3);
+                    float y31 = FP8.e5m2ToFloat((byte) (vw3 >> 8));
+                    float y32 = FP8.e5m2ToFloat((byte) (vw3 >> 16));
+                    float y33 = FP8.e5m2ToFloat((byte) (vw3 >> 24));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = FP8.e5m2ToFloat((byte) vw4);
+                    float y41 = FP8.e5m2ToFloat((byte) (vw4 >> 8));
+                    float y42 = FP8.e5m2ToFloat((byte) (vw4 >> 16));
+                    float y43 = FP8.e5m2ToFloat((byte) (vw4 >> 24));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = FP8.e5m2ToFloat((byte) vw5);
+                    float y51 = FP8.e5m2ToFloat((byte) (vw5 >> 8));
+                    float y52 = FP8.e5m2ToFloat((byte) (vw5 >> 16));
+                    float y53 = FP8.e5m2ToFloat((byte) (vw5 >> 24));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = FP8.e5m2ToFloat((byte) vw6);
+                    float y61 = FP8.e5m2ToFloat((byte) (vw6 >> 8));
+                    float y62 = FP8.e5m2ToFloat((byte) (vw6 >> 16));
+                    float y63 = FP8.e5m2ToFloat((byte) (vw6 >> 24));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = FP8.e5m2ToFloat((byte) vw7);
+                    float y71 = FP8.e5m2ToFloat((byte) (vw7 >> 8));
+                    float y72 = FP8.e5m2ToFloat((byte) (vw7 >> 16));
+                    float y73 = FP8.e5m2ToFloat((byte) (vw7 >> 24));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = FP8.e5m2ToFloat((byte) vw8);
+                    float y81 = FP8.e5m2ToFloat((byte) (vw8 >> 8));
+                    float y82 = FP8.e5m2ToFloat((byte) (vw8 >> 16));
+                    float y83 = FP8.e5m2ToFloat((byte) (vw8 >> 24));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = FP8.e5m2ToFloat((byte) vw9);
+                    float y91 = FP8.e5m2ToFloat((byte) (vw9 >> 8));
+                    float y92 = FP8.e5m2ToFloat((byte) (vw9 >> 16));
+                    float y93 = FP8.e5m2ToFloat((byte) (vw9 >> 24));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = FP8.e5m2ToFloat((byte) vw10);
+                    float y101 = FP8.e5m2ToFloat((byte) (vw10 >> 8));
+                    float y102 = FP8.e5m2ToFloat((byte) (vw10 >> 16));
+                    float y103 = FP8.e5m2ToFloat((byte) (vw10 >> 24));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = FP8.e5m2ToFloat((byte) vw11);
+                    float y111 = FP8.e5m2ToFloat((byte) (vw11 >> 8));
+                    float y112 = FP8.e5m2ToFloat((byte) (vw11 >> 16));
+                    float y113 = FP8.e5m2ToFloat((byte) (vw11 >> 24));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = FP8.e5m2ToFloat((byte) vw12);
+                    float y121 = FP8.e5m2ToFloat((byte) (vw12 >> 8));
+                    float y122 = FP8.e5m2ToFloat((byte) (vw12 >> 16));
+                    float y123 = FP8.e5m2ToFloat((byte) (vw12 >> 24));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = FP8.e5m2ToFloat((byte) vw13);
+                    float y131 = FP8.e5m2ToFloat((byte) (vw13 >> 8));
+                    float y132 = FP8.e5m2ToFloat((byte) (vw13 >> 16));
+                    float y133 = FP8.e5m2ToFloat((byte) (vw13 >> 24));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = FP8.e5m2ToFloat((byte) vw14);
+                    float y141 = FP8.e5m2ToFloat((byte) (vw14 >> 8));
+                    float y142 = FP8.e5m2ToFloat((byte) (vw14 >> 16));
+                    float y143 = FP8.e5m2ToFloat((byte) (vw14 >> 24));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = FP8.e5m2ToFloat((byte) vw15);
+                    float y151 = FP8.e5m2ToFloat((byte) (vw15 >> 8));
+                    float y152 = FP8.e5m2ToFloat((byte) (vw15 >> 16));
+                    float y153 = FP8.e5m2ToFloat((byte) (vw15 >> 24));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                if (validA && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oa0 * vScale / la);
+                        out.set(o + 1, oa1 * vScale / la);
+                        out.set(o + 2, oa2 * vScale / la);
+                        out.set(o + 3, oa3 * vScale / la);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oa0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oa1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oa2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oa3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, ob0 * vScale / lb);
+                        out.set(o + 1, ob1 * vScale / lb);
+                        out.set(o + 2, ob2 * vScale / lb);
+                        out.set(o + 3, ob3 * vScale / lb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, ob0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, ob1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, ob2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, ob3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, oc0 * vScale / lc);
+                        out.set(o + 1, oc1 * vScale / lc);
+                        out.set(o + 2, oc2 * vScale / lc);
+                        out.set(o + 3, oc3 * vScale / lc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, oc0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, oc1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, oc2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, oc3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD && lane < 28) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 4 * lane;
+                        out.set(o + 0, od0 * vScale / ld);
+                        out.set(o + 1, od1 * vScale / ld);
+                        out.set(o + 2, od2 * vScale / ld);
+                        out.set(o + 3, od3 * vScale / ld);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 4 * lane + 0, od0 * vScale);
+                        partials.set(pBase + 4 * lane + 1, od1 * vScale);
+                        partials.set(pBase + 4 * lane + 2, od2 * vScale);
+                        partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
                         }
                     }
                 }

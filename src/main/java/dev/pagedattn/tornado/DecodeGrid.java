@@ -114,10 +114,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
-    /** The grid for a step over {@code batch}; {@code split=false} forces one partition (the fused variant). */
-    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel) {
+    /**
+     * The grid for a step over {@code batch} of pools of {@code dtype}; {@code split=false} forces one partition (the
+     * fused variant).
+     */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
         return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
-                targetGroups(kernel, spec.headDim()), minPartitionTokens(kernel), kernel);
+                targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
     }
 
     /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
@@ -156,23 +159,38 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return (contextLen + StreamDecodeKernels.TILE - 1) / StreamDecodeKernels.TILE;
     }
 
-    /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each. */
+    /** The grid for {@code numSeqs} sequences of {@code contextLen} tokens each (fp16 pools). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split) {
         return plan(spec, numSeqs, contextLen, (long) numSeqs * contextLen, numSeqs * tiles(contextLen), split,
-                targetGroups(KERNEL, spec.headDim()), minPartitionTokens(KERNEL), KERNEL);
+                targetGroups(KERNEL, spec, KvDtype.FP16), minPartitionTokens(KERNEL), KERNEL);
     }
 
     /**
-     * Work-groups that fill the GPU once with {@code kernel}'s groups at {@code headDim}: one-warp groups for STREAM
-     * (more of them at head dims 64 and 256, whose bodies take fewer registers), else four-warp ones.
+     * Work-groups that fill the GPU once with {@code kernel}'s groups for {@code spec} over pools of {@code dtype}:
+     * one-warp groups for STREAM (more of them where its body takes at most 128 registers: {@link #leanStreamBody}),
+     * else four-warp ones.
      */
-    public static int targetGroups(Kernel kernel, int headDim) {
+    public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype) {
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        // head dim 96 (138 registers) keeps three warps per SM sub-partition, as 128 does
-        return headDim == StreamDecodeKernels.HEAD_DIM_64 || headDim == StreamDecodeKernels.HEAD_DIM_256 ? STREAM_TARGET_GROUPS_LEAN
-                : STREAM_TARGET_GROUPS;
+        return leanStreamBody(spec, dtype) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
+    }
+
+    /**
+     * Whether the stream body for {@code spec} and {@code dtype} takes at most 128 registers (nvcc 13.0 on TornadoVM's
+     * printed CUDA C), so that four of its one-warp groups fit per SM sub-partition: head dims 64 (127) and 256 (128); with
+     * one query head per KV head (MHA, the body's other three heads compiled away) head dim 80 (128, fp16 and 8-bit) and
+     * the 8-bit twins at 96 (122) and 112 (127). fp16 at 96 and 112 takes 136-138 there, every group of two or more heads
+     * at 80-128 takes 146-168 (benchmarks/NOTES.md, twentieth session).
+     */
+    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
+        int d = spec.headDim();
+        if (d == StreamDecodeKernels.HEAD_DIM_64 || d == StreamDecodeKernels.HEAD_DIM_256) {
+            return true;
+        }
+        return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80
+                || dtype.isQuantized() && (d == StreamDecodeKernels.HEAD_DIM_96 || d == StreamDecodeKernels.HEAD_DIM_112));
     }
 
     private static int minPartitionTokens(Kernel kernel) {
@@ -189,7 +207,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
-     * for fp16 pools at head dim 64, 96, 128 or 256 (any group: groups of more than four heads get one work-group per four,
+     * for fp16 pools at head dim 64, 80, 96, 112, 128 or 256 (any group: groups of more than four heads get one work-group per four,
      * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int)}),
      * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
      * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
@@ -216,7 +234,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream needs TornadoVM's CUDA backend (32-bit fp16 "
-                    + "loads, warp shuffles), fp16 pools and headDim 64, 96, 128 or 256; here backend=" + backend
+                    + "loads, warp shuffles), fp16 pools and headDim 64, 80, 96, 112, 128 or 256; here backend=" + backend
                     + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.CHUNK && !chunkShape) {
@@ -274,7 +292,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(verified there only) and headDim 64, 96, 128 or 256; here backend=" + backend
+                    + "(verified there only) and headDim 64, 80, 96, 112, 128 or 256; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {

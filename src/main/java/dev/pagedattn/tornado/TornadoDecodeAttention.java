@@ -258,7 +258,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel());
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -267,7 +267,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             backend = backendOf(device);
             DecodeGrid.Kernel resolved = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
             if (vSums == VSums.FP16 && resolved != DecodeGrid.Kernel.STREAM) {
-                throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 64, 96, 128 or 256); "
+                throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 64, 80, 96, 112, 128 or 256); "
                         + "this device's " + backend + " backend runs kernel=" + resolved.name().toLowerCase(java.util.Locale.ROOT));
             }
             kernel = resolved;
@@ -358,7 +358,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             lens.init(1);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
             params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
-                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, d))
+                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
                     : DecodeParams.SIZE);
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];

@@ -23,9 +23,10 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * reference: fused and split-K (up to 132 partitions, merged in 32 slices), both schedules, groups of 1-4 heads and larger
  * ones (at head dim 128 the G8 bodies, one work-group per eight heads: 5, 6, 8; 64: eight; at 64 and 256 one work-group per
  * four), block sizes that keep a tile in one block (16, 32) and ones that do not (1, 7, 17, 24), partitions and contexts that
- * end mid-tile, contexts of one token; head dims 64, 96, 128 and 256 in fp16 and 8-bit ({@code ...D256}: steps of 8 tokens,
- * so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves; {@code ...D96}: a
- * second V word for lanes 0..15 only in fp16, V words for lanes 0..23 only in 8-bit).
+ * end mid-tile, contexts of one token; head dims 64, 80, 96, 112, 128 and 256 in fp16 and 8-bit ({@code ...D256}: steps of 8
+ * tokens, so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves; {@code ...D80},
+ * {@code ...D96}, {@code ...D112}: a second V word for lanes 0..7, 0..15, 0..23 only in fp16, V words for lanes 0..19, 0..23,
+ * 0..27 only in 8-bit, and at 80 and 112 8-bit K rows that end mid-part, so that lanes of parts 4..7 meet zero query values).
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -82,6 +83,19 @@ class StreamDecodeKernelsTest {
             "2, 60, 130, 8, 1, 24, 64, FP16, 256",
             "2, 1, 60, 32, 2, 17, 16, FP16, 256",
             "3, 1, 1, 4, 2, 16, 16, FP16, 256",
+            "2, 1, 70, 32, 32, 16, 16, FP16, 80",
+            "2, 30, 200, 8, 4, 7, 32, FP16, 80",
+            "1, 100, 300, 12, 2, 17, 48, FP16, 80",
+            "3, 1, 1, 4, 1, 1, 16, FP16, 80",
+            "2, 1, 70, 32, 32, 16, 16, FP8_E4M3, 80",
+            "2, 30, 200, 12, 4, 7, 32, INT8, 80",
+            "1, 100, 300, 8, 1, 17, 48, FP8_E5M2, 80",
+            "2, 1, 70, 16, 4, 16, 16, FP16, 112",
+            "2, 30, 200, 5, 5, 7, 32, FP16, 112",
+            "1, 100, 300, 16, 2, 24, 48, FP16, 112",
+            "2, 1, 70, 8, 8, 16, 16, INT8, 112",
+            "2, 30, 200, 12, 2, 7, 32, FP8_E4M3, 112",
+            "1, 100, 300, 4, 1, 17, 48, FP8_E5M2, 112",
     })
     void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype,
                           int headDim) {
@@ -131,6 +145,8 @@ class StreamDecodeKernelsTest {
             "2, 30, 200, 16, 8, 7, 256",
             "2, 20, 90, 4, 1, 17, 256",
             "2, 30, 200, 8, 8, 7, 96",
+            "2, 30, 200, 8, 8, 7, 80",
+            "2, 20, 90, 12, 2, 17, 112",
     })
     void fp16VSumsMatchReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int headDim) {
         long seed = TestSeeds.fresh(String.format("stream kernel fp16 V sums batch=%d ctx=%d..%d q=%d kv=%d bs=%d d=%d", batch, minLen,
@@ -181,7 +197,10 @@ class StreamDecodeKernelsTest {
         assertTrue(StreamDecodeKernels.supports(4, 64));
         assertTrue(StreamDecodeKernels.supports(7, 64));
         assertTrue(StreamDecodeKernels.supports(4, 96));
-        assertFalse(StreamDecodeKernels.supports(4, 80));
+        assertTrue(StreamDecodeKernels.supports(4, 80));
+        assertTrue(StreamDecodeKernels.supports(1, 112));
+        assertFalse(StreamDecodeKernels.supports(4, 48));
+        assertFalse(StreamDecodeKernels.supports(4, 160));
         assertTrue(StreamDecodeKernels.supports(2, 256));
         assertFalse(StreamDecodeKernels.supports(4, 192));
         assertFalse(StreamDecodeKernels.supports(0, 128));
@@ -189,5 +208,7 @@ class StreamDecodeKernelsTest {
         assertTrue(StreamDecodeKernels.supportsEightBit(8, 256));
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 64));
         assertTrue(StreamDecodeKernels.supportsEightBit(4, 96));
+        assertTrue(StreamDecodeKernels.supportsEightBit(1, 80));
+        assertTrue(StreamDecodeKernels.supportsEightBit(6, 112));
     }
 }
