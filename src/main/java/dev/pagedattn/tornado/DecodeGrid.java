@@ -167,7 +167,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * Work-groups that fill the GPU once with {@code kernel}'s groups for {@code spec} over pools of {@code dtype}:
-     * one-warp groups for STREAM (more of them where its body takes at most 128 registers: {@link #leanStreamBody}),
+     * one-warp groups for STREAM (more of them for the bodies of {@link #leanStreamBody}),
      * else four-warp ones.
      */
     public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype) {
@@ -178,19 +178,20 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * Whether the stream body for {@code spec} and {@code dtype} takes at most 128 registers (nvcc 13.0 on TornadoVM's
-     * printed CUDA C), so that four of its one-warp groups fit per SM sub-partition: head dims 64 (127) and 256 (128); with
-     * one query head per KV head (MHA, the body's other three heads compiled away) head dim 80 (128, fp16 and 8-bit) and
-     * the 8-bit twins at 96 (122) and 112 (127). fp16 at 96 and 112 takes 136-138 there, every group of two or more heads
-     * at 80-128 takes 146-168 (benchmarks/NOTES.md, twentieth session).
+     * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
+     * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dims 64 (127) and
+     * 256 (128), and with one query head per KV head (MHA, the body's other three heads compiled away) head dim 80 (128,
+     * fp16 and 8-bit) and the 8-bit twins at 96 (122). Measured on an H200 (benchmarks/NOTES.md, twentieth session): MHA at
+     * 80 1.07-1.10x in fp16, 1.08-1.12x in INT8, and FP8 at 96 1.05-1.13x on cells of 262k tokens and more, level on the
+     * small ones; but FP8 at 112 (INT8 there: 127 registers) 0.83x, so 112 keeps 1584, as do fp16 at 96 and 112 (136-138
+     * registers) and every group of two or more heads at 80-128 (146-168).
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
         int d = spec.headDim();
         if (d == StreamDecodeKernels.HEAD_DIM_64 || d == StreamDecodeKernels.HEAD_DIM_256) {
             return true;
         }
-        return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80
-                || dtype.isQuantized() && (d == StreamDecodeKernels.HEAD_DIM_96 || d == StreamDecodeKernels.HEAD_DIM_112));
+        return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80 || dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM_96);
     }
 
     private static int minPartitionTokens(Kernel kernel) {
