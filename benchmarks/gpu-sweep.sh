@@ -11,10 +11,10 @@
 #   PARTS      what to run (default "decode peer prefill report"); the parts can run in separate
 #              sessions into the same OUT_DIR (each writes its own CSVs). "shapes" (not in the default) runs
 #              our decode and the cuDNN peer for other models' heads on nine cells each: Llama-3.2-1B
-#              (32 / 8 heads of 64), Gemma-2-9B (16 / 8 of 256), Llama-3-70B (64 / 8 of 128) and Phi-3-mini's
-#              head dim 96 (as MHA 8 / 8: bench keeps 8 KV heads), into ours-<model>-<backend>.csv and
-#              peer-<model>.csv (benchmarks/RESULTS.md's "Head dim 64", "Head dim 96", "Head dim 256" and
-#              "Groups of eight" sections)
+#              (32 / 8 heads of 64), Gemma-2-9B (16 / 8 of 256), Llama-3-70B (64 / 8 of 128), Phi-3-mini's
+#              head dim 96 and Phi-2's 80 (as MHA 8 / 8: bench keeps 8 KV heads) and groups of four at head
+#              dim 112, into ours-<model>-<backend>.csv and peer-<model>.csv (benchmarks/RESULTS.md's "Head dim
+#              64", "Head dim 96", "Head dims 80 and 112", "Head dim 256" and "Groups of eight" sections)
 #   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30"
 #   SEED       random seed of every part (default 20261201)
 set -euo pipefail
@@ -76,7 +76,9 @@ if [[ "$parts" == *" shapes "* ]]; then
   for shape in "llama32-1b 32 64 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,256x4096" \
                "gemma2-9b 16 256 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,128x4096" \
                "llama3-70b 64 128 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,128x4096" \
-               "phi3-mini-d96 8 96 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,256x4096"; do
+               "phi3-mini-d96 8 96 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,256x4096" \
+               "phi2-d80 8 80 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,256x4096" \
+               "gqa4-d112 32 112 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,128x4096"; do
     read -r model qh hd cells <<< "$shape"
     for be in $backends; do
       bench_on "$be" --sweeps decode --ragged none --variants auto --q-heads "$qh" --head-dim "$hd" --cells "$cells" \

@@ -180,15 +180,19 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
      * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dims 64 (127) and
-     * 256 (128), and with one query head per KV head (MHA, the body's other three heads compiled away) head dim 80 (128,
-     * fp16 and 8-bit) and the 8-bit twins at 96 (122). Measured on an H200 (benchmarks/NOTES.md, twentieth session): MHA at
-     * 80 1.07-1.10x in fp16, 1.08-1.12x in INT8, and FP8 at 96 1.05-1.13x on cells of 262k tokens and more, level on the
-     * small ones; but FP8 at 112 (INT8 there: 127 registers) 0.83x, so 112 keeps 1584, as do fp16 at 96 and 112 (136-138
-     * registers) and every group of two or more heads at 80-128 (146-168).
+     * 256 (128); the 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads
+     * compiled away); with one query head per KV head (MHA) head dim 80 (128, fp16 and 8-bit) and the 8-bit twins at 96
+     * (122). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of 262k tokens and more: 8-bit at 128
+     * 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.07-1.10x in fp16 and 1.08-1.12x in INT8, FP8 at 96
+     * 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x, so 112 keeps 1584, as do fp16 at
+     * 96, 112 and 128 (136-168 registers) and larger groups (146-168).
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
         int d = spec.headDim();
         if (d == StreamDecodeKernels.HEAD_DIM_64 || d == StreamDecodeKernels.HEAD_DIM_256) {
+            return true;
+        }
+        if (dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 2) {
             return true;
         }
         return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80 || dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM_96);

@@ -217,6 +217,14 @@ class DecodeGridTest {
                 new AttentionSpec(16, 8, 256, 0.06f), KvDtype.INT8));
         assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, LLAMA, KvDtype.FP16));
         assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, LLAMA, KvDtype.FP8_E4M3));
+        // 8-bit at 128 with groups of one or two heads (Llama-2-7B's MHA): 126-128 registers, the lean target; fp16 there 168
+        AttentionSpec llama2 = new AttentionSpec(32, 32, 128, 0.088f);
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_LEAN, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, llama2, KvDtype.INT8));
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS_LEAN, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM,
+                new AttentionSpec(16, 8, 128, 0.088f), KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM,
+                new AttentionSpec(24, 8, 128, 0.088f), KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, llama2, KvDtype.FP16));
         assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.CHUNK, llama1b, KvDtype.FP16));
         assertTrue(d64.numGroups() > d128.numGroups() && d64.numGroups() <= 2112, d64 + " / " + d128);
     }
