@@ -183,7 +183,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 256 (128); the 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads
      * compiled away); with one query head per KV head (MHA) head dim 80 (128, fp16 and 8-bit) and the 8-bit twins at 96
      * (122). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of 262k tokens and more: 8-bit at 128
-     * 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.07-1.10x in fp16 and 1.08-1.12x in INT8, FP8 at 96
+     * 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16 and 1.08-1.14x in INT8, FP8 at 96
      * 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x, so 112 keeps 1584, as do fp16 at
      * 96, 112 and 128 (136-168 registers) and larger groups (146-168).
      */
