@@ -770,11 +770,14 @@ w()
 body(False, heads=8)
 w()
 body(False, pvhalf=True, heads=8)
+def fp16_bodies(dim):
+    # the fp16 body at head dim `dim` and its twin with a tile's V sums in fp16 pairs
+    for pvhalf in (False, True):
+        w()
+        body(False, pvhalf=pvhalf, dim=dim)
+
 for dim in (64, 96, 256):
-    w()
-    body(False, dim=dim)
-    w()
-    body(False, pvhalf=True, dim=dim)
+    fp16_bodies(dim)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)
@@ -788,10 +791,7 @@ for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec, heads=8)
 for dim in (80, 112):
-    w()
-    body(False, dim=dim)
-    w()
-    body(False, pvhalf=True, dim=dim)
+    fp16_bodies(dim)
     for dec in ("i2f", "e4m3", "e5m2"):
         w()
         body(True, dec, dim=dim)
