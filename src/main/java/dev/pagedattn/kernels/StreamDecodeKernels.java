@@ -887,6 +887,94 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -1561,6 +1649,94 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -2227,6 +2403,150 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, mh);
                             partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        int re = (hq + TornadoMath.min(4, groupSize - 1 - head0)) * maxParts * stride;  // head e's partials (past the group: the last head's)
+                        int rf = (hq + TornadoMath.min(5, groupSize - 1 - head0)) * maxParts * stride;  // head f's partials (past the group: the last head's)
+                        int rg = (hq + TornadoMath.min(6, groupSize - 1 - head0)) * maxParts * stride;  // head g's partials (past the group: the last head's)
+                        int rh = (hq + TornadoMath.min(7, groupSize - 1 - head0)) * maxParts * stride;  // head h's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        float xe = -Float.MAX_VALUE;
+                        float xf = -Float.MAX_VALUE;
+                        float xg = -Float.MAX_VALUE;
+                        float xh = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                            xe = TornadoMath.max(xe, partials.get(re + p * stride + headDim));
+                            xf = TornadoMath.max(xf, partials.get(rf + p * stride + headDim));
+                            xg = TornadoMath.max(xg, partials.get(rg + p * stride + headDim));
+                            xh = TornadoMath.max(xh, partials.get(rh + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 16)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 16)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 16)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 8)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 8)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 8)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 4)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 4)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 4)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 2)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 2)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 2)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 1)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 1)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 1)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd); xe = ctx.simdBroadcastFirst(xe); xf = ctx.simdBroadcastFirst(xf); xg = ctx.simdBroadcastFirst(xg); xh = ctx.simdBroadcastFirst(xh);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        float te = 0f; float ye0 = 0f; float ye1 = 0f; float ye2 = 0f; float ye3 = 0f;
+                        float tf = 0f; float yf0 = 0f; float yf1 = 0f; float yf2 = 0f; float yf3 = 0f;
+                        float tg = 0f; float yg0 = 0f; float yg1 = 0f; float yg2 = 0f; float yg3 = 0f;
+                        float th = 0f; float yh0 = 0f; float yh1 = 0f; float yh2 = 0f; float yh3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96);
+                            float we = TornadoMath.exp(partials.get(re + at + headDim) - xe);
+                            te += we * partials.get(re + at + headDim + 1);
+                            ye0 += we * partials.get(re + at + lane + 0); ye1 += we * partials.get(re + at + lane + 32); ye2 += we * partials.get(re + at + lane + 64); ye3 += we * partials.get(re + at + lane + 96);
+                            float wf = TornadoMath.exp(partials.get(rf + at + headDim) - xf);
+                            tf += wf * partials.get(rf + at + headDim + 1);
+                            yf0 += wf * partials.get(rf + at + lane + 0); yf1 += wf * partials.get(rf + at + lane + 32); yf2 += wf * partials.get(rf + at + lane + 64); yf3 += wf * partials.get(rf + at + lane + 96);
+                            float wg = TornadoMath.exp(partials.get(rg + at + headDim) - xg);
+                            tg += wg * partials.get(rg + at + headDim + 1);
+                            yg0 += wg * partials.get(rg + at + lane + 0); yg1 += wg * partials.get(rg + at + lane + 32); yg2 += wg * partials.get(rg + at + lane + 64); yg3 += wg * partials.get(rg + at + lane + 96);
+                            float wh = TornadoMath.exp(partials.get(rh + at + headDim) - xh);
+                            th += wh * partials.get(rh + at + headDim + 1);
+                            yh0 += wh * partials.get(rh + at + lane + 0); yh1 += wh * partials.get(rh + at + lane + 32); yh2 += wh * partials.get(rh + at + lane + 64); yh3 += wh * partials.get(rh + at + lane + 96);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                        }
+                        if (validE) {
+                            int o = (hq + 4) * headDim + lane;
+                            out.set(o + 0, ye0 / te);
+                            out.set(o + 32, ye1 / te);
+                            out.set(o + 64, ye2 / te);
+                            out.set(o + 96, ye3 / te);
+                        }
+                        if (validF) {
+                            int o = (hq + 5) * headDim + lane;
+                            out.set(o + 0, yf0 / tf);
+                            out.set(o + 32, yf1 / tf);
+                            out.set(o + 64, yf2 / tf);
+                            out.set(o + 96, yf3 / tf);
+                        }
+                        if (validG) {
+                            int o = (hq + 6) * headDim + lane;
+                            out.set(o + 0, yg0 / tg);
+                            out.set(o + 32, yg1 / tg);
+                            out.set(o + 64, yg2 / tg);
+                            out.set(o + 96, yg3 / tg);
+                        }
+                        if (validH) {
+                            int o = (hq + 7) * headDim + lane;
+                            out.set(o + 0, yh0 / th);
+                            out.set(o + 32, yh1 / th);
+                            out.set(o + 64, yh2 / th);
+                            out.set(o + 96, yh3 / th);
                         }
                     }
                 }
@@ -2940,6 +3260,150 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        int re = (hq + TornadoMath.min(4, groupSize - 1 - head0)) * maxParts * stride;  // head e's partials (past the group: the last head's)
+                        int rf = (hq + TornadoMath.min(5, groupSize - 1 - head0)) * maxParts * stride;  // head f's partials (past the group: the last head's)
+                        int rg = (hq + TornadoMath.min(6, groupSize - 1 - head0)) * maxParts * stride;  // head g's partials (past the group: the last head's)
+                        int rh = (hq + TornadoMath.min(7, groupSize - 1 - head0)) * maxParts * stride;  // head h's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        float xe = -Float.MAX_VALUE;
+                        float xf = -Float.MAX_VALUE;
+                        float xg = -Float.MAX_VALUE;
+                        float xh = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                            xe = TornadoMath.max(xe, partials.get(re + p * stride + headDim));
+                            xf = TornadoMath.max(xf, partials.get(rf + p * stride + headDim));
+                            xg = TornadoMath.max(xg, partials.get(rg + p * stride + headDim));
+                            xh = TornadoMath.max(xh, partials.get(rh + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 16)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 16)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 16)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 8)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 8)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 8)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 4)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 4)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 4)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 2)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 2)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 2)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1)); xe = TornadoMath.max(xe, ctx.simdShuffleDown(xe, 1)); xf = TornadoMath.max(xf, ctx.simdShuffleDown(xf, 1)); xg = TornadoMath.max(xg, ctx.simdShuffleDown(xg, 1)); xh = TornadoMath.max(xh, ctx.simdShuffleDown(xh, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd); xe = ctx.simdBroadcastFirst(xe); xf = ctx.simdBroadcastFirst(xf); xg = ctx.simdBroadcastFirst(xg); xh = ctx.simdBroadcastFirst(xh);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        float te = 0f; float ye0 = 0f; float ye1 = 0f; float ye2 = 0f; float ye3 = 0f;
+                        float tf = 0f; float yf0 = 0f; float yf1 = 0f; float yf2 = 0f; float yf3 = 0f;
+                        float tg = 0f; float yg0 = 0f; float yg1 = 0f; float yg2 = 0f; float yg3 = 0f;
+                        float th = 0f; float yh0 = 0f; float yh1 = 0f; float yh2 = 0f; float yh3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96);
+                            float we = TornadoMath.exp(partials.get(re + at + headDim) - xe);
+                            te += we * partials.get(re + at + headDim + 1);
+                            ye0 += we * partials.get(re + at + lane + 0); ye1 += we * partials.get(re + at + lane + 32); ye2 += we * partials.get(re + at + lane + 64); ye3 += we * partials.get(re + at + lane + 96);
+                            float wf = TornadoMath.exp(partials.get(rf + at + headDim) - xf);
+                            tf += wf * partials.get(rf + at + headDim + 1);
+                            yf0 += wf * partials.get(rf + at + lane + 0); yf1 += wf * partials.get(rf + at + lane + 32); yf2 += wf * partials.get(rf + at + lane + 64); yf3 += wf * partials.get(rf + at + lane + 96);
+                            float wg = TornadoMath.exp(partials.get(rg + at + headDim) - xg);
+                            tg += wg * partials.get(rg + at + headDim + 1);
+                            yg0 += wg * partials.get(rg + at + lane + 0); yg1 += wg * partials.get(rg + at + lane + 32); yg2 += wg * partials.get(rg + at + lane + 64); yg3 += wg * partials.get(rg + at + lane + 96);
+                            float wh = TornadoMath.exp(partials.get(rh + at + headDim) - xh);
+                            th += wh * partials.get(rh + at + headDim + 1);
+                            yh0 += wh * partials.get(rh + at + lane + 0); yh1 += wh * partials.get(rh + at + lane + 32); yh2 += wh * partials.get(rh + at + lane + 64); yh3 += wh * partials.get(rh + at + lane + 96);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                        }
+                        if (validE) {
+                            int o = (hq + 4) * headDim + lane;
+                            out.set(o + 0, ye0 / te);
+                            out.set(o + 32, ye1 / te);
+                            out.set(o + 64, ye2 / te);
+                            out.set(o + 96, ye3 / te);
+                        }
+                        if (validF) {
+                            int o = (hq + 5) * headDim + lane;
+                            out.set(o + 0, yf0 / tf);
+                            out.set(o + 32, yf1 / tf);
+                            out.set(o + 64, yf2 / tf);
+                            out.set(o + 96, yf3 / tf);
+                        }
+                        if (validG) {
+                            int o = (hq + 6) * headDim + lane;
+                            out.set(o + 0, yg0 / tg);
+                            out.set(o + 32, yg1 / tg);
+                            out.set(o + 64, yg2 / tg);
+                            out.set(o + 96, yg3 / tg);
+                        }
+                        if (validH) {
+                            int o = (hq + 7) * headDim + lane;
+                            out.set(o + 0, yh0 / th);
+                            out.set(o + 32, yh1 / th);
+                            out.set(o + 64, yh2 / th);
+                            out.set(o + 96, yh3 / th);
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -3481,6 +3945,86 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -3992,6 +4536,86 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
                         }
                     }
                 }
@@ -4638,6 +5262,90 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
                         }
                     }
                 }
@@ -5292,6 +6000,90 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -5879,6 +6671,110 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f; float ya4 = 0f; float ya5 = 0f; float ya6 = 0f; float ya7 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f; float yb4 = 0f; float yb5 = 0f; float yb6 = 0f; float yb7 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f; float yc4 = 0f; float yc5 = 0f; float yc6 = 0f; float yc7 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f; float yd4 = 0f; float yd5 = 0f; float yd6 = 0f; float yd7 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96); ya4 += wa * partials.get(ra + at + lane + 128); ya5 += wa * partials.get(ra + at + lane + 160); ya6 += wa * partials.get(ra + at + lane + 192); ya7 += wa * partials.get(ra + at + lane + 224);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96); yb4 += wb * partials.get(rb + at + lane + 128); yb5 += wb * partials.get(rb + at + lane + 160); yb6 += wb * partials.get(rb + at + lane + 192); yb7 += wb * partials.get(rb + at + lane + 224);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96); yc4 += wc * partials.get(rc + at + lane + 128); yc5 += wc * partials.get(rc + at + lane + 160); yc6 += wc * partials.get(rc + at + lane + 192); yc7 += wc * partials.get(rc + at + lane + 224);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96); yd4 += wd * partials.get(rd + at + lane + 128); yd5 += wd * partials.get(rd + at + lane + 160); yd6 += wd * partials.get(rd + at + lane + 192); yd7 += wd * partials.get(rd + at + lane + 224);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                            out.set(o + 128, ya4 / ta);
+                            out.set(o + 160, ya5 / ta);
+                            out.set(o + 192, ya6 / ta);
+                            out.set(o + 224, ya7 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                            out.set(o + 128, yb4 / tb);
+                            out.set(o + 160, yb5 / tb);
+                            out.set(o + 192, yb6 / tb);
+                            out.set(o + 224, yb7 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                            out.set(o + 128, yc4 / tc);
+                            out.set(o + 160, yc5 / tc);
+                            out.set(o + 192, yc6 / tc);
+                            out.set(o + 224, yc7 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                            out.set(o + 128, yd4 / td);
+                            out.set(o + 160, yd5 / td);
+                            out.set(o + 192, yd6 / td);
+                            out.set(o + 224, yd7 / td);
                         }
                     }
                 }
@@ -6506,6 +7402,110 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f; float ya4 = 0f; float ya5 = 0f; float ya6 = 0f; float ya7 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f; float yb4 = 0f; float yb5 = 0f; float yb6 = 0f; float yb7 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f; float yc4 = 0f; float yc5 = 0f; float yc6 = 0f; float yc7 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f; float yd4 = 0f; float yd5 = 0f; float yd6 = 0f; float yd7 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + lane + 96); ya4 += wa * partials.get(ra + at + lane + 128); ya5 += wa * partials.get(ra + at + lane + 160); ya6 += wa * partials.get(ra + at + lane + 192); ya7 += wa * partials.get(ra + at + lane + 224);
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + lane + 96); yb4 += wb * partials.get(rb + at + lane + 128); yb5 += wb * partials.get(rb + at + lane + 160); yb6 += wb * partials.get(rb + at + lane + 192); yb7 += wb * partials.get(rb + at + lane + 224);
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + lane + 96); yc4 += wc * partials.get(rc + at + lane + 128); yc5 += wc * partials.get(rc + at + lane + 160); yc6 += wc * partials.get(rc + at + lane + 192); yc7 += wc * partials.get(rc + at + lane + 224);
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + lane + 96); yd4 += wd * partials.get(rd + at + lane + 128); yd5 += wd * partials.get(rd + at + lane + 160); yd6 += wd * partials.get(rd + at + lane + 192); yd7 += wd * partials.get(rd + at + lane + 224);
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            out.set(o + 96, ya3 / ta);
+                            out.set(o + 128, ya4 / ta);
+                            out.set(o + 160, ya5 / ta);
+                            out.set(o + 192, ya6 / ta);
+                            out.set(o + 224, ya7 / ta);
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            out.set(o + 96, yb3 / tb);
+                            out.set(o + 128, yb4 / tb);
+                            out.set(o + 160, yb5 / tb);
+                            out.set(o + 192, yb6 / tb);
+                            out.set(o + 224, yb7 / tb);
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            out.set(o + 96, yc3 / tc);
+                            out.set(o + 128, yc4 / tc);
+                            out.set(o + 160, yc5 / tc);
+                            out.set(o + 192, yc6 / tc);
+                            out.set(o + 224, yc7 / tc);
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            out.set(o + 96, yd3 / td);
+                            out.set(o + 128, yd4 / td);
+                            out.set(o + 160, yd5 / td);
+                            out.set(o + 192, yd6 / td);
+                            out.set(o + 224, yd7 / td);
                         }
                     }
                 }
@@ -16608,6 +17608,98 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + TornadoMath.min(lane + 64, headDim - 1));
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, ya2 / ta);
+                            }
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yb2 / tb);
+                            }
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yc2 / tc);
+                            }
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yd2 / td);
+                            }
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -17241,6 +18333,98 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + TornadoMath.min(lane + 64, headDim - 1));
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + TornadoMath.min(lane + 64, headDim - 1));
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, ya2 / ta);
+                            }
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yb2 / tb);
+                            }
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yc2 / tc);
+                            }
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            if (lane + 64 < headDim) {
+                                out.set(o + 64, yd2 / td);
+                            }
                         }
                     }
                 }
@@ -19884,6 +21068,102 @@ public final class StreamDecodeKernels {
                         }
                     }
                 }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + TornadoMath.min(lane + 96, headDim - 1));
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, ya3 / ta);
+                            }
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yb3 / tb);
+                            }
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yc3 / tc);
+                            }
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yd3 / td);
+                            }
+                        }
+                    }
+                }
             }
             // a balanced range's next piece starts the next pair
             int r = params.get(DecodeParams.TILES_PER_GROUP);
@@ -20549,6 +21829,102 @@ public final class StreamDecodeKernels {
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in
+                // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a
+                // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both
+                // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.
+                int counters = params.get(DecodeParams.TAIL_MERGE);
+                if (counters != 0 && writeFinal == 0) {
+                    int counter = counters + seq * pairHeads + pair;
+                    int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+                    int parts = (len + partTokens - 1) / partTokens;
+                    ctx.atomicAdd(params, counter, 1);
+                    ctx.localBarrier();
+                    float arrived = ctx.simdBroadcastFirst((float) params.get(counter));
+                    if (arrived == (float) (LOCAL * parts)) {
+                        ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read
+                        ctx.localBarrier();
+                        int stride = headDim + 2;
+                        int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)
+                        int ra = (hq + TornadoMath.min(0, groupSize - 1 - head0)) * maxParts * stride;  // head a's partials (past the group: the last head's)
+                        int rb = (hq + TornadoMath.min(1, groupSize - 1 - head0)) * maxParts * stride;  // head b's partials (past the group: the last head's)
+                        int rc = (hq + TornadoMath.min(2, groupSize - 1 - head0)) * maxParts * stride;  // head c's partials (past the group: the last head's)
+                        int rd = (hq + TornadoMath.min(3, groupSize - 1 - head0)) * maxParts * stride;  // head d's partials (past the group: the last head's)
+                        // each head's largest partition max: lanes over partitions, then across the warp
+                        float xa = -Float.MAX_VALUE;
+                        float xb = -Float.MAX_VALUE;
+                        float xc = -Float.MAX_VALUE;
+                        float xd = -Float.MAX_VALUE;
+                        for (int p = lane; p < parts; p += LOCAL) {
+                            xa = TornadoMath.max(xa, partials.get(ra + p * stride + headDim));
+                            xb = TornadoMath.max(xb, partials.get(rb + p * stride + headDim));
+                            xc = TornadoMath.max(xc, partials.get(rc + p * stride + headDim));
+                            xd = TornadoMath.max(xd, partials.get(rd + p * stride + headDim));
+                        }
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 16)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 16)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 16)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 16));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 8)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 8)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 8)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 8));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 4)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 4)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 4)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 4));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 2)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 2)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 2)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 2));
+                        xa = TornadoMath.max(xa, ctx.simdShuffleDown(xa, 1)); xb = TornadoMath.max(xb, ctx.simdShuffleDown(xb, 1)); xc = TornadoMath.max(xc, ctx.simdShuffleDown(xc, 1)); xd = TornadoMath.max(xd, ctx.simdShuffleDown(xd, 1));
+                        xa = ctx.simdBroadcastFirst(xa); xb = ctx.simdBroadcastFirst(xb); xc = ctx.simdBroadcastFirst(xc); xd = ctx.simdBroadcastFirst(xd);
+                        // the partitions' sums and accumulators, weighted by exp(max - the head's largest)
+                        float ta = 0f; float ya0 = 0f; float ya1 = 0f; float ya2 = 0f; float ya3 = 0f;
+                        float tb = 0f; float yb0 = 0f; float yb1 = 0f; float yb2 = 0f; float yb3 = 0f;
+                        float tc = 0f; float yc0 = 0f; float yc1 = 0f; float yc2 = 0f; float yc3 = 0f;
+                        float td = 0f; float yd0 = 0f; float yd1 = 0f; float yd2 = 0f; float yd3 = 0f;
+                        for (int p = 0; p < parts; p++) {
+                            int at = p * stride;
+                            float wa = TornadoMath.exp(partials.get(ra + at + headDim) - xa);
+                            ta += wa * partials.get(ra + at + headDim + 1);
+                            ya0 += wa * partials.get(ra + at + lane + 0); ya1 += wa * partials.get(ra + at + lane + 32); ya2 += wa * partials.get(ra + at + lane + 64); ya3 += wa * partials.get(ra + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wb = TornadoMath.exp(partials.get(rb + at + headDim) - xb);
+                            tb += wb * partials.get(rb + at + headDim + 1);
+                            yb0 += wb * partials.get(rb + at + lane + 0); yb1 += wb * partials.get(rb + at + lane + 32); yb2 += wb * partials.get(rb + at + lane + 64); yb3 += wb * partials.get(rb + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wc = TornadoMath.exp(partials.get(rc + at + headDim) - xc);
+                            tc += wc * partials.get(rc + at + headDim + 1);
+                            yc0 += wc * partials.get(rc + at + lane + 0); yc1 += wc * partials.get(rc + at + lane + 32); yc2 += wc * partials.get(rc + at + lane + 64); yc3 += wc * partials.get(rc + at + TornadoMath.min(lane + 96, headDim - 1));
+                            float wd = TornadoMath.exp(partials.get(rd + at + headDim) - xd);
+                            td += wd * partials.get(rd + at + headDim + 1);
+                            yd0 += wd * partials.get(rd + at + lane + 0); yd1 += wd * partials.get(rd + at + lane + 32); yd2 += wd * partials.get(rd + at + lane + 64); yd3 += wd * partials.get(rd + at + TornadoMath.min(lane + 96, headDim - 1));
+                        }
+                        if (validA) {
+                            int o = (hq + 0) * headDim + lane;
+                            out.set(o + 0, ya0 / ta);
+                            out.set(o + 32, ya1 / ta);
+                            out.set(o + 64, ya2 / ta);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, ya3 / ta);
+                            }
+                        }
+                        if (validB) {
+                            int o = (hq + 1) * headDim + lane;
+                            out.set(o + 0, yb0 / tb);
+                            out.set(o + 32, yb1 / tb);
+                            out.set(o + 64, yb2 / tb);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yb3 / tb);
+                            }
+                        }
+                        if (validC) {
+                            int o = (hq + 2) * headDim + lane;
+                            out.set(o + 0, yc0 / tc);
+                            out.set(o + 32, yc1 / tc);
+                            out.set(o + 64, yc2 / tc);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yc3 / tc);
+                            }
+                        }
+                        if (validD) {
+                            int o = (hq + 3) * headDim + lane;
+                            out.set(o + 0, yd0 / td);
+                            out.set(o + 32, yd1 / td);
+                            out.set(o + 64, yd2 / td);
+                            if (lane + 96 < headDim) {
+                                out.set(o + 96, yd3 / td);
+                            }
                         }
                     }
                 }
