@@ -508,8 +508,6 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         w( "                }")
         w( "            }")
         w( "        }")
-    if not q8:
-        tail_merge()
     IND = ""
     w( "            }")
     w( "            // a balanced range's next piece starts the next pair")
@@ -518,65 +516,6 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
     w( "        }")
     w( "    }")
-
-def tail_merge():
-    # 5. (fp16 bodies, partition grid) the merge in this kernel, DecodeParams.TAIL_MERGE: every partition of a pair counts
-    # itself in, and the work-group that finds them all written combines the pair's partials (log-sum-exp), so the step
-    # needs no merge launch. Lanes read the partials in their own layout (dims lane + 32k), not the body's.
-    kd = (D + 31) // 32   # a lane's dims of a head's row
-    w( "        // 5. the merge in this kernel (DecodeParams.TAIL_MERGE; partition grids): each partition counts itself in")
-    w( "        // (every lane, after its own partial stores: on CUDA each atomicAdd is fenced, tornado-config/nvrtc), and a")
-    w( "        // work-group that then reads every partition of its pair counted combines the pair's partials. Two may (both")
-    w( "        // read the full count): they write the same values. The count is lane 0's, so the warp decides as one.")
-    w( "        int counters = params.get(DecodeParams.TAIL_MERGE);")
-    w( "        if (counters != 0 && writeFinal == 0) {")
-    w( "            int counter = counters + seq * pairHeads + pair;")
-    w( "            int partTokens = params.get(DecodeParams.PARTITION_TOKENS);")
-    w( "            int parts = (len + partTokens - 1) / partTokens;")
-    w( "            ctx.atomicAdd(params, counter, 1);")
-    w( "            ctx.localBarrier();")
-    w( "            float arrived = ctx.simdBroadcastFirst((float) params.get(counter));")
-    w( "            if (arrived == (float) (LOCAL * parts)) {")
-    w( "                ctx.atomicAdd(params, counter, 0);  // CUDA: the fence after which the other partitions' partials are read")
-    w( "                ctx.localBarrier();")
-    w( "                int stride = headDim + 2;")
-    w( "                int hq = seq * numQHeads + kvHead * groupSize + head0;  // this work-group's first query head (a row of out)")
-    for hi, h in enumerate(H):
-        w(f"                int r{h} = (hq + TornadoMath.min({hi}, groupSize - 1 - head0)) * maxParts * stride;  // head {h}'s partials (past the group: the last head's)")
-    w( "                // each head's largest partition max: lanes over partitions, then across the warp")
-    for h in H:
-        w(f"                float x{h} = -Float.MAX_VALUE;")
-    w( "                for (int p = lane; p < parts; p += LOCAL) {")
-    for h in H:
-        w(f"                    x{h} = TornadoMath.max(x{h}, partials.get(r{h} + p * stride + headDim));")
-    w( "                }")
-    for delta in (16, 8, 4, 2, 1):
-        w( "                " + " ".join(f"x{h} = TornadoMath.max(x{h}, ctx.simdShuffleDown(x{h}, {delta}));" for h in H))
-    w( "                " + " ".join(f"x{h} = ctx.simdBroadcastFirst(x{h});" for h in H))
-    w( "                // the partitions' sums and accumulators, weighted by exp(max - the head's largest)")
-    for h in H:
-        w(f"                float t{h} = 0f; " + " ".join(f"float y{h}{k} = 0f;" for k in range(kd)))
-    clamp = lambda k: f"lane + {32 * k}" if 32 * k + 32 <= D else f"TornadoMath.min(lane + {32 * k}, headDim - 1)"
-    w( "                for (int p = 0; p < parts; p++) {")
-    w( "                    int at = p * stride;")
-    for h in H:
-        w(f"                    float w{h} = TornadoMath.exp(partials.get(r{h} + at + headDim) - x{h});")
-        w(f"                    t{h} += w{h} * partials.get(r{h} + at + headDim + 1);")
-        w( "                    " + " ".join(f"y{h}{k} += w{h} * partials.get(r{h} + at + {clamp(k)});" for k in range(kd)))
-    w( "                }")
-    for hi, h in enumerate(H):
-        w(f"                if (valid{h.upper()}) {{")
-        w(f"                    int o = (hq + {hi}) * headDim + lane;")
-        for k in range(kd):
-            if 32 * k + 32 <= D:
-                w(f"                    out.set(o + {32 * k}, y{h}{k} / t{h});")
-            else:
-                w(f"                    if (lane + {32 * k} < headDim) {{")
-                w(f"                        out.set(o + {32 * k}, y{h}{k} / t{h});")
-                w( "                    }")
-        w( "                }")
-    w( "            }")
-    w( "        }")
 
 def softmax_two(pvhalf, wv):
     # 2. a 16-token tile: lane = (token lane / 2, heads 2 odd and 2 odd + 1)

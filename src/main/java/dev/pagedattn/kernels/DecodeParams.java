@@ -45,26 +45,14 @@ public final class DecodeParams {
      * a "KV head" of the grid.
      */
     public static final int HEAD_TILES = 13;
-    /**
-     * The stream kernels' merge in the attention kernel (partition grids, fp16; {@code DecodeGrid#tailMerge}): where the
-     * per-step counters of the (sequence, grid KV head) pairs start ({@code params[TAIL_MERGE + seq * KV heads + pair]},
-     * zero when the step begins: the host writes them so, and params travel to the device every execution), or 0 when
-     * the merge kernel combines the partitions. The merge kernel then returns at once.
-     */
-    public static final int TAIL_MERGE = 14;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 15;
+    public static final int SIZE = 14;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 
     /** Slots for up to {@code maxSeqs} sequences and {@code maxGroups} work-groups of a balanced grid. */
     public static int capacity(int maxSeqs, int maxGroups) {
         return SIZE + maxSeqs + 1 + maxGroups;
-    }
-
-    /** The same, or the counters of {@link #TAIL_MERGE} for {@code maxSeqs} sequences of {@code kvHeads} grid KV heads, if more. */
-    public static int capacity(int maxSeqs, int maxGroups, int kvHeads) {
-        return Math.max(capacity(maxSeqs, maxGroups), SIZE + maxSeqs * kvHeads);
     }
 
     private DecodeParams() {

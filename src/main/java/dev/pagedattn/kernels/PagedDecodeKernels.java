@@ -110,8 +110,7 @@ public final class PagedDecodeKernels {
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
                                        FloatArray out, int numQHeads, int headDim) {
-        if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0
-                || params.get(DecodeParams.TAIL_MERGE) != 0) {
+        if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
         int numSeqs = params.get(DecodeParams.NUM_SEQS);

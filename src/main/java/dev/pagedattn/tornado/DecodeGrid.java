@@ -30,47 +30,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *                        (sequence, KV head) pairs ({@link DecodeParams#TILES_PER_GROUP}); 0 for the partition grid
  * @param kvHeads         the grid's KV heads (balanced grid): numKvHeads, times headTiles for the stream kernels,
  *                        whose grid counts each (KV head, head tile) as a KV head of its own
- * @param tailMerge       the stream kernel's fp16 bodies merge a split partition grid themselves (the last partition of
- *                        each pair to finish combines them, {@link DecodeParams#TAIL_MERGE}), so a step launches no merge
- *                        kernel ({@link #tailMergeFits})
  */
 public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups,
-                         int localSize, int tilesPerGroup, int kvHeads, boolean tailMerge) {
-    /** A grid whose partitions, if split, the merge kernel combines. */
-    public DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int maxPartitions, int numGroups, int localSize,
-                      int tilesPerGroup, int kvHeads) {
-        this(kernel, headTiles, partitionTokens, maxPartitions, numGroups, localSize, tilesPerGroup, kvHeads, false);
-    }
-
-    /**
-     * The stream kernels' merge in the attention kernel ({@code -Dpagedattn.tornado.tailMerge=false}: the merge kernel, for
-     * A/B measurements in one jar). See {@link #tailMergeFits}.
-     */
-    public static final boolean TAIL_MERGE = !"false".equals(System.getProperty("pagedattn.tornado.tailMerge"));
-
-    /**
-     * Most partitions per sequence that the attention kernel merges itself: its merging work-group reads every
-     * partition's partials of its pair, one warp alone, so longer splits (1 x 32k: 187 partitions) keep the merge
-     * kernel, which spreads them over a thousand work-groups ({@code -Dpagedattn.tornado.tailMergeMaxPartitions}).
-     */
-    public static final int TAIL_MERGE_MAX_PARTITIONS = Integer.getInteger("pagedattn.tornado.tailMergeMaxPartitions", 32);
-
-    /**
-     * Whether the attention kernel merges this grid's partitions itself: the stream kernel's fp16 bodies on a split
-     * partition grid of at most {@link #TAIL_MERGE_MAX_PARTITIONS} partitions. The plan also needs the fenced atomics of
-     * tornado-config/nvrtc and one KV-head shard ({@code TornadoDecodeAttention}).
-     */
-    public boolean tailMergeFits(KvDtype dtype) {
-        return TAIL_MERGE && kernel == Kernel.STREAM && dtype == KvDtype.FP16 && !balanced() && maxPartitions > 1
-                && maxPartitions <= TAIL_MERGE_MAX_PARTITIONS;
-    }
-
-    /** This grid with the merge in the attention kernel on or off. */
-    public DecodeGrid withTailMerge(boolean on) {
-        return on == tailMerge ? this : new DecodeGrid(kernel, headTiles, partitionTokens, maxPartitions, numGroups, localSize,
-                tilesPerGroup, kvHeads, on);
-    }
-
+                         int localSize, int tilesPerGroup, int kvHeads) {
     /** Which KernelContext attention kernel runs: one vocabulary, resolved once per plan by {@link #resolve}. */
     public enum Kernel {
         /** The measured best for the device's backend and the shape ({@link #resolve}). */
@@ -157,9 +119,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * fused variant).
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
-        DecodeGrid grid = plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
+        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
                 targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
-        return grid.withTailMerge(grid.tailMergeFits(dtype));
     }
 
     /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
@@ -476,11 +437,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return maxPartitions == 1;
     }
 
-    /** Whether a step runs the merge kernel: a split grid that the attention kernel does not merge itself. */
-    public boolean merges() {
-        return !fused() && !tailMerge;
-    }
-
     /** Whether this is the balanced grid ({@link #tilesPerGroup} > 0). */
     public boolean balanced() {
         return tilesPerGroup > 0;
@@ -542,16 +498,5 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         params.set(DecodeParams.NUM_NEW_SLOTS, numNewSlots);
         params.set(DecodeParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(DecodeParams.MERGE_SLICES, mergeSlices());
-        params.set(DecodeParams.TAIL_MERGE, tailMerge ? DecodeParams.PREFIX : 0);
-        if (tailMerge) { // the pairs' counters start at zero (a balanced grid of an earlier step may have left its prefix here)
-            int counters = numSeqs * kvHeads;
-            if (DecodeParams.PREFIX + counters > params.getSize()) {
-                throw new IllegalStateException("params of " + params.getSize() + " slots cannot hold the counters of " + numSeqs
-                        + " sequences x " + kvHeads + " KV heads (DecodeParams.capacity)");
-            }
-            for (int i = 0; i < counters; i++) {
-                params.set(DecodeParams.PREFIX + i, 0);
-            }
-        }
     }
 }

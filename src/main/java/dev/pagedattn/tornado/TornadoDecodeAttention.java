@@ -258,9 +258,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        DecodeGrid grid = DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
-        // the merge in the attention kernel needs the fenced atomics of tornado-config/nvrtc, and one set of counters per layer
-        return grid.withTailMerge(grid.tailMerge() && config.poolShards() == 1 && NvrtcFences.active());
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -359,10 +357,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             lens = new IntArray(maxSeqs);
             lens.init(1);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
-            // and the merge in the attention kernel its counters, one per (sequence, KV head, head tile)
             params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
-                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()),
-                    hkv * StreamDecodeKernels.headTiles(shardSpec.groupSize(), d))
+                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
                     : DecodeParams.SIZE);
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];
@@ -594,7 +590,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
                 // keeps its launch sizes, so under graphs they keep theirs.
-                boolean merging = last && grid.merges();
+                boolean merging = last && !grid.fused();
                 for (int s = 0; s < scatterGrids.length; s++) {
                     scatterGrids[s].setGlobalWork(cudaGraph || staged > 0 ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
                     scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);

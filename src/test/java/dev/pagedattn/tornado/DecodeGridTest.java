@@ -303,42 +303,6 @@ class DecodeGridTest {
     }
 
     /**
-     * The stream kernel's fp16 bodies merge a split partition grid themselves where its partitions are few (8 x 8k:
-     * 24); long splits (1 x 32k: 187), 8-bit pools, balanced grids, unsplit grids and the other kernels keep the merge
-     * kernel. The counters start at zero every step, also where a balanced grid wrote its prefix before.
-     */
-    @Test
-    void theStreamKernelMergesShortFp16SplitsItself() {
-        DecodeBatch eight = batch(8192, 8192, 8192, 8192, 8192, 8192, 8192, 8192);
-        DecodeGrid g = DecodeGrid.plan(LLAMA, eight, true, DecodeGrid.Kernel.STREAM, KvDtype.FP16);
-        assertTrue(g.maxPartitions() > 1 && g.maxPartitions() <= DecodeGrid.TAIL_MERGE_MAX_PARTITIONS, g.toString());
-        assertEquals(DecodeGrid.TAIL_MERGE, g.tailMerge(), g.toString());
-        assertEquals(!DecodeGrid.TAIL_MERGE, g.merges());
-        DecodeGrid one = DecodeGrid.plan(LLAMA, batch(32768), true, DecodeGrid.Kernel.STREAM, KvDtype.FP16);
-        assertTrue(one.maxPartitions() > DecodeGrid.TAIL_MERGE_MAX_PARTITIONS && !one.tailMerge() && one.merges(), one.toString());
-        assertFalse(DecodeGrid.plan(LLAMA, eight, true, DecodeGrid.Kernel.STREAM, KvDtype.FP8_E4M3).tailMerge());
-        assertFalse(DecodeGrid.plan(LLAMA, eight, true, DecodeGrid.Kernel.CHUNK, KvDtype.FP16).tailMerge());
-        DecodeGrid fused = DecodeGrid.plan(LLAMA, eight, false, DecodeGrid.Kernel.STREAM, KvDtype.FP16);
-        assertTrue(fused.fused() && !fused.tailMerge() && !fused.merges(), fused.toString());
-        DecodeBatch ragged = batch(1000, 17, 5000, 1);
-        assertFalse(DecodeGrid.plan(LLAMA, ragged, true, DecodeGrid.Kernel.STREAM, KvDtype.FP16).tailMerge());
-
-        DecodeGrid tail = g.withTailMerge(true);
-        IntArray params = new IntArray(DecodeParams.capacity(8, tail.numGroups(), tail.kvHeads()));
-        DecodeGrid.balanced(LLAMA, ragged, 100, 64).writeParams(params, ragged.contextLens(), 4, 0, 313, 0, false);
-        assertTrue(params.get(DecodeParams.PREFIX + 1) != 0); // the balanced grid's prefix sums
-        tail.writeParams(params, eight.contextLens(), 8, 0, 512, 0, false);
-        assertEquals(DecodeParams.PREFIX, params.get(DecodeParams.TAIL_MERGE));
-        for (int i = 0; i < 8 * tail.kvHeads(); i++) {
-            assertEquals(0, params.get(DecodeParams.PREFIX + i), "counter " + i);
-        }
-        g.withTailMerge(false).writeParams(params, eight.contextLens(), 8, 0, 512, 0, false);
-        assertEquals(0, params.get(DecodeParams.TAIL_MERGE));
-        IntArray small = new IntArray(DecodeParams.SIZE + 8);
-        assertThrows(IllegalStateException.class, () -> tail.writeParams(small, eight.contextLens(), 8, 0, 512, 0, false));
-    }
-
-    /**
      * The params a balanced grid writes, against a plain walk over the tiles: each work-group's first sequence,
      * and for every (sequence, query head) row the number of work-groups its pair's tiles span, which is what
      * the merge reads back ({@link PagedDecodeKernels#partitionsOf}) and never more than the grid's partitions.

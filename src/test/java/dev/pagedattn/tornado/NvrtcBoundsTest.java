@@ -64,10 +64,9 @@ class NvrtcBoundsTest {
     }
 
     @Test
-    void theShimIncludesTheToolkitHeaderThenTheBoundsAndTheFencedAtomics() throws IOException {
+    void theShimIncludesTheToolkitHeaderThenTheBounds() throws IOException {
         List<String> lines = Files.readAllLines(INCLUDE.resolve("cuda_fp16.h")).stream().filter(l -> l.startsWith("#")).toList();
-        assertEquals(List.of("#include_next <cuda_fp16.h>", "#include \"paged-attention-bounds.h\"",
-                "#include \"paged-attention-atomics.h\""), lines);
+        assertEquals(List.of("#include_next <cuda_fp16.h>", "#include \"paged-attention-bounds.h\""), lines);
     }
 
     @Test
