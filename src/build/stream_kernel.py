@@ -143,8 +143,7 @@ public final class StreamDecodeKernels {
             case HEAD_DIM_96 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD96 : StreamDecodeKernels::attentionF16x2D96;
             case HEAD_DIM_112 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD112 : StreamDecodeKernels::attentionF16x2D112;
             case HEAD_DIM_256 -> halfV ? StreamDecodeKernels::attentionF16x2HalfVD256 : StreamDecodeKernels::attentionF16x2D256;
-            case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV
-                    : WHOLE_TILES ? StreamDecodeKernels::attentionF16x2Whole : StreamDecodeKernels::attentionF16x2;
+            case HEAD_DIM -> halfV ? StreamDecodeKernels::attentionF16x2HalfV : StreamDecodeKernels::attentionF16x2;
             default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's fp16 bodies cover 64, 80, 96, 112, 128 and 256");
         };
     }
@@ -211,12 +210,6 @@ public final class StreamDecodeKernels {
 
     private static final boolean EIGHT_HEADS = !"false".equals(System.getProperty("pagedattn.tornado.streamEightHeads"));
 
-    /**
-     * Whether the four-head fp16 body at head dim 128 loads a tile that lies whole in one block at constant offsets from
-     * one address ({@code attentionF16x2Whole}; {@code -Dpagedattn.tornado.streamWholeTiles=true}, for A/B measurements).
-     */
-    private static final boolean WHOLE_TILES = Boolean.getBoolean("pagedattn.tornado.streamWholeTiles");
-
     /** Work-groups per KV head of the body that runs this shape (fp16 and 8-bit alike). */
     public static int headTiles(int groupSize, int headDim) {
         return eightHeads(groupSize, headDim) ? headTilesG8(groupSize) : headTiles(groupSize);
@@ -242,13 +235,12 @@ H = "abcd"          # the query heads of a work-group (four; eight in the G8 bod
 HX = "HEADS"        # their count, as the Java constant
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
-WHOLE = False       # fp16 loads of whole tiles at constant offsets (attentionF16x2Whole)
 D = 128             # head dim of the body being generated (fp16: 64 or 128; 8-bit twins: 128)
 out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False, dim=128, heads=4, whole16=False):
+def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
@@ -261,10 +253,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, whole16=False):
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
     # are added by one shuffle before the write
-    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, VX, VL, XL, WL, KPAD, S, WHOLE
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, VX, VL, XL, WL, KPAD, S
     Q8 = q8
-    WHOLE = whole16
-    assert not whole16 or (not q8 and dim == 128 and heads == 4), "whole-tile fp16 loads: the four-head body at 128 only"
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
     D = dim
@@ -297,7 +287,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, whole16=False):
         name += suffix
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
-        name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix + ("Whole" if whole16 else "")
+        name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix
         w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
@@ -679,23 +669,6 @@ def vword(r, k):
     return f"vw{r}" if WV8 == 1 else f"vw{r}{k}"
 
 def k_loads(ind, tile, declare):
-    if not Q8 and WHOLE:   # fp16, whole tiles at constant offsets (bounded to 168 registers through NVRTC's include path)
-        if declare:
-            for i in range(T // 4):
-                w(ind + " ".join(f"Half2 kw{i}{j};" for j in range(D // 16)))
-        w(f"{ind}if ({whole('oneBlock', tile)}) {{")
-        w(f"{ind}    int kAt = base + group * HEAD_DIM + {kLaneOff()};")
-        for i in range(T // 4):
-            for j in range(D // 16):
-                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kAt + {4 * i * D + 16 * j});")
-        w(f"{ind}}} else {{")
-        for i in range(T // 4):
-            w(f"{ind}    int kRow{i} = {rowExpr('base', 'oneBlock', tile, f'group + {4*i}')} + {kLaneOff()};")
-        for i in range(T // 4):
-            for j in range(D // 16):
-                w(f"{ind}    kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
-        w(f"{ind}}}")
-        return
     if not Q8:   # fp16: row by row only (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
         decl = "int " if declare else ""
         for i in range(T // 4):
@@ -729,21 +702,6 @@ def k_loads(ind, tile, declare):
 
 def v_loads(ind):
     # this lane's V words of the tile's (step's) rows, as k_loads
-    if not Q8 and WHOLE:
-        w(ind + " ".join(f"Half2 vw{r}{k};" for r in range(T) for k in range(D // 64)))
-        w(f"{ind}if ({whole('vOne', 'tileStart')}) {{")
-        w(f"{ind}    int vAt = vBase + {vLaneOff()};")
-        for r in range(T):
-            for k in range(D // 64):
-                w(f"{ind}    vw{r}{k} = vPool.getHalf2(vAt + {r * D + 64 * k});")
-        w(f"{ind}}} else {{")
-        for r in range(T):
-            w(f"{ind}    int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
-        for r in range(T):
-            for k in range(D // 64):
-                w(f"{ind}    vw{r}{k} = vPool.getHalf2(vRow{r}{f' + {64 * k}' if k else ''});")
-        w(f"{ind}}}")
-        return
     if not Q8:
         for r in range(T):
             w(f"{ind}int vRow{r} = {rowExpr('vBase', 'vOne', 'tileStart', str(r))} + {vLaneOff()};")
@@ -837,6 +795,4 @@ for dim in (80, 112):
     for dec in ("i2f", "e4m3", "e5m2"):
         w()
         body(True, dec, dim=dim)
-w()
-body(False, whole16=True)
 print(HEAD + "\n".join(out) + "\n}")

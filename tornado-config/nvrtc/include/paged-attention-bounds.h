@@ -18,5 +18,4 @@
 #ifndef PAGED_ATTENTION_BOUNDS_H
 #define PAGED_ATTENTION_BOUNDS_H
 #define prefillF16Async __launch_bounds__(128, 3) prefillF16Async
-#define attentionF16x2Whole __launch_bounds__(32, 12) attentionF16x2Whole
 #endif
