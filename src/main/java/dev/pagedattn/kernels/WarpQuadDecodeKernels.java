@@ -16,13 +16,17 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * Uses {@code KernelContext.simdShuffleDown} and {@code simdBroadcastFirst} (TornadoVM 5.2 lowers
  * them to {@code shfl.sync} on PTX; they are not implemented on OpenCL).
  *
- * <p>Needs headDim / 8 = L to be a power of two of at most 32 (head dims 8 .. 256), so that a
- * quad's L lanes are consecutive lanes of one warp, and a local size that is a multiple of 32
- * ({@link #localSize}); {@link #supports} says whether a shape qualifies.
+ * <p>Head dims 8 .. 256, multiples of 8: a work-item holds 8 dims at stride L = headDim / 8, and a quad's
+ * lanes are W consecutive lanes of one warp, W = L rounded up to a power of two (so that the shuffles' tree
+ * and the warp's segments line up); where L is not a power of two (head dims 40, 48, 56, 80, 96, 112, ...)
+ * lanes L .. W - 1 of a quad hold no dims: they read lane 0's words with query values of 0, add 0 to the
+ * scores and write nothing. A local size that is a multiple of 32 ({@link #localSize}); {@link #supports} says
+ * whether a shape qualifies.
  *
  * <pre>
- *  work-item -> (slot, quad, lane):  R = quads * L, L = headDim / 8, quads = ceil(min(groupSize, 8) / 4),
- *                                    slots = localSize / R;  warp lane = tid % 32, quad segment = warp lane / L
+ *  work-item -> (slot, quad, lane):  R = quads * W, W = L rounded up to a power of two, L = headDim / 8,
+ *                                    quads = ceil(min(groupSize, 8) / 4), slots = localSize / R;
+ *                                    warp lane = tid % 32, quad segment = warp lane / W; dims lane + L j, j < 8
  * </pre>
  */
 public final class WarpQuadDecodeKernels {
@@ -36,16 +40,16 @@ public final class WarpQuadDecodeKernels {
     private WarpQuadDecodeKernels() {
     }
 
-    /** Whether the kernel can run a shape: head dim 8 .. 256 with headDim / 8 a power of two. */
+    /** Whether the kernel can run a shape: head dim 8 .. 256, a multiple of 8. */
     public static boolean supports(int groupSize, int headDim) {
         int lanes = headDim / 8;
-        return groupSize >= 1 && headDim % 8 == 0 && lanes >= 1 && lanes <= 32 && Integer.bitCount(lanes) == 1;
+        return groupSize >= 1 && headDim % 8 == 0 && lanes >= 1 && lanes <= 32;
     }
 
     /** The local size to launch with: 128 work-items (whole warps, whole token rows). */
     public static int localSize(int groupSize, int headDim) {
         if (!supports(groupSize, headDim)) {
-            throw new IllegalArgumentException("headDim=" + headDim + " is not supported by the warp kernel (headDim / 8 must be a power of two <= 32)");
+            throw new IllegalArgumentException("headDim=" + headDim + " is not supported by the warp kernel (a multiple of 8 up to 256)");
         }
         return MAX_LOCAL;
     }
@@ -57,17 +61,22 @@ public final class WarpQuadDecodeKernels {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int lanes = headDim / 8;
+        int lanes = headDim / 8;                    // L: the dims' stride (8 dims per lane)
+        // a quad's lanes: L rounded up to a power of two (the shuffles' span); a chain of selects, not a loop, so that
+        // it folds to a constant where TornadoVM compiles the kernel for a given head dim and the shuffles stay unrolled
+        int width = lanes <= 1 ? 1 : lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : lanes <= 16 ? 16 : 32;
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int quads = (tileHeads + 3) / 4;
-        int rowThreads = quads * lanes;
+        int rowThreads = quads * width;
         int local = ctx.localGroupSizeX;
         int slots = local / rowThreads;
         int tid = ctx.localIdx;
         int slot = tid / rowThreads;
         int r = tid - slot * rowThreads;
-        int quad = r / lanes;
-        int lane = r - quad * lanes;
+        int quad = r / width;
+        int lane = r - quad * width;
+        boolean live = lane < lanes;                // lanes L .. width - 1 hold no dims (L not a power of two)
+        int dl = live ? lane : 0;                   // the lane whose dims this work-item reads: idle lanes read lane 0's, weighed 0
 
         int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
         int headTiles = (groupSize + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
@@ -102,17 +111,17 @@ public final class WarpQuadDecodeKernels {
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
-        float scla = validA ? scale : 0f;
-        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + lane;
+        float scla = validA && live ? scale : 0f;
+        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + dl;
         boolean validB = head0 + 1 < groupSize && 4 * quad + 1 < tileHeads;
-        float sclb = validB ? scale : 0f;
-        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + lane;
+        float sclb = validB && live ? scale : 0f;
+        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + dl;
         boolean validC = head0 + 2 < groupSize && 4 * quad + 2 < tileHeads;
-        float sclc = validC ? scale : 0f;
-        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + lane;
+        float sclc = validC && live ? scale : 0f;
+        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + dl;
         boolean validD = head0 + 3 < groupSize && 4 * quad + 3 < tileHeads;
-        float scld = validD ? scale : 0f;
-        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + lane;
+        float scld = validD && live ? scale : 0f;
+        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + dl;
         float qa0 = q.get(qa) * scla;
         float qa1 = q.get(qa + lanes) * scla;
         float qa2 = q.get(qa + 2 * lanes) * scla;
@@ -164,8 +173,7 @@ public final class WarpQuadDecodeKernels {
         // of one warp and reduce with warp shuffles, so every warp streams on its own.
         int perRound = 2 * slots;
         int rounds = (end - start + perRound - 1) / perRound;
-        int segments = 32 / lanes;                 // quads (token rows x head quads) per warp
-        int segment = (tid % 32) / lanes;
+        int segment = (tid % 32) / width;
         // block and slot of tokens A and B, advanced by perRound tokens each round without dividing
         int stepBlocks = perRound / blockSize;
         int stepSlots = perRound - stepBlocks * blockSize;
@@ -184,9 +192,9 @@ public final class WarpQuadDecodeKernels {
             float biasA = tokenA < end ? 0f : Float.NEGATIVE_INFINITY;
             float biasB = tokenB < end ? 0f : Float.NEGATIVE_INFINITY;
             int rowA = KvLayout.offset(layerBase, blockStride, headStride, headDim,
-                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, lane);
+                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, dl);
             int rowB = KvLayout.offset(layerBase, blockStride, headStride, headDim,
-                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, lane);
+                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, dl);
             float k0 = kPool.get(rowA).getFloat32();
             float k1 = kPool.get(rowA + lanes).getFloat32();
             float k2 = kPool.get(rowA + 2 * lanes).getFloat32();
@@ -231,7 +239,7 @@ public final class WarpQuadDecodeKernels {
             // 2. scores: tree-sum each partial over the quad's lanes (shuffle down: the quad's first lane
             //    ends with the total), then hand every lane its quad's totals (lane 0 of the warp
             //    broadcasts one quad's totals after another). All lanes of the warp take part.
-            for (int delta = lanes / 2; delta > 0; delta = delta / 2) {
+            for (int delta = width / 2; delta > 0; delta = delta / 2) {
                 sAa = sAa + ctx.simdShuffleDown(sAa, delta);
                 sAb = sAb + ctx.simdShuffleDown(sAb, delta);
                 sAc = sAc + ctx.simdShuffleDown(sAc, delta);
@@ -249,16 +257,16 @@ public final class WarpQuadDecodeKernels {
             float yb = ctx.simdBroadcastFirst(sBb);
             float yc = ctx.simdBroadcastFirst(sBc);
             float yd = ctx.simdBroadcastFirst(sBd);
-            for (int sg = 1; sg < segments; sg++) {
+            for (int sg = 1; sg * width < 32; sg++) {   // the warp's other quads (32 / width per warp)
                 float pick = segment == sg ? 1f : 0f;
-                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * lanes));
-                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * lanes));
-                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * lanes));
-                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * lanes));
-                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * lanes));
-                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * lanes));
-                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * lanes));
-                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * lanes));
+                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * width));
+                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * width));
+                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * width));
+                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * width));
+                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * width));
+                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * width));
+                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * width));
+                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * width));
                 xa = xa + pick * (tAa - xa);
                 xb = xb + pick * (tAb - xb);
                 xc = xc + pick * (tAc - xc);
@@ -396,7 +404,7 @@ public final class WarpQuadDecodeKernels {
             }
         }
         // 4. merge the slots by log-sum-exp
-        if (lane == 0) {
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotMax[slot * tileRows + 4 * quad + 0] = ma;
             slotMax[slot * tileRows + 4 * quad + 1] = mb;
             slotMax[slot * tileRows + 4 * quad + 2] = mc;
@@ -419,40 +427,42 @@ public final class WarpQuadDecodeKernels {
         float wd = TornadoMath.exp(md - mAllD);
         // each slot's accumulators, scaled to the common max, go to their own rows: one barrier, then
         // every work-item sums a few outputs over the slots (no slot waits for another)
-        int row0 = (slot * tileRows + 4 * quad) * headDim + lane;   // red: [slot][tileRow][headDim]
-        red[row0] = aa0 * wa;
-        red[row0 + lanes] = aa1 * wa;
-        red[row0 + 2 * lanes] = aa2 * wa;
-        red[row0 + 3 * lanes] = aa3 * wa;
-        red[row0 + 4 * lanes] = aa4 * wa;
-        red[row0 + 5 * lanes] = aa5 * wa;
-        red[row0 + 6 * lanes] = aa6 * wa;
-        red[row0 + 7 * lanes] = aa7 * wa;
-        red[row0 + headDim] = ab0 * wb;
-        red[row0 + headDim + lanes] = ab1 * wb;
-        red[row0 + headDim + 2 * lanes] = ab2 * wb;
-        red[row0 + headDim + 3 * lanes] = ab3 * wb;
-        red[row0 + headDim + 4 * lanes] = ab4 * wb;
-        red[row0 + headDim + 5 * lanes] = ab5 * wb;
-        red[row0 + headDim + 6 * lanes] = ab6 * wb;
-        red[row0 + headDim + 7 * lanes] = ab7 * wb;
-        red[row0 + 2 * headDim] = ac0 * wc;
-        red[row0 + 2 * headDim + lanes] = ac1 * wc;
-        red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
-        red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
-        red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
-        red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
-        red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
-        red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
-        red[row0 + 3 * headDim] = ad0 * wd;
-        red[row0 + 3 * headDim + lanes] = ad1 * wd;
-        red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
-        red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
-        red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
-        red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
-        red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
-        red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
-        if (lane == 0) {
+        int row0 = (slot * tileRows + 4 * quad) * headDim + dl;   // red: [slot][tileRow][headDim]
+        if (tid % width < lanes) {                  // live lanes only
+            red[row0] = aa0 * wa;
+            red[row0 + lanes] = aa1 * wa;
+            red[row0 + 2 * lanes] = aa2 * wa;
+            red[row0 + 3 * lanes] = aa3 * wa;
+            red[row0 + 4 * lanes] = aa4 * wa;
+            red[row0 + 5 * lanes] = aa5 * wa;
+            red[row0 + 6 * lanes] = aa6 * wa;
+            red[row0 + 7 * lanes] = aa7 * wa;
+            red[row0 + headDim] = ab0 * wb;
+            red[row0 + headDim + lanes] = ab1 * wb;
+            red[row0 + headDim + 2 * lanes] = ab2 * wb;
+            red[row0 + headDim + 3 * lanes] = ab3 * wb;
+            red[row0 + headDim + 4 * lanes] = ab4 * wb;
+            red[row0 + headDim + 5 * lanes] = ab5 * wb;
+            red[row0 + headDim + 6 * lanes] = ab6 * wb;
+            red[row0 + headDim + 7 * lanes] = ab7 * wb;
+            red[row0 + 2 * headDim] = ac0 * wc;
+            red[row0 + 2 * headDim + lanes] = ac1 * wc;
+            red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
+            red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
+            red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
+            red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
+            red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
+            red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
+            red[row0 + 3 * headDim] = ad0 * wd;
+            red[row0 + 3 * headDim + lanes] = ad1 * wd;
+            red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
+            red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
+            red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
+            red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
+            red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
+            red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
+        }
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotSum[slot * tileRows + 4 * quad + 0] = la * wa;
             slotSum[slot * tileRows + 4 * quad + 1] = lb * wb;
             slotSum[slot * tileRows + 4 * quad + 2] = lc * wc;
@@ -497,17 +507,22 @@ public final class WarpQuadDecodeKernels {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int lanes = headDim / 8;
+        int lanes = headDim / 8;                    // L: the dims' stride (8 dims per lane)
+        // a quad's lanes: L rounded up to a power of two (the shuffles' span); a chain of selects, not a loop, so that
+        // it folds to a constant where TornadoVM compiles the kernel for a given head dim and the shuffles stay unrolled
+        int width = lanes <= 1 ? 1 : lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : lanes <= 16 ? 16 : 32;
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int quads = (tileHeads + 3) / 4;
-        int rowThreads = quads * lanes;
+        int rowThreads = quads * width;
         int local = ctx.localGroupSizeX;
         int slots = local / rowThreads;
         int tid = ctx.localIdx;
         int slot = tid / rowThreads;
         int r = tid - slot * rowThreads;
-        int quad = r / lanes;
-        int lane = r - quad * lanes;
+        int quad = r / width;
+        int lane = r - quad * width;
+        boolean live = lane < lanes;                // lanes L .. width - 1 hold no dims (L not a power of two)
+        int dl = live ? lane : 0;                   // the lane whose dims this work-item reads: idle lanes read lane 0's, weighed 0
 
         int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
         int headTiles = (groupSize + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
@@ -542,17 +557,17 @@ public final class WarpQuadDecodeKernels {
         float[] slotSum = ctx.allocateFloatLocalArray(SLOT_SIZE);  // [slot][4*quads]
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
-        float scla = validA ? scale : 0f;
-        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + lane;
+        float scla = validA && live ? scale : 0f;
+        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + dl;
         boolean validB = head0 + 1 < groupSize && 4 * quad + 1 < tileHeads;
-        float sclb = validB ? scale : 0f;
-        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + lane;
+        float sclb = validB && live ? scale : 0f;
+        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + dl;
         boolean validC = head0 + 2 < groupSize && 4 * quad + 2 < tileHeads;
-        float sclc = validC ? scale : 0f;
-        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + lane;
+        float sclc = validC && live ? scale : 0f;
+        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + dl;
         boolean validD = head0 + 3 < groupSize && 4 * quad + 3 < tileHeads;
-        float scld = validD ? scale : 0f;
-        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + lane;
+        float scld = validD && live ? scale : 0f;
+        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + dl;
         float qa0 = q.get(qa) * scla;
         float qa1 = q.get(qa + lanes) * scla;
         float qa2 = q.get(qa + 2 * lanes) * scla;
@@ -604,8 +619,7 @@ public final class WarpQuadDecodeKernels {
         // of one warp and reduce with warp shuffles, so every warp streams on its own.
         int perRound = 2 * slots;
         int rounds = (end - start + perRound - 1) / perRound;
-        int segments = 32 / lanes;                 // quads (token rows x head quads) per warp
-        int segment = (tid % 32) / lanes;
+        int segment = (tid % 32) / width;
         // block and slot of tokens A and B, advanced by perRound tokens each round without dividing
         int stepBlocks = perRound / blockSize;
         int stepSlots = perRound - stepBlocks * blockSize;
@@ -624,9 +638,9 @@ public final class WarpQuadDecodeKernels {
             float biasA = tokenA < end ? 0f : Float.NEGATIVE_INFINITY;
             float biasB = tokenB < end ? 0f : Float.NEGATIVE_INFINITY;
             int rowA = KvLayout.offset(layerBase, blockStride, headStride, headDim,
-                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, lane);
+                    blockTables.get(tableRow + (tokenA < end ? blockA : block0)), kvHead, tokenA < end ? offA : off0, dl);
             int rowB = KvLayout.offset(layerBase, blockStride, headStride, headDim,
-                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, lane);
+                    blockTables.get(tableRow + (tokenB < end ? blockB : block0)), kvHead, tokenB < end ? offB : off0, dl);
             float k0 = kPool.get(rowA);
             float k1 = kPool.get(rowA + lanes);
             float k2 = kPool.get(rowA + 2 * lanes);
@@ -671,7 +685,7 @@ public final class WarpQuadDecodeKernels {
             // 2. scores: tree-sum each partial over the quad's lanes (shuffle down: the quad's first lane
             //    ends with the total), then hand every lane its quad's totals (lane 0 of the warp
             //    broadcasts one quad's totals after another). All lanes of the warp take part.
-            for (int delta = lanes / 2; delta > 0; delta = delta / 2) {
+            for (int delta = width / 2; delta > 0; delta = delta / 2) {
                 sAa = sAa + ctx.simdShuffleDown(sAa, delta);
                 sAb = sAb + ctx.simdShuffleDown(sAb, delta);
                 sAc = sAc + ctx.simdShuffleDown(sAc, delta);
@@ -689,16 +703,16 @@ public final class WarpQuadDecodeKernels {
             float yb = ctx.simdBroadcastFirst(sBb);
             float yc = ctx.simdBroadcastFirst(sBc);
             float yd = ctx.simdBroadcastFirst(sBd);
-            for (int sg = 1; sg < segments; sg++) {
+            for (int sg = 1; sg * width < 32; sg++) {   // the warp's other quads (32 / width per warp)
                 float pick = segment == sg ? 1f : 0f;
-                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * lanes));
-                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * lanes));
-                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * lanes));
-                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * lanes));
-                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * lanes));
-                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * lanes));
-                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * lanes));
-                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * lanes));
+                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * width));
+                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * width));
+                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * width));
+                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * width));
+                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * width));
+                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * width));
+                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * width));
+                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * width));
                 xa = xa + pick * (tAa - xa);
                 xb = xb + pick * (tAb - xb);
                 xc = xc + pick * (tAc - xc);
@@ -836,7 +850,7 @@ public final class WarpQuadDecodeKernels {
             }
         }
         // 4. merge the slots by log-sum-exp
-        if (lane == 0) {
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotMax[slot * tileRows + 4 * quad + 0] = ma;
             slotMax[slot * tileRows + 4 * quad + 1] = mb;
             slotMax[slot * tileRows + 4 * quad + 2] = mc;
@@ -859,40 +873,42 @@ public final class WarpQuadDecodeKernels {
         float wd = TornadoMath.exp(md - mAllD);
         // each slot's accumulators, scaled to the common max, go to their own rows: one barrier, then
         // every work-item sums a few outputs over the slots (no slot waits for another)
-        int row0 = (slot * tileRows + 4 * quad) * headDim + lane;   // red: [slot][tileRow][headDim]
-        red[row0] = aa0 * wa;
-        red[row0 + lanes] = aa1 * wa;
-        red[row0 + 2 * lanes] = aa2 * wa;
-        red[row0 + 3 * lanes] = aa3 * wa;
-        red[row0 + 4 * lanes] = aa4 * wa;
-        red[row0 + 5 * lanes] = aa5 * wa;
-        red[row0 + 6 * lanes] = aa6 * wa;
-        red[row0 + 7 * lanes] = aa7 * wa;
-        red[row0 + headDim] = ab0 * wb;
-        red[row0 + headDim + lanes] = ab1 * wb;
-        red[row0 + headDim + 2 * lanes] = ab2 * wb;
-        red[row0 + headDim + 3 * lanes] = ab3 * wb;
-        red[row0 + headDim + 4 * lanes] = ab4 * wb;
-        red[row0 + headDim + 5 * lanes] = ab5 * wb;
-        red[row0 + headDim + 6 * lanes] = ab6 * wb;
-        red[row0 + headDim + 7 * lanes] = ab7 * wb;
-        red[row0 + 2 * headDim] = ac0 * wc;
-        red[row0 + 2 * headDim + lanes] = ac1 * wc;
-        red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
-        red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
-        red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
-        red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
-        red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
-        red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
-        red[row0 + 3 * headDim] = ad0 * wd;
-        red[row0 + 3 * headDim + lanes] = ad1 * wd;
-        red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
-        red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
-        red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
-        red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
-        red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
-        red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
-        if (lane == 0) {
+        int row0 = (slot * tileRows + 4 * quad) * headDim + dl;   // red: [slot][tileRow][headDim]
+        if (tid % width < lanes) {                  // live lanes only
+            red[row0] = aa0 * wa;
+            red[row0 + lanes] = aa1 * wa;
+            red[row0 + 2 * lanes] = aa2 * wa;
+            red[row0 + 3 * lanes] = aa3 * wa;
+            red[row0 + 4 * lanes] = aa4 * wa;
+            red[row0 + 5 * lanes] = aa5 * wa;
+            red[row0 + 6 * lanes] = aa6 * wa;
+            red[row0 + 7 * lanes] = aa7 * wa;
+            red[row0 + headDim] = ab0 * wb;
+            red[row0 + headDim + lanes] = ab1 * wb;
+            red[row0 + headDim + 2 * lanes] = ab2 * wb;
+            red[row0 + headDim + 3 * lanes] = ab3 * wb;
+            red[row0 + headDim + 4 * lanes] = ab4 * wb;
+            red[row0 + headDim + 5 * lanes] = ab5 * wb;
+            red[row0 + headDim + 6 * lanes] = ab6 * wb;
+            red[row0 + headDim + 7 * lanes] = ab7 * wb;
+            red[row0 + 2 * headDim] = ac0 * wc;
+            red[row0 + 2 * headDim + lanes] = ac1 * wc;
+            red[row0 + 2 * headDim + 2 * lanes] = ac2 * wc;
+            red[row0 + 2 * headDim + 3 * lanes] = ac3 * wc;
+            red[row0 + 2 * headDim + 4 * lanes] = ac4 * wc;
+            red[row0 + 2 * headDim + 5 * lanes] = ac5 * wc;
+            red[row0 + 2 * headDim + 6 * lanes] = ac6 * wc;
+            red[row0 + 2 * headDim + 7 * lanes] = ac7 * wc;
+            red[row0 + 3 * headDim] = ad0 * wd;
+            red[row0 + 3 * headDim + lanes] = ad1 * wd;
+            red[row0 + 3 * headDim + 2 * lanes] = ad2 * wd;
+            red[row0 + 3 * headDim + 3 * lanes] = ad3 * wd;
+            red[row0 + 3 * headDim + 4 * lanes] = ad4 * wd;
+            red[row0 + 3 * headDim + 5 * lanes] = ad5 * wd;
+            red[row0 + 3 * headDim + 6 * lanes] = ad6 * wd;
+            red[row0 + 3 * headDim + 7 * lanes] = ad7 * wd;
+        }
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotSum[slot * tileRows + 4 * quad + 0] = la * wa;
             slotSum[slot * tileRows + 4 * quad + 1] = lb * wb;
             slotSum[slot * tileRows + 4 * quad + 2] = lc * wc;
@@ -950,17 +966,22 @@ public final class WarpQuadDecodeKernels {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
-        int lanes = headDim / 8;
+        int lanes = headDim / 8;                    // L: the dims' stride (8 dims per lane)
+        // a quad's lanes: L rounded up to a power of two (the shuffles' span); a chain of selects, not a loop, so that
+        // it folds to a constant where TornadoVM compiles the kernel for a given head dim and the shuffles stay unrolled
+        int width = lanes <= 1 ? 1 : lanes <= 2 ? 2 : lanes <= 4 ? 4 : lanes <= 8 ? 8 : lanes <= 16 ? 16 : 32;
         int tileHeads = TornadoMath.min(PagedDecodeKernels.MAX_HEADS_PER_TILE, groupSize);
         int quads = (tileHeads + 3) / 4;
-        int rowThreads = quads * lanes;
+        int rowThreads = quads * width;
         int local = ctx.localGroupSizeX;
         int slots = local / rowThreads;
         int tid = ctx.localIdx;
         int slot = tid / rowThreads;
         int r = tid - slot * rowThreads;
-        int quad = r / lanes;
-        int lane = r - quad * lanes;
+        int quad = r / width;
+        int lane = r - quad * width;
+        boolean live = lane < lanes;                // lanes L .. width - 1 hold no dims (L not a power of two)
+        int dl = live ? lane : 0;                   // the lane whose dims this work-item reads: idle lanes read lane 0's, weighed 0
 
         int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
         int headTiles = (groupSize + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
@@ -1002,17 +1023,17 @@ public final class WarpQuadDecodeKernels {
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
-        float scla = validA ? scale * kScale : 0f;
-        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + 4 * lane;
+        float scla = validA && live ? scale * kScale : 0f;
+        int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + 4 * dl;
         boolean validB = head0 + 1 < groupSize && 4 * quad + 1 < tileHeads;
-        float sclb = validB ? scale * kScale : 0f;
-        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + 4 * lane;
+        float sclb = validB && live ? scale * kScale : 0f;
+        int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + 4 * dl;
         boolean validC = head0 + 2 < groupSize && 4 * quad + 2 < tileHeads;
-        float sclc = validC ? scale * kScale : 0f;
-        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + 4 * lane;
+        float sclc = validC && live ? scale * kScale : 0f;
+        int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + 4 * dl;
         boolean validD = head0 + 3 < groupSize && 4 * quad + 3 < tileHeads;
-        float scld = validD ? scale * kScale : 0f;
-        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + 4 * lane;
+        float scld = validD && live ? scale * kScale : 0f;
+        int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + 4 * dl;
         float qa0 = q.get(qa) * scla;
         float qa1 = q.get(qa + 1) * scla;
         float qa2 = q.get(qa + 2) * scla;
@@ -1064,8 +1085,7 @@ public final class WarpQuadDecodeKernels {
         // of one warp and reduce with warp shuffles, so every warp streams on its own.
         int perRound = 2 * slots;
         int rounds = (end - start + perRound - 1) / perRound;
-        int segments = 32 / lanes;                 // quads (token rows x head quads) per warp
-        int segment = (tid % 32) / lanes;
+        int segment = (tid % 32) / width;
         // block and slot of tokens A and B, advanced by perRound tokens each round without dividing
         int stepBlocks = perRound / blockSize;
         int stepSlots = perRound - stepBlocks * blockSize;
@@ -1080,9 +1100,9 @@ public final class WarpQuadDecodeKernels {
         int firstA = start + slot;
         int firstB = firstA + slots;
         int rowA = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                blockTables.get(tableRow + (firstA < end ? blockA : block0)), kvHead, firstA < end ? offA : off0, lane);
+                blockTables.get(tableRow + (firstA < end ? blockA : block0)), kvHead, firstA < end ? offA : off0, dl);
         int rowB = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                blockTables.get(tableRow + (firstB < end ? blockB : block0)), kvHead, firstB < end ? offB : off0, lane);
+                blockTables.get(tableRow + (firstB < end ? blockB : block0)), kvHead, firstB < end ? offB : off0, dl);
         int kw0 = kPool.get(rowA);
         int kw1 = kPool.get(rowA + lanes);
         int vw0 = vPool.get(rowA);
@@ -1113,9 +1133,9 @@ public final class WarpQuadDecodeKernels {
             int nextA = tokenA + perRound;            // the next round's tokens
             int nextB = tokenB + perRound;
             int nRowA = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                    blockTables.get(tableRow + (nextA < end ? blockA : block0)), kvHead, nextA < end ? offA : off0, lane);
+                    blockTables.get(tableRow + (nextA < end ? blockA : block0)), kvHead, nextA < end ? offA : off0, dl);
             int nRowB = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,
-                    blockTables.get(tableRow + (nextB < end ? blockB : block0)), kvHead, nextB < end ? offB : off0, lane);
+                    blockTables.get(tableRow + (nextB < end ? blockB : block0)), kvHead, nextB < end ? offB : off0, dl);
             int nkw0 = kPool.get(nRowA);
             int nkw1 = kPool.get(nRowA + lanes);
             int nvw0 = vPool.get(nRowA);
@@ -1168,7 +1188,7 @@ public final class WarpQuadDecodeKernels {
             // 2. scores: tree-sum each partial over the quad's lanes (shuffle down: the quad's first lane
             //    ends with the total), then hand every lane its quad's totals (lane 0 of the warp
             //    broadcasts one quad's totals after another). All lanes of the warp take part.
-            for (int delta = lanes / 2; delta > 0; delta = delta / 2) {
+            for (int delta = width / 2; delta > 0; delta = delta / 2) {
                 sAa = sAa + ctx.simdShuffleDown(sAa, delta);
                 sAb = sAb + ctx.simdShuffleDown(sAb, delta);
                 sAc = sAc + ctx.simdShuffleDown(sAc, delta);
@@ -1186,16 +1206,16 @@ public final class WarpQuadDecodeKernels {
             float yb = ctx.simdBroadcastFirst(sBb);
             float yc = ctx.simdBroadcastFirst(sBc);
             float yd = ctx.simdBroadcastFirst(sBd);
-            for (int sg = 1; sg < segments; sg++) {
+            for (int sg = 1; sg * width < 32; sg++) {   // the warp's other quads (32 / width per warp)
                 float pick = segment == sg ? 1f : 0f;
-                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * lanes));
-                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * lanes));
-                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * lanes));
-                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * lanes));
-                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * lanes));
-                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * lanes));
-                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * lanes));
-                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * lanes));
+                float tAa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAa, sg * width));
+                float tAb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAb, sg * width));
+                float tAc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAc, sg * width));
+                float tAd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sAd, sg * width));
+                float tBa = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBa, sg * width));
+                float tBb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBb, sg * width));
+                float tBc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBc, sg * width));
+                float tBd = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sBd, sg * width));
                 xa = xa + pick * (tAa - xa);
                 xb = xb + pick * (tAb - xb);
                 xc = xc + pick * (tAc - xc);
@@ -1329,7 +1349,7 @@ public final class WarpQuadDecodeKernels {
             ww1 = nww1;
         }
         // 4. merge the slots by log-sum-exp
-        if (lane == 0) {
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotMax[slot * tileRows + 4 * quad + 0] = ma;
             slotMax[slot * tileRows + 4 * quad + 1] = mb;
             slotMax[slot * tileRows + 4 * quad + 2] = mc;
@@ -1356,40 +1376,42 @@ public final class WarpQuadDecodeKernels {
         float wvd = wd * vScale;
         // each slot's accumulators, scaled to the common max, go to their own rows: one barrier, then
         // every work-item sums a few outputs over the slots (no slot waits for another)
-        int row0 = (slot * tileRows + 4 * quad) * headDim + 4 * lane;   // red: [slot][tileRow][headDim]
-        red[row0] = aa0 * wva;
-        red[row0 + 1] = aa1 * wva;
-        red[row0 + 2] = aa2 * wva;
-        red[row0 + 3] = aa3 * wva;
-        red[row0 + 4 * lanes] = aa4 * wva;
-        red[row0 + 4 * lanes + 1] = aa5 * wva;
-        red[row0 + 4 * lanes + 2] = aa6 * wva;
-        red[row0 + 4 * lanes + 3] = aa7 * wva;
-        red[row0 + headDim] = ab0 * wvb;
-        red[row0 + headDim + 1] = ab1 * wvb;
-        red[row0 + headDim + 2] = ab2 * wvb;
-        red[row0 + headDim + 3] = ab3 * wvb;
-        red[row0 + headDim + 4 * lanes] = ab4 * wvb;
-        red[row0 + headDim + 4 * lanes + 1] = ab5 * wvb;
-        red[row0 + headDim + 4 * lanes + 2] = ab6 * wvb;
-        red[row0 + headDim + 4 * lanes + 3] = ab7 * wvb;
-        red[row0 + 2 * headDim] = ac0 * wvc;
-        red[row0 + 2 * headDim + 1] = ac1 * wvc;
-        red[row0 + 2 * headDim + 2] = ac2 * wvc;
-        red[row0 + 2 * headDim + 3] = ac3 * wvc;
-        red[row0 + 2 * headDim + 4 * lanes] = ac4 * wvc;
-        red[row0 + 2 * headDim + 4 * lanes + 1] = ac5 * wvc;
-        red[row0 + 2 * headDim + 4 * lanes + 2] = ac6 * wvc;
-        red[row0 + 2 * headDim + 4 * lanes + 3] = ac7 * wvc;
-        red[row0 + 3 * headDim] = ad0 * wvd;
-        red[row0 + 3 * headDim + 1] = ad1 * wvd;
-        red[row0 + 3 * headDim + 2] = ad2 * wvd;
-        red[row0 + 3 * headDim + 3] = ad3 * wvd;
-        red[row0 + 3 * headDim + 4 * lanes] = ad4 * wvd;
-        red[row0 + 3 * headDim + 4 * lanes + 1] = ad5 * wvd;
-        red[row0 + 3 * headDim + 4 * lanes + 2] = ad6 * wvd;
-        red[row0 + 3 * headDim + 4 * lanes + 3] = ad7 * wvd;
-        if (lane == 0) {
+        int row0 = (slot * tileRows + 4 * quad) * headDim + 4 * dl;   // red: [slot][tileRow][headDim]
+        if (tid % width < lanes) {                  // live lanes only
+            red[row0] = aa0 * wva;
+            red[row0 + 1] = aa1 * wva;
+            red[row0 + 2] = aa2 * wva;
+            red[row0 + 3] = aa3 * wva;
+            red[row0 + 4 * lanes] = aa4 * wva;
+            red[row0 + 4 * lanes + 1] = aa5 * wva;
+            red[row0 + 4 * lanes + 2] = aa6 * wva;
+            red[row0 + 4 * lanes + 3] = aa7 * wva;
+            red[row0 + headDim] = ab0 * wvb;
+            red[row0 + headDim + 1] = ab1 * wvb;
+            red[row0 + headDim + 2] = ab2 * wvb;
+            red[row0 + headDim + 3] = ab3 * wvb;
+            red[row0 + headDim + 4 * lanes] = ab4 * wvb;
+            red[row0 + headDim + 4 * lanes + 1] = ab5 * wvb;
+            red[row0 + headDim + 4 * lanes + 2] = ab6 * wvb;
+            red[row0 + headDim + 4 * lanes + 3] = ab7 * wvb;
+            red[row0 + 2 * headDim] = ac0 * wvc;
+            red[row0 + 2 * headDim + 1] = ac1 * wvc;
+            red[row0 + 2 * headDim + 2] = ac2 * wvc;
+            red[row0 + 2 * headDim + 3] = ac3 * wvc;
+            red[row0 + 2 * headDim + 4 * lanes] = ac4 * wvc;
+            red[row0 + 2 * headDim + 4 * lanes + 1] = ac5 * wvc;
+            red[row0 + 2 * headDim + 4 * lanes + 2] = ac6 * wvc;
+            red[row0 + 2 * headDim + 4 * lanes + 3] = ac7 * wvc;
+            red[row0 + 3 * headDim] = ad0 * wvd;
+            red[row0 + 3 * headDim + 1] = ad1 * wvd;
+            red[row0 + 3 * headDim + 2] = ad2 * wvd;
+            red[row0 + 3 * headDim + 3] = ad3 * wvd;
+            red[row0 + 3 * headDim + 4 * lanes] = ad4 * wvd;
+            red[row0 + 3 * headDim + 4 * lanes + 1] = ad5 * wvd;
+            red[row0 + 3 * headDim + 4 * lanes + 2] = ad6 * wvd;
+            red[row0 + 3 * headDim + 4 * lanes + 3] = ad7 * wvd;
+        }
+        if (tid % width == 0) {                     // lane 0 of the quad (lane and live are not kept across the loop)
             slotSum[slot * tileRows + 4 * quad + 0] = la * wa;
             slotSum[slot * tileRows + 4 * quad + 1] = lb * wb;
             slotSum[slot * tileRows + 4 * quad + 2] = lc * wc;

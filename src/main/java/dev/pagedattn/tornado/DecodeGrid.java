@@ -214,8 +214,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
      * for fp16 pools at head dim 64, 80, 96, 112, 128 or 256 (any group: groups of more than four heads get one work-group per four,
      * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int)}),
-     * else CHUNK where the shape suits it; on PTX, WARP where the shape suits it; QUADS otherwise, PAIRS for
-     * groups of 1-2 heads (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
+     * else CHUNK where the shape suits it; then PAIRS for groups of 1-2 heads, WARP where the backend has warp shuffles (PTX,
+     * CUDA: every head dim the cache takes), QUADS otherwise (OpenCL) (benchmarks/NOTES.md has the measurements behind this rule). An explicit kernel
      * the backend, the dtype or the shape cannot run is refused, naming it, and so is a group of more than
      * {@link PagedDecodeKernels#MAX_HEADS_PER_TILE} heads for any kernel but STREAM.
      */
@@ -234,7 +234,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                 && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
         if (requested == Kernel.WARP && !(backend.warpOperations() && warpShape)) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
-                    + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
+                    + "shuffles (PTX, CUDA) and headDim a multiple of 8 up to 256; here backend=" + backend
                     + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM && !stream) {
@@ -258,7 +258,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (spec.groupSize() < 3) {
             return Kernel.PAIRS;
         }
-        return backend == Backend.PTX && warpShape ? Kernel.WARP : Kernel.QUADS;
+        return backend.warpOperations() && warpShape ? Kernel.WARP : Kernel.QUADS;
     }
 
     /**
@@ -305,7 +305,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.WARP && !warp) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=warp needs a device whose TornadoVM backend has warp "
-                    + "shuffles (PTX, CUDA) and headDim / 8 a power of two <= 32; here backend=" + backend
+                    + "shuffles (PTX, CUDA) and headDim a multiple of 8 up to 256; here backend=" + backend
                     + " headDim=" + spec.headDim());
         }
         return requested == Kernel.QUADS || !warp ? Kernel.QUADS : Kernel.WARP;

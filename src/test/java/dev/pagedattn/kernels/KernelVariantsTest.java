@@ -25,7 +25,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * of tokens, one or two KV heads and sequences: a few work-groups); together they cover
  * every kernel x dtype x fused/split x schedule (8-bit dtypes: the warp and quad kernels' twins,
  * per-head scales), block sizes 1, odd and 16, head dims 8 to 256
- * including 80 (no warp kernel), MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
+ * including ones whose headDim / 8 is not a power of two (24, 40, 48, 80, 96, 112: the warp kernel's idle lanes),
+ * MHA, GQA, MQA and a group above 8 heads (two head tiles). A new
  * kernel joins {@link DecodeGrid.Kernel} and {@link EmulatedDecode}; a new shape is one more row.
  * Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
  */
@@ -46,7 +47,12 @@ class KernelVariantsTest {
         return Stream.of(
                 new Shape("GQA fp16, ragged, block size 16", 2, 5, 40, 8, 2, 32, 16, KvDtype.FP16),
                 new Shape("MQA fp32, odd block size", 1, 20, 40, 4, 1, 16, 3, KvDtype.FP32),
-                new Shape("MQA fp16, head dim 80 (no warp kernel), block size 1", 1, 9, 20, 8, 1, 80, 1, KvDtype.FP16),
+                new Shape("MQA fp16, head dim 80 (warp kernel: 10 of 16 lanes hold dims), block size 1", 1, 9, 20, 8, 1, 80, 1, KvDtype.FP16),
+                new Shape("Phi-3-mini MHA fp16, head dim 96 (12 of 16 lanes), block size 7", 2, 5, 30, 2, 2, 96, 7, KvDtype.FP16),
+                new Shape("group of 6 fp32, head dim 48 (two quads of 6 of 8 lanes), block size 16", 1, 20, 40, 6, 1, 48, 16, KvDtype.FP32),
+                new Shape("group of 4 fp16, head dim 112 (14 of 16 lanes), ragged, block size 17", 2, 3, 40, 8, 2, 112, 17, KvDtype.FP16),
+                new Shape("group of 3 fp32, head dim 24 (3 of 4 lanes), block size 5", 1, 10, 30, 3, 1, 24, 5, KvDtype.FP32),
+                new Shape("8-bit E4M3, group of 4, head dim 40 (5 of 8 lanes), block size 16", 2, 5, 30, 4, 1, 40, 16, KvDtype.FP8_E4M3),
                 new Shape("two head tiles (group of 12) fp32", 1, 5, 20, 12, 1, 8, 16, KvDtype.FP32),
                 new Shape("head dim 256 fp16, group of 2", 1, 9, 20, 2, 1, 256, 16, KvDtype.FP16),
                 new Shape("Llama-3 group of 4, head dim 128 fp16 (stream kernel), block size 7", 2, 5, 40, 8, 2, 128, 7, KvDtype.FP16),
@@ -56,7 +62,7 @@ class KernelVariantsTest {
                 new Shape("8-bit E5M2, MQA, odd block size, head dim 64", 1, 9, 30, 4, 1, 64, 3, KvDtype.FP8_E5M2),
                 new Shape("8-bit INT8, MHA, block size 1, head dim 8", 1, 5, 20, 2, 2, 8, 1, KvDtype.INT8),
                 new Shape("8-bit E4M3, group of 8, head dim 128", 1, 5, 20, 8, 1, 128, 16, KvDtype.FP8_E4M3),
-                new Shape("8-bit INT8, head dim 80 (quads only), block size 5", 2, 3, 25, 6, 2, 80, 5, KvDtype.INT8),
+                new Shape("8-bit INT8, head dim 80 (warp twin: 10 of 16 lanes), block size 5", 2, 3, 25, 6, 2, 80, 5, KvDtype.INT8),
                 new Shape("8-bit E5M2, Llama-3 group of 4, head dim 128 (stream twin), block size 7", 2, 5, 40, 8, 2, 128, 7, KvDtype.FP8_E5M2),
                 new Shape("8-bit INT8, group of 2, head dim 128 (stream twin), block size 32", 1, 30, 70, 4, 2, 128, 32, KvDtype.INT8));
     }

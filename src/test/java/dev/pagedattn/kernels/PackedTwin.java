@@ -68,7 +68,7 @@ final class PackedTwin {
             if (accumulatorWrite) {
                 line = line.replaceAll("\\* w([abcd]);$", "* wv$1;");
             }
-            line = line.replace("* headDim + lane;", "* headDim + 4 * lane;")
+            line = line.replace("* headDim + lane;", "* headDim + 4 * lane;").replace("* headDim + dl;", "* headDim + 4 * dl;")
                     .replace("? scale : 0f;", "? scale * kScale : 0f;")
                     .replace("KvLayout.offset(layerBase, blockStride, headStride, headDim,",
                             "KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2,");

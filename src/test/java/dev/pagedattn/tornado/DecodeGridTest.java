@@ -93,14 +93,17 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP16));
-        AttentionSpec d48 = new AttentionSpec(32, 8, 48, 0.1f);   // 6 lanes: not a power of two, no stream body
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.PTX, KvDtype.FP16));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.CUDA, KvDtype.FP16));
+        AttentionSpec d48 = new AttentionSpec(32, 8, 48, 0.1f);   // 6 lanes (8 per quad, 2 idle): no stream or chunk body
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.PTX, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.CUDA, KvDtype.FP16));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.OPENCL, KvDtype.FP16));
         for (int d : new int[] {80, 112}) {   // Phi-2's heads (MHA at 80) and a group of four at 112: the stream bodies on CUDA
             for (AttentionSpec spec : new AttentionSpec[] {new AttentionSpec(32, 32, d, 0.1f), new AttentionSpec(32, 8, d, 0.1f)}) {
                 assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.CUDA, KvDtype.FP16));
                 assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.CUDA, KvDtype.INT8));
-                assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.PTX, KvDtype.FP8_E4M3));
+                assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.PTX, KvDtype.FP8_E4M3));
+                assertEquals(spec.groupSize() < 3 ? DecodeGrid.Kernel.PAIRS : DecodeGrid.Kernel.WARP,
+                        DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.PTX, KvDtype.FP16));
             }
         }
         AttentionSpec mha = new AttentionSpec(16, 16, 128, 0.1f);
@@ -110,8 +113,7 @@ class DecodeGridTest {
                 () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL, KvDtype.FP16));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=warp") && e.getMessage().contains("backend=OPENCL"),
                 e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d48, Backend.PTX, KvDtype.FP16));
-        assertTrue(e.getMessage().contains("headDim=48"), e.getMessage());
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.WARP, d48, Backend.PTX, KvDtype.FP16));
         e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, d48, Backend.CUDA, KvDtype.FP16));
         assertTrue(e.getMessage().contains("pagedattn.tornado.kernel=chunk") && e.getMessage().contains("headDim=48"), e.getMessage());
         for (Object[] refused : new Object[][] {{LLAMA, Backend.PTX, KvDtype.FP16, "backend=PTX"},
@@ -142,8 +144,10 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.PTX));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX));
-        AttentionSpec d48 = new AttentionSpec(32, 8, 48, 0.1f);
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.PTX));
+        AttentionSpec d48 = new AttentionSpec(32, 8, 48, 0.1f);   // no stream twin; the warp twin with two idle lanes per quad
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.PTX));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.CUDA));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.OPENCL));
         for (DecodeGrid.Kernel k : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.CHUNK, DecodeGrid.Kernel.PAIRS}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> DecodeGrid.resolveEightBit(k, LLAMA, Backend.CUDA));
@@ -171,9 +175,9 @@ class DecodeGridTest {
         Object[][] refused = {
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP16, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.OPENCL, KvDtype.FP32, "kernel=quads on backend=OPENCL"},
-                {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d48, Backend.CUDA, KvDtype.FP16, "kernel=quads on backend=CUDA"},
-                {DecodeGrid.Kernel.AUTO, g16d48, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=quads on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP32, "kernel=warp on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d48, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
+                {DecodeGrid.Kernel.AUTO, g16d48, Backend.CUDA, KvDtype.FP8_E4M3, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.WARP, g16, Backend.CUDA, KvDtype.FP16, "kernel=warp on backend=CUDA"},
                 {DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.FP8_E4M3, "kernel=warp on backend=PTX"},
                 {DecodeGrid.Kernel.QUADS, g16, Backend.CUDA, KvDtype.INT8, "kernel=quads on backend=CUDA"}};
