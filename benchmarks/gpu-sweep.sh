@@ -15,7 +15,8 @@
 #              head dim 96 and Phi-2's 80 (as MHA 8 / 8: bench keeps 8 KV heads) and groups of four at head
 #              dim 112, into ours-<model>-<backend>.csv and peer-<model>.csv (benchmarks/RESULTS.md's "Head dim
 #              64", "Head dim 96", "Head dims 80 and 112", "Head dim 256" and "Groups of eight" sections)
-#   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30"
+#   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30" (not --cells or --ragged: the script
+#              passes those itself; on PTX it runs one process per cell)
 #   SEED       random seed of every part (default 20261201)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,14 +45,40 @@ bench_on() { # bench_on BACKEND ARGS...: our bench on that backend, the command 
   $cmd
 }
 
+bench_cells() { # bench_cells BACKEND CSV CELLS RAGGED ARGS...: our decode bench over CELLS (comma-separated) and the
+  # RAGGED row (or none) into CSV. TornadoVM 5.2's PTX backend fails the first upload of the sixth execution plan of a
+  # process (benchmarks/NOTES.md, twenty-second session: a wrong result, then a crash), and a bench cell builds a plan
+  # per variant, so on PTX every cell runs in a process of its own (the ragged row with the last) and the CSVs are joined.
+  local be="$1" csv="$2" cells="$3" ragged="$4"
+  shift 4
+  if [[ "$be" != ptx ]]; then
+    bench_on "$be" --sweeps decode --cells "$cells" --ragged "$ragged" --out "$csv" "$@"
+    return
+  fi
+  rm -f "$csv"
+  local list=(${cells//,/ }) i r
+  for i in "${!list[@]}"; do
+    r=none
+    (( i == ${#list[@]} - 1 )) && r="$ragged"
+    bench_on "$be" --sweeps decode --cells "${list[$i]}" --ragged "$r" --out "$csv.cell" "$@" \
+      || echo "$be cell ${list[$i]} stopped (rc=$?); the sweep goes on" >&2
+    if [[ -f "$csv.cell" ]]; then
+      if [[ -f "$csv" ]]; then tail -n +2 "$csv.cell" >> "$csv"; else cp "$csv.cell" "$csv"; fi
+      rm -f "$csv.cell"
+    fi
+  done
+}
+
 commands=""
 if [[ "$parts" == *" decode "* ]]; then
   for be in $backends; do
-    bench_on "$be" --sweeps decode --seed "$seed" --out "$out/ours-$be.csv" ${BENCH_ARGS:-}
+    bench_cells "$be" "$out/ours-$be.csv" "$grid" 64x1024..32768 --seed "$seed" ${BENCH_ARGS:-}
   done
 fi
 for be in $backends; do
-  commands="$commands${commands:+; }bin/pa-tornado $be bench --sweeps decode --seed $seed --out $out/ours-$be.csv ${BENCH_ARGS:-}"
+  per=""
+  [[ "$be" == ptx ]] && per=" (one process per cell, the ragged row with the last; CSVs joined)"
+  commands="$commands${commands:+; }bin/pa-tornado $be bench --sweeps decode --seed $seed --cells <grid> --ragged 64x1024..32768 --out $out/ours-$be.csv ${BENCH_ARGS:-}$per"
 done
 peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells $grid --out $out/peer.csv"
 ragged_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells ragged --out $out/peer-ragged.csv"
@@ -81,8 +108,8 @@ if [[ "$parts" == *" shapes "* ]]; then
                "gqa4-d112 32 112 1x1024,1x32768,8x8192,8x32768,32x8192,64x8192,128x1024,256x1024,128x4096"; do
     read -r model qh hd cells <<< "$shape"
     for be in $backends; do
-      bench_on "$be" --sweeps decode --ragged none --variants auto --q-heads "$qh" --head-dim "$hd" --cells "$cells" \
-        --seed "$seed" --out "$out/ours-$model-$be.csv" ${BENCH_ARGS:-}
+      bench_cells "$be" "$out/ours-$model-$be.csv" "$cells" none --variants auto --q-heads "$qh" --head-dim "$hd" \
+        --seed "$seed" ${BENCH_ARGS:-}
     done
     shape_peer="python3 benchmarks/peer_torch.py --seed $seed --variants sdpa-cudnn --q-heads $qh --head-dim $hd --cells $cells --out $out/peer-$model.csv"
     echo "== $shape_peer" >&2
