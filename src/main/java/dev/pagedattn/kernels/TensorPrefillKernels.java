@@ -11,7 +11,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
  * Prefill attention on tensor cores (NVIDIA, TornadoVM 5.2's {@code KernelContext.mma*}: PTX and
- * CUDA backends): fp16 pools, head dim {@value #HEAD_DIM}. Same arguments, work-group mapping
+ * CUDA backends): fp16 pools, head dims up to {@value #HEAD_DIM}. The tiles are {@value #HEAD_DIM} dims wide: a
+ * smaller head dim is padded, its queries with zeros (so the padded dims add nothing to a score) and its K/V tile
+ * dims past headDim with real pairs of the same row (read from cache, never written out). Same arguments, work-group mapping
  * (sequence, KV head, head tile, query tile, partition), masking and output (normalised rows, or
  * the partition's state for {@link PrefillKernels#mergePartitions}) as {@link PrefillKernels#prefillF16};
  * the queries and probabilities are rounded to fp16 for the products (fp32 accumulation), as in
@@ -50,7 +52,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * its {@code [CHUNK][16]} score region, then the work-group's {@code [ROWS][HEAD_DIM]} folded accumulators.
  */
 public final class TensorPrefillKernels {
-    /** The only head dimension this kernel serves (16 accumulator fragments of 8 dims). */
+    /** The tiles' head dimension (16 accumulator fragments of 8 dims): the largest head dim this kernel serves. */
     public static final int HEAD_DIM = 128;
     /** Warps per work-group. */
     public static final int WARPS = 4;
@@ -114,10 +116,10 @@ public final class TensorPrefillKernels {
      * staged from that row and masked (score -inf, probability 0), so the staging loads need no branch.
      */
     static int locate(IntArray blockTables, int tableRow, int pos, int hi, int blockSize, int layerBase, int blockStride,
-                      int headStride, int kvHead) {
+                      int headStride, int headDim, int kvHead) {
         int at = TornadoMath.min(pos, hi - 1);
         int block = blockTables.get(tableRow + at / blockSize);
-        return KvLayout.offset(layerBase, blockStride, headStride, HEAD_DIM, block, kvHead, at % blockSize, 0);
+        return KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, at % blockSize, 0);
     }
 
     /** The scaled score at {@code at} when chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf. */
@@ -191,7 +193,7 @@ public final class TensorPrefillKernels {
         int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
-        int headStride = blockSize * HEAD_DIM;
+        int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(PrefillParams.LAYER_BASE);
         int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
@@ -217,8 +219,8 @@ public final class TensorPrefillKernels {
                 int r = r0 + i;
                 int token = r / heads;
                 int h = headBase + r - token * heads;
-                boolean valid = token < tileTokens && h < groupSize;
-                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * HEAD_DIM + d : 0;
+                boolean valid = token < tileTokens && h < groupSize && d < headDim; // dims past headDim: 0 (the padding)
+                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + d : 0;
                 int bits = halfBits(q.get(at));
                 if (valid) {
                     pair = pair | (bits << (16 * i));
@@ -236,6 +238,7 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
+        int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
         int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk (LOCAL = 2 x 64)
 
         // One pass, in segments: a row's reference m stays fixed while its scores stay below m + GROW
@@ -277,7 +280,7 @@ public final class TensorPrefillKernels {
             // first, so that no copy of this work-item is pending across the restart.
             ctx.asyncCopyWaitGroup(0);
             if (tid < 2 * CHUNK) {
-                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, headDim, kvHead);
             }
             ctx.localBarrier();
             // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
@@ -285,14 +288,14 @@ public final class TensorPrefillKernels {
             // helper method receives as a global one, header and byte offset included.)
             for (int i = 0; i < 2; i++) {
                 int t0 = tFirst + 16 * i;
-                ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + buf * KV_INTS, kPool, rowAt[t0] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 2] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 4] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 6] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 8] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 10] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 12] + dPair);
-                ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 14] + dPair);
+                ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + buf * KV_INTS, kPool, rowAt[t0] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 2] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 4] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 6] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 8] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 10] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 12] + dSrc);
+                ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + buf * KV_INTS, kPool, rowAt[t0 + 14] + dSrc);
             }
             ctx.asyncCopyCommit();
             int slot = 0;                                             // offset slot of the current chunk's rows
@@ -305,26 +308,26 @@ public final class TensorPrefillKernels {
                 // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
                 for (int i = 0; i < 2; i++) {
                     int t0 = tFirst + 16 * i;
-                    ctx.asyncCopyToLocal(tile, vIndex(t0, dPair), vPool, rowAt[slot * CHUNK + t0] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 2, dPair), vPool, rowAt[slot * CHUNK + t0 + 2] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 4, dPair), vPool, rowAt[slot * CHUNK + t0 + 4] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 6, dPair), vPool, rowAt[slot * CHUNK + t0 + 6] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 8, dPair), vPool, rowAt[slot * CHUNK + t0 + 8] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 10, dPair), vPool, rowAt[slot * CHUNK + t0 + 10] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 12, dPair), vPool, rowAt[slot * CHUNK + t0 + 12] + dPair);
-                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 14, dPair), vPool, rowAt[slot * CHUNK + t0 + 14] + dPair);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0, dPair), vPool, rowAt[slot * CHUNK + t0] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 2, dPair), vPool, rowAt[slot * CHUNK + t0 + 2] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 4, dPair), vPool, rowAt[slot * CHUNK + t0 + 4] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 6, dPair), vPool, rowAt[slot * CHUNK + t0 + 6] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 8, dPair), vPool, rowAt[slot * CHUNK + t0 + 8] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 10, dPair), vPool, rowAt[slot * CHUNK + t0 + 10] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 12, dPair), vPool, rowAt[slot * CHUNK + t0 + 12] + dSrc);
+                    ctx.asyncCopyToLocal(tile, vIndex(t0 + 14, dPair), vPool, rowAt[slot * CHUNK + t0 + 14] + dSrc);
                 }
                 ctx.asyncCopyCommit();
                 for (int i = 0; i < 2; i++) {
                     int t0 = tFirst + 16 * i;
-                    ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 2] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 4] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 6] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 8] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 10] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 12] + dPair);
-                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 14] + dPair);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 2] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 4] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 6, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 6] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 8, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 8] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 10, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 10] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 12, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 12] + dSrc);
+                    ctx.asyncCopyToLocal(tile, kIndex(t0 + 14, dPair) + (1 - buf) * KV_INTS, kPool, rowAt[next * CHUNK + t0 + 14] + dSrc);
                 }
                 ctx.asyncCopyCommit();
                 if (tid == 0) {
@@ -332,7 +335,7 @@ public final class TensorPrefillKernels {
                 }
                 if (tid < CHUNK) {                                    // the rows of the chunk after the next
                     rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
-                            blockStride, headStride, kvHead);
+                            blockStride, headStride, headDim, kvHead);
                 }
                 ctx.asyncCopyWaitGroup(2);                            // this chunk's K (issued a chunk ago) has landed
                 ctx.localBarrier();
@@ -493,7 +496,7 @@ public final class TensorPrefillKernels {
             int e = idx - r * HEAD_DIM;
             int token = r / heads;
             int h = headBase + r - token * heads;
-            if (token < tileTokens && h < groupSize) {
+            if (token < tileTokens && h < groupSize && e < headDim) {
                 int w = r / 16;
                 int wr = r - w * 16;
                 float acc = 0f;                               // 0 where the partition has no visible chunk
@@ -503,13 +506,13 @@ public final class TensorPrefillKernels {
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
                 if (numParts == 1) {
-                    out.set(qRow * HEAD_DIM + e, acc / sum);
+                    out.set(qRow * headDim + e, acc / sum);
                 } else {
-                    int at = (qRow * maxParts + part) * (HEAD_DIM + 2);
+                    int at = (qRow * maxParts + part) * (headDim + 2);
                     partials.set(at + e, acc);
                     if (e == 0) {
-                        partials.set(at + HEAD_DIM, mRow[r]);
-                        partials.set(at + HEAD_DIM + 1, sum);
+                        partials.set(at + headDim, mRow[r]);
+                        partials.set(at + headDim + 1, sum);
                     }
                 }
             }
@@ -569,7 +572,7 @@ public final class TensorPrefillKernels {
         int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
-        int headStride = blockSize * HEAD_DIM;
+        int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(PrefillParams.LAYER_BASE);
         int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
@@ -595,8 +598,8 @@ public final class TensorPrefillKernels {
                 int r = r0 + i;
                 int token = r / heads;
                 int h = headBase + r - token * heads;
-                boolean valid = token < tileTokens && h < groupSize;
-                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * HEAD_DIM + d : 0;
+                boolean valid = token < tileTokens && h < groupSize && d < headDim; // dims past headDim: 0 (the padding)
+                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + d : 0;
                 int bits = halfBits(q.get(at));
                 if (valid) {
                     pair = pair | (bits << (16 * i));
@@ -614,6 +617,7 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
+        int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
         int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk (LOCAL = 2 x 64)
 
         // One pass, in segments: a row's reference m stays fixed while its scores stay below m + GROW
@@ -654,7 +658,7 @@ public final class TensorPrefillKernels {
             // chunk's K in flight. A segment that ended may have left the next chunk's K in flight: waited for
             // first, so that no copy of this work-item is pending across the restart.
             if (tid < 2 * CHUNK) {
-                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, kvHead);
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, headDim, kvHead);
             }
             ctx.localBarrier();
             // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
@@ -662,14 +666,14 @@ public final class TensorPrefillKernels {
             // helper method receives as a global one, header and byte offset included.)
             for (int i = 0; i < 2; i++) {
                 int t0 = tFirst + 16 * i;
-                int w0 = pairBits(kPool, rowAt[t0] + dPair);
-                int w1 = pairBits(kPool, rowAt[t0 + 2] + dPair);
-                int w2 = pairBits(kPool, rowAt[t0 + 4] + dPair);
-                int w3 = pairBits(kPool, rowAt[t0 + 6] + dPair);
-                int w4 = pairBits(kPool, rowAt[t0 + 8] + dPair);
-                int w5 = pairBits(kPool, rowAt[t0 + 10] + dPair);
-                int w6 = pairBits(kPool, rowAt[t0 + 12] + dPair);
-                int w7 = pairBits(kPool, rowAt[t0 + 14] + dPair);
+                int w0 = pairBits(kPool, rowAt[t0] + dSrc);
+                int w1 = pairBits(kPool, rowAt[t0 + 2] + dSrc);
+                int w2 = pairBits(kPool, rowAt[t0 + 4] + dSrc);
+                int w3 = pairBits(kPool, rowAt[t0 + 6] + dSrc);
+                int w4 = pairBits(kPool, rowAt[t0 + 8] + dSrc);
+                int w5 = pairBits(kPool, rowAt[t0 + 10] + dSrc);
+                int w6 = pairBits(kPool, rowAt[t0 + 12] + dSrc);
+                int w7 = pairBits(kPool, rowAt[t0 + 14] + dSrc);
                 tile[kIndex(t0, dPair) + buf * KV_INTS] = w0;
                 tile[kIndex(t0 + 2, dPair) + buf * KV_INTS] = w1;
                 tile[kIndex(t0 + 4, dPair) + buf * KV_INTS] = w2;
@@ -689,14 +693,14 @@ public final class TensorPrefillKernels {
                 // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
                 for (int i = 0; i < 2; i++) {
                     int t0 = tFirst + 16 * i;
-                    int w0 = pairBits(vPool, rowAt[slot * CHUNK + t0] + dPair);
-                    int w1 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 2] + dPair);
-                    int w2 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 4] + dPair);
-                    int w3 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 6] + dPair);
-                    int w4 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 8] + dPair);
-                    int w5 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 10] + dPair);
-                    int w6 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 12] + dPair);
-                    int w7 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 14] + dPair);
+                    int w0 = pairBits(vPool, rowAt[slot * CHUNK + t0] + dSrc);
+                    int w1 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 2] + dSrc);
+                    int w2 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 4] + dSrc);
+                    int w3 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 6] + dSrc);
+                    int w4 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 8] + dSrc);
+                    int w5 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 10] + dSrc);
+                    int w6 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 12] + dSrc);
+                    int w7 = pairBits(vPool, rowAt[slot * CHUNK + t0 + 14] + dSrc);
                     tile[vIndex(t0, dPair)] = w0;
                     tile[vIndex(t0 + 2, dPair)] = w1;
                     tile[vIndex(t0 + 4, dPair)] = w2;
@@ -708,14 +712,14 @@ public final class TensorPrefillKernels {
                 }
                 for (int i = 0; i < 2; i++) {
                     int t0 = tFirst + 16 * i;
-                    int w0 = pairBits(kPool, rowAt[next * CHUNK + t0] + dPair);
-                    int w1 = pairBits(kPool, rowAt[next * CHUNK + t0 + 2] + dPair);
-                    int w2 = pairBits(kPool, rowAt[next * CHUNK + t0 + 4] + dPair);
-                    int w3 = pairBits(kPool, rowAt[next * CHUNK + t0 + 6] + dPair);
-                    int w4 = pairBits(kPool, rowAt[next * CHUNK + t0 + 8] + dPair);
-                    int w5 = pairBits(kPool, rowAt[next * CHUNK + t0 + 10] + dPair);
-                    int w6 = pairBits(kPool, rowAt[next * CHUNK + t0 + 12] + dPair);
-                    int w7 = pairBits(kPool, rowAt[next * CHUNK + t0 + 14] + dPair);
+                    int w0 = pairBits(kPool, rowAt[next * CHUNK + t0] + dSrc);
+                    int w1 = pairBits(kPool, rowAt[next * CHUNK + t0 + 2] + dSrc);
+                    int w2 = pairBits(kPool, rowAt[next * CHUNK + t0 + 4] + dSrc);
+                    int w3 = pairBits(kPool, rowAt[next * CHUNK + t0 + 6] + dSrc);
+                    int w4 = pairBits(kPool, rowAt[next * CHUNK + t0 + 8] + dSrc);
+                    int w5 = pairBits(kPool, rowAt[next * CHUNK + t0 + 10] + dSrc);
+                    int w6 = pairBits(kPool, rowAt[next * CHUNK + t0 + 12] + dSrc);
+                    int w7 = pairBits(kPool, rowAt[next * CHUNK + t0 + 14] + dSrc);
                     tile[kIndex(t0, dPair) + (1 - buf) * KV_INTS] = w0;
                     tile[kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS] = w1;
                     tile[kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS] = w2;
@@ -730,7 +734,7 @@ public final class TensorPrefillKernels {
                 }
                 if (tid < CHUNK) {                                    // the rows of the chunk after the next
                     rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
-                            blockStride, headStride, kvHead);
+                            blockStride, headStride, headDim, kvHead);
                 }
                 ctx.localBarrier();
                 for (int mt = 0; mt < 2; mt++) {
@@ -888,7 +892,7 @@ public final class TensorPrefillKernels {
             int e = idx - r * HEAD_DIM;
             int token = r / heads;
             int h = headBase + r - token * heads;
-            if (token < tileTokens && h < groupSize) {
+            if (token < tileTokens && h < groupSize && e < headDim) {
                 int w = r / 16;
                 int wr = r - w * 16;
                 float acc = 0f;                               // 0 where the partition has no visible chunk
@@ -898,13 +902,13 @@ public final class TensorPrefillKernels {
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
                 if (numParts == 1) {
-                    out.set(qRow * HEAD_DIM + e, acc / sum);
+                    out.set(qRow * headDim + e, acc / sum);
                 } else {
-                    int at = (qRow * maxParts + part) * (HEAD_DIM + 2);
+                    int at = (qRow * maxParts + part) * (headDim + 2);
                     partials.set(at + e, acc);
                     if (e == 0) {
-                        partials.set(at + HEAD_DIM, mRow[r]);
-                        partials.set(at + HEAD_DIM + 1, sum);
+                        partials.set(at + headDim, mRow[r]);
+                        partials.set(at + headDim + 1, sum);
                     }
                 }
             }
