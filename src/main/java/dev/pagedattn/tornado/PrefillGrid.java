@@ -51,13 +51,14 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
 
         /** The kernel that runs {@code requested} for this shape on {@code backend}; TENSOR where it cannot run is refused. */
         public static Kernel resolve(Kernel requested, AttentionSpec spec, KvDtype dtype, Backend backend) {
-            boolean fits = dtype == KvDtype.FP16 && spec.headDim() <= TensorPrefillKernels.HEAD_DIM && backend.tensorCores();
+            boolean fits = (dtype == KvDtype.FP16 || dtype.isQuantized()) && spec.headDim() <= TensorPrefillKernels.HEAD_DIM
+                    && backend.tensorCores();
             return switch (requested) {
                 case SCALAR -> SCALAR;
                 case AUTO -> fits ? TENSOR : SCALAR;
                 case TENSOR -> {
                     if (!fits) {
-                        throw new IllegalArgumentException("prefill kernel=tensor needs fp16 K/V, head dim <= " + TensorPrefillKernels.HEAD_DIM
+                        throw new IllegalArgumentException("prefill kernel=tensor needs fp16 or 8-bit K/V, head dim <= " + TensorPrefillKernels.HEAD_DIM
                                 + " and a PTX or CUDA backend (dtype=" + dtype + ", headDim=" + spec.headDim() + ", backend=" + backend + ")");
                     }
                     yield TENSOR;

@@ -272,8 +272,13 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, scale); // the softmax scale rides with the K scales
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
-                graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
-                        partials, hkv, g, d, bs);
+                if (kernel == PrefillGrid.Kernel.TENSOR) {
+                    graph.task(attention, TensorPrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
+                            partials, hkv, g, d, bs);
+                } else {
+                    graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
+                            partials, hkv, g, d, bs);
+                }
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;

@@ -45,6 +45,36 @@ class PrefillKernelSourceTest {
                 KernelSourceTest.tokens(method(src, "prefillF16(")), "TensorPrefillKernels: the PTX body is not the CUDA body with plain copies");
     }
 
+    @Test
+    void tensorPrefillOverCodesIsThePtxBodyWithCodesLookedUp() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
+        String q8 = method(src, "prefillQ8(");
+        assertEquals(KernelSourceTest.tokens(codesLookedUp(method(src, "prefillF16("))), KernelSourceTest.tokens(q8),
+                "TensorPrefillKernels: the 8-bit body is not the PTX body with its pairs looked up from code words");
+        assertEquals(48, q8.split("lut\\[\\(w", -1).length - 1, "two codes looked up per staged pair: K, V and the next K, eight a round");
+        assertTrue(!q8.contains("pairBits("), "fp16 loads left in the 8-bit body");
+    }
+
+    /**
+     * The 8-bit twin's rule: code words in, the softmax x K scale and the V scale from {@code dequant} (PackedCodes), a
+     * local table of the codes' fp16 bits, each staged pair the two codes of its word looked up, the V scale on the output.
+     */
+    private static String codesLookedUp(String body) {
+        String s = body.replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
+                        "prefillQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
+                .replace("int blockSize, float scale) {", "int blockSize) {")
+                .replace("out.set(qRow * headDim + e, acc / sum);", "out.set(qRow * headDim + e, acc * vScale / sum);")
+                .replace("partials.set(at + e, acc);", "partials.set(at + e, acc * vScale);");
+        s = s.replaceAll("(int\\[\\] rowAt = ctx\\.allocateIntLocalArray\\(ROW_SLOTS \\* CHUNK\\);[^\\n]*\\n)",
+                "$1int[] lut = ctx.allocateIntLocalArray(DequantTable.SIZE);\n"
+                        + "float scale = dequant.get(DequantTable.SIZE + kvHead);\n"
+                        + "float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);\n"
+                        + "for (int t = tid; t < DequantTable.SIZE; t += local) {\nlut[t] = halfBits(dequant.get(t));\n}\n");
+        s = s.replaceAll("(int dSrc = dPair % headDim;[^\\n]*\\n)", "$1int dWord = dSrc >> 2;\nint sh = (dSrc & 3) << 3;\nint sh8 = sh + 8;\n");
+        s = s.replaceAll("pairBits\\(([kv]Pool), rowAt\\[([^\\]]*)\\] \\+ dSrc\\)", "$1.get((rowAt[$2] >> 2) + dWord)");
+        return s.replaceAll("(tile\\[[^\\n]*\\]) = (w[0-7]);", "$1 = lut[($2 >> sh) & 0xFF] | (lut[($2 >> sh8) & 0xFF] << 16);");
+    }
+
     /**
      * The PTX twin's rule: a run of consecutive {@code ctx.asyncCopyToLocal(tile, A, pool, B);} lines becomes the
      * run's loads ({@code int wJ = pairBits(pool, B);}) then its stores ({@code tile[A] = wJ;}); commits and

@@ -103,7 +103,10 @@ class PrefillKernelsTest {
         KvPool kp = c.keys(0, shard);
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
-            if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
+            if (grid.kernel() == PrefillGrid.Kernel.TENSOR && eightBit) {
+                TensorPrefillKernels.prefillQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
+                        params, out, partials, hkv, g, d, bs);
+            } else if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
                 // the CUDA kernel: its copies land only at their waits (the emulator's cp.async); the PTX kernel is
                 // the same body with copies that land at once (PrefillKernelSourceTest)
                 TensorPrefillKernels.prefillF16Async(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr,

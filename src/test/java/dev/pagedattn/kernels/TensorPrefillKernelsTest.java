@@ -22,8 +22,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * The tensor-core prefill kernel ({@link TensorPrefillKernels}), run by the emulator (whose
  * {@code mma} computes the m16n8k16 product the PTX layout describes), and its merge, against the
- * fp64 reference: head dim 128 and smaller ones padded to the 128-wide tiles (96, 80, 64, 48), fp16 K/V, each shape
- * unsplit and split into 32-token partitions.
+ * fp64 reference: head dim 128 and smaller ones padded to the 128-wide tiles (96, 80, 64, 48), fp16 K/V and 8-bit K/V
+ * ({@link TensorPrefillKernels#prefillQ8}: FP8 E4M3, E5M2 and INT8 with per-head scales, against fp64 on the dequantised
+ * values), each shape unsplit and split into 32-token partitions.
  * The kernel rounds the scaled queries and the probabilities to fp16 for the products: relative L2
  * about 1.5e-4 here, bounded at 1e-3 (the issue's bar for fp16 K/V is 1e-2), not the scalar
  * kernel's 1e-5.
@@ -47,7 +48,12 @@ class TensorPrefillKernelsTest {
                         PrefillBatch.NO_WINDOW),
                 PrefillCase.of("head dim 80, group 3, window 7", new int[] {50, 33}, new int[] {20, 5}, 6, 2, 80, 16, KvDtype.FP16, 7),
                 PrefillCase.of("head dim 48, MQA 8, block 5", new int[] {40}, new int[] {12}, 8, 1, 48, 5, KvDtype.FP16,
-                        PrefillBatch.NO_WINDOW));
+                        PrefillBatch.NO_WINDOW),
+                PrefillCase.of("FP8 E4M3, GQA 4, ragged, per-head scales", new int[] {1, 70, 45}, new int[] {1, 40, 45}, 8, 2, 128, 16,
+                        KvDtype.FP8_E4M3, PrefillBatch.NO_WINDOW),
+                PrefillCase.of("INT8 at 64, block 17, group 3", new int[] {50, 18}, new int[] {30, 18}, 6, 2, 64, 17, KvDtype.INT8,
+                        PrefillBatch.NO_WINDOW),
+                PrefillCase.of("FP8 E5M2 MHA at 96, window 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E5M2, 9));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -100,9 +106,12 @@ class TensorPrefillKernelsTest {
         IllegalArgumentException d256 = assertThrows(IllegalArgumentException.class,
                 () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, gemma, KvDtype.FP16, Backend.CUDA));
         assertTrue(d256.getMessage().contains("headDim=256"), d256.getMessage());
+        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.FP8_E4M3, Backend.PTX));
+        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.INT8, Backend.CUDA));
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, llama, KvDtype.INT8, Backend.OPENCL));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, llama, KvDtype.FP8_E4M3, Backend.PTX));
-        assertTrue(e.getMessage().contains("dtype=FP8_E4M3"), e.getMessage());
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, llama, KvDtype.FP32, Backend.PTX));
+        assertTrue(e.getMessage().contains("dtype=FP32"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.parse("fast"));
     }
 
