@@ -36,7 +36,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         AUTO,
         /** {@link PrefillKernels}: fp32 FMAs, every dtype and head dim, every backend. */
         SCALAR,
-        /** {@link TensorPrefillKernels}: fp16 pools, head dim 128, PTX and CUDA backends. */
+        /** {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends. */
         TENSOR;
 
         /** {@code auto}, {@code scalar} or {@code tensor} (any case); anything else is refused by name. */

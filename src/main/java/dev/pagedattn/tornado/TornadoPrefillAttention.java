@@ -35,9 +35,9 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * indptr, per-step params and the staged new tokens.
  *
  * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor} (default auto: the
- * tensor-core kernel for fp16 K/V at head dim 128 on the PTX and CUDA backends, the scalar one
+ * tensor-core kernel for fp16 and 8-bit K/V at head dims up to 128 on the PTX and CUDA backends, the scalar one
  * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}). On the
- * CUDA backend the tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
+ * CUDA backend the fp16 tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
  *
  * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
  * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
