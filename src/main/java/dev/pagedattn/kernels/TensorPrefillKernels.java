@@ -924,7 +924,7 @@ public final class TensorPrefillKernels {
      * Plain copies on both NVIDIA backends (a code word cannot become fp16 pairs in an asynchronous copy). A source
      * test keeps it {@link #prefillF16} under that rule.
      */
-    public static void prefillQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+    public static void prefillQ8Tensor(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                   IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
                                   FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
                                   int blockSize) {

@@ -273,7 +273,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 FloatArray dequant = PackedCodes.argument(cache, layer, s, scale); // the softmax scale rides with the K scales
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
                 if (kernel == PrefillGrid.Kernel.TENSOR) {
-                    graph.task(attention, TensorPrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
+                    graph.task(attention, TensorPrefillKernels::prefillQ8Tensor, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs);
                 } else {
                     graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,

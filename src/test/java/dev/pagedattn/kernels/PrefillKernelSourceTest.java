@@ -48,7 +48,7 @@ class PrefillKernelSourceTest {
     @Test
     void tensorPrefillOverCodesIsThePtxBodyWithCodesLookedUp() throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
-        String q8 = method(src, "prefillQ8(");
+        String q8 = method(src, "prefillQ8Tensor(");
         assertEquals(KernelSourceTest.tokens(codesLookedUp(method(src, "prefillF16("))), KernelSourceTest.tokens(q8),
                 "TensorPrefillKernels: the 8-bit body is not the PTX body with its pairs looked up from code words");
         assertEquals(48, q8.split("lut\\[\\(w", -1).length - 1, "two codes looked up per staged pair: K, V and the next K, eight a round");
@@ -61,7 +61,7 @@ class PrefillKernelSourceTest {
      */
     private static String codesLookedUp(String body) {
         String s = body.replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,",
-                        "prefillQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
+                        "prefillQ8Tensor(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
                 .replace("int blockSize, float scale) {", "int blockSize) {")
                 .replace("out.set(qRow * headDim + e, acc / sum);", "out.set(qRow * headDim + e, acc * vScale / sum);")
                 .replace("partials.set(at + e, acc);", "partials.set(at + e, acc * vScale);");

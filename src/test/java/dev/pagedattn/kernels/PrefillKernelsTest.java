@@ -104,7 +104,7 @@ class PrefillKernelsTest {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
             if (grid.kernel() == PrefillGrid.Kernel.TENSOR && eightBit) {
-                TensorPrefillKernels.prefillQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
+                TensorPrefillKernels.prefillQ8Tensor(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs);
             } else if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {
                 // the CUDA kernel: its copies land only at their waits (the emulator's cp.async); the PTX kernel is

@@ -23,7 +23,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * The tensor-core prefill kernel ({@link TensorPrefillKernels}), run by the emulator (whose
  * {@code mma} computes the m16n8k16 product the PTX layout describes), and its merge, against the
  * fp64 reference: head dim 128 and smaller ones padded to the 128-wide tiles (96, 80, 64, 48), fp16 K/V and 8-bit K/V
- * ({@link TensorPrefillKernels#prefillQ8}: FP8 E4M3, E5M2 and INT8 with per-head scales, against fp64 on the dequantised
+ * ({@link TensorPrefillKernels#prefillQ8Tensor}: FP8 E4M3, E5M2 and INT8 with per-head scales, against fp64 on the dequantised
  * values), each shape unsplit and split into 32-token partitions.
  * The kernel rounds the scaled queries and the probabilities to fp16 for the products: relative L2
  * about 1.5e-4 here, bounded at 1e-3 (the issue's bar for fp16 K/V is 1e-2), not the scalar

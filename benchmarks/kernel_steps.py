@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Kernel time per decode step by one device tool, for ours and the peer alike (benchmarks/kernel-times.sh).
+
+TornadoVM's profiler times each kernel between events recorded around its launch and waits for it before the next
+launch, so every kernel's time also holds the host's launch call (benchmarks/NOTES.md, fourteenth session: 15-17 us on
+a three-kernel step); the peer's CUDA events run ahead of the GPU and hold almost none. Nsight Compute's
+gpu__time_duration is the kernel's own run on the device, the same measure for both sides.
+
+  kernel_steps.py add OUT.csv SIDE BACKEND CELL NCU.csv   one row: the steps of one process's ncu CSV
+  kernel_steps.py table OUT.csv                           a markdown table of the rows, best of ours next to the peer
+
+SIDE is "ours" (a step is an optional scatter, one attention kernel and an optional merge, in launch order) or "peer"
+(a step starts at each cuDNN flash kernel; its reduction kernel follows). The last step is dropped (ncu's launch count
+may cut it), and so is every step whose kernels are not the process's most common sequence. The NCU CSV is ncu's output with
+`--csv --print-units base --metrics gpu__time_duration.sum`.
+"""
+
+import csv
+import os
+import statistics
+import sys
+
+FIELDS = ["side", "backend", "cell", "steps", "min_us", "median_us", "kernels"]
+UNITS = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}
+
+
+def kernels(path):
+    """(name, us) of every profiled kernel, in launch order."""
+    with open(path, newline="") as f:
+        lines = [line for line in f if line.startswith('"')]  # ncu's own messages are not CSV rows
+    out = []
+    for r in csv.DictReader(lines):
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        unit = r.get("Metric Unit", "")
+        if unit not in UNITS:
+            raise SystemExit(f"{path}: unit {unit!r} of gpu__time_duration is not one of {sorted(UNITS)}")
+        out.append((int(r["ID"]), r["Kernel Name"].split("(")[0].strip(), float(r["Metric Value"].replace(",", "")) * UNITS[unit]))
+    return [(name, us) for _, name, us in sorted(out)]
+
+
+def steps(side, launches):
+    """Launches grouped into steps (lists of (name, us))."""
+    out = []
+    for name, us in launches:
+        n = name.lower()
+        if side == "ours":
+            after_scatter = bool(out) and bool(out[-1]) and out[-1][-1][0].lower().startswith("scatter")
+            has_attention = bool(out) and any(k.lower().startswith("attention") for k, _ in out[-1])
+            new = n.startswith("scatter") or (n.startswith("attention") and has_attention and not after_scatter)
+        elif side == "peer":
+            new = "fprop" in n or "flash" in n
+        else:
+            raise SystemExit(f"side {side!r} is not ours or peer")
+        if new or not out:
+            out.append([])
+        out[-1].append((name, us))
+    return out
+
+
+def add(out_csv, side, backend, cell, ncu_csv):
+    groups = steps(side, kernels(ncu_csv)) if os.path.isfile(ncu_csv) else []
+    # the last step may be cut short by ncu's --launch-count; the others are kept where their kernels are the
+    # process's most common sequence (a step that writes new tokens, or one of another plan, is another sequence)
+    groups = groups[:-1]
+    if groups:
+        shapes = [tuple(name for name, _ in g) for g in groups]
+        common = max(set(shapes), key=shapes.count)
+        groups = [g for g, shape in zip(groups, shapes) if shape == common]
+    row = dict(side=side, backend=backend, cell=cell, steps=len(groups), min_us="", median_us="", kernels="no kernels profiled")
+    if groups:
+        sums = [sum(us for _, us in g) for g in groups]
+        best = min(range(len(sums)), key=sums.__getitem__)
+        row.update(min_us=f"{sums[best]:.1f}", median_us=f"{statistics.median(sums):.1f}",
+                   kernels=" + ".join(f"{name} {us:.1f}" for name, us in groups[best]))
+    new_file = not os.path.isfile(out_csv)
+    with open(out_csv, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        if new_file:
+            w.writeheader()
+        w.writerow(row)
+    print(f"{side} {backend} {cell}: {row['steps']} steps, min {row['min_us'] or '-'} us, median {row['median_us'] or '-'} us"
+          f" [{row['kernels']}]")
+
+
+def table(out_csv):
+    with open(out_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["min_us"]]
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    backends = list(dict.fromkeys(r["backend"] for r in rows if r["side"] == "ours"))
+    print("| cell | " + " | ".join(f"ours, {b}: min / median (us)" for b in backends)
+          + " | cuDNN SDPA: min / median (us) | best of ours / cuDNN, time ratio inverted |")
+    print("|---" * (len(backends) + 3) + "|")
+    for cell in cells:
+        ours = {r["backend"]: r for r in rows if r["side"] == "ours" and r["cell"] == cell}
+        peer = next((r for r in rows if r["side"] == "peer" and r["cell"] == cell), None)
+        cols = [f"{ours[b]['min_us']} / {ours[b]['median_us']}" if b in ours else "-" for b in backends]
+        best = min((float(r["min_us"]) for r in ours.values()), default=None)
+        ratio = f"{float(peer['min_us']) / best:.2f}" if peer and best else "-"
+        print(f"| {cell} | " + " | ".join(cols) + f" | {peer['min_us'] + ' / ' + peer['median_us'] if peer else '-'} | {ratio} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "add":
+        add(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "table":
+        table(sys.argv[2])
+    else:
+        raise SystemExit(__doc__)
