@@ -12,8 +12,10 @@
 #   NCU_TIMEOUT  seconds per profiled process (default 120)
 #   PEER         0 to leave out the cuDNN side (default 1)
 # Writes OUT_DIR/kernel-times.csv (one row per side, backend and cell), OUT_DIR/kernel-times.md (the table) and each
-# process's ncu CSV. Every cell is a process of its own (TornadoVM 5.2's PTX backend fails at a process's sixth plan).
-# The plans run without CUDA graphs here: kernels replayed inside a graph are not the steps `bench` times.
+# process's ncu CSV (with its stderr where that is not empty). On an H200 a profiled process of ours takes 60-70 s, the
+# peer's about 8 s: the default cells on both backends take about 20 minutes. Every cell is a process of its own
+# (TornadoVM 5.2's PTX backend fails at a process's sixth plan). The plans run without CUDA graphs here: kernels
+# replayed inside a graph are not the steps `bench` times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${TORNADOVM_HOME:-}" ]]; then
@@ -25,6 +27,8 @@ rm -f "$out/kernel-times.csv"
 seed="${SEED:-20261201}"
 cells="${CELLS:-1x1024 1x32768 8x8192 8x32768 32x8192 64x4096 64x8192 256x1024}"
 limit="${NCU_TIMEOUT:-120}"
+scratch="$(mktemp -d)"  # the CSVs of bench and the peer themselves: their times are those of profiled runs
+trap 'rm -rf "$scratch"' EXIT
 ncu_args=(--target-processes all --csv --print-units base --clock-control none --metrics gpu__time_duration.sum)
 
 # the peer first: a few seconds a cell
@@ -33,7 +37,7 @@ for cell in $( [[ "${PEER:-1}" == 0 ]] || echo "$cells" ); do
   echo "== ncu ... python3 benchmarks/peer_torch.py --variants sdpa-cudnn --cells $cell" >&2
   PYTHONUNBUFFERED=1 timeout "$limit" ncu "${ncu_args[@]}" -k regex:'fprop|flash|reduction' --launch-count 16 \
     python3 benchmarks/peer_torch.py --seed "$seed" --variants sdpa-cudnn --warmup 2 --iters 12 --cells "$cell" \
-    --out "$out/peer-$cell.csv" > "$raw" 2> "$raw.err"
+    --out "$scratch/peer.csv" > "$raw" 2> "$raw.err"
   python3 benchmarks/kernel_steps.py add "$out/kernel-times.csv" peer cudnn "$cell" "$raw"
 done
 for be in ${BACKENDS:-cuda ptx}; do
@@ -47,8 +51,9 @@ for be in ${BACKENDS:-cuda ptx}; do
     PA_JVM_OPTS="${PA_JVM_OPTS:-} -Dpagedattn.tornado.cudaGraph=false" timeout "$limit" \
       ncu "${ncu_args[@]}" -k regex:'attention|merge|scatter' --launch-count 16 \
       bin/pa-tornado "$be" bench --sweeps decode --ragged none --variants auto --seed "$seed" --iterations 12 \
-      --cells "$cell" --out "$out/bench-$be-$cell.csv" > "$raw" 2> "$raw.err"
+      --cells "$cell" --out "$scratch/bench.csv" > "$raw" 2> "$raw.err"
     python3 benchmarks/kernel_steps.py add "$out/kernel-times.csv" ours "$be" "$cell" "$raw"
   done
 done
+find "$out" -name '*.err' -empty -delete  # ncu's and the programs' stderr, kept where something went wrong
 python3 benchmarks/kernel_steps.py table "$out/kernel-times.csv" | tee "$out/kernel-times.md"
