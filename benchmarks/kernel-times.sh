@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 if [[ -z "${TORNADOVM_HOME:-}" ]]; then
   source benchmarks/device-env.sh
 fi
+python3 benchmarks/kernel_steps.py selftest > /dev/null || exit 1
 out="${1:-benchmarks/results/kernel-times}"
 mkdir -p "$out"
 rm -f "$out/kernel-times.csv"

@@ -8,6 +8,7 @@ gpu__time_duration is the kernel's own run on the device, the same measure for b
 
   kernel_steps.py add OUT.csv SIDE BACKEND CELL NCU.csv   one row: the steps of one process's ncu CSV
   kernel_steps.py table OUT.csv                           a markdown table of the rows, best of ours next to the peer
+  kernel_steps.py selftest                                the grouping on made-up launches (kernel-times.sh runs it first)
 
 SIDE is "ours" (a step is an optional scatter, one attention kernel and an optional merge, in launch order) or "peer"
 (a step starts at each cuDNN flash kernel; its reduction kernel follows). The last step is dropped (ncu's launch count
@@ -100,10 +101,42 @@ def table(out_csv):
         print(f"| {cell} | " + " | ".join(cols) + f" | {peer['min_us'] + ' / ' + peer['median_us'] if peer else '-'} | {ratio} |")
 
 
+def selftest():
+    import tempfile
+    head = '"ID","Kernel Name","Metric Name","Metric Unit","Metric Value"\n'
+    def run(side, launches):
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+            f.write("==PROF== Connected to process 1\n" + head)
+            for i, (name, ns) in enumerate(launches):
+                f.write(f'"{i}","{name}","gpu__time_duration.sum","nsecond","{ns:,}"\n')
+        out = f.name + ".out"
+        add(out, side, "t", "c", f.name)
+        with open(out, newline="") as o:
+            row = next(csv.DictReader(o))
+        os.remove(f.name), os.remove(out)
+        return row
+    # a written step first (scatter), split steps of attention + merge, the last cut after its attention
+    r = run("ours", [("scatterF16", 2000), ("attentionF16x2", 90000), ("mergePartitions", 8000),
+                     ("attentionF16x2", 86000), ("mergePartitions", 9000), ("attentionF16x2", 85000),
+                     ("mergePartitions", 8500), ("attentionF16x2", 40000)])
+    assert (r["steps"], r["min_us"], r["median_us"]) == ("2", "93.5", "94.2"), r
+    # unsplit steps: one kernel each
+    r = run("ours", [("attentionF16x2", 300000), ("attentionF16x2", 310000), ("attentionF16x2", 305000), ("attentionF16x2", 1)])
+    assert (r["steps"], r["min_us"]) == ("3", "300.0"), r
+    # cuDNN: flash + reduction per call, in microseconds
+    r = run("peer", [("cudnn_flash_fprop_kernel", 34000), ("void cudnn::lean_reduction_kernel<0>", 4000),
+                     ("cudnn_flash_fprop_kernel", 35000), ("void cudnn::lean_reduction_kernel<0>", 3000),
+                     ("cudnn_flash_fprop_kernel", 30000)])
+    assert (r["steps"], r["min_us"]) == ("2", "38.0"), r
+    print("kernel_steps.py: selftest passed")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "add":
         add(*sys.argv[2:])
     elif len(sys.argv) == 3 and sys.argv[1] == "table":
         table(sys.argv[2])
+    elif sys.argv[1:] == ["selftest"]:
+        selftest()
     else:
         raise SystemExit(__doc__)
