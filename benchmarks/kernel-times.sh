@@ -6,8 +6,8 @@
 #   benchmarks/kernel-times.sh [OUT_DIR]        (default benchmarks/results/kernel-times)
 # Environment:
 #   BACKENDS     TornadoVM backends, in order (default "cuda ptx")
-#   CELLS        BATCHxCONTEXT cells, space-separated (default: PERFORMANCE's six standard cells and the other cells of
-#                262k tokens)
+#   CELLS        BATCHxCONTEXT cells, space-separated (default: the six standard cells of benchmarks/README.md and
+#                the other cells of 262k tokens)
 #   SEED         random seed (default 20261201)
 #   NCU_TIMEOUT  seconds per profiled process (default 120)
 #   PEER         0 to leave out the cuDNN side (default 1)

@@ -925,9 +925,9 @@ public final class TensorPrefillKernels {
      * test keeps it {@link #prefillF16} under that rule.
      */
     public static void prefillQ8Tensor(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
-                                  IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
-                                  FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
-                                  int blockSize) {
+                                       IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
+                                       FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
+                                       int blockSize) {
         if (params.get(PrefillParams.SKIP_ATTENTION) != 0) {
             return;
         }
