@@ -15,6 +15,8 @@
 #              head dim 96 and Phi-2's 80 (as MHA 8 / 8: bench keeps 8 KV heads) and groups of four at head
 #              dim 112, into ours-<model>-<backend>.csv and peer-<model>.csv (benchmarks/RESULTS.md's "Head dim
 #              64", "Head dim 96", "Head dims 80 and 112", "Head dim 256" and "Groups of eight" sections)
+#              "kernels" (not in the default either) runs benchmarks/kernel-times.sh into OUT_DIR/kernel-times: a step's
+#              kernel time by ncu for both sides, ours on each backend and cuDNN SDPA's (about 20 minutes)
 #   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30" (not --cells or --ragged: the script
 #              passes those itself; on PTX it runs one process per cell)
 #   SEED       random seed of every part (default 20261201)
@@ -115,6 +117,9 @@ if [[ "$parts" == *" shapes "* ]]; then
     echo "== $shape_peer" >&2
     PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-900}" $shape_peer || echo "peer $model stopped early (rc=$?)" >&2
   done
+fi
+if [[ "$parts" == *" kernels "* ]]; then
+  BACKENDS="$backends" SEED="$seed" benchmarks/kernel-times.sh "$out/kernel-times"
 fi
 if [[ "$parts" == *" report "* ]]; then
   ours=""
