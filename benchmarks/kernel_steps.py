@@ -43,12 +43,11 @@ def kernels(path):
 def steps(side, launches):
     """Launches grouped into steps (lists of (name, us))."""
     out = []
+    previous = ""
     for name, us in launches:
         n = name.lower()
-        if side == "ours":
-            after_scatter = bool(out) and bool(out[-1]) and out[-1][-1][0].lower().startswith("scatter")
-            has_attention = bool(out) and any(k.lower().startswith("attention") for k, _ in out[-1])
-            new = n.startswith("scatter") or (n.startswith("attention") and has_attention and not after_scatter)
+        if side == "ours":  # a scatter starts a step, and so does an attention kernel that no scatter precedes
+            new = n.startswith("scatter") or (n.startswith("attention") and not previous.startswith("scatter"))
         elif side == "peer":
             new = "fprop" in n or "flash" in n
         else:
@@ -56,6 +55,7 @@ def steps(side, launches):
         if new or not out:
             out.append([])
         out[-1].append((name, us))
+        previous = n
     return out
 
 
