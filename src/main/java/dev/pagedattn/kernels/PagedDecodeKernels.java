@@ -103,8 +103,7 @@ public final class PagedDecodeKernels {
      * {@link #MERGE_LOCAL} is slice {@code i / (MERGE_LOCAL / S)} of output element
      * {@code (seq, head, d)}, {@code S = params[MERGE_SLICES]} slices per element: slice {@code s} reads
      * partitions {@code s, s + S, ...}, eight at a time with all their loads issued before the first
-     * is used and before the row's partition count is known (one L2 round trip for a slice of up to
-     * eight partitions; slots past the row's partitions are dropped by selects), and slice 0 combines the
+     * is used (one L2 round trip for a slice of up to eight partitions), and slice 0 combines the
      * {@code S} (max, sum, accumulator) triples through local memory. Grid-stride over the
      * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
      * fused steps, where the kernel returns at once).
@@ -139,127 +138,91 @@ public final class PagedDecodeKernels {
                 int sh = idx / headDim; // seq * numQHeads + head
                 int parts = partitionsOf(contextLens, params, sh / numQHeads, sh % numQHeads, numQHeads, partTokens, tilesPerGroup);
                 int base = sh * maxParts * stride;
-                // one round when maxParts <= 8 * slices. The loads wait for nothing but params: a row owns maxParts slots,
-                // so slots past this row's partitions are read too (stale or never written) and dropped by the selects,
-                // which keeps contextLens' load off the path to the partials' loads (one L2 round trip per round, not two)
-                for (int first = slice; first < maxParts; first += MERGE_ROUND * slices) {
+                for (int first = slice; first < parts; first += MERGE_ROUND * slices) { // one round when parts <= 8 * slices
                     float m0 = Float.NEGATIVE_INFINITY;
                     float l0 = 0f;
                     float a0 = 0f;
-                    if (first + 0 * slices < maxParts) {
+                    if (first + 0 * slices < parts) {
                         int p = base + (first + 0 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 0 * slices < parts;
-                        m0 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l0 = valid ? lk : 0f;
-                        a0 = valid ? ak : 0f;
+                        m0 = partials.get(p + headDim);
+                        l0 = partials.get(p + headDim + 1);
+                        a0 = partials.get(p + d);
                     }
                     float m1 = Float.NEGATIVE_INFINITY;
                     float l1 = 0f;
                     float a1 = 0f;
-                    if (first + 1 * slices < maxParts) {
+                    if (first + 1 * slices < parts) {
                         int p = base + (first + 1 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 1 * slices < parts;
-                        m1 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l1 = valid ? lk : 0f;
-                        a1 = valid ? ak : 0f;
+                        m1 = partials.get(p + headDim);
+                        l1 = partials.get(p + headDim + 1);
+                        a1 = partials.get(p + d);
                     }
                     float m2 = Float.NEGATIVE_INFINITY;
                     float l2 = 0f;
                     float a2 = 0f;
-                    if (first + 2 * slices < maxParts) {
+                    if (first + 2 * slices < parts) {
                         int p = base + (first + 2 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 2 * slices < parts;
-                        m2 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l2 = valid ? lk : 0f;
-                        a2 = valid ? ak : 0f;
+                        m2 = partials.get(p + headDim);
+                        l2 = partials.get(p + headDim + 1);
+                        a2 = partials.get(p + d);
                     }
                     float m3 = Float.NEGATIVE_INFINITY;
                     float l3 = 0f;
                     float a3 = 0f;
-                    if (first + 3 * slices < maxParts) {
+                    if (first + 3 * slices < parts) {
                         int p = base + (first + 3 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 3 * slices < parts;
-                        m3 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l3 = valid ? lk : 0f;
-                        a3 = valid ? ak : 0f;
+                        m3 = partials.get(p + headDim);
+                        l3 = partials.get(p + headDim + 1);
+                        a3 = partials.get(p + d);
                     }
                     float m4 = Float.NEGATIVE_INFINITY;
                     float l4 = 0f;
                     float a4 = 0f;
-                    if (first + 4 * slices < maxParts) {
+                    if (first + 4 * slices < parts) {
                         int p = base + (first + 4 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 4 * slices < parts;
-                        m4 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l4 = valid ? lk : 0f;
-                        a4 = valid ? ak : 0f;
+                        m4 = partials.get(p + headDim);
+                        l4 = partials.get(p + headDim + 1);
+                        a4 = partials.get(p + d);
                     }
                     float m5 = Float.NEGATIVE_INFINITY;
                     float l5 = 0f;
                     float a5 = 0f;
-                    if (first + 5 * slices < maxParts) {
+                    if (first + 5 * slices < parts) {
                         int p = base + (first + 5 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 5 * slices < parts;
-                        m5 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l5 = valid ? lk : 0f;
-                        a5 = valid ? ak : 0f;
+                        m5 = partials.get(p + headDim);
+                        l5 = partials.get(p + headDim + 1);
+                        a5 = partials.get(p + d);
                     }
                     float m6 = Float.NEGATIVE_INFINITY;
                     float l6 = 0f;
                     float a6 = 0f;
-                    if (first + 6 * slices < maxParts) {
+                    if (first + 6 * slices < parts) {
                         int p = base + (first + 6 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 6 * slices < parts;
-                        m6 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l6 = valid ? lk : 0f;
-                        a6 = valid ? ak : 0f;
+                        m6 = partials.get(p + headDim);
+                        l6 = partials.get(p + headDim + 1);
+                        a6 = partials.get(p + d);
                     }
                     float m7 = Float.NEGATIVE_INFINITY;
                     float l7 = 0f;
                     float a7 = 0f;
-                    if (first + 7 * slices < maxParts) {
+                    if (first + 7 * slices < parts) {
                         int p = base + (first + 7 * slices) * stride;
-                        float mk = partials.get(p + headDim);
-                        float lk = partials.get(p + headDim + 1);
-                        float ak = partials.get(p + d);
-                        boolean valid = first + 7 * slices < parts;
-                        m7 = valid ? mk : Float.NEGATIVE_INFINITY;
-                        l7 = valid ? lk : 0f;
-                        a7 = valid ? ak : 0f;
+                        m7 = partials.get(p + headDim);
+                        l7 = partials.get(p + headDim + 1);
+                        a7 = partials.get(p + d);
                     }
                     float mc = TornadoMath.max(TornadoMath.max(TornadoMath.max(m0, m1), TornadoMath.max(m2, m3)),
                             TornadoMath.max(TornadoMath.max(m4, m5), TornadoMath.max(m6, m7)));
-                    float mNew = TornadoMath.max(m, mc);    // -inf while no partition of the row has come in
-                    float mRef = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew; // keeps -inf - -inf (NaN) out of the weights
-                    float r = TornadoMath.exp(m - mRef);    // 0 in the first round (m = -inf)
-                    float w0 = TornadoMath.exp(m0 - mRef);  // 0 for partitions past the row's end (-inf)
-                    float w1 = TornadoMath.exp(m1 - mRef);
-                    float w2 = TornadoMath.exp(m2 - mRef);
-                    float w3 = TornadoMath.exp(m3 - mRef);
-                    float w4 = TornadoMath.exp(m4 - mRef);
-                    float w5 = TornadoMath.exp(m5 - mRef);
-                    float w6 = TornadoMath.exp(m6 - mRef);
-                    float w7 = TornadoMath.exp(m7 - mRef);
+                    float mNew = TornadoMath.max(m, mc);    // finite: partition `first` exists
+                    float r = TornadoMath.exp(m - mNew);    // 0 in the first round (m = -inf)
+                    float w0 = TornadoMath.exp(m0 - mNew);  // 0 for partitions past the row's end (-inf)
+                    float w1 = TornadoMath.exp(m1 - mNew);
+                    float w2 = TornadoMath.exp(m2 - mNew);
+                    float w3 = TornadoMath.exp(m3 - mNew);
+                    float w4 = TornadoMath.exp(m4 - mNew);
+                    float w5 = TornadoMath.exp(m5 - mNew);
+                    float w6 = TornadoMath.exp(m6 - mNew);
+                    float w7 = TornadoMath.exp(m7 - mNew);
                     l = l * r + (l0 * w0 + l1 * w1 + l2 * w2 + l3 * w3) + (l4 * w4 + l5 * w5 + l6 * w6 + l7 * w7);
                     o = o * r + (a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3) + (a4 * w4 + a5 * w5 + a6 * w6 + a7 * w7);
                     m = mNew;

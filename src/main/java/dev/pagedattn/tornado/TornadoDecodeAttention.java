@@ -119,9 +119,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
      * whose launch sizes are fixed, it launches them all and they return at once.
-     * {@code -Dpagedattn.tornado.mergeGroups} sets it for measurements.
      */
-    static final int MERGE_GROUPS = Integer.getInteger("pagedattn.tornado.mergeGroups", 1056);
+    static final int MERGE_GROUPS = 1056;
     /**
      * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
      * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of

@@ -42,7 +42,7 @@ class MergePartitionsTest {
         int maxParts = (maxLen + partTokens - 1) / partTokens;
         int stride = headDim + 2;
         FloatArray partials = new FloatArray(seqs * heads * maxParts * stride);
-        partials.init(Float.NaN); // rows past a sequence's partitions stay poisoned: the merge may load them but must drop them
+        partials.init(Float.NaN); // rows past a sequence's partitions stay poisoned: the merge must not read them
         for (int sh = 0; sh < seqs * heads; sh++) {
             int parts = (lens[sh / heads] + partTokens - 1) / partTokens;
             for (int j = 0; j < parts; j++) {
