@@ -40,6 +40,13 @@ def kernels(path):
     return [(name, us) for _, name, us in sorted(out)]
 
 
+def role(name):
+    """scatter, attention, merge or other. The CUDA backend names a kernel by its method (`attentionF16x2`), the PTX backend
+    by graph, task, method and signature (`decode_attention_attentionf16_uk_ac_manchester_..._8_4_128_16`)."""
+    n = name.lower().split("_uk_ac_manchester")[0]
+    return next((r for r in ("scatter", "attention", "merge") if r in n), "other")
+
+
 def steps(side, launches):
     """Launches grouped into steps (lists of (name, us))."""
     out = []
@@ -47,7 +54,8 @@ def steps(side, launches):
     for name, us in launches:
         n = name.lower()
         if side == "ours":  # a scatter starts a step, and so does an attention kernel that no scatter precedes
-            new = n.startswith("scatter") or (n.startswith("attention") and not previous.startswith("scatter"))
+            r = role(name)
+            new = r == "scatter" or (r == "attention" and role(previous) != "scatter")
         elif side == "peer":
             new = "fprop" in n or "flash" in n
         else:
@@ -55,7 +63,7 @@ def steps(side, launches):
         if new or not out:
             out.append([])
         out[-1].append((name, us))
-        previous = n
+        previous = name
     return out
 
 
@@ -66,14 +74,14 @@ def add(out_csv, side, backend, cell, ncu_csv):
     groups = groups[:-1]
     if groups:
         shapes = [tuple(name for name, _ in g) for g in groups]
-        common = max(set(shapes), key=shapes.count)
+        common = max(shapes, key=shapes.count)  # ties: the first in launch order (not a set's hash order)
         groups = [g for g, shape in zip(groups, shapes) if shape == common]
     row = dict(side=side, backend=backend, cell=cell, steps=len(groups), min_us="", median_us="", kernels="no kernels profiled")
     if groups:
         sums = [sum(us for _, us in g) for g in groups]
         best = min(range(len(sums)), key=sums.__getitem__)
         row.update(min_us=f"{sums[best]:.1f}", median_us=f"{statistics.median(sums):.1f}",
-                   kernels=" + ".join(f"{name} {us:.1f}" for name, us in groups[best]))
+                   kernels=" + ".join(f"{name.split('_uk_ac_manchester')[0]} {us:.1f}" for name, us in groups[best]))
     new_file = not os.path.isfile(out_csv)
     with open(out_csv, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
@@ -123,6 +131,14 @@ def selftest():
     # unsplit steps: one kernel each
     r = run("ours", [("attentionF16x2", 300000), ("attentionF16x2", 310000), ("attentionF16x2", 305000), ("attentionF16x2", 1)])
     assert (r["steps"], r["min_us"]) == ("3", "300.0"), r
+    # the PTX backend's names: graph, task, method and signature, lower case
+    sig = "_uk_ac_manchester_tornado_api_kernelcontext_1_arrays_intarray_8_4_128_16"
+    r = run("ours", [("decode_scatter_scatterf16" + sig, 2400), ("decode_attention_attentionf16" + sig, 90000),
+                     ("decode_merge_mergepartitions" + sig, 8000), ("decode_attention_attentionf16" + sig, 88000),
+                     ("decode_merge_mergepartitions" + sig, 9000), ("decode_attention_attentionf16" + sig, 87000),
+                     ("decode_merge_mergepartitions" + sig, 11000), ("decode_attention_attentionf16" + sig, 1)])
+    assert (r["steps"], r["min_us"], r["kernels"]) == ("2", "97.0", "decode_attention_attentionf16 88.0 + "
+                                                       "decode_merge_mergepartitions 9.0"), r
     # cuDNN: flash + reduction per call, in microseconds
     r = run("peer", [("cudnn_flash_fprop_kernel", 34000), ("void cudnn::lean_reduction_kernel<0>", 4000),
                      ("cudnn_flash_fprop_kernel", 35000), ("void cudnn::lean_reduction_kernel<0>", 3000),
