@@ -249,4 +249,115 @@ public final class PagedDecodeKernels {
             ctx.localBarrier();
         }
     }
+
+    /** Partitions of a row whose weights {@link #mergeRows} keeps in local memory (every slice's first round). */
+    public static final int ROW_WEIGHTS = MAX_MERGE_SLICES * MERGE_ROUND;
+
+    /**
+     * {@link #mergePartitions} with each row's weights computed once per work-group (opt-in,
+     * {@code -Dpagedattn.tornado.mergeRows=true}; benchmarks/NOTES.md, twenty-fourth session). A work-group takes one
+     * (row, chunk) at a time, a chunk being {@code MERGE_LOCAL / S} dims of one (sequence, head) row, {@code S =
+     * params[MERGE_SLICES]}. Its work-items first issue their slice's partials loads (as {@link #mergePartitions}), then
+     * together find the row's largest partition max {@code M} and sum {@code L = sum_p l_p exp(m_p - M)} (local-memory
+     * trees) and keep {@code w_p = exp(m_p - M)} for the first {@link #ROW_WEIGHTS} partitions in local memory; each
+     * slice then sums {@code a_p w_p} over its partitions and slice 0 adds the slices and divides by {@code L}. So a row
+     * costs one {@code exp} per partition and chunk instead of one per partition and element.
+     */
+    public static void mergeRows(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
+                                 FloatArray out, int numQHeads, int headDim) {
+        if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
+        int slices = params.get(DecodeParams.MERGE_SLICES);
+        int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+        float[] red = ctx.allocateFloatLocalArray(MERGE_LOCAL);   // the trees' values, then each slice's sums
+        float[] ws = ctx.allocateFloatLocalArray(ROW_WEIGHTS);    // w_p of the row's first partitions
+        int tid = ctx.localIdx;
+        int width = MERGE_LOCAL / slices;                       // dims per chunk
+        int slice = tid / width;
+        int j = tid - slice * width;
+        int chunks = (headDim + width - 1) / width;
+        int stride = headDim + 2;
+        int units = numSeqs * numQHeads * chunks;
+        int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
+        for (int unit = ctx.groupIdx; unit < units; unit += groups) { // uniform per work-group
+            int row = unit / chunks;
+            int d = (unit - row * chunks) * width + j;
+            int dd = TornadoMath.min(d, headDim - 1);            // lanes past the row's end load a valid dim, write nothing
+            int parts = partitionsOf(contextLens, params, row / numQHeads, row % numQHeads, numQHeads, partTokens, tilesPerGroup);
+            int base = row * maxParts * stride;
+            // the slice's first round of partials, in flight while the weights are found
+            float a0 = slice + 0 * slices < parts ? partials.get(base + (slice + 0 * slices) * stride + dd) : 0f;
+            float a1 = slice + 1 * slices < parts ? partials.get(base + (slice + 1 * slices) * stride + dd) : 0f;
+            float a2 = slice + 2 * slices < parts ? partials.get(base + (slice + 2 * slices) * stride + dd) : 0f;
+            float a3 = slice + 3 * slices < parts ? partials.get(base + (slice + 3 * slices) * stride + dd) : 0f;
+            float a4 = slice + 4 * slices < parts ? partials.get(base + (slice + 4 * slices) * stride + dd) : 0f;
+            float a5 = slice + 5 * slices < parts ? partials.get(base + (slice + 5 * slices) * stride + dd) : 0f;
+            float a6 = slice + 6 * slices < parts ? partials.get(base + (slice + 6 * slices) * stride + dd) : 0f;
+            float a7 = slice + 7 * slices < parts ? partials.get(base + (slice + 7 * slices) * stride + dd) : 0f;
+            // M: each work-item's partitions tid, tid + 128, ..., then a tree
+            float mx = Float.NEGATIVE_INFINITY;
+            for (int p = tid; p < parts; p += MERGE_LOCAL) {
+                mx = TornadoMath.max(mx, partials.get(base + p * stride + headDim));
+            }
+            red[tid] = mx;
+            ctx.localBarrier();
+            for (int off = MERGE_LOCAL / 2; off > 0; off >>= 1) {
+                if (tid < off) {
+                    red[tid] = TornadoMath.max(red[tid], red[tid + off]);
+                }
+                ctx.localBarrier();
+            }
+            float rowMax = red[0];                               // finite: a row has at least one partition
+            ctx.localBarrier();
+            // L and the weights
+            float sum = 0f;
+            for (int p = tid; p < parts; p += MERGE_LOCAL) {
+                float w = TornadoMath.exp(partials.get(base + p * stride + headDim) - rowMax);
+                if (p < ROW_WEIGHTS) {
+                    ws[p] = w;
+                }
+                sum += partials.get(base + p * stride + headDim + 1) * w;
+            }
+            red[tid] = sum;
+            ctx.localBarrier();
+            for (int off = MERGE_LOCAL / 2; off > 0; off >>= 1) {
+                if (tid < off) {
+                    red[tid] += red[tid + off];
+                }
+                ctx.localBarrier();
+            }
+            float rowSum = red[0];
+            ctx.localBarrier();
+            // the slice's sums: the first round from registers and local weights, later rounds (rows of more than
+            // ROW_WEIGHTS partitions) with their own exps
+            // (no helper takes ws: TornadoVM 5.2 addresses a local array passed to a helper as a global one, NOTES t11)
+            float w0 = slice + 0 * slices < parts ? ws[slice + 0 * slices] : 0f;
+            float w1 = slice + 1 * slices < parts ? ws[slice + 1 * slices] : 0f;
+            float w2 = slice + 2 * slices < parts ? ws[slice + 2 * slices] : 0f;
+            float w3 = slice + 3 * slices < parts ? ws[slice + 3 * slices] : 0f;
+            float w4 = slice + 4 * slices < parts ? ws[slice + 4 * slices] : 0f;
+            float w5 = slice + 5 * slices < parts ? ws[slice + 5 * slices] : 0f;
+            float w6 = slice + 6 * slices < parts ? ws[slice + 6 * slices] : 0f;
+            float w7 = slice + 7 * slices < parts ? ws[slice + 7 * slices] : 0f;
+            float acc = (a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3) + (a4 * w4 + a5 * w5 + a6 * w6 + a7 * w7);
+            for (int p = slice + MERGE_ROUND * slices; p < parts; p += slices) {
+                int at = base + p * stride;
+                acc += partials.get(at + dd) * TornadoMath.exp(partials.get(at + headDim) - rowMax);
+            }
+            red[tid] = acc;
+            ctx.localBarrier();
+            if (slice == 0 && d < headDim) {
+                float total = 0f;
+                for (int s = 0; s < slices; s++) {
+                    total += red[s * width + j];
+                }
+                out.set(row * headDim + d, total / rowSum);
+            }
+            ctx.localBarrier();
+        }
+    }
 }

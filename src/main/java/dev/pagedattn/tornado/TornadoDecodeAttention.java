@@ -122,6 +122,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     static final int MERGE_GROUPS = 1056;
     /**
+     * The merge with each row's weights computed once per work-group ({@link PagedDecodeKernels#mergeRows}),
+     * {@code -Dpagedattn.tornado.mergeRows=true}; off by default until measured on a GPU (benchmarks/NOTES.md,
+     * twenty-fourth session).
+     */
+    static final boolean MERGE_ROWS = Boolean.getBoolean("pagedattn.tornado.mergeRows");
+    /**
      * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
      * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
      * a step on an H200 (benchmarks/NOTES.md). The attention kernel is then launched at the plan's
@@ -563,7 +569,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
-                graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+                if (MERGE_ROWS) {
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, d);
+                } else {
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+                }
             }
         }
 

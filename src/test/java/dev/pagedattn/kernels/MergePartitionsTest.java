@@ -30,6 +30,7 @@ class MergePartitionsTest {
             "1, 2, 256, 32, 400",
             "4, 1, 64, 16, 100",
             "2, 2, 96, 16, 16",
+            "1, 2, 128, 16, 5000",
     })
     void matchesFp64(int seqs, int heads, int headDim, int partTokens, int maxLen) {
         long seed = TestSeeds.fresh(String.format("merge seqs=%d heads=%d d=%d", seqs, heads, headDim));
@@ -68,6 +69,13 @@ class MergePartitionsTest {
                             params, partials, out, heads, headDim));
                     double rel = ReferenceAttention.relativeL2(out, want);
                     assertTrue(rel < TOLERANCE, "slices=" + slices + " " + s + (oneGroup ? " one group" : "") + ": relative L2 " + rel);
+                    // the opt-in merge with one weight per (row, partition), on the same partials and grid
+                    out.init(Float.NaN);
+                    KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergeRows(ctx, IntArray.fromArray(lens),
+                            params, partials, out, heads, headDim));
+                    rel = ReferenceAttention.relativeL2(out, want);
+                    assertTrue(rel < TOLERANCE, "mergeRows slices=" + slices + " " + s + (oneGroup ? " one group" : "")
+                            + ": relative L2 " + rel);
                 }
             }
         }
