@@ -147,12 +147,35 @@ final class ReportCommand implements Callable<Integer> {
                 + " Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
                 + chartNote + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
                 + "## Best of ours per cell, next to the PyTorch peer\n\n" + table
-                + "\n## Every variant\n\n" + all;
+                + "\n" + EVERY_VARIANT + "\n\n" + all;
+        String kept = laterSections(md);
         if (md.getParent() != null) {
             Files.createDirectories(md.getParent());
         }
-        Files.writeString(md, page);
-        System.out.println("wrote " + md + " and " + chart);
+        Files.writeString(md, kept.isEmpty() ? page : page + "\n" + kept);
+        long sections = kept.lines().filter(l -> l.startsWith("## ")).count();
+        System.out.println("wrote " + md + " and " + chart + (sections == 0 ? "" : " (kept the page's " + sections
+                + " sections after \"" + EVERY_VARIANT + "\")"));
         return 0;
+    }
+
+    private static final String EVERY_VARIANT = "## Every variant";
+
+    /**
+     * What an existing page holds after its generated part: every section from the first {@code ## } heading that
+     * follows {@link #EVERY_VARIANT} (the measurements written next to a sweep's tables), so that regenerating the
+     * tables keeps them; empty for a new page or one without that heading.
+     */
+    static String laterSections(Path md) throws IOException {
+        if (!Files.isRegularFile(md)) {
+            return "";
+        }
+        String old = Files.readString(md);
+        int every = old.indexOf("\n" + EVERY_VARIANT + "\n");
+        if (every < 0) {
+            return "";
+        }
+        int next = old.indexOf("\n## ", every + EVERY_VARIANT.length() + 2);
+        return next < 0 ? "" : old.substring(next + 1);
     }
 }

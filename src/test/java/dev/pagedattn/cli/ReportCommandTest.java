@@ -53,6 +53,31 @@ class ReportCommandTest {
         assertTrue(Files.size(png) > 1000, "chart written");
     }
 
+    /** A sweep regenerates the tables of benchmarks/RESULTS.md and keeps the sections written after them. */
+    @Test
+    void reportKeepsTheSectionsAfterItsTables() throws IOException {
+        Path ours = writeOurs();
+        Path md = dir.resolve("RESULTS.md");
+        Path png = dir.resolve("chart.png");
+        assertEquals(0, CliRun.of("report", "--ours", ours.toString(), "--peer", "none", "--md", md.toString(),
+                "--chart", png.toString(), "--card", "First GPU").exitCode());
+        String later = "## A measurement of another session\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## And one more\n\ntext\n";
+        Files.writeString(md, Files.readString(md) + "\n" + later);
+        Files.write(ours, List.of(BenchRow.HEADER,
+                "ours,probe-read,fp32,0,0,0,ok,,,,2147483648,2000.0,100.0,,read",
+                "ours,auto,fp16,64,8192,524288,ok,1500.00,1510.00,1520.00,2148663552,1400.0,70.0,3.000e-07,grid"));
+        CliRun run = CliRun.of("report", "--ours", ours.toString(), "--peer", "none", "--md", md.toString(),
+                "--chart", png.toString(), "--card", "Second GPU");
+        assertEquals(0, run.exitCode(), run.toString());
+        String page = Files.readString(md);
+        assertTrue(page.contains("1500.0 / 1510.0 / 1520.0") && !page.contains("2000.0 / 2010.0 / 2020.0"), page);
+        assertTrue(page.contains("Second GPU") && !page.contains("First GPU"), page);
+        assertTrue(page.endsWith(later), "the later sections, unchanged, after the tables: " + page);
+        assertEquals(page.indexOf("## A measurement of another session"), page.lastIndexOf("## A measurement of another session"));
+        assertTrue(page.indexOf("## Every variant") < page.indexOf(later), page);
+        assertTrue(run.out().contains("kept the page's 2 sections"), run.toString());
+    }
+
     @Test
     void reportWithoutOurCsvNamesIt() {
         CliRun run = CliRun.of("report", "--ours", dir.resolve("nope.csv").toString());
