@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a GPU machine: our decode sweep over the standard workload on each TornadoVM backend, the PyTorch
 # peer on the same card, the prefill cells (ours and the peer), then benchmarks/RESULTS.md and the
-# chart (`bin/pa report` rewrites the page's header and its two sweep tables and keeps every section after them). Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive for
+# chart (`bin/pa report` rewrites the page's header and its two sweep tables and keeps every section after
+# them). Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive for
 # benchmarks/device-env.sh).
 #   benchmarks/gpu-sweep.sh [OUT_DIR]        (default benchmarks/results)
 # Environment:
