@@ -21,26 +21,13 @@ fi
 backend="$1" cells="$2" out="$3"
 shift 3
 mkdir -p "$out"
-if [[ -x "$TORNADOVM_HOME/bin/tornado-backends" ]]; then
-  (cd /tmp && "$TORNADOVM_HOME/bin/tornado-backends" "$backend" >/dev/null)
-fi
-per_process="$cells"
-[[ "$backend" == ptx ]] && per_process="${cells//,/ }"
+source benchmarks/bench-cells.sh  # bench_cells: PTX one process per cell, CSVs joined
 for r in $(seq 1 "${ROUNDS:-2}"); do
   i=0
   for opts in "$@"; do
-    csv="$out/ab-$i-$r.csv"
-    rm -f "$csv"
-    for c in $per_process; do
-      echo "== PA_JVM_OPTS='$opts' bin/pa-tornado $backend bench --cells $c (set $i, round $r)" >&2
-      PA_JVM_OPTS="$opts" bin/pa-tornado "$backend" bench --sweeps decode --ragged none --variants auto \
-        --seed "${SEED:-20261201}" --iterations 10 --cells "$c" --out "$csv.part" ${BENCH_ARGS:-} > /dev/null \
-        || echo "set $i round $r cells $c stopped (rc=$?)" >&2
-      if [[ -f "$csv.part" ]]; then
-        if [[ -f "$csv" ]]; then tail -n +2 "$csv.part" >> "$csv"; else cp "$csv.part" "$csv"; fi
-        rm -f "$csv.part"
-      fi
-    done
+    echo "== set $i, round $r: PA_JVM_OPTS='$opts'" >&2
+    PA_JVM_OPTS="$opts" bench_cells "$backend" "$out/ab-$i-$r.csv" "$cells" none --variants auto \
+      --seed "${SEED:-20261201}" --iterations 10 ${BENCH_ARGS:-} > /dev/null
     i=$((i + 1))
   done
 done

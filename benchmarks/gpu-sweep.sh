@@ -35,42 +35,7 @@ seed="${SEED:-20261201}"
 grid=""
 for b in 1 8 32 64 128 256; do for l in 1024 4096 8192 16384 32768; do grid="$grid${grid:+,}${b}x$l"; done; done
 
-use_backend() { # the bundle's tornado-backends tool, where the SDK has it
-  if [[ -x "$TORNADOVM_HOME/bin/tornado-backends" ]]; then
-    (cd /tmp && "$TORNADOVM_HOME/bin/tornado-backends" "$1" >/dev/null)
-  fi
-}
-
-bench_on() { # bench_on BACKEND ARGS...: our bench on that backend, the command echoed first
-  use_backend "$1"
-  local cmd="bin/pa-tornado $1 bench ${*:2}"
-  echo "== $cmd" >&2
-  $cmd
-}
-
-bench_cells() { # bench_cells BACKEND CSV CELLS RAGGED ARGS...: our decode bench over CELLS (comma-separated) and the
-  # RAGGED row (or none) into CSV. TornadoVM 5.2's PTX backend fails the first upload of the sixth execution plan of a
-  # process (benchmarks/NOTES.md, twenty-second session: a wrong result, then a crash), and a bench cell builds a plan
-  # per variant, so on PTX every cell runs in a process of its own (the ragged row with the last) and the CSVs are joined.
-  local be="$1" csv="$2" cells="$3" ragged="$4"
-  shift 4
-  if [[ "$be" != ptx ]]; then
-    bench_on "$be" --sweeps decode --cells "$cells" --ragged "$ragged" --out "$csv" "$@"
-    return
-  fi
-  rm -f "$csv"
-  local list=(${cells//,/ }) i r
-  for i in "${!list[@]}"; do
-    r=none
-    (( i == ${#list[@]} - 1 )) && r="$ragged"
-    bench_on "$be" --sweeps decode --cells "${list[$i]}" --ragged "$r" --out "$csv.cell" "$@" \
-      || echo "$be cell ${list[$i]} stopped (rc=$?); the sweep goes on" >&2
-    if [[ -f "$csv.cell" ]]; then
-      if [[ -f "$csv" ]]; then tail -n +2 "$csv.cell" >> "$csv"; else cp "$csv.cell" "$csv"; fi
-      rm -f "$csv.cell"
-    fi
-  done
-}
+source benchmarks/bench-cells.sh  # use_backend, bench_on, bench_cells
 
 commands=""
 if [[ "$parts" == *" decode "* ]]; then

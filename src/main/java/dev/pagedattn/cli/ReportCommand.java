@@ -24,6 +24,8 @@ import picocli.CommandLine.Option;
         description = "Merge bench CSVs (ours and the PyTorch peer) into a markdown results page and a PNG chart.")
 final class ReportCommand implements Callable<Integer> {
     private static final String NO_PEER = "none";
+    /** The heading of the page's last generated table; {@link #laterSections} keeps what follows it. */
+    private static final String EVERY_VARIANT = "## Every variant";
     private static final String[] PEERS = {"sdpa-cudnn", "sdpa-flash", "paged-gather-sdpa", "flex-paged"};
 
     @Option(names = "--ours", split = ",", defaultValue = "benchmarks/results/ours-ptx.csv,benchmarks/results/ours-cuda.csv",
@@ -159,14 +161,12 @@ final class ReportCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static final String EVERY_VARIANT = "## Every variant";
-
     /**
      * What an existing page holds after its generated part: every section from the first {@code ## } heading that
      * follows {@link #EVERY_VARIANT} (the measurements written next to a sweep's tables), so that regenerating the
      * tables keeps them; empty for a new page or one without that heading.
      */
-    static String laterSections(Path md) throws IOException {
+    private static String laterSections(Path md) throws IOException {
         if (!Files.isRegularFile(md)) {
             return "";
         }
