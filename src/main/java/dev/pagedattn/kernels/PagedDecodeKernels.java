@@ -254,8 +254,8 @@ public final class PagedDecodeKernels {
     public static final int ROW_WEIGHTS = MAX_MERGE_SLICES * MERGE_ROUND;
 
     /**
-     * {@link #mergePartitions} with each row's weights computed once per work-group (opt-in,
-     * {@code -Dpagedattn.tornado.mergeRows=true}; benchmarks/NOTES.md, twenty-fourth session). A work-group takes one
+     * {@link #mergePartitions} with each row's weights computed once per work-group (the CUDA backend's merge,
+     * {@code -Dpagedattn.tornado.mergeRows}; benchmarks/NOTES.md, twenty-fourth and twenty-fifth sessions). A work-group takes one
      * (row, chunk) at a time, a chunk being {@code MERGE_LOCAL / S} dims of one (sequence, head) row, {@code S =
      * params[MERGE_SLICES]}. Its work-items first issue their slice's partials loads (as {@link #mergePartitions}), then
      * together find the row's largest partition max {@code M} and sum {@code L = sum_p l_p exp(m_p - M)} (local-memory

@@ -74,8 +74,19 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final Kernel KERNEL = Kernel.parse(System.getProperty("pagedattn.tornado.kernel", "auto"));
     /** Work-groups that fill an H100 (132 SMs x 4 resident work-groups of the quad kernel) once. */
     public static final int TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.targetGroups", 528);
-    /** Smallest partition worth a work-group of its own. */
+    /**
+     * Smallest partition worth a work-group of its own for the quad, pair and chunk kernels (and prefill's split,
+     * {@link PrefillGrid}), {@code -Dpagedattn.tornado.minPartitionTokens}.
+     */
     public static final int MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.minPartitionTokens", 512);
+    /**
+     * Smallest partition of the warp kernel (and its 8-bit twin), {@code -Dpagedattn.tornado.warpMinPartitionTokens}: its
+     * small grids (fewer than 264 work-groups unsplit: one or a few short sequences) are cut into partitions down to this
+     * many tokens. Measured on an H200 through TornadoVM's PTX backend (benchmarks/NOTES.md, twenty-fifth session, g2;
+     * `bench`, min us, floor 512 / 256 / 128 / 64): 1 x 1k 50-58 / 39-40 / 28-38 / 30, 1 x 4k 50-58 / 40-41 / 30-32 / 38,
+     * 8 x 1k 55-58 / 40-42 / 37-41 / 44, 1 x 8k 54-60 / 40-52 / 42-46, 16 x 1k 71-77 / 58-59 / 56-57.
+     */
+    public static final int WARP_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.warpMinPartitionTokens", 128);
     /**
      * Work-groups (one warp each) of the stream kernel that fill an H200 once: 132 SMs x 12 resident warps
      * (168 registers: three warps per SM sub-partition; 169 would leave two).
@@ -198,8 +209,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80 || dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM_96);
     }
 
-    private static int minPartitionTokens(Kernel kernel) {
-        return kernel == Kernel.STREAM ? STREAM_MIN_PARTITION_TOKENS : MIN_PARTITION_TOKENS;
+    static int minPartitionTokens(Kernel kernel) {
+        return switch (kernel) {
+            case STREAM -> STREAM_MIN_PARTITION_TOKENS;
+            case WARP -> WARP_MIN_PARTITION_TOKENS;
+            default -> MIN_PARTITION_TOKENS;
+        };
     }
 
     /** Uniform lengths, every tunable explicit (tests). */

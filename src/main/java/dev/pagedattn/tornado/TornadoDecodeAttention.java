@@ -122,11 +122,32 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     static final int MERGE_GROUPS = 1056;
     /**
-     * The merge with each row's weights computed once per work-group ({@link PagedDecodeKernels#mergeRows}),
-     * {@code -Dpagedattn.tornado.mergeRows=true}; off by default until measured on a GPU (benchmarks/NOTES.md,
-     * twenty-fourth session).
+     * Which merge a split step runs, {@code -Dpagedattn.tornado.mergeRows=auto|true|false}: true, each row's weights
+     * computed once per work-group ({@link PagedDecodeKernels#mergeRows}); false, {@link PagedDecodeKernels#mergePartitions};
+     * null (auto, the default), {@link #mergeRows(Backend)} decides per backend.
      */
-    static final boolean MERGE_ROWS = Boolean.getBoolean("pagedattn.tornado.mergeRows");
+    static final Boolean MERGE_ROWS = parseMergeRows(System.getProperty("pagedattn.tornado.mergeRows", "auto"));
+
+    static Boolean parseMergeRows(String value) {
+        return switch (value.toLowerCase(java.util.Locale.ROOT)) {
+            case "auto" -> null;
+            case "true" -> Boolean.TRUE;
+            case "false" -> Boolean.FALSE;
+            default -> throw new IllegalArgumentException("pagedattn.tornado.mergeRows=" + value + " is not one of auto, true, false");
+        };
+    }
+
+    /**
+     * Whether a split step on {@code backend} merges with {@link PagedDecodeKernels#mergeRows}: as
+     * {@code -Dpagedattn.tornado.mergeRows} says, and by default on the CUDA backend only. Measured on an H200
+     * (benchmarks/NOTES.md, twenty-fifth session, ncu): the CUDA backend's merge 6.3 -> 4.9 us at 1 x 1k, 8.1 -> 6.5 at
+     * 8 x 8k, 11.6 -> 8.7 at 64 x 4k, 12.1 -> 8.8 at 64 x 8k, the same attention kernel; on PTX, whose warp grids merge
+     * 2-16 partitions, `bench` put it level or up to 15% slower on the small cells it splits, so PTX (and OpenCL,
+     * not measured) keep {@link PagedDecodeKernels#mergePartitions}.
+     */
+    static boolean mergeRows(Backend backend) {
+        return MERGE_ROWS != null ? MERGE_ROWS : backend == Backend.CUDA;
+    }
     /**
      * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
      * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
@@ -569,7 +590,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
-                if (MERGE_ROWS) {
+                if (mergeRows(backend)) {
                     graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, d);
                 } else {
                     graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);

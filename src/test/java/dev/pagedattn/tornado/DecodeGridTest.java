@@ -190,6 +190,26 @@ class DecodeGridTest {
     }
 
     @Test
+    void warpGridsOfShortContextsSplitDownToTheWarpFloor() {
+        // PTX's warp kernel: 1 x 1k is 8 work-groups unsplit; cut into partitions of 128 tokens (not 512) it is 64
+        assertEquals(128, DecodeGrid.WARP_MIN_PARTITION_TOKENS);
+        DecodeGrid one = DecodeGrid.plan(LLAMA, batch(1024), true, DecodeGrid.Kernel.WARP, KvDtype.FP16);
+        assertEquals(8, one.maxPartitions(), one.toString());
+        assertEquals(128, one.partitionTokens(), one.toString());
+        assertEquals(64, one.numGroups(), one.toString());
+        // 8 x 1k: 64 groups unsplit, 528 / 64 = 8 partitions of 128; 8-bit pools take the same grid
+        DecodeGrid eight = DecodeGrid.plan(LLAMA, batch(1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024), true,
+                DecodeGrid.Kernel.WARP, KvDtype.FP8_E4M3);
+        assertEquals(8, eight.maxPartitions(), eight.toString());
+        assertEquals(512, eight.numGroups(), eight.toString());
+        // the quad kernel keeps partitions of at least 512 tokens
+        DecodeGrid quads = DecodeGrid.plan(LLAMA, batch(1024), true, DecodeGrid.Kernel.QUADS, KvDtype.FP16);
+        assertEquals(2, quads.maxPartitions(), quads.toString());
+        // long contexts are cut by the target, not the floor: 1 x 32k in 66 partitions either way
+        assertEquals(66, DecodeGrid.plan(LLAMA, batch(32768), true, DecodeGrid.Kernel.WARP, KvDtype.FP16).maxPartitions());
+    }
+
+    @Test
     void eightHeadBodiesSplitWholeWavesAtHalfTheFloor() {
         // a G8 work-group does eight heads' work per token: its whole-wave split may cut partitions down to 512 tokens
         AttentionSpec llama70b = new AttentionSpec(64, 8, 128, 0.088f);

@@ -1,6 +1,8 @@
 package dev.pagedattn.tornado;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -28,6 +30,19 @@ class TornadoDecodeAttentionTest {
         // DecodeGridTest.groupsAboveEightHeadsGetTheStreamKernelsOrANamedRefusal)
         new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto", DecodeGrid.Kernel.STREAM, false).close();
         new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 32), null, "auto", DecodeGrid.Kernel.AUTO, false).close();
+    }
+
+    @Test
+    void theMergeIsChosenPerBackendAndABadSwitchIsNamed() {
+        // unset (this JVM), the switch is auto: the row merge where it measured faster, the CUDA backend
+        assertTrue(TornadoDecodeAttention.mergeRows(Backend.CUDA));
+        assertFalse(TornadoDecodeAttention.mergeRows(Backend.PTX));
+        assertFalse(TornadoDecodeAttention.mergeRows(Backend.OPENCL));
+        assertNull(TornadoDecodeAttention.parseMergeRows("Auto"));
+        assertEquals(Boolean.TRUE, TornadoDecodeAttention.parseMergeRows("true"));
+        assertEquals(Boolean.FALSE, TornadoDecodeAttention.parseMergeRows("FALSE"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> TornadoDecodeAttention.parseMergeRows("yes"));
+        assertEquals("pagedattn.tornado.mergeRows=yes is not one of auto, true, false", e.getMessage());
     }
 
     @Test
