@@ -329,12 +329,20 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     /**
-     * Three warm-up steps, then {@code iterations} timed ones, sorted: device time when {@code deviceTime}
+     * Untimed steps before a plan's timed ones: the first uploads and compiles, and TornadoVM's host path of an
+     * {@code execute()} runs in the JVM's interpreter until the JIT has compiled it. After 3 warm-up steps a 1 x 1k
+     * call took 300-415 us of wall time on an H200, after 200 about 100 us (benchmarks/NOTES.md, twenty-fifth session,
+     * l2); an engine calls decode thousands of times, so the steady state is what it sees.
+     */
+    static final int WARMUP_STEPS = 100;
+
+    /**
+     * {@link #WARMUP_STEPS} warm-up steps, then {@code iterations} timed ones, sorted: device time when {@code deviceTime}
      * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
      */
     private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray result,
                              java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < WARMUP_STEPS; i++) {
             attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
         }
         long[] times = new long[iterations];

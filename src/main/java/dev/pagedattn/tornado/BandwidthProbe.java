@@ -16,6 +16,10 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * of {@code bytes} (the ceiling decode results are compared with) and a {@code @Parallel} copy.
  */
 public final class BandwidthProbe {
+    static {
+        PlanParts.defaults(); // TornadoVM properties the JVM's flags leave unset, before TornadoVM's runtime starts
+    }
+
     /** Best read and copy rates in GB/s (copy counts read + write bytes). */
     public record Result(double readGBs, double copyGBs, long bytes) {
     }

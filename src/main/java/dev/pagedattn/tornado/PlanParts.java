@@ -35,6 +35,17 @@ final class PlanParts {
     /** TornadoVM's bytecode buffer for a task graph, {@code -Dtornado.tvm.maxbytecodesize} (its default is 4096). */
     static final String BYTECODE_SIZE = "tornado.tvm.maxbytecodesize";
 
+    /**
+     * Length of each of the TornadoVM interpreter's event wait lists, {@code -Dtornado.max.events} (its default is 32768).
+     * TornadoVM 5.2 refills every list with -1 at the start of every {@code execute()}: at its default that memset
+     * was 43% of a 1 x 1k decode call's wall time on an H200 (async-profiler; benchmarks/NOTES.md, twenty-fifth
+     * session, l2), about 55 us of each call. Our plans run on one in-order stream without TornadoVM's event
+     * dependencies, so the lists stay empty; too short a list would fail loudly ("event list is too small"),
+     * never silently.
+     */
+    static final String EVENT_LIST_SIZE = "tornado.max.events";
+    static final String EVENT_LIST_DEFAULT = "256";
+
     static {
         // A layer split into KV-head shards puts a scatter, attention and merge task per shard in one
         // graph: at 8 shards TornadoVM's default buffer overflows, which it reports only as "Recover
@@ -43,9 +54,23 @@ final class PlanParts {
         if (System.getProperty(BYTECODE_SIZE) == null) {
             System.setProperty(BYTECODE_SIZE, "65536");
         }
+        // Read once, when TornadoVM's runtime first starts: this default applies where nothing in the process
+        // touched TornadoVM before the library's first plan (tornado-config/*.args set it too).
+        if (System.getProperty(EVENT_LIST_SIZE) == null) {
+            System.setProperty(EVENT_LIST_SIZE, EVENT_LIST_DEFAULT);
+        }
     }
 
     private PlanParts() {
+    }
+
+    /**
+     * Sets the TornadoVM properties above where the JVM's flags leave them unset (this class's initialisation). The
+     * classes that start TornadoVM's runtime call it from their own static initialisers, before their first TornadoVM
+     * call.
+     */
+    static void defaults() {
+        // the work is in the static initialiser; calling this makes sure it has run
     }
 
     /**

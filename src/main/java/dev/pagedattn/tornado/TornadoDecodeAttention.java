@@ -52,6 +52,10 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * later rebuilds the plan, which uploads the pools again. Not thread-safe: one decode at a time.
  */
 public final class TornadoDecodeAttention implements DecodeAttention {
+    static {
+        PlanParts.defaults(); // TornadoVM properties the JVM's flags leave unset, before TornadoVM's runtime starts
+    }
+
     /**
      * Staged token slots per execution, {@code -Dpagedattn.tornado.stagingSlots}; 0 (default): the
      * plan's batch capacity rounded up to 16, at most 256, since a decode step appends one token per

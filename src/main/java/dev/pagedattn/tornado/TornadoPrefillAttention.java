@@ -44,6 +44,10 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * headroom, or by {@link #reserve}; a step past it rebuilds the plan, which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
+    static {
+        PlanParts.defaults(); // TornadoVM properties the JVM's flags leave unset, before TornadoVM's runtime starts
+    }
+
     /**
      * Register cap of the tensor kernel on the PTX backend ({@code CU_JIT_MAX_REGISTERS}, a per-plan
      * JIT flag that replaces tornado-config/ptx.args' process-wide flags for this plan); 0: none.

@@ -33,6 +33,19 @@ class TornadoDecodeAttentionTest {
     }
 
     @Test
+    void tornadoPropertiesLeftUnsetGetTheLibrarysDefaultsWhenTheClassLoads() throws Exception {
+        // surefire sets neither: loading the class (before any TornadoVM call of it) set both
+        Class.forName(TornadoPrefillAttention.class.getName());
+        assertEquals("256", System.getProperty("tornado.max.events"));
+        assertEquals("65536", System.getProperty("tornado.tvm.maxbytecodesize"));
+        // the launcher's configurations pass the same values, for processes that start TornadoVM before the library
+        for (String config : new String[] {"cuda", "ptx", "opencl"}) {
+            String args = java.nio.file.Files.readString(java.nio.file.Path.of("tornado-config", config + ".args"));
+            assertTrue(args.contains("\n-Dtornado.max.events=256\n") && args.contains("\n-Dtornado.tvm.maxbytecodesize=65536\n"), config);
+        }
+    }
+
+    @Test
     void theMergeIsChosenPerBackendAndABadSwitchIsNamed() {
         // unset (this JVM), the switch is auto: the row merge where it measured faster, the CUDA backend
         assertTrue(TornadoDecodeAttention.mergeRows(Backend.CUDA));
