@@ -146,7 +146,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * {@code -Dpagedattn.tornado.mergeRows} says, and by default on the CUDA backend only. Measured on an H200
      * (benchmarks/NOTES.md, twenty-fifth session, ncu): the CUDA backend's merge 6.3 -> 4.9 us at 1 x 1k, 8.1 -> 6.5 at
      * 8 x 8k, 11.6 -> 8.7 at 64 x 4k, 12.1 -> 8.8 at 64 x 8k, the same attention kernel; on PTX, whose warp grids merge
-     * 2-16 partitions, `bench` put it level or up to 15% slower on the small cells it splits, so PTX (and OpenCL,
+     * 2-16 partitions, `bench` put it level on two small cells it splits and 5-20% slower on three, so PTX (and OpenCL,
      * not measured) keep {@link PagedDecodeKernels#mergePartitions}.
      */
     static boolean mergeRows(Backend backend) {
