@@ -63,12 +63,24 @@ public final class Backends {
                             .getConstructor(KvCache.class, AttentionSpec.class, String.class, String.class, String.class, String.class)
                             .newInstance(cache, spec, device, variant, kernel, vSums);
                 } catch (InvocationTargetException e) {
-                    throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+                    throw thrownBy(e);
                 } catch (ReflectiveOperationException e) {
                     throw new IllegalStateException("cannot create the TornadoVM backend", e);
                 }
             default:
                 throw new IllegalArgumentException("backend=" + backend + " is not one of jvm, tornado");
         }
+    }
+
+    /**
+     * What a backend's constructor, called by reflection, threw: unchecked exceptions and errors as they are (a
+     * system property refused while a class loads arrives as an ExceptionInInitializerError, which the CLI reports
+     * as bad input), checked ones wrapped.
+     */
+    static RuntimeException thrownBy(InvocationTargetException e) {
+        if (e.getCause() instanceof Error error) {
+            throw error;
+        }
+        return e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
     }
 }

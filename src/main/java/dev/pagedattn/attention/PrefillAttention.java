@@ -69,7 +69,7 @@ public interface PrefillAttention extends AutoCloseable {
                             .getConstructor(KvCache.class, AttentionSpec.class, String.class)
                             .newInstance(cache, spec, device);
                 } catch (InvocationTargetException e) {
-                    throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+                    throw Backends.thrownBy(e);
                 } catch (ReflectiveOperationException e) {
                     throw new IllegalStateException("cannot create the TornadoVM prefill backend", e);
                 }

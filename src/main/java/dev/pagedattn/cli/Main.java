@@ -13,7 +13,26 @@ public final class Main {
     public static final int EXIT_BAD_INPUT = 2;
 
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        System.exit(run(commandLine(), args));
+    }
+
+    /**
+     * Runs {@code args} on {@code cl}. A system property the library reads into a constant (for example
+     * {@code -Dpagedattn.tornado.kernel}) is checked when its class loads, inside a command: the JVM wraps that
+     * refusal in an ExceptionInInitializerError, which picocli does not hand to its exception handler, so it is
+     * reported here as the bad input it is, on one line.
+     */
+    static int run(CommandLine cl, String[] args) {
+        try {
+            return cl.execute(args);
+        } catch (ExceptionInInitializerError e) {
+            if (!(e.getCause() instanceof IllegalArgumentException bad)) {
+                throw e;
+            }
+            cl.getErr().println("error: " + bad.getMessage());
+            cl.getErr().flush();
+            return EXIT_BAD_INPUT;
+        }
     }
 
     /** The configured command line (tests drive it directly). */

@@ -209,7 +209,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80 || dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM_96);
     }
 
-    static int minPartitionTokens(Kernel kernel) {
+    private static int minPartitionTokens(Kernel kernel) {
         return switch (kernel) {
             case STREAM -> STREAM_MIN_PARTITION_TOKENS;
             case WARP -> WARP_MIN_PARTITION_TOKENS;

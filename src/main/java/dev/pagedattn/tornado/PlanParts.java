@@ -44,7 +44,6 @@ final class PlanParts {
      * never silently.
      */
     static final String EVENT_LIST_SIZE = "tornado.max.events";
-    static final String EVENT_LIST_DEFAULT = "256";
 
     static {
         // A layer split into KV-head shards puts a scatter, attention and merge task per shard in one
@@ -57,7 +56,7 @@ final class PlanParts {
         // Read once, when TornadoVM's runtime first starts: this default applies where nothing in the process
         // touched TornadoVM before the library's first plan (tornado-config/*.args set it too).
         if (System.getProperty(EVENT_LIST_SIZE) == null) {
-            System.setProperty(EVENT_LIST_SIZE, EVENT_LIST_DEFAULT);
+            System.setProperty(EVENT_LIST_SIZE, "256");
         }
     }
 

@@ -33,7 +33,7 @@ record CliRun(int exitCode, String out, String err) {
             CommandLine cl = Main.commandLine();
             cl.setOut(new PrintWriter(picoOut, true));
             cl.setErr(new PrintWriter(picoErr, true));
-            code = cl.execute(args);
+            code = Main.run(cl, args);
         } finally {
             System.setOut(realOut);
             System.setErr(realErr);

@@ -18,6 +18,24 @@ class MainTest {
     private static final String[] SMALL = {"--q-heads", "8", "--kv-heads", "2", "--head-dim", "64",
         "--block-size", "16", "--iterations", "2"};
 
+    /** Stands in for a command whose first use of a library class fails that class's property check. */
+    @picocli.CommandLine.Command(name = "probe")
+    static final class BadPropertyCommand implements java.util.concurrent.Callable<Integer> {
+        @Override
+        public Integer call() {
+            throw new ExceptionInInitializerError(new IllegalArgumentException("pagedattn.tornado.mergeRows=yes is not one of auto, true, false"));
+        }
+    }
+
+    @Test
+    void aBadLibraryPropertyIsBadInputOnOneLine() {
+        picocli.CommandLine cl = new picocli.CommandLine(new BadPropertyCommand());
+        java.io.StringWriter err = new java.io.StringWriter();
+        cl.setErr(new java.io.PrintWriter(err, true));
+        assertEquals(Main.EXIT_BAD_INPUT, Main.run(cl, new String[0]));
+        assertEquals("error: pagedattn.tornado.mergeRows=yes is not one of auto, true, false" + System.lineSeparator(), err.toString());
+    }
+
     @Test
     void demoPassesAndPrintsThePageTables() {
         CliRun run = CliRun.of("demo", "--seed", "1");
