@@ -165,7 +165,8 @@ class StreamDecodeKernelsTest {
         for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
             for (DecodeGrid grid : new DecodeGrid[] {fused, fine, split}) {
                 double rel = ReferenceAttention.relativeL2(EmulatedDecode.attention(w, grid, s, false, VSums.FP16), ref);
-                assertTrue(rel < 2e-3 && rel > exact, grid + " " + s + ": relative L2 error " + rel + " (fp32 sums: " + exact + ")");
+                // the fp16 sums must show their rounding, unless every context is one token (a weight of exactly 1: no rounding)
+                assertTrue(rel < 2e-3 && (rel > exact || longest == 1), grid + " " + s + ": relative L2 error " + rel + " (fp32 sums: " + exact + ")");
             }
         }
     }
