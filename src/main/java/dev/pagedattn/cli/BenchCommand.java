@@ -330,19 +330,24 @@ final class BenchCommand implements Callable<Integer> {
 
     /**
      * Untimed steps before a plan's timed ones: the first uploads and compiles, and TornadoVM's host path of an
-     * {@code execute()} runs in the JVM's interpreter until the JIT has compiled it. After 3 warm-up steps a 1 x 1k
-     * call took 300-415 us of wall time on an H200, after 200 about 100 us (benchmarks/NOTES.md, twenty-fifth session,
-     * l2); an engine calls decode thousands of times, so the steady state is what it sees.
+     * {@code execute()} runs in the JVM's interpreter, then in C1's code, until C2 has compiled it, which takes
+     * thousands of calls. On an H200 a 1 x 1k call took 300-415 us of wall time after 3 warm-up steps, 123-150 us after
+     * 100 and 48-60 us after 5000 (benchmarks/NOTES.md, twenty-fifth and twenty-sixth sessions); an engine calls decode
+     * thousands of times, so the steady state is what it sees. A plan is warmed for {@link #WARMUP_NANOS} or
+     * {@link #WARMUP_MAX_STEPS} calls, whichever ends first, and at least {@link #WARMUP_MIN_STEPS}.
      */
-    static final int WARMUP_STEPS = 100;
+    static final long WARMUP_NANOS = 2_000_000_000L;
+    static final int WARMUP_MAX_STEPS = 10_000;
+    static final int WARMUP_MIN_STEPS = 3;
 
     /**
-     * {@link #WARMUP_STEPS} warm-up steps, then {@code iterations} timed ones, sorted: device time when {@code deviceTime}
+     * The warm-up above, then {@code iterations} timed steps, sorted: device time when {@code deviceTime}
      * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
      */
     private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray result,
                              java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
-        for (int i = 0; i < WARMUP_STEPS; i++) {
+        long end = System.nanoTime() + WARMUP_NANOS;
+        for (int i = 0; i < WARMUP_MIN_STEPS || i < WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
             attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
         }
         long[] times = new long[iterations];
