@@ -6,8 +6,8 @@
 #   benchmarks/ab.sh BACKEND CELLS OUT_DIR OPTS_A OPTS_B [OPTS_C ...]
 #   e.g. benchmarks/ab.sh cuda 1x1024,8x8192,64x4096 /tmp/ab "" "-Dpagedattn.tornado.mergeRows=true"
 # Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments).
-# Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV; on PTX one process per cell, joined: TornadoVM 5.2's PTX backend
-# fails at a process's sixth plan) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
+# Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV; on PTX one process per cell, joined, as
+# benchmarks/bench-cells.sh says why) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
 # and its min wall time per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -15,9 +15,10 @@ bench_on() { # bench_on BACKEND ARGS...: our bench on that backend, the command 
 }
 
 bench_cells() { # bench_cells BACKEND CSV CELLS RAGGED ARGS...: our decode bench over CELLS (comma-separated) and the
-  # RAGGED row (or none) into CSV. TornadoVM 5.2's PTX backend fails the first upload of the sixth execution plan of a
-  # process (benchmarks/NOTES.md, twenty-second session: a wrong result, then a crash), and a bench cell builds a plan
-  # per variant, so on PTX every cell runs in a process of its own (the ragged row with the last) and the CSVs are joined.
+  # RAGGED row (or none) into CSV. On PTX every cell runs in a process of its own (the ragged row with the last) and the
+  # CSVs are joined: until 2026-12-04 closed plans kept their pools and a later plan's first upload on PTX failed (a
+  # wrong result, then a crash; benchmarks/NOTES.md, twenty-second and twenty-sixth sessions). That is fixed, but a
+  # whole PTX sweep in one process has not been run since.
   local be="$1" csv="$2" cells="$3" ragged="$4"
   shift 4
   if [[ "$be" != ptx ]]; then

@@ -14,7 +14,7 @@
 # Writes OUT_DIR/kernel-times.csv (one row per side, backend and cell), OUT_DIR/kernel-times.md (the table) and each
 # process's ncu CSV (with its stderr where that is not empty). On an H200 a profiled process of ours takes 60-70 s, the
 # peer's about 8 s: the default cells on both backends take about 20 minutes. Every cell is a process of its own
-# (TornadoVM 5.2's PTX backend fails at a process's sixth plan). The plans run without CUDA graphs here: kernels
+# (as benchmarks/bench-cells.sh says why). The plans run without CUDA graphs here: kernels
 # replayed inside a graph are not the steps `bench` times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
