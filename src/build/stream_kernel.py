@@ -352,7 +352,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "        }")
     w( "        boolean more = seq < numSeqs;")
     w( "        while (more) {")
-    w( "            int len = contextLens.get(seq);")
+    w( "            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);")
     w( "            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);")
     w( "            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)")
     w( "            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);")
@@ -374,7 +374,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "            if (start < end) {")
     global IND
     IND = "        "
-    w( "        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
+    w( "        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
     w( "        int kvHead = pair / headTiles;")
     w(f"        int head0 = pair % headTiles * {HX};  // this work-group's first query head in its group (0 when headTiles is 1)")
     if q8:

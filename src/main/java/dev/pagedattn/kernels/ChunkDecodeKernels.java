@@ -105,7 +105,7 @@ public final class ChunkDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int start = part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
@@ -114,7 +114,7 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities
@@ -454,7 +454,7 @@ public final class ChunkDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int start = part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
@@ -463,7 +463,7 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities
@@ -787,7 +787,7 @@ public final class ChunkDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int start = part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
@@ -796,7 +796,7 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities

@@ -45,8 +45,16 @@ public final class DecodeParams {
      * a "KV head" of the grid.
      */
     public static final int HEAD_TILES = 13;
+    /**
+     * Where the context lengths start in the array the kernels get as {@code contextLens}: 0 when it is an array of
+     * its own; in a packed plan ({@code -Dpagedattn.tornado.packedInputs}) the kernels get this params array as
+     * {@code contextLens} and {@code blockTables} too, and the lengths and tables follow the header's regions.
+     */
+    public static final int LENS = 14;
+    /** Where the block tables start in the array the kernels get as {@code blockTables} (0, or as {@link #LENS}). */
+    public static final int TABLES = 15;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 14;
+    public static final int SIZE = 16;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

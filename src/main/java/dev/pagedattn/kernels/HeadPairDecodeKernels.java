@@ -81,7 +81,7 @@ public final class HeadPairDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -93,6 +93,7 @@ public final class HeadPairDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
@@ -151,7 +152,7 @@ public final class HeadPairDecodeKernels {
             float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
             float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
             if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int block = blockTables.get(tableRow + tokenA / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
                 k0 = kPool.get(row).getFloat32();
                 k1 = kPool.get(row + lanes).getFloat32();
@@ -171,7 +172,7 @@ public final class HeadPairDecodeKernels {
                 v7 = vPool.get(row + 7 * lanes).getFloat32();
             }
             if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int block = blockTables.get(tableRow + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
                 c0 = kPool.get(row).getFloat32();
                 c1 = kPool.get(row + lanes).getFloat32();
@@ -360,7 +361,7 @@ public final class HeadPairDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -372,6 +373,7 @@ public final class HeadPairDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
@@ -430,7 +432,7 @@ public final class HeadPairDecodeKernels {
             float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
             float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
             if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int block = blockTables.get(tableRow + tokenA / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
                 k0 = kPool.get(row);
                 k1 = kPool.get(row + lanes);
@@ -450,7 +452,7 @@ public final class HeadPairDecodeKernels {
                 v7 = vPool.get(row + 7 * lanes);
             }
             if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int block = blockTables.get(tableRow + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
                 c0 = kPool.get(row);
                 c1 = kPool.get(row + lanes);

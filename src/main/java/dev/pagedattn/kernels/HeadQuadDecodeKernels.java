@@ -77,7 +77,7 @@ public final class HeadQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -89,6 +89,7 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
@@ -175,7 +176,7 @@ public final class HeadQuadDecodeKernels {
             float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
             float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
             if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int block = blockTables.get(tableRow + tokenA / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
                 k0 = kPool.get(row).getFloat32();
                 k1 = kPool.get(row + lanes).getFloat32();
@@ -195,7 +196,7 @@ public final class HeadQuadDecodeKernels {
                 v7 = vPool.get(row + 7 * lanes).getFloat32();
             }
             if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int block = blockTables.get(tableRow + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
                 c0 = kPool.get(row).getFloat32();
                 c1 = kPool.get(row + lanes).getFloat32();
@@ -497,7 +498,7 @@ public final class HeadQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -509,6 +510,7 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
@@ -595,7 +597,7 @@ public final class HeadQuadDecodeKernels {
             float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
             float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
             if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int block = blockTables.get(tableRow + tokenA / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenA % blockSize, lane);
                 k0 = kPool.get(row);
                 k1 = kPool.get(row + lanes);
@@ -615,7 +617,7 @@ public final class HeadQuadDecodeKernels {
                 v7 = vPool.get(row + 7 * lanes);
             }
             if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int block = blockTables.get(tableRow + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, tokenB % blockSize, lane);
                 c0 = kPool.get(row);
                 c1 = kPool.get(row + lanes);
@@ -925,7 +927,7 @@ public final class HeadQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -937,6 +939,7 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
@@ -1030,7 +1033,7 @@ public final class HeadQuadDecodeKernels {
             float v0 = 0f, v1 = 0f, v2 = 0f, v3 = 0f, v4 = 0f, v5 = 0f, v6 = 0f, v7 = 0f;
             float w0 = 0f, w1 = 0f, w2 = 0f, w3 = 0f, w4 = 0f, w5 = 0f, w6 = 0f, w7 = 0f;
             if (tokenA < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenA / blockSize);
+                int block = blockTables.get(tableRow + tokenA / blockSize);
                 int row = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2, block, kvHead,
                         tokenA % blockSize, lane);
                 int kw0 = kPool.get(row);
@@ -1055,7 +1058,7 @@ public final class HeadQuadDecodeKernels {
                 v7 = lut[(vw1 >> 24) & 0xFF];
             }
             if (tokenB < end) {
-                int block = blockTables.get(seq * maxBlocks + tokenB / blockSize);
+                int block = blockTables.get(tableRow + tokenB / blockSize);
                 int row = KvLayout.offset(layerBase >> 2, blockStride >> 2, headStride >> 2, headDim >> 2, block, kvHead,
                         tokenB % blockSize, lane);
                 int cw0 = kPool.get(row);

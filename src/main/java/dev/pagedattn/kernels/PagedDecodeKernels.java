@@ -81,7 +81,7 @@ public final class PagedDecodeKernels {
      */
     public static int partitionsOf(IntArray contextLens, IntArray params, int seq, int head, int numQHeads, int partTokens,
                                    int tilesPerGroup) {
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         if (tilesPerGroup == 0) {
             return (len + partTokens - 1) / partTokens;
         }

@@ -26,8 +26,9 @@ public final class ParallelDecodeKernels {
             int seq = sh / numQHeads;
             if (seq < params.get(DecodeParams.NUM_SEQS) && params.get(DecodeParams.SKIP_ATTENTION) == 0) {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
-                int len = contextLens.get(seq);
+                int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;
@@ -38,7 +39,7 @@ public final class ParallelDecodeKernels {
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
                 for (int t = 0; t < len; t++) {
-                    int block = blockTables.get(seq * maxBlocks + t / blockSize);
+                    int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;
                     for (int d = 0; d < headDim; d++) {
@@ -69,8 +70,9 @@ public final class ParallelDecodeKernels {
             int seq = sh / numQHeads;
             if (seq < params.get(DecodeParams.NUM_SEQS) && params.get(DecodeParams.SKIP_ATTENTION) == 0) {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
-                int len = contextLens.get(seq);
+                int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;
@@ -81,7 +83,7 @@ public final class ParallelDecodeKernels {
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
                 for (int t = 0; t < len; t++) {
-                    int block = blockTables.get(seq * maxBlocks + t / blockSize);
+                    int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;
                     for (int d = 0; d < headDim; d++) {

@@ -258,7 +258,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -278,7 +278,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -927,7 +927,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -947,7 +947,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -1601,7 +1601,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -1621,7 +1621,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -2270,7 +2270,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -2290,7 +2290,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -2980,7 +2980,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -3000,7 +3000,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -3521,7 +3521,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -3541,7 +3541,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -4036,7 +4036,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -4056,7 +4056,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -4682,7 +4682,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -4702,7 +4702,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -5332,7 +5332,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -5352,7 +5352,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -5922,7 +5922,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -5942,7 +5942,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -6549,7 +6549,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -6569,7 +6569,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -7237,7 +7237,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -7257,7 +7257,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -7925,7 +7925,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -7945,7 +7945,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -8614,7 +8614,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -8634,7 +8634,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -9132,7 +9132,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -9152,7 +9152,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -9788,7 +9788,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -9808,7 +9808,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -10395,7 +10395,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -10415,7 +10415,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -11082,7 +11082,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -11102,7 +11102,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -11600,7 +11600,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -11620,7 +11620,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -12256,7 +12256,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -12276,7 +12276,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -12863,7 +12863,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -12883,7 +12883,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -13550,7 +13550,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -13570,7 +13570,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -14068,7 +14068,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -14088,7 +14088,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -14724,7 +14724,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -14744,7 +14744,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -15331,7 +15331,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -15351,7 +15351,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -16018,7 +16018,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -16038,7 +16038,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -16649,7 +16649,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -16669,7 +16669,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -17286,7 +17286,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -17306,7 +17306,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -17945,7 +17945,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -17965,7 +17965,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -18604,7 +18604,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -18624,7 +18624,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -19262,7 +19262,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -19282,7 +19282,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -19925,7 +19925,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -19945,7 +19945,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -20594,7 +20594,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -20614,7 +20614,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -21285,7 +21285,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -21305,7 +21305,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -21976,7 +21976,7 @@ public final class StreamDecodeKernels {
         }
         boolean more = seq < numSeqs;
         while (more) {
-            int len = contextLens.get(seq);
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
@@ -21996,7 +21996,7 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q

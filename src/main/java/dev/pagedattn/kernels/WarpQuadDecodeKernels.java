@@ -90,7 +90,7 @@ public final class WarpQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -183,7 +183,7 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
@@ -536,7 +536,7 @@ public final class WarpQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -629,7 +629,7 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
@@ -995,7 +995,7 @@ public final class WarpQuadDecodeKernels {
         if (seq >= params.get(DecodeParams.NUM_SEQS)) {
             return;
         }
-        int len = contextLens.get(seq);
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int start = part * partTokens;
         if (start >= len) {
@@ -1095,7 +1095,7 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
         // software pipeline: a round's code words are loaded during the round before (8 registers)
         int firstA = start + slot;
         int firstB = firstA + slots;

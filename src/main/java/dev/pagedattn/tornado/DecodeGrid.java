@@ -489,8 +489,10 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             if (groups > numGroups) {
                 throw new IllegalStateException("balanced grid " + this + " planned for fewer tiles than this batch's " + allTiles);
             }
-            if (groupSeqs + groups > params.getSize()) {
-                throw new IllegalStateException("params of " + params.getSize() + " slots cannot hold a balanced grid of " + groups
+            // a packed plan's lengths and tables follow the grid's slots (DecodeParams.LENS)
+            int slots = params.get(DecodeParams.LENS) > 0 ? params.get(DecodeParams.LENS) : params.getSize();
+            if (groupSeqs + groups > slots) {
+                throw new IllegalStateException("params of " + slots + " slots cannot hold a balanced grid of " + groups
                         + " work-groups over " + numSeqs + " sequences (DecodeParams.capacity)");
             }
             params.set(DecodeParams.TOTAL_TILES, (int) allTiles);

@@ -77,6 +77,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final boolean TASK_SETS = !"false".equals(System.getProperty("pagedattn.tornado.taskSets"));
 
     /**
+     * A step's block tables and context lengths inside its {@code params} array
+     * ({@code -Dpagedattn.tornado.packedInputs=true}; default false): one host-to-device copy per step instead of
+     * three, the kernels getting the one array as {@code blockTables}, {@code contextLens} and {@code params}
+     * ({@link DecodeParams#TABLES}, {@link DecodeParams#LENS}). Under TornadoVM 5.2 each array an {@code execute()}
+     * sends costs microseconds of a small step's wall time (benchmarks/NOTES.md, l1); not yet measured on a GPU,
+     * hence opt-in.
+     */
+    public static final boolean PACKED_INPUTS = "true".equals(System.getProperty("pagedattn.tornado.packedInputs"));
+
+    /**
      * Compile every task graph of a plan when the plan is built ({@code TornadoExecutionPlan.withPreCompilation()}), not
      * at each graph's first use; {@code -Dpagedattn.tornado.preCompile=false}: at first use. A decode loop otherwise
      * stalls for a compilation the first time a step needs another task set (97-310 ms on an H200; benchmarks/NOTES.md,
@@ -356,9 +366,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final int tableEntries;          // block-table entries: any batch of n x width <= tableEntries fits (PlanCapacity)
         final int partialRows;           // (sequence, partition) rows the partials can hold
         final ShardRows rows;  // q and out, [shards] of [maxSeqs][numQHeads / shards][headDim]
-        final IntArray tables;           // [numSeqs][the step's width], within tableEntries
-        final IntArray lens;             // [maxSeqs]
-        final IntArray params;           // [DecodeParams.capacity]
+        final IntArray tables;           // [numSeqs][the step's width], within tableEntries, from tablesBase
+        final IntArray lens;             // [maxSeqs], from lensBase
+        final IntArray params;           // [DecodeParams.capacity], then (packed) the lengths and tables
+        final int lensBase;              // where lens holds the lengths: 0, or in params (PACKED_INPUTS)
+        final int tablesBase;            // where tables holds the block tables: 0, or in params
         final int stagingSlots;
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
@@ -384,13 +396,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int hkv = shardSpec.numKvHeads();
             int width = hkv * d;
             rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d);
-            tables = new IntArray(tableEntries);
-            lens = new IntArray(maxSeqs);
-            lens.init(1);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
-            params = new IntArray(kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
+            int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
                     DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
-                    : DecodeParams.SIZE);
+                    : DecodeParams.SIZE;
+            if (PACKED_INPUTS) {
+                lensBase = paramSlots;
+                tablesBase = paramSlots + maxSeqs;
+                params = new IntArray(tablesBase + tableEntries);
+                tables = params;
+                lens = params;
+            } else {
+                lensBase = 0;
+                tablesBase = 0;
+                params = new IntArray(paramSlots);
+                tables = new IntArray(tableEntries);
+                lens = new IntArray(maxSeqs);
+            }
+            params.set(DecodeParams.LENS, lensBase);  // plan constants: writeParams leaves these two slots alone
+            params.set(DecodeParams.TABLES, tablesBase);
+            for (int i = 0; i < maxSeqs; i++) {
+                lens.set(lensBase + i, 1);  // rows past a batch (a graph launches the capacity) read one token
+            }
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
@@ -418,7 +445,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 int t = graphTasks[i];
                 graphs[i] = new TaskGraph(i == 0 ? name : name + "T" + t)
                         .transferToDevice(DataTransferMode.EVERY_EXECUTION, params);
-                if ((t & (ATTENTION | MERGE)) != 0) {
+                if ((t & (ATTENTION | MERGE)) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens);
                 }
                 if ((t & SCATTER) != 0) {
@@ -608,8 +635,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             // One bulk copy with the batch's own row width (the kernels read it from params); columns past a row's
             // blocks are never read (kernels stop at the context length, and every entry below it was validated).
             int width = batch.maxBlocksPerSeq();
-            MemorySegment.copy(batch.blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 0, n * width);
-            MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
+            MemorySegment.copy(batch.blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 4L * tablesBase, n * width);
+            MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 4L * lensBase, n);
             int layerBase = 0; // the plan binds its layer's own pools
             int[] dirty = cache.dirtySlots().drain(layer);
             long nanos = 0;

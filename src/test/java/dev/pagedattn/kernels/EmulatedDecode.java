@@ -37,6 +37,15 @@ final class EmulatedDecode {
     /** {@code vSums}: FP16 runs the fp16 stream kernel's twin with a tile's V sums in fp16 pairs. */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
                                 VSums vSums) {
+        return attention(w, grid, schedule, packedHalfLoads, vSums, false);
+    }
+
+    /**
+     * {@code packedInputs}: the block tables and context lengths inside the params array, which the kernels then get
+     * three times, as a plan with {@code -Dpagedattn.tornado.packedInputs=true} passes them ({@link #inputs}).
+     */
+    static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
+                                VSums vSums, boolean packedInputs) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -45,7 +54,7 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums);
+            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums, packedInputs);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -53,11 +62,11 @@ final class EmulatedDecode {
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums) {
-        IntArray tables = IntArray.fromArray(b.blockTables());
-        IntArray lens = IntArray.fromArray(b.contextLens());
-        IntArray params = new IntArray(DecodeParams.capacity(b.numSeqs(), grid.numGroups()));
-        grid.writeParams(params, b.contextLens(), b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums, boolean packedInputs) {
+        IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs);
+        IntArray tables = in[0];
+        IntArray lens = in[1];
+        IntArray params = in[2];
         FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
@@ -133,15 +142,55 @@ final class EmulatedDecode {
                 ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
     }
 
+    /**
+     * The kernels' {@code blockTables}, {@code contextLens} and {@code params} for batch {@code b}, params filled for
+     * {@code grid}: three arrays, or (packed) one array three times, its grid slots then the lengths then the tables.
+     */
+    static IntArray[] inputs(DecodeBatch b, DecodeGrid grid, int paramSlots, boolean packed) {
+        int[] lengths = b.contextLens();
+        int[] blockTables = b.blockTables();
+        IntArray params;
+        IntArray tables;
+        IntArray lens;
+        if (packed) {
+            params = new IntArray(paramSlots + lengths.length + blockTables.length);
+            params.init(-7); // slots no one writes must not be read
+            for (int i = 0; i < DecodeParams.SIZE; i++) {
+                params.set(i, 0);
+            }
+            params.set(DecodeParams.LENS, paramSlots);
+            params.set(DecodeParams.TABLES, paramSlots + lengths.length);
+            for (int i = 0; i < lengths.length; i++) {
+                params.set(paramSlots + i, lengths[i]);
+            }
+            for (int i = 0; i < blockTables.length; i++) {
+                params.set(paramSlots + lengths.length + i, blockTables[i]);
+            }
+            tables = params;
+            lens = params;
+        } else {
+            params = new IntArray(paramSlots);
+            tables = IntArray.fromArray(blockTables);
+            lens = IntArray.fromArray(lengths);
+        }
+        grid.writeParams(params, lengths, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        return new IntArray[] {tables, lens, params};
+    }
+
     /** The @Parallel variant, run as the plain Java loop it is. */
     static FloatArray parallel(DecodeWorkload w) {
+        return parallel(w, false);
+    }
+
+    /** The @Parallel variant, its tables and lengths inside params where {@code packedInputs} ({@link #inputs}). */
+    static FloatArray parallel(DecodeWorkload w, boolean packedInputs) {
         KvCache c = w.cache();
         AttentionSpec spec = w.spec();
         DecodeBatch b = w.batch();
-        IntArray tables = IntArray.fromArray(b.blockTables());
-        IntArray lens = IntArray.fromArray(b.contextLens());
-        IntArray params = new IntArray(DecodeParams.SIZE);
-        DecodeGrid.plan(spec, b.numSeqs(), b.maxContextLen(), false).writeParams(params, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        IntArray[] in = inputs(b, DecodeGrid.plan(spec, b.numSeqs(), b.maxContextLen(), false), DecodeParams.SIZE, packedInputs);
+        IntArray tables = in[0];
+        IntArray lens = in[1];
+        IntArray params = in[2];
         FloatArray out = w.poisonedOutput();
         if (c.config().dtype() == KvDtype.FP16) {
             ParallelDecodeKernels.decodeF16(c.keys(0).halfArray(), c.values(0).halfArray(), w.q(), tables, lens, params, out,

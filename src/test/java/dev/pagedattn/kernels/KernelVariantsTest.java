@@ -1,5 +1,6 @@
 package dev.pagedattn.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
@@ -8,6 +9,7 @@ import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
+import dev.pagedattn.tornado.VSums;
 import java.util.LinkedHashSet;
 import java.util.Set;
 import java.util.stream.Stream;
@@ -77,11 +79,19 @@ class KernelVariantsTest {
         double[] ref = w.reference(); // 8-bit: on the dequantised values, exactly
         for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                check(grid + " " + s, ref, EmulatedDecode.attention(w, grid, s));
+                FloatArray out = EmulatedDecode.attention(w, grid, s);
+                check(grid + " " + s, ref, out);
+                if (s == KernelEmulator.Schedule.FORWARD) {
+                    // tables and lengths inside params (a packed plan): the same arithmetic, so the same bits
+                    assertArrayEquals(out.toHeapArray(), EmulatedDecode.attention(w, grid, s, false, VSums.FP32, true).toHeapArray(),
+                            grid + " packed inputs");
+                }
             }
         }
         if (!shape.dtype().isQuantized()) {
-            check("parallel", ref, EmulatedDecode.parallel(w));
+            FloatArray out = EmulatedDecode.parallel(w);
+            check("parallel", ref, out);
+            assertArrayEquals(out.toHeapArray(), EmulatedDecode.parallel(w, true).toHeapArray(), "parallel, packed inputs");
         }
     }
 

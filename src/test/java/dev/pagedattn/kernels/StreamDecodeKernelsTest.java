@@ -1,5 +1,6 @@
 package dev.pagedattn.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -124,6 +125,11 @@ class StreamDecodeKernelsTest {
                 FloatArray out = EmulatedDecode.attention(w, grid, s);
                 double rel = ReferenceAttention.relativeL2(out, ref);
                 assertTrue(rel < TOLERANCE, grid + " " + s + ": relative L2 error " + rel);
+                if (grid == coarse && s == KernelEmulator.Schedule.FORWARD) {
+                    // a packed plan's params (the balanced grid's regions, then the lengths and tables): the same bits
+                    assertArrayEquals(out.toHeapArray(),
+                            EmulatedDecode.attention(w, grid, s, false, VSums.FP32, true).toHeapArray(), grid + " packed inputs");
+                }
             }
         }
     }

@@ -396,6 +396,24 @@ class DecodeGridTest {
     }
 
     @Test
+    void aPackedPlansBalancedParamsStopWhereItsLengthsStart() {
+        // packed inputs (the lengths and tables after the grid's slots, DecodeParams.LENS): a balanced grid's
+        // work-group list may not run into the lengths, whatever room the array has after them
+        int[] lens = {1000, 17, 5000};
+        DecodeBatch b = batch(lens);
+        DecodeGrid g = DecodeGrid.balanced(LLAMA, b, 64, 16);
+        int slots = DecodeParams.capacity(lens.length, g.numGroups());
+        IntArray params = new IntArray(slots + lens.length + 4096);
+        params.set(DecodeParams.LENS, slots);
+        g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false); // fits exactly
+        assertEquals(g.numGroups(), slots - params.get(DecodeParams.GROUP_SEQS), "the list ends at the last grid slot");
+        params.set(DecodeParams.LENS, slots - 1);
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> g.writeParams(params, lens, lens.length, 0, b.maxBlocksPerSeq(), 0, false));
+        assertTrue(e.getMessage().contains("params of " + (slots - 1) + " slots cannot hold"), e.getMessage());
+    }
+
+    @Test
     void fusedVariantNeverSplits() {
         assertEquals(1, DecodeGrid.plan(LLAMA, 1, 32768, false).maxPartitions());
     }
