@@ -53,8 +53,15 @@ public final class DecodeParams {
     public static final int LENS = 14;
     /** Where the block tables start in the array the kernels get as {@code blockTables} (0, or as {@link #LENS}). */
     public static final int TABLES = 15;
+    /** Where the staged slots' pool offsets start in the array the scatter gets as {@code slotOffsets} (0, or as {@link #LENS}). */
+    public static final int SLOTS = 16;
+    /**
+     * Where the staged V rows start in the array the scatter gets as {@code stageV}, in that array's elements (8-bit:
+     * words): 0 for an array of its own; a packed plan stages K and then V in one array and passes it twice.
+     */
+    public static final int STAGE_V = 17;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 16;
+    public static final int SIZE = 18;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

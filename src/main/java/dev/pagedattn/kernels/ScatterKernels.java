@@ -29,13 +29,15 @@ public final class ScatterKernels {
                                   int numKvHeads, int headDim, int blockSize) {
         int width = numKvHeads * headDim;
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        int slots = params.get(DecodeParams.SLOTS);  // 0, or their start in a packed plan's params
+        int vBase = params.get(DecodeParams.STAGE_V);
         for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
             int row = idx / width;
             int e = idx - row * width;
             int head = e / headDim;
-            int at = slotOffsets.get(row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);
+            int at = slotOffsets.get(slots + row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);
             kPool.set(at, stageK.get(idx));
-            vPool.set(at, stageV.get(idx));
+            vPool.set(at, stageV.get(vBase + idx));
         }
     }
 
@@ -44,13 +46,15 @@ public final class ScatterKernels {
                                   int numKvHeads, int headDim, int blockSize) {
         int width = numKvHeads * headDim;
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        int slots = params.get(DecodeParams.SLOTS);  // 0, or their start in a packed plan's params
+        int vBase = params.get(DecodeParams.STAGE_V);
         for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
             int row = idx / width;
             int e = idx - row * width;
             int head = e / headDim;
-            int at = slotOffsets.get(row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);
+            int at = slotOffsets.get(slots + row) + KvLayout.offset(0, 0, blockSize * headDim, headDim, 0, head, 0, e - head * headDim);
             kPool.set(at, stageK.get(idx));
-            vPool.set(at, stageV.get(idx));
+            vPool.set(at, stageV.get(vBase + idx));
         }
     }
 
@@ -68,13 +72,15 @@ public final class ScatterKernels {
         int headWords = headDim >> 2;
         int width = numKvHeads * headWords;
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
+        int slots = params.get(DecodeParams.SLOTS);  // 0, or their start in a packed plan's params
+        int vBase = params.get(DecodeParams.STAGE_V);
         for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
             int row = idx / width;
             int e = idx - row * width;
             int head = e / headWords;
-            int at = (slotOffsets.get(row) >> 2) + KvLayout.offset(0, 0, blockSize * headWords, headWords, 0, head, 0, e - head * headWords);
+            int at = (slotOffsets.get(slots + row) >> 2) + KvLayout.offset(0, 0, blockSize * headWords, headWords, 0, head, 0, e - head * headWords);
             kPool.set(at, stageK.get(idx));
-            vPool.set(at, stageV.get(idx));
+            vPool.set(at, stageV.get(vBase + idx));
         }
     }
 }

@@ -123,6 +123,16 @@ final class PlanParts {
      */
     static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
                       TornadoNativeArray stageK, TornadoNativeArray stageV) {
+        stage(cache, layer, shard, dirty, from, rows, slotOffsets, 0, stageK, stageV, 0);
+    }
+
+    /**
+     * {@link #stage} into a packed plan's arrays: the slots' offsets from {@code slotBase} of {@code slotOffsets}
+     * ({@link dev.pagedattn.kernels.DecodeParams#SLOTS}), the V rows from byte {@code vBytes} of {@code stageV} (which
+     * is then {@code stageK}, K first).
+     */
+    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets, int slotBase,
+                      TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes) {
         KvCacheConfig config = cache.config();
         int heads = config.headsPerShard();
         int width = heads * config.headDim();
@@ -133,12 +143,12 @@ final class PlanParts {
         KvPool values = cache.values(layer, shard);
         for (int r = 0; r < rows; r++) {
             int base = cache.layout().slotOffset(dirty[from + r]);
-            slotOffsets.set(r, base);
+            slotOffsets.set(slotBase + r, base);
             for (int h = 0; h < heads; h++) {
                 long src = (long) (base + h * headStride) * bytes;
                 long dst = (long) (r * width + h * headDim) * bytes;
                 MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, headDim * bytes);
-                MemorySegment.copy(values.segment(), src, stageV.getSegment(), dst, headDim * bytes);
+                MemorySegment.copy(values.segment(), src, stageV.getSegment(), vBytes + dst, headDim * bytes);
             }
         }
     }

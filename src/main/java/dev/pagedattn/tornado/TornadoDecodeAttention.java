@@ -77,12 +77,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final boolean TASK_SETS = !"false".equals(System.getProperty("pagedattn.tornado.taskSets"));
 
     /**
-     * A step's block tables and context lengths inside its {@code params} array
-     * ({@code -Dpagedattn.tornado.packedInputs=true}; default false): one host-to-device copy per step instead of
-     * three, the kernels getting the one array as {@code blockTables}, {@code contextLens} and {@code params}
-     * ({@link DecodeParams#TABLES}, {@link DecodeParams#LENS}). Under TornadoVM 5.2 each array an {@code execute()}
-     * sends costs microseconds of a small step's wall time (benchmarks/NOTES.md, l1); not yet measured on a GPU,
-     * hence opt-in.
+     * A step's block tables, context lengths and staged slots' offsets inside its {@code params} array, and each
+     * shard's staged V rows after its K rows in one array ({@code -Dpagedattn.tornado.packedInputs=true}; default
+     * false): a step sends params and one stage array per shard where it sent params, tables, lengths, slot offsets
+     * and two stage arrays. The kernels get the one array as {@code blockTables}, {@code contextLens},
+     * {@code slotOffsets} and {@code params}, the stage as {@code stageK} and {@code stageV}
+     * ({@link DecodeParams#TABLES}, {@link DecodeParams#LENS}, {@link DecodeParams#SLOTS},
+     * {@link DecodeParams#STAGE_V}). Under TornadoVM 5.2 each array an {@code execute()} sends costs microseconds of
+     * a small step's wall time (benchmarks/NOTES.md, l1); not yet measured on a GPU, hence opt-in.
      */
     public static final boolean PACKED_INPUTS = "true".equals(System.getProperty("pagedattn.tornado.packedInputs"));
 
@@ -371,6 +373,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final IntArray params;           // [DecodeParams.capacity], then (packed) the lengths and tables
         final int lensBase;              // where lens holds the lengths: 0, or in params (PACKED_INPUTS)
         final int tablesBase;            // where tables holds the block tables: 0, or in params
+        final int slotBase;              // where slotOffsets holds the staged slots' offsets: 0, or in params
+        final long stageVBytes;          // where stageV holds the V rows: 0, or after K in stageK (PACKED_INPUTS)
         final int stagingSlots;
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
@@ -400,28 +404,37 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
                     DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
                     : DecodeParams.SIZE;
+            stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             if (PACKED_INPUTS) {
                 lensBase = paramSlots;
                 tablesBase = paramSlots + maxSeqs;
-                params = new IntArray(tablesBase + tableEntries);
+                slotBase = tablesBase + tableEntries;
+                params = new IntArray(slotBase + stagingSlots);
                 tables = params;
                 lens = params;
+                slotOffsets = params;
+                stageVBytes = (long) stagingSlots * width * config.dtype().bytes();
             } else {
                 lensBase = 0;
                 tablesBase = 0;
+                slotBase = 0;
                 params = new IntArray(paramSlots);
                 tables = new IntArray(tableEntries);
                 lens = new IntArray(maxSeqs);
+                slotOffsets = new IntArray(stagingSlots);
+                stageVBytes = 0;
             }
-            params.set(DecodeParams.LENS, lensBase);  // plan constants: writeParams leaves these two slots alone
+            // plan constants: writeParams leaves these slots alone
+            params.set(DecodeParams.LENS, lensBase);
             params.set(DecodeParams.TABLES, tablesBase);
+            params.set(DecodeParams.SLOTS, slotBase);
+            // the V rows' start in the scatter's index units (8-bit stages are words of four codes)
+            params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().isQuantized() ? 4 : config.dtype().bytes())));
             for (int i = 0; i < maxSeqs; i++) {
                 lens.set(lensBase + i, 1);  // rows past a batch (a graph launches the capacity) read one token
             }
-            stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
-            slotOffsets = new IntArray(stagingSlots);
             dequant = new FloatArray[shards];
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
@@ -448,14 +461,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if ((t & (ATTENTION | MERGE)) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens);
                 }
-                if ((t & SCATTER) != 0) {
+                if ((t & SCATTER) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, slotOffsets);
                 }
             }
             GridScheduler grids = new GridScheduler();
             for (int s = 0; s < shards; s++) {
-                stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
-                stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                if (PACKED_INPUTS) {  // K rows, then V rows
+                    stageK[s] = NativeArrays.of(config.dtype(), 2 * stagingSlots * width);
+                    stageV[s] = stageK[s];
+                } else {
+                    stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                    stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                }
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
                 FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
@@ -553,7 +571,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             DecodeGrid.Kernel kernel = kernel();
             String attention = PlanParts.taskName("attention", s);
             if ((tasks & SCATTER) != 0) {
-                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
+                if (PACKED_INPUTS) {
+                    graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s]);
+                } else {
+                    graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
+                }
                 PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
                         params, hkv, d, bs);
             }
@@ -644,7 +666,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             do {
                 int staged = Math.min(stagingSlots, dirty.length - done);
                 for (int s = 0; s < stageK.length; s++) {
-                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s]);
+                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
                 }
                 done += staged;
                 boolean last = done == dirty.length;

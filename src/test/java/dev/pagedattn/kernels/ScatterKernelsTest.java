@@ -126,5 +126,29 @@ class ScatterKernelsTest {
             assertEquals(wantK[i], k.get(i), "K word " + i);
             assertEquals(wantV[i], v.get(i), "V word " + i);
         }
+        // a packed plan's layout: the slots' offsets inside params, the V words after the K words of one stage array
+        int slotBase = DecodeParams.SIZE + 2;
+        IntArray packed = new IntArray(slotBase + STAGED);
+        packed.set(DecodeParams.NUM_NEW_SLOTS, LIVE);
+        packed.set(DecodeParams.SLOTS, slotBase);
+        packed.set(DecodeParams.STAGE_V, STAGED * width);
+        IntArray stage = new IntArray(2 * STAGED * width);
+        for (int i = 0; i < STAGED * width; i++) {
+            stage.set(i, stageK.get(i));
+            stage.set(STAGED * width + i, stageV.get(i));
+        }
+        for (int r = 0; r < STAGED; r++) {
+            packed.set(slotBase + r, slotOffsets.get(r));
+        }
+        IntArray k2 = new IntArray(POOL / 4);
+        IntArray v2 = new IntArray(POOL / 4);
+        k2.init(-7);
+        v2.init(-9);
+        KernelEmulator.launch(globalSize, 8, KernelEmulator.Schedule.FORWARD,
+                ctx -> ScatterKernels.scatterWords(ctx, k2, v2, stage, stage, packed, packed, HEADS, DIM, BLOCK));
+        for (int i = 0; i < POOL / 4; i++) {
+            assertEquals(wantK[i], k2.get(i), "packed: K word " + i);
+            assertEquals(wantV[i], v2.get(i), "packed: V word " + i);
+        }
     }
 }
