@@ -8,7 +8,7 @@
 # Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments).
 # Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV; on PTX one process per cell, joined, as
 # benchmarks/bench-cells.sh says why) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
-# and its min wall time per call.
+# and its wall time per call (min / median).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [[ $# -lt 5 ]]; then

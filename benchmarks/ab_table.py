@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The table of benchmarks/ab.sh: per cell, each option set's min kernel time per round and its min wall time.
+"""The table of benchmarks/ab.sh: per cell, each option set's min kernel time per round and its wall time per call
+(min / median per round).
 
   ab_table.py OUT_DIR OPTS_A OPTS_B ...     reads OUT_DIR/ab-<set>-<round>.csv (bench's CSV format)
 """
@@ -17,7 +18,7 @@ def rows(path):
 
 
 def main(out, sets):
-    times = {}  # (cell, set) -> [(round, min_us, wall_min_us)]
+    times = {}  # (cell, set) -> [(round, min_us, wall_min_us, wall_median_us)]
     for path in sorted(glob.glob(os.path.join(out, "ab-*-*.csv"))):
         m = re.fullmatch(r"ab-(\d+)-(\d+)\.csv", os.path.basename(path))
         if not m:
@@ -25,17 +26,18 @@ def main(out, sets):
         s, r = int(m.group(1)), int(m.group(2))
         for row in rows(path):
             cell = f"{row['batch']} x {row['context']}"
-            times.setdefault((cell, s), []).append((r, float(row["min_us"]), row.get("wall_min_us", "")))
+            times.setdefault((cell, s), []).append((r, float(row["min_us"]), row.get("wall_min_us", ""),
+                                                    row.get("wall_median_us", "")))
     cells = list(dict.fromkeys(c for c, _ in times))
     names = [o if o else "(default)" for o in sets]
-    print("| cell | " + " | ".join(f"{n}: min us per round; wall us" for n in names) + " |")
+    print("| cell | " + " | ".join(f"{n}: min us per round; wall min / median us per round" for n in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for cell in cells:
         cols = []
         for s in range(len(sets)):
             t = sorted(times.get((cell, s), []))
-            walls = [float(w) for _, _, w in t if w]
-            cols.append(", ".join(f"{us:.1f}" for _, us, _ in t) + (f"; {min(walls):.0f}" if walls else "") if t else "-")
+            walls = ", ".join(f"{float(w):.0f} / {float(m):.0f}" for _, _, w, m in t if w and m)
+            cols.append(", ".join(f"{us:.1f}" for _, us, _, _ in t) + (f"; {walls}" if walls else "") if t else "-")
         print(f"| {cell} | " + " | ".join(cols) + " |")
 
 
