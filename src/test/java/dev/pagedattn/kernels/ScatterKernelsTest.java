@@ -103,12 +103,7 @@ class ScatterKernelsTest {
         }
         IntArray params = new IntArray(DecodeParams.SIZE);
         params.set(DecodeParams.NUM_NEW_SLOTS, LIVE);
-        IntArray k = new IntArray(POOL / 4);
-        IntArray v = new IntArray(POOL / 4);
-        k.init(-7);
-        v.init(-9);
-        KernelEmulator.launch(globalSize, 8, KernelEmulator.Schedule.REVERSE,
-                ctx -> ScatterKernels.scatterWords(ctx, k, v, stageK, stageV, slotOffsets, params, HEADS, DIM, BLOCK));
+        IntArray[] kv = scatterWords(globalSize, KernelEmulator.Schedule.REVERSE, stageK, stageV, slotOffsets, params);
         int[] wantK = new int[POOL / 4];
         int[] wantV = new int[POOL / 4];
         java.util.Arrays.fill(wantK, -7);
@@ -123,8 +118,8 @@ class ScatterKernelsTest {
             }
         }
         for (int i = 0; i < POOL / 4; i++) {
-            assertEquals(wantK[i], k.get(i), "K word " + i);
-            assertEquals(wantV[i], v.get(i), "V word " + i);
+            assertEquals(wantK[i], kv[0].get(i), "K word " + i);
+            assertEquals(wantV[i], kv[1].get(i), "V word " + i);
         }
         // a packed plan's layout: the slots' offsets inside params, the V words after the K words of one stage array
         int slotBase = DecodeParams.SIZE + 2;
@@ -140,15 +135,22 @@ class ScatterKernelsTest {
         for (int r = 0; r < STAGED; r++) {
             packed.set(slotBase + r, slotOffsets.get(r));
         }
-        IntArray k2 = new IntArray(POOL / 4);
-        IntArray v2 = new IntArray(POOL / 4);
-        k2.init(-7);
-        v2.init(-9);
-        KernelEmulator.launch(globalSize, 8, KernelEmulator.Schedule.FORWARD,
-                ctx -> ScatterKernels.scatterWords(ctx, k2, v2, stage, stage, packed, packed, HEADS, DIM, BLOCK));
+        IntArray[] packedKv = scatterWords(globalSize, KernelEmulator.Schedule.FORWARD, stage, stage, packed, packed);
         for (int i = 0; i < POOL / 4; i++) {
-            assertEquals(wantK[i], k2.get(i), "packed: K word " + i);
-            assertEquals(wantV[i], v2.get(i), "packed: V word " + i);
+            assertEquals(wantK[i], packedKv[0].get(i), "packed: K word " + i);
+            assertEquals(wantV[i], packedKv[1].get(i), "packed: V word " + i);
         }
+    }
+
+    /** 8-bit K and V pools filled with -7 and -9, after the word scatter of the staged rows. */
+    private static IntArray[] scatterWords(int globalSize, KernelEmulator.Schedule schedule, IntArray stageK, IntArray stageV,
+                                           IntArray slotOffsets, IntArray params) {
+        IntArray k = new IntArray(POOL / 4);
+        IntArray v = new IntArray(POOL / 4);
+        k.init(-7);
+        v.init(-9);
+        KernelEmulator.launch(globalSize, 8, schedule,
+                ctx -> ScatterKernels.scatterWords(ctx, k, v, stageK, stageV, slotOffsets, params, HEADS, DIM, BLOCK));
+        return new IntArray[] {k, v};
     }
 }
