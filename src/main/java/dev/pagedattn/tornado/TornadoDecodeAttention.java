@@ -413,7 +413,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 tables = params;
                 lens = params;
                 slotOffsets = params;
-                stageVBytes = (long) stagingSlots * width * config.dtype().bytes();
+                stageVBytes = (long) stagingSlots * width * config.dtype().bytes();  // K's rows come first
             } else {
                 lensBase = 0;
                 tablesBase = 0;
@@ -428,8 +428,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             params.set(DecodeParams.LENS, lensBase);
             params.set(DecodeParams.TABLES, tablesBase);
             params.set(DecodeParams.SLOTS, slotBase);
-            // the V rows' start in the scatter's index units (8-bit stages are words of four codes)
-            params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().isQuantized() ? 4 : config.dtype().bytes())));
+            // the V rows' start in the scatter's index units: elements, or for 8-bit stages words of four codes
+            params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().isQuantized() ? Integer.BYTES : config.dtype().bytes())));
             for (int i = 0; i < maxSeqs; i++) {
                 lens.set(lensBase + i, 1);  // rows past a batch (a graph launches the capacity) read one token
             }
