@@ -107,6 +107,10 @@ final class BenchCommand implements Callable<Integer> {
             + "gives its cache most of the card (such as 20GB; default: the batch and its new tokens).")
     String loopKvMemory;
 
+    @Option(names = "--loop-reserve-seqs", description = "Loop cells: the reserved runs reserve this many sequences, as an "
+            + "engine reserves its largest batch (vLLM's max_num_seqs) and then runs smaller ones (default: the cell's batch).")
+    Integer loopReserveSeqs;
+
     @Option(names = "--prefill-batches", split = ",", description = "Prefill cells: batch sizes (default: ${DEFAULT-VALUE}).",
             defaultValue = "1,8,32")
     int[] prefillBatches;
@@ -151,6 +155,9 @@ final class BenchCommand implements Callable<Integer> {
         if (headDim < 8 || headDim > 256 || headDim % 8 != 0) {
             throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, 256]");
         }
+        if (loopReserveSeqs != null && loopReserveSeqs < 1) {
+            throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -174,7 +181,8 @@ final class BenchCommand implements Callable<Integer> {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
         }
         if (sweepList.contains("loop")) {
-            LoopBench.run(cells(s), loopSteps, loopKvBytes, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales, device, s);
+            LoopBench.run(cells(s), loopSteps, loopKvBytes, loopReserveSeqs == null ? 0 : loopReserveSeqs, qHeads, KV_HEADS, headDim,
+                    BLOCK_SIZE, kvDtype, scales, device, s);
         }
         if (sweepList.contains("prefill")) {
             PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales,

@@ -25,25 +25,31 @@ import java.util.SplittableRandom;
  * longest sequence, so they widen every block-size steps) and decodes it; the wall time of each {@code decode} call
  * is recorded. Run three times per cell: with no reservation (the plans grow on their own), after
  * {@link DecodeAttention#reserve} for the loop's last step, and reserved with the new tokens' slots appended but their
- * K/V not written (no scatter: what the write costs a step). The last step's output is checked against fp64.
+ * K/V not written (no scatter: what the write costs a step). A reservation covers the loop's last step, for at least
+ * {@code reserveSeqs} sequences (an engine reserves its largest batch and runs smaller ones; a plan then copies its
+ * query and output rows at that capacity). The last step's output is checked against fp64.
  */
 final class LoopBench {
     private LoopBench() {
     }
 
-    /** One line per (cell, reservation); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. */
-    static void run(List<int[]> cells, int steps, long kvMemoryBytes, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
-                    KvScales scales, String device, long seed) {
+    /**
+     * One line per (cell, reservation); {@code reserveSeqs}: sequences the reserved runs reserve at least (0: the
+     * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32.
+     */
+    static void run(List<int[]> cells, int steps, long kvMemoryBytes, int reserveSeqs, int qHeads, int kvHeads, int headDim,
+                    int blockSize, KvDtype dtype, KvScales scales, String device, long seed) {
         System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%n", steps,
                 kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "");
         for (int[] lengths : cells) {
             for (int mode = 0; mode < 3; mode++) {
-                cell(lengths, steps, kvMemoryBytes, mode > 0, mode < 2, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed);
+                cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2, qHeads, kvHeads,
+                        headDim, blockSize, dtype, scales, device, seed);
             }
         }
     }
 
-    private static void cell(int[] lengths, int steps, long kvMemoryBytes, boolean reserve, boolean writes, int qHeads,
+    private static void cell(int[] lengths, int steps, long kvMemoryBytes, int reservedSeqs, boolean writes, int qHeads,
                              int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed) {
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length,
                 kvMemoryBytes, 1, steps, scales);
@@ -60,8 +66,8 @@ final class LoopBench {
         int builds;
         double rel;
         try (DecodeAttention attention = Backends.create("tornado", cache, spec, device, "auto")) {
-            if (reserve) {
-                attention.reserve(lengths.length, longest + steps);
+            if (reservedSeqs > 0) {
+                attention.reserve(reservedSeqs, longest + steps);
             }
             for (int step = 0; step < steps; step++) {
                 for (int seq : w.seqs()) {
@@ -99,9 +105,10 @@ final class LoopBench {
         long[] kernels = Arrays.copyOfRange(kernelNanos, 1, steps);
         Arrays.sort(kernels);
         String kernelTime = kernels[0] > 0 ? String.format(Locale.ROOT, "  kernels median %.3f", kernels[kernels.length / 2] / 1e6) : "";
-        System.out.printf(Locale.ROOT, "%5d x %-6d %-11s first %9.1f  then min %7.3f median %7.3f p99 %9.1f max %9.1f"
+        System.out.printf(Locale.ROOT, "%5d x %-6d %-15s first %9.1f  then min %7.3f median %7.3f p99 %9.1f max %9.1f"
                         + " (step %d)%s  steps over 10 ms: %d  plan builds: %d  last step rel L2 %.2e %s%n",
-                lengths.length, longest, !reserve ? "unreserved" : writes ? "reserved" : "no-writes", wall[0] / 1e6, rest[0] / 1e6,
+                lengths.length, longest, reservedSeqs == 0 ? "unreserved" : (writes ? "reserved" : "no-writes")
+                        + (reservedSeqs > lengths.length ? " " + reservedSeqs : ""), wall[0] / 1e6, rest[0] / 1e6,
                 rest[rest.length / 2] / 1e6, rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6,
                 wall[slowest] / 1e6, slowest, kernelTime,
                 Arrays.stream(rest).filter(t -> t > 10_000_000L).count(), builds, rel, ok ? "PASS" : "FAIL");

@@ -164,6 +164,7 @@ class MainTest {
                 bad(new String[] {"bench", "--v-sums", "fp16", "--dtype", "fp8"}, "--v-sums=fp16", "--dtype=fp8"),
                 bad(new String[] {"bench", "--q-heads", "12"}, "--q-heads=12"),
                 bad(new String[] {"bench", "--head-dim", "100"}, "--head-dim=100"),
+                bad(new String[] {"bench", "--sweeps", "loop", "--loop-reserve-seqs", "0"}, "--loop-reserve-seqs=0"),
                 bad(new String[] {"bench", "--head-dim", "512"}, "--head-dim=512"),
                 bad(new String[] {"check", "--device", "garbage"}, "--device=garbage"),
                 bad(new String[] {"check", "--device", "99999999999:0"}, "--device=99999999999:0"),
