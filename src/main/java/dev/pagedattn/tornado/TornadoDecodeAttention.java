@@ -86,7 +86,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * {@link DecodeParams#STAGE_V}). Under TornadoVM 5.2 each array an {@code execute()} sends costs microseconds of
      * a small step's wall time (benchmarks/NOTES.md, l1); not yet measured on a GPU, hence opt-in.
      */
-    public static final boolean PACKED_INPUTS = "true".equals(System.getProperty("pagedattn.tornado.packedInputs"));
+    public static final boolean PACKED_INPUTS = parseSwitch("pagedattn.tornado.packedInputs",
+            System.getProperty("pagedattn.tornado.packedInputs", "false"));
+
+    /** A true/false system property's value; anything else is refused, naming it. */
+    static boolean parseSwitch(String name, String value) {
+        return switch (value.toLowerCase(java.util.Locale.ROOT)) {
+            case "true" -> true;
+            case "false" -> false;
+            default -> throw new IllegalArgumentException(name + "=" + value + " is not one of true, false");
+        };
+    }
 
     /**
      * Compile every task graph of a plan when the plan is built ({@code TornadoExecutionPlan.withPreCompilation()}), not

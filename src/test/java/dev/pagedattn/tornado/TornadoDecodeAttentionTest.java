@@ -59,6 +59,16 @@ class TornadoDecodeAttentionTest {
     }
 
     @Test
+    void aSwitchTakesTrueOrFalseAndNamesAnythingElse() {
+        assertTrue(TornadoDecodeAttention.parseSwitch("pagedattn.tornado.packedInputs", "TRUE"));
+        assertFalse(TornadoDecodeAttention.parseSwitch("pagedattn.tornado.packedInputs", "false"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> TornadoDecodeAttention.parseSwitch("pagedattn.tornado.packedInputs", "yes"));
+        assertEquals("pagedattn.tornado.packedInputs=yes is not one of true, false", e.getMessage());
+        assertFalse(TornadoDecodeAttention.PACKED_INPUTS, "off unless asked for");
+    }
+
+    @Test
     void aReservationIsCheckedAndNamesItsBadValue() {
         KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
         try (TornadoDecodeAttention attention = new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 8), null, "auto")) {
