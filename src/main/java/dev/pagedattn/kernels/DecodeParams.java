@@ -1,5 +1,7 @@
 package dev.pagedattn.kernels;
 
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
 /**
  * Slots of the per-step {@code params} IntArray the decode kernels read. Values that change
  * between steps travel here because TornadoVM freezes scalar arguments at JIT time.
@@ -64,6 +66,26 @@ public final class DecodeParams {
     public static final int SIZE = 18;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
+
+    /**
+     * A packed plan's regions after its {@code gridSlots} grid slots ({@link #capacity} or {@link #SIZE}): the lengths
+     * of up to {@code maxSeqs} sequences, then {@code tableEntries} block-table entries, then {@code stagingSlots}
+     * staged slots' offsets; {@code size}: the whole array.
+     */
+    public record Packed(int lens, int tables, int slots, int size) {
+        public static Packed after(int gridSlots, int maxSeqs, int tableEntries, int stagingSlots) {
+            int tables = gridSlots + maxSeqs;
+            int slots = tables + tableEntries;
+            return new Packed(gridSlots, tables, slots, slots + stagingSlots);
+        }
+
+        /** Writes the regions' starts into {@code params} ({@link #LENS}, {@link #TABLES}, {@link #SLOTS}). */
+        public void writeStarts(IntArray params) {
+            params.set(LENS, lens);
+            params.set(TABLES, tables);
+            params.set(SLOTS, slots);
+        }
+    }
 
     /** Slots for up to {@code maxSeqs} sequences and {@code maxGroups} work-groups of a balanced grid. */
     public static int capacity(int maxSeqs, int maxGroups) {

@@ -416,10 +416,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     : DecodeParams.SIZE;
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             if (PACKED_INPUTS) {
-                lensBase = paramSlots;
-                tablesBase = paramSlots + maxSeqs;
-                slotBase = tablesBase + tableEntries;
-                params = new IntArray(slotBase + stagingSlots);
+                DecodeParams.Packed packed = DecodeParams.Packed.after(paramSlots, maxSeqs, tableEntries, stagingSlots);
+                lensBase = packed.lens();
+                tablesBase = packed.tables();
+                slotBase = packed.slots();
+                params = new IntArray(packed.size());
                 tables = params;
                 lens = params;
                 slotOffsets = params;
@@ -435,9 +436,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 stageVBytes = 0;
             }
             // plan constants: writeParams leaves these slots alone
-            params.set(DecodeParams.LENS, lensBase);
-            params.set(DecodeParams.TABLES, tablesBase);
-            params.set(DecodeParams.SLOTS, slotBase);
+            new DecodeParams.Packed(lensBase, tablesBase, slotBase, params.getSize()).writeStarts(params);
             // the V rows' start in the scatter's index units: elements, or for 8-bit stages words of four codes
             params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().isQuantized() ? Integer.BYTES : config.dtype().bytes())));
             for (int i = 0; i < maxSeqs; i++) {

@@ -153,18 +153,18 @@ final class EmulatedDecode {
         IntArray tables;
         IntArray lens;
         if (packed) {
-            params = new IntArray(paramSlots + lengths.length + blockTables.length);
+            DecodeParams.Packed layout = DecodeParams.Packed.after(paramSlots, lengths.length, blockTables.length, 0);
+            params = new IntArray(layout.size());
             params.init(-7); // slots no one writes must not be read
             for (int i = 0; i < DecodeParams.SIZE; i++) {
                 params.set(i, 0);
             }
-            params.set(DecodeParams.LENS, paramSlots);
-            params.set(DecodeParams.TABLES, paramSlots + lengths.length);
+            layout.writeStarts(params);
             for (int i = 0; i < lengths.length; i++) {
-                params.set(paramSlots + i, lengths[i]);
+                params.set(layout.lens() + i, lengths[i]);
             }
             for (int i = 0; i < blockTables.length; i++) {
-                params.set(paramSlots + lengths.length + i, blockTables[i]);
+                params.set(layout.tables() + i, blockTables[i]);
             }
             tables = params;
             lens = params;
