@@ -5,7 +5,8 @@
 # benchmarks/device-env.sh).
 #   benchmarks/ab.sh BACKEND CELLS OUT_DIR OPTS_A OPTS_B [OPTS_C ...]
 #   e.g. benchmarks/ab.sh cuda 1x1024,8x8192,64x4096 /tmp/ab "" "-Dpagedattn.tornado.mergeRows=true"
-# Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments).
+# Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments; `--iterations N` there
+# replaces the default of 10).
 # Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV; on PTX one process per cell, joined, as
 # benchmarks/bench-cells.sh says why) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
 # and its wall time per call (min / median).
@@ -22,12 +23,14 @@ backend="$1" cells="$2" out="$3"
 shift 3
 mkdir -p "$out"
 source benchmarks/bench-cells.sh  # bench_cells: PTX one process per cell, CSVs joined
+iterations=(--iterations 10)
+[[ " ${BENCH_ARGS:-} " == *" --iterations "* ]] && iterations=()  # bench refuses an option given twice
 for r in $(seq 1 "${ROUNDS:-2}"); do
   i=0
   for opts in "$@"; do
     echo "== set $i, round $r: PA_JVM_OPTS='$opts'" >&2
     PA_JVM_OPTS="$opts" bench_cells "$backend" "$out/ab-$i-$r.csv" "$cells" none --variants auto \
-      --seed "${SEED:-20261201}" --iterations 10 ${BENCH_ARGS:-} > /dev/null
+      --seed "${SEED:-20261201}" "${iterations[@]}" ${BENCH_ARGS:-} > /dev/null
     i=$((i + 1))
   done
 done
