@@ -15,11 +15,12 @@ import java.util.concurrent.locks.LockSupport;
  *
  * <p>The claim counter packs the step's generation, its item count and the next item into one
  * long, so a helper that wakes late can never claim an item of a step it did not see start.
- * One step at a time: the caller serialises {@link #run}.
+ * One step at a time: the caller serialises {@link #run}. The TornadoVM plans use one for their row copies
+ * ({@code dev.pagedattn.tornado.RowCopier}).
  */
-final class JvmWorkers implements AutoCloseable {
+public final class JvmWorkers implements AutoCloseable {
     /** Runs item {@code item} of the current step on worker {@code worker} (0 = the caller). */
-    interface Task {
+    public interface Task {
         void run(int item, int worker);
     }
 
@@ -39,7 +40,12 @@ final class JvmWorkers implements AutoCloseable {
     private volatile Throwable failure;
     private volatile boolean closed;
 
-    JvmWorkers(int numThreads, Task task) {
+    public JvmWorkers(int numThreads, Task task) {
+        this(numThreads, task, "pagedattn-jvm-");
+    }
+
+    /** The same, its helper threads named {@code namePrefix + i}. */
+    public JvmWorkers(int numThreads, Task task, String namePrefix) {
         if (numThreads < 1) {
             throw new IllegalArgumentException("pagedattn.jvm.threads=" + numThreads + " must be >= 1");
         }
@@ -48,17 +54,17 @@ final class JvmWorkers implements AutoCloseable {
         this.sleeping = new AtomicIntegerArray(numThreads - 1);
         for (int i = 0; i < helpers.length; i++) {
             int worker = i + 1;
-            helpers[i] = Thread.ofPlatform().daemon().name("pagedattn-jvm-" + worker).unstarted(() -> helperLoop(worker));
+            helpers[i] = Thread.ofPlatform().daemon().name(namePrefix + worker).unstarted(() -> helperLoop(worker));
             helpers[i].start();
         }
     }
 
-    int numThreads() {
+    public int numThreads() {
         return helpers.length + 1;
     }
 
     /** Runs items {@code [0, numItems)} on all workers and returns when every one has finished. */
-    void run(int numItems) {
+    public void run(int numItems) {
         if (numItems < 0 || numItems > MAX_ITEMS) {
             throw new IllegalArgumentException("numItems=" + numItems + " is outside [0, " + MAX_ITEMS + "]");
         }

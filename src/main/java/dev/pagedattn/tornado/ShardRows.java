@@ -13,9 +13,16 @@ public final class ShardRows {
     private final FloatArray[] q;   // [shards] of [maxRows][numQHeads / shards][headDim]
     private final FloatArray[] out; // same shape
     private final int rowFloats; // numQHeads * headDim
+    private final RowCopier copier;
 
     public ShardRows(int shards, int maxRows, int rowFloats) {
+        this(shards, maxRows, rowFloats, null);
+    }
+
+    /** The same, its copies split over {@code copier}'s threads when large (null: the caller copies). */
+    ShardRows(int shards, int maxRows, int rowFloats, RowCopier copier) {
         this.rowFloats = rowFloats;
+        this.copier = copier;
         this.q = new FloatArray[shards];
         this.out = new FloatArray[shards];
         for (int s = 0; s < shards; s++) {
@@ -50,16 +57,26 @@ public final class ShardRows {
     }
 
     private void copy(FloatArray user, FloatArray[] parts, int rows, boolean toParts) {
+        if (copier == null) {
+            copyRows(user, parts, 0, rows, toParts);
+        } else {
+            copier.copy(rows, (long) rowFloats * Float.BYTES, (from, to) -> copyRows(user, parts, from, to, toParts));
+        }
+    }
+
+    /** Rows {@code [from, to)} between the caller's array and the shards' arrays. */
+    private void copyRows(FloatArray user, FloatArray[] parts, int from, int to, boolean toParts) {
         int shards = parts.length;
         int part = rowFloats / shards;
         if (shards == 1) {
-            copy(user.getSegment(), 0, parts[0].getSegment(), 0, (long) rows * rowFloats, toParts);
+            copy(user.getSegment(), (long) from * rowFloats, parts[0].getSegment(), (long) from * rowFloats,
+                    (long) (to - from) * rowFloats, toParts);
             return;
         }
         MemorySegment whole = user.getSegment();
         for (int s = 0; s < shards; s++) {
             MemorySegment piece = parts[s].getSegment();
-            for (int r = 0; r < rows; r++) {
+            for (int r = from; r < to; r++) {
                 copy(whole, (long) r * rowFloats + (long) s * part, piece, (long) r * part, part, toParts);
             }
         }

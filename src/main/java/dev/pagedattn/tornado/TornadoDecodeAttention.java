@@ -78,16 +78,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /**
      * A step's block tables, context lengths and staged slots' offsets inside its {@code params} array, and each
-     * shard's staged V rows after its K rows in one array ({@code -Dpagedattn.tornado.packedInputs=true}; default
-     * false): a step sends params and one stage array per shard where it sent params, tables, lengths, slot offsets
-     * and two stage arrays. The kernels get the one array as {@code blockTables}, {@code contextLens},
+     * shard's staged V rows after its K rows in one array (default; {@code -Dpagedattn.tornado.packedInputs=false}:
+     * each an array of its own): a step sends params and one stage array per shard where it sent params, tables,
+     * lengths, slot offsets and two stage arrays. The kernels get the one array as {@code blockTables}, {@code contextLens},
      * {@code slotOffsets} and {@code params}, the stage as {@code stageK} and {@code stageV}
      * ({@link DecodeParams#TABLES}, {@link DecodeParams#LENS}, {@link DecodeParams#SLOTS},
      * {@link DecodeParams#STAGE_V}). Under TornadoVM 5.2 each array an {@code execute()} sends costs microseconds of
-     * a small step's wall time (benchmarks/NOTES.md, l1); not yet measured on a GPU, hence opt-in.
+     * a small step's wall time (benchmarks/NOTES.md, l1): on an H200 a 1 x 1k call's median wall time 4-6 us shorter
+     * on both NVIDIA backends, kernels level (NOTES.md, "Twenty-seventh session").
      */
     public static final boolean PACKED_INPUTS = parseSwitch("pagedattn.tornado.packedInputs",
-            System.getProperty("pagedattn.tornado.packedInputs", "false"));
+            System.getProperty("pagedattn.tornado.packedInputs", "true"));
 
     /** A true/false system property's value; anything else is refused, naming it. */
     static boolean parseSwitch(String name, String value) {
@@ -197,6 +198,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
     private boolean closed;
+    private final RowCopier copier = new RowCopier(RowCopier.THREADS); // the steps' query and output rows
     private long lastDeviceNanos = -1;
     private int reservedSeqs;            // reserve(): plans hold at least this many sequences
     private int reservedColumns;         // of at least this many block-table columns each
@@ -359,6 +361,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     @Override
     public void close() {
         closed = true;
+        copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {
                 plans[l].close();
@@ -409,7 +412,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
             int width = hkv * d;
-            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d);
+            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, copier);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
             int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
                     DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))

@@ -69,6 +69,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private final PrefillGrid.Kernel requestedKernel;
     private PrefillGrid.Kernel kernel;   // resolved against the backend on first use
     private long lastDeviceNanos = -1;
+    private final RowCopier copier = new RowCopier(RowCopier.THREADS); // the steps' query and output rows
     private int reservedSeqs;            // reserve(): plans hold at least this many sequences
     private int reservedColumns;         // of at least this many block-table columns each
     private int reservedQueries;         // and this many query rows
@@ -178,6 +179,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public void close() {
+        copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {
                 plans[l].close();
@@ -216,7 +218,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int width = shardSpec.numKvHeads() * d;
-            rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d);
+            rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d, copier);
             tables = new IntArray(tableEntries);
             lens = new IntArray(maxSeqs);
             lens.init(1);

@@ -65,7 +65,7 @@ class TornadoDecodeAttentionTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> TornadoDecodeAttention.parseSwitch("pagedattn.tornado.packedInputs", "yes"));
         assertEquals("pagedattn.tornado.packedInputs=yes is not one of true, false", e.getMessage());
-        assertFalse(TornadoDecodeAttention.PACKED_INPUTS, "off unless asked for");
+        assertTrue(TornadoDecodeAttention.PACKED_INPUTS, "on unless switched off");
     }
 
     @Test
