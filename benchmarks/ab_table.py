@@ -14,7 +14,8 @@ import sys
 
 def rows(path):
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if r["variant"].endswith(":auto") and r["status"] == "ok"]
+        # the auto variant, with any +suffix bench gives it (+fp16v, +steprows)
+        return [r for r in csv.DictReader(f) if re.search(r":auto(\+\w+)*$", r["variant"]) and r["status"] == "ok"]
 
 
 def main(out, sets):

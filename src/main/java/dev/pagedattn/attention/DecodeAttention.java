@@ -62,6 +62,14 @@ public interface DecodeAttention extends AutoCloseable {
 
     /** Checks the shapes of one call; messages name the bad value. */
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        requireBatch(config, batch, layer);
+        long n = spec.queryElements(batch.numSeqs());
+        requireRows("q", q, n);
+        requireRows("out", out, n);
+    }
+
+    /** Checks a decode's batch and layer against the cache's configuration; names the bad value. */
+    static void requireBatch(KvCacheConfig config, DecodeBatch batch, int layer) {
         if (batch == null) {
             throw new IllegalArgumentException("batch=null (take one with KvCache.batch)");
         }
@@ -69,12 +77,13 @@ public interface DecodeAttention extends AutoCloseable {
             throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
         }
         batch.requireFits(config);
-        long n = spec.queryElements(batch.numSeqs());
-        if (q == null || q.getSize() != n) {
-            throw new IllegalArgumentException("q.size=" + (q == null ? "null" : q.getSize()) + " expected numSeqs*numQHeads*headDim=" + n);
-        }
-        if (out == null || out.getSize() != n) {
-            throw new IllegalArgumentException("out.size=" + (out == null ? "null" : out.getSize()) + " expected " + n);
+    }
+
+    /** Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements} (numSeqs * numQHeads * headDim). */
+    static void requireRows(String name, FloatArray rows, long elements) {
+        if (rows == null || rows.getSize() != elements) {
+            throw new IllegalArgumentException(name + ".size=" + (rows == null ? "null" : rows.getSize())
+                    + (name.equals("q") ? " expected numSeqs*numQHeads*headDim=" : " expected ") + elements);
         }
     }
 }

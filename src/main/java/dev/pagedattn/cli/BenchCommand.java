@@ -12,6 +12,7 @@ import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
 import dev.pagedattn.tornado.VSums;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -110,6 +111,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--loop-reserve-seqs", description = "Loop cells: the reserved runs reserve this many sequences, as an "
             + "engine reserves its largest batch (vLLM's max_num_seqs) and then runs smaller ones (default: the cell's batch).")
     Integer loopReserveSeqs;
+
+    @Option(names = "--step-rows", description = "Decode cells: time the wall column through the backend's own query and output rows"
+            + " (TornadoDecodeAttention.stepRows, as an engine that writes its queries there), so that no call copies rows between"
+            + " the caller's arrays and the plan's; the variant's name gets +steprows.")
+    boolean stepRows;
 
     @Option(names = "--prefill-batches", split = ",", description = "Prefill cells: batch sizes (default: ${DEFAULT-VALUE}).",
             defaultValue = "1,8,32")
@@ -285,7 +291,7 @@ final class BenchCommand implements Callable<Integer> {
         long tokens = w.batch().totalTokens();
         String dt = dtype.toLowerCase();
         String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
-                : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "");
+                : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "") + (stepRows ? "+steprows" : "");
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;
@@ -293,7 +299,7 @@ final class BenchCommand implements Callable<Integer> {
             String grid;
             try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel, false, vSums)) {
                 FloatArray result = w.poisonedOutput();
-                nanos = timeSteps(attention, w, result, TornadoDecodeAttention::lastDeviceNanos);
+                nanos = timeSteps(attention, w, w.q(), result, TornadoDecodeAttention::lastDeviceNanos);
                 rel = ReferenceAttention.relativeL2(result, ref);
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
                         : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"))
@@ -307,7 +313,15 @@ final class BenchCommand implements Callable<Integer> {
             try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel,
                     TornadoDecodeAttention.CUDA_GRAPH, vSums)) {
                 FloatArray result = w.poisonedOutput();
-                wall = timeSteps(attention, w, result, null);
+                if (stepRows) { // the engine writes its queries into the plan's rows and reads the outputs there
+                    TornadoDecodeAttention.StepRows rows = attention.stepRows(w.batch(), 0);
+                    rows.q().init(Float.NaN); // rows past the batch must not be read
+                    MemorySegment.copy(w.q().getSegment(), 0, rows.q().getSegment(), 0, w.q().getSegment().byteSize());
+                    wall = timeSteps(attention, w, rows.q(), rows.out(), null);
+                    MemorySegment.copy(rows.out().getSegment(), 0, result.getSegment(), 0, result.getSegment().byteSize());
+                } else {
+                    wall = timeSteps(attention, w, w.q(), result, null);
+                }
                 rel = Math.max(rel, ReferenceAttention.relativeL2(result, ref));
             }
             double gbs = w.minimumBytes() / (double) nanos[0];
@@ -352,11 +366,11 @@ final class BenchCommand implements Callable<Integer> {
      * The warm-up above, then {@code iterations} timed steps, sorted: device time when {@code deviceTime}
      * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
      */
-    private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray result,
+    private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray q, FloatArray result,
                              java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
         long end = System.nanoTime() + WARMUP_NANOS;
         for (int i = 0; i < WARMUP_MIN_STEPS || i < WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
-            attention.decode(w.batch(), 0, w.q(), result); // upload, JIT, warm-up
+            attention.decode(w.batch(), 0, q, result); // upload, JIT, warm-up
         }
         long[] times = new long[iterations];
         for (int i = 0; i < iterations; i++) {
@@ -364,7 +378,7 @@ final class BenchCommand implements Callable<Integer> {
                 result.init(Float.NaN);
             }
             long t0 = System.nanoTime();
-            attention.decode(w.batch(), 0, w.q(), result);
+            attention.decode(w.batch(), 0, q, result);
             times[i] = deviceTime != null ? deviceTime.applyAsLong(attention) : System.nanoTime() - t0;
         }
         Arrays.sort(times);

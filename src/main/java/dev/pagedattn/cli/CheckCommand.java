@@ -6,6 +6,8 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.tornado.TornadoDecodeAttention;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
@@ -52,6 +54,10 @@ final class CheckCommand implements Callable<Integer> {
     @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
     Integer window;
 
+    @Option(names = "--step-rows", description = "Tornado backend: decode through the backend's own query and output rows"
+            + " (TornadoDecodeAttention.stepRows), its rows past the batch poisoned with NaN.")
+    boolean stepRows;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -82,6 +88,10 @@ final class CheckCommand implements Callable<Integer> {
                         + " --backend tornado and no --query-len/--window");
             }
         }
+        if (stepRows && (!backendOptions.backend.equals("tornado") || queryLen != null || window != null)) {
+            throw new IllegalArgumentException("--step-rows decodes through the tornado backend's own rows: it needs --backend tornado"
+                    + " and no --query-len/--window");
+        }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
@@ -99,11 +109,11 @@ final class CheckCommand implements Callable<Integer> {
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache()) + " backend=" + backend);
-            attention.decode(w.batch(), 0, w.q(), out); // warm-up
+            decode(attention, w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {
                 long t0 = System.nanoTime();
-                attention.decode(w.batch(), 0, w.q(), out);
+                decode(attention, w.batch(), 0, w.q(), out);
                 long wall = System.nanoTime() - t0;
                 nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
             }
@@ -122,12 +132,29 @@ final class CheckCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * One decode of {@code batch} in {@code layer} into {@code out}: through the caller's arrays, or with
+     * {@code --step-rows} through the tornado backend's own rows, whose rows past the batch hold NaN.
+     */
+    private void decode(DecodeAttention attention, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        if (!stepRows) {
+            attention.decode(batch, layer, q, out);
+            return;
+        }
+        TornadoDecodeAttention.StepRows rows = ((TornadoDecodeAttention) attention).stepRows(batch, layer);
+        rows.q().init(Float.NaN);
+        rows.out().init(Float.NaN);
+        MemorySegment.copy(q.getSegment(), 0, rows.q().getSegment(), 0, q.getSegment().byteSize());
+        attention.decode(batch, layer, rows.q(), rows.out());
+        MemorySegment.copy(rows.out().getSegment(), 0, out.getSegment(), 0, out.getSegment().byteSize());
+    }
+
     /** One poisoned, timed decode of {@code batch}, reported under {@code title}; the report's status. */
-    private static int decodeOnce(DecodeWorkload w, DecodeBatch batch, FloatArray out, DecodeAttention attention, double tolerance,
+    private int decodeOnce(DecodeWorkload w, DecodeBatch batch, FloatArray out, DecodeAttention attention, double tolerance,
                                   String title) {
         out.init(Float.NaN);
         long t0 = System.nanoTime();
-        attention.decode(batch, 0, w.q(), out);
+        decode(attention, batch, 0, w.q(), out);
         long wall = System.nanoTime() - t0;
         System.out.println(title);
         return report(w, batch, out, new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance,
@@ -154,13 +181,13 @@ final class CheckCommand implements Callable<Integer> {
     }
 
     /** Decodes the batch in every layer after the first, each against the fp64 reference; one line per layer. */
-    private static int checkOtherLayers(DecodeWorkload w, DecodeAttention attention, double tolerance) {
+    private int checkOtherLayers(DecodeWorkload w, DecodeAttention attention, double tolerance) {
         int status = 0;
         FloatArray out = w.poisonedOutput();
         for (int layer = 1; layer < w.cache().config().numLayers(); layer++) {
             out.init(Float.NaN);
             long t0 = System.nanoTime();
-            attention.decode(w.batch(), layer, w.q(), out);
+            decode(attention, w.batch(), layer, w.q(), out);
             long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
             double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.cache(), w.spec(), layer, w.seqs(), w.q()));
             boolean ok = rel <= tolerance; // NaN fails

@@ -31,6 +31,11 @@ public final class ShardRows {
         }
     }
 
+    /** How many shards the rows are cut into. */
+    public int shards() {
+        return q.length;
+    }
+
     /** Shard {@code s}'s query rows, {@code [maxRows][numQHeads / shards][headDim]}: what its kernels read. */
     public FloatArray q(int s) {
         return q[s];

@@ -333,11 +333,56 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        requireOpen();
+        DecodeAttention.requireBatch(config, batch, layer);
+        Plan current = plans[layer];
+        long n = spec.queryElements(batch.numSeqs());
+        // the rows stepRows handed out hold a batch up to their plan's capacity; any other array holds exactly the batch
+        if (current == null || !current.ownsQ(q)) {
+            DecodeAttention.requireRows("q", q, n);
+        }
+        if (current == null || !current.ownsOut(out)) {
+            DecodeAttention.requireRows("out", out, n);
+        }
+        DecodeGrid grid = gridFor(batch);
+        Plan plan = planFor(batch, layer, grid);
+        if (plan != current && (q.getSize() < n || out.getSize() < n)) { // a larger batch than stepRows was asked for
+            throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the batch's "
+                    + n + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+        }
+        plan.step(batch, grid, q, out);
+    }
+
+    /**
+     * The query and output rows of {@code layer}'s next decode of {@code batch} (or of any batch its plan holds): the
+     * caller writes the batch's query rows into {@link StepRows#q()} (sequence i's at {@code i * numQHeads * headDim}),
+     * passes both arrays to {@link #decode} and reads the output rows from {@link StepRows#out()}. They are the arrays
+     * the plan's task graphs send and fetch, so {@code decode} copies nothing between them and the caller's: on an H200
+     * host one thread copied 128 sequences' rows (4 MB both ways at Llama-3-8B's heads) in about 350 us, against
+     * 100 us for the transfers and 187 us of kernel (benchmarks/NOTES.md, c1-c3). Each holds the plan's capacity of rows
+     * (at least the batch's; rows past the batch are ignored). Take them again whenever the batch grows: a batch the
+     * plan cannot hold rebuilds it, with new arrays (a reservation, {@link #reserve}, avoids that). A layer split into
+     * KV-head shards keeps per-shard arrays, so there they are host arrays that {@code decode} still copies from and to.
+     * Builds the layer's plan if there is none yet.
+     */
+    public StepRows stepRows(DecodeBatch batch, int layer) {
+        requireOpen();
+        DecodeAttention.requireBatch(config, batch, layer);
+        return planFor(batch, layer, gridFor(batch)).stepRows();
+    }
+
+    /** A layer's query and output rows for {@link #decode}, from {@link #stepRows}. */
+    public record StepRows(FloatArray q, FloatArray out) {
+    }
+
+    private void requireOpen() {
         if (closed) {
             throw new IllegalStateException("decode after close(): the device plans are released; create a new backend");
         }
-        DecodeAttention.requireShapes(spec, config, batch, layer, q, out);
-        DecodeGrid grid = gridFor(batch);
+    }
+
+    /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid}. */
+    private Plan planFor(DecodeBatch batch, int layer, DecodeGrid grid) {
         int rows = grid.partialRows(batch.numSeqs());
         Plan plan = plans[layer];
         int n = batch.numSeqs();
@@ -355,7 +400,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             plan = plans[layer] = new Plan(layer, seqs, entries, partialRows);
             planBuilds++;
         }
-        plan.step(batch, grid, q, out);
+        return plan;
     }
 
     @Override
@@ -663,9 +708,35 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
+        /** Host rows for {@link #stepRows} of a sharded layer (whose device rows are per shard), made on first use. */
+        private StepRows shardedCallerRows;
+
+        StepRows stepRows() {
+            if (rows.shards() == 1) {
+                return new StepRows(rows.q(0), rows.out(0));
+            }
+            if (shardedCallerRows == null) {
+                long elements = (long) maxSeqs * spec.numQHeads() * spec.headDim();
+                shardedCallerRows = new StepRows(new FloatArray(Math.toIntExact(elements)), new FloatArray(Math.toIntExact(elements)));
+            }
+            return shardedCallerRows;
+        }
+
+        /** Whether {@code q} is a query array this plan handed out ({@link #stepRows}). */
+        boolean ownsQ(FloatArray q) {
+            return q != null && (rows.shards() == 1 ? q == rows.q(0) : shardedCallerRows != null && q == shardedCallerRows.q());
+        }
+
+        /** Whether {@code out} is an output array this plan handed out. */
+        boolean ownsOut(FloatArray out) {
+            return out != null && (rows.shards() == 1 ? out == rows.out(0) : shardedCallerRows != null && out == shardedCallerRows.out());
+        }
+
         void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
-            rows.load(userQ, n);
+            if (rows.shards() > 1 || userQ != rows.q(0)) { // the plan's own rows (stepRows) need no copy
+                rows.load(userQ, n);
+            }
             // One bulk copy with the batch's own row width (the kernels read it from params); columns past a row's
             // blocks are never read (kernels stop at the context length, and every entry below it was validated).
             int width = batch.maxBlocksPerSeq();
@@ -714,7 +785,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
-            rows.store(userOut, n);
+            if (rows.shards() > 1 || userOut != rows.out(0)) {
+                rows.store(userOut, n);
+            }
         }
 
 
