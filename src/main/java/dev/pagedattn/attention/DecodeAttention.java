@@ -20,6 +20,21 @@ public interface DecodeAttention extends AutoCloseable {
     /** Runs one decode step over {@code batch} in {@code layer}. */
     void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out);
 
+    /**
+     * Arrays for {@code layer}'s next decode of {@code batch}: the caller writes the batch's query rows into
+     * {@link StepRows#q()} (sequence i's at {@code i * numQHeads * headDim}), passes both arrays to {@link #decode} and
+     * reads the output rows from {@link StepRows#out()}. A device backend returns the arrays its plan sends and fetches,
+     * which may hold more rows than the batch (the rest are ignored), so that {@code decode} copies nothing between the
+     * caller's arrays and its own (on an H200 that saves about half the wall time of a 128-sequence step:
+     * benchmarks/RESULTS.md, "A step's rows"); take them again when the batch grows. The JVM backend, which reads the
+     * caller's arrays where they are, returns arrays of exactly the batch's rows, the same ones while that size stays.
+     */
+    StepRows stepRows(DecodeBatch batch, int layer);
+
+    /** A decode's query and output rows, from {@link #stepRows}. */
+    record StepRows(FloatArray q, FloatArray out) {
+    }
+
     /** Short name for output ({@code jvm}, {@code tornado-fused}, ...). */
     String name();
 

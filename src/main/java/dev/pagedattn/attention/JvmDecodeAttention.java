@@ -85,6 +85,19 @@ public final class JvmDecodeAttention implements DecodeAttention {
         return workers.numThreads();
     }
 
+    /** Rows of exactly a batch's size, kept while callers ask for that size ({@link #stepRows}). */
+    private StepRows rows;
+
+    @Override
+    public synchronized StepRows stepRows(DecodeBatch batch, int layer) {
+        DecodeAttention.requireBatch(cache.config(), batch, layer);
+        int n = Math.toIntExact(spec.queryElements(batch.numSeqs()));
+        if (rows == null || rows.q().getSize() != n) {
+            rows = new StepRows(new FloatArray(n), new FloatArray(n));
+        }
+        return rows;
+    }
+
     @Override
     public synchronized void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         if (workers.isClosed()) {

@@ -2,6 +2,7 @@ package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.KvCacheConfig;
@@ -113,7 +114,7 @@ final class BenchCommand implements Callable<Integer> {
     Integer loopReserveSeqs;
 
     @Option(names = "--step-rows", description = "Decode cells: time the wall column through the backend's own query and output rows"
-            + " (TornadoDecodeAttention.stepRows, as an engine that writes its queries there), so that no call copies rows between"
+            + " (DecodeAttention.stepRows: on TornadoVM the arrays its plan sends, as an engine that writes its queries there), so that no call copies rows between"
             + " the caller's arrays and the plan's; the variant's name gets +steprows.")
     boolean stepRows;
 
@@ -314,7 +315,7 @@ final class BenchCommand implements Callable<Integer> {
                     TornadoDecodeAttention.CUDA_GRAPH, vSums)) {
                 FloatArray result = w.poisonedOutput();
                 if (stepRows) { // the engine writes its queries into the plan's rows and reads the outputs there
-                    TornadoDecodeAttention.StepRows rows = attention.stepRows(w.batch(), 0);
+                    DecodeAttention.StepRows rows = attention.stepRows(w.batch(), 0);
                     rows.q().init(Float.NaN); // rows past the batch must not be read
                     MemorySegment.copy(w.q().getSegment(), 0, rows.q().getSegment(), 0, w.q().getSegment().byteSize());
                     wall = timeSteps(attention, w, rows.q(), rows.out(), null);

@@ -6,7 +6,6 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
-import dev.pagedattn.tornado.TornadoDecodeAttention;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -54,8 +53,8 @@ final class CheckCommand implements Callable<Integer> {
     @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
     Integer window;
 
-    @Option(names = "--step-rows", description = "Tornado backend: decode through the backend's own query and output rows"
-            + " (TornadoDecodeAttention.stepRows), its rows past the batch poisoned with NaN.")
+    @Option(names = "--step-rows", description = "Decode through the backend's own query and output rows (DecodeAttention.stepRows;"
+            + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
 
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
@@ -88,9 +87,9 @@ final class CheckCommand implements Callable<Integer> {
                         + " --backend tornado and no --query-len/--window");
             }
         }
-        if (stepRows && (!backendOptions.backend.equals("tornado") || queryLen != null || window != null)) {
-            throw new IllegalArgumentException("--step-rows decodes through the tornado backend's own rows: it needs --backend tornado"
-                    + " and no --query-len/--window");
+        if (stepRows && (queryLen != null || window != null)) {
+            throw new IllegalArgumentException("--step-rows decodes through the backend's own rows (DecodeAttention.stepRows): it takes"
+                    + " no --query-len/--window");
         }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
@@ -134,14 +133,14 @@ final class CheckCommand implements Callable<Integer> {
 
     /**
      * One decode of {@code batch} in {@code layer} into {@code out}: through the caller's arrays, or with
-     * {@code --step-rows} through the tornado backend's own rows, whose rows past the batch hold NaN.
+     * {@code --step-rows} through the backend's own rows, whose rows past the batch hold NaN.
      */
     private void decode(DecodeAttention attention, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         if (!stepRows) {
             attention.decode(batch, layer, q, out);
             return;
         }
-        TornadoDecodeAttention.StepRows rows = ((TornadoDecodeAttention) attention).stepRows(batch, layer);
+        DecodeAttention.StepRows rows = attention.stepRows(batch, layer);
         rows.q().init(Float.NaN);
         rows.out().init(Float.NaN);
         MemorySegment.copy(q.getSegment(), 0, rows.q().getSegment(), 0, q.getSegment().byteSize());

@@ -354,25 +354,19 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     /**
-     * The query and output rows of {@code layer}'s next decode of {@code batch} (or of any batch its plan holds): the
-     * caller writes the batch's query rows into {@link StepRows#q()} (sequence i's at {@code i * numQHeads * headDim}),
-     * passes both arrays to {@link #decode} and reads the output rows from {@link StepRows#out()}. They are the arrays
-     * the plan's task graphs send and fetch, so {@code decode} copies nothing between them and the caller's: on an H200
-     * host one thread copied 128 sequences' rows (4 MB both ways at Llama-3-8B's heads) in about 350 us, against
-     * 100 us for the transfers and 187 us of kernel (benchmarks/NOTES.md, c1-c3). Each holds the plan's capacity of rows
-     * (at least the batch's; rows past the batch are ignored). Take them again whenever the batch grows: a batch the
-     * plan cannot hold rebuilds it, with new arrays (a reservation, {@link #reserve}, avoids that). A layer split into
-     * KV-head shards keeps per-shard arrays, so there they are host arrays that {@code decode} still copies from and to.
+     * The arrays the layer's plan sends and fetches, so that {@code decode} given them copies nothing: on an H200 host
+     * one thread copied 128 sequences' rows (4 MB both ways at Llama-3-8B's heads) in about 350 us, against 100 us for
+     * the transfers and 187 us of kernel (benchmarks/NOTES.md, c1-c3). Each holds the plan's capacity of rows (at least
+     * the batch's; rows past the batch are ignored). Take them again whenever the batch grows: a batch the plan cannot
+     * hold rebuilds it, with new arrays (a reservation, {@link #reserve}, avoids that). A layer split into KV-head
+     * shards keeps per-shard arrays, so there they are host arrays that {@code decode} still copies from and to.
      * Builds the layer's plan if there is none yet.
      */
+    @Override
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
         return planFor(batch, layer, gridFor(batch)).stepRows();
-    }
-
-    /** A layer's query and output rows for {@link #decode}, from {@link #stepRows}. */
-    public record StepRows(FloatArray q, FloatArray out) {
     }
 
     private void requireOpen() {

@@ -160,7 +160,6 @@ class MainTest {
                 bad(new String[] {"check", "--kernel", "stream", "--backend", "tornado", "--query-len", "4"}, "--kernel=stream", "--query-len"),
                 bad(new String[] {"check", "--v-sums", "fp8", "--backend", "tornado"}, "--v-sums=fp8", "fp32, fp16"),
                 bad(new String[] {"check", "--v-sums", "fp16"}, "--v-sums=fp16", "--backend tornado"),
-                bad(new String[] {"check", "--step-rows"}, "--step-rows", "--backend tornado"),
                 bad(new String[] {"check", "--step-rows", "--backend", "tornado", "--query-len", "4"}, "--step-rows", "--query-len"),
                 bad(new String[] {"bench", "--v-sums", "fp32,half"}, "--v-sums=half"),
                 bad(new String[] {"bench", "--v-sums", "fp16", "--dtype", "fp8"}, "--v-sums=fp16", "--dtype=fp8"),
@@ -208,6 +207,17 @@ class MainTest {
         assertTrue(run.out().contains("step 70 again (nothing written since)"), run.toString());
         // the first step, then steps 2..70 twice each (with a new token, then with nothing new)
         assertEquals(1 + 2 * 69, Pattern.compile("-> PASS").matcher(run.out()).results().count(), run.toString());
+    }
+
+    /** Through the backend's own rows (the JVM backend's: exactly the batch's), over layers and steps. */
+    @Test
+    void checkThroughTheBackendsOwnRowsPasses() {
+        long seed = TestSeeds.fresh("checkThroughTheBackendsOwnRowsPasses");
+        CliRun run = CliRun.of(concat(SMALL, "check", "--batch", "3", "--context", "1..40", "--layers", "2", "--steps", "3",
+                "--step-rows", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertEquals(1 + 1 + 2 * 2, Pattern.compile("-> PASS").matcher(run.out()).results().count(), run.toString());
+        assertTrue(relativeL2(run.out()) < 1e-5, run.toString());
     }
 
     private static double relativeL2(String out) {
