@@ -31,10 +31,6 @@ public interface DecodeAttention extends AutoCloseable {
      */
     StepRows stepRows(DecodeBatch batch, int layer);
 
-    /** A decode's query and output rows, from {@link #stepRows}. */
-    record StepRows(FloatArray q, FloatArray out) {
-    }
-
     /** Short name for output ({@code jvm}, {@code tornado-fused}, ...). */
     String name();
 
@@ -79,8 +75,8 @@ public interface DecodeAttention extends AutoCloseable {
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         requireBatch(config, batch, layer);
         long n = spec.queryElements(batch.numSeqs());
-        requireRows("q", q, n);
-        requireRows("out", out, n);
+        requireRows("q", q, n, "numSeqs");
+        requireRows("out", out, n, "numSeqs");
     }
 
     /** Checks a decode's batch and layer against the cache's configuration; names the bad value. */
@@ -88,17 +84,25 @@ public interface DecodeAttention extends AutoCloseable {
         if (batch == null) {
             throw new IllegalArgumentException("batch=null (take one with KvCache.batch)");
         }
-        if (layer < 0 || layer >= config.numLayers()) {
-            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
-        }
+        requireLayer(config, layer);
         batch.requireFits(config);
     }
 
-    /** Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements} (numSeqs * numQHeads * headDim). */
-    static void requireRows(String name, FloatArray rows, long elements) {
+    /** Checks that {@code layer} is one of the cache's. */
+    static void requireLayer(KvCacheConfig config, int layer) {
+        if (layer < 0 || layer >= config.numLayers()) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + config.numLayers() + ")");
+        }
+    }
+
+    /**
+     * Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements}, {@code count} rows
+     * ({@code numSeqs} or {@code totalQueries}) of numQHeads * headDim; names the bad size.
+     */
+    static void requireRows(String name, FloatArray rows, long elements, String count) {
         if (rows == null || rows.getSize() != elements) {
             throw new IllegalArgumentException(name + ".size=" + (rows == null ? "null" : rows.getSize())
-                    + (name.equals("q") ? " expected numSeqs*numQHeads*headDim=" : " expected ") + elements);
+                    + (name.equals("q") ? " expected " + count + "*numQHeads*headDim=" : " expected ") + elements);
         }
     }
 }

@@ -91,10 +91,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     @Override
     public synchronized StepRows stepRows(DecodeBatch batch, int layer) {
         DecodeAttention.requireBatch(cache.config(), batch, layer);
-        int n = Math.toIntExact(spec.queryElements(batch.numSeqs()));
-        if (rows == null || rows.q().getSize() != n) {
-            rows = new StepRows(new FloatArray(n), new FloatArray(n));
-        }
+        rows = StepRows.sized(rows, spec.queryElements(batch.numSeqs()));
         return rows;
     }
 

@@ -49,6 +49,16 @@ public final class JvmPrefillAttention implements PrefillAttention {
         return JvmDecodeAttention.VECTOR ? "jvm" : "jvm-scalar";
     }
 
+    /** Rows of exactly a batch's size, kept while callers ask for that size ({@link #stepRows}). */
+    private StepRows rows;
+
+    @Override
+    public synchronized StepRows stepRows(PrefillBatch batch, int layer) {
+        PrefillAttention.requireBatch(cache.config(), batch, layer);
+        rows = StepRows.sized(rows, (long) batch.totalQueries() * spec.numQHeads() * spec.headDim());
+        return rows;
+    }
+
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
         PrefillAttention.requireShapes(spec, cache.config(), batch, layer, q, out);

@@ -2,9 +2,9 @@ package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.Backends;
-import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.KvScales;
@@ -315,7 +315,7 @@ final class BenchCommand implements Callable<Integer> {
                     TornadoDecodeAttention.CUDA_GRAPH, vSums)) {
                 FloatArray result = w.poisonedOutput();
                 if (stepRows) { // the engine writes its queries into the plan's rows and reads the outputs there
-                    DecodeAttention.StepRows rows = attention.stepRows(w.batch(), 0);
+                    StepRows rows = attention.stepRows(w.batch(), 0);
                     rows.q().init(Float.NaN); // rows past the batch must not be read
                     MemorySegment.copy(w.q().getSegment(), 0, rows.q().getSegment(), 0, w.q().getSegment().byteSize());
                     wall = timeSteps(attention, w, rows.q(), rows.out(), null);

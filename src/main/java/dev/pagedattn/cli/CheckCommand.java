@@ -4,6 +4,7 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.lang.foreign.MemorySegment;
@@ -53,7 +54,7 @@ final class CheckCommand implements Callable<Integer> {
     @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
     Integer window;
 
-    @Option(names = "--step-rows", description = "Decode through the backend's own query and output rows (DecodeAttention.stepRows;"
+    @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
 
@@ -87,10 +88,6 @@ final class CheckCommand implements Callable<Integer> {
                         + " --backend tornado and no --query-len/--window");
             }
         }
-        if (stepRows && (queryLen != null || window != null)) {
-            throw new IllegalArgumentException("--step-rows decodes through the backend's own rows (DecodeAttention.stepRows): it takes"
-                    + " no --query-len/--window");
-        }
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
@@ -98,7 +95,7 @@ final class CheckCommand implements Callable<Integer> {
         shape.requireFits();
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps);
+                    iterations, tolerance, steps, stepRows);
         }
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
@@ -140,11 +137,21 @@ final class CheckCommand implements Callable<Integer> {
             attention.decode(batch, layer, q, out);
             return;
         }
-        DecodeAttention.StepRows rows = attention.stepRows(batch, layer);
+        StepRows rows = poisonedWith(attention.stepRows(batch, layer), q);
+        attention.decode(batch, layer, rows.q(), rows.out());
+        copyOut(rows, out);
+    }
+
+    /** {@code rows} with NaN in every element, then {@code q}'s rows at their start (rows past the call's stay NaN). */
+    static StepRows poisonedWith(StepRows rows, FloatArray q) {
         rows.q().init(Float.NaN);
         rows.out().init(Float.NaN);
         MemorySegment.copy(q.getSegment(), 0, rows.q().getSegment(), 0, q.getSegment().byteSize());
-        attention.decode(batch, layer, rows.q(), rows.out());
+        return rows;
+    }
+
+    /** The call's output rows of {@code rows} into {@code out}. */
+    static void copyOut(StepRows rows, FloatArray out) {
         MemorySegment.copy(rows.out().getSegment(), 0, out.getSegment(), 0, out.getSegment().byteSize());
     }
 

@@ -5,6 +5,7 @@ import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -59,7 +60,7 @@ final class PrefillCheck {
     }
 
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps) {
+                   double tolerance, int steps, boolean stepRows) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
@@ -78,7 +79,7 @@ final class PrefillCheck {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
                     + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
-            int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance);
+            int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
             for (int step = 2; step <= steps; step++) {
                 PrefillBatch batch = appendChunk(w, qLens, window, random);
                 FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
@@ -86,7 +87,7 @@ final class PrefillCheck {
                     q.set(i, (float) (random.nextDouble() * 2 - 1));
                 }
                 System.out.printf("step %d (the next chunk: every sequence appends its query-len new tokens first):%n", step);
-                status = Math.max(status, measure(attention, w, batch, q, 1, tolerance));
+                status = Math.max(status, measure(attention, w, batch, q, 1, tolerance, stepRows));
             }
             return status;
         }
@@ -113,18 +114,29 @@ final class PrefillCheck {
         return PrefillBatch.of(w.kv().cache().batch(seqs), qLens, window);
     }
 
+    /** One prefill of {@code batch} into {@code out}: through the caller's arrays, or through the backend's own rows. */
+    private static void prefill(PrefillAttention attention, PrefillBatch batch, FloatArray q, FloatArray out, boolean stepRows) {
+        if (!stepRows) {
+            attention.prefill(batch, 0, q, out);
+            return;
+        }
+        StepRows rows = CheckCommand.poisonedWith(attention.stepRows(batch, 0), q);
+        attention.prefill(batch, 0, rows.q(), rows.out());
+        CheckCommand.copyOut(rows, out);
+    }
+
     private static int measure(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, FloatArray q, int iterations,
-                               double tolerance) {
+                               double tolerance, boolean stepRows) {
         FloatArray out = new FloatArray(q.getSize());
         out.init(Float.NaN);
         long[] nanos = new long[iterations];
         if (iterations > 1) {
-            attention.prefill(batch, 0, q, out); // warm-up
+            prefill(attention, batch, q, out, stepRows); // warm-up
             out.init(Float.NaN);
         }
         for (int i = 0; i < iterations; i++) {
             long t0 = System.nanoTime();
-            attention.prefill(batch, 0, q, out);
+            prefill(attention, batch, q, out, stepRows);
             long wall = System.nanoTime() - t0;
             nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
         }

@@ -1,5 +1,6 @@
 package dev.pagedattn.tornado;
 
+import dev.pagedattn.attention.StepRows;
 import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -51,14 +52,45 @@ public final class ShardRows {
         return out.clone();
     }
 
-    /** Copies {@code rows} rows of {@code userQ} into the shards' query arrays. */
-    public void load(FloatArray userQ, int rows) {
-        copy(userQ, q, rows, true);
+    /**
+     * The rows a caller may fill and read in place ({@code stepRows}): with one shard the arrays the kernels read and
+     * write, so that {@link #load} and {@link #store} of them copy nothing; with several, host arrays of the same
+     * capacity (made on first use) that they copy from and to.
+     */
+    public StepRows stepRows() {
+        if (q.length == 1) {
+            return new StepRows(q[0], out[0]);
+        }
+        if (callerRows == null) {
+            callerRows = new StepRows(new FloatArray(q[0].getSize() * q.length), new FloatArray(out[0].getSize() * out.length));
+        }
+        return callerRows;
     }
 
-    /** Copies {@code rows} rows of the shards' outputs into {@code userOut}. */
+    private StepRows callerRows; // several shards: stepRows' host arrays
+
+    /** Whether {@code userQ} is the query array {@link #stepRows} hands out. */
+    public boolean ownsQ(FloatArray userQ) {
+        return userQ != null && (q.length == 1 ? userQ == q[0] : callerRows != null && userQ == callerRows.q());
+    }
+
+    /** Whether {@code userOut} is the output array {@link #stepRows} hands out. */
+    public boolean ownsOut(FloatArray userOut) {
+        return userOut != null && (out.length == 1 ? userOut == out[0] : callerRows != null && userOut == callerRows.out());
+    }
+
+    /** Copies {@code rows} rows of {@code userQ} into the shards' query arrays (nothing when it is the kernels' own). */
+    public void load(FloatArray userQ, int rows) {
+        if (q.length > 1 || userQ != q[0]) {
+            copy(userQ, q, rows, true);
+        }
+    }
+
+    /** Copies {@code rows} rows of the shards' outputs into {@code userOut} (nothing when it is the kernels' own). */
     public void store(FloatArray userOut, int rows) {
-        copy(userOut, out, rows, false);
+        if (out.length > 1 || userOut != out[0]) {
+            copy(userOut, out, rows, false);
+        }
     }
 
     private void copy(FloatArray user, FloatArray[] parts, int rows, boolean toParts) {

@@ -2,6 +2,7 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeAttention;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
@@ -338,11 +339,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         Plan current = plans[layer];
         long n = spec.queryElements(batch.numSeqs());
         // the rows stepRows handed out hold a batch up to their plan's capacity; any other array holds exactly the batch
-        if (current == null || !current.ownsQ(q)) {
-            DecodeAttention.requireRows("q", q, n);
+        if (current == null || !current.rows.ownsQ(q)) {
+            DecodeAttention.requireRows("q", q, n, "numSeqs");
         }
-        if (current == null || !current.ownsOut(out)) {
-            DecodeAttention.requireRows("out", out, n);
+        if (current == null || !current.rows.ownsOut(out)) {
+            DecodeAttention.requireRows("out", out, n, "numSeqs");
         }
         DecodeGrid grid = gridFor(batch);
         Plan plan = planFor(batch, layer, grid);
@@ -366,7 +367,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, gridFor(batch)).stepRows();
+        return planFor(batch, layer, gridFor(batch)).rows.stepRows();
     }
 
     private void requireOpen() {
@@ -702,35 +703,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        /** Host rows for {@link #stepRows} of a sharded layer (whose device rows are per shard), made on first use. */
-        private StepRows shardedCallerRows;
-
-        StepRows stepRows() {
-            if (rows.shards() == 1) {
-                return new StepRows(rows.q(0), rows.out(0));
-            }
-            if (shardedCallerRows == null) {
-                long elements = (long) maxSeqs * spec.numQHeads() * spec.headDim();
-                shardedCallerRows = new StepRows(new FloatArray(Math.toIntExact(elements)), new FloatArray(Math.toIntExact(elements)));
-            }
-            return shardedCallerRows;
-        }
-
-        /** Whether {@code q} is a query array this plan handed out ({@link #stepRows}). */
-        boolean ownsQ(FloatArray q) {
-            return q != null && (rows.shards() == 1 ? q == rows.q(0) : shardedCallerRows != null && q == shardedCallerRows.q());
-        }
-
-        /** Whether {@code out} is an output array this plan handed out. */
-        boolean ownsOut(FloatArray out) {
-            return out != null && (rows.shards() == 1 ? out == rows.out(0) : shardedCallerRows != null && out == shardedCallerRows.out());
-        }
-
         void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
-            if (rows.shards() > 1 || userQ != rows.q(0)) { // the plan's own rows (stepRows) need no copy
-                rows.load(userQ, n);
-            }
+            rows.load(userQ, n); // nothing to copy from the plan's own rows (stepRows)
             // One bulk copy with the batch's own row width (the kernels read it from params); columns past a row's
             // blocks are never read (kernels stop at the context length, and every entry below it was validated).
             int width = batch.maxBlocksPerSeq();
@@ -779,9 +754,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 nanos = !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
-            if (rows.shards() > 1 || userOut != rows.out(0)) {
-                rows.store(userOut, n);
-            }
+            rows.store(userOut, n);
         }
 
 

@@ -1,8 +1,10 @@
 package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
@@ -145,8 +147,38 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
-        PrefillAttention.requireShapes(spec, config, batch, layer, q, out);
+        PrefillAttention.requireBatch(config, batch, layer);
+        Plan current = plans[layer];
+        long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
+        // the rows stepRows handed out hold a batch up to their plan's capacity; any other array holds exactly the batch
+        if (current == null || !current.rows.ownsQ(q)) {
+            DecodeAttention.requireRows("q", q, n, "totalQueries");
+        }
+        if (current == null || !current.rows.ownsOut(out)) {
+            DecodeAttention.requireRows("out", out, n, "totalQueries");
+        }
         PrefillGrid grid = PrefillGrid.plan(shardSpec, batch, kernel());
+        Plan plan = planFor(batch, layer, grid);
+        if (plan != current && (q.getSize() < n || out.getSize() < n)) { // a larger batch than stepRows was asked for
+            throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the batch's "
+                    + n + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+        }
+        plan.step(batch, grid, q, out);
+    }
+
+    /**
+     * The arrays the layer's plan sends and fetches, so that {@code prefill} given them copies nothing (a layer split into
+     * KV-head shards: host arrays that it still copies from and to). Each holds the plan's capacity of query rows; take
+     * them again when the batch grows past it. Builds the layer's plan if there is none yet.
+     */
+    @Override
+    public StepRows stepRows(PrefillBatch batch, int layer) {
+        PrefillAttention.requireBatch(config, batch, layer);
+        return planFor(batch, layer, PrefillGrid.plan(shardSpec, batch, kernel())).rows.stepRows();
+    }
+
+    /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid}. */
+    private Plan planFor(PrefillBatch batch, int layer, PrefillGrid grid) {
         long partials = grid.bufferElements(shardSpec, batch.totalQueries());
         Plan plan = plans[layer];
         int n = batch.numSeqs();
@@ -174,7 +206,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
             planBuilds++;
         }
-        plan.step(batch, grid, q, out);
+        return plan;
     }
 
     @Override

@@ -86,10 +86,10 @@ class AttentionBadInputTest {
     void stepRowsHoldExactlyTheBatchAndNameABadLayerOrBatch() {
         DecodeWorkload w = DecodeWorkload.create(new int[] {5, 9}, 8, 2, 16, 4, KvDtype.FP16, 1);
         try (JvmDecodeAttention a = new JvmDecodeAttention(w.cache(), w.spec())) {
-            DecodeAttention.StepRows rows = a.stepRows(w.batch(), 0);
+            StepRows rows = a.stepRows(w.batch(), 0);
             assertTrue(rows.q().getSize() == 2 * 8 * 16 && rows.out().getSize() == 2 * 8 * 16, "the batch's rows, no more");
             assertTrue(rows == a.stepRows(w.batch(), 0), "the same arrays while the batch's size stays");
-            DecodeAttention.StepRows first = a.stepRows(w.cache().batch(w.seqs()[0]), 0);
+            StepRows first = a.stepRows(w.cache().batch(w.seqs()[0]), 0);
             assertTrue(first.q().getSize() == 8 * 16 && first != rows, "new arrays for another size");
             assertRejected(() -> a.stepRows(w.batch(), 1), "layer=1");
             assertRejected(() -> a.stepRows(null, 0), "batch=null");

@@ -160,7 +160,6 @@ class MainTest {
                 bad(new String[] {"check", "--kernel", "stream", "--backend", "tornado", "--query-len", "4"}, "--kernel=stream", "--query-len"),
                 bad(new String[] {"check", "--v-sums", "fp8", "--backend", "tornado"}, "--v-sums=fp8", "fp32, fp16"),
                 bad(new String[] {"check", "--v-sums", "fp16"}, "--v-sums=fp16", "--backend tornado"),
-                bad(new String[] {"check", "--step-rows", "--backend", "tornado", "--query-len", "4"}, "--step-rows", "--query-len"),
                 bad(new String[] {"bench", "--v-sums", "fp32,half"}, "--v-sums=half"),
                 bad(new String[] {"bench", "--v-sums", "fp16", "--dtype", "fp8"}, "--v-sums=fp16", "--dtype=fp8"),
                 bad(new String[] {"bench", "--q-heads", "12"}, "--q-heads=12"),

@@ -36,6 +36,15 @@ class PrefillCliTest {
     }
 
     @Test
+    void checkThroughTheBackendsOwnRowsPasses() {
+        long seed = TestSeeds.fresh("prefill checkThroughTheBackendsOwnRowsPasses");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..40", "--query-len", "1..9", "--steps", "2",
+                "--step-rows", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertEquals(2, Pattern.compile("-> PASS").matcher(run.out()).results().count(), run.toString());
+    }
+
+    @Test
     void demoShowsAPrefixHitFollowedByPrefillOfTheRest() {
         CliRun run = CliRun.of("demo", "--seed", "2");
         assertEquals(0, run.exitCode(), run.err());
