@@ -7,6 +7,7 @@ import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.CsrPageTable;
 import dev.pagedattn.cache.DecodeBatch;
@@ -30,6 +31,21 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 class ReadmeApiTest {
     private static final String BEGIN = "// README API: begin";
     private static final String END = "// README API: end";
+    private FloatArray queries;    // what the snippet's engine writes into the backend's rows
+    private FloatArray inPlaceOut; // what it read back
+
+    private void writeQueries(FloatArray rows) {
+        for (int i = 0; i < queries.getSize(); i++) {
+            rows.set(i, queries.get(i));
+        }
+    }
+
+    private void readOutputs(FloatArray rows) {
+        inPlaceOut = new FloatArray(queries.getSize());
+        for (int i = 0; i < queries.getSize(); i++) {
+            inPlaceOut.set(i, rows.get(i));
+        }
+    }
 
     @Test
     void readmeSnippetRuns() throws OutOfBlocksException {
@@ -43,6 +59,7 @@ class ReadmeApiTest {
         FloatArray q = FloatArray.fromArray(uniform(random, 2 * 32 * 128));
         FloatArray out = new FloatArray(2 * 32 * 128);
         out.init(Float.NaN);
+        queries = q;
 
         // README API: begin
         KvCacheConfig config = KvCacheConfig.of(/*numBlocks*/ 4096, /*blockSize*/ 16, /*kvHeads*/ 8, /*headDim*/ 128, KvDtype.FP16);
@@ -61,6 +78,10 @@ class ReadmeApiTest {
         try (DecodeAttention attention = Backends.create("jvm", cache, spec, null, "auto")) {  // or "tornado"
             DecodeBatch batch = cache.batch(seq, child);                    // padded block tables + lengths
             attention.decode(batch, /*layer*/ 0, q, out);                   // q, out: FloatArray [numSeqs][numQHeads][headDim]
+            StepRows rows = attention.stepRows(batch, 0);                   // or the backend's own rows (a GPU plan's: no copies)
+            writeQueries(rows.q());                                         // your engine's queries there, laid out as q
+            attention.decode(batch, 0, rows.q(), rows.out());
+            readOutputs(rows.out());                                        // the outputs, laid out as out
         }
         CsrPageTable csr = cache.csr(seq, child);       // FlashInfer's indptr / indices / last_page_len
         cache.free(seq);
@@ -77,6 +98,9 @@ class ReadmeApiTest {
         double[] ref = ReferenceAttention.decode(cache, spec, 0, new int[] {child}, childQ);
         double rel = ReferenceAttention.relativeL2(childOut, ref);
         assertTrue(rel < 1e-5, "relative L2 error of the child's decode: " + rel);
+        for (int i = 0; i < out.getSize(); i++) { // the same decode through the backend's own rows
+            assertEquals(out.get(i), inPlaceOut.get(i), "output element " + i + " through stepRows");
+        }
         assertEquals(promptTokens + 1, cache.length(child));
         assertEquals(3, csr.indptr()[1], "the parent's 40 tokens in blocks of 16");
     }
