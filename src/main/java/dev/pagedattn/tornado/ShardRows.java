@@ -1,5 +1,6 @@
 package dev.pagedattn.tornado;
 
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.StepRows;
 import java.lang.foreign.MemorySegment;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -77,6 +78,28 @@ public final class ShardRows {
     /** Whether {@code userOut} is the output array {@link #stepRows} hands out. */
     public boolean ownsOut(FloatArray userOut) {
         return userOut != null && (out.length == 1 ? userOut == out[0] : callerRows != null && userOut == callerRows.out());
+    }
+
+    /**
+     * Checks a call's {@code q} and {@code out} before its plan is found: arrays that {@code current} (the layer's plan's
+     * rows, or null) handed out by {@link #stepRows} may hold more than the call's {@code elements} ({@code count} rows:
+     * numSeqs or totalQueries), any other array exactly that; names the bad size.
+     */
+    static void requireCallRows(ShardRows current, FloatArray q, FloatArray out, long elements, String count) {
+        if (current == null || !current.ownsQ(q)) {
+            DecodeAttention.requireRows("q", q, elements, count);
+        }
+        if (current == null || !current.ownsOut(out)) {
+            DecodeAttention.requireRows("out", out, elements, count);
+        }
+    }
+
+    /** After a plan was rebuilt for the call: rows a former plan handed out must still hold the call's elements. */
+    static void requireHeld(FloatArray q, FloatArray out, long elements) {
+        if (q.getSize() < elements || out.getSize() < elements) {
+            throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the call's "
+                    + elements + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+        }
     }
 
     /** Copies {@code rows} rows of {@code userQ} into the shards' query arrays (nothing when it is the kernels' own). */

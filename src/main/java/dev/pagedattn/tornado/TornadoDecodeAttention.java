@@ -338,18 +338,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         DecodeAttention.requireBatch(config, batch, layer);
         Plan current = plans[layer];
         long n = spec.queryElements(batch.numSeqs());
-        // the rows stepRows handed out hold a batch up to their plan's capacity; any other array holds exactly the batch
-        if (current == null || !current.rows.ownsQ(q)) {
-            DecodeAttention.requireRows("q", q, n, "numSeqs");
-        }
-        if (current == null || !current.rows.ownsOut(out)) {
-            DecodeAttention.requireRows("out", out, n, "numSeqs");
-        }
+        ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "numSeqs");
         DecodeGrid grid = gridFor(batch);
         Plan plan = planFor(batch, layer, grid);
-        if (plan != current && (q.getSize() < n || out.getSize() < n)) { // a larger batch than stepRows was asked for
-            throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the batch's "
-                    + n + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+        if (plan != current) {
+            ShardRows.requireHeld(q, out, n);
         }
         plan.step(batch, grid, q, out);
     }

@@ -1,7 +1,6 @@
 package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
-import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.StepRows;
@@ -150,18 +149,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         PrefillAttention.requireBatch(config, batch, layer);
         Plan current = plans[layer];
         long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
-        // the rows stepRows handed out hold a batch up to their plan's capacity; any other array holds exactly the batch
-        if (current == null || !current.rows.ownsQ(q)) {
-            DecodeAttention.requireRows("q", q, n, "totalQueries");
-        }
-        if (current == null || !current.rows.ownsOut(out)) {
-            DecodeAttention.requireRows("out", out, n, "totalQueries");
-        }
+        ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "totalQueries");
         PrefillGrid grid = PrefillGrid.plan(shardSpec, batch, kernel());
         Plan plan = planFor(batch, layer, grid);
-        if (plan != current && (q.getSize() < n || out.getSize() < n)) { // a larger batch than stepRows was asked for
-            throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the batch's "
-                    + n + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+        if (plan != current) {
+            ShardRows.requireHeld(q, out, n);
         }
         plan.step(batch, grid, q, out);
     }
