@@ -113,7 +113,7 @@ final class BenchCommand implements Callable<Integer> {
             + "engine reserves its largest batch (vLLM's max_num_seqs) and then runs smaller ones (default: the cell's batch).")
     Integer loopReserveSeqs;
 
-    @Option(names = "--step-rows", description = "Decode cells: time the wall column through the backend's own query and output rows"
+    @Option(names = "--step-rows", description = "Decode and loop cells: time the wall column through the backend's own query and output rows"
             + " (DecodeAttention.stepRows: on TornadoVM the arrays its plan sends, as an engine that writes its queries there), so that no call copies rows between"
             + " the caller's arrays and the plan's; the variant's name gets +steprows.")
     boolean stepRows;
@@ -189,7 +189,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         if (sweepList.contains("loop")) {
             LoopBench.run(cells(s), loopSteps, loopKvBytes, loopReserveSeqs == null ? 0 : loopReserveSeqs, qHeads, KV_HEADS, headDim,
-                    BLOCK_SIZE, kvDtype, scales, device, s);
+                    BLOCK_SIZE, kvDtype, scales, device, s, stepRows);
         }
         if (sweepList.contains("prefill")) {
             PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales,

@@ -5,6 +5,7 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvDtype;
@@ -13,6 +14,7 @@ import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -38,19 +40,21 @@ final class LoopBench {
      * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32.
      */
     static void run(List<int[]> cells, int steps, long kvMemoryBytes, int reserveSeqs, int qHeads, int kvHeads, int headDim,
-                    int blockSize, KvDtype dtype, KvScales scales, String device, long seed) {
-        System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%n", steps,
-                kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "");
+                    int blockSize, KvDtype dtype, KvScales scales, String device, long seed, boolean stepRows) {
+        System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%s%n", steps,
+                kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "",
+                stepRows ? ", through the backend's own rows (stepRows, called every step and timed with the call)" : "");
         for (int[] lengths : cells) {
             for (int mode = 0; mode < 3; mode++) {
                 cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2, qHeads, kvHeads,
-                        headDim, blockSize, dtype, scales, device, seed);
+                        headDim, blockSize, dtype, scales, device, seed, stepRows);
             }
         }
     }
 
     private static void cell(int[] lengths, int steps, long kvMemoryBytes, int reservedSeqs, boolean writes, int qHeads,
-                             int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed) {
+                             int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed,
+                             boolean stepRows) {
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length,
                 kvMemoryBytes, 1, steps, scales);
         KvCache cache = w.cache();
@@ -63,6 +67,7 @@ final class LoopBench {
         long[] wall = new long[steps];
         long[] kernelNanos = new long[steps]; // TornadoVM's kernel time, -1 under CUDA graphs
         FloatArray out = w.poisonedOutput();
+        StepRows rows = null;
         int builds;
         double rel;
         try (DecodeAttention attention = Backends.create("tornado", cache, spec, device, "auto")) {
@@ -86,10 +91,25 @@ final class LoopBench {
                 }
                 DecodeBatch batch = cache.batch(w.seqs());
                 out.init(Float.NaN);
+                if (rows != null) {
+                    rows.out().init(Float.NaN);
+                }
                 long t0 = System.nanoTime();
-                attention.decode(batch, 0, w.q(), out);
+                if (stepRows) { // an engine writes its queries into the rows it is given (new ones after a plan rebuild)
+                    StepRows now = attention.stepRows(batch, 0);
+                    if (rows == null || now.q() != rows.q()) {
+                        rows = now;
+                        t0 += copyQueries(w.q(), rows.q()); // the engine's own work, not the library's
+                    }
+                    attention.decode(batch, 0, rows.q(), rows.out());
+                } else {
+                    attention.decode(batch, 0, w.q(), out);
+                }
                 wall[step] = System.nanoTime() - t0;
                 kernelNanos[step] = attention.lastDeviceNanos();
+            }
+            if (stepRows) {
+                MemorySegment.copy(rows.out().getSegment(), 0, out.getSegment(), 0, out.getSegment().byteSize());
             }
             builds = ((TornadoDecodeAttention) attention).planBuilds();
             rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.seqs(), w.q()));
@@ -112,5 +132,12 @@ final class LoopBench {
                 rest[rest.length / 2] / 1e6, rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6,
                 wall[slowest] / 1e6, slowest, kernelTime,
                 Arrays.stream(rest).filter(t -> t > 10_000_000L).count(), builds, rel, ok ? "PASS" : "FAIL");
+    }
+
+    /** Copies {@code q} to the start of {@code rows}; the nanoseconds it took. */
+    private static long copyQueries(FloatArray q, FloatArray rows) {
+        long t0 = System.nanoTime();
+        MemorySegment.copy(q.getSegment(), 0, rows.getSegment(), 0, q.getSegment().byteSize());
+        return System.nanoTime() - t0;
     }
 }
