@@ -13,7 +13,6 @@ import dev.pagedattn.tornado.DecodeGrid;
 import dev.pagedattn.tornado.TornadoDecodeAttention;
 import dev.pagedattn.tornado.VSums;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -315,11 +314,9 @@ final class BenchCommand implements Callable<Integer> {
                     TornadoDecodeAttention.CUDA_GRAPH, vSums)) {
                 FloatArray result = w.poisonedOutput();
                 if (stepRows) { // the engine writes its queries into the plan's rows and reads the outputs there
-                    StepRows rows = attention.stepRows(w.batch(), 0);
-                    rows.q().init(Float.NaN); // rows past the batch must not be read
-                    MemorySegment.copy(w.q().getSegment(), 0, rows.q().getSegment(), 0, w.q().getSegment().byteSize());
+                    StepRows rows = OwnRows.poisonedWith(attention.stepRows(w.batch(), 0), w.q()); // rows past the batch: NaN
                     wall = timeSteps(attention, w, rows.q(), rows.out(), null);
-                    MemorySegment.copy(rows.out().getSegment(), 0, result.getSegment(), 0, result.getSegment().byteSize());
+                    OwnRows.copyOut(rows, result);
                 } else {
                     wall = timeSteps(attention, w, w.q(), result, null);
                 }

@@ -7,7 +7,6 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
-import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
@@ -137,22 +136,9 @@ final class CheckCommand implements Callable<Integer> {
             attention.decode(batch, layer, q, out);
             return;
         }
-        StepRows rows = poisonedWith(attention.stepRows(batch, layer), q);
+        StepRows rows = OwnRows.poisonedWith(attention.stepRows(batch, layer), q);
         attention.decode(batch, layer, rows.q(), rows.out());
-        copyOut(rows, out);
-    }
-
-    /** {@code rows} with NaN in every element, then {@code q}'s rows at their start (rows past the call's stay NaN). */
-    static StepRows poisonedWith(StepRows rows, FloatArray q) {
-        rows.q().init(Float.NaN);
-        rows.out().init(Float.NaN);
-        MemorySegment.copy(q.getSegment(), 0, rows.q().getSegment(), 0, q.getSegment().byteSize());
-        return rows;
-    }
-
-    /** The call's output rows of {@code rows} into {@code out}. */
-    static void copyOut(StepRows rows, FloatArray out) {
-        MemorySegment.copy(rows.out().getSegment(), 0, out.getSegment(), 0, out.getSegment().byteSize());
+        OwnRows.copyOut(rows, out);
     }
 
     /** One poisoned, timed decode of {@code batch}, reported under {@code title}; the report's status. */

@@ -109,7 +109,7 @@ final class LoopBench {
                 kernelNanos[step] = attention.lastDeviceNanos();
             }
             if (stepRows) {
-                MemorySegment.copy(rows.out().getSegment(), 0, out.getSegment(), 0, out.getSegment().byteSize());
+                OwnRows.copyOut(rows, out);
             }
             builds = ((TornadoDecodeAttention) attention).planBuilds();
             rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.seqs(), w.q()));

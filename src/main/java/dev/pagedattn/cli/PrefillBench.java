@@ -12,7 +12,6 @@ import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.PrefillGrid;
 import dev.pagedattn.tornado.TornadoPrefillAttention;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -84,11 +83,9 @@ final class PrefillBench {
             double rel = Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1));
             // wall time per call as an engine sees it: through the caller's arrays, then through the plan's own rows
             long[] wall = wallNanos(attention, w, w.q(), result, iterations);
-            StepRows rows = attention.stepRows(w.batch(), 0);
-            rows.q().init(Float.NaN); // rows past the batch must not be read
-            MemorySegment.copy(w.q().getSegment(), 0, rows.q().getSegment(), 0, w.q().getSegment().byteSize());
+            StepRows rows = OwnRows.poisonedWith(attention.stepRows(w.batch(), 0), w.q()); // rows past the batch: NaN
             long[] inPlace = wallNanos(attention, w, rows.q(), rows.out(), iterations);
-            MemorySegment.copy(rows.out().getSegment(), 0, result.getSegment(), 0, result.getSegment().byteSize());
+            OwnRows.copyOut(rows, result);
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
             String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us",
                     wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3);

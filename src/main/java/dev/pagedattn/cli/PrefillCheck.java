@@ -120,9 +120,9 @@ final class PrefillCheck {
             attention.prefill(batch, 0, q, out);
             return;
         }
-        StepRows rows = CheckCommand.poisonedWith(attention.stepRows(batch, 0), q);
+        StepRows rows = OwnRows.poisonedWith(attention.stepRows(batch, 0), q);
         attention.prefill(batch, 0, rows.q(), rows.out());
-        CheckCommand.copyOut(rows, out);
+        OwnRows.copyOut(rows, out);
     }
 
     private static int measure(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, FloatArray q, int iterations,
