@@ -9,7 +9,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Query and output rows cut by KV-head shard: shard {@code s} of a layer split into {@code S}
  * arrays reads and writes its own {@code [rows][numQHeads / S][headDim]} arrays, so its kernels
  * see an ordinary pool of {@code headsPerShard} heads. One shard: the plan's arrays are the rows
- * themselves (one bulk copy each way, as without shards).
+ * themselves (one bulk copy each way, as without shards, or none when the caller fills and reads the
+ * arrays {@link #stepRows} hands out). Large copies go over a {@link RowCopier}'s threads.
  */
 public final class ShardRows {
     private final FloatArray[] q;   // [shards] of [maxRows][numQHeads / shards][headDim]
