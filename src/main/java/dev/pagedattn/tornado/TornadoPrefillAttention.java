@@ -71,6 +71,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private PrefillGrid.Kernel kernel;   // resolved against the backend on first use
     private long lastDeviceNanos = -1;
     private final RowCopier copier = new RowCopier(RowCopier.THREADS); // the steps' query and output rows
+    private boolean closed;
     private int reservedSeqs;            // reserve(): plans hold at least this many sequences
     private int reservedColumns;         // of at least this many block-table columns each
     private int reservedQueries;         // and this many query rows
@@ -146,6 +147,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
         Plan current = plans[layer];
         long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
@@ -165,8 +167,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
      */
     @Override
     public StepRows stepRows(PrefillBatch batch, int layer) {
+        requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
         return planFor(batch, layer, PrefillGrid.plan(shardSpec, batch, kernel())).rows.stepRows();
+    }
+
+    private void requireOpen() {
+        if (closed) {
+            throw new IllegalStateException("prefill after close(): the device plans are released; create a new backend");
+        }
     }
 
     /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid}. */
@@ -203,6 +212,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public void close() {
+        closed = true;
         copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {

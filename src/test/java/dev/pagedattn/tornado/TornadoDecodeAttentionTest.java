@@ -69,6 +69,18 @@ class TornadoDecodeAttentionTest {
     }
 
     @Test
+    void aClosedBackendRefusesDecodeAndItsRowsWithAMessage() {
+        KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
+        TornadoDecodeAttention attention = new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 8), null, "auto");
+        attention.close();
+        for (org.junit.jupiter.api.function.Executable call : new org.junit.jupiter.api.function.Executable[] {
+                () -> attention.decode(null, 0, null, null), () -> attention.stepRows(null, 0)}) {
+            IllegalStateException e = assertThrows(IllegalStateException.class, call);
+            assertEquals("decode after close(): the device plans are released; create a new backend", e.getMessage());
+        }
+    }
+
+    @Test
     void aReservationIsCheckedAndNamesItsBadValue() {
         KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
         try (TornadoDecodeAttention attention = new TornadoDecodeAttention(cache, AttentionSpec.of(cache.config(), 8), null, "auto")) {

@@ -29,6 +29,12 @@ class TornadoPrefillAttentionTest {
             attention.reserve(4, 512, 1024); // the whole pool for one sequence is fine
             assertEquals(0, attention.planBuilds(), "a reservation builds nothing until a prefill");
         }
+        IllegalStateException closed = assertThrows(IllegalStateException.class, () -> { // its row copier's threads are gone too
+            TornadoPrefillAttention a = new TornadoPrefillAttention(cache, spec, null);
+            a.close();
+            a.stepRows(null, 0);
+        });
+        assertEquals("prefill after close(): the device plans are released; create a new backend", closed.getMessage());
         // the JVM backend holds nothing per batch, but checks the same values
         try (PrefillAttention jvm = PrefillAttention.create("jvm", cache, spec, null)) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> jvm.reserve(2, -1, 10));
