@@ -34,11 +34,6 @@ public final class ShardRows {
         }
     }
 
-    /** How many shards the rows are cut into. */
-    public int shards() {
-        return q.length;
-    }
-
     /** Shard {@code s}'s query rows, {@code [maxRows][numQHeads / shards][headDim]}: what its kernels read. */
     public FloatArray q(int s) {
         return q[s];
