@@ -7,6 +7,8 @@ import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.PrefillGrid;
@@ -82,13 +84,22 @@ final class PrefillBench {
             Arrays.sort(nanos);
             double rel = Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1));
             // wall time per call as an engine sees it: through the caller's arrays, then through the plan's own rows
-            long[] wall = wallNanos(attention, w, w.q(), result, iterations);
+            long[] wall = wallNanos(attention, w, w.q(), result, iterations, null);
             StepRows rows = OwnRows.poisonedWith(attention.stepRows(w.batch(), 0), w.q()); // rows past the batch: NaN
-            long[] inPlace = wallNanos(attention, w, rows.q(), rows.out(), iterations);
+            long[] inPlace = wallNanos(attention, w, rows.q(), rows.out(), iterations, null);
             OwnRows.copyOut(rows, result);
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
-            String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us",
-                    wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3);
+            // as an engine's prefill step: the new tokens' K/V written to the cache before each call (not timed), so the
+            // call stages and scatters them to the device with its attention
+            NewTokens tokens = NewTokens.of(w);
+            rows = OwnRows.poisonedWith(attention.stepRows(w.batch(), 0), w.q());
+            long[] written = wallNanos(attention, w, rows.q(), rows.out(), iterations, tokens);
+            OwnRows.copyOut(rows, result);
+            rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
+            String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us;"
+                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us",
+                    wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3,
+                    written[0] / 1e3, written[written.length / 2] / 1e3);
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
@@ -102,11 +113,21 @@ final class PrefillBench {
         }
     }
 
-    /** Wall time of {@code iterations} prefill calls through {@code q} and {@code out}, sorted (the plan is warm). */
-    private static long[] wallNanos(TornadoPrefillAttention attention, PrefillWorkload w, FloatArray q, FloatArray out, int iterations) {
+    /**
+     * Wall time of {@code iterations} prefill calls through {@code q} and {@code out}, sorted (the plan is warm); with
+     * {@code tokens}, each call after the new tokens' K/V are written again (outside the timing).
+     */
+    private static long[] wallNanos(TornadoPrefillAttention attention, PrefillWorkload w, FloatArray q, FloatArray out, int iterations,
+                                    NewTokens tokens) {
+        if (tokens != null) {
+            tokens.write(w);
+        }
         attention.prefill(w.batch(), 0, q, out);
         long[] nanos = new long[iterations];
         for (int i = 0; i < iterations; i++) {
+            if (tokens != null) {
+                tokens.write(w);
+            }
             long t0 = System.nanoTime();
             attention.prefill(w.batch(), 0, q, out);
             nanos[i] = System.nanoTime() - t0;
@@ -146,6 +167,45 @@ final class PrefillBench {
             }
         }
         return worst;
+    }
+
+    /** The K and V of each sequence's new tokens ({@code [qLen][numKvHeads][headDim]}), read back from layer 0 of the cache. */
+    private record NewTokens(float[][] k, float[][] v) {
+        static NewTokens of(PrefillWorkload w) {
+            KvCache cache = w.kv().cache();
+            PrefillBatch b = w.batch();
+            int heads = cache.config().numKvHeads();
+            int d = cache.config().headDim();
+            float[][] k = new float[b.numSeqs()][];
+            float[][] v = new float[b.numSeqs()][];
+            for (int i = 0; i < b.numSeqs(); i++) {
+                int seq = w.kv().seqs()[i];
+                int first = b.position(i, 0);
+                k[i] = new float[b.qLen(i) * heads * d];
+                v[i] = new float[k[i].length];
+                for (int t = 0; t < b.qLen(i); t++) {
+                    for (int h = 0; h < heads; h++) {
+                        for (int e = 0; e < d; e++) {
+                            k[i][(t * heads + h) * d + e] = cache.readK(seq, 0, first + t, h, e);
+                            v[i][(t * heads + h) * d + e] = cache.readV(seq, 0, first + t, h, e);
+                        }
+                    }
+                }
+            }
+            return new NewTokens(k, v);
+        }
+
+        /** Writes the same values again: the cache's journal marks their slots, so the next call sends them. */
+        void write(PrefillWorkload w) {
+            PrefillBatch b = w.batch();
+            for (int i = 0; i < b.numSeqs(); i++) {
+                try {
+                    w.kv().cache().writeTokens(w.kv().seqs()[i], 0, b.position(i, 0), b.qLen(i), k[i], v[i]);
+                } catch (OutOfBlocksException e) {
+                    throw new IllegalStateException("rewriting sequence " + i + "'s new tokens needed a block copy", e);
+                }
+            }
+        }
     }
 
     private static int[] rowOf(DecodeBatch single) {

@@ -133,6 +133,22 @@ final class PlanParts {
      */
     static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets, int slotBase,
                       TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes) {
+        stageRows(cache, layer, shard, dirty, from, 0, rows, slotOffsets, slotBase, stageK, stageV, vBytes);
+    }
+
+    /**
+     * {@link #stage} of {@code rows} slots split over {@code copier}'s threads once they are large (a prefill's thousands of
+     * new tokens: one copy per head and slot, K and V). Separate arrays, as the prefill plan has them.
+     */
+    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
+                      TornadoNativeArray stageK, TornadoNativeArray stageV, RowCopier copier) {
+        long rowBytes = 2L * cache.config().headsPerShard() * cache.config().headDim() * cache.config().dtype().bytes();
+        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stageK, stageV, 0));
+    }
+
+    /** Stage rows {@code [r0, r1)}: row r holds slot {@code dirty[from + r]}. */
+    private static void stageRows(KvCache cache, int layer, int shard, int[] dirty, int from, int r0, int r1, IntArray slotOffsets,
+                                  int slotBase, TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes) {
         KvCacheConfig config = cache.config();
         int heads = config.headsPerShard();
         int width = heads * config.headDim();
@@ -141,7 +157,7 @@ final class PlanParts {
         long bytes = config.dtype().bytes();
         KvPool keys = cache.keys(layer, shard);
         KvPool values = cache.values(layer, shard);
-        for (int r = 0; r < rows; r++) {
+        for (int r = r0; r < r1; r++) {
             int base = cache.layout().slotOffset(dirty[from + r]);
             slotOffsets.set(slotBase + r, base);
             for (int h = 0; h < heads; h++) {

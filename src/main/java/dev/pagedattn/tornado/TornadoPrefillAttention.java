@@ -16,9 +16,11 @@ import dev.pagedattn.kernels.TensorPrefillKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import uk.ac.manchester.tornado.api.GridScheduler;
+import uk.ac.manchester.tornado.api.ImmutableTaskGraph;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.TaskGraph;
 import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.TornadoExecutionResult;
 import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
@@ -29,11 +31,13 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
- * Prefill attention on a TornadoVM device with the K/V pools resident there: one task graph of
+ * Prefill attention on a TornadoVM device with the K/V pools resident there: a task graph of
  * {@code scatter} (the tokens written since the last step, from the cache's dirty-slot journal, into
- * the device pools), {@code attention} ({@link PrefillKernels}) and {@code merge}. The pools are
- * uploaded on the first execution only; every step sends the queries, block tables, lengths, query
- * indptr, per-step params and the staged new tokens.
+ * the device pools), {@code attention} ({@link PrefillKernels}) and {@code merge}, and a second of
+ * attention and merge alone for steps that write nothing ({@code -Dpagedattn.tornado.taskSets=false}: the
+ * first only). The pools are uploaded on the first execution only; every step sends the queries, block
+ * tables, lengths, query indptr and per-step params, and a step that writes the staged new tokens
+ * ({@link #STAGING_SLOTS} per execution, staged on the row copier's threads once they are many).
  *
  * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor} (default auto: the
  * tensor-core kernel for fp16 and 8-bit K/V at head dims up to 128 on the PTX and CUDA backends, the scalar one
@@ -57,8 +61,22 @@ public final class TornadoPrefillAttention implements PrefillAttention {
      * driver give it 246-254 registers (two). The CUDA backend gets the same bound through tornado-config/nvrtc.
      */
     public static final int TENSOR_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.prefillMaxRegisters", 168);
-    /** Token slots staged per execution; more take extra scatter-only executions. */
-    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 4096);
+    /**
+     * Token slots staged per execution, {@code -Dpagedattn.tornado.prefillStagingSlots}; 0 (default): the plan's query
+     * capacity rounded up to 16, at most {@link #MAX_STAGING_SLOTS}, since a prefill step's new tokens are its queries.
+     * More dirty slots (prompts written ahead of their prefill, copy-on-write copies) take extra executions whose attention
+     * is idle. The staging arrays travel to the device on every execution that stages something, so they are kept to
+     * what a step writes: a 4096-slot stage of Llama-3-8B's K and V is 16 MB, 2 MB of which a step of 512 new tokens fills.
+     */
+    public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 0);
+    /** The most staged slots of the default ({@link #STAGING_SLOTS} 0). */
+    static final int MAX_STAGING_SLOTS = 4096;
+    /**
+     * Time each step's kernels with TornadoVM's profiler ({@link #lastDeviceNanos}), {@code -Dpagedattn.tornado.prefillProfiler}
+     * (default true; false: {@code lastDeviceNanos()} is -1).
+     */
+    public static final boolean PROFILER = TornadoDecodeAttention.parseSwitch("pagedattn.tornado.prefillProfiler",
+            System.getProperty("pagedattn.tornado.prefillProfiler", "true"));
     private static final int LOCAL = PrefillGrid.LOCAL;
 
     private final KvCache cache;
@@ -84,8 +102,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
-        if (STAGING_SLOTS < 16) {
-            throw new IllegalArgumentException("pagedattn.tornado.prefillStagingSlots=" + STAGING_SLOTS + " must be >= 16");
+        if (STAGING_SLOTS != 0 && STAGING_SLOTS < 16) {
+            throw new IllegalArgumentException("pagedattn.tornado.prefillStagingSlots=" + STAGING_SLOTS + " must be 0 (auto) or >= 16");
         }
         this.cache = cache;
         this.config = cache.config();
@@ -236,11 +254,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final IntArray qSeq;             // [maxQueries]
         final IntArray params;           // [PrefillParams.SIZE]
         final IntArray scatterParams;    // [DecodeParams.SIZE], only NUM_NEW_SLOTS is read
-        final TornadoNativeArray[] stageK; // [shards] of [STAGING_SLOTS][headsPerShard][headDim]
+        final int stagingSlots;
+        final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
-        final IntArray slotOffsets;      // [STAGING_SLOTS], the same in every shard
+        final IntArray slotOffsets;      // [stagingSlots], the same in every shard
         final WorkerGrid1D[] attentionGrids; // [shards]
+        final FloatArray[] dequants;     // [shards], 8-bit pools only
         final TornadoExecutionPlan executionPlan;
+        final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
+        boolean uploaded;                // the first graph has run (it uploads the pools)
 
         Plan(int layer, int maxSeqs, int tableEntries, int maxQueries, int partialElements) {
             this.layer = layer;
@@ -260,26 +282,48 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             qSeq = new IntArray(maxQueries);
             params = new IntArray(PrefillParams.SIZE);
             scatterParams = new IntArray(DecodeParams.SIZE);
+            stagingSlots = stagingSlots(maxQueries);
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
-            slotOffsets = new IntArray(STAGING_SLOTS);
+            slotOffsets = new IntArray(stagingSlots);
             attentionGrids = new WorkerGrid1D[shards];
+            dequants = new FloatArray[shards];
             String name = graphName(layer);
-            TaskGraph graph = new TaskGraph(name)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, indptr, qSeq, params, scatterParams, slotOffsets);
+            // graph 0: every task (it uploads the pools and partials and keeps them on the device); graph 1: attention and
+            // merge only, on graph 0's buffers, for steps that stage nothing (no stage sent, no scatter launched)
+            taskSets = TornadoDecodeAttention.TASK_SETS;
+            TaskGraph[] graphs = new TaskGraph[taskSets ? 2 : 1];
+            for (int i = 0; i < graphs.length; i++) {
+                graphs[i] = new TaskGraph(i == 0 ? name : name + "A")
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, indptr, qSeq, params);
+            }
+            graphs[0].transferToDevice(DataTransferMode.EVERY_EXECUTION, scatterParams, slotOffsets);
             GridScheduler grids = new GridScheduler();
             for (int s = 0; s < shards; s++) {
-                stageK[s] = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
-                stageV[s] = NativeArrays.of(config.dtype(), STAGING_SLOTS * width);
-                addShard(graph, s, new FloatArray(partialElements));
-                grids.addWorkerGrid(name + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(STAGING_SLOTS * width));
-                grids.addWorkerGrid(name + "." + PlanParts.taskName("merge", s), PlanParts.helperGrid(maxQueries * hq * d));
+                stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                FloatArray partials = new FloatArray(partialElements);
                 attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
-                grids.addWorkerGrid(name + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                WorkerGrid1D merge = PlanParts.helperGrid(maxQueries * hq * d);
+                for (int i = 0; i < graphs.length; i++) {
+                    addShard(graphs[i], i == 0 ? null : name, s, partials);
+                    String g = graphs[i].getTaskGraphName();
+                    if (i == 0) {
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(stagingSlots * width));
+                    }
+                    grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), merge);
+                    grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                }
             }
-            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
-            executionPlan = new TornadoExecutionPlan(graph.snapshot()).withGridScheduler(grids).withProfiler(
-                    Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            ImmutableTaskGraph[] snapshots = new ImmutableTaskGraph[graphs.length];
+            for (int i = 0; i < graphs.length; i++) {
+                graphs[i].transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
+                snapshots[i] = graphs[i].snapshot();
+            }
+            executionPlan = new TornadoExecutionPlan(snapshots).withGridScheduler(grids);
+            if (PROFILER) {
+                executionPlan.withProfiler(Boolean.getBoolean("pagedattn.tornado.profileConsole") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT);
+            }
             if (device != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(device));
             }
@@ -287,10 +331,17 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 executionPlan.withCompilerFlags(TornadoVMBackendType.PTX, "CU_JIT_OPTIMIZATION_LEVEL 4"
                         + (TENSOR_MAX_REGISTERS > 0 ? " CU_JIT_MAX_REGISTERS " + TENSOR_MAX_REGISTERS : ""));
             }
+            if (taskSets && TornadoDecodeAttention.PRE_COMPILE) {
+                executionPlan.withPreCompilation(); // both graphs now, not the second at the first step that writes nothing
+            }
         }
 
-        /** The scatter, attention and merge tasks of shard {@code s}: its pools, rows, staging and partials. */
-        private void addShard(TaskGraph graph, int s, FloatArray partials) {
+        /**
+         * Shard {@code s}'s tasks in {@code graph}: with {@code owner} null the scatter, attention and merge, uploading the
+         * pools and partials once and keeping them on the device; else attention and merge on the buffers of the graph
+         * named {@code owner}.
+         */
+        private void addShard(TaskGraph graph, String owner, int s, FloatArray partials) {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
@@ -303,15 +354,24 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             String attention = PlanParts.taskName("attention", s);
-            graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
-            PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets, scatterParams,
-                    hkv, d, bs);
+            FloatArray dequant = config.dtype().isQuantized() ? dequant(s) : null;
+            if (owner == null) {
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
+                PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
+                        scatterParams, hkv, d, bs);
+                if (dequant != null) {
+                    graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
+                }
+            } else {
+                graph.consumeFromDevice(owner, kPool, vPool, partials).transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
+                if (dequant != null) {
+                    graph.consumeFromDevice(owner, dequant);
+                }
+            }
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
-                FloatArray dequant = PackedCodes.argument(cache, layer, s, scale); // the softmax scale rides with the K scales
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
                 if (kernel == PrefillGrid.Kernel.TENSOR) {
                     graph.task(attention, TensorPrefillKernels::prefillQ8Tensor, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs);
@@ -339,6 +399,20 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                         hkv, g, d, bs, scale);
             }
             graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
+            if (owner == null) {
+                graph.persistOnDevice(kPool, vPool, partials);
+                if (dequant != null) {
+                    graph.persistOnDevice(dequant);
+                }
+            }
+        }
+
+        /** Shard {@code s}'s dequantisation argument, made once and shared by the plan's graphs. */
+        private FloatArray dequant(int s) {
+            if (dequants[s] == null) {
+                dequants[s] = PackedCodes.argument(cache, layer, s, shardSpec.scale()); // the softmax scale rides with the K scales
+            }
+            return dequants[s];
         }
 
         void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut) {
@@ -360,9 +434,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int done = 0;
             long nanos;
             do {
-                int staged = Math.min(STAGING_SLOTS, dirty.length - done);
+                int staged = Math.min(stagingSlots, dirty.length - done);
                 for (int s = 0; s < stageK.length; s++) {
-                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s]);
+                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s], copier);
                 }
                 done += staged;
                 boolean last = done == dirty.length;
@@ -372,7 +446,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
                 }
-                nanos = PlanParts.execute(executionPlan, stageK.length).getProfilerResult().getDeviceKernelTime();
+                if (taskSets) {
+                    executionPlan.withGraph(uploaded && staged == 0 ? 1 : 0);
+                }
+                TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
+                uploaded = true;
+                nanos = PROFILER ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             rows.store(userOut, queries);
@@ -382,6 +461,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         @Override
         public void close() {
             try {
+                executionPlan.withAllGraphs(); // withGraph(i) left only graph i listed: free the first graph's pools too
                 executionPlan.freeDeviceMemory();
                 executionPlan.close();
             } catch (Exception e) {
@@ -390,6 +470,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
     }
 
+
+    /** The slots a plan of {@code maxQueries} query rows stages per execution ({@link #STAGING_SLOTS}). */
+    static int stagingSlots(int maxQueries) {
+        return STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(MAX_STAGING_SLOTS, (Math.max(1, maxQueries) + 15) / 16 * 16);
+    }
 
     /** Task graph names must differ between the plans of one process: one per layer. */
     private static String graphName(int layer) {

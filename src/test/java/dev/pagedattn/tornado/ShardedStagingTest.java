@@ -66,6 +66,54 @@ class ShardedStagingTest {
     }
 
     /**
+     * A prefill's staging of many slots, split over a {@link RowCopier}'s threads, fills each shard's stage arrays and slot
+     * offsets exactly as one thread does (the shares' rows land at their own places, none is skipped or copied twice).
+     */
+    @Test
+    void stagingOnSeveralThreadsMatchesOneThread() throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("ShardedStagingTest.threads");
+        SplittableRandom r = new SplittableRandom(seed);
+        int heads = 8;
+        int dim = 128;
+        KvCache cache = new KvCache(new KvCacheConfig(64, 16, heads, dim, KvDtype.FP16, 1, 64 * 16 * 4 * dim));
+        KvCacheConfig config = cache.config();
+        assertEquals(2, config.poolShards(), "four heads per array");
+        cache.dirtySlots().track();
+        int a = cache.createSequence();
+        int b = cache.createSequence();
+        cache.appendTokens(a, random(r, 300 * heads * dim), random(r, 300 * heads * dim));
+        cache.appendTokens(b, random(r, 700 * heads * dim), random(r, 700 * heads * dim));
+        int[] dirty = cache.dirtySlots().drain(0);
+        int from = 37;                      // a later execution's share of the dirty slots
+        int rows = dirty.length - from;     // 963 rows of 4 KB (K and V of four heads): four shares on four threads
+        int width = config.headsPerShard() * dim;
+        assertEquals(4, RowCopier.items(rows, 4L * width, 4), "the copy is split");
+        try (RowCopier copier = new RowCopier(4)) {
+            for (int s = 0; s < config.poolShards(); s++) {
+                IntArray offsets = new IntArray(rows);
+                HalfFloatArray stageK = new HalfFloatArray(rows * width);
+                HalfFloatArray stageV = new HalfFloatArray(rows * width);
+                offsets.init(-1);
+                stageK.init(new HalfFloat(Float.NaN));
+                stageV.init(new HalfFloat(Float.NaN));
+                PlanParts.stage(cache, 0, s, dirty, from, rows, offsets, stageK, stageV, copier);
+                IntArray wantOffsets = new IntArray(rows);
+                HalfFloatArray wantK = new HalfFloatArray(rows * width);
+                HalfFloatArray wantV = new HalfFloatArray(rows * width);
+                PlanParts.stage(cache, 0, s, dirty, from, rows, wantOffsets, wantK, wantV);
+                for (int i = 0; i < rows; i++) {
+                    assertEquals(wantOffsets.get(i), offsets.get(i), "slot offset " + i + " of shard " + s + " seed=" + seed);
+                }
+                for (int i = 0; i < rows * width; i++) {
+                    assertEquals(wantK.get(i).getHalfFloatValue(), stageK.get(i).getHalfFloatValue(), "K " + i + " shard " + s + " seed=" + seed);
+                    assertEquals(wantV.get(i).getHalfFloatValue(), stageV.get(i).getHalfFloatValue(), "V " + i + " shard " + s + " seed=" + seed);
+                }
+            }
+            assertEquals(true, copier.started(), "helpers ran");
+        }
+    }
+
+    /**
      * What a plan's step does with the dirty slots: stage {@code rows} at a time per shard, scatter per shard;
      * {@code packed}: the slots' offsets inside params and the V rows after the K rows of one stage array
      * ({@code -Dpagedattn.tornado.packedInputs}).

@@ -42,4 +42,16 @@ class TornadoPrefillAttentionTest {
             jvm.reserve(8, 2048, 4096);
         }
     }
+
+    /** A plan stages what one step of its query capacity writes: whole groups of 16 slots, at most 4096 (16 MB at Llama-3-8B's heads). */
+    @Test
+    void aPlanStagesItsQueryCapacityInSlots() {
+        assertEquals(0, TornadoPrefillAttention.STAGING_SLOTS, "the default follows the plan (no -Dpagedattn.tornado.prefillStagingSlots)");
+        assertEquals(16, TornadoPrefillAttention.stagingSlots(1));
+        assertEquals(16, TornadoPrefillAttention.stagingSlots(16));
+        assertEquals(32, TornadoPrefillAttention.stagingSlots(17));
+        assertEquals(512, TornadoPrefillAttention.stagingSlots(512));
+        assertEquals(4096, TornadoPrefillAttention.stagingSlots(4096));
+        assertEquals(4096, TornadoPrefillAttention.stagingSlots(16384));
+    }
 }
