@@ -259,6 +259,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final TornadoNativeArray[] stageV;
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
         final WorkerGrid1D[] attentionGrids; // [shards]
+        final WorkerGrid1D[] mergeGrids;     // [shards]
         final FloatArray[] dequants;     // [shards], 8-bit pools only
         final TornadoExecutionPlan executionPlan;
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
@@ -287,6 +288,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             stageV = new TornadoNativeArray[shards];
             slotOffsets = new IntArray(stagingSlots);
             attentionGrids = new WorkerGrid1D[shards];
+            mergeGrids = new WorkerGrid1D[shards];
             dequants = new FloatArray[shards];
             String name = graphName(layer);
             // graph 0: every task (it uploads the pools and partials and keeps them on the device); graph 1: attention and
@@ -304,7 +306,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 FloatArray partials = new FloatArray(partialElements);
                 attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
-                WorkerGrid1D merge = PlanParts.helperGrid(maxQueries * hq * d);
+                mergeGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
+                WorkerGrid1D merge = mergeGrids[s];
                 for (int i = 0; i < graphs.length; i++) {
                     addShard(graphs[i], i == 0 ? null : name, s, partials);
                     String g = graphs[i].getTaskGraphName();
@@ -446,6 +449,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
                 }
+                int merge = last ? mergeGlobal(grid, queries * shardSpec.numQHeads() * shardSpec.headDim()) : LOCAL;
+                for (WorkerGrid1D g : mergeGrids) {
+                    g.setGlobalWork(merge, 1, 1);
+                    g.setLocalWork(LOCAL, 1, 1);
+                }
                 if (taskSets) {
                     executionPlan.withGraph(uploaded && staged == 0 ? 1 : 0);
                 }
@@ -470,6 +478,22 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
     }
 
+
+    /**
+     * Most work-groups of a split step's merge: one output element per work-item up to 8.4M elements (512 query tokens x
+     * 32 heads x 128 dims is 2.1M). The merge is grid-stride; capped at 264 work-groups, as decode's helpers are, a
+     * work-item of one sequence's 512-token step walked 62 elements one after another, each behind its dependent loads
+     * (context length, every partition's max): 170 us on an H200 against 2.0 ms of attention (benchmarks/NOTES.md, p5).
+     */
+    static final int MERGE_GROUPS = 65536;
+
+    /** The merge's global size for a step of {@code outputs} output elements on {@code grid}: one work-group if it is not split. */
+    static int mergeGlobal(PrefillGrid grid, long outputs) {
+        if (grid.maxPartitions() == 1) {
+            return LOCAL; // nothing to merge: the kernel returns at once
+        }
+        return (int) Math.max(1, Math.min((outputs + LOCAL - 1) / LOCAL, MERGE_GROUPS)) * LOCAL;
+    }
 
     /** The slots a plan of {@code maxQueries} query rows stages per execution ({@link #STAGING_SLOTS}). */
     static int stagingSlots(int maxQueries) {

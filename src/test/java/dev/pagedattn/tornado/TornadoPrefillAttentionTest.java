@@ -43,6 +43,17 @@ class TornadoPrefillAttentionTest {
         }
     }
 
+    /** A split step's merge gets one work-item per output element (up to its cap); an unsplit one a single work-group. */
+    @Test
+    void aSplitStepsMergeCoversItsOutputs() {
+        PrefillGrid split = new PrefillGrid(1, 32, 2912, 3, 768, PrefillGrid.Kernel.TENSOR);
+        PrefillGrid whole = new PrefillGrid(1, 32, 8704, 1, 2048, PrefillGrid.Kernel.TENSOR);
+        assertEquals(512 * 32 * 128, TornadoPrefillAttention.mergeGlobal(split, 512 * 32 * 128), "one sequence of 512 tokens");
+        assertEquals(128, TornadoPrefillAttention.mergeGlobal(split, 5), "whole work-groups");
+        assertEquals(128, TornadoPrefillAttention.mergeGlobal(whole, 512 * 32 * 128), "nothing to merge");
+        assertEquals(TornadoPrefillAttention.MERGE_GROUPS * 128, TornadoPrefillAttention.mergeGlobal(split, 1L << 40), "capped");
+    }
+
     /** A plan stages what one step of its query capacity writes: whole groups of 16 slots, at most 4096 (16 MB at Llama-3-8B's heads). */
     @Test
     void aPlanStagesItsQueryCapacityInSlots() {
