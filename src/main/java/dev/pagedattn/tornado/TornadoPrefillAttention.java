@@ -65,12 +65,14 @@ public final class TornadoPrefillAttention implements PrefillAttention {
      * Token slots staged per execution, {@code -Dpagedattn.tornado.prefillStagingSlots}; 0 (default): the plan's query
      * capacity rounded up to 16, at most {@link #MAX_STAGING_SLOTS}, since a prefill step's new tokens are its queries.
      * More dirty slots (prompts written ahead of their prefill, copy-on-write copies) take extra executions whose attention
-     * is idle. The staging arrays travel to the device on every execution that stages something, so they are kept to
-     * what a step writes: a 4096-slot stage of Llama-3-8B's K and V is 16 MB, 2 MB of which a step of 512 new tokens fills.
+     * is idle but which still send the plan's query rows and fetch its output rows (TornadoVM sends a graph's arrays
+     * whole): at 32 sequences of 512 new tokens a 4096-slot stage took four executions and added 38 ms to a 68 ms step on
+     * an H200 (benchmarks/NOTES.md, twenty-eighth session). The stage travels only with a step that writes, and is then
+     * as large as the step's new tokens: 4 KB per token at Llama-3-8B's heads, a quarter of the token's query row.
      */
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.prefillStagingSlots", 0);
-    /** The most staged slots of the default ({@link #STAGING_SLOTS} 0). */
-    static final int MAX_STAGING_SLOTS = 4096;
+    /** The most staged slots of the default ({@link #STAGING_SLOTS} 0): 256 MB of K and V at Llama-3-8B's heads. */
+    static final int MAX_STAGING_SLOTS = 65536;
     /**
      * Time each step's kernels with TornadoVM's profiler ({@link #lastDeviceNanos}), {@code -Dpagedattn.tornado.prefillProfiler}
      * (default true; false: {@code lastDeviceNanos()} is -1).
@@ -260,6 +262,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
         final WorkerGrid1D[] attentionGrids; // [shards]
         final WorkerGrid1D[] mergeGrids;     // [shards]
+        final WorkerGrid1D[] scatterGrids;   // [shards]
         final FloatArray[] dequants;     // [shards], 8-bit pools only
         final TornadoExecutionPlan executionPlan;
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
@@ -289,6 +292,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             slotOffsets = new IntArray(stagingSlots);
             attentionGrids = new WorkerGrid1D[shards];
             mergeGrids = new WorkerGrid1D[shards];
+            scatterGrids = new WorkerGrid1D[shards];
             dequants = new FloatArray[shards];
             String name = graphName(layer);
             // graph 0: every task (it uploads the pools and partials and keeps them on the device); graph 1: attention and
@@ -307,12 +311,13 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 FloatArray partials = new FloatArray(partialElements);
                 attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
                 mergeGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
+                scatterGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
                 WorkerGrid1D merge = mergeGrids[s];
                 for (int i = 0; i < graphs.length; i++) {
                     addShard(graphs[i], i == 0 ? null : name, s, partials);
                     String g = graphs[i].getTaskGraphName();
                     if (i == 0) {
-                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), PlanParts.helperGrid(stagingSlots * width));
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
                     }
                     grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), merge);
                     grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
@@ -449,6 +454,11 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
                 }
+                int scatter = scatterGlobal(staged, shardSpec.numKvHeads() * shardSpec.headDim());
+                for (WorkerGrid1D g : scatterGrids) {
+                    g.setGlobalWork(scatter, 1, 1);
+                    g.setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                }
                 int merge = last ? mergeGlobal(grid, queries * shardSpec.numQHeads() * shardSpec.headDim()) : LOCAL;
                 for (WorkerGrid1D g : mergeGrids) {
                     g.setGlobalWork(merge, 1, 1);
@@ -480,19 +490,31 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
 
     /**
-     * Most work-groups of a split step's merge: one output element per work-item up to 8.4M elements (512 query tokens x
-     * 32 heads x 128 dims is 2.1M). The merge is grid-stride; capped at 264 work-groups, as decode's helpers are, a
-     * work-item of one sequence's 512-token step walked 62 elements one after another, each behind its dependent loads
-     * (context length, every partition's max): 170 us on an H200 against 2.0 ms of attention (benchmarks/NOTES.md, p5).
+     * Most work-groups of a step's merge and scatter: one element per work-item up to 8.4M elements (512 query tokens x
+     * 32 heads x 128 dims is 2.1M outputs). Both are grid-stride; capped at 264 work-groups, as decode's helpers are
+     * (decode's steps are small and its graphs replay fixed launches), a work-item of a one-sequence 512-token step's merge
+     * walked 62 elements one after another, each behind dependent loads (the context length, every partition's max):
+     * 170 us on an H200 against 2.0 ms of attention; with a work-item per element the step's kernels took 130 us less
+     * (benchmarks/NOTES.md, p5).
      */
-    static final int MERGE_GROUPS = 65536;
+    static final int HELPER_GROUPS = 65536;
+
+    /**
+     * The scatter's global size for {@code staged} slots of {@code width} elements each: one work-item per element, at most
+     * {@link #HELPER_GROUPS} work-groups (the stage of a step of thousands of new tokens holds millions), one work-group for none.
+     */
+    static int scatterGlobal(int staged, int width) {
+        long elements = (long) staged * width;
+        return (int) Math.max(1, Math.min((elements + PlanParts.HELPER_LOCAL - 1) / PlanParts.HELPER_LOCAL, HELPER_GROUPS))
+                * PlanParts.HELPER_LOCAL;
+    }
 
     /** The merge's global size for a step of {@code outputs} output elements on {@code grid}: one work-group if it is not split. */
     static int mergeGlobal(PrefillGrid grid, long outputs) {
         if (grid.maxPartitions() == 1) {
             return LOCAL; // nothing to merge: the kernel returns at once
         }
-        return (int) Math.max(1, Math.min((outputs + LOCAL - 1) / LOCAL, MERGE_GROUPS)) * LOCAL;
+        return (int) Math.max(1, Math.min((outputs + LOCAL - 1) / LOCAL, HELPER_GROUPS)) * LOCAL;
     }
 
     /** The slots a plan of {@code maxQueries} query rows stages per execution ({@link #STAGING_SLOTS}). */

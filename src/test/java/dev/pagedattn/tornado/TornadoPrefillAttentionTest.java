@@ -51,10 +51,10 @@ class TornadoPrefillAttentionTest {
         assertEquals(512 * 32 * 128, TornadoPrefillAttention.mergeGlobal(split, 512 * 32 * 128), "one sequence of 512 tokens");
         assertEquals(128, TornadoPrefillAttention.mergeGlobal(split, 5), "whole work-groups");
         assertEquals(128, TornadoPrefillAttention.mergeGlobal(whole, 512 * 32 * 128), "nothing to merge");
-        assertEquals(TornadoPrefillAttention.MERGE_GROUPS * 128, TornadoPrefillAttention.mergeGlobal(split, 1L << 40), "capped");
+        assertEquals(TornadoPrefillAttention.HELPER_GROUPS * 128, TornadoPrefillAttention.mergeGlobal(split, 1L << 40), "capped");
     }
 
-    /** A plan stages what one step of its query capacity writes: whole groups of 16 slots, at most 4096 (16 MB at Llama-3-8B's heads). */
+    /** A plan stages what one step of its query capacity writes: whole groups of 16 slots, at most 65536 (256 MB at Llama-3-8B's heads). */
     @Test
     void aPlanStagesItsQueryCapacityInSlots() {
         assertEquals(0, TornadoPrefillAttention.STAGING_SLOTS, "the default follows the plan (no -Dpagedattn.tornado.prefillStagingSlots)");
@@ -63,6 +63,17 @@ class TornadoPrefillAttentionTest {
         assertEquals(32, TornadoPrefillAttention.stagingSlots(17));
         assertEquals(512, TornadoPrefillAttention.stagingSlots(512));
         assertEquals(4096, TornadoPrefillAttention.stagingSlots(4096));
-        assertEquals(4096, TornadoPrefillAttention.stagingSlots(16384));
+        assertEquals(16384, TornadoPrefillAttention.stagingSlots(16384));
+        assertEquals(65536, TornadoPrefillAttention.stagingSlots(1 << 20));
+    }
+
+    /** The scatter gets a work-item per staged element (whole work-groups, capped), one work-group when nothing is staged. */
+    @Test
+    void theScatterCoversItsStagedElements() {
+        assertEquals(128, TornadoPrefillAttention.scatterGlobal(0, 1024));
+        assertEquals(512 * 1024, TornadoPrefillAttention.scatterGlobal(512, 1024));
+        assertEquals(128, TornadoPrefillAttention.scatterGlobal(1, 100));
+        assertEquals(256, TornadoPrefillAttention.scatterGlobal(2, 100));
+        assertEquals(TornadoPrefillAttention.HELPER_GROUPS * 128, TornadoPrefillAttention.scatterGlobal(65536, 1024), "capped");
     }
 }
