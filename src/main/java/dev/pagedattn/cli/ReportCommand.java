@@ -145,7 +145,9 @@ final class ReportCommand implements Callable<Integer> {
                 + "Effective bandwidth = minimum bytes (benchmarks/README.md) / minimum kernel time. Our times are TornadoVM profiler"
                 + " device kernel times of one decode step (scatter no-op + attention + merge launches); the peer's are CUDA events"
                 + " around its call. Wall per call: `decode` called to output in the caller's array, on the plan as the library"
-                + " builds it by default (CUDA graphs on PTX/CUDA). A variant is `backend:variant[/kernel]`."
+                + " builds it by default (CUDA graphs on PTX/CUDA), the rows copied between the caller's arrays and the plan's"
+                + " (a variant ending in `+steprows`: through the plan's own rows, `stepRows`, no copies). A variant is"
+                + " `backend:variant[/kernel]`."
                 + " Cells whose K/V fit in the 50 MB L2 (B x L <= 12k tokens) read partly from L2 on our side.\n\n"
                 + chartNote + "![bandwidth](" + md.toAbsolutePath().getParent().relativize(chart.toAbsolutePath()) + ")\n\n"
                 + "## Best of ours per cell, next to the PyTorch peer\n\n" + table
