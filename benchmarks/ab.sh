@@ -7,8 +7,7 @@
 #   e.g. benchmarks/ab.sh cuda 1x1024,8x8192,64x4096 /tmp/ab "" "-Dpagedattn.tornado.mergeRows=true"
 # Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments; `--iterations N` there
 # replaces the default of 10).
-# Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV; on PTX one process per cell, joined, as
-# benchmarks/bench-cells.sh says why) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
+# Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
 # and its wall time per call (min / median).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +21,7 @@ fi
 backend="$1" cells="$2" out="$3"
 shift 3
 mkdir -p "$out"
-source benchmarks/bench-cells.sh  # bench_cells: PTX one process per cell, CSVs joined
+source benchmarks/bench-cells.sh  # bench_cells
 iterations=(--iterations 10)
 [[ " ${BENCH_ARGS:-} " == *" --iterations "* ]] && iterations=()  # bench refuses an option given twice
 for r in $(seq 1 "${ROUNDS:-2}"); do

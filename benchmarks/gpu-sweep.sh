@@ -19,7 +19,7 @@
 #              "kernels" (not in the default either) runs benchmarks/kernel-times.sh into OUT_DIR/kernel-times: a step's
 #              kernel time by ncu for both sides, ours on each backend and cuDNN SDPA's (about 20 minutes)
 #   BENCH_ARGS extra arguments for our decode sweep, e.g. "--iterations 30" (not --cells or --ragged: the script
-#              passes those itself; on PTX it runs one process per cell)
+#              passes those itself)
 #   SEED       random seed of every part (default 20261201)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +44,7 @@ if [[ "$parts" == *" decode "* ]]; then
   done
 fi
 for be in $backends; do
-  per=""
-  [[ "$be" == ptx ]] && per=" (one process per cell, the ragged row with the last; CSVs joined)"
-  commands="$commands${commands:+; }bin/pa-tornado $be bench --sweeps decode --seed $seed --cells <grid> --ragged 64x1024..32768 --out $out/ours-$be.csv ${BENCH_ARGS:-}$per"
+  commands="$commands${commands:+; }bin/pa-tornado $be bench --sweeps decode --seed $seed --cells <grid> --ragged 64x1024..32768 --out $out/ours-$be.csv ${BENCH_ARGS:-}"
 done
 peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells $grid --out $out/peer.csv"
 ragged_cmd="python3 benchmarks/peer_torch.py --seed $seed --cells ragged --out $out/peer-ragged.csv"
