@@ -312,14 +312,16 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
                 mergeGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
                 scatterGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
-                WorkerGrid1D merge = mergeGrids[s];
+                if (config.dtype().isQuantized()) { // one argument for both graphs; the softmax scale rides with the K scales
+                    dequants[s] = PackedCodes.argument(cache, layer, s, shardSpec.scale());
+                }
                 for (int i = 0; i < graphs.length; i++) {
                     addShard(graphs[i], i == 0 ? null : name, s, partials);
                     String g = graphs[i].getTaskGraphName();
                     if (i == 0) {
                         grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
                     }
-                    grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), merge);
+                    grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
                     grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
                 }
             }
@@ -362,7 +364,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             String attention = PlanParts.taskName("attention", s);
-            FloatArray dequant = config.dtype().isQuantized() ? dequant(s) : null;
+            FloatArray dequant = dequants[s];
             if (owner == null) {
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
                         .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
@@ -413,14 +415,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     graph.persistOnDevice(dequant);
                 }
             }
-        }
-
-        /** Shard {@code s}'s dequantisation argument, made once and shared by the plan's graphs. */
-        private FloatArray dequant(int s) {
-            if (dequants[s] == null) {
-                dequants[s] = PackedCodes.argument(cache, layer, s, shardSpec.scale()); // the softmax scale rides with the K scales
-            }
-            return dequants[s];
         }
 
         void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut) {
