@@ -5,6 +5,7 @@ import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.DirtySlotJournal;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.NativeArrays;
@@ -42,7 +43,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * ({@link #TASK_SETS}). The pools go to the device once (the first execution) and are never
  * uploaded again: every step sends only the queries, block tables, lengths, the per-step {@code params}
  * and the staging rows of tokens written since the last step (the cache's dirty-slot journal, which
- * also covers copy-on-write copies). Values that change between steps travel in IntArrays because
+ * also covers copy-on-write copies, read through a reader of this backend's own: a prefill backend on the same
+ * cache keeps a device copy of its own and reads its own). Values that change between steps travel in IntArrays because
  * TornadoVM freezes scalar arguments.
  *
  * <p>Variants: {@code auto} (split-K when the batch alone does not fill the GPU, see
@@ -186,6 +188,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final boolean CUDA_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.cudaGraph"));
 
     private final KvCache cache;
+    private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet
     private final KvCacheConfig config;
     private final AttentionSpec spec;
     private final AttentionSpec shardSpec; // what each shard's kernels see (spec itself for an unsharded layer)
@@ -273,7 +276,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         this.cudaGraphRequested = cudaGraph;
         this.vSums = vSums;
         this.plans = new Plan[config.numLayers()];
-        cache.dirtySlots().track();
+        this.journal = cache.dirtySlots().reader(); // this backend's own record of what its plans still have to send
     }
 
     @Override
@@ -384,7 +387,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 plan.close();
                 plans[layer] = null;
             }
-            cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
+            journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
             plan = plans[layer] = new Plan(layer, seqs, entries, partialRows);
             planBuilds++;
         }
@@ -394,6 +397,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     @Override
     public void close() {
         closed = true;
+        journal.close();
         copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {
@@ -705,7 +709,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             MemorySegment.copy(batch.blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 4L * tablesBase, n * width);
             MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 4L * lensBase, n);
             int layerBase = 0; // the plan binds its layer's own pools
-            int[] dirty = cache.dirtySlots().drain(layer);
+            int[] dirty = journal.drain(layer);
             long nanos = 0;
             int done = 0;
             do {

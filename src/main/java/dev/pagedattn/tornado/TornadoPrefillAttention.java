@@ -5,6 +5,7 @@ import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.DirtySlotJournal;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.NativeArrays;
@@ -44,8 +45,9 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}). On the
  * CUDA backend the fp16 tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
  *
- * <p>The dirty-slot journal has one reader: use one TornadoVM backend (this or the decode one) per
- * cache. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
+ * <p>The backend reads the cache's dirty-slot journal through a reader of its own, so a decode backend (or another
+ * prefill one) can mirror the same cache: each holds its own device copy of the pools and sends what changed since its
+ * own last step; {@link #close()} closes the reader. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
  * headroom, or by {@link #reserve}; a step past it rebuilds the plan, which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
@@ -82,6 +84,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private static final int LOCAL = PrefillGrid.LOCAL;
 
     private final KvCache cache;
+    private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet
     private final KvCacheConfig config;
     private final AttentionSpec spec;
     private final AttentionSpec shardSpec; // what each KV-head shard's kernels see (spec for an unsharded layer)
@@ -114,7 +117,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         this.device = device;
         this.plans = new Plan[config.numLayers()];
         this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
-        cache.dirtySlots().track();
+        this.journal = cache.dirtySlots().reader(); // this backend's own record of what its plans still have to send
     }
 
     /** The attention kernel the plans run (resolved against the device's backend on first call). */
@@ -223,7 +226,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 plan.close();
                 plans[layer] = null;
             }
-            cache.dirtySlots().drain(layer); // the new plan uploads the layer's whole pools on its first execution
+            journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
             plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
             planBuilds++;
         }
@@ -233,6 +236,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void close() {
         closed = true;
+        journal.close();
         copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {
@@ -432,7 +436,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             MemorySegment.copy(batch.kv().contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 0, n);
             MemorySegment.copy(batch.qIndptr(), 0, indptr.getSegment(), ValueLayout.JAVA_INT, 0, n + 1);
             int layerBase = 0; // the plan binds this layer's own pools
-            int[] dirty = cache.dirtySlots().drain(layer);
+            int[] dirty = journal.drain(layer);
             int done = 0;
             long nanos;
             do {

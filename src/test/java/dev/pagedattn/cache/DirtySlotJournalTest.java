@@ -54,6 +54,33 @@ class DirtySlotJournalTest {
         assertEquals(4, cache.dirtySlots().drain(0).length);
     }
 
+    /** Two mirrors of one cache (a decode and a prefill backend) each see every write once, whenever each drains. */
+    @Test
+    void eachReaderListsTheWritesSinceItsOwnLastDrain() throws Exception {
+        KvCache cache = new KvCache(C);
+        int seq = cache.createSequence();
+        cache.append(seq, 8);
+        int[] table = cache.pageTable(seq).blocks();
+        cache.write(seq, 0, 0, Tokens.k(C, 0, 1), Tokens.v(C, 0, 1));      // before any reader: a new mirror uploads it
+        DirtySlotJournal.Reader decode = cache.dirtySlots().reader();
+        cache.write(seq, 0, 1, Tokens.k(C, 0, 2), Tokens.v(C, 0, 2));
+        DirtySlotJournal.Reader prefill = cache.dirtySlots().reader();
+        cache.write(seq, 0, 5, Tokens.k(C, 0, 3), Tokens.v(C, 0, 3));
+        assertArrayEquals(sorted(table[0] * 4 + 1, table[1] * 4 + 1), decode.drain(0), "decode: both writes since it opened");
+        cache.write(seq, 0, 6, Tokens.k(C, 0, 4), Tokens.v(C, 0, 4));
+        assertArrayEquals(new int[] {table[1] * 4 + 1, table[1] * 4 + 2}, prefill.drain(0), "prefill: its own two, undrained by decode");
+        assertArrayEquals(new int[] {table[1] * 4 + 2}, decode.drain(0), "decode: only the write since its drain");
+        cache.dirtySlots().track();                                        // the shared reader sits beside them
+        prefill.close();
+        cache.write(seq, 0, 7, Tokens.k(C, 0, 5), Tokens.v(C, 0, 5));
+        assertArrayEquals(new int[] {table[1] * 4 + 3}, decode.drain(0));
+        assertArrayEquals(new int[] {table[1] * 4 + 3}, cache.dirtySlots().drain(0));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> prefill.drain(0));
+        assertEquals("drain after close(): this reader records nothing any more", e.getMessage());
+        prefill.close(); // idempotent
+        assertArrayEquals(new int[0], decode.drain(1), "layer 1 was not written");
+    }
+
     @Test
     void drainingWithoutTrackingOrOutsideTheLayersIsRefused() {
         KvCache cache = new KvCache(C);
@@ -61,5 +88,11 @@ class DirtySlotJournalTest {
         cache.dirtySlots().track();
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cache.dirtySlots().drain(3));
         assertEquals("layer=3 is outside [0, 3)", e.getMessage());
+    }
+
+    private static int[] sorted(int... slots) {
+        int[] s = slots.clone();
+        java.util.Arrays.sort(s);
+        return s;
     }
 }
