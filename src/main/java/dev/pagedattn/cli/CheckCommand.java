@@ -57,6 +57,11 @@ final class CheckCommand implements Callable<Integer> {
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
 
+    @Option(names = "--decode-steps", description = "With --query-len: after each prefill step, this many decode steps (one new"
+            + " token per sequence each) by a decode backend of the same kind on the same cache, each checked against fp64"
+            + " (default: ${DEFAULT-VALUE}).", defaultValue = "0")
+    int decodeSteps;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -90,11 +95,17 @@ final class CheckCommand implements Callable<Integer> {
         if (steps < 1) {
             throw new IllegalArgumentException("--steps=" + steps + " must be >= 1");
         }
+        if (decodeSteps < 0) {
+            throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " must be >= 0");
+        }
+        if (decodeSteps > 0 && queryLen == null && window == null) {
+            throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
+        }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows);
+                    iterations, tolerance, steps, stepRows, decodeSteps);
         }
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start

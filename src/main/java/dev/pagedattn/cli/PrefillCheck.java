@@ -1,11 +1,14 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -59,13 +62,17 @@ final class PrefillCheck {
         return window;
     }
 
+    /**
+     * {@code decodeSteps}: after each prefill step, that many decode steps of one new token per sequence by a decode
+     * backend of the same kind on the same cache (an engine's prefill, then decode), each checked against fp64.
+     */
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps, boolean stepRows) {
+                   double tolerance, int steps, boolean stepRows, int decodeSteps) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
         int maxQLen = Arrays.stream(qLens).max().orElse(1);
-        long spare = (long) (steps - 1) * maxQLen;
+        long spare = (long) (steps - 1) * maxQLen + (long) steps * decodeSteps;
         if (spare > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("--steps=" + steps + " x --query-len=" + queryLen + " new tokens do not fit a cache");
         }
@@ -75,30 +82,63 @@ final class PrefillCheck {
                 ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
                 shape.maxArrayElements());
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
-        try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
+        try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device);
+             DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
                     + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
+            status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
             for (int step = 2; step <= steps; step++) {
-                PrefillBatch batch = appendChunk(w, qLens, window, random);
+                append(w, qLens, random);
+                PrefillBatch batch = PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window);
                 FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
                 for (int i = 0; i < q.getSize(); i++) {
                     q.set(i, (float) (random.nextDouble() * 2 - 1));
                 }
                 System.out.printf("step %d (the next chunk: every sequence appends its query-len new tokens first):%n", step);
                 status = Math.max(status, measure(attention, w, batch, q, 1, tolerance, stepRows));
+                status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
             }
             return status;
         }
     }
 
-    /** Appends {@code qLens[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */
-    private static PrefillBatch appendChunk(PrefillWorkload w, int[] qLens, int window, SplittableRandom random) {
+    /**
+     * {@code count} decode steps by {@code decoder} (none if null), each after one new token per sequence (written to the
+     * cache the prefill backend reads too: on TornadoVM each backend sends it to its own device pools), checked against fp64.
+     */
+    private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random) {
+        int status = 0;
+        int[] seqs = w.kv().seqs();
+        int[] one = new int[seqs.length];
+        Arrays.fill(one, 1);
+        int row = w.spec().numQHeads() * w.spec().headDim();
+        for (int d = 1; d <= count; d++) {
+            append(w, one, random);
+            DecodeBatch batch = w.kv().cache().batch(seqs);
+            FloatArray q = new FloatArray(seqs.length * row);
+            for (int i = 0; i < q.getSize(); i++) {
+                q.set(i, (float) (random.nextDouble() * 2 - 1));
+            }
+            FloatArray out = new FloatArray(q.getSize());
+            out.init(Float.NaN);
+            decoder.decode(batch, 0, q, out);
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.kv().cache(), w.spec(), 0, seqs, q));
+            boolean ok = rel <= tolerance; // NaN fails
+            System.out.printf("  then decode %d of %d by backend=%s on the same cache (one new token per sequence, whole contexts):"
+                    + " relative L2=%.3e -> %s%n", d, count, decoder.name(), rel, ok ? "PASS" : "FAIL");
+            status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
+        }
+        return status;
+    }
+
+    /** Appends {@code counts[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */
+    private static void append(PrefillWorkload w, int[] counts, SplittableRandom random) {
         int[] seqs = w.kv().seqs();
         int width = w.kv().cache().config().tokenWidth();
         for (int i = 0; i < seqs.length; i++) {
-            float[] k = new float[qLens[i] * width];
+            float[] k = new float[counts[i] * width];
             float[] v = new float[k.length];
             for (int e = 0; e < k.length; e++) {
                 k[e] = (float) (random.nextDouble() * 2 - 1);
@@ -111,7 +151,6 @@ final class PrefillCheck {
                         + " (" + e.getMessage() + ")");
             }
         }
-        return PrefillBatch.of(w.kv().cache().batch(seqs), qLens, window);
     }
 
     /** One prefill of {@code batch} into {@code out}: through the caller's arrays, or through the backend's own rows. */

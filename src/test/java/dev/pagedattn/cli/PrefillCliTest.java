@@ -44,6 +44,18 @@ class PrefillCliTest {
         assertEquals(2, Pattern.compile("-> PASS").matcher(run.out()).results().count(), run.toString());
     }
 
+    /** An engine's flow on one cache: each prefill chunk, then decode steps by a decode backend, every one checked. */
+    @Test
+    void checkWithDecodeStepsDecodesAfterEachPrefillChunkOnTheSameCache() {
+        long seed = TestSeeds.fresh("checkWithDecodeStepsDecodesAfterEachPrefillChunkOnTheSameCache");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..40", "--query-len", "1..9", "--steps", "2",
+                "--decode-steps", "3", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertEquals(6, Pattern.compile("then decode [123] of 3 by backend=jvm on the same cache[^\\n]*-> PASS").matcher(run.out())
+                .results().count(), run.toString());
+        assertEquals(8, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "two prefill checks and six decode checks");
+    }
+
     @Test
     void demoShowsAPrefixHitFollowedByPrefillOfTheRest() {
         CliRun run = CliRun.of("demo", "--seed", "2");
@@ -63,6 +75,8 @@ class PrefillCliTest {
                 bad(new String[] {"check", "--window", "0"}, "--window=0"),
                 bad(new String[] {"check", "--window", "-3", "--query-len", "4"}, "--window=-3"),
                 bad(new String[] {"check", "--query-len", "4", "--steps", "0"}, "--steps=0"),
+                bad(new String[] {"check", "--query-len", "4", "--decode-steps", "-1"}, "--decode-steps=-1"),
+                bad(new String[] {"check", "--decode-steps", "2"}, "--decode-steps=2", "--query-len"),
                 bad(new String[] {"check", "--query-len", "4", "--backend", "tornado"}, "tornado launcher"),
                 bad(new String[] {"bench", "--sweeps", "decode,warmup"}, "--sweeps=decode,warmup"),
                 bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"));
