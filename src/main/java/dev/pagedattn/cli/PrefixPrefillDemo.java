@@ -1,6 +1,8 @@
 package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.Backends;
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.ReferenceAttention;
@@ -46,7 +48,8 @@ final class PrefixPrefillDemo {
         System.out.printf("%d. Prefix caching, then prefill (a fresh cache, %d blocks x %d tokens): two requests share a %d-token system prompt.%n",
                 step, cache.config().numBlocks(), cache.config().blockSize(), SYSTEM_TOKENS);
         boolean ok = true;
-        try (PrefillAttention attention = PrefillAttention.create(backend, cache, spec, device)) {
+        try (PrefillAttention attention = PrefillAttention.create(backend, cache, spec, device);
+             DecodeAttention decoder = Backends.create(backend, cache, spec, device, "auto")) {
             PrefixCache.Admission a = prefix.admit(first, null);
             writeKv(a.seq(), first, a.numCachedTokens());
             prefix.commit(a.seq());
@@ -60,6 +63,7 @@ final class PrefixPrefillDemo {
                     Arrays.toString(Arrays.copyOf(cache.pageTable(b.seq()).blocks(), b.numCachedTokens() / cache.config().blockSize())),
                     second.length - b.numCachedTokens());
             ok &= prefill(attention, b, "request 2", backend.equals("jvm") ? second : null);
+            ok &= decode(decoder, a.seq(), b.seq());
         }
         PrefixCache.Metrics m = prefix.metrics();
         System.out.printf("   prefix cache: %d of %d block lookups hit (%.0f%%), %d tokens reused%n", m.blockHits(), m.blockLookups(),
@@ -88,6 +92,39 @@ final class PrefixPrefillDemo {
         }
         System.out.printf("   %s: %s backend, relative L2 error vs fp64 %.2e -> %s%s%n", name, attention.name(), rel,
                 ok ? "PASS" : "FAIL", scratch);
+        return ok;
+    }
+
+    /** Both requests generate two tokens: each appends its token's K/V and one decode step attends over the whole context. */
+    private boolean decode(DecodeAttention decoder, int... seqs) throws OutOfBlocksException {
+        int row = spec.numQHeads() * spec.headDim();
+        int width = cache.config().tokenWidth();
+        double worst = 0;
+        for (int step = 0; step < 2; step++) {
+            for (int seq : seqs) {
+                int pos = cache.length(seq);
+                cache.append(seq, 1);
+                float[] k = new float[width];
+                float[] v = new float[width];
+                for (int e = 0; e < width; e++) {
+                    k[e] = (float) (random.nextDouble() * 2 - 1);
+                    v[e] = (float) (random.nextDouble() * 2 - 1);
+                }
+                cache.writeTokens(seq, 0, pos, 1, k, v);
+            }
+            FloatArray q = new FloatArray(seqs.length * row);
+            for (int i = 0; i < q.getSize(); i++) {
+                q.set(i, (float) (random.nextDouble() * 2 - 1));
+            }
+            FloatArray out = new FloatArray(q.getSize());
+            out.init(Float.NaN);
+            decoder.decode(cache.batch(seqs), 0, q, out);
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
+            worst = Double.isNaN(rel) || Double.isNaN(worst) ? Double.NaN : Math.max(worst, rel);
+        }
+        boolean ok = worst <= 1e-4; // NaN fails
+        System.out.printf("   then both decode two tokens (%s backend, same cache): relative L2 error vs fp64 at most %.2e -> %s%n",
+                decoder.name(), worst, ok ? "PASS" : "FAIL");
         return ok;
     }
 

@@ -63,6 +63,7 @@ class PrefillCliTest {
         assertTrue(Pattern.compile("request 2: 64 prompt tokens, 48 cached \\(3 shared blocks").matcher(run.out()).find(),
                 "the second request reuses the system prompt's full blocks");
         assertTrue(run.out().contains("bit-identical to a cache written from scratch"), "compares with a cache written from scratch");
+        assertTrue(run.out().contains("then both decode two tokens (jvm backend, same cache)"), "decodes after the prefills");
         assertFalse(run.out().contains("FAIL") || run.out().contains("DIFFERS"));
     }
 
