@@ -68,6 +68,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
 
     /**
+     * Staged token slots of the first task graph, {@code -Dpagedattn.tornado.bulkStagingSlots} (default 1024; 0, or at most
+     * the steps' {@link #STAGING_SLOTS}: the steps' stage). With task sets the first graph runs only for the first
+     * execution and for writes larger than a step's stage (prompts, a prefill chunk that a prefill backend on the same
+     * cache wrote), so its own larger stage cuts such a write's executions without sending more with every step: a chunk
+     * of 32 x 512 tokens took 512 executions of a plan for 32 sequences, now 16 (4 MB per layer at Llama-3-8B's heads).
+     */
+    public static final int BULK_STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.bulkStagingSlots", 1024);
+
+    /**
      * Run each execution through a task graph of only the tasks it needs ({@code -Dpagedattn.tornado.taskSets=false}:
      * always the graph of all three): no scatter when nothing is staged, no merge when the grid is not split (the
      * extra executions of a write larger than the staging arrays take the first graph: TornadoVM 5.2 failed on a
@@ -266,6 +275,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (STAGING_SLOTS < 0 || STAGING_SLOTS % 16 != 0) {
             throw new IllegalArgumentException("pagedattn.tornado.stagingSlots=" + STAGING_SLOTS + " must be 0 (auto) or a positive multiple of 16");
         }
+        if (BULK_STAGING_SLOTS < 0) {
+            throw new IllegalArgumentException("pagedattn.tornado.bulkStagingSlots=" + BULK_STAGING_SLOTS + " must be >= 0 (0: none)");
+        }
         this.cache = cache;
         this.config = cache.config();
         this.spec = spec;
@@ -429,6 +441,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
+        final int bulkSlots;             // the first graph's own stage (0: none, it uses the steps' stage)
+        final TornadoNativeArray[] bulkStage; // [shards] of K rows then V rows, [2][bulkSlots][headsPerShard][headDim]
+        final IntArray bulkSlotOffsets;  // [bulkSlots]
+        final IntArray bulkParams;       // [DecodeParams.SIZE]: the first graph's scatter's NUM_NEW_SLOTS, SLOTS (0), STAGE_V
+        final long bulkVBytes;
         final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
@@ -502,6 +519,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             boolean merges = attentionGrids != null;
             // the task sets: the first (every task) owns the device buffers of the pools and partials
             graphTasks = taskSets(TASK_SETS, merges);
+            // with task sets the first graph runs for large writes only: it gets a stage of its own (BULK_STAGING_SLOTS)
+            bulkSlots = graphTasks.length > 1 && BULK_STAGING_SLOTS > stagingSlots ? BULK_STAGING_SLOTS : 0;
+            bulkStage = bulkSlots > 0 ? new TornadoNativeArray[shards] : null;
+            bulkSlotOffsets = bulkSlots > 0 ? new IntArray(bulkSlots) : null;
+            bulkParams = bulkSlots > 0 ? new IntArray(DecodeParams.SIZE) : null;
+            bulkVBytes = (long) bulkSlots * width * config.dtype().bytes();
+            if (bulkSlots > 0) {
+                new DecodeParams.Packed(0, 0, 0, DecodeParams.SIZE).writeStarts(bulkParams); // its slots' offsets from 0
+                bulkParams.set(DecodeParams.STAGE_V, (int) (bulkVBytes / (config.dtype().isQuantized() ? Integer.BYTES : config.dtype().bytes())));
+            }
             TaskGraph[] graphs = new TaskGraph[graphTasks.length];
             for (int i = 0; i < graphs.length; i++) {
                 int t = graphTasks[i];
@@ -510,7 +537,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if ((t & (ATTENTION | MERGE)) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens);
                 }
-                if ((t & SCATTER) != 0 && !PACKED_INPUTS) {
+                if (i == 0 && bulkSlots > 0) {
+                    graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, bulkParams, bulkSlotOffsets);
+                } else if ((t & SCATTER) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, slotOffsets);
                 }
             }
@@ -522,6 +551,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 } else {
                     stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                     stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
+                }
+                if (bulkSlots > 0) {
+                    bulkStage[s] = NativeArrays.of(config.dtype(), 2 * bulkSlots * width);
                 }
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
                 FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
@@ -595,7 +627,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.consumeFromDevice(owner, dequant[s]);
                 }
             }
-            addTasks(graph, s, partials, tasks);
+            addTasks(graph, s, partials, tasks, owner == null && bulkSlots > 0);
             if (owner == null) {
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (quantized) {
@@ -604,8 +636,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        /** Shard {@code s}'s tasks of the set {@code tasks}, with the per-step transfers they read. */
-        private void addTasks(TaskGraph graph, int s, FloatArray partials, int tasks) {
+        /**
+         * Shard {@code s}'s tasks of the set {@code tasks}, with the per-step transfers they read; {@code bulk}: the scatter
+         * reads the first graph's own stage.
+         */
+        private void addTasks(TaskGraph graph, int s, FloatArray partials, int tasks, boolean bulk) {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
@@ -619,7 +654,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray vPool = cache.values(layer, s).array();
             DecodeGrid.Kernel kernel = kernel();
             String attention = PlanParts.taskName("attention", s);
-            if ((tasks & SCATTER) != 0) {
+            if ((tasks & SCATTER) != 0 && bulk) { // K rows, then V rows, as a packed stage; its own offsets and params
+                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, bulkStage[s]);
+                PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, bulkStage[s], bulkStage[s], bulkSlotOffsets,
+                        bulkParams, hkv, d, bs);
+            } else if ((tasks & SCATTER) != 0) {
                 if (PACKED_INPUTS) {
                     graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s]);
                 } else {
@@ -713,13 +752,25 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                int staged = Math.min(stagingSlots, dirty.length - done);
+                // the first graph: the first execution (it uploads the pools) and writes larger than a step's stage,
+                // through its own larger stage where it has one
+                int remaining = dirty.length - done;
+                boolean first = !uploaded || remaining > stagingSlots;
+                boolean bulk = first && bulkSlots > 0;
+                int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
                 for (int s = 0; s < stageK.length; s++) {
-                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
+                    if (bulk) {
+                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, 0, bulkStage[s], bulkStage[s], bulkVBytes);
+                    } else {
+                        PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
+                    }
+                }
+                if (bulk) {
+                    bulkParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
                 }
                 done += staged;
                 boolean last = done == dirty.length;
-                grid.writeParams(params, batch.contextLens(), n, layerBase, width, staged, !last);
+                grid.writeParams(params, batch.contextLens(), n, layerBase, width, bulk ? 0 : staged, !last);
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
                 // keeps its launch sizes, so under graphs they keep theirs.
@@ -744,7 +795,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphTasks.length > 1) {
-                    executionPlan.withGraph(graphFor(graphTasks, uploaded, last, staged > 0, merging));
+                    executionPlan.withGraph(first ? 0 : graphFor(graphTasks, uploaded, last, staged > 0, merging));
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;

@@ -49,12 +49,14 @@ class ShardedStagingTest {
         cache.dirtySlots().drain(0);
         int a = cache.createSequence();
         cache.appendTokens(a, random(r, 9 * HEADS * DIM), random(r, 9 * HEADS * DIM));
-        sync(cache, mirrorK, mirrorV, 4, width, false);
+        sync(cache, mirrorK, mirrorV, 4, width, false, false);
         int b = cache.fork(a);                                  // shares a's partly filled last block
         cache.appendTokens(b, random(r, 2 * HEADS * DIM), random(r, 2 * HEADS * DIM)); // copy-on-write
         cache.appendTokens(a, random(r, HEADS * DIM), random(r, HEADS * DIM));
-        sync(cache, mirrorK, mirrorV, 4, width, true);          // more dirty slots than staging rows: several rounds;
+        sync(cache, mirrorK, mirrorV, 4, width, true, true);    // more dirty slots than staging rows: several rounds;
                                                                 // a packed plan's layout (slots in params, K and V in one stage)
+        cache.appendTokens(b, random(r, 3 * HEADS * DIM), random(r, 3 * HEADS * DIM));
+        sync(cache, mirrorK, mirrorV, 2, width, false, true);   // a decode plan's bulk stage: its own offsets, K and V in one stage
         for (int s = 0; s < shards; s++) {
             KvPool k = cache.keys(0, s);
             KvPool v = cache.values(0, s);
@@ -115,23 +117,24 @@ class ShardedStagingTest {
 
     /**
      * What a plan's step does with the dirty slots: stage {@code rows} at a time per shard, scatter per shard;
-     * {@code packed}: the slots' offsets inside params and the V rows after the K rows of one stage array
-     * ({@code -Dpagedattn.tornado.packedInputs}).
+     * {@code slotsInParams}: the slots' offsets inside params ({@code -Dpagedattn.tornado.packedInputs}); {@code oneStage}:
+     * the V rows after the K rows of one stage array (packed inputs, and a decode plan's bulk stage).
      */
-    private static void sync(KvCache cache, HalfFloatArray[] mirrorK, HalfFloatArray[] mirrorV, int rows, int width, boolean packed) {
+    private static void sync(KvCache cache, HalfFloatArray[] mirrorK, HalfFloatArray[] mirrorV, int rows, int width,
+                             boolean slotsInParams, boolean oneStage) {
         int[] dirty = cache.dirtySlots().drain(0);
-        int slotBase = packed ? DecodeParams.SIZE + 3 : 0;
-        IntArray params = new IntArray(DecodeParams.SIZE + (packed ? 3 + rows : 0));
-        IntArray slotOffsets = packed ? params : new IntArray(rows);
+        int slotBase = slotsInParams ? DecodeParams.SIZE + 3 : 0;
+        IntArray params = new IntArray(DecodeParams.SIZE + (slotsInParams ? 3 + rows : 0));
+        IntArray slotOffsets = slotsInParams ? params : new IntArray(rows);
         params.set(DecodeParams.SLOTS, slotBase);
-        params.set(DecodeParams.STAGE_V, packed ? rows * width : 0);
+        params.set(DecodeParams.STAGE_V, oneStage ? rows * width : 0);
         for (int done = 0; done < dirty.length; done += rows) {
             int staged = Math.min(rows, dirty.length - done);
             params.set(DecodeParams.NUM_NEW_SLOTS, staged);
             for (int s = 0; s < mirrorK.length; s++) {
-                HalfFloatArray stageK = new HalfFloatArray((packed ? 2 : 1) * rows * width);
-                HalfFloatArray stageV = packed ? stageK : new HalfFloatArray(rows * width);
-                PlanParts.stage(cache, 0, s, dirty, done, staged, slotOffsets, slotBase, stageK, stageV, packed ? 2L * rows * width : 0);
+                HalfFloatArray stageK = new HalfFloatArray((oneStage ? 2 : 1) * rows * width);
+                HalfFloatArray stageV = oneStage ? stageK : new HalfFloatArray(rows * width);
+                PlanParts.stage(cache, 0, s, dirty, done, staged, slotOffsets, slotBase, stageK, stageV, oneStage ? 2L * rows * width : 0);
                 HalfFloatArray k = mirrorK[s];
                 HalfFloatArray v = mirrorV[s];
                 KernelEmulator.launch(64, 32, KernelEmulator.Schedule.REVERSE, ctx -> ScatterKernels.scatterF16(ctx, k, v, stageK,
