@@ -97,9 +97,9 @@ final class PrefillBench {
             OwnRows.copyOut(rows, result);
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
             String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us;"
-                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us",
+                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f)",
                     wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3,
-                    written[0] / 1e3, written[written.length / 2] / 1e3);
+                    written[0] / 1e3, written[written.length / 2] / 1e3, written[written.length - 1] / 1e3);
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
