@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
@@ -8,7 +9,7 @@ import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
-import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -110,27 +111,48 @@ final class PrefillCheck {
      */
     private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random) {
         int status = 0;
-        int[] seqs = w.kv().seqs();
-        int[] one = new int[seqs.length];
-        Arrays.fill(one, 1);
-        int row = w.spec().numQHeads() * w.spec().headDim();
         for (int d = 1; d <= count; d++) {
-            append(w, one, random);
-            DecodeBatch batch = w.kv().cache().batch(seqs);
-            FloatArray q = new FloatArray(seqs.length * row);
-            for (int i = 0; i < q.getSize(); i++) {
-                q.set(i, (float) (random.nextDouble() * 2 - 1));
+            double rel;
+            try {
+                rel = decodeNextToken(decoder, w.kv().cache(), w.spec(), w.kv().seqs(), random);
+            } catch (OutOfBlocksException e) {
+                throw new IllegalArgumentException("--decode-steps: the cache has no spare blocks left for the next token (" + e.getMessage() + ")");
             }
-            FloatArray out = new FloatArray(q.getSize());
-            out.init(Float.NaN);
-            decoder.decode(batch, 0, q, out);
-            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.kv().cache(), w.spec(), 0, seqs, q));
             boolean ok = rel <= tolerance; // NaN fails
             System.out.printf("  then decode %d of %d by backend=%s on the same cache (one new token per sequence, whole contexts):"
                     + " relative L2=%.3e -> %s%n", d, count, decoder.name(), rel, ok ? "PASS" : "FAIL");
             status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
         }
         return status;
+    }
+
+    /**
+     * One decode step of an engine after prefill: every sequence appends one token of random K/V (layer 0), then
+     * {@code decoder} decodes random queries over the whole contexts (output poisoned first); the relative L2 error of
+     * that step against the fp64 reference.
+     */
+    static double decodeNextToken(DecodeAttention decoder, KvCache cache, AttentionSpec spec, int[] seqs, SplittableRandom random)
+            throws OutOfBlocksException {
+        int width = cache.config().tokenWidth();
+        for (int seq : seqs) {
+            int pos = cache.length(seq);
+            cache.append(seq, 1);
+            float[] k = new float[width];
+            float[] v = new float[width];
+            for (int e = 0; e < width; e++) {
+                k[e] = (float) (random.nextDouble() * 2 - 1);
+                v[e] = (float) (random.nextDouble() * 2 - 1);
+            }
+            cache.writeTokens(seq, 0, pos, 1, k, v);
+        }
+        FloatArray q = new FloatArray(seqs.length * spec.numQHeads() * spec.headDim());
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        FloatArray out = new FloatArray(q.getSize());
+        out.init(Float.NaN);
+        decoder.decode(cache.batch(seqs), 0, q, out);
+        return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
     }
 
     /** Appends {@code counts[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */

@@ -97,29 +97,9 @@ final class PrefixPrefillDemo {
 
     /** Both requests generate two tokens: each appends its token's K/V and one decode step attends over the whole context. */
     private boolean decode(DecodeAttention decoder, int... seqs) throws OutOfBlocksException {
-        int row = spec.numQHeads() * spec.headDim();
-        int width = cache.config().tokenWidth();
         double worst = 0;
         for (int step = 0; step < 2; step++) {
-            for (int seq : seqs) {
-                int pos = cache.length(seq);
-                cache.append(seq, 1);
-                float[] k = new float[width];
-                float[] v = new float[width];
-                for (int e = 0; e < width; e++) {
-                    k[e] = (float) (random.nextDouble() * 2 - 1);
-                    v[e] = (float) (random.nextDouble() * 2 - 1);
-                }
-                cache.writeTokens(seq, 0, pos, 1, k, v);
-            }
-            FloatArray q = new FloatArray(seqs.length * row);
-            for (int i = 0; i < q.getSize(); i++) {
-                q.set(i, (float) (random.nextDouble() * 2 - 1));
-            }
-            FloatArray out = new FloatArray(q.getSize());
-            out.init(Float.NaN);
-            decoder.decode(cache.batch(seqs), 0, q, out);
-            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
+            double rel = PrefillCheck.decodeNextToken(decoder, cache, spec, seqs, random);
             worst = Double.isNaN(rel) || Double.isNaN(worst) ? Double.NaN : Math.max(worst, rel);
         }
         boolean ok = worst <= 1e-4; // NaN fails
