@@ -12,6 +12,7 @@ import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.PrefillGrid;
+import dev.pagedattn.tornado.TornadoDecodeAttention;
 import dev.pagedattn.tornado.TornadoPrefillAttention;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -20,6 +21,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -96,10 +98,13 @@ final class PrefillBench {
             long[] written = wallNanos(attention, w, rows.q(), rows.out(), iterations, tokens);
             OwnRows.copyOut(rows, result);
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
+            DecodeAfter after = decodeAfterChunk(w, tokens, device, iterations, seed);
+            rel = Double.isNaN(after.rel()) ? Double.NaN : Math.max(rel, after.rel());
             String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us;"
-                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f)",
+                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f); %s",
                     wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3,
-                    written[0] / 1e3, written[written.length / 2] / 1e3, written[written.length - 1] / 1e3);
+                    written[0] / 1e3, written[written.length / 2] / 1e3, written[written.length - 1] / 1e3,
+                    after.text());
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
@@ -111,6 +116,53 @@ final class PrefillBench {
             System.out.printf("prefill %4d x %d+%d error: %s%n", batch, prefix, queryLen, e);
             return head + ",error,,,,,,," + String.valueOf(e.getMessage()).replace('\n', ' ').replace(',', ';');
         }
+    }
+
+    /**
+     * What the chunk costs a decode backend on the same cache, as in an engine that prefills a chunk and then decodes: the
+     * wall time of a decode step of the batch (whole contexts, no token appended) right after the chunk's K/V are written
+     * again (the step mirrors them to its own device copy of the pools), and of the step after it (nothing to mirror).
+     * The last of those steps is checked against fp64.
+     */
+    private static DecodeAfter decodeAfterChunk(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
+        KvCache cache = w.kv().cache();
+        DecodeBatch batch = cache.batch(w.kv().seqs());
+        AttentionSpec spec = w.spec();
+        FloatArray q = new FloatArray(batch.numSeqs() * spec.numQHeads() * spec.headDim());
+        SplittableRandom random = new SplittableRandom(seed);
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        FloatArray out = new FloatArray(q.getSize());
+        try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
+            for (int i = 0; i < 2; i++) {
+                decoder.decode(batch, 0, q, out); // upload, JIT, warm-up
+            }
+            long[] first = new long[iterations];
+            long[] next = new long[iterations];
+            for (int i = 0; i < iterations; i++) {
+                tokens.write(w);
+                long t0 = System.nanoTime();
+                decoder.decode(batch, 0, q, out);
+                first[i] = System.nanoTime() - t0;
+                if (i == iterations - 1) {
+                    out.init(Float.NaN);
+                }
+                t0 = System.nanoTime();
+                decoder.decode(batch, 0, q, out);
+                next[i] = System.nanoTime() - t0;
+            }
+            Arrays.sort(first);
+            Arrays.sort(next);
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.kv().seqs(), q));
+            return new DecodeAfter(String.format(Locale.ROOT, "a decode backend on the same cache: the step after the chunk"
+                    + " %.0f / %.0f us, the next %.0f / %.0f us (rel L2 %.1e)", first[0] / 1e3, first[iterations / 2] / 1e3,
+                    next[0] / 1e3, next[iterations / 2] / 1e3, rel), rel);
+        }
+    }
+
+    /** {@link #decodeAfterChunk}'s times as text, and the relative L2 error of its last step. */
+    private record DecodeAfter(String text, double rel) {
     }
 
     /**

@@ -20,6 +20,7 @@ import dev.pagedattn.kernels.StreamDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import uk.ac.manchester.tornado.api.GridScheduler;
 import uk.ac.manchester.tornado.api.ImmutableTaskGraph;
 import uk.ac.manchester.tornado.api.KernelContext;
@@ -126,33 +127,40 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /**
      * The task sets of a plan's graphs, the first with every task: that one alone without {@code taskSets}, else
-     * one per set a step may need; {@code merges}: the plan has merge tasks (not the parallel variant).
+     * one per set a step may need; {@code merges}: the plan has merge tasks (not the parallel variant); {@code bulk}:
+     * the first graph scatters from a stage of its own, so a step that stages through the steps' stage and needs every
+     * task has a graph of every task of its own, the last.
      */
-    static int[] taskSets(boolean taskSets, boolean merges) {
+    static int[] taskSets(boolean taskSets, boolean merges, boolean bulk) {
         int all = SCATTER | ATTENTION | (merges ? MERGE : 0);
         if (!taskSets) {
             return new int[] {all};
         }
-        return merges ? new int[] {all, ATTENTION | MERGE, SCATTER | ATTENTION, ATTENTION} : new int[] {all, ATTENTION};
+        int[] sets = merges ? new int[] {all, ATTENTION | MERGE, SCATTER | ATTENTION, ATTENTION} : new int[] {all, ATTENTION};
+        if (bulk) {
+            sets = Arrays.copyOf(sets, sets.length + 1);
+            sets[sets.length - 1] = all;
+        }
+        return sets;
     }
 
     /**
      * The graph of {@code sets} ({@link #taskSets}) an execution runs: the first until it has run once (it uploads
      * the pools) and for the executions of a write before its last ({@code last} false: their attention is idle);
-     * else the one of exactly the tasks needed: the scatter when something is {@code staged}, the merge when
-     * {@code merging}.
+     * else the one of exactly the tasks needed (the scatter when something is {@code staged}, the merge when
+     * {@code merging}) other than the first where there is one: with a bulk stage the first scatters from it.
      */
     static int graphFor(int[] sets, boolean uploaded, boolean last, boolean staged, boolean merging) {
         if (!uploaded || !last) {
             return 0;
         }
         int tasks = ((staged ? SCATTER : 0) | ATTENTION | (merging ? MERGE : 0)) & sets[0];
-        for (int i = 0; i < sets.length; i++) {
+        for (int i = 1; i < sets.length; i++) {
             if (sets[i] == tasks) {
                 return i;
             }
         }
-        return 0; // one graph only (taskSets=false): the first holds every task
+        return 0; // one graph only (taskSets=false), or every task without a bulk stage: the first
     }
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
@@ -517,10 +525,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     / PlanParts.HELPER_LOCAL, MERGE_GROUPS) * PlanParts.HELPER_LOCAL;
             String name = graphName(layer);
             boolean merges = attentionGrids != null;
-            // the task sets: the first (every task) owns the device buffers of the pools and partials
-            graphTasks = taskSets(TASK_SETS, merges);
             // with task sets the first graph runs for large writes only: it gets a stage of its own (BULK_STAGING_SLOTS)
-            bulkSlots = graphTasks.length > 1 && BULK_STAGING_SLOTS > stagingSlots ? BULK_STAGING_SLOTS : 0;
+            bulkSlots = TASK_SETS && BULK_STAGING_SLOTS > stagingSlots ? BULK_STAGING_SLOTS : 0;
+            // the task sets: the first (every task) owns the device buffers of the pools and partials
+            graphTasks = taskSets(TASK_SETS, merges, bulkSlots > 0);
             bulkStage = bulkSlots > 0 ? new TornadoNativeArray[shards] : null;
             bulkSlotOffsets = bulkSlots > 0 ? new IntArray(bulkSlots) : null;
             bulkParams = bulkSlots > 0 ? new IntArray(DecodeParams.SIZE) : null;
@@ -753,10 +761,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int done = 0;
             do {
                 // the first graph: the first execution (it uploads the pools) and writes larger than a step's stage,
-                // through its own larger stage where it has one
+                // through its own larger stage where it has one. Otherwise the write fits the steps' stage (one
+                // execution, the last), and the graph of the tasks the step needs runs; it stages through the first
+                // graph's stage only if that is the first graph (no bulk stage).
                 int remaining = dirty.length - done;
                 boolean first = !uploaded || remaining > stagingSlots;
-                boolean bulk = first && bulkSlots > 0;
+                int graph = first ? 0 : graphFor(graphTasks, true, true, remaining > 0, !grid.fused());
+                boolean bulk = graph == 0 && bulkSlots > 0;
                 int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
@@ -795,7 +806,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphTasks.length > 1) {
-                    executionPlan.withGraph(first ? 0 : graphFor(graphTasks, uploaded, last, staged > 0, merging));
+                    executionPlan.withGraph(graph);
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;
