@@ -121,7 +121,8 @@ final class PrefillBench {
     /**
      * What the chunk costs a decode backend on the same cache, as in an engine that prefills a chunk and then decodes: the
      * wall time of a decode step of the batch (whole contexts, no token appended) right after the chunk's K/V are written
-     * again (the step mirrors them to its own device copy of the pools), and of the step after it (nothing to mirror).
+     * again (the step mirrors them to its own device copy of the pools), and of the step after it (nothing to mirror),
+     * on a plan warmed as {@code bench}'s decode cells are.
      * The last of those steps is checked against fp64.
      */
     private static DecodeAfter decodeAfterChunk(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
@@ -135,9 +136,12 @@ final class PrefillBench {
         }
         FloatArray out = new FloatArray(q.getSize());
         try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
-            for (int i = 0; i < 2; i++) {
+            long end = System.nanoTime() + BenchCommand.WARMUP_NANOS; // as bench's decode cells: TornadoVM's host path compiled
+            for (int i = 0; i < BenchCommand.WARMUP_MIN_STEPS || i < BenchCommand.WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
                 decoder.decode(batch, 0, q, out); // upload, JIT, warm-up
             }
+            tokens.write(w);
+            decoder.decode(batch, 0, q, out); // the first graph's stage once
             long[] first = new long[iterations];
             long[] next = new long[iterations];
             for (int i = 0; i < iterations; i++) {

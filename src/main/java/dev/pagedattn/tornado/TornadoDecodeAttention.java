@@ -771,7 +771,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
-                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, 0, bulkStage[s], bulkStage[s], bulkVBytes);
+                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, 0, bulkStage[s], bulkStage[s], bulkVBytes, copier);
                     } else {
                         PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
                     }
