@@ -138,13 +138,12 @@ final class PlanParts {
 
     /**
      * {@link #stage} of {@code rows} slots split over {@code copier}'s threads once they are large (a prefill's thousands of
-     * new tokens, a decode plan's bulk stage: one copy per head and slot, K and V).
+     * new tokens: one copy per head and slot, K and V). Separate arrays, as the prefill plan has them.
      */
-    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets, int slotBase,
-                      TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes, RowCopier copier) {
+    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
+                      TornadoNativeArray stageK, TornadoNativeArray stageV, RowCopier copier) {
         long rowBytes = 2L * cache.config().headsPerShard() * cache.config().headDim() * cache.config().dtype().bytes();
-        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, slotBase, stageK, stageV,
-                vBytes));
+        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stageK, stageV, 0));
     }
 
     /** Stage rows {@code [r0, r1)}: row r holds slot {@code dirty[from + r]}. */

@@ -68,9 +68,8 @@ class ShardedStagingTest {
     }
 
     /**
-     * Staging of many slots split over a {@link RowCopier}'s threads (a prefill's new tokens, a decode plan's bulk stage:
-     * offsets after a header, K rows then V rows in one array) fills each shard's stage and slot offsets exactly as one
-     * thread does into separate arrays (the shares' rows land at their own places, none is skipped or copied twice).
+     * A prefill's staging of many slots, split over a {@link RowCopier}'s threads, fills each shard's stage arrays and slot
+     * offsets exactly as one thread does (the shares' rows land at their own places, none is skipped or copied twice).
      */
     @Test
     void stagingOnSeveralThreadsMatchesOneThread() throws OutOfBlocksException {
@@ -93,27 +92,23 @@ class ShardedStagingTest {
         assertEquals(4, RowCopier.items(rows, 4L * width, 4), "the copy is split");
         try (RowCopier copier = new RowCopier(4)) {
             for (int s = 0; s < config.poolShards(); s++) {
-                // a decode plan's bulk stage: offsets after a header, K rows then V rows in one array
-                int slotBase = 5;
-                IntArray offsets = new IntArray(slotBase + rows);
-                HalfFloatArray stage = new HalfFloatArray(2 * rows * width);
+                IntArray offsets = new IntArray(rows);
+                HalfFloatArray stageK = new HalfFloatArray(rows * width);
+                HalfFloatArray stageV = new HalfFloatArray(rows * width);
                 offsets.init(-1);
-                stage.init(new HalfFloat(Float.NaN));
-                PlanParts.stage(cache, 0, s, dirty, from, rows, offsets, slotBase, stage, stage, 2L * rows * width, copier);
+                stageK.init(new HalfFloat(Float.NaN));
+                stageV.init(new HalfFloat(Float.NaN));
+                PlanParts.stage(cache, 0, s, dirty, from, rows, offsets, stageK, stageV, copier);
                 IntArray wantOffsets = new IntArray(rows);
                 HalfFloatArray wantK = new HalfFloatArray(rows * width);
                 HalfFloatArray wantV = new HalfFloatArray(rows * width);
                 PlanParts.stage(cache, 0, s, dirty, from, rows, wantOffsets, wantK, wantV);
                 for (int i = 0; i < rows; i++) {
-                    assertEquals(wantOffsets.get(i), offsets.get(slotBase + i), "slot offset " + i + " of shard " + s + " seed=" + seed);
-                }
-                for (int i = 0; i < slotBase; i++) {
-                    assertEquals(-1, offsets.get(i), "the header before the offsets is left alone");
+                    assertEquals(wantOffsets.get(i), offsets.get(i), "slot offset " + i + " of shard " + s + " seed=" + seed);
                 }
                 for (int i = 0; i < rows * width; i++) {
-                    assertEquals(wantK.get(i).getHalfFloatValue(), stage.get(i).getHalfFloatValue(), "K " + i + " shard " + s + " seed=" + seed);
-                    assertEquals(wantV.get(i).getHalfFloatValue(), stage.get(rows * width + i).getHalfFloatValue(),
-                            "V " + i + " shard " + s + " seed=" + seed);
+                    assertEquals(wantK.get(i).getHalfFloatValue(), stageK.get(i).getHalfFloatValue(), "K " + i + " shard " + s + " seed=" + seed);
+                    assertEquals(wantV.get(i).getHalfFloatValue(), stageV.get(i).getHalfFloatValue(), "V " + i + " shard " + s + " seed=" + seed);
                 }
             }
             assertEquals(true, copier.started(), "helpers ran");
