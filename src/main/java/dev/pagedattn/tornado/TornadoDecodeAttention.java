@@ -69,11 +69,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public static final int STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.stagingSlots", 0);
 
     /**
-     * Staged token slots of the first task graph, {@code -Dpagedattn.tornado.bulkStagingSlots} (default 1024; 0, or at most
-     * the steps' {@link #STAGING_SLOTS}: the steps' stage). With task sets the first graph runs only for the first
-     * execution and for writes larger than a step's stage (prompts, a prefill chunk that a prefill backend on the same
-     * cache wrote), so its own larger stage cuts such a write's executions without sending more with every step: a chunk
-     * of 32 x 512 tokens took 512 executions of a plan for 32 sequences, now 16 (4 MB per layer at Llama-3-8B's heads).
+     * Staged token slots of the bulk task graph, {@code -Dpagedattn.tornado.bulkStagingSlots} (default 1024; 0, or at most
+     * the steps' {@link #STAGING_SLOTS}: no bulk graph). With task sets, writes larger than a step's stage (prompts, a
+     * prefill chunk that a prefill backend on the same cache wrote) run a graph of every task with a stage of its own, so
+     * such a write takes fewer executions without the steps sending more: a chunk of 32 x 512 tokens took 512 executions
+     * of a plan for 32 sequences, now 16 (4 MB per layer at Llama-3-8B's heads). Until 2026-12-04 that stage was the first
+     * graph's, which also runs steps that write and merge: their new tokens were lost (benchmarks/NOTES.md, twenty-ninth
+     * session).
      */
     public static final int BULK_STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.bulkStagingSlots", 1024);
 
@@ -128,8 +130,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     /**
      * The task sets of a plan's graphs, the first with every task: that one alone without {@code taskSets}, else
      * one per set a step may need; {@code merges}: the plan has merge tasks (not the parallel variant); {@code bulk}:
-     * the first graph scatters from a stage of its own, so a step that stages through the steps' stage and needs every
-     * task has a graph of every task of its own, the last.
+     * one more graph of every task, the last, whose scatter reads a stage of its own ({@link #BULK_STAGING_SLOTS}) for
+     * the executions of writes larger than a step's stage ({@link #graphOf}).
      */
     static int[] taskSets(boolean taskSets, boolean merges, boolean bulk) {
         int all = SCATTER | ATTENTION | (merges ? MERGE : 0);
@@ -145,23 +147,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     /**
-     * The graph of {@code sets} ({@link #taskSets}) an execution runs: the first until it has run once (it uploads
-     * the pools) and for the executions of a write before its last ({@code last} false: their attention is idle);
-     * else the one of exactly the tasks needed (the scatter when something is {@code staged}, the merge when
-     * {@code merging}) other than the first where there is one: with a bulk stage the first scatters from it.
+     * The graph of {@code sets} ({@link #taskSets}) an execution runs: with {@code bulk} (it stages through the bulk
+     * stage) the last; else the first until it has run once (it uploads the pools) and for the executions of a write
+     * before its last ({@code last} false: their attention is idle), otherwise the one of exactly the tasks needed: the
+     * scatter when something is {@code staged}, the merge when {@code merging}. Only the bulk executions run the bulk
+     * graph: its scatter reads the bulk stage, the others' the steps' stage.
      */
-    static int graphFor(int[] sets, boolean uploaded, boolean last, boolean staged, boolean merging) {
+    static int graphOf(int[] sets, boolean bulk, boolean uploaded, boolean last, boolean staged, boolean merging) {
+        if (bulk) {
+            return sets.length - 1;
+        }
         if (!uploaded || !last) {
             return 0;
         }
         int tasks = ((staged ? SCATTER : 0) | ATTENTION | (merging ? MERGE : 0)) & sets[0];
-        for (int i = 1; i < sets.length; i++) {
+        for (int i = 0; i < sets.length; i++) {
             if (sets[i] == tasks) {
                 return i;
             }
         }
-        return 0; // one graph only (taskSets=false), or every task without a bulk stage: the first
+        return 0; // one graph only (taskSets=false): the first holds every task
     }
+
     /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
@@ -449,10 +456,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
         final TornadoNativeArray[] stageV;
         final IntArray slotOffsets;      // [stagingSlots], the same in every shard
-        final int bulkSlots;             // the first graph's own stage (0: none, it uses the steps' stage)
+        final int bulkSlots;             // the bulk graph's own stage (0: no bulk graph)
         final TornadoNativeArray[] bulkStage; // [shards] of K rows then V rows, [2][bulkSlots][headsPerShard][headDim]
         final IntArray bulkSlotOffsets;  // [bulkSlots]
-        final IntArray bulkParams;       // [DecodeParams.SIZE]: the first graph's scatter's NUM_NEW_SLOTS, SLOTS (0), STAGE_V
+        final IntArray bulkParams;       // [DecodeParams.SIZE]: the bulk graph's scatter's NUM_NEW_SLOTS, SLOTS (0), STAGE_V
         final long bulkVBytes;
         final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
@@ -525,10 +532,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     / PlanParts.HELPER_LOCAL, MERGE_GROUPS) * PlanParts.HELPER_LOCAL;
             String name = graphName(layer);
             boolean merges = attentionGrids != null;
-            // with task sets the first graph runs for large writes only: it gets a stage of its own (BULK_STAGING_SLOTS)
+            // with task sets, writes larger than a step's stage run a graph of their own with a larger stage (BULK_STAGING_SLOTS)
             bulkSlots = TASK_SETS && BULK_STAGING_SLOTS > stagingSlots ? BULK_STAGING_SLOTS : 0;
-            // the task sets: the first (every task) owns the device buffers of the pools and partials
+            // the task sets: the first (every task) owns the device buffers of the pools and partials; the bulk graph last
             graphTasks = taskSets(TASK_SETS, merges, bulkSlots > 0);
+            int bulkGraph = bulkSlots > 0 ? graphTasks.length - 1 : -1;
             bulkStage = bulkSlots > 0 ? new TornadoNativeArray[shards] : null;
             bulkSlotOffsets = bulkSlots > 0 ? new IntArray(bulkSlots) : null;
             bulkParams = bulkSlots > 0 ? new IntArray(DecodeParams.SIZE) : null;
@@ -545,7 +553,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if ((t & (ATTENTION | MERGE)) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens);
                 }
-                if (i == 0 && bulkSlots > 0) {
+                if (i == bulkGraph) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, bulkParams, bulkSlotOffsets);
                 } else if ((t & SCATTER) != 0 && !PACKED_INPUTS) {
                     graphs[i].transferToDevice(DataTransferMode.EVERY_EXECUTION, slotOffsets);
@@ -572,7 +580,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 for (int i = 0; i < graphs.length; i++) {
                     int t = graphTasks[i];
-                    addShard(graphs[i], i == 0 ? null : name, s, partials, t);
+                    addShard(graphs[i], i == 0 ? null : name, s, partials, t, i == bulkGraph);
                     String g = graphs[i].getTaskGraphName();
                     if ((t & SCATTER) != 0) {
                         grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
@@ -615,7 +623,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
          * {@code graph}: with {@code owner} null the graph uploads the pools and partials once and keeps them on the
          * device for the others, else it uses those of the graph named {@code owner}.
          */
-        private void addShard(TaskGraph graph, String owner, int s, FloatArray partials, int tasks) {
+        private void addShard(TaskGraph graph, String owner, int s, FloatArray partials, int tasks, boolean bulk) {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             boolean quantized = config.dtype().isQuantized();
@@ -635,7 +643,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.consumeFromDevice(owner, dequant[s]);
                 }
             }
-            addTasks(graph, s, partials, tasks, owner == null && bulkSlots > 0);
+            addTasks(graph, s, partials, tasks, bulk);
             if (owner == null) {
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (quantized) {
@@ -646,7 +654,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
         /**
          * Shard {@code s}'s tasks of the set {@code tasks}, with the per-step transfers they read; {@code bulk}: the scatter
-         * reads the first graph's own stage.
+         * reads the bulk graph's own stage.
          */
         private void addTasks(TaskGraph graph, int s, FloatArray partials, int tasks, boolean bulk) {
             int hq = shardSpec.numQHeads();
@@ -760,14 +768,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                // the first graph: the first execution (it uploads the pools) and writes larger than a step's stage,
-                // through its own larger stage where it has one. Otherwise the write fits the steps' stage (one
-                // execution, the last), and the graph of the tasks the step needs runs; it stages through the first
-                // graph's stage only if that is the first graph (no bulk stage).
+                // writes larger than a step's stage, once the first graph has uploaded the pools: the bulk graph and
+                // its larger stage where the plan has one
                 int remaining = dirty.length - done;
-                boolean first = !uploaded || remaining > stagingSlots;
-                int graph = first ? 0 : graphFor(graphTasks, true, true, remaining > 0, !grid.fused());
-                boolean bulk = graph == 0 && bulkSlots > 0;
+                boolean bulk = uploaded && bulkSlots > 0 && remaining > stagingSlots;
                 int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
@@ -808,7 +812,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphTasks.length > 1) {
-                    executionPlan.withGraph(graph);
+                    executionPlan.withGraph(graphOf(graphTasks, bulk, uploaded, last, staged > 0, merging));
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;

@@ -138,35 +138,45 @@ class TornadoDecodeAttentionTest {
         }
         int[] one = TornadoDecodeAttention.taskSets(false, true, false);
         assertEquals(1, one.length, "taskSets=false: one graph of every task");
-        assertEquals(0, TornadoDecodeAttention.graphFor(one, true, true, false, false));
+        assertEquals(0, TornadoDecodeAttention.graphOf(one, false, true, true, false, false));
     }
 
     /**
-     * {@code bulk}: the first graph scatters from a stage of its own, so a step's last execution (which stages through
-     * the steps' stage) must never run it: its new tokens would not reach the device (2026-12-04: with every task needed,
-     * a split step that wrote ran the first graph, and on an H200 and PoCL every decode step after the first came out
-     * at relative L2 0.03-0.09).
+     * {@code bulkGraph}: the plan has a graph whose scatter reads a stage of its own, the last, run by the executions
+     * that stage through it and by no other: a step that stages through the steps' stage must never run it, nor a bulk
+     * execution another graph (2026-12-04: that stage was the first graph's, and a split step that wrote ran the first
+     * graph: its new token never reached the device, relative L2 0.03-0.09 on an H200 and PoCL).
      */
-    private static void eachExecutionRunsTheGraphOfExactlyTheTasksItNeeds(boolean merges, boolean bulk) {
-        int[] sets = TornadoDecodeAttention.taskSets(true, merges, bulk);
+    private static void eachExecutionRunsTheGraphOfExactlyTheTasksItNeeds(boolean merges, boolean bulkGraph) {
+        int[] sets = TornadoDecodeAttention.taskSets(true, merges, bulkGraph);
         int all = sets[0];
         assertEquals(TornadoDecodeAttention.SCATTER | TornadoDecodeAttention.ATTENTION | (merges ? TornadoDecodeAttention.MERGE : 0), all);
-        for (boolean uploaded : new boolean[] {true, false}) {
-            for (boolean last : new boolean[] {true, false}) {
-                for (boolean staged : new boolean[] {true, false}) {
-                    for (boolean merging : new boolean[] {true, false}) {
-                        int g = TornadoDecodeAttention.graphFor(sets, uploaded, last, staged, merging);
-                        String c = "merges=" + merges + " bulk=" + bulk + " uploaded=" + uploaded + " last=" + last + " staged=" + staged
-                                + " merging=" + merging;
-                        if (!uploaded || !last) {
-                            assertEquals(0, g, c + ": the first graph uploads the pools and runs a write's earlier executions");
-                            continue;
-                        }
-                        int needed = ((staged ? TornadoDecodeAttention.SCATTER : 0) | TornadoDecodeAttention.ATTENTION
-                                | (merging ? TornadoDecodeAttention.MERGE : 0)) & all;
-                        assertEquals(needed, sets[g], c + ": every task it needs and no idle one");
-                        if (bulk) {
-                            assertTrue(g > 0, c + ": not the first graph, whose scatter reads the bulk stage");
+        assertEquals(merges ? 4 : 2, sets.length - (bulkGraph ? 1 : 0), "one graph per task set, and the bulk graph");
+        if (bulkGraph) {
+            assertEquals(all, sets[sets.length - 1], "the bulk graph holds every task");
+        }
+        for (boolean bulk : bulkGraph ? new boolean[] {true, false} : new boolean[] {false}) {
+            for (boolean uploaded : new boolean[] {true, false}) {
+                for (boolean last : new boolean[] {true, false}) {
+                    for (boolean staged : new boolean[] {true, false}) {
+                        for (boolean merging : new boolean[] {true, false}) {
+                            int g = TornadoDecodeAttention.graphOf(sets, bulk, uploaded, last, staged, merging);
+                            String c = "merges=" + merges + " bulkGraph=" + bulkGraph + " bulk=" + bulk + " uploaded=" + uploaded
+                                    + " last=" + last + " staged=" + staged + " merging=" + merging;
+                            if (bulk) {
+                                assertEquals(sets.length - 1, g, c + ": a bulk execution runs the bulk graph");
+                                continue;
+                            }
+                            if (bulkGraph) {
+                                assertTrue(g < sets.length - 1, c + ": not the bulk graph, whose scatter reads the bulk stage");
+                            }
+                            if (!uploaded || !last) {
+                                assertEquals(0, g, c + ": the first graph uploads the pools and runs a write's earlier executions");
+                                continue;
+                            }
+                            int needed = ((staged ? TornadoDecodeAttention.SCATTER : 0) | TornadoDecodeAttention.ATTENTION
+                                    | (merging ? TornadoDecodeAttention.MERGE : 0)) & all;
+                            assertEquals(needed, sets[g], c + ": every task it needs and no idle one");
                         }
                     }
                 }
