@@ -170,6 +170,25 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     /**
+     * One execution of a step: it stages {@code staged} of the step's remaining dirty slots, through the bulk stage
+     * ({@code bulk}) or the steps' stage, and runs task graph {@code graph}; {@code last}: it ends the step (attention).
+     */
+    record Execution(boolean bulk, int staged, boolean last, int graph) {
+    }
+
+    /**
+     * The next execution of a step with {@code remaining} dirty slots to send: writes larger than a step's stage
+     * ({@code stagingSlots}), once the first graph has uploaded the pools, go through the bulk stage of {@code bulkSlots}
+     * (0: none) and its graph; {@code fused}: the step's grid writes its outputs directly (no merge).
+     */
+    static Execution nextExecution(int[] sets, int remaining, boolean uploaded, int stagingSlots, int bulkSlots, boolean fused) {
+        boolean bulk = uploaded && bulkSlots > 0 && remaining > stagingSlots;
+        int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
+        boolean last = staged == remaining;
+        return new Execution(bulk, staged, last, graphOf(sets, bulk, uploaded, last, staged > 0, last && !fused));
+    }
+
+    /**
      * Most work-groups of the merge: 1056 (eight per SM of an H200), enough for one round of 32 slices
      * at 1 x 32k with 32 query heads. A fused step launches one work-group instead; under CUDA graphs,
      * whose launch sizes are fixed, it launches them all and they return at once.
@@ -768,11 +787,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                // writes larger than a step's stage, once the first graph has uploaded the pools: the bulk graph and
-                // its larger stage where the plan has one
-                int remaining = dirty.length - done;
-                boolean bulk = uploaded && bulkSlots > 0 && remaining > stagingSlots;
-                int staged = Math.min(bulk ? bulkSlots : stagingSlots, remaining);
+                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, grid.fused());
+                boolean bulk = x.bulk();
+                int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
                         // on the calling thread: on the row copier's threads the step after a 512-token chunk took 7.3 ms
@@ -786,7 +803,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     bulkParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
                 }
                 done += staged;
-                boolean last = done == dirty.length;
+                boolean last = x.last();
                 grid.writeParams(params, batch.contextLens(), n, layerBase, width, bulk ? 0 : staged, !last);
                 // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
                 // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
@@ -812,7 +829,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphTasks.length > 1) {
-                    executionPlan.withGraph(graphOf(graphTasks, bulk, uploaded, last, staged > 0, merging));
+                    executionPlan.withGraph(x.graph());
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;
