@@ -361,15 +361,23 @@ final class BenchCommand implements Callable<Integer> {
     static final int WARMUP_MIN_STEPS = 3;
 
     /**
+     * Runs {@code step} as the warm-up above: for {@link #WARMUP_NANOS} or {@link #WARMUP_MAX_STEPS} calls, whichever ends
+     * first, and at least {@link #WARMUP_MIN_STEPS}.
+     */
+    static void warmUp(Runnable step) {
+        long end = System.nanoTime() + WARMUP_NANOS;
+        for (int i = 0; i < WARMUP_MIN_STEPS || i < WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
+            step.run();
+        }
+    }
+
+    /**
      * The warm-up above, then {@code iterations} timed steps, sorted: device time when {@code deviceTime}
      * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
      */
     private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray q, FloatArray result,
                              java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
-        long end = System.nanoTime() + WARMUP_NANOS;
-        for (int i = 0; i < WARMUP_MIN_STEPS || i < WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
-            attention.decode(w.batch(), 0, q, result); // upload, JIT, warm-up
-        }
+        warmUp(() -> attention.decode(w.batch(), 0, q, result)); // upload, JIT, warm-up
         long[] times = new long[iterations];
         for (int i = 0; i < iterations; i++) {
             if (i == iterations - 1) {

@@ -122,7 +122,7 @@ final class PrefillBench {
      * What the chunk costs a decode backend on the same cache, as in an engine that prefills a chunk and then decodes: the
      * wall time of a decode step of the batch (whole contexts, no token appended) right after the chunk's K/V are written
      * again (the step mirrors them to its own device copy of the pools), and of the step after it (nothing to mirror),
-     * on a plan warmed as {@code bench}'s decode cells are.
+     * after bench's warm-up of the same cycle.
      * The last of those steps is checked against fp64.
      */
     private static DecodeAfter decodeAfterChunk(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
@@ -136,12 +136,12 @@ final class PrefillBench {
         }
         FloatArray out = new FloatArray(q.getSize());
         try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
-            long end = System.nanoTime() + BenchCommand.WARMUP_NANOS; // as bench's decode cells: TornadoVM's host path compiled
-            for (int i = 0; i < BenchCommand.WARMUP_MIN_STEPS || i < BenchCommand.WARMUP_MAX_STEPS && System.nanoTime() < end; i++) {
-                decoder.decode(batch, 0, q, out); // upload, JIT, warm-up
-            }
-            tokens.write(w);
-            decoder.decode(batch, 0, q, out); // the first graph's stage once
+            // warmed as bench's decode cells, on the cycle timed below: TornadoVM's host path and the staging compiled
+            BenchCommand.warmUp(() -> {
+                tokens.write(w);
+                decoder.decode(batch, 0, q, out);
+                decoder.decode(batch, 0, q, out);
+            });
             long[] first = new long[iterations];
             long[] next = new long[iterations];
             for (int i = 0; i < iterations; i++) {
@@ -170,15 +170,17 @@ final class PrefillBench {
     }
 
     /**
-     * Wall time of {@code iterations} prefill calls through {@code q} and {@code out}, sorted (the plan is warm); with
-     * {@code tokens}, each call after the new tokens' K/V are written again (outside the timing).
+     * Wall time of {@code iterations} prefill calls through {@code q} and {@code out}, sorted, after bench's warm-up of the
+     * same calls; with {@code tokens}, each call after the new tokens' K/V are written again (outside the timing).
      */
     private static long[] wallNanos(TornadoPrefillAttention attention, PrefillWorkload w, FloatArray q, FloatArray out, int iterations,
                                     NewTokens tokens) {
-        if (tokens != null) {
-            tokens.write(w);
-        }
-        attention.prefill(w.batch(), 0, q, out);
+        BenchCommand.warmUp(() -> {  // the staging's host code compiled too (interpreted, it took several times as long)
+            if (tokens != null) {
+                tokens.write(w);
+            }
+            attention.prefill(w.batch(), 0, q, out);
+        });
         long[] nanos = new long[iterations];
         for (int i = 0; i < iterations; i++) {
             if (tokens != null) {
