@@ -792,8 +792,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
-                        // on the calling thread: on the row copier's threads the step after a 512-token chunk took 7.3 ms
-                        // against 1.7 on an H200 (benchmarks/NOTES.md, twenty-ninth session)
+                        // on the calling thread, as measured on an H200 (on the row copier's threads the step after a
+                        // 512-token chunk took 7.3 ms against 1.7, with the staging code not yet compiled: to measure
+                        // again warm; benchmarks/NOTES.md, twenty-ninth session)
                         PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, 0, bulkStage[s], bulkStage[s], bulkVBytes);
                     } else {
                         PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
