@@ -288,7 +288,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
                     + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE + " for kernel="
                     + kernel.name().toLowerCase(java.util.Locale.ROOT) + (backend == null ? "" : " on backend=" + backend)
-                    + ": larger groups run on TornadoVM's CUDA backend at head dim 128 (kernel auto or stream), or use --backend jvm");
+                    + ": larger groups run on TornadoVM's CUDA backend at head dims 64, 80, 96, 112, 128 and 256 (kernel auto or"
+                    + " stream), or use --backend jvm");
         }
         return kernel;
     }
