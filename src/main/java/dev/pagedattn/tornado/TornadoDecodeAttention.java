@@ -82,8 +82,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     /**
      * Run each execution through a task graph of only the tasks it needs ({@code -Dpagedattn.tornado.taskSets=false}:
      * always the graph of all three): no scatter when nothing is staged, no merge when the grid is not split (the
-     * extra executions of a write larger than the staging arrays take the first graph: TornadoVM 5.2 failed on a
-     * graph of the scatter alone, in {@code executeAlloc}). The other graphs use the
+     * extra executions of a write larger than the staging arrays take the first graph, or the bulk graph and its larger
+     * stage ({@link #BULK_STAGING_SLOTS}) once the pools are up: TornadoVM 5.2 failed on a graph of the scatter alone,
+     * in {@code executeAlloc}). The other graphs use the
      * first one's device buffers of the pools and partials ({@code persistOnDevice}/{@code consumeFromDevice}), so
      * nothing is stored twice, and each is compiled on its first use. TornadoVM launches every task of a graph: an
      * idle helper launch cost 10-23 us of an H200's kernel time per step by TornadoVM's profiler (benchmarks/NOTES.md,
