@@ -62,6 +62,11 @@ final class CheckCommand implements Callable<Integer> {
             + " (default: ${DEFAULT-VALUE}).", defaultValue = "0")
     int decodeSteps;
 
+    @Option(names = "--pools", description = "With --decode-steps on backend=tornado: shared, the prefill backend's task graphs in"
+            + " the decode backend's plans on one device copy of the pools (TornadoDecodeAttention.prefill()); separate, each"
+            + " backend with its own copy, a chunk sent to both (default: ${DEFAULT-VALUE}).", defaultValue = "shared")
+    String pools;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -101,11 +106,14 @@ final class CheckCommand implements Callable<Integer> {
         if (decodeSteps > 0 && queryLen == null && window == null) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
         }
+        if (!pools.equals("shared") && !pools.equals("separate")) {
+            throw new IllegalArgumentException("--pools=" + pools + " is not one of shared, separate");
+        }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         if (queryLen != null || window != null) {
             return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows, decodeSteps);
+                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"));
         }
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start

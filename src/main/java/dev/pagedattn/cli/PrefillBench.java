@@ -100,11 +100,13 @@ final class PrefillBench {
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
             DecodeAfter after = decodeAfterChunk(w, tokens, device, iterations, seed);
             rel = Double.isNaN(after.rel()) ? Double.NaN : Math.max(rel, after.rel());
+            DecodeAfter shared = sharedPools(w, tokens, device, iterations, seed);
+            rel = Double.isNaN(shared.rel()) ? Double.NaN : Math.max(rel, shared.rel());
             String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us;"
-                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f); %s",
+                    + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f); %s; %s",
                     wall[0] / 1e3, wall[wall.length / 2] / 1e3, inPlace[0] / 1e3, inPlace[inPlace.length / 2] / 1e3,
                     written[0] / 1e3, written[written.length / 2] / 1e3, written[written.length - 1] / 1e3,
-                    after.text());
+                    after.text(), shared.text());
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
@@ -164,6 +166,69 @@ final class PrefillBench {
                     next[0] / 1e3, next[iterations / 2] / 1e3, rel), rel);
         } catch (IllegalArgumentException e) { // the backend refuses the shape (a kernel's limit): the prefill row stands
             return new DecodeAfter("a decode backend on the same cache: not run (" + e.getMessage().replace(',', ';') + ")", 0);
+        }
+    }
+
+    /**
+     * The same cycle on one device copy of the pools: a decode backend and its prefill backend
+     * ({@code TornadoDecodeAttention.prefill()}), the chunk's K/V written before each prefill call (through the prefill's
+     * own rows), which sends them to the pools the decode step reads; times of the prefill call, the decode step right
+     * after it and the step after that, after bench's warm-up of the cycle. The last decode step and the last prefill
+     * call's sampled rows are checked against fp64.
+     */
+    private static DecodeAfter sharedPools(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
+        KvCache cache = w.kv().cache();
+        DecodeBatch batch = cache.batch(w.kv().seqs());
+        AttentionSpec spec = w.spec();
+        FloatArray q = new FloatArray(batch.numSeqs() * spec.numQHeads() * spec.headDim());
+        SplittableRandom random = new SplittableRandom(seed);
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        FloatArray out = new FloatArray(q.getSize());
+        try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
+            TornadoPrefillAttention prefill = decoder.prefill();
+            StepRows rows = OwnRows.poisonedWith(prefill.stepRows(w.batch(), 0), w.q());
+            BenchCommand.warmUp(() -> {
+                tokens.write(w);
+                prefill.prefill(w.batch(), 0, rows.q(), rows.out());
+                decoder.decode(batch, 0, q, out);
+                decoder.decode(batch, 0, q, out);
+            });
+            long[] chunk = new long[iterations];
+            long[] first = new long[iterations];
+            long[] next = new long[iterations];
+            for (int i = 0; i < iterations; i++) {
+                tokens.write(w);
+                if (i == iterations - 1) {
+                    rows.out().init(Float.NaN);
+                }
+                long t0 = System.nanoTime();
+                prefill.prefill(w.batch(), 0, rows.q(), rows.out());
+                chunk[i] = System.nanoTime() - t0;
+                t0 = System.nanoTime();
+                decoder.decode(batch, 0, q, out);
+                first[i] = System.nanoTime() - t0;
+                if (i == iterations - 1) {
+                    out.init(Float.NaN);
+                }
+                t0 = System.nanoTime();
+                decoder.decode(batch, 0, q, out);
+                next[i] = System.nanoTime() - t0;
+            }
+            Arrays.sort(chunk);
+            Arrays.sort(first);
+            Arrays.sort(next);
+            FloatArray result = w.poisonedOutput();
+            OwnRows.copyOut(rows, result);
+            double rel = Math.max(ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.kv().seqs(), q)),
+                    Math.max(sampledError(w, result, 0), sampledError(w, result, batch.numSeqs() - 1)));
+            return new DecodeAfter(String.format(Locale.ROOT, "shared pools (the decode backend's prefill): prefill with the new"
+                    + " tokens' K/V written %.0f / %.0f us, the decode step after it %.0f / %.0f us, the next %.0f / %.0f us"
+                    + " (rel L2 %.1e)", chunk[0] / 1e3, chunk[iterations / 2] / 1e3, first[0] / 1e3, first[iterations / 2] / 1e3,
+                    next[0] / 1e3, next[iterations / 2] / 1e3, rel), rel);
+        } catch (IllegalArgumentException e) { // the decode backend refuses the shape (a kernel's limit): the prefill row stands
+            return new DecodeAfter("shared pools: not run (" + e.getMessage().replace(',', ';') + ")", 0);
         }
     }
 

@@ -11,6 +11,7 @@ import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.tornado.TornadoDecodeAttention;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -65,10 +66,12 @@ final class PrefillCheck {
 
     /**
      * {@code decodeSteps}: after each prefill step, that many decode steps of one new token per sequence by a decode
-     * backend of the same kind on the same cache (an engine's prefill, then decode), each checked against fp64.
+     * backend of the same kind on the same cache (an engine's prefill, then decode), each checked against fp64;
+     * {@code sharedPools}: on TornadoVM the prefill backend is the decode backend's ({@code TornadoDecodeAttention.prefill()}),
+     * one device copy of the pools, else each backend keeps its own.
      */
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps, boolean stepRows, int decodeSteps) {
+                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
@@ -83,11 +86,14 @@ final class PrefillCheck {
                 ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
                 shape.maxArrayElements());
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
-        try (PrefillAttention attention = PrefillAttention.create(backend, w.kv().cache(), w.spec(), device);
-             DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null) {
+        boolean shared = sharedPools && decodeSteps > 0 && backend.equals("tornado");
+        try (DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null;
+             PrefillAttention attention = shared ? ((TornadoDecodeAttention) decoder).prefill()
+                     : PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
-                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend);
+                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend
+                    + (shared ? " pools=shared" : ""));
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
             status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
             for (int step = 2; step <= steps; step++) {

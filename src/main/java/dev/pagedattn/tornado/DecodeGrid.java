@@ -217,6 +217,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         };
     }
 
+    /** Uniform lengths, with the rule's tunables for {@code kernel} over pools of {@code dtype}. */
+    public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split, Kernel kernel, KvDtype dtype) {
+        return plan(spec, numSeqs, contextLen, split, targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
+    }
+
     /** Uniform lengths, every tunable explicit (tests). */
     public static DecodeGrid plan(AttentionSpec spec, int numSeqs, int contextLen, boolean split,
                                   int targetGroups, int minPartitionTokens, Kernel kernel) {

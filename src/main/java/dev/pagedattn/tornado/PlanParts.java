@@ -146,6 +146,20 @@ final class PlanParts {
         copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stageK, stageV, 0));
     }
 
+    /**
+     * {@link #stage} into one array of K rows then V rows (from byte {@code vBytes}), slot offsets from 0, on
+     * {@code copier}'s threads once they are large, or on the calling thread with {@code copier} null.
+     */
+    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
+                      TornadoNativeArray stage, long vBytes, RowCopier copier) {
+        if (copier == null) {
+            stageRows(cache, layer, shard, dirty, from, 0, rows, slotOffsets, 0, stage, stage, vBytes);
+            return;
+        }
+        long rowBytes = 2L * cache.config().headsPerShard() * cache.config().headDim() * cache.config().dtype().bytes();
+        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stage, stage, vBytes));
+    }
+
     /** Stage rows {@code [r0, r1)}: row r holds slot {@code dirty[from + r]}. */
     private static void stageRows(KvCache cache, int layer, int shard, int[] dirty, int from, int r0, int r1, IntArray slotOffsets,
                                   int slotBase, TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes) {

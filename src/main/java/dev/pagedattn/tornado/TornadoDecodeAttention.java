@@ -31,6 +31,7 @@ import uk.ac.manchester.tornado.api.WorkerGrid1D;
 import uk.ac.manchester.tornado.api.common.TornadoDevice;
 import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.enums.TornadoVMBackendType;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
@@ -78,6 +79,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * session).
      */
     public static final int BULK_STAGING_SLOTS = Integer.getInteger("pagedattn.tornado.bulkStagingSlots", 1024);
+
+    /**
+     * Fill the bulk stage on the row copier's threads ({@code -Dpagedattn.tornado.bulkStageThreads=true}) instead of the
+     * calling thread (default). On an H200 the threads made the step after a 512-token chunk 4x slower (7.3 against
+     * 1.7 ms) in a process whose staging code was not yet compiled; this switch measures them again warm
+     * (benchmarks/NOTES.md, twenty-ninth and thirtieth sessions).
+     */
+    public static final boolean BULK_STAGE_THREADS = Boolean.getBoolean("pagedattn.tornado.bulkStageThreads");
 
     /**
      * Run each execution through a task graph of only the tasks it needs ({@code -Dpagedattn.tornado.taskSets=false}:
@@ -250,7 +259,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private long lastDeviceNanos = -1;
     private int reservedSeqs;            // reserve(): plans hold at least this many sequences
     private int reservedColumns;         // of at least this many block-table columns each
+    private int reservedTokens;          // contexts of up to this many tokens (a plan built for prefill sizes its partials by it)
     private int planBuilds;
+    private TornadoPrefillAttention prefill; // prefill(): its graphs join this backend's plans, or null
 
     /**
      * The kernel from {@code -Dpagedattn.tornado.kernel}, CUDA graphs from {@code -Dpagedattn.tornado.cudaGraph}, the V sums'
@@ -355,6 +366,83 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         int columns = PlanCapacity.reservedColumns(maxSeqs, maxTokensPerSeq, config.blockSize());
         reservedSeqs = Math.max(reservedSeqs, maxSeqs);
         reservedColumns = Math.max(reservedColumns, columns);
+        reservedTokens = Math.max(reservedTokens, maxTokensPerSeq);
+    }
+
+    /**
+     * The prefill backend of this backend's device pools: its task graphs join each layer's plan here (TornadoVM 5.2 shares
+     * device buffers only between the task graphs of one execution plan), so the device holds one copy of the pools and a
+     * chunk that it writes is on the device for the next decode step, not sent again. It reads this backend's record of
+     * the cache's writes; a prefill step of a layer whose plan cannot hold it rebuilds the layer's plan, as a decode step
+     * does (both upload the layer's pools again), so reserve both ({@link #reserve}, {@link TornadoPrefillAttention#reserve}).
+     * Its kernel time is reported only where decode's is (no CUDA graphs). One per backend: the same object until it is
+     * closed; closing this backend releases its plans.
+     */
+    public TornadoPrefillAttention prefill() {
+        requireOpen();
+        if (prefill == null || prefill.isClosed()) {
+            prefill = new TornadoPrefillAttention(this);
+        }
+        return prefill;
+    }
+
+    KvCache cache() {
+        return cache;
+    }
+
+    AttentionSpec spec() {
+        return spec;
+    }
+
+    String device() {
+        return device;
+    }
+
+    DirtySlotJournal.Reader journal() {
+        return journal;
+    }
+
+    /**
+     * The prefill backend's plan {@code part} for {@code layer} is the one the layer's plan runs: the layer's plan is
+     * (re)built with its graphs if it has none or another's, at its decode capacity or, if it has none, the reservation's.
+     */
+    void requirePrefillPart(int layer, TornadoPrefillAttention.Plan part) {
+        requireOpen();
+        Plan plan = plans[layer];
+        if (plan != null && plan.prefillPart == part) {
+            return;
+        }
+        int seqs = plan != null ? plan.maxSeqs : PlanCapacity.seqs(1, reservedSeqs, 0);
+        int entries = plan != null ? plan.tableEntries : PlanCapacity.tableEntries(1, 1, seqs, reservedColumns, 0);
+        int partialRows = plan != null ? plan.partialRows : reservedPartialRows(seqs);
+        if (plan != null) {
+            plan.close();
+            plans[layer] = null;
+        }
+        journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
+        plans[layer] = new Plan(layer, seqs, entries, partialRows, part);
+        planBuilds++;
+    }
+
+    /** Partial rows for a plan built before any decode: those of {@code seqs} uniform contexts of the reservation's length. */
+    private int reservedPartialRows(int seqs) {
+        if (reservedTokens == 0) {
+            return 1; // the first decode step sizes them (and rebuilds the plan)
+        }
+        DecodeGrid grid = DecodeGrid.plan(shardSpec, seqs, reservedTokens, !variant.equals("fused"), kernel(), config.dtype());
+        return (int) PlanCapacity.withHeadroom(grid.partialRows(seqs), 1.0, 0, Integer.MAX_VALUE);
+    }
+
+    /**
+     * Runs the prefill backend's graph {@code graph} (0: with its scatter, 1: without) of {@code layer}'s plan, after the
+     * plan's first decode graph has uploaded the pools; the kernel time, or -1 (CUDA graphs: no profiler).
+     */
+    long runPrefill(int layer, int graph) {
+        Plan plan = plans[layer];
+        plan.upload();
+        plan.executionPlan.withGraph(plan.prefillBase + graph);
+        TornadoExecutionResult result = PlanParts.execute(plan.executionPlan, plan.stageK.length);
+        return !cudaGraph ? result.getProfilerResult().getDeviceKernelTime() : -1;
     }
 
     /** Device plans built so far, all layers together: one per layer, plus one for each batch a plan could not hold. */
@@ -435,7 +523,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 plans[layer] = null;
             }
             journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
-            plan = plans[layer] = new Plan(layer, seqs, entries, partialRows);
+            plan = plans[layer] = new Plan(layer, seqs, entries, partialRows, prefill == null ? null : prefill.part(layer));
             planBuilds++;
         }
         return plan;
@@ -482,17 +570,23 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final IntArray bulkParams;       // [DecodeParams.SIZE]: the bulk graph's scatter's NUM_NEW_SLOTS, SLOTS (0), STAGE_V
         final long bulkVBytes;
         final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
+        final FloatArray[] partialsByShard; // [shards]: the split steps' partials (and the prefill graphs')
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
         final WorkerGrid1D[] mergeGrids;     // [shards], or null (parallel): one work-group when nothing is merged
         final int scatterGlobal;
         final int mergeGlobal;
         final TornadoExecutionPlan executionPlan;
-        final int[] graphTasks;          // the task set of each task graph of the plan; the first has every task
+        final int[] graphTasks;          // the task set of each decode task graph of the plan; the first has every task
+        final TornadoPrefillAttention.Plan prefillPart; // the prefill backend's graphs this plan also runs, or null
+        final int prefillBase;           // the index of its first graph (after the decode graphs)
+        final int graphCount;            // decode and prefill graphs
+        final DecodeGrid idleGrid;       // the launch sizes of an execution with nothing to attend (upload)
         boolean uploaded;                // the first graph has run once: the pools are on the device
 
-        Plan(int layer, int maxSeqs, int tableEntries, int partialRows) {
+        Plan(int layer, int maxSeqs, int tableEntries, int partialRows, TornadoPrefillAttention.Plan prefillPart) {
             this.layer = layer;
+            this.prefillPart = prefillPart;
             this.maxSeqs = maxSeqs;
             this.tableEntries = tableEntries;
             this.partialRows = partialRows;
@@ -537,6 +631,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageK = new TornadoNativeArray[shards];
             stageV = new TornadoNativeArray[shards];
             dequant = new FloatArray[shards];
+            partialsByShard = new FloatArray[shards];
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
                     dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
@@ -591,8 +686,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 if (bulkSlots > 0) {
                     bulkStage[s] = NativeArrays.of(config.dtype(), 2 * bulkSlots * width);
                 }
-                // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2].
-                FloatArray partials = new FloatArray(Math.max(1, partialRows) * hq * (d + 2));
+                // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2]; the prefill graphs' partials share them
+                long partialElements = Math.max((long) Math.max(1, partialRows) * hq * (d + 2),
+                        prefillPart == null ? 0 : prefillPart.partialElements);
+                if (partialElements > Integer.MAX_VALUE - 64L) {
+                    throw new IllegalArgumentException("partials=" + partialElements + " elements do not fit one device array");
+                }
+                FloatArray partials = partialsByShard[s] = new FloatArray((int) partialElements);
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
                 if (merges) {
                     mergeGrids[s] = PlanParts.grid(mergeGlobal, PlanParts.HELPER_LOCAL);
@@ -613,13 +713,24 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     }
                 }
             }
-            ImmutableTaskGraph[] snapshots = new ImmutableTaskGraph[graphs.length];
             for (int i = 0; i < graphs.length; i++) {
                 if ((graphTasks[i] & ATTENTION) != 0) {
                     graphs[i].transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
                 }
+            }
+            prefillBase = graphs.length;
+            if (prefillPart != null) { // after the decode graphs, on the first one's pools and partials
+                TaskGraph[] prefillGraphs = prefillPart.graphs(name + "P", name, partialsByShard,
+                        config.dtype().isQuantized() ? dequant : null, grids);
+                graphs = Arrays.copyOf(graphs, graphs.length + prefillGraphs.length);
+                System.arraycopy(prefillGraphs, 0, graphs, prefillBase, prefillGraphs.length);
+            }
+            graphCount = graphs.length;
+            ImmutableTaskGraph[] snapshots = new ImmutableTaskGraph[graphs.length];
+            for (int i = 0; i < graphs.length; i++) {
                 snapshots[i] = graphs[i].snapshot();
             }
+            idleGrid = DecodeGrid.plan(shardSpec, 1, 1, !variant.equals("fused"), kernel(), config.dtype());
             executionPlan = new TornadoExecutionPlan(snapshots);
             executionPlan.withGridScheduler(grids);
             if (!cudaGraph) {
@@ -630,12 +741,62 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (pin != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(pin));
             }
-            if (cudaGraph) {
+            if (prefillPart != null) {
+                // graph by graph: the prefill graphs' launch sizes change every step, so only the decode graphs replay as
+                // CUDA graphs, and only the prefill graphs take the tensor kernel's JIT flags on PTX
+                if (cudaGraph) {
+                    for (int i = 0; i < prefillBase; i++) {
+                        executionPlan.withGraph(i).withCUDAGraph();
+                    }
+                }
+                String flags = prefillPart.compilerFlags();
+                if (flags != null) {
+                    for (int i = prefillBase; i < graphCount; i++) {
+                        executionPlan.withGraph(i).withCompilerFlags(TornadoVMBackendType.PTX, flags);
+                    }
+                }
+                executionPlan.withAllGraphs();
+            } else if (cudaGraph) {
                 executionPlan.withCUDAGraph();
             }
             if (PRE_COMPILE) {
                 executionPlan.withPreCompilation();
             }
+        }
+
+        /**
+         * Runs the first graph once with nothing to attend or write, if no step has yet: it uploads the pools and partials
+         * that the prefill graphs use. Launch sizes as a step's (a replayed CUDA graph keeps those of its first run).
+         */
+        void upload() {
+            if (uploaded) {
+                return;
+            }
+            params.set(DecodeParams.NUM_SEQS, 0);
+            params.set(DecodeParams.NUM_NEW_SLOTS, 0);
+            params.set(DecodeParams.WRITE_FINAL, 0);
+            params.set(DecodeParams.SKIP_ATTENTION, 1);
+            for (int s = 0; s < scatterGrids.length; s++) {
+                scatterGrids[s].setGlobalWork(cudaGraph ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                if (mergeGrids != null) {
+                    mergeGrids[s].setGlobalWork(cudaGraph ? mergeGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                    mergeGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                }
+            }
+            if (attentionGrids != null) {
+                int global = cudaGraph ? partialRows * idleGrid.headTiles() * shardSpec.numKvHeads() * idleGrid.localSize()
+                        : idleGrid.localSize();
+                for (WorkerGrid1D g : attentionGrids) {
+                    g.setGlobalWork(global, 1, 1);
+                    g.setLocalWork(idleGrid.localSize(), 1, 1);
+                }
+            }
+            if (graphCount > 1) {
+                executionPlan.withGraph(0);
+            }
+            PlanParts.execute(executionPlan, stageK.length);
+            uploaded = true;
         }
 
         /**
@@ -793,10 +954,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
-                        // on the calling thread, as measured on an H200 (on the row copier's threads the step after a
-                        // 512-token chunk took 7.3 ms against 1.7, with the staging code not yet compiled: to measure
-                        // again warm; benchmarks/NOTES.md, twenty-ninth session)
-                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, 0, bulkStage[s], bulkStage[s], bulkVBytes);
+                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, bulkStage[s], bulkVBytes,
+                                BULK_STAGE_THREADS ? copier : null);
                     } else {
                         PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);
                     }
@@ -830,7 +989,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     }
                 }
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
-                if (graphTasks.length > 1) {
+                if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());
                 }
                 TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);

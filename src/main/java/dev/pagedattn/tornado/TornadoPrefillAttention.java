@@ -45,9 +45,12 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}). On the
  * CUDA backend the fp16 tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
  *
- * <p>The backend reads the cache's dirty-slot journal through a reader of its own, so a decode backend (or another
- * prefill one) can mirror the same cache: each holds its own device copy of the pools and sends what changed since its
- * own last step; {@link #close()} closes the reader. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
+ * <p>Made with {@code new}, the backend reads the cache's dirty-slot journal through a reader of its own, so a decode
+ * backend (or another prefill one) can mirror the same cache: each holds its own device copy of the pools and sends what
+ * changed since its own last step; {@link #close()} closes the reader. Made by {@link TornadoDecodeAttention#prefill()},
+ * it shares that decode backend's device pools instead: its task graphs join each layer's decode plan (one TornadoVM
+ * execution plan holds both, since TornadoVM 5.2 shares device buffers only between the graphs of one plan), it reads the
+ * decode backend's journal, and a chunk it writes is on the device for the next decode step. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
  * headroom, or by {@link #reserve}; a step past it rebuilds the plan, which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
@@ -84,6 +87,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private static final int LOCAL = PrefillGrid.LOCAL;
 
     private final KvCache cache;
+    private final TornadoDecodeAttention host; // whose device pools and plans this backend shares, or null: its own
     private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet
     private final KvCacheConfig config;
     private final AttentionSpec spec;
@@ -103,6 +107,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private int planBuilds;
 
     public TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device) {
+        this(cache, spec, device, null);
+    }
+
+    /** The prefill backend of {@code host}'s device pools ({@link TornadoDecodeAttention#prefill()}). */
+    TornadoPrefillAttention(TornadoDecodeAttention host) {
+        this(host.cache(), host.spec(), host.device(), host);
+    }
+
+    private TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device, TornadoDecodeAttention host) {
         spec.requireMatches(cache.config());
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
@@ -111,13 +124,29 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             throw new IllegalArgumentException("pagedattn.tornado.prefillStagingSlots=" + STAGING_SLOTS + " must be 0 (auto) or >= 16");
         }
         this.cache = cache;
+        this.host = host;
         this.config = cache.config();
         this.spec = spec;
         this.shardSpec = spec.shard(config.poolShards());
         this.device = device;
         this.plans = new Plan[config.numLayers()];
         this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
-        this.journal = cache.dirtySlots().reader(); // this backend's own record of what its plans still have to send
+        // this backend's own record of what its plans still have to send, or the host's for the pools they share
+        this.journal = host == null ? cache.dirtySlots().reader() : host.journal();
+    }
+
+    boolean isClosed() {
+        return closed;
+    }
+
+    /** Whether this backend shares a decode backend's device pools ({@link TornadoDecodeAttention#prefill()}). */
+    public boolean sharesPools() {
+        return host != null;
+    }
+
+    /** The layer's plan while this backend is open: its arrays and task graphs, which a host's plan runs. */
+    Plan part(int layer) {
+        return closed ? null : plans[layer];
     }
 
     /** The attention kernel the plans run (resolved against the device's backend on first call). */
@@ -226,9 +255,16 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 plan.close();
                 plans[layer] = null;
             }
-            journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
-            plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
+            if (host == null) {
+                journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
+                plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
+            } else {
+                plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
+            }
             planBuilds++;
+        }
+        if (host != null) {
+            host.requirePrefillPart(layer, plan); // the host's plan holds this plan's graphs (a rebuild uploads the pools again)
         }
         return plan;
     }
@@ -236,7 +272,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void close() {
         closed = true;
-        journal.close();
+        if (host == null) {
+            journal.close(); // the host's reader stays the host's
+        }
         copier.close();
         for (int l = 0; l < plans.length; l++) {
             if (plans[l] != null) {
@@ -246,8 +284,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
     }
 
-    /** Device buffers and the task graph for one capacity: scatter, attention and merge per KV-head shard of the layer. */
-    private final class Plan implements AutoCloseable {
+    /**
+     * Device buffers and task graphs for one capacity: scatter, attention and merge per KV-head shard of the layer. On
+     * its own the plan owns its TornadoVM execution plan and device pools; for a host ({@link TornadoDecodeAttention#prefill()})
+     * it holds the arrays and grids, and the host's plan runs its graphs ({@link #graphs}) on the host's pools.
+     */
+    final class Plan implements AutoCloseable {
         final int layer;
         final int maxSeqs;
         final int tableEntries;          // block-table entries: any batch of n x width <= tableEntries fits (PlanCapacity)
@@ -268,7 +310,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final WorkerGrid1D[] mergeGrids;     // [shards]
         final WorkerGrid1D[] scatterGrids;   // [shards]
         final FloatArray[] dequants;     // [shards], 8-bit pools only
-        final TornadoExecutionPlan executionPlan;
+        final TornadoExecutionPlan executionPlan; // null when a host's plan runs the graphs
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
         boolean uploaded;                // the first graph has run (it uploads the pools)
 
@@ -279,7 +321,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             this.maxQueries = maxQueries;
             this.partialElements = partialElements;
             int shards = config.poolShards();
-            int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int width = shardSpec.numKvHeads() * d;
             rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d, copier);
@@ -298,40 +339,29 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             mergeGrids = new WorkerGrid1D[shards];
             scatterGrids = new WorkerGrid1D[shards];
             dequants = new FloatArray[shards];
-            String name = graphName(layer);
-            // graph 0: every task (it uploads the pools and partials and keeps them on the device); graph 1: attention and
-            // merge only, on graph 0's buffers, for steps that stage nothing (no stage sent, no scatter launched)
             taskSets = TornadoDecodeAttention.TASK_SETS;
-            TaskGraph[] graphs = new TaskGraph[taskSets ? 2 : 1];
-            for (int i = 0; i < graphs.length; i++) {
-                graphs[i] = new TaskGraph(i == 0 ? name : name + "A")
-                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, indptr, qSeq, params);
-            }
-            graphs[0].transferToDevice(DataTransferMode.EVERY_EXECUTION, scatterParams, slotOffsets);
-            GridScheduler grids = new GridScheduler();
             for (int s = 0; s < shards; s++) {
                 stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
                 stageV[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
-                FloatArray partials = new FloatArray(partialElements);
                 attentionGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
                 mergeGrids[s] = PlanParts.grid(LOCAL, LOCAL); // sized per step
                 scatterGrids[s] = PlanParts.grid(PlanParts.HELPER_LOCAL, PlanParts.HELPER_LOCAL); // sized per step
                 if (config.dtype().isQuantized()) { // one argument for both graphs; the softmax scale rides with the K scales
                     dequants[s] = PackedCodes.argument(cache, layer, s, shardSpec.scale());
                 }
-                for (int i = 0; i < graphs.length; i++) {
-                    addShard(graphs[i], i == 0 ? null : name, s, partials);
-                    String g = graphs[i].getTaskGraphName();
-                    if (i == 0) {
-                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
-                    }
-                    grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
-                    grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
-                }
             }
+            if (host != null) {
+                executionPlan = null;
+                return;
+            }
+            FloatArray[] partials = new FloatArray[shards];
+            for (int s = 0; s < shards; s++) {
+                partials[s] = new FloatArray(partialElements);
+            }
+            GridScheduler grids = new GridScheduler();
+            TaskGraph[] graphs = graphs(graphName(layer), null, partials, null, grids);
             ImmutableTaskGraph[] snapshots = new ImmutableTaskGraph[graphs.length];
             for (int i = 0; i < graphs.length; i++) {
-                graphs[i].transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
                 snapshots[i] = graphs[i].snapshot();
             }
             executionPlan = new TornadoExecutionPlan(snapshots).withGridScheduler(grids);
@@ -341,21 +371,59 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             if (device != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(device));
             }
-            if (kernel == PrefillGrid.Kernel.TENSOR) {
-                executionPlan.withCompilerFlags(TornadoVMBackendType.PTX, "CU_JIT_OPTIMIZATION_LEVEL 4"
-                        + (TENSOR_MAX_REGISTERS > 0 ? " CU_JIT_MAX_REGISTERS " + TENSOR_MAX_REGISTERS : ""));
+            String flags = compilerFlags();
+            if (flags != null) {
+                executionPlan.withCompilerFlags(TornadoVMBackendType.PTX, flags);
             }
             if (taskSets && TornadoDecodeAttention.PRE_COMPILE) {
                 executionPlan.withPreCompilation(); // both graphs now, not the second at the first step that writes nothing
             }
         }
 
+        /** The PTX backend's JIT flags for these graphs (the tensor kernel's register cap), or null. */
+        String compilerFlags() {
+            return kernel == PrefillGrid.Kernel.TENSOR ? "CU_JIT_OPTIMIZATION_LEVEL 4"
+                    + (TENSOR_MAX_REGISTERS > 0 ? " CU_JIT_MAX_REGISTERS " + TENSOR_MAX_REGISTERS : "") : null;
+        }
+
         /**
-         * Shard {@code s}'s tasks in {@code graph}: with {@code owner} null the scatter, attention and merge, uploading the
-         * pools and partials once and keeping them on the device; else attention and merge on the buffers of the graph
-         * named {@code owner}.
+         * The plan's task graphs, named from {@code name}, with their worker grids added to {@code grids}: the first with
+         * every task, then (task sets) one of attention and merge for steps that write nothing. With {@code owner} null the
+         * first graph uploads the pools and {@code partials} once and keeps them on the device for the second; else every
+         * graph uses those of the graph named {@code owner} (a host's), which also owns {@code ownerDequant} (8-bit pools:
+         * its graphs' tables, listed here so that every graph of the host's plan holds every buffer they share).
          */
-        private void addShard(TaskGraph graph, String owner, int s, FloatArray partials) {
+        TaskGraph[] graphs(String name, String owner, FloatArray[] partials, FloatArray[] ownerDequant, GridScheduler grids) {
+            TaskGraph[] graphs = new TaskGraph[taskSets ? 2 : 1];
+            for (int i = 0; i < graphs.length; i++) {
+                graphs[i] = new TaskGraph(i == 0 ? name : name + "A")
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, tables, lens, indptr, qSeq, params);
+            }
+            graphs[0].transferToDevice(DataTransferMode.EVERY_EXECUTION, scatterParams, slotOffsets);
+            for (int s = 0; s < stageK.length; s++) {
+                for (int i = 0; i < graphs.length; i++) {
+                    String pools = owner != null ? owner : i == 0 ? null : name; // whose device buffers graph i uses
+                    addShard(graphs[i], i == 0, pools, s, partials[s], ownerDequant == null ? null : ownerDequant[s]);
+                    String g = graphs[i].getTaskGraphName();
+                    if (i == 0) {
+                        grids.addWorkerGrid(g + "." + PlanParts.taskName("scatter", s), scatterGrids[s]);
+                    }
+                    grids.addWorkerGrid(g + "." + PlanParts.taskName("merge", s), mergeGrids[s]);
+                    grids.addWorkerGrid(g + "." + PlanParts.taskName("attention", s), attentionGrids[s]);
+                }
+            }
+            for (TaskGraph graph : graphs) {
+                graph.transferToHost(DataTransferMode.EVERY_EXECUTION, (Object[]) rows.outs());
+            }
+            return graphs;
+        }
+
+        /**
+         * Shard {@code s}'s tasks in {@code graph} ({@code scatter}: with the stage and scatter): with {@code owner} null
+         * uploading the pools and partials once and keeping them on the device; else on the buffers of the graph named
+         * {@code owner}.
+         */
+        private void addShard(TaskGraph graph, boolean scatter, String owner, int s, FloatArray partials, FloatArray ownerDequant) {
             int hq = shardSpec.numQHeads();
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
@@ -370,18 +438,23 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             String attention = PlanParts.taskName("attention", s);
             FloatArray dequant = dequants[s];
             if (owner == null) {
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials)
-                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stageK[s], stageV[s]);
-                PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
-                        scatterParams, hkv, d, bs);
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials);
                 if (dequant != null) {
                     graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant);
                 }
             } else {
-                graph.consumeFromDevice(owner, kPool, vPool, partials).transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
-                if (dequant != null) {
+                graph.consumeFromDevice(owner, kPool, vPool, partials);
+                if (ownerDequant != null) { // a host's: sent with every execution, the host's own listed
+                    graph.consumeFromDevice(owner, ownerDequant).transferToDevice(DataTransferMode.EVERY_EXECUTION, dequant);
+                } else if (dequant != null) {
                     graph.consumeFromDevice(owner, dequant);
                 }
+            }
+            graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
+            if (scatter) {
+                graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
+                PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
+                        scatterParams, hkv, d, bs);
             }
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
@@ -413,7 +486,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                         hkv, g, d, bs, scale);
             }
             graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
-            if (owner == null) {
+            if (owner == null && scatter) {
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (dequant != null) {
                     graph.persistOnDevice(dequant);
@@ -462,12 +535,18 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     g.setGlobalWork(merge, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
                 }
-                if (taskSets) {
-                    executionPlan.withGraph(uploaded && staged == 0 ? 1 : 0);
+                // the second graph once the pools are up (a host's always are) and nothing was staged
+                int graph = taskSets && (uploaded || host != null) && staged == 0 ? 1 : 0;
+                if (host != null) {
+                    nanos = host.runPrefill(layer, graph);
+                } else {
+                    if (taskSets) {
+                        executionPlan.withGraph(graph);
+                    }
+                    TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
+                    nanos = PROFILER ? result.getProfilerResult().getDeviceKernelTime() : -1;
                 }
-                TornadoExecutionResult result = PlanParts.execute(executionPlan, stageK.length);
                 uploaded = true;
-                nanos = PROFILER ? result.getProfilerResult().getDeviceKernelTime() : -1;
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             rows.store(userOut, queries);
@@ -476,6 +555,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
         @Override
         public void close() {
+            if (executionPlan == null) {
+                return; // the host's plan holds the device buffers and releases them
+            }
             try {
                 executionPlan.withAllGraphs(); // withGraph(i) left only graph i listed: free the first graph's pools too
                 executionPlan.freeDeviceMemory();
