@@ -66,6 +66,17 @@ public interface DecodeAttention extends AutoCloseable {
         }
     }
 
+    /**
+     * The prefill backend that shares what this backend keeps of its cache, or null where it keeps nothing of its own: a
+     * TornadoVM backend keeps a device copy of the pools, and its prefill backend runs on that copy, so a chunk it writes is
+     * on the device for the next decode step and the device holds one copy ({@code TornadoDecodeAttention.prefill()}); the
+     * JVM backend reads the host pools (null: pair it with {@link PrefillAttention#create}). {@link
+     * PrefillAttention#pairedWith} chooses.
+     */
+    default PrefillAttention prefill() {
+        return null;
+    }
+
     /** Releases threads or device memory; the default holds none. */
     @Override
     default void close() {

@@ -64,6 +64,16 @@ public interface PrefillAttention extends AutoCloseable {
     }
 
     /** Creates {@code backend} ({@code jvm} or {@code tornado}); {@code device} is TornadoVM's B:D or null. */
+    /**
+     * The prefill backend an engine pairs with {@code decoder} on {@code cache}: {@code decoder}'s own
+     * ({@link DecodeAttention#prefill()}: on TornadoVM one device copy of the pools for both), else a new one of
+     * {@code backend} ({@link #create}). Close it before {@code decoder}, or with it.
+     */
+    static PrefillAttention pairedWith(DecodeAttention decoder, String backend, KvCache cache, AttentionSpec spec, String device) {
+        PrefillAttention shared = decoder.prefill();
+        return shared != null ? shared : create(backend, cache, spec, device);
+    }
+
     static PrefillAttention create(String backend, KvCache cache, AttentionSpec spec, String device) {
         switch (backend) {
             case "jvm":

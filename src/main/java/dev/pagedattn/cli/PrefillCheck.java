@@ -11,7 +11,6 @@ import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.OutOfBlocksException;
-import dev.pagedattn.tornado.TornadoDecodeAttention;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -88,7 +87,7 @@ final class PrefillCheck {
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         boolean shared = sharedPools && decodeSteps > 0 && backend.equals("tornado");
         try (DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null;
-             PrefillAttention attention = shared ? ((TornadoDecodeAttention) decoder).prefill()
+             PrefillAttention attention = shared ? PrefillAttention.pairedWith(decoder, backend, w.kv().cache(), w.spec(), device)
                      : PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
@@ -113,7 +112,8 @@ final class PrefillCheck {
 
     /**
      * {@code count} decode steps by {@code decoder} (none if null), each after one new token per sequence (written to the
-     * cache the prefill backend reads too: on TornadoVM each backend sends it to its own device pools), checked against fp64.
+     * cache the prefill backend reads too: on TornadoVM with separate pools each backend sends it to its own device copy,
+     * with shared pools the decode step sends it to the one copy), checked against fp64.
      */
     private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random) {
         int status = 0;

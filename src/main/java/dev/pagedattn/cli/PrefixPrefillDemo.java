@@ -48,8 +48,8 @@ final class PrefixPrefillDemo {
         System.out.printf("%d. Prefix caching, then prefill (a fresh cache, %d blocks x %d tokens): two requests share a %d-token system prompt.%n",
                 step, cache.config().numBlocks(), cache.config().blockSize(), SYSTEM_TOKENS);
         boolean ok = true;
-        try (PrefillAttention attention = PrefillAttention.create(backend, cache, spec, device);
-             DecodeAttention decoder = Backends.create(backend, cache, spec, device, "auto")) {
+        try (DecodeAttention decoder = Backends.create(backend, cache, spec, device, "auto");
+             PrefillAttention attention = PrefillAttention.pairedWith(decoder, backend, cache, spec, device)) {
             PrefixCache.Admission a = prefix.admit(first, null);
             writeKv(a.seq(), first, a.numCachedTokens());
             prefix.commit(a.seq());

@@ -378,6 +378,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * Its kernel time is reported only where decode's is (no CUDA graphs). One per backend: the same object until it is
      * closed; closing this backend releases its plans.
      */
+    @Override
     public TornadoPrefillAttention prefill() {
         requireOpen();
         if (prefill == null || prefill.isClosed()) {

@@ -78,6 +78,7 @@ class PrefillCliTest {
                 bad(new String[] {"check", "--query-len", "4", "--steps", "0"}, "--steps=0"),
                 bad(new String[] {"check", "--query-len", "4", "--decode-steps", "-1"}, "--decode-steps=-1"),
                 bad(new String[] {"check", "--decode-steps", "2"}, "--decode-steps=2", "--query-len"),
+                bad(new String[] {"check", "--query-len", "4", "--decode-steps", "1", "--pools", "both"}, "--pools=both", "shared, separate"),
                 bad(new String[] {"check", "--query-len", "4", "--backend", "tornado"}, "tornado launcher"),
                 bad(new String[] {"bench", "--sweeps", "decode,warmup"}, "--sweeps=decode,warmup"),
                 bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"));

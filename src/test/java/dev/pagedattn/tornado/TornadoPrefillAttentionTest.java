@@ -1,9 +1,18 @@
 package dev.pagedattn.tornado;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeAttention;
+import dev.pagedattn.attention.JvmDecodeAttention;
+import dev.pagedattn.attention.JvmPrefillAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
@@ -40,6 +49,39 @@ class TornadoPrefillAttentionTest {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> jvm.reserve(2, -1, 10));
             assertEquals("maxQueryTokens=-1 must be >= 1", e.getMessage());
             jvm.reserve(8, 2048, 4096);
+        }
+    }
+
+    /**
+     * A decode backend's prefill backend is one object per open decode backend, on its cache and its record of the cache's
+     * writes; closing it leaves the decode backend open, and the next {@code prefill()} is a new one. The JVM backend keeps
+     * nothing of its own, so an engine's pair there is a prefill backend of its own ({@link PrefillAttention#pairedWith}).
+     */
+    @Test
+    void aDecodeBackendsPrefillSharesItUntilEitherCloses() {
+        KvCache cache = new KvCache(KvCacheConfig.of(64, 16, 2, 64, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 8);
+        TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, null, "auto");
+        TornadoPrefillAttention prefill = decoder.prefill();
+        assertTrue(prefill.sharesPools());
+        assertSame(prefill, decoder.prefill());
+        assertSame(prefill, PrefillAttention.pairedWith(decoder, "tornado", cache, spec, null));
+        assertFalse(new TornadoPrefillAttention(cache, spec, null).sharesPools());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> prefill.reserve(4, 0, 100));
+        assertEquals("maxQueryTokens=0 must be >= 1", e.getMessage());
+        prefill.close();
+        IllegalStateException closed = assertThrows(IllegalStateException.class, () -> prefill.stepRows(null, 0));
+        assertEquals("prefill after close(): the device plans are released; create a new backend", closed.getMessage());
+        TornadoPrefillAttention again = decoder.prefill();
+        assertNotSame(prefill, again);
+        assertTrue(again.sharesPools());
+        decoder.close();
+        closed = assertThrows(IllegalStateException.class, decoder::prefill);
+        assertEquals("decode after close(): the device plans are released; create a new backend", closed.getMessage());
+        try (DecodeAttention jvm = new JvmDecodeAttention(cache, spec);
+             PrefillAttention pair = PrefillAttention.pairedWith(jvm, "jvm", cache, spec, null)) {
+            assertNull(jvm.prefill());
+            assertInstanceOf(JvmPrefillAttention.class, pair);
         }
     }
 
