@@ -259,7 +259,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private long lastDeviceNanos = -1;
     private int reservedSeqs;            // reserve(): plans hold at least this many sequences
     private int reservedColumns;         // of at least this many block-table columns each
-    private int reservedTokens;          // contexts of up to this many tokens (a plan built for prefill sizes its partials by it)
     private int planBuilds;
     private TornadoPrefillAttention prefill; // prefill(): its graphs join this backend's plans, or null
 
@@ -366,7 +365,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         int columns = PlanCapacity.reservedColumns(maxSeqs, maxTokensPerSeq, config.blockSize());
         reservedSeqs = Math.max(reservedSeqs, maxSeqs);
         reservedColumns = Math.max(reservedColumns, columns);
-        reservedTokens = Math.max(reservedTokens, maxTokensPerSeq);
     }
 
     /**
@@ -405,17 +403,21 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /**
      * The prefill backend's plan {@code part} for {@code layer} is the one the layer's plan runs: the layer's plan is
-     * (re)built with its graphs if it has none or another's, at its decode capacity or, if it has none, the reservation's.
+     * (re)built with its graphs if it has none or another's, at least at its decode capacity and at what a decode step of
+     * the prefill's sequences {@code kv} needs (with the reservation and headroom of {@link #planFor}), so that an engine's
+     * decode after the prefill does not build the plan again.
      */
-    void requirePrefillPart(int layer, TornadoPrefillAttention.Plan part) {
+    void requirePrefillPart(int layer, TornadoPrefillAttention.Plan part, DecodeBatch kv) {
         requireOpen();
         Plan plan = plans[layer];
         if (plan != null && plan.prefillPart == part) {
             return;
         }
-        int seqs = plan != null ? plan.maxSeqs : PlanCapacity.seqs(1, reservedSeqs, 0);
-        int entries = plan != null ? plan.tableEntries : PlanCapacity.tableEntries(1, 1, seqs, reservedColumns, 0);
-        int partialRows = plan != null ? plan.partialRows : reservedPartialRows(seqs);
+        int n = kv.numSeqs();
+        int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
+        int entries = PlanCapacity.tableEntries(n, kv.maxBlocksPerSeq(), seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
+        int partialRows = (int) PlanCapacity.withHeadroom(gridFor(kv).partialRows(n), 1.0, plan == null ? 0 : plan.partialRows,
+                Integer.MAX_VALUE);
         if (plan != null) {
             plan.close();
             plans[layer] = null;
@@ -423,15 +425,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
         plans[layer] = new Plan(layer, seqs, entries, partialRows, part);
         planBuilds++;
-    }
-
-    /** Partial rows for a plan built before any decode: those of {@code seqs} uniform contexts of the reservation's length. */
-    private int reservedPartialRows(int seqs) {
-        if (reservedTokens == 0) {
-            return 1; // the first decode step sizes them (and rebuilds the plan)
-        }
-        DecodeGrid grid = DecodeGrid.plan(shardSpec, seqs, reservedTokens, !variant.equals("fused"), kernel(), config.dtype());
-        return (int) PlanCapacity.withHeadroom(grid.partialRows(seqs), 1.0, 0, Integer.MAX_VALUE);
     }
 
     /**

@@ -264,7 +264,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             planBuilds++;
         }
         if (host != null) {
-            host.requirePrefillPart(layer, plan); // the host's plan holds this plan's graphs (a rebuild uploads the pools again)
+            host.requirePrefillPart(layer, plan, batch.kv()); // the host's plan holds this plan's graphs (a rebuild uploads the pools again)
         }
         return plan;
     }
