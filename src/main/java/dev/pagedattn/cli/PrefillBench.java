@@ -98,9 +98,9 @@ final class PrefillBench {
             long[] written = wallNanos(attention, w, rows.q(), rows.out(), iterations, tokens);
             OwnRows.copyOut(rows, result);
             rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch - 1)));
-            DecodeAfter after = decodeAfterChunk(w, tokens, device, iterations, seed);
+            DecodeAfter after = decodeAfterChunk(w, tokens, device, iterations, seed, false);
             rel = Double.isNaN(after.rel()) ? Double.NaN : Math.max(rel, after.rel());
-            DecodeAfter shared = sharedPools(w, tokens, device, iterations, seed);
+            DecodeAfter shared = decodeAfterChunk(w, tokens, device, iterations, seed, true);
             rel = Double.isNaN(shared.rel()) ? Double.NaN : Math.max(rel, shared.rel());
             String walls = String.format(Locale.ROOT, "wall per call min / median %.0f / %.0f us; through stepRows %.0f / %.0f us;"
                     + " through stepRows with the new tokens' K/V written %.0f / %.0f us (max %.0f); %s; %s",
@@ -123,11 +123,14 @@ final class PrefillBench {
     /**
      * What the chunk costs a decode backend on the same cache, as in an engine that prefills a chunk and then decodes: the
      * wall time of a decode step of the batch (whole contexts, no token appended) right after the chunk's K/V are written
-     * again (the step mirrors them to its own device copy of the pools), and of the step after it (nothing to mirror),
-     * after bench's warm-up of the same cycle. The last of those steps is checked against fp64; a shape the decode backend
-     * refuses is named instead.
+     * again, and of the step after it, after bench's warm-up of the same cycle. With {@code paired} false the decode backend
+     * keeps its own device copy of the pools and its step mirrors the chunk there; with {@code paired} the chunk goes through
+     * the decode backend's own prefill backend ({@code TornadoDecodeAttention.prefill()}, through its rows), whose call is
+     * timed too and which scatters it into the one copy both read. The last decode step (and the last paired prefill's
+     * sampled rows) are checked against fp64; a shape the decode backend refuses is named instead.
      */
-    private static DecodeAfter decodeAfterChunk(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
+    private static DecodeAfter decodeAfterChunk(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed,
+                                                boolean paired) {
         KvCache cache = w.kv().cache();
         DecodeBatch batch = cache.batch(w.kv().seqs());
         AttentionSpec spec = w.spec();
@@ -137,75 +140,32 @@ final class PrefillBench {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
         }
         FloatArray out = new FloatArray(q.getSize());
+        String what = paired ? "paired with the decode backend (one copy of the pools)" : "a decode backend on the same cache";
         try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
+            TornadoPrefillAttention prefill = paired ? decoder.prefill() : null;
+            StepRows rows = paired ? OwnRows.poisonedWith(prefill.stepRows(w.batch(), 0), w.q()) : null;
+            Runnable chunk = () -> {
+                tokens.write(w);
+                if (paired) {
+                    prefill.prefill(w.batch(), 0, rows.q(), rows.out());
+                }
+            };
             // warmed as bench's decode cells, on the cycle timed below: TornadoVM's host path and the staging compiled
             BenchCommand.warmUp(() -> {
-                tokens.write(w);
+                chunk.run();
                 decoder.decode(batch, 0, q, out);
                 decoder.decode(batch, 0, q, out);
             });
+            long[] chunks = new long[iterations];
             long[] first = new long[iterations];
             long[] next = new long[iterations];
             for (int i = 0; i < iterations; i++) {
-                tokens.write(w);
-                long t0 = System.nanoTime();
-                decoder.decode(batch, 0, q, out);
-                first[i] = System.nanoTime() - t0;
-                if (i == iterations - 1) {
-                    out.init(Float.NaN);
-                }
-                t0 = System.nanoTime();
-                decoder.decode(batch, 0, q, out);
-                next[i] = System.nanoTime() - t0;
-            }
-            Arrays.sort(first);
-            Arrays.sort(next);
-            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.kv().seqs(), q));
-            return new DecodeAfter(String.format(Locale.ROOT, "a decode backend on the same cache: the step after the chunk"
-                    + " %.0f / %.0f us, the next %.0f / %.0f us (rel L2 %.1e)", first[0] / 1e3, first[iterations / 2] / 1e3,
-                    next[0] / 1e3, next[iterations / 2] / 1e3, rel), rel);
-        } catch (IllegalArgumentException e) { // the backend refuses the shape (a kernel's limit): the prefill row stands
-            return new DecodeAfter("a decode backend on the same cache: not run (" + e.getMessage().replace(',', ';') + ")", 0);
-        }
-    }
-
-    /**
-     * The same cycle on one device copy of the pools: a decode backend and its prefill backend
-     * ({@code TornadoDecodeAttention.prefill()}), the chunk's K/V written before each prefill call (through the prefill's
-     * own rows), which sends them to the pools the decode step reads; times of the prefill call, the decode step right
-     * after it and the step after that, after bench's warm-up of the cycle. The last decode step and the last prefill
-     * call's sampled rows are checked against fp64.
-     */
-    private static DecodeAfter sharedPools(PrefillWorkload w, NewTokens tokens, String device, int iterations, long seed) {
-        KvCache cache = w.kv().cache();
-        DecodeBatch batch = cache.batch(w.kv().seqs());
-        AttentionSpec spec = w.spec();
-        FloatArray q = new FloatArray(batch.numSeqs() * spec.numQHeads() * spec.headDim());
-        SplittableRandom random = new SplittableRandom(seed);
-        for (int i = 0; i < q.getSize(); i++) {
-            q.set(i, (float) (random.nextDouble() * 2 - 1));
-        }
-        FloatArray out = new FloatArray(q.getSize());
-        try (TornadoDecodeAttention decoder = new TornadoDecodeAttention(cache, spec, device, "auto")) {
-            TornadoPrefillAttention prefill = decoder.prefill();
-            StepRows rows = OwnRows.poisonedWith(prefill.stepRows(w.batch(), 0), w.q());
-            BenchCommand.warmUp(() -> {
-                tokens.write(w);
-                prefill.prefill(w.batch(), 0, rows.q(), rows.out());
-                decoder.decode(batch, 0, q, out);
-                decoder.decode(batch, 0, q, out);
-            });
-            long[] chunk = new long[iterations];
-            long[] first = new long[iterations];
-            long[] next = new long[iterations];
-            for (int i = 0; i < iterations; i++) {
-                tokens.write(w);
-                if (i == iterations - 1) {
+                if (paired && i == iterations - 1) {
                     rows.out().init(Float.NaN);
                 }
                 long t0 = System.nanoTime();
-                prefill.prefill(w.batch(), 0, rows.q(), rows.out());
-                chunk[i] = System.nanoTime() - t0;
+                chunk.run(); // paired: the prefill call; else the host's write, which the decode step mirrors
+                chunks[i] = System.nanoTime() - t0;
                 t0 = System.nanoTime();
                 decoder.decode(batch, 0, q, out);
                 first[i] = System.nanoTime() - t0;
@@ -216,19 +176,23 @@ final class PrefillBench {
                 decoder.decode(batch, 0, q, out);
                 next[i] = System.nanoTime() - t0;
             }
-            Arrays.sort(chunk);
+            Arrays.sort(chunks);
             Arrays.sort(first);
             Arrays.sort(next);
-            FloatArray result = w.poisonedOutput();
-            OwnRows.copyOut(rows, result);
-            double rel = Math.max(ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.kv().seqs(), q)),
-                    Math.max(sampledError(w, result, 0), sampledError(w, result, batch.numSeqs() - 1)));
-            return new DecodeAfter(String.format(Locale.ROOT, "shared pools (the decode backend's prefill): prefill with the new"
-                    + " tokens' K/V written %.0f / %.0f us, the decode step after it %.0f / %.0f us, the next %.0f / %.0f us"
-                    + " (rel L2 %.1e)", chunk[0] / 1e3, chunk[iterations / 2] / 1e3, first[0] / 1e3, first[iterations / 2] / 1e3,
-                    next[0] / 1e3, next[iterations / 2] / 1e3, rel), rel);
-        } catch (IllegalArgumentException e) { // the decode backend refuses the shape (a kernel's limit): the prefill row stands
-            return new DecodeAfter("shared pools: not run (" + e.getMessage().replace(',', ';') + ")", 0);
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, w.kv().seqs(), q));
+            String prefillTimes = "";
+            if (paired) {
+                FloatArray result = w.poisonedOutput();
+                OwnRows.copyOut(rows, result);
+                rel = Math.max(rel, Math.max(sampledError(w, result, 0), sampledError(w, result, batch.numSeqs() - 1)));
+                prefillTimes = String.format(Locale.ROOT, " prefill with the new tokens' K/V written %.0f / %.0f us,",
+                        chunks[0] / 1e3, chunks[iterations / 2] / 1e3);
+            }
+            return new DecodeAfter(String.format(Locale.ROOT, "%s:%s the step after the chunk %.0f / %.0f us, the next %.0f / %.0f us"
+                    + " (rel L2 %.1e)", what, prefillTimes, first[0] / 1e3, first[iterations / 2] / 1e3, next[0] / 1e3,
+                    next[iterations / 2] / 1e3, rel), rel);
+        } catch (IllegalArgumentException e) { // the backend refuses the shape (a kernel's limit): the prefill row stands
+            return new DecodeAfter(what + ": not run (" + e.getMessage().replace(',', ';') + ")", 0);
         }
     }
 
