@@ -82,9 +82,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /**
      * Fill the bulk stage on the row copier's threads ({@code -Dpagedattn.tornado.bulkStageThreads=true}) instead of the
-     * calling thread (default). On an H200 the threads made the step after a 512-token chunk 4x slower (7.3 against
-     * 1.7 ms) in a process whose staging code was not yet compiled; this switch measures them again warm
-     * (benchmarks/NOTES.md, twenty-ninth and thirtieth sessions).
+     * calling thread (default). On an H200, warmed, over four runs, the threads were no faster for the step after a
+     * 512-token chunk at 1, 8 or 32 sequences (benchmarks/NOTES.md, thirtieth session). A decode backend paired with its
+     * prefill backend ({@link #prefill()}) sends no chunk twice and has no such step.
      */
     public static final boolean BULK_STAGE_THREADS = Boolean.getBoolean("pagedattn.tornado.bulkStageThreads");
 
@@ -410,21 +410,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     void requirePrefillPart(int layer, TornadoPrefillAttention.Plan part, DecodeBatch kv) {
         requireOpen();
         Plan plan = plans[layer];
-        if (plan != null && plan.prefillPart == part) {
-            return;
+        if (plan == null || plan.prefillPart != part) { // part is prefill.part(layer), which rebuild takes
+            rebuild(layer, kv.numSeqs(), kv.maxBlocksPerSeq(), gridFor(kv).partialRows(kv.numSeqs()));
         }
-        int n = kv.numSeqs();
-        int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
-        int entries = PlanCapacity.tableEntries(n, kv.maxBlocksPerSeq(), seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
-        int partialRows = (int) PlanCapacity.withHeadroom(gridFor(kv).partialRows(n), 1.0, plan == null ? 0 : plan.partialRows,
-                Integer.MAX_VALUE);
-        if (plan != null) {
-            plan.close();
-            plans[layer] = null;
-        }
-        journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
-        plans[layer] = new Plan(layer, seqs, entries, partialRows, part);
-        planBuilds++;
     }
 
     /**
@@ -509,18 +497,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         int width = batch.maxBlocksPerSeq();
         if (plan == null || rows > plan.partialRows
                 || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
-            int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
-            int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
-            int partialRows = (int) PlanCapacity.withHeadroom(rows, 1.0, plan == null ? 0 : plan.partialRows, Integer.MAX_VALUE);
-            if (plan != null) {
-                plan.close();
-                plans[layer] = null;
-            }
-            journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
-            plan = plans[layer] = new Plan(layer, seqs, entries, partialRows, prefill == null ? null : prefill.part(layer));
-            planBuilds++;
+            plan = rebuild(layer, n, width, rows);
         }
         return plan;
+    }
+
+    /**
+     * Replaces the layer's plan with one that holds {@code n} sequences of {@code width} block-table columns and
+     * {@code rows} partial rows, with headroom and at least the old plan's capacity and the reservation's, and the
+     * graphs of the prefill backend's plan for the layer if there is one.
+     */
+    private Plan rebuild(int layer, int n, int width, int rows) {
+        Plan plan = plans[layer];
+        int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
+        int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
+        int partialRows = (int) PlanCapacity.withHeadroom(rows, 1.0, plan == null ? 0 : plan.partialRows, Integer.MAX_VALUE);
+        if (plan != null) {
+            plan.close();
+            plans[layer] = null;
+        }
+        journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
+        planBuilds++;
+        return plans[layer] = new Plan(layer, seqs, entries, partialRows, prefill == null ? null : prefill.part(layer));
     }
 
     @Override
@@ -759,6 +757,32 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
 
         /**
+         * The launch sizes of an execution on {@code grid} that scatters {@code staged} slots, merges ({@code merging})
+         * and attends ({@code last}). Helpers with nothing to do exit at once, but a full grid of them still costs
+         * microseconds on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph keeps its
+         * launch sizes, so under graphs every execution launches the plan's capacity (work-groups past the batch return at
+         * once): every step is the same launch.
+         */
+        void launchSizes(DecodeGrid grid, int staged, boolean merging, boolean last) {
+            for (int s = 0; s < scatterGrids.length; s++) {
+                scatterGrids[s].setGlobalWork(cudaGraph || staged > 0 ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                if (mergeGrids != null) {
+                    mergeGrids[s].setGlobalWork(cudaGraph || merging ? mergeGlobal : PlanParts.HELPER_LOCAL, 1, 1);
+                    mergeGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
+                }
+            }
+            if (attentionGrids != null) {
+                int global = cudaGraph ? partialRows * grid.headTiles() * shardSpec.numKvHeads() * grid.localSize()
+                        : last ? grid.attentionGlobalSize() : grid.localSize();
+                for (WorkerGrid1D g : attentionGrids) {
+                    g.setGlobalWork(global, 1, 1);
+                    g.setLocalWork(grid.localSize(), 1, 1);
+                }
+            }
+        }
+
+        /**
          * Runs the first graph once with nothing to attend or write, if no step has yet: it uploads the pools and partials
          * that the prefill graphs use. Launch sizes as a step's (a replayed CUDA graph keeps those of its first run).
          */
@@ -766,26 +790,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (uploaded) {
                 return;
             }
-            params.set(DecodeParams.NUM_SEQS, 0);
-            params.set(DecodeParams.NUM_NEW_SLOTS, 0);
-            params.set(DecodeParams.WRITE_FINAL, 0);
-            params.set(DecodeParams.SKIP_ATTENTION, 1);
-            for (int s = 0; s < scatterGrids.length; s++) {
-                scatterGrids[s].setGlobalWork(cudaGraph ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
-                scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
-                if (mergeGrids != null) {
-                    mergeGrids[s].setGlobalWork(cudaGraph ? mergeGlobal : PlanParts.HELPER_LOCAL, 1, 1);
-                    mergeGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
-                }
-            }
-            if (attentionGrids != null) {
-                int global = cudaGraph ? partialRows * idleGrid.headTiles() * shardSpec.numKvHeads() * idleGrid.localSize()
-                        : idleGrid.localSize();
-                for (WorkerGrid1D g : attentionGrids) {
-                    g.setGlobalWork(global, 1, 1);
-                    g.setLocalWork(idleGrid.localSize(), 1, 1);
-                }
-            }
+            idleGrid.writeParams(params, 0, 0, 0, 0, true); // no sequences, nothing staged, attention skipped
+            launchSizes(idleGrid, 0, false, false);
             if (graphCount > 1) {
                 executionPlan.withGraph(0);
             }
@@ -960,28 +966,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = x.last();
                 grid.writeParams(params, batch.contextLens(), n, layerBase, width, bulk ? 0 : staged, !last);
-                // Helpers with nothing to do exit at once, but a full grid of them still costs microseconds
-                // on small steps: one work-group then (their loops are grid-stride). A replayed CUDA graph
-                // keeps its launch sizes, so under graphs they keep theirs.
-                boolean merging = last && !grid.fused();
-                for (int s = 0; s < scatterGrids.length; s++) {
-                    scatterGrids[s].setGlobalWork(cudaGraph || staged > 0 ? scatterGlobal : PlanParts.HELPER_LOCAL, 1, 1);
-                    scatterGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
-                    if (mergeGrids != null) {
-                        mergeGrids[s].setGlobalWork(cudaGraph || merging ? mergeGlobal : PlanParts.HELPER_LOCAL, 1, 1);
-                        mergeGrids[s].setLocalWork(PlanParts.HELPER_LOCAL, 1, 1);
-                    }
-                }
-                if (attentionGrids != null) {
-                    // a replayed CUDA graph keeps its launch sizes: launch the plan's capacity every time
-                    // (work-groups past the batch return at once), so every step is the same launch
-                    int global = cudaGraph ? partialRows * grid.headTiles() * shardSpec.numKvHeads() * grid.localSize()
-                            : last ? grid.attentionGlobalSize() : grid.localSize();
-                    for (WorkerGrid1D g : attentionGrids) {
-                        g.setGlobalWork(global, 1, 1);
-                        g.setLocalWork(grid.localSize(), 1, 1);
-                    }
-                }
+                launchSizes(grid, staged, last && !grid.fused(), last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());
