@@ -50,8 +50,9 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * changed since its own last step; {@link #close()} closes the reader. Made by {@link TornadoDecodeAttention#prefill()},
  * it shares that decode backend's device pools instead: its task graphs join each layer's decode plan (one TornadoVM
  * execution plan holds both, since TornadoVM 5.2 shares device buffers only between the graphs of one plan), it reads the
- * decode backend's journal, and a chunk it writes is on the device for the next decode step. Capacity (sequences, table columns, query rows, partials) is fixed by the first step, with
- * headroom, or by {@link #reserve}; a step past it rebuilds the plan, which uploads the pools again. Not thread-safe.
+ * decode backend's journal, and a chunk it writes is on the device for the next decode step. Capacity (sequences, table
+ * columns, query rows, partials) is fixed by the first step, with headroom, or by {@link #reserve}; a step past it
+ * rebuilds the plan (paired: the decode backend's plan of the layer), which uploads the pools again. Not thread-safe.
  */
 public final class TornadoPrefillAttention implements PrefillAttention {
     static {
@@ -255,12 +256,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 plan.close();
                 plans[layer] = null;
             }
-            if (host == null) {
+            if (host == null) { // (a host drains its journal when it rebuilds its plan for this one, below)
                 journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
-                plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
-            } else {
-                plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
             }
+            plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
             planBuilds++;
         }
         if (host != null) {
@@ -444,7 +443,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 }
             } else {
                 graph.consumeFromDevice(owner, kPool, vPool, partials);
-                if (ownerDequant != null) { // a host's: sent with every execution, the host's own listed
+                if (ownerDequant != null) { // the host's tables listed, this plan's own (its K scales hold the softmax scale) sent
                     graph.consumeFromDevice(owner, ownerDequant).transferToDevice(DataTransferMode.EVERY_EXECUTION, dequant);
                 } else if (dequant != null) {
                     graph.consumeFromDevice(owner, dequant);
@@ -486,7 +485,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                         hkv, g, d, bs, scale);
             }
             graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
-            if (owner == null && scatter) {
+            if (owner == null) { // the first graph of a plan of its own
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (dequant != null) {
                     graph.persistOnDevice(dequant);
