@@ -166,7 +166,7 @@ final class PrefillBench {
                 }
                 long t0 = System.nanoTime();
                 chunk.run();
-                chunks[i] = System.nanoTime() - t0;
+                chunks[i] = System.nanoTime() - t0; // reported when paired (unpaired, the chunk is sent by the step below)
                 t0 = System.nanoTime();
                 decoder.decode(batch, 0, q, out);
                 first[i] = System.nanoTime() - t0;

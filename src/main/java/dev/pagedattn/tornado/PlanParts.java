@@ -138,26 +138,17 @@ final class PlanParts {
 
     /**
      * {@link #stage} of {@code rows} slots split over {@code copier}'s threads once they are large (a prefill's thousands of
-     * new tokens: one copy per head and slot, K and V). Separate arrays, as the prefill plan has them.
+     * new tokens: one copy per head and slot, K and V), or on the calling thread with {@code copier} null; slot offsets
+     * from 0, the V rows from byte {@code vBytes} of {@code stageV} (0 for an array of their own).
      */
     static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
-                      TornadoNativeArray stageK, TornadoNativeArray stageV, RowCopier copier) {
-        long rowBytes = 2L * cache.config().headsPerShard() * cache.config().headDim() * cache.config().dtype().bytes();
-        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stageK, stageV, 0));
-    }
-
-    /**
-     * {@link #stage} into one array of K rows then V rows (from byte {@code vBytes}), slot offsets from 0, on
-     * {@code copier}'s threads once they are large, or on the calling thread with {@code copier} null.
-     */
-    static void stage(KvCache cache, int layer, int shard, int[] dirty, int from, int rows, IntArray slotOffsets,
-                      TornadoNativeArray stage, long vBytes, RowCopier copier) {
+                      TornadoNativeArray stageK, TornadoNativeArray stageV, long vBytes, RowCopier copier) {
         if (copier == null) {
-            stageRows(cache, layer, shard, dirty, from, 0, rows, slotOffsets, 0, stage, stage, vBytes);
+            stageRows(cache, layer, shard, dirty, from, 0, rows, slotOffsets, 0, stageK, stageV, vBytes);
             return;
         }
         long rowBytes = 2L * cache.config().headsPerShard() * cache.config().headDim() * cache.config().dtype().bytes();
-        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stage, stage, vBytes));
+        copier.copy(rows, rowBytes, (r0, r1) -> stageRows(cache, layer, shard, dirty, from, r0, r1, slotOffsets, 0, stageK, stageV, vBytes));
     }
 
     /** Stage rows {@code [r0, r1)}: row r holds slot {@code dirty[from + r]}. */

@@ -954,7 +954,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
                     if (bulk) {
-                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, bulkStage[s], bulkVBytes,
+                        PlanParts.stage(cache, layer, s, dirty, done, staged, bulkSlotOffsets, bulkStage[s], bulkStage[s], bulkVBytes,
                                 BULK_STAGE_THREADS ? copier : null);
                     } else {
                         PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, slotBase, stageK[s], stageV[s], stageVBytes);

@@ -514,7 +514,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             do {
                 int staged = Math.min(stagingSlots, dirty.length - done);
                 for (int s = 0; s < stageK.length; s++) {
-                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s], copier);
+                    PlanParts.stage(cache, layer, s, dirty, done, staged, slotOffsets, stageK[s], stageV[s], 0, copier);
                 }
                 done += staged;
                 boolean last = done == dirty.length;

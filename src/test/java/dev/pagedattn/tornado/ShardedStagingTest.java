@@ -98,7 +98,7 @@ class ShardedStagingTest {
                 offsets.init(-1);
                 stageK.init(new HalfFloat(Float.NaN));
                 stageV.init(new HalfFloat(Float.NaN));
-                PlanParts.stage(cache, 0, s, dirty, from, rows, offsets, stageK, stageV, copier);
+                PlanParts.stage(cache, 0, s, dirty, from, rows, offsets, stageK, stageV, 0, copier);
                 IntArray wantOffsets = new IntArray(rows);
                 HalfFloatArray wantK = new HalfFloatArray(rows * width);
                 HalfFloatArray wantV = new HalfFloatArray(rows * width);
