@@ -25,11 +25,23 @@ public final class DecodeWorkload {
     private final FloatArray q; // [numSeqs][numQHeads][headDim]
 
     private DecodeWorkload(KvCache cache, AttentionSpec spec, int[] seqs, FloatArray q) {
+        this(cache, spec, seqs, cache.batch(seqs), q);
+    }
+
+    private DecodeWorkload(KvCache cache, AttentionSpec spec, int[] seqs, DecodeBatch batch, FloatArray q) {
         this.cache = cache;
         this.spec = spec;
         this.seqs = seqs;
-        this.batch = cache.batch(seqs);
+        this.batch = batch;
         this.q = q;
+    }
+
+    /**
+     * This workload with a sliding window of {@code window} tokens ({@link DecodeBatch#window(int)}): the same cache,
+     * sequences and queries; its batch, reference and byte count see each sequence's last {@code window} tokens only.
+     */
+    public DecodeWorkload windowed(int window) {
+        return new DecodeWorkload(cache, spec, seqs, batch.window(window), q);
     }
 
     /**
@@ -237,12 +249,12 @@ public final class DecodeWorkload {
 
     /** The fp64 reference for this workload, layer 0. */
     public double[] reference() {
-        return ReferenceAttention.decode(cache, spec, 0, seqs, q);
+        return ReferenceAttention.decode(cache, spec, 0, seqs, q, batch.window(), n -> { });
     }
 
     /**
-     * Minimum bytes a decode must move (benchmarks/README.md): K and V once, q in and out at 2 bytes,
-     * block tables and lengths.
+     * Minimum bytes a decode must move (benchmarks/README.md): K and V once (with a sliding window, of the tokens it
+     * sees), q in and out at 2 bytes, block tables and lengths.
      */
     public long minimumBytes() {
         return minimumBytes(batch);
@@ -250,11 +262,12 @@ public final class DecodeWorkload {
 
     /** Minimum bytes for {@code batch} over this workload's cache (after appends, say). */
     public long minimumBytes(DecodeBatch batch) {
-        long kv = batch.totalTokens() * 2L * spec.numKvHeads() * spec.headDim() * cache.config().dtype().bytes();
+        long kv = batch.visibleTokens() * 2L * spec.numKvHeads() * spec.headDim() * cache.config().dtype().bytes();
         long qo = (long) batch.numSeqs() * spec.numQHeads() * spec.headDim() * 4;
         long tables = 0;
         for (int i = 0; i < batch.numSeqs(); i++) {
-            tables += 4L * cache.config().blocksFor(batch.contextLen(i));
+            int first = batch.firstVisible(i);  // a windowed step needs the table entries from its first visible block on
+            tables += 4L * (cache.config().blocksFor(batch.contextLen(i)) - first / cache.config().blockSize());
         }
         return kv + qo + tables + 4L * batch.numSeqs();
     }

@@ -73,7 +73,8 @@ final class JvmChunkKernel {
 
     /**
      * Attends query heads {@code [kvHead * groupSize, (kvHead + 1) * groupSize)} of row {@code seq}
-     * over its tokens {@code [fromToken, toToken)}; {@code fromToken} is a multiple of the block size.
+     * over its tokens {@code [fromToken, toToken)}; {@code fromToken} is a multiple of the block size, or a sliding
+     * window's first visible token.
      *
      * @param keys   the K pool, {@code [poolElements]} of the pool's dtype
      * @param values the V pool, same shape
@@ -96,19 +97,22 @@ final class JvmChunkKernel {
         java.util.Arrays.fill(acc, -0f);
         java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
         java.util.Arrays.fill(sum, 0f);
-        for (int start = fromToken; start < toToken; start += bs) {
-            int n = Math.min(bs, toToken - start);
-            int base = layout.tileBase(batch.block(seq, start / bs), kvHead);
+        for (int start = fromToken; start < toToken; ) {
+            int row = start % bs;   // 0, except at a sliding window's first visible token
+            int n = Math.min(bs - row, toToken - start);
+            int base = layout.tileBase(batch.block(seq, start / bs), kvHead) + row * d;
             load(keys, base, n * d, kScale);
-            if (prefetch && start + bs < toToken) {
-                long next = (long) layout.tileBase(batch.block(seq, start / bs + 1), kvHead) * elementBytes;
-                long bytes = (long) Math.min(bs, toToken - start - bs) * d * elementBytes;
-                touched += touch(keys, next, bytes) + touch(values, next, bytes);
+            int next = start + n;
+            if (prefetch && next < toToken) {
+                long at = (long) layout.tileBase(batch.block(seq, next / bs), kvHead) * elementBytes;
+                long bytes = (long) Math.min(bs, toToken - next) * d * elementBytes;
+                touched += touch(keys, at, bytes) + touch(values, at, bytes);
             }
             group.scores(n);
             softmax(n);
             load(values, base, n * d, vScale);
             group.accumulate(n);
+            start = next;
         }
     }
 

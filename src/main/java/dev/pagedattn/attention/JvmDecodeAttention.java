@@ -134,7 +134,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     /** Tokens per split-K chunk that a step over {@code batch} uses (no split when >= its longest context). */
     public synchronized int chunkTokens(DecodeBatch batch) {
-        return JvmSplitPlan.chunkTokens(batch.numSeqs(), spec.numKvHeads(), batch.maxContextLen(), batch.blockSize(),
+        return JvmSplitPlan.chunkTokens(batch.numSeqs(), spec.numKvHeads(), JvmSplitPlan.maxSpan(batch), batch.blockSize(),
                 workers.numThreads());
     }
 

@@ -18,6 +18,10 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * threads an 8k context becomes 16 chunks of 512 tokens: 128 items, every core busy. The rule
  * depends on the batch shape and T only, so results are the same bits for a given thread count.
  *
+ * <p>With a sliding window ({@link DecodeBatch#window(int)}) the chunks cover a sequence's visible tokens only: they
+ * are laid from its first visible token rounded down to a block ({@link #span}), the first chunk starting at that
+ * token.
+ *
  * <p>Item order: sequence, then chunk, then KV head, so that the items running at the same time
  * read the tiles of all heads of the same blocks (adjacent in the pool, see KvLayout) and each
  * item walks its blocks in context order, one contiguous tile per block, K then V.
@@ -73,11 +77,11 @@ final class JvmSplitPlan {
     /** Makes the items for {@code batch} on {@code numThreads} threads. */
     void build(DecodeBatch batch, int numThreads) {
         int numSeqs = batch.numSeqs();
-        chunkTokens = chunkTokens(numSeqs, numKvHeads, batch.maxContextLen(), batch.blockSize(), numThreads);
+        chunkTokens = chunkTokens(numSeqs, numKvHeads, maxSpan(batch), batch.blockSize(), numThreads);
         int items = 0;
         int slots = 0;
         for (int s = 0; s < numSeqs; s++) {
-            int chunks = (batch.contextLen(s) + chunkTokens - 1) / chunkTokens;
+            int chunks = (span(batch, s) + chunkTokens - 1) / chunkTokens;
             items += chunks * numKvHeads;
             slots += chunks > 1 ? chunks * numKvHeads : 0;
         }
@@ -86,7 +90,9 @@ final class JvmSplitPlan {
         int slot = 0;
         for (int s = 0; s < numSeqs; s++) {
             int len = batch.contextLen(s);
-            int chunks = (len + chunkTokens - 1) / chunkTokens;
+            int first = batch.firstVisible(s);
+            int origin = len - span(batch, s);
+            int chunks = (len - origin + chunkTokens - 1) / chunkTokens;
             for (int h = 0; h < numKvHeads; h++) {
                 int group = s * numKvHeads + h;
                 groupNumChunks[group] = chunks;
@@ -97,8 +103,8 @@ final class JvmSplitPlan {
                 for (int h = 0; h < numKvHeads; h++, item++) {
                     itemSeq[item] = s;
                     itemHead[item] = h;
-                    itemFrom[item] = c * chunkTokens;
-                    itemTo[item] = Math.min(len, (c + 1) * chunkTokens);
+                    itemFrom[item] = Math.max(first, origin + c * chunkTokens);
+                    itemTo[item] = Math.min(len, origin + (c + 1) * chunkTokens);
                     itemSlot[item] = chunks > 1 ? slot + h * chunks + c : NO_PARTIAL;
                 }
             }
@@ -106,6 +112,25 @@ final class JvmSplitPlan {
         }
         numItems = item;
         assert item == items && slot == slots : "items " + item + "/" + items + " slots " + slot + "/" + slots;
+    }
+
+    /**
+     * Tokens of sequence {@code s} the chunks are laid over: from its first visible token rounded down to a block
+     * ({@link DecodeBatch#firstVisible}; 0 without a window) to its end, so that every chunk but a window's first
+     * starts at a block.
+     */
+    static int span(DecodeBatch batch, int s) {
+        int first = batch.firstVisible(s);
+        return batch.contextLen(s) - (first - first % batch.blockSize());
+    }
+
+    /** The longest {@link #span} of the batch. */
+    static int maxSpan(DecodeBatch batch) {
+        int m = 0;
+        for (int s = 0; s < batch.numSeqs(); s++) {
+            m = Math.max(m, span(batch, s));
+        }
+        return m;
     }
 
     private void grow(int items, int groups, int slots) {

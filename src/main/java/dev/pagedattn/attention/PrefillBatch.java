@@ -20,7 +20,7 @@ import dev.pagedattn.cache.KvCacheConfig;
  */
 public final class PrefillBatch {
     /** No sliding window: every query attends to its whole causal prefix. */
-    public static final int NO_WINDOW = Integer.MAX_VALUE;
+    public static final int NO_WINDOW = DecodeBatch.NO_WINDOW;
 
     private final DecodeBatch kv;
     private final int[] qIndptr;  // [numSeqs + 1]
@@ -55,6 +55,10 @@ public final class PrefillBatch {
     public static PrefillBatch ofIndptr(DecodeBatch kv, int[] qIndptr, int window) {
         if (kv == null || qIndptr == null) {
             throw new IllegalArgumentException("kv=" + kv + " qIndptr=" + (qIndptr == null ? "null" : qIndptr.length) + ": both are needed");
+        }
+        if (kv.windowed()) {
+            throw new IllegalArgumentException("kv window=" + kv.window() + ": a prefill batch takes its window as PrefillBatch's"
+                    + " own argument (window=" + window + "), over a kv batch without one");
         }
         int n = kv.numSeqs();
         if (qIndptr.length != n + 1) {

@@ -1,5 +1,6 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvLayout;
 import dev.pagedattn.cache.KvPool;
@@ -24,12 +25,24 @@ public final class ReferenceAttention {
     /** Same; {@code progress} receives the number of sequences done (from several threads, increasing). */
     public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q,
                                   java.util.function.LongConsumer progress) {
+        return decode(cache, spec, layer, seqs, q, DecodeBatch.NO_WINDOW, progress);
+    }
+
+    /**
+     * Same with a sliding window: each sequence's query (at position {@code len - 1}) sees positions
+     * {@code max(0, len - window) .. len - 1} only ({@link DecodeBatch#NO_WINDOW}: all of them).
+     */
+    public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q, int window,
+                                  java.util.function.LongConsumer progress) {
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
+        }
         spec.requireMatches(cache.config());
         int d = spec.headDim();
         double[] out = new double[seqs.length * spec.numQHeads() * d];
         java.util.concurrent.atomic.AtomicLong done = new java.util.concurrent.atomic.AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
-            attendSequence(cache, spec, layer, seqs[i], i, q, out);
+            attendSequence(cache, spec, layer, seqs[i], i, q, window, out);
             long n = done.incrementAndGet();
             synchronized (done) {
                 progress.accept(n);
@@ -58,9 +71,11 @@ public final class ReferenceAttention {
         }
     }
 
-    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, double[] out) {
+    private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, int window,
+                                       double[] out) {
         PageTable table = cache.pageTable(seq);
         int len = table.numTokens();
+        int first = Math.max(0, len - window);   // written out here, not DecodeBatch.firstVisible: the reference's own
         int d = spec.headDim();
         double[] k = new double[len * d];
         double[] v = new double[len * d];
@@ -70,7 +85,7 @@ public final class ReferenceAttention {
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                 int qBase = (row * spec.numQHeads() + h) * d;
                 double max = Double.NEGATIVE_INFINITY;
-                for (int pos = 0; pos < len; pos++) {
+                for (int pos = first; pos < len; pos++) {
                     double s = 0;
                     for (int e = 0; e < d; e++) {
                         s += (double) q.get(qBase + e) * k[pos * d + e];
@@ -79,13 +94,13 @@ public final class ReferenceAttention {
                     max = Math.max(max, scores[pos]);
                 }
                 double total = 0;
-                for (int pos = 0; pos < len; pos++) {
+                for (int pos = first; pos < len; pos++) {
                     scores[pos] = Math.exp(scores[pos] - max);
                     total += scores[pos];
                 }
                 for (int e = 0; e < d; e++) {
                     double o = 0;
-                    for (int pos = 0; pos < len; pos++) {
+                    for (int pos = first; pos < len; pos++) {
                         o += scores[pos] * v[pos * d + e];
                     }
                     out[qBase + e] = o / total;

@@ -9,13 +9,22 @@ package dev.pagedattn.cache;
  *  blockTables [numSeqs][maxBlocksPerSeq]  physical block of (sequence i, logical block j);
  *                                          columns past ceil(contextLens[i]/blockSize) hold NO_BLOCK
  *  contextLens [numSeqs]                    tokens of sequence i, >= 1
+ *  window                                   sliding window W: the step's query (position contextLens[i] - 1)
+ *                                           sees positions max(0, contextLens[i] - W) .. contextLens[i] - 1 only
  * </pre>
+ *
+ * <p>A batch has no window ({@link #NO_WINDOW}) unless made with {@link #window(int)}, which returns a view of the same
+ * tables: models that alternate windowed and full layers (Mistral, Gemma 2 and 3, gpt-oss) take one batch per step and
+ * pass {@code batch.window(W)} to the windowed layers' decode calls.
  *
  * <p>A batch taken from a {@link KvCache} remembers each sequence's page-table generation: once a
  * sequence is freed or one of its blocks is replaced (copy-on-write), a decode of the batch is
  * refused, since its tables would point at blocks that may already hold another sequence's K/V.
  */
 public final class DecodeBatch {
+    /** No sliding window: the step's query sees its sequence's whole context. */
+    public static final int NO_WINDOW = Integer.MAX_VALUE;
+
     private final int[] seqIds;       // [numSeqs]
     private final int maxBlocksPerSeq;
     private final int[] blockTables;  // [numSeqs][maxBlocksPerSeq]
@@ -23,17 +32,62 @@ public final class DecodeBatch {
     private final int blockSize;
     private final KvCache source;     // null for caller-made tables
     private final int[] generations;  // [numSeqs] page-table generation when taken; null with source
+    private final int window;
 
     DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
                 KvCache source, int[] generations) {
+        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, NO_WINDOW);
+        requireTables(config);
+    }
+
+    private DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, int blockSize,
+                        KvCache source, int[] generations, int window) {
         this.seqIds = seqIds;
         this.maxBlocksPerSeq = maxBlocksPerSeq;
         this.blockTables = blockTables;
         this.contextLens = contextLens;
-        this.blockSize = config.blockSize();
+        this.blockSize = blockSize;
         this.source = source;
         this.generations = generations;
-        requireTables(config);
+        this.window = window;
+    }
+
+    /**
+     * This batch with a sliding window of {@code window} tokens ({@link #NO_WINDOW}: none): the same tables and
+     * sequences (no copy), each step's query seeing only its sequence's last {@code window} positions, as
+     * {@code PrefillBatch}'s window does for a query at the end of its context.
+     */
+    public DecodeBatch window(int window) {
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
+        }
+        return window == this.window ? this
+                : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, window);
+    }
+
+    /** The sliding window in tokens, or {@link #NO_WINDOW}. */
+    public int window() {
+        return window;
+    }
+
+    /** Whether the batch has a sliding window. */
+    public boolean windowed() {
+        return window != NO_WINDOW;
+    }
+
+    /** The first position row {@code i}'s query sees: {@code max(0, contextLen(i) - window())}. */
+    public int firstVisible(int i) {
+        return firstVisible(contextLens[i], window);
+    }
+
+    /** {@code max(0, len - window)} without overflow, for a query at position {@code len - 1}. */
+    public static int firstVisible(int len, int window) {
+        return Math.max(0, len - window);
+    }
+
+    /** Tokens row {@code i}'s query sees: {@code min(contextLen(i), window())}. */
+    public int visibleLen(int i) {
+        return contextLens[i] - firstVisible(i);
     }
 
     /** {@link #take}'s width for "as many columns as the longest table needs". */
@@ -192,6 +246,15 @@ public final class DecodeBatch {
         long s = 0;
         for (int len : contextLens) {
             s += len;
+        }
+        return s;
+    }
+
+    /** Tokens the batch's queries see over all sequences ({@link #totalTokens()} without a window). */
+    public long visibleTokens() {
+        long s = 0;
+        for (int i = 0; i < contextLens.length; i++) {
+            s += visibleLen(i);
         }
         return s;
     }

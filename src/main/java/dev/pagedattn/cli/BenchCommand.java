@@ -5,6 +5,7 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.StepRows;
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.KvScales;
@@ -76,6 +77,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--head-dim", description = "Dims per head, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}, Llama-3-8B;"
             + " 64: Llama-3.2-1B; 256: Gemma-2).", defaultValue = "" + STANDARD_HEAD_DIM)
     int headDim;
+
+    @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
+            + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
+    Integer window;
 
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
@@ -177,12 +182,13 @@ final class BenchCommand implements Callable<Integer> {
         if (loopSteps < 2) {
             throw new IllegalArgumentException("--loop-steps=" + loopSteps + " must be >= 2");
         }
+        int slidingWindow = PrefillCheck.window(window);
         long loopKvBytes = loopKvMemory == null ? 0 : ByteSize.parse("--loop-kv-memory", loopKvMemory);
         KvDtype kvDtype = KvDtype.parse(dtype);
         scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
         long s = seed != null ? seed : System.nanoTime();
         if (sweepList.contains("decode")) {
-            decodeSweep(kvDtype, s);
+            decodeSweep(kvDtype, s, slidingWindow);
         } else {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
         }
@@ -198,7 +204,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     /** The decode cells, each variant timed and checked, next to TornadoVM's read and copy probes; rows to {@link #out}. */
-    private void decodeSweep(KvDtype kvDtype, long s) throws IOException {
+    private void decodeSweep(KvDtype kvDtype, long s, int slidingWindow) throws IOException {
         System.out.printf("bench: seed=%d dtype=%s q-heads=%d head-dim=%d variants=%s%n", s, dtype, qHeads, headDim,
                 String.join(",", variants));
         backend = TornadoDecodeAttention.backendOf(device).name().toLowerCase(java.util.Locale.ROOT);
@@ -215,7 +221,20 @@ final class BenchCommand implements Callable<Integer> {
         for (int i = 0; i < cells.size(); i++) {
             int[] lengths = cells.get(i);
             String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
-            rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs()));
+            if (slidingWindow == DecodeBatch.NO_WINDOW) {
+                rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow));
+            } else {
+                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow);
+                int[] visible = Arrays.stream(lengths).map(l -> Math.min(l, slidingWindow)).toArray();
+                List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW);
+                for (int k = 0; k < Math.min(windowed.size(), same.size()); k++) {
+                    System.out.printf("%5d x %-12s %-13s window %d over %s tokens / no window over %s: %.2fx the time%n", lengths.length,
+                            context, windowed.get(k).variant(), slidingWindow, context, visible[0],
+                            windowed.get(k).minUs() / same.get(k).minUs());
+                }
+                rows.addAll(windowed);
+                rows.addAll(same);
+            }
             write(rows);
         }
         System.out.println("wrote " + out);
@@ -248,7 +267,7 @@ final class BenchCommand implements Callable<Integer> {
         return cells;
     }
 
-    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling) {
+    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
@@ -261,7 +280,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
-                0, 1, 0, scales);
+                0, 1, 0, scales).windowed(slidingWindow);
         double[] ref = w.reference();
         for (String variant : variants) {
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {

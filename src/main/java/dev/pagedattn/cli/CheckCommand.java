@@ -50,7 +50,8 @@ final class CheckCommand implements Callable<Integer> {
             + " context (prefill); default: decode (one token).")
     String queryLen;
 
-    @Option(names = "--window", description = "Sliding window for prefill: each query sees only the last W positions.")
+    @Option(names = "--window", description = "Sliding window: each query sees only the last W positions (decode, or with"
+            + " --query-len prefill and the decode steps after it).")
     Integer window;
 
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
@@ -85,16 +86,16 @@ final class CheckCommand implements Callable<Integer> {
         BackendOptions.requireVariant("--variant", variant);
         if (kernel != null) {
             BackendOptions.requireKernel(kernel);
-            if (!backendOptions.backend.equals("tornado") || queryLen != null || window != null) {
+            if (!backendOptions.backend.equals("tornado") || queryLen != null) {
                 throw new IllegalArgumentException("--kernel=" + kernel + " chooses the tornado backend's decode kernel: it needs"
-                        + " --backend tornado and no --query-len/--window");
+                        + " --backend tornado and no --query-len");
             }
         }
         if (vSums != null) {
             BackendOptions.requireVSums(vSums);
-            if (!backendOptions.backend.equals("tornado") || queryLen != null || window != null) {
+            if (!backendOptions.backend.equals("tornado") || queryLen != null) {
                 throw new IllegalArgumentException("--v-sums=" + vSums + " chooses the tornado backend's decode kernel: it needs"
-                        + " --backend tornado and no --query-len/--window");
+                        + " --backend tornado and no --query-len");
             }
         }
         if (steps < 1) {
@@ -103,7 +104,7 @@ final class CheckCommand implements Callable<Integer> {
         if (decodeSteps < 0) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " must be >= 0");
         }
-        if (decodeSteps > 0 && queryLen == null && window == null) {
+        if (decodeSteps > 0 && queryLen == null) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
         }
         if (!pools.equals("shared") && !pools.equals("separate")) {
@@ -111,18 +112,20 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
-        if (queryLen != null || window != null) {
-            return PrefillCheck.run(shape, queryLen == null ? "1" : queryLen, window, backendOptions.backend, backendOptions.device,
+        if (queryLen != null) {
+            return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"));
         }
+        int slidingWindow = PrefillCheck.window(window);
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
-        DecodeWorkload w = build(shape, lengths, steps - 1);
+        DecodeWorkload w = build(shape, lengths, steps - 1).windowed(slidingWindow);
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
-            System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache()) + " backend=" + backend);
+            System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
+                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + " backend=" + backend);
             decode(attention, w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {
@@ -135,7 +138,7 @@ final class CheckCommand implements Callable<Integer> {
             status = Math.max(status, checkOtherLayers(w, attention, tolerance));
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
-                DecodeBatch batch = appendOneToken(w, random);
+                DecodeBatch batch = appendOneToken(w, random).window(slidingWindow);
                 status = Math.max(status, decodeOnce(w, batch, out, attention, tolerance,
                         "step " + step + " (every sequence one token longer):"));
                 // the same step again, with nothing written since: on TornadoVM, a task graph without the scatter task
@@ -200,7 +203,8 @@ final class CheckCommand implements Callable<Integer> {
             long t0 = System.nanoTime();
             decode(attention, w.batch(), layer, w.q(), out);
             long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
-            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.cache(), w.spec(), layer, w.seqs(), w.q()));
+            double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.cache(), w.spec(), layer, w.seqs(), w.q(),
+                    w.batch().window(), n -> { }));
             boolean ok = rel <= tolerance; // NaN fails
             System.out.printf("layer %d: time %.3f ms (one decode; tornado: builds the layer's plan), relative L2=%.3e -> %s%n",
                     layer, nanos / 1e6, rel, ok ? "PASS" : "FAIL");
@@ -218,9 +222,9 @@ final class CheckCommand implements Callable<Integer> {
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {
         double[] ref;
-        double work = 4.0 * batch.totalTokens() * w.spec().numQHeads() * w.spec().headDim();
+        double work = 4.0 * batch.visibleTokens() * w.spec().numQHeads() * w.spec().headDim();
         try (Progress p = new Progress("fp64 reference", batch.numSeqs(), work)) {
-            ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), p.consumer());
+            ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), batch.window(), p.consumer());
         }
         double rel = ReferenceAttention.relativeL2(out, ref);
         double abs = ReferenceAttention.maxAbsError(out, ref);

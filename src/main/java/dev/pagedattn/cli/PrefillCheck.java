@@ -113,20 +113,21 @@ final class PrefillCheck {
     /**
      * {@code count} decode steps by {@code decoder} (none if null), each after one new token per sequence (written to the
      * cache the prefill backend reads too: on TornadoVM with separate pools each backend sends it to its own device copy,
-     * with shared pools the decode step sends it to the one copy), checked against fp64.
+     * with shared pools the decode step sends it to the one copy), checked against fp64; through the prefill's window.
      */
     private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random) {
         int status = 0;
         for (int d = 1; d <= count; d++) {
             double rel;
             try {
-                rel = decodeNextToken(decoder, w.kv().cache(), w.spec(), w.kv().seqs(), random);
+                rel = decodeNextToken(decoder, w.kv().cache(), w.spec(), w.kv().seqs(), w.batch().window(), random);
             } catch (OutOfBlocksException e) {
                 throw new IllegalArgumentException("--decode-steps: the cache has no spare blocks left for the next token (" + e.getMessage() + ")");
             }
             boolean ok = rel <= tolerance; // NaN fails
-            System.out.printf("  then decode %d of %d by backend=%s on the same cache (one new token per sequence, whole contexts):"
-                    + " relative L2=%.3e -> %s%n", d, count, decoder.name(), rel, ok ? "PASS" : "FAIL");
+            System.out.printf("  then decode %d of %d by backend=%s on the same cache (one new token per sequence, %s):"
+                    + " relative L2=%.3e -> %s%n", d, count, decoder.name(),
+                    w.batch().window() == PrefillBatch.NO_WINDOW ? "whole contexts" : "window=" + w.batch().window(), rel, ok ? "PASS" : "FAIL");
             status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
         }
         return status;
@@ -139,6 +140,12 @@ final class PrefillCheck {
      */
     static double decodeNextToken(DecodeAttention decoder, KvCache cache, AttentionSpec spec, int[] seqs, SplittableRandom random)
             throws OutOfBlocksException {
+        return decodeNextToken(decoder, cache, spec, seqs, PrefillBatch.NO_WINDOW, random);
+    }
+
+    /** Same, the decode through {@code window} (the prefill's; {@link PrefillBatch#NO_WINDOW}: none). */
+    static double decodeNextToken(DecodeAttention decoder, KvCache cache, AttentionSpec spec, int[] seqs, int window,
+                                  SplittableRandom random) throws OutOfBlocksException {
         int width = cache.config().tokenWidth();
         for (int seq : seqs) {
             int pos = cache.length(seq);
@@ -157,8 +164,8 @@ final class PrefillCheck {
         }
         FloatArray out = new FloatArray(q.getSize());
         out.init(Float.NaN);
-        decoder.decode(cache.batch(seqs), 0, q, out);
-        return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
+        decoder.decode(cache.batch(seqs).window(window), 0, q, out);
+        return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q, window, n -> { }));
     }
 
     /** Appends {@code counts[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */

@@ -106,11 +106,13 @@ public final class ChunkDecodeKernels {
             return;
         }
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
-        int start = part * params.get(DecodeParams.PARTITION_TOKENS);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
         }
         int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
@@ -455,11 +457,13 @@ public final class ChunkDecodeKernels {
             return;
         }
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
-        int start = part * params.get(DecodeParams.PARTITION_TOKENS);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
         }
         int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
@@ -788,11 +792,13 @@ public final class ChunkDecodeKernels {
             return;
         }
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
-        int start = part * params.get(DecodeParams.PARTITION_TOKENS);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
         if (start >= len) {
             return;
         }
         int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);

@@ -62,8 +62,16 @@ public final class DecodeParams {
      * words): 0 for an array of its own; a packed plan stages K and then V in one array and passes it twice.
      */
     public static final int STAGE_V = 17;
+    /**
+     * Sliding window in tokens ({@code DecodeBatch.window()}; {@link Integer#MAX_VALUE}: none): a sequence of {@code len}
+     * tokens is walked from its first visible token {@code max(0, len - window)} ({@code PagedDecodeKernels.windowFirst}),
+     * its partitions (and a balanced grid's tiles) laid from that token rounded down to {@link #WALK_ALIGN}.
+     */
+    public static final int WINDOW = 18;
+    /** Where a windowed sequence's partitions are laid from: its first visible token rounded down to this (a tile). */
+    public static final int WALK_ALIGN = 16;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 18;
+    public static final int SIZE = 19;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

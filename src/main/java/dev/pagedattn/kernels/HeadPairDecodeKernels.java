@@ -83,11 +83,13 @@ public final class HeadPairDecodeKernels {
         }
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
-        int start = part * partTokens;
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * partTokens;
         if (start >= len) {
             return;
         }
         int end = TornadoMath.min(len, start + partTokens);
+        start = TornadoMath.max(first, start);
         int numQHeads = numKvHeads * groupSize;
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
@@ -363,11 +365,13 @@ public final class HeadPairDecodeKernels {
         }
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
-        int start = part * partTokens;
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * partTokens;
         if (start >= len) {
             return;
         }
         int end = TornadoMath.min(len, start + partTokens);
+        start = TornadoMath.max(first, start);
         int numQHeads = numKvHeads * groupSize;
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;

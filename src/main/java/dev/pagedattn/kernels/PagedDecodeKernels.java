@@ -75,13 +75,32 @@ public final class PagedDecodeKernels {
     }
 
     /**
-     * Partitions of sequence {@code seq}'s row of query head {@code head}: {@code ceil(len / partTokens)} in a
+     * The first position a step's query sees in a context of {@code len} tokens: {@code max(0, len - params[WINDOW])}, 0
+     * without a window (whose slot holds {@link Integer#MAX_VALUE}).
+     */
+    public static int windowFirst(int len, IntArray params) {
+        return TornadoMath.max(0, len - params.get(DecodeParams.WINDOW));
+    }
+
+    /**
+     * Where a sequence's partitions (and a balanced grid's tiles) are laid from: {@code first}, its first visible token,
+     * rounded down to {@link DecodeParams#WALK_ALIGN}; partition {@code p} then reads {@code [max(first, origin + p P),
+     * min(len, origin + (p + 1) P))}. Without a window both are 0, the walk it always was.
+     */
+    public static int walkOrigin(int first) {
+        return first / DecodeParams.WALK_ALIGN * DecodeParams.WALK_ALIGN;
+    }
+
+    /**
+     * Partitions of sequence {@code seq}'s row of query head {@code head}: {@code ceil(span / partTokens)} in a
      * partition grid; in a balanced grid ({@code tilesPerGroup > 0}, {@link DecodeParams#TILES_PER_GROUP}) the
-     * work-groups its (sequence, KV head, head tile) pair's tiles span.
+     * work-groups its (sequence, KV head, head tile) pair's tiles span; {@code span} is the tokens from {@link #walkOrigin}
+     * to the sequence's end.
      */
     public static int partitionsOf(IntArray contextLens, IntArray params, int seq, int head, int numQHeads, int partTokens,
                                    int tilesPerGroup) {
         int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+        len -= walkOrigin(windowFirst(len, params));   // the tokens its partitions are laid over
         if (tilesPerGroup == 0) {
             return (len + partTokens - 1) / partTokens;
         }

@@ -38,7 +38,7 @@ public final class ParallelDecodeKernels {
                 }
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
-                for (int t = 0; t < len; t++) {
+                for (int t = PagedDecodeKernels.windowFirst(len, params); t < len; t++) {  // a sliding window: its visible tokens
                     int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;
@@ -82,7 +82,7 @@ public final class ParallelDecodeKernels {
                 }
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
-                for (int t = 0; t < len; t++) {
+                for (int t = PagedDecodeKernels.windowFirst(len, params); t < len; t++) {  // a sliding window: its visible tokens
                     int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;

@@ -259,21 +259,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -928,21 +931,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -1602,21 +1608,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -2271,21 +2280,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -2981,21 +2993,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -3522,21 +3537,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -4037,21 +4055,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -4683,21 +4704,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -5333,21 +5357,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -5923,21 +5950,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -6550,21 +6580,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -7238,21 +7271,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -7926,21 +7962,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -8615,21 +8654,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -9133,21 +9175,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -9789,21 +9834,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -10396,21 +10444,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -11083,21 +11134,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -11601,21 +11655,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -12257,21 +12314,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -12864,21 +12924,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -13551,21 +13614,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -14069,21 +14135,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -14725,21 +14794,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -15332,21 +15404,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -16019,21 +16094,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -16650,21 +16728,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -17287,21 +17368,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -17946,21 +18030,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -18605,21 +18692,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -19263,21 +19353,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -19926,21 +20019,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -20595,21 +20691,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -21286,21 +21385,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }
@@ -21977,21 +22079,24 @@ public final class StreamDecodeKernels {
         boolean more = seq < numSeqs;
         while (more) {
             int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
             int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
             int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
             int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
-            int start = partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
             int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
             int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
             if (tilesPerGroup != 0) {
-                int tiles = (len + TILE - 1) / TILE;
+                int tiles = (len - origin + TILE - 1) / TILE;
                 int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
                 pair = (pos - seqStart) / tiles;
                 int pairStart = seqStart + pair * tiles;
                 int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
                 int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
-                start = (pos - pairStart) * TILE;
-                end = TornadoMath.min(len, pieceEnd * TILE);
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
                 partition = gid - pairStart / tilesPerGroup;
                 pos = pairStart + pieceEnd;
             }

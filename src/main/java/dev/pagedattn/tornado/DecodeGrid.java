@@ -130,16 +130,51 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * fused variant).
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
-        return plan(spec, batch.numSeqs(), batch.maxContextLen(), batch.totalTokens(), pairTiles(batch), split,
+        int[] spans = spans(batch);
+        return plan(spec, batch.numSeqs(), max(spans), sum(spans), pairTiles(spans), split,
                 targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
     }
 
-    /** The stream kernel's tiles of every sequence of {@code batch} (one KV head's). */
-    private static long pairTiles(DecodeBatch batch) {
+    /**
+     * The tokens each sequence of {@code batch} is walked over: its length, or with a sliding window the tokens from its
+     * first visible one rounded down to {@link DecodeParams#WALK_ALIGN} ({@link PagedDecodeKernels#walkOrigin}). The grid
+     * is planned on these, so a windowed step over long contexts is as many work-groups as one over the window.
+     */
+    public static int[] spans(DecodeBatch batch) {
+        int[] spans = batch.contextLens();
+        for (int i = 0; i < spans.length; i++) {
+            spans[i] = span(spans[i], batch.window());
+        }
+        return spans;
+    }
+
+    /** {@link #spans}' rule for one sequence of {@code len} tokens. */
+    static int span(int len, int window) {
+        int first = DecodeBatch.firstVisible(len, window);
+        return len - first / DecodeParams.WALK_ALIGN * DecodeParams.WALK_ALIGN;
+    }
+
+    private static int max(int[] a) {
+        int m = 0;
+        for (int x : a) {
+            m = Math.max(m, x);
+        }
+        return m;
+    }
+
+    private static long sum(int[] a) {
+        long s = 0;
+        for (int x : a) {
+            s += x;
+        }
+        return s;
+    }
+
+    /** The stream kernel's tiles of every sequence walked over {@code spans} (one KV head's). */
+    private static long pairTiles(int[] spans) {
         long pairTiles = 0;
-        int[] lens = batch.contextLens();
-        for (int i = 0; i < batch.numSeqs(); i++) {
-            pairTiles += tiles(lens[i]);
+        for (int span : spans) {
+            pairTiles += tiles(span);
         }
         return pairTiles;
     }
@@ -151,7 +186,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * tiles spans at most {@code ceil((T - 1) / R) + 1} of them, its partitions.
      */
     public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens) {
-        return balanced(spec, batch.maxContextLen(), pairTiles(batch), targetGroups, minPartitionTokens);
+        int[] spans = spans(batch);
+        return balanced(spec, max(spans), pairTiles(spans), targetGroups, minPartitionTokens);
     }
 
     private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
@@ -463,19 +499,26 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return tilesPerGroup > 0;
     }
 
-    /** Fills the per-step params the kernels read (a partition grid: the lengths are not needed). */
+    /** Fills the per-step params the kernels read (a partition grid: the lengths are not needed; no window). */
     public void writeParams(IntArray params, int numSeqs, int layerBase, int maxBlocksPerSeq, int numNewSlots,
                             boolean skipAttention) {
-        writeParams(params, null, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention);
+        writeParams(params, null, DecodeBatch.NO_WINDOW, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention);
+    }
+
+    /** {@link #writeParams(IntArray, int[], int, int, int, int, int, boolean)} without a window. */
+    public void writeParams(IntArray params, int[] contextLens, int numSeqs, int layerBase, int maxBlocksPerSeq, int numNewSlots,
+                            boolean skipAttention) {
+        writeParams(params, contextLens, DecodeBatch.NO_WINDOW, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention);
     }
 
     /**
-     * Fills the per-step params the kernels read; a balanced grid also writes the sequences' tile prefix sums
-     * and each work-group's first sequence from {@code contextLens} (which must be the batch it was planned for,
-     * or one with no more tiles).
+     * Fills the per-step params the kernels read, {@code window} the batch's sliding window ({@link DecodeBatch#window()});
+     * a balanced grid also writes the sequences' tile prefix sums (over their {@link #spans}) and each work-group's first
+     * sequence from {@code contextLens} (which must be the batch it was planned for, or one with no more tiles).
      */
-    public void writeParams(IntArray params, int[] contextLens, int numSeqs, int layerBase, int maxBlocksPerSeq, int numNewSlots,
-                            boolean skipAttention) {
+    public void writeParams(IntArray params, int[] contextLens, int window, int numSeqs, int layerBase, int maxBlocksPerSeq,
+                            int numNewSlots, boolean skipAttention) {
+        params.set(DecodeParams.WINDOW, window);
         params.set(DecodeParams.TILES_PER_GROUP, tilesPerGroup);
         params.set(DecodeParams.KV_HEADS, kvHeads);
         params.set(DecodeParams.HEAD_TILES, headTiles);
@@ -487,7 +530,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             long pairTiles = 0;
             for (int s = 0; s < numSeqs; s++) {
                 params.set(DecodeParams.PREFIX + s, (int) pairTiles);
-                pairTiles += tiles(contextLens[s]);
+                pairTiles += tiles(span(contextLens[s], window));
             }
             params.set(DecodeParams.PREFIX + numSeqs, (int) pairTiles);
             long allTiles = pairTiles * kvHeads;

@@ -965,7 +965,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 done += staged;
                 boolean last = x.last();
-                grid.writeParams(params, batch.contextLens(), n, layerBase, width, bulk ? 0 : staged, !last);
+                grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last);
                 launchSizes(grid, staged, last && !grid.fused(), last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {

@@ -111,7 +111,12 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
     }
 
     double[] reference() {
-        return ReferenceAttention.decode(cache, spec, shape.layer(), seqs, q);
+        return ReferenceAttention.decode(cache, spec, shape.layer(), seqs, q, batch.window(), n -> { });
+    }
+
+    /** This problem with a sliding window of {@code window} tokens (its batch's {@link DecodeBatch#window(int)}). */
+    DecodeProblem windowed(int window) {
+        return new DecodeProblem(shape, seed, cache, spec, seqs, batch.window(window), q);
     }
 
     /** One decode by a fresh JVM backend into a poisoned output. */
@@ -125,6 +130,6 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
 
     /** Names the case for failure messages. */
     String describe() {
-        return shape + " seed=" + seed;
+        return shape + (batch.windowed() ? " window=" + batch.window() : "") + " seed=" + seed;
     }
 }

@@ -35,6 +35,28 @@ class PrefillCliTest {
         assertTrue(run.out().contains("TFLOP/s"), "prints the rate");
     }
 
+    /** --window without --query-len: decode steps through a sliding window, each against the windowed fp64 reference. */
+    @Test
+    void checkWithAWindowDecodesThroughIt() {
+        long seed = TestSeeds.fresh("checkWithAWindowDecodesThroughIt");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..90", "--window", "13", "--steps", "2",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("window=13 backend=jvm"), run.out());
+        assertEquals(3, Pattern.compile("relative L2=[0-9.e+-]+ max abs=[0-9.e+-]+ tolerance=1.0e-03 -> PASS").matcher(run.out())
+                .results().count(), "the first step, the next and the next again: " + run);
+    }
+
+    /** The decode steps after windowed prefill chunks see the same window. */
+    @Test
+    void checkWithAWindowDecodesAfterEachChunkThroughIt() {
+        long seed = TestSeeds.fresh("checkWithAWindowDecodesAfterEachChunkThroughIt");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "30..60", "--query-len", "1..9", "--window", "5",
+                "--decode-steps", "2", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertEquals(3, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "one prefill check, two decode checks: " + run);
+    }
+
     @Test
     void checkThroughTheBackendsOwnRowsPasses() {
         long seed = TestSeeds.fresh("prefill checkThroughTheBackendsOwnRowsPasses");

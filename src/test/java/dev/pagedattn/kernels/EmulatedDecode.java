@@ -173,7 +173,7 @@ final class EmulatedDecode {
             tables = IntArray.fromArray(blockTables);
             lens = IntArray.fromArray(lengths);
         }
-        grid.writeParams(params, lengths, b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        grid.writeParams(params, lengths, b.window(), b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
         return new IntArray[] {tables, lens, params};
     }
 

@@ -97,11 +97,12 @@ class KernelVariantsTest {
 
     /**
      * Fused, and split into two partitions (the boundary falls inside a block where the block size
-     * allows), for every kernel that takes the shape; a one-token context has no split.
+     * allows), for every kernel that takes the shape; a one-token context has no split. A windowed workload's grids are
+     * planned on the tokens its sequences are walked over ({@link DecodeGrid#spans}), as a plan's are.
      */
-    private static Set<DecodeGrid> grids(DecodeWorkload w) {
+    static Set<DecodeGrid> grids(DecodeWorkload w) {
         int numSeqs = w.batch().numSeqs();
-        int maxLen = w.batch().maxContextLen();
+        int maxLen = java.util.Arrays.stream(DecodeGrid.spans(w.batch())).max().orElseThrow(); // a window's: its walked tokens
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
             if (kernel == DecodeGrid.Kernel.AUTO

@@ -101,6 +101,7 @@ class MergePartitionsTest {
         params.set(DecodeParams.PARTITION_TOKENS, partTokens);
         params.set(DecodeParams.MAX_PARTITIONS, maxParts);
         params.set(DecodeParams.MERGE_SLICES, slices);
+        params.set(DecodeParams.WINDOW, dev.pagedattn.cache.DecodeBatch.NO_WINDOW); // every partition of every sequence
         return params;
     }
 
