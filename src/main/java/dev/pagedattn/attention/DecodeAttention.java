@@ -17,7 +17,10 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 public interface DecodeAttention extends AutoCloseable {
 
-    /** Runs one decode step over {@code batch} in {@code layer}. */
+    /**
+     * Runs one decode step over {@code batch} in {@code layer}; a windowed batch ({@link DecodeBatch#window(int)}) sees
+     * each sequence's last {@code window} tokens only, and reads only those.
+     */
     void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out);
 
     /**
