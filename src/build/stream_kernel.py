@@ -377,7 +377,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     w( "            if (start < end) {")
     global IND
     IND = "        "
-    w( "        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);")
+    w( "        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)")
+    w( "                - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)")
     w( "        int kvHead = pair / headTiles;")
     w(f"        int head0 = pair % headTiles * {HX};  // this work-group's first query head in its group (0 when headTiles is 1)")
     if q8:

@@ -116,7 +116,8 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities
@@ -467,7 +468,8 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities
@@ -802,7 +804,8 @@ public final class ChunkDecodeKernels {
         int headStride = blockSize * headDim;
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
 
         float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [chunk][heads][lanes + 1] partial dots; at the end [rows][heads][headDim]
         float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [chunk][heads] scores, then probabilities

@@ -95,7 +95,8 @@ public final class HeadPairDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;
@@ -377,7 +378,8 @@ public final class HeadPairDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int headA = tileFirst + 2 * pair;
         int tileRows = 2 * pairs;

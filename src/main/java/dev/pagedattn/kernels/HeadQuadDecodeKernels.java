@@ -91,7 +91,8 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
@@ -514,7 +515,8 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;
@@ -945,7 +947,8 @@ public final class HeadQuadDecodeKernels {
         int blockStride = numKvHeads * headStride;
         int layerBase = params.get(DecodeParams.LAYER_BASE);
         int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         int tileFirst = tile * PagedDecodeKernels.MAX_HEADS_PER_TILE; // head index within the group
         int head0 = tileFirst + 4 * quad;
         int tileRows = 4 * quads;

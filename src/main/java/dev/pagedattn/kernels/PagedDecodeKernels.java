@@ -92,6 +92,16 @@ public final class PagedDecodeKernels {
     }
 
     /**
+     * The block-table column a sequence's row of the kernels' table starts at: the block of its walk origin
+     * ({@link #walkOrigin} of {@code first}; 0 without a window). The host sends a windowed sequence's row from that
+     * column on ({@code DecodeGrid.tables}), so a window over a long context sends a window's columns, not the context's;
+     * a kernel's {@code tableRow} is then its row's start minus this.
+     */
+    public static int firstTableBlock(int first, int blockSize) {
+        return walkOrigin(first) / blockSize;
+    }
+
+    /**
      * Partitions of sequence {@code seq}'s row of query head {@code head}: {@code ceil(span / partTokens)} in a
      * partition grid; in a balanced grid ({@code tilesPerGroup > 0}, {@link DecodeParams#TILES_PER_GROUP}) the
      * work-groups its (sequence, KV head, head tile) pair's tiles span; {@code span} is the tokens from {@link #walkOrigin}

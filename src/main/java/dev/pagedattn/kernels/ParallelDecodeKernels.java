@@ -28,7 +28,8 @@ public final class ParallelDecodeKernels {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
                 int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                        - PagedDecodeKernels.firstTableBlock(PagedDecodeKernels.windowFirst(len, params), blockSize);
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;
@@ -72,7 +73,8 @@ public final class ParallelDecodeKernels {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
                 int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                        - PagedDecodeKernels.firstTableBlock(PagedDecodeKernels.windowFirst(len, params), blockSize);
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;

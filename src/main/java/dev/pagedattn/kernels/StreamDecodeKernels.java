@@ -281,7 +281,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -953,7 +954,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -1630,7 +1632,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -2302,7 +2305,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -3015,7 +3019,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -3559,7 +3564,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -4077,7 +4083,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -4726,7 +4733,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -5379,7 +5387,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -5972,7 +5981,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -6602,7 +6612,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -7293,7 +7304,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -7984,7 +7996,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -8676,7 +8689,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -9197,7 +9211,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -9856,7 +9871,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -10466,7 +10482,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -11156,7 +11173,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -11677,7 +11695,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -12336,7 +12355,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -12946,7 +12966,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -13636,7 +13657,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -14157,7 +14179,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -14816,7 +14839,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -15426,7 +15450,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -16116,7 +16141,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -16750,7 +16776,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -17390,7 +17417,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -18052,7 +18080,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -18714,7 +18743,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -19375,7 +19405,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -20041,7 +20072,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
 
@@ -20713,7 +20745,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -21407,7 +21440,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q
@@ -22101,7 +22135,8 @@ public final class StreamDecodeKernels {
                 pos = pairStart + pieceEnd;
             }
             if (start < end) {
-                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
                 int kvHead = pair / headTiles;
                 int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
                 float qScale = scale * dequant.get(DequantTable.SIZE + kvHead);          // the K scale, folded into q

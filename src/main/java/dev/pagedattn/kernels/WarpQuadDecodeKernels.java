@@ -185,7 +185,8 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
@@ -633,7 +634,8 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         for (int rd = 0; rd < rounds; rd++) {
             int tokenA = start + rd * perRound + slot;
             int tokenB = tokenA + slots;
@@ -1101,7 +1103,8 @@ public final class WarpQuadDecodeKernels {
         int offB = start + slot + slots - blockB * blockSize;
         int block0 = start / blockSize;            // the partition's first token: always readable
         int off0 = start - block0 * blockSize;
-        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks;
+        int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
         // software pipeline: a round's code words are loaded during the round before (8 registers)
         int firstA = start + slot;
         int firstB = firstA + slots;

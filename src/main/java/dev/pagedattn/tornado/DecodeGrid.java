@@ -148,6 +148,38 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return spans;
     }
 
+    /**
+     * The block tables the kernels get for {@code batch}, {@code [numSeqs][width]}: the batch's own, or for a windowed
+     * batch each row from the block of its walk origin on ({@link PagedDecodeKernels#firstTableBlock}), so that a window of
+     * W tokens over long contexts sends about W / blockSize columns per sequence, not the context's.
+     */
+    public record Tables(int[] flat, int width) {
+    }
+
+    /** {@link Tables} for {@code batch}. */
+    public static Tables tables(DecodeBatch batch) {
+        if (!batch.windowed()) {
+            return new Tables(batch.blockTables(), batch.maxBlocksPerSeq());
+        }
+        int n = batch.numSeqs();
+        int bs = batch.blockSize();
+        int[] from = new int[n];
+        int width = 1;
+        for (int i = 0; i < n; i++) {
+            from[i] = PagedDecodeKernels.firstTableBlock(batch.firstVisible(i), bs);
+            width = Math.max(width, (batch.contextLen(i) + bs - 1) / bs - from[i]);
+        }
+        int[] flat = new int[n * width];
+        java.util.Arrays.fill(flat, dev.pagedattn.cache.BlockPool.NO_BLOCK);
+        for (int i = 0; i < n; i++) {
+            int used = (batch.contextLen(i) + bs - 1) / bs - from[i];
+            for (int j = 0; j < used; j++) {
+                flat[i * width + j] = batch.block(i, from[i] + j);
+            }
+        }
+        return new Tables(flat, width);
+    }
+
     /** {@link #spans}' rule for one sequence of {@code len} tokens. */
     static int span(int len, int window) {
         int first = DecodeBatch.firstVisible(len, window);

@@ -460,11 +460,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         long n = spec.queryElements(batch.numSeqs());
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "numSeqs");
         DecodeGrid grid = gridFor(batch);
-        Plan plan = planFor(batch, layer, grid);
+        DecodeGrid.Tables tables = DecodeGrid.tables(batch);
+        Plan plan = planFor(batch, layer, grid, tables.width());
         if (plan != current) {
             ShardRows.requireHeld(q, out, n);
         }
-        plan.step(batch, grid, q, out);
+        plan.step(batch, grid, tables, q, out);
     }
 
     /**
@@ -480,7 +481,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, gridFor(batch)).rows.stepRows();
+        return planFor(batch, layer, gridFor(batch), DecodeGrid.tables(batch).width()).rows.stepRows();
     }
 
     private void requireOpen() {
@@ -489,12 +490,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
     }
 
-    /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid}. */
-    private Plan planFor(DecodeBatch batch, int layer, DecodeGrid grid) {
+    /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid} with tables {@code width} columns wide. */
+    private Plan planFor(DecodeBatch batch, int layer, DecodeGrid grid, int width) {
         int rows = grid.partialRows(batch.numSeqs());
         Plan plan = plans[layer];
         int n = batch.numSeqs();
-        int width = batch.maxBlocksPerSeq();
         if (plan == null || rows > plan.partialRows
                 || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
             plan = rebuild(layer, n, width, rows);
@@ -936,13 +936,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        void step(DecodeBatch batch, DecodeGrid grid, FloatArray userQ, FloatArray userOut) {
+        void step(DecodeBatch batch, DecodeGrid grid, DecodeGrid.Tables batchTables, FloatArray userQ, FloatArray userOut) {
             int n = batch.numSeqs();
             rows.load(userQ, n); // nothing to copy from the plan's own rows (stepRows)
-            // One bulk copy with the batch's own row width (the kernels read it from params); columns past a row's
-            // blocks are never read (kernels stop at the context length, and every entry below it was validated).
-            int width = batch.maxBlocksPerSeq();
-            MemorySegment.copy(batch.blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 4L * tablesBase, n * width);
+            // One bulk copy with the tables' own row width (the kernels read it from params); columns past a row's
+            // blocks are never read (kernels stop at the context length, and every entry below it was validated). A
+            // windowed batch's rows start at their window's first block (DecodeGrid.tables).
+            int width = batchTables.width();
+            MemorySegment.copy(batchTables.flat(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 4L * tablesBase, n * width);
             MemorySegment.copy(batch.contextLens(), 0, lens.getSegment(), ValueLayout.JAVA_INT, 4L * lensBase, n);
             int layerBase = 0; // the plan binds its layer's own pools
             int[] dirty = journal.drain(layer);

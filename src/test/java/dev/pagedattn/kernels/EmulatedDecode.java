@@ -148,7 +148,8 @@ final class EmulatedDecode {
      */
     static IntArray[] inputs(DecodeBatch b, DecodeGrid grid, int paramSlots, boolean packed) {
         int[] lengths = b.contextLens();
-        int[] blockTables = b.blockTables();
+        DecodeGrid.Tables t = DecodeGrid.tables(b);  // a windowed batch's rows from their window's first block, as a plan sends them
+        int[] blockTables = t.flat();
         IntArray params;
         IntArray tables;
         IntArray lens;
@@ -173,7 +174,7 @@ final class EmulatedDecode {
             tables = IntArray.fromArray(blockTables);
             lens = IntArray.fromArray(lengths);
         }
-        grid.writeParams(params, lengths, b.window(), b.numSeqs(), 0, b.maxBlocksPerSeq(), 0, false);
+        grid.writeParams(params, lengths, b.window(), b.numSeqs(), 0, t.width(), 0, false);
         return new IntArray[] {tables, lens, params};
     }
 

@@ -451,4 +451,48 @@ class DecodeGridTest {
                 () -> DecodeGrid.plan(LLAMA, 1, 10, true, 0, 256, DecodeGrid.Kernel.QUADS));
         assertTrue(e.getMessage().contains("targetGroups=0"), e.getMessage());
     }
+
+    /**
+     * A windowed batch's kernel tables start each row at the block of its walk origin (the window's first token rounded
+     * down to 16), hold every block from there to the row's end, and are as wide as the widest such row; the spans the
+     * grid is planned on run from the same origin. Unwindowed, they are the batch's own.
+     */
+    @Test
+    void aWindowedBatchSendsItsRowsFromTheWindowsFirstBlock() {
+        for (int bs : new int[] {1, 7, 16, 32}) {
+            KvCacheConfig config = KvCacheConfig.of(4096, bs, 1, 8, KvDtype.FP16);
+            int[] lens = {1, 40, 333, 1000};
+            int[][] rows = new int[lens.length][];
+            int next = 0;
+            for (int i = 0; i < lens.length; i++) {
+                rows[i] = new int[config.blocksFor(lens[i])];
+                for (int j = 0; j < rows[i].length; j++) {
+                    rows[i][j] = next++ % config.numBlocks();
+                }
+            }
+            DecodeBatch whole = DecodeBatch.of(config, rows, lens);
+            DecodeGrid.Tables same = DecodeGrid.tables(whole);
+            assertEquals(whole.maxBlocksPerSeq(), same.width());
+            assertTrue(java.util.Arrays.equals(whole.blockTables(), same.flat()));
+            for (int window : new int[] {1, 15, 16, 17, 100, 999, 1000}) {
+                DecodeBatch w = whole.window(window);
+                DecodeGrid.Tables t = DecodeGrid.tables(w);
+                int[] spans = DecodeGrid.spans(w);
+                int widest = 1;
+                for (int i = 0; i < lens.length; i++) {
+                    int first = Math.max(0, lens[i] - window);
+                    int origin = first / 16 * 16;
+                    assertEquals(lens[i] - origin, spans[i], "bs=" + bs + " window=" + window + " row " + i);
+                    int from = origin / bs;
+                    assertEquals(from, PagedDecodeKernels.firstTableBlock(first, bs));
+                    widest = Math.max(widest, config.blocksFor(lens[i]) - from);
+                    for (int pos = origin; pos < lens[i]; pos++) {
+                        assertEquals(whole.block(i, pos / bs), t.flat()[i * t.width() + pos / bs - from],
+                                "bs=" + bs + " window=" + window + " row " + i + " position " + pos);
+                    }
+                }
+                assertEquals(widest, t.width(), "bs=" + bs + " window=" + window);
+            }
+        }
+    }
 }
