@@ -125,8 +125,19 @@ final class DemoCommand implements Callable<Integer> {
                 java.util.Arrays.toString(batch.contextLens()), backendOptions.backend);
         System.out.printf("   block tables [%d][%d] (-1 = padding): %s%n", batch.numSeqs(), batch.maxBlocksPerSeq(),
                 java.util.Arrays.toString(batch.blockTables()));
-        System.out.printf("   time %.3f ms (fastest of 200 runs, wall clock); vs fp64 reference: relative L2 error %.2e, max abs error %.2e -> %s%n%n",
+        System.out.printf("   time %.3f ms (fastest of 200 runs, wall clock); vs fp64 reference: relative L2 error %.2e, max abs error %.2e -> %s%n",
                 nanos / 1e6, rel, abs, ok ? "PASS" : "FAIL");
+        // a sliding-window layer (Mistral, Gemma, gpt-oss) decodes the same batch through a view of it
+        int window = 8;
+        out.init(Float.NaN);
+        attention.decode(batch.window(window), 0, q, out);   // the view: the same tables, no copy
+        double windowRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q, window, n -> { }));
+        boolean windowOk = windowRel <= 1e-4;
+        ok &= windowOk;
+        DecodeBatch windowed = batch.window(window);
+        System.out.printf("   The same step through a sliding window of %d tokens (batch.window(%d)): each sequence sees its last %d"
+                + " positions (seq %d: %d..%d); vs fp64 over those: relative L2 error %.2e -> %s%n%n", window, window, window,
+                seqs[0], windowed.firstVisible(0), windowed.contextLen(0) - 1, windowRel, windowOk ? "PASS" : "FAIL");
 
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",

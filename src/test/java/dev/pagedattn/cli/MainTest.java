@@ -45,6 +45,9 @@ class MainTest {
         assertTrue(Pattern.compile("seq 0 +40 tokens: logical 0 -> physical \\d+, logical 1 -> physical \\d+, logical 2 -> physical \\d+"
                 + " \\(last block 8/16 full\\)").matcher(run.out()).find(), "page table of seq 0");
         assertTrue(run.out().contains("-> PASS"), "decode checked against the reference");
+        assertTrue(Pattern.compile("sliding window of 8 tokens \\(batch.window\\(8\\)\\): each sequence sees its last 8 positions"
+                + " \\(seq 0: 32\\.\\.39\\); vs fp64 over those: relative L2 error [0-9.e+-]+ -> PASS").matcher(run.out()).find(),
+                "the windowed step, checked: " + run.out());
         assertEquals("", run.err());
     }
 
