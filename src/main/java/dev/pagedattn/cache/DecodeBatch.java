@@ -33,6 +33,7 @@ public final class DecodeBatch {
     private final KvCache source;     // null for caller-made tables
     private final int[] generations;  // [numSeqs] page-table generation when taken; null with source
     private final int window;
+    private volatile KvCacheConfig checkedFor; // the last cache shape requireFits checked the tables against
 
     DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
                 KvCache source, int[] generations) {
@@ -153,13 +154,19 @@ public final class DecodeBatch {
     }
 
     /**
-     * Checks that every table entry a decode will read names a block of {@code config}'s pool and,
+     * Checks that every table entry a decode will read (with a window: from each sequence's first visible token's
+     * block on) names a block of {@code config}'s pool and,
      * for a batch taken from a cache, that no sequence of it was freed or had a block replaced
      * since. Backends call it before every launch, so a batch made for another cache can never make
      * a kernel read outside a pool, and a stale batch never reads another sequence's K/V.
      */
     public void requireFits(KvCacheConfig config) {
-        requireTables(config);
+        // the tables never change after construction, so one pass per cache shape is enough (a step of 32 x 32k
+        // tokens has 65k entries to check); staleness below is checked every time
+        if (!config.equals(checkedFor)) {
+            requireTables(config);
+            checkedFor = config;
+        }
         if (source != null) {
             requireCurrent();
         }
@@ -196,7 +203,8 @@ public final class DecodeBatch {
                 throw new IllegalArgumentException("contextLens[" + i + "]=" + len + " needs " + used
                         + " blocks but the table has maxBlocksPerSeq=" + maxBlocksPerSeq);
             }
-            for (int j = 0; j < used; j++) {
+            // a windowed step reads only the blocks from its first visible token's on (the rest are never indexed)
+            for (int j = firstVisible(len, window) / blockSize; j < used; j++) {
                 int b = blockTables[i * maxBlocksPerSeq + j];
                 if (b < 0 || b >= config.numBlocks()) {
                     throw new IllegalArgumentException("blockTables[" + i + "][" + j + "]=" + b + " is outside [0, "

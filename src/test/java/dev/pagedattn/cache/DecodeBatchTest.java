@@ -184,6 +184,19 @@ class DecodeBatchTest {
         assertArrayEquals(new int[] {1, no, no, 4, 5, no}, batch.blockTables());
     }
 
+    /** A windowed step reads the blocks from its first visible token's on: those are what it checks against a cache. */
+    @Test
+    void aWindowedBatchChecksTheBlocksItsWindowReads() {
+        KvCacheConfig big = KvCacheConfig.of(100, SHAPE.blockSize(), SHAPE.numKvHeads(), SHAPE.headDim(), SHAPE.dtype());
+        int bs = SHAPE.blockSize();
+        DecodeBatch batch = DecodeBatch.of(big, new int[][] {{90, 91, 3}}, new int[] {3 * bs});
+        IllegalArgumentException whole = assertThrows(IllegalArgumentException.class, () -> batch.requireFits(SHAPE));
+        assertTrue(whole.getMessage().startsWith("blockTables[0][0]=90 is outside [0, " + SHAPE.numBlocks() + ")"), whole.getMessage());
+        batch.window(bs).requireFits(SHAPE);      // the last block only
+        IllegalArgumentException wider = assertThrows(IllegalArgumentException.class, () -> batch.window(bs + 1).requireFits(SHAPE));
+        assertTrue(wider.getMessage().startsWith("blockTables[0][1]=91"), wider.getMessage());
+    }
+
     @Test
     void ofRefusesAZeroOrNegativeLength() {
         IllegalArgumentException zero = assertThrows(IllegalArgumentException.class,
