@@ -129,12 +129,12 @@ final class DemoCommand implements Callable<Integer> {
                 nanos / 1e6, rel, abs, ok ? "PASS" : "FAIL");
         // a sliding-window layer (Mistral, Gemma, gpt-oss) decodes the same batch through a view of it
         int window = 8;
+        DecodeBatch windowed = batch.window(window);   // a view: the same tables, no copy
         out.init(Float.NaN);
-        attention.decode(batch.window(window), 0, q, out);   // the view: the same tables, no copy
+        attention.decode(windowed, 0, q, out);
         double windowRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q, window, n -> { }));
         boolean windowOk = windowRel <= 1e-4;
         ok &= windowOk;
-        DecodeBatch windowed = batch.window(window);
         System.out.printf("   The same step through a sliding window of %d tokens (batch.window(%d)): each sequence sees its last %d"
                 + " positions (seq %d: %d..%d); vs fp64 over those: relative L2 error %.2e -> %s%n%n", window, window, window,
                 seqs[0], windowed.firstVisible(0), windowed.contextLen(0) - 1, windowRel, windowOk ? "PASS" : "FAIL");
