@@ -3,6 +3,7 @@ package dev.pagedattn.cli;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.JvmDecodeAttention;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -71,6 +72,10 @@ final class BenchCpuCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "Decode and probe threads (default: pagedattn.jvm.threads, else all processors).")
     Integer threads;
 
+    @Option(names = "--window", description = "A sliding window of W tokens (DecodeBatch.window): each cell BxL windowed (row"
+            + " BxL/wW), then Bx min(L, W) without a window (the same K/V bytes) in the same run.")
+    Integer window;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -96,6 +101,7 @@ final class BenchCpuCommand implements Callable<Integer> {
             shapes.add(parseCell(cell));
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
+        int slidingWindow = PrefillCheck.window(window);
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
                 Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),
@@ -109,8 +115,16 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         for (int[] shape : shapes) {
             for (KvDtype dtype : kvDtypes) {
-                rows.add(cell(shape[0], shape[1], dtype));
+                rows.add(cell(shape[0], shape[1], dtype, slidingWindow));
                 console.println(rows.getLast());
+                if (slidingWindow != DecodeBatch.NO_WINDOW) {
+                    String windowed = rows.getLast();
+                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: window %d / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
+                            dtype.name().toLowerCase(), slidingWindow, Math.min(shape[1], slidingWindow),
+                            minMs(windowed) / minMs(rows.getLast()));
+                }
             }
         }
         if (out != null) {
@@ -138,12 +152,17 @@ final class BenchCpuCommand implements Callable<Integer> {
         throw new IllegalArgumentException("--cells: cell=" + cell + " is not BATCHxCONTEXT with both >= 1");
     }
 
-    private String cell(int batch, int context, KvDtype dtype) {
+    /** A row's min_ms column. */
+    private static double minMs(String row) {
+        return Double.parseDouble(row.split(",")[7]);
+    }
+
+    private String cell(int batch, int context, KvDtype dtype, int slidingWindow) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
-                ShapeOptions.syntheticScales(dtype, null, 1, kvHeads));
+                ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
         FloatArray result = w.poisonedOutput();
         long[] nanos = new long[steps];
         int numThreads;
@@ -164,7 +183,8 @@ final class BenchCpuCommand implements Callable<Integer> {
         long[] sorted = nanos.clone();
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
-        return String.format("jvm,%dx%d,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", batch, context, dtype.name().toLowerCase(),
+        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "");
+        return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
                 batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
                 relL2 <= 1e-3 ? "ok" : "wrong");
     }

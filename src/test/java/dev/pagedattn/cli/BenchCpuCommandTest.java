@@ -38,8 +38,22 @@ class BenchCpuCommandTest {
         }
     }
 
+    /** --window: each cell windowed, then the window's length without one, the ratio of the two on stderr. */
+    @Test
+    void aWindowTimesEachCellNextToTheWindowsLength() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--window", "50", "--dtypes", "fp32", "--q-heads", "4", "--kv-heads",
+                "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/w50,fp32,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x50,fp32,2,50,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp32: window 50 / no window over 50 tokens: [0-9.]+x the time.*"), run.err());
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
+        "--window|0|--window=0",
         "--cells|8x|cell=8x",
         "--cells|0x100|cell=0x100",
         "--steps|0|--steps=0",
