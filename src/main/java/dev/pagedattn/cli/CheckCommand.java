@@ -54,6 +54,11 @@ final class CheckCommand implements Callable<Integer> {
             + " --query-len prefill and the decode steps after it).")
     Integer window;
 
+    @Option(names = "--full-every", description = "With --window and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
+            + " whole context and the others the window, as models that mix sliding-window and full layers run (gpt-oss: 2,"
+            + " Gemma 3: 6); default: every layer windowed.")
+    Integer fullEvery;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -106,6 +111,9 @@ final class CheckCommand implements Callable<Integer> {
         }
         if (decodeSteps > 0 && queryLen == null) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
+        }
+        if (fullEvery != null && (fullEvery < 2 || window == null || queryLen != null)) {
+            throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window and without --query-len");
         }
         if (!pools.equals("shared") && !pools.equals("separate")) {
             throw new IllegalArgumentException("--pools=" + pools + " is not one of shared, separate");
@@ -199,15 +207,19 @@ final class CheckCommand implements Callable<Integer> {
         int status = 0;
         FloatArray out = w.poisonedOutput();
         for (int layer = 1; layer < w.cache().config().numLayers(); layer++) {
+            // a model that mixes windowed and full layers decodes each layer through its own view of the step's batch
+            DecodeBatch batch = fullEvery != null && layer % fullEvery == fullEvery - 1 ? w.batch().window(DecodeBatch.NO_WINDOW)
+                    : w.batch();
             out.init(Float.NaN);
             long t0 = System.nanoTime();
-            decode(attention, w.batch(), layer, w.q(), out);
+            decode(attention, batch, layer, w.q(), out);
             long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
             double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(w.cache(), w.spec(), layer, w.seqs(), w.q(),
-                    w.batch().window(), n -> { }));
+                    batch.window(), n -> { }));
             boolean ok = rel <= tolerance; // NaN fails
-            System.out.printf("layer %d: time %.3f ms (one decode; tornado: builds the layer's plan), relative L2=%.3e -> %s%n",
-                    layer, nanos / 1e6, rel, ok ? "PASS" : "FAIL");
+            System.out.printf("layer %d%s: time %.3f ms (one decode; tornado: builds the layer's plan), relative L2=%.3e -> %s%n",
+                    layer, batch.windowed() ? " (window " + batch.window() + ")" : batch == w.batch() ? "" : " (whole context)",
+                    nanos / 1e6, rel, ok ? "PASS" : "FAIL");
             status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
         }
         return status;

@@ -47,6 +47,22 @@ class PrefillCliTest {
                 .results().count(), "the first step, the next and the next again: " + run);
     }
 
+    /** --full-every: a model's mix of windowed and full layers, each layer checked against its own reference. */
+    @Test
+    void checkWithFullEveryMixesWindowedAndFullLayers() {
+        long seed = TestSeeds.fresh("checkWithFullEveryMixesWindowedAndFullLayers");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "30..200", "--layers", "4", "--window", "20",
+                "--full-every", "2", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        for (String layer : new String[] {"layer 1 \\(whole context\\)", "layer 2 \\(window 20\\)", "layer 3 \\(whole context\\)"}) {
+            assertTrue(Pattern.compile(layer + ": time [0-9.]+ ms [^\\n]*relative L2=[0-9.e+-]+ -> PASS").matcher(run.out()).find(),
+                    layer + ": " + run.out());
+        }
+        CliRun bad = CliRun.of(concat("check", SMALL, "--layers", "2", "--window", "20", "--full-every", "1"));
+        assertEquals(2, bad.exitCode(), bad.toString());
+        assertTrue(bad.err().startsWith("error: --full-every=1 must be >= 2"), bad.err());
+    }
+
     /** The decode steps after windowed prefill chunks see the same window. */
     @Test
     void checkWithAWindowDecodesAfterEachChunkThroughIt() {
