@@ -91,7 +91,7 @@ final class JvmSplitPlan {
         for (int s = 0; s < numSeqs; s++) {
             int len = batch.contextLen(s);
             int first = batch.firstVisible(s);
-            int origin = len - span(batch, s);
+            int origin = origin(batch, s);
             int chunks = (len - origin + chunkTokens - 1) / chunkTokens;
             for (int h = 0; h < numKvHeads; h++) {
                 int group = s * numKvHeads + h;
@@ -120,8 +120,13 @@ final class JvmSplitPlan {
      * starts at a block.
      */
     static int span(DecodeBatch batch, int s) {
+        return batch.contextLen(s) - origin(batch, s);
+    }
+
+    /** Where sequence {@code s}'s chunks are laid from: its first visible token rounded down to a block. */
+    private static int origin(DecodeBatch batch, int s) {
         int first = batch.firstVisible(s);
-        return batch.contextLen(s) - (first - first % batch.blockSize());
+        return first - first % batch.blockSize();
     }
 
     /** The longest {@link #span} of the batch. */

@@ -28,8 +28,8 @@ public final class ParallelDecodeKernels {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
                 int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
-                        - PagedDecodeKernels.firstTableBlock(PagedDecodeKernels.windowFirst(len, params), blockSize);
+                int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks - PagedDecodeKernels.firstTableBlock(first, blockSize);
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;
@@ -39,7 +39,7 @@ public final class ParallelDecodeKernels {
                 }
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
-                for (int t = PagedDecodeKernels.windowFirst(len, params); t < len; t++) {  // a sliding window: its visible tokens
+                for (int t = first; t < len; t++) {
                     int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;
@@ -73,8 +73,8 @@ public final class ParallelDecodeKernels {
                 int kvHead = (sh - seq * numQHeads) / groupSize;
                 int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
                 int maxBlocks = params.get(DecodeParams.MAX_BLOCKS_PER_SEQ);
-                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks
-                        - PagedDecodeKernels.firstTableBlock(PagedDecodeKernels.windowFirst(len, params), blockSize);
+                int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+                int tableRow = params.get(DecodeParams.TABLES) + seq * maxBlocks - PagedDecodeKernels.firstTableBlock(first, blockSize);
                 int layerBase = params.get(DecodeParams.LAYER_BASE);
                 int headStride = blockSize * headDim;
                 int blockStride = numKvHeads * headStride;
@@ -84,7 +84,7 @@ public final class ParallelDecodeKernels {
                 }
                 float m = Float.NEGATIVE_INFINITY;
                 float l = 0f;
-                for (int t = PagedDecodeKernels.windowFirst(len, params); t < len; t++) {  // a sliding window: its visible tokens
+                for (int t = first; t < len; t++) {
                     int block = blockTables.get(tableRow + t / blockSize);
                     int row = KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, t % blockSize, 0);
                     float s = 0f;

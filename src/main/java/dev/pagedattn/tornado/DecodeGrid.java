@@ -131,7 +131,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
         int[] spans = spans(batch);
-        return plan(spec, batch.numSeqs(), max(spans), sum(spans), pairTiles(spans), split,
+        return plan(spec, batch.numSeqs(), java.util.Arrays.stream(spans).max().orElse(0),
+                java.util.Arrays.stream(spans).asLongStream().sum(), pairTiles(spans), split,
                 targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
     }
 
@@ -182,24 +183,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /** {@link #spans}' rule for one sequence of {@code len} tokens. */
     static int span(int len, int window) {
-        int first = DecodeBatch.firstVisible(len, window);
-        return len - first / DecodeParams.WALK_ALIGN * DecodeParams.WALK_ALIGN;
-    }
-
-    private static int max(int[] a) {
-        int m = 0;
-        for (int x : a) {
-            m = Math.max(m, x);
-        }
-        return m;
-    }
-
-    private static long sum(int[] a) {
-        long s = 0;
-        for (int x : a) {
-            s += x;
-        }
-        return s;
+        return len - PagedDecodeKernels.walkOrigin(DecodeBatch.firstVisible(len, window));
     }
 
     /** The stream kernel's tiles of every sequence walked over {@code spans} (one KV head's). */
@@ -219,7 +203,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static DecodeGrid balanced(AttentionSpec spec, DecodeBatch batch, int targetGroups, int minPartitionTokens) {
         int[] spans = spans(batch);
-        return balanced(spec, max(spans), pairTiles(spans), targetGroups, minPartitionTokens);
+        return balanced(spec, java.util.Arrays.stream(spans).max().orElse(0), pairTiles(spans), targetGroups, minPartitionTokens);
     }
 
     private static DecodeGrid balanced(AttentionSpec spec, int maxContextLen, long pairTiles, int targetGroups, int minPartitionTokens) {
