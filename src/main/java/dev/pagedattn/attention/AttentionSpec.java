@@ -11,9 +11,15 @@ import dev.pagedattn.cache.KvCacheConfig;
  * @param numKvHeads KV heads
  * @param headDim    a multiple of 8 in [8, 256]
  * @param scale      softmax scale, finite and > 0 ({@code 1/sqrt(headDim)} by default)
+ * @param sinks      per-layer attention sinks ({@link AttentionSinks}; {@link AttentionSinks#NONE} by default)
  */
-public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
+public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks) {
     public static final int MAX_HEAD_DIM = 256;
+
+    /** A spec without sinks. */
+    public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
+        this(numQHeads, numKvHeads, headDim, scale, AttentionSinks.NONE);
+    }
 
     public AttentionSpec {
         if (numKvHeads < 1) {
@@ -28,6 +34,20 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         if (!(scale > 0) || Float.isInfinite(scale)) {
             throw new IllegalArgumentException("scale=" + scale + " must be finite and > 0");
         }
+        if (sinks == null) {
+            throw new IllegalArgumentException("sinks=null (use AttentionSinks.NONE)");
+        }
+        sinks.requireFits(numQHeads, -1);
+    }
+
+    /** This spec with {@code sinks} (gpt-oss's per-head sink logits; {@link AttentionSinks}). */
+    public AttentionSpec withSinks(AttentionSinks sinks) {
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks);
+    }
+
+    /** Whether {@code layer} has sinks. */
+    public boolean hasSinks(int layer) {
+        return sinks.has(layer);
     }
 
     /** The spec for a cache with the default scale {@code 1/sqrt(headDim)}. */
@@ -38,7 +58,8 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
     /**
      * The spec one of {@code shards} KV-head shards of a layer sees
      * ({@link KvCacheConfig#poolShards()}): {@code numKvHeads / shards} KV heads and their query
-     * heads; this spec itself for one shard.
+     * heads; this spec itself for one shard. A shard's spec (of more than one) carries no sinks: the backend that
+     * shards a layer gives each shard its query heads' sinks itself.
      */
     public AttentionSpec shard(int shards) {
         if (shards < 1 || numKvHeads % shards != 0) {
@@ -63,5 +84,6 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
             throw new IllegalArgumentException("spec numKvHeads=" + numKvHeads + " headDim=" + headDim
                     + " does not match the cache's numKvHeads=" + config.numKvHeads() + " headDim=" + config.headDim());
         }
+        sinks.requireFits(numQHeads, config.numLayers());
     }
 }

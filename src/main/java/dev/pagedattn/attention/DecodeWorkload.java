@@ -44,6 +44,28 @@ public final class DecodeWorkload {
         return new DecodeWorkload(cache, spec, seqs, batch.window(window), q);
     }
 
+    /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */
+    public DecodeWorkload withSinks(AttentionSinks sinks) {
+        return new DecodeWorkload(cache, spec.withSinks(sinks), seqs, batch, q);
+    }
+
+    /**
+     * Random sinks for checks: every query head of {@code numLayers} layers ({@code everyNth} > 1: only layers {@code 0,
+     * N, 2N, ...}, the rest none), each uniform in [0, 5). Scores of random inputs lie near 0, so a sink takes most of a
+     * short context's weight and about 1 / (1 + L) or more of a context of L tokens.
+     */
+    public static AttentionSinks randomSinks(int numLayers, int numQHeads, int everyNth, long seed) {
+        SplittableRandom r = new SplittableRandom(seed ^ 0x51A4L);
+        float[][] rows = new float[numLayers][];
+        for (int layer = 0; layer < numLayers; layer += Math.max(1, everyNth)) {
+            rows[layer] = new float[numQHeads];
+            for (int h = 0; h < numQHeads; h++) {
+                rows[layer][h] = (float) (r.nextDouble() * 5);
+            }
+        }
+        return AttentionSinks.of(rows);
+    }
+
     /**
      * What a workload of some shape allocates, in bytes: native memory (the K and V pools, q and
      * the output) and Java heap (sequences, page tables, block tables, the block pool and the

@@ -184,15 +184,28 @@ final class JvmChunkKernel {
         }
     }
 
-    /** Writes {@code acc / sum} of every head to {@code out} ({@code [numSeqs][numQHeads][headDim]} fp32) at row {@code seq}. */
-    void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads) {
-        normaliseInto(out, (long) (seq * numQHeads + kvHead * groupSize) * headDim);
+    /**
+     * Writes {@code acc / sum} of every head to {@code out} ({@code [numSeqs][numQHeads][headDim]} fp32) at row {@code seq};
+     * {@code sinks} ({@code [numQHeads]}, or null) add their share to each head's sum ({@link #denominator}).
+     */
+    void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks) {
+        normaliseInto(out, seq, kvHead, numQHeads, sinks);
     }
 
-    private void normaliseInto(MemorySegment out, long element) {
+    /**
+     * The softmax denominator of a row whose scores have running max {@code max} and sum {@code sum} of {@code exp(s -
+     * max)}: {@code sum}, plus {@code exp(sink - max)} where {@code sinks} (the layer's, {@code [numQHeads]}) is not null
+     * ({@link AttentionSinks}). One expression for decode and prefill, so that a one-token prefill gives decode's bits.
+     */
+    static float denominator(float sum, float max, float[] sinks, int head) {
+        return sinks == null ? sum : sum + (float) Math.exp(sinks[head] - max);
+    }
+
+    private void normaliseInto(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks) {
+        long element = (long) (seq * numQHeads + kvHead * groupSize) * headDim;
         int d = headDim;
         for (int h = 0; h < groupSize; h++) {
-            float inv = 1f / sum[h];
+            float inv = 1f / denominator(sum[h], max[h], sinks, kvHead * groupSize + h);
             for (int i = h * d, end = i + d; i < end; i++) {
                 acc[i] *= inv;
             }
@@ -210,7 +223,8 @@ final class JvmChunkKernel {
      * order) with log-sum-exp weights and writes the normalised result to {@code out}, as
      * {@link #writeOutput}. The order is fixed, so the bits do not depend on which thread merges.
      */
-    void mergeInto(JvmSplitPlan partials, int firstSlot, int numChunks, MemorySegment out, int seq, int kvHead, int numQHeads) {
+    void mergeInto(JvmSplitPlan partials, int firstSlot, int numChunks, MemorySegment out, int seq, int kvHead, int numQHeads,
+                   float[] sinks) {
         int d = headDim;
         float[] pAcc = partials.partialAcc();
         float[] pMax = partials.partialMax();
@@ -235,7 +249,7 @@ final class JvmChunkKernel {
                 }
             }
         }
-        normaliseInto(out, (long) (seq * numQHeads + kvHead * groupSize) * d);
+        normaliseInto(out, seq, kvHead, numQHeads, sinks);
     }
 
     /**

@@ -41,10 +41,12 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private final JvmSplitPlan plan;
     private final JvmChunkKernel[] kernels; // [numThreads] one per worker: its scratch
     private final JvmWorkers workers;
+    private final float[][] layerSinks;     // [numLayers][numQHeads], null rows for layers without sinks
 
     // The step in progress: written under the lock before the workers start, read by them.
     private DecodeBatch batch;
     private int layer;
+    private float[] sinks;        // [numQHeads] of the step's layer, or null
     private final MemorySegment[] keys;   // [poolShards] of [poolElements] of the pool dtype
     private final MemorySegment[] values; // [poolShards] of [poolElements] of the pool dtype
     private final KvPool[] keyPools;      // [poolShards]: the layer's pools, their scales (8-bit)
@@ -58,6 +60,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         spec.requireMatches(cache.config());
         this.cache = cache;
         this.spec = spec;
+        this.layerSinks = spec.sinks().rows(cache.config().numLayers());
         int shards = cache.config().poolShards();
         this.keys = new MemorySegment[shards];
         this.values = new MemorySegment[shards];
@@ -105,6 +108,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         plan.build(batch, workers.numThreads());
         this.batch = batch;
         this.layer = layer;
+        this.sinks = layerSinks[layer];
         for (int s = 0; s < keyPools.length; s++) {
             keyPools[s] = cache.keys(layer, s);
             valuePools[s] = cache.values(layer, s);
@@ -149,13 +153,13 @@ public final class JvmDecodeAttention implements DecodeAttention {
                 q, spec.numQHeads(), spec.scale(), PREFETCH);
         int slot = plan.slot(item);
         if (slot == JvmSplitPlan.NO_PARTIAL) {
-            kernel.writeOutput(out, seq, kvHead, spec.numQHeads());
+            kernel.writeOutput(out, seq, kvHead, spec.numQHeads(), sinks);
             return;
         }
         kernel.writePartial(plan, slot);
         int group = plan.group(item);
         if (plan.finishChunk(group)) {
-            kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq, kvHead, spec.numQHeads());
+            kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq, kvHead, spec.numQHeads(), sinks);
         }
     }
 

@@ -32,11 +32,13 @@ public final class JvmPrefillAttention implements PrefillAttention {
     private final KvCache cache;
     private final AttentionSpec spec;
     private final ForkJoinPool workers;
+    private final float[][] layerSinks;    // [numLayers][numQHeads], null rows for layers without sinks
 
     public JvmPrefillAttention(KvCache cache, AttentionSpec spec) {
         spec.requireMatches(cache.config());
         this.cache = cache;
         this.spec = spec;
+        this.layerSinks = spec.sinks().rows(cache.config().numLayers());
         int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
         if (threads < 1) {
             throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
@@ -201,7 +203,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
             int oBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
             for (int h = 0; h < g; h++) {
                 int r = j * g + h;
-                float inv = 1f / sum[r];
+                float inv = 1f / JvmChunkKernel.denominator(sum[r], max[r], layerSinks[layer], kvHead * g + h);
                 for (int i = 0; i < d; i++) {
                     out.set(oBase + h * d + i, acc[r * d + i] * inv);
                 }

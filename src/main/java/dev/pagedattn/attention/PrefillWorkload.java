@@ -66,6 +66,11 @@ public final class PrefillWorkload {
         return new PrefillWorkload(kv, batch, q);
     }
 
+    /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */
+    public PrefillWorkload withSinks(AttentionSinks sinks) {
+        return new PrefillWorkload(kv.withSinks(sinks), batch, q);
+    }
+
     /** The cache, spec and sequences (its own decode query is unused here). */
     public DecodeWorkload kv() {
         return kv;

@@ -84,7 +84,8 @@ public final class ReferenceAttention {
             gather(cache, layer, table, kvHead, len, k, v);
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                 int qBase = (row * spec.numQHeads() + h) * d;
-                double max = Double.NEGATIVE_INFINITY;
+                double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value
+                double max = sink;
                 for (int pos = first; pos < len; pos++) {
                     double s = 0;
                     for (int e = 0; e < d; e++) {
@@ -93,7 +94,7 @@ public final class ReferenceAttention {
                     scores[pos] = s * spec.scale();
                     max = Math.max(max, scores[pos]);
                 }
-                double total = 0;
+                double total = Math.exp(sink - max); // 0 without a sink
                 for (int pos = first; pos < len; pos++) {
                     scores[pos] = Math.exp(scores[pos] - max);
                     total += scores[pos];

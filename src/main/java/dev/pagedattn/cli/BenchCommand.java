@@ -78,6 +78,10 @@ final class BenchCommand implements Callable<Integer> {
             + " 64: Llama-3.2-1B; 256: Gemma-2).", defaultValue = "" + STANDARD_HEAD_DIM)
     int headDim;
 
+    @Option(names = "--sinks", description = "Decode cells: attention sinks (gpt-oss) in every query head, random from the seed;"
+            + " each cell is then timed next to the same cell without sinks in the same run (a layer with sinks always merges).")
+    boolean sinks;
+
     @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
     Integer window;
@@ -221,12 +225,22 @@ final class BenchCommand implements Callable<Integer> {
         for (int i = 0; i < cells.size(); i++) {
             int[] lengths = cells.get(i);
             String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
-            if (slidingWindow == DecodeBatch.NO_WINDOW) {
-                rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow));
+            if (sinks) {
+                String plainContext = context + (slidingWindow == DecodeBatch.NO_WINDOW ? "" : "/w" + slidingWindow);
+                List<BenchRow> sunk = cell(lengths, plainContext + "/sinks", kvDtype, s, probe.readGBs(), slidingWindow, true);
+                List<BenchRow> plain = cell(lengths, plainContext, kvDtype, s, probe.readGBs(), slidingWindow, false);
+                for (int k = 0; k < Math.min(sunk.size(), plain.size()); k++) {
+                    System.out.printf("%5d x %-12s %-13s with sinks / without: %.2fx the time%n", lengths.length, plainContext,
+                            sunk.get(k).variant(), sunk.get(k).minUs() / plain.get(k).minUs());
+                }
+                rows.addAll(sunk);
+                rows.addAll(plain);
+            } else if (slidingWindow == DecodeBatch.NO_WINDOW) {
+                rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false));
             } else {
-                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow);
+                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow, false);
                 int[] visible = Arrays.stream(lengths).map(l -> Math.min(l, slidingWindow)).toArray();
-                List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW);
+                List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW, false);
                 for (int k = 0; k < Math.min(windowed.size(), same.size()); k++) {
                     System.out.printf("%5d x %-12s %-13s window %d over %s tokens / no window over %s: %.2fx the time%n", lengths.length,
                             context, windowed.get(k).variant(), slidingWindow, context, visible[0],
@@ -267,7 +281,8 @@ final class BenchCommand implements Callable<Integer> {
         return cells;
     }
 
-    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow) {
+    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
+                                boolean withSinks) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
@@ -281,8 +296,14 @@ final class BenchCommand implements Callable<Integer> {
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
                 0, 1, 0, scales).windowed(slidingWindow);
+        if (withSinks) {
+            w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, s));
+        }
         double[] ref = w.reference();
         for (String variant : variants) {
+            if (variant.equals("parallel") && withSinks) {
+                continue; // no merge to add sinks in: refused by the backend
+            }
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {
                 rows.add(new BenchRow("ours", variant, dt, lengths.length, context, tokens, "skipped", Double.NaN, Double.NaN,
                         Double.NaN, w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, "too slow above --parallel-max-tokens"));

@@ -59,6 +59,10 @@ final class CheckCommand implements Callable<Integer> {
             + " Gemma 3: 6); default: every layer windowed.")
     Integer fullEvery;
 
+    @Option(names = "--sinks", description = "Attention sinks, as gpt-oss has them: every query head of every layer gets a"
+            + " sink logit, random in [0, 5) from the seed, that joins its softmax without a value (decode and prefill).")
+    boolean sinks;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -122,18 +126,21 @@ final class CheckCommand implements Callable<Integer> {
         shape.requireFits();
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"));
+                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), sinks);
         }
         int slidingWindow = PrefillCheck.window(window);
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
         DecodeWorkload w = build(shape, lengths, steps - 1).windowed(slidingWindow);
+        if (sinks) {
+            w = w.withSinks(DecodeWorkload.randomSinks(shape.layers, shape.qHeads, 1, shape.seed()));
+        }
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
-                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + " backend=" + backend);
+                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + (sinks ? " sinks" : "") + " backend=" + backend);
             decode(attention, w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {

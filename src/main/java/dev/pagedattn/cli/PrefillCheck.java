@@ -5,6 +5,7 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
@@ -67,10 +68,11 @@ final class PrefillCheck {
      * {@code decodeSteps}: after each prefill step, that many decode steps of one new token per sequence by a decode
      * backend of the same kind on the same cache (an engine's prefill, then decode), each checked against fp64;
      * {@code sharedPools}: on TornadoVM the prefill backend is the decode backend's ({@code TornadoDecodeAttention.prefill()}),
-     * one device copy of the pools, else each backend keeps its own.
+     * one device copy of the pools, else each backend keeps its own; {@code sinks}: random attention sinks in every query
+     * head ({@link DecodeWorkload#randomSinks}).
      */
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools) {
+                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, boolean sinks) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
@@ -84,6 +86,9 @@ final class PrefillCheck {
                 shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare,
                 ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
                 shape.maxArrayElements());
+        if (sinks) {
+            w = w.withSinks(DecodeWorkload.randomSinks(1, shape.qHeads, 1, shape.seed())); // one layer, as the workload
+        }
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         boolean shared = sharedPools && decodeSteps > 0 && backend.equals("tornado");
         try (DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null;
@@ -91,7 +96,7 @@ final class PrefillCheck {
                      : PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
-                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + " backend=" + backend
+                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + (sinks ? " sinks" : "") + " backend=" + backend
                     + (shared ? " pools=shared" : ""));
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
             status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));

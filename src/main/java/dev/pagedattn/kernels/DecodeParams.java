@@ -70,8 +70,14 @@ public final class DecodeParams {
     public static final int WINDOW = 18;
     /** Where a windowed sequence's partitions are laid from: its first visible token rounded down to this (a tile). */
     public static final int WALK_ALIGN = 16;
+    /**
+     * 1 when the plan's layer has attention sinks ({@code AttentionSinks}): every step writes partials ({@link #WRITE_FINAL}
+     * 0, one partition or more) and the merge adds each head's sink from its {@code sinks} argument; 0 otherwise. A plan
+     * constant.
+     */
+    public static final int SINKS = 19;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 19;
+    public static final int SIZE = 20;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

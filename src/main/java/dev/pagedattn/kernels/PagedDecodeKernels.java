@@ -135,10 +135,12 @@ public final class PagedDecodeKernels {
      * is used (one L2 round trip for a slice of up to eight partitions), and slice 0 combines the
      * {@code S} (max, sum, accumulator) triples through local memory. Grid-stride over the
      * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
-     * fused steps, where the kernel returns at once).
+     * fused steps, where the kernel returns at once). With {@link DecodeParams#SINKS} head {@code h}'s sink
+     * {@code sinks[h]} ({@code [numQHeads]} of the plan's layer and shard; {@code AttentionSinks}) starts slice 0's
+     * state as a score without a value: max {@code sinks[h]}, sum 1, accumulator 0.
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
-                                       FloatArray out, int numQHeads, int headDim) {
+                                       FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
         if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -157,6 +159,7 @@ public final class PagedDecodeKernels {
         int stride = headDim + 2;
         int total = numSeqs * numQHeads * headDim;
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
+        int hasSinks = params.get(DecodeParams.SINKS);
         for (int e0 = ctx.groupIdx * width; e0 < total; e0 += groups * width) { // uniform per work-group
             int idx = e0 + lane;
             float m = Float.NEGATIVE_INFINITY;
@@ -165,6 +168,10 @@ public final class PagedDecodeKernels {
             if (idx < total) {
                 int d = idx % headDim;
                 int sh = idx / headDim; // seq * numQHeads + head
+                if (hasSinks != 0 && slice == 0) { // the head's sink: a score of weight exp(sink - m) and no value
+                    m = sinks.get(sh % numQHeads);
+                    l = 1f;
+                }
                 int parts = partitionsOf(contextLens, params, sh / numQHeads, sh % numQHeads, numQHeads, partTokens, tilesPerGroup);
                 int base = sh * maxParts * stride;
                 for (int first = slice; first < parts; first += MERGE_ROUND * slices) { // one round when parts <= 8 * slices
@@ -243,7 +250,7 @@ public final class PagedDecodeKernels {
                     float mc = TornadoMath.max(TornadoMath.max(TornadoMath.max(m0, m1), TornadoMath.max(m2, m3)),
                             TornadoMath.max(TornadoMath.max(m4, m5), TornadoMath.max(m6, m7)));
                     float mNew = TornadoMath.max(m, mc);    // finite: partition `first` exists
-                    float r = TornadoMath.exp(m - mNew);    // 0 in the first round (m = -inf)
+                    float r = TornadoMath.exp(m - mNew);    // 0 in the first round (m = -inf), unless slice 0 holds a sink
                     float w0 = TornadoMath.exp(m0 - mNew);  // 0 for partitions past the row's end (-inf)
                     float w1 = TornadoMath.exp(m1 - mNew);
                     float w2 = TornadoMath.exp(m2 - mNew);
@@ -290,10 +297,11 @@ public final class PagedDecodeKernels {
      * together find the row's largest partition max {@code M} and sum {@code L = sum_p l_p exp(m_p - M)} (local-memory
      * trees) and keep {@code w_p = exp(m_p - M)} for the first {@link #ROW_WEIGHTS} partitions in local memory; each
      * slice then sums {@code a_p w_p} over its partitions and slice 0 adds the slices and divides by {@code L}. So a row
-     * costs one {@code exp} per partition and chunk instead of one per partition and element.
+     * costs one {@code exp} per partition and chunk instead of one per partition and element. With
+     * {@link DecodeParams#SINKS} work-item 0 adds head {@code h}'s sink {@code sinks[h]} to {@code M} and {@code L}.
      */
     public static void mergeRows(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
-                                 FloatArray out, int numQHeads, int headDim) {
+                                 FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
         if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -312,8 +320,11 @@ public final class PagedDecodeKernels {
         int stride = headDim + 2;
         int units = numSeqs * numQHeads * chunks;
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
+        int hasSinks = params.get(DecodeParams.SINKS);
         for (int unit = ctx.groupIdx; unit < units; unit += groups) { // uniform per work-group
             int row = unit / chunks;
+            // the head's sink (a score of weight exp(sink - M) and no value) joins work-item 0's max and sum
+            float sink = hasSinks != 0 && tid == 0 ? sinks.get(row % numQHeads) : Float.NEGATIVE_INFINITY;
             int d = (unit - row * chunks) * width + j;
             int dd = TornadoMath.min(d, headDim - 1);            // lanes past the row's end load a valid dim, write nothing
             int parts = partitionsOf(contextLens, params, row / numQHeads, row % numQHeads, numQHeads, partTokens, tilesPerGroup);
@@ -328,7 +339,7 @@ public final class PagedDecodeKernels {
             float a6 = slice + 6 * slices < parts ? partials.get(base + (slice + 6 * slices) * stride + dd) : 0f;
             float a7 = slice + 7 * slices < parts ? partials.get(base + (slice + 7 * slices) * stride + dd) : 0f;
             // M: each work-item's partitions tid, tid + 128, ..., then a tree
-            float mx = Float.NEGATIVE_INFINITY;
+            float mx = sink;
             for (int p = tid; p < parts; p += MERGE_LOCAL) {
                 mx = TornadoMath.max(mx, partials.get(base + p * stride + headDim));
             }
@@ -343,7 +354,7 @@ public final class PagedDecodeKernels {
             float rowMax = red[0];                               // finite: a row has at least one partition
             ctx.localBarrier();
             // L and the weights
-            float sum = 0f;
+            float sum = TornadoMath.exp(sink - rowMax);          // 0 without a sink
             for (int p = tid; p < parts; p += MERGE_LOCAL) {
                 float w = TornadoMath.exp(partials.get(base + p * stride + headDim) - rowMax);
                 if (p < ROW_WEIGHTS) {

@@ -378,7 +378,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -678,7 +678,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -999,7 +999,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -1015,11 +1015,14 @@ public final class PrefillKernels {
 
     /**
      * Merges the partitions of every query row whose sequence was split: one output element per
-     * work-item and round, grid-stride, so any global size works.
+     * work-item and round, grid-stride, so any global size works. With {@link PrefillParams#SINKS} every row
+     * comes here (one partition or more) and head {@code h}'s sink {@code sinks[h]} ({@code [numQHeads]} of the
+     * plan's layer and shard) joins its max and sum as a score without a value.
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray qSeq, IntArray params,
-                                       FloatArray partials, FloatArray out, int numQHeads, int headDim) {
-        if (params.get(PrefillParams.SKIP_ATTENTION) != 0 || params.get(PrefillParams.MAX_PARTITIONS) == 1) {
+                                       FloatArray partials, FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
+        int hasSinks = params.get(PrefillParams.SINKS);
+        if (params.get(PrefillParams.SKIP_ATTENTION) != 0 || (params.get(PrefillParams.MAX_PARTITIONS) == 1 && hasSinks == 0)) {
             return;
         }
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
@@ -1030,13 +1033,15 @@ public final class PrefillKernels {
             int d = idx - qRow * headDim;
             int seq = qSeq.get(qRow / numQHeads);
             int parts = (contextLens.get(seq) + partTokens - 1) / partTokens;
-            if (parts > 1) {
+            if (parts > 1 || hasSinks != 0) {
                 int base = qRow * maxParts * (headDim + 2);
-                float mAll = Float.NEGATIVE_INFINITY;
+                // the head's sink: a score of weight exp(sink - mAll) and no value
+                float sink = hasSinks != 0 ? sinks.get(qRow % numQHeads) : Float.NEGATIVE_INFINITY;
+                float mAll = sink;
                 for (int j = 0; j < parts; j++) {
                     mAll = TornadoMath.max(mAll, partials.get(base + j * (headDim + 2) + headDim));
                 }
-                float sum = 0f;
+                float sum = TornadoMath.exp(sink - mAll);      // 0 without a sink
                 float o = 0f;
                 for (int j = 0; j < parts; j++) {
                     int pj = base + j * (headDim + 2);

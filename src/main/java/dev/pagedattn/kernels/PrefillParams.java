@@ -25,7 +25,12 @@ public final class PrefillParams {
     public static final int TOTAL_QUERIES = 8;
     /** Where the tensor-core kernel's global scratch starts in {@code partials} (after the partitions' states). */
     public static final int SCRATCH_BASE = 9;
-    public static final int SIZE = 10;
+    /**
+     * 1 when the plan's layer has attention sinks ({@code AttentionSinks}): every row writes its partition states, one
+     * partition or more, and {@link PrefillKernels#mergePartitions} adds the head's sink; 0 otherwise.
+     */
+    public static final int SINKS = 10;
+    public static final int SIZE = 11;
 
     private PrefillParams() {
     }

@@ -506,7 +506,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -902,7 +902,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -1310,7 +1310,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1) {
+                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
                     out.set(qRow * headDim + e, acc * vScale / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);

@@ -1,5 +1,6 @@
 package dev.pagedattn.tornado;
 
+import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvPool;
@@ -98,6 +99,23 @@ final class PlanParts {
     static int helperGlobal(int workItems) {
         int global = (workItems + HELPER_LOCAL - 1) / HELPER_LOCAL * HELPER_LOCAL;
         return Math.max(HELPER_LOCAL, Math.min(global, HELPER_GLOBAL));
+    }
+
+    /**
+     * The merges' {@code sinks} argument of {@code layer}, one per KV-head shard: shard {@code s} holds query heads
+     * {@code [s * numQHeads / shards, (s + 1) * numQHeads / shards)}, so its array is {@code [numQHeads / shards]} of
+     * their sinks (zeros where the layer has none; the params' SINKS slot then keeps the merges from reading them).
+     */
+    static FloatArray[] sinks(AttentionSpec spec, int layer, int shards) {
+        int hq = spec.numQHeads() / shards;
+        FloatArray[] byShard = new FloatArray[shards];
+        for (int s = 0; s < shards; s++) {
+            byShard[s] = new FloatArray(hq);
+            for (int h = 0; h < hq; h++) {
+                byShard[s].set(h, spec.hasSinks(layer) ? spec.sinks().sink(layer, s * hq + h) : 0f);
+            }
+        }
+        return byShard;
     }
 
     static WorkerGrid1D grid(int global, int local) {

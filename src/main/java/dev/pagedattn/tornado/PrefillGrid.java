@@ -28,8 +28,11 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * @param maxPartitions   partitions of the longest context
  * @param numGroups       work-groups of the launch
  * @param kernel          the attention kernel the grid is for
+ * @param merged          every row's output goes through the merge, one partition or more: the layer has attention
+ *                        sinks, which the merge adds ({@link PrefillParams#SINKS})
  */
-public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups, Kernel kernel) {
+public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups, Kernel kernel,
+                          boolean merged) {
     /** The prefill attention kernels. */
     public enum Kernel {
         /** Tensor cores where they serve, else scalar. */
@@ -65,6 +68,16 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                 }
             };
         }
+    }
+
+    /** A grid whose rows of one partition write their output themselves. */
+    public PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups, Kernel kernel) {
+        this(headTiles, maxQTiles, partitionTokens, maxPartitions, numGroups, kernel, false);
+    }
+
+    /** This grid with every row merged ({@code merged}: a layer with sinks) or as planned. */
+    public PrefillGrid merged(boolean merged) {
+        return merged == this.merged ? this : new PrefillGrid(headTiles, maxQTiles, partitionTokens, maxPartitions, numGroups, kernel, merged);
     }
 
     /** Work-items per work-group. */
@@ -114,7 +127,8 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
      * partitions shrink with them only past {@link #MAX_PARTIAL_ELEMENTS}, which no shape this rule splits reaches).
      * A batch past the bound still runs: its plan is built again.
      */
-    static long maxBufferElements(AttentionSpec spec, Kernel kernel, int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
+    static long maxBufferElements(AttentionSpec spec, Kernel kernel, int maxSeqs, int maxQueryTokens, int maxTokensPerSeq,
+                                  boolean merged) {
         int tokensPerTile = kernel == Kernel.TENSOR ? TensorPrefillKernels.tokensPerTile(spec.groupSize())
                 : PrefillKernels.tokensPerTile(spec.groupSize(), spec.headDim());
         long most = 0;
@@ -123,7 +137,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
             for (int tiles = 1; (long) (tiles - 1) * tokensPerTile < longestRun; tiles++) {
                 int run = Math.min(tiles * tokensPerTile, longestRun);
                 int total = (int) Math.min(maxQueryTokens, (long) n * run);
-                most = Math.max(most, plan(spec, n, run, total, maxTokensPerSeq, kernel).bufferElements(spec, total));
+                most = Math.max(most, plan(spec, n, run, total, maxTokensPerSeq, kernel).merged(merged).bufferElements(spec, total));
             }
         }
         return most;
@@ -133,9 +147,9 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         return numGroups * LOCAL;
     }
 
-    /** Partial elements the launch writes: {@code [totalQueries][numQHeads][maxPartitions][headDim + 2]} (0 unsplit). */
+    /** Partial elements the launch writes: {@code [totalQueries][numQHeads][maxPartitions][headDim + 2]} (0 unsplit, unmerged). */
     public long partialElements(AttentionSpec spec, int totalQueries) {
-        return maxPartitions == 1 ? 0 : (long) totalQueries * spec.numQHeads() * maxPartitions * (spec.headDim() + 2);
+        return maxPartitions == 1 && !merged ? 0 : (long) totalQueries * spec.numQHeads() * maxPartitions * (spec.headDim() + 2);
     }
 
     /** Elements of {@code partials} the launch uses: the partitions' states, then the tensor kernel's scratch. */
@@ -162,5 +176,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         params.set(PrefillParams.WINDOW, batch.window());
         params.set(PrefillParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(PrefillParams.TOTAL_QUERIES, batch.totalQueries());
+        params.set(PrefillParams.SINKS, merged ? 1 : 0);
     }
 }

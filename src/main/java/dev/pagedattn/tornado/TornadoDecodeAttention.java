@@ -313,6 +313,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("variant=parallel does not read 8-bit K/V pools (dtype=" + cache.config().dtype()
                     + "): use auto, fused or splitk");
         }
+        if (spec.sinks().any() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel has no merge to add attention sinks in (" + spec.sinks()
+                    + "): use auto, fused or splitk");
+        }
         DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
@@ -563,6 +567,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final long bulkVBytes;
         final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
         final FloatArray[] partialsByShard; // [shards]: the split steps' partials (and the prefill graphs')
+        final boolean sinks;             // the layer has attention sinks: every step merges, and the merge adds them
+        final FloatArray[] sinksByShard; // [shards] of [numQHeads / shards]: the shard's query heads' sinks (0 without)
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
         final WorkerGrid1D[] mergeGrids;     // [shards], or null (parallel): one work-group when nothing is merged
@@ -624,6 +630,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageV = new TornadoNativeArray[shards];
             dequant = new FloatArray[shards];
             partialsByShard = new FloatArray[shards];
+            sinks = spec.hasSinks(layer);
+            sinksByShard = PlanParts.sinks(spec, layer, shards);
+            params.set(DecodeParams.SINKS, sinks ? 1 : 0);
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
                     dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
@@ -928,10 +937,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
+                FloatArray headSinks = sinksByShard[s];
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, headSinks);
                 if (mergeRows(backend)) {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, headSinks,
+                            out, hq, d);
                 } else {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials,
+                            headSinks, out, hq, d);
                 }
             }
         }
@@ -949,8 +962,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int[] dirty = journal.drain(layer);
             long nanos = 0;
             int done = 0;
+            boolean fused = grid.fused() && !sinks; // a layer with sinks always merges: the merge adds them
             do {
-                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, grid.fused());
+                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, fused);
                 boolean bulk = x.bulk();
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
@@ -967,7 +981,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = x.last();
                 grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last);
-                launchSizes(grid, staged, last && !grid.fused(), last);
+                params.set(DecodeParams.WRITE_FINAL, fused ? 1 : 0);
+                launchSizes(grid, staged, last && !fused, last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());

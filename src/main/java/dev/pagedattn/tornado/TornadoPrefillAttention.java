@@ -193,7 +193,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private long reservedPartials() {
         if (reservedPartials < 0) {
             reservedPartials = reservedQueries == 0 ? 0 : Math.min(Integer.MAX_VALUE - 64L,
-                    PrefillGrid.maxBufferElements(shardSpec, kernel(), reservedSeqs, reservedQueries, reservedTokens));
+                    PrefillGrid.maxBufferElements(shardSpec, kernel(), reservedSeqs, reservedQueries, reservedTokens, spec.sinks().any()));
         }
         return reservedPartials;
     }
@@ -205,7 +205,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         Plan current = plans[layer];
         long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "totalQueries");
-        PrefillGrid grid = PrefillGrid.plan(shardSpec, batch, kernel());
+        PrefillGrid grid = gridFor(batch, layer);
         Plan plan = planFor(batch, layer, grid);
         if (plan != current) {
             ShardRows.requireHeld(q, out, n);
@@ -222,7 +222,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     public StepRows stepRows(PrefillBatch batch, int layer) {
         requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, PrefillGrid.plan(shardSpec, batch, kernel())).rows.stepRows();
+        return planFor(batch, layer, gridFor(batch, layer)).rows.stepRows();
+    }
+
+    /** The grid of {@code batch} in {@code layer}: every row merged where the layer has sinks (the merge adds them). */
+    private PrefillGrid gridFor(PrefillBatch batch, int layer) {
+        return PrefillGrid.plan(shardSpec, batch, kernel()).merged(spec.hasSinks(layer));
     }
 
     private void requireOpen() {
@@ -309,6 +314,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final WorkerGrid1D[] mergeGrids;     // [shards]
         final WorkerGrid1D[] scatterGrids;   // [shards]
         final FloatArray[] dequants;     // [shards], 8-bit pools only
+        final FloatArray[] sinks;        // [shards] of [numQHeads / shards]: the merge's sinks (zeros without)
         final TornadoExecutionPlan executionPlan; // null when a host's plan runs the graphs
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
         boolean uploaded;                // the first graph has run (it uploads the pools)
@@ -338,6 +344,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             mergeGrids = new WorkerGrid1D[shards];
             scatterGrids = new WorkerGrid1D[shards];
             dequants = new FloatArray[shards];
+            sinks = PlanParts.sinks(spec, layer, shards);
             taskSets = TornadoDecodeAttention.TASK_SETS;
             for (int s = 0; s < shards; s++) {
                 stageK[s] = NativeArrays.of(config.dtype(), stagingSlots * width);
@@ -484,7 +491,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 graph.task(attention, PrefillKernels::prefillF32, ctx, k, v, q, tables, lens, indptr, params, out, partials,
                         hkv, g, d, bs, scale);
             }
-            graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, out, hq, d);
+            graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, sinks[s]);
+            graph.task(PlanParts.taskName("merge", s), PrefillKernels::mergePartitions, ctx, lens, qSeq, params, partials, sinks[s],
+                    out, hq, d);
             if (owner == null) { // the first graph of a plan of its own
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (dequant != null) {
@@ -590,7 +599,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     /** The merge's global size for a step of {@code outputs} output elements on {@code grid}: one work-group if it is not split. */
     static int mergeGlobal(PrefillGrid grid, long outputs) {
-        if (grid.maxPartitions() == 1) {
+        if (grid.maxPartitions() == 1 && !grid.merged()) {
             return LOCAL; // nothing to merge: the kernel returns at once
         }
         return (int) Math.max(1, Math.min((outputs + LOCAL - 1) / LOCAL, HELPER_GROUPS)) * LOCAL;

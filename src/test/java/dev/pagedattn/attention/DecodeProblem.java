@@ -119,6 +119,11 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
         return new DecodeProblem(shape, seed, cache, spec, seqs, batch.window(window), q);
     }
 
+    /** This problem with attention sinks (its spec's {@link AttentionSpec#withSinks}). */
+    DecodeProblem withSinks(AttentionSinks sinks) {
+        return new DecodeProblem(shape, seed, cache, spec.withSinks(sinks), seqs, batch, q);
+    }
+
     /** One decode by a fresh JVM backend into a poisoned output. */
     FloatArray decodeJvm() {
         FloatArray out = poisonedOutput();
@@ -130,6 +135,7 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
 
     /** Names the case for failure messages. */
     String describe() {
-        return shape + (batch.windowed() ? " window=" + batch.window() : "") + " seed=" + seed;
+        return shape + (batch.windowed() ? " window=" + batch.window() : "") + (spec.sinks().any() ? " " + spec.sinks() : "")
+                + " seed=" + seed;
     }
 }

@@ -54,19 +54,42 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums, packedInputs);
+            shard(c, s, whole.shard(shards), sinks(whole, s, shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums,
+                    packedInputs);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
         return out;
     }
 
-    private static void shard(KvCache c, int shard, AttentionSpec spec, DecodeBatch b, FloatArray q, FloatArray out, DecodeGrid grid,
-                              KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums, boolean packedInputs) {
+    /**
+     * Shard {@code s}'s query heads' sinks of layer 0 ({@code [numQHeads / shards]}), as a plan passes them to its merge, or
+     * null where the layer has none.
+     */
+    static FloatArray sinks(AttentionSpec whole, int s, int shards) {
+        if (!whole.hasSinks(0)) {
+            return null;
+        }
+        int hq = whole.numQHeads() / shards;
+        FloatArray sinks = new FloatArray(hq);
+        for (int h = 0; h < hq; h++) {
+            sinks.set(h, whole.sinks().sink(0, s * hq + h));
+        }
+        return sinks;
+    }
+
+    private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, DecodeBatch b, FloatArray q, FloatArray out,
+                              DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums,
+                              boolean packedInputs) {
         IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs);
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
+        if (sinks != null) { // as a plan of a layer with sinks: every step writes partials, the merge adds the sinks
+            params.set(DecodeParams.SINKS, 1);
+            params.set(DecodeParams.WRITE_FINAL, 0);
+        }
+        FloatArray sinkArg = sinks != null ? sinks : new FloatArray(spec.numQHeads());
         FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
         partials.init(Float.NaN);
         int hkv = spec.numKvHeads();
@@ -139,7 +162,7 @@ final class EmulatedDecode {
         // the merge is grid-stride: one work-item per (output, slice) in one schedule, a single group in the other
         int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,
-                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
+                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, sinkArg, out, spec.numQHeads(), d));
     }
 
     /**

@@ -18,7 +18,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * The split-K merge run by the emulator on random partial rows (ragged partition counts, maxima
  * far apart, rows whose partitions fit in fewer slices than the step has) against the
  * log-sum-exp of the same rows in fp64, for every slice count, both schedules and a grid of one
- * work-group (grid-stride) as well as a full one.
+ * work-group (grid-stride) as well as a full one; with and without attention sinks (each head's sink joins the
+ * row's max and sum).
  */
 class MergePartitionsTest {
     private static final double TOLERANCE = 1e-6;
@@ -55,26 +56,43 @@ class MergePartitionsTest {
                 partials.set(row + headDim + 1, (float) (0.5 + rnd.nextDouble() * 40));
             }
         }
-        double[] want = reference(partials, lens, heads, headDim, partTokens, maxParts);
+        FloatArray sinks = new FloatArray(heads);  // [heads]: as far apart from the maxima as the maxima are
+        for (int h = 0; h < heads; h++) {
+            sinks.set(h, (float) (rnd.nextDouble() * 64 - 30));
+        }
+        for (boolean withSinks : new boolean[] {false, true}) {
+            mergesMatch(partials, withSinks ? sinks : null, lens, heads, headDim, partTokens, maxParts);
+        }
+    }
+
+    /** Both merges, every slice count and schedule, one work-group and a full grid; {@code sinks} null: none. */
+    private static void mergesMatch(FloatArray partials, FloatArray sinks, int[] lens, int heads, int headDim, int partTokens,
+                                    int maxParts) {
+        int seqs = lens.length;
+        double[] want = reference(partials, sinks, lens, heads, headDim, partTokens, maxParts);
+        FloatArray sinkArg = sinks != null ? sinks : new FloatArray(heads);
+        String what = sinks != null ? " with sinks" : "";
         for (int slices = 1; slices <= PagedDecodeKernels.MAX_MERGE_SLICES; slices *= 2) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
                 for (boolean oneGroup : new boolean[] {true, false}) {
                     FloatArray out = new FloatArray(seqs * heads * headDim);
                     out.init(Float.NaN);
                     IntArray params = params(seqs, partTokens, maxParts, slices);
+                    params.set(DecodeParams.SINKS, sinks != null ? 1 : 0);
                     int items = seqs * heads * headDim * slices;
                     int local = PagedDecodeKernels.MERGE_LOCAL;
                     int global = oneGroup ? local : (items + local - 1) / local * local;
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergePartitions(ctx, IntArray.fromArray(lens),
-                            params, partials, out, heads, headDim));
+                            params, partials, sinkArg, out, heads, headDim));
                     double rel = ReferenceAttention.relativeL2(out, want);
-                    assertTrue(rel < TOLERANCE, "slices=" + slices + " " + s + (oneGroup ? " one group" : "") + ": relative L2 " + rel);
+                    assertTrue(rel < TOLERANCE, "slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
+                            + ": relative L2 " + rel);
                     // the opt-in merge with one weight per (row, partition), on the same partials and grid
                     out.init(Float.NaN);
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergeRows(ctx, IntArray.fromArray(lens),
-                            params, partials, out, heads, headDim));
+                            params, partials, sinkArg, out, heads, headDim));
                     rel = ReferenceAttention.relativeL2(out, want);
-                    assertTrue(rel < TOLERANCE, "mergeRows slices=" + slices + " " + s + (oneGroup ? " one group" : "")
+                    assertTrue(rel < TOLERANCE, "mergeRows slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
                             + ": relative L2 " + rel);
                 }
             }
@@ -105,16 +123,18 @@ class MergePartitionsTest {
         return params;
     }
 
-    private static double[] reference(FloatArray partials, int[] lens, int heads, int headDim, int partTokens, int maxParts) {
+    private static double[] reference(FloatArray partials, FloatArray sinks, int[] lens, int heads, int headDim, int partTokens,
+                                      int maxParts) {
         int stride = headDim + 2;
         double[] out = new double[lens.length * heads * headDim];
         for (int sh = 0; sh < lens.length * heads; sh++) {
             int parts = (lens[sh / heads] + partTokens - 1) / partTokens;
-            double m = Double.NEGATIVE_INFINITY;
+            double sink = sinks == null ? Double.NEGATIVE_INFINITY : sinks.get(sh % heads); // a score without a value
+            double m = sink;
             for (int j = 0; j < parts; j++) {
                 m = Math.max(m, partials.get((sh * maxParts + j) * stride + headDim));
             }
-            double sum = 0;
+            double sum = Math.exp(sink - m);
             double[] acc = new double[headDim];
             for (int j = 0; j < parts; j++) {
                 int row = (sh * maxParts + j) * stride;

@@ -51,6 +51,43 @@ class PrefillKernelsTest {
         check(c + " " + split + " " + orders[(int) (seed & 1)] + " seed=" + seed, ref, run(w, split, orders[(int) (seed & 1)]));
     }
 
+    /**
+     * Attention sinks: every shape with random sinks (each query head its own), unsplit and split, every row through the
+     * merge, which adds them; the sinks must move the result.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelAddsTheSinks(PrefillCase c) {
+        long seed = TestSeeds.fresh("PrefillKernelsTest sinks " + c.name());
+        checkSinks(c, seed, PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
+    }
+
+    /**
+     * {@code c} with random sinks through {@code kernel}, unsplit (forward schedule) and split into partitions of {@code
+     * splitTokens} (a schedule the seed picks), against fp64 within {@code tolerance}; the sinks must move the reference by
+     * 10x that.
+     */
+    static void checkSinks(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload w = plain.withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed));
+        double[] ref = w.reference();
+        double[] without = plain.reference();
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < ref.length; i++) {
+            num += (without[i] - ref[i]) * (without[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        assertTrue(Math.sqrt(num / den) > 10 * tolerance, c + ": the sinks must matter to the test (they move it by " + Math.sqrt(num / den) + ")");
+        PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
+        PrefillGrid split = splitInto(unsplit, w.batch(), splitTokens);
+        KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
+        double rel = ReferenceAttention.relativeL2(run(w, unsplit, KernelEmulator.Schedule.FORWARD), ref);
+        assertTrue(rel < tolerance, c + " sinks " + unsplit + " FORWARD seed=" + seed + ": relative L2 error " + rel);
+        rel = ReferenceAttention.relativeL2(run(w, split, order), ref);
+        assertTrue(rel < tolerance, c + " sinks " + split + " " + order + " seed=" + seed + ": relative L2 error " + rel);
+    }
+
     static PrefillGrid splitInto(PrefillGrid g, PrefillBatch batch, int partitionTokens) {
         int parts = (batch.kv().maxContextLen() + partitionTokens - 1) / partitionTokens;
         return new PrefillGrid(g.headTiles(), g.maxQTiles(), partitionTokens, parts, g.numGroups() / g.maxPartitions() * parts,
@@ -69,17 +106,20 @@ class PrefillKernelsTest {
         int rows = w.batch().totalQueries();
         ShardRows parts = new ShardRows(shards, rows, whole.numQHeads() * whole.headDim());
         parts.load(w.q(), rows);
+        PrefillGrid merged = grid.merged(whole.hasSinks(0)); // as a plan of a layer with sinks: every row through the merge
         for (int s = 0; s < shards; s++) {
             parts.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), w.batch(), parts.q(s), parts.out(s), grid, schedule);
+            FloatArray sinks = EmulatedDecode.sinks(whole, s, shards);
+            shard(c, s, whole.shard(shards), sinks != null ? sinks : new FloatArray(whole.numQHeads() / shards), w.batch(), parts.q(s),
+                    parts.out(s), merged, schedule);
         }
         FloatArray out = w.poisonedOutput();
         parts.store(out, rows);
         return out;
     }
 
-    private static void shard(KvCache c, int shard, AttentionSpec spec, PrefillBatch b, FloatArray q, FloatArray out, PrefillGrid grid,
-                              KernelEmulator.Schedule schedule) {
+    private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, PrefillBatch b, FloatArray q, FloatArray out,
+                              PrefillGrid grid, KernelEmulator.Schedule schedule) {
         IntArray tables = IntArray.fromArray(b.kv().blockTables());
         IntArray lens = IntArray.fromArray(b.kv().contextLens());
         IntArray indptr = IntArray.fromArray(b.qIndptr());
@@ -123,7 +163,7 @@ class PrefillKernelsTest {
             }
         });
         KernelEmulator.launch(MERGE_LOCAL * 2, MERGE_LOCAL, schedule,
-                ctx -> PrefillKernels.mergePartitions(ctx, lens, qSeq, params, partials, out, spec.numQHeads(), d));
+                ctx -> PrefillKernels.mergePartitions(ctx, lens, qSeq, params, partials, sinks, out, spec.numQHeads(), d));
     }
 
     private static void check(String what, double[] ref, FloatArray out) {

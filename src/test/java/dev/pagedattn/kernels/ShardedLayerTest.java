@@ -187,7 +187,7 @@ class ShardedLayerTest {
     }
 
     /** Most elements per array so that a layer of this workload holds {@code headsPerArray} KV heads per array. */
-    private static int arrayOf(int[] lengths, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype, int headsPerArray) {
+    static int arrayOf(int[] lengths, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype, int headsPerArray) {
         long blocks = DecodeWorkload.footprint(lengths, qHeads, kvHeads, headDim, blockSize, dtype).numBlocks();
         return Math.toIntExact(blocks * blockSize * headsPerArray * headDim);
     }

@@ -62,6 +62,14 @@ class TensorPrefillKernelsTest {
         checkUnsplitAndSplit(c, 1f, TensorPrefillKernels.CHUNK);
     }
 
+    /** Attention sinks through the tensor kernels, unsplit and split, every row through the merge that adds them. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelAddsTheSinks(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest sinks " + c.name());
+        PrefillKernelsTest.checkSinks(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
     /**
      * Queries scaled x30 so that scores span hundreds: rows exceed their references (by more than
      * {@link TensorPrefillKernels#GROW}) in later chunks, so segments end, fold and restart at that

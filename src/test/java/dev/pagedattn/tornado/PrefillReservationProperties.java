@@ -27,7 +27,8 @@ class PrefillReservationProperties {
             @ForAll @Size(min = 1, max = 16) List<@IntRange(min = 1, max = 3000) Integer> runs,
             @ForAll @IntRange(min = 0, max = 40000) int context,
             @ForAll("kernels") PrefillGrid.Kernel kernel,
-            @ForAll("specs") AttentionSpec spec) {
+            @ForAll("specs") AttentionSpec spec,
+            @ForAll boolean merged) {
         // the batch: the first sequences' runs, cut to the reservation
         int n = Math.min(Math.min(runs.size(), maxSeqs), maxQueryTokens);
         int total = 0;
@@ -41,10 +42,10 @@ class PrefillReservationProperties {
         if (maxContext > maxTokensPerSeq) {
             return; // a run longer than the reservation's contexts is outside it
         }
-        long needed = PrefillGrid.plan(spec, n, longest, total, maxContext, kernel).bufferElements(spec, total);
-        long reserved = PrefillGrid.maxBufferElements(spec, kernel, maxSeqs, maxQueryTokens, maxTokensPerSeq);
+        long needed = PrefillGrid.plan(spec, n, longest, total, maxContext, kernel).merged(merged).bufferElements(spec, total);
+        long reserved = PrefillGrid.maxBufferElements(spec, kernel, maxSeqs, maxQueryTokens, maxTokensPerSeq, merged);
         assertTrue(needed <= reserved, "n=" + n + " total=" + total + " longest=" + longest + " context=" + maxContext + " "
-                + kernel + " " + spec + ": needs " + needed + " > reserved " + reserved);
+                + kernel + " " + spec + (merged ? " merged (sinks)" : "") + ": needs " + needed + " > reserved " + reserved);
     }
 
     /**
@@ -59,8 +60,9 @@ class PrefillReservationProperties {
             @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 120000) Integer> runs,
             @ForAll @IntRange(min = 0, max = 400000) int context,
             @ForAll("kernels") PrefillGrid.Kernel kernel,
-            @ForAll("specs") AttentionSpec spec) {
-        aBatchWithinTheReservationFitsItsPartials(maxSeqs, maxQueryTokens, maxTokensPerSeq, runs, context, kernel, spec);
+            @ForAll("specs") AttentionSpec spec,
+            @ForAll boolean merged) {
+        aBatchWithinTheReservationFitsItsPartials(maxSeqs, maxQueryTokens, maxTokensPerSeq, runs, context, kernel, spec, merged);
     }
 
     @Provide
