@@ -149,10 +149,6 @@ public final class PagedDecodeKernels {
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int slices = params.get(DecodeParams.MERGE_SLICES);
         int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
-        if (maxParts == 1) { // every row one partition (a layer with sinks on a step that would run fused): no weights to share
-            mergeOnePartition(ctx, params, partials, sinks, out, numQHeads, headDim);
-            return;
-        }
         float[] ms = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // [slice][element]: a slice's max,
         float[] ls = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // its sum
         float[] os = ctx.allocateFloatLocalArray(MERGE_LOCAL);  // and its accumulator
@@ -290,27 +286,6 @@ public final class PagedDecodeKernels {
         }
     }
 
-    /**
-     * The merges' path for steps whose rows have one partition each ({@code params[MAX_PARTITIONS] == 1}), which a plan
-     * merges only for a layer with sinks: output element {@code (row, d)} is {@code a w / (l w + exp(sink - M))}, {@code
-     * M = max(m, sink)}, {@code w = exp(m - M)}, from the row's one state {@code (m, l, a)} and its head's sink (none:
-     * {@code a / l}). Grid-stride, one element per work-item and round, no local memory.
-     */
-    static void mergeOnePartition(KernelContext ctx, IntArray params, FloatArray partials, FloatArray sinks, FloatArray out,
-                                  int numQHeads, int headDim) {
-        int hasSinks = params.get(DecodeParams.SINKS);
-        int total = params.get(DecodeParams.NUM_SEQS) * numQHeads * headDim;
-        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
-            int row = idx / headDim;                 // seq * numQHeads + head
-            int at = row * (headDim + 2);            // the row's one partition
-            float m = partials.get(at + headDim);
-            float sink = hasSinks != 0 ? sinks.get(row % numQHeads) : Float.NEGATIVE_INFINITY;
-            float mx = TornadoMath.max(m, sink);
-            float w = TornadoMath.exp(m - mx);
-            out.set(idx, partials.get(at + idx - row * headDim) * w / (partials.get(at + headDim + 1) * w + TornadoMath.exp(sink - mx)));
-        }
-    }
-
     /** Partitions of a row whose weights {@link #mergeRows} keeps in local memory (every slice's first round). */
     public static final int ROW_WEIGHTS = MAX_MERGE_SLICES * MERGE_ROUND;
 
@@ -335,10 +310,6 @@ public final class PagedDecodeKernels {
         int partTokens = params.get(DecodeParams.PARTITION_TOKENS);
         int slices = params.get(DecodeParams.MERGE_SLICES);
         int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
-        if (maxParts == 1) { // every row one partition (a layer with sinks on a step that would run fused): no trees
-            mergeOnePartition(ctx, params, partials, sinks, out, numQHeads, headDim);
-            return;
-        }
         float[] red = ctx.allocateFloatLocalArray(MERGE_LOCAL);   // the trees' values, then each slice's sums
         float[] ws = ctx.allocateFloatLocalArray(ROW_WEIGHTS);    // w_p of the row's first partitions
         int tid = ctx.localIdx;
