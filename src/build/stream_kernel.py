@@ -493,6 +493,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
+        w(f"                float sinkSum{h} = PagedDecodeKernels.finalSum(l{h}, m{h}, partials, params, kvHead * groupSize + head0 + {hi}); // + the sink's share")
         w(f"                int o = h * headDim + {lo};")
         cut = 2 if VX else len(offs)   # at 80, 96 and 112 the second word's sums are written by lanes 0..XL - 1 only
         def stores(store):   # store(offset, accumulator index, its scale): one statement per accumulator
@@ -502,7 +503,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
                 w(f"                if (lane < {XL}) {{")
                 w("                    " + " ".join(store(off, d + cut, "") for d, off in enumerate(offs[cut:])))
                 w( "                }")
-        stores(lambda off, d, sc: f"out.set(o + {off}, o{h}{d}{sc} / l{h});")
+        stores(lambda off, d, sc: f"out.set(o + {off}, o{h}{d}{sc} / sinkSum{h});")
         w( "            } else {")
         w( "                int pBase = (h * maxParts + partition) * (headDim + 2);")
         stores(lambda off, d, sc: f"partials.set(pBase + {lo} + {off}, o{h}{d}{sc});")

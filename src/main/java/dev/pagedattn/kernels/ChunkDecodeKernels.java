@@ -420,7 +420,7 @@ public final class ChunkDecodeKernels {
             }
             int h = kvHead * groupSize + hh;
             if (writeFinal != 0) {
-                out.set((seq * numQHeads + h) * headDim + d, o / total);
+                out.set((seq * numQHeads + h) * headDim + d, o / PagedDecodeKernels.finalSum(total, stats[STATS_MAX + hh], partials, params, h));
             } else {
                 int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                 partials.set(pBase + d, o);
@@ -756,7 +756,7 @@ public final class ChunkDecodeKernels {
             }
             int h = kvHead * groupSize + hh;
             if (writeFinal != 0) {
-                out.set((seq * numQHeads + h) * headDim + d, o / total);
+                out.set((seq * numQHeads + h) * headDim + d, o / PagedDecodeKernels.finalSum(total, stats[STATS_MAX + hh], partials, params, h));
             } else {
                 int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                 partials.set(pBase + d, o);
@@ -1092,7 +1092,7 @@ public final class ChunkDecodeKernels {
             }
             int h = kvHead * groupSize + hh;
             if (writeFinal != 0) {
-                out.set((seq * numQHeads + h) * headDim + d, o / total);
+                out.set((seq * numQHeads + h) * headDim + d, o / PagedDecodeKernels.finalSum(total, stats[STATS_MAX + hh], partials, params, h));
             } else {
                 int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                 partials.set(pBase + d, o);

@@ -71,13 +71,18 @@ public final class DecodeParams {
     /** Where a windowed sequence's partitions are laid from: its first visible token rounded down to this (a tile). */
     public static final int WALK_ALIGN = 16;
     /**
-     * 1 when the plan's layer has attention sinks ({@code AttentionSinks}): every step writes partials ({@link #WRITE_FINAL}
-     * 0, one partition or more) and the merge adds each head's sink from its {@code sinks} argument; 0 otherwise. A plan
-     * constant.
+     * 1 when the plan's layer has attention sinks ({@code AttentionSinks}), 0 otherwise: a fused step's kernel adds each
+     * head's sink to its denominator ({@code PagedDecodeKernels.finalSum}), a split step's merge adds it to the row's
+     * state. A plan constant.
      */
     public static final int SINKS = 19;
+    /**
+     * With {@link #SINKS}: where the shard's {@code [numQHeads / shards]} sinks start in {@code partials}, after every
+     * element a step or the plan's prefill graphs write there. A plan constant.
+     */
+    public static final int SINK_BASE = 20;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 20;
+    public static final int SIZE = 21;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

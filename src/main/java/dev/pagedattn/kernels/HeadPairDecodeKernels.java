@@ -319,7 +319,7 @@ public final class HeadPairDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, red[idx]);
@@ -602,7 +602,7 @@ public final class HeadPairDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, red[idx]);

@@ -456,7 +456,7 @@ public final class HeadQuadDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, red[idx]);
@@ -880,7 +880,7 @@ public final class HeadQuadDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, red[idx]);
@@ -1333,7 +1333,7 @@ public final class HeadQuadDecodeKernels {
                 float sum = slotSum[hh];
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, red[idx] / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, red[idx]);

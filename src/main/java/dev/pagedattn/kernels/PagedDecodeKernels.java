@@ -136,11 +136,11 @@ public final class PagedDecodeKernels {
      * {@code S} (max, sum, accumulator) triples through local memory. Grid-stride over the
      * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
      * fused steps, where the kernel returns at once). With {@link DecodeParams#SINKS} head {@code h}'s sink
-     * {@code sinks[h]} ({@code [numQHeads]} of the plan's layer and shard; {@code AttentionSinks}) starts slice 0's
-     * state as a score without a value: max {@code sinks[h]}, sum 1, accumulator 0.
+     * ({@code partials[params[SINK_BASE] + h]}, of the plan's layer and shard; {@code AttentionSinks}) starts slice 0's
+     * state as a score without a value: max the sink, sum 1, accumulator 0.
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
-                                       FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
+                                       FloatArray out, int numQHeads, int headDim) {
         if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -160,6 +160,7 @@ public final class PagedDecodeKernels {
         int total = numSeqs * numQHeads * headDim;
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
         int hasSinks = params.get(DecodeParams.SINKS);
+        int sinkBase = params.get(DecodeParams.SINK_BASE);
         for (int e0 = ctx.groupIdx * width; e0 < total; e0 += groups * width) { // uniform per work-group
             int idx = e0 + lane;
             float m = Float.NEGATIVE_INFINITY;
@@ -169,7 +170,7 @@ public final class PagedDecodeKernels {
                 int d = idx % headDim;
                 int sh = idx / headDim; // seq * numQHeads + head
                 if (hasSinks != 0 && slice == 0) { // the head's sink: a score of weight exp(sink - m) and no value
-                    m = sinks.get(sh % numQHeads);
+                    m = partials.get(sinkBase + sh % numQHeads);
                     l = 1f;
                 }
                 int parts = partitionsOf(contextLens, params, sh / numQHeads, sh % numQHeads, numQHeads, partTokens, tilesPerGroup);
@@ -286,6 +287,21 @@ public final class PagedDecodeKernels {
         }
     }
 
+    /**
+     * The softmax denominator of a fused step's row (query head {@code head} of the layer or shard) whose scores have max
+     * {@code max} and sum {@code sum} of {@code exp(s - max)}: {@code sum}, plus the head's sink's {@code exp(sink - max)}
+     * where the plan's layer has sinks ({@link DecodeParams#SINKS}; the sinks lie in {@code partials} from {@link
+     * DecodeParams#SINK_BASE}). Every attention kernel's "write the normalised output" divides by it; split steps add the
+     * sink in the merge instead.
+     */
+    public static float finalSum(float sum, float max, FloatArray partials, IntArray params, int head) {
+        float withSink = sum;
+        if (params.get(DecodeParams.SINKS) != 0) {
+            withSink = sum + TornadoMath.exp(partials.get(params.get(DecodeParams.SINK_BASE) + head) - max);
+        }
+        return withSink;
+    }
+
     /** Partitions of a row whose weights {@link #mergeRows} keeps in local memory (every slice's first round). */
     public static final int ROW_WEIGHTS = MAX_MERGE_SLICES * MERGE_ROUND;
 
@@ -298,10 +314,10 @@ public final class PagedDecodeKernels {
      * trees) and keep {@code w_p = exp(m_p - M)} for the first {@link #ROW_WEIGHTS} partitions in local memory; each
      * slice then sums {@code a_p w_p} over its partitions and slice 0 adds the slices and divides by {@code L}. So a row
      * costs one {@code exp} per partition and chunk instead of one per partition and element. With
-     * {@link DecodeParams#SINKS} work-item 0 adds head {@code h}'s sink {@code sinks[h]} to {@code M} and {@code L}.
+     * {@link DecodeParams#SINKS} work-item 0 adds head {@code h}'s sink to {@code M} and {@code L}.
      */
     public static void mergeRows(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
-                                 FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
+                                 FloatArray out, int numQHeads, int headDim) {
         if (params.get(DecodeParams.WRITE_FINAL) != 0 || params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -321,10 +337,11 @@ public final class PagedDecodeKernels {
         int units = numSeqs * numQHeads * chunks;
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
         int hasSinks = params.get(DecodeParams.SINKS);
+        int sinkBase = params.get(DecodeParams.SINK_BASE);
         for (int unit = ctx.groupIdx; unit < units; unit += groups) { // uniform per work-group
             int row = unit / chunks;
             // the head's sink (a score of weight exp(sink - M) and no value) joins work-item 0's max and sum
-            float sink = hasSinks != 0 && tid == 0 ? sinks.get(row % numQHeads) : Float.NEGATIVE_INFINITY;
+            float sink = hasSinks != 0 && tid == 0 ? partials.get(sinkBase + row % numQHeads) : Float.NEGATIVE_INFINITY;
             int d = (unit - row * chunks) * width + j;
             int dd = TornadoMath.min(d, headDim - 1);            // lanes past the row's end load a valid dim, write nothing
             int parts = partitionsOf(contextLens, params, row / numQHeads, row % numQHeads, numQHeads, partTokens, tilesPerGroup);

@@ -814,11 +814,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -834,11 +835,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -854,11 +856,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -874,11 +877,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -1492,11 +1496,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -1512,11 +1517,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -1532,11 +1538,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -1552,11 +1559,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -2085,11 +2093,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -2105,11 +2114,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -2125,11 +2135,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -2145,11 +2156,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -2165,11 +2177,12 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
+                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oe0 / le);
-                        out.set(o + 1, oe1 / le);
-                        out.set(o + 64, oe2 / le);
-                        out.set(o + 65, oe3 / le);
+                        out.set(o + 0, oe0 / sinkSume);
+                        out.set(o + 1, oe1 / sinkSume);
+                        out.set(o + 64, oe2 / sinkSume);
+                        out.set(o + 65, oe3 / sinkSume);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oe0);
@@ -2185,11 +2198,12 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
+                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, of0 / lf);
-                        out.set(o + 1, of1 / lf);
-                        out.set(o + 64, of2 / lf);
-                        out.set(o + 65, of3 / lf);
+                        out.set(o + 0, of0 / sinkSumf);
+                        out.set(o + 1, of1 / sinkSumf);
+                        out.set(o + 64, of2 / sinkSumf);
+                        out.set(o + 65, of3 / sinkSumf);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, of0);
@@ -2205,11 +2219,12 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
+                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, og0 / lg);
-                        out.set(o + 1, og1 / lg);
-                        out.set(o + 64, og2 / lg);
-                        out.set(o + 65, og3 / lg);
+                        out.set(o + 0, og0 / sinkSumg);
+                        out.set(o + 1, og1 / sinkSumg);
+                        out.set(o + 64, og2 / sinkSumg);
+                        out.set(o + 65, og3 / sinkSumg);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, og0);
@@ -2225,11 +2240,12 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
+                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oh0 / lh);
-                        out.set(o + 1, oh1 / lh);
-                        out.set(o + 64, oh2 / lh);
-                        out.set(o + 65, oh3 / lh);
+                        out.set(o + 0, oh0 / sinkSumh);
+                        out.set(o + 1, oh1 / sinkSumh);
+                        out.set(o + 64, oh2 / sinkSumh);
+                        out.set(o + 65, oh3 / sinkSumh);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oh0);
@@ -2799,11 +2815,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -2819,11 +2836,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -2839,11 +2857,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -2859,11 +2878,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -2879,11 +2899,12 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
+                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oe0 / le);
-                        out.set(o + 1, oe1 / le);
-                        out.set(o + 64, oe2 / le);
-                        out.set(o + 65, oe3 / le);
+                        out.set(o + 0, oe0 / sinkSume);
+                        out.set(o + 1, oe1 / sinkSume);
+                        out.set(o + 64, oe2 / sinkSume);
+                        out.set(o + 65, oe3 / sinkSume);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oe0);
@@ -2899,11 +2920,12 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
+                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, of0 / lf);
-                        out.set(o + 1, of1 / lf);
-                        out.set(o + 64, of2 / lf);
-                        out.set(o + 65, of3 / lf);
+                        out.set(o + 0, of0 / sinkSumf);
+                        out.set(o + 1, of1 / sinkSumf);
+                        out.set(o + 64, of2 / sinkSumf);
+                        out.set(o + 65, of3 / sinkSumf);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, of0);
@@ -2919,11 +2941,12 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
+                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, og0 / lg);
-                        out.set(o + 1, og1 / lg);
-                        out.set(o + 64, og2 / lg);
-                        out.set(o + 65, og3 / lg);
+                        out.set(o + 0, og0 / sinkSumg);
+                        out.set(o + 1, og1 / sinkSumg);
+                        out.set(o + 64, og2 / sinkSumg);
+                        out.set(o + 65, og3 / sinkSumg);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, og0);
@@ -2939,11 +2962,12 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
+                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oh0 / lh);
-                        out.set(o + 1, oh1 / lh);
-                        out.set(o + 64, oh2 / lh);
-                        out.set(o + 65, oh3 / lh);
+                        out.set(o + 0, oh0 / sinkSumh);
+                        out.set(o + 1, oh1 / sinkSumh);
+                        out.set(o + 64, oh2 / sinkSumh);
+                        out.set(o + 65, oh3 / sinkSumh);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oh0);
@@ -3440,9 +3464,10 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -3456,9 +3481,10 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -3472,9 +3498,10 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -3488,9 +3515,10 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -3958,9 +3986,10 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -3974,9 +4003,10 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -3990,9 +4020,10 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -4006,9 +4037,10 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -4584,11 +4616,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 16) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -4606,11 +4639,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 16) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -4628,11 +4662,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 16) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -4650,11 +4685,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 16) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -5239,11 +5275,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 16) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -5261,11 +5298,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 16) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -5283,11 +5321,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 16) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -5305,11 +5344,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 16) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -5809,15 +5849,16 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
-                        out.set(o + 128, oa4 / la);
-                        out.set(o + 129, oa5 / la);
-                        out.set(o + 192, oa6 / la);
-                        out.set(o + 193, oa7 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                        out.set(o + 128, oa4 / sinkSuma);
+                        out.set(o + 129, oa5 / sinkSuma);
+                        out.set(o + 192, oa6 / sinkSuma);
+                        out.set(o + 193, oa7 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -5837,15 +5878,16 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
-                        out.set(o + 128, ob4 / lb);
-                        out.set(o + 129, ob5 / lb);
-                        out.set(o + 192, ob6 / lb);
-                        out.set(o + 193, ob7 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                        out.set(o + 128, ob4 / sinkSumb);
+                        out.set(o + 129, ob5 / sinkSumb);
+                        out.set(o + 192, ob6 / sinkSumb);
+                        out.set(o + 193, ob7 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -5865,15 +5907,16 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
-                        out.set(o + 128, oc4 / lc);
-                        out.set(o + 129, oc5 / lc);
-                        out.set(o + 192, oc6 / lc);
-                        out.set(o + 193, oc7 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                        out.set(o + 128, oc4 / sinkSumc);
+                        out.set(o + 129, oc5 / sinkSumc);
+                        out.set(o + 192, oc6 / sinkSumc);
+                        out.set(o + 193, oc7 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -5893,15 +5936,16 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
-                        out.set(o + 128, od4 / ld);
-                        out.set(o + 129, od5 / ld);
-                        out.set(o + 192, od6 / ld);
-                        out.set(o + 193, od7 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                        out.set(o + 128, od4 / sinkSumd);
+                        out.set(o + 129, od5 / sinkSumd);
+                        out.set(o + 192, od6 / sinkSumd);
+                        out.set(o + 193, od7 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -6440,15 +6484,16 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
-                        out.set(o + 64, oa2 / la);
-                        out.set(o + 65, oa3 / la);
-                        out.set(o + 128, oa4 / la);
-                        out.set(o + 129, oa5 / la);
-                        out.set(o + 192, oa6 / la);
-                        out.set(o + 193, oa7 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                        out.set(o + 128, oa4 / sinkSuma);
+                        out.set(o + 129, oa5 / sinkSuma);
+                        out.set(o + 192, oa6 / sinkSuma);
+                        out.set(o + 193, oa7 / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oa0);
@@ -6468,15 +6513,16 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
-                        out.set(o + 64, ob2 / lb);
-                        out.set(o + 65, ob3 / lb);
-                        out.set(o + 128, ob4 / lb);
-                        out.set(o + 129, ob5 / lb);
-                        out.set(o + 192, ob6 / lb);
-                        out.set(o + 193, ob7 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                        out.set(o + 128, ob4 / sinkSumb);
+                        out.set(o + 129, ob5 / sinkSumb);
+                        out.set(o + 192, ob6 / sinkSumb);
+                        out.set(o + 193, ob7 / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, ob0);
@@ -6496,15 +6542,16 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
-                        out.set(o + 64, oc2 / lc);
-                        out.set(o + 65, oc3 / lc);
-                        out.set(o + 128, oc4 / lc);
-                        out.set(o + 129, oc5 / lc);
-                        out.set(o + 192, oc6 / lc);
-                        out.set(o + 193, oc7 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                        out.set(o + 128, oc4 / sinkSumc);
+                        out.set(o + 129, oc5 / sinkSumc);
+                        out.set(o + 192, oc6 / sinkSumc);
+                        out.set(o + 193, oc7 / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, oc0);
@@ -6524,15 +6571,16 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
-                        out.set(o + 64, od2 / ld);
-                        out.set(o + 65, od3 / ld);
-                        out.set(o + 128, od4 / ld);
-                        out.set(o + 129, od5 / ld);
-                        out.set(o + 192, od6 / ld);
-                        out.set(o + 193, od7 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                        out.set(o + 128, od4 / sinkSumd);
+                        out.set(o + 129, od5 / sinkSumd);
+                        out.set(o + 192, od6 / sinkSumd);
+                        out.set(o + 193, od7 / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 2 * lane + 0, od0);
@@ -7164,11 +7212,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -7184,11 +7233,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -7204,11 +7254,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -7224,11 +7275,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -7856,11 +7908,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -7876,11 +7929,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -7896,11 +7950,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -7916,11 +7971,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -8548,11 +8604,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -8568,11 +8625,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -8588,11 +8646,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -8608,11 +8667,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -9070,11 +9130,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -9090,11 +9151,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -9110,11 +9172,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -9130,11 +9193,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -9731,11 +9795,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -9751,11 +9816,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -9771,11 +9837,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -9791,11 +9858,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -10310,15 +10378,16 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
-                        out.set(o + 128, oa4 * vScale / la);
-                        out.set(o + 129, oa5 * vScale / la);
-                        out.set(o + 130, oa6 * vScale / la);
-                        out.set(o + 131, oa7 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
+                        out.set(o + 128, oa4 * vScale / sinkSuma);
+                        out.set(o + 129, oa5 * vScale / sinkSuma);
+                        out.set(o + 130, oa6 * vScale / sinkSuma);
+                        out.set(o + 131, oa7 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -10338,15 +10407,16 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
-                        out.set(o + 128, ob4 * vScale / lb);
-                        out.set(o + 129, ob5 * vScale / lb);
-                        out.set(o + 130, ob6 * vScale / lb);
-                        out.set(o + 131, ob7 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
+                        out.set(o + 128, ob4 * vScale / sinkSumb);
+                        out.set(o + 129, ob5 * vScale / sinkSumb);
+                        out.set(o + 130, ob6 * vScale / sinkSumb);
+                        out.set(o + 131, ob7 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -10366,15 +10436,16 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
-                        out.set(o + 128, oc4 * vScale / lc);
-                        out.set(o + 129, oc5 * vScale / lc);
-                        out.set(o + 130, oc6 * vScale / lc);
-                        out.set(o + 131, oc7 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
+                        out.set(o + 128, oc4 * vScale / sinkSumc);
+                        out.set(o + 129, oc5 * vScale / sinkSumc);
+                        out.set(o + 130, oc6 * vScale / sinkSumc);
+                        out.set(o + 131, oc7 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -10394,15 +10465,16 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
-                        out.set(o + 128, od4 * vScale / ld);
-                        out.set(o + 129, od5 * vScale / ld);
-                        out.set(o + 130, od6 * vScale / ld);
-                        out.set(o + 131, od7 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
+                        out.set(o + 128, od4 * vScale / sinkSumd);
+                        out.set(o + 129, od5 * vScale / sinkSumd);
+                        out.set(o + 130, od6 * vScale / sinkSumd);
+                        out.set(o + 131, od7 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -10952,11 +11024,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -10972,11 +11045,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -10992,11 +11066,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -11012,11 +11087,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -11032,11 +11108,12 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
+                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oe0 * vScale / le);
-                        out.set(o + 1, oe1 * vScale / le);
-                        out.set(o + 2, oe2 * vScale / le);
-                        out.set(o + 3, oe3 * vScale / le);
+                        out.set(o + 0, oe0 * vScale / sinkSume);
+                        out.set(o + 1, oe1 * vScale / sinkSume);
+                        out.set(o + 2, oe2 * vScale / sinkSume);
+                        out.set(o + 3, oe3 * vScale / sinkSume);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oe0 * vScale);
@@ -11052,11 +11129,12 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
+                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, of0 * vScale / lf);
-                        out.set(o + 1, of1 * vScale / lf);
-                        out.set(o + 2, of2 * vScale / lf);
-                        out.set(o + 3, of3 * vScale / lf);
+                        out.set(o + 0, of0 * vScale / sinkSumf);
+                        out.set(o + 1, of1 * vScale / sinkSumf);
+                        out.set(o + 2, of2 * vScale / sinkSumf);
+                        out.set(o + 3, of3 * vScale / sinkSumf);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, of0 * vScale);
@@ -11072,11 +11150,12 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
+                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, og0 * vScale / lg);
-                        out.set(o + 1, og1 * vScale / lg);
-                        out.set(o + 2, og2 * vScale / lg);
-                        out.set(o + 3, og3 * vScale / lg);
+                        out.set(o + 0, og0 * vScale / sinkSumg);
+                        out.set(o + 1, og1 * vScale / sinkSumg);
+                        out.set(o + 2, og2 * vScale / sinkSumg);
+                        out.set(o + 3, og3 * vScale / sinkSumg);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, og0 * vScale);
@@ -11092,11 +11171,12 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
+                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oh0 * vScale / lh);
-                        out.set(o + 1, oh1 * vScale / lh);
-                        out.set(o + 2, oh2 * vScale / lh);
-                        out.set(o + 3, oh3 * vScale / lh);
+                        out.set(o + 0, oh0 * vScale / sinkSumh);
+                        out.set(o + 1, oh1 * vScale / sinkSumh);
+                        out.set(o + 2, oh2 * vScale / sinkSumh);
+                        out.set(o + 3, oh3 * vScale / sinkSumh);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oh0 * vScale);
@@ -11554,11 +11634,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -11574,11 +11655,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -11594,11 +11676,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -11614,11 +11697,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -12215,11 +12299,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -12235,11 +12320,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -12255,11 +12341,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -12275,11 +12362,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -12794,15 +12882,16 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
-                        out.set(o + 128, oa4 * vScale / la);
-                        out.set(o + 129, oa5 * vScale / la);
-                        out.set(o + 130, oa6 * vScale / la);
-                        out.set(o + 131, oa7 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
+                        out.set(o + 128, oa4 * vScale / sinkSuma);
+                        out.set(o + 129, oa5 * vScale / sinkSuma);
+                        out.set(o + 130, oa6 * vScale / sinkSuma);
+                        out.set(o + 131, oa7 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -12822,15 +12911,16 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
-                        out.set(o + 128, ob4 * vScale / lb);
-                        out.set(o + 129, ob5 * vScale / lb);
-                        out.set(o + 130, ob6 * vScale / lb);
-                        out.set(o + 131, ob7 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
+                        out.set(o + 128, ob4 * vScale / sinkSumb);
+                        out.set(o + 129, ob5 * vScale / sinkSumb);
+                        out.set(o + 130, ob6 * vScale / sinkSumb);
+                        out.set(o + 131, ob7 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -12850,15 +12940,16 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
-                        out.set(o + 128, oc4 * vScale / lc);
-                        out.set(o + 129, oc5 * vScale / lc);
-                        out.set(o + 130, oc6 * vScale / lc);
-                        out.set(o + 131, oc7 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
+                        out.set(o + 128, oc4 * vScale / sinkSumc);
+                        out.set(o + 129, oc5 * vScale / sinkSumc);
+                        out.set(o + 130, oc6 * vScale / sinkSumc);
+                        out.set(o + 131, oc7 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -12878,15 +12969,16 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
-                        out.set(o + 128, od4 * vScale / ld);
-                        out.set(o + 129, od5 * vScale / ld);
-                        out.set(o + 130, od6 * vScale / ld);
-                        out.set(o + 131, od7 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
+                        out.set(o + 128, od4 * vScale / sinkSumd);
+                        out.set(o + 129, od5 * vScale / sinkSumd);
+                        out.set(o + 130, od6 * vScale / sinkSumd);
+                        out.set(o + 131, od7 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -13436,11 +13528,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -13456,11 +13549,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -13476,11 +13570,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -13496,11 +13591,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -13516,11 +13612,12 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
+                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oe0 * vScale / le);
-                        out.set(o + 1, oe1 * vScale / le);
-                        out.set(o + 2, oe2 * vScale / le);
-                        out.set(o + 3, oe3 * vScale / le);
+                        out.set(o + 0, oe0 * vScale / sinkSume);
+                        out.set(o + 1, oe1 * vScale / sinkSume);
+                        out.set(o + 2, oe2 * vScale / sinkSume);
+                        out.set(o + 3, oe3 * vScale / sinkSume);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oe0 * vScale);
@@ -13536,11 +13633,12 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
+                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, of0 * vScale / lf);
-                        out.set(o + 1, of1 * vScale / lf);
-                        out.set(o + 2, of2 * vScale / lf);
-                        out.set(o + 3, of3 * vScale / lf);
+                        out.set(o + 0, of0 * vScale / sinkSumf);
+                        out.set(o + 1, of1 * vScale / sinkSumf);
+                        out.set(o + 2, of2 * vScale / sinkSumf);
+                        out.set(o + 3, of3 * vScale / sinkSumf);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, of0 * vScale);
@@ -13556,11 +13654,12 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
+                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, og0 * vScale / lg);
-                        out.set(o + 1, og1 * vScale / lg);
-                        out.set(o + 2, og2 * vScale / lg);
-                        out.set(o + 3, og3 * vScale / lg);
+                        out.set(o + 0, og0 * vScale / sinkSumg);
+                        out.set(o + 1, og1 * vScale / sinkSumg);
+                        out.set(o + 2, og2 * vScale / sinkSumg);
+                        out.set(o + 3, og3 * vScale / sinkSumg);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, og0 * vScale);
@@ -13576,11 +13675,12 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
+                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oh0 * vScale / lh);
-                        out.set(o + 1, oh1 * vScale / lh);
-                        out.set(o + 2, oh2 * vScale / lh);
-                        out.set(o + 3, oh3 * vScale / lh);
+                        out.set(o + 0, oh0 * vScale / sinkSumh);
+                        out.set(o + 1, oh1 * vScale / sinkSumh);
+                        out.set(o + 2, oh2 * vScale / sinkSumh);
+                        out.set(o + 3, oh3 * vScale / sinkSumh);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oh0 * vScale);
@@ -14038,11 +14138,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -14058,11 +14159,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -14078,11 +14180,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -14098,11 +14201,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -14699,11 +14803,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -14719,11 +14824,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -14739,11 +14845,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -14759,11 +14866,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -15278,15 +15386,16 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
-                        out.set(o + 128, oa4 * vScale / la);
-                        out.set(o + 129, oa5 * vScale / la);
-                        out.set(o + 130, oa6 * vScale / la);
-                        out.set(o + 131, oa7 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
+                        out.set(o + 128, oa4 * vScale / sinkSuma);
+                        out.set(o + 129, oa5 * vScale / sinkSuma);
+                        out.set(o + 130, oa6 * vScale / sinkSuma);
+                        out.set(o + 131, oa7 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -15306,15 +15415,16 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
-                        out.set(o + 128, ob4 * vScale / lb);
-                        out.set(o + 129, ob5 * vScale / lb);
-                        out.set(o + 130, ob6 * vScale / lb);
-                        out.set(o + 131, ob7 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
+                        out.set(o + 128, ob4 * vScale / sinkSumb);
+                        out.set(o + 129, ob5 * vScale / sinkSumb);
+                        out.set(o + 130, ob6 * vScale / sinkSumb);
+                        out.set(o + 131, ob7 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -15334,15 +15444,16 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
-                        out.set(o + 128, oc4 * vScale / lc);
-                        out.set(o + 129, oc5 * vScale / lc);
-                        out.set(o + 130, oc6 * vScale / lc);
-                        out.set(o + 131, oc7 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
+                        out.set(o + 128, oc4 * vScale / sinkSumc);
+                        out.set(o + 129, oc5 * vScale / sinkSumc);
+                        out.set(o + 130, oc6 * vScale / sinkSumc);
+                        out.set(o + 131, oc7 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -15362,15 +15473,16 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
-                        out.set(o + 128, od4 * vScale / ld);
-                        out.set(o + 129, od5 * vScale / ld);
-                        out.set(o + 130, od6 * vScale / ld);
-                        out.set(o + 131, od7 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
+                        out.set(o + 128, od4 * vScale / sinkSumd);
+                        out.set(o + 129, od5 * vScale / sinkSumd);
+                        out.set(o + 130, od6 * vScale / sinkSumd);
+                        out.set(o + 131, od7 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -15920,11 +16032,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -15940,11 +16053,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -15960,11 +16074,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -15980,11 +16095,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -16000,11 +16116,12 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
+                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oe0 * vScale / le);
-                        out.set(o + 1, oe1 * vScale / le);
-                        out.set(o + 2, oe2 * vScale / le);
-                        out.set(o + 3, oe3 * vScale / le);
+                        out.set(o + 0, oe0 * vScale / sinkSume);
+                        out.set(o + 1, oe1 * vScale / sinkSume);
+                        out.set(o + 2, oe2 * vScale / sinkSume);
+                        out.set(o + 3, oe3 * vScale / sinkSume);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oe0 * vScale);
@@ -16020,11 +16137,12 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
+                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, of0 * vScale / lf);
-                        out.set(o + 1, of1 * vScale / lf);
-                        out.set(o + 2, of2 * vScale / lf);
-                        out.set(o + 3, of3 * vScale / lf);
+                        out.set(o + 0, of0 * vScale / sinkSumf);
+                        out.set(o + 1, of1 * vScale / sinkSumf);
+                        out.set(o + 2, of2 * vScale / sinkSumf);
+                        out.set(o + 3, of3 * vScale / sinkSumf);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, of0 * vScale);
@@ -16040,11 +16158,12 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
+                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, og0 * vScale / lg);
-                        out.set(o + 1, og1 * vScale / lg);
-                        out.set(o + 2, og2 * vScale / lg);
-                        out.set(o + 3, og3 * vScale / lg);
+                        out.set(o + 0, og0 * vScale / sinkSumg);
+                        out.set(o + 1, og1 * vScale / sinkSumg);
+                        out.set(o + 2, og2 * vScale / sinkSumg);
+                        out.set(o + 3, og3 * vScale / sinkSumg);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, og0 * vScale);
@@ -16060,11 +16179,12 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
+                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oh0 * vScale / lh);
-                        out.set(o + 1, oh1 * vScale / lh);
-                        out.set(o + 2, oh2 * vScale / lh);
-                        out.set(o + 3, oh3 * vScale / lh);
+                        out.set(o + 0, oh0 * vScale / sinkSumh);
+                        out.set(o + 1, oh1 * vScale / sinkSumh);
+                        out.set(o + 2, oh2 * vScale / sinkSumh);
+                        out.set(o + 3, oh3 * vScale / sinkSumh);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oh0 * vScale);
@@ -16627,11 +16747,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 8) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -16649,11 +16770,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 8) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -16671,11 +16793,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 8) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -16693,11 +16816,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 8) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -17267,11 +17391,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 8) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -17289,11 +17414,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 8) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -17311,11 +17437,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 8) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -17333,11 +17460,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 8) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -17938,11 +18066,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -17958,11 +18087,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -17978,11 +18108,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -17998,11 +18129,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -18601,11 +18733,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -18621,11 +18754,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -18641,11 +18775,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -18661,11 +18796,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -19264,11 +19400,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -19284,11 +19421,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -19304,11 +19442,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -19324,11 +19463,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -19923,11 +20063,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 24) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -19945,11 +20086,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 24) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -19967,11 +20109,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 24) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -19989,11 +20132,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 24) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -20595,11 +20739,12 @@ public final class StreamDecodeKernels {
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oa0 / la);
-                        out.set(o + 1, oa1 / la);
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
                         if (lane < 24) {
-                            out.set(o + 64, oa2 / la); out.set(o + 65, oa3 / la);
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -20617,11 +20762,12 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, ob0 / lb);
-                        out.set(o + 1, ob1 / lb);
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
                         if (lane < 24) {
-                            out.set(o + 64, ob2 / lb); out.set(o + 65, ob3 / lb);
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -20639,11 +20785,12 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, oc0 / lc);
-                        out.set(o + 1, oc1 / lc);
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
                         if (lane < 24) {
-                            out.set(o + 64, oc2 / lc); out.set(o + 65, oc3 / lc);
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -20661,11 +20808,12 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
-                        out.set(o + 0, od0 / ld);
-                        out.set(o + 1, od1 / ld);
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
                         if (lane < 24) {
-                            out.set(o + 64, od2 / ld); out.set(o + 65, od3 / ld);
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
                         }
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
@@ -21298,11 +21446,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -21318,11 +21467,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -21338,11 +21488,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -21358,11 +21509,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -21993,11 +22145,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -22013,11 +22166,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -22033,11 +22187,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -22053,11 +22208,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);
@@ -22688,11 +22844,12 @@ public final class StreamDecodeKernels {
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
+                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oa0 * vScale / la);
-                        out.set(o + 1, oa1 * vScale / la);
-                        out.set(o + 2, oa2 * vScale / la);
-                        out.set(o + 3, oa3 * vScale / la);
+                        out.set(o + 0, oa0 * vScale / sinkSuma);
+                        out.set(o + 1, oa1 * vScale / sinkSuma);
+                        out.set(o + 2, oa2 * vScale / sinkSuma);
+                        out.set(o + 3, oa3 * vScale / sinkSuma);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oa0 * vScale);
@@ -22708,11 +22865,12 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
+                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, ob0 * vScale / lb);
-                        out.set(o + 1, ob1 * vScale / lb);
-                        out.set(o + 2, ob2 * vScale / lb);
-                        out.set(o + 3, ob3 * vScale / lb);
+                        out.set(o + 0, ob0 * vScale / sinkSumb);
+                        out.set(o + 1, ob1 * vScale / sinkSumb);
+                        out.set(o + 2, ob2 * vScale / sinkSumb);
+                        out.set(o + 3, ob3 * vScale / sinkSumb);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, ob0 * vScale);
@@ -22728,11 +22886,12 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
+                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, oc0 * vScale / lc);
-                        out.set(o + 1, oc1 * vScale / lc);
-                        out.set(o + 2, oc2 * vScale / lc);
-                        out.set(o + 3, oc3 * vScale / lc);
+                        out.set(o + 0, oc0 * vScale / sinkSumc);
+                        out.set(o + 1, oc1 * vScale / sinkSumc);
+                        out.set(o + 2, oc2 * vScale / sinkSumc);
+                        out.set(o + 3, oc3 * vScale / sinkSumc);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, oc0 * vScale);
@@ -22748,11 +22907,12 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
+                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
-                        out.set(o + 0, od0 * vScale / ld);
-                        out.set(o + 1, od1 * vScale / ld);
-                        out.set(o + 2, od2 * vScale / ld);
-                        out.set(o + 3, od3 * vScale / ld);
+                        out.set(o + 0, od0 * vScale / sinkSumd);
+                        out.set(o + 1, od1 * vScale / sinkSumd);
+                        out.set(o + 2, od2 * vScale / sinkSumd);
+                        out.set(o + 3, od3 * vScale / sinkSumd);
                     } else {
                         int pBase = (h * maxParts + partition) * (headDim + 2);
                         partials.set(pBase + 4 * lane + 0, od0 * vScale);

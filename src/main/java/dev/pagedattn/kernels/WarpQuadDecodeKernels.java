@@ -489,7 +489,7 @@ public final class WarpQuadDecodeKernels {
                 }
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, acc / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, acc / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, acc);
@@ -938,7 +938,7 @@ public final class WarpQuadDecodeKernels {
                 }
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, acc / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, acc / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, acc);
@@ -1444,7 +1444,7 @@ public final class WarpQuadDecodeKernels {
                 }
                 int h = kvHead * groupSize + hInGroup;
                 if (writeFinal != 0) {
-                    out.set((seq * numQHeads + h) * headDim + d, acc / sum);
+                    out.set((seq * numQHeads + h) * headDim + d, acc / PagedDecodeKernels.finalSum(sum, mAll, partials, params, h));
                 } else {
                     int pBase = ((seq * numQHeads + h) * maxParts + part) * (headDim + 2);
                     partials.set(pBase + d, acc);

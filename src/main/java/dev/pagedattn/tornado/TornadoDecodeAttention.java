@@ -314,7 +314,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     + "): use auto, fused or splitk");
         }
         if (spec.sinks().any() && variant.equals("parallel")) {
-            throw new IllegalArgumentException("variant=parallel has no merge to add attention sinks in (" + spec.sinks()
+            throw new IllegalArgumentException("variant=parallel does not add attention sinks (" + spec.sinks()
                     + "): use auto, fused or splitk");
         }
         DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
@@ -567,8 +567,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final long bulkVBytes;
         final FloatArray[] dequant;      // [shards]: 8-bit pools' tables and scales, or null
         final FloatArray[] partialsByShard; // [shards]: the split steps' partials (and the prefill graphs')
-        final boolean sinks;             // the layer has attention sinks: every step merges, and the merge adds them
-        final FloatArray[] sinksByShard; // [shards] of [numQHeads / shards]: the shard's query heads' sinks (0 without)
         final WorkerGrid1D[] attentionGrids; // [shards], or null (parallel variant)
         final WorkerGrid1D[] scatterGrids;   // [shards]: one work-group on steps with nothing to scatter
         final WorkerGrid1D[] mergeGrids;     // [shards], or null (parallel): one work-group when nothing is merged
@@ -630,9 +628,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             stageV = new TornadoNativeArray[shards];
             dequant = new FloatArray[shards];
             partialsByShard = new FloatArray[shards];
-            sinks = spec.hasSinks(layer);
-            sinksByShard = PlanParts.sinks(spec, layer, shards);
-            params.set(DecodeParams.SINKS, sinks ? 1 : 0);
+            boolean sinks = spec.hasSinks(layer);
+            FloatArray[] sinksByShard = PlanParts.sinks(spec, layer, shards); // [shards] of [numQHeads / shards]
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
                     dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
@@ -690,10 +687,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2]; the prefill graphs' partials share them
                 long partialElements = Math.max((long) Math.max(1, partialRows) * hq * (d + 2),
                         prefillPart == null ? 0 : prefillPart.partialElements);
-                if (partialElements > Integer.MAX_VALUE - 64L) {
+                if (partialElements + hq > Integer.MAX_VALUE - 64L) {
                     throw new IllegalArgumentException("partials=" + partialElements + " elements do not fit one device array");
                 }
-                FloatArray partials = partialsByShard[s] = new FloatArray((int) partialElements);
+                // a layer with sinks keeps the shard's query heads' sinks after everything a step (or a prefill graph) writes
+                FloatArray partials = partialsByShard[s] = new FloatArray((int) partialElements + (sinks ? hq : 0));
+                if (sinks) {
+                    for (int h = 0; h < hq; h++) {
+                        partials.set((int) partialElements + h, sinksByShard[s].get(h));
+                    }
+                    params.set(DecodeParams.SINKS, 1);
+                    params.set(DecodeParams.SINK_BASE, (int) partialElements); // the same in every shard
+                }
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
                 if (merges) {
                     mergeGrids[s] = PlanParts.grid(mergeGlobal, PlanParts.HELPER_LOCAL);
@@ -937,14 +942,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
-                FloatArray headSinks = sinksByShard[s];
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, headSinks);
                 if (mergeRows(backend)) {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, headSinks,
-                            out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, d);
                 } else {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials,
-                            headSinks, out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
                 }
             }
         }
@@ -962,9 +963,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int[] dirty = journal.drain(layer);
             long nanos = 0;
             int done = 0;
-            boolean fused = grid.fused() && !sinks; // a layer with sinks always merges: the merge adds them
             do {
-                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, fused);
+                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, grid.fused());
                 boolean bulk = x.bulk();
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
@@ -981,8 +981,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = x.last();
                 grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last);
-                params.set(DecodeParams.WRITE_FINAL, fused ? 1 : 0);
-                launchSizes(grid, staged, last && !fused, last);
+                launchSizes(grid, staged, last && !grid.fused(), last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());

@@ -85,13 +85,16 @@ final class EmulatedDecode {
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
-        if (sinks != null) { // as a plan of a layer with sinks: every step writes partials, the merge adds the sinks
-            params.set(DecodeParams.SINKS, 1);
-            params.set(DecodeParams.WRITE_FINAL, 0);
-        }
-        FloatArray sinkArg = sinks != null ? sinks : new FloatArray(spec.numQHeads());
-        FloatArray partials = new FloatArray(Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs())));
+        int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
+        FloatArray partials = new FloatArray(partialElements + (sinks != null ? spec.numQHeads() : 0));
         partials.init(Float.NaN);
+        if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
+            for (int h = 0; h < spec.numQHeads(); h++) {
+                partials.set(partialElements + h, sinks.get(h));
+            }
+            params.set(DecodeParams.SINKS, 1);
+            params.set(DecodeParams.SINK_BASE, partialElements);
+        }
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
         int d = spec.headDim();
@@ -162,7 +165,7 @@ final class EmulatedDecode {
         // the merge is grid-stride: one work-item per (output, slice) in one schedule, a single group in the other
         int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
         KernelEmulator.launch(global, MERGE_LOCAL, schedule,
-                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, sinkArg, out, spec.numQHeads(), d));
+                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
     }
 
     /**

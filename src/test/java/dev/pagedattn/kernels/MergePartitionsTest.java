@@ -43,7 +43,8 @@ class MergePartitionsTest {
         }
         int maxParts = (maxLen + partTokens - 1) / partTokens;
         int stride = headDim + 2;
-        FloatArray partials = new FloatArray(seqs * heads * maxParts * stride);
+        int rows = seqs * heads * maxParts * stride;
+        FloatArray partials = new FloatArray(rows + heads); // the partitions' rows, then the heads' sinks (a plan's layout)
         partials.init(Float.NaN); // rows past a sequence's partitions stay poisoned: the merge must not read them
         for (int sh = 0; sh < seqs * heads; sh++) {
             int parts = (lens[sh / heads] + partTokens - 1) / partTokens;
@@ -56,41 +57,43 @@ class MergePartitionsTest {
                 partials.set(row + headDim + 1, (float) (0.5 + rnd.nextDouble() * 40));
             }
         }
-        FloatArray sinks = new FloatArray(heads);  // [heads]: as far apart from the maxima as the maxima are
-        for (int h = 0; h < heads; h++) {
-            sinks.set(h, (float) (rnd.nextDouble() * 64 - 30));
+        for (int h = 0; h < heads; h++) { // [heads] after the rows: as far apart from the maxima as the maxima are
+            partials.set(rows + h, (float) (rnd.nextDouble() * 64 - 30));
         }
         for (boolean withSinks : new boolean[] {false, true}) {
-            mergesMatch(partials, withSinks ? sinks : null, lens, heads, headDim, partTokens, maxParts);
+            mergesMatch(partials, withSinks ? rows : -1, lens, heads, headDim, partTokens, maxParts);
         }
     }
 
-    /** Both merges, every slice count and schedule, one work-group and a full grid; {@code sinks} null: none. */
-    private static void mergesMatch(FloatArray partials, FloatArray sinks, int[] lens, int heads, int headDim, int partTokens,
+    /**
+     * Both merges, every slice count and schedule, one work-group and a full grid; the heads' sinks at {@code partials[sinkBase
+     * + h]}, or none ({@code sinkBase} -1: the slots the sinks would be read from stay unread).
+     */
+    private static void mergesMatch(FloatArray partials, int sinkBase, int[] lens, int heads, int headDim, int partTokens,
                                     int maxParts) {
         int seqs = lens.length;
-        double[] want = reference(partials, sinks, lens, heads, headDim, partTokens, maxParts);
-        FloatArray sinkArg = sinks != null ? sinks : new FloatArray(heads);
-        String what = sinks != null ? " with sinks" : "";
+        double[] want = reference(partials, sinkBase, lens, heads, headDim, partTokens, maxParts);
+        String what = sinkBase >= 0 ? " with sinks" : "";
         for (int slices = 1; slices <= PagedDecodeKernels.MAX_MERGE_SLICES; slices *= 2) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
                 for (boolean oneGroup : new boolean[] {true, false}) {
                     FloatArray out = new FloatArray(seqs * heads * headDim);
                     out.init(Float.NaN);
                     IntArray params = params(seqs, partTokens, maxParts, slices);
-                    params.set(DecodeParams.SINKS, sinks != null ? 1 : 0);
+                    params.set(DecodeParams.SINKS, sinkBase >= 0 ? 1 : 0);
+                    params.set(DecodeParams.SINK_BASE, sinkBase >= 0 ? sinkBase : 0); // without sinks: partials[0..], which must not matter
                     int items = seqs * heads * headDim * slices;
                     int local = PagedDecodeKernels.MERGE_LOCAL;
                     int global = oneGroup ? local : (items + local - 1) / local * local;
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergePartitions(ctx, IntArray.fromArray(lens),
-                            params, partials, sinkArg, out, heads, headDim));
+                            params, partials, out, heads, headDim));
                     double rel = ReferenceAttention.relativeL2(out, want);
                     assertTrue(rel < TOLERANCE, "slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
                             + ": relative L2 " + rel);
                     // the opt-in merge with one weight per (row, partition), on the same partials and grid
                     out.init(Float.NaN);
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergeRows(ctx, IntArray.fromArray(lens),
-                            params, partials, sinkArg, out, heads, headDim));
+                            params, partials, out, heads, headDim));
                     rel = ReferenceAttention.relativeL2(out, want);
                     assertTrue(rel < TOLERANCE, "mergeRows slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
                             + ": relative L2 " + rel);
@@ -123,13 +126,13 @@ class MergePartitionsTest {
         return params;
     }
 
-    private static double[] reference(FloatArray partials, FloatArray sinks, int[] lens, int heads, int headDim, int partTokens,
+    private static double[] reference(FloatArray partials, int sinkBase, int[] lens, int heads, int headDim, int partTokens,
                                       int maxParts) {
         int stride = headDim + 2;
         double[] out = new double[lens.length * heads * headDim];
         for (int sh = 0; sh < lens.length * heads; sh++) {
             int parts = (lens[sh / heads] + partTokens - 1) / partTokens;
-            double sink = sinks == null ? Double.NEGATIVE_INFINITY : sinks.get(sh % heads); // a score without a value
+            double sink = sinkBase < 0 ? Double.NEGATIVE_INFINITY : partials.get(sinkBase + sh % heads); // a score without a value
             double m = sink;
             for (int j = 0; j < parts; j++) {
                 m = Math.max(m, partials.get((sh * maxParts + j) * stride + headDim));

@@ -20,7 +20,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * Attention sinks ({@link AttentionSinks}, gpt-oss) through every GPU decode kernel variant and the merge, run by the
- * emulator as a plan of a layer with sinks runs them (partials always, the merge adds each head's sink), against the fp64
+ * emulator as a plan of a layer with sinks runs them (the sinks after the partial rows; a fused step's kernel adds each
+ * head's sink to its denominator, a split step's merge to the row's state), against the fp64
  * reference with the same sinks: fused and split grids, the stream kernels' balanced grid, both schedules, with and
  * without a sliding window, and layers split into KV-head shards (each shard's merge gets its own query heads' sinks).
  * The sinks must change the result (a kernel that drops them fails), and a sink far below every score must give the
