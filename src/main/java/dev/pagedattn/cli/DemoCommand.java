@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AttentionSinks;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.Backends;
@@ -136,8 +137,25 @@ final class DemoCommand implements Callable<Integer> {
         boolean windowOk = windowRel <= 1e-4;
         ok &= windowOk;
         System.out.printf("   The same step through a sliding window of %d tokens (batch.window(%d)): each sequence sees its last %d"
-                + " positions (seq %d: %d..%d); vs fp64 over those: relative L2 error %.2e -> %s%n%n", window, window, window,
+                + " positions (seq %d: %d..%d); vs fp64 over those: relative L2 error %.2e -> %s%n", window, window, window,
                 seqs[0], windowed.firstVisible(0), windowed.contextLen(0) - 1, windowRel, windowOk ? "PASS" : "FAIL");
+        // gpt-oss's attention sinks: one learned logit per query head joins the head's softmax without a value
+        float[] headSinks = new float[spec.numQHeads()];  // [numQHeads] of the one layer
+        for (int h = 0; h < headSinks.length; h++) {
+            headSinks[h] = (float) (random.nextDouble() * 3);
+        }
+        AttentionSpec withSinks = spec.withSinks(AttentionSinks.of(new float[][] {headSinks}));
+        try (DecodeAttention sunk = Backends.create(backendOptions.backend, cache, withSinks, backendOptions.device, "auto")) {
+            out.init(Float.NaN);
+            sunk.decode(batch, 0, q, out);
+        }
+        double sinkRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, withSinks, 0, seqs, q));
+        double moved = ReferenceAttention.relativeL2(out, ref);
+        boolean sinkOk = sinkRel <= 1e-4;
+        ok &= sinkOk;
+        System.out.printf("   The same step with attention sinks (spec.withSinks, gpt-oss): a logit per query head (head 0: %.2f) joins"
+                + " its softmax without a value, moving the output by %.0f%%; vs fp64 with them: relative L2 error %.2e -> %s%n%n",
+                headSinks[0], 100 * moved, sinkRel, sinkOk ? "PASS" : "FAIL");
 
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
