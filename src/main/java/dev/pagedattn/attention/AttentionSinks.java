@@ -86,10 +86,10 @@ public final class AttentionSinks {
 
     /**
      * Checks these sinks against a spec's {@code numQHeads} and, where {@code numLayers >= 0}, a cache's layers; names
-     * the bad size. {@link #NONE} fits everything.
+     * the bad size. Sinks without any layer's row ({@link #NONE}) fit everything.
      */
     void requireFits(int numQHeads, int numLayers) {
-        if (this == NONE) {
+        if (!any()) {
             return;
         }
         if (numLayers >= 0 && perLayer.length != numLayers) {

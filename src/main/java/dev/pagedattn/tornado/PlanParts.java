@@ -102,9 +102,9 @@ final class PlanParts {
     }
 
     /**
-     * The merges' {@code sinks} argument of {@code layer}, one per KV-head shard: shard {@code s} holds query heads
+     * The prefill merge's {@code sinks} argument of {@code layer}, one per KV-head shard: shard {@code s} holds query heads
      * {@code [s * numQHeads / shards, (s + 1) * numQHeads / shards)}, so its array is {@code [numQHeads / shards]} of
-     * their sinks (zeros where the layer has none; the params' SINKS slot then keeps the merges from reading them).
+     * their sinks (zeros where the layer has none; the params' SINKS slot then keeps the merge from reading them).
      */
     static FloatArray[] sinks(AttentionSpec spec, int layer, int shards) {
         int hq = spec.numQHeads() / shards;

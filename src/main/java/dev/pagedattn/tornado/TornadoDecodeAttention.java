@@ -629,7 +629,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             dequant = new FloatArray[shards];
             partialsByShard = new FloatArray[shards];
             boolean sinks = spec.hasSinks(layer);
-            FloatArray[] sinksByShard = PlanParts.sinks(spec, layer, shards); // [shards] of [numQHeads / shards]
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
                     dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
@@ -692,9 +691,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 // a layer with sinks keeps the shard's query heads' sinks after everything a step (or a prefill graph) writes
                 FloatArray partials = partialsByShard[s] = new FloatArray((int) partialElements + (sinks ? hq : 0));
-                if (sinks) {
+                if (sinks) { // shard s holds query heads [s * hq, (s + 1) * hq)
                     for (int h = 0; h < hq; h++) {
-                        partials.set((int) partialElements + h, sinksByShard[s].get(h));
+                        partials.set((int) partialElements + h, spec.sinks().sink(layer, s * hq + h));
                     }
                     params.set(DecodeParams.SINKS, 1);
                     params.set(DecodeParams.SINK_BASE, (int) partialElements); // the same in every shard
