@@ -13,7 +13,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  *  out [numSeqs][numQHeads][headDim]  fp32, every element written
  * </pre>
  * Scores are {@code scale * q.k} accumulated in fp32, softmax is the numerically stable
- * (max-subtracted, online) form, and the output is the softmax-weighted sum of V.
+ * (max-subtracted, online) form, and the output is the softmax-weighted sum of V; in a layer with
+ * attention sinks (the spec's {@link AttentionSinks}) each head's sink joins its softmax without a value.
  */
 public interface DecodeAttention extends AutoCloseable {
 

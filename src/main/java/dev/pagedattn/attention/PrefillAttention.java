@@ -16,7 +16,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  *  out [totalQueries][numQHeads][headDim]  fp32, every element written
  * </pre>
  * Scores are {@code scale * q.k} in fp32, masked to the visible positions, softmax in the stable
- * online form, output the softmax-weighted sum of V.
+ * online form, output the softmax-weighted sum of V; in a layer with attention sinks (the spec's
+ * {@link AttentionSinks}) each head's sink joins its softmax without a value.
  */
 public interface PrefillAttention extends AutoCloseable {
 
