@@ -25,7 +25,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * without a window; prefill of one token per sequence against decode; a layer without sinks in a model whose other
  * layers have them is the plain decode, bit for bit; bad sinks are named errors (jqwik prints its seed on failure).
  */
-class SinkProperties {
+class SinkProperties extends DecodeShapeArbitraries {
 
     @Property(tries = 60)
     void decodeMatchesTheReferenceWithSinks(
@@ -104,21 +104,6 @@ class SinkProperties {
         AttentionSinks sinks = AttentionSinks.of(rows);
         rows[0][2] = 99f;
         assertEquals(3f, sinks.sink(0, 2));
-    }
-
-    @Provide
-    Arbitrary<Integer> groupSizes() {
-        return Arbitraries.of(1, 3, 4, 8);
-    }
-
-    @Provide
-    Arbitrary<Integer> headDims() {
-        return Arbitraries.of(8, 64, 80, 128);
-    }
-
-    @Provide
-    Arbitrary<Integer> blockSizes() {
-        return Arbitraries.of(1, 3, 7, 16, 17, 32);
     }
 
     /** No window, or windows of one token, inside a block, around block sizes and longer than most contexts. */

@@ -26,7 +26,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * window's first token inside a block); against the prefill path's one-token queries with the same window; and a window
  * no shorter than every context is the unwindowed decode, bit for bit (jqwik prints its seed on failure).
  */
-class WindowedDecodeProperties {
+class WindowedDecodeProperties extends DecodeShapeArbitraries {
 
     @Property(tries = 80)
     void matchesReferenceOverTheWindow(
@@ -99,21 +99,6 @@ class WindowedDecodeProperties {
             d[i] = a.get(i);
         }
         return d;
-    }
-
-    @Provide
-    Arbitrary<Integer> groupSizes() {
-        return Arbitraries.of(1, 3, 4, 8);
-    }
-
-    @Provide
-    Arbitrary<Integer> headDims() {
-        return Arbitraries.of(8, 64, 80, 128);
-    }
-
-    @Provide
-    Arbitrary<Integer> blockSizes() {
-        return Arbitraries.of(1, 3, 7, 16, 17, 32);
     }
 
     /** Windows of one token, inside a block, around block sizes, and longer than most contexts. */
