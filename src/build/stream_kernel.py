@@ -486,6 +486,14 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
             w("        " + " ".join(f"o{h}{d} += ctx.simdShuffleDown(o{h}{d}, 16);" for d in range(ACC)))
     w( "        int writeFinal = params.get(DecodeParams.WRITE_FINAL);")
     w( "        int numQHeads = numKvHeads * groupSize;")
+    w( "        // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store")
+    w( "        // (which may alias them, so a load after it waits for it)")
+    w( "        int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;")
+    w( "        int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;")
+    for hi, h in enumerate(H):
+        w(f"        float sink{h} = sinkOn != 0 && valid{h.upper()} ? partials.get(sinkAt + {hi}) : 0f;")
+    for hi, h in enumerate(H):
+        w(f"        float sinkSum{h} = PagedDecodeKernels.withSink(l{h}, m{h}, sinkOn, sink{h});")
     for hi, h in enumerate(H):
         w(f"        if (valid{h.upper()}{' && lane < 16' if VSPLIT else f' && lane < {WL}' if VL else ''}) {{")
         w(f"            int h = seq * numQHeads + kvHead * groupSize + head0 + {hi};")
@@ -493,7 +501,6 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         lo = "4 * lane" if q8 else "2 * lane"
         vs = " * vScale" if q8 else ""
         w( "            if (writeFinal != 0) {")
-        w(f"                float sinkSum{h} = PagedDecodeKernels.finalSum(l{h}, m{h}, partials, params, kvHead * groupSize + head0 + {hi}); // + the sink's share")
         w(f"                int o = h * headDim + {lo};")
         cut = 2 if VX else len(offs)   # at 80, 96 and 112 the second word's sums are written by lanes 0..XL - 1 only
         def stores(store):   # store(offset, accumulator index, its scale): one statement per accumulator

@@ -295,9 +295,18 @@ public final class PagedDecodeKernels {
      * sink in the merge instead.
      */
     public static float finalSum(float sum, float max, FloatArray partials, IntArray params, int head) {
+        int on = params.get(DecodeParams.SINKS);
+        return withSink(sum, max, on, on != 0 ? partials.get(params.get(DecodeParams.SINK_BASE) + head) : 0f);
+    }
+
+    /**
+     * {@code sum}, plus {@code exp(sink - max)} where {@code on != 0}: {@link #finalSum} with the sink already loaded (the
+     * stream kernels load every head's sink before their first output store).
+     */
+    public static float withSink(float sum, float max, int on, float sink) {
         float withSink = sum;
-        if (params.get(DecodeParams.SINKS) != 0) {
-            withSink = sum + TornadoMath.exp(partials.get(params.get(DecodeParams.SINK_BASE) + head) - max);
+        if (on != 0) {
+            withSink = sum + TornadoMath.exp(sink - max);
         }
         return withSink;
     }

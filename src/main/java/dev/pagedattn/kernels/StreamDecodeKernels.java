@@ -811,10 +811,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -835,7 +846,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -856,7 +866,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -877,7 +886,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -1493,10 +1501,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -1517,7 +1536,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -1538,7 +1556,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -1559,7 +1576,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -2090,10 +2106,29 @@ public final class StreamDecodeKernels {
                 float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -2114,7 +2149,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -2135,7 +2169,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -2156,7 +2189,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -2177,7 +2209,6 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
-                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oe0 / sinkSume);
                         out.set(o + 1, oe1 / sinkSume);
@@ -2198,7 +2229,6 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
-                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, of0 / sinkSumf);
                         out.set(o + 1, of1 / sinkSumf);
@@ -2219,7 +2249,6 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
-                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, og0 / sinkSumg);
                         out.set(o + 1, og1 / sinkSumg);
@@ -2240,7 +2269,6 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
-                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oh0 / sinkSumh);
                         out.set(o + 1, oh1 / sinkSumh);
@@ -2812,10 +2840,29 @@ public final class StreamDecodeKernels {
                 float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -2836,7 +2883,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -2857,7 +2903,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -2878,7 +2923,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -2899,7 +2943,6 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
-                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oe0 / sinkSume);
                         out.set(o + 1, oe1 / sinkSume);
@@ -2920,7 +2963,6 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
-                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, of0 / sinkSumf);
                         out.set(o + 1, of1 / sinkSumf);
@@ -2941,7 +2983,6 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
-                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, og0 / sinkSumg);
                         out.set(o + 1, og1 / sinkSumg);
@@ -2962,7 +3003,6 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
-                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oh0 / sinkSumh);
                         out.set(o + 1, oh1 / sinkSumh);
@@ -3461,10 +3501,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -3481,7 +3532,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -3498,7 +3548,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -3515,7 +3564,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -3983,10 +4031,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -4003,7 +4062,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -4020,7 +4078,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -4037,7 +4094,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -4613,10 +4669,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -4639,7 +4706,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -4662,7 +4728,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -4685,7 +4750,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -5272,10 +5336,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -5298,7 +5373,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -5321,7 +5395,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -5344,7 +5417,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -5846,10 +5918,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -5878,7 +5961,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -5907,7 +5989,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -5936,7 +6017,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -6481,10 +6561,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -6513,7 +6604,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -6542,7 +6632,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -6571,7 +6660,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -7209,10 +7297,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -7233,7 +7332,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -7254,7 +7352,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -7275,7 +7372,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -7905,10 +8001,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -7929,7 +8036,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -7950,7 +8056,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -7971,7 +8076,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -8601,10 +8705,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -8625,7 +8740,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -8646,7 +8760,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -8667,7 +8780,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -9127,10 +9239,21 @@ public final class StreamDecodeKernels {
                 od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -9151,7 +9274,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -9172,7 +9294,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -9193,7 +9314,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -9792,10 +9912,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -9816,7 +9947,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -9837,7 +9967,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -9858,7 +9987,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -10375,10 +10503,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -10407,7 +10546,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -10436,7 +10574,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -10465,7 +10602,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -11021,10 +11157,29 @@ public final class StreamDecodeKernels {
                 float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -11045,7 +11200,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -11066,7 +11220,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -11087,7 +11240,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -11108,7 +11260,6 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
-                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oe0 * vScale / sinkSume);
                         out.set(o + 1, oe1 * vScale / sinkSume);
@@ -11129,7 +11280,6 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
-                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, of0 * vScale / sinkSumf);
                         out.set(o + 1, of1 * vScale / sinkSumf);
@@ -11150,7 +11300,6 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
-                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, og0 * vScale / sinkSumg);
                         out.set(o + 1, og1 * vScale / sinkSumg);
@@ -11171,7 +11320,6 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
-                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oh0 * vScale / sinkSumh);
                         out.set(o + 1, oh1 * vScale / sinkSumh);
@@ -11631,10 +11779,21 @@ public final class StreamDecodeKernels {
                 od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -11655,7 +11814,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -11676,7 +11834,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -11697,7 +11854,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -12296,10 +12452,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -12320,7 +12487,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -12341,7 +12507,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -12362,7 +12527,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -12879,10 +13043,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -12911,7 +13086,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -12940,7 +13114,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -12969,7 +13142,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -13525,10 +13697,29 @@ public final class StreamDecodeKernels {
                 float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -13549,7 +13740,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -13570,7 +13760,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -13591,7 +13780,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -13612,7 +13800,6 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
-                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oe0 * vScale / sinkSume);
                         out.set(o + 1, oe1 * vScale / sinkSume);
@@ -13633,7 +13820,6 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
-                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, of0 * vScale / sinkSumf);
                         out.set(o + 1, of1 * vScale / sinkSumf);
@@ -13654,7 +13840,6 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
-                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, og0 * vScale / sinkSumg);
                         out.set(o + 1, og1 * vScale / sinkSumg);
@@ -13675,7 +13860,6 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
-                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oh0 * vScale / sinkSumh);
                         out.set(o + 1, oh1 * vScale / sinkSumh);
@@ -14135,10 +14319,21 @@ public final class StreamDecodeKernels {
                 od0 += ctx.simdShuffleDown(od0, 16); od1 += ctx.simdShuffleDown(od1, 16); od2 += ctx.simdShuffleDown(od2, 16); od3 += ctx.simdShuffleDown(od3, 16);
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -14159,7 +14354,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -14180,7 +14374,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -14201,7 +14394,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 16) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -14800,10 +14992,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -14824,7 +15027,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -14845,7 +15047,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -14866,7 +15067,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 24) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -15383,10 +15583,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -15415,7 +15626,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -15444,7 +15654,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -15473,7 +15682,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -16029,10 +16237,29 @@ public final class StreamDecodeKernels {
                 float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -16053,7 +16280,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -16074,7 +16300,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -16095,7 +16320,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -16116,7 +16340,6 @@ public final class StreamDecodeKernels {
                 if (validE) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
                     if (writeFinal != 0) {
-                        float sinkSume = PagedDecodeKernels.finalSum(le, me, partials, params, kvHead * groupSize + head0 + 4); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oe0 * vScale / sinkSume);
                         out.set(o + 1, oe1 * vScale / sinkSume);
@@ -16137,7 +16360,6 @@ public final class StreamDecodeKernels {
                 if (validF) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
                     if (writeFinal != 0) {
-                        float sinkSumf = PagedDecodeKernels.finalSum(lf, mf, partials, params, kvHead * groupSize + head0 + 5); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, of0 * vScale / sinkSumf);
                         out.set(o + 1, of1 * vScale / sinkSumf);
@@ -16158,7 +16380,6 @@ public final class StreamDecodeKernels {
                 if (validG) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
                     if (writeFinal != 0) {
-                        float sinkSumg = PagedDecodeKernels.finalSum(lg, mg, partials, params, kvHead * groupSize + head0 + 6); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, og0 * vScale / sinkSumg);
                         out.set(o + 1, og1 * vScale / sinkSumg);
@@ -16179,7 +16400,6 @@ public final class StreamDecodeKernels {
                 if (validH) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
                     if (writeFinal != 0) {
-                        float sinkSumh = PagedDecodeKernels.finalSum(lh, mh, partials, params, kvHead * groupSize + head0 + 7); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oh0 * vScale / sinkSumh);
                         out.set(o + 1, oh1 * vScale / sinkSumh);
@@ -16744,10 +16964,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -16770,7 +17001,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -16793,7 +17023,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -16816,7 +17045,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -17388,10 +17616,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -17414,7 +17653,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -17437,7 +17675,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -17460,7 +17697,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -18063,10 +18299,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -18087,7 +18334,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -18108,7 +18354,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -18129,7 +18374,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -18730,10 +18974,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -18754,7 +19009,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -18775,7 +19029,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -18796,7 +19049,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -19397,10 +19649,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -19421,7 +19684,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -19442,7 +19704,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -19463,7 +19724,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 20) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -20060,10 +20320,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -20086,7 +20357,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -20109,7 +20379,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -20132,7 +20401,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -20736,10 +21004,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oa0 / sinkSuma);
                         out.set(o + 1, oa1 / sinkSuma);
@@ -20762,7 +21041,6 @@ public final class StreamDecodeKernels {
                 if (validB) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, ob0 / sinkSumb);
                         out.set(o + 1, ob1 / sinkSumb);
@@ -20785,7 +21063,6 @@ public final class StreamDecodeKernels {
                 if (validC) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, oc0 / sinkSumc);
                         out.set(o + 1, oc1 / sinkSumc);
@@ -20808,7 +21085,6 @@ public final class StreamDecodeKernels {
                 if (validD) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 2 * lane;
                         out.set(o + 0, od0 / sinkSumd);
                         out.set(o + 1, od1 / sinkSumd);
@@ -21443,10 +21719,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -21467,7 +21754,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -21488,7 +21774,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -21509,7 +21794,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -22142,10 +22426,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -22166,7 +22461,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -22187,7 +22481,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -22208,7 +22501,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
@@ -22841,10 +23133,21 @@ public final class StreamDecodeKernels {
                 float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
                 int writeFinal = params.get(DecodeParams.WRITE_FINAL);
                 int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
                 if (validA && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
                     if (writeFinal != 0) {
-                        float sinkSuma = PagedDecodeKernels.finalSum(la, ma, partials, params, kvHead * groupSize + head0 + 0); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oa0 * vScale / sinkSuma);
                         out.set(o + 1, oa1 * vScale / sinkSuma);
@@ -22865,7 +23168,6 @@ public final class StreamDecodeKernels {
                 if (validB && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
                     if (writeFinal != 0) {
-                        float sinkSumb = PagedDecodeKernels.finalSum(lb, mb, partials, params, kvHead * groupSize + head0 + 1); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, ob0 * vScale / sinkSumb);
                         out.set(o + 1, ob1 * vScale / sinkSumb);
@@ -22886,7 +23188,6 @@ public final class StreamDecodeKernels {
                 if (validC && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
                     if (writeFinal != 0) {
-                        float sinkSumc = PagedDecodeKernels.finalSum(lc, mc, partials, params, kvHead * groupSize + head0 + 2); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, oc0 * vScale / sinkSumc);
                         out.set(o + 1, oc1 * vScale / sinkSumc);
@@ -22907,7 +23208,6 @@ public final class StreamDecodeKernels {
                 if (validD && lane < 28) {
                     int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
                     if (writeFinal != 0) {
-                        float sinkSumd = PagedDecodeKernels.finalSum(ld, md, partials, params, kvHead * groupSize + head0 + 3); // + the sink's share
                         int o = h * headDim + 4 * lane;
                         out.set(o + 0, od0 * vScale / sinkSumd);
                         out.set(o + 1, od1 * vScale / sinkSumd);
