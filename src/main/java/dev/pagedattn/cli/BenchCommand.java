@@ -225,7 +225,7 @@ final class BenchCommand implements Callable<Integer> {
         // other; benchmarks/NOTES.md, t98): the first cell is run once untimed, so that every reported cell is a later one.
         if (!cells.isEmpty()) {
             System.out.printf("warm-up: %d x %d once, not reported%n", cells.get(0).length, cells.get(0)[0]);
-            cell(cells.get(0), "warm-up", kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW, false);
+            cell(cells.get(0), "warm-up", kvDtype, s, probe.readGBs(), slidingWindow, false);
         }
         String raggedContext = ragged.equals("none") ? null : ragged.split("x")[1];
         for (int i = 0; i < cells.size(); i++) {
