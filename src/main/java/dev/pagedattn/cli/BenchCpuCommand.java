@@ -76,6 +76,10 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " BxL/wW), then Bx min(L, W) without a window (the same K/V bytes) in the same run.")
     Integer window;
 
+    @Option(names = "--sinks", description = "Attention sinks (gpt-oss) in every query head, random from the seed: each cell"
+            + " with sinks (row BxL/sinks), then without, in the same run.")
+    boolean sinks;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -115,11 +119,17 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         for (int[] shape : shapes) {
             for (KvDtype dtype : kvDtypes) {
-                rows.add(cell(shape[0], shape[1], dtype, slidingWindow));
+                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks));
                 console.println(rows.getLast());
-                if (slidingWindow != DecodeBatch.NO_WINDOW) {
+                if (sinks) {
+                    String sunk = rows.getLast();
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: with sinks / without: %.2fx the time%n", shape[0], shape[1],
+                            dtype.name().toLowerCase(), minMs(sunk) / minMs(rows.getLast()));
+                } else if (slidingWindow != DecodeBatch.NO_WINDOW) {
                     String windowed = rows.getLast();
-                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW));
+                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: window %d / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), slidingWindow, Math.min(shape[1], slidingWindow),
@@ -157,12 +167,15 @@ final class BenchCpuCommand implements Callable<Integer> {
         return Double.parseDouble(row.split(",")[7]);
     }
 
-    private String cell(int batch, int context, KvDtype dtype, int slidingWindow) {
+    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
                 ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
+        if (withSinks) {
+            w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed));
+        }
         FloatArray result = w.poisonedOutput();
         long[] nanos = new long[steps];
         int numThreads;
@@ -183,7 +196,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         long[] sorted = nanos.clone();
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
-        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "");
+        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "");
         return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
                 batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
                 relL2 <= 1e-3 ? "ok" : "wrong");

@@ -51,6 +51,19 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp32: window 50 / no window over 50 tokens: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --sinks: each cell with sinks, then without, both checked against fp64, the ratio of the two on stderr. */
+    @Test
+    void sinksTimeEachCellNextToItselfWithout() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--sinks", "--dtypes", "fp16", "--q-heads", "4", "--kv-heads",
+                "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/sinks,fp16,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x300,fp16,2,300,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp16: with sinks / without: [0-9.]+x the time.*"), run.err());
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
         "--window|0|--window=0",
