@@ -17,7 +17,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * The prefix-cache path end to end: {@code PrefixCache.admit} reuses a shared system prompt, the
  * new tokens' K/V are written, and prefill over cached + new tokens equals, bit for bit, prefill
- * over a cache written from scratch. K/V are a fixed function of (token id, position, layer).
+ * over a cache written from scratch, with and without attention sinks. K/V are a fixed function of (token id, position,
+ * layer).
  */
 class PrefixCachedPrefillTest {
     private static final int LAYERS = 2;
@@ -25,11 +26,12 @@ class PrefixCachedPrefillTest {
     private static final int HEAD_DIM = 40;
     private static final int NUM_Q_HEADS = 8;
 
-    @ParameterizedTest(name = "blockSize={0} {1} window={2}")
-    @CsvSource({"16, FP16, 2147483647", "4, FP32, 2147483647", "16, FP32, 7", "5, FP16, 23"})
-    void prefillAfterAPrefixHitEqualsPrefillOverACacheWrittenFromScratch(int blockSize, KvDtype dtype, int window)
+    @ParameterizedTest(name = "blockSize={0} {1} window={2} sinks={3}")
+    @CsvSource({"16, FP16, 2147483647, false", "4, FP32, 2147483647, true", "16, FP32, 7, false", "5, FP16, 23, true",
+            "16, FP16, 2147483647, true"})
+    void prefillAfterAPrefixHitEqualsPrefillOverACacheWrittenFromScratch(int blockSize, KvDtype dtype, int window, boolean sinks)
             throws OutOfBlocksException {
-        long seed = TestSeeds.fresh("prefillAfterAPrefixHit bs=" + blockSize + " " + dtype + " window=" + window);
+        long seed = TestSeeds.fresh("prefillAfterAPrefixHit bs=" + blockSize + " " + dtype + " window=" + window + " sinks=" + sinks);
         SplittableRandom random = new SplittableRandom(seed);
         int[] system = random.ints(5 * blockSize + random.nextInt(blockSize), 0, 128_000).toArray();
         int[] first = concat(system, random.ints(1 + random.nextInt(20), 0, 128_000).toArray());
@@ -55,7 +57,8 @@ class PrefixCachedPrefillTest {
         plain.append(seq, second.length);
         ModelKv.write(plain, seq, second, 0, LAYERS);
 
-        AttentionSpec spec = AttentionSpec.of(config, NUM_Q_HEADS);
+        AttentionSpec plainSpec = AttentionSpec.of(config, NUM_Q_HEADS);
+        AttentionSpec spec = sinks ? plainSpec.withSinks(DecodeWorkload.randomSinks(LAYERS, NUM_Q_HEADS, 1, seed)) : plainSpec;
         FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, newTokens * NUM_Q_HEADS * HEAD_DIM));
         PrefillBatch fromCache = PrefillBatch.of(cached.batch(a2.seq()), new int[] {newTokens}, window);
         PrefillBatch fromScratch = PrefillBatch.of(plain.batch(seq), new int[] {newTokens}, window);
