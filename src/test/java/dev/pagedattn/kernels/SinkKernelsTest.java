@@ -116,7 +116,8 @@ class SinkKernelsTest {
         return grids;
     }
 
-    private static double relativeL2(double[] got, double[] want) {
+    /** {@code ||got - want|| / ||want||} of two fp64 results (how far the sinks move a reference). */
+    static double relativeL2(double[] got, double[] want) {
         double num = 0;
         double den = 0;
         for (int i = 0; i < want.length; i++) {
