@@ -12,13 +12,21 @@ import dev.pagedattn.cache.KvCacheConfig;
  * @param headDim    a multiple of 8 in [8, 256]
  * @param scale      softmax scale, finite and > 0 ({@code 1/sqrt(headDim)} by default)
  * @param sinks      per-layer attention sinks ({@link AttentionSinks}; {@link AttentionSinks#NONE} by default)
+ * @param softCap    logit soft-capping (Gemma 2's {@code attn_logit_softcapping}, FlashInfer's {@code
+ *                   logits_soft_cap}): every score {@code s = scale * q.k} becomes {@code softCap * tanh(s / softCap)}
+ *                   before the softmax (a sink is not capped); 0 = none (the default), else finite and > 0
  */
-public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks) {
+public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap) {
     public static final int MAX_HEAD_DIM = 256;
 
-    /** A spec without sinks. */
+    /** A spec without sinks or soft-capping. */
     public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
-        this(numQHeads, numKvHeads, headDim, scale, AttentionSinks.NONE);
+        this(numQHeads, numKvHeads, headDim, scale, AttentionSinks.NONE, 0f);
+    }
+
+    /** A spec without soft-capping. */
+    public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks) {
+        this(numQHeads, numKvHeads, headDim, scale, sinks, 0f);
     }
 
     public AttentionSpec {
@@ -38,11 +46,27 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
             throw new IllegalArgumentException("sinks=null (use AttentionSinks.NONE)");
         }
         sinks.requireFits(numQHeads, -1);
+        if (softCap != 0f && !(softCap > 0 && Float.isFinite(softCap))) {
+            throw new IllegalArgumentException("softCap=" + softCap + " must be 0 (none) or finite and > 0");
+        }
     }
 
     /** This spec with {@code sinks} (gpt-oss's per-head sink logits; {@link AttentionSinks}). */
     public AttentionSpec withSinks(AttentionSinks sinks) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap);
+    }
+
+    /**
+     * This spec with logit soft-capping at {@code softCap} (Gemma 2 uses 50 in every layer; 0 turns it off): every score
+     * {@code s} becomes {@code softCap * tanh(s / softCap)}, in every backend, decode and prefill.
+     */
+    public AttentionSpec withSoftCap(float softCap) {
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap);
+    }
+
+    /** Whether scores are soft-capped ({@link #softCap()} > 0). */
+    public boolean hasSoftCap() {
+        return softCap > 0;
     }
 
     /** Whether {@code layer} has sinks. */
@@ -59,13 +83,14 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
      * The spec one of {@code shards} KV-head shards of a layer sees
      * ({@link KvCacheConfig#poolShards()}): {@code numKvHeads / shards} KV heads and their query
      * heads; this spec itself for one shard. A shard's spec (of more than one) carries no sinks: the backend that
-     * shards a layer gives each shard its query heads' sinks itself.
+     * shards a layer gives each shard its query heads' sinks itself. It keeps the soft cap (the same for every head).
      */
     public AttentionSpec shard(int shards) {
         if (shards < 1 || numKvHeads % shards != 0) {
             throw new IllegalArgumentException("shards=" + shards + " does not divide numKvHeads=" + numKvHeads);
         }
-        return shards == 1 ? this : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale);
+        return shards == 1 ? this
+                : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale, AttentionSinks.NONE, softCap);
     }
 
     /** Query heads per KV head. */
