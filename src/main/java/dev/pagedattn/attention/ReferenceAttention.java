@@ -122,6 +122,17 @@ public final class ReferenceAttention {
         return Math.sqrt(num / Math.max(den, Double.MIN_NORMAL));
     }
 
+    /** {@link #relativeL2(FloatArray, double[])} of two fp64 results (how far an option, say a soft cap, moves one). */
+    public static double relativeL2(double[] got, double[] want) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < want.length; i++) {
+            num += (got[i] - want[i]) * (got[i] - want[i]);
+            den += want[i] * want[i];
+        }
+        return Math.sqrt(num / Math.max(den, Double.MIN_NORMAL));
+    }
+
     /** Largest absolute difference; NaN anywhere gives NaN. */
     public static double maxAbsError(FloatArray got, double[] want) {
         double m = 0;

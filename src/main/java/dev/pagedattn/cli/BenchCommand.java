@@ -82,6 +82,12 @@ final class BenchCommand implements Callable<Integer> {
             + " the seed; each cell is then timed next to the same cell without sinks in the same run.")
     boolean sinks;
 
+    @Option(names = "--soft-cap", description = "Decode and prefill cells: logit soft-capping at X (Gemma 2: 50); each cell is"
+            + " then timed next to the same cell without in the same run (with --sinks: with both, next to neither).")
+    Float softCap;
+
+    private Extras extras = Extras.NONE; // --sinks and --soft-cap, once checked
+
     @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
     Integer window;
@@ -173,6 +179,7 @@ final class BenchCommand implements Callable<Integer> {
         if (loopReserveSeqs != null && loopReserveSeqs < 1) {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
+        extras = Extras.of(sinks, softCap);
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -202,7 +209,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         if (sweepList.contains("prefill")) {
             PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales,
-                    device, iterations, s, prefillOut, sinks);
+                    device, iterations, s, prefillOut, extras);
         }
         return 0;
     }
@@ -231,15 +238,15 @@ final class BenchCommand implements Callable<Integer> {
         for (int i = 0; i < cells.size(); i++) {
             int[] lengths = cells.get(i);
             String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
-            if (sinks) {
+            if (extras.any()) {
                 String plainContext = context + (slidingWindow == DecodeBatch.NO_WINDOW ? "" : "/w" + slidingWindow);
-                List<BenchRow> sunk = cell(lengths, plainContext + "/sinks", kvDtype, s, probe.readGBs(), slidingWindow, true);
+                List<BenchRow> with = cell(lengths, plainContext + "/" + extras.label(), kvDtype, s, probe.readGBs(), slidingWindow, true);
                 List<BenchRow> plain = cell(lengths, plainContext, kvDtype, s, probe.readGBs(), slidingWindow, false);
-                for (int k = 0; k < Math.min(sunk.size(), plain.size()); k++) {
-                    System.out.printf("%5d x %-12s %-13s with sinks / without: %.2fx the time%n", lengths.length, plainContext,
-                            sunk.get(k).variant(), sunk.get(k).minUs() / plain.get(k).minUs());
+                for (int k = 0; k < Math.min(with.size(), plain.size()); k++) {
+                    System.out.printf("%5d x %-12s %-13s with %s / without: %.2fx the time%n", lengths.length, plainContext,
+                            with.get(k).variant(), extras.label(), with.get(k).minUs() / plain.get(k).minUs());
                 }
-                rows.addAll(sunk);
+                rows.addAll(with);
                 rows.addAll(plain);
             } else if (slidingWindow == DecodeBatch.NO_WINDOW) {
                 rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false));
@@ -288,7 +295,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
-                                boolean withSinks) {
+                                boolean withExtras) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
@@ -302,13 +309,13 @@ final class BenchCommand implements Callable<Integer> {
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
                 0, 1, 0, scales).windowed(slidingWindow);
-        if (withSinks) {
-            w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, s));
+        if (withExtras) {
+            w = extras.apply(w, 1, qHeads, s);
         }
         double[] ref = w.reference();
         for (String variant : variants) {
-            if (variant.equals("parallel") && withSinks) {
-                continue; // no merge to add sinks in: refused by the backend
+            if (variant.equals("parallel") && withExtras) {
+                continue; // neither sinks nor soft-capping in the @Parallel variant: refused by the backend
             }
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {
                 rows.add(new BenchRow("ours", variant, dt, lengths.length, context, tokens, "skipped", Double.NaN, Double.NaN,

@@ -63,6 +63,11 @@ final class CheckCommand implements Callable<Integer> {
             + " sink logit, random in [0, 5) from the seed, that joins its softmax without a value (decode and prefill).")
     boolean sinks;
 
+    @Option(names = "--soft-cap", description = "Logit soft-capping, as Gemma 2 has it (50 there): every score s becomes"
+            + " X tanh(s / X) before the softmax (decode and prefill). Random inputs score within about +-1, so a cap below 1"
+            + " is what tests it; the check prints how far the cap moves the fp64 result.")
+    Float softCap;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -124,23 +129,25 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
+        Extras extras = Extras.of(sinks, softCap);
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), sinks);
+                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras);
         }
         int slidingWindow = PrefillCheck.window(window);
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
-        DecodeWorkload w = build(shape, lengths, steps - 1).windowed(slidingWindow);
-        if (sinks) {
-            w = w.withSinks(DecodeWorkload.randomSinks(shape.layers, shape.qHeads, 1, shape.seed()));
-        }
+        DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(slidingWindow);
+        DecodeWorkload w = extras.apply(plain, shape.layers, shape.qHeads, shape.seed());
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
-                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + (sinks ? " sinks" : "") + " backend=" + backend);
+                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + extras.describe() + " backend=" + backend);
+            if (extras.softCap() > 0) {
+                PrefillCheck.printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
+            }
             decode(attention, w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);
             for (int i = 0; i < iterations; i++) {

@@ -154,8 +154,23 @@ final class DemoCommand implements Callable<Integer> {
         boolean sinkOk = sinkRel <= 1e-4;
         ok &= sinkOk;
         System.out.printf("   The same step with attention sinks (spec.withSinks, gpt-oss): a logit per query head (head 0: %.2f) joins"
-                + " its softmax without a value, moving the output by %.0f%%; vs fp64 with them: relative L2 error %.2e -> %s%n%n",
+                + " its softmax without a value, moving the output by %.0f%%; vs fp64 with them: relative L2 error %.2e -> %s%n",
                 headSinks[0], 100 * moved, sinkRel, sinkOk ? "PASS" : "FAIL");
+        // Gemma 2's logit soft-capping: every score s becomes cap * tanh(s / cap) (Gemma 2: 50, for scores far larger
+        // than these random ones, which a cap of 0.5 bends as much)
+        float softCap = 0.5f;
+        AttentionSpec capped = spec.withSoftCap(softCap);
+        try (DecodeAttention cappedAttention = Backends.create(backendOptions.backend, cache, capped, backendOptions.device, "auto")) {
+            out.init(Float.NaN);
+            cappedAttention.decode(batch, 0, q, out);
+        }
+        double capRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, capped, 0, seqs, q));
+        double capMoved = ReferenceAttention.relativeL2(out, ref);
+        boolean capOk = capRel <= 1e-4;
+        ok &= capOk;
+        System.out.printf("   The same step with logit soft-capping at %.1f (spec.withSoftCap, Gemma 2): every score s becomes"
+                + " %.1f tanh(s / %.1f), moving the output by %.1f%%; vs fp64 with it: relative L2 error %.2e -> %s%n%n",
+                softCap, softCap, softCap, 100 * capMoved, capRel, capOk ? "PASS" : "FAIL");
 
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",

@@ -40,24 +40,26 @@ final class PrefillBench {
     }
 
     /**
-     * {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32; {@code sinks}: each cell with random attention sinks
-     * in every query head, then the same cell without, and their ratio.
+     * {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32; {@code extras}: each cell with them (random attention
+     * sinks in every query head, a soft cap), then the same cell without, and their ratio.
      */
     static void run(int[] batches, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
-                    KvScales scales, String device, int iterations, long seed, Path out, boolean sinks) throws IOException {
+                    KvScales scales, String device, int iterations, long seed, Path out, Extras extras) throws IOException {
         List<String> lines = new ArrayList<>();
         lines.add(HEADER);
         for (int b : batches) {
-            if (sinks) {
-                String with = cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed, true);
+            if (extras.any()) {
+                String with = cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed,
+                        extras);
                 String without = cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed,
-                        false);
-                System.out.printf("prefill %4d x %d+%-5d with sinks / without: %.2fx the time%n", b, prefix, queryLen,
+                        Extras.NONE);
+                System.out.printf("prefill %4d x %d+%-5d with %s / without: %.2fx the time%n", b, prefix, queryLen, extras.label(),
                         minUs(with) / minUs(without));
                 lines.add(with);
                 lines.add(without);
             } else {
-                lines.add(cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed, false));
+                lines.add(cell(b, prefix, queryLen, qHeads, kvHeads, headDim, blockSize, dtype, scales, device, iterations, seed,
+                        Extras.NONE));
             }
             if (out.getParent() != null) {
                 Files.createDirectories(out.getParent());
@@ -74,20 +76,18 @@ final class PrefillBench {
     }
 
     private static String cell(int batch, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize,
-                               KvDtype dtype, KvScales scales, String device, int iterations, long seed, boolean sinks) {
+                               KvDtype dtype, KvScales scales, String device, int iterations, long seed, Extras extras) {
         String dt = dtype.name().toLowerCase(Locale.ROOT);
         int[] lengths = new int[batch];
         int[] qLens = new int[batch];
         Arrays.fill(lengths, prefix + queryLen);
         Arrays.fill(qLens, queryLen);
-        String head = String.join(",", "ours", sinks ? "prefill+sinks" : "prefill", dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
+        String head = String.join(",", "ours", extras.any() ? "prefill+" + extras.label() : "prefill", dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
         PrefillWorkload w;
         try {
             w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch, 0,
                     scales);
-            if (sinks) {
-                w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed));
-            }
+            w = extras.apply(w, qHeads, seed);
         } catch (IllegalArgumentException e) {
             System.out.printf("prefill %4d x %d+%d does not fit: %s%n", batch, prefix, queryLen, e.getMessage());
             return head + ",does-not-fit,,,,,,," + e.getMessage().replace(',', ';');
@@ -133,7 +133,7 @@ final class PrefillBench {
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
             System.out.printf("prefill%s %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
-                    sinks ? "+sinks" : "", batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel, walls, grid);
+                    extras.any() ? "+" + extras.label() : "", batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel, walls, grid);
             return head + "," + (rel < 1e-2 ? "ok" : "wrong") + String.format(Locale.ROOT, ",%.2f,%.2f,%.2f,%.4g,%.3f,%.3e,",
                     nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, flops, tflops, rel)
                     + "fp64 check: 2x" + SAMPLE + " rows of the first and last sequence; " + walls + "; " + grid;

@@ -65,14 +65,23 @@ final class PrefillCheck {
     }
 
     /**
+     * How far the soft cap moves the fp64 result ({@code moved}, relative L2): a cap the inputs' scores never reach
+     * tests nothing, and the line says so.
+     */
+    static void printCapMoves(Extras extras, double moved) {
+        System.out.printf("soft cap %s moves the fp64 result by %.3e (relative L2)%s%n", extras.label().replaceAll(".*cap=", ""), moved,
+                moved < 1e-3 ? ": the scores rarely reach the cap, so this check barely tests it (try a cap below 1)" : "");
+    }
+
+    /**
      * {@code decodeSteps}: after each prefill step, that many decode steps of one new token per sequence by a decode
      * backend of the same kind on the same cache (an engine's prefill, then decode), each checked against fp64;
      * {@code sharedPools}: on TornadoVM the prefill backend is the decode backend's ({@code TornadoDecodeAttention.prefill()}),
-     * one device copy of the pools, else each backend keeps its own; {@code sinks}: random attention sinks in every query
-     * head ({@link DecodeWorkload#randomSinks}).
+     * one device copy of the pools, else each backend keeps its own; {@code extras}: random attention sinks in every query
+     * head ({@link DecodeWorkload#randomSinks}), a soft cap.
      */
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, boolean sinks) {
+                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, Extras extras) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
@@ -86,9 +95,8 @@ final class PrefillCheck {
                 shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare,
                 ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
                 shape.maxArrayElements());
-        if (sinks) {
-            w = w.withSinks(DecodeWorkload.randomSinks(1, shape.qHeads, 1, shape.seed())); // one layer, as the workload
-        }
+        PrefillWorkload plain = w;
+        w = extras.apply(w, shape.qHeads, shape.seed()); // one layer, as the workload
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         boolean shared = sharedPools && decodeSteps > 0 && backend.equals("tornado");
         try (DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null;
@@ -96,8 +104,11 @@ final class PrefillCheck {
                      : PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
-                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + (sinks ? " sinks" : "") + " backend=" + backend
+                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + extras.describe() + " backend=" + backend
                     + (shared ? " pools=shared" : ""));
+            if (extras.softCap() > 0) {
+                printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
+            }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
             status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
             for (int step = 2; step <= steps; step++) {

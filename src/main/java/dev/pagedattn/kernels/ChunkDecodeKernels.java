@@ -222,12 +222,14 @@ public final class ChunkDecodeKernels {
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
             //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             float chunkMax = Float.NEGATIVE_INFINITY;
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
                     s += dots[idx * (lanes + 1) + l];
                 }
+                s = PagedDecodeKernels.softCap(s, cap);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }
@@ -566,12 +568,14 @@ public final class ChunkDecodeKernels {
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
             //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             float chunkMax = Float.NEGATIVE_INFINITY;
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
                     s += dots[idx * (lanes + 1) + l];
                 }
+                s = PagedDecodeKernels.softCap(s, cap);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }
@@ -902,12 +906,14 @@ public final class ChunkDecodeKernels {
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
             //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             float chunkMax = Float.NEGATIVE_INFINITY;
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
                     s += dots[idx * (lanes + 1) + l];
                 }
+                s = PagedDecodeKernels.softCap(s, cap);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }

@@ -81,8 +81,14 @@ public final class DecodeParams {
      * element a step or the plan's prefill graphs write there. A plan constant.
      */
     public static final int SINK_BASE = 20;
+    /**
+     * Logit soft-capping ({@code AttentionSpec.softCap}): where the cap lies in {@code partials} (after the sinks, if
+     * any), or 0 when the plan's scores are not capped (index 0 never holds it). Every attention kernel reads it once
+     * ({@code PagedDecodeKernels.softCapOf}) and caps each score ({@code PagedDecodeKernels.softCap}). A plan constant.
+     */
+    public static final int SOFT_CAP = 21;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 21;
+    public static final int SIZE = 22;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

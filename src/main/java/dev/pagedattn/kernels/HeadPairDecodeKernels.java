@@ -203,6 +203,7 @@ public final class HeadPairDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -218,6 +219,7 @@ public final class HeadPairDecodeKernels {
                     for (; j < lanes; j++) {
                         sc += red[b + j];
                     }
+                    sc = PagedDecodeKernels.softCap(sc, cap);
                 }
                 scores[idx] = sc;
             }
@@ -486,6 +488,7 @@ public final class HeadPairDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -501,6 +504,7 @@ public final class HeadPairDecodeKernels {
                     for (; j < lanes; j++) {
                         sc += red[b + j];
                     }
+                    sc = PagedDecodeKernels.softCap(sc, cap);
                 }
                 scores[idx] = sc;
             }

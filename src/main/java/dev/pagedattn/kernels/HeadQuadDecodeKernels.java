@@ -231,6 +231,7 @@ public final class HeadQuadDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -246,6 +247,7 @@ public final class HeadQuadDecodeKernels {
                     for (; j < lanes; j++) {
                         sc += red[b + j];
                     }
+                    sc = PagedDecodeKernels.softCap(sc, cap);
                 }
                 scores[idx] = sc;
             }
@@ -655,6 +657,7 @@ public final class HeadQuadDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -670,6 +673,7 @@ public final class HeadQuadDecodeKernels {
                     for (; j < lanes; j++) {
                         sc += red[b + j];
                     }
+                    sc = PagedDecodeKernels.softCap(sc, cap);
                 }
                 scores[idx] = sc;
             }
@@ -1104,6 +1108,7 @@ public final class HeadQuadDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -1119,6 +1124,7 @@ public final class HeadQuadDecodeKernels {
                     for (; j < lanes; j++) {
                         sc += red[b + j];
                     }
+                    sc = PagedDecodeKernels.softCap(sc, cap);
                 }
                 scores[idx] = sc;
             }

@@ -311,6 +311,38 @@ public final class PagedDecodeKernels {
         return withSink;
     }
 
+    /**
+     * The plan's logit soft cap ({@code AttentionSpec.softCap}), or 0 when its scores are not capped: {@code slot} is
+     * where the cap lies in {@code partials} ({@link DecodeParams#SOFT_CAP}, {@link PrefillParams#SOFT_CAP}; 0 for
+     * none). Kernels read it once, before their loops.
+     */
+    public static float softCapOf(FloatArray partials, int slot) {
+        float cap = 0f;
+        if (slot != 0) {
+            cap = partials.get(slot);
+        }
+        return cap;
+    }
+
+    /**
+     * Score {@code s} soft-capped at {@code cap}: {@code cap * tanh(s / cap)} where {@code cap > 0} (Gemma 2's
+     * {@code attn_logit_softcapping}), as {@code cap - 2 cap / (exp(2 s / cap) + 1)} (one {@code exp}; {@code +-cap} for
+     * {@code s} far beyond it, within a few {@code cap * 1e-7} of fp64 elsewhere); {@code s} itself where {@code cap}
+     * is 0. Kernels cap a score before they mask it: {@code -inf} would become {@code -cap}.
+     */
+    public static float softCap(float s, float cap) {
+        float capped = s;
+        if (cap > 0f) {
+            capped = capScore(s, cap);
+        }
+        return capped;
+    }
+
+    /** {@link #softCap} for {@code cap > 0}, without the test (a kernel that caps several scores tests once). */
+    public static float capScore(float s, float cap) {
+        return cap - 2f * cap / (TornadoMath.exp(2f * s / cap) + 1f);
+    }
+
     /** Partitions of a row whose weights {@link #mergeRows} keeps in local memory (every slice's first round). */
     public static final int ROW_WEIGHTS = MAX_MERGE_SLICES * MERGE_ROUND;
 

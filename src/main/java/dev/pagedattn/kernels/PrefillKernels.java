@@ -146,6 +146,7 @@ public final class PrefillKernels {
         float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running max
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
@@ -230,22 +231,22 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -446,6 +447,7 @@ public final class PrefillKernels {
         float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running max
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
@@ -530,22 +532,22 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -698,9 +700,12 @@ public final class PrefillKernels {
         return token < tileTokens && headBase + r - token * heads < groupSize ? firstPos + token : -1;
     }
 
-    /** {@code s} when chunk token {@code t} (at {@code pos}) exists and lies in the causal window of a row at {@code p}, else -inf. */
-    static float masked(float s, int t, int n, int pos, int p, int window) {
-        return t < n && pos <= p && pos >= p - window + 1 ? s : Float.NEGATIVE_INFINITY;
+    /**
+     * {@code s}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), when chunk token {@code t}
+     * (at {@code pos}) exists and lies in the causal window of a row at {@code p}, else -inf.
+     */
+    static float masked(float s, int t, int n, int pos, int p, int window, float cap) {
+        return t < n && pos <= p && pos >= p - window + 1 ? PagedDecodeKernels.softCap(s, cap) : Float.NEGATIVE_INFINITY;
     }
 
     /**
@@ -765,6 +770,7 @@ public final class PrefillKernels {
         float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running max
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
         float scale = dequant.get(DequantTable.SIZE + kvHead);                // softmax scale x this head's K scale
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);
 
@@ -851,22 +857,22 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;

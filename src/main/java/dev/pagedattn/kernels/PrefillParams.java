@@ -30,7 +30,13 @@ public final class PrefillParams {
      * partition or more, and {@link PrefillKernels#mergePartitions} adds the head's sink; 0 otherwise.
      */
     public static final int SINKS = 10;
-    public static final int SIZE = 11;
+    /**
+     * Logit soft-capping ({@code AttentionSpec.softCap}): where the cap lies in {@code partials} (after everything the
+     * kernels and the merge write there), or 0 when scores are not capped. The kernels read it once ({@code
+     * PagedDecodeKernels.softCapOf}).
+     */
+    public static final int SOFT_CAP = 11;
+    public static final int SIZE = 12;
 
     private PrefillParams() {
     }

@@ -364,6 +364,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -560,6 +561,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -1049,6 +1052,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -1245,6 +1249,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -1749,6 +1755,7 @@ public final class StreamDecodeKernels {
                 float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
                 float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -1871,6 +1878,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -2442,6 +2451,7 @@ public final class StreamDecodeKernels {
                 float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
                 float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -2564,6 +2574,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -3150,6 +3162,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f;
                 float od0 = 0f; float od1 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -3282,6 +3295,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -3707,6 +3722,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f;
                 float od0 = 0f; float od1 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -3839,6 +3855,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -4246,6 +4264,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -4418,6 +4437,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -4908,6 +4929,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -5080,6 +5102,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -5579,6 +5603,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -5747,6 +5772,7 @@ public final class StreamDecodeKernels {
                     int row = lane >> 2;
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -6185,6 +6211,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -6353,6 +6380,7 @@ public final class StreamDecodeKernels {
                     int row = lane >> 2;
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -6841,6 +6869,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -7046,6 +7075,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -7545,6 +7576,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -7750,6 +7782,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -8249,6 +8283,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -8454,6 +8489,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -8938,6 +8975,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -9071,6 +9109,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -9480,6 +9520,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -9661,6 +9702,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -10155,6 +10198,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -10332,6 +10376,7 @@ public final class StreamDecodeKernels {
                     int row = lane >> 2;
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -10791,6 +10836,7 @@ public final class StreamDecodeKernels {
                 float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
                 float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -10922,6 +10968,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -11478,6 +11526,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -11611,6 +11660,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -12020,6 +12071,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -12201,6 +12253,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -12695,6 +12749,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -12872,6 +12927,7 @@ public final class StreamDecodeKernels {
                     int row = lane >> 2;
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -13331,6 +13387,7 @@ public final class StreamDecodeKernels {
                 float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
                 float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -13462,6 +13519,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -14018,6 +14077,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -14151,6 +14211,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -14560,6 +14622,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -14741,6 +14804,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -15235,6 +15300,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -15412,6 +15478,7 @@ public final class StreamDecodeKernels {
                     int row = lane >> 2;
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -15871,6 +15938,7 @@ public final class StreamDecodeKernels {
                 float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
                 float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -16002,6 +16070,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -16553,6 +16623,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -16713,6 +16784,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -17200,6 +17273,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -17360,6 +17434,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -17867,6 +17943,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -18048,6 +18125,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -18542,6 +18621,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -18723,6 +18803,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -19217,6 +19299,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -19398,6 +19481,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -19885,6 +19970,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -20069,6 +20155,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -20564,6 +20652,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -20748,6 +20837,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -21263,6 +21354,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -21468,6 +21560,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -21970,6 +22064,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -22175,6 +22270,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -22677,6 +22774,7 @@ public final class StreamDecodeKernels {
                 float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
                 float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
 
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
                 for (int tileStart = start; tileStart < end; tileStart += TILE) {
                     // this tile's V words (in flight during the scores and the softmax)
                     int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
@@ -22882,6 +22980,8 @@ public final class StreamDecodeKernels {
                     int rowB = rowA + PARTS + 1;
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;

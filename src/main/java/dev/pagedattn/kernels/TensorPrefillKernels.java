@@ -123,9 +123,12 @@ public final class TensorPrefillKernels {
         return KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, at % blockSize, 0);
     }
 
-    /** The scaled score at {@code at} when chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf. */
-    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale) {
-        float s = tt < tHi ? partials.get(at) * scale : Float.NEGATIVE_INFINITY;
+    /**
+     * The scaled score at {@code at}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), when
+     * chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf.
+     */
+    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale, float cap) {
+        float s = tt < tHi ? PagedDecodeKernels.softCap(partials.get(at) * scale, cap) : Float.NEGATIVE_INFINITY;
         return tt >= tLo ? s : Float.NEGATIVE_INFINITY;
     }
 
@@ -206,6 +209,7 @@ public final class TensorPrefillKernels {
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
         int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
         int[] rowAt = ctx.allocateIntLocalArray(ROW_SLOTS * CHUNK); // [slot][token of the chunk] pool offset of its K/V row (see locate)
 
@@ -361,7 +365,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -371,7 +375,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -380,7 +384,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -585,6 +589,7 @@ public final class TensorPrefillKernels {
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
         int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
         int[] rowAt = ctx.allocateIntLocalArray(ROW_SLOTS * CHUNK); // [slot][token of the chunk] pool offset of its K/V row (see locate)
 
@@ -759,7 +764,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -769,7 +774,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -778,7 +783,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -984,6 +989,7 @@ public final class TensorPrefillKernels {
         float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
         float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
         float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
         int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
         int[] rowAt = ctx.allocateIntLocalArray(ROW_SLOTS * CHUNK); // [slot][token of the chunk] pool offset of its K/V row (see locate)
         int[] lut = ctx.allocateIntLocalArray(DequantTable.SIZE); // [code]: the fp16 bits of the format's value (exact in fp16)
@@ -1167,7 +1173,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -1177,7 +1183,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -1186,7 +1192,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;

@@ -279,6 +279,18 @@ public final class WarpQuadDecodeKernels {
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
             }
+            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            if (cap > 0f) {
+                xa = PagedDecodeKernels.capScore(xa, cap);
+                xb = PagedDecodeKernels.capScore(xb, cap);
+                xc = PagedDecodeKernels.capScore(xc, cap);
+                xd = PagedDecodeKernels.capScore(xd, cap);
+                ya = PagedDecodeKernels.capScore(ya, cap);
+                yb = PagedDecodeKernels.capScore(yb, cap);
+                yc = PagedDecodeKernels.capScore(yc, cap);
+                yd = PagedDecodeKernels.capScore(yd, cap);
+            }
             xa = xa + biasA;
             xb = xb + biasA;
             xc = xc + biasA;
@@ -727,6 +739,18 @@ public final class WarpQuadDecodeKernels {
                 yb = yb + pick * (tBb - yb);
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
+            }
+            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            if (cap > 0f) {
+                xa = PagedDecodeKernels.capScore(xa, cap);
+                xb = PagedDecodeKernels.capScore(xb, cap);
+                xc = PagedDecodeKernels.capScore(xc, cap);
+                xd = PagedDecodeKernels.capScore(xd, cap);
+                ya = PagedDecodeKernels.capScore(ya, cap);
+                yb = PagedDecodeKernels.capScore(yb, cap);
+                yc = PagedDecodeKernels.capScore(yc, cap);
+                yd = PagedDecodeKernels.capScore(yd, cap);
             }
             xa = xa + biasA;
             xb = xb + biasA;
@@ -1233,6 +1257,18 @@ public final class WarpQuadDecodeKernels {
                 yb = yb + pick * (tBb - yb);
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
+            }
+            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
+            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            if (cap > 0f) {
+                xa = PagedDecodeKernels.capScore(xa, cap);
+                xb = PagedDecodeKernels.capScore(xb, cap);
+                xc = PagedDecodeKernels.capScore(xc, cap);
+                xd = PagedDecodeKernels.capScore(xd, cap);
+                ya = PagedDecodeKernels.capScore(ya, cap);
+                yb = PagedDecodeKernels.capScore(yb, cap);
+                yc = PagedDecodeKernels.capScore(yc, cap);
+                yd = PagedDecodeKernels.capScore(yd, cap);
             }
             xa = xa + biasA;
             xb = xb + biasA;

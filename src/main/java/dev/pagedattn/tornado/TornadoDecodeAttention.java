@@ -16,6 +16,7 @@ import dev.pagedattn.kernels.HeadQuadDecodeKernels;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
+import dev.pagedattn.kernels.PrefillParams;
 import dev.pagedattn.kernels.StreamDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
@@ -315,6 +316,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
         if (spec.sinks().any() && variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=parallel does not add attention sinks (" + spec.sinks()
+                    + "): use auto, fused or splitk");
+        }
+        if (spec.hasSoftCap() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel does not soft-cap scores (softCap=" + spec.softCap()
                     + "): use auto, fused or splitk");
         }
         DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
@@ -686,17 +691,26 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2]; the prefill graphs' partials share them
                 long partialElements = Math.max((long) Math.max(1, partialRows) * hq * (d + 2),
                         prefillPart == null ? 0 : prefillPart.partialElements);
-                if (partialElements + hq > Integer.MAX_VALUE - 64L) {
+                if (partialElements + hq + 1 > Integer.MAX_VALUE - 64L) {
                     throw new IllegalArgumentException("partials=" + partialElements + " elements do not fit one device array");
                 }
-                // a layer with sinks keeps the shard's query heads' sinks after everything a step (or a prefill graph) writes
-                FloatArray partials = partialsByShard[s] = new FloatArray((int) partialElements + (sinks ? hq : 0));
+                // a layer with sinks keeps the shard's query heads' sinks after everything a step (or a prefill graph)
+                // writes, and a soft cap follows them
+                int capSlot = (int) partialElements + (sinks ? hq : 0);
+                FloatArray partials = partialsByShard[s] = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
                 if (sinks) { // shard s holds query heads [s * hq, (s + 1) * hq)
                     for (int h = 0; h < hq; h++) {
                         partials.set((int) partialElements + h, spec.sinks().sink(layer, s * hq + h));
                     }
                     params.set(DecodeParams.SINKS, 1);
                     params.set(DecodeParams.SINK_BASE, (int) partialElements); // the same in every shard
+                }
+                if (spec.hasSoftCap()) { // the same slot in every shard; the paired prefill graphs read it there too
+                    partials.set(capSlot, spec.softCap());
+                    params.set(DecodeParams.SOFT_CAP, capSlot);
+                    if (prefillPart != null) {
+                        prefillPart.params.set(PrefillParams.SOFT_CAP, capSlot);
+                    }
                 }
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);
                 if (merges) {

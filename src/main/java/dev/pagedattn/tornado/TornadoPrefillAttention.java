@@ -361,8 +361,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 return;
             }
             FloatArray[] partials = new FloatArray[shards];
+            int capSlot = Math.max(1, partialElements); // a soft cap follows what the kernels write (slot 0 means none)
             for (int s = 0; s < shards; s++) {
-                partials[s] = new FloatArray(partialElements);
+                partials[s] = new FloatArray(spec.hasSoftCap() ? capSlot + 1 : partialElements);
+                if (spec.hasSoftCap()) {
+                    partials[s].set(capSlot, spec.softCap());
+                }
+            }
+            if (spec.hasSoftCap()) {
+                params.set(PrefillParams.SOFT_CAP, capSlot);
             }
             GridScheduler grids = new GridScheduler();
             TaskGraph[] graphs = graphs(graphName(layer), null, partials, null, grids);

@@ -51,6 +51,9 @@ class MainTest {
         assertTrue(Pattern.compile("with attention sinks \\(spec.withSinks, gpt-oss\\): a logit per query head \\(head 0: [0-9.]+\\)"
                 + " joins its softmax without a value, moving the output by [1-9][0-9]*%; vs fp64 with them: relative L2 error"
                 + " [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the step with sinks, checked: " + run.out());
+        assertTrue(Pattern.compile("with logit soft-capping at 0.5 \\(spec.withSoftCap, Gemma 2\\): every score s becomes 0.5"
+                + " tanh\\(s / 0.5\\), moving the output by (0\\.[1-9]|[1-9])[0-9.]*%; vs fp64 with it: relative L2 error"
+                + " [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the step with a soft cap, checked: " + run.out());
         assertEquals("", run.err());
     }
 

@@ -63,6 +63,26 @@ class PrefillCliTest {
         assertTrue(bad.err().startsWith("error: --full-every=1 must be >= 2"), bad.err());
     }
 
+    /**
+     * --soft-cap: decode, then prefill chunks with the decode steps after them, each against the capped fp64 reference;
+     * the check says how far the cap moves the result (a cap of 0.25 bends these random scores).
+     */
+    @Test
+    void checkWithASoftCapCapsDecodeAndPrefill() {
+        long seed = TestSeeds.fresh("checkWithASoftCapCapsDecodeAndPrefill");
+        for (String[] mode : new String[][] {{"--steps", "2"}, {"--query-len", "1..9", "--decode-steps", "1", "--sinks"}}) {
+            String[] options = Stream.concat(Stream.of(SMALL), Stream.of(mode)).toArray(String[]::new);
+            CliRun run = CliRun.of(concat("check", options, "--batch", "3", "--context", "20..90", "--soft-cap", "0.25", "--seed",
+                    Long.toString(seed)));
+            assertEquals(0, run.exitCode(), run.toString());
+            assertTrue(run.out().contains(mode.length > 2 ? "sinks+cap=0.25 backend=jvm" : " cap=0.25 backend=jvm"), run.out());
+            Matcher moved = Pattern.compile("soft cap 0.25 moves the fp64 result by ([0-9.e+-]+) \\(relative L2\\)\n").matcher(run.out());
+            assertTrue(moved.find() && Double.parseDouble(moved.group(1)) > 1e-3, "the cap matters to the check: " + run.out());
+            assertTrue(Pattern.compile("relative L2=[0-9.e+-]+ max abs=[0-9.e+-]+ tolerance=1.0e-03 -> PASS").matcher(run.out()).find()
+                    && !run.out().contains("FAIL"), run.toString());
+        }
+    }
+
     /** The decode steps after windowed prefill chunks see the same window. */
     @Test
     void checkWithAWindowDecodesAfterEachChunkThroughIt() {
@@ -119,7 +139,10 @@ class PrefillCliTest {
                 bad(new String[] {"check", "--query-len", "4", "--decode-steps", "1", "--pools", "both"}, "--pools=both", "shared, separate"),
                 bad(new String[] {"check", "--query-len", "4", "--backend", "tornado"}, "tornado launcher"),
                 bad(new String[] {"bench", "--sweeps", "decode,warmup"}, "--sweeps=decode,warmup"),
-                bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"));
+                bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"),
+                bad(new String[] {"check", "--soft-cap", "-1"}, "--soft-cap=-1.0", "finite and > 0"),
+                bad(new String[] {"check", "--soft-cap", "NaN", "--query-len", "4"}, "--soft-cap=NaN"),
+                bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"));
     }
 
     private static Arguments bad(String[] args, String... fragments) {

@@ -86,7 +86,8 @@ final class EmulatedDecode {
         IntArray lens = in[1];
         IntArray params = in[2];
         int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
-        FloatArray partials = new FloatArray(partialElements + (sinks != null ? spec.numQHeads() : 0));
+        int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
+        FloatArray partials = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
         partials.init(Float.NaN);
         if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
             for (int h = 0; h < spec.numQHeads(); h++) {
@@ -94,6 +95,10 @@ final class EmulatedDecode {
             }
             params.set(DecodeParams.SINKS, 1);
             params.set(DecodeParams.SINK_BASE, partialElements);
+        }
+        if (spec.hasSoftCap()) { // as a plan of a soft-capped layer: the cap after the sinks
+            partials.set(capSlot, spec.softCap());
+            params.set(DecodeParams.SOFT_CAP, capSlot);
         }
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();

@@ -63,23 +63,56 @@ class PrefillKernelsTest {
     }
 
     /**
+     * Logit soft-capping: every shape with a cap its scores often exceed ({@link SoftCapKernelsTest#CAP}), with sinks
+     * and without, unsplit and split; the cap must move the result.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelCapsTheScores(PrefillCase c) {
+        long seed = TestSeeds.fresh("PrefillKernelsTest soft cap " + c.name());
+        checkSoftCap(c, seed, PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
+    }
+
+    /**
      * {@code c} with random sinks through {@code kernel}, unsplit (forward schedule) and split into partitions of {@code
      * splitTokens} (a schedule the seed picks), against fp64 within {@code tolerance}; the sinks must move the reference by
      * 10x that.
      */
     static void checkSinks(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
-        PrefillWorkload w = plain.withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed));
+        checkChanged(c, "sinks", plain, plain.withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)),
+                seed, kernel, tolerance, splitTokens);
+    }
+
+    /** {@link #checkSinks} for a soft cap ({@link SoftCapKernelsTest#CAP}): alone, then with random sinks. */
+    static void checkSoftCap(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload capped = plain.withSoftCap(SoftCapKernelsTest.CAP);
+        checkChanged(c, "soft cap", plain, capped, seed, kernel, tolerance, splitTokens);
+        checkChanged(c, "soft cap and sinks", plain,
+                capped.withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel,
+                tolerance, splitTokens);
+    }
+
+    /**
+     * {@code w} ({@code plain} changed as {@code what} says) through {@code kernel}, unsplit (forward schedule) and split
+     * into partitions of {@code splitTokens} (a schedule the seed picks), against fp64 within {@code tolerance}; the change
+     * must move the reference by 10x that.
+     */
+    private static void checkChanged(PrefillCase c, String what, PrefillWorkload plain, PrefillWorkload w, long seed,
+                                     PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         double[] ref = w.reference();
-        double moved = SinkKernelsTest.relativeL2(plain.reference(), ref);
-        assertTrue(moved > 10 * tolerance, c + ": the sinks must matter to the test (they move it by " + moved + ")");
+        double moved = ReferenceAttention.relativeL2(plain.reference(), ref);
+        // (a window of 1 leaves each row one score: a soft cap cannot move a softmax of one)
+        boolean canMove = c.window() > 1 || !what.equals("soft cap");
+        assertTrue(moved > 10 * tolerance || !canMove, c + ": the " + what + " must matter to the test (they move it by " + moved + ")");
         PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
         PrefillGrid split = splitInto(unsplit, w.batch(), splitTokens);
         KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
         double rel = ReferenceAttention.relativeL2(run(w, unsplit, KernelEmulator.Schedule.FORWARD), ref);
-        assertTrue(rel < tolerance, c + " sinks " + unsplit + " FORWARD seed=" + seed + ": relative L2 error " + rel);
+        assertTrue(rel < tolerance, c + " " + what + " " + unsplit + " FORWARD seed=" + seed + ": relative L2 error " + rel);
         rel = ReferenceAttention.relativeL2(run(w, split, order), ref);
-        assertTrue(rel < tolerance, c + " sinks " + split + " " + order + " seed=" + seed + ": relative L2 error " + rel);
+        assertTrue(rel < tolerance, c + " " + what + " " + split + " " + order + " seed=" + seed + ": relative L2 error " + rel);
     }
 
     static PrefillGrid splitInto(PrefillGrid g, PrefillBatch batch, int partitionTokens) {
@@ -125,8 +158,13 @@ class PrefillKernelsTest {
         }
         IntArray params = new IntArray(PrefillParams.SIZE);
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
-        FloatArray partials = new FloatArray((int) Math.max(1, grid.bufferElements(spec, b.totalQueries())));
+        int capSlot = (int) Math.max(1, grid.bufferElements(spec, b.totalQueries()));
+        FloatArray partials = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
         partials.init(Float.NaN);
+        if (spec.hasSoftCap()) { // as a plan of a soft-capped layer: the cap after the partitions' states and scratch
+            partials.set(capSlot, spec.softCap());
+            params.set(PrefillParams.SOFT_CAP, capSlot);
+        }
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
         int d = spec.headDim();

@@ -68,7 +68,7 @@ class SinkKernelsTest {
         }
         DecodeWorkload w = plain.withSinks(DecodeWorkload.randomSinks(1, shape.qHeads(), 1, seed));
         double[] ref = w.reference();
-        double moved = relativeL2(plain.reference(), ref);
+        double moved = ReferenceAttention.relativeL2(plain.reference(), ref);
         assertTrue(moved > 1000 * TOLERANCE, "the sinks must matter to the test: they move the result by " + moved);
         for (DecodeGrid grid : grids(w)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
@@ -91,7 +91,7 @@ class SinkKernelsTest {
     }
 
     /** Every kernel's fused and split grids for the workload's (shard) spec. */
-    private static List<DecodeGrid> grids(DecodeWorkload w) {
+    static List<DecodeGrid> grids(DecodeWorkload w) {
         int shards = w.cache().config().poolShards();
         if (shards == 1) {
             return new ArrayList<>(KernelVariantsTest.grids(w));
@@ -116,18 +116,7 @@ class SinkKernelsTest {
         return grids;
     }
 
-    /** {@code ||got - want|| / ||want||} of two fp64 results (how far the sinks move a reference). */
-    static double relativeL2(double[] got, double[] want) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < want.length; i++) {
-            num += (got[i] - want[i]) * (got[i] - want[i]);
-            den += want[i] * want[i];
-        }
-        return Math.sqrt(num / den);
-    }
-
-    private static void check(String what, double[] ref, FloatArray out) {
+    static void check(String what, double[] ref, FloatArray out) {
         double rel = ReferenceAttention.relativeL2(out, ref);
         assertTrue(rel < TOLERANCE, what + ": relative L2 error " + rel);
     }

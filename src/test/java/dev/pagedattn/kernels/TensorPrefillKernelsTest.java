@@ -70,6 +70,14 @@ class TensorPrefillKernelsTest {
         PrefillKernelsTest.checkSinks(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
     }
 
+    /** Logit soft-capping through the tensor-core kernels (the cap applied where a score leaves the MMA's scratch). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelCapsTheScores(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest soft cap " + c.name());
+        PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
     /**
      * Queries scaled x30 so that scores span hundreds: rows exceed their references (by more than
      * {@link TensorPrefillKernels#GROW}) in later chunks, so segments end, fold and restart at that

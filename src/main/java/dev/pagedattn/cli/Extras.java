@@ -1,0 +1,48 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.PrefillWorkload;
+
+/**
+ * What a check or a bench cell adds to plain attention: random attention sinks ({@code --sinks}, gpt-oss) and logit
+ * soft-capping ({@code --soft-cap}, Gemma 2), one, both or neither. {@code softCap} 0 is none.
+ */
+record Extras(boolean sinks, float softCap) {
+    static final Extras NONE = new Extras(false, 0f);
+
+    /** The options' extras; names a soft cap that is not finite and > 0. */
+    static Extras of(boolean sinks, Float softCap) {
+        if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
+            throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0");
+        }
+        return new Extras(sinks, softCap == null ? 0f : softCap);
+    }
+
+    /** Whether anything is added. */
+    boolean any() {
+        return sinks || softCap > 0;
+    }
+
+    /** {@code w} with these extras: sinks random from {@code seed} in every query head of {@code layers} layers. */
+    DecodeWorkload apply(DecodeWorkload w, int layers, int qHeads, long seed) {
+        DecodeWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(layers, qHeads, 1, seed)) : w;
+        return softCap > 0 ? with.withSoftCap(softCap) : with;
+    }
+
+    /** {@code w} (one layer) with these extras. */
+    PrefillWorkload apply(PrefillWorkload w, int qHeads, long seed) {
+        PrefillWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed)) : w;
+        return softCap > 0 ? with.withSoftCap(softCap) : with;
+    }
+
+    /** "sinks", "cap=50", "sinks+cap=50", or "" for none. */
+    String label() {
+        String cap = softCap > 0 ? "cap=" + (softCap == Math.rint(softCap) ? Long.toString((long) softCap) : Float.toString(softCap)) : "";
+        return sinks ? (cap.isEmpty() ? "sinks" : "sinks+" + cap) : cap;
+    }
+
+    /** {@link #label} after a space, or "" for none: the tail of a check's first line. */
+    String describe() {
+        return any() ? " " + label() : "";
+    }
+}
