@@ -50,6 +50,15 @@ public final class DecodeWorkload {
     }
 
     /**
+     * This workload with logit soft-capping at {@code softCap} ({@link AttentionSpec#withSoftCap}; 0: none): its reference
+     * and its spec's backends cap every score. Scores of random inputs lie near 0, where a cap of a few or more changes
+     * them by little (tests that need the cap to matter scale their queries up).
+     */
+    public DecodeWorkload withSoftCap(float softCap) {
+        return new DecodeWorkload(cache, spec.withSoftCap(softCap), seqs, batch, q);
+    }
+
+    /**
      * Random sinks for checks: every query head of {@code numLayers} layers ({@code everyNth} > 1: only layers {@code 0,
      * N, 2N, ...}, the rest none), each uniform in [0, 5). Scores of random inputs lie near 0, so a sink takes most of a
      * short context's weight and about 1 / (1 + L) or more of a context of L tokens.

@@ -20,7 +20,9 @@ import jdk.incubator.vector.VectorSpecies;
  * {@link EightBitWidening} times the head's scale for the 8-bit dtypes) and scored against every
  * query head of the group ({@link JvmGroupTile}: each widened vector serves four heads in
  * registers); the block's scores join the running softmax; then the V tile is widened and
- * accumulated. The next block's tiles are touched first ({@code pagedattn.jvm.prefetch}), so that
+ * accumulated. With logit soft-capping ({@link AttentionSpec#softCap()}) a block's scores are capped
+ * ({@link #softCapInPlace}) before they join the softmax; sinks join uncapped, at the end. The next
+ * block's tiles are touched first ({@code pagedattn.jvm.prefetch}), so that
  * they come from DRAM while this block computes. After {@link #attend} the instance holds the chunk's
  * unnormalised accumulator, running max and sum per head: {@link #writeOutput} normalises them
  * into the output, {@link #writePartial} stores them for a split-K merge.
@@ -43,6 +45,7 @@ final class JvmChunkKernel {
     private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
     private final boolean vector;
+    private final float softCap;  // AttentionSpec.softCap: 0 = none
     private final float[] qs;     // [groupSize][headDim], pre-scaled by the softmax scale
     private final float[] acc;    // [groupSize][headDim], unnormalised
     private final float[] max;    // [groupSize] running max of the scores
@@ -62,6 +65,7 @@ final class JvmChunkKernel {
         this.format = dtype.format();
         this.codes = dtype.isQuantized() ? format.table() : null;
         this.vector = vector;
+        this.softCap = spec.softCap();
         this.qs = new float[groupSize * headDim];
         this.acc = new float[groupSize * headDim];
         this.max = new float[groupSize];
@@ -146,7 +150,11 @@ final class JvmChunkKernel {
         }
     }
 
-    /** Folds the block's scores into every head's running softmax; {@code scores} become probabilities. */
+    /**
+     * Folds the block's scores into every head's running softmax; {@code scores} become probabilities. With a soft cap
+     * the block's n scores are capped first ({@link #softCapInPlace}; the padding lanes stay -inf); without one the
+     * loop is the one before soft-capping existed.
+     */
     private void softmax(int n) {
         int d = headDim;
         int whole = (n + LANES - 1) / LANES * LANES; // whole vectors; padding lanes: -inf for the max, 0 for the sum
@@ -155,8 +163,16 @@ final class JvmChunkKernel {
             float blockMax = Float.NEGATIVE_INFINITY;
             if (vector) {
                 java.util.Arrays.fill(scores, p + n, p + whole, Float.NEGATIVE_INFINITY);
+                if (softCap > 0) {
+                    softCapInPlace(scores, p, whole, softCap);
+                }
                 blockMax = JvmLaneTree.max(scores, p, whole);
             } else {
+                if (softCap > 0) {
+                    for (int t = 0; t < n; t++) {
+                        scores[p + t] = softCap(scores[p + t], softCap);
+                    }
+                }
                 for (int t = 0; t < n; t++) {
                     blockMax = Math.max(blockMax, scores[p + t]);
                 }
@@ -252,6 +268,28 @@ final class JvmChunkKernel {
         normaliseInto(out, seq, kvHead, numQHeads, sinks);
     }
 
+    // Cephes' expf (expInPlace, softCapInPlace, softCap): x = n ln2 + r, ln2 in two parts so that r is exact, and a
+    // degree-7 polynomial for e^r on |r| <= ln2/2
+    private static final float EXP_MIN = -87.3f;            // e^EXP_MIN is about 1e-38, still a normal float
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2_HI = 0.693359375f;
+    private static final float LN2_LO = -2.12194440e-4f;
+    private static final float EXP_P0 = 1.9875691500e-4f;
+    private static final float EXP_P1 = 1.3981999507e-3f;
+    private static final float EXP_P2 = 8.3334519073e-3f;
+    private static final float EXP_P3 = 4.1665795894e-2f;
+    private static final float EXP_P4 = 1.6666665459e-1f;
+    private static final float EXP_P5 = 5.0000001201e-1f;
+    // tanh(y) = y + y^3 Q(y^2) below TANH_SMALL: Q of degree 4 fitted for the least maximum relative error of tanh on
+    // [0, 0.625] (4.4e-9, far below fp32's); above it 1 - 2t / (1 + t) with t = e^(-2|y|) <= 0.29 loses little to
+    // cancellation, where 1 - 2 / (e^(2y) + 1) near 0 would lose all the digits of a small y
+    private static final float TANH_SMALL = 0.625f;
+    private static final float TANH_Q0 = -0.33333281968642087f;
+    private static final float TANH_Q1 = 0.13331443049136954f;
+    private static final float TANH_Q2 = -0.05373979380927415f;
+    private static final float TANH_Q3 = 0.020639363611027542f;
+    private static final float TANH_Q4 = -0.005705313565409735f;
+
     /**
      * {@code a[i] = exp(a[i] - max)} for {@code i} in {@code [from, from + roundUp(n, LANES))} (whole
      * vectors: the caller's rows are padded), for {@code a[i] <= max}: within 2 ulp of {@link Math#exp}
@@ -264,21 +302,102 @@ final class JvmChunkKernel {
     static void expInPlace(float[] a, int from, int n, float max) {
         FloatVector m = FloatVector.broadcast(FLOATS, max);
         for (int i = from, end = from + n; i < end; i += LANES) {
-            FloatVector x = FloatVector.fromArray(FLOATS, a, i).sub(m).max(-87.3f);
+            FloatVector x = FloatVector.fromArray(FLOATS, a, i).sub(m).max(EXP_MIN);
             // n = round(x / ln2): truncation of t - 0.5 rounds to nearest for t <= 0
-            IntVector ni = (IntVector) x.mul(1.44269504088896341f).sub(0.5f).convert(VectorOperators.F2I, 0);
+            IntVector ni = (IntVector) x.mul(LOG2E).sub(0.5f).convert(VectorOperators.F2I, 0);
             FloatVector k = (FloatVector) ni.convert(VectorOperators.I2F, 0);
-            FloatVector r = k.fma(FloatVector.broadcast(FLOATS, -0.693359375f), x); // x - n*ln2 in two parts (Cody-Waite)
-            r = k.fma(FloatVector.broadcast(FLOATS, 2.12194440e-4f), r);
-            FloatVector poly = FloatVector.broadcast(FLOATS, 1.9875691500e-4f)
-                    .fma(r, FloatVector.broadcast(FLOATS, 1.3981999507e-3f))
-                    .fma(r, FloatVector.broadcast(FLOATS, 8.3334519073e-3f))
-                    .fma(r, FloatVector.broadcast(FLOATS, 4.1665795894e-2f))
-                    .fma(r, FloatVector.broadcast(FLOATS, 1.6666665459e-1f))
-                    .fma(r, FloatVector.broadcast(FLOATS, 5.0000001201e-1f))
+            FloatVector r = k.fma(FloatVector.broadcast(FLOATS, -LN2_HI), x); // x - n*ln2 in two parts (Cody-Waite)
+            r = k.fma(FloatVector.broadcast(FLOATS, -LN2_LO), r);
+            FloatVector poly = FloatVector.broadcast(FLOATS, EXP_P0)
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P1))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P2))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P3))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P4))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P5))
                     .fma(r.mul(r), r).add(1f);
             IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
             poly.mul(scaleBits.reinterpretAsFloats()).intoArray(a, i);
         }
+    }
+
+    /**
+     * Logit soft-capping ({@link AttentionSpec#softCap()}): {@code a[i] = cap * tanh(a[i] / cap)} for {@code i} in
+     * {@code [from, from + n)}, whole vectors then a scalar tail, every element bit for bit {@link #softCap(float, float)}
+     * wherever it lands (so decode and prefill, which cap different ranges, agree). A {@code -inf} (a masked or padding
+     * score) stays {@code -inf}, {@code +inf} gives {@code cap}, NaN stays NaN, +-0 give +0. Within 2.5e-7 relative of
+     * {@code cap * Math.tanh(a / cap)} wherever {@code a / cap} is a normal float, and within 2 ulp from {@code |a| = cap}
+     * on (measured over caps in [1, 100]: {@code SoftCapTest}).
+     *
+     * <p>{@code y = a / cap}; below {@code |y| = 0.625} an odd polynomial {@code cap (y + y^3 Q(y^2))}, else
+     * {@code sign(y) (cap - 2 cap t / (1 + t))} with {@code t = e^(-2|y|)} by {@link #expInPlace}'s exp, its argument
+     * clamped at -87.3 (so {@code |y|} from 43.65 on gives exactly {@code cap}), the last step one fma, so that a capped
+     * score near the cap (the kind a softmax weighs most) is within 1.5 ulp. Caps up to {@code Float.MAX_VALUE / 2}
+     * ({@code -2 cap} must be finite). Both branches on every lane, then a blend: no branch per element. The exp core is
+     * written out again here rather than shared through a helper: a Vector API value must not cross a method boundary
+     * ({@link JvmLaneTree}); the constants are shared.
+     */
+    static void softCapInPlace(float[] a, int from, int n, float cap) {
+        FloatVector c = FloatVector.broadcast(FLOATS, cap);
+        FloatVector minusTwoCaps = FloatVector.broadcast(FLOATS, cap * -2f);
+        FloatVector one = FloatVector.broadcast(FLOATS, 1f);
+        int i = from;
+        for (int end = from + FLOATS.loopBound(n); i < end; i += LANES) {
+            FloatVector s = FloatVector.fromArray(FLOATS, a, i);
+            FloatVector y = s.div(c);
+            FloatVector ay = y.abs();
+            FloatVector z = y.mul(y);
+            FloatVector q = z.fma(FloatVector.broadcast(FLOATS, TANH_Q4), FloatVector.broadcast(FLOATS, TANH_Q3))
+                    .fma(z, FloatVector.broadcast(FLOATS, TANH_Q2))
+                    .fma(z, FloatVector.broadcast(FLOATS, TANH_Q1))
+                    .fma(z, FloatVector.broadcast(FLOATS, TANH_Q0));
+            FloatVector small = y.mul(z).fma(q, y).mul(c);
+            FloatVector x = ay.mul(-2f).max(EXP_MIN);
+            IntVector ni = (IntVector) x.mul(LOG2E).sub(0.5f).convert(VectorOperators.F2I, 0);
+            FloatVector k = (FloatVector) ni.convert(VectorOperators.I2F, 0);
+            FloatVector r = k.fma(FloatVector.broadcast(FLOATS, -LN2_HI), x);
+            r = k.fma(FloatVector.broadcast(FLOATS, -LN2_LO), r);
+            FloatVector poly = FloatVector.broadcast(FLOATS, EXP_P0)
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P1))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P2))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P3))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P4))
+                    .fma(r, FloatVector.broadcast(FLOATS, EXP_P5))
+                    .fma(r.mul(r), r).add(1f);
+            FloatVector t = poly.mul(ni.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats());
+            FloatVector big = t.div(one.add(t)).fma(minusTwoCaps, c).lanewise(VectorOperators.NEG, y.lt(0f));
+            big.blend(small, ay.lt(TANH_SMALL))
+                    .blend(s, s.eq(Float.NEGATIVE_INFINITY))
+                    .intoArray(a, i);
+        }
+        for (int end = from + n; i < end; i++) {
+            a[i] = softCap(a[i], cap);
+        }
+    }
+
+    /**
+     * {@code cap * tanh(s / cap)}, one score: the arithmetic of one lane of {@link #softCapInPlace} (the same operations
+     * in the same order, so the same bits), for the scalar path and the vector path's tail.
+     */
+    static float softCap(float s, float cap) {
+        float y = s / cap;
+        float ay = Math.abs(y);
+        if (ay < TANH_SMALL) {
+            float z = y * y;
+            float q = Math.fma(Math.fma(Math.fma(Math.fma(z, TANH_Q4, TANH_Q3), z, TANH_Q2), z, TANH_Q1), z, TANH_Q0);
+            return Math.fma(y * z, q, y) * cap;
+        }
+        if (s == Float.NEGATIVE_INFINITY) {
+            return s;
+        }
+        float x = Math.max(ay * -2f, EXP_MIN);
+        int ni = (int) (x * LOG2E - 0.5f);
+        float k = ni;
+        float r = Math.fma(k, -LN2_HI, x);
+        r = Math.fma(k, -LN2_LO, r);
+        float poly = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(EXP_P0, r, EXP_P1), r, EXP_P2), r, EXP_P3), r, EXP_P4), r, EXP_P5);
+        poly = Math.fma(poly, r * r, r) + 1f;
+        float t = poly * Float.intBitsToFloat((ni + 127) << 23);
+        float big = Math.fma(t / (1f + t), cap * -2f, cap);
+        return y < 0 ? -big : big;
     }
 }

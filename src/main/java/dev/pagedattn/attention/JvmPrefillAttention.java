@@ -18,7 +18,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * API path ({@link JvmDecodeAttention#VECTOR}) a row's block softmax runs in whole vectors with decode's
  * exp ({@link JvmChunkKernel#expInPlace}), and the scores and the {@code P V} update keep the row's query and
  * accumulator in registers at head dims 64, 128 and 256 on 16-lane vectors ({@link JvmLaneTree#dots},
- * {@link JvmDecodeAttention#axpyRows}).
+ * {@link JvmDecodeAttention#axpyRows}). With logit soft-capping ({@link AttentionSpec#softCap()}) a row's visible
+ * scores of a block are capped by decode's function ({@link JvmChunkKernel#softCapInPlace}, the same bits per score
+ * wherever it lands) before its max; sinks join uncapped.
  *
  * <p>Every row walks its visible positions block by block in the same order and with the same
  * arithmetic wherever it lands, so a row's result does not depend on the tile it lands in: the
@@ -137,6 +139,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
             }
         }
         Arrays.fill(max, Float.NEGATIVE_INFINITY);
+        float cap = spec.softCap();            // logit soft-capping, 0: none
 
         int lo = first[0];                     // the tile's smallest visible position
         int hi = pos[tokens - 1];              // and its largest
@@ -169,6 +172,10 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         int whole = (to + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
                         Arrays.fill(p, row, row + from, Float.NEGATIVE_INFINITY);
                         Arrays.fill(p, row + to, row + whole, Float.NEGATIVE_INFINITY);
+                        if (cap > 0) { // whole vectors from the one holding slot from; the -inf slots stay -inf
+                            int firstVector = from / JvmLaneTree.LANES * JvmLaneTree.LANES;
+                            JvmChunkKernel.softCapInPlace(p, row + firstVector, whole - firstVector, cap);
+                        }
                         newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
                         correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
                         JvmChunkKernel.expInPlace(p, row, whole, newMax);
@@ -176,6 +183,11 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         Arrays.fill(p, row + to, row + whole, 0f);
                         blockSum = JvmLaneTree.sum(p, row, whole);
                     } else {
+                        if (cap > 0) {
+                            for (int t = from; t < to; t++) {
+                                p[row + t] = JvmChunkKernel.softCap(p[row + t], cap);
+                            }
+                        }
                         float blockMax = Float.NEGATIVE_INFINITY;
                         for (int t = from; t < to; t++) {
                             blockMax = Math.max(blockMax, p[row + t]);

@@ -71,6 +71,11 @@ public final class PrefillWorkload {
         return new PrefillWorkload(kv.withSinks(sinks), batch, q);
     }
 
+    /** This workload with logit soft-capping ({@link DecodeWorkload#withSoftCap}): its reference and its spec's backends cap. */
+    public PrefillWorkload withSoftCap(float softCap) {
+        return new PrefillWorkload(kv.withSoftCap(softCap), batch, q);
+    }
+
     /** The cache, spec and sequences (its own decode query is unused here). */
     public DecodeWorkload kv() {
         return kv;

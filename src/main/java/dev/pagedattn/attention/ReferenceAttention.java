@@ -11,7 +11,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * Textbook decode attention in fp64, for checking backends. It gathers each sequence's K and V
  * through the sequence's own {@link PageTable} (not through the exported block tables a backend
- * reads), then computes {@code softmax(scale * q K^T) V} with a two-pass max-subtracted softmax.
+ * reads), then computes {@code softmax(scale * q K^T) V} with a two-pass max-subtracted softmax. With logit
+ * soft-capping ({@link AttentionSpec#softCap()}) every score {@code s} becomes {@code cap * tanh(s / cap)} in fp64
+ * ({@link Math#tanh}) before the softmax; a sink joins uncapped.
  */
 public final class ReferenceAttention {
     private ReferenceAttention() {
@@ -91,7 +93,7 @@ public final class ReferenceAttention {
                     for (int e = 0; e < d; e++) {
                         s += (double) q.get(qBase + e) * k[pos * d + e];
                     }
-                    scores[pos] = s * spec.scale();
+                    scores[pos] = capped(spec, s * spec.scale());
                     max = Math.max(max, scores[pos]);
                 }
                 double total = Math.exp(sink - max); // 0 without a sink
@@ -108,6 +110,15 @@ public final class ReferenceAttention {
                 }
             }
         }
+    }
+
+    /** {@code score}, soft-capped in fp64 when {@code spec} has a cap: {@code cap * tanh(score / cap)}. */
+    static double capped(AttentionSpec spec, double score) {
+        if (!spec.hasSoftCap()) {
+            return score;
+        }
+        double cap = spec.softCap();
+        return cap * Math.tanh(score / cap);
     }
 
     /** Relative L2 error {@code ||got - want|| / ||want||}; NaN anywhere gives NaN (never passes). */

@@ -29,7 +29,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * warm-up (C2 must have compiled the Vector API code, or the first steps run interpreted), then
  * timed steps over the same K/V (as PyTorch's peer does), one check against the fp64 reference,
  * and a memory-read probe (a vector sum over a large off-heap buffer on all threads) in the same
- * run. Rows go to stdout and, with --out, to a CSV that benchmarks/cpu-sweep.sh reads.
+ * run. Rows go to stdout and, with --out, to a CSV that benchmarks/cpu-sweep.sh reads. A feature's cost is measured
+ * against the same cell without it, in the same process: {@code --soft-cap} (takes the pairing over
+ * {@code --sinks}, whose rows then both carry sinks), else {@code --sinks}, else {@code --window}.
  */
 @Command(name = "bench-cpu", mixinStandardHelpOptions = true,
         description = "Time the JVM backend on the CPU cells (min and median step time) next to a memory-read probe; CSV with --out.")
@@ -80,6 +82,10 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " with sinks (row BxL/sinks), then without, in the same run.")
     boolean sinks;
 
+    @Option(names = "--soft-cap", description = "Logit soft-capping at X > 0 (Gemma 2: 50): each cell capped (row BxL/capX),"
+            + " then without, in the same run (with --sinks both carry sinks).")
+    Float softCap;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -106,6 +112,10 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
         int slidingWindow = PrefillCheck.window(window);
+        if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
+            throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
+        }
+        float cap = softCap == null ? 0f : softCap;
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
                 Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),
@@ -119,17 +129,23 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         for (int[] shape : shapes) {
             for (KvDtype dtype : kvDtypes) {
-                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks));
+                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap));
                 console.println(rows.getLast());
-                if (sinks) {
+                if (cap > 0) {
+                    String capped = rows.getLast();
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, 0f));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: soft cap %s / no cap: %.2fx the time%n", shape[0], shape[1],
+                            dtype.name().toLowerCase(), plain(cap), minMs(capped) / minMs(rows.getLast()));
+                } else if (sinks) {
                     String sunk = rows.getLast();
-                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false));
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false, 0f));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: with sinks / without: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), minMs(sunk) / minMs(rows.getLast()));
                 } else if (slidingWindow != DecodeBatch.NO_WINDOW) {
                     String windowed = rows.getLast();
-                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false));
+                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false, 0f));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: window %d / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), slidingWindow, Math.min(shape[1], slidingWindow),
@@ -162,12 +178,18 @@ final class BenchCpuCommand implements Callable<Integer> {
         throw new IllegalArgumentException("--cells: cell=" + cell + " is not BATCHxCONTEXT with both >= 1");
     }
 
+    /** {@code 50} for 50.0, {@code 2.5} for 2.5: a cap as written on the command line. */
+    private static String plain(float cap) {
+        return new java.math.BigDecimal(Float.toString(cap)).stripTrailingZeros().toPlainString();
+    }
+
     /** A row's min_ms column. */
     private static double minMs(String row) {
         return Double.parseDouble(row.split(",")[7]);
     }
 
-    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks) {
+    /** One timed and checked row; {@code cap}: the soft cap, 0 for none. */
+    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
@@ -175,6 +197,9 @@ final class BenchCpuCommand implements Callable<Integer> {
                 ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
         if (withSinks) {
             w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed));
+        }
+        if (cap > 0) {
+            w = w.withSoftCap(cap);
         }
         FloatArray result = w.poisonedOutput();
         long[] nanos = new long[steps];
@@ -196,7 +221,8 @@ final class BenchCpuCommand implements Callable<Integer> {
         long[] sorted = nanos.clone();
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
-        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "");
+        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
+                + (cap > 0 ? "/cap" + plain(cap) : "");
         return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
                 batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
                 relL2 <= 1e-3 ? "ok" : "wrong");

@@ -1,5 +1,6 @@
 package dev.pagedattn.attention;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -54,6 +55,15 @@ class AttentionBadInputTest {
     @ValueSource(floats = {0f, -0f, -1f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY})
     void specRejectsScalesThatAreNotFiniteAndPositive(float scale) {
         assertRejected(() -> new AttentionSpec(8, 2, 64, scale), "scale=" + scale);
+    }
+
+    @ParameterizedTest
+    @ValueSource(floats = {-1f, -1e-30f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY})
+    void specRejectsSoftCapsThatAreNotZeroOrFiniteAndPositive(float softCap) {
+        AttentionSpec spec = new AttentionSpec(8, 2, 64, 0.125f);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> spec.withSoftCap(softCap));
+        assertEquals("softCap=" + softCap + " must be 0 (none) or finite and > 0", e.getMessage());
+        assertRejected(() -> new AttentionSpec(8, 2, 64, 0.125f, AttentionSinks.NONE, softCap), "softCap=" + softCap);
     }
 
     @Test

@@ -124,6 +124,11 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
         return new DecodeProblem(shape, seed, cache, spec.withSinks(sinks), seqs, batch, q);
     }
 
+    /** This problem with logit soft-capping at {@code softCap} (its spec's {@link AttentionSpec#withSoftCap}; 0: none). */
+    DecodeProblem withSoftCap(float softCap) {
+        return new DecodeProblem(shape, seed, cache, spec.withSoftCap(softCap), seqs, batch, q);
+    }
+
     /** One decode by a fresh JVM backend into a poisoned output. */
     FloatArray decodeJvm() {
         FloatArray out = poisonedOutput();
@@ -136,6 +141,7 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
     /** Names the case for failure messages. */
     String describe() {
         return shape + (batch.windowed() ? " window=" + batch.window() : "") + (spec.sinks().any() ? " " + spec.sinks() : "")
+                + (spec.hasSoftCap() ? " softCap=" + spec.softCap() : "")
                 + " seed=" + seed;
     }
 }

@@ -17,7 +17,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 /**
  * The prefix-cache path end to end: {@code PrefixCache.admit} reuses a shared system prompt, the
  * new tokens' K/V are written, and prefill over cached + new tokens equals, bit for bit, prefill
- * over a cache written from scratch, with and without attention sinks. K/V are a fixed function of (token id, position,
+ * over a cache written from scratch, with and without attention sinks and soft-capping. K/V are a fixed function of (token id, position,
  * layer).
  */
 class PrefixCachedPrefillTest {
@@ -26,12 +26,13 @@ class PrefixCachedPrefillTest {
     private static final int HEAD_DIM = 40;
     private static final int NUM_Q_HEADS = 8;
 
-    @ParameterizedTest(name = "blockSize={0} {1} window={2} sinks={3}")
-    @CsvSource({"16, FP16, 2147483647, false", "4, FP32, 2147483647, true", "16, FP32, 7, false", "5, FP16, 23, true",
-            "16, FP16, 2147483647, true"})
-    void prefillAfterAPrefixHitEqualsPrefillOverACacheWrittenFromScratch(int blockSize, KvDtype dtype, int window, boolean sinks)
-            throws OutOfBlocksException {
-        long seed = TestSeeds.fresh("prefillAfterAPrefixHit bs=" + blockSize + " " + dtype + " window=" + window + " sinks=" + sinks);
+    @ParameterizedTest(name = "blockSize={0} {1} window={2} sinks={3} softCap={4}")
+    @CsvSource({"16, FP16, 2147483647, false, 0", "4, FP32, 2147483647, true, 0", "16, FP32, 7, false, 0", "5, FP16, 23, true, 0",
+            "16, FP16, 2147483647, true, 0", "16, FP16, 2147483647, true, 50", "5, FP32, 23, false, 10"})
+    void prefillAfterAPrefixHitEqualsPrefillOverACacheWrittenFromScratch(int blockSize, KvDtype dtype, int window, boolean sinks,
+                                                                        float softCap) throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("prefillAfterAPrefixHit bs=" + blockSize + " " + dtype + " window=" + window + " sinks=" + sinks
+                + " softCap=" + softCap);
         SplittableRandom random = new SplittableRandom(seed);
         int[] system = random.ints(5 * blockSize + random.nextInt(blockSize), 0, 128_000).toArray();
         int[] first = concat(system, random.ints(1 + random.nextInt(20), 0, 128_000).toArray());
@@ -58,8 +59,12 @@ class PrefixCachedPrefillTest {
         ModelKv.write(plain, seq, second, 0, LAYERS);
 
         AttentionSpec plainSpec = AttentionSpec.of(config, NUM_Q_HEADS);
-        AttentionSpec spec = sinks ? plainSpec.withSinks(DecodeWorkload.randomSinks(LAYERS, NUM_Q_HEADS, 1, seed)) : plainSpec;
+        AttentionSpec spec = (sinks ? plainSpec.withSinks(DecodeWorkload.randomSinks(LAYERS, NUM_Q_HEADS, 1, seed)) : plainSpec)
+                .withSoftCap(softCap);
         FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, newTokens * NUM_Q_HEADS * HEAD_DIM));
+        if (softCap > 0) {
+            SoftCapProperties.louder(q, softCap); // raw scores beyond the cap
+        }
         PrefillBatch fromCache = PrefillBatch.of(cached.batch(a2.seq()), new int[] {newTokens}, window);
         PrefillBatch fromScratch = PrefillBatch.of(plain.batch(seq), new int[] {newTokens}, window);
         FloatArray a = poisoned(q.getSize());
@@ -68,7 +73,7 @@ class PrefixCachedPrefillTest {
             x.prefill(fromCache, layer, q, a);
             y.prefill(fromScratch, layer, q, b);
         }
-        String what = "bs=" + blockSize + " " + dtype + " cached=" + a2.numCachedTokens() + " new=" + newTokens + " seed=" + seed;
+        String what = "bs=" + blockSize + " " + dtype + " softCap=" + softCap + " cached=" + a2.numCachedTokens() + " new=" + newTokens + " seed=" + seed;
         JvmPrefillAttentionTest.assertBitEqual(a, 0, b, 0, a.getSize(), what);
         Accuracy.assertClose(a, ReferencePrefill.prefill(plain, spec, layer, new int[] {seq}, fromScratch, q), what);
     }

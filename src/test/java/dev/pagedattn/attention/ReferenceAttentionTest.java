@@ -61,6 +61,41 @@ class ReferenceAttentionTest {
         }
     }
 
+    /**
+     * Soft-capped at 2, raw scores 0 and {@code 2 atanh(ln 3 / 2)} (1.23) become 0 and ln 3: weights 1/4 and 3/4 again
+     * (uncapped they would be 0.225 and 0.775), in decode and prefill alike.
+     */
+    @Test
+    void aSoftCapTurnsKnownScoresIntoTheTextbookWeights() throws OutOfBlocksException {
+        int d = 8;
+        KvCache cache = new KvCache(KvCacheConfig.of(2, 1, 1, d, KvDtype.FP32));
+        int seq = cache.createSequence();
+        float[] k = new float[2 * d]; // token 0: all zero (score 0); token 1: raw score 2 atanh(ln 3 / 2) after the scale 0.5
+        float[] v = new float[2 * d];
+        k[d] = (float) (2 * 2 * atanh(Math.log(3) / 2));
+        for (int e = 0; e < d; e++) {
+            v[e] = 4;
+            v[d + e] = 8 + e;
+        }
+        cache.appendTokens(seq, k, v);
+        AttentionSpec spec = new AttentionSpec(1, 1, d, 0.5f).withSoftCap(2f);
+        FloatArray q = new FloatArray(d);
+        q.set(0, 1);
+        double[] out = ReferenceAttention.decode(cache, spec, 0, new int[] {seq}, q);
+        double[] prefill = ReferencePrefill.prefill(cache, spec, 0, new int[] {seq},
+                PrefillBatch.of(cache.batch(new int[] {seq}), new int[] {1}, PrefillBatch.NO_WINDOW), q);
+        FloatArray jvm = decodeJvm(cache, spec, seq, q);
+        for (int e = 0; e < d; e++) {
+            assertEquals(0.25 * 4 + 0.75 * (8 + e), out[e], 1e-6, "dim " + e);
+            assertEquals(0.25 * 4 + 0.75 * (8 + e), prefill[e], 1e-6, "prefill dim " + e);
+            assertEquals(0.25 * 4 + 0.75 * (8 + e), jvm.get(e), 1e-5, "JVM backend dim " + e);
+        }
+    }
+
+    private static double atanh(double x) {
+        return 0.5 * Math.log((1 + x) / (1 - x));
+    }
+
     /** A zero query scores every token 0: the output is the plain mean of V. */
     @Test
     void zeroQueryAveragesTheValues() throws OutOfBlocksException {

@@ -35,6 +35,10 @@ final class VectorFlagCheck {
                 Accuracy.Errors e = Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe());
                 System.out.println("  " + shape + " " + e);
             }
+            // soft-capping: the scalar path caps score by score, the vector path in whole vectors (raw scores beyond the cap)
+            Shape capped = Shape.of(new int[] {70, 300, 5}, 8, 2, 64, 16, KvDtype.FP16).withScale(SoftCapProperties.scaleFor(30f, 64));
+            DecodeProblem p = DecodeProblem.random(capped, seed).windowed(40).withSoftCap(30f);
+            System.out.println("  " + p.describe() + " " + Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe()));
             // prefill: its softmax has a vector path (whole vectors, decode's exp) and a scalar one
             for (PrefillCase c : PrefillCase.issueShapes().toList()) {
                 PrefillWorkload w = c.workload(seed);
@@ -46,6 +50,14 @@ final class VectorFlagCheck {
                 Accuracy.Errors e = Accuracy.assertClose(out, w.reference(), c + " seed=" + seed);
                 System.out.println("  prefill " + c.name() + " " + e);
             }
+            PrefillCase c = PrefillCase.issueShapes().filter(s -> s.name().equals("window across blocks")).findFirst().orElseThrow();
+            PrefillWorkload w = c.workload(seed).withSoftCap(20f);
+            SoftCapProperties.louder(w.q(), 20f);
+            FloatArray out = w.poisonedOutput();
+            try (JvmPrefillAttention a = new JvmPrefillAttention(w.kv().cache(), w.spec())) {
+                a.prefill(w.batch(), 0, w.q(), out);
+            }
+            System.out.println("  prefill " + c.name() + " softCap=20 " + Accuracy.assertClose(out, w.reference(), c + " softCap=20 seed=" + seed));
         } catch (AssertionError e) {
             e.printStackTrace(System.out);
             System.exit(1);

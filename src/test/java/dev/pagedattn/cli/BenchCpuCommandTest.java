@@ -64,8 +64,28 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp16: with sinks / without: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --soft-cap: each cell capped, then without, both checked against fp64 (the capped one against the capped fp64). */
+    @Test
+    void aSoftCapTimesEachCellNextToItselfWithout() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--soft-cap", "0.5", "--window", "100", "--dtypes", "fp32", "--q-heads",
+                "4", "--kv-heads", "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/w100/cap0.5,fp32,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x300/w100,fp32,2,300,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        for (String row : rows) {
+            assertTrue(Double.parseDouble(row.split(",")[11]) <= 1e-5, "relative L2 vs fp64: " + row);
+        }
+        assertTrue(run.err().matches("(?s).*# 2x300 fp32: soft cap 0.5 / no cap: [0-9.]+x the time.*"), run.err());
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
+        "--soft-cap|0|--soft-cap=0.0",
+        "--soft-cap|-1|--soft-cap=-1.0",
+        "--soft-cap|NaN|--soft-cap=NaN",
+        "--soft-cap|Infinity|--soft-cap=Infinity",
         "--window|0|--window=0",
         "--cells|8x|cell=8x",
         "--cells|0x100|cell=0x100",
