@@ -50,10 +50,15 @@ public final class HeadPairDecodeKernels {
         return Math.max(1, 128 / r) * r;
     }
 
+    /**
+     * {@code softCap}: the logit soft cap ({@code AttentionSpec.softCap}, 0 for none), a scalar argument so that
+     * TornadoVM compiles it in and an uncapped plan runs the kernel without the cap's code (PTX's choice; the other
+     * families read it from {@code partials}, {@link DecodeParams#SOFT_CAP}).
+     */
     public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale) {
+                                    float scale, float softCap) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -203,7 +208,7 @@ public final class HeadPairDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
-            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+            float cap = softCap;  // a scalar argument: TornadoVM compiles it in as a constant (0: no cap code at all)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token
@@ -338,7 +343,7 @@ public final class HeadPairDecodeKernels {
     public static void attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale) {
+                                    float scale, float softCap) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -488,7 +493,7 @@ public final class HeadPairDecodeKernels {
             // 2. scores: sum the lanes (4 independent loads at a time); tokens past the end and heads
             //    past the group score -inf
             int roundBase = start + rd * perRound;
-            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+            float cap = softCap;  // a scalar argument: TornadoVM compiles it in as a constant (0: no cap code at all)
             for (int idx = tid; idx < slots * 2 * tileRows; idx += local) {
                 int hh = idx % tileRows;
                 int st = idx / tileRows;  // slot * 2 + token

@@ -54,10 +54,15 @@ public final class WarpQuadDecodeKernels {
         return MAX_LOCAL;
     }
 
+    /**
+     * {@code softCap}: the logit soft cap ({@code AttentionSpec.softCap}, 0 for none), a scalar argument so that
+     * TornadoVM compiles it in and an uncapped plan runs the kernel without the cap's code (PTX's choice; the other
+     * families read it from {@code partials}, {@link DecodeParams#SOFT_CAP}).
+     */
     public static void attentionF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale) {
+                                    float scale, float softCap) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -279,8 +284,7 @@ public final class WarpQuadDecodeKernels {
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
             }
-            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
-            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            float cap = softCap;  // a scalar argument: TornadoVM compiles it in as a constant (0: no cap code at all)
             if (cap > 0f) {
                 xa = PagedDecodeKernels.capScore(xa, cap);
                 xb = PagedDecodeKernels.capScore(xb, cap);
@@ -518,7 +522,7 @@ public final class WarpQuadDecodeKernels {
     public static void attentionF32(KernelContext ctx, FloatArray kPool, FloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale) {
+                                    float scale, float softCap) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -740,8 +744,7 @@ public final class WarpQuadDecodeKernels {
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
             }
-            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
-            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            float cap = softCap;  // a scalar argument: TornadoVM compiles it in as a constant (0: no cap code at all)
             if (cap > 0f) {
                 xa = PagedDecodeKernels.capScore(xa, cap);
                 xb = PagedDecodeKernels.capScore(xb, cap);
@@ -987,12 +990,15 @@ public final class WarpQuadDecodeKernels {
      * the merge weights, so the token loop has the fp16 kernel's FMA count.
      *
      * @param dequant [256 + 2 * numKvHeads]: the format's table (value of each code), then the K
-     *                scale of every KV head of this layer, then the V scales ({@link PackedCodes#argument})
+     *                scale of every KV head of this layer times the softmax scale, then the V scales
+     *                ({@link PackedCodes#argument} with the softmax scale as {@code kFactor})
+     * @param softCap the logit soft cap, 0 for none: a scalar argument, compiled in (the softmax scale rides in
+     *                {@code dequant}, so that the kernel stays within TornadoVM's 15 task arguments)
      */
     public static void attentionQ8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
-                                    float scale) {
+                                    float softCap) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
             return;
         }
@@ -1055,16 +1061,16 @@ public final class WarpQuadDecodeKernels {
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead); // folded into the merge weights
 
         boolean validA = head0 + 0 < groupSize && 4 * quad + 0 < tileHeads;
-        float scla = validA && live ? scale * kScale : 0f;
+        float scla = validA && live ? kScale : 0f;
         int qa = (seq * numQHeads + kvHead * groupSize + (validA ? head0 + 0 : 0)) * headDim + 4 * dl;
         boolean validB = head0 + 1 < groupSize && 4 * quad + 1 < tileHeads;
-        float sclb = validB && live ? scale * kScale : 0f;
+        float sclb = validB && live ? kScale : 0f;
         int qb = (seq * numQHeads + kvHead * groupSize + (validB ? head0 + 1 : 0)) * headDim + 4 * dl;
         boolean validC = head0 + 2 < groupSize && 4 * quad + 2 < tileHeads;
-        float sclc = validC && live ? scale * kScale : 0f;
+        float sclc = validC && live ? kScale : 0f;
         int qc = (seq * numQHeads + kvHead * groupSize + (validC ? head0 + 2 : 0)) * headDim + 4 * dl;
         boolean validD = head0 + 3 < groupSize && 4 * quad + 3 < tileHeads;
-        float scld = validD && live ? scale * kScale : 0f;
+        float scld = validD && live ? kScale : 0f;
         int qd = (seq * numQHeads + kvHead * groupSize + (validD ? head0 + 3 : 0)) * headDim + 4 * dl;
         float qa0 = q.get(qa) * scla;
         float qa1 = q.get(qa + 1) * scla;
@@ -1258,8 +1264,7 @@ public final class WarpQuadDecodeKernels {
                 yc = yc + pick * (tBc - yc);
                 yd = yd + pick * (tBd - yd);
             }
-            // logit soft cap (0: none), read where it is used: a register held across the loop spills under PTX's 128
-            float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));
+            float cap = softCap;  // a scalar argument: TornadoVM compiles it in as a constant (0: no cap code at all)
             if (cap > 0f) {
                 xa = PagedDecodeKernels.capScore(xa, cap);
                 xb = PagedDecodeKernels.capScore(xb, cap);

@@ -636,7 +636,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             boolean sinks = spec.hasSinks(layer);
             if (config.dtype().isQuantized()) {
                 for (int s = 0; s < shards; s++) {
-                    dequant[s] = PackedCodes.argument(cache, layer, s, 1f);
+                    // the warp kernel's 8-bit twin takes the softmax scale in its K scales (its last argument is the soft cap)
+                    dequant[s] = PackedCodes.argument(cache, layer, s, kernel() == DecodeGrid.Kernel.WARP ? shardSpec.scale() : 1f);
                 }
             }
             attentionGrids = variant.equals("parallel") ? null : new WorkerGrid1D[shards];
@@ -904,7 +905,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             ctx, k, v, dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                            partials, hkv, g, d, bs, shardSpec.softCap());
                 } else {
                     graph.task(attention, HeadQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
@@ -929,10 +930,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                            partials, hkv, g, d, bs, scale, shardSpec.softCap());
                 } else {
                     graph.task(attention, HeadPairDecodeKernels::attentionF16, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                            partials, hkv, g, d, bs, scale, shardSpec.softCap());
                 }
             } else {
                 FloatArray k = (FloatArray) kPool;
@@ -948,10 +949,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {
                     graph.task(attention, WarpQuadDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                            partials, hkv, g, d, bs, scale, shardSpec.softCap());
                 } else {
                     graph.task(attention, HeadPairDecodeKernels::attentionF32, ctx, k, v, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
+                            partials, hkv, g, d, bs, scale, shardSpec.softCap());
                 }
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {

@@ -111,7 +111,8 @@ final class EmulatedDecode {
         boolean stream = grid.kernel() == DecodeGrid.Kernel.STREAM;
         boolean half = c.config().dtype() == KvDtype.FP16;
         boolean eightBit = c.config().dtype().isQuantized();
-        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, 1f) : null;
+        // as the plan builds it: the warp kernel's 8-bit twin takes the softmax scale in its K scales
+        FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, warp ? scale : 1f) : null;
         if (vSums == VSums.FP16 && !(stream && half)) {
             throw new IllegalArgumentException("fp16 V sums are the fp16 stream kernel's, not " + grid.kernel() + " " + c.config().dtype());
         }
@@ -130,7 +131,7 @@ final class EmulatedDecode {
                         dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && warp) {
                 WarpQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
-                        params, out, partials, hkv, g, d, bs, scale);
+                        params, out, partials, hkv, g, d, bs, spec.softCap());
             } else if (eightBit) {
                 HeadQuadDecodeKernels.attentionQ8(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens,
                         params, out, partials, hkv, g, d, bs, scale);
@@ -148,10 +149,10 @@ final class EmulatedDecode {
                         out, partials, hkv, g, d, bs, scale);
             } else if (warp && half) {
                 WarpQuadDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
+                        out, partials, hkv, g, d, bs, scale, spec.softCap());
             } else if (warp) {
                 WarpQuadDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
+                        out, partials, hkv, g, d, bs, scale, spec.softCap());
             } else if (quads && half) {
                 HeadQuadDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
                         out, partials, hkv, g, d, bs, scale);
@@ -160,10 +161,10 @@ final class EmulatedDecode {
                         out, partials, hkv, g, d, bs, scale);
             } else if (half) {
                 HeadPairDecodeKernels.attentionF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
+                        out, partials, hkv, g, d, bs, scale, spec.softCap());
             } else {
                 HeadPairDecodeKernels.attentionF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, params,
-                        out, partials, hkv, g, d, bs, scale);
+                        out, partials, hkv, g, d, bs, scale, spec.softCap());
             }
         });
         int n = b.numSeqs() * spec.numQHeads() * d * grid.mergeSlices();

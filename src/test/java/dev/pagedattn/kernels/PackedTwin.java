@@ -32,7 +32,9 @@ final class PackedTwin {
 
     /** The 8-bit twin of the warp kernel's {@code attentionF16} method text: {@link #packed}, then {@link #pipelined}. */
     static String fromF16(String f16) {
-        return pipelined(packed(f16));
+        // the softmax scale rides in dequant's K scales, so that the soft cap takes its argument (tasks take 15)
+        return pipelined(packed(f16)).replace("float scale, float softCap) {", "float softCap) {")
+                .replace("? scale * kScale : 0f;", "? kScale : 0f;");
     }
 
     /**
