@@ -76,6 +76,7 @@ class ReadmeApiTest {
 
         AttentionSpec spec = AttentionSpec.of(config, /*numQHeads*/ 32);   // scale defaults to 1/sqrt(headDim)
         // gpt-oss's sinks: spec = spec.withSinks(AttentionSinks.of(sinks));  // sinks[layer][qHead], see "Attention sinks"
+        // Gemma 2's logit soft cap: spec = spec.withSoftCap(50f);           // see "Logit soft-capping"
         try (DecodeAttention attention = Backends.create("jvm", cache, spec, null, "auto")) {  // or "tornado"
             DecodeBatch batch = cache.batch(seq, child);                    // padded block tables + lengths
             attention.decode(batch, /*layer*/ 0, q, out);                   // q, out: FloatArray [numSeqs][numQHeads][headDim]

@@ -112,10 +112,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
         int slidingWindow = PrefillCheck.window(window);
-        if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
-            throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
-        }
-        float cap = softCap == null ? 0f : softCap;
+        float cap = Extras.of(sinks, softCap).softCap(); // names a bad cap
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
                 Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),
@@ -136,7 +133,7 @@ final class BenchCpuCommand implements Callable<Integer> {
                     rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, 0f));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: soft cap %s / no cap: %.2fx the time%n", shape[0], shape[1],
-                            dtype.name().toLowerCase(), plain(cap), minMs(capped) / minMs(rows.getLast()));
+                            dtype.name().toLowerCase(), Extras.plain(cap), minMs(capped) / minMs(rows.getLast()));
                 } else if (sinks) {
                     String sunk = rows.getLast();
                     rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false, 0f));
@@ -178,11 +175,6 @@ final class BenchCpuCommand implements Callable<Integer> {
         throw new IllegalArgumentException("--cells: cell=" + cell + " is not BATCHxCONTEXT with both >= 1");
     }
 
-    /** {@code 50} for 50.0, {@code 2.5} for 2.5: a cap as written on the command line. */
-    private static String plain(float cap) {
-        return new java.math.BigDecimal(Float.toString(cap)).stripTrailingZeros().toPlainString();
-    }
-
     /** A row's min_ms column. */
     private static double minMs(String row) {
         return Double.parseDouble(row.split(",")[7]);
@@ -222,7 +214,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
         String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
-                + (cap > 0 ? "/cap" + plain(cap) : "");
+                + (cap > 0 ? "/cap" + Extras.plain(cap) : "");
         return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
                 batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
                 relL2 <= 1e-3 ? "ok" : "wrong");

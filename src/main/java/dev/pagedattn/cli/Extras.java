@@ -13,7 +13,7 @@ record Extras(boolean sinks, float softCap) {
     /** The options' extras; names a soft cap that is not finite and > 0. */
     static Extras of(boolean sinks, Float softCap) {
         if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
-            throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0");
+            throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
         }
         return new Extras(sinks, softCap == null ? 0f : softCap);
     }
@@ -37,8 +37,13 @@ record Extras(boolean sinks, float softCap) {
 
     /** "sinks", "cap=50", "sinks+cap=50", or "" for none. */
     String label() {
-        String cap = softCap > 0 ? "cap=" + (softCap == Math.rint(softCap) ? Long.toString((long) softCap) : Float.toString(softCap)) : "";
+        String cap = softCap > 0 ? "cap=" + plain(softCap) : "";
         return sinks ? (cap.isEmpty() ? "sinks" : "sinks+" + cap) : cap;
+    }
+
+    /** {@code 50} for 50.0, {@code 2.5} for 2.5: a cap as written on the command line. */
+    static String plain(float cap) {
+        return new java.math.BigDecimal(Float.toString(cap)).stripTrailingZeros().toPlainString();
     }
 
     /** {@link #label} after a space, or "" for none: the tail of a check's first line. */

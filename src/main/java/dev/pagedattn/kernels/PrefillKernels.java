@@ -770,9 +770,9 @@ public final class PrefillKernels {
         float[] mRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running max
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
-        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
         float scale = dequant.get(DequantTable.SIZE + kvHead);                // softmax scale x this head's K scale
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
