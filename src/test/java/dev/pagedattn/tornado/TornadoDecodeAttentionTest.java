@@ -112,6 +112,20 @@ class TornadoDecodeAttentionTest {
         assertTrue(e.getMessage().contains("device=gpu0"), e.getMessage());
     }
 
+    /** The @Parallel variant has neither sinks nor a soft cap: both refused by name, before any plan. */
+    @Test
+    void theParallelVariantRefusesSinksAndASoftCap() {
+        KvCache fp16 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP16));
+        AttentionSpec spec = AttentionSpec.of(fp16.config(), 8);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(fp16, spec.withSoftCap(50f), null, "parallel"));
+        assertEquals("variant=parallel does not soft-cap scores (softCap=50.0): use auto, fused or splitk", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(fp16,
+                spec.withSinks(dev.pagedattn.attention.AttentionSinks.of(new float[][] {new float[8]})), null, "parallel"));
+        assertTrue(e.getMessage().startsWith("variant=parallel does not add attention sinks"), e.getMessage());
+        new TornadoDecodeAttention(fp16, spec.withSoftCap(50f), null, "auto").close();
+    }
+
     @Test
     void fp16VSumsAreRefusedWhereNoKernelHasThem() {
         KvCache fp8 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP8_E4M3));
