@@ -1,8 +1,11 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.DecodeBatch;
+import java.util.Arrays;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Provide;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * The shape generators the decode properties share (jqwik finds a superclass's providers): query groups of 1..8, head
@@ -23,5 +26,26 @@ abstract class DecodeShapeArbitraries {
     @Provide
     Arbitrary<Integer> blockSizes() {
         return Arbitraries.of(1, 3, 7, 16, 17, 32);
+    }
+
+    /**
+     * One query token per sequence through the JVM prefill backend (the batch's sequences, a window of {@code window})
+     * against the JVM decode of the same problem and against fp64: decode and prefill have their own dot products
+     * (JvmPrefillAttentionTest), so they agree to fp32 rounding.
+     */
+    static void assertOneTokenPrefillIsDecode(DecodeProblem p, int window) {
+        FloatArray out = p.poisonedOutput();
+        int[] ones = new int[p.batch().numSeqs()];
+        Arrays.fill(ones, 1);
+        try (PrefillAttention prefill = new JvmPrefillAttention(p.cache(), p.spec())) {
+            prefill.prefill(PrefillBatch.of(p.batch().window(DecodeBatch.NO_WINDOW), ones, window), 0, p.q(), out);
+        }
+        double[] want = new double[out.getSize()];
+        FloatArray decoded = p.decodeJvm();
+        for (int i = 0; i < want.length; i++) {
+            want[i] = decoded.get(i);
+        }
+        Accuracy.assertClose(out, want, p.describe() + ": prefill against decode");
+        Accuracy.assertClose(out, p.reference(), p.describe() + ": prefill against fp64");
     }
 }

@@ -27,10 +27,7 @@ class JvmPrefillAttentionProperties {
             @ForAll("windows") int window,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
-        int[] qLens = new int[lens.length];
-        for (int i = 0; i < lens.length; i++) {
-            qLens[i] = 1 + (qLenSeed * (i + 7)) % lens[i];
-        }
+        int[] qLens = PrefillCase.queryLens(lens, qLenSeed);
         PrefillCase c = PrefillCase.of("random", lens, qLens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, dtype, window);
         PrefillWorkload w = c.workload(seed);
         FloatArray out = w.poisonedOutput();

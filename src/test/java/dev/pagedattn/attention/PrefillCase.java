@@ -13,6 +13,15 @@ import java.util.stream.Stream;
 public record PrefillCase(String name, int[] lengths, int[] qLens, int numQHeads, int numKvHeads, int headDim, int blockSize,
                           KvDtype dtype, int window) {
 
+    /** Query lengths for a property's contexts: {@code 1 + (seed (i + 7)) mod lens[i]} for sequence {@code i}, in [1, lens[i]]. */
+    public static int[] queryLens(int[] lens, int seed) {
+        int[] qLens = new int[lens.length];
+        for (int i = 0; i < lens.length; i++) {
+            qLens[i] = 1 + (seed * (i + 7)) % lens[i];
+        }
+        return qLens;
+    }
+
     public static PrefillCase of(String name, int[] lengths, int[] qLens, int numQHeads, int numKvHeads, int headDim,
                                  int blockSize, KvDtype dtype, int window) {
         return new PrefillCase(name, lengths, qLens, numQHeads, numKvHeads, headDim, blockSize, dtype, window);

@@ -17,7 +17,6 @@ import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 import net.jqwik.api.constraints.IntRange;
 import net.jqwik.api.constraints.Size;
-import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * Attention sinks ({@link AttentionSinks}) on the JVM backends: decode against the fp64 reference with the same sinks on
@@ -53,19 +52,7 @@ class SinkProperties extends DecodeShapeArbitraries {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         DecodeProblem p = DecodeProblem.random(Shape.of(lens, 8, 2, 64, blockSize, KvDtype.FP16), seed).windowed(window)
                 .withSinks(DecodeWorkload.randomSinks(1, 8, 1, seed));
-        FloatArray out = p.poisonedOutput();
-        int[] ones = new int[lens.length];
-        java.util.Arrays.fill(ones, 1);
-        try (PrefillAttention prefill = new JvmPrefillAttention(p.cache(), p.spec())) {
-            prefill.prefill(PrefillBatch.of(p.batch().window(DecodeBatch.NO_WINDOW), ones, window), 0, p.q(), out);
-        }
-        double[] want = new double[out.getSize()];
-        FloatArray decoded = p.decodeJvm();
-        for (int i = 0; i < want.length; i++) {
-            want[i] = decoded.get(i);
-        }
-        Accuracy.assertClose(out, want, p.describe() + ": prefill against decode");
-        Accuracy.assertClose(out, p.reference(), p.describe() + ": prefill against fp64");
+        assertOneTokenPrefillIsDecode(p, window);
     }
 
     @Property(tries = 20)

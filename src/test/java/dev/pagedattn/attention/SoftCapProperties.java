@@ -71,10 +71,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
             @ForAll("caps") float cap,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
-        int[] qLens = new int[lens.length];
-        for (int i = 0; i < lens.length; i++) {
-            qLens[i] = 1 + (qLenSeed * (i + 7)) % lens[i];
-        }
+        int[] qLens = PrefillCase.queryLens(lens, qLenSeed);
         PrefillCase c = PrefillCase.of("soft cap", lens, qLens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, dtype, window);
         PrefillWorkload plain = c.workload(seed);
         louder(plain.q(), cap);
@@ -100,23 +97,10 @@ class SoftCapProperties extends DecodeShapeArbitraries {
             @ForAll("windows") int window,
             @ForAll("caps") float cap,
             @ForAll long seed) {
-        // decode and prefill have their own dot products (JvmPrefillAttentionTest): they agree to fp32 rounding
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         DecodeProblem p = DecodeProblem.random(Shape.of(lens, 8, 2, 64, blockSize, KvDtype.FP16).withScale(scaleFor(cap, 64)), seed)
                 .windowed(window).withSinks(DecodeWorkload.randomSinks(1, 8, 1, seed)).withSoftCap(cap);
-        FloatArray out = p.poisonedOutput();
-        int[] ones = new int[lens.length];
-        Arrays.fill(ones, 1);
-        try (PrefillAttention prefill = new JvmPrefillAttention(p.cache(), p.spec())) {
-            prefill.prefill(PrefillBatch.of(p.batch().window(DecodeBatch.NO_WINDOW), ones, window), 0, p.q(), out);
-        }
-        double[] want = new double[out.getSize()];
-        FloatArray decoded = p.decodeJvm();
-        for (int i = 0; i < want.length; i++) {
-            want[i] = decoded.get(i);
-        }
-        Accuracy.assertClose(out, want, p.describe() + ": prefill against decode");
-        Accuracy.assertClose(out, p.reference(), p.describe() + ": prefill against fp64");
+        assertOneTokenPrefillIsDecode(p, window);
     }
 
     @Property(tries = 15)
