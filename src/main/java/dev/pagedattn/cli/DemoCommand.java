@@ -145,11 +145,7 @@ final class DemoCommand implements Callable<Integer> {
             headSinks[h] = (float) (random.nextDouble() * 3);
         }
         AttentionSpec withSinks = spec.withSinks(AttentionSinks.of(new float[][] {headSinks}));
-        try (DecodeAttention sunk = Backends.create(backendOptions.backend, cache, withSinks, backendOptions.device, "auto")) {
-            out.init(Float.NaN);
-            sunk.decode(batch, 0, q, out);
-        }
-        double sinkRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, withSinks, 0, seqs, q));
+        double sinkRel = stepWith(withSinks, cache, batch, seqs, q, out);
         double moved = ReferenceAttention.relativeL2(out, ref);
         boolean sinkOk = sinkRel <= 1e-4;
         ok &= sinkOk;
@@ -160,11 +156,7 @@ final class DemoCommand implements Callable<Integer> {
         // than these random ones, which a cap of 0.5 bends as much)
         float softCap = 0.5f;
         AttentionSpec capped = spec.withSoftCap(softCap);
-        try (DecodeAttention cappedAttention = Backends.create(backendOptions.backend, cache, capped, backendOptions.device, "auto")) {
-            out.init(Float.NaN);
-            cappedAttention.decode(batch, 0, q, out);
-        }
-        double capRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, capped, 0, seqs, q));
+        double capRel = stepWith(capped, cache, batch, seqs, q, out);
         double capMoved = ReferenceAttention.relativeL2(out, ref);
         boolean capOk = capRel <= 1e-4;
         ok &= capOk;
@@ -208,5 +200,17 @@ final class DemoCommand implements Callable<Integer> {
         int bs = cache.config().blockSize();
         int last = t.numTokens() - (t.numBlocks() - 1) * bs;
         System.out.printf("   %-7s %3d tokens: %s (last block %d/%d full)%n", name, t.numTokens(), sb, last, bs);
+    }
+
+    /**
+     * One step of {@code batch} (layer 0) by a backend of {@code spec} (the demo's spec with sinks or a cap), its output
+     * left in {@code out}; returns its relative L2 error against the fp64 reference of that spec.
+     */
+    private double stepWith(AttentionSpec spec, KvCache cache, DecodeBatch batch, int[] seqs, FloatArray q, FloatArray out) {
+        try (DecodeAttention attention = Backends.create(backendOptions.backend, cache, spec, backendOptions.device, "auto")) {
+            out.init(Float.NaN);
+            attention.decode(batch, 0, q, out);
+        }
+        return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q));
     }
 }
