@@ -83,8 +83,9 @@ public final class DecodeParams {
     public static final int SINK_BASE = 20;
     /**
      * Logit soft-capping ({@code AttentionSpec.softCap}): where the cap lies in {@code partials} (after the sinks, if
-     * any), or 0 when the plan's scores are not capped (index 0 never holds it). Every attention kernel reads it once
-     * ({@code PagedDecodeKernels.softCapOf}) and caps each score ({@code PagedDecodeKernels.softCap}). A plan constant.
+     * any), or 0 when the plan's scores are not capped (index 0 never holds it). The stream, chunk and quad kernels read
+     * it ({@code PagedDecodeKernels.softCapOf}) and cap each score ({@code PagedDecodeKernels.softCap}); the warp and
+     * pair kernels take the cap as a scalar argument instead, which TornadoVM compiles in. A plan constant.
      */
     public static final int SOFT_CAP = 21;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
