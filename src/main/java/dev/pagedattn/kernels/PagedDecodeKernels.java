@@ -338,9 +338,13 @@ public final class PagedDecodeKernels {
         return capped;
     }
 
-    /** {@link #softCap} for {@code cap > 0}, without the test (a kernel that caps several scores tests once). */
+    /**
+     * {@link #softCap} for {@code cap > 0}, without the test (a kernel that caps several scores tests once). One division
+     * per score: {@code 2 / cap} is a constant where the cap is a kernel's scalar argument (TornadoVM compiles those in),
+     * and a loop invariant elsewhere.
+     */
     public static float capScore(float s, float cap) {
-        return cap - 2f * cap / (TornadoMath.exp(2f * s / cap) + 1f);
+        return cap - 2f * cap / (TornadoMath.exp(s * (2f / cap)) + 1f);
     }
 
     /** Partitions of a row whose weights {@link #mergeRows} keeps in local memory (every slice's first round). */
