@@ -59,8 +59,18 @@ class JvmPrefillAttentionTest {
         int len = 77;
         int tail = 23; // not a multiple of the tile, so the two runs tile the rows differently
         PrefillWorkload whole = PrefillWorkload.create(new int[] {len}, new int[] {len}, 30, 8, 2, 32, 16, F32, seed);
+        assertTailIsTheWholePromptsEnd(whole, tail, 30, "seed=" + seed);
+    }
+
+    /**
+     * {@code whole} (one sequence prefilled as one prompt) and a prefill of only its last {@code tail} query tokens
+     * through a window of {@code window}: the tail's rows must equal the prompt's last rows bit for bit (a row's result
+     * does not depend on the tile it lands in). Returns the whole prompt's output.
+     */
+    static FloatArray assertTailIsTheWholePromptsEnd(PrefillWorkload whole, int tail, int window, String what) {
         AttentionSpec spec = whole.spec();
         int row = spec.numQHeads() * spec.headDim();
+        int len = whole.batch().totalQueries();
         FloatArray qTail = new FloatArray(tail * row);
         for (int i = 0; i < qTail.getSize(); i++) {
             qTail.set(i, whole.q().get((len - tail) * row + i));
@@ -70,9 +80,10 @@ class JvmPrefillAttentionTest {
         b.init(Float.NaN);
         try (JvmPrefillAttention attention = new JvmPrefillAttention(whole.kv().cache(), spec)) {
             attention.prefill(whole.batch(), 0, whole.q(), a);
-            attention.prefill(PrefillBatch.of(whole.kv().batch(), new int[] {tail}, 30), 0, qTail, b);
+            attention.prefill(PrefillBatch.of(whole.kv().batch(), new int[] {tail}, window), 0, qTail, b);
         }
-        assertBitEqual(a, (len - tail) * row, b, 0, tail * row, "seed=" + seed);
+        assertBitEqual(a, (len - tail) * row, b, 0, tail * row, what);
+        return a;
     }
 
     static void assertBitEqual(FloatArray a, int aFrom, FloatArray b, int bFrom, int n, String what) {

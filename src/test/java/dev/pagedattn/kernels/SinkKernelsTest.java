@@ -38,6 +38,16 @@ class SinkKernelsTest {
                     kvHeads, headDim, blockSize, dtype, window == DecodeBatch.NO_WINDOW ? "" : " window=" + window,
                     headsPerArray == 0 ? "" : " " + headsPerArray + " KV heads per array");
         }
+
+        /** The shape's random workload for {@code seed} (its window applied, its layer split as {@code headsPerArray} says). */
+        DecodeWorkload workload(long seed) {
+            int[] lengths = DecodeWorkload.lengths(batch, minLen, maxLen, seed);
+            int maxPoolElements = headsPerArray == 0 ? dev.pagedattn.cache.KvCacheConfig.MAX_POOL_ELEMENTS
+                    : ShardedLayerTest.arrayOf(lengths, qHeads, kvHeads, headDim, blockSize, dtype, headsPerArray);
+            DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
+                    TestScales.perHead(dtype, kvHeads, seed), maxPoolElements);
+            return window == DecodeBatch.NO_WINDOW ? w : w.windowed(window);
+        }
     }
 
     static Stream<Shape> shapes() {
@@ -57,15 +67,7 @@ class SinkKernelsTest {
     @MethodSource("shapes")
     void everyVariantAddsTheSinks(Shape shape) {
         long seed = TestSeeds.fresh("SinkKernelsTest " + shape);
-        int[] lengths = DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed);
-        int maxPoolElements = shape.headsPerArray() == 0 ? dev.pagedattn.cache.KvCacheConfig.MAX_POOL_ELEMENTS
-                : ShardedLayerTest.arrayOf(lengths, shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(),
-                        shape.headsPerArray());
-        DecodeWorkload plain = DecodeWorkload.create(lengths, shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(),
-                shape.dtype(), seed, 0L, 1, 0, TestScales.perHead(shape.dtype(), shape.kvHeads(), seed), maxPoolElements);
-        if (shape.window() != DecodeBatch.NO_WINDOW) {
-            plain = plain.windowed(shape.window());
-        }
+        DecodeWorkload plain = shape.workload(seed);
         DecodeWorkload w = plain.withSinks(DecodeWorkload.randomSinks(1, shape.qHeads(), 1, seed));
         double[] ref = w.reference();
         double moved = ReferenceAttention.relativeL2(plain.reference(), ref);

@@ -5,10 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
-import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
-import dev.pagedattn.cache.DecodeBatch;
-import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -36,15 +33,7 @@ class SoftCapKernelsTest {
     @MethodSource("shapes")
     void everyVariantCapsTheScores(SinkKernelsTest.Shape shape) {
         long seed = TestSeeds.fresh("SoftCapKernelsTest " + shape);
-        int[] lengths = DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed);
-        int maxPoolElements = shape.headsPerArray() == 0 ? KvCacheConfig.MAX_POOL_ELEMENTS
-                : ShardedLayerTest.arrayOf(lengths, shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(),
-                        shape.headsPerArray());
-        DecodeWorkload plain = DecodeWorkload.create(lengths, shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(),
-                shape.dtype(), seed, 0L, 1, 0, TestScales.perHead(shape.dtype(), shape.kvHeads(), seed), maxPoolElements);
-        if (shape.window() != DecodeBatch.NO_WINDOW) {
-            plain = plain.windowed(shape.window());
-        }
+        DecodeWorkload plain = shape.workload(seed);
         DecodeWorkload capped = plain.withSoftCap(CAP);
         DecodeWorkload both = capped.withSinks(DecodeWorkload.randomSinks(1, shape.qHeads(), 1, seed));
         double[] ref = capped.reference();
