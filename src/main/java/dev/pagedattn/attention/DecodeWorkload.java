@@ -44,6 +44,47 @@ public final class DecodeWorkload {
         return new DecodeWorkload(cache, spec, seqs, batch.window(window), q);
     }
 
+    /**
+     * This windowed workload after {@link KvCache#releaseOutsideWindow} on every sequence (its blocks wholly before its
+     * window go back to the pool), with a new batch through the same window and {@link #poisonFreeBlocks} done: a step
+     * that reads a released block, even a masked position of one, fails its check.
+     */
+    public DecodeWorkload releasedOutsideWindow() {
+        if (!batch.windowed()) {
+            throw new IllegalArgumentException("releasedOutsideWindow needs a windowed workload (windowed(W) first)");
+        }
+        for (int seq : seqs) {
+            cache.releaseOutsideWindow(seq, batch.window());
+        }
+        poisonFreeBlocks();
+        return new DecodeWorkload(cache, spec, seqs, cache.batch(seqs).window(batch.window()), q);
+    }
+
+    /**
+     * A new sequence takes every allocatable block (released ones among them) and fills them with NaN K/V in every layer
+     * (8-bit pools: the format's largest value, since NaN is refused there), leaving the pool with none allocatable.
+     */
+    void poisonFreeBlocks() {
+        int junk = cache.createSequence();
+        int tokens = cache.numAllocatableBlocks() * cache.config().blockSize();
+        float value = cache.config().dtype().isQuantized() ? 1e6f : Float.NaN; // 8-bit: saturates at the largest code
+        int chunk = Math.min(tokens, 4096);
+        float[] kv = new float[chunk * cache.config().tokenWidth()];
+        java.util.Arrays.fill(kv, value);
+        try {
+            cache.append(junk, tokens);
+            for (int from = 0; from < tokens; from += chunk) {
+                int n = Math.min(chunk, tokens - from);
+                float[] part = n == chunk ? kv : java.util.Arrays.copyOf(kv, n * cache.config().tokenWidth());
+                for (int layer = 0; layer < cache.config().numLayers(); layer++) {
+                    cache.writeTokens(junk, layer, from, n, part, part);
+                }
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("the allocatable blocks ran out", e);
+        }
+    }
+
     /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */
     public DecodeWorkload withSinks(AttentionSinks sinks) {
         return new DecodeWorkload(cache, spec.withSinks(sinks), seqs, batch, q);

@@ -90,7 +90,11 @@ public final class PrefillBatch {
 
     /** Checks the batch against a cache; backends call it before every launch. */
     public void requireFits(KvCacheConfig config) {
-        kv.requireFits(config);
+        int[] firstRead = new int[numSeqs()];   // a row's first query sees the furthest back
+        for (int i = 0; i < firstRead.length; i++) {
+            firstRead[i] = firstVisible(i, 0);
+        }
+        kv.requireFits(config, firstRead);
     }
 
     /** Block tables and context lengths (which include the new tokens). */

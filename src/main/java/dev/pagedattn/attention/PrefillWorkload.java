@@ -76,6 +76,20 @@ public final class PrefillWorkload {
         return new PrefillWorkload(kv.withSoftCap(softCap), batch, q);
     }
 
+    /**
+     * This workload after {@link dev.pagedattn.cache.KvCache#releaseBefore} at each sequence's first query's first visible
+     * position (with a window, the blocks no query of the step sees go back to the pool), with a new batch of the same
+     * query lengths and window and the free blocks poisoned ({@link DecodeWorkload#releasedOutsideWindow}'s NaN K/V).
+     */
+    public PrefillWorkload releasedOutsideWindow() {
+        int[] seqs = kv.seqs();
+        for (int i = 0; i < seqs.length; i++) {
+            kv.cache().releaseBefore(seqs[i], batch.firstVisible(i, 0));
+        }
+        kv.poisonFreeBlocks();
+        return new PrefillWorkload(kv, PrefillBatch.ofIndptr(kv.cache().batch(seqs), batch.qIndptr(), batch.window()), q);
+    }
+
     /** The cache, spec and sequences (its own decode query is unused here). */
     public DecodeWorkload kv() {
         return kv;

@@ -54,17 +54,22 @@ public final class ReferenceAttention {
     }
 
     /**
-     * The first {@code len} tokens' K and V of {@code kvHead} in {@code layer}, read through the
-     * sequence's page table into {@code k}, {@code v} ({@code [len][headDim]}, exact fp64 of the stored values).
+     * Positions {@code [from, len)}'s K and V of {@code kvHead} in {@code layer}, read through the sequence's page table
+     * into {@code k}, {@code v} ({@code [len][headDim]}, rows below {@code from} untouched; exact fp64 of the stored
+     * values). A position in a released block ({@code KvCache.releaseBefore}) is refused by name.
      */
-    static void gather(KvCache cache, int layer, PageTable table, int kvHead, int len, double[] k, double[] v) {
+    static void gather(KvCache cache, int layer, PageTable table, int kvHead, int from, int len, double[] k, double[] v) {
         int bs = cache.config().blockSize();
         int d = cache.config().headDim();
         KvLayout layout = cache.layout();
         KvPool keys = cache.keys(layer, layout.shardOf(kvHead));
         KvPool values = cache.values(layer, layout.shardOf(kvHead));
-        for (int pos = 0; pos < len; pos++) {
+        for (int pos = from; pos < len; pos++) {
             int block = table.block(pos / bs);
+            if (block == PageTable.RELEASED) {
+                throw new IllegalArgumentException("position=" + pos + " is in a released block (positions < "
+                        + table.numReleased() * bs + " were given back by releaseBefore)");
+            }
             for (int e = 0; e < d; e++) {
                 int at = layout.offset(block, kvHead, pos % bs, e);
                 k[pos * d + e] = keys.get(at);
@@ -83,7 +88,7 @@ public final class ReferenceAttention {
         double[] v = new double[len * d];
         double[] scores = new double[len];
         for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
-            gather(cache, layer, table, kvHead, len, k, v);
+            gather(cache, layer, table, kvHead, first, len, k, v);
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                 int qBase = (row * spec.numQHeads() + h) * d;
                 double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value

@@ -57,7 +57,7 @@ public final class ReferencePrefill {
         double[] v = new double[len * d];
         double[] scores = new double[len];
         for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
-            ReferenceAttention.gather(cache, layer, table, kvHead, len, k, v);
+            ReferenceAttention.gather(cache, layer, table, kvHead, batch.firstVisible(row, 0), len, k, v);
             for (int j = 0; j < batch.qLen(row); j++) {
                 int p = batch.position(row, j);
                 int first = batch.firstVisible(row, j);

@@ -71,7 +71,25 @@ final class BlockAllocator {
 
     /** Drops {@code t}'s references, tail first: with prefix caching a sequence's tail is then evicted before its head. */
     void releaseAll(PageTable t) {
-        for (int i = t.numBlocks() - 1; i >= 0; i--) {
+        releaseRange(t, t.numReleased(), t.numBlocks());
+    }
+
+    /**
+     * Gives back logical blocks {@code [t.numReleased(), upTo)} of {@code t} (tail first, as {@link #releaseAll}) and maps
+     * them to {@link PageTable#RELEASED}; returns how many.
+     */
+    int releaseLeading(PageTable t, int upTo) {
+        int from = t.numReleased();
+        if (upTo <= from) {
+            return 0;
+        }
+        releaseRange(t, from, upTo);
+        t.release(upTo);
+        return upTo - from;
+    }
+
+    private void releaseRange(PageTable t, int from, int to) {
+        for (int i = to - 1; i >= from; i--) {
             release(t.block(i));
         }
     }

@@ -32,17 +32,18 @@ public final class DecodeBatch {
     private final int blockSize;
     private final KvCache source;     // null for caller-made tables
     private final int[] generations;  // [numSeqs] page-table generation when taken; null with source
+    private final int[] heldFrom;     // [numSeqs] first position whose block is held (KvCache.releaseBefore); 0: all
     private final int window;
     private volatile KvCacheConfig checkedFor; // the last cache shape requireFits checked the tables against
 
     DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
-                KvCache source, int[] generations) {
-        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, NO_WINDOW);
-        requireTables(config);
+                KvCache source, int[] generations, int[] heldFrom) {
+        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, heldFrom, NO_WINDOW);
+        requireTables(config, heldFrom); // every held entry; what a step may read is checked by requireFits
     }
 
     private DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, int blockSize,
-                        KvCache source, int[] generations, int window) {
+                        KvCache source, int[] generations, int[] heldFrom, int window) {
         this.seqIds = seqIds;
         this.maxBlocksPerSeq = maxBlocksPerSeq;
         this.blockTables = blockTables;
@@ -50,6 +51,7 @@ public final class DecodeBatch {
         this.blockSize = blockSize;
         this.source = source;
         this.generations = generations;
+        this.heldFrom = heldFrom;
         this.window = window;
     }
 
@@ -63,7 +65,7 @@ public final class DecodeBatch {
             throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
         }
         return window == this.window ? this
-                : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, window);
+                : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, heldFrom, window);
     }
 
     /** The sliding window in tokens, or {@link #NO_WINDOW}. */
@@ -117,6 +119,7 @@ public final class DecodeBatch {
         java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
         int[] lengths = new int[seqs.length];
         int[] generations = new int[seqs.length];
+        int[] heldFrom = new int[seqs.length];
         for (int i = 0; i < seqs.length; i++) {
             PageTable t = tables[i];
             if (t.numBlocks() > maxBlocksPerSeq) {
@@ -126,8 +129,9 @@ public final class DecodeBatch {
             t.copyTo(flat, i * width);
             lengths[i] = t.numTokens();
             generations[i] = t.generation();
+            heldFrom[i] = t.numReleased() * source.config().blockSize();
         }
-        return new DecodeBatch(seqs.clone(), width, flat, lengths, source.config(), source, generations);
+        return new DecodeBatch(seqs.clone(), width, flat, lengths, source.config(), source, generations, heldFrom);
     }
 
     /** A batch from caller-made tables ({@code tables[i]} lists sequence i's physical blocks). */
@@ -150,7 +154,7 @@ public final class DecodeBatch {
             System.arraycopy(tables[i], 0, flat, i * max, used);
             ids[i] = i;
         }
-        return new DecodeBatch(ids, max, flat, contextLens.clone(), config, null, null);
+        return new DecodeBatch(ids, max, flat, contextLens.clone(), config, null, null, new int[tables.length]);
     }
 
     /**
@@ -172,6 +176,21 @@ public final class DecodeBatch {
         }
     }
 
+    /**
+     * {@link #requireFits(KvCacheConfig)} for a step whose row {@code i} reads positions from {@code firstRead[i]} on
+     * instead of from its window's first (a prefill: its first query's window), checked on every call.
+     */
+    public void requireFits(KvCacheConfig config, int[] firstRead) {
+        if (firstRead == null || firstRead.length != contextLens.length) {
+            throw new IllegalArgumentException("firstRead.length=" + (firstRead == null ? "null" : firstRead.length)
+                    + " expected numSeqs=" + contextLens.length);
+        }
+        requireTables(config, firstRead);
+        if (source != null) {
+            requireCurrent();
+        }
+    }
+
     /** Refuses the batch when a sequence of it was freed or had a block replaced since it was taken. */
     private void requireCurrent() {
         synchronized (source) {
@@ -182,14 +201,22 @@ public final class DecodeBatch {
                             + " its blocks may hold another sequence's K/V now; take a new batch");
                 }
                 if (t.generation() != generations[i]) {
-                    throw new IllegalArgumentException("seq=" + seqIds[i] + " had a block replaced (copy-on-write) after the"
-                            + " batch was taken; take a new batch");
+                    throw new IllegalArgumentException("seq=" + seqIds[i] + " had a block replaced (copy-on-write) or released"
+                            + " (releaseBefore) after the batch was taken; take a new batch");
                 }
             }
         }
     }
 
     private void requireTables(KvCacheConfig config) {
+        int[] firstRead = new int[contextLens.length];
+        for (int i = 0; i < firstRead.length; i++) {
+            firstRead[i] = firstVisible(Math.max(1, contextLens[i]), window);
+        }
+        requireTables(config, firstRead);
+    }
+
+    private void requireTables(KvCacheConfig config, int[] firstRead) {
         if (config.blockSize() != blockSize) {
             throw new IllegalArgumentException("batch blockSize=" + blockSize + " does not match the cache's blockSize=" + config.blockSize());
         }
@@ -204,7 +231,13 @@ public final class DecodeBatch {
                         + " blocks but the table has maxBlocksPerSeq=" + maxBlocksPerSeq);
             }
             // a windowed step reads only the blocks from its first visible token's on (the rest are never indexed)
-            for (int j = firstVisible(len, window) / blockSize; j < used; j++) {
+            int from = Math.max(0, firstRead[i]);
+            if (from < heldFrom[i]) {
+                throw new IllegalArgumentException("seq=" + seqIds[i] + " (row " + i + "): this step reads from position " + from
+                        + " but positions < " + heldFrom[i] + " were released (releaseBefore): see them through a window that"
+                        + " starts at or after " + heldFrom[i]);
+            }
+            for (int j = from / blockSize; j < used; j++) {
                 int b = blockTables[i * maxBlocksPerSeq + j];
                 if (b < 0 || b >= config.numBlocks()) {
                     throw new IllegalArgumentException("blockTables[" + i + "][" + j + "]=" + b + " is outside [0, "
@@ -231,9 +264,36 @@ public final class DecodeBatch {
         return seqIds[i];
     }
 
-    /** Physical block of (row {@code i}, logical block {@code j}). */
+    /** Physical block of (row {@code i}, logical block {@code j}); {@code PageTable.RELEASED} below {@link #firstHeld}. */
     public int block(int i, int j) {
         return blockTables[i * maxBlocksPerSeq + j];
+    }
+
+    /** The first position of row {@code i} whose block is held ({@code KvCache.releaseBefore}); 0 when none was released. */
+    public int firstHeld(int i) {
+        return heldFrom[i];
+    }
+
+    /**
+     * {@link #block}, but a released column reads as the row's first held block: what the GPU kernels get, since a kernel
+     * loads whole tiles from a window's start rounded down (16 tokens in decode) and masks the positions before it, so
+     * such a load may touch a released column's block; it then reads the row's own K/V, never an id outside the pool.
+     */
+    public int kernelBlock(int i, int j) {
+        int b = blockTables[i * maxBlocksPerSeq + j];
+        int held = heldFrom[i] / blockSize;
+        return b != PageTable.RELEASED ? b : held < maxBlocksPerSeq ? blockTables[i * maxBlocksPerSeq + held] : BlockPool.NO_BLOCK;
+    }
+
+    /** The flat table of {@link #kernelBlock} (a copy), {@code [numSeqs][maxBlocksPerSeq]}. */
+    public int[] kernelBlockTables() {
+        int[] flat = blockTables.clone();
+        for (int i = 0; i < contextLens.length; i++) {
+            for (int j = 0; j < heldFrom[i] / blockSize; j++) {
+                flat[i * maxBlocksPerSeq + j] = kernelBlock(i, j);
+            }
+        }
+        return flat;
     }
 
     public int contextLen(int i) {

@@ -202,6 +202,11 @@ public final class KvCache {
             throw new IllegalArgumentException("position=" + firstPosition + " numTokens=" + numTokens
                     + " is outside the reserved length=" + t.numTokens() + " of seq=" + seq);
         }
+        int held = t.numReleased() * config.blockSize();
+        if (numTokens > 0 && firstPosition < held) {
+            throw new IllegalArgumentException("position=" + firstPosition + " of seq=" + seq + " is in a released block"
+                    + " (positions < " + held + " were given back by releaseBefore)");
+        }
         int width = config.tokenWidth();
         requireLength("k", k, (long) numTokens * width);
         requireLength("v", v, (long) numTokens * width);
@@ -245,10 +250,10 @@ public final class KvCache {
         return first;
     }
 
-    /** A new sequence sharing every block of {@code seq} (reference count + 1 each). */
+    /** A new sequence sharing every block of {@code seq} (reference count + 1 each; its released blocks stay released). */
     public synchronized int fork(int seq) {
         PageTable parent = table(seq);
-        for (int i = 0; i < parent.numBlocks(); i++) {
+        for (int i = parent.numReleased(); i < parent.numBlocks(); i++) {
             pool.retain(parent.block(i));
         }
         int id = sequences.add(new PageTable(parent));
@@ -267,6 +272,53 @@ public final class KvCache {
         }
         allocator.releaseAll(t);
         verifyIfChecked();
+    }
+
+    /**
+     * Gives back to the pool every block of {@code seq} whose slots all lie before {@code position} (vLLM's sliding-window
+     * block freeing): logical block {@code j} once {@code (j + 1) * blockSize <= position}. The sequence keeps its length
+     * and positions; the released logical blocks map to {@link PageTable#RELEASED}, and a block another sequence or the
+     * prefix cache still holds stays with them. From then on the sequence's positions below
+     * {@link #firstHeldPosition} can be neither written nor read, a decode must see it through a window that starts at
+     * or after that position ({@code batch.window(W)}) and a prefill through a window its first query's does; any other
+     * step is refused by name. A batch taken before the call is stale (take a new one). Releasing fewer blocks than
+     * already released changes nothing.
+     *
+     * <p>A block holds its slots' K/V in every layer, so release only what no layer will read again: in a model whose
+     * every layer attends through a window of {@code W} (Mistral 7B v0.1, Phi-3-mini), {@link #releaseOutsideWindow}
+     * after each step; a model that mixes windowed and full layers (Gemma 2 and 3, gpt-oss) must keep its blocks.
+     *
+     * @param position in {@code [0, length(seq)]}
+     * @return the blocks this call released from the sequence's table
+     */
+    public synchronized int releaseBefore(int seq, int position) {
+        PageTable t = table(seq);
+        if (position < 0 || position > t.numTokens()) {
+            throw new IllegalArgumentException("position=" + position + " is outside [0, " + t.numTokens() + "] of seq=" + seq);
+        }
+        int released = allocator.releaseLeading(t, position / config.blockSize());
+        verifyIfChecked();
+        return released;
+    }
+
+    /**
+     * {@link #releaseBefore} at {@code max(0, length(seq) - window)}: keeps every block of the positions the sequence's
+     * last token sees through a sliding window of {@code window} tokens, which every later decode step's window and every
+     * later prefill chunk's window also cover. Call it after a step, before the next chunk's K/V are appended (a chunk of
+     * {@code n} new tokens appended first would let it release what that chunk's first query still sees).
+     *
+     * @return the blocks released
+     */
+    public synchronized int releaseOutsideWindow(int seq, int window) {
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1");
+        }
+        return releaseBefore(seq, DecodeBatch.firstVisible(table(seq).numTokens(), window));
+    }
+
+    /** The first position of {@code seq} whose block is still held: 0 unless {@link #releaseBefore} gave blocks back. */
+    public synchronized int firstHeldPosition(int seq) {
+        return table(seq).numReleased() * config.blockSize();
     }
 
     /** Element {@code dim} of K for (seq, layer, position, kvHead), found through the page table. */

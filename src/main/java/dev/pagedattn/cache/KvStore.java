@@ -98,7 +98,12 @@ final class KvStore {
         if (kvHead < 0 || kvHead >= config.numKvHeads() || dim < 0 || dim >= config.headDim()) {
             throw new IllegalArgumentException("kvHead=" + kvHead + " dim=" + dim + " is outside the cache shape");
         }
-        return layout.offset(t.block(position / config.blockSize()), kvHead, position % config.blockSize(), dim);
+        int block = t.block(position / config.blockSize());
+        if (block == PageTable.RELEASED) {
+            throw new IllegalArgumentException("position=" + position + " of seq=" + seq + " is in a released block (positions < "
+                    + t.numReleased() * config.blockSize() + " were given back by releaseBefore)");
+        }
+        return layout.offset(block, kvHead, position % config.blockSize(), dim);
     }
 
     private int requireShard(int shard) {

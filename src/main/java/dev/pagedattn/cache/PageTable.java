@@ -5,12 +5,20 @@ import java.util.Arrays;
 /**
  * One sequence's map from logical block {@code i} (tokens {@code [i*blockSize, (i+1)*blockSize)})
  * to a physical block id. Read access is public; only {@link KvCache} changes it.
+ *
+ * <p>The first {@link #numReleased()} logical blocks may have been given back to the pool by
+ * {@link KvCache#releaseBefore} (a sliding window's tokens that no query will see again): they map to
+ * {@link #RELEASED}, and the sequence keeps its length and positions.
  */
 public final class PageTable {
+    /** What a released logical block maps to ({@link KvCache#releaseBefore}); never a block of the pool. */
+    public static final int RELEASED = -2;
+
     private int[] blocks = new int[4]; // [capacity], valid up to numBlocks
     private int numBlocks;
     private int numTokens;
-    private int generation;            // bumped when a mapped block is replaced (copy-on-write)
+    private int numReleased;           // leading logical blocks mapped to RELEASED
+    private int generation;            // bumped when a mapped block is replaced (copy-on-write) or released
 
     PageTable() {
     }
@@ -19,6 +27,7 @@ public final class PageTable {
         this.blocks = other.blocks.clone();
         this.numBlocks = other.numBlocks;
         this.numTokens = other.numTokens;
+        this.numReleased = other.numReleased;
         this.generation = other.generation;
     }
 
@@ -30,7 +39,12 @@ public final class PageTable {
         return numTokens;
     }
 
-    /** Physical block of logical block {@code logical}. */
+    /** Leading logical blocks given back to the pool ({@link KvCache#releaseBefore}); each maps to {@link #RELEASED}. */
+    public int numReleased() {
+        return numReleased;
+    }
+
+    /** Physical block of logical block {@code logical}, or {@link #RELEASED} for one of the first {@link #numReleased()}. */
     public int block(int logical) {
         if (logical < 0 || logical >= numBlocks) {
             throw new IllegalArgumentException("logicalBlock=" + logical + " is outside [0, " + numBlocks + ")");
@@ -60,7 +74,14 @@ public final class PageTable {
         generation++;
     }
 
-    /** Changes whenever a block already in the table is replaced; appending blocks keeps it. */
+    /** Maps logical blocks {@code [numReleased, upTo)} to {@link #RELEASED}; their blocks' references are the caller's to drop. */
+    void release(int upTo) {
+        Arrays.fill(blocks, numReleased, upTo, RELEASED);
+        numReleased = upTo;
+        generation++;
+    }
+
+    /** Changes whenever a block already in the table is replaced or released; appending blocks keeps it. */
     int generation() {
         return generation;
     }

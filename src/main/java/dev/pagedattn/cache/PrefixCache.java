@@ -207,7 +207,8 @@ public final class PrefixCache {
             for (int i = st.numPublished; i < full; i++) {
                 long h = blockHash(st.lastHash, st.ids, i * blockSize, blockSize);
                 int b = t.block(i);
-                if (!cached[b] && !blockByHash.containsKey(h)) {
+                // a block released before its commit (KvCache.releaseBefore) is not published; the chain goes on
+                if (b != PageTable.RELEASED && !cached[b] && !blockByHash.containsKey(h)) {
                     cached[b] = true;
                     hashOf[b] = h;
                     parentHashOf[b] = st.lastHash;

@@ -44,8 +44,9 @@ final class SequenceRegistry {
     }
 
     /**
-     * Checks that every table holds exactly the blocks its length needs and that each block's
-     * reference count in {@code pool} is the number of tables referencing it.
+     * Checks that every table holds exactly the blocks its length needs (its released ones a leading run
+     * of {@link PageTable#RELEASED}) and that each block's reference count in {@code pool} is the number
+     * of tables referencing it.
      */
     void verify(KvCacheConfig config, BlockPool pool) {
         int[] refs = new int[config.numBlocks()];
@@ -53,8 +54,15 @@ final class SequenceRegistry {
             PageTable t = e.getValue();
             BlockPool.check(t.numBlocks() == config.blocksFor(t.numTokens()),
                     "seq " + e.getKey() + " has " + t.numBlocks() + " blocks for " + t.numTokens() + " tokens");
+            BlockPool.check(t.numReleased() <= t.numBlocks(), "seq " + e.getKey() + " has released " + t.numReleased()
+                    + " of its " + t.numBlocks() + " blocks");
             for (int i = 0; i < t.numBlocks(); i++) {
-                refs[t.block(i)]++;
+                int b = t.block(i);
+                BlockPool.check((b == PageTable.RELEASED) == (i < t.numReleased()), "seq " + e.getKey() + " logical block "
+                        + i + " maps to " + b + " with numReleased=" + t.numReleased());
+                if (b != PageTable.RELEASED) {
+                    refs[b]++;
+                }
             }
         }
         for (int b = 0; b < refs.length; b++) {

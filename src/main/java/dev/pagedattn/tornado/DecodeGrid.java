@@ -160,7 +160,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /** {@link Tables} for {@code batch}. */
     public static Tables tables(DecodeBatch batch) {
         if (!batch.windowed()) {
-            return new Tables(batch.blockTables(), batch.maxBlocksPerSeq());
+            return new Tables(batch.kernelBlockTables(), batch.maxBlocksPerSeq());
         }
         int n = batch.numSeqs();
         int bs = batch.blockSize();
@@ -175,7 +175,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         for (int i = 0; i < n; i++) {
             int used = (batch.contextLen(i) + bs - 1) / bs - from[i];
             for (int j = 0; j < used; j++) {
-                flat[i * width + j] = batch.block(i, from[i] + j);
+                flat[i * width + j] = batch.kernelBlock(i, from[i] + j);   // a released column: the row's first held block
             }
         }
         return new Tables(flat, width);

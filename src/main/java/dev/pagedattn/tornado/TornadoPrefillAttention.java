@@ -515,7 +515,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             rows.load(userQ, queries);
             int width = batch.kv().maxBlocksPerSeq();
             // the batch's own row width, which the kernels read from params
-            MemorySegment.copy(batch.kv().blockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 0, n * width);
+            MemorySegment.copy(batch.kv().kernelBlockTables(), 0, tables.getSegment(), ValueLayout.JAVA_INT, 0, n * width);
             for (int i = 0; i < n; i++) {
                 for (int j = 0; j < batch.qLen(i); j++) {
                     qSeq.set(batch.qStart(i) + j, i);

@@ -26,7 +26,7 @@ record CacheSnapshot(Map<Integer, List<Integer>> tables, Map<Integer, Integer> l
                 tables.put(seq, boxed(cache.pageTable(seq).blocks()));
                 lengths.put(seq, cache.length(seq));
                 List<Integer> bits = new ArrayList<>();
-                for (int p = 0; p < cache.length(seq); p++) {
+                for (int p = cache.firstHeldPosition(seq); p < cache.length(seq); p++) {
                     for (int layer = 0; layer < c.numLayers(); layer++) {
                         for (int h = 0; h < c.numKvHeads(); h++) {
                             for (int d = 0; d < c.headDim(); d++) {

@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * A million random operations (create, append, reserve, write, fork, free, prefix admit and
- * commit, exhaustion) on a small cache with prefix caching, checked against an independent model:
+ * commit, release of leading blocks as a sliding window does, exhaustion) on a small cache with prefix caching, checked against an independent model:
  * per sequence the physical blocks it should hold and the token stored at every position, per
  * block its reference count and whether it is published (keyed by the token ids of the whole
  * prefix it ends). The cache verifies its own invariants after every operation (checked mode);
@@ -41,7 +41,7 @@ class KvCacheRandomRunTest {
     private final List<?>[] keyOf = new List<?>[NUM_BLOCKS];       // block -> its published prefix, null
     private int live;                                               // blocks with refs > 0
     private int nextId = 1;
-    private final int[] counts = new int[8]; // copies at append, copies at write, refusals, hits, evictions, ...
+    private final int[] counts = new int[9]; // copies at append, copies at write, refusals, hits, evictions, ...
 
     /** A model sequence. Admitted ones (and their forks) carry token ids the prefix cache tracks. */
     private static final class Seq {
@@ -49,6 +49,7 @@ class KvCacheRandomRunTest {
         int[] tokens = new int[0]; // token id per position; -1: reserved, not written
         boolean admitted;
         int numPublished;          // leading blocks the prefix cache has hashed for this sequence
+        int numReleased;           // leading blocks given back (KvCache.releaseBefore); PageTable.RELEASED in blocks
 
         Seq copy() {
             Seq s = new Seq();
@@ -56,6 +57,7 @@ class KvCacheRandomRunTest {
             s.tokens = tokens.clone();
             s.admitted = admitted;
             s.numPublished = numPublished;
+            s.numReleased = numReleased;
             return s;
         }
     }
@@ -89,7 +91,7 @@ class KvCacheRandomRunTest {
         checkAll();
         // the run must reach the interesting states, or it proves little
         String[] names = {"copy at append", "copy at write", "refused for lack of blocks", "prefix hits", "evictions",
-                "admissions", "commits", "forks"};
+                "admissions", "commits", "forks", "releases"};
         for (int i = 0; i < names.length; i++) {
             assertTrue(counts[i] > 100, names[i] + " happened only " + counts[i] + " times");
         }
@@ -111,8 +113,10 @@ class KvCacheRandomRunTest {
             return free(seq);
         } else if (kind < 90) {
             return admit(random);
-        } else if (kind < 95) {
+        } else if (kind < 93) {
             return commit(seq);
+        } else if (kind < 96) {
+            return releaseBefore(seq, random);
         }
         return exhaust(seq);
     }
@@ -180,6 +184,13 @@ class KvCacheRandomRunTest {
         int pos = random.nextInt(s.tokens.length);
         int logical = pos / BS;
         int id = s.admitted ? admittedId(s, pos, random) : freshId();
+        if (logical < s.numReleased) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> cache.write(seq, 0, pos, Tokens.k(C, 0, id), Tokens.v(C, 0, id)));
+            assertTrue(e.getMessage().contains("released"), e.getMessage());
+            assertArrayEquals(s.blocks, cache.pageTable(seq).blocks());
+            return seq;
+        }
         boolean copy = shared(s.blocks[logical]);
         if (copy && live == NUM_BLOCKS) {
             assertThrows(OutOfBlocksException.class, () -> cache.write(seq, 0, pos, Tokens.k(C, 0, id), Tokens.v(C, 0, id)));
@@ -209,8 +220,8 @@ class KvCacheRandomRunTest {
     private int fork(int seq) {
         Seq parent = seqs.get(seq);
         int child = cache.fork(seq);
-        for (int b : parent.blocks) {
-            retain(b);
+        for (int i = parent.numReleased; i < parent.blocks.length; i++) {
+            retain(parent.blocks[i]);
         }
         add(child, parent.copy());
         counts[7]++;
@@ -221,10 +232,33 @@ class KvCacheRandomRunTest {
         cache.free(seq);
         Seq s = seqs.remove(seq);
         ids.remove(Integer.valueOf(seq));
-        for (int i = s.blocks.length - 1; i >= 0; i--) {
+        for (int i = s.blocks.length - 1; i >= s.numReleased; i--) {
             release(s.blocks[i]);
         }
         return -1;
+    }
+
+    /** Gives back the blocks wholly before a random position (sometimes one past the length: refused, nothing changes). */
+    private int releaseBefore(int seq, Random random) {
+        Seq s = seqs.get(seq);
+        int position = random.nextInt(s.tokens.length + 2);
+        if (position > s.tokens.length) {
+            CacheSnapshot before = CacheSnapshot.of(cache);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cache.releaseBefore(seq, position));
+            assertTrue(e.getMessage().startsWith("position=" + position + " "), e.getMessage());
+            assertEquals(before, CacheSnapshot.of(cache));
+            return seq;
+        }
+        int upTo = Math.max(s.numReleased, position / BS);
+        assertEquals(upTo - s.numReleased, cache.releaseBefore(seq, position), "blocks released before " + position);
+        for (int i = upTo - 1; i >= s.numReleased; i--) {
+            release(s.blocks[i]);
+            s.blocks[i] = PageTable.RELEASED;
+        }
+        s.numReleased = upTo;
+        assertEquals(upTo * BS, cache.firstHeldPosition(seq));
+        counts[8]++;
+        return seq;
     }
 
     private int admit(Random random) throws Exception {
@@ -287,7 +321,7 @@ class KvCacheRandomRunTest {
         for (int i = s.numPublished; i < s.tokens.length / BS; i++) {
             List<Integer> k = key(s.tokens, (i + 1) * BS);
             int b = s.blocks[i];
-            if (keyOf[b] == null && !published.containsKey(k)) {
+            if (b != PageTable.RELEASED && keyOf[b] == null && !published.containsKey(k)) {
                 published.put(k, b);
                 keyOf[b] = k;
             }
@@ -368,10 +402,14 @@ class KvCacheRandomRunTest {
         Seq s = seqs.get(seq);
         assertEquals(s.tokens.length, cache.length(seq), "length of seq " + seq);
         assertArrayEquals(s.blocks, cache.pageTable(seq).blocks(), "page table of seq " + seq);
-        for (int b : s.blocks) {
-            assertEquals(refs[b], cache.pool().refCount(b), "refCount of block " + b);
+        for (int i = s.numReleased; i < s.blocks.length; i++) {
+            assertEquals(refs[s.blocks[i]], cache.pool().refCount(s.blocks[i]), "refCount of block " + s.blocks[i]);
         }
-        for (int p = everyToken ? 0 : Math.max(0, s.tokens.length - 3); p < s.tokens.length; p++) {
+        int held = s.numReleased * BS;
+        if (everyToken && held > 0) {
+            assertThrows(IllegalArgumentException.class, () -> cache.readK(seq, 0, held - 1, 0, 0), "a released position");
+        }
+        for (int p = Math.max(held, everyToken ? 0 : s.tokens.length - 3); p < s.tokens.length; p++) {
             if (s.tokens[p] < 0) {
                 continue;
             }
