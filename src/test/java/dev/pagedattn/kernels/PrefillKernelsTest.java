@@ -37,6 +37,11 @@ class PrefillKernelsTest {
                         PrefillBatch.NO_WINDOW)));
     }
 
+    /** The shapes with a sliding window. */
+    static Stream<PrefillCase> windowedShapes() {
+        return shapes().filter(c -> c.window() != PrefillBatch.NO_WINDOW);
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")
     void kernelMatchesTheFp64Reference(PrefillCase c) {
@@ -71,6 +76,34 @@ class PrefillKernelsTest {
     void kernelCapsTheScores(PrefillCase c) {
         long seed = TestSeeds.fresh("PrefillKernelsTest soft cap " + c.name());
         checkSoftCap(c, seed, PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
+    }
+
+    /**
+     * Sliding-window block release: every windowed shape after {@code KvCache.releaseBefore} at each sequence's first
+     * query's first visible position, the freed blocks then taken and filled with NaN by another sequence, unsplit and
+     * split, against the fp64 reference of the cache before the release.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("windowedShapes")
+    void kernelReadsNoReleasedBlock(PrefillCase c) {
+        checkReleased(c, TestSeeds.fresh("PrefillKernelsTest released " + c.name()), PrefillGrid.Kernel.SCALAR, REL_L2,
+                PrefillKernels.KV_TILE);
+    }
+
+    /** {@link #kernelReadsNoReleasedBlock} through {@code kernel} (a windowed shape: without a window nothing is released). */
+    static void checkReleased(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload whole = c.workload(seed);
+        double[] ref = whole.reference();
+        int usedBefore = whole.kv().cache().numUsedBlocks();
+        PrefillWorkload w = whole.releasedOutsideWindow();
+        assertTrue(whole.kv().cache().numAllocatableBlocks() == 0 && usedBefore > 0, "the free blocks are poisoned");
+        PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
+        PrefillGrid split = splitInto(unsplit, w.batch(), splitTokens);
+        KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
+        double rel = ReferenceAttention.relativeL2(run(w, unsplit, KernelEmulator.Schedule.FORWARD), ref);
+        assertTrue(rel < tolerance, c + " released " + unsplit + " FORWARD seed=" + seed + ": relative L2 error " + rel);
+        rel = ReferenceAttention.relativeL2(run(w, split, order), ref);
+        assertTrue(rel < tolerance, c + " released " + split + " " + order + " seed=" + seed + ": relative L2 error " + rel);
     }
 
     /**
@@ -147,7 +180,7 @@ class PrefillKernelsTest {
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, PrefillBatch b, FloatArray q, FloatArray out,
                               PrefillGrid grid, KernelEmulator.Schedule schedule) {
-        IntArray tables = IntArray.fromArray(b.kv().blockTables());
+        IntArray tables = IntArray.fromArray(b.kv().kernelBlockTables()); // as the plan sends them
         IntArray lens = IntArray.fromArray(b.kv().contextLens());
         IntArray indptr = IntArray.fromArray(b.qIndptr());
         IntArray qSeq = new IntArray(b.totalQueries());

@@ -56,6 +56,10 @@ class TensorPrefillKernelsTest {
                 PrefillCase.of("FP8 E5M2 MHA at 96, window 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E5M2, 9));
     }
 
+    static Stream<PrefillCase> windowedShapes() {
+        return shapes().filter(c -> c.window() != PrefillBatch.NO_WINDOW);
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")
     void kernelMatchesTheFp64Reference(PrefillCase c) {
@@ -76,6 +80,14 @@ class TensorPrefillKernelsTest {
     void kernelCapsTheScores(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest soft cap " + c.name());
         PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
+    /** Sliding-window block release through the tensor-core kernels ({@link PrefillKernelsTest#checkReleased}). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("windowedShapes")
+    void kernelReadsNoReleasedBlock(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest released " + c.name());
+        PrefillKernelsTest.checkReleased(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
     }
 
     /**

@@ -1,6 +1,7 @@
 package dev.pagedattn.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
@@ -20,7 +21,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * kernels) a balanced grid of pieces of two tiles, both emulator schedules. Windows of one token, shorter than a block,
  * of a block, one past it and longer than some contexts; first visible tokens inside blocks of 3, 7, 16, 17 and 32 tokens
  * (at 32 the first may lie in a block's second tile). A window at least as long as every context must give the same bits
- * as no window. Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
+ * as no window. Then the blocks wholly before each window are released and reused with NaN, and every variant must
+ * still match. Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
  */
 class WindowedDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -76,6 +78,24 @@ class WindowedDecodeKernelsTest {
         for (DecodeGrid grid : KernelVariantsTest.grids(whole)) {
             assertArrayEquals(EmulatedDecode.attention(whole, grid, KernelEmulator.Schedule.FORWARD).toHeapArray(),
                     EmulatedDecode.attention(wide, grid, KernelEmulator.Schedule.FORWARD).toHeapArray(), grid + " window=maxLen");
+        }
+        // the blocks wholly before each window released, then taken and filled with NaN by another sequence: every
+        // variant must give what it gave before (a walk from a tile boundary below the window's first token reads the
+        // row's first held block for a released column: DecodeBatch.kernelBlock)
+        DecodeWorkload released = w.releasedOutsideWindow();
+        for (int i = 0; i < released.batch().numSeqs(); i++) {
+            int first = released.batch().firstVisible(i);
+            assertEquals(first / shape.blockSize() * shape.blockSize(), released.batch().firstHeld(i), shape + " row " + i);
+        }
+        for (DecodeGrid grid : KernelVariantsTest.grids(released)) {
+            check(grid + " released", ref, EmulatedDecode.attention(released, grid, KernelEmulator.Schedule.REVERSE));
+        }
+        if (shape.dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())) {
+            DecodeGrid balanced = DecodeGrid.balanced(w.spec(), released.batch(), 1 << 20, 2 * StreamDecodeKernels.TILE);
+            check(balanced + " balanced released", ref, EmulatedDecode.attention(released, balanced, KernelEmulator.Schedule.FORWARD));
+        }
+        if (!shape.dtype().isQuantized()) {
+            check("parallel released", ref, EmulatedDecode.parallel(released));
         }
     }
 

@@ -7,8 +7,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.PageTable;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
@@ -492,6 +494,49 @@ class DecodeGridTest {
                     }
                 }
                 assertEquals(widest, t.width(), "bs=" + bs + " window=" + window);
+            }
+        }
+    }
+
+    /**
+     * After {@code KvCache.releaseOutsideWindow}, a windowed batch's kernel tables hold no released column: where a row's
+     * walk origin (16-token aligned) lies in a block wholly before the window, that column reads as the row's first held
+     * block, so a tile load there reads the row's own K/V; every column of the window reads its own block.
+     */
+    @Test
+    void releasedColumnsReachTheKernelsAsTheRowsFirstHeldBlock() throws Exception {
+        for (int bs : new int[] {1, 3, 7, 16}) {
+            KvCache cache = new KvCache(KvCacheConfig.of(4096, bs, 1, 8, KvDtype.FP16));
+            int[] lens = {5, 40, 333};
+            int[] seqs = new int[lens.length];
+            for (int i = 0; i < lens.length; i++) {
+                seqs[i] = cache.createSequence();
+                cache.append(seqs[i], lens[i]);
+            }
+            for (int window : new int[] {100, 17, 10, 1}) {    // each release keeps what the next, shorter window sees
+                for (int seq : seqs) {
+                    cache.releaseOutsideWindow(seq, window);
+                }
+                DecodeBatch w = cache.batch(seqs).window(window);
+                DecodeGrid.Tables t = DecodeGrid.tables(w);
+                boolean substituted = false;
+                for (int i = 0; i < lens.length; i++) {
+                    int first = w.firstVisible(i);
+                    int from = PagedDecodeKernels.firstTableBlock(first, bs);
+                    for (int j = from; j < cache.config().blocksFor(lens[i]); j++) {
+                        int sent = t.flat()[i * t.width() + j - from];
+                        String at = "bs=" + bs + " window=" + window + " row " + i + " column " + j;
+                        if (j < w.firstHeld(i) / bs) {
+                            assertEquals(PageTable.RELEASED, w.block(i, j), at);
+                            assertEquals(w.block(i, w.firstHeld(i) / bs), sent, at);
+                            substituted = true;
+                        } else {
+                            assertEquals(w.block(i, j), sent, at);
+                        }
+                    }
+                }
+                assertTrue(substituted || bs == 16 || bs == 1, "bs=" + bs + " window=" + window
+                        + ": some walk origin should lie in a released block");
             }
         }
     }
