@@ -50,23 +50,29 @@ public final class DecodeWorkload {
      * that reads a released block, even a masked position of one, fails its check.
      */
     public DecodeWorkload releasedOutsideWindow() {
+        return releasedOutsideWindow(0);
+    }
+
+    /** Same, leaving {@code spareBlocks} allocatable (the pool hands out the last released blocks first: those are poisoned). */
+    public DecodeWorkload releasedOutsideWindow(int spareBlocks) {
         if (!batch.windowed()) {
             throw new IllegalArgumentException("releasedOutsideWindow needs a windowed workload (windowed(W) first)");
         }
         for (int seq : seqs) {
             cache.releaseOutsideWindow(seq, batch.window());
         }
-        poisonFreeBlocks();
+        poisonFreeBlocks(spareBlocks);
         return new DecodeWorkload(cache, spec, seqs, cache.batch(seqs).window(batch.window()), q);
     }
 
     /**
-     * A new sequence takes every allocatable block (released ones among them) and fills them with NaN K/V in every layer
-     * (8-bit pools: the format's largest value, since NaN is refused there), leaving the pool with none allocatable.
+     * A new sequence takes every allocatable block but {@code spareBlocks} (released ones first: the pool hands out the
+     * last released first) and fills them with NaN K/V in every layer (8-bit pools: the format's largest value, since NaN
+     * is refused there).
      */
-    void poisonFreeBlocks() {
+    void poisonFreeBlocks(int spareBlocks) {
         int junk = cache.createSequence();
-        int tokens = cache.numAllocatableBlocks() * cache.config().blockSize();
+        int tokens = Math.max(0, cache.numAllocatableBlocks() - spareBlocks) * cache.config().blockSize();
         float value = cache.config().dtype().isQuantized() ? 1e6f : Float.NaN; // 8-bit: saturates at the largest code
         int chunk = Math.min(tokens, 4096);
         float[] kv = new float[chunk * cache.config().tokenWidth()];

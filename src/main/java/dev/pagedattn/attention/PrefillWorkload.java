@@ -82,11 +82,16 @@ public final class PrefillWorkload {
      * query lengths and window and the free blocks poisoned ({@link DecodeWorkload#releasedOutsideWindow}'s NaN K/V).
      */
     public PrefillWorkload releasedOutsideWindow() {
+        return releasedOutsideWindow(0);
+    }
+
+    /** Same, leaving {@code spareBlocks} allocatable for later chunks ({@link DecodeWorkload#releasedOutsideWindow(int)}). */
+    public PrefillWorkload releasedOutsideWindow(int spareBlocks) {
         int[] seqs = kv.seqs();
         for (int i = 0; i < seqs.length; i++) {
             kv.cache().releaseBefore(seqs[i], batch.firstVisible(i, 0));
         }
-        kv.poisonFreeBlocks();
+        kv.poisonFreeBlocks(spareBlocks);
         return new PrefillWorkload(kv, PrefillBatch.ofIndptr(kv.cache().batch(seqs), batch.qIndptr(), batch.window()), q);
     }
 

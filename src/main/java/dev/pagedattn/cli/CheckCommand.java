@@ -54,6 +54,12 @@ final class CheckCommand implements Callable<Integer> {
             + " --query-len prefill and the decode steps after it).")
     Integer window;
 
+    @Option(names = "--release", description = "With --window: give every block wholly before a sequence's window back to the"
+            + " pool (KvCache.releaseOutsideWindow) before the first step and before every later append, and let another"
+            + " sequence fill the freed blocks with NaN K/V (8-bit: the format's largest value), so a step that reads a released"
+            + " block fails its check.")
+    boolean release;
+
     @Option(names = "--full-every", description = "With --window and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
             + " whole context and the others the window, as models that mix sliding-window and full layers run (gpt-oss: 2,"
             + " Gemma 3: 6); default: every layer windowed.")
@@ -124,6 +130,10 @@ final class CheckCommand implements Callable<Integer> {
         if (fullEvery != null && (fullEvery < 2 || window == null || queryLen != null)) {
             throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window and without --query-len");
         }
+        if (release && (window == null || fullEvery != null)) {
+            throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window"
+                    + " and no --full-every (a block holds every layer's K/V, and a full layer still reads them)");
+        }
         if (!pools.equals("shared") && !pools.equals("separate")) {
             throw new IllegalArgumentException("--pools=" + pools + " is not one of shared, separate");
         }
@@ -132,19 +142,25 @@ final class CheckCommand implements Callable<Integer> {
         Extras extras = Extras.of(sinks, softCap);
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras);
+                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release);
         }
         int slidingWindow = PrefillCheck.window(window);
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
         DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(slidingWindow);
         DecodeWorkload w = extras.apply(plain, shape.layers, shape.qHeads, shape.seed());
+        if (release) { // the later steps' tokens keep their blocks: one per sequence and step, at most
+            w = w.releasedOutsideWindow(lengths.length * (steps - 1));
+        }
         FloatArray out = w.poisonedOutput();
         long[] nanos = new long[iterations];
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
                     + (w.batch().windowed() ? " window=" + slidingWindow : "") + extras.describe() + " backend=" + backend);
+            if (release) {
+                PrefillCheck.printReleased(w.cache(), w.seqs());
+            }
             if (extras.softCap() > 0) {
                 PrefillCheck.printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
@@ -160,6 +176,9 @@ final class CheckCommand implements Callable<Integer> {
             status = Math.max(status, checkOtherLayers(w, attention, tolerance));
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
+                if (release) {
+                    PrefillCheck.releaseOutsideWindow(w.cache(), w.seqs(), slidingWindow);
+                }
                 DecodeBatch batch = appendOneToken(w, random).window(slidingWindow);
                 status = Math.max(status, decodeOnce(w, batch, out, attention, tolerance,
                         "step " + step + " (every sequence one token longer):"));

@@ -167,9 +167,41 @@ final class DemoCommand implements Callable<Integer> {
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
                 a, cache.numAllocatableBlocks(), config.numBlocks());
+        ok &= releaseOutsideWindow(new int[] {b, c, f}, window, spec, attention, q);
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+
+    /**
+     * A model whose every layer attends through a window (Mistral 7B v0.1) gives back the blocks before each window
+     * ({@code KvCache.releaseOutsideWindow}) and decodes through the window over what the sequences keep; the step's
+     * queries are {@code q}'s rows 1.. (the demo's batch without its first, freed, sequence). Whether it passed.
+     */
+    private boolean releaseOutsideWindow(int[] seqs, int window, AttentionSpec spec, DecodeAttention attention, FloatArray q) {
+        int released = 0;
+        for (int seq : seqs) {
+            released += cache.releaseOutsideWindow(seq, window);
+        }
+        DecodeBatch batch = cache.batch(seqs).window(window);   // a batch taken before the release is refused
+        int row = (int) spec.queryElements(1);
+        FloatArray rows = new FloatArray(seqs.length * row);
+        for (int i = 0; i < rows.getSize(); i++) {
+            rows.set(i, q.get(row + i));
+        }
+        FloatArray out = new FloatArray(rows.getSize());
+        out.init(Float.NaN);
+        attention.decode(batch, 0, rows, out);
+        double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, rows, window, n -> { }));
+        boolean ok = rel <= 1e-4;
+        int last = seqs[seqs.length - 1];
+        System.out.printf("   releaseOutsideWindow(seq, %d) on seqs %s, as a model whose every layer sees a window of %d does"
+                        + " (Mistral 7B v0.1): %d blocks wholly before their windows go back to the pool (seq %d keeps positions"
+                        + " %d..%d of its %d). Free blocks: %d of %d. The windowed step over what they keep: relative L2 error"
+                        + " %.2e -> %s%n", window, java.util.Arrays.toString(seqs), window, released, last,
+                cache.firstHeldPosition(last), cache.length(last) - 1, cache.length(last), cache.numAllocatableBlocks(),
+                cache.config().numBlocks(), rel, ok ? "PASS" : "FAIL");
+        return ok;
     }
 
     private int prompt(int tokens) throws OutOfBlocksException {

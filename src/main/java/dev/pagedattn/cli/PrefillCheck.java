@@ -81,7 +81,8 @@ final class PrefillCheck {
      * head ({@link DecodeWorkload#randomSinks}), a soft cap.
      */
     static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
-                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, Extras extras) {
+                   double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, Extras extras,
+                   boolean release) {
         int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
@@ -97,6 +98,10 @@ final class PrefillCheck {
                 shape.maxArrayElements());
         PrefillWorkload plain = w;
         w = extras.apply(w, shape.qHeads, shape.seed()); // one layer, as the workload
+        if (release) { // the later chunks' and decode steps' tokens keep their blocks
+            int bs = shape.blockSize;
+            w = w.releasedOutsideWindow((int) Math.min(Integer.MAX_VALUE, lengths.length * ((spare + bs - 1) / bs + 2)));
+        }
         SplittableRandom random = new SplittableRandom(shape.seed() + 1);
         boolean shared = sharedPools && decodeSteps > 0 && backend.equals("tornado");
         try (DecodeAttention decoder = decodeSteps > 0 ? Backends.create(backend, w.kv().cache(), w.spec(), device, "auto") : null;
@@ -106,12 +111,18 @@ final class PrefillCheck {
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
                     + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + extras.describe() + " backend=" + backend
                     + (shared ? " pools=shared" : ""));
+            if (release) {
+                printReleased(w.kv().cache(), w.kv().seqs());
+            }
             if (extras.softCap() > 0) {
                 printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
-            status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
+            status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random, release));
             for (int step = 2; step <= steps; step++) {
+                if (release) { // after the last step, before the next chunk's append: its first query's window is kept
+                    releaseOutsideWindow(w.kv().cache(), w.kv().seqs(), window);
+                }
                 append(w, qLens, random);
                 PrefillBatch batch = PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window);
                 FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
@@ -120,7 +131,7 @@ final class PrefillCheck {
                 }
                 System.out.printf("step %d (the next chunk: every sequence appends its query-len new tokens first):%n", step);
                 status = Math.max(status, measure(attention, w, batch, q, 1, tolerance, stepRows));
-                status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random));
+                status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random, release));
             }
             return status;
         }
@@ -131,10 +142,14 @@ final class PrefillCheck {
      * cache the prefill backend reads too: on TornadoVM with separate pools each backend sends it to its own device copy,
      * with shared pools the decode step sends it to the one copy), checked against fp64; through the prefill's window.
      */
-    private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random) {
+    private static int decodeAfter(DecodeAttention decoder, PrefillWorkload w, int count, double tolerance, SplittableRandom random,
+                                   boolean release) {
         int status = 0;
         for (int d = 1; d <= count; d++) {
             double rel;
+            if (release) {
+                releaseOutsideWindow(w.kv().cache(), w.kv().seqs(), w.batch().window());
+            }
             try {
                 rel = decodeNextToken(decoder, w.kv().cache(), w.spec(), w.kv().seqs(), w.batch().window(), random);
             } catch (OutOfBlocksException e) {
@@ -182,6 +197,30 @@ final class PrefillCheck {
         out.init(Float.NaN);
         decoder.decode(cache.batch(seqs).window(window), 0, q, out);
         return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q, window, n -> { }));
+    }
+
+    /** {@link KvCache#releaseOutsideWindow} for every sequence of {@code seqs}; the blocks released. */
+    static int releaseOutsideWindow(KvCache cache, int[] seqs, int window) {
+        int released = 0;
+        for (int seq : seqs) {
+            released += cache.releaseOutsideWindow(seq, window);
+        }
+        return released;
+    }
+
+    /** The line {@code check --release} prints after the first release: the blocks the sequences gave back of those they had. */
+    static void printReleased(KvCache cache, int[] seqs) {
+        long released = 0;
+        long blocks = 0;
+        long tokens = 0;
+        for (int seq : seqs) {
+            dev.pagedattn.cache.PageTable t = cache.pageTable(seq);
+            released += t.numReleased();
+            blocks += t.numBlocks();
+            tokens += t.numTokens();
+        }
+        System.out.printf("released %d of the %d blocks the %d sequences had for %d tokens (KvCache.releaseBefore); another"
+                + " sequence refilled the freed blocks with NaN%n", released, blocks, seqs.length, tokens);
     }
 
     /** Appends {@code counts[i]} random tokens to every sequence (on a GPU they travel through the staging scatter). */

@@ -47,6 +47,35 @@ class PrefillCliTest {
                 .results().count(), "the first step, the next and the next again: " + run);
     }
 
+    /**
+     * --release: the blocks before each window go back (and are refilled with NaN by another sequence) before the first
+     * step and before every later append, in decode over two layers and in prefill chunks with decode steps after them;
+     * every check passes, the line names what was released, and a --release without a window (or with full layers) is
+     * refused by name.
+     */
+    @Test
+    void checkWithReleaseGivesBackTheBlocksBeforeTheWindowAndStillPasses() {
+        long seed = TestSeeds.fresh("checkWithReleaseGivesBackTheBlocksBeforeTheWindowAndStillPasses");
+        CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "60..200", "--window", "13", "--steps", "3",
+                "--layers", "2", "--release", "--seed", Long.toString(seed)));
+        assertEquals(0, decode.exitCode(), decode.toString());
+        Matcher released = Pattern.compile("released (\\d+) of the (\\d+) blocks the 3 sequences had for \\d+ tokens").matcher(decode.out());
+        assertTrue(released.find() && Integer.parseInt(released.group(1)) >= 3 * (60 - 13 - 8) / 8, decode.out());
+        assertEquals(6, Pattern.compile("-> PASS").matcher(decode.out()).results().count(), "layers 0 and 1, steps 2, 2 again, 3,"
+                + " 3 again: " + decode);
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "50..90", "--query-len", "1..9", "--window",
+                "6", "--steps", "2", "--decode-steps", "2", "--dtype", "int8", "--release", "--seed", Long.toString(seed)));
+        assertEquals(0, prefill.exitCode(), prefill.toString());
+        assertTrue(prefill.out().contains("released "), prefill.out());
+        assertEquals(6, Pattern.compile("-> PASS").matcher(prefill.out()).results().count(), "two chunks, two decodes after each: " + prefill);
+        for (String[] bad : new String[][] {{"--release"}, {"--release", "--window", "5", "--layers", "2", "--full-every", "2"}}) {
+            CliRun refused = CliRun.of(concat("check", SMALL, bad));
+            assertEquals(2, refused.exitCode(), refused.toString());
+            assertTrue(refused.err().startsWith("error: --release gives back the blocks before each sequence's window: it needs"
+                    + " --window and no --full-every"), refused.err());
+        }
+    }
+
     /** --full-every: a model's mix of windowed and full layers, each layer checked against its own reference. */
     @Test
     void checkWithFullEveryMixesWindowedAndFullLayers() {
