@@ -92,6 +92,11 @@ final class BenchCommand implements Callable<Integer> {
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
     Integer window;
 
+    @Option(names = "--release", description = "With --window: each windowed decode cell is also timed after"
+            + " KvCache.releaseOutsideWindow (every block before a sequence's window given back, then refilled with NaN by"
+            + " another sequence), next to the same cell with every block kept, in the same run.")
+    boolean release;
+
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
 
@@ -180,6 +185,10 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
         extras = Extras.of(sinks, softCap);
+        if (release && (window == null || extras.any())) {
+            throw new IllegalArgumentException("--release times windowed cells with and without their blocks before the window:"
+                    + " it needs --window and no --sinks or --soft-cap");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -232,7 +241,7 @@ final class BenchCommand implements Callable<Integer> {
         // other; benchmarks/NOTES.md, t98): the first cell is run once untimed, so that every reported cell is a later one.
         if (!cells.isEmpty()) {
             System.out.printf("warm-up: %d x %d once, not reported%n", cells.get(0).length, cells.get(0)[0]);
-            cell(cells.get(0), "warm-up", kvDtype, s, probe.readGBs(), slidingWindow, false);
+            cell(cells.get(0), "warm-up", kvDtype, s, probe.readGBs(), slidingWindow, false, false);
         }
         String raggedContext = ragged.equals("none") ? null : ragged.split("x")[1];
         for (int i = 0; i < cells.size(); i++) {
@@ -240,8 +249,9 @@ final class BenchCommand implements Callable<Integer> {
             String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
             if (extras.any()) {
                 String plainContext = context + (slidingWindow == DecodeBatch.NO_WINDOW ? "" : "/w" + slidingWindow);
-                List<BenchRow> with = cell(lengths, plainContext + "/" + extras.label(), kvDtype, s, probe.readGBs(), slidingWindow, true);
-                List<BenchRow> plain = cell(lengths, plainContext, kvDtype, s, probe.readGBs(), slidingWindow, false);
+                List<BenchRow> with = cell(lengths, plainContext + "/" + extras.label(), kvDtype, s, probe.readGBs(), slidingWindow, true,
+                        false);
+                List<BenchRow> plain = cell(lengths, plainContext, kvDtype, s, probe.readGBs(), slidingWindow, false, false);
                 for (int k = 0; k < Math.min(with.size(), plain.size()); k++) {
                     System.out.printf("%5d x %-12s %-13s with %s / without: %.2fx the time%n", lengths.length, plainContext,
                             with.get(k).variant(), extras.label(), with.get(k).minUs() / plain.get(k).minUs());
@@ -249,11 +259,23 @@ final class BenchCommand implements Callable<Integer> {
                 rows.addAll(with);
                 rows.addAll(plain);
             } else if (slidingWindow == DecodeBatch.NO_WINDOW) {
-                rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false));
+                rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false, false));
             } else {
-                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow, false);
+                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow,
+                        false, false);
                 int[] visible = Arrays.stream(lengths).map(l -> Math.min(l, slidingWindow)).toArray();
-                List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW, false);
+                List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW,
+                        false, false);
+                if (release) {
+                    List<BenchRow> released = cell(lengths, context + "/w" + slidingWindow + "/released", kvDtype, s, probe.readGBs(),
+                            slidingWindow, false, true);
+                    for (int k = 0; k < Math.min(windowed.size(), released.size()); k++) {
+                        System.out.printf("%5d x %-12s %-13s window %d, blocks before it released / kept: %.2fx the time%n",
+                                lengths.length, context, released.get(k).variant(), slidingWindow,
+                                released.get(k).minUs() / windowed.get(k).minUs());
+                    }
+                    rows.addAll(released);
+                }
                 for (int k = 0; k < Math.min(windowed.size(), same.size()); k++) {
                     System.out.printf("%5d x %-12s %-13s window %d over %s tokens / no window over %s: %.2fx the time%n", lengths.length,
                             context, windowed.get(k).variant(), slidingWindow, context, visible[0],
@@ -295,7 +317,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
-                                boolean withExtras) {
+                                boolean withExtras, boolean released) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
@@ -311,6 +333,9 @@ final class BenchCommand implements Callable<Integer> {
                 0, 1, 0, scales).windowed(slidingWindow);
         if (withExtras) {
             w = extras.apply(w, 1, qHeads, s);
+        }
+        if (released) {
+            w = w.releasedOutsideWindow();
         }
         double[] ref = w.reference();
         for (String variant : variants) {
