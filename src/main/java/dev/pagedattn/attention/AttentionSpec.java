@@ -15,18 +15,26 @@ import dev.pagedattn.cache.KvCacheConfig;
  * @param softCap    logit soft-capping (Gemma 2's {@code attn_logit_softcapping}, FlashInfer's {@code
  *                   logits_soft_cap}): every score {@code s = scale * q.k} becomes {@code softCap * tanh(s / softCap)}
  *                   before the softmax (a sink is not capped); 0 = none (the default), else finite and > 0
+ * @param alibi      ALiBi slopes ({@link AlibiSlopes}; {@link AlibiSlopes#NONE} by default): query head {@code h} at
+ *                   position {@code i} adds {@code slope_h * (j - i)} to its (capped) score of position {@code j}
  */
-public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap) {
+public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap,
+                            AlibiSlopes alibi) {
     public static final int MAX_HEAD_DIM = 256;
 
     /** A spec without sinks or soft-capping. */
     public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
-        this(numQHeads, numKvHeads, headDim, scale, AttentionSinks.NONE, 0f);
+        this(numQHeads, numKvHeads, headDim, scale, AttentionSinks.NONE, 0f, AlibiSlopes.NONE);
     }
 
     /** A spec without soft-capping. */
     public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks) {
-        this(numQHeads, numKvHeads, headDim, scale, sinks, 0f);
+        this(numQHeads, numKvHeads, headDim, scale, sinks, 0f, AlibiSlopes.NONE);
+    }
+
+    /** A spec without ALiBi. */
+    public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap) {
+        this(numQHeads, numKvHeads, headDim, scale, sinks, softCap, AlibiSlopes.NONE);
     }
 
     public AttentionSpec {
@@ -49,11 +57,28 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         if (softCap != 0f && !(softCap > 0 && Float.isFinite(softCap))) {
             throw new IllegalArgumentException("softCap=" + softCap + " must be 0 (none) or finite and > 0");
         }
+        if (alibi == null) {
+            throw new IllegalArgumentException("alibi=null (use AlibiSlopes.NONE)");
+        }
+        alibi.requireFits(numQHeads);
     }
 
     /** This spec with {@code sinks} (gpt-oss's per-head sink logits; {@link AttentionSinks}). */
     public AttentionSpec withSinks(AttentionSinks sinks) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
+    }
+
+    /**
+     * This spec with ALiBi ({@link AlibiSlopes}; {@link AlibiSlopes#standard} for the paper's slopes, {@link
+     * AlibiSlopes#NONE} to turn it off), in every backend, decode and prefill.
+     */
+    public AttentionSpec withAlibi(AlibiSlopes alibi) {
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
+    }
+
+    /** Whether scores get ALiBi biases. */
+    public boolean hasAlibi() {
+        return alibi.any();
     }
 
     /**
@@ -61,7 +86,7 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
      * {@code s} becomes {@code softCap * tanh(s / softCap)}, in every backend, decode and prefill.
      */
     public AttentionSpec withSoftCap(float softCap) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
     }
 
     /** Whether scores are soft-capped ({@link #softCap()} > 0). */
@@ -82,15 +107,17 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
     /**
      * The spec one of {@code shards} KV-head shards of a layer sees
      * ({@link KvCacheConfig#poolShards()}): {@code numKvHeads / shards} KV heads and their query
-     * heads; this spec itself for one shard. A shard's spec (of more than one) carries no sinks: the backend that
-     * shards a layer gives each shard its query heads' sinks itself. It keeps the soft cap (the same for every head).
+     * heads; this spec itself for one shard. A shard's spec (of more than one) carries no sinks and no ALiBi slopes: the
+     * backend that shards a layer gives each shard its query heads' sinks and slopes itself. It keeps the soft cap (the
+     * same for every head).
      */
     public AttentionSpec shard(int shards) {
         if (shards < 1 || numKvHeads % shards != 0) {
             throw new IllegalArgumentException("shards=" + shards + " does not divide numKvHeads=" + numKvHeads);
         }
         return shards == 1 ? this
-                : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale, AttentionSinks.NONE, softCap);
+                : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale, AttentionSinks.NONE, softCap,
+                        AlibiSlopes.NONE);
     }
 
     /** Query heads per KV head. */

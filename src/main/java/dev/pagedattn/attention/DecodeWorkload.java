@@ -105,6 +105,11 @@ public final class DecodeWorkload {
         return new DecodeWorkload(cache, spec.withSoftCap(softCap), seqs, batch, q);
     }
 
+    /** This workload with ALiBi ({@link AttentionSpec#withAlibi}): its reference and its spec's backends add the biases. */
+    public DecodeWorkload withAlibi(AlibiSlopes alibi) {
+        return new DecodeWorkload(cache, spec.withAlibi(alibi), seqs, batch, q);
+    }
+
     /**
      * Random sinks for checks: every query head of {@code numLayers} layers ({@code everyNth} > 1: only layers {@code 0,
      * N, 2N, ...}, the rest none), each uniform in [0, 5). Scores of random inputs lie near 0, so a sink takes most of a

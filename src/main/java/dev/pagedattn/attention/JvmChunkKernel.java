@@ -46,6 +46,7 @@ final class JvmChunkKernel {
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
     private final boolean vector;
     private final float softCap;  // AttentionSpec.softCap: 0 = none
+    private final float[] alibi;  // AttentionSpec.alibi's slopes, [numQHeads]; null = none
     private final float[] qs;     // [groupSize][headDim], pre-scaled by the softmax scale
     private final float[] acc;    // [groupSize][headDim], unnormalised
     private final float[] max;    // [groupSize] running max of the scores
@@ -66,6 +67,7 @@ final class JvmChunkKernel {
         this.codes = dtype.isQuantized() ? format.table() : null;
         this.vector = vector;
         this.softCap = spec.softCap();
+        this.alibi = spec.hasAlibi() ? spec.alibi().toArray() : null;
         this.qs = new float[groupSize * headDim];
         this.acc = new float[groupSize * headDim];
         this.max = new float[groupSize];
@@ -113,7 +115,7 @@ final class JvmChunkKernel {
                 touched += touch(keys, at, bytes) + touch(values, at, bytes);
             }
             group.scores(n);
-            softmax(n);
+            softmax(n, start, batch.contextLen(seq) - 1, kvHead * g);
             load(values, base, n * d, vScale);
             group.accumulate(n);
             start = next;
@@ -152,10 +154,11 @@ final class JvmChunkKernel {
 
     /**
      * Folds the block's scores into every head's running softmax; {@code scores} become probabilities. With a soft cap
-     * the block's n scores are capped first ({@link #softCapInPlace}; the padding lanes stay -inf); without one the
-     * loop is the one before soft-capping existed.
+     * the block's n scores are capped first ({@link #softCapInPlace}; the padding lanes stay -inf), then with ALiBi each
+     * gets its head's bias for its position ({@code firstKey + t}) against the query's ({@link #addAlibi}); without
+     * either the loop is the one before soft-capping existed.
      */
-    private void softmax(int n) {
+    private void softmax(int n, int firstKey, int query, int firstHead) {
         int d = headDim;
         int whole = (n + LANES - 1) / LANES * LANES; // whole vectors; padding lanes: -inf for the max, 0 for the sum
         for (int h = 0; h < groupSize; h++) {
@@ -166,12 +169,18 @@ final class JvmChunkKernel {
                 if (softCap > 0) {
                     softCapInPlace(scores, p, whole, softCap);
                 }
+                if (alibi != null) {
+                    addAlibi(scores, p, n, alibi[firstHead + h], firstKey, query);
+                }
                 blockMax = JvmLaneTree.max(scores, p, whole);
             } else {
                 if (softCap > 0) {
                     for (int t = 0; t < n; t++) {
                         scores[p + t] = softCap(scores[p + t], softCap);
                     }
+                }
+                if (alibi != null) {
+                    addAlibi(scores, p, n, alibi[firstHead + h], firstKey, query);
                 }
                 for (int t = 0; t < n; t++) {
                     blockMax = Math.max(blockMax, scores[p + t]);
@@ -317,6 +326,17 @@ final class JvmChunkKernel {
                     .fma(r.mul(r), r).add(1f);
             IntVector scaleBits = ni.add(127).lanewise(VectorOperators.LSHL, 23);
             poly.mul(scaleBits.reinterpretAsFloats()).intoArray(a, i);
+        }
+    }
+
+    /**
+     * ALiBi ({@link AttentionSpec#alibi()}): {@code a[at + i] += slope * (firstKey + i - query)} for {@code i} in
+     * {@code [0, n)}, the bias of the key at position {@code firstKey + i} for the query at {@code query}, in fp32 (a
+     * product and a sum, the same bits in decode and prefill).
+     */
+    static void addAlibi(float[] a, int at, int n, float slope, int firstKey, int query) {
+        for (int i = 0; i < n; i++) {
+            a[at + i] += slope * (float) (firstKey + i - query);
         }
     }
 

@@ -140,6 +140,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         }
         Arrays.fill(max, Float.NEGATIVE_INFINITY);
         float cap = spec.softCap();            // logit soft-capping, 0: none
+        float[] alibi = spec.hasAlibi() ? spec.alibi().toArray() : null;  // ALiBi slopes per query head, null: none
 
         int lo = first[0];                     // the tile's smallest visible position
         int hi = pos[tokens - 1];              // and its largest
@@ -176,6 +177,9 @@ public final class JvmPrefillAttention implements PrefillAttention {
                             int firstVector = from / JvmLaneTree.LANES * JvmLaneTree.LANES;
                             JvmChunkKernel.softCapInPlace(p, row + firstVector, whole - firstVector, cap);
                         }
+                        if (alibi != null) {
+                            JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
+                        }
                         newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
                         correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
                         JvmChunkKernel.expInPlace(p, row, whole, newMax);
@@ -187,6 +191,9 @@ public final class JvmPrefillAttention implements PrefillAttention {
                             for (int t = from; t < to; t++) {
                                 p[row + t] = JvmChunkKernel.softCap(p[row + t], cap);
                             }
+                        }
+                        if (alibi != null) {
+                            JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
                         float blockMax = Float.NEGATIVE_INFINITY;
                         for (int t = from; t < to; t++) {

@@ -76,6 +76,11 @@ public final class PrefillWorkload {
         return new PrefillWorkload(kv.withSoftCap(softCap), batch, q);
     }
 
+    /** This workload with ALiBi ({@link DecodeWorkload#withAlibi}). */
+    public PrefillWorkload withAlibi(AlibiSlopes alibi) {
+        return new PrefillWorkload(kv.withAlibi(alibi), batch, q);
+    }
+
     /**
      * This workload after {@link dev.pagedattn.cache.KvCache#releaseBefore} at each sequence's first query's first visible
      * position (with a window, the blocks no query of the step sees go back to the pool), with a new batch of the same

@@ -13,7 +13,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * through the sequence's own {@link PageTable} (not through the exported block tables a backend
  * reads), then computes {@code softmax(scale * q K^T) V} with a two-pass max-subtracted softmax. With logit
  * soft-capping ({@link AttentionSpec#softCap()}) every score {@code s} becomes {@code cap * tanh(s / cap)} in fp64
- * ({@link Math#tanh}) before the softmax; a sink joins uncapped.
+ * ({@link Math#tanh}) before the softmax, then ALiBi adds {@code slope_h * (key - query)}; a sink joins uncapped and
+ * unbiased.
  */
 public final class ReferenceAttention {
     private ReferenceAttention() {
@@ -98,7 +99,7 @@ public final class ReferenceAttention {
                     for (int e = 0; e < d; e++) {
                         s += (double) q.get(qBase + e) * k[pos * d + e];
                     }
-                    scores[pos] = capped(spec, s * spec.scale());
+                    scores[pos] = logit(spec, h, s, pos, len - 1);
                     max = Math.max(max, scores[pos]);
                 }
                 double total = Math.exp(sink - max); // 0 without a sink
@@ -115,6 +116,16 @@ public final class ReferenceAttention {
                 }
             }
         }
+    }
+
+    /**
+     * The logit of query head {@code head} at position {@code query} for the key at {@code key} whose dot product with the
+     * query is {@code dot}, in fp64: {@code dot * scale}, soft-capped ({@link #capped}), plus the ALiBi bias {@code slope *
+     * (key - query)} where the spec has slopes.
+     */
+    static double logit(AttentionSpec spec, int head, double dot, int key, int query) {
+        double s = capped(spec, dot * spec.scale());
+        return spec.hasAlibi() ? s + (double) spec.alibi().slope(head) * (key - query) : s;
     }
 
     /** {@code score}, soft-capped in fp64 when {@code spec} has a cap: {@code cap * tanh(score / cap)}. */

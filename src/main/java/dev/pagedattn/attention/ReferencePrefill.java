@@ -11,7 +11,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Textbook prefill attention in fp64, for checking backends. Like {@link ReferenceAttention} it
  * gathers K and V through each sequence's own {@link PageTable}, not through the batch's block
  * tables, and for every query token computes a two-pass softmax over exactly the positions it may
- * see: {@code max(0, p - window + 1) .. p}. Soft-capped scores and sinks as in {@link ReferenceAttention}.
+ * see: {@code max(0, p - window + 1) .. p}. Soft-capped scores, ALiBi and sinks as in {@link ReferenceAttention}.
  */
 public final class ReferencePrefill {
     private ReferencePrefill() {
@@ -70,7 +70,7 @@ public final class ReferencePrefill {
                         for (int e = 0; e < d; e++) {
                             s += (double) q.get(qBase + e) * k[pos * d + e];
                         }
-                        scores[pos] = ReferenceAttention.capped(spec, s * spec.scale());
+                        scores[pos] = ReferenceAttention.logit(spec, h, s, pos, p);
                         max = Math.max(max, scores[pos]);
                     }
                     double total = Math.exp(sink - max); // 0 without a sink

@@ -129,6 +129,11 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
         return new DecodeProblem(shape, seed, cache, spec.withSoftCap(softCap), seqs, batch, q);
     }
 
+    /** This problem with ALiBi (its spec's {@link AttentionSpec#withAlibi}). */
+    DecodeProblem withAlibi(AlibiSlopes alibi) {
+        return new DecodeProblem(shape, seed, cache, spec.withAlibi(alibi), seqs, batch, q);
+    }
+
     /** One decode by a fresh JVM backend into a poisoned output. */
     FloatArray decodeJvm() {
         FloatArray out = poisonedOutput();
@@ -141,7 +146,7 @@ record DecodeProblem(Shape shape, long seed, KvCache cache, AttentionSpec spec, 
     /** Names the case for failure messages. */
     String describe() {
         return shape + (batch.windowed() ? " window=" + batch.window() : "") + (spec.sinks().any() ? " " + spec.sinks() : "")
-                + (spec.hasSoftCap() ? " softCap=" + spec.softCap() : "")
+                + (spec.hasSoftCap() ? " softCap=" + spec.softCap() : "") + (spec.hasAlibi() ? " " + spec.alibi() : "")
                 + " seed=" + seed;
     }
 }
