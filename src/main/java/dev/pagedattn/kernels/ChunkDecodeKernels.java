@@ -230,6 +230,8 @@ public final class ChunkDecodeKernels {
                     s += dots[idx * (lanes + 1) + l];
                 }
                 s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                        kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }
@@ -576,6 +578,8 @@ public final class ChunkDecodeKernels {
                     s += dots[idx * (lanes + 1) + l];
                 }
                 s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                        kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }
@@ -914,6 +918,8 @@ public final class ChunkDecodeKernels {
                     s += dots[idx * (lanes + 1) + l];
                 }
                 s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                        kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
                 if (chunkStart + idx / heads >= end) {
                     s = Float.NEGATIVE_INFINITY;
                 }

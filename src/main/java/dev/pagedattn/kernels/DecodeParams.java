@@ -88,8 +88,14 @@ public final class DecodeParams {
      * pair kernels take the cap as a scalar argument instead, which TornadoVM compiles in. A plan constant.
      */
     public static final int SOFT_CAP = 21;
+    /**
+     * ALiBi ({@code AttentionSpec.alibi}): where the shard's {@code [numQHeads / shards]} slopes start in {@code partials}
+     * (after the sinks and the cap, if any), or 0 without ALiBi. Every kernel adds {@code PagedDecodeKernels.alibiBias}
+     * to each score after its cap, before its mask. A plan constant.
+     */
+    public static final int ALIBI = 22;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 22;
+    public static final int SIZE = 23;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

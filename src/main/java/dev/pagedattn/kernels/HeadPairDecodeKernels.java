@@ -225,6 +225,8 @@ public final class HeadPairDecodeKernels {
                         sc += red[b + j];
                     }
                     sc = PagedDecodeKernels.softCap(sc, cap);
+                    sc = sc + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                            kvHead * groupSize + tileFirst + hh, token, len - 1);
                 }
                 scores[idx] = sc;
             }
@@ -510,6 +512,8 @@ public final class HeadPairDecodeKernels {
                         sc += red[b + j];
                     }
                     sc = PagedDecodeKernels.softCap(sc, cap);
+                    sc = sc + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                            kvHead * groupSize + tileFirst + hh, token, len - 1);
                 }
                 scores[idx] = sc;
             }

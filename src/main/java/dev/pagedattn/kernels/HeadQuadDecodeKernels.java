@@ -248,6 +248,8 @@ public final class HeadQuadDecodeKernels {
                         sc += red[b + j];
                     }
                     sc = PagedDecodeKernels.softCap(sc, cap);
+                    sc = sc + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                            kvHead * groupSize + tileFirst + hh, token, len - 1);
                 }
                 scores[idx] = sc;
             }
@@ -674,6 +676,8 @@ public final class HeadQuadDecodeKernels {
                         sc += red[b + j];
                     }
                     sc = PagedDecodeKernels.softCap(sc, cap);
+                    sc = sc + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                            kvHead * groupSize + tileFirst + hh, token, len - 1);
                 }
                 scores[idx] = sc;
             }
@@ -1125,6 +1129,8 @@ public final class HeadQuadDecodeKernels {
                         sc += red[b + j];
                     }
                     sc = PagedDecodeKernels.softCap(sc, cap);
+                    sc = sc + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
+                            kvHead * groupSize + tileFirst + hh, token, len - 1);
                 }
                 scores[idx] = sc;
             }

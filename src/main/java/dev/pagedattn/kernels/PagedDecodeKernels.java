@@ -312,6 +312,20 @@ public final class PagedDecodeKernels {
     }
 
     /**
+     * ALiBi's bias for the score of query head {@code head} (of the plan's shard) at position {@code query} for the key at
+     * {@code key}: the head's slope, {@code partials[base + head]}, times {@code key - query}; 0 where {@code base} is 0
+     * (no ALiBi: {@link DecodeParams#ALIBI}, {@link PrefillParams#ALIBI}). Kernels add it after the soft cap, before the
+     * mask.
+     */
+    public static float alibiBias(FloatArray partials, int base, int head, int key, int query) {
+        float bias = 0f;
+        if (base != 0) {
+            bias = partials.get(base + head) * (float) (key - query);
+        }
+        return bias;
+    }
+
+    /**
      * The plan's logit soft cap ({@code AttentionSpec.softCap}), or 0 when its scores are not capped: {@code slot} is
      * where the cap lies in {@code partials} ({@link DecodeParams#SOFT_CAP}, {@link PrefillParams#SOFT_CAP}; 0 for
      * none). Kernels read it once, before their loops.

@@ -147,6 +147,7 @@ public final class PrefillKernels {
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
         float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
+        int alibi = params.get(PrefillParams.ALIBI);  // ALiBi slopes in partials (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
@@ -231,22 +232,26 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
+                    float sl0 = rowSlope(partials, alibi, r0, heads, headBase, groupSize, kvHead);
+                    float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
+                    float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
+                    float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -448,6 +453,7 @@ public final class PrefillKernels {
         float[] lRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] running sum
         float[] cRow = ctx.allocateFloatLocalArray(MAX_ROWS);         // [rows4] this chunk's rescale factor
         float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
+        int alibi = params.get(PrefillParams.ALIBI);  // ALiBi slopes in partials (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
@@ -532,22 +538,26 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
+                    float sl0 = rowSlope(partials, alibi, r0, heads, headBase, groupSize, kvHead);
+                    float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
+                    float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
+                    float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -701,11 +711,23 @@ public final class PrefillKernels {
     }
 
     /**
-     * {@code s}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), when chunk token {@code t}
-     * (at {@code pos}) exists and lies in the causal window of a row at {@code p}, else -inf.
+     * {@code s}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is) plus ALiBi's {@code slope *
+     * (pos - p)} (0: none), when chunk token {@code t} (at {@code pos}) exists and lies in the causal window of a row at
+     * {@code p}, else -inf.
      */
-    static float masked(float s, int t, int n, int pos, int p, int window, float cap) {
-        return t < n && pos <= p && pos >= p - window + 1 ? PagedDecodeKernels.softCap(s, cap) : Float.NEGATIVE_INFINITY;
+    static float masked(float s, int t, int n, int pos, int p, int window, float cap, float slope) {
+        return t < n && pos <= p && pos >= p - window + 1 ? PagedDecodeKernels.softCap(s, cap) + slope * (float) (pos - p)
+                : Float.NEGATIVE_INFINITY;
+    }
+
+    /** ALiBi's slope of tile row {@code r}'s query head ({@code partials[base + head]}); 0 where {@code base} is 0. */
+    static float rowSlope(FloatArray partials, int base, int r, int heads, int headBase, int groupSize, int kvHead) {
+        int token = r / heads;
+        float slope = 0f;
+        if (base != 0) {   // a padding row (a head past the group) reads the group's last head: its scores are unused
+            slope = partials.get(base + kvHead * groupSize + TornadoMath.min(headBase + r - token * heads, groupSize - 1));
+        }
+        return slope;
     }
 
     /**
@@ -773,6 +795,7 @@ public final class PrefillKernels {
         float scale = dequant.get(DequantTable.SIZE + kvHead);                // softmax scale x this head's K scale
         float vScale = dequant.get(DequantTable.SIZE + numKvHeads + kvHead);
         float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
+        int alibi = params.get(PrefillParams.ALIBI);  // ALiBi slopes in partials (0: none)
 
         for (int idx = tid; idx < rows4 * headDim; idx += local) {
             int r = idx / headDim;
@@ -857,22 +880,26 @@ public final class PrefillKernels {
                     int at1 = rowPosition(r0 + 1, heads, tileTokens, headBase, groupSize, firstPos);
                     int at2 = rowPosition(r0 + 2, heads, tileTokens, headBase, groupSize, firstPos);
                     int at3 = rowPosition(r0 + 3, heads, tileTokens, headBase, groupSize, firstPos);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap);
+                    float sl0 = rowSlope(partials, alibi, r0, heads, headBase, groupSize, kvHead);
+                    float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
+                    float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
+                    float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;

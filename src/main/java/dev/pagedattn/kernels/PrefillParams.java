@@ -36,7 +36,12 @@ public final class PrefillParams {
      * PagedDecodeKernels.softCapOf}).
      */
     public static final int SOFT_CAP = 11;
-    public static final int SIZE = 12;
+    /**
+     * ALiBi ({@code AttentionSpec.alibi}): where the shard's query heads' slopes start in {@code partials} (after the
+     * cap, if any), or 0 without ALiBi; the kernels add {@code PagedDecodeKernels.alibiBias} to each score.
+     */
+    public static final int ALIBI = 12;
+    public static final int SIZE = 13;
 
     private PrefillParams() {
     }

@@ -563,6 +563,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -1251,6 +1257,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -1880,6 +1892,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -2576,6 +2594,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -3297,6 +3321,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -3857,6 +3887,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -4439,6 +4475,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -5104,6 +5146,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -5773,6 +5821,8 @@ public final class StreamDecodeKernels {
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -6381,6 +6431,8 @@ public final class StreamDecodeKernels {
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -7077,6 +7129,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -7784,6 +7842,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -8491,6 +8555,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -9111,6 +9181,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -9704,6 +9780,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -10377,6 +10459,8 @@ public final class StreamDecodeKernels {
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -10970,6 +11054,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -11662,6 +11752,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -12255,6 +12351,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -12928,6 +13030,8 @@ public final class StreamDecodeKernels {
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -13521,6 +13625,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -14213,6 +14323,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -14806,6 +14922,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -15479,6 +15601,8 @@ public final class StreamDecodeKernels {
                     int rowA = (row * HEADS + head) * (PARTS + 1);
                     float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                     }
@@ -16072,6 +16196,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -16786,6 +16916,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -17436,6 +17572,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -18127,6 +18269,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -18805,6 +18953,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -19483,6 +19637,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -20157,6 +20317,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -20839,6 +21005,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -21562,6 +21734,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -22272,6 +22450,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;
@@ -22982,6 +23166,12 @@ public final class StreamDecodeKernels {
                     float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
                     if (tileStart + row >= end) {
                         sA = Float.NEGATIVE_INFINITY;
                         sB = Float.NEGATIVE_INFINITY;

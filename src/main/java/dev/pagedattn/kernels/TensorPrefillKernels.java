@@ -124,11 +124,13 @@ public final class TensorPrefillKernels {
     }
 
     /**
-     * The scaled score at {@code at}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), when
-     * chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf.
+     * The scaled score at {@code at}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), plus
+     * ALiBi's {@code slope * (tt - rel)} (the key's position minus the row's; 0: none), when chunk token {@code tt} is
+     * visible ({@code tLo <= tt < tHi}), else -inf.
      */
-    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale, float cap) {
-        float s = tt < tHi ? PagedDecodeKernels.softCap(partials.get(at) * scale, cap) : Float.NEGATIVE_INFINITY;
+    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale, float cap, float slope, int rel) {
+        float s = tt < tHi ? PagedDecodeKernels.softCap(partials.get(at) * scale, cap) + slope * (float) (tt - rel)
+                : Float.NEGATIVE_INFINITY;
         return tt >= tLo ? s : Float.NEGATIVE_INFINITY;
     }
 
@@ -241,6 +243,7 @@ public final class TensorPrefillKernels {
         int half = lane / 16;
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
+        float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -365,7 +368,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -375,7 +378,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -384,7 +387,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -621,6 +624,7 @@ public final class TensorPrefillKernels {
         int half = lane / 16;
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
+        float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -764,7 +768,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -774,7 +778,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -783,7 +787,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -1027,6 +1031,7 @@ public final class TensorPrefillKernels {
         int half = lane / 16;
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
+        float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -1173,7 +1178,7 @@ public final class TensorPrefillKernels {
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -1183,7 +1188,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -1192,7 +1197,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;

@@ -295,6 +295,25 @@ public final class WarpQuadDecodeKernels {
                 yc = PagedDecodeKernels.capScore(yc, cap);
                 yd = PagedDecodeKernels.capScore(yd, cap);
             }
+            int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+            if (alibi != 0) {
+                int hq = alibi + kvHead * groupSize;     // the KV head's first query head's slope; heads past the group: its last
+                int last = groupSize - 1;
+                float da = (float) (tokenA - (len - 1));
+                float db = (float) (tokenB - (len - 1));
+                float pa = partials.get(hq + TornadoMath.min(head0 + 0, last));
+                float pb = partials.get(hq + TornadoMath.min(head0 + 1, last));
+                float pc = partials.get(hq + TornadoMath.min(head0 + 2, last));
+                float pd = partials.get(hq + TornadoMath.min(head0 + 3, last));
+                xa = xa + pa * da;
+                xb = xb + pb * da;
+                xc = xc + pc * da;
+                xd = xd + pd * da;
+                ya = ya + pa * db;
+                yb = yb + pb * db;
+                yc = yc + pc * db;
+                yd = yd + pd * db;
+            }
             xa = xa + biasA;
             xb = xb + biasA;
             xc = xc + biasA;
@@ -754,6 +773,25 @@ public final class WarpQuadDecodeKernels {
                 yb = PagedDecodeKernels.capScore(yb, cap);
                 yc = PagedDecodeKernels.capScore(yc, cap);
                 yd = PagedDecodeKernels.capScore(yd, cap);
+            }
+            int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+            if (alibi != 0) {
+                int hq = alibi + kvHead * groupSize;     // the KV head's first query head's slope; heads past the group: its last
+                int last = groupSize - 1;
+                float da = (float) (tokenA - (len - 1));
+                float db = (float) (tokenB - (len - 1));
+                float pa = partials.get(hq + TornadoMath.min(head0 + 0, last));
+                float pb = partials.get(hq + TornadoMath.min(head0 + 1, last));
+                float pc = partials.get(hq + TornadoMath.min(head0 + 2, last));
+                float pd = partials.get(hq + TornadoMath.min(head0 + 3, last));
+                xa = xa + pa * da;
+                xb = xb + pb * da;
+                xc = xc + pc * da;
+                xd = xd + pd * da;
+                ya = ya + pa * db;
+                yb = yb + pb * db;
+                yc = yc + pc * db;
+                yd = yd + pd * db;
             }
             xa = xa + biasA;
             xb = xb + biasA;
@@ -1274,6 +1312,25 @@ public final class WarpQuadDecodeKernels {
                 yb = PagedDecodeKernels.capScore(yb, cap);
                 yc = PagedDecodeKernels.capScore(yc, cap);
                 yd = PagedDecodeKernels.capScore(yd, cap);
+            }
+            int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+            if (alibi != 0) {
+                int hq = alibi + kvHead * groupSize;     // the KV head's first query head's slope; heads past the group: its last
+                int last = groupSize - 1;
+                float da = (float) (tokenA - (len - 1));
+                float db = (float) (tokenB - (len - 1));
+                float pa = partials.get(hq + TornadoMath.min(head0 + 0, last));
+                float pb = partials.get(hq + TornadoMath.min(head0 + 1, last));
+                float pc = partials.get(hq + TornadoMath.min(head0 + 2, last));
+                float pd = partials.get(hq + TornadoMath.min(head0 + 3, last));
+                xa = xa + pa * da;
+                xb = xb + pb * da;
+                xc = xc + pc * da;
+                xd = xd + pd * da;
+                ya = ya + pa * db;
+                yb = yb + pb * db;
+                yc = yc + pc * db;
+                yd = yd + pd * db;
             }
             xa = xa + biasA;
             xb = xb + biasA;

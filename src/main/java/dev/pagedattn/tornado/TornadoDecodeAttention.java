@@ -322,6 +322,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("variant=parallel does not soft-cap scores (softCap=" + spec.softCap()
                     + "): use auto, fused or splitk");
         }
+        if (spec.hasAlibi() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel does not add ALiBi biases (" + spec.alibi()
+                    + "): use auto, fused or splitk");
+        }
         DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
@@ -692,13 +696,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // Split-K writes numSeqs * maxPartitions rows of [numQHeads][headDim + 2]; the prefill graphs' partials share them
                 long partialElements = Math.max((long) Math.max(1, partialRows) * hq * (d + 2),
                         prefillPart == null ? 0 : prefillPart.partialElements);
-                if (partialElements + hq + 1 > Integer.MAX_VALUE - 64L) {
+                if (partialElements + 2L * hq + 1 > Integer.MAX_VALUE - 64L) {
                     throw new IllegalArgumentException("partials=" + partialElements + " elements do not fit one device array");
                 }
                 // a layer with sinks keeps the shard's query heads' sinks after everything a step (or a prefill graph)
-                // writes, and a soft cap follows them
+                // writes, a soft cap follows them, then the shard's query heads' ALiBi slopes
                 int capSlot = (int) partialElements + (sinks ? hq : 0);
-                FloatArray partials = partialsByShard[s] = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
+                int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
+                FloatArray partials = partialsByShard[s] = new FloatArray(alibiBase + (spec.hasAlibi() ? hq : 0));
                 if (sinks) { // shard s holds query heads [s * hq, (s + 1) * hq)
                     for (int h = 0; h < hq; h++) {
                         partials.set((int) partialElements + h, spec.sinks().sink(layer, s * hq + h));
@@ -711,6 +716,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     params.set(DecodeParams.SOFT_CAP, capSlot);
                     if (prefillPart != null) {
                         prefillPart.params.set(PrefillParams.SOFT_CAP, capSlot);
+                    }
+                }
+                if (spec.hasAlibi()) { // shard s's query heads' slopes, at the same base in every shard and for the prefill graphs
+                    for (int h = 0; h < hq; h++) {
+                        partials.set(alibiBase + h, spec.alibi().slope(s * hq + h));
+                    }
+                    params.set(DecodeParams.ALIBI, alibiBase);
+                    if (prefillPart != null) {
+                        prefillPart.params.set(PrefillParams.ALIBI, alibiBase);
                     }
                 }
                 scatterGrids[s] = PlanParts.grid(scatterGlobal, PlanParts.HELPER_LOCAL);

@@ -362,14 +362,22 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             }
             FloatArray[] partials = new FloatArray[shards];
             int capSlot = Math.max(1, partialElements); // a soft cap follows what the kernels write (slot 0 means none)
+            int alibiBase = spec.hasSoftCap() ? capSlot + 1 : capSlot; // then the shard's query heads' ALiBi slopes
+            int hq = spec.numQHeads() / shards;
             for (int s = 0; s < shards; s++) {
-                partials[s] = new FloatArray(spec.hasSoftCap() ? capSlot + 1 : partialElements);
+                partials[s] = new FloatArray(spec.hasAlibi() ? alibiBase + hq : spec.hasSoftCap() ? capSlot + 1 : partialElements);
                 if (spec.hasSoftCap()) {
                     partials[s].set(capSlot, spec.softCap());
+                }
+                for (int h = 0; spec.hasAlibi() && h < hq; h++) {
+                    partials[s].set(alibiBase + h, spec.alibi().slope(s * hq + h));
                 }
             }
             if (spec.hasSoftCap()) {
                 params.set(PrefillParams.SOFT_CAP, capSlot);
+            }
+            if (spec.hasAlibi()) {
+                params.set(PrefillParams.ALIBI, alibiBase);
             }
             GridScheduler grids = new GridScheduler();
             TaskGraph[] graphs = graphs(graphName(layer), null, partials, null, grids);

@@ -54,12 +54,34 @@ final class EmulatedDecode {
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
-            shard(c, s, whole.shard(shards), sinks(whole, s, shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums,
+            shard(c, s, shardSpec(whole, s, shards), sinks(whole, s, shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums,
                     packedInputs);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
         return out;
+    }
+
+    /**
+     * Shard {@code s}'s spec as its plan runs it: {@code whole.shard(shards)} with the shard's query heads' ALiBi slopes
+     * (which the plan writes into the shard's {@code partials}).
+     */
+    static AttentionSpec shardSpec(AttentionSpec whole, int s, int shards) {
+        AttentionSpec spec = whole.shard(shards);
+        if (!whole.hasAlibi() || shards == 1) {
+            return spec;
+        }
+        int hq = spec.numQHeads();
+        return spec.withAlibi(dev.pagedattn.attention.AlibiSlopes.of(
+                java.util.Arrays.copyOfRange(whole.alibi().toArray(), s * hq, (s + 1) * hq)));
+    }
+
+    /** With ALiBi: {@code spec}'s slopes into {@code partials} from {@code base} and the base into {@code params[slot]}, as a plan does. */
+    static void putSlopes(AttentionSpec spec, FloatArray partials, IntArray params, int slot, int base) {
+        for (int h = 0; spec.hasAlibi() && h < spec.numQHeads(); h++) {
+            partials.set(base + h, spec.alibi().slope(h));
+            params.set(slot, base);
+        }
     }
 
     /**
@@ -87,8 +109,10 @@ final class EmulatedDecode {
         IntArray params = in[2];
         int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
         int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
-        FloatArray partials = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
+        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
+        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
         partials.init(Float.NaN);
+        putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase); // as a plan with ALiBi: the slopes after the cap
         if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
             for (int h = 0; h < spec.numQHeads(); h++) {
                 partials.set(partialElements + h, sinks.get(h));

@@ -117,6 +117,24 @@ class PrefillKernelsTest {
                 seed, kernel, tolerance, splitTokens);
     }
 
+    /** ALiBi: every shape with the paper's slopes, unsplit and split; the slopes must move the result. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelAddsAlibi(PrefillCase c) {
+        long seed = TestSeeds.fresh("PrefillKernelsTest alibi " + c.name());
+        checkAlibi(c, seed, PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
+    }
+
+    /** {@link #checkSinks} for ALiBi (the paper's slopes): alone, then with a soft cap and random sinks. */
+    static void checkAlibi(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload alibi = plain.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(c.numQHeads()));
+        checkChanged(c, "alibi", plain, alibi, seed, kernel, tolerance, splitTokens);
+        checkChanged(c, "alibi, soft cap and sinks", plain, alibi.withSoftCap(SoftCapKernelsTest.CAP)
+                .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel, tolerance,
+                splitTokens);
+    }
+
     /** {@link #checkSinks} for a soft cap ({@link SoftCapKernelsTest#CAP}): alone, then with random sinks. */
     static void checkSoftCap(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
@@ -136,8 +154,8 @@ class PrefillKernelsTest {
                                      PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         double[] ref = w.reference();
         double moved = ReferenceAttention.relativeL2(plain.reference(), ref);
-        // (a window of 1 leaves each row one score: a soft cap cannot move a softmax of one)
-        boolean canMove = c.window() > 1 || !what.equals("soft cap");
+        // (a window of 1 leaves each row one score: a soft cap or a bias cannot move a softmax of one)
+        boolean canMove = c.window() > 1 || !(what.equals("soft cap") || what.equals("alibi"));
         assertTrue(moved > 10 * tolerance || !canMove, c + ": the " + what + " must matter to the test (they move it by " + moved + ")");
         PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
         PrefillGrid split = splitInto(unsplit, w.batch(), splitTokens);
@@ -170,7 +188,7 @@ class PrefillKernelsTest {
         for (int s = 0; s < shards; s++) {
             parts.out(s).init(Float.NaN);
             FloatArray sinks = EmulatedDecode.sinks(whole, s, shards);
-            shard(c, s, whole.shard(shards), sinks != null ? sinks : new FloatArray(whole.numQHeads() / shards), w.batch(), parts.q(s),
+            shard(c, s, EmulatedDecode.shardSpec(whole, s, shards), sinks != null ? sinks : new FloatArray(whole.numQHeads() / shards), w.batch(), parts.q(s),
                     parts.out(s), merged, schedule);
         }
         FloatArray out = w.poisonedOutput();
@@ -192,8 +210,10 @@ class PrefillKernelsTest {
         IntArray params = new IntArray(PrefillParams.SIZE);
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
         int capSlot = (int) Math.max(1, grid.bufferElements(spec, b.totalQueries()));
-        FloatArray partials = new FloatArray(capSlot + (spec.hasSoftCap() ? 1 : 0));
+        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
+        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
         partials.init(Float.NaN);
+        EmulatedDecode.putSlopes(spec, partials, params, PrefillParams.ALIBI, alibiBase); // ALiBi: the slopes after the cap
         if (spec.hasSoftCap()) { // as a plan of a soft-capped layer: the cap after the partitions' states and scratch
             partials.set(capSlot, spec.softCap());
             params.set(PrefillParams.SOFT_CAP, capSlot);

@@ -82,6 +82,14 @@ class TensorPrefillKernelsTest {
         PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
     }
 
+    /** ALiBi through the tensor-core kernels (the bias added where a score leaves the MMA's scratch). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelAddsAlibi(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest alibi " + c.name());
+        PrefillKernelsTest.checkAlibi(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
     /** Sliding-window block release through the tensor-core kernels ({@link PrefillKernelsTest#checkReleased}). */
     @ParameterizedTest(name = "{0}")
     @MethodSource("windowedShapes")
