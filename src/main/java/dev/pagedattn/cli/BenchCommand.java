@@ -86,7 +86,11 @@ final class BenchCommand implements Callable<Integer> {
             + " then timed next to the same cell without in the same run (with --sinks: with both, next to neither).")
     Float softCap;
 
-    private Extras extras = Extras.NONE; // --sinks and --soft-cap, once checked
+    @Option(names = "--alibi", description = "Decode and prefill cells: ALiBi with the paper's slopes; each cell is then timed"
+            + " next to the same cell without in the same run (with --sinks or --soft-cap: with all, next to none).")
+    boolean alibi;
+
+    private Extras extras = Extras.NONE; // --sinks, --soft-cap and --alibi, once checked
 
     @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
@@ -184,10 +188,10 @@ final class BenchCommand implements Callable<Integer> {
         if (loopReserveSeqs != null && loopReserveSeqs < 1) {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
-        extras = Extras.of(sinks, softCap);
+        extras = Extras.of(sinks, softCap, alibi);
         if (release && (window == null || extras.any())) {
             throw new IllegalArgumentException("--release times windowed cells with and without their blocks before the window:"
-                    + " it needs --window and no --sinks or --soft-cap");
+                    + " it needs --window and no --sinks, --soft-cap or --alibi");
         }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
@@ -340,7 +344,7 @@ final class BenchCommand implements Callable<Integer> {
         double[] ref = w.reference();
         for (String variant : variants) {
             if (variant.equals("parallel") && withExtras) {
-                continue; // neither sinks nor soft-capping in the @Parallel variant: refused by the backend
+                continue; // no sinks, soft-capping or ALiBi in the @Parallel variant: refused by the backend
             }
             if (variant.equals("parallel") && tokens > parallelMaxTokens) {
                 rows.add(new BenchRow("ours", variant, dt, lengths.length, context, tokens, "skipped", Double.NaN, Double.NaN,

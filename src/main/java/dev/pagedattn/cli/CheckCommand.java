@@ -74,6 +74,11 @@ final class CheckCommand implements Callable<Integer> {
             + " is what tests it; the check prints how far the cap moves the fp64 result.")
     Float softCap;
 
+    @Option(names = "--alibi", description = "ALiBi, as BLOOM and MPT have it: every query head's score of a key adds the"
+            + " head's slope (the paper's, for --q-heads) times the key's distance back from the query (decode and prefill);"
+            + " the check prints how far it moves the fp64 result.")
+    boolean alibi;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -139,7 +144,7 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
-        Extras extras = Extras.of(sinks, softCap);
+        Extras extras = Extras.of(sinks, softCap, alibi);
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release);
@@ -161,7 +166,7 @@ final class CheckCommand implements Callable<Integer> {
             if (release) {
                 PrefillCheck.printReleased(w.cache(), w.seqs());
             }
-            if (extras.softCap() > 0) {
+            if (extras.softCap() > 0 || extras.alibi()) {
                 PrefillCheck.printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             decode(attention, w.batch(), 0, w.q(), out); // warm-up

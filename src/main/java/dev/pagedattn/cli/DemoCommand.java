@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AlibiSlopes;
 import dev.pagedattn.attention.AttentionSinks;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeAttention;
@@ -161,8 +162,18 @@ final class DemoCommand implements Callable<Integer> {
         boolean capOk = capRel <= 1e-4;
         ok &= capOk;
         System.out.printf("   The same step with logit soft-capping at %.1f (spec.withSoftCap, Gemma 2): every score s becomes"
-                + " %.1f tanh(s / %.1f), moving the output by %.1f%%; vs fp64 with it: relative L2 error %.2e -> %s%n%n",
+                + " %.1f tanh(s / %.1f), moving the output by %.1f%%; vs fp64 with it: relative L2 error %.2e -> %s%n",
                 softCap, softCap, softCap, 100 * capMoved, capRel, capOk ? "PASS" : "FAIL");
+        // ALiBi (BLOOM, MPT): query head h adds slope_h * (key - query) to each score, no position embedding needed
+        AttentionSpec alibi = spec.withAlibi(AlibiSlopes.standard(spec.numQHeads()));
+        double alibiRel = stepWith(alibi, cache, batch, seqs, q, out);
+        double alibiMoved = ReferenceAttention.relativeL2(out, ref);
+        boolean alibiOk = alibiRel <= 1e-4;
+        ok &= alibiOk;
+        System.out.printf("   The same step with ALiBi (spec.withAlibi, BLOOM, MPT): query head h adds slope_h x (key - query) to"
+                + " each score (the paper's slopes: head 0 %s, head %d %s), moving the output by %.0f%%; vs fp64 with it:"
+                + " relative L2 error %.2e -> %s%n%n", alibi.alibi().slope(0), spec.numQHeads() - 1,
+                alibi.alibi().slope(spec.numQHeads() - 1), 100 * alibiMoved, alibiRel, alibiOk ? "PASS" : "FAIL");
 
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",

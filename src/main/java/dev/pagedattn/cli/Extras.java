@@ -1,44 +1,60 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AlibiSlopes;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.PrefillWorkload;
 
 /**
- * What a check or a bench cell adds to plain attention: random attention sinks ({@code --sinks}, gpt-oss) and logit
- * soft-capping ({@code --soft-cap}, Gemma 2), one, both or neither. {@code softCap} 0 is none.
+ * What a check or a bench cell adds to plain attention: random attention sinks ({@code --sinks}, gpt-oss), logit
+ * soft-capping ({@code --soft-cap}, Gemma 2) and ALiBi with the paper's slopes ({@code --alibi}, BLOOM, MPT), any of
+ * them or none. {@code softCap} 0 is none.
  */
-record Extras(boolean sinks, float softCap) {
-    static final Extras NONE = new Extras(false, 0f);
+record Extras(boolean sinks, float softCap, boolean alibi) {
+    static final Extras NONE = new Extras(false, 0f, false);
 
     /** The options' extras; names a soft cap that is not finite and > 0. */
-    static Extras of(boolean sinks, Float softCap) {
+    static Extras of(boolean sinks, Float softCap, boolean alibi) {
         if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
             throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
         }
-        return new Extras(sinks, softCap == null ? 0f : softCap);
+        return new Extras(sinks, softCap == null ? 0f : softCap, alibi);
     }
 
     /** Whether anything is added. */
     boolean any() {
-        return sinks || softCap > 0;
+        return sinks || softCap > 0 || alibi;
     }
 
-    /** {@code w} with these extras: sinks random from {@code seed} in every query head of {@code layers} layers. */
+    /**
+     * {@code w} with these extras: sinks random from {@code seed} in every query head of {@code layers} layers, ALiBi
+     * with the paper's slopes ({@link AlibiSlopes#standard}).
+     */
     DecodeWorkload apply(DecodeWorkload w, int layers, int qHeads, long seed) {
         DecodeWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(layers, qHeads, 1, seed)) : w;
-        return softCap > 0 ? with.withSoftCap(softCap) : with;
+        with = softCap > 0 ? with.withSoftCap(softCap) : with;
+        return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
     /** {@code w} (one layer) with these extras. */
     PrefillWorkload apply(PrefillWorkload w, int qHeads, long seed) {
         PrefillWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed)) : w;
-        return softCap > 0 ? with.withSoftCap(softCap) : with;
+        with = softCap > 0 ? with.withSoftCap(softCap) : with;
+        return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
-    /** "sinks", "cap=50", "sinks+cap=50", or "" for none. */
+    /** "sinks", "cap=50", "alibi", joined by "+" ("sinks+cap=50+alibi"), or "" for none. */
     String label() {
-        String cap = softCap > 0 ? "cap=" + plain(softCap) : "";
-        return sinks ? (cap.isEmpty() ? "sinks" : "sinks+" + cap) : cap;
+        java.util.List<String> parts = new java.util.ArrayList<>();
+        if (sinks) {
+            parts.add("sinks");
+        }
+        if (softCap > 0) {
+            parts.add("cap=" + plain(softCap));
+        }
+        if (alibi) {
+            parts.add("alibi");
+        }
+        return String.join("+", parts);
     }
 
     /** {@code 50} for 50.0, {@code 2.5} for 2.5: a cap as written on the command line. */

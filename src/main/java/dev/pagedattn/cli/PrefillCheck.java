@@ -69,8 +69,10 @@ final class PrefillCheck {
      * tests nothing, and the line says so.
      */
     static void printCapMoves(Extras extras, double moved) {
-        System.out.printf("soft cap %s moves the fp64 result by %.3e (relative L2)%s%n", extras.label().replaceAll(".*cap=", ""), moved,
-                moved < 1e-3 ? ": the scores rarely reach the cap, so this check barely tests it (try a cap below 1)" : "");
+        boolean cap = extras.softCap() > 0;
+        String what = cap ? "soft cap " + Extras.plain(extras.softCap()) + (extras.alibi() ? " and ALiBi move" : " moves") : "ALiBi moves";
+        System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && !extras.alibi() && moved < 1e-3
+                ? ": the scores rarely reach the cap, so this check barely tests it (try a cap below 1)" : "");
     }
 
     /**
@@ -114,7 +116,7 @@ final class PrefillCheck {
             if (release) {
                 printReleased(w.kv().cache(), w.kv().seqs());
             }
-            if (extras.softCap() > 0) {
+            if (extras.softCap() > 0 || extras.alibi()) {
                 printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
