@@ -77,6 +77,7 @@ class ReadmeApiTest {
         AttentionSpec spec = AttentionSpec.of(config, /*numQHeads*/ 32);   // scale defaults to 1/sqrt(headDim)
         // gpt-oss's sinks: spec = spec.withSinks(AttentionSinks.of(sinks));  // sinks[layer][qHead], see "Attention sinks"
         // Gemma 2's logit soft cap: spec = spec.withSoftCap(50f);           // see "Logit soft-capping"
+        // BLOOM's and MPT's ALiBi: spec = spec.withAlibi(AlibiSlopes.standard(32));  // see "ALiBi"
         try (DecodeAttention attention = Backends.create("jvm", cache, spec, null, "auto")) {  // or "tornado"
             DecodeBatch batch = cache.batch(seq, child);                    // padded block tables + lengths
             attention.decode(batch, /*layer*/ 0, q, out);                   // q, out: FloatArray [numSeqs][numQHeads][headDim]
@@ -85,6 +86,7 @@ class ReadmeApiTest {
             attention.decode(batch, 0, rows.q(), rows.out());
             readOutputs(rows.out());                                        // the outputs, laid out as out
         }
+        cache.releaseOutsideWindow(child, 4096);      // every layer windowed (Mistral 7B v0.1): blocks before it go back
         CsrPageTable csr = cache.csr(seq, child);       // FlashInfer's indptr / indices / last_page_len
         cache.free(seq);
         // README API: end

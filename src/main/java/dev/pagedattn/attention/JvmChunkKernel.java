@@ -332,12 +332,33 @@ final class JvmChunkKernel {
     /**
      * ALiBi ({@link AttentionSpec#alibi()}): {@code a[at + i] += slope * (firstKey + i - query)} for {@code i} in
      * {@code [0, n)}, the bias of the key at position {@code firstKey + i} for the query at {@code query}, in fp32 (a
-     * product and a sum, the same bits in decode and prefill).
+     * product and a sum, whole vectors then a scalar tail with the same bits, so decode and prefill agree).
      */
     static void addAlibi(float[] a, int at, int n, float slope, int firstKey, int query) {
-        for (int i = 0; i < n; i++) {
+        int i = 0;
+        if (JvmDecodeAttention.VECTOR) {
+            float base = (float) (firstKey - query);   // exact, as every distance below 2^24
+            FloatVector step = FloatVector.broadcast(FLOATS, LANES);
+            FloatVector distance = FloatVector.fromArray(FLOATS, IOTA, 0).add(base);
+            for (; i + LANES <= n; i += LANES) {
+                FloatVector.fromArray(FLOATS, a, at + i).add(distance.mul(slope)).intoArray(a, at + i);
+                distance = distance.add(step);
+            }
+        }
+        for (; i < n; i++) {
             a[at + i] += slope * (float) (firstKey + i - query);
         }
+    }
+
+    /** {@code 0, 1, ..., LANES - 1} (an array: a Vector API value held across methods would be boxed). */
+    private static final float[] IOTA = iota();
+
+    private static float[] iota() {
+        float[] f = new float[LANES];
+        for (int i = 0; i < LANES; i++) {
+            f[i] = i;
+        }
+        return f;
     }
 
     /**

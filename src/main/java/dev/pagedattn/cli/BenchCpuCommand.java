@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.AlibiSlopes;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.JvmDecodeAttention;
 import dev.pagedattn.attention.ReferenceAttention;
@@ -31,7 +32,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * and a memory-read probe (a vector sum over a large off-heap buffer on all threads) in the same
  * run. Rows go to stdout and, with --out, to a CSV that benchmarks/cpu-sweep.sh reads. A feature's cost is measured
  * against the same cell without it, in the same process: {@code --soft-cap} (takes the pairing over
- * {@code --sinks}, whose rows then both carry sinks), else {@code --sinks}, else {@code --window}.
+ * {@code --sinks}, whose rows then both carry sinks), else {@code --sinks}, else {@code --window}; {@code --alibi} before
+ * all of them (both rows carry the sinks and the cap).
  */
 @Command(name = "bench-cpu", mixinStandardHelpOptions = true,
         description = "Time the JVM backend on the CPU cells (min and median step time) next to a memory-read probe; CSV with --out.")
@@ -86,6 +88,10 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " then without, in the same run (with --sinks both carry sinks).")
     Float softCap;
 
+    @Option(names = "--alibi", description = "ALiBi with the paper's slopes (BLOOM, MPT): each cell with it (row BxL/alibi),"
+            + " then without, in the same run (with --sinks or --soft-cap both carry them).")
+    boolean alibi;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -126,23 +132,29 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         for (int[] shape : shapes) {
             for (KvDtype dtype : kvDtypes) {
-                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap));
+                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi));
                 console.println(rows.getLast());
-                if (cap > 0) {
+                if (alibi) {
+                    String biased = rows.getLast();
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, false));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: alibi / no alibi: %.2fx the time%n", shape[0], shape[1],
+                            dtype.name().toLowerCase(), minMs(biased) / minMs(rows.getLast()));
+                } else if (cap > 0) {
                     String capped = rows.getLast();
-                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, 0f));
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, 0f, false));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: soft cap %s / no cap: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), Extras.plain(cap), minMs(capped) / minMs(rows.getLast()));
                 } else if (sinks) {
                     String sunk = rows.getLast();
-                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false, 0f));
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, false, 0f, false));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: with sinks / without: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), minMs(sunk) / minMs(rows.getLast()));
                 } else if (slidingWindow != DecodeBatch.NO_WINDOW) {
                     String windowed = rows.getLast();
-                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false, 0f));
+                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false, 0f, false));
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: window %d / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), slidingWindow, Math.min(shape[1], slidingWindow),
@@ -181,7 +193,7 @@ final class BenchCpuCommand implements Callable<Integer> {
     }
 
     /** One timed and checked row; {@code cap}: the soft cap, 0 for none. */
-    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap) {
+    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
@@ -192,6 +204,9 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         if (cap > 0) {
             w = w.withSoftCap(cap);
+        }
+        if (withAlibi) {
+            w = w.withAlibi(AlibiSlopes.standard(qHeads));
         }
         FloatArray result = w.poisonedOutput();
         long[] nanos = new long[steps];
@@ -214,7 +229,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
         String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
-                + (cap > 0 ? "/cap" + Extras.plain(cap) : "");
+                + (cap > 0 ? "/cap" + Extras.plain(cap) : "") + (withAlibi ? "/alibi" : "");
         return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
                 batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
                 relL2 <= 1e-3 ? "ok" : "wrong");

@@ -64,6 +64,19 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp16: with sinks / without: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --alibi: each cell with ALiBi, then without (both with the given cap), both checked against fp64, the ratio on stderr. */
+    @Test
+    void alibiTimesEachCellNextToItselfWithout() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--alibi", "--soft-cap", "0.5", "--dtypes", "fp16", "--q-heads", "4",
+                "--kv-heads", "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/cap0.5/alibi,fp16,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x300/cap0.5,fp16,2,300,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp16: alibi / no alibi: [0-9.]+x the time.*"), run.err());
+    }
+
     /** --soft-cap: each cell capped, then without, both checked against fp64 (the capped one against the capped fp64). */
     @Test
     void aSoftCapTimesEachCellNextToItselfWithout() {

@@ -7,8 +7,6 @@ import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
-import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.tornado.DecodeGrid;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -35,17 +33,7 @@ class AlibiKernelsTest {
         for (DecodeWorkload w : new DecodeWorkload[] {alibi, all}) {
             double[] want = w == alibi ? ref : w.reference();
             String what = w == alibi ? "alibi" : "alibi, cap " + SoftCapKernelsTest.CAP + " and sinks";
-            for (DecodeGrid grid : SinkKernelsTest.grids(w)) {
-                for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                    SinkKernelsTest.check(what + " " + grid + " " + s + " seed=" + seed, want, EmulatedDecode.attention(w, grid, s));
-                }
-            }
-            AttentionSpec shard = w.spec().shard(w.cache().config().poolShards());
-            if (shape.dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(shard.groupSize(), shard.headDim())) {
-                DecodeGrid balanced = DecodeGrid.balanced(shard, w.batch(), 1 << 20, 2 * StreamDecodeKernels.TILE);
-                SinkKernelsTest.check(what + " " + balanced + " balanced seed=" + seed, want,
-                        EmulatedDecode.attention(w, balanced, KernelEmulator.Schedule.FORWARD));
-            }
+            SinkKernelsTest.checkEveryVariant(w, want, what + " seed=" + seed);
         }
     }
 }

@@ -72,17 +72,7 @@ class SinkKernelsTest {
         double[] ref = w.reference();
         double moved = ReferenceAttention.relativeL2(plain.reference(), ref);
         assertTrue(moved > 1000 * TOLERANCE, "the sinks must matter to the test: they move the result by " + moved);
-        for (DecodeGrid grid : grids(w)) {
-            for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                check(grid + " " + s + " seed=" + seed, ref, EmulatedDecode.attention(w, grid, s));
-            }
-        }
-        AttentionSpec shard = w.spec().shard(w.cache().config().poolShards());
-        if (shape.dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(shard.groupSize(), shard.headDim())) {
-            DecodeGrid balanced = DecodeGrid.balanced(shard, w.batch(), 1 << 20, 2 * StreamDecodeKernels.TILE);
-            assertTrue(balanced.balanced(), "the test wants a balanced grid: " + balanced);
-            check(balanced + " balanced seed=" + seed, ref, EmulatedDecode.attention(w, balanced, KernelEmulator.Schedule.FORWARD));
-        }
+        checkEveryVariant(w, ref, "seed=" + seed);
         // a sink far below every score takes nothing: the result without sinks
         float[] low = new float[shape.qHeads()];
         java.util.Arrays.fill(low, -1000f);
@@ -90,6 +80,24 @@ class SinkKernelsTest {
         DecodeGrid first = grids(silent).get(0);
         check(first + " sinks of -1000 seed=" + seed, plain.reference(), EmulatedDecode.attention(silent, first,
                 KernelEmulator.Schedule.FORWARD));
+    }
+
+    /**
+     * {@code w} through every kernel's fused and split grids ({@link #grids}) in both emulator schedules and, where the
+     * stream kernels take its fp16 shape, their balanced grid, each against {@code want} ({@code what} names the case).
+     */
+    static void checkEveryVariant(DecodeWorkload w, double[] want, String what) {
+        for (DecodeGrid grid : grids(w)) {
+            for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
+                check(grid + " " + s + " " + what, want, EmulatedDecode.attention(w, grid, s));
+            }
+        }
+        AttentionSpec shard = w.spec().shard(w.cache().config().poolShards());
+        if (w.cache().config().dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(shard.groupSize(), shard.headDim())) {
+            DecodeGrid balanced = DecodeGrid.balanced(shard, w.batch(), 1 << 20, 2 * StreamDecodeKernels.TILE);
+            assertTrue(balanced.balanced(), "the test wants a balanced grid: " + balanced);
+            check(balanced + " balanced " + what, want, EmulatedDecode.attention(w, balanced, KernelEmulator.Schedule.FORWARD));
+        }
     }
 
     /** Every kernel's fused and split grids for the workload's (shard) spec. */

@@ -6,8 +6,6 @@ import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
-import dev.pagedattn.cache.KvDtype;
-import dev.pagedattn.tornado.DecodeGrid;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -42,17 +40,7 @@ class SoftCapKernelsTest {
         for (DecodeWorkload w : new DecodeWorkload[] {capped, both}) {
             double[] want = w == capped ? ref : w.reference();
             String what = w == capped ? "cap " + CAP : "cap " + CAP + " and sinks";
-            for (DecodeGrid grid : SinkKernelsTest.grids(w)) {
-                for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
-                    SinkKernelsTest.check(what + " " + grid + " " + s + " seed=" + seed, want, EmulatedDecode.attention(w, grid, s));
-                }
-            }
-            AttentionSpec shard = w.spec().shard(w.cache().config().poolShards());
-            if (shape.dtype() == KvDtype.FP16 && StreamDecodeKernels.supports(shard.groupSize(), shard.headDim())) {
-                DecodeGrid balanced = DecodeGrid.balanced(shard, w.batch(), 1 << 20, 2 * StreamDecodeKernels.TILE);
-                SinkKernelsTest.check(what + " " + balanced + " balanced seed=" + seed, want,
-                        EmulatedDecode.attention(w, balanced, KernelEmulator.Schedule.FORWARD));
-            }
+            SinkKernelsTest.checkEveryVariant(w, want, what + " seed=" + seed);
         }
     }
 }
