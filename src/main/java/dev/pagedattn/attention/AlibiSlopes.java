@@ -77,11 +77,6 @@ public final class AlibiSlopes {
         return slopes.clone();
     }
 
-    /** The bias of query head {@code head} at position {@code query} for the key at {@code key}: {@code slope * (key - query)}. */
-    public float bias(int head, int key, int query) {
-        return slopes[head] * (float) (key - query);
-    }
-
     /** Checks the slopes against a spec's {@code numQHeads}; names the bad size. {@link #NONE} fits every spec. */
     void requireFits(int numQHeads) {
         if (any() && slopes.length != numQHeads) {

@@ -112,9 +112,9 @@ class TornadoDecodeAttentionTest {
         assertTrue(e.getMessage().contains("device=gpu0"), e.getMessage());
     }
 
-    /** The @Parallel variant has neither sinks nor a soft cap: both refused by name, before any plan. */
+    /** The @Parallel variant has no sinks, soft cap or ALiBi: each refused by name, before any plan. */
     @Test
-    void theParallelVariantRefusesSinksAndASoftCap() {
+    void theParallelVariantRefusesSinksASoftCapAndAlibi() {
         KvCache fp16 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP16));
         AttentionSpec spec = AttentionSpec.of(fp16.config(), 8);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
@@ -123,6 +123,9 @@ class TornadoDecodeAttentionTest {
         e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(fp16,
                 spec.withSinks(dev.pagedattn.attention.AttentionSinks.of(new float[][] {new float[8]})), null, "parallel"));
         assertTrue(e.getMessage().startsWith("variant=parallel does not add attention sinks"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(fp16,
+                spec.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(8)), null, "parallel"));
+        assertEquals("variant=parallel does not add ALiBi biases (alibi(8 heads)): use auto, fused or splitk", e.getMessage());
         new TornadoDecodeAttention(fp16, spec.withSoftCap(50f), null, "auto").close();
     }
 
