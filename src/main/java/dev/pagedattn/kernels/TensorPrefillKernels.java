@@ -113,12 +113,13 @@ public final class TensorPrefillKernels {
 
     /**
      * Pool offset of dim 0 of the K/V row of context position {@code pos} (block table row at
-     * {@code tableRow}), clamped to {@code hi - 1}, the last visible position: rows past it are
-     * staged from that row and masked (score -inf, probability 0), so the staging loads need no branch.
+     * {@code tableRow}), clamped to {@code [lo, hi - 1]}, the visible positions: rows past either end (a chunk past the
+     * walk's last, forward or back) are staged from the end's row and masked (score -inf, probability 0), so the staging
+     * loads need no branch and never read before the window (a released block).
      */
-    static int locate(IntArray blockTables, int tableRow, int pos, int hi, int blockSize, int layerBase, int blockStride,
+    static int locate(IntArray blockTables, int tableRow, int pos, int lo, int hi, int blockSize, int layerBase, int blockStride,
                       int headStride, int headDim, int kvHead) {
-        int at = TornadoMath.min(pos, hi - 1);
+        int at = TornadoMath.max(lo, TornadoMath.min(pos, hi - 1));
         int block = blockTables.get(tableRow + at / blockSize);
         return KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead, at % blockSize, 0);
     }
@@ -261,8 +262,14 @@ public final class TensorPrefillKernels {
         int folded = 0;                                       // 1 once the scratch accumulators hold a segment
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         int buf = 0;
-        int c0 = lo;
-        while (c0 < hi) {
+        // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
+        // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
+        int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
+        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
+        int k = 0;
+        int c0 = walk0;
+        while (k < chunks) {
             float[] o0 = ctx.mmaFragment(0f);
             float[] o1 = ctx.mmaFragment(0f);
             float[] o2 = ctx.mmaFragment(0f);
@@ -280,7 +287,7 @@ public final class TensorPrefillKernels {
             float[] o14 = ctx.mmaFragment(0f);
             float[] o15 = ctx.mmaFragment(0f);
             int seg0 = c0;
-            int stop = hi;
+            int stop = chunks;
             float segL = 0f;
             int grew = 0;
             // The pipeline's start: the segment's first two chunks located (offset slots 0 and 1), the first
@@ -288,7 +295,8 @@ public final class TensorPrefillKernels {
             // first, so that no copy of this work-item is pending across the restart.
             ctx.asyncCopyWaitGroup(0);
             if (tid < 2 * CHUNK) {
-                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, headDim, kvHead);
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + (tid / CHUNK) * dir * CHUNK + tid % CHUNK, lo, hi, blockSize,
+                        layerBase, blockStride, headStride, headDim, kvHead);
             }
             ctx.localBarrier();
             // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
@@ -307,7 +315,7 @@ public final class TensorPrefillKernels {
             }
             ctx.asyncCopyCommit();
             int slot = 0;                                             // offset slot of the current chunk's rows
-            while (c0 < stop) {
+            while (k < stop) {
                 int n = TornadoMath.min(CHUNK, hi - c0);
                 int next = slot == 2 ? 0 : slot + 1;
                 int after = next == 2 ? 0 : next + 1;
@@ -342,7 +350,7 @@ public final class TensorPrefillKernels {
                     flag[0] = 0;                                      // read only after the score barriers below
                 }
                 if (tid < CHUNK) {                                    // the rows of the chunk after the next
-                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
+                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * dir * CHUNK + tid, lo, hi, blockSize, layerBase,
                             blockStride, headStride, headDim, kvHead);
                 }
                 ctx.asyncCopyWaitGroup(2);                            // this chunk's K (issued a chunk ago) has landed
@@ -450,8 +458,9 @@ public final class TensorPrefillKernels {
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
                 // merge as a whole C array, which NVRTC rejects)
-                stop -= grew * (stop - c0);
-                c0 += keep * CHUNK;
+                stop -= grew * (stop - k);
+                c0 += keep * dir * CHUNK;
+                k += keep;
                 buf ^= keep;
                 slot += keep * (next - slot);
             }
@@ -642,8 +651,14 @@ public final class TensorPrefillKernels {
         int folded = 0;                                       // 1 once the scratch accumulators hold a segment
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         int buf = 0;
-        int c0 = lo;
-        while (c0 < hi) {
+        // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
+        // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
+        int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
+        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
+        int k = 0;
+        int c0 = walk0;
+        while (k < chunks) {
             float[] o0 = ctx.mmaFragment(0f);
             float[] o1 = ctx.mmaFragment(0f);
             float[] o2 = ctx.mmaFragment(0f);
@@ -661,14 +676,15 @@ public final class TensorPrefillKernels {
             float[] o14 = ctx.mmaFragment(0f);
             float[] o15 = ctx.mmaFragment(0f);
             int seg0 = c0;
-            int stop = hi;
+            int stop = chunks;
             float segL = 0f;
             int grew = 0;
             // The pipeline's start: the segment's first two chunks located (offset slots 0 and 1), the first
             // chunk's K in flight. A segment that ended may have left the next chunk's K in flight: waited for
             // first, so that no copy of this work-item is pending across the restart.
             if (tid < 2 * CHUNK) {
-                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, headDim, kvHead);
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + (tid / CHUNK) * dir * CHUNK + tid % CHUNK, lo, hi, blockSize,
+                        layerBase, blockStride, headStride, headDim, kvHead);
             }
             ctx.localBarrier();
             // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
@@ -694,7 +710,7 @@ public final class TensorPrefillKernels {
                 tile[kIndex(t0 + 14, dPair) + buf * KV_INTS] = w7;
             }
             int slot = 0;                                             // offset slot of the current chunk's rows
-            while (c0 < stop) {
+            while (k < stop) {
                 int n = TornadoMath.min(CHUNK, hi - c0);
                 int next = slot == 2 ? 0 : slot + 1;
                 int after = next == 2 ? 0 : next + 1;
@@ -743,7 +759,7 @@ public final class TensorPrefillKernels {
                     flag[0] = 0;                                      // read only after the score barriers below
                 }
                 if (tid < CHUNK) {                                    // the rows of the chunk after the next
-                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
+                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * dir * CHUNK + tid, lo, hi, blockSize, layerBase,
                             blockStride, headStride, headDim, kvHead);
                 }
                 ctx.localBarrier();
@@ -849,8 +865,9 @@ public final class TensorPrefillKernels {
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
                 // merge as a whole C array, which NVRTC rejects)
-                stop -= grew * (stop - c0);
-                c0 += keep * CHUNK;
+                stop -= grew * (stop - k);
+                c0 += keep * dir * CHUNK;
+                k += keep;
                 buf ^= keep;
                 slot += keep * (next - slot);
             }
@@ -1052,8 +1069,14 @@ public final class TensorPrefillKernels {
         int folded = 0;                                       // 1 once the scratch accumulators hold a segment
         int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
         int buf = 0;
-        int c0 = lo;
-        while (c0 < hi) {
+        // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
+        // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
+        int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
+        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
+        int k = 0;
+        int c0 = walk0;
+        while (k < chunks) {
             float[] o0 = ctx.mmaFragment(0f);
             float[] o1 = ctx.mmaFragment(0f);
             float[] o2 = ctx.mmaFragment(0f);
@@ -1071,14 +1094,15 @@ public final class TensorPrefillKernels {
             float[] o14 = ctx.mmaFragment(0f);
             float[] o15 = ctx.mmaFragment(0f);
             int seg0 = c0;
-            int stop = hi;
+            int stop = chunks;
             float segL = 0f;
             int grew = 0;
             // The pipeline's start: the segment's first two chunks located (offset slots 0 and 1), the first
             // chunk's K in flight. A segment that ended may have left the next chunk's K in flight: waited for
             // first, so that no copy of this work-item is pending across the restart.
             if (tid < 2 * CHUNK) {
-                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + tid, hi, blockSize, layerBase, blockStride, headStride, headDim, kvHead);
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + (tid / CHUNK) * dir * CHUNK + tid % CHUNK, lo, hi, blockSize,
+                        layerBase, blockStride, headStride, headDim, kvHead);
             }
             ctx.localBarrier();
             // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
@@ -1104,7 +1128,7 @@ public final class TensorPrefillKernels {
                 tile[kIndex(t0 + 14, dPair) + buf * KV_INTS] = lut[(w7 >> sh) & 0xFF] | (lut[(w7 >> sh8) & 0xFF] << 16);
             }
             int slot = 0;                                             // offset slot of the current chunk's rows
-            while (c0 < stop) {
+            while (k < stop) {
                 int n = TornadoMath.min(CHUNK, hi - c0);
                 int next = slot == 2 ? 0 : slot + 1;
                 int after = next == 2 ? 0 : next + 1;
@@ -1153,7 +1177,7 @@ public final class TensorPrefillKernels {
                     flag[0] = 0;                                      // read only after the score barriers below
                 }
                 if (tid < CHUNK) {                                    // the rows of the chunk after the next
-                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * CHUNK + tid, hi, blockSize, layerBase,
+                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * dir * CHUNK + tid, lo, hi, blockSize, layerBase,
                             blockStride, headStride, headDim, kvHead);
                 }
                 ctx.localBarrier();
@@ -1259,8 +1283,9 @@ public final class TensorPrefillKernels {
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
                 // merge as a whole C array, which NVRTC rejects)
-                stop -= grew * (stop - c0);
-                c0 += keep * CHUNK;
+                stop -= grew * (stop - k);
+                c0 += keep * dir * CHUNK;
+                k += keep;
                 buf ^= keep;
                 slot += keep * (next - slot);
             }
