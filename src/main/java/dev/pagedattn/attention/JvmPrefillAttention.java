@@ -33,6 +33,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
 
     private final KvCache cache;
     private final AttentionSpec spec;
+    private final float[] alibi;   // the spec's ALiBi slopes per query head, null: none
     private final ForkJoinPool workers;
     private final float[][] layerSinks;    // [numLayers][numQHeads], null rows for layers without sinks
 
@@ -40,6 +41,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         spec.requireMatches(cache.config());
         this.cache = cache;
         this.spec = spec;
+        this.alibi = spec.hasAlibi() ? spec.alibi().toArray() : null;
         this.layerSinks = spec.sinks().rows(cache.config().numLayers());
         int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
         if (threads < 1) {
@@ -140,7 +142,6 @@ public final class JvmPrefillAttention implements PrefillAttention {
         }
         Arrays.fill(max, Float.NEGATIVE_INFINITY);
         float cap = spec.softCap();            // logit soft-capping, 0: none
-        float[] alibi = spec.hasAlibi() ? spec.alibi().toArray() : null;  // ALiBi slopes per query head, null: none
 
         int lo = first[0];                     // the tile's smallest visible position
         int hi = pos[tokens - 1];              // and its largest
