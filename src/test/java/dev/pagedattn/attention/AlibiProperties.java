@@ -7,17 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeProblem.Shape;
-import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
 import net.jqwik.api.constraints.IntRange;
 import net.jqwik.api.constraints.Size;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -39,7 +35,7 @@ class AlibiProperties extends DecodeShapeArbitraries {
             @ForAll("headDims") int headDim,
             @ForAll("blockSizes") int blockSize,
             @ForAll KvDtype dtype,
-            @ForAll("windows") int window,
+            @ForAll("windowsOrNone") int window,
             @ForAll boolean sinks,
             @ForAll boolean capped,
             @ForAll boolean standard,
@@ -95,7 +91,7 @@ class AlibiProperties extends DecodeShapeArbitraries {
     void prefillOfOneTokenPerSequenceAgreesWithDecode(
             @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 700) Integer> lengths,
             @ForAll("blockSizes") int blockSize,
-            @ForAll("windows") int window,
+            @ForAll("windowsOrNone") int window,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
         DecodeProblem p = DecodeProblem.random(Shape.of(lens, 8, 2, 64, blockSize, KvDtype.FP16), seed).windowed(window)
@@ -173,25 +169,5 @@ class AlibiProperties extends DecodeShapeArbitraries {
         }
         double rel = ReferenceAttention.relativeL2(plain, biased);
         assertTrue(rel > 0.05, what + ": ALiBi changed the fp64 answer by " + rel + " only");
-    }
-
-    private static int maxVisible(DecodeBatch batch) {
-        int m = 0;
-        for (int i = 0; i < batch.numSeqs(); i++) {
-            m = Math.max(m, batch.contextLen(i) - batch.firstVisible(i));
-        }
-        return m;
-    }
-
-    /** No window, or windows of one token, inside a block, around block sizes and longer than most contexts. */
-    @Provide
-    Arbitrary<Integer> windows() {
-        return Arbitraries.oneOf(Arbitraries.of(DecodeBatch.NO_WINDOW, DecodeBatch.NO_WINDOW, 1, 15, 17, 33),
-                Arbitraries.integers().between(1, 1500));
-    }
-
-    @Provide
-    Arbitrary<Integer> prefillWindows() {
-        return Arbitraries.oneOf(Arbitraries.just(PrefillBatch.NO_WINDOW), Arbitraries.integers().between(1, 40));
     }
 }

@@ -28,6 +28,28 @@ abstract class DecodeShapeArbitraries {
         return Arbitraries.of(1, 3, 7, 16, 17, 32);
     }
 
+    /** No window, or windows of one token, inside a block, around block sizes and longer than most contexts. */
+    @Provide
+    Arbitrary<Integer> windowsOrNone() {
+        return Arbitraries.oneOf(Arbitraries.of(DecodeBatch.NO_WINDOW, DecodeBatch.NO_WINDOW, 1, 15, 17, 33),
+                Arbitraries.integers().between(1, 1500));
+    }
+
+    /** No window, or a prefill window of 1..40 tokens. */
+    @Provide
+    Arbitrary<Integer> prefillWindows() {
+        return Arbitraries.oneOf(Arbitraries.just(PrefillBatch.NO_WINDOW), Arbitraries.integers().between(1, 40));
+    }
+
+    /** The most tokens any row of {@code batch} sees (its window's, or its context's). */
+    static int maxVisible(DecodeBatch batch) {
+        int m = 0;
+        for (int i = 0; i < batch.numSeqs(); i++) {
+            m = Math.max(m, batch.contextLen(i) - batch.firstVisible(i));
+        }
+        return m;
+    }
+
     /**
      * One query token per sequence through the JVM prefill backend (the batch's sequences, a window of {@code window})
      * against the JVM decode of the same problem and against fp64: decode and prefill have their own dot products

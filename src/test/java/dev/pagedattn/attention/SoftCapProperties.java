@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeProblem.Shape;
-import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
 import java.util.Arrays;
 import java.util.List;
@@ -41,7 +40,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
             @ForAll("headDims") int headDim,
             @ForAll("blockSizes") int blockSize,
             @ForAll KvDtype dtype,
-            @ForAll("windows") int window,
+            @ForAll("windowsOrNone") int window,
             @ForAll boolean sinks,
             @ForAll("caps") float cap,
             @ForAll long seed) {
@@ -94,7 +93,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
     void prefillOfOneTokenPerSequenceAgreesWithDecode(
             @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 700) Integer> lengths,
             @ForAll("blockSizes") int blockSize,
-            @ForAll("windows") int window,
+            @ForAll("windowsOrNone") int window,
             @ForAll("caps") float cap,
             @ForAll long seed) {
         int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
@@ -170,28 +169,8 @@ class SoftCapProperties extends DecodeShapeArbitraries {
 
     private static final int MATTERS_FROM = 32;
 
-    private static int maxVisible(DecodeBatch batch) {
-        int m = 0;
-        for (int i = 0; i < batch.numSeqs(); i++) {
-            m = Math.max(m, batch.contextLen(i) - batch.firstVisible(i));
-        }
-        return m;
-    }
-
     @Provide
     Arbitrary<Float> caps() {
         return Arbitraries.floats().between(5f, 50f);
-    }
-
-    /** No window, or windows of one token, inside a block, around block sizes and longer than most contexts. */
-    @Provide
-    Arbitrary<Integer> windows() {
-        return Arbitraries.oneOf(Arbitraries.of(DecodeBatch.NO_WINDOW, DecodeBatch.NO_WINDOW, 1, 15, 17, 33),
-                Arbitraries.integers().between(1, 1500));
-    }
-
-    @Provide
-    Arbitrary<Integer> prefillWindows() {
-        return Arbitraries.oneOf(Arbitraries.just(PrefillBatch.NO_WINDOW), Arbitraries.integers().between(1, 40));
     }
 }
