@@ -167,7 +167,7 @@ final class CheckCommand implements Callable<Integer> {
                 PrefillCheck.printReleased(w.cache(), w.seqs());
             }
             if (extras.softCap() > 0 || extras.alibi()) {
-                PrefillCheck.printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
+                PrefillCheck.printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             decode(attention, w.batch(), 0, w.q(), out); // warm-up
             out.init(Float.NaN);

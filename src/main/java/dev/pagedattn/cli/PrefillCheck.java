@@ -65,10 +65,10 @@ final class PrefillCheck {
     }
 
     /**
-     * How far the soft cap moves the fp64 result ({@code moved}, relative L2): a cap the inputs' scores never reach
-     * tests nothing, and the line says so.
+     * How far the soft cap and ALiBi move the fp64 result ({@code moved}, relative L2): a cap the inputs' scores never
+     * reach tests nothing, and the line says so.
      */
-    static void printCapMoves(Extras extras, double moved) {
+    static void printExtrasMove(Extras extras, double moved) {
         boolean cap = extras.softCap() > 0;
         String what = cap ? "soft cap " + Extras.plain(extras.softCap()) + (extras.alibi() ? " and ALiBi move" : " moves") : "ALiBi moves";
         System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && !extras.alibi() && moved < 1e-3
@@ -117,7 +117,7 @@ final class PrefillCheck {
                 printReleased(w.kv().cache(), w.kv().seqs());
             }
             if (extras.softCap() > 0 || extras.alibi()) {
-                printCapMoves(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
+                printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
             status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random, release));
