@@ -79,6 +79,25 @@ public final class AttentionSinks {
         return rows;
     }
 
+    /**
+     * The sinks of {@code layers} only, in that order (layer {@code i} of the result is {@code layers[i]} here): the
+     * spec of a cache that holds some of a model's layers (a group of {@code HybridKvCache}). {@link #NONE} stays NONE.
+     */
+    public AttentionSinks layers(int[] layers) {
+        if (!any()) {
+            return this;
+        }
+        float[][] rows = new float[layers.length][];
+        for (int i = 0; i < layers.length; i++) {
+            if (layers[i] < 0 || layers[i] >= perLayer.length) {
+                throw new IllegalArgumentException("layers[" + i + "]=" + layers[i] + " is outside the sinks' [0, "
+                        + perLayer.length + ")");
+            }
+            rows[i] = perLayer[layers[i]];
+        }
+        return new AttentionSinks(rows);
+    }
+
     /** The sink of query head {@code head} in {@code layer}; the layer must have sinks ({@link #has}). */
     public float sink(int layer, int head) {
         return perLayer[layer][head];

@@ -99,6 +99,17 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         return sinks.has(layer);
     }
 
+    /**
+     * This spec for a cache that holds only the model's {@code layers} (a group of {@code HybridKvCache}, whose layer
+     * {@code i} is {@code layers[i]}): the sinks of those layers; everything else as it is.
+     */
+    public AttentionSpec forLayers(int[] layers) {
+        if (layers == null || layers.length == 0) {
+            throw new IllegalArgumentException("layers=" + (layers == null ? "null" : "[]") + ": need at least one layer");
+        }
+        return withSinks(sinks.layers(layers));
+    }
+
     /** The spec for a cache with the default scale {@code 1/sqrt(headDim)}. */
     public static AttentionSpec of(KvCacheConfig config, int numQHeads) {
         return new AttentionSpec(numQHeads, config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())));

@@ -39,6 +39,11 @@ final class SequenceRegistry {
         return t;
     }
 
+    /** The live sequences' tables by id (the map itself is a copy; the tables are the live ones). */
+    Map<Integer, PageTable> snapshot() {
+        return new HashMap<>(tables);
+    }
+
     int size() {
         return tables.size();
     }

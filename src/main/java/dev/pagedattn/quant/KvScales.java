@@ -104,6 +104,27 @@ public final class KvScales {
         return numKvHeads;
     }
 
+    /**
+     * The scales of {@code layers} only, in that order (layer {@code i} of the result is {@code layers[i]} here): a
+     * cache that holds some of a model's layers (a group of {@code HybridKvCache}) takes its rows.
+     */
+    public KvScales layers(int[] layers) {
+        if (layers == null || layers.length == 0) {
+            throw new IllegalArgumentException("layers=" + (layers == null ? "null" : "[]") + ": need at least one layer");
+        }
+        int width = mode == KvScaleMode.PER_HEAD ? numKvHeads : 1;
+        float[] kSel = new float[layers.length * width];
+        float[] vSel = new float[layers.length * width];
+        for (int i = 0; i < layers.length; i++) {
+            if (layers[i] < 0 || layers[i] >= numLayers) {
+                throw new IllegalArgumentException("layers[" + i + "]=" + layers[i] + " is outside [0, " + numLayers + ")");
+            }
+            System.arraycopy(k, layers[i] * width, kSel, i * width, width);
+            System.arraycopy(v, layers[i] * width, vSel, i * width, width);
+        }
+        return new KvScales(format, mode, layers.length, numKvHeads, kSel, vSel);
+    }
+
     /** K scale of {@code kvHead} in {@code layer} (per tensor: the layer's one scale). */
     public float k(int layer, int kvHead) {
         return k[index(layer, kvHead)];

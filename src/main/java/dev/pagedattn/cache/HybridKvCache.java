@@ -1,0 +1,462 @@
+package dev.pagedattn.cache;
+
+import dev.pagedattn.quant.KvScales;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The KV cache of a model that mixes sliding-window and full layers (Gemma 2 and 3, gpt-oss; vLLM's hybrid KV cache
+ * manager): its layers are grouped by window, each group a {@link KvCache} of its own pool and page tables, so a
+ * windowed group can give back the blocks its window no longer sees while the full layers keep theirs. A block of a
+ * plain {@link KvCache} holds its slots in every layer and must stay while any layer reads it; here a block of a
+ * windowed group holds only that group's layers.
+ *
+ * <pre>
+ *  windows [numLayers]   layer l's sliding window W (its query sees the last W positions), or DecodeBatch.NO_WINDOW
+ *  group g               the layers of one window value, in the order the values first appear; local layer i of
+ *                        group g is the i-th of its layers ({@link #localLayer})
+ * </pre>
+ *
+ * <p>Every sequence lives in every group under the same id and length: {@link #createSequence}, {@link #append},
+ * {@link #fork} and {@link #free} act on all groups or, when a group lacks blocks, on none; {@link #write} goes to the
+ * layer's group. Before an append takes blocks, each windowed group releases the blocks wholly before the window of
+ * the sequence's last token ({@link KvCache#releaseOutsideWindow}; no later query sees them), so a sequence holds at
+ * most {@code ceil((W + n) / blockSize) + 1} blocks of a group of window {@code W} once it appends {@code n} tokens,
+ * however long it grows. Decode through {@link #batch} (one {@link HybridBatch} per step; {@code forLayer} gives each
+ * layer its group's tables through its window) and a backend per group on {@link #group(int)}, or through
+ * {@code dev.pagedattn.attention.HybridAttention}, which does both.
+ *
+ * <p>Change sequences through this class only: a call on a group's cache itself would break the lockstep (checked by
+ * {@link #verify}). Prefix caching is not offered here. Every method is {@code synchronized} on this object (and each
+ * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}.
+ */
+public final class HybridKvCache {
+    private final int[] windows;       // [numLayers]
+    private final int[] groupOf;       // [numLayers]
+    private final int[] localLayer;    // [numLayers]
+    private final int[] groupWindows;  // [numGroups]
+    private final int[][] groupLayers; // [numGroups][layers of the group]
+    private final KvCache[] groups;
+
+    private HybridKvCache(int[] windows, int[] groupWindows, int[][] groupLayers, KvCache[] groups) {
+        this.windows = windows;
+        this.groupWindows = groupWindows;
+        this.groupLayers = groupLayers;
+        this.groups = groups;
+        this.groupOf = new int[windows.length];
+        this.localLayer = new int[windows.length];
+        for (int g = 0; g < groupLayers.length; g++) {
+            for (int i = 0; i < groupLayers[g].length; i++) {
+                groupOf[groupLayers[g][i]] = g;
+                localLayer[groupLayers[g][i]] = i;
+            }
+        }
+    }
+
+    /**
+     * A hybrid cache of {@code groupBlocks[g]} blocks in group {@code g} ({@link #groupWindows(int[])} says which groups
+     * {@code windows} makes). {@code scales}: of an 8-bit {@code dtype}, over the model's {@code windows.length} layers
+     * (null: every scale 1.0); each group takes its layers' rows.
+     */
+    public static HybridKvCache of(int[] windows, int[] groupBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype,
+                                   KvScales scales) {
+        int[] gw = groupWindows(windows);
+        if (groupBlocks == null || groupBlocks.length != gw.length) {
+            throw new IllegalArgumentException("groupBlocks.length=" + (groupBlocks == null ? "null" : groupBlocks.length)
+                    + " must be the number of distinct windows, " + gw.length + " (" + describe(gw) + ")");
+        }
+        if (scales != null && scales.numLayers() != windows.length) {
+            throw new IllegalArgumentException("scales numLayers=" + scales.numLayers() + " must be windows.length="
+                    + windows.length + " (the model's layers)");
+        }
+        int[][] layers = groupLayers(windows, gw);
+        KvCache[] caches = new KvCache[gw.length];
+        for (int g = 0; g < gw.length; g++) {
+            KvCacheConfig config = new KvCacheConfig(groupBlocks[g], blockSize, numKvHeads, headDim, dtype, layers[g].length);
+            caches[g] = new KvCache(config, scales == null ? null : scales.layers(layers[g]));
+        }
+        return new HybridKvCache(windows.clone(), gw, layers, caches);
+    }
+
+    /** {@link #of(int[], int[], int, int, int, KvDtype, KvScales)} with unit scales (or none for fp16/fp32). */
+    public static HybridKvCache of(int[] windows, int[] groupBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype) {
+        return of(windows, groupBlocks, blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /**
+     * The hybrid cache that fills {@code bytes} of K/V memory: each windowed group gets the blocks {@code maxSequences}
+     * sequences need when each appends at most {@code maxNewTokens} tokens at a time ({@link #windowBlocks}) and the
+     * full layers' group the rest; without full layers the windowed groups share all of it in proportion to that need.
+     * Forks that copy shared blocks on write need more; size for them with {@link #of}.
+     *
+     * @throws IllegalArgumentException naming the shortfall when the windowed groups' need leaves no block for the full layers
+     */
+    public static HybridKvCache forMemory(long bytes, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int[] windows,
+                                          int maxSequences, int maxNewTokens) {
+        int[] gw = groupWindows(windows);
+        int[][] layers = groupLayers(windows, gw);
+        if (maxSequences < 1 || maxNewTokens < 1) {
+            throw new IllegalArgumentException("maxSequences=" + maxSequences + " maxNewTokens=" + maxNewTokens + " must be >= 1");
+        }
+        if (dtype == null || blockSize < 1 || numKvHeads < 1 || headDim < 1) {
+            throw new IllegalArgumentException("blockSize=" + blockSize + " numKvHeads=" + numKvHeads + " headDim=" + headDim
+                    + " dtype=" + dtype + ": need positive sizes and a dtype");
+        }
+        long slotBytes = 2L * blockSize * numKvHeads * headDim * dtype.bytes(); // one block of one layer, K and V
+        long[] need = new long[gw.length];
+        long windowedBytes = 0;
+        int full = -1;
+        for (int g = 0; g < gw.length; g++) {
+            if (gw[g] == DecodeBatch.NO_WINDOW) {
+                full = g;
+                continue;
+            }
+            need[g] = (long) maxSequences * windowBlocks(gw[g], blockSize, maxNewTokens);
+            windowedBytes += need[g] * layers[g].length * slotBytes;
+        }
+        long[] blocks = need.clone();
+        if (full >= 0) {
+            blocks[full] = (bytes - windowedBytes) / (layers[full].length * slotBytes);
+            if (blocks[full] < 1) {
+                throw new IllegalArgumentException("bytes=" + bytes + " leaves no block for the full layers: the windowed groups"
+                        + " take " + windowedBytes + " bytes for maxSequences=" + maxSequences + " and one full block takes "
+                        + layers[full].length * slotBytes);
+            }
+        } else {
+            double share = bytes / (double) windowedBytes; // >= 1: room for more sequences than asked
+            for (int g = 0; g < gw.length; g++) {
+                blocks[g] = (long) Math.floor(need[g] * share);
+            }
+        }
+        int[] groupBlocks = new int[gw.length];
+        for (int g = 0; g < gw.length; g++) {
+            if (blocks[g] < 1 || blocks[g] > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("bytes=" + bytes + " gives group " + g + " (window " + describe(gw[g]) + ") "
+                        + blocks[g] + " blocks, outside [1, " + Integer.MAX_VALUE + "]");
+            }
+            groupBlocks[g] = (int) blocks[g];
+        }
+        return of(windows, groupBlocks, blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /**
+     * Blocks one sequence holds at most in a group of window {@code window} when it appends at most {@code maxNewTokens}
+     * tokens at a time: {@code ceil((window + maxNewTokens) / blockSize) + 1}.
+     */
+    public static int windowBlocks(int window, int blockSize, int maxNewTokens) {
+        if (window < 1 || window == DecodeBatch.NO_WINDOW || blockSize < 1 || maxNewTokens < 1) {
+            throw new IllegalArgumentException("window=" + window + " blockSize=" + blockSize + " maxNewTokens=" + maxNewTokens
+                    + " must be >= 1 (a window, not NO_WINDOW)");
+        }
+        return (int) Math.min(Integer.MAX_VALUE, ((long) window + maxNewTokens + blockSize - 1) / blockSize + 1);
+    }
+
+    /**
+     * The distinct windows of {@code windows} in the order they first appear: the groups a hybrid cache of these layers
+     * has. Each entry must be >= 1 ({@link DecodeBatch#NO_WINDOW} for a full layer).
+     */
+    public static int[] groupWindows(int[] windows) {
+        if (windows == null || windows.length == 0) {
+            throw new IllegalArgumentException("windows=" + (windows == null ? "null" : "[]") + ": need one entry per layer");
+        }
+        Map<Integer, Integer> seen = new LinkedHashMap<>();
+        for (int l = 0; l < windows.length; l++) {
+            if (windows[l] < 1) {
+                throw new IllegalArgumentException("windows[" + l + "]=" + windows[l] + " must be >= 1 (DecodeBatch.NO_WINDOW: a full layer)");
+            }
+            seen.putIfAbsent(windows[l], seen.size());
+        }
+        return seen.keySet().stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    private static int[][] groupLayers(int[] windows, int[] gw) {
+        int[][] layers = new int[gw.length][];
+        for (int g = 0; g < gw.length; g++) {
+            List<Integer> ls = new ArrayList<>();
+            for (int l = 0; l < windows.length; l++) {
+                if (windows[l] == gw[g]) {
+                    ls.add(l);
+                }
+            }
+            layers[g] = ls.stream().mapToInt(Integer::intValue).toArray();
+        }
+        return layers;
+    }
+
+    private static String describe(int window) {
+        return window == DecodeBatch.NO_WINDOW ? "full" : Integer.toString(window);
+    }
+
+    private static String describe(int[] gw) {
+        return String.join(", ", Arrays.stream(gw).mapToObj(HybridKvCache::describe).toList());
+    }
+
+    // ---- the groups ----
+
+    /** The model's layers. */
+    public int numLayers() {
+        return windows.length;
+    }
+
+    /** Layer groups, one per distinct window. */
+    public int numGroups() {
+        return groups.length;
+    }
+
+    /** Group {@code g}'s cache (its pools, page tables and config): give it to a backend; change sequences through this class. */
+    public KvCache group(int g) {
+        return groups[requireGroup(g)];
+    }
+
+    /** Group {@code g}'s sliding window, or {@link DecodeBatch#NO_WINDOW} for the full layers. */
+    public int window(int g) {
+        return groupWindows[requireGroup(g)];
+    }
+
+    /** Group {@code g}'s layers, the model's numbering, ascending (a copy). */
+    public int[] layers(int g) {
+        return groupLayers[requireGroup(g)].clone();
+    }
+
+    /** The group of model layer {@code layer}. */
+    public int groupOf(int layer) {
+        return groupOf[requireLayer(layer)];
+    }
+
+    /** Model layer {@code layer}'s index in its group's cache. */
+    public int localLayer(int layer) {
+        return localLayer[requireLayer(layer)];
+    }
+
+    /** The sliding window of model layer {@code layer}, or {@link DecodeBatch#NO_WINDOW}. */
+    public int layerWindow(int layer) {
+        return windows[requireLayer(layer)];
+    }
+
+    private int requireGroup(int g) {
+        if (g < 0 || g >= groups.length) {
+            throw new IllegalArgumentException("group=" + g + " is outside [0, " + groups.length + ")");
+        }
+        return g;
+    }
+
+    private int requireLayer(int layer) {
+        if (layer < 0 || layer >= windows.length) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + windows.length + ")");
+        }
+        return layer;
+    }
+
+    // ---- sequences, in lockstep over the groups ----
+
+    /** Creates an empty sequence in every group and returns its id. */
+    public synchronized int createSequence() {
+        int id = groups[0].createSequence();
+        for (int g = 1; g < groups.length; g++) {
+            int other = groups[g].createSequence();
+            if (other != id) {
+                throw new IllegalStateException("group " + g + " made seq=" + other + " where group 0 made seq=" + id
+                        + ": a sequence was created on a group's cache directly");
+            }
+        }
+        return id;
+    }
+
+    public synchronized boolean contains(int seq) {
+        return groups[0].contains(seq);
+    }
+
+    public synchronized int numSequences() {
+        return groups[0].numSequences();
+    }
+
+    /** Tokens stored for {@code seq} (the same in every group). */
+    public synchronized int length(int seq) {
+        return groups[0].length(seq);
+    }
+
+    /** Blocks in use, all groups. */
+    public synchronized long numUsedBlocks() {
+        long used = 0;
+        for (KvCache c : groups) {
+            used += c.numUsedBlocks();
+        }
+        return used;
+    }
+
+    /** Bytes of K/V the used blocks hold, all groups. */
+    public synchronized long usedBytes() {
+        long bytes = 0;
+        for (KvCache c : groups) {
+            bytes += c.numUsedBlocks() * blockBytes(c.config());
+        }
+        return bytes;
+    }
+
+    /** Bytes of K/V all groups' pools hold. */
+    public long totalBytes() {
+        long bytes = 0;
+        for (KvCache c : groups) {
+            bytes += c.config().totalBytes();
+        }
+        return bytes;
+    }
+
+    private static long blockBytes(KvCacheConfig config) {
+        return config.totalBytes() / config.numBlocks();
+    }
+
+    /** Whether {@code append(seq, numTokens)} would succeed now (each windowed group counts what it releases first). */
+    public synchronized boolean canAppend(int seq, int numTokens) {
+        return shortGroup(seq, numTokens) < 0;
+    }
+
+    /** The first group whose pool cannot supply {@code seq}'s append of {@code numTokens} after its release, or -1. */
+    private int shortGroup(int seq, int numTokens) {
+        for (int g = 0; g < groups.length; g++) {
+            if (needed(g, seq, numTokens) > groups[g].numAllocatableBlocks() + releasable(g, seq)) {
+                return g;
+            }
+        }
+        return -1;
+    }
+
+    private int needed(int g, int seq, int numTokens) {
+        return groups[g].blocksNeeded(seq, numTokens);
+    }
+
+    /**
+     * Blocks the release before an append would give back to group {@code g}'s pool (a block another sequence shares
+     * stays held: counted only when this sequence is its last owner).
+     */
+    private int releasable(int g, int seq) {
+        if (groupWindows[g] == DecodeBatch.NO_WINDOW) {
+            return 0;
+        }
+        KvCache c = groups[g];
+        PageTable t = c.pageTable(seq);
+        int upTo = DecodeBatch.firstVisible(t.numTokens(), groupWindows[g]) / c.config().blockSize();
+        int freed = 0;
+        for (int i = t.numReleased(); i < upTo; i++) {
+            if (c.blockPool().refCount(t.block(i)) == 1) {
+                freed++;
+            }
+        }
+        return freed;
+    }
+
+    /**
+     * Reserves slots for {@code numTokens} new tokens of {@code seq} in every group and returns the first position.
+     * Each windowed group first releases the blocks its window no longer sees; then every group takes its blocks.
+     *
+     * @throws OutOfBlocksException when a group's pool cannot supply them (its need and what it could hand out); nothing
+     *                              changed, no block released
+     */
+    public synchronized int append(int seq, int numTokens) throws OutOfBlocksException {
+        if (numTokens < 0) {
+            throw new IllegalArgumentException("numTokens=" + numTokens + " must be >= 0");
+        }
+        int g0 = shortGroup(seq, numTokens);
+        if (g0 >= 0) {
+            throw new OutOfBlocksException(needed(g0, seq, numTokens), groups[g0].numAllocatableBlocks() + releasable(g0, seq));
+        }
+        if (numTokens > 0) {
+            releaseOutsideWindows(seq);
+        }
+        int first = -1;
+        for (KvCache c : groups) {
+            first = c.append(seq, numTokens); // checked above: cannot fail
+        }
+        return first;
+    }
+
+    /**
+     * Gives back, in every windowed group, the blocks of {@code seq} wholly before the window of its last token
+     * ({@link KvCache#releaseOutsideWindow}); {@link #append} does it first, this does it now. Returns the blocks released.
+     */
+    public synchronized int releaseOutsideWindows(int seq) {
+        int released = 0;
+        for (int g = 0; g < groups.length; g++) {
+            if (groupWindows[g] != DecodeBatch.NO_WINDOW) {
+                released += groups[g].releaseOutsideWindow(seq, groupWindows[g]);
+            }
+        }
+        return released;
+    }
+
+    /** Stores one token's K and V ({@code [numKvHeads][headDim]} each) at {@code position} of model layer {@code layer}. */
+    public synchronized void write(int seq, int layer, int position, float[] k, float[] v) throws OutOfBlocksException {
+        writeTokens(seq, layer, position, 1, k, v);
+    }
+
+    /**
+     * Stores {@code numTokens} tokens' K and V ({@code [numTokens][numKvHeads][headDim]}) of model layer {@code layer}
+     * from {@code firstPosition} in its group ({@link KvCache#writeTokens}); a position its group released is refused.
+     */
+    public synchronized void writeTokens(int seq, int layer, int firstPosition, int numTokens, float[] k, float[] v)
+            throws OutOfBlocksException {
+        groups[groupOf(layer)].writeTokens(seq, localLayer[layer], firstPosition, numTokens, k, v);
+    }
+
+    /** Element {@code dim} of K for (seq, model layer, position, kvHead). */
+    public synchronized float readK(int seq, int layer, int position, int kvHead, int dim) {
+        return groups[groupOf(layer)].readK(seq, localLayer[layer], position, kvHead, dim);
+    }
+
+    /** Element {@code dim} of V for (seq, model layer, position, kvHead). */
+    public synchronized float readV(int seq, int layer, int position, int kvHead, int dim) {
+        return groups[groupOf(layer)].readV(seq, localLayer[layer], position, kvHead, dim);
+    }
+
+    /** A new sequence sharing every block of {@code seq} in every group (copy-on-write, as {@link KvCache#fork}). */
+    public synchronized int fork(int seq) {
+        int id = groups[0].fork(seq);
+        for (int g = 1; g < groups.length; g++) {
+            int other = groups[g].fork(seq);
+            if (other != id) {
+                throw new IllegalStateException("group " + g + " forked seq=" + other + " where group 0 forked seq=" + id
+                        + ": a sequence was created on a group's cache directly");
+            }
+        }
+        return id;
+    }
+
+    /** Drops {@code seq} from every group. */
+    public synchronized void free(int seq) {
+        groups[0].pageTable(seq); // names an unknown id before any group changes
+        for (KvCache c : groups) {
+            c.free(seq);
+        }
+    }
+
+    /** The step's tables: one {@link DecodeBatch} per group, through its window ({@link HybridBatch#forLayer}). */
+    public synchronized HybridBatch batch(int... seqs) {
+        DecodeBatch[] batches = new DecodeBatch[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            batches[g] = groups[g].batch(seqs).window(groupWindows[g]);
+        }
+        return new HybridBatch(this, batches);
+    }
+
+    /** Verifies every group's invariants and that every group holds the same sequences with the same lengths. */
+    public synchronized void verify() {
+        for (KvCache c : groups) {
+            c.verify();
+        }
+        Map<Integer, PageTable> first = groups[0].sequences().snapshot();
+        for (int g = 1; g < groups.length; g++) {
+            Map<Integer, PageTable> other = groups[g].sequences().snapshot();
+            BlockPool.check(other.keySet().equals(first.keySet()), "group " + g + " holds sequences " + other.keySet()
+                    + " but group 0 holds " + first.keySet());
+            for (Map.Entry<Integer, PageTable> e : first.entrySet()) {
+                int a = e.getValue().numTokens();
+                int b = other.get(e.getKey()).numTokens();
+                BlockPool.check(a == b, "seq " + e.getKey() + " has " + a + " tokens in group 0 but " + b + " in group " + g);
+            }
+        }
+    }
+}
