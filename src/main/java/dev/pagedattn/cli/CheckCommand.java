@@ -57,12 +57,13 @@ final class CheckCommand implements Callable<Integer> {
     @Option(names = "--release", description = "With --window: give every block wholly before a sequence's window back to the"
             + " pool (KvCache.releaseOutsideWindow) before the first step and before every later append, and let another"
             + " sequence fill the freed blocks with NaN K/V (8-bit: the format's largest value), so a step that reads a released"
-            + " block fails its check.")
+            + " block fails its check. With --full-every: the windowed layers' group of a HybridKvCache releases.")
     boolean release;
 
     @Option(names = "--full-every", description = "With --window and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
             + " whole context and the others the window, as models that mix sliding-window and full layers run (gpt-oss: 2,"
-            + " Gemma 3: 6); default: every layer windowed.")
+            + " Gemma 3: 6); default: every layer windowed. With --release the layers live in a HybridKvCache, whose windowed"
+            + " group releases its blocks while the full layers keep theirs (decode, or prefill with --query-len).")
     Integer fullEvery;
 
     @Option(names = "--sinks", description = "Attention sinks, as gpt-oss has them: every query head of every layer gets a"
@@ -132,12 +133,17 @@ final class CheckCommand implements Callable<Integer> {
         if (decodeSteps > 0 && queryLen == null) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
         }
-        if (fullEvery != null && (fullEvery < 2 || window == null || queryLen != null)) {
-            throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window and without --query-len");
+        if (fullEvery != null && (fullEvery < 2 || window == null || (queryLen != null && !release))) {
+            throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window, and with --query-len"
+                    + " only with --release");
         }
-        if (release && (window == null || fullEvery != null)) {
-            throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window"
-                    + " and no --full-every (a block holds every layer's K/V, and a full layer still reads them)");
+        if (release && window == null) {
+            throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window");
+        }
+        boolean hybrid = release && fullEvery != null;
+        if (hybrid && (stepRows || decodeSteps > 0)) {
+            throw new IllegalArgumentException("--release with --full-every checks a HybridKvCache: --step-rows and --decode-steps="
+                    + decodeSteps + " are not taken there (--steps N decodes N - 1 steps after the first)");
         }
         if (!pools.equals("shared") && !pools.equals("separate")) {
             throw new IllegalArgumentException("--pools=" + pools + " is not one of shared, separate");
@@ -145,6 +151,10 @@ final class CheckCommand implements Callable<Integer> {
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         Extras extras = Extras.of(sinks, softCap, alibi);
+        if (hybrid) {
+            return HybridCheck.run(shape, window, fullEvery, queryLen, backendOptions.backend, backendOptions.device, variant,
+                    kernel, vSums, steps, tolerance, extras);
+        }
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release);

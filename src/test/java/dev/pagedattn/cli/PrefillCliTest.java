@@ -68,13 +68,44 @@ class PrefillCliTest {
         assertEquals(0, prefill.exitCode(), prefill.toString());
         assertTrue(prefill.out().contains("released "), prefill.out());
         assertEquals(6, Pattern.compile("-> PASS").matcher(prefill.out()).results().count(), "two chunks, two decodes after each: " + prefill);
-        for (String[] bad : new String[][] {{"--release"}, {"--release", "--window", "5", "--layers", "2", "--full-every", "2"}}) {
-            CliRun refused = CliRun.of(concat("check", SMALL, bad));
-            assertEquals(2, refused.exitCode(), refused.toString());
-            assertTrue(refused.err().startsWith("error: --release gives back the blocks before each sequence's window: it needs"
-                    + " --window and no --full-every"), refused.err());
-        }
+        CliRun refused = CliRun.of(concat("check", SMALL, "--release"));
+        assertEquals(2, refused.exitCode(), refused.toString());
+        assertTrue(refused.err().startsWith("error: --release gives back the blocks before each sequence's window: it needs"
+                + " --window"), refused.err());
     }
+
+    /**
+     * --release with --full-every: a HybridKvCache whose windowed layers release while the full layers keep every block;
+     * decode steps and a prefill chunk with a decode step after it, every layer against its group's fp64 reference; the
+     * line of held blocks shows the windowed group holding less; --step-rows is refused there by name.
+     */
+    @Test
+    void checkWithReleaseAndFullEveryRunsAHybridCache() {
+        long seed = TestSeeds.fresh("checkWithReleaseAndFullEveryRunsAHybridCache");
+        CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "100..300", "--window", "13", "--layers", "4",
+                "--full-every", "2", "--release", "--steps", "2", "--sinks", "--seed", Long.toString(seed)));
+        assertEquals(0, decode.exitCode(), decode.toString());
+        assertTrue(decode.out().contains("hybrid: group 0 window 13 (layers 0,2), group 1 full (layers 1,3) sinks"), decode.out());
+        Matcher held = Pattern.compile("hold (\\d+) blocks in group 0 and (\\d+) blocks in group 1").matcher(decode.out());
+        assertTrue(held.find(), decode.out());
+        int windowed = Integer.parseInt(held.group(1));
+        assertTrue(windowed <= 3 * HYBRID_WINDOW_BLOCKS && windowed < Integer.parseInt(held.group(2)), decode.out());
+        assertEquals(8, Pattern.compile("layer [0-3] \\((window 13|full), group [01]\\) decode: [^\\n]*-> PASS").matcher(decode.out())
+                .results().count(), "four layers, two steps: " + decode);
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "60..120", "--query-len", "5..20",
+                "--window", "9", "--layers", "3", "--full-every", "3", "--release", "--steps", "2", "--dtype", "fp8",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, prefill.exitCode(), prefill.toString());
+        assertEquals(3, Pattern.compile("prefill: [^\\n]*-> PASS").matcher(prefill.out()).results().count(), prefill.toString());
+        assertEquals(3, Pattern.compile("decode: [^\\n]*-> PASS").matcher(prefill.out()).results().count(), prefill.toString());
+        CliRun refused = CliRun.of(concat("check", SMALL, "--window", "9", "--layers", "2", "--full-every", "2", "--release",
+                "--step-rows"));
+        assertEquals(2, refused.exitCode(), refused.toString());
+        assertTrue(refused.err().startsWith("error: --release with --full-every checks a HybridKvCache: --step-rows"), refused.err());
+    }
+
+    /** ceil((13 + 1) / 8) + 1: the blocks a window of 13 touches at block size 8, with the block a token opens. */
+    private static final int HYBRID_WINDOW_BLOCKS = 3;
 
     /** --full-every: a model's mix of windowed and full layers, each layer checked against its own reference. */
     @Test
@@ -88,6 +119,9 @@ class PrefillCliTest {
                     layer + ": " + run.out());
         }
         CliRun bad = CliRun.of(concat("check", SMALL, "--layers", "2", "--window", "20", "--full-every", "1"));
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--layers", "2", "--window", "20", "--full-every", "2", "--query-len", "4"));
+        assertEquals(2, prefill.exitCode(), prefill.toString());
+        assertTrue(prefill.err().contains("with --query-len only with --release"), prefill.err());
         assertEquals(2, bad.exitCode(), bad.toString());
         assertTrue(bad.err().startsWith("error: --full-every=1 must be >= 2"), bad.err());
     }

@@ -1,0 +1,252 @@
+package dev.pagedattn.cli;
+
+import dev.pagedattn.attention.AlibiSlopes;
+import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.HybridAttention;
+import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.cache.DecodeBatch;
+import dev.pagedattn.cache.HybridBatch;
+import dev.pagedattn.cache.HybridKvCache;
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.OutOfBlocksException;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.stream.Collectors;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * {@code check --window W --full-every N --release}: a model that mixes sliding-window and full layers on a
+ * {@link HybridKvCache}. Each sequence's last token (with {@code --query-len}: its last chunk) is appended after the rest
+ * of its context, so the windowed layers' group releases what that token's (chunk's first query's) window no longer
+ * sees, as an engine's appends do; another sequence then refills the freed blocks with NaN K/V (8-bit: the format's
+ * largest value). Every layer is decoded (or prefilled) through {@link HybridAttention} and checked against the fp64
+ * reference read from its group; with {@code --steps}, every later step appends one token per sequence first.
+ */
+final class HybridCheck {
+    private HybridCheck() {
+    }
+
+    static int run(ShapeOptions shape, int window, int fullEvery, String queryLen, String backend, String device, String variant,
+                   String kernel, String vSums, int steps, double tolerance, Extras extras) {
+        int layers = shape.layers;
+        int[] windows = new int[layers];
+        for (int l = 0; l < layers; l++) {
+            windows[l] = l % fullEvery == fullEvery - 1 ? DecodeBatch.NO_WINDOW : window;
+        }
+        int[] lengths = shape.lengths();
+        int[] qLens = queryLen == null ? null : PrefillCheck.queryLens(queryLen, lengths, shape.seed());
+        int bs = shape.blockSize;
+        int numSeqs = lengths.length;
+        long all = 0;
+        for (int len : lengths) {
+            all += (len + steps + bs - 1) / bs;
+        }
+        // each group could hold every token (the windowed one before its release), the full one the NaN sequence's too
+        int windowedBlocks = Math.toIntExact(all);
+        int fullBlocks = Math.toIntExact(all + windowedBlocks);
+        int[] gw = HybridKvCache.groupWindows(windows);
+        int[] groupBlocks = new int[gw.length];
+        for (int g = 0; g < gw.length; g++) {
+            groupBlocks[g] = gw[g] == DecodeBatch.NO_WINDOW ? fullBlocks : windowedBlocks;
+        }
+        HybridKvCache cache = HybridKvCache.of(windows, groupBlocks, bs, shape.kvHeads, shape.headDim, shape.kvDtype(),
+                shape.kvScales());
+        AttentionSpec spec = AttentionSpec.of(cache.group(0).config(), shape.qHeads);
+        spec = extras.sinks() ? spec.withSinks(DecodeWorkload.randomSinks(layers, shape.qHeads, 1, shape.seed())) : spec;
+        spec = extras.softCap() > 0 ? spec.withSoftCap(extras.softCap()) : spec;
+        spec = extras.alibi() ? spec.withAlibi(AlibiSlopes.standard(shape.qHeads)) : spec;
+        SplittableRandom random = new SplittableRandom(shape.seed());
+        int[] seqs = new int[numSeqs];
+        for (int i = 0; i < numSeqs; i++) {
+            seqs[i] = cache.createSequence();
+            int last = qLens == null ? 1 : qLens[i];
+            appendRandom(cache, seqs[i], lengths[i] - last, random);
+            appendRandom(cache, seqs[i], last, random); // the windowed group releases what these tokens' windows miss
+        }
+        long[] held = heldBlocks(cache, seqs);
+        poisonFreeBlocks(cache, numSeqs * (steps - 1));
+        System.out.println("check " + shape.describe(lengths) + " hybrid: " + describe(cache) + extras.describe() + " backend="
+                + backend + " (times: one call each; on tornado a layer's first call builds its plan)");
+        System.out.println(heldLine(cache, held, lengths));
+        int status = 0;
+        try (HybridAttention attention = HybridAttention.create(backend, cache, spec, device, variant, kernel, vSums)) {
+            if (qLens != null) {
+                status = prefillEveryLayer(cache, spec, attention, seqs, qLens, random, tolerance);
+            } else {
+                status = decodeEveryLayer(cache, spec, attention, seqs, random, tolerance, "step 1:");
+            }
+            for (int step = 2; step <= steps; step++) {
+                for (int seq : seqs) {
+                    appendRandom(cache, seq, 1, random);
+                }
+                status = Math.max(status, decodeEveryLayer(cache, spec, attention, seqs, random, tolerance,
+                        "step " + step + " (every sequence one token longer):"));
+            }
+        }
+        return status;
+    }
+
+    private static int decodeEveryLayer(HybridKvCache cache, AttentionSpec spec, HybridAttention attention, int[] seqs,
+                                        SplittableRandom random, double tolerance, String title) {
+        System.out.println(title);
+        HybridBatch batch = cache.batch(seqs);
+        int rows = (int) spec.queryElements(seqs.length);
+        int status = 0;
+        for (int layer = 0; layer < cache.numLayers(); layer++) {
+            FloatArray q = FloatArray.fromArray(uniform(random, rows));
+            FloatArray out = new FloatArray(rows);
+            out.init(Float.NaN);
+            long t0 = System.nanoTime();
+            attention.decode(batch, layer, q, out);
+            long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
+            int g = cache.groupOf(layer);
+            double[] ref = ReferenceAttention.decode(cache.group(g), spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs,
+                    q, cache.layerWindow(layer), n -> { });
+            status = Math.max(status, report(cache, layer, "decode", nanos, ReferenceAttention.relativeL2(out, ref), tolerance));
+        }
+        return status;
+    }
+
+    private static int prefillEveryLayer(HybridKvCache cache, AttentionSpec spec, HybridAttention attention, int[] seqs,
+                                         int[] qLens, SplittableRandom random, double tolerance) {
+        System.out.println("prefill of each sequence's last " + describeLens(qLens) + " tokens:");
+        HybridBatch kv = cache.batch(seqs);
+        int total = Arrays.stream(qLens).sum();
+        int rows = (int) spec.queryElements(total);
+        int status = 0;
+        for (int layer = 0; layer < cache.numLayers(); layer++) {
+            FloatArray q = FloatArray.fromArray(uniform(random, rows));
+            FloatArray out = new FloatArray(rows);
+            out.init(Float.NaN);
+            long t0 = System.nanoTime();
+            attention.prefill(kv, qLens, layer, q, out);
+            long nanos = attention.lastPrefillDeviceNanos() > 0 ? attention.lastPrefillDeviceNanos() : System.nanoTime() - t0;
+            int g = cache.groupOf(layer);
+            KvCache group = cache.group(g);
+            PrefillBatch batch = PrefillBatch.of(kv.group(g).window(DecodeBatch.NO_WINDOW), qLens, cache.window(g));
+            double[] ref = ReferencePrefill.prefill(group, spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs, batch, q);
+            status = Math.max(status, report(cache, layer, "prefill", nanos, ReferenceAttention.relativeL2(out, ref), tolerance));
+        }
+        return status;
+    }
+
+    private static int report(HybridKvCache cache, int layer, String what, long nanos, double rel, double tolerance) {
+        boolean ok = rel <= tolerance; // NaN fails
+        int w = cache.layerWindow(layer);
+        System.out.printf("layer %d (%s, group %d) %s: time %.3f ms, error vs fp64 reference: relative L2=%.3e"
+                        + " tolerance=%.1e -> %s%n", layer,
+                w == DecodeBatch.NO_WINDOW ? "full" : "window " + w, cache.groupOf(layer), what, nanos / 1e6, rel, tolerance,
+                ok ? "PASS" : "FAIL");
+        return ok ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+
+    /** Appends {@code n} random tokens to {@code seq}, K/V in every layer. */
+    private static void appendRandom(HybridKvCache cache, int seq, int n, SplittableRandom random) {
+        if (n == 0) {
+            return;
+        }
+        int width = cache.group(0).config().tokenWidth();
+        try {
+            int first = cache.append(seq, n);
+            int chunk = Math.min(n, 4096);
+            for (int from = 0; from < n; from += chunk) {
+                int count = Math.min(chunk, n - from);
+                for (int layer = 0; layer < cache.numLayers(); layer++) {
+                    cache.writeTokens(seq, layer, first + from, count, uniform(random, count * width), uniform(random, count * width));
+                }
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("the check's hybrid cache was sized for every token", e);
+        }
+    }
+
+    /**
+     * A new sequence takes every block the windowed groups can hand out but {@code spareBlocks} each (the blocks they
+     * released) and fills them with NaN K/V in every layer (8-bit pools: the format's largest value).
+     */
+    private static void poisonFreeBlocks(HybridKvCache cache, int spareBlocks) {
+        int tokens = Integer.MAX_VALUE;
+        for (int g = 0; g < cache.numGroups(); g++) {
+            if (cache.window(g) != DecodeBatch.NO_WINDOW) {
+                tokens = Math.min(tokens, Math.max(0, cache.group(g).numAllocatableBlocks() - spareBlocks) * cache.group(g).config().blockSize());
+            }
+        }
+        if (tokens == Integer.MAX_VALUE || tokens == 0) {
+            return;
+        }
+        int junk = cache.createSequence();
+        int width = cache.group(0).config().tokenWidth();
+        float value = cache.group(0).config().dtype().isQuantized() ? 1e6f : Float.NaN;
+        int chunk = Math.min(tokens, 4096);
+        float[] kv = new float[chunk * width];
+        Arrays.fill(kv, value);
+        try {
+            cache.append(junk, tokens);
+            for (int from = 0; from < tokens; from += chunk) {
+                int n = Math.min(chunk, tokens - from);
+                float[] part = n == chunk ? kv : Arrays.copyOf(kv, n * width);
+                for (int layer = 0; layer < cache.numLayers(); layer++) {
+                    cache.writeTokens(junk, layer, from, n, part, part);
+                }
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("the allocatable blocks ran out", e);
+        }
+    }
+
+    /** Blocks the sequences hold in each group. */
+    private static long[] heldBlocks(HybridKvCache cache, int[] seqs) {
+        long[] held = new long[cache.numGroups()];
+        for (int g = 0; g < held.length; g++) {
+            for (int seq : seqs) {
+                dev.pagedattn.cache.PageTable t = cache.group(g).pageTable(seq);
+                held[g] += t.numBlocks() - t.numReleased();
+            }
+        }
+        return held;
+    }
+
+    private static String heldLine(HybridKvCache cache, long[] held, int[] lengths) {
+        long bytes = 0;
+        long plain = 0;
+        int bs = cache.group(0).config().blockSize();
+        long layerBlockBytes = cache.group(0).config().totalBytes() / cache.group(0).config().numBlocks()
+                / cache.group(0).config().numLayers();
+        StringBuilder groups = new StringBuilder();
+        for (int g = 0; g < held.length; g++) {
+            bytes += held[g] * cache.layers(g).length * layerBlockBytes;
+            groups.append(g == 0 ? "" : g == held.length - 1 ? " and " : ", ").append(held[g]).append(" blocks in group ").append(g);
+        }
+        for (int len : lengths) {
+            plain += (long) ((len + bs - 1) / bs) * cache.numLayers() * layerBlockBytes;
+        }
+        return String.format("the %d sequences hold %s after the windowed group's release: %.1f MB of K/V, where one"
+                + " KvCache block of every layer per %d tokens would hold %.1f MB (%.2fx); another sequence refilled the freed"
+                + " blocks with NaN", lengths.length, groups, bytes / 1e6, bs, plain / 1e6, plain / (double) bytes);
+    }
+
+    private static String describe(HybridKvCache cache) {
+        return java.util.stream.IntStream.range(0, cache.numGroups())
+                .mapToObj(g -> "group " + g + " " + (cache.window(g) == DecodeBatch.NO_WINDOW ? "full" : "window " + cache.window(g))
+                        + " (layers " + Arrays.stream(cache.layers(g)).mapToObj(Integer::toString).collect(Collectors.joining(","))
+                        + ")")
+                .collect(Collectors.joining(", "));
+    }
+
+    private static String describeLens(int[] qLens) {
+        int min = Arrays.stream(qLens).min().orElse(0);
+        int max = Arrays.stream(qLens).max().orElse(0);
+        return min == max ? Integer.toString(min) : min + ".." + max;
+    }
+
+    private static float[] uniform(SplittableRandom random, int n) {
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = (float) (random.nextDouble() * 2 - 1);
+        }
+        return out;
+    }
+}
