@@ -179,6 +179,7 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
                 a, cache.numAllocatableBlocks(), config.numBlocks());
         ok &= releaseOutsideWindow(new int[] {b, c, f}, window, spec, attention, q);
+        ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random);
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
