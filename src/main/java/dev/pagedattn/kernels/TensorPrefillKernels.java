@@ -125,14 +125,21 @@ public final class TensorPrefillKernels {
     }
 
     /**
-     * The scaled score at {@code at}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), plus
-     * ALiBi's {@code slope * (tt - rel)} (the key's position minus the row's; 0: none), when chunk token {@code tt} is
-     * visible ({@code tLo <= tt < tHi}), else -inf.
+     * The scaled score at {@code at}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is), when
+     * chunk token {@code tt} is visible ({@code tLo <= tt < tHi}), else -inf. A row with ALiBi finished its scores in place
+     * first ({@link #alibiScore}) and passes scale 1 and cap 0.
      */
-    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale, float cap, float slope, int rel) {
-        float s = tt < tHi ? PagedDecodeKernels.softCap(partials.get(at) * scale, cap) + slope * (float) (tt - rel)
-                : Float.NEGATIVE_INFINITY;
+    static float visibleScore(FloatArray partials, int at, int tt, int tLo, int tHi, float scale, float cap) {
+        float s = tt < tHi ? PagedDecodeKernels.softCap(partials.get(at) * scale, cap) : Float.NEGATIVE_INFINITY;
         return tt >= tLo ? s : Float.NEGATIVE_INFINITY;
+    }
+
+    /**
+     * A raw score {@code x} scaled, soft-capped at {@code cap} and biased by ALiBi's {@code slope * distance} (the key's
+     * position minus the query's), the order of {@code ReferenceAttention.logit}.
+     */
+    static float alibiScore(float x, float scale, float cap, float slope, int distance) {
+        return PagedDecodeKernels.softCap(x * scale, cap) + slope * (float) distance;
     }
 
     /** Int index of K element pair (t, d..d+1) of a chunk: A tile (t / 16, d / 16), row t % 16. */
@@ -245,6 +252,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
+        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
+        float rowCap = slope != 0f ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -371,12 +380,20 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                if (slope != 0f) {
+                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
+                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                    }
+                }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
                 float cs = 0f;                                        // this lane's share of the chunk's probability sum
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, rowScale, rowCap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -386,7 +403,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -395,7 +412,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -634,6 +651,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
+        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
+        float rowCap = slope != 0f ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -779,12 +798,20 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                if (slope != 0f) {
+                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
+                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                    }
+                }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
                 float cs = 0f;                                        // this lane's share of the chunk's probability sum
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, rowScale, rowCap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -794,7 +821,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -803,7 +830,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
@@ -1049,6 +1076,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
+        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
+        float rowCap = slope != 0f ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -1197,12 +1226,20 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                if (slope != 0f) {
+                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
+                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                    }
+                }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
                 float cs = 0f;                                        // this lane's share of the chunk's probability sum
                 if (c0 == seg0) {
                     // the segment's first chunk: its row maxima may raise the references before any probability
                     for (int j = 0; j < 16; j++) {
-                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, scale, cap, slope, rel));
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, rowScale, rowCap));
                     }
                     mPart[tid] = t;
                     ctx.localBarrier();
@@ -1212,7 +1249,7 @@ public final class TensorPrefillKernels {
                     }
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel) - m);
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap) - m);
                         cs += p;
                         partials.set(at, p);
                     }
@@ -1221,7 +1258,7 @@ public final class TensorPrefillKernels {
                     // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, scale, cap, slope, rel);
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap);
                         t = TornadoMath.max(t, sc);
                         float p = TornadoMath.exp(sc - m);
                         cs += p;
