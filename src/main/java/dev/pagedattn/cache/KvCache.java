@@ -286,7 +286,8 @@ public final class KvCache {
      *
      * <p>A block holds its slots' K/V in every layer, so release only what no layer will read again: in a model whose
      * every layer attends through a window of {@code W} (Mistral 7B v0.1, Phi-3-mini), {@link #releaseOutsideWindow}
-     * after each step; a model that mixes windowed and full layers (Gemma 2 and 3, gpt-oss) must keep its blocks.
+     * after each step; a model that mixes windowed and full layers (Gemma 2 and 3, gpt-oss) must keep its blocks here and
+     * holds its layers in a {@link HybridKvCache} instead, whose windowed layers release on their own.
      *
      * @param position in {@code [0, length(seq)]}
      * @return the blocks this call released from the sequence's table
