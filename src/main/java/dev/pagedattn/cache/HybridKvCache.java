@@ -31,7 +31,9 @@ import java.util.Map;
  * {@code dev.pagedattn.attention.HybridAttention}, which does both.
  *
  * <p>Change sequences through this class only: a call on a group's cache itself would break the lockstep (checked by
- * {@link #verify}). Prefix caching is not offered here. Every method is {@code synchronized} on this object (and each
+ * {@link #verify}). With {@link #enablePrefixCaching}, {@link #admit} shares a prompt's cached blocks in every group (a
+windowed group only those its window sees), {@link #append(int, int[])} records generated tokens' ids and
+{@link #commit} publishes full blocks. Every method is {@code synchronized} on this object (and each
  * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}.
  */
 public final class HybridKvCache {
@@ -430,6 +432,132 @@ public final class HybridKvCache {
         groups[0].pageTable(seq); // names an unknown id before any group changes
         for (KvCache c : groups) {
             c.free(seq);
+        }
+    }
+
+    // ---- prefix caching over the groups ----
+
+    /** Turns on automatic prefix caching in every group ({@link KvCache#enablePrefixCaching}); idempotent. */
+    public synchronized void enablePrefixCaching() {
+        for (KvCache c : groups) {
+            c.enablePrefixCaching();
+        }
+    }
+
+    /** Whether {@link #enablePrefixCaching} was called. */
+    public synchronized boolean prefixCaching() {
+        return groups[0].prefixCache() != null;
+    }
+
+    /**
+     * Creates a sequence holding {@code tokenIds} in every group, sharing the longest prefix of full blocks every group can
+     * serve from its cache (vLLM's hybrid prefix-cache hit): the full layers need every block of it cached, a group of
+     * window {@code W} only those its window sees from the first recomputed token on (the blocks of positions
+     * {@code hit - W + 1 .. hit - 1}), and starts without the blocks before them, as if it had released them. The caller
+     * writes K/V from {@code numCachedTokens()} on in every layer, then calls {@link #commit}.
+     *
+     * @throws OutOfBlocksException when a group cannot supply the rest (its need and what it could hand out); nothing changed
+     */
+    public synchronized PrefixCache.Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
+        requirePrefixCaching();
+        int[][] chains = new int[groups.length][];
+        for (int g = 0; g < groups.length; g++) {
+            chains[g] = groups[g].prefixCache().cachedChain(tokenIds, salt);
+        }
+        int hit = longestHit(chains, groups[0].config().blockSize());
+        PrefixCache.Plan[] plans = new PrefixCache.Plan[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, hit, firstNeeded(g, hit));
+        }
+        for (int g = 0; g < groups.length; g++) {
+            if (!plans[g].fits()) {
+                throw new OutOfBlocksException(plans[g].needed(), plans[g].allocatable());
+            }
+        }
+        PrefixCache.Admission first = groups[0].prefixCache().admit(plans[0]);
+        for (int g = 1; g < groups.length; g++) {
+            PrefixCache.Admission a = groups[g].prefixCache().admit(plans[g]);
+            if (a.seq() != first.seq()) {
+                throw new IllegalStateException("group " + g + " admitted seq=" + a.seq() + " where group 0 admitted seq="
+                        + first.seq() + ": a sequence was created on a group's cache directly");
+            }
+        }
+        return first;
+    }
+
+    /** The largest number of leading prompt blocks every group can serve: ({@code chains[g][i]}: cached block or -1). */
+    private int longestHit(int[][] chains, int blockSize) {
+        int reusable = chains[0].length;
+        int[][] lastMiss = new int[groups.length][reusable + 1]; // lastMiss[g][i]: the last uncached block before i, or -1
+        for (int g = 0; g < groups.length; g++) {
+            lastMiss[g][0] = -1;
+            for (int i = 0; i < reusable; i++) {
+                lastMiss[g][i + 1] = chains[g][i] < 0 ? i : lastMiss[g][i];
+            }
+        }
+        for (int hit = reusable; hit > 0; hit--) {
+            boolean all = true;
+            for (int g = 0; g < groups.length && all; g++) {
+                all = lastMiss[g][hit] < firstNeeded(g, hit);
+            }
+            if (all) {
+                return hit;
+            }
+        }
+        return 0;
+    }
+
+    /** The first block group {@code g} needs when the first {@code hit} blocks are reused: 0, or where its window starts. */
+    private int firstNeeded(int g, int hit) {
+        int w = groupWindows[g];
+        if (w == DecodeBatch.NO_WINDOW || hit == 0) {
+            return 0;
+        }
+        int bs = groups[g].config().blockSize();
+        long firstSeen = (long) hit * bs - w + 1; // the first recomputed token, at hit * bs, sees from here on
+        return (int) (Math.max(0, firstSeen) / bs);
+    }
+
+    /**
+     * Reserves slots for generated tokens {@code tokenIds} of an admitted {@code seq} in every group (each windowed group
+     * releasing first, as {@link #append(int, int)}) and records their ids for later commits; returns the first position.
+     */
+    public synchronized int append(int seq, int[] tokenIds) throws OutOfBlocksException {
+        requirePrefixCaching();
+        if (tokenIds == null) {
+            throw new IllegalArgumentException("tokenIds=null (pass the generated token ids, an empty array for none)");
+        }
+        for (KvCache c : groups) {
+            c.prefixCache().requireTracked(seq);
+        }
+        int g0 = shortGroup(seq, tokenIds.length);
+        if (g0 >= 0) {
+            throw new OutOfBlocksException(needed(g0, seq, tokenIds.length), groups[g0].numAllocatableBlocks() + releasable(g0, seq));
+        }
+        if (tokenIds.length > 0) {
+            releaseOutsideWindows(seq);
+        }
+        int first = -1;
+        for (KvCache c : groups) {
+            first = c.prefixCache().append(seq, tokenIds);
+        }
+        return first;
+    }
+
+    /** Publishes {@code seq}'s full blocks in every group ({@link PrefixCache#commit}; a released block is not published). */
+    public synchronized void commit(int seq) {
+        requirePrefixCaching();
+        for (KvCache c : groups) {
+            c.prefixCache().requireTracked(seq);
+        }
+        for (KvCache c : groups) {
+            c.prefixCache().commit(seq);
+        }
+    }
+
+    private void requirePrefixCaching() {
+        if (!prefixCaching()) {
+            throw new IllegalStateException("prefix caching is off: call enablePrefixCaching() first");
         }
     }
 

@@ -131,54 +131,110 @@ public final class PrefixCache {
      */
     public Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
         synchronized (cache) {
-            if (tokenIds == null || tokenIds.length == 0) {
-                throw new IllegalArgumentException("tokenIds.length=" + (tokenIds == null ? "null" : 0) + " must be >= 1");
-            }
-            long seed = seedFor(salt);
-            // Only blocks strictly before the last token can be reused: it is always recomputed.
-            int reusable = (tokenIds.length - 1) / blockSize;
-            int[] hits = new int[reusable];
+            int[] chain = cachedChain(tokenIds, salt);
             int numHits = 0;
-            long parent = seed;
-            int numRevived = 0;
-            for (int i = 0; i < reusable; i++) {
-                long h = blockHash(parent, tokenIds, i * blockSize, blockSize);
-                Integer b = blockByHash.get(h);
-                if (b == null || !matches(b, parent, tokenIds, i * blockSize)) {
-                    break;
-                }
-                hits[numHits++] = b;
-                numRevived += cache.blockPool().isEvictable(b) ? 1 : 0;
-                parent = h;
+            while (numHits < chain.length && chain[numHits] >= 0) {
+                numHits++;
             }
-            int total = cache.config().blocksFor(tokenIds.length);
-            int needed = total - numHits;
-            int allocatable = cache.blockPool().numAllocatable() - numRevived;
+            return admit(plan(tokenIds, salt, numHits, 0));
+        }
+    }
+
+    /**
+     * For each block of {@code tokenIds} before the one holding its last token (those a hit may reuse), the cached block
+     * holding the same tokens after the same chain of parents, or -1. A block may be cached while one before it is not
+     * (evicted): a sliding window's admission needs only those its window sees ({@code HybridKvCache.admit}).
+     */
+    int[] cachedChain(int[] tokenIds, String salt) {
+        if (tokenIds == null || tokenIds.length == 0) {
+            throw new IllegalArgumentException("tokenIds.length=" + (tokenIds == null ? "null" : 0) + " must be >= 1");
+        }
+        int[] chain = new int[(tokenIds.length - 1) / blockSize]; // the last token is always recomputed
+        long parent = seedFor(salt);
+        for (int i = 0; i < chain.length; i++) {
+            long h = blockHash(parent, tokenIds, i * blockSize, blockSize);
+            Integer b = blockByHash.get(h);
+            chain[i] = b != null && matches(b, parent, tokenIds, i * blockSize) ? b : -1;
+            parent = h;
+        }
+        return chain;
+    }
+
+    /**
+     * What admitting {@code tokenIds} would take: its first {@code numHits} blocks shared from the cache, except the
+     * first {@code from}, which the sequence starts without ({@link PageTable#RELEASED}: a sliding window does not see
+     * them); the rest new. Changes nothing; {@link #admit(Plan)} carries it out.
+     */
+    Plan plan(int[] tokenIds, String salt, int numHits, int from) {
+        int[] chain = cachedChain(tokenIds, salt);
+        if (from < 0 || from > numHits || numHits > chain.length) {
+            throw new IllegalArgumentException("from=" + from + " numHits=" + numHits + " outside 0 <= from <= numHits <= "
+                    + chain.length);
+        }
+        int[] hits = Arrays.copyOfRange(chain, from, numHits);
+        int revived = 0;
+        for (int b : hits) {
+            if (b < 0) {
+                throw new IllegalArgumentException("block " + from + ".." + numHits + " of the prompt is not cached");
+            }
+            revived += cache.blockPool().isEvictable(b) ? 1 : 0;
+        }
+        long seed = seedFor(salt);
+        long last = seed;
+        for (int i = 0; i < numHits; i++) {
+            last = blockHash(last, tokenIds, i * blockSize, blockSize);
+        }
+        int needed = cache.config().blocksFor(tokenIds.length) - numHits;
+        return new Plan(tokenIds.clone(), seed, from, numHits, hits, chain.length, needed,
+                cache.blockPool().numAllocatable() - revived, last);
+    }
+
+    /**
+     * An admission {@link #plan} made: {@code hits} are the cached blocks of prompt blocks {@code [from, numHits)},
+     * {@code lastHash} the hash of block {@code numHits - 1} (or the seed).
+     */
+    record Plan(int[] tokenIds, long seed, int from, int numHits, int[] hits, int lookups, int needed, int allocatable,
+                long lastHash) {
+        boolean fits() {
+            return needed <= allocatable;
+        }
+    }
+
+    /** Carries out {@code p} (made under this cache's lock, nothing changed since); counts the request either way. */
+    Admission admit(Plan p) throws OutOfBlocksException {
+        synchronized (cache) {
             requests++;
-            blockLookups += reusable;
-            if (needed > allocatable) {
-                throw new OutOfBlocksException(needed, allocatable);
+            blockLookups += p.lookups();
+            if (!p.fits()) {
+                throw new OutOfBlocksException(p.needed(), p.allocatable());
             }
-            blockHits += numHits;
-            tokensReused += (long) numHits * blockSize;
+            blockHits += p.hits().length;
+            tokensReused += (long) p.hits().length * blockSize;
             PageTable t = new PageTable();
-            for (int i = 0; i < numHits; i++) {
-                cache.blockPool().retain(hits[i]);
-                t.add(hits[i]);
+            for (int i = 0; i < p.from(); i++) {
+                t.add(PageTable.RELEASED);
             }
-            for (int i = numHits; i < total; i++) {
+            if (p.from() > 0) {
+                t.release(p.from());
+            }
+            for (int b : p.hits()) {
+                cache.blockPool().retain(b);
+                t.add(b);
+            }
+            int total = cache.config().blocksFor(p.tokenIds().length);
+            for (int i = p.numHits(); i < total; i++) {
                 t.add(cache.takeBlock());
             }
-            t.setNumTokens(tokenIds.length);
+            t.setNumTokens(p.tokenIds().length);
             int seq = cache.sequences().add(t);
             SeqTokens st = new SeqTokens();
-            st.seed = seed;
-            st.add(tokenIds);
-            st.numPublished = numHits;
-            st.lastHash = parent;
+            st.seed = p.seed();
+            st.add(p.tokenIds());
+            st.numPublished = p.numHits();
+            st.lastHash = p.lastHash();
             tokens.put(seq, st);
             cache.verifyIfChecked();
-            return new Admission(seq, numHits * blockSize, tokenIds.length);
+            return new Admission(seq, p.numHits() * blockSize, p.tokenIds().length);
         }
     }
 
@@ -309,6 +365,13 @@ public final class PrefixCache {
             return false;
         }
         return Arrays.equals(tokensOf, block * blockSize, (block + 1) * blockSize, ids, from, from + blockSize);
+    }
+
+    /** Names {@code seq} when it was not admitted here or was appended to past this cache (see {@link #append}). */
+    void requireTracked(int seq) {
+        synchronized (cache) {
+            tracked(seq);
+        }
     }
 
     private SeqTokens tracked(int seq) {

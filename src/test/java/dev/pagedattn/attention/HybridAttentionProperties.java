@@ -12,6 +12,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import dev.pagedattn.cache.PageTable;
+import dev.pagedattn.cache.PrefixCache;
 import java.util.SplittableRandom;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
@@ -126,6 +127,68 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             for (int layer = 0; layer < LAYERS; layer++) {
                 int l = layer;
                 assertThrows(IllegalArgumentException.class, () -> attention.decode(stale, l, q, out), what + ": freed, layer " + l);
+            }
+        }
+    }
+
+    @Property(tries = 20)
+    void aPrefixHitAndThePrefillOfTheRestComputeWhatAFreshCacheDoes(
+            @ForAll("blockSizes") int blockSize,
+            @ForAll @IntRange(min = 1, max = 40) int window,
+            @ForAll @IntRange(min = 1, max = 60) int system,
+            @ForAll @IntRange(min = 1, max = 30) int suffix,
+            @ForAll long seed) throws OutOfBlocksException {
+        int f = DecodeBatch.NO_WINDOW;
+        int[] windows = {window, f, window};
+        int len = system + suffix;
+        int blocks = 3 * ((len + blockSize - 1) / blockSize);
+        HybridKvCache cached = HybridKvCache.of(windows, new int[] {blocks, blocks}, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16);
+        cached.enablePrefixCaching();
+        HybridKvCache fresh = HybridKvCache.of(windows, new int[] {blocks, blocks}, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16);
+        int[] first = new int[len];
+        int[] second = new int[len];
+        for (int i = 0; i < len; i++) {
+            first[i] = i < system ? 7 + i : 100_000 + i;
+            second[i] = i < system ? 7 + i : 200_000 + i;
+        }
+        PrefixCache.Admission a = cached.admit(first, null);
+        writeFrom(cached, a.seq(), first, 0, seed);
+        cached.commit(a.seq());
+        PrefixCache.Admission b = cached.admit(second, null);
+        int hit = Math.min(system / blockSize, (len - 1) / blockSize) * blockSize;
+        String what = "bs=" + blockSize + " window=" + window + " system=" + system + " suffix=" + suffix + " seed=" + seed;
+        assertTrue(b.numCachedTokens() == hit, what + ": cached " + b.numCachedTokens() + ", expected " + hit);
+        writeFrom(cached, b.seq(), second, hit, seed);
+        int seq = fresh.createSequence();
+        fresh.append(seq, len);
+        writeFrom(fresh, seq, second, 0, seed);
+        AttentionSpec spec = AttentionSpec.of(fresh.group(0).config(), Q_HEADS);
+        int[] qLens = {len - hit};
+        int rows = (int) spec.queryElements(len - hit);
+        SplittableRandom random = new SplittableRandom(seed);
+        try (HybridAttention onCached = HybridAttention.create("jvm", cached, spec, null, "auto");
+             HybridAttention onFresh = HybridAttention.create("jvm", fresh, spec, null, "auto")) {
+            HybridBatch kvCached = cached.batch(b.seq());
+            HybridBatch kvFresh = fresh.batch(seq);
+            for (int layer = 0; layer < windows.length; layer++) {
+                FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, rows));
+                FloatArray want = poisoned(rows);
+                FloatArray got = poisoned(rows);
+                onFresh.prefill(kvFresh, qLens, layer, q, want);
+                onCached.prefill(kvCached, qLens, layer, q, got);
+                assertArrayEquals(want.toHeapArray(), got.toHeapArray(), what + ": layer " + layer);
+            }
+        }
+        cached.verify();
+    }
+
+    /** Writes, in every layer, K/V of {@code ids[from..]} that depend only on (layer, position, token id) and the seed. */
+    private static void writeFrom(HybridKvCache cache, int seq, int[] ids, int from, long seed) throws OutOfBlocksException {
+        int width = cache.group(0).config().tokenWidth();
+        for (int layer = 0; layer < cache.numLayers(); layer++) {
+            for (int p = from; p < ids.length; p++) {
+                SplittableRandom r = new SplittableRandom(seed ^ (layer * 1_000_003L + p * 7_919L + ids[p] * 31L));
+                cache.write(seq, layer, p, DecodeProblem.uniform(r, width), DecodeProblem.uniform(r, width));
             }
         }
     }
