@@ -32,6 +32,13 @@ final class PrefixCommand implements Callable<Integer> {
     @Option(names = "--seed", description = "Random seed (default: from the clock; always printed).")
     Long seed;
 
+    @Option(names = "--window", description = "With --full-every: a HybridKvCache whose first N - 1 layers see a sliding window"
+            + " of W tokens (their prefix hits need only the blocks that window sees).")
+    Integer window;
+
+    @Option(names = "--full-every", description = "With --window: N layers, the last one full (gpt-oss: 2, Gemma 3: 6).")
+    Integer fullEvery;
+
     @Override
     public Integer call() throws OutOfBlocksException {
         if (requests < 1) {
@@ -44,8 +51,15 @@ final class PrefixCommand implements Callable<Integer> {
         if (blockSize < 1) {
             throw new IllegalArgumentException("--block-size=" + blockSize + " must be >= 1");
         }
+        if ((window == null) != (fullEvery == null) || (window != null && (window < 1 || fullEvery < 2))) {
+            throw new IllegalArgumentException("--window=" + window + " --full-every=" + fullEvery
+                    + " go together: a window >= 1 and a full layer every N >= 2 layers");
+        }
         long s = seed != null ? seed : System.nanoTime();
         SplittableRandom random = new SplittableRandom(s);
+        if (window != null) {
+            return HybridPrefix.run(requests, systemTokens, suffixTokens, blockSize, window, fullEvery, s, random);
+        }
         int promptLen = systemTokens + suffixTokens;
         int perRequest = (promptLen + blockSize - 1) / blockSize;
         KvCacheConfig config = KvCacheConfig.of(perRequest * requests + 1, blockSize, 8, 128, KvDtype.FP16);
@@ -127,7 +141,7 @@ final class PrefixCommand implements Callable<Integer> {
         return true;
     }
 
-    private static int[] randomTokens(SplittableRandom random, int n) {
+    static int[] randomTokens(SplittableRandom random, int n) {
         int[] t = new int[n];
         for (int i = 0; i < n; i++) {
             t[i] = random.nextInt(128_000);

@@ -146,6 +146,24 @@ class MainTest {
         assertTrue(run.out().contains("(bit for bit): yes"));
     }
 
+    /**
+     * prefix --window --full-every: a hybrid cache; the full layer reuses the system prompt's 31 blocks, the windowed one
+     * only those its window of 128 sees from the first recomputed token (496) on: blocks 23..30, 8 per request.
+     */
+    @Test
+    void prefixOnAHybridCacheSharesWhatEachGroupSees() {
+        CliRun run = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--window", "128", "--full-every", "2");
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("request 3: 496 of 560 prompt tokens already cached (the windowed layers reuse them from"
+                + " position 368 on); after 4 generated tokens it holds 9 blocks of the windowed layers and 36 of the full"), run.out());
+        assertTrue(run.out().contains("windowed layers' metrics: requests=4 block lookups=136 hits=24 "), run.out());
+        assertTrue(run.out().contains("full layer's metrics: requests=4 block lookups=136 hits=93 "), run.out());
+        assertTrue(run.out().contains("(bit for bit): yes"), run.out());
+        CliRun bad = CliRun.of("prefix", "--window", "128");
+        assertEquals(2, bad.exitCode(), bad.toString());
+        assertTrue(bad.err().startsWith("error: --window=128 --full-every=null go together"), bad.err());
+    }
+
     @Test
     void helpListsTheCommands() {
         CliRun run = CliRun.of("--help");
