@@ -16,10 +16,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.SplittableRandom;
-import java.util.stream.Collectors;
 import org.junit.jupiter.api.Test;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -111,17 +108,7 @@ class ReadmeApiTest {
 
     @Test
     void readmeShowsTheSnippetThisTestRuns() throws IOException {
-        String readme = Files.readString(Path.of("README.md"));
-        int api = readme.indexOf("\n## API\n");
-        assertTrue(api >= 0, "README has no '## API' section");
-        int open = readme.indexOf("```java\n", api) + "```java\n".length();
-        String block = readme.substring(open, readme.indexOf("```", open));
-
-        String source = Files.readString(Path.of("src/test/java/dev/pagedattn/ReadmeApiTest.java"));
-        int begin = source.indexOf(BEGIN + "\n") + BEGIN.length() + 1;
-        String body = source.substring(begin, source.indexOf("        " + END, begin));
-        String code = body.lines().map(l -> l.startsWith("        ") ? l.substring(8) : l.strip()).collect(Collectors.joining("\n", "", "\n"));
-        assertEquals(block, code, "README.md's API block and ReadmeApiTest.readmeSnippetRuns differ");
+        ReadmeBlocks.assertSame("\n## API\n", "src/test/java/dev/pagedattn/ReadmeApiTest.java", BEGIN, END);
     }
 
     private static float[] uniform(SplittableRandom random, int n) {

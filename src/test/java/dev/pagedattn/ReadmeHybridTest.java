@@ -13,10 +13,7 @@ import dev.pagedattn.cache.HybridKvCache;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.SplittableRandom;
-import java.util.stream.Collectors;
 import org.junit.jupiter.api.Test;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -84,16 +81,7 @@ class ReadmeHybridTest {
 
     @Test
     void readmeShowsTheSnippetThisTestRuns() throws IOException {
-        String readme = Files.readString(Path.of("README.md"));
-        int at = readme.indexOf(MARKER);
-        assertTrue(at >= 0, "README has no paragraph '" + MARKER + "'");
-        int open = readme.indexOf("```java\n", at) + "```java\n".length();
-        String block = readme.substring(open, readme.indexOf("```", open));
-        String source = Files.readString(Path.of("src/test/java/dev/pagedattn/ReadmeHybridTest.java"));
-        int begin = source.indexOf(BEGIN + "\n") + BEGIN.length() + 1;
-        String body = source.substring(begin, source.indexOf("        " + END, begin));
-        String code = body.lines().map(l -> l.startsWith("        ") ? l.substring(8) : l.strip()).collect(Collectors.joining("\n", "", "\n"));
-        assertEquals(block, code, "README.md's hybrid block and ReadmeHybridTest.snippetRuns differ");
+        ReadmeBlocks.assertSame(MARKER, "src/test/java/dev/pagedattn/ReadmeHybridTest.java", BEGIN, END);
     }
 
     private static float[] uniform(SplittableRandom random, int n) {

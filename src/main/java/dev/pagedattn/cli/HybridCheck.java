@@ -10,7 +10,6 @@ import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridBatch;
 import dev.pagedattn.cache.HybridKvCache;
-import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -93,42 +92,54 @@ final class HybridCheck {
                                         SplittableRandom random, double tolerance, String title) {
         System.out.println(title);
         HybridBatch batch = cache.batch(seqs);
-        int rows = (int) spec.queryElements(seqs.length);
-        int status = 0;
-        for (int layer = 0; layer < cache.numLayers(); layer++) {
-            FloatArray q = FloatArray.fromArray(uniform(random, rows));
-            FloatArray out = new FloatArray(rows);
-            out.init(Float.NaN);
-            long t0 = System.nanoTime();
+        return everyLayer(cache, "decode", (int) spec.queryElements(seqs.length), random, tolerance, (layer, q, out) -> {
             attention.decode(batch, layer, q, out);
-            long nanos = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : System.nanoTime() - t0;
+            return attention.lastDeviceNanos();
+        }, (layer, q) -> {
             int g = cache.groupOf(layer);
-            double[] ref = ReferenceAttention.decode(cache.group(g), spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs,
-                    q, cache.layerWindow(layer), n -> { });
-            status = Math.max(status, report(cache, layer, "decode", nanos, ReferenceAttention.relativeL2(out, ref), tolerance));
-        }
-        return status;
+            return ReferenceAttention.decode(cache.group(g), spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs, q,
+                    cache.layerWindow(layer), n -> { });
+        });
     }
 
     private static int prefillEveryLayer(HybridKvCache cache, AttentionSpec spec, HybridAttention attention, int[] seqs,
                                          int[] qLens, SplittableRandom random, double tolerance) {
         System.out.println("prefill of each sequence's last " + describeLens(qLens) + " tokens:");
         HybridBatch kv = cache.batch(seqs);
-        int total = Arrays.stream(qLens).sum();
-        int rows = (int) spec.queryElements(total);
+        int rows = (int) spec.queryElements(Arrays.stream(qLens).sum());
+        return everyLayer(cache, "prefill", rows, random, tolerance, (layer, q, out) -> {
+            attention.prefill(kv, qLens, layer, q, out);
+            return attention.lastPrefillDeviceNanos();
+        }, (layer, q) -> {
+            int g = cache.groupOf(layer);
+            PrefillBatch batch = PrefillBatch.of(kv.group(g).window(DecodeBatch.NO_WINDOW), qLens, cache.window(g));
+            return ReferencePrefill.prefill(cache.group(g), spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs, batch, q);
+        });
+    }
+
+    /** One call of a layer into {@code out}; the device's nanoseconds, or -1 without a device clock. */
+    private interface LayerCall {
+        long run(int layer, FloatArray q, FloatArray out);
+    }
+
+    /** The fp64 reference of a layer's call for queries {@code q}. */
+    private interface LayerReference {
+        double[] of(int layer, FloatArray q);
+    }
+
+    /** Every layer once, with fresh queries and a poisoned output, each reported against its reference; the worst status. */
+    private static int everyLayer(HybridKvCache cache, String what, int rows, SplittableRandom random, double tolerance,
+                                  LayerCall call, LayerReference reference) {
         int status = 0;
         for (int layer = 0; layer < cache.numLayers(); layer++) {
             FloatArray q = FloatArray.fromArray(uniform(random, rows));
             FloatArray out = new FloatArray(rows);
             out.init(Float.NaN);
             long t0 = System.nanoTime();
-            attention.prefill(kv, qLens, layer, q, out);
-            long nanos = attention.lastPrefillDeviceNanos() > 0 ? attention.lastPrefillDeviceNanos() : System.nanoTime() - t0;
-            int g = cache.groupOf(layer);
-            KvCache group = cache.group(g);
-            PrefillBatch batch = PrefillBatch.of(kv.group(g).window(DecodeBatch.NO_WINDOW), qLens, cache.window(g));
-            double[] ref = ReferencePrefill.prefill(group, spec.forLayers(cache.layers(g)), cache.localLayer(layer), seqs, batch, q);
-            status = Math.max(status, report(cache, layer, "prefill", nanos, ReferenceAttention.relativeL2(out, ref), tolerance));
+            long device = call.run(layer, q, out);
+            long nanos = device > 0 ? device : System.nanoTime() - t0;
+            double rel = ReferenceAttention.relativeL2(out, reference.of(layer, q));
+            status = Math.max(status, report(cache, layer, what, nanos, rel, tolerance));
         }
         return status;
     }
@@ -242,7 +253,8 @@ final class HybridCheck {
         return min == max ? Integer.toString(min) : min + ".." + max;
     }
 
-    private static float[] uniform(SplittableRandom random, int n) {
+    /** {@code n} values uniform in [-1, 1). */
+    static float[] uniform(SplittableRandom random, int n) {
         float[] out = new float[n];
         for (int i = 0; i < n; i++) {
             out[i] = (float) (random.nextDouble() * 2 - 1);

@@ -36,7 +36,7 @@ final class HybridDemo {
             for (int seq : seqs) {
                 int pos = cache.append(seq, 1);   // the windowed group first gives back what the window left behind
                 for (int layer = 0; layer < windows.length; layer++) {
-                    cache.write(seq, layer, pos, uniform(random, width), uniform(random, width));
+                    cache.write(seq, layer, pos, HybridCheck.uniform(random, width), HybridCheck.uniform(random, width));
                 }
             }
         }
@@ -46,7 +46,7 @@ final class HybridDemo {
         double worst = 0;
         try (HybridAttention attention = HybridAttention.create(backend, cache, spec, device, "auto")) {
             for (int layer = 0; layer < windows.length; layer++) {
-                FloatArray q = FloatArray.fromArray(uniform(random, rows));
+                FloatArray q = FloatArray.fromArray(HybridCheck.uniform(random, rows));
                 FloatArray out = new FloatArray(rows);
                 out.init(Float.NaN);
                 attention.decode(batch, layer, q, out);
@@ -75,13 +75,5 @@ final class HybridDemo {
         var c = cache.group(0).config();
         long perLayerBlock = c.totalBytes() / c.numBlocks() / c.numLayers();
         return (long) numSeqs * c.blocksFor(TOKENS) * cache.numLayers() * perLayerBlock;
-    }
-
-    private static float[] uniform(SplittableRandom random, int n) {
-        float[] out = new float[n];
-        for (int i = 0; i < n; i++) {
-            out[i] = (float) (random.nextDouble() * 2 - 1);
-        }
-        return out;
     }
 }
