@@ -362,6 +362,19 @@ public final class HybridKvCache {
         if (numTokens < 0) {
             throw new IllegalArgumentException("numTokens=" + numTokens + " must be >= 0");
         }
+        return appendEach(seq, numTokens, c -> c.append(seq, numTokens));
+    }
+
+    /** One group's share of an append, checked for capacity before any group's. */
+    private interface GroupAppend {
+        int append(KvCache group) throws OutOfBlocksException;
+    }
+
+    /**
+     * {@code numTokens} new tokens of {@code seq} in every group, or none: every group's capacity (with what its release
+     * frees) checked first, then each windowed group's release, then {@code append} on each group; the first position.
+     */
+    private int appendEach(int seq, int numTokens, GroupAppend append) throws OutOfBlocksException {
         int g0 = shortGroup(seq, numTokens);
         if (g0 >= 0) {
             throw new OutOfBlocksException(needed(g0, seq, numTokens), groups[g0].numAllocatableBlocks() + releasable(g0, seq));
@@ -371,7 +384,7 @@ public final class HybridKvCache {
         }
         int first = -1;
         for (KvCache c : groups) {
-            first = c.append(seq, numTokens); // checked above: cannot fail
+            first = append.append(c); // checked above: cannot run out
         }
         return first;
     }
@@ -530,18 +543,7 @@ public final class HybridKvCache {
         for (KvCache c : groups) {
             c.prefixCache().requireTracked(seq);
         }
-        int g0 = shortGroup(seq, tokenIds.length);
-        if (g0 >= 0) {
-            throw new OutOfBlocksException(needed(g0, seq, tokenIds.length), groups[g0].numAllocatableBlocks() + releasable(g0, seq));
-        }
-        if (tokenIds.length > 0) {
-            releaseOutsideWindows(seq);
-        }
-        int first = -1;
-        for (KvCache c : groups) {
-            first = c.prefixCache().append(seq, tokenIds);
-        }
-        return first;
+        return appendEach(seq, tokenIds.length, c -> c.prefixCache().append(seq, tokenIds));
     }
 
     /** Publishes {@code seq}'s full blocks in every group ({@link PrefixCache#commit}; a released block is not published). */
