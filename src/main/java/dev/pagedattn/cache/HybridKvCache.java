@@ -477,10 +477,11 @@ public final class HybridKvCache {
         for (int g = 0; g < groups.length; g++) {
             chains[g] = groups[g].prefixCache().cachedChain(tokenIds, salt);
         }
-        int hit = longestHit(chains, groups[0].config().blockSize());
+        int bs = groups[0].config().blockSize();
+        int hit = PrefixCache.longestHit(chains, groupWindows, bs);
         PrefixCache.Plan[] plans = new PrefixCache.Plan[groups.length];
         for (int g = 0; g < groups.length; g++) {
-            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, hit, firstNeeded(g, hit));
+            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, hit, PrefixCache.firstNeeded(hit, groupWindows[g], bs));
         }
         for (int g = 0; g < groups.length; g++) {
             if (!plans[g].fits()) {
@@ -496,39 +497,6 @@ public final class HybridKvCache {
             }
         }
         return first;
-    }
-
-    /** The largest number of leading prompt blocks every group can serve: ({@code chains[g][i]}: cached block or -1). */
-    private int longestHit(int[][] chains, int blockSize) {
-        int reusable = chains[0].length;
-        int[][] lastMiss = new int[groups.length][reusable + 1]; // lastMiss[g][i]: the last uncached block before i, or -1
-        for (int g = 0; g < groups.length; g++) {
-            lastMiss[g][0] = -1;
-            for (int i = 0; i < reusable; i++) {
-                lastMiss[g][i + 1] = chains[g][i] < 0 ? i : lastMiss[g][i];
-            }
-        }
-        for (int hit = reusable; hit > 0; hit--) {
-            boolean all = true;
-            for (int g = 0; g < groups.length && all; g++) {
-                all = lastMiss[g][hit] < firstNeeded(g, hit);
-            }
-            if (all) {
-                return hit;
-            }
-        }
-        return 0;
-    }
-
-    /** The first block group {@code g} needs when the first {@code hit} blocks are reused: 0, or where its window starts. */
-    private int firstNeeded(int g, int hit) {
-        int w = groupWindows[g];
-        if (w == DecodeBatch.NO_WINDOW || hit == 0) {
-            return 0;
-        }
-        int bs = groups[g].config().blockSize();
-        long firstSeen = (long) hit * bs - w + 1; // the first recomputed token, at hit * bs, sees from here on
-        return (int) (Math.max(0, firstSeen) / bs);
     }
 
     /**

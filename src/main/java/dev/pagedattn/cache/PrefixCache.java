@@ -141,6 +141,64 @@ public final class PrefixCache {
     }
 
     /**
+     * Creates a sequence holding {@code tokenIds} for a model whose every layer attends through a sliding window of
+     * {@code window} tokens (Mistral 7B v0.1): the longest hit whose blocks that window sees from the first recomputed
+     * token on are cached (earlier blocks may have been evicted or released), the sequence starting without the blocks
+     * before them ({@link PageTable#RELEASED}, as after {@link KvCache#releaseBefore}); {@link DecodeBatch#NO_WINDOW}
+     * is {@link #admit(int[], String)}.
+     *
+     * @throws OutOfBlocksException when the rest does not fit; nothing changed
+     */
+    public Admission admit(int[] tokenIds, String salt, int window) throws OutOfBlocksException {
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
+        }
+        synchronized (cache) {
+            int[] chain = cachedChain(tokenIds, salt);
+            int hit = longestHit(new int[][] {chain}, new int[] {window}, blockSize);
+            return admit(plan(tokenIds, salt, hit, firstNeeded(hit, window, blockSize)));
+        }
+    }
+
+    /**
+     * The largest number of leading prompt blocks that every one of several caches can serve, cache {@code c} holding
+     * block {@code i} as {@code chains[c][i]} (-1: not cached; {@link #cachedChain}) and reading through
+     * {@code windows[c]} ({@link DecodeBatch#NO_WINDOW}: every block before the hit); 0 when none.
+     */
+    static int longestHit(int[][] chains, int[] windows, int blockSize) {
+        int reusable = chains[0].length;
+        int[][] lastMiss = new int[chains.length][reusable + 1]; // lastMiss[c][i]: the last uncached block before i, or -1
+        for (int c = 0; c < chains.length; c++) {
+            lastMiss[c][0] = -1;
+            for (int i = 0; i < reusable; i++) {
+                lastMiss[c][i + 1] = chains[c][i] < 0 ? i : lastMiss[c][i];
+            }
+        }
+        for (int hit = reusable; hit > 0; hit--) {
+            boolean all = true;
+            for (int c = 0; c < chains.length && all; c++) {
+                all = lastMiss[c][hit] < firstNeeded(hit, windows[c], blockSize);
+            }
+            if (all) {
+                return hit;
+            }
+        }
+        return 0;
+    }
+
+    /**
+     * The first block a reader through {@code window} needs when a prompt's first {@code hit} blocks are reused: the block
+     * of position {@code hit * blockSize - window + 1}, the first the first recomputed token sees (0 without a window).
+     */
+    static int firstNeeded(int hit, int window, int blockSize) {
+        if (window == DecodeBatch.NO_WINDOW || hit == 0) {
+            return 0;
+        }
+        long firstSeen = (long) hit * blockSize - window + 1;
+        return (int) (Math.max(0, firstSeen) / blockSize);
+    }
+
+    /**
      * For each block of {@code tokenIds} before the one holding its last token (those a hit may reuse), the cached block
      * holding the same tokens after the same chain of parents, or -1. A block may be cached while one before it is not
      * (evicted): a sliding window's admission needs only those its window sees ({@code HybridKvCache.admit}).
