@@ -531,6 +531,68 @@ public final class HybridKvCache {
         }
     }
 
+    /** A sequence {@link #swapOut} moved to host memory: one {@link SwappedSequence} per group. */
+    public static final class Swapped {
+        private final HybridKvCache source;
+        private final SwappedSequence[] groups;
+
+        private Swapped(HybridKvCache source, SwappedSequence[] groups) {
+            this.source = source;
+            this.groups = groups;
+        }
+
+        /** Tokens of the sequence. */
+        public int numTokens() {
+            return groups[0].numTokens();
+        }
+
+        /** Host bytes its K/V take, all groups. */
+        public long bytes() {
+            long bytes = 0;
+            for (SwappedSequence g : groups) {
+                bytes += g.bytes();
+            }
+            return bytes;
+        }
+    }
+
+    /** {@link KvCache#swapOut} in every group: the sequence's held blocks to host memory, then it is freed. */
+    public synchronized Swapped swapOut(int seq) {
+        groups[0].pageTable(seq); // names an unknown id before any group changes
+        SwappedSequence[] out = new SwappedSequence[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            out[g] = groups[g].swapOut(seq);
+        }
+        return new Swapped(this, out);
+    }
+
+    /**
+     * {@link KvCache#swapIn} in every group, or in none: a new sequence with the same length and K/V (each windowed group
+     * only what it held).
+     *
+     * @throws OutOfBlocksException when a group's pool cannot supply its blocks; nothing changed
+     */
+    public synchronized int swapIn(Swapped swapped) throws OutOfBlocksException {
+        if (swapped == null || swapped.source != this) {
+            throw new IllegalArgumentException("swapped=" + (swapped == null ? "null" : "a sequence of another cache")
+                    + ": swap a sequence back into the cache it came from");
+        }
+        for (int g = 0; g < groups.length; g++) {
+            if (!groups[g].canSwapIn(swapped.groups[g])) {
+                throw new OutOfBlocksException(swapped.groups[g].numBlocks(), groups[g].numAllocatableBlocks());
+            }
+        }
+        int id = groups[0].swapIn(swapped.groups[0]);
+        for (int g = 1; g < groups.length; g++) {
+            int other = groups[g].swapIn(swapped.groups[g]);
+            if (other != id) {
+                throw new IllegalStateException("group " + g + " swapped in seq=" + other + " where group 0 made seq=" + id
+                        + ": a sequence was created on a group's cache directly");
+            }
+        }
+        return id;
+    }
+
     /** The step's tables: one {@link DecodeBatch} per group, through its window ({@link HybridBatch#forLayer}). */
     public synchronized HybridBatch batch(int... seqs) {
         DecodeBatch[] batches = new DecodeBatch[groups.length];

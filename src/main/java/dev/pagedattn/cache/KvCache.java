@@ -317,6 +317,73 @@ public final class KvCache {
         return releaseBefore(seq, DecodeBatch.firstVisible(table(seq).numTokens(), window));
     }
 
+    /**
+     * Moves {@code seq} to host memory and frees it (vLLM's swap preemption): the K/V of every block it holds, every layer,
+     * are copied off the heap bit for bit (8-bit codes as codes), then {@link #free} gives its blocks back (a block another
+     * sequence or the prefix cache holds stays with them). Batches holding {@code seq} are stale from then on.
+     * {@link #swapIn} brings it back.
+     */
+    public synchronized SwappedSequence swapOut(int seq) {
+        PageTable t = table(seq);
+        int held = t.numBlocks() - t.numReleased();
+        SwappedSequence s = new SwappedSequence(this, t.numTokens(), t.numReleased(), held, store.blockBytes(),
+                prefixCache == null ? null : prefixCache.tokensOf(seq));
+        for (int i = 0; i < held; i++) {
+            store.exportBlock(t.block(t.numReleased() + i), s.data(), i * store.blockBytes());
+        }
+        free(seq);
+        return s;
+    }
+
+    /** Whether {@link #swapIn} of {@code swapped} would find its blocks now. */
+    public synchronized boolean canSwapIn(SwappedSequence swapped) {
+        return requireOwn(swapped).numBlocks() <= pool.numAllocatable();
+    }
+
+    /**
+     * Brings a sequence {@link #swapOut} moved to host memory back as a new sequence (a new id) with the same length,
+     * released run and K/V, in blocks of its own; a sequence the prefix cache tracked keeps its token ids (its
+     * {@code PrefixCache.append} and {@code commit} go on). Device mirrors send the blocks at their next step. The
+     * {@code swapped} object stays valid: it can be swapped in again.
+     *
+     * @throws OutOfBlocksException when the pool cannot supply its blocks; nothing changed
+     */
+    public synchronized int swapIn(SwappedSequence swapped) throws OutOfBlocksException {
+        requireOwn(swapped);
+        if (swapped.numBlocks() > pool.numAllocatable()) {
+            throw new OutOfBlocksException(swapped.numBlocks(), pool.numAllocatable());
+        }
+        PageTable t = new PageTable();
+        for (int i = 0; i < swapped.numReleased(); i++) {
+            t.add(PageTable.RELEASED);
+        }
+        if (swapped.numReleased() > 0) {
+            t.release(swapped.numReleased());
+        }
+        int bs = config.blockSize();
+        for (int i = 0; i < swapped.numBlocks(); i++) {
+            int b = allocator.take();
+            int logical = swapped.numReleased() + i;
+            store.importBlock(b, swapped.data(), i * store.blockBytes(), Math.min(bs, swapped.numTokens() - logical * bs));
+            t.add(b);
+        }
+        t.setNumTokens(swapped.numTokens());
+        int seq = sequences.add(t);
+        if (prefixCache != null && swapped.tokens() != null) {
+            prefixCache.onSwapIn(seq, swapped.tokens());
+        }
+        verifyIfChecked();
+        return seq;
+    }
+
+    private SwappedSequence requireOwn(SwappedSequence swapped) {
+        if (swapped == null || swapped.source() != this) {
+            throw new IllegalArgumentException("swapped=" + (swapped == null ? "null" : "a sequence of another cache")
+                    + ": swap a sequence back into the cache it came from");
+        }
+        return swapped;
+    }
+
     /** The first position of {@code seq} whose block is still held: 0 unless {@link #releaseBefore} gave blocks back. */
     public synchronized int firstHeldPosition(int seq) {
         return table(seq).numReleased() * config.blockSize();

@@ -75,6 +75,43 @@ final class KvStore {
         journal.markBlock(to, numSlots);
     }
 
+    /** Bytes one block's tiles take in every layer, K and V ({@link #exportBlock}). */
+    long blockBytes() {
+        return 2L * config.numLayers() * config.numKvHeads() * config.blockSize() * config.headDim() * config.dtype().bytes();
+    }
+
+    /** Copies block {@code block}'s tiles, every layer and head, K then V, to {@code dst} at {@code offset}, bit for bit. */
+    void exportBlock(int block, java.lang.foreign.MemorySegment dst, long offset) {
+        long tile = (long) config.blockSize() * config.headDim() * config.dtype().bytes();
+        long at = offset;
+        for (int l = 0; l < config.numLayers(); l++) {
+            for (int h = 0; h < config.numKvHeads(); h++) {
+                long from = (long) layout.tileBase(block, h) * config.dtype().bytes();
+                java.lang.foreign.MemorySegment.copy(keys[l][layout.shardOf(h)].segment(), from, dst, at, tile);
+                java.lang.foreign.MemorySegment.copy(values[l][layout.shardOf(h)].segment(), from, dst, at + tile, tile);
+                at += 2 * tile;
+            }
+        }
+    }
+
+    /**
+     * Copies {@link #exportBlock}'s bytes from {@code src} at {@code offset} into block {@code block} and marks its first
+     * {@code numSlots} slots written (device mirrors send them).
+     */
+    void importBlock(int block, java.lang.foreign.MemorySegment src, long offset, int numSlots) {
+        long tile = (long) config.blockSize() * config.headDim() * config.dtype().bytes();
+        long at = offset;
+        for (int l = 0; l < config.numLayers(); l++) {
+            for (int h = 0; h < config.numKvHeads(); h++) {
+                long to = (long) layout.tileBase(block, h) * config.dtype().bytes();
+                java.lang.foreign.MemorySegment.copy(src, at, keys[l][layout.shardOf(h)].segment(), to, tile);
+                java.lang.foreign.MemorySegment.copy(src, at + tile, values[l][layout.shardOf(h)].segment(), to, tile);
+                at += 2 * tile;
+            }
+        }
+        journal.markBlock(block, numSlots);
+    }
+
     /** Every element of every pool uniform in [-1, 1); deterministic for a seed. */
     void fillUniform(long seed) {
         for (int l = 0; l < config.numLayers(); l++) {

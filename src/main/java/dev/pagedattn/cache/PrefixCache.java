@@ -66,7 +66,7 @@ public final class PrefixCache {
     private long evictions;
 
     /** Token ids of one sequence and how far its blocks are published. */
-    private static final class SeqTokens {
+    static final class SeqTokens {
         long seed;
         int[] ids = new int[16];
         int length;
@@ -397,6 +397,17 @@ public final class PrefixCache {
 
     void onFree(int seq) {
         tokens.remove(seq);
+    }
+
+    /** The token ids this cache keeps for {@code seq} (a copy), or null: what a swapped-out sequence takes along. */
+    SeqTokens tokensOf(int seq) {
+        SeqTokens st = tokens.get(seq);
+        return st == null ? null : st.copy();
+    }
+
+    /** Gives {@code seq} (swapped in) the token ids it had ({@link #tokensOf}). */
+    void onSwapIn(int seq, SeqTokens st) {
+        tokens.put(seq, st.copy());
     }
 
     void verify() {

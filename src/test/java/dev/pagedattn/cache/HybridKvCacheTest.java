@@ -190,6 +190,38 @@ class HybridKvCacheTest {
         assertMessage("maxSequences=0", () -> HybridKvCache.forMemory(1L << 30, 16, 8, 64, KvDtype.FP16, windows, 0, 1));
     }
 
+    @Test
+    void aSwappedSequenceComesBackInEveryGroupOrInNone() throws Exception {
+        HybridKvCache cache = gptOssLike(6, 6, 12);
+        int a = cache.createSequence();
+        for (int id = 1; id <= 30; id++) {
+            append(cache, a, id);
+        }
+        int windowedHeld = cache.group(0).pageTable(a).numBlocks() - cache.group(0).pageTable(a).numReleased();
+        HybridKvCache.Swapped s = cache.swapOut(a);
+        assertEquals(30, s.numTokens());
+        assertEquals(0, cache.numUsedBlocks());
+        int b = cache.createSequence();
+        for (int id = 100; id < 140; id++) {
+            append(cache, b, id);                                // 10 of the full group's 12 blocks
+        }
+        OutOfBlocksException e = assertThrows(OutOfBlocksException.class, () -> cache.swapIn(s));
+        assertEquals(8, e.numNeeded(), "the full group's 8 blocks");
+        assertEquals(1, cache.numSequences());
+        cache.free(b);
+        int back = cache.swapIn(s);
+        assertEquals(windowedHeld, cache.group(0).numUsedBlocks(), "the windowed group gets back only what it held");
+        // the last append (at length 29) released the blocks before position 23: 0..4
+        assertEquals(20, cache.group(0).firstHeldPosition(back), "its released run kept");
+        for (int p = 0; p < 30; p++) {
+            assertEquals(Tokens.k(p + 1, 1, 0, 1), cache.readK(back, 1, p, 0, 1), "full layer, position " + p);
+        }
+        for (int p = cache.group(0).firstHeldPosition(back); p < 30; p++) {
+            assertEquals(Tokens.k(p + 1, 2, 0, 0), cache.readK(back, 2, p, 0, 0), "windowed layer, position " + p);
+        }
+        cache.verify();
+    }
+
     private static void append(HybridKvCache cache, int seq, int id) throws OutOfBlocksException {
         int pos = cache.append(seq, 1);
         KvCacheConfig c = cache.group(0).config();
