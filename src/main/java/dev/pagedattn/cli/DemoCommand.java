@@ -179,6 +179,7 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",
                 a, cache.numAllocatableBlocks(), config.numBlocks());
         ok &= releaseOutsideWindow(new int[] {b, c, f}, window, spec, attention, q);
+        ok &= swapOutAndIn(f, window, spec, attention, q);
         ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random);
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
@@ -213,6 +214,35 @@ final class DemoCommand implements Callable<Integer> {
                         + " %.2e -> %s%n", window, java.util.Arrays.toString(seqs), window, released, last,
                 cache.firstHeldPosition(last), cache.length(last) - 1, cache.length(last), cache.numAllocatableBlocks(),
                 cache.config().numBlocks(), rel, ok ? "PASS" : "FAIL");
+        return ok;
+    }
+
+    /**
+     * Swaps {@code seq} (released before a window of {@code window}) to host memory and back, and checks that the windowed
+     * step over the sequence that comes back gives the bits it gave before (queries: {@code q}'s first row). Whether it did.
+     */
+    private boolean swapOutAndIn(int seq, int window, AttentionSpec spec, DecodeAttention attention, FloatArray q)
+            throws OutOfBlocksException {
+        FloatArray row = new FloatArray((int) spec.queryElements(1));
+        for (int i = 0; i < row.getSize(); i++) {
+            row.set(i, q.get(i));
+        }
+        FloatArray before = new FloatArray(row.getSize());
+        FloatArray after = new FloatArray(row.getSize());
+        before.init(Float.NaN);
+        after.init(Float.NaN);
+        attention.decode(cache.batch(seq).window(window), 0, row, before);
+        int held = cache.pageTable(seq).numBlocks() - cache.pageTable(seq).numReleased();
+        dev.pagedattn.cache.SwappedSequence swapped = cache.swapOut(seq);
+        int free = cache.numAllocatableBlocks();
+        int back = cache.swapIn(swapped);
+        attention.decode(cache.batch(back).window(window), 0, row, after);
+        boolean ok = java.util.Arrays.equals(before.toHeapArray(), after.toHeapArray())
+                && !Float.isNaN(after.get(0));
+        System.out.printf("   swapOut(seq %d): the K/V of the %d block%s it holds (%d bytes, every layer) go to host memory, the"
+                        + " block%s back to the pool (free blocks: %d); swapIn: seq %d, with its length, released run and K/V in"
+                        + " blocks of its own. The windowed step over it gives the same bits as before -> %s%n", seq, held,
+                held == 1 ? "" : "s", swapped.bytes(), held == 1 ? "" : "s", free, back, ok ? "PASS" : "FAIL");
         return ok;
     }
 

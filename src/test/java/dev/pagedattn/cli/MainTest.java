@@ -62,6 +62,10 @@ class MainTest {
                 + " of 8 does \\(Mistral 7B v0.1\\): [1-9]\\d* blocks wholly before their windows go back to the pool \\(seq 3 keeps"
                 + " positions 32..40 of its 41\\)\\. Free blocks: \\d+ of \\d+\\. The windowed step over what they keep: relative L2"
                 + " error [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the release, checked: " + run.out());
+        assertTrue(Pattern.compile("swapOut\\(seq 3\\): the K/V of the 1 block it holds \\(8192 bytes, every layer\\) go to host"
+                + " memory, the block back to the pool \\(free blocks: \\d+\\); swapIn: seq 4, with its length, released run and K/V"
+                + " in blocks of its own\\. The windowed step over it gives the same bits as before -> PASS").matcher(run.out()).find(),
+                "the swap, checked: " + run.out());
         // 60 tokens through a window of 8 in blocks of 4: positions 52..59 lie in blocks 13 and 14, block 12 stays until the
         // next append; the full layers hold 15 blocks; 2 x (3 + 15) blocks of 2 layers x 512 bytes against 2 x 15 x 4 x 512
         assertTrue(run.out().contains("After 60 tokens each of 2 sequences holds 3 blocks of the windowed layers (the rest went back"
