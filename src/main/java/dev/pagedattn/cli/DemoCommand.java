@@ -180,9 +180,9 @@ final class DemoCommand implements Callable<Integer> {
                 a, cache.numAllocatableBlocks(), config.numBlocks());
         ok &= releaseOutsideWindow(new int[] {b, c, f}, window, spec, attention, q);
         ok &= swapOutAndIn(f, window, spec, attention, q);
-        ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random);
+        ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random, config.dtype());
         System.out.println();
-        ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6);
+        ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6, config.dtype());
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 

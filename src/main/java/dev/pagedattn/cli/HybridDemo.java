@@ -24,12 +24,12 @@ final class HybridDemo {
     private HybridDemo() {
     }
 
-    /** Prints the lines; whether every layer matched its reference. */
-    static boolean run(String backend, String device, SplittableRandom random) throws OutOfBlocksException {
+    /** Prints the lines ({@code dtype}: the demo's K/V); whether every layer matched its reference. */
+    static boolean run(String backend, String device, SplittableRandom random, KvDtype dtype) throws OutOfBlocksException {
         int f = DecodeBatch.NO_WINDOW;
         int[] windows = {WINDOW, f, WINDOW, f};
         int bs = 4;
-        HybridKvCache cache = HybridKvCache.of(windows, new int[] {8, 32}, bs, 2, 16, KvDtype.FP16);
+        HybridKvCache cache = HybridKvCache.of(windows, new int[] {8, 32}, bs, 2, 16, dtype);
         int[] seqs = {cache.createSequence(), cache.createSequence()};
         int width = cache.group(0).config().tokenWidth();
         for (int t = 0; t < TOKENS; t++) {

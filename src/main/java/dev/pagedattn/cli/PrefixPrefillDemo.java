@@ -28,16 +28,16 @@ final class PrefixPrefillDemo {
     private final AttentionSpec spec;
     private final SplittableRandom random;
 
-    private PrefixPrefillDemo(SplittableRandom random) {
-        KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, KvDtype.FP16);
+    private PrefixPrefillDemo(SplittableRandom random, KvDtype dtype) {
+        KvCacheConfig config = KvCacheConfig.of(32, 16, 2, 64, dtype);
         this.cache = new KvCache(config);
         this.spec = AttentionSpec.of(config, 8);
         this.random = random;
     }
 
     /** Prints the walk-through; returns whether both prefills matched the fp64 reference (and, on jvm, the from-scratch cache bit for bit). */
-    static boolean run(String backend, String device, SplittableRandom random, int step) throws OutOfBlocksException {
-        return new PrefixPrefillDemo(random).show(backend, device, step);
+    static boolean run(String backend, String device, SplittableRandom random, int step, KvDtype dtype) throws OutOfBlocksException {
+        return new PrefixPrefillDemo(random, dtype).show(backend, device, step);
     }
 
     private boolean show(String backend, String device, int step) throws OutOfBlocksException {

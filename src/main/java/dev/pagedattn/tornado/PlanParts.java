@@ -124,6 +124,23 @@ final class PlanParts {
         return w;
     }
 
+    /**
+     * Releases every graph's device buffers of {@code plan} and closes it, then clears the "reset" mark of the device it
+     * ran on ({@code device} "B:D", else {@code -Ddecode.device}, else TornadoVM's default 0:0). TornadoVM 5.2 keeps that
+     * mark per device though a plan's reset cleans only its own queues and code: once one plan was freed, every warmed
+     * plan on the device failed its next compilation ("reset() was called after warmup()"; upstream's branch
+     * fix/device-reset-scoped-to-execution-plan scopes the mark to the plan). Seen on PoCL: a decode backend that had
+     * warmed up, then another backend made and closed next to it, then a windowed step (a new graph) on the first.
+     */
+    static void free(TornadoExecutionPlan plan, String device) throws Exception {
+        plan.withAllGraphs(); // withGraph(i) leaves only graph i listed, and freeDeviceMemory() frees the listed graphs'
+        plan.freeDeviceMemory();
+        plan.close();
+        String pin = device != null ? device : System.getProperty("decode.device");
+        TornadoDevice d = pin != null ? deviceOf(pin) : TornadoExecutionPlan.getDevice(0, 0);
+        d.getDeviceContext().setResetToFalse();
+    }
+
     /** The TornadoVM device of a checked "B:D" (backend index:device index). */
     static TornadoDevice deviceOf(String bd) {
         int colon = bd.indexOf(':');

@@ -1026,12 +1026,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         @Override
         public void close() {
             try {
-                // withGraph(i) leaves only graph i in the plan's list, and freeDeviceMemory()/close() release the
-                // listed graphs' buffers only: without this the first graph's pools stayed allocated (TornadoVM
-                // counted them against tornado.device.memory until a process could create no more plans)
-                executionPlan.withAllGraphs();
-                executionPlan.freeDeviceMemory();
-                executionPlan.close();
+                // every graph's buffers: with only the last-run graph listed, the first graph's pools stayed allocated
+                // (TornadoVM counted them against tornado.device.memory until a process could create no more plans)
+                PlanParts.free(executionPlan, device);
             } catch (Exception e) {
                 throw new IllegalStateException("could not release the TornadoVM plan", e);
             }

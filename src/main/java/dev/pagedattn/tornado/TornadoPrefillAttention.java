@@ -582,9 +582,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 return; // the host's plan holds the device buffers and releases them
             }
             try {
-                executionPlan.withAllGraphs(); // withGraph(i) left only graph i listed: free the first graph's pools too
-                executionPlan.freeDeviceMemory();
-                executionPlan.close();
+                PlanParts.free(executionPlan, device); // every graph's buffers, and the device's reset mark cleared
             } catch (Exception e) {
                 throw new IllegalStateException("could not release the TornadoVM prefill plan", e);
             }
