@@ -6,6 +6,7 @@ import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.NativeArrays;
 import dev.pagedattn.cache.OutOfBlocksException;
+import dev.pagedattn.cache.SwappedSequence;
 import dev.pagedattn.cache.RandomKv;
 import java.util.SplittableRandom;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -66,11 +67,35 @@ public final class DecodeWorkload {
     }
 
     /**
+     * This workload after every sequence went to host memory and back ({@link KvCache#swapOut}, {@link KvCache#swapIn}):
+     * in between, another sequence filled every free block with NaN K/V ({@link #poisonFreeBlocks}) and gave them back, so
+     * the blocks the sequences come back to held NaN, and a swap-in that missed any tile fails the check. New sequence ids,
+     * the same window and queries.
+     */
+    public DecodeWorkload swappedOutAndIn() {
+        SwappedSequence[] out = new SwappedSequence[seqs.length];
+        for (int i = 0; i < seqs.length; i++) {
+            out[i] = cache.swapOut(seqs[i]);
+        }
+        cache.free(poisonFreeBlocks(0));
+        int[] back = new int[seqs.length];
+        try {
+            for (int i = 0; i < seqs.length; i++) {
+                back[i] = cache.swapIn(out[i]);
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("the blocks a swap-out gave back cannot hold it again", e);
+        }
+        DecodeBatch b = cache.batch(back);
+        return new DecodeWorkload(cache, spec, back, batch.windowed() ? b.window(batch.window()) : b, q);
+    }
+
+    /**
      * A new sequence takes every allocatable block but {@code spareBlocks} (released ones first: the pool hands out the
      * last released first) and fills them with NaN K/V in every layer (8-bit pools: the format's largest value, since NaN
-     * is refused there).
+     * is refused there); returns its id.
      */
-    void poisonFreeBlocks(int spareBlocks) {
+    int poisonFreeBlocks(int spareBlocks) {
         int junk = cache.createSequence();
         int tokens = Math.max(0, cache.numAllocatableBlocks() - spareBlocks) * cache.config().blockSize();
         float value = cache.config().dtype().isQuantized() ? 1e6f : Float.NaN; // 8-bit: saturates at the largest code
@@ -89,6 +114,7 @@ public final class DecodeWorkload {
         } catch (OutOfBlocksException e) {
             throw new AssertionError("the allocatable blocks ran out", e);
         }
+        return junk;
     }
 
     /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */

@@ -60,6 +60,11 @@ final class CheckCommand implements Callable<Integer> {
             + " block fails its check. With --full-every: the windowed layers' group of a HybridKvCache releases.")
     boolean release;
 
+    @Option(names = "--swap", description = "Decode: after the first step, swap every sequence to host memory and back"
+            + " (KvCache.swapOut / swapIn; another sequence fills the freed blocks with NaN in between) and check the step"
+            + " again over the sequences that came back.")
+    boolean swap;
+
     @Option(names = "--full-every", description = "With --window and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
             + " whole context and the others the window, as models that mix sliding-window and full layers run (gpt-oss: 2,"
             + " Gemma 3: 6); default: every layer windowed. With --release the layers live in a HybridKvCache, whose windowed"
@@ -141,6 +146,10 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window");
         }
         boolean hybrid = release && fullEvery != null;
+        if (swap && (queryLen != null || hybrid)) {
+            throw new IllegalArgumentException("--swap checks a decode step after a swap to host memory and back: it takes no"
+                    + (queryLen != null ? " --query-len=" + queryLen : " --full-every with --release"));
+        }
         if (hybrid && (stepRows || decodeSteps > 0)) {
             throw new IllegalArgumentException("--release with --full-every checks a HybridKvCache: --step-rows and --decode-steps="
                     + decodeSteps + " are not taken there (--steps N decodes N - 1 steps after the first)");
@@ -189,6 +198,13 @@ final class CheckCommand implements Callable<Integer> {
             }
             int status = report(w, w.batch(), out, nanos, tolerance, attention.name());
             status = Math.max(status, checkOtherLayers(w, attention, tolerance));
+            if (swap) {
+                int[] before = w.seqs();
+                w = w.swappedOutAndIn();
+                status = Math.max(status, decodeOnce(w, w.batch(), out, attention, tolerance, "after swapOut of seqs "
+                        + Arrays.toString(before) + " and swapIn as " + Arrays.toString(w.seqs()) + " (their freed blocks"
+                        + " refilled with NaN in between):"));
+            }
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
                 if (release) {

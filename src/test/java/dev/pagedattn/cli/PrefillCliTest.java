@@ -104,6 +104,25 @@ class PrefillCliTest {
         assertTrue(refused.err().startsWith("error: --release with --full-every checks a HybridKvCache: --step-rows"), refused.err());
     }
 
+    /**
+     * --swap: every sequence goes to host memory and back after the first step (the freed blocks refilled with NaN in
+     * between), and the step over the new ids passes, as do the steps after it; with --query-len it is refused by name.
+     */
+    @Test
+    void checkWithSwapDecodesTheSequencesThatCameBack() {
+        long seed = TestSeeds.fresh("checkWithSwapDecodesTheSequencesThatCameBack");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..90", "--swap", "--steps", "2",
+                "--dtype", "fp8", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("after swapOut of seqs [0, 1, 2] and swapIn as [4, 5, 6] (their freed blocks refilled with"
+                + " NaN in between):"), run.out());
+        assertEquals(4, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "first, swapped, step 2 and again: " + run);
+        CliRun refused = CliRun.of(concat("check", SMALL, "--swap", "--query-len", "4"));
+        assertEquals(2, refused.exitCode(), refused.toString());
+        assertTrue(refused.err().startsWith("error: --swap checks a decode step after a swap to host memory and back: it takes no"
+                + " --query-len=4"), refused.err());
+    }
+
     /** ceil((13 + 1) / 8) + 1: the blocks a window of 13 touches at block size 8, with the block a token opens. */
     private static final int HYBRID_WINDOW_BLOCKS = 3;
 
