@@ -481,7 +481,7 @@ public final class HybridKvCache {
         int hit = PrefixCache.longestHit(chains, groupWindows, bs);
         PrefixCache.Plan[] plans = new PrefixCache.Plan[groups.length];
         for (int g = 0; g < groups.length; g++) {
-            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, hit, PrefixCache.firstNeeded(hit, groupWindows[g], bs));
+            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, chains[g], hit, PrefixCache.firstNeeded(hit, groupWindows[g], bs));
         }
         for (int g = 0; g < groups.length; g++) {
             if (!plans[g].fits()) {

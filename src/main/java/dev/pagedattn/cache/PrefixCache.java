@@ -136,7 +136,7 @@ public final class PrefixCache {
             while (numHits < chain.length && chain[numHits] >= 0) {
                 numHits++;
             }
-            return admit(plan(tokenIds, salt, numHits, 0));
+            return admit(plan(tokenIds, salt, chain, numHits, 0));
         }
     }
 
@@ -156,7 +156,7 @@ public final class PrefixCache {
         synchronized (cache) {
             int[] chain = cachedChain(tokenIds, salt);
             int hit = longestHit(new int[][] {chain}, new int[] {window}, blockSize);
-            return admit(plan(tokenIds, salt, hit, firstNeeded(hit, window, blockSize)));
+            return admit(plan(tokenIds, salt, chain, hit, firstNeeded(hit, window, blockSize)));
         }
     }
 
@@ -219,12 +219,11 @@ public final class PrefixCache {
     }
 
     /**
-     * What admitting {@code tokenIds} would take: its first {@code numHits} blocks shared from the cache, except the
-     * first {@code from}, which the sequence starts without ({@link PageTable#RELEASED}: a sliding window does not see
-     * them); the rest new. Changes nothing; {@link #admit(Plan)} carries it out.
+     * What admitting {@code tokenIds} would take ({@code chain}: its {@link #cachedChain}, nothing changed since): its
+     * first {@code numHits} blocks shared from the cache, except the first {@code from}, which the sequence starts without
+     * ({@link PageTable#RELEASED}: a sliding window does not see them); the rest new. Changes nothing; {@link #admit(Plan)} carries it out.
      */
-    Plan plan(int[] tokenIds, String salt, int numHits, int from) {
-        int[] chain = cachedChain(tokenIds, salt);
+    Plan plan(int[] tokenIds, String salt, int[] chain, int numHits, int from) {
         if (from < 0 || from > numHits || numHits > chain.length) {
             throw new IllegalArgumentException("from=" + from + " numHits=" + numHits + " outside 0 <= from <= numHits <= "
                     + chain.length);
