@@ -74,17 +74,18 @@ public final class DecodeWorkload {
      */
     public DecodeWorkload swappedOutAndIn() {
         SwappedSequence[] out = new SwappedSequence[seqs.length];
-        for (int i = 0; i < seqs.length; i++) {
-            out[i] = cache.swapOut(seqs[i]);
-        }
-        cache.free(poisonFreeBlocks(0));
         int[] back = new int[seqs.length];
         try {
             for (int i = 0; i < seqs.length; i++) {
+                out[i] = cache.swapOut(seqs[i]);
+            }
+            cache.free(poisonFreeBlocks(0));
+            for (int i = 0; i < seqs.length; i++) {
                 back[i] = cache.swapIn(out[i]);
+                out[i].close();
             }
         } catch (OutOfBlocksException e) {
-            throw new AssertionError("the blocks a swap-out gave back cannot hold it again", e);
+            throw new AssertionError("a swap space too small, or the blocks a swap-out gave back cannot hold it again", e);
         }
         DecodeBatch b = cache.batch(back);
         return new DecodeWorkload(cache, spec, back, batch.windowed() ? b.window(batch.window()) : b, q);

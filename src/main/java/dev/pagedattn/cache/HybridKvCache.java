@@ -531,8 +531,8 @@ public final class HybridKvCache {
         }
     }
 
-    /** A sequence {@link #swapOut} moved to host memory: one {@link SwappedSequence} per group. */
-    public static final class Swapped {
+    /** A sequence {@link #swapOut} moved to host memory: one {@link SwappedSequence} per group; {@link #close} frees them. */
+    public static final class Swapped implements AutoCloseable {
         private final HybridKvCache source;
         private final SwappedSequence[] groups;
 
@@ -546,6 +546,14 @@ public final class HybridKvCache {
             return groups[0].numTokens();
         }
 
+        /** Gives every group's host memory back now ({@link SwappedSequence#close}). */
+        @Override
+        public void close() {
+            for (SwappedSequence g : groups) {
+                g.close();
+            }
+        }
+
         /** Host bytes its K/V take, all groups. */
         public long bytes() {
             long bytes = 0;
@@ -556,9 +564,18 @@ public final class HybridKvCache {
         }
     }
 
-    /** {@link KvCache#swapOut} in every group: the sequence's held blocks to host memory, then it is freed. */
-    public synchronized Swapped swapOut(int seq) {
-        groups[0].pageTable(seq); // names an unknown id before any group changes
+    /**
+     * {@link KvCache#swapOut} in every group, or in none: the sequence's held blocks to host memory, then it is freed.
+     *
+     * @throws OutOfBlocksException when a group's swap space ({@link KvCache#enableSwapSpace}) has too few free host blocks
+     */
+    public synchronized Swapped swapOut(int seq) throws OutOfBlocksException {
+        for (int g = 0; g < groups.length; g++) { // names an unknown id, and a short swap space, before any group changes
+            if (!groups[g].canSwapOut(seq)) {
+                PageTable t = groups[g].pageTable(seq);
+                throw new OutOfBlocksException(t.numBlocks() - t.numReleased(), groups[g].numFreeSwapBlocks());
+            }
+        }
         SwappedSequence[] out = new SwappedSequence[groups.length];
         for (int g = 0; g < groups.length; g++) {
             out[g] = groups[g].swapOut(seq);

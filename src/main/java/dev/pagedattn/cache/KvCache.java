@@ -27,6 +27,7 @@ public final class KvCache {
     private final BlockAllocator allocator;
     private final SequenceRegistry sequences = new SequenceRegistry();
     private PrefixCache prefixCache; // null unless enablePrefixCaching()
+    private SwapSpace swapSpace;     // null unless enableSwapSpace()
 
     /** A cache; an 8-bit dtype gets every scale 1.0, one per layer ({@link KvScales#unit}, vLLM's default). */
     public KvCache(KvCacheConfig config) {
@@ -321,18 +322,65 @@ public final class KvCache {
      * Moves {@code seq} to host memory and frees it (vLLM's swap preemption): the K/V of every block it holds, every layer,
      * are copied off the heap bit for bit (8-bit codes as codes), then {@link #free} gives its blocks back (a block another
      * sequence or the prefix cache holds stays with them). Batches holding {@code seq} are stale from then on.
-     * {@link #swapIn} brings it back.
+     * {@link #swapIn} brings it back. With a swap space ({@link #enableSwapSpace}) the K/V go to its host blocks.
+     *
+     * @throws OutOfBlocksException when the swap space has too few free host blocks; nothing changed
      */
-    public synchronized SwappedSequence swapOut(int seq) {
+    public synchronized SwappedSequence swapOut(int seq) throws OutOfBlocksException {
         PageTable t = table(seq);
         int held = t.numBlocks() - t.numReleased();
+        int[] hostBlocks = null;
+        if (swapSpace != null) {
+            hostBlocks = swapSpace.take(held);
+            if (hostBlocks == null) {
+                throw new OutOfBlocksException(held, swapSpace.numFree());
+            }
+        }
         SwappedSequence s = new SwappedSequence(this, t.numTokens(), t.numReleased(), held, store.blockBytes(),
-                prefixCache == null ? null : prefixCache.tokensOf(seq));
+                prefixCache == null ? null : prefixCache.tokensOf(seq), swapSpace, hostBlocks);
         for (int i = 0; i < held; i++) {
-            store.exportBlock(t.block(t.numReleased() + i), s.data(), i * store.blockBytes());
+            store.exportBlock(t.block(t.numReleased() + i), s.data(), s.offset(i));
         }
         free(seq);
         return s;
+    }
+
+    /**
+     * Sets {@code bytes} of host memory aside for {@link #swapOut} once (vLLM's {@code swap_space}): as many host blocks
+     * (every layer's K and V of one block, {@link #swapBlockBytes()}) as fit, allocated and touched now, so a swap-out
+     * copies at memory speed; without it each swap-out allocates fresh memory, whose first touch costs far more than the
+     * copy. A swap-out that finds too few host blocks free throws {@link OutOfBlocksException}; a closed
+     * {@link SwappedSequence} gives its host blocks back. Once per cache.
+     *
+     * @return the host blocks set aside
+     */
+    public synchronized int enableSwapSpace(long bytes) {
+        if (swapSpace != null) {
+            throw new IllegalStateException("the swap space is set aside already (" + swapSpace.numBlocks() + " host blocks)");
+        }
+        long blocks = bytes / store.blockBytes();
+        if (bytes < 1 || blocks < 1 || blocks > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("bytes=" + bytes + " holds " + blocks + " host blocks of " + store.blockBytes()
+                    + " bytes: need at least one");
+        }
+        swapSpace = new SwapSpace((int) blocks, store.blockBytes());
+        return (int) blocks;
+    }
+
+    /** Host bytes one swapped-out block takes: every layer's K and V of one block. */
+    public long swapBlockBytes() {
+        return store.blockBytes();
+    }
+
+    /** Free host blocks of the swap space ({@link #enableSwapSpace}), or -1 without one. */
+    public synchronized int numFreeSwapBlocks() {
+        return swapSpace == null ? -1 : swapSpace.numFree();
+    }
+
+    /** Whether {@link #swapOut} of {@code seq} would find its host blocks now (always, without a swap space). */
+    public synchronized boolean canSwapOut(int seq) {
+        PageTable t = table(seq);
+        return swapSpace == null || t.numBlocks() - t.numReleased() <= swapSpace.numFree();
     }
 
     /** Whether {@link #swapIn} of {@code swapped} would find its blocks now. */
@@ -344,7 +392,7 @@ public final class KvCache {
      * Brings a sequence {@link #swapOut} moved to host memory back as a new sequence (a new id) with the same length,
      * released run and K/V, in blocks of its own; a sequence the prefix cache tracked keeps its token ids (its
      * {@code PrefixCache.append} and {@code commit} go on). Device mirrors send the blocks at their next step. The
-     * {@code swapped} object stays valid: it can be swapped in again.
+     * {@code swapped} object stays valid until it is closed ({@link SwappedSequence#close}): it can be swapped in again.
      *
      * @throws OutOfBlocksException when the pool cannot supply its blocks; nothing changed
      */
@@ -364,7 +412,7 @@ public final class KvCache {
         for (int i = 0; i < swapped.numBlocks(); i++) {
             int b = allocator.take();
             int logical = swapped.numReleased() + i;
-            store.importBlock(b, swapped.data(), i * store.blockBytes(), Math.min(bs, swapped.numTokens() - logical * bs));
+            store.importBlock(b, swapped.data(), swapped.offset(i), Math.min(bs, swapped.numTokens() - logical * bs));
             t.add(b);
         }
         t.setNumTokens(swapped.numTokens());
@@ -380,6 +428,9 @@ public final class KvCache {
         if (swapped == null || swapped.source() != this) {
             throw new IllegalArgumentException("swapped=" + (swapped == null ? "null" : "a sequence of another cache")
                     + ": swap a sequence back into the cache it came from");
+        }
+        if (swapped.isClosed()) {
+            throw new IllegalArgumentException("swapped was closed: its host memory is gone");
         }
         return swapped;
     }

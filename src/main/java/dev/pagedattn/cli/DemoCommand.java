@@ -236,13 +236,15 @@ final class DemoCommand implements Callable<Integer> {
         dev.pagedattn.cache.SwappedSequence swapped = cache.swapOut(seq);
         int free = cache.numAllocatableBlocks();
         int back = cache.swapIn(swapped);
+        long bytes = swapped.bytes();
+        swapped.close();                                    // its host memory, now rather than when collected
         attention.decode(cache.batch(back).window(window), 0, row, after);
         boolean ok = java.util.Arrays.equals(before.toHeapArray(), after.toHeapArray())
                 && !Float.isNaN(after.get(0));
         System.out.printf("   swapOut(seq %d): the K/V of the %d block%s it holds (%d bytes, every layer) go to host memory, the"
                         + " block%s back to the pool (free blocks: %d); swapIn: seq %d, with its length, released run and K/V in"
                         + " blocks of its own. The windowed step over it gives the same bits as before -> %s%n", seq, held,
-                held == 1 ? "" : "s", swapped.bytes(), held == 1 ? "" : "s", free, back, ok ? "PASS" : "FAIL");
+                held == 1 ? "" : "s", bytes, held == 1 ? "" : "s", free, back, ok ? "PASS" : "FAIL");
         return ok;
     }
 

@@ -102,10 +102,54 @@ class KvCacheSwapTest {
         cache.free(back);
         int again = cache.swapIn(s);                             // the swapped sequence stays valid
         Tokens.assertHolds(cache, again, Tokens.range(1, 16));
+        SwappedSequence closed = cache.swapOut(again);
+        closed.close();
+        closed.close(); // idempotent
+        IllegalArgumentException gone = assertThrows(IllegalArgumentException.class, () -> cache.swapIn(closed));
+        assertTrue(gone.getMessage().contains("closed"), gone.getMessage());
         KvCache other = new KvCache(cache.config());
         IllegalArgumentException foreign = assertThrows(IllegalArgumentException.class, () -> other.swapIn(s));
         assertTrue(foreign.getMessage().contains("another cache"), foreign.getMessage());
         assertThrows(IllegalArgumentException.class, () -> cache.swapOut(a), "a was freed by its swap-out");
+        cache.verify();
+    }
+
+    @Test
+    void aSwapSpaceHoldsSwappedSequencesInHostBlocksSetAsideOnce() throws Exception {
+        Random random = TestRandom.create("KvCacheSwapTest.aSwapSpaceHoldsSwappedSequencesInHostBlocksSetAsideOnce");
+        KvCache cache = new KvCache(new KvCacheConfig(24, BS, 2, 8, KvDtype.FP16, 2));
+        assertEquals(-1, cache.numFreeSwapBlocks());
+        long blockBytes = cache.swapBlockBytes();
+        assertEquals(2L * 2 * 2 * BS * 8 * 2, blockBytes, "K and V of 2 layers x 2 heads x 4 slots x 8 dims, 2 bytes each");
+        assertEquals(10, cache.enableSwapSpace(10 * blockBytes + 7));
+        IllegalStateException twice = assertThrows(IllegalStateException.class, () -> cache.enableSwapSpace(blockBytes));
+        assertTrue(twice.getMessage().contains("10 host blocks"), twice.getMessage());
+        int a = cache.createSequence();
+        int b = cache.createSequence();
+        appendRandom(cache, a, 30, random);                      // 8 blocks
+        appendRandom(cache, b, 13, random);                      // 4 blocks
+        float[][] storedA = read(cache, a);
+        SwappedSequence sa = cache.swapOut(a);
+        assertEquals(2, cache.numFreeSwapBlocks());
+        assertEquals(8 * blockBytes, sa.bytes());
+        assertFalse(cache.canSwapOut(b));
+        int used = cache.numUsedBlocks();
+        OutOfBlocksException full = assertThrows(OutOfBlocksException.class, () -> cache.swapOut(b));
+        assertEquals(4, full.numNeeded());
+        assertEquals(2, full.numAllocatable());
+        assertTrue(cache.contains(b), "a refused swap-out keeps the sequence");
+        assertEquals(used, cache.numUsedBlocks());
+        int back = cache.swapIn(sa);
+        assertArrayEquals(storedA[0], read(cache, back)[0]);
+        assertArrayEquals(storedA[1], read(cache, back)[1]);
+        sa.close();
+        assertEquals(10, cache.numFreeSwapBlocks(), "closed: its host blocks are free again");
+        SwappedSequence sb = cache.swapOut(b);                   // fits now
+        assertEquals(6, cache.numFreeSwapBlocks());
+        sb.close();
+        IllegalArgumentException none = assertThrows(IllegalArgumentException.class,
+                () -> new KvCache(cache.config()).enableSwapSpace(blockBytes - 1));
+        assertTrue(none.getMessage().startsWith("bytes=" + (blockBytes - 1)), none.getMessage());
         cache.verify();
     }
 
