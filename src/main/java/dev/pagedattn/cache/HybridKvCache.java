@@ -565,6 +565,19 @@ public final class HybridKvCache {
     }
 
     /**
+     * Sets {@code bytes} of host memory aside for swap-outs ({@link KvCache#enableSwapSpace}), split among the groups in
+     * proportion to their pools' bytes; returns the host blocks of each group.
+     */
+    public synchronized int[] enableSwapSpace(long bytes) {
+        int[] blocks = new int[groups.length];
+        long total = totalBytes();
+        for (int g = 0; g < groups.length; g++) {
+            blocks[g] = groups[g].enableSwapSpace((long) ((double) bytes * groups[g].config().totalBytes() / total));
+        }
+        return blocks;
+    }
+
+    /**
      * {@link KvCache#swapOut} in every group, or in none: the sequence's held blocks to host memory, then it is freed.
      *
      * @throws OutOfBlocksException when a group's swap space ({@link KvCache#enableSwapSpace}) has too few free host blocks

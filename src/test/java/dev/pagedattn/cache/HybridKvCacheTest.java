@@ -198,7 +198,11 @@ class HybridKvCacheTest {
             append(cache, a, id);
         }
         int windowedHeld = cache.group(0).pageTable(a).numBlocks() - cache.group(0).pageTable(a).numReleased();
+        // host memory for the pools' bytes again: each group gets host blocks in proportion to its pool
+        assertArrayEquals(new int[] {6, 12}, cache.enableSwapSpace(cache.totalBytes()));
         HybridKvCache.Swapped s = cache.swapOut(a);
+        assertEquals(6 - windowedHeld, cache.group(0).numFreeSwapBlocks());
+        assertEquals(12 - 8, cache.group(1).numFreeSwapBlocks());
         assertEquals(30, s.numTokens());
         assertEquals(0, cache.numUsedBlocks());
         int b = cache.createSequence();
@@ -210,6 +214,8 @@ class HybridKvCacheTest {
         assertEquals(1, cache.numSequences());
         cache.free(b);
         int back = cache.swapIn(s);
+        s.close();
+        assertEquals(12, cache.group(1).numFreeSwapBlocks(), "closed: the host blocks are free again");
         assertEquals(windowedHeld, cache.group(0).numUsedBlocks(), "the windowed group gets back only what it held");
         // the last append (at length 29) released the blocks before position 23: 0..4
         assertEquals(20, cache.group(0).firstHeldPosition(back), "its released run kept");
