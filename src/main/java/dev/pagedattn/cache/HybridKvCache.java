@@ -4,9 +4,10 @@ import dev.pagedattn.quant.KvScales;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * The KV cache of a model that mixes sliding-window and full layers (Gemma 2 and 3, gpt-oss; vLLM's hybrid KV cache
@@ -37,20 +38,18 @@ windowed group only those its window sees), {@link #append(int, int[])} records 
  * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}.
  */
 public final class HybridKvCache {
-    private final int[] windows;       // [numLayers]
     private final int[] groupOf;       // [numLayers]
     private final int[] localLayer;    // [numLayers]
     private final int[] groupWindows;  // [numGroups]
     private final int[][] groupLayers; // [numGroups][layers of the group]
     private final KvCache[] groups;
 
-    private HybridKvCache(int[] windows, int[] groupWindows, int[][] groupLayers, KvCache[] groups) {
-        this.windows = windows;
+    private HybridKvCache(int numLayers, int[] groupWindows, int[][] groupLayers, KvCache[] groups) {
         this.groupWindows = groupWindows;
         this.groupLayers = groupLayers;
         this.groups = groups;
-        this.groupOf = new int[windows.length];
-        this.localLayer = new int[windows.length];
+        this.groupOf = new int[numLayers];
+        this.localLayer = new int[numLayers];
         for (int g = 0; g < groupLayers.length; g++) {
             for (int i = 0; i < groupLayers[g].length; i++) {
                 groupOf[groupLayers[g][i]] = g;
@@ -81,7 +80,7 @@ public final class HybridKvCache {
             KvCacheConfig config = new KvCacheConfig(groupBlocks[g], blockSize, numKvHeads, headDim, dtype, layers[g].length);
             caches[g] = new KvCache(config, scales == null ? null : scales.layers(layers[g]));
         }
-        return new HybridKvCache(windows.clone(), gw, layers, caches);
+        return new HybridKvCache(windows.length, gw, layers, caches);
     }
 
     /** {@link #of(int[], int[], int, int, int, KvDtype, KvScales)} with unit scales (or none for fp16/fp32). */
@@ -129,7 +128,7 @@ public final class HybridKvCache {
                         + layers[full].length * slotBytes);
             }
         } else {
-            double share = bytes / (double) windowedBytes; // >= 1: room for more sequences than asked
+            double share = bytes / (double) windowedBytes; // above 1: room for more sequences than asked; below, fewer
             for (int g = 0; g < gw.length; g++) {
                 blocks[g] = (long) Math.floor(need[g] * share);
             }
@@ -165,14 +164,14 @@ public final class HybridKvCache {
         if (windows == null || windows.length == 0) {
             throw new IllegalArgumentException("windows=" + (windows == null ? "null" : "[]") + ": need one entry per layer");
         }
-        Map<Integer, Integer> seen = new LinkedHashMap<>();
+        Set<Integer> seen = new LinkedHashSet<>();
         for (int l = 0; l < windows.length; l++) {
             if (windows[l] < 1) {
                 throw new IllegalArgumentException("windows[" + l + "]=" + windows[l] + " must be >= 1 (DecodeBatch.NO_WINDOW: a full layer)");
             }
-            seen.putIfAbsent(windows[l], seen.size());
+            seen.add(windows[l]);
         }
-        return seen.keySet().stream().mapToInt(Integer::intValue).toArray();
+        return seen.stream().mapToInt(Integer::intValue).toArray();
     }
 
     private static int[][] groupLayers(int[] windows, int[] gw) {
@@ -201,7 +200,7 @@ public final class HybridKvCache {
 
     /** The model's layers. */
     public int numLayers() {
-        return windows.length;
+        return groupOf.length;
     }
 
     /** Layer groups, one per distinct window. */
@@ -236,7 +235,7 @@ public final class HybridKvCache {
 
     /** The sliding window of model layer {@code layer}, or {@link DecodeBatch#NO_WINDOW}. */
     public int layerWindow(int layer) {
-        return windows[requireLayer(layer)];
+        return groupWindows[groupOf[requireLayer(layer)]];
     }
 
     private int requireGroup(int g) {
@@ -247,8 +246,8 @@ public final class HybridKvCache {
     }
 
     private int requireLayer(int layer) {
-        if (layer < 0 || layer >= windows.length) {
-            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + windows.length + ")");
+        if (layer < 0 || layer >= groupOf.length) {
+            throw new IllegalArgumentException("layer=" + layer + " is outside [0, " + groupOf.length + ")");
         }
         return layer;
     }
@@ -340,15 +339,17 @@ public final class HybridKvCache {
             return 0;
         }
         KvCache c = groups[g];
-        PageTable t = c.pageTable(seq);
-        int upTo = DecodeBatch.firstVisible(t.numTokens(), groupWindows[g]) / c.config().blockSize();
-        int freed = 0;
-        for (int i = t.numReleased(); i < upTo; i++) {
-            if (c.blockPool().refCount(t.block(i)) == 1) {
-                freed++;
+        synchronized (c) { // the live table, not a snapshot: an append asks this for every sequence and step
+            PageTable t = c.sequences().get(seq);
+            int upTo = DecodeBatch.firstVisible(t.numTokens(), groupWindows[g]) / c.config().blockSize();
+            int freed = 0;
+            for (int i = t.numReleased(); i < upTo; i++) {
+                if (c.blockPool().refCount(t.block(i)) == 1) {
+                    freed++;
+                }
             }
+            return freed;
         }
-        return freed;
     }
 
     /**

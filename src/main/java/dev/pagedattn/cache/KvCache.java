@@ -401,13 +401,7 @@ public final class KvCache {
         if (swapped.numBlocks() > pool.numAllocatable()) {
             throw new OutOfBlocksException(swapped.numBlocks(), pool.numAllocatable());
         }
-        PageTable t = new PageTable();
-        for (int i = 0; i < swapped.numReleased(); i++) {
-            t.add(PageTable.RELEASED);
-        }
-        if (swapped.numReleased() > 0) {
-            t.release(swapped.numReleased());
-        }
+        PageTable t = PageTable.startingReleased(swapped.numReleased());
         int bs = config.blockSize();
         for (int i = 0; i < swapped.numBlocks(); i++) {
             int b = allocator.take();

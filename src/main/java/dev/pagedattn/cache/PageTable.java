@@ -23,6 +23,18 @@ public final class PageTable {
     PageTable() {
     }
 
+    /** A table whose first {@code numReleased} logical blocks are {@link #RELEASED} (a sequence that starts past its window). */
+    static PageTable startingReleased(int numReleased) {
+        PageTable t = new PageTable();
+        for (int i = 0; i < numReleased; i++) {
+            t.add(RELEASED);
+        }
+        if (numReleased > 0) {
+            t.release(numReleased);
+        }
+        return t;
+    }
+
     PageTable(PageTable other) {
         this.blocks = other.blocks.clone();
         this.numBlocks = other.numBlocks;

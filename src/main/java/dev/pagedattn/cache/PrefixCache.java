@@ -267,13 +267,7 @@ public final class PrefixCache {
             }
             blockHits += p.hits().length;
             tokensReused += (long) p.hits().length * blockSize;
-            PageTable t = new PageTable();
-            for (int i = 0; i < p.from(); i++) {
-                t.add(PageTable.RELEASED);
-            }
-            if (p.from() > 0) {
-                t.release(p.from());
-            }
+            PageTable t = PageTable.startingReleased(p.from());
             for (int b : p.hits()) {
                 cache.blockPool().retain(b);
                 t.add(b);
