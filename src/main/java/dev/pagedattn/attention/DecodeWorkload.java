@@ -99,23 +99,38 @@ public final class DecodeWorkload {
     int poisonFreeBlocks(int spareBlocks) {
         int junk = cache.createSequence();
         int tokens = Math.max(0, cache.numAllocatableBlocks() - spareBlocks) * cache.config().blockSize();
-        float value = cache.config().dtype().isQuantized() ? 1e6f : Float.NaN; // 8-bit: saturates at the largest code
-        int chunk = Math.min(tokens, 4096);
-        float[] kv = new float[chunk * cache.config().tokenWidth()];
-        java.util.Arrays.fill(kv, value);
         try {
             cache.append(junk, tokens);
-            for (int from = 0; from < tokens; from += chunk) {
-                int n = Math.min(chunk, tokens - from);
-                float[] part = n == chunk ? kv : java.util.Arrays.copyOf(kv, n * cache.config().tokenWidth());
-                for (int layer = 0; layer < cache.config().numLayers(); layer++) {
-                    cache.writeTokens(junk, layer, from, n, part, part);
-                }
-            }
+            writePoison(tokens, cache.config().tokenWidth(), cache.config().numLayers(), cache.config().dtype(),
+                    (layer, from, n, k, v) -> cache.writeTokens(junk, layer, from, n, k, v));
         } catch (OutOfBlocksException e) {
             throw new AssertionError("the allocatable blocks ran out", e);
         }
         return junk;
+    }
+
+    /** Stores {@code n} tokens' K and V of {@code layer} from position {@code from} ({@code KvCache.writeTokens}'s shape). */
+    public interface TokenWriter {
+        void write(int layer, int from, int n, float[] k, float[] v) throws OutOfBlocksException;
+    }
+
+    /**
+     * Writes positions {@code [0, tokens)} of {@code numLayers} layers ({@code tokenWidth} elements per token) with poison
+     * through {@code writer}, 4096 tokens at a time: NaN, or for 8-bit pools (which refuse NaN) a value that saturates at
+     * the format's largest code.
+     */
+    public static void writePoison(int tokens, int tokenWidth, int numLayers, KvDtype dtype, TokenWriter writer)
+            throws OutOfBlocksException {
+        int chunk = Math.min(tokens, 4096);
+        float[] kv = new float[chunk * tokenWidth];
+        java.util.Arrays.fill(kv, dtype.isQuantized() ? 1e6f : Float.NaN);
+        for (int from = 0; from < tokens; from += chunk) {
+            int n = Math.min(chunk, tokens - from);
+            float[] part = n == chunk ? kv : java.util.Arrays.copyOf(kv, n * tokenWidth);
+            for (int layer = 0; layer < numLayers; layer++) {
+                writer.write(layer, from, n, part, part);
+            }
+        }
     }
 
     /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */

@@ -239,8 +239,7 @@ final class DemoCommand implements Callable<Integer> {
         long bytes = swapped.bytes();
         swapped.close();                                    // its host memory, now rather than when collected
         attention.decode(cache.batch(back).window(window), 0, row, after);
-        boolean ok = java.util.Arrays.equals(before.toHeapArray(), after.toHeapArray())
-                && !Float.isNaN(after.get(0));
+        boolean ok = PrefixCommand.sameBits(before, after);
         System.out.printf("   swapOut(seq %d): the K/V of the %d block%s it holds (%d bytes, every layer) go to host memory, the"
                         + " block%s back to the pool (free blocks: %d); swapIn: seq %d, with its length, released run and K/V in"
                         + " blocks of its own. The windowed step over it gives the same bits as before -> %s%n", seq, held,

@@ -10,6 +10,7 @@ import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridBatch;
 import dev.pagedattn.cache.HybridKvCache;
+import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -189,20 +190,11 @@ final class HybridCheck {
             return;
         }
         int junk = cache.createSequence();
-        int width = cache.group(0).config().tokenWidth();
-        float value = cache.group(0).config().dtype().isQuantized() ? 1e6f : Float.NaN;
-        int chunk = Math.min(tokens, 4096);
-        float[] kv = new float[chunk * width];
-        Arrays.fill(kv, value);
+        KvCacheConfig c = cache.group(0).config(); // every group's K/V shape is the same
         try {
             cache.append(junk, tokens);
-            for (int from = 0; from < tokens; from += chunk) {
-                int n = Math.min(chunk, tokens - from);
-                float[] part = n == chunk ? kv : Arrays.copyOf(kv, n * width);
-                for (int layer = 0; layer < cache.numLayers(); layer++) {
-                    cache.writeTokens(junk, layer, from, n, part, part);
-                }
-            }
+            DecodeWorkload.writePoison(tokens, c.tokenWidth(), cache.numLayers(), c.dtype(),
+                    (layer, from, n, k, v) -> cache.writeTokens(junk, layer, from, n, k, v));
         } catch (OutOfBlocksException e) {
             throw new AssertionError("the allocatable blocks ran out", e);
         }

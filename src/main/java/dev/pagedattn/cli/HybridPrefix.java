@@ -113,10 +113,8 @@ final class HybridPrefix {
                 outB.init(Float.NaN);
                 x.decode(a, layer, q, outA);
                 y.decode(b, layer, q, outB);
-                for (int i = 0; i < rows; i++) {
-                    if (Float.floatToRawIntBits(outA.get(i)) != Float.floatToRawIntBits(outB.get(i)) || Float.isNaN(outA.get(i))) {
-                        return false;
-                    }
+                if (!PrefixCommand.sameBits(outA, outB)) {
+                    return false;
                 }
             }
         }

@@ -133,6 +133,14 @@ final class PrefixCommand implements Callable<Integer> {
             x.decode(cached.batch(seqs), 0, q, a);
             y.decode(plain.batch(plainSeqs), 0, q, b);
         }
+        return sameBits(a, b);
+    }
+
+    /** Whether {@code a} and {@code b} hold the same bits in every element and none is NaN (an unwritten output). */
+    static boolean sameBits(FloatArray a, FloatArray b) {
+        if (a.getSize() != b.getSize()) {
+            return false;
+        }
         for (int i = 0; i < a.getSize(); i++) {
             if (Float.floatToRawIntBits(a.get(i)) != Float.floatToRawIntBits(b.get(i)) || Float.isNaN(a.get(i))) {
                 return false;

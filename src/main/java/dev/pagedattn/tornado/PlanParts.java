@@ -126,7 +126,7 @@ final class PlanParts {
 
     /**
      * Releases every graph's device buffers of {@code plan} and closes it, then clears the "reset" mark of the device it
-     * ran on ({@code device} "B:D", else {@code -Ddecode.device}, else TornadoVM's default 0:0). TornadoVM 5.2 keeps that
+     * ran on ({@link #deviceFor}). TornadoVM 5.2 keeps that
      * mark per device though a plan's reset cleans only its own queues and code: once one plan was freed, every warmed
      * plan on the device failed its next compilation ("reset() was called after warmup()"; upstream's branch
      * fix/device-reset-scoped-to-execution-plan scopes the mark to the plan). Seen on PoCL: a decode backend that had
@@ -136,9 +136,19 @@ final class PlanParts {
         plan.withAllGraphs(); // withGraph(i) leaves only graph i listed, and freeDeviceMemory() frees the listed graphs'
         plan.freeDeviceMemory();
         plan.close();
-        String pin = device != null ? device : System.getProperty("decode.device");
-        TornadoDevice d = pin != null ? deviceOf(pin) : TornadoExecutionPlan.getDevice(0, 0);
-        d.getDeviceContext().setResetToFalse();
+        deviceFor(device).getDeviceContext().setResetToFalse();
+    }
+
+    /**
+     * The device a plan for {@code device} ("B:D", or null) runs on: {@code device}, else a whole-graph pin
+     * ({@code -Ddecode.device}, tornado-config), else TornadoVM's default 0:0; names a value that is not B:D.
+     */
+    static TornadoDevice deviceFor(String device) {
+        String bd = device != null ? device : System.getProperty("decode.device", "0:0");
+        if (!bd.matches("\\d+:\\d+")) {
+            throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
+        }
+        return deviceOf(bd);
     }
 
     /** The TornadoVM device of a checked "B:D" (backend index:device index). */

@@ -1040,11 +1040,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * else a whole-graph pin ({@code -Ddecode.device}, tornado-config), else TornadoVM's default 0:0.
      */
     public static Backend backendOf(String device) {
-        String bd = device != null ? device : System.getProperty("decode.device", "0:0");
-        if (!bd.matches("\\d+:\\d+")) {
-            throw new IllegalArgumentException("decode.device=" + bd + " is not B:D (backend index:device index)");
-        }
-        TornadoDevice d = PlanParts.deviceOf(bd);
+        TornadoDevice d = PlanParts.deviceFor(device);
         String name = d.getTornadoVMBackend().name();
         if (name.equals("VIRTUAL") && d.getClass().getSimpleName().startsWith("VirtualCUDA")) {
             name = "CUDA"; // -Dtornado.virtual.device=true: a CUDA device that prints its kernels and runs nothing
