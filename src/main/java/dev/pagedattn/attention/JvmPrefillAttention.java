@@ -108,6 +108,21 @@ public final class JvmPrefillAttention implements PrefillAttention {
         }
     }
 
+    /**
+     * Scores of slots {@code [from, to)} of a row (query {@code j} of its sequence) set to -inf where {@code mask} hides the
+     * new token there; slot 0 is new token {@code k0} (negative: before the new tokens, all seen). Nothing without a mask.
+     */
+    private static void hide(TreeMask mask, int j, float[] p, int row, int k0, int from, int to) {
+        if (mask == null) {
+            return;
+        }
+        for (int t = Math.max(from, -k0); t < to; t++) {
+            if (!mask.sees(j, k0 + t)) {
+                p[row + t] = Float.NEGATIVE_INFINITY;
+            }
+        }
+    }
+
     /** Query tokens {@code firstToken ..} (at most TILE_TOKENS) of {@code seq}, all heads of {@code kvHead}'s group. */
     private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out) {
         DecodeBatch kv = batch.kv();
@@ -121,6 +136,8 @@ public final class JvmPrefillAttention implements PrefillAttention {
         int rows = tokens * g;                 // row r = token (r / g), head (r % g) of the group
         int[] pos = new int[tokens];           // [tokens] position of each query token
         int[] first = new int[tokens];         // [tokens] first visible position
+        TreeMask mask = batch.mask(seq);       // null: causal among the new tokens
+        int newStart = batch.contextLen(seq) - batch.qLen(seq);
         for (int j = 0; j < tokens; j++) {
             pos[j] = batch.position(seq, firstToken + j);
             first[j] = batch.firstVisible(seq, firstToken + j);
@@ -181,7 +198,11 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
+                        hide(mask, firstToken + j, p, row, start - newStart, from, to);
                         newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
+                        if (newMax == Float.NEGATIVE_INFINITY) {
+                            continue;                                   // a mask hid every slot the row had seen so far
+                        }
                         correction = (float) Math.exp(max[r] - newMax); // exp(-inf) = 0 on the first block
                         JvmChunkKernel.expInPlace(p, row, whole, newMax);
                         Arrays.fill(p, row, row + from, 0f);
@@ -196,11 +217,15 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
+                        hide(mask, firstToken + j, p, row, start - newStart, from, to);
                         float blockMax = Float.NEGATIVE_INFINITY;
                         for (int t = from; t < to; t++) {
                             blockMax = Math.max(blockMax, p[row + t]);
                         }
                         newMax = Math.max(max[r], blockMax);
+                        if (newMax == Float.NEGATIVE_INFINITY) {
+                            continue;
+                        }
                         correction = (float) Math.exp(max[r] - newMax);
                         for (int t = from; t < to; t++) {
                             float e = (float) Math.exp(p[row + t] - newMax);

@@ -15,6 +15,8 @@ import dev.pagedattn.cache.KvCacheConfig;
  *  qLen_i      qIndptr[i+1] - qIndptr[i], in [1, contextLen_i]
  *  query j of sequence i sits at position p = contextLen_i - qLen_i + j and attends to positions
  *  max(0, p - window + 1) .. p of its own sequence (causal; window = NO_WINDOW: all of 0 .. p)
+ *  masks       optional, per sequence (withMasks): of the new tokens (positions contextLen_i - qLen_i ..), query j
+ *              sees only those its TreeMask row sets (speculative decoding's token trees); null: causal
  * </pre>
  * Decode is the case {@code qLen_i = 1} for every i without a window.
  */
@@ -25,11 +27,13 @@ public final class PrefillBatch {
     private final DecodeBatch kv;
     private final int[] qIndptr;  // [numSeqs + 1]
     private final int window;
+    private final TreeMask[] masks; // [numSeqs], null entries causal; null: no masks
 
-    private PrefillBatch(DecodeBatch kv, int[] qIndptr, int window) {
+    private PrefillBatch(DecodeBatch kv, int[] qIndptr, int window, TreeMask[] masks) {
         this.kv = kv;
         this.qIndptr = qIndptr;
         this.window = window;
+        this.masks = masks;
     }
 
     /** A batch from per-sequence query counts. */
@@ -85,7 +89,57 @@ public final class PrefillBatch {
         if (window < 1) {
             throw new IllegalArgumentException("window=" + window + " must be >= 1 (or NO_WINDOW)");
         }
-        return new PrefillBatch(kv, qIndptr.clone(), window);
+        return new PrefillBatch(kv, qIndptr.clone(), window, null);
+    }
+
+    /**
+     * This batch with a {@link TreeMask} per sequence ({@code masks[i]} null: sequence i stays causal): a mask's size must
+     * be its sequence's qLen. {@code masks} null or all null: the plain batch.
+     */
+    public PrefillBatch withMasks(TreeMask... masks) {
+        if (masks == null) {
+            return new PrefillBatch(kv, qIndptr, window, null);
+        }
+        if (masks.length != numSeqs()) {
+            throw new IllegalArgumentException("masks.length=" + masks.length + " must be numSeqs=" + numSeqs());
+        }
+        boolean any = false;
+        for (int i = 0; i < masks.length; i++) {
+            if (masks[i] != null && masks[i].size() != qLen(i)) {
+                throw new IllegalArgumentException("masks[" + i + "] covers " + masks[i].size() + " tokens, but qLen[" + i + "]="
+                        + qLen(i));
+            }
+            any |= masks[i] != null;
+        }
+        return new PrefillBatch(kv, qIndptr, window, any ? masks.clone() : null);
+    }
+
+    /** True when some sequence has a {@link TreeMask}. */
+    public boolean hasMasks() {
+        return masks != null;
+    }
+
+    /** Sequence {@code i}'s mask, or null (causal). */
+    public TreeMask mask(int i) {
+        return masks == null ? null : masks[i];
+    }
+
+    /** {@code [numSeqs]} masks (null entries causal), a copy; null when the batch has none. */
+    public TreeMask[] masks() {
+        return masks == null ? null : masks.clone();
+    }
+
+    /**
+     * True when query {@code j} of sequence {@code i} sees position {@code pos}: inside its window, not after it, and, among
+     * the new tokens, where the sequence's mask lets it.
+     */
+    public boolean sees(int i, int j, int pos) {
+        int p = position(i, j);
+        if (pos > p || pos < firstVisible(i, j)) {
+            return false;
+        }
+        int k = pos - (contextLen(i) - qLen(i));
+        return k < 0 || masks == null || masks[i] == null || masks[i].sees(j, k);
     }
 
     /** Checks the batch against a cache; backends call it before every launch. */
@@ -167,6 +221,12 @@ public final class PrefillBatch {
         for (int i = 0; i < numSeqs(); i++) {
             for (int j = 0; j < qLen(i); j++) {
                 s += position(i, j) - firstVisible(i, j) + 1;
+                if (mask(i) != null) { // the new tokens in the window that the mask hides
+                    int newStart = contextLen(i) - qLen(i);
+                    for (int k = Math.max(0, firstVisible(i, j) - newStart); k < j; k++) {
+                        s -= mask(i).sees(j, k) ? 0 : 1;
+                    }
+                }
             }
         }
         return s;

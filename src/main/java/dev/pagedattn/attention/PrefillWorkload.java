@@ -97,7 +97,30 @@ public final class PrefillWorkload {
             kv.cache().releaseBefore(seqs[i], batch.firstVisible(i, 0));
         }
         kv.poisonFreeBlocks(spareBlocks);
-        return new PrefillWorkload(kv, PrefillBatch.ofIndptr(kv.cache().batch(seqs), batch.qIndptr(), batch.window()), q);
+        return new PrefillWorkload(kv, PrefillBatch.ofIndptr(kv.cache().batch(seqs), batch.qIndptr(), batch.window())
+                .withMasks(batch.masks()), q);
+    }
+
+    /**
+     * This workload with random token trees ({@link TreeMask#fromParents}) over the new tokens of every sequence with
+     * more than one, drawn from {@code seed}: each token's parent is one of the few tokens before it, so that trees are
+     * deep and branch (token 0 is the root).
+     */
+    public PrefillWorkload withRandomTrees(long seed) {
+        SplittableRandom random = new SplittableRandom(seed ^ 0x7EE5L);
+        TreeMask[] masks = new TreeMask[batch.numSeqs()];
+        for (int i = 0; i < masks.length; i++) {
+            int n = batch.qLen(i);
+            if (n > 1) {
+                int[] parents = new int[n];
+                parents[0] = -1;
+                for (int j = 1; j < n; j++) {
+                    parents[j] = j - 1 - random.nextInt(Math.min(j, 4));
+                }
+                masks[i] = TreeMask.fromParents(parents);
+            }
+        }
+        return new PrefillWorkload(kv, batch.withMasks(masks), q);
     }
 
     /** The cache, spec and sequences (its own decode query is unused here). */

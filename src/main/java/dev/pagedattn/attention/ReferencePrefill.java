@@ -11,7 +11,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Textbook prefill attention in fp64, for checking backends. Like {@link ReferenceAttention} it
  * gathers K and V through each sequence's own {@link PageTable}, not through the batch's block
  * tables, and for every query token computes a two-pass softmax over exactly the positions it may
- * see: {@code max(0, p - window + 1) .. p}. Soft-capped scores, ALiBi and sinks as in {@link ReferenceAttention}.
+ * see: {@code max(0, p - window + 1) .. p}, less the new tokens a {@link TreeMask} hides. Soft-capped scores, ALiBi and sinks as in {@link ReferenceAttention}.
  */
 public final class ReferencePrefill {
     private ReferencePrefill() {
@@ -36,7 +36,7 @@ public final class ReferencePrefill {
         double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
         AtomicLong done = new AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
-            attendSequence(cache, spec, layer, seqs[i], batch, i, q, out);
+            attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0);
             long n = done.incrementAndGet();
             synchronized (done) {
                 progress.accept(n);
@@ -45,8 +45,25 @@ public final class ReferencePrefill {
         return out;
     }
 
+    /**
+     * Query rows {@code first .. first + n - 1} of row {@code i} of {@code batch} (sequence {@code seq}) alone: {@code
+     * [n][numQHeads][headDim]}, what {@link #prefill} gives those rows; {@code q} holds the whole batch's queries.
+     */
+    public static double[] rows(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int i, int first, int n,
+                                FloatArray q) {
+        spec.requireMatches(cache.config());
+        if (first < 0 || n < 1 || first + n > batch.qLen(i)) {
+            throw new IllegalArgumentException("rows " + first + ".." + (first + n - 1) + " are not queries of row " + i + " (qLen="
+                    + batch.qLen(i) + ")");
+        }
+        double[] out = new double[n * spec.numQHeads() * spec.headDim()];
+        attendSequence(cache, spec, layer, seq, batch, i, q, out, first, first + n, batch.qStart(i) + first);
+        return out;
+    }
+
+    /** Queries {@code [jFrom, jTo)} of {@code row}; packed query row {@code r} goes to row {@code r - outFirst} of {@code out}. */
     private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int row,
-                                       FloatArray q, double[] out) {
+                                       FloatArray q, double[] out, int jFrom, int jTo, int outFirst) {
         PageTable table = cache.pageTable(seq);
         int len = batch.contextLen(row);
         if (len > table.numTokens()) {
@@ -58,7 +75,7 @@ public final class ReferencePrefill {
         double[] scores = new double[len];
         for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
             ReferenceAttention.gather(cache, layer, table, kvHead, batch.firstVisible(row, 0), len, k, v);
-            for (int j = 0; j < batch.qLen(row); j++) {
+            for (int j = jFrom; j < jTo; j++) {
                 int p = batch.position(row, j);
                 int first = batch.firstVisible(row, j);
                 for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
@@ -66,6 +83,10 @@ public final class ReferencePrefill {
                     double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value
                     double max = sink;
                     for (int pos = first; pos <= p; pos++) {
+                        if (!batch.sees(row, j, pos)) { // a new token the sequence's TreeMask hides
+                            scores[pos] = Double.NEGATIVE_INFINITY;
+                            continue;
+                        }
                         double s = 0;
                         for (int e = 0; e < d; e++) {
                             s += (double) q.get(qBase + e) * k[pos * d + e];
@@ -83,7 +104,7 @@ public final class ReferencePrefill {
                         for (int pos = first; pos <= p; pos++) {
                             o += scores[pos] * v[pos * d + e];
                         }
-                        out[qBase + e] = o / total;
+                        out[qBase - outFirst * spec.numQHeads() * d + e] = o / total;
                     }
                 }
             }

@@ -90,7 +90,11 @@ final class BenchCommand implements Callable<Integer> {
             + " next to the same cell without in the same run (with --sinks or --soft-cap: with all, next to none).")
     boolean alibi;
 
-    private Extras extras = Extras.NONE; // --sinks, --soft-cap and --alibi, once checked
+    @Option(names = "--tree", description = "Prefill cells: each sequence's new tokens verified as a random token tree"
+            + " (speculative decoding; TreeMask), each cell then timed next to the same cell without (causal) in the same run.")
+    boolean tree;
+
+    private Extras extras = Extras.NONE; // --sinks, --soft-cap, --alibi and --tree, once checked
 
     @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
@@ -188,7 +192,10 @@ final class BenchCommand implements Callable<Integer> {
         if (loopReserveSeqs != null && loopReserveSeqs < 1) {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
-        extras = Extras.of(sinks, softCap, alibi);
+        extras = Extras.of(sinks, softCap, alibi, tree);
+        if (sweepList.contains("decode") || sweepList.contains("loop")) {
+            extras.requirePrefill("--sweeps=" + String.join(",", sweeps));
+        }
         if (release && (window == null || extras.any())) {
             throw new IllegalArgumentException("--release times windowed cells with and without their blocks before the window:"
                     + " it needs --window and no --sinks, --soft-cap or --alibi");

@@ -85,6 +85,11 @@ final class CheckCommand implements Callable<Integer> {
             + " the check prints how far it moves the fp64 result.")
     boolean alibi;
 
+    @Option(names = "--tree", description = "With --query-len: each sequence's new tokens form a random token tree (speculative"
+            + " decoding's verification step; TreeMask): a new token sees the cached context and, of the new tokens, only its"
+            + " ancestors and itself; the check prints how far the trees move the fp64 result.")
+    boolean tree;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -159,7 +164,10 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
-        Extras extras = Extras.of(sinks, softCap, alibi);
+        Extras extras = Extras.of(sinks, softCap, alibi, tree);
+        if (hybrid || queryLen == null) {
+            extras.requirePrefill(hybrid ? "the hybrid check (--full-every with --release)" : "a decode check (no --query-len)");
+        }
         if (hybrid) {
             return HybridCheck.run(shape, window, fullEvery, queryLen, backendOptions.backend, backendOptions.device, variant,
                     kernel, vSums, steps, tolerance, extras);

@@ -6,23 +6,24 @@ import dev.pagedattn.attention.PrefillWorkload;
 
 /**
  * What a check or a bench cell adds to plain attention: random attention sinks ({@code --sinks}, gpt-oss), logit
- * soft-capping ({@code --soft-cap}, Gemma 2) and ALiBi with the paper's slopes ({@code --alibi}, BLOOM, MPT), any of
- * them or none. {@code softCap} 0 is none.
+ * soft-capping ({@code --soft-cap}, Gemma 2), ALiBi with the paper's slopes ({@code --alibi}, BLOOM, MPT) and, for
+ * prefill, random token trees over each sequence's new tokens ({@code --tree}, speculative decoding's verification), any
+ * of them or none. {@code softCap} 0 is none.
  */
-record Extras(boolean sinks, float softCap, boolean alibi) {
-    static final Extras NONE = new Extras(false, 0f, false);
+record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
+    static final Extras NONE = new Extras(false, 0f, false, false);
 
     /** The options' extras; names a soft cap that is not finite and > 0. */
-    static Extras of(boolean sinks, Float softCap, boolean alibi) {
+    static Extras of(boolean sinks, Float softCap, boolean alibi, boolean trees) {
         if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
             throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
         }
-        return new Extras(sinks, softCap == null ? 0f : softCap, alibi);
+        return new Extras(sinks, softCap == null ? 0f : softCap, alibi, trees);
     }
 
     /** Whether anything is added. */
     boolean any() {
-        return sinks || softCap > 0 || alibi;
+        return sinks || softCap > 0 || alibi || trees;
     }
 
     /**
@@ -35,14 +36,22 @@ record Extras(boolean sinks, float softCap, boolean alibi) {
         return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
-    /** {@code w} (one layer) with these extras. */
+    /** {@code w} (one layer) with these extras; trees {@link PrefillWorkload#withRandomTrees} from {@code seed}. */
     PrefillWorkload apply(PrefillWorkload w, int qHeads, long seed) {
         PrefillWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed)) : w;
         with = softCap > 0 ? with.withSoftCap(softCap) : with;
+        with = trees ? with.withRandomTrees(seed) : with;
         return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
-    /** "sinks", "cap=50", "alibi", joined by "+" ("sinks+cap=50+alibi"), or "" for none. */
+    /** Refuses {@code --tree} where no prefill is: {@code what} says what runs instead. */
+    void requirePrefill(String what) {
+        if (trees) {
+            throw new IllegalArgumentException("--tree masks a prefill's new tokens: " + what + " has none");
+        }
+    }
+
+    /** "sinks", "cap=50", "alibi", "trees", joined by "+" ("sinks+cap=50+alibi"), or "" for none. */
     String label() {
         java.util.List<String> parts = new java.util.ArrayList<>();
         if (sinks) {
@@ -53,6 +62,9 @@ record Extras(boolean sinks, float softCap, boolean alibi) {
         }
         if (alibi) {
             parts.add("alibi");
+        }
+        if (trees) {
+            parts.add("trees");
         }
         return String.join("+", parts);
     }

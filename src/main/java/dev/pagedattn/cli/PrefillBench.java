@@ -250,8 +250,8 @@ final class PrefillBench {
     }
 
     /**
-     * Relative L2 of the first and last {@link #SAMPLE} query rows of sequence {@code i}: each sample
-     * is a prefill whose context ends right after its last query, checked by {@link ReferencePrefill}.
+     * Relative L2 of the first and last {@link #SAMPLE} query rows of sequence {@code i}, each sample checked alone by
+     * {@link ReferencePrefill#rows} (causal, or through the sequence's token tree).
      */
     private static double sampledError(PrefillWorkload w, FloatArray out, int i) {
         AttentionSpec spec = w.spec();
@@ -260,19 +260,12 @@ final class PrefillBench {
         int n = Math.min(SAMPLE, b.qLen(i));
         double worst = 0;
         for (int first : new int[] {0, b.qLen(i) - n}) {
-            int end = b.position(i, first + n - 1) + 1; // context of the sample
-            DecodeBatch kv = w.kv().cache().batch(w.kv().seqs()[i]);
-            DecodeBatch cut = DecodeBatch.of(w.kv().cache().config(), new int[][] {rowOf(kv)},
-                    new int[] {end});
-            PrefillBatch sample = PrefillBatch.of(cut, new int[] {n}, b.window());
-            FloatArray q = new FloatArray(n * row);
             FloatArray got = new FloatArray(n * row);
             int from = (b.qStart(i) + first) * row;
             for (int e = 0; e < n * row; e++) {
-                q.set(e, w.q().get(from + e));
                 got.set(e, out.get(from + e));
             }
-            double[] ref = ReferencePrefill.prefill(w.kv().cache(), spec, 0, new int[] {w.kv().seqs()[i]}, sample, q);
+            double[] ref = ReferencePrefill.rows(w.kv().cache(), spec, 0, w.kv().seqs()[i], b, i, first, n, w.q());
             double rel = ReferenceAttention.relativeL2(got, ref);
             worst = Double.isNaN(rel) ? Double.NaN : Math.max(worst, rel);
             if (Double.isNaN(worst)) {
@@ -319,13 +312,5 @@ final class PrefillBench {
                 }
             }
         }
-    }
-
-    private static int[] rowOf(DecodeBatch single) {
-        int[] row = new int[single.maxBlocksPerSeq()];
-        for (int j = 0; j < row.length; j++) {
-            row[j] = single.block(0, j);
-        }
-        return row;
     }
 }

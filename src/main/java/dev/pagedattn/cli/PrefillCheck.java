@@ -70,8 +70,19 @@ final class PrefillCheck {
      */
     static void printExtrasMove(Extras extras, double moved) {
         boolean cap = extras.softCap() > 0;
-        String what = cap ? "soft cap " + Extras.plain(extras.softCap()) + (extras.alibi() ? " and ALiBi move" : " moves") : "ALiBi moves";
-        System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && !extras.alibi() && moved < 1e-3
+        java.util.List<String> parts = new java.util.ArrayList<>();
+        if (cap) {
+            parts.add("soft cap " + Extras.plain(extras.softCap()));
+        }
+        if (extras.alibi()) {
+            parts.add("ALiBi");
+        }
+        if (extras.trees()) {
+            parts.add("token trees");
+        }
+        String what = parts.size() == 1 ? parts.get(0) + (extras.trees() ? " move" : " moves")
+                : String.join(", ", parts.subList(0, parts.size() - 1)) + " and " + parts.get(parts.size() - 1) + " move";
+        System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && parts.size() == 1 && moved < 1e-3
                 ? ": the scores rarely reach the cap, so this check barely tests it (try a cap below 1)" : "");
     }
 
@@ -116,7 +127,7 @@ final class PrefillCheck {
             if (release) {
                 printReleased(w.kv().cache(), w.kv().seqs());
             }
-            if (extras.softCap() > 0 || extras.alibi()) {
+            if (extras.softCap() > 0 || extras.alibi() || extras.trees()) {
                 printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
@@ -126,7 +137,8 @@ final class PrefillCheck {
                     releaseOutsideWindow(w.kv().cache(), w.kv().seqs(), window);
                 }
                 append(w, qLens, random);
-                PrefillBatch batch = PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window);
+                PrefillBatch batch = PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window)
+                        .withMasks(w.batch().masks()); // the same trees over each chunk's new tokens
                 FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
                 for (int i = 0; i < q.getSize(); i++) {
                     q.set(i, (float) (random.nextDouble() * 2 - 1));

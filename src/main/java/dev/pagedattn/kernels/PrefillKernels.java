@@ -236,22 +236,26 @@ public final class PrefillKernels {
                     float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
                     float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
                     float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
+                    int mb0 = PrefillTile.maskBits(params, seq, r0, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb1 = PrefillTile.maskBits(params, seq, r0 + 1, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb2 = PrefillTile.maskBits(params, seq, r0 + 2, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb3 = PrefillTile.maskBits(params, seq, r0 + 3, heads, firstToken, tileTokens, qLen, len, c0);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0, mb0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3, mb3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -542,22 +546,26 @@ public final class PrefillKernels {
                     float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
                     float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
                     float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
+                    int mb0 = PrefillTile.maskBits(params, seq, r0, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb1 = PrefillTile.maskBits(params, seq, r0 + 1, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb2 = PrefillTile.maskBits(params, seq, r0 + 2, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb3 = PrefillTile.maskBits(params, seq, r0 + 3, heads, firstToken, tileTokens, qLen, len, c0);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0, mb0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3, mb3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;
@@ -712,12 +720,12 @@ public final class PrefillKernels {
 
     /**
      * {@code s}, soft-capped at {@code cap} ({@link PagedDecodeKernels#softCap}; 0: as it is) plus ALiBi's {@code slope *
-     * (pos - p)} (0: none), when chunk token {@code t} (at {@code pos}) exists and lies in the causal window of a row at
-     * {@code p}, else -inf.
+     * (pos - p)} (0: none), when chunk token {@code t} (at {@code pos}) exists, lies in the causal window of a row at
+     * {@code p} and bit {@code t} of the row's {@code mask} ({@link PrefillTile#maskBits}) is set, else -inf.
      */
-    static float masked(float s, int t, int n, int pos, int p, int window, float cap, float slope) {
-        return t < n && pos <= p && pos >= p - window + 1 ? PagedDecodeKernels.softCap(s, cap) + slope * (float) (pos - p)
-                : Float.NEGATIVE_INFINITY;
+    static float masked(float s, int t, int n, int pos, int p, int window, float cap, float slope, int mask) {
+        return t < n && pos <= p && pos >= p - window + 1 && ((mask >> t) & 1) != 0
+                ? PagedDecodeKernels.softCap(s, cap) + slope * (float) (pos - p) : Float.NEGATIVE_INFINITY;
     }
 
     /** ALiBi's slope of tile row {@code r}'s query head ({@code partials[base + head]}); 0 where {@code base} is 0. */
@@ -884,22 +892,26 @@ public final class PrefillKernels {
                     float sl1 = rowSlope(partials, alibi, r0 + 1, heads, headBase, groupSize, kvHead);
                     float sl2 = rowSlope(partials, alibi, r0 + 2, heads, headBase, groupSize, kvHead);
                     float sl3 = rowSlope(partials, alibi, r0 + 3, heads, headBase, groupSize, kvHead);
-                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0);
-                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0);
-                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1);
-                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1);
-                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2);
-                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2);
-                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3);
-                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3);
+                    int mb0 = PrefillTile.maskBits(params, seq, r0, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb1 = PrefillTile.maskBits(params, seq, r0 + 1, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb2 = PrefillTile.maskBits(params, seq, r0 + 2, heads, firstToken, tileTokens, qLen, len, c0);
+                    int mb3 = PrefillTile.maskBits(params, seq, r0 + 3, heads, firstToken, tileTokens, qLen, len, c0);
+                    sc[r0 * chunk + t0] = masked(s00, t0, n, c0 + t0, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 1] = masked(s01, t0 + 1, n, c0 + t0 + 1, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 2] = masked(s02, t0 + 2, n, c0 + t0 + 2, at0, window, cap, sl0, mb0);
+                    sc[r0 * chunk + t0 + 3] = masked(s03, t0 + 3, n, c0 + t0 + 3, at0, window, cap, sl0, mb0);
+                    sc[(r0 + 1) * chunk + t0] = masked(s10, t0, n, c0 + t0, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 1] = masked(s11, t0 + 1, n, c0 + t0 + 1, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 2] = masked(s12, t0 + 2, n, c0 + t0 + 2, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 1) * chunk + t0 + 3] = masked(s13, t0 + 3, n, c0 + t0 + 3, at1, window, cap, sl1, mb1);
+                    sc[(r0 + 2) * chunk + t0] = masked(s20, t0, n, c0 + t0, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 1] = masked(s21, t0 + 1, n, c0 + t0 + 1, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 2] = masked(s22, t0 + 2, n, c0 + t0 + 2, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 2) * chunk + t0 + 3] = masked(s23, t0 + 3, n, c0 + t0 + 3, at2, window, cap, sl2, mb2);
+                    sc[(r0 + 3) * chunk + t0] = masked(s30, t0, n, c0 + t0, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 1] = masked(s31, t0 + 1, n, c0 + t0 + 1, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 2] = masked(s32, t0 + 2, n, c0 + t0 + 2, at3, window, cap, sl3, mb3);
+                    sc[(r0 + 3) * chunk + t0 + 3] = masked(s33, t0 + 3, n, c0 + t0 + 3, at3, window, cap, sl3, mb3);
                 } else {
                     for (int i = 0; i < 16; i++) {
                         sc[(r0 + i / 4) * chunk + t0 + i % 4] = Float.NEGATIVE_INFINITY;

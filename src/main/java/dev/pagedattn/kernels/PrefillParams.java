@@ -41,7 +41,13 @@ public final class PrefillParams {
      * cap, if any), or 0 without ALiBi; the kernels add {@code PagedDecodeKernels.alibiBias} to each score.
      */
     public static final int ALIBI = 12;
-    public static final int SIZE = 13;
+    /**
+     * Token-tree masks ({@code TreeMask}): where, in {@code params} itself, a table of one int per sequence starts (the
+     * start of that sequence's mask rows in {@code params}, 0 for a causal sequence), or 0 when the batch has no mask. A
+     * sequence's rows follow one another, {@code (qLen + 31) / 32} ints each ({@link PrefillTile#maskBits}).
+     */
+    public static final int MASK = 13;
+    public static final int SIZE = 14;
 
     private PrefillParams() {
     }

@@ -78,6 +78,43 @@ public final class PrefillTile {
                 TornadoMath.max(0, firstPos - params.get(PrefillParams.WINDOW) + 1));
     }
 
+    /**
+     * The token-tree mask of tile row {@code r} ({@code heads} query heads per token) over the 32 context positions from
+     * {@code c0}: bit {@code t} clear where the row's {@code TreeMask} hides position {@code c0 + t}, every other bit set
+     * (-1 for a row without a mask: the batch has none, its sequence is causal, or the row is padding). A sequence of
+     * {@code qLen} new tokens of a context of {@code len} has its mask rows in {@code params} ({@link PrefillParams#MASK}).
+     * Shifts are {@code >>} with the sign bits masked off (TornadoVM's backends are not asked for {@code >>>}).
+     */
+    public static int maskBits(IntArray params, int seq, int r, int heads, int firstToken, int tileTokens, int qLen, int len,
+                               int c0) {
+        int table = params.get(PrefillParams.MASK);
+        int bits = -1;
+        int token = r / heads;
+        if (table != 0 && token < tileTokens) {
+            int rows = params.get(table + seq);
+            if (rows != 0) {
+                int words = (qLen + 31) / 32;
+                int at = rows + (firstToken + token) * words;   // the row's first int
+                int k0 = c0 - (len - qLen);                     // new token of position c0 (< 0: a cached position)
+                if (k0 > -32 && k0 < 0) {
+                    bits = (params.get(at) << -k0) | ((1 << -k0) - 1);
+                } else if (k0 >= 0) {
+                    int w = k0 / 32;
+                    int sh = k0 - w * 32;
+                    int lo = params.get(at + w);
+                    if (sh != 0) {
+                        lo = (lo >> sh) & ~(-1 << (32 - sh));
+                        if (w + 1 < words) {
+                            lo = lo | (params.get(at + w + 1) << (32 - sh));
+                        }
+                    }
+                    bits = lo;
+                }
+            }
+        }
+        return bits;
+    }
+
     /** One past the last visible context position of a tile of {@code tileTokens} queries from {@code firstPos}. */
     public static int hi(int part, int firstPos, int tileTokens, IntArray params) {
         return TornadoMath.min((part + 1) * params.get(PrefillParams.PARTITION_TOKENS), firstPos + tileTokens);

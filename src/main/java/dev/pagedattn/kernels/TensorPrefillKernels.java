@@ -252,8 +252,10 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
-        float rowCap = slope != 0f ? 0f : cap;
+        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
+        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        float rowScale = finish != 0 ? 1f : scale;
+        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -380,12 +382,15 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
-                if (slope != 0f) {
-                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
-                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                if (finish != 0) {
+                    // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
+                    // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
+                    // a row without either
+                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                        float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
+                        partials.set(at, ((bits >> (half * 16 + j)) & 1) != 0 ? x : Float.NEGATIVE_INFINITY);
                     }
                 }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
@@ -651,8 +656,10 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
-        float rowCap = slope != 0f ? 0f : cap;
+        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
+        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        float rowScale = finish != 0 ? 1f : scale;
+        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -798,12 +805,15 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
-                if (slope != 0f) {
-                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
-                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                if (finish != 0) {
+                    // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
+                    // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
+                    // a row without either
+                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                        float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
+                        partials.set(at, ((bits >> (half * 16 + j)) & 1) != 0 ? x : Float.NEGATIVE_INFINITY);
                     }
                 }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
@@ -1076,8 +1086,10 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        float rowScale = slope != 0f ? 1f : scale;            // a row with ALiBi has its scores finished in place (below)
-        float rowCap = slope != 0f ? 0f : cap;
+        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
+        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        float rowScale = finish != 0 ? 1f : scale;
+        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -1226,12 +1238,15 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
-                if (slope != 0f) {
-                    // ALiBi: this lane's 16 scores scaled, capped and biased in place, so that the loops below (which take
-                    // them as they are: rowScale 1, rowCap 0) add nothing per score to a row without ALiBi
+                if (finish != 0) {
+                    // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
+                    // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
+                    // a row without either
+                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
-                        partials.set(at, alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel));
+                        float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
+                        partials.set(at, ((bits >> (half * 16 + j)) & 1) != 0 ? x : Float.NEGATIVE_INFINITY);
                     }
                 }
                 float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max

@@ -2,6 +2,7 @@ package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.PrefillBatch;
+import dev.pagedattn.attention.TreeMask;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
@@ -177,5 +178,43 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         params.set(PrefillParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(PrefillParams.TOTAL_QUERIES, batch.totalQueries());
         params.set(PrefillParams.SINKS, merged ? 1 : 0);
+        writeMasks(params, batch);
+    }
+
+    /**
+     * Ints after {@link PrefillParams#SIZE} that {@code batch}'s token-tree masks take in {@code params}: a table of one
+     * int per sequence, then each masked sequence's rows; 0 without masks.
+     */
+    public static long maskInts(PrefillBatch batch) {
+        if (!batch.hasMasks()) {
+            return 0;
+        }
+        long n = batch.numSeqs();
+        for (int i = 0; i < batch.numSeqs(); i++) {
+            if (batch.mask(i) != null) {
+                n += (long) batch.qLen(i) * batch.mask(i).words();
+            }
+        }
+        return n;
+    }
+
+    /** {@link PrefillParams#MASK} and the masks' table and rows ({@link #maskInts}) into {@code params}. */
+    static void writeMasks(IntArray params, PrefillBatch batch) {
+        long ints = maskInts(batch);
+        if (PrefillParams.SIZE + ints > params.getSize()) {
+            throw new IllegalArgumentException("the batch's token-tree masks take " + ints + " ints, params holds "
+                    + (params.getSize() - PrefillParams.SIZE));
+        }
+        params.set(PrefillParams.MASK, ints == 0 ? 0 : PrefillParams.SIZE);
+        int at = PrefillParams.SIZE + batch.numSeqs();
+        for (int i = 0; i < batch.numSeqs() && ints != 0; i++) {
+            TreeMask mask = batch.mask(i);
+            params.set(PrefillParams.SIZE + i, mask == null ? 0 : at);
+            for (int j = 0; mask != null && j < mask.size(); j++) {
+                for (int w = 0; w < mask.words(); w++) {
+                    params.set(at++, mask.word(j, w));
+                }
+            }
+        }
     }
 }

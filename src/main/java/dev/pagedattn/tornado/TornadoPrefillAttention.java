@@ -247,8 +247,13 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         }
         int totalQueries = batch.totalQueries();
         long partialBound = reservedPartials();
+        long maskInts = PrefillGrid.maskInts(batch);
+        if (PrefillParams.SIZE + maskInts > Integer.MAX_VALUE / 2) {
+            throw new IllegalArgumentException("token-tree masks of " + maskInts + " ints do not fit the step's params array");
+        }
         if (plan == null || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)
-                || Math.max(totalQueries, reservedQueries) > plan.maxQueries || Math.max(partials, partialBound) > plan.partialElements) {
+                || Math.max(totalQueries, reservedQueries) > plan.maxQueries || Math.max(partials, partialBound) > plan.partialElements
+                || maskInts > plan.maskInts) {
             // with headroom (PlanCapacity) unless the reservation covers the batch: chunked prefill brings other lengths every call
             int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
             int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
@@ -257,6 +262,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             long partialCap = partials <= partialBound ? Math.max(partialBound, plan == null ? 0 : plan.partialElements)
                     : PlanCapacity.withHeadroom(Math.max(1, partials), 0.5, plan == null ? 0 : plan.partialElements, Integer.MAX_VALUE);
             partialCap = Math.max(1, partialCap);
+            // masks: a plan sized for the first masked batch's with room to double (the params array goes up every step)
+            int masks = maskInts == 0 ? (plan == null ? 0 : plan.maskInts)
+                    : Math.max(PlanCapacity.nextPowerOfTwo((int) maskInts), plan == null ? 0 : plan.maskInts);
             if (plan != null) {
                 plan.close();
                 plans[layer] = null;
@@ -264,7 +272,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             if (host == null) { // (a host drains its journal when it rebuilds its plan for this one, below)
                 journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
             }
-            plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap);
+            plan = plans[layer] = new Plan(layer, seqs, entries, queries, (int) partialCap, masks);
             planBuilds++;
         }
         if (host != null) {
@@ -298,13 +306,14 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final int maxSeqs;
         final int tableEntries;          // block-table entries: any batch of n x width <= tableEntries fits (PlanCapacity)
         final int maxQueries;
+        final int maskInts;              // params' room for token-tree masks after PrefillParams.SIZE
         final int partialElements;       // of each shard's partials (and tensor-kernel scratch)
         final ShardRows rows;  // q and out, [shards] of [maxQueries][numQHeads / shards][headDim]
         final IntArray tables;           // [numSeqs][the call's width], within tableEntries
         final IntArray lens;             // [maxSeqs]
         final IntArray indptr;           // [maxSeqs + 1]
         final IntArray qSeq;             // [maxQueries]
-        final IntArray params;           // [PrefillParams.SIZE]
+        final IntArray params;           // [PrefillParams.SIZE + maskInts]
         final IntArray scatterParams;    // [DecodeParams.SIZE], only NUM_NEW_SLOTS is read
         final int stagingSlots;
         final TornadoNativeArray[] stageK; // [shards] of [stagingSlots][headsPerShard][headDim]
@@ -319,11 +328,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
         boolean uploaded;                // the first graph has run (it uploads the pools)
 
-        Plan(int layer, int maxSeqs, int tableEntries, int maxQueries, int partialElements) {
+        Plan(int layer, int maxSeqs, int tableEntries, int maxQueries, int partialElements, int maskInts) {
             this.layer = layer;
             this.maxSeqs = maxSeqs;
             this.tableEntries = tableEntries;
             this.maxQueries = maxQueries;
+            this.maskInts = maskInts;
             this.partialElements = partialElements;
             int shards = config.poolShards();
             int d = shardSpec.headDim();
@@ -334,7 +344,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             lens.init(1);
             indptr = new IntArray(maxSeqs + 1);
             qSeq = new IntArray(maxQueries);
-            params = new IntArray(PrefillParams.SIZE);
+            params = new IntArray(PrefillParams.SIZE + maskInts);
             scatterParams = new IntArray(DecodeParams.SIZE);
             stagingSlots = stagingSlots(maxQueries);
             stageK = new TornadoNativeArray[shards];

@@ -37,6 +37,45 @@ class JvmPrefillAttentionProperties {
         Accuracy.assertClose(out, w.reference(), c + " seed=" + seed + " qLens=" + Arrays.toString(qLens));
     }
 
+    /**
+     * Random token trees over every sequence's new tokens (all dtypes, windows, group sizes) against the fp64 reference;
+     * and a chain (every token's parent the one before it) gives the bits of the batch without masks.
+     */
+    @Property(tries = 40)
+    void followsTokenTrees(
+            @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 2, max = 90) Integer> lengths,
+            @ForAll @IntRange(min = 0, max = 1000) int qLenSeed,
+            @ForAll("groupSizes") int groupSize,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll KvDtype dtype,
+            @ForAll("windows") int window,
+            @ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        int[] qLens = PrefillCase.queryLens(lens, qLenSeed);
+        PrefillCase c = PrefillCase.of("random trees", lens, qLens, 2 * groupSize, 2, 16, blockSize, dtype, window);
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload trees = plain.withRandomTrees(seed);
+        TreeMask[] chains = new TreeMask[qLens.length];
+        for (int i = 0; i < chains.length; i++) {
+            chains[i] = TreeMask.causal(qLens[i]);
+        }
+        FloatArray out = trees.poisonedOutput();
+        FloatArray causal = plain.poisonedOutput();
+        FloatArray chained = plain.poisonedOutput();
+        try (JvmPrefillAttention attention = new JvmPrefillAttention(plain.kv().cache(), plain.spec())) {
+            attention.prefill(trees.batch(), 0, trees.q(), out);
+            attention.prefill(plain.batch(), 0, plain.q(), causal);
+            attention.prefill(plain.batch().withMasks(chains), 0, plain.q(), chained);
+        }
+        String what = c + " seed=" + seed + " qLens=" + Arrays.toString(qLens);
+        Accuracy.assertClose(out, trees.reference(), what);
+        for (int i = 0; i < causal.getSize(); i++) {
+            if (Float.floatToRawIntBits(causal.get(i)) != Float.floatToRawIntBits(chained.get(i))) {
+                throw new AssertionError(what + ": a chain's mask changed output " + i + ": " + chained.get(i) + " vs " + causal.get(i));
+            }
+        }
+    }
+
     @Provide
     Arbitrary<Integer> groupSizes() {
         return Arbitraries.of(1, 3, 4, 8, 16);

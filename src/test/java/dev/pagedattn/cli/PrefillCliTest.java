@@ -165,6 +165,23 @@ class PrefillCliTest {
         }
     }
 
+    /**
+     * {@code --tree}: every sequence's new tokens verified as a random token tree, over two chunks and with the decode
+     * steps after each; the check says how far the trees move the result.
+     */
+    @Test
+    void checkWithTreeVerifiesTokenTreesAgainstTheReference() {
+        long seed = TestSeeds.fresh("checkWithTreeVerifiesTokenTreesAgainstTheReference");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "40..90", "--query-len", "2..40", "--tree",
+                "--steps", "2", "--decode-steps", "1", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains(" trees backend=jvm"), run.out());
+        Matcher moved = Pattern.compile("token trees move the fp64 result by ([0-9.e+-]+) \\(relative L2\\)\n").matcher(run.out());
+        assertTrue(moved.find() && Double.parseDouble(moved.group(1)) > 1e-3, "the trees matter to the check: " + run.out());
+        assertEquals(4, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "two tree chunks, two decode steps: " + run);
+        assertFalse(run.out().contains("FAIL"), run.toString());
+    }
+
     /** The decode steps after windowed prefill chunks see the same window. */
     @Test
     void checkWithAWindowDecodesAfterEachChunkThroughIt() {
@@ -224,7 +241,11 @@ class PrefillCliTest {
                 bad(new String[] {"bench", "--prefill-query-len", "0"}, "--prefill-query-len=0"),
                 bad(new String[] {"check", "--soft-cap", "-1"}, "--soft-cap=-1.0", "finite and > 0"),
                 bad(new String[] {"check", "--soft-cap", "NaN", "--query-len", "4"}, "--soft-cap=NaN"),
-                bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"));
+                bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"),
+                bad(new String[] {"check", "--tree"}, "--tree", "decode check"),
+                bad(new String[] {"check", "--tree", "--window", "8", "--layers", "2", "--full-every", "2", "--release"}, "--tree",
+                        "hybrid check"),
+                bad(new String[] {"bench", "--tree", "--sweeps", "decode,prefill"}, "--tree", "--sweeps=decode,prefill"));
     }
 
     private static Arguments bad(String[] args, String... fragments) {

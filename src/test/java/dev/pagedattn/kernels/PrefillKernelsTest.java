@@ -13,6 +13,7 @@ import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
 import dev.pagedattn.tornado.PrefillGrid;
 import dev.pagedattn.tornado.ShardRows;
+import java.util.Arrays;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -135,6 +136,39 @@ class PrefillKernelsTest {
                 splitTokens);
     }
 
+    /** The shapes where a token tree can matter (a sequence with several new tokens, a window over 1), and a tree of 75. */
+    static Stream<PrefillCase> treeShapes(Stream<PrefillCase> shapes) {
+        return Stream.concat(shapes, Stream.of(PrefillCase.of("trees of 75 and 66 tokens (3 ints a row), GQA 4",
+                        new int[] {120, 66}, new int[] {75, 66}, 8, 2, 64, 16, KvDtype.FP16, PrefillBatch.NO_WINDOW)))
+                .filter(c -> c.window() > 1 && Arrays.stream(c.qLens()).max().orElse(0) > 1);
+    }
+
+    static Stream<PrefillCase> treeShapes() {
+        return treeShapes(shapes());
+    }
+
+    /**
+     * Token-tree masks ({@code TreeMask}): every shape with random trees over its sequences' new tokens, alone and with
+     * ALiBi, a soft cap and sinks, unsplit and split; the trees must move the result.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("treeShapes")
+    void kernelFollowsTreeMasks(PrefillCase c) {
+        checkTrees(c, TestSeeds.fresh("PrefillKernelsTest trees " + c.name()), PrefillGrid.Kernel.SCALAR, REL_L2,
+                PrefillKernels.KV_TILE);
+    }
+
+    /** {@link #checkSinks} for random token trees ({@link PrefillWorkload#withRandomTrees}): alone, then with the rest. */
+    static void checkTrees(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload trees = plain.withRandomTrees(seed);
+        checkChanged(c, "trees", plain, trees, seed, kernel, tolerance, splitTokens);
+        checkChanged(c, "trees, alibi, soft cap and sinks", plain.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(c.numQHeads())),
+                trees.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(c.numQHeads())).withSoftCap(SoftCapKernelsTest.CAP)
+                        .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel,
+                tolerance, splitTokens);
+    }
+
     /** {@link #checkSinks} for a soft cap ({@link SoftCapKernelsTest#CAP}): alone, then with random sinks. */
     static void checkSoftCap(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
@@ -207,7 +241,7 @@ class PrefillKernelsTest {
                 qSeq.set(b.qStart(i) + j, i);
             }
         }
-        IntArray params = new IntArray(PrefillParams.SIZE);
+        IntArray params = new IntArray(PrefillParams.SIZE + (int) PrefillGrid.maskInts(b)); // as a plan sized for the masks
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
         int capSlot = (int) Math.max(1, grid.bufferElements(spec, b.totalQueries()));
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);

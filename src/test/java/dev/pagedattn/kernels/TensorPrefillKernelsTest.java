@@ -82,6 +82,18 @@ class TensorPrefillKernelsTest {
         PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
     }
 
+    static Stream<PrefillCase> treeShapes() {
+        return PrefillKernelsTest.treeShapes(shapes());
+    }
+
+    /** Token-tree masks through the tensor-core kernels (scores hidden where they leave the MMA's scratch). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("treeShapes")
+    void kernelFollowsTreeMasks(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest trees " + c.name());
+        PrefillKernelsTest.checkTrees(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
     /** ALiBi through the tensor-core kernels (the bias added where a score leaves the MMA's scratch). */
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")

@@ -1,0 +1,146 @@
+package dev.pagedattn.attention;
+
+import java.util.Arrays;
+
+/**
+ * Which of a sequence's new tokens each of its new tokens may attend to in a prefill step: the custom mask of
+ * speculative decoding with a token tree (EAGLE, Medusa; FlashInfer's {@code custom_mask}, vLLM's tree attention). The
+ * draft tokens of a tree are appended to the cache in an order where every token comes after its parent; query token
+ * {@code j} then sees every cached position before the new tokens (as a causal query does) and, of the new tokens, only
+ * those {@code k <= j} whose bit is set here: its ancestors and itself. Without a mask a new token sees every earlier
+ * new token (causal).
+ *
+ * <p>The mask is lower-triangular with its diagonal set (a token sees itself and never a later token), checked on
+ * construction; a bidirectional span (Gemma 3's image tokens) is not such a mask. Rows are stored as FlashInfer packs
+ * them, 32 bits per int, bit {@code k % 32} of word {@code k / 32} for new token {@code k}, which is also what the
+ * TornadoVM kernels read.
+ */
+public final class TreeMask {
+    private final int size;
+    private final int words;     // ints per row
+    private final int[] bits;    // [size][words]
+
+    private TreeMask(int size, int[] bits) {
+        this.size = size;
+        this.words = wordsPerRow(size);
+        this.bits = bits;
+    }
+
+    /** Ints per row of a mask over {@code size} tokens. */
+    public static int wordsPerRow(int size) {
+        return (size + 31) / 32;
+    }
+
+    /**
+     * The mask of a token tree: {@code parents[j]} is the new token that token {@code j} follows (an index below
+     * {@code j}), or -1 for a token whose parent is the cached context (the tree's root, or each of several roots).
+     * Token {@code j} sees itself and its ancestors.
+     */
+    public static TreeMask fromParents(int... parents) {
+        if (parents == null || parents.length == 0) {
+            throw new IllegalArgumentException("parents=" + (parents == null ? "null" : "[]") + ": a tree has at least one token");
+        }
+        int n = parents.length;
+        int w = wordsPerRow(n);
+        int[] bits = new int[n * w];
+        for (int j = 0; j < n; j++) {
+            int parent = parents[j];
+            if (parent < -1 || parent >= j) {
+                throw new IllegalArgumentException("parents[" + j + "]=" + parent + " must be -1 or an earlier token (0.." + (j - 1)
+                        + "): a tree's tokens come after their parents");
+            }
+            if (parent >= 0) {
+                System.arraycopy(bits, parent * w, bits, j * w, w);
+            }
+            bits[j * w + j / 32] |= 1 << (j % 32);
+        }
+        return new TreeMask(n, bits);
+    }
+
+    /**
+     * A mask from {@code visible[j][k]} (token {@code j} sees new token {@code k}); square, with {@code visible[j][j]} set
+     * and nothing above the diagonal.
+     */
+    public static TreeMask of(boolean[][] visible) {
+        if (visible == null || visible.length == 0) {
+            throw new IllegalArgumentException("visible=" + (visible == null ? "null" : "[]") + ": a mask has at least one row");
+        }
+        int n = visible.length;
+        int w = wordsPerRow(n);
+        int[] bits = new int[n * w];
+        for (int j = 0; j < n; j++) {
+            if (visible[j] == null || visible[j].length != n) {
+                throw new IllegalArgumentException("visible[" + j + "].length=" + (visible[j] == null ? "null" : visible[j].length)
+                        + " must be " + n + " (a square mask)");
+            }
+            if (!visible[j][j]) {
+                throw new IllegalArgumentException("visible[" + j + "][" + j + "]=false: every token sees itself");
+            }
+            for (int k = 0; k < n; k++) {
+                if (visible[j][k]) {
+                    if (k > j) {
+                        throw new IllegalArgumentException("visible[" + j + "][" + k + "]=true: a token never sees a later one");
+                    }
+                    bits[j * w + k / 32] |= 1 << (k % 32);
+                }
+            }
+        }
+        return new TreeMask(n, bits);
+    }
+
+    /** Plain causal attention among {@code size} new tokens, as a mask. */
+    public static TreeMask causal(int size) {
+        if (size < 1) {
+            throw new IllegalArgumentException("size=" + size + " must be >= 1");
+        }
+        int[] parents = new int[size];
+        for (int j = 0; j < size; j++) {
+            parents[j] = j - 1;
+        }
+        return fromParents(parents);
+    }
+
+    /** New tokens the mask covers (the sequence's qLen). */
+    public int size() {
+        return size;
+    }
+
+    /** Ints per row ({@link #wordsPerRow}). */
+    public int words() {
+        return words;
+    }
+
+    /** True when new token {@code j} sees new token {@code k}. */
+    public boolean sees(int j, int k) {
+        return k <= j && (bits[j * words + k / 32] >>> (k % 32) & 1) != 0;
+    }
+
+    /** New tokens that token {@code j} sees (itself included). */
+    public int visibleCount(int j) {
+        int c = 0;
+        for (int w = 0; w < words; w++) {
+            c += Integer.bitCount(bits[j * words + w]);
+        }
+        return c;
+    }
+
+    /** Int {@code w} of row {@code j}: bit {@code k % 32} for new token {@code k = 32 w + bit}. */
+    public int word(int j, int w) {
+        return bits[j * words + w];
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof TreeMask m && m.size == size && Arrays.equals(m.bits, bits);
+    }
+
+    @Override
+    public int hashCode() {
+        return 31 * size + Arrays.hashCode(bits);
+    }
+
+    @Override
+    public String toString() {
+        return "TreeMask[" + size + " tokens]";
+    }
+}

@@ -1,0 +1,180 @@
+package dev.pagedattn.attention;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.pagedattn.cache.KvCache;
+import dev.pagedattn.cache.KvCacheConfig;
+import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.cache.OutOfBlocksException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Token-tree masks: their rows, their checks, and what a masked prefill means. The meaning is checked without the
+ * reference's own mask: each draft token of a tree, verified in one masked prefill, must get what a plain causal prefill
+ * gives the same token on a sequence holding only the prefix and the token's path through the tree.
+ */
+class TreeMaskTest {
+
+    @Test
+    void parentsGiveAncestorRows() {
+        // 0 -> 1 -> 3, 0 -> 2 -> 4, 2 -> 5 (two branches from the root); 6 a second root
+        TreeMask m = TreeMask.fromParents(-1, 0, 0, 1, 2, 2, -1);
+        boolean[][] want = {
+                {true, false, false, false, false, false, false},
+                {true, true, false, false, false, false, false},
+                {true, false, true, false, false, false, false},
+                {true, true, false, true, false, false, false},
+                {true, false, true, false, true, false, false},
+                {true, false, true, false, false, true, false},
+                {false, false, false, false, false, false, true}};
+        for (int j = 0; j < want.length; j++) {
+            for (int k = 0; k < want.length; k++) {
+                assertEquals(want[j][k], m.sees(j, k), "row " + j + " token " + k);
+            }
+        }
+        assertEquals(m, TreeMask.of(want));
+        assertEquals(3, m.visibleCount(4));
+        assertEquals(1, m.words());
+    }
+
+    @Test
+    void rowsLongerThanOneIntArePackedAsFlashInferPacksThem() {
+        int[] parents = new int[70];
+        for (int j = 0; j < parents.length; j++) {
+            parents[j] = j - 1;
+        }
+        TreeMask chain = TreeMask.fromParents(parents);
+        assertEquals(TreeMask.causal(70), chain);
+        assertEquals(3, chain.words());
+        assertEquals(-1, chain.word(69, 0));
+        assertEquals(-1, chain.word(69, 1));
+        assertEquals(0b111111, chain.word(69, 2)); // tokens 64..69
+        assertEquals(0, chain.word(31, 1));
+        assertEquals(70, chain.visibleCount(69));
+    }
+
+    @Test
+    void badMasksAreNamed() {
+        assertEquals("parents[2]=2 must be -1 or an earlier token (0..1): a tree's tokens come after their parents",
+                assertThrows(IllegalArgumentException.class, () -> TreeMask.fromParents(-1, 0, 2)).getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.fromParents(-1, -2)).getMessage()
+                .startsWith("parents[1]=-2 "));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.fromParents()).getMessage().startsWith("parents=[]"));
+        assertEquals("visible[1][1]=false: every token sees itself", assertThrows(IllegalArgumentException.class,
+                () -> TreeMask.of(new boolean[][] {{true, false}, {true, false}})).getMessage());
+        assertEquals("visible[0][1]=true: a token never sees a later one", assertThrows(IllegalArgumentException.class,
+                () -> TreeMask.of(new boolean[][] {{true, true}, {true, true}})).getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.of(new boolean[][] {{true}, {true}}))
+                .getMessage().startsWith("visible[0].length=1 must be 2"));
+        assertEquals("size=0 must be >= 1", assertThrows(IllegalArgumentException.class, () -> TreeMask.causal(0)).getMessage());
+    }
+
+    @Test
+    void aBatchTakesOneMaskPerSequenceOfItsQueryLength() throws OutOfBlocksException {
+        KvCache cache = new KvCache(KvCacheConfig.of(16, 4, 1, 8, KvDtype.FP32));
+        int a = cache.createSequence();
+        int b = cache.createSequence();
+        cache.append(a, 10);
+        cache.append(b, 6);
+        PrefillBatch plain = PrefillBatch.of(cache.batch(a, b), new int[] {4, 3}, PrefillBatch.NO_WINDOW);
+        assertEquals("masks[1] covers 4 tokens, but qLen[1]=3", assertThrows(IllegalArgumentException.class,
+                () -> plain.withMasks(null, TreeMask.causal(4))).getMessage());
+        assertEquals("masks.length=1 must be numSeqs=2", assertThrows(IllegalArgumentException.class,
+                () -> plain.withMasks(TreeMask.causal(4))).getMessage());
+        assertFalse(plain.withMasks(null, null).hasMasks());
+        PrefillBatch masked = plain.withMasks(TreeMask.fromParents(-1, 0, 0, 1), null);
+        assertTrue(masked.hasMasks());
+        // sequence a: new tokens at 6..9; query 2 (position 8) sees 0..6 and 8, not 7 (its sibling)
+        assertTrue(masked.sees(0, 2, 6));
+        assertFalse(masked.sees(0, 2, 7));
+        assertTrue(masked.sees(0, 2, 8));
+        assertFalse(masked.sees(0, 2, 9));
+        assertEquals(plain.attendedPairs() - 2, masked.attendedPairs()); // query 2 loses position 7, query 3 position 8
+        assertArrayEquals(plain.qIndptr(), masked.qIndptr());
+    }
+
+    /**
+     * Each token of a random tree over a random prefix, verified in one masked prefill (JVM backend), against a plain
+     * causal prefill of the same token over the prefix and its path alone, written into another sequence.
+     */
+    @Test
+    void aMaskedPrefillGivesEachDraftWhatItsPathAloneGives() throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("TreeMaskTest paths");
+        SplittableRandom random = new SplittableRandom(seed);
+        int hkv = 2;
+        int d = 16;
+        int width = hkv * d;
+        int prefix = 5 + random.nextInt(40);
+        int n = 2 + random.nextInt(40);
+        int[] parents = new int[n];
+        parents[0] = -1;
+        for (int j = 1; j < n; j++) {
+            parents[j] = j - 1 - random.nextInt(Math.min(j, 3));
+        }
+        float[] k = new float[(prefix + n) * width];
+        float[] v = new float[(prefix + n) * width];
+        for (int i = 0; i < k.length; i++) {
+            k[i] = (float) (random.nextDouble() * 2 - 1);
+            v[i] = (float) (random.nextDouble() * 2 - 1);
+        }
+        KvCache cache = new KvCache(KvCacheConfig.of(64, 4, hkv, d, KvDtype.FP32));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 8);
+        int tree = cache.createSequence();
+        cache.appendTokens(tree, k, v);
+        FloatArray q = new FloatArray(n * spec.numQHeads() * d);
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        PrefillBatch batch = PrefillBatch.of(cache.batch(tree), new int[] {n}, PrefillBatch.NO_WINDOW)
+                .withMasks(TreeMask.fromParents(parents));
+        FloatArray out = new FloatArray(q.getSize());
+        out.init(Float.NaN);
+        try (JvmPrefillAttention attention = new JvmPrefillAttention(cache, spec)) {
+            attention.prefill(batch, 0, q, out);
+            int rowFloats = spec.numQHeads() * d;
+            for (int j = 0; j < n; j++) {
+                List<Integer> path = new ArrayList<>(); // j's ancestors from the root, then j
+                for (int a = j; a >= 0; a = parents[a]) {
+                    path.add(0, a);
+                }
+                float[] pk = new float[(prefix + path.size()) * width];
+                float[] pv = new float[pk.length];
+                System.arraycopy(k, 0, pk, 0, prefix * width);
+                System.arraycopy(v, 0, pv, 0, prefix * width);
+                for (int i = 0; i < path.size(); i++) {
+                    System.arraycopy(k, (prefix + path.get(i)) * width, pk, (prefix + i) * width, width);
+                    System.arraycopy(v, (prefix + path.get(i)) * width, pv, (prefix + i) * width, width);
+                }
+                int alone = cache.createSequence();
+                cache.appendTokens(alone, pk, pv);
+                FloatArray q1 = new FloatArray(rowFloats);
+                for (int i = 0; i < rowFloats; i++) {
+                    q1.set(i, q.get(j * rowFloats + i));
+                }
+                FloatArray o1 = new FloatArray(rowFloats);
+                o1.init(Float.NaN);
+                attention.prefill(PrefillBatch.of(cache.batch(alone), new int[] {1}, PrefillBatch.NO_WINDOW), 0, q1, o1);
+                double[] got = new double[rowFloats];
+                for (int i = 0; i < rowFloats; i++) {
+                    got[i] = out.get(j * rowFloats + i);
+                }
+                double[] want = new double[rowFloats];
+                for (int i = 0; i < rowFloats; i++) {
+                    want[i] = o1.get(i);
+                }
+                double rel = ReferenceAttention.relativeL2(got, want);
+                assertTrue(rel < 1e-6, "seed=" + seed + " draft " + j + " (path " + path + "): relative L2 " + rel);
+                cache.free(alone);
+            }
+        }
+        Accuracy.assertClose(out, ReferencePrefill.prefill(cache, spec, 0, new int[] {tree}, batch, q), "seed=" + seed);
+    }
+}
