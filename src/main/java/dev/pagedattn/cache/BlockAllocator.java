@@ -88,6 +88,17 @@ final class BlockAllocator {
         return upTo - from;
     }
 
+    /** Gives back logical blocks {@code [keep, t.numBlocks())} of {@code t}, tail first, and drops them; returns how many. */
+    int releaseTrailing(PageTable t, int keep) {
+        int n = t.numBlocks() - keep;
+        if (n <= 0) {
+            return 0;
+        }
+        releaseRange(t, keep, t.numBlocks());
+        t.dropTrailing(keep);
+        return n;
+    }
+
     private void releaseRange(PageTable t, int from, int to) {
         for (int i = to - 1; i >= from; i--) {
             release(t.block(i));

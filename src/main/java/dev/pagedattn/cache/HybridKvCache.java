@@ -441,6 +441,65 @@ public final class HybridKvCache {
         return id;
     }
 
+    /**
+     * {@link KvCache#truncate} in every group: {@code seq} keeps its first {@code length} tokens (speculative decoding's
+     * rejected drafts dropped). Refused, changing nothing, where a windowed group already released a position the next
+     * token's window sees ({@code length + 1 - window} on): an engine drops only what it appended since its last step.
+     *
+     * @return the blocks given back, every group
+     */
+    public synchronized int truncate(int seq, int length) {
+        requireRollback(seq, length);
+        int released = 0;
+        for (KvCache c : groups) {
+            released += c.truncate(seq, length);
+        }
+        return released;
+    }
+
+    /**
+     * {@link KvCache#compact} in every group, or in none: the tokens of {@code seq} at {@code keep} (ascending, from
+     * {@code first} on) moved to {@code first, first + 1, ...}, the rest dropped; refused as {@link #truncate} is, and by
+     * {@link OutOfBlocksException} (nothing changed) where a group's pool cannot supply its copies.
+     *
+     * @return the new length
+     */
+    public synchronized int compact(int seq, int first, int[] keep) throws OutOfBlocksException {
+        if (keep == null) {
+            throw new IllegalArgumentException("keep=null (an empty array keeps none)");
+        }
+        for (KvCache c : groups) {
+            c.compactCheck(seq, first, keep); // names bad positions (a windowed group's released ones too) before any change
+        }
+        requireRollback(seq, first + keep.length);
+        for (KvCache c : groups) {
+            int copies = c.copiesToCompact(seq, first, keep);
+            if (copies > c.numAllocatableBlocks()) {
+                throw new OutOfBlocksException(copies, c.numAllocatableBlocks());
+            }
+        }
+        int length = -1;
+        for (KvCache c : groups) {
+            length = c.compact(seq, first, keep); // checked above: cannot run out
+        }
+        return length;
+    }
+
+    /** Names a length {@code seq} cannot be cut to: outside {@code [0, length]}, or into a windowed group's released run. */
+    private void requireRollback(int seq, int length) {
+        int now = length(seq);
+        if (length < 0 || length > now) {
+            throw new IllegalArgumentException("length=" + length + " is outside [0, " + now + "] of seq=" + seq);
+        }
+        for (int g = 0; g < groups.length; g++) {
+            int held = groups[g].firstHeldPosition(seq);
+            if (groupWindows[g] != DecodeBatch.NO_WINDOW && held > DecodeBatch.firstVisible(length + 1, groupWindows[g])) {
+                throw new IllegalArgumentException("length=" + length + ": group " + g + " (window " + groupWindows[g]
+                        + ") released the positions before " + held + ", which the next token's window would see");
+            }
+        }
+    }
+
     /** Drops {@code seq} from every group. */
     public synchronized void free(int seq) {
         groups[0].pageTable(seq); // names an unknown id before any group changes

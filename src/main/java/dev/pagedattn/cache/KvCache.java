@@ -429,6 +429,103 @@ public final class KvCache {
         return swapped;
     }
 
+    /**
+     * Drops {@code seq}'s tokens from {@code length} on (the draft tokens speculative decoding rejected): the sequence keeps
+     * its first {@code length} tokens, and the blocks past the one holding its last token go back to the pool, tail first
+     * (a block another sequence or the prefix cache holds stays with them). The next append continues at {@code length};
+     * a kept block that is shared or prefix-cached is copied before it is written, as always. Batches holding {@code seq}
+     * are stale from then on.
+     *
+     * @param length in {@code [firstHeldPosition(seq), length(seq)]}
+     * @return the blocks given back
+     */
+    public synchronized int truncate(int seq, int length) {
+        PageTable t = table(seq);
+        if (length < t.numReleased() * config.blockSize() || length > t.numTokens()) {
+            throw new IllegalArgumentException("length=" + length + " is outside [" + t.numReleased() * config.blockSize() + ", "
+                    + t.numTokens() + "] of seq=" + seq + (t.numReleased() > 0 ? " (the positions before were released)" : ""));
+        }
+        int released = allocator.releaseTrailing(t, Math.max(t.numReleased(), config.blocksFor(length)));
+        t.setNumTokens(length);
+        if (prefixCache != null) {
+            prefixCache.onRewrite(seq, length, null);
+        }
+        verifyIfChecked();
+        return released;
+    }
+
+    /**
+     * Keeps, of {@code seq}'s tokens from {@code first} on, only those at {@code keep} (ascending), moved to positions
+     * {@code first, first + 1, ...} in every layer, then {@link #truncate}s to {@code first + keep.length}: the accepted
+     * path of a token tree verified by prefill with a {@code TreeMask} (drafts at {@code first ..}, the accepted ones at
+     * {@code keep}), laid out as if it had been decoded one token at a time. With prefix caching the token ids move with
+     * them. A kept block that is shared or prefix-cached is copied before it changes.
+     *
+     * @throws OutOfBlocksException when those copies need more blocks than are allocatable; nothing changed
+     * @return the new length, {@code first + keep.length}
+     */
+    public synchronized int compact(int seq, int first, int[] keep) throws OutOfBlocksException {
+        compactCheck(seq, first, keep);
+        PageTable t = table(seq);
+        int bs = config.blockSize();
+        int moved = inPlace(first, keep);
+        if (moved < keep.length) {
+            int lo = (first + moved) / bs;
+            int hi = (first + keep.length - 1) / bs;
+            int copies = copiesToCompact(seq, first, keep);
+            if (copies > pool.numAllocatable()) {
+                throw new OutOfBlocksException(copies, pool.numAllocatable());
+            }
+            allocator.makePrivate(t, lo, hi);
+            for (int i = moved; i < keep.length; i++) { // each source lies after every earlier destination
+                int to = first + i;
+                store.copySlot(t.block(keep[i] / bs), keep[i] % bs, t.block(to / bs), to % bs);
+            }
+        }
+        if (prefixCache != null) {
+            prefixCache.onRewrite(seq, first, keep);
+        }
+        truncate(seq, first + keep.length);
+        return first + keep.length;
+    }
+
+    /** Names {@link #compact}'s bad argument, if any. */
+    synchronized void compactCheck(int seq, int first, int[] keep) {
+        PageTable t = table(seq);
+        if (keep == null) {
+            throw new IllegalArgumentException("keep=null (an empty array keeps none)");
+        }
+        if (first < t.numReleased() * config.blockSize() || first > t.numTokens()) {
+            throw new IllegalArgumentException("first=" + first + " is outside [" + t.numReleased() * config.blockSize() + ", "
+                    + t.numTokens() + "] of seq=" + seq);
+        }
+        for (int i = 0; i < keep.length; i++) {
+            if (keep[i] < first + i || keep[i] >= t.numTokens() || (i > 0 && keep[i] <= keep[i - 1])) {
+                throw new IllegalArgumentException("keep[" + i + "]=" + keep[i] + ": positions must ascend within [first=" + first
+                        + ", length=" + t.numTokens() + ")");
+            }
+        }
+    }
+
+    /** Leading entries of {@code keep} already at {@code first, first + 1, ...}. */
+    private static int inPlace(int first, int[] keep) {
+        int n = 0;
+        while (n < keep.length && keep[n] == first + n) {
+            n++;
+        }
+        return n;
+    }
+
+    /** Blocks {@link #compact} takes from the pool for its copies (arguments valid). */
+    synchronized int copiesToCompact(int seq, int first, int[] keep) {
+        int moved = inPlace(first, keep);
+        if (moved == keep.length) {
+            return 0;
+        }
+        int bs = config.blockSize();
+        return allocator.copiesToWrite(table(seq), (first + moved) / bs, (first + keep.length - 1) / bs);
+    }
+
     /** The first position of {@code seq} whose block is still held: 0 unless {@link #releaseBefore} gave blocks back. */
     public synchronized int firstHeldPosition(int seq) {
         return table(seq).numReleased() * config.blockSize();

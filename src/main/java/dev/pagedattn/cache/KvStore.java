@@ -64,6 +64,18 @@ final class KvStore {
         journal.mark(layer, block, slot);
     }
 
+    /** Copies slot {@code fromSlot} of block {@code from} to slot {@code toSlot} of block {@code to}, every layer and head. */
+    void copySlot(int from, int fromSlot, int to, int toSlot) {
+        int d = config.headDim();
+        for (int l = 0; l < config.numLayers(); l++) {
+            for (int h = 0; h < config.numKvHeads(); h++) {
+                keys[l][layout.shardOf(h)].copy(layout.offset(from, h, fromSlot, 0), layout.offset(to, h, toSlot, 0), d);
+                values[l][layout.shardOf(h)].copy(layout.offset(from, h, fromSlot, 0), layout.offset(to, h, toSlot, 0), d);
+            }
+            journal.mark(l, to, toSlot);
+        }
+    }
+
     /** Copies the first {@code numSlots} slots of block {@code from} to block {@code to}, every layer and head. */
     void copyBlock(int from, int to, int numSlots) {
         for (int l = 0; l < config.numLayers(); l++) {

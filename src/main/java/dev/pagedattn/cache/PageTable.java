@@ -93,7 +93,14 @@ public final class PageTable {
         generation++;
     }
 
-    /** Changes whenever a block already in the table is replaced or released; appending blocks keeps it. */
+    /** Drops logical blocks {@code [numBlocks, numBlocks())}; their blocks' references are the caller's to drop. */
+    void dropTrailing(int numBlocks) {
+        Arrays.fill(blocks, numBlocks, this.numBlocks, 0);
+        this.numBlocks = numBlocks;
+        generation++;
+    }
+
+    /** Changes whenever a block already in the table is replaced, released or dropped; appending blocks keeps it. */
     int generation() {
         return generation;
     }

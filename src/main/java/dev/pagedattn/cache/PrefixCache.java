@@ -392,6 +392,35 @@ public final class PrefixCache {
         tokens.remove(seq);
     }
 
+    /**
+     * {@code seq}'s positions from {@code from} on changed ({@link KvCache#compact}: the ids at {@code keep} moved to
+     * {@code from, from + 1, ...}, then the rest dropped) or were dropped ({@code keep} null: {@link KvCache#truncate} to
+     * {@code from}): its ids follow, and a block published past the change is published again by the next commit.
+     */
+    void onRewrite(int seq, int from, int[] keep) {
+        SeqTokens st = tokens.get(seq);
+        if (st == null) {
+            return;
+        }
+        int length = Math.min(st.length, from);
+        if (keep != null) {
+            for (int i = 0; i < keep.length && keep[i] < st.length; i++) {
+                st.ids[from + i] = st.ids[keep[i]];
+                length = from + i + 1;
+            }
+        }
+        st.length = length;
+        int published = Math.min(st.numPublished, from / blockSize);
+        if (published < st.numPublished) {
+            long h = st.seed;
+            for (int i = 0; i < published; i++) {
+                h = blockHash(h, st.ids, i * blockSize, blockSize);
+            }
+            st.numPublished = published;
+            st.lastHash = h;
+        }
+    }
+
     /** The token ids this cache keeps for {@code seq} (a copy), or null: what a swapped-out sequence takes along. */
     SeqTokens tokensOf(int seq) {
         SeqTokens st = tokens.get(seq);

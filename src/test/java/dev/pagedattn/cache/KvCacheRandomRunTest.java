@@ -17,7 +17,8 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * A million random operations (create, append, reserve, write, fork, free, prefix admit and
- * commit, release of leading blocks as a sliding window does, exhaustion) on a small cache with prefix caching, checked against an independent model:
+ * commit, release of leading blocks as a sliding window does, truncation and compaction as speculative decoding drops
+ * and moves drafts, exhaustion) on a small cache with prefix caching, checked against an independent model:
  * per sequence the physical blocks it should hold and the token stored at every position, per
  * block its reference count and whether it is published (keyed by the token ids of the whole
  * prefix it ends). The cache verifies its own invariants after every operation (checked mode);
@@ -41,7 +42,7 @@ class KvCacheRandomRunTest {
     private final List<?>[] keyOf = new List<?>[NUM_BLOCKS];       // block -> its published prefix, null
     private int live;                                               // blocks with refs > 0
     private int nextId = 1;
-    private final int[] counts = new int[9]; // copies at append, copies at write, refusals, hits, evictions, ...
+    private final int[] counts = new int[11]; // copies at append, copies at write, refusals, hits, evictions, ...
 
     /** A model sequence. Admitted ones (and their forks) carry token ids the prefix cache tracks. */
     private static final class Seq {
@@ -91,7 +92,7 @@ class KvCacheRandomRunTest {
         checkAll();
         // the run must reach the interesting states, or it proves little
         String[] names = {"copy at append", "copy at write", "refused for lack of blocks", "prefix hits", "evictions",
-                "admissions", "commits", "forks", "releases"};
+                "admissions", "commits", "forks", "releases", "truncations", "compactions with copies"};
         for (int i = 0; i < names.length; i++) {
             assertTrue(counts[i] > 100, names[i] + " happened only " + counts[i] + " times");
         }
@@ -115,8 +116,12 @@ class KvCacheRandomRunTest {
             return admit(random);
         } else if (kind < 93) {
             return commit(seq);
-        } else if (kind < 96) {
+        } else if (kind < 95) {
             return releaseBefore(seq, random);
+        } else if (kind < 97) {
+            return truncate(seq, random);
+        } else if (kind < 99) {
+            return compact(seq, random);
         }
         return exhaust(seq);
     }
@@ -259,6 +264,90 @@ class KvCacheRandomRunTest {
         assertEquals(upTo * BS, cache.firstHeldPosition(seq));
         counts[8]++;
         return seq;
+    }
+
+    /** Drops the tokens from a random length on (sometimes one past the length or before the held run: refused). */
+    private int truncate(int seq, Random random) {
+        Seq s = seqs.get(seq);
+        int held = s.numReleased * BS;
+        int length = held - 1 + random.nextInt(s.tokens.length - held + 3);
+        if (length < held || length > s.tokens.length) {
+            CacheSnapshot before = CacheSnapshot.of(cache);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cache.truncate(seq, length));
+            assertTrue(e.getMessage().startsWith("length=" + length + " "), e.getMessage());
+            assertEquals(before, CacheSnapshot.of(cache));
+            return seq;
+        }
+        int keepBlocks = Math.max(s.numReleased, C.blocksFor(length));
+        assertEquals(s.blocks.length - keepBlocks, cache.truncate(seq, length), "blocks given back");
+        dropTo(s, length);
+        counts[9]++;
+        return seq;
+    }
+
+    /**
+     * Keeps a random ascending subset of the positions from a random first one on, moved down to it (a token tree's
+     * accepted path); refused for lack of blocks where its copies need more than are free.
+     */
+    private int compact(int seq, Random random) {
+        Seq s = seqs.get(seq);
+        int held = s.numReleased * BS;
+        int first = held + random.nextInt(s.tokens.length - held + 1);
+        List<Integer> kept = new ArrayList<>();
+        for (int p = first; p < s.tokens.length; p++) {
+            if (random.nextInt(3) > 0) {
+                kept.add(p);
+            }
+        }
+        int[] keep = kept.stream().mapToInt(Integer::intValue).toArray();
+        int moved = 0;
+        while (moved < keep.length && keep[moved] == first + moved) {
+            moved++;
+        }
+        int copies = 0;
+        for (int b = (first + moved) / BS; moved < keep.length && b <= (first + keep.length - 1) / BS; b++) {
+            copies += shared(s.blocks[b]) ? 1 : 0;
+        }
+        if (copies > NUM_BLOCKS - live) {
+            CacheSnapshot before = CacheSnapshot.of(cache);
+            assertThrows(OutOfBlocksException.class, () -> cache.compact(seq, first, keep));
+            assertEquals(before, CacheSnapshot.of(cache));
+            counts[2]++;
+            return seq;
+        }
+        int[] blocksBefore = s.blocks.clone();
+        try {
+            assertEquals(first + keep.length, cache.compact(seq, first, keep));
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("compact refused with " + (NUM_BLOCKS - live) + " free blocks for " + copies + " copies", e);
+        }
+        int[] table = cache.pageTable(seq).blocks();
+        for (int b = 0; b < table.length; b++) {
+            if (table[b] != blocksBefore[b]) { // copied before its slots changed
+                assertTrue(shared(blocksBefore[b]), "block " + blocksBefore[b] + " copied though not shared");
+                release(blocksBefore[b]);
+                allocated(table[b]);
+                s.blocks[b] = table[b];
+            }
+        }
+        for (int i = 0; i < keep.length; i++) {
+            s.tokens[first + i] = s.tokens[keep[i]];
+        }
+        s.numPublished = Math.min(s.numPublished, first / BS);
+        dropTo(s, first + keep.length);
+        counts[10] += copies > 0 ? 1 : 0;
+        return seq;
+    }
+
+    /** The model of {@link KvCache#truncate}: blocks past the one holding the last token given back, tail first. */
+    private void dropTo(Seq s, int length) {
+        int keepBlocks = Math.max(s.numReleased, C.blocksFor(length));
+        for (int i = s.blocks.length - 1; i >= keepBlocks; i--) {
+            release(s.blocks[i]);
+        }
+        s.blocks = Arrays.copyOf(s.blocks, keepBlocks);
+        s.tokens = Arrays.copyOf(s.tokens, length);
+        s.numPublished = Math.min(s.numPublished, length / BS);
     }
 
     private int admit(Random random) throws Exception {
