@@ -32,6 +32,7 @@ public final class HybridAttention implements AutoCloseable {
     private PrefillAttention lastPrefill;
     private HybridBatch prefillKv;          // the prefill batches below were made for this batch and these qLens
     private int[] prefillQLens;
+    private TreeMask[] prefillMasks;
     private PrefillBatch[] prefillBatches;
 
     private HybridAttention(HybridKvCache cache, AttentionSpec spec, String backend, String device,
@@ -98,15 +99,25 @@ public final class HybridAttention implements AutoCloseable {
      * call makes each group's prefill backend, paired with its decode backend ({@link PrefillAttention#pairedWith}).
      */
     public void prefill(HybridBatch kv, int[] qLens, int layer, FloatArray q, FloatArray out) {
+        prefill(kv, qLens, null, layer, q, out);
+    }
+
+    /**
+     * {@link #prefill(HybridBatch, int[], int, FloatArray, FloatArray)} with a {@link TreeMask} per sequence over its new
+     * tokens ({@code masks} or an entry null: causal), every group through the same trees (speculative decoding's
+     * verification of token trees).
+     */
+    public void prefill(HybridBatch kv, int[] qLens, TreeMask[] masks, int layer, FloatArray q, FloatArray out) {
         int g = route(kv, layer);
-        if (kv != prefillKv || !Arrays.equals(qLens, prefillQLens)) {
+        if (kv != prefillKv || !Arrays.equals(qLens, prefillQLens) || !Arrays.equals(masks, prefillMasks)) {
             PrefillBatch[] batches = new PrefillBatch[cache.numGroups()];
             for (int i = 0; i < batches.length; i++) {
-                batches[i] = PrefillBatch.of(kv.group(i).window(DecodeBatch.NO_WINDOW), qLens, cache.window(i));
+                batches[i] = PrefillBatch.of(kv.group(i).window(DecodeBatch.NO_WINDOW), qLens, cache.window(i)).withMasks(masks);
             }
             prefillBatches = batches;
             prefillKv = kv;
             prefillQLens = qLens.clone();
+            prefillMasks = masks == null ? null : masks.clone();
         }
         if (prefillers[g] == null) {
             PrefillAttention shared = decoders[g].prefill(); // PrefillAttention.pairedWith, remembering which it chose

@@ -41,6 +41,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             @ForAll @IntRange(min = 1, max = 50) int prompt,
             @ForAll KvDtype dtype,
             @ForAll boolean sinks,
+            @ForAll boolean trees,
             @ForAll long seed) throws OutOfBlocksException {
         int[] windows = new int[LAYERS];
         for (int l = 0; l < LAYERS; l++) {
@@ -54,7 +55,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
                 HEAD_DIM, dtype);
         KvCache plain = new KvCache(new KvCacheConfig(fullBlocks, blockSize, KV_HEADS, HEAD_DIM, dtype, LAYERS));
         String what = "seqs=" + numSeqs + " bs=" + blockSize + " window=" + window + " fullEvery=" + fullEvery + " prompt="
-                + prompt + " " + dtype + " sinks=" + sinks + " seed=" + seed;
+                + prompt + " " + dtype + " sinks=" + sinks + " trees=" + trees + " seed=" + seed;
         assertTrue(hybrid.totalBytes() < plain.config().totalBytes(), what + ": the hybrid pools are the smaller");
         SplittableRandom random = new SplittableRandom(seed);
         AttentionSpec spec = AttentionSpec.of(plain.config(), Q_HEADS);
@@ -79,12 +80,20 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             java.util.Arrays.fill(qLens, prompt);
             HybridBatch kv = hybrid.batch(b);
             int queries = (int) spec.queryElements(numSeqs * prompt);
+            TreeMask[] masks = new TreeMask[numSeqs]; // the prompts verified as token trees (every group through the same)
+            for (int i = 0; trees && i < numSeqs; i++) {
+                int[] parents = new int[prompt];
+                for (int j = 0; j < prompt; j++) {
+                    parents[j] = j - 1 - random.nextInt(Math.min(j + 1, 3));
+                }
+                masks[i] = TreeMask.fromParents(parents);
+            }
             for (int layer = 0; layer < LAYERS; layer++) {
                 FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, queries));
                 FloatArray want = poisoned(queries);
                 FloatArray got = poisoned(queries);
-                plainPrefill.prefill(PrefillBatch.of(plain.batch(a), qLens, windows[layer]), layer, q, want);
-                attention.prefill(kv, qLens, layer, q, got);
+                plainPrefill.prefill(PrefillBatch.of(plain.batch(a), qLens, windows[layer]).withMasks(masks), layer, q, want);
+                attention.prefill(kv, qLens, trees ? masks : null, layer, q, got);
                 assertArrayEquals(want.toHeapArray(), got.toHeapArray(), what + ": prefill of layer " + layer);
             }
             int rows = (int) spec.queryElements(numSeqs);
