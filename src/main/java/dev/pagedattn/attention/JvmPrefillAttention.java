@@ -109,15 +109,17 @@ public final class JvmPrefillAttention implements PrefillAttention {
     }
 
     /**
-     * Scores of slots {@code [from, to)} of a row (query {@code j} of its sequence) set to -inf where {@code mask} hides the
-     * new token there; slot 0 is new token {@code k0} (negative: before the new tokens, all seen). Nothing without a mask.
+     * Scores of slots {@code [from, to)} of a row (query {@code j} of sequence {@code seq}) set to -inf where the new token
+     * there is hidden ({@link PrefillBatch#sees}: by {@code mask}, or outside the window from the query's tree position);
+     * slot 0 is position {@code start}, the new tokens start at {@code newStart}. Nothing without a mask.
      */
-    private static void hide(TreeMask mask, int j, float[] p, int row, int k0, int from, int to) {
+    private static void hide(PrefillBatch batch, TreeMask mask, int seq, int j, float[] p, int row, int start, int newStart,
+                             int from, int to) {
         if (mask == null) {
             return;
         }
-        for (int t = Math.max(from, -k0); t < to; t++) {
-            if (!mask.sees(j, k0 + t)) {
+        for (int t = Math.max(from, newStart - start); t < to; t++) {
+            if (!batch.sees(seq, j, start + t)) {
                 p[row + t] = Float.NEGATIVE_INFINITY;
             }
         }
@@ -160,7 +162,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         Arrays.fill(max, Float.NEGATIVE_INFINITY);
         float cap = spec.softCap();            // logit soft-capping, 0: none
 
-        int lo = first[0];                     // the tile's smallest visible position
+        int lo = Arrays.stream(first).min().getAsInt(); // the tile's smallest visible position (with a mask, not first[0])
         int hi = pos[tokens - 1];              // and its largest
         for (int b = lo / bs; b <= hi / bs; b++) {
             int start = b * bs;
@@ -198,7 +200,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
-                        hide(mask, firstToken + j, p, row, start - newStart, from, to);
+                        hide(batch, mask, seq, firstToken + j, p, row, start, newStart, from, to);
                         newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
                         if (newMax == Float.NEGATIVE_INFINITY) {
                             continue;                                   // a mask hid every slot the row had seen so far
@@ -217,7 +219,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
-                        hide(mask, firstToken + j, p, row, start - newStart, from, to);
+                        hide(batch, mask, seq, firstToken + j, p, row, start, newStart, from, to);
                         float blockMax = Float.NEGATIVE_INFINITY;
                         for (int t = from; t < to; t++) {
                             blockMax = Math.max(blockMax, p[row + t]);

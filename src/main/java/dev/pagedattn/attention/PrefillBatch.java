@@ -16,7 +16,9 @@ import dev.pagedattn.cache.KvCacheConfig;
  *  query j of sequence i sits at position p = contextLen_i - qLen_i + j and attends to positions
  *  max(0, p - window + 1) .. p of its own sequence (causal; window = NO_WINDOW: all of 0 .. p)
  *  masks       optional, per sequence (withMasks): of the new tokens (positions contextLen_i - qLen_i ..), query j
- *              sees only those its TreeMask row sets (speculative decoding's token trees); null: causal
+ *              sees only those its TreeMask row sets (speculative decoding's token trees); null: causal. With a mask a
+ *              query's window counts from its tree position contextLen_i - qLen_i + depth(j) (new token k at
+ *              contextLen_i - qLen_i + depth(k)), as if its path had been decoded alone
  * </pre>
  * Decode is the case {@code qLen_i = 1} for every i without a window.
  */
@@ -139,7 +141,8 @@ public final class PrefillBatch {
             return false;
         }
         int k = pos - (contextLen(i) - qLen(i));
-        return k < 0 || masks == null || masks[i] == null || masks[i].sees(j, k);
+        TreeMask m = mask(i);
+        return k < 0 || m == null || m.sees(j, k) && m.depth(j) - m.depth(k) < window; // k's tree position in j's window
     }
 
     /** Checks the batch against a cache; backends call it before every launch. */
@@ -202,9 +205,18 @@ public final class PrefillBatch {
         return contextLen(i) - qLen(i) + j;
     }
 
-    /** First position query {@code j} of sequence {@code i} attends to. */
+    /**
+     * Where query {@code j} of sequence {@code i} sits for its sliding window: its position, or with a mask its tree
+     * position {@code contextLen - qLen + depth(j)} (at most its position).
+     */
+    public int treePosition(int i, int j) {
+        TreeMask m = mask(i);
+        return m == null ? position(i, j) : contextLen(i) - qLen(i) + m.depth(j);
+    }
+
+    /** First position query {@code j} of sequence {@code i} attends to (its window counted from {@link #treePosition}). */
     public int firstVisible(int i, int j) {
-        return visibleFrom(position(i, j), window);
+        return visibleFrom(treePosition(i, j), window);
     }
 
     /** {@code max(0, p - window + 1)} without overflow. */
@@ -219,13 +231,15 @@ public final class PrefillBatch {
     public long attendedPairs() {
         long s = 0;
         for (int i = 0; i < numSeqs(); i++) {
+            int newStart = contextLen(i) - qLen(i);
             for (int j = 0; j < qLen(i); j++) {
-                s += position(i, j) - firstVisible(i, j) + 1;
-                if (mask(i) != null) { // the new tokens in the window that the mask hides
-                    int newStart = contextLen(i) - qLen(i);
-                    for (int k = Math.max(0, firstVisible(i, j) - newStart); k < j; k++) {
-                        s -= mask(i).sees(j, k) ? 0 : 1;
-                    }
+                if (mask(i) == null) {
+                    s += position(i, j) - firstVisible(i, j) + 1;
+                    continue;
+                }
+                s += Math.max(0, newStart - firstVisible(i, j));              // the cached positions in its window
+                for (int k = 0; k <= j; k++) {
+                    s += sees(i, j, newStart + k) ? 1 : 0;
                 }
             }
         }

@@ -11,7 +11,9 @@ import java.util.Arrays;
  * new token (causal).
  *
  * <p>The mask is lower-triangular with its diagonal set (a token sees itself and never a later token), checked on
- * construction; a bidirectional span (Gemma 3's image tokens) is not such a mask. Rows are stored as FlashInfer packs
+ * construction; a bidirectional span (Gemma 3's image tokens) is not such a mask. Positions follow the tree, not the
+ * order of the slots: a sliding window measures a draft's reach from its {@link #depth} (its path's length), as if the
+ * path had been decoded alone, both into the cached context and among the drafts. Rows are stored as FlashInfer packs
  * them, 32 bits per int, bit {@code k % 32} of word {@code k / 32} for new token {@code k}, which is also what the
  * TornadoVM kernels read.
  */
@@ -103,6 +105,15 @@ public final class TreeMask {
     /** New tokens the mask covers (the sequence's qLen). */
     public int size() {
         return size;
+    }
+
+    /**
+     * New tokens row {@code j} sees besides itself: in a tree, its depth below the cached context. A row's position for
+     * the sliding window is {@code contextLen - qLen + depth(j)}, where it would sit had its path been decoded token by
+     * token (for a chain, {@code j} itself).
+     */
+    public int depth(int j) {
+        return visibleCount(j) - 1;
     }
 
     /** Ints per row ({@link #wordsPerRow}). */

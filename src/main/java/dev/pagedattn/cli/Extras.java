@@ -18,6 +18,10 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
         if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
             throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
         }
+        if (alibi && trees) {
+            throw new IllegalArgumentException("--alibi with --tree: ALiBi's distances would need every draft's tree position,"
+                    + " which the kernels do not take (verify an ALiBi model's drafts as chains)");
+        }
         return new Extras(sinks, softCap == null ? 0f : softCap, alibi, trees);
     }
 

@@ -44,7 +44,8 @@ public final class PrefillParams {
     /**
      * Token-tree masks ({@code TreeMask}): where, in {@code params} itself, a table of one int per sequence starts (the
      * start of that sequence's mask rows in {@code params}, 0 for a causal sequence), or 0 when the batch has no mask. A
-     * sequence's rows follow one another, {@code (qLen + 31) / 32} ints each ({@link PrefillTile#maskBits}).
+     * sequence's rows follow one another, {@code 1 + (qLen + 31) / 32} ints each: the row's depth in its tree, then the
+     * new tokens it sees ({@link PrefillTile#maskBits}); a masked sequence's window is in its rows, not in {@link #WINDOW}.
      */
     public static final int MASK = 13;
     public static final int SIZE = 14;

@@ -79,37 +79,60 @@ public final class PrefillTile {
     }
 
     /**
-     * The token-tree mask of tile row {@code r} ({@code heads} query heads per token) over the 32 context positions from
-     * {@code c0}: bit {@code t} clear where the row's {@code TreeMask} hides position {@code c0 + t}, every other bit set
-     * (-1 for a row without a mask: the batch has none, its sequence is causal, or the row is padding). A sequence of
-     * {@code qLen} new tokens of a context of {@code len} has its mask rows in {@code params} ({@link PrefillParams#MASK}).
-     * Shifts are {@code >>} with the sign bits masked off (TornadoVM's backends are not asked for {@code >>>}).
+     * Where {@code seq}'s token-tree mask rows start in {@code params}, or 0 for a causal sequence (or a batch without
+     * masks). A masked sequence's window is in its rows ({@link #maskBits}): its tiles walk the context from the window of
+     * its first new token and pass {@code Integer.MAX_VALUE} as the window of every row.
      */
-    public static int maskBits(IntArray params, int seq, int r, int heads, int firstToken, int tileTokens, int qLen, int len,
-                               int c0) {
+    public static int treeRows(IntArray params, int seq) {
         int table = params.get(PrefillParams.MASK);
+        int rows = 0;
+        if (table != 0) {
+            rows = params.get(table + seq);
+        }
+        return rows;
+    }
+
+    /**
+     * The token-tree mask of tile row {@code r} ({@code heads} query heads per token) over the 32 context positions from
+     * {@code c0}: bit {@code t} set where the row sees position {@code c0 + t}, a cached one when it lies in the window
+     * counted from the row's tree position ({@code len - qLen + depth}), a new one when its mask row says so; -1 for a row
+     * without a mask ({@code rows} 0: see {@link #treeRows}) or a padding row. Shifts are {@code >>} with the sign bits
+     * masked off (TornadoVM's backends are not asked for {@code >>>}).
+     */
+    public static int maskBits(IntArray params, int rows, int r, int heads, int firstToken, int tileTokens, int qLen, int len,
+                               int c0, int window) {
         int bits = -1;
         int token = r / heads;
-        if (table != 0 && token < tileTokens) {
-            int rows = params.get(table + seq);
-            if (rows != 0) {
-                int words = (qLen + 31) / 32;
-                int at = rows + (firstToken + token) * words;   // the row's first int
-                int k0 = c0 - (len - qLen);                     // new token of position c0 (< 0: a cached position)
-                if (k0 > -32 && k0 < 0) {
-                    bits = (params.get(at) << -k0) | ((1 << -k0) - 1);
-                } else if (k0 >= 0) {
-                    int w = k0 / 32;
-                    int sh = k0 - w * 32;
-                    int lo = params.get(at + w);
-                    if (sh != 0) {
-                        lo = (lo >> sh) & ~(-1 << (32 - sh));
-                        if (w + 1 < words) {
-                            lo = lo | (params.get(at + w + 1) << (32 - sh));
-                        }
-                    }
-                    bits = lo;
+        if (rows != 0 && token < tileTokens) {
+            int words = (qLen + 31) / 32;
+            int at = rows + (firstToken + token) * (words + 1);  // the row: its depth, then its words
+            int newStart = len - qLen;
+            int tree = newStart + params.get(at);                // the row's tree position
+            int from = tree - TornadoMath.min(window - 1, tree) - c0; // its window's first position, from c0 (no overflow)
+            int k0 = c0 - newStart;                              // new token of position c0 (< 0: a cached position)
+            bits = 0;
+            if (k0 < 0) {                                        // cached positions c0 .. min(newStart, c0 + 32) - 1
+                int end = TornadoMath.min(32, -k0);
+                int lo = TornadoMath.max(0, from);
+                if (lo < end) {
+                    int upper = end == 32 ? -1 : (1 << end) - 1;
+                    int lower = lo == 32 ? -1 : (1 << lo) - 1;
+                    bits = upper & ~lower;
                 }
+                if (k0 > -32) {
+                    bits = bits | (params.get(at + 1) << -k0);
+                }
+            } else {
+                int w = k0 / 32;
+                int sh = k0 - w * 32;
+                int lo = params.get(at + 1 + w);
+                if (sh != 0) {
+                    lo = (lo >> sh) & ~(-1 << (32 - sh));
+                    if (w + 1 < words) {
+                        lo = lo | (params.get(at + 2 + w) << (32 - sh));
+                    }
+                }
+                bits = lo;
             }
         }
         return bits;

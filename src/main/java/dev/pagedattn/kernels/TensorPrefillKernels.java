@@ -203,7 +203,8 @@ public final class TensorPrefillKernels {
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
+        int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
         int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -252,8 +253,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
-        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         float rowScale = finish != 0 ? 1f : scale;
         float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
@@ -381,12 +382,12 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
-                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
+                    int bits = PrefillTile.maskBits(params, tree, row, heads, firstToken, tileTokens, qLen, len, c0, window);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
                         float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
@@ -607,7 +608,8 @@ public final class TensorPrefillKernels {
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
+        int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
         int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -656,8 +658,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
-        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         float rowScale = finish != 0 ? 1f : scale;
         float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
@@ -804,12 +806,12 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
-                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
+                    int bits = PrefillTile.maskBits(params, tree, row, heads, firstToken, tileTokens, qLen, len, c0, window);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
                         float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
@@ -1031,7 +1033,8 @@ public final class TensorPrefillKernels {
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
         int firstPos = len - qLen + firstToken;
         int window = params.get(PrefillParams.WINDOW);
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, firstPos - window + 1));
+        int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
         int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -1086,8 +1089,8 @@ public final class TensorPrefillKernels {
         int row = warp * 16 + rr;
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
-        int masks = params.get(PrefillParams.MASK);           // token-tree masks (0: the batch has none)
-        int finish = slope != 0f ? 1 : masks != 0 ? 1 : 0;    // a row with ALiBi or masks has its scores finished in place (below)
+        int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         float rowScale = finish != 0 ? 1f : scale;
         float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
@@ -1237,12 +1240,12 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(window - 1, rel + CHUNK); // no overflow for window = Integer.MAX_VALUE
+                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
-                    int bits = PrefillTile.maskBits(params, seq, row, heads, firstToken, tileTokens, qLen, len, c0);
+                    int bits = PrefillTile.maskBits(params, tree, row, heads, firstToken, tileTokens, qLen, len, c0, window);
                     for (int j = 0; j < 16; j++) {
                         int at = region + (half * 16 + j) * 16 + rr;
                         float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);

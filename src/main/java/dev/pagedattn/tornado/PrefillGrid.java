@@ -192,13 +192,16 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         long n = batch.numSeqs();
         for (int i = 0; i < batch.numSeqs(); i++) {
             if (batch.mask(i) != null) {
-                n += (long) batch.qLen(i) * batch.mask(i).words();
+                n += (long) batch.qLen(i) * (1 + batch.mask(i).words());
             }
         }
         return n;
     }
 
-    /** {@link PrefillParams#MASK} and the masks' table and rows ({@link #maskInts}) into {@code params}. */
+    /**
+     * {@link PrefillParams#MASK} and the masks' table and rows ({@link #maskInts}) into {@code params}: each row its depth,
+     * then the new tokens it sees ({@link PrefillBatch#sees}: by its mask and, with a window, by their depths).
+     */
     static void writeMasks(IntArray params, PrefillBatch batch) {
         long ints = maskInts(batch);
         if (PrefillParams.SIZE + ints > params.getSize()) {
@@ -210,9 +213,17 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         for (int i = 0; i < batch.numSeqs() && ints != 0; i++) {
             TreeMask mask = batch.mask(i);
             params.set(PrefillParams.SIZE + i, mask == null ? 0 : at);
+            int newStart = batch.contextLen(i) - batch.qLen(i);
             for (int j = 0; mask != null && j < mask.size(); j++) {
+                params.set(at++, mask.depth(j));
                 for (int w = 0; w < mask.words(); w++) {
-                    params.set(at++, mask.word(j, w));
+                    int bits = mask.word(j, w);
+                    for (int b = 0; batch.window() != PrefillBatch.NO_WINDOW && b < 32 && 32 * w + b <= j; b++) {
+                        if (!batch.sees(i, j, newStart + 32 * w + b)) {
+                            bits &= ~(1 << b);
+                        }
+                    }
+                    params.set(at++, bits);
                 }
             }
         }

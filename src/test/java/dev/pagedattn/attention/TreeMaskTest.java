@@ -103,12 +103,34 @@ class TreeMaskTest {
 
     /**
      * Each token of a random tree over a random prefix, verified in one masked prefill (JVM backend), against a plain
-     * causal prefill of the same token over the prefix and its path alone, written into another sequence.
+     * causal prefill of the same token over the prefix and its path alone, written into another sequence: without a
+     * window, and through windows of 1 to 40 (a draft's window counts from its tree position).
      */
     @Test
     void aMaskedPrefillGivesEachDraftWhatItsPathAloneGives() throws OutOfBlocksException {
         long seed = TestSeeds.fresh("TreeMaskTest paths");
         SplittableRandom random = new SplittableRandom(seed);
+        checkPaths(seed, random, PrefillBatch.NO_WINDOW);
+        checkPaths(seed, random, 1 + random.nextInt(8));
+        checkPaths(seed, random, 1 + random.nextInt(40));
+    }
+
+    @Test
+    void alibiWithMasksIsRefusedByName() throws OutOfBlocksException {
+        KvCache cache = new KvCache(KvCacheConfig.of(8, 4, 1, 8, KvDtype.FP32));
+        AttentionSpec spec = AttentionSpec.of(cache.config(), 2).withAlibi(AlibiSlopes.standard(2));
+        int seq = cache.createSequence();
+        cache.append(seq, 6);
+        PrefillBatch batch = PrefillBatch.of(cache.batch(seq), new int[] {3}, PrefillBatch.NO_WINDOW)
+                .withMasks(TreeMask.fromParents(-1, 0, 0));
+        FloatArray q = new FloatArray(3 * 2 * 8);
+        try (JvmPrefillAttention attention = new JvmPrefillAttention(cache, spec)) {
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> attention.prefill(batch, 0, q, new FloatArray(q.getSize())))
+                    .getMessage().startsWith("batch has token-tree masks and spec has ALiBi"));
+        }
+    }
+
+    private static void checkPaths(long seed, SplittableRandom random, int window) throws OutOfBlocksException {
         int hkv = 2;
         int d = 16;
         int width = hkv * d;
@@ -133,8 +155,7 @@ class TreeMaskTest {
         for (int i = 0; i < q.getSize(); i++) {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
         }
-        PrefillBatch batch = PrefillBatch.of(cache.batch(tree), new int[] {n}, PrefillBatch.NO_WINDOW)
-                .withMasks(TreeMask.fromParents(parents));
+        PrefillBatch batch = PrefillBatch.of(cache.batch(tree), new int[] {n}, window).withMasks(TreeMask.fromParents(parents));
         FloatArray out = new FloatArray(q.getSize());
         out.init(Float.NaN);
         try (JvmPrefillAttention attention = new JvmPrefillAttention(cache, spec)) {
@@ -161,7 +182,7 @@ class TreeMaskTest {
                 }
                 FloatArray o1 = new FloatArray(rowFloats);
                 o1.init(Float.NaN);
-                attention.prefill(PrefillBatch.of(cache.batch(alone), new int[] {1}, PrefillBatch.NO_WINDOW), 0, q1, o1);
+                attention.prefill(PrefillBatch.of(cache.batch(alone), new int[] {1}, window), 0, q1, o1);
                 double[] got = new double[rowFloats];
                 for (int i = 0; i < rowFloats; i++) {
                     got[i] = out.get(j * rowFloats + i);
@@ -171,10 +192,10 @@ class TreeMaskTest {
                     want[i] = o1.get(i);
                 }
                 double rel = ReferenceAttention.relativeL2(got, want);
-                assertTrue(rel < 1e-6, "seed=" + seed + " draft " + j + " (path " + path + "): relative L2 " + rel);
+                assertTrue(rel < 1e-6, "seed=" + seed + " window=" + window + " draft " + j + " (path " + path + "): relative L2 " + rel);
                 cache.free(alone);
             }
         }
-        Accuracy.assertClose(out, ReferencePrefill.prefill(cache, spec, 0, new int[] {tree}, batch, q), "seed=" + seed);
+        Accuracy.assertClose(out, ReferencePrefill.prefill(cache, spec, 0, new int[] {tree}, batch, q), "seed=" + seed + " window=" + window);
     }
 }

@@ -243,6 +243,7 @@ class PrefillCliTest {
                 bad(new String[] {"check", "--soft-cap", "NaN", "--query-len", "4"}, "--soft-cap=NaN"),
                 bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"),
                 bad(new String[] {"check", "--tree"}, "--tree", "decode check"),
+                bad(new String[] {"check", "--tree", "--alibi", "--query-len", "4"}, "--alibi with --tree"),
                 bad(new String[] {"check", "--tree", "--window", "8", "--layers", "2", "--full-every", "2", "--release"}, "--tree",
                         "hybrid check"),
                 bad(new String[] {"bench", "--tree", "--sweeps", "decode,prefill"}, "--tree", "--sweeps=decode,prefill"));

@@ -149,7 +149,7 @@ class PrefillKernelsTest {
 
     /**
      * Token-tree masks ({@code TreeMask}): every shape with random trees over its sequences' new tokens, alone and with
-     * ALiBi, a soft cap and sinks, unsplit and split; the trees must move the result.
+     * a soft cap and sinks, unsplit and split; the trees must move the result.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("treeShapes")
@@ -158,15 +158,17 @@ class PrefillKernelsTest {
                 PrefillKernels.KV_TILE);
     }
 
-    /** {@link #checkSinks} for random token trees ({@link PrefillWorkload#withRandomTrees}): alone, then with the rest. */
+    /**
+     * {@link #checkSinks} for random token trees ({@link PrefillWorkload#withRandomTrees}; a windowed shape's rows see
+     * through windows counted from their tree positions): alone, then with a soft cap and sinks.
+     */
     static void checkTrees(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
         PrefillWorkload trees = plain.withRandomTrees(seed);
         checkChanged(c, "trees", plain, trees, seed, kernel, tolerance, splitTokens);
-        checkChanged(c, "trees, alibi, soft cap and sinks", plain.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(c.numQHeads())),
-                trees.withAlibi(dev.pagedattn.attention.AlibiSlopes.standard(c.numQHeads())).withSoftCap(SoftCapKernelsTest.CAP)
-                        .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel,
-                tolerance, splitTokens);
+        checkChanged(c, "trees, soft cap and sinks", plain, trees.withSoftCap(SoftCapKernelsTest.CAP)
+                .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel, tolerance,
+                splitTokens);
     }
 
     /** {@link #checkSinks} for a soft cap ({@link SoftCapKernelsTest#CAP}): alone, then with random sinks. */
