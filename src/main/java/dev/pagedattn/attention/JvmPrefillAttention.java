@@ -109,19 +109,25 @@ public final class JvmPrefillAttention implements PrefillAttention {
     }
 
     /**
-     * Scores of slots {@code [from, to)} of a row (query {@code j} of sequence {@code seq}) set to -inf where the new token
-     * there is hidden ({@link PrefillBatch#sees}: by {@code mask}, or outside the window from the query's tree position);
-     * slot 0 is position {@code start}, the new tokens start at {@code newStart}. Nothing without a mask.
+     * Into {@code slots}, the slots among {@code [from, to)} of a block (slot 0 at position {@code start}) whose new token
+     * query {@code j} of sequence {@code seq} does not see ({@link PrefillBatch#sees}: by {@code mask}, or outside the
+     * window from the query's tree position); returns how many (0 without a mask). Once per token and block, for every head.
      */
-    private static void hide(PrefillBatch batch, TreeMask mask, int seq, int j, float[] p, int row, int start, int newStart,
-                             int from, int to) {
-        if (mask == null) {
-            return;
-        }
-        for (int t = Math.max(from, newStart - start); t < to; t++) {
+    private static int hidden(PrefillBatch batch, TreeMask mask, int seq, int j, int start, int newStart, int from, int to,
+                              int[] slots) {
+        int n = 0;
+        for (int t = Math.max(from, newStart - start); mask != null && t < to; t++) {
             if (!batch.sees(seq, j, start + t)) {
-                p[row + t] = Float.NEGATIVE_INFINITY;
+                slots[n++] = t;
             }
+        }
+        return n;
+    }
+
+    /** Scores of a row ({@code p[row ..]}) at the first {@code n} of {@code slots} set to -inf. */
+    private static void hide(int[] slots, int n, float[] p, int row) {
+        for (int i = 0; i < n; i++) {
+            p[row + slots[i]] = Float.NEGATIVE_INFINITY;
         }
     }
 
@@ -153,6 +159,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         float[] vTile = new float[bs * d];     // [slot][d]
         int pb = (bs + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
         float[] p = new float[rows * pb];      // [rows][slot, padded to whole vectors] scores, then probabilities
+        int[] hiddenSlots = mask == null ? null : new int[bs]; // a token's slots of a block that its mask hides
         for (int j = 0; j < tokens; j++) {
             int qBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
             for (int i = 0; i < g * d; i++) {
@@ -180,6 +187,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                     widen(values, table, kvHead, base, vTile, n * d);
                     vRead = true;
                 }
+                int hidden = hidden(batch, mask, seq, firstToken + j, start, newStart, from, to, hiddenSlots);
                 for (int h = 0; h < g; h++) {
                     int r = j * g + h;
                     int row = r * pb;
@@ -200,7 +208,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
-                        hide(batch, mask, seq, firstToken + j, p, row, start, newStart, from, to);
+                        hide(hiddenSlots, hidden, p, row);
                         newMax = Math.max(max[r], JvmLaneTree.max(p, row, whole));
                         if (newMax == Float.NEGATIVE_INFINITY) {
                             continue;                                   // a mask hid every slot the row had seen so far
@@ -219,7 +227,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                         if (alibi != null) {
                             JvmChunkKernel.addAlibi(p, row + from, to - from, alibi[kvHead * g + h], start + from, pos[j]);
                         }
-                        hide(batch, mask, seq, firstToken + j, p, row, start, newStart, from, to);
+                        hide(hiddenSlots, hidden, p, row);
                         float blockMax = Float.NEGATIVE_INFINITY;
                         for (int t = from; t < to; t++) {
                             blockMax = Math.max(blockMax, p[row + t]);

@@ -51,8 +51,19 @@ public final class PrefixCache {
         }
     }
 
+    /**
+     * The host tier's counters ({@link #enableHostOffload}): blocks copied to host memory as the pool evicted them,
+     * brought back for a prompt that found them there, dropped to make room, held now, and its capacity in blocks.
+     */
+    public record HostMetrics(long offloaded, long restored, long dropped, int numHeld, int numBlocks) {
+    }
+
+    /** A prompt block neither the device nor the host tier holds ({@link #cachedChain}). */
+    static final int MISS = -1;
+
     private final KvCache cache;
     private final int blockSize;
+    private HostTier host;              // null unless enableHostOffload
     private final Map<Long, Integer> blockByHash = new HashMap<>();
     private final boolean[] cached;     // [numBlocks]
     private final long[] hashOf;        // [numBlocks]
@@ -133,7 +144,7 @@ public final class PrefixCache {
         synchronized (cache) {
             int[] chain = cachedChain(tokenIds, salt);
             int numHits = 0;
-            while (numHits < chain.length && chain[numHits] >= 0) {
+            while (numHits < chain.length && chain[numHits] != MISS) {
                 numHits++;
             }
             return admit(plan(tokenIds, salt, chain, numHits, 0));
@@ -171,7 +182,7 @@ public final class PrefixCache {
         for (int c = 0; c < chains.length; c++) {
             lastMiss[c][0] = -1;
             for (int i = 0; i < reusable; i++) {
-                lastMiss[c][i + 1] = chains[c][i] < 0 ? i : lastMiss[c][i];
+                lastMiss[c][i + 1] = chains[c][i] == MISS ? i : lastMiss[c][i];
             }
         }
         for (int hit = reusable; hit > 0; hit--) {
@@ -212,10 +223,55 @@ public final class PrefixCache {
         for (int i = 0; i < chain.length; i++) {
             long h = blockHash(parent, tokenIds, i * blockSize, blockSize);
             Integer b = blockByHash.get(h);
-            chain[i] = b != null && matches(b, parent, tokenIds, i * blockSize) ? b : -1;
+            chain[i] = b != null && matches(b, parent, tokenIds, i * blockSize) ? b : MISS;
+            if (chain[i] == MISS && host != null) {
+                int slot = host.find(h, parent, tokenIds, i * blockSize);
+                chain[i] = slot < 0 ? MISS : onHost(slot);
+            }
             parent = h;
         }
         return chain;
+    }
+
+    /** A {@link #cachedChain} entry for host block {@code slot}: below {@link #MISS}. */
+    static int onHost(int slot) {
+        return MISS - 1 - slot;
+    }
+
+    /** The host block of a {@link #cachedChain} entry below {@link #MISS}. */
+    static int hostSlot(int entry) {
+        return MISS - 1 - entry;
+    }
+
+    /**
+     * Sets {@code bytes} of host memory aside (allocated and touched now) for the blocks this cache evicts (vLLM's CPU KV
+     * offloading): an evicted published block is copied there first, every layer, and a later prompt whose chain finds it
+     * there gets it back in a fresh block ({@link #admit}, counted as a hit) instead of recomputing it; the least recently
+     * used host block makes room for a new one. Returns the host blocks set aside (bytes / the cache's block bytes, every
+     * layer's K and V).
+     */
+    public int enableHostOffload(long bytes) {
+        synchronized (cache) {
+            if (host != null) {
+                throw new IllegalStateException("host offload is already on (" + host.numBlocks() + " blocks)");
+            }
+            long blockBytes = cache.store().blockBytes();
+            long n = bytes / blockBytes;
+            if (n < 1 || n > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("bytes=" + bytes + " must hold at least one block of " + blockBytes
+                        + " bytes (every layer's K and V) and at most 2^31 - 9 of them");
+            }
+            host = new HostTier(cache.store(), blockSize, (int) n);
+            return (int) n;
+        }
+    }
+
+    /** The host tier's counters, or null when {@link #enableHostOffload} was not called. */
+    public HostMetrics hostMetrics() {
+        synchronized (cache) {
+            return host == null ? null : new HostMetrics(host.offloaded(), host.restored(), host.dropped(), host.numHeld(),
+                    host.numBlocks());
+        }
     }
 
     /**
@@ -230,18 +286,20 @@ public final class PrefixCache {
         }
         int[] hits = Arrays.copyOfRange(chain, from, numHits);
         int revived = 0;
+        int restored = 0;                                   // host blocks to bring back, each into a fresh block
         for (int b : hits) {
-            if (b < 0) {
+            if (b == MISS) {
                 throw new IllegalArgumentException("block " + from + ".." + numHits + " of the prompt is not cached");
             }
-            revived += cache.blockPool().isEvictable(b) ? 1 : 0;
+            revived += b >= 0 && cache.blockPool().isEvictable(b) ? 1 : 0;
+            restored += b < MISS ? 1 : 0;
         }
         long seed = seedFor(salt);
         long last = seed;
         for (int i = 0; i < numHits; i++) {
             last = blockHash(last, tokenIds, i * blockSize, blockSize);
         }
-        int needed = cache.config().blocksFor(tokenIds.length) - numHits;
+        int needed = cache.config().blocksFor(tokenIds.length) - numHits + restored;
         return new Plan(tokenIds.clone(), seed, from, numHits, hits, chain.length, needed,
                 cache.blockPool().numAllocatable() - revived, last);
     }
@@ -268,8 +326,27 @@ public final class PrefixCache {
             blockHits += p.hits().length;
             tokensReused += (long) p.hits().length * blockSize;
             PageTable t = PageTable.startingReleased(p.from());
-            for (int b : p.hits()) {
-                cache.blockPool().retain(b);
+            int[] blocks = p.hits().clone();
+            for (int b : blocks) {                        // the device hits first: no block taken below evicts them
+                if (b >= 0) {
+                    cache.blockPool().retain(b);
+                } else {
+                    host.pin(hostSlot(b));                // nor does an offload drop a host hit
+                }
+            }
+            long parent = p.seed();
+            for (int i = 0; i < p.numHits(); i++) {
+                long h = blockHash(parent, p.tokenIds(), i * blockSize, blockSize);
+                int at = i - p.from();
+                if (at >= 0 && blocks[at] < MISS) {       // from host memory into a fresh block, published again
+                    int b = cache.takeBlock();
+                    host.restore(hostSlot(blocks[at]), h, b);
+                    publish(b, h, parent, p.tokenIds(), i * blockSize);
+                    blocks[at] = b;
+                }
+                parent = h;
+            }
+            for (int b : blocks) {
                 t.add(b);
             }
             int total = cache.config().blocksFor(p.tokenIds().length);
@@ -316,17 +393,22 @@ public final class PrefixCache {
                 int b = t.block(i);
                 // a block released before its commit (KvCache.releaseBefore) is not published; the chain goes on
                 if (b != PageTable.RELEASED && !cached[b] && !blockByHash.containsKey(h)) {
-                    cached[b] = true;
-                    hashOf[b] = h;
-                    parentHashOf[b] = st.lastHash;
-                    System.arraycopy(st.ids, i * blockSize, tokensOf, b * blockSize, blockSize);
-                    blockByHash.put(h, b);
+                    publish(b, h, st.lastHash, st.ids, i * blockSize);
                 }
                 st.lastHash = h;
                 st.numPublished = i + 1;
             }
             cache.verifyIfChecked();
         }
+    }
+
+    /** Publishes block {@code b} as holding {@code ids[from ..]} under hash {@code h} after {@code parent}. */
+    private void publish(int b, long h, long parent, int[] ids, int from) {
+        cached[b] = true;
+        hashOf[b] = h;
+        parentHashOf[b] = parent;
+        System.arraycopy(ids, from, tokensOf, b * blockSize, blockSize);
+        blockByHash.put(h, b);
     }
 
     /** Drops every cached block; refused while any block is in use. */
@@ -341,6 +423,9 @@ public final class PrefixCache {
                 cached[b] = false;
             }
             blockByHash.clear();
+            if (host != null) {
+                host.clear();
+            }
             requests = blockLookups = blockHits = tokensReused = evictions = 0;
             cache.verifyIfChecked();
         }
@@ -374,6 +459,9 @@ public final class PrefixCache {
     // ---- called by KvCache / BlockPool under the cache's lock ----
 
     void onEvict(int block) {
+        if (cached[block] && host != null) { // its content is still there: to host memory first
+            host.offload(block, hashOf[block], parentHashOf[block], tokensOf, block * blockSize);
+        }
         if (cached[block]) {
             blockByHash.remove(hashOf[block]);
             cached[block] = false;

@@ -73,6 +73,10 @@ class MainTest {
                 + " would hold 61440."), "the hybrid model's line: " + run.out());
         assertTrue(Pattern.compile("Each layer's step through HybridAttention: worst relative L2 error [0-9.e+-]+ -> PASS")
                 .matcher(run.out()).find(), "the hybrid model's steps, checked: " + run.out());
+        assertTrue(Pattern.compile("verifies a tree of 6 drafts \\(parents \\[-1, 0, 0, 1, 2, 2\\]\\) in one prefill with a TreeMask,"
+                + " each draft seeing the context, its ancestors and itself: relative L2 error vs fp64 [0-9.e+-]+; compact keeps"
+                + " the accepted path 0 -> 2 -> 5 \\(length \\d+, the rest dropped\\) and the next decode step over it: [0-9.e+-]+"
+                + " -> PASS").matcher(run.out()).find(), "the token tree, checked: " + run.out());
         assertEquals("", run.err());
     }
 
