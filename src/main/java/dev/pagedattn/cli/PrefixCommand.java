@@ -39,6 +39,11 @@ final class PrefixCommand implements Callable<Integer> {
     @Option(names = "--full-every", description = "With --window: N layers, the last one full (gpt-oss: 2, Gemma 3: 6).")
     Integer fullEvery;
 
+    @Option(names = "--host-memory", description = "Host memory behind the prefix cache (PrefixCache.enableHostOffload, e.g."
+            + " 64MB): after the requests, unrelated ones evict the system prompt's blocks and a new request shows where"
+            + " its hit comes from.")
+    String hostMemory;
+
     @Override
     public Integer call() throws OutOfBlocksException {
         if (requests < 1) {
@@ -55,6 +60,10 @@ final class PrefixCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--window=" + window + " --full-every=" + fullEvery
                     + " go together: a window >= 1 and a full layer every N >= 2 layers");
         }
+        long hostBytes = hostMemory == null ? 0 : ByteSize.parse("--host-memory", hostMemory);
+        if (hostMemory != null && window != null) {
+            throw new IllegalArgumentException("--host-memory=" + hostMemory + " is shown on a plain cache, not with --window");
+        }
         long s = seed != null ? seed : System.nanoTime();
         SplittableRandom random = new SplittableRandom(s);
         if (window != null) {
@@ -65,6 +74,12 @@ final class PrefixCommand implements Callable<Integer> {
         KvCacheConfig config = KvCacheConfig.of(perRequest * requests + 1, blockSize, 8, 128, KvDtype.FP16);
         KvCache cache = new KvCache(config);
         PrefixCache prefix = cache.enablePrefixCaching();
+        int hostBlocks = 0;
+        try {
+            hostBlocks = hostBytes > 0 ? prefix.enableHostOffload(hostBytes) : 0;
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--host-memory=" + hostMemory + ": " + e.getMessage(), e);
+        }
         int[] system = randomTokens(random, systemTokens);
         System.out.printf("prefix caching demo (seed=%d): %d requests = %d shared system-prompt tokens + %d own tokens,"
                 + " block size %d, 8 KV heads x 128 dims fp16%n", s, requests, systemTokens, suffixTokens, blockSize);
@@ -100,7 +115,41 @@ final class PrefixCommand implements Callable<Integer> {
         }
         System.out.printf("after freeing every request: %d blocks stay cached and evictable (%d used)%n",
                 prefix.metrics().numCachedBlocks(), cache.numUsedBlocks());
+        if (hostBlocks > 0) {
+            same &= afterChurn(cache, prefix, hostBlocks, system, random);
+        }
         return same ? 0 : Main.EXIT_CHECK_FAILED;
+    }
+
+    /**
+     * Unrelated requests take the whole pool, evicting the cached blocks into host memory; then a request with the
+     * system prompt finds them there. Whether its attention equals a cache written from scratch, bit for bit.
+     */
+    private boolean afterChurn(KvCache cache, PrefixCache prefix, int hostBlocks, int[] system, SplittableRandom random)
+            throws OutOfBlocksException {
+        int[] churn = new int[cache.config().numBlocks() * cache.config().blockSize()];
+        for (int i = 0; i < churn.length; i++) {
+            churn[i] = 128_000 + random.nextInt(1000);               // ids no prompt above used
+        }
+        PrefixCache.Admission other = prefix.admit(churn, null);
+        cache.free(other.seq());
+        PrefixCache.HostMetrics host = prefix.hostMetrics();
+        System.out.printf("host memory: %d blocks (%s); an unrelated request took the whole pool: %d blocks evicted, %d of"
+                        + " them copied to host memory first (%d dropped to make room)%n", hostBlocks,
+                ByteSize.format(hostBlocks * cache.config().totalBytes() / cache.config().numBlocks()),
+                prefix.metrics().evictions(), host.offloaded(), host.dropped());
+        int[] tokens = new int[system.length + suffixTokens];
+        System.arraycopy(system, 0, tokens, 0, system.length);
+        System.arraycopy(randomTokens(random, suffixTokens), 0, tokens, system.length, suffixTokens);
+        PrefixCache.Admission a = prefix.admit(tokens, null);
+        SyntheticKv.write(cache, a.seq(), tokens, a.numCachedTokens());
+        long restored = prefix.hostMetrics().restored() - host.restored();
+        boolean same = sameAsFromScratch(cache, new int[] {a.seq()}, new int[][] {tokens}, random);
+        System.out.printf("a new request with the system prompt: %d of %d prompt tokens cached, %d blocks brought back from host"
+                + " memory; its attention == a cache written from scratch (bit for bit): %s%n", a.numCachedTokens(), tokens.length,
+                restored, same ? "yes" : "NO");
+        cache.free(a.seq());
+        return same;
     }
 
     static void printMetrics(PrefixCache.Metrics m) {

@@ -155,6 +155,28 @@ class MainTest {
     }
 
     /**
+     * prefix --host-memory: the 4 requests' 47 blocks (all full and published: 560 tokens are 35 blocks of 16) are evicted
+     * by an unrelated request into host memory; a new request with the system prompt brings its 31 blocks back and computes
+     * what a cache written from scratch does. With 1 MB (15 blocks) host memory drops blocks to make room.
+     */
+    @Test
+    void prefixWithHostMemoryBringsTheSystemPromptBack() {
+        CliRun run = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--host-memory", "16MB");
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("host memory: 244 blocks (16.0 MB); an unrelated request took the whole pool: 47 blocks evicted,"
+                + " 47 of them copied to host memory first (0 dropped to make room)"), run.out());
+        assertTrue(run.out().contains("a new request with the system prompt: 496 of 560 prompt tokens cached, 31 blocks brought back"
+                + " from host memory; its attention == a cache written from scratch (bit for bit): yes"), run.out());
+        CliRun small = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--host-memory", "1MB");
+        assertEquals(0, small.exitCode(), small.toString());
+        assertTrue(small.out().contains("host memory: 15 blocks (983040 bytes); an unrelated request took the whole pool: 47 blocks"
+                + " evicted, 47 of them copied to host memory first (32 dropped to make room)"), small.out());
+        CliRun bad = CliRun.of("prefix", "--host-memory", "1KB");
+        assertEquals(2, bad.exitCode(), bad.toString());
+        assertTrue(bad.err().startsWith("error: --host-memory=1KB: bytes=1000 must hold at least one block"), bad.err());
+    }
+
+    /**
      * prefix --window --full-every: a hybrid cache; the full layer reuses the system prompt's 31 blocks, the windowed one
      * only those its window of 128 sees from the first recomputed token (496) on: blocks 23..30, 8 per request.
      */
