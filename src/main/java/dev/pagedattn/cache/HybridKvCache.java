@@ -517,6 +517,32 @@ public final class HybridKvCache {
         }
     }
 
+    /**
+     * Host memory behind every group's prefix cache ({@link PrefixCache#enableHostOffload}), {@code bytes} split among the
+     * groups in proportion to their pools' bytes; returns the host blocks of each group. A prompt's hit then counts, in
+     * each group, the blocks it finds on the device or in host memory; {@link #admit} brings the latter back.
+     */
+    public synchronized int[] enableHostOffload(long bytes) {
+        if (!prefixCaching()) {
+            throw new IllegalStateException("host offload backs the prefix cache: call enablePrefixCaching() first");
+        }
+        long total = totalBytes();
+        long[] share = new long[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            share[g] = (long) ((double) bytes * groups[g].config().totalBytes() / total);
+            long blockBytes = groups[g].store().blockBytes();
+            if (share[g] < blockBytes) { // checked for every group before any changes
+                throw new IllegalArgumentException("bytes=" + bytes + " gives group " + g + " " + share[g] + " bytes, less than one"
+                        + " of its blocks (" + blockBytes + " bytes)");
+            }
+        }
+        int[] blocks = new int[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            blocks[g] = groups[g].prefixCache().enableHostOffload(share[g]);
+        }
+        return blocks;
+    }
+
     /** Whether {@link #enablePrefixCaching} was called. */
     public synchronized boolean prefixCaching() {
         return groups[0].prefixCache() != null;

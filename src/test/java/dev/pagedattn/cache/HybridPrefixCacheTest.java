@@ -84,6 +84,33 @@ class HybridPrefixCacheTest {
         cache.verify();
     }
 
+    /**
+     * {@link #aHitIsWhatEveryGroupCanServe} with host memory behind both groups: the block the windowed group evicted
+     * comes back from host memory, so the hit is the whole reusable prompt again.
+     */
+    @Test
+    void aBlockAGroupEvictedComesBackFromHostMemory() throws Exception {
+        HybridKvCache cache = cache(6, 20, 40);
+        assertEquals("host offload backs the prefix cache: call enablePrefixCaching() first", assertThrows(
+                IllegalStateException.class, () -> HybridKvCache.of(new int[] {6, F}, new int[] {4, 4}, BS, 1, 2, KvDtype.FP32)
+                        .enableHostOffload(1 << 20)).getMessage());
+        int[] blocks = cache.enableHostOffload(60 * 2L * 2 * BS * 4);         // 60 blocks' bytes of one layer's K and V
+        assertEquals(20, blocks[0], "a third to the windowed group, whose pool is a third of the bytes");
+        assertEquals(40, blocks[1]);
+        int[] prompt = Tokens.range(1, 41);
+        PrefixCache.Admission a = admitAndWrite(cache, prompt);
+        cache.free(a.seq());
+        cache.admit(Tokens.range(500, 41), null);
+        assertEquals(1, cache.group(0).prefixCache().hostMetrics().offloaded());
+        PrefixCache.Admission again = cache.admit(prompt, null);
+        assertEquals(40, again.numCachedTokens(), "block 9 from host memory: every reusable block hits");
+        assertEquals(1, cache.group(0).prefixCache().hostMetrics().restored());
+        for (int p = 35; p < 40; p++) {
+            assertEquals(Tokens.k(1 + p, 0, 0, 1), cache.readK(again.seq(), 0, p, 0, 1), "windowed layer, position " + p);
+        }
+        cache.verify();
+    }
+
     @Test
     void refusedAdmissionsAndAppendsChangeNothing() throws Exception {
         HybridKvCache cache = cache(6, 20, 9);
