@@ -64,6 +64,13 @@ public class PrefillBenchmark {
     @Param({"fp16"})
     public String dtype;
 
+    /**
+     * Each sequence's new tokens verified as a random token tree ({@link PrefillWorkload#withRandomTrees}, speculative
+     * decoding) instead of causally: what a {@code TreeMask} costs the JVM backend.
+     */
+    @Param({"false"})
+    public boolean tree;
+
     /** Backend threads: {@code all} or a number ({@code -Dpagedattn.jvm.threads}). */
     @Param({"all"})
     public String threads;
@@ -89,6 +96,7 @@ public class PrefillBenchmark {
         long seed = System.nanoTime();
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, Integer.parseInt(qkv[0]),
                 Integer.parseInt(qkv[1]), headDim, 16, KvDtype.parse(dtype), seed);
+        w = tree ? w.withRandomTrees(seed) : w;
         prefillBatch = w.batch();
         q = w.q();
         attention = new JvmPrefillAttention(w.kv().cache(), w.spec());
