@@ -418,6 +418,66 @@ public final class KvCache {
         return seq;
     }
 
+    /**
+     * Writes {@code seq} to {@code out} as one record (what vLLM's KV connectors move from a prefill instance to a decode
+     * instance, or to disk): this cache's shape and 8-bit scales, the sequence's length and released run, the prefix
+     * cache's token ids if it tracks them, and the K/V of every block it holds, every layer, bit for bit.
+     * {@link #importSequence} reads it into a cache of the same shape, here or in another process. The sequence stays;
+     * the cache's lock is held while the bytes are written.
+     *
+     * @return the bytes written
+     */
+    public synchronized long export(int seq, java.io.OutputStream out) throws java.io.IOException {
+        PageTable t = table(seq);
+        if (out == null) {
+            throw new IllegalArgumentException("out=null");
+        }
+        return KvTransfer.write(this, store, t, prefixCache == null ? null : prefixCache.tokensOf(seq), out);
+    }
+
+    /**
+     * Reads a record {@link #export} wrote and adds it as a new sequence (same length, released run and K/V; with prefix
+     * caching on and token ids in the record, tracked from them, nothing of it published until {@link PrefixCache#commit}).
+     * A record of another shape (layers, KV heads, head dim, block size, dtype, 8-bit scales) is refused by name before any
+     * block is taken; a stream that ends early gives back what it took. Either way nothing changes.
+     *
+     * @throws OutOfBlocksException when the pool cannot hold its blocks
+     * @return the new sequence's id
+     */
+    public synchronized int importSequence(java.io.InputStream in) throws java.io.IOException, OutOfBlocksException {
+        if (in == null) {
+            throw new IllegalArgumentException("in=null");
+        }
+        java.io.DataInputStream data = new java.io.DataInputStream(in);
+        KvTransfer.Header h = KvTransfer.readHeader(this, store, data);
+        if (h.numHeld() > pool.numAllocatable()) {
+            throw new OutOfBlocksException(h.numHeld(), pool.numAllocatable());
+        }
+        PageTable t = PageTable.startingReleased(h.numReleased());
+        byte[] block = new byte[Math.toIntExact(store.blockBytes())];
+        java.lang.foreign.MemorySegment buffer = java.lang.foreign.MemorySegment.ofArray(block);
+        int bs = config.blockSize();
+        try {
+            for (int i = 0; i < h.numHeld(); i++) {
+                KvTransfer.readBlock(data, block, i, h.numHeld());
+                int b = allocator.take();
+                t.add(b);
+                int logical = h.numReleased() + i;
+                store.importBlock(b, buffer, 0, Math.min(bs, h.numTokens() - logical * bs));
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            allocator.releaseAll(t); // nothing of it stays
+            throw e;
+        }
+        t.setNumTokens(h.numTokens());
+        int seq = sequences.add(t);
+        if (prefixCache != null && h.tokenIds() != null) {
+            prefixCache.onImport(seq, h.seed(), h.tokenIds());
+        }
+        verifyIfChecked();
+        return seq;
+    }
+
     private SwappedSequence requireOwn(SwappedSequence swapped) {
         if (swapped == null || swapped.source() != this) {
             throw new IllegalArgumentException("swapped=" + (swapped == null ? "null" : "a sequence of another cache")

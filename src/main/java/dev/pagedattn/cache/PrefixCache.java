@@ -520,6 +520,18 @@ public final class PrefixCache {
         tokens.put(seq, st.copy());
     }
 
+    /**
+     * Tracks {@code seq} ({@link KvCache#importSequence}) from {@code ids} after the chain seed {@code seed} (its salt's),
+     * none of it published here yet (the next commit publishes its full blocks under these ids).
+     */
+    void onImport(int seq, long seed, int[] ids) {
+        SeqTokens st = new SeqTokens();
+        st.seed = seed;
+        st.add(ids);
+        st.lastHash = st.seed;
+        tokens.put(seq, st);
+    }
+
     void verify() {
         BlockPool pool = cache.blockPool();
         int n = 0;
