@@ -709,6 +709,48 @@ public final class HybridKvCache {
         return id;
     }
 
+    /**
+     * Writes {@code seq} to {@code out}: one {@link KvCache#export} record per group, in group order (each with its
+     * group's shape; a windowed group's released run included). Returns the bytes written.
+     */
+    public synchronized long export(int seq, java.io.OutputStream out) throws java.io.IOException {
+        groups[0].pageTable(seq); // names an unknown id before anything is written
+        long bytes = 0;
+        for (KvCache c : groups) {
+            bytes += c.export(seq, out);
+        }
+        return bytes;
+    }
+
+    /**
+     * Reads what {@link #export} wrote (a cache of the same windows, layers and shapes) as a new sequence of every group,
+     * or of none: a refused or cut record of a later group gives back what the earlier groups took.
+     *
+     * @throws OutOfBlocksException when a group's pool cannot hold its blocks
+     */
+    public synchronized int importSequence(java.io.InputStream in) throws java.io.IOException, OutOfBlocksException {
+        int id = -1;
+        int done = 0;
+        try {
+            for (; done < groups.length; done++) {
+                int seq = groups[done].importSequence(in);
+                if (done == 0) {
+                    id = seq;
+                } else if (seq != id) {
+                    groups[done].free(seq);
+                    throw new IllegalStateException("group " + done + " imported seq=" + seq + " where group 0 made seq=" + id
+                            + ": a sequence was created on a group's cache directly");
+                }
+            }
+        } catch (java.io.IOException | OutOfBlocksException | RuntimeException e) {
+            for (int g = 0; g < done; g++) {
+                groups[g].free(id);
+            }
+            throw e;
+        }
+        return id;
+    }
+
     /** The step's tables: one {@link DecodeBatch} per group, through its window ({@link HybridBatch#forLayer}). */
     public synchronized HybridBatch batch(int... seqs) {
         DecodeBatch[] batches = new DecodeBatch[groups.length];

@@ -180,6 +180,7 @@ final class DemoCommand implements Callable<Integer> {
                 a, cache.numAllocatableBlocks(), config.numBlocks());
         ok &= releaseOutsideWindow(new int[] {b, c, f}, window, spec, attention, q);
         ok &= swapOutAndIn(f, window, spec, attention, q);
+        ok &= exportAndImport(b, window, spec, attention, q);
         ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random, config.dtype());
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6, config.dtype());
@@ -244,6 +245,43 @@ final class DemoCommand implements Callable<Integer> {
                         + " block%s back to the pool (free blocks: %d); swapIn: seq %d, with its length, released run and K/V in"
                         + " blocks of its own. The windowed step over it gives the same bits as before -> %s%n", seq, held,
                 held == 1 ? "" : "s", bytes, held == 1 ? "" : "s", free, back, ok ? "PASS" : "FAIL");
+        return ok;
+    }
+
+    /**
+     * Writes {@code seq} as a record ({@code KvCache.export}), reads it into a new cache of the same shape (a decode
+     * instance after a prefill instance; {@code importSequence}) and checks that a backend of the same kind there gives the
+     * windowed step's bits of this cache (queries: {@code q}'s first row). Whether it did.
+     */
+    private boolean exportAndImport(int seq, int window, AttentionSpec spec, DecodeAttention attention, FloatArray q)
+            throws OutOfBlocksException {
+        FloatArray row = new FloatArray((int) spec.queryElements(1));
+        for (int i = 0; i < row.getSize(); i++) {
+            row.set(i, q.get(i));
+        }
+        FloatArray here = new FloatArray(row.getSize());
+        FloatArray there = new FloatArray(row.getSize());
+        here.init(Float.NaN);
+        there.init(Float.NaN);
+        attention.decode(cache.batch(seq).window(window), 0, row, here);
+        java.io.ByteArrayOutputStream record = new java.io.ByteArrayOutputStream();
+        KvCache other = new KvCache(cache.config(), cache.scales());
+        long bytes;
+        int imported;
+        try {
+            bytes = cache.export(seq, record);
+            imported = other.importSequence(new java.io.ByteArrayInputStream(record.toByteArray()));
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("byte arrays do not fail", e);
+        }
+        try (DecodeAttention decoder = Backends.create(backendOptions.backend, other, spec, backendOptions.device, "auto")) {
+            decoder.decode(other.batch(imported).window(window), 0, row, there);
+        }
+        boolean ok = PrefixCommand.sameBits(here, there);
+        System.out.printf("   export(seq %d): %d bytes (its shape, length, released run and K/V); importSequence into a new cache"
+                        + " of the same shape, as a decode instance after a prefill instance: seq %d there, holding %d blocks."
+                        + " The windowed step there gives this cache's bits -> %s%n", seq, bytes, imported,
+                other.pageTable(imported).numBlocks() - other.pageTable(imported).numReleased(), ok ? "PASS" : "FAIL");
         return ok;
     }
 

@@ -142,6 +142,33 @@ class KvTransferTest {
         decode.verify();
     }
 
+    /** A hybrid cache's sequence crosses group by group; a receiver whose full group is too small takes nothing. */
+    @Test
+    void aHybridSequenceCrossesEveryGroupOrNone() throws Exception {
+        int[] windows = {4, DecodeBatch.NO_WINDOW};
+        HybridKvCache from = HybridKvCache.of(windows, new int[] {8, 8}, 4, 1, 2, KvDtype.FP32);
+        int seq = from.createSequence();
+        from.append(seq, 10);
+        from.append(seq, 7);                                  // the windowed group released positions 0..3 first
+        for (int layer = 0; layer < 2; layer++) {
+            from.write(seq, layer, 16, new float[] {layer + 1f, 2f}, new float[] {3f, 4f});
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        from.export(seq, bytes);
+        HybridKvCache to = HybridKvCache.of(windows, new int[] {8, 8}, 4, 1, 2, KvDtype.FP32);
+        int back = to.importSequence(new ByteArrayInputStream(bytes.toByteArray()));
+        assertEquals(17, to.length(back));
+        assertEquals(4, to.group(0).firstHeldPosition(back));
+        assertEquals(0, to.group(1).firstHeldPosition(back));
+        assertEquals(2f, to.readK(back, 1, 16, 0, 0));
+        HybridKvCache small = HybridKvCache.of(windows, new int[] {8, 4}, 4, 1, 2, KvDtype.FP32);
+        assertThrows(OutOfBlocksException.class, () -> small.importSequence(new ByteArrayInputStream(bytes.toByteArray())));
+        assertEquals(0, small.numSequences());
+        assertEquals(8, small.group(0).numAllocatableBlocks(), "the windowed group's blocks given back");
+        to.verify();
+        small.verify();
+    }
+
     private static void assertRefused(KvCache cache, byte[] record, String message) {
         CacheSnapshot before = CacheSnapshot.of(cache);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

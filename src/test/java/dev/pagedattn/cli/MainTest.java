@@ -66,6 +66,9 @@ class MainTest {
                 + " memory, the block back to the pool \\(free blocks: \\d+\\); swapIn: seq 4, with its length, released run and K/V"
                 + " in blocks of its own\\. The windowed step over it gives the same bits as before -> PASS").matcher(run.out()).find(),
                 "the swap, checked: " + run.out());
+        assertTrue(Pattern.compile("export\\(seq 1\\): \\d+ bytes \\(its shape, length, released run and K/V\\); importSequence into"
+                + " a new cache of the same shape, as a decode instance after a prefill instance: seq 0 there, holding 2 blocks\\."
+                + " The windowed step there gives this cache's bits -> PASS").matcher(run.out()).find(), "the transfer: " + run.out());
         // 60 tokens through a window of 8 in blocks of 4: positions 52..59 lie in blocks 13 and 14, block 12 stays until the
         // next append; the full layers hold 15 blocks; 2 x (3 + 15) blocks of 2 layers x 512 bytes against 2 x 15 x 4 x 512
         assertTrue(run.out().contains("After 60 tokens each of 2 sequences holds 3 blocks of the windowed layers (the rest went back"
