@@ -101,6 +101,10 @@ public interface PrefillAttention extends AutoCloseable {
     /** Checks the shapes of one call; messages name the bad value. */
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
         requireBatch(config, batch, layer);
+        if (!batch.causal() && spec.hasAlibi()) {
+            throw new IllegalArgumentException("batch is non-causal and spec has ALiBi: its distances count from a query's"
+                    + " position, which a non-causal query does not have");
+        }
         if (batch.hasMasks() && spec.hasAlibi()) {
             throw new IllegalArgumentException("batch has token-tree masks and spec has ALiBi: ALiBi's distances would need"
                     + " every draft's tree position, which the kernels do not take; verify drafts of an ALiBi model as chains");

@@ -30,12 +30,14 @@ public final class PrefillBatch {
     private final int[] qIndptr;  // [numSeqs + 1]
     private final int window;
     private final TreeMask[] masks; // [numSeqs], null entries causal; null: no masks
+    private final boolean causal;
 
-    private PrefillBatch(DecodeBatch kv, int[] qIndptr, int window, TreeMask[] masks) {
+    private PrefillBatch(DecodeBatch kv, int[] qIndptr, int window, TreeMask[] masks, boolean causal) {
         this.kv = kv;
         this.qIndptr = qIndptr;
         this.window = window;
         this.masks = masks;
+        this.causal = causal;
     }
 
     /** A batch from per-sequence query counts. */
@@ -91,7 +93,45 @@ public final class PrefillBatch {
         if (window < 1) {
             throw new IllegalArgumentException("window=" + window + " must be >= 1 (or NO_WINDOW)");
         }
-        return new PrefillBatch(kv, qIndptr.clone(), window, null);
+        return new PrefillBatch(kv, qIndptr.clone(), window, null, true);
+    }
+
+    /**
+     * A batch whose every query sees its sequence's whole context (FlashInfer's {@code causal=False}): a decoder's tokens
+     * over an encoder's K/V (cross-attention: Whisper, T5), or an encoder's own tokens. The queries need not be tokens of
+     * the context, so {@code qLens[i]} may exceed its length; no window, no {@link TreeMask}, and no ALiBi (its distances
+     * are from the query's position, which the batch does not have).
+     */
+    public static PrefillBatch nonCausal(DecodeBatch kv, int[] qLens) {
+        if (kv == null || qLens == null) {
+            throw new IllegalArgumentException("kv=" + kv + " qLens=" + (qLens == null ? "null" : qLens.length) + ": both are needed");
+        }
+        if (kv.windowed()) {
+            throw new IllegalArgumentException("kv window=" + kv.window() + ": a non-causal batch sees whole contexts");
+        }
+        if (qLens.length != kv.numSeqs()) {
+            throw new IllegalArgumentException("qLens.length=" + qLens.length + " must be numSeqs=" + kv.numSeqs());
+        }
+        int[] indptr = new int[qLens.length + 1];
+        for (int i = 0; i < qLens.length; i++) {
+            if (qLens[i] < 1) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " must be >= 1");
+            }
+            if (kv.contextLen(i) < 1) {
+                throw new IllegalArgumentException("contextLen[" + i + "]=0: a non-causal query needs a context to see");
+            }
+            long next = (long) indptr[i] + qLens[i];
+            if (next > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("qLen[" + i + "]=" + qLens[i] + " makes the total query count overflow an int");
+            }
+            indptr[i + 1] = (int) next;
+        }
+        return new PrefillBatch(kv, indptr, NO_WINDOW, null, false);
+    }
+
+    /** False for a {@link #nonCausal} batch. */
+    public boolean causal() {
+        return causal;
     }
 
     /**
@@ -99,8 +139,11 @@ public final class PrefillBatch {
      * be its sequence's qLen. {@code masks} null or all null: the plain batch.
      */
     public PrefillBatch withMasks(TreeMask... masks) {
+        if (!causal && masks != null) {
+            throw new IllegalArgumentException("masks on a non-causal batch: its queries see whole contexts already");
+        }
         if (masks == null) {
-            return new PrefillBatch(kv, qIndptr, window, null);
+            return new PrefillBatch(kv, qIndptr, window, null, causal);
         }
         if (masks.length != numSeqs()) {
             throw new IllegalArgumentException("masks.length=" + masks.length + " must be numSeqs=" + numSeqs());
@@ -113,7 +156,7 @@ public final class PrefillBatch {
             }
             any |= masks[i] != null;
         }
-        return new PrefillBatch(kv, qIndptr, window, any ? masks.clone() : null);
+        return new PrefillBatch(kv, qIndptr, window, any ? masks.clone() : null, causal);
     }
 
     /** True when some sequence has a {@link TreeMask}. */
@@ -200,9 +243,12 @@ public final class PrefillBatch {
         return qIndptr.clone();
     }
 
-    /** Position of query {@code j} of sequence {@code i}. */
+    /**
+     * Position of query {@code j} of sequence {@code i}: {@code contextLen - qLen + j}, or in a {@link #nonCausal} batch the
+     * context's last position (it sees all of it).
+     */
     public int position(int i, int j) {
-        return contextLen(i) - qLen(i) + j;
+        return causal ? contextLen(i) - qLen(i) + j : contextLen(i) - 1;
     }
 
     /**

@@ -101,6 +101,15 @@ public final class PrefillWorkload {
                 .withMasks(batch.masks()), q);
     }
 
+    /** This workload's queries seeing their sequences' whole contexts ({@link PrefillBatch#nonCausal}). */
+    public PrefillWorkload nonCausal() {
+        int[] qLens = new int[batch.numSeqs()];
+        for (int i = 0; i < qLens.length; i++) {
+            qLens[i] = batch.qLen(i);
+        }
+        return new PrefillWorkload(kv, PrefillBatch.nonCausal(batch.kv(), qLens), q);
+    }
+
     /**
      * This workload with random token trees ({@link TreeMask#fromParents}) over the new tokens of every sequence with
      * more than one, drawn from {@code seed}: each token's parent is one of the few tokens before it, so that trees are

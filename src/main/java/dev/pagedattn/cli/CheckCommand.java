@@ -90,6 +90,10 @@ final class CheckCommand implements Callable<Integer> {
             + " ancestors and itself; the check prints how far the trees move the fp64 result.")
     boolean tree;
 
+    @Option(names = "--non-causal", description = "With --query-len: every query sees its sequence's whole context (FlashInfer's"
+            + " causal=False: cross-attention, encoders); no --window, --tree or --alibi.")
+    boolean nonCausal;
+
     @Option(names = "--step-rows", description = "Decode or prefill through the backend's own query and output rows (stepRows;"
             + " on TornadoVM the arrays its plan sends), their rows past the batch poisoned with NaN.")
     boolean stepRows;
@@ -164,7 +168,10 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
-        Extras extras = Extras.of(sinks, softCap, alibi, tree);
+        Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
+        if (nonCausal && window != null) {
+            throw new IllegalArgumentException("--non-causal with --window=" + window + ": a non-causal query sees its whole context");
+        }
         if (hybrid || queryLen == null) {
             extras.requirePrefill(hybrid ? "the hybrid check (--full-every with --release)" : "a decode check (no --query-len)");
         }

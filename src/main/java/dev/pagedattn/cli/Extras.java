@@ -10,11 +10,20 @@ import dev.pagedattn.attention.PrefillWorkload;
  * prefill, random token trees over each sequence's new tokens ({@code --tree}, speculative decoding's verification), any
  * of them or none. {@code softCap} 0 is none.
  */
-record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
-    static final Extras NONE = new Extras(false, 0f, false, false);
+record Extras(boolean sinks, float softCap, boolean alibi, boolean trees, boolean nonCausal) {
+    static final Extras NONE = new Extras(false, 0f, false, false, false);
 
     /** The options' extras; names a soft cap that is not finite and > 0. */
     static Extras of(boolean sinks, Float softCap, boolean alibi, boolean trees) {
+        return of(sinks, softCap, alibi, trees, false);
+    }
+
+    /** The same with {@code --non-causal} (prefill: every query sees its whole context); names what it cannot go with. */
+    static Extras of(boolean sinks, Float softCap, boolean alibi, boolean trees, boolean nonCausal) {
+        if (nonCausal && (alibi || trees)) {
+            throw new IllegalArgumentException("--non-causal with " + (alibi ? "--alibi" : "--tree") + ": a non-causal query has no"
+                    + " position for ALiBi's distances, and no causal order for a tree");
+        }
         if (softCap != null && !(softCap > 0 && Float.isFinite(softCap))) {
             throw new IllegalArgumentException("--soft-cap=" + softCap + " must be finite and > 0 (leave it out for no cap)");
         }
@@ -22,12 +31,12 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
             throw new IllegalArgumentException("--alibi with --tree: ALiBi's distances would need every draft's tree position,"
                     + " which the kernels do not take (verify an ALiBi model's drafts as chains)");
         }
-        return new Extras(sinks, softCap == null ? 0f : softCap, alibi, trees);
+        return new Extras(sinks, softCap == null ? 0f : softCap, alibi, trees, nonCausal);
     }
 
     /** Whether anything is added. */
     boolean any() {
-        return sinks || softCap > 0 || alibi || trees;
+        return sinks || softCap > 0 || alibi || trees || nonCausal;
     }
 
     /**
@@ -45,6 +54,7 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
         PrefillWorkload with = sinks ? w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed)) : w;
         with = softCap > 0 ? with.withSoftCap(softCap) : with;
         with = trees ? with.withRandomTrees(seed) : with;
+        with = nonCausal ? with.nonCausal() : with;
         return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
@@ -52,6 +62,9 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
     void requirePrefill(String what) {
         if (trees) {
             throw new IllegalArgumentException("--tree masks a prefill's new tokens: " + what + " has none");
+        }
+        if (nonCausal) {
+            throw new IllegalArgumentException("--non-causal is a prefill's: " + what + " has no query run");
         }
     }
 
@@ -69,6 +82,9 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees) {
         }
         if (trees) {
             parts.add("trees");
+        }
+        if (nonCausal) {
+            parts.add("non-causal");
         }
         return String.join("+", parts);
     }

@@ -80,6 +80,9 @@ final class PrefillCheck {
         if (extras.trees()) {
             parts.add("token trees");
         }
+        if (extras.nonCausal()) {
+            parts.add("dropping causality");
+        }
         String what = parts.size() == 1 ? parts.get(0) + (extras.trees() ? " move" : " moves")
                 : String.join(", ", parts.subList(0, parts.size() - 1)) + " and " + parts.get(parts.size() - 1) + " move";
         System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && parts.size() == 1 && moved < 1e-3
@@ -127,7 +130,7 @@ final class PrefillCheck {
             if (release) {
                 printReleased(w.kv().cache(), w.kv().seqs());
             }
-            if (extras.softCap() > 0 || extras.alibi() || extras.trees()) {
+            if (extras.softCap() > 0 || extras.alibi() || extras.trees() || extras.nonCausal()) {
                 printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
@@ -137,8 +140,9 @@ final class PrefillCheck {
                     releaseOutsideWindow(w.kv().cache(), w.kv().seqs(), window);
                 }
                 append(w, qLens, random);
-                PrefillBatch batch = PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window)
-                        .withMasks(w.batch().masks()); // the same trees over each chunk's new tokens
+                PrefillBatch batch = !w.batch().causal() ? PrefillBatch.nonCausal(w.kv().cache().batch(w.kv().seqs()), qLens)
+                        : PrefillBatch.of(w.kv().cache().batch(w.kv().seqs()), qLens, window)
+                                .withMasks(w.batch().masks()); // the same trees over each chunk's new tokens
                 FloatArray q = new FloatArray(batch.totalQueries() * w.spec().numQHeads() * w.spec().headDim());
                 for (int i = 0; i < q.getSize(); i++) {
                     q.set(i, (float) (random.nextDouble() * 2 - 1));

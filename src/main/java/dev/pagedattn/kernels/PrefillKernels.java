@@ -124,10 +124,11 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        // position of the tile's first query token; without causality every row at the context's end or past it
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
-        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
@@ -436,10 +437,11 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        // position of the tile's first query token; without causality every row at the context's end or past it
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
-        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
@@ -782,10 +784,11 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        int firstPos = len - qLen + firstToken;               // position of the tile's first query token
+        // position of the tile's first query token; without causality every row at the context's end or past it
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
-        int hi = PrefillTile.hi(part, firstPos, tileTokens, params); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);

@@ -48,7 +48,12 @@ public final class PrefillParams {
      * new tokens it sees ({@link PrefillTile#maskBits}); a masked sequence's window is in its rows, not in {@link #WINDOW}.
      */
     public static final int MASK = 13;
-    public static final int SIZE = 14;
+    /**
+     * 1 when every query row sees its sequence's whole context (FlashInfer's {@code causal=False}: cross-attention, an
+     * encoder): a tile's rows then sit at the context's last position and on, so the causal test passes every key.
+     */
+    public static final int NON_CAUSAL = 14;
+    public static final int SIZE = 15;
 
     private PrefillParams() {
     }

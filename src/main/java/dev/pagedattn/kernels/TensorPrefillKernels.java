@@ -201,11 +201,11 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = len - qLen + firstToken;
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
         int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
         int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide
@@ -606,11 +606,11 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = len - qLen + firstToken;
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
         int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
         int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide
@@ -1031,11 +1031,11 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = len - qLen + firstToken;
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
         int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
-        int hi = TornadoMath.min((part + 1) * partTokens, firstPos + tileTokens); // visible context of the tile: [lo, hi)
+        int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
         int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide

@@ -178,6 +178,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         params.set(PrefillParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(PrefillParams.TOTAL_QUERIES, batch.totalQueries());
         params.set(PrefillParams.SINKS, merged ? 1 : 0);
+        params.set(PrefillParams.NON_CAUSAL, batch.causal() ? 0 : 1);
         writeMasks(params, batch);
     }
 

@@ -182,6 +182,19 @@ class PrefillCliTest {
         assertFalse(run.out().contains("FAIL"), run.toString());
     }
 
+    /** {@code --non-causal}: every query sees its whole context, over two chunks, with the decode steps after each. */
+    @Test
+    void checkWithNonCausalLetsEveryQuerySeeItsWholeContext() {
+        long seed = TestSeeds.fresh("checkWithNonCausalLetsEveryQuerySeeItsWholeContext");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "40..90", "--query-len", "2..40", "--non-causal",
+                "--steps", "2", "--decode-steps", "1", "--sinks", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains(" sinks+non-causal backend=jvm"), run.out());
+        Matcher moved = Pattern.compile("dropping causality moves the fp64 result by ([0-9.e+-]+) \\(relative L2\\)\n").matcher(run.out());
+        assertTrue(moved.find() && Double.parseDouble(moved.group(1)) > 1e-3, "non-causality matters to the check: " + run.out());
+        assertEquals(4, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "two chunks, two decode steps: " + run);
+    }
+
     /** The decode steps after windowed prefill chunks see the same window. */
     @Test
     void checkWithAWindowDecodesAfterEachChunkThroughIt() {
@@ -244,6 +257,9 @@ class PrefillCliTest {
                 bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"),
                 bad(new String[] {"check", "--tree"}, "--tree", "decode check"),
                 bad(new String[] {"check", "--tree", "--alibi", "--query-len", "4"}, "--alibi with --tree"),
+                bad(new String[] {"check", "--non-causal", "--alibi", "--query-len", "4"}, "--non-causal with --alibi"),
+                bad(new String[] {"check", "--non-causal", "--window", "8", "--query-len", "4"}, "--non-causal with --window=8"),
+                bad(new String[] {"check", "--non-causal"}, "--non-causal", "decode check"),
                 bad(new String[] {"check", "--tree", "--window", "8", "--layers", "2", "--full-every", "2", "--release"}, "--tree",
                         "hybrid check"),
                 bad(new String[] {"bench", "--tree", "--sweeps", "decode,prefill"}, "--tree", "--sweeps=decode,prefill"));

@@ -136,6 +136,36 @@ class PrefillKernelsTest {
                 splitTokens);
     }
 
+    /** The shapes without a window where a row could see more than its causal prefix (some query is not the last token). */
+    static Stream<PrefillCase> nonCausalShapes(Stream<PrefillCase> shapes) {
+        return shapes.filter(c -> c.window() == PrefillBatch.NO_WINDOW && Arrays.stream(c.qLens()).max().orElse(0) > 1);
+    }
+
+    static Stream<PrefillCase> nonCausalShapes() {
+        return nonCausalShapes(shapes());
+    }
+
+    /**
+     * Without causality (FlashInfer's {@code causal=False}, cross-attention): every shape's queries see their whole
+     * contexts, alone and with a soft cap and sinks, unsplit and split; the change must move the result.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("nonCausalShapes")
+    void kernelAttendsWithoutCausality(PrefillCase c) {
+        checkNonCausal(c, TestSeeds.fresh("PrefillKernelsTest non-causal " + c.name()), PrefillGrid.Kernel.SCALAR, REL_L2,
+                PrefillKernels.KV_TILE);
+    }
+
+    /** {@link #checkSinks} for a non-causal batch ({@link PrefillWorkload#nonCausal}): alone, then with a cap and sinks. */
+    static void checkNonCausal(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload plain = c.workload(seed);
+        PrefillWorkload all = plain.nonCausal();
+        checkChanged(c, "non-causal", plain, all, seed, kernel, tolerance, splitTokens);
+        checkChanged(c, "non-causal, soft cap and sinks", plain, all.withSoftCap(SoftCapKernelsTest.CAP)
+                .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel, tolerance,
+                splitTokens);
+    }
+
     /** The shapes where a token tree can matter (a sequence with several new tokens, a window over 1), and a tree of 75. */
     static Stream<PrefillCase> treeShapes(Stream<PrefillCase> shapes) {
         return Stream.concat(shapes, Stream.of(PrefillCase.of("trees of 75 and 66 tokens (3 ints a row), GQA 4",

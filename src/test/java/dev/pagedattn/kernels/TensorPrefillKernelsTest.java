@@ -82,6 +82,18 @@ class TensorPrefillKernelsTest {
         PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
     }
 
+    static Stream<PrefillCase> nonCausalShapes() {
+        return PrefillKernelsTest.nonCausalShapes(shapes());
+    }
+
+    /** Without causality through the tensor-core kernels (every row at the context's end). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("nonCausalShapes")
+    void kernelAttendsWithoutCausality(PrefillCase c) {
+        long seed = TestSeeds.fresh("TensorPrefillKernelsTest non-causal " + c.name());
+        PrefillKernelsTest.checkNonCausal(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+    }
+
     static Stream<PrefillCase> treeShapes() {
         return PrefillKernelsTest.treeShapes(shapes());
     }
