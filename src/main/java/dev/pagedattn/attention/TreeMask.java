@@ -21,11 +21,16 @@ public final class TreeMask {
     private final int size;
     private final int words;     // ints per row
     private final int[] bits;    // [size][words]
+    private final int[] depths;  // [size] visible new tokens besides itself
 
     private TreeMask(int size, int[] bits) {
         this.size = size;
         this.words = wordsPerRow(size);
         this.bits = bits;
+        this.depths = new int[size];
+        for (int j = 0; j < size; j++) {
+            depths[j] = visibleCount(j) - 1;
+        }
     }
 
     /** Ints per row of a mask over {@code size} tokens. */
@@ -113,7 +118,7 @@ public final class TreeMask {
      * token (for a chain, {@code j} itself).
      */
     public int depth(int j) {
-        return visibleCount(j) - 1;
+        return depths[j];
     }
 
     /** Ints per row ({@link #wordsPerRow}). */

@@ -327,15 +327,17 @@ public final class PrefixCache {
             tokensReused += (long) p.hits().length * blockSize;
             PageTable t = PageTable.startingReleased(p.from());
             int[] blocks = p.hits().clone();
+            int restores = 0;
             for (int b : blocks) {                        // the device hits first: no block taken below evicts them
                 if (b >= 0) {
                     cache.blockPool().retain(b);
                 } else {
                     host.pin(hostSlot(b));                // nor does an offload drop a host hit
+                    restores++;
                 }
             }
             long parent = p.seed();
-            for (int i = 0; i < p.numHits(); i++) {
+            for (int i = 0; restores > 0 && i < p.numHits(); i++) {
                 long h = blockHash(parent, p.tokenIds(), i * blockSize, blockSize);
                 int at = i - p.from();
                 if (at >= 0 && blocks[at] < MISS) {       // from host memory into a fresh block, published again

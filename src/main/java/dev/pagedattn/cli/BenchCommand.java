@@ -94,7 +94,11 @@ final class BenchCommand implements Callable<Integer> {
             + " (speculative decoding; TreeMask), each cell then timed next to the same cell without (causal) in the same run.")
     boolean tree;
 
-    private Extras extras = Extras.NONE; // --sinks, --soft-cap, --alibi and --tree, once checked
+    @Option(names = "--non-causal", description = "Prefill cells: every query sees its sequence's whole context (cross-attention),"
+            + " each cell then timed next to the same cell causal in the same run.")
+    boolean nonCausal;
+
+    private Extras extras = Extras.NONE; // --sinks, --soft-cap, --alibi, --tree and --non-causal, once checked
 
     @Option(names = "--window", description = "Decode cells: a sliding window of W tokens (DecodeBatch.window); each cell is then"
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
@@ -192,7 +196,7 @@ final class BenchCommand implements Callable<Integer> {
         if (loopReserveSeqs != null && loopReserveSeqs < 1) {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
-        extras = Extras.of(sinks, softCap, alibi, tree);
+        extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
         if (sweepList.contains("decode") || sweepList.contains("loop")) {
             extras.requirePrefill("--sweeps=" + String.join(",", sweeps));
         }

@@ -118,7 +118,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
         int slidingWindow = PrefillCheck.window(window);
-        float cap = Extras.of(sinks, softCap, false, false).softCap(); // names a bad cap
+        float cap = Extras.of(sinks, softCap, false, false, false).softCap(); // names a bad cap
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
                 Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),

@@ -224,14 +224,9 @@ final class DemoCommand implements Callable<Integer> {
      */
     private boolean swapOutAndIn(int seq, int window, AttentionSpec spec, DecodeAttention attention, FloatArray q)
             throws OutOfBlocksException {
-        FloatArray row = new FloatArray((int) spec.queryElements(1));
-        for (int i = 0; i < row.getSize(); i++) {
-            row.set(i, q.get(i));
-        }
-        FloatArray before = new FloatArray(row.getSize());
-        FloatArray after = new FloatArray(row.getSize());
-        before.init(Float.NaN);
-        after.init(Float.NaN);
+        FloatArray row = firstRow(spec, q);
+        FloatArray before = poisoned(row.getSize());
+        FloatArray after = poisoned(row.getSize());
         attention.decode(cache.batch(seq).window(window), 0, row, before);
         int held = cache.pageTable(seq).numBlocks() - cache.pageTable(seq).numReleased();
         dev.pagedattn.cache.SwappedSequence swapped = cache.swapOut(seq);
@@ -255,14 +250,9 @@ final class DemoCommand implements Callable<Integer> {
      */
     private boolean exportAndImport(int seq, int window, AttentionSpec spec, DecodeAttention attention, FloatArray q)
             throws OutOfBlocksException {
-        FloatArray row = new FloatArray((int) spec.queryElements(1));
-        for (int i = 0; i < row.getSize(); i++) {
-            row.set(i, q.get(i));
-        }
-        FloatArray here = new FloatArray(row.getSize());
-        FloatArray there = new FloatArray(row.getSize());
-        here.init(Float.NaN);
-        there.init(Float.NaN);
+        FloatArray row = firstRow(spec, q);
+        FloatArray here = poisoned(row.getSize());
+        FloatArray there = poisoned(row.getSize());
         attention.decode(cache.batch(seq).window(window), 0, row, here);
         java.io.ByteArrayOutputStream record = new java.io.ByteArrayOutputStream();
         KvCache other = new KvCache(cache.config(), cache.scales());
@@ -283,6 +273,22 @@ final class DemoCommand implements Callable<Integer> {
                         + " The windowed step there gives this cache's bits -> %s%n", seq, bytes, imported,
                 other.pageTable(imported).numBlocks() - other.pageTable(imported).numReleased(), ok ? "PASS" : "FAIL");
         return ok;
+    }
+
+    /** The first sequence's query row of {@code q}. */
+    private static FloatArray firstRow(AttentionSpec spec, FloatArray q) {
+        FloatArray row = new FloatArray((int) spec.queryElements(1));
+        for (int i = 0; i < row.getSize(); i++) {
+            row.set(i, q.get(i));
+        }
+        return row;
+    }
+
+    /** {@code n} floats of NaN: an output a step must overwrite. */
+    private static FloatArray poisoned(int n) {
+        FloatArray out = new FloatArray(n);
+        out.init(Float.NaN);
+        return out;
     }
 
     private int prompt(int tokens) throws OutOfBlocksException {

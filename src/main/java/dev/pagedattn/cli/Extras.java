@@ -7,18 +7,14 @@ import dev.pagedattn.attention.PrefillWorkload;
 /**
  * What a check or a bench cell adds to plain attention: random attention sinks ({@code --sinks}, gpt-oss), logit
  * soft-capping ({@code --soft-cap}, Gemma 2), ALiBi with the paper's slopes ({@code --alibi}, BLOOM, MPT) and, for
- * prefill, random token trees over each sequence's new tokens ({@code --tree}, speculative decoding's verification), any
- * of them or none. {@code softCap} 0 is none.
+ * prefill, random token trees over each sequence's new tokens ({@code --tree}, speculative decoding's verification) or
+ * queries that see whole contexts ({@code --non-causal}, cross-attention), any of them (trees, ALiBi and non-causal
+ * exclude one another) or none. {@code softCap} 0 is none.
  */
 record Extras(boolean sinks, float softCap, boolean alibi, boolean trees, boolean nonCausal) {
     static final Extras NONE = new Extras(false, 0f, false, false, false);
 
-    /** The options' extras; names a soft cap that is not finite and > 0. */
-    static Extras of(boolean sinks, Float softCap, boolean alibi, boolean trees) {
-        return of(sinks, softCap, alibi, trees, false);
-    }
-
-    /** The same with {@code --non-causal} (prefill: every query sees its whole context); names what it cannot go with. */
+    /** The options' extras; names a soft cap that is not finite and > 0, and extras that exclude one another. */
     static Extras of(boolean sinks, Float softCap, boolean alibi, boolean trees, boolean nonCausal) {
         if (nonCausal && (alibi || trees)) {
             throw new IllegalArgumentException("--non-causal with " + (alibi ? "--alibi" : "--tree") + ": a non-causal query has no"
@@ -58,7 +54,7 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees, boolea
         return alibi ? with.withAlibi(AlibiSlopes.standard(qHeads)) : with;
     }
 
-    /** Refuses {@code --tree} where no prefill is: {@code what} says what runs instead. */
+    /** Refuses {@code --tree} and {@code --non-causal} where no prefill is: {@code what} says what runs instead. */
     void requirePrefill(String what) {
         if (trees) {
             throw new IllegalArgumentException("--tree masks a prefill's new tokens: " + what + " has none");
@@ -68,7 +64,7 @@ record Extras(boolean sinks, float softCap, boolean alibi, boolean trees, boolea
         }
     }
 
-    /** "sinks", "cap=50", "alibi", "trees", joined by "+" ("sinks+cap=50+alibi"), or "" for none. */
+    /** "sinks", "cap=50", "alibi", "trees", "non-causal", joined by "+" ("sinks+cap=50+alibi"), or "" for none. */
     String label() {
         java.util.List<String> parts = new java.util.ArrayList<>();
         if (sinks) {

@@ -286,7 +286,7 @@ final class PrefillBench {
             float[][] v = new float[b.numSeqs()][];
             for (int i = 0; i < b.numSeqs(); i++) {
                 int seq = w.kv().seqs()[i];
-                int first = b.position(i, 0);
+                int first = b.contextLen(i) - b.qLen(i);      // the new tokens (not position(i, 0): a non-causal batch)
                 k[i] = new float[b.qLen(i) * heads * d];
                 v[i] = new float[k[i].length];
                 for (int t = 0; t < b.qLen(i); t++) {
@@ -306,7 +306,7 @@ final class PrefillBench {
             PrefillBatch b = w.batch();
             for (int i = 0; i < b.numSeqs(); i++) {
                 try {
-                    w.kv().cache().writeTokens(w.kv().seqs()[i], 0, b.position(i, 0), b.qLen(i), k[i], v[i]);
+                    w.kv().cache().writeTokens(w.kv().seqs()[i], 0, b.contextLen(i) - b.qLen(i), b.qLen(i), k[i], v[i]);
                 } catch (OutOfBlocksException e) {
                     throw new IllegalStateException("rewriting sequence " + i + "'s new tokens needed a block copy", e);
                 }
