@@ -8,13 +8,14 @@ import java.util.LinkedHashMap;
  * Host memory behind a prefix cache (vLLM's CPU KV offloading): a block the pool evicts from the prefix cache is copied
  * here first, every layer, bit for bit, under its chained hash, and a later prompt that finds it here (not on the device)
  * gets it back in a fresh block instead of recomputing it. A fixed number of host blocks set aside once ({@link SwapSpace}'s
- * memory); when they are all taken, the least recently offloaded or found block makes room. The cache's lock guards it.
+ * memory); when they are all taken, the block offloaded longest ago makes room (a block found is brought back and leaves,
+ * so nothing here is found twice). Finding changes nothing ({@code PrefixCache.lookup}). The cache's lock guards it.
  */
 final class HostTier {
     private final KvStore store;
     private final int blockSize;
     private final SwapSpace memory;
-    private final LinkedHashMap<Long, Integer> slotByHash = new LinkedHashMap<>(16, 0.75f, true); // LRU first
+    private final LinkedHashMap<Long, Integer> slotByHash = new LinkedHashMap<>(); // oldest offload first
     private final long[] parentOf;   // [slot] the parent hash of the block it holds
     private final int[] tokens;      // [slot][blockSize] its token ids (a hash collision never restores a wrong block)
     private final boolean[] pinned;  // [slot] claimed by an admission in progress
@@ -41,12 +42,12 @@ final class HostTier {
 
     /**
      * Copies device block {@code block} (published under {@code hash}, after {@code parent}, holding {@code tokenIds[from
-     * ..]}) here, unless it is here already; with no free host block the least recently used unpinned one is dropped
-     * first, and with none of those the block is not kept.
+     * ..]}) here, unless it is here already; with no free host block the oldest unpinned one is dropped first, and with
+     * none of those the block is not kept.
      */
     void offload(int block, long hash, long parent, int[] tokenIds, int from) {
         if (slotByHash.get(hash) != null) {
-            return; // (the access refreshed it)
+            return;
         }
         int[] slot = memory.take(1);
         if (slot == null) {

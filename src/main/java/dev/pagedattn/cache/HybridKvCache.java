@@ -558,17 +558,7 @@ public final class HybridKvCache {
      * @throws OutOfBlocksException when a group cannot supply the rest (its need and what it could hand out); nothing changed
      */
     public synchronized PrefixCache.Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
-        requirePrefixCaching();
-        int[][] chains = new int[groups.length][];
-        for (int g = 0; g < groups.length; g++) {
-            chains[g] = groups[g].prefixCache().cachedChain(tokenIds, salt);
-        }
-        int bs = groups[0].config().blockSize();
-        int hit = PrefixCache.longestHit(chains, groupWindows, bs);
-        PrefixCache.Plan[] plans = new PrefixCache.Plan[groups.length];
-        for (int g = 0; g < groups.length; g++) {
-            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, chains[g], hit, PrefixCache.firstNeeded(hit, groupWindows[g], bs));
-        }
+        PrefixCache.Plan[] plans = plans(tokenIds, salt);
         for (int g = 0; g < groups.length; g++) {
             if (!plans[g].fits()) {
                 throw new OutOfBlocksException(plans[g].needed(), plans[g].allocatable());
@@ -583,6 +573,35 @@ public final class HybridKvCache {
             }
         }
         return first;
+    }
+
+    /**
+     * What {@link #admit} would do now in each group, changing nothing ({@link PrefixCache#lookup}): every group reuses the
+     * same {@code numCachedTokens}; the admission goes through when every group's lookup {@code fits()}.
+     */
+    public synchronized PrefixCache.Lookup[] lookup(int[] tokenIds, String salt) {
+        PrefixCache.Plan[] plans = plans(tokenIds, salt);
+        PrefixCache.Lookup[] out = new PrefixCache.Lookup[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            out[g] = groups[g].prefixCache().lookup(plans[g]);
+        }
+        return out;
+    }
+
+    /** Each group's plan for the longest hit every group can serve ({@link #admit}); changes nothing. */
+    private PrefixCache.Plan[] plans(int[] tokenIds, String salt) {
+        requirePrefixCaching();
+        int[][] chains = new int[groups.length][];
+        for (int g = 0; g < groups.length; g++) {
+            chains[g] = groups[g].prefixCache().cachedChain(tokenIds, salt);
+        }
+        int bs = groups[0].config().blockSize();
+        int hit = PrefixCache.longestHit(chains, groupWindows, bs);
+        PrefixCache.Plan[] plans = new PrefixCache.Plan[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            plans[g] = groups[g].prefixCache().plan(tokenIds, salt, chains[g], hit, PrefixCache.firstNeeded(hit, groupWindows[g], bs));
+        }
+        return plans;
     }
 
     /**

@@ -58,6 +58,44 @@ public final class PrefixCache {
     public record HostMetrics(long offloaded, long restored, long dropped, int numHeld, int numBlocks) {
     }
 
+    /**
+     * What {@link #admit} would do for a prompt now, changing nothing (a scheduler's look before it admits, or a router's
+     * choice of the instance with the longest hit; vLLM's {@code get_computed_blocks}): the tokens it would reuse, how many
+     * of their blocks come back from host memory, the blocks it would take from the pool and how many the pool can give.
+     */
+    public record Lookup(int numCachedTokens, int numHostBlocks, int blocksNeeded, int blocksAllocatable) {
+        /** Whether the admission would go through now. */
+        public boolean fits() {
+            return blocksNeeded <= blocksAllocatable;
+        }
+    }
+
+    /** {@link #admit(int[], String)}'s {@link Lookup}: nothing changes, nothing is counted. */
+    public Lookup lookup(int[] tokenIds, String salt) {
+        return lookup(tokenIds, salt, DecodeBatch.NO_WINDOW);
+    }
+
+    /** {@link #admit(int[], String, int)}'s {@link Lookup}: nothing changes, nothing is counted. */
+    public Lookup lookup(int[] tokenIds, String salt, int window) {
+        if (window < 1) {
+            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
+        }
+        synchronized (cache) {
+            int[] chain = cachedChain(tokenIds, salt);
+            int hit = longestHit(new int[][] {chain}, new int[] {window}, blockSize);
+            return lookup(plan(tokenIds, salt, chain, hit, firstNeeded(hit, window, blockSize)));
+        }
+    }
+
+    /** What {@code p} would do. */
+    Lookup lookup(Plan p) {
+        int host = 0;
+        for (int b : p.hits()) {
+            host += b < MISS ? 1 : 0;
+        }
+        return new Lookup(p.numHits() * blockSize, host, p.needed(), p.allocatable());
+    }
+
     /** A prompt block neither the device nor the host tier holds ({@link #cachedChain}). */
     static final int MISS = -1;
 

@@ -14,8 +14,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The prefix cache's host tier ({@link PrefixCache#enableHostOffload}): blocks the pool evicts go to host memory and
- * come back for a prompt that finds them there, bit for bit, counted as hits; the least recently used host block makes
- * room; a random run keeps every admitted sequence's K/V the one its tokens were written with.
+ * come back for a prompt that finds them there, bit for bit, counted as hits; the oldest host block makes room; a random
+ * run keeps every admitted sequence's K/V the one its tokens were written with, and {@link PrefixCache#lookup} foretells
+ * every admission (hit and refusal) without changing anything.
  */
 class HostOffloadTest {
     private static final KvCacheConfig C = new KvCacheConfig(8, 4, 2, 3, KvDtype.FP32, 2);
@@ -36,6 +37,10 @@ class HostOffloadTest {
         assertEquals(3, prefix.hostMetrics().offloaded());
         assertEquals(3, prefix.hostMetrics().numHeld());
         cache.free(other);
+        PrefixCache.Metrics before = prefix.metrics();
+        assertEquals(new PrefixCache.Lookup(12, 3, 4, 8), prefix.lookup(prompt, null), "three host blocks, each a fresh block");
+        assertEquals(before, prefix.metrics(), "a lookup counts nothing");
+        assertEquals(0, prefix.hostMetrics().restored());
         PrefixCache.Admission b = prefix.admit(prompt, null);
         assertEquals(12, b.numCachedTokens(), "the three blocks from host memory");
         assertEquals(3, prefix.hostMetrics().restored());
@@ -54,7 +59,7 @@ class HostOffloadTest {
     }
 
     @Test
-    void theLeastRecentlyUsedHostBlockMakesRoom() throws OutOfBlocksException {
+    void theOldestHostBlockMakesRoom() throws OutOfBlocksException {
         KvCache cache = new KvCache(C);
         PrefixCache prefix = cache.enablePrefixCaching();
         long blockBytes = 2L * 2 * 2 * 4 * 3 * 4;
@@ -96,12 +101,16 @@ class HostOffloadTest {
                 continue;
             }
             int[] prompt = Arrays.copyOf(bases[random.nextInt(bases.length)], 1 + random.nextInt(24));
+            PrefixCache.Lookup look = prefix.lookup(prompt, null);
             PrefixCache.Admission a;
             try {
                 a = prefix.admit(prompt, null);
             } catch (OutOfBlocksException e) {
+                assertTrue(!look.fits(), "op " + op + ": the lookup said " + look + " but the admission was refused");
                 continue;
             }
+            assertTrue(look.fits(), "op " + op + ": the lookup said " + look + " but the admission went through");
+            assertEquals(look.numCachedTokens(), a.numCachedTokens(), "op " + op + ": the lookup's hit");
             for (int p = 0; p < a.numCachedTokens(); p++) {
                 assertEquals(Tokens.k(prompt[p] * 100 + p, 1, 1, 2), cache.readK(a.seq(), 1, p, 1, 2),
                         "op " + op + ": cached position " + p + " of " + Arrays.toString(prompt));

@@ -102,6 +102,11 @@ class HybridPrefixCacheTest {
         cache.free(a.seq());
         cache.admit(Tokens.range(500, 41), null);
         assertEquals(1, cache.group(0).prefixCache().hostMetrics().offloaded());
+        PrefixCache.Lookup[] look = cache.lookup(prompt, null);
+        assertEquals(40, look[0].numCachedTokens());
+        assertEquals(1, look[0].numHostBlocks(), "the windowed group brings block 9 back");
+        assertEquals(40, look[1].numCachedTokens());
+        assertEquals(0, look[1].numHostBlocks());
         PrefixCache.Admission again = cache.admit(prompt, null);
         assertEquals(40, again.numCachedTokens(), "block 9 from host memory: every reusable block hits");
         assertEquals(1, cache.group(0).prefixCache().hostMetrics().restored());

@@ -35,6 +35,9 @@ class WindowedPrefixCacheTest {
             assertTrue(chain[i] >= 0, "block " + i + " still held by the first sequence");
         }
         // through a window of 6 the first recomputed token (position 40) sees 35..40: blocks 8 and 9
+        PrefixCache.Lookup look = prefix.lookup(prompt, null, 6);
+        assertEquals(40, look.numCachedTokens(), "the lookup foretells the windowed hit");
+        assertTrue(prefix.lookup(prompt, null).numCachedTokens() < 40, "the plain lookup stops at the first evicted block");
         PrefixCache.Admission again = prefix.admit(prompt, null, 6);
         assertEquals(40, again.numCachedTokens());
         assertEquals(32, cache.firstHeldPosition(again.seq()));
