@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# On a GPU machine (or PoCL): every attention feature checked against fp64 through the tornado backend, one `check` or
+# `demo` per line, on each TornadoVM backend, with a PASS/FAIL tally. Needs a built jar (target/) and a TornadoVM SDK
+# (TORNADOVM_HOME, or an archive for benchmarks/device-env.sh).
+#   benchmarks/feature-checks.sh [OUT_DIR]    (default benchmarks/results/feature-checks)
+# Environment:
+#   BACKENDS   TornadoVM backends, in order (default "cuda ptx"; PoCL: "opencl")
+#   DTYPE      the K/V dtype of the fp16 lines (default fp16; PoCL runs only fp32)
+#   HEAD_DIM   head dim of every line (default 128)
+#   CONTEXT    context lengths of the 4 sequences (default 1000..9000; PoCL: 100..600)
+#   SEED       random seed (default 20261204)
+#   LIMIT_S    seconds each line may take (default 300)
+# Each line's output goes to OUT_DIR/<backend>-<n>.txt; the tally to OUT_DIR/summary.txt. Exit 1 if a line failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${TORNADOVM_HOME:-}" ]]; then
+  source benchmarks/device-env.sh
+fi
+source benchmarks/bench-cells.sh  # use_backend
+out="${1:-benchmarks/results/feature-checks}"
+mkdir -p "$out"
+dtype="${DTYPE:-fp16}"
+hd="${HEAD_DIM:-128}"
+seed="${SEED:-20261204}"
+limit="${LIMIT_S:-300}"
+shape="--batch 4 --context ${CONTEXT:-1000..9000} --head-dim $hd --seed $seed --backend tornado"
+lines=(
+  "check $shape --dtype $dtype --steps 2"
+  "check $shape --dtype $dtype --swap --steps 2"
+  "check $shape --dtype $dtype --window 96 --release --steps 2"
+  "check $shape --dtype $dtype --sinks --soft-cap 30 --alibi --steps 2"
+  "check $shape --dtype $dtype --query-len 1..80 --steps 2 --decode-steps 1"
+  "check $shape --dtype $dtype --query-len 1..80 --tree --steps 2 --decode-steps 1"
+  "check $shape --dtype $dtype --query-len 1..80 --tree --window 96 --sinks --soft-cap 30"
+  "check $shape --dtype $dtype --query-len 1..80 --non-causal --decode-steps 1"
+  "check $shape --dtype $dtype --query-len 1..80 --alibi"
+  "check $shape --dtype $dtype --layers 4 --window 96 --full-every 2 --release --steps 2"
+  "demo --backend tornado --dtype $dtype --seed $seed"
+)
+if [[ "$dtype" != fp32 ]]; then
+  lines+=("check $shape --dtype fp8 --query-len 1..80 --tree --steps 2" "check $shape --dtype fp32 --query-len 1..80 --tree")
+fi
+pass=0
+fail=0
+: > "$out/summary.txt"
+for be in ${BACKENDS:-cuda ptx}; do
+  use_backend "$be"
+  n=0
+  for line in "${lines[@]}"; do
+    n=$((n + 1))
+    file="$out/$be-$n.txt"
+    start=$SECONDS
+    timeout "$limit" bin/pa-tornado "$be" $line > "$file" 2>&1
+    rc=$?
+    verdict=PASS
+    if [[ $rc -ne 0 ]] || grep -q -- "-> FAIL" "$file" || ! grep -q -- "-> PASS" "$file"; then
+      verdict=FAIL
+      fail=$((fail + 1))
+    else
+      pass=$((pass + 1))
+    fi
+    printf '%s %-7s rc=%-3d %4ds  %s\n' "$verdict" "$be" "$rc" $((SECONDS - start)) "$line" | tee -a "$out/summary.txt"
+  done
+done
+printf '%d PASS, %d FAIL\n' "$pass" "$fail" | tee -a "$out/summary.txt"
+[[ $fail -eq 0 ]]
