@@ -42,6 +42,7 @@ final class JvmChunkKernel {
     private final int blockSize;
     private final int paddedBlock; // blockSize rounded up to whole vectors: the row stride of scores
     private final boolean fp16;
+    private final boolean bf16;
     private final dev.pagedattn.quant.QuantFormat format; // 8-bit dtypes only
     private final float[] codes;  // [256] decode(code) of the 8-bit format, null for fp16/fp32
     private final boolean vector;
@@ -63,6 +64,7 @@ final class JvmChunkKernel {
         this.blockSize = blockSize;
         this.paddedBlock = (blockSize + LANES - 1) / LANES * LANES;
         this.fp16 = dtype == KvDtype.FP16;
+        this.bf16 = dtype == KvDtype.BF16;
         this.format = dtype.format();
         this.codes = dtype.isQuantized() ? format.table() : null;
         this.vector = vector;
@@ -147,6 +149,8 @@ final class JvmChunkKernel {
             EightBitWidening.widen(format, codes, pool, index, scale, tile, 0, length, vector);
         } else if (fp16) {
             Fp16Widening.widen(pool, index, tile, 0, length, vector);
+        } else if (bf16) {
+            Bf16Widening.widen(pool, index, tile, 0, length, vector);
         } else {
             MemorySegment.copy(pool, FLOAT, (long) index * Float.BYTES, tile, 0, length);
         }

@@ -103,6 +103,8 @@ public final class JvmPrefillAttention implements PrefillAttention {
         if (pool.format() != null) {
             EightBitWidening.widen(pool.format(), table, pool.segment(), index, pool.scale(kvHead), dst, 0, length,
                     JvmDecodeAttention.VECTOR);
+        } else if (pool.dtype() == dev.pagedattn.cache.KvDtype.BF16) {
+            Bf16Widening.widen(pool.segment(), index, dst, 0, length, JvmDecodeAttention.VECTOR);
         } else {
             pool.read(index, dst, 0, length); // fp16: the same loop as Fp16Widening's, which C2 vectorises
         }

@@ -9,6 +9,8 @@ import dev.pagedattn.quant.QuantFormat;
  */
 public enum KvDtype {
     FP16(2, null),
+    /** bfloat16: fp32's range in 2 bytes (the JVM backend; the TornadoVM backends refuse it). */
+    BF16(2, null),
     FP32(4, null),
     FP8_E4M3(1, QuantFormat.FP8_E4M3),
     FP8_E5M2(1, QuantFormat.FP8_E5M2),
@@ -48,7 +50,7 @@ public enum KvDtype {
     }
 
     /**
-     * Parses {@code fp16}, {@code fp32}, {@code fp8} (= {@code fp8-e4m3}), {@code fp8-e5m2} and
+     * Parses {@code fp16}, {@code bf16}, {@code fp32}, {@code fp8} (= {@code fp8-e4m3}), {@code fp8-e5m2} and
      * {@code int8} (any case, {@code -} or {@code _}); the message names the bad value.
      */
     public static KvDtype parse(String text) {
@@ -61,6 +63,6 @@ public enum KvDtype {
                 return d;
             }
         }
-        throw new IllegalArgumentException("dtype=" + text + " is not supported (use fp16, fp32, fp8, fp8-e5m2 or int8)");
+        throw new IllegalArgumentException("dtype=" + text + " is not supported (use fp16, bf16, fp32, fp8, fp8-e5m2 or int8)");
     }
 }

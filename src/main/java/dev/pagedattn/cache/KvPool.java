@@ -133,9 +133,11 @@ public final class KvPool {
         if (format != null) {
             return format.decode(payload.get(ValueLayout.JAVA_BYTE, index)) * scaleAt(index);
         }
-        return dtype == KvDtype.FP16
-                ? Float.float16ToFloat(payload.getAtIndex(HALF, index))
-                : payload.getAtIndex(FLOAT, index);
+        return switch (dtype) {
+            case FP16 -> Float.float16ToFloat(payload.getAtIndex(HALF, index));
+            case BF16 -> Bf16.toFloat(payload.getAtIndex(HALF, index));
+            default -> payload.getAtIndex(FLOAT, index);
+        };
     }
 
     /** Widens {@code length} elements of one tile (one head) from {@code index} into {@code dst[dstOffset ...]}. */
@@ -146,6 +148,8 @@ public final class KvPool {
             for (int i = 0; i < length; i++) {
                 dst[dstOffset + i] = Float.float16ToFloat(payload.getAtIndex(HALF, (long) index + i));
             }
+        } else if (dtype == KvDtype.BF16) {
+            Bf16.widen(payload, index, dst, dstOffset, length);
         } else {
             MemorySegment.copy(payload, FLOAT, (long) index * Float.BYTES, dst, dstOffset, length);
         }
@@ -161,6 +165,10 @@ public final class KvPool {
         } else if (dtype == KvDtype.FP16) {
             for (int i = 0; i < length; i++) {
                 payload.setAtIndex(HALF, (long) index + i, Float.floatToFloat16(src[srcOffset + i]));
+            }
+        } else if (dtype == KvDtype.BF16) {
+            for (int i = 0; i < length; i++) {
+                payload.setAtIndex(HALF, (long) index + i, Bf16.fromFloat(src[srcOffset + i]));
             }
         } else {
             MemorySegment.copy(src, srcOffset, payload, FLOAT, (long) index * Float.BYTES, length);
@@ -180,6 +188,8 @@ public final class KvPool {
                     payload.set(ValueLayout.JAVA_BYTE, i, format.encode(x / scaleAt(i)));
                 } else if (dtype == KvDtype.FP16) {
                     payload.setAtIndex(HALF, i, Float.floatToFloat16(x));
+                } else if (dtype == KvDtype.BF16) {
+                    payload.setAtIndex(HALF, i, Bf16.fromFloat(x));
                 } else {
                     payload.setAtIndex(FLOAT, i, x);
                 }

@@ -7,6 +7,7 @@ import java.lang.reflect.Method;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.ShortArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
@@ -58,6 +59,7 @@ public final class NativeArrays {
         long bytes = storageBytes(dtype, n);
         Class<? extends TornadoNativeArray> type = switch (dtype) {
             case FP16 -> HalfFloatArray.class;
+            case BF16 -> ShortArray.class;  // raw bits: the JVM backend's (no TornadoVM kernel reads bf16)
             case FP32 -> FloatArray.class;
             case FP8_E4M3, FP8_E5M2, INT8 -> IntArray.class; // 8-bit codes, four per word
         };
@@ -65,6 +67,7 @@ public final class NativeArrays {
             if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
                 return switch (dtype) {
                     case FP16 -> new HalfFloatArray(n);
+                    case BF16 -> new ShortArray(n);
                     case FP32 -> new FloatArray(n);
                     case FP8_E4M3, FP8_E5M2, INT8 -> new IntArray((int) (bytes / Integer.BYTES));
                 };

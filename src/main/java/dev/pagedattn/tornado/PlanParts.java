@@ -1,5 +1,7 @@
 package dev.pagedattn.tornado;
 
+import dev.pagedattn.cache.KvDtype;
+
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
@@ -241,5 +243,13 @@ final class PlanParts {
     /** A task name, numbered after the first shard's: {@code attention}, {@code attention1}, ... */
     static String taskName(String task, int shard) {
         return shard == 0 ? task : task + shard;
+    }
+
+    /** Names a K/V dtype the TornadoVM kernels do not read: bf16 runs on the JVM backend only. */
+    static void requireKernelDtype(KvDtype dtype) {
+        if (dtype == KvDtype.BF16) {
+            throw new IllegalArgumentException("dtype=BF16: the TornadoVM kernels read fp16, fp32 and 8-bit K/V; bf16 K/V run on"
+                    + " the JVM backend (backend=jvm)");
+        }
     }
 }

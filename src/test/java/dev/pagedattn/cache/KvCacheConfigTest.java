@@ -53,8 +53,9 @@ class KvCacheConfigTest {
     void parsesDtypeInAnyCaseAndNamesAnUnknownOne() {
         assertEquals(KvDtype.FP16, KvDtype.parse("fp16"));
         assertEquals(KvDtype.FP32, KvDtype.parse("FP32"));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> KvDtype.parse("bf16"));
-        assertTrue(e.getMessage().contains("dtype=bf16"), e.getMessage());
+        assertEquals(KvDtype.BF16, KvDtype.parse("bf16"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> KvDtype.parse("int4"));
+        assertTrue(e.getMessage().contains("dtype=int4"), e.getMessage());
     }
 
     @Test
