@@ -72,4 +72,16 @@ class PrefillGridTest {
                 () -> large.writeParams(params, SPEC, tooMany, 0, LLAMA.blocksFor(1024), false));
         assertTrue(e.getMessage().contains(Long.toString(large.bufferElements(SPEC, tooMany.totalQueries()))), e.getMessage());
     }
+
+    /** bf16 pools have no TornadoVM kernel: refused by name before a plan is built; every other dtype passes. */
+    @Test
+    void aBf16CacheIsRefusedByTheTornadoBackendsByName() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PlanParts.requireKernelDtype(KvDtype.BF16));
+        assertTrue(e.getMessage().startsWith("dtype=BF16: the TornadoVM kernels read"), e.getMessage());
+        for (KvDtype d : KvDtype.values()) {
+            if (d != KvDtype.BF16) {
+                PlanParts.requireKernelDtype(d);
+            }
+        }
+    }
 }
