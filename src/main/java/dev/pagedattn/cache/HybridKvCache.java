@@ -465,9 +465,6 @@ public final class HybridKvCache {
      * @return the new length
      */
     public synchronized int compact(int seq, int first, int[] keep) throws OutOfBlocksException {
-        if (keep == null) {
-            throw new IllegalArgumentException("keep=null (an empty array keeps none)");
-        }
         for (KvCache c : groups) {
             c.compactCheck(seq, first, keep); // names bad positions (a windowed group's released ones too) before any change
         }
@@ -526,10 +523,9 @@ public final class HybridKvCache {
         if (!prefixCaching()) {
             throw new IllegalStateException("host offload backs the prefix cache: call enablePrefixCaching() first");
         }
-        long total = totalBytes();
         long[] share = new long[groups.length];
         for (int g = 0; g < groups.length; g++) {
-            share[g] = (long) ((double) bytes * groups[g].config().totalBytes() / total);
+            share[g] = share(bytes, g);
             long blockBytes = groups[g].store().blockBytes();
             if (share[g] < blockBytes) { // checked for every group before any changes
                 throw new IllegalArgumentException("bytes=" + bytes + " gives group " + g + " " + share[g] + " bytes, less than one"
@@ -675,11 +671,15 @@ public final class HybridKvCache {
      */
     public synchronized int[] enableSwapSpace(long bytes) {
         int[] blocks = new int[groups.length];
-        long total = totalBytes();
         for (int g = 0; g < groups.length; g++) {
-            blocks[g] = groups[g].enableSwapSpace((long) ((double) bytes * groups[g].config().totalBytes() / total));
+            blocks[g] = groups[g].enableSwapSpace(share(bytes, g));
         }
         return blocks;
+    }
+
+    /** Group {@code g}'s part of {@code bytes} of host memory: in proportion to its pools' bytes. */
+    private long share(long bytes, int g) {
+        return (long) ((double) bytes * groups[g].config().totalBytes() / totalBytes());
     }
 
     /**
