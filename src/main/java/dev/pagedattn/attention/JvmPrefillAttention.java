@@ -171,7 +171,10 @@ public final class JvmPrefillAttention implements PrefillAttention {
         Arrays.fill(max, Float.NEGATIVE_INFINITY);
         float cap = spec.softCap();            // logit soft-capping, 0: none
 
-        int lo = Arrays.stream(first).min().getAsInt(); // the tile's smallest visible position (with a mask, not first[0])
+        int lo = first[0];                     // the tile's smallest visible position (with a mask, not always first[0])
+        for (int f : first) {
+            lo = Math.min(lo, f);
+        }
         int hi = pos[tokens - 1];              // and its largest
         for (int b = lo / bs; b <= hi / bs; b++) {
             int start = b * bs;
