@@ -19,16 +19,24 @@ import jdk.incubator.vector.VectorSpecies;
 final class Bf16Widening {
     private static final VectorSpecies<Float> FLOATS = Fp16Widening.FLOATS;
     private static final VectorSpecies<Integer> INTS = VectorSpecies.of(int.class, FLOATS.vectorShape());
-    private static final VectorSpecies<Short> SHORTS = VectorSpecies.of(short.class,
-            VectorShape.forBitSize(FLOATS.length() * Short.SIZE));
+    /** Shorts as many as the float lanes, or null where no vector shape holds them (the scalar loop then). */
+    private static final VectorSpecies<Short> SHORTS = shorts();
 
     private Bf16Widening() {
+    }
+
+    private static VectorSpecies<Short> shorts() {
+        try {
+            return VectorSpecies.of(short.class, VectorShape.forBitSize(FLOATS.length() * Short.SIZE));
+        } catch (IllegalArgumentException e) { // a float shape whose half is no vector shape (scalable vectors)
+            return null;
+        }
     }
 
     /** {@code dst[dstOff + i] = Bf16.toFloat(bf16 at element index + i)} for {@code i < n}. */
     static void widen(MemorySegment pool, long index, float[] dst, int dstOff, int n, boolean vector) {
         int i = 0;
-        if (vector) {
+        if (vector && SHORTS != null) {
             int lanes = FLOATS.length();
             for (; i + lanes <= n; i += lanes) {
                 ShortVector s = ShortVector.fromMemorySegment(SHORTS, pool, (index + i) * Short.BYTES, ByteOrder.nativeOrder());
