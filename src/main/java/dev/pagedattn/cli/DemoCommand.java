@@ -203,8 +203,7 @@ final class DemoCommand implements Callable<Integer> {
         for (int i = 0; i < rows.getSize(); i++) {
             rows.set(i, q.get(row + i));
         }
-        FloatArray out = new FloatArray(rows.getSize());
-        out.init(Float.NaN);
+        FloatArray out = poisoned(rows.getSize());
         attention.decode(batch, 0, rows, out);
         double rel = ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, rows, window, n -> { }));
         boolean ok = rel <= 1e-4;

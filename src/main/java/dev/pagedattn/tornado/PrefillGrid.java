@@ -179,7 +179,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         params.set(PrefillParams.TOTAL_QUERIES, batch.totalQueries());
         params.set(PrefillParams.SINKS, merged ? 1 : 0);
         params.set(PrefillParams.NON_CAUSAL, batch.causal() ? 0 : 1);
-        writeMasks(params, batch);
     }
 
     /**
@@ -201,9 +200,10 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
 
     /**
      * {@link PrefillParams#MASK} and the masks' table and rows ({@link #maskInts}) into {@code params}: each row its depth,
-     * then the new tokens it sees ({@link PrefillBatch#sees}: by its mask and, with a window, by their depths).
+     * then the new tokens it sees ({@link PrefillBatch#sees}: by its mask and, with a window, by their depths). Once per
+     * step, next to {@link #writeParams} (which a step that stages its writes in several executions calls for each).
      */
-    static void writeMasks(IntArray params, PrefillBatch batch) {
+    public static void writeMasks(IntArray params, PrefillBatch batch) {
         long ints = maskInts(batch);
         if (PrefillParams.SIZE + ints > params.getSize()) {
             throw new IllegalArgumentException("the batch's token-tree masks take " + ints + " ints, params holds "

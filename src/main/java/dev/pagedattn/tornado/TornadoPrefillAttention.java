@@ -544,6 +544,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             MemorySegment.copy(batch.qIndptr(), 0, indptr.getSegment(), ValueLayout.JAVA_INT, 0, n + 1);
             int layerBase = 0; // the plan binds this layer's own pools
             int[] dirty = journal.drain(layer);
+            PrefillGrid.writeMasks(params, batch); // the same for every execution below
             int done = 0;
             long nanos;
             do {

@@ -275,6 +275,7 @@ class PrefillKernelsTest {
         }
         IntArray params = new IntArray(PrefillParams.SIZE + (int) PrefillGrid.maskInts(b)); // as a plan sized for the masks
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
+        PrefillGrid.writeMasks(params, b);
         int capSlot = (int) Math.max(1, grid.bufferElements(spec, b.totalQueries()));
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
         FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
