@@ -330,6 +330,57 @@ public final class DecodeWorkload {
         return new DecodeWorkload(cache, spec, seqs, q);
     }
 
+    /**
+     * A workload whose sequences share prompts: consecutive runs of {@code sharers} sequences (the last run may be shorter)
+     * are one sequence of {@code prefix} tokens and its forks ({@link KvCache#fork}), each then grown to its own length
+     * ({@code lengths[i] >= prefix}), so that a run's first {@code prefix} tokens lie in the same physical blocks (a
+     * partial last block of the prompt is copied on the first append, as in an engine). Parallel sampling, beams, or
+     * requests with one system prompt; what cascade attention reads once ({@link JvmDecodeAttention#setCascade}). The
+     * random K/V and queries are drawn as in {@link #create}.
+     */
+    public static DecodeWorkload sharedPrefix(int[] lengths, int sharers, int prefix, int numQHeads, int numKvHeads, int headDim,
+                                              int blockSize, KvDtype dtype, long seed) {
+        if (sharers < 1) {
+            throw new IllegalArgumentException("sharers=" + sharers + " must be >= 1");
+        }
+        if (prefix < 1) {
+            throw new IllegalArgumentException("prefix=" + prefix + " must be >= 1");
+        }
+        for (int len : lengths) {
+            if (len < prefix) {
+                throw new IllegalArgumentException("context=" + len + " is shorter than the shared prefix=" + prefix);
+            }
+        }
+        // as many blocks as unshared sequences of these lengths: more than the shared ones take
+        Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype);
+        KvCacheConfig config = KvCacheConfig.of((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype);
+        AttentionSpec spec = AttentionSpec.of(config, numQHeads);
+        KvCache cache = new KvCache(config);
+        RandomKv.shuffleFreeBlocks(cache, seed);
+        int[] seqs = new int[lengths.length];
+        try {
+            for (int i = 0; i < lengths.length; i += sharers) {
+                seqs[i] = cache.createSequence();
+                cache.append(seqs[i], prefix);
+                for (int j = i + 1; j < Math.min(lengths.length, i + sharers); j++) {
+                    seqs[j] = cache.fork(seqs[i]);
+                }
+            }
+            for (int i = 0; i < lengths.length; i++) {
+                cache.append(seqs[i], lengths[i] - prefix);
+            }
+        } catch (OutOfBlocksException e) {
+            throw new AssertionError("a pool sized for the workload ran out", e);
+        }
+        RandomKv.fillUniform(cache, seed);
+        SplittableRandom random = new SplittableRandom(seed);
+        FloatArray q = NativeArrays.floats(size.queryElements());
+        for (int i = 0; i < q.getSize(); i++) {
+            q.set(i, (float) (random.nextDouble() * 2 - 1));
+        }
+        return new DecodeWorkload(cache, spec, seqs, q);
+    }
+
     /** Spare blocks so that later decode steps can append tokens: 4 per sequence, as far as the pool allows. */
     private static long spareBlocks(long numSeqs, long blocks, long maxBlocks) {
         return Math.max(0, Math.min(4L * numSeqs, maxBlocks - blocks));

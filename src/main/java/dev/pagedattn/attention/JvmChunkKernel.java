@@ -48,16 +48,27 @@ final class JvmChunkKernel {
     private final boolean vector;
     private final float softCap;  // AttentionSpec.softCap: 0 = none
     private final float[] alibi;  // AttentionSpec.alibi's slopes, [numQHeads]; null = none
-    private final float[] qs;     // [groupSize][headDim], pre-scaled by the softmax scale
-    private final float[] acc;    // [groupSize][headDim], unnormalised
-    private final float[] max;    // [groupSize] running max of the scores
-    private final float[] sum;    // [groupSize] running sum of exp(score - max)
-    private final float[] scores; // [groupSize][paddedBlock] scores, then probabilities, of one block
+    private final float[] qs;     // [rows][headDim], pre-scaled by the softmax scale
+    private final float[] acc;    // [rows][headDim], unnormalised
+    private final float[] max;    // [rows] running max of the scores
+    private final float[] sum;    // [rows] running sum of exp(score - max)
+    private final float[] scores; // [rows][paddedBlock] scores, then probabilities, of one block
+    private final int[] rowHead;  // [rows] the query head of each row (ALiBi's slope)
+    private final int[] rowQuery; // [rows] the position of each row's query (ALiBi's distances)
     private final float[] tile;   // [blockSize][headDim] the current K or V tile in fp32
     private final JvmGroupTile group; // the arithmetic on tile
     private int touched;          // the sum of the prefetched bytes: keeps the prefetch loads alive
 
+    /** A kernel for one query group at a time ({@link #attend}). */
     JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector) {
+        this(spec, blockSize, dtype, vector, 1);
+    }
+
+    /**
+     * A kernel whose {@link #attendShared} serves up to {@code maxMembers} sequences' query groups at once: its scratch
+     * holds {@code maxMembers * groupSize} rows.
+     */
+    JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector, int maxMembers) {
         this.headDim = spec.headDim();
         this.elementBytes = dtype.bytes();
         this.groupSize = spec.groupSize();
@@ -70,13 +81,24 @@ final class JvmChunkKernel {
         this.vector = vector;
         this.softCap = spec.softCap();
         this.alibi = spec.hasAlibi() ? spec.alibi().toArray() : null;
-        this.qs = new float[groupSize * headDim];
-        this.acc = new float[groupSize * headDim];
-        this.max = new float[groupSize];
-        this.sum = new float[groupSize];
-        this.scores = new float[groupSize * paddedBlock];
+        if (maxMembers < 1) {
+            throw new IllegalArgumentException("maxMembers=" + maxMembers + " must be >= 1");
+        }
+        int rows = maxMembers * groupSize;
+        this.qs = new float[rows * headDim];
+        this.acc = new float[rows * headDim];
+        this.max = new float[rows];
+        this.sum = new float[rows];
+        this.scores = new float[rows * paddedBlock];
+        this.rowHead = new int[rows];
+        this.rowQuery = new int[rows];
         this.tile = new float[blockSize * headDim];
-        this.group = new JvmGroupTile(headDim, groupSize, paddedBlock, vector, qs, acc, scores, tile);
+        this.group = new JvmGroupTile(headDim, rows, paddedBlock, vector, qs, acc, scores, tile);
+    }
+
+    /** The most sequences one {@link #attendShared} serves. */
+    int maxMembers() {
+        return max.length / groupSize;
     }
 
     /**
@@ -93,18 +115,66 @@ final class JvmChunkKernel {
      */
     void attend(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch, int layer,
                 int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale, boolean prefetch) {
+        begin(batch, seq, 1, kvHead, q, numQHeads, scale);
+        walk(keys, values, kScale, vScale, layout, batch, seq, kvHead, fromToken, toToken, 0, groupSize, prefetch);
+    }
+
+    /**
+     * Cascade attention: the query groups of KV head {@code kvHead} of rows {@code [seq, seq + members)} of the batch, whose
+     * tokens {@code [fromToken, sharedTo)} lie in the same physical blocks (a shared prompt, forks), over their chunk
+     * {@code [fromToken, min(contextLen, chunkEnd))}. Each shared block's K and V tiles are read and widened once and
+     * scored and accumulated for every member's heads; then each member goes on alone over its own tokens. Every row
+     * takes the operations {@link #attend} would give it, in the same order, so each member's state holds the bits of its
+     * own {@code attend} over the chunk. Member {@code j}'s state is then at rows {@code [j * groupSize, (j + 1) *
+     * groupSize)} ({@link #writeOutput(MemorySegment, int, int, int, float[], int)}, {@link #writePartial(JvmSplitPlan,
+     * int, int)}). {@code sharedTo} is a block boundary, or every member's chunk ends there.
+     */
+    void attendShared(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch,
+                      int seq, int members, int kvHead, int fromToken, int sharedTo, int chunkEnd, MemorySegment q, int numQHeads,
+                      float scale, boolean prefetch) {
+        if (members > maxMembers()) {
+            throw new IllegalArgumentException("members=" + members + " above this kernel's " + maxMembers());
+        }
+        begin(batch, seq, members, kvHead, q, numQHeads, scale);
+        walk(keys, values, kScale, vScale, layout, batch, seq, kvHead, fromToken, sharedTo, 0, members * groupSize, prefetch);
+        for (int j = 0; j < members; j++) {
+            int end = Math.min(batch.contextLen(seq + j), chunkEnd);
+            if (sharedTo < end) {
+                walk(keys, values, kScale, vScale, layout, batch, seq + j, kvHead, sharedTo, end, j * groupSize, groupSize, prefetch);
+            }
+        }
+    }
+
+    /** Loads the scaled queries of {@code members} rows from {@code seq} (KV head {@code kvHead}'s heads) and clears their state. */
+    private void begin(DecodeBatch batch, int seq, int members, int kvHead, MemorySegment q, int numQHeads, float scale) {
         int d = headDim;
         int g = groupSize;
-        int bs = blockSize;
-        long qBase = (long) (seq * numQHeads + kvHead * g) * d;
-        MemorySegment.copy(q, FLOAT, qBase * Float.BYTES, qs, 0, g * d);
-        for (int i = 0; i < g * d; i++) {
+        int rows = members * g;
+        for (int j = 0; j < members; j++) {
+            long qBase = (long) ((seq + j) * numQHeads + kvHead * g) * d;
+            MemorySegment.copy(q, FLOAT, qBase * Float.BYTES, qs, j * g * d, g * d);
+            for (int h = 0; h < g; h++) {
+                rowHead[j * g + h] = kvHead * g + h;
+                rowQuery[j * g + h] = batch.contextLen(seq + j) - 1;
+            }
+        }
+        for (int i = 0; i < rows * d; i++) {
             qs[i] *= scale;
         }
         // -0, not +0: p * v + (-0) is p * v even when that is -0, so one token returns its V exactly
-        java.util.Arrays.fill(acc, -0f);
-        java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
-        java.util.Arrays.fill(sum, 0f);
+        java.util.Arrays.fill(acc, 0, rows * d, -0f);
+        java.util.Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
+        java.util.Arrays.fill(sum, 0, rows, 0f);
+    }
+
+    /**
+     * Rows {@code [first, first + rows)} over tokens {@code [fromToken, toToken)} of row {@code seq}'s blocks, block by
+     * block: K widened, scored, folded into the running softmax, V widened and accumulated.
+     */
+    private void walk(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch,
+                      int seq, int kvHead, int fromToken, int toToken, int first, int rows, boolean prefetch) {
+        int d = headDim;
+        int bs = blockSize;
         for (int start = fromToken; start < toToken; ) {
             int row = start % bs;   // 0, except at a sliding window's first visible token
             int n = Math.min(bs - row, toToken - start);
@@ -116,10 +186,10 @@ final class JvmChunkKernel {
                 long bytes = (long) Math.min(bs, toToken - next) * d * elementBytes;
                 touched += touch(keys, at, bytes) + touch(values, at, bytes);
             }
-            group.scores(n);
-            softmax(n, start, batch.contextLen(seq) - 1, kvHead * g);
+            group.scores(n, first, rows);
+            softmax(n, start, first, rows);
             load(values, base, n * d, vScale);
-            group.accumulate(n);
+            group.accumulate(n, first, rows);
             start = next;
         }
     }
@@ -157,15 +227,16 @@ final class JvmChunkKernel {
     }
 
     /**
-     * Folds the block's scores into every head's running softmax; {@code scores} become probabilities. With a soft cap
+     * Folds the block's scores into the running softmax of rows {@code [first, first + rows)}; their {@code scores} become
+     * probabilities. With a soft cap
      * the block's n scores are capped first ({@link #softCapInPlace}; the padding lanes stay -inf), then with ALiBi each
      * gets its head's bias for its position ({@code firstKey + t}) against the query's ({@link #addAlibi}); without
      * either the loop is the one before soft-capping existed.
      */
-    private void softmax(int n, int firstKey, int query, int firstHead) {
+    private void softmax(int n, int firstKey, int first, int rows) {
         int d = headDim;
         int whole = (n + LANES - 1) / LANES * LANES; // whole vectors; padding lanes: -inf for the max, 0 for the sum
-        for (int h = 0; h < groupSize; h++) {
+        for (int h = first; h < first + rows; h++) {
             int p = h * paddedBlock;
             float blockMax = Float.NEGATIVE_INFINITY;
             if (vector) {
@@ -174,7 +245,7 @@ final class JvmChunkKernel {
                     softCapInPlace(scores, p, whole, softCap);
                 }
                 if (alibi != null) {
-                    addAlibi(scores, p, n, alibi[firstHead + h], firstKey, query);
+                    addAlibi(scores, p, n, alibi[rowHead[h]], firstKey, rowQuery[h]);
                 }
                 blockMax = JvmLaneTree.max(scores, p, whole);
             } else {
@@ -184,7 +255,7 @@ final class JvmChunkKernel {
                     }
                 }
                 if (alibi != null) {
-                    addAlibi(scores, p, n, alibi[firstHead + h], firstKey, query);
+                    addAlibi(scores, p, n, alibi[rowHead[h]], firstKey, rowQuery[h]);
                 }
                 for (int t = 0; t < n; t++) {
                     blockMax = Math.max(blockMax, scores[p + t]);
@@ -218,7 +289,12 @@ final class JvmChunkKernel {
      * {@code sinks} ({@code [numQHeads]}, or null) add their share to each head's sum ({@link #denominator}).
      */
     void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks) {
-        normaliseInto(out, seq, kvHead, numQHeads, sinks);
+        normaliseInto(out, seq, kvHead, numQHeads, sinks, 0);
+    }
+
+    /** {@link #writeOutput} of the member whose state starts at row {@code firstRow} ({@link #attendShared}). */
+    void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks, int firstRow) {
+        normaliseInto(out, seq, kvHead, numQHeads, sinks, firstRow);
     }
 
     /**
@@ -230,21 +306,27 @@ final class JvmChunkKernel {
         return sinks == null ? sum : sum + (float) Math.exp(sinks[head] - max);
     }
 
-    private void normaliseInto(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks) {
+    private void normaliseInto(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks, int firstRow) {
         long element = (long) (seq * numQHeads + kvHead * groupSize) * headDim;
         int d = headDim;
         for (int h = 0; h < groupSize; h++) {
-            float inv = 1f / denominator(sum[h], max[h], sinks, kvHead * groupSize + h);
-            for (int i = h * d, end = i + d; i < end; i++) {
+            int r = firstRow + h;
+            float inv = 1f / denominator(sum[r], max[r], sinks, kvHead * groupSize + h);
+            for (int i = r * d, end = i + d; i < end; i++) {
                 acc[i] *= inv;
             }
         }
-        MemorySegment.copy(acc, 0, out, FLOAT, element * Float.BYTES, groupSize * d);
+        MemorySegment.copy(acc, firstRow * d, out, FLOAT, element * Float.BYTES, groupSize * d);
     }
 
     /** Stores the chunk's state as partial {@code slot} of {@code partials}. */
     void writePartial(JvmSplitPlan partials, int slot) {
-        partials.store(slot, acc, max, sum);
+        partials.store(slot, acc, max, sum, 0);
+    }
+
+    /** {@link #writePartial} of the member whose state starts at row {@code firstRow} ({@link #attendShared}). */
+    void writePartial(JvmSplitPlan partials, int slot, int firstRow) {
+        partials.store(slot, acc, max, sum, firstRow);
     }
 
     /**
@@ -266,7 +348,7 @@ final class JvmChunkKernel {
             max[h] = m;
             sum[h] = 0;
         }
-        java.util.Arrays.fill(acc, 0f);
+        java.util.Arrays.fill(acc, 0, groupSize * d, 0f);
         for (int c = 0; c < numChunks; c++) {
             int slot = firstSlot + c;
             for (int h = 0; h < groupSize; h++) {
@@ -278,7 +360,7 @@ final class JvmChunkKernel {
                 }
             }
         }
-        normaliseInto(out, seq, kvHead, numQHeads, sinks);
+        normaliseInto(out, seq, kvHead, numQHeads, sinks, 0);
     }
 
     // Cephes' expf (expInPlace, softCapInPlace, softCap): x = n ln2 + r, ln2 in two parts so that r is exact, and a

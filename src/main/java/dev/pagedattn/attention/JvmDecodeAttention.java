@@ -36,8 +36,14 @@ public final class JvmDecodeAttention implements DecodeAttention {
      */
     public static final boolean PREFETCH = Boolean.parseBoolean(System.getProperty("pagedattn.jvm.prefetch", "true"));
 
+    /**
+     * Read once: the default of {@link #setCascade} ({@code pagedattn.jvm.cascade}, default true).
+     */
+    public static final boolean CASCADE = Boolean.parseBoolean(System.getProperty("pagedattn.jvm.cascade", "true"));
+
     private final KvCache cache;
     private final AttentionSpec spec;
+    private volatile boolean cascade = CASCADE;
     private final JvmSplitPlan plan;
     private final JvmChunkKernel[] kernels; // [numThreads] one per worker: its scratch
     private final JvmWorkers workers;
@@ -73,7 +79,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.plan = new JvmSplitPlan(spec);
         this.kernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
-            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR);
+            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR, JvmSplitPlan.MAX_MEMBERS);
         }
         this.workers = new JvmWorkers(threads, this::runItem);
     }
@@ -81,6 +87,21 @@ public final class JvmDecodeAttention implements DecodeAttention {
     @Override
     public String name() {
         return VECTOR ? "jvm" : "jvm-scalar";
+    }
+
+    /**
+     * Cascade attention on or off (default {@link #CASCADE}): neighbouring sequences of a batch whose contexts start in the
+     * same physical blocks (forks, parallel sampling, beams, prompts the prefix cache shares) read those blocks once per
+     * step for all of them, instead of once each. The output has the same bits either way; only the time changes
+     * (benchmarks/RESULTS.md, "Cascade"). Off, every sequence reads its own blocks, as before.
+     */
+    public void setCascade(boolean on) {
+        this.cascade = on;
+    }
+
+    /** Whether steps use cascade attention ({@link #setCascade}). */
+    public boolean cascade() {
+        return cascade;
     }
 
     /** Worker threads, the caller included. */
@@ -105,7 +126,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         }
         KvCacheConfig c = cache.config();
         DecodeAttention.requireShapes(spec, c, batch, layer, q, out);
-        plan.build(batch, workers.numThreads());
+        plan.build(batch, workers.numThreads(), cascade ? JvmSplitPlan.MAX_MEMBERS : 1);
         this.batch = batch;
         this.layer = layer;
         this.sinks = layerSinks[layer];
@@ -148,6 +169,11 @@ public final class JvmDecodeAttention implements DecodeAttention {
         int seq = plan.seq(item);
         int kvHead = plan.kvHead(item);
         int shard = layout.shardOf(kvHead);
+        int members = plan.members(item);
+        if (members > 1) {
+            runShared(kernel, layout, item, seq, members, kvHead, shard);
+            return;
+        }
         kernel.attend(keys[shard], values[shard], keyPools[shard].scale(kvHead), valuePools[shard].scale(kvHead), layout, batch,
                 layer, seq, kvHead, plan.fromToken(item), plan.toToken(item),
                 q, spec.numQHeads(), spec.scale(), PREFETCH);
@@ -160,6 +186,34 @@ public final class JvmDecodeAttention implements DecodeAttention {
         int group = plan.group(item);
         if (plan.finishChunk(group)) {
             kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq, kvHead, spec.numQHeads(), sinks);
+        }
+    }
+
+    /**
+     * A cascade item: its members' shared blocks once for all of them, then each member's own tokens; each member then
+     * writes its output or its partial, and after all of them (a merge reuses the kernel's first rows) merges its group
+     * where it finished the last chunk.
+     */
+    private void runShared(JvmChunkKernel kernel, KvLayout layout, int item, int seq, int members, int kvHead, int shard) {
+        int g = spec.groupSize();
+        kernel.attendShared(keys[shard], values[shard], keyPools[shard].scale(kvHead), valuePools[shard].scale(kvHead), layout, batch,
+                seq, members, kvHead, plan.fromToken(item), plan.sharedTo(item), plan.chunkEnd(item), q, spec.numQHeads(), spec.scale(),
+                PREFETCH);
+        boolean partials = false;
+        for (int j = 0; j < members; j++) {
+            int slot = plan.memberSlot(item, j);
+            if (slot == JvmSplitPlan.NO_PARTIAL) {
+                kernel.writeOutput(out, seq + j, kvHead, spec.numQHeads(), sinks, j * g);
+            } else {
+                kernel.writePartial(plan, slot, j * g);
+                partials = true;
+            }
+        }
+        for (int j = 0; partials && j < members; j++) {
+            int group = plan.memberGroup(item, j);
+            if (plan.memberSlot(item, j) != JvmSplitPlan.NO_PARTIAL && plan.finishChunk(group)) {
+                kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq + j, kvHead, spec.numQHeads(), sinks);
+            }
         }
     }
 

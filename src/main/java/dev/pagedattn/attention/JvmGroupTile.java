@@ -21,37 +21,40 @@ final class JvmGroupTile {
     private static final int LANES = JvmLaneTree.LANES;
 
     private final int headDim;
-    private final int groupSize;
     private final int paddedBlock; // row stride of scores: blockSize rounded up to whole vectors
     private final int vectorDims;  // dimensions [0, vectorDims) go by vectors (0 on the scalar path)
     private final boolean vector;
-    private final float[] qs;      // [groupSize][headDim], pre-scaled
-    private final float[] acc;     // [groupSize][headDim], unnormalised
-    private final float[] scores;  // [groupSize][paddedBlock] scores, then probabilities
-    private final float[] lanes;   // [groupSize][paddedBlock][LANES] lane-wise partial dot products; null on the scalar path
+    private final float[] qs;      // [rows][headDim], pre-scaled
+    private final float[] acc;     // [rows][headDim], unnormalised
+    private final float[] scores;  // [rows][paddedBlock] scores, then probabilities
+    private final float[] lanes;   // [rows][paddedBlock][LANES] lane-wise partial dot products; null on the scalar path
     private final float[] tile;    // [blockSize][headDim] the widened K or V tile
 
-    JvmGroupTile(int headDim, int groupSize, int paddedBlock, boolean vector, float[] qs, float[] acc, float[] scores, float[] tile) {
+    /** {@code rows}: the most query rows one call serves (a group's heads, or those of several sequences, see {@link JvmChunkKernel}). */
+    JvmGroupTile(int headDim, int rows, int paddedBlock, boolean vector, float[] qs, float[] acc, float[] scores, float[] tile) {
         this.headDim = headDim;
-        this.groupSize = groupSize;
         this.paddedBlock = paddedBlock;
         this.vectorDims = vector ? FLOATS.loopBound(headDim) : 0;
         this.vector = vector;
         this.qs = qs;
         this.acc = acc;
         this.scores = scores;
-        this.lanes = vector ? new float[groupSize * paddedBlock * LANES] : null;
+        this.lanes = vector ? new float[rows * paddedBlock * LANES] : null;
         this.tile = tile;
     }
 
-    /** {@code scores[h][t] = qs[h] . tile[t]} for every head h and key {@code t < n} (padding lanes hold garbage). */
-    void scores(int n) {
+    /**
+     * {@code scores[h][t] = qs[h] . tile[t]} for rows {@code h} in {@code [first, first + rows)} and keys {@code t < n} (padding
+     * lanes hold garbage). Each row's bits do not depend on its neighbours: a row in a group of four and a row alone take
+     * the same fmas in the same order.
+     */
+    void scores(int n, int first, int rows) {
         int d = headDim;
-        int g = groupSize;
+        int g = first + rows;
         int pb = paddedBlock;
         if (vector) {
-            int quads = g / 4 * 4;
-            for (int h = 0; h < quads; h += 4) {
+            int quads = first + rows / 4 * 4;
+            for (int h = first; h < quads; h += 4) {
                 int t = 0;
                 for (; t + 2 <= n; t += 2) {
                     lanesOfFourTwo(t, h);
@@ -65,14 +68,14 @@ final class JvmGroupTile {
                     lanesOfOne(t, h);
                 }
             }
-            for (int h = 0; h < g; h++) {
+            for (int h = first; h < g; h++) {
                 for (int t = 0; t < n; t += LANES) {
                     JvmLaneTree.sumOfEach(lanes, (h * pb + t) * LANES, scores, h * pb + t);
                 }
             }
         }
         if (vectorDims < d) { // the dimensions past the last whole vector, in order after it
-            for (int h = 0; h < g; h++) {
+            for (int h = first; h < g; h++) {
                 for (int t = 0; t < n; t++) {
                     float s = vector ? scores[h * pb + t] : 0f;
                     for (int i = vectorDims; i < d; i++) {
@@ -158,12 +161,12 @@ final class JvmGroupTile {
         a.intoArray(lanes, (h * paddedBlock + t) * LANES);
     }
 
-    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@code tile}, for every head. */
-    void accumulate(int n) {
+    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@code tile}, for rows {@code [first, first + rows)}. */
+    void accumulate(int n, int first, int rows) {
         int d = headDim;
-        int g = groupSize;
-        int quads = g / 4 * 4;
-        for (int h = 0; h < quads; h += 4) {
+        int g = first + rows;
+        int quads = first + rows / 4 * 4;
+        for (int h = first; h < quads; h += 4) {
             int i = 0;
             for (; i + 2 * LANES <= vectorDims; i += 2 * LANES) {
                 accumulateFourTwo(n, h, i);
@@ -177,7 +180,7 @@ final class JvmGroupTile {
                 accumulateOne(n, h, i);
             }
         }
-        for (int h = 0; h < g; h++) {
+        for (int h = first; h < g; h++) {
             int p = h * paddedBlock;
             for (int i = vectorDims; i < d; i++) {
                 float a = acc[h * d + i];

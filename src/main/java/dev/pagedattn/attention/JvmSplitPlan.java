@@ -22,6 +22,14 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * are laid from its first visible token rounded down to a block ({@link #span}), the first chunk starting at that
  * token.
  *
+ * <p><b>Cascade</b> ({@link #build(DecodeBatch, int, int)} with {@code maxMembers > 1}, FlashInfer's cascade attention, vLLM's
+ * for a shared prefix): where neighbouring sequences of the batch start a chunk in the same physical block (forks, a
+ * shared prompt from the prefix cache), one item serves up to {@code maxMembers} of them: the blocks they all share are
+ * read once for all their query heads, then each member goes on over its own ({@link JvmChunkKernel#attendShared}). The
+ * chunks and partial slots stay those of the plain plan and every row takes the same operations in the same order, so
+ * the output has the same bits with and without it. Members per item are capped so that the step keeps
+ * {@code ITEMS_PER_THREAD} items per thread ({@link #cascadeMembers}); none with a sliding window.
+ *
  * <p>Item order: sequence, then chunk, then KV head, so that the items running at the same time
  * read the tiles of all heads of the same blocks (adjacent in the pool, see KvLayout) and each
  * item walks its blocks in context order, one contiguous tile per block, K then V.
@@ -33,6 +41,8 @@ final class JvmSplitPlan {
     static final int MIN_CHUNK_TOKENS = 256;
     /** Marks an item that is its group's only chunk and writes the output directly. */
     static final int NO_PARTIAL = -1;
+    /** The most sequences one cascade item serves (its kernel's scratch holds that many query groups). */
+    static final int MAX_MEMBERS = 8;
 
     private final int numKvHeads;
     private final int groupSize;
@@ -44,6 +54,12 @@ final class JvmSplitPlan {
     private int[] itemFrom = new int[0];    // [numItems] first token
     private int[] itemTo = new int[0];      // [numItems] end token (exclusive)
     private int[] itemSlot = new int[0];    // [numItems] partial slot, or NO_PARTIAL
+    private int[] itemMembers = new int[0]; // [numItems] sequences served: itemSeq and the ones after it (1: no cascade)
+    private int[] itemChunk = new int[0];   // [numItems] the chunk's index in its sequences
+    private int[] itemShared = new int[0];  // [numItems] end of the tokens all members read from the same blocks
+    private int[] seqChunkBase = new int[0]; // [numSeqs] index of a sequence's first chunk among all chunks of the step
+    private int[] chunkTaken = new int[0];  // [all chunks] == stamp: a cascade item of this step already serves it
+    private int stamp;
     private int[] groupFirstSlot = new int[0]; // [numSeqs * numKvHeads] slot of chunk 0
     private int[] groupNumChunks = new int[0]; // [numSeqs * numKvHeads]
     private AtomicIntegerArray groupPending = new AtomicIntegerArray(0); // [numSeqs * numKvHeads] chunks not done
@@ -74,8 +90,26 @@ final class JvmSplitPlan {
         return (n + multiple - 1) / multiple * multiple;
     }
 
-    /** Makes the items for {@code batch} on {@code numThreads} threads. */
+    /** Makes the items for {@code batch} on {@code numThreads} threads, without cascade. */
     void build(DecodeBatch batch, int numThreads) {
+        build(batch, numThreads, 1);
+    }
+
+    /**
+     * The members a cascade item may take for a step of {@code plainItems} items on {@code numThreads} threads: at most
+     * {@link #MAX_MEMBERS}, and few enough that merging whole runs of sharing sequences still leaves
+     * {@code ITEMS_PER_THREAD} items per thread. 1 (no cascade) when that leaves less than two.
+     */
+    static int cascadeMembers(int plainItems, int numThreads) {
+        long wanted = (long) ITEMS_PER_THREAD * numThreads;
+        return (int) Math.max(1, Math.min(MAX_MEMBERS, plainItems / wanted));
+    }
+
+    /**
+     * Makes the items for {@code batch} on {@code numThreads} threads, with cascade items of up to {@code maxMembers}
+     * sequences (capped by {@link #cascadeMembers}; 1: none).
+     */
+    void build(DecodeBatch batch, int numThreads, int maxMembers) {
         int numSeqs = batch.numSeqs();
         chunkTokens = chunkTokens(numSeqs, numKvHeads, maxSpan(batch), batch.blockSize(), numThreads);
         int items = 0;
@@ -85,33 +119,110 @@ final class JvmSplitPlan {
             items += chunks * numKvHeads;
             slots += chunks > 1 ? chunks * numKvHeads : 0;
         }
-        grow(items, numSeqs * numKvHeads, slots);
-        int item = 0;
+        grow(items, numSeqs * numKvHeads, slots, numSeqs, items / numKvHeads);
+        int members = batch.windowed() || numSeqs < 2 ? 1 : Math.min(maxMembers, cascadeMembers(items, numThreads));
+        stamp++;
         int slot = 0;
+        int chunkBase = 0;
         for (int s = 0; s < numSeqs; s++) {
-            int len = batch.contextLen(s);
-            int first = batch.firstVisible(s);
-            int origin = origin(batch, s);
-            int chunks = (len - origin + chunkTokens - 1) / chunkTokens;
+            int chunks = (span(batch, s) + chunkTokens - 1) / chunkTokens;
             for (int h = 0; h < numKvHeads; h++) {
                 int group = s * numKvHeads + h;
                 groupNumChunks[group] = chunks;
                 groupFirstSlot[group] = chunks > 1 ? slot + h * chunks : NO_PARTIAL;
                 groupPending.set(group, chunks);
             }
-            for (int c = 0; c < chunks; c++) {
-                for (int h = 0; h < numKvHeads; h++, item++) {
-                    itemSeq[item] = s;
-                    itemHead[item] = h;
-                    itemFrom[item] = Math.max(first, origin + c * chunkTokens);
-                    itemTo[item] = Math.min(len, origin + (c + 1) * chunkTokens);
-                    itemSlot[item] = chunks > 1 ? slot + h * chunks + c : NO_PARTIAL;
-                }
-            }
+            seqChunkBase[s] = chunkBase;
+            chunkBase += chunks;
             slot += chunks > 1 ? chunks * numKvHeads : 0;
         }
+        int item = 0;
+        for (int s = 0; s < numSeqs; s++) {
+            int len = batch.contextLen(s);
+            int first = batch.firstVisible(s);
+            int origin = origin(batch, s);
+            int chunks = groupNumChunks[s * numKvHeads];
+            for (int c = 0; c < chunks; c++) {
+                if (chunkTaken[seqChunkBase[s] + c] == stamp) {
+                    continue; // a cascade item of an earlier sequence serves it
+                }
+                int from = Math.max(first, origin + c * chunkTokens);
+                int m = members > 1 ? sharers(batch, s, c, members) : 1;
+                int shared = m > 1 ? sharedEnd(batch, s, m, c) : from;
+                if (shared == from) {
+                    m = 1;
+                }
+                for (int j = 1; j < m; j++) {
+                    chunkTaken[seqChunkBase[s + j] + c] = stamp;
+                }
+                for (int h = 0; h < numKvHeads; h++, item++) {
+                    int group = s * numKvHeads + h;
+                    itemSeq[item] = s;
+                    itemHead[item] = h;
+                    itemFrom[item] = from;
+                    itemTo[item] = Math.min(len, origin + (c + 1) * chunkTokens);
+                    itemSlot[item] = chunks > 1 ? groupFirstSlot[group] + c : NO_PARTIAL;
+                    itemMembers[item] = m;
+                    itemChunk[item] = c;
+                    itemShared[item] = shared;
+                }
+            }
+        }
         numItems = item;
-        assert item == items && slot == slots : "items " + item + "/" + items + " slots " + slot + "/" + slots;
+        assert item <= items && slot == slots : "items " + item + "/" + items + " slots " + slot + "/" + slots;
+    }
+
+    /**
+     * How many sequences from {@code s} on (at most {@code limit}) have a chunk {@code c} that starts in the same physical
+     * block as {@code s}'s (no window: every chunk {@code c} starts at token {@code c * chunkTokens}).
+     */
+    private int sharers(DecodeBatch batch, int s, int c, int limit) {
+        int from = c * chunkTokens;
+        int block = batch.block(s, from / batch.blockSize());
+        int m = 1;
+        while (m < limit && s + m < batch.numSeqs() && batch.contextLen(s + m) > from
+                && batch.block(s + m, from / batch.blockSize()) == block) {
+            m++;
+        }
+        return m;
+    }
+
+    /**
+     * Where the tokens that members {@code [s, s + m)} read from the same physical blocks end in chunk {@code c}: the
+     * blocks they all share from the chunk's first on, cut at the shortest member's end of the chunk; a block boundary
+     * unless every member's chunk ends at that token (so that no row's block is cut in two).
+     */
+    private int sharedEnd(DecodeBatch batch, int s, int m, int c) {
+        int bs = batch.blockSize();
+        int from = c * chunkTokens;
+        int chunkEnd = from + chunkTokens;
+        int minEnd = Integer.MAX_VALUE;
+        int maxEnd = 0;
+        for (int j = 0; j < m; j++) {
+            int end = Math.min(batch.contextLen(s + j), chunkEnd);
+            minEnd = Math.min(minEnd, end);
+            maxEnd = Math.max(maxEnd, end);
+        }
+        int endBlock = (minEnd + bs - 1) / bs;
+        int b = from / bs;
+        while (b < endBlock && sameBlock(batch, s, m, b)) {
+            b++;
+        }
+        int shared = Math.min(b * bs, minEnd);
+        if (shared % bs != 0 && shared != maxEnd) {
+            shared -= shared % bs;
+        }
+        return Math.max(shared, from);
+    }
+
+    private static boolean sameBlock(DecodeBatch batch, int s, int m, int b) {
+        int block = batch.block(s, b);
+        for (int j = 1; j < m; j++) {
+            if (batch.block(s + j, b) != block) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**
@@ -138,13 +249,23 @@ final class JvmSplitPlan {
         return m;
     }
 
-    private void grow(int items, int groups, int slots) {
+    private void grow(int items, int groups, int slots, int numSeqs, int chunks) {
         if (itemSeq.length < items) {
             itemSeq = new int[items];
             itemHead = new int[items];
             itemFrom = new int[items];
             itemTo = new int[items];
             itemSlot = new int[items];
+            itemMembers = new int[items];
+            itemChunk = new int[items];
+            itemShared = new int[items];
+        }
+        if (seqChunkBase.length < numSeqs) {
+            seqChunkBase = new int[numSeqs];
+        }
+        if (chunkTaken.length < chunks) {
+            chunkTaken = new int[chunks];
+            stamp = 0;
         }
         if (groupFirstSlot.length < groups) {
             groupFirstSlot = new int[groups];
@@ -188,6 +309,32 @@ final class JvmSplitPlan {
         return itemSlot[item];
     }
 
+    /** Sequences the item serves, {@link #seq} and those after it: 1 for a plain item, more for a cascade item. */
+    int members(int item) {
+        return itemMembers[item];
+    }
+
+    /** A cascade item's end of the tokens its members read from the same blocks ({@link #fromToken} for a plain item). */
+    int sharedTo(int item) {
+        return itemShared[item];
+    }
+
+    /** The end of the item's chunk (each member stops at its own context's end before it). */
+    int chunkEnd(int item) {
+        return (itemChunk[item] + 1) * chunkTokens;
+    }
+
+    /** Member {@code j}'s partial slot for a cascade item, or {@link #NO_PARTIAL}. */
+    int memberSlot(int item, int j) {
+        int group = memberGroup(item, j);
+        return groupNumChunks[group] > 1 ? groupFirstSlot[group] + itemChunk[item] : NO_PARTIAL;
+    }
+
+    /** Member {@code j}'s (sequence, KV head) group. */
+    int memberGroup(int item, int j) {
+        return (itemSeq[item] + j) * numKvHeads + itemHead[item];
+    }
+
     int group(int item) {
         return itemSeq[item] * numKvHeads + itemHead[item];
     }
@@ -208,10 +355,11 @@ final class JvmSplitPlan {
         return groupPending.decrementAndGet(group) == 0;
     }
 
-    void store(int slot, float[] acc, float[] max, float[] sum) {
-        System.arraycopy(acc, 0, partialAcc, slot * groupSize * headDim, groupSize * headDim);
-        System.arraycopy(max, 0, partialMax, slot * groupSize, groupSize);
-        System.arraycopy(sum, 0, partialSum, slot * groupSize, groupSize);
+    /** Stores rows {@code [firstRow, firstRow + groupSize)} of a kernel's state as partial {@code slot}. */
+    void store(int slot, float[] acc, float[] max, float[] sum, int firstRow) {
+        System.arraycopy(acc, firstRow * headDim, partialAcc, slot * groupSize * headDim, groupSize * headDim);
+        System.arraycopy(max, firstRow, partialMax, slot * groupSize, groupSize);
+        System.arraycopy(sum, firstRow, partialSum, slot * groupSize, groupSize);
     }
 
     float[] partialAcc() {
