@@ -133,6 +133,34 @@ public final class DecodeWorkload {
         }
     }
 
+    /**
+     * This workload with its sequences in another order: row {@code i} of the new batch is row {@code order[i]} of this one,
+     * its query moved with it (the same cache and K/V; a permutation of the rows, checked).
+     */
+    public DecodeWorkload reordered(int[] order) {
+        int n = seqs.length;
+        boolean[] seen = new boolean[n];
+        if (order.length != n) {
+            throw new IllegalArgumentException("order has " + order.length + " rows, the batch " + n);
+        }
+        int[] moved = new int[n];
+        int rowElements = (int) (q.getSize() / n);
+        FloatArray q2 = NativeArrays.floats(q.getSize());
+        for (int i = 0; i < n; i++) {
+            int from = order[i];
+            if (from < 0 || from >= n || seen[from]) {
+                throw new IllegalArgumentException("order[" + i + "]=" + from + " is not a permutation of 0.." + (n - 1));
+            }
+            seen[from] = true;
+            moved[i] = seqs[from];
+            for (int e = 0; e < rowElements; e++) {
+                q2.set(i * rowElements + e, q.get(from * rowElements + e));
+            }
+        }
+        DecodeBatch b = cache.batch(moved);
+        return new DecodeWorkload(cache, spec, moved, batch.windowed() ? b.window(batch.window()) : b, q2);
+    }
+
     /** This workload with attention sinks ({@link AttentionSpec#withSinks}): its reference and its spec's backends add them. */
     public DecodeWorkload withSinks(AttentionSinks sinks) {
         return new DecodeWorkload(cache, spec.withSinks(sinks), seqs, batch, q);

@@ -115,12 +115,12 @@ final class JvmChunkKernel {
      */
     void attend(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch, int layer,
                 int seq, int kvHead, int fromToken, int toToken, MemorySegment q, int numQHeads, float scale, boolean prefetch) {
-        begin(batch, seq, 1, kvHead, q, numQHeads, scale);
+        begin(batch, seq, 0, kvHead, q, numQHeads, scale);
         walk(keys, values, kScale, vScale, layout, batch, seq, kvHead, fromToken, toToken, 0, groupSize, prefetch);
     }
 
     /**
-     * Cascade attention: the query groups of KV head {@code kvHead} of rows {@code [seq, seq + members)} of the batch, whose
+     * Cascade attention: the query groups of KV head {@code kvHead} of batch rows {@code seqs[at, at + members)}, whose
      * tokens {@code [fromToken, sharedTo)} lie in the same physical blocks (a shared prompt, forks), over their chunk
      * {@code [fromToken, min(contextLen, chunkEnd))}. Each shared block's K and V tiles are read and widened once and
      * scored and accumulated for every member's heads; then each member goes on alone over its own tokens. Every row
@@ -130,41 +130,45 @@ final class JvmChunkKernel {
      * int, int)}). {@code sharedTo} is a block boundary, or every member's chunk ends there.
      */
     void attendShared(MemorySegment keys, MemorySegment values, float kScale, float vScale, KvLayout layout, DecodeBatch batch,
-                      int seq, int members, int kvHead, int fromToken, int sharedTo, int chunkEnd, MemorySegment q, int numQHeads,
-                      float scale, boolean prefetch) {
+                      int[] seqs, int at, int members, int kvHead, int fromToken, int sharedTo, int chunkEnd, MemorySegment q,
+                      int numQHeads, float scale, boolean prefetch) {
         if (members > maxMembers()) {
             throw new IllegalArgumentException("members=" + members + " above this kernel's " + maxMembers());
         }
-        begin(batch, seq, members, kvHead, q, numQHeads, scale);
-        walk(keys, values, kScale, vScale, layout, batch, seq, kvHead, fromToken, sharedTo, 0, members * groupSize, prefetch);
         for (int j = 0; j < members; j++) {
-            int end = Math.min(batch.contextLen(seq + j), chunkEnd);
+            begin(batch, seqs[at + j], j, kvHead, q, numQHeads, scale);
+        }
+        walk(keys, values, kScale, vScale, layout, batch, seqs[at], kvHead, fromToken, sharedTo, 0, members * groupSize, prefetch);
+        for (int j = 0; j < members; j++) {
+            int end = Math.min(batch.contextLen(seqs[at + j]), chunkEnd);
             if (sharedTo < end) {
-                walk(keys, values, kScale, vScale, layout, batch, seq + j, kvHead, sharedTo, end, j * groupSize, groupSize, prefetch);
+                walk(keys, values, kScale, vScale, layout, batch, seqs[at + j], kvHead, sharedTo, end, j * groupSize, groupSize,
+                        prefetch);
             }
         }
     }
 
-    /** Loads the scaled queries of {@code members} rows from {@code seq} (KV head {@code kvHead}'s heads) and clears their state. */
-    private void begin(DecodeBatch batch, int seq, int members, int kvHead, MemorySegment q, int numQHeads, float scale) {
+    /**
+     * Loads the scaled queries of row {@code seq}'s KV head {@code kvHead} into member slot {@code member} (rows
+     * {@code [member * groupSize, (member + 1) * groupSize)}) and clears their state.
+     */
+    private void begin(DecodeBatch batch, int seq, int member, int kvHead, MemorySegment q, int numQHeads, float scale) {
         int d = headDim;
         int g = groupSize;
-        int rows = members * g;
-        for (int j = 0; j < members; j++) {
-            long qBase = (long) ((seq + j) * numQHeads + kvHead * g) * d;
-            MemorySegment.copy(q, FLOAT, qBase * Float.BYTES, qs, j * g * d, g * d);
-            for (int h = 0; h < g; h++) {
-                rowHead[j * g + h] = kvHead * g + h;
-                rowQuery[j * g + h] = batch.contextLen(seq + j) - 1;
-            }
-        }
-        for (int i = 0; i < rows * d; i++) {
+        int r = member * g;
+        long qBase = (long) (seq * numQHeads + kvHead * g) * d;
+        MemorySegment.copy(q, FLOAT, qBase * Float.BYTES, qs, r * d, g * d);
+        for (int i = r * d; i < (r + g) * d; i++) {
             qs[i] *= scale;
         }
+        for (int h = 0; h < g; h++) {
+            rowHead[r + h] = kvHead * g + h;
+            rowQuery[r + h] = batch.contextLen(seq) - 1;
+        }
         // -0, not +0: p * v + (-0) is p * v even when that is -0, so one token returns its V exactly
-        java.util.Arrays.fill(acc, 0, rows * d, -0f);
-        java.util.Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
-        java.util.Arrays.fill(sum, 0, rows, 0f);
+        java.util.Arrays.fill(acc, r * d, (r + g) * d, -0f);
+        java.util.Arrays.fill(max, r, r + g, Float.NEGATIVE_INFINITY);
+        java.util.Arrays.fill(sum, r, r + g, 0f);
     }
 
     /**

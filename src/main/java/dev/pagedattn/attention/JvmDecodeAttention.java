@@ -46,6 +46,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private volatile boolean cascade = CASCADE;
     private final JvmSplitPlan plan;
     private final JvmChunkKernel[] kernels; // [numThreads] one per worker: its scratch
+    private final JvmChunkKernel[] wideKernels; // [numThreads] one per worker for cascade items (JvmSplitPlan.MAX_MEMBERS groups)
     private final JvmWorkers workers;
     private final float[][] layerSinks;     // [numLayers][numQHeads], null rows for layers without sinks
 
@@ -79,7 +80,15 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.plan = new JvmSplitPlan(spec);
         this.kernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
-            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR, JvmSplitPlan.MAX_MEMBERS);
+            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR);
+        }
+        // a second kernel per worker for cascade items, made after the plain ones: a plain step's scratch stays as small
+        // and laid out as before cascade existed (a 2-core VM ran 32 x 4096 1.2x slower in four of seven processes with
+        // one kernel of 8x the rows; benchmarks/NOTES.md, thirty-seventh session)
+        this.wideKernels = new JvmChunkKernel[threads];
+        for (int i = 0; i < threads; i++) {
+            wideKernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR,
+                    JvmSplitPlan.MAX_MEMBERS);
         }
         this.workers = new JvmWorkers(threads, this::runItem);
     }
@@ -90,8 +99,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
     }
 
     /**
-     * Cascade attention on or off (default {@link #CASCADE}): neighbouring sequences of a batch whose contexts start in the
-     * same physical blocks (forks, parallel sampling, beams, prompts the prefix cache shares) read those blocks once per
+     * Cascade attention on or off (default {@link #CASCADE}): sequences of a batch (wherever they stand in it) whose contexts
+     * start in the same physical blocks (forks, parallel sampling, beams, prompts the prefix cache shares) read those blocks once per
      * step for all of them, instead of once each. The output has the same bits either way; only the time changes
      * (benchmarks/RESULTS.md, "Cascade"). Off, every sequence reads its own blocks, as before.
      */
@@ -171,7 +180,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         int shard = layout.shardOf(kvHead);
         int members = plan.members(item);
         if (members > 1) {
-            runShared(kernel, layout, item, seq, members, kvHead, shard);
+            runShared(wideKernels[worker], layout, item, members, kvHead, shard);
             return;
         }
         kernel.attend(keys[shard], values[shard], keyPools[shard].scale(kvHead), valuePools[shard].scale(kvHead), layout, batch,
@@ -194,16 +203,16 @@ public final class JvmDecodeAttention implements DecodeAttention {
      * writes its output or its partial, and after all of them (a merge reuses the kernel's first rows) merges its group
      * where it finished the last chunk.
      */
-    private void runShared(JvmChunkKernel kernel, KvLayout layout, int item, int seq, int members, int kvHead, int shard) {
+    private void runShared(JvmChunkKernel kernel, KvLayout layout, int item, int members, int kvHead, int shard) {
         int g = spec.groupSize();
         kernel.attendShared(keys[shard], values[shard], keyPools[shard].scale(kvHead), valuePools[shard].scale(kvHead), layout, batch,
-                seq, members, kvHead, plan.fromToken(item), plan.sharedTo(item), plan.chunkEnd(item), q, spec.numQHeads(), spec.scale(),
-                PREFETCH);
+                plan.memberSeqs(), plan.memberAt(item), members, kvHead, plan.fromToken(item), plan.sharedTo(item), plan.chunkEnd(item),
+                q, spec.numQHeads(), spec.scale(), PREFETCH);
         boolean partials = false;
         for (int j = 0; j < members; j++) {
             int slot = plan.memberSlot(item, j);
             if (slot == JvmSplitPlan.NO_PARTIAL) {
-                kernel.writeOutput(out, seq + j, kvHead, spec.numQHeads(), sinks, j * g);
+                kernel.writeOutput(out, plan.member(item, j), kvHead, spec.numQHeads(), sinks, j * g);
             } else {
                 kernel.writePartial(plan, slot, j * g);
                 partials = true;
@@ -212,7 +221,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
         for (int j = 0; partials && j < members; j++) {
             int group = plan.memberGroup(item, j);
             if (plan.memberSlot(item, j) != JvmSplitPlan.NO_PARTIAL && plan.finishChunk(group)) {
-                kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq + j, kvHead, spec.numQHeads(), sinks);
+                kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, plan.member(item, j), kvHead, spec.numQHeads(),
+                        sinks);
             }
         }
     }

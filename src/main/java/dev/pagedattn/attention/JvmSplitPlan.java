@@ -23,8 +23,8 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * token.
  *
  * <p><b>Cascade</b> ({@link #build(DecodeBatch, int, int)} with {@code maxMembers > 1}, FlashInfer's cascade attention, vLLM's
- * for a shared prefix): where neighbouring sequences of the batch start a chunk in the same physical block (forks, a
- * shared prompt from the prefix cache), one item serves up to {@code maxMembers} of them: the blocks they all share are
+ * for a shared prefix): where sequences of the batch, wherever they stand in it, start a chunk in the same physical block
+ * (forks, a shared prompt from the prefix cache), one item serves up to {@code maxMembers} of them (in batch order): the blocks they all share are
  * read once for all their query heads, then each member goes on over its own ({@link JvmChunkKernel#attendShared}). The
  * chunks and partial slots stay those of the plain plan and every row takes the same operations in the same order, so
  * the output has the same bits with and without it. Members per item are capped so that the step keeps
@@ -54,7 +54,14 @@ final class JvmSplitPlan {
     private int[] itemFrom = new int[0];    // [numItems] first token
     private int[] itemTo = new int[0];      // [numItems] end token (exclusive)
     private int[] itemSlot = new int[0];    // [numItems] partial slot, or NO_PARTIAL
-    private int[] itemMembers = new int[0]; // [numItems] sequences served: itemSeq and the ones after it (1: no cascade)
+    private int[] itemMembers = new int[0]; // [numItems] sequences served (1: a plain item, itemSeq alone)
+    private int[] itemMemberAt = new int[0]; // [numItems] where the item's sequences start in memberSeqs, itemSeq first
+    private int[] memberSeqs = new int[0];  // [all chunks] the sequences of each (sequence, chunk) item, in batch order
+    private int[] sharerAfter = new int[0]; // [all chunks] the next sequence whose same chunk starts in the same block, or -1
+    private int[] tableKeys = new int[0];   // open addressing, block id -> last sequence seen with it (linkSharers)
+    private int[] tableSeqs = new int[0];
+    private int[] tableUsed = new int[0];   // == tableStamp: the entry is in use for the current chunk index
+    private int tableStamp;
     private int[] itemChunk = new int[0];   // [numItems] the chunk's index in its sequences
     private int[] itemShared = new int[0];  // [numItems] end of the tokens all members read from the same blocks
     private int[] seqChunkBase = new int[0]; // [numSeqs] index of a sequence's first chunk among all chunks of the step
@@ -136,7 +143,11 @@ final class JvmSplitPlan {
             chunkBase += chunks;
             slot += chunks > 1 ? chunks * numKvHeads : 0;
         }
+        if (members > 1) {
+            linkSharers(batch, chunkBase);
+        }
         int item = 0;
+        int memberAt = 0;
         for (int s = 0; s < numSeqs; s++) {
             int len = batch.contextLen(s);
             int first = batch.firstVisible(s);
@@ -147,13 +158,18 @@ final class JvmSplitPlan {
                     continue; // a cascade item of an earlier sequence serves it
                 }
                 int from = Math.max(first, origin + c * chunkTokens);
-                int m = members > 1 ? sharers(batch, s, c, members) : 1;
-                int shared = m > 1 ? sharedEnd(batch, s, m, c) : from;
+                int m = 1;
+                memberSeqs[memberAt] = s;
+                for (int next = members > 1 ? sharerAfter[seqChunkBase[s] + c] : -1; m < members && next >= 0;
+                     next = sharerAfter[seqChunkBase[next] + c]) {
+                    memberSeqs[memberAt + m++] = next;
+                }
+                int shared = m > 1 ? sharedEnd(batch, memberAt, m, c) : from;
                 if (shared == from) {
                     m = 1;
                 }
                 for (int j = 1; j < m; j++) {
-                    chunkTaken[seqChunkBase[s + j] + c] = stamp;
+                    chunkTaken[seqChunkBase[memberSeqs[memberAt + j]] + c] = stamp;
                 }
                 for (int h = 0; h < numKvHeads; h++, item++) {
                     int group = s * numKvHeads + h;
@@ -163,9 +179,11 @@ final class JvmSplitPlan {
                     itemTo[item] = Math.min(len, origin + (c + 1) * chunkTokens);
                     itemSlot[item] = chunks > 1 ? groupFirstSlot[group] + c : NO_PARTIAL;
                     itemMembers[item] = m;
+                    itemMemberAt[item] = memberAt;
                     itemChunk[item] = c;
                     itemShared[item] = shared;
                 }
+                memberAt += m;
             }
         }
         numItems = item;
@@ -173,39 +191,61 @@ final class JvmSplitPlan {
     }
 
     /**
-     * How many sequences from {@code s} on (at most {@code limit}) have a chunk {@code c} that starts in the same physical
-     * block as {@code s}'s (no window: every chunk {@code c} starts at token {@code c * chunkTokens}).
+     * For every chunk of every sequence, the next sequence of the batch (or -1) whose same chunk starts in the same
+     * physical block ({@code sharerAfter}), wherever it stands in the batch: one pass per chunk index through an
+     * open-addressing table from block id to the last sequence seen with it (no window: every chunk {@code c} starts at
+     * token {@code c * chunkTokens}). Allocates nothing once the arrays have grown.
      */
-    private int sharers(DecodeBatch batch, int s, int c, int limit) {
-        int from = c * chunkTokens;
-        int block = batch.block(s, from / batch.blockSize());
-        int m = 1;
-        while (m < limit && s + m < batch.numSeqs() && batch.contextLen(s + m) > from
-                && batch.block(s + m, from / batch.blockSize()) == block) {
-            m++;
+    private void linkSharers(DecodeBatch batch, int numChunks) {
+        int numSeqs = batch.numSeqs();
+        int mask = tableKeys.length - 1;
+        java.util.Arrays.fill(sharerAfter, 0, numChunks, -1);
+        int maxChunks = 0;
+        for (int s = 0; s < numSeqs; s++) {
+            maxChunks = Math.max(maxChunks, groupNumChunks[s * numKvHeads]);
         }
-        return m;
+        for (int c = 0; c < maxChunks; c++) {
+            tableStamp++;
+            int from = c * chunkTokens;
+            for (int s = 0; s < numSeqs; s++) {
+                if (batch.contextLen(s) <= from) {
+                    continue;
+                }
+                int block = batch.block(s, from / batch.blockSize());
+                int i = (block * 0x9E3779B9) >>> 7 & mask;
+                while (tableUsed[i] == tableStamp && tableKeys[i] != block) {
+                    i = (i + 1) & mask;
+                }
+                if (tableUsed[i] == tableStamp) {
+                    sharerAfter[seqChunkBase[tableSeqs[i]] + c] = s;
+                } else {
+                    tableUsed[i] = tableStamp;
+                    tableKeys[i] = block;
+                }
+                tableSeqs[i] = s;
+            }
+        }
     }
 
     /**
-     * Where the tokens that members {@code [s, s + m)} read from the same physical blocks end in chunk {@code c}: the
-     * blocks they all share from the chunk's first on, cut at the shortest member's end of the chunk; a block boundary
-     * unless every member's chunk ends at that token (so that no row's block is cut in two).
+     * Where the tokens that members {@code memberSeqs[at, at + m)} read from the same physical blocks end in chunk
+     * {@code c}: the blocks they all share from the chunk's first on, cut at the shortest member's end of the chunk; a
+     * block boundary unless every member's chunk ends at that token (so that no row's block is cut in two).
      */
-    private int sharedEnd(DecodeBatch batch, int s, int m, int c) {
+    private int sharedEnd(DecodeBatch batch, int at, int m, int c) {
         int bs = batch.blockSize();
         int from = c * chunkTokens;
         int chunkEnd = from + chunkTokens;
         int minEnd = Integer.MAX_VALUE;
         int maxEnd = 0;
         for (int j = 0; j < m; j++) {
-            int end = Math.min(batch.contextLen(s + j), chunkEnd);
+            int end = Math.min(batch.contextLen(memberSeqs[at + j]), chunkEnd);
             minEnd = Math.min(minEnd, end);
             maxEnd = Math.max(maxEnd, end);
         }
         int endBlock = (minEnd + bs - 1) / bs;
         int b = from / bs;
-        while (b < endBlock && sameBlock(batch, s, m, b)) {
+        while (b < endBlock && sameBlock(batch, at, m, b)) {
             b++;
         }
         int shared = Math.min(b * bs, minEnd);
@@ -215,10 +255,10 @@ final class JvmSplitPlan {
         return Math.max(shared, from);
     }
 
-    private static boolean sameBlock(DecodeBatch batch, int s, int m, int b) {
-        int block = batch.block(s, b);
+    private boolean sameBlock(DecodeBatch batch, int at, int m, int b) {
+        int block = batch.block(memberSeqs[at], b);
         for (int j = 1; j < m; j++) {
-            if (batch.block(s + j, b) != block) {
+            if (batch.block(memberSeqs[at + j], b) != block) {
                 return false;
             }
         }
@@ -257,14 +297,22 @@ final class JvmSplitPlan {
             itemTo = new int[items];
             itemSlot = new int[items];
             itemMembers = new int[items];
+            itemMemberAt = new int[items];
             itemChunk = new int[items];
             itemShared = new int[items];
         }
         if (seqChunkBase.length < numSeqs) {
             seqChunkBase = new int[numSeqs];
+            int size = Integer.highestOneBit(Math.max(1, numSeqs)) * 4; // at most half full
+            tableKeys = new int[size];
+            tableSeqs = new int[size];
+            tableUsed = new int[size];
+            tableStamp = 0;
         }
         if (chunkTaken.length < chunks) {
             chunkTaken = new int[chunks];
+            memberSeqs = new int[chunks];
+            sharerAfter = new int[chunks];
             stamp = 0;
         }
         if (groupFirstSlot.length < groups) {
@@ -309,7 +357,7 @@ final class JvmSplitPlan {
         return itemSlot[item];
     }
 
-    /** Sequences the item serves, {@link #seq} and those after it: 1 for a plain item, more for a cascade item. */
+    /** Sequences the item serves ({@link #member}): 1 for a plain item, more for a cascade item. */
     int members(int item) {
         return itemMembers[item];
     }
@@ -330,9 +378,23 @@ final class JvmSplitPlan {
         return groupNumChunks[group] > 1 ? groupFirstSlot[group] + itemChunk[item] : NO_PARTIAL;
     }
 
+    /** Member {@code j}'s sequence (its row in the batch); member 0 is {@link #seq}. */
+    int member(int item, int j) {
+        return memberSeqs[itemMemberAt[item] + j];
+    }
+
+    /** The item's sequences, {@code memberSeqs()[memberAt(item) ..]} ({@link #members} of them). */
+    int[] memberSeqs() {
+        return memberSeqs;
+    }
+
+    int memberAt(int item) {
+        return itemMemberAt[item];
+    }
+
     /** Member {@code j}'s (sequence, KV head) group. */
     int memberGroup(int item, int j) {
-        return (itemSeq[item] + j) * numKvHeads + itemHead[item];
+        return member(item, j) * numKvHeads + itemHead[item];
     }
 
     int group(int item) {

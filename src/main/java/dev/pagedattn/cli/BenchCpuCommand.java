@@ -92,6 +92,15 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " then without, in the same run (with --sinks or --soft-cap both carry them).")
     boolean alibi;
 
+    @Option(names = "--shared-prefix", description = "Runs of --sharers sequences share their first P tokens (forks of one"
+            + " prompt): each cell BxL timed with cascade attention (row BxL/sharedP), then without, on the same cache, in the"
+            + " same run (both carry --sinks, --soft-cap, --alibi).")
+    Integer sharedPrefix;
+
+    @Option(names = "--sharers", description = "Sequences per shared prompt with --shared-prefix (default: ${DEFAULT-VALUE}).",
+            defaultValue = "8")
+    int sharers;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -118,6 +127,24 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
         int slidingWindow = PrefillCheck.window(window);
+        if (sharedPrefix != null) {
+            if (sharedPrefix < 1) {
+                throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " must be >= 1");
+            }
+            if (sharers < 1) {
+                throw new IllegalArgumentException("--sharers=" + sharers + " must be >= 1");
+            }
+            if (slidingWindow != DecodeBatch.NO_WINDOW) {
+                throw new IllegalArgumentException("--shared-prefix with --window=" + window + ": cascade attention does not"
+                        + " serve windowed steps");
+            }
+            for (int[] shape : shapes) {
+                if (shape[1] < sharedPrefix) {
+                    throw new IllegalArgumentException("--cells: cell=" + shape[0] + "x" + shape[1] + " is shorter than"
+                            + " --shared-prefix=" + sharedPrefix);
+                }
+            }
+        }
         float cap = Extras.of(sinks, softCap, false, false, false).softCap(); // names a bad cap
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
@@ -132,6 +159,19 @@ final class BenchCpuCommand implements Callable<Integer> {
         }
         for (int[] shape : shapes) {
             for (KvDtype dtype : kvDtypes) {
+                if (sharedPrefix != null) {
+                    DecodeWorkload w = workload(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi);
+                    String label = label(shape[0], shape[1], slidingWindow, sinks, cap, alibi) + "/shared" + sharedPrefix;
+                    String[] pair = timeCascade(w, label, dtype);
+                    rows.add(pair[0]);
+                    console.println(rows.getLast());
+                    String cascade = rows.getLast();
+                    rows.add(pair[1]);
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: runs of %d sharing %d tokens: cascade / plain: %.2fx the time%n", shape[0],
+                            shape[1], dtype.name().toLowerCase(), sharers, sharedPrefix, minMs(cascade) / minMs(rows.getLast()));
+                    continue;
+                }
                 rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi));
                 console.println(rows.getLast());
                 if (alibi) {
@@ -194,11 +234,20 @@ final class BenchCpuCommand implements Callable<Integer> {
 
     /** One timed and checked row; {@code cap}: the soft cap, 0 for none. */
     private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
+        return time(workload(batch, context, dtype, slidingWindow, withSinks, cap, withAlibi),
+                label(batch, context, slidingWindow, withSinks, cap, withAlibi), dtype, JvmDecodeAttention.CASCADE);
+    }
+
+    /** A cell's workload: {@code batch} sequences of {@code context} tokens (with --shared-prefix, in runs of forks). */
+    private DecodeWorkload workload(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap,
+                                    boolean withAlibi) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
-        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
-                ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
+        DecodeWorkload w = sharedPrefix != null
+                ? DecodeWorkload.sharedPrefix(lengths, sharers, sharedPrefix, qHeads, kvHeads, headDim, blockSize, dtype, seed)
+                : DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
+                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
         if (withSinks) {
             w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed));
         }
@@ -208,31 +257,79 @@ final class BenchCpuCommand implements Callable<Integer> {
         if (withAlibi) {
             w = w.withAlibi(AlibiSlopes.standard(qHeads));
         }
-        FloatArray result = w.poisonedOutput();
+        return w;
+    }
+
+    private static String label(int batch, int context, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
+        return batch + "x" + context + (slidingWindow != DecodeBatch.NO_WINDOW ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
+                + (cap > 0 ? "/cap" + Extras.plain(cap) : "") + (withAlibi ? "/alibi" : "");
+    }
+
+    /** Warms, times and checks a backend over {@code w}; one CSV row. */
+    private String time(DecodeWorkload w, String label, KvDtype dtype, boolean cascade) {
         long[] nanos = new long[steps];
+        FloatArray result = w.poisonedOutput();
+        int numThreads;
+        try (JvmDecodeAttention attention = new JvmDecodeAttention(w.cache(), w.spec())) {
+            attention.setCascade(cascade);
+            numThreads = attention.numThreads();
+            warm(attention, w, result);
+            for (int i = 0; i < steps; i++) {
+                nanos[i] = timedStep(attention, w, result);
+            }
+        }
+        return row(w, label, dtype, numThreads, nanos, ReferenceAttention.relativeL2(result, w.reference()));
+    }
+
+    /**
+     * Cascade attention against the plain step on one backend over {@code w}: both warmed, then their steps alternate (so
+     * that neither gets a cooler cache or a later compilation); two rows, cascade first, each checked against fp64.
+     */
+    private String[] timeCascade(DecodeWorkload w, String label, KvDtype dtype) {
+        long[][] nanos = new long[2][steps];
+        FloatArray[] results = {w.poisonedOutput(), w.poisonedOutput()};
         int numThreads;
         try (JvmDecodeAttention attention = new JvmDecodeAttention(w.cache(), w.spec())) {
             numThreads = attention.numThreads();
-            long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
-            do {
-                attention.decode(w.batch(), 0, w.q(), result);
-            } while (System.nanoTime() < warmupEnd);
-            result.init(Float.NaN);
-            for (int i = 0; i < steps; i++) {
-                long t0 = System.nanoTime();
-                attention.decode(w.batch(), 0, w.q(), result);
-                nanos[i] = System.nanoTime() - t0;
+            for (int k = 0; k < 2; k++) {
+                attention.setCascade(k == 0);
+                warm(attention, w, results[k]);
+            }
+            for (int i = 0; i < 2 * steps; i++) {
+                int k = i % 2;
+                attention.setCascade(k == 0);
+                nanos[k][i / 2] = timedStep(attention, w, results[k]);
             }
         }
-        double relL2 = ReferenceAttention.relativeL2(result, w.reference());
+        double[] reference = w.reference();
+        return new String[] {
+            row(w, label, dtype, numThreads, nanos[0], ReferenceAttention.relativeL2(results[0], reference)),
+            row(w, label + "/plain", dtype, numThreads, nanos[1], ReferenceAttention.relativeL2(results[1], reference))
+        };
+    }
+
+    /** Steps for --warmup-seconds (C2 must have compiled the Vector API code), then poisons {@code result}. */
+    private void warm(JvmDecodeAttention attention, DecodeWorkload w, FloatArray result) {
+        long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
+        do {
+            attention.decode(w.batch(), 0, w.q(), result);
+        } while (System.nanoTime() < warmupEnd);
+        result.init(Float.NaN);
+    }
+
+    private static long timedStep(JvmDecodeAttention attention, DecodeWorkload w, FloatArray result) {
+        long t0 = System.nanoTime();
+        attention.decode(w.batch(), 0, w.q(), result);
+        return System.nanoTime() - t0;
+    }
+
+    private String row(DecodeWorkload w, String label, KvDtype dtype, int numThreads, long[] nanos, double relL2) {
         long[] sorted = nanos.clone();
         Arrays.sort(sorted);
         double gbs = w.minimumBytes() / (double) sorted[0];
-        String label = batch + "x" + context + (w.batch().windowed() ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
-                + (cap > 0 ? "/cap" + Extras.plain(cap) : "") + (withAlibi ? "/alibi" : "");
         return String.format("jvm,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.2f,%.2e,%s", label, dtype.name().toLowerCase(),
-                batch, context, numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6, sorted[steps - 1] / 1e6, gbs, relL2,
-                relL2 <= 1e-3 ? "ok" : "wrong");
+                w.batch().numSeqs(), w.batch().maxContextLen(), numThreads, steps, sorted[0] / 1e6, sorted[steps / 2] / 1e6,
+                sorted[steps - 1] / 1e6, gbs, relL2, relL2 <= 1e-3 ? "ok" : "wrong");
     }
 
     /** GB/s of a vectorised sum over {@code mib} MiB off-heap, chunked over all processors; min and median of 10 passes. */

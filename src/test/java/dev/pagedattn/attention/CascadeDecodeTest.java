@@ -24,7 +24,7 @@ class CascadeDecodeTest {
 
     /**
      * Random batches of forks (runs of 1-10 sequences sharing a prompt of 1-700 tokens, some as long as the prompt, so
-     * that they share its partial last block too), thread counts that split contexts and that do not, with and without
+     * that they share its partial last block too; in half the rounds scattered over the batch), thread counts that split contexts and that do not, with and without
      * sinks, a soft cap and ALiBi: the cascade step's output is the plain step's, bit for bit, and close to fp64.
      */
     @ParameterizedTest
@@ -33,18 +33,18 @@ class CascadeDecodeTest {
         long seed = TestSeeds.fresh("cascadeGivesThePlainStepsBits " + dtype);
         SplittableRandom random = new SplittableRandom(seed);
         int formed = 0;
-        for (int round = 0; round < 12; round++) {
+        for (int round = 0; round < 16; round++) {
             int kvHeads = 1 + random.nextInt(3);
             int groupSize = new int[] {1, 2, 3, 4, 5, 8}[random.nextInt(6)];
             int headDim = new int[] {16, 40, 64}[random.nextInt(3)];
             int blockSize = new int[] {1, 4, 7, 16, 32}[random.nextInt(5)];
             int sharers = 1 + random.nextInt(10);
             int prefix = 1 + random.nextInt(700);
-            int[] lengths = new int[1 + random.nextInt(30)];
+            int[] lengths = new int[8 + random.nextInt(24)];
             for (int i = 0; i < lengths.length; i++) {
                 lengths[i] = prefix + (random.nextInt(4) == 0 ? 0 : random.nextInt(300));
             }
-            int threads = random.nextInt(4) == 0 ? 1 + random.nextInt(16) : 1 + random.nextInt(2); // few: room to merge
+            int threads = random.nextInt(5) == 0 ? 1 + random.nextInt(16) : 1 + random.nextInt(2); // few: room to merge
             DecodeWorkload w = DecodeWorkload.sharedPrefix(lengths, sharers, prefix, kvHeads * groupSize, kvHeads, headDim,
                     blockSize, dtype, random.nextLong());
             if (random.nextBoolean()) {
@@ -55,11 +55,21 @@ class CascadeDecodeTest {
             } else if (random.nextBoolean()) {
                 w = w.withAlibi(AlibiSlopes.standard(kvHeads * groupSize));
             }
+            boolean shuffled = random.nextBoolean();
+            if (shuffled) { // a prompt's sequences scattered over the batch
+                int[] order = new int[lengths.length];
+                for (int i = 0; i < order.length; i++) {
+                    int j = random.nextInt(i + 1);
+                    order[i] = order[j];
+                    order[j] = i;
+                }
+                w = w.reordered(order);
+            }
             DecodeWorkload work = w;
             String what = "round " + round + " " + dtype + " lengths=" + Arrays.toString(lengths) + " sharers=" + sharers
                     + " prefix=" + prefix + " heads=" + kvHeads * groupSize + "/" + kvHeads + " d=" + headDim + " block="
                     + blockSize + " threads=" + threads + " sinks=" + work.spec().sinks().any() + " cap=" + work.spec().softCap()
-                    + " alibi=" + work.spec().hasAlibi() + " seed=" + seed;
+                    + " alibi=" + work.spec().hasAlibi() + " shuffled=" + shuffled + " seed=" + seed;
             FloatArray plain = work.poisonedOutput();
             FloatArray cascade = work.poisonedOutput();
             try (JvmDecodeAttention a = SplitKDecodeTest.withThreads(threads, () -> new JvmDecodeAttention(work.cache(), work.spec()))) {
@@ -107,6 +117,36 @@ class CascadeDecodeTest {
         assertEquals(0, cascadeItems(plan), "16 threads want 128 items: no room to merge");
     }
 
+    /** Two prompts' forks interleaved (A, B, A, B, ...): each prompt's sequences still share items. */
+    @Test
+    void interleavedForksStillShare() {
+        int[] lengths = new int[16];
+        Arrays.fill(lengths, 600);
+        DecodeWorkload w = DecodeWorkload.sharedPrefix(lengths, 8, 512, 8, 2, 64, 16, KvDtype.FP32,
+                TestSeeds.fresh("interleavedForksStillShare"));
+        int[] order = new int[16];
+        for (int i = 0; i < 16; i++) {
+            order[i] = i % 2 == 0 ? i / 2 : 8 + i / 2;
+        }
+        DecodeWorkload mixed = w.reordered(order);
+        JvmSplitPlan plan = new JvmSplitPlan(mixed.spec());
+        plan.build(mixed.batch(), 1, JvmSplitPlan.MAX_MEMBERS);
+        assertEquals(4, JvmSplitPlan.cascadeMembers(32, 1), "32 plain items on one thread: 4 members an item");
+        assertEquals(2 * 2 * 2, plan.numItems(), "two prompts x two items of 4 x 2 KV heads");
+        for (int item = 0; item < plan.numItems(); item++) {
+            assertEquals(4, plan.members(item));
+            for (int j = 0; j < 4; j++) {
+                assertEquals(plan.seq(item) + 2 * j, plan.member(item, j), "every second row of the batch");
+            }
+            assertEquals(512, plan.sharedTo(item), "the prompt's 32 blocks");
+        }
+        FloatArray out = mixed.poisonedOutput();
+        try (JvmDecodeAttention a = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(mixed.cache(), mixed.spec()))) {
+            a.decode(mixed.batch(), 0, mixed.q(), out);
+        }
+        Accuracy.assertClose(out, mixed.reference(), "interleaved forks");
+    }
+
     private static int cascadeItems(JvmSplitPlan plan) {
         int n = 0;
         for (int item = 0; item < plan.numItems(); item++) {
@@ -116,8 +156,8 @@ class CascadeDecodeTest {
     }
 
     /**
-     * Random block tables where runs of neighbouring sequences share leading blocks (and sometimes a run shares fewer
-     * than its first pair): every token of every (sequence, KV head) is covered once, in order, by its own item or a
+     * Random block tables where sequences anywhere in the batch share leading blocks of earlier prompts (some more of
+     * them, some fewer): every token of every (sequence, KV head) is covered once, in order, by its own item or a
      * cascade item; a cascade item's shared tokens lie in the same physical block for all its members and end at a block
      * boundary or at every member's end of the chunk; partial slots are those of the plain plan, each used once.
      */
@@ -134,17 +174,18 @@ class CascadeDecodeTest {
             int[] lens = new int[numSeqs];
             int[][] tables = new int[numSeqs][];
             int numBlocks = 0;
-            int[] prompt = new int[0];
+            java.util.List<int[]> prompts = new java.util.ArrayList<>();
             for (int s = 0; s < numSeqs; s++) {
                 lens[s] = 1 + random.nextInt(random.nextBoolean() ? 60 : 3000);
                 tables[s] = new int[(lens[s] + blockSize - 1) / blockSize];
                 boolean fork = s > 0 && random.nextInt(4) != 0;
-                int shared = fork ? Math.min(tables[s].length, random.nextInt(prompt.length + 1)) : 0;
+                int[] prompt = fork ? prompts.get(random.nextInt(prompts.size())) : new int[0]; // any earlier prompt
+                int shared = Math.min(tables[s].length, random.nextInt(prompt.length + 1));
                 for (int j = 0; j < tables[s].length; j++) {
                     tables[s][j] = j < shared ? prompt[j] : numBlocks++;
                 }
                 if (!fork) {
-                    prompt = tables[s];
+                    prompts.add(tables[s]);
                 }
             }
             KvCacheConfig config = KvCacheConfig.of(numBlocks, blockSize, numKvHeads, 8, KvDtype.FP32);
@@ -162,7 +203,8 @@ class CascadeDecodeTest {
                 int shared = plan.sharedTo(item);
                 formed += m > 1 ? 1 : 0;
                 for (int j = 0; j < m; j++) {
-                    int s = plan.seq(item) + j;
+                    int s = plan.member(item, j);
+                    assertTrue(j == 0 ? s == plan.seq(item) : s > plan.member(item, j - 1), what + ": members in batch order");
                     int group = plan.memberGroup(item, j);
                     int end = m == 1 ? plan.toToken(item) : Math.min(lens[s], plan.chunkEnd(item));
                     assertEquals(covered[group], from, what + ": item " + item + " member " + j + " starts out of order");
@@ -186,7 +228,7 @@ class CascadeDecodeTest {
                 }
                 if (m > 1 && shared % blockSize != 0) {
                     for (int j = 0; j < m; j++) {
-                        assertEquals(shared, Math.min(lens[plan.seq(item) + j], plan.chunkEnd(item)),
+                        assertEquals(shared, Math.min(lens[plan.member(item, j)], plan.chunkEnd(item)),
                                 what + ": a shared end inside a block must be every member's end");
                     }
                 }
