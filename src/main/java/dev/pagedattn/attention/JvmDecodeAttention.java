@@ -82,9 +82,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
         for (int i = 0; i < threads; i++) {
             kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR);
         }
-        // a second kernel per worker for cascade items, made after the plain ones: a plain step's scratch stays as small
-        // and laid out as before cascade existed (a 2-core VM ran 32 x 4096 1.2x slower in four of seven processes with
-        // one kernel of 8x the rows; benchmarks/NOTES.md, thirty-seventh session)
+        // a second kernel per worker for cascade items (8x the rows), made after the plain ones: a plain step's scratch
+        // stays as small, and laid out as before cascade existed
         this.wideKernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
             wideKernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR,
