@@ -368,6 +368,12 @@ public final class DecodeWorkload {
      */
     public static DecodeWorkload sharedPrefix(int[] lengths, int sharers, int prefix, int numQHeads, int numKvHeads, int headDim,
                                               int blockSize, KvDtype dtype, long seed) {
+        return sharedPrefix(lengths, sharers, prefix, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, null);
+    }
+
+    /** Same, with the scales of an 8-bit cache (null: the cache's default, every scale 1.0). */
+    public static DecodeWorkload sharedPrefix(int[] lengths, int sharers, int prefix, int numQHeads, int numKvHeads, int headDim,
+                                              int blockSize, KvDtype dtype, long seed, dev.pagedattn.quant.KvScales scales) {
         if (sharers < 1) {
             throw new IllegalArgumentException("sharers=" + sharers + " must be >= 1");
         }
@@ -383,7 +389,7 @@ public final class DecodeWorkload {
         Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype);
         KvCacheConfig config = KvCacheConfig.of((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
-        KvCache cache = new KvCache(config);
+        KvCache cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, seed);
         int[] seqs = new int[lengths.length];
         try {

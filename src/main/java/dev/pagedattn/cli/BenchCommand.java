@@ -109,6 +109,15 @@ final class BenchCommand implements Callable<Integer> {
             + " another sequence), next to the same cell with every block kept, in the same run.")
     boolean release;
 
+    @Option(names = "--shared-prefix", description = "Decode cells: runs of --sharers sequences share their first P tokens (forks of"
+            + " one prompt, the same physical blocks); each cell is then timed next to the same cell with every sequence in"
+            + " blocks of its own, in the same run.")
+    Integer sharedPrefix;
+
+    @Option(names = "--sharers", description = "Sequences per shared prompt with --shared-prefix (default: ${DEFAULT-VALUE}).",
+            defaultValue = "8")
+    int sharers;
+
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
 
@@ -204,6 +213,10 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--release times windowed cells with and without their blocks before the window:"
                     + " it needs --window and no --sinks, --soft-cap or --alibi");
         }
+        if (sharedPrefix != null && (sharedPrefix < 1 || sharers < 1 || window != null || extras.any())) {
+            throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " --sharers=" + sharers + ": both must be >= 1,"
+                    + " without --window, --sinks, --soft-cap or --alibi");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -262,7 +275,22 @@ final class BenchCommand implements Callable<Integer> {
         for (int i = 0; i < cells.size(); i++) {
             int[] lengths = cells.get(i);
             String context = i == cells.size() - 1 && raggedContext != null ? raggedContext : Integer.toString(lengths[0]);
-            if (extras.any()) {
+            if (sharedPrefix != null) {
+                if (Arrays.stream(lengths).anyMatch(l -> l < sharedPrefix)) {
+                    throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " is longer than the cell " + lengths.length
+                            + "x" + context);
+                }
+                List<BenchRow> shared = cell(lengths, context + "/shared" + sharedPrefix, kvDtype, s, probe.readGBs(), slidingWindow,
+                        false, false, sharedPrefix);
+                List<BenchRow> own = cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false, false);
+                for (int k = 0; k < Math.min(shared.size(), own.size()); k++) {
+                    System.out.printf("%5d x %-12s %-13s runs of %d sharing %d tokens / nothing shared: %.2fx the time%n",
+                            lengths.length, context, shared.get(k).variant(), sharers, sharedPrefix,
+                            shared.get(k).minUs() / own.get(k).minUs());
+                }
+                rows.addAll(shared);
+                rows.addAll(own);
+            } else if (extras.any()) {
                 String plainContext = context + (slidingWindow == DecodeBatch.NO_WINDOW ? "" : "/w" + slidingWindow);
                 List<BenchRow> with = cell(lengths, plainContext + "/" + extras.label(), kvDtype, s, probe.readGBs(), slidingWindow, true,
                         false);
@@ -333,6 +361,12 @@ final class BenchCommand implements Callable<Integer> {
 
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
                                 boolean withExtras, boolean released) {
+        return cell(lengths, context, kvDtype, s, ceiling, slidingWindow, withExtras, released, 0);
+    }
+
+    /** {@code shared} > 0: runs of {@link #sharers} sequences share their first {@code shared} tokens' blocks. */
+    private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
+                                boolean withExtras, boolean released, int shared) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
         long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
         List<BenchRow> rows = new ArrayList<>();
@@ -344,8 +378,11 @@ final class BenchCommand implements Callable<Integer> {
             return rows;
         }
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
-        DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, s + lengths.length * 31L + tokens,
-                0, 1, 0, scales).windowed(slidingWindow);
+        long wSeed = s + lengths.length * 31L + tokens;
+        DecodeWorkload w = shared > 0
+                ? DecodeWorkload.sharedPrefix(lengths, sharers, shared, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, wSeed, scales)
+                : DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, wSeed, 0, 1, 0, scales)
+                        .windowed(slidingWindow);
         if (withExtras) {
             w = extras.apply(w, 1, qHeads, s);
         }

@@ -245,7 +245,8 @@ final class BenchCpuCommand implements Callable<Integer> {
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
         DecodeWorkload w = sharedPrefix != null
-                ? DecodeWorkload.sharedPrefix(lengths, sharers, sharedPrefix, qHeads, kvHeads, headDim, blockSize, dtype, seed)
+                ? DecodeWorkload.sharedPrefix(lengths, sharers, sharedPrefix, qHeads, kvHeads, headDim, blockSize, dtype, seed,
+                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads))
                 : DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
                         ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
         if (withSinks) {
