@@ -93,8 +93,30 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp32: soft cap 0.5 / no cap: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --shared-prefix: each cell of forks timed with cascade and without on one backend, both checked, the ratio on stderr. */
+    @Test
+    void aSharedPrefixTimesCascadeNextToThePlainStep() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "8x300", "--shared-prefix", "256", "--sharers", "4", "--dtypes", "fp16,int8",
+                "--q-heads", "4", "--kv-heads", "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0",
+                "--threads", "1");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(4, rows.size(), run.out());
+        for (String dtype : new String[] {"fp16", "int8"}) {
+            int i = dtype.equals("fp16") ? 0 : 2;
+            assertTrue(rows.get(i).startsWith("jvm,8x300/shared256," + dtype + ",8,300,") && rows.get(i).endsWith(",ok"), rows.get(i));
+            assertTrue(rows.get(i + 1).startsWith("jvm,8x300/shared256/plain," + dtype + ",8,300,") && rows.get(i + 1).endsWith(",ok"),
+                    rows.get(i + 1));
+            assertTrue(run.err().matches("(?s).*# 8x300 " + dtype + ": runs of 4 sharing 256 tokens: cascade / plain: [0-9.]+x the time.*"),
+                    run.err());
+        }
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
+        "--shared-prefix|0|--shared-prefix=0",
+        "--shared-prefix|400|--shared-prefix=400",
+        "--sharers|0|--sharers=0",
         "--soft-cap|0|--soft-cap=0.0",
         "--soft-cap|-1|--soft-cap=-1.0",
         "--soft-cap|NaN|--soft-cap=NaN",
@@ -110,7 +132,9 @@ class BenchCpuCommandTest {
     void badFlagsExitWith2AndOneLineNamingTheValue(String flag, String value, String fragment) {
         CliRun run = flag.equals("--probe-mib")
                 ? CliRun.of("bench-cpu", "--warmup-seconds", "0", flag, value)
-                : CliRun.of("bench-cpu", "--warmup-seconds", "0", "--probe-mib", "0", flag, value);
+                : flag.equals("--sharers")
+                ? CliRun.of("bench-cpu", "--warmup-seconds", "0", "--probe-mib", "0", "--cells", "2x300", "--shared-prefix", "8", flag, value)
+                : CliRun.of("bench-cpu", "--warmup-seconds", "0", "--probe-mib", "0", "--cells", "2x300", flag, value);
         assertEquals(2, run.exitCode(), run.out() + run.err());
         String err = run.err().strip();
         assertTrue(err.startsWith("error: ") && err.contains(fragment) && !err.contains("\n"), "one line naming " + fragment + ": " + err);
