@@ -238,6 +238,8 @@ class MainTest {
                 bad(new String[] {"bench", "--v-sums", "fp32,half"}, "--v-sums=half"),
                 bad(new String[] {"bench", "--v-sums", "fp16", "--dtype", "fp8"}, "--v-sums=fp16", "--dtype=fp8"),
                 bad(new String[] {"bench", "--q-heads", "12"}, "--q-heads=12"),
+                bad(new String[] {"bench", "--shared-prefix", "0"}, "--shared-prefix=0"),
+                bad(new String[] {"bench", "--shared-prefix", "64", "--window", "32"}, "--shared-prefix=64", "--window"),
                 bad(new String[] {"bench", "--head-dim", "100"}, "--head-dim=100"),
                 bad(new String[] {"bench", "--sweeps", "loop", "--loop-reserve-seqs", "0"}, "--loop-reserve-seqs=0"),
                 bad(new String[] {"bench", "--head-dim", "512"}, "--head-dim=512"),
