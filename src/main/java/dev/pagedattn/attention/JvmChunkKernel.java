@@ -138,12 +138,16 @@ final class JvmChunkKernel {
         for (int j = 0; j < members; j++) {
             begin(batch, seqs[at + j], j, kvHead, q, numQHeads, scale);
         }
-        walk(keys, values, kScale, vScale, layout, batch, seqs[at], kvHead, fromToken, sharedTo, 0, members * groupSize, prefetch);
-        for (int j = 0; j < members; j++) {
-            int end = Math.min(batch.contextLen(seqs[at + j]), chunkEnd);
-            if (sharedTo < end) {
-                walk(keys, values, kScale, vScale, layout, batch, seqs[at + j], kvHead, sharedTo, end, j * groupSize, groupSize,
-                        prefetch);
+        // one call site of walk (the shared pass is j = -1): a method that inlined two copies of walk's vector code was
+        // seen to run it uncompiled by C2 in a test JVM, allocating its vectors (benchmarks/NOTES.md, thirty-seventh session)
+        for (int j = -1; j < members; j++) {
+            boolean shared = j < 0;
+            int seq = seqs[at + Math.max(j, 0)];
+            int from = shared ? fromToken : sharedTo;
+            int end = shared ? sharedTo : Math.min(batch.contextLen(seq), chunkEnd);
+            if (from < end) {
+                walk(keys, values, kScale, vScale, layout, batch, seq, kvHead, from, end, shared ? 0 : j * groupSize,
+                        shared ? members * groupSize : groupSize, prefetch);
             }
         }
     }

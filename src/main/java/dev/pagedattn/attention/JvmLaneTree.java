@@ -84,22 +84,28 @@ final class JvmLaneTree {
         }
     }
 
-    /** The largest of {@code a[from, from + n)}, n a multiple of {@code LANES} (the same in any order). */
+    /**
+     * The largest of {@code a[from, from + n)}, n a multiple of {@code LANES} (the same in any order). The loop starts
+     * from -inf so that its trip count is n / LANES for every n: written with the first vector before the loop, a JVM whose
+     * profile had seen only one-vector rows deoptimised it on the first longer row and then, in about one test JVM of six,
+     * ran it for good without C2's vector intrinsics (96 bytes allocated per call; benchmarks/NOTES.md, thirty-seventh
+     * session). {@link #sum} is written the same way.
+     */
     static float max(float[] a, int from, int n) {
-        FloatVector m = FloatVector.fromArray(FLOATS, a, from);
-        for (int i = from + LANES, end = from + n; i < end; i += LANES) {
+        FloatVector m = FloatVector.broadcast(FLOATS, Float.NEGATIVE_INFINITY);
+        for (int i = from, end = from + n; i < end; i += LANES) {
             m = m.max(FloatVector.fromArray(FLOATS, a, i));
         }
         return m.reduceLanes(VectorOperators.MAX);
     }
 
     /**
-     * The sum of {@code a[from, from + n)}, n a multiple of {@code LANES}: vectors added lane-wise in
-     * order, then the lanes folded as in {@link #dot}.
+     * The sum of {@code a[from, from + n)}, n a multiple of {@code LANES}, its terms non-negative (a softmax's): vectors
+     * added lane-wise in order onto zero, then the lanes folded as in {@link #dot}.
      */
     static float sum(float[] a, int from, int n) {
-        FloatVector v = FloatVector.fromArray(FLOATS, a, from);
-        for (int i = from + LANES, end = from + n; i < end; i += LANES) {
+        FloatVector v = FloatVector.zero(FLOATS); // 0 + x is x for the non-negative terms of a softmax sum
+        for (int i = from, end = from + n; i < end; i += LANES) {
             v = v.add(FloatVector.fromArray(FLOATS, a, i));
         }
         if (LANES >= 16) {

@@ -28,7 +28,8 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * read once for all their query heads, then each member goes on over its own ({@link JvmChunkKernel#attendShared}). The
  * chunks and partial slots stay those of the plain plan and every row takes the same operations in the same order, so
  * the output has the same bits with and without it. Members per item are capped so that the step keeps
- * {@code ITEMS_PER_THREAD} items per thread ({@link #cascadeMembers}); none with a sliding window.
+ * {@code ITEMS_PER_THREAD} items per thread ({@link #cascadeMembers}); with a sliding window only sequences whose windows
+ * start at the same token share (forks of one length).
  *
  * <p>Item order: sequence, then chunk, then KV head, so that the items running at the same time
  * read the tiles of all heads of the same blocks (adjacent in the pool, see KvLayout) and each
@@ -60,9 +61,11 @@ final class JvmSplitPlan {
     private int[] sharerAfter = new int[0]; // [all chunks] the next sequence whose same chunk starts in the same block, or -1
     private int[] tableKeys = new int[0];   // open addressing, block id -> last sequence seen with it (linkSharers)
     private int[] tableSeqs = new int[0];
+    private int[] tableFrom = new int[0];   // the chunk's first token of the entry's sequence
     private int[] tableUsed = new int[0];   // == tableStamp: the entry is in use for the current chunk index
     private int tableStamp;
     private int[] itemChunk = new int[0];   // [numItems] the chunk's index in its sequences
+    private int[] itemChunkEnd = new int[0]; // [numItems] the token where the chunk ends (each member stops at its end before)
     private int[] itemShared = new int[0];  // [numItems] end of the tokens all members read from the same blocks
     private int[] seqChunkBase = new int[0]; // [numSeqs] index of a sequence's first chunk among all chunks of the step
     private int[] chunkTaken = new int[0];  // [all chunks] == stamp: a cascade item of this step already serves it
@@ -127,7 +130,7 @@ final class JvmSplitPlan {
             slots += chunks > 1 ? chunks * numKvHeads : 0;
         }
         grow(items, numSeqs * numKvHeads, slots, numSeqs, items / numKvHeads);
-        int members = batch.windowed() || numSeqs < 2 ? 1 : Math.min(maxMembers, cascadeMembers(items, numThreads));
+        int members = numSeqs < 2 ? 1 : Math.min(maxMembers, cascadeMembers(items, numThreads));
         stamp++;
         int slot = 0;
         int chunkBase = 0;
@@ -164,7 +167,8 @@ final class JvmSplitPlan {
                      next = sharerAfter[seqChunkBase[next] + c]) {
                     memberSeqs[memberAt + m++] = next;
                 }
-                int shared = m > 1 ? sharedEnd(batch, memberAt, m, c) : from;
+                int chunkEnd = origin + (c + 1) * chunkTokens;
+                int shared = m > 1 ? sharedEnd(batch, memberAt, m, from, chunkEnd) : from;
                 if (shared == from) {
                     m = 1;
                 }
@@ -176,7 +180,8 @@ final class JvmSplitPlan {
                     itemSeq[item] = s;
                     itemHead[item] = h;
                     itemFrom[item] = from;
-                    itemTo[item] = Math.min(len, origin + (c + 1) * chunkTokens);
+                    itemTo[item] = Math.min(len, chunkEnd);
+                    itemChunkEnd[item] = chunkEnd;
                     itemSlot[item] = chunks > 1 ? groupFirstSlot[group] + c : NO_PARTIAL;
                     itemMembers[item] = m;
                     itemMemberAt[item] = memberAt;
@@ -191,10 +196,11 @@ final class JvmSplitPlan {
     }
 
     /**
-     * For every chunk of every sequence, the next sequence of the batch (or -1) whose same chunk starts in the same
-     * physical block ({@code sharerAfter}), wherever it stands in the batch: one pass per chunk index through an
-     * open-addressing table from block id to the last sequence seen with it (no window: every chunk {@code c} starts at
-     * token {@code c * chunkTokens}). Allocates nothing once the arrays have grown.
+     * For every chunk of every sequence, the next sequence of the batch (or -1) whose same chunk starts at the same token
+     * in the same physical block ({@code sharerAfter}), wherever it stands in the batch: one pass per chunk index through
+     * an open-addressing table from (block id, first token) to the last sequence seen with them. With a sliding window a
+     * chunk starts at {@code max(firstVisible, origin + c * chunkTokens)}, so only sequences whose windows start at the same
+     * token (forks of one length) link. Allocates nothing once the arrays have grown.
      */
     private void linkSharers(DecodeBatch batch, int numChunks) {
         int numSeqs = batch.numSeqs();
@@ -206,14 +212,14 @@ final class JvmSplitPlan {
         }
         for (int c = 0; c < maxChunks; c++) {
             tableStamp++;
-            int from = c * chunkTokens;
             for (int s = 0; s < numSeqs; s++) {
-                if (batch.contextLen(s) <= from) {
+                if (c >= groupNumChunks[s * numKvHeads]) {
                     continue;
                 }
+                int from = Math.max(batch.firstVisible(s), origin(batch, s) + c * chunkTokens);
                 int block = batch.block(s, from / batch.blockSize());
-                int i = (block * 0x9E3779B9) >>> 7 & mask;
-                while (tableUsed[i] == tableStamp && tableKeys[i] != block) {
+                int i = ((block * 0x9E3779B9) ^ (from * 0x85EBCA6B)) >>> 7 & mask;
+                while (tableUsed[i] == tableStamp && (tableKeys[i] != block || tableFrom[i] != from)) {
                     i = (i + 1) & mask;
                 }
                 if (tableUsed[i] == tableStamp) {
@@ -221,6 +227,7 @@ final class JvmSplitPlan {
                 } else {
                     tableUsed[i] = tableStamp;
                     tableKeys[i] = block;
+                    tableFrom[i] = from;
                 }
                 tableSeqs[i] = s;
             }
@@ -228,14 +235,12 @@ final class JvmSplitPlan {
     }
 
     /**
-     * Where the tokens that members {@code memberSeqs[at, at + m)} read from the same physical blocks end in chunk
-     * {@code c}: the blocks they all share from the chunk's first on, cut at the shortest member's end of the chunk; a
-     * block boundary unless every member's chunk ends at that token (so that no row's block is cut in two).
+     * Where the tokens that members {@code memberSeqs[at, at + m)} read from the same physical blocks end in their chunk
+     * {@code [from, chunkEnd)}: the blocks they all share from {@code from}'s on, cut at the shortest member's end of the
+     * chunk; a block boundary unless every member's chunk ends at that token (so that no row's block is cut in two).
      */
-    private int sharedEnd(DecodeBatch batch, int at, int m, int c) {
+    private int sharedEnd(DecodeBatch batch, int at, int m, int from, int chunkEnd) {
         int bs = batch.blockSize();
-        int from = c * chunkTokens;
-        int chunkEnd = from + chunkTokens;
         int minEnd = Integer.MAX_VALUE;
         int maxEnd = 0;
         for (int j = 0; j < m; j++) {
@@ -299,6 +304,7 @@ final class JvmSplitPlan {
             itemMembers = new int[items];
             itemMemberAt = new int[items];
             itemChunk = new int[items];
+            itemChunkEnd = new int[items];
             itemShared = new int[items];
         }
         if (seqChunkBase.length < numSeqs) {
@@ -306,6 +312,7 @@ final class JvmSplitPlan {
             int size = Integer.highestOneBit(Math.max(1, numSeqs)) * 4; // at most half full
             tableKeys = new int[size];
             tableSeqs = new int[size];
+            tableFrom = new int[size];
             tableUsed = new int[size];
             tableStamp = 0;
         }
@@ -369,7 +376,7 @@ final class JvmSplitPlan {
 
     /** The end of the item's chunk (each member stops at its own context's end before it). */
     int chunkEnd(int item) {
-        return (itemChunk[item] + 1) * chunkTokens;
+        return itemChunkEnd[item];
     }
 
     /** Member {@code j}'s partial slot for a cascade item, or {@link #NO_PARTIAL}. */

@@ -23,7 +23,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 class CascadeDecodeTest {
 
     /**
-     * Random batches of forks (runs of 1-10 sequences sharing a prompt of 1-700 tokens, some as long as the prompt, so
+     * Random batches of forks (runs of 2-10 sequences sharing a prompt of 1-700 tokens, some as long as the prompt, so
      * that they share its partial last block too; in half the rounds scattered over the batch), thread counts that split contexts and that do not, with and without
      * sinks, a soft cap and ALiBi: the cascade step's output is the plain step's, bit for bit, and close to fp64.
      */
@@ -38,7 +38,7 @@ class CascadeDecodeTest {
             int groupSize = new int[] {1, 2, 3, 4, 5, 8}[random.nextInt(6)];
             int headDim = new int[] {16, 40, 64}[random.nextInt(3)];
             int blockSize = new int[] {1, 4, 7, 16, 32}[random.nextInt(5)];
-            int sharers = 1 + random.nextInt(10);
+            int sharers = 2 + random.nextInt(9);
             int prefix = 1 + random.nextInt(700);
             int[] lengths = new int[8 + random.nextInt(24)];
             for (int i = 0; i < lengths.length; i++) {
@@ -55,6 +55,10 @@ class CascadeDecodeTest {
             } else if (random.nextBoolean()) {
                 w = w.withAlibi(AlibiSlopes.standard(kvHeads * groupSize));
             }
+            int window = random.nextInt(3) == 0 ? 1 + random.nextInt(900) : DecodeBatch.NO_WINDOW;
+            if (window != DecodeBatch.NO_WINDOW) {
+                w = w.windowed(window);
+            }
             boolean shuffled = random.nextBoolean();
             if (shuffled) { // a prompt's sequences scattered over the batch
                 int[] order = new int[lengths.length];
@@ -69,7 +73,7 @@ class CascadeDecodeTest {
             String what = "round " + round + " " + dtype + " lengths=" + Arrays.toString(lengths) + " sharers=" + sharers
                     + " prefix=" + prefix + " heads=" + kvHeads * groupSize + "/" + kvHeads + " d=" + headDim + " block="
                     + blockSize + " threads=" + threads + " sinks=" + work.spec().sinks().any() + " cap=" + work.spec().softCap()
-                    + " alibi=" + work.spec().hasAlibi() + " shuffled=" + shuffled + " seed=" + seed;
+                    + " alibi=" + work.spec().hasAlibi() + " window=" + window + " shuffled=" + shuffled + " seed=" + seed;
             FloatArray plain = work.poisonedOutput();
             FloatArray cascade = work.poisonedOutput();
             try (JvmDecodeAttention a = SplitKDecodeTest.withThreads(threads, () -> new JvmDecodeAttention(work.cache(), work.spec()))) {
@@ -147,6 +151,45 @@ class CascadeDecodeTest {
         Accuracy.assertClose(out, mixed.reference(), "interleaved forks");
     }
 
+    /**
+     * A sliding window over forks of one length: their windows start at the same token, so they share the window's
+     * blocks of the prompt (each fork's own tokens after them); bits of the plain step, close to fp64, items formed. A
+     * fork one token longer has its window one token later and shares nothing.
+     */
+    @ParameterizedTest
+    @EnumSource(KvDtype.class)
+    void forksOfOneLengthShareThroughAWindow(KvDtype dtype) {
+        long seed = TestSeeds.fresh("forksOfOneLengthShareThroughAWindow " + dtype);
+        int[] lengths = new int[16];
+        Arrays.fill(lengths, 700);
+        lengths[15] = 701;
+        DecodeWorkload w = DecodeWorkload.sharedPrefix(lengths, 8, 650, 8, 2, 32, 16, dtype, seed).windowed(300);
+        JvmSplitPlan plan = new JvmSplitPlan(w.spec());
+        plan.build(w.batch(), 1, JvmSplitPlan.MAX_MEMBERS);
+        for (int item = 0; item < plan.numItems(); item++) {
+            int last = plan.member(item, plan.members(item) - 1);
+            if (plan.seq(item) < 8) {
+                assertEquals(4, plan.members(item), "the first prompt's forks, 4 an item (32 plain items on one thread)");
+                assertEquals(400, plan.fromToken(item), "the window of 300 over 700 tokens starts at 400");
+                assertEquals(640, plan.sharedTo(item), "the prompt's whole blocks up to 650");
+            }
+            assertTrue(last != 15 || plan.members(item) == 1 || plan.seq(item) >= 8, "seq 15 only with its own prompt's forks");
+        }
+        assertTrue(cascadeItems(plan) >= 4, "cascade items of the first prompt");
+        FloatArray plain = w.poisonedOutput();
+        FloatArray cascade = w.poisonedOutput();
+        try (JvmDecodeAttention a = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(w.cache(), w.spec()))) {
+            a.setCascade(false);
+            a.decode(w.batch(), 0, w.q(), plain);
+            a.setCascade(true);
+            a.decode(w.batch(), 0, w.q(), cascade);
+        }
+        for (int i = 0; i < plain.getSize(); i++) {
+            assertEquals(Float.floatToRawIntBits(plain.get(i)), Float.floatToRawIntBits(cascade.get(i)), "element " + i + " seed=" + seed);
+        }
+        Accuracy.assertClose(cascade, w.reference(), 1e-4, 1e-4, "windowed forks " + dtype + " seed=" + seed);
+    }
+
     private static int cascadeItems(JvmSplitPlan plan) {
         int n = 0;
         for (int item = 0; item < plan.numItems(); item++) {
@@ -189,12 +232,18 @@ class CascadeDecodeTest {
                 }
             }
             KvCacheConfig config = KvCacheConfig.of(numBlocks, blockSize, numKvHeads, 8, KvDtype.FP32);
-            DecodeBatch batch = DecodeBatch.of(config, tables, lens);
+            int window = random.nextInt(3) == 0 ? 1 + random.nextInt(2000) : DecodeBatch.NO_WINDOW;
+            DecodeBatch batch = DecodeBatch.of(config, tables, lens).window(window);
             JvmSplitPlan plan = new JvmSplitPlan(new AttentionSpec(numKvHeads * 2, numKvHeads, 8, 1f));
             plan.build(batch, threads, JvmSplitPlan.MAX_MEMBERS);
             String what = "round " + round + " lens=" + Arrays.toString(lens) + " kvHeads=" + numKvHeads + " blockSize="
-                    + blockSize + " threads=" + threads + " chunk=" + plan.chunkTokens() + " seed=" + seed;
+                    + blockSize + " window=" + window + " threads=" + threads + " chunk=" + plan.chunkTokens() + " seed=" + seed;
             int[] covered = new int[numSeqs * numKvHeads];
+            for (int s = 0; s < numSeqs; s++) {
+                for (int h = 0; h < numKvHeads; h++) {
+                    covered[s * numKvHeads + h] = batch.firstVisible(s);
+                }
+            }
             boolean[] slotUsed = new boolean[numSeqs * numKvHeads * (3000 / Math.max(1, plan.chunkTokens()) + 2)];
             for (int item = 0; item < plan.numItems(); item++) {
                 int m = plan.members(item);
@@ -211,7 +260,8 @@ class CascadeDecodeTest {
                     assertTrue(end > from, what);
                     covered[group] = end;
                     int slot = m == 1 ? plan.slot(item) : plan.memberSlot(item, j);
-                    int chunk = from / plan.chunkTokens();
+                    int first = batch.firstVisible(s);
+                    int chunk = (from - (first - first % blockSize)) / plan.chunkTokens();
                     if (plan.numChunks(group) == 1) {
                         assertEquals(JvmSplitPlan.NO_PARTIAL, slot, what);
                     } else {
