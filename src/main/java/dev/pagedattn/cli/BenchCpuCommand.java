@@ -94,7 +94,7 @@ final class BenchCpuCommand implements Callable<Integer> {
 
     @Option(names = "--shared-prefix", description = "Runs of --sharers sequences share their first P tokens (forks of one"
             + " prompt): each cell BxL timed with cascade attention (row BxL/sharedP), then without, on the same cache, in the"
-            + " same run (both carry --sinks, --soft-cap, --alibi).")
+            + " same run (both carry --window, --sinks, --soft-cap, --alibi).")
     Integer sharedPrefix;
 
     @Option(names = "--sharers", description = "Sequences per shared prompt with --shared-prefix (default: ${DEFAULT-VALUE}).",
@@ -133,10 +133,6 @@ final class BenchCpuCommand implements Callable<Integer> {
             }
             if (sharers < 1) {
                 throw new IllegalArgumentException("--sharers=" + sharers + " must be >= 1");
-            }
-            if (slidingWindow != DecodeBatch.NO_WINDOW) {
-                throw new IllegalArgumentException("--shared-prefix with --window=" + window + ": cascade attention does not"
-                        + " serve windowed steps");
             }
             for (int[] shape : shapes) {
                 if (shape[1] < sharedPrefix) {
@@ -246,7 +242,7 @@ final class BenchCpuCommand implements Callable<Integer> {
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
         DecodeWorkload w = sharedPrefix != null
                 ? DecodeWorkload.sharedPrefix(lengths, sharers, sharedPrefix, qHeads, kvHeads, headDim, blockSize, dtype, seed,
-                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads))
+                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow)
                 : DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
                         ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
         if (withSinks) {
