@@ -348,7 +348,11 @@ public final class DecodeWorkload {
         } catch (OutOfBlocksException e) {
             throw new AssertionError("a pool sized for the workload ran out", e);
         }
-        // Random K/V straight into the pools (parallel): every slot of every sequence gets a value.
+        return filled(cache, spec, seqs, size, seed);
+    }
+
+    /** Random K/V straight into the pools (parallel: every slot of every sequence gets a value) and random queries. */
+    private static DecodeWorkload filled(KvCache cache, AttentionSpec spec, int[] seqs, Footprint size, long seed) {
         RandomKv.fillUniform(cache, seed);
         SplittableRandom random = new SplittableRandom(seed);
         FloatArray q = NativeArrays.floats(size.queryElements());
@@ -406,13 +410,7 @@ public final class DecodeWorkload {
         } catch (OutOfBlocksException e) {
             throw new AssertionError("a pool sized for the workload ran out", e);
         }
-        RandomKv.fillUniform(cache, seed);
-        SplittableRandom random = new SplittableRandom(seed);
-        FloatArray q = NativeArrays.floats(size.queryElements());
-        for (int i = 0; i < q.getSize(); i++) {
-            q.set(i, (float) (random.nextDouble() * 2 - 1));
-        }
-        return new DecodeWorkload(cache, spec, seqs, q);
+        return filled(cache, spec, seqs, size, seed);
     }
 
     /** Spare blocks so that later decode steps can append tokens: 4 per sequence, as far as the pool allows. */

@@ -292,7 +292,7 @@ class CascadeDecodeTest {
         assertTrue(formed > 100, "only " + formed + " cascade items formed (seed=" + seed + ")");
     }
 
-    /** Once compiled, 100 cascade steps allocate nothing on the caller and the workers. */
+    /** Once compiled, 100 cascade steps allocate nothing (one thread: the caller runs every item). */
     @Test
     void aSteadyCascadeLoopAllocatesNothing() {
         int[] lengths = new int[12];
