@@ -101,7 +101,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
      * Cascade attention on or off (default {@link #CASCADE}): sequences of a batch (wherever they stand in it) whose contexts
      * start in the same physical blocks (forks, parallel sampling, beams, prompts the prefix cache shares) read those blocks once per
      * step for all of them, instead of once each. The output has the same bits either way; only the time changes
-     * (benchmarks/RESULTS.md, "Cascade"). Off, every sequence reads its own blocks, as before.
+     * (benchmarks/RESULTS.md, "Cascade attention on the JVM backend"). Off, every sequence reads its own blocks, as before.
      */
     public void setCascade(boolean on) {
         this.cascade = on;
