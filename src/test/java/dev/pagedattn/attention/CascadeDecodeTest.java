@@ -190,6 +190,62 @@ class CascadeDecodeTest {
         Accuracy.assertClose(cascade, w.reference(), 1e-4, 1e-4, "windowed forks " + dtype + " seed=" + seed);
     }
 
+    /**
+     * 24 requests with one system prompt admitted through the prefix cache (K/V a fixed function of token and position,
+     * as a model's): their steps share the prompt's published blocks, form cascade items, and give the bits of the same
+     * requests written from scratch into a cache without prefix caching, where nothing is shared.
+     */
+    @Test
+    void prefixCacheHitsShareTheirBlocksInOneStep() throws Exception {
+        long seed = TestSeeds.fresh("prefixCacheHitsShareTheirBlocksInOneStep");
+        SplittableRandom random = new SplittableRandom(seed);
+        int blockSize = 16;
+        int[] system = random.ints(10 * blockSize + 5, 0, 128_000).toArray();
+        int[][] prompts = new int[24][];
+        for (int r = 0; r < prompts.length; r++) {
+            prompts[r] = java.util.stream.IntStream.concat(Arrays.stream(system), random.ints(1 + random.nextInt(40), 0, 128_000))
+                    .toArray();
+        }
+        dev.pagedattn.cache.KvCacheConfig config = dev.pagedattn.cache.KvCacheConfig.of(24 * 16, blockSize, 2, 32, KvDtype.FP16);
+        dev.pagedattn.cache.KvCache cached = new dev.pagedattn.cache.KvCache(config);
+        dev.pagedattn.cache.PrefixCache prefix = cached.enablePrefixCaching();
+        dev.pagedattn.cache.KvCache plain = new dev.pagedattn.cache.KvCache(config);
+        int[] cachedSeqs = new int[prompts.length];
+        int[] plainSeqs = new int[prompts.length];
+        for (int r = 0; r < prompts.length; r++) {
+            dev.pagedattn.cache.PrefixCache.Admission a = prefix.admit(prompts[r], null);
+            ModelKv.write(cached, a.seq(), prompts[r], a.numCachedTokens(), 1);
+            prefix.commit(a.seq());
+            cachedSeqs[r] = a.seq();
+            plainSeqs[r] = plain.createSequence();
+            plain.append(plainSeqs[r], prompts[r].length);
+            ModelKv.write(plain, plainSeqs[r], prompts[r], 0, 1);
+        }
+        AttentionSpec spec = AttentionSpec.of(config, 8);
+        FloatArray q = FloatArray.fromArray(DecodeProblem.uniform(random, (int) spec.queryElements(prompts.length)));
+        DecodeBatch batch = cached.batch(cachedSeqs);
+        JvmSplitPlan plan = new JvmSplitPlan(spec);
+        plan.build(batch, 1, JvmSplitPlan.MAX_MEMBERS);
+        assertTrue(cascadeItems(plan) > 0, "the requests' prompt blocks must form cascade items");
+        for (int item = 0; item < plan.numItems(); item++) {
+            assertTrue(plan.members(item) == 1 || plan.sharedTo(item) == 10 * blockSize, "the prompt's 10 whole blocks are shared");
+        }
+        FloatArray withCascade = new FloatArray(q.getSize());
+        FloatArray fromScratch = new FloatArray(q.getSize());
+        withCascade.init(Float.NaN);
+        fromScratch.init(Float.NaN);
+        try (JvmDecodeAttention x = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(cached, spec));
+             JvmDecodeAttention y = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(plain, spec))) {
+            x.decode(batch, 0, q, withCascade);
+            y.decode(plain.batch(plainSeqs), 0, q, fromScratch);
+        }
+        for (int i = 0; i < q.getSize(); i++) {
+            assertEquals(Float.floatToRawIntBits(fromScratch.get(i)), Float.floatToRawIntBits(withCascade.get(i)),
+                    "element " + i + " seed=" + seed);
+        }
+        Accuracy.assertClose(withCascade, ReferenceAttention.decode(plain, spec, 0, plainSeqs, q), "prefix-cached cascade seed=" + seed);
+    }
+
     private static int cascadeItems(JvmSplitPlan plan) {
         int n = 0;
         for (int item = 0; item < plan.numItems(); item++) {
