@@ -107,6 +107,23 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.cascade = on;
     }
 
+    /**
+     * How many work items of a step over {@code batch} on this backend's threads would serve several sequences at once
+     * (cascade attention; 0 when it is off, or when the batch shares no blocks or is too small for the threads to merge
+     * any). For logs and tests: a step makes its items itself.
+     */
+    public synchronized int cascadeItems(DecodeBatch batch) {
+        if (!cascade) {
+            return 0;
+        }
+        plan.build(batch, workers.numThreads(), JvmSplitPlan.MAX_MEMBERS);
+        int n = 0;
+        for (int item = 0; item < plan.numItems(); item++) {
+            n += plan.members(item) > 1 ? 1 : 0;
+        }
+        return n;
+    }
+
     /** Whether steps use cascade attention ({@link #setCascade}). */
     public boolean cascade() {
         return cascade;

@@ -178,10 +178,16 @@ final class PrefixCommand implements Callable<Integer> {
         FloatArray b = new FloatArray(q.getSize());
         a.init(Float.NaN);
         b.init(Float.NaN);
+        int shared;
+        int threads;
         try (JvmDecodeAttention x = new JvmDecodeAttention(cached, spec); JvmDecodeAttention y = new JvmDecodeAttention(plain, spec)) {
             x.decode(cached.batch(seqs), 0, q, a);
             y.decode(plain.batch(plainSeqs), 0, q, b);
+            shared = x.cascadeItems(cached.batch(seqs));
+            threads = x.numThreads();
         }
+        System.out.printf("the step over the cached blocks: %d of its work items read the shared blocks once for several requests"
+                + " (cascade attention, %d threads)%n", shared, threads);
         return sameBits(a, b);
     }
 

@@ -236,6 +236,7 @@ class CascadeDecodeTest {
         fromScratch.init(Float.NaN);
         try (JvmDecodeAttention x = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(cached, spec));
              JvmDecodeAttention y = SplitKDecodeTest.withThreads(1, () -> new JvmDecodeAttention(plain, spec))) {
+            assertEquals(cascadeItems(plan), x.cascadeItems(batch), "the backend's count of cascade items, on one thread");
             x.decode(batch, 0, q, withCascade);
             y.decode(plain.batch(plainSeqs), 0, q, fromScratch);
         }

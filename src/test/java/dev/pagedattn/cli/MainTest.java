@@ -155,6 +155,8 @@ class MainTest {
         // Lookups: (560 - 1) / 16 = 34 per request; hits 31 x 3 = 93 of 136.
         assertTrue(run.out().contains("block lookups=136 hits=93 hit rate=68.4%"), "hit rate");
         assertTrue(run.out().contains("(bit for bit): yes"));
+        assertTrue(run.out().matches("(?s).*the step over the cached blocks: \\d+ of its work items read the shared blocks once.*"),
+                run.out());
     }
 
     /**
