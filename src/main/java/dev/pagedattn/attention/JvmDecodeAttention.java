@@ -117,11 +117,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
             return 0;
         }
         plan.build(batch, workers.numThreads(), JvmSplitPlan.MAX_MEMBERS);
-        int n = 0;
-        for (int item = 0; item < plan.numItems(); item++) {
-            n += plan.members(item) > 1 ? 1 : 0;
-        }
-        return n;
+        return plan.cascadeItems();
     }
 
     /** Whether steps use cascade attention ({@link #setCascade}). */

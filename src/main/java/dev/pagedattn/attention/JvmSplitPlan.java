@@ -364,6 +364,15 @@ final class JvmSplitPlan {
         return itemSlot[item];
     }
 
+    /** How many of this step's items are cascade items (serve more than one sequence). */
+    int cascadeItems() {
+        int n = 0;
+        for (int item = 0; item < numItems; item++) {
+            n += itemMembers[item] > 1 ? 1 : 0;
+        }
+        return n;
+    }
+
     /** Sequences the item serves ({@link #member}): 1 for a plain item, more for a cascade item. */
     int members(int item) {
         return itemMembers[item];

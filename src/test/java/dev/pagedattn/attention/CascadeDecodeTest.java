@@ -248,11 +248,7 @@ class CascadeDecodeTest {
     }
 
     private static int cascadeItems(JvmSplitPlan plan) {
-        int n = 0;
-        for (int item = 0; item < plan.numItems(); item++) {
-            n += plan.members(item) > 1 ? 1 : 0;
-        }
-        return n;
+        return plan.cascadeItems();
     }
 
     /**
