@@ -37,7 +37,7 @@ public final class BlockPool {
     private int lruHead = NO_BLOCK;  // next to evict
     private int lruTail = NO_BLOCK;
     private int numEvictable;
-    private EvictionListener evictionListener = block -> { };
+    private EvictionListener[] evictionListeners = new EvictionListener[0]; // one per prefix cache on this pool
 
     BlockPool(int numBlocks) {
         this.numBlocks = numBlocks;
@@ -53,8 +53,10 @@ public final class BlockPool {
         this.numFree = numBlocks;
     }
 
-    void setEvictionListener(EvictionListener listener) {
-        this.evictionListener = listener;
+    /** Adds a listener told of every eviction (each prefix cache on this pool: a hybrid cache's groups may share it). */
+    void addEvictionListener(EvictionListener listener) {
+        evictionListeners = java.util.Arrays.copyOf(evictionListeners, evictionListeners.length + 1);
+        evictionListeners[evictionListeners.length - 1] = listener;
     }
 
     public int numBlocks() {
@@ -99,7 +101,9 @@ public final class BlockPool {
         } else if (lruHead != NO_BLOCK) {
             block = lruHead;
             unlink(block);
-            evictionListener.onEvict(block);
+            for (EvictionListener l : evictionListeners) {
+                l.onEvict(block);
+            }
         } else {
             return NO_BLOCK;
         }

@@ -43,8 +43,17 @@ public final class HybridKvCache {
     private final int[] groupWindows;  // [numGroups]
     private final int[][] groupLayers; // [numGroups][layers of the group]
     private final KvCache[] groups;
+    private final BlockPool sharedPool; // null: each group has a pool of its own
+    private final KvCacheConfig sharedConfig; // the shared pool's blocks: layersPerBlock layers each; null when split
 
     private HybridKvCache(int numLayers, int[] groupWindows, int[][] groupLayers, KvCache[] groups) {
+        this(numLayers, groupWindows, groupLayers, groups, null, null);
+    }
+
+    private HybridKvCache(int numLayers, int[] groupWindows, int[][] groupLayers, KvCache[] groups, BlockPool sharedPool,
+                          KvCacheConfig sharedConfig) {
+        this.sharedPool = sharedPool;
+        this.sharedConfig = sharedConfig;
         this.groupWindows = groupWindows;
         this.groupLayers = groupLayers;
         this.groups = groups;
@@ -145,6 +154,93 @@ public final class HybridKvCache {
     }
 
     /**
+     * A hybrid cache whose groups share one pool of {@code numBlocks} blocks (vLLM's hybrid KV cache manager): a block
+     * holds {@code layersPerGroup} layers' K/V, and any group may take any free block, so the blocks a windowed group gives
+     * back serve the full layers and the other way round, whatever the mix of sequences and lengths. The layers of each
+     * window, in order, are cut into groups of {@code layersPerGroup} (the last of a window may have fewer, leaving the
+     * rest of its blocks' layers unused), so several groups may have one window; each group is a {@link KvCache} of its
+     * own page tables over the shared pool ({@link KvCache#sharesPool}). A sequence takes a block per group for each
+     * {@code blockSize} tokens it holds there. The JVM backends decode it; the TornadoVM backends refuse it (each group's
+     * plan would upload the whole pool). {@code scales}: as in {@link #of}.
+     *
+     * @throws IllegalArgumentException naming a bad value: no windows or a window below 1, {@code layersPerGroup} outside
+     *                                  {@code [1, the most layers one window has]}, sizes the cache config refuses
+     */
+    public static HybridKvCache sharedPool(int[] windows, int numBlocks, int layersPerGroup, int blockSize, int numKvHeads,
+                                           int headDim, KvDtype dtype, KvScales scales) {
+        int[] distinct = groupWindows(windows);
+        int[][] byWindow = groupLayers(windows, distinct);
+        int most = Arrays.stream(byWindow).mapToInt(l -> l.length).max().orElseThrow();
+        if (layersPerGroup < 1 || layersPerGroup > most) {
+            throw new IllegalArgumentException("layersPerGroup=" + layersPerGroup + " is outside [1, " + most + "] (the most layers"
+                    + " one window has)");
+        }
+        if (scales != null && scales.numLayers() != windows.length) {
+            throw new IllegalArgumentException("scales numLayers=" + scales.numLayers() + " must be windows.length="
+                    + windows.length + " (the model's layers)");
+        }
+        List<int[]> layers = new ArrayList<>();
+        List<Integer> gw = new ArrayList<>();
+        for (int w = 0; w < distinct.length; w++) {
+            for (int from = 0; from < byWindow[w].length; from += layersPerGroup) {
+                layers.add(Arrays.copyOfRange(byWindow[w], from, Math.min(byWindow[w].length, from + layersPerGroup)));
+                gw.add(distinct[w]);
+            }
+        }
+        KvCacheConfig shared = new KvCacheConfig(numBlocks, blockSize, numKvHeads, headDim, dtype, layersPerGroup);
+        KvStore base = new KvStore(shared, null);
+        BlockPool pool = new BlockPool(numBlocks);
+        KvCache[] caches = new KvCache[layers.size()];
+        for (int g = 0; g < caches.length; g++) {
+            int[] ls = layers.get(g);
+            KvCacheConfig config = new KvCacheConfig(numBlocks, blockSize, numKvHeads, headDim, dtype, ls.length);
+            caches[g] = new KvCache(config, scales == null ? null : scales.layers(ls), pool, base);
+        }
+        return new HybridKvCache(windows.length, gw.stream().mapToInt(Integer::intValue).toArray(),
+                layers.toArray(new int[0][]), caches, pool, shared);
+    }
+
+    /**
+     * {@link #sharedPool(int[], int, int, int, int, int, KvDtype, KvScales)} with vLLM's group size, the fewest layers any
+     * one window has ({@link #defaultLayersPerGroup}), and unit scales (or none for fp16/fp32).
+     */
+    public static HybridKvCache sharedPool(int[] windows, int numBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype) {
+        return sharedPool(windows, numBlocks, defaultLayersPerGroup(windows), blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /**
+     * The shared-pool hybrid cache ({@link #sharedPool}) with as many blocks as fill {@code bytes} of K/V memory, each
+     * block {@code layersPerGroup} layers' K and V.
+     *
+     * @throws IllegalArgumentException naming {@code bytes} when it holds no block, or more than 2^31 - 1
+     */
+    public static HybridKvCache sharedPoolForMemory(long bytes, int layersPerGroup, int blockSize, int numKvHeads, int headDim,
+                                                    KvDtype dtype, int[] windows) {
+        if (dtype == null || blockSize < 1 || numKvHeads < 1 || headDim < 1 || layersPerGroup < 1) {
+            throw new IllegalArgumentException("layersPerGroup=" + layersPerGroup + " blockSize=" + blockSize + " numKvHeads="
+                    + numKvHeads + " headDim=" + headDim + " dtype=" + dtype + ": need positive sizes and a dtype");
+        }
+        long blockBytes = 2L * layersPerGroup * blockSize * numKvHeads * headDim * dtype.bytes();
+        long blocks = bytes / blockBytes;
+        if (blocks < 1 || blocks > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("bytes=" + bytes + " gives " + blocks + " blocks of " + blockBytes + " bytes, outside [1, "
+                    + Integer.MAX_VALUE + "]");
+        }
+        return sharedPool(windows, (int) blocks, layersPerGroup, blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /** vLLM's group size for a shared pool: the fewest layers any one window of {@code windows} has. */
+    public static int defaultLayersPerGroup(int[] windows) {
+        int[] gw = groupWindows(windows);
+        return Arrays.stream(groupLayers(windows, gw)).mapToInt(l -> l.length).min().orElseThrow();
+    }
+
+    /** Whether the groups share one block pool ({@link #sharedPool}). */
+    public boolean sharesPool() {
+        return sharedPool != null;
+    }
+
+    /**
      * Blocks one sequence holds at most in a group of window {@code window} when it appends at most {@code maxNewTokens}
      * tokens at a time: {@code ceil((window + maxNewTokens) / blockSize) + 1}.
      */
@@ -203,7 +299,7 @@ public final class HybridKvCache {
         return groupOf.length;
     }
 
-    /** Layer groups, one per distinct window. */
+    /** Layer groups: one per distinct window, or with a shared pool each window's layers cut into groups. */
     public int numGroups() {
         return groups.length;
     }
@@ -280,8 +376,11 @@ public final class HybridKvCache {
         return groups[0].length(seq);
     }
 
-    /** Blocks in use, all groups. */
+    /** Blocks in use, all groups (with a shared pool, its used blocks). */
     public synchronized long numUsedBlocks() {
+        if (sharedPool != null) {
+            return sharedPool.numUsed();
+        }
         long used = 0;
         for (KvCache c : groups) {
             used += c.numUsedBlocks();
@@ -291,6 +390,9 @@ public final class HybridKvCache {
 
     /** Bytes of K/V the used blocks hold, all groups. */
     public synchronized long usedBytes() {
+        if (sharedPool != null) {
+            return sharedPool.numUsed() * blockBytes(sharedConfig);
+        }
         long bytes = 0;
         for (KvCache c : groups) {
             bytes += c.numUsedBlocks() * blockBytes(c.config());
@@ -300,6 +402,9 @@ public final class HybridKvCache {
 
     /** Bytes of K/V all groups' pools hold. */
     public long totalBytes() {
+        if (sharedConfig != null) {
+            return sharedConfig.totalBytes();
+        }
         long bytes = 0;
         for (KvCache c : groups) {
             bytes += c.config().totalBytes();
@@ -313,17 +418,52 @@ public final class HybridKvCache {
 
     /** Whether {@code append(seq, numTokens)} would succeed now (each windowed group counts what it releases first). */
     public synchronized boolean canAppend(int seq, int numTokens) {
-        return shortGroup(seq, numTokens) < 0;
+        return appendShortfall(seq, numTokens) == null;
     }
 
-    /** The first group whose pool cannot supply {@code seq}'s append of {@code numTokens} after its release, or -1. */
-    private int shortGroup(int seq, int numTokens) {
+    /**
+     * Why {@code seq}'s append of {@code numTokens} cannot go through now (the first group whose pool cannot supply it after
+     * its release; with a shared pool, all groups' need against the pool and what every release frees), or null.
+     */
+    private OutOfBlocksException appendShortfall(int seq, int numTokens) {
+        if (sharedPool != null) {
+            long need = 0;
+            long free = sharedPool.numAllocatable();
+            for (int g = 0; g < groups.length; g++) {
+                need += needed(g, seq, numTokens);
+                free += releasable(g, seq);
+            }
+            return need > free ? shortfall(need, free) : null;
+        }
         for (int g = 0; g < groups.length; g++) {
-            if (needed(g, seq, numTokens) > groups[g].numAllocatableBlocks() + releasable(g, seq)) {
-                return g;
+            int free = groups[g].numAllocatableBlocks() + releasable(g, seq);
+            if (needed(g, seq, numTokens) > free) {
+                return new OutOfBlocksException(needed(g, seq, numTokens), free);
             }
         }
-        return -1;
+        return null;
+    }
+
+    /** The shared pool's shortfall (counts past 2^31 - 1 shown as that). */
+    private static OutOfBlocksException shortfall(long need, long free) {
+        return new OutOfBlocksException((int) Math.min(Integer.MAX_VALUE, need), (int) Math.min(Integer.MAX_VALUE, free));
+    }
+
+    /**
+     * Refuses, naming the need, work that takes {@code perGroup[g]} blocks in group {@code g} which the pools (or the
+     * shared pool, for their sum) cannot supply now.
+     */
+    private void requireBlocks(int[] perGroup) throws OutOfBlocksException {
+        long need = 0;
+        for (int g = 0; g < groups.length; g++) {
+            need += perGroup[g];
+            if (sharedPool == null && perGroup[g] > groups[g].numAllocatableBlocks()) {
+                throw new OutOfBlocksException(perGroup[g], groups[g].numAllocatableBlocks());
+            }
+        }
+        if (sharedPool != null && need > sharedPool.numAllocatable()) {
+            throw shortfall(need, sharedPool.numAllocatable());
+        }
     }
 
     private int needed(int g, int seq, int numTokens) {
@@ -376,9 +516,9 @@ public final class HybridKvCache {
      * frees) checked first, then each windowed group's release, then {@code append} on each group; the first position.
      */
     private int appendEach(int seq, int numTokens, GroupAppend append) throws OutOfBlocksException {
-        int g0 = shortGroup(seq, numTokens);
-        if (g0 >= 0) {
-            throw new OutOfBlocksException(needed(g0, seq, numTokens), groups[g0].numAllocatableBlocks() + releasable(g0, seq));
+        OutOfBlocksException shortfall = appendShortfall(seq, numTokens);
+        if (shortfall != null) {
+            throw shortfall;
         }
         if (numTokens > 0) {
             releaseOutsideWindows(seq);
@@ -469,12 +609,11 @@ public final class HybridKvCache {
             c.compactCheck(seq, first, keep); // names bad positions (a windowed group's released ones too) before any change
         }
         requireRollback(seq, first + keep.length);
-        for (KvCache c : groups) {
-            int copies = c.copiesToCompact(seq, first, keep);
-            if (copies > c.numAllocatableBlocks()) {
-                throw new OutOfBlocksException(copies, c.numAllocatableBlocks());
-            }
+        int[] copies = new int[groups.length];
+        for (int g = 0; g < groups.length; g++) {
+            copies[g] = groups[g].copiesToCompact(seq, first, keep);
         }
+        requireBlocks(copies);
         int length = -1;
         for (KvCache c : groups) {
             length = c.compact(seq, first, keep); // checked above: cannot run out
@@ -555,14 +694,30 @@ public final class HybridKvCache {
      */
     public synchronized PrefixCache.Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
         PrefixCache.Plan[] plans = plans(tokenIds, salt);
-        for (int g = 0; g < groups.length; g++) {
-            if (!plans[g].fits()) {
-                throw new OutOfBlocksException(plans[g].needed(), plans[g].allocatable());
+        if (sharedPool != null) {
+            long need = 0;
+            long free = sharedPool.numAllocatable();
+            for (PrefixCache.Plan p : plans) {
+                need += p.needed();
+                free -= sharedPool.numAllocatable() - p.allocatable(); // the evictable hits it revives
+            }
+            if (need > free) {
+                throw shortfall(need, free);
+            }
+            for (int g = 0; g < groups.length; g++) { // no group's new blocks may evict another group's hits
+                groups[g].prefixCache().retainHits(plans[g]);
+            }
+        } else {
+            for (int g = 0; g < groups.length; g++) {
+                if (!plans[g].fits()) {
+                    throw new OutOfBlocksException(plans[g].needed(), plans[g].allocatable());
+                }
             }
         }
-        PrefixCache.Admission first = groups[0].prefixCache().admit(plans[0]);
+        boolean retained = sharedPool != null;
+        PrefixCache.Admission first = groups[0].prefixCache().admit(plans[0], retained);
         for (int g = 1; g < groups.length; g++) {
-            PrefixCache.Admission a = groups[g].prefixCache().admit(plans[g]);
+            PrefixCache.Admission a = groups[g].prefixCache().admit(plans[g], retained);
             if (a.seq() != first.seq()) {
                 throw new IllegalStateException("group " + g + " admitted seq=" + a.seq() + " where group 0 admitted seq="
                         + first.seq() + ": a sequence was created on a group's cache directly");
@@ -580,6 +735,20 @@ public final class HybridKvCache {
         PrefixCache.Lookup[] out = new PrefixCache.Lookup[groups.length];
         for (int g = 0; g < groups.length; g++) {
             out[g] = groups[g].prefixCache().lookup(plans[g]);
+        }
+        if (sharedPool != null) { // each group's allocatable: what the pool has left for it after the others' needs
+            long free = sharedPool.numAllocatable();
+            long need = 0;
+            for (PrefixCache.Plan p : plans) {
+                free -= sharedPool.numAllocatable() - p.allocatable();
+                need += p.needed();
+            }
+            for (int g = 0; g < groups.length; g++) {
+                PrefixCache.Lookup l = out[g];
+                long left = free - (need - l.blocksNeeded());
+                out[g] = new PrefixCache.Lookup(l.numCachedTokens(), l.numHostBlocks(), l.blocksNeeded(),
+                        (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, left)));
+            }
         }
         return out;
     }
@@ -712,11 +881,11 @@ public final class HybridKvCache {
             throw new IllegalArgumentException("swapped=" + (swapped == null ? "null" : "a sequence of another cache")
                     + ": swap a sequence back into the cache it came from");
         }
+        int[] blocks = new int[groups.length];
         for (int g = 0; g < groups.length; g++) {
-            if (!groups[g].canSwapIn(swapped.groups[g])) {
-                throw new OutOfBlocksException(swapped.groups[g].numBlocks(), groups[g].numAllocatableBlocks());
-            }
+            blocks[g] = swapped.groups[g].numBlocks();
         }
+        requireBlocks(blocks);
         int id = groups[0].swapIn(swapped.groups[0]);
         for (int g = 1; g < groups.length; g++) {
             int other = groups[g].swapIn(swapped.groups[g]);
@@ -770,6 +939,38 @@ public final class HybridKvCache {
         return id;
     }
 
+    private void verifySharedPool() {
+        sharedPool.verify();
+        int n = sharedPool.numBlocks();
+        int[] refs = new int[n];
+        int[] owner = new int[n];
+        Arrays.fill(owner, -1);
+        for (int g = 0; g < groups.length; g++) {
+            for (Map.Entry<Integer, PageTable> e : groups[g].sequences().snapshot().entrySet()) {
+                PageTable t = e.getValue();
+                for (int i = t.numReleased(); i < t.numBlocks(); i++) {
+                    int b = t.block(i);
+                    refs[b]++;
+                    BlockPool.check(owner[b] < 0 || owner[b] == g, "block " + b + " is in group " + owner[b] + "'s and group " + g
+                            + "'s tables (seq " + e.getKey() + ")");
+                    owner[b] = g;
+                }
+            }
+        }
+        for (int b = 0; b < n; b++) {
+            BlockPool.check(refs[b] == sharedPool.refCount(b), "block " + b + " has refCount=" + sharedPool.refCount(b) + " but "
+                    + refs[b] + " page-table references in all groups");
+            int cachedBy = 0;
+            for (KvCache c : groups) {
+                cachedBy += c.prefixCache() != null && c.prefixCache().isCached(b) ? 1 : 0;
+            }
+            BlockPool.check(cachedBy <= 1, "block " + b + " is cached by " + cachedBy + " groups");
+            BlockPool.check(cachedBy == 0 || owner[b] < 0 || groups[owner[b]].prefixCache().isCached(b), "block " + b
+                    + " is in group " + owner[b] + "'s tables but cached by another group");
+            BlockPool.check(!sharedPool.isEvictable(b) || cachedBy == 1, "evictable block " + b + " is cached by no group");
+        }
+    }
+
     /** The step's tables: one {@link DecodeBatch} per group, through its window ({@link HybridBatch#forLayer}). */
     public synchronized HybridBatch batch(int... seqs) {
         DecodeBatch[] batches = new DecodeBatch[groups.length];
@@ -779,10 +980,17 @@ public final class HybridKvCache {
         return new HybridBatch(this, batches);
     }
 
-    /** Verifies every group's invariants and that every group holds the same sequences with the same lengths. */
+    /**
+     * Verifies every group's invariants and that every group holds the same sequences with the same lengths; with a shared
+     * pool also the pool's, that each block's refcount is the references of every group's tables, that no block is in two
+     * groups' tables, and that each evictable block is cached by exactly one group.
+     */
     public synchronized void verify() {
         for (KvCache c : groups) {
             c.verify();
+        }
+        if (sharedPool != null) {
+            verifySharedPool();
         }
         Map<Integer, PageTable> first = groups[0].sequences().snapshot();
         for (int g = 1; g < groups.length; g++) {

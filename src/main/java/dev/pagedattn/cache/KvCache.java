@@ -28,6 +28,7 @@ public final class KvCache {
     private final SequenceRegistry sequences = new SequenceRegistry();
     private PrefixCache prefixCache; // null unless enablePrefixCaching()
     private SwapSpace swapSpace;     // null unless enableSwapSpace()
+    private final boolean sharedPool; // a hybrid cache's group on a pool other groups share (HybridKvCache verifies the pool)
 
     /** A cache; an 8-bit dtype gets every scale 1.0, one per layer ({@link KvScales#unit}, vLLM's default). */
     public KvCache(KvCacheConfig config) {
@@ -47,6 +48,29 @@ public final class KvCache {
         this.pool = new BlockPool(config.numBlocks());
         this.store = new KvStore(config, this.scales);
         this.allocator = new BlockAllocator(config, pool, store);
+        this.sharedPool = false;
+    }
+
+    /**
+     * A hybrid cache's group on a pool it shares with the other groups ({@code HybridKvCache.sharedPool}): its blocks come
+     * from {@code pool} and its layers are the first {@code config.numLayers()} layers of {@code base}'s pools.
+     */
+    KvCache(KvCacheConfig config, KvScales scales, BlockPool pool, KvStore base) {
+        this.config = config;
+        this.scales = checkScales(config, scales);
+        this.pool = pool;
+        this.store = new KvStore(config, this.scales, base);
+        this.allocator = new BlockAllocator(config, pool, store);
+        this.sharedPool = true;
+    }
+
+    /**
+     * Whether this cache is a group of a {@link HybridKvCache} that shares one block pool among its groups: then its pool's
+     * counts ({@link #numAllocatableBlocks}, {@link #numUsedBlocks}) are the whole pool's, its blocks' refcounts include
+     * the other groups', and sequences change only through the hybrid cache (the TornadoVM backends refuse it).
+     */
+    public boolean sharesPool() {
+        return sharedPool;
     }
 
     public KvCacheConfig config() {
@@ -620,10 +644,12 @@ public final class KvCache {
 
     /** Verifies every invariant now; throws AssertionError on the first violation. */
     public synchronized void verify() {
-        pool.verify();
-        sequences.verify(config, pool);
+        if (!sharedPool) {
+            pool.verify();
+        }
+        sequences.verify(config, sharedPool ? null : pool);
         if (prefixCache != null) {
-            prefixCache.verify();
+            prefixCache.verify(!sharedPool);
         }
     }
 
@@ -631,7 +657,7 @@ public final class KvCache {
     public synchronized PrefixCache enablePrefixCaching() {
         if (prefixCache == null) {
             prefixCache = new PrefixCache(this);
-            pool.setEvictionListener(prefixCache::onEvict);
+            pool.addEvictionListener(prefixCache::onEvict);
             allocator.setPrefixCache(prefixCache);
         }
         return prefixCache;

@@ -58,6 +58,22 @@ public final class KvPool {
         this.payload = array != null ? array.getSegment() : NativeArrays.segment(dtype, numElements);
     }
 
+    /**
+     * A second view of {@code base}'s memory with the K (or V) scales of another layer ({@code scales}: [headsPerShard];
+     * 8-bit only, ignored otherwise): the layers of a hybrid cache's groups that share one pool
+     * ({@code HybridKvCache.sharedPool}) hold their blocks in the same arrays, each block owned by one group at a time.
+     */
+    KvPool(KvPool base, float[] scales) {
+        this.dtype = base.dtype;
+        this.size = base.size;
+        this.format = base.format;
+        this.layout = base.layout;
+        this.scales = format == null ? null : scales.clone();
+        this.headBase = base.headBase;
+        this.array = base.array;
+        this.payload = base.payload;
+    }
+
     /** The 8-bit codec of this pool, or null for fp16/fp32. */
     public QuantFormat format() {
         return format;

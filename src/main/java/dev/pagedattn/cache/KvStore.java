@@ -16,6 +16,14 @@ final class KvStore {
 
     /** {@code scales}: null for fp16/fp32; for 8-bit dtypes the cache's checked scales. */
     KvStore(KvCacheConfig config, KvScales scales) {
+        this(config, scales, null);
+    }
+
+    /**
+     * The store of a cache whose layers live in the first {@code config.numLayers()} layers of {@code base}'s pools (a
+     * hybrid cache's group on a shared pool; {@code base} null: pools of its own), with its own scales and journal.
+     */
+    KvStore(KvCacheConfig config, KvScales scales, KvStore base) {
         this.config = config;
         this.layout = new KvLayout(config);
         int shards = config.poolShards();
@@ -28,10 +36,15 @@ final class KvStore {
         for (int l = 0; l < config.numLayers(); l++) {
             for (int s = 0; s < shards; s++) {
                 int from = l * heads + s * per;
-                keys[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
-                        java.util.Arrays.copyOfRange(k, from, from + per), s * per);
-                values[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout,
-                        java.util.Arrays.copyOfRange(v, from, from + per), s * per);
+                float[] ks = java.util.Arrays.copyOfRange(k, from, from + per);
+                float[] vs = java.util.Arrays.copyOfRange(v, from, from + per);
+                if (base != null) {
+                    keys[l][s] = new KvPool(base.keys[l][s], ks);
+                    values[l][s] = new KvPool(base.values[l][s], vs);
+                } else {
+                    keys[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout, ks, s * per);
+                    values[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout, vs, s * per);
+                }
             }
         }
         this.journal = new DirtySlotJournal(config);

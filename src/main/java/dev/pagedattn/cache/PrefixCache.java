@@ -355,6 +355,25 @@ public final class PrefixCache {
 
     /** Carries out {@code p} (made under this cache's lock, nothing changed since); counts the request either way. */
     Admission admit(Plan p) throws OutOfBlocksException {
+        return admit(p, false);
+    }
+
+    /**
+     * Takes a reference on each of {@code p}'s device hits now, so that no block another group of a shared pool takes
+     * before {@link #admit(Plan, boolean) admit(p, true)} evicts them (capacity checked by the caller, for every group).
+     */
+    void retainHits(Plan p) {
+        synchronized (cache) {
+            for (int b : p.hits()) {
+                if (b >= 0) {
+                    cache.blockPool().retain(b);
+                }
+            }
+        }
+    }
+
+    /** {@link #admit(Plan)}; {@code hitsRetained}: {@link #retainHits} already took the device hits' references. */
+    Admission admit(Plan p, boolean hitsRetained) throws OutOfBlocksException {
         synchronized (cache) {
             requests++;
             blockLookups += p.lookups();
@@ -368,7 +387,9 @@ public final class PrefixCache {
             int restores = 0;
             for (int b : blocks) {                        // the device hits first: no block taken below evicts them
                 if (b >= 0) {
-                    cache.blockPool().retain(b);
+                    if (!hitsRetained) {
+                        cache.blockPool().retain(b);
+                    }
                 } else {
                     host.pin(hostSlot(b));                // nor does an offload drop a host hit
                     restores++;
@@ -572,7 +593,8 @@ public final class PrefixCache {
         tokens.put(seq, st);
     }
 
-    void verify() {
+    /** The map's consistency; with {@code ownPool} also that every evictable block of the pool is cached here. */
+    void verify(boolean ownPool) {
         BlockPool pool = cache.blockPool();
         int n = 0;
         for (Map.Entry<Long, Integer> e : blockByHash.entrySet()) {
@@ -586,7 +608,7 @@ public final class PrefixCache {
             if (cached[b]) {
                 n++;
             }
-            BlockPool.check(!pool.isEvictable(b) || cached[b], "evictable block " + b + " is not cached");
+            BlockPool.check(!ownPool || !pool.isEvictable(b) || cached[b], "evictable block " + b + " is not cached");
         }
         BlockPool.check(n == blockByHash.size(), "cached flags " + n + " != map size " + blockByHash.size());
     }

@@ -53,6 +53,7 @@ final class SequenceRegistry {
      * of {@link PageTable#RELEASED}) and that each block's reference count in {@code pool} is the number
      * of tables referencing it.
      */
+    /** Every table's shape; with {@code pool} (null: a pool other caches share, checked by their owner) its refcounts too. */
     void verify(KvCacheConfig config, BlockPool pool) {
         int[] refs = new int[config.numBlocks()];
         for (Map.Entry<Integer, PageTable> e : tables.entrySet()) {
@@ -70,7 +71,7 @@ final class SequenceRegistry {
                 }
             }
         }
-        for (int b = 0; b < refs.length; b++) {
+        for (int b = 0; pool != null && b < refs.length; b++) {
             BlockPool.check(refs[b] == pool.refCount(b),
                     "block " + b + " has refCount=" + pool.refCount(b) + " but " + refs[b] + " page-table references");
         }

@@ -252,4 +252,12 @@ final class PlanParts {
                     + " the JVM backend (backend=jvm)");
         }
     }
+
+    /** Names a cache that is a group of a hybrid cache on a shared pool: each group's plans would upload the whole pool. */
+    static void requireOwnPool(KvCache cache) {
+        if (cache.sharesPool()) {
+            throw new IllegalArgumentException("cache: a group of a HybridKvCache.sharedPool; the TornadoVM backends need a pool per"
+                    + " group (HybridKvCache.of or forMemory), or decode it on the JVM backend (backend=jvm)");
+        }
+    }
 }

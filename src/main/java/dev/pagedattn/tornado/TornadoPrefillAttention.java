@@ -119,6 +119,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     private TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device, TornadoDecodeAttention host) {
         spec.requireMatches(cache.config());
         PlanParts.requireKernelDtype(cache.config().dtype());
+        PlanParts.requireOwnPool(cache);
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }

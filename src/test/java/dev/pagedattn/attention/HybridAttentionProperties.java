@@ -42,6 +42,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             @ForAll KvDtype dtype,
             @ForAll boolean sinks,
             @ForAll boolean trees,
+            @ForAll boolean sharedPool,
             @ForAll long seed) throws OutOfBlocksException {
         int[] windows = new int[LAYERS];
         for (int l = 0; l < LAYERS; l++) {
@@ -51,11 +52,15 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
         int maxLen = prompt + steps;
         int fullBlocks = numSeqs * ((maxLen + blockSize - 1) / blockSize);
         int windowBlocks = HybridKvCache.windowBlocks(window, blockSize, prompt);
-        HybridKvCache hybrid = HybridKvCache.of(windows, new int[] {numSeqs * windowBlocks, fullBlocks}, blockSize, KV_HEADS,
-                HEAD_DIM, dtype);
+        int per = HybridKvCache.defaultLayersPerGroup(windows);
+        int windowed = (int) java.util.Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
+        int sharedBlocks = (windowed + per - 1) / per * numSeqs * windowBlocks + (LAYERS - windowed + per - 1) / per * fullBlocks;
+        HybridKvCache hybrid = sharedPool // the windows' layers in groups of `per`, every group's blocks from one pool
+                ? HybridKvCache.sharedPool(windows, sharedBlocks, per, blockSize, KV_HEADS, HEAD_DIM, dtype, null)
+                : HybridKvCache.of(windows, new int[] {numSeqs * windowBlocks, fullBlocks}, blockSize, KV_HEADS, HEAD_DIM, dtype);
         KvCache plain = new KvCache(new KvCacheConfig(fullBlocks, blockSize, KV_HEADS, HEAD_DIM, dtype, LAYERS));
         String what = "seqs=" + numSeqs + " bs=" + blockSize + " window=" + window + " fullEvery=" + fullEvery + " prompt="
-                + prompt + " " + dtype + " sinks=" + sinks + " trees=" + trees + " seed=" + seed;
+                + prompt + " " + dtype + " sinks=" + sinks + " trees=" + trees + " shared=" + sharedPool + " seed=" + seed;
         assertTrue(hybrid.totalBytes() < plain.config().totalBytes(), what + ": the hybrid pools are the smaller");
         SplittableRandom random = new SplittableRandom(seed);
         AttentionSpec spec = AttentionSpec.of(plain.config(), Q_HEADS);
@@ -146,12 +151,15 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             @ForAll @IntRange(min = 1, max = 40) int window,
             @ForAll @IntRange(min = 1, max = 60) int system,
             @ForAll @IntRange(min = 1, max = 30) int suffix,
+            @ForAll boolean sharedPool,
             @ForAll long seed) throws OutOfBlocksException {
         int f = DecodeBatch.NO_WINDOW;
         int[] windows = {window, f, window};
         int len = system + suffix;
         int blocks = 3 * ((len + blockSize - 1) / blockSize);
-        HybridKvCache cached = HybridKvCache.of(windows, new int[] {blocks, blocks}, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16);
+        HybridKvCache cached = sharedPool // three groups of one layer on one pool
+                ? HybridKvCache.sharedPool(windows, 3 * blocks, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16)
+                : HybridKvCache.of(windows, new int[] {blocks, blocks}, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16);
         cached.enablePrefixCaching();
         HybridKvCache fresh = HybridKvCache.of(windows, new int[] {blocks, blocks}, blockSize, KV_HEADS, HEAD_DIM, KvDtype.FP16);
         int[] first = new int[len];
@@ -165,7 +173,8 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
         cached.commit(a.seq());
         PrefixCache.Admission b = cached.admit(second, null);
         int hit = Math.min(system / blockSize, (len - 1) / blockSize) * blockSize;
-        String what = "bs=" + blockSize + " window=" + window + " system=" + system + " suffix=" + suffix + " seed=" + seed;
+        String what = "bs=" + blockSize + " window=" + window + " system=" + system + " suffix=" + suffix + " shared=" + sharedPool
+                + " seed=" + seed;
         assertTrue(b.numCachedTokens() == hit, what + ": cached " + b.numCachedTokens() + ", expected " + hit);
         writeFrom(cached, b.seq(), second, hit, seed);
         int seq = fresh.createSequence();

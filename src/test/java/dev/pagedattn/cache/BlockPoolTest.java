@@ -120,7 +120,7 @@ class BlockPoolTest {
     void allocateTakesFreeBlocksBeforeEvictingAndThenEvictsLeastRecentlyReleased() {
         BlockPool pool = new BlockPool(4);
         List<Integer> evicted = new ArrayList<>();
-        pool.setEvictionListener(evicted::add);
+        pool.addEvictionListener(evicted::add);
         int[] b = {pool.allocate(), pool.allocate(), pool.allocate(), pool.allocate()};
         pool.release(b[2], true);
         pool.release(b[0], true);

@@ -15,7 +15,8 @@ import net.jqwik.api.Provide;
 import net.jqwik.api.constraints.IntRange;
 
 /**
- * Random appends, forks and frees on a small {@link HybridKvCache} (two windowed groups and a full one): after every
+ * Random appends, forks and frees on a small {@link HybridKvCache} (two windowed groups and a full one, each with a pool of
+ * its own, or the windows' layers in groups of one or two on one shared pool): after every
  * operation the groups' invariants and lockstep hold ({@link HybridKvCache#verify}), {@code canAppend} predicts exactly
  * whether an append succeeds, a refused append changes nothing in any group, every sequence holds at most its window's
  * bound of blocks in each windowed group, and every token a layer can still read is the one written there (jqwik prints
@@ -28,9 +29,11 @@ class HybridKvCacheProperties {
     void randomRunsKeepTheGroupsInLockstep(
             @ForAll @IntRange(min = 1, max = 5) int blockSize,
             @ForAll @IntRange(min = 1, max = 12) int window,
+            @ForAll @IntRange(min = 0, max = 2) int sharedPool,
             @ForAll("ops") List<int[]> ops) throws OutOfBlocksException {
         int[] windows = {window, F, window + 5, window, F};
-        HybridKvCache cache = HybridKvCache.of(windows, new int[] {12, 30, 14}, blockSize, 1, 2, KvDtype.FP32);
+        HybridKvCache cache = sharedPool == 0 ? HybridKvCache.of(windows, new int[] {12, 30, 14}, blockSize, 1, 2, KvDtype.FP32)
+                : HybridKvCache.sharedPool(windows, 40, sharedPool, blockSize, 1, 2, KvDtype.FP32, null);
         KvCacheConfig c = cache.group(0).config();
         List<Integer> live = new ArrayList<>();
         Map<Integer, List<Integer>> tokens = new HashMap<>(); // seq -> token id at each position

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.cache.HybridKvCache;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
@@ -14,6 +15,20 @@ import org.junit.jupiter.api.Test;
 
 /** What the TornadoVM backend checks before it touches the TornadoVM runtime (none in this JVM). */
 class TornadoDecodeAttentionTest {
+
+    @Test
+    void aGroupOfAHybridCacheOnASharedPoolIsRefusedByName() {
+        HybridKvCache hybrid = HybridKvCache.sharedPool(new int[] {64, dev.pagedattn.cache.DecodeBatch.NO_WINDOW}, 8, 16, 2, 64,
+                KvDtype.FP16);
+        KvCache group = hybrid.group(1);
+        AttentionSpec spec = AttentionSpec.of(group.config(), 4);
+        for (org.junit.jupiter.api.function.Executable make : java.util.List.<org.junit.jupiter.api.function.Executable>of(
+                () -> new TornadoDecodeAttention(group, spec, null, "auto", "auto"),
+                () -> new TornadoPrefillAttention(group, spec, null))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, make);
+            assertTrue(e.getMessage().contains("HybridKvCache.sharedPool") && e.getMessage().contains("backend=jvm"), e.getMessage());
+        }
+    }
 
     @Test
     void groupsAboveEightHeadsAreRefusedWithTheirShapeWhenAKernelOtherThanStreamIsNamed() {
