@@ -235,6 +235,14 @@ public final class HybridKvCache {
         return Arrays.stream(groupLayers(windows, gw)).mapToInt(l -> l.length).min().orElseThrow();
     }
 
+    /**
+     * Bytes of K/V one block of group {@code g} takes: its layers' K and V, or with a shared pool the pool's block, whatever
+     * the group's layers (a group shorter than the others leaves the rest unused).
+     */
+    public long blockBytes(int g) {
+        return blockBytes(sharedConfig != null ? sharedConfig : groups[requireGroup(g)].config());
+    }
+
     /** Whether the groups share one block pool ({@link #sharedPool}). */
     public boolean sharesPool() {
         return sharedPool != null;

@@ -108,6 +108,12 @@ final class CheckCommand implements Callable<Integer> {
             + " backend with its own copy, a chunk sent to both (default: ${DEFAULT-VALUE}).", defaultValue = "shared")
     String pools;
 
+    @Option(names = "--hybrid-pool", description = "With --full-every and --release: split, a block pool per group"
+            + " (HybridKvCache.of); shared, every group's blocks from one pool, each window's layers cut into groups of the"
+            + " fewest layers one window has (HybridKvCache.sharedPool, JVM backend only; default: ${DEFAULT-VALUE}).",
+            defaultValue = "split")
+    String hybridPool;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -166,6 +172,12 @@ final class CheckCommand implements Callable<Integer> {
         if (!pools.equals("shared") && !pools.equals("separate")) {
             throw new IllegalArgumentException("--pools=" + pools + " is not one of shared, separate");
         }
+        if (!hybridPool.equals("split") && !hybridPool.equals("shared")) {
+            throw new IllegalArgumentException("--hybrid-pool=" + hybridPool + " is not one of split, shared");
+        }
+        if (hybridPool.equals("shared") && !hybrid) {
+            throw new IllegalArgumentException("--hybrid-pool=shared lays out a HybridKvCache: it needs --full-every and --release");
+        }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
@@ -176,8 +188,8 @@ final class CheckCommand implements Callable<Integer> {
             extras.requirePrefill(hybrid ? "the hybrid check (--full-every with --release)" : "a decode check (no --query-len)");
         }
         if (hybrid) {
-            return HybridCheck.run(shape, window, fullEvery, queryLen, backendOptions.backend, backendOptions.device, variant,
-                    kernel, vSums, steps, tolerance, extras);
+            return HybridCheck.run(shape, window, fullEvery, queryLen, hybridPool.equals("shared"), backendOptions.backend,
+                    backendOptions.device, variant, kernel, vSums, steps, tolerance, extras);
         }
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,

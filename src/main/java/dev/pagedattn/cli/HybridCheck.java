@@ -29,8 +29,8 @@ final class HybridCheck {
     private HybridCheck() {
     }
 
-    static int run(ShapeOptions shape, int window, int fullEvery, String queryLen, String backend, String device, String variant,
-                   String kernel, String vSums, int steps, double tolerance, Extras extras) {
+    static int run(ShapeOptions shape, int window, int fullEvery, String queryLen, boolean sharedPool, String backend, String device,
+                   String variant, String kernel, String vSums, int steps, double tolerance, Extras extras) {
         int layers = shape.layers;
         int[] windows = new int[layers];
         for (int l = 0; l < layers; l++) {
@@ -52,8 +52,8 @@ final class HybridCheck {
         for (int g = 0; g < gw.length; g++) {
             groupBlocks[g] = gw[g] == DecodeBatch.NO_WINDOW ? fullBlocks : windowedBlocks;
         }
-        HybridKvCache cache = HybridKvCache.of(windows, groupBlocks, bs, shape.kvHeads, shape.headDim, shape.kvDtype(),
-                shape.kvScales());
+        HybridKvCache cache = sharedPool ? shared(windows, windowedBlocks, fullBlocks, shape)
+                : HybridKvCache.of(windows, groupBlocks, bs, shape.kvHeads, shape.headDim, shape.kvDtype(), shape.kvScales());
         AttentionSpec spec = AttentionSpec.of(cache.group(0).config(), shape.qHeads);
         spec = extras.sinks() ? spec.withSinks(DecodeWorkload.randomSinks(layers, shape.qHeads, 1, shape.seed())) : spec;
         spec = extras.softCap() > 0 ? spec.withSoftCap(extras.softCap()) : spec;
@@ -87,6 +87,18 @@ final class HybridCheck {
             }
         }
         return status;
+    }
+
+    /** One pool for every group, as many blocks as the split groups would have together. */
+    private static HybridKvCache shared(int[] windows, int windowedBlocks, int fullBlocks, ShapeOptions shape) {
+        int per = HybridKvCache.defaultLayersPerGroup(windows);
+        long blocks = 0;
+        for (int w : HybridKvCache.groupWindows(windows)) {
+            long layers = Arrays.stream(windows).filter(x -> x == w).count();
+            blocks += (layers + per - 1) / per * (long) (w == DecodeBatch.NO_WINDOW ? fullBlocks : windowedBlocks);
+        }
+        return HybridKvCache.sharedPool(windows, Math.toIntExact(blocks), per, shape.blockSize, shape.kvHeads, shape.headDim,
+                shape.kvDtype(), shape.kvScales());
     }
 
     private static int decodeEveryLayer(HybridKvCache cache, AttentionSpec spec, HybridAttention attention, int[] seqs,
@@ -181,10 +193,16 @@ final class HybridCheck {
      */
     private static void poisonFreeBlocks(HybridKvCache cache, int spareBlocks) {
         int tokens = Integer.MAX_VALUE;
+        int windowed = 0;
         for (int g = 0; g < cache.numGroups(); g++) {
             if (cache.window(g) != DecodeBatch.NO_WINDOW) {
+                windowed++;
                 tokens = Math.min(tokens, Math.max(0, cache.group(g).numAllocatableBlocks() - spareBlocks) * cache.group(g).config().blockSize());
             }
+        }
+        if (cache.sharesPool() && windowed > 0) { // one pool: the junk sequence takes a block in every group per blockSize tokens
+            int free = cache.group(0).numAllocatableBlocks() - spareBlocks * windowed;
+            tokens = Math.max(0, free / cache.numGroups()) * cache.group(0).config().blockSize();
         }
         if (tokens == Integer.MAX_VALUE || tokens == 0) {
             return;
@@ -220,7 +238,7 @@ final class HybridCheck {
                 / cache.group(0).config().numLayers();
         StringBuilder groups = new StringBuilder();
         for (int g = 0; g < held.length; g++) {
-            bytes += held[g] * cache.layers(g).length * layerBlockBytes;
+            bytes += held[g] * cache.blockBytes(g);
             groups.append(g == 0 ? "" : g == held.length - 1 ? " and " : ", ").append(held[g]).append(" blocks in group ").append(g);
         }
         for (int len : lengths) {
@@ -232,7 +250,8 @@ final class HybridCheck {
     }
 
     private static String describe(HybridKvCache cache) {
-        return java.util.stream.IntStream.range(0, cache.numGroups())
+        String pools = cache.sharesPool() ? "one pool of " + cache.group(0).config().numBlocks() + " blocks for " : "a pool each for ";
+        return pools + java.util.stream.IntStream.range(0, cache.numGroups())
                 .mapToObj(g -> "group " + g + " " + (cache.window(g) == DecodeBatch.NO_WINDOW ? "full" : "window " + cache.window(g))
                         + " (layers " + Arrays.stream(cache.layers(g)).mapToObj(Integer::toString).collect(Collectors.joining(","))
                         + ")")

@@ -85,7 +85,7 @@ class PrefillCliTest {
         CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "100..300", "--window", "13", "--layers", "4",
                 "--full-every", "2", "--release", "--steps", "2", "--sinks", "--seed", Long.toString(seed)));
         assertEquals(0, decode.exitCode(), decode.toString());
-        assertTrue(decode.out().contains("hybrid: group 0 window 13 (layers 0,2), group 1 full (layers 1,3) sinks"), decode.out());
+        assertTrue(decode.out().contains("hybrid: a pool each for group 0 window 13 (layers 0,2), group 1 full (layers 1,3) sinks"), decode.out());
         Matcher held = Pattern.compile("hold (\\d+) blocks in group 0 and (\\d+) blocks in group 1").matcher(decode.out());
         assertTrue(held.find(), decode.out());
         int windowed = Integer.parseInt(held.group(1));
@@ -102,6 +102,35 @@ class PrefillCliTest {
                 "--step-rows"));
         assertEquals(2, refused.exitCode(), refused.toString());
         assertTrue(refused.err().startsWith("error: --release with --full-every checks a HybridKvCache: --step-rows"), refused.err());
+    }
+
+    /**
+     * --hybrid-pool shared: the windows' layers in groups of the fewest one window has, on one pool; every layer of a decode
+     * step and of a prefill chunk passes; without a hybrid cache, and with an unknown value, it is refused by name.
+     */
+    @Test
+    void checkWithASharedHybridPoolCutsTheWindowsIntoGroupsOfOnePool() {
+        long seed = TestSeeds.fresh("checkWithASharedHybridPoolCutsTheWindowsIntoGroupsOfOnePool");
+        CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "100..300", "--window", "13", "--layers", "6",
+                "--full-every", "3", "--release", "--hybrid-pool", "shared", "--steps", "2", "--seed", Long.toString(seed)));
+        assertEquals(0, decode.exitCode(), decode.toString());
+        assertTrue(decode.out().contains("for group 0 window 13 (layers 0,1), group 1 window 13 (layers 3,4), group 2 full"
+                + " (layers 2,5)"), decode.out());
+        assertTrue(Pattern.compile("hybrid: one pool of \\d+ blocks for").matcher(decode.out()).find(), decode.out());
+        assertEquals(12, Pattern.compile("layer [0-5] \\((window 13|full), group [012]\\) decode: [^\\n]*-> PASS")
+                .matcher(decode.out()).results().count(), "six layers, two steps: " + decode);
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "60..120", "--query-len", "5..20",
+                "--window", "9", "--layers", "4", "--full-every", "2", "--release", "--hybrid-pool", "shared", "--dtype", "int8",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, prefill.exitCode(), prefill.toString());
+        assertEquals(4, Pattern.compile("prefill: [^\\n]*-> PASS").matcher(prefill.out()).results().count(), prefill.toString());
+        CliRun plain = CliRun.of(concat("check", SMALL, "--window", "9", "--hybrid-pool", "shared"));
+        assertEquals(2, plain.exitCode(), plain.toString());
+        assertTrue(plain.err().startsWith("error: --hybrid-pool=shared lays out a HybridKvCache"), plain.err());
+        CliRun bad = CliRun.of(concat("check", SMALL, "--window", "9", "--layers", "2", "--full-every", "2", "--release",
+                "--hybrid-pool", "one"));
+        assertEquals(2, bad.exitCode(), bad.toString());
+        assertTrue(bad.err().startsWith("error: --hybrid-pool=one is not one of split, shared"), bad.err());
     }
 
     /**
