@@ -107,6 +107,17 @@ public final class HybridKvCache {
      */
     public static HybridKvCache forMemory(long bytes, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int[] windows,
                                           int maxSequences, int maxNewTokens) {
+        int[] groupBlocks = blocksForMemory(bytes, blockSize, numKvHeads, headDim, dtype, windows, maxSequences, maxNewTokens);
+        return of(windows, groupBlocks, blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /**
+     * The blocks of each group {@link #forMemory} gives (nothing allocated): a scheduler's or a simulation's plan.
+     *
+     * @throws IllegalArgumentException as {@link #forMemory}
+     */
+    public static int[] blocksForMemory(long bytes, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int[] windows,
+                                        int maxSequences, int maxNewTokens) {
         int[] gw = groupWindows(windows);
         int[][] layers = groupLayers(windows, gw);
         if (maxSequences < 1 || maxNewTokens < 1) {
@@ -150,7 +161,7 @@ public final class HybridKvCache {
             }
             groupBlocks[g] = (int) blocks[g];
         }
-        return of(windows, groupBlocks, blockSize, numKvHeads, headDim, dtype, null);
+        return groupBlocks;
     }
 
     /**
@@ -216,6 +227,13 @@ public final class HybridKvCache {
      */
     public static HybridKvCache sharedPoolForMemory(long bytes, int layersPerGroup, int blockSize, int numKvHeads, int headDim,
                                                     KvDtype dtype, int[] windows) {
+        int blocks = sharedBlocksForMemory(bytes, layersPerGroup, blockSize, numKvHeads, headDim, dtype);
+        return sharedPool(windows, blocks, layersPerGroup, blockSize, numKvHeads, headDim, dtype, null);
+    }
+
+    /** The blocks {@link #sharedPoolForMemory} gives (nothing allocated). */
+    public static int sharedBlocksForMemory(long bytes, int layersPerGroup, int blockSize, int numKvHeads, int headDim,
+                                            KvDtype dtype) {
         if (dtype == null || blockSize < 1 || numKvHeads < 1 || headDim < 1 || layersPerGroup < 1) {
             throw new IllegalArgumentException("layersPerGroup=" + layersPerGroup + " blockSize=" + blockSize + " numKvHeads="
                     + numKvHeads + " headDim=" + headDim + " dtype=" + dtype + ": need positive sizes and a dtype");
@@ -226,7 +244,7 @@ public final class HybridKvCache {
             throw new IllegalArgumentException("bytes=" + bytes + " gives " + blocks + " blocks of " + blockBytes + " bytes, outside [1, "
                     + Integer.MAX_VALUE + "]");
         }
-        return sharedPool(windows, (int) blocks, layersPerGroup, blockSize, numKvHeads, headDim, dtype, null);
+        return (int) blocks;
     }
 
     /** vLLM's group size for a shared pool: the fewest layers any one window of {@code windows} has. */

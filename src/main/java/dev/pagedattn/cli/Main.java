@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** Entry point. Exit codes: 0 ok, 1 a check failed, 2 bad input. */
 @Command(name = "pa", mixinStandardHelpOptions = true, version = "paged-attention 0.1.0",
         description = "Paged decode attention for the JVM (vLLM-style KV block cache, TornadoVM GPU kernels).",
-        subcommands = {DemoCommand.class, CheckCommand.class, PrefixCommand.class, BenchCommand.class, BenchCpuCommand.class, ReportCommand.class,
+        subcommands = {DemoCommand.class, CheckCommand.class, PrefixCommand.class, CapacityCommand.class, BenchCommand.class,
+                BenchCpuCommand.class, ReportCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
     public static final int EXIT_CHECK_FAILED = 1;

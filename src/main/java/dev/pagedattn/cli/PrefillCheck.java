@@ -26,22 +26,9 @@ final class PrefillCheck {
 
     /** Query lengths per sequence from {@code --query-len}, each checked against its context. */
     static int[] queryLens(String queryLen, int[] contexts, long seed) {
-        int min;
-        int max;
-        try {
-            int dots = queryLen.indexOf("..");
-            if (dots >= 0) {
-                min = Integer.parseInt(queryLen.substring(0, dots).trim());
-                max = Integer.parseInt(queryLen.substring(dots + 2).trim());
-            } else {
-                min = max = Integer.parseInt(queryLen.trim());
-            }
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--query-len=" + queryLen + " is not a length or a MIN..MAX range");
-        }
-        if (min < 1 || max < min) {
-            throw new IllegalArgumentException("--query-len=" + queryLen + " needs 1 <= MIN <= MAX");
-        }
+        int[] range = LengthRange.parse("--query-len", queryLen);
+        int min = range[0];
+        int max = range[1];
         SplittableRandom r = new SplittableRandom(seed ^ 0x0A11CEL);
         int[] out = new int[contexts.length];
         for (int i = 0; i < contexts.length; i++) {

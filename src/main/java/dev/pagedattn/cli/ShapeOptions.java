@@ -160,23 +160,7 @@ final class ShapeOptions {
         if (batch < 1) {
             throw new IllegalArgumentException("--batch=" + batch + " must be >= 1");
         }
-        int min;
-        int max;
-        try {
-            int dots = context.indexOf("..");
-            if (dots >= 0) {
-                min = Integer.parseInt(context.substring(0, dots).trim());
-                max = Integer.parseInt(context.substring(dots + 2).trim());
-            } else {
-                min = max = Integer.parseInt(context.trim());
-            }
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--context=" + context + " is not a length or a MIN..MAX range");
-        }
-        if (min < 1 || max < min) {
-            throw new IllegalArgumentException("--context=" + context + " needs 1 <= MIN <= MAX");
-        }
-        return new int[] {min, max};
+        return LengthRange.parse("--context", context);
     }
 
     /** Validates the head flags early so that the message names the flag. */
