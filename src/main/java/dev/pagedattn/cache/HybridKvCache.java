@@ -451,7 +451,7 @@ public final class HybridKvCache {
      * Why {@code seq}'s append of {@code numTokens} cannot go through now (the first group whose pool cannot supply it after
      * its release; with a shared pool, all groups' need against the pool and what every release frees), or null.
      */
-    private OutOfBlocksException appendShortfall(int seq, int numTokens) {
+    private Shortfall appendShortfall(int seq, int numTokens) {
         if (sharedPool != null) {
             long need = 0;
             long free = sharedPool.numAllocatable();
@@ -459,15 +459,23 @@ public final class HybridKvCache {
                 need += needed(g, seq, numTokens);
                 free += releasable(g, seq);
             }
-            return need > free ? shortfall(need, free) : null;
+            return need > free ? new Shortfall(need, free) : null;
         }
         for (int g = 0; g < groups.length; g++) {
             int free = groups[g].numAllocatableBlocks() + releasable(g, seq);
-            if (needed(g, seq, numTokens) > free) {
-                return new OutOfBlocksException(needed(g, seq, numTokens), free);
+            int need = needed(g, seq, numTokens);
+            if (need > free) {
+                return new Shortfall(need, free);
             }
         }
         return null;
+    }
+
+    /** Blocks a change needs and blocks there are ({@link #canAppend} asks often: no exception until one is thrown). */
+    private record Shortfall(long need, long free) {
+        OutOfBlocksException exception() {
+            return shortfall(need, free);
+        }
     }
 
     /** The shared pool's shortfall (counts past 2^31 - 1 shown as that). */
@@ -542,9 +550,9 @@ public final class HybridKvCache {
      * frees) checked first, then each windowed group's release, then {@code append} on each group; the first position.
      */
     private int appendEach(int seq, int numTokens, GroupAppend append) throws OutOfBlocksException {
-        OutOfBlocksException shortfall = appendShortfall(seq, numTokens);
+        Shortfall shortfall = appendShortfall(seq, numTokens);
         if (shortfall != null) {
-            throw shortfall;
+            throw shortfall.exception();
         }
         if (numTokens > 0) {
             releaseOutsideWindows(seq);

@@ -109,6 +109,15 @@ final class CapacityCommand implements Callable<Integer> {
             defaultValue = "16,32,64,128,256", split = ",")
     int[] splitFor;
 
+    @Option(names = "--split-shares", description = "And a pool per group with each of these shares of the bytes (in percent)"
+            + " for the windowed layers, the rest for the full ones (default: ${DEFAULT-VALUE}).",
+            defaultValue = "10,25,50,75", split = ",")
+    int[] splitShares;
+
+    @Option(names = "--layers-per-group", description = "Layers a block of the shared pool holds (HybridKvCache.sharedPool;"
+            + " default: the fewest layers one window has, vLLM's rule).")
+    Integer layersPerGroup;
+
     @Option(names = "--seed", description = "Random seed of the trace (default: from the clock; always printed).")
     Long seed;
 
@@ -127,12 +136,21 @@ final class CapacityCommand implements Callable<Integer> {
         for (int n : splitFor) {
             requirePositive("--split-for", n);
         }
+        for (int p : splitShares) {
+            if (p < 1 || p > 99) {
+                throw new IllegalArgumentException("--split-shares=" + p + " must be a percent in [1, 99]");
+            }
+        }
         long s = seed != null ? seed : System.nanoTime();
         List<ServingSim.Request> trace = trace(requests, promptRange, outputRange, s);
         int[] windows = m.windows();
-        int per = HybridKvCache.defaultLayersPerGroup(windows);
+        int per = layersPerGroup != null ? layersPerGroup : HybridKvCache.defaultLayersPerGroup(windows);
+        if (per < 1 || per > Math.max(windowed(windows), windows.length - windowed(windows))) {
+            throw new IllegalArgumentException("--layers-per-group=" + per + " is outside [1, " + Math.max(windowed(windows),
+                    windows.length - windowed(windows)) + "] (the most layers one window of " + m.flag + " has)");
+        }
         int sharedBlocks = HybridKvCache.sharedBlocksForMemory(bytes, per, blockSize, m.kvHeads, m.headDim, kvDtype);
-        long windowed = Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
+        long windowed = windowed(windows);
         HybridKvCache one = HybridKvCache.sharedPool(windows, sharedBlocks, per, blockSize, 1, 1, kvDtype, null);
         ServingSim.Result shared;
         try {
@@ -150,42 +168,66 @@ final class CapacityCommand implements Callable<Integer> {
                 + "  most  preemptions");
         row("one shared pool, groups of " + per + " layers", sharedBlocks + " x" + per, shared);
         ServingSim.Result best = null;
-        int bestFor = 0;
+        String bestLabel = null;
+        int[] gw = HybridKvCache.groupWindows(windows);
+        List<String> labels = new ArrayList<>();
+        List<int[]> plans = new ArrayList<>();
         for (int n : splitFor) {
-            int[] groupBlocks;
             try {
-                groupBlocks = HybridKvCache.blocksForMemory(bytes, blockSize, m.kvHeads, m.headDim, kvDtype, windows, n, chunk);
+                plans.add(HybridKvCache.blocksForMemory(bytes, blockSize, m.kvHeads, m.headDim, kvDtype, windows, n, chunk));
+                labels.add("sized for " + n + " seqs");
             } catch (IllegalArgumentException e) {
                 System.out.printf("a pool per group, sized for %d sequences: does not fit (%s)%n", n, e.getMessage());
+            }
+        }
+        long slotBytes = 2L * blockSize * m.kvHeads * m.headDim * kvDtype.bytes(); // a block of one layer, K and V
+        for (int p : splitShares) {
+            int[] blocks = new int[gw.length];
+            for (int g = 0; g < gw.length; g++) {
+                int w = gw[g];
+                long layers = Arrays.stream(windows).filter(x -> x == w).count();
+                long share = w == DecodeBatch.NO_WINDOW ? bytes * (100 - p) / 100 : bytes * p / 100 * layers / windowed;
+                blocks[g] = (int) Math.min(Integer.MAX_VALUE, share / (layers * slotBytes));
+            }
+            if (Arrays.stream(blocks).min().orElse(0) < 1) {
+                System.out.printf("a pool per group, %d%% of the bytes windowed: a group gets no block%n", p);
                 continue;
             }
+            plans.add(blocks);
+            labels.add(p + "% windowed");
+        }
+        for (int i = 0; i < plans.size(); i++) {
+            int[] groupBlocks = plans.get(i);
             ServingSim.Result r;
             try {
                 r = ServingSim.run(HybridKvCache.of(windows, groupBlocks, blockSize, 1, 1, kvDtype), trace, maxSeqs, batchTokens, chunk);
             } catch (IllegalArgumentException e) {
-                System.out.printf("a pool per group, sized for %d sequences (%s blocks): %s%n", n,
+                System.out.printf("a pool per group, %s (%s blocks): %s%n", labels.get(i),
                         Arrays.stream(groupBlocks).mapToObj(Integer::toString).collect(Collectors.joining(" + ")), e.getMessage());
                 continue;
             }
-            int[] gw = HybridKvCache.groupWindows(windows);
             StringBuilder blocks = new StringBuilder();
             for (int g = 0; g < gw.length; g++) {
                 int w = gw[g];
                 blocks.append(g == 0 ? "" : " + ").append(groupBlocks[g]).append(" x")
                         .append(Arrays.stream(windows).filter(x -> x == w).count());
             }
-            row("a pool per group, sized for " + n + " seqs", blocks.toString(), r);
+            row("a pool per group, " + labels.get(i), blocks.toString(), r);
             if (best == null || r.steps() < best.steps()) {
                 best = r;
-                bestFor = n;
+                bestLabel = labels.get(i);
             }
         }
         if (best != null) {
-            System.out.printf(Locale.ROOT, "the shared pool against the best split (sized for %d): %.2fx the steps, %.2fx the"
-                    + " tokens per step, %.2fx the mean running sequences%n", bestFor, shared.steps() / (double) best.steps(),
+            System.out.printf(Locale.ROOT, "the shared pool against the best split (%s): %.2fx the steps, %.2fx the"
+                    + " tokens per step, %.2fx the mean running sequences%n", bestLabel, shared.steps() / (double) best.steps(),
                     shared.tokensPerStep() / best.tokensPerStep(), shared.meanRunning() / best.meanRunning());
         }
         return 0;
+    }
+
+    private static int windowed(int[] windows) {
+        return (int) Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
     }
 
     private static void row(String pools, String blocks, ServingSim.Result r) {

@@ -16,7 +16,8 @@ import java.util.List;
  *       be prefilled again with the tokens it had generated: recompute preemption) until it can;</li>
  *   <li>running sequences still in their prompt, then queued requests in order (while fewer than {@code maxSeqs} run),
  *       append a chunk of at most {@code chunk} prompt tokens each from what is left of the step's {@code batchTokens}
- *       (a decode token counts one), stopping at the first chunk the cache cannot take;</li>
+ *       (a decode token counts one), stopping at the first chunk the cache cannot take; a step that preempted or
+ *       refused a running sequence's chunk admits no queued request;</li>
  *   <li>a sequence that has generated its output is freed.</li>
  * </ol>
  * A step in which no sequence could append a token preempts the newest running sequence.
@@ -75,6 +76,7 @@ final class ServingSim {
         try {
             while (!waiting.isEmpty() || !running.isEmpty()) {
                 int budget = batchTokens;
+                boolean hold = false; // a preemption or a refused chunk this step: admit nobody (vLLM does the same)
                 for (int i = 0; i < running.size(); i++) {
                     Running r = running.get(i);
                     if (r.prefilled < r.prompt) {
@@ -83,6 +85,7 @@ final class ServingSim {
                     while (!cache.canAppend(r.seq, 1) && running.get(running.size() - 1) != r) {
                         preempt(cache, running, waiting);
                         preemptions++;
+                        hold = true;
                     }
                     if (!cache.canAppend(r.seq, 1)) { // the newest itself: out it goes too
                         if (running.size() == 1) {
@@ -90,6 +93,7 @@ final class ServingSim {
                         }
                         preempt(cache, running, waiting);
                         preemptions++;
+                        hold = true;
                         break;
                     }
                     cache.append(r.seq, 1);
@@ -104,6 +108,7 @@ final class ServingSim {
                     if (r.prefilled < r.prompt) {
                         int n = Math.min(Math.min(r.prompt - r.prefilled, chunk), budget);
                         if (!cache.canAppend(r.seq, n)) {
+                            hold = true;
                             break;
                         }
                         cache.append(r.seq, n);
@@ -112,7 +117,7 @@ final class ServingSim {
                         budget -= n;
                     }
                 }
-                while (budget > 0 && !waiting.isEmpty() && running.size() < maxSeqs) {
+                while (!hold && budget > 0 && !waiting.isEmpty() && running.size() < maxSeqs) {
                     Running r = waiting.peek();
                     int n = Math.min(Math.min(r.prompt, chunk), budget);
                     int seq = cache.createSequence();

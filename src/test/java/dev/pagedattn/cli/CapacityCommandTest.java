@@ -62,7 +62,7 @@ class CapacityCommandTest {
     void capacityPrintsTheSharedPoolNextToEachSplit() {
         long seed = TestSeeds.fresh("capacityPrintsTheSharedPoolNextToEachSplit");
         CliRun run = CliRun.of("capacity", "--model", "gpt-oss-20b", "--kv-memory", "256MB", "--requests", "40", "--prompt",
-                "64..1024", "--output", "8..128", "--split-for", "2,4,4096", "--seed", Long.toString(seed));
+                "64..1024", "--output", "8..128", "--split-for", "2,4,4096", "--split-shares", "50", "--seed", Long.toString(seed));
         assertEquals(0, run.exitCode(), run.toString());
         assertTrue(run.out().contains("capacity gpt-oss-20b: 24 layers (12 window 128, 12 full), 8 kv-heads x 64"), run.out());
         Matcher shared = Pattern.compile("one shared pool, groups of 12 layers +(\\d+) x12 +(\\d+) ").matcher(run.out());
@@ -72,8 +72,11 @@ class CapacityCommandTest {
         assertEquals(2, Pattern.compile("a pool per group, sized for (2|4) seqs +\\d+ x12 \\+ \\d+ x12 +\\d+ ").matcher(run.out())
                 .results().count(), run.out());
         assertTrue(run.out().contains("a pool per group, sized for 4096 sequences: does not fit"), run.out());
-        assertTrue(Pattern.compile("the shared pool against the best split \\(sized for (2|4)\\): \\d+\\.\\d\\dx the steps")
-                .matcher(run.out()).find(), run.out());
+        long full = 256_000_000L / 2 / (12L * 2 * 16 * 8 * 64 * 2);
+        assertTrue(Pattern.compile("a pool per group, 50% windowed +" + full + " x12 \\+ " + full + " x12 +\\d+ ").matcher(run.out())
+                .find(), run.out());
+        assertTrue(Pattern.compile("the shared pool against the best split \\((sized for (2|4) seqs|50% windowed)\\): \\d+\\.\\d\\dx"
+                + " the steps").matcher(run.out()).find(), run.out());
     }
 
     @Test
@@ -85,6 +88,7 @@ class CapacityCommandTest {
                 {"--kv-memory", "lots", "--kv-memory=lots"},
                 {"--max-seqs", "0", "--max-seqs=0 must be >= 1"},
                 {"--split-for", "8,0", "--split-for=0 must be >= 1"},
+                {"--split-shares", "50,100", "--split-shares=100 must be a percent in [1, 99]"},
                 {"--dtype", "fp4", "dtype=fp4 is not supported"},
         };
         for (String[] c : cases) {
