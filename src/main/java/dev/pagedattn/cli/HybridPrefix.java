@@ -25,16 +25,19 @@ final class HybridPrefix {
     private HybridPrefix() {
     }
 
-    static int run(int requests, int systemTokens, int suffixTokens, int blockSize, int window, int fullEvery, long seed,
-                   SplittableRandom random) throws OutOfBlocksException {
+    static int run(int requests, int systemTokens, int suffixTokens, int blockSize, int window, int fullEvery, boolean sharedPool,
+                   long seed, SplittableRandom random) throws OutOfBlocksException {
         int[] windows = new int[fullEvery];
         java.util.Arrays.fill(windows, window);
         windows[fullEvery - 1] = DecodeBatch.NO_WINDOW;
         int promptLen = systemTokens + suffixTokens;
         int perRequest = (promptLen + GENERATED + blockSize - 1) / blockSize;
-        HybridKvCache cache = HybridKvCache.of(windows, new int[] {perRequest * requests + 1, perRequest * requests + 1},
-                blockSize, 8, 128, KvDtype.FP16);
+        HybridKvCache cache = sharedPool // groups of one layer: fullEvery - 1 windowed ones and the full one, on one pool
+                ? HybridKvCache.sharedPool(windows, fullEvery * (perRequest * requests + 1), blockSize, 8, 128, KvDtype.FP16)
+                : HybridKvCache.of(windows, new int[] {perRequest * requests + 1, perRequest * requests + 1}, blockSize, 8, 128,
+                        KvDtype.FP16);
         cache.enablePrefixCaching();
+        int full = cache.numGroups() - 1; // the windowed groups come first; each holds what group 0 holds
         System.out.printf("prefix caching on a hybrid cache (seed=%d): %d requests = %d shared system-prompt tokens + %d own"
                         + " tokens, then %d generated; block size %d; %d layers: %s through a window of %d, layer %d full; 8 KV"
                         + " heads x 128 dims fp16%n", seed, requests, systemTokens, suffixTokens, GENERATED, blockSize, fullEvery,
@@ -61,14 +64,19 @@ final class HybridPrefix {
             tokens[r] = all;
             System.out.printf("  request %d: %d of %d prompt tokens already cached (the windowed layers reuse them from position"
                             + " %d on); after %d generated tokens it holds %d blocks of the windowed layers and %d of the full%n",
-                    r, a.numCachedTokens(), promptLen, held, GENERATED, heldBlocks(cache, 0, a.seq()), heldBlocks(cache, 1, a.seq()));
+                    r, a.numCachedTokens(), promptLen, held, GENERATED, heldBlocks(cache, 0, a.seq()), heldBlocks(cache, full, a.seq()));
         }
         long plainBlocks = (long) requests * ((promptLen + GENERATED + blockSize - 1) / blockSize);
-        System.out.printf("blocks in use: windowed layers %d, full layer %d, where a hybrid cache without prefix caching would"
-                        + " hold about %d in the full layer%n", cache.group(0).numUsedBlocks(), cache.group(1).numUsedBlocks(),
-                plainBlocks);
-        for (int g = 0; g < 2; g++) {
-            System.out.print(g == 0 ? "windowed layers' " : "full layer's ");
+        if (sharedPool) {
+            System.out.printf("blocks in use: %d of one pool of %d, where a hybrid cache without prefix caching would hold about"
+                            + " %d in the full layer alone%n", cache.numUsedBlocks(), cache.group(0).config().numBlocks(), plainBlocks);
+        } else {
+            System.out.printf("blocks in use: windowed layers %d, full layer %d, where a hybrid cache without prefix caching would"
+                            + " hold about %d in the full layer%n", cache.group(0).numUsedBlocks(), cache.group(full).numUsedBlocks(),
+                    plainBlocks);
+        }
+        for (int g : new int[] {0, full}) {
+            System.out.print(g == 0 ? (full > 1 ? "each windowed layer's " : "windowed layers' ") : "full layer's ");
             PrefixCommand.printMetrics(cache.group(g).prefixCache().metrics());
         }
         boolean same = sameAsFromScratch(cache, windows, seqs, tokens, random);

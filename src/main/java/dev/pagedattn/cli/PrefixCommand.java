@@ -39,6 +39,11 @@ final class PrefixCommand implements Callable<Integer> {
     @Option(names = "--full-every", description = "With --window: N layers, the last one full (gpt-oss: 2, Gemma 3: 6).")
     Integer fullEvery;
 
+    @Option(names = "--hybrid-pool", description = "With --window: split, a block pool per layer group (HybridKvCache.of);"
+            + " shared, every group's blocks from one pool (HybridKvCache.sharedPool; default: ${DEFAULT-VALUE}).",
+            defaultValue = "split")
+    String hybridPool;
+
     @Option(names = "--host-memory", description = "Host memory behind the prefix cache (PrefixCache.enableHostOffload, e.g."
             + " 64MB): after the requests, unrelated ones evict the system prompt's blocks and a new request shows where"
             + " its hit comes from.")
@@ -60,6 +65,12 @@ final class PrefixCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--window=" + window + " --full-every=" + fullEvery
                     + " go together: a window >= 1 and a full layer every N >= 2 layers");
         }
+        if (!hybridPool.equals("split") && !hybridPool.equals("shared")) {
+            throw new IllegalArgumentException("--hybrid-pool=" + hybridPool + " is not one of split, shared");
+        }
+        if (hybridPool.equals("shared") && window == null) {
+            throw new IllegalArgumentException("--hybrid-pool=shared lays out a HybridKvCache: it needs --window and --full-every");
+        }
         long hostBytes = hostMemory == null ? 0 : ByteSize.parse("--host-memory", hostMemory);
         if (hostMemory != null && window != null) {
             throw new IllegalArgumentException("--host-memory=" + hostMemory + " is shown on a plain cache, not with --window");
@@ -67,7 +78,8 @@ final class PrefixCommand implements Callable<Integer> {
         long s = seed != null ? seed : System.nanoTime();
         SplittableRandom random = new SplittableRandom(s);
         if (window != null) {
-            return HybridPrefix.run(requests, systemTokens, suffixTokens, blockSize, window, fullEvery, s, random);
+            return HybridPrefix.run(requests, systemTokens, suffixTokens, blockSize, window, fullEvery, hybridPool.equals("shared"), s,
+                    random);
         }
         int promptLen = systemTokens + suffixTokens;
         int perRequest = (promptLen + blockSize - 1) / blockSize;

@@ -199,11 +199,31 @@ class MainTest {
         assertTrue(bad.err().startsWith("error: --window=128 --full-every=null go together"), bad.err());
     }
 
+    /**
+     * prefix --hybrid-pool shared: the same hits and holdings with every group's blocks from one pool, whose used blocks
+     * are those of both groups' tables; refused without a hybrid cache.
+     */
+    @Test
+    void prefixOnASharedHybridPoolHitsAsTheSplitOneDoes() {
+        CliRun run = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--window", "128", "--full-every", "2", "--hybrid-pool",
+                "shared");
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("request 3: 496 of 560 prompt tokens already cached (the windowed layers reuse them from"
+                + " position 368 on); after 4 generated tokens it holds 9 blocks of the windowed layers and 36 of the full"), run.out());
+        assertTrue(run.out().contains("blocks in use: 75 of one pool of 290"), "24 windowed + 51 full, as split: " + run.out());
+        assertTrue(run.out().contains("windowed layers' metrics: requests=4 block lookups=136 hits=24 "), run.out());
+        assertTrue(run.out().contains("full layer's metrics: requests=4 block lookups=136 hits=93 "), run.out());
+        assertTrue(run.out().contains("(bit for bit): yes"), run.out());
+        CliRun bad = CliRun.of("prefix", "--hybrid-pool", "shared");
+        assertEquals(2, bad.exitCode(), bad.toString());
+        assertTrue(bad.err().startsWith("error: --hybrid-pool=shared lays out a HybridKvCache"), bad.err());
+    }
+
     @Test
     void helpListsTheCommands() {
         CliRun run = CliRun.of("--help");
         assertEquals(0, run.exitCode());
-        for (String command : new String[] {"demo", "check", "prefix", "bench"}) {
+        for (String command : new String[] {"demo", "check", "prefix", "capacity", "bench"}) {
             assertTrue(run.out().contains(command), command);
         }
     }
