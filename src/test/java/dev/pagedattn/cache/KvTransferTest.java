@@ -169,6 +169,48 @@ class KvTransferTest {
         small.verify();
     }
 
+    /**
+     * A sequence of a hybrid cache with a pool per group crosses into one whose groups share a pool (the same groups), and
+     * back; a shared pool too small for every group's blocks takes nothing.
+     */
+    @Test
+    void aHybridSequenceCrossesIntoASharedPoolAndBack() throws Exception {
+        int[] windows = {4, DecodeBatch.NO_WINDOW};
+        HybridKvCache split = HybridKvCache.of(windows, new int[] {8, 8}, 4, 1, 2, KvDtype.FP32);
+        int seq = split.createSequence();
+        split.append(seq, 10);
+        split.append(seq, 7);
+        KvCacheConfig c = split.group(0).config();
+        for (int layer = 0; layer < 2; layer++) {
+            split.writeTokens(seq, layer, 4, 13, Tokens.k(c, layer, Tokens.range(40, 13)), Tokens.v(c, layer, Tokens.range(40, 13)));
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        split.export(seq, bytes);
+        HybridKvCache shared = HybridKvCache.sharedPool(windows, 10, 4, 1, 2, KvDtype.FP32);
+        int back = shared.importSequence(new ByteArrayInputStream(bytes.toByteArray()));
+        assertEquals(17, shared.length(back));
+        assertEquals(4, shared.group(0).firstHeldPosition(back));
+        assertEquals(9, shared.numUsedBlocks(), "windowed 4 + full 5, from one pool");
+        for (int layer = 0; layer < 2; layer++) {
+            for (int p = 4; p < 17; p++) {
+                assertEquals(Tokens.k(40 + p - 4, layer, 0, 1), shared.readK(back, layer, p, 0, 1), "layer " + layer + " position " + p);
+            }
+        }
+        ByteArrayOutputStream again = new ByteArrayOutputStream();
+        shared.export(back, again);
+        HybridKvCache other = HybridKvCache.of(windows, new int[] {8, 8}, 4, 1, 2, KvDtype.FP32);
+        int home = other.importSequence(new ByteArrayInputStream(again.toByteArray()));
+        assertEquals(Tokens.k(52, 1, 0, 0), other.readK(home, 1, 16, 0, 0));
+        other.verify();
+        HybridKvCache small = HybridKvCache.sharedPool(windows, 8, 4, 1, 2, KvDtype.FP32);
+        assertThrows(OutOfBlocksException.class, () -> small.importSequence(new ByteArrayInputStream(bytes.toByteArray())));
+        assertEquals(0, small.numSequences());
+        assertEquals(0, small.numUsedBlocks(), "the windowed group's blocks given back");
+        shared.verify();
+        split.verify();
+        small.verify();
+    }
+
     private static void assertRefused(KvCache cache, byte[] record, String message) {
         CacheSnapshot before = CacheSnapshot.of(cache);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
