@@ -11,8 +11,10 @@ import java.util.Set;
 
 /**
  * The KV cache of a model that mixes sliding-window and full layers (Gemma 2 and 3, gpt-oss; vLLM's hybrid KV cache
- * manager): its layers are grouped by window, each group a {@link KvCache} of its own pool and page tables, so a
- * windowed group can give back the blocks its window no longer sees while the full layers keep theirs. A block of a
+ * manager): its layers are grouped by window, each group a {@link KvCache} of its own page tables and either a pool of its
+ * own ({@link #of}, {@link #forMemory}) or blocks from one pool all groups share ({@link #sharedPool}: each window's layers
+ * cut into groups of one size, any group taking any free block), so a windowed group can give back the blocks its window
+ * no longer sees while the full layers keep theirs. A block of a
  * plain {@link KvCache} holds its slots in every layer and must stay while any layer reads it; here a block of a
  * windowed group holds only that group's layers.
  *
@@ -35,7 +37,9 @@ import java.util.Set;
  * {@link #verify}). With {@link #enablePrefixCaching}, {@link #admit} shares a prompt's cached blocks in every group (a
 windowed group only those its window sees), {@link #append(int, int[])} records generated tokens' ids and
 {@link #commit} publishes full blocks. Every method is {@code synchronized} on this object (and each
- * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}.
+ * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}. With a shared pool one
+ * group's change can evict another group's cached blocks, so read a group's prefix-cache counters while holding this
+ * object's lock if other threads change sequences.
  */
 public final class HybridKvCache {
     private final int[] groupOf;       // [numLayers]
