@@ -203,7 +203,7 @@ public final class HybridKvCache {
             }
         }
         KvCacheConfig shared = new KvCacheConfig(numBlocks, blockSize, numKvHeads, headDim, dtype, layersPerGroup);
-        KvStore base = new KvStore(shared, null);
+        KvStore base = new KvStore(shared, null); // the arrays; each group's store views them with its own 8-bit scales
         BlockPool pool = new BlockPool(numBlocks);
         KvCache[] caches = new KvCache[layers.size()];
         for (int g = 0; g < caches.length; g++) {
@@ -475,7 +475,7 @@ public final class HybridKvCache {
         return null;
     }
 
-    /** Blocks a change needs and blocks there are ({@link #canAppend} asks often: no exception until one is thrown). */
+    /** Blocks a change needs and blocks there are for it ({@link #canAppend} asks often: no exception until one is thrown). */
     private record Shortfall(long need, long free) {
         OutOfBlocksException exception() {
             return shortfall(need, free);
@@ -733,14 +733,9 @@ public final class HybridKvCache {
     public synchronized PrefixCache.Admission admit(int[] tokenIds, String salt) throws OutOfBlocksException {
         PrefixCache.Plan[] plans = plans(tokenIds, salt);
         if (sharedPool != null) {
-            long need = 0;
-            long free = sharedPool.numAllocatable();
-            for (PrefixCache.Plan p : plans) {
-                need += p.needed();
-                free -= sharedPool.numAllocatable() - p.allocatable(); // the evictable hits it revives
-            }
-            if (need > free) {
-                throw shortfall(need, free);
+            Shortfall pooled = pooledNeed(plans);
+            if (pooled.need() > pooled.free()) {
+                throw pooled.exception();
             }
             for (int g = 0; g < groups.length; g++) { // no group's new blocks may evict another group's hits
                 groups[g].prefixCache().retainHits(plans[g]);
@@ -775,20 +770,26 @@ public final class HybridKvCache {
             out[g] = groups[g].prefixCache().lookup(plans[g]);
         }
         if (sharedPool != null) { // each group's allocatable: what the pool has left for it after the others' needs
-            long free = sharedPool.numAllocatable();
-            long need = 0;
-            for (PrefixCache.Plan p : plans) {
-                free -= sharedPool.numAllocatable() - p.allocatable();
-                need += p.needed();
-            }
+            Shortfall pooled = pooledNeed(plans);
             for (int g = 0; g < groups.length; g++) {
                 PrefixCache.Lookup l = out[g];
-                long left = free - (need - l.blocksNeeded());
+                long left = pooled.free() - (pooled.need() - l.blocksNeeded());
                 out[g] = new PrefixCache.Lookup(l.numCachedTokens(), l.numHostBlocks(), l.blocksNeeded(),
                         (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, left)));
             }
         }
         return out;
+    }
+
+    /** Every group's new blocks against what the shared pool can give once every group's evictable hits are revived. */
+    private Shortfall pooledNeed(PrefixCache.Plan[] plans) {
+        long need = 0;
+        long free = sharedPool.numAllocatable();
+        for (PrefixCache.Plan p : plans) {
+            need += p.needed();
+            free -= sharedPool.numAllocatable() - p.allocatable(); // the evictable hits this group's plan revives
+        }
+        return new Shortfall(need, free);
     }
 
     /** Each group's plan for the longest hit every group can serve ({@link #admit}); changes nothing. */
