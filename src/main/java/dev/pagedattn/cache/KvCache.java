@@ -40,28 +40,24 @@ public final class KvCache {
      * take no scales. The scales' format, layers and KV heads must match {@code config}.
      */
     public KvCache(KvCacheConfig config, KvScales scales) {
+        this(config, scales, config == null ? null : new BlockPool(config.numBlocks()), null);
+    }
+
+    /**
+     * A cache whose blocks come from {@code pool}; with {@code base}, a hybrid cache's group on a pool it shares with the
+     * other groups ({@code HybridKvCache.sharedPool}), its layers the first {@code config.numLayers()} layers of
+     * {@code base}'s pools (null: pools of its own).
+     */
+    KvCache(KvCacheConfig config, KvScales scales, BlockPool pool, KvStore base) {
         if (config == null) {
             throw new IllegalArgumentException("config=null");
         }
         this.config = config;
         this.scales = checkScales(config, scales);
-        this.pool = new BlockPool(config.numBlocks());
-        this.store = new KvStore(config, this.scales);
-        this.allocator = new BlockAllocator(config, pool, store);
-        this.sharedPool = false;
-    }
-
-    /**
-     * A hybrid cache's group on a pool it shares with the other groups ({@code HybridKvCache.sharedPool}): its blocks come
-     * from {@code pool} and its layers are the first {@code config.numLayers()} layers of {@code base}'s pools.
-     */
-    KvCache(KvCacheConfig config, KvScales scales, BlockPool pool, KvStore base) {
-        this.config = config;
-        this.scales = checkScales(config, scales);
         this.pool = pool;
         this.store = new KvStore(config, this.scales, base);
         this.allocator = new BlockAllocator(config, pool, store);
-        this.sharedPool = true;
+        this.sharedPool = base != null;
     }
 
     /**
