@@ -144,13 +144,15 @@ final class CapacityCommand implements Callable<Integer> {
         long s = seed != null ? seed : System.nanoTime();
         List<ServingSim.Request> trace = trace(requests, promptRange, outputRange, s);
         int[] windows = m.windows();
+        int windowed = (int) Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
+        int[] gw = HybridKvCache.groupWindows(windows);                  // a pool per group: windowed, full
+        int[] groupLayers = {windowed, m.layers - windowed};
         int per = layersPerGroup != null ? layersPerGroup : HybridKvCache.defaultLayersPerGroup(windows);
-        if (per < 1 || per > Math.max(windowed(windows), windows.length - windowed(windows))) {
-            throw new IllegalArgumentException("--layers-per-group=" + per + " is outside [1, " + Math.max(windowed(windows),
-                    windows.length - windowed(windows)) + "] (the most layers one window of " + m.flag + " has)");
+        if (per < 1 || per > Math.max(windowed, m.layers - windowed)) {
+            throw new IllegalArgumentException("--layers-per-group=" + per + " is outside [1, " + Math.max(windowed,
+                    m.layers - windowed) + "] (the most layers one window of " + m.flag + " has)");
         }
         int sharedBlocks = HybridKvCache.sharedBlocksForMemory(bytes, per, blockSize, m.kvHeads, m.headDim, kvDtype);
-        long windowed = windowed(windows);
         HybridKvCache one = HybridKvCache.sharedPool(windows, sharedBlocks, per, blockSize, 1, 1, kvDtype, null);
         ServingSim.Result shared;
         try {
@@ -169,7 +171,6 @@ final class CapacityCommand implements Callable<Integer> {
         row("one shared pool, groups of " + per + " layers", sharedBlocks + " x" + per, shared);
         ServingSim.Result best = null;
         String bestLabel = null;
-        int[] gw = HybridKvCache.groupWindows(windows);
         List<String> labels = new ArrayList<>();
         List<int[]> plans = new ArrayList<>();
         for (int n : splitFor) {
@@ -184,10 +185,8 @@ final class CapacityCommand implements Callable<Integer> {
         for (int p : splitShares) {
             int[] blocks = new int[gw.length];
             for (int g = 0; g < gw.length; g++) {
-                int w = gw[g];
-                long layers = Arrays.stream(windows).filter(x -> x == w).count();
-                long share = w == DecodeBatch.NO_WINDOW ? bytes * (100 - p) / 100 : bytes * p / 100 * layers / windowed;
-                blocks[g] = (int) Math.min(Integer.MAX_VALUE, share / (layers * slotBytes));
+                long share = gw[g] == DecodeBatch.NO_WINDOW ? bytes * (100 - p) / 100 : bytes * p / 100;
+                blocks[g] = (int) Math.min(Integer.MAX_VALUE, share / (groupLayers[g] * slotBytes));
             }
             if (Arrays.stream(blocks).min().orElse(0) < 1) {
                 System.out.printf("a pool per group, %d%% of the bytes windowed: a group gets no block%n", p);
@@ -206,13 +205,8 @@ final class CapacityCommand implements Callable<Integer> {
                         Arrays.stream(groupBlocks).mapToObj(Integer::toString).collect(Collectors.joining(" + ")), e.getMessage());
                 continue;
             }
-            StringBuilder blocks = new StringBuilder();
-            for (int g = 0; g < gw.length; g++) {
-                int w = gw[g];
-                blocks.append(g == 0 ? "" : " + ").append(groupBlocks[g]).append(" x")
-                        .append(Arrays.stream(windows).filter(x -> x == w).count());
-            }
-            row("a pool per group, " + labels.get(i), blocks.toString(), r);
+            row("a pool per group, " + labels.get(i), groupBlocks[0] + " x" + groupLayers[0] + " + " + groupBlocks[1] + " x"
+                    + groupLayers[1], r);
             if (best == null || r.steps() < best.steps()) {
                 best = r;
                 bestLabel = labels.get(i);
@@ -224,10 +218,6 @@ final class CapacityCommand implements Callable<Integer> {
                     shared.tokensPerStep() / best.tokensPerStep(), shared.meanRunning() / best.meanRunning());
         }
         return 0;
-    }
-
-    private static int windowed(int[] windows) {
-        return (int) Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
     }
 
     private static void row(String pools, String blocks, ServingSim.Result r) {
