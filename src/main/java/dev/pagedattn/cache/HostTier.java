@@ -22,6 +22,7 @@ final class HostTier {
     private long offloaded;
     private long restored;
     private long dropped;
+    private java.util.function.Consumer<KvEvent> events = e -> { }; // the prefix cache's record, once enabled
 
     HostTier(KvStore store, int blockSize, int numBlocks) {
         this.store = store;
@@ -30,6 +31,10 @@ final class HostTier {
         this.parentOf = new long[numBlocks];
         this.tokens = new int[numBlocks * blockSize];
         this.pinned = new boolean[numBlocks];
+    }
+
+    void setEvents(java.util.function.Consumer<KvEvent> events) {
+        this.events = events;
     }
 
     int numBlocks() {
@@ -58,6 +63,7 @@ final class HostTier {
                     lru.remove();
                     slot = new int[] {e.getValue()};
                     dropped++;
+                    events.accept(new KvEvent.BlockRemoved(e.getKey(), KvEvent.Medium.HOST));
                     break;
                 }
             }
@@ -71,6 +77,7 @@ final class HostTier {
         System.arraycopy(tokenIds, from, tokens, s * blockSize, blockSize);
         slotByHash.put(hash, s);
         offloaded++;
+        events.accept(new KvEvent.BlockStored(hash, parent, Arrays.copyOfRange(tokenIds, from, from + blockSize), KvEvent.Medium.HOST));
     }
 
     /** The host block holding {@code hash} after {@code parent} with {@code tokenIds[from ..]}, or -1. */
@@ -95,6 +102,7 @@ final class HostTier {
         slotByHash.remove(hash);
         memory.giveBack(new int[] {slot});
         restored++;
+        events.accept(new KvEvent.BlockRemoved(hash, KvEvent.Medium.HOST));
     }
 
     /** Drops everything (the prefix cache's reset). */

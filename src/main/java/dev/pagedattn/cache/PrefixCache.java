@@ -102,6 +102,7 @@ public final class PrefixCache {
     private final KvCache cache;
     private final int blockSize;
     private HostTier host;              // null unless enableHostOffload
+    private java.util.ArrayList<KvEvent> events; // null unless enableEvents
     private final Map<Long, Integer> blockByHash = new HashMap<>();
     private final boolean[] cached;     // [numBlocks]
     private final long[] hashOf;        // [numBlocks]
@@ -300,7 +301,40 @@ public final class PrefixCache {
                         + " bytes (every layer's K and V) and at most 2^31 - 9 of them");
             }
             host = new HostTier(cache.store(), blockSize, (int) n);
+            if (events != null) {
+                host.setEvents(events::add);
+            }
             return (int) n;
+        }
+    }
+
+    /**
+     * Starts recording {@link KvEvent}s (vLLM's KV cache events): a {@code BlockStored} for every block published on the
+     * device ({@link #commit}, a block brought back from host memory) or copied to host memory, a {@code BlockRemoved} for
+     * every block evicted from the device, dropped from host memory or brought back from it, an {@code AllBlocksCleared}
+     * for {@link #reset}; in the order they happened. Take them with {@link #takeEvents} (after each step, say): they are
+     * kept until then. Idempotent.
+     */
+    public void enableEvents() {
+        synchronized (cache) {
+            if (events == null) {
+                events = new java.util.ArrayList<>();
+                if (host != null) {
+                    host.setEvents(events::add);
+                }
+            }
+        }
+    }
+
+    /** The events recorded since the last call (oldest first), now forgotten here. */
+    public java.util.List<KvEvent> takeEvents() {
+        synchronized (cache) {
+            if (events == null) {
+                throw new IllegalStateException("KV events are off: call enableEvents() first");
+            }
+            java.util.List<KvEvent> out = java.util.List.copyOf(events);
+            events.clear();
+            return out;
         }
     }
 
@@ -470,6 +504,9 @@ public final class PrefixCache {
         parentHashOf[b] = parent;
         System.arraycopy(ids, from, tokensOf, b * blockSize, blockSize);
         blockByHash.put(h, b);
+        if (events != null) {
+            events.add(new KvEvent.BlockStored(h, parent, Arrays.copyOfRange(ids, from, from + blockSize), KvEvent.Medium.DEVICE));
+        }
     }
 
     /** Drops every cached block; refused while any block is in use. */
@@ -488,6 +525,9 @@ public final class PrefixCache {
                 host.clear();
             }
             requests = blockLookups = blockHits = tokensReused = evictions = 0;
+            if (events != null) {
+                events.add(new KvEvent.AllBlocksCleared());
+            }
             cache.verifyIfChecked();
         }
     }
@@ -520,14 +560,18 @@ public final class PrefixCache {
     // ---- called by KvCache / BlockPool under the cache's lock ----
 
     void onEvict(int block) {
-        if (cached[block] && host != null) { // its content is still there: to host memory first
+        if (!cached[block]) {
+            return;
+        }
+        if (events != null) {
+            events.add(new KvEvent.BlockRemoved(hashOf[block], KvEvent.Medium.DEVICE));
+        }
+        if (host != null) { // its content is still there: to host memory
             host.offload(block, hashOf[block], parentHashOf[block], tokensOf, block * blockSize);
         }
-        if (cached[block]) {
-            blockByHash.remove(hashOf[block]);
-            cached[block] = false;
-            evictions++;
-        }
+        blockByHash.remove(hashOf[block]);
+        cached[block] = false;
+        evictions++;
     }
 
     void onFork(int parent, int child) {
