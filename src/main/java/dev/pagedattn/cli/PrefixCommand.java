@@ -86,6 +86,7 @@ final class PrefixCommand implements Callable<Integer> {
         KvCacheConfig config = KvCacheConfig.of(perRequest * requests + 1, blockSize, 8, 128, KvDtype.FP16);
         KvCache cache = new KvCache(config);
         PrefixCache prefix = cache.enablePrefixCaching();
+        prefix.enableEvents();
         int hostBlocks = 0;
         try {
             hostBlocks = hostBytes > 0 ? prefix.enableHostOffload(hostBytes) : 0;
@@ -117,6 +118,7 @@ final class PrefixCommand implements Callable<Integer> {
         System.out.printf("blocks in use: %d with prefix caching, %d without -> %d blocks (%.1f MB of K/V) saved%n",
                 m.numUsedBlocks(), without, without - m.numUsedBlocks(), (without - m.numUsedBlocks()) * blockBytes / 1e6);
         printMetrics(m);
+        printEvents(prefix.takeEvents());
 
         // The shared blocks must give the same attention as a cache written from scratch.
         boolean same = sameAsFromScratch(cache, seqs, prompts, random);
@@ -161,7 +163,24 @@ final class PrefixCommand implements Callable<Integer> {
                 + " memory; its attention == a cache written from scratch (bit for bit): %s%n", a.numCachedTokens(), tokens.length,
                 restored, same ? "yes" : "NO");
         cache.free(a.seq());
+        printEvents(prefix.takeEvents());
         return same;
+    }
+
+    /** What a router would have been told (PrefixCache.takeEvents), counted by kind and medium. */
+    private static void printEvents(java.util.List<dev.pagedattn.cache.KvEvent> events) {
+        java.util.Map<String, Integer> counts = new java.util.TreeMap<>();
+        for (dev.pagedattn.cache.KvEvent e : events) {
+            String key = switch (e) {
+                case dev.pagedattn.cache.KvEvent.BlockStored st -> "stored on " + st.medium().name().toLowerCase(java.util.Locale.ROOT);
+                case dev.pagedattn.cache.KvEvent.BlockRemoved r -> "removed from " + r.medium().name().toLowerCase(java.util.Locale.ROOT);
+                case dev.pagedattn.cache.KvEvent.AllBlocksCleared c -> "all cleared";
+            };
+            counts.merge(key, 1, Integer::sum);
+        }
+        System.out.println("KV events a router would receive (PrefixCache.takeEvents): " + (counts.isEmpty() ? "none"
+                : counts.entrySet().stream().map(e -> e.getValue() + " blocks " + e.getKey())
+                        .collect(java.util.stream.Collectors.joining(", "))));
     }
 
     static void printMetrics(PrefixCache.Metrics m) {

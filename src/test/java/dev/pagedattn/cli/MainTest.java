@@ -172,10 +172,16 @@ class MainTest {
                 + " 47 of them copied to host memory first (0 dropped to make room)"), run.out());
         assertTrue(run.out().contains("a new request with the system prompt: 496 of 560 prompt tokens cached, 31 blocks brought back"
                 + " from host memory; its attention == a cache written from scratch (bit for bit): yes"), run.out());
+        assertTrue(run.out().contains("KV events a router would receive (PrefixCache.takeEvents): 47 blocks stored on device\n"),
+                run.out());
+        assertTrue(run.out().contains("KV events a router would receive (PrefixCache.takeEvents): 47 blocks removed from device,"
+                + " 31 blocks removed from host, 31 blocks stored on device, 47 blocks stored on host"), run.out());
         CliRun small = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--host-memory", "1MB");
         assertEquals(0, small.exitCode(), small.toString());
         assertTrue(small.out().contains("host memory: 15 blocks (983040 bytes); an unrelated request took the whole pool: 47 blocks"
                 + " evicted, 47 of them copied to host memory first (32 dropped to make room)"), small.out());
+        assertTrue(small.out().contains("47 blocks removed from device, 47 blocks removed from host, 15 blocks stored on device, 47"
+                + " blocks stored on host"), "32 dropped and 15 brought back: " + small.out());
         CliRun bad = CliRun.of("prefix", "--host-memory", "1KB");
         assertEquals(2, bad.exitCode(), bad.toString());
         assertTrue(bad.err().startsWith("error: --host-memory=1KB: bytes=1000 must hold at least one block"), bad.err());
