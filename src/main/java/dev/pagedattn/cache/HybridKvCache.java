@@ -251,6 +251,21 @@ public final class HybridKvCache {
         return (int) blocks;
     }
 
+    /**
+     * The largest group size for a shared pool that leaves no layer of any block unused: the greatest common divisor of the
+     * windows' layer counts (Gemma 3 27B's 52 windowed and 10 full layers: 2, for 31 groups, against the default's 10, for 7
+     * groups whose last windowed one leaves 8 of its blocks' 10 layers unused). More groups mean more page tables per
+     * sequence, and on the JVM backends more backends.
+     */
+    public static int paddingFreeLayersPerGroup(int[] windows) {
+        int[] gw = groupWindows(windows);
+        int g = 0;
+        for (int[] layers : groupLayers(windows, gw)) {
+            g = java.math.BigInteger.valueOf(g).gcd(java.math.BigInteger.valueOf(layers.length)).intValue();
+        }
+        return g;
+    }
+
     /** vLLM's group size for a shared pool: the fewest layers any one window of {@code windows} has. */
     public static int defaultLayersPerGroup(int[] windows) {
         int[] gw = groupWindows(windows);

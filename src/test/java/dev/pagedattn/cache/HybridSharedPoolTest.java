@@ -27,6 +27,14 @@ class HybridSharedPoolTest {
     void eachWindowsLayersAreCutIntoGroupsOfOneSize() {
         int[] windows = {512, 512, 512, 512, 512, F, 512, 512, 512, 512, 512, F}; // Gemma 3's pattern: 10 windowed, 2 full
         assertEquals(2, HybridKvCache.defaultLayersPerGroup(windows));
+        assertEquals(2, HybridKvCache.paddingFreeLayersPerGroup(windows));
+        int[] gemma3 = new int[62];
+        for (int l = 0; l < 62; l++) {
+            gemma3[l] = l % 6 == 5 ? F : 1024;
+        }
+        assertEquals(10, HybridKvCache.defaultLayersPerGroup(gemma3), "10 full layers");
+        assertEquals(2, HybridKvCache.paddingFreeLayersPerGroup(gemma3), "gcd(52, 10)");
+        assertEquals(1, HybridKvCache.paddingFreeLayersPerGroup(new int[] {8, 8, 8, F, F}));
         HybridKvCache cache = HybridKvCache.sharedPool(windows, 10, 16, 2, 8, KvDtype.FP16);
         assertTrue(cache.sharesPool());
         assertEquals(6, cache.numGroups());
