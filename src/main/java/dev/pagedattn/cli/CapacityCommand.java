@@ -169,6 +169,16 @@ final class CapacityCommand implements Callable<Integer> {
         System.out.println("pools                                 blocks x layers a block      steps  tokens/step  mean running"
                 + "  most  preemptions");
         row("one shared pool, groups of " + per + " layers", sharedBlocks + " x" + per, shared);
+        int[] allFull = new int[m.layers]; // vLLM without its hybrid manager: every layer keeps every block
+        Arrays.fill(allFull, DecodeBatch.NO_WINDOW);
+        int plainBlocks = HybridKvCache.sharedBlocksForMemory(bytes, m.layers, blockSize, m.kvHeads, m.headDim, kvDtype);
+        try {
+            ServingSim.Result plain = ServingSim.run(HybridKvCache.of(allFull, new int[] {plainBlocks}, blockSize, 1, 1, kvDtype),
+                    trace, maxSeqs, batchTokens, chunk);
+            row("one pool, no window releases", plainBlocks + " x" + m.layers, plain);
+        } catch (IllegalArgumentException e) {
+            System.out.printf("one pool, no window releases (%d blocks): %s%n", plainBlocks, e.getMessage());
+        }
         ServingSim.Result best = null;
         String bestLabel = null;
         List<String> labels = new ArrayList<>();

@@ -69,6 +69,11 @@ class CapacityCommandTest {
         assertTrue(shared.find(), run.out());
         long blockBytes = 2L * 12 * 16 * 8 * 64 * 2;
         assertEquals(256_000_000L / blockBytes, Long.parseLong(shared.group(1)), run.out());
+        Matcher plain = Pattern.compile("one pool, no window releases +(\\d+) x24 +(\\d+) ").matcher(run.out());
+        assertTrue(plain.find(), run.out());
+        assertEquals(256_000_000L / (2L * 24 * 16 * 8 * 64 * 2), Long.parseLong(plain.group(1)), run.out());
+        assertTrue(Long.parseLong(plain.group(2)) >= Long.parseLong(shared.group(2)),
+                "blocks that hold every layer and are never released serve no more: " + run.out());
         assertEquals(2, Pattern.compile("a pool per group, sized for (2|4) seqs +\\d+ x12 \\+ \\d+ x12 +\\d+ ").matcher(run.out())
                 .results().count(), run.out());
         assertTrue(run.out().contains("a pool per group, sized for 4096 sequences: does not fit"), run.out());
