@@ -178,6 +178,10 @@ final class CheckCommand implements Callable<Integer> {
         if (hybridPool.equals("shared") && !hybrid) {
             throw new IllegalArgumentException("--hybrid-pool=shared lays out a HybridKvCache: it needs --full-every and --release");
         }
+        if (hybridPool.equals("shared") && !backendOptions.backend.equals("jvm")) {
+            throw new IllegalArgumentException("--hybrid-pool=shared runs on --backend jvm, not " + backendOptions.backend
+                    + " (the TornadoVM backends need a pool per group)");
+        }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);

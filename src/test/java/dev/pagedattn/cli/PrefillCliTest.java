@@ -127,6 +127,11 @@ class PrefillCliTest {
         CliRun plain = CliRun.of(concat("check", SMALL, "--window", "9", "--hybrid-pool", "shared"));
         assertEquals(2, plain.exitCode(), plain.toString());
         assertTrue(plain.err().startsWith("error: --hybrid-pool=shared lays out a HybridKvCache"), plain.err());
+        CliRun tornado = CliRun.of(concat("check", SMALL, "--window", "9", "--layers", "2", "--full-every", "2", "--release",
+                "--hybrid-pool", "shared", "--backend", "tornado"));
+        assertEquals(2, tornado.exitCode(), tornado.toString());
+        assertTrue(tornado.err().startsWith("error: --hybrid-pool=shared runs on --backend jvm, not tornado"), tornado.err());
+        assertEquals("", tornado.out(), tornado.toString());
         CliRun bad = CliRun.of(concat("check", SMALL, "--window", "9", "--layers", "2", "--full-every", "2", "--release",
                 "--hybrid-pool", "one"));
         assertEquals(2, bad.exitCode(), bad.toString());
