@@ -74,8 +74,10 @@ class MainTest {
         assertTrue(run.out().contains("After 60 tokens each of 2 sequences holds 3 blocks of the windowed layers (the rest went back"
                 + " as it grew) and 15 of the full ones: 36864 bytes of K/V in use where a KvCache, whose blocks hold every layer,"
                 + " would hold 61440."), "the hybrid model's line: " + run.out());
-        assertTrue(Pattern.compile("Each layer's step through HybridAttention: worst relative L2 error [0-9.e+-]+ -> PASS")
-                .matcher(run.out()).find(), "the hybrid model's steps, checked: " + run.out());
+        assertTrue(Pattern.compile("Each layer's step through HybridAttention: worst relative L2 error [0-9.e+-]+; the same model"
+                + " on one pool of the same 40 blocks for both groups \\(HybridKvCache.sharedPool, vLLM's hybrid manager; JVM"
+                + " backend\\), 36 of them in use: the same bits -> PASS").matcher(run.out()).find(),
+                "the hybrid model's steps, checked, and on one shared pool the same bits: " + run.out());
         assertTrue(Pattern.compile("verifies a tree of 6 drafts \\(parents \\[-1, 0, 0, 1, 2, 2\\]\\) in one prefill with a TreeMask,"
                 + " each draft seeing the context, its ancestors and itself: relative L2 error vs fp64 [0-9.e+-]+; compact keeps"
                 + " the accepted path 0 -> 2 -> 5 \\(length \\d+, the rest dropped\\) and the next decode step over it: [0-9.e+-]+"
