@@ -28,6 +28,7 @@ public final class HybridAttention implements AutoCloseable {
     private final String device;
     private final PrefillAttention[] prefillers;
     private final boolean[] ownPrefill;     // prefillers[g] is not its decoder's own (close it here)
+    private final JvmWorkers workers;       // the jvm decode backends' one pool of threads, or null
     private DecodeAttention last;           // the backend of the last decode, for lastDeviceNanos
     private PrefillAttention lastPrefill;
     private HybridBatch prefillKv;          // the prefill batches below were made for this batch and these qLens
@@ -35,8 +36,9 @@ public final class HybridAttention implements AutoCloseable {
     private TreeMask[] prefillMasks;
     private PrefillBatch[] prefillBatches;
 
-    private HybridAttention(HybridKvCache cache, AttentionSpec spec, String backend, String device,
+    private HybridAttention(HybridKvCache cache, AttentionSpec spec, String backend, String device, JvmWorkers workers,
                             BiFunction<KvCache, AttentionSpec, DecodeAttention> factory) {
+        this.workers = workers;
         if (cache == null || spec == null) {
             throw new IllegalArgumentException("cache=" + cache + " spec=" + spec + ": both are needed");
         }
@@ -63,7 +65,10 @@ public final class HybridAttention implements AutoCloseable {
         }
     }
 
-    /** A backend ({@code jvm} or {@code tornado}) per group, as {@link Backends#create(String, KvCache, AttentionSpec, String, String)}. */
+    /**
+     * A backend ({@code jvm} or {@code tornado}) per group, as {@link Backends#create(String, KvCache, AttentionSpec, String, String)};
+     * the {@code jvm} backends of the groups step on one pool of worker threads.
+     */
     public static HybridAttention create(String backend, HybridKvCache cache, AttentionSpec spec, String device, String variant) {
         return create(backend, cache, spec, device, variant, null, null);
     }
@@ -71,7 +76,18 @@ public final class HybridAttention implements AutoCloseable {
     /** Same, with the tornado backend's kernel and V sums ({@link Backends#create(String, KvCache, AttentionSpec, String, String, String, String)}). */
     public static HybridAttention create(String backend, HybridKvCache cache, AttentionSpec spec, String device, String variant,
                                          String kernel, String vSums) {
-        return new HybridAttention(cache, spec, backend, device,
+        if (backend.equals("jvm")) { // every group's backend steps on one pool of threads (one step at a time anyway)
+            JvmWorkers workers = new JvmWorkers(JvmDecodeAttention.threads(), (item, worker) -> {
+                throw new IllegalStateException("a shared pool runs the task its step brings");
+            });
+            try {
+                return new HybridAttention(cache, spec, backend, device, workers, (c, s) -> new JvmDecodeAttention(c, s, workers));
+            } catch (RuntimeException e) {
+                workers.close();
+                throw e;
+            }
+        }
+        return new HybridAttention(cache, spec, backend, device, null,
                 (c, s) -> Backends.create(backend, c, s, device, variant, kernel, vSums));
     }
 
@@ -176,6 +192,9 @@ public final class HybridAttention implements AutoCloseable {
                     failure.addSuppressed(e);
                 }
             }
+        }
+        if (workers != null) {
+            workers.close();
         }
         if (failure != null) {
             throw failure;

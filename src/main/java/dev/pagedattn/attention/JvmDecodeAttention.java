@@ -48,6 +48,8 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private final JvmChunkKernel[] kernels; // [numThreads] one per worker: its scratch
     private final JvmChunkKernel[] wideKernels; // [numThreads] one per worker for cascade items (JvmSplitPlan.MAX_MEMBERS groups)
     private final JvmWorkers workers;
+    private final JvmWorkers.Task step;  // runItem, made once (a shared pool takes the task with each step)
+    private final boolean ownsWorkers;   // false: a HybridAttention's pool, closed by it
     private final float[][] layerSinks;     // [numLayers][numQHeads], null rows for layers without sinks
 
     // The step in progress: written under the lock before the workers start, read by them.
@@ -64,6 +66,15 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private final MemorySegment[] segments = new MemorySegment[4];
 
     public JvmDecodeAttention(KvCache cache, AttentionSpec spec) {
+        this(cache, spec, null);
+    }
+
+    /**
+     * A backend whose steps run on {@code shared} (null: worker threads of its own, closed with it): the backends of a
+     * {@code HybridAttention}'s groups share one pool, so a model of many small groups does not multiply threads. A
+     * shared pool runs one step at a time: steps of backends that share it wait for each other.
+     */
+    JvmDecodeAttention(KvCache cache, AttentionSpec spec, JvmWorkers shared) {
         spec.requireMatches(cache.config());
         this.cache = cache;
         this.spec = spec;
@@ -73,10 +84,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.values = new MemorySegment[shards];
         this.keyPools = new KvPool[shards];
         this.valuePools = new KvPool[shards];
-        int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
-        if (threads < 1) {
-            throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
-        }
+        int threads = shared != null ? shared.numThreads() : threads();
         this.plan = new JvmSplitPlan(spec);
         this.kernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
@@ -89,7 +97,18 @@ public final class JvmDecodeAttention implements DecodeAttention {
             wideKernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR,
                     JvmSplitPlan.MAX_MEMBERS);
         }
-        this.workers = new JvmWorkers(threads, this::runItem);
+        this.step = this::runItem;
+        this.ownsWorkers = shared == null;
+        this.workers = shared != null ? shared : new JvmWorkers(threads, step);
+    }
+
+    /** Worker threads a backend of its own starts ({@code pagedattn.jvm.threads}, default: every processor). */
+    static int threads() {
+        int threads = Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors());
+        if (threads < 1) {
+            throw new IllegalArgumentException("pagedattn.jvm.threads=" + threads + " must be >= 1");
+        }
+        return threads;
     }
 
     @Override
@@ -160,7 +179,13 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.q = segment(q, 2);
         this.out = segment(out, 3);
         try {
-            workers.run(plan.numItems());
+            if (ownsWorkers) {
+                workers.run(plan.numItems());
+            } else {
+                synchronized (workers) { // other groups' backends step on the same threads
+                    workers.run(step, plan.numItems());
+                }
+            }
         } finally {
             this.batch = null;
         }
@@ -241,7 +266,9 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     @Override
     public void close() {
-        workers.close();
+        if (ownsWorkers) {
+            workers.close();
+        }
     }
 
     /** {@code y[yOff ..] += a * x[xOff ..]} over {@code n} elements, on the {@link #VECTOR} path (prefill's V update). */

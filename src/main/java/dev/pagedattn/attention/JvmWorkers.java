@@ -31,7 +31,7 @@ public final class JvmWorkers implements AutoCloseable {
     private static final long ITEM_MASK = (1L << ITEM_BITS) - 1;
     private static final long GENERATION_MASK = (1L << (64 - 2 * ITEM_BITS)) - 1; // wraps after 2^20 steps
 
-    private final Task task;
+    private Task task;                          // the step's: written before the step is published (claims.set)
     private final Thread[] helpers;             // [numThreads - 1]
     private final AtomicIntegerArray sleeping;  // [numThreads - 1] 1 while helper i is (about to be) parked
     private final AtomicLong claims = new AtomicLong(); // generation << 44 | numItems << 22 | nextItem
@@ -61,6 +61,15 @@ public final class JvmWorkers implements AutoCloseable {
 
     public int numThreads() {
         return helpers.length + 1;
+    }
+
+    /**
+     * Runs items {@code [0, numItems)} of {@code task} on all workers (several backends may share one pool: a
+     * {@code HybridAttention}'s groups); callers that share it serialise their steps on this object.
+     */
+    public void run(Task task, int numItems) {
+        this.task = task; // the volatile claims.set in run publishes it to the helpers that see the step
+        run(numItems);
     }
 
     /** Runs items {@code [0, numItems)} on all workers and returns when every one has finished. */
