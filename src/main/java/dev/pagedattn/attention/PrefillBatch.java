@@ -1,12 +1,13 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCacheConfig;
 
 /**
  * What a prefill step reads: the sequences' block tables and context lengths (a {@link DecodeBatch},
  * which already counts the new tokens, whose K/V are in the cache) plus the ragged query layout in
- * FlashInfer's form and an optional sliding window. Validated on construction.
+ * FlashInfer's form and an optional sliding window or chunks. Validated on construction.
  *
  * <pre>
  *  kv          block tables [numSeqs][maxBlocksPerSeq], contextLens [numSeqs]  (see DecodeBatch)
@@ -14,7 +15,8 @@ import dev.pagedattn.cache.KvCacheConfig;
  *                             q/out [totalQueries][numQHeads][headDim]; qIndptr[0] = 0
  *  qLen_i      qIndptr[i+1] - qIndptr[i], in [1, contextLen_i]
  *  query j of sequence i sits at position p = contextLen_i - qLen_i + j and attends to positions
- *  max(0, p - window + 1) .. p of its own sequence (causal; window = NO_WINDOW: all of 0 .. p)
+ *  max(0, p - window + 1) .. p of its own sequence (causal; window = NO_WINDOW: all of 0 .. p); a chunked window
+ *  (AttentionWindow.chunked(C), Llama 4's local layers): p - p % C .. p, the positions of its own chunk
  *  masks       optional, per sequence (withMasks): of the new tokens (positions contextLen_i - qLen_i ..), query j
  *              sees only those its TreeMask row sets (speculative decoding's token trees); null: causal. With a mask a
  *              query's window counts from its tree position contextLen_i - qLen_i + depth(j) (new token k at
@@ -90,9 +92,7 @@ public final class PrefillBatch {
                         + ": the new tokens' K/V must be in the cache before prefill");
             }
         }
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or NO_WINDOW)");
-        }
+        AttentionWindow.require("window", window);
         return new PrefillBatch(kv, qIndptr.clone(), window, null, true);
     }
 
@@ -185,7 +185,8 @@ public final class PrefillBatch {
         }
         int k = pos - (contextLen(i) - qLen(i));
         TreeMask m = mask(i);
-        return k < 0 || m == null || m.sees(j, k) && m.depth(j) - m.depth(k) < window; // k's tree position in j's window
+        // k's tree position (contextLen - qLen + depth(k)) in the window (or chunk) of j's
+        return k < 0 || m == null || m.sees(j, k) && contextLen(i) - qLen(i) + m.depth(k) >= firstVisible(i, j);
     }
 
     /** Checks the batch against a cache; backends call it before every launch. */
@@ -265,9 +266,12 @@ public final class PrefillBatch {
         return visibleFrom(treePosition(i, j), window);
     }
 
-    /** {@code max(0, p - window + 1)} without overflow. */
+    /**
+     * The first position a query at {@code position} sees: {@code max(0, p - window + 1)} without overflow, or its chunk's
+     * start for a chunked window ({@link AttentionWindow#visibleFrom}).
+     */
     public static int visibleFrom(int position, int window) {
-        return Math.max(0, position - window + 1);
+        return AttentionWindow.visibleFrom(position, window);
     }
 
     /**

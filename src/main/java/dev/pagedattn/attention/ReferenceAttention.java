@@ -1,5 +1,6 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvLayout;
@@ -33,13 +34,12 @@ public final class ReferenceAttention {
 
     /**
      * Same with a sliding window: each sequence's query (at position {@code len - 1}) sees positions
-     * {@code max(0, len - window) .. len - 1} only ({@link DecodeBatch#NO_WINDOW}: all of them).
+     * {@code max(0, len - window) .. len - 1} only ({@link DecodeBatch#NO_WINDOW}: all of them); with chunks of C
+     * ({@code AttentionWindow.chunked(C)}) those of its own chunk, {@code p - p % C .. p} for {@code p = len - 1}.
      */
     public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q, int window,
                                   java.util.function.LongConsumer progress) {
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
-        }
+        AttentionWindow.require("window", window);
         spec.requireMatches(cache.config());
         int d = spec.headDim();
         double[] out = new double[seqs.length * spec.numQHeads() * d];
@@ -83,7 +83,8 @@ public final class ReferenceAttention {
                                        double[] out) {
         PageTable table = cache.pageTable(seq);
         int len = table.numTokens();
-        int first = Math.max(0, len - window);   // written out here, not DecodeBatch.firstVisible: the reference's own
+        // written out here, not DecodeBatch.firstVisible: the reference's own (chunks: the start of the last token's chunk)
+        int first = window < 0 ? (len - 1) - (len - 1) % -window : Math.max(0, len - window);
         int d = spec.headDim();
         double[] k = new double[len * d];
         double[] v = new double[len * d];

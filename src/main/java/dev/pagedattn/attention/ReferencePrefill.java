@@ -11,7 +11,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Textbook prefill attention in fp64, for checking backends. Like {@link ReferenceAttention} it
  * gathers K and V through each sequence's own {@link PageTable}, not through the batch's block
  * tables, and for every query token computes a two-pass softmax over exactly the positions it may
- * see: {@code max(0, p - window + 1) .. p}, less the new tokens a {@link TreeMask} hides. Soft-capped scores, ALiBi and
+ * see: {@code max(0, p - window + 1) .. p} (chunks of C: {@code p - p % C .. p}), less the new tokens a {@link TreeMask} hides. Soft-capped scores, ALiBi and
  * sinks as in {@link ReferenceAttention}.
  */
 public final class ReferencePrefill {

@@ -10,7 +10,9 @@ package dev.pagedattn.cache;
  *                                          columns past ceil(contextLens[i]/blockSize) hold NO_BLOCK
  *  contextLens [numSeqs]                    tokens of sequence i, >= 1
  *  window                                   sliding window W: the step's query (position contextLens[i] - 1)
- *                                           sees positions max(0, contextLens[i] - W) .. contextLens[i] - 1 only
+ *                                           sees positions max(0, contextLens[i] - W) .. contextLens[i] - 1 only;
+ *                                           or chunks of C (AttentionWindow.chunked(C), a negative value): only the
+ *                                           positions of its own chunk, from p - p % C for p = contextLens[i] - 1
  * </pre>
  *
  * <p>A batch has no window ({@link #NO_WINDOW}) unless made with {@link #window(int)}, which returns a view of the same
@@ -58,37 +60,39 @@ public final class DecodeBatch {
     /**
      * This batch with a sliding window of {@code window} tokens ({@link #NO_WINDOW}: none): the same tables and
      * sequences (no copy), each step's query seeing only its sequence's last {@code window} positions, as
-     * {@code PrefillBatch}'s window does for a query at the end of its context.
+     * {@code PrefillBatch}'s window does for a query at the end of its context; {@code AttentionWindow.chunked(C)}:
+     * only the positions of the query's own chunk of {@code C} (Llama 4's chunked local attention).
      */
     public DecodeBatch window(int window) {
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
-        }
+        AttentionWindow.require("window", window);
         return window == this.window ? this
                 : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, heldFrom, window);
     }
 
-    /** The sliding window in tokens, or {@link #NO_WINDOW}. */
+    /** The sliding window in tokens, a chunked window ({@link AttentionWindow#chunked}), or {@link #NO_WINDOW}. */
     public int window() {
         return window;
     }
 
-    /** Whether the batch has a sliding window. */
+    /** Whether the batch has a sliding window or chunks. */
     public boolean windowed() {
         return window != NO_WINDOW;
     }
 
-    /** The first position row {@code i}'s query sees: {@code max(0, contextLen(i) - window())}. */
+    /** The first position row {@code i}'s query sees: {@code max(0, contextLen(i) - window())}, or its chunk's start. */
     public int firstVisible(int i) {
         return firstVisible(contextLens[i], window);
     }
 
-    /** {@code max(0, len - window)} without overflow, for a query at position {@code len - 1}. */
+    /**
+     * The first position a query at position {@code len - 1} sees: {@code max(0, len - window)} without overflow for a
+     * sliding window, its chunk's start for a chunked one ({@link AttentionWindow#visibleFrom}), 0 for {@code len <= 0}.
+     */
     public static int firstVisible(int len, int window) {
-        return Math.max(0, len - window);
+        return len <= 0 ? 0 : AttentionWindow.visibleFrom(len - 1, window);
     }
 
-    /** Tokens row {@code i}'s query sees: {@code min(contextLen(i), window())}. */
+    /** Tokens row {@code i}'s query sees: {@code min(contextLen(i), window())} for a sliding window. */
     public int visibleLen(int i) {
         return contextLens[i] - firstVisible(i);
     }

@@ -10,8 +10,8 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The KV cache of a model that mixes sliding-window and full layers (Gemma 2 and 3, gpt-oss; vLLM's hybrid KV cache
- * manager): its layers are grouped by window, each group a {@link KvCache} of its own page tables and either a pool of its
+ * The KV cache of a model that mixes sliding-window (or chunked local) and full layers (Gemma 2 and 3, gpt-oss; Llama 4's
+ * chunks of 8192 on three layers of four; vLLM's hybrid KV cache manager): its layers are grouped by window, each group a {@link KvCache} of its own page tables and either a pool of its
  * own ({@link #of}, {@link #forMemory}) or blocks from one pool all groups share ({@link #sharedPool}: each window's layers
  * cut into groups of one size, any group taking any free block), so a windowed group can give back the blocks its window
  * no longer sees while the full layers keep theirs. A block of a
@@ -19,7 +19,8 @@ import java.util.Set;
  * windowed group holds only that group's layers.
  *
  * <pre>
- *  windows [numLayers]   layer l's sliding window W (its query sees the last W positions), or DecodeBatch.NO_WINDOW
+ *  windows [numLayers]   layer l's sliding window W (its query sees the last W positions), AttentionWindow.chunked(C)
+ *                        (its query sees its own chunk of C), or DecodeBatch.NO_WINDOW
  *  group g               the layers of one window value, in the order the values first appear; local layer i of
  *                        group g is the i-th of its layers ({@link #localLayer})
  * </pre>
@@ -28,15 +29,15 @@ import java.util.Set;
  * {@link #fork} and {@link #free} act on all groups or, when a group lacks blocks, on none; {@link #write} goes to the
  * layer's group. Before an append takes blocks, each windowed group releases the blocks wholly before the window of
  * the sequence's last token ({@link KvCache#releaseOutsideWindow}; no later query sees them), so a sequence holds at
- * most {@code ceil((W + n) / blockSize) + 1} blocks of a group of window {@code W} once it appends {@code n} tokens,
- * however long it grows. Decode through {@link #batch} (one {@link HybridBatch} per step; {@code forLayer} gives each
+ * most {@code ceil((W + n) / blockSize) + 1} blocks of a group of window {@code W} (or chunks of {@code W}) once it
+ * appends {@code n} tokens, however long it grows. Decode through {@link #batch} (one {@link HybridBatch} per step; {@code forLayer} gives each
  * layer its group's tables through its window) and a backend per group on {@link #group(int)}, or through
  * {@code dev.pagedattn.attention.HybridAttention}, which does both.
  *
  * <p>Change sequences through this class only: a call on a group's cache itself would break the lockstep (checked by
  * {@link #verify}). With {@link #enablePrefixCaching}, {@link #admit} shares a prompt's cached blocks in every group (a
-windowed group only those its window sees), {@link #append(int, int[])} records generated tokens' ids and
-{@link #commit} publishes full blocks. Every method is {@code synchronized} on this object (and each
+ * windowed group only those its window sees), {@link #append(int, int[])} records generated tokens' ids and
+ * {@link #commit} publishes full blocks. Every method is {@code synchronized} on this object (and each
  * group's cache on itself); a decode reads the pools without the lock, as with {@link KvCache}. With a shared pool one
  * group's change can evict another group's cached blocks, so read a group's prefix-cache counters while holding this
  * object's lock if other threads change sequences.
@@ -290,11 +291,12 @@ public final class HybridKvCache {
      * tokens at a time: {@code ceil((window + maxNewTokens) / blockSize) + 1}.
      */
     public static int windowBlocks(int window, int blockSize, int maxNewTokens) {
-        if (window < 1 || window == DecodeBatch.NO_WINDOW || blockSize < 1 || maxNewTokens < 1) {
+        if (window == 0 || window == Integer.MIN_VALUE || window == DecodeBatch.NO_WINDOW || blockSize < 1 || maxNewTokens < 1) {
             throw new IllegalArgumentException("window=" + window + " blockSize=" + blockSize + " maxNewTokens=" + maxNewTokens
-                    + " must be >= 1 (a window, not NO_WINDOW)");
+                    + " must be >= 1 (a window, or AttentionWindow.chunked(C); not NO_WINDOW)");
         }
-        return (int) Math.min(Integer.MAX_VALUE, ((long) window + maxNewTokens + blockSize - 1) / blockSize + 1);
+        // a chunk of C: the last token's chunk holds up to C - 1 positions before it, as a window of C does
+        return (int) Math.min(Integer.MAX_VALUE, ((long) AttentionWindow.span(window) + maxNewTokens + blockSize - 1) / blockSize + 1);
     }
 
     /**
@@ -307,9 +309,7 @@ public final class HybridKvCache {
         }
         Set<Integer> seen = new LinkedHashSet<>();
         for (int l = 0; l < windows.length; l++) {
-            if (windows[l] < 1) {
-                throw new IllegalArgumentException("windows[" + l + "]=" + windows[l] + " must be >= 1 (DecodeBatch.NO_WINDOW: a full layer)");
-            }
+            AttentionWindow.require("windows[" + l + "]", windows[l]);
             seen.add(windows[l]);
         }
         return seen.stream().mapToInt(Integer::intValue).toArray();
@@ -330,7 +330,8 @@ public final class HybridKvCache {
     }
 
     private static String describe(int window) {
-        return window == DecodeBatch.NO_WINDOW ? "full" : Integer.toString(window);
+        return window == DecodeBatch.NO_WINDOW || AttentionWindow.isChunked(window) ? AttentionWindow.describe(window)
+                : Integer.toString(window);
     }
 
     private static String describe(int[] gw) {

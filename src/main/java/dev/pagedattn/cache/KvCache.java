@@ -327,14 +327,14 @@ public final class KvCache {
      * {@link #releaseBefore} at {@code max(0, length(seq) - window)}: keeps every block of the positions the sequence's
      * last token sees through a sliding window of {@code window} tokens, which every later decode step's window and every
      * later prefill chunk's window also cover. Call it after a step, before the next chunk's K/V are appended (a chunk of
-     * {@code n} new tokens appended first would let it release what that chunk's first query still sees).
+     * {@code n} new tokens appended first would let it release what that chunk's first query still sees). With chunks
+     * ({@link AttentionWindow#chunked}) it keeps the last token's chunk: the blocks wholly before it go back, so a chunked
+     * layer holds at most a chunk's blocks plus one (vLLM's chunked local attention manager).
      *
      * @return the blocks released
      */
     public synchronized int releaseOutsideWindow(int seq, int window) {
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1");
-        }
+        AttentionWindow.require("window", window);
         return releaseBefore(seq, DecodeBatch.firstVisible(table(seq).numTokens(), window));
     }
 

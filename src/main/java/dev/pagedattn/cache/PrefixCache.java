@@ -77,9 +77,7 @@ public final class PrefixCache {
 
     /** {@link #admit(int[], String, int)}'s {@link Lookup}: nothing changes, nothing is counted. */
     public Lookup lookup(int[] tokenIds, String salt, int window) {
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
-        }
+        AttentionWindow.require("window", window);
         synchronized (cache) {
             int[] chain = cachedChain(tokenIds, salt);
             int hit = longestHit(new int[][] {chain}, new int[] {window}, blockSize);
@@ -192,7 +190,7 @@ public final class PrefixCache {
 
     /**
      * Creates a sequence holding {@code tokenIds} for a model whose every layer attends through a sliding window of
-     * {@code window} tokens (Mistral 7B v0.1): the longest hit whose blocks that window sees from the first recomputed
+     * {@code window} tokens (Mistral 7B v0.1) or through chunks ({@link AttentionWindow#chunked}): the longest hit whose blocks that window sees from the first recomputed
      * token on are cached (earlier blocks may have been evicted or released), the sequence starting without the blocks
      * before them ({@link PageTable#RELEASED}, as after {@link KvCache#releaseBefore}); {@link DecodeBatch#NO_WINDOW}
      * is {@link #admit(int[], String)}.
@@ -200,9 +198,7 @@ public final class PrefixCache {
      * @throws OutOfBlocksException when the rest does not fit; nothing changed
      */
     public Admission admit(int[] tokenIds, String salt, int window) throws OutOfBlocksException {
-        if (window < 1) {
-            throw new IllegalArgumentException("window=" + window + " must be >= 1 (or DecodeBatch.NO_WINDOW)");
-        }
+        AttentionWindow.require("window", window);
         synchronized (cache) {
             int[] chain = cachedChain(tokenIds, salt);
             int hit = longestHit(new int[][] {chain}, new int[] {window}, blockSize);
@@ -238,13 +234,18 @@ public final class PrefixCache {
 
     /**
      * The first block a reader through {@code window} needs when a prompt's first {@code hit} blocks are reused: the block
-     * of position {@code hit * blockSize - window + 1}, the first the first recomputed token sees (0 without a window).
+     * of position {@code hit * blockSize - window + 1}, the first the first recomputed token sees (0 without a window; with
+     * chunks the start of that token's chunk, so a hit that ends where a chunk starts needs none of its blocks).
      */
     static int firstNeeded(int hit, int window, int blockSize) {
         if (window == DecodeBatch.NO_WINDOW || hit == 0) {
             return 0;
         }
-        long firstSeen = (long) hit * blockSize - window + 1;
+        long first = (long) hit * blockSize;
+        if (AttentionWindow.isChunked(window)) {
+            return (int) ((first - first % AttentionWindow.chunkSize(window)) / blockSize);
+        }
+        long firstSeen = first - window + 1;
         return (int) (Math.max(0, firstSeen) / blockSize);
     }
 

@@ -5,6 +5,7 @@ import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.StepRows;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
@@ -104,7 +105,12 @@ final class BenchCommand implements Callable<Integer> {
             + " timed next to the same batch over contexts of min(L, W) tokens (the same K/V bytes, no window) in the same run.")
     Integer window;
 
-    @Option(names = "--release", description = "With --window: each windowed decode cell is also timed after"
+    @Option(names = "--chunk", description = "Decode cells: chunked local attention over chunks of C tokens (Llama 4's local"
+            + " layers; AttentionWindow.chunked): each cell is then timed next to the same batch over contexts of the tokens"
+            + " its last chunk holds, L - (L - 1) / C * C (no window), in the same run. Not with --window.")
+    Integer chunk;
+
+    @Option(names = "--release", description = "With --window or --chunk: each windowed decode cell is also timed after"
             + " KvCache.releaseOutsideWindow (every block before a sequence's window given back, then refilled with NaN by"
             + " another sequence), next to the same cell with every block kept, in the same run.")
     boolean release;
@@ -209,11 +215,13 @@ final class BenchCommand implements Callable<Integer> {
         if (sweepList.contains("decode") || sweepList.contains("loop")) {
             extras.requirePrefill("--sweeps=" + String.join(",", sweeps));
         }
-        if (release && (window == null || extras.any())) {
+        int slidingWindow = PrefillCheck.window(window, chunk); // --window W, --chunk C (a negative value), or none
+        boolean anyWindow = slidingWindow != DecodeBatch.NO_WINDOW;
+        if (release && (!anyWindow || extras.any())) {
             throw new IllegalArgumentException("--release times windowed cells with and without their blocks before the window:"
-                    + " it needs --window and no --sinks, --soft-cap or --alibi");
+                    + " it needs --window or --chunk and no --sinks, --soft-cap or --alibi");
         }
-        if (sharedPrefix != null && (sharedPrefix < 1 || sharers < 1 || window != null || extras.any())) {
+        if (sharedPrefix != null && (sharedPrefix < 1 || sharers < 1 || anyWindow || extras.any())) {
             throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " --sharers=" + sharers + ": both must be >= 1,"
                     + " without --window, --sinks, --soft-cap or --alibi");
         }
@@ -230,7 +238,6 @@ final class BenchCommand implements Callable<Integer> {
         if (loopSteps < 2) {
             throw new IllegalArgumentException("--loop-steps=" + loopSteps + " must be >= 2");
         }
-        int slidingWindow = PrefillCheck.window(window);
         long loopKvBytes = loopKvMemory == null ? 0 : ByteSize.parse("--loop-kv-memory", loopKvMemory);
         KvDtype kvDtype = KvDtype.parse(dtype);
         scales = ShapeOptions.syntheticScales(kvDtype, kvScale, 1, KV_HEADS); // refuses --kv-scale with fp16/fp32
@@ -304,24 +311,25 @@ final class BenchCommand implements Callable<Integer> {
             } else if (slidingWindow == DecodeBatch.NO_WINDOW) {
                 rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false, false));
             } else {
-                List<BenchRow> windowed = cell(lengths, context + "/w" + slidingWindow, kvDtype, s, probe.readGBs(), slidingWindow,
-                        false, false);
-                int[] visible = Arrays.stream(lengths).map(l -> Math.min(l, slidingWindow)).toArray();
+                String tag = AttentionWindow.isChunked(slidingWindow) ? "/c" + AttentionWindow.chunkSize(slidingWindow) : "/w" + slidingWindow;
+                String what = AttentionWindow.describe(slidingWindow);
+                List<BenchRow> windowed = cell(lengths, context + tag, kvDtype, s, probe.readGBs(), slidingWindow, false, false);
+                int[] visible = Arrays.stream(lengths).map(l -> l - DecodeBatch.firstVisible(l, slidingWindow)).toArray();
                 List<BenchRow> same = cell(visible, Integer.toString(visible[0]), kvDtype, s, probe.readGBs(), DecodeBatch.NO_WINDOW,
                         false, false);
                 if (release) {
-                    List<BenchRow> released = cell(lengths, context + "/w" + slidingWindow + "/released", kvDtype, s, probe.readGBs(),
+                    List<BenchRow> released = cell(lengths, context + tag + "/released", kvDtype, s, probe.readGBs(),
                             slidingWindow, false, true);
                     for (int k = 0; k < Math.min(windowed.size(), released.size()); k++) {
-                        System.out.printf("%5d x %-12s %-13s window %d, blocks before it released / kept: %.2fx the time%n",
-                                lengths.length, context, released.get(k).variant(), slidingWindow,
+                        System.out.printf("%5d x %-12s %-13s %s, blocks before it released / kept: %.2fx the time%n",
+                                lengths.length, context, released.get(k).variant(), what,
                                 released.get(k).minUs() / windowed.get(k).minUs());
                     }
                     rows.addAll(released);
                 }
                 for (int k = 0; k < Math.min(windowed.size(), same.size()); k++) {
-                    System.out.printf("%5d x %-12s %-13s window %d over %s tokens / no window over %s: %.2fx the time%n", lengths.length,
-                            context, windowed.get(k).variant(), slidingWindow, context, visible[0],
+                    System.out.printf("%5d x %-12s %-13s %s over %s tokens / no window over %s: %.2fx the time%n", lengths.length,
+                            context, windowed.get(k).variant(), what, context, visible[0],
                             windowed.get(k).minUs() / same.get(k).minUs());
                 }
                 rows.addAll(windowed);

@@ -3,8 +3,10 @@ package dev.pagedattn.cli;
 import dev.pagedattn.attention.Backends;
 import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.DecodeWorkload;
+import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.StepRows;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
@@ -54,7 +56,12 @@ final class CheckCommand implements Callable<Integer> {
             + " --query-len prefill and the decode steps after it).")
     Integer window;
 
-    @Option(names = "--release", description = "With --window: give every block wholly before a sequence's window back to the"
+    @Option(names = "--chunk", description = "Chunked local attention, as Llama 4's local layers have it (8192 there): each"
+            + " query sees only the positions of its own chunk of C, p - p % C .. p (decode, or with --query-len prefill);"
+            + " takes --release and --full-every as --window does. Not with --window.")
+    Integer chunk;
+
+    @Option(names = "--release", description = "With --window or --chunk: give every block wholly before a sequence's window back to the"
             + " pool (KvCache.releaseOutsideWindow) before the first step and before every later append, and let another"
             + " sequence fill the freed blocks with NaN K/V (8-bit: the format's largest value), so a step that reads a released"
             + " block fails its check. With --full-every: the windowed layers' group of a HybridKvCache releases.")
@@ -65,7 +72,7 @@ final class CheckCommand implements Callable<Integer> {
             + " again over the sequences that came back.")
     boolean swap;
 
-    @Option(names = "--full-every", description = "With --window and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
+    @Option(names = "--full-every", description = "With --window (or --chunk) and --layers: every Nth layer (layers N-1, 2N-1, ...) sees its"
             + " whole context and the others the window, as models that mix sliding-window and full layers run (gpt-oss: 2,"
             + " Gemma 3: 6); default: every layer windowed. With --release the layers live in a HybridKvCache, whose windowed"
             + " group releases its blocks while the full layers keep theirs (decode, or prefill with --query-len).")
@@ -153,12 +160,15 @@ final class CheckCommand implements Callable<Integer> {
         if (decodeSteps > 0 && queryLen == null) {
             throw new IllegalArgumentException("--decode-steps=" + decodeSteps + " follows prefill steps: it needs --query-len");
         }
-        if (fullEvery != null && (fullEvery < 2 || window == null || (queryLen != null && !release))) {
-            throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window, and with --query-len"
-                    + " only with --release");
+        int layerWindow = PrefillCheck.window(window, chunk); // --window W, --chunk C (a negative value), or none
+        boolean windowed = layerWindow != PrefillBatch.NO_WINDOW;
+        if (fullEvery != null && (fullEvery < 2 || !windowed || (queryLen != null && !release))) {
+            throw new IllegalArgumentException("--full-every=" + fullEvery + " must be >= 2, with --window or --chunk, and with"
+                    + " --query-len only with --release");
         }
-        if (release && window == null) {
-            throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window");
+        if (release && !windowed) {
+            throw new IllegalArgumentException("--release gives back the blocks before each sequence's window: it needs --window"
+                    + " or --chunk");
         }
         boolean hybrid = release && fullEvery != null;
         if (swap && (queryLen != null || hybrid)) {
@@ -185,21 +195,22 @@ final class CheckCommand implements Callable<Integer> {
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
-        if (nonCausal && window != null) {
-            throw new IllegalArgumentException("--non-causal with --window=" + window + ": a non-causal query sees its whole context");
+        if (nonCausal && windowed) {
+            throw new IllegalArgumentException("--non-causal with" + PrefillCheck.label(layerWindow).replace(" ", " --")
+                    + ": a non-causal query sees its whole context");
         }
         if (hybrid || queryLen == null) {
             extras.requirePrefill(hybrid ? "the hybrid check (--full-every with --release)" : "a decode check (no --query-len)");
         }
         if (hybrid) {
-            return HybridCheck.run(shape, window, fullEvery, queryLen, hybridPool.equals("shared"), backendOptions.backend,
+            return HybridCheck.run(shape, layerWindow, fullEvery, queryLen, hybridPool.equals("shared"), backendOptions.backend,
                     backendOptions.device, variant, kernel, vSums, steps, tolerance, extras);
         }
         if (queryLen != null) {
-            return PrefillCheck.run(shape, queryLen, window, backendOptions.backend, backendOptions.device,
+            return PrefillCheck.run(shape, queryLen, layerWindow, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release);
         }
-        int slidingWindow = PrefillCheck.window(window);
+        int slidingWindow = layerWindow;
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
         DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(slidingWindow);
@@ -212,7 +223,7 @@ final class CheckCommand implements Callable<Integer> {
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
-                    + (w.batch().windowed() ? " window=" + slidingWindow : "") + extras.describe() + " backend=" + backend);
+                    + PrefillCheck.label(slidingWindow) + extras.describe() + " backend=" + backend);
             if (release) {
                 PrefillCheck.printReleased(w.cache(), w.seqs());
             }
@@ -313,7 +324,7 @@ final class CheckCommand implements Callable<Integer> {
                     batch.window(), n -> { }));
             boolean ok = rel <= tolerance; // NaN fails
             System.out.printf("layer %d%s: time %.3f ms (one decode; tornado: builds the layer's plan), relative L2=%.3e -> %s%n",
-                    layer, batch.windowed() ? " (window " + batch.window() + ")" : batch == w.batch() ? "" : " (whole context)",
+                    layer, batch.windowed() ? " (" + AttentionWindow.describe(batch.window()) + ")" : batch == w.batch() ? "" : " (whole context)",
                     nanos / 1e6, rel, ok ? "PASS" : "FAIL");
             status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
         }

@@ -7,6 +7,7 @@ import dev.pagedattn.attention.HybridAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridBatch;
 import dev.pagedattn.cache.HybridKvCache;
@@ -162,7 +163,7 @@ final class HybridCheck {
         int w = cache.layerWindow(layer);
         System.out.printf("layer %d (%s, group %d) %s: time %.3f ms, error vs fp64 reference: relative L2=%.3e"
                         + " tolerance=%.1e -> %s%n", layer,
-                w == DecodeBatch.NO_WINDOW ? "full" : "window " + w, cache.groupOf(layer), what, nanos / 1e6, rel, tolerance,
+                AttentionWindow.describe(w), cache.groupOf(layer), what, nanos / 1e6, rel, tolerance,
                 ok ? "PASS" : "FAIL");
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
@@ -252,7 +253,7 @@ final class HybridCheck {
     private static String describe(HybridKvCache cache) {
         String pools = cache.sharesPool() ? "one pool of " + cache.group(0).config().numBlocks() + " blocks for " : "a pool each for ";
         return pools + java.util.stream.IntStream.range(0, cache.numGroups())
-                .mapToObj(g -> "group " + g + " " + (cache.window(g) == DecodeBatch.NO_WINDOW ? "full" : "window " + cache.window(g))
+                .mapToObj(g -> "group " + g + " " + AttentionWindow.describe(cache.window(g))
                         + " (layers " + Arrays.stream(cache.layers(g)).mapToObj(Integer::toString).collect(Collectors.joining(","))
                         + ")")
                 .collect(Collectors.joining(", "));

@@ -10,6 +10,7 @@ import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.ReferencePrefill;
 import dev.pagedattn.attention.StepRows;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.OutOfBlocksException;
 import java.util.Arrays;
@@ -52,6 +53,32 @@ final class PrefillCheck {
     }
 
     /**
+     * The window value of {@code --window W} or {@code --chunk C} (chunked local attention, Llama 4's local layers:
+     * {@link AttentionWindow#chunked}); {@link PrefillBatch#NO_WINDOW} with neither. Both at once are refused by name.
+     */
+    static int window(Integer window, Integer chunk) {
+        if (chunk == null) {
+            return window(window);
+        }
+        if (chunk < 1 || chunk == Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("--chunk=" + chunk + " must be in [1, " + (Integer.MAX_VALUE - 1) + "]");
+        }
+        if (window != null) {
+            throw new IllegalArgumentException("--chunk=" + chunk + " with --window=" + window + ": a layer sees a sliding window or"
+                    + " its own chunk, not both");
+        }
+        return AttentionWindow.chunked(chunk);
+    }
+
+    /** {@code " window=W"}, {@code " chunk=C"} or nothing: how a check's header names its window value. */
+    static String label(int window) {
+        if (window == PrefillBatch.NO_WINDOW) {
+            return "";
+        }
+        return AttentionWindow.isChunked(window) ? " chunk=" + AttentionWindow.chunkSize(window) : " window=" + window;
+    }
+
+    /**
      * How far the soft cap and ALiBi move the fp64 result ({@code moved}, relative L2): a cap the inputs' scores never
      * reach tests nothing, and the line says so.
      */
@@ -83,10 +110,9 @@ final class PrefillCheck {
      * one device copy of the pools, else each backend keeps its own; {@code extras}: random attention sinks in every query
      * head ({@link DecodeWorkload#randomSinks}), a soft cap.
      */
-    static int run(ShapeOptions shape, String queryLen, Integer windowOption, String backend, String device, int iterations,
+    static int run(ShapeOptions shape, String queryLen, int window, String backend, String device, int iterations,
                    double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, Extras extras,
                    boolean release) {
-        int window = window(windowOption);
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
         int maxQLen = Arrays.stream(qLens).max().orElse(1);
@@ -112,7 +138,7 @@ final class PrefillCheck {
                      : PrefillAttention.create(backend, w.kv().cache(), w.spec(), device)) {
             System.out.println("check prefill " + shape.describe(lengths) + ShapeOptions.shards(w.kv().cache()) + " query-len=" + queryLen + " ("
                     + Arrays.stream(qLens).asLongStream().sum() + " queries)"
-                    + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window) + extras.describe() + " backend=" + backend
+                    + label(window) + extras.describe() + " backend=" + backend
                     + (shared ? " pools=shared" : ""));
             if (release) {
                 printReleased(w.kv().cache(), w.kv().seqs());
@@ -163,7 +189,8 @@ final class PrefillCheck {
             boolean ok = rel <= tolerance; // NaN fails
             System.out.printf("  then decode %d of %d by backend=%s on the same cache (one new token per sequence, %s):"
                     + " relative L2=%.3e -> %s%n", d, count, decoder.name(),
-                    w.batch().window() == PrefillBatch.NO_WINDOW ? "whole contexts" : "window=" + w.batch().window(), rel, ok ? "PASS" : "FAIL");
+                    w.batch().window() == PrefillBatch.NO_WINDOW ? "whole contexts" : label(w.batch().window()).trim(), rel,
+                    ok ? "PASS" : "FAIL");
             status = Math.max(status, ok ? 0 : Main.EXIT_CHECK_FAILED);
         }
         return status;

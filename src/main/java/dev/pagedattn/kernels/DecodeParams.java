@@ -65,7 +65,9 @@ public final class DecodeParams {
     /**
      * Sliding window in tokens ({@code DecodeBatch.window()}; {@link Integer#MAX_VALUE}: none): a sequence of {@code len}
      * tokens is walked from its first visible token {@code max(0, len - window)} ({@code PagedDecodeKernels.windowFirst}),
-     * its partitions (and a balanced grid's tiles) laid from that token rounded down to {@link #WALK_ALIGN}.
+     * its partitions (and a balanced grid's tiles) laid from that token rounded down to {@link #WALK_ALIGN}. A negative
+     * value {@code -C} is chunked local attention ({@code AttentionWindow.chunked(C)}): the walk starts at the query's
+     * chunk, {@code p - p % C} for {@code p = len - 1}.
      */
     public static final int WINDOW = 18;
     /** Where a windowed sequence's partitions are laid from: its first visible token rounded down to this (a tile). */

@@ -76,10 +76,14 @@ public final class PagedDecodeKernels {
 
     /**
      * The first position a step's query sees in a context of {@code len} tokens: {@code max(0, len - params[WINDOW])}, 0
-     * without a window (whose slot holds {@link Integer#MAX_VALUE}).
+     * without a window (whose slot holds {@link Integer#MAX_VALUE}); with chunks of C (a slot of {@code -C},
+     * {@code AttentionWindow.chunked}) the start of the query's chunk, {@code p - p % C} for {@code p = len - 1}
+     * ({@code DecodeBatch.firstVisible} on the host).
      */
     public static int windowFirst(int len, IntArray params) {
-        return TornadoMath.max(0, len - params.get(DecodeParams.WINDOW));
+        int window = params.get(DecodeParams.WINDOW);
+        int last = len - 1;
+        return window < 0 ? TornadoMath.max(0, last - last % (0 - window)) : TornadoMath.max(0, len - window);
     }
 
     /**

@@ -730,7 +730,7 @@ public final class PrefillKernels {
      * {@code p} and bit {@code t} of the row's {@code mask} ({@link PrefillTile#maskBits}) is set, else -inf.
      */
     static float masked(float s, int t, int n, int pos, int p, int window, float cap, float slope, int mask) {
-        return t < n && pos <= p && pos >= p - window + 1 && ((mask >> t) & 1) != 0
+        return t < n && pos <= p && pos >= PrefillTile.visibleFrom(p, window) && ((mask >> t) & 1) != 0
                 ? PagedDecodeKernels.softCap(s, cap) + slope * (float) (pos - p) : Float.NEGATIVE_INFINITY;
     }
 

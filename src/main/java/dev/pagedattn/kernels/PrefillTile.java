@@ -74,8 +74,16 @@ public final class PrefillTile {
 
     /** First visible context position of a tile whose first query token is at {@code firstPos}. */
     public static int lo(int part, int firstPos, IntArray params) {
-        return TornadoMath.max(part * params.get(PrefillParams.PARTITION_TOKENS),
-                TornadoMath.max(0, firstPos - params.get(PrefillParams.WINDOW) + 1));
+        return TornadoMath.max(part * params.get(PrefillParams.PARTITION_TOKENS), visibleFrom(firstPos, params.get(PrefillParams.WINDOW)));
+    }
+
+    /**
+     * The first position a query at {@code position >= 0} sees through {@code window} ({@code AttentionWindow.visibleFrom}
+     * in kernel form): {@code max(0, position - window + 1)} without overflow ({@code Integer.MAX_VALUE}: 0), or with
+     * chunks of C (a window of {@code -C}) the start of the query's chunk, {@code position - position % C}.
+     */
+    public static int visibleFrom(int position, int window) {
+        return window < 0 ? position - position % (0 - window) : position - TornadoMath.min(window - 1, position);
     }
 
     /**
@@ -108,7 +116,7 @@ public final class PrefillTile {
             int at = rows + (firstToken + token) * (words + 1);  // the row: its depth, then its words
             int newStart = len - qLen;
             int tree = newStart + params.get(at);                // the row's tree position
-            int from = tree - TornadoMath.min(window - 1, tree) - c0; // its window's first position, from c0 (no overflow)
+            int from = visibleFrom(tree, window) - c0;           // its window's (or chunk's) first position, from c0
             int k0 = c0 - newStart;                              // new token of position c0 (< 0: a cached position)
             bits = 0;
             if (k0 < 0) {                                        // cached positions c0 .. min(newStart, c0 + 32) - 1

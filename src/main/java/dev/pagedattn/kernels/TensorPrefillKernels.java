@@ -204,7 +204,7 @@ public final class TensorPrefillKernels {
         int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
+        int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -382,7 +382,7 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
+                int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
@@ -609,7 +609,7 @@ public final class TensorPrefillKernels {
         int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
+        int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -806,7 +806,7 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
+                int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
@@ -1034,7 +1034,7 @@ public final class TensorPrefillKernels {
         int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
         int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
-        int lo = TornadoMath.max(part * partTokens, TornadoMath.max(0, (tree != 0 ? len - qLen : firstPos) - window + 1));
+        int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
         int headBase = headTile * heads;
@@ -1240,7 +1240,7 @@ public final class TensorPrefillKernels {
                 // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
-                int tLo = rel - TornadoMath.min(slotWindow - 1, rel + CHUNK); // no overflow for a window of Integer.MAX_VALUE
+                int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 if (finish != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridBatch;
 import dev.pagedattn.cache.HybridKvCache;
@@ -20,7 +21,7 @@ import net.jqwik.api.constraints.IntRange;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
- * A model that mixes sliding-window and full layers on a {@link HybridKvCache} through {@link HybridAttention} (JVM
+ * A model that mixes sliding-window (or chunked, Llama 4) and full layers on a {@link HybridKvCache} through {@link HybridAttention} (JVM
  * backends): a prompt's prefill and the decode steps after it give, in every layer, the same bits as the same model on
  * a plain {@link KvCache} that keeps every block, with each layer's own sinks; the last step agrees with the fp64
  * reference read from the hybrid groups; the windowed groups hold at most a window's blocks per sequence, and the
@@ -43,15 +44,17 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             @ForAll boolean sinks,
             @ForAll boolean trees,
             @ForAll boolean sharedPool,
+            @ForAll boolean chunks,
             @ForAll long seed) throws OutOfBlocksException {
+        int local = chunks ? AttentionWindow.chunked(window) : window; // Llama 4's chunks, or a sliding window
         int[] windows = new int[LAYERS];
         for (int l = 0; l < LAYERS; l++) {
-            windows[l] = l % fullEvery == fullEvery - 1 ? DecodeBatch.NO_WINDOW : window;
+            windows[l] = l % fullEvery == fullEvery - 1 ? DecodeBatch.NO_WINDOW : local;
         }
         int steps = 2 * window + 3 * blockSize;
         int maxLen = prompt + steps;
         int fullBlocks = numSeqs * ((maxLen + blockSize - 1) / blockSize);
-        int windowBlocks = HybridKvCache.windowBlocks(window, blockSize, prompt);
+        int windowBlocks = HybridKvCache.windowBlocks(local, blockSize, prompt);
         int per = HybridKvCache.defaultLayersPerGroup(windows);
         int windowed = (int) java.util.Arrays.stream(windows).filter(w -> w != DecodeBatch.NO_WINDOW).count();
         int sharedBlocks = (windowed + per - 1) / per * numSeqs * windowBlocks + (LAYERS - windowed + per - 1) / per * fullBlocks;
@@ -59,7 +62,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
                 ? HybridKvCache.sharedPool(windows, sharedBlocks, per, blockSize, KV_HEADS, HEAD_DIM, dtype, null)
                 : HybridKvCache.of(windows, new int[] {numSeqs * windowBlocks, fullBlocks}, blockSize, KV_HEADS, HEAD_DIM, dtype);
         KvCache plain = new KvCache(new KvCacheConfig(fullBlocks, blockSize, KV_HEADS, HEAD_DIM, dtype, LAYERS));
-        String what = "seqs=" + numSeqs + " bs=" + blockSize + " window=" + window + " fullEvery=" + fullEvery + " prompt="
+        String what = "seqs=" + numSeqs + " bs=" + blockSize + " " + AttentionWindow.describe(local) + " fullEvery=" + fullEvery + " prompt="
                 + prompt + " " + dtype + " sinks=" + sinks + " trees=" + trees + " shared=" + sharedPool + " seed=" + seed;
         assertTrue(hybrid.totalBytes() < plain.config().totalBytes(), what + ": the hybrid pools are the smaller");
         SplittableRandom random = new SplittableRandom(seed);
@@ -106,7 +109,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
                 for (int i = 0; i < numSeqs; i++) {
                     appendAndWrite(plain, hybrid, a[i], b[i], 1, random);
                     PageTable t = hybrid.group(0).pageTable(b[i]);
-                    assertTrue(t.numBlocks() - t.numReleased() <= HybridKvCache.windowBlocks(window, blockSize, 1),
+                    assertTrue(t.numBlocks() - t.numReleased() <= HybridKvCache.windowBlocks(local, blockSize, 1),
                             what + ": seq " + i + " holds " + (t.numBlocks() - t.numReleased()) + " windowed blocks at step " + step);
                 }
                 DecodeBatch plainBatch = plain.batch(a);
@@ -152,9 +155,11 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
             @ForAll @IntRange(min = 1, max = 60) int system,
             @ForAll @IntRange(min = 1, max = 30) int suffix,
             @ForAll boolean sharedPool,
+            @ForAll boolean chunks,
             @ForAll long seed) throws OutOfBlocksException {
         int f = DecodeBatch.NO_WINDOW;
-        int[] windows = {window, f, window};
+        int local = chunks ? AttentionWindow.chunked(window) : window;
+        int[] windows = {local, f, local};
         int len = system + suffix;
         int blocks = 3 * ((len + blockSize - 1) / blockSize);
         HybridKvCache cached = sharedPool // three groups of one layer on one pool
@@ -173,7 +178,7 @@ class HybridAttentionProperties extends DecodeShapeArbitraries {
         cached.commit(a.seq());
         PrefixCache.Admission b = cached.admit(second, null);
         int hit = Math.min(system / blockSize, (len - 1) / blockSize) * blockSize;
-        String what = "bs=" + blockSize + " window=" + window + " system=" + system + " suffix=" + suffix + " shared=" + sharedPool
+        String what = "bs=" + blockSize + " " + AttentionWindow.describe(local) + " system=" + system + " suffix=" + suffix + " shared=" + sharedPool
                 + " seed=" + seed;
         assertTrue(b.numCachedTokens() == hit, what + ": cached " + b.numCachedTokens() + ", expected " + hit);
         writeFrom(cached, b.seq(), second, hit, seed);

@@ -33,8 +33,8 @@ class PrefillBadInputTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {0, -1, Integer.MIN_VALUE})
-    void windowsBelowOneAreRejected(int window) {
+    @ValueSource(ints = {0, Integer.MIN_VALUE}) // -C is chunks of C (AttentionWindow.chunked)
+    void windowsThatAreNeitherAWindowNorChunksAreRejected(int window) {
         assertRejected(() -> PrefillBatch.of(kv, new int[] {1, 1}, window), "window=" + window);
     }
 

@@ -1,5 +1,6 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.KvDtype;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -43,6 +44,12 @@ public record PrefillCase(String name, int[] lengths, int[] qLens, int numQHeads
         cases.add(PrefillCase.of("MQA 64 heads", new int[] {40, 19}, new int[] {9, 19}, 64, 1, 32, 16, KvDtype.FP16, PrefillBatch.NO_WINDOW));
         cases.add(PrefillCase.of("MHA", new int[] {25}, new int[] {25}, 4, 4, 8, 1, KvDtype.FP32, PrefillBatch.NO_WINDOW));
         cases.add(PrefillCase.of("head dim 256", new int[] {20}, new int[] {18}, 2, 1, 256, 16, KvDtype.FP16, 11));
+        // chunked local attention (Llama 4): a query sees its own chunk only, so rows on both sides of a chunk boundary
+        cases.add(PrefillCase.of("chunks of 8 inside blocks of 16", new int[] {70, 9}, new int[] {30, 9}, 8, 2, 64, 16, KvDtype.FP16,
+                AttentionWindow.chunked(8)));
+        cases.add(PrefillCase.of("chunks of 20 across blocks of 8", new int[] {90, 41}, new int[] {45, 2}, 4, 1, 24, 8, KvDtype.FP32,
+                AttentionWindow.chunked(20)));
+        cases.add(PrefillCase.of("chunks of 1", new int[] {33}, new int[] {12}, 4, 2, 16, 4, KvDtype.FP32, AttentionWindow.chunked(1)));
         cases.add(PrefillCase.of("head dim 80 block 5", new int[] {31, 3}, new int[] {7, 2}, 6, 3, 80, 5, KvDtype.FP32, PrefillBatch.NO_WINDOW));
         return cases.stream();
     }
@@ -57,6 +64,6 @@ public record PrefillCase(String name, int[] lengths, int[] qLens, int numQHeads
     public String toString() {
         return name + " context=" + Arrays.toString(lengths) + " qLen=" + Arrays.toString(qLens) + " heads=" + numQHeads + "/"
                 + numKvHeads + " d=" + headDim + " bs=" + blockSize + " " + dtype
-                + (window == PrefillBatch.NO_WINDOW ? "" : " window=" + window);
+                + (window == PrefillBatch.NO_WINDOW ? "" : " " + AttentionWindow.describe(window));
     }
 }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeProblem.Shape;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
 import java.util.List;
@@ -24,7 +25,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Decode with a sliding window on the JVM backend: against the fp64 reference over each sequence's last {@code window}
  * tokens, on random shapes whose contexts are long enough to be cut into split-K chunks (so a chunk may start at the
  * window's first token inside a block); against the prefill path's one-token queries with the same window; and a window
- * no shorter than every context is the unwindowed decode, bit for bit (jqwik prints its seed on failure).
+ * no shorter than every context is the unwindowed decode, bit for bit; the same for chunked local attention
+ * ({@code AttentionWindow.chunked}: each query over its own chunk) (jqwik prints its seed on failure).
  */
 class WindowedDecodeProperties extends DecodeShapeArbitraries {
 
@@ -62,6 +64,31 @@ class WindowedDecodeProperties extends DecodeShapeArbitraries {
         Accuracy.assertClose(w.decodeJvm(), toDoubles(out), w.describe() + " against prefill");
     }
 
+    @Property(tries = 60)
+    void chunksMatchTheReference(
+            @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 1400) Integer> lengths,
+            @ForAll @IntRange(min = 1, max = 2) int numKvHeads,
+            @ForAll("groupSizes") int groupSize,
+            @ForAll("headDims") int headDim,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll KvDtype dtype,
+            @ForAll("windows") int chunk,
+            @ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        Shape shape = Shape.of(lens, numKvHeads * groupSize, numKvHeads, headDim, blockSize, dtype);
+        DecodeProblem p = DecodeProblem.random(shape, seed).windowed(AttentionWindow.chunked(chunk));
+        Accuracy.assertClose(p.decodeJvm(), p.reference(), p.describe());
+    }
+
+    @Property(tries = 20)
+    void chunksAgreeWithPrefillOfOneTokenPerSequence(
+            @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 700) Integer> lengths,
+            @ForAll("blockSizes") int blockSize,
+            @ForAll("windows") int chunk,
+            @ForAll long seed) {
+        agreesWithPrefillOfOneTokenPerSequence(lengths, blockSize, AttentionWindow.chunked(chunk), seed);
+    }
+
     @Property(tries = 30)
     void aWindowAsLongAsEveryContextIsNoWindow(
             @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 900) Integer> lengths,
@@ -77,10 +104,18 @@ class WindowedDecodeProperties extends DecodeShapeArbitraries {
     @Example
     void aBadWindowIsRefusedAndChangesNothing() {
         DecodeProblem p = DecodeProblem.random(Shape.of(new int[] {40, 7}, 4, 2, 32, 16, KvDtype.FP16), 11);
-        for (int bad : new int[] {0, -3, Integer.MIN_VALUE}) {
+        for (int bad : new int[] {0, Integer.MIN_VALUE}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> p.batch().window(bad));
             assertTrue(e.getMessage().startsWith("window=" + bad + " "), e.getMessage());
         }
+        // a negative window is chunks: the queries at positions 39 and 6 see their own chunks of 3 (39 and 6 start them)
+        DecodeBatch c = p.batch().window(AttentionWindow.chunked(3));
+        assertEquals(-3, c.window());
+        assertEquals(39, c.firstVisible(0));
+        assertEquals(6, c.firstVisible(1));
+        assertEquals(2, c.visibleTokens());
+        assertEquals(36, p.batch().window(AttentionWindow.chunked(4)).firstVisible(0));
+        assertThrows(IllegalArgumentException.class, () -> AttentionWindow.chunked(0));
         assertFalse(p.batch().windowed());
         assertEquals(DecodeBatch.NO_WINDOW, p.batch().window());
         DecodeBatch w = p.batch().window(10);

@@ -75,6 +75,35 @@ class PrefillCliTest {
     }
 
     /**
+     * --chunk: chunked local attention in decode steps, in prefill chunks (with a token tree) and on Llama 4's layout (three
+     * chunked layers of four in a HybridKvCache that releases), every check against fp64; bad values refused by name.
+     */
+    @Test
+    void checkWithChunksRunsChunkedLocalAttention() {
+        long seed = TestSeeds.fresh("checkWithChunksRunsChunkedLocalAttention");
+        CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..90", "--chunk", "16", "--steps", "2",
+                "--release", "--seed", Long.toString(seed)));
+        assertEquals(0, decode.exitCode(), decode.toString());
+        assertTrue(decode.out().contains("chunk=16 backend=jvm"), decode.out());
+        assertEquals(3, Pattern.compile("-> PASS").matcher(decode.out()).results().count(), decode.toString());
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "40..90", "--query-len", "5..30", "--chunk",
+                "12", "--tree", "--steps", "2", "--decode-steps", "1", "--seed", Long.toString(seed)));
+        assertEquals(0, prefill.exitCode(), prefill.toString());
+        assertTrue(prefill.out().contains("check prefill") && prefill.out().contains("chunk=12"), prefill.out());
+        assertEquals(4, Pattern.compile("-> PASS").matcher(prefill.out()).results().count(), "two chunks, a decode after each: "
+                + prefill);
+        CliRun hybrid = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "100..200", "--chunk", "24", "--layers", "4",
+                "--full-every", "4", "--release", "--steps", "2", "--seed", Long.toString(seed)));
+        assertEquals(0, hybrid.exitCode(), hybrid.toString());
+        assertTrue(hybrid.out().contains("group 0 chunks of 24 (layers 0,1,2), group 1 full (layers 3)"), hybrid.out());
+        assertEquals(8, Pattern.compile("layer [0-3] \\((chunks of 24|full), group [01]\\) decode: [^\\n]*-> PASS")
+                .matcher(hybrid.out()).results().count(), "four layers, two steps: " + hybrid);
+        CliRun.of(concat("check", SMALL, "--chunk", "0")).assertRefused("--chunk=0");
+        CliRun.of(concat("check", SMALL, "--chunk", "8", "--window", "9")).assertRefused("--chunk=8", "--window=9");
+        CliRun.of(concat("check", SMALL, "--chunk", "8", "--query-len", "3", "--non-causal")).assertRefused("--chunk=8");
+    }
+
+    /**
      * --release with --full-every: a HybridKvCache whose windowed layers release while the full layers keep every block;
      * decode steps and a prefill chunk with a decode step after it, every layer against its group's fp64 reference; the
      * line of held blocks shows the windowed group holding less; --step-rows is refused there by name.

@@ -8,6 +8,7 @@ import dev.pagedattn.attention.PrefillCase;
 import dev.pagedattn.attention.PrefillWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.cache.KvPool;
@@ -166,11 +167,14 @@ class PrefillKernelsTest {
                 splitTokens);
     }
 
-    /** The shapes where a token tree can matter (a sequence with several new tokens, a window over 1), and a tree of 75. */
+    /**
+     * The shapes where a token tree can matter (a sequence with several new tokens, a window or chunk over 1), and a tree
+     * of 75.
+     */
     static Stream<PrefillCase> treeShapes(Stream<PrefillCase> shapes) {
         return Stream.concat(shapes, Stream.of(PrefillCase.of("trees of 75 and 66 tokens (3 ints a row), GQA 4",
                         new int[] {120, 66}, new int[] {75, 66}, 8, 2, 64, 16, KvDtype.FP16, PrefillBatch.NO_WINDOW)))
-                .filter(c -> c.window() > 1 && Arrays.stream(c.qLens()).max().orElse(0) > 1);
+                .filter(c -> AttentionWindow.span(c.window()) > 1 && Arrays.stream(c.qLens()).max().orElse(0) > 1);
     }
 
     static Stream<PrefillCase> treeShapes() {
@@ -221,7 +225,7 @@ class PrefillKernelsTest {
         double[] ref = w.reference();
         double moved = ReferenceAttention.relativeL2(plain.reference(), ref);
         // (a window of 1 leaves each row one score: a soft cap or a bias cannot move a softmax of one)
-        boolean canMove = c.window() > 1 || !(what.equals("soft cap") || what.equals("alibi"));
+        boolean canMove = AttentionWindow.span(c.window()) > 1 || !(what.equals("soft cap") || what.equals("alibi"));
         assertTrue(moved > 10 * tolerance || !canMove, c + ": the " + what + " must matter to the test (they move it by " + moved + ")");
         PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
         PrefillGrid split = splitInto(unsplit, w.batch(), splitTokens);

@@ -53,7 +53,11 @@ class TensorPrefillKernelsTest {
                         KvDtype.FP8_E4M3, PrefillBatch.NO_WINDOW),
                 PrefillCase.of("INT8 at 64, block 17, group 3", new int[] {50, 18}, new int[] {30, 18}, 6, 2, 64, 17, KvDtype.INT8,
                         PrefillBatch.NO_WINDOW),
-                PrefillCase.of("FP8 E5M2 MHA at 96, window 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E5M2, 9));
+                PrefillCase.of("FP8 E5M2 MHA at 96, window 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E5M2, 9),
+                PrefillCase.of("chunks of 24 over blocks of 16, group 3", new int[] {70, 30}, new int[] {40, 30}, 6, 2, 128, 16,
+                        KvDtype.FP16, dev.pagedattn.cache.AttentionWindow.chunked(24)),
+                PrefillCase.of("FP8 E4M3 MHA at 96, chunks of 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E4M3,
+                        dev.pagedattn.cache.AttentionWindow.chunked(9)));
     }
 
     static Stream<PrefillCase> windowedShapes() {

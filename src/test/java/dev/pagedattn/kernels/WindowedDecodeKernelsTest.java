@@ -8,6 +8,7 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.tornado.DecodeGrid;
 import java.util.stream.Stream;
@@ -21,7 +22,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * kernels) a balanced grid of pieces of two tiles, both emulator schedules. Windows of one token, shorter than a block,
  * of a block, one past it and longer than some contexts; first visible tokens inside blocks of 3, 7, 16, 17 and 32 tokens
  * (at 32 the first may lie in a block's second tile). A window at least as long as every context must give the same bits
- * as no window. Then the blocks wholly before each window are released and reused with NaN, and every variant must
+ * as no window. Chunked local attention ({@code AttentionWindow.chunked}) walks the last token's chunk the same way. Then
+ * the blocks wholly before each window are released and reused with NaN, and every variant must
  * still match. Replay a failure with {@code -Dpagedattn.test.seed=<printed seed>}.
  */
 class WindowedDecodeKernelsTest {
@@ -31,8 +33,8 @@ class WindowedDecodeKernelsTest {
                  KvDtype dtype, int window) {
         @Override
         public String toString() {
-            return String.format("%s: batch=%d ctx=%d..%d q=%d kv=%d d=%d bs=%d %s window=%d", covers, batch, minLen, maxLen,
-                    qHeads, kvHeads, headDim, blockSize, dtype, window);
+            return String.format("%s: batch=%d ctx=%d..%d q=%d kv=%d d=%d bs=%d %s %s", covers, batch, minLen, maxLen,
+                    qHeads, kvHeads, headDim, blockSize, dtype, AttentionWindow.describe(window));
         }
     }
 
@@ -48,7 +50,14 @@ class WindowedDecodeKernelsTest {
                         KvDtype.INT8, 33),
                 new Shape("fp32, two head tiles (group of 12), window 3", 1, 10, 30, 12, 1, 8, 16, KvDtype.FP32, 3),
                 new Shape("8-bit E5M2, MQA, head dim 64, block size 3, window 10", 2, 12, 40, 4, 1, 64, 3, KvDtype.FP8_E5M2, 10),
-                new Shape("fp16 head dim 256, window 20", 1, 25, 50, 2, 1, 256, 16, KvDtype.FP16, 20));
+                new Shape("fp16 head dim 256, window 20", 1, 25, 50, 2, 1, 256, 16, KvDtype.FP16, 20),
+                // chunked local attention (Llama 4): the walk starts at the last token's chunk
+                new Shape("stream fp16, head dim 128, chunks of 16 over blocks of 16", 3, 20, 70, 8, 2, 128, 16, KvDtype.FP16,
+                        AttentionWindow.chunked(16)),
+                new Shape("GQA fp16, chunks of 7 inside blocks of 16", 2, 20, 60, 8, 2, 32, 16, KvDtype.FP16, AttentionWindow.chunked(7)),
+                new Shape("8-bit E4M3, stream twin, chunks of 24 over blocks of 7", 2, 30, 80, 8, 2, 128, 7, KvDtype.FP8_E4M3,
+                        AttentionWindow.chunked(24)),
+                new Shape("MQA fp32, chunks of 1", 2, 5, 30, 4, 1, 16, 3, KvDtype.FP32, AttentionWindow.chunked(1)));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -73,8 +82,9 @@ class WindowedDecodeKernelsTest {
         if (!shape.dtype().isQuantized()) {
             check("parallel", ref, EmulatedDecode.parallel(w));
         }
-        // a window no shorter than any context is no window: the same walk, the same bits
-        DecodeWorkload wide = whole.windowed(shape.maxLen());
+        // a window (or chunk) no shorter than any context is no window: the same walk, the same bits
+        DecodeWorkload wide = whole.windowed(AttentionWindow.isChunked(shape.window()) ? AttentionWindow.chunked(shape.maxLen())
+                : shape.maxLen());
         for (DecodeGrid grid : KernelVariantsTest.grids(whole)) {
             assertArrayEquals(EmulatedDecode.attention(whole, grid, KernelEmulator.Schedule.FORWARD).toHeapArray(),
                     EmulatedDecode.attention(wide, grid, KernelEmulator.Schedule.FORWARD).toHeapArray(), grid + " window=maxLen");
