@@ -4,6 +4,7 @@ import dev.pagedattn.attention.AlibiSlopes;
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.JvmDecodeAttention;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvDtype;
 import java.io.IOException;
@@ -80,6 +81,11 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " BxL/wW), then Bx min(L, W) without a window (the same K/V bytes) in the same run.")
     Integer window;
 
+    @Option(names = "--chunk", description = "Chunked local attention over chunks of C tokens (Llama 4; AttentionWindow.chunked):"
+            + " each cell BxL through them (row BxL/cC), then B x (the tokens of its last chunk) without a window in the same"
+            + " run. Not with --window.")
+    Integer chunk;
+
     @Option(names = "--sinks", description = "Attention sinks (gpt-oss) in every query head, random from the seed: each cell"
             + " with sinks (row BxL/sinks), then without, in the same run.")
     boolean sinks;
@@ -126,7 +132,7 @@ final class BenchCpuCommand implements Callable<Integer> {
             shapes.add(parseCell(cell));
         }
         List<KvDtype> kvDtypes = dtypes.stream().map(KvDtype::parse).toList();
-        int slidingWindow = PrefillCheck.window(window);
+        int slidingWindow = PrefillCheck.window(window, chunk); // --window W, --chunk C (a negative value), or none
         if (sharedPrefix != null) {
             if (sharedPrefix < 1) {
                 throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " must be >= 1");
@@ -190,10 +196,11 @@ final class BenchCpuCommand implements Callable<Integer> {
                             dtype.name().toLowerCase(), minMs(sunk) / minMs(rows.getLast()));
                 } else if (slidingWindow != DecodeBatch.NO_WINDOW) {
                     String windowed = rows.getLast();
-                    rows.add(cell(shape[0], Math.min(shape[1], slidingWindow), dtype, DecodeBatch.NO_WINDOW, false, 0f, false));
+                    int visible = shape[1] - DecodeBatch.firstVisible(shape[1], slidingWindow);
+                    rows.add(cell(shape[0], visible, dtype, DecodeBatch.NO_WINDOW, false, 0f, false));
                     console.println(rows.getLast());
-                    System.err.printf("# %dx%d %s: window %d / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
-                            dtype.name().toLowerCase(), slidingWindow, Math.min(shape[1], slidingWindow),
+                    System.err.printf("# %dx%d %s: %s / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
+                            dtype.name().toLowerCase(), AttentionWindow.describe(slidingWindow), visible,
                             minMs(windowed) / minMs(rows.getLast()));
                 }
             }
@@ -258,7 +265,8 @@ final class BenchCpuCommand implements Callable<Integer> {
     }
 
     private static String label(int batch, int context, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
-        return batch + "x" + context + (slidingWindow != DecodeBatch.NO_WINDOW ? "/w" + slidingWindow : "") + (withSinks ? "/sinks" : "")
+        return batch + "x" + context + (slidingWindow == DecodeBatch.NO_WINDOW ? ""
+                : AttentionWindow.isChunked(slidingWindow) ? "/c" + AttentionWindow.chunkSize(slidingWindow) : "/w" + slidingWindow) + (withSinks ? "/sinks" : "")
                 + (cap > 0 ? "/cap" + Extras.plain(cap) : "") + (withAlibi ? "/alibi" : "");
     }
 

@@ -51,6 +51,20 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp32: window 50 / no window over 50 tokens: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --chunk: each cell through chunks of C, then its last chunk's tokens without a window (300 tokens: 256..299, 44). */
+    @Test
+    void chunksTimeEachCellNextToItsLastChunksLength() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--chunk", "64", "--dtypes", "fp32", "--q-heads", "4", "--kv-heads",
+                "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/c64,fp32,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x44,fp32,2,44,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp32: chunks of 64 / no window over 44 tokens: [0-9.]+x the time.*"), run.err());
+        CliRun.of("bench-cpu", "--cells", "2x300", "--chunk", "64", "--window", "50").assertRefused("--chunk=64", "--window=50");
+    }
+
     /** --sinks: each cell with sinks, then without, both checked against fp64, the ratio of the two on stderr. */
     @Test
     void sinksTimeEachCellNextToItselfWithout() {
