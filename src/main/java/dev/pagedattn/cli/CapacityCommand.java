@@ -1,5 +1,6 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridKvCache;
 import dev.pagedattn.cache.KvDtype;
@@ -14,7 +15,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code capacity}: how many sequences a model that mixes sliding-window and full layers keeps running in a budget of K/V
+ * {@code capacity}: how many sequences a model that mixes sliding-window (or chunked) and full layers keeps running in a budget of K/V
  * memory, with its groups' blocks in one shared pool ({@link HybridKvCache#sharedPool}) against a pool per group sized
  * for a guessed number of sequences ({@link HybridKvCache#forMemory}): one trace of requests served by
  * {@link ServingSim}'s scheduler on each. Bookkeeping only; the block counts are the model's, the pools hold one element
@@ -29,7 +30,9 @@ final class CapacityCommand implements Callable<Integer> {
         GPT_OSS_120B("gpt-oss-120b", 36, 2, 128, 8, 64),
         GEMMA_2_9B("gemma-2-9b", 42, 2, 4096, 8, 256),
         GEMMA_3_4B("gemma-3-4b", 34, 6, 1024, 4, 256),
-        GEMMA_3_27B("gemma-3-27b", 62, 6, 1024, 16, 128);
+        GEMMA_3_27B("gemma-3-27b", 62, 6, 1024, 16, 128),
+        // Llama 4 Scout and Maverick: chunks of 8192 on three layers of four (attention_chunk_size), every fourth global
+        LLAMA_4("llama-4", 48, 4, AttentionWindow.chunked(8192), 8, 128);
 
         final String flag;
         final int layers;
@@ -67,7 +70,8 @@ final class CapacityCommand implements Callable<Integer> {
     }
 
     @Option(names = "--model", description = "gpt-oss-20b, gpt-oss-120b (window 128 every other layer), gemma-2-9b (4096 every"
-            + " other layer), gemma-3-4b, gemma-3-27b (1024 in five layers of six) (default: ${DEFAULT-VALUE}).",
+            + " other layer), gemma-3-4b, gemma-3-27b (1024 in five layers of six), llama-4 (Scout and Maverick: chunks of 8192"
+            + " in three layers of four) (default: ${DEFAULT-VALUE}).",
             defaultValue = "gpt-oss-20b")
     String model;
 
@@ -161,9 +165,9 @@ final class CapacityCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--kv-memory=" + kvMemory + " (a shared pool of " + sharedBlocks + " blocks): "
                     + e.getMessage());
         }
-        System.out.printf(Locale.ROOT, "capacity %s: %d layers (%d window %d, %d full), %d kv-heads x %d, block %d, %s, %s of"
+        System.out.printf(Locale.ROOT, "capacity %s: %d layers (%d %s, %d full), %d kv-heads x %d, block %d, %s, %s of"
                         + " K/V; %d requests, prompt %s, output %s tokens (uniform), at most %d sequences, %d tokens a step,"
-                        + " prompt chunks of %d; seed %d%n", m.flag, m.layers, windowed, m.window, m.layers - windowed, m.kvHeads,
+                        + " prompt chunks of %d; seed %d%n", m.flag, m.layers, windowed, AttentionWindow.describe(m.window), m.layers - windowed, m.kvHeads,
                 m.headDim, blockSize, kvDtype.name().toLowerCase(Locale.ROOT), kvMemory, requests, prompt, output, maxSeqs,
                 batchTokens, chunk, s);
         System.out.println("pools                                 blocks x layers a block      steps  tokens/step  mean running"
