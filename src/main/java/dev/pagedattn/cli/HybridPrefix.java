@@ -2,6 +2,7 @@ package dev.pagedattn.cli;
 
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.HybridAttention;
+import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.HybridBatch;
 import dev.pagedattn.cache.HybridKvCache;
@@ -14,7 +15,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * {@code prefix --window W --full-every N}: the prefix-caching walk-through on a {@link HybridKvCache} of N layers, the
- * first N - 1 through a window of W and the last full (gpt-oss: N = 2; Gemma 3: 6). Each request is admitted (every group
+ * first N - 1 through a window of W (or, with {@code --chunk C}, chunks of C: Llama 4, N = 4) and the last full (gpt-oss:
+ * N = 2; Gemma 3: 6). Each request is admitted (every group
  * shares what it can serve; the windowed group starts at its window), written and committed, then generates a few tokens
  * (the windowed group releases); the blocks each group holds are printed next to a cache without prefix caching, and the
  * attention of every layer is compared bit for bit with a hybrid cache written from scratch.
@@ -39,9 +41,10 @@ final class HybridPrefix {
         cache.enablePrefixCaching();
         int full = cache.numGroups() - 1; // the windowed groups come first; each holds what group 0 holds
         System.out.printf("prefix caching on a hybrid cache (seed=%d): %d requests = %d shared system-prompt tokens + %d own"
-                        + " tokens, then %d generated; block size %d; %d layers: %s through a window of %d, layer %d full; 8 KV"
+                        + " tokens, then %d generated; block size %d; %d layers: %s through %s, layer %d full; 8 KV"
                         + " heads x 128 dims fp16%n", seed, requests, systemTokens, suffixTokens, GENERATED, blockSize, fullEvery,
-                fullEvery == 2 ? "layer 0" : "layers 0.." + (fullEvery - 2), window, fullEvery - 1);
+                fullEvery == 2 ? "layer 0" : "layers 0.." + (fullEvery - 2),
+                AttentionWindow.isChunked(window) ? AttentionWindow.describe(window) : "a window of " + window, fullEvery - 1);
         int[] system = PrefixCommand.randomTokens(random, systemTokens);
         int[] seqs = new int[requests];
         int[][] tokens = new int[requests][];

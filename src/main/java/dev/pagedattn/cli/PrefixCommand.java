@@ -36,7 +36,13 @@ final class PrefixCommand implements Callable<Integer> {
             + " of W tokens (their prefix hits need only the blocks that window sees).")
     Integer window;
 
-    @Option(names = "--full-every", description = "With --window: N layers, the last one full (gpt-oss: 2, Gemma 3: 6).")
+    @Option(names = "--chunk", description = "With --full-every, instead of --window: the first N - 1 layers attend within"
+            + " chunks of C tokens (Llama 4: 8192, --full-every 4); their prefix hits need only the first recomputed token's"
+            + " chunk.")
+    Integer chunk;
+
+    @Option(names = "--full-every", description = "With --window or --chunk: N layers, the last one full (gpt-oss: 2, Gemma 3: 6,"
+            + " Llama 4: 4).")
     Integer fullEvery;
 
     @Option(names = "--hybrid-pool", description = "With --window: split, a block pool per layer group (HybridKvCache.of);"
@@ -61,24 +67,27 @@ final class PrefixCommand implements Callable<Integer> {
         if (blockSize < 1) {
             throw new IllegalArgumentException("--block-size=" + blockSize + " must be >= 1");
         }
-        if ((window == null) != (fullEvery == null) || (window != null && (window < 1 || fullEvery < 2))) {
-            throw new IllegalArgumentException("--window=" + window + " --full-every=" + fullEvery
-                    + " go together: a window >= 1 and a full layer every N >= 2 layers");
+        Integer layerWindow = window == null && chunk == null ? null : PrefillCheck.window(window, chunk); // names a bad value
+        if ((layerWindow == null) != (fullEvery == null) || (fullEvery != null && fullEvery < 2)) {
+            throw new IllegalArgumentException((chunk != null ? "--chunk=" + chunk : "--window=" + window) + " --full-every="
+                    + fullEvery + " go together: a window >= 1 (or chunks) and a full layer every N >= 2 layers");
         }
         if (!hybridPool.equals("split") && !hybridPool.equals("shared")) {
             throw new IllegalArgumentException("--hybrid-pool=" + hybridPool + " is not one of split, shared");
         }
-        if (hybridPool.equals("shared") && window == null) {
-            throw new IllegalArgumentException("--hybrid-pool=shared lays out a HybridKvCache: it needs --window and --full-every");
+        if (hybridPool.equals("shared") && layerWindow == null) {
+            throw new IllegalArgumentException("--hybrid-pool=shared lays out a HybridKvCache: it needs --window (or --chunk) and"
+                    + " --full-every");
         }
         long hostBytes = hostMemory == null ? 0 : ByteSize.parse("--host-memory", hostMemory);
-        if (hostMemory != null && window != null) {
-            throw new IllegalArgumentException("--host-memory=" + hostMemory + " is shown on a plain cache, not with --window");
+        if (hostMemory != null && layerWindow != null) {
+            throw new IllegalArgumentException("--host-memory=" + hostMemory + " is shown on a plain cache, not with --window or"
+                    + " --chunk");
         }
         long s = seed != null ? seed : System.nanoTime();
         SplittableRandom random = new SplittableRandom(s);
-        if (window != null) {
-            return HybridPrefix.run(requests, systemTokens, suffixTokens, blockSize, window, fullEvery, hybridPool.equals("shared"), s,
+        if (layerWindow != null) {
+            return HybridPrefix.run(requests, systemTokens, suffixTokens, blockSize, layerWindow, fullEvery, hybridPool.equals("shared"), s,
                     random);
         }
         int promptLen = systemTokens + suffixTokens;

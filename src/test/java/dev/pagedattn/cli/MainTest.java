@@ -208,6 +208,22 @@ class MainTest {
     }
 
     /**
+     * prefix --chunk --full-every (Llama 4's layout): the chunked layers reuse only the first recomputed token's (496) chunk
+     * of 128 (from 384), and after 4 generated tokens (position 563, chunk from 512) hold blocks 32..35.
+     */
+    @Test
+    void prefixOnAChunkedHybridCacheSharesTheFirstRecomputedTokensChunk() {
+        CliRun run = CliRun.of("prefix", "--seed", "3", "--requests", "4", "--chunk", "128", "--full-every", "4");
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("layers 0..2 through chunks of 128, layer 3 full"), run.out());
+        assertTrue(run.out().contains("request 3: 496 of 560 prompt tokens already cached (the windowed layers reuse them from"
+                + " position 384 on); after 4 generated tokens it holds 4 blocks of the windowed layers and 36 of the full"), run.out());
+        assertTrue(run.out().contains("(bit for bit): yes"), run.out());
+        CliRun.of("prefix", "--chunk", "0", "--full-every", "4").assertRefused("--chunk=0");
+        CliRun.of("prefix", "--chunk", "64").assertRefused("--chunk=64", "--full-every=null");
+    }
+
+    /**
      * prefix --hybrid-pool shared: the same hits and holdings with every group's blocks from one pool, whose used blocks
      * are those of both groups' tables; refused without a hybrid cache.
      */
