@@ -25,6 +25,18 @@ public interface DecodeAttention extends AutoCloseable {
     void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out);
 
     /**
+     * {@link #decode}, also writing each (sequence, query head)'s log-sum-exp to {@code lse} ({@code [numSeqs][numQHeads]},
+     * natural log; FlashInfer's {@code return_lse}): {@code ln(sum over the positions seen of exp(s))} of the row's scores
+     * {@code s} as its softmax takes them (scaled, capped, biased), plus {@code exp(sink)} in a layer with sinks. With it,
+     * two attentions over disjoint parts of a context merge into the attention over both ({@link AttentionStates#merge}):
+     * context split across caches, devices or processes, a shared prefix attended once. The JVM backend writes it; the
+     * TornadoVM backends refuse it by name.
+     */
+    default void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
+        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): the JVM backend does");
+    }
+
+    /**
      * Arrays for {@code layer}'s next decode of {@code batch}: the caller writes the batch's query rows into
      * {@link StepRows#q()} (sequence i's at {@code i * numQHeads * headDim}), passes both arrays to {@link #decode} and
      * reads the output rows from {@link StepRows#out()}. A device backend returns the arrays its plan sends and fetches,
@@ -114,6 +126,14 @@ public interface DecodeAttention extends AutoCloseable {
      * Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements}, {@code count} rows
      * ({@code numSeqs} or {@code totalQueries}) of numQHeads * headDim; names the bad size.
      */
+    /** Checks that {@code lse} holds exactly {@code rows * numQHeads} elements; names the bad size. */
+    static void requireLse(AttentionSpec spec, int rows, FloatArray lse) {
+        long n = (long) rows * spec.numQHeads();
+        if (lse.getSize() != n) {
+            throw new IllegalArgumentException("lse.size=" + lse.getSize() + " expected rows*numQHeads=" + n);
+        }
+    }
+
     static void requireRows(String name, FloatArray rows, long elements, String count) {
         if (rows == null || rows.getSize() != elements) {
             throw new IllegalArgumentException(name + ".size=" + (rows == null ? "null" : rows.getSize())

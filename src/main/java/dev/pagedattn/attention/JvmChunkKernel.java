@@ -296,13 +296,21 @@ final class JvmChunkKernel {
      * Writes {@code acc / sum} of every head to {@code out} ({@code [numSeqs][numQHeads][headDim]} fp32) at row {@code seq};
      * {@code sinks} ({@code [numQHeads]}, or null) add their share to each head's sum ({@link #denominator}).
      */
-    void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks) {
-        normaliseInto(out, seq, kvHead, numQHeads, sinks, 0);
+    void writeOutput(MemorySegment out, MemorySegment lse, int seq, int kvHead, int numQHeads, float[] sinks) {
+        normaliseInto(out, lse, seq, kvHead, numQHeads, sinks, 0);
     }
 
     /** {@link #writeOutput} of the member whose state starts at row {@code firstRow} ({@link #attendShared}). */
-    void writeOutput(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks, int firstRow) {
-        normaliseInto(out, seq, kvHead, numQHeads, sinks, firstRow);
+    void writeOutput(MemorySegment out, MemorySegment lse, int seq, int kvHead, int numQHeads, float[] sinks, int firstRow) {
+        normaliseInto(out, lse, seq, kvHead, numQHeads, sinks, firstRow);
+    }
+
+    /**
+     * The log-sum-exp of a row's softmax (FlashInfer's {@code lse}, natural log): {@code max + ln(denominator)}, the sink
+     * included where the layer has one. One expression for decode and prefill.
+     */
+    static float logSumExp(float max, float denominator) {
+        return max + (float) Math.log(denominator);
     }
 
     /**
@@ -314,12 +322,17 @@ final class JvmChunkKernel {
         return sinks == null ? sum : sum + (float) Math.exp(sinks[head] - max);
     }
 
-    private void normaliseInto(MemorySegment out, int seq, int kvHead, int numQHeads, float[] sinks, int firstRow) {
+    private void normaliseInto(MemorySegment out, MemorySegment lse, int seq, int kvHead, int numQHeads, float[] sinks,
+                               int firstRow) {
         long element = (long) (seq * numQHeads + kvHead * groupSize) * headDim;
         int d = headDim;
         for (int h = 0; h < groupSize; h++) {
             int r = firstRow + h;
-            float inv = 1f / denominator(sum[r], max[r], sinks, kvHead * groupSize + h);
+            float den = denominator(sum[r], max[r], sinks, kvHead * groupSize + h);
+            if (lse != null) { // [numSeqs][numQHeads]
+                lse.setAtIndex(FLOAT, (long) seq * numQHeads + kvHead * groupSize + h, logSumExp(max[r], den));
+            }
+            float inv = 1f / den;
             for (int i = r * d, end = i + d; i < end; i++) {
                 acc[i] *= inv;
             }
@@ -342,8 +355,8 @@ final class JvmChunkKernel {
      * order) with log-sum-exp weights and writes the normalised result to {@code out}, as
      * {@link #writeOutput}. The order is fixed, so the bits do not depend on which thread merges.
      */
-    void mergeInto(JvmSplitPlan partials, int firstSlot, int numChunks, MemorySegment out, int seq, int kvHead, int numQHeads,
-                   float[] sinks) {
+    void mergeInto(JvmSplitPlan partials, int firstSlot, int numChunks, MemorySegment out, MemorySegment lse, int seq, int kvHead,
+                   int numQHeads, float[] sinks) {
         int d = headDim;
         float[] pAcc = partials.partialAcc();
         float[] pMax = partials.partialMax();
@@ -368,7 +381,7 @@ final class JvmChunkKernel {
                 }
             }
         }
-        normaliseInto(out, seq, kvHead, numQHeads, sinks, 0);
+        normaliseInto(out, lse, seq, kvHead, numQHeads, sinks, 0);
     }
 
     // Cephes' expf (expInPlace, softCapInPlace, softCap): x = n ln2 + r, ln2 in two parts so that r is exact, and a

@@ -62,6 +62,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private final KvPool[] valuePools;
     private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
     private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
+    private MemorySegment lse;    // [numSeqs][numQHeads] fp32, or null: no log-sum-exp asked for
     private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // q and out (positions 2, 3)
     private final MemorySegment[] segments = new MemorySegment[4];
 
@@ -161,11 +162,19 @@ public final class JvmDecodeAttention implements DecodeAttention {
 
     @Override
     public synchronized void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        decode(batch, layer, q, out, null);
+    }
+
+    @Override
+    public synchronized void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         if (workers.isClosed()) {
             throw new IllegalStateException("decode after close(): this backend's threads are gone; create a new one");
         }
         KvCacheConfig c = cache.config();
         DecodeAttention.requireShapes(spec, c, batch, layer, q, out);
+        if (lse != null) {
+            DecodeAttention.requireLse(spec, batch.numSeqs(), lse);
+        }
         plan.build(batch, workers.numThreads(), cascade ? JvmSplitPlan.MAX_MEMBERS : 1);
         this.batch = batch;
         this.layer = layer;
@@ -178,6 +187,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         }
         this.q = segment(q, 2);
         this.out = segment(out, 3);
+        this.lse = lse == null ? null : lse.getSegment();
         try {
             if (ownsWorkers) {
                 workers.run(plan.numItems());
@@ -225,13 +235,13 @@ public final class JvmDecodeAttention implements DecodeAttention {
                 q, spec.numQHeads(), spec.scale(), PREFETCH);
         int slot = plan.slot(item);
         if (slot == JvmSplitPlan.NO_PARTIAL) {
-            kernel.writeOutput(out, seq, kvHead, spec.numQHeads(), sinks);
+            kernel.writeOutput(out, lse, seq, kvHead, spec.numQHeads(), sinks);
             return;
         }
         kernel.writePartial(plan, slot);
         int group = plan.group(item);
         if (plan.finishChunk(group)) {
-            kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, seq, kvHead, spec.numQHeads(), sinks);
+            kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, lse, seq, kvHead, spec.numQHeads(), sinks);
         }
     }
 
@@ -249,7 +259,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         for (int j = 0; j < members; j++) {
             int slot = plan.memberSlot(item, j);
             if (slot == JvmSplitPlan.NO_PARTIAL) {
-                kernel.writeOutput(out, plan.member(item, j), kvHead, spec.numQHeads(), sinks, j * g);
+                kernel.writeOutput(out, lse, plan.member(item, j), kvHead, spec.numQHeads(), sinks, j * g);
             } else {
                 kernel.writePartial(plan, slot, j * g);
                 partials = true;
@@ -258,7 +268,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
         for (int j = 0; partials && j < members; j++) {
             int group = plan.memberGroup(item, j);
             if (plan.memberSlot(item, j) != JvmSplitPlan.NO_PARTIAL && plan.finishChunk(group)) {
-                kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, plan.member(item, j), kvHead, spec.numQHeads(),
+                kernel.mergeInto(plan, plan.firstSlot(group), plan.numChunks(group), out, lse, plan.member(item, j), kvHead, spec.numQHeads(),
                         sinks);
             }
         }

@@ -67,7 +67,15 @@ public final class JvmPrefillAttention implements PrefillAttention {
 
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        prefill(batch, layer, q, out, null);
+    }
+
+    @Override
+    public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         PrefillAttention.requireShapes(spec, cache.config(), batch, layer, q, out);
+        if (lse != null) {
+            DecodeAttention.requireLse(spec, batch.totalQueries(), lse);
+        }
         int n = batch.numSeqs();
         int[] firstTask = new int[n + 1]; // [numSeqs + 1] task index of each sequence's first tile
         for (int i = 0; i < n; i++) {
@@ -79,7 +87,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
                 int seq = Arrays.binarySearch(firstTask, t); // strictly increasing: every sequence has a tile
                 seq = seq >= 0 ? seq : -seq - 2;
                 int local = t - firstTask[seq];
-                attendTile(batch, layer, seq, local % spec.numKvHeads(), local / spec.numKvHeads() * TILE_TOKENS, q, out);
+                attendTile(batch, layer, seq, local % spec.numKvHeads(), local / spec.numKvHeads() * TILE_TOKENS, q, out, lse);
             })).get();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -133,8 +141,12 @@ public final class JvmPrefillAttention implements PrefillAttention {
         }
     }
 
-    /** Query tokens {@code firstToken ..} (at most TILE_TOKENS) of {@code seq}, all heads of {@code kvHead}'s group. */
-    private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out) {
+    /**
+     * Query tokens {@code firstToken ..} (at most TILE_TOKENS) of {@code seq}, all heads of {@code kvHead}'s group; their
+     * log-sum-exps to {@code lse} unless it is null.
+     */
+    private void attendTile(PrefillBatch batch, int layer, int seq, int kvHead, int firstToken, FloatArray q, FloatArray out,
+                            FloatArray lse) {
         DecodeBatch kv = batch.kv();
         KvLayout layout = cache.layout();
         KvPool keys = cache.keys(layer, layout.shardOf(kvHead));
@@ -263,7 +275,11 @@ public final class JvmPrefillAttention implements PrefillAttention {
             int oBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
             for (int h = 0; h < g; h++) {
                 int r = j * g + h;
-                float inv = 1f / JvmChunkKernel.denominator(sum[r], max[r], layerSinks[layer], kvHead * g + h);
+                float den = JvmChunkKernel.denominator(sum[r], max[r], layerSinks[layer], kvHead * g + h);
+                if (lse != null) { // [totalQueries][numQHeads]
+                    lse.set((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g + h, JvmChunkKernel.logSumExp(max[r], den));
+                }
+                float inv = 1f / den;
                 for (int i = 0; i < d; i++) {
                     out.set(oBase + h * d + i, acc[r * d + i] * inv);
                 }

@@ -25,6 +25,15 @@ public interface PrefillAttention extends AutoCloseable {
     void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out);
 
     /**
+     * {@link #prefill}, also writing each (query token, query head)'s log-sum-exp to {@code lse} ({@code
+     * [totalQueries][numQHeads]}, natural log), as {@link DecodeAttention#decode(DecodeBatch, int, FloatArray, FloatArray,
+     * FloatArray)} defines it. The JVM backend writes it; the TornadoVM backends refuse it by name.
+     */
+    default void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
+        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): the JVM backend does");
+    }
+
+    /**
      * Arrays for {@code layer}'s next prefill of {@code batch}, as {@link DecodeAttention#stepRows}: the caller writes the
      * batch's query rows into {@link StepRows#q()} (packed by {@link PrefillBatch#qIndptr}), passes both arrays to
      * {@link #prefill} and reads the output rows from {@link StepRows#out()}; a device backend's are the arrays its plan

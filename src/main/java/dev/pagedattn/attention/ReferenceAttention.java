@@ -45,7 +45,7 @@ public final class ReferenceAttention {
         double[] out = new double[seqs.length * spec.numQHeads() * d];
         java.util.concurrent.atomic.AtomicLong done = new java.util.concurrent.atomic.AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
-            attendSequence(cache, spec, layer, seqs[i], i, q, window, out);
+            attendSequence(cache, spec, layer, seqs[i], i, q, window, out, null);
             long n = done.incrementAndGet();
             synchronized (done) {
                 progress.accept(n);
@@ -79,8 +79,25 @@ public final class ReferenceAttention {
         }
     }
 
+    /**
+     * {@link #decode(KvCache, AttentionSpec, int, int[], FloatArray, int, java.util.function.LongConsumer)}, also writing each
+     * (sequence, query head)'s log-sum-exp in fp64 to {@code lse} ({@code [seqs.length][numQHeads]}): {@code ln} of the
+     * softmax's denominator over the row's logits, the sink included ({@code DecodeAttention}'s {@code lse}).
+     */
+    public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q, int window, double[] lse) {
+        AttentionWindow.require("window", window);
+        spec.requireMatches(cache.config());
+        if (lse == null || lse.length != seqs.length * spec.numQHeads()) {
+            throw new IllegalArgumentException("lse.length=" + (lse == null ? "null" : lse.length) + " expected numSeqs*numQHeads="
+                    + seqs.length * spec.numQHeads());
+        }
+        double[] out = new double[seqs.length * spec.numQHeads() * spec.headDim()];
+        IntStream.range(0, seqs.length).parallel().forEach(i -> attendSequence(cache, spec, layer, seqs[i], i, q, window, out, lse));
+        return out;
+    }
+
     private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, int window,
-                                       double[] out) {
+                                       double[] out, double[] lse) {
         PageTable table = cache.pageTable(seq);
         int len = table.numTokens();
         // written out here, not DecodeBatch.firstVisible: the reference's own (chunks: the start of the last token's chunk)
@@ -107,6 +124,9 @@ public final class ReferenceAttention {
                 for (int pos = first; pos < len; pos++) {
                     scores[pos] = Math.exp(scores[pos] - max);
                     total += scores[pos];
+                }
+                if (lse != null) {
+                    lse[row * spec.numQHeads() + h] = max + Math.log(total);
                 }
                 for (int e = 0; e < d; e++) {
                     double o = 0;

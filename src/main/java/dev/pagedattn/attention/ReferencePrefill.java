@@ -37,7 +37,7 @@ public final class ReferencePrefill {
         double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
         AtomicLong done = new AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
-            attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0);
+            attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0, null);
             long n = done.incrementAndGet();
             synchronized (done) {
                 progress.accept(n);
@@ -58,13 +58,33 @@ public final class ReferencePrefill {
                     + batch.qLen(i) + ")");
         }
         double[] out = new double[n * spec.numQHeads() * spec.headDim()];
-        attendSequence(cache, spec, layer, seq, batch, i, q, out, first, first + n, batch.qStart(i) + first);
+        attendSequence(cache, spec, layer, seq, batch, i, q, out, first, first + n, batch.qStart(i) + first, null);
+        return out;
+    }
+
+    /**
+     * {@link #prefill(KvCache, AttentionSpec, int, int[], PrefillBatch, FloatArray)}, also writing each (query, query head)'s
+     * log-sum-exp in fp64 to {@code lse} ({@code [totalQueries][numQHeads]}; the sink included).
+     */
+    public static double[] prefill(KvCache cache, AttentionSpec spec, int layer, int[] seqs, PrefillBatch batch, FloatArray q,
+                                   double[] lse) {
+        spec.requireMatches(cache.config());
+        if (seqs.length != batch.numSeqs()) {
+            throw new IllegalArgumentException("seqs.length=" + seqs.length + " does not match batch numSeqs=" + batch.numSeqs());
+        }
+        if (lse == null || lse.length != batch.totalQueries() * spec.numQHeads()) {
+            throw new IllegalArgumentException("lse.length=" + (lse == null ? "null" : lse.length) + " expected totalQueries*numQHeads="
+                    + batch.totalQueries() * spec.numQHeads());
+        }
+        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
+        IntStream.range(0, seqs.length).parallel()
+                .forEach(i -> attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0, lse));
         return out;
     }
 
     /** Queries {@code [jFrom, jTo)} of {@code row}; packed query row {@code r} goes to row {@code r - outFirst} of {@code out}. */
     private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int row,
-                                       FloatArray q, double[] out, int jFrom, int jTo, int outFirst) {
+                                       FloatArray q, double[] out, int jFrom, int jTo, int outFirst, double[] lse) {
         PageTable table = cache.pageTable(seq);
         int len = batch.contextLen(row);
         if (len > table.numTokens()) {
@@ -99,6 +119,9 @@ public final class ReferencePrefill {
                     for (int pos = first; pos <= p; pos++) {
                         scores[pos] = Math.exp(scores[pos] - max);
                         total += scores[pos];
+                    }
+                    if (lse != null) {
+                        lse[(batch.qStart(row) + j) * spec.numQHeads() + h] = max + Math.log(total);
                     }
                     for (int e = 0; e < d; e++) {
                         double o = 0;
