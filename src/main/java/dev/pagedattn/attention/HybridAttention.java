@@ -104,6 +104,16 @@ public final class HybridAttention implements AutoCloseable {
         last = d;
     }
 
+    /**
+     * {@link #decode(HybridBatch, int, FloatArray, FloatArray)}, also writing each (sequence, query head)'s log-sum-exp to
+     * {@code lse} ({@link DecodeAttention#decode(DecodeBatch, int, FloatArray, FloatArray, FloatArray)}; JVM backends).
+     */
+    public void decode(HybridBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
+        DecodeAttention d = decoders[route(batch, layer)];
+        d.decode(batch.forLayer(layer), cache.localLayer(layer), q, out, lse);
+        last = d;
+    }
+
     /** {@link DecodeAttention#stepRows} of layer {@code layer}'s group. */
     public StepRows stepRows(HybridBatch batch, int layer) {
         return decoders[route(batch, layer)].stepRows(batch.forLayer(layer), cache.localLayer(layer));
@@ -124,6 +134,15 @@ public final class HybridAttention implements AutoCloseable {
      * verification of token trees).
      */
     public void prefill(HybridBatch kv, int[] qLens, TreeMask[] masks, int layer, FloatArray q, FloatArray out) {
+        prefill(kv, qLens, masks, layer, q, out, null);
+    }
+
+    /**
+     * {@link #prefill(HybridBatch, int[], TreeMask[], int, FloatArray, FloatArray)}, also writing each (query, query head)'s
+     * log-sum-exp to {@code lse} unless it is null ({@link PrefillAttention#prefill(PrefillBatch, int, FloatArray, FloatArray,
+     * FloatArray)}; JVM backends).
+     */
+    public void prefill(HybridBatch kv, int[] qLens, TreeMask[] masks, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         int g = route(kv, layer);
         if (kv != prefillKv || !Arrays.equals(qLens, prefillQLens) || !Arrays.equals(masks, prefillMasks)) {
             PrefillBatch[] batches = new PrefillBatch[cache.numGroups()];
@@ -140,7 +159,11 @@ public final class HybridAttention implements AutoCloseable {
             prefillers[g] = shared != null ? shared : PrefillAttention.create(backend, cache.group(g), specs[g], device);
             ownPrefill[g] = shared == null;
         }
-        prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out);
+        if (lse == null) {
+            prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out);
+        } else {
+            prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out, lse);
+        }
         lastPrefill = prefillers[g];
     }
 

@@ -151,6 +151,51 @@ class AttentionStatesTest {
         }
     }
 
+    /** Llama 4's layout on a HybridKvCache: each layer's lse (chunked or full) is its group's fp64 one. */
+    @Test
+    void aHybridModelsLayersWriteTheirGroupsLse() throws Exception {
+        long seed = TestSeeds.fresh("aHybridModelsLayersWriteTheirGroupsLse");
+        SplittableRandom random = new SplittableRandom(seed);
+        int c = AttentionWindow.chunked(24);
+        int[] windows = {c, c, c, DecodeBatch.NO_WINDOW};
+        dev.pagedattn.cache.HybridKvCache cache = dev.pagedattn.cache.HybridKvCache.of(windows, new int[] {40, 40}, 8, 2, 16,
+                KvDtype.FP32);
+        int[] seqs = {cache.createSequence(), cache.createSequence()};
+        int[] lens = {50 + random.nextInt(50), 1 + random.nextInt(60)};
+        for (int i = 0; i < 2; i++) {
+            cache.append(seqs[i], lens[i]);
+            for (int layer = 0; layer < 4; layer++) {
+                float[] k = new float[lens[i] * 32];
+                float[] v = new float[lens[i] * 32];
+                for (int e = 0; e < k.length; e++) {
+                    k[e] = (float) random.nextDouble(-1, 1);
+                    v[e] = (float) random.nextDouble(-1, 1);
+                }
+                cache.writeTokens(seqs[i], layer, 0, lens[i], k, v);
+            }
+        }
+        AttentionSpec spec = AttentionSpec.of(cache.group(0).config(), 4);
+        FloatArray q = new FloatArray(2 * 4 * 16);
+        for (int e = 0; e < q.getSize(); e++) {
+            q.set(e, (float) random.nextDouble(-1, 1));
+        }
+        try (HybridAttention attention = HybridAttention.create("jvm", cache, spec, null, "auto")) {
+            dev.pagedattn.cache.HybridBatch batch = cache.batch(seqs);
+            for (int layer = 0; layer < 4; layer++) {
+                FloatArray out = new FloatArray(q.getSize());
+                FloatArray lse = poisoned(8);
+                attention.decode(batch, layer, q, out, lse);
+                int g = cache.groupOf(layer);
+                double[] refLse = new double[8];
+                double[] ref = ReferenceAttention.decode(cache.group(g), spec.forLayers(cache.layers(g)), cache.localLayer(layer),
+                        seqs, q, cache.window(g), refLse);
+                String what = "seed=" + seed + " layer " + layer + " lens=" + java.util.Arrays.toString(lens);
+                Accuracy.assertClose(out, ref, what);
+                assertLseClose(lse, refLse, what);
+            }
+        }
+    }
+
     @Test
     void anEmptyPartWeighsNothingAndBadStatesAreRefusedByName() {
         FloatArray a = FloatArray.fromElements(1f, 2f, 3f, 4f);
