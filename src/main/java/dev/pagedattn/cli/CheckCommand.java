@@ -121,6 +121,10 @@ final class CheckCommand implements Callable<Integer> {
             defaultValue = "split")
     String hybridPool;
 
+    @Option(names = "--lse", description = "Also write each row's and head's log-sum-exp (decode or prefill with an lse array;"
+            + " FlashInfer's return_lse) on the first step and check it against fp64 (JVM backend; not with --full-every).")
+    boolean lse;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -192,6 +196,10 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--hybrid-pool=shared runs on --backend jvm, not " + backendOptions.backend
                     + " (the TornadoVM backends need a pool per group)");
         }
+        if (lse && (!backendOptions.backend.equals("jvm") || hybrid)) {
+            throw new IllegalArgumentException("--lse checks the log-sum-exp of the JVM backend's decode or prefill: not with"
+                    + (hybrid ? " --full-every and --release" : " --backend " + backendOptions.backend));
+        }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
         Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
@@ -208,7 +216,7 @@ final class CheckCommand implements Callable<Integer> {
         }
         if (queryLen != null) {
             return PrefillCheck.run(shape, queryLen, layerWindow, backendOptions.backend, backendOptions.device,
-                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release);
+                    iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release, lse);
         }
         int slidingWindow = layerWindow;
         int[] lengths = shape.lengths();
@@ -239,6 +247,9 @@ final class CheckCommand implements Callable<Integer> {
                 nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
             }
             int status = report(w, w.batch(), out, nanos, tolerance, attention.name());
+            if (lse) {
+                status = Math.max(status, checkLse(attention, w, w.batch(), tolerance));
+            }
             status = Math.max(status, checkOtherLayers(w, attention, tolerance));
             if (swap) {
                 int[] before = w.seqs();
@@ -336,6 +347,18 @@ final class CheckCommand implements Callable<Integer> {
         return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
                 shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq, shape.kvScales(),
                 shape.maxArrayElements());
+    }
+
+    /** {@link PrefillCheck#checkLse} for a decode step of {@code batch} (layer 0). */
+    private static int checkLse(DecodeAttention attention, DecodeWorkload w, DecodeBatch batch, double tolerance) {
+        int rows = batch.numSeqs() * w.spec().numQHeads();
+        FloatArray out = w.poisonedOutput();
+        FloatArray lse = new FloatArray(rows);
+        lse.init(Float.NaN);
+        attention.decode(batch, 0, w.q(), out, lse);
+        double[] ref = new double[rows];
+        ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), batch.window(), ref);
+        return PrefillCheck.reportLse(lse, ref, tolerance);
     }
 
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {

@@ -112,7 +112,7 @@ final class PrefillCheck {
      */
     static int run(ShapeOptions shape, String queryLen, int window, String backend, String device, int iterations,
                    double tolerance, int steps, boolean stepRows, int decodeSteps, boolean sharedPools, Extras extras,
-                   boolean release) {
+                   boolean release, boolean lse) {
         int[] lengths = shape.lengths();
         int[] qLens = queryLens(queryLen, lengths, shape.seed());
         int maxQLen = Arrays.stream(qLens).max().orElse(1);
@@ -147,6 +147,9 @@ final class PrefillCheck {
                 printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);
+            if (lse) {
+                status = Math.max(status, checkLse(attention, w, w.batch(), tolerance));
+            }
             status = Math.max(status, decodeAfter(decoder, w, decodeSteps, tolerance, random, release));
             for (int step = 2; step <= steps; step++) {
                 if (release) { // after the last step, before the next chunk's append: its first query's window is kept
@@ -284,6 +287,35 @@ final class PrefillCheck {
         StepRows rows = OwnRows.poisonedWith(attention.stepRows(batch, 0), q);
         attention.prefill(batch, 0, rows.q(), rows.out());
         OwnRows.copyOut(rows, out);
+    }
+
+    /**
+     * One more prefill of {@code batch} with an {@code lse} array (output and lse poisoned first), its log-sum-exps against
+     * fp64's: the largest error relative to {@code max(1, |lse|)}, one line; the status.
+     */
+    static int checkLse(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, double tolerance) {
+        int rows = batch.totalQueries() * w.spec().numQHeads();
+        FloatArray out = new FloatArray(w.q().getSize());
+        out.init(Float.NaN);
+        FloatArray lse = new FloatArray(rows);
+        lse.init(Float.NaN);
+        attention.prefill(batch, 0, w.q(), out, lse);
+        double[] ref = new double[rows];
+        ReferencePrefill.prefill(w.kv().cache(), w.spec(), 0, w.kv().seqs(), batch, w.q(), ref);
+        return reportLse(lse, ref, tolerance);
+    }
+
+    /** The line of a log-sum-exp check: the largest of {@code |lse - ref| / max(1, |ref|)}; the status. */
+    static int reportLse(FloatArray lse, double[] ref, double tolerance) {
+        double worst = 0;
+        for (int i = 0; i < ref.length; i++) {
+            double err = Math.abs(lse.get(i) - ref[i]) / Math.max(1, Math.abs(ref[i]));
+            worst = Double.isNaN(err) ? Double.NaN : Double.isNaN(worst) ? worst : Math.max(worst, err);
+        }
+        boolean ok = worst <= tolerance; // NaN fails
+        System.out.printf("log-sum-exp (lse) of %d rows x heads vs fp64: max error=%.3e (relative to max(1, |lse|)) tolerance=%.1e"
+                + " -> %s%n", ref.length, worst, tolerance, ok ? "PASS" : "FAIL");
+        return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 
     private static int measure(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, FloatArray q, int iterations,

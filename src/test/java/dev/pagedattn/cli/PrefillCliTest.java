@@ -103,6 +103,27 @@ class PrefillCliTest {
         CliRun.of(concat("check", SMALL, "--chunk", "8", "--query-len", "3", "--non-causal")).assertRefused("--chunk=8");
     }
 
+    /** --lse: the log-sum-exp of a decode step and of a prefill step against fp64; refused off the JVM backend. */
+    @Test
+    void checkWithLseChecksTheLogSumExp() {
+        long seed = TestSeeds.fresh("checkWithLseChecksTheLogSumExp");
+        Pattern line = Pattern.compile("log-sum-exp \\(lse\\) of (\\d+) rows x heads vs fp64: max error=([0-9.e+-]+) .*-> PASS");
+        CliRun decode = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "20..90", "--sinks", "--lse", "--seed",
+                Long.toString(seed)));
+        assertEquals(0, decode.exitCode(), decode.toString());
+        Matcher m = line.matcher(decode.out());
+        assertTrue(m.find(), decode.out());
+        assertEquals(24, Integer.parseInt(m.group(1)), "3 sequences x 8 heads");
+        assertTrue(Double.parseDouble(m.group(2)) < 1e-5, decode.out());
+        CliRun prefill = CliRun.of(concat("check", SMALL, "--batch", "2", "--context", "30..60", "--query-len", "5", "--chunk", "16",
+                "--lse", "--seed", Long.toString(seed)));
+        assertEquals(0, prefill.exitCode(), prefill.toString());
+        m = line.matcher(prefill.out());
+        assertTrue(m.find(), prefill.out());
+        assertEquals(80, Integer.parseInt(m.group(1)), "10 queries x 8 heads");
+        CliRun.of(concat("check", SMALL, "--lse", "--backend", "tornado")).assertRefused("--lse", "--backend tornado");
+    }
+
     /**
      * --release with --full-every: a HybridKvCache whose windowed layers release while the full layers keep every block;
      * decode steps and a prefill chunk with a decode step after it, every layer against its group's fp64 reference; the
