@@ -140,9 +140,9 @@ class AttentionStatesTest {
             AttentionStates.merge(head, headLse, tail, tailLse, rows, d, merged, mergedLse);
             String what = "seed=" + seed + " trial " + trial + " " + dtype + " lens=" + java.util.Arrays.toString(lens) + " splits="
                     + java.util.Arrays.toString(splits);
-            double rel = ReferenceAttention.relativeL2(merged, toDoubles(whole));
+            double rel = ReferenceAttention.relativeL2(merged, WindowedDecodeProperties.toDoubles(whole));
             assertTrue(rel < 1e-5, what + ": merged vs whole, relative L2 " + rel);
-            assertLseClose(mergedLse, toDoubles(wholeLse), what);
+            assertLseClose(mergedLse, WindowedDecodeProperties.toDoubles(wholeLse), what);
             // merging in place into the first state gives the same bits
             AttentionStates.merge(head, headLse, tail, tailLse, rows, d, head, headLse);
             for (int i = 0; i < rows * d; i++) {
@@ -252,13 +252,5 @@ class AttentionStatesTest {
             s.set(i, a.get(from + i));
         }
         return s;
-    }
-
-    private static double[] toDoubles(FloatArray a) {
-        double[] d = new double[a.getSize()];
-        for (int i = 0; i < d.length; i++) {
-            d[i] = a.get(i);
-        }
-        return d;
     }
 }
