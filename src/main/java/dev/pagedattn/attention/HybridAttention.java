@@ -159,11 +159,7 @@ public final class HybridAttention implements AutoCloseable {
             prefillers[g] = shared != null ? shared : PrefillAttention.create(backend, cache.group(g), specs[g], device);
             ownPrefill[g] = shared == null;
         }
-        if (lse == null) {
-            prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out);
-        } else {
-            prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out, lse);
-        }
+        prefillers[g].prefill(prefillBatches[g], cache.localLayer(layer), q, out, lse);
         lastPrefill = prefillers[g];
     }
 

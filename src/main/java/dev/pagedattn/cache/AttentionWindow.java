@@ -6,7 +6,7 @@ package dev.pagedattn.cache;
  *
  * <pre>
  *  NONE (Integer.MAX_VALUE)   every position up to the query's own                (full attention)
- *  W >= 1                     the last W positions: max(0, p - W + 1) .. p         (sliding window: Mistral, Gemma, gpt-oss)
+ *  W >= 1 (W itself)          the last W positions: max(0, p - W + 1) .. p         (sliding window: Mistral, Gemma, gpt-oss)
  *  -C <= -1 (chunked(C))      the query's own chunk of C: p - p % C .. p           (chunked local attention: Llama 4)
  * </pre>
  *
@@ -24,14 +24,6 @@ public final class AttentionWindow {
     private AttentionWindow() {
     }
 
-    /** A sliding window of {@code w >= 1} positions (the value is {@code w} itself). */
-    public static int sliding(int w) {
-        if (w < 1) {
-            throw new IllegalArgumentException("window=" + w + " must be >= 1 (or AttentionWindow.NONE)");
-        }
-        return w;
-    }
-
     /** Chunked local attention over chunks of {@code chunkSize >= 1} positions (the value is {@code -chunkSize}). */
     public static int chunked(int chunkSize) {
         if (chunkSize < 1 || chunkSize == Integer.MAX_VALUE) {
@@ -43,11 +35,6 @@ public final class AttentionWindow {
     /** Whether {@code window} is chunked local attention ({@link #chunked}). */
     public static boolean isChunked(int window) {
         return window < 0;
-    }
-
-    /** Whether {@code window} limits what a query sees (a sliding window or chunks), i.e. is not {@link #NONE}. */
-    public static boolean limits(int window) {
-        return window != NONE;
     }
 
     /** The chunk size of a chunked {@code window}. */

@@ -11,12 +11,12 @@ import java.util.Set;
 
 /**
  * The KV cache of a model that mixes sliding-window (or chunked local) and full layers (Gemma 2 and 3, gpt-oss; Llama 4's
- * chunks of 8192 on three layers of four; vLLM's hybrid KV cache manager): its layers are grouped by window, each group a {@link KvCache} of its own page tables and either a pool of its
- * own ({@link #of}, {@link #forMemory}) or blocks from one pool all groups share ({@link #sharedPool}: each window's layers
- * cut into groups of one size, any group taking any free block), so a windowed group can give back the blocks its window
- * no longer sees while the full layers keep theirs. A block of a
- * plain {@link KvCache} holds its slots in every layer and must stay while any layer reads it; here a block of a
- * windowed group holds only that group's layers.
+ * chunks of 8192 on three layers of four; vLLM's hybrid KV cache manager): its layers are grouped by window, each group a
+ * {@link KvCache} of its own page tables and either a pool of its own ({@link #of}, {@link #forMemory}) or blocks from
+ * one pool all groups share ({@link #sharedPool}: each window's layers cut into groups of one size, any group taking any
+ * free block), so a windowed group can give back the blocks its window no longer sees while the full layers keep theirs.
+ * A block of a plain {@link KvCache} holds its slots in every layer and must stay while any layer reads it; here a block
+ * of a windowed group holds only that group's layers.
  *
  * <pre>
  *  windows [numLayers]   layer l's sliding window W (its query sees the last W positions), AttentionWindow.chunked(C)
@@ -30,9 +30,9 @@ import java.util.Set;
  * layer's group. Before an append takes blocks, each windowed group releases the blocks wholly before the window of
  * the sequence's last token ({@link KvCache#releaseOutsideWindow}; no later query sees them), so a sequence holds at
  * most {@code ceil((W + n) / blockSize) + 1} blocks of a group of window {@code W} (or chunks of {@code W}) once it
- * appends {@code n} tokens, however long it grows. Decode through {@link #batch} (one {@link HybridBatch} per step; {@code forLayer} gives each
- * layer its group's tables through its window) and a backend per group on {@link #group(int)}, or through
- * {@code dev.pagedattn.attention.HybridAttention}, which does both.
+ * appends {@code n} tokens, however long it grows. Decode through {@link #batch} (one {@link HybridBatch} per step;
+ * {@code forLayer} gives each layer its group's tables through its window) and a backend per group on
+ * {@link #group(int)}, or through {@code dev.pagedattn.attention.HybridAttention}, which does both.
  *
  * <p>Change sequences through this class only: a call on a group's cache itself would break the lockstep (checked by
  * {@link #verify}). With {@link #enablePrefixCaching}, {@link #admit} shares a prompt's cached blocks in every group (a

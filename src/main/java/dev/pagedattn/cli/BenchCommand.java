@@ -311,7 +311,7 @@ final class BenchCommand implements Callable<Integer> {
             } else if (slidingWindow == DecodeBatch.NO_WINDOW) {
                 rows.addAll(cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false, false));
             } else {
-                String tag = AttentionWindow.isChunked(slidingWindow) ? "/c" + AttentionWindow.chunkSize(slidingWindow) : "/w" + slidingWindow;
+                String tag = PrefillCheck.cellTag(slidingWindow);
                 String what = AttentionWindow.describe(slidingWindow);
                 List<BenchRow> windowed = cell(lengths, context + tag, kvDtype, s, probe.readGBs(), slidingWindow, false, false);
                 int[] visible = Arrays.stream(lengths).map(l -> l - DecodeBatch.firstVisible(l, slidingWindow)).toArray();

@@ -265,8 +265,7 @@ final class BenchCpuCommand implements Callable<Integer> {
     }
 
     private static String label(int batch, int context, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
-        return batch + "x" + context + (slidingWindow == DecodeBatch.NO_WINDOW ? ""
-                : AttentionWindow.isChunked(slidingWindow) ? "/c" + AttentionWindow.chunkSize(slidingWindow) : "/w" + slidingWindow) + (withSinks ? "/sinks" : "")
+        return batch + "x" + context + PrefillCheck.cellTag(slidingWindow) + (withSinks ? "/sinks" : "")
                 + (cap > 0 ? "/cap" + Extras.plain(cap) : "") + (withAlibi ? "/alibi" : "");
     }
 

@@ -218,10 +218,9 @@ final class CheckCommand implements Callable<Integer> {
             return PrefillCheck.run(shape, queryLen, layerWindow, backendOptions.backend, backendOptions.device,
                     iterations, tolerance, steps, stepRows, decodeSteps, pools.equals("shared"), extras, release, lse);
         }
-        int slidingWindow = layerWindow;
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
-        DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(slidingWindow);
+        DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(layerWindow);
         DecodeWorkload w = extras.apply(plain, shape.layers, shape.qHeads, shape.seed());
         if (release) { // the later steps' tokens keep their blocks: one per sequence and step, at most
             w = w.releasedOutsideWindow(lengths.length * (steps - 1));
@@ -231,7 +230,7 @@ final class CheckCommand implements Callable<Integer> {
         String backend = backendOptions.backend;
         try (DecodeAttention attention = Backends.create(backend, w.cache(), w.spec(), backendOptions.device, variant, kernel, vSums)) {
             System.out.println("check " + shape.describe(lengths) + ShapeOptions.shards(w.cache())
-                    + PrefillCheck.label(slidingWindow) + extras.describe() + " backend=" + backend);
+                    + PrefillCheck.label(layerWindow) + extras.describe() + " backend=" + backend);
             if (release) {
                 PrefillCheck.printReleased(w.cache(), w.seqs());
             }
@@ -261,9 +260,9 @@ final class CheckCommand implements Callable<Integer> {
             SplittableRandom random = new SplittableRandom(shape.seed() + 1);
             for (int step = 2; step <= steps; step++) {
                 if (release) {
-                    PrefillCheck.releaseOutsideWindow(w.cache(), w.seqs(), slidingWindow);
+                    PrefillCheck.releaseOutsideWindow(w.cache(), w.seqs(), layerWindow);
                 }
-                DecodeBatch batch = appendOneToken(w, random).window(slidingWindow);
+                DecodeBatch batch = appendOneToken(w, random).window(layerWindow);
                 status = Math.max(status, decodeOnce(w, batch, out, attention, tolerance,
                         "step " + step + " (every sequence one token longer):"));
                 // the same step again, with nothing written since: on TornadoVM, a task graph without the scatter task

@@ -70,6 +70,14 @@ final class PrefillCheck {
         return AttentionWindow.chunked(chunk);
     }
 
+    /** {@code "/wW"}, {@code "/cC"} or nothing: how a benchmark's cell label names its window value. */
+    static String cellTag(int window) {
+        if (window == PrefillBatch.NO_WINDOW) {
+            return "";
+        }
+        return AttentionWindow.isChunked(window) ? "/c" + AttentionWindow.chunkSize(window) : "/w" + window;
+    }
+
     /** {@code " window=W"}, {@code " chunk=C"} or nothing: how a check's header names its window value. */
     static String label(int window) {
         if (window == PrefillBatch.NO_WINDOW) {
