@@ -38,6 +38,8 @@ lines=(
   "check $shape --dtype $dtype --chunk 100 --release --steps 2"
   "check $shape --dtype $dtype --query-len 1..80 --chunk 100 --tree --steps 2 --decode-steps 1"
   "check $shape --dtype $dtype --layers 4 --chunk 96 --full-every 4 --release --steps 2"
+  "check $shape --dtype $dtype --lse --sinks --window 96 --steps 2"
+  "check $shape --dtype $dtype --query-len 1..80 --lse --chunk 100 --tree"
   "demo --backend tornado --dtype $dtype --seed $seed"
 )
 if [[ "$dtype" != fp32 ]]; then

@@ -29,15 +29,15 @@ public interface DecodeAttention extends AutoCloseable {
      * natural log; FlashInfer's {@code return_lse}): {@code ln(sum over the positions seen of exp(s))} of the row's scores
      * {@code s} as its softmax takes them (scaled, capped, biased), plus {@code exp(sink)} in a layer with sinks. With it,
      * two attentions over disjoint parts of a context merge into the attention over both ({@link AttentionStates#merge}):
-     * context split across caches, devices or processes, a shared prefix attended once. The JVM backend writes it; the
-     * TornadoVM backends refuse it by name ({@code lse} null: {@link #decode(DecodeBatch, int, FloatArray, FloatArray)}).
+     * context split across caches, devices or processes, a shared prefix attended once. Every backend writes it (the
+     * default refuses it by name); {@code lse} null: {@link #decode(DecodeBatch, int, FloatArray, FloatArray)}.
      */
     default void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         if (lse == null) {
             decode(batch, layer, q, out);
             return;
         }
-        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): the JVM backend does");
+        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): it does not override this method");
     }
 
     /**

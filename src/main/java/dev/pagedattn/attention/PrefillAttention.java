@@ -27,15 +27,15 @@ public interface PrefillAttention extends AutoCloseable {
     /**
      * {@link #prefill}, also writing each (query token, query head)'s log-sum-exp to {@code lse} ({@code
      * [totalQueries][numQHeads]}, natural log), as {@link DecodeAttention#decode(DecodeBatch, int, FloatArray, FloatArray,
-     * FloatArray)} defines it. The JVM backend writes it; the TornadoVM backends refuse it by name ({@code lse} null: the plain
-     * prefill).
+     * FloatArray)} defines it. Every backend writes it (the default refuses it by name); {@code lse} null: the plain
+     * prefill.
      */
     default void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         if (lse == null) {
             prefill(batch, layer, q, out);
             return;
         }
-        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): the JVM backend does");
+        throw new UnsupportedOperationException("backend=" + name() + " writes no log-sum-exp (lse): it does not override this method");
     }
 
     /**

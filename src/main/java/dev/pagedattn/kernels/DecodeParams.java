@@ -96,8 +96,15 @@ public final class DecodeParams {
      * to each score after its cap, before its mask. A plan constant.
      */
     public static final int ALIBI = 22;
+    /**
+     * Log-sum-exp outputs ({@code DecodeAttention.decode(..., lse)}): where the step's {@code [numSeqs][numQHeads]} row
+     * log-sum-exps start in the merge's {@code out} (after the plan's capacity of output rows), or 0 for none. A step
+     * that writes them runs split (WRITE_FINAL 0) even over one partition, and its merge writes row {@code r}'s
+     * {@code max + ln(sum)}, the sink included, at {@code out[params[LSE] + r]}.
+     */
+    public static final int LSE = 23;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 23;
+    public static final int SIZE = 24;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

@@ -141,7 +141,8 @@ public final class PagedDecodeKernels {
      * elements, so any whole number of work-groups works (a small grid keeps the launch cheap on
      * fused steps, where the kernel returns at once). With {@link DecodeParams#SINKS} head {@code h}'s sink
      * ({@code partials[params[SINK_BASE] + h]}, of the plan's layer and shard; {@code AttentionSinks}) starts slice 0's
-     * state as a score without a value: max the sink, sum 1, accumulator 0.
+     * state as a score without a value: max the sink, sum 1, accumulator 0. With {@link DecodeParams#LSE} each row's
+     * element 0 also writes the row's log-sum-exp.
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
                                        FloatArray out, int numQHeads, int headDim) {
@@ -165,6 +166,7 @@ public final class PagedDecodeKernels {
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
         int hasSinks = params.get(DecodeParams.SINKS);
         int sinkBase = params.get(DecodeParams.SINK_BASE);
+        int lseAt = params.get(DecodeParams.LSE);
         for (int e0 = ctx.groupIdx * width; e0 < total; e0 += groups * width) { // uniform per work-group
             int idx = e0 + lane;
             float m = Float.NEGATIVE_INFINITY;
@@ -286,6 +288,9 @@ public final class PagedDecodeKernels {
                     acc += os[s * width + lane] * ws;
                 }
                 out.set(idx, acc / sum);
+                if (lseAt != 0 && idx % headDim == 0) { // the row's log-sum-exp (DecodeParams.LSE)
+                    out.set(lseAt + idx / headDim, mAll + TornadoMath.log(sum));
+                }
             }
             ctx.localBarrier();
         }
@@ -377,7 +382,8 @@ public final class PagedDecodeKernels {
      * trees) and keep {@code w_p = exp(m_p - M)} for the first {@link #ROW_WEIGHTS} partitions in local memory; each
      * slice then sums {@code a_p w_p} over its partitions and slice 0 adds the slices and divides by {@code L}. So a row
      * costs one {@code exp} per partition and chunk instead of one per partition and element. With
-     * {@link DecodeParams#SINKS} work-item 0 adds head {@code h}'s sink to {@code M} and {@code L}.
+     * {@link DecodeParams#SINKS} work-item 0 adds head {@code h}'s sink to {@code M} and {@code L}; with
+     * {@link DecodeParams#LSE} the row's first chunk also writes {@code M + ln(L)}.
      */
     public static void mergeRows(KernelContext ctx, IntArray contextLens, IntArray params, FloatArray partials,
                                  FloatArray out, int numQHeads, int headDim) {
@@ -401,6 +407,7 @@ public final class PagedDecodeKernels {
         int groups = ctx.globalGroupSizeX / MERGE_LOCAL;
         int hasSinks = params.get(DecodeParams.SINKS);
         int sinkBase = params.get(DecodeParams.SINK_BASE);
+        int lseAt = params.get(DecodeParams.LSE);
         for (int unit = ctx.groupIdx; unit < units; unit += groups) { // uniform per work-group
             int row = unit / chunks;
             // the head's sink (a score of weight exp(sink - M) and no value) joins work-item 0's max and sum
@@ -476,6 +483,9 @@ public final class PagedDecodeKernels {
                     total += red[s * width + j];
                 }
                 out.set(row * headDim + d, total / rowSum);
+                if (lseAt != 0 && d == 0) { // the row's log-sum-exp (DecodeParams.LSE)
+                    out.set(lseAt + row, rowMax + TornadoMath.log(rowSum));
+                }
             }
             ctx.localBarrier();
         }

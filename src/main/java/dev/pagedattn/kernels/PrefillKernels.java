@@ -391,7 +391,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -704,7 +704,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -1053,7 +1053,7 @@ public final class PrefillKernels {
             int h = headBase + r - token * heads;
             if (token < tileTokens && h < groupSize) {
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc[idx] / lRow[r]);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -1069,16 +1069,18 @@ public final class PrefillKernels {
 
     /**
      * Merges the partitions of every query row whose sequence was split: one output element per
-     * work-item and round, grid-stride, so any global size works. With {@link PrefillParams#SINKS} every row
+     * work-item and round, grid-stride, so any global size works. With {@link PrefillParams#MERGED} every row
      * comes here (one partition or more) and head {@code h}'s sink {@code sinks[h]} ({@code [numQHeads]} of the
-     * plan's layer and shard) joins its max and sum as a score without a value.
+     * plan's layer and shard; -inf for none) joins its max and sum as a score without a value. With
+     * {@link PrefillParams#LSE} each row's element 0 also writes the row's log-sum-exp.
      */
     public static void mergePartitions(KernelContext ctx, IntArray contextLens, IntArray qSeq, IntArray params,
                                        FloatArray partials, FloatArray sinks, FloatArray out, int numQHeads, int headDim) {
-        int hasSinks = params.get(PrefillParams.SINKS);
-        if (params.get(PrefillParams.SKIP_ATTENTION) != 0 || (params.get(PrefillParams.MAX_PARTITIONS) == 1 && hasSinks == 0)) {
+        int merged = params.get(PrefillParams.MERGED);
+        if (params.get(PrefillParams.SKIP_ATTENTION) != 0 || (params.get(PrefillParams.MAX_PARTITIONS) == 1 && merged == 0)) {
             return;
         }
+        int lseAt = params.get(PrefillParams.LSE);
         int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
         int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
         int total = params.get(PrefillParams.TOTAL_QUERIES) * numQHeads * headDim;
@@ -1087,10 +1089,10 @@ public final class PrefillKernels {
             int d = idx - qRow * headDim;
             int seq = qSeq.get(qRow / numQHeads);
             int parts = (contextLens.get(seq) + partTokens - 1) / partTokens;
-            if (parts > 1 || hasSinks != 0) {
+            if (parts > 1 || merged != 0) {
                 int base = qRow * maxParts * (headDim + 2);
-                // the head's sink: a score of weight exp(sink - mAll) and no value
-                float sink = hasSinks != 0 ? sinks.get(qRow % numQHeads) : Float.NEGATIVE_INFINITY;
+                // the head's sink: a score of weight exp(sink - mAll) and no value (-inf: none)
+                float sink = merged != 0 ? sinks.get(qRow % numQHeads) : Float.NEGATIVE_INFINITY;
                 float mAll = sink;
                 for (int j = 0; j < parts; j++) {
                     mAll = TornadoMath.max(mAll, partials.get(base + j * (headDim + 2) + headDim));
@@ -1107,6 +1109,9 @@ public final class PrefillKernels {
                     }
                 }
                 out.set(idx, o / sum);
+                if (lseAt != 0 && d == 0) { // the row's log-sum-exp (PrefillParams.LSE)
+                    out.set(lseAt + qRow, mAll + TornadoMath.log(sum));
+                }
             }
         }
     }

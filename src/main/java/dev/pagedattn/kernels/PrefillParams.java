@@ -26,10 +26,12 @@ public final class PrefillParams {
     /** Where the tensor-core kernel's global scratch starts in {@code partials} (after the partitions' states). */
     public static final int SCRATCH_BASE = 9;
     /**
-     * 1 when the plan's layer has attention sinks ({@code AttentionSinks}): every row writes its partition states, one
-     * partition or more, and {@link PrefillKernels#mergePartitions} adds the head's sink; 0 otherwise.
+     * 1 when every row goes through the merge: every row writes its partition states, one partition or more, and
+     * {@link PrefillKernels#mergePartitions} adds the head's sink to the row's max and sum. So runs a layer with attention
+     * sinks ({@code AttentionSinks}), and a step that writes log-sum-exps ({@link #LSE}; a layer without sinks then passes
+     * sinks of -inf, which weigh nothing); 0 otherwise.
      */
-    public static final int SINKS = 10;
+    public static final int MERGED = 10;
     /**
      * Logit soft-capping ({@code AttentionSpec.softCap}): where the cap lies in {@code partials} (after everything the
      * kernels and the merge write there), or 0 when scores are not capped. The kernels read it once ({@code
@@ -53,7 +55,13 @@ public final class PrefillParams {
      * encoder): a tile's rows then sit at the context's last position and on, so the causal test passes every key.
      */
     public static final int NON_CAUSAL = 14;
-    public static final int SIZE = 15;
+    /**
+     * Log-sum-exp outputs ({@code PrefillAttention.prefill(..., lse)}): where the step's {@code [totalQueries][numQHeads]}
+     * row log-sum-exps start in the merge's {@code out} (after the plan's capacity of output rows), or 0 for none; a step
+     * that writes them runs {@link #MERGED}.
+     */
+    public static final int LSE = 15;
+    public static final int SIZE = 16;
 
     private PrefillParams() {
     }

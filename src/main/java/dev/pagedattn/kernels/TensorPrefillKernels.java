@@ -545,7 +545,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -967,7 +967,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);
@@ -1401,7 +1401,7 @@ public final class TensorPrefillKernels {
                 }
                 float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
                 int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
-                if (numParts == 1 && params.get(PrefillParams.SINKS) == 0) { // sinks: the merge adds them
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
                     out.set(qRow * headDim + e, acc * vScale / sum);
                 } else {
                     int at = (qRow * maxParts + part) * (headDim + 2);

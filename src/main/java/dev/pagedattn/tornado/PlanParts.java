@@ -106,7 +106,7 @@ final class PlanParts {
     /**
      * The prefill merge's {@code sinks} argument of {@code layer}, one per KV-head shard: shard {@code s} holds query heads
      * {@code [s * numQHeads / shards, (s + 1) * numQHeads / shards)}, so its array is {@code [numQHeads / shards]} of
-     * their sinks (zeros where the layer has none; the params' SINKS slot then keeps the merge from reading them).
+     * their sinks (-inf where the layer has none: weight 0, for steps whose log-sum-exps merge every row).
      */
     static FloatArray[] sinks(AttentionSpec spec, int layer, int shards) {
         int hq = spec.numQHeads() / shards;
@@ -114,7 +114,7 @@ final class PlanParts {
         for (int s = 0; s < shards; s++) {
             byShard[s] = new FloatArray(hq);
             for (int h = 0; h < hq; h++) {
-                byShard[s].set(h, spec.hasSinks(layer) ? spec.sinks().sink(layer, s * hq + h) : 0f);
+                byShard[s].set(h, spec.hasSinks(layer) ? spec.sinks().sink(layer, s * hq + h) : Float.NEGATIVE_INFINITY);
             }
         }
         return byShard;

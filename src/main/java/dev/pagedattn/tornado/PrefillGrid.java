@@ -29,8 +29,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * @param maxPartitions   partitions of the longest context
  * @param numGroups       work-groups of the launch
  * @param kernel          the attention kernel the grid is for
- * @param merged          every row's output goes through the merge, one partition or more: the layer has attention
- *                        sinks, which the merge adds ({@link PrefillParams#SINKS})
+ * @param merged          every row's output goes through the merge, one partition or more ({@link PrefillParams#MERGED}):
+ *                        the layer has attention sinks, which the merge adds, or the step writes log-sum-exps
  */
 public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int maxPartitions, int numGroups, Kernel kernel,
                           boolean merged) {
@@ -76,7 +76,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         this(headTiles, maxQTiles, partitionTokens, maxPartitions, numGroups, kernel, false);
     }
 
-    /** This grid with every row merged ({@code merged}: a layer with sinks) or as planned. */
+    /** This grid with every row merged ({@code merged}: a layer with sinks, a step with log-sum-exps) or as planned. */
     public PrefillGrid merged(boolean merged) {
         return merged == this.merged ? this : new PrefillGrid(headTiles, maxQTiles, partitionTokens, maxPartitions, numGroups, kernel, merged);
     }
@@ -177,7 +177,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         params.set(PrefillParams.WINDOW, batch.window());
         params.set(PrefillParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(PrefillParams.TOTAL_QUERIES, batch.totalQueries());
-        params.set(PrefillParams.SINKS, merged ? 1 : 0);
+        params.set(PrefillParams.MERGED, merged ? 1 : 0);
         params.set(PrefillParams.NON_CAUSAL, batch.causal() ? 0 : 1);
     }
 

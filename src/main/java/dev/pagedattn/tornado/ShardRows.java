@@ -10,27 +10,57 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * arrays reads and writes its own {@code [rows][numQHeads / S][headDim]} arrays, so its kernels
  * see an ordinary pool of {@code headsPerShard} heads. One shard: the plan's arrays are the rows
  * themselves (one bulk copy each way, as without shards, or none when the caller fills and reads the
- * arrays {@link #stepRows} hands out). Large copies go over a {@link RowCopier}'s threads.
+ * arrays {@link #stepRows} hands out). Large copies go over a {@link RowCopier}'s threads. Rows made for log-sum-exp
+ * outputs keep each shard's {@code [maxRows][numQHeads / S]} log-sum-exps after its output rows, from {@link #lseAt}.
  */
 public final class ShardRows {
     private final FloatArray[] q;   // [shards] of [maxRows][numQHeads / shards][headDim]
     private final FloatArray[] out; // same shape
     private final int rowFloats; // numQHeads * headDim
+    private final int lseHeads;  // numQHeads where the output arrays hold log-sum-exps, else 0
+    private final int lseAt;     // where they start in each shard's output array
     private final RowCopier copier;
 
     public ShardRows(int shards, int maxRows, int rowFloats) {
-        this(shards, maxRows, rowFloats, null);
+        this(shards, maxRows, rowFloats, 0, null);
     }
 
-    /** The same, its copies split over {@code copier}'s threads when large (null: the caller copies). */
-    ShardRows(int shards, int maxRows, int rowFloats, RowCopier copier) {
+    /** Rows whose output arrays also hold {@code numQHeads} log-sum-exps per row ({@code numQHeads} 0: none). */
+    public ShardRows(int shards, int maxRows, int rowFloats, int numQHeads) {
+        this(shards, maxRows, rowFloats, numQHeads, null);
+    }
+
+    /** The same, the copies split over {@code copier}'s threads when large (null: the caller copies). */
+    ShardRows(int shards, int maxRows, int rowFloats, int numQHeads, RowCopier copier) {
         this.rowFloats = rowFloats;
+        this.lseHeads = numQHeads;
         this.copier = copier;
         this.q = new FloatArray[shards];
         this.out = new FloatArray[shards];
+        this.lseAt = maxRows * (rowFloats / shards);
         for (int s = 0; s < shards; s++) {
             q[s] = new FloatArray(maxRows * (rowFloats / shards));
-            out[s] = new FloatArray(maxRows * (rowFloats / shards));
+            out[s] = new FloatArray(lseAt + maxRows * (numQHeads / shards));
+        }
+    }
+
+    /** Where each shard's log-sum-exps start in its output array ({@code DecodeParams.LSE}); refused where it holds none. */
+    public int lseAt() {
+        if (lseHeads == 0) {
+            throw new IllegalStateException("these rows hold no log-sum-exps");
+        }
+        return lseAt;
+    }
+
+    /** Copies {@code rows} rows of the shards' log-sum-exps into {@code userLse} ({@code [rows][numQHeads]}). */
+    public void storeLse(FloatArray userLse, int rows) {
+        lseAt();
+        int part = lseHeads / out.length;
+        for (int s = 0; s < out.length; s++) {
+            for (int r = 0; r < rows; r++) {
+                MemorySegment.copy(out[s].getSegment(), (lseAt + (long) r * part) * Float.BYTES, userLse.getSegment(),
+                        ((long) r * lseHeads + (long) s * part) * Float.BYTES, (long) part * Float.BYTES);
+            }
         }
     }
 

@@ -469,8 +469,23 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     @Override
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
+        decode(batch, layer, q, out, null);
+    }
+
+    /**
+     * {@inheritDoc} The step then runs split even where one partition covers every sequence, and its merge writes the
+     * log-sum-exps after the plan's output rows (one more small copy back); variant=parallel has no merge and refuses it.
+     */
+    @Override
+    public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
+        if (lse != null) {
+            if (variant.equals("parallel")) {
+                throw new UnsupportedOperationException("variant=parallel writes no log-sum-exp (lse): use auto, fused or splitk");
+            }
+            DecodeAttention.requireLse(spec, batch.numSeqs(), lse);
+        }
         Plan current = plans[layer];
         long n = spec.queryElements(batch.numSeqs());
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "numSeqs");
@@ -480,7 +495,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (plan != current) {
             ShardRows.requireHeld(q, out, n);
         }
-        plan.step(batch, grid, tables, q, out);
+        plan.step(batch, grid, tables, q, out, lse);
     }
 
     /**
@@ -602,7 +617,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
             int width = hkv * d;
-            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, copier);
+            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, spec.numQHeads(), copier);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
             int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
                     DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
@@ -980,7 +995,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
         }
 
-        void step(DecodeBatch batch, DecodeGrid grid, DecodeGrid.Tables batchTables, FloatArray userQ, FloatArray userOut) {
+        void step(DecodeBatch batch, DecodeGrid grid, DecodeGrid.Tables batchTables, FloatArray userQ, FloatArray userOut,
+                  FloatArray userLse) {
+            boolean fused = grid.fused() && userLse == null; // log-sum-exps come from the merge
             int n = batch.numSeqs();
             rows.load(userQ, n); // nothing to copy from the plan's own rows (stepRows)
             // One bulk copy with the tables' own row width (the kernels read it from params); columns past a row's
@@ -994,7 +1011,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, grid.fused());
+                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, fused);
                 boolean bulk = x.bulk();
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
@@ -1011,7 +1028,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 done += staged;
                 boolean last = x.last();
                 grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last);
-                launchSizes(grid, staged, last && !grid.fused(), last);
+                params.set(DecodeParams.WRITE_FINAL, fused ? 1 : 0);
+                params.set(DecodeParams.LSE, userLse != null ? rows.lseAt() : 0);
+                launchSizes(grid, staged, last && !fused, last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());
@@ -1022,6 +1041,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             rows.store(userOut, n);
+            if (userLse != null) {
+                rows.storeLse(userLse, n);
+            }
         }
 
 

@@ -1,6 +1,7 @@
 package dev.pagedattn.tornado;
 
 import dev.pagedattn.attention.AttentionSpec;
+import dev.pagedattn.attention.DecodeAttention;
 import dev.pagedattn.attention.PrefillAttention;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.StepRows;
@@ -202,17 +203,29 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out) {
+        prefill(batch, layer, q, out, null);
+    }
+
+    /**
+     * {@inheritDoc} Every row then goes through the merge (one partition or more), which writes the log-sum-exps after
+     * the plan's output rows (one more small copy back).
+     */
+    @Override
+    public void prefill(PrefillBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
+        if (lse != null) {
+            DecodeAttention.requireLse(spec, batch.totalQueries(), lse);
+        }
         Plan current = plans[layer];
         long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "totalQueries");
-        PrefillGrid grid = gridFor(batch, layer);
+        PrefillGrid grid = gridFor(batch, layer, lse != null);
         Plan plan = planFor(batch, layer, grid);
         if (plan != current) {
             ShardRows.requireHeld(q, out, n);
         }
-        plan.step(batch, grid, q, out);
+        plan.step(batch, grid, q, out, lse);
     }
 
     /**
@@ -224,12 +237,15 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     public StepRows stepRows(PrefillBatch batch, int layer) {
         requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, gridFor(batch, layer)).rows.stepRows();
+        return planFor(batch, layer, gridFor(batch, layer, false)).rows.stepRows();
     }
 
-    /** The grid of {@code batch} in {@code layer}: every row merged where the layer has sinks (the merge adds them). */
-    private PrefillGrid gridFor(PrefillBatch batch, int layer) {
-        return PrefillGrid.plan(shardSpec, batch, kernel()).merged(spec.hasSinks(layer));
+    /**
+     * The grid of {@code batch} in {@code layer}: every row merged where the layer has sinks (the merge adds them) or the
+     * step writes log-sum-exps ({@code lse}: the merge writes them).
+     */
+    private PrefillGrid gridFor(PrefillBatch batch, int layer, boolean lse) {
+        return PrefillGrid.plan(shardSpec, batch, kernel()).merged(spec.hasSinks(layer) || lse);
     }
 
     private void requireOpen() {
@@ -325,7 +341,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         final WorkerGrid1D[] mergeGrids;     // [shards]
         final WorkerGrid1D[] scatterGrids;   // [shards]
         final FloatArray[] dequants;     // [shards], 8-bit pools only
-        final FloatArray[] sinks;        // [shards] of [numQHeads / shards]: the merge's sinks (zeros without)
+        final FloatArray[] sinks;        // [shards] of [numQHeads / shards]: the merge's sinks (-inf without)
         final TornadoExecutionPlan executionPlan; // null when a host's plan runs the graphs
         final boolean taskSets;          // a second graph without the stage and scatter, for steps that write nothing
         boolean uploaded;                // the first graph has run (it uploads the pools)
@@ -340,7 +356,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             int shards = config.poolShards();
             int d = shardSpec.headDim();
             int width = shardSpec.numKvHeads() * d;
-            rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d, copier);
+            rows = new ShardRows(shards, maxQueries, spec.numQHeads() * d, spec.numQHeads(), copier);
             tables = new IntArray(tableEntries);
             lens = new IntArray(maxSeqs);
             lens.init(1);
@@ -529,7 +545,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             }
         }
 
-        void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut) {
+        void step(PrefillBatch batch, PrefillGrid grid, FloatArray userQ, FloatArray userOut, FloatArray userLse) {
             int n = batch.numSeqs();
             int queries = batch.totalQueries();
             rows.load(userQ, queries);
@@ -557,6 +573,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                 boolean last = done == dirty.length;
                 scatterParams.set(DecodeParams.NUM_NEW_SLOTS, staged);
                 grid.writeParams(params, shardSpec, batch, layerBase, width, !last);
+                params.set(PrefillParams.LSE, userLse != null ? rows.lseAt() : 0);
                 for (WorkerGrid1D g : attentionGrids) {
                     g.setGlobalWork(last ? grid.globalSize() : LOCAL, 1, 1);
                     g.setLocalWork(LOCAL, 1, 1);
@@ -586,6 +603,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             } while (done < dirty.length);
             lastDeviceNanos = nanos;
             rows.store(userOut, queries);
+            if (userLse != null) {
+                rows.storeLse(userLse, queries);
+            }
         }
 
 

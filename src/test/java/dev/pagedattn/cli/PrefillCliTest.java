@@ -103,7 +103,7 @@ class PrefillCliTest {
         CliRun.of(concat("check", SMALL, "--chunk", "8", "--query-len", "3", "--non-causal")).assertRefused("--chunk=8");
     }
 
-    /** --lse: the log-sum-exp of a decode step and of a prefill step against fp64; refused off the JVM backend. */
+    /** --lse: the log-sum-exp of a decode step and of a prefill step against fp64; refused with the hybrid check. */
     @Test
     void checkWithLseChecksTheLogSumExp() {
         long seed = TestSeeds.fresh("checkWithLseChecksTheLogSumExp");
@@ -121,7 +121,8 @@ class PrefillCliTest {
         m = line.matcher(prefill.out());
         assertTrue(m.find(), prefill.out());
         assertEquals(80, Integer.parseInt(m.group(1)), "10 queries x 8 heads");
-        CliRun.of(concat("check", SMALL, "--lse", "--backend", "tornado")).assertRefused("--lse", "--backend tornado");
+        CliRun.of(concat("check", SMALL, "--lse", "--window", "16", "--full-every", "2", "--release")).assertRefused("--lse",
+                "--full-every");
     }
 
     /**

@@ -46,19 +46,37 @@ final class EmulatedDecode {
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
                                 VSums vSums, boolean packedInputs) {
+        return attention(w, grid, schedule, packedHalfLoads, vSums, packedInputs, null, false);
+    }
+
+    /**
+     * The grid's kernels writing each row's log-sum-exp into {@code lse} ({@code [numSeqs][numQHeads]}) as a plan's step
+     * with an {@code lse} array runs them: split even on a fused grid, the merge ({@link PagedDecodeKernels#mergeRows}
+     * where {@code mergeRows}) writing them after each shard's output rows ({@link DecodeParams#LSE}).
+     */
+    static FloatArray attentionLse(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, FloatArray lse,
+                                   boolean mergeRows) {
+        return attention(w, grid, schedule, false, VSums.FP32, false, lse, mergeRows);
+    }
+
+    private static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
+                                        VSums vSums, boolean packedInputs, FloatArray lse, boolean mergeRows) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
         AttentionSpec whole = w.spec();
-        ShardRows rows = new ShardRows(shards, b.numSeqs(), whole.numQHeads() * whole.headDim());
+        ShardRows rows = new ShardRows(shards, b.numSeqs(), whole.numQHeads() * whole.headDim(), lse == null ? 0 : whole.numQHeads());
         rows.load(w.q(), b.numSeqs());
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
             shard(c, s, shardSpec(whole, s, shards), sinks(whole, s, shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums,
-                    packedInputs);
+                    packedInputs, lse == null ? 0 : rows.lseAt(), mergeRows);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
+        if (lse != null) {
+            rows.storeLse(lse, b.numSeqs());
+        }
         return out;
     }
 
@@ -102,11 +120,15 @@ final class EmulatedDecode {
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, DecodeBatch b, FloatArray q, FloatArray out,
                               DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums,
-                              boolean packedInputs) {
+                              boolean packedInputs, int lseAt, boolean mergeRows) {
         IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs);
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
+        if (lseAt != 0) { // as a step with log-sum-exps: split, the merge writing them
+            params.set(DecodeParams.WRITE_FINAL, 0);
+            params.set(DecodeParams.LSE, lseAt);
+        }
         int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
         int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
@@ -194,8 +216,9 @@ final class EmulatedDecode {
         int n = b.numSeqs() * spec.numQHeads() * d * grid.mergeSlices();
         // the merge is grid-stride: one work-item per (output, slice) in one schedule, a single group in the other
         int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
-        KernelEmulator.launch(global, MERGE_LOCAL, schedule,
-                ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
+        KernelEmulator.launch(global, MERGE_LOCAL, schedule, mergeRows
+                ? ctx -> PagedDecodeKernels.mergeRows(ctx, lens, params, partials, out, spec.numQHeads(), d)
+                : ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, spec.numQHeads(), d));
     }
 
     /**

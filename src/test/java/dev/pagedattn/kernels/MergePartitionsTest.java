@@ -19,7 +19,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * far apart, rows whose partitions fit in fewer slices than the step has) against the
  * log-sum-exp of the same rows in fp64, for every slice count, both schedules and a grid of one
  * work-group (grid-stride) as well as a full one; with and without attention sinks (each head's sink joins the
- * row's max and sum).
+ * row's max and sum). The one-group launches also write each row's log-sum-exp ({@link DecodeParams#LSE}), checked
+ * against fp64's; the full grids must leave those slots alone.
  */
 class MergePartitionsTest {
     private static final double TOLERANCE = 1e-6;
@@ -77,9 +78,13 @@ class MergePartitionsTest {
         for (int slices = 1; slices <= PagedDecodeKernels.MAX_MERGE_SLICES; slices *= 2) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
                 for (boolean oneGroup : new boolean[] {true, false}) {
-                    FloatArray out = new FloatArray(seqs * heads * headDim);
+                    // the one-group launches also write the rows' log-sum-exps after the output (DecodeParams.LSE)
+                    int lseAt = seqs * heads * headDim;
+                    FloatArray out = new FloatArray(lseAt + seqs * heads);
                     out.init(Float.NaN);
                     IntArray params = params(seqs, partTokens, maxParts, slices);
+                    params.set(DecodeParams.LSE, oneGroup ? lseAt : 0);
+                    String how = "slices=" + slices + " " + s + (oneGroup ? " one group, lse" : "") + what;
                     params.set(DecodeParams.SINKS, sinkBase >= 0 ? 1 : 0);
                     params.set(DecodeParams.SINK_BASE, sinkBase >= 0 ? sinkBase : 0); // without sinks: partials[0..], which must not matter
                     int items = seqs * heads * headDim * slices;
@@ -87,17 +92,36 @@ class MergePartitionsTest {
                     int global = oneGroup ? local : (items + local - 1) / local * local;
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergePartitions(ctx, IntArray.fromArray(lens),
                             params, partials, out, heads, headDim));
-                    double rel = ReferenceAttention.relativeL2(out, want);
-                    assertTrue(rel < TOLERANCE, "slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
-                            + ": relative L2 " + rel);
+                    assertMerged(out, want, seqs * heads, oneGroup, how);
                     // the opt-in merge with one weight per (row, partition), on the same partials and grid
                     out.init(Float.NaN);
                     KernelEmulator.launch(global, local, s, ctx -> PagedDecodeKernels.mergeRows(ctx, IntArray.fromArray(lens),
                             params, partials, out, heads, headDim));
-                    rel = ReferenceAttention.relativeL2(out, want);
-                    assertTrue(rel < TOLERANCE, "mergeRows slices=" + slices + " " + s + (oneGroup ? " one group" : "") + what
-                            + ": relative L2 " + rel);
+                    assertMerged(out, want, seqs * heads, oneGroup, "mergeRows " + how);
                 }
+            }
+        }
+    }
+
+    /**
+     * {@code out}'s output rows against {@code want}'s (relative L2), and its tail of {@code rows} log-sum-exps against
+     * {@code want}'s (each within 1e-5, relative above 1) where {@code lse}, else still NaN: a merge without
+     * {@link DecodeParams#LSE} writes nothing there.
+     */
+    private static void assertMerged(FloatArray out, double[] want, int rows, boolean lse, String how) {
+        int lseAt = want.length - rows;
+        double[] got = new double[lseAt];
+        for (int i = 0; i < lseAt; i++) {
+            got[i] = out.get(i);
+        }
+        double rel = ReferenceAttention.relativeL2(got, java.util.Arrays.copyOf(want, lseAt));
+        assertTrue(rel < TOLERANCE, how + ": relative L2 " + rel);
+        for (int r = lseAt; r < want.length; r++) {
+            float v = out.get(r);
+            if (lse) {
+                assertEquals(want[r], v, 1e-5 * Math.max(1, Math.abs(want[r])), how + ": lse of row " + (r - lseAt));
+            } else {
+                assertTrue(Float.isNaN(v), how + ": lse slot " + (r - lseAt) + " written without DecodeParams.LSE: " + v);
             }
         }
     }
@@ -129,7 +153,8 @@ class MergePartitionsTest {
     private static double[] reference(FloatArray partials, int sinkBase, int[] lens, int heads, int headDim, int partTokens,
                                       int maxParts) {
         int stride = headDim + 2;
-        double[] out = new double[lens.length * heads * headDim];
+        int lseAt = lens.length * heads * headDim;
+        double[] out = new double[lseAt + lens.length * heads]; // the rows, then their log-sum-exps
         for (int sh = 0; sh < lens.length * heads; sh++) {
             int parts = (lens[sh / heads] + partTokens - 1) / partTokens;
             double sink = sinkBase < 0 ? Double.NEGATIVE_INFINITY : partials.get(sinkBase + sh % heads); // a score without a value
@@ -150,6 +175,7 @@ class MergePartitionsTest {
             for (int d = 0; d < headDim; d++) {
                 out[sh * headDim + d] = acc[d] / sum;
             }
+            out[lseAt + sh] = m + Math.log(sum);
         }
         return out;
     }

@@ -69,6 +69,13 @@ class PrefillKernelsTest {
         checkSinks(c, seed, PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
     }
 
+    /** Log-sum-exp outputs: every shape, unsplit and split, every row through the merge, which writes them ({@link #checkLse}). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelWritesTheLogSumExp(PrefillCase c) {
+        checkLse(c, TestSeeds.fresh("PrefillKernelsTest lse " + c.name()), PrefillGrid.Kernel.SCALAR, REL_L2, PrefillKernels.KV_TILE);
+    }
+
     /**
      * Logit soft-capping: every shape with a cap its scores often exceed ({@link SoftCapKernelsTest#CAP}), with sinks
      * and without, unsplit and split; the cap must move the result.
@@ -205,6 +212,41 @@ class PrefillKernelsTest {
                 splitTokens);
     }
 
+    /**
+     * Log-sum-exp outputs ({@link PrefillParams#LSE}): the shape (with random token trees where it has a window longer than
+     * one, with random sinks on odd seeds) through {@code kernel}, unsplit (forward schedule) and split into partitions of
+     * {@code splitTokens} (a schedule the seed picks), every row through the merge: the output against fp64 within
+     * {@code tolerance}, each row's and head's lse within {@code 2 tolerance} of fp64's (relative to {@code max(1, |lse|)}).
+     */
+    static void checkLse(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
+        PrefillWorkload w = c.workload(seed);
+        if (c.window() != PrefillBatch.NO_WINDOW && Math.abs(c.window()) > 1) {
+            w = w.withRandomTrees(seed);
+        }
+        if ((seed & 1) != 0) {
+            w = w.withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed));
+        }
+        int rows = w.batch().totalQueries() * c.numQHeads();
+        double[] refLse = new double[rows];
+        double[] ref = dev.pagedattn.attention.ReferencePrefill.prefill(w.kv().cache(), w.spec(), 0, w.kv().seqs(), w.batch(), w.q(),
+                refLse);
+        PrefillGrid unsplit = PrefillGrid.plan(w.spec(), w.batch(), kernel);
+        KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
+        for (PrefillGrid grid : new PrefillGrid[] {unsplit, splitInto(unsplit, w.batch(), splitTokens)}) {
+            KernelEmulator.Schedule schedule = grid == unsplit ? KernelEmulator.Schedule.FORWARD : order;
+            String what = c + " lse " + grid + " " + schedule + " seed=" + seed;
+            FloatArray lse = new FloatArray(rows);
+            lse.init(Float.NaN);
+            double rel = ReferenceAttention.relativeL2(run(w, grid, schedule, lse), ref);
+            assertTrue(rel < tolerance, what + ": relative L2 error " + rel);
+            for (int i = 0; i < rows; i++) {
+                double err = Math.abs(lse.get(i) - refLse[i]);
+                assertTrue(err <= 2 * tolerance * Math.max(1, Math.abs(refLse[i])), what + ": lse[" + i + "]=" + lse.get(i)
+                        + " fp64 " + refLse[i]);
+            }
+        }
+    }
+
     /** {@link #checkSinks} for a soft cap ({@link SoftCapKernelsTest#CAP}): alone, then with random sinks. */
     static void checkSoftCap(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
@@ -248,26 +290,43 @@ class PrefillKernelsTest {
      * {@code spec.shard(poolShards)}.
      */
     static FloatArray run(PrefillWorkload w, PrefillGrid grid, KernelEmulator.Schedule schedule) {
+        return run(w, grid, schedule, null);
+    }
+
+    /**
+     * {@link #run}, also writing each query row's and head's log-sum-exp into {@code lse} ({@code [totalQueries][numQHeads]};
+     * null: none) as a plan's step with an {@code lse} array does: every row through the merge, which writes them after
+     * each shard's output rows ({@link PrefillParams#LSE}), a layer without sinks passing sinks of -inf.
+     */
+    static FloatArray run(PrefillWorkload w, PrefillGrid grid, KernelEmulator.Schedule schedule, FloatArray lse) {
         KvCache c = w.kv().cache();
         int shards = c.config().poolShards();
         AttentionSpec whole = w.spec();
         int rows = w.batch().totalQueries();
-        ShardRows parts = new ShardRows(shards, rows, whole.numQHeads() * whole.headDim());
+        ShardRows parts = new ShardRows(shards, rows, whole.numQHeads() * whole.headDim(), lse == null ? 0 : whole.numQHeads());
         parts.load(w.q(), rows);
-        PrefillGrid merged = grid.merged(whole.hasSinks(0)); // as a plan of a layer with sinks: every row through the merge
+        // as a plan of a layer with sinks, or a step with log-sum-exps: every row through the merge
+        PrefillGrid merged = grid.merged(whole.hasSinks(0) || lse != null);
         for (int s = 0; s < shards; s++) {
             parts.out(s).init(Float.NaN);
             FloatArray sinks = EmulatedDecode.sinks(whole, s, shards);
-            shard(c, s, EmulatedDecode.shardSpec(whole, s, shards), sinks != null ? sinks : new FloatArray(whole.numQHeads() / shards), w.batch(), parts.q(s),
-                    parts.out(s), merged, schedule);
+            if (sinks == null) { // as a plan's: -inf, weight 0
+                sinks = new FloatArray(whole.numQHeads() / shards);
+                sinks.init(Float.NEGATIVE_INFINITY);
+            }
+            shard(c, s, EmulatedDecode.shardSpec(whole, s, shards), sinks, w.batch(), parts.q(s), parts.out(s), merged, schedule,
+                    lse == null ? 0 : parts.lseAt());
         }
         FloatArray out = w.poisonedOutput();
         parts.store(out, rows);
+        if (lse != null) {
+            parts.storeLse(lse, rows);
+        }
         return out;
     }
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, PrefillBatch b, FloatArray q, FloatArray out,
-                              PrefillGrid grid, KernelEmulator.Schedule schedule) {
+                              PrefillGrid grid, KernelEmulator.Schedule schedule, int lseAt) {
         IntArray tables = IntArray.fromArray(b.kv().kernelBlockTables()); // as the plan sends them
         IntArray lens = IntArray.fromArray(b.kv().contextLens());
         IntArray indptr = IntArray.fromArray(b.qIndptr());
@@ -279,6 +338,7 @@ class PrefillKernelsTest {
         }
         IntArray params = new IntArray(PrefillParams.SIZE + (int) PrefillGrid.maskInts(b)); // as a plan sized for the masks
         grid.writeParams(params, spec, b, 0, b.kv().maxBlocksPerSeq(), false);
+        params.set(PrefillParams.LSE, lseAt);
         PrefillGrid.writeMasks(params, b);
         int capSlot = (int) Math.max(1, grid.bufferElements(spec, b.totalQueries()));
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);

@@ -70,6 +70,14 @@ class TensorPrefillKernelsTest {
         checkUnsplitAndSplit(c, 1f, TensorPrefillKernels.CHUNK);
     }
 
+    /** Log-sum-exp outputs through the tensor kernels, unsplit and split, every row through the merge that writes them. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void kernelWritesTheLogSumExp(PrefillCase c) {
+        PrefillKernelsTest.checkLse(c, TestSeeds.fresh("TensorPrefillKernelsTest lse " + c.name()), PrefillGrid.Kernel.TENSOR, REL_L2,
+                TensorPrefillKernels.CHUNK);
+    }
+
     /** Attention sinks through the tensor kernels, unsplit and split, every row through the merge that adds them. */
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")

@@ -24,7 +24,7 @@ class RowCopierTest {
         for (int shards : new int[] {1, 4}) {
             for (int rows : new int[] {1, 63, 130}) { // 16 KB rows: 1 MB from 64 rows on
                 try (RowCopier copier = new RowCopier(3)) {
-                    ShardRows parts = new ShardRows(shards, 130, ROW_FLOATS, copier);
+                    ShardRows parts = new ShardRows(shards, 130, ROW_FLOATS, 0, copier);
                     FloatArray q = new FloatArray(rows * ROW_FLOATS);
                     for (int i = 0; i < q.getSize(); i++) {
                         q.set(i, (float) r.nextDouble(-1, 1));
