@@ -40,6 +40,7 @@ lines=(
   "check $shape --dtype $dtype --layers 4 --chunk 96 --full-every 4 --release --steps 2"
   "check $shape --dtype $dtype --lse --sinks --window 96 --steps 2"
   "check $shape --dtype $dtype --query-len 1..80 --lse --chunk 100 --tree"
+  "check $shape --dtype $dtype --cascade 96 --sharers 3"
   "demo --backend tornado --dtype $dtype --seed $seed"
 )
 if [[ "$dtype" != fp32 ]]; then

@@ -126,10 +126,6 @@ public interface DecodeAttention extends AutoCloseable {
         }
     }
 
-    /**
-     * Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements}, {@code count} rows
-     * ({@code numSeqs} or {@code totalQueries}) of numQHeads * headDim; names the bad size.
-     */
     /** Checks that {@code lse} holds exactly {@code rows * numQHeads} elements; names the bad size. */
     static void requireLse(AttentionSpec spec, int rows, FloatArray lse) {
         long n = (long) rows * spec.numQHeads();
@@ -138,6 +134,10 @@ public interface DecodeAttention extends AutoCloseable {
         }
     }
 
+    /**
+     * Checks that {@code rows} ({@code name}: q or out) holds exactly {@code elements}, {@code count} rows
+     * ({@code numSeqs} or {@code totalQueries}) of numQHeads * headDim; names the bad size.
+     */
     static void requireRows(String name, FloatArray rows, long elements, String count) {
         if (rows == null || rows.getSize() != elements) {
             throw new IllegalArgumentException(name + ".size=" + (rows == null ? "null" : rows.getSize())

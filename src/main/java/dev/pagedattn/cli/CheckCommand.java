@@ -125,6 +125,16 @@ final class CheckCommand implements Callable<Integer> {
             + " FlashInfer's return_lse) on the first step and check it against fp64 (every backend; not with --full-every).")
     boolean lse;
 
+    @Option(names = "--cascade", description = "Cascade decode (CascadeAttention): runs of --sharers sequences forked from one"
+            + " prompt of P tokens, each prefix attended once per run (a non-causal prefill) and merged with the forks' own"
+            + " tokens by log-sum-exp; output and lse checked against fp64, the step timed next to the plain step. Takes"
+            + " --soft-cap; one decode step of one layer.")
+    Integer cascade;
+
+    @Option(names = "--sharers", description = "With --cascade: sequences per shared prompt (default: ${DEFAULT-VALUE}).",
+            defaultValue = "8")
+    int sharers;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -199,6 +209,26 @@ final class CheckCommand implements Callable<Integer> {
         if (lse && hybrid) {
             throw new IllegalArgumentException("--lse checks the log-sum-exp of one layer's decode or prefill: not with --full-every"
                     + " and --release");
+        }
+        if (cascade != null) {
+            String other = queryLen != null ? "--query-len" : windowed ? "--window or --chunk" : fullEvery != null ? "--full-every"
+                    : swap ? "--swap" : steps > 1 ? "--steps=" + steps : sinks ? "--sinks" : alibi ? "--alibi" : stepRows ? "--step-rows"
+                    : lse ? "--lse (it checks the lse itself)" : shape.layers != 1 ? "--layers=" + shape.layers
+                    : shape.kvMemory != null ? "--kv-memory"
+                    : shape.maxArrayElements != dev.pagedattn.cache.KvCacheConfig.MAX_POOL_ELEMENTS ? "--max-array-elements" : null;
+            if (cascade < shape.blockSize || sharers < 1 || other != null) {
+                throw new IllegalArgumentException("--cascade=" + cascade + " --sharers=" + sharers + ": the prompt must hold at least"
+                        + " one block (--block-size=" + shape.blockSize + "), the runs at least one sequence"
+                        + (other == null ? "" : "; not with " + other));
+            }
+            int shortest = Arrays.stream(shape.lengths()).min().orElse(0);
+            if (shortest <= cascade) {
+                throw new IllegalArgumentException("--cascade=" + cascade + " needs every context longer than the prompt: the shortest"
+                        + " is " + shortest);
+            }
+            shape.kvScales();
+            return CascadeCheck.run(shape, cascade, sharers, backendOptions.backend, backendOptions.device, variant, kernel, vSums,
+                    iterations, tolerance, Extras.of(false, softCap, false, false, false).softCap());
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();

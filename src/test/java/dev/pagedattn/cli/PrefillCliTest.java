@@ -126,6 +126,26 @@ class PrefillCliTest {
     }
 
     /**
+     * --cascade: runs of forks decoded by CascadeAttention, output and lse against fp64, the groups printed, the step timed
+     * next to the plain one; what it cannot take is refused by name.
+     */
+    @Test
+    void checkWithCascadeDecodesSharedPromptsOnce() {
+        long seed = TestSeeds.fresh("checkWithCascadeDecodesSharedPromptsOnce");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "7", "--context", "50..90", "--cascade", "40", "--sharers", "3",
+                "--soft-cap", "0.5", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains("groups (members x shared tokens): 3 x 40, 3 x 40"), run.out());
+        assertTrue(Pattern.compile("error vs fp64 reference: relative L2=\\S+ .*-> PASS").matcher(run.out()).find(), run.out());
+        assertTrue(run.out().contains("log-sum-exp (lse) of 56 rows x heads vs fp64"), run.out());
+        assertTrue(Pattern.compile("cascade step median=\\S+ ms, plain step median=\\S+ ms").matcher(run.out()).find(), run.out());
+        CliRun.of(concat("check", SMALL, "--cascade", "40", "--context", "40")).assertRefused("--cascade=40", "shortest is 40");
+        CliRun.of(concat("check", SMALL, "--cascade", "4")).assertRefused("--cascade=4", "--block-size=8");
+        CliRun.of(concat("check", SMALL, "--cascade", "16", "--sinks")).assertRefused("--cascade=16", "--sinks");
+        CliRun.of(concat("check", SMALL, "--cascade", "16", "--max-array-elements", "1000")).assertRefused("--max-array-elements");
+    }
+
+    /**
      * --release with --full-every: a HybridKvCache whose windowed layers release while the full layers keep every block;
      * decode steps and a prefill chunk with a decode step after it, every layer against its group's fp64 reference; the
      * line of held blocks shows the windowed group holding less; --step-rows is refused there by name.
