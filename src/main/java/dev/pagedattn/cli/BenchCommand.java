@@ -115,6 +115,12 @@ final class BenchCommand implements Callable<Integer> {
             + " another sequence), next to the same cell with every block kept, in the same run.")
     boolean release;
 
+    @Option(names = "--lse", description = "Decode cells: each also timed with an lse array (decode(..., lse): the step's merge"
+            + " writes every row's log-sum-exp; a fused step then runs its merge), next to the plain step, in the same run.")
+    boolean lse;
+
+    private boolean timingLse; // the cell being timed passes an lse array
+
     @Option(names = "--shared-prefix", description = "Decode cells: runs of --sharers sequences share their first P tokens (forks of"
             + " one prompt, the same physical blocks); each cell is then timed next to the same cell with every sequence in"
             + " blocks of its own, in the same run.")
@@ -225,6 +231,10 @@ final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--shared-prefix=" + sharedPrefix + " --sharers=" + sharers + ": both must be >= 1,"
                     + " without --window, --sinks, --soft-cap or --alibi");
         }
+        if (lse && (anyWindow || extras.any() || sharedPrefix != null || Arrays.asList(variants).contains("parallel"))) {
+            throw new IllegalArgumentException("--lse times plain decode cells with and without log-sum-exps: not with --window,"
+                    + " --chunk, --sinks, --soft-cap, --alibi, --shared-prefix or --variants parallel");
+        }
         BackendOptions.requireDevice(device);
         for (String v : variants) {
             BackendOptions.requireVariant("--variants", v);
@@ -305,6 +315,18 @@ final class BenchCommand implements Callable<Integer> {
                 for (int k = 0; k < Math.min(with.size(), plain.size()); k++) {
                     System.out.printf("%5d x %-12s %-13s with %s / without: %.2fx the time%n", lengths.length, plainContext,
                             with.get(k).variant(), extras.label(), with.get(k).minUs() / plain.get(k).minUs());
+                }
+                rows.addAll(with);
+                rows.addAll(plain);
+            } else if (lse) {
+                timingLse = true;
+                List<BenchRow> with = cell(lengths, context + "/lse", kvDtype, s, probe.readGBs(), slidingWindow, false, false);
+                timingLse = false;
+                List<BenchRow> plain = cell(lengths, context, kvDtype, s, probe.readGBs(), slidingWindow, false, false);
+                for (int k = 0; k < Math.min(with.size(), plain.size()); k++) {
+                    System.out.printf("%5d x %-12s %-13s with lse / without: %.2fx the device time, %.2fx the wall time%n",
+                            lengths.length, context, with.get(k).variant(), with.get(k).minUs() / plain.get(k).minUs(),
+                            with.get(k).wallMedianUs() / plain.get(k).wallMedianUs());
                 }
                 rows.addAll(with);
                 rows.addAll(plain);
@@ -429,7 +451,8 @@ final class BenchCommand implements Callable<Integer> {
         long tokens = w.batch().totalTokens();
         String dt = dtype.toLowerCase();
         String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
-                : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "") + (stepRows ? "+steprows" : "");
+                : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "") + (stepRows ? "+steprows" : "")
+                + (timingLse ? "+lse" : "");
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;
@@ -437,7 +460,7 @@ final class BenchCommand implements Callable<Integer> {
             String grid;
             try (TornadoDecodeAttention attention = new TornadoDecodeAttention(w.cache(), spec, device, variant, kernel, false, vSums)) {
                 FloatArray result = w.poisonedOutput();
-                nanos = timeSteps(attention, w, w.q(), result, TornadoDecodeAttention::lastDeviceNanos);
+                nanos = timeSteps(attention, w, w.q(), result, lseArray(w), TornadoDecodeAttention::lastDeviceNanos);
                 rel = ReferenceAttention.relativeL2(result, ref);
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
                         : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"))
@@ -453,10 +476,10 @@ final class BenchCommand implements Callable<Integer> {
                 FloatArray result = w.poisonedOutput();
                 if (stepRows) { // the engine writes its queries into the plan's rows and reads the outputs there
                     StepRows rows = OwnRows.poisonedWith(attention.stepRows(w.batch(), 0), w.q()); // rows past the batch: NaN
-                    wall = timeSteps(attention, w, rows.q(), rows.out(), null);
+                    wall = timeSteps(attention, w, rows.q(), rows.out(), lseArray(w), null);
                     OwnRows.copyOut(rows, result);
                 } else {
-                    wall = timeSteps(attention, w, w.q(), result, null);
+                    wall = timeSteps(attention, w, w.q(), result, lseArray(w), null);
                 }
                 rel = Math.max(rel, ReferenceAttention.relativeL2(result, ref));
             }
@@ -474,6 +497,11 @@ final class BenchCommand implements Callable<Integer> {
             return new BenchRow("ours", name, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
                     w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, why);
         }
+    }
+
+    /** A step's log-sum-exp array while an lse cell is timed ({@code --lse}), else null. */
+    private FloatArray lseArray(DecodeWorkload w) {
+        return timingLse ? new FloatArray(w.batch().numSeqs() * w.spec().numQHeads()) : null;
     }
 
     /** The exception and its causes, one line (TornadoVM wraps the reason a run failed in a generic bailout). */
@@ -513,16 +541,16 @@ final class BenchCommand implements Callable<Integer> {
      * The warm-up above, then {@code iterations} timed steps, sorted: device time when {@code deviceTime}
      * is given, else wall time of the call. The last step's output stays in {@code result} (poisoned first).
      */
-    private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray q, FloatArray result,
+    private long[] timeSteps(TornadoDecodeAttention attention, DecodeWorkload w, FloatArray q, FloatArray result, FloatArray lse,
                              java.util.function.ToLongFunction<TornadoDecodeAttention> deviceTime) {
-        warmUp(() -> attention.decode(w.batch(), 0, q, result)); // upload, JIT, warm-up
+        warmUp(() -> attention.decode(w.batch(), 0, q, result, lse)); // upload, JIT, warm-up
         long[] times = new long[iterations];
         for (int i = 0; i < iterations; i++) {
             if (i == iterations - 1) {
                 result.init(Float.NaN);
             }
             long t0 = System.nanoTime();
-            attention.decode(w.batch(), 0, q, result);
+            attention.decode(w.batch(), 0, q, result, lse);
             times[i] = deviceTime != null ? deviceTime.applyAsLong(attention) : System.nanoTime() - t0;
         }
         Arrays.sort(times);

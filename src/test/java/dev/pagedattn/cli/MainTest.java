@@ -291,6 +291,7 @@ class MainTest {
                 bad(new String[] {"bench", "--head-dim", "512"}, "--head-dim=512"),
                 bad(new String[] {"bench", "--release"}, "--release", "--window"),
                 bad(new String[] {"bench", "--release", "--window", "64", "--sinks"}, "--release", "--sinks"),
+                bad(new String[] {"bench", "--lse", "--window", "64"}, "--lse", "--window"),
                 bad(new String[] {"check", "--device", "garbage"}, "--device=garbage"),
                 bad(new String[] {"check", "--device", "99999999999:0"}, "--device=99999999999:0"),
                 bad(new String[] {"demo", "--device", "garbage"}, "--device=garbage"),
