@@ -510,6 +510,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return maxPartitions == 1;
     }
 
+    /** Whether a step on this grid runs the merge: split, or writing log-sum-exps ({@code lse}, which the merge writes). */
+    public boolean merges(boolean lse) {
+        return !fused() || lse;
+    }
+
     /** Whether this is the balanced grid ({@link #tilesPerGroup} > 0). */
     public boolean balanced() {
         return tilesPerGroup > 0;
@@ -527,13 +532,21 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         writeParams(params, contextLens, DecodeBatch.NO_WINDOW, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention);
     }
 
+    /** {@link #writeParams(IntArray, int[], int, int, int, int, int, boolean, int)} without log-sum-exps. */
+    public void writeParams(IntArray params, int[] contextLens, int window, int numSeqs, int layerBase, int maxBlocksPerSeq,
+                            int numNewSlots, boolean skipAttention) {
+        writeParams(params, contextLens, window, numSeqs, layerBase, maxBlocksPerSeq, numNewSlots, skipAttention, 0);
+    }
+
     /**
      * Fills the per-step params the kernels read, {@code window} the batch's sliding window ({@link DecodeBatch#window()});
      * a balanced grid also writes the sequences' tile prefix sums (over their {@link #spans}) and each work-group's first
      * sequence from {@code contextLens} (which must be the batch it was planned for, or one with no more tiles).
+     * {@code lseAt} > 0: the step writes log-sum-exps there in the merge's output ({@link DecodeParams#LSE}), so even a
+     * fused grid's kernels write partials for the merge ({@link #merges}).
      */
     public void writeParams(IntArray params, int[] contextLens, int window, int numSeqs, int layerBase, int maxBlocksPerSeq,
-                            int numNewSlots, boolean skipAttention) {
+                            int numNewSlots, boolean skipAttention, int lseAt) {
         params.set(DecodeParams.WINDOW, window);
         params.set(DecodeParams.TILES_PER_GROUP, tilesPerGroup);
         params.set(DecodeParams.KV_HEADS, kvHeads);
@@ -576,7 +589,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         params.set(DecodeParams.MAX_PARTITIONS, maxPartitions);
         params.set(DecodeParams.LAYER_BASE, layerBase);
         params.set(DecodeParams.MAX_BLOCKS_PER_SEQ, maxBlocksPerSeq);
-        params.set(DecodeParams.WRITE_FINAL, fused() ? 1 : 0);
+        params.set(DecodeParams.WRITE_FINAL, merges(lseAt > 0) ? 0 : 1);
+        params.set(DecodeParams.LSE, lseAt);
         params.set(DecodeParams.NUM_NEW_SLOTS, numNewSlots);
         params.set(DecodeParams.SKIP_ATTENTION, skipAttention ? 1 : 0);
         params.set(DecodeParams.MERGE_SLICES, mergeSlices());

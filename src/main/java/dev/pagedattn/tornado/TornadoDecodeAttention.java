@@ -997,7 +997,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
         void step(DecodeBatch batch, DecodeGrid grid, DecodeGrid.Tables batchTables, FloatArray userQ, FloatArray userOut,
                   FloatArray userLse) {
-            boolean fused = grid.fused() && userLse == null; // log-sum-exps come from the merge
+            boolean merges = grid.merges(userLse != null);
+            int lseAt = userLse != null ? rows.lseAt() : 0;
             int n = batch.numSeqs();
             rows.load(userQ, n); // nothing to copy from the plan's own rows (stepRows)
             // One bulk copy with the tables' own row width (the kernels read it from params); columns past a row's
@@ -1011,7 +1012,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             long nanos = 0;
             int done = 0;
             do {
-                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, fused);
+                Execution x = nextExecution(graphTasks, dirty.length - done, uploaded, stagingSlots, bulkSlots, !merges);
                 boolean bulk = x.bulk();
                 int staged = x.staged();
                 for (int s = 0; s < stageK.length; s++) {
@@ -1027,10 +1028,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
                 done += staged;
                 boolean last = x.last();
-                grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last);
-                params.set(DecodeParams.WRITE_FINAL, fused ? 1 : 0);
-                params.set(DecodeParams.LSE, userLse != null ? rows.lseAt() : 0);
-                launchSizes(grid, staged, last && !fused, last);
+                grid.writeParams(params, batch.contextLens(), batch.window(), n, layerBase, width, bulk ? 0 : staged, !last, lseAt);
+                launchSizes(grid, staged, last && merges, last);
                 // the task graph of the tasks this execution needs, once the first has uploaded the pools
                 if (graphCount > 1) {
                     executionPlan.withGraph(x.graph());

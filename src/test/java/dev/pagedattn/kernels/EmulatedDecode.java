@@ -121,14 +121,10 @@ final class EmulatedDecode {
     private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, DecodeBatch b, FloatArray q, FloatArray out,
                               DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums,
                               boolean packedInputs, int lseAt, boolean mergeRows) {
-        IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs);
+        IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs, lseAt);
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
-        if (lseAt != 0) { // as a step with log-sum-exps: split, the merge writing them
-            params.set(DecodeParams.WRITE_FINAL, 0);
-            params.set(DecodeParams.LSE, lseAt);
-        }
         int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
         int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
@@ -226,6 +222,11 @@ final class EmulatedDecode {
      * {@code grid}: three arrays, or (packed) one array three times, its grid slots then the lengths then the tables.
      */
     static IntArray[] inputs(DecodeBatch b, DecodeGrid grid, int paramSlots, boolean packed) {
+        return inputs(b, grid, paramSlots, packed, 0);
+    }
+
+    /** {@link #inputs} for a step that writes log-sum-exps from {@code lseAt} of the merge's output (0: none). */
+    static IntArray[] inputs(DecodeBatch b, DecodeGrid grid, int paramSlots, boolean packed, int lseAt) {
         int[] lengths = b.contextLens();
         DecodeGrid.Tables t = DecodeGrid.tables(b);  // a windowed batch's rows from their window's first block, as a plan sends them
         int[] blockTables = t.flat();
@@ -253,7 +254,7 @@ final class EmulatedDecode {
             tables = IntArray.fromArray(blockTables);
             lens = IntArray.fromArray(lengths);
         }
-        grid.writeParams(params, lengths, b.window(), b.numSeqs(), 0, t.width(), 0, false);
+        grid.writeParams(params, lengths, b.window(), b.numSeqs(), 0, t.width(), 0, false, lseAt);
         return new IntArray[] {tables, lens, params};
     }
 
