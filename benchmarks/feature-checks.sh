@@ -41,6 +41,7 @@ lines=(
   "check $shape --dtype $dtype --lse --sinks --window 96 --steps 2"
   "check $shape --dtype $dtype --query-len 1..80 --lse --chunk 100 --tree"
   "check $shape --dtype $dtype --cascade 96 --sharers 3"
+  "check $shape --dtype $dtype --query-len 1..80 --spans --window 96 --steps 2 --decode-steps 1"
   "demo --backend tornado --dtype $dtype --seed $seed"
 )
 if [[ "$dtype" != fp32 ]]; then

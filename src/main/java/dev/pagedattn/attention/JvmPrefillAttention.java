@@ -158,11 +158,13 @@ public final class JvmPrefillAttention implements PrefillAttention {
         int rows = tokens * g;                 // row r = token (r / g), head (r % g) of the group
         int[] pos = new int[tokens];           // [tokens] position of each query token
         int[] first = new int[tokens];         // [tokens] first visible position
+        int[] last = new int[tokens];          // [tokens] last visible position (with a mask, the context's last)
         TreeMask mask = batch.mask(seq);       // null: causal among the new tokens
         int newStart = batch.contextLen(seq) - batch.qLen(seq);
         for (int j = 0; j < tokens; j++) {
             pos[j] = batch.position(seq, firstToken + j);
             first[j] = batch.firstVisible(seq, firstToken + j);
+            last[j] = batch.lastVisible(seq, firstToken + j);
         }
         float[] qs = new float[rows * d];      // [rows][d], pre-scaled
         float[] acc = new float[rows * d];     // [rows][d]
@@ -187,7 +189,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         for (int f : first) {
             lo = Math.min(lo, f);
         }
-        int hi = pos[tokens - 1];              // and its largest
+        int hi = last[tokens - 1];             // and its largest
         for (int b = lo / bs; b <= hi / bs; b++) {
             int start = b * bs;
             int n = Math.min(bs, hi + 1 - start);
@@ -196,7 +198,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
             boolean vRead = false;
             for (int j = 0; j < tokens; j++) {
                 int from = Math.max(first[j], start) - start;   // visible slots of this block: [from, to)
-                int to = Math.min(pos[j] + 1, start + n) - start;
+                int to = Math.min(last[j] + 1, start + n) - start;
                 if (from >= to) {
                     continue;
                 }

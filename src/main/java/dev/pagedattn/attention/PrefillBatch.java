@@ -175,12 +175,11 @@ public final class PrefillBatch {
     }
 
     /**
-     * True when query {@code j} of sequence {@code i} sees position {@code pos}: inside its window, not after it, and, among
-     * the new tokens, where the sequence's mask lets it.
+     * True when query {@code j} of sequence {@code i} sees position {@code pos}: inside its window, not after its last
+     * visible position ({@link #lastVisible}), and, among the new tokens, where the sequence's mask lets it.
      */
     public boolean sees(int i, int j, int pos) {
-        int p = position(i, j);
-        if (pos > p || pos < firstVisible(i, j)) {
+        if (pos > lastVisible(i, j) || pos < firstVisible(i, j)) {
             return false;
         }
         int k = pos - (contextLen(i) - qLen(i));
@@ -261,6 +260,14 @@ public final class PrefillBatch {
         return m == null ? position(i, j) : contextLen(i) - qLen(i) + m.depth(j);
     }
 
+    /**
+     * The last position query {@code j} of sequence {@code i} may see: its {@link #position}, or with a mask the context's
+     * last (the mask decides among the new tokens: a {@link TreeMask#bidirectional} span's later tokens are visible).
+     */
+    public int lastVisible(int i, int j) {
+        return mask(i) == null ? position(i, j) : contextLen(i) - 1;
+    }
+
     /** First position query {@code j} of sequence {@code i} attends to (its window counted from {@link #treePosition}). */
     public int firstVisible(int i, int j) {
         return visibleFrom(treePosition(i, j), window);
@@ -288,7 +295,7 @@ public final class PrefillBatch {
                     continue;
                 }
                 s += Math.max(0, newStart - firstVisible(i, j));              // the cached positions in its window
-                for (int k = 0; k <= j; k++) {
+                for (int k = 0; k < qLen(i); k++) {
                     s += sees(i, j, newStart + k) ? 1 : 0;
                 }
             }

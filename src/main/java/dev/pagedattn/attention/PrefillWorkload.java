@@ -129,7 +129,36 @@ public final class PrefillWorkload {
                 masks[i] = TreeMask.fromParents(parents);
             }
         }
+        return withMasks(masks);
+    }
+
+    /** This workload with {@code masks} ({@link PrefillBatch#withMasks}). */
+    public PrefillWorkload withMasks(TreeMask... masks) {
         return new PrefillWorkload(kv, batch.withMasks(masks), q);
+    }
+
+    /**
+     * This workload with random bidirectional spans ({@link TreeMask#bidirectional}, Gemma 3's image tokens) over each
+     * sequence of more than one query token: one to three spans of 2..qLen tokens at random places, as the seed says.
+     */
+    public PrefillWorkload withRandomSpans(long seed) {
+        SplittableRandom random = new SplittableRandom(seed ^ 0x5BA5L);
+        TreeMask[] masks = new TreeMask[batch.numSeqs()];
+        for (int i = 0; i < masks.length; i++) {
+            int n = batch.qLen(i);
+            if (n > 1) {
+                java.util.List<Integer> spans = new java.util.ArrayList<>();
+                int at = random.nextInt(n - 1);
+                for (int s = 0; s < 3 && at <= n - 2; s++) {
+                    int end = at + 2 + random.nextInt(n - at - 1);   // two tokens or more: a span that changes something
+                    spans.add(at);
+                    spans.add(end);
+                    at = end + random.nextInt(Math.max(1, n / 2));
+                }
+                masks[i] = TreeMask.bidirectional(n, spans.stream().mapToInt(Integer::intValue).toArray());
+            }
+        }
+        return withMasks(masks);
     }
 
     /** The cache, spec and sequences (its own decode query is unused here). */

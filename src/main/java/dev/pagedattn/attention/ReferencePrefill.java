@@ -99,11 +99,12 @@ public final class ReferencePrefill {
             for (int j = jFrom; j < jTo; j++) {
                 int p = batch.position(row, j);
                 int first = batch.firstVisible(row, j);
+                int last = batch.lastVisible(row, j); // p, or with a mask the context's end (the mask decides)
                 for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                     int qBase = ((batch.qStart(row) + j) * spec.numQHeads() + h) * d;
                     double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value
                     double max = sink;
-                    for (int pos = first; pos <= p; pos++) {
+                    for (int pos = first; pos <= last; pos++) {
                         if (!batch.sees(row, j, pos)) { // a new token the sequence's TreeMask hides
                             scores[pos] = Double.NEGATIVE_INFINITY;
                             continue;
@@ -116,7 +117,7 @@ public final class ReferencePrefill {
                         max = Math.max(max, scores[pos]);
                     }
                     double total = Math.exp(sink - max); // 0 without a sink
-                    for (int pos = first; pos <= p; pos++) {
+                    for (int pos = first; pos <= last; pos++) {
                         scores[pos] = Math.exp(scores[pos] - max);
                         total += scores[pos];
                     }
@@ -125,7 +126,7 @@ public final class ReferencePrefill {
                     }
                     for (int e = 0; e < d; e++) {
                         double o = 0;
-                        for (int pos = first; pos <= p; pos++) {
+                        for (int pos = first; pos <= last; pos++) {
                             o += scores[pos] * v[pos * d + e];
                         }
                         out[qBase - outFirst * spec.numQHeads() * d + e] = o / total;

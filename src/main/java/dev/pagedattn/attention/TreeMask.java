@@ -10,12 +10,13 @@ import java.util.Arrays;
  * those {@code k <= j} whose bit is set here: its ancestors and itself. Without a mask a new token sees every earlier
  * new token (causal).
  *
- * <p>The mask is lower-triangular with its diagonal set (a token sees itself and never a later token), checked on
- * construction; a bidirectional span (Gemma 3's image tokens) is not such a mask. Positions follow the tree, not the
- * order of the slots: a sliding window measures a draft's reach from its {@link #depth} (its path's length), as if the
- * path had been decoded alone, both into the cached context and among the drafts. Rows are stored as FlashInfer packs
- * them, 32 bits per int, bit {@code k % 32} of word {@code k / 32} for new token {@code k}, which is also what the
- * TornadoVM kernels read.
+ * <p>A tree's mask is lower-triangular with its diagonal set (a token sees itself and never a later token), checked on
+ * construction. Positions follow the tree, not the order of the slots: a sliding window measures a draft's reach from
+ * its {@link #depth} (its path's length), as if the path had been decoded alone, both into the cached context and among
+ * the drafts. {@link #bidirectional} masks are causal except inside spans whose tokens all see each other (Gemma 3's
+ * image tokens, a prefix-LM's prefix): their rows may see later tokens, and their positions are the slots' own. Rows are
+ * stored as FlashInfer packs them, 32 bits per int, bit {@code k % 32} of word {@code k / 32} for new token {@code k},
+ * which is also what the TornadoVM kernels read.
  */
 public final class TreeMask {
     private final int size;
@@ -24,12 +25,17 @@ public final class TreeMask {
     private final int[] depths;  // [size] visible new tokens besides itself
 
     private TreeMask(int size, int[] bits) {
+        this(size, bits, null);
+    }
+
+    /** {@code depths} null: a tree's, each row's visible new tokens besides itself. */
+    private TreeMask(int size, int[] bits, int[] depths) {
         this.size = size;
         this.words = wordsPerRow(size);
         this.bits = bits;
-        this.depths = new int[size];
-        for (int j = 0; j < size; j++) {
-            depths[j] = visibleCount(j) - 1;
+        this.depths = depths != null ? depths : new int[size];
+        for (int j = 0; depths == null && j < size; j++) {
+            this.depths[j] = visibleCount(j) - 1;
         }
     }
 
@@ -95,6 +101,48 @@ public final class TreeMask {
         return new TreeMask(n, bits);
     }
 
+    /**
+     * Causal attention among {@code size} new tokens, except that the tokens of each span see each other both ways: Gemma 3's
+     * image tokens (HF's {@code token_type_ids} mask), PaliGemma's prefix-LM prefix. {@code spans} are pairs {@code start,
+     * end} of new-token indices ({@code [start, end)}), ascending and disjoint; a token in a span sees every earlier token
+     * and its span's later ones, a token outside sees every earlier token. Each token sits at its own slot's position
+     * ({@link #depth} {@code j}), so a sliding window counts back from it as in a causal step (a span's later tokens are
+     * never behind a row).
+     */
+    public static TreeMask bidirectional(int size, int... spans) {
+        if (size < 1) {
+            throw new IllegalArgumentException("size=" + size + " must be >= 1");
+        }
+        if (spans == null || spans.length % 2 != 0) {
+            throw new IllegalArgumentException("spans=" + (spans == null ? "null" : java.util.Arrays.toString(spans))
+                    + ": pairs of start, end");
+        }
+        int w = wordsPerRow(size);
+        int[] bits = new int[size * w];
+        int[] depths = new int[size];
+        for (int j = 0; j < size; j++) {
+            depths[j] = j;
+            for (int k = 0; k <= j; k++) {
+                bits[j * w + k / 32] |= 1 << (k % 32);
+            }
+        }
+        for (int i = 0, previousEnd = 0; i < spans.length; i += 2) {
+            int start = spans[i];
+            int end = spans[i + 1];
+            if (start < previousEnd || end <= start || end > size) {
+                throw new IllegalArgumentException("span [" + start + ", " + end + ") must be non-empty, inside [0, " + size
+                        + ") and after the previous one (ending at " + previousEnd + ")");
+            }
+            for (int j = start; j < end; j++) {
+                for (int k = j + 1; k < end; k++) {
+                    bits[j * w + k / 32] |= 1 << (k % 32);
+                }
+            }
+            previousEnd = end;
+        }
+        return new TreeMask(size, bits, depths);
+    }
+
     /** Plain causal attention among {@code size} new tokens, as a mask. */
     public static TreeMask causal(int size) {
         if (size < 1) {
@@ -113,9 +161,9 @@ public final class TreeMask {
     }
 
     /**
-     * New tokens row {@code j} sees besides itself: in a tree, its depth below the cached context. A row's position for
-     * the sliding window is {@code contextLen - qLen + depth(j)}, where it would sit had its path been decoded token by
-     * token (for a chain, {@code j} itself).
+     * Row {@code j}'s depth below the cached context: in a tree, the new tokens it sees besides itself; in a
+     * {@link #bidirectional} mask, {@code j}. A row's position for the sliding window is {@code contextLen - qLen +
+     * depth(j)}, where it would sit had its path been decoded token by token (for a chain, {@code j} itself).
      */
     public int depth(int j) {
         return depths[j];
@@ -126,9 +174,9 @@ public final class TreeMask {
         return words;
     }
 
-    /** True when new token {@code j} sees new token {@code k}. */
+    /** True when new token {@code j} sees new token {@code k} (a later one only in a {@link #bidirectional} span). */
     public boolean sees(int j, int k) {
-        return k <= j && (bits[j * words + k / 32] >>> (k % 32) & 1) != 0;
+        return (bits[j * words + k / 32] >>> (k % 32) & 1) != 0;
     }
 
     /** New tokens that token {@code j} sees (itself included). */
@@ -147,12 +195,12 @@ public final class TreeMask {
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof TreeMask m && m.size == size && Arrays.equals(m.bits, bits);
+        return o instanceof TreeMask m && m.size == size && Arrays.equals(m.bits, bits) && Arrays.equals(m.depths, depths);
     }
 
     @Override
     public int hashCode() {
-        return 31 * size + Arrays.hashCode(bits);
+        return 31 * (31 * size + Arrays.hashCode(bits)) + Arrays.hashCode(depths);
     }
 
     @Override

@@ -95,6 +95,10 @@ final class BenchCommand implements Callable<Integer> {
             + " (speculative decoding; TreeMask), each cell then timed next to the same cell without (causal) in the same run.")
     boolean tree;
 
+    @Option(names = "--spans", description = "Prefill cells: random bidirectional spans among each sequence's new tokens"
+            + " (Gemma 3's image tokens; TreeMask.bidirectional), each cell then timed next to the same cell without in the same run.")
+    boolean spans;
+
     @Option(names = "--non-causal", description = "Prefill cells: every query sees its sequence's whole context (cross-attention),"
             + " each cell then timed next to the same cell causal in the same run.")
     boolean nonCausal;
@@ -217,7 +221,7 @@ final class BenchCommand implements Callable<Integer> {
         if (loopReserveSeqs != null && loopReserveSeqs < 1) {
             throw new IllegalArgumentException("--loop-reserve-seqs=" + loopReserveSeqs + " must be >= 1");
         }
-        extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
+        extras = Extras.of(sinks, softCap, alibi, tree, spans, nonCausal);
         if (sweepList.contains("decode") || sweepList.contains("loop")) {
             extras.requirePrefill("--sweeps=" + String.join(",", sweeps));
         }

@@ -97,6 +97,11 @@ final class CheckCommand implements Callable<Integer> {
             + " ancestors and itself; the check prints how far the trees move the fp64 result.")
     boolean tree;
 
+    @Option(names = "--spans", description = "With --query-len: random bidirectional spans among each sequence's new tokens"
+            + " (TreeMask.bidirectional, Gemma 3's image tokens): a token in a span also sees its span's later tokens; the"
+            + " check prints how far the spans move the fp64 result.")
+    boolean spans;
+
     @Option(names = "--non-causal", description = "With --query-len: every query sees its sequence's whole context (FlashInfer's"
             + " causal=False: cross-attention, encoders); no --window, --tree or --alibi.")
     boolean nonCausal;
@@ -232,7 +237,7 @@ final class CheckCommand implements Callable<Integer> {
         }
         shape.kvScales(); // refuses a bad --dtype/--kv-scale pair before anything is built
         shape.requireFits();
-        Extras extras = Extras.of(sinks, softCap, alibi, tree, nonCausal);
+        Extras extras = Extras.of(sinks, softCap, alibi, tree, spans, nonCausal);
         if (nonCausal && windowed) {
             throw new IllegalArgumentException("--non-causal with" + PrefillCheck.label(layerWindow).replace(" ", " --")
                     + ": a non-causal query sees its whole context");

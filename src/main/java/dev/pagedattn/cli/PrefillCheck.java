@@ -102,10 +102,13 @@ final class PrefillCheck {
         if (extras.trees()) {
             parts.add("token trees");
         }
+        if (extras.spans()) {
+            parts.add("bidirectional spans");
+        }
         if (extras.nonCausal()) {
             parts.add("dropping causality");
         }
-        String what = parts.size() == 1 ? parts.get(0) + (extras.trees() ? " move" : " moves")
+        String what = parts.size() == 1 ? parts.get(0) + (extras.trees() || extras.spans() ? " move" : " moves")
                 : String.join(", ", parts.subList(0, parts.size() - 1)) + " and " + parts.get(parts.size() - 1) + " move";
         System.out.printf("%s the fp64 result by %.3e (relative L2)%s%n", what, moved, cap && parts.size() == 1 && moved < 1e-3
                 ? ": the scores rarely reach the cap, so this check barely tests it (try a cap below 1)" : "");
@@ -151,7 +154,7 @@ final class PrefillCheck {
             if (release) {
                 printReleased(w.kv().cache(), w.kv().seqs());
             }
-            if (extras.softCap() > 0 || extras.alibi() || extras.trees() || extras.nonCausal()) {
+            if (extras.softCap() > 0 || extras.alibi() || extras.trees() || extras.spans() || extras.nonCausal()) {
                 printExtrasMove(extras, ReferenceAttention.relativeL2(plain.reference(), w.reference()));
             }
             int status = measure(attention, w, w.batch(), w.q(), iterations, tolerance, stepRows);

@@ -124,9 +124,10 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        // position of the tile's first query token; without causality every row at the context's end or past it
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
+        // position of the tile's first query token; without causality every row at the context's end or past it, and so
+        // a masked sequence's (its mask bits decide among the new tokens, a bidirectional span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
         int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
@@ -437,9 +438,10 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        // position of the tile's first query token; without causality every row at the context's end or past it
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
+        // position of the tile's first query token; without causality every row at the context's end or past it, and so
+        // a masked sequence's (its mask bits decide among the new tokens, a bidirectional span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
         int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);
@@ -784,9 +786,10 @@ public final class PrefillKernels {
         int qLen = qIndptr.get(seq + 1) - qStart;
         int firstToken = qTile * tokensPerTile;               // first query token of the tile, within the sequence
         int len = contextLens.get(seq);
-        // position of the tile's first query token; without causality every row at the context's end or past it
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken;
         int tree = PrefillTile.treeRows(params, seq);          // token-tree mask rows (0: causal)
+        // position of the tile's first query token; without causality every row at the context's end or past it, and so
+        // a masked sequence's (its mask bits decide among the new tokens, a bidirectional span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
         int lo = PrefillTile.lo(part, tree != 0 ? len - qLen : firstPos, params); // a tree: from its first new token's window
         int hi = TornadoMath.min(len, PrefillTile.hi(part, firstPos, tileTokens, params)); // visible context of the tile: [lo, hi)
         int window = params.get(PrefillParams.WINDOW);

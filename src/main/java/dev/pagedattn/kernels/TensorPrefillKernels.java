@@ -201,9 +201,10 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
-        int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        // (non-causal, or masked: the context's end; a mask's bits decide among the new tokens, a span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
+        int window = params.get(PrefillParams.WINDOW);
         int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
@@ -606,9 +607,10 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
-        int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        // (non-causal, or masked: the context's end; a mask's bits decide among the new tokens, a span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
+        int window = params.get(PrefillParams.WINDOW);
         int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;
@@ -1031,9 +1033,10 @@ public final class TensorPrefillKernels {
             return;
         }
         int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
-        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 ? len - 1 : len - qLen + firstToken; // (non-causal: the end)
-        int window = params.get(PrefillParams.WINDOW);
         int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        // (non-causal, or masked: the context's end; a mask's bits decide among the new tokens, a span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
+        int window = params.get(PrefillParams.WINDOW);
         int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
         int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
         int numQHeads = numKvHeads * groupSize;

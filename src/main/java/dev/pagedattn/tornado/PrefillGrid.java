@@ -219,7 +219,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                 params.set(at++, mask.depth(j));
                 for (int w = 0; w < mask.words(); w++) {
                     int bits = mask.word(j, w);
-                    for (int b = 0; batch.window() != PrefillBatch.NO_WINDOW && b < 32 && 32 * w + b <= j; b++) {
+                    for (int b = 0; batch.window() != PrefillBatch.NO_WINDOW && b < 32 && 32 * w + b < mask.size(); b++) {
                         if (!batch.sees(i, j, newStart + 32 * w + b)) {
                             bits &= ~(1 << b);
                         }

@@ -38,8 +38,9 @@ class JvmPrefillAttentionProperties {
     }
 
     /**
-     * Random token trees over every sequence's new tokens (all dtypes, windows, group sizes) against the fp64 reference;
-     * and a chain (every token's parent the one before it) gives the bits of the batch without masks.
+     * Random token trees and random bidirectional spans over every sequence's new tokens (all dtypes, windows, group
+     * sizes) against the fp64 reference; and a chain (every token's parent the one before it) gives the bits of the batch
+     * without masks.
      */
     @Property(tries = 40)
     void followsTokenTrees(
@@ -59,16 +60,20 @@ class JvmPrefillAttentionProperties {
         for (int i = 0; i < chains.length; i++) {
             chains[i] = TreeMask.causal(qLens[i]);
         }
+        PrefillWorkload spans = plain.withRandomSpans(seed);
         FloatArray out = trees.poisonedOutput();
+        FloatArray spanOut = spans.poisonedOutput();
         FloatArray causal = plain.poisonedOutput();
         FloatArray chained = plain.poisonedOutput();
         try (JvmPrefillAttention attention = new JvmPrefillAttention(plain.kv().cache(), plain.spec())) {
             attention.prefill(trees.batch(), 0, trees.q(), out);
+            attention.prefill(spans.batch(), 0, spans.q(), spanOut);
             attention.prefill(plain.batch(), 0, plain.q(), causal);
             attention.prefill(plain.batch().withMasks(chains), 0, plain.q(), chained);
         }
         String what = c + " seed=" + seed + " qLens=" + Arrays.toString(qLens);
         Accuracy.assertClose(out, trees.reference(), what);
+        Accuracy.assertClose(spanOut, spans.reference(), what + " bidirectional spans");
         for (int i = 0; i < causal.getSize(); i++) {
             if (Float.floatToRawIntBits(causal.get(i)) != Float.floatToRawIntBits(chained.get(i))) {
                 throw new AssertionError(what + ": a chain's mask changed output " + i + ": " + chained.get(i) + " vs " + causal.get(i));

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
@@ -113,6 +114,105 @@ class TreeMaskTest {
         checkPaths(seed, random, PrefillBatch.NO_WINDOW);
         checkPaths(seed, random, 1 + random.nextInt(8));
         checkPaths(seed, random, 1 + random.nextInt(40));
+    }
+
+    @Test
+    void bidirectionalSpansSeeTheirLaterTokensAndAreNamedWhenBad() throws OutOfBlocksException {
+        // tokens 1..3 and 5..6 are spans (Gemma 3's image tokens); 0 and 4 text
+        TreeMask m = TreeMask.bidirectional(7, 1, 4, 5, 7);
+        for (int j = 0; j < 7; j++) {
+            int reach = j >= 1 && j < 4 ? 3 : j >= 5 ? 6 : j; // the last token the row sees
+            for (int k = 0; k < 7; k++) {
+                assertEquals(k <= reach, m.sees(j, k), "row " + j + " token " + k);
+            }
+            assertEquals(j, m.depth(j), "a span row sits at its own slot");
+        }
+        assertEquals(TreeMask.causal(5), TreeMask.bidirectional(5), "no spans: causal");
+        KvCache cache = new KvCache(KvCacheConfig.of(16, 4, 1, 8, KvDtype.FP32));
+        int seq = cache.createSequence();
+        cache.append(seq, 10); // 3 cached tokens, then the 7 new ones at 3..9
+        PrefillBatch plain = PrefillBatch.of(cache.batch(seq), new int[] {7}, PrefillBatch.NO_WINDOW);
+        PrefillBatch spans = plain.withMasks(m);
+        assertTrue(spans.sees(0, 1, 6));   // token 1 (position 4) sees token 3 (position 6), later in its span
+        assertFalse(spans.sees(0, 1, 7));  // not token 4 (after its span)
+        assertFalse(spans.sees(0, 4, 8));  // a text token sees nothing later
+        assertEquals(9, spans.lastVisible(0, 0));
+        assertEquals(plain.attendedPairs() + 3 + 1, spans.attendedPairs()); // (1,2), (1,3), (2,3) and (5,6) added
+        PrefillBatch windowed = PrefillBatch.of(cache.batch(seq), new int[] {7}, 2).withMasks(m);
+        assertTrue(windowed.sees(0, 1, 6));   // a later span token is never behind the row
+        assertFalse(windowed.sees(0, 3, 4));  // token 3 (position 6) through a window of 2: positions 5 and 6 only
+        assertEquals("span [2, 2) must be non-empty, inside [0, 4) and after the previous one (ending at 0)",
+                assertThrows(IllegalArgumentException.class, () -> TreeMask.bidirectional(4, 2, 2)).getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.bidirectional(4, 0, 3, 2, 4)).getMessage()
+                .startsWith("span [2, 4) "));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.bidirectional(4, 1, 5)).getMessage()
+                .startsWith("span [1, 5) "));
+        assertEquals("spans=[1]: pairs of start, end", assertThrows(IllegalArgumentException.class,
+                () -> TreeMask.bidirectional(4, 1)).getMessage());
+        assertEquals("size=0 must be >= 1", assertThrows(IllegalArgumentException.class, () -> TreeMask.bidirectional(0)).getMessage());
+    }
+
+    /**
+     * Random spans over a random prefix, prefilled in one masked step (JVM backend), against decode steps written without
+     * masks: each query must get what a plain decode of it gives over the context up to the last token it sees (its span's
+     * last, or itself), the sequence's block table cut there. And one span over a whole prompt is a non-causal prefill.
+     */
+    @Test
+    void aSpanRowGetsWhatADecodeUpToItsReachGives() throws OutOfBlocksException {
+        long seed = TestSeeds.fresh("TreeMaskTest spans");
+        SplittableRandom random = new SplittableRandom(seed);
+        for (int trial = 0; trial < 4; trial++) {
+            int n = 2 + random.nextInt(60);
+            PrefillWorkload w = PrefillCase.of("spans", new int[] {n + random.nextInt(50)}, new int[] {n}, 8, 2, 16,
+                    1 + random.nextInt(16), KvDtype.FP32, PrefillBatch.NO_WINDOW).workload(random.nextLong());
+            if (trial == 3) { // a whole prompt, one span: every query sees every token, as without causality
+                w = w.withMasks(TreeMask.bidirectional(n, 0, n));
+            } else {
+                w = w.withRandomSpans(random.nextLong());
+            }
+            PrefillBatch batch = w.batch();
+            KvCache cache = w.kv().cache();
+            AttentionSpec spec = w.spec();
+            int rowFloats = spec.numQHeads() * spec.headDim();
+            FloatArray out = w.poisonedOutput();
+            try (JvmPrefillAttention prefill = new JvmPrefillAttention(cache, spec);
+                 JvmDecodeAttention decode = new JvmDecodeAttention(cache, spec)) {
+                prefill.prefill(batch, 0, w.q(), out);
+                int[] table = cache.pageTable(w.kv().seqs()[0]).blocks();
+                int newStart = batch.contextLen(0) - n;
+                for (int j = 0; j < n; j++) {
+                    int reach = j;
+                    while (reach + 1 < n && batch.mask(0).sees(j, reach + 1)) {
+                        reach++;
+                    }
+                    DecodeBatch upTo = DecodeBatch.of(cache.config(), new int[][] {table}, new int[] {newStart + reach + 1});
+                    FloatArray q1 = new FloatArray(rowFloats);
+                    FloatArray o1 = new FloatArray(rowFloats);
+                    for (int i = 0; i < rowFloats; i++) {
+                        q1.set(i, w.q().get(j * rowFloats + i));
+                    }
+                    decode.decode(upTo, 0, q1, o1);
+                    double[] got = new double[rowFloats];
+                    double[] want = new double[rowFloats];
+                    for (int i = 0; i < rowFloats; i++) {
+                        got[i] = out.get(j * rowFloats + i);
+                        want[i] = o1.get(i);
+                    }
+                    double rel = ReferenceAttention.relativeL2(got, want);
+                    assertTrue(rel < 1e-6, "seed=" + seed + " trial " + trial + " query " + j + " (reach " + reach + "): relative L2 " + rel);
+                }
+                if (trial == 3) {
+                    FloatArray nonCausal = w.poisonedOutput();
+                    prefill.prefill(PrefillBatch.nonCausal(batch.kv(), new int[] {n}), 0, w.q(), nonCausal);
+                    double[] want = new double[nonCausal.getSize()];
+                    for (int i = 0; i < want.length; i++) {
+                        want[i] = nonCausal.get(i);
+                    }
+                    Accuracy.assertClose(out, want, "seed=" + seed + " one span over the prompt vs non-causal");
+                }
+            }
+            Accuracy.assertClose(out, w.reference(), "seed=" + seed + " trial " + trial);
+        }
     }
 
     @Test

@@ -287,6 +287,19 @@ class PrefillCliTest {
         assertFalse(run.out().contains("FAIL"), run.toString());
     }
 
+    /** {@code --spans}: random bidirectional spans among every sequence's new tokens, over two chunks, decode steps after each. */
+    @Test
+    void checkWithSpansLetsSpanTokensSeeEachOther() {
+        long seed = TestSeeds.fresh("checkWithSpansLetsSpanTokensSeeEachOther");
+        CliRun run = CliRun.of(concat("check", SMALL, "--batch", "3", "--context", "40..90", "--query-len", "2..40", "--spans",
+                "--steps", "2", "--decode-steps", "1", "--window", "20", "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.toString());
+        assertTrue(run.out().contains(" spans backend=jvm"), run.out());
+        Matcher moved = Pattern.compile("bidirectional spans move the fp64 result by ([0-9.e+-]+) \\(relative L2\\)\n").matcher(run.out());
+        assertTrue(moved.find() && Double.parseDouble(moved.group(1)) > 1e-3, "the spans matter to the check: " + run.out());
+        assertEquals(4, Pattern.compile("-> PASS").matcher(run.out()).results().count(), "two chunks, two decode steps: " + run);
+    }
+
     /** {@code --non-causal}: every query sees its whole context, over two chunks, with the decode steps after each. */
     @Test
     void checkWithNonCausalLetsEveryQuerySeeItsWholeContext() {
@@ -362,6 +375,8 @@ class PrefillCliTest {
                 bad(new String[] {"bench", "--soft-cap", "0"}, "--soft-cap=0.0"),
                 bad(new String[] {"check", "--tree"}, "--tree", "decode check"),
                 bad(new String[] {"check", "--tree", "--alibi", "--query-len", "4"}, "--alibi with --tree"),
+                bad(new String[] {"check", "--spans", "--tree", "--query-len", "4"}, "--spans with --tree"),
+                bad(new String[] {"check", "--spans"}, "--spans", "decode check"),
                 bad(new String[] {"check", "--non-causal", "--alibi", "--query-len", "4"}, "--non-causal with --alibi"),
                 bad(new String[] {"check", "--non-causal", "--window", "8", "--query-len", "4"}, "--non-causal with --window=8"),
                 bad(new String[] {"check", "--non-causal"}, "--non-causal", "decode check"),
