@@ -22,7 +22,7 @@ public final class TreeMask {
     private final int size;
     private final int words;     // ints per row
     private final int[] bits;    // [size][words]
-    private final int[] depths;  // [size] visible new tokens besides itself
+    private final int[] depths;  // [size] each row's depth (a tree's: its visible new tokens besides itself)
 
     private TreeMask(int size, int[] bits) {
         this(size, bits, null);

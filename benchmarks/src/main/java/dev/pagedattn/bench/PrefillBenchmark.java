@@ -71,6 +71,13 @@ public class PrefillBenchmark {
     @Param({"false"})
     public boolean tree;
 
+    /**
+     * Each sequence's new tokens with random bidirectional spans ({@link PrefillWorkload#withRandomSpans}, Gemma 3's image
+     * tokens) instead of causal: what such a mask costs the JVM backend. Not with {@link #tree}.
+     */
+    @Param({"false"})
+    public boolean spans;
+
     /** Backend threads: {@code all} or a number ({@code -Dpagedattn.jvm.threads}). */
     @Param({"all"})
     public String threads;
@@ -96,7 +103,10 @@ public class PrefillBenchmark {
         long seed = System.nanoTime();
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, Integer.parseInt(qkv[0]),
                 Integer.parseInt(qkv[1]), headDim, 16, KvDtype.parse(dtype), seed);
-        w = tree ? w.withRandomTrees(seed) : w;
+        if (tree && spans) {
+            throw new IllegalArgumentException("tree=true with spans=true: a sequence takes one mask");
+        }
+        w = tree ? w.withRandomTrees(seed) : spans ? w.withRandomSpans(seed) : w;
         prefillBatch = w.batch();
         q = w.q();
         attention = new JvmPrefillAttention(w.kv().cache(), w.spec());
