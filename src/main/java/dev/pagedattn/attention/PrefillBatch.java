@@ -261,11 +261,12 @@ public final class PrefillBatch {
     }
 
     /**
-     * The last position query {@code j} of sequence {@code i} may see: its {@link #position}, or with a mask the context's
-     * last (the mask decides among the new tokens: a {@link TreeMask#bidirectional} span's later tokens are visible).
+     * The last position query {@code j} of sequence {@code i} may see: its {@link #position}, or with a mask the new token
+     * its row reaches ({@link TreeMask#reach}: itself in a tree, its span's last token in a bidirectional span).
      */
     public int lastVisible(int i, int j) {
-        return mask(i) == null ? position(i, j) : contextLen(i) - 1;
+        TreeMask m = mask(i);
+        return m == null ? position(i, j) : contextLen(i) - qLen(i) + m.reach(j);
     }
 
     /** First position query {@code j} of sequence {@code i} attends to (its window counted from {@link #treePosition}). */

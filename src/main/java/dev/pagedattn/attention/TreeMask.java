@@ -174,6 +174,15 @@ public final class TreeMask {
         return words;
     }
 
+    /** The last new token row {@code j} sees: {@code j} in a tree, its span's last token in a {@link #bidirectional} span. */
+    public int reach(int j) {
+        int w = words - 1;
+        while (bits[j * words + w] == 0) {
+            w--;                                   // the diagonal is set: some word is not 0
+        }
+        return 32 * w + 31 - Integer.numberOfLeadingZeros(bits[j * words + w]);
+    }
+
     /** True when new token {@code j} sees new token {@code k} (a later one only in a {@link #bidirectional} span). */
     public boolean sees(int j, int k) {
         return (bits[j * words + k / 32] >>> (k % 32) & 1) != 0;

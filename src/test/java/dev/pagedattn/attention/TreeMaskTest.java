@@ -44,6 +44,7 @@ class TreeMaskTest {
         assertEquals(m, TreeMask.of(want));
         assertEquals(3, m.visibleCount(4));
         assertEquals(1, m.words());
+        assertEquals(4, m.reach(4), "a tree row reaches itself");
     }
 
     @Test
@@ -126,6 +127,7 @@ class TreeMaskTest {
                 assertEquals(k <= reach, m.sees(j, k), "row " + j + " token " + k);
             }
             assertEquals(j, m.depth(j), "a span row sits at its own slot");
+            assertEquals(reach, m.reach(j), "row " + j);
         }
         assertEquals(TreeMask.causal(5), TreeMask.bidirectional(5), "no spans: causal");
         KvCache cache = new KvCache(KvCacheConfig.of(16, 4, 1, 8, KvDtype.FP32));
@@ -136,7 +138,8 @@ class TreeMaskTest {
         assertTrue(spans.sees(0, 1, 6));   // token 1 (position 4) sees token 3 (position 6), later in its span
         assertFalse(spans.sees(0, 1, 7));  // not token 4 (after its span)
         assertFalse(spans.sees(0, 4, 8));  // a text token sees nothing later
-        assertEquals(9, spans.lastVisible(0, 0));
+        assertEquals(3, spans.lastVisible(0, 0));  // a text token: itself
+        assertEquals(6, spans.lastVisible(0, 1));  // a span token: its span's last
         assertEquals(plain.attendedPairs() + 3 + 1, spans.attendedPairs()); // (1,2), (1,3), (2,3) and (5,6) added
         PrefillBatch windowed = PrefillBatch.of(cache.batch(seq), new int[] {7}, 2).withMasks(m);
         assertTrue(windowed.sees(0, 1, 6));   // a later span token is never behind the row
