@@ -116,20 +116,14 @@ public final class PrefillWorkload {
      * deep and branch (token 0 is the root).
      */
     public PrefillWorkload withRandomTrees(long seed) {
-        SplittableRandom random = new SplittableRandom(seed ^ 0x7EE5L);
-        TreeMask[] masks = new TreeMask[batch.numSeqs()];
-        for (int i = 0; i < masks.length; i++) {
-            int n = batch.qLen(i);
-            if (n > 1) {
-                int[] parents = new int[n];
-                parents[0] = -1;
-                for (int j = 1; j < n; j++) {
-                    parents[j] = j - 1 - random.nextInt(Math.min(j, 4));
-                }
-                masks[i] = TreeMask.fromParents(parents);
+        return withRandomMasks(new SplittableRandom(seed ^ 0x7EE5L), (n, random) -> {
+            int[] parents = new int[n];
+            parents[0] = -1;
+            for (int j = 1; j < n; j++) {
+                parents[j] = j - 1 - random.nextInt(Math.min(j, 4));
             }
-        }
-        return withMasks(masks);
+            return TreeMask.fromParents(parents);
+        });
     }
 
     /** This workload with {@code masks} ({@link PrefillBatch#withMasks}). */
@@ -142,20 +136,26 @@ public final class PrefillWorkload {
      * sequence of more than one query token: one to three spans of 2..qLen tokens at random places, as the seed says.
      */
     public PrefillWorkload withRandomSpans(long seed) {
-        SplittableRandom random = new SplittableRandom(seed ^ 0x5BA5L);
+        return withRandomMasks(new SplittableRandom(seed ^ 0x5BA5L), (n, random) -> {
+            java.util.List<Integer> spans = new java.util.ArrayList<>();
+            int at = random.nextInt(n - 1);
+            for (int s = 0; s < 3 && at <= n - 2; s++) {
+                int end = at + 2 + random.nextInt(n - at - 1);   // two tokens or more: a span that changes something
+                spans.add(at);
+                spans.add(end);
+                at = end + random.nextInt(Math.max(1, n / 2));
+            }
+            return TreeMask.bidirectional(n, spans.stream().mapToInt(Integer::intValue).toArray());
+        });
+    }
+
+    /** A mask from {@code mask} (new tokens, random) for every sequence of more than one new token; the others causal. */
+    private PrefillWorkload withRandomMasks(SplittableRandom random,
+                                            java.util.function.BiFunction<Integer, SplittableRandom, TreeMask> mask) {
         TreeMask[] masks = new TreeMask[batch.numSeqs()];
         for (int i = 0; i < masks.length; i++) {
-            int n = batch.qLen(i);
-            if (n > 1) {
-                java.util.List<Integer> spans = new java.util.ArrayList<>();
-                int at = random.nextInt(n - 1);
-                for (int s = 0; s < 3 && at <= n - 2; s++) {
-                    int end = at + 2 + random.nextInt(n - at - 1);   // two tokens or more: a span that changes something
-                    spans.add(at);
-                    spans.add(end);
-                    at = end + random.nextInt(Math.max(1, n / 2));
-                }
-                masks[i] = TreeMask.bidirectional(n, spans.stream().mapToInt(Integer::intValue).toArray());
+            if (batch.qLen(i) > 1) {
+                masks[i] = mask.apply(batch.qLen(i), random);
             }
         }
         return withMasks(masks);
