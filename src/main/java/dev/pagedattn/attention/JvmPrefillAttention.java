@@ -189,7 +189,10 @@ public final class JvmPrefillAttention implements PrefillAttention {
         for (int f : first) {
             lo = Math.min(lo, f);
         }
-        int hi = last[tokens - 1];             // and its largest
+        int hi = last[0];                      // and its largest (a custom mask's rows need not reach further down the tile)
+        for (int l : last) {
+            hi = Math.max(hi, l);
+        }
         for (int b = lo / bs; b <= hi / bs; b++) {
             int start = b * bs;
             int n = Math.min(bs, hi + 1 - start);

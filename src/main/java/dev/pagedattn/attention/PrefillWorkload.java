@@ -149,6 +149,22 @@ public final class PrefillWorkload {
         });
     }
 
+    /**
+     * This workload with random custom masks ({@link TreeMask#custom}, FlashInfer's {@code custom_mask}) over each sequence
+     * of more than one query token: every (row, token) pair visible with probability one half, the diagonal always.
+     */
+    public PrefillWorkload withRandomCustomMasks(long seed) {
+        return withRandomMasks(new SplittableRandom(seed ^ 0xC057L), (n, random) -> {
+            boolean[][] visible = new boolean[n][n];
+            for (int j = 0; j < n; j++) {
+                for (int k = 0; k < n; k++) {
+                    visible[j][k] = j == k || random.nextBoolean();
+                }
+            }
+            return TreeMask.custom(visible);
+        });
+    }
+
     /** A mask from {@code mask} (new tokens, random) for every sequence of more than one new token; the others causal. */
     private PrefillWorkload withRandomMasks(SplittableRandom random,
                                             java.util.function.BiFunction<Integer, SplittableRandom, TreeMask> mask) {

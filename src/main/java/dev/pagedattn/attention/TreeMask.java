@@ -75,30 +75,7 @@ public final class TreeMask {
      * and nothing above the diagonal.
      */
     public static TreeMask of(boolean[][] visible) {
-        if (visible == null || visible.length == 0) {
-            throw new IllegalArgumentException("visible=" + (visible == null ? "null" : "[]") + ": a mask has at least one row");
-        }
-        int n = visible.length;
-        int w = wordsPerRow(n);
-        int[] bits = new int[n * w];
-        for (int j = 0; j < n; j++) {
-            if (visible[j] == null || visible[j].length != n) {
-                throw new IllegalArgumentException("visible[" + j + "].length=" + (visible[j] == null ? "null" : visible[j].length)
-                        + " must be " + n + " (a square mask)");
-            }
-            if (!visible[j][j]) {
-                throw new IllegalArgumentException("visible[" + j + "][" + j + "]=false: every token sees itself");
-            }
-            for (int k = 0; k < n; k++) {
-                if (visible[j][k]) {
-                    if (k > j) {
-                        throw new IllegalArgumentException("visible[" + j + "][" + k + "]=true: a token never sees a later one");
-                    }
-                    bits[j * w + k / 32] |= 1 << (k % 32);
-                }
-            }
-        }
-        return new TreeMask(n, bits);
+        return new TreeMask(visible == null ? 0 : visible.length, pack(visible, false));
     }
 
     /**
@@ -117,14 +94,9 @@ public final class TreeMask {
             throw new IllegalArgumentException("spans=" + (spans == null ? "null" : java.util.Arrays.toString(spans))
                     + ": pairs of start, end");
         }
-        int w = wordsPerRow(size);
-        int[] bits = new int[size * w];
-        int[] depths = new int[size];
+        boolean[][] visible = new boolean[size][size];
         for (int j = 0; j < size; j++) {
-            depths[j] = j;
-            for (int k = 0; k <= j; k++) {
-                bits[j * w + k / 32] |= 1 << (k % 32);
-            }
+            java.util.Arrays.fill(visible[j], 0, j + 1, true);
         }
         for (int i = 0, previousEnd = 0; i < spans.length; i += 2) {
             int start = spans[i];
@@ -134,13 +106,55 @@ public final class TreeMask {
                         + ") and after the previous one (ending at " + previousEnd + ")");
             }
             for (int j = start; j < end; j++) {
-                for (int k = j + 1; k < end; k++) {
-                    bits[j * w + k / 32] |= 1 << (k % 32);
-                }
+                java.util.Arrays.fill(visible[j], j, end, true);
             }
             previousEnd = end;
         }
-        return new TreeMask(size, bits, depths);
+        return custom(visible);
+    }
+
+    /**
+     * Any mask among the new tokens, FlashInfer's {@code custom_mask} as it is: {@code visible[j][k]} (token {@code j} sees
+     * new token {@code k}, later ones included), square, with {@code visible[j][j]} set. Each token sits at its own slot's
+     * position ({@link #depth} {@code j}): a sliding window counts back from there, as in a causal step. (For a token
+     * tree, whose rows sit at their paths' depths, take {@link #fromParents} or {@link #of}.)
+     */
+    public static TreeMask custom(boolean[][] visible) {
+        int[] bits = pack(visible, true);
+        int[] depths = new int[visible.length];
+        for (int j = 0; j < depths.length; j++) {
+            depths[j] = j;
+        }
+        return new TreeMask(visible.length, bits, depths);
+    }
+
+    /** {@code visible} packed into rows ({@link #word}), checked: square, diagonal set, nothing later unless {@code later}. */
+    private static int[] pack(boolean[][] visible, boolean later) {
+        if (visible == null || visible.length == 0) {
+            throw new IllegalArgumentException("visible=" + (visible == null ? "null" : "[]") + ": a mask has at least one row");
+        }
+        int n = visible.length;
+        int w = wordsPerRow(n);
+        int[] bits = new int[n * w];
+        for (int j = 0; j < n; j++) {
+            if (visible[j] == null || visible[j].length != n) {
+                throw new IllegalArgumentException("visible[" + j + "].length=" + (visible[j] == null ? "null" : visible[j].length)
+                        + " must be " + n + " (a square mask)");
+            }
+            if (!visible[j][j]) {
+                throw new IllegalArgumentException("visible[" + j + "][" + j + "]=false: every token sees itself");
+            }
+            for (int k = 0; k < n; k++) {
+                if (visible[j][k]) {
+                    if (k > j && !later) {
+                        throw new IllegalArgumentException("visible[" + j + "][" + k + "]=true: a token never sees a later one"
+                                + " (TreeMask.custom takes such masks)");
+                    }
+                    bits[j * w + k / 32] |= 1 << (k % 32);
+                }
+            }
+        }
+        return bits;
     }
 
     /** Plain causal attention among {@code size} new tokens, as a mask. */

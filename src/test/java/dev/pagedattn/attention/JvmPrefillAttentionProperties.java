@@ -38,7 +38,7 @@ class JvmPrefillAttentionProperties {
     }
 
     /**
-     * Random token trees and random bidirectional spans over every sequence's new tokens (all dtypes, windows, group
+     * Random token trees, bidirectional spans and custom masks over every sequence's new tokens (all dtypes, windows, group
      * sizes) against the fp64 reference; and a chain (every token's parent the one before it) gives the bits of the batch
      * without masks.
      */
@@ -61,19 +61,23 @@ class JvmPrefillAttentionProperties {
             chains[i] = TreeMask.causal(qLens[i]);
         }
         PrefillWorkload spans = plain.withRandomSpans(seed);
+        PrefillWorkload custom = plain.withRandomCustomMasks(seed);
         FloatArray out = trees.poisonedOutput();
         FloatArray spanOut = spans.poisonedOutput();
+        FloatArray customOut = custom.poisonedOutput();
         FloatArray causal = plain.poisonedOutput();
         FloatArray chained = plain.poisonedOutput();
         try (JvmPrefillAttention attention = new JvmPrefillAttention(plain.kv().cache(), plain.spec())) {
             attention.prefill(trees.batch(), 0, trees.q(), out);
             attention.prefill(spans.batch(), 0, spans.q(), spanOut);
+            attention.prefill(custom.batch(), 0, custom.q(), customOut);
             attention.prefill(plain.batch(), 0, plain.q(), causal);
             attention.prefill(plain.batch().withMasks(chains), 0, plain.q(), chained);
         }
         String what = c + " seed=" + seed + " qLens=" + Arrays.toString(qLens);
         Accuracy.assertClose(out, trees.reference(), what);
         Accuracy.assertClose(spanOut, spans.reference(), what + " bidirectional spans");
+        Accuracy.assertClose(customOut, custom.reference(), what + " custom masks");
         for (int i = 0; i < causal.getSize(); i++) {
             if (Float.floatToRawIntBits(causal.get(i)) != Float.floatToRawIntBits(chained.get(i))) {
                 throw new AssertionError(what + ": a chain's mask changed output " + i + ": " + chained.get(i) + " vs " + causal.get(i));

@@ -72,7 +72,8 @@ class TreeMaskTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.fromParents()).getMessage().startsWith("parents=[]"));
         assertEquals("visible[1][1]=false: every token sees itself", assertThrows(IllegalArgumentException.class,
                 () -> TreeMask.of(new boolean[][] {{true, false}, {true, false}})).getMessage());
-        assertEquals("visible[0][1]=true: a token never sees a later one", assertThrows(IllegalArgumentException.class,
+        assertEquals("visible[0][1]=true: a token never sees a later one (TreeMask.custom takes such masks)",
+                assertThrows(IllegalArgumentException.class,
                 () -> TreeMask.of(new boolean[][] {{true, true}, {true, true}})).getMessage());
         assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.of(new boolean[][] {{true}, {true}}))
                 .getMessage().startsWith("visible[0].length=1 must be 2"));
@@ -153,6 +154,33 @@ class TreeMaskTest {
         assertEquals("spans=[1]: pairs of start, end", assertThrows(IllegalArgumentException.class,
                 () -> TreeMask.bidirectional(4, 1)).getMessage());
         assertEquals("size=0 must be >= 1", assertThrows(IllegalArgumentException.class, () -> TreeMask.bidirectional(0)).getMessage());
+    }
+
+    @Test
+    void customMasksTakeAnyRowAtItsOwnSlot() {
+        boolean[][] visible = {
+                {true, false, true, false},
+                {true, true, false, true},
+                {false, false, true, false},
+                {true, true, true, true}};
+        TreeMask m = TreeMask.custom(visible);
+        for (int j = 0; j < 4; j++) {
+            for (int k = 0; k < 4; k++) {
+                assertEquals(visible[j][k], m.sees(j, k), "row " + j + " token " + k);
+            }
+            assertEquals(j, m.depth(j));
+        }
+        assertEquals(2, m.reach(0));
+        assertEquals(3, m.reach(1));
+        assertEquals(2, m.reach(2));
+        boolean[][] causal = new boolean[40][40];
+        for (int j = 0; j < 40; j++) {
+            java.util.Arrays.fill(causal[j], 0, j + 1, true);
+        }
+        assertEquals(TreeMask.causal(40), TreeMask.custom(causal));
+        assertEquals("visible[1][1]=false: every token sees itself", assertThrows(IllegalArgumentException.class,
+                () -> TreeMask.custom(new boolean[][] {{true, true}, {true, false}})).getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TreeMask.custom(null)).getMessage().startsWith("visible=null"));
     }
 
     /**

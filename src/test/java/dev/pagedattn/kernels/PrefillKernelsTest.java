@@ -202,7 +202,8 @@ class PrefillKernelsTest {
     /**
      * {@link #checkSinks} for random token trees ({@link PrefillWorkload#withRandomTrees}; a windowed shape's rows see
      * through windows counted from their tree positions): alone, then with a soft cap and sinks; and for random
-     * bidirectional spans ({@link PrefillWorkload#withRandomSpans}).
+     * bidirectional spans ({@link PrefillWorkload#withRandomSpans}) and random custom masks
+     * ({@link PrefillWorkload#withRandomCustomMasks}).
      */
     static void checkTrees(PrefillCase c, long seed, PrefillGrid.Kernel kernel, double tolerance, int splitTokens) {
         PrefillWorkload plain = c.workload(seed);
@@ -210,6 +211,7 @@ class PrefillKernelsTest {
         checkChanged(c, "trees", plain, trees, seed, kernel, tolerance, splitTokens);
         // masks whose rows see later tokens too (Gemma 3's image spans): the tiles read past their last query's position
         checkChanged(c, "bidirectional spans", plain, plain.withRandomSpans(seed), seed, kernel, tolerance, splitTokens);
+        checkChanged(c, "custom masks", plain, plain.withRandomCustomMasks(seed), seed, kernel, tolerance, splitTokens);
         checkChanged(c, "trees, soft cap and sinks", plain, trees.withSoftCap(SoftCapKernelsTest.CAP)
                 .withSinks(dev.pagedattn.attention.DecodeWorkload.randomSinks(1, c.numQHeads(), 1, seed)), seed, kernel, tolerance,
                 splitTokens);
