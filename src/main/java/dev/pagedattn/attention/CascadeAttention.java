@@ -1,6 +1,5 @@
 package dev.pagedattn.attention;
 
-import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.PageTable;
 import java.util.ArrayList;
