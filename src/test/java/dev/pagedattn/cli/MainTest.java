@@ -78,6 +78,8 @@ class MainTest {
                 + " on one pool of the same 40 blocks for both groups \\(HybridKvCache.sharedPool, vLLM's hybrid manager; JVM"
                 + " backend\\), 36 of them in use: the same bits -> PASS").matcher(run.out()).find(),
                 "the hybrid model's steps, checked, and on one shared pool the same bits: " + run.out());
+        assertTrue(Pattern.compile("through CascadeAttention: the 48 tokens they share read once for both .* -> PASS")
+                .matcher(run.out()).find(), run.out());
         assertTrue(Pattern.compile("verifies a tree of 6 drafts \\(parents \\[-1, 0, 0, 1, 2, 2\\]\\) in one prefill with a TreeMask,"
                 + " each draft seeing the context, its ancestors and itself: relative L2 error vs fp64 [0-9.e+-]+; compact keeps"
                 + " the accepted path 0 -> 2 -> 5 \\(length \\d+, the rest dropped\\) and the next decode step over it: [0-9.e+-]+"
