@@ -32,6 +32,17 @@ class SoftCapProperties extends DecodeShapeArbitraries {
     /** Standard deviation of the raw scores, in caps. */
     static final double SPREAD = 1.5;
 
+    /**
+     * The relative L2 bound for a cap of {@code cap}: {@link Accuracy#REL_L2}, or {@code 1e-6 cap} where that is larger.
+     * Raw scores spread over {@link #SPREAD} caps, so a few reach 4-5 caps (200 at a cap of 40), whose fp32 rounding
+     * (about 1e-5 there) moves the capped score by as much; where a sink outweighs a row's one visible token (a window of
+     * one) the output is that token's weight, and its relative error that score's error: 1.09e-5 at a cap of 37.5 in one
+     * CI run. A dropped cap or sink moves outputs by 1e-3 and more.
+     */
+    static double relL2(float cap) {
+        return Math.max(Accuracy.REL_L2, 1e-6 * cap);
+    }
+
     @Property(tries = 60)
     void decodeMatchesTheReferenceWithASoftCap(
             @ForAll @Size(min = 1, max = 3) List<@IntRange(min = 1, max = 1400) Integer> lengths,
@@ -52,7 +63,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
         }
         DecodeProblem p = plain.withSoftCap(cap);
         double[] want = p.reference();
-        Accuracy.assertClose(p.decodeJvm(), want, p.describe());
+        Accuracy.assertClose(p.decodeJvm(), want, relL2(cap), Accuracy.MAX_ABS, p.describe());
         assertCapMatters(want, plain.reference(), maxVisible(p.batch()), p.describe());
     }
 
@@ -84,7 +95,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
         }
         String what = c + " softCap=" + cap + (sinks ? " sinks" : "") + " seed=" + seed;
         double[] want = w.reference();
-        Accuracy.assertClose(out, want, what);
+        Accuracy.assertClose(out, want, relL2(cap), Accuracy.MAX_ABS, what);
         int longest = Math.min(window, Arrays.stream(lens).max().orElseThrow()); // the last query token of the longest
         assertCapMatters(want, plain.reference(), longest, what);
     }
@@ -116,7 +127,7 @@ class SoftCapProperties extends DecodeShapeArbitraries {
         louder(whole.q(), cap);
         String what = "len=" + len + " tail=" + tail + " bs=" + blockSize + " window=" + window + " softCap=" + cap + " seed=" + seed;
         FloatArray a = JvmPrefillAttentionTest.assertTailIsTheWholePromptsEnd(whole, tail, window, what);
-        Accuracy.assertClose(a, whole.reference(), what);
+        Accuracy.assertClose(a, whole.reference(), relL2(cap), Accuracy.MAX_ABS, what);
     }
 
     @Example
