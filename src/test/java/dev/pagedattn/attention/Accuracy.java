@@ -47,4 +47,17 @@ final class Accuracy {
     static Errors assertClose(FloatArray got, double[] want, String what) {
         return assertClose(got, want, REL_L2, MAX_ABS, what);
     }
+
+    /** Log-sum-exps against fp64: fp32 sums of up to ~1k terms, each within this times {@code max(1, |lse|)}. */
+    static final double LSE = 2e-5;
+
+    /** Fails unless every {@code lse[i]} is within {@link #LSE} of {@code ref[i]} (relative to {@code max(1, |ref[i]|)}). */
+    static void assertLseClose(FloatArray lse, double[] ref, String what) {
+        for (int i = 0; i < ref.length; i++) {
+            double err = Math.abs(lse.get(i) - ref[i]);
+            if (!(err <= LSE * Math.max(1, Math.abs(ref[i])))) {
+                fail(what + ": lse[" + i + "]=" + lse.get(i) + " fp64 " + ref[i]);
+            }
+        }
+    }
 }

@@ -20,7 +20,6 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * ({@code -Dpagedattn.test.seed}).
  */
 class AttentionStatesTest {
-    private static final double LSE_TOLERANCE = 2e-5;   // fp32 sums of up to ~1k terms, relative to max(1, |lse|)
 
     @Test
     void decodeLseMatchesTheFp64Reference() {
@@ -46,7 +45,7 @@ class AttentionStatesTest {
             double[] refLse = new double[lens.length * 8];
             double[] ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), w.batch().window(), refLse);
             Accuracy.assertClose(out, ref, what);
-            assertLseClose(lse, refLse, what);
+            Accuracy.assertLseClose(lse, refLse, what);
         }
     }
 
@@ -66,7 +65,7 @@ class AttentionStatesTest {
             double[] refLse = new double[lse.getSize()];
             double[] ref = ReferencePrefill.prefill(w.kv().cache(), w.spec(), 0, w.kv().seqs(), w.batch(), w.q(), refLse);
             Accuracy.assertClose(out, ref, c + " seed=" + seed);
-            assertLseClose(lse, refLse, c + " seed=" + seed);
+            Accuracy.assertLseClose(lse, refLse, c + " seed=" + seed);
         }
         // a one-token prefill's lse is decode's
         DecodeWorkload d = DecodeWorkload.create(new int[] {1, 16, 17, 300}, 8, 2, 64, 16, KvDtype.FP16, seed);
@@ -142,7 +141,7 @@ class AttentionStatesTest {
                     + java.util.Arrays.toString(splits);
             double rel = ReferenceAttention.relativeL2(merged, WindowedDecodeProperties.toDoubles(whole));
             assertTrue(rel < 1e-5, what + ": merged vs whole, relative L2 " + rel);
-            assertLseClose(mergedLse, WindowedDecodeProperties.toDoubles(wholeLse), what);
+            Accuracy.assertLseClose(mergedLse, WindowedDecodeProperties.toDoubles(wholeLse), what);
             // merging in place into the first state gives the same bits
             AttentionStates.merge(head, headLse, tail, tailLse, rows, d, head, headLse);
             for (int i = 0; i < rows * d; i++) {
@@ -191,7 +190,7 @@ class AttentionStatesTest {
                         seqs, q, cache.window(g), refLse);
                 String what = "seed=" + seed + " layer " + layer + " lens=" + java.util.Arrays.toString(lens);
                 Accuracy.assertClose(out, ref, what);
-                assertLseClose(lse, refLse, what);
+                Accuracy.assertLseClose(lse, refLse, what);
             }
         }
     }
@@ -230,13 +229,6 @@ class AttentionStatesTest {
             FloatArray out2 = w.poisonedOutput();
             e = assertThrows(IllegalArgumentException.class, () -> attention.decode(w.batch(), 0, w.q(), out2, new FloatArray(15)));
             assertTrue(e.getMessage().startsWith("lse.size=15 expected rows*numQHeads=16"), e.getMessage());
-        }
-    }
-
-    private static void assertLseClose(FloatArray lse, double[] ref, String what) {
-        for (int i = 0; i < ref.length; i++) {
-            double err = Math.abs(lse.get(i) - ref[i]);
-            assertTrue(err <= LSE_TOLERANCE * Math.max(1, Math.abs(ref[i])), what + ": lse[" + i + "]=" + lse.get(i) + " fp64 " + ref[i]);
         }
     }
 
