@@ -133,14 +133,17 @@ public final class PrefillWorkload {
 
     /**
      * This workload with random bidirectional spans ({@link TreeMask#bidirectional}, Gemma 3's image tokens) over each
-     * sequence of more than one query token: one to three spans of 2..qLen tokens at random places, as the seed says.
+     * sequence of more than one query token: one to three spans of 2..qLen tokens at random places, the first starting in
+     * the first half and covering at least half the tokens, as the seed says.
      */
     public PrefillWorkload withRandomSpans(long seed) {
         return withRandomMasks(new SplittableRandom(seed ^ 0x5BA5L), (n, random) -> {
             java.util.List<Integer> spans = new java.util.ArrayList<>();
-            int at = random.nextInt(n - 1);
+            int at = random.nextInt(Math.max(1, n / 2));
             for (int s = 0; s < 3 && at <= n - 2; s++) {
-                int end = at + 2 + random.nextInt(n - at - 1);   // two tokens or more: a span that changes something
+                // two tokens or more; the first at least half of them (so that the spans always change the result)
+                int shortest = s == 0 ? Math.min(n - at, Math.max(2, n / 2)) : 2;
+                int end = at + shortest + random.nextInt(n - at - shortest + 1);
                 spans.add(at);
                 spans.add(end);
                 at = end + random.nextInt(Math.max(1, n / 2));
