@@ -139,6 +139,8 @@ class PrefillCliTest {
         assertTrue(Pattern.compile("error vs fp64 reference: relative L2=\\S+ .*-> PASS").matcher(run.out()).find(), run.out());
         assertTrue(run.out().contains("log-sum-exp (lse) of 56 rows x heads vs fp64"), run.out());
         assertTrue(Pattern.compile("cascade step median=\\S+ ms, plain step median=\\S+ ms").matcher(run.out()).find(), run.out());
+        assertTrue(Pattern.compile("in a cascade step \\(medians\\): prefill calls \\S+ ms, decode calls \\S+ ms").matcher(run.out()).find(),
+                run.out());
         CliRun.of(concat("check", SMALL, "--cascade", "40", "--context", "40")).assertRefused("--cascade=40", "shortest is 40");
         CliRun.of(concat("check", SMALL, "--cascade", "4")).assertRefused("--cascade=4", "--block-size=8");
         CliRun.of(concat("check", SMALL, "--cascade", "16", "--sinks")).assertRefused("--cascade=16", "--sinks");
