@@ -1,12 +1,12 @@
 package dev.pagedattn.attention;
 
+import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCache;
 import dev.pagedattn.cache.PageTable;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -18,8 +18,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  *   <li>one non-causal prefill ({@link PrefillBatch#nonCausal}) over a view of each group's prefix (a fork of its first
  *       member truncated to the prefix; no block is copied) whose query rows are the members' queries: the prefix's
  *       K/V are read once per group instead of once per member;</li>
- *   <li>decodes of the members through a window of their own tokens (one call per distinct own-token count: members
- *       decoded in lockstep make one call), and one plain decode of the sequences that share nothing;</li>
+ *   <li>one decode of every sequence's own tokens: a member's after its group's prefix ({@link DecodeBatch#skipBlocks}),
+ *       the whole of a sequence that shares nothing (whose result is then final);</li>
  *   <li>the merge of each member's two states, on the host.</li>
  * </ol>
  * A prefix is the longest run of leading blocks that every member of a group holds, full in every member and leaving
@@ -163,19 +163,18 @@ public final class CascadeAttention implements AutoCloseable {
             DecodeAttention.requireLse(spec, n, lse);
         }
         requireMembersHoldPrefixes();
+        // every sequence's own tokens (a member's after its group's prefix, the whole of one that shares nothing): one step
+        int[] skip = new int[n];
+        for (int i = 0; i < n; i++) {
+            skip[i] = groupOf[i] < 0 ? 0 : prefixBlocks[groupOf[i]].length;
+        }
+        FloatArray ownLse = lse != null ? lse : new FloatArray(n * hq);
+        decode.decode(members.length == 0 ? cache.batch(seqs) : cache.batch(seqs).skipBlocks(skip), layer, q, out, ownLse);
         if (members.length == 0) {
-            decode.decode(cache.batch(seqs), layer, q, out, lse);
             return;
         }
-        // the sequences that share nothing: one plain step
-        int[] plain = java.util.stream.IntStream.range(0, n).filter(i -> groupOf[i] < 0).toArray();
-        if (plain.length > 0) {
-            State s = State.of(plain.length, hq, d);
-            decode.decode(cache.batch(pick(seqs, plain)), layer, gather(q, plain, row), s.out, s.lse);
-            s.scatterTo(plain, out, lse, row, hq);
-        }
         // the prefixes: every member's query over its group's view, once per group
-        int[] order = new int[n - plain.length]; // the members, group by group
+        int[] order = new int[java.util.Arrays.stream(members).mapToInt(m -> m.length).sum()]; // the members, group by group
         int[] qLens = new int[members.length];
         for (int g = 0, at = 0; g < members.length; g++) {
             qLens[g] = members[g].length;
@@ -186,22 +185,9 @@ public final class CascadeAttention implements AutoCloseable {
         State prefix = State.of(order.length, hq, d);
         prefill.prefill(PrefillBatch.nonCausal(cache.batch(views), qLens), layer, gather(q, order, row), prefix.out,
                 prefix.lse);
-        // each member's own tokens: one windowed step per distinct own-token count
-        TreeMap<Integer, List<Integer>> byOwn = new TreeMap<>();
-        for (int k = 0; k < order.length; k++) {
-            int i = order[k];
-            byOwn.computeIfAbsent(cache.length(seqs[i]) - prefixTokens[groupOf[i]], x -> new ArrayList<>()).add(k);
-        }
-        State own = State.of(order.length, hq, d);
-        for (Map.Entry<Integer, List<Integer>> e : byOwn.entrySet()) {
-            int[] ks = e.getValue().stream().mapToInt(Integer::intValue).toArray();
-            int[] idx = java.util.Arrays.stream(ks).map(k -> order[k]).toArray();
-            State s = State.of(ks.length, hq, d);
-            decode.decode(cache.batch(pick(seqs, idx)).window(e.getKey()), layer, gather(q, idx, row), s.out, s.lse);
-            s.scatterTo(ks, own.out, own.lse, row, hq);
-        }
-        AttentionStates.merge(prefix.out, prefix.lse, own.out, own.lse, order.length * hq, d, prefix.out, prefix.lse);
-        prefix.scatterTo(order, out, lse, row, hq);
+        AttentionStates.merge(prefix.out, prefix.lse, gather(out, order, row), gather(ownLse, order, hq), order.length * hq, d,
+                prefix.out, prefix.lse);
+        prefix.scatterTo(order, out, ownLse, row, hq);
     }
 
     /** Refuses a step after a member lost a block of its group's prefix (truncated, compacted, freed), naming it. */

@@ -36,16 +36,17 @@ public final class DecodeBatch {
     private final int[] generations;  // [numSeqs] page-table generation when taken; null with source
     private final int[] heldFrom;     // [numSeqs] first position whose block is held (KvCache.releaseBefore); 0: all
     private final int window;
+    private final boolean skipped;    // rows start after skipped blocks (skipBlocks): positions renumbered from there
     private volatile KvCacheConfig checkedFor; // the last cache shape requireFits checked the tables against
 
     DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
                 KvCache source, int[] generations, int[] heldFrom) {
-        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, heldFrom, NO_WINDOW);
+        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, heldFrom, NO_WINDOW, false);
         requireTables(config, heldFrom); // every held entry; what a step may read is checked by requireFits
     }
 
     private DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, int blockSize,
-                        KvCache source, int[] generations, int[] heldFrom, int window) {
+                        KvCache source, int[] generations, int[] heldFrom, int window, boolean skipped) {
         this.seqIds = seqIds;
         this.maxBlocksPerSeq = maxBlocksPerSeq;
         this.blockTables = blockTables;
@@ -55,6 +56,7 @@ public final class DecodeBatch {
         this.generations = generations;
         this.heldFrom = heldFrom;
         this.window = window;
+        this.skipped = skipped;
     }
 
     /**
@@ -65,8 +67,51 @@ public final class DecodeBatch {
      */
     public DecodeBatch window(int window) {
         AttentionWindow.require("window", window);
+        if (skipped && AttentionWindow.isChunked(window)) {
+            throw new IllegalArgumentException("window=" + AttentionWindow.describe(window) + " on a batch whose rows skip blocks"
+                    + " (skipBlocks): chunks count from position 0, which the skipped rows no longer start at");
+        }
         return window == this.window ? this
-                : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, heldFrom, window);
+                : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, heldFrom, window,
+                        skipped);
+    }
+
+    /**
+     * This batch with row {@code i}'s first {@code skip[i]} blocks left out: its query attends only the positions from
+     * {@code skip[i] * blockSize()} on, as if they were a sequence of their own (the same keys and values; what counts back
+     * from the query, a sliding window or ALiBi's distance, is unchanged). Cascade attention decodes the tokens after a
+     * shared prefix this way, every member in one step whatever its length. The tables are copied, shifted; a row keeps at
+     * least one token; the sequences' staleness is still checked ({@link #requireFits}). Refused with a chunked window,
+     * whose chunks count from position 0.
+     */
+    public DecodeBatch skipBlocks(int... skip) {
+        if (skip == null || skip.length != contextLens.length) {
+            throw new IllegalArgumentException("skip.length=" + (skip == null ? "null" : skip.length) + " expected numSeqs="
+                    + contextLens.length);
+        }
+        if (AttentionWindow.isChunked(window)) {
+            throw new IllegalArgumentException("skipBlocks on a batch with window=" + AttentionWindow.describe(window)
+                    + ": chunks count from position 0, which the skipped rows would no longer start at");
+        }
+        int least = Integer.MAX_VALUE;
+        for (int i = 0; i < skip.length; i++) {
+            if (skip[i] < 0 || (long) skip[i] * blockSize >= contextLens[i]) {
+                throw new IllegalArgumentException("skip[" + i + "]=" + skip[i] + " blocks of " + blockSize + " tokens: seq="
+                        + seqIds[i] + " (row " + i + ") has " + contextLens[i] + " tokens and must keep at least one");
+            }
+            least = Math.min(least, skip[i]);
+        }
+        int width = Math.max(1, maxBlocksPerSeq - least);
+        int[] flat = new int[contextLens.length * width];
+        java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
+        int[] lengths = new int[contextLens.length];
+        int[] held = new int[contextLens.length];
+        for (int i = 0; i < skip.length; i++) {
+            System.arraycopy(blockTables, i * maxBlocksPerSeq + skip[i], flat, i * width, maxBlocksPerSeq - skip[i]);
+            lengths[i] = contextLens[i] - skip[i] * blockSize;
+            held[i] = Math.max(0, heldFrom[i] - skip[i] * blockSize);
+        }
+        return new DecodeBatch(seqIds, width, flat, lengths, blockSize, source, generations, held, window, true);
     }
 
     /** The sliding window in tokens, a chunked window ({@link AttentionWindow#chunked}), or {@link #NO_WINDOW}. */

@@ -67,6 +67,58 @@ class CascadeAttentionTest {
         }
     }
 
+    /**
+     * What the cascade's own-token step rests on: a batch whose rows skip their first blocks ({@code DecodeBatch.skipBlocks})
+     * decodes exactly the tokens after them, with a sliding window, ALiBi and a soft cap counting back from the query as
+     * before: each row against the fp64 reference of its sequence seen through a window that starts at the skip.
+     */
+    @Test
+    void skippedBlocksLeaveEachRowTheTokensAfterThem() throws Exception {
+        long seed = TestSeeds.fresh("skippedBlocksLeaveEachRowTheTokensAfterThem");
+        SplittableRandom random = new SplittableRandom(seed);
+        for (int trial = 0; trial < 6; trial++) {
+            int bs = 1 + random.nextInt(20);
+            int batch = 1 + random.nextInt(6);
+            int[] lens = new int[batch];
+            int[] skip = new int[batch];
+            for (int i = 0; i < batch; i++) {
+                lens[i] = 1 + random.nextInt(300);
+                skip[i] = random.nextInt((lens[i] - 1) / bs + 1); // 0 .. every block that leaves a token
+            }
+            DecodeWorkload w = DecodeWorkload.create(lens, 8, 2, 32, bs, trial % 2 == 0 ? KvDtype.FP16 : KvDtype.FP32, random.nextLong());
+            if (trial % 3 == 1) {
+                w = w.withAlibi(AlibiSlopes.standard(8));
+            } else if (trial % 3 == 2) {
+                w = w.withSoftCap(0.5f);
+            }
+            int window = trial >= 4 ? 1 + random.nextInt(100) : dev.pagedattn.cache.DecodeBatch.NO_WINDOW;
+            String what = "seed=" + seed + " trial " + trial + " bs=" + bs + " lens=" + java.util.Arrays.toString(lens) + " skip="
+                    + java.util.Arrays.toString(skip) + " window=" + window;
+            FloatArray out = w.poisonedOutput();
+            FloatArray lse = new FloatArray(batch * 8);
+            lse.init(Float.NaN);
+            try (JvmDecodeAttention decode = new JvmDecodeAttention(w.cache(), w.spec())) {
+                decode.decode(w.batch().skipBlocks(skip).window(window), 0, w.q(), out, lse);
+            }
+            int row = 8 * 32;
+            double[] ref = new double[batch * row];
+            double[] refLse = new double[batch * 8];
+            for (int i = 0; i < batch; i++) {
+                FloatArray q = new FloatArray(row);
+                for (int k = 0; k < row; k++) {
+                    q.set(k, w.q().get(i * row + k));
+                }
+                double[] rowLse = new double[8];
+                double[] one = ReferenceAttention.decode(w.cache(), w.spec(), 0, new int[] {w.seqs()[i]}, q,
+                        Math.min(window, lens[i] - skip[i] * bs), rowLse);
+                System.arraycopy(one, 0, ref, i * row, row);
+                System.arraycopy(rowLse, 0, refLse, i * 8, 8);
+            }
+            Accuracy.assertClose(out, ref, what);
+            Accuracy.assertLseClose(lse, refLse, what);
+        }
+    }
+
     @Test
     void aPlanServesLaterStepsAndRefusesAMemberTruncatedIntoItsPrefix() throws Exception {
         long seed = TestSeeds.fresh("aPlanServesLaterStepsAndRefusesAMemberTruncatedIntoItsPrefix");

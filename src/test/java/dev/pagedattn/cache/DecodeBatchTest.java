@@ -38,6 +38,42 @@ class DecodeBatchTest {
         return lengths;
     }
 
+    /** skipBlocks: each row's table shifted by its skip, its length shortened by the skipped tokens; bad skips named. */
+    @RepeatedTest(3)
+    void skipBlocksShiftsEachRowAndRefusesWhatLeavesNothing() throws Exception {
+        Random random = TestRandom.create("DecodeBatchTest.skipBlocksShiftsEachRowAndRefusesWhatLeavesNothing");
+        int n = 1 + random.nextInt(6);
+        int[] seqs = new int[n];
+        int blockSize = 1 + random.nextInt(6);
+        int[] lengths = randomLengths(random, n, blockSize);
+        KvCache cache = randomCache(random, blockSize, lengths, seqs);
+        DecodeBatch batch = cache.batch(seqs);
+        int[] skip = new int[n];
+        for (int i = 0; i < n; i++) {
+            skip[i] = random.nextInt((lengths[i] - 1) / blockSize + 1);
+        }
+        DecodeBatch skipped = batch.skipBlocks(skip);
+        for (int i = 0; i < n; i++) {
+            assertEquals(lengths[i] - skip[i] * blockSize, skipped.contextLen(i), "row " + i);
+            for (int j = 0; j < cache.config().blocksFor(skipped.contextLen(i)); j++) {
+                assertEquals(batch.block(i, j + skip[i]), skipped.block(i, j), "row " + i + " block " + j);
+            }
+        }
+        skipped.requireFits(cache.config());
+        int last = n - 1;
+        int[] tooMany = skip.clone();
+        tooMany[last] = (lengths[last] + blockSize - 1) / blockSize;
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> batch.skipBlocks(tooMany));
+        assertTrue(e.getMessage().startsWith("skip[" + last + "]=" + tooMany[last]), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> batch.skipBlocks(new int[n + 1]));
+        int chunked = AttentionWindow.chunked(4 * blockSize);
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> skipped.window(chunked)).getMessage().contains("skip"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> batch.window(chunked).skipBlocks(skip)).getMessage()
+                .contains("chunk"));
+        cache.free(seqs[last]);
+        assertThrows(IllegalArgumentException.class, () -> skipped.requireFits(cache.config()), "a freed sequence is still stale");
+    }
+
     @RepeatedTest(5)
     void batchPadsBlockTablesWithNoBlockAndCarriesLengths() throws Exception {
         Random random = TestRandom.create("DecodeBatchTest.batchPadsBlockTablesWithNoBlockAndCarriesLengths");
