@@ -39,35 +39,78 @@ public final class AttentionStates {
         requireSize("lseB", lseB, rows);
         requireSize("lse", lse, rows);
         for (int r = 0; r < rows; r++) {
-            float a = lseA.get(r);
-            float b = lseB.get(r);
-            if (Float.isNaN(a) || Float.isNaN(b)) {
-                throw new IllegalArgumentException("lse" + (Float.isNaN(a) ? "A" : "B") + "[" + r + "]=NaN: not a state");
-            }
+            requireState(lseA.get(r), lseB.get(r), r);
         }
         for (int r = 0; r < rows; r++) {
-            double a = lseA.get(r);
-            double b = lseB.get(r);
-            double m = Math.max(a, b);
-            if (m == Double.NEGATIVE_INFINITY) { // neither part saw anything
-                for (int i = 0; i < headDim; i++) {
-                    out.set(r * headDim + i, 0f);
-                }
-                lse.set(r, Float.NEGATIVE_INFINITY);
-                continue;
-            }
-            double wa = Math.exp(a - m);      // 0 for an empty part
-            double wb = Math.exp(b - m);
-            double total = wa + wb;
-            wa /= total;
-            wb /= total;
-            for (int i = 0, at = r * headDim; i < headDim; i++, at++) {
-                double x = wa == 0 ? 0 : wa * outA.get(at);
-                double y = wb == 0 ? 0 : wb * outB.get(at);
-                out.set(at, (float) (x + y));
-            }
-            lse.set(r, (float) (m + Math.log(total)));
+            mergeState(outA, lseA, r, outB, lseB, r, headDim, out, lse, r);
         }
+    }
+
+    /**
+     * Merges, in place, {@code rowsOf.length} rows of {@code heads} states each from {@code (outA, lseA)}
+     * ({@code [rowsOf.length][heads][headDim]}, {@code [rowsOf.length][heads]}) into rows {@code rowsOf[k]} of
+     * {@code (out, lse)} ({@code [rows][heads][headDim]}, {@code [rows][heads]}): what a part computed for a subset of a
+     * batch's rows (a cascade's shared prefix for the sequences that share it) merged into the batch's states, without
+     * gathering them. Sizes and row indices are checked first and named; NaN in an lse is refused.
+     */
+    public static void mergeInto(FloatArray outA, FloatArray lseA, int[] rowsOf, int heads, int headDim, FloatArray out,
+                                 FloatArray lse) {
+        if (rowsOf == null || heads < 1 || headDim < 1) {
+            throw new IllegalArgumentException("rowsOf=" + (rowsOf == null ? "null" : rowsOf.length) + " heads=" + heads
+                    + " headDim=" + headDim + ": need rows, heads >= 1, headDim >= 1");
+        }
+        long rowsA = rowsOf.length;
+        requireSize("outA", outA, rowsA * heads * headDim);
+        requireSize("lseA", lseA, rowsA * heads);
+        long rows = lse == null ? 0 : lse.getSize() / heads;
+        requireSize("lse", lse, rows * heads);
+        requireSize("out", out, rows * heads * headDim);
+        for (int k = 0; k < rowsOf.length; k++) {
+            if (rowsOf[k] < 0 || rowsOf[k] >= rows) {
+                throw new IllegalArgumentException("rowsOf[" + k + "]=" + rowsOf[k] + " is outside [0, " + rows + ")");
+            }
+            for (int h = 0; h < heads; h++) {
+                requireState(lseA.get(k * heads + h), lse.get(rowsOf[k] * heads + h), k * heads + h);
+            }
+        }
+        for (int k = 0; k < rowsOf.length; k++) {
+            for (int h = 0; h < heads; h++) {
+                int to = rowsOf[k] * heads + h;
+                mergeState(outA, lseA, k * heads + h, out, lse, to, headDim, out, lse, to);
+            }
+        }
+    }
+
+    private static void requireState(float a, float b, int r) {
+        if (Float.isNaN(a) || Float.isNaN(b)) {
+            throw new IllegalArgumentException("lse" + (Float.isNaN(a) ? "A" : "B") + "[" + r + "]=NaN: not a state");
+        }
+    }
+
+    /** State {@code a} of (outA, lseA) merged with state {@code b} of (outB, lseB) into state {@code to} of (out, lse). */
+    private static void mergeState(FloatArray outA, FloatArray lseA, int a, FloatArray outB, FloatArray lseB, int b, int headDim,
+                                   FloatArray out, FloatArray lse, int to) {
+        double la = lseA.get(a);
+        double lb = lseB.get(b);
+        double m = Math.max(la, lb);
+        if (m == Double.NEGATIVE_INFINITY) { // neither part saw anything
+            for (int i = 0; i < headDim; i++) {
+                out.set(to * headDim + i, 0f);
+            }
+            lse.set(to, Float.NEGATIVE_INFINITY);
+            return;
+        }
+        double wa = Math.exp(la - m);      // 0 for an empty part
+        double wb = Math.exp(lb - m);
+        double total = wa + wb;
+        wa /= total;
+        wb /= total;
+        for (int i = 0; i < headDim; i++) {
+            double x = wa == 0 ? 0 : wa * outA.get(a * headDim + i);
+            double y = wb == 0 ? 0 : wb * outB.get(b * headDim + i);
+            out.set(to * headDim + i, (float) (x + y));
+        }
+        lse.set(to, (float) (m + Math.log(total)));
     }
 
     private static void requireSize(String name, FloatArray a, long expected) {

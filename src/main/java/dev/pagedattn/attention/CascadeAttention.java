@@ -28,7 +28,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * layer of a decode until sequences join, leave, or are truncated or compacted into their prefix (then
  * {@link #decode} refuses, naming the sequence; make a new plan). Layers with attention sinks or ALiBi are refused (a
  * sink would count in both parts; the prefix's rows would be biased from the prefix's end), as are sliding windows
- * (the plan decodes whole contexts). Close the plan to free its views.
+ * (the plan decodes whole contexts). Close the plan to free its views. A plan keeps its step's scratch arrays: one step at
+ * a time.
  */
 public final class CascadeAttention implements AutoCloseable {
     private final KvCache cache;
@@ -39,6 +40,7 @@ public final class CascadeAttention implements AutoCloseable {
     private final int[] views;       // [groups]: the prefix views
     private final int[][] prefixBlocks; // [groups]: the shared blocks, as the members must still hold them
     private final int[] prefixTokens; // [groups]
+    private final FloatArray[] scratch = new FloatArray[4]; // lse without the caller's, the prefixes' q, out and lse
     private boolean closed;
 
     private CascadeAttention(KvCache cache, AttentionSpec spec, int[] seqs, int[] groupOf, int[][] members, int[] views, int[][] prefixBlocks,
@@ -168,7 +170,7 @@ public final class CascadeAttention implements AutoCloseable {
         for (int i = 0; i < n; i++) {
             skip[i] = groupOf[i] < 0 ? 0 : prefixBlocks[groupOf[i]].length;
         }
-        FloatArray ownLse = lse != null ? lse : new FloatArray(n * hq);
+        FloatArray ownLse = lse != null ? lse : scratch(n * hq, 0);
         decode.decode(members.length == 0 ? cache.batch(seqs) : cache.batch(seqs).skipBlocks(skip), layer, q, out, ownLse);
         if (members.length == 0) {
             return;
@@ -182,12 +184,23 @@ public final class CascadeAttention implements AutoCloseable {
                 order[at++] = i;
             }
         }
-        State prefix = State.of(order.length, hq, d);
-        prefill.prefill(PrefillBatch.nonCausal(cache.batch(views), qLens), layer, gather(q, order, row), prefix.out,
-                prefix.lse);
-        AttentionStates.merge(prefix.out, prefix.lse, gather(out, order, row), gather(ownLse, order, hq), order.length * hq, d,
-                prefix.out, prefix.lse);
-        prefix.scatterTo(order, out, ownLse, row, hq);
+        FloatArray prefixQ = scratch(order.length * row, 1);
+        for (int k = 0; k < order.length; k++) {
+            java.lang.foreign.MemorySegment.copy(q.getSegment(), (long) order[k] * row * Float.BYTES, prefixQ.getSegment(),
+                    (long) k * row * Float.BYTES, (long) row * Float.BYTES);
+        }
+        FloatArray prefixOut = scratch(order.length * row, 2);
+        FloatArray prefixLse = scratch(order.length * hq, 3);
+        prefill.prefill(PrefillBatch.nonCausal(cache.batch(views), qLens), layer, prefixQ, prefixOut, prefixLse);
+        AttentionStates.mergeInto(prefixOut, prefixLse, order, hq, d, out, ownLse);
+    }
+
+    /** Scratch array {@code slot} of {@code size} floats, kept from step to step (a plan is used by one thread at a time). */
+    private FloatArray scratch(int size, int slot) {
+        if (scratch[slot] == null || scratch[slot].getSize() != size) {
+            scratch[slot] = new FloatArray(size);
+        }
+        return scratch[slot];
     }
 
     /** Refuses a step after a member lost a block of its group's prefix (truncated, compacted, freed), naming it. */
@@ -205,39 +218,6 @@ public final class CascadeAttention implements AutoCloseable {
                 if (!holds) {
                     throw new IllegalStateException("seq=" + seqs[i] + " no longer holds the " + prefixTokens[g]
                             + " shared tokens it was planned with (truncated, compacted or released since); make a new plan");
-                }
-            }
-        }
-    }
-
-    private static int[] pick(int[] seqs, int[] idx) {
-        return java.util.Arrays.stream(idx).map(i -> seqs[i]).toArray();
-    }
-
-    /** Rows {@code idx} of {@code a} ({@code row} floats each), in that order. */
-    private static FloatArray gather(FloatArray a, int[] idx, int row) {
-        FloatArray g = new FloatArray(idx.length * row);
-        for (int k = 0; k < idx.length; k++) {
-            java.lang.foreign.MemorySegment.copy(a.getSegment(), (long) idx[k] * row * Float.BYTES, g.getSegment(),
-                    (long) k * row * Float.BYTES, (long) row * Float.BYTES);
-        }
-        return g;
-    }
-
-    /** Outputs and log-sum-exps of {@code rows} sequences. */
-    private record State(FloatArray out, FloatArray lse) {
-        static State of(int rows, int hq, int d) {
-            return new State(new FloatArray(rows * hq * d), new FloatArray(rows * hq));
-        }
-
-        /** Row {@code k} of this state to row {@code idx[k]} of {@code out} and {@code lse} (null: none). */
-        void scatterTo(int[] idx, FloatArray toOut, FloatArray toLse, int row, int hq) {
-            for (int k = 0; k < idx.length; k++) {
-                java.lang.foreign.MemorySegment.copy(out.getSegment(), (long) k * row * Float.BYTES, toOut.getSegment(),
-                        (long) idx[k] * row * Float.BYTES, (long) row * Float.BYTES);
-                if (toLse != null) {
-                    java.lang.foreign.MemorySegment.copy(lse.getSegment(), (long) k * hq * Float.BYTES, toLse.getSegment(),
-                            (long) idx[k] * hq * Float.BYTES, (long) hq * Float.BYTES);
                 }
             }
         }

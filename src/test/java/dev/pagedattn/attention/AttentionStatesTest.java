@@ -232,6 +232,51 @@ class AttentionStatesTest {
         }
     }
 
+    /** mergeInto: rows of a part merged in place into chosen rows of a batch's states, as merge of the gathered rows does. */
+    @Test
+    void mergeIntoChosenRowsIsTheMergeOfThoseRows() {
+        long seed = TestSeeds.fresh("mergeIntoChosenRowsIsTheMergeOfThoseRows");
+        SplittableRandom random = new SplittableRandom(seed);
+        int rows = 6;
+        int heads = 3;
+        int d = 4;
+        FloatArray out = new FloatArray(rows * heads * d);
+        FloatArray lse = new FloatArray(rows * heads);
+        int[] rowsOf = {4, 0, 2};
+        FloatArray partOut = new FloatArray(rowsOf.length * heads * d);
+        FloatArray partLse = new FloatArray(rowsOf.length * heads);
+        for (FloatArray a : new FloatArray[] {out, lse, partOut, partLse}) {
+            for (int i = 0; i < a.getSize(); i++) {
+                a.set(i, (float) random.nextGaussian());
+            }
+        }
+        FloatArray before = FloatArray.fromArray(out.toHeapArray());
+        FloatArray beforeLse = FloatArray.fromArray(lse.toHeapArray());
+        AttentionStates.mergeInto(partOut, partLse, rowsOf, heads, d, out, lse);
+        for (int k = 0; k < rowsOf.length; k++) { // each chosen row: merge of the two rows alone
+            FloatArray want = new FloatArray(heads * d);
+            FloatArray wantLse = new FloatArray(heads);
+            AttentionStates.merge(slice(partOut, k * heads * d, heads * d), slice(partLse, k * heads, heads),
+                    slice(before, rowsOf[k] * heads * d, heads * d), slice(beforeLse, rowsOf[k] * heads, heads), heads, d, want, wantLse);
+            for (int i = 0; i < heads * d; i++) {
+                assertEquals(want.get(i), out.get(rowsOf[k] * heads * d + i), 1e-6, "seed=" + seed + " row " + rowsOf[k]);
+            }
+            for (int h = 0; h < heads; h++) {
+                assertEquals(wantLse.get(h), lse.get(rowsOf[k] * heads + h), 1e-6, "seed=" + seed + " row " + rowsOf[k]);
+            }
+        }
+        for (int r : new int[] {1, 3, 5}) { // the others untouched
+            for (int i = 0; i < heads * d; i++) {
+                assertEquals(before.get(r * heads * d + i), out.get(r * heads * d + i), "seed=" + seed + " row " + r);
+            }
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> AttentionStates.mergeInto(partOut, partLse, new int[] {4, 6, 2}, heads, d, out, lse));
+        assertTrue(e.getMessage().startsWith("rowsOf[1]=6 is outside [0, 6)"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> AttentionStates.mergeInto(partOut, partLse, new int[] {4, 0}, heads, d, out, lse));
+        assertTrue(e.getMessage().startsWith("outA.size=36 expected 24"), e.getMessage());
+    }
+
     private static FloatArray poisoned(int n) {
         FloatArray a = new FloatArray(n);
         a.init(Float.NaN);
