@@ -256,8 +256,6 @@ public final class TensorPrefillKernels {
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
-        float rowScale = finish != 0 ? 1f : scale;
-        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -384,7 +382,12 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
-                if (finish != 0) {
+                // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
+                // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
+                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                float rowScale = fin != 0 ? 1f : scale;
+                float rowCap = fin != 0 ? 0f : cap;
+                if (fin != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
@@ -662,8 +665,6 @@ public final class TensorPrefillKernels {
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
-        float rowScale = finish != 0 ? 1f : scale;
-        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -809,7 +810,12 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
-                if (finish != 0) {
+                // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
+                // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
+                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                float rowScale = fin != 0 ? 1f : scale;
+                float rowCap = fin != 0 ? 0f : cap;
+                if (fin != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
@@ -1094,8 +1100,6 @@ public final class TensorPrefillKernels {
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
-        float rowScale = finish != 0 ? 1f : scale;
-        float rowCap = finish != 0 ? 0f : cap;
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
         int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
@@ -1244,7 +1248,12 @@ public final class TensorPrefillKernels {
                 int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
                 int tHi = TornadoMath.min(n, rel + 1);
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
-                if (finish != 0) {
+                // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
+                // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
+                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                float rowScale = fin != 0 ? 1f : scale;
+                float rowCap = fin != 0 ? 0f : cap;
+                if (fin != 0) {
                     // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
                     // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
                     // a row without either
