@@ -28,8 +28,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * layer of a decode until sequences join, leave, or are truncated or compacted into their prefix (then
  * {@link #decode} refuses, naming the sequence; make a new plan). Layers with attention sinks or ALiBi are refused (a
  * sink would count in both parts; the prefix's rows would be biased from the prefix's end), as are sliding windows
- * (the plan decodes whole contexts). Close the plan to free its views. A plan keeps its step's scratch arrays: one step at
- * a time.
+ * (the plan decodes whole contexts). Close the plan to free its views. A plan holds its steps' working arrays: one step
+ * at a time.
  */
 public final class CascadeAttention implements AutoCloseable {
     private final KvCache cache;
@@ -40,7 +40,13 @@ public final class CascadeAttention implements AutoCloseable {
     private final int[] views;       // [groups]: the prefix views
     private final int[][] prefixBlocks; // [groups]: the shared blocks, as the members must still hold them
     private final int[] prefixTokens; // [groups]
-    private final FloatArray[] scratch = new FloatArray[4]; // lse without the caller's, the prefixes' q, out and lse
+    private final int[] skip;        // [seqs]: the blocks a sequence's own-token decode skips (its group's prefix, or 0)
+    private final int[] order;       // the members, group by group: the prefixes' query rows
+    private final int[] qLens;       // [groups]: members per group
+    private final FloatArray ownLse;  // the own-token step's lse when the caller passes none
+    private final FloatArray prefixQ; // the prefixes' query rows, outputs and lse (null without groups)
+    private final FloatArray prefixOut;
+    private final FloatArray prefixLse;
     private boolean closed;
 
     private CascadeAttention(KvCache cache, AttentionSpec spec, int[] seqs, int[] groupOf, int[][] members, int[] views, int[][] prefixBlocks,
@@ -53,6 +59,24 @@ public final class CascadeAttention implements AutoCloseable {
         this.views = views;
         this.prefixBlocks = prefixBlocks;
         this.prefixTokens = prefixTokens;
+        skip = new int[seqs.length];
+        for (int i = 0; i < seqs.length; i++) {
+            skip[i] = groupOf[i] < 0 ? 0 : prefixBlocks[groupOf[i]].length;
+        }
+        order = new int[java.util.Arrays.stream(members).mapToInt(m -> m.length).sum()];
+        qLens = new int[members.length];
+        for (int g = 0, at = 0; g < members.length; g++) {
+            qLens[g] = members[g].length;
+            for (int i : members[g]) {
+                order[at++] = i;
+            }
+        }
+        int hq = spec.numQHeads();
+        ownLse = new FloatArray(seqs.length * hq);
+        boolean grouped = members.length > 0;
+        prefixQ = grouped ? new FloatArray(order.length * hq * spec.headDim()) : null;
+        prefixOut = grouped ? new FloatArray(order.length * hq * spec.headDim()) : null;
+        prefixLse = grouped ? new FloatArray(order.length * hq) : null;
     }
 
     /**
@@ -166,41 +190,18 @@ public final class CascadeAttention implements AutoCloseable {
         }
         requireMembersHoldPrefixes();
         // every sequence's own tokens (a member's after its group's prefix, the whole of one that shares nothing): one step
-        int[] skip = new int[n];
-        for (int i = 0; i < n; i++) {
-            skip[i] = groupOf[i] < 0 ? 0 : prefixBlocks[groupOf[i]].length;
-        }
-        FloatArray ownLse = lse != null ? lse : scratch(n * hq, 0);
-        decode.decode(members.length == 0 ? cache.batch(seqs) : cache.batch(seqs).skipBlocks(skip), layer, q, out, ownLse);
+        FloatArray stepLse = lse != null ? lse : ownLse;
+        decode.decode(members.length == 0 ? cache.batch(seqs) : cache.batch(seqs).skipBlocks(skip), layer, q, out, stepLse);
         if (members.length == 0) {
             return;
         }
-        // the prefixes: every member's query over its group's view, once per group
-        int[] order = new int[java.util.Arrays.stream(members).mapToInt(m -> m.length).sum()]; // the members, group by group
-        int[] qLens = new int[members.length];
-        for (int g = 0, at = 0; g < members.length; g++) {
-            qLens[g] = members[g].length;
-            for (int i : members[g]) {
-                order[at++] = i;
-            }
-        }
-        FloatArray prefixQ = scratch(order.length * row, 1);
+        // the prefixes: every member's query over its group's view, once per group, merged into the member's row
         for (int k = 0; k < order.length; k++) {
             java.lang.foreign.MemorySegment.copy(q.getSegment(), (long) order[k] * row * Float.BYTES, prefixQ.getSegment(),
                     (long) k * row * Float.BYTES, (long) row * Float.BYTES);
         }
-        FloatArray prefixOut = scratch(order.length * row, 2);
-        FloatArray prefixLse = scratch(order.length * hq, 3);
         prefill.prefill(PrefillBatch.nonCausal(cache.batch(views), qLens), layer, prefixQ, prefixOut, prefixLse);
-        AttentionStates.mergeInto(prefixOut, prefixLse, order, hq, d, out, ownLse);
-    }
-
-    /** Scratch array {@code slot} of {@code size} floats, kept from step to step (a plan is used by one thread at a time). */
-    private FloatArray scratch(int size, int slot) {
-        if (scratch[slot] == null || scratch[slot].getSize() != size) {
-            scratch[slot] = new FloatArray(size);
-        }
-        return scratch[slot];
+        AttentionStates.mergeInto(prefixOut, prefixLse, order, hq, d, out, stepLse);
     }
 
     /** Refuses a step after a member lost a block of its group's prefix (truncated, compacted, freed), naming it. */
