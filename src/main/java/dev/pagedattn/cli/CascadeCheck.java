@@ -49,7 +49,7 @@ final class CascadeCheck {
                     + "-token prompt; groups (members x shared tokens): " + (groups.length() == 0 ? "none" : groups)
                     + (softCap > 0 ? " soft-cap=" + softCap : "") + " backend=" + backend);
             FloatArray plainOut = w.poisonedOutput();
-            for (int i = 0; i < warmUps(iterations); i++) { // warm-ups: the host code of a cascade step (three calls and a
+            for (int i = 0; i < warmUps(iterations); i++) { // warm-ups: the host code of a cascade step (two calls and a
                 decode.decode(batch, 0, w.q(), plainOut);    // merge) runs interpreted for its first steps
                 plan.decode(decode, prefill, 0, w.q(), out, lse);
             }
@@ -81,14 +81,14 @@ final class CascadeCheck {
         long plain = median(plainNanos);
         System.out.printf("cascade step median=%.3f ms, plain step median=%.3f ms (wall time, alternating, after %d warm-ups of each):"
                 + " %.2fx the time%n", cascade / 1e6, plain / 1e6, warmUps(iterations), cascade / (double) plain);
-        System.out.printf("in a cascade step (medians): prefill calls %.3f ms, decode calls %.3f ms, the rest (gathers, merge) %.3f ms;"
+        System.out.printf("in a cascade step (medians): prefill calls %.3f ms, decode calls %.3f ms, the rest (tables, query rows, merge) %.3f ms;"
                 + " plans rebuilt while timed: decode %d, prefill %d%n", median(parts[0]) / 1e6, median(parts[1]) / 1e6,
                 (cascade - median(parts[0]) - median(parts[1])) / 1e6, builds[0], builds[1]);
         return status;
     }
 
     /** Warm-up steps of each kind before the timed ones: as many, and at least 10. */
-    static int warmUps(int iterations) {
+    private static int warmUps(int iterations) {
         return Math.max(10, iterations);
     }
 
