@@ -61,8 +61,16 @@ for be in ${BACKENDS:-cuda ptx}; do
     if [[ "$be" == ptx && "$line" == *--query-len* && "$line" == *--chunk* ]]; then
       jvm="-Dpagedattn.tornado.prefillKernel=scalar"
     fi
-    PA_JVM_OPTS="$jvm" timeout "$limit" bin/pa-tornado "$be" $line > "$file" 2>&1
+    # in a process group of its own, killed whole at the limit: a line whose kernel faults can leave the JVM (a child of
+    # the launcher) spinning on CUDA errors, which a plain `timeout` of the launcher would not stop
+    PA_JVM_OPTS="$jvm" setsid bin/pa-tornado "$be" $line > "$file" 2>&1 &
+    pid=$!
+    ( sleep "$limit"; kill -KILL -- -"$pid" ) > /dev/null 2>&1 &
+    killer=$!
+    wait "$pid"
     rc=$?
+    kill "$killer" 2> /dev/null
+    kill -KILL -- -"$pid" 2> /dev/null
     verdict=PASS
     if [[ $rc -ne 0 ]] || grep -q -- "-> FAIL" "$file" || ! grep -q -- "-> PASS" "$file"; then
       verdict=FAIL
