@@ -29,6 +29,17 @@ class DecodeBatchTest {
         return cache;
     }
 
+    /** 1-6 sequences of random lengths (sometimes forks) in a cache of a random block size of 1-6 tokens. */
+    private record RandomBatch(KvCache cache, int[] seqs, int[] lengths, int blockSize) {
+        static RandomBatch of(Random random) throws Exception {
+            int n = 1 + random.nextInt(6);
+            int[] seqs = new int[n];
+            int blockSize = 1 + random.nextInt(6);
+            int[] lengths = randomLengths(random, n, blockSize);
+            return new RandomBatch(randomCache(random, blockSize, lengths, seqs), seqs, lengths, blockSize);
+        }
+    }
+
     private static int[] randomLengths(Random random, int n, int blockSize) {
         int[] lengths = new int[n];
         for (int i = 0; i < n; i++) {
@@ -42,11 +53,12 @@ class DecodeBatchTest {
     @RepeatedTest(3)
     void skipBlocksShiftsEachRowAndRefusesWhatLeavesNothing() throws Exception {
         Random random = TestRandom.create("DecodeBatchTest.skipBlocksShiftsEachRowAndRefusesWhatLeavesNothing");
-        int n = 1 + random.nextInt(6);
-        int[] seqs = new int[n];
-        int blockSize = 1 + random.nextInt(6);
-        int[] lengths = randomLengths(random, n, blockSize);
-        KvCache cache = randomCache(random, blockSize, lengths, seqs);
+        RandomBatch r = RandomBatch.of(random);
+        int n = r.seqs().length;
+        int[] seqs = r.seqs();
+        int blockSize = r.blockSize();
+        int[] lengths = r.lengths();
+        KvCache cache = r.cache();
         DecodeBatch batch = cache.batch(seqs);
         int[] skip = new int[n];
         for (int i = 0; i < n; i++) {
@@ -77,11 +89,11 @@ class DecodeBatchTest {
     @RepeatedTest(5)
     void batchPadsBlockTablesWithNoBlockAndCarriesLengths() throws Exception {
         Random random = TestRandom.create("DecodeBatchTest.batchPadsBlockTablesWithNoBlockAndCarriesLengths");
-        int n = 1 + random.nextInt(6);
-        int[] seqs = new int[n];
-        int blockSize = 1 + random.nextInt(6);
-        int[] lengths = randomLengths(random, n, blockSize);
-        KvCache cache = randomCache(random, blockSize, lengths, seqs);
+        RandomBatch r = RandomBatch.of(random);
+        int n = r.seqs().length;
+        int[] seqs = r.seqs();
+        int[] lengths = r.lengths();
+        KvCache cache = r.cache();
         DecodeBatch batch = cache.batch(seqs);
         int maxBlocks = 0;
         for (int s : seqs) {
