@@ -57,7 +57,7 @@ final class CheckCommand implements Callable<Integer> {
     Integer window;
 
     @Option(names = "--chunk", description = "Chunked local attention, as Llama 4's local layers have it (8192 there): each"
-            + " query sees only the positions of its own chunk of C, p - p % C .. p (decode, or with --query-len prefill);"
+            + " query sees only the positions of its own chunk of C, p - p %% C .. p (decode, or with --query-len prefill);"
             + " takes --release and --full-every as --window does. Not with --window.")
     Integer chunk;
 
