@@ -57,13 +57,9 @@ for be in ${BACKENDS:-cuda ptx}; do
     n=$((n + 1))
     file="$out/$be-$n.txt"
     start=$SECONDS
-    jvm=""  # the tensor prefill kernel faults on PTX with chunked windows (PrefillGrid.Kernel.requireRuns): the scalar one
-    if [[ "$be" == ptx && "$line" == *--query-len* && "$line" == *--chunk* ]]; then
-      jvm="-Dpagedattn.tornado.prefillKernel=scalar"
-    fi
     # in a process group of its own, killed whole at the limit: a line whose kernel faults can leave the JVM (a child of
     # the launcher) spinning on CUDA errors, which a plain `timeout` of the launcher would not stop
-    PA_JVM_OPTS="$jvm" setsid bin/pa-tornado "$be" $line > "$file" 2>&1 &
+    setsid bin/pa-tornado "$be" $line > "$file" 2>&1 &
     pid=$!
     ( sleep "$limit"; kill -KILL -- -"$pid" ) > /dev/null 2>&1 &
     killer=$!
@@ -78,7 +74,7 @@ for be in ${BACKENDS:-cuda ptx}; do
     else
       pass=$((pass + 1))
     fi
-    printf '%s %-7s rc=%-3d %4ds  %s%s\n' "$verdict" "$be" "$rc" $((SECONDS - start)) "$line" "${jvm:+ ($jvm)}" | tee -a "$out/summary.txt"
+    printf '%s %-7s rc=%-3d %4ds  %s\n' "$verdict" "$be" "$rc" $((SECONDS - start)) "$line" | tee -a "$out/summary.txt"
   done
 done
 printf '%d PASS, %d FAIL\n' "$pass" "$fail" | tee -a "$out/summary.txt"

@@ -276,7 +276,9 @@ public final class TensorPrefillKernels {
         // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
         // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
         int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
-        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        // chunk k of the walk starts at c0 = walk0 + dir k CHUNK; none where the partition ends before the window starts
+        // (hi <= lo): never a negative dividend, which TornadoVM 5.2's PTX backend divides by 32 with logical shifts
+        int chunks = hi > lo ? (hi - lo + CHUNK - 1) / CHUNK : 0;
         int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
         int k = 0;
         int c0 = walk0;
@@ -685,7 +687,9 @@ public final class TensorPrefillKernels {
         // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
         // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
         int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
-        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        // chunk k of the walk starts at c0 = walk0 + dir k CHUNK; none where the partition ends before the window starts
+        // (hi <= lo): never a negative dividend, which TornadoVM 5.2's PTX backend divides by 32 with logical shifts
+        int chunks = hi > lo ? (hi - lo + CHUNK - 1) / CHUNK : 0;
         int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
         int k = 0;
         int c0 = walk0;
@@ -1123,7 +1127,9 @@ public final class TensorPrefillKernels {
         // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
         // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
         int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
-        int chunks = (hi - lo + CHUNK - 1) / CHUNK;           // chunk k of the walk starts at c0 = walk0 + dir k CHUNK
+        // chunk k of the walk starts at c0 = walk0 + dir k CHUNK; none where the partition ends before the window starts
+        // (hi <= lo): never a negative dividend, which TornadoVM 5.2's PTX backend divides by 32 with logical shifts
+        int chunks = hi > lo ? (hi - lo + CHUNK - 1) / CHUNK : 0;
         int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
         int k = 0;
         int c0 = walk0;

@@ -3,7 +3,6 @@ package dev.pagedattn.tornado;
 import dev.pagedattn.attention.AttentionSpec;
 import dev.pagedattn.attention.PrefillBatch;
 import dev.pagedattn.attention.TreeMask;
-import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.PrefillParams;
@@ -52,20 +51,6 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                 }
             }
             throw new IllegalArgumentException("prefill kernel=" + name + " is not one of auto, scalar, tensor");
-        }
-
-        /**
-         * Refuses a batch with a chunked window ({@code AttentionWindow.chunked}) for the tensor kernel on the PTX backend,
-         * naming the window and what runs it: there that kernel reads outside its arrays (CUDA error 700, then a crash;
-         * measured on an H100 with TornadoVM 5.2, fp16, chunks of 1000), while the scalar kernel on PTX and the tensor
-         * kernel on the CUDA backend pass the same check against fp64.
-         */
-        public static void requireRuns(Kernel kernel, Backend backend, int window) {
-            if (kernel == TENSOR && backend == Backend.PTX && AttentionWindow.isChunked(window)) {
-                throw new IllegalArgumentException("window=" + AttentionWindow.describe(window) + ": the tensor prefill kernel"
-                        + " faults on TornadoVM's PTX backend with chunked windows; run the CUDA backend, or the scalar kernel"
-                        + " (-Dpagedattn.tornado.prefillKernel=scalar)");
-            }
         }
 
         /** The kernel that runs {@code requested} for this shape on {@code backend}; TENSOR where it cannot run is refused. */

@@ -30,21 +30,6 @@ class PrefillGridTest {
         return PrefillBatch.of(DecodeBatch.of(LLAMA, tables, lens), qLens, PrefillBatch.NO_WINDOW);
     }
 
-    /** The tensor kernel on PTX refuses chunked windows by name (it faults there); everything else runs. */
-    @Test
-    void theTensorKernelOnPtxRefusesChunkedWindowsByName() {
-        int chunks = dev.pagedattn.cache.AttentionWindow.chunked(1000);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> PrefillGrid.Kernel.requireRuns(PrefillGrid.Kernel.TENSOR, Backend.PTX, chunks));
-        assertTrue(e.getMessage().startsWith("window=chunks of 1000: the tensor prefill kernel faults on TornadoVM's PTX backend"),
-                e.getMessage());
-        assertTrue(e.getMessage().contains("prefillKernel=scalar"), e.getMessage());
-        PrefillGrid.Kernel.requireRuns(PrefillGrid.Kernel.SCALAR, Backend.PTX, chunks);
-        PrefillGrid.Kernel.requireRuns(PrefillGrid.Kernel.TENSOR, Backend.CUDA, chunks);
-        PrefillGrid.Kernel.requireRuns(PrefillGrid.Kernel.TENSOR, Backend.PTX, 1000);
-        PrefillGrid.Kernel.requireRuns(PrefillGrid.Kernel.TENSOR, Backend.PTX, PrefillBatch.NO_WINDOW);
-    }
-
     @Test
     void chunkedPrefillOf512TokensFillsTheGpuWithoutASplit() {
         PrefillGrid g = PrefillGrid.plan(SPEC, batch(1, 8704, 512), PrefillGrid.Kernel.SCALAR);
