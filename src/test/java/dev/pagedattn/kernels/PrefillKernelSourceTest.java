@@ -45,6 +45,19 @@ class PrefillKernelSourceTest {
                 KernelSourceTest.tokens(method(src, "prefillF16(")), "TensorPrefillKernels: the PTX body is not the CUDA body with plain copies");
     }
 
+    /**
+     * The tensor kernels count a partition's chunks only where it sees any context: TornadoVM 5.2's PTX backend divides a
+     * negative int by 32 with logical shifts (about 134M chunks for a partition that ends before a window's start: a hang on
+     * an H100, then CUDA error 700). The twins are kept equal above, so the CUDA body stands for all three.
+     */
+    @Test
+    void tensorPrefillCountsChunksOnlyOfANonEmptyRange() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
+        String body = KernelSourceTest.tokens(method(src, "prefillF16Async("));
+        assertTrue(body.contains(KernelSourceTest.tokens("int chunks = hi > lo ? (hi - lo + CHUNK - 1) / CHUNK : 0;")),
+                "the chunk count divides hi - lo unguarded");
+    }
+
     @Test
     void tensorPrefillOverCodesIsThePtxBodyWithCodesLookedUp() throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
