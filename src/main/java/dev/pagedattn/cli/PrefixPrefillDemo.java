@@ -26,6 +26,11 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 final class PrefixPrefillDemo {
     private static final int SYSTEM_TOKENS = 50;
+    /**
+     * Bound on a prefill output's relative L2 error: the GPU's tensor-core kernels round the queries and probabilities to
+     * fp16 (about 2e-4 here), so the demo takes check's default bound, not the decode lines' 1e-4.
+     */
+    private static final double PREFILL_BOUND = 1e-3;
 
     private final KvCache cache;
     private final AttentionSpec spec;
@@ -88,7 +93,7 @@ final class PrefixPrefillDemo {
         out.init(Float.NaN);
         attention.prefill(batch, 0, q, out);
         double rel = ReferenceAttention.relativeL2(out, ReferencePrefill.prefill(cache, spec, 0, new int[] {a.seq()}, batch, q));
-        boolean ok = rel <= 1e-4;
+        boolean ok = rel <= PREFILL_BOUND;
         String scratch = "";
         if (prompt != null) {
             boolean same = sameAsFromScratch(prompt, newTokens, q, out);
@@ -137,7 +142,7 @@ final class PrefixPrefillDemo {
         for (int i = 0; i < refLse.length; i++) { // Math.max keeps a NaN
             lseErr = Math.max(lseErr, Math.abs(lse.get(i) - refLse[i]) / Math.max(1, Math.abs(refLse[i])));
         }
-        boolean ok = shared > 0 && rel <= 1e-4 && lseErr <= 1e-4; // NaN fails
+        boolean ok = shared > 0 && rel <= PREFILL_BOUND && lseErr <= 1e-4; // NaN fails
         System.out.printf("   then one step of both through CascadeAttention: the %d tokens they share read once for both (a non-causal"
                 + " prefill of their queries), their own tokens each, merged by log-sum-exp: relative L2 error vs fp64 %.2e, log-sum-exp"
                 + " %.2e -> %s%n", shared, rel, lseErr, ok ? "PASS" : "FAIL");
@@ -172,7 +177,7 @@ final class PrefixPrefillDemo {
         double rel = ReferenceAttention.relativeL2(out, ReferencePrefill.prefill(cache, spec, 0, new int[] {seq}, batch, q));
         int length = cache.compact(seq, first, new int[] {first, first + 2, first + 5});
         double next = PrefillCheck.decodeNextToken(decoder, cache, spec, new int[] {seq}, random);
-        boolean ok = rel <= 1e-4 && next <= 1e-4;
+        boolean ok = rel <= PREFILL_BOUND && next <= 1e-4;
         System.out.printf("   then request 1 verifies a tree of %d drafts (parents %s) in one prefill with a TreeMask, each draft"
                         + " seeing the context, its ancestors and itself: relative L2 error vs fp64 %.2e; compact keeps the"
                         + " accepted path 0 -> 2 -> 5 (length %d, the rest dropped) and the next decode step over it: %.2e -> %s%n",

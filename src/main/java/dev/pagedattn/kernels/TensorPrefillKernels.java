@@ -255,6 +255,10 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        // ... every chunk of such a row in a layer with ALiBi or under a window, else (a mask) only the chunks that reach the
+        // new tokens. Flags from single int comparisons, combined by max: chained in one ternary with the row's slope test,
+        // they gave ALiBi rows wrong scores on the CUDA backend (relative L2 0.85, H100) while PTX and the emulator passed
+        int everyChunk = TornadoMath.max(params.get(PrefillParams.ALIBI) != 0 ? 1 : 0, window != Integer.MAX_VALUE ? 1 : 0);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
@@ -386,7 +390,8 @@ public final class TensorPrefillKernels {
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
                 // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
-                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                int reaches = c0 + n > len - qLen ? 1 : 0;
+                int fin = finish * TornadoMath.max(everyChunk, reaches);
                 float rowScale = fin != 0 ? 1f : scale;
                 float rowCap = fin != 0 ? 0f : cap;
                 if (fin != 0) {
@@ -666,6 +671,10 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        // ... every chunk of such a row in a layer with ALiBi or under a window, else (a mask) only the chunks that reach the
+        // new tokens. Flags from single int comparisons, combined by max: chained in one ternary with the row's slope test,
+        // they gave ALiBi rows wrong scores on the CUDA backend (relative L2 0.85, H100) while PTX and the emulator passed
+        int everyChunk = TornadoMath.max(params.get(PrefillParams.ALIBI) != 0 ? 1 : 0, window != Integer.MAX_VALUE ? 1 : 0);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
@@ -816,7 +825,8 @@ public final class TensorPrefillKernels {
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
                 // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
-                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                int reaches = c0 + n > len - qLen ? 1 : 0;
+                int fin = finish * TornadoMath.max(everyChunk, reaches);
                 float rowScale = fin != 0 ? 1f : scale;
                 float rowCap = fin != 0 ? 0f : cap;
                 if (fin != 0) {
@@ -1103,6 +1113,10 @@ public final class TensorPrefillKernels {
         int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
         float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
         int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        // ... every chunk of such a row in a layer with ALiBi or under a window, else (a mask) only the chunks that reach the
+        // new tokens. Flags from single int comparisons, combined by max: chained in one ternary with the row's slope test,
+        // they gave ALiBi rows wrong scores on the CUDA backend (relative L2 0.85, H100) while PTX and the emulator passed
+        int everyChunk = TornadoMath.max(params.get(PrefillParams.ALIBI) != 0 ? 1 : 0, window != Integer.MAX_VALUE ? 1 : 0);
         int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
         int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
         int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
@@ -1256,7 +1270,8 @@ public final class TensorPrefillKernels {
                 int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
                 // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
                 // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
-                int fin = finish == 0 ? 0 : slope != 0f ? 1 : window != Integer.MAX_VALUE ? 1 : c0 + n > len - qLen ? 1 : 0;
+                int reaches = c0 + n > len - qLen ? 1 : 0;
+                int fin = finish * TornadoMath.max(everyChunk, reaches);
                 float rowScale = fin != 0 ? 1f : scale;
                 float rowCap = fin != 0 ? 0f : cap;
                 if (fin != 0) {
