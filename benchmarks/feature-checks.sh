@@ -9,7 +9,7 @@
 #   HEAD_DIM   head dim of every line (default 128)
 #   CONTEXT    context lengths of the 4 sequences (default 1000..9000; PoCL: 100..600)
 #   SEED       random seed (default 20261204)
-#   LIMIT_S    seconds each line may take (default 90: on an H100 the longest line took 31 s, on PoCL 12 s; a hung
+#   LIMIT_S    seconds each line may take (default 90: on an H100 the longest line took 44 s, on PoCL 12 s; a hung
 #              kernel then costs 90 s of device time, not 300)
 # Each line's output goes to OUT_DIR/<backend>-<n>.txt; the tally to OUT_DIR/summary.txt. Exit 1 if a line failed.
 set -uo pipefail

@@ -210,14 +210,15 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * computed once per work-group ({@link PagedDecodeKernels#mergeRows}); false, {@link PagedDecodeKernels#mergePartitions};
      * null (auto, the default), {@link #mergeRows(Backend)} decides per backend.
      */
-    static final Boolean MERGE_ROWS = parseMergeRows(System.getProperty("pagedattn.tornado.mergeRows", "auto"));
+    static final Boolean MERGE_ROWS = parseAuto("pagedattn.tornado.mergeRows", System.getProperty("pagedattn.tornado.mergeRows", "auto"));
 
-    static Boolean parseMergeRows(String value) {
+    /** An auto/true/false system property's value (auto: null); anything else is refused, naming it. */
+    static Boolean parseAuto(String name, String value) {
         return switch (value.toLowerCase(java.util.Locale.ROOT)) {
             case "auto" -> null;
             case "true" -> Boolean.TRUE;
             case "false" -> Boolean.FALSE;
-            default -> throw new IllegalArgumentException("pagedattn.tornado.mergeRows=" + value + " is not one of auto, true, false");
+            default -> throw new IllegalArgumentException(name + "=" + value + " is not one of auto, true, false");
         };
     }
 
@@ -234,12 +235,37 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
     /**
      * Replay each step as a CUDA graph ({@code TornadoExecutionPlan.withCUDAGraph()}) on the PTX and
-     * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph} (default true): it halves the wall time of
+     * CUDA backends, {@code -Dpagedattn.tornado.cudaGraph=auto|true|false} (default auto): it halves the wall time of
      * a step on an H200 (benchmarks/NOTES.md). The attention kernel is then launched at the plan's
      * capacity on every step (the same launch each time), and there is no device time: TornadoVM's
-     * profiler reports none for graphs.
+     * profiler reports none for graphs. auto leaves them off where TornadoVM 5.2 would crash the JVM
+     * ({@link #graphsOn}); true keeps them on there too.
      */
-    public static final boolean CUDA_GRAPH = !"false".equals(System.getProperty("pagedattn.tornado.cudaGraph"));
+    static final Boolean CUDA_GRAPH_SETTING = parseAuto("pagedattn.tornado.cudaGraph", System.getProperty("pagedattn.tornado.cudaGraph", "auto"));
+    /** Whether steps are asked to replay as CUDA graphs ({@code -Dpagedattn.tornado.cudaGraph} auto or true). */
+    public static final boolean CUDA_GRAPH = CUDA_GRAPH_SETTING != Boolean.FALSE;
+
+    /**
+     * Whether a plan asked for CUDA graphs ({@code requested}) replays them on {@code backend}: never on OpenCL (it has
+     * none); on the CUDA backend only where TornadoVM pins no host memory ({@code hostPinning} false,
+     * {@code -Dtornado.cuda.host.pinning=false}, as tornado-config/cuda.args sets) or the setting is true. TornadoVM 5.2's
+     * CUDA backend unregisters every pinned host buffer of the process when any execution plan is freed
+     * ({@code CUDADeviceContext.reset} drains its pin registry), and a CUDA graph captured with pinned copies then
+     * crashes inside {@code cuGraphLaunch} (SIGSEGV in libcuda): on an H100 the demo crashed at its first step after a
+     * plan was closed, and a 4-layer check at the first step after another layer's plan was rebuilt
+     * (benchmarks/NOTES.md, forty-third session). The PTX backend keeps its pins and replays safely.
+     */
+    static boolean graphsOn(boolean requested, Boolean setting, Backend backend, boolean hostPinning) {
+        if (!requested || backend == Backend.OPENCL) {
+            return false;
+        }
+        return backend != Backend.CUDA || !hostPinning || setting == Boolean.TRUE;
+    }
+
+    /** Whether TornadoVM's CUDA backend pins host buffers: {@code -Dtornado.cuda.host.pinning}, read as TornadoVM reads it. */
+    static boolean cudaHostPinning() {
+        return Boolean.parseBoolean(System.getProperty("tornado.cuda.host.pinning", "True"));
+    }
 
     private final KvCache cache;
     private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet
@@ -462,7 +488,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                         + "this device's " + backend + " backend runs kernel=" + resolved.name().toLowerCase(java.util.Locale.ROOT));
             }
             kernel = resolved;
-            cudaGraph = cudaGraphRequested && backend != Backend.OPENCL;
+            cudaGraph = graphsOn(cudaGraphRequested, CUDA_GRAPH_SETTING, backend, cudaHostPinning());
         }
         return kernel;
     }

@@ -66,11 +66,35 @@ class TornadoDecodeAttentionTest {
         assertTrue(TornadoDecodeAttention.mergeRows(Backend.CUDA));
         assertFalse(TornadoDecodeAttention.mergeRows(Backend.PTX));
         assertFalse(TornadoDecodeAttention.mergeRows(Backend.OPENCL));
-        assertNull(TornadoDecodeAttention.parseMergeRows("Auto"));
-        assertEquals(Boolean.TRUE, TornadoDecodeAttention.parseMergeRows("true"));
-        assertEquals(Boolean.FALSE, TornadoDecodeAttention.parseMergeRows("FALSE"));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> TornadoDecodeAttention.parseMergeRows("yes"));
+        assertNull(TornadoDecodeAttention.parseAuto("pagedattn.tornado.mergeRows", "Auto"));
+        assertEquals(Boolean.TRUE, TornadoDecodeAttention.parseAuto("pagedattn.tornado.mergeRows", "true"));
+        assertEquals(Boolean.FALSE, TornadoDecodeAttention.parseAuto("pagedattn.tornado.mergeRows", "FALSE"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> TornadoDecodeAttention.parseAuto("pagedattn.tornado.mergeRows", "yes"));
         assertEquals("pagedattn.tornado.mergeRows=yes is not one of auto, true, false", e.getMessage());
+    }
+
+    @Test
+    void cudaGraphsStayOffWhereTornadoVmsCudaBackendPinsHostMemory() {
+        // the crash: a graph captured with pinned copies, replayed after another plan's free unpinned them
+        assertFalse(TornadoDecodeAttention.graphsOn(true, null, Backend.CUDA, true));
+        assertTrue(TornadoDecodeAttention.graphsOn(true, null, Backend.CUDA, false));
+        assertTrue(TornadoDecodeAttention.graphsOn(true, Boolean.TRUE, Backend.CUDA, true)); // asked for regardless
+        assertTrue(TornadoDecodeAttention.graphsOn(true, null, Backend.PTX, true));            // PTX keeps its pins
+        assertFalse(TornadoDecodeAttention.graphsOn(true, Boolean.TRUE, Backend.OPENCL, false)); // OpenCL has no graphs
+        assertFalse(TornadoDecodeAttention.graphsOn(false, Boolean.FALSE, Backend.PTX, false));
+        assertFalse(TornadoDecodeAttention.graphsOn(false, Boolean.FALSE, Backend.CUDA, false));
+        // unset in this JVM, TornadoVM pins (its default), and the setting is auto
+        assertTrue(TornadoDecodeAttention.cudaHostPinning());
+        assertNull(TornadoDecodeAttention.CUDA_GRAPH_SETTING);
+        assertTrue(TornadoDecodeAttention.CUDA_GRAPH);
+    }
+
+    @Test
+    void theCudaConfigTurnsHostPinningOffSoThatStepsReplayAsGraphs() throws java.io.IOException {
+        java.util.List<String> flags = java.nio.file.Files.readAllLines(java.nio.file.Path.of("tornado-config", "cuda.args")).stream()
+                .map(String::strip).filter(l -> !l.isEmpty() && !l.startsWith("#")).toList();
+        assertTrue(flags.contains("-Dtornado.cuda.host.pinning=false"), flags.toString());
     }
 
     @Test
