@@ -277,7 +277,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     private final VSums vSums;
     private final DecodeGrid.Kernel requestedKernel;
     private final boolean cudaGraphRequested;
-    private boolean cudaGraph;           // requested and the backend has CUDA graphs
+    private boolean cudaGraph;           // requested, and safe on this backend (graphsOn)
     private Backend backend;             // of the device the graph runs on, found on first use
     private DecodeGrid.Kernel kernel;    // resolved against the backend on first use
     private final Plan[] plans;          // [numLayers]: each layer's pools bound by its own plan, made on first use
