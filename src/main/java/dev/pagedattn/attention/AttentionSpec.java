@@ -9,7 +9,7 @@ import dev.pagedattn.cache.KvCacheConfig;
  *
  * @param numQHeads  query heads, a multiple of {@code numKvHeads}
  * @param numKvHeads KV heads
- * @param headDim    a multiple of 8 in [8, 256]
+ * @param headDim    a multiple of 8 in [8, 1024] (the TornadoVM backends: at most 256)
  * @param scale      softmax scale, finite and > 0 ({@code 1/sqrt(headDim)} by default)
  * @param sinks      per-layer attention sinks ({@link AttentionSinks}; {@link AttentionSinks#NONE} by default)
  * @param softCap    logit soft-capping (Gemma 2's {@code attn_logit_softcapping}, FlashInfer's {@code
@@ -17,10 +17,20 @@ import dev.pagedattn.cache.KvCacheConfig;
  *                   before the softmax (a sink is not capped); 0 = none (the default), else finite and > 0
  * @param alibi      ALiBi slopes ({@link AlibiSlopes}; {@link AlibiSlopes#NONE} by default): query head {@code h} at
  *                   position {@code i} adds {@code slope_h * (j - i)} to its (capped) score of position {@code j}
+ * @param valueDim   elements of a value vector and of an output row per head: {@code headDim}, or a latent cache's
+ *                   {@code latentDim} ({@link KvCacheConfig#latent}: the values are the keys' first {@code valueDim}
+ *                   elements)
  */
 public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap,
-                            AlibiSlopes alibi) {
-    public static final int MAX_HEAD_DIM = 256;
+                            AlibiSlopes alibi, int valueDim) {
+    /** The largest head dim of a spec: 576 (DeepSeek's latent 512 + rotary 64) and more run on the JVM backend. */
+    public static final int MAX_HEAD_DIM = 1024;
+
+    /** A spec whose values are as wide as its keys. */
+    public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap,
+                         AlibiSlopes alibi) {
+        this(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi, headDim);
+    }
 
     /** A spec without sinks or soft-capping. */
     public AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale) {
@@ -61,11 +71,19 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
             throw new IllegalArgumentException("alibi=null (use AlibiSlopes.NONE)");
         }
         alibi.requireFits(numQHeads);
+        if (valueDim < 1 || valueDim > headDim) {
+            throw new IllegalArgumentException("valueDim=" + valueDim + " is outside [1, headDim=" + headDim + "]");
+        }
     }
 
     /** This spec with {@code sinks} (gpt-oss's per-head sink logits; {@link AttentionSinks}). */
     public AttentionSpec withSinks(AttentionSinks sinks) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi, valueDim);
+    }
+
+    /** This spec with softmax scale {@code scale} (MLA's is {@code 1/sqrt(qk_nope_head_dim + qk_rope_head_dim)}, not the latent width's). */
+    public AttentionSpec withScale(float scale) {
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi, valueDim);
     }
 
     /**
@@ -73,7 +91,7 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
      * AlibiSlopes#NONE} to turn it off), in every backend, decode and prefill.
      */
     public AttentionSpec withAlibi(AlibiSlopes alibi) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi, valueDim);
     }
 
     /** Whether scores get ALiBi biases. */
@@ -86,7 +104,7 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
      * {@code s} becomes {@code softCap * tanh(s / softCap)}, in every backend, decode and prefill.
      */
     public AttentionSpec withSoftCap(float softCap) {
-        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi);
+        return new AttentionSpec(numQHeads, numKvHeads, headDim, scale, sinks, softCap, alibi, valueDim);
     }
 
     /** Whether scores are soft-capped ({@link #softCap()} > 0). */
@@ -110,9 +128,13 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         return withSinks(sinks.layers(layers));
     }
 
-    /** The spec for a cache with the default scale {@code 1/sqrt(headDim)}. */
+    /**
+     * The spec for a cache with the default scale {@code 1/sqrt(headDim)} and the cache's value width (a latent cache's
+     * {@code latentDim}; give MLA its own scale with {@link #withScale}).
+     */
     public static AttentionSpec of(KvCacheConfig config, int numQHeads) {
-        return new AttentionSpec(numQHeads, config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())));
+        return new AttentionSpec(numQHeads, config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())),
+                AttentionSinks.NONE, 0f, AlibiSlopes.NONE, config.valueDim());
     }
 
     /**
@@ -128,7 +150,7 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         }
         return shards == 1 ? this
                 : new AttentionSpec(numQHeads / shards, numKvHeads / shards, headDim, scale, AttentionSinks.NONE, softCap,
-                        AlibiSlopes.NONE);
+                        AlibiSlopes.NONE, valueDim);
     }
 
     /** Query heads per KV head. */
@@ -136,9 +158,14 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         return numQHeads / numKvHeads;
     }
 
-    /** Elements of q (and of the output) for {@code numSeqs} sequences. */
+    /** Elements of q (and of the output, where {@code valueDim == headDim}) for {@code numSeqs} sequences. */
     public long queryElements(int numSeqs) {
         return (long) numSeqs * numQHeads * headDim;
+    }
+
+    /** Elements of the output for {@code numSeqs} sequences (or query tokens): {@code [numSeqs][numQHeads][valueDim]}. */
+    public long outputElements(int numSeqs) {
+        return (long) numSeqs * numQHeads * valueDim;
     }
 
     /** Checks that this spec fits the cache it will read. */
@@ -146,6 +173,11 @@ public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float sc
         if (config.numKvHeads() != numKvHeads || config.headDim() != headDim) {
             throw new IllegalArgumentException("spec numKvHeads=" + numKvHeads + " headDim=" + headDim
                     + " does not match the cache's numKvHeads=" + config.numKvHeads() + " headDim=" + config.headDim());
+        }
+        if (config.valueDim() != valueDim) {
+            throw new IllegalArgumentException("spec valueDim=" + valueDim + " does not match the cache's valueDim="
+                    + config.valueDim() + (config.isLatent() ? " (its latentDim)" : " (its headDim)")
+                    + ": take the spec from AttentionSpec.of(config, numQHeads)");
         }
         sinks.requireFits(numQHeads, config.numLayers());
     }

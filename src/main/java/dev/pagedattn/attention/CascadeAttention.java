@@ -89,6 +89,10 @@ public final class CascadeAttention implements AutoCloseable {
             throw new IllegalArgumentException("cache=" + cache + " spec=" + spec + " seqs=" + (seqs == null ? "null" : "[]")
                     + ": a cache, a spec and sequences are needed");
         }
+        if (cache.config().isLatent()) {
+            throw new IllegalArgumentException("latentDim=" + cache.config().latentDim() + ": cascade plans split steps of caches"
+                    + " with a K and a V pool; a latent (MLA) cache's forks share their blocks inside the JVM backend's own decode");
+        }
         int bs = cache.config().blockSize();
         if (minSharedTokens < bs) {
             throw new IllegalArgumentException("minSharedTokens=" + minSharedTokens + " must be at least one block (" + bs + " tokens)");

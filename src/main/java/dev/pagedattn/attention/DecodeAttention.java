@@ -105,9 +105,8 @@ public interface DecodeAttention extends AutoCloseable {
     /** Checks the shapes of one call; messages name the bad value. */
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         requireBatch(config, batch, layer);
-        long n = spec.queryElements(batch.numSeqs());
-        requireRows("q", q, n, "numSeqs");
-        requireRows("out", out, n, "numSeqs");
+        requireRows("q", q, spec.queryElements(batch.numSeqs()), "numSeqs");
+        requireRows("out", out, spec.outputElements(batch.numSeqs()), "numSeqs");
     }
 
     /** Checks a decode's batch and layer against the cache's configuration; names the bad value. */
@@ -141,7 +140,8 @@ public interface DecodeAttention extends AutoCloseable {
     static void requireRows(String name, FloatArray rows, long elements, String count) {
         if (rows == null || rows.getSize() != elements) {
             throw new IllegalArgumentException(name + ".size=" + (rows == null ? "null" : rows.getSize())
-                    + (name.equals("q") ? " expected " + count + "*numQHeads*headDim=" : " expected ") + elements);
+                    + (name.equals("q") ? " expected " + count + "*numQHeads*headDim=" : " expected " + count
+                    + "*numQHeads*valueDim=") + elements);
         }
     }
 }

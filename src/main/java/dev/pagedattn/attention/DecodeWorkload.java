@@ -102,7 +102,7 @@ public final class DecodeWorkload {
         try {
             cache.append(junk, tokens);
             writePoison(tokens, cache.config().tokenWidth(), cache.config().numLayers(), cache.config().dtype(),
-                    (layer, from, n, k, v) -> cache.writeTokens(junk, layer, from, n, k, v));
+                    (layer, from, n, k, v) -> cache.writeTokens(junk, layer, from, n, k, cache.config().isLatent() ? null : v));
         } catch (OutOfBlocksException e) {
             throw new AssertionError("the allocatable blocks ran out", e);
         }
@@ -332,10 +332,21 @@ public final class DecodeWorkload {
     public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
                                         KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq,
                                         dev.pagedattn.quant.KvScales scales, int maxPoolElements) {
+        return create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, kvMemoryBytes, numLayers, spareTokensPerSeq,
+                scales, maxPoolElements, 0);
+    }
+
+    /**
+     * Same, a latent cache ({@link KvCacheConfig#latent}: one KV head of {@code headDim}, the values its first
+     * {@code latentDim} elements) where {@code latentDim > 0}.
+     */
+    public static DecodeWorkload create(int[] lengths, int numQHeads, int numKvHeads, int headDim, int blockSize,
+                                        KvDtype dtype, long seed, long kvMemoryBytes, int numLayers, int spareTokensPerSeq,
+                                        dev.pagedattn.quant.KvScales scales, int maxPoolElements, int latentDim) {
         Footprint size = footprint(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, kvMemoryBytes, numLayers,
                 spareTokensPerSeq);
         KvCacheConfig config = new KvCacheConfig((int) size.numBlocks(), blockSize, numKvHeads, headDim, dtype, numLayers,
-                maxPoolElements);
+                maxPoolElements, latentDim);
         AttentionSpec spec = AttentionSpec.of(config, numQHeads);
         KvCache cache = new KvCache(config, scales);
         RandomKv.shuffleFreeBlocks(cache, seed);
@@ -450,7 +461,7 @@ public final class DecodeWorkload {
 
     /** A fresh output array poisoned with NaN, so unwritten elements fail every check. */
     public FloatArray poisonedOutput() {
-        FloatArray out = NativeArrays.floats(q.getSize());
+        FloatArray out = NativeArrays.floats(spec.outputElements(seqs.length));
         out.init(Float.NaN);
         return out;
     }
@@ -470,8 +481,10 @@ public final class DecodeWorkload {
 
     /** Minimum bytes for {@code batch} over this workload's cache (after appends, say). */
     public long minimumBytes(DecodeBatch batch) {
-        long kv = batch.visibleTokens() * 2L * spec.numKvHeads() * spec.headDim() * cache.config().dtype().bytes();
-        long qo = (long) batch.numSeqs() * spec.numQHeads() * spec.headDim() * 4;
+        // a latent cache reads its one pool (the values are inside the keys); outputs are valueDim wide
+        long kv = batch.visibleTokens() * cache.config().poolsPerLayer() * spec.numKvHeads() * spec.headDim()
+                * cache.config().dtype().bytes();
+        long qo = (long) batch.numSeqs() * spec.numQHeads() * (spec.headDim() + spec.valueDim()) * 2;
         long tables = 0;
         for (int i = 0; i < batch.numSeqs(); i++) {
             int first = batch.firstVisible(i);  // a windowed step needs the table entries from its first visible block on

@@ -37,6 +37,8 @@ final class JvmChunkKernel {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int headDim;
+    private final int valueDim;   // AttentionSpec.valueDim: the dims of each acc row that reach the output
+    private final boolean latent; // the values are the keys' first valueDim elements (KvCacheConfig.latent): one load per tile
     private final int elementBytes;
     private final int groupSize;
     private final int blockSize;
@@ -59,17 +61,16 @@ final class JvmChunkKernel {
     private final JvmGroupTile group; // the arithmetic on tile
     private int touched;          // the sum of the prefetched bytes: keeps the prefetch loads alive
 
-    /** A kernel for one query group at a time ({@link #attend}). */
-    JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector) {
-        this(spec, blockSize, dtype, vector, 1);
-    }
-
     /**
-     * A kernel whose {@link #attendShared} serves up to {@code maxMembers} sequences' query groups at once: its scratch
-     * holds {@code maxMembers * groupSize} rows.
+     * A kernel for one query group at a time ({@link #attend}, {@code maxMembers} 1), or one whose {@link #attendShared} serves up to {@code maxMembers} sequences' query groups at once: its scratch
+     * holds {@code maxMembers * groupSize} rows. {@code latent}: the V pool a call passes is its K pool
+     * ({@link dev.pagedattn.cache.KvCacheConfig#latent}), so each block's tile is widened once and serves as the keys and,
+     * its first {@code spec.valueDim()} elements, as the values.
      */
-    JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector, int maxMembers) {
+    JvmChunkKernel(AttentionSpec spec, int blockSize, KvDtype dtype, boolean vector, int maxMembers, boolean latent) {
         this.headDim = spec.headDim();
+        this.valueDim = spec.valueDim();
+        this.latent = latent;
         this.elementBytes = dtype.bytes();
         this.groupSize = spec.groupSize();
         this.blockSize = blockSize;
@@ -93,7 +94,7 @@ final class JvmChunkKernel {
         this.rowHead = new int[rows];
         this.rowQuery = new int[rows];
         this.tile = new float[blockSize * headDim];
-        this.group = new JvmGroupTile(headDim, rows, paddedBlock, vector, qs, acc, scores, tile);
+        this.group = new JvmGroupTile(headDim, valueDim, rows, paddedBlock, vector, qs, acc, scores, tile);
     }
 
     /** The most sequences one {@link #attendShared} serves. */
@@ -192,11 +193,13 @@ final class JvmChunkKernel {
             if (prefetch && next < toToken) {
                 long at = (long) layout.tileBase(batch.block(seq, next / bs), kvHead) * elementBytes;
                 long bytes = (long) Math.min(bs, toToken - next) * d * elementBytes;
-                touched += touch(keys, at, bytes) + touch(values, at, bytes);
+                touched += touch(keys, at, bytes) + (latent ? 0 : touch(values, at, bytes));
             }
             group.scores(n, first, rows);
             softmax(n, start, first, rows);
-            load(values, base, n * d, vScale);
+            if (!latent) { // a latent tile is its own values (same pool, same scale): already widened
+                load(values, base, n * d, vScale);
+            }
             group.accumulate(n, first, rows);
             start = next;
         }
@@ -285,7 +288,7 @@ final class JvmChunkKernel {
             sum[h] = sum[h] * correction + blockSum;
             max[h] = newMax;
             if (correction != 1f) {
-                for (int i = h * d, end = i + d; i < end; i++) {
+                for (int i = h * d, end = i + valueDim; i < end; i++) {
                     acc[i] *= correction;
                 }
             }
@@ -324,8 +327,9 @@ final class JvmChunkKernel {
 
     private void normaliseInto(MemorySegment out, MemorySegment lse, int seq, int kvHead, int numQHeads, float[] sinks,
                                int firstRow) {
-        long element = (long) (seq * numQHeads + kvHead * groupSize) * headDim;
         int d = headDim;
+        int dv = valueDim;
+        long element = (long) (seq * numQHeads + kvHead * groupSize) * dv; // out: [numSeqs][numQHeads][valueDim]
         for (int h = 0; h < groupSize; h++) {
             int r = firstRow + h;
             float den = denominator(sum[r], max[r], sinks, kvHead * groupSize + h);
@@ -333,11 +337,17 @@ final class JvmChunkKernel {
                 lse.setAtIndex(FLOAT, (long) seq * numQHeads + kvHead * groupSize + h, logSumExp(max[r], den));
             }
             float inv = 1f / den;
-            for (int i = r * d, end = i + d; i < end; i++) {
+            for (int i = r * d, end = i + dv; i < end; i++) {
                 acc[i] *= inv;
             }
         }
-        MemorySegment.copy(acc, firstRow * d, out, FLOAT, element * Float.BYTES, groupSize * d);
+        if (dv == d) {
+            MemorySegment.copy(acc, firstRow * d, out, FLOAT, element * Float.BYTES, groupSize * d);
+        } else {
+            for (int h = 0; h < groupSize; h++) {
+                MemorySegment.copy(acc, (firstRow + h) * d, out, FLOAT, (element + (long) h * dv) * Float.BYTES, dv);
+            }
+        }
     }
 
     /** Stores the chunk's state as partial {@code slot} of {@code partials}. */
@@ -376,7 +386,7 @@ final class JvmChunkKernel {
                 float w = (float) Math.exp(pMax[slot * groupSize + h] - max[h]);
                 sum[h] += w * pSum[slot * groupSize + h];
                 int from = (slot * groupSize + h) * d;
-                for (int i = 0; i < d; i++) {
+                for (int i = 0; i < valueDim; i++) {
                     acc[h * d + i] += w * pAcc[from + i];
                 }
             }

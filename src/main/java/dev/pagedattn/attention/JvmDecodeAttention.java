@@ -61,7 +61,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     private final KvPool[] keyPools;      // [poolShards]: the layer's pools, their scales (8-bit)
     private final KvPool[] valuePools;
     private MemorySegment q;      // [numSeqs][numQHeads][headDim] fp32
-    private MemorySegment out;    // [numSeqs][numQHeads][headDim] fp32
+    private MemorySegment out;    // [numSeqs][numQHeads][valueDim] fp32
     private MemorySegment lse;    // [numSeqs][numQHeads] fp32, or null: no log-sum-exp asked for
     private final TornadoNativeArray[] segmentOwners = new TornadoNativeArray[4]; // q and out (positions 2, 3)
     private final MemorySegment[] segments = new MemorySegment[4];
@@ -89,14 +89,15 @@ public final class JvmDecodeAttention implements DecodeAttention {
         this.plan = new JvmSplitPlan(spec);
         this.kernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
-            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR);
+            kernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR, 1,
+                    cache.config().isLatent());
         }
         // a second kernel per worker for cascade items (8x the rows), made after the plain ones: a plain step's scratch
         // stays as small, and laid out as before cascade existed
         this.wideKernels = new JvmChunkKernel[threads];
         for (int i = 0; i < threads; i++) {
             wideKernels[i] = new JvmChunkKernel(spec, cache.config().blockSize(), cache.config().dtype(), VECTOR,
-                    JvmSplitPlan.MAX_MEMBERS);
+                    JvmSplitPlan.MAX_MEMBERS, cache.config().isLatent());
         }
         this.step = this::runItem;
         this.ownsWorkers = shared == null;
@@ -156,7 +157,7 @@ public final class JvmDecodeAttention implements DecodeAttention {
     @Override
     public synchronized StepRows stepRows(DecodeBatch batch, int layer) {
         DecodeAttention.requireBatch(cache.config(), batch, layer);
-        rows = StepRows.sized(rows, spec.queryElements(batch.numSeqs()));
+        rows = StepRows.sized(rows, batch.numSeqs(), spec);
         return rows;
     }
 
@@ -295,6 +296,20 @@ public final class JvmDecodeAttention implements DecodeAttention {
         for (; i < n; i++) {
             y[yOff + i] += a * x[xOff + i];
         }
+    }
+
+    /**
+     * The elements an {@link #axpy} over a value of {@code valueDim} dims in a row of {@code headDim} takes: {@code valueDim}
+     * rounded up to whole vectors where the row has room ({@code valueDim} on the scalar path), so that each of them gets
+     * the operation it gets in a row of {@code valueDim == headDim} (a vector fma, not the scalar tail's): a latent
+     * cache's outputs keep the bits of the same values stored in a V pool.
+     */
+    static int axpyWidth(int valueDim, int headDim) {
+        if (!VECTOR) {
+            return valueDim;
+        }
+        int l = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length();
+        return Math.min(Math.max(valueDim, l * (headDim / l)), (valueDim + l - 1) / l * l);
     }
 
     /**

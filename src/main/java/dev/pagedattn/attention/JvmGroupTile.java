@@ -23,6 +23,8 @@ final class JvmGroupTile {
     private final int headDim;
     private final int paddedBlock; // row stride of scores: blockSize rounded up to whole vectors
     private final int vectorDims;  // dimensions [0, vectorDims) go by vectors (0 on the scalar path)
+    private final int valueDim;    // dimensions of a value: headDim, or a latent cache's first latentDim
+    private final int valueVectorDims; // value dimensions [0, valueVectorDims) go by vectors (may pass valueDim: unused lanes)
     private final boolean vector;
     private final float[] qs;      // [rows][headDim], pre-scaled
     private final float[] acc;     // [rows][headDim], unnormalised
@@ -31,10 +33,15 @@ final class JvmGroupTile {
     private final float[] tile;    // [blockSize][headDim] the widened K or V tile
 
     /** {@code rows}: the most query rows one call serves (a group's heads, or those of several sequences, see {@link JvmChunkKernel}). */
-    JvmGroupTile(int headDim, int rows, int paddedBlock, boolean vector, float[] qs, float[] acc, float[] scores, float[] tile) {
+    JvmGroupTile(int headDim, int valueDim, int rows, int paddedBlock, boolean vector, float[] qs, float[] acc, float[] scores,
+                 float[] tile) {
         this.headDim = headDim;
         this.paddedBlock = paddedBlock;
         this.vectorDims = vector ? FLOATS.loopBound(headDim) : 0;
+        this.valueDim = valueDim;
+        // whole vectors over the values' dims, the last one reaching past valueDim where the row has room (as a row of
+        // valueDim == headDim would take them: the same bits), then a scalar tail
+        this.valueVectorDims = vector ? Math.min(vectorDims, (valueDim + LANES - 1) / LANES * LANES) : 0;
         this.vector = vector;
         this.qs = qs;
         this.acc = acc;
@@ -161,9 +168,14 @@ final class JvmGroupTile {
         a.intoArray(lanes, (h * paddedBlock + t) * LANES);
     }
 
-    /** {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@code tile}, for rows {@code [first, first + rows)}. */
+    /**
+     * {@code acc[h] += sum_t p[h][t] * V[t]} over the n values in {@code tile} (each the first {@code valueDim} elements of
+     * a row of {@code headDim}), for rows {@code [first, first + rows)}. Each lane-chunk of dimensions has accumulators of
+     * its own, so a dimension's bits do not depend on how many follow it.
+     */
     void accumulate(int n, int first, int rows) {
         int d = headDim;
+        int vectorDims = valueVectorDims;
         int g = first + rows;
         int quads = first + rows / 4 * 4;
         for (int h = first; h < quads; h += 4) {
@@ -182,7 +194,7 @@ final class JvmGroupTile {
         }
         for (int h = first; h < g; h++) {
             int p = h * paddedBlock;
-            for (int i = vectorDims; i < d; i++) {
+            for (int i = vectorDims; i < valueDim; i++) { // none where the vectors reached past valueDim
                 float a = acc[h * d + i];
                 for (int t = 0; t < n; t++) {
                     a += scores[p + t] * tile[t * d + i];

@@ -61,7 +61,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
     @Override
     public synchronized StepRows stepRows(PrefillBatch batch, int layer) {
         PrefillAttention.requireBatch(cache.config(), batch, layer);
-        rows = StepRows.sized(rows, (long) batch.totalQueries() * spec.numQHeads() * spec.headDim());
+        rows = StepRows.sized(rows, batch.totalQueries(), spec);
         return rows;
     }
 
@@ -152,6 +152,9 @@ public final class JvmPrefillAttention implements PrefillAttention {
         KvPool keys = cache.keys(layer, layout.shardOf(kvHead));
         KvPool values = cache.values(layer, layout.shardOf(kvHead));
         int d = spec.headDim();
+        int dv = spec.valueDim();              // a latent cache: the first latentDim elements of each key are its value
+        boolean latent = cache.config().isLatent();
+        int dvRow = JvmDecodeAttention.axpyWidth(dv, d); // the values' row in vTile: dv, or up to whole vectors
         int g = spec.groupSize();
         int bs = cache.config().blockSize();
         int tokens = Math.min(TILE_TOKENS, batch.qLen(seq) - firstToken);
@@ -172,7 +175,7 @@ public final class JvmPrefillAttention implements PrefillAttention {
         float[] sum = new float[rows];
         float[] table = keys.format() == null ? null : keys.format().table(); // 8-bit: the codes' values
         float[] kTile = new float[bs * d];     // [slot][d]
-        float[] vTile = new float[bs * d];     // [slot][d]
+        float[] vTile = new float[bs * dvRow]; // [slot][dvRow]
         int pb = (bs + JvmLaneTree.LANES - 1) / JvmLaneTree.LANES * JvmLaneTree.LANES;
         float[] p = new float[rows * pb];      // [rows][slot, padded to whole vectors] scores, then probabilities
         int[] hiddenSlots = mask == null ? null : new int[bs]; // a token's slots of a block that its mask hides
@@ -206,7 +209,13 @@ public final class JvmPrefillAttention implements PrefillAttention {
                     continue;
                 }
                 if (!vRead) {
-                    widen(values, table, kvHead, base, vTile, n * d);
+                    if (latent) { // the values are the widened keys' first dv elements: no second read of the pool
+                        for (int t = 0; t < n; t++) {
+                            System.arraycopy(kTile, t * d, vTile, t * dvRow, dvRow);
+                        }
+                    } else {
+                        widen(values, table, kvHead, base, vTile, n * d);
+                    }
                     vRead = true;
                 }
                 int hidden = hidden(batch, mask, seq, firstToken + j, start, newStart, from, to, hiddenSlots);
@@ -268,16 +277,16 @@ public final class JvmPrefillAttention implements PrefillAttention {
                     sum[r] = sum[r] * correction + blockSum;
                     max[r] = newMax;
                     if (correction != 1f) {
-                        for (int i = 0; i < d; i++) {
+                        for (int i = 0; i < dv; i++) {
                             acc[r * d + i] *= correction;
                         }
                     }
-                    JvmDecodeAttention.axpyRows(acc, r * d, p, row, vTile, d, from, to);
+                    JvmDecodeAttention.axpyRows(acc, r * d, p, row, vTile, dvRow, from, to);
                 }
             }
         }
         for (int j = 0; j < tokens; j++) {
-            int oBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * d;
+            int oBase = ((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g) * dv;
             for (int h = 0; h < g; h++) {
                 int r = j * g + h;
                 float den = JvmChunkKernel.denominator(sum[r], max[r], layerSinks[layer], kvHead * g + h);
@@ -285,8 +294,8 @@ public final class JvmPrefillAttention implements PrefillAttention {
                     lse.set((batch.qStart(seq) + firstToken + j) * spec.numQHeads() + kvHead * g + h, JvmChunkKernel.logSumExp(max[r], den));
                 }
                 float inv = 1f / den;
-                for (int i = 0; i < d; i++) {
-                    out.set(oBase + h * d + i, acc[r * d + i] * inv);
+                for (int i = 0; i < dv; i++) {
+                    out.set(oBase + h * dv + i, acc[r * d + i] * inv);
                 }
             }
         }

@@ -123,9 +123,8 @@ public interface PrefillAttention extends AutoCloseable {
             throw new IllegalArgumentException("batch has token-tree masks and spec has ALiBi: ALiBi's distances would need"
                     + " every draft's tree position, which the kernels do not take; verify drafts of an ALiBi model as chains");
         }
-        long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
-        DecodeAttention.requireRows("q", q, n, "totalQueries");
-        DecodeAttention.requireRows("out", out, n, "totalQueries");
+        DecodeAttention.requireRows("q", q, spec.queryElements(batch.totalQueries()), "totalQueries");
+        DecodeAttention.requireRows("out", out, spec.outputElements(batch.totalQueries()), "totalQueries");
     }
 
     /** Checks a prefill's batch and layer against the cache's configuration; names the bad value. */

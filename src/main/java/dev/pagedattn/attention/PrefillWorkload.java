@@ -47,6 +47,14 @@ public final class PrefillWorkload {
     public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
                                          int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq,
                                          dev.pagedattn.quant.KvScales scales, int maxPoolElements) {
+        return create(lengths, qLens, window, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, spareTokensPerSeq, scales,
+                maxPoolElements, 0);
+    }
+
+    /** Same, over a latent cache ({@link DecodeWorkload#create}'s {@code latentDim}) where {@code latentDim > 0}. */
+    public static PrefillWorkload create(int[] lengths, int[] qLens, int window, int numQHeads, int numKvHeads, int headDim,
+                                         int blockSize, dev.pagedattn.cache.KvDtype dtype, long seed, int spareTokensPerSeq,
+                                         dev.pagedattn.quant.KvScales scales, int maxPoolElements, int latentDim) {
         if (qLens.length != lengths.length) {
             throw new IllegalArgumentException("qLens.length=" + qLens.length + " does not match lengths.length=" + lengths.length);
         }
@@ -56,7 +64,7 @@ public final class PrefillWorkload {
             }
         }
         DecodeWorkload kv = DecodeWorkload.create(lengths, numQHeads, numKvHeads, headDim, blockSize, dtype, seed, 0L, 1, spareTokensPerSeq, scales,
-                maxPoolElements);
+                maxPoolElements, latentDim);
         PrefillBatch batch = PrefillBatch.of(kv.batch(), qLens, window);
         SplittableRandom random = new SplittableRandom(seed ^ 0x9F11L);
         FloatArray q = new FloatArray(batch.totalQueries() * numQHeads * headDim);
@@ -199,7 +207,7 @@ public final class PrefillWorkload {
 
     /** A fresh output array poisoned with NaN. */
     public FloatArray poisonedOutput() {
-        FloatArray out = new FloatArray(q.getSize());
+        FloatArray out = new FloatArray(Math.toIntExact(spec().outputElements(batch.totalQueries())));
         out.init(Float.NaN);
         return out;
     }

@@ -21,7 +21,10 @@ public final class ReferenceAttention {
     private ReferenceAttention() {
     }
 
-    /** Attention for {@code seqs} in {@code layer}; result {@code [numSeqs][numQHeads][headDim]}. */
+    /**
+     * Attention for {@code seqs} in {@code layer}; result {@code [numSeqs][numQHeads][valueDim]} (a latent cache's values are
+     * the first {@code latentDim} elements of its keys).
+     */
     public static double[] decode(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q) {
         return decode(cache, spec, layer, seqs, q, n -> { });
     }
@@ -41,8 +44,7 @@ public final class ReferenceAttention {
                                   java.util.function.LongConsumer progress) {
         AttentionWindow.require("window", window);
         spec.requireMatches(cache.config());
-        int d = spec.headDim();
-        double[] out = new double[seqs.length * spec.numQHeads() * d];
+        double[] out = new double[seqs.length * spec.numQHeads() * spec.valueDim()];
         java.util.concurrent.atomic.AtomicLong done = new java.util.concurrent.atomic.AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
             attendSequence(cache, spec, layer, seqs[i], i, q, window, out, null);
@@ -91,7 +93,7 @@ public final class ReferenceAttention {
             throw new IllegalArgumentException("lse.length=" + (lse == null ? "null" : lse.length) + " expected numSeqs*numQHeads="
                     + seqs.length * spec.numQHeads());
         }
-        double[] out = new double[seqs.length * spec.numQHeads() * spec.headDim()];
+        double[] out = new double[seqs.length * spec.numQHeads() * spec.valueDim()];
         IntStream.range(0, seqs.length).parallel().forEach(i -> attendSequence(cache, spec, layer, seqs[i], i, q, window, out, lse));
         return out;
     }
@@ -128,12 +130,13 @@ public final class ReferenceAttention {
                 if (lse != null) {
                     lse[row * spec.numQHeads() + h] = max + Math.log(total);
                 }
-                for (int e = 0; e < d; e++) {
+                int dv = spec.valueDim(); // a latent cache's values: the first latentDim elements of each key
+                for (int e = 0; e < dv; e++) {
                     double o = 0;
                     for (int pos = first; pos < len; pos++) {
                         o += scores[pos] * v[pos * d + e];
                     }
-                    out[qBase + e] = o / total;
+                    out[(row * spec.numQHeads() + h) * dv + e] = o / total;
                 }
             }
         }

@@ -20,7 +20,7 @@ public final class ReferencePrefill {
 
     /**
      * Attention for row i of {@code batch} = sequence {@code seqs[i]}; result
-     * {@code [totalQueries][numQHeads][headDim]}. Only the batch's lengths, query layout and window
+     * {@code [totalQueries][numQHeads][valueDim]}. Only the batch's lengths, query layout and window
      * are used.
      */
     public static double[] prefill(KvCache cache, AttentionSpec spec, int layer, int[] seqs, PrefillBatch batch, FloatArray q) {
@@ -34,7 +34,7 @@ public final class ReferencePrefill {
         if (seqs.length != batch.numSeqs()) {
             throw new IllegalArgumentException("seqs.length=" + seqs.length + " does not match batch numSeqs=" + batch.numSeqs());
         }
-        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
+        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.valueDim()];
         AtomicLong done = new AtomicLong();
         IntStream.range(0, seqs.length).parallel().forEach(i -> {
             attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0, null);
@@ -48,7 +48,7 @@ public final class ReferencePrefill {
 
     /**
      * Query rows {@code first .. first + n - 1} of row {@code i} of {@code batch} (sequence {@code seq}) alone: {@code
-     * [n][numQHeads][headDim]}, what {@link #prefill} gives those rows; {@code q} holds the whole batch's queries.
+     * [n][numQHeads][valueDim]}, what {@link #prefill} gives those rows; {@code q} holds the whole batch's queries.
      */
     public static double[] rows(KvCache cache, AttentionSpec spec, int layer, int seq, PrefillBatch batch, int i, int first, int n,
                                 FloatArray q) {
@@ -57,7 +57,7 @@ public final class ReferencePrefill {
             throw new IllegalArgumentException("rows " + first + ".." + (first + n - 1) + " are not queries of row " + i + " (qLen="
                     + batch.qLen(i) + ")");
         }
-        double[] out = new double[n * spec.numQHeads() * spec.headDim()];
+        double[] out = new double[n * spec.numQHeads() * spec.valueDim()];
         attendSequence(cache, spec, layer, seq, batch, i, q, out, first, first + n, batch.qStart(i) + first, null);
         return out;
     }
@@ -76,7 +76,7 @@ public final class ReferencePrefill {
             throw new IllegalArgumentException("lse.length=" + (lse == null ? "null" : lse.length) + " expected totalQueries*numQHeads="
                     + batch.totalQueries() * spec.numQHeads());
         }
-        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.headDim()];
+        double[] out = new double[batch.totalQueries() * spec.numQHeads() * spec.valueDim()];
         IntStream.range(0, seqs.length).parallel()
                 .forEach(i -> attendSequence(cache, spec, layer, seqs[i], batch, i, q, out, 0, batch.qLen(i), 0, lse));
         return out;
@@ -124,12 +124,14 @@ public final class ReferencePrefill {
                     if (lse != null) {
                         lse[(batch.qStart(row) + j) * spec.numQHeads() + h] = max + Math.log(total);
                     }
-                    for (int e = 0; e < d; e++) {
+                    int dv = spec.valueDim(); // a latent cache's values: the first latentDim elements of each key
+                    int oBase = ((batch.qStart(row) + j - outFirst) * spec.numQHeads() + h) * dv;
+                    for (int e = 0; e < dv; e++) {
                         double o = 0;
                         for (int pos = first; pos <= last; pos++) {
                             o += scores[pos] * v[pos * d + e];
                         }
-                        out[qBase - outFirst * spec.numQHeads() * d + e] = o / total;
+                        out[oBase + e] = o / total;
                     }
                 }
             }

@@ -10,12 +10,16 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 public record StepRows(FloatArray q, FloatArray out) {
 
-    /** {@code previous} if it holds exactly {@code elements} each, else new arrays of that size (the JVM backends' rows). */
-    static StepRows sized(StepRows previous, long elements) {
-        if (previous != null && previous.q().getSize() == elements) {
+    /**
+     * {@code previous} if it holds exactly {@code rows} rows of {@code spec}'s queries and outputs, else new arrays of
+     * that size (the JVM backends' rows; a latent cache's outputs are narrower than its queries).
+     */
+    static StepRows sized(StepRows previous, int rows, AttentionSpec spec) {
+        long qs = spec.queryElements(rows);
+        long outs = spec.outputElements(rows);
+        if (previous != null && previous.q().getSize() == qs && previous.out().getSize() == outs) {
             return previous;
         }
-        int n = Math.toIntExact(elements);
-        return new StepRows(new FloatArray(n), new FloatArray(n));
+        return new StepRows(new FloatArray(Math.toIntExact(qs)), new FloatArray(Math.toIntExact(outs)));
     }
 }

@@ -94,6 +94,12 @@ public final class KvCache {
                     + " numKvHeads=" + scales.numKvHeads() + " do not match dtype=" + config.dtype() + " numLayers="
                     + config.numLayers() + " numKvHeads=" + config.numKvHeads());
         }
+        for (int l = 0; config.isLatent() && l < config.numLayers(); l++) {
+            if (Float.floatToIntBits(scales.k(l, 0)) != Float.floatToIntBits(scales.v(l, 0))) {
+                throw new IllegalArgumentException("scales of layer " + l + " are K " + scales.k(l, 0) + " V " + scales.v(l, 0)
+                        + ": a latent cache's values are its keys' codes, so they need one scale");
+            }
+        }
         return scales;
     }
 
@@ -201,7 +207,7 @@ public final class KvCache {
 
     /**
      * Stores one token's K and V ({@code [numKvHeads][headDim]} each) at {@code position} of
-     * {@code layer}; see {@link #writeTokens}.
+     * {@code layer}; see {@link #writeTokens}. A latent cache takes {@code v} null.
      */
     public synchronized void write(int seq, int layer, int position, float[] k, float[] v) throws OutOfBlocksException {
         writeTokens(seq, layer, position, 1, k, v);
@@ -209,7 +215,8 @@ public final class KvCache {
 
     /**
      * Stores {@code numTokens} tokens' K and V ({@code [numTokens][numKvHeads][headDim]}) from
-     * {@code firstPosition}, which must be reserved. A block that is shared or prefix-cached is
+     * {@code firstPosition}, which must be reserved. A latent cache ({@link KvCacheConfig#latent}) takes its vectors
+     * ({@code [numTokens][latentDim + ropeDim]}) as {@code k} and {@code v} null. A block that is shared or prefix-cached is
      * copied first (copy-on-write), so the other owners keep what they saw.
      *
      * @throws OutOfBlocksException when those copies need more blocks than are allocatable; nothing changed
@@ -230,7 +237,7 @@ public final class KvCache {
         }
         int width = config.tokenWidth();
         requireLength("k", k, (long) numTokens * width);
-        requireLength("v", v, (long) numTokens * width);
+        requireValues(v, (long) numTokens * width);
         if (numTokens == 0) {
             return;
         }
@@ -264,7 +271,7 @@ public final class KvCache {
                     + " is not a multiple of numKvHeads*headDim=" + config.tokenWidth());
         }
         int n = k.length / config.tokenWidth();
-        requireLength("v", v, k.length);
+        requireValues(v, k.length);
         requireStorable(k, v); // before the append: a refused prompt reserves nothing
         int first = append(seq, n);
         writeTokens(seq, 0, first, n, k, v); // its blocks are fresh or copied: no further copy
@@ -619,6 +626,9 @@ public final class KvCache {
 
     /** Element {@code dim} of V for (seq, layer, position, kvHead), found through the page table. */
     public synchronized float readV(int seq, int layer, int position, int kvHead, int dim) {
+        if (dim >= config.valueDim()) {
+            throw new IllegalArgumentException("dim=" + dim + " is outside [0, valueDim=" + config.valueDim() + ")");
+        }
         int at = store.locate(table(seq), seq, position, kvHead, dim);
         return store.values(layer, store.layout().shardOf(kvHead)).get(at);
     }
@@ -696,7 +706,19 @@ public final class KvCache {
     private void requireStorable(float[] k, float[] v) {
         if (scales != null) {
             QuantFormat.requireFinite("k", k, 0, k.length);
-            QuantFormat.requireFinite("v", v, 0, v.length);
+            if (v != null) {
+                QuantFormat.requireFinite("v", v, 0, v.length);
+            }
+        }
+    }
+
+    /** {@code v} holds {@code expected} elements; a latent cache takes none ({@code v} null: its values are its keys). */
+    private void requireValues(float[] v, long expected) {
+        if (!config.isLatent()) {
+            requireLength("v", v, expected);
+        } else if (v != null) {
+            throw new IllegalArgumentException("v.length=" + v.length + ": a latent cache (latentDim=" + config.latentDim()
+                    + ") stores one vector per token, its values the first latentDim elements of k; pass v=null");
         }
     }
 

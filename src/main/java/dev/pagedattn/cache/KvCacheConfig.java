@@ -13,6 +13,15 @@ package dev.pagedattn.cache;
  * {@link #bytesPerToken()} bytes per token slot, all layers, K and V:
  * {@code 2 * numLayers * numKvHeads * headDim * dtype.bytes}.
  *
+ * <p>A <b>latent</b> cache ({@link #latent}, {@code latentDim > 0}: multi-head latent attention, DeepSeek-V2/V3's
+ * MLA as vLLM and FlashMLA cache it) stores one vector of {@code headDim = latentDim + ropeDim} elements per token and
+ * layer, its compressed KV {@code c_kv} followed by its rotary key {@code k_pe}, in one pool per layer: the keys are
+ * the whole vector and the values are its first {@code latentDim} elements, read from the same bytes. One KV head;
+ * half the bytes of a cache that would store the values again.
+ *
+ * @param latentDim       0 for a cache with a K and a V pool per layer; {@code 1..headDim} for a latent cache, whose
+ *                        values are the first {@code latentDim} elements of each key ({@link #valueDim()})
+ *
  * @param numBlocks       physical blocks (a block id addresses the same token slots in every layer)
  * @param blockSize       tokens per block, any value >= 1 (16 by default)
  * @param numKvHeads      KV heads per layer
@@ -23,7 +32,7 @@ package dev.pagedattn.cache;
  *                        values shard small caches, which is how tests reach the sharded path)
  */
 public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int numLayers,
-                            int maxPoolElements) {
+                            int maxPoolElements, int latentDim) {
     public static final int DEFAULT_BLOCK_SIZE = 16;
     /**
      * Most elements in one layer's K (or V) pool: TornadoVM arrays are int-indexed and add their
@@ -43,6 +52,13 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         if (maxPoolElements < 1 || maxPoolElements > MAX_POOL_ELEMENTS) {
             throw new IllegalArgumentException("maxPoolElements=" + maxPoolElements + " is outside [1, " + MAX_POOL_ELEMENTS + "]");
         }
+        if (latentDim < 0 || latentDim > headDim) {
+            throw new IllegalArgumentException("latentDim=" + latentDim + " is outside [0, headDim=" + headDim + "]");
+        }
+        if (latentDim > 0 && numKvHeads != 1) {
+            throw new IllegalArgumentException("numKvHeads=" + numKvHeads + " with latentDim=" + latentDim
+                    + ": a latent cache holds one KV head (the compressed KV every query head reads)");
+        }
         if (shardsFor(numBlocks, blockSize, numKvHeads, headDim, maxPoolElements) == 0) {
             String elements = elements(numBlocks, blockElements(blockSize, numKvHeads, headDim));
             throw new IllegalArgumentException("numBlocks=" + numBlocks + " x blockSize=" + blockSize + " x numKvHeads=" + numKvHeads
@@ -53,9 +69,46 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         }
     }
 
-    /** Arrays of at most {@link #MAX_POOL_ELEMENTS} elements. */
+    /** A cache with a K and a V pool per layer, arrays of at most {@code maxPoolElements} elements. */
+    public KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int numLayers,
+                         int maxPoolElements) {
+        this(numBlocks, blockSize, numKvHeads, headDim, dtype, numLayers, maxPoolElements, 0);
+    }
+
+    /** A cache with a K and a V pool per layer, arrays of at most {@link #MAX_POOL_ELEMENTS} elements. */
     public KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int headDim, KvDtype dtype, int numLayers) {
         this(numBlocks, blockSize, numKvHeads, headDim, dtype, numLayers, MAX_POOL_ELEMENTS);
+    }
+
+    /**
+     * A latent cache (multi-head latent attention, DeepSeek-V2/V3): per token and layer one vector of {@code latentDim}
+     * compressed-KV elements followed by {@code ropeDim} rotary-key elements (DeepSeek: 512 and 64), one pool per layer.
+     * Decode and prefill read it as one KV head of {@code latentDim + ropeDim} for the keys and its first
+     * {@code latentDim} elements for the values, so their outputs are {@code latentDim} wide (the attention in the
+     * latent space, before the up-projection {@code W_UV}).
+     */
+    public static KvCacheConfig latent(int numBlocks, int blockSize, int latentDim, int ropeDim, KvDtype dtype, int numLayers) {
+        requirePositive("latentDim", latentDim);
+        if (ropeDim < 0) {
+            throw new IllegalArgumentException("ropeDim=" + ropeDim + " must be >= 0");
+        }
+        return new KvCacheConfig(numBlocks, blockSize, 1, Math.addExact(latentDim, ropeDim), dtype, numLayers, MAX_POOL_ELEMENTS,
+                latentDim);
+    }
+
+    /** Whether this is a latent cache ({@link #latent}): one pool per layer, the values a prefix of the keys. */
+    public boolean isLatent() {
+        return latentDim > 0;
+    }
+
+    /** Elements of one value vector: {@code latentDim} for a latent cache, else {@code headDim}; an output row's width per head. */
+    public int valueDim() {
+        return latentDim > 0 ? latentDim : headDim;
+    }
+
+    /** Pools per layer: 2 (K and V), 1 for a latent cache. */
+    public int poolsPerLayer() {
+        return latentDim > 0 ? 1 : 2;
     }
 
     /** A single-layer cache. */
@@ -71,6 +124,20 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
      *                                  make one layer's pool larger than {@link #MAX_POOL_ELEMENTS}
      */
     public static KvCacheConfig forMemory(long bytes, int blockSize, int numKvHeads, int headDim, int numLayers, KvDtype dtype) {
+        return forMemory(bytes, blockSize, numKvHeads, headDim, numLayers, dtype, 0);
+    }
+
+    /** The latent cache ({@link #latent}) that fills {@code bytes}: as many blocks as fit, all layers, one pool each. */
+    public static KvCacheConfig latentForMemory(long bytes, int blockSize, int latentDim, int ropeDim, int numLayers, KvDtype dtype) {
+        requirePositive("latentDim", latentDim);
+        if (ropeDim < 0) {
+            throw new IllegalArgumentException("ropeDim=" + ropeDim + " must be >= 0");
+        }
+        return forMemory(bytes, blockSize, 1, Math.addExact(latentDim, ropeDim), numLayers, dtype, latentDim);
+    }
+
+    private static KvCacheConfig forMemory(long bytes, int blockSize, int numKvHeads, int headDim, int numLayers, KvDtype dtype,
+                                           int latentDim) {
         requirePositive("blockSize", blockSize);
         requirePositive("numKvHeads", numKvHeads);
         requirePositive("headDim", headDim);
@@ -80,16 +147,16 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         }
         long perBlock;
         try {
-            perBlock = Math.multiplyExact(Math.multiplyExact(2L * numLayers, blockElements(blockSize, numKvHeads, headDim)),
-                    dtype.bytes());
+            long pools = (latentDim > 0 ? 1L : 2L) * numLayers;
+            perBlock = Math.multiplyExact(Math.multiplyExact(pools, blockElements(blockSize, numKvHeads, headDim)), dtype.bytes());
         } catch (ArithmeticException e) {
             throw new IllegalArgumentException("blockSize=" + blockSize + " numKvHeads=" + numKvHeads + " headDim=" + headDim
                     + " numLayers=" + numLayers + ": one block's bytes overflow a long");
         }
         long blocks = bytes / perBlock;
         if (bytes < 1 || blocks < 1) {
-            throw new IllegalArgumentException("bytes=" + bytes + " holds no block: one block of every layer's K and V takes "
-                    + perBlock + " bytes");
+            throw new IllegalArgumentException("bytes=" + bytes + " holds no block: one block of every layer's "
+                    + (latentDim > 0 ? "latent pool" : "K and V") + " takes " + perBlock + " bytes");
         }
         long max = maxBlocks(blockSize, numKvHeads, headDim, MAX_POOL_ELEMENTS);
         if (blocks > max) {
@@ -97,7 +164,7 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
                     + max + " blocks (" + MAX_POOL_ELEMENTS + " elements per KV head, int-indexed): at most " + max * perBlock
                     + " bytes for this shape");
         }
-        return new KvCacheConfig((int) blocks, blockSize, numKvHeads, headDim, dtype, numLayers);
+        return new KvCacheConfig((int) blocks, blockSize, numKvHeads, headDim, dtype, numLayers, MAX_POOL_ELEMENTS, latentDim);
     }
 
     /** Most blocks a layer's pool can hold for this block shape, sharded down to one KV head per array (0 when not even one fits). */
@@ -159,14 +226,14 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
         return layerPoolElements() * dtype.bytes();
     }
 
-    /** Bytes of every pool: K and V of every layer. */
+    /** Bytes of every pool: K and V of every layer (a latent cache: its one pool per layer). */
     public long totalBytes() {
-        return 2L * numLayers * layerPoolBytes();
+        return (long) poolsPerLayer() * numLayers * layerPoolBytes();
     }
 
-    /** Bytes one token slot takes over all layers, K and V. */
+    /** Bytes one token slot takes over all layers, K and V (a latent cache: its one vector per layer). */
     public long bytesPerToken() {
-        return 2L * numLayers * tokenWidth() * dtype.bytes();
+        return (long) poolsPerLayer() * numLayers * tokenWidth() * dtype.bytes();
     }
 
     /** Token slots per layer: {@code numBlocks * blockSize}. */

@@ -11,7 +11,8 @@ final class KvStore {
     private final KvCacheConfig config;
     private final KvLayout layout;
     private final KvPool[][] keys;   // [numLayers][poolShards], each [numBlocks][headsPerShard][blockSize][headDim]
-    private final KvPool[][] values; // same shape as keys
+    private final KvPool[][] values; // same shape as keys; a latent cache's are its keys (the same objects)
+    private final boolean latent;    // KvCacheConfig.isLatent: values[l][s] == keys[l][s], stored once
     private final DirtySlotJournal journal;
 
     /** {@code scales}: null for fp16/fp32; for 8-bit dtypes the cache's checked scales. */
@@ -26,6 +27,7 @@ final class KvStore {
     KvStore(KvCacheConfig config, KvScales scales, KvStore base) {
         this.config = config;
         this.layout = new KvLayout(config);
+        this.latent = config.isLatent();
         int shards = config.poolShards();
         this.keys = new KvPool[config.numLayers()][shards];
         this.values = new KvPool[config.numLayers()][shards];
@@ -40,10 +42,11 @@ final class KvStore {
                 float[] vs = java.util.Arrays.copyOfRange(v, from, from + per);
                 if (base != null) {
                     keys[l][s] = new KvPool(base.keys[l][s], ks);
-                    values[l][s] = new KvPool(base.values[l][s], vs);
+                    values[l][s] = latent ? keys[l][s] : new KvPool(base.values[l][s], vs);
                 } else {
                     keys[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout, ks, s * per);
-                    values[l][s] = new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout, vs, s * per);
+                    values[l][s] = latent ? keys[l][s]
+                            : new KvPool(config.dtype(), layout.poolElements(), Integer.MAX_VALUE, layout, vs, s * per);
                 }
             }
         }
@@ -66,13 +69,18 @@ final class KvStore {
         return values[requireLayer(layer)][requireShard(shard)];
     }
 
-    /** Stores one token ({@code [numKvHeads][headDim]} from {@code k[from]}, {@code v[from]}) in (layer, block, slot). */
+    /**
+     * Stores one token ({@code [numKvHeads][headDim]} from {@code k[from]}, {@code v[from]}) in (layer, block, slot); a
+     * latent cache stores {@code k} only ({@code v} is not read).
+     */
     void write(int layer, int block, int slot, float[] k, float[] v, int from) {
         int d = config.headDim();
         for (int h = 0; h < config.numKvHeads(); h++) {
             int at = layout.offset(block, h, slot, 0);
             keys[layer][layout.shardOf(h)].write(at, k, from + h * d, d);
-            values[layer][layout.shardOf(h)].write(at, v, from + h * d, d);
+            if (!latent) {
+                values[layer][layout.shardOf(h)].write(at, v, from + h * d, d);
+            }
         }
         journal.mark(layer, block, slot);
     }
@@ -83,7 +91,9 @@ final class KvStore {
         for (int l = 0; l < config.numLayers(); l++) {
             for (int h = 0; h < config.numKvHeads(); h++) {
                 keys[l][layout.shardOf(h)].copy(layout.offset(from, h, fromSlot, 0), layout.offset(to, h, toSlot, 0), d);
-                values[l][layout.shardOf(h)].copy(layout.offset(from, h, fromSlot, 0), layout.offset(to, h, toSlot, 0), d);
+                if (!latent) {
+                    values[l][layout.shardOf(h)].copy(layout.offset(from, h, fromSlot, 0), layout.offset(to, h, toSlot, 0), d);
+                }
             }
             journal.mark(l, to, toSlot);
         }
@@ -94,18 +104,23 @@ final class KvStore {
         for (int l = 0; l < config.numLayers(); l++) {
             for (int h = 0; h < config.numKvHeads(); h++) {
                 keys[l][layout.shardOf(h)].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
-                values[l][layout.shardOf(h)].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
+                if (!latent) {
+                    values[l][layout.shardOf(h)].copy(layout.tileBase(from, h), layout.tileBase(to, h), numSlots * config.headDim());
+                }
             }
         }
         journal.markBlock(to, numSlots);
     }
 
-    /** Bytes one block's tiles take in every layer, K and V ({@link #exportBlock}). */
+    /** Bytes one block's tiles take in every layer, K and V, or a latent cache's one tile ({@link #exportBlock}). */
     long blockBytes() {
-        return 2L * config.numLayers() * config.numKvHeads() * config.blockSize() * config.headDim() * config.dtype().bytes();
+        return (long) config.poolsPerLayer() * config.numLayers() * config.numKvHeads() * config.blockSize() * config.headDim() * config.dtype().bytes();
     }
 
-    /** Copies block {@code block}'s tiles, every layer and head, K then V, to {@code dst} at {@code offset}, bit for bit. */
+    /**
+     * Copies block {@code block}'s tiles, every layer and head, K then V (a latent cache: its one tile), to {@code dst} at
+     * {@code offset}, bit for bit.
+     */
     void exportBlock(int block, java.lang.foreign.MemorySegment dst, long offset) {
         long tile = (long) config.blockSize() * config.headDim() * config.dtype().bytes();
         long at = offset;
@@ -113,8 +128,10 @@ final class KvStore {
             for (int h = 0; h < config.numKvHeads(); h++) {
                 long from = (long) layout.tileBase(block, h) * config.dtype().bytes();
                 java.lang.foreign.MemorySegment.copy(keys[l][layout.shardOf(h)].segment(), from, dst, at, tile);
-                java.lang.foreign.MemorySegment.copy(values[l][layout.shardOf(h)].segment(), from, dst, at + tile, tile);
-                at += 2 * tile;
+                if (!latent) {
+                    java.lang.foreign.MemorySegment.copy(values[l][layout.shardOf(h)].segment(), from, dst, at + tile, tile);
+                }
+                at += config.poolsPerLayer() * tile;
             }
         }
     }
@@ -130,8 +147,10 @@ final class KvStore {
             for (int h = 0; h < config.numKvHeads(); h++) {
                 long to = (long) layout.tileBase(block, h) * config.dtype().bytes();
                 java.lang.foreign.MemorySegment.copy(src, at, keys[l][layout.shardOf(h)].segment(), to, tile);
-                java.lang.foreign.MemorySegment.copy(src, at + tile, values[l][layout.shardOf(h)].segment(), to, tile);
-                at += 2 * tile;
+                if (!latent) {
+                    java.lang.foreign.MemorySegment.copy(src, at + tile, values[l][layout.shardOf(h)].segment(), to, tile);
+                }
+                at += config.poolsPerLayer() * tile;
             }
         }
         journal.markBlock(block, numSlots);
@@ -143,7 +162,9 @@ final class KvStore {
             for (int s = 0; s < keys[l].length; s++) {
                 long sub = seed + 2L * l + 0x1000_0000L * s; // shard 0: the unsharded cache's values
                 keys[l][s].fillUniform(sub);
-                values[l][s].fillUniform(~sub);
+                if (!latent) {
+                    values[l][s].fillUniform(~sub);
+                }
             }
         }
         journal.markAll();

@@ -12,19 +12,21 @@ import java.lang.foreign.MemorySegment;
  * A sequence's K/V as a stream of bytes, for {@link KvCache#export} and {@link KvCache#importSequence}: what vLLM's KV
  * connectors move between a prefill instance and a decode instance (disaggregated prefill), or to disk. The record:
  * <pre>
- *  "PAKV", version 1
- *  layers, KV heads, head dim, block size, dtype name      the cache's shape: an import checks its own against it
+ *  "PAKV", version 2
+ *  layers, KV heads, head dim, latent dim, block size,     the cache's shape: an import checks its own against it
+ *  dtype name                                              (version 1, before latent caches: no latent dim, read as 0)
  *  8-bit only: K and V scale of every (layer, KV head)     the codes' meaning: an import checks its own are the same
  *  tokens, released blocks, held blocks, block bytes
  *  token ids: -1, or their count, the chain's seed (salt) and the ids: the prefix cache's, when it tracks the sequence
- *  held block i: [layers][KV heads][K, V][blockSize][headDim] in the pool's dtype, bit for bit (KvStore.exportBlock)
+ *  held block i: [layers][KV heads][K, V][blockSize][headDim] in the pool's dtype, bit for bit (KvStore.exportBlock;
+ *                a latent cache: [layers][blockSize][headDim], its one pool)
  * </pre>
  * Big-endian header (DataOutputStream), block bytes as the pools hold them (little-endian on every platform Java runs
  * on today, and the reader checks the block size it expects).
  */
 final class KvTransfer {
     private static final int MAGIC = 0x50414B56; // "PAKV"
-    private static final int VERSION = 1;
+    private static final int VERSION = 2;
 
     private KvTransfer() {
     }
@@ -40,6 +42,7 @@ final class KvTransfer {
         data.writeInt(c.numLayers());
         data.writeInt(c.numKvHeads());
         data.writeInt(c.headDim());
+        data.writeInt(c.latentDim());
         data.writeInt(c.blockSize());
         data.writeUTF(c.dtype().name());
         if (c.dtype().isQuantized()) {
@@ -85,12 +88,13 @@ final class KvTransfer {
                     + " (0x%08X)", magic, MAGIC));
         }
         int version = in.readInt();
-        if (version != VERSION) {
-            throw new IllegalArgumentException("version=" + version + ": this build reads version " + VERSION);
+        if (version != 1 && version != VERSION) {
+            throw new IllegalArgumentException("version=" + version + ": this build reads versions 1 and " + VERSION);
         }
         same("numLayers", in.readInt(), c.numLayers());
         same("numKvHeads", in.readInt(), c.numKvHeads());
         same("headDim", in.readInt(), c.headDim());
+        same("latentDim", version == 1 ? 0 : in.readInt(), c.latentDim());
         same("blockSize", in.readInt(), c.blockSize());
         String dtype = in.readUTF();
         if (!dtype.equals(c.dtype().name())) {

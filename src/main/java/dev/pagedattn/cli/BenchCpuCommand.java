@@ -34,7 +34,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * run. Rows go to stdout and, with --out, to a CSV that benchmarks/cpu-sweep.sh reads. A feature's cost is measured
  * against the same cell without it, in the same process: {@code --soft-cap} (takes the pairing over
  * {@code --sinks}, whose rows then both carry sinks), else {@code --sinks}, else {@code --window}; {@code --alibi} before
- * all of them (both rows carry the sinks and the cap).
+ * all of them (both rows carry the sinks and the cap); {@code --latent-dim} before those (a latent cache against the same
+ * vectors stored in a K and a V pool, both rows carrying the rest).
  */
 @Command(name = "bench-cpu", mixinStandardHelpOptions = true,
         description = "Time the JVM backend on the CPU cells (min and median step time) next to a memory-read probe; CSV with --out.")
@@ -107,6 +108,11 @@ final class BenchCpuCommand implements Callable<Integer> {
             defaultValue = "8")
     int sharers;
 
+    @Option(names = "--latent-dim", description = "Multi-head latent attention (DeepSeek's MLA): each cell over a latent cache"
+            + " of one --head-dim vector per token whose first N elements are the values (row BxL/latentN; needs --kv-heads 1),"
+            + " then over the same shape stored in a K and a V pool (values --head-dim wide), in the same run.")
+    Integer latentDim;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -148,6 +154,16 @@ final class BenchCpuCommand implements Callable<Integer> {
             }
         }
         float cap = Extras.of(sinks, softCap, false, false, false).softCap(); // names a bad cap
+        if (latentDim != null) {
+            if (latentDim < 1 || latentDim > headDim || kvHeads != 1) {
+                throw new IllegalArgumentException("--latent-dim=" + latentDim + " must be in [1, --head-dim=" + headDim
+                        + "] with --kv-heads 1 (--kv-heads=" + kvHeads + ")");
+            }
+            if (sharedPrefix != null) {
+                throw new IllegalArgumentException("--latent-dim=" + latentDim + " pairs a latent cache with a K and V one: not"
+                        + " with --shared-prefix");
+            }
+        }
         // The settings a reader needs to compare runs across machines (the lane count follows the CPU and -XX:MaxVectorSize).
         System.err.printf("# jvm backend: %d threads, %d float lanes, vector=%s, prefetch=%s%n",
                 Integer.getInteger("pagedattn.jvm.threads", Runtime.getRuntime().availableProcessors()),
@@ -174,9 +190,16 @@ final class BenchCpuCommand implements Callable<Integer> {
                             shape[1], dtype.name().toLowerCase(), sharers, sharedPrefix, minMs(cascade) / minMs(rows.getLast()));
                     continue;
                 }
-                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi));
+                rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi, latentDim == null ? 0 : latentDim));
                 console.println(rows.getLast());
-                if (alibi) {
+                if (latentDim != null) {
+                    String latent = rows.getLast();
+                    rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi, 0));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: latent (one %d-element vector per token, values its first %d) / K and V"
+                            + " pools: %.2fx the time%n", shape[0], shape[1], dtype.name().toLowerCase(), headDim, latentDim,
+                            minMs(latent) / minMs(rows.getLast()));
+                } else if (alibi) {
                     String biased = rows.getLast();
                     rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, false));
                     console.println(rows.getLast());
@@ -237,13 +260,25 @@ final class BenchCpuCommand implements Callable<Integer> {
 
     /** One timed and checked row; {@code cap}: the soft cap, 0 for none. */
     private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap, boolean withAlibi) {
-        return time(workload(batch, context, dtype, slidingWindow, withSinks, cap, withAlibi),
-                label(batch, context, slidingWindow, withSinks, cap, withAlibi), dtype, JvmDecodeAttention.CASCADE);
+        return cell(batch, context, dtype, slidingWindow, withSinks, cap, withAlibi, 0);
+    }
+
+    /** Same, over a latent cache whose values are the first {@code latent} elements of each vector (0: K and V pools). */
+    private String cell(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap, boolean withAlibi,
+                        int latent) {
+        return time(workload(batch, context, dtype, slidingWindow, withSinks, cap, withAlibi, latent),
+                label(batch, context, slidingWindow, withSinks, cap, withAlibi) + (latent > 0 ? "/latent" + latent : ""), dtype,
+                JvmDecodeAttention.CASCADE);
     }
 
     /** A cell's workload: {@code batch} sequences of {@code context} tokens (with --shared-prefix, in runs of forks). */
     private DecodeWorkload workload(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap,
                                     boolean withAlibi) {
+        return workload(batch, context, dtype, slidingWindow, withSinks, cap, withAlibi, 0);
+    }
+
+    private DecodeWorkload workload(int batch, int context, KvDtype dtype, int slidingWindow, boolean withSinks, float cap,
+                                    boolean withAlibi, int latent) {
         int[] lengths = new int[batch];
         Arrays.fill(lengths, context);
         // 8-bit pools get the CLI's synthetic scales (random K/V are uniform in [-1, 1): nothing saturates)
@@ -251,7 +286,8 @@ final class BenchCpuCommand implements Callable<Integer> {
                 ? DecodeWorkload.sharedPrefix(lengths, sharers, sharedPrefix, qHeads, kvHeads, headDim, blockSize, dtype, seed,
                         ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow)
                 : DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed, 0L, 1, 0,
-                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads)).windowed(slidingWindow);
+                        ShapeOptions.syntheticScales(dtype, null, 1, kvHeads), dev.pagedattn.cache.KvCacheConfig.MAX_POOL_ELEMENTS,
+                        latent).windowed(slidingWindow);
         if (withSinks) {
             w = w.withSinks(DecodeWorkload.randomSinks(1, qHeads, 1, seed));
         }

@@ -190,6 +190,10 @@ final class CheckCommand implements Callable<Integer> {
                     + " or --chunk");
         }
         boolean hybrid = release && fullEvery != null;
+        if (shape.latentDim > 0 && (hybrid || cascade != null)) {
+            throw new IllegalArgumentException("--latent-dim=" + shape.latentDim + " checks decode and prefill over one latent cache:"
+                    + " not with " + (hybrid ? "--full-every and --release (a HybridKvCache)" : "--cascade (CascadeAttention)"));
+        }
         if (swap && (queryLen != null || hybrid)) {
             throw new IllegalArgumentException("--swap checks a decode step after a swap to host memory and back: it takes no"
                     + (queryLen != null ? " --query-len=" + queryLen : " --full-every with --release"));
@@ -345,7 +349,7 @@ final class CheckCommand implements Callable<Integer> {
             }
             try {
                 w.cache().append(seq, 1);
-                w.cache().write(seq, 0, w.cache().length(seq) - 1, k, v);
+                w.cache().write(seq, 0, w.cache().length(seq) - 1, k, w.cache().config().isLatent() ? null : v);
             } catch (OutOfBlocksException e) {
                 throw new AssertionError("the workload's cache was sized for every step's new token", e);
             }
@@ -380,7 +384,7 @@ final class CheckCommand implements Callable<Integer> {
     static DecodeWorkload build(ShapeOptions shape, int[] lengths, int spareTokensPerSeq) {
         return DecodeWorkload.create(lengths, shape.qHeads, shape.kvHeads, shape.headDim, shape.blockSize,
                 shape.kvDtype(), shape.seed(), shape.kvMemoryBytes(), shape.layers, spareTokensPerSeq, shape.kvScales(),
-                shape.maxArrayElements());
+                shape.maxArrayElements(), shape.latentDim);
     }
 
     /** {@link PrefillCheck#checkLse} for a decode step of {@code batch} (layer 0). */

@@ -135,7 +135,7 @@ final class PrefillCheck {
         PrefillWorkload w = PrefillWorkload.create(lengths, qLens, window, shape.qHeads, shape.kvHeads, shape.headDim,
                 shape.blockSize, shape.kvDtype(), shape.seed(), (int) spare,
                 ShapeOptions.syntheticScales(shape.kvDtype(), shape.kvScale, 1, shape.kvHeads), // one layer, as the workload
-                shape.maxArrayElements());
+                shape.maxArrayElements(), shape.latentDim);
         PrefillWorkload plain = w;
         w = extras.apply(w, shape.qHeads, shape.seed()); // one layer, as the workload
         if (release) { // the later chunks' and decode steps' tokens keep their blocks
@@ -233,13 +233,13 @@ final class PrefillCheck {
                 k[e] = (float) (random.nextDouble() * 2 - 1);
                 v[e] = (float) (random.nextDouble() * 2 - 1);
             }
-            cache.writeTokens(seq, 0, pos, 1, k, v);
+            cache.writeTokens(seq, 0, pos, 1, k, cache.config().isLatent() ? null : v);
         }
         FloatArray q = new FloatArray(seqs.length * spec.numQHeads() * spec.headDim());
         for (int i = 0; i < q.getSize(); i++) {
             q.set(i, (float) (random.nextDouble() * 2 - 1));
         }
-        FloatArray out = new FloatArray(q.getSize());
+        FloatArray out = new FloatArray(Math.toIntExact(spec.outputElements(seqs.length)));
         out.init(Float.NaN);
         decoder.decode(cache.batch(seqs).window(window), 0, q, out);
         return ReferenceAttention.relativeL2(out, ReferenceAttention.decode(cache, spec, 0, seqs, q, window, n -> { }));
@@ -281,7 +281,7 @@ final class PrefillCheck {
                 v[e] = (float) (random.nextDouble() * 2 - 1);
             }
             try {
-                w.kv().cache().appendTokens(seqs[i], k, v);
+                w.kv().cache().appendTokens(seqs[i], k, w.kv().cache().config().isLatent() ? null : v);
             } catch (OutOfBlocksException e) {
                 throw new IllegalArgumentException("--steps: the cache has no spare blocks left for the next chunk of --query-len tokens"
                         + " (" + e.getMessage() + ")");
@@ -306,8 +306,7 @@ final class PrefillCheck {
      */
     static int checkLse(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, double tolerance) {
         int rows = batch.totalQueries() * w.spec().numQHeads();
-        FloatArray out = new FloatArray(w.q().getSize());
-        out.init(Float.NaN);
+        FloatArray out = w.poisonedOutput();
         FloatArray lse = new FloatArray(rows);
         lse.init(Float.NaN);
         attention.prefill(batch, 0, w.q(), out, lse);
@@ -331,7 +330,7 @@ final class PrefillCheck {
 
     private static int measure(PrefillAttention attention, PrefillWorkload w, PrefillBatch batch, FloatArray q, int iterations,
                                double tolerance, boolean stepRows) {
-        FloatArray out = new FloatArray(q.getSize());
+        FloatArray out = new FloatArray(Math.toIntExact(w.spec().outputElements(batch.totalQueries())));
         out.init(Float.NaN);
         long[] nanos = new long[iterations];
         if (iterations > 1) {

@@ -23,8 +23,15 @@ final class ShapeOptions {
     @Option(names = "--kv-heads", description = "KV heads (default: ${DEFAULT-VALUE}).", defaultValue = "8")
     int kvHeads;
 
-    @Option(names = "--head-dim", description = "Head dimension, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}).", defaultValue = "128")
+    @Option(names = "--head-dim", description = "Head dimension, a multiple of 8 up to 256 (up to 1024 on the JVM backend;"
+            + " default: ${DEFAULT-VALUE}).", defaultValue = "128")
     int headDim;
+
+    @Option(names = "--latent-dim", description = "Multi-head latent attention (DeepSeek's MLA): a latent cache of one --head-dim"
+            + " vector per token (its compressed KV, then its rotary key: 576 = 512 + 64 there) whose first N elements are the"
+            + " values, so outputs are N wide; needs --kv-heads 1; the JVM backend (default: none, a K and a V pool).",
+            defaultValue = "0")
+    int latentDim;
 
     @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
     int blockSize;
@@ -85,7 +92,7 @@ final class ShapeOptions {
             need = DecodeWorkload.footprint(batch, batch * blocksPerSeq, range[1], qHeads, kvHeads, headDim, blockSize, kvDtype(),
                     kvMemoryBytes(), layers);
             // the cache's own shape rule (KV-head shards under --max-array-elements), before anything is allocated
-            new KvCacheConfig((int) need.numBlocks(), blockSize, kvHeads, headDim, kvDtype(), layers, maxArrayElements());
+            new KvCacheConfig((int) need.numBlocks(), blockSize, kvHeads, headDim, kvDtype(), layers, maxArrayElements(), latentDim);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(flags() + ": " + e.getMessage());
         }
@@ -95,7 +102,7 @@ final class ShapeOptions {
     private String flags() {
         return "--batch=" + batch + " --context=" + context + " --q-heads=" + qHeads + " --kv-heads=" + kvHeads + " --head-dim="
                 + headDim + " --block-size=" + blockSize + " --dtype=" + dtype + (kvScale == null ? "" : " --kv-scale=" + kvScale) + (kvMemory == null ? "" : " --kv-memory=" + kvMemory)
-                + (layers == 1 ? "" : " --layers=" + layers)
+                + (layers == 1 ? "" : " --layers=" + layers) + (latentDim == 0 ? "" : " --latent-dim=" + latentDim)
                 + (maxArrayElements == KvCacheConfig.MAX_POOL_ELEMENTS ? "" : " --max-array-elements=" + maxArrayElements);
     }
 
@@ -171,8 +178,16 @@ final class ShapeOptions {
         if (qHeads < 1 || qHeads % kvHeads != 0) {
             throw new IllegalArgumentException("--q-heads=" + qHeads + " must be a positive multiple of --kv-heads=" + kvHeads);
         }
-        if (headDim < 8 || headDim > 256 || headDim % 8 != 0) {
-            throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, 256]");
+        if (headDim < 8 || headDim > dev.pagedattn.attention.AttentionSpec.MAX_HEAD_DIM || headDim % 8 != 0) {
+            throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, "
+                    + dev.pagedattn.attention.AttentionSpec.MAX_HEAD_DIM + "] (above 256: the JVM backend)");
+        }
+        if (latentDim < 0 || latentDim > headDim) {
+            throw new IllegalArgumentException("--latent-dim=" + latentDim + " is outside [0, --head-dim=" + headDim + "]");
+        }
+        if (latentDim > 0 && kvHeads != 1) {
+            throw new IllegalArgumentException("--latent-dim=" + latentDim + " caches one latent vector per token: it needs"
+                    + " --kv-heads 1, not " + kvHeads);
         }
         if (blockSize < 1) {
             throw new IllegalArgumentException("--block-size=" + blockSize + " must be >= 1");
@@ -186,7 +201,7 @@ final class ShapeOptions {
         }
         return String.format("batch=%d context=%s (%d tokens) q-heads=%d kv-heads=%d head-dim=%d block-size=%d dtype=%s seed=%d%s",
                 batch, context, total, qHeads, kvHeads, headDim, blockSize, kvDtype().name().toLowerCase(), seed(),
-                (layers == 1 ? "" : " layers=" + layers)
+                (layers == 1 ? "" : " layers=" + layers) + (latentDim == 0 ? "" : " latent-dim=" + latentDim)
                         + (kvDtype().isQuantized() ? " kv-scale=" + kvScales().mode().name().toLowerCase().replace('_', '-') : ""));
     }
 }

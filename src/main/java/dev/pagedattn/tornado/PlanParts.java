@@ -253,6 +253,21 @@ final class PlanParts {
         }
     }
 
+    /**
+     * Names a cache shape the TornadoVM kernels do not read: a latent cache (MLA: values inside the keys' pool) and head
+     * dims above {@link PagedDecodeKernels#MAX_HEAD_DIM}; both run on the JVM backend.
+     */
+    static void requireKernelShape(KvCacheConfig config) {
+        if (config.isLatent()) {
+            throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": the TornadoVM kernels read a K and a V pool;"
+                    + " latent (MLA) caches run on the JVM backend (backend=jvm)");
+        }
+        if (config.headDim() > PagedDecodeKernels.MAX_HEAD_DIM) {
+            throw new IllegalArgumentException("headDim=" + config.headDim() + ": the TornadoVM kernels take head dims up to "
+                    + PagedDecodeKernels.MAX_HEAD_DIM + "; larger ones run on the JVM backend (backend=jvm)");
+        }
+    }
+
     /** Names a cache that is a group of a hybrid cache on a shared pool: each group's plans would upload the whole pool. */
     static void requireOwnPool(KvCache cache) {
         if (cache.sharesPool()) {

@@ -328,6 +328,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         spec.requireMatches(cache.config());
         PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
+        PlanParts.requireKernelShape(cache.config());
         if (vSums == VSums.FP16 && cache.config().dtype() != KvDtype.FP16) {
             throw new IllegalArgumentException("v-sums=fp16 needs fp16 K/V (dtype=" + cache.config().dtype()
                     + "): the 8-bit and fp32 kernels keep fp32 sums");

@@ -121,6 +121,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         spec.requireMatches(cache.config());
         PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
+        PlanParts.requireKernelShape(cache.config());
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }

@@ -39,13 +39,13 @@ class AttentionBadInputTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {81, 4, 0, -8, 100, 264, 512})
-    void specRejectsHeadDimsOutsideMultiplesOf8UpTo256(int headDim) {
+    @ValueSource(ints = {81, 4, 0, -8, 100, 1032, 2048, 580})
+    void specRejectsHeadDimsOutsideMultiplesOf8UpTo1024(int headDim) {
         assertRejected(() -> new AttentionSpec(8, 2, headDim, 0.125f), "headDim=" + headDim);
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {8, 80, 256})
+    @ValueSource(ints = {8, 80, 256, 576, 1024})
     void specAcceptsHeadDimsAtTheEdges(int headDim) {
         AttentionSpec spec = new AttentionSpec(8, 2, headDim, 0.125f);
         assertTrue(spec.groupSize() == 4 && spec.queryElements(3) == 3L * 8 * headDim, spec.toString());

@@ -107,6 +107,24 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp32: soft cap 0.5 / no cap: [0-9.]+x the time.*"), run.err());
     }
 
+    /** --latent-dim: each cell over a latent cache, then over K and V pools of the same shape, both checked, the ratio on stderr. */
+    @Test
+    void aLatentCacheTimesEachCellNextToKAndVPools() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--latent-dim", "48", "--dtypes", "fp16", "--q-heads", "8",
+                "--kv-heads", "1", "--head-dim", "64", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/latent48,fp16,2,300,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x300,fp16,2,300,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp16: latent \\(one 64-element vector per token, values its first 48\\) / K and V"
+                + " pools: [0-9.]+x the time.*"), run.err());
+        CliRun bad = CliRun.of("bench-cpu", "--cells", "2x300", "--latent-dim", "48", "--kv-heads", "2", "--head-dim", "64",
+                "--probe-mib", "0");
+        assertEquals(2, bad.exitCode(), bad.err());
+        assertTrue(bad.err().strip().startsWith("error: --latent-dim=48 must be in [1, --head-dim=64] with --kv-heads 1"), bad.err());
+    }
+
     /** --shared-prefix: each cell of forks timed with cascade and without on one backend, both checked, the ratio on stderr. */
     @Test
     void aSharedPrefixTimesCascadeNextToThePlainStep() {

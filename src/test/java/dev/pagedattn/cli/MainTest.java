@@ -107,6 +107,21 @@ class MainTest {
     }
 
     @Test
+    void checkRunsALatentCacheInDecodeAndPrefill() {
+        long seed = TestSeeds.fresh("checkRunsALatentCacheInDecodeAndPrefill");
+        String[] latent = {"--q-heads", "16", "--kv-heads", "1", "--head-dim", "576", "--latent-dim", "512", "--block-size", "64",
+            "--iterations", "1", "--batch", "2", "--context", "70..200", "--seed", Long.toString(seed)};
+        CliRun decode = CliRun.of(concat(latent, "check", "--steps", "2"));
+        assertEquals(0, decode.exitCode(), decode.err());
+        assertTrue(decode.out().contains("head-dim=576 block-size=64 dtype=fp16 seed=" + seed + " latent-dim=512"), decode.out());
+        assertEquals(3, decode.out().lines().filter(l -> l.endsWith("-> PASS")).count(), decode.out());
+        CliRun prefill = CliRun.of(concat(latent, "check", "--query-len", "1..40", "--decode-steps", "1", "--dtype", "int8"));
+        assertEquals(0, prefill.exitCode(), prefill.err());
+        assertTrue(relativeL2(prefill.out()) < 1e-5, prefill.out());
+        assertEquals(2, prefill.out().lines().filter(l -> l.endsWith("-> PASS")).count(), prefill.out());
+    }
+
+    @Test
     void checkAcceptsRaggedContextsAndFp32() {
         long seed = TestSeeds.fresh("checkAcceptsRaggedContextsAndFp32");
         CliRun run = CliRun.of(concat(SMALL, "check", "--context", "5..40", "--dtype", "fp32", "--batch", "6",
@@ -268,6 +283,13 @@ class MainTest {
     static Stream<Arguments> badInputs() {
         return Stream.of(
                 bad(new String[] {"check", "--head-dim", "81"}, "--head-dim=81"),
+                bad(new String[] {"check", "--head-dim", "1032"}, "--head-dim=1032"),
+                bad(new String[] {"check", "--latent-dim", "512", "--head-dim", "576"}, "--latent-dim=512", "--kv-heads 1, not 8"),
+                bad(new String[] {"check", "--latent-dim", "200", "--head-dim", "128", "--kv-heads", "1"}, "--latent-dim=200",
+                        "--head-dim=128"),
+                bad(new String[] {"check", "--latent-dim", "-1"}, "--latent-dim=-1"),
+                bad(new String[] {"check", "--latent-dim", "64", "--kv-heads", "1", "--q-heads", "4", "--cascade", "32"},
+                        "--latent-dim=64", "--cascade"),
                 bad(new String[] {"check", "--context", "0"}, "--context=0"),
                 bad(new String[] {"check", "--context", "5..x"}, "--context=5..x"),
                 bad(new String[] {"check", "--context", "9..3"}, "--context=9..3"),
