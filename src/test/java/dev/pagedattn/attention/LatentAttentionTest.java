@@ -124,6 +124,71 @@ class LatentAttentionTest {
         assertSameBitsAsTwin(out, twinOut, lens.length, qHeads, latentDim, latentDim + ropeDim, what);
     }
 
+    /** A window, sinks, a soft cap and ALiBi over a latent cache: decode and prefill against fp64 and the K/V twin. */
+    @org.junit.jupiter.api.Test
+    void windowsSinksCapsAndAlibiReadLatentCachesToo() {
+        long seed = TestSeeds.fresh("latent window sinks cap alibi");
+        int[] lens = {150, 61, 9};
+        Pair p = build(lens, 64, 16, 8, 16, KvDtype.FP16, 1, 0.09f, true, seed);
+        AttentionSinks sinks = DecodeWorkload.randomSinks(1, 8, 1, seed);
+        AttentionSpec spec = p.spec().withSinks(sinks).withSoftCap(2f).withAlibi(AlibiSlopes.standard(8));
+        AttentionSpec twinSpec = p.twinSpec().withSinks(sinks).withSoftCap(2f).withAlibi(AlibiSlopes.standard(8));
+        FloatArray q = randomQueries(spec, lens.length, seed);
+        FloatArray out = poisoned(spec.outputElements(lens.length));
+        FloatArray twinOut = poisoned(twinSpec.outputElements(lens.length));
+        DecodeBatch batch = p.latent().batch(p.seqs()).window(40);
+        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), spec);
+             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), twinSpec)) {
+            a.decode(batch, 0, q, out);
+            b.decode(p.twin().batch(p.twinSeqs()).window(40), 0, q, twinOut);
+        }
+        String what = "latent decode, window 40, sinks, cap 2, ALiBi, seed=" + seed;
+        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), spec, 0, p.seqs(), q, 40, n -> { }), what);
+        assertSameBitsAsTwin(out, twinOut, lens.length, 8, 64, 80, what);
+
+        int[] news = {30, 61, 4};
+        PrefillBatch prefill = PrefillBatch.of(p.latent().batch(p.seqs()), news, 25);
+        FloatArray pq = randomQueries(spec, prefill.totalQueries(), ~seed);
+        FloatArray pout = poisoned(spec.outputElements(prefill.totalQueries()));
+        FloatArray plse = poisoned((long) prefill.totalQueries() * 8);
+        try (JvmPrefillAttention a = new JvmPrefillAttention(p.latent(), spec)) {
+            a.prefill(prefill, 0, pq, pout, plse);
+        }
+        double[] refLse = new double[prefill.totalQueries() * 8];
+        what = "latent prefill, window 25, sinks, cap 2, ALiBi, seed=" + seed;
+        Accuracy.assertClose(pout, ReferencePrefill.prefill(p.latent(), spec, 0, p.seqs(), prefill, pq, refLse), what);
+        Accuracy.assertLseClose(plse, refLse, what);
+    }
+
+    /** Random latent shapes (jqwik prints its own seed on failure): decode against fp64 and bit for bit against the K/V twin. */
+    @net.jqwik.api.Property(tries = 60)
+    void decodeMatchesOnRandomLatentShapes(
+            @net.jqwik.api.ForAll @net.jqwik.api.constraints.Size(min = 1, max = 4)
+            java.util.List<@net.jqwik.api.constraints.IntRange(min = 1, max = 150) Integer> lengths,
+            @net.jqwik.api.ForAll @net.jqwik.api.constraints.IntRange(min = 1, max = 40) int latentEighths,
+            @net.jqwik.api.ForAll @net.jqwik.api.constraints.IntRange(min = 0, max = 8) int ropeEighths,
+            @net.jqwik.api.ForAll @net.jqwik.api.constraints.IntRange(min = 1, max = 24) int qHeads,
+            @net.jqwik.api.ForAll @net.jqwik.api.constraints.IntRange(min = 1, max = 33) int blockSize,
+            @net.jqwik.api.ForAll KvDtype dtype,
+            @net.jqwik.api.ForAll long seed) {
+        int[] lens = lengths.stream().mapToInt(Integer::intValue).toArray();
+        int latentDim = 8 * latentEighths;
+        int ropeDim = 8 * ropeEighths;
+        Pair p = build(lens, latentDim, ropeDim, qHeads, blockSize, dtype, 1, 0.05f, true, seed);
+        FloatArray q = randomQueries(p.spec(), lens.length, seed);
+        FloatArray out = poisoned(p.spec().outputElements(lens.length));
+        FloatArray twinOut = poisoned(p.twinSpec().outputElements(lens.length));
+        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), p.spec());
+             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), p.twinSpec())) {
+            a.decode(p.latent().batch(p.seqs()), 0, q, out);
+            b.decode(p.twin().batch(p.twinSeqs()), 0, q, twinOut);
+        }
+        String what = "latent " + latentDim + "+" + ropeDim + " qHeads=" + qHeads + " block=" + blockSize + " " + dtype + " lengths="
+                + lengths + " seed=" + seed;
+        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), p.spec(), 0, p.seqs(), q), what);
+        assertSameBitsAsTwin(out, twinOut, lens.length, qHeads, latentDim, latentDim + ropeDim, what);
+    }
+
     @ParameterizedTest(name = "prefill latent={1}+{2} qHeads={3} block={4} {5}")
     @CsvSource({
             "'300,40', '60,40', 512, 64, 16, 16, FP16",

@@ -84,4 +84,16 @@ class PrefillGridTest {
             }
         }
     }
+
+    /** Latent (MLA) caches and head dims above 256 have no TornadoVM kernel: refused by name; head dim 256 passes. */
+    @Test
+    void aLatentCacheAndWideHeadsAreRefusedByTheTornadoBackendsByName() {
+        IllegalArgumentException latent = assertThrows(IllegalArgumentException.class,
+                () -> PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP16, 1)));
+        assertTrue(latent.getMessage().startsWith("latentDim=64: the TornadoVM kernels read a K and a V pool;"), latent.getMessage());
+        IllegalArgumentException wide = assertThrows(IllegalArgumentException.class,
+                () -> PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.of(8, 16, 1, 264, KvDtype.FP16)));
+        assertTrue(wide.getMessage().startsWith("headDim=264: the TornadoVM kernels take head dims up to 256"), wide.getMessage());
+        PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.of(8, 16, 2, 256, KvDtype.FP16));
+    }
 }
