@@ -5,7 +5,8 @@ import dev.pagedattn.quant.QuantFormat;
 
 /**
  * The KV cache manager (vLLM's KVCacheManager): sequences and their page tables over a
- * {@link BlockPool}, the K/V in a {@link KvStore} (one K and one V pool per layer).
+ * {@link BlockPool}, the K/V in a {@link KvStore} (one K and one V pool per layer; one pool for a latent cache,
+ * {@link KvCacheConfig#latent}).
  *
  * <p>Life of a sequence: {@link #createSequence()}, {@link #append(int, int)} reserves slots (taking
  * blocks) and {@link #write} stores their K/V ({@link #appendTokens} does both), {@link #fork}
@@ -112,7 +113,10 @@ public final class KvCache {
         return store.keys(layer, requireUnsharded(layer));
     }
 
-    /** The V pool of {@code layer}, unsharded layers only (see {@link #keys(int)}). */
+    /**
+     * The V pool of {@code layer}, unsharded layers only (see {@link #keys(int)}); a latent cache's is its K pool (the
+     * values are the first {@code latentDim} elements of each vector).
+     */
     public KvPool values(int layer) {
         return store.values(layer, requireUnsharded(layer));
     }
@@ -122,7 +126,7 @@ public final class KvCache {
         return store.keys(layer, shard);
     }
 
-    /** The V pool array of {@code layer} for {@code shard}. */
+    /** The V pool array of {@code layer} for {@code shard} (a latent cache: its K pool array). */
     public KvPool values(int layer, int shard) {
         return store.values(layer, shard);
     }
