@@ -184,6 +184,8 @@ final class DemoCommand implements Callable<Integer> {
         ok &= HybridDemo.run(backendOptions.backend, backendOptions.device, random, config.dtype());
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6, config.dtype());
+        System.out.println();
+        ok &= LatentDemo.run(7, random, config.dtype());
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 

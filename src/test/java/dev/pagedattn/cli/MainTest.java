@@ -84,6 +84,9 @@ class MainTest {
                 + " each draft seeing the context, its ancestors and itself: relative L2 error vs fp64 [0-9.e+-]+; compact keeps"
                 + " the accepted path 0 -> 2 -> 5 \\(length \\d+, the rest dropped\\) and the next decode step over it: [0-9.e+-]+"
                 + " -> PASS").matcher(run.out()).find(), "the token tree, checked: " + run.out());
+        assertTrue(Pattern.compile("7\\. A latent cache for multi-head latent attention .*: 1152 bytes per token where a K and a V"
+                + " pool would take 2304\\.\n.*outputs 512 wide per head: relative L2 error vs fp64 [0-9.e+-]+; the same vectors"
+                + " in a K and a V pool give the same bits -> PASS").matcher(run.out()).find(), "the latent cache: " + run.out());
         assertEquals("", run.err());
     }
 
