@@ -94,6 +94,25 @@ class LatentAttentionTest {
         }
     }
 
+    /**
+     * One decode of {@code layer} over the latent cache and over its K/V twin (through a window of {@code window} tokens,
+     * or none), each into a poisoned output: the latent one against fp64, and bit for bit against the twin's first
+     * {@code valueDim} dims.
+     */
+    static void decodeBoth(Pair p, AttentionSpec spec, AttentionSpec twinSpec, int layer, int window, long seed, String what) {
+        int n = p.seqs().length;
+        FloatArray q = randomQueries(spec, n, seed);
+        FloatArray out = poisoned(spec.outputElements(n));
+        FloatArray twinOut = poisoned(twinSpec.outputElements(n));
+        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), spec);
+             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), twinSpec)) {
+            a.decode(p.latent().batch(p.seqs()).window(window), layer, q, out);
+            b.decode(p.twin().batch(p.twinSeqs()).window(window), layer, q, twinOut);
+        }
+        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), spec, layer, p.seqs(), q, window, x -> { }), what);
+        assertSameBitsAsTwin(out, twinOut, n, spec.numQHeads(), spec.valueDim(), spec.headDim(), what);
+    }
+
     @ParameterizedTest(name = "decode latent={1}+{2} qHeads={3} block={4} {5} layers={6}")
     @CsvSource({
             // DeepSeek-V2-Lite's 16 heads over latent 512 + rope 64, split-K over a long context and a short one
@@ -110,18 +129,7 @@ class LatentAttentionTest {
         int[] lens = Arrays.stream(lengths.split(",")).mapToInt(Integer::parseInt).toArray();
         float scale = (float) (1 / Math.sqrt(128 + ropeDim)); // MLA's: qk_nope_head_dim + qk_rope_head_dim, not the latent's
         Pair p = build(lens, latentDim, ropeDim, qHeads, blockSize, dtype, layers, scale, true, seed);
-        int layer = layers - 1;
-        FloatArray q = randomQueries(p.spec(), lens.length, seed);
-        FloatArray out = poisoned(p.spec().outputElements(lens.length));
-        FloatArray twinOut = poisoned(p.twinSpec().outputElements(lens.length));
-        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), p.spec());
-             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), p.twinSpec())) {
-            a.decode(p.latent().batch(p.seqs()), layer, q, out);
-            b.decode(p.twin().batch(p.twinSeqs()), layer, q, twinOut);
-        }
-        String what = "latent decode seed=" + seed;
-        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), p.spec(), layer, p.seqs(), q), what);
-        assertSameBitsAsTwin(out, twinOut, lens.length, qHeads, latentDim, latentDim + ropeDim, what);
+        decodeBoth(p, p.spec(), p.twinSpec(), layers - 1, DecodeBatch.NO_WINDOW, seed, "latent decode seed=" + seed);
     }
 
     /** A window, sinks, a soft cap and ALiBi over a latent cache: decode and prefill against fp64 and the K/V twin. */
@@ -133,18 +141,7 @@ class LatentAttentionTest {
         AttentionSinks sinks = DecodeWorkload.randomSinks(1, 8, 1, seed);
         AttentionSpec spec = p.spec().withSinks(sinks).withSoftCap(2f).withAlibi(AlibiSlopes.standard(8));
         AttentionSpec twinSpec = p.twinSpec().withSinks(sinks).withSoftCap(2f).withAlibi(AlibiSlopes.standard(8));
-        FloatArray q = randomQueries(spec, lens.length, seed);
-        FloatArray out = poisoned(spec.outputElements(lens.length));
-        FloatArray twinOut = poisoned(twinSpec.outputElements(lens.length));
-        DecodeBatch batch = p.latent().batch(p.seqs()).window(40);
-        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), spec);
-             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), twinSpec)) {
-            a.decode(batch, 0, q, out);
-            b.decode(p.twin().batch(p.twinSeqs()).window(40), 0, q, twinOut);
-        }
-        String what = "latent decode, window 40, sinks, cap 2, ALiBi, seed=" + seed;
-        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), spec, 0, p.seqs(), q, 40, n -> { }), what);
-        assertSameBitsAsTwin(out, twinOut, lens.length, 8, 64, 80, what);
+        decodeBoth(p, spec, twinSpec, 0, 40, seed, "latent decode, window 40, sinks, cap 2, ALiBi, seed=" + seed);
 
         int[] news = {30, 61, 4};
         PrefillBatch prefill = PrefillBatch.of(p.latent().batch(p.seqs()), news, 25);
@@ -175,18 +172,8 @@ class LatentAttentionTest {
         int latentDim = 8 * latentEighths;
         int ropeDim = 8 * ropeEighths;
         Pair p = build(lens, latentDim, ropeDim, qHeads, blockSize, dtype, 1, 0.05f, true, seed);
-        FloatArray q = randomQueries(p.spec(), lens.length, seed);
-        FloatArray out = poisoned(p.spec().outputElements(lens.length));
-        FloatArray twinOut = poisoned(p.twinSpec().outputElements(lens.length));
-        try (JvmDecodeAttention a = new JvmDecodeAttention(p.latent(), p.spec());
-             JvmDecodeAttention b = new JvmDecodeAttention(p.twin(), p.twinSpec())) {
-            a.decode(p.latent().batch(p.seqs()), 0, q, out);
-            b.decode(p.twin().batch(p.twinSeqs()), 0, q, twinOut);
-        }
-        String what = "latent " + latentDim + "+" + ropeDim + " qHeads=" + qHeads + " block=" + blockSize + " " + dtype + " lengths="
-                + lengths + " seed=" + seed;
-        Accuracy.assertClose(out, ReferenceAttention.decode(p.latent(), p.spec(), 0, p.seqs(), q), what);
-        assertSameBitsAsTwin(out, twinOut, lens.length, qHeads, latentDim, latentDim + ropeDim, what);
+        decodeBoth(p, p.spec(), p.twinSpec(), 0, DecodeBatch.NO_WINDOW, seed, "latent " + latentDim + "+" + ropeDim + " qHeads="
+                + qHeads + " block=" + blockSize + " " + dtype + " lengths=" + lengths + " seed=" + seed);
     }
 
     @ParameterizedTest(name = "prefill latent={1}+{2} qHeads={3} block={4} {5}")
