@@ -152,7 +152,7 @@ class LatentAttentionTest {
             a.prefill(prefill, 0, pq, pout, plse);
         }
         double[] refLse = new double[prefill.totalQueries() * 8];
-        what = "latent prefill, window 25, sinks, cap 2, ALiBi, seed=" + seed;
+        String what = "latent prefill, window 25, sinks, cap 2, ALiBi, seed=" + seed;
         Accuracy.assertClose(pout, ReferencePrefill.prefill(p.latent(), spec, 0, p.seqs(), prefill, pq, refLse), what);
         Accuracy.assertLseClose(plse, refLse, what);
     }
