@@ -481,7 +481,7 @@ public final class DecodeWorkload {
 
     /** Minimum bytes for {@code batch} over this workload's cache (after appends, say). */
     public long minimumBytes(DecodeBatch batch) {
-        // a latent cache reads its one pool (the values are inside the keys); outputs are valueDim wide
+        // a latent cache reads its one pool (the values are inside the keys); q in and out at 2 B an element, out valueDim wide
         long kv = batch.visibleTokens() * cache.config().poolsPerLayer() * spec.numKvHeads() * spec.headDim()
                 * cache.config().dtype().bytes();
         long qo = (long) batch.numSeqs() * spec.numQHeads() * (spec.headDim() + spec.valueDim()) * 2;

@@ -62,8 +62,9 @@ final class JvmChunkKernel {
     private int touched;          // the sum of the prefetched bytes: keeps the prefetch loads alive
 
     /**
-     * A kernel for one query group at a time ({@link #attend}, {@code maxMembers} 1), or one whose {@link #attendShared} serves up to {@code maxMembers} sequences' query groups at once: its scratch
-     * holds {@code maxMembers * groupSize} rows. {@code latent}: the V pool a call passes is its K pool
+     * A kernel for one query group at a time ({@link #attend}, {@code maxMembers} 1), or one whose {@link #attendShared}
+     * serves up to {@code maxMembers} sequences' query groups at once: its scratch holds {@code maxMembers * groupSize}
+     * rows. {@code latent}: the V pool a call passes is its K pool
      * ({@link dev.pagedattn.cache.KvCacheConfig#latent}), so each block's tile is widened once and serves as the keys and,
      * its first {@code spec.valueDim()} elements, as the values.
      */

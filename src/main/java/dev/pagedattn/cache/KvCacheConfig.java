@@ -88,12 +88,17 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
      * latent space, before the up-projection {@code W_UV}).
      */
     public static KvCacheConfig latent(int numBlocks, int blockSize, int latentDim, int ropeDim, KvDtype dtype, int numLayers) {
-        requirePositive("latentDim", latentDim);
-        if (ropeDim < 0) {
-            throw new IllegalArgumentException("ropeDim=" + ropeDim + " must be >= 0");
-        }
-        return new KvCacheConfig(numBlocks, blockSize, 1, Math.addExact(latentDim, ropeDim), dtype, numLayers, MAX_POOL_ELEMENTS,
+        return new KvCacheConfig(numBlocks, blockSize, 1, latentHeadDim(latentDim, ropeDim), dtype, numLayers, MAX_POOL_ELEMENTS,
                 latentDim);
+    }
+
+    /** A latent vector's elements, {@code latentDim + ropeDim}; names a bad value. */
+    private static int latentHeadDim(int latentDim, int ropeDim) {
+        requirePositive("latentDim", latentDim);
+        if (ropeDim < 0 || (long) latentDim + ropeDim > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("ropeDim=" + ropeDim + " must be >= 0 and fit an int next to latentDim=" + latentDim);
+        }
+        return latentDim + ropeDim;
     }
 
     /** Whether this is a latent cache ({@link #latent}): one pool per layer, the values a prefix of the keys. */
@@ -129,11 +134,7 @@ public record KvCacheConfig(int numBlocks, int blockSize, int numKvHeads, int he
 
     /** The latent cache ({@link #latent}) that fills {@code bytes}: as many blocks as fit, all layers, one pool each. */
     public static KvCacheConfig latentForMemory(long bytes, int blockSize, int latentDim, int ropeDim, int numLayers, KvDtype dtype) {
-        requirePositive("latentDim", latentDim);
-        if (ropeDim < 0) {
-            throw new IllegalArgumentException("ropeDim=" + ropeDim + " must be >= 0");
-        }
-        return forMemory(bytes, blockSize, 1, Math.addExact(latentDim, ropeDim), numLayers, dtype, latentDim);
+        return forMemory(bytes, blockSize, 1, latentHeadDim(latentDim, ropeDim), numLayers, dtype, latentDim);
     }
 
     private static KvCacheConfig forMemory(long bytes, int blockSize, int numKvHeads, int headDim, int numLayers, KvDtype dtype,

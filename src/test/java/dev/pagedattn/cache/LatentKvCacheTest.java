@@ -52,7 +52,7 @@ class LatentKvCacheTest {
         assertTrue(assertThrows(IllegalArgumentException.class,
                 () -> new KvCacheConfig(4, 2, 2, 12, KvDtype.FP16, 1, KvCacheConfig.MAX_POOL_ELEMENTS, 8)).getMessage()
                 .startsWith("numKvHeads=2 with latentDim=8: a latent cache holds one KV head"));
-        assertEquals("ropeDim=-1 must be >= 0", assertThrows(IllegalArgumentException.class,
+        assertEquals("ropeDim=-1 must be >= 0 and fit an int next to latentDim=8", assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.latent(4, 2, 8, -1, KvDtype.FP16, 1)).getMessage());
         assertEquals("latentDim=0 must be >= 1", assertThrows(IllegalArgumentException.class,
                 () -> KvCacheConfig.latent(4, 2, 0, 8, KvDtype.FP16, 1)).getMessage());
