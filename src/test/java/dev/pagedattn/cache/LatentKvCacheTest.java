@@ -167,6 +167,108 @@ class LatentKvCacheTest {
         assertEquals(Float.floatToRawIntBits(from.readV(seq, 0, 5, 1, 7)), Float.floatToRawIntBits(to.readV(back, 0, 5, 1, 7)));
     }
 
+    /**
+     * Random runs of the operations that move K/V between blocks (appends that copy a shared last block, forks, rewrites,
+     * truncation, a token tree's compaction, swap out and in, frees) over a latent cache, against a model of each
+     * sequence's vectors: every held position reads back its vector in every layer, its values the vector's first elements.
+     */
+    @net.jqwik.api.Property(tries = 40)
+    void randomOperationsKeepEveryVector(@net.jqwik.api.ForAll long seed) throws Exception {
+        Random random = new Random(seed);
+        KvCacheConfig c = KvCacheConfig.latent(48, 4, 8, 4, KvDtype.FP32, 2);
+        KvCache cache = new KvCache(c);
+        cache.enableSwapSpace(16 * cache.swapBlockBytes());
+        java.util.Map<Integer, java.util.List<float[][]>> model = new java.util.HashMap<>(); // seq -> positions of [layer][dim]
+        for (int op = 0; op < 60; op++) {
+            java.util.List<Integer> seqs = new java.util.ArrayList<>(model.keySet());
+            java.util.Collections.sort(seqs);
+            int seq = seqs.isEmpty() ? -1 : seqs.get(random.nextInt(seqs.size()));
+            int kind = seqs.isEmpty() ? 0 : random.nextInt(7);
+            try {
+                switch (kind) {
+                    case 0, 1 -> { // a new sequence, or more tokens on one (copy-on-write where its last block is shared)
+                        int target = kind == 0 || seq < 0 ? cache.createSequence() : seq;
+                        model.putIfAbsent(target, new java.util.ArrayList<>());
+                        int n = 1 + random.nextInt(6);
+                        int first = cache.length(target);
+                        cache.append(target, n);
+                        float[][][] rows = new float[n][2][];
+                        for (int layer = 0; layer < 2; layer++) {
+                            float[] k = new float[n * 12];
+                            for (int i = 0; i < k.length; i++) {
+                                k[i] = random.nextFloat() * 2 - 1;
+                                rows[i / 12][layer] = rows[i / 12][layer] == null ? new float[12] : rows[i / 12][layer];
+                                rows[i / 12][layer][i % 12] = k[i];
+                            }
+                            cache.writeTokens(target, layer, first, n, k, null);
+                        }
+                        model.get(target).addAll(java.util.Arrays.asList(rows));
+                    }
+                    case 2 -> model.put(cache.fork(seq), new java.util.ArrayList<>(model.get(seq)));
+                    case 3 -> { // rewrite one held position of one layer
+                        int len = cache.length(seq);
+                        if (len > 0) {
+                            int pos = random.nextInt(len);
+                            int layer = random.nextInt(2);
+                            float[] k = new float[12];
+                            for (int i = 0; i < 12; i++) {
+                                k[i] = random.nextFloat();
+                            }
+                            cache.write(seq, layer, pos, k, null);
+                            float[][] row = model.get(seq).get(pos).clone();
+                            row[layer] = k;
+                            model.get(seq).set(pos, row);
+                        }
+                    }
+                    case 4 -> { // truncate, or compact a random subset of the tail
+                        int len = cache.length(seq);
+                        int first = random.nextInt(len + 1);
+                        java.util.List<float[][]> rows = model.get(seq);
+                        if (random.nextBoolean()) {
+                            cache.truncate(seq, first);
+                            rows.subList(first, len).clear();
+                        } else {
+                            int[] keep = java.util.stream.IntStream.range(first, len).filter(p -> random.nextBoolean()).toArray();
+                            cache.compact(seq, first, keep);
+                            java.util.List<float[][]> kept = new java.util.ArrayList<>(rows.subList(0, first));
+                            for (int p : keep) {
+                                kept.add(rows.get(p));
+                            }
+                            model.put(seq, kept);
+                        }
+                    }
+                    case 5 -> { // swap out and back in under a new id
+                        if (cache.canSwapOut(seq)) {
+                            java.util.List<float[][]> rows = model.remove(seq);
+                            int back = cache.swapIn(cache.swapOut(seq));
+                            model.put(back, rows);
+                        }
+                    }
+                    default -> {
+                        cache.free(seq);
+                        model.remove(seq);
+                    }
+                }
+            } catch (OutOfBlocksException full) {
+                // nothing changed (the cache's promise); the model stays as it is
+            }
+            cache.verify();
+            for (var e : model.entrySet()) {
+                assertEquals(e.getValue().size(), cache.length(e.getKey()), "seed=" + seed + " op " + op + ": length");
+                for (int p = 0; p < e.getValue().size(); p++) {
+                    for (int layer = 0; layer < 2; layer++) {
+                        float[] want = e.getValue().get(p)[layer];
+                        for (int d = 0; d < 12; d++) {
+                            assertEquals(want[d], cache.readK(e.getKey(), layer, p, 0, d),
+                                    "seed=" + seed + " op " + op + " seq " + e.getKey() + " layer " + layer + " position " + p);
+                        }
+                        assertEquals(want[7], cache.readV(e.getKey(), layer, p, 0, 7), "seed=" + seed + ": a value is its key's element");
+                    }
+                }
+            }
+        }
+    }
+
     /** [layer][position][dim] of every stored element of {@code seq}'s first {@code n} positions, as the cache reads them. */
     private static float[][][] snapshot(KvCache cache, int seq, int n) {
         KvCacheConfig c = cache.config();
