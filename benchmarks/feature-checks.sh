@@ -44,6 +44,7 @@ lines=(
   "check $shape --dtype $dtype --cascade 96 --sharers 3"
   "check $shape --dtype $dtype --query-len 1..80 --spans --window 96 --steps 2 --decode-steps 1"
   "demo --backend tornado --dtype $dtype --seed $seed"
+  "check $shape --dtype $dtype --select-blocks 16 --sinks --soft-cap 30"
 )
 if [[ "$dtype" != fp32 ]]; then
   lines+=("check $shape --dtype fp8 --query-len 1..80 --tree --steps 2" "check $shape --dtype fp32 --query-len 1..80 --tree")

@@ -105,8 +105,17 @@ public interface DecodeAttention extends AutoCloseable {
     /** Checks the shapes of one call; messages name the bad value. */
     static void requireShapes(AttentionSpec spec, KvCacheConfig config, DecodeBatch batch, int layer, FloatArray q, FloatArray out) {
         requireBatch(config, batch, layer);
+        requirePositions(spec, batch);
         requireRows("q", q, spec.queryElements(batch.numSeqs()), "numSeqs");
         requireRows("out", out, spec.outputElements(batch.numSeqs()), "numSeqs");
+    }
+
+    /** Refuses ALiBi over a batch of selected blocks ({@code DecodeBatch.selectBlocks}), whose positions are renumbered. */
+    static void requirePositions(AttentionSpec spec, DecodeBatch batch) {
+        if (batch != null && batch.selected() && spec.hasAlibi()) {
+            throw new IllegalArgumentException("batch of selected blocks (selectBlocks) and spec has ALiBi: its distances count"
+                    + " positions, which the selection renumbers");
+        }
     }
 
     /** Checks a decode's batch and layer against the cache's configuration; names the bad value. */

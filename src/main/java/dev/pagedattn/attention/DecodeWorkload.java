@@ -46,6 +46,14 @@ public final class DecodeWorkload {
     }
 
     /**
+     * This workload over selected blocks only ({@link DecodeBatch#selectBlocks}: row {@code i}'s logical blocks
+     * {@code blocks[i]}): the same cache, sequences and queries; its batch, reference and byte count see those blocks.
+     */
+    public DecodeWorkload selectedBlocks(int[][] blocks) {
+        return new DecodeWorkload(cache, spec, seqs, batch.selectBlocks(blocks), q);
+    }
+
+    /**
      * This windowed workload after {@link KvCache#releaseOutsideWindow} on every sequence (its blocks wholly before its
      * window go back to the pool), with a new batch through the same window and {@link #poisonFreeBlocks} done: a step
      * that reads a released block, even a masked position of one, fails its check.
@@ -468,6 +476,13 @@ public final class DecodeWorkload {
 
     /** The fp64 reference for this workload, layer 0. */
     public double[] reference() {
+        if (batch.selected()) {
+            int[][] blocks = new int[seqs.length][];
+            for (int i = 0; i < seqs.length; i++) {
+                blocks[i] = batch.selectedBlocks(i);
+            }
+            return ReferenceAttention.decodeSelected(cache, spec, 0, seqs, q, blocks);
+        }
         return ReferenceAttention.decode(cache, spec, 0, seqs, q, batch.window(), n -> { });
     }
 

@@ -66,6 +66,10 @@ public final class PrefillBatch {
         if (kv == null || qIndptr == null) {
             throw new IllegalArgumentException("kv=" + kv + " qIndptr=" + (qIndptr == null ? "null" : qIndptr.length) + ": both are needed");
         }
+        if (kv.selected()) {
+            throw new IllegalArgumentException("kv of selected blocks (selectBlocks): a prefill's new tokens need their"
+                    + " positions, which the selection renumbers; select blocks for decode steps");
+        }
         if (kv.windowed()) {
             throw new IllegalArgumentException("kv window=" + kv.window() + ": a prefill batch takes its window as PrefillBatch's"
                     + " own argument (window=" + window + "), over a kv batch without one");
@@ -108,6 +112,10 @@ public final class PrefillBatch {
         }
         if (kv.windowed()) {
             throw new IllegalArgumentException("kv window=" + kv.window() + ": a non-causal batch sees whole contexts");
+        }
+        if (kv.selected()) {
+            throw new IllegalArgumentException("kv of selected blocks (selectBlocks): prefill reads whole contexts; select"
+                    + " blocks for decode steps");
         }
         if (qLens.length != kv.numSeqs()) {
             throw new IllegalArgumentException("qLens.length=" + qLens.length + " must be numSeqs=" + kv.numSeqs());

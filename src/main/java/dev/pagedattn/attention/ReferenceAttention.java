@@ -57,6 +57,74 @@ public final class ReferenceAttention {
     }
 
     /**
+     * Block-sparse attention ({@code DecodeBatch.selectBlocks}) for {@code seqs} in {@code layer}: sequence {@code i}'s query
+     * attends the positions of its logical blocks {@code blocks[i]} only, read through its page table; result
+     * {@code [numSeqs][numQHeads][valueDim]}. Sinks and soft caps as {@link #decode}; no ALiBi (its distances count
+     * positions, which a selection renumbers).
+     */
+    public static double[] decodeSelected(KvCache cache, AttentionSpec spec, int layer, int[] seqs, FloatArray q, int[][] blocks) {
+        spec.requireMatches(cache.config());
+        if (spec.hasAlibi()) {
+            throw new IllegalArgumentException("spec has ALiBi: its distances count positions, which a block selection renumbers");
+        }
+        if (blocks == null || blocks.length != seqs.length) {
+            throw new IllegalArgumentException("blocks.length=" + (blocks == null ? "null" : blocks.length) + " expected numSeqs="
+                    + seqs.length);
+        }
+        int bs = cache.config().blockSize();
+        double[] out = new double[seqs.length * spec.numQHeads() * spec.valueDim()];
+        IntStream.range(0, seqs.length).parallel().forEach(i -> {
+            int len = cache.length(seqs[i]);
+            int[] positions = java.util.Arrays.stream(blocks[i])
+                    .flatMap(j -> IntStream.range(j * bs, Math.min(len, (j + 1) * bs))).toArray();
+            attendPositions(cache, spec, layer, seqs[i], i, q, positions, out);
+        });
+        return out;
+    }
+
+    /** Row {@code row}'s query heads over {@code positions} of {@code seq} (any set, in order), written to {@code out}. */
+    private static void attendPositions(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, int[] positions,
+                                        double[] out) {
+        PageTable table = cache.pageTable(seq);
+        int len = table.numTokens();
+        int d = spec.headDim();
+        int dv = spec.valueDim();
+        double[] k = new double[len * d];
+        double[] v = new double[len * d];
+        for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
+            for (int p : positions) {
+                gather(cache, layer, table, kvHead, p, p + 1, k, v);
+            }
+            for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
+                int qBase = (row * spec.numQHeads() + h) * d;
+                double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY;
+                double[] scores = new double[positions.length];
+                double max = sink;
+                for (int t = 0; t < positions.length; t++) {
+                    double s = 0;
+                    for (int e = 0; e < d; e++) {
+                        s += (double) q.get(qBase + e) * k[positions[t] * d + e];
+                    }
+                    scores[t] = capped(spec, s * spec.scale());
+                    max = Math.max(max, scores[t]);
+                }
+                double total = Math.exp(sink - max);
+                for (int t = 0; t < positions.length; t++) {
+                    scores[t] = Math.exp(scores[t] - max);
+                    total += scores[t];
+                }
+                for (int e = 0; e < dv; e++) {
+                    double o = 0;
+                    for (int t = 0; t < positions.length; t++) {
+                        o += scores[t] * v[positions[t] * d + e];
+                    }
+                    out[(row * spec.numQHeads() + h) * dv + e] = o / total;
+                }
+            }
+        }
+    }
+
+    /**
      * Positions {@code [from, len)}'s K and V of {@code kvHead} in {@code layer}, read through the sequence's page table
      * into {@code k}, {@code v} ({@code [len][headDim]}, rows below {@code from} untouched; exact fp64 of the stored
      * values). A position in a released block ({@code KvCache.releaseBefore}) is refused by name.

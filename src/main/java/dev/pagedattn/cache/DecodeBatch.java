@@ -37,16 +37,18 @@ public final class DecodeBatch {
     private final int[] heldFrom;     // [numSeqs] first position whose block is held (KvCache.releaseBefore); 0: all
     private final int window;
     private final boolean skipped;    // rows start after skipped blocks (skipBlocks): positions renumbered from there
+    private final int[][] selection;  // [numSeqs] the logical blocks each row attends (selectBlocks), or null: all
     private volatile KvCacheConfig checkedFor; // the last cache shape requireFits checked the tables against
 
     DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, KvCacheConfig config,
                 KvCache source, int[] generations, int[] heldFrom) {
-        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, heldFrom, NO_WINDOW, false);
+        this(seqIds, maxBlocksPerSeq, blockTables, contextLens, config.blockSize(), source, generations, heldFrom, NO_WINDOW, false,
+                null);
         requireTables(config, heldFrom); // every held entry; what a step may read is checked by requireFits
     }
 
     private DecodeBatch(int[] seqIds, int maxBlocksPerSeq, int[] blockTables, int[] contextLens, int blockSize,
-                        KvCache source, int[] generations, int[] heldFrom, int window, boolean skipped) {
+                        KvCache source, int[] generations, int[] heldFrom, int window, boolean skipped, int[][] selection) {
         this.seqIds = seqIds;
         this.maxBlocksPerSeq = maxBlocksPerSeq;
         this.blockTables = blockTables;
@@ -57,6 +59,7 @@ public final class DecodeBatch {
         this.heldFrom = heldFrom;
         this.window = window;
         this.skipped = skipped;
+        this.selection = selection;
     }
 
     /**
@@ -67,13 +70,17 @@ public final class DecodeBatch {
      */
     public DecodeBatch window(int window) {
         AttentionWindow.require("window", window);
+        if (selection != null && window != NO_WINDOW) {
+            throw new IllegalArgumentException("window=" + AttentionWindow.describe(window) + " on a batch of selected blocks"
+                    + " (selectBlocks): its positions count over the selection, not the sequence");
+        }
         if (skipped && AttentionWindow.isChunked(window)) {
             throw new IllegalArgumentException("window=" + AttentionWindow.describe(window) + " on a batch whose rows skip blocks"
                     + " (skipBlocks): chunks count from position 0, which the skipped rows no longer start at");
         }
         return window == this.window ? this
                 : new DecodeBatch(seqIds, maxBlocksPerSeq, blockTables, contextLens, blockSize, source, generations, heldFrom, window,
-                        skipped);
+                        skipped, selection);
     }
 
     /**
@@ -93,6 +100,10 @@ public final class DecodeBatch {
             throw new IllegalArgumentException("skipBlocks on a batch with window=" + AttentionWindow.describe(window)
                     + ": chunks count from position 0, which the skipped rows would no longer start at");
         }
+        if (selection != null) {
+            throw new IllegalArgumentException("skipBlocks on a batch of selected blocks (selectBlocks): select from the whole"
+                    + " batch instead");
+        }
         int least = Integer.MAX_VALUE;
         for (int i = 0; i < skip.length; i++) {
             if (skip[i] < 0 || (long) skip[i] * blockSize >= contextLens[i]) {
@@ -111,7 +122,68 @@ public final class DecodeBatch {
             lengths[i] = contextLens[i] - skip[i] * blockSize;
             held[i] = Math.max(0, heldFrom[i] - skip[i] * blockSize);
         }
-        return new DecodeBatch(seqIds, width, flat, lengths, blockSize, source, generations, held, window, true);
+        return new DecodeBatch(seqIds, width, flat, lengths, blockSize, source, generations, held, window, true, null);
+    }
+
+    /**
+     * Block-sparse decode (Quest's query-aware page selection; FlashInfer's block-sparse attention): row {@code i}'s query
+     * attends only the tokens of its logical blocks {@code blocks[i]} (ascending, distinct, held, at least one), read as
+     * one sequence of those tokens in that order: every block but the sequence's last holds {@code blockSize} tokens, its
+     * last (if selected, necessarily the selection's last) its own count. The tables are copied; the sequences'
+     * staleness is still checked ({@link #requireFits}). Positions count over the selection, so the batch takes no window
+     * or chunks, the backends refuse ALiBi on it, and a prefill batch over it is refused (decode steps only). Every
+     * backend reads it: it is only tables and lengths.
+     */
+    public DecodeBatch selectBlocks(int[]... blocks) {
+        if (blocks == null || blocks.length != contextLens.length) {
+            throw new IllegalArgumentException("blocks.length=" + (blocks == null ? "null" : blocks.length) + " expected numSeqs="
+                    + contextLens.length);
+        }
+        if (window != NO_WINDOW || skipped || selection != null) {
+            throw new IllegalArgumentException("selectBlocks on a batch " + (window != NO_WINDOW ? "with window="
+                    + AttentionWindow.describe(window) : skipped ? "whose rows skip blocks (skipBlocks)" : "of selected blocks")
+                    + ": select from a plain batch");
+        }
+        int width = 1;
+        for (int[] row : blocks) {
+            width = Math.max(width, row == null ? 0 : row.length);
+        }
+        int[] flat = new int[contextLens.length * width];
+        java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
+        int[] lengths = new int[contextLens.length];
+        int[][] kept = new int[contextLens.length][];
+        for (int i = 0; i < blocks.length; i++) {
+            int[] row = blocks[i];
+            int used = (contextLens[i] + blockSize - 1) / blockSize;
+            if (row == null || row.length == 0) {
+                throw new IllegalArgumentException("blocks[" + i + "]=" + (row == null ? "null" : "[]") + ": seq=" + seqIds[i]
+                        + " (row " + i + ") must attend at least one block");
+            }
+            long tokens = 0;
+            for (int k = 0; k < row.length; k++) {
+                int j = row[k];
+                if (j < heldFrom[i] / blockSize || j >= used || (k > 0 && j <= row[k - 1])) {
+                    throw new IllegalArgumentException("blocks[" + i + "][" + k + "]=" + j + ": seq=" + seqIds[i] + " (row " + i
+                            + ") selects ascending distinct blocks of its held " + heldFrom[i] / blockSize + ".." + (used - 1));
+                }
+                flat[i * width + k] = blockTables[i * maxBlocksPerSeq + j];
+                tokens += j == used - 1 ? contextLens[i] - (long) j * blockSize : blockSize;
+            }
+            lengths[i] = (int) tokens;
+            kept[i] = row.clone();
+        }
+        return new DecodeBatch(seqIds, width, flat, lengths, blockSize, source, generations, new int[contextLens.length], NO_WINDOW,
+                false, kept);
+    }
+
+    /** Whether this batch attends selected blocks only ({@link #selectBlocks}). */
+    public boolean selected() {
+        return selection != null;
+    }
+
+    /** The logical blocks row {@code i} attends ({@link #selectBlocks}); null for a batch that attends all of them. */
+    public int[] selectedBlocks(int i) {
+        return selection == null ? null : selection[i].clone();
     }
 
     /** The sliding window in tokens, a chunked window ({@link AttentionWindow#chunked}), or {@link #NO_WINDOW}. */

@@ -113,6 +113,11 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " then over the same shape stored in a K and a V pool (values --head-dim wide), in the same run.")
     Integer latentDim;
 
+    @Option(names = "--select-blocks", description = "Block-sparse decode (Quest's page selection): each cell BxL with every"
+            + " sequence attending K of its blocks, chosen at random, its last always (row BxL/selectK), then the same batch over"
+            + " every block, in the same run (not with --latent-dim or --shared-prefix).")
+    Integer selectBlocks;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -154,6 +159,11 @@ final class BenchCpuCommand implements Callable<Integer> {
             }
         }
         float cap = Extras.of(sinks, softCap, false, false, false).softCap(); // names a bad cap
+        if (selectBlocks != null && (selectBlocks < 1 || latentDim != null || sharedPrefix != null || slidingWindow != DecodeBatch.NO_WINDOW
+                || alibi)) {
+            throw new IllegalArgumentException("--select-blocks=" + selectBlocks + " must be >= 1, without --latent-dim,"
+                    + " --shared-prefix, --window, --chunk or --alibi");
+        }
         if (latentDim != null) {
             if (latentDim < 1 || latentDim > headDim || kvHeads != 1) {
                 throw new IllegalArgumentException("--latent-dim=" + latentDim + " must be in [1, --head-dim=" + headDim
@@ -188,6 +198,20 @@ final class BenchCpuCommand implements Callable<Integer> {
                     console.println(rows.getLast());
                     System.err.printf("# %dx%d %s: runs of %d sharing %d tokens: cascade / plain: %.2fx the time%n", shape[0],
                             shape[1], dtype.name().toLowerCase(), sharers, sharedPrefix, minMs(cascade) / minMs(rows.getLast()));
+                    continue;
+                }
+                if (selectBlocks != null) {
+                    DecodeWorkload all = workload(shape[0], shape[1], dtype, slidingWindow, sinks, cap, false);
+                    DecodeWorkload some = all.selectedBlocks(CheckCommand.selection(all.batch(), selectBlocks, seed));
+                    String label = label(shape[0], shape[1], slidingWindow, sinks, cap, false);
+                    rows.add(time(some, label + "/select" + selectBlocks, dtype, JvmDecodeAttention.CASCADE));
+                    console.println(rows.getLast());
+                    String selected = rows.getLast();
+                    rows.add(time(all, label, dtype, JvmDecodeAttention.CASCADE));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: %d selected blocks of each sequence (%d of %d tokens) / every block: %.2fx the"
+                            + " time%n", shape[0], shape[1], dtype.name().toLowerCase(), selectBlocks, some.batch().visibleTokens(),
+                            all.batch().visibleTokens(), minMs(selected) / minMs(rows.getLast()));
                     continue;
                 }
                 rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi, latentDim == null ? 0 : latentDim));

@@ -140,6 +140,11 @@ final class CheckCommand implements Callable<Integer> {
             defaultValue = "8")
     int sharers;
 
+    @Option(names = "--select-blocks", description = "Block-sparse decode (Quest's page selection; DecodeBatch.selectBlocks):"
+            + " each sequence attends K of its blocks, chosen at random from the seed, its last always (all of them when it has"
+            + " K or fewer); checked against fp64 over those positions (bench-cpu --select-blocks times it).")
+    Integer selectBlocks;
+
     @Option(names = "--tolerance", description = "Largest accepted relative L2 error (default: ${DEFAULT-VALUE}).", defaultValue = "1e-3")
     double tolerance;
 
@@ -219,6 +224,14 @@ final class CheckCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--lse checks the log-sum-exp of one layer's decode or prefill: not with --full-every"
                     + " and --release");
         }
+        if (selectBlocks != null) {
+            String other = queryLen != null ? "--query-len" : cascade != null ? "--cascade" : windowed ? "--window or --chunk" : alibi ? "--alibi" : swap ? "--swap"
+                    : steps > 1 ? "--steps=" + steps : lse ? "--lse" : shape.layers != 1 ? "--layers=" + shape.layers : null;
+            if (selectBlocks < 1 || other != null) {
+                throw new IllegalArgumentException("--select-blocks=" + selectBlocks + " checks one decode step over selected"
+                        + " blocks: at least 1" + (other == null ? "" : "; not with " + other));
+            }
+        }
         if (cascade != null) {
             String other = queryLen != null ? "--query-len" : windowed ? "--window or --chunk" : fullEvery != null ? "--full-every"
                     : swap ? "--swap" : steps > 1 ? "--steps=" + steps : sinks ? "--sinks" : alibi ? "--alibi" : stepRows ? "--step-rows"
@@ -260,6 +273,9 @@ final class CheckCommand implements Callable<Integer> {
         int[] lengths = shape.lengths();
         // every sequence appends steps - 1 tokens after the first step: the cache holds them from the start
         DecodeWorkload plain = build(shape, lengths, steps - 1).windowed(layerWindow);
+        if (selectBlocks != null) {
+            plain = plain.selectedBlocks(selection(plain.batch(), selectBlocks, shape.seed()));
+        }
         DecodeWorkload w = extras.apply(plain, shape.layers, shape.qHeads, shape.seed());
         if (release) { // the later steps' tokens keep their blocks: one per sequence and step, at most
             w = w.releasedOutsideWindow(lengths.length * (steps - 1));
@@ -285,6 +301,9 @@ final class CheckCommand implements Callable<Integer> {
                 nanos[i] = attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall;
             }
             int status = report(w, w.batch(), out, nanos, tolerance, attention.name());
+            if (selectBlocks != null) {
+                printSelection(w);
+            }
             if (lse) {
                 status = Math.max(status, checkLse(attention, w, w.batch(), tolerance));
             }
@@ -336,6 +355,24 @@ final class CheckCommand implements Callable<Integer> {
         System.out.println(title);
         return report(w, batch, out, new long[] {attention.lastDeviceNanos() > 0 ? attention.lastDeviceNanos() : wall}, tolerance,
                 attention.name());
+    }
+
+    /** {@code k} of each row's blocks of {@code batch}, chosen at random from {@code seed}, its last always (all when it has k or fewer). */
+    static int[][] selection(DecodeBatch batch, int k, long seed) {
+        SplittableRandom random = new SplittableRandom(seed ^ 0x5E1EC7L);
+        int[][] blocks = new int[batch.numSeqs()][];
+        for (int i = 0; i < blocks.length; i++) {
+            int used = (batch.contextLen(i) + batch.blockSize() - 1) / batch.blockSize();
+            int[] order = random.ints(0, used - 1).distinct().limit(Math.min(k, used) - 1).toArray(); // the others, at random
+            blocks[i] = java.util.stream.IntStream.concat(Arrays.stream(order), java.util.stream.IntStream.of(used - 1)).sorted().toArray();
+        }
+        return blocks;
+    }
+
+    /** What the selection attends: its tokens against the sequences' (one line; bench-cpu --select-blocks times the two). */
+    private static void printSelection(DecodeWorkload w) {
+        System.out.printf("selected blocks: %d of the sequences' %d tokens attended%n", w.batch().visibleTokens(),
+                w.cache().batch(w.seqs()).visibleTokens());
     }
 
     private static DecodeBatch appendOneToken(DecodeWorkload w, SplittableRandom random) {
@@ -402,8 +439,12 @@ final class CheckCommand implements Callable<Integer> {
     static int report(DecodeWorkload w, DecodeBatch batch, FloatArray out, long[] nanos, double tolerance, String name) {
         double[] ref;
         double work = 4.0 * batch.visibleTokens() * w.spec().numQHeads() * w.spec().headDim();
-        try (Progress p = new Progress("fp64 reference", batch.numSeqs(), work)) {
-            ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), batch.window(), p.consumer());
+        if (batch.selected()) { // the workload's own batch: its reference reads the selected positions
+            ref = w.reference();
+        } else {
+            try (Progress p = new Progress("fp64 reference", batch.numSeqs(), work)) {
+                ref = ReferenceAttention.decode(w.cache(), w.spec(), 0, w.seqs(), w.q(), batch.window(), p.consumer());
+            }
         }
         double rel = ReferenceAttention.relativeL2(out, ref);
         double abs = ReferenceAttention.maxAbsError(out, ref);

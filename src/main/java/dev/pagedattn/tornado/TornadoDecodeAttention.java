@@ -507,6 +507,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public void decode(DecodeBatch batch, int layer, FloatArray q, FloatArray out, FloatArray lse) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
+        DecodeAttention.requirePositions(spec, batch);
         if (lse != null) {
             if (variant.equals("parallel")) {
                 throw new UnsupportedOperationException("variant=parallel writes no log-sum-exp (lse): use auto, fused or splitk");

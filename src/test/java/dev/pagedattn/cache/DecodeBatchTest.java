@@ -86,6 +86,62 @@ class DecodeBatchTest {
         assertThrows(IllegalArgumentException.class, () -> skipped.requireFits(cache.config()), "a freed sequence is still stale");
     }
 
+    /**
+     * selectBlocks: each row's table the selected blocks in order, its length their tokens (the sequence's last block its
+     * own count, the others whole); bad selections named; no window, skip or second selection on top; still stale-checked.
+     */
+    @RepeatedTest(3)
+    void selectBlocksKeepsTheChosenBlocksAndRefusesBadSelections() throws Exception {
+        Random random = TestRandom.create("DecodeBatchTest.selectBlocksKeepsTheChosenBlocksAndRefusesBadSelections");
+        RandomBatch r = RandomBatch.of(random);
+        int n = r.seqs().length;
+        int bs = r.blockSize();
+        int[] lengths = r.lengths();
+        KvCache cache = r.cache();
+        DecodeBatch batch = cache.batch(r.seqs());
+        int[][] blocks = new int[n][];
+        for (int i = 0; i < n; i++) {
+            int used = (lengths[i] + bs - 1) / bs;
+            int last = used - 1;
+            blocks[i] = java.util.stream.IntStream.range(0, used).filter(j -> j == last || random.nextBoolean()).toArray();
+        }
+        DecodeBatch selected = batch.selectBlocks(blocks);
+        assertTrue(selected.selected() && !batch.selected());
+        for (int i = 0; i < n; i++) {
+            int lastTokens = lengths[i] - ((lengths[i] + bs - 1) / bs - 1) * bs;
+            assertEquals((blocks[i].length - 1) * bs + lastTokens, selected.contextLen(i), "row " + i);
+            for (int k = 0; k < blocks[i].length; k++) {
+                assertEquals(batch.block(i, blocks[i][k]), selected.block(i, k), "row " + i + " block " + k);
+            }
+            assertArrayEquals(blocks[i], selected.selectedBlocks(i));
+        }
+        selected.requireFits(cache.config());
+        int[][] firsts = new int[n][];  // each sequence's first block alone: whole unless it is the sequence's last
+        java.util.Arrays.setAll(firsts, i -> new int[] {0});
+        DecodeBatch first = batch.selectBlocks(firsts);
+        for (int i = 0; i < n; i++) {
+            assertEquals(Math.min(bs, lengths[i]), first.contextLen(i), "row " + i + "'s first block");
+        }
+        int[][] bad = blocks.clone();
+        bad[0] = new int[] {(lengths[0] + bs - 1) / bs};
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> batch.selectBlocks(bad));
+        assertTrue(e.getMessage().startsWith("blocks[0][0]=" + bad[0][0] + ": seq=" + r.seqs()[0]), e.getMessage());
+        bad[0] = new int[] {0, 0};
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> batch.selectBlocks(bad)).getMessage().startsWith("blocks[0][1]=0"));
+        bad[0] = new int[0];
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> batch.selectBlocks(bad)).getMessage().startsWith("blocks[0]=[]"));
+        assertThrows(IllegalArgumentException.class, () -> batch.selectBlocks(new int[n + 1][]));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> selected.window(4)).getMessage().contains("selected blocks"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> batch.window(4).selectBlocks(blocks)).getMessage()
+                .startsWith("selectBlocks on a batch with window="));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> selected.skipBlocks(new int[n])).getMessage()
+                .contains("selected blocks"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> selected.selectBlocks(blocks)).getMessage()
+                .contains("of selected blocks"));
+        cache.free(r.seqs()[n - 1]);
+        assertThrows(IllegalArgumentException.class, () -> selected.requireFits(cache.config()), "a freed sequence is still stale");
+    }
+
     @RepeatedTest(5)
     void batchPadsBlockTablesWithNoBlockAndCarriesLengths() throws Exception {
         Random random = TestRandom.create("DecodeBatchTest.batchPadsBlockTablesWithNoBlockAndCarriesLengths");

@@ -125,6 +125,20 @@ class BenchCpuCommandTest {
         assertTrue(bad.err().strip().startsWith("error: --latent-dim=48 must be in [1, --head-dim=64] with --kv-heads 1"), bad.err());
     }
 
+    /** --select-blocks: each cell over selected blocks, then over every block, both checked, the ratio on stderr. */
+    @Test
+    void selectedBlocksTimeEachCellNextToEveryBlock() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300", "--select-blocks", "4", "--dtypes", "fp16", "--q-heads", "4",
+                "--kv-heads", "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,")).toList();
+        assertEquals(2, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/select4,fp16,2,") && rows.get(0).endsWith(",ok"), rows.get(0));
+        assertTrue(rows.get(1).startsWith("jvm,2x300,fp16,2,300,") && rows.get(1).endsWith(",ok"), rows.get(1));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp16: 4 selected blocks of each sequence \\(\\d+ of 600 tokens\\) / every block:"
+                + " [0-9.]+x the time.*"), run.err());
+    }
+
     /** --shared-prefix: each cell of forks timed with cascade and without on one backend, both checked, the ratio on stderr. */
     @Test
     void aSharedPrefixTimesCascadeNextToThePlainStep() {
@@ -160,6 +174,7 @@ class BenchCpuCommandTest {
         "--threads|0|--threads=0",
         "--probe-mib|-1|--probe-mib=-1",
         "--dtypes|fp9|fp9",
+        "--select-blocks|0|--select-blocks=0",
     })
     void badFlagsExitWith2AndOneLineNamingTheValue(String flag, String value, String fragment) {
         CliRun run = flag.equals("--probe-mib")

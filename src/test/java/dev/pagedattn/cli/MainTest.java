@@ -125,6 +125,19 @@ class MainTest {
     }
 
     @Test
+    void checkDecodesSelectedBlocks() {
+        long seed = TestSeeds.fresh("checkDecodesSelectedBlocks");
+        CliRun run = CliRun.of(concat(SMALL, "check", "--batch", "3", "--context", "40..200", "--select-blocks", "3", "--sinks",
+                "--seed", Long.toString(seed)));
+        assertEquals(0, run.exitCode(), run.err());
+        assertTrue(relativeL2(run.out()) < 1e-5, run.out());
+        Matcher m = Pattern.compile("selected blocks: (\\d+) of the sequences' (\\d+) tokens attended").matcher(run.out());
+        assertTrue(m.find(), run.out());
+        int attended = Integer.parseInt(m.group(1));
+        assertTrue(attended >= 3 && attended <= 3 * 3 * 16 && attended < Integer.parseInt(m.group(2)), run.out());
+    }
+
+    @Test
     void checkAcceptsRaggedContextsAndFp32() {
         long seed = TestSeeds.fresh("checkAcceptsRaggedContextsAndFp32");
         CliRun run = CliRun.of(concat(SMALL, "check", "--context", "5..40", "--dtype", "fp32", "--batch", "6",
@@ -291,6 +304,9 @@ class MainTest {
                 bad(new String[] {"check", "--latent-dim", "200", "--head-dim", "128", "--kv-heads", "1"}, "--latent-dim=200",
                         "--head-dim=128"),
                 bad(new String[] {"check", "--latent-dim", "-1"}, "--latent-dim=-1"),
+                bad(new String[] {"check", "--select-blocks", "0"}, "--select-blocks=0"),
+                bad(new String[] {"check", "--select-blocks", "4", "--window", "64"}, "--select-blocks=4", "--window"),
+                bad(new String[] {"check", "--select-blocks", "4", "--query-len", "8"}, "--select-blocks=4", "--query-len"),
                 bad(new String[] {"check", "--latent-dim", "64", "--kv-heads", "1", "--q-heads", "4", "--cascade", "32"},
                         "--latent-dim=64", "--cascade"),
                 bad(new String[] {"check", "--context", "0"}, "--context=0"),
