@@ -77,14 +77,17 @@ public final class ReferenceAttention {
             int len = cache.length(seqs[i]);
             int[] positions = java.util.Arrays.stream(blocks[i])
                     .flatMap(j -> IntStream.range(j * bs, Math.min(len, (j + 1) * bs))).toArray();
-            attendPositions(cache, spec, layer, seqs[i], i, q, positions, out);
+            attendPositions(cache, spec, layer, seqs[i], i, q, positions, len - 1, out, null);
         });
         return out;
     }
 
-    /** Row {@code row}'s query heads over {@code positions} of {@code seq} (any set, in order), written to {@code out}. */
+    /**
+     * Row {@code row}'s query heads (the query at position {@code query}, for ALiBi) over {@code positions} of {@code seq}
+     * (ascending), written to {@code out}, and each head's log-sum-exp to {@code lse} unless it is null.
+     */
     private static void attendPositions(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, int[] positions,
-                                        double[] out) {
+                                        int query, double[] out, double[] lse) {
         PageTable table = cache.pageTable(seq);
         int len = table.numTokens();
         int d = spec.headDim();
@@ -97,7 +100,7 @@ public final class ReferenceAttention {
             }
             for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
                 int qBase = (row * spec.numQHeads() + h) * d;
-                double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY;
+                double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value
                 double[] scores = new double[positions.length];
                 double max = sink;
                 for (int t = 0; t < positions.length; t++) {
@@ -105,13 +108,16 @@ public final class ReferenceAttention {
                     for (int e = 0; e < d; e++) {
                         s += (double) q.get(qBase + e) * k[positions[t] * d + e];
                     }
-                    scores[t] = capped(spec, s * spec.scale());
+                    scores[t] = logit(spec, h, s, positions[t], query);
                     max = Math.max(max, scores[t]);
                 }
-                double total = Math.exp(sink - max);
+                double total = Math.exp(sink - max); // 0 without a sink
                 for (int t = 0; t < positions.length; t++) {
                     scores[t] = Math.exp(scores[t] - max);
                     total += scores[t];
+                }
+                if (lse != null) {
+                    lse[row * spec.numQHeads() + h] = max + Math.log(total);
                 }
                 for (int e = 0; e < dv; e++) {
                     double o = 0;
@@ -168,46 +174,10 @@ public final class ReferenceAttention {
 
     private static void attendSequence(KvCache cache, AttentionSpec spec, int layer, int seq, int row, FloatArray q, int window,
                                        double[] out, double[] lse) {
-        PageTable table = cache.pageTable(seq);
-        int len = table.numTokens();
+        int len = cache.pageTable(seq).numTokens();
         // written out here, not DecodeBatch.firstVisible: the reference's own (chunks: the start of the last token's chunk)
         int first = window < 0 ? (len - 1) - (len - 1) % -window : Math.max(0, len - window);
-        int d = spec.headDim();
-        double[] k = new double[len * d];
-        double[] v = new double[len * d];
-        double[] scores = new double[len];
-        for (int kvHead = 0; kvHead < spec.numKvHeads(); kvHead++) {
-            gather(cache, layer, table, kvHead, first, len, k, v);
-            for (int h = kvHead * spec.groupSize(); h < (kvHead + 1) * spec.groupSize(); h++) {
-                int qBase = (row * spec.numQHeads() + h) * d;
-                double sink = spec.hasSinks(layer) ? spec.sinks().sink(layer, h) : Double.NEGATIVE_INFINITY; // a score without a value
-                double max = sink;
-                for (int pos = first; pos < len; pos++) {
-                    double s = 0;
-                    for (int e = 0; e < d; e++) {
-                        s += (double) q.get(qBase + e) * k[pos * d + e];
-                    }
-                    scores[pos] = logit(spec, h, s, pos, len - 1);
-                    max = Math.max(max, scores[pos]);
-                }
-                double total = Math.exp(sink - max); // 0 without a sink
-                for (int pos = first; pos < len; pos++) {
-                    scores[pos] = Math.exp(scores[pos] - max);
-                    total += scores[pos];
-                }
-                if (lse != null) {
-                    lse[row * spec.numQHeads() + h] = max + Math.log(total);
-                }
-                int dv = spec.valueDim(); // a latent cache's values: the first latentDim elements of each key
-                for (int e = 0; e < dv; e++) {
-                    double o = 0;
-                    for (int pos = first; pos < len; pos++) {
-                        o += scores[pos] * v[pos * d + e];
-                    }
-                    out[(row * spec.numQHeads() + h) * dv + e] = o / total;
-                }
-            }
-        }
+        attendPositions(cache, spec, layer, seq, row, q, IntStream.range(first, len).toArray(), len - 1, out, lse);
     }
 
     /**
