@@ -44,6 +44,20 @@ final class Bench {
     }
 
     /**
+     * One decode of {@code w} by {@code attention} into {@code out}, checked against the fp64 reference: fails the setup
+     * above a relative L2 error of 1e-4 (so a number is never reported for a wrong result); returns the error.
+     */
+    static double checkedDecode(dev.pagedattn.attention.JvmDecodeAttention attention, dev.pagedattn.attention.DecodeWorkload w,
+                                uk.ac.manchester.tornado.api.types.arrays.FloatArray out, long seed) {
+        attention.decode(w.batch(), 0, w.q(), out);
+        double error = dev.pagedattn.attention.ReferenceAttention.relativeL2(out, w.reference());
+        if (!(error <= 1e-4)) {
+            throw new IllegalStateException("decode is wrong: relative L2 error " + error + " vs the fp64 reference (seed=" + seed + ")");
+        }
+        return error;
+    }
+
+    /**
      * A cache shape for bookkeeping benchmarks: one KV head of 8 dims, so that pools of many blocks
      * stay small. Append, fork, free and lookups never touch K/V, so the head shape does not
      * change what they cost.

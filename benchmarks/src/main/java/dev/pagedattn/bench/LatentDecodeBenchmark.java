@@ -2,7 +2,6 @@ package dev.pagedattn.bench;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.JvmDecodeAttention;
-import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
 import java.util.Arrays;
@@ -38,7 +37,6 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 public class LatentDecodeBenchmark {
     private static final int LATENT = 512;
     private static final int ROPE = 64;
-    private static final double MAX_RELATIVE_L2 = 1e-4;
 
     /** Sequences per step. */
     @Param({"8"})
@@ -79,11 +77,7 @@ public class LatentDecodeBenchmark {
                 KvCacheConfig.MAX_POOL_ELEMENTS, latent ? LATENT : 0);
         attention = new JvmDecodeAttention(workload.cache(), workload.spec());
         out = workload.poisonedOutput();
-        attention.decode(workload.batch(), 0, workload.q(), out);
-        double error = ReferenceAttention.relativeL2(out, workload.reference());
-        if (!(error <= MAX_RELATIVE_L2)) {
-            throw new IllegalStateException("decode is wrong: relative L2 error " + error + " vs the fp64 reference (seed=" + seed + ")");
-        }
+        Bench.checkedDecode(attention, workload, out, seed);
     }
 
     @TearDown(Level.Trial)

@@ -2,7 +2,6 @@ package dev.pagedattn.bench;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.JvmDecodeAttention;
-import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.cache.KvDtype;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
@@ -35,7 +34,6 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 @Fork(1)
 @State(Scope.Benchmark)
 public class SharedPrefixDecodeBenchmark {
-    private static final double MAX_RELATIVE_L2 = 1e-4;
 
     /** Sequences per step. */
     @Param({"32"})
@@ -79,11 +77,7 @@ public class SharedPrefixDecodeBenchmark {
         attention = new JvmDecodeAttention(workload.cache(), workload.spec());
         attention.setCascade(cascade);
         out = workload.poisonedOutput();
-        attention.decode(workload.batch(), 0, workload.q(), out);
-        double error = ReferenceAttention.relativeL2(out, workload.reference());
-        if (!(error <= MAX_RELATIVE_L2)) {
-            throw new IllegalStateException("decode is wrong: relative L2 error " + error + " vs the fp64 reference (seed=" + seed + ")");
-        }
+        double error = Bench.checkedDecode(attention, workload, out, seed);
         System.out.printf("shared-prefix decode: %d x %d in runs of %d over %d shared tokens, cascade=%b, %d threads; relL2=%.1e"
                         + " seed=%d%n", batch, context, sharers, prefix, cascade, attention.numThreads(), error, seed);
     }
