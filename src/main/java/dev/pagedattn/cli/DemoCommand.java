@@ -140,6 +140,23 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("   The same step through a sliding window of %d tokens (batch.window(%d)): each sequence sees its last %d"
                 + " positions (seq %d: %d..%d); vs fp64 over those: relative L2 error %.2e -> %s%n", window, window, window,
                 seqs[0], windowed.firstVisible(0), windowed.contextLen(0) - 1, windowRel, windowOk ? "PASS" : "FAIL");
+        // query-aware sparsity (Quest): the step attends only chosen blocks of each sequence, here its first and its newest
+        int bs = config.blockSize();
+        int[][] chosen = new int[seqs.length][];
+        for (int i = 0; i < seqs.length; i++) {
+            int newest = (batch.contextLen(i) - 1) / bs;
+            chosen[i] = newest == 0 ? new int[] {0} : new int[] {0, newest};
+        }
+        DecodeBatch sparse = batch.selectBlocks(chosen); // tables of the chosen blocks only, on any backend
+        out.init(Float.NaN);
+        attention.decode(sparse, 0, q, out);
+        double sparseRel = ReferenceAttention.relativeL2(out, ReferenceAttention.decodeSelected(cache, spec, 0, seqs, q, chosen));
+        boolean sparseOk = sparseRel <= 1e-4;
+        ok &= sparseOk;
+        System.out.printf("   The same step over selected blocks only (batch.selectBlocks, Quest's page selection): each sequence"
+                + " attends its first and newest blocks (seq %d: blocks %s, %d of its %d tokens); vs fp64 over those: relative L2"
+                + " error %.2e -> %s%n", seqs[0], java.util.Arrays.toString(chosen[0]), sparse.contextLen(0), batch.contextLen(0),
+                sparseRel, sparseOk ? "PASS" : "FAIL");
         // gpt-oss's attention sinks: one learned logit per query head joins the head's softmax without a value
         float[] headSinks = new float[spec.numQHeads()];  // [numQHeads] of the one layer
         for (int h = 0; h < headSinks.length; h++) {

@@ -48,6 +48,9 @@ class MainTest {
         assertTrue(Pattern.compile("sliding window of 8 tokens \\(batch.window\\(8\\)\\): each sequence sees its last 8 positions"
                 + " \\(seq 0: 32\\.\\.39\\); vs fp64 over those: relative L2 error [0-9.e+-]+ -> PASS").matcher(run.out()).find(),
                 "the windowed step, checked: " + run.out());
+        assertTrue(Pattern.compile("over selected blocks only \\(batch.selectBlocks, Quest's page selection\\): each sequence attends"
+                + " its first and newest blocks \\(seq 0: blocks \\[0, 2\\], 24 of its 40 tokens\\); vs fp64 over those: relative L2"
+                + " error [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the selected blocks' step, checked: " + run.out());
         assertTrue(Pattern.compile("with attention sinks \\(spec.withSinks, gpt-oss\\): a logit per query head \\(head 0: [0-9.]+\\)"
                 + " joins its softmax without a value, moving the output by [1-9][0-9]*%; vs fp64 with them: relative L2 error"
                 + " [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the step with sinks, checked: " + run.out());
