@@ -157,6 +157,22 @@ class LatentAttentionTest {
         Accuracy.assertLseClose(plse, refLse, what);
     }
 
+    /** A token tree's verification (speculative decoding) over a latent cache: prefill with a TreeMask against fp64. */
+    @org.junit.jupiter.api.Test
+    void aTokenTreeReadsALatentCache() {
+        long seed = TestSeeds.fresh("latent token tree");
+        int[] lens = {90, 40};
+        Pair p = build(lens, 512, 64, 16, 64, KvDtype.FP16, 1, 0.07f, false, seed);
+        PrefillBatch tree = PrefillBatch.of(p.latent().batch(p.seqs()), new int[] {6, 4}, PrefillBatch.NO_WINDOW)
+                .withMasks(TreeMask.fromParents(-1, 0, 0, 1, 2, 2), TreeMask.fromParents(-1, 0, 1, 0));
+        FloatArray q = randomQueries(p.spec(), tree.totalQueries(), seed);
+        FloatArray out = poisoned(p.spec().outputElements(tree.totalQueries()));
+        try (JvmPrefillAttention a = new JvmPrefillAttention(p.latent(), p.spec())) {
+            a.prefill(tree, 0, q, out);
+        }
+        Accuracy.assertClose(out, ReferencePrefill.prefill(p.latent(), p.spec(), 0, p.seqs(), tree, q), "latent tree seed=" + seed);
+    }
+
     /** Random latent shapes (jqwik prints its own seed on failure): decode against fp64 and bit for bit against the K/V twin. */
     @net.jqwik.api.Property(tries = 60)
     void decodeMatchesOnRandomLatentShapes(
