@@ -21,10 +21,10 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * Block-sparse decode ({@link DecodeBatch#selectBlocks}, Quest's page selection) on the JVM backend: against the fp64
  * reference over the selected positions, and bit for bit against a sequence that holds only the selected tokens.
  */
-class SelectedBlocksTest {
+public class SelectedBlocksTest {
 
     /** Each sequence's held blocks, each kept with probability one half, its last always (the newest tokens). */
-    static int[][] randomSelection(DecodeBatch batch, SplittableRandom random) {
+    public static int[][] randomSelection(DecodeBatch batch, SplittableRandom random) {
         int[][] blocks = new int[batch.numSeqs()][];
         for (int i = 0; i < blocks.length; i++) {
             int last = (batch.contextLen(i) + batch.blockSize() - 1) / batch.blockSize() - 1;

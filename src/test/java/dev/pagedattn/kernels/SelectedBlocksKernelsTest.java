@@ -4,12 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
+import dev.pagedattn.attention.SelectedBlocksTest;
 import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.tornado.DecodeGrid;
 import java.util.SplittableRandom;
-import java.util.stream.IntStream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -34,14 +34,7 @@ class SelectedBlocksKernelsTest {
         DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(shape.batch(), shape.minLen(), shape.maxLen(), seed),
                 shape.qHeads(), shape.kvHeads(), shape.headDim(), shape.blockSize(), shape.dtype(), seed, 0, 1, 0,
                 TestScales.perHead(shape.dtype(), shape.kvHeads(), seed));
-        SplittableRandom random = new SplittableRandom(seed);
-        DecodeBatch batch = w.batch();
-        int[][] blocks = new int[batch.numSeqs()][];
-        for (int i = 0; i < blocks.length; i++) {
-            int last = (batch.contextLen(i) + batch.blockSize() - 1) / batch.blockSize() - 1;
-            blocks[i] = IntStream.rangeClosed(0, last).filter(j -> j == last || random.nextBoolean()).toArray();
-        }
-        DecodeWorkload selected = w.selectedBlocks(blocks);
+        DecodeWorkload selected = w.selectedBlocks(SelectedBlocksTest.randomSelection(w.batch(), new SplittableRandom(seed)));
         double[] ref = selected.reference();
         for (DecodeGrid grid : KernelVariantsTest.grids(selected)) {
             for (KernelEmulator.Schedule s : KernelEmulator.Schedule.values()) {
