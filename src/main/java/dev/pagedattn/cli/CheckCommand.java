@@ -34,7 +34,7 @@ final class CheckCommand implements Callable<Integer> {
             defaultValue = "auto")
     String variant;
 
-    @Option(names = "--kernel", description = "Tornado attention kernel for decode: auto, stream, chunk, warp, quads or pairs"
+    @Option(names = "--kernel", description = "Tornado attention kernel for decode: auto, stream, chunk, warp, quads, pairs or latent (latent caches)"
             + " (default: auto, or the pagedattn.tornado.kernel system property).")
     String kernel;
 

@@ -202,7 +202,7 @@ final class DemoCommand implements Callable<Integer> {
         System.out.println();
         ok &= PrefixPrefillDemo.run(backendOptions.backend, backendOptions.device, random, 6, config.dtype());
         System.out.println();
-        ok &= LatentDemo.run(7, random, config.dtype());
+        ok &= LatentDemo.run(7, random, config.dtype(), backendOptions.backend, backendOptions.device);
         return ok ? 0 : Main.EXIT_CHECK_FAILED;
     }
 

@@ -59,6 +59,30 @@ public final class ScatterKernels {
     }
 
     /**
+     * {@link #scatterF16} for a latent cache ({@code KvCacheConfig.latent}): one pool per layer, one KV head, rows of
+     * {@code headDim} (the staged K rows; the values are inside them).
+     */
+    public static void scatterLatentF16(KernelContext ctx, HalfFloatArray pool, HalfFloatArray stage, IntArray slotOffsets,
+                                        IntArray params, int headDim, int blockSize) {
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * headDim;
+        int slots = params.get(DecodeParams.SLOTS);
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / headDim;
+            pool.set(slotOffsets.get(slots + row) + idx - row * headDim, stage.get(idx));
+        }
+    }
+
+    public static void scatterLatentF32(KernelContext ctx, FloatArray pool, FloatArray stage, IntArray slotOffsets,
+                                        IntArray params, int headDim, int blockSize) {
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * headDim;
+        int slots = params.get(DecodeParams.SLOTS);
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / headDim;
+            pool.set(slotOffsets.get(slots + row) + idx - row * headDim, stage.get(idx));
+        }
+    }
+
+    /**
      * {@link #scatterF16} for 8-bit pools, whose codes are packed four per word: a head's row of
      * {@code headDim} codes is {@code headDim / 4} whole words (head dims are multiples of 8), so
      * staged rows go over word by word. The host quantised the codes when the tokens were written.

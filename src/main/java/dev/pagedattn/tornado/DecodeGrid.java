@@ -7,6 +7,7 @@ import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.LatentDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
@@ -58,7 +59,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         /** {@link dev.pagedattn.kernels.HeadQuadDecodeKernels}: four heads per work-item, any backend and head dim. */
         QUADS,
         /** {@link dev.pagedattn.kernels.HeadPairDecodeKernels}: two heads per work-item, for groups of 1-2 heads. */
-        PAIRS;
+        PAIRS,
+        /**
+         * {@link dev.pagedattn.kernels.LatentDecodeKernels}: latent caches (MLA), eight query heads per work-group over
+         * rows staged once in local memory for scores and values. Any backend; the only kernel of a latent cache.
+         */
+        LATENT;
 
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
@@ -66,7 +72,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     return k;
                 }
             }
-            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, stream, chunk, warp, quads, pairs");
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + name + " is not one of auto, stream, chunk, warp, quads, pairs, latent");
         }
     }
 
@@ -292,6 +298,30 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@link PagedDecodeKernels#MAX_HEADS_PER_TILE} heads for any kernel but STREAM.
      */
     public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
+        return resolve(requested, spec, backend, dtype, false);
+    }
+
+    /**
+     * {@link #resolve} for a cache that is {@code latent} or not ({@code KvCacheConfig.isLatent}): a latent cache runs
+     * {@link Kernel#LATENT} (AUTO or LATENT requested; any other kernel is refused by name), and no other cache runs it.
+     */
+    public static Kernel resolve(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype, boolean latent) {
+        if (latent) {
+            if (requested != Kernel.AUTO && requested != Kernel.LATENT) {
+                throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
+                        + ": a latent (MLA) cache is read by kernel latent only (use auto or latent)");
+            }
+            if (!LatentDecodeKernels.supports(spec.headDim(), spec.valueDim())) {
+                throw new IllegalArgumentException("headDim=" + spec.headDim() + " valueDim=" + spec.valueDim() + ": the latent"
+                        + " kernel takes head dims that are multiples of 16 up to " + LatentDecodeKernels.MAX_HEAD_DIM
+                        + " and value dims up to " + LatentDecodeKernels.MAX_VALUE_DIM + "; use --backend jvm");
+            }
+            return Kernel.LATENT;
+        }
+        if (requested == Kernel.LATENT) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=latent reads latent (MLA) caches only; this cache has"
+                    + " K and V pools (use auto)");
+        }
         return requireGroupFits(choose(requested, spec, backend, dtype), spec, backend);
     }
 
@@ -341,7 +371,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@code backend} is null where the device is not known yet (a kernel named before the plan is built).
      */
     static Kernel requireGroupFits(Kernel kernel, AttentionSpec spec, Backend backend) {
-        if (kernel != Kernel.STREAM && kernel != Kernel.AUTO && spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
+        if (kernel != Kernel.STREAM && kernel != Kernel.AUTO && kernel != Kernel.LATENT
+                && spec.groupSize() > PagedDecodeKernels.MAX_HEADS_PER_TILE) {
             throw new IllegalArgumentException("groupSize=" + spec.groupSize() + " (q-heads " + spec.numQHeads() + " / kv-heads "
                     + spec.numKvHeads() + ") is above " + PagedDecodeKernels.MAX_HEADS_PER_TILE + " for kernel="
                     + kernel.name().toLowerCase(java.util.Locale.ROOT) + (backend == null ? "" : " on backend=" + backend)
@@ -415,6 +446,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             return balanced(spec, maxContextLen, pairTiles, targetGroups, minPartitionTokens);
         }
         int tiles = kernel == Kernel.STREAM ? StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim())
+                : kernel == Kernel.LATENT ? LatentDecodeKernels.headTiles(spec.numQHeads())
                 : (spec.groupSize() + PagedDecodeKernels.MAX_HEADS_PER_TILE - 1) / PagedDecodeKernels.MAX_HEADS_PER_TILE;
         int base = numSeqs * spec.numKvHeads() * tiles;
         int partitionTokens = maxContextLen;
@@ -442,10 +474,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             case STREAM -> StreamDecodeKernels.LOCAL;
             case QUADS -> HeadQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
             case WARP -> WarpQuadDecodeKernels.localSize(spec.groupSize(), spec.headDim());
+            case LATENT -> LatentDecodeKernels.LOCAL;
             default -> HeadPairDecodeKernels.localSize(spec.groupSize(), spec.headDim());
         };
         return new DecodeGrid(kernel, tiles, partitionTokens, maxPartitions, base * maxPartitions, local, 0,
-                kernel == Kernel.STREAM ? spec.numKvHeads() * tiles : spec.numKvHeads());
+                kernel == Kernel.STREAM || kernel == Kernel.LATENT ? spec.numKvHeads() * tiles : spec.numKvHeads());
     }
 
     /**

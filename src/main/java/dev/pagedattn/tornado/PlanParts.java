@@ -216,7 +216,9 @@ final class PlanParts {
                 long src = (long) (base + h * headStride) * bytes;
                 long dst = (long) (r * width + h * headDim) * bytes;
                 MemorySegment.copy(keys.segment(), src, stageK.getSegment(), dst, headDim * bytes);
-                MemorySegment.copy(values.segment(), src, stageV.getSegment(), vBytes + dst, headDim * bytes);
+                if (!config.isLatent()) { // a latent cache's values are its keys: the scatter writes the one pool
+                    MemorySegment.copy(values.segment(), src, stageV.getSegment(), vBytes + dst, headDim * bytes);
+                }
             }
         }
     }
@@ -228,7 +230,12 @@ final class PlanParts {
     static void addScatter(TaskGraph graph, String task, KernelContext ctx, TornadoNativeArray k, TornadoNativeArray v,
                            TornadoNativeArray stageK, TornadoNativeArray stageV, IntArray slotOffsets, IntArray params,
                            int heads, int headDim, int blockSize) {
-        if (k instanceof IntArray words) {
+        if (k == v && k instanceof HalfFloatArray half) { // a latent cache: one pool, the K rows of the stage
+            graph.task(task, ScatterKernels::scatterLatentF16, ctx, half, (HalfFloatArray) stageK, slotOffsets, params, headDim, blockSize);
+        } else if (k == v) {
+            graph.task(task, ScatterKernels::scatterLatentF32, ctx, (FloatArray) k, (FloatArray) stageK, slotOffsets, params, headDim,
+                    blockSize);
+        } else if (k instanceof IntArray words) {
             graph.task(task, ScatterKernels::scatterWords, ctx, words, (IntArray) v, (IntArray) stageK, (IntArray) stageV,
                     slotOffsets, params, heads, headDim, blockSize);
         } else if (k instanceof HalfFloatArray half) {
@@ -259,8 +266,27 @@ final class PlanParts {
      */
     static void requireKernelShape(KvCacheConfig config) {
         if (config.isLatent()) {
-            throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": the TornadoVM kernels read a K and a V pool;"
-                    + " latent (MLA) caches run on the JVM backend (backend=jvm)");
+            throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": the TornadoVM prefill kernels read a K and a V"
+                    + " pool; prefill over latent (MLA) caches runs on the JVM backend (backend=jvm)");
+        }
+        requireDecodeShape(config);
+    }
+
+    /**
+     * {@link #requireKernelShape} for decode, whose latent kernel ({@link dev.pagedattn.kernels.LatentDecodeKernels}) reads
+     * latent caches of fp16 or fp32 in one array per layer.
+     */
+    static void requireDecodeShape(KvCacheConfig config) {
+        if (config.isLatent()) {
+            if (config.dtype().isQuantized()) {
+                throw new IllegalArgumentException("dtype=" + config.dtype() + " with latentDim=" + config.latentDim() + ": the"
+                        + " TornadoVM latent kernel reads fp16 and fp32 pools; 8-bit latent caches run on the JVM backend (backend=jvm)");
+            }
+            if (config.poolShards() > 1) {
+                throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": a layer larger than one device array"
+                        + " (poolShards=" + config.poolShards() + "); latent caches that large run on the JVM backend (backend=jvm)");
+            }
+            return;
         }
         if (config.headDim() > PagedDecodeKernels.MAX_HEAD_DIM) {
             throw new IllegalArgumentException("headDim=" + config.headDim() + ": the TornadoVM kernels take head dims up to "

@@ -15,8 +15,9 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 public final class ShardRows {
     private final FloatArray[] q;   // [shards] of [maxRows][numQHeads / shards][headDim]
-    private final FloatArray[] out; // same shape
+    private final FloatArray[] out; // same shape, or [maxRows][numQHeads / shards][valueDim] (a latent cache's)
     private final int rowFloats; // numQHeads * headDim
+    private final int outRowFloats; // numQHeads * valueDim: rowFloats, or a latent cache's narrower output rows
     private final int lseHeads;  // numQHeads where the output arrays hold log-sum-exps, else 0
     private final int lseAt;     // where they start in each shard's output array
     private final RowCopier copier;
@@ -32,15 +33,21 @@ public final class ShardRows {
 
     /** The same, the copies split over {@code copier}'s threads when large (null: the caller copies). */
     ShardRows(int shards, int maxRows, int rowFloats, int numQHeads, RowCopier copier) {
+        this(shards, maxRows, rowFloats, rowFloats, numQHeads, copier);
+    }
+
+    /** The same with output rows of {@code outRowFloats} ({@code numQHeads * valueDim}: a latent cache's, narrower than q's). */
+    ShardRows(int shards, int maxRows, int rowFloats, int outRowFloats, int numQHeads, RowCopier copier) {
         this.rowFloats = rowFloats;
+        this.outRowFloats = outRowFloats;
         this.lseHeads = numQHeads;
         this.copier = copier;
         this.q = new FloatArray[shards];
         this.out = new FloatArray[shards];
-        this.lseAt = maxRows * (rowFloats / shards);
+        this.lseAt = maxRows * (outRowFloats / shards);
         for (int s = 0; s < shards; s++) {
             q[s] = new FloatArray(maxRows * (rowFloats / shards));
-            out[s] = new FloatArray(lseAt + maxRows * (numQHeads / shards));
+            out[s] = new FloatArray(lseAt + maxRows * (numQHeads / shards)); // lseAt: the output rows
         }
     }
 
@@ -112,19 +119,29 @@ public final class ShardRows {
      * numSeqs or totalQueries), any other array exactly that; names the bad size.
      */
     static void requireCallRows(ShardRows current, FloatArray q, FloatArray out, long elements, String count) {
+        requireCallRows(current, q, out, elements, elements, count);
+    }
+
+    /** {@link #requireCallRows} with output rows of their own width ({@code outElements}: a latent cache's). */
+    static void requireCallRows(ShardRows current, FloatArray q, FloatArray out, long elements, long outElements, String count) {
         if (current == null || !current.ownsQ(q)) {
             DecodeAttention.requireRows("q", q, elements, count);
         }
         if (current == null || !current.ownsOut(out)) {
-            DecodeAttention.requireRows("out", out, elements, count);
+            DecodeAttention.requireRows("out", out, outElements, count);
         }
     }
 
     /** After a plan was rebuilt for the call: rows a former plan handed out must still hold the call's elements. */
     static void requireHeld(FloatArray q, FloatArray out, long elements) {
-        if (q.getSize() < elements || out.getSize() < elements) {
+        requireHeld(q, out, elements, elements);
+    }
+
+    /** {@link #requireHeld} with output rows of their own width ({@code outElements}). */
+    static void requireHeld(FloatArray q, FloatArray out, long elements, long outElements) {
+        if (q.getSize() < elements || out.getSize() < outElements) {
             throw new IllegalArgumentException("q.size=" + q.getSize() + ", out.size=" + out.getSize() + " hold fewer than the call's "
-                    + elements + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
+                    + elements + (outElements != elements ? " and " + outElements + " output" : "") + " elements: rows from stepRows hold the batch they were taken for; take them again for a larger one");
         }
     }
 
@@ -143,15 +160,16 @@ public final class ShardRows {
     }
 
     private void copy(FloatArray user, FloatArray[] parts, int rows, boolean toParts) {
+        int rowFloats = toParts ? this.rowFloats : outRowFloats; // q rows in, output rows out
         if (copier == null) {
-            copyRows(user, parts, 0, rows, toParts);
+            copyRows(user, parts, 0, rows, toParts, rowFloats);
         } else {
-            copier.copy(rows, (long) rowFloats * Float.BYTES, (from, to) -> copyRows(user, parts, from, to, toParts));
+            copier.copy(rows, (long) rowFloats * Float.BYTES, (from, to) -> copyRows(user, parts, from, to, toParts, rowFloats));
         }
     }
 
-    /** Rows {@code [from, to)} between the caller's array and the shards' arrays. */
-    private void copyRows(FloatArray user, FloatArray[] parts, int from, int to, boolean toParts) {
+    /** Rows {@code [from, to)} of {@code rowFloats} between the caller's array and the shards' arrays. */
+    private static void copyRows(FloatArray user, FloatArray[] parts, int from, int to, boolean toParts, int rowFloats) {
         int shards = parts.length;
         int part = rowFloats / shards;
         if (shards == 1) {

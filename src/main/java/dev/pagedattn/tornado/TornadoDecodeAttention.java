@@ -13,6 +13,7 @@ import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.DecodeParams;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
+import dev.pagedattn.kernels.LatentDecodeKernels;
 import dev.pagedattn.kernels.PackedCodes;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
@@ -328,7 +329,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         spec.requireMatches(cache.config());
         PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
-        PlanParts.requireKernelShape(cache.config());
+        PlanParts.requireDecodeShape(cache.config());
+        if (cache.config().isLatent() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel does not read latent (MLA) caches (latentDim="
+                    + cache.config().latentDim() + "): use auto, fused or splitk");
+        }
         if (vSums == VSums.FP16 && cache.config().dtype() != KvDtype.FP16) {
             throw new IllegalArgumentException("v-sums=fp16 needs fp16 K/V (dtype=" + cache.config().dtype()
                     + "): the 8-bit and fp32 kernels keep fp32 sums");
@@ -355,7 +360,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             throw new IllegalArgumentException("variant=parallel does not add ALiBi biases (" + spec.alibi()
                     + "): use auto, fused or splitk");
         }
-        DecodeGrid.requireGroupFits(kernel, spec, null); // a named kernel that cannot take the group: refused before any plan
+        if (!cache.config().isLatent()) { // a named kernel that cannot take the group: refused before any plan
+            DecodeGrid.requireGroupFits(kernel, spec, null);
+        }
         if (device != null && !device.matches("\\d+:\\d+")) {
             throw new IllegalArgumentException("device=" + device + " is not B:D (backend index:device index)");
         }
@@ -483,7 +490,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
             backend = backendOf(device);
-            DecodeGrid.Kernel resolved = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype());
+            DecodeGrid.Kernel resolved = DecodeGrid.resolve(requestedKernel, spec, backend, config.dtype(), config.isLatent());
             if (vSums == VSums.FP16 && resolved != DecodeGrid.Kernel.STREAM) {
                 throw new IllegalArgumentException("v-sums=fp16 runs only in the stream kernel (TornadoVM's CUDA backend, head dim 64, 80, 96, 112, 128 or 256); "
                         + "this device's " + backend + " backend runs kernel=" + resolved.name().toLowerCase(java.util.Locale.ROOT));
@@ -516,12 +523,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
         Plan current = plans[layer];
         long n = spec.queryElements(batch.numSeqs());
-        ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "numSeqs");
+        long outN = spec.outputElements(batch.numSeqs());
+        ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, outN, "numSeqs");
         DecodeGrid grid = gridFor(batch);
         DecodeGrid.Tables tables = DecodeGrid.tables(batch);
         Plan plan = planFor(batch, layer, grid, tables.width());
         if (plan != current) {
-            ShardRows.requireHeld(q, out, n);
+            ShardRows.requireHeld(q, out, n, outN);
         }
         plan.step(batch, grid, tables, q, out, lse);
     }
@@ -645,7 +653,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int d = shardSpec.headDim();
             int hkv = shardSpec.numKvHeads();
             int width = hkv * d;
-            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, spec.numQHeads(), copier);
+            int dv = shardSpec.valueDim(); // output rows: headDim wide, or a latent cache's value width
+            rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, spec.numQHeads() * dv, spec.numQHeads(), copier);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
             int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
                     DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
@@ -895,13 +904,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             boolean quantized = config.dtype().isQuantized();
-            if (owner == null) {
+            boolean latent = kPool == vPool; // a latent cache: one pool, bound once
+            if (owner == null && latent) {
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, partials);
+            } else if (owner == null) {
                 graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials);
                 if (quantized) {
                     graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant[s]);
                 }
             } else {
-                if ((tasks & (SCATTER | ATTENTION)) != 0) {
+                if ((tasks & (SCATTER | ATTENTION)) != 0 && latent) {
+                    graph.consumeFromDevice(owner, kPool);
+                } else if ((tasks & (SCATTER | ATTENTION)) != 0) {
                     graph.consumeFromDevice(owner, kPool, vPool);
                 }
                 if ((tasks & (ATTENTION | MERGE)) != 0) {
@@ -912,7 +926,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             addTasks(graph, s, partials, tasks, bulk);
-            if (owner == null) {
+            if (owner == null && latent) {
+                graph.persistOnDevice(kPool, partials);
+            } else if (owner == null) {
                 graph.persistOnDevice(kPool, vPool, partials);
                 if (quantized) {
                     graph.persistOnDevice(dequant[s]);
@@ -955,7 +971,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 return;
             }
             graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
-            if (config.dtype().isQuantized()) { // 8-bit codes, four per word
+            int dv = shardSpec.valueDim();
+            if (kernel == DecodeGrid.Kernel.LATENT && kPool instanceof HalfFloatArray pool) { // one pool: keys, values inside
+                graph.task(attention, LatentDecodeKernels::attentionF16, ctx, pool, q, tables, lens, params, out, partials, hq, d, dv,
+                        bs, scale);
+            } else if (kernel == DecodeGrid.Kernel.LATENT) {
+                graph.task(attention, LatentDecodeKernels::attentionF32, ctx, (FloatArray) kPool, q, tables, lens, params, out,
+                        partials, hq, d, dv, bs, scale);
+            } else if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = this.dequant[s];
@@ -1016,9 +1039,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             if (!variant.equals("parallel") && (tasks & MERGE) != 0) {
                 if (mergeRows(backend)) {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergeRows, ctx, lens, params, partials, out, hq, dv);
                 } else {
-                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, d);
+                    graph.task(PlanParts.taskName("merge", s), PagedDecodeKernels::mergePartitions, ctx, lens, params, partials, out, hq, dv);
                 }
             }
         }

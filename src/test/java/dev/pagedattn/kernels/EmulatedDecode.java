@@ -218,6 +218,71 @@ final class EmulatedDecode {
     }
 
     /**
+     * A latent cache's step ({@link LatentDecodeKernels}, then the merge at the value width) on {@code grid}, as a plan runs
+     * it: outputs {@code valueDim} wide, and with {@code lse} (not null) split even on a fused grid, the merge writing the
+     * log-sum-exps after the output rows. Sinks, soft cap and ALiBi where the workload's spec has them. The forward schedule
+     * merges by {@link PagedDecodeKernels#mergePartitions}, the reverse by {@link PagedDecodeKernels#mergeRows}.
+     */
+    static FloatArray latent(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, FloatArray lse) {
+        KvCache c = w.cache();
+        DecodeBatch b = w.batch();
+        AttentionSpec spec = w.spec();
+        int hq = spec.numQHeads();
+        int dv = spec.valueDim();
+        int rows = b.numSeqs() * hq * dv;
+        int lseAt = lse == null ? 0 : rows;
+        IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), false, lseAt);
+        IntArray tables = in[0];
+        IntArray lens = in[1];
+        IntArray params = in[2];
+        FloatArray out = new FloatArray(rows + (lse == null ? 0 : b.numSeqs() * hq));
+        out.init(Float.NaN);
+        int partialElements = Math.max(1, hq * (dv + 2) * grid.partialRows(b.numSeqs()));
+        FloatArray sinks = sinks(spec, 0, 1);
+        int capSlot = partialElements + (sinks != null ? hq : 0);
+        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
+        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? hq : 0));
+        partials.init(Float.NaN);
+        putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase);
+        if (sinks != null) {
+            for (int h = 0; h < hq; h++) {
+                partials.set(partialElements + h, sinks.get(h));
+            }
+            params.set(DecodeParams.SINKS, 1);
+            params.set(DecodeParams.SINK_BASE, partialElements);
+        }
+        if (spec.hasSoftCap()) {
+            partials.set(capSlot, spec.softCap());
+            params.set(DecodeParams.SOFT_CAP, capSlot);
+        }
+        KvPool pool = c.keys(0);
+        int d = spec.headDim();
+        int bs = c.config().blockSize();
+        FloatArray q = w.q();
+        KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
+            if (c.config().dtype() == KvDtype.FP16) {
+                LatentDecodeKernels.attentionF16(ctx, pool.halfArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
+            } else {
+                LatentDecodeKernels.attentionF32(ctx, pool.floatArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
+            }
+        });
+        int n = b.numSeqs() * hq * dv * grid.mergeSlices();
+        int global = schedule == KernelEmulator.Schedule.FORWARD ? (n + MERGE_LOCAL - 1) / MERGE_LOCAL * MERGE_LOCAL : MERGE_LOCAL;
+        // both merges at the value width: the forward schedule runs mergePartitions, the reverse mergeRows (CUDA's)
+        KernelEmulator.launch(global, MERGE_LOCAL, schedule, schedule == KernelEmulator.Schedule.FORWARD
+                ? ctx -> PagedDecodeKernels.mergePartitions(ctx, lens, params, partials, out, hq, dv)
+                : ctx -> PagedDecodeKernels.mergeRows(ctx, lens, params, partials, out, hq, dv));
+        FloatArray result = w.poisonedOutput();
+        for (int i = 0; i < rows; i++) {
+            result.set(i, out.get(i));
+        }
+        for (int i = 0; lse != null && i < b.numSeqs() * hq; i++) {
+            lse.set(i, out.get(rows + i));
+        }
+        return result;
+    }
+
+    /**
      * The kernels' {@code blockTables}, {@code contextLens} and {@code params} for batch {@code b}, params filled for
      * {@code grid}: three arrays, or (packed) one array three times, its grid slots then the lengths then the tables.
      */

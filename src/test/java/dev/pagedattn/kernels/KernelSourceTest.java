@@ -67,6 +67,17 @@ class KernelSourceTest {
         assertEquals(32, count(method(src, "attentionF32("), "Pool.get("), "fp32 loads");
     }
 
+    @Test
+    void latentKernelTwinsDifferOnlyInTheirPoolType() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/LatentDecodeKernels.java"));
+        String f16 = method(src, "attentionF16(");
+        String expected = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray pool", "attentionF32(KernelContext ctx, FloatArray pool")
+                .replace(".getFloat32()", "");
+        assertEquals(tokens(expected), tokens(method(src, "attentionF32(")), "LatentDecodeKernels: fp16 and fp32 bodies diverged");
+        assertEquals(1, count(f16, "pool.get("), "pool loads (one per staged element)");
+        assertTrue(!f16.contains("= new float["), "LatentDecodeKernels allocates a private array");
+    }
+
     /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
     private static String withoutLoads(String body) {
         StringBuilder kept = new StringBuilder();
@@ -93,7 +104,7 @@ class KernelSourceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"ParallelDecodeKernels.decode", "ScatterKernels.scatter"})
+    @ValueSource(strings = {"ParallelDecodeKernels.decode", "ScatterKernels.scatter", "ScatterKernels.scatterLatent"})
     void otherFp32KernelsAreTheirFp16TwinWithFloatArrays(String kernel) throws IOException {
         String kernelClass = kernel.substring(0, kernel.indexOf('.'));
         String name = kernel.substring(kernel.indexOf('.') + 1);

@@ -105,7 +105,7 @@ class KernelVariantsTest {
         int maxLen = java.util.Arrays.stream(DecodeGrid.spans(w.batch())).max().orElseThrow(); // a window's: its walked tokens
         Set<DecodeGrid> grids = new LinkedHashSet<>();
         for (DecodeGrid.Kernel kernel : DecodeGrid.Kernel.values()) {
-            if (kernel == DecodeGrid.Kernel.AUTO
+            if (kernel == DecodeGrid.Kernel.AUTO || kernel == DecodeGrid.Kernel.LATENT // latent caches: LatentDecodeKernelsTest
                     || w.cache().config().dtype().isQuantized() && (kernel == DecodeGrid.Kernel.CHUNK || kernel == DecodeGrid.Kernel.PAIRS)
                     || kernel == DecodeGrid.Kernel.WARP && !WarpQuadDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())
                     || kernel == DecodeGrid.Kernel.CHUNK && !ChunkDecodeKernels.supports(w.spec().groupSize(), w.spec().headDim())

@@ -85,12 +85,22 @@ class PrefillGridTest {
         }
     }
 
-    /** Latent (MLA) caches and head dims above 256 have no TornadoVM kernel: refused by name; head dim 256 passes. */
+    /**
+     * Prefill over latent (MLA) caches and head dims above 256 have no TornadoVM kernel: refused by name; head dim 256
+     * passes. Decode reads fp16 and fp32 latent caches (the latent kernel) and refuses 8-bit ones by name.
+     */
     @Test
     void aLatentCacheAndWideHeadsAreRefusedByTheTornadoBackendsByName() {
-        IllegalArgumentException latent = assertThrows(IllegalArgumentException.class,
-                () -> PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP16, 1)));
-        assertTrue(latent.getMessage().startsWith("latentDim=64: the TornadoVM kernels read a K and a V pool;"), latent.getMessage());
+        dev.pagedattn.cache.KvCacheConfig latentConfig = dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP16, 1);
+        IllegalArgumentException latent = assertThrows(IllegalArgumentException.class, () -> PlanParts.requireKernelShape(latentConfig));
+        assertTrue(latent.getMessage().startsWith("latentDim=64: the TornadoVM prefill kernels read a K and a V pool;"),
+                latent.getMessage());
+        PlanParts.requireDecodeShape(latentConfig);
+        PlanParts.requireDecodeShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP32, 1));
+        IllegalArgumentException eightBit = assertThrows(IllegalArgumentException.class,
+                () -> PlanParts.requireDecodeShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP8_E4M3, 1)));
+        assertTrue(eightBit.getMessage().startsWith("dtype=FP8_E4M3 with latentDim=64: the TornadoVM latent kernel reads fp16 and fp32"),
+                eightBit.getMessage());
         IllegalArgumentException wide = assertThrows(IllegalArgumentException.class,
                 () -> PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.of(8, 16, 1, 264, KvDtype.FP16)));
         assertTrue(wide.getMessage().startsWith("headDim=264: the TornadoVM kernels take head dims up to 256"), wide.getMessage());

@@ -1,0 +1,508 @@
+package dev.pagedattn.kernels;
+
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * Decode attention over a latent cache (multi-head latent attention, DeepSeek's MLA; {@code KvCacheConfig.latent}): one
+ * pool per layer whose rows of {@code headDim} elements (512 compressed KV + 64 rotary key) are every query head's key,
+ * and whose first {@code valueDim} elements are its value. Every query head shares the one KV head, so a work-group takes
+ * a tile of {@link #HEADS} query heads and loads each token's row once into local memory, for the tile's scores and for
+ * its values (FlashMLA's shape, without tensor cores).
+ *
+ * <pre>
+ *  pool      [numBlocks][1][blockSize][headDim]     one layer's latent pool, fp16 or fp32 (KvLayout)
+ *  q         [numSeqs][numQHeads][headDim]          fp32
+ *  out       [numSeqs][numQHeads][valueDim]         fp32 (a split step: partials [numSeqs][numQHeads][maxPartitions][valueDim + 2])
+ *  grid      work-group gid = (seq * headTiles + tile) * maxPartitions + partition  (PagedDecodeKernels' skeleton, with the
+ *            head tiles in the place of KV heads), {@link #LOCAL} work-items each
+ * </pre>
+ * A work-group walks its partition in chunks of {@link #CHUNK} tokens, four barriers a chunk:
+ * <ol>
+ *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced;</li>
+ *   <li>work-item (head {@code tid / 16}, slice {@code tid % 16}) sums its slice's dims {@code s, s + 16, ...} of the
+ *       eight tokens' dot products with its head's query (pre-scaled, in local memory {@code qs}) into {@code dots};</li>
+ *   <li>work-item h &lt; 8 adds its head's 16 slices per token, caps, biases and masks the scores, moves the running max
+ *       and turns them into probabilities ({@code probs}; eight exps);</li>
+ *   <li>every work-item rescales and adds {@code p * v} for all eight heads at its four value dims
+ *       {@code tid + 128 j}, reading {@code v} from the same local rows: 32 accumulators in registers.</li>
+ * </ol>
+ * The split-K partials and their merge ({@link PagedDecodeKernels#mergePartitions} with {@code headDim = valueDim}),
+ * windows, sinks, soft caps, ALiBi and log-sum-exps are the other kernels'. The twins differ only in how they load an
+ * element ({@code KernelSourceTest}); no warp operations, so every backend compiles them.
+ */
+public final class LatentDecodeKernels {
+    /** Local size: four warps. */
+    public static final int LOCAL = 128;
+    /** Query heads one work-group handles. */
+    public static final int HEADS = 8;
+    /** Tokens per chunk. */
+    public static final int CHUNK = 8;
+    /** Slices of the dims each head's dot products are summed over (work-items per head). */
+    public static final int SLICES = LOCAL / HEADS;
+    /** Largest row (keys) the local arrays hold: DeepSeek's 512 + 64. */
+    public static final int MAX_HEAD_DIM = 576;
+    /** Largest value width: four dims per work-item. */
+    public static final int MAX_VALUE_DIM = 4 * LOCAL;
+    /** Row stride of ks. */
+    private static final int ROW = MAX_HEAD_DIM;
+    /** Row stride of qs: two heads' rows per warp fall into the two halves of the 32 banks. */
+    private static final int Q_ROW = MAX_HEAD_DIM + 16;
+    private static final int STATS_MAX = 0;
+    private static final int STATS_SUM = HEADS;
+    private static final int STATS_RESCALE = 2 * HEADS;
+    private static final int STATS_SIZE = 3 * HEADS;
+
+    private LatentDecodeKernels() {
+    }
+
+    /** Head dims (keys) that are multiples of 16 up to 576 and value widths from 1 up to min(headDim, 512). */
+    public static boolean supports(int headDim, int valueDim) {
+        return headDim >= SLICES && headDim <= MAX_HEAD_DIM && headDim % SLICES == 0 && valueDim >= 1
+                && valueDim <= Math.min(headDim, MAX_VALUE_DIM);
+    }
+
+    /** Head tiles of a step: work-groups per (sequence, partition). */
+    public static int headTiles(int numQHeads) {
+        return (numQHeads + HEADS - 1) / HEADS;
+    }
+
+    public static void attentionF16(KernelContext ctx, HalfFloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
+                                    IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
+                                    int valueDim, int blockSize, float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int tid = ctx.localIdx;
+        int gid = ctx.groupIdx;
+        int tiles = (numQHeads + HEADS - 1) / HEADS;
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int part = PagedDecodeKernels.partitionOf(gid, maxParts);
+        int tile = PagedDecodeKernels.kvHeadOf(gid, maxParts, tiles);
+        int seq = PagedDecodeKernels.seqOf(gid, maxParts, tiles);
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
+        int headStride = blockSize * headDim;   // one KV head
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
+        int tileHead = tile * HEADS;
+        int alibi = params.get(DecodeParams.ALIBI);
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
+        float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
+        float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
+        // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
+        // their rows may be written to the last head's: no branch on the head count, which TornadoVM may fold to a constant
+        // that its OpenCL backend cannot emit)
+        for (int e = tid; e < HEADS * headDim; e += LOCAL) {
+            int h = e / headDim;
+            int d = e - h * headDim;
+            qs[h * Q_ROW + d] = q.get((seq * numQHeads + TornadoMath.min(tileHead + h, numQHeads - 1)) * headDim + d) * scale;
+        }
+        if (tid < HEADS) {
+            stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
+            stats[STATS_SUM + tid] = 0f;
+        }
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
+        int d0 = tid;                           // step 4: this work-item's value dims
+        int d1 = tid + LOCAL;
+        int d2 = tid + 2 * LOCAL;
+        int d3 = tid + 3 * LOCAL;
+        float a00 = 0f; float a01 = 0f; float a02 = 0f; float a03 = 0f;
+        float a10 = 0f; float a11 = 0f; float a12 = 0f; float a13 = 0f;
+        float a20 = 0f; float a21 = 0f; float a22 = 0f; float a23 = 0f;
+        float a30 = 0f; float a31 = 0f; float a32 = 0f; float a33 = 0f;
+        float a40 = 0f; float a41 = 0f; float a42 = 0f; float a43 = 0f;
+        float a50 = 0f; float a51 = 0f; float a52 = 0f; float a53 = 0f;
+        float a60 = 0f; float a61 = 0f; float a62 = 0f; float a63 = 0f;
+        float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
+
+        for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
+            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
+            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
+                int token = chunkStart + t < end ? chunkStart + t : start;
+                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
+                        blockSize, 0);
+                ks[t * ROW + d] = pool.get(row + d).getFloat32();
+            }
+            ctx.localBarrier();
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
+            float s0 = 0f;
+            float s1 = 0f;
+            float s2 = 0f;
+            float s3 = 0f;
+            float s4 = 0f;
+            float s5 = 0f;
+            float s6 = 0f;
+            float s7 = 0f;
+            for (int d = slice; d < headDim; d += SLICES) {
+                float x = qs[myHead * Q_ROW + d];
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
+            }
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            ctx.localBarrier();
+            // 3. work-item h < 8: head h's scores, the chunk's max, probabilities and the running sum
+            if (tid < HEADS) {
+                float oldMax = stats[STATS_MAX + tid];
+                float newMax = oldMax;
+                for (int t = 0; t < CHUNK; t++) {
+                    float s = 0f;
+                    for (int j = 0; j < SLICES; j++) {
+                        s += dots[(t * HEADS + tid) * SLICES + j];
+                    }
+                    s = PagedDecodeKernels.softCap(s, cap);
+                    s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + tid, numQHeads - 1),
+                            chunkStart + t, len - 1);
+                    if (chunkStart + t >= end) {
+                        s = Float.NEGATIVE_INFINITY;
+                    }
+                    probs[t * HEADS + tid] = s;
+                    newMax = TornadoMath.max(newMax, s);
+                }
+                float rescale = TornadoMath.exp(oldMax - newMax);
+                float sum = stats[STATS_SUM + tid] * rescale;
+                for (int t = 0; t < CHUNK; t++) {
+                    float p = TornadoMath.exp(probs[t * HEADS + tid] - newMax);
+                    probs[t * HEADS + tid] = p;
+                    sum += p;
+                }
+                stats[STATS_SUM + tid] = sum;
+                stats[STATS_MAX + tid] = newMax;
+                stats[STATS_RESCALE + tid] = rescale;
+            }
+            ctx.localBarrier();
+            // 4. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
+            float c0 = stats[STATS_RESCALE + 0];
+            float c1 = stats[STATS_RESCALE + 1];
+            float c2 = stats[STATS_RESCALE + 2];
+            float c3 = stats[STATS_RESCALE + 3];
+            float c4 = stats[STATS_RESCALE + 4];
+            float c5 = stats[STATS_RESCALE + 5];
+            float c6 = stats[STATS_RESCALE + 6];
+            float c7 = stats[STATS_RESCALE + 7];
+            a00 = a00 * c0; a01 = a01 * c0; a02 = a02 * c0; a03 = a03 * c0;
+            a10 = a10 * c1; a11 = a11 * c1; a12 = a12 * c1; a13 = a13 * c1;
+            a20 = a20 * c2; a21 = a21 * c2; a22 = a22 * c2; a23 = a23 * c2;
+            a30 = a30 * c3; a31 = a31 * c3; a32 = a32 * c3; a33 = a33 * c3;
+            a40 = a40 * c4; a41 = a41 * c4; a42 = a42 * c4; a43 = a43 * c4;
+            a50 = a50 * c5; a51 = a51 * c5; a52 = a52 * c5; a53 = a53 * c5;
+            a60 = a60 * c6; a61 = a61 * c6; a62 = a62 * c6; a63 = a63 * c6;
+            a70 = a70 * c7; a71 = a71 * c7; a72 = a72 * c7; a73 = a73 * c7;
+            for (int t = 0; t < CHUNK; t++) {
+                float p0 = probs[t * HEADS + 0];
+                float p1 = probs[t * HEADS + 1];
+                float p2 = probs[t * HEADS + 2];
+                float p3 = probs[t * HEADS + 3];
+                float p4 = probs[t * HEADS + 4];
+                float p5 = probs[t * HEADS + 5];
+                float p6 = probs[t * HEADS + 6];
+                float p7 = probs[t * HEADS + 7];
+                float v0 = ks[t * ROW + d0];
+                float v1 = ks[t * ROW + d1];
+                float v2 = ks[t * ROW + d2];
+                float v3 = ks[t * ROW + d3];
+                a00 = a00 + p0 * v0; a01 = a01 + p0 * v1; a02 = a02 + p0 * v2; a03 = a03 + p0 * v3;
+                a10 = a10 + p1 * v0; a11 = a11 + p1 * v1; a12 = a12 + p1 * v2; a13 = a13 + p1 * v3;
+                a20 = a20 + p2 * v0; a21 = a21 + p2 * v1; a22 = a22 + p2 * v2; a23 = a23 + p2 * v3;
+                a30 = a30 + p3 * v0; a31 = a31 + p3 * v1; a32 = a32 + p3 * v2; a33 = a33 + p3 * v3;
+                a40 = a40 + p4 * v0; a41 = a41 + p4 * v1; a42 = a42 + p4 * v2; a43 = a43 + p4 * v3;
+                a50 = a50 + p5 * v0; a51 = a51 + p5 * v1; a52 = a52 + p5 * v2; a53 = a53 + p5 * v3;
+                a60 = a60 + p6 * v0; a61 = a61 + p6 * v1; a62 = a62 + p6 * v2; a63 = a63 + p6 * v3;
+                a70 = a70 + p7 * v0; a71 = a71 + p7 * v1; a72 = a72 + p7 * v2; a73 = a73 + p7 * v3;
+            }
+        }
+        // 5. the tile's rows: normalised output, or the partition's sums, max and sum
+        ctx.localBarrier();
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 0, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a00, a01, a02, a03, stats[STATS_MAX + 0], stats[STATS_SUM + 0], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 1, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a10, a11, a12, a13, stats[STATS_MAX + 1], stats[STATS_SUM + 1], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 2, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a20, a21, a22, a23, stats[STATS_MAX + 2], stats[STATS_SUM + 2], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 3, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a30, a31, a32, a33, stats[STATS_MAX + 3], stats[STATS_SUM + 3], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 4, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a40, a41, a42, a43, stats[STATS_MAX + 4], stats[STATS_SUM + 4], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 5, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a50, a51, a52, a53, stats[STATS_MAX + 5], stats[STATS_SUM + 5], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 6, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a60, a61, a62, a63, stats[STATS_MAX + 6], stats[STATS_SUM + 6], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 7, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a70, a71, a72, a73, stats[STATS_MAX + 7], stats[STATS_SUM + 7], writeFinal);
+    }
+
+    public static void attentionF32(KernelContext ctx, FloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
+                                    IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
+                                    int valueDim, int blockSize, float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int tid = ctx.localIdx;
+        int gid = ctx.groupIdx;
+        int tiles = (numQHeads + HEADS - 1) / HEADS;
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int part = PagedDecodeKernels.partitionOf(gid, maxParts);
+        int tile = PagedDecodeKernels.kvHeadOf(gid, maxParts, tiles);
+        int seq = PagedDecodeKernels.seqOf(gid, maxParts, tiles);
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
+        int headStride = blockSize * headDim;   // one KV head
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
+        int tileHead = tile * HEADS;
+        int alibi = params.get(DecodeParams.ALIBI);
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
+        float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
+        float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
+        // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
+        // their rows may be written to the last head's: no branch on the head count, which TornadoVM may fold to a constant
+        // that its OpenCL backend cannot emit)
+        for (int e = tid; e < HEADS * headDim; e += LOCAL) {
+            int h = e / headDim;
+            int d = e - h * headDim;
+            qs[h * Q_ROW + d] = q.get((seq * numQHeads + TornadoMath.min(tileHead + h, numQHeads - 1)) * headDim + d) * scale;
+        }
+        if (tid < HEADS) {
+            stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
+            stats[STATS_SUM + tid] = 0f;
+        }
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
+        int d0 = tid;                           // step 4: this work-item's value dims
+        int d1 = tid + LOCAL;
+        int d2 = tid + 2 * LOCAL;
+        int d3 = tid + 3 * LOCAL;
+        float a00 = 0f; float a01 = 0f; float a02 = 0f; float a03 = 0f;
+        float a10 = 0f; float a11 = 0f; float a12 = 0f; float a13 = 0f;
+        float a20 = 0f; float a21 = 0f; float a22 = 0f; float a23 = 0f;
+        float a30 = 0f; float a31 = 0f; float a32 = 0f; float a33 = 0f;
+        float a40 = 0f; float a41 = 0f; float a42 = 0f; float a43 = 0f;
+        float a50 = 0f; float a51 = 0f; float a52 = 0f; float a53 = 0f;
+        float a60 = 0f; float a61 = 0f; float a62 = 0f; float a63 = 0f;
+        float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
+
+        for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
+            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
+            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
+                int token = chunkStart + t < end ? chunkStart + t : start;
+                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
+                        blockSize, 0);
+                ks[t * ROW + d] = pool.get(row + d);
+            }
+            ctx.localBarrier();
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
+            float s0 = 0f;
+            float s1 = 0f;
+            float s2 = 0f;
+            float s3 = 0f;
+            float s4 = 0f;
+            float s5 = 0f;
+            float s6 = 0f;
+            float s7 = 0f;
+            for (int d = slice; d < headDim; d += SLICES) {
+                float x = qs[myHead * Q_ROW + d];
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
+            }
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            ctx.localBarrier();
+            // 3. work-item h < 8: head h's scores, the chunk's max, probabilities and the running sum
+            if (tid < HEADS) {
+                float oldMax = stats[STATS_MAX + tid];
+                float newMax = oldMax;
+                for (int t = 0; t < CHUNK; t++) {
+                    float s = 0f;
+                    for (int j = 0; j < SLICES; j++) {
+                        s += dots[(t * HEADS + tid) * SLICES + j];
+                    }
+                    s = PagedDecodeKernels.softCap(s, cap);
+                    s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + tid, numQHeads - 1),
+                            chunkStart + t, len - 1);
+                    if (chunkStart + t >= end) {
+                        s = Float.NEGATIVE_INFINITY;
+                    }
+                    probs[t * HEADS + tid] = s;
+                    newMax = TornadoMath.max(newMax, s);
+                }
+                float rescale = TornadoMath.exp(oldMax - newMax);
+                float sum = stats[STATS_SUM + tid] * rescale;
+                for (int t = 0; t < CHUNK; t++) {
+                    float p = TornadoMath.exp(probs[t * HEADS + tid] - newMax);
+                    probs[t * HEADS + tid] = p;
+                    sum += p;
+                }
+                stats[STATS_SUM + tid] = sum;
+                stats[STATS_MAX + tid] = newMax;
+                stats[STATS_RESCALE + tid] = rescale;
+            }
+            ctx.localBarrier();
+            // 4. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
+            float c0 = stats[STATS_RESCALE + 0];
+            float c1 = stats[STATS_RESCALE + 1];
+            float c2 = stats[STATS_RESCALE + 2];
+            float c3 = stats[STATS_RESCALE + 3];
+            float c4 = stats[STATS_RESCALE + 4];
+            float c5 = stats[STATS_RESCALE + 5];
+            float c6 = stats[STATS_RESCALE + 6];
+            float c7 = stats[STATS_RESCALE + 7];
+            a00 = a00 * c0; a01 = a01 * c0; a02 = a02 * c0; a03 = a03 * c0;
+            a10 = a10 * c1; a11 = a11 * c1; a12 = a12 * c1; a13 = a13 * c1;
+            a20 = a20 * c2; a21 = a21 * c2; a22 = a22 * c2; a23 = a23 * c2;
+            a30 = a30 * c3; a31 = a31 * c3; a32 = a32 * c3; a33 = a33 * c3;
+            a40 = a40 * c4; a41 = a41 * c4; a42 = a42 * c4; a43 = a43 * c4;
+            a50 = a50 * c5; a51 = a51 * c5; a52 = a52 * c5; a53 = a53 * c5;
+            a60 = a60 * c6; a61 = a61 * c6; a62 = a62 * c6; a63 = a63 * c6;
+            a70 = a70 * c7; a71 = a71 * c7; a72 = a72 * c7; a73 = a73 * c7;
+            for (int t = 0; t < CHUNK; t++) {
+                float p0 = probs[t * HEADS + 0];
+                float p1 = probs[t * HEADS + 1];
+                float p2 = probs[t * HEADS + 2];
+                float p3 = probs[t * HEADS + 3];
+                float p4 = probs[t * HEADS + 4];
+                float p5 = probs[t * HEADS + 5];
+                float p6 = probs[t * HEADS + 6];
+                float p7 = probs[t * HEADS + 7];
+                float v0 = ks[t * ROW + d0];
+                float v1 = ks[t * ROW + d1];
+                float v2 = ks[t * ROW + d2];
+                float v3 = ks[t * ROW + d3];
+                a00 = a00 + p0 * v0; a01 = a01 + p0 * v1; a02 = a02 + p0 * v2; a03 = a03 + p0 * v3;
+                a10 = a10 + p1 * v0; a11 = a11 + p1 * v1; a12 = a12 + p1 * v2; a13 = a13 + p1 * v3;
+                a20 = a20 + p2 * v0; a21 = a21 + p2 * v1; a22 = a22 + p2 * v2; a23 = a23 + p2 * v3;
+                a30 = a30 + p3 * v0; a31 = a31 + p3 * v1; a32 = a32 + p3 * v2; a33 = a33 + p3 * v3;
+                a40 = a40 + p4 * v0; a41 = a41 + p4 * v1; a42 = a42 + p4 * v2; a43 = a43 + p4 * v3;
+                a50 = a50 + p5 * v0; a51 = a51 + p5 * v1; a52 = a52 + p5 * v2; a53 = a53 + p5 * v3;
+                a60 = a60 + p6 * v0; a61 = a61 + p6 * v1; a62 = a62 + p6 * v2; a63 = a63 + p6 * v3;
+                a70 = a70 + p7 * v0; a71 = a71 + p7 * v1; a72 = a72 + p7 * v2; a73 = a73 + p7 * v3;
+            }
+        }
+        // 5. the tile's rows: normalised output, or the partition's sums, max and sum
+        ctx.localBarrier();
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 0, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a00, a01, a02, a03, stats[STATS_MAX + 0], stats[STATS_SUM + 0], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 1, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a10, a11, a12, a13, stats[STATS_MAX + 1], stats[STATS_SUM + 1], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 2, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a20, a21, a22, a23, stats[STATS_MAX + 2], stats[STATS_SUM + 2], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 3, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a30, a31, a32, a33, stats[STATS_MAX + 3], stats[STATS_SUM + 3], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 4, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a40, a41, a42, a43, stats[STATS_MAX + 4], stats[STATS_SUM + 4], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 5, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a50, a51, a52, a53, stats[STATS_MAX + 5], stats[STATS_SUM + 5], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 6, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a60, a61, a62, a63, stats[STATS_MAX + 6], stats[STATS_SUM + 6], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 7, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a70, a71, a72, a73, stats[STATS_MAX + 7], stats[STATS_SUM + 7], writeFinal);
+    }
+
+    /**
+     * Query head {@code head}'s four value dims of this work-item: the normalised output of a fused step, or the
+     * partition's unnormalised sums (and, once per row, its max and sum) of a split one. Dims at or past {@code valueDim}
+     * are not written.
+     */
+    private static void writeRow(FloatArray out, FloatArray partials, IntArray params, int seq, int head, int part, int maxParts,
+                                 int numQHeads, int valueDim, int d0, int d1, int d2, int d3, float a0, float a1, float a2,
+                                 float a3, float max, float sum, int writeFinal) {
+        if (writeFinal != 0) {
+            float inv = 1f / PagedDecodeKernels.finalSum(sum, max, partials, params, head);
+            int o = (seq * numQHeads + head) * valueDim;
+            if (d0 < valueDim) {
+                out.set(o + d0, a0 * inv);
+            }
+            if (d1 < valueDim) {
+                out.set(o + d1, a1 * inv);
+            }
+            if (d2 < valueDim) {
+                out.set(o + d2, a2 * inv);
+            }
+            if (d3 < valueDim) {
+                out.set(o + d3, a3 * inv);
+            }
+        } else {
+            int p = ((seq * numQHeads + head) * maxParts + part) * (valueDim + 2);
+            if (d0 < valueDim) {
+                partials.set(p + d0, a0);
+            }
+            if (d1 < valueDim) {
+                partials.set(p + d1, a1);
+            }
+            if (d2 < valueDim) {
+                partials.set(p + d2, a2);
+            }
+            if (d3 < valueDim) {
+                partials.set(p + d3, a3);
+            }
+            if (d0 == 0) {
+                partials.set(p + valueDim, max);
+                partials.set(p + valueDim + 1, sum);
+            }
+        }
+    }
+}
