@@ -20,13 +20,13 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *  grid      work-group gid = (seq * headTiles + tile) * maxPartitions + partition  (PagedDecodeKernels' skeleton, with the
  *            head tiles in the place of KV heads), {@link #LOCAL} work-items each
  * </pre>
- * A work-group walks its partition in chunks of {@link #CHUNK} tokens, four barriers a chunk:
+ * A work-group walks its partition in chunks of {@link #CHUNK} tokens, five barriers a chunk:
  * <ol>
  *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced;</li>
  *   <li>work-item (head {@code tid / 16}, slice {@code tid % 16}) sums its slice's dims {@code s, s + 16, ...} of the
  *       eight tokens' dot products with its head's query (pre-scaled, in local memory {@code qs}) into {@code dots};</li>
- *   <li>work-item h &lt; 8 adds its head's 16 slices per token, caps, biases and masks the scores, moves the running max
- *       and turns them into probabilities ({@code probs}; eight exps);</li>
+ *   <li>work-item (token, head) &lt; 64 adds the 16 slices (four independent sums), caps, biases and masks the score;</li>
+ *   <li>work-item h &lt; 8 moves its head's running max and turns the eight scores into probabilities (eight exps);</li>
  *   <li>every work-item rescales and adds {@code p * v} for all eight heads at its four value dims
  *       {@code tid + 128 j}, reading {@code v} from the same local rows: 32 accumulators in registers.</li>
  * </ol>
@@ -175,23 +175,32 @@ public final class LatentDecodeKernels {
             dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
             dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
             ctx.localBarrier();
-            // 3. work-item h < 8: head h's scores, the chunk's max, probabilities and the running sum
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
+            if (tid < CHUNK * HEADS) {
+                int t = tid / HEADS;
+                int h = tid - t * HEADS;
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                s = (s + sb) + (sc + sd);
+                s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
+                        chunkStart + t, len - 1);
+                if (chunkStart + t >= end) {
+                    s = Float.NEGATIVE_INFINITY;
+                }
+                probs[tid] = s;
+            }
+            ctx.localBarrier();
+            // 4. work-item h < 8: head h's chunk max, probabilities and running sum
             if (tid < HEADS) {
                 float oldMax = stats[STATS_MAX + tid];
                 float newMax = oldMax;
                 for (int t = 0; t < CHUNK; t++) {
-                    float s = 0f;
-                    for (int j = 0; j < SLICES; j++) {
-                        s += dots[(t * HEADS + tid) * SLICES + j];
-                    }
-                    s = PagedDecodeKernels.softCap(s, cap);
-                    s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + tid, numQHeads - 1),
-                            chunkStart + t, len - 1);
-                    if (chunkStart + t >= end) {
-                        s = Float.NEGATIVE_INFINITY;
-                    }
-                    probs[t * HEADS + tid] = s;
-                    newMax = TornadoMath.max(newMax, s);
+                    newMax = TornadoMath.max(newMax, probs[t * HEADS + tid]);
                 }
                 float rescale = TornadoMath.exp(oldMax - newMax);
                 float sum = stats[STATS_SUM + tid] * rescale;
@@ -205,7 +214,7 @@ public final class LatentDecodeKernels {
                 stats[STATS_RESCALE + tid] = rescale;
             }
             ctx.localBarrier();
-            // 4. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
+            // 5. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
             float c0 = stats[STATS_RESCALE + 0];
             float c1 = stats[STATS_RESCALE + 1];
             float c2 = stats[STATS_RESCALE + 2];
@@ -245,7 +254,7 @@ public final class LatentDecodeKernels {
                 a70 = a70 + p7 * v0; a71 = a71 + p7 * v1; a72 = a72 + p7 * v2; a73 = a73 + p7 * v3;
             }
         }
-        // 5. the tile's rows: normalised output, or the partition's sums, max and sum
+        // 6. the tile's rows: normalised output, or the partition's sums, max and sum
         ctx.localBarrier();
         int writeFinal = params.get(DecodeParams.WRITE_FINAL);
         writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 0, numQHeads - 1), part, maxParts, numQHeads, valueDim,
@@ -371,23 +380,32 @@ public final class LatentDecodeKernels {
             dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
             dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
             ctx.localBarrier();
-            // 3. work-item h < 8: head h's scores, the chunk's max, probabilities and the running sum
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
+            if (tid < CHUNK * HEADS) {
+                int t = tid / HEADS;
+                int h = tid - t * HEADS;
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                s = (s + sb) + (sc + sd);
+                s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
+                        chunkStart + t, len - 1);
+                if (chunkStart + t >= end) {
+                    s = Float.NEGATIVE_INFINITY;
+                }
+                probs[tid] = s;
+            }
+            ctx.localBarrier();
+            // 4. work-item h < 8: head h's chunk max, probabilities and running sum
             if (tid < HEADS) {
                 float oldMax = stats[STATS_MAX + tid];
                 float newMax = oldMax;
                 for (int t = 0; t < CHUNK; t++) {
-                    float s = 0f;
-                    for (int j = 0; j < SLICES; j++) {
-                        s += dots[(t * HEADS + tid) * SLICES + j];
-                    }
-                    s = PagedDecodeKernels.softCap(s, cap);
-                    s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + tid, numQHeads - 1),
-                            chunkStart + t, len - 1);
-                    if (chunkStart + t >= end) {
-                        s = Float.NEGATIVE_INFINITY;
-                    }
-                    probs[t * HEADS + tid] = s;
-                    newMax = TornadoMath.max(newMax, s);
+                    newMax = TornadoMath.max(newMax, probs[t * HEADS + tid]);
                 }
                 float rescale = TornadoMath.exp(oldMax - newMax);
                 float sum = stats[STATS_SUM + tid] * rescale;
@@ -401,7 +419,7 @@ public final class LatentDecodeKernels {
                 stats[STATS_RESCALE + tid] = rescale;
             }
             ctx.localBarrier();
-            // 4. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
+            // 5. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
             float c0 = stats[STATS_RESCALE + 0];
             float c1 = stats[STATS_RESCALE + 1];
             float c2 = stats[STATS_RESCALE + 2];
@@ -441,7 +459,7 @@ public final class LatentDecodeKernels {
                 a70 = a70 + p7 * v0; a71 = a71 + p7 * v1; a72 = a72 + p7 * v2; a73 = a73 + p7 * v3;
             }
         }
-        // 5. the tile's rows: normalised output, or the partition's sums, max and sum
+        // 6. the tile's rows: normalised output, or the partition's sums, max and sum
         ctx.localBarrier();
         int writeFinal = params.get(DecodeParams.WRITE_FINAL);
         writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 0, numQHeads - 1), part, maxParts, numQHeads, valueDim,

@@ -128,6 +128,15 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * slower balanced), so uniform batches keep the partition grid.
      */
     public static final boolean BALANCED = !"false".equals(System.getProperty("pagedattn.tornado.balanced"));
+    /**
+     * Work-groups of the latent kernel that a split grid aims for, {@code -Dpagedattn.tornado.latentTargetGroups}: two
+     * waves of an H200's 132 SMs x 5 resident work-groups (42 KB of local memory each). Its work-groups walk their
+     * partitions in chunks of eight tokens with five barriers each, so a step's time is one work-group's latency unless
+     * the grid fills the card (benchmarks/NOTES.md, forty-fifth session).
+     */
+    public static final int LATENT_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.latentTargetGroups", 1320);
+    /** Smallest partition of the latent kernel, {@code -Dpagedattn.tornado.latentMinPartitionTokens}: 16 of its chunks. */
+    public static final int LATENT_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.latentMinPartitionTokens", 128);
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */
     public static final int WAVES = 4;
 
@@ -240,6 +249,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * else four-warp ones.
      */
     public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype) {
+        if (kernel == Kernel.LATENT) {
+            return LATENT_TARGET_GROUPS;
+        }
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
@@ -271,6 +283,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         return switch (kernel) {
             case STREAM -> STREAM_MIN_PARTITION_TOKENS;
             case WARP -> WARP_MIN_PARTITION_TOKENS;
+            case LATENT -> LATENT_MIN_PARTITION_TOKENS;
             default -> MIN_PARTITION_TOKENS;
         };
     }

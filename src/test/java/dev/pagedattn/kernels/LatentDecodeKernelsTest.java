@@ -128,5 +128,9 @@ class LatentDecodeKernelsTest {
         assertEquals(16, grid.headTiles());
         assertEquals(2 * 16, grid.numGroups());
         assertEquals(LatentDecodeKernels.LOCAL, grid.localSize());
+        // a split step fills the card with its own rule: 8 x 8k at 16 heads in partitions of 128 tokens, 1024 work-groups
+        DecodeGrid split = DecodeGrid.plan(latent, 8, 8192, true, DecodeGrid.Kernel.LATENT, KvDtype.FP16);
+        assertEquals(DecodeGrid.LATENT_MIN_PARTITION_TOKENS, split.partitionTokens());
+        assertEquals(8 * 2 * 64, split.numGroups());
     }
 }
