@@ -1,5 +1,6 @@
 package dev.pagedattn.kernels;
 
+import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -31,8 +32,10 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *       {@code tid + 128 j}, reading {@code v} from the same local rows: 32 accumulators in registers.</li>
  * </ol>
  * The split-K partials and their merge ({@link PagedDecodeKernels#mergePartitions} with {@code headDim = valueDim}),
- * windows, sinks, soft caps, ALiBi and log-sum-exps are the other kernels'. The twins differ only in how they load an
- * element ({@code KernelSourceTest}); no warp operations, so every backend compiles them.
+ * windows, sinks, soft caps, ALiBi and log-sum-exps are the other kernels'. The three twins (fp16, fp32, and 8-bit codes
+ * packed four per word, decoded by the format's table in {@code dequant} and scaled by the layer's one scale as they are
+ * staged: {@link PackedCodes}) differ only in how they load an element ({@code KernelSourceTest}); no warp operations, so
+ * every backend compiles them.
  */
 public final class LatentDecodeKernels {
     /** Local size: four warps. */
@@ -349,6 +352,213 @@ public final class LatentDecodeKernels {
                 int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
                         blockSize, 0);
                 ks[t * ROW + d] = pool.get(row + d);
+            }
+            ctx.localBarrier();
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
+            float s0 = 0f;
+            float s1 = 0f;
+            float s2 = 0f;
+            float s3 = 0f;
+            float s4 = 0f;
+            float s5 = 0f;
+            float s6 = 0f;
+            float s7 = 0f;
+            for (int d = slice; d < headDim; d += SLICES) {
+                float x = qs[myHead * Q_ROW + d];
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
+            }
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            ctx.localBarrier();
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
+            if (tid < CHUNK * HEADS) {
+                int t = tid / HEADS;
+                int h = tid - t * HEADS;
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                s = (s + sb) + (sc + sd);
+                s = PagedDecodeKernels.softCap(s, cap);
+                s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
+                        chunkStart + t, len - 1);
+                if (chunkStart + t >= end) {
+                    s = Float.NEGATIVE_INFINITY;
+                }
+                probs[tid] = s;
+            }
+            ctx.localBarrier();
+            // 4. work-item h < 8: head h's chunk max, probabilities and running sum
+            if (tid < HEADS) {
+                float oldMax = stats[STATS_MAX + tid];
+                float newMax = oldMax;
+                for (int t = 0; t < CHUNK; t++) {
+                    newMax = TornadoMath.max(newMax, probs[t * HEADS + tid]);
+                }
+                float rescale = TornadoMath.exp(oldMax - newMax);
+                float sum = stats[STATS_SUM + tid] * rescale;
+                for (int t = 0; t < CHUNK; t++) {
+                    float p = TornadoMath.exp(probs[t * HEADS + tid] - newMax);
+                    probs[t * HEADS + tid] = p;
+                    sum += p;
+                }
+                stats[STATS_SUM + tid] = sum;
+                stats[STATS_MAX + tid] = newMax;
+                stats[STATS_RESCALE + tid] = rescale;
+            }
+            ctx.localBarrier();
+            // 5. rescale to the new running max, then p * v for the eight heads at this work-item's four value dims
+            float c0 = stats[STATS_RESCALE + 0];
+            float c1 = stats[STATS_RESCALE + 1];
+            float c2 = stats[STATS_RESCALE + 2];
+            float c3 = stats[STATS_RESCALE + 3];
+            float c4 = stats[STATS_RESCALE + 4];
+            float c5 = stats[STATS_RESCALE + 5];
+            float c6 = stats[STATS_RESCALE + 6];
+            float c7 = stats[STATS_RESCALE + 7];
+            a00 = a00 * c0; a01 = a01 * c0; a02 = a02 * c0; a03 = a03 * c0;
+            a10 = a10 * c1; a11 = a11 * c1; a12 = a12 * c1; a13 = a13 * c1;
+            a20 = a20 * c2; a21 = a21 * c2; a22 = a22 * c2; a23 = a23 * c2;
+            a30 = a30 * c3; a31 = a31 * c3; a32 = a32 * c3; a33 = a33 * c3;
+            a40 = a40 * c4; a41 = a41 * c4; a42 = a42 * c4; a43 = a43 * c4;
+            a50 = a50 * c5; a51 = a51 * c5; a52 = a52 * c5; a53 = a53 * c5;
+            a60 = a60 * c6; a61 = a61 * c6; a62 = a62 * c6; a63 = a63 * c6;
+            a70 = a70 * c7; a71 = a71 * c7; a72 = a72 * c7; a73 = a73 * c7;
+            for (int t = 0; t < CHUNK; t++) {
+                float p0 = probs[t * HEADS + 0];
+                float p1 = probs[t * HEADS + 1];
+                float p2 = probs[t * HEADS + 2];
+                float p3 = probs[t * HEADS + 3];
+                float p4 = probs[t * HEADS + 4];
+                float p5 = probs[t * HEADS + 5];
+                float p6 = probs[t * HEADS + 6];
+                float p7 = probs[t * HEADS + 7];
+                float v0 = ks[t * ROW + d0];
+                float v1 = ks[t * ROW + d1];
+                float v2 = ks[t * ROW + d2];
+                float v3 = ks[t * ROW + d3];
+                a00 = a00 + p0 * v0; a01 = a01 + p0 * v1; a02 = a02 + p0 * v2; a03 = a03 + p0 * v3;
+                a10 = a10 + p1 * v0; a11 = a11 + p1 * v1; a12 = a12 + p1 * v2; a13 = a13 + p1 * v3;
+                a20 = a20 + p2 * v0; a21 = a21 + p2 * v1; a22 = a22 + p2 * v2; a23 = a23 + p2 * v3;
+                a30 = a30 + p3 * v0; a31 = a31 + p3 * v1; a32 = a32 + p3 * v2; a33 = a33 + p3 * v3;
+                a40 = a40 + p4 * v0; a41 = a41 + p4 * v1; a42 = a42 + p4 * v2; a43 = a43 + p4 * v3;
+                a50 = a50 + p5 * v0; a51 = a51 + p5 * v1; a52 = a52 + p5 * v2; a53 = a53 + p5 * v3;
+                a60 = a60 + p6 * v0; a61 = a61 + p6 * v1; a62 = a62 + p6 * v2; a63 = a63 + p6 * v3;
+                a70 = a70 + p7 * v0; a71 = a71 + p7 * v1; a72 = a72 + p7 * v2; a73 = a73 + p7 * v3;
+            }
+        }
+        // 6. the tile's rows: normalised output, or the partition's sums, max and sum
+        ctx.localBarrier();
+        int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 0, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a00, a01, a02, a03, stats[STATS_MAX + 0], stats[STATS_SUM + 0], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 1, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a10, a11, a12, a13, stats[STATS_MAX + 1], stats[STATS_SUM + 1], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 2, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a20, a21, a22, a23, stats[STATS_MAX + 2], stats[STATS_SUM + 2], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 3, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a30, a31, a32, a33, stats[STATS_MAX + 3], stats[STATS_SUM + 3], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 4, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a40, a41, a42, a43, stats[STATS_MAX + 4], stats[STATS_SUM + 4], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 5, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a50, a51, a52, a53, stats[STATS_MAX + 5], stats[STATS_SUM + 5], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 6, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a60, a61, a62, a63, stats[STATS_MAX + 6], stats[STATS_SUM + 6], writeFinal);
+        writeRow(out, partials, params, seq, TornadoMath.min(tileHead + 7, numQHeads - 1), part, maxParts, numQHeads, valueDim,
+                d0, d1, d2, d3, a70, a71, a72, a73, stats[STATS_MAX + 7], stats[STATS_SUM + 7], writeFinal);
+    }
+
+    public static void attentionQ8(KernelContext ctx, IntArray pool, FloatArray dequant, FloatArray q, IntArray blockTables,
+                                    IntArray contextLens,
+                                    IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
+                                    int valueDim, int blockSize, float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int tid = ctx.localIdx;
+        int gid = ctx.groupIdx;
+        int tiles = (numQHeads + HEADS - 1) / HEADS;
+        int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+        int part = PagedDecodeKernels.partitionOf(gid, maxParts);
+        int tile = PagedDecodeKernels.kvHeadOf(gid, maxParts, tiles);
+        int seq = PagedDecodeKernels.seqOf(gid, maxParts, tiles);
+        if (seq >= params.get(DecodeParams.NUM_SEQS)) {
+            return;
+        }
+        int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+        int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+        int start = PagedDecodeKernels.walkOrigin(first) + part * params.get(DecodeParams.PARTITION_TOKENS);
+        if (start >= len) {
+            return;
+        }
+        int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+        start = TornadoMath.max(first, start);
+        int headStride = blockSize * headDim;   // one KV head
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                - PagedDecodeKernels.firstTableBlock(first, blockSize);  // a window's row starts at its first block
+        int tileHead = tile * HEADS;
+        int alibi = params.get(DecodeParams.ALIBI);
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+        float kScale = dequant.get(DequantTable.SIZE);  // the one KV head's scale (keys and values alike)
+
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
+        float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
+        float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
+        // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
+        // their rows may be written to the last head's: no branch on the head count, which TornadoVM may fold to a constant
+        // that its OpenCL backend cannot emit)
+        for (int e = tid; e < HEADS * headDim; e += LOCAL) {
+            int h = e / headDim;
+            int d = e - h * headDim;
+            qs[h * Q_ROW + d] = q.get((seq * numQHeads + TornadoMath.min(tileHead + h, numQHeads - 1)) * headDim + d) * scale;
+        }
+        if (tid < HEADS) {
+            stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
+            stats[STATS_SUM + tid] = 0f;
+        }
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
+        int d0 = tid;                           // step 4: this work-item's value dims
+        int d1 = tid + LOCAL;
+        int d2 = tid + 2 * LOCAL;
+        int d3 = tid + 3 * LOCAL;
+        float a00 = 0f; float a01 = 0f; float a02 = 0f; float a03 = 0f;
+        float a10 = 0f; float a11 = 0f; float a12 = 0f; float a13 = 0f;
+        float a20 = 0f; float a21 = 0f; float a22 = 0f; float a23 = 0f;
+        float a30 = 0f; float a31 = 0f; float a32 = 0f; float a33 = 0f;
+        float a40 = 0f; float a41 = 0f; float a42 = 0f; float a43 = 0f;
+        float a50 = 0f; float a51 = 0f; float a52 = 0f; float a53 = 0f;
+        float a60 = 0f; float a61 = 0f; float a62 = 0f; float a63 = 0f;
+        float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
+
+        for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
+            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
+            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
+                int token = chunkStart + t < end ? chunkStart + t : start;
+                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
+                        blockSize, 0);
+                ks[t * ROW + d] = PackedCodes.value(pool, dequant, row + d) * kScale;
             }
             ctx.localBarrier();
             // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows

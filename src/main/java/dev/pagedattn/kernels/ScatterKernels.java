@@ -63,7 +63,7 @@ public final class ScatterKernels {
      * {@code headDim} (the staged K rows; the values are inside them).
      */
     public static void scatterLatentF16(KernelContext ctx, HalfFloatArray pool, HalfFloatArray stage, IntArray slotOffsets,
-                                        IntArray params, int headDim, int blockSize) {
+                                        IntArray params, int headDim) {
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * headDim;
         int slots = params.get(DecodeParams.SLOTS);
         for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
@@ -73,12 +73,24 @@ public final class ScatterKernels {
     }
 
     public static void scatterLatentF32(KernelContext ctx, FloatArray pool, FloatArray stage, IntArray slotOffsets,
-                                        IntArray params, int headDim, int blockSize) {
+                                        IntArray params, int headDim) {
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * headDim;
         int slots = params.get(DecodeParams.SLOTS);
         for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
             int row = idx / headDim;
             pool.set(slotOffsets.get(slots + row) + idx - row * headDim, stage.get(idx));
+        }
+    }
+
+    /** {@link #scatterLatentF16} for an 8-bit latent cache: a row is {@code headDim / 4} words of codes. */
+    public static void scatterLatentWords(KernelContext ctx, IntArray pool, IntArray stage, IntArray slotOffsets, IntArray params,
+                                          int headDim) {
+        int rowWords = headDim >> 2;
+        int total = params.get(DecodeParams.NUM_NEW_SLOTS) * rowWords;
+        int slots = params.get(DecodeParams.SLOTS);
+        for (int idx = ctx.globalIdx; idx < total; idx += ctx.globalGroupSizeX) {
+            int row = idx / rowWords;
+            pool.set((slotOffsets.get(slots + row) >> 2) + idx - row * rowWords, stage.get(idx));
         }
     }
 

@@ -231,10 +231,11 @@ final class PlanParts {
                            TornadoNativeArray stageK, TornadoNativeArray stageV, IntArray slotOffsets, IntArray params,
                            int heads, int headDim, int blockSize) {
         if (k == v && k instanceof HalfFloatArray half) { // a latent cache: one pool, the K rows of the stage
-            graph.task(task, ScatterKernels::scatterLatentF16, ctx, half, (HalfFloatArray) stageK, slotOffsets, params, headDim, blockSize);
+            graph.task(task, ScatterKernels::scatterLatentF16, ctx, half, (HalfFloatArray) stageK, slotOffsets, params, headDim);
+        } else if (k == v && k instanceof IntArray words) {
+            graph.task(task, ScatterKernels::scatterLatentWords, ctx, words, (IntArray) stageK, slotOffsets, params, headDim);
         } else if (k == v) {
-            graph.task(task, ScatterKernels::scatterLatentF32, ctx, (FloatArray) k, (FloatArray) stageK, slotOffsets, params, headDim,
-                    blockSize);
+            graph.task(task, ScatterKernels::scatterLatentF32, ctx, (FloatArray) k, (FloatArray) stageK, slotOffsets, params, headDim);
         } else if (k instanceof IntArray words) {
             graph.task(task, ScatterKernels::scatterWords, ctx, words, (IntArray) v, (IntArray) stageK, (IntArray) stageV,
                     slotOffsets, params, heads, headDim, blockSize);
@@ -274,18 +275,10 @@ final class PlanParts {
 
     /**
      * {@link #requireKernelShape} for decode, whose latent kernel ({@link dev.pagedattn.kernels.LatentDecodeKernels}) reads
-     * latent caches of fp16 or fp32 in one array per layer.
+     * latent caches of one array per layer (fp16, fp32 or 8-bit).
      */
     static void requireDecodeShape(KvCacheConfig config) {
-        if (config.isLatent()) {
-            if (config.dtype().isQuantized()) {
-                throw new IllegalArgumentException("dtype=" + config.dtype() + " with latentDim=" + config.latentDim() + ": the"
-                        + " TornadoVM latent kernel reads fp16 and fp32 pools; 8-bit latent caches run on the JVM backend (backend=jvm)");
-            }
-            if (config.poolShards() > 1) {
-                throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": a layer larger than one device array"
-                        + " (poolShards=" + config.poolShards() + "); latent caches that large run on the JVM backend (backend=jvm)");
-            }
+        if (config.isLatent()) { // one KV head, so one array per layer (poolShards 1)
             return;
         }
         if (config.headDim() > PagedDecodeKernels.MAX_HEAD_DIM) {

@@ -975,6 +975,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (kernel == DecodeGrid.Kernel.LATENT && kPool instanceof HalfFloatArray pool) { // one pool: keys, values inside
                 graph.task(attention, LatentDecodeKernels::attentionF16, ctx, pool, q, tables, lens, params, out, partials, hq, d, dv,
                         bs, scale);
+            } else if (kernel == DecodeGrid.Kernel.LATENT && kPool instanceof IntArray pool) { // 8-bit codes, four per word
+                graph.task(attention, LatentDecodeKernels::attentionQ8, ctx, pool, dequant[s], q, tables, lens, params, out, partials,
+                        hq, d, dv, bs, scale);
             } else if (kernel == DecodeGrid.Kernel.LATENT) {
                 graph.task(attention, LatentDecodeKernels::attentionF32, ctx, (FloatArray) kPool, q, tables, lens, params, out,
                         partials, hq, d, dv, bs, scale);

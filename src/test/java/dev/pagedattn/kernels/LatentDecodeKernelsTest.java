@@ -13,6 +13,7 @@ import dev.pagedattn.cache.AttentionWindow;
 import dev.pagedattn.cache.DecodeBatch;
 import dev.pagedattn.cache.KvCacheConfig;
 import dev.pagedattn.cache.KvDtype;
+import dev.pagedattn.quant.KvScales;
 import dev.pagedattn.tornado.Backend;
 import dev.pagedattn.tornado.DecodeGrid;
 import java.util.Arrays;
@@ -25,7 +26,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * The latent (MLA) GPU kernel ({@link LatentDecodeKernels}) run by the emulator as a plan runs it, against the fp64
- * reference over the same latent cache: fused and split grids, both schedules, fp16 and fp32 pools, DeepSeek's shape (576
+ * reference over the same latent cache: fused and split grids, both schedules, fp16, fp32 and 8-bit pools, DeepSeek's shape (576
  * = 512 + 64, 16 and 128 query heads) and odd ones (head counts that leave a tile part-empty, value widths that leave
  * work-items without a dim, block sizes 1 to 64, rows shorter than a chunk), windows, sinks, soft caps, ALiBi, and
  * log-sum-exps.
@@ -44,8 +45,11 @@ class LatentDecodeKernelsTest {
 
         DecodeWorkload workload(long seed) {
             int d = latentDim + ropeDim;
+            // 8-bit: one scale for keys and values (a latent cache's), not 1, so that a kernel that drops it fails
+            float scale = dtype.isQuantized() ? KvScales.fromAbsMax(dtype.format(), 1f) : 0f;
+            KvScales scales = dtype.isQuantized() ? KvScales.perTensor(dtype.format(), 1, new float[] {scale}, new float[] {scale}) : null;
             DecodeWorkload w = DecodeWorkload.create(DecodeWorkload.lengths(batch, minLen, maxLen, seed), qHeads, 1, d, blockSize,
-                    dtype, seed, 0L, 1, 0, null, KvCacheConfig.MAX_POOL_ELEMENTS, latentDim);
+                    dtype, seed, 0L, 1, 0, scales, KvCacheConfig.MAX_POOL_ELEMENTS, latentDim);
             if (window != DecodeBatch.NO_WINDOW) {
                 w = w.windowed(window);
             }
@@ -63,7 +67,10 @@ class LatentDecodeKernelsTest {
                 new Shape("value width 96 (dims without work)", 3, 5, 60, 10, 96, 32, 7, KvDtype.FP16, none, false),
                 new Shape("block size 1, rows shorter than a chunk", 5, 1, 6, 9, 64, 16, 1, KvDtype.FP32, none, false),
                 new Shape("window 37 across blocks of 16", 3, 20, 150, 16, 512, 64, 16, KvDtype.FP16, 37, true),
-                new Shape("sinks, cap and ALiBi", 2, 1, 80, 12, 128, 64, 32, KvDtype.FP32, none, true));
+                new Shape("sinks, cap and ALiBi", 2, 1, 80, 12, 128, 64, 32, KvDtype.FP32, none, true),
+                new Shape("FP8 E4M3, 16 heads", 3, 1, 100, 16, 512, 64, 16, KvDtype.FP8_E4M3, none, false),
+                new Shape("FP8 E5M2, window 29 with sinks, cap and ALiBi", 2, 10, 90, 5, 96, 32, 8, KvDtype.FP8_E5M2, 29, true),
+                new Shape("INT8, block size 1", 4, 1, 9, 8, 64, 16, 1, KvDtype.INT8, none, false));
     }
 
     /** A fused grid, and split grids in partitions of 16 and 40 tokens where the rows are long enough. */

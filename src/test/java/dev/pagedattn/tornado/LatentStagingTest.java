@@ -106,7 +106,7 @@ class LatentStagingTest {
             stageK.init(new HalfFloat(Float.NaN));
             PlanParts.stage(cache, 0, 0, dirty, done, staged, slotOffsets, 0, stageK, stageV, oneStage ? 2L * rows * DIM : 0);
             KernelEmulator.launch(64, 32, KernelEmulator.Schedule.REVERSE, ctx -> ScatterKernels.scatterLatentF16(ctx, mirror, stageK,
-                    slotOffsets, params, DIM, BLOCK));
+                    slotOffsets, params, DIM));
         }
     }
 
