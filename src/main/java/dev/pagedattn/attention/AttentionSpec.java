@@ -23,7 +23,10 @@ import dev.pagedattn.cache.KvCacheConfig;
  */
 public record AttentionSpec(int numQHeads, int numKvHeads, int headDim, float scale, AttentionSinks sinks, float softCap,
                             AlibiSlopes alibi, int valueDim) {
-    /** The largest head dim of a spec: 576 (DeepSeek's latent 512 + rotary 64) and more run on the JVM backend. */
+    /**
+     * The largest head dim of a spec, on the JVM backend; the TornadoVM backends take up to 256, and a latent cache's up to
+     * 576 (DeepSeek's latent 512 + rotary 64).
+     */
     public static final int MAX_HEAD_DIM = 1024;
 
     /** A spec whose values are as wide as its keys. */

@@ -23,7 +23,8 @@ final class ShapeOptions {
     @Option(names = "--kv-heads", description = "KV heads (default: ${DEFAULT-VALUE}).", defaultValue = "8")
     int kvHeads;
 
-    @Option(names = "--head-dim", description = "Head dimension, a multiple of 8 up to 256 (up to 1024 on the JVM backend;"
+    @Option(names = "--head-dim", description = "Head dimension, a multiple of 8 up to 256 (up to 1024 on the JVM backend, 576 for a"
+            + " --latent-dim cache on the tornado backend;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "128")
     int headDim;
 
