@@ -904,19 +904,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             TornadoNativeArray kPool = cache.keys(layer, s).array();
             TornadoNativeArray vPool = cache.values(layer, s).array();
             boolean quantized = config.dtype().isQuantized();
-            boolean latent = kPool == vPool; // a latent cache: one pool, bound once
-            if (owner == null && latent) {
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, partials);
-            } else if (owner == null) {
-                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, kPool, vPool, partials);
+            // a latent cache's values are its keys' pool: one array, bound once
+            Object[] pools = kPool == vPool ? new Object[] {kPool} : new Object[] {kPool, vPool};
+            if (owner == null) {
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, pools);
+                graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, partials);
                 if (quantized) {
                     graph.transferToDevice(DataTransferMode.FIRST_EXECUTION, dequant[s]);
                 }
             } else {
-                if ((tasks & (SCATTER | ATTENTION)) != 0 && latent) {
-                    graph.consumeFromDevice(owner, kPool);
-                } else if ((tasks & (SCATTER | ATTENTION)) != 0) {
-                    graph.consumeFromDevice(owner, kPool, vPool);
+                if ((tasks & (SCATTER | ATTENTION)) != 0) {
+                    graph.consumeFromDevice(owner, pools);
                 }
                 if ((tasks & (ATTENTION | MERGE)) != 0) {
                     graph.consumeFromDevice(owner, partials);
@@ -926,10 +924,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 }
             }
             addTasks(graph, s, partials, tasks, bulk);
-            if (owner == null && latent) {
-                graph.persistOnDevice(kPool, partials);
-            } else if (owner == null) {
-                graph.persistOnDevice(kPool, vPool, partials);
+            if (owner == null) {
+                graph.persistOnDevice(pools);
+                graph.persistOnDevice(partials);
                 if (quantized) {
                     graph.persistOnDevice(dequant[s]);
                 }
