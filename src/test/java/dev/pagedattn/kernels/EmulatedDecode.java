@@ -94,6 +94,32 @@ final class EmulatedDecode {
                 java.util.Arrays.copyOfRange(whole.alibi().toArray(), s * hq, (s + 1) * hq)));
     }
 
+    /**
+     * A step's {@code partials} as a plan lays them out (poisoned with NaN): {@code rowElements} of partial rows (at least
+     * one), then the sinks of a layer with sinks ({@code sinks} not null), the soft cap, the ALiBi slopes; their places
+     * written into {@code params} as the plan writes them.
+     */
+    static FloatArray partials(AttentionSpec spec, FloatArray sinks, IntArray params, int rowElements) {
+        int partialElements = Math.max(1, rowElements);
+        int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
+        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
+        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
+        partials.init(Float.NaN);
+        putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase); // as a plan with ALiBi: the slopes after the cap
+        if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
+            for (int h = 0; h < spec.numQHeads(); h++) {
+                partials.set(partialElements + h, sinks.get(h));
+            }
+            params.set(DecodeParams.SINKS, 1);
+            params.set(DecodeParams.SINK_BASE, partialElements);
+        }
+        if (spec.hasSoftCap()) { // as a plan of a soft-capped layer: the cap after the sinks
+            partials.set(capSlot, spec.softCap());
+            params.set(DecodeParams.SOFT_CAP, capSlot);
+        }
+        return partials;
+    }
+
     /** With ALiBi: {@code spec}'s slopes into {@code partials} from {@code base} and the base into {@code params[slot]}, as a plan does. */
     static void putSlopes(AttentionSpec spec, FloatArray partials, IntArray params, int slot, int base) {
         for (int h = 0; spec.hasAlibi() && h < spec.numQHeads(); h++) {
@@ -125,23 +151,7 @@ final class EmulatedDecode {
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
-        int partialElements = Math.max(1, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
-        int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
-        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
-        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
-        partials.init(Float.NaN);
-        putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase); // as a plan with ALiBi: the slopes after the cap
-        if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
-            for (int h = 0; h < spec.numQHeads(); h++) {
-                partials.set(partialElements + h, sinks.get(h));
-            }
-            params.set(DecodeParams.SINKS, 1);
-            params.set(DecodeParams.SINK_BASE, partialElements);
-        }
-        if (spec.hasSoftCap()) { // as a plan of a soft-capped layer: the cap after the sinks
-            partials.set(capSlot, spec.softCap());
-            params.set(DecodeParams.SOFT_CAP, capSlot);
-        }
+        FloatArray partials = partials(spec, sinks, params, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
         int d = spec.headDim();
@@ -237,24 +247,7 @@ final class EmulatedDecode {
         IntArray params = in[2];
         FloatArray out = new FloatArray(rows + (lse == null ? 0 : b.numSeqs() * hq));
         out.init(Float.NaN);
-        int partialElements = Math.max(1, hq * (dv + 2) * grid.partialRows(b.numSeqs()));
-        FloatArray sinks = sinks(spec, 0, 1);
-        int capSlot = partialElements + (sinks != null ? hq : 0);
-        int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
-        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? hq : 0));
-        partials.init(Float.NaN);
-        putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase);
-        if (sinks != null) {
-            for (int h = 0; h < hq; h++) {
-                partials.set(partialElements + h, sinks.get(h));
-            }
-            params.set(DecodeParams.SINKS, 1);
-            params.set(DecodeParams.SINK_BASE, partialElements);
-        }
-        if (spec.hasSoftCap()) {
-            partials.set(capSlot, spec.softCap());
-            params.set(DecodeParams.SOFT_CAP, capSlot);
-        }
+        FloatArray partials = partials(spec, sinks(spec, 0, 1), params, hq * (dv + 2) * grid.partialRows(b.numSeqs()));
         KvPool pool = c.keys(0);
         int d = spec.headDim();
         int bs = c.config().blockSize();
