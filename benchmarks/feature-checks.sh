@@ -46,6 +46,7 @@ lines=(
   "demo --backend tornado --dtype $dtype --seed $seed"
   "check $shape --dtype $dtype --select-blocks 16 --sinks --soft-cap 30"
   "check ${shape/--head-dim $hd/--head-dim 576} --latent-dim 512 --kv-heads 1 --q-heads 16 --dtype $dtype --lse --window 96 --steps 2"
+  "check ${shape/--head-dim $hd/--head-dim 576} --latent-dim 512 --kv-heads 1 --q-heads 16 --dtype $dtype --query-len 1..40 --lse --window 96 --steps 2 --decode-steps 1"
 )
 if [[ "$dtype" != fp32 ]]; then
   lines+=("check $shape --dtype fp8 --query-len 1..80 --tree --steps 2" "check $shape --dtype fp32 --query-len 1..80 --tree")

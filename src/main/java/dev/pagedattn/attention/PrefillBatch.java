@@ -196,6 +196,30 @@ public final class PrefillBatch {
         return k < 0 || m == null || m.sees(j, k) && contextLen(i) - qLen(i) + m.depth(k) >= firstVisible(i, j);
     }
 
+    /**
+     * This prefill as a decode batch of its query rows: row {@code r} (the packed query row {@code r}) is its sequence cut
+     * after the last position the query sees ({@link DecodeBatch#perQueryRows}), with the batch's window, so a decode of
+     * it with the packed queries gives this prefill's output and log-sum-exps row for row (each query's visible positions
+     * are a prefix of its sequence within the window; the TornadoVM backend prefills a latent cache this way). Refused for
+     * token-tree masks, whose rows may skip positions of their prefix.
+     */
+    public DecodeBatch decodeRows() {
+        if (hasMasks()) {
+            throw new IllegalArgumentException("token-tree masks: a masked row may skip positions of its prefix, so the batch has"
+                    + " no decode form; masked batches run on the JVM backend (backend=jvm)");
+        }
+        int n = totalQueries();
+        int[] rowOf = new int[n];
+        int[] lens = new int[n];
+        for (int i = 0; i < numSeqs(); i++) {
+            for (int j = 0; j < qLen(i); j++) {
+                rowOf[qStart(i) + j] = i;
+                lens[qStart(i) + j] = lastVisible(i, j) + 1;
+            }
+        }
+        return kv.perQueryRows(rowOf, lens).window(window);
+    }
+
     /** Checks the batch against a cache; backends call it before every launch. */
     public void requireFits(KvCacheConfig config) {
         int[] firstRead = new int[numSeqs()];   // a row's first query sees the furthest back

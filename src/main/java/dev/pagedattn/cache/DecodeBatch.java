@@ -176,6 +176,50 @@ public final class DecodeBatch {
                 false, kept);
     }
 
+    /**
+     * A prefill's query tokens as decode rows: row {@code r} is row {@code rowOf[r]} of this batch cut at {@code lens[r]}
+     * tokens, so a decode of it gives the query at position {@code lens[r] - 1} what a causal prefill gives it (the
+     * TornadoVM backend runs a prefill over a latent cache this way, one query row per work-group tile). The tables are
+     * copied (a row's columns past its length hold NO_BLOCK); the window, skipped rows and the sequences' staleness check
+     * carry over. Refused on a batch of selected blocks, and for a row or length outside the batch (named).
+     */
+    public DecodeBatch perQueryRows(int[] rowOf, int[] lens) {
+        if (rowOf == null || lens == null || rowOf.length == 0 || rowOf.length != lens.length) {
+            throw new IllegalArgumentException("rowOf.length=" + (rowOf == null ? "null" : rowOf.length) + " lens.length="
+                    + (lens == null ? "null" : lens.length) + ": need one row and one length per query, at least one");
+        }
+        if (selection != null) {
+            throw new IllegalArgumentException("perQueryRows on a batch of selected blocks (selectBlocks): decode steps only");
+        }
+        int n = rowOf.length;
+        int width = Math.max(1, maxBlocksPerSeq);
+        if ((long) n * width > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("queries=" + n + " x maxBlocksPerSeq=" + width + " table entries exceed one int array");
+        }
+        int[] flat = new int[n * width];
+        java.util.Arrays.fill(flat, BlockPool.NO_BLOCK);
+        int[] ids = new int[n];
+        int[] gens = generations == null ? null : new int[n];
+        int[] held = new int[n];
+        for (int r = 0; r < n; r++) {
+            int i = rowOf[r];
+            if (i < 0 || i >= contextLens.length) {
+                throw new IllegalArgumentException("rowOf[" + r + "]=" + i + ": the batch has rows 0.." + (contextLens.length - 1));
+            }
+            if (lens[r] < 1 || lens[r] > contextLens[i]) {
+                throw new IllegalArgumentException("lens[" + r + "]=" + lens[r] + ": row " + i + " (seq=" + seqIds[i] + ") has "
+                        + contextLens[i] + " tokens");
+            }
+            System.arraycopy(blockTables, i * maxBlocksPerSeq, flat, r * width, (lens[r] + blockSize - 1) / blockSize);
+            ids[r] = seqIds[i];
+            if (gens != null) {
+                gens[r] = generations[i];
+            }
+            held[r] = heldFrom[i];
+        }
+        return new DecodeBatch(ids, width, flat, lens.clone(), blockSize, source, gens, held, window, skipped, null);
+    }
+
     /** Whether this batch attends selected blocks only ({@link #selectBlocks}). */
     public boolean selected() {
         return selection != null;

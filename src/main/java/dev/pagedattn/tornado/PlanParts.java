@@ -262,22 +262,11 @@ final class PlanParts {
     }
 
     /**
-     * Names a cache shape the TornadoVM kernels do not read: a latent cache (MLA: values inside the keys' pool) and head
-     * dims above {@link PagedDecodeKernels#MAX_HEAD_DIM}; both run on the JVM backend.
+     * Names a cache shape the TornadoVM kernels do not read: head dims above {@link PagedDecodeKernels#MAX_HEAD_DIM}, which
+     * run on the JVM backend. Latent caches are one array per layer (fp16, fp32 or 8-bit), read by
+     * {@link dev.pagedattn.kernels.LatentDecodeKernels} for decode and prefill alike.
      */
     static void requireKernelShape(KvCacheConfig config) {
-        if (config.isLatent()) {
-            throw new IllegalArgumentException("latentDim=" + config.latentDim() + ": the TornadoVM prefill kernels read a K and a V"
-                    + " pool; prefill over latent (MLA) caches runs on the JVM backend (backend=jvm)");
-        }
-        requireDecodeShape(config);
-    }
-
-    /**
-     * {@link #requireKernelShape} for decode, whose latent kernel ({@link dev.pagedattn.kernels.LatentDecodeKernels}) reads
-     * latent caches of one array per layer (fp16, fp32 or 8-bit).
-     */
-    static void requireDecodeShape(KvCacheConfig config) {
         if (config.isLatent()) { // one KV head, so one array per layer (poolShards 1)
             return;
         }

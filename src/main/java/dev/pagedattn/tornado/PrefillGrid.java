@@ -41,7 +41,12 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         /** {@link PrefillKernels}: fp32 FMAs, every dtype and head dim, every backend. */
         SCALAR,
         /** {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends. */
-        TENSOR;
+        TENSOR,
+        /**
+         * A latent (MLA) cache's only prefill: the decode of the batch's query rows, one per query token, by
+         * {@link dev.pagedattn.kernels.LatentDecodeKernels} ({@link dev.pagedattn.cache.DecodeBatch#perQueryRows}); every backend.
+         */
+        LATENT;
 
         /** {@code auto}, {@code scalar} or {@code tensor} (any case); anything else is refused by name. */
         public static Kernel parse(String name) {
@@ -50,11 +55,30 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                     return k;
                 }
             }
-            throw new IllegalArgumentException("prefill kernel=" + name + " is not one of auto, scalar, tensor");
+            throw new IllegalArgumentException("prefill kernel=" + name + " is not one of auto, scalar, tensor, latent");
         }
 
         /** The kernel that runs {@code requested} for this shape on {@code backend}; TENSOR where it cannot run is refused. */
         public static Kernel resolve(Kernel requested, AttentionSpec spec, KvDtype dtype, Backend backend) {
+            return resolve(requested, spec, dtype, backend, false);
+        }
+
+        /**
+         * {@link #resolve(Kernel, AttentionSpec, KvDtype, Backend)} for a cache that is {@code latent} or not: a latent
+         * cache runs {@link #LATENT} only (AUTO or LATENT; another kernel is refused by name, as LATENT is for a K/V cache).
+         */
+        public static Kernel resolve(Kernel requested, AttentionSpec spec, KvDtype dtype, Backend backend, boolean latent) {
+            if (latent) {
+                if (requested != AUTO && requested != LATENT) {
+                    throw new IllegalArgumentException("prefill kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
+                            + ": a latent (MLA) cache is prefilled by kernel latent only (use auto or latent)");
+                }
+                return LATENT;
+            }
+            if (requested == LATENT) {
+                throw new IllegalArgumentException("prefill kernel=latent reads latent (MLA) caches only; this cache has a K and a V"
+                        + " pool (use auto, scalar or tensor)");
+            }
             boolean fits = (dtype == KvDtype.FP16 || dtype.isQuantized()) && spec.headDim() <= TensorPrefillKernels.HEAD_DIM
                     && backend.tensorCores();
             return switch (requested) {
@@ -67,6 +91,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                     }
                     yield TENSOR;
                 }
+                case LATENT -> throw new AssertionError("refused above");
             };
         }
     }

@@ -329,7 +329,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         spec.requireMatches(cache.config());
         PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
-        PlanParts.requireDecodeShape(cache.config());
+        PlanParts.requireKernelShape(cache.config());
         if (cache.config().isLatent() && variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=parallel does not read latent (MLA) caches (latentDim="
                     + cache.config().latentDim() + "): use auto, fused or splitk");

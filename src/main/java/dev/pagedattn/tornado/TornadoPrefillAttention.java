@@ -90,7 +90,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     private final KvCache cache;
     private final TornadoDecodeAttention host; // whose device pools and plans this backend shares, or null: its own
-    private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet
+    private final DirtySlotJournal.Reader journal; // the writes this backend's device pools have not seen yet (null: rowDecoder's)
+    private final TornadoDecodeAttention rowDecoder; // a latent cache's: decodes the batch's query rows (perQueryRows), or null
     private final KvCacheConfig config;
     private final AttentionSpec spec;
     private final AttentionSpec shardSpec; // what each KV-head shard's kernels see (spec for an unsharded layer)
@@ -136,8 +137,16 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         this.device = device;
         this.plans = new Plan[config.numLayers()];
         this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
-        // this backend's own record of what its plans still have to send, or the host's for the pools they share
-        this.journal = host == null ? cache.dirtySlots().reader() : host.journal();
+        if (config.isLatent()) {
+            PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), null, true); // a named kernel that cannot serve: refused now
+            // a latent cache's prefill runs as the decode of its query rows, on the host's plans or on a decode backend of its own
+            this.rowDecoder = host != null ? host : new TornadoDecodeAttention(cache, spec, device, "auto", DecodeGrid.Kernel.LATENT, false);
+            this.journal = null;
+        } else {
+            this.rowDecoder = null;
+            // this backend's own record of what its plans still have to send, or the host's for the pools they share
+            this.journal = host == null ? cache.dirtySlots().reader() : host.journal();
+        }
     }
 
     boolean isClosed() {
@@ -157,7 +166,8 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     /** The attention kernel the plans run (resolved against the device's backend on first call). */
     public PrefillGrid.Kernel kernel() {
         if (kernel == null) {
-            kernel = PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), TornadoDecodeAttention.backendOf(device));
+            kernel = PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), TornadoDecodeAttention.backendOf(device),
+                    config.isLatent());
         }
         return kernel;
     }
@@ -169,7 +179,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     @Override
     public long lastDeviceNanos() {
-        return lastDeviceNanos;
+        return rowDecoder != null ? rowDecoder.lastDeviceNanos() : lastDeviceNanos;
     }
 
     /**
@@ -180,6 +190,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void reserve(int maxSeqs, int maxQueryTokens, int maxTokensPerSeq) {
         PrefillAttention.requireReservation(config, maxSeqs, maxQueryTokens, maxTokensPerSeq);
+        if (rowDecoder != null) { // one decode row per query token
+            rowDecoder.reserve(maxQueryTokens, maxTokensPerSeq);
+            return;
+        }
         int columns = PlanCapacity.reservedColumns(maxSeqs, maxTokensPerSeq, config.blockSize());
         reservedSeqs = Math.max(reservedSeqs, maxSeqs);
         reservedColumns = Math.max(reservedColumns, columns);
@@ -218,6 +232,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         if (lse != null) {
             DecodeAttention.requireLse(spec, batch.totalQueries(), lse);
         }
+        if (rowDecoder != null) {
+            rowDecoder.decode(batch.decodeRows(), layer, q, out, lse); // the packed rows are the decode rows
+            return;
+        }
         Plan current = plans[layer];
         long n = (long) batch.totalQueries() * spec.numQHeads() * spec.headDim();
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, "totalQueries");
@@ -238,6 +256,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     public StepRows stepRows(PrefillBatch batch, int layer) {
         requireOpen();
         PrefillAttention.requireBatch(config, batch, layer);
+        if (rowDecoder != null) {
+            return rowDecoder.stepRows(batch.decodeRows(), layer);
+        }
         return planFor(batch, layer, gridFor(batch, layer, false)).rows.stepRows();
     }
 
@@ -303,7 +324,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void close() {
         closed = true;
-        if (host == null) {
+        if (rowDecoder != null && host == null) {
+            rowDecoder.close();
+        } else if (host == null) {
             journal.close(); // the host's reader stays the host's
         }
         copier.close();

@@ -86,18 +86,27 @@ class PrefillGridTest {
     }
 
     /**
-     * Prefill over latent (MLA) caches and head dims above 256 have no TornadoVM kernel: refused by name; head dim 256
-     * passes. Decode reads latent caches of every kernel dtype (the latent kernel).
+     * Head dims above 256 have no TornadoVM kernel: refused by name; head dim 256 passes. Latent (MLA) caches of every
+     * kernel dtype pass (the latent kernel reads them for decode and prefill), and the prefill kernel resolves to LATENT
+     * for them only: another named kernel is refused for a latent cache, and LATENT for a K/V cache.
      */
     @Test
-    void aLatentCacheAndWideHeadsAreRefusedByTheTornadoBackendsByName() {
-        dev.pagedattn.cache.KvCacheConfig latentConfig = dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP16, 1);
-        IllegalArgumentException latent = assertThrows(IllegalArgumentException.class, () -> PlanParts.requireKernelShape(latentConfig));
-        assertTrue(latent.getMessage().startsWith("latentDim=64: the TornadoVM prefill kernels read a K and a V pool;"),
-                latent.getMessage());
-        PlanParts.requireDecodeShape(latentConfig);
-        PlanParts.requireDecodeShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP32, 1));
-        PlanParts.requireDecodeShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP8_E4M3, 1));
+    void wideHeadsAreRefusedByTheTornadoBackendsByNameAndLatentCachesRunTheLatentKernel() {
+        for (KvDtype dtype : new KvDtype[] {KvDtype.FP16, KvDtype.FP32, KvDtype.FP8_E4M3}) {
+            PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.latent(8, 16, 64, 16, dtype, 1));
+        }
+        AttentionSpec mla = AttentionSpec.of(KvCacheConfig.latent(8, 16, 64, 16, KvDtype.FP16, 1), 16);
+        for (Backend backend : Backend.values()) {
+            assertEquals(PrefillGrid.Kernel.LATENT, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, mla, KvDtype.FP16, backend, true));
+            assertEquals(PrefillGrid.Kernel.LATENT, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.LATENT, mla, KvDtype.FP16, backend, true));
+        }
+        IllegalArgumentException tensor = assertThrows(IllegalArgumentException.class,
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, mla, KvDtype.FP16, Backend.CUDA, true));
+        assertEquals("prefill kernel=tensor: a latent (MLA) cache is prefilled by kernel latent only (use auto or latent)",
+                tensor.getMessage());
+        IllegalArgumentException latent = assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.resolve(
+                PrefillGrid.Kernel.LATENT, new AttentionSpec(32, 8, 128, 0.1f), KvDtype.FP16, Backend.CUDA, false));
+        assertTrue(latent.getMessage().startsWith("prefill kernel=latent reads latent (MLA) caches only"), latent.getMessage());
         IllegalArgumentException wide = assertThrows(IllegalArgumentException.class,
                 () -> PlanParts.requireKernelShape(dev.pagedattn.cache.KvCacheConfig.of(8, 16, 1, 264, KvDtype.FP16)));
         assertTrue(wide.getMessage().startsWith("headDim=264: the TornadoVM kernels take head dims up to 256"), wide.getMessage());
