@@ -23,11 +23,10 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * </pre>
  * A work-group walks its partition in chunks of {@link #CHUNK} tokens, five barriers a chunk:
  * <ol>
- *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced, each token's row located once;</li>
- *   <li>work-item (heads {@code 2 (tid / 32)} and the next, slice {@code tid % 32}) sums its slice's dims
- *       {@code s, s + 32, ...} of the eight tokens' dot products with its two heads' queries (pre-scaled, in local memory
- *       {@code qs}) into {@code dots}: ten local loads feed sixteen fmas;</li>
- *   <li>work-item (token, head) &lt; 64 adds the 32 slices (four independent sums), caps, biases and masks the score;</li>
+ *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced;</li>
+ *   <li>work-item (head {@code tid / 16}, slice {@code tid % 16}) sums its slice's dims {@code s, s + 16, ...} of the
+ *       eight tokens' dot products with its head's query (pre-scaled, in local memory {@code qs}) into {@code dots};</li>
+ *   <li>work-item (token, head) &lt; 64 adds the 16 slices (four independent sums), caps, biases and masks the score;</li>
  *   <li>work-item h &lt; 8 moves its head's running max and turns the eight scores into probabilities (eight exps);</li>
  *   <li>every work-item rescales and adds {@code p * v} for all eight heads at its four value dims
  *       {@code tid + 128 j}, reading {@code v} from the same local rows: 32 accumulators in registers.</li>
@@ -45,20 +44,16 @@ public final class LatentDecodeKernels {
     public static final int HEADS = 8;
     /** Tokens per chunk. */
     public static final int CHUNK = 8;
-    /** Slices of the dims each head's dot products are summed over (work-items per pair of heads). */
-    public static final int SLICES = 2 * LOCAL / HEADS;
-    /** Head dims (keys) are multiples of this. */
-    public static final int DIM_MULTIPLE = 16;
+    /** Slices of the dims each head's dot products are summed over (work-items per head). */
+    public static final int SLICES = LOCAL / HEADS;
     /** Largest row (keys) the local arrays hold: DeepSeek's 512 + 64. */
     public static final int MAX_HEAD_DIM = 576;
     /** Largest value width: four dims per work-item. */
     public static final int MAX_VALUE_DIM = 4 * LOCAL;
     /** Row stride of ks. */
     private static final int ROW = MAX_HEAD_DIM;
-    /** Row stride of qs. */
-    private static final int Q_ROW = MAX_HEAD_DIM;
-    /** Row stride of dots ([slice][token * HEADS + head]): one past the row, so a warp's 32 slices fall into 32 banks. */
-    private static final int DOTS_ROW = CHUNK * HEADS + 1;
+    /** Row stride of qs: two heads' rows per warp fall into the two halves of the 32 banks. */
+    private static final int Q_ROW = MAX_HEAD_DIM + 16;
     private static final int STATS_MAX = 0;
     private static final int STATS_SUM = HEADS;
     private static final int STATS_RESCALE = 2 * HEADS;
@@ -69,7 +64,7 @@ public final class LatentDecodeKernels {
 
     /** Head dims (keys) that are multiples of 16 up to 576 and value widths from 1 up to min(headDim, 512). */
     public static boolean supports(int headDim, int valueDim) {
-        return headDim >= DIM_MULTIPLE && headDim <= MAX_HEAD_DIM && headDim % DIM_MULTIPLE == 0 && valueDim >= 1
+        return headDim >= SLICES && headDim <= MAX_HEAD_DIM && headDim % SLICES == 0 && valueDim >= 1
                 && valueDim <= Math.min(headDim, MAX_VALUE_DIM);
     }
 
@@ -112,7 +107,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(SLICES * DOTS_ROW); // [slice][token * HEADS + head] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -127,8 +122,8 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = 2 * (tid / SLICES);        // step 2: this work-item's first head (of two) and its slice
-        int slice = tid - (myHead / 2) * SLICES;
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -145,16 +140,16 @@ public final class LatentDecodeKernels {
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
             // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
             ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int t = 0; t < CHUNK; t++) {
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
                 int token = chunkStart + t < end ? chunkStart + t : start;
                 int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
                         blockSize, 0);
-                for (int d = tid; d < headDim; d += LOCAL) {
-                    ks[t * ROW + d] = pool.get(row + d).getFloat32();
-                }
+                ks[t * ROW + d] = pool.get(row + d).getFloat32();
             }
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 32, ... of its two heads with the eight rows
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -163,74 +158,36 @@ public final class LatentDecodeKernels {
             float s5 = 0f;
             float s6 = 0f;
             float s7 = 0f;
-            float u0 = 0f;
-            float u1 = 0f;
-            float u2 = 0f;
-            float u3 = 0f;
-            float u4 = 0f;
-            float u5 = 0f;
-            float u6 = 0f;
-            float u7 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
                 float x = qs[myHead * Q_ROW + d];
-                float y = qs[myHead * Q_ROW + Q_ROW + d];
-                float k0 = ks[d];
-                float k1 = ks[ROW + d];
-                float k2 = ks[2 * ROW + d];
-                float k3 = ks[3 * ROW + d];
-                float k4 = ks[4 * ROW + d];
-                float k5 = ks[5 * ROW + d];
-                float k6 = ks[6 * ROW + d];
-                float k7 = ks[7 * ROW + d];
-                s0 += x * k0;
-                u0 += y * k0;
-                s1 += x * k1;
-                u1 += y * k1;
-                s2 += x * k2;
-                u2 += y * k2;
-                s3 += x * k3;
-                u3 += y * k3;
-                s4 += x * k4;
-                u4 += y * k4;
-                s5 += x * k5;
-                u5 += y * k5;
-                s6 += x * k6;
-                u6 += y * k6;
-                s7 += x * k7;
-                u7 += y * k7;
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
             }
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead] = s0;
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead + 1] = u0;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead] = s1;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead + 1] = u1;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead] = s2;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead + 1] = u2;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead] = s3;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead + 1] = u3;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead] = s4;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead + 1] = u4;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead] = s5;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead + 1] = u5;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead] = s6;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead + 1] = u6;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead] = s7;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead + 1] = u7;
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 32 slices in four independent sums (its
-            //    column of dots: consecutive work-items, consecutive banks), caps, biases and masks the score
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                float s = 0f;
-                float sb = 0f;
-                float sc = 0f;
-                float sd = 0f;
-                for (int j = 0; j < SLICES; j += 4) {
-                    s += dots[j * DOTS_ROW + tid];
-                    sb += dots[(j + 1) * DOTS_ROW + tid];
-                    sc += dots[(j + 2) * DOTS_ROW + tid];
-                    sd += dots[(j + 3) * DOTS_ROW + tid];
-                }
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
@@ -355,7 +312,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(SLICES * DOTS_ROW); // [slice][token * HEADS + head] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -370,8 +327,8 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = 2 * (tid / SLICES);        // step 2: this work-item's first head (of two) and its slice
-        int slice = tid - (myHead / 2) * SLICES;
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -388,16 +345,16 @@ public final class LatentDecodeKernels {
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
             // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
             ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int t = 0; t < CHUNK; t++) {
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
                 int token = chunkStart + t < end ? chunkStart + t : start;
                 int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
                         blockSize, 0);
-                for (int d = tid; d < headDim; d += LOCAL) {
-                    ks[t * ROW + d] = pool.get(row + d);
-                }
+                ks[t * ROW + d] = pool.get(row + d);
             }
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 32, ... of its two heads with the eight rows
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -406,74 +363,36 @@ public final class LatentDecodeKernels {
             float s5 = 0f;
             float s6 = 0f;
             float s7 = 0f;
-            float u0 = 0f;
-            float u1 = 0f;
-            float u2 = 0f;
-            float u3 = 0f;
-            float u4 = 0f;
-            float u5 = 0f;
-            float u6 = 0f;
-            float u7 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
                 float x = qs[myHead * Q_ROW + d];
-                float y = qs[myHead * Q_ROW + Q_ROW + d];
-                float k0 = ks[d];
-                float k1 = ks[ROW + d];
-                float k2 = ks[2 * ROW + d];
-                float k3 = ks[3 * ROW + d];
-                float k4 = ks[4 * ROW + d];
-                float k5 = ks[5 * ROW + d];
-                float k6 = ks[6 * ROW + d];
-                float k7 = ks[7 * ROW + d];
-                s0 += x * k0;
-                u0 += y * k0;
-                s1 += x * k1;
-                u1 += y * k1;
-                s2 += x * k2;
-                u2 += y * k2;
-                s3 += x * k3;
-                u3 += y * k3;
-                s4 += x * k4;
-                u4 += y * k4;
-                s5 += x * k5;
-                u5 += y * k5;
-                s6 += x * k6;
-                u6 += y * k6;
-                s7 += x * k7;
-                u7 += y * k7;
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
             }
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead] = s0;
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead + 1] = u0;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead] = s1;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead + 1] = u1;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead] = s2;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead + 1] = u2;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead] = s3;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead + 1] = u3;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead] = s4;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead + 1] = u4;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead] = s5;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead + 1] = u5;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead] = s6;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead + 1] = u6;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead] = s7;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead + 1] = u7;
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 32 slices in four independent sums (its
-            //    column of dots: consecutive work-items, consecutive banks), caps, biases and masks the score
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                float s = 0f;
-                float sb = 0f;
-                float sc = 0f;
-                float sd = 0f;
-                for (int j = 0; j < SLICES; j += 4) {
-                    s += dots[j * DOTS_ROW + tid];
-                    sb += dots[(j + 1) * DOTS_ROW + tid];
-                    sc += dots[(j + 2) * DOTS_ROW + tid];
-                    sd += dots[(j + 3) * DOTS_ROW + tid];
-                }
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
@@ -600,7 +519,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(SLICES * DOTS_ROW); // [slice][token * HEADS + head] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -615,8 +534,8 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = 2 * (tid / SLICES);        // step 2: this work-item's first head (of two) and its slice
-        int slice = tid - (myHead / 2) * SLICES;
+        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
+        int slice = tid - myHead * SLICES;
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -633,16 +552,16 @@ public final class LatentDecodeKernels {
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
             // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
             ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int t = 0; t < CHUNK; t++) {
+            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
+                int t = e / headDim;
+                int d = e - t * headDim;
                 int token = chunkStart + t < end ? chunkStart + t : start;
                 int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
                         blockSize, 0);
-                for (int d = tid; d < headDim; d += LOCAL) {
-                    ks[t * ROW + d] = PackedCodes.value(pool, dequant, row + d) * kScale;
-                }
+                ks[t * ROW + d] = PackedCodes.value(pool, dequant, row + d) * kScale;
             }
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 32, ... of its two heads with the eight rows
+            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -651,74 +570,36 @@ public final class LatentDecodeKernels {
             float s5 = 0f;
             float s6 = 0f;
             float s7 = 0f;
-            float u0 = 0f;
-            float u1 = 0f;
-            float u2 = 0f;
-            float u3 = 0f;
-            float u4 = 0f;
-            float u5 = 0f;
-            float u6 = 0f;
-            float u7 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
                 float x = qs[myHead * Q_ROW + d];
-                float y = qs[myHead * Q_ROW + Q_ROW + d];
-                float k0 = ks[d];
-                float k1 = ks[ROW + d];
-                float k2 = ks[2 * ROW + d];
-                float k3 = ks[3 * ROW + d];
-                float k4 = ks[4 * ROW + d];
-                float k5 = ks[5 * ROW + d];
-                float k6 = ks[6 * ROW + d];
-                float k7 = ks[7 * ROW + d];
-                s0 += x * k0;
-                u0 += y * k0;
-                s1 += x * k1;
-                u1 += y * k1;
-                s2 += x * k2;
-                u2 += y * k2;
-                s3 += x * k3;
-                u3 += y * k3;
-                s4 += x * k4;
-                u4 += y * k4;
-                s5 += x * k5;
-                u5 += y * k5;
-                s6 += x * k6;
-                u6 += y * k6;
-                s7 += x * k7;
-                u7 += y * k7;
+                s0 += x * ks[d];
+                s1 += x * ks[ROW + d];
+                s2 += x * ks[2 * ROW + d];
+                s3 += x * ks[3 * ROW + d];
+                s4 += x * ks[4 * ROW + d];
+                s5 += x * ks[5 * ROW + d];
+                s6 += x * ks[6 * ROW + d];
+                s7 += x * ks[7 * ROW + d];
             }
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead] = s0;
-            dots[slice * DOTS_ROW + 0 * HEADS + myHead + 1] = u0;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead] = s1;
-            dots[slice * DOTS_ROW + 1 * HEADS + myHead + 1] = u1;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead] = s2;
-            dots[slice * DOTS_ROW + 2 * HEADS + myHead + 1] = u2;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead] = s3;
-            dots[slice * DOTS_ROW + 3 * HEADS + myHead + 1] = u3;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead] = s4;
-            dots[slice * DOTS_ROW + 4 * HEADS + myHead + 1] = u4;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead] = s5;
-            dots[slice * DOTS_ROW + 5 * HEADS + myHead + 1] = u5;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead] = s6;
-            dots[slice * DOTS_ROW + 6 * HEADS + myHead + 1] = u6;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead] = s7;
-            dots[slice * DOTS_ROW + 7 * HEADS + myHead + 1] = u7;
+            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
+            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
+            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
+            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
+            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
+            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
+            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
+            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 32 slices in four independent sums (its
-            //    column of dots: consecutive work-items, consecutive banks), caps, biases and masks the score
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                float s = 0f;
-                float sb = 0f;
-                float sc = 0f;
-                float sd = 0f;
-                for (int j = 0; j < SLICES; j += 4) {
-                    s += dots[j * DOTS_ROW + tid];
-                    sb += dots[(j + 1) * DOTS_ROW + tid];
-                    sc += dots[(j + 2) * DOTS_ROW + tid];
-                    sd += dots[(j + 3) * DOTS_ROW + tid];
-                }
+                int at = tid * SLICES;
+                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
+                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
+                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
+                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),

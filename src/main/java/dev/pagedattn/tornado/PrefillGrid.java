@@ -48,7 +48,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
          */
         LATENT;
 
-        /** {@code auto}, {@code scalar} or {@code tensor} (any case); anything else is refused by name. */
+        /** {@code auto}, {@code scalar}, {@code tensor} or {@code latent} (any case); anything else is refused by name. */
         public static Kernel parse(String name) {
             for (Kernel k : values()) {
                 if (k.name().equalsIgnoreCase(name)) {

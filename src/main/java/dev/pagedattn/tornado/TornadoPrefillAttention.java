@@ -41,10 +41,12 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  * tables, lengths, query indptr and per-step params, and a step that writes the staged new tokens
  * ({@link #STAGING_SLOTS} per execution, staged on the row copier's threads once they are many).
  *
- * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor} (default auto: the
+ * <p>Kernel: {@code -Dpagedattn.tornado.prefillKernel=auto|scalar|tensor|latent} (default auto: the
  * tensor-core kernel for fp16 and 8-bit K/V at head dims up to 128 on the PTX and CUDA backends, the scalar one
  * elsewhere), resolved once against the device's backend ({@link PrefillGrid.Kernel#resolve}). On the
- * CUDA backend the fp16 tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}).
+ * CUDA backend the fp16 tensor kernel stages K/V by asynchronous copies ({@code prefillF16Async}). A latent (MLA) cache
+ * takes kernel latent only: its prefill is the decode of the batch's query rows ({@link PrefillBatch#decodeRows}) by
+ * the host decode backend, or by a decode backend of its own, with no plan here.
  *
  * <p>Made with {@code new}, the backend reads the cache's dirty-slot journal through a reader of its own, so a decode
  * backend (or another prefill one) can mirror the same cache: each holds its own device copy of the pools and sends what
