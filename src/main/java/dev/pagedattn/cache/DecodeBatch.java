@@ -179,7 +179,7 @@ public final class DecodeBatch {
     /**
      * A prefill's query tokens as decode rows: row {@code r} is row {@code rowOf[r]} of this batch cut at {@code lens[r]}
      * tokens, so a decode of it gives the query at position {@code lens[r] - 1} what a causal prefill gives it (the
-     * TornadoVM backend runs a prefill over a latent cache this way, one query row per work-group tile). The tables are
+     * TornadoVM backend runs a prefill over a latent cache this way: {@code PrefillBatch.decodeRows}). The tables are
      * copied (a row's columns past its length hold NO_BLOCK); the window, skipped rows and the sequences' staleness check
      * carry over. Refused on a batch of selected blocks, and for a row or length outside the batch (named).
      */

@@ -326,10 +326,12 @@ public final class TornadoPrefillAttention implements PrefillAttention {
     @Override
     public void close() {
         closed = true;
-        if (rowDecoder != null && host == null) {
-            rowDecoder.close();
-        } else if (host == null) {
-            journal.close(); // the host's reader stays the host's
+        if (host == null) { // the host's reader (and a host row decoder) stay the host's
+            if (rowDecoder != null) {
+                rowDecoder.close();
+            } else {
+                journal.close();
+            }
         }
         copier.close();
         for (int l = 0; l < plans.length; l++) {
