@@ -140,7 +140,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
         this.plans = new Plan[config.numLayers()];
         this.requestedKernel = PrefillGrid.Kernel.parse(System.getProperty("pagedattn.tornado.prefillKernel", "auto"));
         if (config.isLatent()) {
-            PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), null, true); // a named kernel that cannot serve: refused now
+            kernel = PrefillGrid.Kernel.resolve(requestedKernel, spec, config.dtype(), null, true); // LATENT, or refused now
             // a latent cache's prefill runs as the decode of its query rows, on the host's plans or on a decode backend of its own
             this.rowDecoder = host != null ? host : new TornadoDecodeAttention(cache, spec, device, "auto", DecodeGrid.Kernel.LATENT, false);
             this.journal = null;
