@@ -23,7 +23,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * </pre>
  * A work-group walks its partition in chunks of {@link #CHUNK} tokens, five barriers a chunk:
  * <ol>
- *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced;</li>
+ *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced: the eight rows located, then all of a
+ *       work-item's forty loads in flight at once, issued before the barrier (one round trip to memory a chunk);</li>
  *   <li>work-item (head {@code tid / 16}, slice {@code tid % 16}) sums its slice's dims {@code s, s + 16, ...} of the
  *       eight tokens' dot products with its head's query (pre-scaled, in local memory {@code qs}) into {@code dots};</li>
  *   <li>work-item (token, head) &lt; 64 adds the 16 slices (four independent sums), caps, biases and masks the score;</li>
@@ -124,6 +125,11 @@ public final class LatentDecodeKernels {
         }
         int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
         int slice = tid - myHead * SLICES;
+        int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
+        int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
+        int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
+        int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
+        int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -138,16 +144,107 @@ public final class LatentDecodeKernels {
         float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
 
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
-            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
-            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
-                int t = e / headDim;
-                int d = e - t * headDim;
-                int token = chunkStart + t < end ? chunkStart + t : start;
-                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
-                        blockSize, 0);
-                ks[t * ROW + d] = pool.get(row + d).getFloat32();
-            }
+            // 1. the chunk's rows: the eight rows located, then all forty loads of this work-item issued before the
+            //    barrier and before any store (one round trip to memory a chunk, overlapping the other warps' step 5; dims
+            //    past the row repeat its last dim, stored again where it already is). Tokens past the end load the
+            //    partition's first token; step 3 masks them.
+            int r0 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 0 < end ? chunkStart + 0 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r1 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 1 < end ? chunkStart + 1 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r2 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 2 < end ? chunkStart + 2 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r3 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 3 < end ? chunkStart + 3 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r4 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 4 < end ? chunkStart + 4 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r5 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 5 < end ? chunkStart + 5 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r6 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 6 < end ? chunkStart + 6 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r7 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 7 < end ? chunkStart + 7 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            float x00 = pool.get(r0 + e0).getFloat32();
+            float x01 = pool.get(r0 + e1).getFloat32();
+            float x02 = pool.get(r0 + e2).getFloat32();
+            float x03 = pool.get(r0 + e3).getFloat32();
+            float x04 = pool.get(r0 + e4).getFloat32();
+            float x10 = pool.get(r1 + e0).getFloat32();
+            float x11 = pool.get(r1 + e1).getFloat32();
+            float x12 = pool.get(r1 + e2).getFloat32();
+            float x13 = pool.get(r1 + e3).getFloat32();
+            float x14 = pool.get(r1 + e4).getFloat32();
+            float x20 = pool.get(r2 + e0).getFloat32();
+            float x21 = pool.get(r2 + e1).getFloat32();
+            float x22 = pool.get(r2 + e2).getFloat32();
+            float x23 = pool.get(r2 + e3).getFloat32();
+            float x24 = pool.get(r2 + e4).getFloat32();
+            float x30 = pool.get(r3 + e0).getFloat32();
+            float x31 = pool.get(r3 + e1).getFloat32();
+            float x32 = pool.get(r3 + e2).getFloat32();
+            float x33 = pool.get(r3 + e3).getFloat32();
+            float x34 = pool.get(r3 + e4).getFloat32();
+            float x40 = pool.get(r4 + e0).getFloat32();
+            float x41 = pool.get(r4 + e1).getFloat32();
+            float x42 = pool.get(r4 + e2).getFloat32();
+            float x43 = pool.get(r4 + e3).getFloat32();
+            float x44 = pool.get(r4 + e4).getFloat32();
+            float x50 = pool.get(r5 + e0).getFloat32();
+            float x51 = pool.get(r5 + e1).getFloat32();
+            float x52 = pool.get(r5 + e2).getFloat32();
+            float x53 = pool.get(r5 + e3).getFloat32();
+            float x54 = pool.get(r5 + e4).getFloat32();
+            float x60 = pool.get(r6 + e0).getFloat32();
+            float x61 = pool.get(r6 + e1).getFloat32();
+            float x62 = pool.get(r6 + e2).getFloat32();
+            float x63 = pool.get(r6 + e3).getFloat32();
+            float x64 = pool.get(r6 + e4).getFloat32();
+            float x70 = pool.get(r7 + e0).getFloat32();
+            float x71 = pool.get(r7 + e1).getFloat32();
+            float x72 = pool.get(r7 + e2).getFloat32();
+            float x73 = pool.get(r7 + e3).getFloat32();
+            float x74 = pool.get(r7 + e4).getFloat32();
+            ctx.localBarrier();  // the previous chunk's step 5 has read ks and probs
+            ks[e0] = x00;
+            ks[e1] = x01;
+            ks[e2] = x02;
+            ks[e3] = x03;
+            ks[e4] = x04;
+            ks[ROW + e0] = x10;
+            ks[ROW + e1] = x11;
+            ks[ROW + e2] = x12;
+            ks[ROW + e3] = x13;
+            ks[ROW + e4] = x14;
+            ks[2 * ROW + e0] = x20;
+            ks[2 * ROW + e1] = x21;
+            ks[2 * ROW + e2] = x22;
+            ks[2 * ROW + e3] = x23;
+            ks[2 * ROW + e4] = x24;
+            ks[3 * ROW + e0] = x30;
+            ks[3 * ROW + e1] = x31;
+            ks[3 * ROW + e2] = x32;
+            ks[3 * ROW + e3] = x33;
+            ks[3 * ROW + e4] = x34;
+            ks[4 * ROW + e0] = x40;
+            ks[4 * ROW + e1] = x41;
+            ks[4 * ROW + e2] = x42;
+            ks[4 * ROW + e3] = x43;
+            ks[4 * ROW + e4] = x44;
+            ks[5 * ROW + e0] = x50;
+            ks[5 * ROW + e1] = x51;
+            ks[5 * ROW + e2] = x52;
+            ks[5 * ROW + e3] = x53;
+            ks[5 * ROW + e4] = x54;
+            ks[6 * ROW + e0] = x60;
+            ks[6 * ROW + e1] = x61;
+            ks[6 * ROW + e2] = x62;
+            ks[6 * ROW + e3] = x63;
+            ks[6 * ROW + e4] = x64;
+            ks[7 * ROW + e0] = x70;
+            ks[7 * ROW + e1] = x71;
+            ks[7 * ROW + e2] = x72;
+            ks[7 * ROW + e3] = x73;
+            ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
             // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;
@@ -329,6 +426,11 @@ public final class LatentDecodeKernels {
         }
         int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
         int slice = tid - myHead * SLICES;
+        int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
+        int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
+        int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
+        int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
+        int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -343,16 +445,107 @@ public final class LatentDecodeKernels {
         float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
 
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
-            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
-            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
-                int t = e / headDim;
-                int d = e - t * headDim;
-                int token = chunkStart + t < end ? chunkStart + t : start;
-                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
-                        blockSize, 0);
-                ks[t * ROW + d] = pool.get(row + d);
-            }
+            // 1. the chunk's rows: the eight rows located, then all forty loads of this work-item issued before the
+            //    barrier and before any store (one round trip to memory a chunk, overlapping the other warps' step 5; dims
+            //    past the row repeat its last dim, stored again where it already is). Tokens past the end load the
+            //    partition's first token; step 3 masks them.
+            int r0 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 0 < end ? chunkStart + 0 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r1 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 1 < end ? chunkStart + 1 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r2 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 2 < end ? chunkStart + 2 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r3 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 3 < end ? chunkStart + 3 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r4 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 4 < end ? chunkStart + 4 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r5 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 5 < end ? chunkStart + 5 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r6 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 6 < end ? chunkStart + 6 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r7 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 7 < end ? chunkStart + 7 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            float x00 = pool.get(r0 + e0);
+            float x01 = pool.get(r0 + e1);
+            float x02 = pool.get(r0 + e2);
+            float x03 = pool.get(r0 + e3);
+            float x04 = pool.get(r0 + e4);
+            float x10 = pool.get(r1 + e0);
+            float x11 = pool.get(r1 + e1);
+            float x12 = pool.get(r1 + e2);
+            float x13 = pool.get(r1 + e3);
+            float x14 = pool.get(r1 + e4);
+            float x20 = pool.get(r2 + e0);
+            float x21 = pool.get(r2 + e1);
+            float x22 = pool.get(r2 + e2);
+            float x23 = pool.get(r2 + e3);
+            float x24 = pool.get(r2 + e4);
+            float x30 = pool.get(r3 + e0);
+            float x31 = pool.get(r3 + e1);
+            float x32 = pool.get(r3 + e2);
+            float x33 = pool.get(r3 + e3);
+            float x34 = pool.get(r3 + e4);
+            float x40 = pool.get(r4 + e0);
+            float x41 = pool.get(r4 + e1);
+            float x42 = pool.get(r4 + e2);
+            float x43 = pool.get(r4 + e3);
+            float x44 = pool.get(r4 + e4);
+            float x50 = pool.get(r5 + e0);
+            float x51 = pool.get(r5 + e1);
+            float x52 = pool.get(r5 + e2);
+            float x53 = pool.get(r5 + e3);
+            float x54 = pool.get(r5 + e4);
+            float x60 = pool.get(r6 + e0);
+            float x61 = pool.get(r6 + e1);
+            float x62 = pool.get(r6 + e2);
+            float x63 = pool.get(r6 + e3);
+            float x64 = pool.get(r6 + e4);
+            float x70 = pool.get(r7 + e0);
+            float x71 = pool.get(r7 + e1);
+            float x72 = pool.get(r7 + e2);
+            float x73 = pool.get(r7 + e3);
+            float x74 = pool.get(r7 + e4);
+            ctx.localBarrier();  // the previous chunk's step 5 has read ks and probs
+            ks[e0] = x00;
+            ks[e1] = x01;
+            ks[e2] = x02;
+            ks[e3] = x03;
+            ks[e4] = x04;
+            ks[ROW + e0] = x10;
+            ks[ROW + e1] = x11;
+            ks[ROW + e2] = x12;
+            ks[ROW + e3] = x13;
+            ks[ROW + e4] = x14;
+            ks[2 * ROW + e0] = x20;
+            ks[2 * ROW + e1] = x21;
+            ks[2 * ROW + e2] = x22;
+            ks[2 * ROW + e3] = x23;
+            ks[2 * ROW + e4] = x24;
+            ks[3 * ROW + e0] = x30;
+            ks[3 * ROW + e1] = x31;
+            ks[3 * ROW + e2] = x32;
+            ks[3 * ROW + e3] = x33;
+            ks[3 * ROW + e4] = x34;
+            ks[4 * ROW + e0] = x40;
+            ks[4 * ROW + e1] = x41;
+            ks[4 * ROW + e2] = x42;
+            ks[4 * ROW + e3] = x43;
+            ks[4 * ROW + e4] = x44;
+            ks[5 * ROW + e0] = x50;
+            ks[5 * ROW + e1] = x51;
+            ks[5 * ROW + e2] = x52;
+            ks[5 * ROW + e3] = x53;
+            ks[5 * ROW + e4] = x54;
+            ks[6 * ROW + e0] = x60;
+            ks[6 * ROW + e1] = x61;
+            ks[6 * ROW + e2] = x62;
+            ks[6 * ROW + e3] = x63;
+            ks[6 * ROW + e4] = x64;
+            ks[7 * ROW + e0] = x70;
+            ks[7 * ROW + e1] = x71;
+            ks[7 * ROW + e2] = x72;
+            ks[7 * ROW + e3] = x73;
+            ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
             // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;
@@ -536,6 +729,11 @@ public final class LatentDecodeKernels {
         }
         int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
         int slice = tid - myHead * SLICES;
+        int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
+        int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
+        int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
+        int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
+        int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
         int d0 = tid;                           // step 4: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
@@ -550,16 +748,107 @@ public final class LatentDecodeKernels {
         float a70 = 0f; float a71 = 0f; float a72 = 0f; float a73 = 0f;
 
         for (int chunkStart = start; chunkStart < end; chunkStart += CHUNK) {
-            // 1. the chunk's rows (tokens past the end load the partition's first token; step 3 masks them)
-            ctx.localBarrier();  // the previous chunk's step 4 has read ks and probs
-            for (int e = tid; e < CHUNK * headDim; e += LOCAL) {
-                int t = e / headDim;
-                int d = e - t * headDim;
-                int token = chunkStart + t < end ? chunkStart + t : start;
-                int row = PagedDecodeKernels.rowOffset(blockTables, tableRow, token, layerBase, headStride, headStride, headDim,
-                        blockSize, 0);
-                ks[t * ROW + d] = PackedCodes.value(pool, dequant, row + d) * kScale;
-            }
+            // 1. the chunk's rows: the eight rows located, then all forty loads of this work-item issued before the
+            //    barrier and before any store (one round trip to memory a chunk, overlapping the other warps' step 5; dims
+            //    past the row repeat its last dim, stored again where it already is). Tokens past the end load the
+            //    partition's first token; step 3 masks them.
+            int r0 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 0 < end ? chunkStart + 0 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r1 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 1 < end ? chunkStart + 1 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r2 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 2 < end ? chunkStart + 2 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r3 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 3 < end ? chunkStart + 3 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r4 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 4 < end ? chunkStart + 4 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r5 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 5 < end ? chunkStart + 5 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r6 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 6 < end ? chunkStart + 6 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            int r7 = PagedDecodeKernels.rowOffset(blockTables, tableRow, chunkStart + 7 < end ? chunkStart + 7 : start, layerBase,
+                    headStride, headStride, headDim, blockSize, 0);
+            float x00 = PackedCodes.value(pool, dequant, r0 + e0) * kScale;
+            float x01 = PackedCodes.value(pool, dequant, r0 + e1) * kScale;
+            float x02 = PackedCodes.value(pool, dequant, r0 + e2) * kScale;
+            float x03 = PackedCodes.value(pool, dequant, r0 + e3) * kScale;
+            float x04 = PackedCodes.value(pool, dequant, r0 + e4) * kScale;
+            float x10 = PackedCodes.value(pool, dequant, r1 + e0) * kScale;
+            float x11 = PackedCodes.value(pool, dequant, r1 + e1) * kScale;
+            float x12 = PackedCodes.value(pool, dequant, r1 + e2) * kScale;
+            float x13 = PackedCodes.value(pool, dequant, r1 + e3) * kScale;
+            float x14 = PackedCodes.value(pool, dequant, r1 + e4) * kScale;
+            float x20 = PackedCodes.value(pool, dequant, r2 + e0) * kScale;
+            float x21 = PackedCodes.value(pool, dequant, r2 + e1) * kScale;
+            float x22 = PackedCodes.value(pool, dequant, r2 + e2) * kScale;
+            float x23 = PackedCodes.value(pool, dequant, r2 + e3) * kScale;
+            float x24 = PackedCodes.value(pool, dequant, r2 + e4) * kScale;
+            float x30 = PackedCodes.value(pool, dequant, r3 + e0) * kScale;
+            float x31 = PackedCodes.value(pool, dequant, r3 + e1) * kScale;
+            float x32 = PackedCodes.value(pool, dequant, r3 + e2) * kScale;
+            float x33 = PackedCodes.value(pool, dequant, r3 + e3) * kScale;
+            float x34 = PackedCodes.value(pool, dequant, r3 + e4) * kScale;
+            float x40 = PackedCodes.value(pool, dequant, r4 + e0) * kScale;
+            float x41 = PackedCodes.value(pool, dequant, r4 + e1) * kScale;
+            float x42 = PackedCodes.value(pool, dequant, r4 + e2) * kScale;
+            float x43 = PackedCodes.value(pool, dequant, r4 + e3) * kScale;
+            float x44 = PackedCodes.value(pool, dequant, r4 + e4) * kScale;
+            float x50 = PackedCodes.value(pool, dequant, r5 + e0) * kScale;
+            float x51 = PackedCodes.value(pool, dequant, r5 + e1) * kScale;
+            float x52 = PackedCodes.value(pool, dequant, r5 + e2) * kScale;
+            float x53 = PackedCodes.value(pool, dequant, r5 + e3) * kScale;
+            float x54 = PackedCodes.value(pool, dequant, r5 + e4) * kScale;
+            float x60 = PackedCodes.value(pool, dequant, r6 + e0) * kScale;
+            float x61 = PackedCodes.value(pool, dequant, r6 + e1) * kScale;
+            float x62 = PackedCodes.value(pool, dequant, r6 + e2) * kScale;
+            float x63 = PackedCodes.value(pool, dequant, r6 + e3) * kScale;
+            float x64 = PackedCodes.value(pool, dequant, r6 + e4) * kScale;
+            float x70 = PackedCodes.value(pool, dequant, r7 + e0) * kScale;
+            float x71 = PackedCodes.value(pool, dequant, r7 + e1) * kScale;
+            float x72 = PackedCodes.value(pool, dequant, r7 + e2) * kScale;
+            float x73 = PackedCodes.value(pool, dequant, r7 + e3) * kScale;
+            float x74 = PackedCodes.value(pool, dequant, r7 + e4) * kScale;
+            ctx.localBarrier();  // the previous chunk's step 5 has read ks and probs
+            ks[e0] = x00;
+            ks[e1] = x01;
+            ks[e2] = x02;
+            ks[e3] = x03;
+            ks[e4] = x04;
+            ks[ROW + e0] = x10;
+            ks[ROW + e1] = x11;
+            ks[ROW + e2] = x12;
+            ks[ROW + e3] = x13;
+            ks[ROW + e4] = x14;
+            ks[2 * ROW + e0] = x20;
+            ks[2 * ROW + e1] = x21;
+            ks[2 * ROW + e2] = x22;
+            ks[2 * ROW + e3] = x23;
+            ks[2 * ROW + e4] = x24;
+            ks[3 * ROW + e0] = x30;
+            ks[3 * ROW + e1] = x31;
+            ks[3 * ROW + e2] = x32;
+            ks[3 * ROW + e3] = x33;
+            ks[3 * ROW + e4] = x34;
+            ks[4 * ROW + e0] = x40;
+            ks[4 * ROW + e1] = x41;
+            ks[4 * ROW + e2] = x42;
+            ks[4 * ROW + e3] = x43;
+            ks[4 * ROW + e4] = x44;
+            ks[5 * ROW + e0] = x50;
+            ks[5 * ROW + e1] = x51;
+            ks[5 * ROW + e2] = x52;
+            ks[5 * ROW + e3] = x53;
+            ks[5 * ROW + e4] = x54;
+            ks[6 * ROW + e0] = x60;
+            ks[6 * ROW + e1] = x61;
+            ks[6 * ROW + e2] = x62;
+            ks[6 * ROW + e3] = x63;
+            ks[6 * ROW + e4] = x64;
+            ks[7 * ROW + e0] = x70;
+            ks[7 * ROW + e1] = x71;
+            ks[7 * ROW + e2] = x72;
+            ks[7 * ROW + e3] = x73;
+            ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
             // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
             float s0 = 0f;

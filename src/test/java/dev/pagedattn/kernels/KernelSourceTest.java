@@ -75,12 +75,12 @@ class KernelSourceTest {
                 .replace(".getFloat32()", "");
         assertEquals(tokens(expected), tokens(method(src, "attentionF32(")), "LatentDecodeKernels: fp16 and fp32 bodies diverged");
         String q8 = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray pool", "attentionQ8(KernelContext ctx, IntArray pool,"
-                        + " FloatArray dequant").replace("pool.get(row + d).getFloat32()", "PackedCodes.value(pool, dequant, row + d) * kScale")
+                        + " FloatArray dequant").replaceAll("pool\\.get\\(([^()]*)\\)\\.getFloat32\\(\\)", "PackedCodes.value(pool, dequant, $1) * kScale")
                 .replace("float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));",
                         "float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));"
                                 + " float kScale = dequant.get(DequantTable.SIZE);");
         assertEquals(tokens(q8), tokens(method(src, "attentionQ8(")), "LatentDecodeKernels: fp16 and 8-bit bodies diverged");
-        assertEquals(1, count(f16, "pool.get("), "pool loads (one per staged element)");
+        assertEquals(LatentDecodeKernels.CHUNK * 5, count(f16, "pool.get("), "pool loads (a work-item's five dims of each of a chunk's rows)");
         assertTrue(!f16.contains("= new float["), "LatentDecodeKernels allocates a private array");
     }
 
