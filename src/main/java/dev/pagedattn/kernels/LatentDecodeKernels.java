@@ -47,7 +47,10 @@ public final class LatentDecodeKernels {
     public static final int CHUNK = 8;
     /** Slices of the dims each head's dot products are summed over (work-items per head). */
     public static final int SLICES = LOCAL / HEADS;
-    /** Largest row (keys) the local arrays hold: DeepSeek's 512 + 64. */
+    /**
+     * Largest row (keys) the local arrays hold: DeepSeek's 512 + 64. Step 1 stages dims {@code tid + 128 k}, k &lt; 5, so
+     * this must stay at most {@code 5 * LOCAL}.
+     */
     public static final int MAX_HEAD_DIM = 576;
     /** Largest value width: four dims per work-item. */
     public static final int MAX_VALUE_DIM = 4 * LOCAL;
@@ -130,7 +133,7 @@ public final class LatentDecodeKernels {
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
         int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
         int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
-        int d0 = tid;                           // step 4: this work-item's value dims
+        int d0 = tid;                           // step 5: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
         int d3 = tid + 3 * LOCAL;
@@ -431,7 +434,7 @@ public final class LatentDecodeKernels {
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
         int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
         int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
-        int d0 = tid;                           // step 4: this work-item's value dims
+        int d0 = tid;                           // step 5: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
         int d3 = tid + 3 * LOCAL;
@@ -734,7 +737,7 @@ public final class LatentDecodeKernels {
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
         int e3 = TornadoMath.min(tid + 3 * LOCAL, headDim - 1);
         int e4 = TornadoMath.min(tid + 4 * LOCAL, headDim - 1);
-        int d0 = tid;                           // step 4: this work-item's value dims
+        int d0 = tid;                           // step 5: this work-item's value dims
         int d1 = tid + LOCAL;
         int d2 = tid + 2 * LOCAL;
         int d3 = tid + 3 * LOCAL;
