@@ -25,9 +25,10 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * <ol>
  *   <li>the chunk's rows into local memory ({@code ks}, fp32), coalesced: the eight rows located, then all of a
  *       work-item's forty loads in flight at once, issued before the barrier (one round trip to memory a chunk);</li>
- *   <li>work-item (head {@code tid / 16}, slice {@code tid % 16}) sums its slice's dims {@code s, s + 16, ...} of the
- *       eight tokens' dot products with its head's query (pre-scaled, in local memory {@code qs}) into {@code dots};</li>
- *   <li>work-item (token, head) &lt; 64 adds the 16 slices (four independent sums), caps, biases and masks the score;</li>
+ *   <li>work-item (tokens {@code 4 tq ..}, heads {@code 4 hq ..}, slice {@code s}) with {@code tid = 32 (2 tq + hq) + s}
+ *       sums its slice's dims {@code s, s + 32, ...} of sixteen (token, head) dot products with the queries
+ *       (pre-scaled, in local memory {@code qs}) into {@code dots}: eight local loads per sixteen fmas;</li>
+ *   <li>work-item (token, head) &lt; 64 adds the 32 slices (four independent sums), caps, biases and masks the score;</li>
  *   <li>work-item h &lt; 8 moves its head's running max and turns the eight scores into probabilities (eight exps);</li>
  *   <li>every work-item rescales and adds {@code p * v} for all eight heads at its four value dims
  *       {@code tid + 128 j}, reading {@code v} from the same local rows: 32 accumulators in registers.</li>
@@ -45,8 +46,10 @@ public final class LatentDecodeKernels {
     public static final int HEADS = 8;
     /** Tokens per chunk. */
     public static final int CHUNK = 8;
-    /** Slices of the dims each head's dot products are summed over (work-items per head). */
-    public static final int SLICES = LOCAL / HEADS;
+    /** Slices of the dims each score's dot product is summed over: work-items per (four tokens, four heads). */
+    public static final int SLICES = 32;
+    /** Head dims (keys) are multiples of this. */
+    public static final int DIM_MULTIPLE = 16;
     /**
      * Largest row (keys) the local arrays hold: DeepSeek's 512 + 64. Step 1 stages dims {@code tid + 128 k}, k &lt; 5, so
      * this must stay at most {@code 5 * LOCAL}.
@@ -56,8 +59,10 @@ public final class LatentDecodeKernels {
     public static final int MAX_VALUE_DIM = 4 * LOCAL;
     /** Row stride of ks. */
     private static final int ROW = MAX_HEAD_DIM;
-    /** Row stride of qs: two heads' rows per warp fall into the two halves of the 32 banks. */
+    /** Row stride of qs. */
     private static final int Q_ROW = MAX_HEAD_DIM + 16;
+    /** Row stride of dots: one past the chunk's 64 (token, head) pairs, so a warp's 32 slices hit 32 banks. */
+    private static final int D_ROW = CHUNK * HEADS + 1;
     private static final int STATS_MAX = 0;
     private static final int STATS_SUM = HEADS;
     private static final int STATS_RESCALE = 2 * HEADS;
@@ -68,7 +73,7 @@ public final class LatentDecodeKernels {
 
     /** Head dims (keys) that are multiples of 16 up to 576 and value widths from 1 up to min(headDim, 512). */
     public static boolean supports(int headDim, int valueDim) {
-        return headDim >= SLICES && headDim <= MAX_HEAD_DIM && headDim % SLICES == 0 && valueDim >= 1
+        return headDim >= DIM_MULTIPLE && headDim <= MAX_HEAD_DIM && headDim % DIM_MULTIPLE == 0 && valueDim >= 1
                 && valueDim <= Math.min(headDim, MAX_VALUE_DIM);
     }
 
@@ -111,7 +116,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(SLICES * D_ROW); // [slice][token][head] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -126,8 +131,13 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
-        int slice = tid - myHead * SLICES;
+        int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
+        int slice = tid - quad * SLICES;
+        int tq = quad / 2;
+        int hq = quad - 2 * tq;
+        int qBase = 4 * hq * Q_ROW;
+        int kBase = 4 * tq * ROW;
+        int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
         int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
         int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
@@ -249,45 +259,58 @@ public final class LatentDecodeKernels {
             ks[7 * ROW + e3] = x73;
             ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
-            float s0 = 0f;
-            float s1 = 0f;
-            float s2 = 0f;
-            float s3 = 0f;
-            float s4 = 0f;
-            float s5 = 0f;
-            float s6 = 0f;
-            float s7 = 0f;
+            // 2. partial dot products: work-item (tq, hq, slice) sums dims slice, slice + 32, ... of its sixteen (token,
+            //    head) pairs, eight local loads per sixteen fmas, into dots[slice][token][head] (a row of 65: no bank conflicts)
+            float s00 = 0f; float s01 = 0f; float s02 = 0f; float s03 = 0f;
+            float s10 = 0f; float s11 = 0f; float s12 = 0f; float s13 = 0f;
+            float s20 = 0f; float s21 = 0f; float s22 = 0f; float s23 = 0f;
+            float s30 = 0f; float s31 = 0f; float s32 = 0f; float s33 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
-                float x = qs[myHead * Q_ROW + d];
-                s0 += x * ks[d];
-                s1 += x * ks[ROW + d];
-                s2 += x * ks[2 * ROW + d];
-                s3 += x * ks[3 * ROW + d];
-                s4 += x * ks[4 * ROW + d];
-                s5 += x * ks[5 * ROW + d];
-                s6 += x * ks[6 * ROW + d];
-                s7 += x * ks[7 * ROW + d];
+                float y0 = qs[qBase + d];
+                float y1 = qs[qBase + 1 * Q_ROW + d];
+                float y2 = qs[qBase + 2 * Q_ROW + d];
+                float y3 = qs[qBase + 3 * Q_ROW + d];
+                float w0 = ks[kBase + d];
+                float w1 = ks[kBase + 1 * ROW + d];
+                float w2 = ks[kBase + 2 * ROW + d];
+                float w3 = ks[kBase + 3 * ROW + d];
+                s00 += w0 * y0; s01 += w0 * y1; s02 += w0 * y2; s03 += w0 * y3;
+                s10 += w1 * y0; s11 += w1 * y1; s12 += w1 * y2; s13 += w1 * y3;
+                s20 += w2 * y0; s21 += w2 * y1; s22 += w2 * y2; s23 += w2 * y3;
+                s30 += w3 * y0; s31 += w3 * y1; s32 += w3 * y2; s33 += w3 * y3;
             }
-            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
-            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
-            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
-            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
-            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
-            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
-            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
-            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            dots[dBase] = s00;
+            dots[dBase + 1] = s01;
+            dots[dBase + 2] = s02;
+            dots[dBase + 3] = s03;
+            dots[dBase + 8] = s10;
+            dots[dBase + 9] = s11;
+            dots[dBase + 10] = s12;
+            dots[dBase + 11] = s13;
+            dots[dBase + 16] = s20;
+            dots[dBase + 17] = s21;
+            dots[dBase + 18] = s22;
+            dots[dBase + 19] = s23;
+            dots[dBase + 24] = s30;
+            dots[dBase + 25] = s31;
+            dots[dBase + 26] = s32;
+            dots[dBase + 27] = s33;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                int at = tid * SLICES;
-                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
-                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
-                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
-                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                float s = 0f;
+                float sb = 0f;
+                float sc = 0f;
+                float sd = 0f;
+                for (int at = tid; at < SLICES * D_ROW; at += 4 * D_ROW) {
+                    s += dots[at];
+                    sb += dots[at + D_ROW];
+                    sc += dots[at + 2 * D_ROW];
+                    sd += dots[at + 3 * D_ROW];
+                }
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
@@ -412,7 +435,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(SLICES * D_ROW); // [slice][token][head] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -427,8 +450,13 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
-        int slice = tid - myHead * SLICES;
+        int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
+        int slice = tid - quad * SLICES;
+        int tq = quad / 2;
+        int hq = quad - 2 * tq;
+        int qBase = 4 * hq * Q_ROW;
+        int kBase = 4 * tq * ROW;
+        int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
         int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
         int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
@@ -550,45 +578,58 @@ public final class LatentDecodeKernels {
             ks[7 * ROW + e3] = x73;
             ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
-            float s0 = 0f;
-            float s1 = 0f;
-            float s2 = 0f;
-            float s3 = 0f;
-            float s4 = 0f;
-            float s5 = 0f;
-            float s6 = 0f;
-            float s7 = 0f;
+            // 2. partial dot products: work-item (tq, hq, slice) sums dims slice, slice + 32, ... of its sixteen (token,
+            //    head) pairs, eight local loads per sixteen fmas, into dots[slice][token][head] (a row of 65: no bank conflicts)
+            float s00 = 0f; float s01 = 0f; float s02 = 0f; float s03 = 0f;
+            float s10 = 0f; float s11 = 0f; float s12 = 0f; float s13 = 0f;
+            float s20 = 0f; float s21 = 0f; float s22 = 0f; float s23 = 0f;
+            float s30 = 0f; float s31 = 0f; float s32 = 0f; float s33 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
-                float x = qs[myHead * Q_ROW + d];
-                s0 += x * ks[d];
-                s1 += x * ks[ROW + d];
-                s2 += x * ks[2 * ROW + d];
-                s3 += x * ks[3 * ROW + d];
-                s4 += x * ks[4 * ROW + d];
-                s5 += x * ks[5 * ROW + d];
-                s6 += x * ks[6 * ROW + d];
-                s7 += x * ks[7 * ROW + d];
+                float y0 = qs[qBase + d];
+                float y1 = qs[qBase + 1 * Q_ROW + d];
+                float y2 = qs[qBase + 2 * Q_ROW + d];
+                float y3 = qs[qBase + 3 * Q_ROW + d];
+                float w0 = ks[kBase + d];
+                float w1 = ks[kBase + 1 * ROW + d];
+                float w2 = ks[kBase + 2 * ROW + d];
+                float w3 = ks[kBase + 3 * ROW + d];
+                s00 += w0 * y0; s01 += w0 * y1; s02 += w0 * y2; s03 += w0 * y3;
+                s10 += w1 * y0; s11 += w1 * y1; s12 += w1 * y2; s13 += w1 * y3;
+                s20 += w2 * y0; s21 += w2 * y1; s22 += w2 * y2; s23 += w2 * y3;
+                s30 += w3 * y0; s31 += w3 * y1; s32 += w3 * y2; s33 += w3 * y3;
             }
-            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
-            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
-            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
-            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
-            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
-            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
-            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
-            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            dots[dBase] = s00;
+            dots[dBase + 1] = s01;
+            dots[dBase + 2] = s02;
+            dots[dBase + 3] = s03;
+            dots[dBase + 8] = s10;
+            dots[dBase + 9] = s11;
+            dots[dBase + 10] = s12;
+            dots[dBase + 11] = s13;
+            dots[dBase + 16] = s20;
+            dots[dBase + 17] = s21;
+            dots[dBase + 18] = s22;
+            dots[dBase + 19] = s23;
+            dots[dBase + 24] = s30;
+            dots[dBase + 25] = s31;
+            dots[dBase + 26] = s32;
+            dots[dBase + 27] = s33;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                int at = tid * SLICES;
-                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
-                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
-                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
-                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                float s = 0f;
+                float sb = 0f;
+                float sc = 0f;
+                float sd = 0f;
+                for (int at = tid; at < SLICES * D_ROW; at += 4 * D_ROW) {
+                    s += dots[at];
+                    sb += dots[at + D_ROW];
+                    sc += dots[at + 2 * D_ROW];
+                    sd += dots[at + 3 * D_ROW];
+                }
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
@@ -715,7 +756,7 @@ public final class LatentDecodeKernels {
 
         float[] qs = ctx.allocateFloatLocalArray(HEADS * Q_ROW);    // [head][Q_ROW] the tile's queries, pre-scaled
         float[] ks = ctx.allocateFloatLocalArray(CHUNK * ROW);      // [token][ROW] the chunk's rows
-        float[] dots = ctx.allocateFloatLocalArray(CHUNK * LOCAL);  // [token][head][slice] partial dot products
+        float[] dots = ctx.allocateFloatLocalArray(SLICES * D_ROW); // [slice][token][head] partial dot products
         float[] probs = ctx.allocateFloatLocalArray(CHUNK * HEADS); // [token][head] probabilities
         float[] stats = ctx.allocateFloatLocalArray(STATS_SIZE);    // see STATS_*
         // the tile's queries, pre-scaled; heads past numQHeads are copies of the last head (the same sums, bit for bit, so
@@ -730,8 +771,13 @@ public final class LatentDecodeKernels {
             stats[STATS_MAX + tid] = -Float.MAX_VALUE; // finite: exp(old - new) never sees -inf - -inf
             stats[STATS_SUM + tid] = 0f;
         }
-        int myHead = tid / SLICES;              // steps 2: this work-item's head and slice
-        int slice = tid - myHead * SLICES;
+        int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
+        int slice = tid - quad * SLICES;
+        int tq = quad / 2;
+        int hq = quad - 2 * tq;
+        int qBase = 4 * hq * Q_ROW;
+        int kBase = 4 * tq * ROW;
+        int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
         int e0 = TornadoMath.min(tid, headDim - 1);                 // step 1: the dims this work-item stages (clamped)
         int e1 = TornadoMath.min(tid + LOCAL, headDim - 1);
         int e2 = TornadoMath.min(tid + 2 * LOCAL, headDim - 1);
@@ -853,45 +899,58 @@ public final class LatentDecodeKernels {
             ks[7 * ROW + e3] = x73;
             ks[7 * ROW + e4] = x74;
             ctx.localBarrier();
-            // 2. partial dot products: this work-item's dims slice, slice + 16, ... of its head with the eight rows
-            float s0 = 0f;
-            float s1 = 0f;
-            float s2 = 0f;
-            float s3 = 0f;
-            float s4 = 0f;
-            float s5 = 0f;
-            float s6 = 0f;
-            float s7 = 0f;
+            // 2. partial dot products: work-item (tq, hq, slice) sums dims slice, slice + 32, ... of its sixteen (token,
+            //    head) pairs, eight local loads per sixteen fmas, into dots[slice][token][head] (a row of 65: no bank conflicts)
+            float s00 = 0f; float s01 = 0f; float s02 = 0f; float s03 = 0f;
+            float s10 = 0f; float s11 = 0f; float s12 = 0f; float s13 = 0f;
+            float s20 = 0f; float s21 = 0f; float s22 = 0f; float s23 = 0f;
+            float s30 = 0f; float s31 = 0f; float s32 = 0f; float s33 = 0f;
             for (int d = slice; d < headDim; d += SLICES) {
-                float x = qs[myHead * Q_ROW + d];
-                s0 += x * ks[d];
-                s1 += x * ks[ROW + d];
-                s2 += x * ks[2 * ROW + d];
-                s3 += x * ks[3 * ROW + d];
-                s4 += x * ks[4 * ROW + d];
-                s5 += x * ks[5 * ROW + d];
-                s6 += x * ks[6 * ROW + d];
-                s7 += x * ks[7 * ROW + d];
+                float y0 = qs[qBase + d];
+                float y1 = qs[qBase + 1 * Q_ROW + d];
+                float y2 = qs[qBase + 2 * Q_ROW + d];
+                float y3 = qs[qBase + 3 * Q_ROW + d];
+                float w0 = ks[kBase + d];
+                float w1 = ks[kBase + 1 * ROW + d];
+                float w2 = ks[kBase + 2 * ROW + d];
+                float w3 = ks[kBase + 3 * ROW + d];
+                s00 += w0 * y0; s01 += w0 * y1; s02 += w0 * y2; s03 += w0 * y3;
+                s10 += w1 * y0; s11 += w1 * y1; s12 += w1 * y2; s13 += w1 * y3;
+                s20 += w2 * y0; s21 += w2 * y1; s22 += w2 * y2; s23 += w2 * y3;
+                s30 += w3 * y0; s31 += w3 * y1; s32 += w3 * y2; s33 += w3 * y3;
             }
-            dots[(0 * HEADS + myHead) * SLICES + slice] = s0;
-            dots[(1 * HEADS + myHead) * SLICES + slice] = s1;
-            dots[(2 * HEADS + myHead) * SLICES + slice] = s2;
-            dots[(3 * HEADS + myHead) * SLICES + slice] = s3;
-            dots[(4 * HEADS + myHead) * SLICES + slice] = s4;
-            dots[(5 * HEADS + myHead) * SLICES + slice] = s5;
-            dots[(6 * HEADS + myHead) * SLICES + slice] = s6;
-            dots[(7 * HEADS + myHead) * SLICES + slice] = s7;
+            dots[dBase] = s00;
+            dots[dBase + 1] = s01;
+            dots[dBase + 2] = s02;
+            dots[dBase + 3] = s03;
+            dots[dBase + 8] = s10;
+            dots[dBase + 9] = s11;
+            dots[dBase + 10] = s12;
+            dots[dBase + 11] = s13;
+            dots[dBase + 16] = s20;
+            dots[dBase + 17] = s21;
+            dots[dBase + 18] = s22;
+            dots[dBase + 19] = s23;
+            dots[dBase + 24] = s30;
+            dots[dBase + 25] = s31;
+            dots[dBase + 26] = s32;
+            dots[dBase + 27] = s33;
             ctx.localBarrier();
-            // 3. work-item (token tid / 8, head tid % 8) < 64 adds the token's 16 slices in four independent sums, caps,
+            // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
             if (tid < CHUNK * HEADS) {
                 int t = tid / HEADS;
                 int h = tid - t * HEADS;
-                int at = tid * SLICES;
-                float s = dots[at] + dots[at + 4] + dots[at + 8] + dots[at + 12];
-                float sb = dots[at + 1] + dots[at + 5] + dots[at + 9] + dots[at + 13];
-                float sc = dots[at + 2] + dots[at + 6] + dots[at + 10] + dots[at + 14];
-                float sd = dots[at + 3] + dots[at + 7] + dots[at + 11] + dots[at + 15];
+                float s = 0f;
+                float sb = 0f;
+                float sc = 0f;
+                float sd = 0f;
+                for (int at = tid; at < SLICES * D_ROW; at += 4 * D_ROW) {
+                    s += dots[at];
+                    sb += dots[at + D_ROW];
+                    sc += dots[at + 2 * D_ROW];
+                    sd += dots[at + 3 * D_ROW];
+                }
                 s = (s + sb) + (sc + sd);
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
