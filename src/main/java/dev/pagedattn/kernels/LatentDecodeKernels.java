@@ -82,7 +82,7 @@ public final class LatentDecodeKernels {
         return (numQHeads + HEADS - 1) / HEADS;
     }
 
-    public static void attentionF16(KernelContext ctx, HalfFloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
+    public static void latentF16(KernelContext ctx, HalfFloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
                                     IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
                                     int valueDim, int blockSize, float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
@@ -401,7 +401,7 @@ public final class LatentDecodeKernels {
                 d0, d1, d2, d3, a70, a71, a72, a73, stats[STATS_MAX + 7], stats[STATS_SUM + 7], writeFinal);
     }
 
-    public static void attentionF32(KernelContext ctx, FloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
+    public static void latentF32(KernelContext ctx, FloatArray pool, FloatArray q, IntArray blockTables, IntArray contextLens,
                                     IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
                                     int valueDim, int blockSize, float scale) {
         if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
@@ -720,7 +720,7 @@ public final class LatentDecodeKernels {
                 d0, d1, d2, d3, a70, a71, a72, a73, stats[STATS_MAX + 7], stats[STATS_SUM + 7], writeFinal);
     }
 
-    public static void attentionQ8(KernelContext ctx, IntArray pool, FloatArray dequant, FloatArray q, IntArray blockTables,
+    public static void latentQ8(KernelContext ctx, IntArray pool, FloatArray dequant, FloatArray q, IntArray blockTables,
                                     IntArray contextLens,
                                     IntArray params, FloatArray out, FloatArray partials, int numQHeads, int headDim,
                                     int valueDim, int blockSize, float scale) {

@@ -129,12 +129,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final boolean BALANCED = !"false".equals(System.getProperty("pagedattn.tornado.balanced"));
     /**
-     * Work-groups of the latent kernel that a split grid aims for, {@code -Dpagedattn.tornado.latentTargetGroups}: two
-     * waves of an H200's 132 SMs x 5 resident work-groups (42 KB of local memory each). Its work-groups walk their
-     * partitions in chunks of eight tokens with five barriers each, so a step's time is one work-group's latency unless
-     * the grid fills the card (benchmarks/NOTES.md, forty-fifth session).
+     * Work-groups of the latent kernel that a split grid aims for, {@code -Dpagedattn.tornado.latentTargetGroups}: one
+     * wave of an H100's or H200's 132 SMs x 4 resident work-groups (123 registers, 46 KB of local memory each). Fewer,
+     * longer partitions also halve the merge's reads; on an H100 528 took 0.89-0.98x the time of the first version's
+     * two and a half waves (1320) on five of six cells and 1.06x on a ragged batch (benchmarks/NOTES.md, forty-eighth
+     * session).
      */
-    public static final int LATENT_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.latentTargetGroups", 1320);
+    public static final int LATENT_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.latentTargetGroups", 528);
     /** Smallest partition of the latent kernel, {@code -Dpagedattn.tornado.latentMinPartitionTokens}: 16 of its chunks. */
     public static final int LATENT_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.latentMinPartitionTokens", 128);
     /** Waves of {@code targetGroups} work-groups that a split grid aims for (load balance). */

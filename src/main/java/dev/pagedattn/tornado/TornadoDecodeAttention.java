@@ -970,13 +970,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, q);
             int dv = shardSpec.valueDim();
             if (kernel == DecodeGrid.Kernel.LATENT && kPool instanceof HalfFloatArray pool) { // one pool: keys, values inside
-                graph.task(attention, LatentDecodeKernels::attentionF16, ctx, pool, q, tables, lens, params, out, partials, hq, d, dv,
+                graph.task(attention, LatentDecodeKernels::latentF16, ctx, pool, q, tables, lens, params, out, partials, hq, d, dv,
                         bs, scale);
             } else if (kernel == DecodeGrid.Kernel.LATENT && kPool instanceof IntArray pool) { // 8-bit codes, four per word
-                graph.task(attention, LatentDecodeKernels::attentionQ8, ctx, pool, dequant[s], q, tables, lens, params, out, partials,
+                graph.task(attention, LatentDecodeKernels::latentQ8, ctx, pool, dequant[s], q, tables, lens, params, out, partials,
                         hq, d, dv, bs, scale);
             } else if (kernel == DecodeGrid.Kernel.LATENT) {
-                graph.task(attention, LatentDecodeKernels::attentionF32, ctx, (FloatArray) kPool, q, tables, lens, params, out,
+                graph.task(attention, LatentDecodeKernels::latentF32, ctx, (FloatArray) kPool, q, tables, lens, params, out,
                         partials, hq, d, dv, bs, scale);
             } else if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;

@@ -255,12 +255,12 @@ final class EmulatedDecode {
         FloatArray dequant = c.config().dtype().isQuantized() ? PackedCodes.argument(c, 0, 1f) : null;
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             if (dequant != null) {
-                LatentDecodeKernels.attentionQ8(ctx, pool.wordArray(), dequant, q, tables, lens, params, out, partials, hq, d, dv, bs,
+                LatentDecodeKernels.latentQ8(ctx, pool.wordArray(), dequant, q, tables, lens, params, out, partials, hq, d, dv, bs,
                         spec.scale());
             } else if (c.config().dtype() == KvDtype.FP16) {
-                LatentDecodeKernels.attentionF16(ctx, pool.halfArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
+                LatentDecodeKernels.latentF16(ctx, pool.halfArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
             } else {
-                LatentDecodeKernels.attentionF32(ctx, pool.floatArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
+                LatentDecodeKernels.latentF32(ctx, pool.floatArray(), q, tables, lens, params, out, partials, hq, d, dv, bs, spec.scale());
             }
         });
         int n = b.numSeqs() * hq * dv * grid.mergeSlices();

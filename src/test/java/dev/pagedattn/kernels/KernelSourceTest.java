@@ -70,16 +70,16 @@ class KernelSourceTest {
     @Test
     void latentKernelTwinsDifferOnlyInTheirPoolType() throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/LatentDecodeKernels.java"));
-        String f16 = method(src, "attentionF16(");
-        String expected = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray pool", "attentionF32(KernelContext ctx, FloatArray pool")
+        String f16 = method(src, "latentF16(");
+        String expected = f16.replace("latentF16(KernelContext ctx, HalfFloatArray pool", "latentF32(KernelContext ctx, FloatArray pool")
                 .replace(".getFloat32()", "");
-        assertEquals(tokens(expected), tokens(method(src, "attentionF32(")), "LatentDecodeKernels: fp16 and fp32 bodies diverged");
-        String q8 = f16.replace("attentionF16(KernelContext ctx, HalfFloatArray pool", "attentionQ8(KernelContext ctx, IntArray pool,"
+        assertEquals(tokens(expected), tokens(method(src, "latentF32(")), "LatentDecodeKernels: fp16 and fp32 bodies diverged");
+        String q8 = f16.replace("latentF16(KernelContext ctx, HalfFloatArray pool", "latentQ8(KernelContext ctx, IntArray pool,"
                         + " FloatArray dequant").replaceAll("pool\\.get\\(([^()]*)\\)\\.getFloat32\\(\\)", "PackedCodes.value(pool, dequant, $1) * kScale")
                 .replace("float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));",
                         "float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));"
                                 + " float kScale = dequant.get(DequantTable.SIZE);");
-        assertEquals(tokens(q8), tokens(method(src, "attentionQ8(")), "LatentDecodeKernels: fp16 and 8-bit bodies diverged");
+        assertEquals(tokens(q8), tokens(method(src, "latentQ8(")), "LatentDecodeKernels: fp16 and 8-bit bodies diverged");
         assertEquals(LatentDecodeKernels.CHUNK * 5, count(f16, "pool.get("), "pool loads (a work-item's five dims of each of a chunk's rows)");
         assertTrue(!f16.contains("= new float["), "LatentDecodeKernels allocates a private array");
     }

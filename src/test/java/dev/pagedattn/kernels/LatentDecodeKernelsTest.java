@@ -135,9 +135,19 @@ class LatentDecodeKernelsTest {
         assertEquals(16, grid.headTiles());
         assertEquals(2 * 16, grid.numGroups());
         assertEquals(LatentDecodeKernels.LOCAL, grid.localSize());
-        // a split step fills the card with its own rule: 8 x 8k at 16 heads in partitions of 128 tokens, 1024 work-groups
+        // a split step fills the card with its own rule: 8 x 8k at 16 heads (16 work-groups a partition) in 33 partitions
+        // of 249 tokens, 528 work-groups (one wave of 132 SMs x 4); at 128 heads (128 a partition) in 4 of 2048, 512
         DecodeGrid split = DecodeGrid.plan(latent, 8, 8192, true, DecodeGrid.Kernel.LATENT, KvDtype.FP16);
+        assertEquals(528, DecodeGrid.LATENT_TARGET_GROUPS);
+        assertEquals(249, split.partitionTokens());
+        assertEquals(8 * 2 * 33, split.numGroups());
+        split = DecodeGrid.plan(AttentionSpec.of(KvCacheConfig.latent(8, 16, 512, 64, KvDtype.FP16, 1), 128), 8, 8192, true,
+                DecodeGrid.Kernel.LATENT, KvDtype.FP16);
+        assertEquals(2048, split.partitionTokens());
+        assertEquals(8 * 16 * 4, split.numGroups());
+        // a short context is cut no finer than the smallest partition: 1 x 1k at 16 heads, 8 partitions of 128
+        split = DecodeGrid.plan(latent, 1, 1024, true, DecodeGrid.Kernel.LATENT, KvDtype.FP16);
         assertEquals(DecodeGrid.LATENT_MIN_PARTITION_TOKENS, split.partitionTokens());
-        assertEquals(8 * 2 * 64, split.numGroups());
+        assertEquals(2 * 8, split.numGroups());
     }
 }
