@@ -131,9 +131,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Work-groups of the latent kernel that a split grid aims for, {@code -Dpagedattn.tornado.latentTargetGroups}: one
      * wave of an H100's or H200's 132 SMs x 4 resident work-groups (123 registers, 46 KB of local memory each). Fewer,
-     * longer partitions also halve the merge's reads; on an H100 528 took 0.89-0.98x the time of the first version's
-     * two and a half waves (1320) on five of six cells and 1.06x on a ragged batch (benchmarks/NOTES.md, forty-eighth
-     * session).
+     * longer partitions also halve the merge's reads; on H100s 528 took 0.85-1.0x the time of the first version's two
+     * and a half waves (1320) on five cells and 0.99-1.06x on a ragged batch, in two runs (benchmarks/NOTES.md,
+     * forty-eighth session).
      */
     public static final int LATENT_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.latentTargetGroups", 528);
     /** Smallest partition of the latent kernel, {@code -Dpagedattn.tornado.latentMinPartitionTokens}: 16 of its chunks. */
