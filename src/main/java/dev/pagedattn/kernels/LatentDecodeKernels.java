@@ -46,8 +46,10 @@ public final class LatentDecodeKernels {
     public static final int HEADS = 8;
     /** Tokens per chunk. */
     public static final int CHUNK = 8;
+    /** Groups of four heads in a tile (step 2 gives a work-item four tokens by four heads). */
+    private static final int HEAD_QUADS = HEADS / 4;
     /** Slices of the dims each score's dot product is summed over: work-items per (four tokens, four heads). */
-    public static final int SLICES = 32;
+    public static final int SLICES = LOCAL / (CHUNK / 4 * HEAD_QUADS);
     /** Head dims (keys) are multiples of this. */
     public static final int DIM_MULTIPLE = 16;
     /**
@@ -133,8 +135,8 @@ public final class LatentDecodeKernels {
         }
         int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
         int slice = tid - quad * SLICES;
-        int tq = quad / 2;
-        int hq = quad - 2 * tq;
+        int tq = quad / HEAD_QUADS;
+        int hq = quad - HEAD_QUADS * tq;
         int qBase = 4 * hq * Q_ROW;
         int kBase = 4 * tq * ROW;
         int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
@@ -283,18 +285,18 @@ public final class LatentDecodeKernels {
             dots[dBase + 1] = s01;
             dots[dBase + 2] = s02;
             dots[dBase + 3] = s03;
-            dots[dBase + 8] = s10;
-            dots[dBase + 9] = s11;
-            dots[dBase + 10] = s12;
-            dots[dBase + 11] = s13;
-            dots[dBase + 16] = s20;
-            dots[dBase + 17] = s21;
-            dots[dBase + 18] = s22;
-            dots[dBase + 19] = s23;
-            dots[dBase + 24] = s30;
-            dots[dBase + 25] = s31;
-            dots[dBase + 26] = s32;
-            dots[dBase + 27] = s33;
+            dots[dBase + 1 * HEADS] = s10;
+            dots[dBase + 1 * HEADS + 1] = s11;
+            dots[dBase + 1 * HEADS + 2] = s12;
+            dots[dBase + 1 * HEADS + 3] = s13;
+            dots[dBase + 2 * HEADS] = s20;
+            dots[dBase + 2 * HEADS + 1] = s21;
+            dots[dBase + 2 * HEADS + 2] = s22;
+            dots[dBase + 2 * HEADS + 3] = s23;
+            dots[dBase + 3 * HEADS] = s30;
+            dots[dBase + 3 * HEADS + 1] = s31;
+            dots[dBase + 3 * HEADS + 2] = s32;
+            dots[dBase + 3 * HEADS + 3] = s33;
             ctx.localBarrier();
             // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
@@ -452,8 +454,8 @@ public final class LatentDecodeKernels {
         }
         int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
         int slice = tid - quad * SLICES;
-        int tq = quad / 2;
-        int hq = quad - 2 * tq;
+        int tq = quad / HEAD_QUADS;
+        int hq = quad - HEAD_QUADS * tq;
         int qBase = 4 * hq * Q_ROW;
         int kBase = 4 * tq * ROW;
         int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
@@ -602,18 +604,18 @@ public final class LatentDecodeKernels {
             dots[dBase + 1] = s01;
             dots[dBase + 2] = s02;
             dots[dBase + 3] = s03;
-            dots[dBase + 8] = s10;
-            dots[dBase + 9] = s11;
-            dots[dBase + 10] = s12;
-            dots[dBase + 11] = s13;
-            dots[dBase + 16] = s20;
-            dots[dBase + 17] = s21;
-            dots[dBase + 18] = s22;
-            dots[dBase + 19] = s23;
-            dots[dBase + 24] = s30;
-            dots[dBase + 25] = s31;
-            dots[dBase + 26] = s32;
-            dots[dBase + 27] = s33;
+            dots[dBase + 1 * HEADS] = s10;
+            dots[dBase + 1 * HEADS + 1] = s11;
+            dots[dBase + 1 * HEADS + 2] = s12;
+            dots[dBase + 1 * HEADS + 3] = s13;
+            dots[dBase + 2 * HEADS] = s20;
+            dots[dBase + 2 * HEADS + 1] = s21;
+            dots[dBase + 2 * HEADS + 2] = s22;
+            dots[dBase + 2 * HEADS + 3] = s23;
+            dots[dBase + 3 * HEADS] = s30;
+            dots[dBase + 3 * HEADS + 1] = s31;
+            dots[dBase + 3 * HEADS + 2] = s32;
+            dots[dBase + 3 * HEADS + 3] = s33;
             ctx.localBarrier();
             // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
@@ -773,8 +775,8 @@ public final class LatentDecodeKernels {
         }
         int quad = tid / SLICES;                // step 2: this work-item's four tokens (4 tq ..), four heads (4 hq ..), slice
         int slice = tid - quad * SLICES;
-        int tq = quad / 2;
-        int hq = quad - 2 * tq;
+        int tq = quad / HEAD_QUADS;
+        int hq = quad - HEAD_QUADS * tq;
         int qBase = 4 * hq * Q_ROW;
         int kBase = 4 * tq * ROW;
         int dBase = slice * D_ROW + 4 * tq * HEADS + 4 * hq;
@@ -923,18 +925,18 @@ public final class LatentDecodeKernels {
             dots[dBase + 1] = s01;
             dots[dBase + 2] = s02;
             dots[dBase + 3] = s03;
-            dots[dBase + 8] = s10;
-            dots[dBase + 9] = s11;
-            dots[dBase + 10] = s12;
-            dots[dBase + 11] = s13;
-            dots[dBase + 16] = s20;
-            dots[dBase + 17] = s21;
-            dots[dBase + 18] = s22;
-            dots[dBase + 19] = s23;
-            dots[dBase + 24] = s30;
-            dots[dBase + 25] = s31;
-            dots[dBase + 26] = s32;
-            dots[dBase + 27] = s33;
+            dots[dBase + 1 * HEADS] = s10;
+            dots[dBase + 1 * HEADS + 1] = s11;
+            dots[dBase + 1 * HEADS + 2] = s12;
+            dots[dBase + 1 * HEADS + 3] = s13;
+            dots[dBase + 2 * HEADS] = s20;
+            dots[dBase + 2 * HEADS + 1] = s21;
+            dots[dBase + 2 * HEADS + 2] = s22;
+            dots[dBase + 2 * HEADS + 3] = s23;
+            dots[dBase + 3 * HEADS] = s30;
+            dots[dBase + 3 * HEADS + 1] = s31;
+            dots[dBase + 3 * HEADS + 2] = s32;
+            dots[dBase + 3 * HEADS + 3] = s33;
             ctx.localBarrier();
             // 3. work-item (token tid / 8, head tid % 8) < 64 adds its pair's 32 slices in four independent sums, caps,
             //    biases and masks the score
