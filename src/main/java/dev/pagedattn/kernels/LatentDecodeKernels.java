@@ -317,8 +317,8 @@ public final class LatentDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
                         chunkStart + t, len - 1);
-                if (chunkStart + t >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + t >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[tid] = s;
             }
@@ -636,8 +636,8 @@ public final class LatentDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
                         chunkStart + t, len - 1);
-                if (chunkStart + t >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + t >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[tid] = s;
             }
@@ -957,8 +957,8 @@ public final class LatentDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(tileHead + h, numQHeads - 1),
                         chunkStart + t, len - 1);
-                if (chunkStart + t >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + t >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[tid] = s;
             }

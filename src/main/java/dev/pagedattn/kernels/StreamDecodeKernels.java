@@ -569,9 +569,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -1263,9 +1263,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -1898,9 +1898,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -2600,9 +2600,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -3327,9 +3327,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -3893,9 +3893,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -4481,9 +4481,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -5152,9 +5152,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -5823,8 +5823,8 @@ public final class StreamDecodeKernels {
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
                             kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
@@ -6433,8 +6433,8 @@ public final class StreamDecodeKernels {
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
                             kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
@@ -7135,9 +7135,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -7848,9 +7848,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -8561,9 +8561,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -9187,9 +9187,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -9786,9 +9786,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -10461,8 +10461,8 @@ public final class StreamDecodeKernels {
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
                             kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
@@ -11060,9 +11060,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -11758,9 +11758,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -12357,9 +12357,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -13032,8 +13032,8 @@ public final class StreamDecodeKernels {
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
                             kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
@@ -13631,9 +13631,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -14329,9 +14329,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -14928,9 +14928,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -15603,8 +15603,8 @@ public final class StreamDecodeKernels {
                     sA = PagedDecodeKernels.softCap(sA, cap);
                     sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
                             kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
@@ -16202,9 +16202,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -16922,9 +16922,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -17578,9 +17578,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -18275,9 +18275,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -18959,9 +18959,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -19643,9 +19643,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -20323,9 +20323,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -21011,9 +21011,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -21740,9 +21740,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -22456,9 +22456,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;
@@ -23172,9 +23172,9 @@ public final class StreamDecodeKernels {
                             tileStart + row, len - 1);
                     sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
                             tileStart + row, len - 1);
-                    if (tileStart + row >= end) {
-                        sA = Float.NEGATIVE_INFINITY;
-                        sB = Float.NEGATIVE_INFINITY;
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
                     }
                     float tA = sA;
                     float tB = sB;

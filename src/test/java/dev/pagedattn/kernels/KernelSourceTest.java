@@ -85,6 +85,22 @@ class KernelSourceTest {
     }
 
     /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
+    /**
+     * TornadoVM 5.2's CUDA backend prints {@code Float.NEGATIVE_INFINITY} as {@code -1.0F / 0.0F}, a division NVRTC
+     * does not fold, whose slow path is a call that waits for every load in flight: in the stream kernels' tile loop it
+     * held 25% of the fp16 kernel's stall samples (benchmarks/NOTES.md, forty-ninth session). The step kernels the CUDA
+     * backend runs per tile mask with the finite {@link PagedDecodeKernels#MASKED} instead.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"StreamDecodeKernels", "LatentDecodeKernels"})
+    void cudaStepKernelsHoldNoInfinityLiteral(String kernelClass) throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
+        assertEquals(0, count(src, "NEGATIVE_INFINITY"), kernelClass + ": an infinity literal (a division on the CUDA backend)");
+        assertTrue(count(src, "= PagedDecodeKernels.MASKED;") > 0, kernelClass + ": no masked score left to check");
+        assertTrue(PagedDecodeKernels.MASKED > Float.NEGATIVE_INFINITY && Math.exp((double) PagedDecodeKernels.MASKED) == 0.0,
+                "MASKED must be finite and have a zero probability");
+    }
+
     private static String withoutLoads(String body) {
         StringBuilder kept = new StringBuilder();
         for (String statement : tokens(body).split(";")) {
