@@ -43,9 +43,9 @@ public final class PagedDecodeKernels {
      * The score of a token past the end in the CUDA backend's step kernels (the stream and latent kernels): finite, so
      * that TornadoVM 5.2's CUDA backend prints a literal. It prints {@code Float.NEGATIVE_INFINITY} as
      * {@code -1.0F / 0.0F}, which NVRTC does not fold: a division on every tile whose slow path is a {@code CALL}, and a
-     * call waits for every load in flight (benchmarks/NOTES.md, forty-ninth session). Its probability is still exactly
-     * 0: every tile of those kernels starts at a token before the end, so the running max is a finite score and
-     * {@code exp(MASKED - max)} underflows.
+     * call waits for every load in flight (benchmarks/NOTES.md, forty-ninth session, part two). Its probability is
+     * still exactly 0: every tile of those kernels starts at a token before the end, so the running max is a finite
+     * score and {@code exp(MASKED - max)} underflows.
      */
     public static final float MASKED = -Float.MAX_VALUE;
 

@@ -84,11 +84,10 @@ class KernelSourceTest {
         assertTrue(!f16.contains("= new float["), "LatentDecodeKernels allocates a private array");
     }
 
-    /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
     /**
      * TornadoVM 5.2's CUDA backend prints {@code Float.NEGATIVE_INFINITY} as {@code -1.0F / 0.0F}, a division NVRTC
      * does not fold, whose slow path is a call that waits for every load in flight: in the stream kernels' tile loop it
-     * held 25% of the fp16 kernel's stall samples (benchmarks/NOTES.md, forty-ninth session). The CUDA
+     * held 25% of the fp16 kernel's stall samples (benchmarks/NOTES.md, forty-ninth session, part two). The CUDA
      * backend's step kernels mask with the finite {@link PagedDecodeKernels#MASKED} instead.
      */
     @ParameterizedTest
@@ -107,6 +106,7 @@ class KernelSourceTest {
         }
     }
 
+    /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
     private static String withoutLoads(String body) {
         StringBuilder kept = new StringBuilder();
         for (String statement : tokens(body).split(";")) {
