@@ -221,9 +221,9 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
-            //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            //    ... of head tid % heads; rows at or past the end score MASKED; one exp per pair
             float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
-            float chunkMax = Float.NEGATIVE_INFINITY;
+            float chunkMax = PagedDecodeKernels.MASKED;  // finite, as the masked scores
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
@@ -232,8 +232,8 @@ public final class ChunkDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
                         kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
-                if (chunkStart + idx / heads >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + idx / heads >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[idx] = s;
                 chunkMax = TornadoMath.max(chunkMax, s);
@@ -569,9 +569,9 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
-            //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            //    ... of head tid % heads; rows at or past the end score MASKED; one exp per pair
             float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
-            float chunkMax = Float.NEGATIVE_INFINITY;
+            float chunkMax = PagedDecodeKernels.MASKED;  // finite, as the masked scores
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
@@ -580,8 +580,8 @@ public final class ChunkDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
                         kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
-                if (chunkStart + idx / heads >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + idx / heads >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[idx] = s;
                 chunkMax = TornadoMath.max(chunkMax, s);
@@ -909,9 +909,9 @@ public final class ChunkDecodeKernels {
             }
             ctx.localBarrier();
             // 2. scores, chunk max, probabilities: work-item tid owns the (row, head) pairs tid, tid + LOCAL,
-            //    ... of head tid % heads; rows at or past the end score -inf; one exp per pair
+            //    ... of head tid % heads; rows at or past the end score MASKED; one exp per pair
             float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
-            float chunkMax = Float.NEGATIVE_INFINITY;
+            float chunkMax = PagedDecodeKernels.MASKED;  // finite, as the masked scores
             for (int idx = tid; idx < chunk * heads; idx += LOCAL) {
                 float s = 0f;
                 for (int l = 0; l < lanes; l++) {
@@ -920,8 +920,8 @@ public final class ChunkDecodeKernels {
                 s = PagedDecodeKernels.softCap(s, cap);
                 s = s + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),   // ALiBi
                         kvHead * groupSize + TornadoMath.min(idx % heads, groupSize - 1), chunkStart + idx / heads, len - 1);
-                if (chunkStart + idx / heads >= end) {
-                    s = Float.NEGATIVE_INFINITY;
+                if (chunkStart + idx / heads >= end) {  // finite: see PagedDecodeKernels.MASKED
+                    s = PagedDecodeKernels.MASKED;
                 }
                 probs[idx] = s;
                 chunkMax = TornadoMath.max(chunkMax, s);

@@ -40,7 +40,7 @@ public final class PagedDecodeKernels {
     /** Partitions one work-item of {@link #mergePartitions} loads per round (its unrolled load block). */
     public static final int MERGE_ROUND = 8;
     /**
-     * The score of a token past the end in the CUDA backend's step kernels (the stream and latent kernels): finite, so
+     * The score of a token past the end in the decode kernels the CUDA backend runs (stream, chunk, latent): finite, so
      * that TornadoVM 5.2's CUDA backend prints a literal. It prints {@code Float.NEGATIVE_INFINITY} as
      * {@code -1.0F / 0.0F}, which NVRTC does not fold: a division on every tile whose slow path is a {@code CALL}, and a
      * call waits for every load in flight (benchmarks/NOTES.md, forty-ninth session, part two). Its probability is

@@ -91,7 +91,7 @@ class KernelSourceTest {
      * backend's step kernels mask with the finite {@link PagedDecodeKernels#MASKED} instead.
      */
     @ParameterizedTest
-    @ValueSource(strings = {"StreamDecodeKernels", "LatentDecodeKernels"})
+    @ValueSource(strings = {"StreamDecodeKernels", "ChunkDecodeKernels", "LatentDecodeKernels"})
     void cudaStepKernelsHoldNoInfinityLiteral(String kernelClass) throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/" + kernelClass + ".java"));
         assertEquals(0, count(src, "NEGATIVE_INFINITY"), kernelClass + ": an infinity literal (a division on the CUDA backend)");
