@@ -132,6 +132,26 @@ public final class StreamDecodeKernels {
     /**
      * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
+     * emulator calls the same {@code apply}. {@code bounded}: {@link #attentionF16x2Bounded} where it applies (head dim 128,
+     * up to four heads, fp32 V sums; {@link #hasBoundedTwin}).
+     */
+    public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV,
+                                                                                      boolean bounded) {
+        if (bounded && hasBoundedTwin(headDim, groupSize, halfV)) {
+            return StreamDecodeKernels::attentionF16x2Bounded;
+        }
+        return f16Body(headDim, groupSize, halfV);
+    }
+
+    /** Whether the fp16 body for {@code headDim}, {@code groupSize} and {@code halfV} has a twin bounded to 128 registers. */
+    public static boolean hasBoundedTwin(int headDim, int groupSize, boolean halfV) {
+        return headDim == HEAD_DIM && !halfV && !eightHeads(groupSize, headDim);
+    }
+
+    /**
+     * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
      * emulator calls the same {@code apply}.
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
@@ -242,7 +262,7 @@ out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
+def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
@@ -251,6 +271,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
     # V words as at 128; the softmax then has one (token, head) score per lane
     # heads 8 (head dim 128, fp16): eight query heads per work-group in steps of 8 tokens (the G8 bodies, for groups of
     # more than four, whose KV head is then read once instead of once per four heads); two scores per lane
+    # bounded: the same body under the name ...Bounded, which tornado-config/nvrtc bounds to 128 registers
     # q8 at dim 256 or with eight heads: the walk of the fp16 body of that shape, a lane's K words per token D / 32 (codes
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
@@ -289,7 +310,7 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4):
         name += suffix
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
     else:
-        name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix
+        name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix + ("Bounded" if bounded else "")
         w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
     w( "                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,")
     w( "                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,")
@@ -806,6 +827,13 @@ def conv(var, a, b, ind):
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
 body(False)
+w()
+w("    /**")
+w("     * {@code attentionF16x2} under a name of its own, which tornado-config/nvrtc/include/paged-attention-bounds.h bounds to 128")
+w("     * registers (four one-warp groups per SM sub-partition instead of three, with spills): the body of the plans whose")
+w("     * grids fill waves of 2112 groups much better than waves of 1584 ({@code DecodeGrid.boundedTwinPays}).")
+w("     */")
+body(False, bounded=True)
 w()
 body(False, pvhalf=True)
 w()

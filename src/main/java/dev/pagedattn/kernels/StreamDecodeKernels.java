@@ -128,6 +128,26 @@ public final class StreamDecodeKernels {
     /**
      * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
+     * emulator calls the same {@code apply}. {@code bounded}: {@link #attentionF16x2Bounded} where it applies (head dim 128,
+     * up to four heads, fp32 V sums; {@link #hasBoundedTwin}).
+     */
+    public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV,
+                                                                                      boolean bounded) {
+        if (bounded && hasBoundedTwin(headDim, groupSize, halfV)) {
+            return StreamDecodeKernels::attentionF16x2Bounded;
+        }
+        return f16Body(headDim, groupSize, halfV);
+    }
+
+    /** Whether the fp16 body for {@code headDim}, {@code groupSize} and {@code halfV} has a twin bounded to 128 registers. */
+    public static boolean hasBoundedTwin(int headDim, int groupSize, boolean halfV) {
+        return headDim == HEAD_DIM && !halfV && !eightHeads(groupSize, headDim);
+    }
+
+    /**
+     * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
      * emulator calls the same {@code apply}.
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
@@ -229,6 +249,725 @@ public final class StreamDecodeKernels {
     }
 
     public static void attentionF16x2(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+                Half2 kw20 = kPool.getHalf2(kRow2 + 0);
+                Half2 kw21 = kPool.getHalf2(kRow2 + 16);
+                Half2 kw22 = kPool.getHalf2(kRow2 + 32);
+                Half2 kw23 = kPool.getHalf2(kRow2 + 48);
+                Half2 kw24 = kPool.getHalf2(kRow2 + 64);
+                Half2 kw25 = kPool.getHalf2(kRow2 + 80);
+                Half2 kw26 = kPool.getHalf2(kRow2 + 96);
+                Half2 kw27 = kPool.getHalf2(kRow2 + 112);
+                Half2 kw30 = kPool.getHalf2(kRow3 + 0);
+                Half2 kw31 = kPool.getHalf2(kRow3 + 16);
+                Half2 kw32 = kPool.getHalf2(kRow3 + 32);
+                Half2 kw33 = kPool.getHalf2(kRow3 + 48);
+                Half2 kw34 = kPool.getHalf2(kRow3 + 64);
+                Half2 kw35 = kPool.getHalf2(kRow3 + 80);
+                Half2 kw36 = kPool.getHalf2(kRow3 + 96);
+                Half2 kw37 = kPool.getHalf2(kRow3 + 112);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+                    Half2 vw80 = vPool.getHalf2(vRow8);
+                    Half2 vw81 = vPool.getHalf2(vRow8 + 64);
+                    Half2 vw90 = vPool.getHalf2(vRow9);
+                    Half2 vw91 = vPool.getHalf2(vRow9 + 64);
+                    Half2 vw100 = vPool.getHalf2(vRow10);
+                    Half2 vw101 = vPool.getHalf2(vRow10 + 64);
+                    Half2 vw110 = vPool.getHalf2(vRow11);
+                    Half2 vw111 = vPool.getHalf2(vRow11 + 64);
+                    Half2 vw120 = vPool.getHalf2(vRow12);
+                    Half2 vw121 = vPool.getHalf2(vRow12 + 64);
+                    Half2 vw130 = vPool.getHalf2(vRow13);
+                    Half2 vw131 = vPool.getHalf2(vRow13 + 64);
+                    Half2 vw140 = vPool.getHalf2(vRow14);
+                    Half2 vw141 = vPool.getHalf2(vRow14 + 64);
+                    Half2 vw150 = vPool.getHalf2(vRow15);
+                    Half2 vw151 = vPool.getHalf2(vRow15 + 64);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x014 = Half2.lowFloat(kw07);
+                    float x015 = Half2.highFloat(kw07);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x114 = Half2.lowFloat(kw17);
+                    float x115 = Half2.highFloat(kw17);
+                    float x20 = Half2.lowFloat(kw20);
+                    float x21 = Half2.highFloat(kw20);
+                    float x22 = Half2.lowFloat(kw21);
+                    float x23 = Half2.highFloat(kw21);
+                    float x24 = Half2.lowFloat(kw22);
+                    float x25 = Half2.highFloat(kw22);
+                    float x26 = Half2.lowFloat(kw23);
+                    float x27 = Half2.highFloat(kw23);
+                    float x28 = Half2.lowFloat(kw24);
+                    float x29 = Half2.highFloat(kw24);
+                    float x210 = Half2.lowFloat(kw25);
+                    float x211 = Half2.highFloat(kw25);
+                    float x212 = Half2.lowFloat(kw26);
+                    float x213 = Half2.highFloat(kw26);
+                    float x214 = Half2.lowFloat(kw27);
+                    float x215 = Half2.highFloat(kw27);
+                    float x30 = Half2.lowFloat(kw30);
+                    float x31 = Half2.highFloat(kw30);
+                    float x32 = Half2.lowFloat(kw31);
+                    float x33 = Half2.highFloat(kw31);
+                    float x34 = Half2.lowFloat(kw32);
+                    float x35 = Half2.highFloat(kw32);
+                    float x36 = Half2.lowFloat(kw33);
+                    float x37 = Half2.highFloat(kw33);
+                    float x38 = Half2.lowFloat(kw34);
+                    float x39 = Half2.highFloat(kw34);
+                    float x310 = Half2.lowFloat(kw35);
+                    float x311 = Half2.highFloat(kw35);
+                    float x312 = Half2.lowFloat(kw36);
+                    float x313 = Half2.highFloat(kw36);
+                    float x314 = Half2.lowFloat(kw37);
+                    float x315 = Half2.highFloat(kw37);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 112] * x214 + qs[qLane + 113] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 112] * x314 + qs[qLane + 113] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 240] * x214 + qs[qLane + 241] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 240] * x314 + qs[qLane + 241] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 368] * x214 + qs[qLane + 369] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 368] * x314 + qs[qLane + 369] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 496] * x214 + qs[qLane + 497] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 496] * x314 + qs[qLane + 497] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used)
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw07 = kPool.getHalf2(kRow0 + 112);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw17 = kPool.getHalf2(kRow1 + 112);
+                    kw20 = kPool.getHalf2(kRow2 + 0);
+                    kw21 = kPool.getHalf2(kRow2 + 16);
+                    kw22 = kPool.getHalf2(kRow2 + 32);
+                    kw23 = kPool.getHalf2(kRow2 + 48);
+                    kw24 = kPool.getHalf2(kRow2 + 64);
+                    kw25 = kPool.getHalf2(kRow2 + 80);
+                    kw26 = kPool.getHalf2(kRow2 + 96);
+                    kw27 = kPool.getHalf2(kRow2 + 112);
+                    kw30 = kPool.getHalf2(kRow3 + 0);
+                    kw31 = kPool.getHalf2(kRow3 + 16);
+                    kw32 = kPool.getHalf2(kRow3 + 32);
+                    kw33 = kPool.getHalf2(kRow3 + 48);
+                    kw34 = kPool.getHalf2(kRow3 + 64);
+                    kw35 = kPool.getHalf2(kRow3 + 80);
+                    kw36 = kPool.getHalf2(kRow3 + 96);
+                    kw37 = kPool.getHalf2(kRow3 + 112);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    float y02 = Half2.lowFloat(vw01);
+                    float y03 = Half2.highFloat(vw01);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    float y12 = Half2.lowFloat(vw11);
+                    float y13 = Half2.highFloat(vw11);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    float y22 = Half2.lowFloat(vw21);
+                    float y23 = Half2.highFloat(vw21);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    float y32 = Half2.lowFloat(vw31);
+                    float y33 = Half2.highFloat(vw31);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    float y42 = Half2.lowFloat(vw41);
+                    float y43 = Half2.highFloat(vw41);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    float y52 = Half2.lowFloat(vw51);
+                    float y53 = Half2.highFloat(vw51);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    float y62 = Half2.lowFloat(vw61);
+                    float y63 = Half2.highFloat(vw61);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    float y72 = Half2.lowFloat(vw71);
+                    float y73 = Half2.highFloat(vw71);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = Half2.lowFloat(vw80);
+                    float y81 = Half2.highFloat(vw80);
+                    float y82 = Half2.lowFloat(vw81);
+                    float y83 = Half2.highFloat(vw81);
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = Half2.lowFloat(vw90);
+                    float y91 = Half2.highFloat(vw90);
+                    float y92 = Half2.lowFloat(vw91);
+                    float y93 = Half2.highFloat(vw91);
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = Half2.lowFloat(vw100);
+                    float y101 = Half2.highFloat(vw100);
+                    float y102 = Half2.lowFloat(vw101);
+                    float y103 = Half2.highFloat(vw101);
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = Half2.lowFloat(vw110);
+                    float y111 = Half2.highFloat(vw110);
+                    float y112 = Half2.lowFloat(vw111);
+                    float y113 = Half2.highFloat(vw111);
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = Half2.lowFloat(vw120);
+                    float y121 = Half2.highFloat(vw120);
+                    float y122 = Half2.lowFloat(vw121);
+                    float y123 = Half2.highFloat(vw121);
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = Half2.lowFloat(vw130);
+                    float y131 = Half2.highFloat(vw130);
+                    float y132 = Half2.lowFloat(vw131);
+                    float y133 = Half2.highFloat(vw131);
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = Half2.lowFloat(vw140);
+                    float y141 = Half2.highFloat(vw140);
+                    float y142 = Half2.lowFloat(vw141);
+                    float y143 = Half2.highFloat(vw141);
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = Half2.lowFloat(vw150);
+                    float y151 = Half2.highFloat(vw150);
+                    float y152 = Half2.lowFloat(vw151);
+                    float y153 = Half2.highFloat(vw151);
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    /**
+     * {@code attentionF16x2} under a name of its own, which tornado-config/nvrtc/include/paged-attention-bounds.h bounds to 128
+     * registers (four one-warp groups per SM sub-partition instead of three, with spills): the body of the plans whose
+     * grids fill waves of 2112 groups much better than waves of 1584 ({@code DecodeGrid.boundedTwinPays}).
+     */
+    public static void attentionF16x2Bounded(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
                                     IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                     FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
                                     float scale) {

@@ -105,6 +105,13 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
     public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
+    /**
+     * Whether plans may choose the stream kernel's bounded fp16 twin ({@link #boundedTwinPays});
+     * {@code -Dpagedattn.tornado.boundedTwin=false} keeps the unbounded body everywhere.
+     */
+    public static final boolean BOUNDED_TWIN = !"false".equals(System.getProperty("pagedattn.tornado.boundedTwin"));
+    /** How much better the bounded twin's grid must fill its waves than the unbounded one's ({@link #boundedTwinPays}). */
+    public static final double BOUNDED_FILL_GAIN = 1.10;
     /** Smallest partition of the stream kernel (four of its 16-token tiles). */
     public static final int STREAM_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.streamMinPartitionTokens", 64);
     /**
@@ -146,10 +153,45 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * fused variant).
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
+        return plan(spec, batch, split, kernel, dtype, false);
+    }
+
+    /**
+     * The grid for a step over {@code batch}, for the stream kernel's bounded fp16 twin when {@code bounded}
+     * ({@link #boundedTwinPays}: waves of {@link #STREAM_TARGET_GROUPS_LEAN}).
+     */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded) {
         int[] spans = spans(batch);
         return plan(spec, batch.numSeqs(), java.util.Arrays.stream(spans).max().orElse(0),
                 java.util.Arrays.stream(spans).asLongStream().sum(), pairTiles(spans), split,
-                targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
+                bounded ? STREAM_TARGET_GROUPS_LEAN : targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
+    }
+
+    /**
+     * Whether a plan for {@code batch} should run the stream kernel's fp16 twin bounded to 128 registers
+     * ({@code StreamDecodeKernels.attentionF16x2Bounded}: 16 one-warp groups per SM instead of 12, with 148 bytes of spills)
+     * on grids of {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim 128, up to four query heads per
+     * KV head, fp32 V sums), and the bounded grid, cut into no more partitions, fills its waves at least
+     * {@link #BOUNDED_FILL_GAIN} times as well as the unbounded grid fills waves of {@link #STREAM_TARGET_GROUPS} (more
+     * partitions of 1k-token sequences cost start-ups and a merge that no measurement has weighed yet: 128 x 1k stays). Measured on an H100 (benchmarks/NOTES.md, fiftieth
+     * session): at 256 x 1k (2048 pairs: 4096 groups in two partitions on 1584, 86% of three waves, against 2048 in 97% of
+     * one wave of 2112) the twin took 0.86x the time; on the grids that fill their waves either way (8 x 32k, 32 x 8k,
+     * 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it took 1.01-1.09x, so those keep the unbounded body. The bound is
+     * NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks this only where it is in force.
+     */
+    public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
+        if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)) {
+            return false;
+        }
+        DecodeGrid unbounded = plan(spec, batch, split, Kernel.STREAM, dtype, false);
+        DecodeGrid bounded = plan(spec, batch, split, Kernel.STREAM, dtype, true);
+        return bounded.maxPartitions() <= unbounded.maxPartitions()
+                && waveFill(bounded.numGroups(), STREAM_TARGET_GROUPS_LEAN) >= BOUNDED_FILL_GAIN * waveFill(unbounded.numGroups(), STREAM_TARGET_GROUPS);
+    }
+
+    /** The share of {@code ceil(groups / slots)} waves of {@code slots} work-groups that {@code groups} fill. */
+    static double waveFill(long groups, int slots) {
+        return (double) groups / ((groups + slots - 1) / slots * (long) slots);
     }
 
     /**

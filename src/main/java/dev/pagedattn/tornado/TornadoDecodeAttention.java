@@ -263,6 +263,16 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return backend != Backend.CUDA || !hostPinning || setting == Boolean.TRUE;
     }
 
+    /**
+     * Whether NVRTC compiles with this project's register bounds (tornado-config/nvrtc, which bin/nvrtc-bounds.sh and so
+     * {@code bin/pa-tornado cuda} put in {@code CUDA_PATH}, where TornadoVM's CUDA backend looks for its headers first): the
+     * bounded kernels run as measured only then.
+     */
+    static boolean nvrtcBoundsInForce() {
+        String cudaPath = System.getenv("CUDA_PATH");
+        return cudaPath != null && java.nio.file.Files.isRegularFile(java.nio.file.Path.of(cudaPath, "include", "paged-attention-bounds.h"));
+    }
+
     /** Whether TornadoVM's CUDA backend pins host buffers: {@code -Dtornado.cuda.host.pinning}, read as TornadoVM reads it. */
     static boolean cudaHostPinning() {
         return Boolean.parseBoolean(System.getProperty("tornado.cuda.host.pinning", "True"));
@@ -460,7 +470,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         requireOpen();
         Plan plan = plans[layer];
         if (plan == null || plan.prefillPart != part) { // part is prefill.part(layer), which rebuild takes
-            rebuild(layer, kv.numSeqs(), kv.maxBlocksPerSeq(), gridFor(kv).partialRows(kv.numSeqs()));
+            boolean bounded = boundedFor(kv);
+            rebuild(layer, kv.numSeqs(), kv.maxBlocksPerSeq(), gridFor(kv, bounded).partialRows(kv.numSeqs()), bounded);
         }
     }
 
@@ -481,9 +492,28 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return planBuilds;
     }
 
-    /** The grid the next decode of {@code batch} would use (for reports); each KV-head shard of a sharded layer launches one. */
+    /**
+     * The grid a decode of {@code batch} by a plan built for it would use (for reports); each KV-head shard of a sharded
+     * layer launches one.
+     */
     public DecodeGrid gridFor(DecodeBatch batch) {
-        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype());
+        return gridFor(batch, boundedFor(batch));
+    }
+
+    /** The grid of a decode of {@code batch} by a plan that runs the stream kernel's bounded twin or not. */
+    private DecodeGrid gridFor(DecodeBatch batch, boolean bounded) {
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype(), bounded);
+    }
+
+    /**
+     * Whether a plan built for {@code batch} runs the stream kernel's fp16 twin bounded to 128 registers: on the CUDA
+     * backend with the register bounds in force, where {@link DecodeGrid#boundedTwinPays} says its grid fills the GPU's
+     * waves better. A plan keeps its body until it is rebuilt (a batch it cannot hold, a reservation).
+     */
+    public boolean boundedFor(DecodeBatch batch) {
+        return kernel() == DecodeGrid.Kernel.STREAM && backend == Backend.CUDA && !variant.equals("parallel")
+                && nvrtcBoundsInForce() && DecodeGrid.boundedTwinPays(shardSpec, batch, !variant.equals("fused"), config.dtype(),
+                vSums == VSums.FP16);
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
@@ -525,9 +555,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         long n = spec.queryElements(batch.numSeqs());
         long outN = spec.outputElements(batch.numSeqs());
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, outN, "numSeqs");
-        DecodeGrid grid = gridFor(batch);
         DecodeGrid.Tables tables = DecodeGrid.tables(batch);
-        Plan plan = planFor(batch, layer, grid, tables.width());
+        Plan plan = planFor(batch, layer, tables.width());
+        DecodeGrid grid = gridFor(batch, plan.bounded);
         if (plan != current) {
             ShardRows.requireHeld(q, out, n, outN);
         }
@@ -547,7 +577,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, gridFor(batch), DecodeGrid.tables(batch).width()).rows.stepRows();
+        return planFor(batch, layer, DecodeGrid.tables(batch).width()).rows.stepRows();
     }
 
     private void requireOpen() {
@@ -556,14 +586,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
     }
 
-    /** The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid} with tables {@code width} columns wide. */
-    private Plan planFor(DecodeBatch batch, int layer, DecodeGrid grid, int width) {
-        int rows = grid.partialRows(batch.numSeqs());
+    /**
+     * The layer's plan, built or rebuilt so that it holds {@code batch} on its grid with tables {@code width} columns wide;
+     * a plan built here runs the body {@link #boundedFor} chooses for {@code batch}.
+     */
+    private Plan planFor(DecodeBatch batch, int layer, int width) {
         Plan plan = plans[layer];
         int n = batch.numSeqs();
-        if (plan == null || rows > plan.partialRows
+        if (plan == null || gridFor(batch, plan.bounded).partialRows(n) > plan.partialRows
                 || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
-            plan = rebuild(layer, n, width, rows);
+            boolean bounded = boundedFor(batch);
+            plan = rebuild(layer, n, width, gridFor(batch, bounded).partialRows(n), bounded);
         }
         return plan;
     }
@@ -573,7 +606,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * {@code rows} partial rows, with headroom and at least the old plan's capacity and the reservation's, and the
      * graphs of the prefill backend's plan for the layer if there is one.
      */
-    private Plan rebuild(int layer, int n, int width, int rows) {
+    private Plan rebuild(int layer, int n, int width, int rows, boolean bounded) {
         Plan plan = plans[layer];
         int seqs = PlanCapacity.seqs(n, reservedSeqs, plan == null ? 0 : plan.maxSeqs);
         int entries = PlanCapacity.tableEntries(n, width, seqs, reservedColumns, plan == null ? 0 : plan.tableEntries);
@@ -584,7 +617,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         }
         journal.drain(layer); // the new plan uploads the layer's whole pools on its first execution
         planBuilds++;
-        return plans[layer] = new Plan(layer, seqs, entries, partialRows, prefill == null ? null : prefill.part(layer));
+        return plans[layer] = new Plan(layer, seqs, entries, partialRows, prefill == null ? null : prefill.part(layer), bounded);
     }
 
     @Override
@@ -640,10 +673,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         final int prefillBase;           // the index of its first graph (after the decode graphs)
         final int graphCount;            // decode and prefill graphs
         final DecodeGrid idleGrid;       // the launch sizes of an execution with nothing to attend (upload)
+        final boolean bounded;           // the stream kernel's fp16 twin bounded to 128 registers, on its grids (boundedFor)
         boolean uploaded;                // the first graph has run once: the pools are on the device
 
-        Plan(int layer, int maxSeqs, int tableEntries, int partialRows, TornadoPrefillAttention.Plan prefillPart) {
+        Plan(int layer, int maxSeqs, int tableEntries, int partialRows, TornadoPrefillAttention.Plan prefillPart, boolean bounded) {
             this.layer = layer;
+            this.bounded = bounded;
             this.prefillPart = prefillPart;
             this.maxSeqs = maxSeqs;
             this.tableEntries = tableEntries;
@@ -656,8 +691,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             int dv = shardSpec.valueDim(); // output rows: headDim wide, or a latent cache's value width
             rows = new ShardRows(shards, maxSeqs, spec.numQHeads() * d, spec.numQHeads() * dv, spec.numQHeads(), copier);
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
-            int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs,
-                    DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
+            int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs, bounded
+                    ? DecodeGrid.STREAM_TARGET_GROUPS_LEAN : DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype()))
                     : DecodeParams.SIZE;
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             if (PACKED_INPUTS) {
@@ -999,7 +1034,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.task(attention, ParallelDecodeKernels::decodeF16, k, v, q, tables, lens, params, out, maxSeqs,
                             hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
-                    graph.task(attention, StreamDecodeKernels.f16Body(d, g, vSums == VSums.FP16), ctx, k, v, q, tables, lens, params, out,
+                    graph.task(attention, StreamDecodeKernels.f16Body(d, g, vSums == VSums.FP16, bounded), ctx, k, v, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.CHUNK && backend.packedHalfLoads()) {
                     graph.task(attention, ChunkDecodeKernels::attentionF16x2, ctx, k, v, q, tables, lens, params, out,

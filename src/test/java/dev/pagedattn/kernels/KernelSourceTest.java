@@ -107,6 +107,14 @@ class KernelSourceTest {
     }
 
     /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
+    @Test
+    void boundedStreamTwinIsTheFp16BodyUnderItsOwnName() throws IOException {
+        // the twin exists only so that tornado-config/nvrtc can bound it by name: any other difference is a defect
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java"));
+        assertEquals(tokens(method(src, "attentionF16x2(").replace("attentionF16x2(", "attentionF16x2Bounded(")),
+                tokens(method(src, "attentionF16x2Bounded(")), "the stream kernel's bounded twin diverged from attentionF16x2");
+    }
+
     private static String withoutLoads(String body) {
         StringBuilder kept = new StringBuilder();
         for (String statement : tokens(body).split(";")) {

@@ -283,6 +283,42 @@ class DecodeGridTest {
     }
 
     @Test
+    void theBoundedTwinRunsWhereItsGridFillsTheWavesMuchBetter() {
+        // 256 x 1k: 2048 one-warp groups are 65% of two waves of 1584 but 97% of one wave of 2112 (H100: 0.86x the time)
+        assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), true, KvDtype.FP16, false));
+        assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), false, KvDtype.FP16, false));
+        assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(512, 1024), true, KvDtype.FP16, false)); // 86% of 3 waves, 97% of 2
+        DecodeGrid bounded = DecodeGrid.plan(LLAMA, uniform(256, 1024), true, DecodeGrid.Kernel.STREAM, KvDtype.FP16, true);
+        assertEquals(2048, bounded.numGroups());
+        assertEquals(1, bounded.maxPartitions());
+        // grids that fill their waves either way keep the unbounded body (H100: the twin 1.01-1.09x the time there), and so
+        // does 128 x 1k, whose bounded grid would fill its wave only by cutting each sequence in two
+        int[][] cells = {{8, 32768}, {32, 8192}, {64, 4096}, {64, 8192}, {128, 4096}, {1, 32768}, {8, 8192}, {128, 1024}, {192, 1024}};
+        for (int[] c : cells) {
+            assertFalse(DecodeGrid.boundedTwinPays(LLAMA, uniform(c[0], c[1]), true, KvDtype.FP16, false), c[0] + " x " + c[1]);
+        }
+        // only the fp16 body at head dim 128 with up to four heads and fp32 V sums has the twin
+        assertFalse(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), true, KvDtype.FP16, true));
+        assertFalse(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), true, KvDtype.FP8_E4M3, false));
+        assertFalse(DecodeGrid.boundedTwinPays(new AttentionSpec(64, 8, 128, 0.088f), uniform(256, 1024), true, KvDtype.FP16, false));
+        assertFalse(DecodeGrid.boundedTwinPays(new AttentionSpec(32, 8, 64, 0.125f), uniform(256, 1024), true, KvDtype.FP16, false));
+        assertTrue(DecodeGrid.boundedTwinPays(new AttentionSpec(32, 32, 128, 0.088f), uniform(64, 1024), true, KvDtype.FP16, false)); // MHA: 2048 pairs
+        // a ragged batch's balanced grid fills its waves by construction
+        int[] ragged = new int[256];
+        java.util.Arrays.fill(ragged, 600);
+        ragged[0] = 4000;
+        assertFalse(DecodeGrid.boundedTwinPays(LLAMA, batch(ragged), true, KvDtype.FP16, false));
+        assertEquals(1.0, DecodeGrid.waveFill(1584, 1584));
+        assertEquals(2048.0 / 3168, DecodeGrid.waveFill(2048, 1584));
+    }
+
+    private static DecodeBatch uniform(int n, int len) {
+        int[] lens = new int[n];
+        java.util.Arrays.fill(lens, len);
+        return batch(lens);
+    }
+
+    @Test
     void streamGridsAreOneWarpPerGroupCutIntoWholeTiles() {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 8, 32768, true, 1056, 128, DecodeGrid.Kernel.STREAM);
         assertEquals(StreamDecodeKernels.LOCAL, g.localSize());

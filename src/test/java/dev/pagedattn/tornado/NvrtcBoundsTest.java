@@ -37,7 +37,8 @@ class NvrtcBoundsTest {
     private static final Path INCLUDE = Path.of("tornado-config/nvrtc/include");
     private static final Pattern BOUND = Pattern.compile("#define (\\w+) __launch_bounds__\\((\\d+), (\\d+)\\) (\\w+)");
     /** The work-group size each boundable kernel is launched with; a kernel bounded in the header must be here. */
-    private static final Map<String, Integer> LAUNCHED_WITH = Map.of("prefillF16Async", PrefillGrid.LOCAL);
+    private static final Map<String, Integer> LAUNCHED_WITH = Map.of("prefillF16Async", PrefillGrid.LOCAL,
+            "attentionF16x2Bounded", StreamDecodeKernels.LOCAL);
     private static final List<Class<?>> KERNEL_CLASSES = List.of(ChunkDecodeKernels.class, HeadPairDecodeKernels.class,
             HeadQuadDecodeKernels.class, PagedDecodeKernels.class, PrefillKernels.class, ScatterKernels.class,
             StreamDecodeKernels.class, TensorPrefillKernels.class, WarpQuadDecodeKernels.class);
