@@ -169,15 +169,17 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * Whether a plan for {@code batch} should run the stream kernel's fp16 twin bounded to 128 registers
-     * ({@code StreamDecodeKernels.attentionF16x2Bounded}: 16 one-warp groups per SM instead of 12, with 148 bytes of spills)
-     * on grids of {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim 128, up to four query heads per
-     * KV head, fp32 V sums), and the bounded grid, cut into no more partitions, fills its waves at least
-     * {@link #BOUNDED_FILL_GAIN} times as well as the unbounded grid fills waves of {@link #STREAM_TARGET_GROUPS} (more
-     * partitions of 1k-token sequences cost start-ups and a merge that no measurement has weighed yet: 128 x 1k stays). Measured on an H100 (benchmarks/NOTES.md, fiftieth
-     * session): at 256 x 1k (2048 pairs: 4096 groups in two partitions on 1584, 86% of three waves, against 2048 in 97% of
-     * one wave of 2112) the twin took 0.86x the time; on the grids that fill their waves either way (8 x 32k, 32 x 8k,
-     * 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it took 1.01-1.09x, so those keep the unbounded body. The bound is
-     * NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks this only where it is in force.
+     * ({@code StreamDecodeKernels.attentionF16x2Bounded}: 16 one-warp groups per SM instead of 12; nvcc 13 gives it 36 / 56
+     * bytes of spill stores / loads) on grids of {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim
+     * 128, up to four query heads per KV head, fp32 V sums), and the bounded grid, cut into no more partitions, fills its
+     * waves at least {@link #BOUNDED_FILL_GAIN} times as well as the unbounded grid fills waves of
+     * {@link #STREAM_TARGET_GROUPS} (more partitions of 1k-token sequences cost start-ups and a merge that no measurement
+     * has weighed yet: 128 x 1k stays). Measured on an H100 (benchmarks/NOTES.md, fiftieth session): at 256 x 1k (2048
+     * groups, 65% of two waves of 1584 against 97% of one wave of 2112) the twin took 0.84-0.86x the time; at 512 x 1k
+     * (86% of three waves against 97% of two) 1.00x, both at that card's memory limit; on the grids that fill their waves
+     * either way (8 x 32k, 32 x 8k, 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it took 1.01-1.09x, so those keep the
+     * unbounded body. The bound is NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks
+     * this only where it is in force.
      */
     public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
         if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)) {

@@ -556,8 +556,12 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         long outN = spec.outputElements(batch.numSeqs());
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, outN, "numSeqs");
         DecodeGrid.Tables tables = DecodeGrid.tables(batch);
-        Plan plan = planFor(batch, layer, tables.width());
-        DecodeGrid grid = gridFor(batch, plan.bounded);
+        boolean bounded = current != null && current.bounded;
+        DecodeGrid grid = gridFor(batch, bounded);
+        Plan plan = planFor(batch, layer, grid, tables.width());
+        if (plan.bounded != bounded) { // a plan built here for the other body: its grid
+            grid = gridFor(batch, plan.bounded);
+        }
         if (plan != current) {
             ShardRows.requireHeld(q, out, n, outN);
         }
@@ -577,7 +581,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
-        return planFor(batch, layer, DecodeGrid.tables(batch).width()).rows.stepRows();
+        Plan current = plans[layer];
+        return planFor(batch, layer, gridFor(batch, current != null && current.bounded), DecodeGrid.tables(batch).width()).rows.stepRows();
     }
 
     private void requireOpen() {
@@ -587,13 +592,14 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     }
 
     /**
-     * The layer's plan, built or rebuilt so that it holds {@code batch} on its grid with tables {@code width} columns wide;
-     * a plan built here runs the body {@link #boundedFor} chooses for {@code batch}.
+     * The layer's plan, built or rebuilt so that it holds {@code batch} on {@code grid} (the grid for the layer's plan's
+     * body) with tables {@code width} columns wide; a plan built here runs the body {@link #boundedFor} chooses for
+     * {@code batch}.
      */
-    private Plan planFor(DecodeBatch batch, int layer, int width) {
+    private Plan planFor(DecodeBatch batch, int layer, DecodeGrid grid, int width) {
         Plan plan = plans[layer];
         int n = batch.numSeqs();
-        if (plan == null || gridFor(batch, plan.bounded).partialRows(n) > plan.partialRows
+        if (plan == null || grid.partialRows(n) > plan.partialRows
                 || !PlanCapacity.holds(plan.maxSeqs, plan.tableEntries, n, width, reservedSeqs, reservedColumns)) {
             boolean bounded = boundedFor(batch);
             plan = rebuild(layer, n, width, gridFor(batch, bounded).partialRows(n), bounded);
