@@ -38,7 +38,7 @@ final class BenchCommand implements Callable<Integer> {
     private static final int STANDARD_Q_HEADS = 32;
     private static final int KV_HEADS = 8;
     private static final int STANDARD_HEAD_DIM = 128;
-    private static final int BLOCK_SIZE = 16;
+    private static final int STANDARD_BLOCK_SIZE = 16;
 
     @Option(names = "--batches", split = ",", description = "Batch sizes (default: ${DEFAULT-VALUE}).", defaultValue = "1,8,32,64,128,256")
     int[] batches;
@@ -78,6 +78,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--head-dim", description = "Dims per head, a multiple of 8 up to 256 (default: ${DEFAULT-VALUE}, Llama-3-8B;"
             + " 64: Llama-3.2-1B; 256: Gemma-2).", defaultValue = "" + STANDARD_HEAD_DIM)
     int headDim;
+
+    @Option(names = "--block-size", description = "Tokens per KV block of every cell (default: ${DEFAULT-VALUE}, the standard"
+            + " workload's; other sizes get +bsN in the variant's name).", defaultValue = "" + STANDARD_BLOCK_SIZE)
+    int blockSize;
 
     @Option(names = "--sinks", description = "Decode and prefill cells: attention sinks (gpt-oss) in every query head, random from"
             + " the seed; each cell is then timed next to the same cell without sinks in the same run.")
@@ -215,6 +219,9 @@ final class BenchCommand implements Callable<Integer> {
         if (qHeads < KV_HEADS || qHeads % KV_HEADS != 0) {
             throw new IllegalArgumentException("--q-heads=" + qHeads + " must be a multiple of the " + KV_HEADS + " KV heads");
         }
+        if (blockSize < 1) {
+            throw new IllegalArgumentException("--block-size=" + blockSize + " must be >= 1");
+        }
         if (headDim < 8 || headDim > 256 || headDim % 8 != 0) {
             throw new IllegalArgumentException("--head-dim=" + headDim + " must be a multiple of 8 in [8, 256]");
         }
@@ -263,10 +270,10 @@ final class BenchCommand implements Callable<Integer> {
         }
         if (sweepList.contains("loop")) {
             LoopBench.run(cells(s), loopSteps, loopKvBytes, loopReserveSeqs == null ? 0 : loopReserveSeqs, qHeads, KV_HEADS, headDim,
-                    BLOCK_SIZE, kvDtype, scales, device, s, stepRows);
+                    blockSize, kvDtype, scales, device, s, stepRows);
         }
         if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, scales,
+            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, blockSize, kvDtype, scales,
                     device, iterations, s, prefillOut, extras);
         }
         return 0;
@@ -402,10 +409,10 @@ final class BenchCommand implements Callable<Integer> {
     private List<BenchRow> cell(int[] lengths, String context, KvDtype kvDtype, long s, double ceiling, int slidingWindow,
                                 boolean withExtras, boolean released, int shared) {
         long tokens = Arrays.stream(lengths).asLongStream().sum();
-        long blocks = Arrays.stream(lengths).mapToLong(l -> (l + BLOCK_SIZE - 1) / BLOCK_SIZE).sum();
+        long blocks = Arrays.stream(lengths).mapToLong(l -> (l + blockSize - 1) / blockSize).sum();
         List<BenchRow> rows = new ArrayList<>();
         String dt = dtype.toLowerCase();
-        if (blocks > KvCacheConfig.maxBlocks(BLOCK_SIZE, KV_HEADS, headDim)) { // even one int-indexed array per KV head is too small
+        if (blocks > KvCacheConfig.maxBlocks(blockSize, KV_HEADS, headDim)) { // even one int-indexed array per KV head is too small
             rows.add(new BenchRow("ours", "all", dt, lengths.length, context, tokens, "does-not-fit", Double.NaN, Double.NaN,
                     Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "one KV head of a layer over 2^31 elements (one native array)"));
             System.out.printf("%5d x %-12s does not fit: one KV head of the layer is over one native array%n", lengths.length, context);
@@ -414,8 +421,8 @@ final class BenchCommand implements Callable<Integer> {
         // 8-bit: the CLI's scales for K/V uniform in [-1, 1) (absmax 1 over the format's largest value)
         long wSeed = s + lengths.length * 31L + tokens;
         DecodeWorkload w = shared > 0
-                ? DecodeWorkload.sharedPrefix(lengths, sharers, shared, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, wSeed, scales)
-                : DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, BLOCK_SIZE, kvDtype, wSeed, 0, 1, 0, scales)
+                ? DecodeWorkload.sharedPrefix(lengths, sharers, shared, qHeads, KV_HEADS, headDim, blockSize, kvDtype, wSeed, scales)
+                : DecodeWorkload.create(lengths, qHeads, KV_HEADS, headDim, blockSize, kvDtype, wSeed, 0, 1, 0, scales)
                         .windowed(slidingWindow);
         if (withExtras) {
             w = extras.apply(w, 1, qHeads, s);
@@ -456,7 +463,7 @@ final class BenchCommand implements Callable<Integer> {
         String dt = dtype.toLowerCase();
         String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
                 : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "") + (stepRows ? "+steprows" : "")
-                + (timingLse ? "+lse" : "");
+                + (timingLse ? "+lse" : "") + (blockSize != STANDARD_BLOCK_SIZE ? "+bs" + blockSize : "");
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;

@@ -344,6 +344,7 @@ class MainTest {
                 bad(new String[] {"bench", "--shared-prefix", "0"}, "--shared-prefix=0"),
                 bad(new String[] {"bench", "--shared-prefix", "64", "--window", "32"}, "--shared-prefix=64", "--window"),
                 bad(new String[] {"bench", "--head-dim", "100"}, "--head-dim=100"),
+                bad(new String[] {"bench", "--block-size", "0"}, "--block-size=0"),
                 bad(new String[] {"bench", "--sweeps", "loop", "--loop-reserve-seqs", "0"}, "--loop-reserve-seqs=0"),
                 bad(new String[] {"bench", "--head-dim", "512"}, "--head-dim=512"),
                 bad(new String[] {"bench", "--release"}, "--release", "--window"),
