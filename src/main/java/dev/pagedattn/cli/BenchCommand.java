@@ -474,7 +474,8 @@ final class BenchCommand implements Callable<Integer> {
                 nanos = timeSteps(attention, w, w.q(), result, lseArray(w), TornadoDecodeAttention::lastDeviceNanos);
                 rel = ReferenceAttention.relativeL2(result, ref);
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
-                        : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";"))
+                        : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";")
+                        + (attention.boundedFor(w.batch()) ? " bounded twin" : ""))
                         + (w.cache().config().poolShards() > 1 ? " per shard; " + w.cache().config().poolShards() + " KV-head shards" : "")
                         + (spec.numQHeads() != STANDARD_Q_HEADS ? "; " + spec.numQHeads() + " query heads" : "")
                         + (spec.headDim() != STANDARD_HEAD_DIM ? "; head dim " + spec.headDim() : "");
