@@ -47,7 +47,7 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  *       accumulates them for four heads.</li>
  * </ol>
  * Two barriers per tile, both within one warp; they also keep NVRTC from hoisting the next tile's
- * loads above the current tile's use of the same registers (168 registers, three warps per SM
+ * loads above the current tile's use of the same registers (158 registers at head dim 128, three warps per SM
  * sub-partition on sm_90). Tokens past the partition's end read the tile's first row (masked to
  * probability 0). A tile inside one block (block sizes that are multiples of 16, tiles
  * aligned to them) costs one block-table lookup; other block sizes look up every row. In the fp16 bodies lane r of

@@ -95,7 +95,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int WARP_MIN_PARTITION_TOKENS = Integer.getInteger("pagedattn.tornado.warpMinPartitionTokens", 128);
     /**
      * Work-groups (one warp each) of the stream kernel that fill an H200 once: 132 SMs x 12 resident warps
-     * (168 registers: three warps per SM sub-partition; 169 would leave two).
+     * (bodies of 129-168 registers: three warps per SM sub-partition; 169 would leave two).
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
