@@ -804,8 +804,9 @@ def located(ind, one, base, tile, rows, targets, laneOff, decl):
         w(f"{ind}{decl}{name} = {rows}[{r}] + {laneOff};")
 
 def rowExpr(base, one, tile, r):
+    # the 8-bit twins' word offset of a row (rows are whole words; the fp16 bodies locate their rows with `located`)
     e = f"tileRow(blockTables, tableRow, {base}, {one}, {tile}, {r}, start, end, layerBase, blockStride, headStride, headDim, blockSize, kvHead)"
-    return f"({e} >> 2)" if Q8 else e   # 8-bit pools: element offset -> word offset (rows are whole words)
+    return f"({e} >> 2)"
 
 def kLaneOff():
     return "part" if Q8 else "2 * part"

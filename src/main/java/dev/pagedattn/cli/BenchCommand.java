@@ -40,6 +40,11 @@ final class BenchCommand implements Callable<Integer> {
     private static final int STANDARD_HEAD_DIM = 128;
     private static final int STANDARD_BLOCK_SIZE = 16;
 
+    /** What a row's variant name gets for {@code blockSize}: nothing for the standard workload's 16, else {@code +bsN}. */
+    static String blockSuffix(int blockSize) {
+        return blockSize == STANDARD_BLOCK_SIZE ? "" : "+bs" + blockSize;
+    }
+
     @Option(names = "--batches", split = ",", description = "Batch sizes (default: ${DEFAULT-VALUE}).", defaultValue = "1,8,32,64,128,256")
     int[] batches;
 
@@ -463,7 +468,7 @@ final class BenchCommand implements Callable<Integer> {
         String dt = dtype.toLowerCase();
         String name = backend + ":" + (kernel == DecodeGrid.Kernel.AUTO || variant.equals("parallel") ? variant
                 : variant + "/" + kernel.name().toLowerCase()) + (vSums == VSums.FP16 ? "+fp16v" : "") + (stepRows ? "+steprows" : "")
-                + (timingLse ? "+lse" : "") + (blockSize != STANDARD_BLOCK_SIZE ? "+bs" + blockSize : "");
+                + (timingLse ? "+lse" : "") + blockSuffix(blockSize);
         try {
             // device time: steps launched one by one under TornadoVM's profiler
             long[] nanos;

@@ -83,7 +83,7 @@ final class PrefillBench {
         Arrays.fill(lengths, prefix + queryLen);
         Arrays.fill(qLens, queryLen);
         String head = String.join(",", "ours", (extras.any() ? "prefill+" + extras.label() : "prefill")
-                + (blockSize != 16 ? "+bs" + blockSize : ""), dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
+                + BenchCommand.blockSuffix(blockSize), dt, Integer.toString(batch), Integer.toString(prefix), Integer.toString(queryLen));
         PrefillWorkload w;
         try {
             w = PrefillWorkload.create(lengths, qLens, PrefillBatch.NO_WINDOW, qHeads, kvHeads, headDim, blockSize, dtype, seed + batch, 0,

@@ -500,6 +500,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return gridFor(batch, boundedFor(batch));
     }
 
+    /** The grid of a decode of {@code batch} by {@code plan}, whose body it follows (no plan yet: the unbounded body's). */
+    private DecodeGrid gridOfPlan(DecodeBatch batch, Plan plan) {
+        return gridFor(batch, plan != null && plan.bounded);
+    }
+
     /** The grid of a decode of {@code batch} by a plan that runs the stream kernel's bounded twin or not. */
     private DecodeGrid gridFor(DecodeBatch batch, boolean bounded) {
         return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype(), bounded);
@@ -556,13 +561,10 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         long outN = spec.outputElements(batch.numSeqs());
         ShardRows.requireCallRows(current == null ? null : current.rows, q, out, n, outN, "numSeqs");
         DecodeGrid.Tables tables = DecodeGrid.tables(batch);
-        boolean bounded = current != null && current.bounded;
-        DecodeGrid grid = gridFor(batch, bounded);
+        DecodeGrid grid = gridOfPlan(batch, current);
         Plan plan = planFor(batch, layer, grid, tables.width());
-        if (plan.bounded != bounded) { // a plan built here for the other body: its grid
-            grid = gridFor(batch, plan.bounded);
-        }
-        if (plan != current) {
+        if (plan != current) { // built here: it may run the other body, whose grid it takes
+            grid = gridOfPlan(batch, plan);
             ShardRows.requireHeld(q, out, n, outN);
         }
         plan.step(batch, grid, tables, q, out, lse);
@@ -581,8 +583,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public StepRows stepRows(DecodeBatch batch, int layer) {
         requireOpen();
         DecodeAttention.requireBatch(config, batch, layer);
-        Plan current = plans[layer];
-        return planFor(batch, layer, gridFor(batch, current != null && current.bounded), DecodeGrid.tables(batch).width()).rows.stepRows();
+        return planFor(batch, layer, gridOfPlan(batch, plans[layer]), DecodeGrid.tables(batch).width()).rows.stepRows();
     }
 
     private void requireOpen() {
