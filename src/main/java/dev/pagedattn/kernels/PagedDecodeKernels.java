@@ -77,9 +77,18 @@ public final class PagedDecodeKernels {
      */
     public static int rowOffset(IntArray blockTables, int tableRow, int token, int layerBase, int blockStride,
                                 int headStride, int headDim, int blockSize, int kvHead) {
-        int block = token / blockSize;
-        return dev.pagedattn.cache.KvLayout.offset(layerBase, blockStride, headStride, headDim,
-                blockTables.get(tableRow + block), kvHead, token - block * blockSize, 0);
+        return blockRowOffset(blockTables.get(tableRow + token / blockSize), token, layerBase, blockStride, headStride, headDim,
+                blockSize, kvHead);
+    }
+
+    /**
+     * {@link #rowOffset} with the block that holds {@code token} already read from the table (the stream kernels read
+     * each tile's block a tile ahead).
+     */
+    public static int blockRowOffset(int block, int token, int layerBase, int blockStride, int headStride, int headDim,
+                                     int blockSize, int kvHead) {
+        return dev.pagedattn.cache.KvLayout.offset(layerBase, blockStride, headStride, headDim, block, kvHead,
+                token - token / blockSize * blockSize, 0);
     }
 
     /**
