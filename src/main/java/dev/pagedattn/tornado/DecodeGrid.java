@@ -100,7 +100,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
      * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dims 64
-     * ({@code attentionF16x2D64}, 127 registers) and 256 ({@code attentionF16x2D256}, 128): 132 SMs x 16 warps. At head
+     * ({@code attentionF16x2D64}, 127 registers when measured; 104 by nvcc 13.0 since the fifty-first session) and 256
+     * ({@code attentionF16x2D256}, 128 then; 142 by nvcc 13.0 now, which would leave it three warps per sub-partition:
+     * benchmarks/NOTES.md, fifty-first session, says what to measure): 132 SMs x 16 warps. At head
      * dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within noise on the small ones
      * (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
