@@ -13,10 +13,10 @@
  *
  * Measured on an H200 (benchmarks/NOTES.md, r1-r3): prefillF16Async at (128, 3), 168 registers, 1.06x / 0.98x /
  * 1.07x for 1 / 8 / 32 sequences; the fp16 stream decode kernel (168 registers unbounded) ran 1.1-1.5x slower
- * bounded at 128 or 96, so it is not named. Its twin attentionF16x2Bounded (the same body since the fiftieth session,
- * 148 registers unbounded by nvcc 13.0 since the fifty-first, 128 here with 36 / 56 bytes of spill stores / loads) is what a plan runs where a grid of
- * 2112 one-warp groups fills the GPU's waves much better than one of 1584 (DecodeGrid.boundedTwinPays; H100: 256 x 1k
- * in 0.84-0.86x the time).
+ * bounded at 128 or 96, so it is not named. Its twin attentionF16x2Bounded (the same body since the fiftieth session;
+ * unbounded 148 registers by nvcc 13.0 since the fifty-first, 128 here with 36 / 56 bytes of spill stores / loads) is
+ * what a plan runs where a grid of 2112 one-warp groups fills the GPU's waves much better than one of 1584
+ * (DecodeGrid.boundedTwinPays; H100: 256 x 1k in 0.84-0.86x the time).
  * NvrtcBoundsTest checks each name against its kernel and work-group size.
  */
 #ifndef PAGED_ATTENTION_BOUNDS_H
