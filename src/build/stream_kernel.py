@@ -490,10 +490,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
         w( "            // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)")
         w( "            int nextBlock = blockTables.get(tableRow + next / blockSize);")
     else:
-        w( "            // the next tile's K words (past the partition: the first tile's rows again, never used)")
-        w( "            base = PagedDecodeKernels.rowOffset(blockTables, tableRow, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-        w(f"            oneBlock = next % blockSize + {step} <= blockSize;")
-        k_loads("            ", "next", False)
+        next_k_loads("the next tile's K words (past the partition: the first tile's rows again, never used)",
+                     "rowOffset(blockTables, tableRow, next", step)
     if heads == 8:
         softmax_eight(pvhalf, wv)
     elif T == 8:
@@ -501,10 +499,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
     else:
         softmax_two(pvhalf, wv)
     if late_k:
-        w( "            // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums")
-        w( "            base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
-        w(f"            oneBlock = next % blockSize + {step} <= blockSize;")
-        k_loads("            ", "next", False)
+        next_k_loads("the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums",
+                     "blockRowOffset(nextBlock, next", step)
     v_phase(pvhalf, wv)
     w( "        }")
     w()
@@ -572,6 +568,13 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
     w( "            seq = pair == pairHeads - 1 ? seq + 1 : seq;")
     w( "        }")
     w( "    }")
+
+def next_k_loads(comment, offset_call, step):
+    # the next tile's first row (PagedDecodeKernels.<offset_call>, ...)) and this lane's K words of it
+    w(f"            // {comment}")
+    w(f"            base = PagedDecodeKernels.{offset_call}, layerBase, blockStride, headStride, headDim, blockSize, kvHead);")
+    w(f"            oneBlock = next % blockSize + {step} <= blockSize;")
+    k_loads("            ", "next", False)
 
 def softmax_two(pvhalf, wv):
     # 2. a 16-token tile: lane = (token lane / 2, heads 2 odd and 2 odd + 1)

@@ -106,7 +106,6 @@ class KernelSourceTest {
         }
     }
 
-    /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
     @Test
     void boundedStreamTwinIsTheFp16BodyUnderItsOwnName() throws IOException {
         // the twin exists only so that tornado-config/nvrtc can bound it by name: any other difference is a defect
@@ -123,6 +122,7 @@ class KernelSourceTest {
                 + "', found '" + String.join(" ", java.util.Arrays.copyOfRange(twin, from, Math.min(twin.length, i + 12))) + "'");
     }
 
+    /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
     private static String withoutLoads(String body) {
         StringBuilder kept = new StringBuilder();
         for (String statement : tokens(body).split(";")) {
