@@ -99,14 +99,25 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 1584);
     /**
-     * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dims 64
-     * ({@code attentionF16x2D64}, 127 registers when measured; 104 by nvcc 13.0 since the fifty-first session) and 256
-     * ({@code attentionF16x2D256}, 128 then; 142 by nvcc 13.0 now, which would leave it three warps per sub-partition:
-     * benchmarks/NOTES.md, fifty-first session, says what to measure): 132 SMs x 16 warps. At head
-     * dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within noise on the small ones
-     * (benchmarks/NOTES.md, eighteenth session). The same property sets both.
+     * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dim 64
+     * ({@code attentionF16x2D64}, 127 registers when measured; 104 by nvcc 13.0 since the fifty-first session), head dim
+     * 256 where tornado-config/nvrtc bounds it to 128 ({@link #leanStreamBody}), and the 8-bit bodies that list names:
+     * 132 SMs x 16 warps. At head dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within
+     * noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
     public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
+    /**
+     * Whether NVRTC compiles with this project's register bounds (tornado-config/nvrtc, which bin/nvrtc-bounds.sh and so
+     * {@code bin/pa-tornado cuda} put in {@code CUDA_PATH}, where TornadoVM's CUDA backend looks for its headers first): the
+     * bounded kernels have the registers their grids assume only then. Read once: the environment is the JVM's.
+     */
+    public static final boolean NVRTC_BOUNDS = nvrtcBoundsInForce();
+
+    private static boolean nvrtcBoundsInForce() {
+        String cudaPath = System.getenv("CUDA_PATH");
+        return cudaPath != null && java.nio.file.Files.isRegularFile(java.nio.file.Path.of(cudaPath, "include", "paged-attention-bounds.h"));
+    }
+
     /**
      * Whether plans may choose the stream kernel's bounded fp16 twin ({@link #boundedTwinPays});
      * {@code -Dpagedattn.tornado.boundedTwin=false} keeps the unbounded body everywhere.
@@ -302,23 +313,29 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return leanStreamBody(spec, dtype) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
+        return leanStreamBody(spec, dtype, NVRTC_BOUNDS) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
     }
 
     /**
      * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
-     * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dims 64 (127) and
-     * 256 (128); the 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads
-     * compiled away); with one query head per KV head (MHA) head dim 80 (128, fp16 and 8-bit) and the 8-bit twins at 96
-     * (122). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of 262k tokens and more: 8-bit at 128
-     * 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16 and 1.08-1.14x in INT8, FP8 at 96
-     * 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x, so 112 keeps 1584, as do fp16 at
-     * 96, 112 and 128 (136-168 registers) and larger groups (146-168).
+     * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dim 64 (fp16: 104;
+     * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 only where {@code nvrtcBounds} (tornado-config/nvrtc bounds
+     * {@code attentionF16x2D256} to 128 registers, which nvcc 13.0 meets with no spills): unbounded, NVRTC gives that body
+     * 144 registers (ncu, H100), 12 groups per SM, and on the lean grid it took 1.21x the time of the grid of 1584 (H100,
+     * benchmarks/NOTES.md, fifty-second session); the 8-bit twins at 128 for groups of one or two query heads per KV head
+     * (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
+     * 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
+     * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
+     * and 1.08-1.14x in INT8, FP8 at 96 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x,
+     * so 112 keeps 1584, as do fp16 at 96, 112 and 128 (136-168 registers) and larger groups (146-168).
      */
-    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
+    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean nvrtcBounds) {
         int d = spec.headDim();
-        if (d == StreamDecodeKernels.HEAD_DIM_64 || d == StreamDecodeKernels.HEAD_DIM_256) {
+        if (d == StreamDecodeKernels.HEAD_DIM_64) {
             return true;
+        }
+        if (d == StreamDecodeKernels.HEAD_DIM_256) {
+            return dtype.isQuantized() || nvrtcBounds;
         }
         if (dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 2) {
             return true;
