@@ -18,8 +18,8 @@
  * what a plan runs where a grid of 2112 one-warp groups fills the GPU's waves much better than one of 1584
  * (DecodeGrid.boundedTwinPays; H100: 256 x 1k in 0.84-0.86x the time). attentionF16x2D256 (head dim 256: 144 registers
  * by NVRTC on an H100, 142 by nvcc 13.0; bounded, 128 with no spills by nvcc) and its fp16-V-sums twin (130 by nvcc; 128
- * with no spills) get 16 one-warp groups per SM, the grid their plans assume where these bounds are in force
- * (DecodeGrid.leanStreamBody; without them they plan for 12).
+ * with no spills) get 16 one-warp groups per SM, the grid their plans assume for groups of three or more query heads
+ * per KV head where these bounds are in force (DecodeGrid.leanStreamBody; without them such plans take 12 per SM).
  * NvrtcBoundsTest checks each name against its kernel and work-group size.
  */
 #ifndef PAGED_ATTENTION_BOUNDS_H

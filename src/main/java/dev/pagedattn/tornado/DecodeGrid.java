@@ -319,10 +319,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
      * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dim 64 (fp16: 104;
-     * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 only where {@code nvrtcBounds} (tornado-config/nvrtc bounds
-     * {@code attentionF16x2D256} to 128 registers, which nvcc 13.0 meets with no spills): unbounded, NVRTC gives that body
-     * 144 registers (ncu, H100), 12 groups per SM, and on the lean grid it took 1.21x the time of the grid of 1584 (H100,
-     * benchmarks/NOTES.md, fifty-second session); the 8-bit twins at 128 for groups of one or two query heads per KV head
+     * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 for groups of one or two query heads per KV head (96 and 108, Gemma's usual
+     * groups) or, for larger groups, where {@code nvrtcBounds} (tornado-config/nvrtc bounds {@code attentionF16x2D256} to
+     * 128 registers, which nvcc 13.0 meets with no spills): unbounded, NVRTC gives the four-head body 144 registers (ncu,
+     * H100; nvcc 142, three heads 128), 12 groups per SM, and on the lean grid it took 1.21-1.23x the time of the grid of
+     * 1584 (H100, benchmarks/NOTES.md, fifty-second session); the 8-bit twins at 128 for groups of one or two query heads per KV head
      * (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
      * 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
      * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
@@ -335,7 +336,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             return true;
         }
         if (d == StreamDecodeKernels.HEAD_DIM_256) {
-            return dtype.isQuantized() || nvrtcBounds;
+            return dtype.isQuantized() || nvrtcBounds || spec.groupSize() <= 2;
         }
         if (dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 2) {
             return true;

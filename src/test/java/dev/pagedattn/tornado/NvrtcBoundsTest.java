@@ -68,16 +68,23 @@ class NvrtcBoundsTest {
     }
 
     @Test
-    void theFp16HeadDim256GridIsLeanOnlyWhereItsBoundHoldsItTo128Registers() throws IOException {
+    void theFp16HeadDim256GridIsLeanWhereItsBodyFits128Registers() throws IOException {
         // 16 one-warp groups per SM need at most 128 registers: the header's (32, 16) bound on the body's name
         List<String> header = Files.readAllLines(INCLUDE.resolve("paged-attention-bounds.h"));
         for (String body : List.of("attentionF16x2D256", "attentionF16x2HalfVD256")) {
             assertTrue(header.contains("#define " + body + " __launch_bounds__(32, 16) " + body), body);
         }
+        // groups of three or more: 128-144 registers unbounded, so 1584 groups without the bounds
+        for (int qHeads : new int[] {24, 32, 64}) {
+            AttentionSpec spec = new AttentionSpec(qHeads, 8, 256, 0.0625f);
+            assertTrue(DecodeGrid.leanStreamBody(spec, KvDtype.FP16, true), spec.toString());
+            assertFalse(DecodeGrid.leanStreamBody(spec, KvDtype.FP16, false), spec.toString());
+            assertTrue(DecodeGrid.leanStreamBody(spec, KvDtype.INT8, false), spec.toString()); // 8-bit: 128 unbounded
+        }
+        // Gemma's groups of one or two heads: 96-108 registers, lean either way
         AttentionSpec gemma = new AttentionSpec(16, 8, 256, 0.0625f);
-        assertTrue(DecodeGrid.leanStreamBody(gemma, KvDtype.FP16, true));
-        assertFalse(DecodeGrid.leanStreamBody(gemma, KvDtype.FP16, false));
-        assertTrue(DecodeGrid.leanStreamBody(gemma, KvDtype.INT8, false)); // the 8-bit bodies fit 128 unbounded
+        assertTrue(DecodeGrid.leanStreamBody(gemma, KvDtype.FP16, false));
+        assertTrue(DecodeGrid.leanStreamBody(new AttentionSpec(16, 16, 256, 0.0625f), KvDtype.FP16, false));
         assertTrue(DecodeGrid.leanStreamBody(new AttentionSpec(32, 8, 64, 0.125f), KvDtype.FP16, false));
     }
 
