@@ -133,21 +133,22 @@ public final class StreamDecodeKernels {
     /**
      * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
-     * emulator calls the same {@code apply}. {@code bounded}: {@link #attentionF16x2Bounded} where it applies (head dim 128,
-     * up to four heads, fp32 V sums; {@link #hasBoundedTwin}).
+     * emulator calls the same {@code apply}. {@code bounded}: the twin bounded to 128 registers where one exists
+     * ({@link #attentionF16x2Bounded} at head dim 128 with up to four heads, {@link #attentionF16x2D256Bounded} at 256; fp32
+     * V sums; {@link #hasBoundedTwin}).
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV,
                                                                                       boolean bounded) {
         if (bounded && hasBoundedTwin(headDim, groupSize, halfV)) {
-            return StreamDecodeKernels::attentionF16x2Bounded;
+            return headDim == HEAD_DIM_256 ? StreamDecodeKernels::attentionF16x2D256Bounded : StreamDecodeKernels::attentionF16x2Bounded;
         }
         return f16Body(headDim, groupSize, halfV);
     }
 
     /** Whether the fp16 body for {@code headDim}, {@code groupSize} and {@code halfV} has a twin bounded to 128 registers. */
     public static boolean hasBoundedTwin(int headDim, int groupSize, boolean halfV) {
-        return headDim == HEAD_DIM && !halfV && !eightHeads(groupSize, headDim);
+        return !halfV && (headDim == HEAD_DIM && !eightHeads(groupSize, headDim) || headDim == HEAD_DIM_256);
     }
 
     /**
@@ -869,6 +870,14 @@ def fp16_bodies(dim):
 
 for dim in (64, 96, 256):
     fp16_bodies(dim)
+w()
+w("    /**")
+w("     * {@code attentionF16x2D256} under a name of its own, which tornado-config/nvrtc/include/paged-attention-bounds.h bounds")
+w("     * to 128 registers (for groups of three or more heads 16 one-warp groups per SM instead of 12; no spills by nvcc 13.0):")
+w("     * the body of the plans whose grids fill waves of 2112 groups much better than waves of 1584")
+w("     * ({@code DecodeGrid.boundedTwinPays}).")
+w("     */")
+body(False, dim=256, bounded=True)
 for dec in ("i2f", "e4m3", "e5m2"):
     w()
     body(True, dec)

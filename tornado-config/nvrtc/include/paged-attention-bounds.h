@@ -16,16 +16,15 @@
  * bounded at 128 or 96, so it is not named. Its twin attentionF16x2Bounded (the same body since the fiftieth session;
  * unbounded 148 registers by nvcc 13.0 since the fifty-first, 128 here with 36 / 56 bytes of spill stores / loads) is
  * what a plan runs where a grid of 2112 one-warp groups fills the GPU's waves much better than one of 1584
- * (DecodeGrid.boundedTwinPays; H100: 256 x 1k in 0.84-0.86x the time). attentionF16x2D256 (head dim 256: 144 registers
- * by NVRTC on an H100, 142 by nvcc 13.0; bounded, 128 with no spills by nvcc) and its fp16-V-sums twin (130 by nvcc; 128
- * with no spills) get 16 one-warp groups per SM, the grid their plans assume for groups of three or more query heads
- * per KV head where these bounds are in force (DecodeGrid.leanStreamBody; without them such plans take 12 per SM).
+ * (DecodeGrid.boundedTwinPays; H100: 256 x 1k in 0.84-0.86x the time). attentionF16x2D256Bounded is the same for head
+ * dim 256 (attentionF16x2D256: 144 registers by NVRTC on an H100 for four query heads per KV head, 142 by nvcc 13.0;
+ * bounded, 128 with no spills by nvcc). Bounding attentionF16x2D256 itself measured 0.84x the time at 256 x 1k but
+ * 1.02-1.05x on the grids that fill their waves either way (H100, benchmarks/NOTES.md, fifty-second session).
  * NvrtcBoundsTest checks each name against its kernel and work-group size.
  */
 #ifndef PAGED_ATTENTION_BOUNDS_H
 #define PAGED_ATTENTION_BOUNDS_H
 #define prefillF16Async __launch_bounds__(128, 3) prefillF16Async
 #define attentionF16x2Bounded __launch_bounds__(32, 16) attentionF16x2Bounded
-#define attentionF16x2D256 __launch_bounds__(32, 16) attentionF16x2D256
-#define attentionF16x2HalfVD256 __launch_bounds__(32, 16) attentionF16x2HalfVD256
+#define attentionF16x2D256Bounded __launch_bounds__(32, 16) attentionF16x2D256Bounded
 #endif

@@ -129,21 +129,22 @@ public final class StreamDecodeKernels {
     /**
      * The fp16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
      * bodies), with a tile's V sums in fp16 pairs when {@code halfV} ({@code VSums.FP16}), as a task graph takes it; the
-     * emulator calls the same {@code apply}. {@code bounded}: {@link #attentionF16x2Bounded} where it applies (head dim 128,
-     * up to four heads, fp32 V sums; {@link #hasBoundedTwin}).
+     * emulator calls the same {@code apply}. {@code bounded}: the twin bounded to 128 registers where one exists
+     * ({@link #attentionF16x2Bounded} at head dim 128 with up to four heads, {@link #attentionF16x2D256Bounded} at 256; fp32
+     * V sums; {@link #hasBoundedTwin}).
      */
     public static TornadoFunctions.Task14<KernelContext, HalfFloatArray, HalfFloatArray, FloatArray, IntArray, IntArray, IntArray,
             FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> f16Body(int headDim, int groupSize, boolean halfV,
                                                                                       boolean bounded) {
         if (bounded && hasBoundedTwin(headDim, groupSize, halfV)) {
-            return StreamDecodeKernels::attentionF16x2Bounded;
+            return headDim == HEAD_DIM_256 ? StreamDecodeKernels::attentionF16x2D256Bounded : StreamDecodeKernels::attentionF16x2Bounded;
         }
         return f16Body(headDim, groupSize, halfV);
     }
 
     /** Whether the fp16 body for {@code headDim}, {@code groupSize} and {@code halfV} has a twin bounded to 128 registers. */
     public static boolean hasBoundedTwin(int headDim, int groupSize, boolean halfV) {
-        return headDim == HEAD_DIM && !halfV && !eightHeads(groupSize, headDim);
+        return !halfV && (headDim == HEAD_DIM && !eightHeads(groupSize, headDim) || headDim == HEAD_DIM_256);
     }
 
     /**
@@ -7604,6 +7605,645 @@ public final class StreamDecodeKernels {
                     ob0 += Half2.lowFloat(tb0); ob1 += Half2.highFloat(tb0); ob2 += Half2.lowFloat(tb1); ob3 += Half2.highFloat(tb1); ob4 += Half2.lowFloat(tb2); ob5 += Half2.highFloat(tb2); ob6 += Half2.lowFloat(tb3); ob7 += Half2.highFloat(tb3);
                     oc0 += Half2.lowFloat(tc0); oc1 += Half2.highFloat(tc0); oc2 += Half2.lowFloat(tc1); oc3 += Half2.highFloat(tc1); oc4 += Half2.lowFloat(tc2); oc5 += Half2.highFloat(tc2); oc6 += Half2.lowFloat(tc3); oc7 += Half2.highFloat(tc3);
                     od0 += Half2.lowFloat(td0); od1 += Half2.highFloat(td0); od2 += Half2.lowFloat(td1); od3 += Half2.highFloat(td1); od4 += Half2.lowFloat(td2); od5 += Half2.highFloat(td2); od6 += Half2.lowFloat(td3); od7 += Half2.highFloat(td3);
+                }
+
+                // 4. the running sums over the lanes (lane h: head h), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                        out.set(o + 128, oa4 / sinkSuma);
+                        out.set(o + 129, oa5 / sinkSuma);
+                        out.set(o + 192, oa6 / sinkSuma);
+                        out.set(o + 193, oa7 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        partials.set(pBase + 2 * lane + 128, oa4);
+                        partials.set(pBase + 2 * lane + 129, oa5);
+                        partials.set(pBase + 2 * lane + 192, oa6);
+                        partials.set(pBase + 2 * lane + 193, oa7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                        out.set(o + 128, ob4 / sinkSumb);
+                        out.set(o + 129, ob5 / sinkSumb);
+                        out.set(o + 192, ob6 / sinkSumb);
+                        out.set(o + 193, ob7 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        partials.set(pBase + 2 * lane + 128, ob4);
+                        partials.set(pBase + 2 * lane + 129, ob5);
+                        partials.set(pBase + 2 * lane + 192, ob6);
+                        partials.set(pBase + 2 * lane + 193, ob7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                        out.set(o + 128, oc4 / sinkSumc);
+                        out.set(o + 129, oc5 / sinkSumc);
+                        out.set(o + 192, oc6 / sinkSumc);
+                        out.set(o + 193, oc7 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        partials.set(pBase + 2 * lane + 128, oc4);
+                        partials.set(pBase + 2 * lane + 129, oc5);
+                        partials.set(pBase + 2 * lane + 192, oc6);
+                        partials.set(pBase + 2 * lane + 193, oc7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                        out.set(o + 128, od4 / sinkSumd);
+                        out.set(o + 129, od5 / sinkSumd);
+                        out.set(o + 192, od6 / sinkSumd);
+                        out.set(o + 193, od7 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        partials.set(pBase + 2 * lane + 128, od4);
+                        partials.set(pBase + 2 * lane + 129, od5);
+                        partials.set(pBase + 2 * lane + 192, od6);
+                        partials.set(pBase + 2 * lane + 193, od7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    /**
+     * {@code attentionF16x2D256} under a name of its own, which tornado-config/nvrtc/include/paged-attention-bounds.h bounds
+     * to 128 registers (for groups of three or more heads 16 one-warp groups per SM instead of 12; no spills by nvcc 13.0):
+     * the body of the plans whose grids fill waves of 2112 groups much better than waves of 1584
+     * ({@code DecodeGrid.boundedTwinPays}).
+     */
+    public static void attentionF16x2D256Bounded(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..15
+        int head = lane & 3;             // softmax: this lane's head of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 256); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(HALF_TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(HALF_TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96); float qa4 = q.get(qAtA + 128); float qa5 = q.get(qAtA + 160); float qa6 = q.get(qAtA + 192); float qa7 = q.get(qAtA + 224);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96); float qb4 = q.get(qAtB + 128); float qb5 = q.get(qAtB + 160); float qb6 = q.get(qAtB + 192); float qb7 = q.get(qAtB + 224);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96); float qc4 = q.get(qAtC + 128); float qc5 = q.get(qAtC + 160); float qc6 = q.get(qAtC + 192); float qc7 = q.get(qAtC + 224);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96); float qd4 = q.get(qAtD + 128); float qd5 = q.get(qAtD + 160); float qd6 = q.get(qAtD + 192); float qd7 = q.get(qAtD + 224);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA; qs[128 + lane] = qa4 * qScaleA; qs[160 + lane] = qa5 * qScaleA; qs[192 + lane] = qa6 * qScaleA; qs[224 + lane] = qa7 * qScaleA;
+                qs[256 + lane] = qb0 * qScaleB; qs[288 + lane] = qb1 * qScaleB; qs[320 + lane] = qb2 * qScaleB; qs[352 + lane] = qb3 * qScaleB; qs[384 + lane] = qb4 * qScaleB; qs[416 + lane] = qb5 * qScaleB; qs[448 + lane] = qb6 * qScaleB; qs[480 + lane] = qb7 * qScaleB;
+                qs[512 + lane] = qc0 * qScaleC; qs[544 + lane] = qc1 * qScaleC; qs[576 + lane] = qc2 * qScaleC; qs[608 + lane] = qc3 * qScaleC; qs[640 + lane] = qc4 * qScaleC; qs[672 + lane] = qc5 * qScaleC; qs[704 + lane] = qc6 * qScaleC; qs[736 + lane] = qc7 * qScaleC;
+                qs[768 + lane] = qd0 * qScaleD; qs[800 + lane] = qd1 * qScaleD; qs[832 + lane] = qd2 * qScaleD; qs[864 + lane] = qd3 * qScaleD; qs[896 + lane] = qd4 * qScaleD; qs[928 + lane] = qd5 * qScaleD; qs[960 + lane] = qd6 * qScaleD; qs[992 + lane] = qd7 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                if (lane < HALF_TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                Half2 kw00 = kPool.getHalf2(kRow0 + 0);
+                Half2 kw01 = kPool.getHalf2(kRow0 + 16);
+                Half2 kw02 = kPool.getHalf2(kRow0 + 32);
+                Half2 kw03 = kPool.getHalf2(kRow0 + 48);
+                Half2 kw04 = kPool.getHalf2(kRow0 + 64);
+                Half2 kw05 = kPool.getHalf2(kRow0 + 80);
+                Half2 kw06 = kPool.getHalf2(kRow0 + 96);
+                Half2 kw07 = kPool.getHalf2(kRow0 + 112);
+                Half2 kw08 = kPool.getHalf2(kRow0 + 128);
+                Half2 kw09 = kPool.getHalf2(kRow0 + 144);
+                Half2 kw010 = kPool.getHalf2(kRow0 + 160);
+                Half2 kw011 = kPool.getHalf2(kRow0 + 176);
+                Half2 kw012 = kPool.getHalf2(kRow0 + 192);
+                Half2 kw013 = kPool.getHalf2(kRow0 + 208);
+                Half2 kw014 = kPool.getHalf2(kRow0 + 224);
+                Half2 kw015 = kPool.getHalf2(kRow0 + 240);
+                Half2 kw10 = kPool.getHalf2(kRow1 + 0);
+                Half2 kw11 = kPool.getHalf2(kRow1 + 16);
+                Half2 kw12 = kPool.getHalf2(kRow1 + 32);
+                Half2 kw13 = kPool.getHalf2(kRow1 + 48);
+                Half2 kw14 = kPool.getHalf2(kRow1 + 64);
+                Half2 kw15 = kPool.getHalf2(kRow1 + 80);
+                Half2 kw16 = kPool.getHalf2(kRow1 + 96);
+                Half2 kw17 = kPool.getHalf2(kRow1 + 112);
+                Half2 kw18 = kPool.getHalf2(kRow1 + 128);
+                Half2 kw19 = kPool.getHalf2(kRow1 + 144);
+                Half2 kw110 = kPool.getHalf2(kRow1 + 160);
+                Half2 kw111 = kPool.getHalf2(kRow1 + 176);
+                Half2 kw112 = kPool.getHalf2(kRow1 + 192);
+                Half2 kw113 = kPool.getHalf2(kRow1 + 208);
+                Half2 kw114 = kPool.getHalf2(kRow1 + 224);
+                Half2 kw115 = kPool.getHalf2(kRow1 + 240);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sum of its head
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f; float oa4 = 0f; float oa5 = 0f; float oa6 = 0f; float oa7 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f; float ob4 = 0f; float ob5 = 0f; float ob6 = 0f; float ob7 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    Half2 vw00 = vPool.getHalf2(vRow0);
+                    Half2 vw01 = vPool.getHalf2(vRow0 + 64);
+                    Half2 vw02 = vPool.getHalf2(vRow0 + 128);
+                    Half2 vw03 = vPool.getHalf2(vRow0 + 192);
+                    Half2 vw10 = vPool.getHalf2(vRow1);
+                    Half2 vw11 = vPool.getHalf2(vRow1 + 64);
+                    Half2 vw12 = vPool.getHalf2(vRow1 + 128);
+                    Half2 vw13 = vPool.getHalf2(vRow1 + 192);
+                    Half2 vw20 = vPool.getHalf2(vRow2);
+                    Half2 vw21 = vPool.getHalf2(vRow2 + 64);
+                    Half2 vw22 = vPool.getHalf2(vRow2 + 128);
+                    Half2 vw23 = vPool.getHalf2(vRow2 + 192);
+                    Half2 vw30 = vPool.getHalf2(vRow3);
+                    Half2 vw31 = vPool.getHalf2(vRow3 + 64);
+                    Half2 vw32 = vPool.getHalf2(vRow3 + 128);
+                    Half2 vw33 = vPool.getHalf2(vRow3 + 192);
+                    Half2 vw40 = vPool.getHalf2(vRow4);
+                    Half2 vw41 = vPool.getHalf2(vRow4 + 64);
+                    Half2 vw42 = vPool.getHalf2(vRow4 + 128);
+                    Half2 vw43 = vPool.getHalf2(vRow4 + 192);
+                    Half2 vw50 = vPool.getHalf2(vRow5);
+                    Half2 vw51 = vPool.getHalf2(vRow5 + 64);
+                    Half2 vw52 = vPool.getHalf2(vRow5 + 128);
+                    Half2 vw53 = vPool.getHalf2(vRow5 + 192);
+                    Half2 vw60 = vPool.getHalf2(vRow6);
+                    Half2 vw61 = vPool.getHalf2(vRow6 + 64);
+                    Half2 vw62 = vPool.getHalf2(vRow6 + 128);
+                    Half2 vw63 = vPool.getHalf2(vRow6 + 192);
+                    Half2 vw70 = vPool.getHalf2(vRow7);
+                    Half2 vw71 = vPool.getHalf2(vRow7 + 64);
+                    Half2 vw72 = vPool.getHalf2(vRow7 + 128);
+                    Half2 vw73 = vPool.getHalf2(vRow7 + 192);
+                    // 1. partial dots of this lane's two tokens with heads a..d over its 32 dims
+                    float x00 = Half2.lowFloat(kw00);
+                    float x01 = Half2.highFloat(kw00);
+                    float x02 = Half2.lowFloat(kw01);
+                    float x03 = Half2.highFloat(kw01);
+                    float x04 = Half2.lowFloat(kw02);
+                    float x05 = Half2.highFloat(kw02);
+                    float x06 = Half2.lowFloat(kw03);
+                    float x07 = Half2.highFloat(kw03);
+                    float x08 = Half2.lowFloat(kw04);
+                    float x09 = Half2.highFloat(kw04);
+                    float x010 = Half2.lowFloat(kw05);
+                    float x011 = Half2.highFloat(kw05);
+                    float x012 = Half2.lowFloat(kw06);
+                    float x013 = Half2.highFloat(kw06);
+                    float x014 = Half2.lowFloat(kw07);
+                    float x015 = Half2.highFloat(kw07);
+                    float x016 = Half2.lowFloat(kw08);
+                    float x017 = Half2.highFloat(kw08);
+                    float x018 = Half2.lowFloat(kw09);
+                    float x019 = Half2.highFloat(kw09);
+                    float x020 = Half2.lowFloat(kw010);
+                    float x021 = Half2.highFloat(kw010);
+                    float x022 = Half2.lowFloat(kw011);
+                    float x023 = Half2.highFloat(kw011);
+                    float x024 = Half2.lowFloat(kw012);
+                    float x025 = Half2.highFloat(kw012);
+                    float x026 = Half2.lowFloat(kw013);
+                    float x027 = Half2.highFloat(kw013);
+                    float x028 = Half2.lowFloat(kw014);
+                    float x029 = Half2.highFloat(kw014);
+                    float x030 = Half2.lowFloat(kw015);
+                    float x031 = Half2.highFloat(kw015);
+                    float x10 = Half2.lowFloat(kw10);
+                    float x11 = Half2.highFloat(kw10);
+                    float x12 = Half2.lowFloat(kw11);
+                    float x13 = Half2.highFloat(kw11);
+                    float x14 = Half2.lowFloat(kw12);
+                    float x15 = Half2.highFloat(kw12);
+                    float x16 = Half2.lowFloat(kw13);
+                    float x17 = Half2.highFloat(kw13);
+                    float x18 = Half2.lowFloat(kw14);
+                    float x19 = Half2.highFloat(kw14);
+                    float x110 = Half2.lowFloat(kw15);
+                    float x111 = Half2.highFloat(kw15);
+                    float x112 = Half2.lowFloat(kw16);
+                    float x113 = Half2.highFloat(kw16);
+                    float x114 = Half2.lowFloat(kw17);
+                    float x115 = Half2.highFloat(kw17);
+                    float x116 = Half2.lowFloat(kw18);
+                    float x117 = Half2.highFloat(kw18);
+                    float x118 = Half2.lowFloat(kw19);
+                    float x119 = Half2.highFloat(kw19);
+                    float x120 = Half2.lowFloat(kw110);
+                    float x121 = Half2.highFloat(kw110);
+                    float x122 = Half2.lowFloat(kw111);
+                    float x123 = Half2.highFloat(kw111);
+                    float x124 = Half2.lowFloat(kw112);
+                    float x125 = Half2.highFloat(kw112);
+                    float x126 = Half2.lowFloat(kw113);
+                    float x127 = Half2.highFloat(kw113);
+                    float x128 = Half2.lowFloat(kw114);
+                    float x129 = Half2.highFloat(kw114);
+                    float x130 = Half2.lowFloat(kw115);
+                    float x131 = Half2.highFloat(kw115);
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015 + qs[qLane + 128] * x016 + qs[qLane + 129] * x017 + qs[qLane + 144] * x018 + qs[qLane + 145] * x019 + qs[qLane + 160] * x020 + qs[qLane + 161] * x021 + qs[qLane + 176] * x022 + qs[qLane + 177] * x023 + qs[qLane + 192] * x024 + qs[qLane + 193] * x025 + qs[qLane + 208] * x026 + qs[qLane + 209] * x027 + qs[qLane + 224] * x028 + qs[qLane + 225] * x029 + qs[qLane + 240] * x030 + qs[qLane + 241] * x031;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115 + qs[qLane + 128] * x116 + qs[qLane + 129] * x117 + qs[qLane + 144] * x118 + qs[qLane + 145] * x119 + qs[qLane + 160] * x120 + qs[qLane + 161] * x121 + qs[qLane + 176] * x122 + qs[qLane + 177] * x123 + qs[qLane + 192] * x124 + qs[qLane + 193] * x125 + qs[qLane + 208] * x126 + qs[qLane + 209] * x127 + qs[qLane + 224] * x128 + qs[qLane + 225] * x129 + qs[qLane + 240] * x130 + qs[qLane + 241] * x131;
+                    float d0b = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015 + qs[qLane + 384] * x016 + qs[qLane + 385] * x017 + qs[qLane + 400] * x018 + qs[qLane + 401] * x019 + qs[qLane + 416] * x020 + qs[qLane + 417] * x021 + qs[qLane + 432] * x022 + qs[qLane + 433] * x023 + qs[qLane + 448] * x024 + qs[qLane + 449] * x025 + qs[qLane + 464] * x026 + qs[qLane + 465] * x027 + qs[qLane + 480] * x028 + qs[qLane + 481] * x029 + qs[qLane + 496] * x030 + qs[qLane + 497] * x031;
+                    float d1b = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115 + qs[qLane + 384] * x116 + qs[qLane + 385] * x117 + qs[qLane + 400] * x118 + qs[qLane + 401] * x119 + qs[qLane + 416] * x120 + qs[qLane + 417] * x121 + qs[qLane + 432] * x122 + qs[qLane + 433] * x123 + qs[qLane + 448] * x124 + qs[qLane + 449] * x125 + qs[qLane + 464] * x126 + qs[qLane + 465] * x127 + qs[qLane + 480] * x128 + qs[qLane + 481] * x129 + qs[qLane + 496] * x130 + qs[qLane + 497] * x131;
+                    float d0c = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 528] * x02 + qs[qLane + 529] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 560] * x06 + qs[qLane + 561] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 592] * x010 + qs[qLane + 593] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 624] * x014 + qs[qLane + 625] * x015 + qs[qLane + 640] * x016 + qs[qLane + 641] * x017 + qs[qLane + 656] * x018 + qs[qLane + 657] * x019 + qs[qLane + 672] * x020 + qs[qLane + 673] * x021 + qs[qLane + 688] * x022 + qs[qLane + 689] * x023 + qs[qLane + 704] * x024 + qs[qLane + 705] * x025 + qs[qLane + 720] * x026 + qs[qLane + 721] * x027 + qs[qLane + 736] * x028 + qs[qLane + 737] * x029 + qs[qLane + 752] * x030 + qs[qLane + 753] * x031;
+                    float d1c = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 528] * x12 + qs[qLane + 529] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 560] * x16 + qs[qLane + 561] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 592] * x110 + qs[qLane + 593] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 624] * x114 + qs[qLane + 625] * x115 + qs[qLane + 640] * x116 + qs[qLane + 641] * x117 + qs[qLane + 656] * x118 + qs[qLane + 657] * x119 + qs[qLane + 672] * x120 + qs[qLane + 673] * x121 + qs[qLane + 688] * x122 + qs[qLane + 689] * x123 + qs[qLane + 704] * x124 + qs[qLane + 705] * x125 + qs[qLane + 720] * x126 + qs[qLane + 721] * x127 + qs[qLane + 736] * x128 + qs[qLane + 737] * x129 + qs[qLane + 752] * x130 + qs[qLane + 753] * x131;
+                    float d0d = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 784] * x02 + qs[qLane + 785] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 816] * x06 + qs[qLane + 817] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 848] * x010 + qs[qLane + 849] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 880] * x014 + qs[qLane + 881] * x015 + qs[qLane + 896] * x016 + qs[qLane + 897] * x017 + qs[qLane + 912] * x018 + qs[qLane + 913] * x019 + qs[qLane + 928] * x020 + qs[qLane + 929] * x021 + qs[qLane + 944] * x022 + qs[qLane + 945] * x023 + qs[qLane + 960] * x024 + qs[qLane + 961] * x025 + qs[qLane + 976] * x026 + qs[qLane + 977] * x027 + qs[qLane + 992] * x028 + qs[qLane + 993] * x029 + qs[qLane + 1008] * x030 + qs[qLane + 1009] * x031;
+                    float d1d = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 784] * x12 + qs[qLane + 785] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 816] * x16 + qs[qLane + 817] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 848] * x110 + qs[qLane + 849] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 880] * x114 + qs[qLane + 881] * x115 + qs[qLane + 896] * x116 + qs[qLane + 897] * x117 + qs[qLane + 912] * x118 + qs[qLane + 913] * x119 + qs[qLane + 928] * x120 + qs[qLane + 929] * x121 + qs[qLane + 944] * x122 + qs[qLane + 945] * x123 + qs[qLane + 960] * x124 + qs[qLane + 961] * x125 + qs[qLane + 976] * x126 + qs[qLane + 977] * x127 + qs[qLane + 992] * x128 + qs[qLane + 993] * x129 + qs[qLane + 1008] * x130 + qs[qLane + 1009] * x131;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    ctx.localBarrier();
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS + head) * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca; oa4 = oa4 * ca; oa5 = oa5 * ca; oa6 = oa6 * ca; oa7 = oa7 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb; ob4 = ob4 * cb; ob5 = ob5 * cb; ob6 = ob6 * cb; ob7 = ob7 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc; oc4 = oc4 * cc; oc5 = oc5 * cc; oc6 = oc6 * cc; oc7 = oc7 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd; od4 = od4 * cd; od5 = od5 * cd; od6 = od6 * cd; od7 = od7 * cd;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+                    sumA += pA;
+                    probs[row * HEADS + head] = pA;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kw00 = kPool.getHalf2(kRow0 + 0);
+                    kw01 = kPool.getHalf2(kRow0 + 16);
+                    kw02 = kPool.getHalf2(kRow0 + 32);
+                    kw03 = kPool.getHalf2(kRow0 + 48);
+                    kw04 = kPool.getHalf2(kRow0 + 64);
+                    kw05 = kPool.getHalf2(kRow0 + 80);
+                    kw06 = kPool.getHalf2(kRow0 + 96);
+                    kw07 = kPool.getHalf2(kRow0 + 112);
+                    kw08 = kPool.getHalf2(kRow0 + 128);
+                    kw09 = kPool.getHalf2(kRow0 + 144);
+                    kw010 = kPool.getHalf2(kRow0 + 160);
+                    kw011 = kPool.getHalf2(kRow0 + 176);
+                    kw012 = kPool.getHalf2(kRow0 + 192);
+                    kw013 = kPool.getHalf2(kRow0 + 208);
+                    kw014 = kPool.getHalf2(kRow0 + 224);
+                    kw015 = kPool.getHalf2(kRow0 + 240);
+                    kw10 = kPool.getHalf2(kRow1 + 0);
+                    kw11 = kPool.getHalf2(kRow1 + 16);
+                    kw12 = kPool.getHalf2(kRow1 + 32);
+                    kw13 = kPool.getHalf2(kRow1 + 48);
+                    kw14 = kPool.getHalf2(kRow1 + 64);
+                    kw15 = kPool.getHalf2(kRow1 + 80);
+                    kw16 = kPool.getHalf2(kRow1 + 96);
+                    kw17 = kPool.getHalf2(kRow1 + 112);
+                    kw18 = kPool.getHalf2(kRow1 + 128);
+                    kw19 = kPool.getHalf2(kRow1 + 144);
+                    kw110 = kPool.getHalf2(kRow1 + 160);
+                    kw111 = kPool.getHalf2(kRow1 + 176);
+                    kw112 = kPool.getHalf2(kRow1 + 192);
+                    kw113 = kPool.getHalf2(kRow1 + 208);
+                    kw114 = kPool.getHalf2(kRow1 + 224);
+                    kw115 = kPool.getHalf2(kRow1 + 240);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = Half2.lowFloat(vw00);
+                    float y01 = Half2.highFloat(vw00);
+                    float y02 = Half2.lowFloat(vw01);
+                    float y03 = Half2.highFloat(vw01);
+                    float y04 = Half2.lowFloat(vw02);
+                    float y05 = Half2.highFloat(vw02);
+                    float y06 = Half2.lowFloat(vw03);
+                    float y07 = Half2.highFloat(vw03);
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03; oa4 += pa0 * y04; oa5 += pa0 * y05; oa6 += pa0 * y06; oa7 += pa0 * y07;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03; ob4 += pb0 * y04; ob5 += pb0 * y05; ob6 += pb0 * y06; ob7 += pb0 * y07;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03; oc4 += pc0 * y04; oc5 += pc0 * y05; oc6 += pc0 * y06; oc7 += pc0 * y07;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03; od4 += pd0 * y04; od5 += pd0 * y05; od6 += pd0 * y06; od7 += pd0 * y07;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = Half2.lowFloat(vw10);
+                    float y11 = Half2.highFloat(vw10);
+                    float y12 = Half2.lowFloat(vw11);
+                    float y13 = Half2.highFloat(vw11);
+                    float y14 = Half2.lowFloat(vw12);
+                    float y15 = Half2.highFloat(vw12);
+                    float y16 = Half2.lowFloat(vw13);
+                    float y17 = Half2.highFloat(vw13);
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13; oa4 += pa1 * y14; oa5 += pa1 * y15; oa6 += pa1 * y16; oa7 += pa1 * y17;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13; ob4 += pb1 * y14; ob5 += pb1 * y15; ob6 += pb1 * y16; ob7 += pb1 * y17;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13; oc4 += pc1 * y14; oc5 += pc1 * y15; oc6 += pc1 * y16; oc7 += pc1 * y17;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13; od4 += pd1 * y14; od5 += pd1 * y15; od6 += pd1 * y16; od7 += pd1 * y17;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = Half2.lowFloat(vw20);
+                    float y21 = Half2.highFloat(vw20);
+                    float y22 = Half2.lowFloat(vw21);
+                    float y23 = Half2.highFloat(vw21);
+                    float y24 = Half2.lowFloat(vw22);
+                    float y25 = Half2.highFloat(vw22);
+                    float y26 = Half2.lowFloat(vw23);
+                    float y27 = Half2.highFloat(vw23);
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23; oa4 += pa2 * y24; oa5 += pa2 * y25; oa6 += pa2 * y26; oa7 += pa2 * y27;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23; ob4 += pb2 * y24; ob5 += pb2 * y25; ob6 += pb2 * y26; ob7 += pb2 * y27;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23; oc4 += pc2 * y24; oc5 += pc2 * y25; oc6 += pc2 * y26; oc7 += pc2 * y27;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23; od4 += pd2 * y24; od5 += pd2 * y25; od6 += pd2 * y26; od7 += pd2 * y27;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = Half2.lowFloat(vw30);
+                    float y31 = Half2.highFloat(vw30);
+                    float y32 = Half2.lowFloat(vw31);
+                    float y33 = Half2.highFloat(vw31);
+                    float y34 = Half2.lowFloat(vw32);
+                    float y35 = Half2.highFloat(vw32);
+                    float y36 = Half2.lowFloat(vw33);
+                    float y37 = Half2.highFloat(vw33);
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33; oa4 += pa3 * y34; oa5 += pa3 * y35; oa6 += pa3 * y36; oa7 += pa3 * y37;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33; ob4 += pb3 * y34; ob5 += pb3 * y35; ob6 += pb3 * y36; ob7 += pb3 * y37;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33; oc4 += pc3 * y34; oc5 += pc3 * y35; oc6 += pc3 * y36; oc7 += pc3 * y37;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33; od4 += pd3 * y34; od5 += pd3 * y35; od6 += pd3 * y36; od7 += pd3 * y37;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = Half2.lowFloat(vw40);
+                    float y41 = Half2.highFloat(vw40);
+                    float y42 = Half2.lowFloat(vw41);
+                    float y43 = Half2.highFloat(vw41);
+                    float y44 = Half2.lowFloat(vw42);
+                    float y45 = Half2.highFloat(vw42);
+                    float y46 = Half2.lowFloat(vw43);
+                    float y47 = Half2.highFloat(vw43);
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43; oa4 += pa4 * y44; oa5 += pa4 * y45; oa6 += pa4 * y46; oa7 += pa4 * y47;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43; ob4 += pb4 * y44; ob5 += pb4 * y45; ob6 += pb4 * y46; ob7 += pb4 * y47;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43; oc4 += pc4 * y44; oc5 += pc4 * y45; oc6 += pc4 * y46; oc7 += pc4 * y47;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43; od4 += pd4 * y44; od5 += pd4 * y45; od6 += pd4 * y46; od7 += pd4 * y47;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = Half2.lowFloat(vw50);
+                    float y51 = Half2.highFloat(vw50);
+                    float y52 = Half2.lowFloat(vw51);
+                    float y53 = Half2.highFloat(vw51);
+                    float y54 = Half2.lowFloat(vw52);
+                    float y55 = Half2.highFloat(vw52);
+                    float y56 = Half2.lowFloat(vw53);
+                    float y57 = Half2.highFloat(vw53);
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53; oa4 += pa5 * y54; oa5 += pa5 * y55; oa6 += pa5 * y56; oa7 += pa5 * y57;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53; ob4 += pb5 * y54; ob5 += pb5 * y55; ob6 += pb5 * y56; ob7 += pb5 * y57;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53; oc4 += pc5 * y54; oc5 += pc5 * y55; oc6 += pc5 * y56; oc7 += pc5 * y57;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53; od4 += pd5 * y54; od5 += pd5 * y55; od6 += pd5 * y56; od7 += pd5 * y57;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = Half2.lowFloat(vw60);
+                    float y61 = Half2.highFloat(vw60);
+                    float y62 = Half2.lowFloat(vw61);
+                    float y63 = Half2.highFloat(vw61);
+                    float y64 = Half2.lowFloat(vw62);
+                    float y65 = Half2.highFloat(vw62);
+                    float y66 = Half2.lowFloat(vw63);
+                    float y67 = Half2.highFloat(vw63);
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63; oa4 += pa6 * y64; oa5 += pa6 * y65; oa6 += pa6 * y66; oa7 += pa6 * y67;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63; ob4 += pb6 * y64; ob5 += pb6 * y65; ob6 += pb6 * y66; ob7 += pb6 * y67;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63; oc4 += pc6 * y64; oc5 += pc6 * y65; oc6 += pc6 * y66; oc7 += pc6 * y67;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63; od4 += pd6 * y64; od5 += pd6 * y65; od6 += pd6 * y66; od7 += pd6 * y67;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = Half2.lowFloat(vw70);
+                    float y71 = Half2.highFloat(vw70);
+                    float y72 = Half2.lowFloat(vw71);
+                    float y73 = Half2.highFloat(vw71);
+                    float y74 = Half2.lowFloat(vw72);
+                    float y75 = Half2.highFloat(vw72);
+                    float y76 = Half2.lowFloat(vw73);
+                    float y77 = Half2.highFloat(vw73);
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73; oa4 += pa7 * y74; oa5 += pa7 * y75; oa6 += pa7 * y76; oa7 += pa7 * y77;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73; ob4 += pb7 * y74; ob5 += pb7 * y75; ob6 += pb7 * y76; ob7 += pb7 * y77;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73; oc4 += pc7 * y74; oc5 += pc7 * y75; oc6 += pc7 * y76; oc7 += pc7 * y77;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73; od4 += pd7 * y74; od5 += pd7 * y75; od6 += pd7 * y76; od7 += pd7 * y77;
                 }
 
                 // 4. the running sums over the lanes (lane h: head h), then write out

@@ -101,7 +101,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dim 64
      * ({@code attentionF16x2D64}, 127 registers when measured; 104 by nvcc 13.0 since the fifty-first session), head dim
-     * 256 where tornado-config/nvrtc bounds it to 128 ({@link #leanStreamBody}), and the 8-bit bodies that list names:
+     * 256 for groups of one or two heads, and the 8-bit bodies {@link #leanStreamBody} names:
      * 132 SMs x 16 warps. At head dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within
      * noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
@@ -183,19 +183,22 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Whether a plan for {@code batch} should run the stream kernel's fp16 twin bounded to 128 registers
      * ({@code StreamDecodeKernels.attentionF16x2Bounded}: 16 one-warp groups per SM instead of 12; nvcc 13 gives it 36 / 56
-     * bytes of spill stores / loads) on grids of {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim
-     * 128, up to four query heads per KV head, fp32 V sums), and the bounded grid, cut into no more partitions, fills its
+     * bytes of spill stores / loads; {@code attentionF16x2D256Bounded} at head dim 256, no spills) on grids of
+     * {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim 128 with up to four query heads per KV head,
+     * or 256; fp32 V sums), and the bounded grid, cut into no more partitions, fills its
      * waves at least {@link #BOUNDED_FILL_GAIN} times as well as the unbounded grid fills waves of
      * {@link #STREAM_TARGET_GROUPS} (more partitions of 1k-token sequences cost start-ups and a merge that no measurement
      * has weighed yet: 128 x 1k stays). Measured on an H100 (benchmarks/NOTES.md, fiftieth session): at 256 x 1k (2048
      * groups, 65% of two waves of 1584 against 97% of one wave of 2112) the twin took 0.84-0.86x the time; at 512 x 1k
      * (86% of three waves against 97% of two) 1.00x, both at that card's memory limit; on the grids that fill their waves
      * either way (8 x 32k, 32 x 8k, 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it took 1.01-1.09x, so those keep the
-     * unbounded body. The bound is NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks
+     * unbounded body. The same at head dim 256 (fifty-second session, the bound on the body itself): 256 x 1k 0.84x, the
+     * filled grids 1.02-1.05x. The bound is NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks
      * this only where it is in force.
      */
     public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
-        if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)) {
+        if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)
+                || leanStreamBody(spec, dtype)) {  // (a body that fits 128 registers unbounded already runs on the lean grid)
             return false;
         }
         DecodeGrid unbounded = plan(spec, batch, split, Kernel.STREAM, dtype, false);
@@ -313,30 +316,29 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return leanStreamBody(spec, dtype, NVRTC_BOUNDS) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
+        return leanStreamBody(spec, dtype) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
     }
 
     /**
      * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
      * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dim 64 (fp16: 104;
      * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 for groups of one or two query heads per KV head (96 and 108, Gemma's usual
-     * groups) or, for larger groups, where {@code nvrtcBounds} (tornado-config/nvrtc bounds {@code attentionF16x2D256} to
-     * 128 registers, which nvcc 13.0 meets with no spills): unbounded, NVRTC gives the four-head body 144 registers (ncu,
-     * H100; nvcc 142, three heads 128), 12 groups per SM, and on the lean grid it took 1.21-1.23x the time of the grid of
-     * 1584 (H100, benchmarks/NOTES.md, fifty-second session); the 8-bit twins at 128 for groups of one or two query heads per KV head
+     * groups): for larger groups NVRTC gives the body 144 registers (ncu, H100; nvcc 142, three heads 128), 12 groups per
+     * SM, and on the lean grid it took 1.21-1.23x the time of the grid of 1584 (H100, benchmarks/NOTES.md, fifty-second
+     * session; where 1584 misses a wave by much, {@link #boundedTwinPays} runs its bounded twin on 2112); the 8-bit twins at 128 for groups of one or two query heads per KV head
      * (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
      * 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
      * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
      * and 1.08-1.14x in INT8, FP8 at 96 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x,
      * so 112 keeps 1584, as do fp16 at 96, 112 and 128 (136-168 registers) and larger groups (146-168).
      */
-    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean nvrtcBounds) {
+    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
         int d = spec.headDim();
         if (d == StreamDecodeKernels.HEAD_DIM_64) {
             return true;
         }
         if (d == StreamDecodeKernels.HEAD_DIM_256) {
-            return dtype.isQuantized() || nvrtcBounds || spec.groupSize() <= 2;
+            return dtype.isQuantized() || spec.groupSize() <= 2;
         }
         if (dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 2) {
             return true;

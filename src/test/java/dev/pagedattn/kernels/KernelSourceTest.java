@@ -106,18 +106,19 @@ class KernelSourceTest {
         }
     }
 
-    @Test
-    void boundedStreamTwinIsTheFp16BodyUnderItsOwnName() throws IOException {
+    @ParameterizedTest
+    @ValueSource(strings = {"attentionF16x2", "attentionF16x2D256"})
+    void boundedStreamTwinIsTheFp16BodyUnderItsOwnName(String body) throws IOException {
         // the twin exists only so that tornado-config/nvrtc can bound it by name: any other difference is a defect
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java"));
-        String[] expected = tokens(method(src, "attentionF16x2(").replace("attentionF16x2(", "attentionF16x2Bounded(")).split(" ");
-        String[] twin = tokens(method(src, "attentionF16x2Bounded(")).split(" ");
+        String[] expected = tokens(method(src, body + "(").replace(body + "(", body + "Bounded(")).split(" ");
+        String[] twin = tokens(method(src, body + "Bounded(")).split(" ");
         int i = 0;
         while (i < Math.min(expected.length, twin.length) && expected[i].equals(twin[i])) {
             i++;
         }
         int from = Math.max(0, i - 12);
-        assertTrue(i == expected.length && i == twin.length, "the stream kernel's bounded twin diverged from attentionF16x2 at token " + i
+        assertTrue(i == expected.length && i == twin.length, "the stream kernel's bounded twin diverged from " + body + " at token " + i
                 + ": expected '" + String.join(" ", java.util.Arrays.copyOfRange(expected, from, Math.min(expected.length, i + 12)))
                 + "', found '" + String.join(" ", java.util.Arrays.copyOfRange(twin, from, Math.min(twin.length, i + 12))) + "'");
     }

@@ -312,6 +312,34 @@ class DecodeGridTest {
         assertEquals(2048.0 / 3168, DecodeGrid.waveFill(2048, 1584));
     }
 
+    @Test
+    void headDim256GridsFollowTheBodysRegistersAndItsBoundedTwin() {
+        // groups of three or more heads: 128-144 registers unbounded (NVRTC 144 at four; H100: 1.21-1.23x the time on the
+        // lean grid), so 1584 groups; groups of one or two (96-108) and the 8-bit twins (128) keep 2112
+        int full = DecodeGrid.STREAM_TARGET_GROUPS;
+        int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
+        for (int qHeads : new int[] {24, 32, 64}) {
+            AttentionSpec spec = new AttentionSpec(qHeads, 8, 256, 0.0625f);
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP16), spec.toString());
+            assertEquals(lean, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.INT8), spec.toString());
+            assertEquals(lean, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP8_E4M3), spec.toString());
+        }
+        AttentionSpec gemma2 = new AttentionSpec(16, 8, 256, 0.0625f);
+        assertEquals(lean, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, gemma2, KvDtype.FP16));
+        assertEquals(lean, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, new AttentionSpec(16, 16, 256, 0.0625f), KvDtype.FP16));
+        // the bounded twin (attentionF16x2D256Bounded, 128 registers) where 1584 misses a wave by much: 256 x 1k (H100: 0.84x
+        // the time with the bound on the body itself), not where the grid fills its waves either way (1.02-1.05x)
+        AttentionSpec four = new AttentionSpec(32, 8, 256, 0.0625f);
+        assertTrue(DecodeGrid.boundedTwinPays(four, uniform(256, 1024), true, KvDtype.FP16, false));
+        for (int[] c : new int[][] {{8, 32768}, {64, 8192}, {128, 4096}, {1, 32768}, {8, 8192}}) {
+            assertFalse(DecodeGrid.boundedTwinPays(four, uniform(c[0], c[1]), true, KvDtype.FP16, false), c[0] + " x " + c[1]);
+        }
+        assertFalse(DecodeGrid.boundedTwinPays(four, uniform(256, 1024), true, KvDtype.FP16, true)); // fp16 V sums: no twin
+        assertFalse(DecodeGrid.boundedTwinPays(gemma2, uniform(256, 1024), true, KvDtype.FP16, false)); // lean already
+        DecodeGrid g = DecodeGrid.plan(four, uniform(8, 32768), true, DecodeGrid.Kernel.STREAM, KvDtype.FP16);
+        assertTrue(g.numGroups() > 1584 / 2 && g.numGroups() <= 1584, g.toString());
+    }
+
     private static DecodeBatch uniform(int n, int len) {
         int[] lens = new int[n];
         java.util.Arrays.fill(lens, len);

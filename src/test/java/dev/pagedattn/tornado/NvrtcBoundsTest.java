@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.pagedattn.attention.AttentionSpec;
-import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.kernels.ChunkDecodeKernels;
 import dev.pagedattn.kernels.HeadPairDecodeKernels;
 import dev.pagedattn.kernels.HeadQuadDecodeKernels;
@@ -40,8 +38,7 @@ class NvrtcBoundsTest {
     private static final Pattern BOUND = Pattern.compile("#define (\\w+) __launch_bounds__\\((\\d+), (\\d+)\\) (\\w+)");
     /** The work-group size each boundable kernel is launched with; a kernel bounded in the header must be here. */
     private static final Map<String, Integer> LAUNCHED_WITH = Map.of("prefillF16Async", PrefillGrid.LOCAL,
-            "attentionF16x2Bounded", StreamDecodeKernels.LOCAL, "attentionF16x2D256", StreamDecodeKernels.LOCAL,
-            "attentionF16x2HalfVD256", StreamDecodeKernels.LOCAL);
+            "attentionF16x2Bounded", StreamDecodeKernels.LOCAL, "attentionF16x2D256Bounded", StreamDecodeKernels.LOCAL);
     private static final List<Class<?>> KERNEL_CLASSES = List.of(ChunkDecodeKernels.class, HeadPairDecodeKernels.class,
             HeadQuadDecodeKernels.class, PagedDecodeKernels.class, PrefillKernels.class, ScatterKernels.class,
             StreamDecodeKernels.class, TensorPrefillKernels.class, WarpQuadDecodeKernels.class);
@@ -65,27 +62,6 @@ class NvrtcBoundsTest {
             int registers = 65536 / (local * blocks) / 8 * 8;
             assertTrue(registers >= 64, kernel + ": a bound of " + registers + " registers leaves too few for any kernel here");
         }
-    }
-
-    @Test
-    void theFp16HeadDim256GridIsLeanWhereItsBodyFits128Registers() throws IOException {
-        // 16 one-warp groups per SM need at most 128 registers: the header's (32, 16) bound on the body's name
-        List<String> header = Files.readAllLines(INCLUDE.resolve("paged-attention-bounds.h"));
-        for (String body : List.of("attentionF16x2D256", "attentionF16x2HalfVD256")) {
-            assertTrue(header.contains("#define " + body + " __launch_bounds__(32, 16) " + body), body);
-        }
-        // groups of three or more: 128-144 registers unbounded, so 1584 groups without the bounds
-        for (int qHeads : new int[] {24, 32, 64}) {
-            AttentionSpec spec = new AttentionSpec(qHeads, 8, 256, 0.0625f);
-            assertTrue(DecodeGrid.leanStreamBody(spec, KvDtype.FP16, true), spec.toString());
-            assertFalse(DecodeGrid.leanStreamBody(spec, KvDtype.FP16, false), spec.toString());
-            assertTrue(DecodeGrid.leanStreamBody(spec, KvDtype.INT8, false), spec.toString()); // 8-bit: 128 unbounded
-        }
-        // Gemma's groups of one or two heads: 96-108 registers, lean either way
-        AttentionSpec gemma = new AttentionSpec(16, 8, 256, 0.0625f);
-        assertTrue(DecodeGrid.leanStreamBody(gemma, KvDtype.FP16, false));
-        assertTrue(DecodeGrid.leanStreamBody(new AttentionSpec(16, 16, 256, 0.0625f), KvDtype.FP16, false));
-        assertTrue(DecodeGrid.leanStreamBody(new AttentionSpec(32, 8, 64, 0.125f), KvDtype.FP16, false));
     }
 
     @Test
