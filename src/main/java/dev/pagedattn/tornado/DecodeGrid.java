@@ -107,18 +107,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
     /**
-     * Whether NVRTC compiles with this project's register bounds (tornado-config/nvrtc, which bin/nvrtc-bounds.sh and so
-     * {@code bin/pa-tornado cuda} put in {@code CUDA_PATH}, where TornadoVM's CUDA backend looks for its headers first): the
-     * bounded kernels have the registers their grids assume only then. Read once: the environment is the JVM's.
-     */
-    public static final boolean NVRTC_BOUNDS = nvrtcBoundsInForce();
-
-    private static boolean nvrtcBoundsInForce() {
-        String cudaPath = System.getenv("CUDA_PATH");
-        return cudaPath != null && java.nio.file.Files.isRegularFile(java.nio.file.Path.of(cudaPath, "include", "paged-attention-bounds.h"));
-    }
-
-    /**
      * Whether plans may choose the stream kernel's bounded fp16 twin ({@link #boundedTwinPays});
      * {@code -Dpagedattn.tornado.boundedTwin=false} keeps the unbounded body everywhere.
      */
@@ -322,11 +310,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * Whether the stream body for {@code spec} and {@code dtype} runs faster on grids of 2112 one-warp groups (16 per SM)
      * than of 1584: the bodies of at most 128 registers (nvcc 13.0 on TornadoVM's printed CUDA C), head dim 64 (fp16: 104;
-     * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 for groups of one or two query heads per KV head (96 and 108, Gemma's usual
-     * groups): for larger groups NVRTC gives the body 144 registers (ncu, H100; nvcc 142, three heads 128), 12 groups per
-     * SM, and on the lean grid it took 1.21-1.23x the time of the grid of 1584 (H100, benchmarks/NOTES.md, fifty-second
-     * session; where 1584 misses a wave by much, {@link #boundedTwinPays} runs its bounded twin on 2112); the 8-bit twins at 128 for groups of one or two query heads per KV head
-     * (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
+     * 8-bit: 128); head dim 256 in 8 bits (128), and in fp16 for groups of one or two query heads per KV head (96 and 108,
+     * Gemma's usual groups): for larger groups NVRTC gives the body 144 registers (ncu, H100; nvcc 142, three heads 128),
+     * 12 groups per SM, and on the lean grid it took 1.21-1.23x the time of the grid of 1584 (H100, benchmarks/NOTES.md,
+     * fifty-second session; where 1584 misses a wave by much, {@link #boundedTwinPays} runs its bounded twin on 2112); the
+     * 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
      * 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
      * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
      * and 1.08-1.14x in INT8, FP8 at 96 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x,

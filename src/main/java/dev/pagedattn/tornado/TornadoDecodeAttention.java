@@ -263,6 +263,18 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return backend != Backend.CUDA || !hostPinning || setting == Boolean.TRUE;
     }
 
+    /**
+     * Whether NVRTC compiles with this project's register bounds (tornado-config/nvrtc, which bin/nvrtc-bounds.sh and so
+     * {@code bin/pa-tornado cuda} put in {@code CUDA_PATH}, where TornadoVM's CUDA backend looks for its headers first): the
+     * bounded kernels run as measured only then. Read once: the environment is the JVM's.
+     */
+    private static final boolean NVRTC_BOUNDS_IN_FORCE = nvrtcBoundsInForce();
+
+    private static boolean nvrtcBoundsInForce() {
+        String cudaPath = System.getenv("CUDA_PATH");
+        return cudaPath != null && java.nio.file.Files.isRegularFile(java.nio.file.Path.of(cudaPath, "include", "paged-attention-bounds.h"));
+    }
+
     /** Whether TornadoVM's CUDA backend pins host buffers: {@code -Dtornado.cuda.host.pinning}, read as TornadoVM reads it. */
     static boolean cudaHostPinning() {
         return Boolean.parseBoolean(System.getProperty("tornado.cuda.host.pinning", "True"));
@@ -507,7 +519,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     public boolean boundedFor(DecodeBatch batch) {
         return kernel() == DecodeGrid.Kernel.STREAM && backend == Backend.CUDA && !variant.equals("parallel")
-                && DecodeGrid.NVRTC_BOUNDS && DecodeGrid.boundedTwinPays(shardSpec, batch, !variant.equals("fused"), config.dtype(),
+                && NVRTC_BOUNDS_IN_FORCE && DecodeGrid.boundedTwinPays(shardSpec, batch, !variant.equals("fused"), config.dtype(),
                 vSums == VSums.FP16);
     }
 
