@@ -314,8 +314,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * Gemma's usual groups): for larger groups NVRTC gives the body 144 registers (ncu, H100; nvcc 142, three heads 128),
      * 12 groups per SM, and on the lean grid it took 1.21-1.23x the time of the grid of 1584 (H100, benchmarks/NOTES.md,
      * fifty-second session; where 1584 misses a wave by much, {@link #boundedTwinPays} runs its bounded twin on 2112); the
-     * 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads compiled away); with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit
-     * 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
+     * 8-bit twins at 128 for groups of one or two query heads per KV head (126-128; the body's other heads compiled away);
+     * with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
      * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
      * and 1.08-1.14x in INT8, FP8 at 96 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x,
      * so 112 keeps 1584, as do fp16 at 96, 112 and 128 (136-168 registers) and larger groups (146-168).
