@@ -101,7 +101,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     /**
      * The same for the stream kernel's bodies of at most 128 registers, four warps per SM sub-partition: head dim 64
      * ({@code attentionF16x2D64}, 127 registers when measured; 104 by nvcc 13.0 since the fifty-first session), head dim
-     * 256 for groups of one or two heads, and the 8-bit bodies {@link #leanStreamBody} names:
+     * 256 for groups of one or two heads, the fp16 G8 body at 128, and the 8-bit bodies {@link #leanStreamBody} names:
      * 132 SMs x 16 warps. At head dim 64 on an H200 4-8% faster than 1584 on cells of 131k tokens and more, equal within
      * noise on the small ones (benchmarks/NOTES.md, eighteenth session). The same property sets both.
      */
@@ -162,10 +162,16 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * ({@link #boundedTwinPays}: waves of {@link #STREAM_TARGET_GROUPS_LEAN}).
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded) {
+        return plan(spec, batch, split, kernel, dtype, bounded, false);
+    }
+
+    /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded,
+                                  boolean halfV) {
         int[] spans = spans(batch);
         return plan(spec, batch.numSeqs(), java.util.Arrays.stream(spans).max().orElse(0),
                 java.util.Arrays.stream(spans).asLongStream().sum(), pairTiles(spans), split,
-                bounded ? STREAM_TARGET_GROUPS_LEAN : targetGroups(kernel, spec, dtype), minPartitionTokens(kernel), kernel);
+                bounded ? STREAM_TARGET_GROUPS_LEAN : targetGroups(kernel, spec, dtype, halfV), minPartitionTokens(kernel), kernel);
     }
 
     /**
@@ -186,11 +192,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
         if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)
-                || leanStreamBody(spec, dtype)) {  // (a body that fits 128 registers unbounded already runs on the lean grid)
+                || leanStreamBody(spec, dtype, halfV)) {  // (a body that fits 128 registers unbounded already runs on the lean grid)
             return false;
         }
-        DecodeGrid unbounded = plan(spec, batch, split, Kernel.STREAM, dtype, false);
-        DecodeGrid bounded = plan(spec, batch, split, Kernel.STREAM, dtype, true);
+        DecodeGrid unbounded = plan(spec, batch, split, Kernel.STREAM, dtype, false, halfV);
+        DecodeGrid bounded = plan(spec, batch, split, Kernel.STREAM, dtype, true, halfV);
         return bounded.maxPartitions() <= unbounded.maxPartitions()
                 && waveFill(bounded.numGroups(), STREAM_TARGET_GROUPS_LEAN) >= BOUNDED_FILL_GAIN * waveFill(unbounded.numGroups(), STREAM_TARGET_GROUPS);
     }
@@ -298,13 +304,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * else four-warp ones.
      */
     public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype) {
+        return targetGroups(kernel, spec, dtype, false);
+    }
+
+    /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
+    public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype, boolean halfV) {
         if (kernel == Kernel.LATENT) {
             return LATENT_TARGET_GROUPS;
         }
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return leanStreamBody(spec, dtype) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
+        return leanStreamBody(spec, dtype, halfV) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
     }
 
     /**
@@ -318,10 +329,21 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * with one query head per KV head (MHA) head dim 80 (fp16 117, 8-bit 128) and the 8-bit twins at 96 (127). Measured on an H200 (benchmarks/NOTES.md, twentieth session), on cells of
      * 262k tokens and more: 8-bit at 128 1.08-1.15x (MHA, INT8 and FP8; groups of two, FP8), MHA at 80 1.06-1.10x in fp16
      * and 1.08-1.14x in INT8, FP8 at 96 1.05-1.13x; level at 256 x 1k. But FP8 at 112 (INT8 there: 127 registers) 0.83x,
-     * so 112 keeps 1584, as do fp16 at 96, 112 and 128 (136-168 registers) and larger groups (146-168).
+     * so 112 keeps 1584, as do fp16 at 96, 112 and 128 (136-168 registers) and larger groups (146-168), but for the fp16
+     * G8 body at 128 (Llama-3-70B's groups of eight; groups of five to eight heads) with fp32 V sums: 128 registers (nvcc
+     * 13.0; its fp16-V-sums twin 142), and on the lean grid 0.89-0.95x the time of the grid of 1584 (H100, two rounds:
+     * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
+        return leanStreamBody(spec, dtype, false);
+    }
+
+    /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
+    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV) {
         int d = spec.headDim();
+        if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
+            return true;
+        }
         if (d == StreamDecodeKernels.HEAD_DIM_64) {
             return true;
         }

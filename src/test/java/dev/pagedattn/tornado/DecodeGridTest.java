@@ -216,7 +216,8 @@ class DecodeGridTest {
         // a G8 work-group does eight heads' work per token: its whole-wave split may cut partitions down to 512 tokens
         AttentionSpec llama70b = new AttentionSpec(64, 8, 128, 0.088f);
         AttentionSpec llama8b = new AttentionSpec(32, 8, 128, 0.088f);
-        int target = DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, llama70b, KvDtype.FP16);
+        // (waves of 1584: the G8 body with fp16 V sums; with fp32 V sums it plans waves of 2112, below)
+        int target = DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, llama70b, KvDtype.FP16, true);
         int floor = DecodeGrid.STREAM_MIN_PARTITION_TOKENS;
         // 128 x 2k, G8: 1024 groups (0.65 of a wave) -> three partitions of 688 tokens, two nearly full waves
         DecodeGrid g8 = DecodeGrid.plan(llama70b, 128, 2048, true, target, floor, DecodeGrid.Kernel.STREAM);
@@ -227,6 +228,10 @@ class DecodeGridTest {
         // four-head bodies keep the floor of 1024: 256 x 1k and 128 x 2k (also 2048 and 1024 groups) unsplit
         assertEquals(1, DecodeGrid.plan(llama8b, 256, 1024, true, target, floor, DecodeGrid.Kernel.STREAM).maxPartitions());
         assertEquals(1, DecodeGrid.plan(llama8b, 128, 2048, true, target, floor, DecodeGrid.Kernel.STREAM).maxPartitions());
+        // on waves of 2112, 128 x 2k's 1024 groups become two partitions of 1024 (0.97 of a wave)
+        DecodeGrid lean = DecodeGrid.plan(llama70b, 128, 2048, true, DecodeGrid.STREAM_TARGET_GROUPS_LEAN, floor,
+                DecodeGrid.Kernel.STREAM);
+        assertEquals(2, lean.maxPartitions(), lean.toString());
         assertEquals(DecodeGrid.STREAM_WAVE_PARTITION_TOKENS / 2, DecodeGrid.wavePartitionTokens(llama70b));
         assertEquals(DecodeGrid.STREAM_WAVE_PARTITION_TOKENS, DecodeGrid.wavePartitionTokens(llama8b));
     }
@@ -310,6 +315,35 @@ class DecodeGridTest {
         assertFalse(DecodeGrid.boundedTwinPays(LLAMA, batch(ragged), true, KvDtype.FP16, false));
         assertEquals(1.0, DecodeGrid.waveFill(1584, 1584));
         assertEquals(2048.0 / 3168, DecodeGrid.waveFill(2048, 1584));
+    }
+
+    @Test
+    void groupsOfFiveToEightAtHeadDim128GetTheLeanGridInFp16WithFp32VSums() {
+        // attentionF16x2G8: 128 registers (nvcc 13.0), 0.89-0.95x the time on 2112 groups against 1584 (H100); its fp16-V-sums
+        // twin takes 142 and the INT8 G8 twin 158, so they keep 1584, as do groups of up to four heads (148)
+        int full = DecodeGrid.STREAM_TARGET_GROUPS;
+        int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
+        for (int qHeads : new int[] {40, 48, 56, 64}) {
+            AttentionSpec spec = new AttentionSpec(qHeads, 8, 128, 0.088f);
+            assertEquals(lean, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP16), spec.toString());
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP16, true), spec.toString());
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.INT8), spec.toString());
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP8_E4M3), spec.toString());
+        }
+        for (int qHeads : new int[] {8, 16, 24, 32}) {
+            AttentionSpec spec = new AttentionSpec(qHeads, 8, 128, 0.088f);
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP16), spec.toString());
+        }
+        // 8 x 32k at Llama-3-70B's heads: the lean grid as measured (2112 groups), 1584 with fp16 V sums
+        AttentionSpec llama70b = new AttentionSpec(64, 8, 128, 0.088f);
+        DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
+        DecodeGrid g = DecodeGrid.plan(llama70b, b, true, DecodeGrid.Kernel.STREAM, KvDtype.FP16);
+        DecodeGrid halfV = DecodeGrid.plan(llama70b, b, true, DecodeGrid.Kernel.STREAM, KvDtype.FP16, false, true);
+        assertTrue(g.numGroups() > full && g.numGroups() <= lean, g.toString());
+        assertTrue(halfV.numGroups() <= full, halfV.toString());
+        int[] oneK = new int[256];
+        java.util.Arrays.fill(oneK, 1024);
+        assertFalse(DecodeGrid.boundedTwinPays(llama70b, batch(oneK), true, KvDtype.FP16, false)); // no bounded G8 twin
     }
 
     @Test
