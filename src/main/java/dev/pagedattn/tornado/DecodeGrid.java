@@ -333,12 +333,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * G8 body at 128 (Llama-3-70B's groups of eight; groups of five to eight heads) with fp32 V sums: 128 registers (nvcc
      * 13.0; its fp16-V-sums twin 142), and on the lean grid 0.89-0.95x the time of the grid of 1584 (H100, two rounds:
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
+     * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      */
-    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype) {
-        return leanStreamBody(spec, dtype, false);
-    }
-
-    /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV) {
         int d = spec.headDim();
         if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
