@@ -154,18 +154,14 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * fused variant).
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype) {
-        return plan(spec, batch, split, kernel, dtype, false);
+        return plan(spec, batch, split, kernel, dtype, false, false);
     }
 
     /**
      * The grid for a step over {@code batch}, for the stream kernel's bounded fp16 twin when {@code bounded}
-     * ({@link #boundedTwinPays}: waves of {@link #STREAM_TARGET_GROUPS_LEAN}).
+     * ({@link #boundedTwinPays}: waves of {@link #STREAM_TARGET_GROUPS_LEAN}), with a tile's V sums in fp16 pairs when
+     * {@code halfV} ({@code VSums.FP16}).
      */
-    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded) {
-        return plan(spec, batch, split, kernel, dtype, bounded, false);
-    }
-
-    /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded,
                                   boolean halfV) {
         int[] spans = spans(batch);

@@ -293,7 +293,7 @@ class DecodeGridTest {
         assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), true, KvDtype.FP16, false));
         assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(256, 1024), false, KvDtype.FP16, false));
         assertTrue(DecodeGrid.boundedTwinPays(LLAMA, uniform(512, 1024), true, KvDtype.FP16, false)); // 86% of 3 waves, 97% of 2
-        DecodeGrid bounded = DecodeGrid.plan(LLAMA, uniform(256, 1024), true, DecodeGrid.Kernel.STREAM, KvDtype.FP16, true);
+        DecodeGrid bounded = DecodeGrid.plan(LLAMA, uniform(256, 1024), true, DecodeGrid.Kernel.STREAM, KvDtype.FP16, true, false);
         assertEquals(2048, bounded.numGroups());
         assertEquals(1, bounded.maxPartitions());
         // grids that fill their waves either way keep the unbounded body (H100: the twin 1.01-1.09x the time there), and so
