@@ -177,9 +177,11 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@link #STREAM_TARGET_GROUPS_LEAN}: where the body has that twin (head dim 128 with up to four query heads per KV head,
      * or 256; fp32 V sums), and the bounded grid, cut into no more partitions, fills its
      * waves at least {@link #BOUNDED_FILL_GAIN} times as well as the unbounded grid fills waves of
-     * {@link #STREAM_TARGET_GROUPS} (more partitions of 1k-token sequences cost start-ups and a merge that no measurement
-     * has weighed yet: 128 x 1k stays). Measured on an H100 (benchmarks/NOTES.md, fiftieth session): at 256 x 1k (2048
-     * groups, 65% of two waves of 1584 against 97% of one wave of 2112) the twin took 0.84-0.86x the time; at 512 x 1k
+     * {@link #STREAM_TARGET_GROUPS}. More partitions cost more than the fuller wave gains: 128 x 1k and 128 x 2k in two
+     * partitions on the twin's grid (2048 groups, 97% of one wave, against 1024 unbounded in 65% of one) took 1.10x and
+     * 1.05x the time on an H100 (benchmarks/NOTES.md, fifty-fourth session). Measured on an H100 (benchmarks/NOTES.md,
+     * fiftieth session): at 256 x 1k (2048 groups, 65% of two waves of 1584 against 97% of one wave of 2112) the twin took
+     * 0.84-0.86x the time; at 512 x 1k
      * (86% of three waves against 97% of two) 1.00x, both at that card's memory limit; on the grids that fill their waves
      * either way (8 x 32k, 32 x 8k, 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it took 1.01-1.09x, so those keep the
      * unbounded body. The same at head dim 256 (fifty-second session, the bound on the body itself): 256 x 1k 0.84x, the
