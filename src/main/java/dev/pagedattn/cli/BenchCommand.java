@@ -202,6 +202,7 @@ final class BenchCommand implements Callable<Integer> {
     private List<DecodeGrid.Kernel> kernelList;
     private List<VSums> vSumsList;
     private String backend; // of the device, lower case: every row's variant starts with it
+    private long rowStart; // System.nanoTime() when the previous decode row was printed (or the cells began)
     private KvScales scales; // of an 8-bit --dtype (the CLI's synthetic scales), null for fp16/fp32
 
     @Override
@@ -298,6 +299,7 @@ final class BenchCommand implements Callable<Integer> {
         rows.add(new BenchRow("ours", "probe-copy", "fp32", 0, "0", 0, "ok", Double.NaN, Double.NaN, Double.NaN, 2 * probe.bytes(),
                 probe.copyGBs(), 100 * probe.copyGBs() / probe.readGBs(), Double.NaN, backend + ": @Parallel copy; read+write bytes"));
         List<int[]> cells = cells(s);
+        rowStart = System.nanoTime();
         // The first cell a process times ran 1.2-1.7x slow on an H200 whatever it was (its plan warmed up like every
         // other; benchmarks/NOTES.md, t98): the first cell is run once untimed, so that every reported cell is a later one.
         if (!cells.isEmpty()) {
@@ -505,15 +507,27 @@ final class BenchCommand implements Callable<Integer> {
                     nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, w.minimumBytes(), gbs,
                     100 * gbs / ceiling, rel, grid, wall[0] / 1e3, wall[wall.length / 2] / 1e3);
             System.out.printf("%5d x %-12s %-13s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e"
-                            + "  wall min %8.1f us median %8.1f us%n",
-                    batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, row.wallMinUs(), row.wallMedianUs());
+                            + "  wall min %8.1f us median %8.1f us  %s%n",
+                    batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, row.wallMinUs(), row.wallMedianUs(),
+                    sinceLastRow());
             return row;
         } catch (RuntimeException e) {
             String why = causes(e);
-            System.out.printf("%5d x %-12s %-13s error: %s%n", batch, context, name, why);
+            System.out.printf("%5d x %-12s %-13s error: %s  %s%n", batch, context, name, why, sinceLastRow());
             return new BenchRow("ours", name, dt, batch, context, tokens, "error", Double.NaN, Double.NaN, Double.NaN,
                     w.minimumBytes(), Double.NaN, Double.NaN, Double.NaN, why);
         }
+    }
+
+    /**
+     * The seconds since the previous decode row, as {@code [12.3 s]}: the row's workload and fp64 reference (the first variant
+     * of a cell), its two plans, warm-up, timed steps and checks. What a device script needs to budget its calls.
+     */
+    private String sinceLastRow() {
+        long now = System.nanoTime();
+        String took = String.format(java.util.Locale.ROOT, "[%.1f s]", (now - rowStart) / 1e9);
+        rowStart = now;
+        return took;
     }
 
     /** A step's log-sum-exp array while an lse cell is timed ({@code --lse}), else null. */
