@@ -183,9 +183,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * fiftieth session): at 256 x 1k (2048 groups, 65% of two waves of 1584 against 97% of one wave of 2112) the twin took
      * 0.84-0.86x the time; at 512 x 1k (86% of three waves against 97% of two) 1.00x, both at that card's memory limit;
      * on the grids that fill their waves either way (8 x 32k, 32 x 8k, 64 x 4k, 64 x 8k, 128 x 4k, 1 x 32k, 8 x 8k) it
-     * took 1.01-1.09x, so those keep the unbounded body. The same at head dim 256 (fifty-second session, the bound on the body itself): 256 x 1k 0.84x, the
-     * filled grids 1.02-1.05x. The bound is NVRTC's only through tornado-config/nvrtc (bin/nvrtc-bounds.sh), so the caller asks
-     * this only where it is in force.
+     * took 1.01-1.09x, so those keep the unbounded body. The same at head dim 256 (fifty-second session, the bound on the
+     * body itself): 256 x 1k 0.84x, the filled grids 1.02-1.05x. The bound is NVRTC's only through tornado-config/nvrtc
+     * (bin/nvrtc-bounds.sh), so the caller asks this only where it is in force.
      */
     public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
         if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)
