@@ -203,6 +203,7 @@ final class BenchCommand implements Callable<Integer> {
     private List<VSums> vSumsList;
     private String backend; // of the device, lower case: every row's variant starts with it
     private long rowStart; // System.nanoTime() when the previous decode row was printed (or the cells began)
+    private int wrongRows; // rows whose output failed the fp64 check (BenchRow.WRONG): bench exits 1
     private KvScales scales; // of an 8-bit --dtype (the CLI's synthetic scales), null for fp16/fp32
 
     @Override
@@ -279,8 +280,13 @@ final class BenchCommand implements Callable<Integer> {
                     blockSize, kvDtype, scales, device, s, stepRows);
         }
         if (sweepList.contains("prefill")) {
-            PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, blockSize, kvDtype, scales,
+            wrongRows += PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, blockSize, kvDtype, scales,
                     device, iterations, s, prefillOut, extras);
+        }
+        if (wrongRows > 0) {
+            System.err.printf("bench: %d row(s) WRONG: relative L2 against fp64 >= %.0e (status \"%s\" in the CSV); seed=%d%n",
+                    wrongRows, BenchRow.WRONG_L2, BenchRow.WRONG, s);
+            return 1;
         }
         return 0;
     }
@@ -503,13 +509,14 @@ final class BenchCommand implements Callable<Integer> {
                 rel = Math.max(rel, ReferenceAttention.relativeL2(result, ref));
             }
             double gbs = w.minimumBytes() / (double) nanos[0];
-            BenchRow row = new BenchRow("ours", name, dt, batch, context, tokens, rel < 1e-2 ? "ok" : "wrong",
+            BenchRow row = new BenchRow("ours", name, dt, batch, context, tokens, BenchRow.status(rel),
                     nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, w.minimumBytes(), gbs,
                     100 * gbs / ceiling, rel, grid, wall[0] / 1e3, wall[wall.length / 2] / 1e3);
-            System.out.printf("%5d x %-12s %-13s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e"
+            System.out.printf("%5d x %-12s %-13s min %9.1f us  median %9.1f us  %7.1f GB/s  %5.1f%% of read ceiling  rel L2 %.2e%s"
                             + "  wall min %8.1f us median %8.1f us  %s%n",
-                    batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, row.wallMinUs(), row.wallMedianUs(),
-                    sinceLastRow());
+                    batch, context, name, row.minUs(), row.medianUs(), gbs, row.pctCeiling(), rel, BenchRow.wrongMark(rel), row.wallMinUs(),
+                    row.wallMedianUs(), sinceLastRow());
+            wrongRows += row.status().equals(BenchRow.WRONG) ? 1 : 0;
             return row;
         } catch (RuntimeException e) {
             String why = causes(e);

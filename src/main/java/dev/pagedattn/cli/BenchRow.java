@@ -13,6 +13,20 @@ record BenchRow(String impl, String variant, String dtype, int batch, String con
                 double relL2, String note, double wallMinUs, double wallMedianUs) {
     static final String HEADER = "impl,variant,dtype,batch,context,tokens,status,min_us,median_us,max_us,min_bytes,gbs,pct_ceiling,rel_l2,note,"
             + "wall_min_us,wall_median_us";
+    /** The relative L2 error against fp64 from which a timed row is wrong (fp16 outputs are good to about 1e-3). */
+    static final double WRONG_L2 = 1e-2;
+    /** The status of a row whose output is wrong; {@code bench} exits 1 when it wrote one. */
+    static final String WRONG = "wrong";
+
+    /** {@code "ok"}, or {@link #WRONG} for an error of {@link #WRONG_L2} or more (or NaN). */
+    static String status(double relL2) {
+        return relL2 < WRONG_L2 ? "ok" : WRONG;
+    }
+
+    /** What a console line adds after a wrong row's error, so that no reader takes its time for a result. */
+    static String wrongMark(double relL2) {
+        return relL2 < WRONG_L2 ? "" : " WRONG";
+    }
 
     /** A row without wall-clock times (device time only, as the peer script writes). */
     BenchRow(String impl, String variant, String dtype, int batch, String context, long tokens, String status, double minUs,

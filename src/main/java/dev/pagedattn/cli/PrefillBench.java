@@ -43,8 +43,8 @@ final class PrefillBench {
      * {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32; {@code extras}: each cell with them (random attention
      * sinks in every query head, a soft cap), then the same cell without, and their ratio.
      */
-    static void run(int[] batches, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
-                    KvScales scales, String device, int iterations, long seed, Path out, Extras extras) throws IOException {
+    static int run(int[] batches, int prefix, int queryLen, int qHeads, int kvHeads, int headDim, int blockSize, KvDtype dtype,
+                   KvScales scales, String device, int iterations, long seed, Path out, Extras extras) throws IOException {
         List<String> lines = new ArrayList<>();
         lines.add(HEADER);
         for (int b : batches) {
@@ -67,6 +67,7 @@ final class PrefillBench {
             Files.write(out, lines);
         }
         System.out.println("wrote " + out);
+        return (int) lines.stream().filter(line -> line.split(",", -1)[6].equals(BenchRow.WRONG)).count();
     }
 
     /** The min_us column of a row {@link #cell} made (NaN when the cell did not run). */
@@ -133,9 +134,10 @@ final class PrefillBench {
                     after.text(), shared.text());
             double tflops = flops / nanos[0] / 1e3;
             String grid = PrefillGrid.plan(w.spec(), w.batch(), attention.kernel()).toString().replace("PrefillGrid", "").replace(",", ";");
-            System.out.printf("prefill%s %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)  %s  %s%n",
-                    extras.any() ? "+" + extras.label() : "", batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel, walls, grid);
-            return head + "," + (rel < 1e-2 ? "ok" : "wrong") + String.format(Locale.ROOT, ",%.2f,%.2f,%.2f,%.4g,%.3f,%.3e,",
+            System.out.printf("prefill%s %4d x %d+%-5d min %10.1f us  median %10.1f us  %7.2f TFLOP/s  rel L2 %.2e (sampled)%s  %s  %s%n",
+                    extras.any() ? "+" + extras.label() : "", batch, prefix, queryLen, nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, tflops, rel,
+                    BenchRow.wrongMark(rel), walls, grid);
+            return head + "," + BenchRow.status(rel) + String.format(Locale.ROOT, ",%.2f,%.2f,%.2f,%.4g,%.3f,%.3e,",
                     nanos[0] / 1e3, nanos[nanos.length / 2] / 1e3, nanos[nanos.length - 1] / 1e3, flops, tflops, rel)
                     + "fp64 check: 2x" + SAMPLE + " rows of the first and last sequence; " + walls + "; " + grid;
         } catch (RuntimeException e) {

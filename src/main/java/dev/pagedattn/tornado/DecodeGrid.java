@@ -469,7 +469,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * The kernel for 8-bit K/V pools: on the CUDA backend the stream kernel's 8-bit twins where the
      * shape suits them (AUTO, STREAM; any group), else the warp kernel's twin where the backend has warp
      * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK
-     * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run.
+     * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run. The stream twins stay off PTX:
+     * TornadoVM 5.2's PTX backend compiles them to wrong results (relative L2 67 for INT8, 1.6e9 for FP8 on an H100,
+     * benchmarks/NOTES.md, fifty-fifth session).
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         return requireGroupFits(chooseEightBit(requested, spec, backend), spec, backend);
@@ -484,7 +486,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(verified there only) and headDim 64, 80, 96, 112, 128 or 256; here backend=" + backend
+                    + "(PTX compiles them to wrong results) and headDim 64, 80, 96, 112, 128 or 256; here backend=" + backend
                     + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {

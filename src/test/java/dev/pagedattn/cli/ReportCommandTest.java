@@ -30,6 +30,16 @@ class ReportCommandTest {
     }
 
     @Test
+    void aRowIsWrongFromOnePercentOfRelativeErrorOrWithoutOne() {
+        assertEquals("ok", BenchRow.status(9.99e-3));
+        assertEquals("", BenchRow.wrongMark(3e-7));
+        assertEquals(BenchRow.WRONG, BenchRow.status(1e-2));
+        assertEquals(BenchRow.WRONG, BenchRow.status(67.3)); // the stream twins' INT8 output on PTX
+        assertEquals(BenchRow.WRONG, BenchRow.status(Double.NaN));
+        assertEquals(" WRONG", BenchRow.wrongMark(Double.NaN));
+    }
+
+    @Test
     void reportPutsOursNextToThePeerWithRatios() throws IOException {
         Path ours = dir.resolve("ours.csv");
         Path peer = dir.resolve("peer.csv");
