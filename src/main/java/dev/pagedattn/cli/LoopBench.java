@@ -36,22 +36,26 @@ final class LoopBench {
 
     /**
      * One line per (cell, reservation); {@code reserveSeqs}: sequences the reserved runs reserve at least (0: the
-     * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32.
+     * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. Returns the lines that FAILed their
+     * fp64 check.
      */
-    static void run(List<int[]> cells, int steps, long kvMemoryBytes, int reserveSeqs, int qHeads, int kvHeads, int headDim,
+    static int run(List<int[]> cells, int steps, long kvMemoryBytes, int reserveSeqs, int qHeads, int kvHeads, int headDim,
                     int blockSize, KvDtype dtype, KvScales scales, String device, long seed, boolean stepRows) {
         System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%s%n", steps,
                 kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "",
                 stepRows ? ", through the backend's own rows (stepRows, called every step and timed with the call)" : "");
+        int failed = 0;
         for (int[] lengths : cells) {
             for (int mode = 0; mode < 3; mode++) {
-                cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2, qHeads, kvHeads,
-                        headDim, blockSize, dtype, scales, device, seed, stepRows);
+                failed += cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2, qHeads, kvHeads,
+                        headDim, blockSize, dtype, scales, device, seed, stepRows) ? 0 : 1;
             }
         }
+        return failed;
     }
 
-    private static void cell(int[] lengths, int steps, long kvMemoryBytes, int reservedSeqs, boolean writes, int qHeads,
+    /** One line; whether its last step passed the fp64 check. */
+    private static boolean cell(int[] lengths, int steps, long kvMemoryBytes, int reservedSeqs, boolean writes, int qHeads,
                              int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed,
                              boolean stepRows) {
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length,
@@ -133,5 +137,6 @@ final class LoopBench {
                 rest[rest.length / 2] / 1e6, rest[Math.min(rest.length - 1, (int) Math.ceil(0.99 * rest.length) - 1)] / 1e6,
                 wall[slowest] / 1e6, slowest, kernelTime,
                 Arrays.stream(rest).filter(t -> t > 10_000_000L).count(), builds, rel, ok ? "PASS" : "FAIL");
+        return ok;
     }
 }
