@@ -276,12 +276,12 @@ final class BenchCommand implements Callable<Integer> {
             System.out.printf("bench: seed=%d dtype=%s %s only%n", s, dtype, String.join(" and ", sweepList));
         }
         if (sweepList.contains("loop")) {
-            wrongRows += LoopBench.run(cells(s), loopSteps, loopKvBytes, loopReserveSeqs == null ? 0 : loopReserveSeqs, qHeads, KV_HEADS, headDim,
-                    blockSize, kvDtype, scales, device, s, stepRows);
+            wrongRows += LoopBench.run(cells(s), loopSteps, loopKvBytes, loopReserveSeqs == null ? 0 : loopReserveSeqs, qHeads,
+                    KV_HEADS, headDim, blockSize, kvDtype, scales, device, s, stepRows);
         }
         if (sweepList.contains("prefill")) {
-            wrongRows += PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, blockSize, kvDtype, scales,
-                    device, iterations, s, prefillOut, extras);
+            wrongRows += PrefillBench.run(prefillBatches, prefillPrefix, prefillQueryLen, qHeads, KV_HEADS, headDim, blockSize,
+                    kvDtype, scales, device, iterations, s, prefillOut, extras);
         }
         if (wrongRows > 0) {
             System.err.printf("bench: %d row(s) failed the fp64 check (decode and prefill rows: WRONG, status \"%s\" in the CSV;"

@@ -36,19 +36,20 @@ final class LoopBench {
 
     /**
      * One line per (cell, reservation); {@code reserveSeqs}: sequences the reserved runs reserve at least (0: the
-     * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. Returns the lines that FAILed their
-     * fp64 check.
+     * cell's batch); {@code scales}: of an 8-bit {@code dtype}, null for fp16/fp32. Returns how many lines FAILed
+     * their fp64 check.
      */
     static int run(List<int[]> cells, int steps, long kvMemoryBytes, int reserveSeqs, int qHeads, int kvHeads, int headDim,
-                    int blockSize, KvDtype dtype, KvScales scales, String device, long seed, boolean stepRows) {
+                   int blockSize, KvDtype dtype, KvScales scales, String device, long seed, boolean stepRows) {
         System.out.printf("decode loop: %d steps, one token appended per sequence and step, wall time per decode call (ms)%s%s%n", steps,
                 kvMemoryBytes > 0 ? ", caches of " + kvMemoryBytes + " bytes of K/V" : "",
                 stepRows ? ", through the backend's own rows (stepRows, called every step and timed with the call)" : "");
         int failed = 0;
         for (int[] lengths : cells) {
             for (int mode = 0; mode < 3; mode++) {
-                failed += cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2, qHeads, kvHeads,
-                        headDim, blockSize, dtype, scales, device, seed, stepRows) ? 0 : 1;
+                boolean passed = cell(lengths, steps, kvMemoryBytes, mode > 0 ? Math.max(reserveSeqs, lengths.length) : 0, mode < 2,
+                        qHeads, kvHeads, headDim, blockSize, dtype, scales, device, seed, stepRows);
+                failed += passed ? 0 : 1;
             }
         }
         return failed;
@@ -56,8 +57,8 @@ final class LoopBench {
 
     /** One line; whether its last step passed the fp64 check. */
     private static boolean cell(int[] lengths, int steps, long kvMemoryBytes, int reservedSeqs, boolean writes, int qHeads,
-                             int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed,
-                             boolean stepRows) {
+                                int kvHeads, int headDim, int blockSize, KvDtype dtype, KvScales scales, String device, long seed,
+                                boolean stepRows) {
         DecodeWorkload w = DecodeWorkload.create(lengths, qHeads, kvHeads, headDim, blockSize, dtype, seed + lengths.length,
                 kvMemoryBytes, 1, steps, scales);
         KvCache cache = w.cache();
