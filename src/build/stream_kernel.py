@@ -68,8 +68,10 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * folded into q, the V scale applied to the accumulators when they are written. They differ only in
  * how a code becomes a float: {@code attentionE4M3}/{@code attentionE5M2} call TornadoVM's
  * {@code FP8} decoders (one hardware conversion each on the CUDA backend, sm_89+) and
- * {@code attentionInt8} converts the sign-extended byte (a twin that looked codes up in a local copy
- * of the format's table was 6-12% slower on an H200: benchmarks/NOTES.md, q2).
+ * {@code attentionInt8} converts the byte sign-extended by a {@code (byte)} cast of {@code w >>> 8k}, not by
+ * {@code (w << 24 - 8k) >> 24}: TornadoVM 5.2's PTX backend makes {@code >>} a logical shift (package-info), and nvcc
+ * compiles both forms to the same PTX (a twin that looked codes up in a local copy of the format's table was 6-12% slower
+ * on an H200: benchmarks/NOTES.md, q2).
  *
  * <p>{@code attentionF16x2HalfV} is {@code attentionF16x2} with the V phase in fp16 pairs
  * ({@link dev.pagedattn.tornado.VSums#FP16}, opt-in): the probabilities are stored as fp16 pairs, a lane
@@ -839,8 +841,9 @@ def decode(word, names, ind):
     # code c of a word is byte c (the pool's byte i is element i)
     for c, n in enumerate(names):
         src = word if c == 0 else f"({word} >> {8 * c})"
-        if DEC == "i2f":   # the byte, sign-extended
-            w(f"{ind}float {n} = " + (f"({word} >> 24);" if c == 3 else f"(({word} << {24 - 8 * c}) >> 24);"))
+        if DEC == "i2f":   # the byte, sign-extended by the cast: >> would be a logical shift on PTX (and Graal folds
+            # (byte) (w >> 24) into w >> 24), so the bytes are brought down by >>>
+            w(f"{ind}float {n} = (byte) " + (word if c == 0 else f"({word} >>> {8 * c})") + ";")
         else:
             w(f"{ind}float {n} = FP8.{DEC}ToFloat((byte) {src});")
 

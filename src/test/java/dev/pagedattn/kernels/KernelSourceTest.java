@@ -168,6 +168,19 @@ class KernelSourceTest {
         assertTrue(!body.contains("= new float["), kernelClass + " allocates a private array");
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"attentionInt8(", "attentionInt8D64(", "attentionInt8D80(", "attentionInt8D96(", "attentionInt8D112(",
+            "attentionInt8D256(", "attentionInt8G8("})
+    void int8StreamTwinsSignExtendByACastNotByAShift(String twin) throws IOException {
+        // TornadoVM 5.2's PTX backend makes >> a logical shift (package-info): a code sign-extended by (w << 8k) >> 24
+        // comes out of PTX as 0..255, while (byte) (w >>> 8k) is right on every backend and nvcc compiles both alike
+        String body = method(Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java")), twin);
+        assertEquals(0, java.util.regex.Pattern.compile("(?<!>)>>(?!>)\\s*24\\b|<<\\s*\\d+\\)\\s*>>(?!>)").matcher(body).results().count(),
+                twin + " sign-extends a code with >>");
+        long codes = java.util.regex.Pattern.compile("float \\w+ = \\(byte\\) ").matcher(body).results().count();
+        assertTrue(codes >= 64, twin + ": " + codes + " codes converted through (byte)");
+    }
+
     private static String method(String src, String signature) {
         int start = src.indexOf("public static void " + signature);
         assertTrue(start >= 0, "no method " + signature);
