@@ -471,8 +471,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK
      * and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run. The stream twins stay off PTX:
      * TornadoVM 5.2's PTX backend compiles them to wrong results (relative L2 67 for INT8, 1.6e9 for FP8 on an H100,
-     * benchmarks/NOTES.md, fifty-fifth session). INT8's sign extension, {@code (w << 24) >> 24}, breaks the rule in the
-     * {@code dev.pagedattn.kernels} package notes (PTX's {@code >>} is the logical {@code shr.b32}); FP8's cause is not known.
+     * benchmarks/NOTES.md, fifty-fifth session). INT8's sign extension then, {@code (w << 24) >> 24}, broke the rule in the
+     * {@code dev.pagedattn.kernels} package notes (PTX's {@code >>} is the logical {@code shr.b32}); the twins now cast
+     * instead, not yet run on PTX. FP8's cause is not known.
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         return requireGroupFits(chooseEightBit(requested, spec, backend), spec, backend);
