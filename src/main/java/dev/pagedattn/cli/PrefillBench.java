@@ -34,6 +34,7 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 final class PrefillBench {
     static final String HEADER = "impl,variant,dtype,batch,prefix,query_len,status,min_us,median_us,max_us,flops,tflops,rel_l2,note";
+    private static final int STATUS = List.of(HEADER.split(",")).indexOf("status");
     private static final int SAMPLE = 16;
 
     private PrefillBench() {
@@ -67,7 +68,7 @@ final class PrefillBench {
             Files.write(out, lines);
         }
         System.out.println("wrote " + out);
-        return (int) lines.stream().filter(line -> line.split(",", -1)[6].equals(BenchRow.WRONG)).count();
+        return (int) lines.stream().filter(line -> line.split(",", -1)[STATUS].equals(BenchRow.WRONG)).count();
     }
 
     /** The min_us column of a row {@link #cell} made (NaN when the cell did not run). */
