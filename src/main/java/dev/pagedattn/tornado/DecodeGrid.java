@@ -473,7 +473,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * TornadoVM 5.2's PTX backend compiles them to wrong results (relative L2 67 for INT8, 1.6e9 for FP8 on an H100,
      * benchmarks/NOTES.md, fifty-fifth session). INT8's sign extension then, {@code (w << 24) >> 24}, broke the rule in the
      * {@code dev.pagedattn.kernels} package notes (PTX's {@code >>} is the logical {@code shr.b32}); the twins now cast
-     * instead, not yet run on PTX. FP8's cause is not known.
+     * instead, not yet run on PTX. FP8's twins call {@code FP8.e4m3ToFloat}/{@code e5m2ToFloat}, which only the CUDA
+     * backend replaces by a hardware conversion: PTX inlines the API's software decoder, whose {@code pow2} runs two
+     * loops per code (benchmarks/NOTES.md, fifty-sixth session).
      */
     public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend) {
         return requireGroupFits(chooseEightBit(requested, spec, backend), spec, backend);
