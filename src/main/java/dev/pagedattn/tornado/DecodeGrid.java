@@ -467,9 +467,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * The kernel for 8-bit K/V pools: the stream kernel's 8-bit twins where the shape suits them (AUTO, STREAM; any
-     * group) on the CUDA backend, and on PTX for INT8 pools in groups of up to 8 heads; else the warp kernel's twin where the backend has warp
-     * shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS); CHUNK and PAIRS have no
-     * 8-bit twin and are refused, as is a kernel where it cannot run. On PTX the INT8 twins pass {@code check} at head
+     * group) on the CUDA backend, and on PTX for INT8 pools in groups of up to 8 heads; else the warp kernel's twin
+     * where the backend has warp shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS);
+     * CHUNK and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run. On PTX the INT8 twins pass {@code check} at head
      * dims 64-256, groups of 1-8, block sizes 1-32, per-head scales, windows, sinks, soft caps and ALiBi, and take
      * 0.59-0.70x the warp twin's time on cells of 64k tokens and more (1.07x at 1 x 1k; H100, benchmarks/NOTES.md,
      * fifty-seventh session). They once failed there (relative L2 67: a sign extension by {@code >>}, which PTX prints
@@ -494,8 +494,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         }
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
-                    + "(on PTX INT8 pools in groups of up to 8 heads only: its FP8 code is wrong there) and headDim 64, 80, 96, 112, 128 or 256; here backend="
-                    + backend + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
+                    + "(on PTX INT8 pools in groups of up to 8 heads only: its FP8 code is wrong there) and headDim 64, 80, 96, "
+                    + "112, 128 or 256; here backend=" + backend + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
             return Kernel.STREAM;
