@@ -61,11 +61,11 @@ final class BenchCommand implements Callable<Integer> {
     String[] variants;
 
     @Option(names = "--kernels", split = ",", description = "Attention kernels for each variant: auto, stream, chunk, warp, quads, pairs "
-            + "(default: ${DEFAULT-VALUE}; kernels the device cannot run are reported as errors).", defaultValue = "auto")
+            + "(default: auto, or the pagedattn.tornado.kernel system property; kernels the device cannot run are reported as errors).")
     String[] kernels;
 
     @Option(names = "--v-sums", split = ",", description = "Precisions of the stream kernel's V sums for each fp16 variant: fp32,"
-            + " fp16 (default: ${DEFAULT-VALUE}; fp16 rows are named VARIANT+fp16v).", defaultValue = "fp32")
+            + " fp16 (default: fp32, or the pagedattn.tornado.vSums system property; fp16 rows are named VARIANT+fp16v).")
     String[] vSums;
 
     @Option(names = "--cells", split = ",", description = "Only these cells, as BATCHxCONTEXT (overrides --batches/--contexts; "
@@ -208,8 +208,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        kernelList = Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
-        vSumsList = Arrays.stream(vSums).map(BackendOptions::requireVSums).distinct().toList();
+        // without the options, the properties a plan reads by itself (as check's --kernel and --v-sums)
+        kernelList = kernels == null ? List.of(DecodeGrid.KERNEL) : Arrays.stream(kernels).map(DecodeGrid.Kernel::parse).toList();
+        vSumsList = vSums == null ? List.of(VSums.DEFAULT) : Arrays.stream(vSums).map(BackendOptions::requireVSums).distinct().toList();
         if (vSumsList.contains(VSums.FP16) && !dtype.equalsIgnoreCase("fp16")) {
             throw new IllegalArgumentException("--v-sums=fp16 needs --dtype fp16 (the fp16 stream kernel's), not --dtype=" + dtype);
         }
