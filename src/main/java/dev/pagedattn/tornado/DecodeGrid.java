@@ -372,7 +372,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /**
      * The concrete kernel for {@code requested} on {@code backend} over pools of {@code dtype}: one
-     * rule for every dtype (8-bit pools: {@link #resolveEightBit}). AUTO: on the CUDA backend STREAM
+     * rule for every dtype (8-bit pools: {@link #chooseEightBit}). AUTO: on the CUDA backend STREAM
      * for fp16 pools at head dim 64, 80, 96, 112, 128 or 256 (any group: groups of more than four heads get one work-group per four,
      * per eight at head dim 128: {@link StreamDecodeKernels#headTiles(int, int)}),
      * else CHUNK where the shape suits it; then PAIRS for groups of 1-2 heads, WARP where the backend has warp shuffles (PTX,
@@ -466,28 +466,26 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * The kernel for 8-bit K/V pools: the stream kernel's 8-bit twins where the shape suits them (AUTO, STREAM; any
-     * group) on the CUDA backend, and on PTX for INT8 pools in groups of up to 8 heads; else the warp kernel's twin
-     * where the backend has warp shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's (AUTO, QUADS);
-     * CHUNK and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run. On PTX the INT8 twins pass {@code check} at head
-     * dims 64-256, groups of 1-8, block sizes 1-32, per-head scales, windows, sinks, soft caps and ALiBi, and take
-     * 0.59-0.70x the warp twin's time on cells of 64k tokens and more (1.07x at 1 x 1k; H100, benchmarks/NOTES.md,
-     * fifty-seventh session). They once failed there (relative L2 67: a sign extension by {@code >>}, which PTX prints
-     * as the logical {@code shr.b32}; the twins now cast, as the {@code dev.pagedattn.kernels} package notes ask).
-     * FP8's twins stay off PTX: they call {@code FP8.e4m3ToFloat}/{@code e5m2ToFloat}, which only the CUDA backend
-     * replaces by a hardware conversion, while PTX inlines the API's software decoder, whose {@code pow2} runs two loops
-     * per code (relative L2 1.6e9 on an H100; fifty-fifth and fifty-sixth sessions), and a decode through fp16 bits
-     * ({@code Float.float16ToFloat}) is rejected by PTX's JIT (fifty-seventh session).
+     * {@link #resolve}'s choice for 8-bit K/V pools: the stream kernel's 8-bit twins where the shape suits them (AUTO,
+     * STREAM; any group) on the CUDA backend, and on PTX for INT8 pools in groups of up to 8 heads; else the warp
+     * kernel's twin where the backend has warp shuffles and the head dim suits it (AUTO, WARP), else the quad kernel's
+     * (AUTO, QUADS); CHUNK and PAIRS have no 8-bit twin and are refused, as is a kernel where it cannot run. On PTX the
+     * INT8 twins pass {@code check} at head dims 64-256, groups of 1-8, block sizes 1-32, per-head scales, windows,
+     * sinks, soft caps and ALiBi, and take 0.59-0.70x the warp twin's time on cells of 64k tokens and more (1.07x at 1
+     * x 1k; H100, benchmarks/NOTES.md, fifty-seventh session). They once failed there (relative L2 67: a sign extension
+     * by {@code >>}, which PTX prints as the logical {@code shr.b32}; the twins now cast, as the {@code
+     * dev.pagedattn.kernels} package notes ask). FP8's twins stay off PTX: they call {@code FP8.e4m3ToFloat}/{@code
+     * e5m2ToFloat}, which only the CUDA backend replaces by a hardware conversion, while PTX inlines the API's software
+     * decoder, whose {@code pow2} runs two loops per code (relative L2 1.6e9 on an H100; fifty-fifth and fifty-sixth
+     * sessions), and a decode through fp16 bits ({@code Float.float16ToFloat}) is rejected by PTX's JIT (fifty-seventh
+     * session).
      */
-    public static Kernel resolveEightBit(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
-        return requireGroupFits(chooseEightBit(requested, spec, backend, dtype), spec, backend);
-    }
-
     private static Kernel chooseEightBit(Kernel requested, AttentionSpec spec, Backend backend, KvDtype dtype) {
         boolean warp = backend.warpOperations() && WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean ptxInt8 = backend == Backend.PTX && dtype == KvDtype.INT8   // groups above 8 are not checked on PTX
                 && spec.groupSize() <= PagedDecodeKernels.MAX_HEADS_PER_TILE;
-        boolean stream = (backend == Backend.CUDA || ptxInt8) && StreamDecodeKernels.supportsEightBit(spec.groupSize(), spec.headDim());
+        boolean stream = (backend == Backend.CUDA || ptxInt8)
+                && StreamDecodeKernels.supportsEightBit(spec.groupSize(), spec.headDim());
         if (requested == Kernel.CHUNK || requested == Kernel.PAIRS) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
                     + ": 8-bit K/V pools are read by the stream, warp and quads kernels only (use auto, stream, warp or quads)");
@@ -495,7 +493,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (requested == Kernel.STREAM && !stream) {
             throw new IllegalArgumentException("pagedattn.tornado.kernel=stream over 8-bit pools needs TornadoVM's CUDA backend "
                     + "(on PTX INT8 pools in groups of up to 8 heads only: its FP8 code is wrong there) and headDim 64, 80, 96, "
-                    + "112, 128 or 256; here backend=" + backend + " dtype=" + dtype + " groupSize=" + spec.groupSize() + " headDim=" + spec.headDim());
+                    + "112, 128 or 256; here backend=" + backend + " dtype=" + dtype + " groupSize=" + spec.groupSize()
+                    + " headDim=" + spec.headDim());
         }
         if (requested == Kernel.STREAM || requested == Kernel.AUTO && stream) {
             return Kernel.STREAM;

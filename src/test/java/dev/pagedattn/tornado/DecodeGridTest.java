@@ -91,7 +91,7 @@ class DecodeGridTest {
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.CHUNK, g8, Backend.CUDA, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.CHUNK, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP32));
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, g8, Backend.CUDA, KvDtype.FP8_E4M3));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP16));
         assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP16));
@@ -133,35 +133,35 @@ class DecodeGridTest {
 
     @Test
     void eightBitPoolsGetTheStreamTwinOnCudaTheWarpTwinWhereItRunsAndTheQuadTwinElsewhere() {
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
         IllegalArgumentException ptx = assertThrows(IllegalArgumentException.class,
-                () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
         assertTrue(ptx.getMessage().startsWith("pagedattn.tornado.kernel=stream") && ptx.getMessage().contains("backend=PTX")
                 && ptx.getMessage().contains("dtype=FP8_E4M3"), ptx.getMessage());
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
         // INT8 takes the stream twins on PTX too (their codes sign-extended by a cast); FP8 keeps the warp twin there
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.INT8));
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.STREAM, LLAMA, Backend.PTX, KvDtype.INT8));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP8_E5M2));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.INT8));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.INT8));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, LLAMA, Backend.PTX, KvDtype.INT8));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.PTX, KvDtype.FP8_E5M2));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.INT8));
         AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.1f);
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, g8, Backend.CUDA, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g8, Backend.PTX, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.WARP, g8, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g8, Backend.PTX, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, Backend.OPENCL, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.QUADS, LLAMA, Backend.PTX, KvDtype.FP8_E4M3));
         AttentionSpec d48 = new AttentionSpec(32, 8, 48, 0.1f);   // no stream twin; the warp twin with two idle lanes per quad
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.PTX, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.CUDA, KvDtype.FP8_E4M3));
-        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, d48, Backend.OPENCL, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.PTX, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.WARP, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.QUADS, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, d48, Backend.OPENCL, KvDtype.FP8_E4M3));
         for (DecodeGrid.Kernel k : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.CHUNK, DecodeGrid.Kernel.PAIRS}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> DecodeGrid.resolveEightBit(k, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
+                    () -> DecodeGrid.resolve(k, LLAMA, Backend.CUDA, KvDtype.FP8_E4M3));
             assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=" + k.name().toLowerCase()), e.getMessage());
         }
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL, KvDtype.FP8_E4M3));
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.WARP, LLAMA, Backend.OPENCL, KvDtype.FP8_E4M3));
         assertTrue(e.getMessage().contains("backend=OPENCL"), e.getMessage());
     }
 
@@ -169,9 +169,9 @@ class DecodeGridTest {
     void groupsAboveEightHeadsGetTheStreamKernelsOrANamedRefusal() {
         AttentionSpec g16 = new AttentionSpec(32, 2, 128, 0.1f);   // Llama-3.1-405B's groups of 16
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP16));
-        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP8_E4M3));
+        assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.CUDA, KvDtype.FP8_E4M3));
         IllegalArgumentException ptxG16 = assertThrows(IllegalArgumentException.class,   // not checked there: refused by name
-                () -> DecodeGrid.resolveEightBit(DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.INT8));
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16, Backend.PTX, KvDtype.INT8));
         assertTrue(ptxG16.getMessage().startsWith("groupSize=16") && ptxG16.getMessage().contains("backend=PTX"), ptxG16.getMessage());
         AttentionSpec g16d64 = new AttentionSpec(32, 2, 64, 0.1f);  // the stream kernel's D64 bodies, fp16 and 8-bit
         assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, g16d64, Backend.CUDA, KvDtype.FP16));
