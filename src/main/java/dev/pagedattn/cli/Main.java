@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "pa", mixinStandardHelpOptions = true, version = "paged-attention 0.1.0",
         description = "Paged decode attention for the JVM (vLLM-style KV block cache, TornadoVM GPU kernels).",
         subcommands = {DemoCommand.class, CheckCommand.class, PrefixCommand.class, CapacityCommand.class, BenchCommand.class,
-                BenchCpuCommand.class, ReportCommand.class,
+                BenchCpuCommand.class, ReportCommand.class, BarsCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
     public static final int EXIT_CHECK_FAILED = 1;
