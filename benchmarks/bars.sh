@@ -9,7 +9,8 @@
 #   DTYPES     8-bit dtypes (default "fp8 int8")
 #   CELLS      bar cells (default below); BIG the cells of 262k tokens and more among them for the 8-bit runs
 #   SEED       random seed of every part (default 20261201)
-#   PEER_TIMEOUT  seconds for the peer (default 420; FlexAttention compiles each cell)
+#   PEER_VARIANTS the peer's variants (default sdpa-cudnn,flex-paged; FlexAttention compiles each cell, ~15 s)
+#   PEER_TIMEOUT  seconds for the peer (default 420)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${TORNADOVM_HOME:-}" ]]; then
@@ -29,7 +30,7 @@ for be in ${BACKENDS:-cuda ptx}; do
   csv "$out/ours-$be-fp16.csv"
   if [[ -z "$peer_done" ]]; then  # the peer once, right after the first backend's fp16 cells
     peer_done=1
-    peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --variants sdpa-cudnn,flex-paged --cells $cells --out $out/peer.csv"
+    peer_cmd="python3 benchmarks/peer_torch.py --seed $seed --variants ${PEER_VARIANTS:-sdpa-cudnn,flex-paged} --cells $cells --out $out/peer.csv"
     echo "== $peer_cmd" >&2
     PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-420}" $peer_cmd || echo "peer stopped early (rc=$?); its CSV holds what it measured" >&2
   fi
