@@ -9,7 +9,8 @@
 #   BACKENDS   TornadoVM backends to sweep, in order (default "ptx cuda"); an SDK with the
 #              tornado-backends tool is switched to each in turn, otherwise the SDK's own
 #              configuration decides which backend serves each run
-#   PARTS      what to run (default "decode peer prefill report"); the parts can run in separate
+#   PARTS      what to run (default "decode peer prefill report"; report also prints the speed bars, `bin/pa bars`,
+#              into OUT_DIR/bars.txt); the parts can run in separate
 #              sessions into the same OUT_DIR (each writes its own CSVs). "shapes" (not in the default) runs
 #              our decode and the cuDNN peer for other models' heads on nine cells each: Llama-3.2-1B
 #              (32 / 8 heads of 64), Gemma-2-9B (16 / 8 of 256), Llama-3-70B (64 / 8 of 128), Phi-3-mini's
@@ -90,4 +91,5 @@ if [[ "$parts" == *" report "* ]]; then
   for be in $backends; do ours="$ours${ours:+,}$out/ours-$be.csv"; done
   bin/pa report --ours "$ours" --peer "$out/peer.csv" --md benchmarks/RESULTS.md \
     --chart "$out/decode-bandwidth.png" --card "$card" --commands "$commands; $peer_cmd; $ragged_cmd"
+  bin/pa bars --ours "$ours" --peer "$out/peer.csv" | tee "$out/bars.txt"  # the speed bars on this sweep
 fi
