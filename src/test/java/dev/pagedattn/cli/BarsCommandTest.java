@@ -72,9 +72,21 @@ class BarsCommandTest {
     void aWrongRowIsAMissAndNeverTheStepTimed() throws IOException {
         CliRun run = bars(List.of(ours("ptx:auto", "fp16", 8, 32768, 100, 150, 0.5), ours("cuda:auto", "fp16", 8, 32768, 400, 480, 6e-7),
                 ours("cuda:auto", "fp16", 1, 1024, 38, 61, 2e-7)), List.of(peer("sdpa-cudnn", 8, 32768, 380)));
-        assertEquals("MISS  every row verified: wrong output in ptx:auto fp16 8x32768", line(run, "every row verified"));
+        assertEquals("MISS  every row verified: ptx:auto fp16 8x32768 (wrong)", line(run, "every row verified"));
         assertTrue(line(run, "0.8x cuDNN").contains("closest 8x32768 0.95x"), "the wrong 100 us row is not our step: " + run.out());
         assertTrue(line(run, "1 x 1k").startsWith("MISS"), "61 us of wall time misses 60: " + run.out());
+    }
+
+    @Test
+    void anErrorIsAMissAndACellThatDoesNotFitIsNot() throws IOException {
+        String error = new BenchRow("ours", "cuda:auto", "fp16", 8, "8192", 65536, "error", Double.NaN, Double.NaN, Double.NaN, 0,
+                Double.NaN, Double.NaN, Double.NaN, "CUDA_ERROR_LAUNCH_FAILED").toCsv();
+        String tooBig = new BenchRow("ours", "cuda:auto", "fp16", 256, "65536", 16777216, "does-not-fit", Double.NaN, Double.NaN,
+                Double.NaN, 0, Double.NaN, Double.NaN, Double.NaN, "pool over 2^31 elements").toCsv();
+        assertEquals("MISS  every row verified: cuda:auto fp16 8x8192 (error)",
+                line(bars(List.of(error, tooBig, ours("cuda:auto", "fp16", 8, 32768, 400, 480, 6e-7)), null), "every row verified"));
+        assertEquals("PASS  every row verified (2 rows)",
+                line(bars(List.of(tooBig, ours("cuda:auto", "fp16", 8, 32768, 400, 480, 6e-7)), null), "every row verified"));
     }
 
     @Test
