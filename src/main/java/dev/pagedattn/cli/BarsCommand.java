@@ -1,7 +1,6 @@
 package dev.pagedattn.cli;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -53,21 +52,10 @@ final class BarsCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        List<BenchRow> rows = read(ours, "--ours");
-        List<BenchRow> peerRows = peer == null ? List.of() : read(List.of(peer), "--peer");
+        List<BenchRow> rows = BenchRow.readAll(ours, "--ours");
+        List<BenchRow> peerRows = peer == null ? List.of() : BenchRow.readAll(List.of(peer), "--peer");
         System.out.print(report(rows.stream().filter(r -> r.batch() > 0).toList(), peerRows));
         return 0;
-    }
-
-    private static List<BenchRow> read(List<Path> files, String option) throws IOException {
-        List<BenchRow> rows = new ArrayList<>();
-        for (Path f : files) {
-            if (!Files.isRegularFile(f)) {
-                throw new IllegalArgumentException(option + "=" + f + " does not exist");
-            }
-            rows.addAll(BenchRow.parseAll(Files.readAllLines(f)));
-        }
-        return rows;
     }
 
     /** The table and the verdicts for our rows (cells only) next to the peer's. */
@@ -90,8 +78,8 @@ final class BarsCommand implements Callable<Integer> {
             Optional<BenchRow> cudnn = fastest(peer, cell, r -> r.variant().equals(CUDNN));
             Optional<BenchRow> fl = fastest(peer, cell, r -> r.variant().equals(FLEX));
             long tokens = ours.stream().filter(r -> r.cell().equals(cell)).findFirst().orElseThrow().tokens();
-            Double vsCudnn = speed(f16, cudnn);
-            Double vsFlex = speed(f16, fl);
+            Double vsCudnn = share(cudnn, f16);  // our speed over cuDNN's: its time over ours
+            Double vsFlex = share(fl, f16);
             Double fp8Share = share(e4m3, f16);
             if (tokens >= BIG_TOKENS) {
                 big.add(cell, vsCudnn);
@@ -176,11 +164,6 @@ final class BarsCommand implements Callable<Integer> {
     private static Optional<BenchRow> fastest(List<BenchRow> rows, String cell, Predicate<BenchRow> which) {
         return rows.stream().filter(r -> r.cell().equals(cell) && r.ok() && !Double.isNaN(r.minUs()) && which.test(r))
                 .min(Comparator.comparingDouble(BenchRow::minUs));
-    }
-
-    /** Our speed over the other's (its time over ours), or null when either is missing. */
-    private static Double speed(Optional<BenchRow> ours, Optional<BenchRow> other) {
-        return ours.isPresent() && other.isPresent() ? other.get().minUs() / ours.get().minUs() : null;
     }
 
     /** The first row's time as a share of the second's, or null when either is missing. */

@@ -1,5 +1,8 @@
 package dev.pagedattn.cli;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -57,6 +60,18 @@ record BenchRow(String impl, String variant, String dtype, int batch, String con
             if (!l.isBlank() && !l.startsWith("impl,")) {
                 rows.add(parse(l));
             }
+        }
+        return rows;
+    }
+
+    /** The rows of each CSV in {@code files}, refusing a missing one by {@code option}'s name. */
+    static List<BenchRow> readAll(List<Path> files, String option) throws IOException {
+        List<BenchRow> rows = new ArrayList<>();
+        for (Path f : files) {
+            if (!Files.isRegularFile(f)) {
+                throw new IllegalArgumentException(option + "=" + f + " does not exist");
+            }
+            rows.addAll(parseAll(Files.readAllLines(f)));
         }
         return rows;
     }

@@ -50,17 +50,9 @@ final class ReportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        for (Path o : ours) {
-            if (!Files.isRegularFile(o)) {
-                throw new IllegalArgumentException("--ours=" + o + " does not exist");
-            }
-        }
+        List<BenchRow> ourRows = BenchRow.readAll(ours, "--ours");
         if (!peer.equals(NO_PEER) && !Files.isRegularFile(Path.of(peer))) {
             throw new IllegalArgumentException("--peer=" + peer + " does not exist (--peer " + NO_PEER + " reports ours alone)");
-        }
-        List<BenchRow> ourRows = new ArrayList<>();
-        for (Path o : ours) {
-            ourRows.addAll(BenchRow.parseAll(Files.readAllLines(o)));
         }
         List<BenchRow> peerRows = peer.equals(NO_PEER) ? List.of() : BenchRow.parseAll(Files.readAllLines(Path.of(peer)));
         // the ceiling is the best read probe of any backend in the run
