@@ -223,6 +223,40 @@ public final class TensorDecodeKernels {
                 int folded = 0;
                 int tiles = (end - start + TILE - 1) / TILE;
                 int k = 0;
+                int last = end - 1;                     // rows past the end are read from the last row and masked
+                int loaded = -1;                        // the tile whose K and V words the registers hold
+                int ka0 = 0;
+                int ka1 = 0;
+                int ka2 = 0;
+                int ka3 = 0;
+                int ka4 = 0;
+                int ka5 = 0;
+                int ka6 = 0;
+                int ka7 = 0;
+                int kb0 = 0;
+                int kb1 = 0;
+                int kb2 = 0;
+                int kb3 = 0;
+                int kb4 = 0;
+                int kb5 = 0;
+                int kb6 = 0;
+                int kb7 = 0;
+                int v0 = 0;
+                int v1 = 0;
+                int v2 = 0;
+                int v3 = 0;
+                int v4 = 0;
+                int v5 = 0;
+                int v6 = 0;
+                int v7 = 0;
+                int v8 = 0;
+                int v9 = 0;
+                int v10 = 0;
+                int v11 = 0;
+                int v12 = 0;
+                int v13 = 0;
+                int v14 = 0;
+                int v15 = 0;
                 while (k < tiles) {
                     float[] o0 = ctx.mmaFragment(0f);
                     float[] o1 = ctx.mmaFragment(0f);
@@ -245,45 +279,47 @@ public final class TensorDecodeKernels {
                     float segL = 0f;
                     while (k < stop) {
                         int tileStart = start + k * TILE;
-                        int last = end - 1;                 // rows past the end are read from the last row and masked
-                        int kRowA = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileStart + kTok, last), layerBase,
-                                blockStride, headStride, headDim, blockSize, kvHead) >> 2;
-                        int kRowB = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileStart + kTok + 8, last), layerBase,
-                                blockStride, headStride, headDim, blockSize, kvHead) >> 2;
-                        int vRow = (PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileStart + vTok, last), layerBase,
-                                blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vPart;
-                        int ka0 = kPool.get(kRowA + kPart);
-                        int ka1 = kPool.get(kRowA + 4 + kPart);
-                        int ka2 = kPool.get(kRowA + 8 + kPart);
-                        int ka3 = kPool.get(kRowA + 12 + kPart);
-                        int ka4 = kPool.get(kRowA + 16 + kPart);
-                        int ka5 = kPool.get(kRowA + 20 + kPart);
-                        int ka6 = kPool.get(kRowA + 24 + kPart);
-                        int ka7 = kPool.get(kRowA + 28 + kPart);
-                        int kb0 = kPool.get(kRowB + kPart);
-                        int kb1 = kPool.get(kRowB + 4 + kPart);
-                        int kb2 = kPool.get(kRowB + 8 + kPart);
-                        int kb3 = kPool.get(kRowB + 12 + kPart);
-                        int kb4 = kPool.get(kRowB + 16 + kPart);
-                        int kb5 = kPool.get(kRowB + 20 + kPart);
-                        int kb6 = kPool.get(kRowB + 24 + kPart);
-                        int kb7 = kPool.get(kRowB + 28 + kPart);
-                        int v0 = vPool.get(vRow);
-                        int v1 = vPool.get(vRow + 2);
-                        int v2 = vPool.get(vRow + 4);
-                        int v3 = vPool.get(vRow + 6);
-                        int v4 = vPool.get(vRow + 8);
-                        int v5 = vPool.get(vRow + 10);
-                        int v6 = vPool.get(vRow + 12);
-                        int v7 = vPool.get(vRow + 14);
-                        int v8 = vPool.get(vRow + 16);
-                        int v9 = vPool.get(vRow + 18);
-                        int v10 = vPool.get(vRow + 20);
-                        int v11 = vPool.get(vRow + 22);
-                        int v12 = vPool.get(vRow + 24);
-                        int v13 = vPool.get(vRow + 26);
-                        int v14 = vPool.get(vRow + 28);
-                        int v15 = vPool.get(vRow + 30);
+                        if (loaded != k) {                  // the piece's first tile, or a segment's restart: its words now
+                            int tileAt = start + (k) * TILE;
+                            int kRowA = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + kTok, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2;
+                            int kRowB = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + kTok + 8, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2;
+                            int vRow = (PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + vTok, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vPart;
+                            ka0 = kPool.get(kRowA + 0 + kPart);
+                            ka1 = kPool.get(kRowA + 4 + kPart);
+                            ka2 = kPool.get(kRowA + 8 + kPart);
+                            ka3 = kPool.get(kRowA + 12 + kPart);
+                            ka4 = kPool.get(kRowA + 16 + kPart);
+                            ka5 = kPool.get(kRowA + 20 + kPart);
+                            ka6 = kPool.get(kRowA + 24 + kPart);
+                            ka7 = kPool.get(kRowA + 28 + kPart);
+                            kb0 = kPool.get(kRowB + 0 + kPart);
+                            kb1 = kPool.get(kRowB + 4 + kPart);
+                            kb2 = kPool.get(kRowB + 8 + kPart);
+                            kb3 = kPool.get(kRowB + 12 + kPart);
+                            kb4 = kPool.get(kRowB + 16 + kPart);
+                            kb5 = kPool.get(kRowB + 20 + kPart);
+                            kb6 = kPool.get(kRowB + 24 + kPart);
+                            kb7 = kPool.get(kRowB + 28 + kPart);
+                            v0 = vPool.get(vRow + 0);
+                            v1 = vPool.get(vRow + 2);
+                            v2 = vPool.get(vRow + 4);
+                            v3 = vPool.get(vRow + 6);
+                            v4 = vPool.get(vRow + 8);
+                            v5 = vPool.get(vRow + 10);
+                            v6 = vPool.get(vRow + 12);
+                            v7 = vPool.get(vRow + 14);
+                            v8 = vPool.get(vRow + 16);
+                            v9 = vPool.get(vRow + 18);
+                            v10 = vPool.get(vRow + 20);
+                            v11 = vPool.get(vRow + 22);
+                            v12 = vPool.get(vRow + 24);
+                            v13 = vPool.get(vRow + 26);
+                            v14 = vPool.get(vRow + 28);
+                            v15 = vPool.get(vRow + 30);
+                        }
                         if (lane == 0) {
                             flag[0] = 0;                    // read only after the barriers below
                         }
@@ -356,6 +392,50 @@ public final class TensorDecodeKernels {
                         tile[vb + 897] = e4m3Odd(v14);
                         tile[vb + 960] = e4m3Even(v15);
                         tile[vb + 961] = e4m3Odd(v15);
+                        // the next tile's words (the last tile's again at the end), in flight during this tile's products; a
+                        // segment that ends here restarts at this tile and loads it again
+                        {
+                            int tileAt = start + (TornadoMath.min(k + 1, tiles - 1)) * TILE;
+                            int kRowA = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + kTok, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2;
+                            int kRowB = PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + kTok + 8, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2;
+                            int vRow = (PagedDecodeKernels.rowOffset(blockTables, tableRow, TornadoMath.min(tileAt + vTok, last), layerBase,
+                                    blockStride, headStride, headDim, blockSize, kvHead) >> 2) + vPart;
+                            ka0 = kPool.get(kRowA + 0 + kPart);
+                            ka1 = kPool.get(kRowA + 4 + kPart);
+                            ka2 = kPool.get(kRowA + 8 + kPart);
+                            ka3 = kPool.get(kRowA + 12 + kPart);
+                            ka4 = kPool.get(kRowA + 16 + kPart);
+                            ka5 = kPool.get(kRowA + 20 + kPart);
+                            ka6 = kPool.get(kRowA + 24 + kPart);
+                            ka7 = kPool.get(kRowA + 28 + kPart);
+                            kb0 = kPool.get(kRowB + 0 + kPart);
+                            kb1 = kPool.get(kRowB + 4 + kPart);
+                            kb2 = kPool.get(kRowB + 8 + kPart);
+                            kb3 = kPool.get(kRowB + 12 + kPart);
+                            kb4 = kPool.get(kRowB + 16 + kPart);
+                            kb5 = kPool.get(kRowB + 20 + kPart);
+                            kb6 = kPool.get(kRowB + 24 + kPart);
+                            kb7 = kPool.get(kRowB + 28 + kPart);
+                            v0 = vPool.get(vRow + 0);
+                            v1 = vPool.get(vRow + 2);
+                            v2 = vPool.get(vRow + 4);
+                            v3 = vPool.get(vRow + 6);
+                            v4 = vPool.get(vRow + 8);
+                            v5 = vPool.get(vRow + 10);
+                            v6 = vPool.get(vRow + 12);
+                            v7 = vPool.get(vRow + 14);
+                            v8 = vPool.get(vRow + 16);
+                            v9 = vPool.get(vRow + 18);
+                            v10 = vPool.get(vRow + 20);
+                            v11 = vPool.get(vRow + 22);
+                            v12 = vPool.get(vRow + 24);
+                            v13 = vPool.get(vRow + 26);
+                            v14 = vPool.get(vRow + 28);
+                            v15 = vPool.get(vRow + 30);
+                        }
+                        loaded = k + 1;
                         ctx.localBarrier();
                         // S^T = K q^T: q's high part, then its low part, into one fragment
                         float[] s = ctx.mmaFragment(0f);
