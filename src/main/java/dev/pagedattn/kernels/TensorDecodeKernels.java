@@ -105,7 +105,7 @@ public final class TensorDecodeKernels {
         return halfBits(x - new HalfFloat(x).getFloat32());
     }
 
-    public static void attentionE4M3(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
+    public static void tensorE4M3(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,
                                      IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
                                      FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
                                      float scale) {

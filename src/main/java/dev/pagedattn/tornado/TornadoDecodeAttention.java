@@ -1069,7 +1069,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = this.dequant[s];
                 if (kernel == DecodeGrid.Kernel.STREAM && tensorBody()) {
-                    graph.task(attention, TensorDecodeKernels::attentionE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
+                    graph.task(attention, TensorDecodeKernels::tensorE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels.eightBitBody(config.dtype().name(), d, g),

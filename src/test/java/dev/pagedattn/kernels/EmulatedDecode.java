@@ -197,7 +197,7 @@ final class EmulatedDecode {
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
             if (tensor) {
-                TensorDecodeKernels.attentionE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, params, out, partials,
+                TensorDecodeKernels.tensorE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, params, out, partials,
                         hkv, g, d, bs, scale);
             } else if (eightBit && stream) {
                 StreamDecodeKernels.eightBitBody(dtype.name(), d, g).apply(ctx, kp.wordArray(), vp.wordArray(),
