@@ -537,19 +537,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      * that body cannot run is refused, naming what it lacks.
      */
     boolean tensorBody() {
-        if (!TENSOR_DECODE) {
-            return false;
-        }
-        DecodeGrid.Kernel k = kernel();
-        int g = shardSpec.groupSize();
-        if (k != DecodeGrid.Kernel.STREAM || backend != Backend.CUDA || config.dtype() != KvDtype.FP8_E4M3
-                || shardSpec.headDim() != TensorDecodeKernels.HEAD_DIM
-                || TensorDecodeKernels.headTiles(g) != StreamDecodeKernels.headTiles(g, TensorDecodeKernels.HEAD_DIM)) {
-            throw new IllegalArgumentException("tensorDecode=true runs FP8_E4M3 pools at head dim 128 in the stream kernel's grid on "
-                    + "TornadoVM's CUDA backend; this plan: backend=" + backend + " kernel=" + k.name().toLowerCase(java.util.Locale.ROOT)
-                    + " dtype=" + config.dtype() + " headDim=" + shardSpec.headDim() + " group=" + g);
-        }
-        return true;
+        return DecodeGrid.tensorBody(TENSOR_DECODE, kernel(), backend, config.dtype(), shardSpec);
     }
 
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
