@@ -20,8 +20,6 @@
  * dim 256 (attentionF16x2D256: 144 registers by NVRTC on an H100 for four query heads per KV head, 142 by nvcc 13.0;
  * bounded, 128 with no spills by nvcc). Bounding attentionF16x2D256 itself measured 0.84x the time at 256 x 1k but
  * 1.02-1.05x on the grids that fill their waves either way (H100, benchmarks/NOTES.md, fifty-second session).
- * tensorE4M3 (the opt-in FP8 decode body on tensor cores): 255 registers unbounded by nvcc 13.0 on the CUDA C TornadoVM
- * printed on an H100, eight one-warp groups per SM; at (32, 12) 168 with 320 / 320 bytes of spill stores / loads.
  * NvrtcBoundsTest checks each name against its kernel and work-group size.
  */
 #ifndef PAGED_ATTENTION_BOUNDS_H
@@ -29,5 +27,4 @@
 #define prefillF16Async __launch_bounds__(128, 3) prefillF16Async
 #define attentionF16x2Bounded __launch_bounds__(32, 16) attentionF16x2Bounded
 #define attentionF16x2D256Bounded __launch_bounds__(32, 16) attentionF16x2D256Bounded
-#define tensorE4M3 __launch_bounds__(32, 12) tensorE4M3
 #endif

@@ -103,13 +103,8 @@ public final class DecodeParams {
      * {@code max + ln(sum)}, the sink included, at {@code out[params[LSE] + r]}.
      */
     public static final int LSE = 23;
-    /**
-     * The tensor-core decode body ({@link TensorDecodeKernels}): where its global scratch starts in {@code partials},
-     * {@link TensorDecodeKernels#SCRATCH_PER_GROUP} floats per work-group; unused by the other kernels.
-     */
-    public static final int SCRATCH = 24;
     /** Slots of the header; the balanced grid's {@code prefix[numSeqs + 1]} (tiles of the sequences before s) follows. */
-    public static final int SIZE = 25;
+    public static final int SIZE = 24;
     /** Balanced grid: {@code params[PREFIX + s]} = sum of tiles(s') for s' < s. */
     public static final int PREFIX = SIZE;
 

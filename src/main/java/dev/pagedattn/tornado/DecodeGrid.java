@@ -11,7 +11,6 @@ import dev.pagedattn.kernels.LatentDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
-import dev.pagedattn.kernels.TensorDecodeKernels;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
@@ -611,27 +610,6 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     public int attentionGlobalSize() {
         return numGroups * localSize;
-    }
-
-    /**
-     * Whether a plan runs the tensor-core FP8 body ({@link TensorDecodeKernels}) in place of the stream kernel's 8-bit
-     * twin: never where {@code on} is false ({@code -Dpagedattn.tornado.tensorDecode}); where it is true, only a plan of
-     * the stream kernel on the CUDA backend over FP8 E4M3 pools at head dim 128 (whose head tiles the body shares) runs
-     * it, and any other plan is refused, naming what it has.
-     */
-    public static boolean tensorBody(boolean on, Kernel kernel, Backend backend, KvDtype dtype, AttentionSpec spec) {
-        if (!on) {
-            return false;
-        }
-        int g = spec.groupSize();
-        if (kernel != Kernel.STREAM || backend != Backend.CUDA || dtype != KvDtype.FP8_E4M3
-                || spec.headDim() != TensorDecodeKernels.HEAD_DIM
-                || TensorDecodeKernels.headTiles(g) != StreamDecodeKernels.headTiles(g, TensorDecodeKernels.HEAD_DIM)) {
-            throw new IllegalArgumentException("tensorDecode=true runs FP8_E4M3 pools at head dim 128 in the stream kernel on "
-                    + "TornadoVM's CUDA backend; this plan: backend=" + backend + " kernel=" + kernel.name().toLowerCase(java.util.Locale.ROOT)
-                    + " dtype=" + dtype + " headDim=" + spec.headDim() + " group=" + g);
-        }
-        return true;
     }
 
     /** Rows of partial results this grid writes: numSeqs * maxPartitions. */

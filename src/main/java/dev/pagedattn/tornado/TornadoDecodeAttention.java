@@ -19,7 +19,6 @@ import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.ParallelDecodeKernels;
 import dev.pagedattn.kernels.PrefillParams;
 import dev.pagedattn.kernels.StreamDecodeKernels;
-import dev.pagedattn.kernels.TensorDecodeKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -117,14 +116,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
      */
     public static final boolean PACKED_INPUTS = parseSwitch("pagedattn.tornado.packedInputs",
             System.getProperty("pagedattn.tornado.packedInputs", "true"));
-
-    /**
-     * FP8 E4M3 decode on tensor cores ({@link TensorDecodeKernels}) in place of the stream kernel's 8-bit twin
-     * ({@code -Dpagedattn.tornado.tensorDecode=true}; default false): opt-in until measured against the twin. It runs on
-     * TornadoVM's CUDA backend, FP8 E4M3 pools, head dim 128; a plan where it cannot run is refused, naming what it lacks.
-     */
-    public static final boolean TENSOR_DECODE = parseSwitch("pagedattn.tornado.tensorDecode",
-            System.getProperty("pagedattn.tornado.tensorDecode", "false"));
 
     /** A true/false system property's value; anything else is refused, naming it. */
     static boolean parseSwitch(String name, String value) {
@@ -532,14 +523,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 vSums == VSums.FP16);
     }
 
-    /**
-     * Whether this plan's attention is the tensor-core body ({@link #TENSOR_DECODE}); with the switch on, a plan where
-     * that body cannot run is refused, naming what it lacks.
-     */
-    boolean tensorBody() {
-        return DecodeGrid.tensorBody(TENSOR_DECODE, kernel(), backend, config.dtype(), shardSpec);
-    }
-
     /** The attention kernel for this device: {@code -Dpagedattn.tornado.kernel}, AUTO resolved by {@link DecodeGrid#resolve}. */
     public DecodeGrid.Kernel kernel() {
         if (kernel == null) {
@@ -819,19 +802,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 // writes, a soft cap follows them, then the shard's query heads' ALiBi slopes
                 int capSlot = (int) partialElements + (sinks ? hq : 0);
                 int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
-                // the tensor-core body's scratch last: a region per work-group of the largest grid this plan runs (a
-                // partition grid of partialRows rows, or a balanced grid of at most its target groups)
-                int scratchBase = alibiBase + (spec.hasAlibi() ? hq : 0);
-                long scratch = tensorBody() ? (long) Math.max((long) Math.max(1, partialRows) * hkv * StreamDecodeKernels.headTiles(
-                        shardSpec.groupSize(), d), Math.max(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.STREAM_TARGET_GROUPS_LEAN))
-                        * TensorDecodeKernels.SCRATCH_PER_GROUP : 0;
-                if (scratchBase + scratch > Integer.MAX_VALUE - 64L) {
-                    throw new IllegalArgumentException("tensorDecode scratch=" + scratch + " floats do not fit one device array");
-                }
-                FloatArray partials = partialsByShard[s] = new FloatArray((int) (scratchBase + scratch));
-                if (scratch > 0) {
-                    params.set(DecodeParams.SCRATCH, scratchBase);
-                }
+                FloatArray partials = partialsByShard[s] = new FloatArray(alibiBase + (spec.hasAlibi() ? hq : 0));
                 if (sinks) { // shard s holds query heads [s * hq, (s + 1) * hq)
                     for (int h = 0; h < hq; h++) {
                         partials.set((int) partialElements + h, spec.sinks().sink(layer, s * hq + h));
@@ -1056,10 +1027,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 IntArray k = (IntArray) kPool;
                 IntArray v = (IntArray) vPool;
                 FloatArray dequant = this.dequant[s];
-                if (kernel == DecodeGrid.Kernel.STREAM && tensorBody()) {
-                    graph.task(attention, TensorDecodeKernels::tensorE4M3, ctx, k, v, dequant, q, tables, lens, params, out,
-                            partials, hkv, g, d, bs, scale);
-                } else if (kernel == DecodeGrid.Kernel.STREAM) {
+                if (kernel == DecodeGrid.Kernel.STREAM) {
                     graph.task(attention, StreamDecodeKernels.eightBitBody(config.dtype().name(), d, g),
                             ctx, k, v, dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
                 } else if (kernel == DecodeGrid.Kernel.WARP) {

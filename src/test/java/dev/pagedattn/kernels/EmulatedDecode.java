@@ -46,15 +46,7 @@ final class EmulatedDecode {
      */
     static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
                                 VSums vSums, boolean packedInputs) {
-        return attention(w, grid, schedule, packedHalfLoads, vSums, packedInputs, null, false, false);
-    }
-
-    /**
-     * The stream grid's step with the tensor-core body over FP8 E4M3 pools ({@link TensorDecodeKernels}) in place of the
-     * stream kernel's 8-bit twin: its scratch after everything else in {@code partials}, as a plan lays it out.
-     */
-    static FloatArray attentionTensor(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule) {
-        return attention(w, grid, schedule, false, VSums.FP32, false, null, false, true);
+        return attention(w, grid, schedule, packedHalfLoads, vSums, packedInputs, null, false);
     }
 
     /**
@@ -64,11 +56,11 @@ final class EmulatedDecode {
      */
     static FloatArray attentionLse(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, FloatArray lse,
                                    boolean mergeRows) {
-        return attention(w, grid, schedule, false, VSums.FP32, false, lse, mergeRows, false);
+        return attention(w, grid, schedule, false, VSums.FP32, false, lse, mergeRows);
     }
 
     private static FloatArray attention(DecodeWorkload w, DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads,
-                                        VSums vSums, boolean packedInputs, FloatArray lse, boolean mergeRows, boolean tensor) {
+                                        VSums vSums, boolean packedInputs, FloatArray lse, boolean mergeRows) {
         KvCache c = w.cache();
         int shards = c.config().poolShards();
         DecodeBatch b = w.batch();
@@ -78,7 +70,7 @@ final class EmulatedDecode {
         for (int s = 0; s < shards; s++) {
             rows.out(s).init(Float.NaN);
             shard(c, s, shardSpec(whole, s, shards), sinks(whole, s, shards), b, rows.q(s), rows.out(s), grid, schedule, packedHalfLoads, vSums,
-                    packedInputs, lse == null ? 0 : rows.lseAt(), mergeRows, tensor);
+                    packedInputs, lse == null ? 0 : rows.lseAt(), mergeRows);
         }
         FloatArray out = w.poisonedOutput();
         rows.store(out, b.numSeqs());
@@ -108,20 +100,11 @@ final class EmulatedDecode {
      * written into {@code params} as the plan writes them.
      */
     static FloatArray partials(AttentionSpec spec, FloatArray sinks, IntArray params, int rowElements) {
-        return partials(spec, sinks, params, rowElements, 0);
-    }
-
-    /** As above, with {@code scratch} floats after the slopes ({@link DecodeParams#SCRATCH}; none where 0). */
-    static FloatArray partials(AttentionSpec spec, FloatArray sinks, IntArray params, int rowElements, int scratch) {
         int partialElements = Math.max(1, rowElements);
         int capSlot = partialElements + (sinks != null ? spec.numQHeads() : 0);
         int alibiBase = capSlot + (spec.hasSoftCap() ? 1 : 0);
-        int scratchBase = alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0);
-        FloatArray partials = new FloatArray(scratchBase + scratch);
+        FloatArray partials = new FloatArray(alibiBase + (spec.hasAlibi() ? spec.numQHeads() : 0));
         partials.init(Float.NaN);
-        if (scratch > 0) {
-            params.set(DecodeParams.SCRATCH, scratchBase);
-        }
         putSlopes(spec, partials, params, DecodeParams.ALIBI, alibiBase); // as a plan with ALiBi: the slopes after the cap
         if (sinks != null) { // as a plan of a layer with sinks: the shard's sinks after the partial rows
             for (int h = 0; h < spec.numQHeads(); h++) {
@@ -163,13 +146,12 @@ final class EmulatedDecode {
 
     private static void shard(KvCache c, int shard, AttentionSpec spec, FloatArray sinks, DecodeBatch b, FloatArray q, FloatArray out,
                               DecodeGrid grid, KernelEmulator.Schedule schedule, boolean packedHalfLoads, VSums vSums,
-                              boolean packedInputs, int lseAt, boolean mergeRows, boolean tensor) {
+                              boolean packedInputs, int lseAt, boolean mergeRows) {
         IntArray[] in = inputs(b, grid, DecodeParams.capacity(b.numSeqs(), grid.numGroups()), packedInputs, lseAt);
         IntArray tables = in[0];
         IntArray lens = in[1];
         IntArray params = in[2];
-        FloatArray partials = partials(spec, sinks, params, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()),
-                tensor ? grid.numGroups() * TensorDecodeKernels.SCRATCH_PER_GROUP : 0);
+        FloatArray partials = partials(spec, sinks, params, spec.numQHeads() * (spec.headDim() + 2) * grid.partialRows(b.numSeqs()));
         int hkv = spec.numKvHeads();
         int g = spec.groupSize();
         int d = spec.headDim();
@@ -196,10 +178,7 @@ final class EmulatedDecode {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
-            if (tensor) {
-                TensorDecodeKernels.tensorE4M3(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, params, out, partials,
-                        hkv, g, d, bs, scale);
-            } else if (eightBit && stream) {
+            if (eightBit && stream) {
                 StreamDecodeKernels.eightBitBody(dtype.name(), d, g).apply(ctx, kp.wordArray(), vp.wordArray(),
                         dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && warp) {

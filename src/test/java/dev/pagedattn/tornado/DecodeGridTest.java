@@ -25,26 +25,6 @@ class DecodeGridTest {
     private static final AttentionSpec LLAMA = new AttentionSpec(32, 8, 128, 0.088f);
 
     @Test
-    void tensorBodyRunsOnlyWhereItCanAndIsRefusedElsewhere() {
-        assertFalse(DecodeGrid.tensorBody(false, DecodeGrid.Kernel.STREAM, Backend.CUDA, KvDtype.FP8_E4M3, LLAMA));
-        assertFalse(DecodeGrid.tensorBody(false, DecodeGrid.Kernel.WARP, Backend.PTX, KvDtype.INT8, LLAMA));
-        assertTrue(DecodeGrid.tensorBody(true, DecodeGrid.Kernel.STREAM, Backend.CUDA, KvDtype.FP8_E4M3, LLAMA));
-        assertTrue(DecodeGrid.tensorBody(true, DecodeGrid.Kernel.STREAM, Backend.CUDA, KvDtype.FP8_E4M3,
-                new AttentionSpec(64, 8, 128, 0.088f)));   // groups of eight: the G8 grid
-        String[][] refused = {
-                {"INT8", "dtype=INT8"}, {"FP8_E5M2", "dtype=FP8_E5M2"}, {"PTX", "backend=PTX"}, {"WARP", "kernel=warp"}, {"D64", "headDim=64"}};
-        for (String[] r : refused) {
-            KvDtype dtype = r[0].startsWith("INT") || r[0].startsWith("FP8") ? KvDtype.valueOf(r[0]) : KvDtype.FP8_E4M3;
-            Backend backend = r[0].equals("PTX") ? Backend.PTX : Backend.CUDA;
-            DecodeGrid.Kernel kernel = r[0].equals("WARP") ? DecodeGrid.Kernel.WARP : DecodeGrid.Kernel.STREAM;
-            AttentionSpec spec = r[0].equals("D64") ? new AttentionSpec(32, 8, 64, 0.125f) : LLAMA;
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> DecodeGrid.tensorBody(true, kernel, backend, dtype, spec));
-            assertTrue(e.getMessage().contains(r[1]), e.getMessage());
-        }
-    }
-
-    @Test
     void largeBatchesRunFusedWithOnePartition() {
         DecodeGrid g = DecodeGrid.plan(LLAMA, 64, 8192, true, 528, 256, DecodeGrid.Kernel.AUTO);
         assertEquals(1, g.maxPartitions());

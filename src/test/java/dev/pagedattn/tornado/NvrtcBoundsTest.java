@@ -12,7 +12,6 @@ import dev.pagedattn.kernels.PagedDecodeKernels;
 import dev.pagedattn.kernels.PrefillKernels;
 import dev.pagedattn.kernels.ScatterKernels;
 import dev.pagedattn.kernels.StreamDecodeKernels;
-import dev.pagedattn.kernels.TensorDecodeKernels;
 import dev.pagedattn.kernels.TensorPrefillKernels;
 import dev.pagedattn.kernels.WarpQuadDecodeKernels;
 import java.io.IOException;
@@ -39,11 +38,10 @@ class NvrtcBoundsTest {
     private static final Pattern BOUND = Pattern.compile("#define (\\w+) __launch_bounds__\\((\\d+), (\\d+)\\) (\\w+)");
     /** The work-group size each boundable kernel is launched with; a kernel bounded in the header must be here. */
     private static final Map<String, Integer> LAUNCHED_WITH = Map.of("prefillF16Async", PrefillGrid.LOCAL,
-            "attentionF16x2Bounded", StreamDecodeKernels.LOCAL, "attentionF16x2D256Bounded", StreamDecodeKernels.LOCAL,
-            "tensorE4M3", TensorDecodeKernels.LOCAL);
+            "attentionF16x2Bounded", StreamDecodeKernels.LOCAL, "attentionF16x2D256Bounded", StreamDecodeKernels.LOCAL);
     private static final List<Class<?>> KERNEL_CLASSES = List.of(ChunkDecodeKernels.class, HeadPairDecodeKernels.class,
             HeadQuadDecodeKernels.class, PagedDecodeKernels.class, PrefillKernels.class, ScatterKernels.class,
-            StreamDecodeKernels.class, TensorDecodeKernels.class, TensorPrefillKernels.class, WarpQuadDecodeKernels.class);
+            StreamDecodeKernels.class, TensorPrefillKernels.class, WarpQuadDecodeKernels.class);
 
     @Test
     void everyBoundNamesAKernelAndTheWorkGroupSizeItIsLaunchedWith() throws IOException {
