@@ -46,7 +46,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * <p>fp16 bits: TornadoVM 5.2's PTX backend rounds {@code new HalfFloat(x)} only where {@code x} is
  * a load (for a computed float it emits an invalid {@code mov.b16}), so the queries are converted
  * from their loads and the probabilities are written over their scores and converted as they are
- * read back.
+ * read back. Its CUDA backend is no safer with computed floats: for {@code new HalfFloat(p).getFloat32()}
+ * of a computed {@code p} it printed the conversion of another float ({@code p}'s operand before its
+ * {@code exp}; benchmarks/NOTES.md, fifty-ninth session), so both backends take the same route.
  *
  * <p>Global scratch: {@value #SCRATCH_PER_GROUP} floats per work-group in {@code partials}, from
  * {@link PrefillParams#SCRATCH_BASE}: each warp's {@code [16][HEAD_DIM]} fragment region, which doubles as
