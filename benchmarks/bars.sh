@@ -42,6 +42,5 @@ done
 peer_arg=()
 [[ -s "$out/peer.csv" ]] && peer_arg=(--peer "$out/peer.csv")
 # the card first: the issues' bars are set for an H200, and a call may get another
-card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
-echo "card: ${card:-unknown GPU}" | tee "$out/bars.txt"
+echo "card: $(card_name)" | tee "$out/bars.txt"
 (IFS=,; bin/pa bars --ours "${ours[*]}" "${peer_arg[@]}") | tee -a "$out/bars.txt"

@@ -1,5 +1,5 @@
-# Sourced by benchmarks/gpu-sweep.sh and benchmarks/ab.sh (from the project root, TORNADOVM_HOME set): our bench on
-# one TornadoVM backend, over cells.
+# Sourced by benchmarks/gpu-sweep.sh, benchmarks/bars.sh and benchmarks/ab.sh (from the project root, TORNADOVM_HOME set):
+# our bench on one TornadoVM backend, over cells; the card's name.
 
 use_backend() { # the bundle's tornado-backends tool, where the SDK has it
   if [[ -x "$TORNADOVM_HOME/bin/tornado-backends" ]]; then
@@ -22,4 +22,10 @@ bench_cells() { # bench_cells BACKEND CSV CELLS RAGGED ARGS...: our decode bench
   local be="$1" csv="$2" cells="$3" ragged="$4"
   shift 4
   bench_on "$be" --sweeps decode --cells "$cells" --ragged "$ragged" --out "$csv" "$@"
+}
+
+card_name() { # the GPU's name as nvidia-smi gives it, or "unknown GPU"
+  local card
+  card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+  echo "${card:-unknown GPU}"
 }

@@ -31,12 +31,12 @@ out="${1:-benchmarks/results}"
 mkdir -p "$out"
 backends="${BACKENDS:-ptx cuda}"
 parts=" ${PARTS:-decode peer prefill report} "
-card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'unknown GPU')"
 seed="${SEED:-20261201}"
 grid=""
 for b in 1 8 32 64 128 256; do for l in 1024 4096 8192 16384 32768; do grid="$grid${grid:+,}${b}x$l"; done; done
 
-source benchmarks/bench-cells.sh  # use_backend, bench_on, bench_cells
+source benchmarks/bench-cells.sh  # use_backend, bench_on, bench_cells, card_name
+card="$(card_name)"
 
 commands=""
 if [[ "$parts" == *" decode "* ]]; then
