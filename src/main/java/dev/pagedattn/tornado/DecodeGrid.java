@@ -164,10 +164,16 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded,
                                   boolean halfV) {
+        return plan(spec, batch, split, kernel, dtype, bounded, halfV, Backend.CUDA);
+    }
+
+    /** As above, on {@code backend}, whose compiler decides some bodies' registers ({@link #leanStreamBody}). */
+    public static DecodeGrid plan(AttentionSpec spec, DecodeBatch batch, boolean split, Kernel kernel, KvDtype dtype, boolean bounded,
+                                  boolean halfV, Backend backend) {
         int[] spans = spans(batch);
         return plan(spec, batch.numSeqs(), java.util.Arrays.stream(spans).max().orElse(0),
                 java.util.Arrays.stream(spans).asLongStream().sum(), pairTiles(spans), split,
-                bounded ? STREAM_TARGET_GROUPS_LEAN : targetGroups(kernel, spec, dtype, halfV), minPartitionTokens(kernel), kernel);
+                bounded ? STREAM_TARGET_GROUPS_LEAN : targetGroups(kernel, spec, dtype, halfV, backend), minPartitionTokens(kernel), kernel);
     }
 
     /**
@@ -306,13 +312,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
 
     /** As above, for the fp16 bodies whose tile's V sums are fp16 pairs when {@code halfV} ({@code VSums.FP16}). */
     public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype, boolean halfV) {
+        return targetGroups(kernel, spec, dtype, halfV, Backend.CUDA);
+    }
+
+    /** As above, for the stream bodies as {@code backend} compiles them ({@link #leanStreamBody}). */
+    public static int targetGroups(Kernel kernel, AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         if (kernel == Kernel.LATENT) {
             return LATENT_TARGET_GROUPS;
         }
         if (kernel != Kernel.STREAM) {
             return TARGET_GROUPS;
         }
-        return leanStreamBody(spec, dtype, halfV) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
+        return leanStreamBody(spec, dtype, halfV, backend) ? STREAM_TARGET_GROUPS_LEAN : STREAM_TARGET_GROUPS;
     }
 
     /**
@@ -333,7 +344,22 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV) {
+        return leanStreamBody(spec, dtype, halfV, Backend.CUDA);
+    }
+
+    /**
+     * As above, as {@code backend} compiles the body. On PTX (the driver's JIT, not NVRTC, allocates the registers) the
+     * INT8 twin at head dim 128 with groups of three or four query heads per KV head (Llama-3-8B's, Mistral's) runs on
+     * the lean grid too: on an H100 through TornadoVM's PTX backend, 2112 groups took 0.94-0.96x the time of 1584 at
+     * 8 x 32k, 32 x 8k, 64 x 8k and 128 x 4k in two rounds, 1.01x at 256 x 1k; 2640 took 0.96-1.13x and 1056 about 1.13x
+     * (benchmarks/NOTES.md, sixty-first session). On the CUDA backend the FP8 twin at the same shape took 1.01-1.14x the
+     * time of 1584 on 2112 (same session), so there the 8-bit twins keep 1584.
+     */
+    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
+        if (backend == Backend.PTX && dtype == KvDtype.INT8 && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 4) {
+            return true;
+        }
         if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
             return true;
         }

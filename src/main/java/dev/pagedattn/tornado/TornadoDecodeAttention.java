@@ -509,7 +509,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
 
     /** The grid of a decode of {@code batch} by a plan that runs the stream kernel's bounded twin or not. */
     private DecodeGrid gridFor(DecodeBatch batch, boolean bounded) {
-        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype(), bounded, vSums == VSums.FP16);
+        return DecodeGrid.plan(shardSpec, batch, !variant.equals("fused"), kernel(), config.dtype(), bounded, vSums == VSums.FP16,
+                backend());
     }
 
     /**
@@ -702,7 +703,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             // a balanced grid (the stream kernels) adds its tile prefix and each work-group's first sequence
             int paramSlots = kernel() == DecodeGrid.Kernel.STREAM ? DecodeParams.capacity(maxSeqs, bounded
                     ? DecodeGrid.STREAM_TARGET_GROUPS_LEAN : DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, shardSpec, config.dtype(),
-                    vSums == VSums.FP16))
+                    vSums == VSums.FP16, backend()))
                     : DecodeParams.SIZE;
             stagingSlots = STAGING_SLOTS > 0 ? STAGING_SLOTS : Math.min(256, (maxSeqs + 15) / 16 * 16);
             if (PACKED_INPUTS) {

@@ -269,6 +269,28 @@ class DecodeGridTest {
     }
 
     @Test
+    void ptxRunsTheInt8TwinAt128ForGroupsOfUpToFourOnTheLeanGrid() {
+        // H100, PTX backend: 2112 groups took 0.94-0.96x the time of 1584 on four cells of 262k tokens and more; on the
+        // CUDA backend the FP8 twin there took 1.01-1.14x on 2112, so the rule is the backend's
+        int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
+        int full = DecodeGrid.STREAM_TARGET_GROUPS;
+        DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
+        assertEquals(lean, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.PTX));
+        assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(24, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
+        assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.CUDA));
+        assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8));  // the CUDA rule without a backend
+        assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.FP8_E4M3, false, Backend.PTX));
+        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
+        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(32, 8, 112, 0.09f), KvDtype.INT8, false, Backend.PTX));
+        assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.WARP, LLAMA, KvDtype.INT8, false, Backend.PTX));
+        // 8 x 32k: the PTX plan cuts more, shorter partitions than the CUDA plan, and stays within one lean wave's groups
+        DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
+        DecodeGrid ptx = DecodeGrid.plan(LLAMA, b, true, stream, KvDtype.INT8, false, false, Backend.PTX);
+        DecodeGrid cuda = DecodeGrid.plan(LLAMA, b, true, stream, KvDtype.INT8, false, false, Backend.CUDA);
+        assertTrue(ptx.numGroups() > cuda.numGroups() && ptx.numGroups() <= lean && cuda.numGroups() <= full, ptx + " / " + cuda);
+    }
+
+    @Test
     void oneHeadGroupsAtHeadDims80And96GetTheLeanTargetWhereItMeasuredFaster() {
         // MHA: the body's other three heads are compiled away; nvcc on the printed CUDA C gives 128 registers at 80
         // (fp16 and 8-bit), 122 for the 8-bit twins at 96, 136-138 for fp16 at 96 and 112; larger groups 146-168.
