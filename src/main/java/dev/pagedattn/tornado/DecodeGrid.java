@@ -195,7 +195,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static boolean boundedTwinPays(AttentionSpec spec, DecodeBatch batch, boolean split, KvDtype dtype, boolean halfV) {
         if (!BOUNDED_TWIN || dtype != KvDtype.FP16 || !StreamDecodeKernels.hasBoundedTwin(spec.headDim(), spec.groupSize(), halfV)
-                || leanStreamBody(spec, dtype, halfV)) {  // (a body that fits 128 registers unbounded already runs on the lean grid)
+                || leanStreamBody(spec, dtype, halfV, Backend.CUDA)) {  // (a body that fits 128 registers unbounded already runs on the lean grid)
             return false;
         }
         DecodeGrid unbounded = plan(spec, batch, split, Kernel.STREAM, dtype, false, halfV);
@@ -342,13 +342,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 13.0; its fp16-V-sums twin 142), and on the lean grid 0.89-0.95x the time of the grid of 1584 (H100, two rounds:
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
-     */
-    static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV) {
-        return leanStreamBody(spec, dtype, halfV, Backend.CUDA);
-    }
-
-    /**
-     * As above, as {@code backend} compiles the body. On PTX (the driver's JIT, not NVRTC, allocates the registers) the
+     * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates them) the
      * INT8 twin at head dim 128 with groups of three or four query heads per KV head (Llama-3-8B's, Mistral's) runs on
      * the lean grid too: on an H100 through TornadoVM's PTX backend, 2112 groups took 0.94-0.96x the time of 1584 at
      * 8 x 32k, 32 x 8k, 64 x 8k and 128 x 4k in two rounds, 1.01x at 256 x 1k; 2640 took 0.96-1.13x and 1056 about 1.13x
