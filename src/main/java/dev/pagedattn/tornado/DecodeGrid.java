@@ -343,15 +343,22 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates them) the
-     * INT8 twin at head dim 128 with groups of three or four query heads per KV head (Llama-3-8B's, Mistral's) runs on
-     * the lean grid too: on an H100 through TornadoVM's PTX backend, 2112 groups took 0.94-0.96x the time of 1584 at
-     * 8 x 32k, 32 x 8k, 64 x 8k and 128 x 4k in two rounds, 1.01x at 256 x 1k; 2640 took 0.96-1.13x and 1056 about 1.13x
-     * (benchmarks/NOTES.md, sixty-first session). On the CUDA backend the FP8 twin at the same shape took 1.01-1.14x the
-     * time of 1584 on 2112 (same session), so there the 8-bit twins keep 1584.
+     * INT8 twins run on the lean grid at head dim 128 with any group, and at 80, 96 and 112 with groups of up to four query
+     * heads per KV head. On an H100 through TornadoVM's PTX backend, on cells of 262k tokens and more, 2112 groups took the
+     * time of 1584 times: at 128, groups of four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k,
+     * while 2640 took 0.96-1.13x and 1056 about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128, groups of eight
+     * (Llama-3-70B's, the G8 body) 0.92-0.95x in two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x
+     * in two rounds, at 112 0.94-0.95x; at 96 and 112 with groups of two 0.89-0.97x and at 112 with one 0.88-0.94x (one
+     * round). At 96 and 112 with groups of eight (two work-groups of four heads per KV head) 0.95-1.01x, so those keep 1584
+     * (sixty-second session). On the CUDA backend the 8-bit twins took 1.01-1.14x the time of 1584 on 2112 (FP8 at 128
+     * with groups of four, sixty-first session; INT8 and FP8 at 128 with groups of eight 1.08-1.20x, sixty-second), so
+     * there they keep 1584.
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
-        if (backend == Backend.PTX && dtype == KvDtype.INT8 && d == StreamDecodeKernels.HEAD_DIM && spec.groupSize() <= 4) {
+        if (backend == Backend.PTX && dtype == KvDtype.INT8 && (d == StreamDecodeKernels.HEAD_DIM
+                || StreamDecodeKernels.headTiles(spec.groupSize(), d) == 1 && (d == StreamDecodeKernels.HEAD_DIM_80
+                        || d == StreamDecodeKernels.HEAD_DIM_96 || d == StreamDecodeKernels.HEAD_DIM_112))) {
             return true;
         }
         if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {

@@ -269,19 +269,31 @@ class DecodeGridTest {
     }
 
     @Test
-    void ptxRunsTheInt8TwinAt128ForGroupsOfUpToFourOnTheLeanGrid() {
-        // H100, PTX backend: 2112 groups took 0.94-0.96x the time of 1584 on four cells of 262k tokens and more; on the
-        // CUDA backend the FP8 twin there took 1.01-1.14x on 2112, so the rule is the backend's
+    void ptxRunsTheInt8TwinsOnTheLeanGridAt128AndAtSmallerDimsForOneWorkGroupOfHeads() {
+        // H100, PTX backend: 2112 groups took 0.88-0.98x the time of 1584 at head dim 128 (groups of four and eight) and at
+        // 80, 96 and 112 with groups of up to four; at 96 and 112 with groups of eight (two work-groups of four heads)
+        // 0.95-1.01x; on the CUDA backend the 8-bit twins took 1.01-1.20x on 2112, so the rule is the backend's
         int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
         int full = DecodeGrid.STREAM_TARGET_GROUPS;
         DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
         assertEquals(lean, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.PTX));
         assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(24, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
+        assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
+        for (int d : new int[] {80, 96, 112}) {
+            float scale = (float) (1 / Math.sqrt(d));
+            for (int groups : new int[] {1, 2, 4}) {
+                assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(8 * groups, 8, d, scale), KvDtype.INT8, false,
+                        Backend.PTX), "d" + d + " groups of " + groups);
+            }
+            assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, d, scale), KvDtype.INT8, false, Backend.PTX),
+                    "d" + d + " groups of 8");
+        }
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.CUDA));
+        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.CUDA));
+        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(32, 8, 112, 0.09f), KvDtype.INT8, false, Backend.CUDA));
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8));  // the CUDA rule without a backend
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.FP8_E4M3, false, Backend.PTX));
-        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
-        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(32, 8, 112, 0.09f), KvDtype.INT8, false, Backend.PTX));
+        assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.FP16, false, Backend.PTX));
         assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.WARP, LLAMA, KvDtype.INT8, false, Backend.PTX));
         // 8 x 32k: the PTX plan cuts more, shorter partitions than the CUDA plan, and stays within one lean wave's groups
         DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
