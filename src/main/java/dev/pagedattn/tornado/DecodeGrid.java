@@ -343,8 +343,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates them) the
-     * INT8 twins run on the lean grid at head dim 128 with any group, and at 80, 96 and 112 with groups of up to four query
-     * heads per KV head. On an H100 through TornadoVM's PTX backend, on cells of 262k tokens and more, 2112 groups took the
+     * INT8 twins at head dims 80 to 128 run on the lean grid where one work-group holds a KV head's query heads (at 128
+     * up to eight, the G8 body; at 80, 96 and 112 up to four). On an H100 through TornadoVM's PTX backend, on cells of 262k tokens and more, 2112 groups took the
      * time of 1584 times: at 128, groups of four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k,
      * while 2640 took 0.96-1.13x and 1056 about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128, groups of eight
      * (Llama-3-70B's, the G8 body) 0.92-0.95x in two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x
@@ -356,9 +356,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
-        if (backend == Backend.PTX && dtype == KvDtype.INT8 && (d == StreamDecodeKernels.HEAD_DIM
-                || StreamDecodeKernels.headTiles(spec.groupSize(), d) == 1 && (d == StreamDecodeKernels.HEAD_DIM_80
-                        || d == StreamDecodeKernels.HEAD_DIM_96 || d == StreamDecodeKernels.HEAD_DIM_112))) {
+        if (backend == Backend.PTX && dtype == KvDtype.INT8 && StreamDecodeKernels.headTiles(spec.groupSize(), d) == 1
+                && d >= StreamDecodeKernels.HEAD_DIM_80 && d <= StreamDecodeKernels.HEAD_DIM) {
             return true;
         }
         if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
