@@ -342,17 +342,18 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 13.0; its fp16-V-sums twin 142), and on the lean grid 0.89-0.95x the time of the grid of 1584 (H100, two rounds:
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
-     * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates them) the
-     * INT8 twins at head dims 80 to 128 run on the lean grid where one work-group holds a KV head's query heads (at 128
-     * up to eight, the G8 body; at 80, 96 and 112 up to four). On an H100 through TornadoVM's PTX backend, on cells of 262k tokens and more, 2112 groups took the
-     * time of 1584 times: at 128, groups of four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k,
-     * while 2640 took 0.96-1.13x and 1056 about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128, groups of eight
-     * (Llama-3-70B's, the G8 body) 0.92-0.95x in two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x
-     * in two rounds, at 112 0.94-0.95x; at 96 and 112 with groups of two 0.89-0.97x and at 112 with one 0.88-0.94x (one
-     * round). At 96 and 112 with groups of eight (two work-groups of four heads per KV head) 0.95-1.01x, so those keep 1584
-     * (sixty-second session). On the CUDA backend the 8-bit twins took 1.01-1.14x the time of 1584 on 2112 (FP8 at 128
-     * with groups of four, sixty-first session; INT8 and FP8 at 128 with groups of eight 1.08-1.20x, sixty-second), so
-     * there they keep 1584.
+     * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates
+     * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
+     * query heads: up to eight at 128 (the G8 body), up to four at 80, 96 and 112. On an H100 through TornadoVM's PTX
+     * backend, on cells of 262k tokens and more, the time on 2112 groups over the time on 1584 was: at 128 with groups of
+     * four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k, while 2640 took 0.96-1.13x and 1056
+     * about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128 with groups of eight (Llama-3-70B's) 0.92-0.95x in
+     * two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x in two rounds, at 112 0.94-0.95x; at 96
+     * and 112 with groups of two 0.89-0.97x and at 112 with one 0.88-0.94x (one round). At 96 and 112 with groups of
+     * eight (two work-groups of four heads per KV head) 0.95-1.01x, so those keep 1584, as do groups of sixteen at 128
+     * (two G8 work-groups, not timed; sixty-second session). On the CUDA backend the 8-bit twins took 1.01-1.20x the time
+     * of 1584 on 2112 (FP8 at 128 with groups of four, sixty-first session; INT8 and FP8 at 128 with groups of eight,
+     * sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels' head dims 80, 96, 112 and 128.
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();

@@ -270,9 +270,10 @@ class DecodeGridTest {
 
     @Test
     void ptxRunsTheInt8TwinsOnTheLeanGridAt128AndAtSmallerDimsForOneWorkGroupOfHeads() {
-        // H100, PTX backend: 2112 groups took 0.88-0.98x the time of 1584 at head dim 128 (groups of four and eight) and at
-        // 80, 96 and 112 with groups of up to four; at 96 and 112 with groups of eight (two work-groups of four heads)
-        // 0.95-1.01x, and groups of sixteen at 128 (two G8 work-groups) were not timed; on the CUDA backend the 8-bit twins took 1.01-1.20x on 2112, so the rule is the backend's
+        // H100, PTX backend: 2112 groups took 0.88-0.98x the time of 1584 at head dim 128 (groups of four and eight) and
+        // at 80, 96 and 112 with groups of up to four; at 96 and 112 with groups of eight (two work-groups of four heads)
+        // 0.95-1.01x; groups of sixteen at 128 (two G8 work-groups) were not timed. On the CUDA backend the 8-bit twins
+        // took 1.01-1.20x on 2112, so the rule is the backend's
         int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
         int full = DecodeGrid.STREAM_TARGET_GROUPS;
         DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
