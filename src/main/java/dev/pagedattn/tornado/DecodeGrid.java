@@ -107,6 +107,12 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
     /**
+     * The PTX JIT's register cap for the INT8 stream twin at head dim 128 with up to four query heads per KV head
+     * ({@link #ptxJitFlags}), {@code -Dpagedattn.tornado.ptxInt8MaxRegisters}; 0 leaves those plans the process-wide flags
+     * of tornado-config/ptx.args (128) and the lean grid, as before the sixty-third session.
+     */
+    public static final int PTX_INT8_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.ptxInt8MaxRegisters", 168);
+    /**
      * Whether plans may choose the stream kernel's bounded fp16 twin ({@link #boundedTwinPays});
      * {@code -Dpagedattn.tornado.boundedTwin=false} keeps the unbounded body everywhere.
      */
@@ -344,7 +350,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates
      * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
-     * query heads: up to eight at 128 (the G8 body), up to four at 80, 96 and 112. On an H100 through TornadoVM's PTX
+     * query heads: up to eight at 128 (the G8 body), up to four at 80, 96 and 112; but at 128 with up to four heads
+     * (the four-head body) they run on 1584 groups under a JIT cap of 168 registers instead ({@link #widePtxInt8}), which
+     * measured faster still (sixty-third session; the times that follow are at the cap of 128). On an H100 through TornadoVM's PTX
      * backend, on cells of 262k tokens and more, the time on 2112 groups over the time on 1584 was: at 128 with groups of
      * four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k, while 2640 took 0.96-1.13x and 1056
      * about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128 with groups of eight (Llama-3-70B's) 0.92-0.95x in
@@ -361,6 +369,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
+        if (widePtxInt8(spec, dtype, backend)) {
+            return false;
+        }
         if (backend == Backend.PTX && dtype == KvDtype.INT8 && StreamDecodeKernels.headTiles(spec.groupSize(), d) == 1
                 && d >= StreamDecodeKernels.HEAD_DIM_80 && d <= StreamDecodeKernels.HEAD_DIM) {
             return true;
@@ -378,6 +389,33 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
             return true;
         }
         return spec.groupSize() == 1 && (d == StreamDecodeKernels.HEAD_DIM_80 || dtype.isQuantized() && d == StreamDecodeKernels.HEAD_DIM_96);
+    }
+
+    /**
+     * Whether {@code spec} and {@code dtype} on {@code backend} are the INT8 stream twin at head dim 128 with one to four
+     * query heads per KV head on PTX, which runs with a JIT cap of {@link #PTX_INT8_MAX_REGISTERS} on 1584 groups
+     * ({@link #ptxJitFlags}). Measured on an H100 through TornadoVM's PTX backend (tornado-config/ptx.args' cap changed for
+     * the process; benchmarks/NOTES.md, sixty-third session), on 8 x 32k, 64 x 8k and 128 x 4k, against the cap of 128 on
+     * 2112 groups: with groups of one (MHA) 0.71-0.73x the time, of two 0.66-0.68x in two rounds (the cap of 128 took those
+     * 1.15-1.30x the time of groups of four), of four 0.95-0.98x in three rounds; groups of three took 250-480 us with
+     * the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x) nor at head dim 96 with
+     * groups of four (1.01-1.02x); no cap at all took 1.05-1.28x.
+     */
+    static boolean widePtxInt8(AttentionSpec spec, KvDtype dtype, Backend backend) {
+        return PTX_INT8_MAX_REGISTERS > 0 && backend == Backend.PTX && dtype == KvDtype.INT8
+                && spec.headDim() == StreamDecodeKernels.HEAD_DIM && !StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim())
+                && StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim()) == 1;  // the four-head body, one work-group
+    }
+
+    /**
+     * The PTX backend's JIT flags for a decode plan's graphs that run {@code kernel} over pools of {@code dtype}, or null
+     * for the process-wide ones of tornado-config/ptx.args ({@code CU_JIT_MAX_REGISTERS 128}): a cap of
+     * {@link #PTX_INT8_MAX_REGISTERS} for the shapes {@link #widePtxInt8} names, with the optimization level that file
+     * sets (a plan's flags replace the process's). On another backend the flags are not read.
+     */
+    public static String ptxJitFlags(Kernel kernel, AttentionSpec spec, KvDtype dtype, Backend backend) {
+        return kernel == Kernel.STREAM && widePtxInt8(spec, dtype, backend)
+                ? "CU_JIT_OPTIMIZATION_LEVEL 4 CU_JIT_MAX_REGISTERS " + PTX_INT8_MAX_REGISTERS : null;
     }
 
     private static int minPartitionTokens(Kernel kernel) {

@@ -875,12 +875,17 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if (pin != null) {
                 executionPlan.withDevice(PlanParts.deviceOf(pin));
             }
+            // the decode graphs' JIT flags on PTX where their kernel runs under a cap of its own (DecodeGrid.ptxJitFlags)
+            String decodeFlags = DecodeGrid.ptxJitFlags(kernel(), shardSpec, config.dtype(), backend());
             if (prefillPart != null) {
                 // graph by graph: the prefill graphs' launch sizes change every step, so only the decode graphs replay as
-                // CUDA graphs, and only the prefill graphs take the tensor kernel's JIT flags on PTX
-                if (cudaGraph) {
-                    for (int i = 0; i < prefillBase; i++) {
+                // CUDA graphs, and the prefill graphs take the tensor kernel's JIT flags on PTX
+                for (int i = 0; i < prefillBase; i++) {
+                    if (cudaGraph) {
                         executionPlan.withGraph(i).withCUDAGraph();
+                    }
+                    if (decodeFlags != null) {
+                        executionPlan.withGraph(i).withCompilerFlags(TornadoVMBackendType.PTX, decodeFlags);
                     }
                 }
                 String flags = prefillPart.compilerFlags();
@@ -890,8 +895,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     }
                 }
                 executionPlan.withAllGraphs();
-            } else if (cudaGraph) {
-                executionPlan.withCUDAGraph();
+            } else {
+                if (decodeFlags != null) {
+                    executionPlan.withCompilerFlags(TornadoVMBackendType.PTX, decodeFlags);
+                }
+                if (cudaGraph) {
+                    executionPlan.withCUDAGraph();
+                }
             }
             if (PRE_COMPILE) {
                 executionPlan.withPreCompilation();

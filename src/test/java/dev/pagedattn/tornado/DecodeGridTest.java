@@ -2,6 +2,7 @@ package dev.pagedattn.tornado;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -269,18 +270,17 @@ class DecodeGridTest {
     }
 
     @Test
-    void ptxRunsTheInt8TwinsOnTheLeanGridAt128AndAtSmallerDimsForOneWorkGroupOfHeads() {
-        // H100, PTX backend: 2112 groups took 0.88-0.98x the time of 1584 at head dim 128 (groups of four and eight) and
-        // at 80, 96 and 112 with groups of up to four; at 96 and 112 with groups of eight (two work-groups of four heads)
+    void ptxRunsTheInt8TwinsOnTheLeanGridForGroupsOfEightAt128AndAtSmallerDimsForOneWorkGroupOfHeads() {
+        // H100, PTX backend: 2112 groups took 0.88-0.98x the time of 1584 at head dim 128 with groups of eight and at 80,
+        // 96 and 112 with groups of up to four; at 96 and 112 with groups of eight (two work-groups of four heads)
         // 0.95-1.01x; groups of sixteen at 128 (two G8 work-groups) were not timed. At 64 (groups of four) and 256 (groups
         // of two), lean by the CUDA rule, 2112 took 0.89-0.99x on PTX too. On the CUDA backend the 8-bit twins took
         // 1.01-1.20x on 2112 at 128, so the rule is the backend's
         int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
         int full = DecodeGrid.STREAM_TARGET_GROUPS;
         DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
-        assertEquals(lean, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.PTX));
-        assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(24, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
-        assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
+        AttentionSpec g8 = new AttentionSpec(64, 8, 128, 0.088f);
+        assertEquals(lean, DecodeGrid.targetGroups(stream, g8, KvDtype.INT8, false, Backend.PTX));
         for (int d : new int[] {80, 96, 112}) {
             float scale = (float) (1 / Math.sqrt(d));
             for (int groups : new int[] {1, 2, 4}) {
@@ -294,17 +294,42 @@ class DecodeGridTest {
         assertEquals(lean, DecodeGrid.targetGroups(stream, new AttentionSpec(16, 8, 256, 0.0625f), KvDtype.INT8, false, Backend.PTX));
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8, false, Backend.CUDA));
         assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(128, 8, 128, 0.088f), KvDtype.INT8, false, Backend.PTX));
-        assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, false, Backend.CUDA));
+        assertEquals(full, DecodeGrid.targetGroups(stream, g8, KvDtype.INT8, false, Backend.CUDA));
         assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(32, 8, 112, 0.09f), KvDtype.INT8, false, Backend.CUDA));
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.INT8));  // the CUDA rule without a backend
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.FP8_E4M3, false, Backend.PTX));
         assertEquals(full, DecodeGrid.targetGroups(stream, LLAMA, KvDtype.FP16, false, Backend.PTX));
-        assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.WARP, LLAMA, KvDtype.INT8, false, Backend.PTX));
-        // 8 x 32k: the PTX plan cuts more, shorter partitions than the CUDA plan, and stays within one lean wave's groups
+        assertEquals(DecodeGrid.TARGET_GROUPS, DecodeGrid.targetGroups(DecodeGrid.Kernel.WARP, g8, KvDtype.INT8, false, Backend.PTX));
+        // 8 x 32k with groups of eight: the PTX plan cuts more, shorter partitions than the CUDA plan, within one lean wave
         DecodeBatch b = batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768);
-        DecodeGrid ptx = DecodeGrid.plan(LLAMA, b, true, stream, KvDtype.INT8, false, false, Backend.PTX);
-        DecodeGrid cuda = DecodeGrid.plan(LLAMA, b, true, stream, KvDtype.INT8, false, false, Backend.CUDA);
+        DecodeGrid ptx = DecodeGrid.plan(g8, b, true, stream, KvDtype.INT8, false, false, Backend.PTX);
+        DecodeGrid cuda = DecodeGrid.plan(g8, b, true, stream, KvDtype.INT8, false, false, Backend.CUDA);
         assertTrue(ptx.numGroups() > cuda.numGroups() && ptx.numGroups() <= lean && cuda.numGroups() <= full, ptx + " / " + cuda);
+    }
+
+    @Test
+    void ptxRunsTheFourHeadInt8TwinUnderAJitCapOf168OnTheFullGrid() {
+        // H100, PTX backend, INT8 at head dim 128: the JIT cap of 168 on 1584 groups against the process's 128 on 2112 took
+        // 0.71-0.73x the time with groups of one, 0.66-0.68x with two, 0.95-0.98x with four; with eight (the G8 body)
+        // 1.08-1.10x, at head dim 96 with four 1.01-1.02x, so those keep the process's cap and their grids
+        DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
+        for (int groups = 1; groups <= 4; groups++) {
+            AttentionSpec spec = new AttentionSpec(8 * groups, 8, 128, 0.088f);
+            assertEquals("CU_JIT_OPTIMIZATION_LEVEL 4 CU_JIT_MAX_REGISTERS 168", DecodeGrid.ptxJitFlags(stream, spec, KvDtype.INT8, Backend.PTX),
+                    "groups of " + groups);
+            assertEquals(DecodeGrid.STREAM_TARGET_GROUPS, DecodeGrid.targetGroups(stream, spec, KvDtype.INT8, false, Backend.PTX),
+                    "groups of " + groups);
+            DecodeGrid ptx = DecodeGrid.plan(spec, batch(32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768), true, stream,
+                    KvDtype.INT8, false, false, Backend.PTX);
+            assertTrue(ptx.numGroups() <= DecodeGrid.STREAM_TARGET_GROUPS && ptx.numGroups() > DecodeGrid.STREAM_TARGET_GROUPS / 2, ptx.toString());
+        }
+        assertNull(DecodeGrid.ptxJitFlags(stream, new AttentionSpec(64, 8, 128, 0.088f), KvDtype.INT8, Backend.PTX));  // G8 body
+        assertNull(DecodeGrid.ptxJitFlags(stream, new AttentionSpec(32, 8, 96, 0.1f), KvDtype.INT8, Backend.PTX));
+        assertNull(DecodeGrid.ptxJitFlags(stream, new AttentionSpec(32, 8, 64, 0.125f), KvDtype.INT8, Backend.PTX));
+        assertNull(DecodeGrid.ptxJitFlags(stream, LLAMA, KvDtype.INT8, Backend.CUDA));
+        assertNull(DecodeGrid.ptxJitFlags(stream, LLAMA, KvDtype.FP8_E4M3, Backend.PTX));
+        assertNull(DecodeGrid.ptxJitFlags(stream, LLAMA, KvDtype.FP16, Backend.PTX));
+        assertNull(DecodeGrid.ptxJitFlags(DecodeGrid.Kernel.WARP, LLAMA, KvDtype.INT8, Backend.PTX));
     }
 
     @Test
