@@ -491,6 +491,7 @@ final class BenchCommand implements Callable<Integer> {
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
                         : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";")
                         + (attention.boundedFor(w.batch()) ? " bounded twin" : ""))
+                        + (attention.ptxJitFlags() != null ? "; JIT flags " + attention.ptxJitFlags() : "")
                         + (w.cache().config().poolShards() > 1 ? " per shard; " + w.cache().config().poolShards() + " KV-head shards" : "")
                         + (spec.numQHeads() != STANDARD_Q_HEADS ? "; " + spec.numQHeads() + " query heads" : "")
                         + (spec.headDim() != STANDARD_HEAD_DIM ? "; head dim " + spec.headDim() : "");

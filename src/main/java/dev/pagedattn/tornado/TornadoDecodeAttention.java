@@ -408,6 +408,11 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         return backend;
     }
 
+    /** The PTX JIT flags this backend's decode plans compile with ({@link DecodeGrid#ptxJitFlags}), or null for the process's. */
+    public String ptxJitFlags() {
+        return DecodeGrid.ptxJitFlags(kernel(), shardSpec, config.dtype(), backend());
+    }
+
     /** Device kernel time of the last step (TornadoVM's profiler), or -1 when steps replay as CUDA graphs. */
     @Override
     public long lastDeviceNanos() {
@@ -876,7 +881,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                 executionPlan.withDevice(PlanParts.deviceOf(pin));
             }
             // the decode graphs' JIT flags on PTX where their kernel runs under a cap of its own (DecodeGrid.ptxJitFlags)
-            String decodeFlags = DecodeGrid.ptxJitFlags(kernel(), shardSpec, config.dtype(), backend());
+            String decodeFlags = ptxJitFlags();
             if (prefillPart != null) {
                 // graph by graph: the prefill graphs' launch sizes change every step, so only the decode graphs replay as
                 // CUDA graphs, and the prefill graphs take the tensor kernel's JIT flags on PTX
