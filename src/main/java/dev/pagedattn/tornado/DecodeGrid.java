@@ -361,11 +361,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * eight (two work-groups of four heads per KV head) 0.95-1.01x, so those keep 1584, as do groups of sixteen at 128
      * (two G8 work-groups, not timed; sixty-second session). The INT8 twins at 64 (groups of four) and 256 (groups of
      * two), lean by the CUDA rule, took 0.89-0.96x and 0.92-0.99x on 2112 on PTX too, over two rounds (sixty-third
-     * session). Raising PTX's JIT cap from 128 registers to 168 and running 1584 groups instead took 0.96-0.98x at 128
-     * with groups of four (one round) and 1.08-1.10x with groups of eight; without a cap 1.05-1.28x: the cap stays
-     * process-wide. On the CUDA backend the 8-bit twins took 1.01-1.20x the time
-     * of 1584 on 2112 (FP8 at 128 with groups of four, sixty-first session; INT8 and FP8 at 128 with groups of eight,
-     * sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels' head dims 80, 96, 112 and 128.
+     * session). On the CUDA backend the 8-bit twins took 1.01-1.20x the time of 1584 on 2112 (FP8 at 128 with groups of
+     * four, sixty-first session; INT8 and FP8 at 128 with groups of eight, sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels' head dims 80, 96, 112 and 128.
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
