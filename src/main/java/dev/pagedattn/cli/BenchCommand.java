@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -491,7 +492,7 @@ final class BenchCommand implements Callable<Integer> {
                 grid = attention.backend() + " " + (variant.equals("parallel") ? "@Parallel"
                         : attention.gridFor(w.batch()).toString().replace("DecodeGrid", "").replace(",", ";")
                         + (attention.boundedFor(w.batch()) ? " bounded twin" : ""))
-                        + (attention.ptxJitFlags() != null ? "; JIT flags " + attention.ptxJitFlags() : "")
+                        + Optional.ofNullable(attention.ptxJitFlags()).map(f -> "; JIT flags " + f).orElse("")
                         + (w.cache().config().poolShards() > 1 ? " per shard; " + w.cache().config().poolShards() + " KV-head shards" : "")
                         + (spec.numQHeads() != STANDARD_Q_HEADS ? "; " + spec.numQHeads() + " query heads" : "")
                         + (spec.headDim() != STANDARD_HEAD_DIM ? "; head dim " + spec.headDim() : "");

@@ -352,8 +352,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
      * query heads: up to eight at 128 (the G8 body), up to four at 80, 96 and 112; but at 128 with up to four heads
      * (the four-head body) they run on 1584 groups under a JIT cap of 168 registers instead ({@link #widePtxInt8}), which
-     * measured faster still (sixty-third session; the times that follow are at the cap of 128). On an H100 through TornadoVM's PTX
-     * backend, on cells of 262k tokens and more, the time on 2112 groups over the time on 1584 was: at 128 with groups of
+     * measured faster still (sixty-third session; the times that follow are at the cap of 128). On an H100 through
+     * TornadoVM's PTX backend, on cells of 262k tokens and more, the time on 2112 groups over the time on 1584 was: at 128 with groups of
      * four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k, while 2640 took 0.96-1.13x and 1056
      * about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128 with groups of eight (Llama-3-70B's) 0.92-0.95x in
      * two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x in two rounds, at 112 0.94-0.95x; at 96
@@ -362,7 +362,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * (two G8 work-groups, not timed; sixty-second session). The INT8 twins at 64 (groups of four) and 256 (groups of
      * two), lean by the CUDA rule, took 0.89-0.96x and 0.92-0.99x on 2112 on PTX too, over two rounds (sixty-third
      * session). On the CUDA backend the 8-bit twins took 1.01-1.20x the time of 1584 on 2112 (FP8 at 128 with groups of
-     * four, sixty-first session; INT8 and FP8 at 128 with groups of eight, sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels' head dims 80, 96, 112 and 128.
+     * four, sixty-first session; INT8 and FP8 at 128 with groups of eight, sixty-second), so there they keep 1584. The
+     * range 80..128 holds the stream kernels' head dims 80, 96, 112 and 128.
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
@@ -411,8 +412,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * sets (a plan's flags replace the process's). On another backend the flags are not read.
      */
     public static String ptxJitFlags(Kernel kernel, AttentionSpec spec, KvDtype dtype, Backend backend) {
-        return kernel == Kernel.STREAM && widePtxInt8(spec, dtype, backend)
-                ? "CU_JIT_OPTIMIZATION_LEVEL 4 CU_JIT_MAX_REGISTERS " + PTX_INT8_MAX_REGISTERS : null;
+        return kernel == Kernel.STREAM && widePtxInt8(spec, dtype, backend) ? PlanParts.ptxJitFlags(PTX_INT8_MAX_REGISTERS) : null;
     }
 
     private static int minPartitionTokens(Kernel kernel) {

@@ -459,8 +459,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
         /** The PTX backend's JIT flags for these graphs (the tensor kernel's register cap), or null. */
         String compilerFlags() {
-            return kernel == PrefillGrid.Kernel.TENSOR ? "CU_JIT_OPTIMIZATION_LEVEL 4"
-                    + (TENSOR_MAX_REGISTERS > 0 ? " CU_JIT_MAX_REGISTERS " + TENSOR_MAX_REGISTERS : "") : null;
+            return kernel == PrefillGrid.Kernel.TENSOR ? PlanParts.ptxJitFlags(TENSOR_MAX_REGISTERS) : null;
         }
 
         /**
