@@ -248,7 +248,6 @@ final class PlanParts {
         }
     }
 
-    /** A task name, numbered after the first shard's: {@code attention}, {@code attention1}, ... */
     /**
      * The PTX backend's JIT flags for a plan whose kernel runs under its own register cap ({@code maxRegisters}; 0: none),
      * at the optimization level of tornado-config/ptx.args, since a plan's flags replace the process's.
@@ -257,6 +256,7 @@ final class PlanParts {
         return "CU_JIT_OPTIMIZATION_LEVEL 4" + (maxRegisters > 0 ? " CU_JIT_MAX_REGISTERS " + maxRegisters : "");
     }
 
+    /** A task name, numbered after the first shard's: {@code attention}, {@code attention1}, ... */
     static String taskName(String task, int shard) {
         return shard == 0 ? task : task + shard;
     }
