@@ -107,9 +107,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      */
     public static final int STREAM_TARGET_GROUPS_LEAN = Integer.getInteger("pagedattn.tornado.streamTargetGroups", 2112);
     /**
-     * The PTX JIT's register cap for the INT8 stream twin at head dim 128 with up to four query heads per KV head
-     * ({@link #ptxJitFlags}), {@code -Dpagedattn.tornado.ptxInt8MaxRegisters}; 0 leaves those plans the process-wide flags
-     * of tornado-config/ptx.args (128) and the lean grid, as before the sixty-third session.
+     * The PTX JIT's register cap for the INT8 stream twins at head dims 112 and 128 with up to four query heads per KV
+     * head ({@link #ptxJitFlags}), {@code -Dpagedattn.tornado.ptxInt8MaxRegisters}; 0 leaves those plans the
+     * process-wide flags of tornado-config/ptx.args (128) and the lean grid, as before the sixty-third session.
      */
     public static final int PTX_INT8_MAX_REGISTERS = Integer.getInteger("pagedattn.tornado.ptxInt8MaxRegisters", 168);
     /**
@@ -350,21 +350,21 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates
      * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
-     * query heads: up to eight at 128 (the G8 body), up to four at 80, 96 and 112; but at 128 with up to four heads
-     * (the four-head body) they run on 1584 groups under a JIT cap of 168 registers instead ({@link #widePtxInt8}),
-     * which measured faster still (sixty-third session; the times that follow are at the cap of 128). On an H100
-     * through TornadoVM's PTX backend, on cells of 262k tokens and more, the time on 2112 groups over the time on 1584
-     * was: at 128 with groups of four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x 1k, while 2640
-     * took 0.96-1.13x and 1056 about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128 with groups of eight
-     * (Llama-3-70B's) 0.92-0.95x in two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four 0.92-0.98x in two
-     * rounds, at 112 0.94-0.95x; at 96 and 112 with groups of two 0.89-0.97x and at 112 with one 0.88-0.94x (one
-     * round). At 96 and 112 with groups of eight (two work-groups of four heads per KV head) 0.95-1.01x, so those keep
-     * 1584, as do groups of sixteen at 128 (two G8 work-groups, not timed; sixty-second session). The INT8 twins at 64
-     * (groups of four) and 256 (groups of two), lean by the CUDA rule, took 0.89-0.96x and 0.92-0.99x on 2112 on PTX
-     * too, over two rounds (sixty-third session). On the CUDA backend the 8-bit twins took 1.01-1.20x the time of 1584
-     * on 2112 (FP8 at 128 with groups of four, sixty-first session; INT8 and FP8 at 128 with groups of eight,
-     * sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels' head dims 80, 96, 112 and
-     * 128.
+     * query heads: up to eight at 128 (the G8 body), up to four at 80 and 96; but at 112 and 128 with up to four heads
+     * (the four-head bodies) they run on 1584 groups under a JIT cap of 168 registers instead ({@link #widePtxInt8}),
+     * which measured faster still (sixty-third and sixty-sixth sessions; the times that follow are at the cap of 128).
+     * On an H100 through TornadoVM's PTX backend, on cells of 262k tokens and more, the time on 2112 groups over the
+     * time on 1584 was: at 128 with groups of four (Llama-3-8B's, Mistral's) 0.94-0.96x in two rounds, 1.01x at 256 x
+     * 1k, while 2640 took 0.96-1.13x and 1056 about 1.13x (benchmarks/NOTES.md, sixty-first session); at 128 with
+     * groups of eight (Llama-3-70B's) 0.92-0.95x in two rounds, 2640 0.94-1.16x; at 80 and 96 with groups of four
+     * 0.92-0.98x in two rounds, at 112 0.94-0.95x; at 96 and 112 with groups of two 0.89-0.97x and at 112 with one
+     * 0.88-0.94x (one round). At 96 and 112 with groups of eight (two work-groups of four heads per KV head)
+     * 0.95-1.01x, so those keep 1584, as do groups of sixteen at 128 (two G8 work-groups, not timed; sixty-second
+     * session). The INT8 twins at 64 (groups of four) and 256 (groups of two), lean by the CUDA rule, took 0.89-0.96x
+     * and 0.92-0.99x on 2112 on PTX too, over two rounds (sixty-third session). On the CUDA backend the 8-bit twins
+     * took 1.01-1.20x the time of 1584 on 2112 (FP8 at 128 with groups of four, sixty-first session; INT8 and FP8 at
+     * 128 with groups of eight, sixty-second), so there they keep 1584. The range 80..128 holds the stream kernels'
+     * head dims 80, 96, 112 and 128.
      */
     static boolean leanStreamBody(AttentionSpec spec, KvDtype dtype, boolean halfV, Backend backend) {
         int d = spec.headDim();
@@ -391,8 +391,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * Whether {@code spec} and {@code dtype} on {@code backend} are the INT8 stream twin at head dim 128 with one to four
-     * query heads per KV head on PTX, which runs with a JIT cap of {@link #PTX_INT8_MAX_REGISTERS} on 1584 groups
+     * Whether {@code spec} and {@code dtype} on {@code backend} are the INT8 stream twin at head dim 112 or 128 with one to
+     * four query heads per KV head on PTX, which runs with a JIT cap of {@link #PTX_INT8_MAX_REGISTERS} on 1584 groups
      * ({@link #ptxJitFlags}). Measured on an H100 through TornadoVM's PTX backend (tornado-config/ptx.args' cap changed for
      * the process; benchmarks/NOTES.md, sixty-third session), on 8 x 32k, 64 x 8k and 128 x 4k, against the cap of 128 on
      * 2112 groups: with groups of one (MHA) 0.71-0.73x the time, of two 0.66-0.68x in two rounds (the cap of 128 took those
@@ -400,12 +400,17 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x) nor at head dim 96 with
      * groups of four (1.01-1.02x); no cap at all took 1.05-1.28x. With the cap passed by the plans, not the process
      * (sixty-fifth session, same cells, against {@code -Dpagedattn.tornado.ptxInt8MaxRegisters=0}): 0.71-0.72x with
-     * groups of one, 0.66-0.69x with two, 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k).
+     * groups of one, 0.66-0.69x with two, 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k). At head dim 112 (the
+     * process's cap changed as above; sixty-sixth session, same cells and card), against 128 on 2112 groups: 0.80-0.81x
+     * with groups of one, 0.93x with two, 0.97-0.98x with four in three rounds; a cap of 144 on 1848 groups took 1.01-1.37x
+     * there, at 80 and 96 with groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144 is nowhere the rule.
      */
     static boolean widePtxInt8(AttentionSpec spec, KvDtype dtype, Backend backend) {
+        int d = spec.headDim();
         return PTX_INT8_MAX_REGISTERS > 0 && backend == Backend.PTX && dtype == KvDtype.INT8
-                && spec.headDim() == StreamDecodeKernels.HEAD_DIM && !StreamDecodeKernels.eightHeads(spec.groupSize(), spec.headDim())
-                && StreamDecodeKernels.headTiles(spec.groupSize(), spec.headDim()) == 1;  // the four-head body, one work-group
+                && (d == StreamDecodeKernels.HEAD_DIM || d == StreamDecodeKernels.HEAD_DIM_112)
+                && !StreamDecodeKernels.eightHeads(spec.groupSize(), d)
+                && StreamDecodeKernels.headTiles(spec.groupSize(), d) == 1;  // the four-head body, one work-group
     }
 
     /**
