@@ -391,19 +391,20 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
     }
 
     /**
-     * Whether {@code spec} and {@code dtype} on {@code backend} are the INT8 stream twin at head dim 112 or 128 with one to
-     * four query heads per KV head on PTX, which runs with a JIT cap of {@link #PTX_INT8_MAX_REGISTERS} on 1584 groups
-     * ({@link #ptxJitFlags}). Measured on an H100 through TornadoVM's PTX backend (tornado-config/ptx.args' cap changed for
-     * the process; benchmarks/NOTES.md, sixty-third session), on 8 x 32k, 64 x 8k and 128 x 4k, against the cap of 128 on
-     * 2112 groups: with groups of one (MHA) 0.71-0.73x the time, of two 0.66-0.68x in two rounds (the cap of 128 took those
-     * 1.15-1.30x the time of groups of four), of four 0.95-0.98x in three rounds; groups of three took 250-480 us with
-     * the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x) nor at head dim 96 with
-     * groups of four (1.01-1.02x); no cap at all took 1.05-1.28x. With the cap passed by the plans, not the process
-     * (sixty-fifth session, same cells, against {@code -Dpagedattn.tornado.ptxInt8MaxRegisters=0}): 0.71-0.72x with
-     * groups of one, 0.66-0.69x with two, 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k). At head dim 112 (the
-     * process's cap changed as above; sixty-sixth session, same cells and card), against 128 on 2112 groups: 0.80-0.81x
-     * with groups of one, 0.93x with two, 0.97-0.98x with four in three rounds; a cap of 144 on 1848 groups took 1.01-1.37x
-     * there, at 80 and 96 with groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144 is nowhere the rule.
+     * Whether {@code spec} and {@code dtype} on {@code backend} are the INT8 stream twin at head dim 112 or 128 with
+     * one to four query heads per KV head on PTX, which runs with a JIT cap of {@link #PTX_INT8_MAX_REGISTERS} on 1584
+     * groups ({@link #ptxJitFlags}). Measured on an H100 through TornadoVM's PTX backend (tornado-config/ptx.args' cap
+     * changed for the process; benchmarks/NOTES.md, sixty-third session), on 8 x 32k, 64 x 8k and 128 x 4k, against the
+     * cap of 128 on 2112 groups: with groups of one (MHA) 0.71-0.73x the time, of two 0.66-0.68x in two rounds (the cap
+     * of 128 took those 1.15-1.30x the time of groups of four), of four 0.95-0.98x in three rounds; groups of three
+     * took 250-480 us with the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x) nor
+     * at head dim 96 with groups of four (1.01-1.02x); no cap at all took 1.05-1.28x. With the cap passed by the plans,
+     * not the process (sixty-fifth session, same cells, against {@code -Dpagedattn.tornado.ptxInt8MaxRegisters=0}):
+     * 0.71-0.72x with groups of one, 0.66-0.69x with two, 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k). At
+     * head dim 112 (the process's cap changed as above; sixty-sixth session, same cells, an H100), against 128 on 2112
+     * groups: 0.80-0.81x with groups of one, 0.93x with two, 0.97-0.98x with four in three rounds; a cap of 144 on 1848
+     * groups took 1.01-1.37x there, at 80 and 96 with groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144
+     * is nowhere the rule.
      */
     static boolean widePtxInt8(AttentionSpec spec, KvDtype dtype, Backend backend) {
         int d = spec.headDim();

@@ -283,8 +283,9 @@ class DecodeGridTest {
         assertEquals(lean, DecodeGrid.targetGroups(stream, g8, KvDtype.INT8, false, Backend.PTX));
         for (int d : new int[] {80, 96, 112}) {
             float scale = (float) (1 / Math.sqrt(d));
-            for (int groups : new int[] {1, 2, 4}) {  // at 112 the JIT cap of 168 on 1584 groups is faster still (below)
-                assertEquals(d == 112 ? full : lean, DecodeGrid.targetGroups(stream, new AttentionSpec(8 * groups, 8, d, scale), KvDtype.INT8, false,
+            int expected = d == 112 ? full : lean;  // at 112 the JIT cap of 168 on 1584 groups is faster still (below)
+            for (int groups : new int[] {1, 2, 4}) {
+                assertEquals(expected, DecodeGrid.targetGroups(stream, new AttentionSpec(8 * groups, 8, d, scale), KvDtype.INT8, false,
                         Backend.PTX), "d" + d + " groups of " + groups);
             }
             assertEquals(full, DecodeGrid.targetGroups(stream, new AttentionSpec(64, 8, d, scale), KvDtype.INT8, false, Backend.PTX),
@@ -309,10 +310,10 @@ class DecodeGridTest {
 
     @Test
     void ptxRunsTheFourHeadInt8TwinUnderAJitCapOf168OnTheFullGrid() {
-        // H100, PTX backend, INT8 at head dim 128: the JIT cap of 168 on 1584 groups against the process's 128 on 2112 took
-        // 0.71-0.73x the time with groups of one, 0.66-0.68x with two, 0.95-0.98x with four; at 112 0.80-0.81x, 0.93x and
-        // 0.97-0.98x. With eight (the G8 body) 1.08-1.10x, at head dim 96 with four 1.01-1.02x, so those keep the
-        // process's cap and their grids
+        // H100, PTX backend, INT8 at head dim 128: the JIT cap of 168 on 1584 groups against the process's 128 on 2112
+        // took 0.71-0.73x the time with groups of one, 0.66-0.68x with two, 0.95-0.98x with four; at 112 0.80-0.81x,
+        // 0.93x and 0.97-0.98x. With eight (the G8 body) 1.08-1.10x, at head dim 96 with four 1.01-1.02x, so those keep
+        // the process's cap and their grids
         DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
         for (int d : new int[] {112, 128}) {
             for (int groups = 1; groups <= 4; groups++) {
