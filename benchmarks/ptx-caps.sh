@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a GPU machine: our 8-bit decode on TornadoVM's PTX backend under other JIT register caps, one bench process per
 # run, with the cap of tornado-config/ptx.args (CU_JIT_MAX_REGISTERS, set for the whole process) replaced for that run
-# and put back afterwards. This is how benchmarks/NOTES.md's cap experiments (sixty-third to sixty-seventh sessions)
+# and put back afterwards (the flag's value holds spaces, which PA_JVM_OPTS cannot carry: TornadoVM's launcher splits
+# --jvm on whitespace; a Java @file keeps quotes). This is how benchmarks/NOTES.md's cap experiments (sixty-third to sixty-seventh sessions)
 # were measured. Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive for
 # benchmarks/device-env.sh).
 #   benchmarks/ptx-caps.sh OUT_DIR RUN...
