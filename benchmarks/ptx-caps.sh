@@ -2,9 +2,9 @@
 # On a GPU machine: our 8-bit decode on TornadoVM's PTX backend under other JIT register caps, one bench process per
 # run, with the cap of tornado-config/ptx.args (CU_JIT_MAX_REGISTERS, set for the whole process) replaced for that run
 # and put back afterwards (the flag's value holds spaces, which PA_JVM_OPTS cannot carry: TornadoVM's launcher splits
-# --jvm on whitespace; a Java @file keeps quotes). This is how benchmarks/NOTES.md's cap experiments (sixty-third to sixty-seventh sessions)
-# were measured. Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive for
-# benchmarks/device-env.sh).
+# --jvm on whitespace; a Java @file keeps quotes). This is how benchmarks/NOTES.md's cap experiments (sixty-third to
+# sixty-seventh sessions) were measured. Needs a built jar (target/) and a TornadoVM SDK (TORNADOVM_HOME, or an archive
+# for benchmarks/device-env.sh).
 #   benchmarks/ptx-caps.sh OUT_DIR RUN...
 # RUN is LABEL:HEAD_DIM:Q_HEADS:CAP[:FLAGS], FLAGS the run's JVM flags joined by commas, e.g.
 #   d112-q8-default:112:8:128
