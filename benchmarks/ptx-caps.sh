@@ -41,7 +41,10 @@ args=tornado-config/ptx.args
 saved="$(mktemp)"
 cp "$args" "$saved"
 trap 'cp "$saved" "$args"; rm -f "$saved"' EXIT
-grep -q 'CU_JIT_MAX_REGISTERS 128"' "$saved" || { echo "error: $args sets no CU_JIT_MAX_REGISTERS 128 to replace" >&2; exit 1; }
+if ! grep -q 'CU_JIT_MAX_REGISTERS 128"' "$saved"; then
+  echo "error: $args sets no CU_JIT_MAX_REGISTERS 128 to replace" >&2
+  exit 1
+fi
 budget="${BUDGET:-540}"
 echo "card: $(card_name)"
 for run in "$@"; do
