@@ -27,8 +27,8 @@ out="$1"
 shift
 for run in "$@"; do  # every run checked before the first starts
   IFS=: read -r label dim heads cap flags <<<"$run"
-  if [[ -z "$label" || ! "$dim" =~ ^[0-9]+$ || ! "$heads" =~ ^[0-9]+$ || ! "$cap" =~ ^[0-9]+$ ]]; then
-    echo "error: bad run '$run': want LABEL:HEAD_DIM:Q_HEADS:CAP[:FLAGS]" >&2
+  if [[ ! "$label" =~ ^[A-Za-z0-9._-]+$ || ! "$dim" =~ ^[0-9]+$ || ! "$heads" =~ ^[0-9]+$ || ! "$cap" =~ ^[0-9]+$ ]]; then
+    echo "error: bad run '$run': want LABEL:HEAD_DIM:Q_HEADS:CAP[:FLAGS], LABEL of letters, digits, ., _ and -" >&2
     exit 2
   fi
 done
