@@ -406,8 +406,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * groups took 1.01-1.37x there, at 80 and 96 with groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144
      * is nowhere the rule. With the cap passed by the plans at 112 (sixty-eighth session, same cells, an H100): 0.79-0.81x,
      * 0.92-0.95x and 0.97x with groups of one, two and four (248.7 / 252.6 / 279.8 us at 8 x 32k). Not at 80 or 96: 168
-     * on 1584 took 1.09-1.19x the time of 128 on 2112 there with groups of one, at 96 with two 1.10-1.13x, at 80 with
-     * four 1.02-1.04x.
+     * on 1584 took 1.09-1.19x the time of 128 on 2112 there with groups of one, 1.07-1.13x with two, at 80 with four
+     * 1.02-1.04x.
      */
     static boolean widePtxInt8(AttentionSpec spec, KvDtype dtype, Backend backend) {
         int d = spec.headDim();
