@@ -397,17 +397,17 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * changed for the process; benchmarks/NOTES.md, sixty-third session), on 8 x 32k, 64 x 8k and 128 x 4k, against the
      * cap of 128 on 2112 groups: with groups of one (MHA) 0.71-0.73x the time, of two 0.66-0.68x in two rounds (the cap
      * of 128 took those 1.15-1.30x the time of groups of four), of four 0.95-0.98x in three rounds; groups of three
-     * took 250-480 us with the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x) nor
-     * at head dim 96 with groups of four (1.01-1.02x); no cap at all took 1.05-1.28x. With the cap passed by the plans,
-     * not the process (sixty-fifth session, same cells, against {@code -Dpagedattn.tornado.ptxInt8MaxRegisters=0}):
-     * 0.71-0.72x with groups of one, 0.66-0.69x with two, 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k). At
-     * head dim 112 (the process's cap changed as above; sixty-sixth session, same cells, an H100), against 128 on 2112
-     * groups: 0.80-0.81x with groups of one, 0.93x with two, 0.97-0.98x with four in three rounds; a cap of 144 on 1848
-     * groups took 1.01-1.37x there, at 80 and 96 with groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144
-     * is nowhere the rule. With the cap passed by the plans at 112 (sixty-eighth session, same cells, an H100): 0.79-0.81x,
-     * 0.92-0.95x and 0.97x with groups of one, two and four (248.7 / 252.6 / 279.8 us at 8 x 32k). Not at 80 or 96: 168
-     * on 1584 took 1.09-1.19x the time of 128 on 2112 there with groups of one, 1.07-1.13x with two, at 80 with four
-     * 1.02-1.04x.
+     * took 250-480 us with the cap of 168, as groups of two did. Not with groups of eight (the G8 body: 1.08-1.10x); no
+     * cap at all took 1.05-1.28x. With the cap passed by the plans, not the process (sixty-fifth session, same cells,
+     * against {@code -Dpagedattn.tornado.ptxInt8MaxRegisters=0}): 0.71-0.72x with groups of one, 0.66-0.69x with two,
+     * 0.97x with four (246.9 / 258.4 / 286.6 us at 8 x 32k). At head dim 112 (the process's cap changed as above;
+     * sixty-sixth session, same cells, an H100), against 128 on 2112 groups: 0.80-0.81x with groups of one, 0.93x with
+     * two, 0.97-0.98x with four in three rounds; a cap of 144 on 1848 groups took 1.01-1.37x there, at 80 and 96 with
+     * groups of four 1.00-1.11x and with the G8 body 1.08-1.54x, so 144 is nowhere the rule. With the cap passed by the
+     * plans at 112 (sixty-eighth session, same cells, an H100): 0.79-0.81x, 0.92-0.95x and 0.97x with groups of one,
+     * two and four (248.7 / 252.6 / 279.8 us at 8 x 32k). Not at 80 or 96: 168 on 1584 took 1.09-1.19x the time of 128
+     * on 2112 there with groups of one, 1.07-1.13x with two (sixty-eighth session), 1.01-1.04x with four (96:
+     * sixty-third session; 80: sixty-eighth).
      */
     static boolean widePtxInt8(AttentionSpec spec, KvDtype dtype, Backend backend) {
         int d = spec.headDim();

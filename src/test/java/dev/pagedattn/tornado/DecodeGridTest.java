@@ -312,8 +312,8 @@ class DecodeGridTest {
     void ptxRunsTheFourHeadInt8TwinUnderAJitCapOf168OnTheFullGrid() {
         // H100, PTX backend, INT8 at head dim 128: the JIT cap of 168 on 1584 groups against the process's 128 on 2112
         // took 0.71-0.73x the time with groups of one, 0.66-0.68x with two, 0.95-0.98x with four; at 112 0.80-0.81x,
-        // 0.93x and 0.97-0.98x. With eight (the G8 body) 1.08-1.10x, at head dim 96 with four 1.01-1.02x, so those keep
-        // the process's cap and their grids
+        // 0.93x and 0.97-0.98x. With eight (the G8 body) 1.08-1.10x, at head dims 80 and 96 1.01-1.19x with one to four,
+        // so those keep the process's cap and their grids
         DecodeGrid.Kernel stream = DecodeGrid.Kernel.STREAM;
         for (int d : new int[] {112, 128}) {
             for (int groups = 1; groups <= 4; groups++) {
