@@ -37,6 +37,15 @@ shapes=(  # limit|check flags
   "168|--dtype int8 --head-dim 80 --q-heads 32"
   "168|--dtype int8 --head-dim 96 --q-heads 32"
   "168|--dtype int8 --head-dim 112 --q-heads 32"
+  "128|--dtype bf16 --head-dim 64 --q-heads 32"
+  "128|--dtype bf16 --head-dim 256 --q-heads 16"
+  "128|--dtype bf16 --head-dim 80 --q-heads 8"
+  "168|--dtype bf16 --q-heads 32"
+  "168|--dtype bf16 --q-heads 64"
+  "168|--dtype bf16 --head-dim 256 --q-heads 32"
+  "168|--dtype bf16 --head-dim 80 --q-heads 32"
+  "168|--dtype bf16 --head-dim 96 --q-heads 32"
+  "168|--dtype bf16 --head-dim 112 --q-heads 32"
 )
 over=0
 for entry in "${shapes[@]}"; do

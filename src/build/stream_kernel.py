@@ -8,6 +8,7 @@ import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.common.TornadoFunctions;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.BFloat16;
 import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
@@ -72,6 +73,12 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * {@code (w << 24 - 8k) >> 24}: TornadoVM 5.2's PTX backend makes {@code >>} a logical shift (package-info), and nvcc
  * compiles both forms to the same PTX (a twin that looked codes up in a local copy of the format's table was 6-12% slower
  * on an H200: benchmarks/NOTES.md, q2).
+ *
+ * <p>bf16 bodies ({@code attentionBf16...}, {@link #bf16Body}): the fp16 walks over pools of bf16 elements, two per 32-bit
+ * word of an {@code IntArray} (element {@code 2w} in the low half, as the host stores them), so a lane loads the same words
+ * as in fp16 and widens each element by {@code BFloat16.bf16ToFloat} of its half: TornadoVM 5.2's CUDA backend prints
+ * {@code __int_as_float(bits << 16)}, one instruction per element as fp16's {@code HADD2.F32}. PTX has no bit
+ * reinterpretation and inlines the API's software decoder, so these bodies run on the CUDA backend only.
  *
  * <p>{@code attentionF16x2HalfV} is {@code attentionF16x2} with the V phase in fp16 pairs
  * ({@link dev.pagedattn.tornado.VSums#FP16}, opt-in): the probabilities are stored as fp16 pairs, a lane
@@ -211,6 +218,28 @@ public final class StreamDecodeKernels {
         };
     }
 
+    /**
+     * The bf16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * walk): the fp16 body's walk over pools whose {@code IntArray} words hold two bf16 elements each (element {@code 2w} in
+     * the low half), each element widened by {@code BFloat16.bf16ToFloat}, as a task graph takes it; the emulator calls the
+     * same {@code apply}. fp32 V sums only, no bounded twin.
+     */
+    public static TornadoFunctions.Task14<KernelContext, IntArray, IntArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> bf16Body(int headDim, int groupSize) {
+        if (eightHeads(groupSize, headDim)) {
+            return StreamDecodeKernels::attentionBf16G8;
+        }
+        return switch (headDim) {
+            case HEAD_DIM_64 -> StreamDecodeKernels::attentionBf16D64;
+            case HEAD_DIM_80 -> StreamDecodeKernels::attentionBf16D80;
+            case HEAD_DIM_96 -> StreamDecodeKernels::attentionBf16D96;
+            case HEAD_DIM_112 -> StreamDecodeKernels::attentionBf16D112;
+            case HEAD_DIM_256 -> StreamDecodeKernels::attentionBf16D256;
+            case HEAD_DIM -> StreamDecodeKernels::attentionBf16;
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's bf16 bodies cover 64, 80, 96, 112, 128 and 256");
+        };
+    }
+
     /** 8-bit pools: any group of query heads per KV head, head dim 64, 80, 96, 112, 128 or 256 (as fp16). */
     public static boolean supportsEightBit(int groupSize, int headDim) {
         return supports(groupSize, headDim);
@@ -261,12 +290,13 @@ H = "abcd"          # the query heads of a work-group (four; eight in the G8 bod
 HX = "HEADS"        # their count, as the Java constant
 T = 16              # tokens per tile
 Q8 = False          # generating the 8-bit twin
+BF = False          # generating a bf16 body
 D = 128             # head dim of the body being generated (fp16: 64 or 128; 8-bit twins: 128)
 out = []
 IND = ""            # extra indentation of the piece loop's body
 def w(s=""): out.append(IND + s if s else s)
 
-def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
+def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False, bf16=False):
     # q8: an 8-bit twin (pools of codes, four per int word; K scale folded into q, V scale applied to the
     # accumulators when they are written); dec: how a code becomes a float: "i2f" (INT8: the sign-extended
     # byte converted), "e4m3"/"e5m2" (TornadoVM's FP8 decoders: one hardware conversion each on CUDA)
@@ -280,8 +310,13 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
     # 4 part + 32 j + 0..3) and V words D / 128 (codes 4 lane + 128 k + 0..3); at dim 64 a token's V is 16 words, so the
     # lanes split a tile's tokens: lane l holds word l & 15 of tokens 2m + (l >> 4), m < 8, and the two halves' sums
     # are added by one shuffle before the write
-    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, VX, VL, XL, WL, KPAD, S
+    # bf16: the fp16 body over bf16 pools, whose IntArray words hold two elements each (element 2w in the low half): a
+    # lane loads the same 32-bit words, and an element becomes a float by BFloat16.bf16ToFloat, which TornadoVM 5.2's
+    # CUDA backend prints as __int_as_float(bits << 16) (fp32 V sums only; no bounded twin)
+    global Q8, DEC, D, T, H, HX, ACC, WV8, VSPLIT, VX, VL, XL, WL, KPAD, S, BF
     Q8 = q8
+    BF = bf16
+    assert not (bf16 and (q8 or pvhalf or bounded)), "the bf16 bodies are the plain fp16 walks"
     assert not (q8 and pvhalf), "the 8-bit twins keep fp32 V sums"
     DEC = dec
     D = dim
@@ -313,6 +348,8 @@ def body(q8, dec=None, pvhalf=False, dim=128, heads=4, bounded=False):
         name = {"i2f": "attentionInt8", "e4m3": "attentionE4M3", "e5m2": "attentionE5M2"}[dec]
         name += suffix
         w(f"    public static void {name}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray dequant, FloatArray q,")
+    elif bf16:
+        w(f"    public static void attentionBf16{suffix}(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,")
     else:
         name = ("attentionF16x2HalfV" if pvhalf else "attentionF16x2") + suffix + ("Bounded" if bounded else "")
         w(f"    public static void {name}(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool, FloatArray q,")
@@ -745,10 +782,10 @@ def k_loads(ind, tile, declare):
     if not Q8:   # fp16: row by row (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
         located(ind, "oneBlock", "base", tile, "kRows", [(f"kRow{i}", f"group + {4 * i}" if i else "group") for i in range(T // 4)],
                 kLaneOff(), "int " if declare else "")
-        decl = "Half2 " if declare else ""
+        decl = ("int " if BF else "Half2 ") if declare else ""
         for i in range(T // 4):
             for j in range(D // 16):
-                w(f"{ind}{decl}kw{i}{j} = kPool.getHalf2(kRow{i} + {16*j});")
+                w(f"{ind}{decl}kw{i}{j} = " + (f"kPool.get((kRow{i} >> 1) + {8*j});" if BF else f"kPool.getHalf2(kRow{i} + {16*j});"))
         return
     # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
     # the tile is whole and in one block (the loads' immediates), else row by row through the block table
@@ -777,6 +814,13 @@ def v_loads(ind):
     if not Q8:
         located(ind, "vOne", "vBase", "tileStart", "vRows", [(f"vRow{r}", str(r)) for r in range(T)], vLaneOff(), "int ")
         for r in range(T):
+            if BF:   # element offsets are even: word = element >> 1
+                w(f"{ind}int vw{r}0 = vPool.get(vRow{r} >> 1);")
+                if VX:
+                    w(f"{ind}int vw{r}1 = vPool.get((vRow{r} + vSecond) >> 1);")
+                for k in range(1, D // 64):
+                    w(f"{ind}int vw{r}{k} = vPool.get((vRow{r} >> 1) + {32 * k});")
+                continue
             w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
             if VX:
                 w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + vSecond);")
@@ -848,6 +892,10 @@ def decode(word, names, ind):
             w(f"{ind}float {n} = FP8.{DEC}ToFloat((byte) {src});")
 
 def conv(var, a, b, ind):
+    if BF:   # a word's low half is its first element; (short) keeps a half's bits, which bf16ToFloat shifts into place
+        w(f"{ind}float {a} = BFloat16.bf16ToFloat((short) {var});")
+        w(f"{ind}float {b} = BFloat16.bf16ToFloat((short) ({var} >>> 16));")
+        return
     w(f"{ind}float {a} = Half2.lowFloat({var});")
     w(f"{ind}float {b} = Half2.highFloat({var});")
 
@@ -898,4 +946,9 @@ for dim in (80, 112):
     for dec in ("i2f", "e4m3", "e5m2"):
         w()
         body(True, dec, dim=dim)
+w()
+w("    // bf16 pools: the fp16 walks, two elements per IntArray word (bf16Body)")
+for dim, heads in ((128, 4), (128, 8), (64, 4), (80, 4), (96, 4), (112, 4), (256, 4)):
+    w()
+    body(False, dim=dim, heads=heads, bf16=True)
 print(HEAD + "\n".join(out) + "\n}")

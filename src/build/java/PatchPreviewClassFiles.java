@@ -45,7 +45,8 @@ import java.util.stream.Stream;
  *       elsewhere): their bodies throw, so that only the test emulator, which defers each copy to
  *       the wait that completes it, runs a kernel that uses them on the plain JVM;</li>
  *   <li>{@code types.FP8} with its decoders {@code e4m3ToFloat} and {@code e5m2ToFloat} (see
- *       {@link #addFp8}).</li>
+ *       {@link #addFp8});</li>
+ *   <li>{@code types.BFloat16} with its decoder {@code bf16ToFloat} (see {@link #addBf16}).</li>
  * </ul>
  * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
  * TornadoVM classes), so these bodies never reach a GPU run.
@@ -61,6 +62,7 @@ public class PatchPreviewClassFiles {
             copyPatched(from, Path.of(args[i]));
             addMmaShape(Path.of(args[i]));
             addFp8(Path.of(args[i]));
+            addBf16(Path.of(args[i]));
         }
     }
 
@@ -90,6 +92,34 @@ public class PatchPreviewClassFiles {
                         .invokevirtual(format, "decode", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_int))
                         .freturn());
             }
+        });
+        Files.createDirectories(file.getParent());
+        Files.write(file, bytes);
+    }
+
+    /**
+     * {@code types.BFloat16} where the API lacks it, with 5.2's decoder {@code bf16ToFloat(short)} (on the CUDA backend
+     * {@code __int_as_float(bits << 16)}). Its body here is {@code Float.intBitsToFloat(bits << 16)}: exact for every bf16
+     * value (5.2's own body gives the same floats, NaN payloads aside), so the emulator runs kernels that call it.
+     */
+    private static void addBf16(Path to) throws IOException {
+        Path file = to.resolve(BF16 + ".class");
+        if (Files.exists(file)) {
+            return;
+        }
+        ClassDesc bf16 = ClassDesc.ofInternalName(BF16);
+        ClassDesc boxed = ClassDesc.of("java.lang.Float");
+        byte[] bytes = ClassFile.of().build(bf16, cb -> {
+            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
+            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
+                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+            cb.withMethodBody("bf16ToFloat", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_short),
+                    ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
+                            .iload(0)
+                            .bipush(16)
+                            .ishl()
+                            .invokestatic(boxed, "intBitsToFloat", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_int))
+                            .freturn());
         });
         Files.createDirectories(file.getParent());
         Files.write(file, bytes);
@@ -151,6 +181,7 @@ public class PatchPreviewClassFiles {
     private static final ClassDesc HALF_ARRAY = ClassDesc.ofInternalName(API + "types/arrays/HalfFloatArray");
     private static final String MMA_SHAPE = API + "enums/MMAShape";
     private static final String FP8 = API + "types/FP8";
+    private static final String BF16 = API + "types/BFloat16";
     private static final String HALVES = "[L" + API + "types/HalfFloat;";
 
     /** A method of TornadoVM 5.2's API: its class file, name, descriptor, flags and body. */

@@ -9,7 +9,7 @@ import dev.pagedattn.quant.QuantFormat;
  */
 public enum KvDtype {
     FP16(2, null),
-    /** bfloat16: fp32's range in 2 bytes (the JVM backend; the TornadoVM backends refuse it). */
+    /** bfloat16: fp32's range in 2 bytes (the JVM backends and TornadoVM's CUDA backend). */
     BF16(2, null),
     FP32(4, null),
     FP8_E4M3(1, QuantFormat.FP8_E4M3),
@@ -37,6 +37,14 @@ public enum KvDtype {
     /** True for the 8-bit dtypes (codes plus scales). */
     public boolean isQuantized() {
         return format != null;
+    }
+
+    /**
+     * True where a pool's TornadoVM array is an {@code IntArray} of packed elements: four 8-bit codes or two bf16
+     * elements per word, element {@code i} at byte {@code i * bytes()} of the pool's memory either way.
+     */
+    public boolean packsWords() {
+        return isQuantized() || this == BF16;
     }
 
     /** The dtype storing {@code format}. */

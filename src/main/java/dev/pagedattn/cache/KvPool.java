@@ -11,7 +11,8 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 /**
  * One layer's K (or V) pool as a TornadoVM native array, off-heap, so that a TaskGraph can take
  * it unchanged: {@link HalfFloatArray} for fp16, {@link FloatArray} for fp32, an {@link IntArray}
- * of {@link QuantFormat} codes packed four per word (element {@code i} is byte {@code i} of the
+ * of bf16 bits two per word for bf16 (word {@code w} holds elements {@code 2w}, low half, and {@code 2w+1}) and of
+ * {@link QuantFormat} codes packed four per word (element {@code i} is byte {@code i} of the
  * pool's memory, so word {@code w} holds elements {@code 4w .. 4w+3}, lowest byte first) for the
  * 8-bit dtypes, whose element at {@code index} is
  * {@code decode(code) * scale(kvHead of index)} (writes quantize with that scale). Indexed by
@@ -136,10 +137,13 @@ public final class KvPool {
         return (FloatArray) array();
     }
 
-    /** The 8-bit pool's codes, four per word (lowest byte first); fails for fp16/fp32 pools. */
+    /**
+     * The pool's packed words: an 8-bit pool's codes, four per word (lowest byte first), or a bf16 pool's elements, two per
+     * word (element {@code 2w} in the low half); fails for fp16/fp32 pools.
+     */
     public IntArray wordArray() {
-        if (format == null) {
-            throw new IllegalStateException("dtype=" + dtype + " pool has no packed 8-bit codes");
+        if (!dtype.packsWords()) {
+            throw new IllegalStateException("dtype=" + dtype + " pool has no packed words");
         }
         return (IntArray) array();
     }

@@ -7,7 +7,6 @@ import java.lang.reflect.Method;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
-import uk.ac.manchester.tornado.api.types.arrays.ShortArray;
 import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
@@ -35,7 +34,7 @@ public final class NativeArrays {
 
     /**
      * An array of {@code n} zero elements of {@code dtype}, the type a pool of that dtype has
-     * ({@code HalfFloatArray}, {@code FloatArray}, or an {@code IntArray} of packed 8-bit codes);
+     * ({@code HalfFloatArray}, {@code FloatArray}, or an {@code IntArray} of packed bf16 pairs or 8-bit codes);
      * for staging arrays and other device buffers shaped like pool rows.
      */
     public static TornadoNativeArray of(KvDtype dtype, int n) {
@@ -59,7 +58,7 @@ public final class NativeArrays {
         long bytes = storageBytes(dtype, n);
         Class<? extends TornadoNativeArray> type = switch (dtype) {
             case FP16 -> HalfFloatArray.class;
-            case BF16 -> ShortArray.class;  // raw bits: the JVM backend's (no TornadoVM kernel reads bf16)
+            case BF16 -> IntArray.class;  // bf16 bits, two per word (a kernel loads a pair at once)
             case FP32 -> FloatArray.class;
             case FP8_E4M3, FP8_E5M2, INT8 -> IntArray.class; // 8-bit codes, four per word
         };
@@ -67,7 +66,7 @@ public final class NativeArrays {
             if (TornadoNativeArray.ARRAY_HEADER + bytes <= maxConstructorBytes) {
                 return switch (dtype) {
                     case FP16 -> new HalfFloatArray(n);
-                    case BF16 -> new ShortArray(n);
+                    case BF16 -> new IntArray((int) (bytes / Integer.BYTES));
                     case FP32 -> new FloatArray(n);
                     case FP8_E4M3, FP8_E5M2, INT8 -> new IntArray((int) (bytes / Integer.BYTES));
                 };
@@ -87,11 +86,12 @@ public final class NativeArrays {
 
     /**
      * Bytes of an array of {@code n} elements of {@code dtype}: 8-bit codes are packed four per
-     * 32-bit word (an {@code IntArray}, so that a kernel loads four codes at once), rounded up to
-     * whole words.
+     * 32-bit word and bf16 elements two per word (an {@code IntArray}, so that a kernel loads four
+     * codes or two elements at once), rounded up to whole words.
      */
     static long storageBytes(KvDtype dtype, int n) {
-        return dtype.isQuantized() ? ((long) n + 3) / 4 * Integer.BYTES : (long) n * dtype.bytes();
+        int perWord = Integer.BYTES / dtype.bytes();
+        return dtype.packsWords() ? ((long) n + perWord - 1) / perWord * Integer.BYTES : (long) n * dtype.bytes();
     }
 
     /** A plain zeroed segment of {@code n} elements, for arrays this API cannot wrap. */

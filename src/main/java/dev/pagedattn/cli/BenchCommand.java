@@ -147,7 +147,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--iterations", description = "Timed runs per cell and variant (default: ${DEFAULT-VALUE}).", defaultValue = "20")
     int iterations;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, fp32, fp8 (E4M3), fp8-e5m2 or int8 (not bf16: the TornadoVM kernels do not read it) (8-bit: per-tensor scales for the"
+    @Option(names = "--dtype", description = "KV dtype: fp16, bf16 (TornadoVM's CUDA backend only), fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: per-tensor scales for the"
             + " uniform random K/V; default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 

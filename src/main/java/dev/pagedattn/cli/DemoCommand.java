@@ -34,7 +34,7 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--kv-memory", description = "Size the cache to this many bytes of K and V (such as 64KiB; default: 32 blocks).")
     String kvMemory;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, bf16 (the JVM backend), fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
+    @Option(names = "--dtype", description = "KV dtype: fp16, bf16 (the JVM backend and TornadoVM's CUDA backend), fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 

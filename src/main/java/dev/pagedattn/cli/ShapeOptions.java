@@ -37,7 +37,7 @@ final class ShapeOptions {
     @Option(names = "--block-size", description = "Tokens per KV block (default: ${DEFAULT-VALUE}).", defaultValue = "16")
     int blockSize;
 
-    @Option(names = "--dtype", description = "KV dtype: fp16, bf16 (the JVM backend), fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
+    @Option(names = "--dtype", description = "KV dtype: fp16, bf16 (the JVM backend and TornadoVM's CUDA backend), fp32, fp8 (E4M3), fp8-e5m2 or int8 (8-bit: every backend;"
             + " default: ${DEFAULT-VALUE}).", defaultValue = "fp16")
     String dtype;
 

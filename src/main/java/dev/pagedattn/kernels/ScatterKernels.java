@@ -95,17 +95,19 @@ public final class ScatterKernels {
     }
 
     /**
-     * {@link #scatterF16} for 8-bit pools, whose codes are packed four per word: a head's row of
-     * {@code headDim} codes is {@code headDim / 4} whole words (head dims are multiples of 8), so
-     * staged rows go over word by word. The host quantised the codes when the tokens were written.
+     * {@link #scatterF16} for pools packed in 32-bit words: 8-bit codes four per word ({@code perWordShift} 2) or bf16
+     * elements two per word ({@code perWordShift} 1). A head's row of {@code headDim} elements is {@code headDim >>
+     * perWordShift} whole words (head dims are multiples of 8), so staged rows go over word by word. The host quantised
+     * (or rounded) the elements when the tokens were written.
      *
      * <pre>
-     *  stageK/V  [capacity][numKvHeads][headDim / 4]   words of codes
+     *  stageK/V  [capacity][numKvHeads][headDim >> perWordShift]   words
      * </pre>
      */
     public static void scatterWords(KernelContext ctx, IntArray kPool, IntArray vPool, IntArray stageK, IntArray stageV,
-                                    IntArray slotOffsets, IntArray params, int numKvHeads, int headDim, int blockSize) {
-        int headWords = headDim >> 2;
+                                    IntArray slotOffsets, IntArray params, int numKvHeads, int headDim, int blockSize,
+                                    int perWordShift) {
+        int headWords = headDim >> perWordShift;
         int width = numKvHeads * headWords;
         int total = params.get(DecodeParams.NUM_NEW_SLOTS) * width;
         int slots = params.get(DecodeParams.SLOTS);  // 0, or their start in a packed plan's params
@@ -114,7 +116,8 @@ public final class ScatterKernels {
             int row = idx / width;
             int e = idx - row * width;
             int head = e / headWords;
-            int at = (slotOffsets.get(slots + row) >> 2) + KvLayout.offset(0, 0, blockSize * headWords, headWords, 0, head, 0, e - head * headWords);
+            int at = (slotOffsets.get(slots + row) >> perWordShift) + KvLayout.offset(0, 0, blockSize * headWords, headWords, 0, head, 0,
+                    e - head * headWords);
             kPool.set(at, stageK.get(idx));
             vPool.set(at, stageV.get(vBase + idx));
         }

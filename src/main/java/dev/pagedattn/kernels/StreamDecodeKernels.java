@@ -4,6 +4,7 @@ import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.common.TornadoFunctions;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.BFloat16;
 import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
@@ -68,6 +69,12 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * {@code (w << 24 - 8k) >> 24}: TornadoVM 5.2's PTX backend makes {@code >>} a logical shift (package-info), and nvcc
  * compiles both forms to the same PTX (a twin that looked codes up in a local copy of the format's table was 6-12% slower
  * on an H200: benchmarks/NOTES.md, q2).
+ *
+ * <p>bf16 bodies ({@code attentionBf16...}, {@link #bf16Body}): the fp16 walks over pools of bf16 elements, two per 32-bit
+ * word of an {@code IntArray} (element {@code 2w} in the low half, as the host stores them), so a lane loads the same words
+ * as in fp16 and widens each element by {@code BFloat16.bf16ToFloat} of its half: TornadoVM 5.2's CUDA backend prints
+ * {@code __int_as_float(bits << 16)}, one instruction per element as fp16's {@code HADD2.F32}. PTX has no bit
+ * reinterpretation and inlines the API's software decoder, so these bodies run on the CUDA backend only.
  *
  * <p>{@code attentionF16x2HalfV} is {@code attentionF16x2} with the V phase in fp16 pairs
  * ({@link dev.pagedattn.tornado.VSums#FP16}, opt-in): the probabilities are stored as fp16 pairs, a lane
@@ -204,6 +211,28 @@ public final class StreamDecodeKernels {
             case "FP8_E5M2D256" -> StreamDecodeKernels::attentionE5M2D256;
             case "FP8_E5M2G8" -> StreamDecodeKernels::attentionE5M2G8;
             default -> throw new IllegalArgumentException("dtype=" + dtype + ": the stream kernel's 8-bit twins read INT8, FP8_E4M3 and FP8_E5M2");
+        };
+    }
+
+    /**
+     * The bf16 body for {@code headDim} (64, 80, 96, 112, 128 or 256) and {@code groupSize} (at 128, more than four heads: the G8
+     * walk): the fp16 body's walk over pools whose {@code IntArray} words hold two bf16 elements each (element {@code 2w} in
+     * the low half), each element widened by {@code BFloat16.bf16ToFloat}, as a task graph takes it; the emulator calls the
+     * same {@code apply}. fp32 V sums only, no bounded twin.
+     */
+    public static TornadoFunctions.Task14<KernelContext, IntArray, IntArray, FloatArray, IntArray, IntArray, IntArray,
+            FloatArray, FloatArray, Integer, Integer, Integer, Integer, Float> bf16Body(int headDim, int groupSize) {
+        if (eightHeads(groupSize, headDim)) {
+            return StreamDecodeKernels::attentionBf16G8;
+        }
+        return switch (headDim) {
+            case HEAD_DIM_64 -> StreamDecodeKernels::attentionBf16D64;
+            case HEAD_DIM_80 -> StreamDecodeKernels::attentionBf16D80;
+            case HEAD_DIM_96 -> StreamDecodeKernels::attentionBf16D96;
+            case HEAD_DIM_112 -> StreamDecodeKernels::attentionBf16D112;
+            case HEAD_DIM_256 -> StreamDecodeKernels::attentionBf16D256;
+            case HEAD_DIM -> StreamDecodeKernels::attentionBf16;
+            default -> throw new IllegalArgumentException("headDim=" + headDim + ": the stream kernel's bf16 bodies cover 64, 80, 96, 112, 128 and 256");
         };
     }
 
@@ -25272,6 +25301,4756 @@ public final class StreamDecodeKernels {
                         partials.set(pBase + 4 * lane + 1, od1 * vScale);
                         partials.set(pBase + 4 * lane + 2, od2 * vScale);
                         partials.set(pBase + 4 * lane + 3, od3 * vScale);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    // bf16 pools: the fp16 walks, two elements per IntArray word (bf16Body)
+
+    public static void attentionBf16(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * HEAD_DIM); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw05 = kPool.get((kRow0 >> 1) + 40);
+                int kw06 = kPool.get((kRow0 >> 1) + 48);
+                int kw07 = kPool.get((kRow0 >> 1) + 56);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw15 = kPool.get((kRow1 >> 1) + 40);
+                int kw16 = kPool.get((kRow1 >> 1) + 48);
+                int kw17 = kPool.get((kRow1 >> 1) + 56);
+                int kw20 = kPool.get((kRow2 >> 1) + 0);
+                int kw21 = kPool.get((kRow2 >> 1) + 8);
+                int kw22 = kPool.get((kRow2 >> 1) + 16);
+                int kw23 = kPool.get((kRow2 >> 1) + 24);
+                int kw24 = kPool.get((kRow2 >> 1) + 32);
+                int kw25 = kPool.get((kRow2 >> 1) + 40);
+                int kw26 = kPool.get((kRow2 >> 1) + 48);
+                int kw27 = kPool.get((kRow2 >> 1) + 56);
+                int kw30 = kPool.get((kRow3 >> 1) + 0);
+                int kw31 = kPool.get((kRow3 >> 1) + 8);
+                int kw32 = kPool.get((kRow3 >> 1) + 16);
+                int kw33 = kPool.get((kRow3 >> 1) + 24);
+                int kw34 = kPool.get((kRow3 >> 1) + 32);
+                int kw35 = kPool.get((kRow3 >> 1) + 40);
+                int kw36 = kPool.get((kRow3 >> 1) + 48);
+                int kw37 = kPool.get((kRow3 >> 1) + 56);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 >> 1) + 32);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 >> 1) + 32);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 >> 1) + 32);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 >> 1) + 32);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 >> 1) + 32);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 >> 1) + 32);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 >> 1) + 32);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 >> 1) + 32);
+                    int vw80 = vPool.get(vRow8 >> 1);
+                    int vw81 = vPool.get((vRow8 >> 1) + 32);
+                    int vw90 = vPool.get(vRow9 >> 1);
+                    int vw91 = vPool.get((vRow9 >> 1) + 32);
+                    int vw100 = vPool.get(vRow10 >> 1);
+                    int vw101 = vPool.get((vRow10 >> 1) + 32);
+                    int vw110 = vPool.get(vRow11 >> 1);
+                    int vw111 = vPool.get((vRow11 >> 1) + 32);
+                    int vw120 = vPool.get(vRow12 >> 1);
+                    int vw121 = vPool.get((vRow12 >> 1) + 32);
+                    int vw130 = vPool.get(vRow13 >> 1);
+                    int vw131 = vPool.get((vRow13 >> 1) + 32);
+                    int vw140 = vPool.get(vRow14 >> 1);
+                    int vw141 = vPool.get((vRow14 >> 1) + 32);
+                    int vw150 = vPool.get(vRow15 >> 1);
+                    int vw151 = vPool.get((vRow15 >> 1) + 32);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 16 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x010 = BFloat16.bf16ToFloat((short) kw05);
+                    float x011 = BFloat16.bf16ToFloat((short) (kw05 >>> 16));
+                    float x012 = BFloat16.bf16ToFloat((short) kw06);
+                    float x013 = BFloat16.bf16ToFloat((short) (kw06 >>> 16));
+                    float x014 = BFloat16.bf16ToFloat((short) kw07);
+                    float x015 = BFloat16.bf16ToFloat((short) (kw07 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x110 = BFloat16.bf16ToFloat((short) kw15);
+                    float x111 = BFloat16.bf16ToFloat((short) (kw15 >>> 16));
+                    float x112 = BFloat16.bf16ToFloat((short) kw16);
+                    float x113 = BFloat16.bf16ToFloat((short) (kw16 >>> 16));
+                    float x114 = BFloat16.bf16ToFloat((short) kw17);
+                    float x115 = BFloat16.bf16ToFloat((short) (kw17 >>> 16));
+                    float x20 = BFloat16.bf16ToFloat((short) kw20);
+                    float x21 = BFloat16.bf16ToFloat((short) (kw20 >>> 16));
+                    float x22 = BFloat16.bf16ToFloat((short) kw21);
+                    float x23 = BFloat16.bf16ToFloat((short) (kw21 >>> 16));
+                    float x24 = BFloat16.bf16ToFloat((short) kw22);
+                    float x25 = BFloat16.bf16ToFloat((short) (kw22 >>> 16));
+                    float x26 = BFloat16.bf16ToFloat((short) kw23);
+                    float x27 = BFloat16.bf16ToFloat((short) (kw23 >>> 16));
+                    float x28 = BFloat16.bf16ToFloat((short) kw24);
+                    float x29 = BFloat16.bf16ToFloat((short) (kw24 >>> 16));
+                    float x210 = BFloat16.bf16ToFloat((short) kw25);
+                    float x211 = BFloat16.bf16ToFloat((short) (kw25 >>> 16));
+                    float x212 = BFloat16.bf16ToFloat((short) kw26);
+                    float x213 = BFloat16.bf16ToFloat((short) (kw26 >>> 16));
+                    float x214 = BFloat16.bf16ToFloat((short) kw27);
+                    float x215 = BFloat16.bf16ToFloat((short) (kw27 >>> 16));
+                    float x30 = BFloat16.bf16ToFloat((short) kw30);
+                    float x31 = BFloat16.bf16ToFloat((short) (kw30 >>> 16));
+                    float x32 = BFloat16.bf16ToFloat((short) kw31);
+                    float x33 = BFloat16.bf16ToFloat((short) (kw31 >>> 16));
+                    float x34 = BFloat16.bf16ToFloat((short) kw32);
+                    float x35 = BFloat16.bf16ToFloat((short) (kw32 >>> 16));
+                    float x36 = BFloat16.bf16ToFloat((short) kw33);
+                    float x37 = BFloat16.bf16ToFloat((short) (kw33 >>> 16));
+                    float x38 = BFloat16.bf16ToFloat((short) kw34);
+                    float x39 = BFloat16.bf16ToFloat((short) (kw34 >>> 16));
+                    float x310 = BFloat16.bf16ToFloat((short) kw35);
+                    float x311 = BFloat16.bf16ToFloat((short) (kw35 >>> 16));
+                    float x312 = BFloat16.bf16ToFloat((short) kw36);
+                    float x313 = BFloat16.bf16ToFloat((short) (kw36 >>> 16));
+                    float x314 = BFloat16.bf16ToFloat((short) kw37);
+                    float x315 = BFloat16.bf16ToFloat((short) (kw37 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213 + qs[qLane + 112] * x214 + qs[qLane + 113] * x215;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313 + qs[qLane + 112] * x314 + qs[qLane + 113] * x315;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213 + qs[qLane + 240] * x214 + qs[qLane + 241] * x215;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313 + qs[qLane + 240] * x314 + qs[qLane + 241] * x315;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213 + qs[qLane + 368] * x214 + qs[qLane + 369] * x215;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313 + qs[qLane + 368] * x314 + qs[qLane + 369] * x315;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213 + qs[qLane + 496] * x214 + qs[qLane + 497] * x215;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313 + qs[qLane + 496] * x314 + qs[qLane + 497] * x315;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw05 = kPool.get((kRow0 >> 1) + 40);
+                    kw06 = kPool.get((kRow0 >> 1) + 48);
+                    kw07 = kPool.get((kRow0 >> 1) + 56);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw15 = kPool.get((kRow1 >> 1) + 40);
+                    kw16 = kPool.get((kRow1 >> 1) + 48);
+                    kw17 = kPool.get((kRow1 >> 1) + 56);
+                    kw20 = kPool.get((kRow2 >> 1) + 0);
+                    kw21 = kPool.get((kRow2 >> 1) + 8);
+                    kw22 = kPool.get((kRow2 >> 1) + 16);
+                    kw23 = kPool.get((kRow2 >> 1) + 24);
+                    kw24 = kPool.get((kRow2 >> 1) + 32);
+                    kw25 = kPool.get((kRow2 >> 1) + 40);
+                    kw26 = kPool.get((kRow2 >> 1) + 48);
+                    kw27 = kPool.get((kRow2 >> 1) + 56);
+                    kw30 = kPool.get((kRow3 >> 1) + 0);
+                    kw31 = kPool.get((kRow3 >> 1) + 8);
+                    kw32 = kPool.get((kRow3 >> 1) + 16);
+                    kw33 = kPool.get((kRow3 >> 1) + 24);
+                    kw34 = kPool.get((kRow3 >> 1) + 32);
+                    kw35 = kPool.get((kRow3 >> 1) + 40);
+                    kw36 = kPool.get((kRow3 >> 1) + 48);
+                    kw37 = kPool.get((kRow3 >> 1) + 56);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = BFloat16.bf16ToFloat((short) vw80);
+                    float y81 = BFloat16.bf16ToFloat((short) (vw80 >>> 16));
+                    float y82 = BFloat16.bf16ToFloat((short) vw81);
+                    float y83 = BFloat16.bf16ToFloat((short) (vw81 >>> 16));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = BFloat16.bf16ToFloat((short) vw90);
+                    float y91 = BFloat16.bf16ToFloat((short) (vw90 >>> 16));
+                    float y92 = BFloat16.bf16ToFloat((short) vw91);
+                    float y93 = BFloat16.bf16ToFloat((short) (vw91 >>> 16));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = BFloat16.bf16ToFloat((short) vw100);
+                    float y101 = BFloat16.bf16ToFloat((short) (vw100 >>> 16));
+                    float y102 = BFloat16.bf16ToFloat((short) vw101);
+                    float y103 = BFloat16.bf16ToFloat((short) (vw101 >>> 16));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = BFloat16.bf16ToFloat((short) vw110);
+                    float y111 = BFloat16.bf16ToFloat((short) (vw110 >>> 16));
+                    float y112 = BFloat16.bf16ToFloat((short) vw111);
+                    float y113 = BFloat16.bf16ToFloat((short) (vw111 >>> 16));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = BFloat16.bf16ToFloat((short) vw120);
+                    float y121 = BFloat16.bf16ToFloat((short) (vw120 >>> 16));
+                    float y122 = BFloat16.bf16ToFloat((short) vw121);
+                    float y123 = BFloat16.bf16ToFloat((short) (vw121 >>> 16));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = BFloat16.bf16ToFloat((short) vw130);
+                    float y131 = BFloat16.bf16ToFloat((short) (vw130 >>> 16));
+                    float y132 = BFloat16.bf16ToFloat((short) vw131);
+                    float y133 = BFloat16.bf16ToFloat((short) (vw131 >>> 16));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = BFloat16.bf16ToFloat((short) vw140);
+                    float y141 = BFloat16.bf16ToFloat((short) (vw140 >>> 16));
+                    float y142 = BFloat16.bf16ToFloat((short) vw141);
+                    float y143 = BFloat16.bf16ToFloat((short) (vw141 >>> 16));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = BFloat16.bf16ToFloat((short) vw150);
+                    float y151 = BFloat16.bf16ToFloat((short) (vw150 >>> 16));
+                    float y152 = BFloat16.bf16ToFloat((short) vw151);
+                    float y153 = BFloat16.bf16ToFloat((short) (vw151 >>> 16));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16G8(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..7
+        int head = lane & 3;             // softmax: this lane's heads 2 head and 2 head + 1 of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTilesG8(groupSize); // work-groups per KV head, eight query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS_8 * HEAD_DIM); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(HALF_TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(HALF_TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS_8;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the eight heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                int qAtE = (qRow + TornadoMath.min(head0 + 4, groupSize - 1)) * headDim + lane;
+                int qAtF = (qRow + TornadoMath.min(head0 + 5, groupSize - 1)) * headDim + lane;
+                int qAtG = (qRow + TornadoMath.min(head0 + 6, groupSize - 1)) * headDim + lane;
+                int qAtH = (qRow + TornadoMath.min(head0 + 7, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96);
+                float qe0 = q.get(qAtE + 0); float qe1 = q.get(qAtE + 32); float qe2 = q.get(qAtE + 64); float qe3 = q.get(qAtE + 96);
+                float qf0 = q.get(qAtF + 0); float qf1 = q.get(qAtF + 32); float qf2 = q.get(qAtF + 64); float qf3 = q.get(qAtF + 96);
+                float qg0 = q.get(qAtG + 0); float qg1 = q.get(qAtG + 32); float qg2 = q.get(qAtG + 64); float qg3 = q.get(qAtG + 96);
+                float qh0 = q.get(qAtH + 0); float qh1 = q.get(qAtH + 32); float qh2 = q.get(qAtH + 64); float qh3 = q.get(qAtH + 96);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                float qScaleE = head0 + 4 < groupSize ? scale : 0f;
+                float qScaleF = head0 + 5 < groupSize ? scale : 0f;
+                float qScaleG = head0 + 6 < groupSize ? scale : 0f;
+                float qScaleH = head0 + 7 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = qb3 * qScaleB;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = qc3 * qScaleC;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = qd3 * qScaleD;
+                qs[512 + lane] = qe0 * qScaleE; qs[544 + lane] = qe1 * qScaleE; qs[576 + lane] = qe2 * qScaleE; qs[608 + lane] = qe3 * qScaleE;
+                qs[640 + lane] = qf0 * qScaleF; qs[672 + lane] = qf1 * qScaleF; qs[704 + lane] = qf2 * qScaleF; qs[736 + lane] = qf3 * qScaleF;
+                qs[768 + lane] = qg0 * qScaleG; qs[800 + lane] = qg1 * qScaleG; qs[832 + lane] = qg2 * qScaleG; qs[864 + lane] = qg3 * qScaleG;
+                qs[896 + lane] = qh0 * qScaleH; qs[928 + lane] = qh1 * qScaleH; qs[960 + lane] = qh2 * qScaleH; qs[992 + lane] = qh3 * qScaleH;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+                boolean validE = head0 + 4 < groupSize;
+                boolean validF = head0 + 5 < groupSize;
+                boolean validG = head0 + 6 < groupSize;
+                boolean validH = head0 + 7 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                if (lane < HALF_TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw05 = kPool.get((kRow0 >> 1) + 40);
+                int kw06 = kPool.get((kRow0 >> 1) + 48);
+                int kw07 = kPool.get((kRow0 >> 1) + 56);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw15 = kPool.get((kRow1 >> 1) + 40);
+                int kw16 = kPool.get((kRow1 >> 1) + 48);
+                int kw17 = kPool.get((kRow1 >> 1) + 56);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float me = -Float.MAX_VALUE;  // running max of head e (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mf = -Float.MAX_VALUE;  // running max of head f (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mg = -Float.MAX_VALUE;  // running max of head g (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mh = -Float.MAX_VALUE;  // running max of head h (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 head and 2 head + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+                float oe0 = 0f; float oe1 = 0f; float oe2 = 0f; float oe3 = 0f;
+                float of0 = 0f; float of1 = 0f; float of2 = 0f; float of3 = 0f;
+                float og0 = 0f; float og1 = 0f; float og2 = 0f; float og3 = 0f;
+                float oh0 = 0f; float oh1 = 0f; float oh2 = 0f; float oh3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 >> 1) + 32);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 >> 1) + 32);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 >> 1) + 32);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 >> 1) + 32);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 >> 1) + 32);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 >> 1) + 32);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 >> 1) + 32);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 >> 1) + 32);
+                    // 1. partial dots of this lane's two tokens with heads a..h over its 16 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x010 = BFloat16.bf16ToFloat((short) kw05);
+                    float x011 = BFloat16.bf16ToFloat((short) (kw05 >>> 16));
+                    float x012 = BFloat16.bf16ToFloat((short) kw06);
+                    float x013 = BFloat16.bf16ToFloat((short) (kw06 >>> 16));
+                    float x014 = BFloat16.bf16ToFloat((short) kw07);
+                    float x015 = BFloat16.bf16ToFloat((short) (kw07 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x110 = BFloat16.bf16ToFloat((short) kw15);
+                    float x111 = BFloat16.bf16ToFloat((short) (kw15 >>> 16));
+                    float x112 = BFloat16.bf16ToFloat((short) kw16);
+                    float x113 = BFloat16.bf16ToFloat((short) (kw16 >>> 16));
+                    float x114 = BFloat16.bf16ToFloat((short) kw17);
+                    float x115 = BFloat16.bf16ToFloat((short) (kw17 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013 + qs[qLane + 240] * x014 + qs[qLane + 241] * x015;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113 + qs[qLane + 240] * x114 + qs[qLane + 241] * x115;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013 + qs[qLane + 496] * x014 + qs[qLane + 497] * x015;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113 + qs[qLane + 496] * x114 + qs[qLane + 497] * x115;
+                    float d0e = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 528] * x02 + qs[qLane + 529] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 560] * x06 + qs[qLane + 561] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 592] * x010 + qs[qLane + 593] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 624] * x014 + qs[qLane + 625] * x015;
+                    float d1e = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 528] * x12 + qs[qLane + 529] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 560] * x16 + qs[qLane + 561] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 592] * x110 + qs[qLane + 593] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 624] * x114 + qs[qLane + 625] * x115;
+                    float d0f = qs[qLane + 640] * x00 + qs[qLane + 641] * x01 + qs[qLane + 656] * x02 + qs[qLane + 657] * x03 + qs[qLane + 672] * x04 + qs[qLane + 673] * x05 + qs[qLane + 688] * x06 + qs[qLane + 689] * x07 + qs[qLane + 704] * x08 + qs[qLane + 705] * x09 + qs[qLane + 720] * x010 + qs[qLane + 721] * x011 + qs[qLane + 736] * x012 + qs[qLane + 737] * x013 + qs[qLane + 752] * x014 + qs[qLane + 753] * x015;
+                    float d1f = qs[qLane + 640] * x10 + qs[qLane + 641] * x11 + qs[qLane + 656] * x12 + qs[qLane + 657] * x13 + qs[qLane + 672] * x14 + qs[qLane + 673] * x15 + qs[qLane + 688] * x16 + qs[qLane + 689] * x17 + qs[qLane + 704] * x18 + qs[qLane + 705] * x19 + qs[qLane + 720] * x110 + qs[qLane + 721] * x111 + qs[qLane + 736] * x112 + qs[qLane + 737] * x113 + qs[qLane + 752] * x114 + qs[qLane + 753] * x115;
+                    float d0g = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 784] * x02 + qs[qLane + 785] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 816] * x06 + qs[qLane + 817] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 848] * x010 + qs[qLane + 849] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 880] * x014 + qs[qLane + 881] * x015;
+                    float d1g = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 784] * x12 + qs[qLane + 785] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 816] * x16 + qs[qLane + 817] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 848] * x110 + qs[qLane + 849] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 880] * x114 + qs[qLane + 881] * x115;
+                    float d0h = qs[qLane + 896] * x00 + qs[qLane + 897] * x01 + qs[qLane + 912] * x02 + qs[qLane + 913] * x03 + qs[qLane + 928] * x04 + qs[qLane + 929] * x05 + qs[qLane + 944] * x06 + qs[qLane + 945] * x07 + qs[qLane + 960] * x08 + qs[qLane + 961] * x09 + qs[qLane + 976] * x010 + qs[qLane + 977] * x011 + qs[qLane + 992] * x012 + qs[qLane + 993] * x013 + qs[qLane + 1008] * x014 + qs[qLane + 1009] * x015;
+                    float d1h = qs[qLane + 896] * x10 + qs[qLane + 897] * x11 + qs[qLane + 912] * x12 + qs[qLane + 913] * x13 + qs[qLane + 928] * x14 + qs[qLane + 929] * x15 + qs[qLane + 944] * x16 + qs[qLane + 945] * x17 + qs[qLane + 960] * x18 + qs[qLane + 961] * x19 + qs[qLane + 976] * x110 + qs[qLane + 977] * x111 + qs[qLane + 992] * x112 + qs[qLane + 993] * x113 + qs[qLane + 1008] * x114 + qs[qLane + 1009] * x115;
+                    dots[((group + 0) * HEADS_8 + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS_8 + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS_8 + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS_8 + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 0) * HEADS_8 + 4) * (PARTS + 1) + part] = d0e;
+                    dots[((group + 0) * HEADS_8 + 5) * (PARTS + 1) + part] = d0f;
+                    dots[((group + 0) * HEADS_8 + 6) * (PARTS + 1) + part] = d0g;
+                    dots[((group + 0) * HEADS_8 + 7) * (PARTS + 1) + part] = d0h;
+                    dots[((group + 4) * HEADS_8 + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS_8 + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS_8 + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS_8 + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 4) * HEADS_8 + 4) * (PARTS + 1) + part] = d1e;
+                    dots[((group + 4) * HEADS_8 + 5) * (PARTS + 1) + part] = d1f;
+                    dots[((group + 4) * HEADS_8 + 6) * (PARTS + 1) + part] = d1g;
+                    dots[((group + 4) * HEADS_8 + 7) * (PARTS + 1) + part] = d1h;
+                    ctx.localBarrier();
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane >> 2, heads 2 head and 2 head + 1; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS_8 + 2 * head) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * head;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float ne = TornadoMath.max(me, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float ng = TornadoMath.max(mg, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    float nf = TornadoMath.max(mf, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 2)));
+                    float nh = TornadoMath.max(mh, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md || ne > me || nf > mf || ng > mg || nh > mh) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        float ce = TornadoMath.exp(me - ne);
+                        float cf = TornadoMath.exp(mf - nf);
+                        float cg = TornadoMath.exp(mg - ng);
+                        float ch = TornadoMath.exp(mh - nh);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        oe0 = oe0 * ce; oe1 = oe1 * ce; oe2 = oe2 * ce; oe3 = oe3 * ce;
+                        of0 = of0 * cf; of1 = of1 * cf; of2 = of2 * cf; of3 = of3 * cf;
+                        og0 = og0 * cg; og1 = og1 * cg; og2 = og2 * cg; og3 = og3 * cg;
+                        oh0 = oh0 * ch; oh1 = oh1 * ch; oh2 = oh2 * ch; oh3 = oh3 * ch;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cc : head == 2 ? ce : cg);
+                        sumB = sumB * (head == 0 ? cb : head == 1 ? cd : head == 2 ? cf : ch);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                        me = ne;
+                        mf = nf;
+                        mg = ng;
+                        mh = nh;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mc : head == 2 ? me : mg));
+                    float pB = TornadoMath.exp(sB - (head == 0 ? mb : head == 1 ? md : head == 2 ? mf : mh));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS_8 + 2 * head] = pA;
+                    probs[row * HEADS_8 + 2 * head + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw05 = kPool.get((kRow0 >> 1) + 40);
+                    kw06 = kPool.get((kRow0 >> 1) + 48);
+                    kw07 = kPool.get((kRow0 >> 1) + 56);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw15 = kPool.get((kRow1 >> 1) + 40);
+                    kw16 = kPool.get((kRow1 >> 1) + 48);
+                    kw17 = kPool.get((kRow1 >> 1) + 56);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 2 lane + 64 + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float pe0 = probs[4];
+                    float pf0 = probs[5];
+                    float pg0 = probs[6];
+                    float ph0 = probs[7];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    oe0 += pe0 * y00; oe1 += pe0 * y01; oe2 += pe0 * y02; oe3 += pe0 * y03;
+                    of0 += pf0 * y00; of1 += pf0 * y01; of2 += pf0 * y02; of3 += pf0 * y03;
+                    og0 += pg0 * y00; og1 += pg0 * y01; og2 += pg0 * y02; og3 += pg0 * y03;
+                    oh0 += ph0 * y00; oh1 += ph0 * y01; oh2 += ph0 * y02; oh3 += ph0 * y03;
+                    float pa1 = probs[8];
+                    float pb1 = probs[9];
+                    float pc1 = probs[10];
+                    float pd1 = probs[11];
+                    float pe1 = probs[12];
+                    float pf1 = probs[13];
+                    float pg1 = probs[14];
+                    float ph1 = probs[15];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    oe0 += pe1 * y10; oe1 += pe1 * y11; oe2 += pe1 * y12; oe3 += pe1 * y13;
+                    of0 += pf1 * y10; of1 += pf1 * y11; of2 += pf1 * y12; of3 += pf1 * y13;
+                    og0 += pg1 * y10; og1 += pg1 * y11; og2 += pg1 * y12; og3 += pg1 * y13;
+                    oh0 += ph1 * y10; oh1 += ph1 * y11; oh2 += ph1 * y12; oh3 += ph1 * y13;
+                    float pa2 = probs[16];
+                    float pb2 = probs[17];
+                    float pc2 = probs[18];
+                    float pd2 = probs[19];
+                    float pe2 = probs[20];
+                    float pf2 = probs[21];
+                    float pg2 = probs[22];
+                    float ph2 = probs[23];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    oe0 += pe2 * y20; oe1 += pe2 * y21; oe2 += pe2 * y22; oe3 += pe2 * y23;
+                    of0 += pf2 * y20; of1 += pf2 * y21; of2 += pf2 * y22; of3 += pf2 * y23;
+                    og0 += pg2 * y20; og1 += pg2 * y21; og2 += pg2 * y22; og3 += pg2 * y23;
+                    oh0 += ph2 * y20; oh1 += ph2 * y21; oh2 += ph2 * y22; oh3 += ph2 * y23;
+                    float pa3 = probs[24];
+                    float pb3 = probs[25];
+                    float pc3 = probs[26];
+                    float pd3 = probs[27];
+                    float pe3 = probs[28];
+                    float pf3 = probs[29];
+                    float pg3 = probs[30];
+                    float ph3 = probs[31];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    oe0 += pe3 * y30; oe1 += pe3 * y31; oe2 += pe3 * y32; oe3 += pe3 * y33;
+                    of0 += pf3 * y30; of1 += pf3 * y31; of2 += pf3 * y32; of3 += pf3 * y33;
+                    og0 += pg3 * y30; og1 += pg3 * y31; og2 += pg3 * y32; og3 += pg3 * y33;
+                    oh0 += ph3 * y30; oh1 += ph3 * y31; oh2 += ph3 * y32; oh3 += ph3 * y33;
+                    float pa4 = probs[32];
+                    float pb4 = probs[33];
+                    float pc4 = probs[34];
+                    float pd4 = probs[35];
+                    float pe4 = probs[36];
+                    float pf4 = probs[37];
+                    float pg4 = probs[38];
+                    float ph4 = probs[39];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    oe0 += pe4 * y40; oe1 += pe4 * y41; oe2 += pe4 * y42; oe3 += pe4 * y43;
+                    of0 += pf4 * y40; of1 += pf4 * y41; of2 += pf4 * y42; of3 += pf4 * y43;
+                    og0 += pg4 * y40; og1 += pg4 * y41; og2 += pg4 * y42; og3 += pg4 * y43;
+                    oh0 += ph4 * y40; oh1 += ph4 * y41; oh2 += ph4 * y42; oh3 += ph4 * y43;
+                    float pa5 = probs[40];
+                    float pb5 = probs[41];
+                    float pc5 = probs[42];
+                    float pd5 = probs[43];
+                    float pe5 = probs[44];
+                    float pf5 = probs[45];
+                    float pg5 = probs[46];
+                    float ph5 = probs[47];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    oe0 += pe5 * y50; oe1 += pe5 * y51; oe2 += pe5 * y52; oe3 += pe5 * y53;
+                    of0 += pf5 * y50; of1 += pf5 * y51; of2 += pf5 * y52; of3 += pf5 * y53;
+                    og0 += pg5 * y50; og1 += pg5 * y51; og2 += pg5 * y52; og3 += pg5 * y53;
+                    oh0 += ph5 * y50; oh1 += ph5 * y51; oh2 += ph5 * y52; oh3 += ph5 * y53;
+                    float pa6 = probs[48];
+                    float pb6 = probs[49];
+                    float pc6 = probs[50];
+                    float pd6 = probs[51];
+                    float pe6 = probs[52];
+                    float pf6 = probs[53];
+                    float pg6 = probs[54];
+                    float ph6 = probs[55];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    oe0 += pe6 * y60; oe1 += pe6 * y61; oe2 += pe6 * y62; oe3 += pe6 * y63;
+                    of0 += pf6 * y60; of1 += pf6 * y61; of2 += pf6 * y62; of3 += pf6 * y63;
+                    og0 += pg6 * y60; og1 += pg6 * y61; og2 += pg6 * y62; og3 += pg6 * y63;
+                    oh0 += ph6 * y60; oh1 += ph6 * y61; oh2 += ph6 * y62; oh3 += ph6 * y63;
+                    float pa7 = probs[56];
+                    float pb7 = probs[57];
+                    float pc7 = probs[58];
+                    float pd7 = probs[59];
+                    float pe7 = probs[60];
+                    float pf7 = probs[61];
+                    float pg7 = probs[62];
+                    float ph7 = probs[63];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    oe0 += pe7 * y70; oe1 += pe7 * y71; oe2 += pe7 * y72; oe3 += pe7 * y73;
+                    of0 += pf7 * y70; of1 += pf7 * y71; of2 += pf7 * y72; of3 += pf7 * y73;
+                    og0 += pg7 * y70; og1 += pg7 * y71; og2 += pg7 * y72; og3 += pg7 * y73;
+                    oh0 += ph7 * y70; oh1 += ph7 * y71; oh2 += ph7 * y72; oh3 += ph7 * y73;
+                }
+
+                // 4. the running sums over the lanes (lane j: heads 2j and 2j + 1), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float le = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float lg = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                float lf = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 2));
+                float lh = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinke = sinkOn != 0 && validE ? partials.get(sinkAt + 4) : 0f;
+                float sinkf = sinkOn != 0 && validF ? partials.get(sinkAt + 5) : 0f;
+                float sinkg = sinkOn != 0 && validG ? partials.get(sinkAt + 6) : 0f;
+                float sinkh = sinkOn != 0 && validH ? partials.get(sinkAt + 7) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                float sinkSume = PagedDecodeKernels.withSink(le, me, sinkOn, sinke);
+                float sinkSumf = PagedDecodeKernels.withSink(lf, mf, sinkOn, sinkf);
+                float sinkSumg = PagedDecodeKernels.withSink(lg, mg, sinkOn, sinkg);
+                float sinkSumh = PagedDecodeKernels.withSink(lh, mh, sinkOn, sinkh);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+                if (validE) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 4;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oe0 / sinkSume);
+                        out.set(o + 1, oe1 / sinkSume);
+                        out.set(o + 64, oe2 / sinkSume);
+                        out.set(o + 65, oe3 / sinkSume);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oe0);
+                        partials.set(pBase + 2 * lane + 1, oe1);
+                        partials.set(pBase + 2 * lane + 64, oe2);
+                        partials.set(pBase + 2 * lane + 65, oe3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, me);
+                            partials.set(pBase + headDim + 1, le);
+                        }
+                    }
+                }
+                if (validF) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 5;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, of0 / sinkSumf);
+                        out.set(o + 1, of1 / sinkSumf);
+                        out.set(o + 64, of2 / sinkSumf);
+                        out.set(o + 65, of3 / sinkSumf);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, of0);
+                        partials.set(pBase + 2 * lane + 1, of1);
+                        partials.set(pBase + 2 * lane + 64, of2);
+                        partials.set(pBase + 2 * lane + 65, of3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mf);
+                            partials.set(pBase + headDim + 1, lf);
+                        }
+                    }
+                }
+                if (validG) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 6;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, og0 / sinkSumg);
+                        out.set(o + 1, og1 / sinkSumg);
+                        out.set(o + 64, og2 / sinkSumg);
+                        out.set(o + 65, og3 / sinkSumg);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, og0);
+                        partials.set(pBase + 2 * lane + 1, og1);
+                        partials.set(pBase + 2 * lane + 64, og2);
+                        partials.set(pBase + 2 * lane + 65, og3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mg);
+                            partials.set(pBase + headDim + 1, lg);
+                        }
+                    }
+                }
+                if (validH) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 7;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oh0 / sinkSumh);
+                        out.set(o + 1, oh1 / sinkSumh);
+                        out.set(o + 64, oh2 / sinkSumh);
+                        out.set(o + 65, oh3 / sinkSumh);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oh0);
+                        partials.set(pBase + 2 * lane + 1, oh1);
+                        partials.set(pBase + 2 * lane + 64, oh2);
+                        partials.set(pBase + 2 * lane + 65, oh3);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mh);
+                            partials.set(pBase + headDim + 1, lh);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16D64(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..3
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 64); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 8 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA;
+                qs[64 + lane] = qb0 * qScaleB; qs[96 + lane] = qb1 * qScaleB;
+                qs[128 + lane] = qc0 * qScaleC; qs[160 + lane] = qc1 * qScaleC;
+                qs[192 + lane] = qd0 * qScaleD; qs[224 + lane] = qd1 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw20 = kPool.get((kRow2 >> 1) + 0);
+                int kw21 = kPool.get((kRow2 >> 1) + 8);
+                int kw22 = kPool.get((kRow2 >> 1) + 16);
+                int kw23 = kPool.get((kRow2 >> 1) + 24);
+                int kw30 = kPool.get((kRow3 >> 1) + 0);
+                int kw31 = kPool.get((kRow3 >> 1) + 8);
+                int kw32 = kPool.get((kRow3 >> 1) + 16);
+                int kw33 = kPool.get((kRow3 >> 1) + 24);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f;
+                float ob0 = 0f; float ob1 = 0f;
+                float oc0 = 0f; float oc1 = 0f;
+                float od0 = 0f; float od1 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw80 = vPool.get(vRow8 >> 1);
+                    int vw90 = vPool.get(vRow9 >> 1);
+                    int vw100 = vPool.get(vRow10 >> 1);
+                    int vw110 = vPool.get(vRow11 >> 1);
+                    int vw120 = vPool.get(vRow12 >> 1);
+                    int vw130 = vPool.get(vRow13 >> 1);
+                    int vw140 = vPool.get(vRow14 >> 1);
+                    int vw150 = vPool.get(vRow15 >> 1);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 8 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x20 = BFloat16.bf16ToFloat((short) kw20);
+                    float x21 = BFloat16.bf16ToFloat((short) (kw20 >>> 16));
+                    float x22 = BFloat16.bf16ToFloat((short) kw21);
+                    float x23 = BFloat16.bf16ToFloat((short) (kw21 >>> 16));
+                    float x24 = BFloat16.bf16ToFloat((short) kw22);
+                    float x25 = BFloat16.bf16ToFloat((short) (kw22 >>> 16));
+                    float x26 = BFloat16.bf16ToFloat((short) kw23);
+                    float x27 = BFloat16.bf16ToFloat((short) (kw23 >>> 16));
+                    float x30 = BFloat16.bf16ToFloat((short) kw30);
+                    float x31 = BFloat16.bf16ToFloat((short) (kw30 >>> 16));
+                    float x32 = BFloat16.bf16ToFloat((short) kw31);
+                    float x33 = BFloat16.bf16ToFloat((short) (kw31 >>> 16));
+                    float x34 = BFloat16.bf16ToFloat((short) kw32);
+                    float x35 = BFloat16.bf16ToFloat((short) (kw32 >>> 16));
+                    float x36 = BFloat16.bf16ToFloat((short) kw33);
+                    float x37 = BFloat16.bf16ToFloat((short) (kw33 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37;
+                    float d0b = qs[qLane + 64] * x00 + qs[qLane + 65] * x01 + qs[qLane + 80] * x02 + qs[qLane + 81] * x03 + qs[qLane + 96] * x04 + qs[qLane + 97] * x05 + qs[qLane + 112] * x06 + qs[qLane + 113] * x07;
+                    float d1b = qs[qLane + 64] * x10 + qs[qLane + 65] * x11 + qs[qLane + 80] * x12 + qs[qLane + 81] * x13 + qs[qLane + 96] * x14 + qs[qLane + 97] * x15 + qs[qLane + 112] * x16 + qs[qLane + 113] * x17;
+                    float d2b = qs[qLane + 64] * x20 + qs[qLane + 65] * x21 + qs[qLane + 80] * x22 + qs[qLane + 81] * x23 + qs[qLane + 96] * x24 + qs[qLane + 97] * x25 + qs[qLane + 112] * x26 + qs[qLane + 113] * x27;
+                    float d3b = qs[qLane + 64] * x30 + qs[qLane + 65] * x31 + qs[qLane + 80] * x32 + qs[qLane + 81] * x33 + qs[qLane + 96] * x34 + qs[qLane + 97] * x35 + qs[qLane + 112] * x36 + qs[qLane + 113] * x37;
+                    float d0c = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07;
+                    float d1c = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17;
+                    float d2c = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27;
+                    float d3c = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37;
+                    float d0d = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07;
+                    float d1d = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17;
+                    float d2d = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27;
+                    float d3d = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw20 = kPool.get((kRow2 >> 1) + 0);
+                    kw21 = kPool.get((kRow2 >> 1) + 8);
+                    kw22 = kPool.get((kRow2 >> 1) + 16);
+                    kw23 = kPool.get((kRow2 >> 1) + 24);
+                    kw30 = kPool.get((kRow3 >> 1) + 0);
+                    kw31 = kPool.get((kRow3 >> 1) + 8);
+                    kw32 = kPool.get((kRow3 >> 1) + 16);
+                    kw33 = kPool.get((kRow3 >> 1) + 24);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01;
+                    od0 += pd0 * y00; od1 += pd0 * y01;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11;
+                    od0 += pd1 * y10; od1 += pd1 * y11;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21;
+                    od0 += pd2 * y20; od1 += pd2 * y21;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31;
+                    od0 += pd3 * y30; od1 += pd3 * y31;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41;
+                    od0 += pd4 * y40; od1 += pd4 * y41;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51;
+                    od0 += pd5 * y50; od1 += pd5 * y51;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61;
+                    od0 += pd6 * y60; od1 += pd6 * y61;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71;
+                    od0 += pd7 * y70; od1 += pd7 * y71;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = BFloat16.bf16ToFloat((short) vw80);
+                    float y81 = BFloat16.bf16ToFloat((short) (vw80 >>> 16));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81;
+                    od0 += pd8 * y80; od1 += pd8 * y81;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = BFloat16.bf16ToFloat((short) vw90);
+                    float y91 = BFloat16.bf16ToFloat((short) (vw90 >>> 16));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91;
+                    od0 += pd9 * y90; od1 += pd9 * y91;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = BFloat16.bf16ToFloat((short) vw100);
+                    float y101 = BFloat16.bf16ToFloat((short) (vw100 >>> 16));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101;
+                    od0 += pd10 * y100; od1 += pd10 * y101;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = BFloat16.bf16ToFloat((short) vw110);
+                    float y111 = BFloat16.bf16ToFloat((short) (vw110 >>> 16));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111;
+                    od0 += pd11 * y110; od1 += pd11 * y111;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = BFloat16.bf16ToFloat((short) vw120);
+                    float y121 = BFloat16.bf16ToFloat((short) (vw120 >>> 16));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121;
+                    od0 += pd12 * y120; od1 += pd12 * y121;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = BFloat16.bf16ToFloat((short) vw130);
+                    float y131 = BFloat16.bf16ToFloat((short) (vw130 >>> 16));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131;
+                    od0 += pd13 * y130; od1 += pd13 * y131;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = BFloat16.bf16ToFloat((short) vw140);
+                    float y141 = BFloat16.bf16ToFloat((short) (vw140 >>> 16));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141;
+                    od0 += pd14 * y140; od1 += pd14 * y141;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = BFloat16.bf16ToFloat((short) vw150);
+                    float y151 = BFloat16.bf16ToFloat((short) (vw150 >>> 16));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151;
+                    od0 += pd15 * y150; od1 += pd15 * y151;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16D80(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..4
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = 64 - 2 * (lane & 24); // V: this lane's second word, 32 + (lane & 7), from its first (written by lanes 0..7)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 64..95: lanes 0..15 hold dims 64..79, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = lane < 16 ? qa2 * qScaleA : 0f;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = lane < 16 ? qb2 * qScaleB : 0f;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = lane < 16 ? qc2 * qScaleC : 0f;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = lane < 16 ? qd2 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw20 = kPool.get((kRow2 >> 1) + 0);
+                int kw21 = kPool.get((kRow2 >> 1) + 8);
+                int kw22 = kPool.get((kRow2 >> 1) + 16);
+                int kw23 = kPool.get((kRow2 >> 1) + 24);
+                int kw24 = kPool.get((kRow2 >> 1) + 32);
+                int kw30 = kPool.get((kRow3 >> 1) + 0);
+                int kw31 = kPool.get((kRow3 >> 1) + 8);
+                int kw32 = kPool.get((kRow3 >> 1) + 16);
+                int kw33 = kPool.get((kRow3 >> 1) + 24);
+                int kw34 = kPool.get((kRow3 >> 1) + 32);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 + vSecond) >> 1);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 + vSecond) >> 1);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 + vSecond) >> 1);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 + vSecond) >> 1);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 + vSecond) >> 1);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 + vSecond) >> 1);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 + vSecond) >> 1);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 + vSecond) >> 1);
+                    int vw80 = vPool.get(vRow8 >> 1);
+                    int vw81 = vPool.get((vRow8 + vSecond) >> 1);
+                    int vw90 = vPool.get(vRow9 >> 1);
+                    int vw91 = vPool.get((vRow9 + vSecond) >> 1);
+                    int vw100 = vPool.get(vRow10 >> 1);
+                    int vw101 = vPool.get((vRow10 + vSecond) >> 1);
+                    int vw110 = vPool.get(vRow11 >> 1);
+                    int vw111 = vPool.get((vRow11 + vSecond) >> 1);
+                    int vw120 = vPool.get(vRow12 >> 1);
+                    int vw121 = vPool.get((vRow12 + vSecond) >> 1);
+                    int vw130 = vPool.get(vRow13 >> 1);
+                    int vw131 = vPool.get((vRow13 + vSecond) >> 1);
+                    int vw140 = vPool.get(vRow14 >> 1);
+                    int vw141 = vPool.get((vRow14 + vSecond) >> 1);
+                    int vw150 = vPool.get(vRow15 >> 1);
+                    int vw151 = vPool.get((vRow15 + vSecond) >> 1);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 10 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x20 = BFloat16.bf16ToFloat((short) kw20);
+                    float x21 = BFloat16.bf16ToFloat((short) (kw20 >>> 16));
+                    float x22 = BFloat16.bf16ToFloat((short) kw21);
+                    float x23 = BFloat16.bf16ToFloat((short) (kw21 >>> 16));
+                    float x24 = BFloat16.bf16ToFloat((short) kw22);
+                    float x25 = BFloat16.bf16ToFloat((short) (kw22 >>> 16));
+                    float x26 = BFloat16.bf16ToFloat((short) kw23);
+                    float x27 = BFloat16.bf16ToFloat((short) (kw23 >>> 16));
+                    float x28 = BFloat16.bf16ToFloat((short) kw24);
+                    float x29 = BFloat16.bf16ToFloat((short) (kw24 >>> 16));
+                    float x30 = BFloat16.bf16ToFloat((short) kw30);
+                    float x31 = BFloat16.bf16ToFloat((short) (kw30 >>> 16));
+                    float x32 = BFloat16.bf16ToFloat((short) kw31);
+                    float x33 = BFloat16.bf16ToFloat((short) (kw31 >>> 16));
+                    float x34 = BFloat16.bf16ToFloat((short) kw32);
+                    float x35 = BFloat16.bf16ToFloat((short) (kw32 >>> 16));
+                    float x36 = BFloat16.bf16ToFloat((short) kw33);
+                    float x37 = BFloat16.bf16ToFloat((short) (kw33 >>> 16));
+                    float x38 = BFloat16.bf16ToFloat((short) kw34);
+                    float x39 = BFloat16.bf16ToFloat((short) (kw34 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 112] * x02 + qs[qLane + 113] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 144] * x06 + qs[qLane + 145] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 112] * x12 + qs[qLane + 113] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 144] * x16 + qs[qLane + 145] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 112] * x22 + qs[qLane + 113] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 144] * x26 + qs[qLane + 145] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 112] * x32 + qs[qLane + 113] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 144] * x36 + qs[qLane + 145] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 304] * x02 + qs[qLane + 305] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 336] * x06 + qs[qLane + 337] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 304] * x12 + qs[qLane + 305] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 336] * x16 + qs[qLane + 337] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 304] * x22 + qs[qLane + 305] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 336] * x26 + qs[qLane + 337] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 304] * x32 + qs[qLane + 305] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 336] * x36 + qs[qLane + 337] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw20 = kPool.get((kRow2 >> 1) + 0);
+                    kw21 = kPool.get((kRow2 >> 1) + 8);
+                    kw22 = kPool.get((kRow2 >> 1) + 16);
+                    kw23 = kPool.get((kRow2 >> 1) + 24);
+                    kw24 = kPool.get((kRow2 >> 1) + 32);
+                    kw30 = kPool.get((kRow3 >> 1) + 0);
+                    kw31 = kPool.get((kRow3 >> 1) + 8);
+                    kw32 = kPool.get((kRow3 >> 1) + 16);
+                    kw33 = kPool.get((kRow3 >> 1) + 24);
+                    kw34 = kPool.get((kRow3 >> 1) + 32);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 7) + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = BFloat16.bf16ToFloat((short) vw80);
+                    float y81 = BFloat16.bf16ToFloat((short) (vw80 >>> 16));
+                    float y82 = BFloat16.bf16ToFloat((short) vw81);
+                    float y83 = BFloat16.bf16ToFloat((short) (vw81 >>> 16));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = BFloat16.bf16ToFloat((short) vw90);
+                    float y91 = BFloat16.bf16ToFloat((short) (vw90 >>> 16));
+                    float y92 = BFloat16.bf16ToFloat((short) vw91);
+                    float y93 = BFloat16.bf16ToFloat((short) (vw91 >>> 16));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = BFloat16.bf16ToFloat((short) vw100);
+                    float y101 = BFloat16.bf16ToFloat((short) (vw100 >>> 16));
+                    float y102 = BFloat16.bf16ToFloat((short) vw101);
+                    float y103 = BFloat16.bf16ToFloat((short) (vw101 >>> 16));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = BFloat16.bf16ToFloat((short) vw110);
+                    float y111 = BFloat16.bf16ToFloat((short) (vw110 >>> 16));
+                    float y112 = BFloat16.bf16ToFloat((short) vw111);
+                    float y113 = BFloat16.bf16ToFloat((short) (vw111 >>> 16));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = BFloat16.bf16ToFloat((short) vw120);
+                    float y121 = BFloat16.bf16ToFloat((short) (vw120 >>> 16));
+                    float y122 = BFloat16.bf16ToFloat((short) vw121);
+                    float y123 = BFloat16.bf16ToFloat((short) (vw121 >>> 16));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = BFloat16.bf16ToFloat((short) vw130);
+                    float y131 = BFloat16.bf16ToFloat((short) (vw130 >>> 16));
+                    float y132 = BFloat16.bf16ToFloat((short) vw131);
+                    float y133 = BFloat16.bf16ToFloat((short) (vw131 >>> 16));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = BFloat16.bf16ToFloat((short) vw140);
+                    float y141 = BFloat16.bf16ToFloat((short) (vw140 >>> 16));
+                    float y142 = BFloat16.bf16ToFloat((short) vw141);
+                    float y143 = BFloat16.bf16ToFloat((short) (vw141 >>> 16));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = BFloat16.bf16ToFloat((short) vw150);
+                    float y151 = BFloat16.bf16ToFloat((short) (vw150 >>> 16));
+                    float y152 = BFloat16.bf16ToFloat((short) vw151);
+                    float y153 = BFloat16.bf16ToFloat((short) (vw151 >>> 16));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        if (lane < 8) {
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        if (lane < 8) {
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        if (lane < 8) {
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        if (lane < 8) {
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 8) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16D96(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..5
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = 64 - 2 * (lane & 16); // V: this lane's second word, 32 + (lane & 15), from its first (written by lanes 0..15)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 96); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 12 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA;
+                qs[96 + lane] = qb0 * qScaleB; qs[128 + lane] = qb1 * qScaleB; qs[160 + lane] = qb2 * qScaleB;
+                qs[192 + lane] = qc0 * qScaleC; qs[224 + lane] = qc1 * qScaleC; qs[256 + lane] = qc2 * qScaleC;
+                qs[288 + lane] = qd0 * qScaleD; qs[320 + lane] = qd1 * qScaleD; qs[352 + lane] = qd2 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw05 = kPool.get((kRow0 >> 1) + 40);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw15 = kPool.get((kRow1 >> 1) + 40);
+                int kw20 = kPool.get((kRow2 >> 1) + 0);
+                int kw21 = kPool.get((kRow2 >> 1) + 8);
+                int kw22 = kPool.get((kRow2 >> 1) + 16);
+                int kw23 = kPool.get((kRow2 >> 1) + 24);
+                int kw24 = kPool.get((kRow2 >> 1) + 32);
+                int kw25 = kPool.get((kRow2 >> 1) + 40);
+                int kw30 = kPool.get((kRow3 >> 1) + 0);
+                int kw31 = kPool.get((kRow3 >> 1) + 8);
+                int kw32 = kPool.get((kRow3 >> 1) + 16);
+                int kw33 = kPool.get((kRow3 >> 1) + 24);
+                int kw34 = kPool.get((kRow3 >> 1) + 32);
+                int kw35 = kPool.get((kRow3 >> 1) + 40);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 + vSecond) >> 1);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 + vSecond) >> 1);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 + vSecond) >> 1);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 + vSecond) >> 1);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 + vSecond) >> 1);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 + vSecond) >> 1);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 + vSecond) >> 1);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 + vSecond) >> 1);
+                    int vw80 = vPool.get(vRow8 >> 1);
+                    int vw81 = vPool.get((vRow8 + vSecond) >> 1);
+                    int vw90 = vPool.get(vRow9 >> 1);
+                    int vw91 = vPool.get((vRow9 + vSecond) >> 1);
+                    int vw100 = vPool.get(vRow10 >> 1);
+                    int vw101 = vPool.get((vRow10 + vSecond) >> 1);
+                    int vw110 = vPool.get(vRow11 >> 1);
+                    int vw111 = vPool.get((vRow11 + vSecond) >> 1);
+                    int vw120 = vPool.get(vRow12 >> 1);
+                    int vw121 = vPool.get((vRow12 + vSecond) >> 1);
+                    int vw130 = vPool.get(vRow13 >> 1);
+                    int vw131 = vPool.get((vRow13 + vSecond) >> 1);
+                    int vw140 = vPool.get(vRow14 >> 1);
+                    int vw141 = vPool.get((vRow14 + vSecond) >> 1);
+                    int vw150 = vPool.get(vRow15 >> 1);
+                    int vw151 = vPool.get((vRow15 + vSecond) >> 1);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 12 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x010 = BFloat16.bf16ToFloat((short) kw05);
+                    float x011 = BFloat16.bf16ToFloat((short) (kw05 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x110 = BFloat16.bf16ToFloat((short) kw15);
+                    float x111 = BFloat16.bf16ToFloat((short) (kw15 >>> 16));
+                    float x20 = BFloat16.bf16ToFloat((short) kw20);
+                    float x21 = BFloat16.bf16ToFloat((short) (kw20 >>> 16));
+                    float x22 = BFloat16.bf16ToFloat((short) kw21);
+                    float x23 = BFloat16.bf16ToFloat((short) (kw21 >>> 16));
+                    float x24 = BFloat16.bf16ToFloat((short) kw22);
+                    float x25 = BFloat16.bf16ToFloat((short) (kw22 >>> 16));
+                    float x26 = BFloat16.bf16ToFloat((short) kw23);
+                    float x27 = BFloat16.bf16ToFloat((short) (kw23 >>> 16));
+                    float x28 = BFloat16.bf16ToFloat((short) kw24);
+                    float x29 = BFloat16.bf16ToFloat((short) (kw24 >>> 16));
+                    float x210 = BFloat16.bf16ToFloat((short) kw25);
+                    float x211 = BFloat16.bf16ToFloat((short) (kw25 >>> 16));
+                    float x30 = BFloat16.bf16ToFloat((short) kw30);
+                    float x31 = BFloat16.bf16ToFloat((short) (kw30 >>> 16));
+                    float x32 = BFloat16.bf16ToFloat((short) kw31);
+                    float x33 = BFloat16.bf16ToFloat((short) (kw31 >>> 16));
+                    float x34 = BFloat16.bf16ToFloat((short) kw32);
+                    float x35 = BFloat16.bf16ToFloat((short) (kw32 >>> 16));
+                    float x36 = BFloat16.bf16ToFloat((short) kw33);
+                    float x37 = BFloat16.bf16ToFloat((short) (kw33 >>> 16));
+                    float x38 = BFloat16.bf16ToFloat((short) kw34);
+                    float x39 = BFloat16.bf16ToFloat((short) (kw34 >>> 16));
+                    float x310 = BFloat16.bf16ToFloat((short) kw35);
+                    float x311 = BFloat16.bf16ToFloat((short) (kw35 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311;
+                    float d0b = qs[qLane + 96] * x00 + qs[qLane + 97] * x01 + qs[qLane + 112] * x02 + qs[qLane + 113] * x03 + qs[qLane + 128] * x04 + qs[qLane + 129] * x05 + qs[qLane + 144] * x06 + qs[qLane + 145] * x07 + qs[qLane + 160] * x08 + qs[qLane + 161] * x09 + qs[qLane + 176] * x010 + qs[qLane + 177] * x011;
+                    float d1b = qs[qLane + 96] * x10 + qs[qLane + 97] * x11 + qs[qLane + 112] * x12 + qs[qLane + 113] * x13 + qs[qLane + 128] * x14 + qs[qLane + 129] * x15 + qs[qLane + 144] * x16 + qs[qLane + 145] * x17 + qs[qLane + 160] * x18 + qs[qLane + 161] * x19 + qs[qLane + 176] * x110 + qs[qLane + 177] * x111;
+                    float d2b = qs[qLane + 96] * x20 + qs[qLane + 97] * x21 + qs[qLane + 112] * x22 + qs[qLane + 113] * x23 + qs[qLane + 128] * x24 + qs[qLane + 129] * x25 + qs[qLane + 144] * x26 + qs[qLane + 145] * x27 + qs[qLane + 160] * x28 + qs[qLane + 161] * x29 + qs[qLane + 176] * x210 + qs[qLane + 177] * x211;
+                    float d3b = qs[qLane + 96] * x30 + qs[qLane + 97] * x31 + qs[qLane + 112] * x32 + qs[qLane + 113] * x33 + qs[qLane + 128] * x34 + qs[qLane + 129] * x35 + qs[qLane + 144] * x36 + qs[qLane + 145] * x37 + qs[qLane + 160] * x38 + qs[qLane + 161] * x39 + qs[qLane + 176] * x310 + qs[qLane + 177] * x311;
+                    float d0c = qs[qLane + 192] * x00 + qs[qLane + 193] * x01 + qs[qLane + 208] * x02 + qs[qLane + 209] * x03 + qs[qLane + 224] * x04 + qs[qLane + 225] * x05 + qs[qLane + 240] * x06 + qs[qLane + 241] * x07 + qs[qLane + 256] * x08 + qs[qLane + 257] * x09 + qs[qLane + 272] * x010 + qs[qLane + 273] * x011;
+                    float d1c = qs[qLane + 192] * x10 + qs[qLane + 193] * x11 + qs[qLane + 208] * x12 + qs[qLane + 209] * x13 + qs[qLane + 224] * x14 + qs[qLane + 225] * x15 + qs[qLane + 240] * x16 + qs[qLane + 241] * x17 + qs[qLane + 256] * x18 + qs[qLane + 257] * x19 + qs[qLane + 272] * x110 + qs[qLane + 273] * x111;
+                    float d2c = qs[qLane + 192] * x20 + qs[qLane + 193] * x21 + qs[qLane + 208] * x22 + qs[qLane + 209] * x23 + qs[qLane + 224] * x24 + qs[qLane + 225] * x25 + qs[qLane + 240] * x26 + qs[qLane + 241] * x27 + qs[qLane + 256] * x28 + qs[qLane + 257] * x29 + qs[qLane + 272] * x210 + qs[qLane + 273] * x211;
+                    float d3c = qs[qLane + 192] * x30 + qs[qLane + 193] * x31 + qs[qLane + 208] * x32 + qs[qLane + 209] * x33 + qs[qLane + 224] * x34 + qs[qLane + 225] * x35 + qs[qLane + 240] * x36 + qs[qLane + 241] * x37 + qs[qLane + 256] * x38 + qs[qLane + 257] * x39 + qs[qLane + 272] * x310 + qs[qLane + 273] * x311;
+                    float d0d = qs[qLane + 288] * x00 + qs[qLane + 289] * x01 + qs[qLane + 304] * x02 + qs[qLane + 305] * x03 + qs[qLane + 320] * x04 + qs[qLane + 321] * x05 + qs[qLane + 336] * x06 + qs[qLane + 337] * x07 + qs[qLane + 352] * x08 + qs[qLane + 353] * x09 + qs[qLane + 368] * x010 + qs[qLane + 369] * x011;
+                    float d1d = qs[qLane + 288] * x10 + qs[qLane + 289] * x11 + qs[qLane + 304] * x12 + qs[qLane + 305] * x13 + qs[qLane + 320] * x14 + qs[qLane + 321] * x15 + qs[qLane + 336] * x16 + qs[qLane + 337] * x17 + qs[qLane + 352] * x18 + qs[qLane + 353] * x19 + qs[qLane + 368] * x110 + qs[qLane + 369] * x111;
+                    float d2d = qs[qLane + 288] * x20 + qs[qLane + 289] * x21 + qs[qLane + 304] * x22 + qs[qLane + 305] * x23 + qs[qLane + 320] * x24 + qs[qLane + 321] * x25 + qs[qLane + 336] * x26 + qs[qLane + 337] * x27 + qs[qLane + 352] * x28 + qs[qLane + 353] * x29 + qs[qLane + 368] * x210 + qs[qLane + 369] * x211;
+                    float d3d = qs[qLane + 288] * x30 + qs[qLane + 289] * x31 + qs[qLane + 304] * x32 + qs[qLane + 305] * x33 + qs[qLane + 320] * x34 + qs[qLane + 321] * x35 + qs[qLane + 336] * x36 + qs[qLane + 337] * x37 + qs[qLane + 352] * x38 + qs[qLane + 353] * x39 + qs[qLane + 368] * x310 + qs[qLane + 369] * x311;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw05 = kPool.get((kRow0 >> 1) + 40);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw15 = kPool.get((kRow1 >> 1) + 40);
+                    kw20 = kPool.get((kRow2 >> 1) + 0);
+                    kw21 = kPool.get((kRow2 >> 1) + 8);
+                    kw22 = kPool.get((kRow2 >> 1) + 16);
+                    kw23 = kPool.get((kRow2 >> 1) + 24);
+                    kw24 = kPool.get((kRow2 >> 1) + 32);
+                    kw25 = kPool.get((kRow2 >> 1) + 40);
+                    kw30 = kPool.get((kRow3 >> 1) + 0);
+                    kw31 = kPool.get((kRow3 >> 1) + 8);
+                    kw32 = kPool.get((kRow3 >> 1) + 16);
+                    kw33 = kPool.get((kRow3 >> 1) + 24);
+                    kw34 = kPool.get((kRow3 >> 1) + 32);
+                    kw35 = kPool.get((kRow3 >> 1) + 40);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane & 15) + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = BFloat16.bf16ToFloat((short) vw80);
+                    float y81 = BFloat16.bf16ToFloat((short) (vw80 >>> 16));
+                    float y82 = BFloat16.bf16ToFloat((short) vw81);
+                    float y83 = BFloat16.bf16ToFloat((short) (vw81 >>> 16));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = BFloat16.bf16ToFloat((short) vw90);
+                    float y91 = BFloat16.bf16ToFloat((short) (vw90 >>> 16));
+                    float y92 = BFloat16.bf16ToFloat((short) vw91);
+                    float y93 = BFloat16.bf16ToFloat((short) (vw91 >>> 16));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = BFloat16.bf16ToFloat((short) vw100);
+                    float y101 = BFloat16.bf16ToFloat((short) (vw100 >>> 16));
+                    float y102 = BFloat16.bf16ToFloat((short) vw101);
+                    float y103 = BFloat16.bf16ToFloat((short) (vw101 >>> 16));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = BFloat16.bf16ToFloat((short) vw110);
+                    float y111 = BFloat16.bf16ToFloat((short) (vw110 >>> 16));
+                    float y112 = BFloat16.bf16ToFloat((short) vw111);
+                    float y113 = BFloat16.bf16ToFloat((short) (vw111 >>> 16));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = BFloat16.bf16ToFloat((short) vw120);
+                    float y121 = BFloat16.bf16ToFloat((short) (vw120 >>> 16));
+                    float y122 = BFloat16.bf16ToFloat((short) vw121);
+                    float y123 = BFloat16.bf16ToFloat((short) (vw121 >>> 16));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = BFloat16.bf16ToFloat((short) vw130);
+                    float y131 = BFloat16.bf16ToFloat((short) (vw130 >>> 16));
+                    float y132 = BFloat16.bf16ToFloat((short) vw131);
+                    float y133 = BFloat16.bf16ToFloat((short) (vw131 >>> 16));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = BFloat16.bf16ToFloat((short) vw140);
+                    float y141 = BFloat16.bf16ToFloat((short) (vw140 >>> 16));
+                    float y142 = BFloat16.bf16ToFloat((short) vw141);
+                    float y143 = BFloat16.bf16ToFloat((short) (vw141 >>> 16));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = BFloat16.bf16ToFloat((short) vw150);
+                    float y151 = BFloat16.bf16ToFloat((short) (vw150 >>> 16));
+                    float y152 = BFloat16.bf16ToFloat((short) vw151);
+                    float y153 = BFloat16.bf16ToFloat((short) (vw151 >>> 16));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        if (lane < 16) {
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 16) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        if (lane < 16) {
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 16) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        if (lane < 16) {
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 16) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        if (lane < 16) {
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 16) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16D112(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group, group + 4, group + 8, group + 12 of a tile
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..6
+        int odd = lane & 1;              // softmax: this lane's heads 2 odd and 2 odd + 1 of token lane / 2
+        int vSecond = lane < 24 ? 64 : 16; // V: this lane's second word, 32 + lane (lanes 24..31: lane + 8), from its first (written by lanes 0..23)
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 128); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 16 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                // dims 96..127: lanes 0..15 hold dims 96..111, lanes 16..31 load one of them again and store zeros
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96 - (lane & 16));
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96 - (lane & 16));
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96 - (lane & 16));
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96 - (lane & 16));
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = lane < 16 ? qa3 * qScaleA : 0f;
+                qs[128 + lane] = qb0 * qScaleB; qs[160 + lane] = qb1 * qScaleB; qs[192 + lane] = qb2 * qScaleB; qs[224 + lane] = lane < 16 ? qb3 * qScaleB : 0f;
+                qs[256 + lane] = qc0 * qScaleC; qs[288 + lane] = qc1 * qScaleC; qs[320 + lane] = qc2 * qScaleC; qs[352 + lane] = lane < 16 ? qc3 * qScaleC : 0f;
+                qs[384 + lane] = qd0 * qScaleD; qs[416 + lane] = qd1 * qScaleD; qs[448 + lane] = qd2 * qScaleD; qs[480 + lane] = lane < 16 ? qd3 * qScaleD : 0f;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + TILE <= blockSize;
+                if (lane < TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kRow2 = kRows[group + 8] + 2 * part;
+                int kRow3 = kRows[group + 12] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw05 = kPool.get((kRow0 >> 1) + 40);
+                int kw06 = kPool.get((kRow0 >> 1) + 48);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw15 = kPool.get((kRow1 >> 1) + 40);
+                int kw16 = kPool.get((kRow1 >> 1) + 48);
+                int kw20 = kPool.get((kRow2 >> 1) + 0);
+                int kw21 = kPool.get((kRow2 >> 1) + 8);
+                int kw22 = kPool.get((kRow2 >> 1) + 16);
+                int kw23 = kPool.get((kRow2 >> 1) + 24);
+                int kw24 = kPool.get((kRow2 >> 1) + 32);
+                int kw25 = kPool.get((kRow2 >> 1) + 40);
+                int kw26 = kPool.get((kRow2 >> 1) + 48);
+                int kw30 = kPool.get((kRow3 >> 1) + 0);
+                int kw31 = kPool.get((kRow3 >> 1) + 8);
+                int kw32 = kPool.get((kRow3 >> 1) + 16);
+                int kw33 = kPool.get((kRow3 >> 1) + 24);
+                int kw34 = kPool.get((kRow3 >> 1) + 32);
+                int kw35 = kPool.get((kRow3 >> 1) + 40);
+                int kw36 = kPool.get((kRow3 >> 1) + 48);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sums of heads 2 odd and 2 odd + 1
+                float sumB = 0f;
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vRow8 = vRows[8] + 2 * lane;
+                    int vRow9 = vRows[9] + 2 * lane;
+                    int vRow10 = vRows[10] + 2 * lane;
+                    int vRow11 = vRows[11] + 2 * lane;
+                    int vRow12 = vRows[12] + 2 * lane;
+                    int vRow13 = vRows[13] + 2 * lane;
+                    int vRow14 = vRows[14] + 2 * lane;
+                    int vRow15 = vRows[15] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 + vSecond) >> 1);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 + vSecond) >> 1);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 + vSecond) >> 1);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 + vSecond) >> 1);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 + vSecond) >> 1);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 + vSecond) >> 1);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 + vSecond) >> 1);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 + vSecond) >> 1);
+                    int vw80 = vPool.get(vRow8 >> 1);
+                    int vw81 = vPool.get((vRow8 + vSecond) >> 1);
+                    int vw90 = vPool.get(vRow9 >> 1);
+                    int vw91 = vPool.get((vRow9 + vSecond) >> 1);
+                    int vw100 = vPool.get(vRow10 >> 1);
+                    int vw101 = vPool.get((vRow10 + vSecond) >> 1);
+                    int vw110 = vPool.get(vRow11 >> 1);
+                    int vw111 = vPool.get((vRow11 + vSecond) >> 1);
+                    int vw120 = vPool.get(vRow12 >> 1);
+                    int vw121 = vPool.get((vRow12 + vSecond) >> 1);
+                    int vw130 = vPool.get(vRow13 >> 1);
+                    int vw131 = vPool.get((vRow13 + vSecond) >> 1);
+                    int vw140 = vPool.get(vRow14 >> 1);
+                    int vw141 = vPool.get((vRow14 + vSecond) >> 1);
+                    int vw150 = vPool.get(vRow15 >> 1);
+                    int vw151 = vPool.get((vRow15 + vSecond) >> 1);
+                    // 1. partial dots of this lane's four tokens with heads a..d over its 14 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x010 = BFloat16.bf16ToFloat((short) kw05);
+                    float x011 = BFloat16.bf16ToFloat((short) (kw05 >>> 16));
+                    float x012 = BFloat16.bf16ToFloat((short) kw06);
+                    float x013 = BFloat16.bf16ToFloat((short) (kw06 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x110 = BFloat16.bf16ToFloat((short) kw15);
+                    float x111 = BFloat16.bf16ToFloat((short) (kw15 >>> 16));
+                    float x112 = BFloat16.bf16ToFloat((short) kw16);
+                    float x113 = BFloat16.bf16ToFloat((short) (kw16 >>> 16));
+                    float x20 = BFloat16.bf16ToFloat((short) kw20);
+                    float x21 = BFloat16.bf16ToFloat((short) (kw20 >>> 16));
+                    float x22 = BFloat16.bf16ToFloat((short) kw21);
+                    float x23 = BFloat16.bf16ToFloat((short) (kw21 >>> 16));
+                    float x24 = BFloat16.bf16ToFloat((short) kw22);
+                    float x25 = BFloat16.bf16ToFloat((short) (kw22 >>> 16));
+                    float x26 = BFloat16.bf16ToFloat((short) kw23);
+                    float x27 = BFloat16.bf16ToFloat((short) (kw23 >>> 16));
+                    float x28 = BFloat16.bf16ToFloat((short) kw24);
+                    float x29 = BFloat16.bf16ToFloat((short) (kw24 >>> 16));
+                    float x210 = BFloat16.bf16ToFloat((short) kw25);
+                    float x211 = BFloat16.bf16ToFloat((short) (kw25 >>> 16));
+                    float x212 = BFloat16.bf16ToFloat((short) kw26);
+                    float x213 = BFloat16.bf16ToFloat((short) (kw26 >>> 16));
+                    float x30 = BFloat16.bf16ToFloat((short) kw30);
+                    float x31 = BFloat16.bf16ToFloat((short) (kw30 >>> 16));
+                    float x32 = BFloat16.bf16ToFloat((short) kw31);
+                    float x33 = BFloat16.bf16ToFloat((short) (kw31 >>> 16));
+                    float x34 = BFloat16.bf16ToFloat((short) kw32);
+                    float x35 = BFloat16.bf16ToFloat((short) (kw32 >>> 16));
+                    float x36 = BFloat16.bf16ToFloat((short) kw33);
+                    float x37 = BFloat16.bf16ToFloat((short) (kw33 >>> 16));
+                    float x38 = BFloat16.bf16ToFloat((short) kw34);
+                    float x39 = BFloat16.bf16ToFloat((short) (kw34 >>> 16));
+                    float x310 = BFloat16.bf16ToFloat((short) kw35);
+                    float x311 = BFloat16.bf16ToFloat((short) (kw35 >>> 16));
+                    float x312 = BFloat16.bf16ToFloat((short) kw36);
+                    float x313 = BFloat16.bf16ToFloat((short) (kw36 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113;
+                    float d2a = qs[qLane + 0] * x20 + qs[qLane + 1] * x21 + qs[qLane + 16] * x22 + qs[qLane + 17] * x23 + qs[qLane + 32] * x24 + qs[qLane + 33] * x25 + qs[qLane + 48] * x26 + qs[qLane + 49] * x27 + qs[qLane + 64] * x28 + qs[qLane + 65] * x29 + qs[qLane + 80] * x210 + qs[qLane + 81] * x211 + qs[qLane + 96] * x212 + qs[qLane + 97] * x213;
+                    float d3a = qs[qLane + 0] * x30 + qs[qLane + 1] * x31 + qs[qLane + 16] * x32 + qs[qLane + 17] * x33 + qs[qLane + 32] * x34 + qs[qLane + 33] * x35 + qs[qLane + 48] * x36 + qs[qLane + 49] * x37 + qs[qLane + 64] * x38 + qs[qLane + 65] * x39 + qs[qLane + 80] * x310 + qs[qLane + 81] * x311 + qs[qLane + 96] * x312 + qs[qLane + 97] * x313;
+                    float d0b = qs[qLane + 128] * x00 + qs[qLane + 129] * x01 + qs[qLane + 144] * x02 + qs[qLane + 145] * x03 + qs[qLane + 160] * x04 + qs[qLane + 161] * x05 + qs[qLane + 176] * x06 + qs[qLane + 177] * x07 + qs[qLane + 192] * x08 + qs[qLane + 193] * x09 + qs[qLane + 208] * x010 + qs[qLane + 209] * x011 + qs[qLane + 224] * x012 + qs[qLane + 225] * x013;
+                    float d1b = qs[qLane + 128] * x10 + qs[qLane + 129] * x11 + qs[qLane + 144] * x12 + qs[qLane + 145] * x13 + qs[qLane + 160] * x14 + qs[qLane + 161] * x15 + qs[qLane + 176] * x16 + qs[qLane + 177] * x17 + qs[qLane + 192] * x18 + qs[qLane + 193] * x19 + qs[qLane + 208] * x110 + qs[qLane + 209] * x111 + qs[qLane + 224] * x112 + qs[qLane + 225] * x113;
+                    float d2b = qs[qLane + 128] * x20 + qs[qLane + 129] * x21 + qs[qLane + 144] * x22 + qs[qLane + 145] * x23 + qs[qLane + 160] * x24 + qs[qLane + 161] * x25 + qs[qLane + 176] * x26 + qs[qLane + 177] * x27 + qs[qLane + 192] * x28 + qs[qLane + 193] * x29 + qs[qLane + 208] * x210 + qs[qLane + 209] * x211 + qs[qLane + 224] * x212 + qs[qLane + 225] * x213;
+                    float d3b = qs[qLane + 128] * x30 + qs[qLane + 129] * x31 + qs[qLane + 144] * x32 + qs[qLane + 145] * x33 + qs[qLane + 160] * x34 + qs[qLane + 161] * x35 + qs[qLane + 176] * x36 + qs[qLane + 177] * x37 + qs[qLane + 192] * x38 + qs[qLane + 193] * x39 + qs[qLane + 208] * x310 + qs[qLane + 209] * x311 + qs[qLane + 224] * x312 + qs[qLane + 225] * x313;
+                    float d0c = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013;
+                    float d1c = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113;
+                    float d2c = qs[qLane + 256] * x20 + qs[qLane + 257] * x21 + qs[qLane + 272] * x22 + qs[qLane + 273] * x23 + qs[qLane + 288] * x24 + qs[qLane + 289] * x25 + qs[qLane + 304] * x26 + qs[qLane + 305] * x27 + qs[qLane + 320] * x28 + qs[qLane + 321] * x29 + qs[qLane + 336] * x210 + qs[qLane + 337] * x211 + qs[qLane + 352] * x212 + qs[qLane + 353] * x213;
+                    float d3c = qs[qLane + 256] * x30 + qs[qLane + 257] * x31 + qs[qLane + 272] * x32 + qs[qLane + 273] * x33 + qs[qLane + 288] * x34 + qs[qLane + 289] * x35 + qs[qLane + 304] * x36 + qs[qLane + 305] * x37 + qs[qLane + 320] * x38 + qs[qLane + 321] * x39 + qs[qLane + 336] * x310 + qs[qLane + 337] * x311 + qs[qLane + 352] * x312 + qs[qLane + 353] * x313;
+                    float d0d = qs[qLane + 384] * x00 + qs[qLane + 385] * x01 + qs[qLane + 400] * x02 + qs[qLane + 401] * x03 + qs[qLane + 416] * x04 + qs[qLane + 417] * x05 + qs[qLane + 432] * x06 + qs[qLane + 433] * x07 + qs[qLane + 448] * x08 + qs[qLane + 449] * x09 + qs[qLane + 464] * x010 + qs[qLane + 465] * x011 + qs[qLane + 480] * x012 + qs[qLane + 481] * x013;
+                    float d1d = qs[qLane + 384] * x10 + qs[qLane + 385] * x11 + qs[qLane + 400] * x12 + qs[qLane + 401] * x13 + qs[qLane + 416] * x14 + qs[qLane + 417] * x15 + qs[qLane + 432] * x16 + qs[qLane + 433] * x17 + qs[qLane + 448] * x18 + qs[qLane + 449] * x19 + qs[qLane + 464] * x110 + qs[qLane + 465] * x111 + qs[qLane + 480] * x112 + qs[qLane + 481] * x113;
+                    float d2d = qs[qLane + 384] * x20 + qs[qLane + 385] * x21 + qs[qLane + 400] * x22 + qs[qLane + 401] * x23 + qs[qLane + 416] * x24 + qs[qLane + 417] * x25 + qs[qLane + 432] * x26 + qs[qLane + 433] * x27 + qs[qLane + 448] * x28 + qs[qLane + 449] * x29 + qs[qLane + 464] * x210 + qs[qLane + 465] * x211 + qs[qLane + 480] * x212 + qs[qLane + 481] * x213;
+                    float d3d = qs[qLane + 384] * x30 + qs[qLane + 385] * x31 + qs[qLane + 400] * x32 + qs[qLane + 401] * x33 + qs[qLane + 416] * x34 + qs[qLane + 417] * x35 + qs[qLane + 432] * x36 + qs[qLane + 433] * x37 + qs[qLane + 448] * x38 + qs[qLane + 449] * x39 + qs[qLane + 464] * x310 + qs[qLane + 465] * x311 + qs[qLane + 480] * x312 + qs[qLane + 481] * x313;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    dots[((group + 8) * HEADS + 0) * (PARTS + 1) + part] = d2a;
+                    dots[((group + 8) * HEADS + 1) * (PARTS + 1) + part] = d2b;
+                    dots[((group + 8) * HEADS + 2) * (PARTS + 1) + part] = d2c;
+                    dots[((group + 8) * HEADS + 3) * (PARTS + 1) + part] = d2d;
+                    dots[((group + 12) * HEADS + 0) * (PARTS + 1) + part] = d3a;
+                    dots[((group + 12) * HEADS + 1) * (PARTS + 1) + part] = d3b;
+                    dots[((group + 12) * HEADS + 2) * (PARTS + 1) + part] = d3c;
+                    dots[((group + 12) * HEADS + 3) * (PARTS + 1) + part] = d3d;
+                    ctx.localBarrier();
+                    int next = tileStart + TILE < end ? tileStart + TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. scores of token lane / 2, heads 2 odd and 2 odd + 1; the tile's max per head; probabilities
+                    int row = lane >> 1;
+                    int rowA = (row * HEADS + 2 * odd) * (PARTS + 1);
+                    int rowB = rowA + PARTS + 1;
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    float sB = dots[rowB + 0] + dots[rowB + 1] + dots[rowB + 2] + dots[rowB + 3] + dots[rowB + 4] + dots[rowB + 5] + dots[rowB + 6] + dots[rowB + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sB = PagedDecodeKernels.softCap(sB, cap);
+                    int alibi = params.get(DecodeParams.ALIBI);  // ALiBi: each score plus its head's slope times (key - query)
+                    int alibiHead = kvHead * groupSize + head0 + 2 * odd;  // heads past the group: the group's last
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    sB = sB + PagedDecodeKernels.alibiBias(partials, alibi, TornadoMath.min(alibiHead + 1, kvHead * groupSize + groupSize - 1),
+                            tileStart + row, len - 1);
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                        sB = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    float tB = sB;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 4));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 2));
+                    tB = TornadoMath.max(tB, ctx.simdShuffleDown(tB, 2));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(tB));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tB, 1)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd;
+                        sumA = sumA * (odd == 0 ? ca : cc);
+                        sumB = sumB * (odd == 0 ? cb : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (odd == 0 ? ma : mc));
+                    float pB = TornadoMath.exp(sB - (odd == 0 ? mb : md));
+                    sumA += pA;
+                    sumB += pB;
+                    probs[row * HEADS + 2 * odd] = pA;
+                    probs[row * HEADS + 2 * odd + 1] = pB;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + TILE <= blockSize;
+                    if (lane < TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kRow2 = kRows[group + 8] + 2 * part;
+                    kRow3 = kRows[group + 12] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw05 = kPool.get((kRow0 >> 1) + 40);
+                    kw06 = kPool.get((kRow0 >> 1) + 48);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw15 = kPool.get((kRow1 >> 1) + 40);
+                    kw16 = kPool.get((kRow1 >> 1) + 48);
+                    kw20 = kPool.get((kRow2 >> 1) + 0);
+                    kw21 = kPool.get((kRow2 >> 1) + 8);
+                    kw22 = kPool.get((kRow2 >> 1) + 16);
+                    kw23 = kPool.get((kRow2 >> 1) + 24);
+                    kw24 = kPool.get((kRow2 >> 1) + 32);
+                    kw25 = kPool.get((kRow2 >> 1) + 40);
+                    kw26 = kPool.get((kRow2 >> 1) + 48);
+                    kw30 = kPool.get((kRow3 >> 1) + 0);
+                    kw31 = kPool.get((kRow3 >> 1) + 8);
+                    kw32 = kPool.get((kRow3 >> 1) + 16);
+                    kw33 = kPool.get((kRow3 >> 1) + 24);
+                    kw34 = kPool.get((kRow3 >> 1) + 32);
+                    kw35 = kPool.get((kRow3 >> 1) + 40);
+                    kw36 = kPool.get((kRow3 >> 1) + 48);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1} and 64 + 2 (lane < 24 ? lane : lane - 24) + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73;
+                    float pa8 = probs[32];
+                    float pb8 = probs[33];
+                    float pc8 = probs[34];
+                    float pd8 = probs[35];
+                    float y80 = BFloat16.bf16ToFloat((short) vw80);
+                    float y81 = BFloat16.bf16ToFloat((short) (vw80 >>> 16));
+                    float y82 = BFloat16.bf16ToFloat((short) vw81);
+                    float y83 = BFloat16.bf16ToFloat((short) (vw81 >>> 16));
+                    oa0 += pa8 * y80; oa1 += pa8 * y81; oa2 += pa8 * y82; oa3 += pa8 * y83;
+                    ob0 += pb8 * y80; ob1 += pb8 * y81; ob2 += pb8 * y82; ob3 += pb8 * y83;
+                    oc0 += pc8 * y80; oc1 += pc8 * y81; oc2 += pc8 * y82; oc3 += pc8 * y83;
+                    od0 += pd8 * y80; od1 += pd8 * y81; od2 += pd8 * y82; od3 += pd8 * y83;
+                    float pa9 = probs[36];
+                    float pb9 = probs[37];
+                    float pc9 = probs[38];
+                    float pd9 = probs[39];
+                    float y90 = BFloat16.bf16ToFloat((short) vw90);
+                    float y91 = BFloat16.bf16ToFloat((short) (vw90 >>> 16));
+                    float y92 = BFloat16.bf16ToFloat((short) vw91);
+                    float y93 = BFloat16.bf16ToFloat((short) (vw91 >>> 16));
+                    oa0 += pa9 * y90; oa1 += pa9 * y91; oa2 += pa9 * y92; oa3 += pa9 * y93;
+                    ob0 += pb9 * y90; ob1 += pb9 * y91; ob2 += pb9 * y92; ob3 += pb9 * y93;
+                    oc0 += pc9 * y90; oc1 += pc9 * y91; oc2 += pc9 * y92; oc3 += pc9 * y93;
+                    od0 += pd9 * y90; od1 += pd9 * y91; od2 += pd9 * y92; od3 += pd9 * y93;
+                    float pa10 = probs[40];
+                    float pb10 = probs[41];
+                    float pc10 = probs[42];
+                    float pd10 = probs[43];
+                    float y100 = BFloat16.bf16ToFloat((short) vw100);
+                    float y101 = BFloat16.bf16ToFloat((short) (vw100 >>> 16));
+                    float y102 = BFloat16.bf16ToFloat((short) vw101);
+                    float y103 = BFloat16.bf16ToFloat((short) (vw101 >>> 16));
+                    oa0 += pa10 * y100; oa1 += pa10 * y101; oa2 += pa10 * y102; oa3 += pa10 * y103;
+                    ob0 += pb10 * y100; ob1 += pb10 * y101; ob2 += pb10 * y102; ob3 += pb10 * y103;
+                    oc0 += pc10 * y100; oc1 += pc10 * y101; oc2 += pc10 * y102; oc3 += pc10 * y103;
+                    od0 += pd10 * y100; od1 += pd10 * y101; od2 += pd10 * y102; od3 += pd10 * y103;
+                    float pa11 = probs[44];
+                    float pb11 = probs[45];
+                    float pc11 = probs[46];
+                    float pd11 = probs[47];
+                    float y110 = BFloat16.bf16ToFloat((short) vw110);
+                    float y111 = BFloat16.bf16ToFloat((short) (vw110 >>> 16));
+                    float y112 = BFloat16.bf16ToFloat((short) vw111);
+                    float y113 = BFloat16.bf16ToFloat((short) (vw111 >>> 16));
+                    oa0 += pa11 * y110; oa1 += pa11 * y111; oa2 += pa11 * y112; oa3 += pa11 * y113;
+                    ob0 += pb11 * y110; ob1 += pb11 * y111; ob2 += pb11 * y112; ob3 += pb11 * y113;
+                    oc0 += pc11 * y110; oc1 += pc11 * y111; oc2 += pc11 * y112; oc3 += pc11 * y113;
+                    od0 += pd11 * y110; od1 += pd11 * y111; od2 += pd11 * y112; od3 += pd11 * y113;
+                    float pa12 = probs[48];
+                    float pb12 = probs[49];
+                    float pc12 = probs[50];
+                    float pd12 = probs[51];
+                    float y120 = BFloat16.bf16ToFloat((short) vw120);
+                    float y121 = BFloat16.bf16ToFloat((short) (vw120 >>> 16));
+                    float y122 = BFloat16.bf16ToFloat((short) vw121);
+                    float y123 = BFloat16.bf16ToFloat((short) (vw121 >>> 16));
+                    oa0 += pa12 * y120; oa1 += pa12 * y121; oa2 += pa12 * y122; oa3 += pa12 * y123;
+                    ob0 += pb12 * y120; ob1 += pb12 * y121; ob2 += pb12 * y122; ob3 += pb12 * y123;
+                    oc0 += pc12 * y120; oc1 += pc12 * y121; oc2 += pc12 * y122; oc3 += pc12 * y123;
+                    od0 += pd12 * y120; od1 += pd12 * y121; od2 += pd12 * y122; od3 += pd12 * y123;
+                    float pa13 = probs[52];
+                    float pb13 = probs[53];
+                    float pc13 = probs[54];
+                    float pd13 = probs[55];
+                    float y130 = BFloat16.bf16ToFloat((short) vw130);
+                    float y131 = BFloat16.bf16ToFloat((short) (vw130 >>> 16));
+                    float y132 = BFloat16.bf16ToFloat((short) vw131);
+                    float y133 = BFloat16.bf16ToFloat((short) (vw131 >>> 16));
+                    oa0 += pa13 * y130; oa1 += pa13 * y131; oa2 += pa13 * y132; oa3 += pa13 * y133;
+                    ob0 += pb13 * y130; ob1 += pb13 * y131; ob2 += pb13 * y132; ob3 += pb13 * y133;
+                    oc0 += pc13 * y130; oc1 += pc13 * y131; oc2 += pc13 * y132; oc3 += pc13 * y133;
+                    od0 += pd13 * y130; od1 += pd13 * y131; od2 += pd13 * y132; od3 += pd13 * y133;
+                    float pa14 = probs[56];
+                    float pb14 = probs[57];
+                    float pc14 = probs[58];
+                    float pd14 = probs[59];
+                    float y140 = BFloat16.bf16ToFloat((short) vw140);
+                    float y141 = BFloat16.bf16ToFloat((short) (vw140 >>> 16));
+                    float y142 = BFloat16.bf16ToFloat((short) vw141);
+                    float y143 = BFloat16.bf16ToFloat((short) (vw141 >>> 16));
+                    oa0 += pa14 * y140; oa1 += pa14 * y141; oa2 += pa14 * y142; oa3 += pa14 * y143;
+                    ob0 += pb14 * y140; ob1 += pb14 * y141; ob2 += pb14 * y142; ob3 += pb14 * y143;
+                    oc0 += pc14 * y140; oc1 += pc14 * y141; oc2 += pc14 * y142; oc3 += pc14 * y143;
+                    od0 += pd14 * y140; od1 += pd14 * y141; od2 += pd14 * y142; od3 += pd14 * y143;
+                    float pa15 = probs[60];
+                    float pb15 = probs[61];
+                    float pc15 = probs[62];
+                    float pd15 = probs[63];
+                    float y150 = BFloat16.bf16ToFloat((short) vw150);
+                    float y151 = BFloat16.bf16ToFloat((short) (vw150 >>> 16));
+                    float y152 = BFloat16.bf16ToFloat((short) vw151);
+                    float y153 = BFloat16.bf16ToFloat((short) (vw151 >>> 16));
+                    oa0 += pa15 * y150; oa1 += pa15 * y151; oa2 += pa15 * y152; oa3 += pa15 * y153;
+                    ob0 += pb15 * y150; ob1 += pb15 * y151; ob2 += pb15 * y152; ob3 += pb15 * y153;
+                    oc0 += pc15 * y150; oc1 += pc15 * y151; oc2 += pc15 * y152; oc3 += pc15 * y153;
+                    od0 += pd15 * y150; od1 += pd15 * y151; od2 += pd15 * y152; od3 += pd15 * y153;
+                }
+
+                // 4. the running sums over the lanes (lane 0: heads a, b; lane 1: heads c, d), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumB += ctx.simdShuffleDown(sumB, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumB += ctx.simdShuffleDown(sumB, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                sumB += ctx.simdShuffleDown(sumB, 4);
+                sumA += ctx.simdShuffleDown(sumA, 2);
+                sumB += ctx.simdShuffleDown(sumB, 2);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(sumB);
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumB, 1));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        if (lane < 24) {
+                            out.set(o + 64, oa2 / sinkSuma); out.set(o + 65, oa3 / sinkSuma);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oa2); partials.set(pBase + 2 * lane + 65, oa3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        if (lane < 24) {
+                            out.set(o + 64, ob2 / sinkSumb); out.set(o + 65, ob3 / sinkSumb);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, ob2); partials.set(pBase + 2 * lane + 65, ob3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        if (lane < 24) {
+                            out.set(o + 64, oc2 / sinkSumc); out.set(o + 65, oc3 / sinkSumc);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, oc2); partials.set(pBase + 2 * lane + 65, oc3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        if (lane < 24) {
+                            out.set(o + 64, od2 / sinkSumd); out.set(o + 65, od3 / sinkSumd);
+                        }
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        if (lane < 24) {
+                            partials.set(pBase + 2 * lane + 64, od2); partials.set(pBase + 2 * lane + 65, od3);
+                        }
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, md);
+                            partials.set(pBase + headDim + 1, ld);
+                        }
+                    }
+                }
+            }
+            // a balanced range's next piece starts the next pair
+            int r = params.get(DecodeParams.TILES_PER_GROUP);
+            more = pos < (r == 0 ? 0 : TornadoMath.min(ctx.groupIdx * r + r, params.get(DecodeParams.TOTAL_TILES)));
+            seq = pair == pairHeads - 1 ? seq + 1 : seq;
+        }
+    }
+
+    public static void attentionBf16D256(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                    IntArray blockTables, IntArray contextLens, IntArray params, FloatArray out,
+                                    FloatArray partials, int numKvHeads, int groupSize, int headDim, int blockSize,
+                                    float scale) {
+        if (params.get(DecodeParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int lane = ctx.localIdx;
+        int group = lane >> 3;           // scores: this lane's tokens group and group + 4 of a step of 8
+        int part = lane & 7;             // scores: this lane's words part + 8j (dims 2 part + 16j + {0, 1}), j = 0..15
+        int head = lane & 3;             // softmax: this lane's head of token lane >> 2
+        int gid = ctx.groupIdx;
+        int numSeqs = params.get(DecodeParams.NUM_SEQS);
+        int headStride = blockSize * headDim;
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(DecodeParams.LAYER_BASE);
+        int headTiles = headTiles(groupSize);   // work-groups per KV head, four query heads each (groupSize is a JIT-time constant)
+        int pairHeads = numKvHeads * headTiles; // the grid's "KV heads": (KV head, head tile)
+        float[] dots = ctx.allocateFloatLocalArray(DOTS_SIZE);    // [token][head][PARTS + 1] partial dots of a tile
+        float[] probs = ctx.allocateFloatLocalArray(PROBS_SIZE);  // [token][head] probabilities of a tile
+        float[] qs = ctx.allocateFloatLocalArray(HEADS * 256); // [head][headDim] scaled query values
+        int[] kRows = ctx.allocateIntLocalArray(HALF_TILE); // pool offsets of a tile's rows across blocks (K, V)
+        int[] vRows = ctx.allocateIntLocalArray(HALF_TILE);
+
+        // this work-group's pieces: its (sequence, KV head, partition) in a partition grid; in a balanced grid
+        // (DecodeParams.TILES_PER_GROUP) the pieces of the (sequence, KV head) pairs its range of tiles covers.
+        // Across the tile loop only seq, pair, partition and pos stay live; the rest is read again from params.
+        int seq = PagedDecodeKernels.seqOf(gid, params.get(DecodeParams.MAX_PARTITIONS), pairHeads);
+        int pos = gid * params.get(DecodeParams.TILES_PER_GROUP);  // balanced: the next global tile of this work-group's range
+        if (params.get(DecodeParams.TILES_PER_GROUP) != 0) {
+            seq = pos < params.get(DecodeParams.TOTAL_TILES) ? params.get(params.get(DecodeParams.GROUP_SEQS) + gid) : numSeqs;
+        }
+        boolean more = seq < numSeqs;
+        while (more) {
+            int len = contextLens.get(params.get(DecodeParams.LENS) + seq);
+            int first = PagedDecodeKernels.windowFirst(len, params);  // a sliding window's first visible token (else 0)
+            int origin = PagedDecodeKernels.walkOrigin(first);        // partitions and tiles are laid from here
+            int maxParts = params.get(DecodeParams.MAX_PARTITIONS);
+            int pair = PagedDecodeKernels.kvHeadOf(gid, maxParts, pairHeads);  // (KV head, head tile)
+            int partition = PagedDecodeKernels.partitionOf(gid, maxParts);
+            int start = origin + partition * params.get(DecodeParams.PARTITION_TOKENS);
+            int end = TornadoMath.min(len, start + params.get(DecodeParams.PARTITION_TOKENS));
+            start = TornadoMath.max(first, start);
+            int tilesPerGroup = params.get(DecodeParams.TILES_PER_GROUP);
+            if (tilesPerGroup != 0) {
+                int tiles = (len - origin + TILE - 1) / TILE;
+                int seqStart = pairHeads * params.get(DecodeParams.PREFIX + seq);  // the sequence's first global tile
+                pair = (pos - seqStart) / tiles;
+                int pairStart = seqStart + pair * tiles;
+                int rangeEnd = TornadoMath.min(gid * tilesPerGroup + tilesPerGroup, params.get(DecodeParams.TOTAL_TILES));
+                int pieceEnd = TornadoMath.min(rangeEnd - pairStart, tiles);  // in tiles of the pair
+                start = TornadoMath.max(first, origin + (pos - pairStart) * TILE);
+                end = TornadoMath.min(len, origin + pieceEnd * TILE);
+                partition = gid - pairStart / tilesPerGroup;
+                pos = pairStart + pieceEnd;
+            }
+            if (start < end) {
+                int tableRow = params.get(DecodeParams.TABLES) + seq * params.get(DecodeParams.MAX_BLOCKS_PER_SEQ)
+                        - origin / blockSize;  // a window's row starts at its origin's block (PagedDecodeKernels.firstTableBlock)
+                int kvHead = pair / headTiles;
+                int head0 = pair % headTiles * HEADS;  // this work-group's first query head in its group (0 when headTiles is 1)
+
+                // the four heads' query values, pre-scaled, to local memory: [head][headDim]; heads past the group are 0.
+                // A lane's 32 loads are all issued before the first store (rows of heads past the group clamped to the
+                // group's last, then zeroed): in a loop with a guarded load each waited for the one before.
+                int qRow = (seq * numKvHeads + kvHead) * groupSize;  // the KV head's first query head
+                int qAtA = (qRow + TornadoMath.min(head0 + 0, groupSize - 1)) * headDim + lane;
+                int qAtB = (qRow + TornadoMath.min(head0 + 1, groupSize - 1)) * headDim + lane;
+                int qAtC = (qRow + TornadoMath.min(head0 + 2, groupSize - 1)) * headDim + lane;
+                int qAtD = (qRow + TornadoMath.min(head0 + 3, groupSize - 1)) * headDim + lane;
+                float qa0 = q.get(qAtA + 0); float qa1 = q.get(qAtA + 32); float qa2 = q.get(qAtA + 64); float qa3 = q.get(qAtA + 96); float qa4 = q.get(qAtA + 128); float qa5 = q.get(qAtA + 160); float qa6 = q.get(qAtA + 192); float qa7 = q.get(qAtA + 224);
+                float qb0 = q.get(qAtB + 0); float qb1 = q.get(qAtB + 32); float qb2 = q.get(qAtB + 64); float qb3 = q.get(qAtB + 96); float qb4 = q.get(qAtB + 128); float qb5 = q.get(qAtB + 160); float qb6 = q.get(qAtB + 192); float qb7 = q.get(qAtB + 224);
+                float qc0 = q.get(qAtC + 0); float qc1 = q.get(qAtC + 32); float qc2 = q.get(qAtC + 64); float qc3 = q.get(qAtC + 96); float qc4 = q.get(qAtC + 128); float qc5 = q.get(qAtC + 160); float qc6 = q.get(qAtC + 192); float qc7 = q.get(qAtC + 224);
+                float qd0 = q.get(qAtD + 0); float qd1 = q.get(qAtD + 32); float qd2 = q.get(qAtD + 64); float qd3 = q.get(qAtD + 96); float qd4 = q.get(qAtD + 128); float qd5 = q.get(qAtD + 160); float qd6 = q.get(qAtD + 192); float qd7 = q.get(qAtD + 224);
+                float qScaleA = head0 + 0 < groupSize ? scale : 0f;
+                float qScaleB = head0 + 1 < groupSize ? scale : 0f;
+                float qScaleC = head0 + 2 < groupSize ? scale : 0f;
+                float qScaleD = head0 + 3 < groupSize ? scale : 0f;
+                qs[0 + lane] = qa0 * qScaleA; qs[32 + lane] = qa1 * qScaleA; qs[64 + lane] = qa2 * qScaleA; qs[96 + lane] = qa3 * qScaleA; qs[128 + lane] = qa4 * qScaleA; qs[160 + lane] = qa5 * qScaleA; qs[192 + lane] = qa6 * qScaleA; qs[224 + lane] = qa7 * qScaleA;
+                qs[256 + lane] = qb0 * qScaleB; qs[288 + lane] = qb1 * qScaleB; qs[320 + lane] = qb2 * qScaleB; qs[352 + lane] = qb3 * qScaleB; qs[384 + lane] = qb4 * qScaleB; qs[416 + lane] = qb5 * qScaleB; qs[448 + lane] = qb6 * qScaleB; qs[480 + lane] = qb7 * qScaleB;
+                qs[512 + lane] = qc0 * qScaleC; qs[544 + lane] = qc1 * qScaleC; qs[576 + lane] = qc2 * qScaleC; qs[608 + lane] = qc3 * qScaleC; qs[640 + lane] = qc4 * qScaleC; qs[672 + lane] = qc5 * qScaleC; qs[704 + lane] = qc6 * qScaleC; qs[736 + lane] = qc7 * qScaleC;
+                qs[768 + lane] = qd0 * qScaleD; qs[800 + lane] = qd1 * qScaleD; qs[832 + lane] = qd2 * qScaleD; qs[864 + lane] = qd3 * qScaleD; qs[896 + lane] = qd4 * qScaleD; qs[928 + lane] = qd5 * qScaleD; qs[960 + lane] = qd6 * qScaleD; qs[992 + lane] = qd7 * qScaleD;
+                ctx.localBarrier();
+                int qLane = 2 * part;
+                boolean validA = head0 + 0 < groupSize;
+                boolean validB = head0 + 1 < groupSize;
+                boolean validC = head0 + 2 < groupSize;
+                boolean validD = head0 + 3 < groupSize;
+
+                // the first tile's K words of this lane's tokens (in flight from here on)
+                int base = PagedDecodeKernels.rowOffset(blockTables, tableRow, start, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                boolean oneBlock = start % blockSize + HALF_TILE <= blockSize;
+                if (lane < HALF_TILE) {
+                    int r = start + lane < end ? lane : 0;
+                    kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, start + r, layerBase,
+                            blockStride, headStride, headDim, blockSize, kvHead);
+                }
+                ctx.localBarrier();
+                int kRow0 = kRows[group] + 2 * part;
+                int kRow1 = kRows[group + 4] + 2 * part;
+                int kw00 = kPool.get((kRow0 >> 1) + 0);
+                int kw01 = kPool.get((kRow0 >> 1) + 8);
+                int kw02 = kPool.get((kRow0 >> 1) + 16);
+                int kw03 = kPool.get((kRow0 >> 1) + 24);
+                int kw04 = kPool.get((kRow0 >> 1) + 32);
+                int kw05 = kPool.get((kRow0 >> 1) + 40);
+                int kw06 = kPool.get((kRow0 >> 1) + 48);
+                int kw07 = kPool.get((kRow0 >> 1) + 56);
+                int kw08 = kPool.get((kRow0 >> 1) + 64);
+                int kw09 = kPool.get((kRow0 >> 1) + 72);
+                int kw010 = kPool.get((kRow0 >> 1) + 80);
+                int kw011 = kPool.get((kRow0 >> 1) + 88);
+                int kw012 = kPool.get((kRow0 >> 1) + 96);
+                int kw013 = kPool.get((kRow0 >> 1) + 104);
+                int kw014 = kPool.get((kRow0 >> 1) + 112);
+                int kw015 = kPool.get((kRow0 >> 1) + 120);
+                int kw10 = kPool.get((kRow1 >> 1) + 0);
+                int kw11 = kPool.get((kRow1 >> 1) + 8);
+                int kw12 = kPool.get((kRow1 >> 1) + 16);
+                int kw13 = kPool.get((kRow1 >> 1) + 24);
+                int kw14 = kPool.get((kRow1 >> 1) + 32);
+                int kw15 = kPool.get((kRow1 >> 1) + 40);
+                int kw16 = kPool.get((kRow1 >> 1) + 48);
+                int kw17 = kPool.get((kRow1 >> 1) + 56);
+                int kw18 = kPool.get((kRow1 >> 1) + 64);
+                int kw19 = kPool.get((kRow1 >> 1) + 72);
+                int kw110 = kPool.get((kRow1 >> 1) + 80);
+                int kw111 = kPool.get((kRow1 >> 1) + 88);
+                int kw112 = kPool.get((kRow1 >> 1) + 96);
+                int kw113 = kPool.get((kRow1 >> 1) + 104);
+                int kw114 = kPool.get((kRow1 >> 1) + 112);
+                int kw115 = kPool.get((kRow1 >> 1) + 120);
+
+                float ma = -Float.MAX_VALUE;  // running max of head a (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mb = -Float.MAX_VALUE;  // running max of head b (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float mc = -Float.MAX_VALUE;  // running max of head c (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float md = -Float.MAX_VALUE;  // running max of head d (the same in every lane); finite, so exp(old - new) never sees -inf - -inf
+                float sumA = 0f;                 // this lane's share of the running sum of its head
+                float oa0 = 0f; float oa1 = 0f; float oa2 = 0f; float oa3 = 0f; float oa4 = 0f; float oa5 = 0f; float oa6 = 0f; float oa7 = 0f;
+                float ob0 = 0f; float ob1 = 0f; float ob2 = 0f; float ob3 = 0f; float ob4 = 0f; float ob5 = 0f; float ob6 = 0f; float ob7 = 0f;
+                float oc0 = 0f; float oc1 = 0f; float oc2 = 0f; float oc3 = 0f; float oc4 = 0f; float oc5 = 0f; float oc6 = 0f; float oc7 = 0f;
+                float od0 = 0f; float od1 = 0f; float od2 = 0f; float od3 = 0f; float od4 = 0f; float od5 = 0f; float od6 = 0f; float od7 = 0f;
+
+                float cap = PagedDecodeKernels.softCapOf(partials, params.get(DecodeParams.SOFT_CAP));  // logit soft cap (0: none)
+                for (int tileStart = start; tileStart < end; tileStart += HALF_TILE) {
+                    // this tile's V words (in flight during the scores and the softmax)
+                    int vBase = base;  // the tile's first row, located when its K words were loaded
+                    boolean vOne = tileStart % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = tileStart + lane < end ? lane : 0;
+                        vRows[lane] = vOne ? vBase + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, tileStart + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    int vRow0 = vRows[0] + 2 * lane;
+                    int vRow1 = vRows[1] + 2 * lane;
+                    int vRow2 = vRows[2] + 2 * lane;
+                    int vRow3 = vRows[3] + 2 * lane;
+                    int vRow4 = vRows[4] + 2 * lane;
+                    int vRow5 = vRows[5] + 2 * lane;
+                    int vRow6 = vRows[6] + 2 * lane;
+                    int vRow7 = vRows[7] + 2 * lane;
+                    int vw00 = vPool.get(vRow0 >> 1);
+                    int vw01 = vPool.get((vRow0 >> 1) + 32);
+                    int vw02 = vPool.get((vRow0 >> 1) + 64);
+                    int vw03 = vPool.get((vRow0 >> 1) + 96);
+                    int vw10 = vPool.get(vRow1 >> 1);
+                    int vw11 = vPool.get((vRow1 >> 1) + 32);
+                    int vw12 = vPool.get((vRow1 >> 1) + 64);
+                    int vw13 = vPool.get((vRow1 >> 1) + 96);
+                    int vw20 = vPool.get(vRow2 >> 1);
+                    int vw21 = vPool.get((vRow2 >> 1) + 32);
+                    int vw22 = vPool.get((vRow2 >> 1) + 64);
+                    int vw23 = vPool.get((vRow2 >> 1) + 96);
+                    int vw30 = vPool.get(vRow3 >> 1);
+                    int vw31 = vPool.get((vRow3 >> 1) + 32);
+                    int vw32 = vPool.get((vRow3 >> 1) + 64);
+                    int vw33 = vPool.get((vRow3 >> 1) + 96);
+                    int vw40 = vPool.get(vRow4 >> 1);
+                    int vw41 = vPool.get((vRow4 >> 1) + 32);
+                    int vw42 = vPool.get((vRow4 >> 1) + 64);
+                    int vw43 = vPool.get((vRow4 >> 1) + 96);
+                    int vw50 = vPool.get(vRow5 >> 1);
+                    int vw51 = vPool.get((vRow5 >> 1) + 32);
+                    int vw52 = vPool.get((vRow5 >> 1) + 64);
+                    int vw53 = vPool.get((vRow5 >> 1) + 96);
+                    int vw60 = vPool.get(vRow6 >> 1);
+                    int vw61 = vPool.get((vRow6 >> 1) + 32);
+                    int vw62 = vPool.get((vRow6 >> 1) + 64);
+                    int vw63 = vPool.get((vRow6 >> 1) + 96);
+                    int vw70 = vPool.get(vRow7 >> 1);
+                    int vw71 = vPool.get((vRow7 >> 1) + 32);
+                    int vw72 = vPool.get((vRow7 >> 1) + 64);
+                    int vw73 = vPool.get((vRow7 >> 1) + 96);
+                    // 1. partial dots of this lane's two tokens with heads a..d over its 32 dims
+                    float x00 = BFloat16.bf16ToFloat((short) kw00);
+                    float x01 = BFloat16.bf16ToFloat((short) (kw00 >>> 16));
+                    float x02 = BFloat16.bf16ToFloat((short) kw01);
+                    float x03 = BFloat16.bf16ToFloat((short) (kw01 >>> 16));
+                    float x04 = BFloat16.bf16ToFloat((short) kw02);
+                    float x05 = BFloat16.bf16ToFloat((short) (kw02 >>> 16));
+                    float x06 = BFloat16.bf16ToFloat((short) kw03);
+                    float x07 = BFloat16.bf16ToFloat((short) (kw03 >>> 16));
+                    float x08 = BFloat16.bf16ToFloat((short) kw04);
+                    float x09 = BFloat16.bf16ToFloat((short) (kw04 >>> 16));
+                    float x010 = BFloat16.bf16ToFloat((short) kw05);
+                    float x011 = BFloat16.bf16ToFloat((short) (kw05 >>> 16));
+                    float x012 = BFloat16.bf16ToFloat((short) kw06);
+                    float x013 = BFloat16.bf16ToFloat((short) (kw06 >>> 16));
+                    float x014 = BFloat16.bf16ToFloat((short) kw07);
+                    float x015 = BFloat16.bf16ToFloat((short) (kw07 >>> 16));
+                    float x016 = BFloat16.bf16ToFloat((short) kw08);
+                    float x017 = BFloat16.bf16ToFloat((short) (kw08 >>> 16));
+                    float x018 = BFloat16.bf16ToFloat((short) kw09);
+                    float x019 = BFloat16.bf16ToFloat((short) (kw09 >>> 16));
+                    float x020 = BFloat16.bf16ToFloat((short) kw010);
+                    float x021 = BFloat16.bf16ToFloat((short) (kw010 >>> 16));
+                    float x022 = BFloat16.bf16ToFloat((short) kw011);
+                    float x023 = BFloat16.bf16ToFloat((short) (kw011 >>> 16));
+                    float x024 = BFloat16.bf16ToFloat((short) kw012);
+                    float x025 = BFloat16.bf16ToFloat((short) (kw012 >>> 16));
+                    float x026 = BFloat16.bf16ToFloat((short) kw013);
+                    float x027 = BFloat16.bf16ToFloat((short) (kw013 >>> 16));
+                    float x028 = BFloat16.bf16ToFloat((short) kw014);
+                    float x029 = BFloat16.bf16ToFloat((short) (kw014 >>> 16));
+                    float x030 = BFloat16.bf16ToFloat((short) kw015);
+                    float x031 = BFloat16.bf16ToFloat((short) (kw015 >>> 16));
+                    float x10 = BFloat16.bf16ToFloat((short) kw10);
+                    float x11 = BFloat16.bf16ToFloat((short) (kw10 >>> 16));
+                    float x12 = BFloat16.bf16ToFloat((short) kw11);
+                    float x13 = BFloat16.bf16ToFloat((short) (kw11 >>> 16));
+                    float x14 = BFloat16.bf16ToFloat((short) kw12);
+                    float x15 = BFloat16.bf16ToFloat((short) (kw12 >>> 16));
+                    float x16 = BFloat16.bf16ToFloat((short) kw13);
+                    float x17 = BFloat16.bf16ToFloat((short) (kw13 >>> 16));
+                    float x18 = BFloat16.bf16ToFloat((short) kw14);
+                    float x19 = BFloat16.bf16ToFloat((short) (kw14 >>> 16));
+                    float x110 = BFloat16.bf16ToFloat((short) kw15);
+                    float x111 = BFloat16.bf16ToFloat((short) (kw15 >>> 16));
+                    float x112 = BFloat16.bf16ToFloat((short) kw16);
+                    float x113 = BFloat16.bf16ToFloat((short) (kw16 >>> 16));
+                    float x114 = BFloat16.bf16ToFloat((short) kw17);
+                    float x115 = BFloat16.bf16ToFloat((short) (kw17 >>> 16));
+                    float x116 = BFloat16.bf16ToFloat((short) kw18);
+                    float x117 = BFloat16.bf16ToFloat((short) (kw18 >>> 16));
+                    float x118 = BFloat16.bf16ToFloat((short) kw19);
+                    float x119 = BFloat16.bf16ToFloat((short) (kw19 >>> 16));
+                    float x120 = BFloat16.bf16ToFloat((short) kw110);
+                    float x121 = BFloat16.bf16ToFloat((short) (kw110 >>> 16));
+                    float x122 = BFloat16.bf16ToFloat((short) kw111);
+                    float x123 = BFloat16.bf16ToFloat((short) (kw111 >>> 16));
+                    float x124 = BFloat16.bf16ToFloat((short) kw112);
+                    float x125 = BFloat16.bf16ToFloat((short) (kw112 >>> 16));
+                    float x126 = BFloat16.bf16ToFloat((short) kw113);
+                    float x127 = BFloat16.bf16ToFloat((short) (kw113 >>> 16));
+                    float x128 = BFloat16.bf16ToFloat((short) kw114);
+                    float x129 = BFloat16.bf16ToFloat((short) (kw114 >>> 16));
+                    float x130 = BFloat16.bf16ToFloat((short) kw115);
+                    float x131 = BFloat16.bf16ToFloat((short) (kw115 >>> 16));
+                    float d0a = qs[qLane + 0] * x00 + qs[qLane + 1] * x01 + qs[qLane + 16] * x02 + qs[qLane + 17] * x03 + qs[qLane + 32] * x04 + qs[qLane + 33] * x05 + qs[qLane + 48] * x06 + qs[qLane + 49] * x07 + qs[qLane + 64] * x08 + qs[qLane + 65] * x09 + qs[qLane + 80] * x010 + qs[qLane + 81] * x011 + qs[qLane + 96] * x012 + qs[qLane + 97] * x013 + qs[qLane + 112] * x014 + qs[qLane + 113] * x015 + qs[qLane + 128] * x016 + qs[qLane + 129] * x017 + qs[qLane + 144] * x018 + qs[qLane + 145] * x019 + qs[qLane + 160] * x020 + qs[qLane + 161] * x021 + qs[qLane + 176] * x022 + qs[qLane + 177] * x023 + qs[qLane + 192] * x024 + qs[qLane + 193] * x025 + qs[qLane + 208] * x026 + qs[qLane + 209] * x027 + qs[qLane + 224] * x028 + qs[qLane + 225] * x029 + qs[qLane + 240] * x030 + qs[qLane + 241] * x031;
+                    float d1a = qs[qLane + 0] * x10 + qs[qLane + 1] * x11 + qs[qLane + 16] * x12 + qs[qLane + 17] * x13 + qs[qLane + 32] * x14 + qs[qLane + 33] * x15 + qs[qLane + 48] * x16 + qs[qLane + 49] * x17 + qs[qLane + 64] * x18 + qs[qLane + 65] * x19 + qs[qLane + 80] * x110 + qs[qLane + 81] * x111 + qs[qLane + 96] * x112 + qs[qLane + 97] * x113 + qs[qLane + 112] * x114 + qs[qLane + 113] * x115 + qs[qLane + 128] * x116 + qs[qLane + 129] * x117 + qs[qLane + 144] * x118 + qs[qLane + 145] * x119 + qs[qLane + 160] * x120 + qs[qLane + 161] * x121 + qs[qLane + 176] * x122 + qs[qLane + 177] * x123 + qs[qLane + 192] * x124 + qs[qLane + 193] * x125 + qs[qLane + 208] * x126 + qs[qLane + 209] * x127 + qs[qLane + 224] * x128 + qs[qLane + 225] * x129 + qs[qLane + 240] * x130 + qs[qLane + 241] * x131;
+                    float d0b = qs[qLane + 256] * x00 + qs[qLane + 257] * x01 + qs[qLane + 272] * x02 + qs[qLane + 273] * x03 + qs[qLane + 288] * x04 + qs[qLane + 289] * x05 + qs[qLane + 304] * x06 + qs[qLane + 305] * x07 + qs[qLane + 320] * x08 + qs[qLane + 321] * x09 + qs[qLane + 336] * x010 + qs[qLane + 337] * x011 + qs[qLane + 352] * x012 + qs[qLane + 353] * x013 + qs[qLane + 368] * x014 + qs[qLane + 369] * x015 + qs[qLane + 384] * x016 + qs[qLane + 385] * x017 + qs[qLane + 400] * x018 + qs[qLane + 401] * x019 + qs[qLane + 416] * x020 + qs[qLane + 417] * x021 + qs[qLane + 432] * x022 + qs[qLane + 433] * x023 + qs[qLane + 448] * x024 + qs[qLane + 449] * x025 + qs[qLane + 464] * x026 + qs[qLane + 465] * x027 + qs[qLane + 480] * x028 + qs[qLane + 481] * x029 + qs[qLane + 496] * x030 + qs[qLane + 497] * x031;
+                    float d1b = qs[qLane + 256] * x10 + qs[qLane + 257] * x11 + qs[qLane + 272] * x12 + qs[qLane + 273] * x13 + qs[qLane + 288] * x14 + qs[qLane + 289] * x15 + qs[qLane + 304] * x16 + qs[qLane + 305] * x17 + qs[qLane + 320] * x18 + qs[qLane + 321] * x19 + qs[qLane + 336] * x110 + qs[qLane + 337] * x111 + qs[qLane + 352] * x112 + qs[qLane + 353] * x113 + qs[qLane + 368] * x114 + qs[qLane + 369] * x115 + qs[qLane + 384] * x116 + qs[qLane + 385] * x117 + qs[qLane + 400] * x118 + qs[qLane + 401] * x119 + qs[qLane + 416] * x120 + qs[qLane + 417] * x121 + qs[qLane + 432] * x122 + qs[qLane + 433] * x123 + qs[qLane + 448] * x124 + qs[qLane + 449] * x125 + qs[qLane + 464] * x126 + qs[qLane + 465] * x127 + qs[qLane + 480] * x128 + qs[qLane + 481] * x129 + qs[qLane + 496] * x130 + qs[qLane + 497] * x131;
+                    float d0c = qs[qLane + 512] * x00 + qs[qLane + 513] * x01 + qs[qLane + 528] * x02 + qs[qLane + 529] * x03 + qs[qLane + 544] * x04 + qs[qLane + 545] * x05 + qs[qLane + 560] * x06 + qs[qLane + 561] * x07 + qs[qLane + 576] * x08 + qs[qLane + 577] * x09 + qs[qLane + 592] * x010 + qs[qLane + 593] * x011 + qs[qLane + 608] * x012 + qs[qLane + 609] * x013 + qs[qLane + 624] * x014 + qs[qLane + 625] * x015 + qs[qLane + 640] * x016 + qs[qLane + 641] * x017 + qs[qLane + 656] * x018 + qs[qLane + 657] * x019 + qs[qLane + 672] * x020 + qs[qLane + 673] * x021 + qs[qLane + 688] * x022 + qs[qLane + 689] * x023 + qs[qLane + 704] * x024 + qs[qLane + 705] * x025 + qs[qLane + 720] * x026 + qs[qLane + 721] * x027 + qs[qLane + 736] * x028 + qs[qLane + 737] * x029 + qs[qLane + 752] * x030 + qs[qLane + 753] * x031;
+                    float d1c = qs[qLane + 512] * x10 + qs[qLane + 513] * x11 + qs[qLane + 528] * x12 + qs[qLane + 529] * x13 + qs[qLane + 544] * x14 + qs[qLane + 545] * x15 + qs[qLane + 560] * x16 + qs[qLane + 561] * x17 + qs[qLane + 576] * x18 + qs[qLane + 577] * x19 + qs[qLane + 592] * x110 + qs[qLane + 593] * x111 + qs[qLane + 608] * x112 + qs[qLane + 609] * x113 + qs[qLane + 624] * x114 + qs[qLane + 625] * x115 + qs[qLane + 640] * x116 + qs[qLane + 641] * x117 + qs[qLane + 656] * x118 + qs[qLane + 657] * x119 + qs[qLane + 672] * x120 + qs[qLane + 673] * x121 + qs[qLane + 688] * x122 + qs[qLane + 689] * x123 + qs[qLane + 704] * x124 + qs[qLane + 705] * x125 + qs[qLane + 720] * x126 + qs[qLane + 721] * x127 + qs[qLane + 736] * x128 + qs[qLane + 737] * x129 + qs[qLane + 752] * x130 + qs[qLane + 753] * x131;
+                    float d0d = qs[qLane + 768] * x00 + qs[qLane + 769] * x01 + qs[qLane + 784] * x02 + qs[qLane + 785] * x03 + qs[qLane + 800] * x04 + qs[qLane + 801] * x05 + qs[qLane + 816] * x06 + qs[qLane + 817] * x07 + qs[qLane + 832] * x08 + qs[qLane + 833] * x09 + qs[qLane + 848] * x010 + qs[qLane + 849] * x011 + qs[qLane + 864] * x012 + qs[qLane + 865] * x013 + qs[qLane + 880] * x014 + qs[qLane + 881] * x015 + qs[qLane + 896] * x016 + qs[qLane + 897] * x017 + qs[qLane + 912] * x018 + qs[qLane + 913] * x019 + qs[qLane + 928] * x020 + qs[qLane + 929] * x021 + qs[qLane + 944] * x022 + qs[qLane + 945] * x023 + qs[qLane + 960] * x024 + qs[qLane + 961] * x025 + qs[qLane + 976] * x026 + qs[qLane + 977] * x027 + qs[qLane + 992] * x028 + qs[qLane + 993] * x029 + qs[qLane + 1008] * x030 + qs[qLane + 1009] * x031;
+                    float d1d = qs[qLane + 768] * x10 + qs[qLane + 769] * x11 + qs[qLane + 784] * x12 + qs[qLane + 785] * x13 + qs[qLane + 800] * x14 + qs[qLane + 801] * x15 + qs[qLane + 816] * x16 + qs[qLane + 817] * x17 + qs[qLane + 832] * x18 + qs[qLane + 833] * x19 + qs[qLane + 848] * x110 + qs[qLane + 849] * x111 + qs[qLane + 864] * x112 + qs[qLane + 865] * x113 + qs[qLane + 880] * x114 + qs[qLane + 881] * x115 + qs[qLane + 896] * x116 + qs[qLane + 897] * x117 + qs[qLane + 912] * x118 + qs[qLane + 913] * x119 + qs[qLane + 928] * x120 + qs[qLane + 929] * x121 + qs[qLane + 944] * x122 + qs[qLane + 945] * x123 + qs[qLane + 960] * x124 + qs[qLane + 961] * x125 + qs[qLane + 976] * x126 + qs[qLane + 977] * x127 + qs[qLane + 992] * x128 + qs[qLane + 993] * x129 + qs[qLane + 1008] * x130 + qs[qLane + 1009] * x131;
+                    dots[((group + 0) * HEADS + 0) * (PARTS + 1) + part] = d0a;
+                    dots[((group + 0) * HEADS + 1) * (PARTS + 1) + part] = d0b;
+                    dots[((group + 0) * HEADS + 2) * (PARTS + 1) + part] = d0c;
+                    dots[((group + 0) * HEADS + 3) * (PARTS + 1) + part] = d0d;
+                    dots[((group + 4) * HEADS + 0) * (PARTS + 1) + part] = d1a;
+                    dots[((group + 4) * HEADS + 1) * (PARTS + 1) + part] = d1b;
+                    dots[((group + 4) * HEADS + 2) * (PARTS + 1) + part] = d1c;
+                    dots[((group + 4) * HEADS + 3) * (PARTS + 1) + part] = d1d;
+                    ctx.localBarrier();
+                    int next = tileStart + HALF_TILE < end ? tileStart + HALF_TILE : start;
+                    // the next tile's block (past the partition: the first tile's), read during the softmax, so that its K loads
+                    // (issued after the softmax) do not wait for it, nor its V loads (the same rows' offset, carried in base)
+                    int nextBlock = blockTables.get(tableRow + next / blockSize);
+                    // 2. score of token lane >> 2, head lane & 3; the step's max per head; probabilities
+                    int row = lane >> 2;
+                    int rowA = (row * HEADS + head) * (PARTS + 1);
+                    float sA = dots[rowA + 0] + dots[rowA + 1] + dots[rowA + 2] + dots[rowA + 3] + dots[rowA + 4] + dots[rowA + 5] + dots[rowA + 6] + dots[rowA + 7];
+                    sA = PagedDecodeKernels.softCap(sA, cap);
+                    sA = sA + PagedDecodeKernels.alibiBias(partials, params.get(DecodeParams.ALIBI),
+                            kvHead * groupSize + TornadoMath.min(head0 + head, groupSize - 1), tileStart + row, len - 1);  // ALiBi
+                    if (tileStart + row >= end) {  // finite: see PagedDecodeKernels.MASKED
+                        sA = PagedDecodeKernels.MASKED;
+                    }
+                    float tA = sA;
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 16));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 8));
+                    tA = TornadoMath.max(tA, ctx.simdShuffleDown(tA, 4));
+                    float na = TornadoMath.max(ma, ctx.simdBroadcastFirst(tA));
+                    float nb = TornadoMath.max(mb, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 1)));
+                    float nc = TornadoMath.max(mc, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 2)));
+                    float nd = TornadoMath.max(md, ctx.simdBroadcastFirst(ctx.simdShuffleDown(tA, 3)));
+                    if (na > ma || nb > mb || nc > mc || nd > md) { // the same in every lane: rescale to the new running max
+                        float ca = TornadoMath.exp(ma - na);
+                        float cb = TornadoMath.exp(mb - nb);
+                        float cc = TornadoMath.exp(mc - nc);
+                        float cd = TornadoMath.exp(md - nd);
+                        oa0 = oa0 * ca; oa1 = oa1 * ca; oa2 = oa2 * ca; oa3 = oa3 * ca; oa4 = oa4 * ca; oa5 = oa5 * ca; oa6 = oa6 * ca; oa7 = oa7 * ca;
+                        ob0 = ob0 * cb; ob1 = ob1 * cb; ob2 = ob2 * cb; ob3 = ob3 * cb; ob4 = ob4 * cb; ob5 = ob5 * cb; ob6 = ob6 * cb; ob7 = ob7 * cb;
+                        oc0 = oc0 * cc; oc1 = oc1 * cc; oc2 = oc2 * cc; oc3 = oc3 * cc; oc4 = oc4 * cc; oc5 = oc5 * cc; oc6 = oc6 * cc; oc7 = oc7 * cc;
+                        od0 = od0 * cd; od1 = od1 * cd; od2 = od2 * cd; od3 = od3 * cd; od4 = od4 * cd; od5 = od5 * cd; od6 = od6 * cd; od7 = od7 * cd;
+                        sumA = sumA * (head == 0 ? ca : head == 1 ? cb : head == 2 ? cc : cd);
+                        ma = na;
+                        mb = nb;
+                        mc = nc;
+                        md = nd;
+                    }
+                    float pA = TornadoMath.exp(sA - (head == 0 ? ma : head == 1 ? mb : head == 2 ? mc : md));
+                    sumA += pA;
+                    probs[row * HEADS + head] = pA;
+                    ctx.localBarrier();
+                    // the next tile's K words (past the partition: the first tile's rows again, never used), in flight during the V sums
+                    base = PagedDecodeKernels.blockRowOffset(nextBlock, next, layerBase, blockStride, headStride, headDim, blockSize, kvHead);
+                    oneBlock = next % blockSize + HALF_TILE <= blockSize;
+                    if (lane < HALF_TILE) {
+                        int r = next + lane < end ? lane : 0;
+                        kRows[lane] = oneBlock ? base + r * headDim : PagedDecodeKernels.rowOffset(blockTables, tableRow, next + r, layerBase,
+                                blockStride, headStride, headDim, blockSize, kvHead);
+                    }
+                    ctx.localBarrier();
+                    kRow0 = kRows[group] + 2 * part;
+                    kRow1 = kRows[group + 4] + 2 * part;
+                    kw00 = kPool.get((kRow0 >> 1) + 0);
+                    kw01 = kPool.get((kRow0 >> 1) + 8);
+                    kw02 = kPool.get((kRow0 >> 1) + 16);
+                    kw03 = kPool.get((kRow0 >> 1) + 24);
+                    kw04 = kPool.get((kRow0 >> 1) + 32);
+                    kw05 = kPool.get((kRow0 >> 1) + 40);
+                    kw06 = kPool.get((kRow0 >> 1) + 48);
+                    kw07 = kPool.get((kRow0 >> 1) + 56);
+                    kw08 = kPool.get((kRow0 >> 1) + 64);
+                    kw09 = kPool.get((kRow0 >> 1) + 72);
+                    kw010 = kPool.get((kRow0 >> 1) + 80);
+                    kw011 = kPool.get((kRow0 >> 1) + 88);
+                    kw012 = kPool.get((kRow0 >> 1) + 96);
+                    kw013 = kPool.get((kRow0 >> 1) + 104);
+                    kw014 = kPool.get((kRow0 >> 1) + 112);
+                    kw015 = kPool.get((kRow0 >> 1) + 120);
+                    kw10 = kPool.get((kRow1 >> 1) + 0);
+                    kw11 = kPool.get((kRow1 >> 1) + 8);
+                    kw12 = kPool.get((kRow1 >> 1) + 16);
+                    kw13 = kPool.get((kRow1 >> 1) + 24);
+                    kw14 = kPool.get((kRow1 >> 1) + 32);
+                    kw15 = kPool.get((kRow1 >> 1) + 40);
+                    kw16 = kPool.get((kRow1 >> 1) + 48);
+                    kw17 = kPool.get((kRow1 >> 1) + 56);
+                    kw18 = kPool.get((kRow1 >> 1) + 64);
+                    kw19 = kPool.get((kRow1 >> 1) + 72);
+                    kw110 = kPool.get((kRow1 >> 1) + 80);
+                    kw111 = kPool.get((kRow1 >> 1) + 88);
+                    kw112 = kPool.get((kRow1 >> 1) + 96);
+                    kw113 = kPool.get((kRow1 >> 1) + 104);
+                    kw114 = kPool.get((kRow1 >> 1) + 112);
+                    kw115 = kPool.get((kRow1 >> 1) + 120);
+                    // 3. V of the tile's 16 tokens weighted by the probabilities, this lane's dims 2 lane + {0, 1}
+                    float pa0 = probs[0];
+                    float pb0 = probs[1];
+                    float pc0 = probs[2];
+                    float pd0 = probs[3];
+                    float y00 = BFloat16.bf16ToFloat((short) vw00);
+                    float y01 = BFloat16.bf16ToFloat((short) (vw00 >>> 16));
+                    float y02 = BFloat16.bf16ToFloat((short) vw01);
+                    float y03 = BFloat16.bf16ToFloat((short) (vw01 >>> 16));
+                    float y04 = BFloat16.bf16ToFloat((short) vw02);
+                    float y05 = BFloat16.bf16ToFloat((short) (vw02 >>> 16));
+                    float y06 = BFloat16.bf16ToFloat((short) vw03);
+                    float y07 = BFloat16.bf16ToFloat((short) (vw03 >>> 16));
+                    oa0 += pa0 * y00; oa1 += pa0 * y01; oa2 += pa0 * y02; oa3 += pa0 * y03; oa4 += pa0 * y04; oa5 += pa0 * y05; oa6 += pa0 * y06; oa7 += pa0 * y07;
+                    ob0 += pb0 * y00; ob1 += pb0 * y01; ob2 += pb0 * y02; ob3 += pb0 * y03; ob4 += pb0 * y04; ob5 += pb0 * y05; ob6 += pb0 * y06; ob7 += pb0 * y07;
+                    oc0 += pc0 * y00; oc1 += pc0 * y01; oc2 += pc0 * y02; oc3 += pc0 * y03; oc4 += pc0 * y04; oc5 += pc0 * y05; oc6 += pc0 * y06; oc7 += pc0 * y07;
+                    od0 += pd0 * y00; od1 += pd0 * y01; od2 += pd0 * y02; od3 += pd0 * y03; od4 += pd0 * y04; od5 += pd0 * y05; od6 += pd0 * y06; od7 += pd0 * y07;
+                    float pa1 = probs[4];
+                    float pb1 = probs[5];
+                    float pc1 = probs[6];
+                    float pd1 = probs[7];
+                    float y10 = BFloat16.bf16ToFloat((short) vw10);
+                    float y11 = BFloat16.bf16ToFloat((short) (vw10 >>> 16));
+                    float y12 = BFloat16.bf16ToFloat((short) vw11);
+                    float y13 = BFloat16.bf16ToFloat((short) (vw11 >>> 16));
+                    float y14 = BFloat16.bf16ToFloat((short) vw12);
+                    float y15 = BFloat16.bf16ToFloat((short) (vw12 >>> 16));
+                    float y16 = BFloat16.bf16ToFloat((short) vw13);
+                    float y17 = BFloat16.bf16ToFloat((short) (vw13 >>> 16));
+                    oa0 += pa1 * y10; oa1 += pa1 * y11; oa2 += pa1 * y12; oa3 += pa1 * y13; oa4 += pa1 * y14; oa5 += pa1 * y15; oa6 += pa1 * y16; oa7 += pa1 * y17;
+                    ob0 += pb1 * y10; ob1 += pb1 * y11; ob2 += pb1 * y12; ob3 += pb1 * y13; ob4 += pb1 * y14; ob5 += pb1 * y15; ob6 += pb1 * y16; ob7 += pb1 * y17;
+                    oc0 += pc1 * y10; oc1 += pc1 * y11; oc2 += pc1 * y12; oc3 += pc1 * y13; oc4 += pc1 * y14; oc5 += pc1 * y15; oc6 += pc1 * y16; oc7 += pc1 * y17;
+                    od0 += pd1 * y10; od1 += pd1 * y11; od2 += pd1 * y12; od3 += pd1 * y13; od4 += pd1 * y14; od5 += pd1 * y15; od6 += pd1 * y16; od7 += pd1 * y17;
+                    float pa2 = probs[8];
+                    float pb2 = probs[9];
+                    float pc2 = probs[10];
+                    float pd2 = probs[11];
+                    float y20 = BFloat16.bf16ToFloat((short) vw20);
+                    float y21 = BFloat16.bf16ToFloat((short) (vw20 >>> 16));
+                    float y22 = BFloat16.bf16ToFloat((short) vw21);
+                    float y23 = BFloat16.bf16ToFloat((short) (vw21 >>> 16));
+                    float y24 = BFloat16.bf16ToFloat((short) vw22);
+                    float y25 = BFloat16.bf16ToFloat((short) (vw22 >>> 16));
+                    float y26 = BFloat16.bf16ToFloat((short) vw23);
+                    float y27 = BFloat16.bf16ToFloat((short) (vw23 >>> 16));
+                    oa0 += pa2 * y20; oa1 += pa2 * y21; oa2 += pa2 * y22; oa3 += pa2 * y23; oa4 += pa2 * y24; oa5 += pa2 * y25; oa6 += pa2 * y26; oa7 += pa2 * y27;
+                    ob0 += pb2 * y20; ob1 += pb2 * y21; ob2 += pb2 * y22; ob3 += pb2 * y23; ob4 += pb2 * y24; ob5 += pb2 * y25; ob6 += pb2 * y26; ob7 += pb2 * y27;
+                    oc0 += pc2 * y20; oc1 += pc2 * y21; oc2 += pc2 * y22; oc3 += pc2 * y23; oc4 += pc2 * y24; oc5 += pc2 * y25; oc6 += pc2 * y26; oc7 += pc2 * y27;
+                    od0 += pd2 * y20; od1 += pd2 * y21; od2 += pd2 * y22; od3 += pd2 * y23; od4 += pd2 * y24; od5 += pd2 * y25; od6 += pd2 * y26; od7 += pd2 * y27;
+                    float pa3 = probs[12];
+                    float pb3 = probs[13];
+                    float pc3 = probs[14];
+                    float pd3 = probs[15];
+                    float y30 = BFloat16.bf16ToFloat((short) vw30);
+                    float y31 = BFloat16.bf16ToFloat((short) (vw30 >>> 16));
+                    float y32 = BFloat16.bf16ToFloat((short) vw31);
+                    float y33 = BFloat16.bf16ToFloat((short) (vw31 >>> 16));
+                    float y34 = BFloat16.bf16ToFloat((short) vw32);
+                    float y35 = BFloat16.bf16ToFloat((short) (vw32 >>> 16));
+                    float y36 = BFloat16.bf16ToFloat((short) vw33);
+                    float y37 = BFloat16.bf16ToFloat((short) (vw33 >>> 16));
+                    oa0 += pa3 * y30; oa1 += pa3 * y31; oa2 += pa3 * y32; oa3 += pa3 * y33; oa4 += pa3 * y34; oa5 += pa3 * y35; oa6 += pa3 * y36; oa7 += pa3 * y37;
+                    ob0 += pb3 * y30; ob1 += pb3 * y31; ob2 += pb3 * y32; ob3 += pb3 * y33; ob4 += pb3 * y34; ob5 += pb3 * y35; ob6 += pb3 * y36; ob7 += pb3 * y37;
+                    oc0 += pc3 * y30; oc1 += pc3 * y31; oc2 += pc3 * y32; oc3 += pc3 * y33; oc4 += pc3 * y34; oc5 += pc3 * y35; oc6 += pc3 * y36; oc7 += pc3 * y37;
+                    od0 += pd3 * y30; od1 += pd3 * y31; od2 += pd3 * y32; od3 += pd3 * y33; od4 += pd3 * y34; od5 += pd3 * y35; od6 += pd3 * y36; od7 += pd3 * y37;
+                    float pa4 = probs[16];
+                    float pb4 = probs[17];
+                    float pc4 = probs[18];
+                    float pd4 = probs[19];
+                    float y40 = BFloat16.bf16ToFloat((short) vw40);
+                    float y41 = BFloat16.bf16ToFloat((short) (vw40 >>> 16));
+                    float y42 = BFloat16.bf16ToFloat((short) vw41);
+                    float y43 = BFloat16.bf16ToFloat((short) (vw41 >>> 16));
+                    float y44 = BFloat16.bf16ToFloat((short) vw42);
+                    float y45 = BFloat16.bf16ToFloat((short) (vw42 >>> 16));
+                    float y46 = BFloat16.bf16ToFloat((short) vw43);
+                    float y47 = BFloat16.bf16ToFloat((short) (vw43 >>> 16));
+                    oa0 += pa4 * y40; oa1 += pa4 * y41; oa2 += pa4 * y42; oa3 += pa4 * y43; oa4 += pa4 * y44; oa5 += pa4 * y45; oa6 += pa4 * y46; oa7 += pa4 * y47;
+                    ob0 += pb4 * y40; ob1 += pb4 * y41; ob2 += pb4 * y42; ob3 += pb4 * y43; ob4 += pb4 * y44; ob5 += pb4 * y45; ob6 += pb4 * y46; ob7 += pb4 * y47;
+                    oc0 += pc4 * y40; oc1 += pc4 * y41; oc2 += pc4 * y42; oc3 += pc4 * y43; oc4 += pc4 * y44; oc5 += pc4 * y45; oc6 += pc4 * y46; oc7 += pc4 * y47;
+                    od0 += pd4 * y40; od1 += pd4 * y41; od2 += pd4 * y42; od3 += pd4 * y43; od4 += pd4 * y44; od5 += pd4 * y45; od6 += pd4 * y46; od7 += pd4 * y47;
+                    float pa5 = probs[20];
+                    float pb5 = probs[21];
+                    float pc5 = probs[22];
+                    float pd5 = probs[23];
+                    float y50 = BFloat16.bf16ToFloat((short) vw50);
+                    float y51 = BFloat16.bf16ToFloat((short) (vw50 >>> 16));
+                    float y52 = BFloat16.bf16ToFloat((short) vw51);
+                    float y53 = BFloat16.bf16ToFloat((short) (vw51 >>> 16));
+                    float y54 = BFloat16.bf16ToFloat((short) vw52);
+                    float y55 = BFloat16.bf16ToFloat((short) (vw52 >>> 16));
+                    float y56 = BFloat16.bf16ToFloat((short) vw53);
+                    float y57 = BFloat16.bf16ToFloat((short) (vw53 >>> 16));
+                    oa0 += pa5 * y50; oa1 += pa5 * y51; oa2 += pa5 * y52; oa3 += pa5 * y53; oa4 += pa5 * y54; oa5 += pa5 * y55; oa6 += pa5 * y56; oa7 += pa5 * y57;
+                    ob0 += pb5 * y50; ob1 += pb5 * y51; ob2 += pb5 * y52; ob3 += pb5 * y53; ob4 += pb5 * y54; ob5 += pb5 * y55; ob6 += pb5 * y56; ob7 += pb5 * y57;
+                    oc0 += pc5 * y50; oc1 += pc5 * y51; oc2 += pc5 * y52; oc3 += pc5 * y53; oc4 += pc5 * y54; oc5 += pc5 * y55; oc6 += pc5 * y56; oc7 += pc5 * y57;
+                    od0 += pd5 * y50; od1 += pd5 * y51; od2 += pd5 * y52; od3 += pd5 * y53; od4 += pd5 * y54; od5 += pd5 * y55; od6 += pd5 * y56; od7 += pd5 * y57;
+                    float pa6 = probs[24];
+                    float pb6 = probs[25];
+                    float pc6 = probs[26];
+                    float pd6 = probs[27];
+                    float y60 = BFloat16.bf16ToFloat((short) vw60);
+                    float y61 = BFloat16.bf16ToFloat((short) (vw60 >>> 16));
+                    float y62 = BFloat16.bf16ToFloat((short) vw61);
+                    float y63 = BFloat16.bf16ToFloat((short) (vw61 >>> 16));
+                    float y64 = BFloat16.bf16ToFloat((short) vw62);
+                    float y65 = BFloat16.bf16ToFloat((short) (vw62 >>> 16));
+                    float y66 = BFloat16.bf16ToFloat((short) vw63);
+                    float y67 = BFloat16.bf16ToFloat((short) (vw63 >>> 16));
+                    oa0 += pa6 * y60; oa1 += pa6 * y61; oa2 += pa6 * y62; oa3 += pa6 * y63; oa4 += pa6 * y64; oa5 += pa6 * y65; oa6 += pa6 * y66; oa7 += pa6 * y67;
+                    ob0 += pb6 * y60; ob1 += pb6 * y61; ob2 += pb6 * y62; ob3 += pb6 * y63; ob4 += pb6 * y64; ob5 += pb6 * y65; ob6 += pb6 * y66; ob7 += pb6 * y67;
+                    oc0 += pc6 * y60; oc1 += pc6 * y61; oc2 += pc6 * y62; oc3 += pc6 * y63; oc4 += pc6 * y64; oc5 += pc6 * y65; oc6 += pc6 * y66; oc7 += pc6 * y67;
+                    od0 += pd6 * y60; od1 += pd6 * y61; od2 += pd6 * y62; od3 += pd6 * y63; od4 += pd6 * y64; od5 += pd6 * y65; od6 += pd6 * y66; od7 += pd6 * y67;
+                    float pa7 = probs[28];
+                    float pb7 = probs[29];
+                    float pc7 = probs[30];
+                    float pd7 = probs[31];
+                    float y70 = BFloat16.bf16ToFloat((short) vw70);
+                    float y71 = BFloat16.bf16ToFloat((short) (vw70 >>> 16));
+                    float y72 = BFloat16.bf16ToFloat((short) vw71);
+                    float y73 = BFloat16.bf16ToFloat((short) (vw71 >>> 16));
+                    float y74 = BFloat16.bf16ToFloat((short) vw72);
+                    float y75 = BFloat16.bf16ToFloat((short) (vw72 >>> 16));
+                    float y76 = BFloat16.bf16ToFloat((short) vw73);
+                    float y77 = BFloat16.bf16ToFloat((short) (vw73 >>> 16));
+                    oa0 += pa7 * y70; oa1 += pa7 * y71; oa2 += pa7 * y72; oa3 += pa7 * y73; oa4 += pa7 * y74; oa5 += pa7 * y75; oa6 += pa7 * y76; oa7 += pa7 * y77;
+                    ob0 += pb7 * y70; ob1 += pb7 * y71; ob2 += pb7 * y72; ob3 += pb7 * y73; ob4 += pb7 * y74; ob5 += pb7 * y75; ob6 += pb7 * y76; ob7 += pb7 * y77;
+                    oc0 += pc7 * y70; oc1 += pc7 * y71; oc2 += pc7 * y72; oc3 += pc7 * y73; oc4 += pc7 * y74; oc5 += pc7 * y75; oc6 += pc7 * y76; oc7 += pc7 * y77;
+                    od0 += pd7 * y70; od1 += pd7 * y71; od2 += pd7 * y72; od3 += pd7 * y73; od4 += pd7 * y74; od5 += pd7 * y75; od6 += pd7 * y76; od7 += pd7 * y77;
+                }
+
+                // 4. the running sums over the lanes (lane h: head h), then write out
+                sumA += ctx.simdShuffleDown(sumA, 16);
+                sumA += ctx.simdShuffleDown(sumA, 8);
+                sumA += ctx.simdShuffleDown(sumA, 4);
+                float la = ctx.simdBroadcastFirst(sumA);
+                float lb = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 1));
+                float lc = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 2));
+                float ld = ctx.simdBroadcastFirst(ctx.simdShuffleDown(sumA, 3));
+                int writeFinal = params.get(DecodeParams.WRITE_FINAL);
+                int numQHeads = numKvHeads * groupSize;
+                // a fused step's denominators with the heads' sinks: their loads issued together, before the first output store
+                // (which may alias them, so a load after it waits for it)
+                int sinkOn = writeFinal != 0 ? params.get(DecodeParams.SINKS) : 0;
+                int sinkAt = params.get(DecodeParams.SINK_BASE) + kvHead * groupSize + head0;
+                float sinka = sinkOn != 0 && validA ? partials.get(sinkAt + 0) : 0f;
+                float sinkb = sinkOn != 0 && validB ? partials.get(sinkAt + 1) : 0f;
+                float sinkc = sinkOn != 0 && validC ? partials.get(sinkAt + 2) : 0f;
+                float sinkd = sinkOn != 0 && validD ? partials.get(sinkAt + 3) : 0f;
+                float sinkSuma = PagedDecodeKernels.withSink(la, ma, sinkOn, sinka);
+                float sinkSumb = PagedDecodeKernels.withSink(lb, mb, sinkOn, sinkb);
+                float sinkSumc = PagedDecodeKernels.withSink(lc, mc, sinkOn, sinkc);
+                float sinkSumd = PagedDecodeKernels.withSink(ld, md, sinkOn, sinkd);
+                if (validA) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 0;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oa0 / sinkSuma);
+                        out.set(o + 1, oa1 / sinkSuma);
+                        out.set(o + 64, oa2 / sinkSuma);
+                        out.set(o + 65, oa3 / sinkSuma);
+                        out.set(o + 128, oa4 / sinkSuma);
+                        out.set(o + 129, oa5 / sinkSuma);
+                        out.set(o + 192, oa6 / sinkSuma);
+                        out.set(o + 193, oa7 / sinkSuma);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oa0);
+                        partials.set(pBase + 2 * lane + 1, oa1);
+                        partials.set(pBase + 2 * lane + 64, oa2);
+                        partials.set(pBase + 2 * lane + 65, oa3);
+                        partials.set(pBase + 2 * lane + 128, oa4);
+                        partials.set(pBase + 2 * lane + 129, oa5);
+                        partials.set(pBase + 2 * lane + 192, oa6);
+                        partials.set(pBase + 2 * lane + 193, oa7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, ma);
+                            partials.set(pBase + headDim + 1, la);
+                        }
+                    }
+                }
+                if (validB) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 1;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, ob0 / sinkSumb);
+                        out.set(o + 1, ob1 / sinkSumb);
+                        out.set(o + 64, ob2 / sinkSumb);
+                        out.set(o + 65, ob3 / sinkSumb);
+                        out.set(o + 128, ob4 / sinkSumb);
+                        out.set(o + 129, ob5 / sinkSumb);
+                        out.set(o + 192, ob6 / sinkSumb);
+                        out.set(o + 193, ob7 / sinkSumb);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, ob0);
+                        partials.set(pBase + 2 * lane + 1, ob1);
+                        partials.set(pBase + 2 * lane + 64, ob2);
+                        partials.set(pBase + 2 * lane + 65, ob3);
+                        partials.set(pBase + 2 * lane + 128, ob4);
+                        partials.set(pBase + 2 * lane + 129, ob5);
+                        partials.set(pBase + 2 * lane + 192, ob6);
+                        partials.set(pBase + 2 * lane + 193, ob7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mb);
+                            partials.set(pBase + headDim + 1, lb);
+                        }
+                    }
+                }
+                if (validC) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 2;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, oc0 / sinkSumc);
+                        out.set(o + 1, oc1 / sinkSumc);
+                        out.set(o + 64, oc2 / sinkSumc);
+                        out.set(o + 65, oc3 / sinkSumc);
+                        out.set(o + 128, oc4 / sinkSumc);
+                        out.set(o + 129, oc5 / sinkSumc);
+                        out.set(o + 192, oc6 / sinkSumc);
+                        out.set(o + 193, oc7 / sinkSumc);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, oc0);
+                        partials.set(pBase + 2 * lane + 1, oc1);
+                        partials.set(pBase + 2 * lane + 64, oc2);
+                        partials.set(pBase + 2 * lane + 65, oc3);
+                        partials.set(pBase + 2 * lane + 128, oc4);
+                        partials.set(pBase + 2 * lane + 129, oc5);
+                        partials.set(pBase + 2 * lane + 192, oc6);
+                        partials.set(pBase + 2 * lane + 193, oc7);
+                        if (lane == 0) {
+                            partials.set(pBase + headDim, mc);
+                            partials.set(pBase + headDim + 1, lc);
+                        }
+                    }
+                }
+                if (validD) {
+                    int h = seq * numQHeads + kvHead * groupSize + head0 + 3;
+                    if (writeFinal != 0) {
+                        int o = h * headDim + 2 * lane;
+                        out.set(o + 0, od0 / sinkSumd);
+                        out.set(o + 1, od1 / sinkSumd);
+                        out.set(o + 64, od2 / sinkSumd);
+                        out.set(o + 65, od3 / sinkSumd);
+                        out.set(o + 128, od4 / sinkSumd);
+                        out.set(o + 129, od5 / sinkSumd);
+                        out.set(o + 192, od6 / sinkSumd);
+                        out.set(o + 193, od7 / sinkSumd);
+                    } else {
+                        int pBase = (h * maxParts + partition) * (headDim + 2);
+                        partials.set(pBase + 2 * lane + 0, od0);
+                        partials.set(pBase + 2 * lane + 1, od1);
+                        partials.set(pBase + 2 * lane + 64, od2);
+                        partials.set(pBase + 2 * lane + 65, od3);
+                        partials.set(pBase + 2 * lane + 128, od4);
+                        partials.set(pBase + 2 * lane + 129, od5);
+                        partials.set(pBase + 2 * lane + 192, od6);
+                        partials.set(pBase + 2 * lane + 193, od7);
                         if (lane == 0) {
                             partials.set(pBase + headDim, md);
                             partials.set(pBase + headDim + 1, ld);

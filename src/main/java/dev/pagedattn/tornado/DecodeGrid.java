@@ -347,7 +347,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * G8 body at 128 (Llama-3-70B's groups of eight; groups of five to eight heads) with fp32 V sums: 128 registers (nvcc
      * 13.0; its fp16-V-sums twin 142), and on the lean grid 0.89-0.95x the time of the grid of 1584 (H100, two rounds:
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
-     * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}).
+     * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}). The bf16 bodies follow fp16's
+     * rule by their registers (nvcc 13.0: 112 at 64, 108 at 256 with groups of two, 126 at 80 with MHA; 132-152 on 1584),
+     * but for their G8 body (155), which runs on 1584; none of them has been timed on a GPU.
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates
      * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
      * query heads: up to eight at 128 (the G8 body), up to four at 80 and 96; but at 112 and 128 with up to four heads
@@ -375,7 +377,7 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                 && d >= StreamDecodeKernels.HEAD_DIM_80 && d <= StreamDecodeKernels.HEAD_DIM) {
             return true;
         }
-        if (!dtype.isQuantized() && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
+        if (dtype == KvDtype.FP16 && !halfV && StreamDecodeKernels.eightHeads(spec.groupSize(), d)) {
             return true;
         }
         if (d == StreamDecodeKernels.HEAD_DIM_64) {
@@ -492,6 +494,9 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
         if (dtype.isQuantized()) {
             return chooseEightBit(requested, spec, backend, dtype);
         }
+        if (dtype == KvDtype.BF16) {
+            return chooseBf16(requested, spec, backend);
+        }
         boolean chunkShape = ChunkDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean warpShape = WarpQuadDecodeKernels.supports(spec.groupSize(), spec.headDim());
         boolean stream = backend.packedHalfLoads() && backend.warpOperations() && dtype == KvDtype.FP16
@@ -542,6 +547,26 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
                     + " stream), or use --backend jvm");
         }
         return kernel;
+    }
+
+    /**
+     * {@link #resolve}'s choice for bf16 K/V pools: the stream kernel's bf16 bodies (AUTO, STREAM), which need the CUDA
+     * backend (a bf16 element becomes a float by {@code BFloat16.bf16ToFloat}, one bit reinterpretation there; PTX has none
+     * and would inline the API's software decoder, whose {@code pow2} loops per element) and head dim 64, 80, 96, 112,
+     * 128 or 256 (any group). Every other kernel, backend or head dim is refused by name.
+     */
+    private static Kernel chooseBf16(Kernel requested, AttentionSpec spec, Backend backend) {
+        boolean stream = backend == Backend.CUDA && StreamDecodeKernels.supports(spec.groupSize(), spec.headDim());
+        if ((requested == Kernel.AUTO || requested == Kernel.STREAM) && stream) {
+            return Kernel.STREAM;
+        }
+        if (requested != Kernel.AUTO && requested != Kernel.STREAM) {
+            throw new IllegalArgumentException("pagedattn.tornado.kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)
+                    + ": bf16 K/V pools are read by the stream kernel only (use auto or stream)");
+        }
+        throw new IllegalArgumentException("dtype=BF16 needs TornadoVM's CUDA backend (bin/pa-tornado cuda; PTX and OpenCL cannot"
+                + " widen bf16 cheaply) and headDim 64, 80, 96, 112, 128 or 256; here backend=" + backend + " headDim="
+                + spec.headDim() + " (or decode bf16 on the JVM backend, backend=jvm)");
     }
 
     /**

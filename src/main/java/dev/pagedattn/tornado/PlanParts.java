@@ -225,11 +225,11 @@ final class PlanParts {
 
     /**
      * The device-side scatter of one shard's staged token slots into its K and V pools, the kernel for
-     * the pools' dtype (8-bit code words, fp16 or fp32).
+     * the pools' {@code dtype} (words of 8-bit codes or bf16 pairs, fp16 or fp32).
      */
     static void addScatter(TaskGraph graph, String task, KernelContext ctx, TornadoNativeArray k, TornadoNativeArray v,
                            TornadoNativeArray stageK, TornadoNativeArray stageV, IntArray slotOffsets, IntArray params,
-                           int heads, int headDim, int blockSize) {
+                           int heads, int headDim, int blockSize, KvDtype dtype) {
         if (k == v && k instanceof HalfFloatArray half) { // a latent cache: one pool, the K rows of the stage
             graph.task(task, ScatterKernels::scatterLatentF16, ctx, half, (HalfFloatArray) stageK, slotOffsets, params, headDim);
         } else if (k == v && k instanceof IntArray words) {
@@ -238,7 +238,7 @@ final class PlanParts {
             graph.task(task, ScatterKernels::scatterLatentF32, ctx, (FloatArray) k, (FloatArray) stageK, slotOffsets, params, headDim);
         } else if (k instanceof IntArray words) {
             graph.task(task, ScatterKernels::scatterWords, ctx, words, (IntArray) v, (IntArray) stageK, (IntArray) stageV,
-                    slotOffsets, params, heads, headDim, blockSize);
+                    slotOffsets, params, heads, headDim, blockSize, dtype == KvDtype.BF16 ? 1 : 2);
         } else if (k instanceof HalfFloatArray half) {
             graph.task(task, ScatterKernels::scatterF16, ctx, half, (HalfFloatArray) v, (HalfFloatArray) stageK,
                     (HalfFloatArray) stageV, slotOffsets, params, heads, headDim, blockSize);
@@ -259,14 +259,6 @@ final class PlanParts {
     /** A task name, numbered after the first shard's: {@code attention}, {@code attention1}, ... */
     static String taskName(String task, int shard) {
         return shard == 0 ? task : task + shard;
-    }
-
-    /** Names a K/V dtype the TornadoVM kernels do not read: bf16 runs on the JVM backend only. */
-    static void requireKernelDtype(KvDtype dtype) {
-        if (dtype == KvDtype.BF16) {
-            throw new IllegalArgumentException("dtype=BF16: the TornadoVM kernels read fp16, fp32 and 8-bit K/V; bf16 K/V run on"
-                    + " the JVM backend (backend=jvm)");
-        }
     }
 
     /**

@@ -68,6 +68,11 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
          * cache runs {@link #LATENT} only (AUTO or LATENT; another kernel is refused by name, as LATENT is for a K/V cache).
          */
         public static Kernel resolve(Kernel requested, AttentionSpec spec, KvDtype dtype, Backend backend, boolean latent) {
+            if (dtype == KvDtype.BF16 && (latent || backend != Backend.CUDA)) {
+                throw new IllegalArgumentException("dtype=BF16: TornadoVM prefills bf16 K/V only on its CUDA backend (bin/pa-tornado cuda;"
+                        + " PTX and OpenCL cannot widen bf16 cheaply) and not in latent caches; here backend=" + backend
+                        + (latent ? " (a latent cache)" : "") + " (or prefill bf16 on the JVM backend, backend=jvm)");
+            }
             if (latent) {
                 if (requested != AUTO && requested != LATENT) {
                     throw new IllegalArgumentException("prefill kernel=" + requested.name().toLowerCase(java.util.Locale.ROOT)

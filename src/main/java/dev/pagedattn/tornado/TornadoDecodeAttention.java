@@ -339,7 +339,6 @@ public final class TornadoDecodeAttention implements DecodeAttention {
     public TornadoDecodeAttention(KvCache cache, AttentionSpec spec, String device, String variant, DecodeGrid.Kernel kernel,
                                   boolean cudaGraph, VSums vSums) {
         spec.requireMatches(cache.config());
-        PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
         PlanParts.requireKernelShape(cache.config());
         if (cache.config().isLatent() && variant.equals("parallel")) {
@@ -356,9 +355,13 @@ public final class TornadoDecodeAttention implements DecodeAttention {
         if (!variant.equals("auto") && !variant.equals("fused") && !variant.equals("splitk") && !variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=" + variant + " is not one of auto, fused, splitk, parallel");
         }
-        if (cache.config().dtype().isQuantized() && variant.equals("parallel")) {
-            throw new IllegalArgumentException("variant=parallel does not read 8-bit K/V pools (dtype=" + cache.config().dtype()
-                    + "): use auto, fused or splitk");
+        if (cache.config().dtype().packsWords() && variant.equals("parallel")) {
+            throw new IllegalArgumentException("variant=parallel does not read " + (cache.config().dtype() == KvDtype.BF16 ? "bf16"
+                    : "8-bit") + " K/V pools (dtype=" + cache.config().dtype() + "): use auto, fused or splitk");
+        }
+        if (cache.config().dtype() == KvDtype.BF16 && cache.config().isLatent()) {
+            throw new IllegalArgumentException("dtype=BF16: the latent (MLA) kernel reads fp16, fp32 and 8-bit caches; decode a bf16"
+                    + " latent cache on the JVM backend (backend=jvm)");
         }
         if (spec.sinks().any() && variant.equals("parallel")) {
             throw new IllegalArgumentException("variant=parallel does not add attention sinks (" + spec.sinks()
@@ -733,8 +736,8 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             }
             // plan constants: writeParams leaves these slots alone
             new DecodeParams.Packed(lensBase, tablesBase, slotBase, params.getSize()).writeStarts(params);
-            // the V rows' start in the scatter's index units: elements, or for 8-bit stages words of four codes
-            params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().isQuantized() ? Integer.BYTES : config.dtype().bytes())));
+            // the V rows' start in the scatter's index units: elements, or for packed stages words (four codes, two bf16)
+            params.set(DecodeParams.STAGE_V, (int) (stageVBytes / (config.dtype().packsWords() ? Integer.BYTES : config.dtype().bytes())));
             for (int i = 0; i < maxSeqs; i++) {
                 lens.set(lensBase + i, 1);  // rows past a batch (a graph launches the capacity) read one token
             }
@@ -770,7 +773,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             bulkVBytes = (long) bulkSlots * width * config.dtype().bytes();
             if (bulkSlots > 0) {
                 new DecodeParams.Packed(0, 0, 0, DecodeParams.SIZE).writeStarts(bulkParams); // its slots' offsets from 0
-                bulkParams.set(DecodeParams.STAGE_V, (int) (bulkVBytes / (config.dtype().isQuantized() ? Integer.BYTES : config.dtype().bytes())));
+                bulkParams.set(DecodeParams.STAGE_V, (int) (bulkVBytes / (config.dtype().packsWords() ? Integer.BYTES : config.dtype().bytes())));
             }
             TaskGraph[] graphs = new TaskGraph[graphTasks.length];
             for (int i = 0; i < graphs.length; i++) {
@@ -1015,7 +1018,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
             if ((tasks & SCATTER) != 0 && bulk) { // K rows, then V rows, as a packed stage; its own offsets and params
                 graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, bulkStage[s]);
                 PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, bulkStage[s], bulkStage[s], bulkSlotOffsets,
-                        bulkParams, hkv, d, bs);
+                        bulkParams, hkv, d, bs, config.dtype());
             } else if ((tasks & SCATTER) != 0) {
                 if (PACKED_INPUTS) {
                     graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s]);
@@ -1023,7 +1026,7 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
                 }
                 PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
-                        params, hkv, d, bs);
+                        params, hkv, d, bs, config.dtype());
             }
             if ((tasks & ATTENTION) == 0) {
                 return;
@@ -1053,6 +1056,9 @@ public final class TornadoDecodeAttention implements DecodeAttention {
                     graph.task(attention, HeadQuadDecodeKernels::attentionQ8, ctx, k, v, dequant, q, tables, lens, params, out,
                             partials, hkv, g, d, bs, scale);
                 }
+            } else if (config.dtype() == KvDtype.BF16) { // two elements per word, the stream kernel only (DecodeGrid.resolve)
+                graph.task(attention, StreamDecodeKernels.bf16Body(d, g), ctx, (IntArray) kPool, (IntArray) vPool, q, tables, lens,
+                        params, out, partials, hkv, g, d, bs, scale);
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;

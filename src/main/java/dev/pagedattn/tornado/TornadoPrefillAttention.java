@@ -122,7 +122,6 @@ public final class TornadoPrefillAttention implements PrefillAttention {
 
     private TornadoPrefillAttention(KvCache cache, AttentionSpec spec, String device, TornadoDecodeAttention host) {
         spec.requireMatches(cache.config());
-        PlanParts.requireKernelDtype(cache.config().dtype());
         PlanParts.requireOwnPool(cache);
         PlanParts.requireKernelShape(cache.config());
         if (device != null && !device.matches("\\d+:\\d+")) {
@@ -530,7 +529,7 @@ public final class TornadoPrefillAttention implements PrefillAttention {
             if (scatter) {
                 graph.transferToDevice(DataTransferMode.EVERY_EXECUTION, stageK[s], stageV[s]);
                 PlanParts.addScatter(graph, PlanParts.taskName("scatter", s), ctx, kPool, vPool, stageK[s], stageV[s], slotOffsets,
-                        scatterParams, hkv, d, bs);
+                        scatterParams, hkv, d, bs, config.dtype());
             }
             if (config.dtype().isQuantized()) { // 8-bit codes, four per word
                 IntArray k = (IntArray) kPool;
@@ -542,6 +541,9 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs);
                 }
+            } else if (config.dtype() == KvDtype.BF16) { // two elements per word; the scalar kernel, CUDA only (PrefillGrid)
+                graph.task(attention, PrefillKernels::prefillBf16, ctx, (IntArray) kPool, (IntArray) vPool, q, tables, lens, indptr, params,
+                        out, partials, hkv, g, d, bs, scale);
             } else if (config.dtype() == KvDtype.FP16) {
                 HalfFloatArray k = (HalfFloatArray) kPool;
                 HalfFloatArray v = (HalfFloatArray) vPool;

@@ -162,14 +162,18 @@ final class EmulatedDecode {
         boolean chunk = grid.kernel() == DecodeGrid.Kernel.CHUNK;
         boolean stream = grid.kernel() == DecodeGrid.Kernel.STREAM;
         boolean half = c.config().dtype() == KvDtype.FP16;
+        boolean bf16 = c.config().dtype() == KvDtype.BF16;
         boolean eightBit = c.config().dtype().isQuantized();
         // as the plan builds it: the warp kernel's 8-bit twin takes the softmax scale in its K scales
         FloatArray dequant = eightBit ? PackedCodes.argument(c, 0, shard, warp ? scale : 1f) : null;
         if (vSums == VSums.FP16 && !(stream && half)) {
             throw new IllegalArgumentException("fp16 V sums are the fp16 stream kernel's, not " + grid.kernel() + " " + c.config().dtype());
         }
-        if (stream && !half && !eightBit) {
-            throw new IllegalArgumentException("the stream kernel reads fp16 and 8-bit pools, not " + c.config().dtype());
+        if (stream && !half && !eightBit && !bf16) {
+            throw new IllegalArgumentException("the stream kernel reads fp16, bf16 and 8-bit pools, not " + c.config().dtype());
+        }
+        if (bf16 && !stream) {
+            throw new IllegalArgumentException("bf16 pools have the stream kernel only, not " + grid.kernel());
         }
         if (eightBit && !warp && !quads && !stream) {
             throw new IllegalArgumentException("8-bit pools have the stream, warp and quads kernels only, not " + grid.kernel());
@@ -178,7 +182,10 @@ final class EmulatedDecode {
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.attentionGlobalSize(), grid.localSize(), schedule, ctx -> {
             KvDtype dtype = c.config().dtype();
-            if (eightBit && stream) {
+            if (bf16) {
+                StreamDecodeKernels.bf16Body(d, g).apply(ctx, kp.wordArray(), vp.wordArray(), q, tables, lens, params, out, partials,
+                        hkv, g, d, bs, scale);
+            } else if (eightBit && stream) {
                 StreamDecodeKernels.eightBitBody(dtype.name(), d, g).apply(ctx, kp.wordArray(), vp.wordArray(),
                         dequant, q, tables, lens, params, out, partials, hkv, g, d, bs, scale);
             } else if (eightBit && warp) {

@@ -13,7 +13,7 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The fp32 and 8-bit prefill kernels are the fp16 one with other pools, and the tensor kernel for PTX is the CUDA
+ * The fp32, bf16 and 8-bit prefill kernels are the fp16 one with other pools, and the tensor kernel for PTX is the CUDA
  * one with plain copies, so a fix to one cannot miss the others.
  */
 class PrefillKernelSourceTest {
@@ -34,6 +34,17 @@ class PrefillKernelSourceTest {
                 "PrefillKernels: the 8-bit body is not the fp16 body under PackedTwin's rule");
         assertEquals(2, q8.split("PackedCodes.value\\(", -1).length - 1, "one packed read for K and one for V");
         assertTrue(!q8.contains("getFloat32"), "16-bit loads left in the 8-bit body");
+    }
+
+    @Test
+    void bf16PrefillIsTheFp16PrefillReadingWords() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/PrefillKernels.java"));
+        String bf16 = method(src, "prefillBf16(");
+        String expected = method(src, "prefillF16(").replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool",
+                "prefillBf16(KernelContext ctx, IntArray kPool, IntArray vPool")
+                .replaceAll("(kPool|vPool)\\.get\\((KvLayout\\.offset\\([^()]*\\))\\)\\.getFloat32\\(\\)", "Bf16Words.value($1, $2)");
+        assertEquals(KernelSourceTest.tokens(expected), KernelSourceTest.tokens(bf16), "fp16 and bf16 prefill bodies diverged");
+        assertEquals(2, bf16.split("Bf16Words\\.value\\(", -1).length - 1, "one word read for K and one for V");
     }
 
     @Test

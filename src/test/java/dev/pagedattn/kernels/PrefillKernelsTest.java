@@ -36,6 +36,9 @@ class PrefillKernelsTest {
                 PrefillCase.of("8-bit E5M2, head dim 40, ragged", new int[] {5, 33, 21}, new int[] {5, 20, 21}, 8, 2, 40, 8,
                         KvDtype.FP8_E5M2, PrefillBatch.NO_WINDOW),
                 PrefillCase.of("8-bit INT8, MQA, block size 1", new int[] {40, 19}, new int[] {9, 19}, 16, 1, 32, 1, KvDtype.INT8,
+                        PrefillBatch.NO_WINDOW),
+                PrefillCase.of("bf16, GQA, window, block size 7", new int[] {70, 9, 33}, new int[] {20, 9, 1}, 8, 2, 64, 7, KvDtype.BF16, 5),
+                PrefillCase.of("bf16, MHA, head dim 128", new int[] {40, 17}, new int[] {17, 17}, 4, 4, 128, 16, KvDtype.BF16,
                         PrefillBatch.NO_WINDOW)));
     }
 
@@ -377,6 +380,9 @@ class PrefillKernelsTest {
                         params, out, partials, hkv, g, d, bs);
             } else if (half) {
                 PrefillKernels.prefillF16(ctx, kp.halfArray(), vp.halfArray(), q, tables, lens, indptr, params,
+                        out, partials, hkv, g, d, bs, spec.scale());
+            } else if (c.config().dtype() == KvDtype.BF16) {
+                PrefillKernels.prefillBf16(ctx, kp.wordArray(), vp.wordArray(), q, tables, lens, indptr, params,
                         out, partials, hkv, g, d, bs, spec.scale());
             } else {
                 PrefillKernels.prefillF32(ctx, kp.floatArray(), vp.floatArray(), q, tables, lens, indptr, params,

@@ -6,6 +6,7 @@ import dev.pagedattn.attention.TestSeeds;
 import dev.pagedattn.cache.KvLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import uk.ac.manchester.tornado.api.types.HalfFloat;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
@@ -82,12 +83,14 @@ class ScatterKernelsTest {
         }
     }
 
-    @ParameterizedTest(name = "global size {0}")
-    @ValueSource(ints = {8, 64})
-    void eightBitCodesLandAsWholeWordsAtTheirSlots(int globalSize) {
-        long seed = TestSeeds.fresh("ScatterKernelsTest 8-bit global size " + globalSize);
+    /** 8-bit codes (four per word, {@code perWordShift} 2) and bf16 elements (two per word, 1). */
+    @ParameterizedTest(name = "global size {0}, elements per word 1 << {1}")
+    @CsvSource({"8, 2", "64, 2", "8, 1", "64, 1"})
+    void packedWordsLandWholeAtTheirSlots(int globalSize, int perWordShift) {
+        long seed = TestSeeds.fresh("ScatterKernelsTest words global size " + globalSize + " shift " + perWordShift);
         SplittableRandom rnd = new SplittableRandom(seed);
-        int headWords = DIM / 4;
+        int perWord = 1 << perWordShift;
+        int headWords = DIM / perWord;
         int width = HEADS * headWords;               // words per staged row
         IntArray stageK = new IntArray(STAGED * width);
         IntArray stageV = new IntArray(STAGED * width);
@@ -103,21 +106,21 @@ class ScatterKernelsTest {
         }
         IntArray params = new IntArray(DecodeParams.SIZE);
         params.set(DecodeParams.NUM_NEW_SLOTS, LIVE);
-        IntArray[] kv = scatterWords(globalSize, KernelEmulator.Schedule.REVERSE, stageK, stageV, slotOffsets, params);
-        int[] wantK = new int[POOL / 4];
-        int[] wantV = new int[POOL / 4];
+        IntArray[] kv = scatterWords(globalSize, KernelEmulator.Schedule.REVERSE, stageK, stageV, slotOffsets, params, perWordShift);
+        int[] wantK = new int[POOL / perWord];
+        int[] wantV = new int[POOL / perWord];
         java.util.Arrays.fill(wantK, -7);
         java.util.Arrays.fill(wantV, -9);
         for (int r = 0; r < LIVE; r++) {
             for (int h = 0; h < HEADS; h++) {
                 for (int w = 0; w < headWords; w++) {
-                    int at = KvLayout.offset(0, HEADS * BLOCK * DIM, BLOCK * DIM, DIM, blocks[r], h, slots[r], 4 * w) / 4;
+                    int at = KvLayout.offset(0, HEADS * BLOCK * DIM, BLOCK * DIM, DIM, blocks[r], h, slots[r], perWord * w) / perWord;
                     wantK[at] = stageK.get(r * width + h * headWords + w);
                     wantV[at] = stageV.get(r * width + h * headWords + w);
                 }
             }
         }
-        for (int i = 0; i < POOL / 4; i++) {
+        for (int i = 0; i < POOL / perWord; i++) {
             assertEquals(wantK[i], kv[0].get(i), "K word " + i);
             assertEquals(wantV[i], kv[1].get(i), "V word " + i);
         }
@@ -135,22 +138,22 @@ class ScatterKernelsTest {
         for (int r = 0; r < STAGED; r++) {
             packed.set(slotBase + r, slotOffsets.get(r));
         }
-        IntArray[] packedKv = scatterWords(globalSize, KernelEmulator.Schedule.FORWARD, stage, stage, packed, packed);
-        for (int i = 0; i < POOL / 4; i++) {
+        IntArray[] packedKv = scatterWords(globalSize, KernelEmulator.Schedule.FORWARD, stage, stage, packed, packed, perWordShift);
+        for (int i = 0; i < POOL / perWord; i++) {
             assertEquals(wantK[i], packedKv[0].get(i), "packed: K word " + i);
             assertEquals(wantV[i], packedKv[1].get(i), "packed: V word " + i);
         }
     }
 
-    /** 8-bit K and V pools filled with -7 and -9, after the word scatter of the staged rows. */
+    /** Packed K and V pools filled with -7 and -9, after the word scatter of the staged rows. */
     private static IntArray[] scatterWords(int globalSize, KernelEmulator.Schedule schedule, IntArray stageK, IntArray stageV,
-                                           IntArray slotOffsets, IntArray params) {
-        IntArray k = new IntArray(POOL / 4);
-        IntArray v = new IntArray(POOL / 4);
+                                           IntArray slotOffsets, IntArray params, int perWordShift) {
+        IntArray k = new IntArray(POOL >> perWordShift);
+        IntArray v = new IntArray(POOL >> perWordShift);
         k.init(-7);
         v.init(-9);
         KernelEmulator.launch(globalSize, 8, schedule,
-                ctx -> ScatterKernels.scatterWords(ctx, k, v, stageK, stageV, slotOffsets, params, HEADS, DIM, BLOCK));
+                ctx -> ScatterKernels.scatterWords(ctx, k, v, stageK, stageV, slotOffsets, params, HEADS, DIM, BLOCK, perWordShift));
         return new IntArray[] {k, v};
     }
 }

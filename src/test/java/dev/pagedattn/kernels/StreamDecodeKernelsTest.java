@@ -9,6 +9,7 @@ import dev.pagedattn.attention.DecodeWorkload;
 import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.attention.TestScales;
 import dev.pagedattn.attention.TestSeeds;
+import dev.pagedattn.cache.Bf16;
 import dev.pagedattn.cache.KvDtype;
 import dev.pagedattn.quant.QuantFormat;
 import dev.pagedattn.tornado.DecodeGrid;
@@ -16,6 +17,7 @@ import dev.pagedattn.tornado.VSums;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import uk.ac.manchester.tornado.api.types.BFloat16;
 import uk.ac.manchester.tornado.api.types.FP8;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
@@ -27,7 +29,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * end mid-tile, contexts of one token; head dims 64, 80, 96, 112, 128 and 256 in fp16 and 8-bit ({@code ...D256}: steps of 8
  * tokens, so block sizes 8 and 24 too; the 8-bit {@code ...D64}: a tile's tokens split between the lanes' halves; {@code ...D80},
  * {@code ...D96}, {@code ...D112}: a second V word for lanes 0..7, 0..15, 0..23 only in fp16, V words for lanes 0..19, 0..23,
- * 0..27 only in 8-bit, and at 80 and 112 8-bit K rows that end mid-part, so that lanes of parts 4..7 meet zero query values).
+ * 0..27 only in 8-bit, and at 80 and 112 8-bit K rows that end mid-part, so that lanes of parts 4..7 meet zero query values);
+ * the bf16 bodies (the fp16 walks over two elements per word) at every head dim, groups of 1-8 heads, the same block sizes.
  */
 class StreamDecodeKernelsTest {
     private static final double TOLERANCE = 1e-5;
@@ -97,6 +100,18 @@ class StreamDecodeKernelsTest {
             "2, 1, 70, 8, 8, 16, 16, INT8, 112",
             "2, 30, 200, 12, 2, 7, 32, FP8_E4M3, 112",
             "1, 100, 300, 4, 1, 17, 48, FP8_E5M2, 112",
+            "2, 1, 70, 16, 4, 16, 16, BF16, 128",
+            "3, 1, 1, 4, 4, 16, 16, BF16, 128",
+            "2, 30, 200, 8, 4, 7, 32, BF16, 128",
+            "2, 20, 90, 5, 5, 1, 16, BF16, 128",
+            "2, 20, 90, 16, 2, 24, 32, BF16, 128",
+            "2, 1, 60, 12, 2, 17, 16, BF16, 128",
+            "2, 30, 200, 8, 4, 7, 32, BF16, 64",
+            "2, 1, 70, 32, 32, 16, 16, BF16, 80",
+            "1, 100, 300, 12, 2, 17, 48, BF16, 96",
+            "2, 30, 200, 5, 5, 7, 32, BF16, 112",
+            "2, 30, 200, 16, 8, 7, 32, BF16, 256",
+            "3, 1, 1, 4, 2, 16, 16, BF16, 256",
     })
     void matchesReference(int batch, int minLen, int maxLen, int qHeads, int kvHeads, int blockSize, int minPartition, KvDtype dtype,
                           int headDim) {
@@ -174,6 +189,17 @@ class StreamDecodeKernelsTest {
                 // the fp16 sums must show their rounding, unless every context is one token (a weight of exactly 1: no rounding)
                 assertTrue(rel < 2e-3 && (rel > exact || longest == 1), grid + " " + s + ": relative L2 error " + rel + " (fp32 sums: " + exact + ")");
             }
+        }
+    }
+
+    /** The emulator runs the bf16 bodies through the compile-time API's decoder: it must be the cache's own for every bit pattern. */
+    @Test
+    void bf16DecoderIsTheCachesOwn() {
+        for (int bits = 0; bits < 1 << 16; bits++) {
+            float want = Bf16.toFloat((short) bits);
+            float got = BFloat16.bf16ToFloat((short) bits);
+            assertTrue(Float.floatToIntBits(want) == Float.floatToIntBits(got) || Float.isNaN(want) && Float.isNaN(got),
+                    "bf16 bits " + Integer.toHexString(bits) + ": " + got + " against " + want);
         }
     }
 

@@ -166,6 +166,35 @@ class DecodeGridTest {
         assertTrue(e.getMessage().contains("backend=OPENCL"), e.getMessage());
     }
 
+    /**
+     * bf16 pools: the stream kernel's bf16 bodies on the CUDA backend at every head dim they cover, any group; PTX and
+     * OpenCL, other head dims and every other kernel are refused by name (the message names the backend or the kernel).
+     */
+    @Test
+    void bf16PoolsGetTheStreamBodiesOnCudaAndANamedRefusalElsewhere() {
+        for (int d : new int[] {64, 80, 96, 112, 128, 256}) {
+            for (int g : new int[] {1, 4, 8, 16}) {
+                AttentionSpec spec = new AttentionSpec(8 * g, 8, d, 0.1f);
+                assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, spec, Backend.CUDA, KvDtype.BF16));
+                assertEquals(DecodeGrid.Kernel.STREAM, DecodeGrid.resolve(DecodeGrid.Kernel.STREAM, spec, Backend.CUDA, KvDtype.BF16));
+            }
+        }
+        for (Backend b : new Backend[] {Backend.PTX, Backend.OPENCL}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, LLAMA, b, KvDtype.BF16));
+            assertTrue(e.getMessage().startsWith("dtype=BF16 needs TornadoVM's CUDA backend") && e.getMessage().contains("backend=" + b),
+                    e.getMessage());
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> DecodeGrid.resolve(DecodeGrid.Kernel.AUTO, new AttentionSpec(32, 8, 48, 0.1f), Backend.CUDA, KvDtype.BF16));
+        assertTrue(e.getMessage().contains("headDim=48"), e.getMessage());
+        for (DecodeGrid.Kernel k : new DecodeGrid.Kernel[] {DecodeGrid.Kernel.WARP, DecodeGrid.Kernel.QUADS, DecodeGrid.Kernel.CHUNK,
+                DecodeGrid.Kernel.PAIRS}) {
+            e = assertThrows(IllegalArgumentException.class, () -> DecodeGrid.resolve(k, LLAMA, Backend.CUDA, KvDtype.BF16));
+            assertTrue(e.getMessage().startsWith("pagedattn.tornado.kernel=" + k.name().toLowerCase() + ": bf16"), e.getMessage());
+        }
+    }
+
     @Test
     void groupsAboveEightHeadsGetTheStreamKernelsOrANamedRefusal() {
         AttentionSpec g16 = new AttentionSpec(32, 2, 128, 0.1f);   // Llama-3.1-405B's groups of 16
@@ -400,7 +429,7 @@ class DecodeGridTest {
     @Test
     void groupsOfFiveToEightAtHeadDim128GetTheLeanGridInFp16WithFp32VSums() {
         // attentionF16x2G8: 128 registers (nvcc 13.0), 0.89-0.95x the time on 2112 groups against 1584 (H100); its fp16-V-sums
-        // twin takes 142 and the INT8 G8 twin 158, so they keep 1584, as do groups of up to four heads (148)
+        // twin takes 142, the INT8 G8 twin 158 and the bf16 G8 body 155, so they keep 1584, as do groups of up to four heads (148)
         int full = DecodeGrid.STREAM_TARGET_GROUPS;
         int lean = DecodeGrid.STREAM_TARGET_GROUPS_LEAN;
         for (int qHeads : new int[] {40, 48, 56, 64}) {
@@ -409,6 +438,7 @@ class DecodeGridTest {
             assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP16, true), spec.toString());
             assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.INT8), spec.toString());
             assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.FP8_E4M3), spec.toString());
+            assertEquals(full, DecodeGrid.targetGroups(DecodeGrid.Kernel.STREAM, spec, KvDtype.BF16), spec.toString());
         }
         for (int qHeads : new int[] {8, 16, 24, 32}) {
             AttentionSpec spec = new AttentionSpec(qHeads, 8, 128, 0.088f);

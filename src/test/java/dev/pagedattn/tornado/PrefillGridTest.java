@@ -73,16 +73,25 @@ class PrefillGridTest {
         assertTrue(e.getMessage().contains(Long.toString(large.bufferElements(SPEC, tooMany.totalQueries()))), e.getMessage());
     }
 
-    /** bf16 pools have no TornadoVM kernel: refused by name before a plan is built; every other dtype passes. */
+    /**
+     * bf16 pools: the scalar kernel on the CUDA backend (AUTO and SCALAR; TENSOR is refused, as for fp32); PTX, OpenCL and
+     * latent caches are refused by name, naming the JVM backend that prefills them.
+     */
     @Test
-    void aBf16CacheIsRefusedByTheTornadoBackendsByName() {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PlanParts.requireKernelDtype(KvDtype.BF16));
-        assertTrue(e.getMessage().startsWith("dtype=BF16: the TornadoVM kernels read"), e.getMessage());
-        for (KvDtype d : KvDtype.values()) {
-            if (d != KvDtype.BF16) {
-                PlanParts.requireKernelDtype(d);
-            }
+    void bf16PrefillRunsTheScalarKernelOnCudaOnly() {
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, Backend.CUDA));
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.SCALAR, SPEC, KvDtype.BF16, Backend.CUDA));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, SPEC, KvDtype.BF16, Backend.CUDA));
+        assertTrue(e.getMessage().contains("dtype=BF16"), e.getMessage());
+        for (Backend b : new Backend[] {Backend.PTX, Backend.OPENCL}) {
+            e = assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, b));
+            assertTrue(e.getMessage().startsWith("dtype=BF16: TornadoVM prefills bf16 K/V only on its CUDA backend")
+                    && e.getMessage().contains("backend=" + b) && e.getMessage().contains("backend=jvm"), e.getMessage());
         }
+        e = assertThrows(IllegalArgumentException.class,
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, null, true));
+        assertTrue(e.getMessage().contains("latent"), e.getMessage());
     }
 
     /**
