@@ -5,6 +5,8 @@
 # benchmarks/device-env.sh).
 #   benchmarks/ab.sh BACKEND CELLS OUT_DIR OPTS_A OPTS_B [OPTS_C ...]
 #   e.g. benchmarks/ab.sh cuda 1x1024,8x8192,64x4096 /tmp/ab "" "-Dpagedattn.tornado.mergeRows=true"
+# A set may also carry bench arguments of its own after a '|' (JVM options first): an A/B of two K/V dtypes is
+#   benchmarks/ab.sh cuda 8x32768,64x8192 /tmp/ab "|--dtype fp16" "|--dtype bf16"
 # Environment: ROUNDS (default 2), SEED (default 20261201), BENCH_ARGS (extra bench arguments; `--iterations N` there
 # replaces the default of 10).
 # Writes OUT_DIR/ab-<set>-<round>.csv (bench's CSV) and prints, per cell, each set's min kernel time per round (TornadoVM's profiler)
@@ -26,10 +28,14 @@ iterations=(--iterations 10)
 [[ " ${BENCH_ARGS:-} " == *" --iterations "* ]] && iterations=()  # bench refuses an option given twice
 for r in $(seq 1 "${ROUNDS:-2}"); do
   i=0
-  for opts in "$@"; do
-    echo "== set $i, round $r: PA_JVM_OPTS='$opts'" >&2
+  for set in "$@"; do
+    opts="${set%%|*}"
+    args=""
+    [[ "$set" == *"|"* ]] && args="${set#*|}"
+    echo "== set $i, round $r: PA_JVM_OPTS='$opts' bench args '$args'" >&2
+    # shellcheck disable=SC2086
     PA_JVM_OPTS="$opts" bench_cells "$backend" "$out/ab-$i-$r.csv" "$cells" none --variants auto \
-      --seed "${SEED:-20261201}" "${iterations[@]}" ${BENCH_ARGS:-} > /dev/null
+      --seed "${SEED:-20261201}" "${iterations[@]}" ${BENCH_ARGS:-} $args > /dev/null
     i=$((i + 1))
   done
 done
