@@ -111,16 +111,54 @@ class KernelSourceTest {
     void boundedStreamTwinIsTheFp16BodyUnderItsOwnName(String body) throws IOException {
         // the twin exists only so that tornado-config/nvrtc can bound it by name: any other difference is a defect
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java"));
-        String[] expected = tokens(method(src, body + "(").replace(body + "(", body + "Bounded(")).split(" ");
-        String[] twin = tokens(method(src, body + "Bounded(")).split(" ");
+        assertSameTokens(method(src, body + "(").replace(body + "(", body + "Bounded("), method(src, body + "Bounded("),
+                "the stream kernel's bounded twin diverged from " + body);
+    }
+
+    /** Fails where {@code actual}'s tokens first differ from {@code expected}'s, quoting a dozen tokens either side. */
+    private static void assertSameTokens(String expected, String actual, String what) {
+        String[] want = tokens(expected).split(" ");
+        String[] got = tokens(actual).split(" ");
         int i = 0;
-        while (i < Math.min(expected.length, twin.length) && expected[i].equals(twin[i])) {
+        while (i < Math.min(want.length, got.length) && want[i].equals(got[i])) {
             i++;
         }
         int from = Math.max(0, i - 12);
-        assertTrue(i == expected.length && i == twin.length, "the stream kernel's bounded twin diverged from " + body + " at token " + i
-                + ": expected '" + String.join(" ", java.util.Arrays.copyOfRange(expected, from, Math.min(expected.length, i + 12)))
-                + "', found '" + String.join(" ", java.util.Arrays.copyOfRange(twin, from, Math.min(twin.length, i + 12))) + "'");
+        assertTrue(i == want.length && i == got.length, what + " at token " + i
+                + ": expected '" + String.join(" ", java.util.Arrays.copyOfRange(want, from, Math.min(want.length, i + 12)))
+                + "', found '" + String.join(" ", java.util.Arrays.copyOfRange(got, from, Math.min(got.length, i + 12))) + "'");
+    }
+
+    /**
+     * The stream kernel's bf16 bodies are its fp16 bodies (fp32 V sums) with each 32-bit load of an fp16 pair made the
+     * load of the same word of an {@code IntArray} (element offsets halved) and each half widened by
+     * {@code BFloat16.bf16ToFloat} instead of {@code Half2.lowFloat}/{@code highFloat}: any other difference is a defect.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"", "G8", "D64", "D80", "D96", "D112", "D256"})
+    void bf16StreamBodiesAreTheFp16BodiesReadingWords(String walk) throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/StreamDecodeKernels.java"));
+        String f16 = method(src, "attentionF16x2" + walk + "(");
+        String expected = f16
+                .replace("attentionF16x2" + walk + "(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool",
+                        "attentionBf16" + walk + "(KernelContext ctx, IntArray kPool, IntArray vPool")
+                .replaceAll("Half2 (kw\\d+) = kPool\\.getHalf2\\(", "int $1 = kPool.getHalf2(")
+                .replaceAll("kPool\\.getHalf2\\((kRow\\d+) \\+ (\\d+)\\)", "kPool.get(($1 >> 1) + HALF$2)")
+                .replaceAll("Half2 (vw\\d+) = vPool\\.getHalf2\\((vRow\\d+)\\);", "int $1 = vPool.get($2 >> 1);")
+                .replaceAll("Half2 (vw\\d+) = vPool\\.getHalf2\\((vRow\\d+) \\+ vSecond\\);", "int $1 = vPool.get(($2 + vSecond) >> 1);")
+                .replaceAll("Half2 (vw\\d+) = vPool\\.getHalf2\\((vRow\\d+) \\+ (\\d+)\\);", "int $1 = vPool.get(($2 >> 1) + HALF$3);")
+                .replaceAll("Half2\\.lowFloat\\((\\w+)\\)", "BFloat16.bf16ToFloat((short) $1)")
+                .replaceAll("Half2\\.highFloat\\((\\w+)\\)", "BFloat16.bf16ToFloat((short) ($1 >>> 16))");
+        // the halved constant offsets (HALFn: n / 2, words instead of elements)
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("HALF(\\d+)").matcher(expected);
+        StringBuilder halved = new StringBuilder();
+        while (m.find()) {
+            m.appendReplacement(halved, Integer.toString(Integer.parseInt(m.group(1)) / 2));
+        }
+        m.appendTail(halved);
+        String bf16 = method(src, "attentionBf16" + walk + "(");
+        assertSameTokens(halved.toString(), bf16, "attentionBf16" + walk + " diverged from attentionF16x2" + walk);
+        assertTrue(!bf16.contains("Half2") && !bf16.contains("getHalf2"), "fp16 pairs left in attentionBf16" + walk);
     }
 
     /** The body as tokens, with every statement that loads from a pool or unpacks a Half2 removed. */
