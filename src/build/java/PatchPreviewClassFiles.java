@@ -38,7 +38,8 @@ import java.util.stream.Stream;
  *   <li>{@code TornadoExecutionPlan.withCUDAGraph()}: its body returns the plan unchanged;</li>
  *   <li>the tensor-core operations of {@code KernelContext} ({@code mmaFragment}, {@code mmaLoadA},
  *       {@code mmaLoadB} with a byte offset, {@code mma}, {@code mmaStore}; {@code ldmatrix} and
- *       {@code mma.sync.m16n8k16} on PTX and CUDA) and the {@code enums.MMAShape} class they take:
+ *       {@code mma.sync.m16n8k16} on PTX and CUDA; {@code mmaBF16}, its bf16 form, on CUDA) and the
+ *       {@code enums.MMAShape} class they take:
  *       warp-collective like the warp operations, so their bodies throw too;</li>
  *   <li>the asynchronous copies of {@code KernelContext} ({@code asyncCopyToLocal} of an fp16 pair,
  *       {@code asyncCopyCommit}, {@code asyncCopyWaitGroup}; {@code cp.async} on CUDA, a plain copy
@@ -46,7 +47,7 @@ import java.util.stream.Stream;
  *       the wait that completes it, runs a kernel that uses them on the plain JVM;</li>
  *   <li>{@code types.FP8} with its decoders {@code e4m3ToFloat} and {@code e5m2ToFloat} (see
  *       {@link #addFp8});</li>
- *   <li>{@code types.BFloat16} with its decoder {@code bf16ToFloat} (see {@link #addBf16}).</li>
+ *   <li>{@code types.BFloat16} with its decoder {@code bf16ToFloat} and encoder {@code bf16FromFloat} (see {@link #addBf16}).</li>
  * </ul>
  * At run time under TornadoVM the SDK's own classes are loaded (the library jar contains no
  * TornadoVM classes), so these bodies never reach a GPU run.
@@ -99,8 +100,10 @@ public class PatchPreviewClassFiles {
 
     /**
      * {@code types.BFloat16} where the API lacks it, with 5.2's decoder {@code bf16ToFloat(short)} (on the CUDA backend
-     * {@code __int_as_float(bits << 16)}). Its body here is {@code Float.intBitsToFloat(bits << 16)}: exact for every bf16
-     * value (5.2's own body gives the same floats, NaN payloads aside), so the emulator runs kernels that call it.
+     * {@code __int_as_float(bits << 16)}) and encoder {@code bf16FromFloat(float)} (there {@code __float2bfloat16}, round
+     * to nearest even). Their bodies here are {@code Float.intBitsToFloat(bits << 16)}, exact for every bf16 value (5.2's
+     * own body gives the same floats, NaN payloads aside), and {@code Bf16.fromFloat}, the library's round to nearest
+     * even, so the emulator runs kernels that call them.
      */
     private static void addBf16(Path to) throws IOException {
         Path file = to.resolve(BF16 + ".class");
@@ -120,6 +123,12 @@ public class PatchPreviewClassFiles {
                             .ishl()
                             .invokestatic(boxed, "intBitsToFloat", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_int))
                             .freturn());
+            cb.withMethodBody("bf16FromFloat", MethodTypeDesc.of(ConstantDescs.CD_short, ConstantDescs.CD_float),
+                    ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
+                            .fload(0)
+                            .invokestatic(ClassDesc.of("dev.pagedattn.cache.Bf16"), "fromFloat",
+                                    MethodTypeDesc.of(ConstantDescs.CD_short, ConstantDescs.CD_float))
+                            .ireturn());
         });
         Files.createDirectories(file.getParent());
         Files.write(file, bytes);
@@ -238,6 +247,7 @@ public class PatchPreviewClassFiles {
             warpOperation("mmaLoadA", "([III)" + HALVES),
             warpOperation("mmaLoadB", "([III)" + HALVES),
             warpOperation("mma", "(" + HALVES + HALVES + "[FL" + MMA_SHAPE + ";)[F"),
+            warpOperation("mmaBF16", "(" + HALVES + HALVES + "[FL" + MMA_SHAPE + ";)[F"),
             warpOperation("mmaStore", "([FL" + API + "types/arrays/FloatArray;III)V"),
             warpOperation("asyncCopyToLocal", "([IIL" + API + "types/arrays/HalfFloatArray;I)V"),
             warpOperation("asyncCopyCommit", "()V"),

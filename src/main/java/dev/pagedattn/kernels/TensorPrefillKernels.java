@@ -5,6 +5,7 @@ import dev.pagedattn.quant.DequantTable;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.enums.MMAShape;
 import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.BFloat16;
 import uk.ac.manchester.tornado.api.types.HalfFloat;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.HalfFloatArray;
@@ -106,6 +107,11 @@ public final class TensorPrefillKernels {
     /** The fp16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. */
     static int halfBits(float x) {
         return new HalfFloat(x).getHalfFloatValue() & 0xFFFF;
+    }
+
+    /** The bf16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. */
+    static int bf16Bits(float x) {
+        return BFloat16.bf16FromFloat(x) & 0xFFFF;
     }
 
     /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half (an asynchronous copy's value). */
@@ -924,6 +930,441 @@ public final class TensorPrefillKernels {
                 o13 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
                 o14 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
                 o15 = ctx.mma(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                ctx.localBarrier();
+                // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
+                // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a
+                // merge as a whole C array, which NVRTC rejects)
+                stop -= grew * (stop - k);
+                c0 += keep * dir * CHUNK;
+                k += keep;
+                buf ^= keep;
+                slot += keep * (next - slot);
+            }
+            // fold: acc = acc * exp(mAcc - m) + fragments, per row
+            ctx.mmaStore(o0, partials, 0, region, HEAD_DIM);
+            ctx.mmaStore(o1, partials, 0, region + 8, HEAD_DIM);
+            ctx.mmaStore(o2, partials, 0, region + 2 * 8, HEAD_DIM);
+            ctx.mmaStore(o3, partials, 0, region + 3 * 8, HEAD_DIM);
+            ctx.mmaStore(o4, partials, 0, region + 4 * 8, HEAD_DIM);
+            ctx.mmaStore(o5, partials, 0, region + 5 * 8, HEAD_DIM);
+            ctx.mmaStore(o6, partials, 0, region + 6 * 8, HEAD_DIM);
+            ctx.mmaStore(o7, partials, 0, region + 7 * 8, HEAD_DIM);
+            ctx.mmaStore(o8, partials, 0, region + 8 * 8, HEAD_DIM);
+            ctx.mmaStore(o9, partials, 0, region + 9 * 8, HEAD_DIM);
+            ctx.mmaStore(o10, partials, 0, region + 10 * 8, HEAD_DIM);
+            ctx.mmaStore(o11, partials, 0, region + 11 * 8, HEAD_DIM);
+            ctx.mmaStore(o12, partials, 0, region + 12 * 8, HEAD_DIM);
+            ctx.mmaStore(o13, partials, 0, region + 13 * 8, HEAD_DIM);
+            ctx.mmaStore(o14, partials, 0, region + 14 * 8, HEAD_DIM);
+            ctx.mmaStore(o15, partials, 0, region + 15 * 8, HEAD_DIM);
+            float c = TornadoMath.exp(mAcc - m);
+            if (half == 0) {
+                mRow[row] = c;
+            }
+            l = l * c + segL;
+            mAcc = m;
+            ctx.localBarrier();
+            for (int idx = tid; idx < ROWS * HEAD_DIM; idx += local) { // the warps' [16][HEAD_DIM] regions are [ROWS][HEAD_DIM]
+                int r = idx / HEAD_DIM;
+                float add = partials.get(regionBase + idx);
+                float prev = 0f;
+                if (folded != 0) {
+                    prev = partials.get(accBase + idx) * mRow[r];
+                }
+                partials.set(accBase + idx, prev + add);
+            }
+            folded = 1;                                       // (the restart chunk raises its references as a first chunk)
+            ctx.localBarrier();
+        }
+        if (half == 0) {
+            mRow[row] = mAcc;
+        }
+        lPart[tid] = l;
+        ctx.localBarrier();
+
+        // one partition: the normalised output; several: this partition's state for mergePartitions
+        for (int idx = tid; idx < ROWS * HEAD_DIM; idx += local) {
+            int r = idx / HEAD_DIM;
+            int e = idx - r * HEAD_DIM;
+            int token = r / heads;
+            int h = headBase + r - token * heads;
+            if (token < tileTokens && h < groupSize && e < headDim) {
+                int w = r / 16;
+                int wr = r - w * 16;
+                float acc = 0f;                               // 0 where the partition has no visible chunk
+                if (folded != 0) {
+                    acc = partials.get(accBase + idx);
+                }
+                float sum = lPart[w * 32 + wr] + lPart[w * 32 + 16 + wr];
+                int qRow = (qStart + firstToken + token) * numQHeads + kvHead * groupSize + h; // [totalQueries][numQHeads]
+                if (numParts == 1 && params.get(PrefillParams.MERGED) == 0) { // merged rows (sinks, lse): the merge writes them
+                    out.set(qRow * headDim + e, acc / sum);
+                } else {
+                    int at = (qRow * maxParts + part) * (headDim + 2);
+                    partials.set(at + e, acc);
+                    if (e == 0) {
+                        partials.set(at + headDim, mRow[r]);
+                        partials.set(at + headDim + 1, sum);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * {@link #prefillF16} over bf16 pools on bf16 tensor cores ({@code mma.sync ... .bf16}, {@code KernelContext.mmaBF16}:
+     * TornadoVM's CUDA backend only): the same body, each staged pair the pool's own word (two bf16 elements, the low one
+     * first, as {@link #pairBits} gives two fp16 ones) and the queries and probabilities rounded to bf16 instead of fp16
+     * ({@link #bf16Bits}), so a row's error is bf16's (8 significant bits against fp16's 11), as in FlashAttention's bf16
+     * kernels. PrefillKernelSourceTest holds the two bodies to that rule.
+     */
+    public static void prefillBf16Tensor(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
+                                         IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
+                                         FloatArray out, FloatArray partials, int numKvHeads, int groupSize, int headDim,
+                                         int blockSize, float scale) {
+        if (params.get(PrefillParams.SKIP_ATTENTION) != 0) {
+            return;
+        }
+        int tid = ctx.localIdx;
+        int local = ctx.localGroupSizeX;
+        int warp = tid / 32;
+        int lane = tid - warp * 32;
+        int heads = TornadoMath.min(groupSize, ROWS);         // query heads per tile
+        int tokensPerTile = ROWS / heads;                     // query tokens per tile
+        int headTiles = (groupSize + heads - 1) / heads;
+        // work-group -> (seq, kvHead, headTile, qTile, part), part fastest: PrefillTile's start, written out (see there)
+        int maxParts = params.get(PrefillParams.MAX_PARTITIONS);
+        int maxQTiles = params.get(PrefillParams.MAX_Q_TILES);
+        int gid = ctx.groupIdx;
+        int part = gid % maxParts;
+        int rest = gid / maxParts;
+        int qTile = rest % maxQTiles;
+        rest = rest / maxQTiles;
+        int headTile = rest % headTiles;
+        rest = rest / headTiles;
+        int kvHead = rest % numKvHeads;
+        int seq = rest / numKvHeads;
+        if (seq >= params.get(PrefillParams.NUM_SEQS)) {
+            return;
+        }
+        int qStart = qIndptr.get(seq);
+        int qLen = qIndptr.get(seq + 1) - qStart;
+        int firstToken = qTile * tokensPerTile;
+        if (firstToken >= qLen) {
+            return;
+        }
+        int len = contextLens.get(seq);
+        int partTokens = params.get(PrefillParams.PARTITION_TOKENS);
+        int numParts = (len + partTokens - 1) / partTokens;
+        if (part >= numParts) {
+            return;
+        }
+        int tileTokens = TornadoMath.min(tokensPerTile, qLen - firstToken);
+        int tree = PrefillTile.treeRows(params, seq);         // token-tree mask rows (0: causal)
+        // (non-causal, or masked: the context's end; a mask's bits decide among the new tokens, a span's later ones included)
+        int firstPos = params.get(PrefillParams.NON_CAUSAL) != 0 || tree != 0 ? len - 1 : len - qLen + firstToken;
+        int window = params.get(PrefillParams.WINDOW);
+        int lo = TornadoMath.max(part * partTokens, PrefillTile.visibleFrom(tree != 0 ? len - qLen : firstPos, window));
+        int hi = TornadoMath.min((part + 1) * partTokens, TornadoMath.min(len, firstPos + tileTokens)); // visible context of the tile: [lo, hi)
+        int numQHeads = numKvHeads * groupSize;
+        int headBase = headTile * heads;
+        int headStride = blockSize * headDim;                 // the pools' rows are headDim long; the tiles are HEAD_DIM wide
+        int blockStride = numKvHeads * headStride;
+        int layerBase = params.get(PrefillParams.LAYER_BASE);
+        int maxBlocks = params.get(PrefillParams.MAX_BLOCKS_PER_SEQ);
+        int regionBase = params.get(PrefillParams.SCRATCH_BASE) + gid * SCRATCH_PER_GROUP;
+        int accBase = regionBase + WARPS * 16 * HEAD_DIM;     // [ROWS][HEAD_DIM]: the folded accumulators
+        int region = regionBase + warp * 16 * HEAD_DIM;       // this warp's scores [CHUNK][16], then output [16][HEAD_DIM]
+
+        int[] tile = ctx.allocateIntLocalArray(TILE_INTS);    // first: 16-byte aligned for ldmatrix
+        float[] mPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: max of a lane's half of a row
+        float[] lPart = ctx.allocateFloatLocalArray(LOCAL);   // [warp][lane]: sum of a lane's half of a row
+        float[] mRow = ctx.allocateFloatLocalArray(ROWS);     // [row] the fold's rescale factor of the accumulators
+        float cap = PagedDecodeKernels.softCapOf(partials, params.get(PrefillParams.SOFT_CAP));  // logit soft cap (0: none)
+        int[] flag = ctx.allocateIntLocalArray(1);            // 1: a row of the chunk exceeds its reference (segment ends)
+        int[] rowAt = ctx.allocateIntLocalArray(ROW_SLOTS * CHUNK); // [slot][token of the chunk] pool offset of its K/V row (see locate)
+
+        // q^T as B tiles: rows r0, r0+1 (one int) at dim d, fp16 (the scale is applied to the fp32 scores). Each
+        // element is converted straight from its load: TornadoVM 5.2's PTX backend rounds a HalfFloat made from a
+        // loaded float, but not one made from a computed float.
+        for (int idx = tid; idx < ROWS / 2 * HEAD_DIM; idx += local) {
+            int r0 = idx / HEAD_DIM * 2;
+            int d = idx - idx / HEAD_DIM * HEAD_DIM;
+            int pair = 0;
+            for (int i = 0; i < 2; i++) {
+                int r = r0 + i;
+                int token = r / heads;
+                int h = headBase + r - token * heads;
+                boolean valid = token < tileTokens && h < groupSize && d < headDim; // dims past headDim: 0 (the padding)
+                int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + d : 0;
+                int bits = bf16Bits(q.get(at));
+                if (valid) {
+                    pair = pair | (bits << (16 * i));
+                }
+            }
+            int w = r0 / 16;
+            int rr = r0 - w * 16;
+            int nt = rr / 8;
+            tile[((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = pair;
+        }
+        // this lane's row (of its warp's 16) and half of each chunk's tokens
+        int rr = lane % 16;
+        int half = lane / 16;
+        int row = warp * 16 + rr;
+        int rowPos = PrefillKernels.rowPosition(row, heads, tileTokens, headBase, groupSize, firstPos);
+        float slope = PrefillKernels.rowSlope(partials, params.get(PrefillParams.ALIBI), row, heads, headBase, groupSize, kvHead);  // ALiBi (0: none)
+        int finish = slope != 0f ? 1 : tree != 0 ? 1 : 0;     // a row with ALiBi or a mask has its scores finished in place (below)
+        // ... every chunk of such a row in a layer with ALiBi or under a window, else (a mask) only the chunks that reach the
+        // new tokens. Flags from single int comparisons, combined by max: chained in one ternary with the row's slope test,
+        // they gave ALiBi rows wrong scores on the CUDA backend (relative L2 0.85, H100) while PTX and the emulator passed
+        int everyChunk = TornadoMath.max(params.get(PrefillParams.ALIBI) != 0 ? 1 : 0, window != Integer.MAX_VALUE ? 1 : 0);
+        int slotWindow = tree != 0 ? Integer.MAX_VALUE : window; // a tree row's window is in its mask bits
+        int qB = (warp * 2) * 8 * 64;                         // int index of this warp's first q^T tile
+        int dPair = (tid % 64) * 2;                           // the dims (dPair, dPair + 1) this work-item stages
+        int dSrc = dPair % headDim;                           // ... read from these dims: past headDim a real pair, met by q's zeros
+        int tFirst = tid / 64;                                // ... for tokens tFirst + 2i of each chunk (LOCAL = 2 x 64)
+
+        // One pass, in segments: a row's reference m stays fixed while its scores stay below m + GROW
+        // (p = exp(s - m) < e^GROW, fp16-safe), so the 16 accumulator fragments, which cannot be rescaled, add
+        // P V relative to it; a chunk that exceeds it (or the last chunk) ends the segment, whose fragments are
+        // then folded, rescaled, into the work-group's accumulators in scratch (accBase), and the next segment
+        // starts over at that chunk with the larger reference. Flags are ints from single comparisons
+        // (TornadoVM 5.2's CUDA C loses the negations of a materialised `a && !b`).
+        float m = -Float.MAX_VALUE;                           // this row's reference (the same in both lanes of a row)
+        float mAcc = -Float.MAX_VALUE;                        // the reference of the folded accumulators
+        float l = 0f;                                         // this lane's half of its row's sum, relative to mAcc
+        int folded = 0;                                       // 1 once the scratch accumulators hold a segment
+        int pB = P_AT + warp * 2 * 128;                       // int index of this warp's first P tile
+        int buf = 0;
+        // With ALiBi the walk goes from the last chunk back: its biases rise towards the diagonal, so the highest scores
+        // come first and a segment ends only where the scores themselves jump (forward, nearly every chunk would end one)
+        int dir = params.get(PrefillParams.ALIBI) != 0 ? -1 : 1;
+        // chunk k of the walk starts at c0 = walk0 + dir k CHUNK; none where the partition ends before the window starts
+        // (hi <= lo): never a negative dividend, which TornadoVM 5.2's PTX backend divides by 32 with logical shifts
+        int chunks = hi > lo ? (hi - lo + CHUNK - 1) / CHUNK : 0;
+        int walk0 = dir > 0 ? lo : lo + (chunks - 1) * CHUNK;
+        int k = 0;
+        int c0 = walk0;
+        while (k < chunks) {
+            float[] o0 = ctx.mmaFragment(0f);
+            float[] o1 = ctx.mmaFragment(0f);
+            float[] o2 = ctx.mmaFragment(0f);
+            float[] o3 = ctx.mmaFragment(0f);
+            float[] o4 = ctx.mmaFragment(0f);
+            float[] o5 = ctx.mmaFragment(0f);
+            float[] o6 = ctx.mmaFragment(0f);
+            float[] o7 = ctx.mmaFragment(0f);
+            float[] o8 = ctx.mmaFragment(0f);
+            float[] o9 = ctx.mmaFragment(0f);
+            float[] o10 = ctx.mmaFragment(0f);
+            float[] o11 = ctx.mmaFragment(0f);
+            float[] o12 = ctx.mmaFragment(0f);
+            float[] o13 = ctx.mmaFragment(0f);
+            float[] o14 = ctx.mmaFragment(0f);
+            float[] o15 = ctx.mmaFragment(0f);
+            int seg0 = c0;
+            int stop = chunks;
+            float segL = 0f;
+            int grew = 0;
+            // The pipeline's start: the segment's first two chunks located (offset slots 0 and 1), the first
+            // chunk's K in flight. A segment that ended may have left the next chunk's K in flight: waited for
+            // first, so that no copy of this work-item is pending across the restart.
+            if (tid < 2 * CHUNK) {
+                rowAt[tid] = locate(blockTables, seq * maxBlocks, c0 + (tid / CHUNK) * dir * CHUNK + tid % CHUNK, lo, hi, blockSize,
+                        layerBase, blockStride, headStride, headDim, kvHead);
+            }
+            ctx.localBarrier();
+            // Each work-item's 16 pairs of a chunk in two rounds of eight copies: in the PTX twin, eight loads in flight
+            // before their stores. (The staging stays in this method: TornadoVM 5.2 addresses a local array that a
+            // helper method receives as a global one, header and byte offset included.)
+            for (int i = 0; i < 2; i++) {
+                int t0 = tFirst + 16 * i;
+                int w0 = kPool.get((rowAt[t0] + dSrc) >> 1);
+                int w1 = kPool.get((rowAt[t0 + 2] + dSrc) >> 1);
+                int w2 = kPool.get((rowAt[t0 + 4] + dSrc) >> 1);
+                int w3 = kPool.get((rowAt[t0 + 6] + dSrc) >> 1);
+                int w4 = kPool.get((rowAt[t0 + 8] + dSrc) >> 1);
+                int w5 = kPool.get((rowAt[t0 + 10] + dSrc) >> 1);
+                int w6 = kPool.get((rowAt[t0 + 12] + dSrc) >> 1);
+                int w7 = kPool.get((rowAt[t0 + 14] + dSrc) >> 1);
+                tile[kIndex(t0, dPair) + buf * KV_INTS] = w0;
+                tile[kIndex(t0 + 2, dPair) + buf * KV_INTS] = w1;
+                tile[kIndex(t0 + 4, dPair) + buf * KV_INTS] = w2;
+                tile[kIndex(t0 + 6, dPair) + buf * KV_INTS] = w3;
+                tile[kIndex(t0 + 8, dPair) + buf * KV_INTS] = w4;
+                tile[kIndex(t0 + 10, dPair) + buf * KV_INTS] = w5;
+                tile[kIndex(t0 + 12, dPair) + buf * KV_INTS] = w6;
+                tile[kIndex(t0 + 14, dPair) + buf * KV_INTS] = w7;
+            }
+            int slot = 0;                                             // offset slot of the current chunk's rows
+            while (k < stop) {
+                int n = TornadoMath.min(CHUNK, hi - c0);
+                int next = slot == 2 ? 0 : slot + 1;
+                int after = next == 2 ? 0 : next + 1;
+                // Copies in flight while this chunk computes (cp.async on the CUDA backend; plain copies elsewhere): its
+                // V (the V tiles were last read by the previous chunk's P V, before the barrier that ended it), then
+                // the next chunk's K into the other K buffer (last read by the previous chunk's scores).
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    int w0 = vPool.get((rowAt[slot * CHUNK + t0] + dSrc) >> 1);
+                    int w1 = vPool.get((rowAt[slot * CHUNK + t0 + 2] + dSrc) >> 1);
+                    int w2 = vPool.get((rowAt[slot * CHUNK + t0 + 4] + dSrc) >> 1);
+                    int w3 = vPool.get((rowAt[slot * CHUNK + t0 + 6] + dSrc) >> 1);
+                    int w4 = vPool.get((rowAt[slot * CHUNK + t0 + 8] + dSrc) >> 1);
+                    int w5 = vPool.get((rowAt[slot * CHUNK + t0 + 10] + dSrc) >> 1);
+                    int w6 = vPool.get((rowAt[slot * CHUNK + t0 + 12] + dSrc) >> 1);
+                    int w7 = vPool.get((rowAt[slot * CHUNK + t0 + 14] + dSrc) >> 1);
+                    tile[vIndex(t0, dPair)] = w0;
+                    tile[vIndex(t0 + 2, dPair)] = w1;
+                    tile[vIndex(t0 + 4, dPair)] = w2;
+                    tile[vIndex(t0 + 6, dPair)] = w3;
+                    tile[vIndex(t0 + 8, dPair)] = w4;
+                    tile[vIndex(t0 + 10, dPair)] = w5;
+                    tile[vIndex(t0 + 12, dPair)] = w6;
+                    tile[vIndex(t0 + 14, dPair)] = w7;
+                }
+                for (int i = 0; i < 2; i++) {
+                    int t0 = tFirst + 16 * i;
+                    int w0 = kPool.get((rowAt[next * CHUNK + t0] + dSrc) >> 1);
+                    int w1 = kPool.get((rowAt[next * CHUNK + t0 + 2] + dSrc) >> 1);
+                    int w2 = kPool.get((rowAt[next * CHUNK + t0 + 4] + dSrc) >> 1);
+                    int w3 = kPool.get((rowAt[next * CHUNK + t0 + 6] + dSrc) >> 1);
+                    int w4 = kPool.get((rowAt[next * CHUNK + t0 + 8] + dSrc) >> 1);
+                    int w5 = kPool.get((rowAt[next * CHUNK + t0 + 10] + dSrc) >> 1);
+                    int w6 = kPool.get((rowAt[next * CHUNK + t0 + 12] + dSrc) >> 1);
+                    int w7 = kPool.get((rowAt[next * CHUNK + t0 + 14] + dSrc) >> 1);
+                    tile[kIndex(t0, dPair) + (1 - buf) * KV_INTS] = w0;
+                    tile[kIndex(t0 + 2, dPair) + (1 - buf) * KV_INTS] = w1;
+                    tile[kIndex(t0 + 4, dPair) + (1 - buf) * KV_INTS] = w2;
+                    tile[kIndex(t0 + 6, dPair) + (1 - buf) * KV_INTS] = w3;
+                    tile[kIndex(t0 + 8, dPair) + (1 - buf) * KV_INTS] = w4;
+                    tile[kIndex(t0 + 10, dPair) + (1 - buf) * KV_INTS] = w5;
+                    tile[kIndex(t0 + 12, dPair) + (1 - buf) * KV_INTS] = w6;
+                    tile[kIndex(t0 + 14, dPair) + (1 - buf) * KV_INTS] = w7;
+                }
+                if (tid == 0) {
+                    flag[0] = 0;                                      // read only after the score barriers below
+                }
+                if (tid < CHUNK) {                                    // the rows of the chunk after the next
+                    rowAt[after * CHUNK + tid] = locate(blockTables, seq * maxBlocks, c0 + 2 * dir * CHUNK + tid, lo, hi, blockSize, layerBase,
+                            blockStride, headStride, headDim, kvHead);
+                }
+                ctx.localBarrier();
+                for (int mt = 0; mt < 2; mt++) {
+                    float[] s0 = ctx.mmaFragment(0f);
+                    float[] s1 = ctx.mmaFragment(0f);
+                    for (int ks = 0; ks < 8; ks++) {
+                        HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + ks) * 128) * 4);
+                        s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
+                        s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
+                    }
+                    ctx.mmaStore(s0, partials, mt * 16, region, 16);
+                    ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
+                }
+                ctx.localBarrier();
+                // this lane's 16 scores of its row (tokens half * 16 + j of the chunk), visible for tLo <= tt < tHi
+                int rel = rowPos - c0;                                // the row's position relative to the chunk (< 0: none visible)
+                int tHi = TornadoMath.min(n, rel + 1);
+                int tLo = TornadoMath.max(-CHUNK, PrefillTile.visibleFrom(rowPos, slotWindow) - c0); // the row's window (or chunk), from c0
+                // a masked row's chunks of cached tokens, which every new token sees whole when there is no window, take the
+                // causal path: only ALiBi, a window, or a chunk that reaches the new tokens needs the scores finished
+                int reaches = c0 + n > len - qLen ? 1 : 0;
+                int fin = finish * TornadoMath.max(everyChunk, reaches);
+                float rowScale = fin != 0 ? 1f : scale;
+                float rowCap = fin != 0 ? 0f : cap;
+                if (fin != 0) {
+                    // ALiBi or a token-tree mask: this lane's 16 scores scaled, capped, biased and masked (-inf) in place,
+                    // so that the loops below (which take them as they are: rowScale 1, rowCap 0) add nothing per score to
+                    // a row without either
+                    int bits = PrefillTile.maskBits(params, tree, row, heads, firstToken, tileTokens, qLen, len, c0, window);
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        float x = alibiScore(partials.get(at), scale, cap, slope, half * 16 + j - rel);
+                        partials.set(at, ((bits >> (half * 16 + j)) & 1) != 0 ? x : Float.NEGATIVE_INFINITY);
+                    }
+                }
+                float t = Float.NEGATIVE_INFINITY;                    // this lane's half of the row's chunk max
+                float cs = 0f;                                        // this lane's share of the chunk's probability sum
+                if (c0 == seg0) {
+                    // the segment's first chunk: its row maxima may raise the references before any probability
+                    for (int j = 0; j < 16; j++) {
+                        t = TornadoMath.max(t, visibleScore(partials, region + (half * 16 + j) * 16 + rr, half * 16 + j, tLo, tHi, rowScale, rowCap));
+                    }
+                    mPart[tid] = t;
+                    ctx.localBarrier();
+                    float rowMax = TornadoMath.max(mPart[warp * 32 + rr], mPart[warp * 32 + 16 + rr]);
+                    if (rowMax > m + GROW) {
+                        m = rowMax;                                   // nothing accumulated yet: raise the reference
+                    }
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        float p = TornadoMath.exp(visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap) - m);
+                        cs += p;
+                        partials.set(at, p);
+                    }
+                } else {
+                    // later chunks: the probabilities against the fixed references in the same pass as the max; a
+                    // lane whose max exceeds its reference ends the segment, and the chunk's probabilities are dropped
+                    for (int j = 0; j < 16; j++) {
+                        int at = region + (half * 16 + j) * 16 + rr;
+                        float sc = visibleScore(partials, at, half * 16 + j, tLo, tHi, rowScale, rowCap);
+                        t = TornadoMath.max(t, sc);
+                        float p = TornadoMath.exp(sc - m);
+                        cs += p;
+                        partials.set(at, p);
+                    }
+                    int over = t > m + GROW ? 1 : 0;
+                    if (over != 0) {
+                        flag[0] = 1;                                  // every writer writes 1 (reset while staging)
+                    }
+                }
+                ctx.localBarrier();
+                grew = flag[0];
+                int keep = 1 - grew;
+                segL += grew != 0 ? 0f : cs;
+                // the probabilities as one A tile row, two fp16 per int; 0 in a chunk that ends the segment (the
+                // fragments add exact zeros)
+                for (int j = 0; j < 16; j += 2) {
+                    int at = region + (half * 16 + j) * 16 + rr;
+                    tile[pB + half * 128 + rr * 8 + j / 2] = (bf16Bits(partials.get(at)) | (bf16Bits(partials.get(at + 16)) << 16)) * keep;
+                }
+                ctx.localBarrier();
+                // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
+                // fragment that flows from one loop phi into another as a whole C array, which NVRTC rejects)
+                HalfFloat[] a0 = ctx.mmaLoadA(tile, 16, (pB + 0) * 4);
+                o0 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0) * 4), o0, MMAShape.M16N8K16);
+                o1 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
+                o2 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
+                o3 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
+                o4 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
+                o5 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
+                o6 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
+                o7 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
+                o8 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
+                o9 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
+                o10 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
+                o11 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
+                o12 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
+                o13 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
+                o14 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
+                o15 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                HalfFloat[] a1 = ctx.mmaLoadA(tile, 16, (pB + 128) * 4);
+                o0 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024) * 4), o0, MMAShape.M16N8K16);
+                o1 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
+                o2 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
+                o3 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
+                o4 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
+                o5 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
+                o6 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
+                o7 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
+                o8 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
+                o9 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
+                o10 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
+                o11 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
+                o12 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
+                o13 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
+                o14 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
+                o15 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
                 ctx.localBarrier();
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a

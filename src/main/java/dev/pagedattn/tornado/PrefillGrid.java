@@ -38,9 +38,12 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
     public enum Kernel {
         /** Tensor cores where they serve, else scalar. */
         AUTO,
-        /** {@link PrefillKernels}: fp32 FMAs, every dtype and head dim, every backend. */
+        /** {@link PrefillKernels}: fp32 FMAs, every dtype and head dim, every backend (bf16: CUDA only). */
         SCALAR,
-        /** {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends. */
+        /**
+         * {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends; bf16 pools on CUDA
+         * when asked for (AUTO gives them SCALAR: bf16's rounding of queries and probabilities).
+         */
         TENSOR,
         /**
          * A latent (MLA) cache's only prefill: the decode of the batch's query rows, one per query token, by
@@ -84,14 +87,16 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                 throw new IllegalArgumentException("prefill kernel=latent reads latent (MLA) caches only; this cache has a K and a V"
                         + " pool (use auto, scalar or tensor)");
             }
-            boolean fits = (dtype == KvDtype.FP16 || dtype.isQuantized()) && spec.headDim() <= TensorPrefillKernels.HEAD_DIM
-                    && backend.tensorCores();
+            // bf16 pools on bf16 tensor cores (mmaBF16, the CUDA backend's only; bf16 reaches here on CUDA only) when asked:
+            // the queries and probabilities rounded to bf16 give 8x fp16's error, so AUTO keeps bf16 on the exact scalar kernel
+            boolean fits = (dtype == KvDtype.FP16 || dtype == KvDtype.BF16 || dtype.isQuantized())
+                    && spec.headDim() <= TensorPrefillKernels.HEAD_DIM && backend.tensorCores();
             return switch (requested) {
                 case SCALAR -> SCALAR;
-                case AUTO -> fits ? TENSOR : SCALAR;
+                case AUTO -> fits && dtype != KvDtype.BF16 ? TENSOR : SCALAR;
                 case TENSOR -> {
                     if (!fits) {
-                        throw new IllegalArgumentException("prefill kernel=tensor needs fp16 or 8-bit K/V, head dim <= " + TensorPrefillKernels.HEAD_DIM
+                        throw new IllegalArgumentException("prefill kernel=tensor needs fp16, bf16 or 8-bit K/V, head dim <= " + TensorPrefillKernels.HEAD_DIM
                                 + " and a PTX or CUDA backend (dtype=" + dtype + ", headDim=" + spec.headDim() + ", backend=" + backend + ")");
                     }
                     yield TENSOR;

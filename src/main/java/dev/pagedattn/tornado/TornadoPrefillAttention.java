@@ -541,7 +541,10 @@ public final class TornadoPrefillAttention implements PrefillAttention {
                     graph.task(attention, PrefillKernels::prefillQ8, ctx, k, v, dequant, q, tables, lens, indptr, params, out,
                             partials, hkv, g, d, bs);
                 }
-            } else if (config.dtype() == KvDtype.BF16) { // two elements per word; the scalar kernel, CUDA only (PrefillGrid)
+            } else if (config.dtype() == KvDtype.BF16 && kernel == PrefillGrid.Kernel.TENSOR) { // two elements per word, CUDA only
+                graph.task(attention, TensorPrefillKernels::prefillBf16Tensor, ctx, (IntArray) kPool, (IntArray) vPool, q, tables, lens,
+                        indptr, params, out, partials, hkv, g, d, bs, scale);
+            } else if (config.dtype() == KvDtype.BF16) { // head dims above 128: the scalar kernel
                 graph.task(attention, PrefillKernels::prefillBf16, ctx, (IntArray) kPool, (IntArray) vPool, q, tables, lens, indptr, params,
                         out, partials, hkv, g, d, bs, scale);
             } else if (config.dtype() == KvDtype.FP16) {

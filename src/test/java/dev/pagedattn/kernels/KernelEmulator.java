@@ -47,7 +47,7 @@ import uk.ac.manchester.tornado.api.types.vectors.Half2;
  * of a warp that sit at a barrier or have returned while others wait at a warp operation raise an
  * error, as the kernel would deadlock or read undefined values on a GPU.
  *
- * <p>Tensor cores ({@code mma.sync.m16n8k16}, fp16 in, fp32 accumulate): a fragment is opaque to a
+ * <p>Tensor cores ({@code mma.sync.m16n8k16}, fp16 in, fp32 accumulate; {@code mmaBF16} the same with bf16 in): a fragment is opaque to a
  * kernel (TornadoVM lowers it to registers that only {@code mma} and {@code mmaStore} read), so here
  * every lane holds the whole tile: {@code mmaLoadA} the 16 x 16 fp16 tile at {@code byteOffset} of an
  * int local array (row-major, two fp16 per int, low half first: 8 ints a row, {@code ldmatrix.x4}),
@@ -425,8 +425,18 @@ public final class KernelEmulator {
 
         @Override
         public float[] mma(HalfFloat[] a, HalfFloat[] b, float[] c, MMAShape shape) {
+            return product(a, b, c, shape, false);
+        }
+
+        /** {@link #mma} over bf16 tiles: the same fragments, their 16-bit halves read as bf16 ({@code mma.sync ... .bf16}). */
+        @Override
+        public float[] mmaBF16(HalfFloat[] a, HalfFloat[] b, float[] c, MMAShape shape) {
+            return product(a, b, c, shape, true);
+        }
+
+        private float[] product(HalfFloat[] a, HalfFloat[] b, float[] c, MMAShape shape, boolean bf16) {
             if (shape != MMAShape.M16N8K16 || a.length != MMA_M * MMA_K || b.length != MMA_K * MMA_N || c.length != MMA_M * MMA_N) {
-                throw new IllegalArgumentException("mma: only m16n8k16 fp16 fragments from mmaLoadA/mmaLoadB/mmaFragment are emulated");
+                throw new IllegalArgumentException("mma: only m16n8k16 fp16 and bf16 fragments from mmaLoadA/mmaLoadB/mmaFragment are emulated");
             }
             group.warp(item, OP_MMA, 0f, 0);
             float[] d = new float[MMA_M * MMA_N];
@@ -434,12 +444,16 @@ public final class KernelEmulator {
                 for (int n = 0; n < MMA_N; n++) {
                     float s = c[m * MMA_N + n];
                     for (int kk = 0; kk < MMA_K; kk++) {
-                        s += a[m * MMA_K + kk].getFloat32() * b[kk * MMA_N + n].getFloat32();
+                        s += value(a[m * MMA_K + kk], bf16) * value(b[kk * MMA_N + n], bf16);
                     }
                     d[m * MMA_N + n] = s;
                 }
             }
             return d;
+        }
+
+        private static float value(HalfFloat h, boolean bf16) {
+            return bf16 ? Float.intBitsToFloat(h.getHalfFloatValue() << 16) : h.getFloat32();
         }
 
         @Override

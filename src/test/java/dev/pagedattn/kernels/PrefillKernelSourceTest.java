@@ -13,8 +13,9 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The fp32, bf16 and 8-bit prefill kernels are the fp16 one with other pools, and the tensor kernel for PTX is the CUDA
- * one with plain copies, so a fix to one cannot miss the others.
+ * The fp32, bf16 and 8-bit prefill kernels are the fp16 one with other pools, the tensor kernel for PTX is the CUDA
+ * one with plain copies, and its bf16 and 8-bit twins are the PTX one with other staging, so a fix to one cannot miss the
+ * others.
  */
 class PrefillKernelSourceTest {
 
@@ -77,6 +78,21 @@ class PrefillKernelSourceTest {
                 "TensorPrefillKernels: the 8-bit body is not the PTX body with its pairs looked up from code words");
         assertEquals(48, q8.split("lut\\[\\(w", -1).length - 1, "two codes looked up per staged pair: K, V and the next K, eight a round");
         assertTrue(!q8.contains("pairBits("), "fp16 loads left in the 8-bit body");
+    }
+
+    @Test
+    void bf16TensorPrefillIsThePtxBodyOnBf16TensorCores() throws IOException {
+        String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
+        String bf16 = method(src, "prefillBf16Tensor(");
+        String expected = method(src, "prefillF16(")
+                .replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool", "prefillBf16Tensor(KernelContext ctx, IntArray kPool, IntArray vPool")
+                .replaceAll("pairBits\\(([kv]Pool), ([^;]*?)\\);", "$1.get(($2) >> 1);")
+                .replace("halfBits(", "bf16Bits(")
+                .replace("ctx.mma(", "ctx.mmaBF16(");
+        assertEquals(KernelSourceTest.tokens(expected), KernelSourceTest.tokens(bf16),
+                "TensorPrefillKernels: the bf16 body is not the PTX body with words staged as they are and bf16 products");
+        assertEquals(34, bf16.split("ctx\\.mmaBF16\\(", -1).length - 1, "every product on bf16 tensor cores");
+        assertTrue(!bf16.contains("halfBits(") && !bf16.contains("pairBits(") && !bf16.contains("ctx.mma("), "fp16 left in the bf16 body");
     }
 
     /**

@@ -367,7 +367,10 @@ class PrefillKernelsTest {
         KvPool kp = c.keys(0, shard);
         KvPool vp = c.values(0, shard);
         KernelEmulator.launch(grid.globalSize(), PrefillGrid.LOCAL, schedule, ctx -> {
-            if (grid.kernel() == PrefillGrid.Kernel.TENSOR && eightBit) {
+            if (grid.kernel() == PrefillGrid.Kernel.TENSOR && c.config().dtype() == KvDtype.BF16) {
+                TensorPrefillKernels.prefillBf16Tensor(ctx, kp.wordArray(), vp.wordArray(), q, tables, lens, indptr,
+                        params, out, partials, hkv, g, d, bs, spec.scale());
+            } else if (grid.kernel() == PrefillGrid.Kernel.TENSOR && eightBit) {
                 TensorPrefillKernels.prefillQ8Tensor(ctx, kp.wordArray(), vp.wordArray(), dequant, q, tables, lens, indptr,
                         params, out, partials, hkv, g, d, bs);
             } else if (grid.kernel() == PrefillGrid.Kernel.TENSOR) {

@@ -31,6 +31,15 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  */
 class TensorPrefillKernelsTest {
     private static final double REL_L2 = 1e-3;
+    /**
+     * The bf16 twin rounds the queries and probabilities to bf16 (8 significant bits against fp16's 11): relative L2
+     * 1.1e-3 .. 1.2e-3 on these shapes, about 8x fp16's, as FlashAttention's bf16 kernels round them.
+     */
+    private static final double REL_L2_BF16 = 4e-3;
+
+    private static double tolerance(PrefillCase c) {
+        return c.dtype() == KvDtype.BF16 ? REL_L2_BF16 : REL_L2;
+    }
 
     static Stream<PrefillCase> shapes() {
         return Stream.of(
@@ -57,7 +66,13 @@ class TensorPrefillKernelsTest {
                 PrefillCase.of("chunks of 24 over blocks of 16, group 3", new int[] {70, 30}, new int[] {40, 30}, 6, 2, 128, 16,
                         KvDtype.FP16, dev.pagedattn.cache.AttentionWindow.chunked(24)),
                 PrefillCase.of("FP8 E4M3 MHA at 96, chunks of 9", new int[] {60}, new int[] {25}, 2, 2, 96, 16, KvDtype.FP8_E4M3,
-                        dev.pagedattn.cache.AttentionWindow.chunked(9)));
+                        dev.pagedattn.cache.AttentionWindow.chunked(9)),
+                PrefillCase.of("bf16, GQA 4, ragged, qLen 1 and > chunk", new int[] {1, 70, 45}, new int[] {1, 40, 45}, 8, 2, 128, 16,
+                        KvDtype.BF16, PrefillBatch.NO_WINDOW),
+                PrefillCase.of("bf16 at 64, block 17, group 3, window 7", new int[] {50, 18}, new int[] {30, 18}, 6, 2, 64, 17,
+                        KvDtype.BF16, 7),
+                PrefillCase.of("bf16 MQA 64 heads at 96, block 1", new int[] {40, 19}, new int[] {3, 19}, 64, 1, 96, 1, KvDtype.BF16,
+                        PrefillBatch.NO_WINDOW));
     }
 
     static Stream<PrefillCase> windowedShapes() {
@@ -74,7 +89,7 @@ class TensorPrefillKernelsTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("shapes")
     void kernelWritesTheLogSumExp(PrefillCase c) {
-        PrefillKernelsTest.checkLse(c, TestSeeds.fresh("TensorPrefillKernelsTest lse " + c.name()), PrefillGrid.Kernel.TENSOR, REL_L2,
+        PrefillKernelsTest.checkLse(c, TestSeeds.fresh("TensorPrefillKernelsTest lse " + c.name()), PrefillGrid.Kernel.TENSOR, tolerance(c),
                 TensorPrefillKernels.CHUNK);
     }
 
@@ -83,7 +98,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("shapes")
     void kernelAddsTheSinks(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest sinks " + c.name());
-        PrefillKernelsTest.checkSinks(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkSinks(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     /** Logit soft-capping through the tensor-core kernels (the cap applied where a score leaves the MMA's scratch). */
@@ -91,7 +106,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("shapes")
     void kernelCapsTheScores(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest soft cap " + c.name());
-        PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkSoftCap(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     static Stream<PrefillCase> nonCausalShapes() {
@@ -103,7 +118,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("nonCausalShapes")
     void kernelAttendsWithoutCausality(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest non-causal " + c.name());
-        PrefillKernelsTest.checkNonCausal(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkNonCausal(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     static Stream<PrefillCase> treeShapes() {
@@ -115,7 +130,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("treeShapes")
     void kernelFollowsTreeMasks(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest trees " + c.name());
-        PrefillKernelsTest.checkTrees(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkTrees(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     /** ALiBi through the tensor-core kernels (the bias added where a score leaves the MMA's scratch). */
@@ -123,7 +138,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("shapes")
     void kernelAddsAlibi(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest alibi " + c.name());
-        PrefillKernelsTest.checkAlibi(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkAlibi(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     /** Sliding-window block release through the tensor-core kernels ({@link PrefillKernelsTest#checkReleased}). */
@@ -131,7 +146,7 @@ class TensorPrefillKernelsTest {
     @MethodSource("windowedShapes")
     void kernelReadsNoReleasedBlock(PrefillCase c) {
         long seed = TestSeeds.fresh("TensorPrefillKernelsTest released " + c.name());
-        PrefillKernelsTest.checkReleased(c, seed, PrefillGrid.Kernel.TENSOR, REL_L2, TensorPrefillKernels.CHUNK);
+        PrefillKernelsTest.checkReleased(c, seed, PrefillGrid.Kernel.TENSOR, tolerance(c), TensorPrefillKernels.CHUNK);
     }
 
     /**
@@ -160,8 +175,8 @@ class TensorPrefillKernelsTest {
         PrefillGrid plain = PrefillGrid.plan(w.spec(), w.batch(), PrefillGrid.Kernel.TENSOR);
         PrefillGrid split = PrefillKernelsTest.splitInto(plain, w.batch(), splitTokens);
         KernelEmulator.Schedule order = KernelEmulator.Schedule.values()[(int) (seed & 1)];
-        check(c + " " + plain + " FORWARD seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD));
-        check(c + " " + split + " " + order + " seed=" + seed, ref, PrefillKernelsTest.run(w, split, order));
+        check(c + " " + plain + " FORWARD seed=" + seed, ref, PrefillKernelsTest.run(w, plain, KernelEmulator.Schedule.FORWARD), tolerance(c));
+        check(c + " " + split + " " + order + " seed=" + seed, ref, PrefillKernelsTest.run(w, split, order), tolerance(c));
     }
 
     @Test
@@ -187,8 +202,8 @@ class TensorPrefillKernelsTest {
         assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.parse("fast"));
     }
 
-    private static void check(String what, double[] ref, FloatArray out) {
+    private static void check(String what, double[] ref, FloatArray out, double tolerance) {
         double rel = ReferenceAttention.relativeL2(out, ref);
-        assertTrue(rel < REL_L2, what + ": relative L2 error " + rel + " (NaN: an output was not written)");
+        assertTrue(rel < tolerance, what + ": relative L2 error " + rel + " (NaN: an output was not written)");
     }
 }

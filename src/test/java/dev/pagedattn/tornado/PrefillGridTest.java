@@ -74,16 +74,20 @@ class PrefillGridTest {
     }
 
     /**
-     * bf16 pools: the scalar kernel on the CUDA backend (AUTO and SCALAR; TENSOR is refused, as for fp32); PTX, OpenCL and
-     * latent caches are refused by name, naming the JVM backend that prefills them.
+     * bf16 pools on the CUDA backend: the exact scalar kernel by default (AUTO, SCALAR), the bf16 tensor-core kernel up to
+     * head dim 128 when asked (TENSOR); PTX, OpenCL and latent caches are refused by name, naming the JVM backend that
+     * prefills them.
      */
     @Test
-    void bf16PrefillRunsTheScalarKernelOnCudaOnly() {
+    void bf16PrefillRunsOnCudaOnly() {
         assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, Backend.CUDA));
+        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, SPEC, KvDtype.BF16, Backend.CUDA));
         assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.SCALAR, SPEC, KvDtype.BF16, Backend.CUDA));
+        AttentionSpec wide = new AttentionSpec(16, 2, 256, 0.0625f);
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, wide, KvDtype.BF16, Backend.CUDA));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, SPEC, KvDtype.BF16, Backend.CUDA));
-        assertTrue(e.getMessage().contains("dtype=BF16"), e.getMessage());
+                () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, wide, KvDtype.BF16, Backend.CUDA));
+        assertTrue(e.getMessage().contains("dtype=BF16") && e.getMessage().contains("headDim=256"), e.getMessage());
         for (Backend b : new Backend[] {Backend.PTX, Backend.OPENCL}) {
             e = assertThrows(IllegalArgumentException.class, () -> PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, b));
             assertTrue(e.getMessage().startsWith("dtype=BF16: TornadoVM prefills bf16 K/V only on its CUDA backend")
