@@ -1,4 +1,5 @@
 import java.io.IOException;
+import java.lang.classfile.ClassBuilder;
 import java.lang.classfile.ClassFile;
 import java.lang.classfile.ClassModel;
 import java.lang.classfile.ClassTransform;
@@ -75,17 +76,9 @@ public class PatchPreviewClassFiles {
      * class path, next to the library).
      */
     private static void addFp8(Path to) throws IOException {
-        Path file = to.resolve(FP8 + ".class");
-        if (Files.exists(file)) {
-            return;
-        }
-        ClassDesc fp8 = ClassDesc.ofInternalName(FP8);
         ClassDesc format = ClassDesc.of("dev.pagedattn.quant.QuantFormat");
         MethodTypeDesc decoder = MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_byte);
-        byte[] bytes = ClassFile.of().build(fp8, cb -> {
-            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
-            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
-                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+        addClass(to, FP8, cb -> {
             for (String[] m : new String[][] {{"e4m3ToFloat", "FP8_E4M3"}, {"e5m2ToFloat", "FP8_E5M2"}}) {
                 cb.withMethodBody(m[0], decoder, ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
                         .getstatic(format, m[1], format)
@@ -94,8 +87,6 @@ public class PatchPreviewClassFiles {
                         .freturn());
             }
         });
-        Files.createDirectories(file.getParent());
-        Files.write(file, bytes);
     }
 
     /**
@@ -106,16 +97,8 @@ public class PatchPreviewClassFiles {
      * even, so the emulator runs kernels that call them.
      */
     private static void addBf16(Path to) throws IOException {
-        Path file = to.resolve(BF16 + ".class");
-        if (Files.exists(file)) {
-            return;
-        }
-        ClassDesc bf16 = ClassDesc.ofInternalName(BF16);
         ClassDesc boxed = ClassDesc.of("java.lang.Float");
-        byte[] bytes = ClassFile.of().build(bf16, cb -> {
-            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
-            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
-                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+        addClass(to, BF16, cb -> {
             cb.withMethodBody("bf16ToFloat", MethodTypeDesc.of(ConstantDescs.CD_float, ConstantDescs.CD_short),
                     ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC, code -> code
                             .iload(0)
@@ -130,8 +113,6 @@ public class PatchPreviewClassFiles {
                                     MethodTypeDesc.of(ConstantDescs.CD_short, ConstantDescs.CD_float))
                             .ireturn());
         });
-        Files.createDirectories(file.getParent());
-        Files.write(file, bytes);
     }
 
     /**
@@ -139,25 +120,35 @@ public class PatchPreviewClassFiles {
      * fields (what a kernel's {@code getstatic} names; under TornadoVM 5.2 its own enum is loaded).
      */
     private static void addMmaShape(Path to) throws IOException {
-        Path file = to.resolve(MMA_SHAPE + ".class");
-        if (Files.exists(file)) {
-            return;
-        }
         ClassDesc shape = ClassDesc.ofInternalName(MMA_SHAPE);
         List<String> constants = List.of("M16N8K16", "M16N8K32");
-        byte[] bytes = ClassFile.of().build(shape, cb -> {
-            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
+        addClass(to, MMA_SHAPE, cb -> {
             for (String c : constants) {
                 cb.withField(c, shape, ClassFile.ACC_PUBLIC | ClassFile.ACC_STATIC | ClassFile.ACC_FINAL);
             }
-            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
-                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
             cb.withMethodBody(ConstantDescs.CLASS_INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_STATIC, code -> {
                 for (String c : constants) {
                     code.new_(shape).dup().invokespecial(shape, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).putstatic(shape, c, shape);
                 }
                 code.return_();
             });
+        });
+    }
+
+    /**
+     * Writes {@code internalName}'s class under {@code to} where the API lacks it: public, final, a private constructor, and
+     * what {@code members} adds.
+     */
+    private static void addClass(Path to, String internalName, Consumer<ClassBuilder> members) throws IOException {
+        Path file = to.resolve(internalName + ".class");
+        if (Files.exists(file)) {
+            return;
+        }
+        byte[] bytes = ClassFile.of().build(ClassDesc.ofInternalName(internalName), cb -> {
+            cb.withFlags(ClassFile.ACC_PUBLIC | ClassFile.ACC_FINAL | ClassFile.ACC_SUPER);
+            cb.withMethodBody(ConstantDescs.INIT_NAME, ConstantDescs.MTD_void, ClassFile.ACC_PRIVATE,
+                    code -> code.aload(0).invokespecial(ConstantDescs.CD_Object, ConstantDescs.INIT_NAME, ConstantDescs.MTD_void).return_());
+            members.accept(cb);
         });
         Files.createDirectories(file.getParent());
         Files.write(file, bytes);
