@@ -109,9 +109,16 @@ public final class TensorPrefillKernels {
         return new HalfFloat(x).getHalfFloatValue() & 0xFFFF;
     }
 
-    /** The bf16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. */
+    /**
+     * The bf16 bit pattern of {@code x} (round to nearest even), in the low 16 bits. Through a long: TornadoVM 5.2's CUDA
+     * backend gives every int operation on {@code bf16FromFloat}'s short a short variable, so {@code bits & 0xFFFF} came
+     * back sign-extended and {@code bits << 16} as 0 (the queries' pairs lost their high halves: NaN on an H100); the
+     * widening to long is printed as a cast, and what follows is int again (its virtual CUDA device's code, sixty-ninth
+     * session).
+     */
     static int bf16Bits(float x) {
-        return BFloat16.bf16FromFloat(x) & 0xFFFF;
+        long bits = BFloat16.bf16FromFloat(x);
+        return (int) (bits & 0xFFFFL);
     }
 
     /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half (an asynchronous copy's value). */

@@ -93,6 +93,10 @@ class PrefillKernelSourceTest {
                 "TensorPrefillKernels: the bf16 body is not the PTX body with words staged as they are and bf16 products");
         assertEquals(34, bf16.split("ctx\\.mmaBF16\\(", -1).length - 1, "every product on bf16 tensor cores");
         assertTrue(!bf16.contains("halfBits(") && !bf16.contains("pairBits(") && !bf16.contains("ctx.mma("), "fp16 left in the bf16 body");
+        // TornadoVM 5.2's CUDA backend keeps int operations on bf16FromFloat's short in short variables (the bits' high
+        // halves were lost on an H100); a widening to long first is printed as a cast, and what follows is int
+        String bits = src.substring(src.indexOf("static int bf16Bits("), src.indexOf("}", src.indexOf("static int bf16Bits(")));
+        assertTrue(bits.contains("long bits = BFloat16.bf16FromFloat(x);") && bits.contains("(int) (bits & 0xFFFFL)"), bits);
     }
 
     /**
