@@ -349,7 +349,8 @@ public record DecodeGrid(Kernel kernel, int headTiles, int partitionTokens, int 
      * 8 x 32k, 64 x 8k and 128 x 4k 0.95x, 256 x 1k 0.89-0.90x; benchmarks/NOTES.md, fifty-third session).
      * {@code halfV}: the fp16 bodies' tile V sums in fp16 pairs ({@code VSums.FP16}). The bf16 bodies follow fp16's
      * rule by their registers (nvcc 13.0: 112 at 64, 108 at 256 with groups of two, 126 at 80 with MHA; 132-152 on 1584),
-     * but for their G8 body (155), which runs on 1584; none of them has been timed on a GPU.
+     * but for their G8 body (155), which runs on 1584: on an H100 a bf16 step took 0.99-1.00x fp16's time with groups of
+     * four and 1.06-1.09x with groups of eight (benchmarks/NOTES.md, sixty-ninth session).
      * <p>{@code backend}: the rule above is the CUDA backend's (NVRTC's registers). On PTX (the driver's JIT allocates
      * them) the INT8 twins at head dims 80 to 128 also run on the lean grid wherever one work-group holds a KV head's
      * query heads: up to eight at 128 (the G8 body), up to four at 80 and 96; but at 112 and 128 with up to four heads
