@@ -168,6 +168,26 @@ class TornadoDecodeAttentionTest {
         new TornadoDecodeAttention(fp16, spec.withSoftCap(50f), null, "auto").close();
     }
 
+    /**
+     * A bf16 cache builds a backend (its kernel is resolved on the device: the CUDA backend's stream bodies); the
+     * @Parallel variant, fp16 V sums and a bf16 latent cache are refused by name before any plan.
+     */
+    @Test
+    void bf16CachesAreTakenAndWhatCannotReadThemIsRefusedByName() {
+        KvCache bf16 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.BF16));
+        AttentionSpec spec = AttentionSpec.of(bf16.config(), 8);
+        new TornadoDecodeAttention(bf16, spec, null, "auto").close();
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new TornadoDecodeAttention(bf16, spec, null, "parallel"));
+        assertEquals("variant=parallel does not read bf16 K/V pools (dtype=BF16): use auto, fused or splitk", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(bf16, spec, null, "auto", DecodeGrid.Kernel.AUTO, false, VSums.FP16));
+        assertTrue(e.getMessage().startsWith("v-sums=fp16 needs fp16 K/V (dtype=BF16)"), e.getMessage());
+        KvCache latent = new KvCache(KvCacheConfig.latent(4, 16, 512, 64, KvDtype.BF16, 1));
+        e = assertThrows(IllegalArgumentException.class,
+                () -> new TornadoDecodeAttention(latent, AttentionSpec.of(latent.config(), 16), null, "auto"));
+        assertTrue(e.getMessage().startsWith("dtype=BF16: the latent (MLA) kernel reads fp16, fp32 and 8-bit caches"), e.getMessage());
+    }
+
     @Test
     void fp16VSumsAreRefusedWhereNoKernelHasThem() {
         KvCache fp8 = new KvCache(KvCacheConfig.of(4, 16, 2, 128, KvDtype.FP8_E4M3));
