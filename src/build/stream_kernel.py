@@ -782,10 +782,9 @@ def k_loads(ind, tile, declare):
     if not Q8:   # fp16: row by row (the constant-offset path took NVRTC from 168 to 191 registers: NOTES.md, w1)
         located(ind, "oneBlock", "base", tile, "kRows", [(f"kRow{i}", f"group + {4 * i}" if i else "group") for i in range(T // 4)],
                 kLaneOff(), "int " if declare else "")
-        decl = ("int " if BF else "Half2 ") if declare else ""
         for i in range(T // 4):
             for j in range(D // 16):
-                w(f"{ind}{decl}kw{i}{j} = " + (f"kPool.get((kRow{i} >> 1) + {8*j});" if BF else f"kPool.getHalf2(kRow{i} + {16*j});"))
+                pair_load(ind, declare, f"kw{i}{j}", "kPool", f"kRow{i}", 16 * j)
         return
     # 8-bit: this lane's K words of the tile at `tile` (rows group + 4i): from one address at constant offsets when
     # the tile is whole and in one block (the loads' immediates), else row by row through the block table
@@ -814,18 +813,11 @@ def v_loads(ind):
     if not Q8:
         located(ind, "vOne", "vBase", "tileStart", "vRows", [(f"vRow{r}", str(r)) for r in range(T)], vLaneOff(), "int ")
         for r in range(T):
-            if BF:   # element offsets are even: word = element >> 1
-                w(f"{ind}int vw{r}0 = vPool.get(vRow{r} >> 1);")
-                if VX:
-                    w(f"{ind}int vw{r}1 = vPool.get((vRow{r} + vSecond) >> 1);")
-                for k in range(1, D // 64):
-                    w(f"{ind}int vw{r}{k} = vPool.get((vRow{r} >> 1) + {32 * k});")
-                continue
-            w(f"{ind}Half2 vw{r}0 = vPool.getHalf2(vRow{r});")
+            pair_load(ind, True, f"vw{r}0", "vPool", f"vRow{r}", None)
             if VX:
-                w(f"{ind}Half2 vw{r}1 = vPool.getHalf2(vRow{r} + vSecond);")
+                pair_load(ind, True, f"vw{r}1", "vPool", f"vRow{r}", "vSecond")
             for k in range(1, D // 64):
-                w(f"{ind}Half2 vw{r}{k} = vPool.getHalf2(vRow{r} + {64 * k});")
+                pair_load(ind, True, f"vw{r}{k}", "vPool", f"vRow{r}", 64 * k)
         return
     if VSPLIT:   # lane l: word l + 32m of the tile's rows, i.e. word l & 15 of token 2m + (l >> 4)
         w(ind + " ".join(f"int {vword(m, 0)};" for m in range(T // 2)))
@@ -854,6 +846,15 @@ def v_loads(ind):
         for k in range(wv):
             w(f"{ind}    {vword(r, k)} = vPool.get(vRow{r}{f' + {32 * k}' if k else ''});")
     w(f"{ind}}}")
+
+def pair_load(ind, declare, var, pool, row, off):
+    # the 32-bit load of the fp16 pair at element offset row + off (off: None, a constant or a variable); in the bf16
+    # bodies the pool's word holding those two elements (element offsets are even: word = element >> 1)
+    if BF:
+        at = f"{row} >> 1" if off is None else f"({row} + {off}) >> 1" if isinstance(off, str) else f"({row} >> 1) + {off // 2}"
+        w(f"{ind}{'int ' if declare else ''}{var} = {pool}.get({at});")
+    else:
+        w(f"{ind}{'Half2 ' if declare else ''}{var} = {pool}.getHalf2({row}{'' if off is None else f' + {off}'});")
 
 def located(ind, one, base, tile, rows, targets, laneOff, decl):
     # fp16: the pool offsets of a tile's rows (rows past the end: the tile's first row again), each target row plus this

@@ -47,6 +47,11 @@ public enum KvDtype {
         return isQuantized() || this == BF16;
     }
 
+    /** log2 of the elements a 32-bit word holds: 2 for 8-bit codes, 1 for bf16 (and fp16), 0 for fp32. */
+    public int wordShift() {
+        return Integer.numberOfTrailingZeros(Integer.BYTES / bytes);
+    }
+
     /** The dtype storing {@code format}. */
     public static KvDtype of(QuantFormat format) {
         for (KvDtype d : values()) {

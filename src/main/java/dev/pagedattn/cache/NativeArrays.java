@@ -90,7 +90,7 @@ public final class NativeArrays {
      * codes or two elements at once), rounded up to whole words.
      */
     static long storageBytes(KvDtype dtype, int n) {
-        int perWord = Integer.BYTES / dtype.bytes();
+        int perWord = 1 << dtype.wordShift();
         return dtype.packsWords() ? ((long) n + perWord - 1) / perWord * Integer.BYTES : (long) n * dtype.bytes();
     }
 

@@ -238,7 +238,7 @@ final class PlanParts {
             graph.task(task, ScatterKernels::scatterLatentF32, ctx, (FloatArray) k, (FloatArray) stageK, slotOffsets, params, headDim);
         } else if (k instanceof IntArray words) {
             graph.task(task, ScatterKernels::scatterWords, ctx, words, (IntArray) v, (IntArray) stageK, (IntArray) stageV,
-                    slotOffsets, params, heads, headDim, blockSize, dtype == KvDtype.BF16 ? 1 : 2);
+                    slotOffsets, params, heads, headDim, blockSize, dtype.wordShift());
         } else if (k instanceof HalfFloatArray half) {
             graph.task(task, ScatterKernels::scatterF16, ctx, half, (HalfFloatArray) v, (HalfFloatArray) stageK,
                     (HalfFloatArray) stageV, slotOffsets, params, heads, headDim, blockSize);
