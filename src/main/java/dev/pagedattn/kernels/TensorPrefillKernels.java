@@ -121,6 +121,15 @@ public final class TensorPrefillKernels {
         return (int) (bits & 0xFFFFL);
     }
 
+    /**
+     * The bf16 bit pattern of {@code x}'s low part {@code x - bf16(x)} (exact in fp32), rounded to bf16: with
+     * {@link #bf16Bits} it carries 16 of {@code x}'s significant bits (a computed float through {@code bf16FromFloat} is
+     * printed correctly by TornadoVM 5.2's CUDA backend: its virtual CUDA device's code, seventieth session).
+     */
+    static int loBits(float x) {
+        return bf16Bits(x - BFloat16.bf16ToFloat((short) bf16Bits(x)));
+    }
+
     /** Two adjacent fp16 elements of a pool as one int, {@code at} in the low half (an asynchronous copy's value). */
     static int pairBits(HalfFloatArray pool, int at) {
         return (pool.get(at).getHalfFloatValue() & 0xFFFF) | (pool.get(at + 1).getHalfFloatValue() << 16);
@@ -1021,9 +1030,19 @@ public final class TensorPrefillKernels {
     /**
      * {@link #prefillF16} over bf16 pools on bf16 tensor cores ({@code mma.sync ... .bf16}, {@code KernelContext.mmaBF16}:
      * TornadoVM's CUDA backend only): the same body, each staged pair the pool's own word (two bf16 elements, the low one
-     * first, as {@link #pairBits} gives two fp16 ones) and the queries and probabilities rounded to bf16 instead of fp16
-     * ({@link #bf16Bits}), so a row's error is bf16's (8 significant bits against fp16's 11), as in FlashAttention's bf16
-     * kernels. PrefillKernelSourceTest holds the two bodies to that rule.
+     * first, as {@link #pairBits} gives two fp16 ones), and the queries and probabilities each in two bf16 parts, a high
+     * part ({@link #bf16Bits}) and the rounded rest ({@link #loBits}), so that together they carry 16 significant bits
+     * (fp16's products carry 11) and the K/V elements, exact in bf16, meet them on the tensor cores twice:
+     * <ul>
+     *   <li>the queries' low parts are staged beside the high parts, in the K buffers (free until the first chunk), and
+     *       each warp holds its 16 B fragments of them for the whole kernel; the scores' loop over dims is unrolled to
+     *       name them, each K fragment taking the high parts (staged) and the low parts (held);</li>
+     *   <li>the probabilities' low parts go, in the pass that writes the high parts, into this chunk's K buffer (its
+     *       scores are done, and the next chunk's K is in the other buffer), and each V fragment is loaded once for
+     *       both parts.</li>
+     * </ul>
+     * Twice the products of the fp16 body for no more local memory or barriers. The lines that add the low parts end in
+     * {@code // lo part}: PrefillKernelSourceTest holds the rest to the fp16 body.
      */
     public static void prefillBf16Tensor(KernelContext ctx, IntArray kPool, IntArray vPool, FloatArray q,
                                          IntArray blockTables, IntArray contextLens, IntArray qIndptr, IntArray params,
@@ -1098,6 +1117,7 @@ public final class TensorPrefillKernels {
             int r0 = idx / HEAD_DIM * 2;
             int d = idx - idx / HEAD_DIM * HEAD_DIM;
             int pair = 0;
+            int lowPair = 0;  // lo part
             for (int i = 0; i < 2; i++) {
                 int r = r0 + i;
                 int token = r / heads;
@@ -1105,15 +1125,35 @@ public final class TensorPrefillKernels {
                 boolean valid = token < tileTokens && h < groupSize && d < headDim; // dims past headDim: 0 (the padding)
                 int at = valid ? ((qStart + firstToken + token) * numQHeads + kvHead * groupSize + h) * headDim + d : 0;
                 int bits = bf16Bits(q.get(at));
+                int low = loBits(q.get(at));  // lo part
                 if (valid) {
                     pair = pair | (bits << (16 * i));
+                    lowPair = lowPair | (low << (16 * i));  // lo part
                 }
             }
             int w = r0 / 16;
             int rr = r0 - w * 16;
             int nt = rr / 8;
             tile[((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = pair;
+            tile[K_AT + ((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = lowPair;  // lo part
         }
+        ctx.localBarrier();  // lo part
+        HalfFloat[] ql0 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 0 * 64) * 4);  // lo part
+        HalfFloat[] ql1 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 1 * 64) * 4);  // lo part
+        HalfFloat[] ql2 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 2 * 64) * 4);  // lo part
+        HalfFloat[] ql3 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 3 * 64) * 4);  // lo part
+        HalfFloat[] ql4 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 4 * 64) * 4);  // lo part
+        HalfFloat[] ql5 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 5 * 64) * 4);  // lo part
+        HalfFloat[] ql6 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 6 * 64) * 4);  // lo part
+        HalfFloat[] ql7 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 7 * 64) * 4);  // lo part
+        HalfFloat[] ql8 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 8 * 64) * 4);  // lo part
+        HalfFloat[] ql9 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 9 * 64) * 4);  // lo part
+        HalfFloat[] ql10 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 10 * 64) * 4);  // lo part
+        HalfFloat[] ql11 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 11 * 64) * 4);  // lo part
+        HalfFloat[] ql12 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 12 * 64) * 4);  // lo part
+        HalfFloat[] ql13 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 13 * 64) * 4);  // lo part
+        HalfFloat[] ql14 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 14 * 64) * 4);  // lo part
+        HalfFloat[] ql15 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 15 * 64) * 4);  // lo part
         // this lane's row (of its warp's 16) and half of each chunk's tokens
         int rr = lane % 16;
         int half = lane / 16;
@@ -1260,11 +1300,46 @@ public final class TensorPrefillKernels {
                 for (int mt = 0; mt < 2; mt++) {
                     float[] s0 = ctx.mmaFragment(0f);
                     float[] s1 = ctx.mmaFragment(0f);
-                    for (int ks = 0; ks < 8; ks++) {
-                        HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + ks) * 128) * 4);
-                        s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + ks * 64) * 4), s0, MMAShape.M16N8K16);
-                        s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + ks) * 64) * 4), s1, MMAShape.M16N8K16);
-                    }
+                    HalfFloat[] a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 0) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 0 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 0) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql0, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql8, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 1) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 1 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 1) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql1, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql9, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 2) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 2 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 2) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql2, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql10, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 3) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 3 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 3) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql3, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql11, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 4) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 4 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 4) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql4, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql12, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 5) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 5 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 5) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql5, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql13, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 6) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 6 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 6) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql6, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql14, s1, MMAShape.M16N8K16);  // lo part
+                    a = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + (mt * 8 + 7) * 128) * 4);
+                    s0 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + 7 * 64) * 4), s0, MMAShape.M16N8K16);
+                    s1 = ctx.mmaBF16(a, ctx.mmaLoadB(tile, 16, (qB + (8 + 7) * 64) * 4), s1, MMAShape.M16N8K16);
+                    s0 = ctx.mmaBF16(a, ql7, s0, MMAShape.M16N8K16);  // lo part
+                    s1 = ctx.mmaBF16(a, ql15, s1, MMAShape.M16N8K16);  // lo part
                     ctx.mmaStore(s0, partials, mt * 16, region, 16);
                     ctx.mmaStore(s1, partials, mt * 16, region + 8, 16);
                 }
@@ -1334,44 +1409,79 @@ public final class TensorPrefillKernels {
                 for (int j = 0; j < 16; j += 2) {
                     int at = region + (half * 16 + j) * 16 + rr;
                     tile[pB + half * 128 + rr * 8 + j / 2] = (bf16Bits(partials.get(at)) | (bf16Bits(partials.get(at + 16)) << 16)) * keep;
+                    tile[K_AT + buf * KV_INTS + warp * 256 + half * 128 + rr * 8 + j / 2] = (loBits(partials.get(at)) | (loBits(partials.get(at + 16)) << 16)) * keep;  // lo part
                 }
                 ctx.localBarrier();
                 // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
                 // fragment that flows from one loop phi into another as a whole C array, which NVRTC rejects)
                 HalfFloat[] a0 = ctx.mmaLoadA(tile, 16, (pB + 0) * 4);
-                o0 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0) * 4), o0, MMAShape.M16N8K16);
-                o1 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
-                o2 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
-                o3 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
-                o4 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
-                o5 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
-                o6 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
-                o7 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
-                o8 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
-                o9 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
-                o10 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
-                o11 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
-                o12 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
-                o13 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
-                o14 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
-                o15 = ctx.mmaBF16(a0, ctx.mmaLoadB(tile, 16, (V_AT + 0 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                HalfFloat[] a0lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 256 + 0) * 4);  // lo part
+                HalfFloat[] v = ctx.mmaLoadB(tile, 16, (V_AT + 0) * 4);
+                o0 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o0, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 1 * 64) * 4);
+                o1 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o1, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 2 * 64) * 4);
+                o2 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o2, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 3 * 64) * 4);
+                o3 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o3, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 4 * 64) * 4);
+                o4 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o4, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 5 * 64) * 4);
+                o5 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o5, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 6 * 64) * 4);
+                o6 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o6, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 7 * 64) * 4);
+                o7 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o7, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 8 * 64) * 4);
+                o8 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o8, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 9 * 64) * 4);
+                o9 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o9, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 10 * 64) * 4);
+                o10 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o10, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 11 * 64) * 4);
+                o11 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o11, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 12 * 64) * 4);
+                o12 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o12, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 13 * 64) * 4);
+                o13 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o13, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 14 * 64) * 4);
+                o14 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o14, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 15 * 64) * 4);
+                o15 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o15, MMAShape.M16N8K16), MMAShape.M16N8K16);
                 HalfFloat[] a1 = ctx.mmaLoadA(tile, 16, (pB + 128) * 4);
-                o0 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024) * 4), o0, MMAShape.M16N8K16);
-                o1 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 1 * 64) * 4), o1, MMAShape.M16N8K16);
-                o2 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 2 * 64) * 4), o2, MMAShape.M16N8K16);
-                o3 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 3 * 64) * 4), o3, MMAShape.M16N8K16);
-                o4 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 4 * 64) * 4), o4, MMAShape.M16N8K16);
-                o5 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 5 * 64) * 4), o5, MMAShape.M16N8K16);
-                o6 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 6 * 64) * 4), o6, MMAShape.M16N8K16);
-                o7 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 7 * 64) * 4), o7, MMAShape.M16N8K16);
-                o8 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 8 * 64) * 4), o8, MMAShape.M16N8K16);
-                o9 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 9 * 64) * 4), o9, MMAShape.M16N8K16);
-                o10 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 10 * 64) * 4), o10, MMAShape.M16N8K16);
-                o11 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 11 * 64) * 4), o11, MMAShape.M16N8K16);
-                o12 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 12 * 64) * 4), o12, MMAShape.M16N8K16);
-                o13 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 13 * 64) * 4), o13, MMAShape.M16N8K16);
-                o14 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 14 * 64) * 4), o14, MMAShape.M16N8K16);
-                o15 = ctx.mmaBF16(a1, ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 15 * 64) * 4), o15, MMAShape.M16N8K16);
+                HalfFloat[] a1lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 256 + 128) * 4);  // lo part
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024) * 4);
+                o0 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o0, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 1 * 64) * 4);
+                o1 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o1, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 2 * 64) * 4);
+                o2 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o2, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 3 * 64) * 4);
+                o3 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o3, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 4 * 64) * 4);
+                o4 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o4, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 5 * 64) * 4);
+                o5 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o5, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 6 * 64) * 4);
+                o6 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o6, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 7 * 64) * 4);
+                o7 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o7, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 8 * 64) * 4);
+                o8 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o8, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 9 * 64) * 4);
+                o9 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o9, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 10 * 64) * 4);
+                o10 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o10, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 11 * 64) * 4);
+                o11 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o11, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 12 * 64) * 4);
+                o12 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o12, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 13 * 64) * 4);
+                o13 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o13, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 14 * 64) * 4);
+                o14 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o14, MMAShape.M16N8K16), MMAShape.M16N8K16);
+                v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 15 * 64) * 4);
+                o15 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o15, MMAShape.M16N8K16), MMAShape.M16N8K16);
                 ctx.localBarrier();
                 // advance, or end the segment at this chunk; branch-free, so that no merge lies between the
                 // fragments' mma results and the loop's back edge (TornadoVM 5.2 routes fragments through a

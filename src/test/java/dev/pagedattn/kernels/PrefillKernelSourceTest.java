@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.stream.Collectors;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
@@ -80,18 +81,45 @@ class PrefillKernelSourceTest {
         assertTrue(!q8.contains("pairBits("), "fp16 loads left in the 8-bit body");
     }
 
+    /**
+     * The bf16 twin's rule: the PTX body with words staged as they are, bf16 products, the scores' loop over dims
+     * unrolled, each V fragment loaded once for the probabilities' two parts, and lines ending in {@code // lo part}
+     * that add the low parts of the queries and probabilities (16 held q fragments, 16 more score products, the low
+     * probabilities written and loaded); nothing else differs.
+     */
     @Test
-    void bf16TensorPrefillIsThePtxBodyOnBf16TensorCores() throws IOException {
+    void bf16TensorPrefillIsThePtxBodyOnBf16TensorCoresInTwoParts() throws IOException {
         String src = Files.readString(Path.of("src/main/java/dev/pagedattn/kernels/TensorPrefillKernels.java"));
         String bf16 = method(src, "prefillBf16Tensor(");
+        String withoutLow = bf16.lines().filter(l -> !l.endsWith("// lo part")).collect(Collectors.joining("\n"));
         String expected = method(src, "prefillF16(")
                 .replace("prefillF16(KernelContext ctx, HalfFloatArray kPool, HalfFloatArray vPool", "prefillBf16Tensor(KernelContext ctx, IntArray kPool, IntArray vPool")
                 .replaceAll("pairBits\\(([kv]Pool), ([^;]*?)\\);", "$1.get(($2) >> 1);")
                 .replace("halfBits(", "bf16Bits(")
                 .replace("ctx.mma(", "ctx.mmaBF16(");
-        assertEquals(KernelSourceTest.tokens(expected), KernelSourceTest.tokens(bf16),
-                "TensorPrefillKernels: the bf16 body is not the PTX body with words staged as they are and bf16 products");
-        assertEquals(34, bf16.split("ctx\\.mmaBF16\\(", -1).length - 1, "every product on bf16 tensor cores");
+        Matcher loop = Pattern.compile("for \\(int ks = 0; ks < 8; ks\\+\\+\\) \\{(.*?)\\n\\s*}\\n", Pattern.DOTALL).matcher(expected);
+        assertTrue(loop.find(), "no loop over dims in the fp16 body");
+        StringBuilder unrolled = new StringBuilder();
+        for (int ks = 0; ks < 8; ks++) {
+            String step = ks == 0 ? loop.group(1) : loop.group(1).replace("HalfFloat[] a =", "a =");
+            unrolled.append(step.replaceAll("\\bks\\b", Integer.toString(ks))).append('\n');
+        }
+        expected = expected.substring(0, loop.start()) + unrolled + expected.substring(loop.end());
+        Matcher pv = Pattern.compile("(o\\d+) = ctx\\.mmaBF16\\((a[01]), (ctx\\.mmaLoadB\\([^;]*?\\)), \\1, MMAShape\\.M16N8K16\\);").matcher(expected);
+        StringBuilder twoParts = new StringBuilder();
+        int products = 0;
+        while (pv.find()) {
+            pv.appendReplacement(twoParts, Matcher.quoteReplacement((products++ == 0 ? "HalfFloat[] v = " : "v = ") + pv.group(3) + ";\n"
+                    + pv.group(1) + " = ctx.mmaBF16(" + pv.group(2) + "lo, v, ctx.mmaBF16(" + pv.group(2) + ", v, " + pv.group(1)
+                    + ", MMAShape.M16N8K16), MMAShape.M16N8K16);"));
+        }
+        pv.appendTail(twoParts);
+        assertEquals(32, products, "the fp16 body's P V products");
+        assertEquals(KernelSourceTest.tokens(twoParts.toString()), KernelSourceTest.tokens(withoutLow),
+                "TensorPrefillKernels: the bf16 body is not the PTX body with words staged as they are, bf16 products and low parts");
+        assertEquals(8 * 2 * 2 + 32 * 2, bf16.split("ctx\\.mmaBF16\\(", -1).length - 1, "every product on bf16 tensor cores, twice");
+        long low = bf16.lines().filter(l -> l.endsWith("// lo part")).count();
+        assertEquals(3 + 1 + 1 + 16 + 16 + 1 + 2, low, "the low parts' lines");
         assertTrue(!bf16.contains("halfBits(") && !bf16.contains("pairBits(") && !bf16.contains("ctx.mma("), "fp16 left in the bf16 body");
         // TornadoVM 5.2's CUDA backend keeps int operations on bf16FromFloat's short in short variables (the bits' high
         // halves were lost on an H100); a widening to long first is printed as a cast, and what follows is int

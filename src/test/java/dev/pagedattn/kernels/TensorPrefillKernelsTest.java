@@ -27,15 +27,16 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * values), each shape unsplit and split into 32-token partitions.
  * The kernel rounds the scaled queries and the probabilities to fp16 for the products: relative L2
  * about 1.5e-4 here, bounded at 1e-3 (the issue's bar for fp16 K/V is 1e-2), not the scalar
- * kernel's 1e-5.
+ * kernel's 1e-5; the bf16 twin's two parts meet 1e-5.
  */
 class TensorPrefillKernelsTest {
     private static final double REL_L2 = 1e-3;
     /**
-     * The bf16 twin rounds the queries and probabilities to bf16 (8 significant bits against fp16's 11): relative L2
-     * 1.1e-3 .. 1.2e-3 on these shapes, about 8x fp16's, as FlashAttention's bf16 kernels round them.
+     * The bf16 twin carries the queries and probabilities in two bf16 parts each (16 significant bits): relative L2
+     * 1.4e-6 .. 2.5e-6 on these shapes (1.1e-3 .. 1.2e-3 with the high parts alone, as FlashAttention's bf16 kernels
+     * round them), so it is held to the scalar kernel's 1e-5.
      */
-    private static final double REL_L2_BF16 = 4e-3;
+    private static final double REL_L2_BF16 = 1e-5;
 
     private static double tolerance(PrefillCase c) {
         return c.dtype() == KvDtype.BF16 ? REL_L2_BF16 : REL_L2;
