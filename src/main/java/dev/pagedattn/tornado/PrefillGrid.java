@@ -42,7 +42,8 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         SCALAR,
         /**
          * {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends; bf16 pools on CUDA
-         * ({@link TensorPrefillKernels#prefillBf16Tensor}: queries and probabilities in two bf16 parts, as exact as SCALAR).
+         * when asked for ({@link TensorPrefillKernels#prefillBf16Tensor}: queries and probabilities in two bf16 parts, as
+         * exact as SCALAR in the emulator; AUTO gives bf16 SCALAR until the two-part kernel has run on a GPU).
          */
         TENSOR,
         /**
@@ -87,13 +88,13 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                 throw new IllegalArgumentException("prefill kernel=latent reads latent (MLA) caches only; this cache has a K and a V"
                         + " pool (use auto, scalar or tensor)");
             }
-            // bf16 pools on bf16 tensor cores (mmaBF16, the CUDA backend's only; bf16 reaches here on CUDA only): the queries
-            // and probabilities in two bf16 parts each keep the products as exact as the scalar kernel's
+            // bf16 pools on bf16 tensor cores (mmaBF16, the CUDA backend's only; bf16 reaches here on CUDA only) when asked: the
+            // queries and probabilities in two bf16 parts each; AUTO keeps bf16 on the scalar kernel, which has run on a GPU
             boolean fits = (dtype == KvDtype.FP16 || dtype == KvDtype.BF16 || dtype.isQuantized())
                     && spec.headDim() <= TensorPrefillKernels.HEAD_DIM && backend.tensorCores();
             return switch (requested) {
                 case SCALAR -> SCALAR;
-                case AUTO -> fits ? TENSOR : SCALAR;
+                case AUTO -> fits && dtype != KvDtype.BF16 ? TENSOR : SCALAR;
                 case TENSOR -> {
                     if (!fits) {
                         throw new IllegalArgumentException("prefill kernel=tensor needs fp16, bf16 or 8-bit K/V, head dim <= " + TensorPrefillKernels.HEAD_DIM

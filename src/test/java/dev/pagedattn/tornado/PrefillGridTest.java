@@ -74,12 +74,12 @@ class PrefillGridTest {
     }
 
     /**
-     * bf16 pools on the CUDA backend: the bf16 tensor-core kernel up to head dim 128 (AUTO, TENSOR), the scalar kernel above
-     * it or when asked (SCALAR); PTX, OpenCL and latent caches are refused by name, naming the JVM backend that prefills them.
+     * bf16 pools on the CUDA backend: the scalar kernel by default (AUTO, SCALAR), the bf16 tensor-core kernel up to head dim
+     * 128 when asked (TENSOR); PTX, OpenCL and latent caches are refused by name, naming the JVM backend that prefills them.
      */
     @Test
     void bf16PrefillRunsOnCudaOnly() {
-        assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, Backend.CUDA));
+        assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.AUTO, SPEC, KvDtype.BF16, Backend.CUDA));
         assertEquals(PrefillGrid.Kernel.TENSOR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.TENSOR, SPEC, KvDtype.BF16, Backend.CUDA));
         assertEquals(PrefillGrid.Kernel.SCALAR, PrefillGrid.Kernel.resolve(PrefillGrid.Kernel.SCALAR, SPEC, KvDtype.BF16, Backend.CUDA));
         AttentionSpec wide = new AttentionSpec(16, 2, 256, 0.0625f);
