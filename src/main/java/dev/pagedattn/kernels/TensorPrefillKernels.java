@@ -1137,23 +1137,25 @@ public final class TensorPrefillKernels {
             tile[((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = pair;
             tile[K_AT + ((w * 2 + nt) * 8 + d / 16) * 64 + (d % 16) * 4 + (rr - nt * 8) / 2] = lowPair;  // lo part
         }
+        // the queries' low parts, staged in the K buffers (free until the first chunk) as the high parts are in the q^T
+        // tiles: this warp's 16 B fragments of them, held for the whole kernel (the scores below take them by name)
         ctx.localBarrier();  // lo part
-        HalfFloat[] ql0 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 0 * 64) * 4);  // lo part
-        HalfFloat[] ql1 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 1 * 64) * 4);  // lo part
-        HalfFloat[] ql2 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 2 * 64) * 4);  // lo part
-        HalfFloat[] ql3 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 3 * 64) * 4);  // lo part
-        HalfFloat[] ql4 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 4 * 64) * 4);  // lo part
-        HalfFloat[] ql5 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 5 * 64) * 4);  // lo part
-        HalfFloat[] ql6 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 6 * 64) * 4);  // lo part
-        HalfFloat[] ql7 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 7 * 64) * 4);  // lo part
-        HalfFloat[] ql8 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 8 * 64) * 4);  // lo part
-        HalfFloat[] ql9 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 9 * 64) * 4);  // lo part
-        HalfFloat[] ql10 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 10 * 64) * 4);  // lo part
-        HalfFloat[] ql11 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 11 * 64) * 4);  // lo part
-        HalfFloat[] ql12 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 12 * 64) * 4);  // lo part
-        HalfFloat[] ql13 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 13 * 64) * 4);  // lo part
-        HalfFloat[] ql14 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 14 * 64) * 4);  // lo part
-        HalfFloat[] ql15 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 1024 + 15 * 64) * 4);  // lo part
+        HalfFloat[] ql0 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 0 * 64) * 4);  // lo part
+        HalfFloat[] ql1 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 1 * 64) * 4);  // lo part
+        HalfFloat[] ql2 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 2 * 64) * 4);  // lo part
+        HalfFloat[] ql3 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 3 * 64) * 4);  // lo part
+        HalfFloat[] ql4 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 4 * 64) * 4);  // lo part
+        HalfFloat[] ql5 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 5 * 64) * 4);  // lo part
+        HalfFloat[] ql6 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 6 * 64) * 4);  // lo part
+        HalfFloat[] ql7 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 7 * 64) * 4);  // lo part
+        HalfFloat[] ql8 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 8 * 64) * 4);  // lo part
+        HalfFloat[] ql9 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 9 * 64) * 4);  // lo part
+        HalfFloat[] ql10 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 10 * 64) * 4);  // lo part
+        HalfFloat[] ql11 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 11 * 64) * 4);  // lo part
+        HalfFloat[] ql12 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 12 * 64) * 4);  // lo part
+        HalfFloat[] ql13 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 13 * 64) * 4);  // lo part
+        HalfFloat[] ql14 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 14 * 64) * 4);  // lo part
+        HalfFloat[] ql15 = ctx.mmaLoadB(tile, 16, (K_AT + warp * 2 * 8 * 64 + 15 * 64) * 4);  // lo part
         // this lane's row (of its warp's 16) and half of each chunk's tokens
         int rr = lane % 16;
         int half = lane / 16;
@@ -1409,13 +1411,14 @@ public final class TensorPrefillKernels {
                 for (int j = 0; j < 16; j += 2) {
                     int at = region + (half * 16 + j) * 16 + rr;
                     tile[pB + half * 128 + rr * 8 + j / 2] = (bf16Bits(partials.get(at)) | (bf16Bits(partials.get(at + 16)) << 16)) * keep;
-                    tile[K_AT + buf * KV_INTS + warp * 256 + half * 128 + rr * 8 + j / 2] = (loBits(partials.get(at)) | (loBits(partials.get(at + 16)) << 16)) * keep;  // lo part
+                    // ... and their low parts in this chunk's K buffer (its scores are done; the next chunk's K is in the other)
+                    tile[K_AT + buf * KV_INTS + warp * 2 * 128 + half * 128 + rr * 8 + j / 2] = (loBits(partials.get(at)) | (loBits(partials.get(at + 16)) << 16)) * keep;  // lo part
                 }
                 ctx.localBarrier();
                 // (unrolled: each fragment's loop-carried value comes straight from an mma; TornadoVM 5.2 copies a
                 // fragment that flows from one loop phi into another as a whole C array, which NVRTC rejects)
                 HalfFloat[] a0 = ctx.mmaLoadA(tile, 16, (pB + 0) * 4);
-                HalfFloat[] a0lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 256 + 0) * 4);  // lo part
+                HalfFloat[] a0lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 2 * 128 + 0) * 4);  // lo part
                 HalfFloat[] v = ctx.mmaLoadB(tile, 16, (V_AT + 0) * 4);
                 o0 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o0, MMAShape.M16N8K16), MMAShape.M16N8K16);
                 v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 1 * 64) * 4);
@@ -1449,7 +1452,7 @@ public final class TensorPrefillKernels {
                 v = ctx.mmaLoadB(tile, 16, (V_AT + 0 + 15 * 64) * 4);
                 o15 = ctx.mmaBF16(a0lo, v, ctx.mmaBF16(a0, v, o15, MMAShape.M16N8K16), MMAShape.M16N8K16);
                 HalfFloat[] a1 = ctx.mmaLoadA(tile, 16, (pB + 128) * 4);
-                HalfFloat[] a1lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 256 + 128) * 4);  // lo part
+                HalfFloat[] a1lo = ctx.mmaLoadA(tile, 16, (K_AT + buf * KV_INTS + warp * 2 * 128 + 128) * 4);  // lo part
                 v = ctx.mmaLoadB(tile, 16, (V_AT + 1024) * 4);
                 o0 = ctx.mmaBF16(a1lo, v, ctx.mmaBF16(a1, v, o0, MMAShape.M16N8K16), MMAShape.M16N8K16);
                 v = ctx.mmaLoadB(tile, 16, (V_AT + 1024 + 1 * 64) * 4);

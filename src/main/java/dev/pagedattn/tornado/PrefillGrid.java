@@ -43,7 +43,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
         /**
          * {@link TensorPrefillKernels}: fp16 and 8-bit pools, head dims up to 128, PTX and CUDA backends; bf16 pools on CUDA
          * when asked for ({@link TensorPrefillKernels#prefillBf16Tensor}: queries and probabilities in two bf16 parts, as
-         * exact as SCALAR in the emulator; AUTO gives bf16 SCALAR until the two-part kernel has run on a GPU).
+         * exact as SCALAR, on an H100 too; AUTO gives bf16 SCALAR until the two-part kernel's time is measured).
          */
         TENSOR,
         /**
@@ -89,7 +89,7 @@ public record PrefillGrid(int headTiles, int maxQTiles, int partitionTokens, int
                         + " pool (use auto, scalar or tensor)");
             }
             // bf16 pools on bf16 tensor cores (mmaBF16, the CUDA backend's only; bf16 reaches here on CUDA only) when asked: the
-            // queries and probabilities in two bf16 parts each; AUTO keeps bf16 on the scalar kernel, which has run on a GPU
+            // queries and probabilities in two bf16 parts each; AUTO keeps bf16 on the scalar kernel, whose time is measured
             boolean fits = (dtype == KvDtype.FP16 || dtype == KvDtype.BF16 || dtype.isQuantized())
                     && spec.headDim() <= TensorPrefillKernels.HEAD_DIM && backend.tensorCores();
             return switch (requested) {
