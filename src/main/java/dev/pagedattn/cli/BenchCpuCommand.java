@@ -118,6 +118,10 @@ final class BenchCpuCommand implements Callable<Integer> {
             + " every block, in the same run (not with --latent-dim or --shared-prefix).")
     Integer selectBlocks;
 
+    @Option(names = "--rope", description = "After each cell's decode row, the rotary embedding of that step's new query and key"
+            + " rows (Llama 3.1's frequencies, NEOX pairs, one thread; row rope-neox) and its time against the step's.")
+    boolean rope;
+
     @Option(names = "--out", description = "Also write the rows to this CSV file.")
     Path out;
 
@@ -216,6 +220,7 @@ final class BenchCpuCommand implements Callable<Integer> {
                 }
                 rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi, latentDim == null ? 0 : latentDim));
                 console.println(rows.getLast());
+                String step = rows.getLast();
                 if (latentDim != null) {
                     String latent = rows.getLast();
                     rows.add(cell(shape[0], shape[1], dtype, slidingWindow, sinks, cap, alibi, 0));
@@ -249,6 +254,12 @@ final class BenchCpuCommand implements Callable<Integer> {
                     System.err.printf("# %dx%d %s: %s / no window over %d tokens: %.2fx the time%n", shape[0], shape[1],
                             dtype.name().toLowerCase(), AttentionWindow.describe(slidingWindow), visible,
                             minMs(windowed) / minMs(rows.getLast()));
+                }
+                if (rope) {
+                    rows.add(RopeBench.row(shape[0], shape[1], qHeads, kvHeads, headDim, steps, warmupSeconds, seed));
+                    console.println(rows.getLast());
+                    System.err.printf("# %dx%d %s: rotary embedding of the step's new rows / the decode step: %.4fx the time%n",
+                            shape[0], shape[1], dtype.name().toLowerCase(), minMs(rows.getLast()) / minMs(step));
                 }
             }
         }

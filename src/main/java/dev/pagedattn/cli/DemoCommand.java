@@ -189,8 +189,10 @@ final class DemoCommand implements Callable<Integer> {
         ok &= alibiOk;
         System.out.printf("   The same step with ALiBi (spec.withAlibi, BLOOM, MPT): query head h adds slope_h x (key - query) to"
                 + " each score (the paper's slopes: head 0 %s, head %d %s), moving the output by %.0f%%; vs fp64 with it:"
-                + " relative L2 error %.2e -> %s%n%n", alibi.alibi().slope(0), spec.numQHeads() - 1,
+                + " relative L2 error %.2e -> %s%n", alibi.alibi().slope(0), spec.numQHeads() - 1,
                 alibi.alibi().slope(spec.numQHeads() - 1), 100 * alibiMoved, alibiRel, alibiOk ? "PASS" : "FAIL");
+        ok &= RotaryDemo.run(config, cache.scales(), spec, backendOptions.backend, backendOptions.device, random);
+        System.out.println();
 
         cache.free(a);
         System.out.printf("5. free(seq %d): its unshared blocks return to the pool. Free blocks: %d of %d.%n",

@@ -78,6 +78,26 @@ class BenchCpuCommandTest {
         assertTrue(run.err().matches("(?s).*# 2x300 fp16: with sinks / without: [0-9.]+x the time.*"), run.err());
     }
 
+    /**
+     * --rope: after each cell's decode row (and after its pairing's), a rope-neox row timing the rotation of the step's
+     * new query and key rows, checked against the fp64 rotation, and its time against the step's on stderr.
+     */
+    @Test
+    void ropeTimesTheStepsRotationNextToTheStep() {
+        CliRun run = CliRun.of("bench-cpu", "--cells", "2x300,3x40", "--rope", "--sinks", "--dtypes", "fp16", "--q-heads", "4",
+                "--kv-heads", "2", "--head-dim", "32", "--steps", "2", "--warmup-seconds", "0", "--probe-mib", "0");
+        assertEquals(0, run.exitCode(), run.err());
+        List<String> rows = run.out().lines().filter(l -> l.startsWith("jvm,") || l.startsWith("rope-")).toList();
+        assertEquals(6, rows.size(), run.out());
+        assertTrue(rows.get(0).startsWith("jvm,2x300/sinks,fp16,2,300,") && rows.get(1).startsWith("jvm,2x300,fp16,"), run.out());
+        assertTrue(rows.get(2).startsWith("rope-neox,2x300,fp32,2,300,1,2,") && rows.get(2).endsWith(",ok"), rows.get(2));
+        assertTrue(rows.get(5).startsWith("rope-neox,3x40,fp32,3,40,1,2,") && rows.get(5).endsWith(",ok"), rows.get(5));
+        double relL2 = Double.parseDouble(rows.get(2).split(",")[11]);
+        assertTrue(relL2 > 0 && relL2 <= 1e-6, "checked against fp64: " + rows.get(2));
+        assertTrue(run.err().matches("(?s).*# 2x300 fp16: rotary embedding of the step's new rows / the decode step: [0-9.]+x the"
+                + " time.*# 3x40 fp16: rotary.*"), run.err());
+    }
+
     /** --alibi: each cell with ALiBi, then without (both with the given cap), both checked against fp64, the ratio on stderr. */
     @Test
     void alibiTimesEachCellNextToItselfWithout() {

@@ -60,6 +60,11 @@ class MainTest {
         assertTrue(Pattern.compile("with ALiBi \\(spec.withAlibi, BLOOM, MPT\\): query head h adds slope_h x \\(key - query\\) to each"
                 + " score \\(the paper's slopes: head 0 0.5, head 7 0.00390625\\), moving the output by [1-9][0-9]*%; vs fp64 with it:"
                 + " relative L2 error [0-9.e+-]+ -> PASS").matcher(run.out()).find(), "the step with ALiBi, checked: " + run.out());
+        assertTrue(Pattern.compile("The same prompt's keys with rotary embeddings \\(RotaryEmbedding, Llama 3.1's frequencies\\),"
+                + " written as two sequences at positions 0..39 and 1000000..1000039, each query rotated at its last position: one"
+                + " step gives them outputs [0-9.]+e-0[4-9] apart \\(the pools' rounding; a query one position off: [1-9][0-9]%\\);"
+                + " vs fp64 over the stored keys: relative L2 error [0-9.e+-]+ -> PASS").matcher(run.out()).find(),
+                "the rotary line (fp16 pools: outputs within 1e-3 of each other), checked: " + run.out());
         // seq 3 (the fork of seq 0, 41 tokens) keeps 33..40 through a window of 8: blocks 0 and 1 go back
         assertTrue(Pattern.compile("releaseOutsideWindow\\(seq, 8\\) on seqs \\[1, 2, 3\\], as a model whose every layer sees a window"
                 + " of 8 does \\(Mistral 7B v0.1\\): [1-9]\\d* blocks wholly before their windows go back to the pool \\(seq 3 keeps"

@@ -1,0 +1,281 @@
+package dev.pagedattn.rope;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorSpecies;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+
+/**
+ * Rotary position embeddings (RoPE), applied in place to query and key rows before the keys are written to the cache
+ * and the queries reach {@code decode} or {@code prefill}, as vLLM's rotary embedding and FlashInfer's
+ * {@code apply_rope_pos_ids} do. The cache stores rotated keys, so every backend and kernel of this library attends
+ * over them unchanged.
+ *
+ * <pre>
+ *  rows       [numTokens][numHeads][headDim]  fp32 (float[] or FloatArray), rotated in place; token t at positions[t]
+ *  positions  [numTokens]                      0 .. 2^31 - 1, or firstPosition + t
+ *  pair i of a head (i < rotaryDim / 2), turned by angle = position * inverseFrequency(i):
+ *    NEOX  dims (i, i + rotaryDim / 2)   x' = a (x cos - y sin),  y' = a (y cos + x sin)   a = attention factor
+ *    GPTJ  dims (2i, 2i + 1)
+ *  dims rotaryDim .. headDim - 1 pass through (partial rotary: GPT-NeoX, Phi-2, ChatGLM)
+ * </pre>
+ *
+ * <p>Angles are fp64: {@code cos} and {@code sin} of {@code position * inverseFrequency} come from three tables of
+ * 2048 positions each (bits 0-10, 11-21 and 22-30 of the position), combined by the angle-addition rule in fp64 and
+ * rounded once to fp32, so position 2^31 - 1 is as exact as position 1 (no table of every position, as vLLM's
+ * {@code cos_sin_cache} holds, and no fp32 angle, whose error grows with the position). Each element is then
+ * {@code fma(x, a cos, partner * (-+a sin))} in fp32, the same bits in a vector lane and in the scalar tail. The object
+ * is immutable; calls on disjoint rows may run on many threads.
+ */
+public final class RotaryEmbedding {
+    /** Which dims form a rotated pair. */
+    public enum Style {
+        /** Dims i and i + rotaryDim / 2 (GPT-NeoX; Hugging Face's {@code rotate_half}: Llama, Mistral, Qwen checkpoints there). */
+        NEOX,
+        /** Dims 2i and 2i + 1 (GPT-J, Meta's original Llama checkpoints, ChatGLM; vLLM's {@code is_neox_style=False}). */
+        GPTJ
+    }
+
+    private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
+    private static final int LANES = FLOATS.length();
+    /** Lane j takes lane j ^ 1: each GPTJ pair's partner. */
+    private static final VectorShuffle<Float> SWAP_PAIRS = VectorShuffle.fromOp(FLOATS, j -> j ^ 1);
+    private static final int LEVEL_BITS = 11;
+    private static final int LEVEL_SIZE = 1 << LEVEL_BITS;
+    private static final int TOP_SIZE = 1 << (31 - 2 * LEVEL_BITS);
+
+    private final int headDim;
+    private final int half;                 // rotaryDim / 2
+    private final Style style;
+    private final RopeFrequencies frequencies;
+    private final double[][] cosTables;     // [3][entry * half + i]: cos(entry << (level * 11) * inverseFrequency(i))
+    private final double[][] sinTables;     // the same for sin
+
+    /** Rotation of the first {@code frequencies.rotaryDim()} of every head's {@code headDim} dims in {@code style}. */
+    public RotaryEmbedding(int headDim, RopeFrequencies frequencies, Style style) {
+        if (frequencies == null || style == null) {
+            throw new IllegalArgumentException("frequencies=" + frequencies + ", style=" + style + ": both required");
+        }
+        if (headDim < frequencies.rotaryDim()) {
+            throw new IllegalArgumentException("headDim=" + headDim + " must be >= rotaryDim=" + frequencies.rotaryDim());
+        }
+        this.headDim = headDim;
+        this.half = frequencies.rotaryDim() / 2;
+        this.style = style;
+        this.frequencies = frequencies;
+        this.cosTables = new double[3][];
+        this.sinTables = new double[3][];
+        for (int level = 0; level < 3; level++) {
+            int entries = level < 2 ? LEVEL_SIZE : TOP_SIZE;
+            cosTables[level] = new double[entries * half];
+            sinTables[level] = new double[entries * half];
+            for (int e = 0; e < entries; e++) {
+                double steps = (double) ((long) e << (level * LEVEL_BITS));
+                for (int i = 0; i < half; i++) {
+                    double angle = steps * frequencies.inverseFrequency(i);
+                    cosTables[level][e * half + i] = Math.cos(angle);
+                    sinTables[level][e * half + i] = Math.sin(angle);
+                }
+            }
+        }
+    }
+
+    public int headDim() {
+        return headDim;
+    }
+
+    public int rotaryDim() {
+        return 2 * half;
+    }
+
+    public Style style() {
+        return style;
+    }
+
+    public RopeFrequencies frequencies() {
+        return frequencies;
+    }
+
+    /** Rotates {@code positions.length} tokens of {@code numHeads} heads in {@code rows}, token t at {@code positions[t]}. */
+    public void apply(float[] rows, int numHeads, int[] positions) {
+        apply(heap(rows), null, "rows.length", rows.length, numHeads, requirePositions(positions), 0, positions.length);
+    }
+
+    /** Rotates {@code numTokens} tokens of {@code numHeads} heads in {@code rows}, token t at {@code firstPosition + t}. */
+    public void apply(float[] rows, int numHeads, int firstPosition, int numTokens) {
+        apply(heap(rows), null, "rows.length", rows.length, numHeads, null, requireRange(firstPosition, numTokens), numTokens);
+    }
+
+    /** As {@link #apply(float[], int, int[])}, on a TornadoVM array (the rows a backend's {@code decode} reads). */
+    public void apply(FloatArray rows, int numHeads, int[] positions) {
+        apply(null, segment(rows), "rows.getSize()", rows.getSize(), numHeads, requirePositions(positions), 0, positions.length);
+    }
+
+    /** As {@link #apply(float[], int, int, int)}, on a TornadoVM array. */
+    public void apply(FloatArray rows, int numHeads, int firstPosition, int numTokens) {
+        apply(null, segment(rows), "rows.getSize()", rows.getSize(), numHeads, null, requireRange(firstPosition, numTokens),
+                numTokens);
+    }
+
+    /**
+     * The rotation of {@code position}: {@code cos[i]} and {@code sin[i]} (each [rotaryDim / 2]) get the attention factor
+     * times cos and sin of pair i's angle, rounded to fp32 (what a GPU kernel of a caller's own would use).
+     */
+    public void angles(int position, float[] cos, float[] sin) {
+        if (position < 0) {
+            throw new IllegalArgumentException("position=" + position + " must be >= 0");
+        }
+        if (cos == null || sin == null || cos.length < half || sin.length < half) {
+            throw new IllegalArgumentException("cos.length=" + (cos == null ? "null" : cos.length) + ", sin.length="
+                    + (sin == null ? "null" : sin.length) + ": each must be >= rotaryDim / 2 = " + half);
+        }
+        int lo = position & (LEVEL_SIZE - 1);
+        int mid = (position >>> LEVEL_BITS) & (LEVEL_SIZE - 1);
+        int top = position >>> (2 * LEVEL_BITS);
+        double a = frequencies.attentionFactor();
+        for (int i = 0; i < half; i++) {
+            double c0 = cosTables[0][lo * half + i];
+            double s0 = sinTables[0][lo * half + i];
+            double c1 = cosTables[1][mid * half + i];
+            double s1 = sinTables[1][mid * half + i];
+            double c = c0 * c1 - s0 * s1;
+            double s = s0 * c1 + c0 * s1;
+            if (top != 0) {
+                double c2 = cosTables[2][top * half + i];
+                double s2 = sinTables[2][top * half + i];
+                double t = c * c2 - s * s2;
+                s = s * c2 + c * s2;
+                c = t;
+            }
+            cos[i] = (float) (a * c);
+            sin[i] = (float) (a * s);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "RotaryEmbedding(headDim=" + headDim + ", rotaryDim=" + rotaryDim() + ", " + style + ", " + frequencies + ")";
+    }
+
+    /** Exactly one of {@code heapRows} and {@code segmentRows} is given. */
+    private void apply(float[] heapRows, MemorySegment segmentRows, String sizeName, long size, int numHeads,
+            int[] positions, int firstPosition, int numTokens) {
+        if (numHeads < 1) {
+            throw new IllegalArgumentException("numHeads=" + numHeads + " must be >= 1");
+        }
+        long need = (long) numTokens * numHeads * headDim;
+        if (size < need) {
+            throw new IllegalArgumentException(sizeName + "=" + size + " must be >= numTokens x numHeads x headDim = "
+                    + numTokens + " x " + numHeads + " x " + headDim + " = " + need);
+        }
+        int rotary = 2 * half;
+        float[] cos = new float[half];
+        float[] sin = new float[half];
+        float[] factors = new float[rotary];    // GPTJ: [cos0, cos0, cos1, cos1, ...]
+        float[] signedSin = new float[rotary];  // GPTJ: [-sin0, sin0, -sin1, sin1, ...]
+        float[] staged = segmentRows != null ? new float[rotary] : null; // a head of off-heap rows, rotated on the heap
+        for (int t = 0; t < numTokens; t++) {
+            angles(positions != null ? positions[t] : firstPosition + t, cos, sin);
+            if (style == Style.GPTJ) {
+                for (int i = 0; i < half; i++) {
+                    factors[2 * i] = cos[i];
+                    factors[2 * i + 1] = cos[i];
+                    signedSin[2 * i] = -sin[i];
+                    signedSin[2 * i + 1] = sin[i];
+                }
+            }
+            for (int h = 0; h < numHeads; h++) {
+                long head = ((long) t * numHeads + h) * headDim;
+                float[] a = heapRows;
+                int at = (int) head;
+                if (staged != null) {
+                    MemorySegment.copy(segmentRows, ValueLayout.JAVA_FLOAT, head * Float.BYTES, staged, 0, rotary);
+                    a = staged;
+                    at = 0;
+                }
+                if (style == Style.NEOX) {
+                    rotateHalves(a, at, cos, sin);
+                } else {
+                    rotatePairs(a, at, factors, signedSin);
+                }
+                if (staged != null) {
+                    MemorySegment.copy(staged, 0, segmentRows, ValueLayout.JAVA_FLOAT, head * Float.BYTES, rotary);
+                }
+            }
+        }
+    }
+
+    /** NEOX: x at head + i, y at head + half + i. */
+    private void rotateHalves(float[] a, int head, float[] cos, float[] sin) {
+        int i = 0;
+        for (; i <= half - LANES; i += LANES) {
+            FloatVector x = FloatVector.fromArray(FLOATS, a, head + i);
+            FloatVector y = FloatVector.fromArray(FLOATS, a, head + half + i);
+            FloatVector c = FloatVector.fromArray(FLOATS, cos, i);
+            FloatVector s = FloatVector.fromArray(FLOATS, sin, i);
+            x.fma(c, y.mul(s.neg())).intoArray(a, head + i);
+            y.fma(c, x.mul(s)).intoArray(a, head + half + i);
+        }
+        for (; i < half; i++) {
+            float x = a[head + i];
+            float y = a[head + half + i];
+            a[head + i] = Math.fma(x, cos[i], y * -sin[i]);
+            a[head + half + i] = Math.fma(y, cos[i], x * sin[i]);
+        }
+    }
+
+    /** GPTJ: element j and its partner j ^ 1, {@code fma(x_j, factors_j, x_(j^1) * signedSin_j)}. */
+    private void rotatePairs(float[] a, int head, float[] factors, float[] signedSin) {
+        int rotary = 2 * half;
+        int j = 0;
+        for (; j <= rotary - LANES; j += LANES) {
+            FloatVector x = FloatVector.fromArray(FLOATS, a, head + j);
+            FloatVector c = FloatVector.fromArray(FLOATS, factors, j);
+            FloatVector s = FloatVector.fromArray(FLOATS, signedSin, j);
+            x.fma(c, x.rearrange(SWAP_PAIRS).mul(s)).intoArray(a, head + j);
+        }
+        for (; j < rotary; j += 2) {
+            float x = a[head + j];
+            float y = a[head + j + 1];
+            a[head + j] = Math.fma(x, factors[j], y * signedSin[j]);
+            a[head + j + 1] = Math.fma(y, factors[j + 1], x * signedSin[j + 1]);
+        }
+    }
+
+    private static float[] heap(float[] rows) {
+        if (rows == null) {
+            throw new IllegalArgumentException("rows=null");
+        }
+        return rows;
+    }
+
+    private static MemorySegment segment(FloatArray rows) {
+        if (rows == null) {
+            throw new IllegalArgumentException("rows=null");
+        }
+        return rows.getSegment();
+    }
+
+    /** Every position checked before any row turns, so a bad one changes nothing. */
+    private static int[] requirePositions(int[] positions) {
+        if (positions == null) {
+            throw new IllegalArgumentException("positions=null");
+        }
+        for (int t = 0; t < positions.length; t++) {
+            if (positions[t] < 0) {
+                throw new IllegalArgumentException("positions[" + t + "]=" + positions[t] + " must be >= 0");
+            }
+        }
+        return positions;
+    }
+
+    private static int requireRange(int firstPosition, int numTokens) {
+        if (firstPosition < 0 || numTokens < 0 || (long) firstPosition + numTokens - 1 > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("firstPosition=" + firstPosition + ", numTokens=" + numTokens
+                    + ": need firstPosition >= 0, numTokens >= 0 and the last position <= " + Integer.MAX_VALUE);
+        }
+        return firstPosition;
+    }
+}
