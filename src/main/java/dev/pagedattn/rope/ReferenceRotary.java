@@ -20,7 +20,7 @@ public final class ReferenceRotary {
         }
         for (int t = 0; t < positions.length; t++) {
             for (int h = 0; h < numHeads; h++) {
-                int head = (t * numHeads + h) * headDim;
+                int head = (t * numHeads + h) * headDim + rope.rotaryOffset();
                 for (int i = 0; i < half; i++) {
                     double angle = positions[t] * f.inverseFrequency(i);
                     double c = f.attentionFactor() * Math.cos(angle);

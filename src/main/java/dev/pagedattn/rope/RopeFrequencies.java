@@ -78,8 +78,9 @@ public final class RopeFrequencies {
     }
 
     /**
-     * YaRN ({@code rope_type: yarn}; Qwen 2.5 long-context, DeepSeek V2/V3) with the paper's {@code beta_fast = 32},
-     * {@code beta_slow = 1} and attention factor {@code 0.1 ln(factor) + 1}.
+     * YaRN ({@code rope_type: yarn}; Qwen 2.5 long-context) with the paper's {@code beta_fast = 32}, {@code beta_slow = 1}
+     * and attention factor {@code 0.1 ln(factor) + 1}. DeepSeek V2/V3's configs set the attention factor by their
+     * {@code mscale} fields: the seven-argument form.
      */
     public static RopeFrequencies yarn(int rotaryDim, double theta, double factor, int originalMaxPositions) {
         requireFactor(factor);
@@ -89,11 +90,21 @@ public final class RopeFrequencies {
     /**
      * YaRN: pairs that turn more than {@code betaFast} times over {@code originalMaxPositions} keep their frequency, those
      * that turn fewer than {@code betaSlow} times are divided by {@code factor}, and a linear ramp over the dims between
-     * (ends floored and ceiled, as {@code transformers} does) blends the two. {@code attentionFactor} scales every rotated
-     * pair: DeepSeek's {@code mscale} / {@code mscale_all_dim} ratio where a config gives them (1 for DeepSeek V3).
+     * (its ends floored and ceiled, {@code transformers}' default) blends the two. {@code attentionFactor} scales every
+     * rotated pair: DeepSeek's {@code mscale} / {@code mscale_all_dim} ratio where a config gives them (1 for DeepSeek
+     * V3).
      */
     public static RopeFrequencies yarn(int rotaryDim, double theta, double factor, int originalMaxPositions,
             double betaFast, double betaSlow, double attentionFactor) {
+        return yarn(rotaryDim, theta, factor, originalMaxPositions, betaFast, betaSlow, attentionFactor, true);
+    }
+
+    /**
+     * YaRN with the ramp's ends floored and ceiled ({@code truncate}, {@code transformers}' default) or not (gpt-oss's
+     * config: {@code "truncate": false}).
+     */
+    public static RopeFrequencies yarn(int rotaryDim, double theta, double factor, int originalMaxPositions,
+            double betaFast, double betaSlow, double attentionFactor, boolean truncate) {
         requireFactor(factor);
         requireOriginal(originalMaxPositions);
         if (!(betaSlow > 0) || !(betaFast > betaSlow) || !Double.isFinite(betaFast)) {
@@ -101,8 +112,10 @@ public final class RopeFrequencies {
                     + ": need 0 < betaSlow < betaFast, both finite");
         }
         double[] f = base(rotaryDim, theta);
-        double low = Math.max(Math.floor(correctionDim(betaFast, rotaryDim, theta, originalMaxPositions)), 0);
-        double high = Math.min(Math.ceil(correctionDim(betaSlow, rotaryDim, theta, originalMaxPositions)), rotaryDim - 1);
+        double low = correctionDim(betaFast, rotaryDim, theta, originalMaxPositions);
+        double high = correctionDim(betaSlow, rotaryDim, theta, originalMaxPositions);
+        low = Math.max(truncate ? Math.floor(low) : low, 0);
+        high = Math.min(truncate ? Math.ceil(high) : high, rotaryDim - 1);
         if (low == high) {
             high += 0.001; // transformers' guard against an empty ramp
         }
@@ -111,7 +124,8 @@ public final class RopeFrequencies {
             f[i] = f[i] / factor * interpolated + f[i] * (1 - interpolated);
         }
         return new RopeFrequencies("yarn(theta=" + theta + ", factor=" + factor + ", original=" + originalMaxPositions
-                + ", betaFast=" + betaFast + ", betaSlow=" + betaSlow + ", attentionFactor=" + attentionFactor + ")", f,
+                + ", betaFast=" + betaFast + ", betaSlow=" + betaSlow + ", attentionFactor=" + attentionFactor
+                + (truncate ? "" : ", truncate=false") + ")", f,
                 requireAttentionFactor(attentionFactor));
     }
 

@@ -16,10 +16,11 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  * <pre>
  *  rows       [numTokens][numHeads][headDim]  fp32 (float[] or FloatArray), rotated in place; token t at positions[t]
  *  positions  [numTokens]                      0 .. 2^31 - 1, or firstPosition + t
- *  pair i of a head (i < rotaryDim / 2), turned by angle = position * inverseFrequency(i):
+ *  pair i of a head (i < rotaryDim / 2), turned by angle = position * inverseFrequency(i), dims counted from rotaryOffset:
  *    NEOX  dims (i, i + rotaryDim / 2)   x' = a (x cos - y sin),  y' = a (y cos + x sin)   a = attention factor
  *    GPTJ  dims (2i, 2i + 1)
- *  dims rotaryDim .. headDim - 1 pass through (partial rotary: GPT-NeoX, Phi-2, ChatGLM)
+ *  the other dims pass through: rotaryOffset 0 and rotaryDim < headDim is partial rotary (GPT-NeoX, Phi-2, ChatGLM);
+ *  DeepSeek's MLA turns the last 64 of its 576 (its latent vectors and absorbed queries: rotaryOffset 512)
  * </pre>
  *
  * <p>Angles are fp64: {@code cos} and {@code sin} of {@code position * inverseFrequency} come from three tables of
@@ -47,6 +48,7 @@ public final class RotaryEmbedding {
     private static final int TOP_SIZE = 1 << (31 - 2 * LEVEL_BITS);
 
     private final int headDim;
+    private final int rotaryOffset;         // the first rotated dim of a head
     private final int half;                 // rotaryDim / 2
     private final Style style;
     private final RopeFrequencies frequencies;
@@ -55,13 +57,23 @@ public final class RotaryEmbedding {
 
     /** Rotation of the first {@code frequencies.rotaryDim()} of every head's {@code headDim} dims in {@code style}. */
     public RotaryEmbedding(int headDim, RopeFrequencies frequencies, Style style) {
+        this(headDim, 0, frequencies, style);
+    }
+
+    /**
+     * Rotation of dims {@code rotaryOffset .. rotaryOffset + frequencies.rotaryDim() - 1} of every head's {@code headDim}
+     * in {@code style} (DeepSeek's MLA: headDim 576, rotaryOffset 512, rotary dim 64, GPTJ pairs as vLLM runs it).
+     */
+    public RotaryEmbedding(int headDim, int rotaryOffset, RopeFrequencies frequencies, Style style) {
         if (frequencies == null || style == null) {
             throw new IllegalArgumentException("frequencies=" + frequencies + ", style=" + style + ": both required");
         }
-        if (headDim < frequencies.rotaryDim()) {
-            throw new IllegalArgumentException("headDim=" + headDim + " must be >= rotaryDim=" + frequencies.rotaryDim());
+        if (rotaryOffset < 0 || (long) rotaryOffset + frequencies.rotaryDim() > headDim) {
+            throw new IllegalArgumentException("headDim=" + headDim + " must be >= rotaryOffset=" + rotaryOffset + " + rotaryDim="
+                    + frequencies.rotaryDim() + ", rotaryOffset >= 0");
         }
         this.headDim = headDim;
+        this.rotaryOffset = rotaryOffset;
         this.half = frequencies.rotaryDim() / 2;
         this.style = style;
         this.frequencies = frequencies;
@@ -88,6 +100,11 @@ public final class RotaryEmbedding {
 
     public int rotaryDim() {
         return 2 * half;
+    }
+
+    /** The first rotated dim of a head. */
+    public int rotaryOffset() {
+        return rotaryOffset;
     }
 
     public Style style() {
@@ -156,7 +173,8 @@ public final class RotaryEmbedding {
 
     @Override
     public String toString() {
-        return "RotaryEmbedding(headDim=" + headDim + ", rotaryDim=" + rotaryDim() + ", " + style + ", " + frequencies + ")";
+        return "RotaryEmbedding(headDim=" + headDim + (rotaryOffset > 0 ? ", rotaryOffset=" + rotaryOffset : "") + ", rotaryDim="
+                + rotaryDim() + ", " + style + ", " + frequencies + ")";
     }
 
     /** Exactly one of {@code heapRows} and {@code segmentRows} is given. */
@@ -187,7 +205,7 @@ public final class RotaryEmbedding {
                 }
             }
             for (int h = 0; h < numHeads; h++) {
-                long head = ((long) t * numHeads + h) * headDim;
+                long head = ((long) t * numHeads + h) * headDim + rotaryOffset;
                 float[] a = heapRows;
                 int at = (int) head;
                 if (staged != null) {

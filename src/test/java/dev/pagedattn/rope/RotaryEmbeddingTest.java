@@ -31,7 +31,7 @@ class RotaryEmbeddingTest {
         RopeFrequencies.llama3(128, 500000, 8, 1, 4, 8192),
         RopeFrequencies.yarn(128, 1e6, 4, 32768),
         RopeFrequencies.standard(32, 10000),                   // Phi-2: 32 of 80 dims rotated
-        RopeFrequencies.yarn(64, 10000, 40, 4096),             // DeepSeek's rotary key part, attention factor 1.37
+        RopeFrequencies.yarn(64, 10000, 40, 4096),             // YaRN at DeepSeek's factor, the paper's attention factor 1.37
         RopeFrequencies.custom(new double[] {0.9, 0.3, 0.1}, 1.0), // a tail of 6 rotated dims on any lane count
     };
     private static final int[] HEAD_DIMS = {128, 128, 256, 80, 64, 8};
@@ -116,6 +116,40 @@ class RotaryEmbeddingTest {
         }
     }
 
+    /**
+     * DeepSeek's MLA: rotary dims 512..575 of a 576-wide row turn as a 64-wide row of the same rule would, bit for bit,
+     * the 512 before them untouched; against fp64 too.
+     */
+    @Test
+    void anOffsetTurnsTheDimsASliceWouldTurn() {
+        long seed = TestSeeds.fresh("anOffsetTurnsTheDimsASliceWouldTurn");
+        SplittableRandom random = new SplittableRandom(seed);
+        RopeFrequencies deepSeek = RopeFrequencies.yarn(64, 10000, 40, 4096, 32, 1, 1.0); // DeepSeek V3's config
+        for (Style style : Style.values()) {
+            RotaryEmbedding latent = new RotaryEmbedding(576, 512, deepSeek, style);
+            RotaryEmbedding slice = new RotaryEmbedding(64, deepSeek, style);
+            int numHeads = 3;
+            int[] positions = randomPositions(random, 6);
+            float[] rows = randomRows(random, positions.length * numHeads * 576);
+            float[] before = rows.clone();
+            float[] tails = new float[positions.length * numHeads * 64];
+            for (int r = 0; r < positions.length * numHeads; r++) {
+                System.arraycopy(rows, r * 576 + 512, tails, r * 64, 64);
+            }
+            double[] want = ReferenceRotary.rotate(latent, rows, numHeads, positions);
+            latent.apply(rows, numHeads, positions);
+            slice.apply(tails, numHeads, positions);
+            for (int r = 0; r < positions.length * numHeads; r++) {
+                assertArrayEquals(Arrays.copyOfRange(before, r * 576, r * 576 + 512), Arrays.copyOfRange(rows, r * 576, r * 576 + 512),
+                        style + " row " + r + ": the latent part moved");
+                assertArrayEquals(Arrays.copyOfRange(tails, r * 64, r * 64 + 64), Arrays.copyOfRange(rows, r * 576 + 512, r * 576 + 576),
+                        style + " row " + r + " seed=" + seed);
+                double e = relativeL2(rows, want, r * 576 + 512, 64);
+                assertTrue(e > 0 && e <= REL_L2, style + " row " + r + ": relative L2 " + e + " seed=" + seed);
+            }
+        }
+    }
+
     /** A range of positions is the same as the array of those positions. */
     @Test
     void aRangeIsItsPositions() {
@@ -165,7 +199,11 @@ class RotaryEmbeddingTest {
         assertNamed("rows=null", () -> rope.apply((float[]) null, 2, 0, 1));
         assertNamed("positions=null", () -> rope.apply(rows, 2, null));
         assertArrayEquals(before, rows);
-        assertNamed("headDim=32 must be >= rotaryDim=64", () -> new RotaryEmbedding(32, RopeFrequencies.standard(64, 10000), Style.NEOX));
+        assertNamed("headDim=32 must be >= rotaryOffset=0 + rotaryDim=64",
+                () -> new RotaryEmbedding(32, RopeFrequencies.standard(64, 10000), Style.NEOX));
+        assertNamed("headDim=576 must be >= rotaryOffset=520 + rotaryDim=64",
+                () -> new RotaryEmbedding(576, 520, RopeFrequencies.standard(64, 10000), Style.GPTJ));
+        assertNamed("rotaryOffset=-1", () -> new RotaryEmbedding(576, -1, RopeFrequencies.standard(64, 10000), Style.GPTJ));
         assertNamed("position=-1", () -> rope.angles(-1, new float[32], new float[32]));
         assertNamed("cos.length=31", () -> rope.angles(0, new float[31], new float[32]));
         rope.apply(rows, 2, Integer.MAX_VALUE, 1); // the last position is one
