@@ -2,6 +2,7 @@ package dev.pagedattn.rope;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
@@ -193,7 +194,6 @@ public final class RotaryEmbedding {
         float[] sin = new float[half];
         float[] factors = new float[rotary];    // GPTJ: [cos0, cos0, cos1, cos1, ...]
         float[] signedSin = new float[rotary];  // GPTJ: [-sin0, sin0, -sin1, sin1, ...]
-        float[] staged = segmentRows != null ? new float[rotary] : null; // a head of off-heap rows, rotated on the heap
         for (int t = 0; t < numTokens; t++) {
             angles(positions != null ? positions[t] : firstPosition + t, cos, sin);
             if (style == Style.GPTJ) {
@@ -206,20 +206,16 @@ public final class RotaryEmbedding {
             }
             for (int h = 0; h < numHeads; h++) {
                 long head = ((long) t * numHeads + h) * headDim + rotaryOffset;
-                float[] a = heapRows;
-                int at = (int) head;
-                if (staged != null) {
-                    MemorySegment.copy(segmentRows, ValueLayout.JAVA_FLOAT, head * Float.BYTES, staged, 0, rotary);
-                    a = staged;
-                    at = 0;
-                }
-                if (style == Style.NEOX) {
-                    rotateHalves(a, at, cos, sin);
+                if (heapRows != null) {
+                    if (style == Style.NEOX) {
+                        rotateHalves(heapRows, (int) head, cos, sin);
+                    } else {
+                        rotatePairs(heapRows, (int) head, factors, signedSin);
+                    }
+                } else if (style == Style.NEOX) {
+                    rotateHalves(segmentRows, head, cos, sin);
                 } else {
-                    rotatePairs(a, at, factors, signedSin);
-                }
-                if (staged != null) {
-                    MemorySegment.copy(staged, 0, segmentRows, ValueLayout.JAVA_FLOAT, head * Float.BYTES, rotary);
+                    rotatePairs(segmentRows, head, factors, signedSin);
                 }
             }
         }
@@ -259,6 +255,49 @@ public final class RotaryEmbedding {
             float y = a[head + j + 1];
             a[head + j] = Math.fma(x, factors[j], y * signedSin[j]);
             a[head + j + 1] = Math.fma(y, factors[j + 1], x * signedSin[j + 1]);
+        }
+    }
+
+    /**
+     * {@link #rotateHalves(float[], int, float[], float[])} on off-heap rows (a FloatArray's segment), the same
+     * operations in the same order: the same bits ({@code RotaryEmbeddingTest}).
+     */
+    private void rotateHalves(MemorySegment a, long head, float[] cos, float[] sin) {
+        int i = 0;
+        for (; i <= half - LANES; i += LANES) {
+            long xAt = (head + i) * Float.BYTES;
+            long yAt = (head + half + i) * Float.BYTES;
+            FloatVector x = FloatVector.fromMemorySegment(FLOATS, a, xAt, ByteOrder.nativeOrder());
+            FloatVector y = FloatVector.fromMemorySegment(FLOATS, a, yAt, ByteOrder.nativeOrder());
+            FloatVector c = FloatVector.fromArray(FLOATS, cos, i);
+            FloatVector s = FloatVector.fromArray(FLOATS, sin, i);
+            x.fma(c, y.mul(s.neg())).intoMemorySegment(a, xAt, ByteOrder.nativeOrder());
+            y.fma(c, x.mul(s)).intoMemorySegment(a, yAt, ByteOrder.nativeOrder());
+        }
+        for (; i < half; i++) {
+            float x = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + i);
+            float y = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + half + i);
+            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + i, Math.fma(x, cos[i], y * -sin[i]));
+            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + half + i, Math.fma(y, cos[i], x * sin[i]));
+        }
+    }
+
+    /** {@link #rotatePairs(float[], int, float[], float[])} on off-heap rows, the same operations in the same order. */
+    private void rotatePairs(MemorySegment a, long head, float[] factors, float[] signedSin) {
+        int rotary = 2 * half;
+        int j = 0;
+        for (; j <= rotary - LANES; j += LANES) {
+            long at = (head + j) * Float.BYTES;
+            FloatVector x = FloatVector.fromMemorySegment(FLOATS, a, at, ByteOrder.nativeOrder());
+            FloatVector c = FloatVector.fromArray(FLOATS, factors, j);
+            FloatVector s = FloatVector.fromArray(FLOATS, signedSin, j);
+            x.fma(c, x.rearrange(SWAP_PAIRS).mul(s)).intoMemorySegment(a, at, ByteOrder.nativeOrder());
+        }
+        for (; j < rotary; j += 2) {
+            float x = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + j);
+            float y = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + j + 1);
+            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + j, Math.fma(x, factors[j], y * signedSin[j]));
+            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + j + 1, Math.fma(y, factors[j + 1], x * signedSin[j + 1]));
         }
     }
 

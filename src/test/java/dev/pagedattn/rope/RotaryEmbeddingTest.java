@@ -102,17 +102,21 @@ class RotaryEmbeddingTest {
         long seed = TestSeeds.fresh("aTornadoArrayAndAJavaArrayGiveTheSameBits");
         SplittableRandom random = new SplittableRandom(seed);
         for (Style style : Style.values()) {
-            RotaryEmbedding rope = new RotaryEmbedding(128, RopeFrequencies.llama3(128, 500000, 8, 1, 4, 8192), style);
-            float[] rows = randomRows(random, 7 * 4 * 128 + 5); // 5 elements past the rows
-            FloatArray array = FloatArray.fromArray(rows);
-            int first = random.nextInt(1 << 20);
-            rope.apply(rows, 4, first, 7);
-            rope.apply(array, 4, first, 7);
-            assertArrayEquals(rows, array.toHeapArray(), style + " seed=" + seed);
-            int[] positions = randomPositions(random, 7);
-            rope.apply(rows, 4, positions);
-            rope.apply(array, 4, positions);
-            assertArrayEquals(rows, array.toHeapArray(), style + " seed=" + seed);
+            // rotary dims 128 (whole vectors) and 34 at an offset (a scalar tail on every lane count)
+            for (RotaryEmbedding rope : new RotaryEmbedding[] {
+                new RotaryEmbedding(128, RopeFrequencies.llama3(128, 500000, 8, 1, 4, 8192), style),
+                new RotaryEmbedding(128, 90, RopeFrequencies.standard(34, 10000), style)}) {
+                float[] rows = randomRows(random, 7 * 4 * 128 + 5); // 5 elements past the rows
+                FloatArray array = FloatArray.fromArray(rows);
+                int first = random.nextInt(1 << 20);
+                rope.apply(rows, 4, first, 7);
+                rope.apply(array, 4, first, 7);
+                assertArrayEquals(rows, array.toHeapArray(), style + " seed=" + seed);
+                int[] positions = randomPositions(random, 7);
+                rope.apply(rows, 4, positions);
+                rope.apply(array, 4, positions);
+                assertArrayEquals(rows, array.toHeapArray(), rope + " seed=" + seed);
+            }
         }
     }
 

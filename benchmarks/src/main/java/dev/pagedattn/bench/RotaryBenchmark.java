@@ -17,13 +17,15 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Warmup;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * Rotary embeddings of {@code tokens} tokens' query and key rows (32 query and 8 KV heads of 128 dims, Llama 3.1's
  * frequencies) on one thread, each token at its own position in [0, 131072). {@code impl=library}: {@link RotaryEmbedding}
  * (fp64 angles from three tables, rounded once; Vector API). {@code impl=cache}, the baseline of the same run: vLLM's
  * way, a table of fp32 cos and sin for every position up to the model's 131072 (64 MB here), read per token, and a plain
- * loop of the same fma per element. Mean us per call. Setup checks both against the fp64 rotation.
+ * loop of the same fma per element. {@code -p rows=floatArray} (library only) turns TornadoVM arrays instead of
+ * {@code float[]}. Mean us per call. Setup checks both against the fp64 rotation.
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
@@ -49,10 +51,16 @@ public class RotaryBenchmark {
     @Param({"library", "cache"})
     public String impl;
 
+    /** The library's rows as a {@code float[]} or a TornadoVM {@code FloatArray} (off-heap, each head staged on the heap). */
+    @Param({"array"})
+    public String rows;
+
     private RotaryEmbedding rope;
     private float[] cosSin;     // impl=cache: [MAX_POSITIONS][cos 64 | sin 64]
     private float[] q;          // [tokens][Q_HEADS][HEAD_DIM]
     private float[] k;          // [tokens][KV_HEADS][HEAD_DIM]
+    private FloatArray offHeapQ; // rows=floatArray: q and k off-heap
+    private FloatArray offHeapK;
     private int[] positions;    // [tokens]
 
     @Setup(Level.Trial)
@@ -84,6 +92,15 @@ public class RotaryBenchmark {
         } else if (!impl.equals("library")) {
             throw new IllegalArgumentException("impl=" + impl + " is not library or cache");
         }
+        if (rows.equals("floatArray")) {
+            if (cosSin != null) {
+                throw new IllegalArgumentException("rows=floatArray times the library only (impl=library)");
+            }
+            offHeapQ = FloatArray.fromArray(q);
+            offHeapK = FloatArray.fromArray(k);
+        } else if (!rows.equals("array")) {
+            throw new IllegalArgumentException("rows=" + rows + " is not array or floatArray");
+        }
         float[] rq = q.clone();
         rotate(rq, Q_HEADS);
         double[] want = ReferenceRotary.rotate(rope, q, Q_HEADS, positions);
@@ -100,7 +117,12 @@ public class RotaryBenchmark {
 
     /** Both row sets turned in place: each call turns them further, which costs what a first turn costs. */
     @Benchmark
-    public float[] rotate() {
+    public Object rotate() {
+        if (offHeapQ != null) {
+            rope.apply(offHeapQ, Q_HEADS, positions);
+            rope.apply(offHeapK, KV_HEADS, positions);
+            return offHeapK;
+        }
         rotate(q, Q_HEADS);
         rotate(k, KV_HEADS);
         return k;
