@@ -284,6 +284,25 @@ public final class PrefillBatch {
     }
 
     /**
+     * The position of every query row, in the packed rows' order ({@code [totalQueries]}): a row's {@link #treePosition},
+     * so a token tree's drafts sit at {@code contextLen - qLen + depth}, as speculative decoding turns them. What
+     * {@code RotaryEmbedding.apply} takes for the new tokens' queries and keys. Refused for a {@link #nonCausal} batch,
+     * whose queries (an encoder's or a decoder's across) have no place in its context.
+     */
+    public int[] queryPositions() {
+        if (!causal) {
+            throw new IllegalArgumentException("causal=false: a non-causal batch's queries have no positions in its context");
+        }
+        int[] positions = new int[totalQueries()];
+        for (int i = 0; i < numSeqs(); i++) {
+            for (int j = 0; j < qLen(i); j++) {
+                positions[qStart(i) + j] = treePosition(i, j);
+            }
+        }
+        return positions;
+    }
+
+    /**
      * Where query {@code j} of sequence {@code i} sits for its sliding window: its position, or with a mask its tree
      * position {@code contextLen - qLen + depth(j)} (at most its position).
      */

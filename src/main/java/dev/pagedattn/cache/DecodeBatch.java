@@ -220,6 +220,18 @@ public final class DecodeBatch {
         return new DecodeBatch(ids, width, flat, lens.clone(), blockSize, source, gens, held, window, skipped, null);
     }
 
+    /**
+     * The position of each row's query token, {@code contextLen - 1} ({@code [numSeqs]}): what
+     * {@code RotaryEmbedding.apply} takes for a decode step's queries and its new keys.
+     */
+    public int[] queryPositions() {
+        int[] positions = new int[contextLens.length];
+        for (int i = 0; i < positions.length; i++) {
+            positions[i] = contextLens[i] - 1;
+        }
+        return positions;
+    }
+
     /** Whether this batch attends selected blocks only ({@link #selectBlocks}). */
     public boolean selected() {
         return selection != null;
