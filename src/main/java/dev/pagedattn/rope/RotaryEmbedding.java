@@ -24,10 +24,8 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
  *  DeepSeek's MLA turns the last 64 of its 576 (its latent vectors and absorbed queries: rotaryOffset 512)
  * </pre>
  *
- * <p>Angles are fp64: {@code cos} and {@code sin} of {@code position * inverseFrequency} come from three tables of
- * 2048 positions each (bits 0-10, 11-21 and 22-30 of the position), combined by the angle-addition rule in fp64 and
- * rounded once to fp32, so position 2^31 - 1 is as exact as position 1 (no table of every position, as vLLM's
- * {@code cos_sin_cache} holds, and no fp32 angle, whose error grows with the position). Each element is then
+ * <p>Angles are fp64 ({@link RotaryAngles}: three small tables combined by angle addition, rounded once to fp32), so
+ * position 2^31 - 1 is as exact as position 1. Each element is then
  * {@code fma(x, a cos, partner * (-+a sin))} in fp32, the same bits in a vector lane and in the scalar tail. The object
  * is immutable; calls on disjoint rows may run on many threads.
  */
@@ -44,17 +42,13 @@ public final class RotaryEmbedding {
     private static final int LANES = FLOATS.length();
     /** Lane j takes lane j ^ 1: each GPTJ pair's partner. */
     private static final VectorShuffle<Float> SWAP_PAIRS = VectorShuffle.fromOp(FLOATS, j -> j ^ 1);
-    private static final int LEVEL_BITS = 11;
-    private static final int LEVEL_SIZE = 1 << LEVEL_BITS;
-    private static final int TOP_SIZE = 1 << (31 - 2 * LEVEL_BITS);
 
     private final int headDim;
     private final int rotaryOffset;         // the first rotated dim of a head
     private final int half;                 // rotaryDim / 2
     private final Style style;
     private final RopeFrequencies frequencies;
-    private final double[][] cosTables;     // [3][entry * half + i]: cos(entry << (level * 11) * inverseFrequency(i))
-    private final double[][] sinTables;     // the same for sin
+    private final RotaryAngles angles;
 
     /** Rotation of the first {@code frequencies.rotaryDim()} of every head's {@code headDim} dims in {@code style}. */
     public RotaryEmbedding(int headDim, RopeFrequencies frequencies, Style style) {
@@ -78,21 +72,7 @@ public final class RotaryEmbedding {
         this.half = frequencies.rotaryDim() / 2;
         this.style = style;
         this.frequencies = frequencies;
-        this.cosTables = new double[3][];
-        this.sinTables = new double[3][];
-        for (int level = 0; level < 3; level++) {
-            int entries = level < 2 ? LEVEL_SIZE : TOP_SIZE;
-            cosTables[level] = new double[entries * half];
-            sinTables[level] = new double[entries * half];
-            for (int e = 0; e < entries; e++) {
-                double steps = (double) ((long) e << (level * LEVEL_BITS));
-                for (int i = 0; i < half; i++) {
-                    double angle = steps * frequencies.inverseFrequency(i);
-                    cosTables[level][e * half + i] = Math.cos(angle);
-                    sinTables[level][e * half + i] = Math.sin(angle);
-                }
-            }
-        }
+        this.angles = new RotaryAngles(frequencies);
     }
 
     public int headDim() {
@@ -149,27 +129,7 @@ public final class RotaryEmbedding {
             throw new IllegalArgumentException("cos.length=" + (cos == null ? "null" : cos.length) + ", sin.length="
                     + (sin == null ? "null" : sin.length) + ": each must be >= rotaryDim / 2 = " + half);
         }
-        int lo = position & (LEVEL_SIZE - 1);
-        int mid = (position >>> LEVEL_BITS) & (LEVEL_SIZE - 1);
-        int top = position >>> (2 * LEVEL_BITS);
-        double a = frequencies.attentionFactor();
-        for (int i = 0; i < half; i++) {
-            double c0 = cosTables[0][lo * half + i];
-            double s0 = sinTables[0][lo * half + i];
-            double c1 = cosTables[1][mid * half + i];
-            double s1 = sinTables[1][mid * half + i];
-            double c = c0 * c1 - s0 * s1;
-            double s = s0 * c1 + c0 * s1;
-            if (top != 0) {
-                double c2 = cosTables[2][top * half + i];
-                double s2 = sinTables[2][top * half + i];
-                double t = c * c2 - s * s2;
-                s = s * c2 + c * s2;
-                c = t;
-            }
-            cos[i] = (float) (a * c);
-            sin[i] = (float) (a * s);
-        }
+        angles.of(position, cos, sin);
     }
 
     @Override
@@ -195,7 +155,7 @@ public final class RotaryEmbedding {
         float[] factors = new float[rotary];    // GPTJ: [cos0, cos0, cos1, cos1, ...]
         float[] signedSin = new float[rotary];  // GPTJ: [-sin0, sin0, -sin1, sin1, ...]
         for (int t = 0; t < numTokens; t++) {
-            angles(positions != null ? positions[t] : firstPosition + t, cos, sin);
+            angles.of(positions != null ? positions[t] : firstPosition + t, cos, sin);
             if (style == Style.GPTJ) {
                 for (int i = 0; i < half; i++) {
                     factors[2 * i] = cos[i];
