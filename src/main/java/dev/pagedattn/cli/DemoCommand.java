@@ -313,7 +313,7 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     /** {@code n} floats of NaN: an output a step must overwrite. */
-    private static FloatArray poisoned(int n) {
+    static FloatArray poisoned(int n) {
         FloatArray out = new FloatArray(n);
         out.init(Float.NaN);
         return out;

@@ -1,10 +1,12 @@
 package dev.pagedattn.cli;
 
+import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.rope.ReferenceRotary;
 import dev.pagedattn.rope.RopeFrequencies;
 import dev.pagedattn.rope.RotaryEmbedding;
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
  * What rotary embeddings add to a decode step on the JVM (bench-cpu --rope): a step's new query rows ({@code batch x
@@ -33,8 +35,9 @@ final class RopeBench {
         float[] rk = k.clone();
         rope.apply(rq, qHeads, positions);
         rope.apply(rk, kvHeads, positions);
-        double relL2 = Math.max(relativeL2(rq, ReferenceRotary.rotate(rope, q, qHeads, positions)),
-                relativeL2(rk, ReferenceRotary.rotate(rope, k, kvHeads, positions)));
+        double relL2 = Math.max(
+                ReferenceAttention.relativeL2(FloatArray.fromArray(rq), ReferenceRotary.rotate(rope, q, qHeads, positions)),
+                ReferenceAttention.relativeL2(FloatArray.fromArray(rk), ReferenceRotary.rotate(rope, k, kvHeads, positions)));
         long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
         do {
             rotate(rope, q, k, rq, rk, qHeads, kvHeads, positions);
@@ -59,15 +62,5 @@ final class RopeBench {
         rope.apply(rq, qHeads, positions);
         rope.apply(rk, kvHeads, positions);
         return System.nanoTime() - t0;
-    }
-
-    private static double relativeL2(float[] got, double[] want) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < got.length; i++) {
-            num += (got[i] - want[i]) * (got[i] - want[i]);
-            den += want[i] * want[i];
-        }
-        return Math.sqrt(num / den);
     }
 }

@@ -57,8 +57,8 @@ final class RotaryDemo {
         rope.apply(all, spec.numQHeads(), new int[] {TOKENS - 1, SHIFT + TOKENS - 1, SHIFT + TOKENS});
         FloatArray step = FloatArray.fromArray(java.util.Arrays.copyOf(all.toHeapArray(), 2 * rows));
         FloatArray offQ = FloatArray.fromArray(java.util.Arrays.copyOfRange(all.toHeapArray(), 2 * rows, 3 * rows));
-        FloatArray out = poisoned(2 * rows);
-        FloatArray offOut = poisoned(rows);
+        FloatArray out = DemoCommand.poisoned(2 * rows);
+        FloatArray offOut = DemoCommand.poisoned(rows);
         try (DecodeAttention attention = Backends.create(backend, cache, spec, device, "auto")) {
             attention.decode(cache.batch(seqs), 0, step, out);
             attention.decode(cache.batch(seqs[1]), 0, offQ, offOut);
@@ -84,12 +84,6 @@ final class RotaryDemo {
         for (int i = 0; i < a.length; i++) {
             a[i] *= by;
         }
-        return a;
-    }
-
-    private static FloatArray poisoned(int n) {
-        FloatArray a = new FloatArray(n);
-        a.init(Float.NaN);
         return a;
     }
 }

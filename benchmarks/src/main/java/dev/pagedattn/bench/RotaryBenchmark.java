@@ -1,5 +1,6 @@
 package dev.pagedattn.bench;
 
+import dev.pagedattn.attention.ReferenceAttention;
 import dev.pagedattn.rope.ReferenceRotary;
 import dev.pagedattn.rope.RopeFrequencies;
 import dev.pagedattn.rope.RotaryEmbedding;
@@ -103,15 +104,9 @@ public class RotaryBenchmark {
         }
         float[] rq = q.clone();
         rotate(rq, Q_HEADS);
-        double[] want = ReferenceRotary.rotate(rope, q, Q_HEADS, positions);
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < rq.length; i++) {
-            num += (rq[i] - want[i]) * (rq[i] - want[i]);
-            den += want[i] * want[i];
-        }
-        if (!(Math.sqrt(num / den) < 1e-6)) {
-            throw new IllegalStateException(impl + " " + style + ": relative L2 " + Math.sqrt(num / den) + " against fp64");
+        double rel = ReferenceAttention.relativeL2(FloatArray.fromArray(rq), ReferenceRotary.rotate(rope, q, Q_HEADS, positions));
+        if (!(rel < 1e-6)) {
+            throw new IllegalStateException(impl + " " + style + ": relative L2 " + rel + " against fp64");
         }
     }
 
