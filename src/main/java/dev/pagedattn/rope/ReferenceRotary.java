@@ -11,6 +11,17 @@ public final class ReferenceRotary {
 
     /** {@code rows} rotated as {@code rope} would, token t at {@code positions[t]}, in fp64; {@code rows} is unchanged. */
     public static double[] rotate(RotaryEmbedding rope, float[] rows, int numHeads, int[] positions) {
+        return rotate(rope, null, rows, numHeads, new int[][] {positions});
+    }
+
+    /** {@code rows} rotated as {@code mrope} would, in fp64: pair i of token t at {@code positions[streamOf(i)][t]}. */
+    public static double[] rotate(MultimodalRotaryEmbedding mrope, float[] rows, int numHeads, int[][] positions) {
+        return rotate(mrope.rotation(), mrope, rows, numHeads, positions);
+    }
+
+    private static double[] rotate(RotaryEmbedding rope, MultimodalRotaryEmbedding mrope, float[] rows, int numHeads,
+            int[][] streams) {
+        int[] positions = streams[0];
         int headDim = rope.headDim();
         int half = rope.rotaryDim() / 2;
         RopeFrequencies f = rope.frequencies();
@@ -22,7 +33,7 @@ public final class ReferenceRotary {
             for (int h = 0; h < numHeads; h++) {
                 int head = (t * numHeads + h) * headDim + rope.rotaryOffset();
                 for (int i = 0; i < half; i++) {
-                    double angle = positions[t] * f.inverseFrequency(i);
+                    double angle = streams[mrope == null ? 0 : mrope.streamOf(i)][t] * f.inverseFrequency(i);
                     double c = f.attentionFactor() * Math.cos(angle);
                     double s = f.attentionFactor() * Math.sin(angle);
                     int xAt = head + (rope.style() == RotaryEmbedding.Style.NEOX ? i : 2 * i);

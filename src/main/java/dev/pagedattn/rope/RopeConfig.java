@@ -18,9 +18,10 @@ import java.util.Map;
  *               else 0.1 ln(factor) + 1; truncate true)
  * </pre>
  *
- * The rules whose frequencies change with the sequence (dynamic, longrope) or that need more than one position per token
- * (Qwen2-VL's mrope) are refused by name; {@link RopeFrequencies#custom} takes any list a caller computes. Every bad or
- * missing field is named with its value.
+ * The rules whose frequencies change with the sequence (dynamic, longrope) are refused by name;
+ * {@link RopeFrequencies#custom} takes any list a caller computes. A config with {@code mrope_section} (Qwen2-VL's
+ * multimodal RoPE) makes a {@link MultimodalRotaryEmbedding} ({@link #multimodalEmbedding}); Qwen3-VL's interleaved
+ * sections are refused. Every bad or missing field is named with its value.
  */
 public final class RopeConfig {
     private RopeConfig() {
@@ -28,7 +29,49 @@ public final class RopeConfig {
 
     /** The rotation {@code config} describes, in {@code style} (config.json does not say which pairs the weights use). */
     public static RotaryEmbedding embedding(Map<String, ?> config, RotaryEmbedding.Style style) {
+        int[] sections = mropeSections(config);
+        if (sections != null) {
+            throw new IllegalArgumentException("mrope_section=" + java.util.Arrays.toString(sections) + ": multimodal RoPE, whose"
+                    + " tokens have three positions (RopeConfig.multimodalEmbedding)");
+        }
         return new RotaryEmbedding(headDim(config), frequencies(config), style);
+    }
+
+    /**
+     * The multimodal rotation (M-RoPE: Qwen2-VL, Qwen2.5-VL) {@code config} describes: its frequencies, its pairs cut
+     * into {@code mrope_section}. Qwen3-VL's {@code mrope_interleaved} is refused by name.
+     */
+    public static MultimodalRotaryEmbedding multimodalEmbedding(Map<String, ?> config, RotaryEmbedding.Style style) {
+        int[] sections = mropeSections(config);
+        if (sections == null) {
+            throw new IllegalArgumentException("config has no rope_scaling.mrope_section (or rope_parameters.mrope_section):"
+                    + " not a multimodal RoPE");
+        }
+        return new MultimodalRotaryEmbedding(new RotaryEmbedding(headDim(config), frequencies(config), style), sections);
+    }
+
+    /** {@code mrope_section} of the config's rope_scaling or rope_parameters, or null. */
+    private static int[] mropeSections(Map<String, ?> config) {
+        if (config == null) {
+            throw new IllegalArgumentException("config=null");
+        }
+        String where = config.get("rope_scaling") != null ? "rope_scaling" : "rope_parameters";
+        Map<String, ?> scaling = map(config, where);
+        Object v = scaling == null ? null : scaling.get("mrope_section");
+        if (v == null) {
+            return null;
+        }
+        if (!(v instanceof java.util.List<?> list) || list.isEmpty()) {
+            throw new IllegalArgumentException(where + ".mrope_section=" + v + " is not a list of pair counts");
+        }
+        int[] sections = new int[list.size()];
+        for (int i = 0; i < sections.length; i++) {
+            if (!(list.get(i) instanceof Number n)) {
+                throw new IllegalArgumentException(where + ".mrope_section=" + v + " is not a list of pair counts");
+            }
+            sections[i] = whole(where + ".mrope_section[" + i + "]", n.doubleValue());
+        }
+        return sections;
     }
 
     /** The frequencies {@code config} describes. */
@@ -51,8 +94,12 @@ public final class RopeConfig {
         }
         int rotaryDim = rotaryDim(config, scaling, where);
         String type = scaling == null ? "default" : text(scaling, "rope_type", text(scaling, "type", "default"));
-        if (scaling != null && scaling.get("mrope_section") != null) {
-            type = "mrope"; // Qwen2-VL's: rope_type default with three sections of positions
+        if (scaling != null && Boolean.TRUE.equals(scaling.get("mrope_interleaved"))) {
+            throw new IllegalArgumentException(where + ".mrope_interleaved=true is not supported: Qwen3-VL's interleaved"
+                    + " sections (MultimodalRotaryEmbedding cuts contiguous ones)");
+        }
+        if (type.equals("mrope")) {
+            type = "default"; // Qwen2-VL's frequencies; its sections are multimodalEmbedding's
         }
         return switch (type) {
             case "default" -> RopeFrequencies.standard(rotaryDim, theta);
@@ -63,8 +110,6 @@ public final class RopeConfig {
             case "yarn" -> yarn(config, scaling, where, rotaryDim, theta);
             case "dynamic", "longrope" -> throw new IllegalArgumentException(where + ".rope_type=" + type + " is not supported: its"
                     + " frequencies change with the sequence's length (compute them and use RopeFrequencies.custom)");
-            case "mrope" -> throw new IllegalArgumentException(where + ".rope_type=" + type + " is not supported: multimodal"
-                    + " RoPE turns each token by three positions");
             default -> throw new IllegalArgumentException(where + ".rope_type=" + type + " is not one of default, linear,"
                     + " llama3, yarn");
         };

@@ -1,11 +1,6 @@
 package dev.pagedattn.rope;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorShuffle;
-import jdk.incubator.vector.VectorSpecies;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 
 /**
@@ -38,10 +33,6 @@ public final class RotaryEmbedding {
         GPTJ
     }
 
-    private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
-    private static final int LANES = FLOATS.length();
-    /** Lane j takes lane j ^ 1: each GPTJ pair's partner. */
-    private static final VectorShuffle<Float> SWAP_PAIRS = VectorShuffle.fromOp(FLOATS, j -> j ^ 1);
 
     private final int headDim;
     private final int rotaryOffset;         // the first rotated dim of a head
@@ -98,23 +89,31 @@ public final class RotaryEmbedding {
 
     /** Rotates {@code positions.length} tokens of {@code numHeads} heads in {@code rows}, token t at {@code positions[t]}. */
     public void apply(float[] rows, int numHeads, int[] positions) {
-        apply(heap(rows), null, "rows.length", rows.length, numHeads, requirePositions(positions), 0, positions.length);
+        int[] p = requirePositions(positions);
+        rotate(heap(rows), null, rows.length, numHeads, p.length, (t, cos, sin) -> angles.of(p[t], cos, sin));
     }
 
     /** Rotates {@code numTokens} tokens of {@code numHeads} heads in {@code rows}, token t at {@code firstPosition + t}. */
     public void apply(float[] rows, int numHeads, int firstPosition, int numTokens) {
-        apply(heap(rows), null, "rows.length", rows.length, numHeads, null, requireRange(firstPosition, numTokens), numTokens);
+        int first = requireRange(firstPosition, numTokens);
+        rotate(heap(rows), null, rows.length, numHeads, numTokens, (t, cos, sin) -> angles.of(first + t, cos, sin));
     }
 
     /** As {@link #apply(float[], int, int[])}, on a TornadoVM array (the rows a backend's {@code decode} reads). */
     public void apply(FloatArray rows, int numHeads, int[] positions) {
-        apply(null, segment(rows), "rows.getSize()", rows.getSize(), numHeads, requirePositions(positions), 0, positions.length);
+        int[] p = requirePositions(positions);
+        rotate(null, segment(rows), rows.getSize(), numHeads, p.length, (t, cos, sin) -> angles.of(p[t], cos, sin));
     }
 
     /** As {@link #apply(float[], int, int, int)}, on a TornadoVM array. */
     public void apply(FloatArray rows, int numHeads, int firstPosition, int numTokens) {
-        apply(null, segment(rows), "rows.getSize()", rows.getSize(), numHeads, null, requireRange(firstPosition, numTokens),
-                numTokens);
+        int first = requireRange(firstPosition, numTokens);
+        rotate(null, segment(rows), rows.getSize(), numHeads, numTokens, (t, cos, sin) -> angles.of(first + t, cos, sin));
+    }
+
+    /** The angle tables ({@link MultimodalRotaryEmbedding} reads them per position stream). */
+    RotaryAngles angleTables() {
+        return angles;
     }
 
     /**
@@ -138,16 +137,25 @@ public final class RotaryEmbedding {
                 + rotaryDim() + ", " + style + ", " + frequencies + ")";
     }
 
-    /** Exactly one of {@code heapRows} and {@code segmentRows} is given. */
-    private void apply(float[] heapRows, MemorySegment segmentRows, String sizeName, long size, int numHeads,
-            int[] positions, int firstPosition, int numTokens) {
+    /** The fp32 factors of every pair of token {@code t} of a call ({@link RotaryAngles#of} at its position). */
+    @FunctionalInterface
+    interface TokenAngles {
+        void of(int t, float[] cos, float[] sin);
+    }
+
+    /**
+     * Turns {@code numTokens} tokens of {@code numHeads} heads, token t by {@code tokenAngles}; exactly one of
+     * {@code heapRows} ({@code float[]}) and {@code segmentRows} (a FloatArray's) is given, {@code size} its length.
+     */
+    void rotate(float[] heapRows, MemorySegment segmentRows, long size, int numHeads, int numTokens, TokenAngles tokenAngles) {
         if (numHeads < 1) {
             throw new IllegalArgumentException("numHeads=" + numHeads + " must be >= 1");
         }
         long need = (long) numTokens * numHeads * headDim;
         if (size < need) {
-            throw new IllegalArgumentException(sizeName + "=" + size + " must be >= numTokens x numHeads x headDim = "
-                    + numTokens + " x " + numHeads + " x " + headDim + " = " + need);
+            throw new IllegalArgumentException((heapRows != null ? "rows.length=" : "rows.getSize()=") + size
+                    + " must be >= numTokens x numHeads x headDim = " + numTokens + " x " + numHeads + " x " + headDim + " = "
+                    + need);
         }
         int rotary = 2 * half;
         float[] cos = new float[half];
@@ -155,7 +163,7 @@ public final class RotaryEmbedding {
         float[] factors = new float[rotary];    // GPTJ: [cos0, cos0, cos1, cos1, ...]
         float[] signedSin = new float[rotary];  // GPTJ: [-sin0, sin0, -sin1, sin1, ...]
         for (int t = 0; t < numTokens; t++) {
-            angles.of(positions != null ? positions[t] : firstPosition + t, cos, sin);
+            tokenAngles.of(t, cos, sin);
             if (style == Style.GPTJ) {
                 for (int i = 0; i < half; i++) {
                     factors[2 * i] = cos[i];
@@ -168,107 +176,27 @@ public final class RotaryEmbedding {
                 long head = ((long) t * numHeads + h) * headDim + rotaryOffset;
                 if (heapRows != null) {
                     if (style == Style.NEOX) {
-                        rotateHalves(heapRows, (int) head, cos, sin);
+                        RotaryRows.halves(heapRows, (int) head, half, cos, sin);
                     } else {
-                        rotatePairs(heapRows, (int) head, factors, signedSin);
+                        RotaryRows.pairs(heapRows, (int) head, half, factors, signedSin);
                     }
                 } else if (style == Style.NEOX) {
-                    rotateHalves(segmentRows, head, cos, sin);
+                    RotaryRows.halves(segmentRows, head, half, cos, sin);
                 } else {
-                    rotatePairs(segmentRows, head, factors, signedSin);
+                    RotaryRows.pairs(segmentRows, head, half, factors, signedSin);
                 }
             }
         }
     }
 
-    /** NEOX: x at head + i, y at head + half + i. */
-    private void rotateHalves(float[] a, int head, float[] cos, float[] sin) {
-        int i = 0;
-        for (; i <= half - LANES; i += LANES) {
-            FloatVector x = FloatVector.fromArray(FLOATS, a, head + i);
-            FloatVector y = FloatVector.fromArray(FLOATS, a, head + half + i);
-            FloatVector c = FloatVector.fromArray(FLOATS, cos, i);
-            FloatVector s = FloatVector.fromArray(FLOATS, sin, i);
-            x.fma(c, y.mul(s.neg())).intoArray(a, head + i);
-            y.fma(c, x.mul(s)).intoArray(a, head + half + i);
-        }
-        for (; i < half; i++) {
-            float x = a[head + i];
-            float y = a[head + half + i];
-            a[head + i] = Math.fma(x, cos[i], y * -sin[i]);
-            a[head + half + i] = Math.fma(y, cos[i], x * sin[i]);
-        }
-    }
-
-    /** GPTJ: element j and its partner j ^ 1, {@code fma(x_j, factors_j, x_(j^1) * signedSin_j)}. */
-    private void rotatePairs(float[] a, int head, float[] factors, float[] signedSin) {
-        int rotary = 2 * half;
-        int j = 0;
-        for (; j <= rotary - LANES; j += LANES) {
-            FloatVector x = FloatVector.fromArray(FLOATS, a, head + j);
-            FloatVector c = FloatVector.fromArray(FLOATS, factors, j);
-            FloatVector s = FloatVector.fromArray(FLOATS, signedSin, j);
-            x.fma(c, x.rearrange(SWAP_PAIRS).mul(s)).intoArray(a, head + j);
-        }
-        for (; j < rotary; j += 2) {
-            float x = a[head + j];
-            float y = a[head + j + 1];
-            a[head + j] = Math.fma(x, factors[j], y * signedSin[j]);
-            a[head + j + 1] = Math.fma(y, factors[j + 1], x * signedSin[j + 1]);
-        }
-    }
-
-    /**
-     * {@link #rotateHalves(float[], int, float[], float[])} on off-heap rows (a FloatArray's segment), the same
-     * operations in the same order: the same bits ({@code RotaryEmbeddingTest}).
-     */
-    private void rotateHalves(MemorySegment a, long head, float[] cos, float[] sin) {
-        int i = 0;
-        for (; i <= half - LANES; i += LANES) {
-            long xAt = (head + i) * Float.BYTES;
-            long yAt = (head + half + i) * Float.BYTES;
-            FloatVector x = FloatVector.fromMemorySegment(FLOATS, a, xAt, ByteOrder.nativeOrder());
-            FloatVector y = FloatVector.fromMemorySegment(FLOATS, a, yAt, ByteOrder.nativeOrder());
-            FloatVector c = FloatVector.fromArray(FLOATS, cos, i);
-            FloatVector s = FloatVector.fromArray(FLOATS, sin, i);
-            x.fma(c, y.mul(s.neg())).intoMemorySegment(a, xAt, ByteOrder.nativeOrder());
-            y.fma(c, x.mul(s)).intoMemorySegment(a, yAt, ByteOrder.nativeOrder());
-        }
-        for (; i < half; i++) {
-            float x = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + i);
-            float y = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + half + i);
-            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + i, Math.fma(x, cos[i], y * -sin[i]));
-            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + half + i, Math.fma(y, cos[i], x * sin[i]));
-        }
-    }
-
-    /** {@link #rotatePairs(float[], int, float[], float[])} on off-heap rows, the same operations in the same order. */
-    private void rotatePairs(MemorySegment a, long head, float[] factors, float[] signedSin) {
-        int rotary = 2 * half;
-        int j = 0;
-        for (; j <= rotary - LANES; j += LANES) {
-            long at = (head + j) * Float.BYTES;
-            FloatVector x = FloatVector.fromMemorySegment(FLOATS, a, at, ByteOrder.nativeOrder());
-            FloatVector c = FloatVector.fromArray(FLOATS, factors, j);
-            FloatVector s = FloatVector.fromArray(FLOATS, signedSin, j);
-            x.fma(c, x.rearrange(SWAP_PAIRS).mul(s)).intoMemorySegment(a, at, ByteOrder.nativeOrder());
-        }
-        for (; j < rotary; j += 2) {
-            float x = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + j);
-            float y = a.getAtIndex(ValueLayout.JAVA_FLOAT, head + j + 1);
-            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + j, Math.fma(x, factors[j], y * signedSin[j]));
-            a.setAtIndex(ValueLayout.JAVA_FLOAT, head + j + 1, Math.fma(y, factors[j + 1], x * signedSin[j + 1]));
-        }
-    }
-
-    private static float[] heap(float[] rows) {
+    static float[] heap(float[] rows) {
         if (rows == null) {
             throw new IllegalArgumentException("rows=null");
         }
         return rows;
     }
 
-    private static MemorySegment segment(FloatArray rows) {
+    static MemorySegment segment(FloatArray rows) {
         if (rows == null) {
             throw new IllegalArgumentException("rows=null");
         }

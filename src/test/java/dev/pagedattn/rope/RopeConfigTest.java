@@ -9,7 +9,8 @@ import org.junit.jupiter.api.Test;
 /**
  * Models' config.json fields (as a JSON library hands them over: Integer, Long, Double, Boolean, nested maps) read into
  * the rule {@code transformers} builds from them; gpt-oss's YaRN without truncation against a numpy transcription of
- * {@code _compute_yarn_parameters}; rules that need more than one list of frequencies and bad fields named.
+ * {@code _compute_yarn_parameters}; Qwen2.5-VL's M-RoPE sections; rules whose frequencies change with the sequence, Qwen3-VL's
+ * interleaved sections and bad fields named.
  */
 class RopeConfigTest {
     @Test
@@ -76,15 +77,34 @@ class RopeConfigTest {
         assertEquals(RopeFrequencies.yarn(64, 150000, 32, 4096, 32, 1, 0.1 * Math.log(32) + 1, false), gptOss);
     }
 
+    /** Qwen2.5-VL 7B: type mrope (older configs) or default with mrope_section (transformers' current form). */
     @Test
-    void rulesOfMoreThanOneListAndBadFieldsAreNamed() {
+    void qwen25VlReadsItsSections() {
+        for (String type : new String[] {"mrope", "default"}) {
+            Map<String, Object> config = Map.of("hidden_size", 3584, "num_attention_heads", 28, "rope_theta", 1000000.0,
+                    "rope_scaling", Map.of("type", type, "mrope_section", java.util.List.of(16, 24, 24)));
+            assertEquals(RopeFrequencies.standard(128, 1e6), RopeConfig.frequencies(config));
+            MultimodalRotaryEmbedding mrope = RopeConfig.multimodalEmbedding(config, RotaryEmbedding.Style.NEOX);
+            org.junit.jupiter.api.Assertions.assertArrayEquals(new int[] {16, 24, 24}, mrope.sections());
+            assertEquals(128, mrope.rotation().headDim());
+        }
+    }
+
+    @Test
+    void rulesThatChangeWithTheSequenceAndBadFieldsAreNamed() {
         Map<String, Object> base = Map.of("hidden_size", 4096, "num_attention_heads", 32);
         assertNamed("rope_scaling.rope_type=dynamic is not supported", () -> RopeConfig.frequencies(with(base, "rope_scaling",
                 Map.of("rope_type", "dynamic", "factor", 2.0))));
         assertNamed("rope_scaling.rope_type=longrope is not supported", () -> RopeConfig.frequencies(with(base, "rope_scaling",
                 Map.of("type", "longrope"))));
-        assertNamed("rope_scaling.rope_type=mrope is not supported", () -> RopeConfig.frequencies(with(base, "rope_scaling",
-                Map.of("type", "default", "mrope_section", java.util.List.of(16, 24, 24)))));
+        assertNamed("mrope_section=[16, 24, 24]: multimodal RoPE", () -> RopeConfig.embedding(with(base, "rope_scaling",
+                Map.of("type", "mrope", "mrope_section", java.util.List.of(16, 24, 24))), RotaryEmbedding.Style.NEOX));
+        assertNamed("rope_scaling.mrope_interleaved=true is not supported", () -> RopeConfig.frequencies(with(base,
+                "rope_scaling", Map.of("rope_type", "default", "mrope_section", java.util.List.of(24, 20, 20),
+                        "mrope_interleaved", true))));
+        assertNamed("config has no rope_scaling.mrope_section", () -> RopeConfig.multimodalEmbedding(base, RotaryEmbedding.Style.NEOX));
+        assertNamed("rope_scaling.mrope_section=16 is not a list", () -> RopeConfig.multimodalEmbedding(with(base,
+                "rope_scaling", Map.of("type", "mrope", "mrope_section", 16)), RotaryEmbedding.Style.NEOX));
         assertNamed("rope_scaling.rope_type=ntk is not one of default, linear, llama3, yarn",
                 () -> RopeConfig.frequencies(with(base, "rope_scaling", Map.of("rope_type", "ntk"))));
         assertNamed("rope_scaling.factor is missing (rope_type=llama3)", () -> RopeConfig.frequencies(with(base, "rope_scaling",
