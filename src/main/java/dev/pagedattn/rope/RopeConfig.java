@@ -16,6 +16,8 @@ import java.util.Map;
  *               original_max_position_embeddings) | yarn (factor, original_max_position_embeddings else the config's
  *               max_position_embeddings, beta_fast 32, beta_slow 1, attention_factor, else mscale / mscale_all_dim,
  *               else 0.1 ln(factor) + 1; truncate true)
+ *  per layer    frequencies(config, layerType): Gemma 3's sliding layers at rope_local_base_freq, unscaled;
+ *               transformers 5's rope_parameters keyed by full_attention / sliding_attention
  * </pre>
  *
  * The rules whose frequencies change with the sequence (dynamic, longrope) are refused by name;
@@ -24,6 +26,9 @@ import java.util.Map;
  * sections are refused. Every bad or missing field is named with its value.
  */
 public final class RopeConfig {
+    private static final String FULL = "full_attention";
+    private static final String SLIDING = "sliding_attention";
+
     private RopeConfig() {
     }
 
@@ -84,11 +89,52 @@ public final class RopeConfig {
         if (scaling == null) {
             scaling = map(config, "rope_parameters");
             where = "rope_parameters";
+            if (scaling != null && (scaling.get(FULL) instanceof Map || scaling.get(SLIDING) instanceof Map)) {
+                throw new IllegalArgumentException("rope_parameters has a rule per layer type (" + scaling.keySet() + "): use"
+                        + " RopeConfig.frequencies(config, layerType)");
+            }
         }
         double theta = number(config, "rope_theta", Double.NaN);
         if (Double.isNaN(theta) && scaling != null) {
             theta = number(scaling, where, "rope_theta", Double.NaN);
         }
+        return rule(config, scaling, where, theta);
+    }
+
+    /**
+     * The frequencies of the layers of {@code layerType} ({@code full_attention} or {@code sliding_attention}, the
+     * config's {@code layer_types} values) in a model whose windowed layers turn by a rule of their own: Gemma 3's
+     * {@code rope_local_base_freq} (10000, unscaled, beside the full layers' 1000000 with linear factor 8), or
+     * transformers 5's {@code rope_parameters} holding one rule per layer type. Other configs give both types
+     * {@link #frequencies(Map)}.
+     */
+    public static RopeFrequencies frequencies(Map<String, ?> config, String layerType) {
+        if (config == null) {
+            throw new IllegalArgumentException("config=null");
+        }
+        if (!FULL.equals(layerType) && !SLIDING.equals(layerType)) {
+            throw new IllegalArgumentException("layerType=" + layerType + " is not " + FULL + " or " + SLIDING);
+        }
+        Map<String, ?> perType = map(config, "rope_parameters");
+        if (perType != null && perType.get(layerType) instanceof Map) {
+            Map<String, ?> rule = map(perType, layerType);
+            String where = "rope_parameters." + layerType;
+            double theta = number(rule, where, "rope_theta", Double.NaN);
+            return rule(config, rule, where, Double.isNaN(theta) ? number(config, "rope_theta", Double.NaN) : theta);
+        }
+        if (SLIDING.equals(layerType) && config.get("rope_local_base_freq") != null) {
+            return RopeFrequencies.standard(rotaryDim(config, null, null), number(config, "rope_local_base_freq", Double.NaN));
+        }
+        return frequencies(config);
+    }
+
+    /** As {@link #embedding(Map, RotaryEmbedding.Style)}, for the layers of {@code layerType}. */
+    public static RotaryEmbedding embedding(Map<String, ?> config, String layerType, RotaryEmbedding.Style style) {
+        return new RotaryEmbedding(headDim(config), frequencies(config, layerType), style);
+    }
+
+    /** The rule of {@code scaling} (null: the standard one) at {@code theta} (NaN: the config's other names, or 10000). */
+    private static RopeFrequencies rule(Map<String, ?> config, Map<String, ?> scaling, String where, double theta) {
         if (Double.isNaN(theta)) {
             theta = number(config, "rotary_emb_base", 10000);
         }

@@ -77,6 +77,33 @@ class RopeConfigTest {
         assertEquals(RopeFrequencies.yarn(64, 150000, 32, 4096, 32, 1, 0.1 * Math.log(32) + 1, false), gptOss);
     }
 
+    /**
+     * Gemma 3 27B's text config: full layers at theta 1000000 with linear factor 8, sliding layers at
+     * rope_local_base_freq 10000 unscaled; the same in transformers 5's rope_parameters per layer type; a model with
+     * one rule gives it to both types.
+     */
+    @Test
+    void gemma3sSlidingLayersTurnByTheirOwnRule() {
+        Map<String, Object> gemma3 = Map.of("head_dim", 128, "hidden_size", 5376, "num_attention_heads", 32,
+                "rope_theta", 1000000.0, "rope_local_base_freq", 10000.0, "rope_scaling", Map.of("factor", 8.0,
+                        "rope_type", "linear"));
+        Map<String, Object> v5 = Map.of("head_dim", 128, "rope_parameters", Map.of(
+                "full_attention", Map.of("rope_type", "linear", "factor", 8.0, "rope_theta", 1000000.0),
+                "sliding_attention", Map.of("rope_type", "default", "rope_theta", 10000.0)));
+        for (Map<String, Object> config : java.util.List.of(gemma3, v5)) {
+            assertEquals(RopeFrequencies.linear(128, 1e6, 8), RopeConfig.frequencies(config, "full_attention"));
+            assertEquals(RopeFrequencies.standard(128, 10000), RopeConfig.frequencies(config, "sliding_attention"));
+            assertEquals(RopeFrequencies.standard(128, 10000),
+                    RopeConfig.embedding(config, "sliding_attention", RotaryEmbedding.Style.NEOX).frequencies());
+        }
+        assertEquals(RopeFrequencies.linear(128, 1e6, 8), RopeConfig.frequencies(gemma3));
+        assertNamed("rope_parameters has a rule per layer type", () -> RopeConfig.frequencies(v5));
+        Map<String, Object> llama = Map.of("hidden_size", 4096, "num_attention_heads", 32, "rope_theta", 500000.0);
+        assertEquals(RopeConfig.frequencies(llama), RopeConfig.frequencies(llama, "sliding_attention"));
+        assertNamed("layerType=chunked_attention is not full_attention or sliding_attention",
+                () -> RopeConfig.frequencies(llama, "chunked_attention"));
+    }
+
     /** Qwen2.5-VL 7B: type mrope (older configs) or default with mrope_section (transformers' current form). */
     @Test
     void qwen25VlReadsItsSections() {
