@@ -134,7 +134,8 @@ class RotaryAttentionTest {
         return e;
     }
 
-    private static FloatArray poisoned(int n) {
+    /** {@code n} floats of NaN: an output a call must overwrite. */
+    static FloatArray poisoned(int n) {
         FloatArray a = new FloatArray(n);
         a.init(Float.NaN);
         return a;

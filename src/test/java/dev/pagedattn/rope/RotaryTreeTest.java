@@ -62,7 +62,7 @@ class RotaryTreeTest {
         FloatArray q = FloatArray.fromArray(draftQ);
         rope.apply(q, Q_HEADS, positions);
         AttentionSpec spec = AttentionSpec.of(tree.config(), Q_HEADS);
-        FloatArray verified = poisoned(parents.length * Q_HEADS * HEAD_DIM);
+        FloatArray verified = RotaryAttentionTest.poisoned(parents.length * Q_HEADS * HEAD_DIM);
         try (JvmPrefillAttention prefill = new JvmPrefillAttention(tree, spec)) {
             prefill.prefill(batch, 0, q, verified);
         }
@@ -92,10 +92,10 @@ class RotaryTreeTest {
         // the next step decodes the same bits over both; draft 5's verified row is the in-order decode at its position
         FloatArray next = FloatArray.fromArray(nextQ);
         rope.apply(next, Q_HEADS, linear.batch(0).queryPositions());
-        FloatArray fromTree = poisoned(Q_HEADS * HEAD_DIM);
-        FloatArray fromLinear = poisoned(Q_HEADS * HEAD_DIM);
+        FloatArray fromTree = RotaryAttentionTest.poisoned(Q_HEADS * HEAD_DIM);
+        FloatArray fromLinear = RotaryAttentionTest.poisoned(Q_HEADS * HEAD_DIM);
         FloatArray lastDraft = FloatArray.fromArray(Arrays.copyOfRange(q.toHeapArray(), 5 * Q_HEADS * HEAD_DIM, 6 * Q_HEADS * HEAD_DIM));
-        FloatArray inOrder = poisoned(Q_HEADS * HEAD_DIM);
+        FloatArray inOrder = RotaryAttentionTest.poisoned(Q_HEADS * HEAD_DIM);
         try (JvmDecodeAttention a = new JvmDecodeAttention(tree, spec); JvmDecodeAttention b = new JvmDecodeAttention(linear, spec)) {
             a.decode(tree.batch(seq), 0, next, fromTree);
             b.decode(linear.batch(0), 0, next, fromLinear);
@@ -130,11 +130,5 @@ class RotaryTreeTest {
         rope.apply(k, KV_HEADS, 0, contextK.length / WIDTH);
         cache.appendTokens(cache.createSequence(), k, contextV);
         return cache;
-    }
-
-    private static FloatArray poisoned(int n) {
-        FloatArray a = new FloatArray(n);
-        a.init(Float.NaN);
-        return a;
     }
 }
